@@ -1,0 +1,319 @@
+//! The executor: carries out a plan exactly, making no decisions of its own. Each change
+//! becomes one or two walker nodes (a replace is a destroy node then an apply node); creates
+//! follow dependencies, destroys go in reverse. The state is written before each create
+//! (intent) and after each finished step, so a crash never loses a created resource.
+
+use crate::addr::ResourceAddr;
+use crate::events::Event;
+use crate::plan::{Action, Plan, PlannedChange};
+use crate::resources::{self, Ctx, ResourceError};
+use crate::state::{ResourceStatus, StateError, StateResource, StateSnapshot, StateStore};
+use crate::value;
+use crate::walker::{self, Outcome};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A saved plan no longer matches the state.
+    #[error("the saved plan is stale: it was made for state lineage {plan_lineage} serial {plan_serial}, but the state is now lineage {lineage} serial {serial}; run `eksnet plan` again")]
+    StalePlan {
+        plan_lineage: String,
+        plan_serial: i64,
+        lineage: String,
+        serial: i64,
+    },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    Destroy,
+    Apply,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Step {
+    pub addr: ResourceAddr,
+    pub phase: Phase,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.phase {
+            Phase::Apply => write!(f, "{}", self.addr),
+            Phase::Destroy => write!(f, "{} (destroy)", self.addr),
+        }
+    }
+}
+
+/// How one apply went, per resource.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    pub succeeded: Vec<Step>,
+    pub failed: Vec<(Step, String)>,
+    pub skipped: Vec<(Step, String)>,
+}
+
+impl ApplyReport {
+    pub fn ok(&self) -> bool {
+        self.failed.is_empty() && self.skipped.is_empty()
+    }
+}
+
+/// The walk's dependency map for a plan (see module docs).
+pub fn steps(plan: &Plan, state: &StateSnapshot) -> BTreeMap<Step, BTreeSet<Step>> {
+    let mut deps: BTreeMap<Step, BTreeSet<Step>> = BTreeMap::new();
+    let phases = |a: Action| -> &'static [Phase] {
+        match a {
+            Action::Create | Action::Update | Action::Adopt | Action::NoOp => &[Phase::Apply],
+            Action::Replace => &[Phase::Destroy, Phase::Apply],
+            Action::Delete | Action::Forget => &[Phase::Destroy],
+        }
+    };
+    let by_addr: HashMap<&ResourceAddr, &PlannedChange> = plan.changes.iter().map(|c| (&c.addr, c)).collect();
+    for c in &plan.changes {
+        for p in phases(c.action) {
+            deps.entry(Step { addr: c.addr.clone(), phase: *p }).or_default();
+        }
+        if c.action == Action::Replace {
+            let apply = Step { addr: c.addr.clone(), phase: Phase::Apply };
+            deps.entry(apply).or_default().insert(Step { addr: c.addr.clone(), phase: Phase::Destroy });
+        }
+    }
+    // For each "b depends on a": apply a before apply b; destroy b before destroy a.
+    let mut pairs: BTreeSet<(ResourceAddr, ResourceAddr)> = BTreeSet::new();
+    for c in &plan.changes {
+        for d in &c.dependencies {
+            pairs.insert((d.clone(), c.addr.clone()));
+        }
+        if let Some(s) = state.resources.get(&c.addr) {
+            for d in &s.dependencies {
+                pairs.insert((d.clone(), c.addr.clone()));
+            }
+        }
+    }
+    for (a, b) in pairs {
+        let (Some(ca), Some(cb)) = (by_addr.get(&a), by_addr.get(&b)) else { continue };
+        if phases(ca.action).contains(&Phase::Apply) && phases(cb.action).contains(&Phase::Apply) {
+            deps.entry(Step { addr: b.clone(), phase: Phase::Apply }).or_default().insert(Step { addr: a.clone(), phase: Phase::Apply });
+        }
+        if phases(ca.action).contains(&Phase::Destroy) && phases(cb.action).contains(&Phase::Destroy) {
+            deps.entry(Step { addr: a.clone(), phase: Phase::Destroy }).or_default().insert(Step { addr: b.clone(), phase: Phase::Destroy });
+        }
+        // A dependent that stays must let go of what is deleted before it goes (e.g. a
+        // cluster updated away from a subnet that is removed).
+        if phases(cb.action) == [Phase::Apply] && phases(ca.action) == [Phase::Destroy] {
+            deps.entry(Step { addr: a.clone(), phase: Phase::Destroy }).or_default().insert(Step { addr: b.clone(), phase: Phase::Apply });
+        }
+    }
+    deps
+}
+
+struct Shared {
+    state: Mutex<StateStore>,
+    outputs: Mutex<HashMap<ResourceAddr, Value>>,
+    changes: HashMap<ResourceAddr, PlannedChange>,
+    prior: StateSnapshot,
+}
+
+/// Checks that a saved plan was made against the current state.
+pub fn check_fresh(plan: &Plan, state: &StateStore) -> Result<(), ApplyError> {
+    let lineage = state.lineage()?;
+    let serial = state.serial()?;
+    if plan.state_lineage != lineage || plan.state_serial != serial {
+        return Err(ApplyError::StalePlan {
+            plan_lineage: plan.state_lineage.clone(),
+            plan_serial: plan.state_serial,
+            lineage,
+            serial,
+        });
+    }
+    Ok(())
+}
+
+pub async fn apply(ctx: &Ctx, plan: &Plan, state: StateStore, parallelism: usize) -> Result<(ApplyReport, StateStore), ApplyError> {
+    let prior = state.snapshot()?;
+    let outputs: HashMap<ResourceAddr, Value> = prior
+        .resources
+        .iter()
+        .filter(|(_, r)| r.status == ResourceStatus::Present)
+        .map(|(a, r)| (a.clone(), r.outputs.clone()))
+        .chain(plan.changes.iter().filter_map(|c| Some((c.addr.clone(), c.observed_outputs.clone()?))))
+        .collect();
+    let deps = steps(plan, &prior);
+    let shared = Arc::new(Shared {
+        state: Mutex::new(state),
+        outputs: Mutex::new(outputs),
+        changes: plan.changes.iter().map(|c| (c.addr.clone(), c.clone())).collect(),
+        prior,
+    });
+    let outcomes = walker::walk(deps, parallelism, |step: Step| {
+        let shared = shared.clone();
+        let ctx = ctx.clone();
+        async move {
+            let Some(change) = shared.changes.get(&step.addr).cloned() else {
+                return Err(format!("no planned change for {}", step.addr));
+            };
+            let start = Instant::now();
+            let verb = verb(change.action, step.phase);
+            let reportable = !matches!(change.action, Action::NoOp);
+            if reportable {
+                ctx.reporter.event(Event::Started { addr: step.addr.clone(), action: verb.to_string() });
+            }
+            match run_step(&ctx, &shared, &change, step.phase).await {
+                Ok(cloud_id) => {
+                    if reportable {
+                        ctx.reporter.event(Event::Finished { addr: step.addr.clone(), action: verb.to_string(), elapsed: start.elapsed(), cloud_id });
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    ctx.reporter.event(Event::Failed { addr: step.addr.clone(), action: verb.to_string(), error: msg.clone() });
+                    Err(msg)
+                }
+            }
+        }
+    })
+    .await;
+    let mut report = ApplyReport::default();
+    for (step, outcome) in outcomes {
+        match outcome {
+            Outcome::Succeeded => report.succeeded.push(step),
+            Outcome::Failed(e) => report.failed.push((step, e)),
+            Outcome::Skipped { because } => {
+                if let Ok(b) = because.parse::<ResourceAddr>() {
+                    ctx.reporter.event(Event::Skipped { addr: step.addr.clone(), because: b });
+                }
+                report.skipped.push((step, because));
+            }
+        }
+    }
+    let shared = Arc::try_unwrap(shared).map_err(|_| ApplyError::State(StateError::Corrupt { path: Default::default(), address: "-".into(), message: "executor still running".into() }))?;
+    let state = shared.state.into_inner().unwrap_or_else(|p| p.into_inner());
+    Ok((report, state))
+}
+
+fn verb(action: Action, phase: Phase) -> &'static str {
+    match (action, phase) {
+        (Action::Create, _) => "create",
+        (Action::Update, _) => "update",
+        (Action::Replace, Phase::Destroy) => "destroy (replace)",
+        (Action::Replace, Phase::Apply) => "create (replace)",
+        (Action::Delete, _) => "destroy",
+        (Action::Adopt, _) => "adopt",
+        (Action::Forget, _) => "forget",
+        (Action::NoOp, _) => "refresh",
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Resource(#[from] ResourceError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("{0}")]
+    Unresolved(String),
+}
+
+fn put(shared: &Shared, addr: &ResourceAddr, r: &StateResource) -> Result<(), StateError> {
+    let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+    st.put(addr, r)
+}
+
+fn remove(shared: &Shared, addr: &ResourceAddr) -> Result<(), StateError> {
+    let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+    st.remove(addr)
+}
+
+/// Resolves "known after apply" values from the outputs produced so far.
+fn resolve_after(shared: &Shared, change: &PlannedChange) -> Result<Value, StepError> {
+    let after = change.after.clone().unwrap_or(Value::Null);
+    let outputs = shared.outputs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let resolved = value::resolve(&after, &|r| outputs.get(&r.addr).and_then(|o| value::lookup_path(o, &r.path)));
+    if value::is_unknown(&resolved) {
+        let missing: Vec<String> = value::references(&resolved).iter().map(|r| r.raw.clone()).collect();
+        return Err(StepError::Unresolved(format!(
+            "cannot resolve {}: the referenced resource did not produce that output (AWS did not return it)",
+            missing.join(", ")
+        )));
+    }
+    Ok(resolved)
+}
+
+async fn run_step(ctx: &Ctx, shared: &Shared, change: &PlannedChange, phase: Phase) -> Result<Option<String>, StepError> {
+    let addr = &change.addr;
+    let prior = shared.prior.resources.get(addr);
+    match (change.action, phase) {
+        (Action::Delete | Action::Replace, Phase::Destroy) => {
+            let Some(id) = change.cloud_id.clone().or_else(|| prior.and_then(|p| p.cloud_id.clone())) else {
+                remove(shared, addr)?;
+                return Ok(None);
+            };
+            let attrs = change.before.clone().or_else(|| prior.map(|p| p.attrs.clone())).unwrap_or(Value::Null);
+            if let Some(p) = prior {
+                put(shared, addr, &StateResource { status: ResourceStatus::Deleting, ..p.clone() })?;
+            }
+            resources::delete(ctx, addr, &id, &attrs).await?;
+            remove(shared, addr)?;
+            shared.outputs.lock().unwrap_or_else(|p| p.into_inner()).remove(addr);
+            Ok(Some(id))
+        }
+        (Action::Forget, _) => {
+            remove(shared, addr)?;
+            Ok(None)
+        }
+        (Action::Create | Action::Replace, Phase::Apply) => {
+            let attrs = resolve_after(shared, change)?;
+            // Intent first: if we die between AWS's answer and the next write, the next refresh
+            // looks this resource up by its natural key and adopts it.
+            put(shared, addr, &StateResource {
+                status: ResourceStatus::Creating,
+                cloud_id: None,
+                attrs: attrs.clone(),
+                outputs: Value::Object(Default::default()),
+                dependencies: change.dependencies.clone(),
+            })?;
+            let obs = resources::create(ctx, addr, &attrs).await?;
+            record(shared, change, attrs, obs.cloud_id.clone(), obs.outputs)?;
+            Ok(Some(obs.cloud_id))
+        }
+        (Action::Update, _) => {
+            let attrs = resolve_after(shared, change)?;
+            let id = change.cloud_id.clone().unwrap_or_default();
+            let before = change.before.clone().unwrap_or(Value::Null);
+            let obs = resources::update(ctx, addr, &id, &before, &attrs).await?;
+            record(shared, change, attrs, obs.cloud_id.clone(), obs.outputs)?;
+            Ok(Some(obs.cloud_id))
+        }
+        (Action::Adopt, _) | (Action::NoOp, _) => {
+            let attrs = resolve_after(shared, change).unwrap_or_else(|_| change.after.clone().unwrap_or(Value::Null));
+            let outputs = change.observed_outputs.clone().unwrap_or(Value::Null);
+            let same = prior.is_some_and(|p| p.status == ResourceStatus::Present && p.outputs == outputs && p.dependencies == change.dependencies && p.attrs == attrs);
+            if !same {
+                record(shared, change, attrs, change.cloud_id.clone().unwrap_or_default(), outputs)?;
+            }
+            Ok(change.cloud_id.clone())
+        }
+        // Steps never built for these pairs (see `steps`).
+        (Action::Delete, Phase::Apply) | (Action::Create, Phase::Destroy) => Ok(None),
+    }
+}
+
+fn record(shared: &Shared, change: &PlannedChange, attrs: Value, cloud_id: String, outputs: Value) -> Result<(), StateError> {
+    put(shared, &change.addr, &StateResource {
+        status: ResourceStatus::Present,
+        cloud_id: Some(cloud_id),
+        attrs,
+        outputs: outputs.clone(),
+        dependencies: change.dependencies.clone(),
+    })?;
+    shared.outputs.lock().unwrap_or_else(|p| p.into_inner()).insert(change.addr.clone(), outputs);
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! AWS clients from aws-config's default chain (env, profile, SSO, IMDS). `AWS_ENDPOINT_URL`
+//! is honoured by the chain itself, which is how tests point eksnet at moto or the proxy.
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_smithy_http_client::tls;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct AwsClients {
+    pub ec2: aws_sdk_ec2::Client,
+    pub eks: aws_sdk_eks::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub cloudformation: aws_sdk_cloudformation::Client,
+    pub region: String,
+}
+
+impl AwsClients {
+    /// Loads the shared config. `region` (from the spec) overrides the chain's region.
+    pub async fn load(region: Option<&str>) -> AwsClients {
+        // One rustls + ring stack for every client: two crypto providers in one process make
+        // rustls refuse to pick one at run time (see docs/architecture.md).
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        // The SDK's standard retry mode already backs off with jitter on throttling and 5xx;
+        // more attempts than its default 3 because a 50-burst EC2 bucket empties quickly.
+        let retry = RetryConfig::standard()
+            .with_max_attempts(8)
+            .with_initial_backoff(Duration::from_millis(200))
+            .with_max_backoff(Duration::from_secs(20));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http)
+            .retry_config(retry);
+        if let Some(r) = region {
+            loader = loader.region(Region::new(r.to_string()));
+        }
+        let conf = loader.load().await;
+        let region = conf
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "us-east-1".to_string());
+        AwsClients {
+            ec2: aws_sdk_ec2::Client::new(&conf),
+            eks: aws_sdk_eks::Client::new(&conf),
+            iam: aws_sdk_iam::Client::new(&conf),
+            cloudformation: aws_sdk_cloudformation::Client::new(&conf),
+            region,
+        }
+    }
+}

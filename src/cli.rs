@@ -1,0 +1,462 @@
+//! Command-line interface: Terraform-like commands over the library. Data (plans, DOT, JSON)
+//! goes to stdout; progress, logs and errors go to stderr.
+
+use crate::addr::{Kind, ResourceAddr};
+use crate::apply::{self, ApplyReport};
+use crate::aws::AwsClients;
+use crate::diag::Diagnostics;
+use crate::events::{HumanReporter, JsonReporter, Reporter};
+use crate::graph::DependencyGraph;
+use crate::plan::{self, Action, Palette, Plan};
+use crate::planner::{self, PlanOptions};
+use crate::refresh;
+use crate::resources::Ctx;
+use crate::spec::{self, Spec};
+use crate::state::{self, StateSnapshot, StateStore};
+use crate::validate;
+use clap::{Args, Parser, Subcommand};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "eksnet", version, about = "Plan and apply Amazon EKS custom networking from a TOML spec")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and check a spec; no API call.
+    Validate {
+        spec: PathBuf,
+        /// Print diagnostics as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refresh from AWS and show what apply would change.
+    Plan {
+        spec: PathBuf,
+        #[command(flatten)]
+        common: Common,
+        /// Save the plan to this file for `eksnet apply PLANFILE`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Plan a destroy instead.
+        #[arg(long)]
+        destroy: bool,
+        /// Plan to recreate this resource (repeatable).
+        #[arg(long, value_name = "ADDR")]
+        replace: Vec<ResourceAddr>,
+    },
+    /// Converge AWS to a spec, or carry out a saved plan exactly.
+    Apply {
+        /// A spec (.toml) or a plan file from `plan --out`.
+        target: PathBuf,
+        #[command(flatten)]
+        common: Common,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+        /// Recreate this resource (repeatable).
+        #[arg(long, value_name = "ADDR")]
+        replace: Vec<ResourceAddr>,
+        #[command(flatten)]
+        run: RunOpts,
+    },
+    /// Delete everything the state holds, in reverse dependency order.
+    Destroy {
+        spec: PathBuf,
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        auto_approve: bool,
+        #[command(flatten)]
+        run: RunOpts,
+    },
+    /// Print the dependency graph as Graphviz DOT.
+    Graph {
+        spec: PathBuf,
+        /// Show the destroy order (edges reversed).
+        #[arg(long)]
+        destroy: bool,
+        /// Include resources that are only in this state.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Free a lock left by a command that died.
+    ForceUnlock {
+        lock_id: String,
+        /// The state database (default: the only `state/*.db`).
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// State database (default: state/<spec stem>.db).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Machine-readable output: the plan as JSON on stdout, events as JSON lines on stderr.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Clone)]
+struct RunOpts {
+    /// Resources worked on at once.
+    #[arg(long, default_value_t = 10)]
+    parallelism: usize,
+    /// On destroy, delete ENIs in state `available` that block a subnet deletion.
+    #[arg(long)]
+    delete_available_enis: bool,
+}
+
+/// Errors at the CLI edge with their exit code: 1 for user and AWS errors alike, as Terraform.
+struct Failure(String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure(msg)) => {
+            let msg = msg.trim_end();
+            if msg.starts_with("error:") {
+                eprintln!("{msg}");
+            } else {
+                eprintln!("error: {msg}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn palette() -> Palette {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    if !no_color && std::io::stdout().is_terminal() {
+        Palette::ANSI
+    } else {
+        Palette::PLAIN
+    }
+}
+
+fn reporter(json: bool) -> Arc<dyn Reporter> {
+    if json {
+        Arc::new(JsonReporter)
+    } else {
+        Arc::new(HumanReporter::new())
+    }
+}
+
+fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+/// Loads and validates; prints warnings; errors become a failure listing all of them.
+fn load_spec(path: &Path) -> Result<Spec, Failure> {
+    let spec = spec::load(path).map_err(|d| Failure(d.to_string()))?;
+    let diags = validate::validate(&spec);
+    report_warnings(&diags);
+    if diags.has_errors() {
+        return Err(Failure(errors_only(&diags)));
+    }
+    Ok(spec)
+}
+
+fn errors_only(d: &Diagnostics) -> String {
+    let errs: Vec<String> = d.errors().map(|e| e.to_string()).collect();
+    errs.join("\n")
+}
+
+fn report_warnings(d: &Diagnostics) {
+    for w in d.warnings() {
+        eprintln!("{w}");
+    }
+}
+
+fn state_path(spec: &Path, explicit: &Option<PathBuf>) -> PathBuf {
+    explicit.clone().unwrap_or_else(|| state::default_path(spec))
+}
+
+/// The snapshot for planning: empty (lineage "") when no state file exists yet, so that
+/// `plan` never creates files.
+fn read_snapshot(path: &Path) -> Result<StateSnapshot, Failure> {
+    if !path.exists() {
+        return Ok(StateSnapshot::default());
+    }
+    Ok(StateStore::open(path)?.snapshot()?)
+}
+
+fn poll_cap() -> Duration {
+    // Real AWS changes state over minutes; polling every 15 s at most is plenty. Emulators and
+    // the test proxy set a lower cap through this variable.
+    let ms = std::env::var("EKSNET_POLL_MAX_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(15_000);
+    Duration::from_millis(ms)
+}
+
+async fn make_ctx(spec: &Spec, lineage: String, json: bool, delete_enis: bool) -> Ctx {
+    let aws = AwsClients::load(spec.settings.region.as_deref()).await;
+    let timeouts = Kind::ALL
+        .iter()
+        .filter_map(|k| spec.settings.timeouts.get(k.as_str()).map(|s| (*k, Duration::from_secs(*s))))
+        .collect();
+    Ctx { aws, reporter: reporter(json), lineage, timeouts, poll_cap: poll_cap(), delete_available_enis: delete_enis }
+}
+
+async fn make_plan(spec: &Spec, snapshot: &StateSnapshot, ctx: &Ctx, opts: &PlanOptions) -> Result<Plan, Failure> {
+    let graph = DependencyGraph::build(spec, Some(snapshot)).map_err(|d| Failure(errors_only(&d)))?;
+    let observed = refresh::refresh(ctx, spec, &graph, snapshot).await?;
+    let plan = planner::plan(spec, &graph, snapshot, &observed, opts).map_err(|d| Failure(errors_only(&d)))?;
+    for w in &plan.warnings {
+        eprintln!("{w}");
+    }
+    Ok(plan)
+}
+
+fn show_plan(plan: &Plan, json: bool) {
+    if json {
+        out(&format!("{}\n", serde_json::to_string_pretty(plan).unwrap_or_default()));
+    } else {
+        out(&plan::render(plan, palette()));
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Command::Validate { spec, json } => {
+            let diags = match spec::load(&spec) {
+                Ok(s) => validate::validate(&s).and_graph(&s),
+                Err(d) => d,
+            };
+            if json {
+                out(&format!("{}\n", serde_json::to_string_pretty(&diags.0).unwrap_or_default()));
+            } else {
+                eprint!("{diags}");
+            }
+            if diags.has_errors() {
+                return Ok(1);
+            }
+            if !json {
+                eprintln!("{}: valid", spec.display());
+            }
+            Ok(0)
+        }
+        Command::Graph { spec, destroy, state } => {
+            let s = load_spec(&spec)?;
+            let snapshot = match &state {
+                Some(p) => Some(read_snapshot(p)?),
+                None => None,
+            };
+            let g = DependencyGraph::build(&s, snapshot.as_ref()).map_err(|d| Failure(errors_only(&d)))?;
+            out(&if destroy { g.reversed() } else { g }.to_dot());
+            Ok(0)
+        }
+        Command::Plan { spec, common, out: out_file, detailed_exitcode, destroy, replace } => {
+            let s = load_spec(&spec)?;
+            let path = state_path(&spec, &common.state);
+            let snapshot = read_snapshot(&path)?;
+            let ctx = make_ctx(&s, snapshot.lineage.clone(), common.json, false).await;
+            let plan = make_plan(&s, &snapshot, &ctx, &PlanOptions { destroy, replace }).await?;
+            show_plan(&plan, common.json);
+            if let Some(f) = out_file {
+                let text = serde_json::to_string_pretty(&plan)?;
+                std::fs::write(&f, text).map_err(|e| Failure(format!("cannot write plan `{}`: {e}", f.display())))?;
+                eprintln!("Saved the plan to {}; apply it with: eksnet apply {}", f.display(), f.display());
+            }
+            Ok(if detailed_exitcode && plan.has_changes() { 2 } else { 0 })
+        }
+        Command::Apply { target, common, auto_approve, replace, run } => {
+            if let Some(plan) = read_plan_file(&target)? {
+                return apply_saved(plan, &common, run).await;
+            }
+            converge(&target, &common, auto_approve, run, PlanOptions { destroy: false, replace }).await
+        }
+        Command::Destroy { spec, common, auto_approve, run } => {
+            converge(&spec, &common, auto_approve, run, PlanOptions { destroy: true, replace: vec![] }).await
+        }
+        Command::ForceUnlock { lock_id, state } => {
+            let path = match state {
+                Some(p) => p,
+                None => only_state_file()?,
+            };
+            if !path.exists() {
+                return Err(Failure(format!("state `{}` does not exist", path.display())));
+            }
+            StateStore::open(&path)?.force_unlock(&lock_id)?;
+            eprintln!("Lock {lock_id} on {} released.", path.display());
+            Ok(0)
+        }
+    }
+}
+
+trait AndGraph {
+    fn and_graph(self, spec: &Spec) -> Diagnostics;
+}
+
+impl AndGraph for Diagnostics {
+    /// Adds graph errors (cycles) to validation results, so `validate` reports them too.
+    fn and_graph(mut self, spec: &Spec) -> Diagnostics {
+        if let Err(d) = DependencyGraph::build(spec, None) {
+            self.extend(d);
+        }
+        self
+    }
+}
+
+fn only_state_file() -> Result<PathBuf, Failure> {
+    let dbs: Vec<PathBuf> = std::fs::read_dir("state")
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "db")).collect())
+        .unwrap_or_default();
+    match dbs.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(Failure("no state/*.db here; pass --state DB".into())),
+        _ => Err(Failure("several state/*.db here; pass --state DB".into())),
+    }
+}
+
+/// A plan file is JSON with a `format` field; anything else is treated as a spec.
+fn read_plan_file(path: &Path) -> Result<Option<Plan>, Failure> {
+    if path.extension().is_some_and(|e| e == "toml") {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Failure(format!("cannot read `{}`: {e}", path.display())))?;
+    if !text.trim_start().starts_with('{') {
+        return Ok(None);
+    }
+    let plan: Plan = serde_json::from_str(&text).map_err(|e| Failure(format!("`{}` is not a valid eksnet plan file: {e}", path.display())))?;
+    if plan.format != plan::PLAN_FORMAT {
+        return Err(Failure(format!("plan format {} is not supported by this eksnet (expected {})", plan.format, plan::PLAN_FORMAT)));
+    }
+    Ok(Some(plan))
+}
+
+fn confirm(destroy: bool) -> Result<bool, Failure> {
+    let mut err = std::io::stderr().lock();
+    let what = if destroy { "destroy all resources in the state" } else { "perform these actions" };
+    let _ = write!(err, "\nDo you want to {what}?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
+    let _ = err.flush();
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}
+
+struct Locked {
+    store: StateStore,
+    lock_id: String,
+}
+
+fn lock_state(path: &Path, command: String) -> Result<Locked, Failure> {
+    let mut store = StateStore::open(path)?;
+    let lock_id = store.lock(&command)?;
+    Ok(Locked { store, lock_id })
+}
+
+async fn converge(spec_path: &Path, common: &Common, auto_approve: bool, run: RunOpts, opts: PlanOptions) -> Result<u8, Failure> {
+    let s = load_spec(spec_path)?;
+    let path = state_path(spec_path, &common.state);
+    let command = format!("eksnet {} {}", if opts.destroy { "destroy" } else { "apply" }, spec_path.display());
+    let Locked { store, lock_id } = lock_state(&path, command)?;
+    let result = async {
+        let snapshot = store.snapshot()?;
+        let ctx = make_ctx(&s, snapshot.lineage.clone(), common.json, run.delete_available_enis).await;
+        let plan = make_plan(&s, &snapshot, &ctx, &opts).await?;
+        show_plan(&plan, common.json);
+        if plan.has_changes() && !auto_approve && !confirm(opts.destroy)? {
+            eprintln!("Cancelled: nothing was changed.");
+            return Ok((1, store));
+        }
+        let (report, store) = apply::apply(&ctx, &plan, store, run.parallelism).await?;
+        Ok::<_, Failure>((summarise(&plan, &report), store))
+    }
+    .await;
+    finish(result, &path, &lock_id)
+}
+
+async fn apply_saved(plan: Plan, common: &Common, run: RunOpts) -> Result<u8, Failure> {
+    let spec_path = PathBuf::from(&plan.spec_path);
+    let s = spec::parse(&spec_path, &plan.spec_source).map_err(|d| Failure(d.to_string()))?;
+    let path = state_path(&spec_path, &common.state);
+    let Locked { store, lock_id } = lock_state(&path, format!("eksnet apply (saved plan for {})", spec_path.display()))?;
+    let result = async {
+        // A plan made before any state existed has an empty lineage; it is still fresh if the
+        // new state holds nothing yet.
+        let fresh_state = plan.state_lineage.is_empty() && store.snapshot()?.resources.is_empty() && store.serial()? == 0;
+        if !fresh_state {
+            apply::check_fresh(&plan, &store)?;
+        }
+        let ctx = make_ctx(&s, store.lineage()?, common.json, run.delete_available_enis).await;
+        let (report, store) = apply::apply(&ctx, &plan, store, run.parallelism).await?;
+        Ok::<_, Failure>((summarise(&plan, &report), store))
+    }
+    .await;
+    finish(result, &path, &lock_id)
+}
+
+/// Releases the lock whatever happened, then returns the command's result.
+fn finish(result: Result<(u8, StateStore), Failure>, path: &Path, lock_id: &str) -> Result<u8, Failure> {
+    match result {
+        Ok((code, mut store)) => {
+            store.unlock(lock_id)?;
+            Ok(code)
+        }
+        Err(e) => {
+            if let Ok(mut s) = StateStore::open(path) {
+                let _ = s.unlock(lock_id);
+            }
+            Err(e)
+        }
+    }
+}
+
+fn summarise(plan: &Plan, report: &ApplyReport) -> u8 {
+    let done = |a: Action| {
+        plan.changes
+            .iter()
+            .filter(|c| c.action == a && report.succeeded.iter().any(|s| s.addr == c.addr) && !report.failed.iter().any(|(s, _)| s.addr == c.addr))
+            .count()
+    };
+    let (added, changed, replaced, destroyed) = (done(Action::Create), done(Action::Update), done(Action::Replace), done(Action::Delete));
+    for (step, because) in &report.skipped {
+        eprintln!("skipped: {step} (because {because} failed)");
+    }
+    if report.ok() {
+        eprintln!(
+            "{} complete! Resources: {added} added, {changed} changed, {replaced} replaced, {destroyed} destroyed.",
+            if plan.destroy { "Destroy" } else { "Apply" }
+        );
+        0
+    } else {
+        for (step, e) in &report.failed {
+            eprintln!("error: {step}: {e}");
+        }
+        eprintln!(
+            "{} failed: {} failed, {} skipped; {added} added, {changed} changed, {replaced} replaced, {destroyed} destroyed. Everything completed is recorded in the state; run the command again to continue.",
+            if plan.destroy { "Destroy" } else { "Apply" },
+            report.failed.len(),
+            report.skipped.len()
+        );
+        1
+    }
+}

@@ -1,0 +1,22 @@
+//! eksnet: a declarative plan/apply engine for Amazon EKS custom networking.
+//!
+//! Pipeline: `spec` (parse) → `validate` (no API) → `graph` → `refresh` (read AWS) →
+//! `planner` (pure) → `plan` (a value) → `apply` (executor on the `walker`) → `state`.
+//! The CLI in `cli` is a thin layer over these; the engine never prints (see `events`).
+
+pub mod addr;
+pub mod apply;
+pub mod aws;
+pub mod cli;
+pub mod diag;
+pub mod events;
+pub mod graph;
+pub mod plan;
+pub mod planner;
+pub mod refresh;
+pub mod resources;
+pub mod spec;
+pub mod state;
+pub mod validate;
+pub mod value;
+pub mod walker;

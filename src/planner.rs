@@ -1,0 +1,325 @@
+//! The planner: a pure function from (spec, prior state, observed live resources) to a plan.
+//! No I/O, no clock, no randomness — so every planning behaviour is tested from files.
+
+use crate::addr::{Kind, ResourceAddr};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::graph::DependencyGraph;
+use crate::plan::{Action, Plan, PlannedChange, PLAN_FORMAT};
+use crate::resources::{self, Observed};
+use crate::spec::Spec;
+use crate::state::{ResourceStatus, StateSnapshot};
+use crate::value;
+use ipnet::Ipv4Net;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// What refresh saw: `None` = looked up and absent. A missing key = not looked up (absent).
+pub type ObservedState = BTreeMap<ResourceAddr, Option<Observed>>;
+
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    pub destroy: bool,
+    /// Resources to recreate even without a change (`apply --replace ADDR`).
+    pub replace: Vec<ResourceAddr>,
+}
+
+/// Attributes compared as sets: AWS may return them in another order.
+const SET_ATTRS: &[&str] = &["subnet_ids", "security_group_ids", "managed_policy_arns"];
+
+fn normalize(key: &str, v: &Value) -> Value {
+    match v {
+        Value::Array(items) if SET_ATTRS.contains(&key) => {
+            let mut items = items.clone();
+            items.sort_by_key(|a| a.to_string());
+            Value::Array(items)
+        }
+        other => other.clone(),
+    }
+}
+
+/// Resolves references against outputs known at plan time.
+pub fn resolve_attrs(attrs: &Value, known: &HashMap<ResourceAddr, Value>) -> Value {
+    value::resolve(attrs, &|r| {
+        known.get(&r.addr).and_then(|o| value::lookup_path(o, &r.path))
+    })
+}
+
+pub fn plan(
+    spec: &Spec,
+    graph: &DependencyGraph,
+    state: &StateSnapshot,
+    observed: &ObservedState,
+    opts: &PlanOptions,
+) -> Result<Plan, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    for r in &opts.replace {
+        if !spec.resources.contains_key(r) {
+            diags.push(Diagnostic::error(format!("--replace {r}: no such resource in the spec")));
+        }
+    }
+    let changes = if opts.destroy {
+        plan_destroy(graph, state, observed)
+    } else {
+        plan_apply(spec, graph, state, observed, opts, &mut diags)
+    };
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    Ok(Plan {
+        format: PLAN_FORMAT,
+        destroy: opts.destroy,
+        spec_path: spec.path.display().to_string(),
+        spec_source: spec.source.clone(),
+        state_lineage: state.lineage.clone(),
+        state_serial: state.serial,
+        changes,
+        warnings: diags.warnings().cloned().collect(),
+    })
+}
+
+fn plan_destroy(graph: &DependencyGraph, state: &StateSnapshot, observed: &ObservedState) -> Vec<PlannedChange> {
+    let mut out = Vec::new();
+    for addr in graph.reversed().topological() {
+        let Some(prior) = state.resources.get(&addr) else { continue };
+        let live = observed.get(&addr).cloned().flatten();
+        let adopted = resources::is_adopted(&addr, &prior.attrs);
+        let (action, reason) = match (&live, adopted) {
+            (_, true) => (Action::Forget, Some("adopted: never deleted by eksnet".to_string())),
+            (None, _) => (Action::Forget, Some("already gone".to_string())),
+            (Some(_), _) => (Action::Delete, None),
+        };
+        out.push(PlannedChange {
+            addr: addr.clone(),
+            action,
+            cloud_id: live.as_ref().map(|o| o.cloud_id.clone()).or_else(|| prior.cloud_id.clone()),
+            before: Some(prior.attrs.clone()),
+            after: None,
+            replace_because: vec![],
+            drift: vec![],
+            reason,
+            dependencies: prior.dependencies.clone(),
+            observed_outputs: None,
+        });
+    }
+    out
+}
+
+fn plan_apply(
+    spec: &Spec,
+    graph: &DependencyGraph,
+    state: &StateSnapshot,
+    observed: &ObservedState,
+    opts: &PlanOptions,
+    diags: &mut Diagnostics,
+) -> Vec<PlannedChange> {
+    let mut known: HashMap<ResourceAddr, Value> = HashMap::new();
+    let mut out = Vec::new();
+    for addr in graph.topological() {
+        let prior = state.resources.get(&addr);
+        let live = observed.get(&addr).cloned().flatten();
+        let Some(r) = spec.get(&addr) else {
+            // Removed from the spec: delete what the state holds.
+            let Some(prior) = prior else { continue };
+            let adopted = resources::is_adopted(&addr, &prior.attrs);
+            let (action, reason) = match (&live, adopted) {
+                (_, true) => (Action::Forget, "removed from the spec; adopted, so only forgotten"),
+                (None, _) => (Action::Forget, "removed from the spec and already gone"),
+                (Some(_), _) => (Action::Delete, "removed from the spec"),
+            };
+            out.push(PlannedChange {
+                addr: addr.clone(),
+                action,
+                cloud_id: live.as_ref().map(|o| o.cloud_id.clone()).or_else(|| prior.cloud_id.clone()),
+                before: Some(prior.attrs.clone()),
+                after: None,
+                replace_because: vec![],
+                drift: vec![],
+                reason: Some(reason.into()),
+                dependencies: prior.dependencies.clone(),
+                observed_outputs: None,
+            });
+            continue;
+        };
+        let desired = resolve_attrs(&r.attrs, &known);
+        let deps = graph.dependencies(&addr);
+        let adopted = resources::is_adopted(&addr, &r.attrs);
+        let mut change = PlannedChange {
+            addr: addr.clone(),
+            action: Action::NoOp,
+            cloud_id: None,
+            before: None,
+            after: Some(desired.clone()),
+            replace_because: vec![],
+            drift: vec![],
+            reason: None,
+            dependencies: deps,
+            observed_outputs: None,
+        };
+        match live {
+            None => {
+                if adopted {
+                    diags.push(spec.error_at(
+                        format!("{addr}.id"),
+                        format!("VPC `{}` was not found; an adopted VPC must exist", resources::str_attr(&r.attrs, "id").unwrap_or("?")),
+                    ));
+                }
+                change.action = Action::Create;
+                if prior.is_some_and(|p| p.status == ResourceStatus::Present) {
+                    change.reason = Some("deleted outside eksnet".into());
+                }
+            }
+            Some(obs) => {
+                // Never take over something this state did not create: a resource found by
+                // name or CIDR without a state row must carry our lineage tag.
+                let owned = prior.is_some() || adopted || obs.managed_by.as_deref() == Some(state.lineage.as_str());
+                if !owned {
+                    let by = obs.managed_by.as_deref().map(|l| format!("another eksnet state (lineage {l})")).unwrap_or_else(|| "outside eksnet".into());
+                    diags.push(spec.error_at(
+                        addr.to_string(),
+                        format!("{} `{}` already exists and was created by {by}; eksnet will not take it over — rename it in the spec, delete it, or adopt it by id where the kind allows", addr.kind, obs.cloud_id),
+                    ));
+                }
+                let compare_base = |key: &str| -> Option<Value> {
+                    obs.attrs.get(key).cloned().or_else(|| prior.and_then(|p| p.attrs.get(key).cloned()))
+                };
+                let mut changed = Vec::new();
+                if let Value::Object(want) = &desired {
+                    for (key, want_v) in want {
+                        let Some(have) = compare_base(key) else { continue };
+                        if value::is_unknown(want_v) || normalize(key, want_v) != normalize(key, &have) {
+                            changed.push(key.clone());
+                        }
+                    }
+                }
+                if let Some(p) = prior.filter(|p| p.status == ResourceStatus::Present) {
+                    if let Value::Object(last) = &p.attrs {
+                        for (key, last_v) in last {
+                            if let Some(live_v) = obs.attrs.get(key) {
+                                if normalize(key, live_v) != normalize(key, last_v) {
+                                    change.drift.push(key.clone());
+                                }
+                            }
+                        }
+                    }
+                }
+                let forced: Vec<String> = changed
+                    .iter()
+                    .filter(|k| resources::force_new(addr.kind).contains(&k.as_str()))
+                    .cloned()
+                    .collect();
+                let mut before = obs.attrs.clone();
+                if let (Value::Object(b), Some(p)) = (&mut before, prior) {
+                    // Attributes AWS does not return (a stack's template) show their last value.
+                    if let Value::Object(last) = &p.attrs {
+                        for (k, v) in last {
+                            b.entry(k.clone()).or_insert_with(|| v.clone());
+                        }
+                    }
+                }
+                change.cloud_id = Some(obs.cloud_id.clone());
+                change.before = Some(before);
+                change.observed_outputs = Some(obs.outputs.clone());
+                let replace_requested = opts.replace.contains(&addr);
+                change.action = if replace_requested && !adopted {
+                    change.reason = Some("replacement requested with --replace".into());
+                    Action::Replace
+                } else if !forced.is_empty() && !adopted {
+                    change.replace_because = forced;
+                    Action::Replace
+                } else if !changed.is_empty() {
+                    Action::Update
+                } else if prior.is_none_or(|p| p.status != ResourceStatus::Present) {
+                    change.reason = Some(if adopted { "adopting existing VPC".into() } else { "found in AWS after an interrupted run".into() });
+                    Action::Adopt
+                } else {
+                    Action::NoOp
+                };
+                if adopted && !changed.is_empty() {
+                    diags.push(spec.error_at(
+                        addr.to_string(),
+                        format!("adopted VPC differs from the spec in {} and eksnet never modifies an adopted VPC", changed.join(", ")),
+                    ));
+                }
+                if matches!(change.action, Action::NoOp | Action::Update | Action::Adopt) {
+                    known.insert(addr.clone(), obs.outputs.clone());
+                }
+            }
+        }
+        out.push(change);
+    }
+    check_live_constraints(spec, &out, &known, diags);
+    out
+}
+
+/// Checks that need live values: secondary blocks against the VPC's existing blocks, and pod
+/// subnet AZs covering the cluster subnet AZs (where both are known).
+fn check_live_constraints(
+    spec: &Spec,
+    changes: &[PlannedChange],
+    known: &HashMap<ResourceAddr, Value>,
+    diags: &mut Diagnostics,
+) {
+    let after_of = |addr: &ResourceAddr| changes.iter().find(|c| &c.addr == addr).and_then(|c| c.after.clone());
+    // Blocks of every VPC known at plan time, and which subnets are in which AZ.
+    let mut vpc_blocks: HashMap<String, Vec<Ipv4Net>> = HashMap::new();
+    let mut subnet_az: HashMap<String, String> = HashMap::new();
+    for (addr, outputs) in known {
+        if addr.kind != Kind::Vpc {
+            continue;
+        }
+        let id = outputs.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+        let blocks = outputs.get("cidr_blocks").and_then(Value::as_array).map(|a| a.iter().filter_map(|b| b.as_str()?.parse().ok()).collect()).unwrap_or_default();
+        vpc_blocks.insert(id, blocks);
+        if let Some(Value::Object(m)) = outputs.get("subnet_azs") {
+            for (s, az) in m {
+                if let Some(az) = az.as_str() {
+                    subnet_az.insert(s.clone(), az.to_string());
+                }
+            }
+        }
+    }
+    for c in changes.iter().filter(|c| c.addr.kind == Kind::CidrBlock && c.action == Action::Create) {
+        let Some(after) = &c.after else { continue };
+        let (Some(vpc), Some(Ok(net))) = (resources::str_attr(after, "vpc_id"), resources::str_attr(after, "cidr_block").map(str::parse::<Ipv4Net>)) else { continue };
+        for existing in vpc_blocks.get(vpc).into_iter().flatten() {
+            if existing.contains(&net.network()) || net.contains(&existing.network()) {
+                diags.push(spec.error_at(format!("{}.cidr_block", c.addr), format!("{net} overlaps the block {existing} already associated with {vpc}")));
+            }
+        }
+    }
+    let pod_azs: BTreeSet<String> = changes
+        .iter()
+        .filter(|c| c.addr.kind == Kind::Subnet && c.after.is_some())
+        .filter_map(|c| after_of(&c.addr).and_then(|a| resources::str_attr(&a, "availability_zone").map(String::from)))
+        .filter(|az| !az.contains("${"))
+        .collect();
+    let any_unknown_pod_az = changes.iter().filter(|c| c.addr.kind == Kind::Subnet).any(|c| {
+        c.after.as_ref().and_then(|a| a.get("availability_zone")).is_some_and(value::is_unknown)
+    });
+    if pod_azs.is_empty() || any_unknown_pod_az {
+        return;
+    }
+    for c in changes.iter().filter(|c| c.addr.kind == Kind::Cluster) {
+        let Some(after) = &c.after else { continue };
+        let ids = resources::str_list(after, "subnet_ids");
+        let azs: Option<BTreeSet<String>> = ids.iter().map(|i| subnet_az.get(i).cloned()).collect();
+        let Some(azs) = azs else { continue };
+        let missing: Vec<&String> = azs.iter().filter(|az| !pod_azs.contains(*az)).collect();
+        if !missing.is_empty() {
+            diags.push(spec.error_at(
+                format!("{}.subnet_ids", c.addr),
+                format!(
+                    "cluster subnets are in {} but no pod subnet is in {}: nodes there would get no pod IPs; add a pod subnet per AZ",
+                    azs.iter().cloned().collect::<Vec<_>>().join(", "),
+                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+}
+
+/// Outputs as a map for resolving references, used by the executor too.
+pub fn outputs_map(entries: impl IntoIterator<Item = (ResourceAddr, Value)>) -> HashMap<ResourceAddr, Value> {
+    entries.into_iter().collect()
+}
+

@@ -1,0 +1,173 @@
+//! `cidr_block`: a secondary IPv4 block associated with a VPC, waited to `associated`.
+//! Associations cannot be tagged, so crash recovery relies on the intent row in the state.
+
+use super::{aws_error, req_str, wait_until, Ctx, Lookup, Observed, Poll, ResourceError};
+use crate::addr::{Kind, ResourceAddr};
+use aws_sdk_ec2::types::{Filter, Vpc, VpcCidrBlockAssociation};
+use serde_json::{json, Value};
+
+pub const FORCE_NEW: &[&str] = &["vpc_id", "cidr_block"];
+pub const OUTPUTS: &[&str] = &["association_id", "cidr_block", "vpc_id"];
+
+fn state_of(a: &VpcCidrBlockAssociation) -> &str {
+    a.cidr_block_state()
+        .and_then(|s| s.state())
+        .map(|s| s.as_str())
+        .unwrap_or("unknown")
+}
+
+fn observe(vpc: &str, a: &VpcCidrBlockAssociation) -> Option<Observed> {
+    let id = a.association_id()?.to_string();
+    let cidr = a.cidr_block().unwrap_or_default();
+    Some(Observed {
+        cloud_id: id.clone(),
+        attrs: json!({"vpc_id": vpc, "cidr_block": cidr}),
+        outputs: json!({"association_id": id, "cidr_block": cidr, "vpc_id": vpc}),
+        managed_by: None,
+    })
+}
+
+/// Present means associated or on its way there; a disassociated block is gone.
+fn live(a: &VpcCidrBlockAssociation) -> bool {
+    matches!(state_of(a), "associated" | "associating")
+}
+
+async fn describe_vpcs(ctx: &Ctx, ids: Vec<String>) -> Result<Vec<Vpc>, ResourceError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = ctx
+        .aws
+        .ec2
+        .describe_vpcs()
+        .filters(Filter::builder().name("vpc-id").set_values(Some(ids)).build())
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeVpcs", e))?;
+    Ok(out.vpcs().to_vec())
+}
+
+/// One DescribeVpcs for every VPC involved; associations are matched by id, else by CIDR.
+pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
+    let mut vpc_ids: Vec<String> = items
+        .iter()
+        .filter_map(|i| super::str_attr(&i.attrs, "vpc_id").map(String::from))
+        .filter(|v| !crate::value::is_unknown(&Value::String(v.clone())))
+        .collect();
+    vpc_ids.sort();
+    vpc_ids.dedup();
+    let vpcs = describe_vpcs(ctx, vpc_ids).await?;
+    Ok(items
+        .iter()
+        .map(|item| {
+            vpcs.iter().find_map(|vpc| {
+                let vpc_id = vpc.vpc_id()?;
+                vpc.cidr_block_association_set()
+                    .iter()
+                    .filter(|a| live(a))
+                    .find(|a| match &item.cloud_id {
+                        Some(id) => a.association_id() == Some(id.as_str()),
+                        None => {
+                            Some(vpc_id) == super::str_attr(&item.attrs, "vpc_id")
+                                && a.cidr_block() == super::str_attr(&item.attrs, "cidr_block")
+                        }
+                    })
+                    .and_then(|a| observe(vpc_id, a))
+            })
+        })
+        .collect())
+}
+
+async fn association_state(
+    ctx: &Ctx,
+    vpc: &str,
+    id: &str,
+) -> Result<Option<String>, ResourceError> {
+    let vpcs = describe_vpcs(ctx, vec![vpc.to_string()]).await?;
+    Ok(vpcs.iter().find_map(|v| {
+        v.cidr_block_association_set()
+            .iter()
+            .find(|a| a.association_id() == Some(id))
+            .map(|a| state_of(a).to_string())
+    }))
+}
+
+pub async fn create(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    attrs: &Value,
+) -> Result<Observed, ResourceError> {
+    let vpc = req_str(attrs, "vpc_id")?;
+    let cidr = req_str(attrs, "cidr_block")?;
+    let out = ctx
+        .aws
+        .ec2
+        .associate_vpc_cidr_block()
+        .vpc_id(vpc)
+        .cidr_block(cidr)
+        .send()
+        .await
+        .map_err(|e| aws_error("AssociateVpcCidrBlock", e))?;
+    let assoc = out.cidr_block_association().ok_or_else(|| {
+        ResourceError::Invalid("AssociateVpcCidrBlock returned no association".into())
+    })?;
+    let id = assoc
+        .association_id()
+        .ok_or_else(|| ResourceError::Invalid("association without id".into()))?
+        .to_string();
+    wait_until(
+        ctx,
+        addr,
+        &format!("CIDR {cidr} on {vpc}"),
+        ctx.timeout(Kind::CidrBlock),
+        || async {
+            Ok(match association_state(ctx, vpc, &id).await?.as_deref() {
+                Some("associated") => Poll::Done,
+                Some(s @ ("failed" | "failing" | "disassociated")) => Poll::Failed(s.into(), None),
+                Some(s) => Poll::Pending(s.to_string()),
+                None => Poll::Pending("not yet visible".into()),
+            })
+        },
+    )
+    .await?;
+    observe(vpc, assoc).ok_or_else(|| ResourceError::Invalid("association without id".into()))
+}
+
+pub async fn delete(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cloud_id: &str,
+    attrs: &Value,
+) -> Result<(), ResourceError> {
+    match ctx
+        .aws
+        .ec2
+        .disassociate_vpc_cidr_block()
+        .association_id(cloud_id)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) => {
+            let err = aws_error("DisassociateVpcCidrBlock", e);
+            if err.code() == Some("InvalidVpcCidrBlockAssociationID.NotFound") {
+                return Ok(());
+            }
+            return Err(err);
+        }
+    }
+    let vpc = req_str(attrs, "vpc_id")?;
+    wait_until(
+        ctx,
+        addr,
+        &format!("disassociation of {cloud_id}"),
+        ctx.timeout(Kind::CidrBlock),
+        || async {
+            Ok(match association_state(ctx, vpc, cloud_id).await?.as_deref() {
+                None | Some("disassociated") => Poll::Done,
+                Some(s) => Poll::Pending(s.to_string()),
+            })
+        },
+    )
+    .await
+}

@@ -1,0 +1,286 @@
+//! `cluster`: an EKS control plane, waited to `ACTIVE`. Creation is idempotent through a
+//! deterministic `clientRequestToken`, and retried while a new IAM role cannot yet be assumed
+//! (IAM is eventually consistent: for seconds after CreateRole, EKS rejects the role).
+
+use super::{
+    aws_error, req_str, split_tags, str_list, tag_changes, wait_until, Ctx, Lookup, Observed, Poll,
+    ResourceError,
+};
+use crate::addr::{Kind, ResourceAddr};
+use crate::events::Event;
+use aws_sdk_eks::types::{Cluster, IpFamily, KubernetesNetworkConfigRequest, VpcConfigRequest};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+pub const FORCE_NEW: &[&str] = &["name", "role_arn", "subnet_ids", "ip_family", "security_group_ids"];
+pub const OUTPUTS: &[&str] = &[
+    "name", "arn", "endpoint", "certificate_authority", "cluster_security_group_id", "vpc_id",
+    "version", "status",
+];
+
+/// How long a freshly created role may take to become assumable by EKS.
+pub const IAM_PROPAGATION_WINDOW: Duration = Duration::from_secs(120);
+
+fn observe(c: &Cluster) -> Option<Observed> {
+    let name = c.name()?.to_string();
+    let vpc = c.resources_vpc_config();
+    let mut subnets: Vec<String> = vpc.map(|v| v.subnet_ids().to_vec()).unwrap_or_default();
+    subnets.sort();
+    let mut sgs: Vec<String> = vpc.map(|v| v.security_group_ids().to_vec()).unwrap_or_default();
+    sgs.sort();
+    let ip_family = c
+        .kubernetes_network_config()
+        .and_then(|k| k.ip_family())
+        .map(|f| f.as_str().to_string())
+        .unwrap_or_else(|| "ipv4".into());
+    let (tags, managed_by) = split_tags(
+        c.tags()
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>())
+            .unwrap_or_default(),
+    );
+    let mut outputs = json!({
+        "name": name, "arn": c.arn(), "endpoint": c.endpoint(),
+        "certificate_authority": c.certificate_authority().and_then(|a| a.data()),
+        "version": c.version(), "status": c.status().map(|s| s.as_str()),
+    });
+    if let Some(m) = outputs.as_object_mut() {
+        // Only set when AWS returned them (moto omits both): a reference to a missing output
+        // then stays unresolved and the executor reports it instead of passing an empty value.
+        if let Some(sg) = vpc.and_then(|v| v.cluster_security_group_id()) {
+            m.insert("cluster_security_group_id".into(), json!(sg));
+        }
+        if let Some(v) = vpc.and_then(|v| v.vpc_id()) {
+            m.insert("vpc_id".into(), json!(v));
+        }
+        m.retain(|_, v| !v.is_null());
+    }
+    Some(Observed {
+        cloud_id: name.clone(),
+        attrs: json!({
+            "name": name, "role_arn": c.role_arn(), "subnet_ids": subnets,
+            "version": c.version(), "ip_family": ip_family, "security_group_ids": sgs,
+            "tags": tags,
+        }),
+        outputs,
+        managed_by,
+    })
+}
+
+async fn describe(ctx: &Ctx, name: &str) -> Result<Option<Cluster>, ResourceError> {
+    match ctx.aws.eks.describe_cluster().name(name).send().await {
+        Ok(out) => Ok(out.cluster),
+        Err(e) => {
+            let err = aws_error("DescribeCluster", e);
+            if err.code() == Some("ResourceNotFoundException") {
+                Ok(None)
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
+pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
+    let reads = items.iter().map(|i| async move {
+        let name = i
+            .cloud_id
+            .clone()
+            .or_else(|| super::str_attr(&i.attrs, "name").map(String::from));
+        Ok::<_, ResourceError>(match name {
+            Some(n) => describe(ctx, &n).await?.as_ref().and_then(observe),
+            None => None,
+        })
+    });
+    futures::future::try_join_all(reads).await
+}
+
+/// A token derived from the state lineage and address: a create re-sent after a crash carries
+/// the same token, so EKS answers with the cluster it already made instead of a second one.
+pub fn request_token(ctx: &Ctx, addr: &ResourceAddr, attempt_key: &str) -> String {
+    format!("eksnet-{}", crate::spec::digest(&format!("{}/{addr}/{attempt_key}", ctx.lineage)))
+}
+
+/// True for the error EKS gives while a new role has not propagated yet.
+pub fn is_iam_propagation(err: &ResourceError) -> bool {
+    matches!(err, ResourceError::Aws { code, message, .. }
+        if code == "InvalidParameterException"
+            && (message.contains("could not be assumed") || message.contains("trusted entity")))
+}
+
+/// Runs `op` again while it fails with the IAM-propagation error, within the window.
+pub async fn retry_iam_propagation<T, F, Fut>(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    mut op: F,
+) -> Result<T, ResourceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ResourceError>>,
+{
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(500);
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(e) if is_iam_propagation(&e) && start.elapsed() < IAM_PROPAGATION_WINDOW => {
+                ctx.reporter.event(Event::Retrying {
+                    addr: addr.clone(),
+                    reason: format!("IAM role not assumable yet: {e}"),
+                    attempt,
+                });
+                attempt += 1;
+                let jitter = Duration::from_millis(fastrand::u64(0..=delay.as_millis() as u64 / 4));
+                tokio::time::sleep(delay + jitter).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn wait_active(ctx: &Ctx, addr: &ResourceAddr, name: &str) -> Result<Observed, ResourceError> {
+    let last = std::sync::Mutex::new(None);
+    wait_until(ctx, addr, &format!("cluster {name}"), ctx.timeout(Kind::Cluster), || async {
+        let c = describe(ctx, name).await?;
+        Ok(match c {
+            None => Poll::Pending("not yet visible".into()),
+            Some(c) => {
+                let status = c.status().map(|s| s.as_str().to_string()).unwrap_or_default();
+                match status.as_str() {
+                    "ACTIVE" => {
+                        *last.lock().unwrap_or_else(|p| p.into_inner()) = observe(&c);
+                        Poll::Done
+                    }
+                    "FAILED" | "DELETING" => Poll::Failed(status, None),
+                    _ => Poll::Pending(status),
+                }
+            }
+        })
+    })
+    .await?;
+    last.into_inner().unwrap_or_else(|p| p.into_inner()).ok_or_else(|| ResourceError::Invalid(format!("cluster {name} could not be read back")))
+}
+
+pub async fn create(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    attrs: &Value,
+) -> Result<Observed, ResourceError> {
+    let name = req_str(attrs, "name")?;
+    let tags = ctx.managed_tags(addr, attrs.get("tags").unwrap_or(&Value::Null));
+    let token = request_token(ctx, addr, "create");
+    retry_iam_propagation(ctx, addr, || async {
+        let mut req = ctx
+            .aws
+            .eks
+            .create_cluster()
+            .name(name)
+            .role_arn(req_str(attrs, "role_arn")?)
+            .resources_vpc_config(
+                VpcConfigRequest::builder()
+                    .set_subnet_ids(Some(str_list(attrs, "subnet_ids")))
+                    .set_security_group_ids(Some(str_list(attrs, "security_group_ids")))
+                    .build(),
+            )
+            .kubernetes_network_config(
+                KubernetesNetworkConfigRequest::builder()
+                    .ip_family(IpFamily::from(super::str_attr(attrs, "ip_family").unwrap_or("ipv4")))
+                    .build(),
+            )
+            .set_tags(Some(tags.clone().into_iter().collect()))
+            .client_request_token(&token);
+        if let Some(v) = super::str_attr(attrs, "version") {
+            req = req.version(v);
+        }
+        req.send().await.map_err(|e| aws_error("CreateCluster", e))
+    })
+    .await?;
+    wait_active(ctx, addr, name).await
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cloud_id: &str,
+    before: &Value,
+    after: &Value,
+) -> Result<Observed, ResourceError> {
+    if let Some(v) = super::str_attr(after, "version") {
+        if super::str_attr(before, "version") != Some(v) {
+            ctx.aws
+                .eks
+                .update_cluster_version()
+                .name(cloud_id)
+                .version(v)
+                .client_request_token(request_token(ctx, addr, &format!("version-{v}")))
+                .send()
+                .await
+                .map_err(|e| aws_error("UpdateClusterVersion", e))?;
+            // EKS reports UPDATING while the control plane is upgraded.
+            wait_active(ctx, addr, cloud_id).await?;
+        }
+    }
+    let current = describe(ctx, cloud_id)
+        .await?
+        .ok_or_else(|| ResourceError::Invalid(format!("cluster {cloud_id} disappeared")))?;
+    if let Some(arn) = current.arn() {
+        update_tags(ctx, arn, before, after).await?;
+    }
+    wait_active(ctx, addr, cloud_id).await
+}
+
+/// Tag changes on any EKS resource by ARN.
+pub async fn update_tags(
+    ctx: &Ctx,
+    arn: &str,
+    before: &Value,
+    after: &Value,
+) -> Result<(), ResourceError> {
+    let (removed, set) = tag_changes(before, after);
+    if !removed.is_empty() {
+        ctx.aws
+            .eks
+            .untag_resource()
+            .resource_arn(arn)
+            .set_tag_keys(Some(removed))
+            .send()
+            .await
+            .map_err(|e| aws_error("UntagResource", e))?;
+    }
+    if !set.is_empty() {
+        ctx.aws
+            .eks
+            .tag_resource()
+            .resource_arn(arn)
+            .set_tags(Some(set.into_iter().collect()))
+            .send()
+            .await
+            .map_err(|e| aws_error("TagResource", e))?;
+    }
+    Ok(())
+}
+
+pub async fn delete(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cloud_id: &str,
+    _attrs: &Value,
+) -> Result<(), ResourceError> {
+    match ctx.aws.eks.delete_cluster().name(cloud_id).send().await {
+        Ok(_) => {}
+        Err(e) => {
+            let err = aws_error("DeleteCluster", e);
+            if err.code() == Some("ResourceNotFoundException") {
+                return Ok(());
+            }
+            return Err(err);
+        }
+    }
+    wait_until(ctx, addr, &format!("deletion of cluster {cloud_id}"), ctx.timeout(Kind::Cluster), || async {
+        Ok(match describe(ctx, cloud_id).await? {
+            None => Poll::Done,
+            Some(c) => Poll::Pending(c.status().map(|s| s.as_str().to_string()).unwrap_or_default()),
+        })
+    })
+    .await
+}

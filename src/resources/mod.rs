@@ -1,0 +1,372 @@
+//! Resource kinds. Each kind lives in one module with the same set of functions (refresh in
+//! batches, create, update, delete, which attributes force replacement, which outputs can be
+//! referenced); `dispatch` below is the one registry that maps a `Kind` to its module.
+
+pub mod cidr_block;
+pub mod cluster;
+pub mod iam_role;
+pub mod nodegroup;
+pub mod subnet;
+pub mod vpc;
+
+use crate::addr::{Kind, ResourceAddr};
+use crate::aws::AwsClients;
+use crate::events::{Event, Reporter};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Tag keys eksnet puts on everything taggable, so that a resource created just before a crash
+/// can be found and adopted by the next run instead of being created twice.
+pub const TAG_STATE: &str = "eksnet:state";
+pub const TAG_ADDRESS: &str = "eksnet:address";
+
+/// Errors of one resource operation.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    /// AWS answered with an error.
+    #[error("{operation} failed: {code}: {message}")]
+    Aws {
+        operation: &'static str,
+        code: String,
+        message: String,
+    },
+    /// A wait ran out of time.
+    #[error("timed out after {waited_secs}s waiting for {what} (last status: {status})")]
+    Timeout {
+        what: String,
+        waited_secs: u64,
+        status: String,
+    },
+    /// AWS reported a terminal failure state.
+    #[error("{what} reached state {status}{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    FailedState {
+        what: String,
+        status: String,
+        reason: Option<String>,
+    },
+    /// The resource's inputs or AWS's answer are not usable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ResourceError {
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ResourceError::Aws { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// Converts an SDK error into a `ResourceError` naming the operation and AWS's error code.
+pub fn aws_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> ResourceError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match err {
+        SdkError::ServiceError(se) => {
+            let e = se.into_err();
+            ResourceError::Aws {
+                operation,
+                code: e.code().unwrap_or("Unknown").to_string(),
+                message: e.message().unwrap_or("").to_string(),
+            }
+        }
+        other => ResourceError::Aws {
+            operation,
+            code: "RequestFailed".to_string(),
+            message: std::error::Error::source(&other)
+                .map(|s| format!("{other}: {s}"))
+                .unwrap_or_else(|| other.to_string()),
+        },
+    }
+}
+
+/// What one refresh of a resource found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub cloud_id: String,
+    /// Live attributes in the shape of the spec's attributes; only these keys are diffed.
+    pub attrs: Value,
+    /// Values other resources may reference (`${subnet.a.id}`).
+    pub outputs: Value,
+    /// Lineage from the `eksnet:state` tag, when the resource carries one.
+    pub managed_by: Option<String>,
+}
+
+/// One resource to look up: by cloud id when the state has one, otherwise by its natural key
+/// (name, CIDR…) taken from the resolved desired attributes.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub addr: ResourceAddr,
+    pub cloud_id: Option<String>,
+    pub attrs: Value,
+}
+
+/// Everything an operation needs besides its inputs.
+#[derive(Clone)]
+pub struct Ctx {
+    pub aws: AwsClients,
+    pub reporter: Arc<dyn Reporter>,
+    /// State lineage, written into the `eksnet:state` tag.
+    pub lineage: String,
+    pub timeouts: BTreeMap<Kind, Duration>,
+    /// Longest pause between two polls of a wait.
+    pub poll_cap: Duration,
+    /// Opt-in: delete ENIs in state `available` that block a subnet deletion.
+    pub delete_available_enis: bool,
+}
+
+impl Ctx {
+    pub fn timeout(&self, kind: Kind) -> Duration {
+        self.timeouts
+            .get(&kind)
+            .copied()
+            .unwrap_or_else(|| default_timeout(kind))
+    }
+
+    /// Tags every created resource carries, merged under the user's tags.
+    pub fn managed_tags(&self, addr: &ResourceAddr, user: &Value) -> BTreeMap<String, String> {
+        let mut tags = tag_map(user);
+        tags.insert(TAG_STATE.into(), self.lineage.clone());
+        tags.insert(TAG_ADDRESS.into(), addr.to_string());
+        tags
+    }
+}
+
+/// Defaults follow real AWS timings (EKS control plane 10–15 min) with room to spare, like
+/// Terraform's: cluster 30 min, nodegroup 60 min.
+pub fn default_timeout(kind: Kind) -> Duration {
+    Duration::from_secs(match kind {
+        Kind::Vpc => 30 * 60,
+        Kind::CidrBlock => 5 * 60,
+        Kind::Subnet => 5 * 60,
+        Kind::IamRole => 2 * 60,
+        Kind::Cluster => 30 * 60,
+        Kind::Nodegroup => 60 * 60,
+    })
+}
+
+/// Attributes whose change forces a replacement.
+pub fn force_new(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Vpc => vpc::FORCE_NEW,
+        Kind::CidrBlock => cidr_block::FORCE_NEW,
+        Kind::Subnet => subnet::FORCE_NEW,
+        Kind::IamRole => iam_role::FORCE_NEW,
+        Kind::Cluster => cluster::FORCE_NEW,
+        Kind::Nodegroup => nodegroup::FORCE_NEW,
+    }
+}
+
+/// Output names a reference may start with (`*` = any key below, e.g. `outputs.VpcId`).
+pub fn outputs(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Vpc => vpc::OUTPUTS,
+        Kind::CidrBlock => cidr_block::OUTPUTS,
+        Kind::Subnet => subnet::OUTPUTS,
+        Kind::IamRole => iam_role::OUTPUTS,
+        Kind::Cluster => cluster::OUTPUTS,
+        Kind::Nodegroup => nodegroup::OUTPUTS,
+    }
+}
+
+/// Checks a reference path against a kind's outputs: exact names, or `name.*` for maps.
+pub fn valid_output_path(kind: Kind, path: &[String]) -> bool {
+    let joined = path.join(".");
+    outputs(kind).iter().any(|o| match o.strip_suffix(".*") {
+        Some(prefix) => joined.starts_with(&format!("{prefix}.")),
+        None => joined == *o,
+    })
+}
+
+/// Looks up many resources of one kind; the answer is in the order of `items`.
+pub async fn refresh(
+    ctx: &Ctx,
+    kind: Kind,
+    items: &[Lookup],
+) -> Result<Vec<Option<Observed>>, ResourceError> {
+    match kind {
+        Kind::Vpc => vpc::refresh(ctx, items).await,
+        Kind::CidrBlock => cidr_block::refresh(ctx, items).await,
+        Kind::Subnet => subnet::refresh(ctx, items).await,
+        Kind::IamRole => iam_role::refresh(ctx, items).await,
+        Kind::Cluster => cluster::refresh(ctx, items).await,
+        Kind::Nodegroup => nodegroup::refresh(ctx, items).await,
+    }
+}
+
+pub async fn create(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    attrs: &Value,
+) -> Result<Observed, ResourceError> {
+    match addr.kind {
+        Kind::Vpc => vpc::create(ctx, addr, attrs).await,
+        Kind::CidrBlock => cidr_block::create(ctx, addr, attrs).await,
+        Kind::Subnet => subnet::create(ctx, addr, attrs).await,
+        Kind::IamRole => iam_role::create(ctx, addr, attrs).await,
+        Kind::Cluster => cluster::create(ctx, addr, attrs).await,
+        Kind::Nodegroup => nodegroup::create(ctx, addr, attrs).await,
+    }
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cloud_id: &str,
+    before: &Value,
+    after: &Value,
+) -> Result<Observed, ResourceError> {
+    match addr.kind {
+        Kind::Vpc => vpc::update(ctx, addr, cloud_id, before, after).await,
+        Kind::CidrBlock => Err(ResourceError::Invalid(
+            "a CIDR association has no updatable attributes".into(),
+        )),
+        Kind::Subnet => subnet::update(ctx, addr, cloud_id, before, after).await,
+        Kind::IamRole => iam_role::update(ctx, addr, cloud_id, before, after).await,
+        Kind::Cluster => cluster::update(ctx, addr, cloud_id, before, after).await,
+        Kind::Nodegroup => nodegroup::update(ctx, addr, cloud_id, before, after).await,
+    }
+}
+
+pub async fn delete(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cloud_id: &str,
+    attrs: &Value,
+) -> Result<(), ResourceError> {
+    match addr.kind {
+        Kind::Vpc => vpc::delete(ctx, addr, cloud_id, attrs).await,
+        Kind::CidrBlock => cidr_block::delete(ctx, addr, cloud_id, attrs).await,
+        Kind::Subnet => subnet::delete(ctx, addr, cloud_id, attrs).await,
+        Kind::IamRole => iam_role::delete(ctx, addr, cloud_id, attrs).await,
+        Kind::Cluster => cluster::delete(ctx, addr, cloud_id, attrs).await,
+        Kind::Nodegroup => nodegroup::delete(ctx, addr, cloud_id, attrs).await,
+    }
+}
+
+/// True for resources eksnet only reads and records, never creates or deletes (adopted VPC).
+pub fn is_adopted(addr: &ResourceAddr, attrs: &Value) -> bool {
+    addr.kind == Kind::Vpc && attrs.get("id").is_some_and(|v| !v.is_null())
+}
+
+// ---- helpers shared by the kinds ----
+
+pub fn str_attr<'a>(attrs: &'a Value, key: &str) -> Option<&'a str> {
+    attrs.get(key).and_then(Value::as_str)
+}
+
+pub fn req_str<'a>(attrs: &'a Value, key: &str) -> Result<&'a str, ResourceError> {
+    str_attr(attrs, key).ok_or_else(|| ResourceError::Invalid(format!("missing attribute `{key}`")))
+}
+
+pub fn str_list(attrs: &Value, key: &str) -> Vec<String> {
+    attrs
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A `tags` attribute as a map (non-string values are ignored; the spec only allows strings).
+pub fn tag_map(tags: &Value) -> BTreeMap<String, String> {
+    tags.as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Live tags without eksnet's own, as an attribute value; also returns the lineage tag.
+pub fn split_tags<I: IntoIterator<Item = (String, String)>>(tags: I) -> (Value, Option<String>) {
+    let mut user = serde_json::Map::new();
+    let mut lineage = None;
+    for (k, v) in tags {
+        if k == TAG_STATE {
+            lineage = Some(v);
+        } else if !k.starts_with("eksnet:") {
+            user.insert(k, Value::String(v));
+        }
+    }
+    (Value::Object(user), lineage)
+}
+
+/// Tag keys to remove and tags to set to go from `before` to `after`.
+pub fn tag_changes(before: &Value, after: &Value) -> (Vec<String>, BTreeMap<String, String>) {
+    let b = tag_map(before.get("tags").unwrap_or(&Value::Null));
+    let a = tag_map(after.get("tags").unwrap_or(&Value::Null));
+    let removed = b.keys().filter(|k| !a.contains_key(*k)).cloned().collect();
+    let set = a
+        .into_iter()
+        .filter(|(k, v)| b.get(k) != Some(v))
+        .collect();
+    (removed, set)
+}
+
+/// Result of one poll of a wait.
+pub enum Poll {
+    Done,
+    Pending(String),
+    /// Terminal failure with the status and AWS's reason.
+    Failed(String, Option<String>),
+}
+
+/// Polls until done, with capped exponential backoff (first check at once), reporting each
+/// status to the reporter, and failing after `timeout`.
+pub async fn wait_until<F, Fut>(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    what: &str,
+    timeout: Duration,
+    mut poll: F,
+) -> Result<(), ResourceError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Poll, ResourceError>>,
+{
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match poll().await? {
+            Poll::Done => return Ok(()),
+            Poll::Failed(status, reason) => {
+                return Err(ResourceError::FailedState {
+                    what: what.to_string(),
+                    status,
+                    reason,
+                })
+            }
+            Poll::Pending(status) => {
+                let elapsed = start.elapsed();
+                ctx.reporter.event(Event::Waiting {
+                    addr: addr.clone(),
+                    status: status.clone(),
+                    elapsed,
+                });
+                if elapsed >= timeout {
+                    return Err(ResourceError::Timeout {
+                        what: what.to_string(),
+                        waited_secs: elapsed.as_secs(),
+                        status,
+                    });
+                }
+                let remaining = timeout.saturating_sub(elapsed);
+                tokio::time::sleep(delay.min(remaining)).await;
+                delay = (delay * 2).min(ctx.poll_cap);
+            }
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! `nodegroup`: an EKS managed nodegroup, waited to `ACTIVE`. Its cloud id is
+//! `cluster/nodegroup` so that delete needs nothing but the state row.
+
+use super::cluster::{request_token, retry_iam_propagation, update_tags};
+use super::{aws_error, req_str, split_tags, str_list, wait_until, Ctx, Lookup, Observed, Poll, ResourceError};
+use crate::addr::{Kind, ResourceAddr};
+use aws_sdk_eks::types::{AmiTypes, CapacityTypes, Nodegroup, NodegroupScalingConfig};
+use serde_json::{json, Value};
+
+pub const FORCE_NEW: &[&str] = &[
+    "cluster_name", "name", "node_role_arn", "subnet_ids", "instance_types", "ami_type",
+    "capacity_type", "disk_size",
+];
+pub const OUTPUTS: &[&str] = &["name", "arn", "status", "cluster_name"];
+
+fn split_id(id: &str) -> Result<(&str, &str), ResourceError> {
+    id.split_once('/')
+        .ok_or_else(|| ResourceError::Invalid(format!("nodegroup id `{id}` is not `cluster/name`")))
+}
+
+fn observe(n: &Nodegroup) -> Option<Observed> {
+    let cluster = n.cluster_name()?;
+    let name = n.nodegroup_name()?;
+    let mut subnets = n.subnets().to_vec();
+    subnets.sort();
+    let scaling = n.scaling_config();
+    let (tags, managed_by) = split_tags(
+        n.tags()
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>())
+            .unwrap_or_default(),
+    );
+    let mut attrs = json!({
+        "cluster_name": cluster, "name": name, "node_role_arn": n.node_role(),
+        "subnet_ids": subnets, "instance_types": n.instance_types(),
+        "scaling": {
+            "min_size": scaling.and_then(|s| s.min_size()),
+            "max_size": scaling.and_then(|s| s.max_size()),
+            "desired_size": scaling.and_then(|s| s.desired_size()),
+        },
+        "labels": n.labels().cloned().unwrap_or_default(),
+        "tags": tags,
+    });
+    if let Some(m) = attrs.as_object_mut() {
+        if let Some(a) = n.ami_type() {
+            m.insert("ami_type".into(), json!(a.as_str()));
+        }
+        if let Some(c) = n.capacity_type() {
+            m.insert("capacity_type".into(), json!(c.as_str()));
+        }
+        if let Some(d) = n.disk_size() {
+            m.insert("disk_size".into(), json!(d));
+        }
+    }
+    Some(Observed {
+        cloud_id: format!("{cluster}/{name}"),
+        attrs,
+        outputs: json!({
+            "name": name, "arn": n.nodegroup_arn(), "cluster_name": cluster,
+            "status": n.status().map(|s| s.as_str()),
+        }),
+        managed_by,
+    })
+}
+
+async fn describe(ctx: &Ctx, cluster: &str, name: &str) -> Result<Option<Nodegroup>, ResourceError> {
+    match ctx
+        .aws
+        .eks
+        .describe_nodegroup()
+        .cluster_name(cluster)
+        .nodegroup_name(name)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.nodegroup),
+        Err(e) => {
+            let err = aws_error("DescribeNodegroup", e);
+            if err.code() == Some("ResourceNotFoundException") {
+                Ok(None)
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
+pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
+    let reads = items.iter().map(|i| async move {
+        let id = i.cloud_id.clone().or_else(|| {
+            let c = super::str_attr(&i.attrs, "cluster_name")?;
+            let n = super::str_attr(&i.attrs, "name")?;
+            (!crate::value::is_unknown(&json!(c))).then(|| format!("{c}/{n}"))
+        });
+        Ok::<_, ResourceError>(match id {
+            Some(id) => {
+                let (c, n) = split_id(&id)?;
+                describe(ctx, c, n).await?.as_ref().and_then(observe)
+            }
+            None => None,
+        })
+    });
+    futures::future::try_join_all(reads).await
+}
+
+async fn wait_active(ctx: &Ctx, addr: &ResourceAddr, cluster: &str, name: &str) -> Result<Observed, ResourceError> {
+    let last = std::sync::Mutex::new(None);
+    wait_until(ctx, addr, &format!("nodegroup {cluster}/{name}"), ctx.timeout(Kind::Nodegroup), || async {
+        Ok(match describe(ctx, cluster, name).await? {
+            None => Poll::Pending("not yet visible".into()),
+            Some(n) => {
+                let status = n.status().map(|s| s.as_str().to_string()).unwrap_or_default();
+                match status.as_str() {
+                    "ACTIVE" => {
+                        *last.lock().unwrap_or_else(|p| p.into_inner()) = observe(&n);
+                        Poll::Done
+                    }
+                    "CREATE_FAILED" | "DELETE_FAILED" | "DEGRADED" | "DELETING" => {
+                        let reason = n
+                            .health()
+                            .map(|h| h.issues().iter().filter_map(|i| i.message()).collect::<Vec<_>>().join("; "));
+                        Poll::Failed(status, reason)
+                    }
+                    _ => Poll::Pending(status),
+                }
+            }
+        })
+    })
+    .await?;
+    last.into_inner().unwrap_or_else(|p| p.into_inner()).ok_or_else(|| ResourceError::Invalid(format!("nodegroup {cluster}/{name} could not be read back")))
+}
+
+fn scaling(attrs: &Value) -> NodegroupScalingConfig {
+    let s = attrs.get("scaling");
+    let get = |k: &str| s.and_then(|s| s.get(k)).and_then(Value::as_i64).map(|v| v as i32);
+    NodegroupScalingConfig::builder()
+        .set_min_size(get("min_size"))
+        .set_max_size(get("max_size"))
+        .set_desired_size(get("desired_size"))
+        .build()
+}
+
+fn labels(attrs: &Value) -> std::collections::HashMap<String, String> {
+    super::tag_map(attrs.get("labels").unwrap_or(&Value::Null)).into_iter().collect()
+}
+
+pub async fn create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<Observed, ResourceError> {
+    let cluster = req_str(attrs, "cluster_name")?;
+    let name = req_str(attrs, "name")?;
+    let tags = ctx.managed_tags(addr, attrs.get("tags").unwrap_or(&Value::Null));
+    let token = request_token(ctx, addr, "create");
+    retry_iam_propagation(ctx, addr, || async {
+        let mut req = ctx
+            .aws
+            .eks
+            .create_nodegroup()
+            .cluster_name(cluster)
+            .nodegroup_name(name)
+            .node_role(req_str(attrs, "node_role_arn")?)
+            .set_subnets(Some(str_list(attrs, "subnet_ids")))
+            .set_instance_types(Some(str_list(attrs, "instance_types")))
+            .scaling_config(scaling(attrs))
+            .set_tags(Some(tags.clone().into_iter().collect()))
+            .client_request_token(&token);
+        let l = labels(attrs);
+        if !l.is_empty() {
+            req = req.set_labels(Some(l));
+        }
+        if let Some(a) = super::str_attr(attrs, "ami_type") {
+            req = req.ami_type(AmiTypes::from(a));
+        }
+        if let Some(c) = super::str_attr(attrs, "capacity_type") {
+            req = req.capacity_type(CapacityTypes::from(c));
+        }
+        if let Some(d) = attrs.get("disk_size").and_then(Value::as_i64) {
+            req = req.disk_size(d as i32);
+        }
+        req.send().await.map_err(|e| aws_error("CreateNodegroup", e))
+    })
+    .await?;
+    wait_active(ctx, addr, cluster, name).await
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cloud_id: &str,
+    before: &Value,
+    after: &Value,
+) -> Result<Observed, ResourceError> {
+    let (cluster, name) = split_id(cloud_id)?;
+    let scaling_changed = before.get("scaling") != after.get("scaling");
+    let labels_changed = before.get("labels") != after.get("labels");
+    if scaling_changed || labels_changed {
+        let mut req = ctx
+            .aws
+            .eks
+            .update_nodegroup_config()
+            .cluster_name(cluster)
+            .nodegroup_name(name);
+        if scaling_changed {
+            req = req.scaling_config(scaling(after));
+        }
+        if labels_changed {
+            let old = labels(before);
+            let new = labels(after);
+            let removed: Vec<String> = old.keys().filter(|k| !new.contains_key(*k)).cloned().collect();
+            req = req.labels(
+                aws_sdk_eks::types::UpdateLabelsPayload::builder()
+                    .set_add_or_update_labels(Some(new))
+                    .set_remove_labels((!removed.is_empty()).then_some(removed))
+                    .build(),
+            );
+        }
+        req.send().await.map_err(|e| aws_error("UpdateNodegroupConfig", e))?;
+        wait_active(ctx, addr, cluster, name).await?;
+    }
+    let current = describe(ctx, cluster, name)
+        .await?
+        .ok_or_else(|| ResourceError::Invalid(format!("nodegroup {cloud_id} disappeared")))?;
+    if let Some(arn) = current.nodegroup_arn() {
+        update_tags(ctx, arn, before, after).await?;
+    }
+    wait_active(ctx, addr, cluster, name).await
+}
+
+pub async fn delete(ctx: &Ctx, addr: &ResourceAddr, cloud_id: &str, _attrs: &Value) -> Result<(), ResourceError> {
+    let (cluster, name) = split_id(cloud_id)?;
+    match ctx.aws.eks.delete_nodegroup().cluster_name(cluster).nodegroup_name(name).send().await {
+        Ok(_) => {}
+        Err(e) => {
+            let err = aws_error("DeleteNodegroup", e);
+            if err.code() == Some("ResourceNotFoundException") {
+                return Ok(());
+            }
+            return Err(err);
+        }
+    }
+    wait_until(ctx, addr, &format!("deletion of nodegroup {cloud_id}"), ctx.timeout(Kind::Nodegroup), || async {
+        Ok(match describe(ctx, cluster, name).await? {
+            None => Poll::Done,
+            Some(n) => match n.status().map(|s| s.as_str().to_string()).unwrap_or_default() {
+                s if s == "DELETE_FAILED" => Poll::Failed(s, None),
+                s => Poll::Pending(s),
+            },
+        })
+    })
+    .await
+}

@@ -1,0 +1,302 @@
+//! `subnet`: a pod subnet inside a secondary CIDR block, in one AZ. Only tags update in place.
+
+use super::{
+    aws_error, req_str, split_tags, tag_changes, wait_until, Ctx, Lookup, Observed, Poll,
+    ResourceError,
+};
+use crate::addr::{Kind, ResourceAddr};
+use crate::events::Event;
+use aws_sdk_ec2::types::{Filter, ResourceType, Subnet, Tag, TagSpecification};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+pub const FORCE_NEW: &[&str] = &["vpc_id", "cidr_block", "availability_zone"];
+pub const OUTPUTS: &[&str] = &["id", "arn", "availability_zone", "cidr_block", "vpc_id"];
+
+fn observe(s: &Subnet) -> Option<Observed> {
+    let id = s.subnet_id()?.to_string();
+    let (tags, managed_by) = split_tags(
+        s.tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))),
+    );
+    let az = s.availability_zone().unwrap_or_default();
+    let cidr = s.cidr_block().unwrap_or_default();
+    let vpc = s.vpc_id().unwrap_or_default();
+    Some(Observed {
+        cloud_id: id.clone(),
+        attrs: json!({"vpc_id": vpc, "cidr_block": cidr, "availability_zone": az, "tags": tags}),
+        outputs: json!({
+            "id": id, "arn": s.subnet_arn().unwrap_or_default(), "availability_zone": az,
+            "cidr_block": cidr, "vpc_id": vpc,
+        }),
+        managed_by,
+    })
+}
+
+async fn describe(ctx: &Ctx, filters: Vec<Filter>) -> Result<Vec<Subnet>, ResourceError> {
+    let mut out = Vec::new();
+    let mut pages = ctx
+        .aws
+        .ec2
+        .describe_subnets()
+        .set_filters(Some(filters))
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("DescribeSubnets", e))?;
+        out.extend(page.subnets().iter().cloned());
+    }
+    Ok(out)
+}
+
+fn filter(name: &str, values: Vec<String>) -> Filter {
+    Filter::builder().name(name).set_values(Some(values)).build()
+}
+
+/// One DescribeSubnets for all subnets known by id (a filter, so a deleted id is "absent"
+/// instead of failing the whole call), one more for those looked up by VPC and CIDR.
+pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
+    let ids: Vec<String> = items.iter().filter_map(|i| i.cloud_id.clone()).collect();
+    let by_key: Vec<&Lookup> = items.iter().filter(|i| i.cloud_id.is_none()).collect();
+    let vpcs: Vec<String> = by_key
+        .iter()
+        .filter_map(|i| super::str_attr(&i.attrs, "vpc_id").map(String::from))
+        .filter(|v| !crate::value::is_unknown(&Value::String(v.clone())))
+        .collect();
+    let cidrs: Vec<String> = by_key
+        .iter()
+        .filter_map(|i| super::str_attr(&i.attrs, "cidr_block").map(String::from))
+        .collect();
+    let by_id = async {
+        if ids.is_empty() {
+            Ok(Vec::new())
+        } else {
+            describe(ctx, vec![filter("subnet-id", ids.clone())]).await
+        }
+    };
+    let by_cidr = async {
+        if vpcs.is_empty() || cidrs.is_empty() {
+            Ok(Vec::new())
+        } else {
+            describe(
+                ctx,
+                vec![filter("vpc-id", vpcs.clone()), filter("cidr-block", cidrs.clone())],
+            )
+            .await
+        }
+    };
+    let (by_id, by_cidr) = tokio::try_join!(by_id, by_cidr)?;
+    Ok(items
+        .iter()
+        .map(|item| match &item.cloud_id {
+            Some(id) => by_id
+                .iter()
+                .find(|s| s.subnet_id() == Some(id.as_str()))
+                .and_then(observe),
+            None => by_cidr
+                .iter()
+                .find(|s| {
+                    s.vpc_id() == super::str_attr(&item.attrs, "vpc_id")
+                        && s.cidr_block() == super::str_attr(&item.attrs, "cidr_block")
+                })
+                .and_then(observe),
+        })
+        .collect())
+}
+
+fn ec2_tags(tags: impl IntoIterator<Item = (String, String)>) -> Vec<Tag> {
+    tags.into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+pub async fn create(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    attrs: &Value,
+) -> Result<Observed, ResourceError> {
+    let tags = ctx.managed_tags(addr, attrs.get("tags").unwrap_or(&Value::Null));
+    let out = ctx
+        .aws
+        .ec2
+        .create_subnet()
+        .vpc_id(req_str(attrs, "vpc_id")?)
+        .cidr_block(req_str(attrs, "cidr_block")?)
+        .availability_zone(req_str(attrs, "availability_zone")?)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::Subnet)
+                .set_tags(Some(ec2_tags(tags)))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| aws_error("CreateSubnet", e))?;
+    let subnet = out
+        .subnet()
+        .ok_or_else(|| ResourceError::Invalid("CreateSubnet returned no subnet".into()))?;
+    let id = subnet
+        .subnet_id()
+        .ok_or_else(|| ResourceError::Invalid("CreateSubnet returned no subnet id".into()))?
+        .to_string();
+    let latest = std::sync::Mutex::new(observe(subnet));
+    wait_until(ctx, addr, &format!("subnet {id}"), ctx.timeout(Kind::Subnet), || async {
+        let found = describe(ctx, vec![filter("subnet-id", vec![id.clone()])]).await?;
+        match found.first() {
+            Some(s) if s.state().map(|s| s.as_str()) == Some("available") => {
+                *latest.lock().unwrap_or_else(|p| p.into_inner()) = observe(s);
+                Ok(Poll::Done)
+            }
+            Some(s) => Ok(Poll::Pending(
+                s.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            )),
+            // Eventual consistency: a new id may not be listed for a moment.
+            None => Ok(Poll::Pending("not yet visible".into())),
+        }
+    })
+    .await?;
+    latest.into_inner().unwrap_or_else(|p| p.into_inner()).ok_or_else(|| ResourceError::Invalid(format!("subnet {id} could not be read back")))
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    _addr: &ResourceAddr,
+    cloud_id: &str,
+    before: &Value,
+    after: &Value,
+) -> Result<Observed, ResourceError> {
+    let (removed, set) = tag_changes(before, after);
+    if !removed.is_empty() {
+        ctx.aws
+            .ec2
+            .delete_tags()
+            .resources(cloud_id)
+            .set_tags(Some(
+                removed.into_iter().map(|k| Tag::builder().key(k).build()).collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| aws_error("DeleteTags", e))?;
+    }
+    if !set.is_empty() {
+        ctx.aws
+            .ec2
+            .create_tags()
+            .resources(cloud_id)
+            .set_tags(Some(ec2_tags(set)))
+            .send()
+            .await
+            .map_err(|e| aws_error("CreateTags", e))?;
+    }
+    let found = describe(ctx, vec![filter("subnet-id", vec![cloud_id.to_string()])]).await?;
+    found
+        .first()
+        .and_then(observe)
+        .ok_or_else(|| ResourceError::Invalid(format!("subnet {cloud_id} disappeared")))
+}
+
+/// Deletes the subnet. `DependencyViolation` (ENIs the VPC CNI left behind, load balancers…)
+/// is retried with backoff until the subnet timeout; then the error names what still sits in
+/// the subnet. With `delete_available_enis`, detached (`available`) ENIs are deleted first.
+pub async fn delete(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cloud_id: &str,
+    _attrs: &Value,
+) -> Result<(), ResourceError> {
+    let start = Instant::now();
+    let timeout = ctx.timeout(Kind::Subnet);
+    let mut delay = Duration::from_millis(500);
+    let mut attempt = 1;
+    loop {
+        if ctx.delete_available_enis {
+            delete_available_enis(ctx, cloud_id).await?;
+        }
+        match ctx.aws.ec2.delete_subnet().subnet_id(cloud_id).send().await {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                let err = aws_error("DeleteSubnet", e);
+                match err.code() {
+                    Some("InvalidSubnetID.NotFound") => return Ok(()),
+                    Some("DependencyViolation") if start.elapsed() < timeout => {
+                        ctx.reporter.event(Event::Retrying {
+                            addr: addr.clone(),
+                            reason: err.to_string(),
+                            attempt,
+                        });
+                        attempt += 1;
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(ctx.poll_cap);
+                    }
+                    Some("DependencyViolation") => {
+                        let blockers = network_interfaces(ctx, cloud_id).await.unwrap_or_default();
+                        return Err(ResourceError::Invalid(format!(
+                            "subnet {cloud_id} still has dependencies after {}s: {}{}",
+                            start.elapsed().as_secs(),
+                            if blockers.is_empty() {
+                                "no network interface found (check load balancers and endpoints)".to_string()
+                            } else {
+                                format!("network interfaces {}", blockers.join(", "))
+                            },
+                            if ctx.delete_available_enis {
+                                ""
+                            } else {
+                                "; hint: `eksnet destroy --delete-available-enis` removes ENIs in state `available` that the VPC CNI left"
+                            }
+                        )));
+                    }
+                    _ => return Err(err),
+                }
+            }
+        }
+    }
+}
+
+/// `eni-… (status, description)` for each ENI in the subnet.
+async fn network_interfaces(ctx: &Ctx, subnet: &str) -> Result<Vec<String>, ResourceError> {
+    let out = ctx
+        .aws
+        .ec2
+        .describe_network_interfaces()
+        .filters(filter("subnet-id", vec![subnet.to_string()]))
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeNetworkInterfaces", e))?;
+    Ok(out
+        .network_interfaces()
+        .iter()
+        .map(|n| {
+            format!(
+                "{} ({}, {})",
+                n.network_interface_id().unwrap_or("?"),
+                n.status().map(|s| s.as_str()).unwrap_or("?"),
+                n.description().unwrap_or("")
+            )
+        })
+        .collect())
+}
+
+async fn delete_available_enis(ctx: &Ctx, subnet: &str) -> Result<(), ResourceError> {
+    let out = ctx
+        .aws
+        .ec2
+        .describe_network_interfaces()
+        .filters(filter("subnet-id", vec![subnet.to_string()]))
+        .filters(filter("status", vec!["available".into()]))
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeNetworkInterfaces", e))?;
+    for eni in out.network_interfaces() {
+        if let Some(id) = eni.network_interface_id() {
+            ctx.aws
+                .ec2
+                .delete_network_interface()
+                .network_interface_id(id)
+                .send()
+                .await
+                .map_err(|e| aws_error("DeleteNetworkInterface", e))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,350 @@
+//! `vpc`: either an existing VPC adopted by id (read and recorded, never created or deleted),
+//! or a CloudFormation stack that creates one. Either way its outputs expose the VPC id, its
+//! blocks and its subnets (by logical id for a stack, by id and `Name` tag for an adopted VPC)
+//! with their AZs, which pod subnets and the cluster reference.
+
+use super::{aws_error, req_str, split_tags, tag_map, wait_until, Ctx, Lookup, Observed, Poll, ResourceError};
+use crate::addr::{Kind, ResourceAddr};
+use aws_sdk_cloudformation::types::{Capability, Parameter, Stack, StackResource, Tag};
+use aws_sdk_ec2::types::{Filter, Subnet, Vpc};
+use serde_json::{json, Map, Value};
+
+pub const FORCE_NEW: &[&str] = &["id", "stack_name"];
+pub const OUTPUTS: &[&str] = &[
+    "id", "cidr_block", "cidr_blocks", "stack_id", "outputs.*", "resources.*", "subnets.*",
+    "subnet_azs.*",
+];
+
+fn subnet_json(s: &Subnet) -> Value {
+    json!({
+        "id": s.subnet_id(), "availability_zone": s.availability_zone(),
+        "cidr_block": s.cidr_block(),
+    })
+}
+
+async fn describe_vpc(ctx: &Ctx, id: &str) -> Result<Option<Vpc>, ResourceError> {
+    let out = ctx
+        .aws
+        .ec2
+        .describe_vpcs()
+        .filters(Filter::builder().name("vpc-id").values(id).build())
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeVpcs", e))?;
+    Ok(out.vpcs().first().cloned())
+}
+
+async fn subnets_of(ctx: &Ctx, vpc: &str) -> Result<Vec<Subnet>, ResourceError> {
+    let mut out = Vec::new();
+    let mut pages = ctx
+        .aws
+        .ec2
+        .describe_subnets()
+        .filters(Filter::builder().name("vpc-id").values(vpc).build())
+        .into_paginator()
+        .send();
+    while let Some(p) = pages.next().await {
+        out.extend(p.map_err(|e| aws_error("DescribeSubnets", e))?.subnets().iter().cloned());
+    }
+    Ok(out)
+}
+
+/// Outputs shared by both modes: id, blocks, and every subnet of the VPC by id (and by Name).
+fn vpc_outputs(vpc: &Vpc, subnets: &[Subnet]) -> Map<String, Value> {
+    let mut by_key = Map::new();
+    let mut azs = Map::new();
+    for s in subnets {
+        let Some(id) = s.subnet_id() else { continue };
+        by_key.insert(id.to_string(), subnet_json(s));
+        if let Some(name) = s.tags().iter().find(|t| t.key() == Some("Name")).and_then(|t| t.value()) {
+            by_key.insert(name.to_string(), subnet_json(s));
+        }
+        azs.insert(id.to_string(), json!(s.availability_zone()));
+    }
+    let blocks: Vec<&str> = vpc
+        .cidr_block_association_set()
+        .iter()
+        .filter(|a| {
+            matches!(
+                a.cidr_block_state().and_then(|s| s.state()).map(|s| s.as_str()),
+                Some("associated" | "associating")
+            )
+        })
+        .filter_map(|a| a.cidr_block())
+        .collect();
+    let mut m = Map::new();
+    m.insert("id".into(), json!(vpc.vpc_id()));
+    m.insert("cidr_block".into(), json!(vpc.cidr_block()));
+    m.insert("cidr_blocks".into(), json!(blocks));
+    m.insert("subnets".into(), Value::Object(by_key));
+    m.insert("subnet_azs".into(), Value::Object(azs));
+    m
+}
+
+async fn read_adopted(ctx: &Ctx, lookup: &Lookup) -> Result<Option<Observed>, ResourceError> {
+    let Some(id) = lookup.cloud_id.clone().or_else(|| super::str_attr(&lookup.attrs, "id").map(String::from)) else {
+        return Ok(None);
+    };
+    let (vpc, subnets) = tokio::try_join!(describe_vpc(ctx, &id), subnets_of(ctx, &id))?;
+    let Some(vpc) = vpc else { return Ok(None) };
+    let mut attrs = json!({"id": id});
+    if lookup.attrs.get("cidr_block").is_some() {
+        attrs["cidr_block"] = json!(vpc.cidr_block());
+    }
+    Ok(Some(Observed {
+        cloud_id: id,
+        attrs,
+        outputs: Value::Object(vpc_outputs(&vpc, &subnets)),
+        managed_by: None,
+    }))
+}
+
+async fn describe_stack(ctx: &Ctx, name: &str) -> Result<Option<Stack>, ResourceError> {
+    match ctx.aws.cloudformation.describe_stacks().stack_name(name).send().await {
+        Ok(out) => Ok(out
+            .stacks()
+            .iter()
+            .find(|s| s.stack_status().map(|st| st.as_str()) != Some("DELETE_COMPLETE"))
+            .cloned()),
+        Err(e) => {
+            let err = aws_error("DescribeStacks", e);
+            match &err {
+                ResourceError::Aws { code, message, .. }
+                    if code == "ValidationError" && message.contains("does not exist") =>
+                {
+                    Ok(None)
+                }
+                _ => Err(err),
+            }
+        }
+    }
+}
+
+async fn stack_resources(ctx: &Ctx, name: &str) -> Result<Vec<StackResource>, ResourceError> {
+    let out = ctx
+        .aws
+        .cloudformation
+        .describe_stack_resources()
+        .stack_name(name)
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeStackResources", e))?;
+    Ok(out.stack_resources().to_vec())
+}
+
+async fn read_stack(ctx: &Ctx, lookup: &Lookup) -> Result<Option<Observed>, ResourceError> {
+    let Some(name) = lookup.cloud_id.clone().or_else(|| super::str_attr(&lookup.attrs, "stack_name").map(String::from)) else {
+        return Ok(None);
+    };
+    let (stack, resources) = tokio::join!(describe_stack(ctx, &name), stack_resources(ctx, &name));
+    let Some(stack) = stack? else { return Ok(None) };
+    // A stack that exists has resources; an error here is real.
+    let resources = resources?;
+    let vpc_id = resources
+        .iter()
+        .find(|r| r.resource_type() == Some("AWS::EC2::VPC"))
+        .and_then(|r| r.physical_resource_id())
+        .map(String::from);
+    let mut outputs = Map::new();
+    if let Some(vpc_id) = &vpc_id {
+        let (vpc, subnets) = tokio::try_join!(describe_vpc(ctx, vpc_id), subnets_of(ctx, vpc_id))?;
+        if let Some(vpc) = vpc {
+            outputs = vpc_outputs(&vpc, &subnets);
+            // For a stack, `subnets.<LogicalId>` is what users reference.
+            let mut by_logical = Map::new();
+            for r in &resources {
+                if r.resource_type() != Some("AWS::EC2::Subnet") {
+                    continue;
+                }
+                if let (Some(logical), Some(phys)) = (r.logical_resource_id(), r.physical_resource_id()) {
+                    if let Some(s) = subnets.iter().find(|s| s.subnet_id() == Some(phys)) {
+                        by_logical.insert(logical.to_string(), subnet_json(s));
+                    }
+                }
+            }
+            outputs.insert("subnets".into(), Value::Object(by_logical));
+            if lookup.attrs.get("cidr_block").is_some() {
+                outputs.insert("observed_cidr".into(), json!(vpc.cidr_block()));
+            }
+        }
+    }
+    let stack_outputs: Map<String, Value> = stack
+        .outputs()
+        .iter()
+        .filter_map(|o| Some((o.output_key()?.to_string(), json!(o.output_value()))))
+        .collect();
+    let res: Map<String, Value> = resources
+        .iter()
+        .filter_map(|r| Some((r.logical_resource_id()?.to_string(), json!(r.physical_resource_id()))))
+        .collect();
+    outputs.insert("stack_id".into(), json!(stack.stack_id()));
+    outputs.insert("outputs".into(), Value::Object(stack_outputs));
+    outputs.insert("resources".into(), Value::Object(res));
+    // Only the parameters the spec sets are compared: the template's defaults fill the rest.
+    let wanted = lookup.attrs.get("parameters").and_then(Value::as_object);
+    let params: Map<String, Value> = stack
+        .parameters()
+        .iter()
+        .filter_map(|p| Some((p.parameter_key()?.to_string(), json!(p.parameter_value()?))))
+        .filter(|(k, _)| wanted.is_some_and(|w| w.contains_key(k)))
+        .collect();
+    let (tags, managed_by) = split_tags(
+        stack
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))),
+    );
+    let mut attrs = json!({"stack_name": stack.stack_name(), "tags": tags});
+    if !params.is_empty() || wanted.is_some() {
+        attrs["parameters"] = Value::Object(params);
+    }
+    if lookup.attrs.get("cidr_block").is_some() {
+        if let Some(c) = outputs.get("observed_cidr") {
+            attrs["cidr_block"] = c.clone();
+        }
+    }
+    outputs.remove("observed_cidr");
+    Ok(Some(Observed {
+        cloud_id: name,
+        attrs,
+        outputs: Value::Object(outputs),
+        managed_by,
+    }))
+}
+
+pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
+    let reads = items.iter().map(|i| async move {
+        if super::is_adopted(&i.addr, &i.attrs) {
+            read_adopted(ctx, i).await
+        } else {
+            read_stack(ctx, i).await
+        }
+    });
+    futures::future::try_join_all(reads).await
+}
+
+fn parameters(attrs: &Value) -> Vec<Parameter> {
+    tag_map(attrs.get("parameters").unwrap_or(&Value::Null))
+        .into_iter()
+        .map(|(k, v)| Parameter::builder().parameter_key(k).parameter_value(v).build())
+        .collect()
+}
+
+fn cfn_tags(tags: impl IntoIterator<Item = (String, String)>) -> Vec<Tag> {
+    tags.into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+}
+
+async fn wait_stack(ctx: &Ctx, addr: &ResourceAddr, name: &str, goal: &str) -> Result<(), ResourceError> {
+    wait_until(ctx, addr, &format!("stack {name}"), ctx.timeout(Kind::Vpc), || async {
+        let stack = describe_stack(ctx, name).await?;
+        let Some(stack) = stack else {
+            return Ok(if goal == "DELETE_COMPLETE" { Poll::Done } else { Poll::Pending("not yet visible".into()) });
+        };
+        let status = stack.stack_status().map(|s| s.as_str().to_string()).unwrap_or_default();
+        Ok(if status == goal {
+            Poll::Done
+        } else if status.ends_with("_FAILED") || status.ends_with("ROLLBACK_COMPLETE") {
+            Poll::Failed(status, stack.stack_status_reason().map(String::from))
+        } else {
+            Poll::Pending(status)
+        })
+    })
+    .await
+}
+
+fn adopted_missing(addr: &ResourceAddr, attrs: &Value) -> ResourceError {
+    ResourceError::Invalid(format!(
+        "{addr}: VPC {} does not exist (an adopted VPC is never created)",
+        super::str_attr(attrs, "id").unwrap_or("?")
+    ))
+}
+
+pub async fn create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<Observed, ResourceError> {
+    if super::is_adopted(addr, attrs) {
+        let lookup = Lookup { addr: addr.clone(), cloud_id: None, attrs: attrs.clone() };
+        return read_adopted(ctx, &lookup).await?.ok_or_else(|| adopted_missing(addr, attrs));
+    }
+    let name = req_str(attrs, "stack_name")?;
+    let tags = ctx.managed_tags(addr, attrs.get("tags").unwrap_or(&Value::Null));
+    let mut req = ctx
+        .aws
+        .cloudformation
+        .create_stack()
+        .stack_name(name)
+        .set_parameters(Some(parameters(attrs)))
+        .set_tags(Some(cfn_tags(tags)))
+        .capabilities(Capability::CapabilityIam)
+        .client_request_token(super::cluster::request_token(ctx, addr, "create"));
+    req = match (super::str_attr(attrs, "template_body"), super::str_attr(attrs, "template_url")) {
+        (Some(body), _) => req.template_body(body),
+        (None, Some(url)) => req.template_url(url),
+        (None, None) => return Err(ResourceError::Invalid("stack without template".into())),
+    };
+    req.send().await.map_err(|e| aws_error("CreateStack", e))?;
+    wait_stack(ctx, addr, name, "CREATE_COMPLETE").await?;
+    let lookup = Lookup { addr: addr.clone(), cloud_id: Some(name.to_string()), attrs: attrs.clone() };
+    read_stack(ctx, &lookup)
+        .await?
+        .ok_or_else(|| ResourceError::Invalid(format!("stack {name} could not be read back")))
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cloud_id: &str,
+    _before: &Value,
+    after: &Value,
+) -> Result<Observed, ResourceError> {
+    let lookup = Lookup { addr: addr.clone(), cloud_id: Some(cloud_id.to_string()), attrs: after.clone() };
+    if super::is_adopted(addr, after) {
+        return read_adopted(ctx, &lookup).await?.ok_or_else(|| adopted_missing(addr, after));
+    }
+    let tags = ctx.managed_tags(addr, after.get("tags").unwrap_or(&Value::Null));
+    let mut req = ctx
+        .aws
+        .cloudformation
+        .update_stack()
+        .stack_name(cloud_id)
+        .set_parameters(Some(parameters(after)))
+        .set_tags(Some(cfn_tags(tags)))
+        .capabilities(Capability::CapabilityIam);
+    req = match (super::str_attr(after, "template_body"), super::str_attr(after, "template_url")) {
+        (Some(body), _) => req.template_body(body),
+        (None, Some(url)) => req.template_url(url),
+        (None, None) => req.use_previous_template(true),
+    };
+    match req.send().await {
+        Ok(_) => wait_stack(ctx, addr, cloud_id, "UPDATE_COMPLETE").await?,
+        Err(e) => {
+            let err = aws_error("UpdateStack", e);
+            // CloudFormation refuses an update that changes nothing; that is success here.
+            let noop = matches!(&err, ResourceError::Aws { message, .. } if message.contains("No updates are to be performed"));
+            if !noop {
+                return Err(err);
+            }
+        }
+    }
+    read_stack(ctx, &lookup)
+        .await?
+        .ok_or_else(|| ResourceError::Invalid(format!("stack {cloud_id} disappeared")))
+}
+
+pub async fn delete(ctx: &Ctx, addr: &ResourceAddr, cloud_id: &str, attrs: &Value) -> Result<(), ResourceError> {
+    if super::is_adopted(addr, attrs) {
+        // Adopted VPCs belong to someone else: destroy only forgets them.
+        return Ok(());
+    }
+    if let Err(e) = ctx.aws.cloudformation.delete_stack().stack_name(cloud_id).send().await {
+        let err = aws_error("DeleteStack", e);
+        // AWS deletes stacks asynchronously, but moto deletes inline and can answer an error
+        // after dropping the stack. Gone is gone: report it and carry on.
+        if describe_stack(ctx, cloud_id).await?.is_some() {
+            return Err(err);
+        }
+        ctx.reporter.event(crate::events::Event::Warning {
+            message: format!("{addr}: stack {cloud_id} is gone although DeleteStack answered: {err}; resources it created may remain"),
+        });
+        return Ok(());
+    }
+    wait_stack(ctx, addr, cloud_id, "DELETE_COMPLETE").await
+}

@@ -1,0 +1,502 @@
+//! The state: what eksnet created, in SQLite. One row per resource, written as each resource is
+//! started (intent), finished or deleted — never only at the end — so a crash at any moment
+//! leaves a row for every resource AWS may hold. `serial` counts writes; with `lineage` it lets
+//! a saved plan detect that the state moved since it was made.
+
+use crate::addr::ResourceAddr;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// SQLite failed.
+    #[error("state `{path}`: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The directory could not be created.
+    #[error("cannot create state directory `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Written by a newer eksnet.
+    #[error("state `{path}` has schema version {found}; this eksnet understands up to {SCHEMA_VERSION}")]
+    SchemaTooNew { path: PathBuf, found: i64 },
+    /// Another command holds the lock.
+    #[error("state `{path}` is locked by {holder}{}\nhint: if that command is gone, run `eksnet force-unlock {lock_id} --state {path}`", if *.stale { " — the process no longer exists (stale lock)" } else { "" })]
+    Locked {
+        path: PathBuf,
+        lock_id: String,
+        holder: LockInfo,
+        stale: bool,
+    },
+    /// `force-unlock` was given an id that is not the current lock.
+    #[error("state `{path}`: no lock with id {lock_id} (current: {current})")]
+    NoSuchLock {
+        path: PathBuf,
+        lock_id: String,
+        current: String,
+    },
+    /// A stored row could not be decoded.
+    #[error("state `{path}`: corrupt row for {address}: {message}")]
+    Corrupt {
+        path: PathBuf,
+        address: String,
+        message: String,
+    },
+}
+
+/// Where a resource is in its life, as far as eksnet knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceStatus {
+    /// A create was about to be sent; AWS may or may not hold it (refresh finds out).
+    Creating,
+    Present,
+    /// A delete was sent and may not have finished.
+    Deleting,
+}
+
+impl ResourceStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            ResourceStatus::Creating => "creating",
+            ResourceStatus::Present => "present",
+            ResourceStatus::Deleting => "deleting",
+        }
+    }
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "creating" => Some(ResourceStatus::Creating),
+            "present" => Some(ResourceStatus::Present),
+            "deleting" => Some(ResourceStatus::Deleting),
+            _ => None,
+        }
+    }
+}
+
+/// One resource as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateResource {
+    pub status: ResourceStatus,
+    pub cloud_id: Option<String>,
+    /// The attributes last applied (resolved), or intended for `creating`.
+    pub attrs: Value,
+    pub outputs: Value,
+    pub dependencies: Vec<ResourceAddr>,
+}
+
+/// An immutable copy of the state, for the planner.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateSnapshot {
+    pub lineage: String,
+    pub serial: i64,
+    pub resources: BTreeMap<ResourceAddr, StateResource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub user: String,
+    pub host: String,
+    pub pid: u32,
+    pub command: String,
+    pub since: String,
+}
+
+impl std::fmt::Display for LockInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` (user {}, host {}, pid {}, since {})",
+            self.command, self.user, self.host, self.pid, self.since
+        )
+    }
+}
+
+pub struct StateStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn now_rfc3339() -> String {
+    // Seconds since the epoch are enough for ordering and for a human glance.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("unix:{secs}")
+}
+
+impl StateStore {
+    /// Opens (creating if needed) the state database at `path`.
+    pub fn open(path: &Path) -> Result<StateStore, StateError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let sq = |source| StateError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(sq)?;
+        // Concurrent eksnet processes wait for each other's short transactions instead of
+        // failing with SQLITE_BUSY; the lock row, not SQLite, serialises whole commands.
+        conn.busy_timeout(Duration::from_secs(10)).map_err(sq)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sq)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(sq)?;
+        let mut store = StateStore {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StateError {
+        StateError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn migrate(&mut self) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let sq = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sq)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+        )
+        .map_err(sq)?;
+        let version: Option<i64> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()
+            .map_err(sq)?
+            .and_then(|v| v.parse().ok());
+        match version {
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StateError::SchemaTooNew {
+                    path: path.clone(),
+                    found: v,
+                })
+            }
+            Some(_) => {}
+            None => {
+                tx.execute_batch(
+                    "CREATE TABLE resources (
+                        address TEXT PRIMARY KEY,
+                        status TEXT NOT NULL,
+                        cloud_id TEXT,
+                        attrs TEXT NOT NULL,
+                        outputs TEXT NOT NULL,
+                        dependencies TEXT NOT NULL,
+                        updated_at TEXT NOT NULL
+                    );
+                    CREATE TABLE lock (
+                        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+                        lock_id TEXT NOT NULL,
+                        info TEXT NOT NULL
+                    );",
+                )
+                .map_err(sq)?;
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('lineage', ?2), ('serial', '0')",
+                    params![SCHEMA_VERSION.to_string(), uuid::Uuid::new_v4().to_string()],
+                )
+                .map_err(sq)?;
+            }
+        }
+        tx.commit().map_err(sq)
+    }
+
+    fn meta(&self, key: &str) -> Result<String, StateError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn lineage(&self) -> Result<String, StateError> {
+        self.meta("lineage")
+    }
+
+    pub fn serial(&self) -> Result<i64, StateError> {
+        Ok(self.meta("serial")?.parse().unwrap_or(0))
+    }
+
+    pub fn snapshot(&self) -> Result<StateSnapshot, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT address, status, cloud_id, attrs, outputs, dependencies FROM resources")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut resources = BTreeMap::new();
+        for row in rows {
+            let (address, status, cloud_id, attrs, outputs, deps) = row.map_err(|e| self.err(e))?;
+            let corrupt = |message: String| StateError::Corrupt {
+                path: self.path.clone(),
+                address: address.clone(),
+                message,
+            };
+            let addr: ResourceAddr = address.parse().map_err(corrupt)?;
+            let status = ResourceStatus::parse(&status)
+                .ok_or_else(|| corrupt(format!("unknown status `{status}`")))?;
+            let attrs = serde_json::from_str(&attrs).map_err(|e| corrupt(e.to_string()))?;
+            let outputs = serde_json::from_str(&outputs).map_err(|e| corrupt(e.to_string()))?;
+            let dependencies = serde_json::from_str(&deps).map_err(|e| corrupt(e.to_string()))?;
+            resources.insert(
+                addr,
+                StateResource {
+                    status,
+                    cloud_id,
+                    attrs,
+                    outputs,
+                    dependencies,
+                },
+            );
+        }
+        Ok(StateSnapshot {
+            lineage: self.lineage()?,
+            serial: self.serial()?,
+            resources,
+        })
+    }
+
+    /// Writes one resource row and bumps the serial, in one transaction.
+    pub fn put(&mut self, addr: &ResourceAddr, r: &StateResource) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let sq = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sq)?;
+        tx.execute(
+            "INSERT INTO resources (address, status, cloud_id, attrs, outputs, dependencies, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(address) DO UPDATE SET status = ?2, cloud_id = ?3, attrs = ?4,
+                 outputs = ?5, dependencies = ?6, updated_at = ?7",
+            params![
+                addr.to_string(),
+                r.status.as_str(),
+                r.cloud_id,
+                r.attrs.to_string(),
+                r.outputs.to_string(),
+                serde_json::to_string(&r.dependencies).unwrap_or_else(|_| "[]".into()),
+                now_rfc3339(),
+            ],
+        )
+        .map_err(sq)?;
+        tx.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'serial'",
+            [],
+        )
+        .map_err(sq)?;
+        tx.commit().map_err(sq)
+    }
+
+    pub fn remove(&mut self, addr: &ResourceAddr) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let sq = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sq)?;
+        tx.execute("DELETE FROM resources WHERE address = ?1", [addr.to_string()])
+            .map_err(sq)?;
+        tx.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'serial'",
+            [],
+        )
+        .map_err(sq)?;
+        tx.commit().map_err(sq)
+    }
+
+    /// Takes the command lock or names who holds it. The returned id must be passed to
+    /// `unlock`.
+    pub fn lock(&mut self, command: &str) -> Result<String, StateError> {
+        let path = self.path.clone();
+        let sq = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sq)?;
+        let held: Option<(String, String)> = tx
+            .query_row("SELECT lock_id, info FROM lock WHERE singleton = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(sq)?;
+        if let Some((lock_id, info)) = held {
+            let holder: LockInfo = serde_json::from_str(&info).unwrap_or(LockInfo {
+                user: "?".into(),
+                host: "?".into(),
+                pid: 0,
+                command: "?".into(),
+                since: "?".into(),
+            });
+            let stale = holder.host == hostname() && !process_alive(holder.pid);
+            return Err(StateError::Locked {
+                path,
+                lock_id,
+                holder,
+                stale,
+            });
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let info = LockInfo {
+            user: std::env::var("USER")
+                .or_else(|_| std::env::var("USERNAME"))
+                .unwrap_or_else(|_| "unknown".into()),
+            host: hostname(),
+            pid: std::process::id(),
+            command: command.to_string(),
+            since: now_rfc3339(),
+        };
+        tx.execute(
+            "INSERT INTO lock (singleton, lock_id, info) VALUES (1, ?1, ?2)",
+            params![id, serde_json::to_string(&info).unwrap_or_default()],
+        )
+        .map_err(sq)?;
+        tx.commit().map_err(sq)?;
+        Ok(id)
+    }
+
+    pub fn unlock(&mut self, lock_id: &str) -> Result<(), StateError> {
+        self.conn
+            .execute("DELETE FROM lock WHERE lock_id = ?1", [lock_id])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Frees a lock by id (after a crash). Refuses an id that is not the current lock.
+    pub fn force_unlock(&mut self, lock_id: &str) -> Result<(), StateError> {
+        let current: Option<String> = self
+            .conn
+            .query_row("SELECT lock_id FROM lock WHERE singleton = 1", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        match current {
+            Some(c) if c == lock_id => self.unlock(lock_id),
+            other => Err(StateError::NoSuchLock {
+                path: self.path.clone(),
+                lock_id: lock_id.to_string(),
+                current: other.unwrap_or_else(|| "none".into()),
+            }),
+        }
+    }
+}
+
+fn hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+fn process_alive(pid: u32) -> bool {
+    // /proc exists on Linux; elsewhere we cannot tell, so never call a lock stale.
+    if !Path::new("/proc/self").exists() {
+        return true;
+    }
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Default state path: `state/<spec file stem>.db` under the current directory.
+pub fn default_path(spec: &Path) -> PathBuf {
+    let stem = spec
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "eksnet".into());
+    PathBuf::from("state").join(format!("{stem}.db"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rows_survive_reopen_and_serial_counts_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s/x.db");
+        let mut s = StateStore::open(&p).unwrap();
+        let lineage = s.lineage().unwrap();
+        let a: ResourceAddr = "subnet.a".parse().unwrap();
+        let r = StateResource {
+            status: ResourceStatus::Creating,
+            cloud_id: None,
+            attrs: json!({"cidr_block": "10.0.0.0/24"}),
+            outputs: json!({}),
+            dependencies: vec!["vpc.main".parse().unwrap()],
+        };
+        s.put(&a, &r).unwrap();
+        s.put(&a, &StateResource { status: ResourceStatus::Present, cloud_id: Some("subnet-1".into()), ..r.clone() }).unwrap();
+        drop(s);
+        let s = StateStore::open(&p).unwrap();
+        let snap = s.snapshot().unwrap();
+        assert_eq!(snap.lineage, lineage);
+        assert_eq!(snap.serial, 2);
+        assert_eq!(snap.resources[&a].cloud_id.as_deref(), Some("subnet-1"));
+        assert_eq!(snap.resources[&a].dependencies[0].to_string(), "vpc.main");
+    }
+
+    #[test]
+    fn second_lock_is_refused_with_holder_and_force_unlock_frees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.db");
+        let mut a = StateStore::open(&p).unwrap();
+        let mut b = StateStore::open(&p).unwrap();
+        let id = a.lock("apply x.toml").unwrap();
+        match b.lock("destroy x.toml") {
+            Err(StateError::Locked { lock_id, holder, stale, .. }) => {
+                assert_eq!(lock_id, id);
+                assert_eq!(holder.command, "apply x.toml");
+                assert_eq!(holder.pid, std::process::id());
+                assert!(!stale, "our own process is alive");
+            }
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        assert!(matches!(b.force_unlock("nope"), Err(StateError::NoSuchLock { .. })));
+        b.force_unlock(&id).unwrap();
+        assert!(b.lock("destroy x.toml").is_ok());
+    }
+}

@@ -1,0 +1,307 @@
+//! Checks that need no API call: references, CIDR arithmetic, names, the IPv6 rule. Every
+//! problem found is reported, each at its file, line and key.
+
+use crate::addr::Kind;
+use crate::diag::Diagnostics;
+use crate::resources;
+use crate::spec::{ResourceConfig, Spec};
+use crate::value;
+use ipnet::Ipv4Net;
+use serde_json::Value;
+use std::collections::HashMap;
+
+pub fn validate(spec: &Spec) -> Diagnostics {
+    let mut d = Diagnostics::default();
+    check_references(spec, &mut d);
+    check_shapes(spec, &mut d);
+    check_cidrs(spec, &mut d);
+    check_unique_names(spec, &mut d);
+    check_ipv6(spec, &mut d);
+    d
+}
+
+fn is_ref(s: &str) -> bool {
+    s.contains("${")
+}
+
+/// Walks attribute strings with their dotted key paths.
+fn walk<'a>(prefix: &str, v: &'a Value, out: &mut Vec<(String, &'a str)>) {
+    match v {
+        Value::String(s) => out.push((prefix.to_string(), s)),
+        Value::Array(items) => {
+            for (i, it) in items.iter().enumerate() {
+                walk(&format!("{prefix}.{i}"), it, out);
+            }
+        }
+        Value::Object(m) => {
+            for (k, it) in m.iter().filter(|(k, _)| k.as_str() != value::TEMPLATE_BODY) {
+                walk(&format!("{prefix}.{k}"), it, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_references(spec: &Spec, d: &mut Diagnostics) {
+    for (addr, r) in &spec.resources {
+        let mut strings = Vec::new();
+        walk(&addr.to_string(), &r.attrs, &mut strings);
+        for (key, s) in strings {
+            for reference in value::references_in_str(s) {
+                let reference = match reference {
+                    Ok(r) => r,
+                    Err(msg) => {
+                        d.push(spec.error_at(&key, msg));
+                        continue;
+                    }
+                };
+                if &reference.addr == addr {
+                    d.push(spec.error_at(&key, format!("`{}` refers to the resource itself", reference.raw)));
+                    continue;
+                }
+                if !spec.resources.contains_key(&reference.addr) {
+                    let same_kind: Vec<String> = spec
+                        .resources
+                        .keys()
+                        .filter(|a| a.kind == reference.addr.kind)
+                        .map(|a| a.to_string())
+                        .collect();
+                    let hint = if same_kind.is_empty() {
+                        format!("no `{}` is declared", reference.addr.kind)
+                    } else {
+                        format!("declared: {}", same_kind.join(", "))
+                    };
+                    d.push(spec.error_at(
+                        &key,
+                        format!(
+                            "dangling reference `{}`: `{}` is not declared ({hint})",
+                            reference.raw, reference.addr
+                        ),
+                    ));
+                    continue;
+                }
+                if !resources::valid_output_path(reference.addr.kind, &reference.path) {
+                    d.push(spec.error_at(
+                        &key,
+                        format!(
+                            "`{}`: a {} has no output `{}`; available: {}",
+                            reference.raw,
+                            reference.addr.kind,
+                            reference.path_string(),
+                            resources::outputs(reference.addr.kind).join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn check_shapes(spec: &Spec, d: &mut Diagnostics) {
+    for (addr, r) in &spec.resources {
+        let at = |k: &str| format!("{addr}.{k}");
+        if let Some(tags) = r.attrs.get("tags").and_then(Value::as_object) {
+            for k in tags.keys().filter(|k| k.starts_with("eksnet:")) {
+                d.push(spec.error_at(at("tags"), format!("tag key `{k}`: the `eksnet:` prefix is reserved for eksnet's own tags")));
+            }
+        }
+        match &r.config {
+            ResourceConfig::Vpc(c) => {
+                let stack = c.stack_name.is_some();
+                match (c.id.is_some(), stack) {
+                    (true, true) => d.push(spec.error_at(addr.to_string(), "set either `id` (adopt an existing VPC) or `stack_name` (create one with CloudFormation), not both")),
+                    (false, false) => d.push(spec.error_at(addr.to_string(), "a vpc needs `id` (adopt an existing VPC) or `stack_name` with `template_file` or `template_url`")),
+                    _ => {}
+                }
+                if stack {
+                    match (&c.template_file, &c.template_url) {
+                        (None, None) => d.push(spec.error_at(at("stack_name"), "a stack needs `template_file` or `template_url`")),
+                        (Some(_), Some(_)) => d.push(spec.error_at(at("template_url"), "set `template_file` or `template_url`, not both")),
+                        _ => {}
+                    }
+                    if let Some(name) = &c.stack_name {
+                        let ok = name.len() <= 128
+                            && name.chars().next().is_some_and(|ch| ch.is_ascii_alphabetic())
+                            && name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-');
+                        if !ok && !is_ref(name) {
+                            d.push(spec.error_at(at("stack_name"), format!("stack name `{name}` must start with a letter and contain only letters, digits and `-` (max 128)")));
+                        }
+                    }
+                } else if c.template_file.is_some() || c.template_url.is_some() || !c.parameters.is_empty() {
+                    d.push(spec.error_at(at("id"), "`template_file`, `template_url` and `parameters` only apply to a stack (`stack_name`)"));
+                }
+                if let Some(id) = &c.id {
+                    if !id.starts_with("vpc-") && !is_ref(id) {
+                        d.push(spec.error_at(at("id"), format!("`{id}` is not a VPC id (vpc-…)")));
+                    }
+                }
+            }
+            ResourceConfig::IamRole(c) => {
+                let ok = !c.name.is_empty()
+                    && c.name.len() <= 64
+                    && c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "+=,.@_-".contains(ch));
+                if !ok && !is_ref(&c.name) {
+                    d.push(spec.error_at(at("name"), format!("role name `{}` must be 1–64 characters of letters, digits and +=,.@_-", c.name)));
+                }
+                for (i, p) in c.managed_policies.iter().enumerate() {
+                    if p.trim().is_empty() {
+                        d.push(spec.error_at(at(&format!("managed_policies.{i}")), "empty policy name"));
+                    }
+                }
+            }
+            ResourceConfig::Cluster(c) => {
+                let ok = !c.name.is_empty()
+                    && c.name.len() <= 100
+                    && c.name.chars().next().is_some_and(|ch| ch.is_ascii_alphanumeric())
+                    && c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+                if !ok && !is_ref(&c.name) {
+                    d.push(spec.error_at(at("name"), format!("cluster name `{}` must start with a letter or digit and contain only letters, digits, `-` and `_` (max 100)", c.name)));
+                }
+                if !matches!(c.ip_family.as_str(), "ipv4" | "ipv6") {
+                    d.push(spec.error_at(at("ip_family"), format!("ip_family must be \"ipv4\" or \"ipv6\", not `{}`", c.ip_family)));
+                }
+                if c.subnet_ids.len() < 2 {
+                    d.push(spec.error_at(at("subnet_ids"), "EKS needs subnets in at least two availability zones: give at least two subnet ids"));
+                }
+                if let Some(v) = &c.version {
+                    let ok = v.split('.').count() == 2 && v.split('.').all(|p| !p.is_empty() && p.chars().all(|ch| ch.is_ascii_digit()));
+                    if !ok {
+                        d.push(spec.error_at(at("version"), format!("version `{v}` must look like \"1.31\"")));
+                    }
+                }
+            }
+            ResourceConfig::Nodegroup(n) => {
+                let s = &n.scaling;
+                if s.max_size < 1 || s.min_size < 0 || s.min_size > s.desired_size || s.desired_size > s.max_size {
+                    d.push(spec.error_at(at("scaling"), format!(
+                        "scaling needs 0 ≤ min_size ≤ desired_size ≤ max_size and max_size ≥ 1 (got min {}, desired {}, max {})",
+                        s.min_size, s.desired_size, s.max_size
+                    )));
+                }
+                if n.subnet_ids.is_empty() {
+                    d.push(spec.error_at(at("subnet_ids"), "a nodegroup needs at least one subnet"));
+                }
+                if n.instance_types.is_empty() {
+                    d.push(spec.error_at(at("instance_types"), "give at least one instance type"));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Parses a CIDR field; reports syntax and host bits. `None` for references or errors.
+fn cidr(spec: &Spec, key: String, text: &str, d: &mut Diagnostics) -> Option<Ipv4Net> {
+    if is_ref(text) {
+        return None;
+    }
+    match text.parse::<Ipv4Net>() {
+        Ok(net) if net.trunc() != net => {
+            d.push(spec.error_at(key, format!("`{text}` has host bits set; did you mean `{}`?", net.trunc())));
+            None
+        }
+        Ok(net) if !(16..=28).contains(&net.prefix_len()) => {
+            d.push(spec.error_at(key, format!("`{text}`: AWS allows VPC and subnet blocks from /16 to /28")));
+            None
+        }
+        Ok(net) => Some(net),
+        Err(_) => {
+            d.push(spec.error_at(key, format!("`{text}` is not an IPv4 CIDR block (like 192.168.1.0/24)")));
+            None
+        }
+    }
+}
+
+fn check_cidrs(spec: &Spec, d: &mut Diagnostics) {
+    // VPC primary blocks, by the string other resources use to name the VPC.
+    let mut vpc_blocks: HashMap<String, Ipv4Net> = HashMap::new();
+    for (addr, r) in &spec.resources {
+        if let ResourceConfig::Vpc(c) = &r.config {
+            if let Some(text) = &c.cidr_block {
+                if let Some(net) = cidr(spec, format!("{addr}.cidr_block"), text, d) {
+                    vpc_blocks.insert(format!("${{{addr}.id}}"), net);
+                    if let Some(id) = &c.id {
+                        vpc_blocks.insert(id.clone(), net);
+                    }
+                }
+            }
+        }
+    }
+    let mut blocks: Vec<(String, String, Ipv4Net)> = Vec::new(); // (addr, vpc, net)
+    for (addr, r) in &spec.resources {
+        if let ResourceConfig::CidrBlock(c) = &r.config {
+            let key = format!("{addr}.cidr_block");
+            let Some(net) = cidr(spec, key.clone(), &c.cidr_block, d) else { continue };
+            if let Some(primary) = vpc_blocks.get(c.vpc_id.trim()) {
+                if primary.contains(&net.network()) || net.contains(&primary.network()) {
+                    d.push(spec.error_at(&key, format!("secondary block {net} overlaps the VPC's block {primary}")));
+                }
+            }
+            for (other, vpc, onet) in &blocks {
+                if *vpc == c.vpc_id && (onet.contains(&net.network()) || net.contains(&onet.network())) {
+                    d.push(spec.error_at(&key, format!("{net} overlaps {onet} of `{other}`")));
+                }
+            }
+            blocks.push((addr.to_string(), c.vpc_id.clone(), net));
+        }
+    }
+    let mut subnets: Vec<(String, Ipv4Net)> = Vec::new();
+    for (addr, r) in &spec.resources {
+        if let ResourceConfig::Subnet(s) = &r.config {
+            let key = format!("{addr}.cidr_block");
+            let Some(net) = cidr(spec, key.clone(), &s.cidr_block, d) else { continue };
+            let inside = blocks.iter().any(|(_, vpc, b)| *vpc == s.vpc_id && b.contains(&net));
+            if !inside {
+                let declared: Vec<String> = blocks
+                    .iter()
+                    .filter(|(_, vpc, _)| *vpc == s.vpc_id)
+                    .map(|(a, _, b)| format!("{b} ({a})"))
+                    .collect();
+                d.push(spec.error_at(&key, format!(
+                    "pod subnet {net} is not inside a secondary CIDR block declared for its VPC{}",
+                    if declared.is_empty() { " (none is declared: add a `[cidr_block.NAME]` with the same vpc_id)".to_string() } else { format!("; declared: {}", declared.join(", ")) }
+                )));
+            }
+            for (other, onet) in &subnets {
+                if onet.contains(&net.network()) || net.contains(&onet.network()) {
+                    d.push(spec.error_at(&key, format!("pod subnet {net} overlaps {onet} of `{other}`")));
+                }
+            }
+            subnets.push((addr.to_string(), net));
+        }
+    }
+}
+
+fn check_unique_names(spec: &Spec, d: &mut Diagnostics) {
+    let mut seen: HashMap<(Kind, String), String> = HashMap::new();
+    for (addr, r) in &spec.resources {
+        let (field, name) = match &r.config {
+            ResourceConfig::IamRole(c) => ("name", c.name.clone()),
+            ResourceConfig::Cluster(c) => ("name", c.name.clone()),
+            ResourceConfig::Nodegroup(n) => ("name", format!("{}/{}", n.cluster_name, n.name)),
+            ResourceConfig::Vpc(v) => match &v.stack_name {
+                Some(s) => ("stack_name", s.clone()),
+                None => continue,
+            },
+            _ => continue,
+        };
+        if let Some(first) = seen.insert((addr.kind, name.clone()), addr.to_string()) {
+            d.push(spec.error_at(format!("{addr}.{field}"), format!("`{name}` is also the name of `{first}`; names must be unique")));
+        }
+    }
+}
+
+/// Custom networking (pod subnets) cannot be used on an IPv6 cluster.
+fn check_ipv6(spec: &Spec, d: &mut Diagnostics) {
+    let has_pod_subnets = spec.resources.keys().any(|a| a.kind == Kind::Subnet);
+    if !has_pod_subnets {
+        return;
+    }
+    for (addr, r) in &spec.resources {
+        if let ResourceConfig::Cluster(c) = &r.config {
+            if c.ip_family == "ipv6" {
+                d.push(spec.error_at(format!("{addr}.ip_family"), "custom networking (pod subnets and ENIConfigs) cannot be used with an IPv6 cluster; use ip_family = \"ipv4\", or drop the pod subnets (IPv6 already avoids IPv4 exhaustion)"));
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! A concurrent graph walker: each node starts as soon as all its dependencies succeeded, at
+//! most `parallelism` at once. When a node fails, its transitive dependents are skipped (and
+//! reported once, naming the failure), while independent branches run to completion.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome<E> {
+    Succeeded,
+    Failed(E),
+    /// Not run because this dependency failed (or was itself skipped).
+    Skipped { because: String },
+}
+
+/// Walks `deps` (node → nodes it waits for). Nodes missing from `deps` as keys are ignored;
+/// dependencies on nodes not in the walk are treated as satisfied.
+pub async fn walk<N, E, F, Fut>(
+    deps: BTreeMap<N, BTreeSet<N>>,
+    parallelism: usize,
+    run: F,
+) -> BTreeMap<N, Outcome<E>>
+where
+    N: Ord + Clone + Hash + Send + Sync + std::fmt::Display + 'static,
+    E: Send + 'static,
+    F: Fn(N) -> Fut,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+{
+    let deps: BTreeMap<N, BTreeSet<N>> = deps
+        .iter()
+        .map(|(n, ds)| (n.clone(), ds.iter().filter(|d| deps.contains_key(*d) && *d != n).cloned().collect()))
+        .collect();
+    let mut waiting: BTreeMap<N, BTreeSet<N>> = deps.clone();
+    let mut outcomes: BTreeMap<N, Outcome<E>> = BTreeMap::new();
+    let semaphore = Arc::new(Semaphore::new(parallelism.max(1)));
+    let mut running: JoinSet<(N, Result<(), E>)> = JoinSet::new();
+    loop {
+        // Start every node whose dependencies all succeeded; skip those with a failed one.
+        let mut progressed = true;
+        while progressed {
+            progressed = false;
+            let nodes: Vec<N> = waiting.keys().cloned().collect();
+            for n in nodes {
+                let Some(ds) = waiting.get(&n) else { continue };
+                if let Some(bad) = ds.iter().find(|d| matches!(outcomes.get(*d), Some(Outcome::Failed(_)) | Some(Outcome::Skipped { .. }))) {
+                    let because = match outcomes.get(bad) {
+                        Some(Outcome::Skipped { because }) => because.clone(),
+                        _ => bad.to_string(),
+                    };
+                    waiting.remove(&n);
+                    outcomes.insert(n, Outcome::Skipped { because });
+                    progressed = true;
+                } else if ds.iter().all(|d| matches!(outcomes.get(d), Some(Outcome::Succeeded))) {
+                    waiting.remove(&n);
+                    let fut = run(n.clone());
+                    let sem = semaphore.clone();
+                    running.spawn(async move {
+                        // The semaphore is never closed, so acquire only fails if it were.
+                        let _permit = sem.acquire_owned().await;
+                        (n, fut.await)
+                    });
+                }
+            }
+        }
+        match running.join_next().await {
+            Some(Ok((n, result))) => {
+                outcomes.insert(n, match result {
+                    Ok(()) => Outcome::Succeeded,
+                    Err(e) => Outcome::Failed(e),
+                });
+            }
+            // A panicking task is a bug; its node stays without outcome and its dependents
+            // are reported as skipped below.
+            Some(Err(_)) => {}
+            None => break,
+        }
+    }
+    for n in waiting.into_keys() {
+        outcomes.insert(n, Outcome::Skipped { because: "an internal error".into() });
+    }
+    outcomes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    fn graph(edges: &[(&'static str, &'static str)], nodes: &[&'static str]) -> BTreeMap<&'static str, BTreeSet<&'static str>> {
+        let mut g: BTreeMap<&str, BTreeSet<&str>> = nodes.iter().map(|n| (*n, BTreeSet::new())).collect();
+        for (before, after) in edges {
+            g.entry(after).or_default().insert(before);
+        }
+        g
+    }
+
+    #[tokio::test]
+    async fn runs_in_dependency_order_and_in_parallel() {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let max = Arc::new(AtomicUsize::new(0));
+        let g = graph(&[("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")], &["a", "b", "c", "d"]);
+        let out = walk(g, 4, |n| {
+            let (order, in_flight, max) = (order.clone(), in_flight.clone(), max.clone());
+            async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                order.lock().unwrap().push(n);
+                Ok::<(), String>(())
+            }
+        })
+        .await;
+        assert!(out.values().all(|o| *o == Outcome::Succeeded));
+        let order = order.lock().unwrap().clone();
+        assert_eq!(order.first(), Some(&"a"));
+        assert_eq!(order.last(), Some(&"d"));
+        assert_eq!(max.load(Ordering::SeqCst), 2, "b and c run at once");
+    }
+
+    #[tokio::test]
+    async fn failure_skips_dependents_only() {
+        let g = graph(&[("a", "b"), ("b", "c"), ("x", "y")], &["a", "b", "c", "x", "y"]);
+        let out = walk(g, 1, |n| async move {
+            if n == "a" { Err("boom".to_string()) } else { Ok(()) }
+        })
+        .await;
+        assert_eq!(out["a"], Outcome::Failed("boom".into()));
+        assert_eq!(out["b"], Outcome::Skipped { because: "a".into() });
+        assert_eq!(out["c"], Outcome::Skipped { because: "a".into() });
+        assert_eq!(out["x"], Outcome::Succeeded);
+        assert_eq!(out["y"], Outcome::Succeeded);
+    }
+
+    #[tokio::test]
+    async fn parallelism_bounds_concurrency() {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let max = Arc::new(AtomicUsize::new(0));
+        let g = graph(&[], &["a", "b", "c", "d", "e"]);
+        walk(g, 2, |_| {
+            let (in_flight, max) = (in_flight.clone(), max.clone());
+            async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                Ok::<(), String>(())
+            }
+        })
+        .await;
+        assert_eq!(max.load(Ordering::SeqCst), 2);
+    }
+}
