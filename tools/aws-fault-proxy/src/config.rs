@@ -1,0 +1,296 @@
+//! Run-time configuration of the injected faults.
+//!
+//! The same merge function serves the command line (`--latency-ms 50` becomes
+//! the patch `{"latency_ms": 50}`) and `POST /__proxy/config`, so both accept
+//! exactly the same fields with the same validation.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Default signal for the kill hook: SIGKILL, because a crash test wants the
+/// client to die without running any cleanup.
+pub const DEFAULT_KILL_SIGNAL: i32 = libc::SIGKILL;
+
+/// Every knob of the proxy. Durations are milliseconds; `0` disables a fault.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Config {
+    pub latency_ms: u64,
+    pub throttle_fraction: f64,
+    pub throttle_seed: Option<u64>,
+    pub server_error_fraction: f64,
+    pub cluster_create_ms: u64,
+    pub cluster_delete_ms: u64,
+    pub nodegroup_create_ms: u64,
+    pub nodegroup_delete_ms: u64,
+    pub stack_create_ms: u64,
+    pub stack_delete_ms: u64,
+    pub iam_propagation_ms: u64,
+    pub dependency_violation_count: u64,
+    pub kill_after_mutating: Option<u64>,
+    pub kill_pid: Option<i32>,
+    pub kill_pid_file: Option<String>,
+    pub kill_signal: i32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            latency_ms: 0,
+            throttle_fraction: 0.0,
+            throttle_seed: None,
+            server_error_fraction: 0.0,
+            cluster_create_ms: 0,
+            cluster_delete_ms: 0,
+            nodegroup_create_ms: 0,
+            nodegroup_delete_ms: 0,
+            stack_create_ms: 0,
+            stack_delete_ms: 0,
+            iam_propagation_ms: 0,
+            dependency_violation_count: 0,
+            kill_after_mutating: None,
+            kill_pid: None,
+            kill_pid_file: None,
+            kill_signal: DEFAULT_KILL_SIGNAL,
+        }
+    }
+}
+
+/// What a merge changed that needs action beyond storing the values.
+#[derive(Debug, Default, PartialEq)]
+pub struct MergeEffects {
+    /// The throttle seed was given, so the random generator must be reseeded.
+    pub reseed: bool,
+    /// A kill field was given, so the mutating-request count restarts: the
+    /// k in `kill_after_mutating` counts from the moment the hook is armed.
+    pub rearm_kill: bool,
+}
+
+/// Field names accepted by [`Config::merge`], for `--help` and error messages.
+pub const FIELDS: &[&str] = &[
+    "latency_ms",
+    "throttle_fraction",
+    "throttle_seed",
+    "server_error_fraction",
+    "transition_ms",
+    "cluster_create_ms",
+    "cluster_delete_ms",
+    "nodegroup_create_ms",
+    "nodegroup_delete_ms",
+    "stack_create_ms",
+    "stack_delete_ms",
+    "iam_propagation_ms",
+    "dependency_violation_count",
+    "kill_after_mutating",
+    "kill_pid",
+    "kill_pid_file",
+    "kill_signal",
+];
+
+impl Config {
+    /// Applies a partial update. Either every field of `patch` is applied or,
+    /// on the first invalid one, none is (the caller's config is untouched),
+    /// so a typo in a control request cannot leave a half-applied setup.
+    /// `null` resets a field to its default.
+    pub fn merge(&mut self, patch: &Value) -> Result<MergeEffects, String> {
+        let obj: &Map<String, Value> = patch
+            .as_object()
+            .ok_or_else(|| "config patch must be a JSON object".to_string())?;
+        let mut next = self.clone();
+        let mut effects = MergeEffects::default();
+        let defaults = Config::default();
+        // The shorthand goes first so that a per-kind field given in the same
+        // patch overrides it whatever order the object's keys come in.
+        if let Some(value) = obj.get("transition_ms") {
+            let v = ms("transition_ms", value, 0)?;
+            next.cluster_create_ms = v;
+            next.cluster_delete_ms = v;
+            next.nodegroup_create_ms = v;
+            next.nodegroup_delete_ms = v;
+            next.stack_create_ms = v;
+            next.stack_delete_ms = v;
+        }
+        for (key, value) in obj {
+            let null = value.is_null();
+            match key.as_str() {
+                "latency_ms" => next.latency_ms = ms(key, value, defaults.latency_ms)?,
+                "throttle_fraction" => next.throttle_fraction = fraction(key, value)?,
+                "throttle_seed" => {
+                    next.throttle_seed = if null { None } else { Some(uint(key, value)?) };
+                    effects.reseed = true;
+                }
+                "server_error_fraction" => next.server_error_fraction = fraction(key, value)?,
+                "transition_ms" => {}
+                "cluster_create_ms" => next.cluster_create_ms = ms(key, value, 0)?,
+                "cluster_delete_ms" => next.cluster_delete_ms = ms(key, value, 0)?,
+                "nodegroup_create_ms" => next.nodegroup_create_ms = ms(key, value, 0)?,
+                "nodegroup_delete_ms" => next.nodegroup_delete_ms = ms(key, value, 0)?,
+                "stack_create_ms" => next.stack_create_ms = ms(key, value, 0)?,
+                "stack_delete_ms" => next.stack_delete_ms = ms(key, value, 0)?,
+                "iam_propagation_ms" => next.iam_propagation_ms = ms(key, value, 0)?,
+                "dependency_violation_count" => {
+                    next.dependency_violation_count = ms(key, value, 0)?
+                }
+                "kill_after_mutating" => {
+                    next.kill_after_mutating = if null {
+                        None
+                    } else {
+                        let k = uint(key, value)?;
+                        if k == 0 {
+                            return Err("kill_after_mutating must be >= 1".into());
+                        }
+                        Some(k)
+                    };
+                    effects.rearm_kill = true;
+                }
+                "kill_pid" => {
+                    next.kill_pid = if null {
+                        None
+                    } else {
+                        let pid = uint(key, value)?;
+                        // pid 0 or a negative value would signal a whole
+                        // process group (possibly our own): refuse them.
+                        let pid = i32::try_from(pid)
+                            .ok()
+                            .filter(|p| *p > 0)
+                            .ok_or_else(|| format!("kill_pid out of range: {pid}"))?;
+                        Some(pid)
+                    };
+                    effects.rearm_kill = true;
+                }
+                "kill_pid_file" => {
+                    next.kill_pid_file = match value {
+                        Value::Null => None,
+                        Value::String(s) if !s.is_empty() => Some(s.clone()),
+                        _ => return Err("kill_pid_file must be a non-empty string".into()),
+                    };
+                    effects.rearm_kill = true;
+                }
+                "kill_signal" => {
+                    next.kill_signal = if null {
+                        DEFAULT_KILL_SIGNAL
+                    } else {
+                        parse_signal(value)?
+                    };
+                }
+                other => {
+                    return Err(format!(
+                        "unknown config field {other:?}; known: {}",
+                        FIELDS.join(", ")
+                    ))
+                }
+            }
+        }
+        *self = next;
+        Ok(effects)
+    }
+
+    /// Clears the kill hook (used by `POST /__proxy/reset`).
+    pub fn clear_kill(&mut self) {
+        self.kill_after_mutating = None;
+        self.kill_pid = None;
+        self.kill_pid_file = None;
+        self.kill_signal = DEFAULT_KILL_SIGNAL;
+    }
+}
+
+fn uint(key: &str, value: &Value) -> Result<u64, String> {
+    value
+        .as_u64()
+        .ok_or_else(|| format!("{key} must be a non-negative integer, got {value}"))
+}
+
+fn ms(key: &str, value: &Value, default: u64) -> Result<u64, String> {
+    if value.is_null() {
+        Ok(default)
+    } else {
+        uint(key, value)
+    }
+}
+
+fn fraction(key: &str, value: &Value) -> Result<f64, String> {
+    if value.is_null() {
+        return Ok(0.0);
+    }
+    match value.as_f64() {
+        Some(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("{key} must be a number in 0..=1, got {value}")),
+    }
+}
+
+/// Accepts a signal number or a name with or without the `SIG` prefix, so a
+/// test can write either `9` or `"SIGTERM"`.
+fn parse_signal(value: &Value) -> Result<i32, String> {
+    if let Some(n) = value.as_i64() {
+        return i32::try_from(n)
+            .ok()
+            .filter(|n| *n > 0 && *n < 65)
+            .ok_or_else(|| format!("kill_signal out of range: {n}"));
+    }
+    let name = value
+        .as_str()
+        .ok_or_else(|| format!("kill_signal must be a number or a name, got {value}"))?;
+    let upper = name.to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let sig = match bare {
+        "KILL" => libc::SIGKILL,
+        "TERM" => libc::SIGTERM,
+        "INT" => libc::SIGINT,
+        "HUP" => libc::SIGHUP,
+        "QUIT" => libc::SIGQUIT,
+        "ABRT" => libc::SIGABRT,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        _ => return Err(format!("unknown signal name {name:?}")),
+    };
+    Ok(sig)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn partial_merge_keeps_other_fields() {
+        let mut c = Config::default();
+        c.merge(&json!({"latency_ms": 20})).unwrap();
+        c.merge(&json!({"throttle_fraction": 0.5})).unwrap();
+        assert_eq!(c.latency_ms, 20);
+        assert_eq!(c.throttle_fraction, 0.5);
+    }
+
+    #[test]
+    fn transition_ms_sets_all_kinds_and_kind_overrides() {
+        let mut c = Config::default();
+        c.merge(&json!({"transition_ms": 300, "stack_delete_ms": 5}))
+            .unwrap();
+        assert_eq!(c.cluster_create_ms, 300);
+        assert_eq!(c.nodegroup_delete_ms, 300);
+        // The per-kind field wins although it sorts before the shorthand.
+        assert_eq!(c.stack_delete_ms, 5);
+    }
+
+    #[test]
+    fn invalid_patch_is_atomic() {
+        let mut c = Config::default();
+        let err = c.merge(&json!({"latency_ms": 7, "throttle_fraction": 2.0}));
+        assert!(err.is_err());
+        assert_eq!(c, Config::default());
+        assert!(c.merge(&json!({"no_such": 1})).is_err());
+        assert!(c.merge(&json!({"kill_pid": 0})).is_err());
+    }
+
+    #[test]
+    fn signals_by_name_and_number() {
+        let mut c = Config::default();
+        let eff = c
+            .merge(&json!({"kill_signal": "term", "kill_after_mutating": 2}))
+            .unwrap();
+        assert_eq!(c.kill_signal, libc::SIGTERM);
+        assert!(eff.rearm_kill);
+        c.merge(&json!({"kill_signal": 2})).unwrap();
+        assert_eq!(c.kill_signal, libc::SIGINT);
+        c.merge(&json!({"kill_signal": null})).unwrap();
+        assert_eq!(c.kill_signal, libc::SIGKILL);
+    }
+}

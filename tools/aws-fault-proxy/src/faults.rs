@@ -1,0 +1,218 @@
+//! Error answers in the exact shapes the AWS SDKs parse.
+//!
+//! What matters to the Rust SDK: for EC2 the `<Response><Errors><Error><Code>`
+//! path; for IAM/CloudFormation/STS `<ErrorResponse><Error><Code>`; for EKS
+//! (REST-JSON) the `x-amzn-ErrorType` header, which `aws-sdk-eks` prefers
+//! over `code`/`__type` in the body. The retry classifier of `aws-runtime`
+//! then treats `RequestLimitExceeded`, `Throttling` and `ThrottlingException`
+//! as throttling errors and HTTP 500/502/503/504 as transient.
+
+use bytes::Bytes;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+
+use crate::ops::Protocol;
+
+/// A complete answer built by the proxy itself, or an upstream answer after
+/// any rewriting. The body is always fully buffered: answers are small and
+/// several of them are edited before they are sent on.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn new(status: u16, content_type: &'static str, body: String) -> Reply {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        Reply {
+            status,
+            headers,
+            body: Bytes::from(body),
+        }
+    }
+
+    /// Adds a header; values that are not valid header text are dropped
+    /// (only the proxy's own constants and generated ids pass through here).
+    fn with_header(mut self, name: &'static str, value: &str) -> Reply {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.append(HeaderName::from_static(name), v);
+        }
+        self
+    }
+
+    /// A JSON answer for the control API.
+    pub fn json(status: u16, value: &serde_json::Value) -> Reply {
+        Reply::new(status, "application/json", value.to_string())
+    }
+}
+
+/// A fresh request id in the UUID layout AWS uses.
+pub fn request_id() -> String {
+    let a = fastrand::u64(..);
+    let b = fastrand::u64(..);
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// Escapes text content; quotes need no escaping there, and leaving them
+/// keeps messages such as `The subnet 'subnet-1' ...` readable.
+pub fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// EC2 Query error.
+pub fn ec2_error(status: u16, code: &str, message: &str) -> Reply {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{}</Code>\
+         <Message>{}</Message></Error></Errors><RequestID>{}</RequestID></Response>",
+        xml_escape(code),
+        xml_escape(message),
+        request_id()
+    );
+    Reply::new(status, "text/xml;charset=UTF-8", body)
+}
+
+/// IAM / CloudFormation / STS Query error. `kind` is `Sender` or `Receiver`.
+pub fn query_error(status: u16, kind: &str, code: &str, message: &str) -> Reply {
+    let body = format!(
+        "<ErrorResponse><Error><Type>{}</Type><Code>{}</Code><Message>{}</Message></Error>\
+         <RequestId>{}</RequestId></ErrorResponse>",
+        kind,
+        xml_escape(code),
+        xml_escape(message),
+        request_id()
+    );
+    Reply::new(status, "text/xml", body)
+}
+
+/// EKS REST-JSON error.
+pub fn eks_error(status: u16, error_type: &str, message: &str) -> Reply {
+    let body = serde_json::json!({ "message": message }).to_string();
+    // HeaderName::from_static needs lowercase; HTTP/1 header names are
+    // case-insensitive and the SDK looks them up that way.
+    Reply::new(status, "application/json", body)
+        .with_header("x-amzn-errortype", error_type)
+        .with_header("x-amzn-requestid", &request_id())
+}
+
+/// The throttling answer each service gives.
+pub fn throttle(protocol: Protocol) -> Reply {
+    match protocol {
+        Protocol::Ec2Query => ec2_error(503, "RequestLimitExceeded", "Request limit exceeded."),
+        Protocol::AwsQuery => query_error(400, "Sender", "Throttling", "Rate exceeded"),
+        Protocol::RestJson => eks_error(429, "ThrottlingException", "Rate exceeded"),
+    }
+}
+
+/// A server-side failure; `unavailable` picks 503 over 500. EKS names these
+/// `ServerException` and `ServiceUnavailableException` in its model.
+pub fn server_error(protocol: Protocol, unavailable: bool) -> Reply {
+    match (protocol, unavailable) {
+        (Protocol::Ec2Query, false) => {
+            ec2_error(500, "InternalError", "An internal error has occurred")
+        }
+        (Protocol::Ec2Query, true) => ec2_error(
+            503,
+            "ServiceUnavailable",
+            "The service is unavailable. Please try again shortly.",
+        ),
+        (Protocol::AwsQuery, false) => query_error(
+            500,
+            "Receiver",
+            "InternalError",
+            "An internal error has occurred",
+        ),
+        (Protocol::AwsQuery, true) => query_error(
+            503,
+            "Receiver",
+            "ServiceUnavailable",
+            "Service is unavailable",
+        ),
+        (Protocol::RestJson, false) => eks_error(500, "ServerException", "Internal server error"),
+        (Protocol::RestJson, true) => {
+            eks_error(503, "ServiceUnavailableException", "Service unavailable")
+        }
+    }
+}
+
+/// EKS's answer while IAM has not yet propagated a new role.
+pub fn role_not_assumable(arn: &str) -> Reply {
+    eks_error(
+        400,
+        "InvalidParameterException",
+        &format!(
+            "Role with arn: {arn}, could not be assumed because it does not exist or the \
+             trusted entity is not correct"
+        ),
+    )
+}
+
+/// EC2's answer for a subnet that still has ENIs or instances in it.
+pub fn subnet_dependency_violation(subnet_id: &str) -> Reply {
+    ec2_error(
+        400,
+        "DependencyViolation",
+        &format!("The subnet '{subnet_id}' has dependencies and cannot be deleted."),
+    )
+}
+
+/// EKS's answer for deleting a cluster whose nodegroups still exist
+/// (including ones that are still `DELETING`).
+pub fn cluster_has_nodegroups() -> Reply {
+    eks_error(
+        409,
+        "ResourceInUseException",
+        "Cluster has nodegroups attached",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(r: &Reply) -> String {
+        String::from_utf8_lossy(&r.body).into_owned()
+    }
+
+    #[test]
+    fn throttle_shapes() {
+        let r = throttle(Protocol::Ec2Query);
+        assert_eq!(r.status, 503);
+        assert!(text(&r).contains(
+            "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit \
+             exceeded.</Message></Error></Errors><RequestID>"
+        ));
+        let r = throttle(Protocol::AwsQuery);
+        assert_eq!(r.status, 400);
+        assert!(text(&r).starts_with(
+            "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate \
+             exceeded</Message></Error><RequestId>"
+        ));
+        let r = throttle(Protocol::RestJson);
+        assert_eq!(r.status, 429);
+        assert_eq!(text(&r), r#"{"message":"Rate exceeded"}"#);
+        assert_eq!(
+            r.headers
+                .get("x-amzn-ErrorType")
+                .and_then(|v| v.to_str().ok()),
+            Some("ThrottlingException")
+        );
+    }
+
+    #[test]
+    fn messages_are_escaped() {
+        let r = subnet_dependency_violation("a<b");
+        assert!(text(&r).contains("The subnet 'a&lt;b' has dependencies"));
+        assert_eq!(request_id().len(), 36);
+    }
+}

@@ -1,0 +1,754 @@
+//! The request pipeline: control API, fault injection, forwarding to moto,
+//! rewriting of moto's answers, accounting and the kill hook.
+//!
+//! Order for an AWS request: latency, throttling, server errors, per-resource
+//! faults answered locally (IAM propagation, DependencyViolation, describe of
+//! a resource in its deleting window, ...), forwarding, kill hook, rewriting.
+//! Locks are plain `std` mutexes held only for short, await-free sections.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::faults::{self, Reply};
+use crate::ops::{self, OpInfo, Protocol};
+use crate::state::{self, Phase, StackPhase, World};
+use crate::stats::{now_unix_nanos, RequestRecord, Stats};
+
+/// Shared state of the running proxy.
+pub struct App {
+    /// `http://host:port` of moto, without a trailing slash.
+    upstream: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    config: Mutex<Config>,
+    rng: Mutex<fastrand::Rng>,
+    world: Mutex<World>,
+    stats: Mutex<Stats>,
+    verbose: bool,
+}
+
+/// A poisoned lock only means another handler panicked mid-update; the data
+/// is still the best we have, and refusing all later requests would turn one
+/// bug into a dead proxy.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn seeded_rng(seed: Option<u64>) -> fastrand::Rng {
+    seed.map(fastrand::Rng::with_seed).unwrap_or_default()
+}
+
+impl App {
+    pub fn new(upstream: String, config: Config, verbose: bool) -> App {
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        App {
+            upstream,
+            client,
+            rng: Mutex::new(seeded_rng(config.throttle_seed)),
+            config: Mutex::new(config),
+            world: Mutex::new(World::default()),
+            stats: Mutex::new(Stats::default()),
+            verbose,
+        }
+    }
+}
+
+/// Headers that describe one hop, not the message: they must not be copied
+/// between the client and upstream connections. `expect` is here because the
+/// body has already been read in full when the request is forwarded.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "expect"
+    )
+}
+
+fn into_response(reply: Reply) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(reply.body));
+    *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    for (name, value) in reply.headers.iter() {
+        // hyper computes Content-Length from the (possibly rewritten) body.
+        if !is_hop_by_hop(name) && name != CONTENT_LENGTH {
+            resp.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    resp
+}
+
+fn error_json(status: u16, message: &str) -> Reply {
+    Reply::json(status, &json!({ "error": message }))
+}
+
+/// Entry point for every request the proxy receives.
+pub async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return Ok(into_response(error_json(
+                400,
+                &format!("reading request body: {e}"),
+            )))
+        }
+    };
+    let path = parts.uri.path().to_string();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or_else(|| "/".to_string());
+
+    if path == "/__proxy" || path.starts_with("/__proxy/") {
+        return Ok(into_response(
+            control(&app, &parts.method, &path, &body).await,
+        ));
+    }
+    // moto's own control API is test plumbing, not AWS traffic.
+    if path.starts_with("/moto-api") {
+        let reply = forward(&app, &parts.method, &path_and_query, &parts.headers, body)
+            .await
+            .unwrap_or_else(|e| error_json(502, &e));
+        return Ok(into_response(reply));
+    }
+
+    let info = ops::identify(
+        &parts.method,
+        &path,
+        parts.uri.query(),
+        &parts.headers,
+        &body,
+    );
+    let mut tracker = Tracker::begin(app.clone(), &info);
+    let cfg = lock(&app.config).clone();
+    if cfg.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(cfg.latency_ms)).await;
+    }
+    let (reply, fault) = process(
+        &app,
+        &cfg,
+        &info,
+        tracker.seq,
+        &parts.method,
+        &path_and_query,
+        &parts.headers,
+        body,
+    )
+    .await;
+    tracker.finish(reply.status, fault);
+    Ok(into_response(reply))
+}
+
+/// Records a request in the stats from arrival to answer. If the client hangs
+/// up, hyper drops the handler future; `Drop` then still closes the record so
+/// that `in_flight` and the request list stay consistent.
+struct Tracker {
+    app: Arc<App>,
+    seq: u64,
+    op: String,
+    mutating: bool,
+    start: u64,
+    started: Instant,
+    done: bool,
+}
+
+impl Tracker {
+    fn begin(app: Arc<App>, info: &OpInfo) -> Tracker {
+        let seq = lock(&app.stats).begin();
+        Tracker {
+            app,
+            seq,
+            op: info.op.clone(),
+            mutating: info.mutating,
+            start: now_unix_nanos(),
+            started: Instant::now(),
+            done: false,
+        }
+    }
+
+    fn finish(&mut self, status: u16, fault: Option<&'static str>) {
+        self.done = true;
+        if self.app.verbose {
+            eprintln!(
+                "#{} {} -> {} {} ({} ms)",
+                self.seq,
+                self.op,
+                status,
+                fault.unwrap_or("-"),
+                self.started.elapsed().as_millis()
+            );
+        }
+        let record = RequestRecord {
+            seq: self.seq,
+            op: std::mem::take(&mut self.op),
+            mutating: self.mutating,
+            start_unix_nanos: self.start,
+            end_unix_nanos: now_unix_nanos(),
+            status,
+            fault,
+        };
+        lock(&self.app.stats).end(record);
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        if !self.done {
+            self.finish(499, Some("client_gone"));
+        }
+    }
+}
+
+/// Sends a request to moto and buffers the answer.
+async fn forward(
+    app: &App,
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Reply, String> {
+    let uri: Uri = format!("{}{}", app.upstream, path_and_query)
+        .parse()
+        .map_err(|e| format!("bad upstream uri: {e}"))?;
+    let mut req = Request::new(Full::new(body));
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri;
+    // Host is copied as the client sent it (the SDK signed it); the pooled
+    // client only fills in Host when it is missing.
+    for (name, value) in headers.iter() {
+        if !is_hop_by_hop(name) {
+            req.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    let resp = app
+        .client
+        .request(req)
+        .await
+        .map_err(|e| format!("upstream request failed: {e}"))?;
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| format!("reading upstream body: {e}"))?
+        .to_bytes();
+    let mut out = HeaderMap::new();
+    for (name, value) in parts.headers.iter() {
+        if !is_hop_by_hop(name) && name != CONTENT_LENGTH {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    Ok(Reply {
+        status: parts.status.as_u16(),
+        headers: out,
+        body,
+    })
+}
+
+fn is_success(status: u16) -> bool {
+    (200..300).contains(&status)
+}
+
+/// Decides the answer to one AWS request; returns it with the fault label
+/// recorded in the stats.
+#[allow(clippy::too_many_arguments)]
+async fn process(
+    app: &App,
+    cfg: &Config,
+    info: &OpInfo,
+    seq: u64,
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> (Reply, Option<&'static str>) {
+    // Draw only for enabled faults, so that a seeded throttling sequence is
+    // the same whether or not server errors are also configured.
+    let (throttled, server_error, unavailable) = {
+        let mut rng = lock(&app.rng);
+        let t = cfg.throttle_fraction > 0.0 && rng.f64() < cfg.throttle_fraction;
+        let s = !t && cfg.server_error_fraction > 0.0 && rng.f64() < cfg.server_error_fraction;
+        let u = s && rng.bool();
+        (t, s, u)
+    };
+    if throttled {
+        return (faults::throttle(info.protocol), Some("throttle"));
+    }
+    if server_error {
+        return (
+            faults::server_error(info.protocol, unavailable),
+            Some("server_error"),
+        );
+    }
+    if let Some(answer) = answer_locally(app, cfg, info, &body) {
+        return answer;
+    }
+
+    // AWS keeps answering DescribeStacks for a stack being deleted, but moto
+    // deletes at once; fetch the last state first so it can be replayed.
+    let stack_snapshot = if info.op == "DeleteStack" && cfg.stack_delete_ms > 0 {
+        match info.param("StackName") {
+            Some(name) => snapshot_stack(app, name, headers).await,
+            None => None,
+        }
+    } else {
+        None
+    };
+
+    // A describe reports the state as of when it was sent to moto, not when
+    // moto (sometimes slow on its first calls) got round to answering.
+    let sent = Instant::now();
+    let upstream = match forward(app, method, path_and_query, headers, body).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("aws-fault-proxy: {}: {e}", info.op);
+            return (error_json(502, &e), Some("upstream_error"));
+        }
+    };
+    if info.mutating {
+        kill_hook(app, seq);
+    }
+    rewrite_answer(app, cfg, info, upstream, stack_snapshot, sent)
+}
+
+/// Faults decided before moto is asked; `None` means forward the request.
+fn answer_locally(
+    app: &App,
+    cfg: &Config,
+    info: &OpInfo,
+    body: &[u8],
+) -> Option<(Reply, Option<&'static str>)> {
+    let now = Instant::now();
+    let region = info.region.clone();
+    let mut world = lock(&app.world);
+    match (info.protocol, info.op.as_str()) {
+        (Protocol::RestJson, "CreateCluster" | "CreateNodegroup") => {
+            let field = if info.op == "CreateCluster" {
+                "roleArn"
+            } else {
+                "nodeRole"
+            };
+            let arn = state::json_str(body, None, field)?;
+            let until = *world.roles.get(state::role_name(&arn))?;
+            (now < until).then(|| (faults::role_not_assumable(&arn), Some("iam_propagation")))
+        }
+        (Protocol::RestJson, "DescribeCluster") => {
+            let key = (region, info.segment(1)?.to_string());
+            replay_deleting(&mut world.clusters, key, now)
+        }
+        (Protocol::RestJson, "DescribeNodegroup") => {
+            let key = (
+                region,
+                info.segment(1)?.to_string(),
+                info.segment(3)?.to_string(),
+            );
+            replay_deleting(&mut world.nodegroups, key, now)
+        }
+        (Protocol::RestJson, "DeleteCluster") => {
+            // EKS refuses to delete a cluster while any nodegroup exists, and
+            // one that is still DELETING exists; moto has already dropped it.
+            let cluster = info.segment(1)?;
+            let busy = world.nodegroups.iter().any(|((r, c, _), phase)| {
+                *r == region
+                    && c == cluster
+                    && matches!(phase, Phase::Deleting { .. })
+                    && phase.active(now)
+            });
+            busy.then(|| {
+                (
+                    faults::cluster_has_nodegroups(),
+                    Some("nodegroups_deleting"),
+                )
+            })
+        }
+        (Protocol::Ec2Query, "DeleteSubnet") => {
+            if cfg.dependency_violation_count == 0 {
+                return None;
+            }
+            let subnet = info.param("SubnetId")?.to_string();
+            let seen = world.subnet_failures.entry(subnet.clone()).or_insert(0);
+            if *seen < cfg.dependency_violation_count {
+                *seen += 1;
+                Some((
+                    faults::subnet_dependency_violation(&subnet),
+                    Some("dependency_violation"),
+                ))
+            } else {
+                None
+            }
+        }
+        (Protocol::AwsQuery, "DescribeStacks") => {
+            let name = state::stack_name(info.param("StackName")?, &world.stack_names);
+            let key = (region, name);
+            let entry = world.stacks.get(&key)?;
+            match &entry.phase {
+                Phase::Deleting { snapshot, .. } if entry.phase.active(now) => {
+                    Some((snapshot.clone(), Some("transition")))
+                }
+                Phase::Deleting { .. } => {
+                    // Window over: from now on moto's own answer is right.
+                    world.stacks.remove(&key);
+                    None
+                }
+                Phase::Creating { .. } => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Replays the snapshot of a resource in its deleting window, and forgets
+/// the window once it is over.
+fn replay_deleting<K: std::hash::Hash + Eq>(
+    map: &mut std::collections::HashMap<K, Phase>,
+    key: K,
+    now: Instant,
+) -> Option<(Reply, Option<&'static str>)> {
+    let phase = map.get(&key)?;
+    match phase {
+        Phase::Deleting { snapshot, .. } if phase.active(now) => {
+            Some((snapshot.clone(), Some("transition")))
+        }
+        Phase::Deleting { .. } => {
+            map.remove(&key);
+            None
+        }
+        Phase::Creating { .. } => None,
+    }
+}
+
+/// DescribeStacks for one stack, made by the proxy with the client's
+/// credentials (moto picks the region from them), status set to
+/// DELETE_IN_PROGRESS.
+async fn snapshot_stack(app: &App, stack: &str, client_headers: &HeaderMap) -> Option<Reply> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in client_headers.iter() {
+        let n = name.as_str();
+        if n == "authorization" || n == "host" || n.starts_with("x-amz-") {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
+    );
+    let body = format!(
+        "Action=DescribeStacks&Version=2010-05-15&StackName={}",
+        state::form_encode(stack)
+    );
+    let reply = forward(app, &Method::POST, "/", &headers, Bytes::from(body))
+        .await
+        .ok()?;
+    if !is_success(reply.status) {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&reply.body);
+    let rewritten = state::xml_replace_first(&text, "StackStatus", "DELETE_IN_PROGRESS")?;
+    Some(Reply {
+        body: Bytes::from(rewritten),
+        ..reply
+    })
+}
+
+/// Adjusts moto's answer to the transition windows and records new windows.
+fn rewrite_answer(
+    app: &App,
+    cfg: &Config,
+    info: &OpInfo,
+    mut reply: Reply,
+    stack_snapshot: Option<Reply>,
+    now: Instant,
+) -> (Reply, Option<&'static str>) {
+    if !is_success(reply.status) {
+        return (reply, None);
+    }
+    let region = info.region.clone();
+    let mut world = lock(&app.world);
+    let mut rewrote = false;
+    let mut set_status = |reply: &mut Reply, root: &str, status: &str| {
+        if let Some(b) = state::set_json_status(&reply.body, root, status) {
+            reply.body = b;
+            rewrote = true;
+        }
+    };
+    match (info.protocol, info.op.as_str()) {
+        (Protocol::RestJson, "CreateCluster") if cfg.cluster_create_ms > 0 => {
+            if let Some(name) = state::json_str(&reply.body, Some("cluster"), "name") {
+                let until = state::deadline(cfg.cluster_create_ms);
+                world
+                    .clusters
+                    .insert((region, name), Phase::Creating { until });
+                set_status(&mut reply, "cluster", "CREATING");
+            }
+        }
+        (Protocol::RestJson, "DescribeCluster") => {
+            if let Some(name) = info.segment(1) {
+                let key = (region, name.to_string());
+                if let Some(phase @ Phase::Creating { .. }) = world.clusters.get(&key) {
+                    if phase.active(now) {
+                        set_status(&mut reply, "cluster", "CREATING");
+                    } else {
+                        world.clusters.remove(&key);
+                    }
+                }
+            }
+        }
+        (Protocol::RestJson, "DeleteCluster") => {
+            if let Some(name) = info.segment(1) {
+                let key = (region, name.to_string());
+                world.clusters.remove(&key);
+                if cfg.cluster_delete_ms > 0 {
+                    set_status(&mut reply, "cluster", "DELETING");
+                    let until = state::deadline(cfg.cluster_delete_ms);
+                    let snapshot = reply.clone();
+                    world
+                        .clusters
+                        .insert(key, Phase::Deleting { until, snapshot });
+                }
+            }
+        }
+        (Protocol::RestJson, "CreateNodegroup") if cfg.nodegroup_create_ms > 0 => {
+            let ng = state::json_str(&reply.body, Some("nodegroup"), "nodegroupName");
+            if let (Some(cluster), Some(ng)) = (info.segment(1), ng) {
+                let until = state::deadline(cfg.nodegroup_create_ms);
+                world
+                    .nodegroups
+                    .insert((region, cluster.to_string(), ng), Phase::Creating { until });
+                set_status(&mut reply, "nodegroup", "CREATING");
+            }
+        }
+        (Protocol::RestJson, "DescribeNodegroup") => {
+            if let (Some(cluster), Some(ng)) = (info.segment(1), info.segment(3)) {
+                let key = (region, cluster.to_string(), ng.to_string());
+                if let Some(phase @ Phase::Creating { .. }) = world.nodegroups.get(&key) {
+                    if phase.active(now) {
+                        set_status(&mut reply, "nodegroup", "CREATING");
+                    } else {
+                        world.nodegroups.remove(&key);
+                    }
+                }
+            }
+        }
+        (Protocol::RestJson, "DeleteNodegroup") => {
+            if let (Some(cluster), Some(ng)) = (info.segment(1), info.segment(3)) {
+                let key = (region, cluster.to_string(), ng.to_string());
+                world.nodegroups.remove(&key);
+                if cfg.nodegroup_delete_ms > 0 {
+                    set_status(&mut reply, "nodegroup", "DELETING");
+                    let until = state::deadline(cfg.nodegroup_delete_ms);
+                    let snapshot = reply.clone();
+                    world
+                        .nodegroups
+                        .insert(key, Phase::Deleting { until, snapshot });
+                }
+            }
+        }
+        (Protocol::AwsQuery, "CreateStack") => {
+            let text = String::from_utf8_lossy(&reply.body);
+            let id = state::xml_first(&text, "StackId");
+            if let (Some(name), Some(id)) = (info.param("StackName"), id) {
+                world.stack_names.insert(id.clone(), name.to_string());
+                if cfg.stack_create_ms > 0 {
+                    let phase = Phase::Creating {
+                        until: state::deadline(cfg.stack_create_ms),
+                    };
+                    world.stacks.insert(
+                        (region, name.to_string()),
+                        StackPhase {
+                            phase,
+                            stack_id: Some(id),
+                        },
+                    );
+                }
+            }
+        }
+        (Protocol::AwsQuery, "DescribeStacks") => {
+            let text = String::from_utf8_lossy(&reply.body).into_owned();
+            let stacks = &world.stacks;
+            let out = state::rewrite_stack_statuses(&text, |id, name| {
+                let entry = stacks.get(&(region.clone(), name.to_string()))?;
+                let same_stack = entry.stack_id.as_deref().is_none_or(|s| s == id);
+                (matches!(entry.phase, Phase::Creating { .. })
+                    && entry.phase.active(now)
+                    && same_stack)
+                    .then_some("CREATE_IN_PROGRESS")
+            });
+            if let Some(out) = out {
+                reply.body = Bytes::from(out);
+                rewrote = true;
+            }
+        }
+        (Protocol::AwsQuery, "DeleteStack") => {
+            if let Some(reference) = info.param("StackName") {
+                let name = state::stack_name(reference, &world.stack_names);
+                let key = (region, name);
+                world.stacks.remove(&key);
+                if let Some(snapshot) = stack_snapshot {
+                    let until = state::deadline(cfg.stack_delete_ms);
+                    world.stacks.insert(
+                        key,
+                        StackPhase {
+                            phase: Phase::Deleting { until, snapshot },
+                            stack_id: None,
+                        },
+                    );
+                }
+            }
+        }
+        (Protocol::AwsQuery, "CreateRole") if cfg.iam_propagation_ms > 0 => {
+            let text = String::from_utf8_lossy(&reply.body);
+            let name = state::xml_first(&text, "RoleName")
+                .or_else(|| info.param("RoleName").map(str::to_string));
+            if let Some(name) = name {
+                world
+                    .roles
+                    .insert(name, state::deadline(cfg.iam_propagation_ms));
+            }
+        }
+        _ => {}
+    }
+    let fault = rewrote.then_some("transition");
+    (reply, fault)
+}
+
+/// Counts mutating requests answered by moto and, on the k-th, signals the
+/// configured process. Runs before the answer is sent, so the client dies
+/// having caused the change without having seen it.
+fn kill_hook(app: &App, seq: u64) {
+    let cfg = lock(&app.config).clone();
+    let fire = {
+        let mut stats = lock(&app.stats);
+        stats.mutating_answers += 1;
+        match cfg.kill_after_mutating {
+            Some(k) => stats.mutating_answers == k && !stats.kill.killed,
+            None => false,
+        }
+    };
+    if !fire {
+        return;
+    }
+    let pid = match (cfg.kill_pid, cfg.kill_pid_file.as_deref()) {
+        (Some(pid), _) => Ok(pid),
+        (None, Some(path)) => read_pid(path),
+        (None, None) => Err("kill_after_mutating set but no kill_pid or kill_pid_file".into()),
+    };
+    let result = pid.and_then(|pid| {
+        // SAFETY: kill(2) takes plain integers and has no memory effects;
+        // pid was validated to be > 0 so it targets exactly one process.
+        let rc = unsafe { libc::kill(pid, cfg.kill_signal) };
+        if rc == 0 {
+            Ok(pid)
+        } else {
+            Err(format!(
+                "kill({pid}, {}) failed: {}",
+                cfg.kill_signal,
+                std::io::Error::last_os_error()
+            ))
+        }
+    });
+    let mut stats = lock(&app.stats);
+    stats.kill.after_seq = Some(seq);
+    stats.kill.signal = Some(cfg.kill_signal);
+    match result {
+        Ok(pid) => {
+            stats.kill.killed = true;
+            stats.kill.pid = Some(pid);
+            stats.kill.error = None;
+        }
+        Err(e) => {
+            eprintln!("aws-fault-proxy: kill hook: {e}");
+            stats.kill.error = Some(e);
+        }
+    }
+}
+
+fn read_pid(path: &str) -> Result<i32, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}"))?;
+    text.trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("{path} does not hold a positive pid: {:?}", text.trim()))
+}
+
+/// `/__proxy/...`: configuration, statistics and reset.
+async fn control(app: &App, method: &Method, path: &str, body: &[u8]) -> Reply {
+    match (method.as_str(), path) {
+        ("GET", "/__proxy/config") => config_json(app),
+        ("POST", "/__proxy/config") => {
+            let patch: Value = match serde_json::from_slice(body) {
+                Ok(v) => v,
+                Err(e) => return error_json(400, &format!("config must be JSON: {e}")),
+            };
+            let mut cfg = lock(&app.config);
+            match cfg.merge(&patch) {
+                Ok(effects) => {
+                    if effects.reseed {
+                        *lock(&app.rng) = seeded_rng(cfg.throttle_seed);
+                    }
+                    if effects.rearm_kill {
+                        let mut stats = lock(&app.stats);
+                        stats.mutating_answers = 0;
+                        stats.kill = Default::default();
+                    }
+                    drop(cfg);
+                    config_json(app)
+                }
+                Err(e) => error_json(400, &e),
+            }
+        }
+        ("GET", "/__proxy/stats") => Reply::json(200, &lock(&app.stats).to_json()),
+        ("POST", "/__proxy/reset-stats") => {
+            lock(&app.stats).reset();
+            Reply::json(200, &json!({ "ok": true }))
+        }
+        ("POST", "/__proxy/reset") => {
+            *lock(&app.world) = World::default();
+            lock(&app.stats).reset();
+            lock(&app.config).clear_kill();
+            match forward(
+                app,
+                &Method::POST,
+                "/moto-api/reset",
+                &HeaderMap::new(),
+                Bytes::new(),
+            )
+            .await
+            {
+                Ok(r) => Reply::json(
+                    if is_success(r.status) { 200 } else { 502 },
+                    &json!({ "ok": is_success(r.status), "upstream_status": r.status }),
+                ),
+                Err(e) => error_json(502, &e),
+            }
+        }
+        ("GET", "/__proxy/health") => Reply::json(200, &json!({ "ok": true })),
+        _ => error_json(404, &format!("no control endpoint {method} {path}")),
+    }
+}
+
+fn config_json(app: &App) -> Reply {
+    let cfg = lock(&app.config).clone();
+    match serde_json::to_value(&cfg) {
+        Ok(v) => Reply::json(200, &v),
+        Err(e) => error_json(500, &e.to_string()),
+    }
+}
