@@ -6,6 +6,15 @@ use aws_config::{BehaviorVersion, Region};
 use aws_smithy_http_client::tls;
 use std::time::Duration;
 
+/// The one HTTPS client of the process: rustls on ring.
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
 #[derive(Clone, Debug)]
 pub struct AwsClients {
     pub ec2: aws_sdk_ec2::Client,
@@ -20,11 +29,7 @@ impl AwsClients {
     pub async fn load(region: Option<&str>) -> AwsClients {
         // One rustls + ring stack for every client: two crypto providers in one process make
         // rustls refuse to pick one at run time (see docs/architecture.md).
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
+        let http = http_client();
         // The SDK's standard retry mode already backs off with jitter on throttling and 5xx;
         // more attempts than its default 3 because a 50-burst EC2 bucket empties quickly.
         let retry = RetryConfig::standard()
@@ -37,16 +42,20 @@ impl AwsClients {
         if let Some(r) = region {
             loader = loader.region(Region::new(r.to_string()));
         }
-        let conf = loader.load().await;
+        AwsClients::from_config(&loader.load().await)
+    }
+
+    /// Clients for an explicit config (tests build one pointing at moto).
+    pub fn from_config(conf: &aws_types::SdkConfig) -> AwsClients {
         let region = conf
             .region()
             .map(|r| r.to_string())
             .unwrap_or_else(|| "us-east-1".to_string());
         AwsClients {
-            ec2: aws_sdk_ec2::Client::new(&conf),
-            eks: aws_sdk_eks::Client::new(&conf),
-            iam: aws_sdk_iam::Client::new(&conf),
-            cloudformation: aws_sdk_cloudformation::Client::new(&conf),
+            ec2: aws_sdk_ec2::Client::new(conf),
+            eks: aws_sdk_eks::Client::new(conf),
+            iam: aws_sdk_iam::Client::new(conf),
+            cloudformation: aws_sdk_cloudformation::Client::new(conf),
             region,
         }
     }
