@@ -30,14 +30,16 @@ pub enum StateError {
         source: std::io::Error,
     },
     /// Written by a newer eksnet.
-    #[error("state `{path}` has schema version {found}; this eksnet understands up to {SCHEMA_VERSION}")]
+    #[error(
+        "state `{path}` has schema version {found}; this eksnet understands up to {SCHEMA_VERSION}"
+    )]
     SchemaTooNew { path: PathBuf, found: i64 },
     /// Another command holds the lock.
     #[error("state `{path}` is locked by {holder}{}\nhint: if that command is gone, run `eksnet force-unlock {lock_id} --state {path}`", if *.stale { " — the process no longer exists (stale lock)" } else { "" })]
     Locked {
         path: PathBuf,
         lock_id: String,
-        holder: LockInfo,
+        holder: Box<LockInfo>,
         stale: bool,
     },
     /// `force-unlock` was given an id that is not the current lock.
@@ -154,8 +156,10 @@ impl StateStore {
         // Concurrent eksnet processes wait for each other's short transactions instead of
         // failing with SQLITE_BUSY; the lock row, not SQLite, serialises whole commands.
         conn.busy_timeout(Duration::from_secs(10)).map_err(sq)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sq)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(sq)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sq)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sq)?;
         let mut store = StateStore {
             conn,
             path: path.to_path_buf(),
@@ -190,9 +194,11 @@ impl StateStore {
         )
         .map_err(sq)?;
         let version: Option<i64> = tx
-            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| {
-                r.get::<_, String>(0)
-            })
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
             .optional()
             .map_err(sq)?
             .and_then(|v| v.parse().ok());
@@ -249,7 +255,9 @@ impl StateStore {
     pub fn snapshot(&self) -> Result<StateSnapshot, StateError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT address, status, cloud_id, attrs, outputs, dependencies FROM resources")
+            .prepare(
+                "SELECT address, status, cloud_id, attrs, outputs, dependencies FROM resources",
+            )
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| {
@@ -340,8 +348,11 @@ impl StateStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sq)?;
-        tx.execute("DELETE FROM resources WHERE address = ?1", [addr.to_string()])
-            .map_err(sq)?;
+        tx.execute(
+            "DELETE FROM resources WHERE address = ?1",
+            [addr.to_string()],
+        )
+        .map_err(sq)?;
         tx.execute(
             "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'serial'",
             [],
@@ -363,9 +374,11 @@ impl StateStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sq)?;
         let held: Option<(String, String)> = tx
-            .query_row("SELECT lock_id, info FROM lock WHERE singleton = 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT lock_id, info FROM lock WHERE singleton = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
             .map_err(sq)?;
         if let Some((lock_id, info)) = held {
@@ -380,7 +393,7 @@ impl StateStore {
             return Err(StateError::Locked {
                 path,
                 lock_id,
-                holder,
+                holder: Box::new(holder),
                 stale,
             });
         }
@@ -414,7 +427,9 @@ impl StateStore {
     pub fn force_unlock(&mut self, lock_id: &str) -> Result<(), StateError> {
         let current: Option<String> = self
             .conn
-            .query_row("SELECT lock_id FROM lock WHERE singleton = 1", [], |r| r.get(0))
+            .query_row("SELECT lock_id FROM lock WHERE singleton = 1", [], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.err(e))?;
         match current {
@@ -469,7 +484,15 @@ mod tests {
             dependencies: vec!["vpc.main".parse().unwrap()],
         };
         s.put(&a, &r).unwrap();
-        s.put(&a, &StateResource { status: ResourceStatus::Present, cloud_id: Some("subnet-1".into()), ..r.clone() }).unwrap();
+        s.put(
+            &a,
+            &StateResource {
+                status: ResourceStatus::Present,
+                cloud_id: Some("subnet-1".into()),
+                ..r.clone()
+            },
+        )
+        .unwrap();
         drop(s);
         let s = StateStore::open(&p).unwrap();
         let snap = s.snapshot().unwrap();
@@ -487,7 +510,12 @@ mod tests {
         let mut b = StateStore::open(&p).unwrap();
         let id = a.lock("apply x.toml").unwrap();
         match b.lock("destroy x.toml") {
-            Err(StateError::Locked { lock_id, holder, stale, .. }) => {
+            Err(StateError::Locked {
+                lock_id,
+                holder,
+                stale,
+                ..
+            }) => {
                 assert_eq!(lock_id, id);
                 assert_eq!(holder.command, "apply x.toml");
                 assert_eq!(holder.pid, std::process::id());
@@ -495,7 +523,10 @@ mod tests {
             }
             other => panic!("expected Locked, got {other:?}"),
         }
-        assert!(matches!(b.force_unlock("nope"), Err(StateError::NoSuchLock { .. })));
+        assert!(matches!(
+            b.force_unlock("nope"),
+            Err(StateError::NoSuchLock { .. })
+        ));
         b.force_unlock(&id).unwrap();
         assert!(b.lock("destroy x.toml").is_ok());
     }

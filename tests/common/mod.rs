@@ -50,20 +50,29 @@ fn start_moto() -> Moto {
     let url = format!("http://127.0.0.1:{port}");
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(30), "moto did not start on {url} within 30 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "moto did not start on {url} within 30 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     Moto { url, _child: child }
 }
 
+/// Held for the whole of a test that uses moto. Each `#[tokio::test]` has its own runtime, so
+/// holding this plain mutex across awaits cannot deadlock; it only serialises the tests.
+pub struct MotoGuard {
+    _serialised: MutexGuard<'static, ()>,
+}
+
 /// One moto per test process; tests using it run one at a time and start from a reset.
-pub fn moto() -> (MutexGuard<'static, ()>, String) {
+pub fn moto() -> (MotoGuard, String) {
     static SERVER: OnceLock<Moto> = OnceLock::new();
     static LOCK: Mutex<()> = Mutex::new(());
     let guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let m = SERVER.get_or_init(start_moto);
     reset(&m.url);
-    (guard, m.url.clone())
+    (MotoGuard { _serialised: guard }, m.url.clone())
 }
 
 pub fn reset(url: &str) {
@@ -73,7 +82,10 @@ pub fn reset(url: &str) {
     write!(s, "POST /moto-api/reset HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").expect("send reset");
     let mut resp = String::new();
     let _ = s.read_to_string(&mut resp);
-    assert!(resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"), "moto reset failed: {resp}");
+    assert!(
+        resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"),
+        "moto reset failed: {resp}"
+    );
 }
 
 /// The environment every eksnet run in tests gets: moto endpoint, dummy credentials, no IMDS.
@@ -110,7 +122,11 @@ pub fn run(cmd: &mut Command) -> Run {
 /// Runs and asserts the exit code, printing both streams on failure.
 pub fn run_ok(cmd: &mut Command, expected: i32) -> Run {
     let r = run(cmd);
-    assert_eq!(r.code, expected, "exit code\n--- stdout\n{}\n--- stderr\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code, expected,
+        "exit code\n--- stdout\n{}\n--- stderr\n{}",
+        r.stdout, r.stderr
+    );
     r
 }
 
@@ -132,7 +148,9 @@ pub async fn sdk(endpoint: &str) -> eksnet::aws::AwsClients {
         .http_client(eksnet::aws::http_client())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-west-2"))
-        .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests"))
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
         .load()
         .await;
     eksnet::aws::AwsClients::from_config(&conf)
