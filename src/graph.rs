@@ -113,25 +113,38 @@ impl DependencyGraph {
                 _ => None,
             })
             .collect();
-        let role_of = |arn: &str| arn.rsplit_once(":role/").map(|(_, n)| n.rsplit('/').next().unwrap_or(n).to_string());
+        let role_of = |arn: &str| {
+            arn.rsplit_once(":role/")
+                .map(|(_, n)| n.rsplit('/').next().unwrap_or(n).to_string())
+        };
         let mut edges = Vec::new();
         for r in spec.resources.values() {
             match &r.config {
                 ResourceConfig::Subnet(s) => {
-                    let Ok(net) = s.cidr_block.parse::<Ipv4Net>() else { continue };
+                    let Ok(net) = s.cidr_block.parse::<Ipv4Net>() else {
+                        continue;
+                    };
                     for (b, vpc, block) in &blocks {
                         if *vpc == s.vpc_id && block.is_some_and(|bl| bl.contains(&net)) {
-                            edges.push(((*b).clone(), r.addr.clone(), "subnet inside secondary CIDR block"));
+                            edges.push((
+                                (*b).clone(),
+                                r.addr.clone(),
+                                "subnet inside secondary CIDR block",
+                            ));
                         }
                     }
                 }
                 ResourceConfig::Cluster(c) => {
-                    if let Some(role) = role_of(&c.role_arn).and_then(|n| role_names.get(n.as_str()).copied()) {
+                    if let Some(role) =
+                        role_of(&c.role_arn).and_then(|n| role_names.get(n.as_str()).copied())
+                    {
                         edges.push((role.clone(), r.addr.clone(), "cluster role"));
                     }
                 }
                 ResourceConfig::Nodegroup(n) => {
-                    if let Some(role) = role_of(&n.node_role_arn).and_then(|x| role_names.get(x.as_str()).copied()) {
+                    if let Some(role) =
+                        role_of(&n.node_role_arn).and_then(|x| role_names.get(x.as_str()).copied())
+                    {
                         edges.push((role.clone(), r.addr.clone(), "node role"));
                     }
                     if let Some(c) = cluster_names.get(n.cluster_name.as_str()) {
@@ -181,11 +194,10 @@ impl DependencyGraph {
             let mut members: Vec<String> = scc.iter().map(|i| self.graph[*i].to_string()).collect();
             members.sort();
             let first = members[0].clone();
-            diags.push(Diagnostic::error(format!(
-                "dependency cycle between {}",
-                members.join(" → ")
-            ))
-            .at(spec.location(&first), first));
+            diags.push(
+                Diagnostic::error(format!("dependency cycle between {}", members.join(" → ")))
+                    .at(spec.location(&first), first),
+            );
         }
         diags
     }
@@ -209,7 +221,9 @@ impl DependencyGraph {
     }
 
     fn neighbours(&self, addr: &ResourceAddr, dir: Direction) -> Vec<ResourceAddr> {
-        let Some(i) = self.index.get(addr) else { return Vec::new() };
+        let Some(i) = self.index.get(addr) else {
+            return Vec::new();
+        };
         let mut v: Vec<ResourceAddr> = self
             .graph
             .neighbors_directed(*i, dir)
@@ -225,7 +239,14 @@ impl DependencyGraph {
         let mut indegree: HashMap<NodeIndex, usize> = self
             .graph
             .node_indices()
-            .map(|i| (i, self.graph.neighbors_directed(i, Direction::Incoming).count()))
+            .map(|i| {
+                (
+                    i,
+                    self.graph
+                        .neighbors_directed(i, Direction::Incoming)
+                        .count(),
+                )
+            })
             .collect();
         let mut ready: BTreeSet<(ResourceAddr, NodeIndex)> = indegree
             .iter()
@@ -272,7 +293,11 @@ impl DependencyGraph {
                     EdgeReason::Domain(why) => format!(" [label=\"{why}\", style=dashed]"),
                     EdgeReason::State => " [label=\"state\", style=dotted]".to_string(),
                 };
-                (self.graph[e.source()].to_string(), self.graph[e.target()].to_string(), label)
+                (
+                    self.graph[e.source()].to_string(),
+                    self.graph[e.target()].to_string(),
+                    label,
+                )
             })
             .collect();
         edges.sort();
@@ -286,5 +311,126 @@ impl DependencyGraph {
     /// Kinds present, for callers that need per-kind batches.
     pub fn kinds(&self) -> BTreeSet<Kind> {
         self.graph.node_weights().map(|a| a.kind).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{ResourceStatus, StateResource};
+    use std::path::Path;
+
+    const SPEC: &str = r#"
+[vpc.main]
+id = "vpc-1"
+[iam_role.cluster]
+name = "cluster-role"
+assume_role_service = "eks.amazonaws.com"
+[cidr_block.pods]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/16"
+[subnet.a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2a"
+[cluster.main]
+name = "demo"
+role_arn = "arn:aws:iam::123456789012:role/cluster-role"
+subnet_ids = ["subnet-1", "subnet-2"]
+[nodegroup.ng]
+cluster_name = "demo"
+name = "ng"
+node_role_arn = "arn:aws:iam::123456789012:role/other"
+subnet_ids = ["subnet-1"]
+"#;
+
+    fn addr(s: &str) -> ResourceAddr {
+        s.parse().unwrap()
+    }
+
+    fn spec(text: &str) -> Spec {
+        crate::spec::parse(Path::new("t.toml"), text).unwrap()
+    }
+
+    #[test]
+    fn reference_and_domain_edges() {
+        let s = spec(SPEC);
+        let mut g = DependencyGraph::default();
+        g.add_spec_nodes(&s);
+        g.add_reference_edges(&s);
+        assert_eq!(g.dependencies(&addr("subnet.a")), vec![addr("vpc.main")]);
+        assert!(
+            g.dependencies(&addr("cluster.main")).is_empty(),
+            "literal ARN: no reference edge yet"
+        );
+        g.add_domain_edges(&s);
+        assert_eq!(
+            g.dependencies(&addr("subnet.a")),
+            vec![addr("vpc.main"), addr("cidr_block.pods")]
+        );
+        assert_eq!(
+            g.dependencies(&addr("cluster.main")),
+            vec![addr("iam_role.cluster")],
+            "role found by the name in its ARN"
+        );
+        assert_eq!(
+            g.dependencies(&addr("nodegroup.ng")),
+            vec![addr("cluster.main")],
+            "cluster found by literal name"
+        );
+        let order = g.topological();
+        let pos = |a: &str| order.iter().position(|x| *x == addr(a)).unwrap();
+        assert!(pos("cidr_block.pods") < pos("subnet.a"));
+        let rev = g.reversed().topological();
+        let rpos = |a: &str| rev.iter().position(|x| *x == addr(a)).unwrap();
+        assert!(
+            rpos("subnet.a") < rpos("cidr_block.pods")
+                && rpos("nodegroup.ng") < rpos("cluster.main")
+        );
+    }
+
+    #[test]
+    fn state_only_nodes_keep_recorded_dependencies() {
+        let s = spec("[vpc.main]\nid = \"vpc-1\"\n");
+        let mut state = StateSnapshot::default();
+        let row = |deps: Vec<ResourceAddr>| StateResource {
+            status: ResourceStatus::Present,
+            cloud_id: Some("x".into()),
+            attrs: serde_json::json!({}),
+            outputs: serde_json::json!({}),
+            dependencies: deps,
+        };
+        state
+            .resources
+            .insert(addr("cidr_block.old"), row(vec![addr("vpc.main")]));
+        state
+            .resources
+            .insert(addr("subnet.old"), row(vec![addr("cidr_block.old")]));
+        let g = DependencyGraph::build(&s, Some(&state)).unwrap();
+        assert!(g.contains(&addr("subnet.old")));
+        let rev = g.reversed().topological();
+        assert_eq!(
+            rev.first(),
+            Some(&addr("subnet.old")),
+            "removed subnet goes before its removed block"
+        );
+        assert!(g
+            .to_dot()
+            .contains("\"cidr_block.old\" -> \"subnet.old\" [label=\"state\", style=dotted];"));
+    }
+
+    #[test]
+    fn cycles_are_reported_with_members_and_location() {
+        let s = spec(
+            "[cluster.a]\nname = \"${nodegroup.b.name}\"\nrole_arn = \"r\"\nsubnet_ids = [\"s1\", \"s2\"]\n\
+             [nodegroup.b]\ncluster_name = \"${cluster.a.name}\"\nname = \"b\"\nnode_role_arn = \"r\"\nsubnet_ids = [\"s1\"]\n",
+        );
+        let err = DependencyGraph::build(&s, None).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("dependency cycle between cluster.a → nodegroup.b"),
+            "{text}"
+        );
+        assert!(text.contains("t.toml:1:"), "{text}");
     }
 }

@@ -24,124 +24,413 @@ async fn tutorial_example_end_to_end() {
     let aws = sdk(&url).await;
 
     run_ok(eksnet(&url, d).args(["validate", SPEC]), 0);
-    let plan = run_ok(eksnet(&url, d).args(["plan", SPEC, "--detailed-exitcode"]), 2);
-    assert!(plan.stdout.contains("Plan: 8 to add, 0 to change, 0 to replace, 0 to destroy."), "{}", plan.stdout);
+    let plan = run_ok(
+        eksnet(&url, d).args(["plan", SPEC, "--detailed-exitcode"]),
+        2,
+    );
+    assert!(
+        plan.stdout
+            .contains("Plan: 8 to add, 0 to change, 0 to replace, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
     assert!(plan.stdout.contains("(known after apply)"));
-    assert!(!d.join("state/custom-networking.db").exists(), "plan must not create the state");
+    assert!(
+        !d.join("state/custom-networking.db").exists(),
+        "plan must not create the state"
+    );
 
     let applied = run_ok(eksnet(&url, d).args(["apply", SPEC, "--auto-approve"]), 0);
-    assert!(applied.stderr.contains("Apply complete! Resources: 8 added"), "{}", applied.stderr);
-    assert!(d.join("state/custom-networking.db").exists(), "default state path");
+    assert!(
+        applied
+            .stderr
+            .contains("Apply complete! Resources: 8 added"),
+        "{}",
+        applied.stderr
+    );
+    assert!(
+        d.join("state/custom-networking.db").exists(),
+        "default state path"
+    );
 
     // --- everything exists with the right attributes, seen through the SDK ---
-    let stacks = aws.cloudformation.describe_stacks().stack_name("my-eks-custom-networking-vpc").send().await.expect("stack");
+    let stacks = aws
+        .cloudformation
+        .describe_stacks()
+        .stack_name("my-eks-custom-networking-vpc")
+        .send()
+        .await
+        .expect("stack");
     let stack = &stacks.stacks()[0];
-    assert_eq!(stack.stack_status().map(|s| s.as_str()), Some("CREATE_COMPLETE"));
-    let res = aws.cloudformation.describe_stack_resources().stack_name("my-eks-custom-networking-vpc").send().await.expect("resources");
+    assert_eq!(
+        stack.stack_status().map(|s| s.as_str()),
+        Some("CREATE_COMPLETE")
+    );
+    let res = aws
+        .cloudformation
+        .describe_stack_resources()
+        .stack_name("my-eks-custom-networking-vpc")
+        .send()
+        .await
+        .expect("resources");
     let phys = |logical: &str| {
-        res.stack_resources().iter().find(|r| r.logical_resource_id() == Some(logical)).and_then(|r| r.physical_resource_id()).map(String::from).expect(logical)
+        res.stack_resources()
+            .iter()
+            .find(|r| r.logical_resource_id() == Some(logical))
+            .and_then(|r| r.physical_resource_id())
+            .map(String::from)
+            .expect(logical)
     };
-    let (vpc_id, private1, private2) = (phys("VPC"), phys("PrivateSubnet01"), phys("PrivateSubnet02"));
-    let vpcs = aws.ec2.describe_vpcs().vpc_ids(&vpc_id).send().await.expect("vpc");
-    let assoc: Vec<_> = vpcs.vpcs()[0].cidr_block_association_set().iter().filter(|a| a.cidr_block() == Some("192.168.1.0/24")).collect();
+    let (vpc_id, private1, private2) = (
+        phys("VPC"),
+        phys("PrivateSubnet01"),
+        phys("PrivateSubnet02"),
+    );
+    let vpcs = aws
+        .ec2
+        .describe_vpcs()
+        .vpc_ids(&vpc_id)
+        .send()
+        .await
+        .expect("vpc");
+    let assoc: Vec<_> = vpcs.vpcs()[0]
+        .cidr_block_association_set()
+        .iter()
+        .filter(|a| a.cidr_block() == Some("192.168.1.0/24"))
+        .collect();
     assert_eq!(assoc.len(), 1, "exactly one 192.168.1.0/24 association");
-    assert_eq!(assoc[0].cidr_block_state().and_then(|s| s.state()).map(|s| s.as_str()), Some("associated"));
-    let subnets = aws.ec2.describe_subnets().filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(&vpc_id).build()).send().await.expect("subnets");
-    let by_cidr = |c: &str| subnets.subnets().iter().find(|s| s.cidr_block() == Some(c)).cloned().expect(c);
-    let tag = |s: &aws_sdk_ec2::types::Subnet, k: &str| s.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(String::from);
-    for (cidr, primary, name) in [("192.168.1.0/27", "192.168.0.64/27", "my-eks-custom-networking-vpc-PrivateSubnet01"), ("192.168.1.32/27", "192.168.0.96/27", "my-eks-custom-networking-vpc-PrivateSubnet02")] {
+    assert_eq!(
+        assoc[0]
+            .cidr_block_state()
+            .and_then(|s| s.state())
+            .map(|s| s.as_str()),
+        Some("associated")
+    );
+    let subnets = aws
+        .ec2
+        .describe_subnets()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("vpc-id")
+                .values(&vpc_id)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("subnets");
+    let by_cidr = |c: &str| {
+        subnets
+            .subnets()
+            .iter()
+            .find(|s| s.cidr_block() == Some(c))
+            .cloned()
+            .expect(c)
+    };
+    let tag = |s: &aws_sdk_ec2::types::Subnet, k: &str| {
+        s.tags()
+            .iter()
+            .find(|t| t.key() == Some(k))
+            .and_then(|t| t.value())
+            .map(String::from)
+    };
+    for (cidr, primary, name) in [
+        (
+            "192.168.1.0/27",
+            "192.168.0.64/27",
+            "my-eks-custom-networking-vpc-PrivateSubnet01",
+        ),
+        (
+            "192.168.1.32/27",
+            "192.168.0.96/27",
+            "my-eks-custom-networking-vpc-PrivateSubnet02",
+        ),
+    ] {
         let pod = by_cidr(cidr);
-        assert_eq!(pod.availability_zone(), by_cidr(primary).availability_zone(), "pod subnet {cidr} in its cluster subnet's AZ");
+        assert_eq!(
+            pod.availability_zone(),
+            by_cidr(primary).availability_zone(),
+            "pod subnet {cidr} in its cluster subnet's AZ"
+        );
         assert_eq!(tag(&pod, "Name").as_deref(), Some(name));
-        assert_eq!(tag(&pod, "kubernetes.io/role/internal-elb").as_deref(), Some("1"));
-        assert_eq!(tag(&pod, "eksnet:address").map(|a| a.starts_with("subnet.pod_")), Some(true));
+        assert_eq!(
+            tag(&pod, "kubernetes.io/role/internal-elb").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            tag(&pod, "eksnet:address").map(|a| a.starts_with("subnet.pod_")),
+            Some(true)
+        );
     }
     for (role, service, policies) in [
-        ("myCustomNetworkingAmazonEKSClusterRole", "eks.amazonaws.com", vec!["AmazonEKSClusterPolicy"]),
-        ("myCustomNetworkingAmazonEKSNodeRole", "ec2.amazonaws.com", vec!["AmazonEC2ContainerRegistryReadOnly", "AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy"]),
+        (
+            "myCustomNetworkingAmazonEKSClusterRole",
+            "eks.amazonaws.com",
+            vec!["AmazonEKSClusterPolicy"],
+        ),
+        (
+            "myCustomNetworkingAmazonEKSNodeRole",
+            "ec2.amazonaws.com",
+            vec![
+                "AmazonEC2ContainerRegistryReadOnly",
+                "AmazonEKSWorkerNodePolicy",
+                "AmazonEKS_CNI_Policy",
+            ],
+        ),
     ] {
-        let r = aws.iam.get_role().role_name(role).send().await.expect("role");
-        let doc = r.role().and_then(|r| r.assume_role_policy_document()).unwrap_or_default();
-        let doc = percent_encoding::percent_decode_str(doc).decode_utf8_lossy().to_string();
+        let r = aws
+            .iam
+            .get_role()
+            .role_name(role)
+            .send()
+            .await
+            .expect("role");
+        let doc = r
+            .role()
+            .and_then(|r| r.assume_role_policy_document())
+            .unwrap_or_default();
+        let doc = percent_encoding::percent_decode_str(doc)
+            .decode_utf8_lossy()
+            .to_string();
         assert!(doc.contains(service), "trust of {role}: {doc}");
-        let attached = aws.iam.list_attached_role_policies().role_name(role).send().await.expect("policies");
-        let mut names: Vec<&str> = attached.attached_policies().iter().filter_map(|p| p.policy_name()).collect();
+        let attached = aws
+            .iam
+            .list_attached_role_policies()
+            .role_name(role)
+            .send()
+            .await
+            .expect("policies");
+        let mut names: Vec<&str> = attached
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_name())
+            .collect();
         names.sort();
         assert_eq!(names, policies);
     }
-    let cluster = aws.eks.describe_cluster().name("my-custom-networking-cluster").send().await.expect("cluster");
+    let cluster = aws
+        .eks
+        .describe_cluster()
+        .name("my-custom-networking-cluster")
+        .send()
+        .await
+        .expect("cluster");
     let cluster = cluster.cluster().expect("cluster body");
-    assert!(cluster.role_arn().is_some_and(|a| a.ends_with(":role/myCustomNetworkingAmazonEKSClusterRole")));
-    let mut cs: Vec<String> = cluster.resources_vpc_config().map(|v| v.subnet_ids().to_vec()).unwrap_or_default();
+    assert!(cluster
+        .role_arn()
+        .is_some_and(|a| a.ends_with(":role/myCustomNetworkingAmazonEKSClusterRole")));
+    let mut cs: Vec<String> = cluster
+        .resources_vpc_config()
+        .map(|v| v.subnet_ids().to_vec())
+        .unwrap_or_default();
     cs.sort();
     let mut want = vec![private1.clone(), private2.clone()];
     want.sort();
     assert_eq!(cs, want, "cluster on the stack's private subnets");
-    let ng = aws.eks.describe_nodegroup().cluster_name("my-custom-networking-cluster").nodegroup_name("my-nodegroup").send().await.expect("nodegroup");
+    let ng = aws
+        .eks
+        .describe_nodegroup()
+        .cluster_name("my-custom-networking-cluster")
+        .nodegroup_name("my-nodegroup")
+        .send()
+        .await
+        .expect("nodegroup");
     let ng = ng.nodegroup().expect("nodegroup body");
     assert_eq!(ng.instance_types(), ["t3.medium"]);
-    assert!(ng.node_role().is_some_and(|a| a.ends_with(":role/myCustomNetworkingAmazonEKSNodeRole")));
+    assert!(ng
+        .node_role()
+        .is_some_and(|a| a.ends_with(":role/myCustomNetworkingAmazonEKSNodeRole")));
 
     // --- no changes ---
-    let again = run_ok(eksnet(&url, d).args(["plan", SPEC, "--detailed-exitcode"]), 0);
+    let again = run_ok(
+        eksnet(&url, d).args(["plan", SPEC, "--detailed-exitcode"]),
+        0,
+    );
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);
 
     // --- one tag changed in the spec: exactly one in-place update ---
-    set_subnet_tag(d, "\"my-eks-custom-networking-vpc-PrivateSubnet01\"", "\"pods-a\"");
-    let changed = run_ok(eksnet(&url, d).args(["plan", SPEC, "--detailed-exitcode"]), 2);
-    assert!(changed.stdout.contains("Plan: 0 to add, 1 to change, 0 to replace, 0 to destroy."), "{}", changed.stdout);
-    assert!(changed.stdout.contains("# subnet.pod_a will be updated in place"));
-    assert!(changed.stdout.contains("\"Name\" = \"my-eks-custom-networking-vpc-PrivateSubnet01\" -> \"pods-a\""), "{}", changed.stdout);
+    set_subnet_tag(
+        d,
+        "\"my-eks-custom-networking-vpc-PrivateSubnet01\"",
+        "\"pods-a\"",
+    );
+    let changed = run_ok(
+        eksnet(&url, d).args(["plan", SPEC, "--detailed-exitcode"]),
+        2,
+    );
+    assert!(
+        changed
+            .stdout
+            .contains("Plan: 0 to add, 1 to change, 0 to replace, 0 to destroy."),
+        "{}",
+        changed.stdout
+    );
+    assert!(changed
+        .stdout
+        .contains("# subnet.pod_a will be updated in place"));
+    assert!(
+        changed
+            .stdout
+            .contains("\"Name\" = \"my-eks-custom-networking-vpc-PrivateSubnet01\" -> \"pods-a\""),
+        "{}",
+        changed.stdout
+    );
     run_ok(eksnet(&url, d).args(["apply", SPEC, "--auto-approve"]), 0);
-    assert_eq!(tag(&by_cidr_live(&aws, &vpc_id, "192.168.1.0/27").await, "Name").as_deref(), Some("pods-a"));
-    run_ok(eksnet(&url, d).args(["plan", SPEC, "--detailed-exitcode"]), 0);
+    assert_eq!(
+        tag(&by_cidr_live(&aws, &vpc_id, "192.168.1.0/27").await, "Name").as_deref(),
+        Some("pods-a")
+    );
+    run_ok(
+        eksnet(&url, d).args(["plan", SPEC, "--detailed-exitcode"]),
+        0,
+    );
 
     // --- drift: a tag changed behind eksnet's back ---
     let pod_b = by_cidr_live(&aws, &vpc_id, "192.168.1.32/27").await;
     aws.ec2
         .create_tags()
         .resources(pod_b.subnet_id().expect("id"))
-        .tags(aws_sdk_ec2::types::Tag::builder().key("kubernetes.io/role/internal-elb").value("0").build())
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("kubernetes.io/role/internal-elb")
+                .value("0")
+                .build(),
+        )
         .send()
         .await
         .expect("tag behind eksnet's back");
-    let drift = run_ok(eksnet(&url, d).args(["plan", SPEC, "--detailed-exitcode"]), 2);
-    assert!(drift.stdout.contains("subnet.pod_b") && drift.stdout.contains("tags changed outside eksnet"), "{}", drift.stdout);
+    let drift = run_ok(
+        eksnet(&url, d).args(["plan", SPEC, "--detailed-exitcode"]),
+        2,
+    );
+    assert!(
+        drift.stdout.contains("subnet.pod_b")
+            && drift.stdout.contains("tags changed outside eksnet"),
+        "{}",
+        drift.stdout
+    );
     assert!(drift.stdout.contains("\"0\" -> \"1\""), "{}", drift.stdout);
 
     // --- destroy: nothing of ours remains ---
     let destroyed = run_ok(eksnet(&url, d).args(["destroy", SPEC, "--auto-approve"]), 0);
-    assert!(destroyed.stderr.contains("Destroy complete!"), "{}", destroyed.stderr);
-    let order: Vec<&str> = destroyed.stderr.lines().filter(|l| l.ends_with(": destroy...")).collect();
-    let pos = |a: &str| order.iter().position(|l| l.starts_with(a)).unwrap_or_else(|| panic!("{a} not destroyed: {order:?}"));
-    assert!(pos("nodegroup.main") < pos("cluster.main"), "nodegroup before cluster");
-    assert!(pos("subnet.pod_a") < pos("cidr_block.pods") && pos("subnet.pod_b") < pos("cidr_block.pods"), "subnets before the CIDR");
-    assert!(pos("cidr_block.pods") < pos("vpc.main") && pos("cluster.main") < pos("vpc.main"), "stack last");
-    assert!(aws.cloudformation.describe_stacks().stack_name("my-eks-custom-networking-vpc").send().await.is_err(), "stack gone");
-    assert!(aws.eks.describe_cluster().name("my-custom-networking-cluster").send().await.is_err(), "cluster gone");
-    assert!(aws.eks.list_nodegroups().cluster_name("my-custom-networking-cluster").send().await.map(|o| o.nodegroups().is_empty()).unwrap_or(true));
-    for role in ["myCustomNetworkingAmazonEKSClusterRole", "myCustomNetworkingAmazonEKSNodeRole"] {
-        assert!(aws.iam.get_role().role_name(role).send().await.is_err(), "{role} gone");
+    assert!(
+        destroyed.stderr.contains("Destroy complete!"),
+        "{}",
+        destroyed.stderr
+    );
+    let order: Vec<&str> = destroyed
+        .stderr
+        .lines()
+        .filter(|l| l.ends_with(": destroy..."))
+        .collect();
+    let pos = |a: &str| {
+        order
+            .iter()
+            .position(|l| l.starts_with(a))
+            .unwrap_or_else(|| panic!("{a} not destroyed: {order:?}"))
+    };
+    assert!(
+        pos("nodegroup.main") < pos("cluster.main"),
+        "nodegroup before cluster"
+    );
+    assert!(
+        pos("subnet.pod_a") < pos("cidr_block.pods")
+            && pos("subnet.pod_b") < pos("cidr_block.pods"),
+        "subnets before the CIDR"
+    );
+    assert!(
+        pos("cidr_block.pods") < pos("vpc.main") && pos("cluster.main") < pos("vpc.main"),
+        "stack last"
+    );
+    assert!(
+        aws.cloudformation
+            .describe_stacks()
+            .stack_name("my-eks-custom-networking-vpc")
+            .send()
+            .await
+            .is_err(),
+        "stack gone"
+    );
+    assert!(
+        aws.eks
+            .describe_cluster()
+            .name("my-custom-networking-cluster")
+            .send()
+            .await
+            .is_err(),
+        "cluster gone"
+    );
+    assert!(aws
+        .eks
+        .list_nodegroups()
+        .cluster_name("my-custom-networking-cluster")
+        .send()
+        .await
+        .map(|o| o.nodegroups().is_empty())
+        .unwrap_or(true));
+    for role in [
+        "myCustomNetworkingAmazonEKSClusterRole",
+        "myCustomNetworkingAmazonEKSNodeRole",
+    ] {
+        assert!(
+            aws.iam.get_role().role_name(role).send().await.is_err(),
+            "{role} gone"
+        );
     }
-    let left = aws.ec2.describe_subnets().filters(aws_sdk_ec2::types::Filter::builder().name("cidr-block").values("192.168.1.0/27").values("192.168.1.32/27").build()).send().await.expect("subnets");
+    let left = aws
+        .ec2
+        .describe_subnets()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("cidr-block")
+                .values("192.168.1.0/27")
+                .values("192.168.1.32/27")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("subnets");
     assert!(left.subnets().is_empty(), "pod subnets gone");
     // moto's DeleteStack leaves the stack's VPC behind (a moto limitation, see docs); the
     // secondary block eksnet associated must be gone from it.
     if let Ok(v) = aws.ec2.describe_vpcs().vpc_ids(&vpc_id).send().await {
         for vpc in v.vpcs() {
-            assert!(!vpc.cidr_block_association_set().iter().any(|a| a.cidr_block() == Some("192.168.1.0/24") && a.cidr_block_state().and_then(|s| s.state()).map(|s| s.as_str()) == Some("associated")));
+            assert!(!vpc
+                .cidr_block_association_set()
+                .iter()
+                .any(|a| a.cidr_block() == Some("192.168.1.0/24")
+                    && a.cidr_block_state()
+                        .and_then(|s| s.state())
+                        .map(|s| s.as_str())
+                        == Some("associated")));
         }
     }
-    let empty = run_ok(eksnet(&url, d).args(["plan", SPEC, "--destroy", "--detailed-exitcode"]), 0);
+    let empty = run_ok(
+        eksnet(&url, d).args(["plan", SPEC, "--destroy", "--detailed-exitcode"]),
+        0,
+    );
     assert!(empty.stdout.contains("No changes."));
 }
 
-async fn by_cidr_live(aws: &eksnet::aws::AwsClients, vpc: &str, cidr: &str) -> aws_sdk_ec2::types::Subnet {
+async fn by_cidr_live(
+    aws: &eksnet::aws::AwsClients,
+    vpc: &str,
+    cidr: &str,
+) -> aws_sdk_ec2::types::Subnet {
     let out = aws
         .ec2
         .describe_subnets()
-        .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(vpc).build())
-        .filters(aws_sdk_ec2::types::Filter::builder().name("cidr-block").values(cidr).build())
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("vpc-id")
+                .values(vpc)
+                .build(),
+        )
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("cidr-block")
+                .values(cidr)
+                .build(),
+        )
         .send()
         .await
         .expect("describe");
@@ -172,8 +461,18 @@ availability_zone = "${vpc.main.subnets.nodes-b.availability_zone}"
 async fn adopted_vpc_is_used_and_never_deleted() {
     let (_guard, url) = moto();
     let aws = sdk(&url).await;
-    let vpc = aws.ec2.create_vpc().cidr_block("10.0.0.0/16").send().await.expect("vpc");
-    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_string();
+    let vpc = aws
+        .ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .expect("vpc");
+    let vpc_id = vpc
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("vpc id")
+        .to_string();
     let mk = |cidr: &'static str, az: &'static str, name: &'static str| {
         let aws = aws.clone();
         let vpc_id = vpc_id.clone();
@@ -186,7 +485,12 @@ async fn adopted_vpc_is_used_and_never_deleted() {
                 .tag_specifications(
                     aws_sdk_ec2::types::TagSpecification::builder()
                         .resource_type(aws_sdk_ec2::types::ResourceType::Subnet)
-                        .tags(aws_sdk_ec2::types::Tag::builder().key("Name").value(name).build())
+                        .tags(
+                            aws_sdk_ec2::types::Tag::builder()
+                                .key("Name")
+                                .value(name)
+                                .build(),
+                        )
                         .build(),
                 )
                 .send()
@@ -204,17 +508,110 @@ async fn adopted_vpc_is_used_and_never_deleted() {
     let spec = ADOPTED.replace("VPC_ID", &vpc_id).replace("SUBNET_A", &a);
     std::fs::write(dir.path().join("adopt.toml"), spec).expect("write");
     let plan = run_ok(eksnet(&url, dir.path()).args(["plan", "adopt.toml"]), 0);
-    assert!(plan.stdout.contains("# vpc.main will be recorded in the state"), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .contains("# vpc.main will be recorded in the state"),
+        "{}",
+        plan.stdout
+    );
     assert!(plan.stdout.contains("Plan: 3 to add"), "{}", plan.stdout);
     // AZs come from the adopted VPC's subnets (by id and by Name tag), known at plan time.
-    assert!(plan.stdout.contains("\"us-west-2a\"") && plan.stdout.contains("\"us-west-2b\""), "{}", plan.stdout);
-    run_ok(eksnet(&url, dir.path()).args(["apply", "adopt.toml", "--auto-approve"]), 0);
-    run_ok(eksnet(&url, dir.path()).args(["plan", "adopt.toml", "--detailed-exitcode"]), 0);
-    let destroy = run_ok(eksnet(&url, dir.path()).args(["destroy", "adopt.toml", "--auto-approve"]), 0);
-    assert!(destroy.stdout.contains("# vpc.main will be removed from the state (no change in AWS)"), "{}", destroy.stdout);
-    let still = aws.ec2.describe_vpcs().vpc_ids(&vpc_id).send().await.expect("vpc still there");
+    assert!(
+        plan.stdout.contains("\"us-west-2a\"") && plan.stdout.contains("\"us-west-2b\""),
+        "{}",
+        plan.stdout
+    );
+    run_ok(
+        eksnet(&url, dir.path()).args(["apply", "adopt.toml", "--auto-approve"]),
+        0,
+    );
+    run_ok(
+        eksnet(&url, dir.path()).args(["plan", "adopt.toml", "--detailed-exitcode"]),
+        0,
+    );
+
+    // --replace recreates one resource even without a change, and --json gives a plan value.
+    let before = by_cidr_live(&aws, &vpc_id, "100.64.0.0/19").await;
+    let json = run_ok(
+        eksnet(&url, dir.path()).args([
+            "plan",
+            "adopt.toml",
+            "--replace",
+            "subnet.pod_a",
+            "--json",
+        ]),
+        0,
+    );
+    let plan: serde_json::Value = serde_json::from_str(&json.stdout).expect("plan JSON on stdout");
+    let actions: Vec<(String, String)> = plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter(|c| c["action"] != "no_op")
+        .map(|c| {
+            (
+                c["addr"].as_str().unwrap_or_default().to_string(),
+                c["action"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        vec![("subnet.pod_a".to_string(), "replace".to_string())]
+    );
+    let replaced = run_ok(
+        eksnet(&url, dir.path()).args([
+            "apply",
+            "adopt.toml",
+            "--replace",
+            "subnet.pod_a",
+            "--auto-approve",
+        ]),
+        0,
+    );
+    assert!(
+        replaced
+            .stdout
+            .contains("# subnet.pod_a must be replaced (replacement requested with --replace)"),
+        "{}",
+        replaced.stdout
+    );
+    let after = by_cidr_live(&aws, &vpc_id, "100.64.0.0/19").await;
+    assert_ne!(before.subnet_id(), after.subnet_id(), "a new subnet");
+    run_ok(
+        eksnet(&url, dir.path()).args(["plan", "adopt.toml", "--detailed-exitcode"]),
+        0,
+    );
+    let destroy = run_ok(
+        eksnet(&url, dir.path()).args(["destroy", "adopt.toml", "--auto-approve"]),
+        0,
+    );
+    assert!(
+        destroy
+            .stdout
+            .contains("# vpc.main will be removed from the state (no change in AWS)"),
+        "{}",
+        destroy.stdout
+    );
+    let still = aws
+        .ec2
+        .describe_vpcs()
+        .vpc_ids(&vpc_id)
+        .send()
+        .await
+        .expect("vpc still there");
     assert_eq!(still.vpcs().len(), 1, "adopted VPC kept");
-    let blocks: Vec<_> = still.vpcs()[0].cidr_block_association_set().iter().filter(|b| b.cidr_block() == Some("100.64.0.0/16") && b.cidr_block_state().and_then(|s| s.state()).map(|s| s.as_str()) == Some("associated")).collect();
+    let blocks: Vec<_> = still.vpcs()[0]
+        .cidr_block_association_set()
+        .iter()
+        .filter(|b| {
+            b.cidr_block() == Some("100.64.0.0/16")
+                && b.cidr_block_state()
+                    .and_then(|s| s.state())
+                    .map(|s| s.as_str())
+                    == Some("associated")
+        })
+        .collect();
     assert!(blocks.is_empty(), "secondary block disassociated");
 }
 
@@ -226,14 +623,41 @@ async fn saved_plan_applies_exactly_and_is_refused_when_stale() {
     run_ok(eksnet(&url, d).args(["plan", SPEC, "--out", "p1.json"]), 0);
     run_ok(eksnet(&url, d).args(["plan", SPEC, "--out", "p2.json"]), 0);
     // Edit the spec after planning: the saved plan must apply what was planned, not the edit.
-    set_subnet_tag(d, "\"my-eks-custom-networking-vpc-PrivateSubnet01\"", "\"edited-after-plan\"");
+    set_subnet_tag(
+        d,
+        "\"my-eks-custom-networking-vpc-PrivateSubnet01\"",
+        "\"edited-after-plan\"",
+    );
     run_ok(eksnet(&url, d).args(["apply", "p1.json"]), 0);
     let aws = sdk(&url).await;
-    let s = aws.ec2.describe_subnets().filters(aws_sdk_ec2::types::Filter::builder().name("cidr-block").values("192.168.1.0/27").build()).send().await.expect("subnets");
-    let name = s.subnets()[0].tags().iter().find(|t| t.key() == Some("Name")).and_then(|t| t.value()).map(String::from);
-    assert_eq!(name.as_deref(), Some("my-eks-custom-networking-vpc-PrivateSubnet01"));
+    let s = aws
+        .ec2
+        .describe_subnets()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("cidr-block")
+                .values("192.168.1.0/27")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("subnets");
+    let name = s.subnets()[0]
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some("Name"))
+        .and_then(|t| t.value())
+        .map(String::from);
+    assert_eq!(
+        name.as_deref(),
+        Some("my-eks-custom-networking-vpc-PrivateSubnet01")
+    );
     let stale = run_ok(eksnet(&url, d).args(["apply", "p2.json"]), 1);
-    assert!(stale.stderr.contains("the saved plan is stale"), "{}", stale.stderr);
+    assert!(
+        stale.stderr.contains("the saved plan is stale"),
+        "{}",
+        stale.stderr
+    );
 }
 
 #[tokio::test]
@@ -242,14 +666,36 @@ async fn second_apply_is_refused_while_the_state_is_locked() {
     let dir = example_dir();
     let d = dir.path();
     std::fs::create_dir_all(d.join("state")).expect("mkdir");
-    let mut store = eksnet::state::StateStore::open(&d.join("state/custom-networking.db")).expect("state");
+    let mut store =
+        eksnet::state::StateStore::open(&d.join("state/custom-networking.db")).expect("state");
     let id = store.lock("eksnet apply (held by the test)").expect("lock");
     let refused = run_ok(eksnet(&url, d).args(["apply", SPEC, "--auto-approve"]), 1);
-    assert!(refused.stderr.contains("is locked by `eksnet apply (held by the test)`"), "{}", refused.stderr);
-    assert!(refused.stderr.contains(&id), "lock id printed: {}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("is locked by `eksnet apply (held by the test)`"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains(&id),
+        "lock id printed: {}",
+        refused.stderr
+    );
     let aws = sdk(&url).await;
-    assert!(aws.iam.get_role().role_name("myCustomNetworkingAmazonEKSClusterRole").send().await.is_err(), "nothing created while locked");
-    run_ok(eksnet(&url, d).args(["force-unlock", &id, "--state", "state/custom-networking.db"]), 0);
+    assert!(
+        aws.iam
+            .get_role()
+            .role_name("myCustomNetworkingAmazonEKSClusterRole")
+            .send()
+            .await
+            .is_err(),
+        "nothing created while locked"
+    );
+    run_ok(
+        eksnet(&url, d).args(["force-unlock", &id, "--state", "state/custom-networking.db"]),
+        0,
+    );
     run_ok(eksnet(&url, d).args(["apply", SPEC, "--auto-approve"]), 0);
 }
 
@@ -266,10 +712,23 @@ async fn apply_asks_and_only_yes_proceeds() {
         .spawn()
         .expect("spawn");
     use std::io::Write;
-    child.stdin.take().expect("stdin").write_all(b"no\n").expect("answer");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"no\n")
+        .expect("answer");
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Cancelled"));
     let aws = sdk(&url).await;
-    assert!(aws.iam.get_role().role_name("myCustomNetworkingAmazonEKSClusterRole").send().await.is_err(), "nothing created");
+    assert!(
+        aws.iam
+            .get_role()
+            .role_name("myCustomNetworkingAmazonEKSClusterRole")
+            .send()
+            .await
+            .is_err(),
+        "nothing created"
+    );
 }

@@ -1,0 +1,69 @@
+//! CLI behaviour that needs no AWS: the graph command and exit codes of argument errors.
+
+use std::process::Command;
+
+fn eksnet() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_eksnet"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1");
+    c
+}
+
+#[test]
+fn graph_prints_dot_with_addresses_and_domain_edges() {
+    let out = eksnet()
+        .args(["graph", "examples/custom-networking.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    let dot = String::from_utf8_lossy(&out.stdout);
+    assert!(dot.starts_with("digraph eksnet {"), "{dot}");
+    for node in [
+        "vpc.main",
+        "cidr_block.pods",
+        "subnet.pod_a",
+        "subnet.pod_b",
+        "iam_role.cluster",
+        "iam_role.node",
+        "cluster.main",
+        "nodegroup.main",
+    ] {
+        assert!(
+            dot.contains(&format!("\"{node}\";")),
+            "node {node} missing:\n{dot}"
+        );
+    }
+    assert!(dot.contains("\"cidr_block.pods\" -> \"subnet.pod_a\" [label=\"subnet inside secondary CIDR block\", style=dashed];"), "{dot}");
+    assert!(
+        dot.contains("\"cluster.main\" -> \"nodegroup.main\";"),
+        "{dot}"
+    );
+
+    let out = eksnet()
+        .args(["graph", "--destroy", "examples/custom-networking.toml"])
+        .output()
+        .expect("run");
+    let dot = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dot.contains("\"nodegroup.main\" -> \"cluster.main\";"),
+        "reversed for destroy:\n{dot}"
+    );
+}
+
+#[test]
+fn bad_arguments_exit_non_zero_with_usage() {
+    let out = eksnet().args(["plan"]).output().expect("run");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Usage"));
+    let out = eksnet()
+        .args([
+            "apply",
+            "examples/custom-networking.toml",
+            "--replace",
+            "nope",
+        ])
+        .output()
+        .expect("run");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a resource address"));
+}
