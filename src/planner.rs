@@ -40,7 +40,9 @@ fn normalize(key: &str, v: &Value) -> Value {
 /// Resolves references against outputs known at plan time.
 pub fn resolve_attrs(attrs: &Value, known: &HashMap<ResourceAddr, Value>) -> Value {
     value::resolve(attrs, &|r| {
-        known.get(&r.addr).and_then(|o| value::lookup_path(o, &r.path))
+        known
+            .get(&r.addr)
+            .and_then(|o| value::lookup_path(o, &r.path))
     })
 }
 
@@ -54,7 +56,9 @@ pub fn plan(
     let mut diags = Diagnostics::default();
     for r in &opts.replace {
         if !spec.resources.contains_key(r) {
-            diags.push(Diagnostic::error(format!("--replace {r}: no such resource in the spec")));
+            diags.push(Diagnostic::error(format!(
+                "--replace {r}: no such resource in the spec"
+            )));
         }
     }
     let changes = if opts.destroy {
@@ -77,31 +81,56 @@ pub fn plan(
     })
 }
 
-fn plan_destroy(graph: &DependencyGraph, state: &StateSnapshot, observed: &ObservedState) -> Vec<PlannedChange> {
+fn plan_destroy(
+    graph: &DependencyGraph,
+    state: &StateSnapshot,
+    observed: &ObservedState,
+) -> Vec<PlannedChange> {
     let mut out = Vec::new();
     for addr in graph.reversed().topological() {
-        let Some(prior) = state.resources.get(&addr) else { continue };
-        let live = observed.get(&addr).cloned().flatten();
-        let adopted = resources::is_adopted(&addr, &prior.attrs);
-        let (action, reason) = match (&live, adopted) {
-            (_, true) => (Action::Forget, Some("adopted: never deleted by eksnet".to_string())),
-            (None, _) => (Action::Forget, Some("already gone".to_string())),
-            (Some(_), _) => (Action::Delete, None),
+        let Some(prior) = state.resources.get(&addr) else {
+            continue;
         };
-        out.push(PlannedChange {
-            addr: addr.clone(),
-            action,
-            cloud_id: live.as_ref().map(|o| o.cloud_id.clone()).or_else(|| prior.cloud_id.clone()),
-            before: Some(prior.attrs.clone()),
-            after: None,
-            replace_because: vec![],
-            drift: vec![],
-            reason,
-            dependencies: prior.dependencies.clone(),
-            observed_outputs: None,
-        });
+        let live = observed.get(&addr).cloned().flatten();
+        out.push(removal(&addr, prior, live.as_ref(), None));
     }
     out
+}
+
+/// The change that takes a resource out: deleted, or only forgotten when eksnet must not (an
+/// adopted VPC) or cannot (already gone) delete it. `why` prefixes the reason.
+fn removal(
+    addr: &ResourceAddr,
+    prior: &crate::state::StateResource,
+    live: Option<&Observed>,
+    why: Option<&str>,
+) -> PlannedChange {
+    let (action, detail) = if resources::is_adopted(addr, &prior.attrs) {
+        (Action::Forget, Some("adopted, so never deleted by eksnet"))
+    } else if live.is_none() {
+        (Action::Forget, Some("already gone"))
+    } else {
+        (Action::Delete, None)
+    };
+    let reason = match (why, detail) {
+        (Some(w), Some(d)) => Some(format!("{w}; {d}")),
+        (Some(w), None) => Some(w.to_string()),
+        (None, d) => d.map(String::from),
+    };
+    PlannedChange {
+        addr: addr.clone(),
+        action,
+        cloud_id: live
+            .map(|o| o.cloud_id.clone())
+            .or_else(|| prior.cloud_id.clone()),
+        before: Some(prior.attrs.clone()),
+        after: None,
+        replace_because: vec![],
+        drift: vec![],
+        reason,
+        dependencies: prior.dependencies.clone(),
+        observed_outputs: None,
+    }
 }
 
 fn plan_apply(
@@ -120,24 +149,12 @@ fn plan_apply(
         let Some(r) = spec.get(&addr) else {
             // Removed from the spec: delete what the state holds.
             let Some(prior) = prior else { continue };
-            let adopted = resources::is_adopted(&addr, &prior.attrs);
-            let (action, reason) = match (&live, adopted) {
-                (_, true) => (Action::Forget, "removed from the spec; adopted, so only forgotten"),
-                (None, _) => (Action::Forget, "removed from the spec and already gone"),
-                (Some(_), _) => (Action::Delete, "removed from the spec"),
-            };
-            out.push(PlannedChange {
-                addr: addr.clone(),
-                action,
-                cloud_id: live.as_ref().map(|o| o.cloud_id.clone()).or_else(|| prior.cloud_id.clone()),
-                before: Some(prior.attrs.clone()),
-                after: None,
-                replace_because: vec![],
-                drift: vec![],
-                reason: Some(reason.into()),
-                dependencies: prior.dependencies.clone(),
-                observed_outputs: None,
-            });
+            out.push(removal(
+                &addr,
+                prior,
+                live.as_ref(),
+                Some("removed from the spec"),
+            ));
             continue;
         };
         let desired = resolve_attrs(&r.attrs, &known);
@@ -160,7 +177,10 @@ fn plan_apply(
                 if adopted {
                     diags.push(spec.error_at(
                         format!("{addr}.id"),
-                        format!("VPC `{}` was not found; an adopted VPC must exist", resources::str_attr(&r.attrs, "id").unwrap_or("?")),
+                        format!(
+                            "VPC `{}` was not found; an adopted VPC must exist",
+                            resources::str_attr(&r.attrs, "id").unwrap_or("?")
+                        ),
                     ));
                 }
                 change.action = Action::Create;
@@ -171,22 +191,35 @@ fn plan_apply(
             Some(obs) => {
                 // Never take over something this state did not create: a resource found by
                 // name or CIDR without a state row must carry our lineage tag.
-                let owned = prior.is_some() || adopted || obs.managed_by.as_deref() == Some(state.lineage.as_str());
+                let owned = prior.is_some()
+                    || adopted
+                    || obs.managed_by.as_deref() == Some(state.lineage.as_str());
                 if !owned {
-                    let by = obs.managed_by.as_deref().map(|l| format!("another eksnet state (lineage {l})")).unwrap_or_else(|| "outside eksnet".into());
+                    let by = obs
+                        .managed_by
+                        .as_deref()
+                        .map(|l| format!("another eksnet state (lineage {l})"))
+                        .unwrap_or_else(|| "outside eksnet".into());
                     diags.push(spec.error_at(
                         addr.to_string(),
                         format!("{} `{}` already exists and was created by {by}; eksnet will not take it over — rename it in the spec, delete it, or adopt it by id where the kind allows", addr.kind, obs.cloud_id),
                     ));
                 }
                 let compare_base = |key: &str| -> Option<Value> {
-                    obs.attrs.get(key).cloned().or_else(|| prior.and_then(|p| p.attrs.get(key).cloned()))
+                    obs.attrs
+                        .get(key)
+                        .cloned()
+                        .or_else(|| prior.and_then(|p| p.attrs.get(key).cloned()))
                 };
                 let mut changed = Vec::new();
                 if let Value::Object(want) = &desired {
                     for (key, want_v) in want {
-                        let Some(have) = compare_base(key) else { continue };
-                        if value::is_unknown(want_v) || normalize(key, want_v) != normalize(key, &have) {
+                        let Some(have) = compare_base(key) else {
+                            continue;
+                        };
+                        if value::is_unknown(want_v)
+                            || normalize(key, want_v) != normalize(key, &have)
+                        {
                             changed.push(key.clone());
                         }
                     }
@@ -229,7 +262,11 @@ fn plan_apply(
                 } else if !changed.is_empty() {
                     Action::Update
                 } else if prior.is_none_or(|p| p.status != ResourceStatus::Present) {
-                    change.reason = Some(if adopted { "adopting existing VPC".into() } else { "found in AWS after an interrupted run".into() });
+                    change.reason = Some(if adopted {
+                        "adopting existing VPC".into()
+                    } else {
+                        "found in AWS after an interrupted run".into()
+                    });
                     Action::Adopt
                 } else {
                     Action::NoOp
@@ -259,7 +296,12 @@ fn check_live_constraints(
     known: &HashMap<ResourceAddr, Value>,
     diags: &mut Diagnostics,
 ) {
-    let after_of = |addr: &ResourceAddr| changes.iter().find(|c| &c.addr == addr).and_then(|c| c.after.clone());
+    let after_of = |addr: &ResourceAddr| {
+        changes
+            .iter()
+            .find(|c| &c.addr == addr)
+            .and_then(|c| c.after.clone())
+    };
     // Blocks of every VPC known at plan time, and which subnets are in which AZ.
     let mut vpc_blocks: HashMap<String, Vec<Ipv4Net>> = HashMap::new();
     let mut subnet_az: HashMap<String, String> = HashMap::new();
@@ -267,8 +309,16 @@ fn check_live_constraints(
         if addr.kind != Kind::Vpc {
             continue;
         }
-        let id = outputs.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
-        let blocks = outputs.get("cidr_blocks").and_then(Value::as_array).map(|a| a.iter().filter_map(|b| b.as_str()?.parse().ok()).collect()).unwrap_or_default();
+        let id = outputs
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let blocks = outputs
+            .get("cidr_blocks")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|b| b.as_str()?.parse().ok()).collect())
+            .unwrap_or_default();
         vpc_blocks.insert(id, blocks);
         if let Some(Value::Object(m)) = outputs.get("subnet_azs") {
             for (s, az) in m {
@@ -278,24 +328,44 @@ fn check_live_constraints(
             }
         }
     }
-    for c in changes.iter().filter(|c| c.addr.kind == Kind::CidrBlock && c.action == Action::Create) {
+    for c in changes
+        .iter()
+        .filter(|c| c.addr.kind == Kind::CidrBlock && c.action == Action::Create)
+    {
         let Some(after) = &c.after else { continue };
-        let (Some(vpc), Some(Ok(net))) = (resources::str_attr(after, "vpc_id"), resources::str_attr(after, "cidr_block").map(str::parse::<Ipv4Net>)) else { continue };
+        let (Some(vpc), Some(Ok(net))) = (
+            resources::str_attr(after, "vpc_id"),
+            resources::str_attr(after, "cidr_block").map(str::parse::<Ipv4Net>),
+        ) else {
+            continue;
+        };
         for existing in vpc_blocks.get(vpc).into_iter().flatten() {
             if existing.contains(&net.network()) || net.contains(&existing.network()) {
-                diags.push(spec.error_at(format!("{}.cidr_block", c.addr), format!("{net} overlaps the block {existing} already associated with {vpc}")));
+                diags.push(spec.error_at(
+                    format!("{}.cidr_block", c.addr),
+                    format!("{net} overlaps the block {existing} already associated with {vpc}"),
+                ));
             }
         }
     }
     let pod_azs: BTreeSet<String> = changes
         .iter()
         .filter(|c| c.addr.kind == Kind::Subnet && c.after.is_some())
-        .filter_map(|c| after_of(&c.addr).and_then(|a| resources::str_attr(&a, "availability_zone").map(String::from)))
+        .filter_map(|c| {
+            after_of(&c.addr)
+                .and_then(|a| resources::str_attr(&a, "availability_zone").map(String::from))
+        })
         .filter(|az| !az.contains("${"))
         .collect();
-    let any_unknown_pod_az = changes.iter().filter(|c| c.addr.kind == Kind::Subnet).any(|c| {
-        c.after.as_ref().and_then(|a| a.get("availability_zone")).is_some_and(value::is_unknown)
-    });
+    let any_unknown_pod_az = changes
+        .iter()
+        .filter(|c| c.addr.kind == Kind::Subnet)
+        .any(|c| {
+            c.after
+                .as_ref()
+                .and_then(|a| a.get("availability_zone"))
+                .is_some_and(value::is_unknown)
+        });
     if pod_azs.is_empty() || any_unknown_pod_az {
         return;
     }
@@ -319,7 +389,8 @@ fn check_live_constraints(
 }
 
 /// Outputs as a map for resolving references, used by the executor too.
-pub fn outputs_map(entries: impl IntoIterator<Item = (ResourceAddr, Value)>) -> HashMap<ResourceAddr, Value> {
+pub fn outputs_map(
+    entries: impl IntoIterator<Item = (ResourceAddr, Value)>,
+) -> HashMap<ResourceAddr, Value> {
     entries.into_iter().collect()
 }
-

@@ -303,8 +303,12 @@ impl StateStore {
         })
     }
 
-    /// Writes one resource row and bumps the serial, in one transaction.
-    pub fn put(&mut self, addr: &ResourceAddr, r: &StateResource) -> Result<(), StateError> {
+    /// Runs `write` and bumps the serial in one immediate transaction: every change to the
+    /// resources table moves the serial, which is what makes saved plans detectably stale.
+    fn write_bumping_serial(
+        &mut self,
+        write: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>,
+    ) -> Result<(), StateError> {
         let path = self.path.clone();
         let sq = |source| StateError::Sqlite {
             path: path.clone(),
@@ -314,22 +318,7 @@ impl StateStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sq)?;
-        tx.execute(
-            "INSERT INTO resources (address, status, cloud_id, attrs, outputs, dependencies, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT(address) DO UPDATE SET status = ?2, cloud_id = ?3, attrs = ?4,
-                 outputs = ?5, dependencies = ?6, updated_at = ?7",
-            params![
-                addr.to_string(),
-                r.status.as_str(),
-                r.cloud_id,
-                r.attrs.to_string(),
-                r.outputs.to_string(),
-                serde_json::to_string(&r.dependencies).unwrap_or_else(|_| "[]".into()),
-                now_rfc3339(),
-            ],
-        )
-        .map_err(sq)?;
+        write(&tx).map_err(sq)?;
         tx.execute(
             "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'serial'",
             [],
@@ -338,27 +327,36 @@ impl StateStore {
         tx.commit().map_err(sq)
     }
 
+    /// Writes one resource row.
+    pub fn put(&mut self, addr: &ResourceAddr, r: &StateResource) -> Result<(), StateError> {
+        self.write_bumping_serial(|tx| {
+            tx.execute(
+                "INSERT INTO resources (address, status, cloud_id, attrs, outputs, dependencies, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(address) DO UPDATE SET status = ?2, cloud_id = ?3, attrs = ?4,
+                     outputs = ?5, dependencies = ?6, updated_at = ?7",
+                params![
+                    addr.to_string(),
+                    r.status.as_str(),
+                    r.cloud_id,
+                    r.attrs.to_string(),
+                    r.outputs.to_string(),
+                    serde_json::to_string(&r.dependencies).unwrap_or_else(|_| "[]".into()),
+                    now_rfc3339(),
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
     pub fn remove(&mut self, addr: &ResourceAddr) -> Result<(), StateError> {
-        let path = self.path.clone();
-        let sq = |source| StateError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sq)?;
-        tx.execute(
-            "DELETE FROM resources WHERE address = ?1",
-            [addr.to_string()],
-        )
-        .map_err(sq)?;
-        tx.execute(
-            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'serial'",
-            [],
-        )
-        .map_err(sq)?;
-        tx.commit().map_err(sq)
+        self.write_bumping_serial(|tx| {
+            tx.execute(
+                "DELETE FROM resources WHERE address = ?1",
+                [addr.to_string()],
+            )
+            .map(|_| ())
+        })
     }
 
     /// Takes the command lock or names who holds it. The returned id must be passed to
