@@ -75,14 +75,25 @@ pub fn steps(plan: &Plan, state: &StateSnapshot) -> BTreeMap<Step, BTreeSet<Step
             Action::Delete | Action::Forget => &[Phase::Destroy],
         }
     };
-    let by_addr: HashMap<&ResourceAddr, &PlannedChange> = plan.changes.iter().map(|c| (&c.addr, c)).collect();
+    let by_addr: HashMap<&ResourceAddr, &PlannedChange> =
+        plan.changes.iter().map(|c| (&c.addr, c)).collect();
     for c in &plan.changes {
         for p in phases(c.action) {
-            deps.entry(Step { addr: c.addr.clone(), phase: *p }).or_default();
+            deps.entry(Step {
+                addr: c.addr.clone(),
+                phase: *p,
+            })
+            .or_default();
         }
         if c.action == Action::Replace {
-            let apply = Step { addr: c.addr.clone(), phase: Phase::Apply };
-            deps.entry(apply).or_default().insert(Step { addr: c.addr.clone(), phase: Phase::Destroy });
+            let apply = Step {
+                addr: c.addr.clone(),
+                phase: Phase::Apply,
+            };
+            deps.entry(apply).or_default().insert(Step {
+                addr: c.addr.clone(),
+                phase: Phase::Destroy,
+            });
         }
     }
     // For each "b depends on a": apply a before apply b; destroy b before destroy a.
@@ -98,17 +109,45 @@ pub fn steps(plan: &Plan, state: &StateSnapshot) -> BTreeMap<Step, BTreeSet<Step
         }
     }
     for (a, b) in pairs {
-        let (Some(ca), Some(cb)) = (by_addr.get(&a), by_addr.get(&b)) else { continue };
+        let (Some(ca), Some(cb)) = (by_addr.get(&a), by_addr.get(&b)) else {
+            continue;
+        };
         if phases(ca.action).contains(&Phase::Apply) && phases(cb.action).contains(&Phase::Apply) {
-            deps.entry(Step { addr: b.clone(), phase: Phase::Apply }).or_default().insert(Step { addr: a.clone(), phase: Phase::Apply });
+            deps.entry(Step {
+                addr: b.clone(),
+                phase: Phase::Apply,
+            })
+            .or_default()
+            .insert(Step {
+                addr: a.clone(),
+                phase: Phase::Apply,
+            });
         }
-        if phases(ca.action).contains(&Phase::Destroy) && phases(cb.action).contains(&Phase::Destroy) {
-            deps.entry(Step { addr: a.clone(), phase: Phase::Destroy }).or_default().insert(Step { addr: b.clone(), phase: Phase::Destroy });
+        if phases(ca.action).contains(&Phase::Destroy)
+            && phases(cb.action).contains(&Phase::Destroy)
+        {
+            deps.entry(Step {
+                addr: a.clone(),
+                phase: Phase::Destroy,
+            })
+            .or_default()
+            .insert(Step {
+                addr: b.clone(),
+                phase: Phase::Destroy,
+            });
         }
         // A dependent that stays must let go of what is deleted before it goes (e.g. a
         // cluster updated away from a subnet that is removed).
         if phases(cb.action) == [Phase::Apply] && phases(ca.action) == [Phase::Destroy] {
-            deps.entry(Step { addr: a.clone(), phase: Phase::Destroy }).or_default().insert(Step { addr: b.clone(), phase: Phase::Apply });
+            deps.entry(Step {
+                addr: a.clone(),
+                phase: Phase::Destroy,
+            })
+            .or_default()
+            .insert(Step {
+                addr: b.clone(),
+                phase: Phase::Apply,
+            });
         }
     }
     deps
@@ -136,20 +175,33 @@ pub fn check_fresh(plan: &Plan, state: &StateStore) -> Result<(), ApplyError> {
     Ok(())
 }
 
-pub async fn apply(ctx: &Ctx, plan: &Plan, state: StateStore, parallelism: usize) -> Result<(ApplyReport, StateStore), ApplyError> {
+pub async fn apply(
+    ctx: &Ctx,
+    plan: &Plan,
+    state: StateStore,
+    parallelism: usize,
+) -> Result<(ApplyReport, StateStore), ApplyError> {
     let prior = state.snapshot()?;
     let outputs: HashMap<ResourceAddr, Value> = prior
         .resources
         .iter()
         .filter(|(_, r)| r.status == ResourceStatus::Present)
         .map(|(a, r)| (a.clone(), r.outputs.clone()))
-        .chain(plan.changes.iter().filter_map(|c| Some((c.addr.clone(), c.observed_outputs.clone()?))))
+        .chain(
+            plan.changes
+                .iter()
+                .filter_map(|c| Some((c.addr.clone(), c.observed_outputs.clone()?))),
+        )
         .collect();
     let deps = steps(plan, &prior);
     let shared = Arc::new(Shared {
         state: Mutex::new(state),
         outputs: Mutex::new(outputs),
-        changes: plan.changes.iter().map(|c| (c.addr.clone(), c.clone())).collect(),
+        changes: plan
+            .changes
+            .iter()
+            .map(|c| (c.addr.clone(), c.clone()))
+            .collect(),
         prior,
     });
     let outcomes = walker::walk(deps, parallelism, |step: Step| {
@@ -163,18 +215,30 @@ pub async fn apply(ctx: &Ctx, plan: &Plan, state: StateStore, parallelism: usize
             let verb = verb(change.action, step.phase);
             let reportable = !matches!(change.action, Action::NoOp);
             if reportable {
-                ctx.reporter.event(Event::Started { addr: step.addr.clone(), action: verb.to_string() });
+                ctx.reporter.event(Event::Started {
+                    addr: step.addr.clone(),
+                    action: verb.to_string(),
+                });
             }
             match run_step(&ctx, &shared, &change, step.phase).await {
                 Ok(cloud_id) => {
                     if reportable {
-                        ctx.reporter.event(Event::Finished { addr: step.addr.clone(), action: verb.to_string(), elapsed: start.elapsed(), cloud_id });
+                        ctx.reporter.event(Event::Finished {
+                            addr: step.addr.clone(),
+                            action: verb.to_string(),
+                            elapsed: start.elapsed(),
+                            cloud_id,
+                        });
                     }
                     Ok(())
                 }
                 Err(e) => {
                     let msg = e.to_string();
-                    ctx.reporter.event(Event::Failed { addr: step.addr.clone(), action: verb.to_string(), error: msg.clone() });
+                    ctx.reporter.event(Event::Failed {
+                        addr: step.addr.clone(),
+                        action: verb.to_string(),
+                        error: msg.clone(),
+                    });
                     Err(msg)
                 }
             }
@@ -188,13 +252,22 @@ pub async fn apply(ctx: &Ctx, plan: &Plan, state: StateStore, parallelism: usize
             Outcome::Failed(e) => report.failed.push((step, e)),
             Outcome::Skipped { because } => {
                 if let Ok(b) = because.parse::<ResourceAddr>() {
-                    ctx.reporter.event(Event::Skipped { addr: step.addr.clone(), because: b });
+                    ctx.reporter.event(Event::Skipped {
+                        addr: step.addr.clone(),
+                        because: b,
+                    });
                 }
                 report.skipped.push((step, because));
             }
         }
     }
-    let shared = Arc::try_unwrap(shared).map_err(|_| ApplyError::State(StateError::Corrupt { path: Default::default(), address: "-".into(), message: "executor still running".into() }))?;
+    let shared = Arc::try_unwrap(shared).map_err(|_| {
+        ApplyError::State(StateError::Corrupt {
+            path: Default::default(),
+            address: "-".into(),
+            message: "executor still running".into(),
+        })
+    })?;
     let state = shared.state.into_inner().unwrap_or_else(|p| p.into_inner());
     Ok((report, state))
 }
@@ -235,10 +308,21 @@ fn remove(shared: &Shared, addr: &ResourceAddr) -> Result<(), StateError> {
 /// Resolves "known after apply" values from the outputs produced so far.
 fn resolve_after(shared: &Shared, change: &PlannedChange) -> Result<Value, StepError> {
     let after = change.after.clone().unwrap_or(Value::Null);
-    let outputs = shared.outputs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let resolved = value::resolve(&after, &|r| outputs.get(&r.addr).and_then(|o| value::lookup_path(o, &r.path)));
+    let outputs = shared
+        .outputs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let resolved = value::resolve(&after, &|r| {
+        outputs
+            .get(&r.addr)
+            .and_then(|o| value::lookup_path(o, &r.path))
+    });
     if value::is_unknown(&resolved) {
-        let missing: Vec<String> = value::references(&resolved).iter().map(|r| r.raw.clone()).collect();
+        let missing: Vec<String> = value::references(&resolved)
+            .iter()
+            .map(|r| r.raw.clone())
+            .collect();
         return Err(StepError::Unresolved(format!(
             "cannot resolve {}: the referenced resource did not produce that output (AWS did not return it)",
             missing.join(", ")
@@ -247,22 +331,46 @@ fn resolve_after(shared: &Shared, change: &PlannedChange) -> Result<Value, StepE
     Ok(resolved)
 }
 
-async fn run_step(ctx: &Ctx, shared: &Shared, change: &PlannedChange, phase: Phase) -> Result<Option<String>, StepError> {
+async fn run_step(
+    ctx: &Ctx,
+    shared: &Shared,
+    change: &PlannedChange,
+    phase: Phase,
+) -> Result<Option<String>, StepError> {
     let addr = &change.addr;
     let prior = shared.prior.resources.get(addr);
     match (change.action, phase) {
         (Action::Delete | Action::Replace, Phase::Destroy) => {
-            let Some(id) = change.cloud_id.clone().or_else(|| prior.and_then(|p| p.cloud_id.clone())) else {
+            let Some(id) = change
+                .cloud_id
+                .clone()
+                .or_else(|| prior.and_then(|p| p.cloud_id.clone()))
+            else {
                 remove(shared, addr)?;
                 return Ok(None);
             };
-            let attrs = change.before.clone().or_else(|| prior.map(|p| p.attrs.clone())).unwrap_or(Value::Null);
+            let attrs = change
+                .before
+                .clone()
+                .or_else(|| prior.map(|p| p.attrs.clone()))
+                .unwrap_or(Value::Null);
             if let Some(p) = prior {
-                put(shared, addr, &StateResource { status: ResourceStatus::Deleting, ..p.clone() })?;
+                put(
+                    shared,
+                    addr,
+                    &StateResource {
+                        status: ResourceStatus::Deleting,
+                        ..p.clone()
+                    },
+                )?;
             }
             resources::delete(ctx, addr, &id, &attrs).await?;
             remove(shared, addr)?;
-            shared.outputs.lock().unwrap_or_else(|p| p.into_inner()).remove(addr);
+            shared
+                .outputs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(addr);
             Ok(Some(id))
         }
         (Action::Forget, _) => {
@@ -273,13 +381,17 @@ async fn run_step(ctx: &Ctx, shared: &Shared, change: &PlannedChange, phase: Pha
             let attrs = resolve_after(shared, change)?;
             // Intent first: if we die between AWS's answer and the next write, the next refresh
             // looks this resource up by its natural key and adopts it.
-            put(shared, addr, &StateResource {
-                status: ResourceStatus::Creating,
-                cloud_id: None,
-                attrs: attrs.clone(),
-                outputs: Value::Object(Default::default()),
-                dependencies: change.dependencies.clone(),
-            })?;
+            put(
+                shared,
+                addr,
+                &StateResource {
+                    status: ResourceStatus::Creating,
+                    cloud_id: None,
+                    attrs: attrs.clone(),
+                    outputs: Value::Object(Default::default()),
+                    dependencies: change.dependencies.clone(),
+                },
+            )?;
             let obs = resources::create(ctx, addr, &attrs).await?;
             record(shared, change, attrs, obs.cloud_id.clone(), obs.outputs)?;
             Ok(Some(obs.cloud_id))
@@ -293,11 +405,23 @@ async fn run_step(ctx: &Ctx, shared: &Shared, change: &PlannedChange, phase: Pha
             Ok(Some(obs.cloud_id))
         }
         (Action::Adopt, _) | (Action::NoOp, _) => {
-            let attrs = resolve_after(shared, change).unwrap_or_else(|_| change.after.clone().unwrap_or(Value::Null));
+            let attrs = resolve_after(shared, change)
+                .unwrap_or_else(|_| change.after.clone().unwrap_or(Value::Null));
             let outputs = change.observed_outputs.clone().unwrap_or(Value::Null);
-            let same = prior.is_some_and(|p| p.status == ResourceStatus::Present && p.outputs == outputs && p.dependencies == change.dependencies && p.attrs == attrs);
+            let same = prior.is_some_and(|p| {
+                p.status == ResourceStatus::Present
+                    && p.outputs == outputs
+                    && p.dependencies == change.dependencies
+                    && p.attrs == attrs
+            });
             if !same {
-                record(shared, change, attrs, change.cloud_id.clone().unwrap_or_default(), outputs)?;
+                record(
+                    shared,
+                    change,
+                    attrs,
+                    change.cloud_id.clone().unwrap_or_default(),
+                    outputs,
+                )?;
             }
             Ok(change.cloud_id.clone())
         }
@@ -306,14 +430,28 @@ async fn run_step(ctx: &Ctx, shared: &Shared, change: &PlannedChange, phase: Pha
     }
 }
 
-fn record(shared: &Shared, change: &PlannedChange, attrs: Value, cloud_id: String, outputs: Value) -> Result<(), StateError> {
-    put(shared, &change.addr, &StateResource {
-        status: ResourceStatus::Present,
-        cloud_id: Some(cloud_id),
-        attrs,
-        outputs: outputs.clone(),
-        dependencies: change.dependencies.clone(),
-    })?;
-    shared.outputs.lock().unwrap_or_else(|p| p.into_inner()).insert(change.addr.clone(), outputs);
+fn record(
+    shared: &Shared,
+    change: &PlannedChange,
+    attrs: Value,
+    cloud_id: String,
+    outputs: Value,
+) -> Result<(), StateError> {
+    put(
+        shared,
+        &change.addr,
+        &StateResource {
+            status: ResourceStatus::Present,
+            cloud_id: Some(cloud_id),
+            attrs,
+            outputs: outputs.clone(),
+            dependencies: change.dependencies.clone(),
+        },
+    )?;
+    shared
+        .outputs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(change.addr.clone(), outputs);
     Ok(())
 }

@@ -22,7 +22,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "eksnet", version, about = "Plan and apply Amazon EKS custom networking from a TOML spec")]
+#[command(
+    name = "eksnet",
+    version,
+    about = "Plan and apply Amazon EKS custom networking from a TOML spec"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -130,7 +134,10 @@ impl<E: std::fmt::Display> From<E> for Failure {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -197,7 +204,9 @@ fn report_warnings(d: &Diagnostics) {
 }
 
 fn state_path(spec: &Path, explicit: &Option<PathBuf>) -> PathBuf {
-    explicit.clone().unwrap_or_else(|| state::default_path(spec))
+    explicit
+        .clone()
+        .unwrap_or_else(|| state::default_path(spec))
 }
 
 /// The snapshot for planning: empty (lineage "") when no state file exists yet, so that
@@ -212,7 +221,10 @@ fn read_snapshot(path: &Path) -> Result<StateSnapshot, Failure> {
 fn poll_cap() -> Duration {
     // Real AWS changes state over minutes; polling every 15 s at most is plenty. Emulators and
     // the test proxy set a lower cap through this variable.
-    let ms = std::env::var("EKSNET_POLL_MAX_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(15_000);
+    let ms = std::env::var("EKSNET_POLL_MAX_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15_000);
     Duration::from_millis(ms)
 }
 
@@ -220,15 +232,34 @@ async fn make_ctx(spec: &Spec, lineage: String, json: bool, delete_enis: bool) -
     let aws = AwsClients::load(spec.settings.region.as_deref()).await;
     let timeouts = Kind::ALL
         .iter()
-        .filter_map(|k| spec.settings.timeouts.get(k.as_str()).map(|s| (*k, Duration::from_secs(*s))))
+        .filter_map(|k| {
+            spec.settings
+                .timeouts
+                .get(k.as_str())
+                .map(|s| (*k, Duration::from_secs(*s)))
+        })
         .collect();
-    Ctx { aws, reporter: reporter(json), lineage, timeouts, poll_cap: poll_cap(), delete_available_enis: delete_enis }
+    Ctx {
+        aws,
+        reporter: reporter(json),
+        lineage,
+        timeouts,
+        poll_cap: poll_cap(),
+        delete_available_enis: delete_enis,
+    }
 }
 
-async fn make_plan(spec: &Spec, snapshot: &StateSnapshot, ctx: &Ctx, opts: &PlanOptions) -> Result<Plan, Failure> {
-    let graph = DependencyGraph::build(spec, Some(snapshot)).map_err(|d| Failure(errors_only(&d)))?;
+async fn make_plan(
+    spec: &Spec,
+    snapshot: &StateSnapshot,
+    ctx: &Ctx,
+    opts: &PlanOptions,
+) -> Result<Plan, Failure> {
+    let graph =
+        DependencyGraph::build(spec, Some(snapshot)).map_err(|d| Failure(errors_only(&d)))?;
     let observed = refresh::refresh(ctx, spec, &graph, snapshot).await?;
-    let plan = planner::plan(spec, &graph, snapshot, &observed, opts).map_err(|d| Failure(errors_only(&d)))?;
+    let plan = planner::plan(spec, &graph, snapshot, &observed, opts)
+        .map_err(|d| Failure(errors_only(&d)))?;
     for w in &plan.warnings {
         eprintln!("{w}");
     }
@@ -237,7 +268,10 @@ async fn make_plan(spec: &Spec, snapshot: &StateSnapshot, ctx: &Ctx, opts: &Plan
 
 fn show_plan(plan: &Plan, json: bool) {
     if json {
-        out(&format!("{}\n", serde_json::to_string_pretty(plan).unwrap_or_default()));
+        out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(plan).unwrap_or_default()
+        ));
     } else {
         out(&plan::render(plan, palette()));
     }
@@ -251,7 +285,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 Err(d) => d,
             };
             if json {
-                out(&format!("{}\n", serde_json::to_string_pretty(&diags.0).unwrap_or_default()));
+                out(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&diags.0).unwrap_or_default()
+                ));
             } else {
                 eprint!("{diags}");
             }
@@ -263,17 +300,29 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-        Command::Graph { spec, destroy, state } => {
+        Command::Graph {
+            spec,
+            destroy,
+            state,
+        } => {
             let s = load_spec(&spec)?;
             let snapshot = match &state {
                 Some(p) => Some(read_snapshot(p)?),
                 None => None,
             };
-            let g = DependencyGraph::build(&s, snapshot.as_ref()).map_err(|d| Failure(errors_only(&d)))?;
+            let g = DependencyGraph::build(&s, snapshot.as_ref())
+                .map_err(|d| Failure(errors_only(&d)))?;
             out(&if destroy { g.reversed() } else { g }.to_dot());
             Ok(0)
         }
-        Command::Plan { spec, common, out: out_file, detailed_exitcode, destroy, replace } => {
+        Command::Plan {
+            spec,
+            common,
+            out: out_file,
+            detailed_exitcode,
+            destroy,
+            replace,
+        } => {
             let s = load_spec(&spec)?;
             let path = state_path(&spec, &common.state);
             let snapshot = read_snapshot(&path)?;
@@ -282,19 +331,59 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             show_plan(&plan, common.json);
             if let Some(f) = out_file {
                 let text = serde_json::to_string_pretty(&plan)?;
-                std::fs::write(&f, text).map_err(|e| Failure(format!("cannot write plan `{}`: {e}", f.display())))?;
-                eprintln!("Saved the plan to {}; apply it with: eksnet apply {}", f.display(), f.display());
+                std::fs::write(&f, text)
+                    .map_err(|e| Failure(format!("cannot write plan `{}`: {e}", f.display())))?;
+                eprintln!(
+                    "Saved the plan to {}; apply it with: eksnet apply {}",
+                    f.display(),
+                    f.display()
+                );
             }
-            Ok(if detailed_exitcode && plan.has_changes() { 2 } else { 0 })
+            Ok(if detailed_exitcode && plan.has_changes() {
+                2
+            } else {
+                0
+            })
         }
-        Command::Apply { target, common, auto_approve, replace, run } => {
+        Command::Apply {
+            target,
+            common,
+            auto_approve,
+            replace,
+            run,
+        } => {
             if let Some(plan) = read_plan_file(&target)? {
                 return apply_saved(plan, &common, run).await;
             }
-            converge(&target, &common, auto_approve, run, PlanOptions { destroy: false, replace }).await
+            converge(
+                &target,
+                &common,
+                auto_approve,
+                run,
+                PlanOptions {
+                    destroy: false,
+                    replace,
+                },
+            )
+            .await
         }
-        Command::Destroy { spec, common, auto_approve, run } => {
-            converge(&spec, &common, auto_approve, run, PlanOptions { destroy: true, replace: vec![] }).await
+        Command::Destroy {
+            spec,
+            common,
+            auto_approve,
+            run,
+        } => {
+            converge(
+                &spec,
+                &common,
+                auto_approve,
+                run,
+                PlanOptions {
+                    destroy: true,
+                    replace: vec![],
+                },
+            )
+            .await
         }
         Command::ForceUnlock { lock_id, state } => {
             let path = match state {
@@ -302,7 +391,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 None => only_state_file()?,
             };
             if !path.exists() {
-                return Err(Failure(format!("state `{}` does not exist", path.display())));
+                return Err(Failure(format!(
+                    "state `{}` does not exist",
+                    path.display()
+                )));
             }
             StateStore::open(&path)?.force_unlock(&lock_id)?;
             eprintln!("Lock {lock_id} on {} released.", path.display());
@@ -327,7 +419,11 @@ impl AndGraph for Diagnostics {
 
 fn only_state_file() -> Result<PathBuf, Failure> {
     let dbs: Vec<PathBuf> = std::fs::read_dir("state")
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "db")).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "db"))
+                .collect()
+        })
         .unwrap_or_default();
     match dbs.as_slice() {
         [one] => Ok(one.clone()),
@@ -341,21 +437,38 @@ fn read_plan_file(path: &Path) -> Result<Option<Plan>, Failure> {
     if path.extension().is_some_and(|e| e == "toml") {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(path).map_err(|e| Failure(format!("cannot read `{}`: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure(format!("cannot read `{}`: {e}", path.display())))?;
     if !text.trim_start().starts_with('{') {
         return Ok(None);
     }
-    let plan: Plan = serde_json::from_str(&text).map_err(|e| Failure(format!("`{}` is not a valid eksnet plan file: {e}", path.display())))?;
+    let plan: Plan = serde_json::from_str(&text).map_err(|e| {
+        Failure(format!(
+            "`{}` is not a valid eksnet plan file: {e}",
+            path.display()
+        ))
+    })?;
     if plan.format != plan::PLAN_FORMAT {
-        return Err(Failure(format!("plan format {} is not supported by this eksnet (expected {})", plan.format, plan::PLAN_FORMAT)));
+        return Err(Failure(format!(
+            "plan format {} is not supported by this eksnet (expected {})",
+            plan.format,
+            plan::PLAN_FORMAT
+        )));
     }
     Ok(Some(plan))
 }
 
 fn confirm(destroy: bool) -> Result<bool, Failure> {
     let mut err = std::io::stderr().lock();
-    let what = if destroy { "destroy all resources in the state" } else { "perform these actions" };
-    let _ = write!(err, "\nDo you want to {what}?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
+    let what = if destroy {
+        "destroy all resources in the state"
+    } else {
+        "perform these actions"
+    };
+    let _ = write!(
+        err,
+        "\nDo you want to {what}?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+    );
     let _ = err.flush();
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
@@ -373,14 +486,30 @@ fn lock_state(path: &Path, command: String) -> Result<Locked, Failure> {
     Ok(Locked { store, lock_id })
 }
 
-async fn converge(spec_path: &Path, common: &Common, auto_approve: bool, run: RunOpts, opts: PlanOptions) -> Result<u8, Failure> {
+async fn converge(
+    spec_path: &Path,
+    common: &Common,
+    auto_approve: bool,
+    run: RunOpts,
+    opts: PlanOptions,
+) -> Result<u8, Failure> {
     let s = load_spec(spec_path)?;
     let path = state_path(spec_path, &common.state);
-    let command = format!("eksnet {} {}", if opts.destroy { "destroy" } else { "apply" }, spec_path.display());
+    let command = format!(
+        "eksnet {} {}",
+        if opts.destroy { "destroy" } else { "apply" },
+        spec_path.display()
+    );
     let Locked { store, lock_id } = lock_state(&path, command)?;
     let result = async {
         let snapshot = store.snapshot()?;
-        let ctx = make_ctx(&s, snapshot.lineage.clone(), common.json, run.delete_available_enis).await;
+        let ctx = make_ctx(
+            &s,
+            snapshot.lineage.clone(),
+            common.json,
+            run.delete_available_enis,
+        )
+        .await;
         let plan = make_plan(&s, &snapshot, &ctx, &opts).await?;
         show_plan(&plan, common.json);
         if plan.has_changes() && !auto_approve && !confirm(opts.destroy)? {
@@ -398,11 +527,16 @@ async fn apply_saved(plan: Plan, common: &Common, run: RunOpts) -> Result<u8, Fa
     let spec_path = PathBuf::from(&plan.spec_path);
     let s = spec::parse(&spec_path, &plan.spec_source).map_err(|d| Failure(d.to_string()))?;
     let path = state_path(&spec_path, &common.state);
-    let Locked { store, lock_id } = lock_state(&path, format!("eksnet apply (saved plan for {})", spec_path.display()))?;
+    let Locked { store, lock_id } = lock_state(
+        &path,
+        format!("eksnet apply (saved plan for {})", spec_path.display()),
+    )?;
     let result = async {
         // A plan made before any state existed has an empty lineage; it is still fresh if the
         // new state holds nothing yet.
-        let fresh_state = plan.state_lineage.is_empty() && store.snapshot()?.resources.is_empty() && store.serial()? == 0;
+        let fresh_state = plan.state_lineage.is_empty()
+            && store.snapshot()?.resources.is_empty()
+            && store.serial()? == 0;
         if !fresh_state {
             apply::check_fresh(&plan, &store)?;
         }
@@ -415,7 +549,11 @@ async fn apply_saved(plan: Plan, common: &Common, run: RunOpts) -> Result<u8, Fa
 }
 
 /// Releases the lock whatever happened, then returns the command's result.
-fn finish(result: Result<(u8, StateStore), Failure>, path: &Path, lock_id: &str) -> Result<u8, Failure> {
+fn finish(
+    result: Result<(u8, StateStore), Failure>,
+    path: &Path,
+    lock_id: &str,
+) -> Result<u8, Failure> {
     match result {
         Ok((code, mut store)) => {
             store.unlock(lock_id)?;
@@ -434,10 +572,19 @@ fn summarise(plan: &Plan, report: &ApplyReport) -> u8 {
     let done = |a: Action| {
         plan.changes
             .iter()
-            .filter(|c| c.action == a && report.succeeded.iter().any(|s| s.addr == c.addr) && !report.failed.iter().any(|(s, _)| s.addr == c.addr))
+            .filter(|c| {
+                c.action == a
+                    && report.succeeded.iter().any(|s| s.addr == c.addr)
+                    && !report.failed.iter().any(|(s, _)| s.addr == c.addr)
+            })
             .count()
     };
-    let (added, changed, replaced, destroyed) = (done(Action::Create), done(Action::Update), done(Action::Replace), done(Action::Delete));
+    let (added, changed, replaced, destroyed) = (
+        done(Action::Create),
+        done(Action::Update),
+        done(Action::Replace),
+        done(Action::Delete),
+    );
     for (step, because) in &report.skipped {
         eprintln!("skipped: {step} (because {because} failed)");
     }

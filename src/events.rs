@@ -10,14 +10,43 @@ use std::time::Duration;
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    Refreshing { resources: usize },
-    Started { addr: ResourceAddr, action: String },
-    Waiting { addr: ResourceAddr, status: String, #[serde(with = "secs")] elapsed: Duration },
-    Retrying { addr: ResourceAddr, reason: String, attempt: u32 },
-    Finished { addr: ResourceAddr, action: String, #[serde(with = "secs")] elapsed: Duration, cloud_id: Option<String> },
-    Failed { addr: ResourceAddr, action: String, error: String },
-    Skipped { addr: ResourceAddr, because: ResourceAddr },
-    Warning { message: String },
+    Refreshing {
+        resources: usize,
+    },
+    Started {
+        addr: ResourceAddr,
+        action: String,
+    },
+    Waiting {
+        addr: ResourceAddr,
+        status: String,
+        #[serde(with = "secs")]
+        elapsed: Duration,
+    },
+    Retrying {
+        addr: ResourceAddr,
+        reason: String,
+        attempt: u32,
+    },
+    Finished {
+        addr: ResourceAddr,
+        action: String,
+        #[serde(with = "secs")]
+        elapsed: Duration,
+        cloud_id: Option<String>,
+    },
+    Failed {
+        addr: ResourceAddr,
+        action: String,
+        error: String,
+    },
+    Skipped {
+        addr: ResourceAddr,
+        because: ResourceAddr,
+    },
+    Warning {
+        message: String,
+    },
 }
 
 mod secs {
@@ -101,7 +130,10 @@ impl Reporter for HumanReporter {
                 elapsed,
                 cloud_id,
             } => match cloud_id {
-                Some(id) => format!("{addr}: {action} complete after {} [id={id}]", fmt_elapsed(elapsed)),
+                Some(id) => format!(
+                    "{addr}: {action} complete after {} [id={id}]",
+                    fmt_elapsed(elapsed)
+                ),
                 None => format!("{addr}: {action} complete after {}", fmt_elapsed(elapsed)),
             },
             Event::Failed {

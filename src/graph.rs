@@ -142,6 +142,11 @@ impl DependencyGraph {
                     }
                 }
                 ResourceConfig::Nodegroup(n) => {
+                    // Nodes pick up pod subnets only if those exist when the nodes register;
+                    // on destroy, pods' ENIs go with the nodes before their subnets can go.
+                    for pod in spec.resources.keys().filter(|a| a.kind == Kind::Subnet) {
+                        edges.push((pod.clone(), r.addr.clone(), "pod subnets before nodes"));
+                    }
                     if let Some(role) =
                         role_of(&n.node_role_arn).and_then(|x| role_names.get(x.as_str()).copied())
                     {

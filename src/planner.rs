@@ -198,11 +198,11 @@ fn plan_apply(
                     let by = obs
                         .managed_by
                         .as_deref()
-                        .map(|l| format!("another eksnet state (lineage {l})"))
+                        .map(|l| format!("by another eksnet state (lineage {l})"))
                         .unwrap_or_else(|| "outside eksnet".into());
                     diags.push(spec.error_at(
                         addr.to_string(),
-                        format!("{} `{}` already exists and was created by {by}; eksnet will not take it over — rename it in the spec, delete it, or adopt it by id where the kind allows", addr.kind, obs.cloud_id),
+                        format!("{} `{}` already exists and was created {by}; eksnet will not take it over — rename it in the spec, delete it, or adopt it by id where the kind allows", addr.kind, obs.cloud_id),
                     ));
                 }
                 let compare_base = |key: &str| -> Option<Value> {
@@ -328,18 +328,28 @@ fn check_live_constraints(
             }
         }
     }
-    for c in changes
-        .iter()
-        .filter(|c| c.addr.kind == Kind::CidrBlock && c.action == Action::Create)
-    {
+    for c in changes.iter().filter(|c| {
+        c.addr.kind == Kind::CidrBlock && matches!(c.action, Action::Create | Action::Replace)
+    }) {
         let Some(after) = &c.after else { continue };
+        // A replaced block is not compared with its own old range, which goes first.
+        let own_old: Option<Ipv4Net> = c
+            .before
+            .as_ref()
+            .and_then(|b| resources::str_attr(b, "cidr_block"))
+            .and_then(|t| t.parse().ok());
         let (Some(vpc), Some(Ok(net))) = (
             resources::str_attr(after, "vpc_id"),
             resources::str_attr(after, "cidr_block").map(str::parse::<Ipv4Net>),
         ) else {
             continue;
         };
-        for existing in vpc_blocks.get(vpc).into_iter().flatten() {
+        for existing in vpc_blocks
+            .get(vpc)
+            .into_iter()
+            .flatten()
+            .filter(|e| Some(**e) != own_old)
+        {
             if existing.contains(&net.network()) || net.contains(&existing.network()) {
                 diags.push(spec.error_at(
                     format!("{}.cidr_block", c.addr),

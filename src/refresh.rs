@@ -31,7 +31,13 @@ async fn refresh_batch(ctx: &Ctx, lookups: Vec<Lookup>) -> Result<ObservedState,
         let found = resources::refresh(ctx, kind, &items)
             .await
             .map_err(|source| RefreshError { kind, source })?;
-        Ok::<_, RefreshError>(items.into_iter().map(|i| i.addr).zip(found).collect::<Vec<_>>())
+        Ok::<_, RefreshError>(
+            items
+                .into_iter()
+                .map(|i| i.addr)
+                .zip(found)
+                .collect::<Vec<_>>(),
+        )
     });
     let mut out = ObservedState::new();
     for batch in futures::future::try_join_all(reads).await? {
@@ -47,7 +53,9 @@ pub async fn refresh(
     state: &StateSnapshot,
 ) -> Result<ObservedState, RefreshError> {
     let all: Vec<ResourceAddr> = graph.topological();
-    ctx.reporter.event(Event::Refreshing { resources: all.len() });
+    ctx.reporter.event(Event::Refreshing {
+        resources: all.len(),
+    });
     let desired_raw = |a: &ResourceAddr| -> Value {
         spec.get(a)
             .map(|r| r.attrs.clone())
@@ -60,13 +68,21 @@ pub async fn refresh(
         .filter_map(|a| {
             let s = state.resources.get(a)?;
             let id = s.cloud_id.clone()?;
-            Some(Lookup { addr: a.clone(), cloud_id: Some(id), attrs: s.attrs.clone() })
+            Some(Lookup {
+                addr: a.clone(),
+                cloud_id: Some(id),
+                attrs: s.attrs.clone(),
+            })
         })
         .collect();
     let mut observed = refresh_batch(ctx, first).await?;
 
     // Later waves: by natural key, once the dependencies are settled.
-    let mut pending: Vec<ResourceAddr> = all.iter().filter(|a| !observed.contains_key(*a)).cloned().collect();
+    let mut pending: Vec<ResourceAddr> = all
+        .iter()
+        .filter(|a| !observed.contains_key(*a))
+        .cloned()
+        .collect();
     while !pending.is_empty() {
         let settled: HashSet<&ResourceAddr> = observed.keys().collect();
         let (ready, rest): (Vec<ResourceAddr>, Vec<ResourceAddr>) = pending
@@ -89,15 +105,26 @@ pub async fn refresh(
             let attrs = resolve_attrs(&desired_raw(&a), &known);
             // Only resources in the spec can be found by key, and only with a resolvable key.
             let key_known = match a.kind {
-                Kind::Vpc => !value::is_unknown(attrs.get("id").unwrap_or(&Value::Null)) && !value::is_unknown(attrs.get("stack_name").unwrap_or(&Value::Null)),
-                Kind::Subnet | Kind::CidrBlock => !value::is_unknown(attrs.get("vpc_id").unwrap_or(&Value::Null)),
-                Kind::Nodegroup => !value::is_unknown(attrs.get("cluster_name").unwrap_or(&Value::Null)),
+                Kind::Vpc => {
+                    !value::is_unknown(attrs.get("id").unwrap_or(&Value::Null))
+                        && !value::is_unknown(attrs.get("stack_name").unwrap_or(&Value::Null))
+                }
+                Kind::Subnet | Kind::CidrBlock => {
+                    !value::is_unknown(attrs.get("vpc_id").unwrap_or(&Value::Null))
+                }
+                Kind::Nodegroup => {
+                    !value::is_unknown(attrs.get("cluster_name").unwrap_or(&Value::Null))
+                }
                 _ => !value::is_unknown(attrs.get("name").unwrap_or(&Value::Null)),
             };
             if spec.get(&a).is_none() || !key_known {
                 observed.insert(a, None);
             } else {
-                lookups.push(Lookup { addr: a, cloud_id: None, attrs });
+                lookups.push(Lookup {
+                    addr: a,
+                    cloud_id: None,
+                    attrs,
+                });
             }
         }
         observed.extend(refresh_batch(ctx, lookups).await?);

@@ -267,7 +267,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
         if top == "settings" {
             match deserialize::<Settings>(value.clone()) {
                 Ok(s) => settings = s,
-                Err(e) => diags.push(de_error(&map, "settings", e)),
+                Err(e) => diags.push(de_error(&map, &locations, "settings", e)),
             }
             continue;
         }
@@ -308,10 +308,8 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
             }
             if !body.get_ref().is_table() {
                 diags.push(
-                    Diagnostic::error(format!(
-                        "`{dotted}` must be a table (write `[{dotted}]`)"
-                    ))
-                    .at(loc, dotted.clone()),
+                    Diagnostic::error(format!("`{dotted}` must be a table (write `[{dotted}]`)"))
+                        .at(loc, dotted.clone()),
                 );
                 continue;
             }
@@ -327,7 +325,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
                         },
                     );
                 }
-                Err(BuildError::De(e)) => diags.push(de_error(&map, &dotted, e)),
+                Err(BuildError::De(e)) => diags.push(de_error(&map, &locations, &dotted, e)),
                 Err(BuildError::Other(key, msg)) => {
                     let full = format!("{dotted}.{key}");
                     let loc = locations.get(&full).cloned().or(loc);
@@ -366,10 +364,30 @@ fn deserialize<T: DeserializeOwned>(
     T::deserialize(toml::de::ValueDeserializer::from(value))
 }
 
-fn de_error(map: &SourceMap<'_>, dotted: &str, e: toml::de::Error) -> Diagnostic {
+/// A serde error inside one resource, keyed as precisely as possible: the key written on the
+/// error's line (unknown field, wrong type), or `resource.field` for a missing field.
+fn de_error(
+    map: &SourceMap<'_>,
+    locations: &HashMap<String, Location>,
+    dotted: &str,
+    e: toml::de::Error,
+) -> Diagnostic {
     let loc = e.span().map(|s| map.location(s.start));
-    // serde's messages name the offending field ("unknown field `x`, expected one of ...").
-    Diagnostic::error(e.message().trim().to_string()).at(loc, dotted)
+    let message = e.message().trim().to_string();
+    let prefix = format!("{dotted}.");
+    let on_line = loc.as_ref().and_then(|l| {
+        locations
+            .iter()
+            .filter(|(k, kl)| k.starts_with(&prefix) && kl.line == l.line && kl.column <= l.column)
+            .max_by_key(|(k, kl)| (kl.column, k.len()))
+            .map(|(k, _)| k.clone())
+    });
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+        .map(|field| format!("{dotted}.{field}"));
+    let key = missing.or(on_line).unwrap_or_else(|| dotted.to_string());
+    Diagnostic::error(message).at(loc, key)
 }
 
 fn to_attrs<T: Serialize>(config: &T) -> Value {

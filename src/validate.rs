@@ -56,7 +56,10 @@ fn check_references(spec: &Spec, d: &mut Diagnostics) {
                     }
                 };
                 if &reference.addr == addr {
-                    d.push(spec.error_at(&key, format!("`{}` refers to the resource itself", reference.raw)));
+                    d.push(spec.error_at(
+                        &key,
+                        format!("`{}` refers to the resource itself", reference.raw),
+                    ));
                     continue;
                 }
                 if !spec.resources.contains_key(&reference.addr) {
@@ -102,7 +105,12 @@ fn check_shapes(spec: &Spec, d: &mut Diagnostics) {
         let at = |k: &str| format!("{addr}.{k}");
         if let Some(tags) = r.attrs.get("tags").and_then(Value::as_object) {
             for k in tags.keys().filter(|k| k.starts_with("eksnet:")) {
-                d.push(spec.error_at(at("tags"), format!("tag key `{k}`: the `eksnet:` prefix is reserved for eksnet's own tags")));
+                d.push(spec.error_at(
+                    at("tags"),
+                    format!(
+                        "tag key `{k}`: the `eksnet:` prefix is reserved for eksnet's own tags"
+                    ),
+                ));
             }
         }
         match &r.config {
@@ -115,19 +123,33 @@ fn check_shapes(spec: &Spec, d: &mut Diagnostics) {
                 }
                 if stack {
                     match (&c.template_file, &c.template_url) {
-                        (None, None) => d.push(spec.error_at(at("stack_name"), "a stack needs `template_file` or `template_url`")),
-                        (Some(_), Some(_)) => d.push(spec.error_at(at("template_url"), "set `template_file` or `template_url`, not both")),
+                        (None, None) => d.push(spec.error_at(
+                            at("stack_name"),
+                            "a stack needs `template_file` or `template_url`",
+                        )),
+                        (Some(_), Some(_)) => d.push(spec.error_at(
+                            at("template_url"),
+                            "set `template_file` or `template_url`, not both",
+                        )),
                         _ => {}
                     }
                     if let Some(name) = &c.stack_name {
                         let ok = name.len() <= 128
-                            && name.chars().next().is_some_and(|ch| ch.is_ascii_alphabetic())
-                            && name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-');
+                            && name
+                                .chars()
+                                .next()
+                                .is_some_and(|ch| ch.is_ascii_alphabetic())
+                            && name
+                                .chars()
+                                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-');
                         if !ok && !is_ref(name) {
                             d.push(spec.error_at(at("stack_name"), format!("stack name `{name}` must start with a letter and contain only letters, digits and `-` (max 128)")));
                         }
                     }
-                } else if c.template_file.is_some() || c.template_url.is_some() || !c.parameters.is_empty() {
+                } else if c.template_file.is_some()
+                    || c.template_url.is_some()
+                    || !c.parameters.is_empty()
+                {
                     d.push(spec.error_at(at("id"), "`template_file`, `template_url` and `parameters` only apply to a stack (`stack_name`)"));
                 }
                 if let Some(id) = &c.id {
@@ -139,47 +161,82 @@ fn check_shapes(spec: &Spec, d: &mut Diagnostics) {
             ResourceConfig::IamRole(c) => {
                 let ok = !c.name.is_empty()
                     && c.name.len() <= 64
-                    && c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "+=,.@_-".contains(ch));
+                    && c.name
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || "+=,.@_-".contains(ch));
                 if !ok && !is_ref(&c.name) {
-                    d.push(spec.error_at(at("name"), format!("role name `{}` must be 1–64 characters of letters, digits and +=,.@_-", c.name)));
+                    d.push(spec.error_at(
+                        at("name"),
+                        format!(
+                            "role name `{}` must be 1–64 characters of letters, digits and +=,.@_-",
+                            c.name
+                        ),
+                    ));
                 }
                 for (i, p) in c.managed_policies.iter().enumerate() {
                     if p.trim().is_empty() {
-                        d.push(spec.error_at(at(&format!("managed_policies.{i}")), "empty policy name"));
+                        d.push(
+                            spec.error_at(
+                                at(&format!("managed_policies.{i}")),
+                                "empty policy name",
+                            ),
+                        );
                     }
                 }
             }
             ResourceConfig::Cluster(c) => {
                 let ok = !c.name.is_empty()
                     && c.name.len() <= 100
-                    && c.name.chars().next().is_some_and(|ch| ch.is_ascii_alphanumeric())
-                    && c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+                    && c.name
+                        .chars()
+                        .next()
+                        .is_some_and(|ch| ch.is_ascii_alphanumeric())
+                    && c.name
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
                 if !ok && !is_ref(&c.name) {
                     d.push(spec.error_at(at("name"), format!("cluster name `{}` must start with a letter or digit and contain only letters, digits, `-` and `_` (max 100)", c.name)));
                 }
                 if !matches!(c.ip_family.as_str(), "ipv4" | "ipv6") {
-                    d.push(spec.error_at(at("ip_family"), format!("ip_family must be \"ipv4\" or \"ipv6\", not `{}`", c.ip_family)));
+                    d.push(spec.error_at(
+                        at("ip_family"),
+                        format!(
+                            "ip_family must be \"ipv4\" or \"ipv6\", not `{}`",
+                            c.ip_family
+                        ),
+                    ));
                 }
                 if c.subnet_ids.len() < 2 {
                     d.push(spec.error_at(at("subnet_ids"), "EKS needs subnets in at least two availability zones: give at least two subnet ids"));
                 }
                 if let Some(v) = &c.version {
-                    let ok = v.split('.').count() == 2 && v.split('.').all(|p| !p.is_empty() && p.chars().all(|ch| ch.is_ascii_digit()));
+                    let ok = v.split('.').count() == 2
+                        && v.split('.')
+                            .all(|p| !p.is_empty() && p.chars().all(|ch| ch.is_ascii_digit()));
                     if !ok {
-                        d.push(spec.error_at(at("version"), format!("version `{v}` must look like \"1.31\"")));
+                        d.push(spec.error_at(
+                            at("version"),
+                            format!("version `{v}` must look like \"1.31\""),
+                        ));
                     }
                 }
             }
             ResourceConfig::Nodegroup(n) => {
                 let s = &n.scaling;
-                if s.max_size < 1 || s.min_size < 0 || s.min_size > s.desired_size || s.desired_size > s.max_size {
+                if s.max_size < 1
+                    || s.min_size < 0
+                    || s.min_size > s.desired_size
+                    || s.desired_size > s.max_size
+                {
                     d.push(spec.error_at(at("scaling"), format!(
                         "scaling needs 0 ≤ min_size ≤ desired_size ≤ max_size and max_size ≥ 1 (got min {}, desired {}, max {})",
                         s.min_size, s.desired_size, s.max_size
                     )));
                 }
                 if n.subnet_ids.is_empty() {
-                    d.push(spec.error_at(at("subnet_ids"), "a nodegroup needs at least one subnet"));
+                    d.push(
+                        spec.error_at(at("subnet_ids"), "a nodegroup needs at least one subnet"),
+                    );
                 }
                 if n.instance_types.is_empty() {
                     d.push(spec.error_at(at("instance_types"), "give at least one instance type"));
@@ -197,16 +254,28 @@ fn cidr(spec: &Spec, key: String, text: &str, d: &mut Diagnostics) -> Option<Ipv
     }
     match text.parse::<Ipv4Net>() {
         Ok(net) if net.trunc() != net => {
-            d.push(spec.error_at(key, format!("`{text}` has host bits set; did you mean `{}`?", net.trunc())));
+            d.push(spec.error_at(
+                key,
+                format!(
+                    "`{text}` has host bits set; did you mean `{}`?",
+                    net.trunc()
+                ),
+            ));
             None
         }
         Ok(net) if !(16..=28).contains(&net.prefix_len()) => {
-            d.push(spec.error_at(key, format!("`{text}`: AWS allows VPC and subnet blocks from /16 to /28")));
+            d.push(spec.error_at(
+                key,
+                format!("`{text}`: AWS allows VPC and subnet blocks from /16 to /28"),
+            ));
             None
         }
         Ok(net) => Some(net),
         Err(_) => {
-            d.push(spec.error_at(key, format!("`{text}` is not an IPv4 CIDR block (like 192.168.1.0/24)")));
+            d.push(spec.error_at(
+                key,
+                format!("`{text}` is not an IPv4 CIDR block (like 192.168.1.0/24)"),
+            ));
             None
         }
     }
@@ -231,26 +300,37 @@ fn check_cidrs(spec: &Spec, d: &mut Diagnostics) {
     for (addr, r) in &spec.resources {
         if let ResourceConfig::CidrBlock(c) = &r.config {
             let key = format!("{addr}.cidr_block");
-            let Some(net) = cidr(spec, key.clone(), &c.cidr_block, d) else { continue };
+            let Some(net) = cidr(spec, key.clone(), &c.cidr_block, d) else {
+                continue;
+            };
             if let Some(primary) = vpc_blocks.get(c.vpc_id.trim()) {
                 if primary.contains(&net.network()) || net.contains(&primary.network()) {
-                    d.push(spec.error_at(&key, format!("secondary block {net} overlaps the VPC's block {primary}")));
+                    d.push(spec.error_at(
+                        &key,
+                        format!("secondary block {net} overlaps the VPC's block {primary}"),
+                    ));
                 }
             }
             for (other, vpc, onet) in &blocks {
-                if *vpc == c.vpc_id && (onet.contains(&net.network()) || net.contains(&onet.network())) {
+                if *vpc == c.vpc_id
+                    && (onet.contains(&net.network()) || net.contains(&onet.network()))
+                {
                     d.push(spec.error_at(&key, format!("{net} overlaps {onet} of `{other}`")));
                 }
             }
             blocks.push((addr.to_string(), c.vpc_id.clone(), net));
         }
     }
-    let mut subnets: Vec<(String, Ipv4Net)> = Vec::new();
+    let mut subnets: Vec<(String, String, Ipv4Net)> = Vec::new(); // (addr, vpc, net)
     for (addr, r) in &spec.resources {
         if let ResourceConfig::Subnet(s) = &r.config {
             let key = format!("{addr}.cidr_block");
-            let Some(net) = cidr(spec, key.clone(), &s.cidr_block, d) else { continue };
-            let inside = blocks.iter().any(|(_, vpc, b)| *vpc == s.vpc_id && b.contains(&net));
+            let Some(net) = cidr(spec, key.clone(), &s.cidr_block, d) else {
+                continue;
+            };
+            let inside = blocks
+                .iter()
+                .any(|(_, vpc, b)| *vpc == s.vpc_id && b.contains(&net));
             if !inside {
                 let declared: Vec<String> = blocks
                     .iter()
@@ -262,12 +342,15 @@ fn check_cidrs(spec: &Spec, d: &mut Diagnostics) {
                     if declared.is_empty() { " (none is declared: add a `[cidr_block.NAME]` with the same vpc_id)".to_string() } else { format!("; declared: {}", declared.join(", ")) }
                 )));
             }
-            for (other, onet) in &subnets {
+            for (other, _, onet) in subnets.iter().filter(|(_, vpc, _)| *vpc == s.vpc_id) {
                 if onet.contains(&net.network()) || net.contains(&onet.network()) {
-                    d.push(spec.error_at(&key, format!("pod subnet {net} overlaps {onet} of `{other}`")));
+                    d.push(spec.error_at(
+                        &key,
+                        format!("pod subnet {net} overlaps {onet} of `{other}`"),
+                    ));
                 }
             }
-            subnets.push((addr.to_string(), net));
+            subnets.push((addr.to_string(), s.vpc_id.clone(), net));
         }
     }
 }
@@ -286,7 +369,10 @@ fn check_unique_names(spec: &Spec, d: &mut Diagnostics) {
             _ => continue,
         };
         if let Some(first) = seen.insert((addr.kind, name.clone()), addr.to_string()) {
-            d.push(spec.error_at(format!("{addr}.{field}"), format!("`{name}` is also the name of `{first}`; names must be unique")));
+            d.push(spec.error_at(
+                format!("{addr}.{field}"),
+                format!("`{name}` is also the name of `{first}`; names must be unique"),
+            ));
         }
     }
 }

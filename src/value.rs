@@ -109,7 +109,11 @@ pub fn resolve(value: &Value, lookup: &dyn Fn(&Reference) -> Option<Value>) -> V
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| {
-                    let v = if k == TEMPLATE_BODY { v.clone() } else { resolve(v, lookup) };
+                    let v = if k == TEMPLATE_BODY {
+                        v.clone()
+                    } else {
+                        resolve(v, lookup)
+                    };
                     (k.clone(), v)
                 })
                 .collect(),
@@ -195,7 +199,10 @@ mod tests {
     fn lookup_follows_paths() {
         let o = json!({"subnets": {"P1": {"availability_zone": "us-west-2a"}}, "l": [1, 2]});
         let p = |s: &str| s.split('.').map(String::from).collect::<Vec<_>>();
-        assert_eq!(lookup_path(&o, &p("subnets.P1.availability_zone")), Some(json!("us-west-2a")));
+        assert_eq!(
+            lookup_path(&o, &p("subnets.P1.availability_zone")),
+            Some(json!("us-west-2a"))
+        );
         assert_eq!(lookup_path(&o, &p("l.1")), Some(json!(2)));
         assert_eq!(lookup_path(&o, &p("subnets.P2")), None);
     }

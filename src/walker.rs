@@ -14,7 +14,9 @@ pub enum Outcome<E> {
     Succeeded,
     Failed(E),
     /// Not run because this dependency failed (or was itself skipped).
-    Skipped { because: String },
+    Skipped {
+        because: String,
+    },
 }
 
 /// Walks `deps` (node → nodes it waits for). Nodes missing from `deps` as keys are ignored;
@@ -32,7 +34,15 @@ where
 {
     let deps: BTreeMap<N, BTreeSet<N>> = deps
         .iter()
-        .map(|(n, ds)| (n.clone(), ds.iter().filter(|d| deps.contains_key(*d) && *d != n).cloned().collect()))
+        .map(|(n, ds)| {
+            (
+                n.clone(),
+                ds.iter()
+                    .filter(|d| deps.contains_key(*d) && *d != n)
+                    .cloned()
+                    .collect(),
+            )
+        })
         .collect();
     let mut waiting: BTreeMap<N, BTreeSet<N>> = deps.clone();
     let mut outcomes: BTreeMap<N, Outcome<E>> = BTreeMap::new();
@@ -46,7 +56,12 @@ where
             let nodes: Vec<N> = waiting.keys().cloned().collect();
             for n in nodes {
                 let Some(ds) = waiting.get(&n) else { continue };
-                if let Some(bad) = ds.iter().find(|d| matches!(outcomes.get(*d), Some(Outcome::Failed(_)) | Some(Outcome::Skipped { .. }))) {
+                if let Some(bad) = ds.iter().find(|d| {
+                    matches!(
+                        outcomes.get(*d),
+                        Some(Outcome::Failed(_)) | Some(Outcome::Skipped { .. })
+                    )
+                }) {
                     let because = match outcomes.get(bad) {
                         Some(Outcome::Skipped { because }) => because.clone(),
                         _ => bad.to_string(),
@@ -54,7 +69,10 @@ where
                     waiting.remove(&n);
                     outcomes.insert(n, Outcome::Skipped { because });
                     progressed = true;
-                } else if ds.iter().all(|d| matches!(outcomes.get(d), Some(Outcome::Succeeded))) {
+                } else if ds
+                    .iter()
+                    .all(|d| matches!(outcomes.get(d), Some(Outcome::Succeeded)))
+                {
                     waiting.remove(&n);
                     let fut = run(n.clone());
                     let sem = semaphore.clone();
@@ -68,10 +86,13 @@ where
         }
         match running.join_next().await {
             Some(Ok((n, result))) => {
-                outcomes.insert(n, match result {
-                    Ok(()) => Outcome::Succeeded,
-                    Err(e) => Outcome::Failed(e),
-                });
+                outcomes.insert(
+                    n,
+                    match result {
+                        Ok(()) => Outcome::Succeeded,
+                        Err(e) => Outcome::Failed(e),
+                    },
+                );
             }
             // A panicking task is a bug; its node stays without outcome and its dependents
             // are reported as skipped below.
@@ -80,7 +101,12 @@ where
         }
     }
     for n in waiting.into_keys() {
-        outcomes.insert(n, Outcome::Skipped { because: "an internal error".into() });
+        outcomes.insert(
+            n,
+            Outcome::Skipped {
+                because: "an internal error".into(),
+            },
+        );
     }
     outcomes
 }
@@ -92,8 +118,12 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    fn graph(edges: &[(&'static str, &'static str)], nodes: &[&'static str]) -> BTreeMap<&'static str, BTreeSet<&'static str>> {
-        let mut g: BTreeMap<&str, BTreeSet<&str>> = nodes.iter().map(|n| (*n, BTreeSet::new())).collect();
+    fn graph(
+        edges: &[(&'static str, &'static str)],
+        nodes: &[&'static str],
+    ) -> BTreeMap<&'static str, BTreeSet<&'static str>> {
+        let mut g: BTreeMap<&str, BTreeSet<&str>> =
+            nodes.iter().map(|n| (*n, BTreeSet::new())).collect();
         for (before, after) in edges {
             g.entry(after).or_default().insert(before);
         }
@@ -105,7 +135,10 @@ mod tests {
         let order = Arc::new(Mutex::new(Vec::new()));
         let in_flight = Arc::new(AtomicUsize::new(0));
         let max = Arc::new(AtomicUsize::new(0));
-        let g = graph(&[("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")], &["a", "b", "c", "d"]);
+        let g = graph(
+            &[("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")],
+            &["a", "b", "c", "d"],
+        );
         let out = walk(g, 4, |n| {
             let (order, in_flight, max) = (order.clone(), in_flight.clone(), max.clone());
             async move {
@@ -127,14 +160,31 @@ mod tests {
 
     #[tokio::test]
     async fn failure_skips_dependents_only() {
-        let g = graph(&[("a", "b"), ("b", "c"), ("x", "y")], &["a", "b", "c", "x", "y"]);
+        let g = graph(
+            &[("a", "b"), ("b", "c"), ("x", "y")],
+            &["a", "b", "c", "x", "y"],
+        );
         let out = walk(g, 1, |n| async move {
-            if n == "a" { Err("boom".to_string()) } else { Ok(()) }
+            if n == "a" {
+                Err("boom".to_string())
+            } else {
+                Ok(())
+            }
         })
         .await;
         assert_eq!(out["a"], Outcome::Failed("boom".into()));
-        assert_eq!(out["b"], Outcome::Skipped { because: "a".into() });
-        assert_eq!(out["c"], Outcome::Skipped { because: "a".into() });
+        assert_eq!(
+            out["b"],
+            Outcome::Skipped {
+                because: "a".into()
+            }
+        );
+        assert_eq!(
+            out["c"],
+            Outcome::Skipped {
+                because: "a".into()
+            }
+        );
         assert_eq!(out["x"], Outcome::Succeeded);
         assert_eq!(out["y"], Outcome::Succeeded);
     }

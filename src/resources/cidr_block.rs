@@ -40,7 +40,12 @@ async fn describe_vpcs(ctx: &Ctx, ids: Vec<String>) -> Result<Vec<Vpc>, Resource
         .aws
         .ec2
         .describe_vpcs()
-        .filters(Filter::builder().name("vpc-id").set_values(Some(ids)).build())
+        .filters(
+            Filter::builder()
+                .name("vpc-id")
+                .set_values(Some(ids))
+                .build(),
+        )
         .send()
         .await
         .map_err(|e| aws_error("DescribeVpcs", e))?;
@@ -163,10 +168,12 @@ pub async fn delete(
         &format!("disassociation of {cloud_id}"),
         ctx.timeout(Kind::CidrBlock),
         || async {
-            Ok(match association_state(ctx, vpc, cloud_id).await?.as_deref() {
-                None | Some("disassociated") => Poll::Done,
-                Some(s) => Poll::Pending(s.to_string()),
-            })
+            Ok(
+                match association_state(ctx, vpc, cloud_id).await?.as_deref() {
+                    None | Some("disassociated") => Poll::Done,
+                    Some(s) => Poll::Pending(s.to_string()),
+                },
+            )
         },
     )
     .await

@@ -12,10 +12,22 @@ use aws_sdk_eks::types::{Cluster, IpFamily, KubernetesNetworkConfigRequest, VpcC
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-pub const FORCE_NEW: &[&str] = &["name", "role_arn", "subnet_ids", "ip_family", "security_group_ids"];
+pub const FORCE_NEW: &[&str] = &[
+    "name",
+    "role_arn",
+    "subnet_ids",
+    "ip_family",
+    "security_group_ids",
+];
 pub const OUTPUTS: &[&str] = &[
-    "name", "arn", "endpoint", "certificate_authority", "cluster_security_group_id", "vpc_id",
-    "version", "status",
+    "name",
+    "arn",
+    "endpoint",
+    "certificate_authority",
+    "cluster_security_group_id",
+    "vpc_id",
+    "version",
+    "status",
 ];
 
 /// How long a freshly created role may take to become assumable by EKS.
@@ -26,7 +38,9 @@ fn observe(c: &Cluster) -> Option<Observed> {
     let vpc = c.resources_vpc_config();
     let mut subnets: Vec<String> = vpc.map(|v| v.subnet_ids().to_vec()).unwrap_or_default();
     subnets.sort();
-    let mut sgs: Vec<String> = vpc.map(|v| v.security_group_ids().to_vec()).unwrap_or_default();
+    let mut sgs: Vec<String> = vpc
+        .map(|v| v.security_group_ids().to_vec())
+        .unwrap_or_default();
     sgs.sort();
     let ip_family = c
         .kubernetes_network_config()
@@ -35,7 +49,11 @@ fn observe(c: &Cluster) -> Option<Observed> {
         .unwrap_or_else(|| "ipv4".into());
     let (tags, managed_by) = split_tags(
         c.tags()
-            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>())
+            .map(|t| {
+                t.iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<Vec<_>>()
+            })
             .unwrap_or_default(),
     );
     let mut outputs = json!({
@@ -97,7 +115,10 @@ pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>
 /// A token derived from the state lineage and address: a create re-sent after a crash carries
 /// the same token, so EKS answers with the cluster it already made instead of a second one.
 pub fn request_token(ctx: &Ctx, addr: &ResourceAddr, attempt_key: &str) -> String {
-    format!("eksnet-{}", crate::spec::digest(&format!("{}/{addr}/{attempt_key}", ctx.lineage)))
+    format!(
+        "eksnet-{}",
+        crate::spec::digest(&format!("{}/{addr}/{attempt_key}", ctx.lineage))
+    )
 }
 
 /// True for the error EKS gives while a new role has not propagated yet.
@@ -138,27 +159,42 @@ where
     }
 }
 
-async fn wait_active(ctx: &Ctx, addr: &ResourceAddr, name: &str) -> Result<Observed, ResourceError> {
+async fn wait_active(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    name: &str,
+) -> Result<Observed, ResourceError> {
     let last = std::sync::Mutex::new(None);
-    wait_until(ctx, addr, &format!("cluster {name}"), ctx.timeout(Kind::Cluster), || async {
-        let c = describe(ctx, name).await?;
-        Ok(match c {
-            None => Poll::Pending("not yet visible".into()),
-            Some(c) => {
-                let status = c.status().map(|s| s.as_str().to_string()).unwrap_or_default();
-                match status.as_str() {
-                    "ACTIVE" => {
-                        *last.lock().unwrap_or_else(|p| p.into_inner()) = observe(&c);
-                        Poll::Done
+    wait_until(
+        ctx,
+        addr,
+        &format!("cluster {name}"),
+        ctx.timeout(Kind::Cluster),
+        || async {
+            let c = describe(ctx, name).await?;
+            Ok(match c {
+                None => Poll::Pending("not yet visible".into()),
+                Some(c) => {
+                    let status = c
+                        .status()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default();
+                    match status.as_str() {
+                        "ACTIVE" => {
+                            *last.lock().unwrap_or_else(|p| p.into_inner()) = observe(&c);
+                            Poll::Done
+                        }
+                        "FAILED" | "DELETING" => Poll::Failed(status, None),
+                        _ => Poll::Pending(status),
                     }
-                    "FAILED" | "DELETING" => Poll::Failed(status, None),
-                    _ => Poll::Pending(status),
                 }
-            }
-        })
-    })
+            })
+        },
+    )
     .await?;
-    last.into_inner().unwrap_or_else(|p| p.into_inner()).ok_or_else(|| ResourceError::Invalid(format!("cluster {name} could not be read back")))
+    last.into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .ok_or_else(|| ResourceError::Invalid(format!("cluster {name} could not be read back")))
 }
 
 pub async fn create(
@@ -184,7 +220,9 @@ pub async fn create(
             )
             .kubernetes_network_config(
                 KubernetesNetworkConfigRequest::builder()
-                    .ip_family(IpFamily::from(super::str_attr(attrs, "ip_family").unwrap_or("ipv4")))
+                    .ip_family(IpFamily::from(
+                        super::str_attr(attrs, "ip_family").unwrap_or("ipv4"),
+                    ))
                     .build(),
             )
             .set_tags(Some(tags.clone().into_iter().collect()))
@@ -276,11 +314,21 @@ pub async fn delete(
             return Err(err);
         }
     }
-    wait_until(ctx, addr, &format!("deletion of cluster {cloud_id}"), ctx.timeout(Kind::Cluster), || async {
-        Ok(match describe(ctx, cloud_id).await? {
-            None => Poll::Done,
-            Some(c) => Poll::Pending(c.status().map(|s| s.as_str().to_string()).unwrap_or_default()),
-        })
-    })
+    wait_until(
+        ctx,
+        addr,
+        &format!("deletion of cluster {cloud_id}"),
+        ctx.timeout(Kind::Cluster),
+        || async {
+            Ok(match describe(ctx, cloud_id).await? {
+                None => Poll::Done,
+                Some(c) => Poll::Pending(
+                    c.status()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                ),
+            })
+        },
+    )
     .await
 }

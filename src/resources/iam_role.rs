@@ -2,7 +2,9 @@
 //! compared in a canonical form (keys sorted, single values as one-element lists, lists of
 //! actions/principals sorted), so whitespace, key order or `"a"` vs `["a"]` never show a diff.
 
-use super::{aws_error, req_str, split_tags, str_list, tag_changes, Ctx, Lookup, Observed, ResourceError};
+use super::{
+    aws_error, req_str, split_tags, str_list, tag_changes, Ctx, Lookup, Observed, ResourceError,
+};
 use crate::addr::ResourceAddr;
 use crate::spec::IamRoleConfig;
 use aws_sdk_iam::types::Tag;
@@ -13,7 +15,13 @@ pub const OUTPUTS: &[&str] = &["arn", "name", "id"];
 
 /// Keys whose value is a string or a list of strings with set semantics.
 const SET_KEYS: &[&str] = &[
-    "Action", "NotAction", "Resource", "NotResource", "Service", "AWS", "Federated",
+    "Action",
+    "NotAction",
+    "Resource",
+    "NotResource",
+    "Service",
+    "AWS",
+    "Federated",
     "CanonicalUser",
 ];
 
@@ -156,8 +164,11 @@ async fn read(ctx: &Ctx, name: &str) -> Result<Option<Observed>, ResourceError> 
         }
     }
     arns.sort();
-    let (tags, managed_by) =
-        split_tags(role.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())));
+    let (tags, managed_by) = split_tags(
+        role.tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string())),
+    );
     let mut attrs = json!({
         "name": role.role_name(),
         "path": role.path(),

@@ -309,10 +309,7 @@ pub fn tag_changes(before: &Value, after: &Value) -> (Vec<String>, BTreeMap<Stri
     let b = tag_map(before.get("tags").unwrap_or(&Value::Null));
     let a = tag_map(after.get("tags").unwrap_or(&Value::Null));
     let removed = b.keys().filter(|k| !a.contains_key(*k)).cloned().collect();
-    let set = a
-        .into_iter()
-        .filter(|(k, v)| b.get(k) != Some(v))
-        .collect();
+    let set = a.into_iter().filter(|(k, v)| b.get(k) != Some(v)).collect();
     (removed, set)
 }
 

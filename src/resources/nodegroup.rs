@@ -2,14 +2,23 @@
 //! `cluster/nodegroup` so that delete needs nothing but the state row.
 
 use super::cluster::{request_token, retry_iam_propagation, update_tags};
-use super::{aws_error, req_str, split_tags, str_list, wait_until, Ctx, Lookup, Observed, Poll, ResourceError};
+use super::{
+    aws_error, req_str, split_tags, str_list, wait_until, Ctx, Lookup, Observed, Poll,
+    ResourceError,
+};
 use crate::addr::{Kind, ResourceAddr};
 use aws_sdk_eks::types::{AmiTypes, CapacityTypes, Nodegroup, NodegroupScalingConfig};
 use serde_json::{json, Value};
 
 pub const FORCE_NEW: &[&str] = &[
-    "cluster_name", "name", "node_role_arn", "subnet_ids", "instance_types", "ami_type",
-    "capacity_type", "disk_size",
+    "cluster_name",
+    "name",
+    "node_role_arn",
+    "subnet_ids",
+    "instance_types",
+    "ami_type",
+    "capacity_type",
+    "disk_size",
 ];
 pub const OUTPUTS: &[&str] = &["name", "arn", "status", "cluster_name"];
 
@@ -26,7 +35,11 @@ fn observe(n: &Nodegroup) -> Option<Observed> {
     let scaling = n.scaling_config();
     let (tags, managed_by) = split_tags(
         n.tags()
-            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>())
+            .map(|t| {
+                t.iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<Vec<_>>()
+            })
             .unwrap_or_default(),
     );
     let mut attrs = json!({
@@ -62,7 +75,11 @@ fn observe(n: &Nodegroup) -> Option<Observed> {
     })
 }
 
-async fn describe(ctx: &Ctx, cluster: &str, name: &str) -> Result<Option<Nodegroup>, ResourceError> {
+async fn describe(
+    ctx: &Ctx,
+    cluster: &str,
+    name: &str,
+) -> Result<Option<Nodegroup>, ResourceError> {
     match ctx
         .aws
         .eks
@@ -102,36 +119,62 @@ pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>
     futures::future::try_join_all(reads).await
 }
 
-async fn wait_active(ctx: &Ctx, addr: &ResourceAddr, cluster: &str, name: &str) -> Result<Observed, ResourceError> {
+async fn wait_active(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cluster: &str,
+    name: &str,
+) -> Result<Observed, ResourceError> {
     let last = std::sync::Mutex::new(None);
-    wait_until(ctx, addr, &format!("nodegroup {cluster}/{name}"), ctx.timeout(Kind::Nodegroup), || async {
-        Ok(match describe(ctx, cluster, name).await? {
-            None => Poll::Pending("not yet visible".into()),
-            Some(n) => {
-                let status = n.status().map(|s| s.as_str().to_string()).unwrap_or_default();
-                match status.as_str() {
-                    "ACTIVE" => {
-                        *last.lock().unwrap_or_else(|p| p.into_inner()) = observe(&n);
-                        Poll::Done
+    wait_until(
+        ctx,
+        addr,
+        &format!("nodegroup {cluster}/{name}"),
+        ctx.timeout(Kind::Nodegroup),
+        || async {
+            Ok(match describe(ctx, cluster, name).await? {
+                None => Poll::Pending("not yet visible".into()),
+                Some(n) => {
+                    let status = n
+                        .status()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default();
+                    match status.as_str() {
+                        "ACTIVE" => {
+                            *last.lock().unwrap_or_else(|p| p.into_inner()) = observe(&n);
+                            Poll::Done
+                        }
+                        "CREATE_FAILED" | "DELETE_FAILED" | "DEGRADED" | "DELETING" => {
+                            let reason = n.health().map(|h| {
+                                h.issues()
+                                    .iter()
+                                    .filter_map(|i| i.message())
+                                    .collect::<Vec<_>>()
+                                    .join("; ")
+                            });
+                            Poll::Failed(status, reason)
+                        }
+                        _ => Poll::Pending(status),
                     }
-                    "CREATE_FAILED" | "DELETE_FAILED" | "DEGRADED" | "DELETING" => {
-                        let reason = n
-                            .health()
-                            .map(|h| h.issues().iter().filter_map(|i| i.message()).collect::<Vec<_>>().join("; "));
-                        Poll::Failed(status, reason)
-                    }
-                    _ => Poll::Pending(status),
                 }
-            }
-        })
-    })
+            })
+        },
+    )
     .await?;
-    last.into_inner().unwrap_or_else(|p| p.into_inner()).ok_or_else(|| ResourceError::Invalid(format!("nodegroup {cluster}/{name} could not be read back")))
+    last.into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .ok_or_else(|| {
+            ResourceError::Invalid(format!("nodegroup {cluster}/{name} could not be read back"))
+        })
 }
 
 fn scaling(attrs: &Value) -> NodegroupScalingConfig {
     let s = attrs.get("scaling");
-    let get = |k: &str| s.and_then(|s| s.get(k)).and_then(Value::as_i64).map(|v| v as i32);
+    let get = |k: &str| {
+        s.and_then(|s| s.get(k))
+            .and_then(Value::as_i64)
+            .map(|v| v as i32)
+    };
     NodegroupScalingConfig::builder()
         .set_min_size(get("min_size"))
         .set_max_size(get("max_size"))
@@ -140,10 +183,16 @@ fn scaling(attrs: &Value) -> NodegroupScalingConfig {
 }
 
 fn labels(attrs: &Value) -> std::collections::HashMap<String, String> {
-    super::tag_map(attrs.get("labels").unwrap_or(&Value::Null)).into_iter().collect()
+    super::tag_map(attrs.get("labels").unwrap_or(&Value::Null))
+        .into_iter()
+        .collect()
 }
 
-pub async fn create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<Observed, ResourceError> {
+pub async fn create(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    attrs: &Value,
+) -> Result<Observed, ResourceError> {
     let cluster = req_str(attrs, "cluster_name")?;
     let name = req_str(attrs, "name")?;
     let tags = ctx.managed_tags(addr, attrs.get("tags").unwrap_or(&Value::Null));
@@ -174,7 +223,9 @@ pub async fn create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<Obs
         if let Some(d) = attrs.get("disk_size").and_then(Value::as_i64) {
             req = req.disk_size(d as i32);
         }
-        req.send().await.map_err(|e| aws_error("CreateNodegroup", e))
+        req.send()
+            .await
+            .map_err(|e| aws_error("CreateNodegroup", e))
     })
     .await?;
     wait_active(ctx, addr, cluster, name).await
@@ -203,7 +254,11 @@ pub async fn update(
         if labels_changed {
             let old = labels(before);
             let new = labels(after);
-            let removed: Vec<String> = old.keys().filter(|k| !new.contains_key(*k)).cloned().collect();
+            let removed: Vec<String> = old
+                .keys()
+                .filter(|k| !new.contains_key(*k))
+                .cloned()
+                .collect();
             req = req.labels(
                 aws_sdk_eks::types::UpdateLabelsPayload::builder()
                     .set_add_or_update_labels(Some(new))
@@ -211,7 +266,9 @@ pub async fn update(
                     .build(),
             );
         }
-        req.send().await.map_err(|e| aws_error("UpdateNodegroupConfig", e))?;
+        req.send()
+            .await
+            .map_err(|e| aws_error("UpdateNodegroupConfig", e))?;
         wait_active(ctx, addr, cluster, name).await?;
     }
     let current = describe(ctx, cluster, name)
@@ -223,9 +280,22 @@ pub async fn update(
     wait_active(ctx, addr, cluster, name).await
 }
 
-pub async fn delete(ctx: &Ctx, addr: &ResourceAddr, cloud_id: &str, _attrs: &Value) -> Result<(), ResourceError> {
+pub async fn delete(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cloud_id: &str,
+    _attrs: &Value,
+) -> Result<(), ResourceError> {
     let (cluster, name) = split_id(cloud_id)?;
-    match ctx.aws.eks.delete_nodegroup().cluster_name(cluster).nodegroup_name(name).send().await {
+    match ctx
+        .aws
+        .eks
+        .delete_nodegroup()
+        .cluster_name(cluster)
+        .nodegroup_name(name)
+        .send()
+        .await
+    {
         Ok(_) => {}
         Err(e) => {
             let err = aws_error("DeleteNodegroup", e);
@@ -235,14 +305,24 @@ pub async fn delete(ctx: &Ctx, addr: &ResourceAddr, cloud_id: &str, _attrs: &Val
             return Err(err);
         }
     }
-    wait_until(ctx, addr, &format!("deletion of nodegroup {cloud_id}"), ctx.timeout(Kind::Nodegroup), || async {
-        Ok(match describe(ctx, cluster, name).await? {
-            None => Poll::Done,
-            Some(n) => match n.status().map(|s| s.as_str().to_string()).unwrap_or_default() {
-                s if s == "DELETE_FAILED" => Poll::Failed(s, None),
-                s => Poll::Pending(s),
-            },
-        })
-    })
+    wait_until(
+        ctx,
+        addr,
+        &format!("deletion of nodegroup {cloud_id}"),
+        ctx.timeout(Kind::Nodegroup),
+        || async {
+            Ok(match describe(ctx, cluster, name).await? {
+                None => Poll::Done,
+                Some(n) => match n
+                    .status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default()
+                {
+                    s if s == "DELETE_FAILED" => Poll::Failed(s, None),
+                    s => Poll::Pending(s),
+                },
+            })
+        },
+    )
     .await
 }

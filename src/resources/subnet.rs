@@ -51,7 +51,10 @@ async fn describe(ctx: &Ctx, filters: Vec<Filter>) -> Result<Vec<Subnet>, Resour
 }
 
 fn filter(name: &str, values: Vec<String>) -> Filter {
-    Filter::builder().name(name).set_values(Some(values)).build()
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values))
+        .build()
 }
 
 /// One DescribeSubnets for all subnets known by id (a filter, so a deleted id is "absent"
@@ -81,7 +84,10 @@ pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>
         } else {
             describe(
                 ctx,
-                vec![filter("vpc-id", vpcs.clone()), filter("cidr-block", cidrs.clone())],
+                vec![
+                    filter("vpc-id", vpcs.clone()),
+                    filter("cidr-block", cidrs.clone()),
+                ],
             )
             .await
         }
@@ -141,22 +147,33 @@ pub async fn create(
         .ok_or_else(|| ResourceError::Invalid("CreateSubnet returned no subnet id".into()))?
         .to_string();
     let latest = std::sync::Mutex::new(observe(subnet));
-    wait_until(ctx, addr, &format!("subnet {id}"), ctx.timeout(Kind::Subnet), || async {
-        let found = describe(ctx, vec![filter("subnet-id", vec![id.clone()])]).await?;
-        match found.first() {
-            Some(s) if s.state().map(|s| s.as_str()) == Some("available") => {
-                *latest.lock().unwrap_or_else(|p| p.into_inner()) = observe(s);
-                Ok(Poll::Done)
+    wait_until(
+        ctx,
+        addr,
+        &format!("subnet {id}"),
+        ctx.timeout(Kind::Subnet),
+        || async {
+            let found = describe(ctx, vec![filter("subnet-id", vec![id.clone()])]).await?;
+            match found.first() {
+                Some(s) if s.state().map(|s| s.as_str()) == Some("available") => {
+                    *latest.lock().unwrap_or_else(|p| p.into_inner()) = observe(s);
+                    Ok(Poll::Done)
+                }
+                Some(s) => Ok(Poll::Pending(
+                    s.state()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                )),
+                // Eventual consistency: a new id may not be listed for a moment.
+                None => Ok(Poll::Pending("not yet visible".into())),
             }
-            Some(s) => Ok(Poll::Pending(
-                s.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
-            )),
-            // Eventual consistency: a new id may not be listed for a moment.
-            None => Ok(Poll::Pending("not yet visible".into())),
-        }
-    })
+        },
+    )
     .await?;
-    latest.into_inner().unwrap_or_else(|p| p.into_inner()).ok_or_else(|| ResourceError::Invalid(format!("subnet {id} could not be read back")))
+    latest
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .ok_or_else(|| ResourceError::Invalid(format!("subnet {id} could not be read back")))
 }
 
 pub async fn update(
@@ -173,7 +190,10 @@ pub async fn update(
             .delete_tags()
             .resources(cloud_id)
             .set_tags(Some(
-                removed.into_iter().map(|k| Tag::builder().key(k).build()).collect(),
+                removed
+                    .into_iter()
+                    .map(|k| Tag::builder().key(k).build())
+                    .collect(),
             ))
             .send()
             .await
@@ -235,7 +255,8 @@ pub async fn delete(
                             "subnet {cloud_id} still has dependencies after {}s: {}{}",
                             start.elapsed().as_secs(),
                             if blockers.is_empty() {
-                                "no network interface found (check load balancers and endpoints)".to_string()
+                                "no network interface found (check load balancers and endpoints)"
+                                    .to_string()
                             } else {
                                 format!("network interfaces {}", blockers.join(", "))
                             },

@@ -3,7 +3,9 @@
 //! blocks and its subnets (by logical id for a stack, by id and `Name` tag for an adopted VPC)
 //! with their AZs, which pod subnets and the cluster reference.
 
-use super::{aws_error, req_str, split_tags, tag_map, wait_until, Ctx, Lookup, Observed, Poll, ResourceError};
+use super::{
+    aws_error, req_str, split_tags, tag_map, wait_until, Ctx, Lookup, Observed, Poll, ResourceError,
+};
 use crate::addr::{Kind, ResourceAddr};
 use aws_sdk_cloudformation::types::{Capability, Parameter, Stack, StackResource, Tag};
 use aws_sdk_ec2::types::{Filter, Subnet, Vpc};
@@ -11,7 +13,13 @@ use serde_json::{json, Map, Value};
 
 pub const FORCE_NEW: &[&str] = &["id", "stack_name"];
 pub const OUTPUTS: &[&str] = &[
-    "id", "cidr_block", "cidr_blocks", "stack_id", "outputs.*", "resources.*", "subnets.*",
+    "id",
+    "cidr_block",
+    "cidr_blocks",
+    "stack_id",
+    "outputs.*",
+    "resources.*",
+    "subnets.*",
     "subnet_azs.*",
 ];
 
@@ -44,7 +52,12 @@ async fn subnets_of(ctx: &Ctx, vpc: &str) -> Result<Vec<Subnet>, ResourceError> 
         .into_paginator()
         .send();
     while let Some(p) = pages.next().await {
-        out.extend(p.map_err(|e| aws_error("DescribeSubnets", e))?.subnets().iter().cloned());
+        out.extend(
+            p.map_err(|e| aws_error("DescribeSubnets", e))?
+                .subnets()
+                .iter()
+                .cloned(),
+        );
     }
     Ok(out)
 }
@@ -56,7 +69,12 @@ fn vpc_outputs(vpc: &Vpc, subnets: &[Subnet]) -> Map<String, Value> {
     for s in subnets {
         let Some(id) = s.subnet_id() else { continue };
         by_key.insert(id.to_string(), subnet_json(s));
-        if let Some(name) = s.tags().iter().find(|t| t.key() == Some("Name")).and_then(|t| t.value()) {
+        if let Some(name) = s
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some("Name"))
+            .and_then(|t| t.value())
+        {
             by_key.insert(name.to_string(), subnet_json(s));
         }
         azs.insert(id.to_string(), json!(s.availability_zone()));
@@ -66,7 +84,9 @@ fn vpc_outputs(vpc: &Vpc, subnets: &[Subnet]) -> Map<String, Value> {
         .iter()
         .filter(|a| {
             matches!(
-                a.cidr_block_state().and_then(|s| s.state()).map(|s| s.as_str()),
+                a.cidr_block_state()
+                    .and_then(|s| s.state())
+                    .map(|s| s.as_str()),
                 Some("associated" | "associating")
             )
         })
@@ -82,7 +102,11 @@ fn vpc_outputs(vpc: &Vpc, subnets: &[Subnet]) -> Map<String, Value> {
 }
 
 async fn read_adopted(ctx: &Ctx, lookup: &Lookup) -> Result<Option<Observed>, ResourceError> {
-    let Some(id) = lookup.cloud_id.clone().or_else(|| super::str_attr(&lookup.attrs, "id").map(String::from)) else {
+    let Some(id) = lookup
+        .cloud_id
+        .clone()
+        .or_else(|| super::str_attr(&lookup.attrs, "id").map(String::from))
+    else {
         return Ok(None);
     };
     let (vpc, subnets) = tokio::try_join!(describe_vpc(ctx, &id), subnets_of(ctx, &id))?;
@@ -100,7 +124,14 @@ async fn read_adopted(ctx: &Ctx, lookup: &Lookup) -> Result<Option<Observed>, Re
 }
 
 async fn describe_stack(ctx: &Ctx, name: &str) -> Result<Option<Stack>, ResourceError> {
-    match ctx.aws.cloudformation.describe_stacks().stack_name(name).send().await {
+    match ctx
+        .aws
+        .cloudformation
+        .describe_stacks()
+        .stack_name(name)
+        .send()
+        .await
+    {
         Ok(out) => Ok(out
             .stacks()
             .iter()
@@ -133,7 +164,11 @@ async fn stack_resources(ctx: &Ctx, name: &str) -> Result<Vec<StackResource>, Re
 }
 
 async fn read_stack(ctx: &Ctx, lookup: &Lookup) -> Result<Option<Observed>, ResourceError> {
-    let Some(name) = lookup.cloud_id.clone().or_else(|| super::str_attr(&lookup.attrs, "stack_name").map(String::from)) else {
+    let Some(name) = lookup
+        .cloud_id
+        .clone()
+        .or_else(|| super::str_attr(&lookup.attrs, "stack_name").map(String::from))
+    else {
         return Ok(None);
     };
     let (stack, resources) = tokio::join!(describe_stack(ctx, &name), stack_resources(ctx, &name));
@@ -156,7 +191,9 @@ async fn read_stack(ctx: &Ctx, lookup: &Lookup) -> Result<Option<Observed>, Reso
                 if r.resource_type() != Some("AWS::EC2::Subnet") {
                     continue;
                 }
-                if let (Some(logical), Some(phys)) = (r.logical_resource_id(), r.physical_resource_id()) {
+                if let (Some(logical), Some(phys)) =
+                    (r.logical_resource_id(), r.physical_resource_id())
+                {
                     if let Some(s) = subnets.iter().find(|s| s.subnet_id() == Some(phys)) {
                         by_logical.insert(logical.to_string(), subnet_json(s));
                     }
@@ -175,7 +212,12 @@ async fn read_stack(ctx: &Ctx, lookup: &Lookup) -> Result<Option<Observed>, Reso
         .collect();
     let res: Map<String, Value> = resources
         .iter()
-        .filter_map(|r| Some((r.logical_resource_id()?.to_string(), json!(r.physical_resource_id()))))
+        .filter_map(|r| {
+            Some((
+                r.logical_resource_id()?.to_string(),
+                json!(r.physical_resource_id()),
+            ))
+        })
         .collect();
     outputs.insert("stack_id".into(), json!(stack.stack_id()));
     outputs.insert("outputs".into(), Value::Object(stack_outputs));
@@ -226,29 +268,54 @@ pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>
 fn parameters(attrs: &Value) -> Vec<Parameter> {
     tag_map(attrs.get("parameters").unwrap_or(&Value::Null))
         .into_iter()
-        .map(|(k, v)| Parameter::builder().parameter_key(k).parameter_value(v).build())
+        .map(|(k, v)| {
+            Parameter::builder()
+                .parameter_key(k)
+                .parameter_value(v)
+                .build()
+        })
         .collect()
 }
 
 fn cfn_tags(tags: impl IntoIterator<Item = (String, String)>) -> Vec<Tag> {
-    tags.into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+    tags.into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
 }
 
-async fn wait_stack(ctx: &Ctx, addr: &ResourceAddr, name: &str, goal: &str) -> Result<(), ResourceError> {
-    wait_until(ctx, addr, &format!("stack {name}"), ctx.timeout(Kind::Vpc), || async {
-        let stack = describe_stack(ctx, name).await?;
-        let Some(stack) = stack else {
-            return Ok(if goal == "DELETE_COMPLETE" { Poll::Done } else { Poll::Pending("not yet visible".into()) });
-        };
-        let status = stack.stack_status().map(|s| s.as_str().to_string()).unwrap_or_default();
-        Ok(if status == goal {
-            Poll::Done
-        } else if status.ends_with("_FAILED") || status.ends_with("ROLLBACK_COMPLETE") {
-            Poll::Failed(status, stack.stack_status_reason().map(String::from))
-        } else {
-            Poll::Pending(status)
-        })
-    })
+async fn wait_stack(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    name: &str,
+    goal: &str,
+) -> Result<(), ResourceError> {
+    wait_until(
+        ctx,
+        addr,
+        &format!("stack {name}"),
+        ctx.timeout(Kind::Vpc),
+        || async {
+            let stack = describe_stack(ctx, name).await?;
+            let Some(stack) = stack else {
+                return Ok(if goal == "DELETE_COMPLETE" {
+                    Poll::Done
+                } else {
+                    Poll::Pending("not yet visible".into())
+                });
+            };
+            let status = stack
+                .stack_status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
+            Ok(if status == goal {
+                Poll::Done
+            } else if status.ends_with("_FAILED") || status.ends_with("ROLLBACK_COMPLETE") {
+                Poll::Failed(status, stack.stack_status_reason().map(String::from))
+            } else {
+                Poll::Pending(status)
+            })
+        },
+    )
     .await
 }
 
@@ -259,10 +326,20 @@ fn adopted_missing(addr: &ResourceAddr, attrs: &Value) -> ResourceError {
     ))
 }
 
-pub async fn create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<Observed, ResourceError> {
+pub async fn create(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    attrs: &Value,
+) -> Result<Observed, ResourceError> {
     if super::is_adopted(addr, attrs) {
-        let lookup = Lookup { addr: addr.clone(), cloud_id: None, attrs: attrs.clone() };
-        return read_adopted(ctx, &lookup).await?.ok_or_else(|| adopted_missing(addr, attrs));
+        let lookup = Lookup {
+            addr: addr.clone(),
+            cloud_id: None,
+            attrs: attrs.clone(),
+        };
+        return read_adopted(ctx, &lookup)
+            .await?
+            .ok_or_else(|| adopted_missing(addr, attrs));
     }
     let name = req_str(attrs, "stack_name")?;
     let tags = ctx.managed_tags(addr, attrs.get("tags").unwrap_or(&Value::Null));
@@ -275,14 +352,21 @@ pub async fn create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<Obs
         .set_tags(Some(cfn_tags(tags)))
         .capabilities(Capability::CapabilityIam)
         .client_request_token(super::cluster::request_token(ctx, addr, "create"));
-    req = match (super::str_attr(attrs, "template_body"), super::str_attr(attrs, "template_url")) {
+    req = match (
+        super::str_attr(attrs, "template_body"),
+        super::str_attr(attrs, "template_url"),
+    ) {
         (Some(body), _) => req.template_body(body),
         (None, Some(url)) => req.template_url(url),
         (None, None) => return Err(ResourceError::Invalid("stack without template".into())),
     };
     req.send().await.map_err(|e| aws_error("CreateStack", e))?;
     wait_stack(ctx, addr, name, "CREATE_COMPLETE").await?;
-    let lookup = Lookup { addr: addr.clone(), cloud_id: Some(name.to_string()), attrs: attrs.clone() };
+    let lookup = Lookup {
+        addr: addr.clone(),
+        cloud_id: Some(name.to_string()),
+        attrs: attrs.clone(),
+    };
     read_stack(ctx, &lookup)
         .await?
         .ok_or_else(|| ResourceError::Invalid(format!("stack {name} could not be read back")))
@@ -295,9 +379,15 @@ pub async fn update(
     _before: &Value,
     after: &Value,
 ) -> Result<Observed, ResourceError> {
-    let lookup = Lookup { addr: addr.clone(), cloud_id: Some(cloud_id.to_string()), attrs: after.clone() };
+    let lookup = Lookup {
+        addr: addr.clone(),
+        cloud_id: Some(cloud_id.to_string()),
+        attrs: after.clone(),
+    };
     if super::is_adopted(addr, after) {
-        return read_adopted(ctx, &lookup).await?.ok_or_else(|| adopted_missing(addr, after));
+        return read_adopted(ctx, &lookup)
+            .await?
+            .ok_or_else(|| adopted_missing(addr, after));
     }
     let tags = ctx.managed_tags(addr, after.get("tags").unwrap_or(&Value::Null));
     let mut req = ctx
@@ -308,7 +398,10 @@ pub async fn update(
         .set_parameters(Some(parameters(after)))
         .set_tags(Some(cfn_tags(tags)))
         .capabilities(Capability::CapabilityIam);
-    req = match (super::str_attr(after, "template_body"), super::str_attr(after, "template_url")) {
+    req = match (
+        super::str_attr(after, "template_body"),
+        super::str_attr(after, "template_url"),
+    ) {
         (Some(body), _) => req.template_body(body),
         (None, Some(url)) => req.template_url(url),
         (None, None) => req.use_previous_template(true),
@@ -329,12 +422,24 @@ pub async fn update(
         .ok_or_else(|| ResourceError::Invalid(format!("stack {cloud_id} disappeared")))
 }
 
-pub async fn delete(ctx: &Ctx, addr: &ResourceAddr, cloud_id: &str, attrs: &Value) -> Result<(), ResourceError> {
+pub async fn delete(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cloud_id: &str,
+    attrs: &Value,
+) -> Result<(), ResourceError> {
     if super::is_adopted(addr, attrs) {
         // Adopted VPCs belong to someone else: destroy only forgets them.
         return Ok(());
     }
-    if let Err(e) = ctx.aws.cloudformation.delete_stack().stack_name(cloud_id).send().await {
+    if let Err(e) = ctx
+        .aws
+        .cloudformation
+        .delete_stack()
+        .stack_name(cloud_id)
+        .send()
+        .await
+    {
         let err = aws_error("DeleteStack", e);
         // AWS deletes stacks asynchronously, but moto deletes inline and can answer an error
         // after dropping the stack. Gone is gone: report it and carry on.

@@ -1,0 +1,955 @@
+//! Bad specs through the real binary: `eksnet validate SPEC` and `eksnet plan SPEC --state …`.
+//!
+//! Every case writes one small spec (`bad.toml`) holding exactly the intended problem and
+//! checks, for both commands:
+//! - exit code 1 and nothing on stdout;
+//! - each expected diagnostic on one stderr line, together with `bad.toml:LINE:`, the key in
+//!   backticks and a distinctive part of the message, and no other `error:` line;
+//! - no API call: `AWS_ENDPOINT_URL` points at a `TcpListener` that never accepts while the
+//!   process runs; after it exits, a non-blocking accept must find no queued connection;
+//! - nothing written: the directory holds only the files the test wrote (no state file).
+//!
+//! `plan_on_a_good_spec_does_reach_the_endpoint` is the control showing that the listener does
+//! see the calls `plan` makes when the spec is fine.
+
+use std::io::{ErrorKind, Read};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_eksnet");
+const SPEC: &str = "bad.toml";
+/// A process still running after this long is assumed to be waiting on an API call.
+const DEADLINE: Duration = Duration::from_secs(90);
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    /// Connections that reached the fake endpoint.
+    connections: usize,
+}
+
+/// A clean environment: only fake credentials, a region and an endpoint nobody answers on.
+fn command(dir: &Path, port: u16, args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("HOME", dir)
+        .env("AWS_CONFIG_FILE", dir.join("no-such-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-such-aws-credentials"),
+        )
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_REGION", "us-west-2")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn read_all(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        s
+    })
+}
+
+/// Runs eksnet against a listener that never accepts while the process runs; counts the
+/// connections queued on it afterwards.
+fn run(dir: &Path, args: &[&str]) -> Run {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a local port");
+    let port = listener.local_addr().expect("local addr").port();
+    let mut child = command(dir, port, args).spawn().expect("start eksnet");
+    let out = read_all(child.stdout.take().expect("stdout"));
+    let err = read_all(child.stderr.take().expect("stderr"));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for eksnet") {
+            break Some(s);
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let mut connections = 0;
+    loop {
+        match listener.accept() {
+            Ok(_) => connections += 1,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) => panic!("accept on the fake endpoint failed: {e}"),
+        }
+    }
+    let (stdout, stderr) = (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    );
+    assert!(
+        status.is_some(),
+        "eksnet {args:?} still running after {DEADLINE:?} ({connections} connection(s) to the endpoint); stderr:\n{stderr}"
+    );
+    Run {
+        code: status.and_then(|s| s.code()),
+        stdout,
+        stderr,
+        connections,
+    }
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("list temp dir")
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Only {
+    Both,
+    /// `validate` also runs the graph's cycle check; `plan` stops at validation first.
+    Validate,
+}
+
+struct Expect {
+    line: usize,
+    key: Option<&'static str>,
+    /// Fragments that must all be on the diagnostic's line.
+    msg: Vec<&'static str>,
+    only: Only,
+}
+
+struct Case {
+    spec: &'static str,
+    files: Vec<(&'static str, &'static str)>,
+    expect: Vec<Expect>,
+}
+
+fn bad(spec: &'static str) -> Case {
+    Case {
+        spec,
+        files: Vec::new(),
+        expect: Vec::new(),
+    }
+}
+
+impl Case {
+    /// Another file next to the spec (e.g. a template).
+    fn file(mut self, name: &'static str, text: &'static str) -> Self {
+        self.files.push((name, text));
+        self
+    }
+
+    /// An error at `bad.toml:LINE:` for `key`, whose message contains `msg`.
+    fn err(self, line: usize, key: &'static str, msg: &'static str) -> Self {
+        self.err_parts(line, key, &[msg])
+    }
+
+    /// An error whose line contains every one of `parts`.
+    fn err_parts(mut self, line: usize, key: &'static str, parts: &[&'static str]) -> Self {
+        self.expect.push(Expect {
+            line,
+            key: Some(key),
+            msg: parts.to_vec(),
+            only: Only::Both,
+        });
+        self
+    }
+
+    /// An error with a location but no key (TOML syntax errors).
+    fn err_no_key(mut self, line: usize, msg: &'static str) -> Self {
+        self.expect.push(Expect {
+            line,
+            key: None,
+            msg: vec![msg],
+            only: Only::Both,
+        });
+        self
+    }
+
+    fn err_validate_only(mut self, line: usize, key: &'static str, msg: &'static str) -> Self {
+        self.expect.push(Expect {
+            line,
+            key: Some(key),
+            msg: vec![msg],
+            only: Only::Validate,
+        });
+        self
+    }
+
+    fn check(self) {
+        assert!(
+            !self.expect.is_empty(),
+            "a case needs at least one expected error"
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join(SPEC), self.spec).expect("write spec");
+        for (name, text) in &self.files {
+            std::fs::write(dir.path().join(name), text).expect("write extra file");
+        }
+        let before = listing(dir.path());
+        let state = dir.path().join("s.db");
+        let state_arg = state.display().to_string();
+        let runs: [(&str, Vec<&str>); 2] = [
+            ("validate", vec!["validate", SPEC]),
+            ("plan", vec!["plan", SPEC, "--state", &state_arg]),
+        ];
+        for (name, args) in runs {
+            let r = run(dir.path(), &args);
+            let ctx = format!(
+                "eksnet {}\n--- stderr:\n{}--- stdout:\n{}",
+                args.join(" "),
+                r.stderr,
+                r.stdout
+            );
+            assert_eq!(r.code, Some(1), "exit code of {ctx}");
+            assert_eq!(r.connections, 0, "an API call was made by {ctx}");
+            assert!(r.stdout.is_empty(), "nothing should go to stdout: {ctx}");
+            assert!(!state.exists(), "the state file was created by {ctx}");
+            assert_eq!(listing(dir.path()), before, "files were written by {ctx}");
+            let expected: Vec<&Expect> = self
+                .expect
+                .iter()
+                .filter(|e| e.only == Only::Both || name == "validate")
+                .collect();
+            for e in &expected {
+                // The spec is passed by its relative name, so the line starts with it.
+                let at = format!("error: {SPEC}:{}:", e.line);
+                let key = e.key.map(|k| format!("`{k}`: "));
+                let found = r.stderr.lines().any(|l| {
+                    l.starts_with(&at)
+                        && key.as_deref().is_none_or(|k| l.contains(k))
+                        && e.msg.iter().all(|m| l.contains(m))
+                });
+                assert!(
+                    found,
+                    "no stderr line with `{at}`, key {:?} and message {:?} from {ctx}",
+                    e.key, e.msg
+                );
+            }
+            let errors = r
+                .stderr
+                .lines()
+                .filter(|l| l.starts_with("error: "))
+                .count();
+            assert_eq!(errors, expected.len(), "number of errors reported by {ctx}");
+        }
+    }
+}
+
+const TEMPLATE: &str = "AWSTemplateFormatVersion: '2010-09-09'\nResources: {}\n";
+
+#[test]
+fn toml_syntax_error() {
+    bad(r#"[vpc.main]
+id = "vpc-0123"
+cidr_block = "10.0.0.0/16
+
+[cidr_block.pods]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/16"
+"#)
+    .err_no_key(3, "TOML syntax: invalid basic string")
+    .check();
+}
+
+#[test]
+fn unknown_top_level_section() {
+    bad(r#"[vpc.main]
+id = "vpc-0123"
+
+[subnets.pod_a]
+vpc_id = "${vpc.main.id}"
+"#)
+    .err(
+        4,
+        "subnets",
+        "unknown section `subnets`; expected one of: settings, vpc, cidr_block, subnet",
+    )
+    .check();
+}
+
+#[test]
+fn unknown_key_in_a_resource() {
+    // The key names the resource; the message names the field.
+    bad(r#"[vpc.main]
+id = "vpc-0123"
+cidr_block = "10.0.0.0/16"
+
+[cidr_block.pods]
+vpc_id = "${vpc.main.id}"
+cidr = "100.64.0.0/16"
+"#)
+    .err(
+        7,
+        "cidr_block.pods.cidr",
+        "unknown field `cidr`, expected `vpc_id` or `cidr_block`",
+    )
+    .check();
+}
+
+#[test]
+fn wrong_type_string_for_min_size() {
+    bad(r#"[nodegroup.main]
+cluster_name = "demo"
+name = "ng"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-1"]
+
+[nodegroup.main.scaling]
+min_size = "1"
+max_size = 3
+desired_size = 2
+"#)
+    .err(
+        8,
+        "nodegroup.main.scaling.min_size",
+        "invalid type: string \"1\", expected i64",
+    )
+    .check();
+}
+
+#[test]
+fn missing_required_key() {
+    bad(r#"[vpc.main]
+id = "vpc-0123"
+cidr_block = "10.0.0.0/16"
+
+[cidr_block.pods]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/16"
+
+[subnet.pod_a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/19"
+"#)
+    .err(
+        9,
+        "subnet.pod_a.availability_zone",
+        "missing field `availability_zone`",
+    )
+    .check();
+}
+
+/// A VPC with a known primary block and one secondary block, then the given pod subnets.
+macro_rules! with_block {
+    ($subnets:literal) => {
+        concat!(
+            r#"[vpc.main]
+id = "vpc-0123"
+cidr_block = "10.0.0.0/16"
+
+[cidr_block.pods]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/16"
+"#,
+            $subnets
+        )
+    };
+}
+
+#[test]
+fn bad_cidr_syntax() {
+    bad(with_block!(
+        r#"
+[subnet.pod_a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0/19"
+availability_zone = "us-west-2a"
+"#
+    ))
+    .err(
+        11,
+        "subnet.pod_a.cidr_block",
+        "`100.64.0/19` is not an IPv4 CIDR block",
+    )
+    .check();
+}
+
+#[test]
+fn cidr_with_host_bits_set() {
+    bad(with_block!(
+        r#"
+[subnet.pod_a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.5/19"
+availability_zone = "us-west-2a"
+"#
+    ))
+    .err(
+        11,
+        "subnet.pod_a.cidr_block",
+        "has host bits set; did you mean `100.64.0.0/19`?",
+    )
+    .check();
+}
+
+#[test]
+fn prefix_outside_16_to_28() {
+    bad(with_block!(
+        r#"
+[subnet.pod_a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/29"
+availability_zone = "us-west-2a"
+"#
+    ))
+    .err(
+        11,
+        "subnet.pod_a.cidr_block",
+        "AWS allows VPC and subnet blocks from /16 to /28",
+    )
+    .check();
+}
+
+#[test]
+fn secondary_block_overlaps_the_vpc_block() {
+    bad(r#"[vpc.main]
+id = "vpc-0123"
+cidr_block = "10.0.0.0/16"
+
+[cidr_block.pods]
+vpc_id = "${vpc.main.id}"
+cidr_block = "10.0.128.0/17"
+"#)
+    .err(
+        7,
+        "cidr_block.pods.cidr_block",
+        "secondary block 10.0.128.0/17 overlaps the VPC's block 10.0.0.0/16",
+    )
+    .check();
+}
+
+#[test]
+fn two_secondary_blocks_overlap() {
+    bad(with_block!(
+        r#"
+[cidr_block.more]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.128.0/17"
+"#
+    ))
+    // Resources are checked in address order: `more` first, so `pods` is the one reported.
+    .err(
+        7,
+        "cidr_block.pods.cidr_block",
+        "100.64.0.0/16 overlaps 100.64.128.0/17 of `cidr_block.more`",
+    )
+    .check();
+}
+
+#[test]
+fn pod_subnet_outside_every_secondary_block() {
+    bad(with_block!(
+        r#"
+[subnet.pod_a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.65.0.0/19"
+availability_zone = "us-west-2a"
+"#
+    ))
+    .err(
+        11,
+        "subnet.pod_a.cidr_block",
+        "pod subnet 100.65.0.0/19 is not inside a secondary CIDR block declared for its VPC; declared: 100.64.0.0/16 (cidr_block.pods)",
+    )
+    .check();
+}
+
+#[test]
+fn two_pod_subnets_overlap() {
+    bad(with_block!(
+        r#"
+[subnet.pod_a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2a"
+
+[subnet.pod_b]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.16.0/20"
+availability_zone = "us-west-2b"
+"#
+    ))
+    .err(
+        16,
+        "subnet.pod_b.cidr_block",
+        "pod subnet 100.64.16.0/20 overlaps 100.64.0.0/19 of `subnet.pod_a`",
+    )
+    .check();
+}
+
+#[test]
+fn dangling_reference() {
+    bad(with_block!(
+        r#"
+[subnet.pod_a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2a"
+
+[subnet.pod_b]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.32.0/19"
+availability_zone = "${subnet.nope.id}"
+"#
+    ))
+    .err(
+        17,
+        "subnet.pod_b.availability_zone",
+        "dangling reference `${subnet.nope.id}`: `subnet.nope` is not declared (declared: subnet.pod_a, subnet.pod_b)",
+    )
+    .check();
+}
+
+#[test]
+fn reference_to_an_unknown_output() {
+    bad(r#"[cluster.main]
+name = "demo"
+role_arn = "arn:aws:iam::111122223333:role/cluster"
+subnet_ids = ["subnet-1", "subnet-2"]
+
+[nodegroup.main]
+cluster_name = "${cluster.main.bogus}"
+name = "ng"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-1"]
+"#)
+    .err(
+        7,
+        "nodegroup.main.cluster_name",
+        "`${cluster.main.bogus}`: a cluster has no output `bogus`; available: name, arn, endpoint",
+    )
+    .check();
+}
+
+#[test]
+fn malformed_reference() {
+    bad(with_block!(
+        r#"
+[subnet.a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2a"
+
+[subnet.b]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.32.0/19"
+availability_zone = "${subnet.a}"
+"#
+    ))
+    .err(
+        17,
+        "subnet.b.availability_zone",
+        "reference `${subnet.a}` must have the form `${kind.name.attribute}`",
+    )
+    .check();
+}
+
+#[test]
+fn self_reference() {
+    bad(with_block!(
+        r#"
+[subnet.a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "${subnet.a.availability_zone}"
+"#
+    ))
+    .err(
+        12,
+        "subnet.a.availability_zone",
+        "`${subnet.a.availability_zone}` refers to the resource itself",
+    )
+    // `validate` adds the graph's view of the same problem: a one-member cycle.
+    .err_validate_only(9, "subnet.a", "dependency cycle between subnet.a")
+    .check();
+}
+
+#[test]
+fn dependency_cycle_names_both_members() {
+    bad(r#"[cluster.main]
+name = "${nodegroup.main.name}"
+role_arn = "arn:aws:iam::111122223333:role/cluster"
+subnet_ids = ["subnet-1", "subnet-2"]
+
+[nodegroup.main]
+cluster_name = "${cluster.main.name}"
+name = "ng"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-1"]
+"#)
+    .err(
+        1,
+        "cluster.main",
+        "dependency cycle between cluster.main → nodegroup.main",
+    )
+    .check();
+}
+
+#[test]
+fn ipv6_cluster_with_pod_subnets() {
+    bad(with_block!(
+        r#"
+[subnet.pod_a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2a"
+
+[cluster.main]
+name = "demo"
+role_arn = "arn:aws:iam::111122223333:role/cluster"
+subnet_ids = ["subnet-1", "subnet-2"]
+ip_family = "ipv6"
+"#
+    ))
+    .err(
+        18,
+        "cluster.main.ip_family",
+        "custom networking (pod subnets and ENIConfigs) cannot be used with an IPv6 cluster",
+    )
+    .check();
+}
+
+#[test]
+fn vpc_with_both_id_and_stack_name() {
+    bad(r#"[vpc.main]
+id = "vpc-0123"
+stack_name = "net"
+template_file = "vpc.yaml"
+"#)
+    .file("vpc.yaml", TEMPLATE)
+    .err(
+        1,
+        "vpc.main",
+        "set either `id` (adopt an existing VPC) or `stack_name`",
+    )
+    .check();
+}
+
+#[test]
+fn stack_without_template() {
+    bad(r#"[vpc.main]
+stack_name = "net"
+cidr_block = "10.0.0.0/16"
+"#)
+    .err(
+        2,
+        "vpc.main.stack_name",
+        "a stack needs `template_file` or `template_url`",
+    )
+    .check();
+}
+
+#[test]
+fn template_file_that_does_not_exist() {
+    bad(r#"[vpc.main]
+stack_name = "net"
+cidr_block = "10.0.0.0/16"
+template_file = "missing.yaml"
+"#)
+    .err_parts(
+        4,
+        "vpc.main.template_file",
+        &["cannot read template `", "missing.yaml`: "],
+    )
+    .check();
+}
+
+#[test]
+fn iam_role_with_both_trust_forms() {
+    bad(r#"[iam_role.cluster]
+name = "demo-cluster"
+assume_role_service = "eks.amazonaws.com"
+assume_role_policy = '{"Version": "2012-10-17", "Statement": []}'
+"#)
+    .err(
+        4,
+        "iam_role.cluster.assume_role_policy",
+        "set either `assume_role_service` or `assume_role_policy`, not both",
+    )
+    .check();
+}
+
+#[test]
+fn invalid_json_in_assume_role_policy() {
+    bad(r#"[iam_role.cluster]
+name = "demo-cluster"
+assume_role_policy = '{"Version": "2012-10-17", "Statement": [}'
+"#)
+    .err(
+        3,
+        "iam_role.cluster.assume_role_policy",
+        "assume_role_policy is not valid JSON",
+    )
+    .check();
+}
+
+#[test]
+fn duplicate_cluster_names() {
+    bad(r#"[cluster.a]
+name = "demo"
+role_arn = "arn:aws:iam::111122223333:role/cluster"
+subnet_ids = ["subnet-1", "subnet-2"]
+
+[cluster.b]
+name = "demo"
+role_arn = "arn:aws:iam::111122223333:role/cluster"
+subnet_ids = ["subnet-1", "subnet-2"]
+"#)
+    .err(
+        7,
+        "cluster.b.name",
+        "`demo` is also the name of `cluster.a`; names must be unique",
+    )
+    .check();
+}
+
+#[test]
+fn reserved_eksnet_tag_prefix() {
+    bad(with_block!(
+        r#"
+[subnet.pod_a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2a"
+tags = { Name = "pod-a", "eksnet:owner" = "me" }
+"#
+    ))
+    .err(
+        13,
+        "subnet.pod_a.tags",
+        "tag key `eksnet:owner`: the `eksnet:` prefix is reserved",
+    )
+    .check();
+}
+
+#[test]
+fn nodegroup_scaling_min_greater_than_max() {
+    bad(r#"[nodegroup.main]
+cluster_name = "demo"
+name = "ng"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-1"]
+scaling = { min_size = 3, max_size = 2, desired_size = 2 }
+"#)
+    .err(6, "nodegroup.main.scaling", "(got min 3, desired 2, max 2)")
+    .check();
+}
+
+#[test]
+fn cluster_with_one_subnet() {
+    bad(r#"[cluster.main]
+name = "demo"
+role_arn = "arn:aws:iam::111122223333:role/cluster"
+subnet_ids = ["subnet-1"]
+"#)
+    .err(
+        4,
+        "cluster.main.subnet_ids",
+        "EKS needs subnets in at least two availability zones",
+    )
+    .check();
+}
+
+#[test]
+fn invalid_resource_name() {
+    bad(r#"[vpc.main]
+id = "vpc-0123"
+
+[subnet."a b"]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2a"
+"#)
+    .err(
+        4,
+        "subnet.a b",
+        "resource name `a b` may only contain letters, digits, `_` and `-`",
+    )
+    .check();
+}
+
+const THREE_ERRORS: &str = r#"[vpc.main]
+id = "vpc-0123"
+cidr_block = "10.0.0.0/16"
+
+[cidr_block.pods]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/16"
+
+[subnet.pod_a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.1/19"
+availability_zone = "us-west-2a"
+
+[cluster.main]
+name = "demo"
+role_arn = "${iam_role.nope.arn}"
+subnet_ids = ["subnet-1"]
+"#;
+
+#[test]
+fn three_errors_in_one_file_are_all_reported() {
+    bad(THREE_ERRORS)
+        .err(11, "subnet.pod_a.cidr_block", "`100.64.0.1/19` has host bits set")
+        .err(16, "cluster.main.role_arn", "dangling reference `${iam_role.nope.arn}`: `iam_role.nope` is not declared (no `iam_role` is declared)")
+        .err(17, "cluster.main.subnet_ids", "give at least two subnet ids")
+        .check();
+}
+
+#[test]
+fn validate_json_lists_every_diagnostic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join(SPEC), THREE_ERRORS).expect("write spec");
+    let r = run(dir.path(), &["validate", "--json", SPEC]);
+    assert_eq!(r.code, Some(1), "stderr: {}", r.stderr);
+    assert_eq!(r.connections, 0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", r.stdout));
+    let items = v
+        .as_array()
+        .unwrap_or_else(|| panic!("not a JSON array: {v}"));
+    let mut got: Vec<(u64, String, String)> = items
+        .iter()
+        .map(|d| {
+            assert_eq!(d["severity"], "error", "{d}");
+            let file = d["location"]["file"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no location.file: {d}"));
+            assert!(file.ends_with(SPEC), "{d}");
+            (
+                d["location"]["line"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("no location.line: {d}")),
+                d["key"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no key: {d}"))
+                    .to_string(),
+                d["message"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no message: {d}"))
+                    .to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got.len(), 3, "{v}");
+    assert_eq!(
+        (got[0].0, got[0].1.as_str()),
+        (11, "subnet.pod_a.cidr_block")
+    );
+    assert!(got[0].2.contains("has host bits set"), "{}", got[0].2);
+    assert_eq!((got[1].0, got[1].1.as_str()), (16, "cluster.main.role_arn"));
+    assert!(
+        got[1]
+            .2
+            .starts_with("dangling reference `${iam_role.nope.arn}`"),
+        "{}",
+        got[1].2
+    );
+    assert_eq!(
+        (got[2].0, got[2].1.as_str()),
+        (17, "cluster.main.subnet_ids")
+    );
+    assert!(got[2].2.contains("at least two subnet ids"), "{}", got[2].2);
+}
+
+#[test]
+fn the_example_spec_is_valid() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/custom-networking.toml");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let r = run(dir.path(), &["validate", &example.display().to_string()]);
+    assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
+    assert_eq!(r.connections, 0);
+    assert!(!r.stderr.contains("error"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .trim_end()
+            .ends_with("custom-networking.toml: valid"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// Control for the "no API call" assertions: on a valid spec `plan` does call the endpoint.
+/// Connections are accepted and dropped at once so the SDK fails fast instead of waiting.
+#[test]
+fn plan_on_a_good_spec_does_reach_the_endpoint() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("good.toml"),
+        with_block!(
+            r#"
+[subnet.pod_a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2a"
+"#
+        ),
+    )
+    .expect("write spec");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    listener.set_nonblocking(true).expect("non-blocking");
+    let seen = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicUsize::new(0));
+    let acceptor = {
+        let (seen, stop) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while stop.load(Ordering::SeqCst) == 0 {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                        drop(conn);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        })
+    };
+    let state = dir.path().join("s.db");
+    let out = command(
+        dir.path(),
+        port,
+        &["plan", "good.toml", "--state", &state.display().to_string()],
+    )
+    .output()
+    .expect("run eksnet");
+    stop.store(1, Ordering::SeqCst);
+    acceptor.join().expect("acceptor thread");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the endpoint never answers, so plan fails: {stderr}"
+    );
+    assert!(stderr.contains("refreshing vpc resources"), "{stderr}");
+    assert!(
+        seen.load(Ordering::SeqCst) > 0,
+        "the listener saw no connection: {stderr}"
+    );
+    assert!(!state.exists(), "plan must not create the state file");
+}
