@@ -380,8 +380,8 @@ subnet_ids = ["subnet-1"]
         );
         assert_eq!(
             g.dependencies(&addr("nodegroup.ng")),
-            vec![addr("cluster.main")],
-            "cluster found by literal name"
+            vec![addr("subnet.a"), addr("cluster.main")],
+            "cluster found by literal name; pod subnets before nodes"
         );
         let order = g.topological();
         let pos = |a: &str| order.iter().position(|x| *x == addr(a)).unwrap();
