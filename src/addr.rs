@@ -15,15 +15,26 @@ pub enum Kind {
     IamRole,
     Cluster,
     Nodegroup,
+    /// The `aws-node` DaemonSet's settings (VPC CNI env) on one cluster.
+    AwsNode,
+    /// One `ENIConfig` custom resource.
+    EniConfig,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    /// Kinds that live in the cluster's Kubernetes API rather than in AWS.
+    pub fn is_kubernetes(self) -> bool {
+        matches!(self, Kind::AwsNode | Kind::EniConfig)
+    }
+
+    pub const ALL: [Kind; 8] = [
         Kind::Vpc,
         Kind::CidrBlock,
         Kind::Subnet,
         Kind::IamRole,
         Kind::Cluster,
+        Kind::AwsNode,
+        Kind::EniConfig,
         Kind::Nodegroup,
     ];
 
@@ -35,6 +46,8 @@ impl Kind {
             Kind::IamRole => "iam_role",
             Kind::Cluster => "cluster",
             Kind::Nodegroup => "nodegroup",
+            Kind::AwsNode => "aws_node",
+            Kind::EniConfig => "eni_config",
         }
     }
 }

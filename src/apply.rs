@@ -321,12 +321,9 @@ fn resolve_after(shared: &Shared, change: &PlannedChange) -> Result<Value, StepE
     if value::is_unknown(&resolved) {
         let missing: Vec<String> = value::references(&resolved)
             .iter()
-            .map(|r| r.raw.clone())
+            .map(resources::missing_output)
             .collect();
-        return Err(StepError::Unresolved(format!(
-            "cannot resolve {}: the referenced resource did not produce that output (AWS did not return it)",
-            missing.join(", ")
-        )));
+        return Err(StepError::Unresolved(missing.join("; ")));
     }
     Ok(resolved)
 }
@@ -364,7 +361,8 @@ async fn run_step(
                     },
                 )?;
             }
-            resources::delete(ctx, addr, &id, &attrs).await?;
+            let prior_outputs = prior.map(|p| p.outputs.clone()).unwrap_or(Value::Null);
+            resources::delete(ctx, addr, &id, &attrs, &prior_outputs).await?;
             remove(shared, addr)?;
             shared
                 .outputs
@@ -400,7 +398,8 @@ async fn run_step(
             let attrs = resolve_after(shared, change)?;
             let id = change.cloud_id.clone().unwrap_or_default();
             let before = change.before.clone().unwrap_or(Value::Null);
-            let obs = resources::update(ctx, addr, &id, &before, &attrs).await?;
+            let prior_outputs = prior.map(|p| p.outputs.clone()).unwrap_or(Value::Null);
+            let obs = resources::update(ctx, addr, &id, &before, &attrs, &prior_outputs).await?;
             record(shared, change, attrs, obs.cloud_id.clone(), obs.outputs)?;
             Ok(Some(obs.cloud_id))
         }

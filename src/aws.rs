@@ -22,6 +22,8 @@ pub struct AwsClients {
     pub iam: aws_sdk_iam::Client,
     pub cloudformation: aws_sdk_cloudformation::Client,
     pub region: String,
+    /// The loaded config, for what the clients do not cover (the EKS bearer token).
+    pub config: aws_types::SdkConfig,
 }
 
 impl AwsClients {
@@ -57,6 +59,7 @@ impl AwsClients {
             iam: aws_sdk_iam::Client::new(conf),
             cloudformation: aws_sdk_cloudformation::Client::new(conf),
             region,
+            config: conf.clone(),
         }
     }
 }

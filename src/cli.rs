@@ -7,6 +7,7 @@ use crate::aws::AwsClients;
 use crate::diag::Diagnostics;
 use crate::events::{HumanReporter, JsonReporter, Reporter};
 use crate::graph::DependencyGraph;
+use crate::kube::{KubeAccess, KubeConnector};
 use crate::plan::{self, Action, Palette, Plan};
 use crate::planner::{self, PlanOptions};
 use crate::refresh;
@@ -94,6 +95,13 @@ enum Command {
         #[arg(long)]
         state: Option<PathBuf>,
     },
+    /// Check that custom networking took effect: pod IPs inside the pod subnets, every node with
+    /// an ENIConfig. Exit 0 when all is well, 3 when problems were found, 1 on error.
+    Verify {
+        spec: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Free a lock left by a command that died.
     ForceUnlock {
         lock_id: String,
@@ -111,6 +119,30 @@ struct Common {
     /// Machine-readable output: the plan as JSON on stdout, events as JSON lines on stderr.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    kube: KubeArgs,
+}
+
+/// How to reach each cluster's Kubernetes API. Default: endpoint, CA and a token from AWS.
+#[derive(Args, Clone, Default)]
+struct KubeArgs {
+    /// Use this kubeconfig instead of the EKS endpoint and an AWS-made token.
+    #[arg(long, env = "EKSNET_KUBECONFIG", value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// Use this kubeconfig context (implies kubeconfig access; default file: $KUBECONFIG or
+    /// ~/.kube/config).
+    #[arg(long, value_name = "NAME")]
+    kube_context: Option<String>,
+}
+
+impl KubeArgs {
+    fn access(&self) -> KubeAccess {
+        if self.kubeconfig.is_none() && self.kube_context.is_none() {
+            KubeAccess::Eks
+        } else {
+            KubeAccess::Kubeconfig { path: self.kubeconfig.clone(), context: self.kube_context.clone() }
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -228,7 +260,8 @@ fn poll_cap() -> Duration {
     Duration::from_millis(ms)
 }
 
-async fn make_ctx(spec: &Spec, lineage: String, json: bool, delete_enis: bool) -> Ctx {
+async fn make_ctx(spec: &Spec, lineage: String, common: &Common, delete_enis: bool) -> Ctx {
+    let json = common.json;
     let aws = AwsClients::load(spec.settings.region.as_deref()).await;
     let timeouts = Kind::ALL
         .iter()
@@ -246,6 +279,7 @@ async fn make_ctx(spec: &Spec, lineage: String, json: bool, delete_enis: bool) -
         timeouts,
         poll_cap: poll_cap(),
         delete_available_enis: delete_enis,
+        kube: Arc::new(KubeConnector::new(common.kube.access())),
     }
 }
 
@@ -326,7 +360,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let s = load_spec(&spec)?;
             let path = state_path(&spec, &common.state);
             let snapshot = read_snapshot(&path)?;
-            let ctx = make_ctx(&s, snapshot.lineage.clone(), common.json, false).await;
+            let ctx = make_ctx(&s, snapshot.lineage.clone(), &common, false).await;
             let plan = make_plan(&s, &snapshot, &ctx, &PlanOptions { destroy, replace }).await?;
             show_plan(&plan, common.json);
             if let Some(f) = out_file {
@@ -384,6 +418,18 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 },
             )
             .await
+        }
+        Command::Verify { spec, common } => {
+            let s = load_spec(&spec)?;
+            let aws = AwsClients::load(s.settings.region.as_deref()).await;
+            let kube = KubeConnector::new(common.kube.access());
+            let reports = crate::verify::verify(&s, &aws, &kube).await?;
+            if common.json {
+                out(&format!("{}\n", serde_json::to_string_pretty(&reports)?));
+            } else {
+                out(&crate::verify::render(&reports));
+            }
+            Ok(if reports.iter().all(|r| r.ok()) { 0 } else { 3 })
         }
         Command::ForceUnlock { lock_id, state } => {
             let path = match state {
@@ -506,7 +552,7 @@ async fn converge(
         let ctx = make_ctx(
             &s,
             snapshot.lineage.clone(),
-            common.json,
+            common,
             run.delete_available_enis,
         )
         .await;
@@ -540,7 +586,7 @@ async fn apply_saved(plan: Plan, common: &Common, run: RunOpts) -> Result<u8, Fa
         if !fresh_state {
             apply::check_fresh(&plan, &store)?;
         }
-        let ctx = make_ctx(&s, store.lineage()?, common.json, run.delete_available_enis).await;
+        let ctx = make_ctx(&s, store.lineage()?, common, run.delete_available_enis).await;
         let (report, store) = apply::apply(&ctx, &plan, store, run.parallelism).await?;
         Ok::<_, Failure>((summarise(&plan, &report), store))
     }

@@ -155,6 +155,27 @@ impl DependencyGraph {
                     if let Some(c) = cluster_names.get(n.cluster_name.as_str()) {
                         edges.push(((*c).clone(), r.addr.clone(), "nodegroup's cluster"));
                     }
+                    // The point of custom networking: nodes must register after the CNI
+                    // settings and every ENIConfig of their cluster exist, or their pods get
+                    // IPs from the primary subnet. Spec references need not say so.
+                    for other in spec.resources.values() {
+                        let why = match &other.config {
+                            ResourceConfig::AwsNode(a) if a.cluster_name == n.cluster_name => "CNI settings before nodes",
+                            ResourceConfig::EniConfig(e) if e.cluster_name == n.cluster_name => "ENIConfigs before nodes",
+                            _ => continue,
+                        };
+                        edges.push((other.addr.clone(), r.addr.clone(), why));
+                    }
+                }
+                ResourceConfig::AwsNode(a) => {
+                    if let Some(c) = cluster_names.get(a.cluster_name.as_str()) {
+                        edges.push(((*c).clone(), r.addr.clone(), "runs in the cluster"));
+                    }
+                }
+                ResourceConfig::EniConfig(e) => {
+                    if let Some(c) = cluster_names.get(e.cluster_name.as_str()) {
+                        edges.push(((*c).clone(), r.addr.clone(), "runs in the cluster"));
+                    }
                 }
                 _ => {}
             }

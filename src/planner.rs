@@ -158,6 +158,11 @@ fn plan_apply(
             continue;
         };
         let desired = resolve_attrs(&r.attrs, &known);
+        // A reference to a resource that exists and stays, still unresolved: the output is
+        // missing, and apply could never fill it in.
+        for missing in value::references(&desired).iter().filter(|x| known.contains_key(&x.addr)) {
+            diags.push(spec.error_at(addr.to_string(), resources::missing_output(missing)));
+        }
         let deps = graph.dependencies(&addr);
         let adopted = resources::is_adopted(&addr, &r.attrs);
         let mut change = PlannedChange {
@@ -191,8 +196,10 @@ fn plan_apply(
             Some(obs) => {
                 // Never take over something this state did not create: a resource found by
                 // name or CIDR without a state row must carry our lineage tag.
+                // aws_node only sets entries on a DaemonSet EKS itself installed.
                 let owned = prior.is_some()
                     || adopted
+                    || addr.kind == Kind::AwsNode
                     || obs.managed_by.as_deref() == Some(state.lineage.as_str());
                 if !owned {
                     let by = obs
@@ -285,6 +292,7 @@ fn plan_apply(
         out.push(change);
     }
     check_live_constraints(spec, &out, &known, diags);
+    check_kubernetes(spec, &out, &known, diags);
     out
 }
 
@@ -396,6 +404,103 @@ fn check_live_constraints(
             ));
         }
     }
+}
+
+/// Which subnet is in which AZ, from the outputs of every VPC known at plan time.
+fn subnet_azs(known: &HashMap<ResourceAddr, Value>) -> HashMap<String, String> {
+    known
+        .iter()
+        .filter(|(a, _)| a.kind == Kind::Vpc)
+        .filter_map(|(_, o)| o.get("subnet_azs")?.as_object())
+        .flat_map(|m| m.iter().filter_map(|(s, az)| Some((s.clone(), az.as_str()?.to_string()))))
+        .collect()
+}
+
+/// The Kubernetes side, once live values are known: the VPC CNI must be recent enough; every AZ
+/// a nodegroup runs in needs an ENIConfig named after it (label mode); and turning custom
+/// networking on does not move existing nodes, which the plan must say.
+fn check_kubernetes(
+    spec: &Spec,
+    changes: &[PlannedChange],
+    known: &HashMap<ResourceAddr, Value>,
+    diags: &mut Diagnostics,
+) {
+    let azs = subnet_azs(known);
+    for c in changes.iter().filter(|c| c.addr.kind == Kind::AwsNode) {
+        if let Some(image) = c.observed_outputs.as_ref().and_then(|o| o.get("image")).and_then(Value::as_str) {
+            if let Err(msg) = resources::aws_node::check_version(image) {
+                diags.push(spec.error_at(c.addr.to_string(), msg));
+            }
+        }
+        let Some(after) = &c.after else { continue };
+        let Some(cluster) = resources::str_attr(after, "cluster_name").filter(|n| !n.contains("${")) else { continue };
+        let env_on = |v: Option<&Value>| v.and_then(|e| e.get(resources::aws_node::CUSTOM_NETWORK_ENV)).and_then(Value::as_str) == Some("true");
+        let turning_on = env_on(after.get("env")) && !env_on(c.before.as_ref().and_then(|b| b.get("env")));
+        let nodegroups = || {
+            changes.iter().filter(move |n| {
+                n.addr.kind == Kind::Nodegroup
+                    && n.after.as_ref().and_then(|a| resources::str_attr(a, "cluster_name")) == Some(cluster)
+            })
+        };
+        if turning_on && c.before.is_some() {
+            let existing: Vec<String> = nodegroups()
+                .filter(|n| matches!(n.action, Action::NoOp | Action::Update | Action::Adopt))
+                .map(|n| n.addr.to_string())
+                .collect();
+            if !existing.is_empty() {
+                diags.push(spec.warning_at(
+                    c.addr.to_string(),
+                    format!(
+                        "custom networking is being turned on for cluster `{cluster}`, whose nodegroups {} already have nodes: those nodes keep giving pods IPs from the primary subnet until they are replaced; hint: `eksnet apply --replace {}` after this apply",
+                        existing.join(", "),
+                        existing.first().map(String::as_str).unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        if !env_on(after.get("env")) || resources::str_attr(after, "eni_config_selection") != Some("label") {
+            continue;
+        }
+        let names: Option<BTreeSet<String>> = changes
+            .iter()
+            .filter(|e| e.addr.kind == Kind::EniConfig && e.action != Action::Delete)
+            .filter_map(|e| e.after.as_ref())
+            .filter(|a| resources::str_attr(a, "cluster_name") == Some(cluster))
+            .map(|a| resources::str_attr(a, "name").filter(|n| !n.contains("${")).map(String::from))
+            .collect();
+        let Some(names) = names else { continue }; // some names known only after apply
+        for n in nodegroups() {
+            let Some(after) = &n.after else { continue };
+            let ng_azs: Option<BTreeSet<String>> = resources::str_list(after, "subnet_ids").iter().map(|s| azs.get(s).cloned()).collect();
+            let Some(ng_azs) = ng_azs else { continue };
+            let missing: Vec<String> = ng_azs.into_iter().filter(|az| !names.contains(az)).collect();
+            if !missing.is_empty() {
+                diags.push(spec.error_at(
+                    format!("{}.subnet_ids", n.addr),
+                    format!(
+                        "`{}` has nodes in {} but cluster `{cluster}` has no ENIConfig named after {}: with ENI_CONFIG_LABEL_DEF={} nodes there would find no ENIConfig; add an `[eni_config.NAME]` with a pod subnet in that AZ",
+                        n.addr,
+                        missing.join(", "),
+                        if missing.len() == 1 { "it" } else { "them" },
+                        after_label(after_of_addr(changes, &c.addr)),
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+fn after_of_addr<'a>(changes: &'a [PlannedChange], addr: &ResourceAddr) -> Option<&'a Value> {
+    changes.iter().find(|c| &c.addr == addr).and_then(|c| c.after.as_ref())
+}
+
+fn after_label(after: Option<&Value>) -> String {
+    after
+        .and_then(|a| a.get("env"))
+        .and_then(|e| e.get(resources::aws_node::LABEL_DEF_ENV))
+        .and_then(Value::as_str)
+        .unwrap_or("topology.kubernetes.io/zone")
+        .to_string()
 }
 
 /// Outputs as a map for resolving references, used by the executor too.

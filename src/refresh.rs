@@ -112,8 +112,14 @@ pub async fn refresh(
                 Kind::Subnet | Kind::CidrBlock => {
                     !value::is_unknown(attrs.get("vpc_id").unwrap_or(&Value::Null))
                 }
-                Kind::Nodegroup => {
+                Kind::Nodegroup | Kind::AwsNode => {
                     !value::is_unknown(attrs.get("cluster_name").unwrap_or(&Value::Null))
+                }
+                // No Kubernetes connection is attempted for a cluster that does not exist yet:
+                // its name (or the ENIConfig's) is then still "known after apply".
+                Kind::EniConfig => {
+                    !value::is_unknown(attrs.get("cluster_name").unwrap_or(&Value::Null))
+                        && !value::is_unknown(attrs.get("name").unwrap_or(&Value::Null))
                 }
                 _ => !value::is_unknown(attrs.get("name").unwrap_or(&Value::Null)),
             };

@@ -151,6 +151,52 @@ fn default_instance_types() -> Vec<String> {
     vec!["t3.medium".into()]
 }
 
+/// `[aws_node.NAME]`: the VPC CNI settings of one cluster (env of the `aws-node` DaemonSet).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsNodeConfig {
+    pub cluster_name: String,
+    /// `AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG`.
+    #[serde(default = "yes")]
+    pub custom_network: bool,
+    /// `label` (nodes pick the ENIConfig named by a node label, `ENI_CONFIG_LABEL_DEF`) or
+    /// `annotation` (nodes are annotated `k8s.amazonaws.com/eniConfig=NAME`).
+    #[serde(default = "default_selection")]
+    pub eni_config_selection: String,
+    /// The node label naming the ENIConfig in `label` mode.
+    #[serde(default = "default_label")]
+    pub eni_config_label: String,
+    /// Any other env entries of the `aws-node` container.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_selection() -> String {
+    "label".into()
+}
+fn default_label() -> String {
+    "topology.kubernetes.io/zone".into()
+}
+
+/// `[eni_config.NAME]`: one ENIConfig (cluster-scoped custom resource).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EniConfigConfig {
+    pub cluster_name: String,
+    /// The pod subnet, usually `${subnet.X.id}`.
+    pub subnet_id: String,
+    /// Object name; defaults to the subnet's AZ (what label mode expects).
+    pub name: Option<String>,
+    /// Pod security groups; default: the cluster security group.
+    pub security_group_ids: Option<Vec<String>>,
+    /// Annotation mode: nodes with these labels get `k8s.amazonaws.com/eniConfig=<name>`.
+    #[serde(default)]
+    pub annotate_nodes: BTreeMap<String, String>,
+}
+
 /// `[settings]`: region and wait timeouts.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -171,6 +217,8 @@ pub enum ResourceConfig {
     IamRole(IamRoleConfig),
     Cluster(ClusterConfig),
     Nodegroup(NodegroupConfig),
+    AwsNode(AwsNodeConfig),
+    EniConfig(EniConfigConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -443,6 +491,17 @@ fn build_resource(
             let c: NodegroupConfig = deserialize(body).map_err(BuildError::De)?;
             let attrs = to_attrs(&c);
             (ResourceConfig::Nodegroup(c), attrs)
+        }
+        Kind::AwsNode => {
+            let c: AwsNodeConfig = deserialize(body).map_err(BuildError::De)?;
+            let attrs = crate::resources::aws_node::desired_attrs(&c);
+            (ResourceConfig::AwsNode(c), attrs)
+        }
+        Kind::EniConfig => {
+            let c: EniConfigConfig = deserialize(body).map_err(BuildError::De)?;
+            let attrs = crate::resources::eni_config::desired_attrs(&c)
+                .map_err(|(k, m)| BuildError::Other(k, m))?;
+            (ResourceConfig::EniConfig(c), attrs)
         }
     })
 }

@@ -17,7 +17,61 @@ pub fn validate(spec: &Spec) -> Diagnostics {
     check_cidrs(spec, &mut d);
     check_unique_names(spec, &mut d);
     check_ipv6(spec, &mut d);
+    check_kubernetes(spec, &mut d);
     d
+}
+
+/// The Kubernetes side: settings values, and that every nodegroup of a cluster that turns
+/// custom networking on has ENIConfigs to pick from (without one, ipamd on a new node does
+/// not start — CNI 1.13 and later).
+fn check_kubernetes(spec: &Spec, d: &mut Diagnostics) {
+    for (addr, r) in &spec.resources {
+        match &r.config {
+            ResourceConfig::AwsNode(a) => {
+                if !matches!(a.eni_config_selection.as_str(), "label" | "annotation") {
+                    d.push(spec.error_at(
+                        format!("{addr}.eni_config_selection"),
+                        format!("eni_config_selection must be \"label\" or \"annotation\", not `{}`", a.eni_config_selection),
+                    ));
+                }
+                for k in a.env.keys() {
+                    if k == crate::resources::aws_node::CUSTOM_NETWORK_ENV || k == crate::resources::aws_node::LABEL_DEF_ENV {
+                        d.push(spec.error_at(
+                            format!("{addr}.env.{k}"),
+                            format!("`{k}` is set by `custom_network` / `eni_config_label`; remove it from `env`"),
+                        ));
+                    }
+                }
+                if !a.custom_network {
+                    continue;
+                }
+                let has_eni = spec.resources.values().any(|o| matches!(&o.config, ResourceConfig::EniConfig(e) if e.cluster_name == a.cluster_name));
+                for n in spec.resources.values() {
+                    if let ResourceConfig::Nodegroup(ng) = &n.config {
+                        if ng.cluster_name == a.cluster_name && !has_eni {
+                            d.push(spec.error_at(
+                                n.addr.to_string(),
+                                format!("custom networking is on for this cluster (`{addr}`) but no `eni_config` is declared for it: nodes of `{}` would have no ENIConfig for their AZ; add one `[eni_config.NAME]` per AZ", n.addr),
+                            ));
+                        }
+                    }
+                }
+            }
+            ResourceConfig::EniConfig(e) => {
+                if let Some(name) = &e.name {
+                    let ok = !name.is_empty()
+                        && name.len() <= 253
+                        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+                        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+                    if !ok && !is_ref(name) {
+                        d.push(spec.error_at(format!("{addr}.name"), format!("`{name}` is not a valid Kubernetes object name (lowercase letters, digits, `-` and `.`)")));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 fn is_ref(s: &str) -> bool {
@@ -366,6 +420,16 @@ fn check_unique_names(spec: &Spec, d: &mut Diagnostics) {
                 Some(s) => ("stack_name", s.clone()),
                 None => continue,
             },
+            // One set of CNI settings per cluster; ENIConfig names are unique per cluster.
+            ResourceConfig::AwsNode(a) => ("cluster_name", a.cluster_name.clone()),
+            ResourceConfig::EniConfig(_) => (
+                "name",
+                format!(
+                    "{}/{}",
+                    resources::str_attr(&r.attrs, "cluster_name").unwrap_or_default(),
+                    resources::str_attr(&r.attrs, "name").unwrap_or_default()
+                ),
+            ),
             _ => continue,
         };
         if let Some(first) = seen.insert((addr.kind, name.clone()), addr.to_string()) {
@@ -379,7 +443,10 @@ fn check_unique_names(spec: &Spec, d: &mut Diagnostics) {
 
 /// Custom networking (pod subnets) cannot be used on an IPv6 cluster.
 fn check_ipv6(spec: &Spec, d: &mut Diagnostics) {
-    let has_pod_subnets = spec.resources.keys().any(|a| a.kind == Kind::Subnet);
+    let has_pod_subnets = spec
+        .resources
+        .keys()
+        .any(|a| matches!(a.kind, Kind::Subnet | Kind::EniConfig));
     if !has_pod_subnets {
         return;
     }

@@ -2,8 +2,10 @@
 //! batches, create, update, delete, which attributes force replacement, which outputs can be
 //! referenced); `dispatch` below is the one registry that maps a `Kind` to its module.
 
+pub mod aws_node;
 pub mod cidr_block;
 pub mod cluster;
+pub mod eni_config;
 pub mod iam_role;
 pub mod nodegroup;
 pub mod subnet;
@@ -121,6 +123,8 @@ pub struct Ctx {
     pub poll_cap: Duration,
     /// Opt-in: delete ENIs in state `available` that block a subnet deletion.
     pub delete_available_enis: bool,
+    /// Kubernetes API access, one client per cluster.
+    pub kube: Arc<crate::kube::KubeConnector>,
 }
 
 impl Ctx {
@@ -150,6 +154,9 @@ pub fn default_timeout(kind: Kind) -> Duration {
         Kind::IamRole => 2 * 60,
         Kind::Cluster => 30 * 60,
         Kind::Nodegroup => 60 * 60,
+        // EKS installs aws-node shortly after the control plane is ACTIVE.
+        Kind::AwsNode => 10 * 60,
+        Kind::EniConfig => 2 * 60,
     })
 }
 
@@ -162,6 +169,8 @@ pub fn force_new(kind: Kind) -> &'static [&'static str] {
         Kind::IamRole => iam_role::FORCE_NEW,
         Kind::Cluster => cluster::FORCE_NEW,
         Kind::Nodegroup => nodegroup::FORCE_NEW,
+        Kind::AwsNode => aws_node::FORCE_NEW,
+        Kind::EniConfig => eni_config::FORCE_NEW,
     }
 }
 
@@ -174,6 +183,8 @@ pub fn outputs(kind: Kind) -> &'static [&'static str] {
         Kind::IamRole => iam_role::OUTPUTS,
         Kind::Cluster => cluster::OUTPUTS,
         Kind::Nodegroup => nodegroup::OUTPUTS,
+        Kind::AwsNode => aws_node::OUTPUTS,
+        Kind::EniConfig => eni_config::OUTPUTS,
     }
 }
 
@@ -199,6 +210,8 @@ pub async fn refresh(
         Kind::IamRole => iam_role::refresh(ctx, items).await,
         Kind::Cluster => cluster::refresh(ctx, items).await,
         Kind::Nodegroup => nodegroup::refresh(ctx, items).await,
+        Kind::AwsNode => aws_node::refresh(ctx, items).await,
+        Kind::EniConfig => eni_config::refresh(ctx, items).await,
     }
 }
 
@@ -214,6 +227,8 @@ pub async fn create(
         Kind::IamRole => iam_role::create(ctx, addr, attrs).await,
         Kind::Cluster => cluster::create(ctx, addr, attrs).await,
         Kind::Nodegroup => nodegroup::create(ctx, addr, attrs).await,
+        Kind::AwsNode => aws_node::create(ctx, addr, attrs).await,
+        Kind::EniConfig => eni_config::create(ctx, addr, attrs).await,
     }
 }
 
@@ -223,6 +238,7 @@ pub async fn update(
     cloud_id: &str,
     before: &Value,
     after: &Value,
+    prior_outputs: &Value,
 ) -> Result<Observed, ResourceError> {
     match addr.kind {
         Kind::Vpc => vpc::update(ctx, addr, cloud_id, before, after).await,
@@ -233,6 +249,8 @@ pub async fn update(
         Kind::IamRole => iam_role::update(ctx, addr, cloud_id, before, after).await,
         Kind::Cluster => cluster::update(ctx, addr, cloud_id, before, after).await,
         Kind::Nodegroup => nodegroup::update(ctx, addr, cloud_id, before, after).await,
+        Kind::AwsNode => aws_node::update(ctx, addr, cloud_id, before, after, prior_outputs).await,
+        Kind::EniConfig => eni_config::update(ctx, addr, cloud_id, before, after).await,
     }
 }
 
@@ -241,6 +259,7 @@ pub async fn delete(
     addr: &ResourceAddr,
     cloud_id: &str,
     attrs: &Value,
+    prior_outputs: &Value,
 ) -> Result<(), ResourceError> {
     match addr.kind {
         Kind::Vpc => vpc::delete(ctx, addr, cloud_id, attrs).await,
@@ -249,6 +268,21 @@ pub async fn delete(
         Kind::IamRole => iam_role::delete(ctx, addr, cloud_id, attrs).await,
         Kind::Cluster => cluster::delete(ctx, addr, cloud_id, attrs).await,
         Kind::Nodegroup => nodegroup::delete(ctx, addr, cloud_id, attrs).await,
+        Kind::AwsNode => aws_node::delete(ctx, addr, cloud_id, attrs, prior_outputs).await,
+        Kind::EniConfig => eni_config::delete(ctx, addr, cloud_id, attrs).await,
+    }
+}
+
+/// The error for a reference whose producer exists but lacks that output (AWS did not return
+/// it — moto, for one, returns no cluster security group).
+pub fn missing_output(r: &crate::value::Reference) -> String {
+    if r.addr.kind == Kind::Cluster && r.path_string() == "cluster_security_group_id" {
+        format!(
+            "`{}`: AWS returned no cluster security group (clusterSecurityGroupId) for `{}`; set `security_group_ids` explicitly",
+            r.raw, r.addr
+        )
+    } else {
+        format!("`{}`: `{}` exists but has no output `{}`", r.raw, r.addr, r.path_string())
     }
 }
 

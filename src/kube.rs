@@ -1,0 +1,170 @@
+//! Access to each cluster's Kubernetes API. By default the endpoint and CA come from
+//! DescribeCluster and the bearer token is made from the same AWS credentials (see
+//! `kube_token`), so no aws CLI, kubectl or authenticator is needed. Alternatively a kubeconfig
+//! (`--kubeconfig`, `--kube-context`) is used as is — that is also how tests reach the fake API
+//! server. A cluster that does not exist yet gets no connection attempt at all: its
+//! Kubernetes objects are simply absent, so they plan as creations.
+
+use crate::aws::AwsClients;
+use crate::resources::{aws_error, ResourceError};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use tokio::sync::Mutex;
+
+/// How to reach the Kubernetes API of a cluster.
+#[derive(Debug, Clone, Default)]
+pub enum KubeAccess {
+    /// Endpoint and CA from DescribeCluster, token from AWS credentials.
+    #[default]
+    Eks,
+    /// A kubeconfig file (default `$KUBECONFIG` or `~/.kube/config`) and optional context.
+    Kubeconfig {
+        path: Option<PathBuf>,
+        context: Option<String>,
+    },
+}
+
+/// Connects once per cluster and remembers the client (or that the cluster is absent).
+pub struct KubeConnector {
+    access: KubeAccess,
+    clients: Mutex<HashMap<String, Option<kube::Client>>>,
+}
+
+fn kube_err(cluster: &str, what: impl std::fmt::Display) -> ResourceError {
+    ResourceError::Invalid(format!("Kubernetes API of cluster `{cluster}`: {what}"))
+}
+
+impl KubeConnector {
+    pub fn new(access: KubeAccess) -> Self {
+        KubeConnector {
+            access,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A client for `cluster`, or `None` when the EKS cluster does not exist (yet).
+    pub async fn client(
+        &self,
+        aws: &AwsClients,
+        cluster: &str,
+    ) -> Result<Option<kube::Client>, ResourceError> {
+        let mut clients = self.clients.lock().await;
+        if let Some(c) = clients.get(cluster) {
+            return Ok(c.clone());
+        }
+        let described = match aws.eks.describe_cluster().name(cluster).send().await {
+            Ok(out) => out.cluster,
+            Err(e) => {
+                let err = aws_error("DescribeCluster", e);
+                if err.code() == Some("ResourceNotFoundException") {
+                    None
+                } else {
+                    return Err(err);
+                }
+            }
+        };
+        let Some(described) = described else {
+            // Not cached: the cluster may be created later in this run.
+            return Ok(None);
+        };
+        let config = match &self.access {
+            KubeAccess::Kubeconfig { path, context } => {
+                let options = KubeConfigOptions {
+                    context: context.clone(),
+                    ..Default::default()
+                };
+                match path {
+                    Some(p) => {
+                        let kc = Kubeconfig::read_from(p).map_err(|e| {
+                            kube_err(cluster, format!("cannot read kubeconfig `{}`: {e}", p.display()))
+                        })?;
+                        kube::Config::from_custom_kubeconfig(kc, &options).await
+                    }
+                    None => kube::Config::from_kubeconfig(&options).await,
+                }
+                .map_err(|e| kube_err(cluster, format!("kubeconfig: {e}")))?
+            }
+            KubeAccess::Eks => {
+                let endpoint = described.endpoint().ok_or_else(|| {
+                    kube_err(cluster, "DescribeCluster returned no endpoint (is the cluster ACTIVE?)")
+                })?;
+                let ca = described
+                    .certificate_authority()
+                    .and_then(|c| c.data())
+                    .ok_or_else(|| kube_err(cluster, "DescribeCluster returned no certificate authority"))?;
+                let token = crate::kube_token::eks_token(&aws.config, cluster)
+                    .await
+                    .map_err(|e| kube_err(cluster, format!("cannot make a token: {e}")))?;
+                // An in-memory kubeconfig lets kube-rs parse the CA and token as it always does.
+                let yaml = serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": cluster, "cluster": {"server": endpoint, "certificate-authority-data": ca}}],
+                    "users": [{"name": "eksnet", "user": {"token": token}}],
+                    "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": "eksnet"}}],
+                    "current-context": cluster,
+                })
+                .to_string();
+                let kc = Kubeconfig::from_yaml(&yaml).map_err(|e| kube_err(cluster, e))?;
+                kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                    .await
+                    .map_err(|e| kube_err(cluster, e))?
+            }
+        };
+        let client = kube::Client::try_from(config).map_err(|e| kube_err(cluster, e))?;
+        clients.insert(cluster.to_string(), Some(client.clone()));
+        Ok(Some(client))
+    }
+}
+
+/// A VPC CNI version from an image tag such as `v1.18.3-eksbuild.1`: (major, minor, patch,
+/// eksbuild). Tags without an eksbuild suffix count as eksbuild 0.
+pub fn cni_version(tag: &str) -> Option<(u64, u64, u64, u64)> {
+    let tag = tag.trim_start_matches('v');
+    let (core, build) = match tag.split_once('-') {
+        Some((c, rest)) => (c, rest.strip_prefix("eksbuild.").and_then(|b| b.parse().ok()).unwrap_or(0)),
+        None => (tag, 0),
+    };
+    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+    Some((parts.next()??, parts.next()??, parts.next()??, build))
+}
+
+/// The oldest VPC CNI that supports custom networking with ENIConfigs (from the EKS guide).
+pub const MIN_CNI: (u64, u64, u64, u64) = (1, 6, 3, 2);
+
+/// Converts a kube error into a resource error naming the operation.
+pub fn error(operation: &'static str, e: kube::Error) -> ResourceError {
+    match e {
+        kube::Error::Api(s) => ResourceError::Aws {
+            operation,
+            code: format!("Kubernetes {} {}", s.code, s.reason),
+            message: s.message.clone(),
+        },
+        other => ResourceError::Aws {
+            operation,
+            code: "KubernetesRequestFailed".into(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// True for a Kubernetes 404.
+pub fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cni_versions_compare_with_eksbuild() {
+        assert_eq!(cni_version("v1.18.3-eksbuild.1"), Some((1, 18, 3, 1)));
+        assert_eq!(cni_version("v1.6.3"), Some((1, 6, 3, 0)));
+        assert!(cni_version("v1.6.3-eksbuild.1").unwrap() < MIN_CNI);
+        assert!(cni_version("v1.6.3-eksbuild.2").unwrap() >= MIN_CNI);
+        assert!(cni_version("v1.10.0").unwrap() > MIN_CNI);
+        assert_eq!(cni_version("latest"), None);
+    }
+}

@@ -1,0 +1,211 @@
+//! `aws_node`: the VPC CNI settings of one cluster — env entries of the `aws-node` container in
+//! the `kube-system/aws-node` DaemonSet. Only the declared entries are patched (strategic merge
+//! by name, so the image and every other entry stay untouched). The value each entry had before
+//! eksnet first set it is kept in the state (`previous_env`, `null` = absent) so that destroy
+//! puts the DaemonSet back as it found it.
+
+use super::{req_str, wait_until, Ctx, Lookup, Observed, Poll, ResourceError};
+use crate::addr::{Kind, ResourceAddr};
+use crate::spec::AwsNodeConfig;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+pub const FORCE_NEW: &[&str] = &["cluster_name"];
+pub const OUTPUTS: &[&str] = &["image", "cni_version", "previous_env.*"];
+
+pub const CUSTOM_NETWORK_ENV: &str = "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG";
+pub const LABEL_DEF_ENV: &str = "ENI_CONFIG_LABEL_DEF";
+const NAMESPACE: &str = "kube-system";
+const NAME: &str = "aws-node";
+const CONTAINER: &str = "aws-node";
+
+pub fn desired_attrs(c: &AwsNodeConfig) -> Value {
+    let mut env: BTreeMap<String, String> = c.env.clone();
+    env.insert(CUSTOM_NETWORK_ENV.into(), c.custom_network.to_string());
+    if c.eni_config_selection == "label" {
+        env.insert(LABEL_DEF_ENV.into(), c.eni_config_label.clone());
+    }
+    json!({"cluster_name": c.cluster_name, "env": env, "eni_config_selection": c.eni_config_selection})
+}
+
+fn daemonsets(client: kube::Client) -> Api<DaemonSet> {
+    Api::namespaced(client, NAMESPACE)
+}
+
+/// The aws-node container's literal env values and image.
+fn container_env(ds: &DaemonSet) -> (BTreeMap<String, String>, Option<String>) {
+    let container = ds
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|p| p.containers.iter().find(|c| c.name == CONTAINER));
+    let env = container
+        .and_then(|c| c.env.as_ref())
+        .map(|e| e.iter().filter_map(|v| Some((v.name.clone(), v.value.clone()?))).collect())
+        .unwrap_or_default();
+    (env, container.and_then(|c| c.image.clone()))
+}
+
+fn image_tag(image: &str) -> &str {
+    image.rsplit_once(':').map(|(_, t)| t).unwrap_or("")
+}
+
+fn observe(cluster: &str, ds: &DaemonSet, wanted: &Value) -> Observed {
+    let (env, image) = container_env(ds);
+    let keys: Vec<&String> = wanted.get("env").and_then(Value::as_object).map(|m| m.keys().collect()).unwrap_or_default();
+    let live: Map<String, Value> = keys
+        .into_iter()
+        .filter_map(|k| env.get(k).map(|v| (k.clone(), json!(v))))
+        .collect();
+    let image = image.unwrap_or_default();
+    Observed {
+        cloud_id: format!("{cluster}/{NAMESPACE}/{NAME}"),
+        attrs: json!({"cluster_name": cluster, "env": live}),
+        outputs: json!({"image": image, "cni_version": image_tag(&image)}),
+        managed_by: None,
+    }
+}
+
+pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
+    let reads = items.iter().map(|item| async move {
+        let Some(cluster) = super::str_attr(&item.attrs, "cluster_name") else { return Ok(None) };
+        let Some(client) = ctx.kube.client(&ctx.aws, cluster).await? else { return Ok(None) };
+        let ds = daemonsets(client)
+            .get_opt(NAME)
+            .await
+            .map_err(|e| crate::kube::error("get daemonset kube-system/aws-node", e))?;
+        Ok::<_, ResourceError>(ds.map(|ds| observe(cluster, &ds, &item.attrs)))
+    });
+    futures::future::try_join_all(reads).await
+}
+
+/// Checks the CNI version: custom networking needs 1.6.3-eksbuild.2 or later.
+pub fn check_version(image: &str) -> Result<(), String> {
+    let tag = image_tag(image);
+    match crate::kube::cni_version(tag) {
+        Some(v) if v < crate::kube::MIN_CNI => Err(format!(
+            "aws-node runs VPC CNI {tag} ({image}); custom networking needs v1.6.3-eksbuild.2 or later: upgrade the Amazon VPC CNI (e.g. the `vpc-cni` EKS add-on) first"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Waits for EKS to install the DaemonSet, then returns it.
+async fn wait_for_daemonset(ctx: &Ctx, addr: &ResourceAddr, cluster: &str) -> Result<(Api<DaemonSet>, DaemonSet), ResourceError> {
+    let client = ctx
+        .kube
+        .client(&ctx.aws, cluster)
+        .await?
+        .ok_or_else(|| ResourceError::Invalid(format!("cluster `{cluster}` does not exist")))?;
+    let api = daemonsets(client);
+    let found = std::sync::Mutex::new(None);
+    wait_until(ctx, addr, "daemonset kube-system/aws-node", ctx.timeout(Kind::AwsNode), || async {
+        match api.get_opt(NAME).await.map_err(|e| crate::kube::error("get daemonset kube-system/aws-node", e))? {
+            Some(ds) => {
+                *found.lock().unwrap_or_else(|p| p.into_inner()) = Some(ds);
+                Ok(Poll::Done)
+            }
+            None => Ok(Poll::Pending("not installed yet".into())),
+        }
+    })
+    .await?;
+    let ds = found
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .ok_or_else(|| ResourceError::Invalid("daemonset kube-system/aws-node vanished".into()))?;
+    Ok((api, ds))
+}
+
+/// Strategic merge patch of env entries by name: `Some(v)` sets, `None` removes.
+async fn patch_env(api: &Api<DaemonSet>, entries: &BTreeMap<String, Option<String>>) -> Result<DaemonSet, ResourceError> {
+    let env: Vec<Value> = entries
+        .iter()
+        .map(|(k, v)| match v {
+            Some(v) => json!({"name": k, "value": v}),
+            None => json!({"name": k, "$patch": "delete"}),
+        })
+        .collect();
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": CONTAINER, "env": env}]}}}});
+    api.patch(NAME, &PatchParams { field_manager: Some("eksnet".into()), ..Default::default() }, &Patch::Strategic(&patch))
+        .await
+        .map_err(|e| crate::kube::error("patch daemonset kube-system/aws-node", e))
+}
+
+fn wanted_env(attrs: &Value) -> BTreeMap<String, String> {
+    super::tag_map(attrs.get("env").unwrap_or(&Value::Null))
+}
+
+fn previous(outputs: &Value) -> BTreeMap<String, Option<String>> {
+    outputs
+        .get("previous_env")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map(String::from))).collect())
+        .unwrap_or_default()
+}
+
+fn with_previous(mut obs: Observed, prev: &BTreeMap<String, Option<String>>) -> Observed {
+    if let Some(m) = obs.outputs.as_object_mut() {
+        m.insert("previous_env".into(), json!(prev));
+    }
+    obs
+}
+
+pub async fn create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<Observed, ResourceError> {
+    update(ctx, addr, "", &json!({}), attrs, &Value::Null).await
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    _cloud_id: &str,
+    _before: &Value,
+    after: &Value,
+    prior_outputs: &Value,
+) -> Result<Observed, ResourceError> {
+    let cluster = req_str(after, "cluster_name")?;
+    let (api, ds) = wait_for_daemonset(ctx, addr, cluster).await?;
+    let (live, image) = container_env(&ds);
+    check_version(image.as_deref().unwrap_or_default()).map_err(ResourceError::Invalid)?;
+    let wanted = wanted_env(after);
+    let mut prev = previous(prior_outputs);
+    let mut entries: BTreeMap<String, Option<String>> = BTreeMap::new();
+    // Entries no longer declared go back to what they were before eksnet set them.
+    let dropped: Vec<String> = prev.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
+    for k in dropped {
+        if let Some(old) = prev.remove(&k) {
+            entries.insert(k, old);
+        }
+    }
+    for (k, v) in &wanted {
+        // Remember the original value the first time eksnet takes over an entry.
+        prev.entry(k.clone()).or_insert_with(|| live.get(k).cloned());
+        entries.insert(k.clone(), Some(v.clone()));
+    }
+    let patched = patch_env(&api, &entries).await?;
+    Ok(with_previous(observe(cluster, &patched, after), &prev))
+}
+
+pub async fn delete(
+    ctx: &Ctx,
+    _addr: &ResourceAddr,
+    _cloud_id: &str,
+    attrs: &Value,
+    prior_outputs: &Value,
+) -> Result<(), ResourceError> {
+    let cluster = req_str(attrs, "cluster_name")?;
+    let Some(client) = ctx.kube.client(&ctx.aws, cluster).await? else {
+        return Ok(()); // the cluster, and its DaemonSet, are gone
+    };
+    let api = daemonsets(client);
+    if api.get_opt(NAME).await.map_err(|e| crate::kube::error("get daemonset kube-system/aws-node", e))?.is_none() {
+        return Ok(());
+    }
+    let prev = previous(prior_outputs);
+    if !prev.is_empty() {
+        patch_env(&api, &prev).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! `eni_config`: one `ENIConfig` (`crd.k8s.amazonaws.com/v1alpha1`, cluster-scoped), telling
+//! the VPC CNI which subnet and security groups pods get on nodes that select it. Written with
+//! server-side apply (field manager `eksnet`). In annotation mode the nodes a rule selects are
+//! annotated `k8s.amazonaws.com/eniConfig=<name>`.
+
+use super::{req_str, str_list, Ctx, Lookup, Observed, ResourceError};
+use crate::addr::ResourceAddr;
+use crate::spec::EniConfigConfig;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::discovery::ApiResource;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+
+pub const FORCE_NEW: &[&str] = &["cluster_name", "name"];
+pub const OUTPUTS: &[&str] = &["name"];
+pub const NODE_ANNOTATION: &str = "k8s.amazonaws.com/eniConfig";
+const STATE_ANNOTATION: &str = "eksnet.io/state";
+const ADDRESS_ANNOTATION: &str = "eksnet.io/address";
+
+pub fn api_resource() -> ApiResource {
+    ApiResource {
+        group: "crd.k8s.amazonaws.com".into(),
+        version: "v1alpha1".into(),
+        api_version: "crd.k8s.amazonaws.com/v1alpha1".into(),
+        kind: "ENIConfig".into(),
+        plural: "eniconfigs".into(),
+    }
+}
+
+/// The producer address inside `${kind.name.output}` when the whole string is one reference.
+fn whole_reference(s: &str) -> Option<crate::value::Reference> {
+    let refs = crate::value::references_in_str(s);
+    match refs.as_slice() {
+        [Ok(r)] if r.raw == s.trim() => Some(r.clone()),
+        _ => None,
+    }
+}
+
+/// Spec → attributes, filling the defaults the tutorial uses: the name is the pod subnet's AZ
+/// (what label mode with `topology.kubernetes.io/zone` expects) and the security group is the
+/// cluster security group.
+pub fn desired_attrs(c: &EniConfigConfig) -> Result<Value, (&'static str, String)> {
+    let name = match &c.name {
+        Some(n) => n.clone(),
+        None => match whole_reference(&c.subnet_id) {
+            Some(r) if r.addr.kind == crate::addr::Kind::Subnet => format!("${{{}.availability_zone}}", r.addr),
+            _ => return Err(("name", "set `name`: it can only default to the subnet's AZ when `subnet_id` is a reference like \"${subnet.pod_a.id}\"".into())),
+        },
+    };
+    let groups = match &c.security_group_ids {
+        Some(g) => g.clone(),
+        None => match whole_reference(&c.cluster_name) {
+            Some(r) if r.addr.kind == crate::addr::Kind::Cluster => vec![format!("${{{}.cluster_security_group_id}}", r.addr)],
+            _ => return Err(("security_group_ids", "set `security_group_ids`: they can only default to the cluster security group when `cluster_name` is a reference like \"${cluster.main.name}\"".into())),
+        },
+    };
+    Ok(json!({
+        "cluster_name": c.cluster_name,
+        "name": name,
+        "subnet_id": c.subnet_id,
+        "security_group_ids": groups,
+        "annotate_nodes": c.annotate_nodes,
+    }))
+}
+
+fn api(client: kube::Client) -> Api<DynamicObject> {
+    Api::all_with(client, &api_resource())
+}
+
+fn observe(cluster: &str, o: &DynamicObject) -> Option<Observed> {
+    let name = o.metadata.name.clone()?;
+    let spec = o.data.get("spec");
+    let mut groups: Vec<String> = spec
+        .and_then(|s| s.get("securityGroups"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    groups.sort();
+    let annotations = o.metadata.annotations.clone().unwrap_or_default();
+    Some(Observed {
+        cloud_id: format!("{cluster}/{name}"),
+        attrs: json!({
+            "cluster_name": cluster, "name": name,
+            "subnet_id": spec.and_then(|s| s.get("subnet")).cloned().unwrap_or(Value::Null),
+            "security_group_ids": groups,
+        }),
+        outputs: json!({"name": name}),
+        managed_by: annotations.get(STATE_ANNOTATION).cloned(),
+    })
+}
+
+/// One LIST of ENIConfigs per cluster, whatever the number of ENIConfigs.
+pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
+    let mut clusters: Vec<String> = items
+        .iter()
+        .filter_map(|i| super::str_attr(&i.attrs, "cluster_name").map(String::from))
+        .collect();
+    clusters.sort();
+    clusters.dedup();
+    let lists = clusters.into_iter().map(|cluster| async move {
+        let Some(client) = ctx.kube.client(&ctx.aws, &cluster).await? else {
+            return Ok::<_, ResourceError>((cluster, Vec::new()));
+        };
+        let list = api(client)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| crate::kube::error("list eniconfigs", e))?;
+        Ok((cluster, list.items))
+    });
+    let by_cluster: HashMap<String, Vec<DynamicObject>> = futures::future::try_join_all(lists).await?.into_iter().collect();
+    Ok(items
+        .iter()
+        .map(|item| {
+            let (cluster, name) = match &item.cloud_id {
+                Some(id) => id.split_once('/').map(|(c, n)| (c.to_string(), n.to_string()))?,
+                None => (super::str_attr(&item.attrs, "cluster_name")?.to_string(), super::str_attr(&item.attrs, "name")?.to_string()),
+            };
+            by_cluster.get(&cluster)?.iter().find(|o| o.metadata.name.as_deref() == Some(name.as_str())).and_then(|o| observe(&cluster, o))
+        })
+        .collect())
+}
+
+async fn client_for(ctx: &Ctx, cluster: &str) -> Result<kube::Client, ResourceError> {
+    ctx.kube
+        .client(&ctx.aws, cluster)
+        .await?
+        .ok_or_else(|| ResourceError::Invalid(format!("cluster `{cluster}` does not exist")))
+}
+
+fn selector(attrs: &Value) -> Option<String> {
+    let rule = super::tag_map(attrs.get("annotate_nodes").unwrap_or(&Value::Null));
+    (!rule.is_empty()).then(|| rule.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+}
+
+/// Sets (or with `None` removes) the eniConfig annotation on the nodes a selector picks.
+async fn annotate(client: kube::Client, selector: &str, value: Option<&str>, only_if: Option<&str>) -> Result<(), ResourceError> {
+    let nodes: Api<Node> = Api::all(client);
+    let list = nodes
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map_err(|e| crate::kube::error("list nodes", e))?;
+    for node in list.items {
+        let Some(name) = node.metadata.name.clone() else { continue };
+        let current = node.metadata.annotations.as_ref().and_then(|a| a.get(NODE_ANNOTATION)).map(String::as_str);
+        if only_if.is_some() && current != only_if {
+            continue;
+        }
+        if current == value {
+            continue;
+        }
+        let patch = json!({"metadata": {"annotations": {NODE_ANNOTATION: value}}});
+        nodes
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| crate::kube::error("annotate node", e))?;
+    }
+    Ok(())
+}
+
+async fn apply_object(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<Observed, ResourceError> {
+    let cluster = req_str(attrs, "cluster_name")?;
+    let name = req_str(attrs, "name")?;
+    let client = client_for(ctx, cluster).await?;
+    let annotations: BTreeMap<&str, String> = [(STATE_ANNOTATION, ctx.lineage.clone()), (ADDRESS_ANNOTATION, addr.to_string())].into_iter().collect();
+    let object = json!({
+        "apiVersion": "crd.k8s.amazonaws.com/v1alpha1",
+        "kind": "ENIConfig",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {"subnet": req_str(attrs, "subnet_id")?, "securityGroups": str_list(attrs, "security_group_ids")},
+    });
+    let applied = api(client.clone())
+        .patch(name, &PatchParams::apply("eksnet").force(), &Patch::Apply(&object))
+        .await
+        .map_err(|e| crate::kube::error("apply eniconfig", e))?;
+    if let Some(sel) = selector(attrs) {
+        annotate(client, &sel, Some(name), None).await?;
+    }
+    observe(cluster, &applied).ok_or_else(|| ResourceError::Invalid(format!("ENIConfig {name} came back without a name")))
+}
+
+pub async fn create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<Observed, ResourceError> {
+    apply_object(ctx, addr, attrs).await
+}
+
+pub async fn update(ctx: &Ctx, addr: &ResourceAddr, _cloud_id: &str, before: &Value, after: &Value) -> Result<Observed, ResourceError> {
+    // Nodes the old rule annotated but the new one does not select lose the annotation.
+    if let (Some(old), Some(cluster), Some(name)) = (selector(before), super::str_attr(before, "cluster_name"), super::str_attr(before, "name")) {
+        if selector(after).as_deref() != Some(old.as_str()) {
+            annotate(client_for(ctx, cluster).await?, &old, None, Some(name)).await?;
+        }
+    }
+    apply_object(ctx, addr, after).await
+}
+
+pub async fn delete(ctx: &Ctx, _addr: &ResourceAddr, cloud_id: &str, attrs: &Value) -> Result<(), ResourceError> {
+    let Some((cluster, name)) = cloud_id.split_once('/') else {
+        return Err(ResourceError::Invalid(format!("ENIConfig id `{cloud_id}` is not `cluster/name`")));
+    };
+    let Some(client) = ctx.kube.client(&ctx.aws, cluster).await? else {
+        return Ok(());
+    };
+    if let Some(sel) = selector(attrs) {
+        annotate(client.clone(), &sel, None, Some(name)).await?;
+    }
+    match api(client).delete(name, &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if crate::kube::is_not_found(&e) => Ok(()),
+        Err(e) => Err(crate::kube::error("delete eniconfig", e)),
+    }
+}
