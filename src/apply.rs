@@ -406,7 +406,17 @@ async fn run_step(
         (Action::Adopt, _) | (Action::NoOp, _) => {
             let attrs = resolve_after(shared, change)
                 .unwrap_or_else(|_| change.after.clone().unwrap_or(Value::Null));
-            let outputs = change.observed_outputs.clone().unwrap_or(Value::Null);
+            // Refreshed outputs win, but outputs eksnet computed itself and AWS cannot return
+            // (aws-node's `previous_env`) must survive a no-op.
+            let mut outputs = prior
+                .map(|p| p.outputs.clone())
+                .filter(Value::is_object)
+                .unwrap_or_else(|| Value::Object(Default::default()));
+            if let (Some(m), Some(Value::Object(live))) = (outputs.as_object_mut(), &change.observed_outputs) {
+                for (k, v) in live {
+                    m.insert(k.clone(), v.clone());
+                }
+            }
             let same = prior.is_some_and(|p| {
                 p.status == ResourceStatus::Present
                     && p.outputs == outputs

@@ -953,3 +953,293 @@ availability_zone = "us-west-2a"
     );
     assert!(!state.exists(), "plan must not create the state file");
 }
+
+// ---- The Kubernetes side: `aws_node` (VPC CNI settings) and `eni_config` (ENIConfigs) ----
+
+/// One cluster (lines 1–4), then the given Kubernetes resources from line 6 on.
+macro_rules! with_cluster {
+    ($rest:literal) => {
+        concat!(
+            r#"[cluster.main]
+name = "demo"
+role_arn = "arn:aws:iam::111122223333:role/cluster"
+subnet_ids = ["subnet-1", "subnet-2"]
+"#,
+            $rest
+        )
+    };
+}
+
+#[test]
+fn aws_node_bogus_eni_config_selection() {
+    bad(with_cluster!(
+        r#"
+[aws_node.main]
+cluster_name = "${cluster.main.name}"
+eni_config_selection = "bogus"
+"#
+    ))
+    .err(
+        8,
+        "aws_node.main.eni_config_selection",
+        "eni_config_selection must be \"label\" or \"annotation\", not `bogus`",
+    )
+    .check();
+}
+
+#[test]
+fn aws_node_env_sets_the_custom_network_variable_directly() {
+    bad(with_cluster!(
+        r#"
+[aws_node.main]
+cluster_name = "${cluster.main.name}"
+
+[aws_node.main.env]
+WARM_IP_TARGET = "5"
+AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG = "true"
+"#
+    ))
+    .err(
+        11,
+        "aws_node.main.env.AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG",
+        "`AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG` is set by `custom_network` / `eni_config_label`; remove it from `env`",
+    )
+    .check();
+}
+
+#[test]
+fn aws_node_inline_env_sets_the_label_variable_directly() {
+    bad(with_cluster!(
+        r#"
+[aws_node.main]
+cluster_name = "${cluster.main.name}"
+env = { ENI_CONFIG_LABEL_DEF = "topology.kubernetes.io/zone" }
+"#
+    ))
+    .err(
+        8,
+        "aws_node.main.env.ENI_CONFIG_LABEL_DEF",
+        "`ENI_CONFIG_LABEL_DEF` is set by `custom_network` / `eni_config_label`; remove it from `env`",
+    )
+    .check();
+}
+
+#[test]
+fn aws_node_custom_network_of_the_wrong_type() {
+    bad(with_cluster!(
+        r#"
+[aws_node.main]
+cluster_name = "${cluster.main.name}"
+custom_network = "yes"
+"#
+    ))
+    .err(
+        8,
+        "aws_node.main.custom_network",
+        "invalid type: string \"yes\", expected a boolean",
+    )
+    .check();
+}
+
+#[test]
+fn nodegroup_with_custom_networking_but_no_eni_config() {
+    bad(with_cluster!(
+        r#"
+[aws_node.main]
+cluster_name = "${cluster.main.name}"
+
+[nodegroup.main]
+cluster_name = "${cluster.main.name}"
+name = "ng"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-1"]
+"#
+    ))
+    .err_parts(
+        9,
+        "nodegroup.main",
+        &[
+            "custom networking is on for this cluster (`aws_node.main`) but no `eni_config` is declared for it",
+            "nodes of `nodegroup.main` would have no ENIConfig for their AZ",
+        ],
+    )
+    .check();
+}
+
+/// Control for the case above: with `custom_network = false` no ENIConfig is needed.
+#[test]
+fn nodegroup_with_custom_networking_off_needs_no_eni_config() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join(SPEC),
+        with_cluster!(
+            r#"
+[aws_node.main]
+cluster_name = "${cluster.main.name}"
+custom_network = false
+
+[nodegroup.main]
+cluster_name = "${cluster.main.name}"
+name = "ng"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-1"]
+"#
+        ),
+    )
+    .expect("write spec");
+    let r = run(dir.path(), &["validate", SPEC]);
+    assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
+    assert_eq!(r.connections, 0);
+    assert!(!r.stderr.contains("error"), "{}", r.stderr);
+}
+
+#[test]
+fn eni_config_without_name_on_a_literal_subnet_id() {
+    // `name` is not written, so the diagnostic points at the resource's header.
+    bad(with_cluster!(
+        r#"
+[eni_config.pod_a]
+cluster_name = "${cluster.main.name}"
+subnet_id = "subnet-0123456789abcdef0"
+"#
+    ))
+    .err(
+        6,
+        "eni_config.pod_a.name",
+        "set `name`: it can only default to the subnet's AZ when `subnet_id` is a reference like \"${subnet.pod_a.id}\"",
+    )
+    .check();
+}
+
+#[test]
+fn eni_config_with_literal_cluster_name_and_no_security_groups() {
+    bad(with_cluster!(
+        r#"
+[eni_config.pod_a]
+cluster_name = "demo"
+name = "us-west-2a"
+subnet_id = "subnet-0123456789abcdef0"
+"#
+    ))
+    .err(
+        6,
+        "eni_config.pod_a.security_group_ids",
+        "set `security_group_ids`: they can only default to the cluster security group when `cluster_name` is a reference like \"${cluster.main.name}\"",
+    )
+    .check();
+}
+
+#[test]
+fn two_aws_node_for_one_cluster() {
+    bad(with_cluster!(
+        r#"
+[aws_node.first]
+cluster_name = "${cluster.main.name}"
+
+[aws_node.second]
+cluster_name = "${cluster.main.name}"
+env = { WARM_IP_TARGET = "5" }
+"#
+    ))
+    .err(
+        10,
+        "aws_node.second.cluster_name",
+        "`${cluster.main.name}` is also the name of `aws_node.first`; names must be unique",
+    )
+    .check();
+}
+
+#[test]
+fn two_eni_configs_with_one_name_in_one_cluster() {
+    bad(with_cluster!(
+        r#"
+[eni_config.a]
+cluster_name = "${cluster.main.name}"
+name = "us-west-2a"
+subnet_id = "subnet-0aaaaaaaaaaaaaaaa"
+
+[eni_config.b]
+cluster_name = "${cluster.main.name}"
+name = "us-west-2a"
+subnet_id = "subnet-0bbbbbbbbbbbbbbbb"
+"#
+    ))
+    .err(
+        13,
+        "eni_config.b.name",
+        "`${cluster.main.name}/us-west-2a` is also the name of `eni_config.a`; names must be unique",
+    )
+    .check();
+}
+
+#[test]
+fn eni_config_with_an_invalid_kubernetes_name() {
+    bad(with_cluster!(
+        r#"
+[eni_config.pod_a]
+cluster_name = "${cluster.main.name}"
+name = "US_West"
+subnet_id = "subnet-0123456789abcdef0"
+"#
+    ))
+    .err(
+        8,
+        "eni_config.pod_a.name",
+        "`US_West` is not a valid Kubernetes object name (lowercase letters, digits, `-` and `.`)",
+    )
+    .check();
+}
+
+#[test]
+fn eni_config_on_an_ipv6_cluster() {
+    bad(r#"[cluster.main]
+name = "demo"
+role_arn = "arn:aws:iam::111122223333:role/cluster"
+subnet_ids = ["subnet-1", "subnet-2"]
+ip_family = "ipv6"
+
+[eni_config.pod_a]
+cluster_name = "${cluster.main.name}"
+name = "us-west-2a"
+subnet_id = "subnet-0123456789abcdef0"
+"#)
+    .err(
+        5,
+        "cluster.main.ip_family",
+        "custom networking (pod subnets and ENIConfigs) cannot be used with an IPv6 cluster",
+    )
+    .check();
+}
+
+#[test]
+fn unknown_key_in_an_eni_config() {
+    bad(with_cluster!(
+        r#"
+[eni_config.pod_a]
+cluster_name = "${cluster.main.name}"
+name = "us-west-2a"
+subnet_id = "subnet-0123456789abcdef0"
+security_groups = ["sg-0123456789abcdef0"]
+"#
+    ))
+    .err_parts(
+        10,
+        "eni_config.pod_a.security_groups",
+        &["unknown field `security_groups`", "`security_group_ids`"],
+    )
+    .check();
+}
+
+#[test]
+fn eni_config_missing_subnet_id() {
+    bad(with_cluster!(
+        r#"
+[eni_config.pod_a]
+cluster_name = "${cluster.main.name}"
+name = "us-west-2a"
+security_group_ids = ["sg-0123456789abcdef0"]
+"#
+    ))
+    .err(6, "eni_config.pod_a.subnet_id", "missing field `subnet_id`")
+    .check();
+}

@@ -4,8 +4,36 @@
 //! locking and confirmation.
 
 mod common;
+#[path = "common/proxy.rs"]
+mod proxy;
 use common::*;
 use std::path::Path;
+use std::process::Command;
+
+/// The tutorial's world: moto behind the fault proxy, which adds what EKS returns and moto
+/// does not (the cluster security group, the VPC id), and the fake Kubernetes API server
+/// reached through a kubeconfig.
+struct Tutorial {
+    _guard: MotoGuard,
+    proxy: proxy::Proxy,
+    kube: &'static FakeKube,
+    dir: tempfile::TempDir,
+}
+
+fn tutorial() -> Tutorial {
+    let (guard, moto_url, kube) = moto_and_kube();
+    let proxy = proxy::Proxy::start(&moto_url);
+    proxy.config(serde_json::json!({"eks_cluster_fields": true}));
+    Tutorial { _guard: guard, proxy, kube, dir: example_dir() }
+}
+
+impl Tutorial {
+    fn eksnet(&self) -> Command {
+        let mut c = eksnet(&self.proxy.url, self.dir.path());
+        c.env("EKSNET_KUBECONFIG", &self.kube.kubeconfig);
+        c
+    }
+}
 
 const SPEC: &str = "examples/custom-networking.toml";
 
@@ -18,19 +46,19 @@ fn set_subnet_tag(dir: &Path, from: &str, to: &str) {
 
 #[tokio::test]
 async fn tutorial_example_end_to_end() {
-    let (_guard, url) = moto();
-    let dir = example_dir();
-    let d = dir.path();
+    let t = tutorial();
+    let d = t.dir.path();
+    let url = t.proxy.url.clone();
     let aws = sdk(&url).await;
 
-    run_ok(eksnet(&url, d).args(["validate", SPEC]), 0);
+    run_ok(t.eksnet().args(["validate", SPEC]), 0);
     let plan = run_ok(
-        eksnet(&url, d).args(["plan", SPEC, "--detailed-exitcode"]),
+        t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]),
         2,
     );
     assert!(
         plan.stdout
-            .contains("Plan: 8 to add, 0 to change, 0 to replace, 0 to destroy."),
+            .contains("Plan: 11 to add, 0 to change, 0 to replace, 0 to destroy."),
         "{}",
         plan.stdout
     );
@@ -40,11 +68,19 @@ async fn tutorial_example_end_to_end() {
         "plan must not create the state"
     );
 
-    let applied = run_ok(eksnet(&url, d).args(["apply", SPEC, "--auto-approve"]), 0);
+    let aws_node_path = "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node";
+    assert!(
+        t.kube.requests().is_empty(),
+        "planning before the cluster exists must not touch Kubernetes: {:?}",
+        t.kube.requests()
+    );
+    let seeded = t.kube.get(aws_node_path);
+    t.proxy.reset_stats();
+    let applied = run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
     assert!(
         applied
             .stderr
-            .contains("Apply complete! Resources: 8 added"),
+            .contains("Apply complete! Resources: 11 added"),
         "{}",
         applied.stderr
     );
@@ -240,9 +276,67 @@ async fn tutorial_example_end_to_end() {
         .node_role()
         .is_some_and(|a| a.ends_with(":role/myCustomNetworkingAmazonEKSNodeRole")));
 
+    // --- the Kubernetes side ---
+    let through_proxy = sdk(&t.proxy.url).await;
+    let described = through_proxy.eks.describe_cluster().name("my-custom-networking-cluster").send().await.expect("cluster");
+    let cluster_sg = described
+        .cluster()
+        .and_then(|c| c.resources_vpc_config())
+        .and_then(|v| v.cluster_security_group_id())
+        .expect("cluster security group (filled in by the proxy as EKS does)")
+        .to_string();
+    let enis = t.kube.get("/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs");
+    let mut found: Vec<(String, String, Vec<String>)> = enis["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|o| {
+            let groups = o["spec"]["securityGroups"].as_array().map(|a| a.iter().filter_map(|g| g.as_str().map(String::from)).collect()).unwrap_or_default();
+            (o["metadata"]["name"].as_str().unwrap_or_default().to_string(), o["spec"]["subnet"].as_str().unwrap_or_default().to_string(), groups)
+        })
+        .collect();
+    found.sort();
+    let pod_a = by_cidr("192.168.1.0/27");
+    let pod_b = by_cidr("192.168.1.32/27");
+    let want: Vec<(String, String, Vec<String>)> = vec![
+        (pod_a.availability_zone().unwrap_or_default().to_string(), pod_a.subnet_id().unwrap_or_default().to_string(), vec![cluster_sg.clone()]),
+        (pod_b.availability_zone().unwrap_or_default().to_string(), pod_b.subnet_id().unwrap_or_default().to_string(), vec![cluster_sg.clone()]),
+    ];
+    assert_eq!(found, want, "one ENIConfig per AZ, named after it, pod subnet and cluster security group");
+    let container = |ds: &serde_json::Value| ds["spec"]["template"]["spec"]["containers"][0].clone();
+    let live = t.kube.get(aws_node_path);
+    assert_eq!(container(&live)["image"], container(&seeded)["image"], "image untouched");
+    let env_of = |c: &serde_json::Value| -> Vec<(String, serde_json::Value)> {
+        c["env"].as_array().map(|a| a.iter().map(|e| (e["name"].as_str().unwrap_or_default().to_string(), e.clone())).collect()).unwrap_or_default()
+    };
+    let before_env = env_of(&container(&seeded));
+    let after_env = env_of(&container(&live));
+    for entry in &before_env {
+        assert!(after_env.contains(entry), "env entry {} untouched", entry.0);
+    }
+    let get_env = |k: &str| after_env.iter().find(|(n, _)| n == k).map(|(_, e)| e["value"].clone());
+    assert_eq!(get_env("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG"), Some(serde_json::json!("true")));
+    assert_eq!(get_env("ENI_CONFIG_LABEL_DEF"), Some(serde_json::json!("topology.kubernetes.io/zone")));
+    assert_eq!(after_env.len(), before_env.len() + 2);
+    // Ordering, from the two servers' own request logs (same clock): every ENIConfig and the
+    // aws-node patch were written before CreateNodegroup was sent.
+    let kube_writes: Vec<f64> = t
+        .kube
+        .requests()
+        .iter()
+        .filter(|r| r["method"] != "GET" && r["path"].as_str().is_some_and(|p| p.contains("eniconfigs") || p.contains("daemonsets/aws-node")))
+        .filter_map(|r| r["unix_nanos"].as_f64().map(|n| n / 1e6))
+        .collect();
+    assert!(kube_writes.len() >= 3, "2 ENIConfigs and the aws-node patch written: {kube_writes:?}");
+    let create_ng = t.proxy.stats().of("CreateNodegroup");
+    assert_eq!(create_ng.len(), 1);
+    let ng_start = create_ng[0].start_ms;
+    assert!(kube_writes.iter().all(|w| *w < ng_start), "Kubernetes writes {kube_writes:?} before CreateNodegroup at {ng_start}");
+    run_ok(t.eksnet().args(["verify", SPEC]), 0);
+
     // --- no changes ---
     let again = run_ok(
-        eksnet(&url, d).args(["plan", SPEC, "--detailed-exitcode"]),
+        t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]),
         0,
     );
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);
@@ -254,7 +348,7 @@ async fn tutorial_example_end_to_end() {
         "\"pods-a\"",
     );
     let changed = run_ok(
-        eksnet(&url, d).args(["plan", SPEC, "--detailed-exitcode"]),
+        t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]),
         2,
     );
     assert!(
@@ -274,13 +368,13 @@ async fn tutorial_example_end_to_end() {
         "{}",
         changed.stdout
     );
-    run_ok(eksnet(&url, d).args(["apply", SPEC, "--auto-approve"]), 0);
+    run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
     assert_eq!(
         tag(&by_cidr_live(&aws, &vpc_id, "192.168.1.0/27").await, "Name").as_deref(),
         Some("pods-a")
     );
     run_ok(
-        eksnet(&url, d).args(["plan", SPEC, "--detailed-exitcode"]),
+        t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]),
         0,
     );
 
@@ -299,7 +393,7 @@ async fn tutorial_example_end_to_end() {
         .await
         .expect("tag behind eksnet's back");
     let drift = run_ok(
-        eksnet(&url, d).args(["plan", SPEC, "--detailed-exitcode"]),
+        t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]),
         2,
     );
     assert!(
@@ -311,7 +405,10 @@ async fn tutorial_example_end_to_end() {
     assert!(drift.stdout.contains("\"0\" -> \"1\""), "{}", drift.stdout);
 
     // --- destroy: nothing of ours remains ---
-    let destroyed = run_ok(eksnet(&url, d).args(["destroy", SPEC, "--auto-approve"]), 0);
+    let destroyed = run_ok(t.eksnet().args(["destroy", SPEC, "--auto-approve"]), 0);
+    let enis = t.kube.get("/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs");
+    assert_eq!(enis["items"].as_array().map(Vec::len), Some(0), "ENIConfigs removed");
+    assert_eq!(env_of(&container(&t.kube.get(aws_node_path))), before_env, "aws-node env restored exactly");
     assert!(
         destroyed.stderr.contains("Destroy complete!"),
         "{}",
@@ -405,7 +502,7 @@ async fn tutorial_example_end_to_end() {
         }
     }
     let empty = run_ok(
-        eksnet(&url, d).args(["plan", SPEC, "--destroy", "--detailed-exitcode"]),
+        t.eksnet().args(["plan", SPEC, "--destroy", "--detailed-exitcode"]),
         0,
     );
     assert!(empty.stdout.contains("No changes."));
@@ -617,18 +714,18 @@ async fn adopted_vpc_is_used_and_never_deleted() {
 
 #[tokio::test]
 async fn saved_plan_applies_exactly_and_is_refused_when_stale() {
-    let (_guard, url) = moto();
-    let dir = example_dir();
-    let d = dir.path();
-    run_ok(eksnet(&url, d).args(["plan", SPEC, "--out", "p1.json"]), 0);
-    run_ok(eksnet(&url, d).args(["plan", SPEC, "--out", "p2.json"]), 0);
+    let t = tutorial();
+    let d = t.dir.path();
+    let url = t.proxy.url.clone();
+    run_ok(t.eksnet().args(["plan", SPEC, "--out", "p1.json"]), 0);
+    run_ok(t.eksnet().args(["plan", SPEC, "--out", "p2.json"]), 0);
     // Edit the spec after planning: the saved plan must apply what was planned, not the edit.
     set_subnet_tag(
         d,
         "\"my-eks-custom-networking-vpc-PrivateSubnet01\"",
         "\"edited-after-plan\"",
     );
-    run_ok(eksnet(&url, d).args(["apply", "p1.json"]), 0);
+    run_ok(t.eksnet().args(["apply", "p1.json"]), 0);
     let aws = sdk(&url).await;
     let s = aws
         .ec2
@@ -652,7 +749,7 @@ async fn saved_plan_applies_exactly_and_is_refused_when_stale() {
         name.as_deref(),
         Some("my-eks-custom-networking-vpc-PrivateSubnet01")
     );
-    let stale = run_ok(eksnet(&url, d).args(["apply", "p2.json"]), 1);
+    let stale = run_ok(t.eksnet().args(["apply", "p2.json"]), 1);
     assert!(
         stale.stderr.contains("the saved plan is stale"),
         "{}",
@@ -662,14 +759,14 @@ async fn saved_plan_applies_exactly_and_is_refused_when_stale() {
 
 #[tokio::test]
 async fn second_apply_is_refused_while_the_state_is_locked() {
-    let (_guard, url) = moto();
-    let dir = example_dir();
-    let d = dir.path();
+    let t = tutorial();
+    let d = t.dir.path();
+    let url = t.proxy.url.clone();
     std::fs::create_dir_all(d.join("state")).expect("mkdir");
     let mut store =
         eksnet::state::StateStore::open(&d.join("state/custom-networking.db")).expect("state");
     let id = store.lock("eksnet apply (held by the test)").expect("lock");
-    let refused = run_ok(eksnet(&url, d).args(["apply", SPEC, "--auto-approve"]), 1);
+    let refused = run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 1);
     assert!(
         refused
             .stderr
@@ -693,18 +790,17 @@ async fn second_apply_is_refused_while_the_state_is_locked() {
         "nothing created while locked"
     );
     run_ok(
-        eksnet(&url, d).args(["force-unlock", &id, "--state", "state/custom-networking.db"]),
+        t.eksnet().args(["force-unlock", &id, "--state", "state/custom-networking.db"]),
         0,
     );
-    run_ok(eksnet(&url, d).args(["apply", SPEC, "--auto-approve"]), 0);
+    run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
 }
 
 #[tokio::test]
 async fn apply_asks_and_only_yes_proceeds() {
-    let (_guard, url) = moto();
-    let dir = example_dir();
-    let d = dir.path();
-    let mut child = eksnet(&url, d)
+    let t = tutorial();
+    let url = t.proxy.url.clone();
+    let mut child = t.eksnet()
         .args(["apply", SPEC])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -76,16 +76,8 @@ pub fn moto() -> (MotoGuard, String) {
 }
 
 pub fn reset(url: &str) {
-    let addr = url.trim_start_matches("http://");
-    let mut s = TcpStream::connect(addr).expect("connect to moto");
-    use std::io::{Read, Write};
-    write!(s, "POST /moto-api/reset HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").expect("send reset");
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
-    assert!(
-        resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"),
-        "moto reset failed: {resp}"
-    );
+    let (status, body) = http(url.trim_start_matches("http://"), "POST", "/moto-api/reset", "");
+    assert_eq!(status, 200, "moto reset failed: {body}");
 }
 
 /// The environment every eksnet run in tests gets: moto endpoint, dummy credentials, no IMDS.
@@ -154,4 +146,132 @@ pub async fn sdk(endpoint: &str) -> eksnet::aws::AwsClients {
         .load()
         .await;
     eksnet::aws::AwsClients::from_config(&conf)
+}
+
+/// A binary of another workspace package (the test-support tools). `CARGO_BIN_EXE_` only
+/// covers this package, so the path is derived from eksnet's own: both land in the same
+/// `<target>/<profile>/`. `cargo test --workspace` builds them; a lone `cargo test --test X`
+/// may not, so a missing one is built here with the same cargo and target dir.
+pub fn tool_binary(package: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_eksnet")).parent().expect("eksnet's directory").to_path_buf();
+    let bin = dir.join(format!("{package}{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let target_dir = dir.parent().expect("target dir");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
+        let status = Command::new(cargo)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "--quiet", "-p", package, "--bin", package])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run cargo to build {package}: {e}"));
+        assert!(status.success(), "building {package} failed");
+    }
+    assert!(bin.exists(), "{} not found", bin.display());
+    bin
+}
+
+/// The in-repo fake Kubernetes API server, one per test process, reset by `fake_kube()`.
+pub struct FakeKube {
+    pub url: String,
+    pub kubeconfig: PathBuf,
+    addr: String,
+    _watchdog: Child,
+    _lifeline: Option<std::process::ChildStdin>,
+    _dir: tempfile::TempDir,
+}
+
+fn start_fake_kube() -> FakeKube {
+    let bin = tool_binary("fake-kube-apiserver");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port_file = dir.path().join("port");
+    let kubeconfig = dir.path().join("kubeconfig");
+    // The server dies when the test process does: its watchdog waits on our stdin pipe.
+    let watchdog = "import subprocess,sys\np=subprocess.Popen(sys.argv[1:],stdin=subprocess.DEVNULL,stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)\nsys.stdin.read()\np.kill()\np.wait()\n";
+    let python = moto_server_path().with_file_name("python");
+    let mut child = Command::new(&python)
+        .arg("-c")
+        .arg(watchdog)
+        .arg(&bin)
+        .arg("--kubeconfig-out")
+        .arg(&kubeconfig)
+        .arg("--port-file")
+        .arg(&port_file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let lifeline = child.stdin.take();
+    let start = Instant::now();
+    let port = loop {
+        if let Some(p) = std::fs::read_to_string(&port_file).ok().and_then(|s| s.trim().parse::<u16>().ok()) {
+            break p;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "fake-kube-apiserver did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let addr = format!("127.0.0.1:{port}");
+    FakeKube { url: format!("http://{addr}"), kubeconfig, addr, _watchdog: child, _lifeline: lifeline, _dir: dir }
+}
+
+/// Moto plus the fake Kubernetes API server, both reset; tests run one at a time.
+pub fn moto_and_kube() -> (MotoGuard, String, &'static FakeKube) {
+    static KUBE: OnceLock<FakeKube> = OnceLock::new();
+    let (guard, url) = moto();
+    let kube = KUBE.get_or_init(start_fake_kube);
+    let (status, body) = http(&kube.addr, "POST", "/__fake/reset", "");
+    assert_eq!(status, 200, "fake kube reset: {body}");
+    (guard, url, kube)
+}
+
+impl FakeKube {
+    /// GET a path as JSON.
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        let (status, body) = http(&self.addr, "GET", path, "");
+        assert!(status == 200 || status == 404, "GET {path}: {status} {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+    }
+
+    /// Every API request served since the last reset, in order.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        self.get("/__fake/requests").as_array().cloned().unwrap_or_default()
+    }
+
+    /// Adds or replaces objects (pods, nodes…).
+    pub fn seed(&self, objects: serde_json::Value) {
+        let (status, body) = http(&self.addr, "POST", "/__fake/seed", &serde_json::json!({ "objects": objects }).to_string());
+        assert_eq!(status, 200, "seed: {body}");
+    }
+}
+
+/// One HTTP/1.1 request on its own connection: (status, body).
+pub fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
 }

@@ -1,0 +1,873 @@
+//! Resilience against moto through the AWS fault proxy (`tools/aws-fault-proxy`): a crash right
+//! after every mutating request, throttling, transitional states and IAM propagation, a branch
+//! that fails for good, two applies racing for the lock, and destroy concurrency. Every outcome
+//! is checked through the AWS SDK talking to moto directly (and, where it matters, the SQLite
+//! state and the proxy's request records), never through eksnet's own report.
+
+mod common;
+#[path = "common/proxy.rs"]
+mod proxy;
+
+use common::*;
+use eksnet::aws::AwsClients;
+use eksnet::state::{ResourceStatus, StateSnapshot, StateStore};
+use proxy::Proxy;
+use serde_json::json;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+const SPEC: &str = "examples/custom-networking.toml";
+const STATE: &str = "state/custom-networking.db";
+const STACK: &str = "my-eks-custom-networking-vpc";
+const CLUSTER: &str = "my-custom-networking-cluster";
+const CLUSTER_ROLE: &str = "myCustomNetworkingAmazonEKSClusterRole";
+const NODE_ROLE: &str = "myCustomNetworkingAmazonEKSNodeRole";
+const POD_CIDRS: [&str; 2] = ["192.168.1.0/27", "192.168.1.32/27"];
+
+fn edit_spec(dir: &Path, f: impl FnOnce(String) -> String) {
+    let p = dir.join(SPEC);
+    let text = std::fs::read_to_string(&p).expect("read spec");
+    std::fs::write(&p, f(text)).expect("write spec");
+}
+
+/// A nodegroup like the example's `nodegroup.main`, under another address and name.
+fn extra_nodegroup(addr: &str, name: &str) -> String {
+    format!(
+        r#"
+[nodegroup.{addr}]
+cluster_name = "${{cluster.main.name}}"
+name = "{name}"
+node_role_arn = "${{iam_role.node.arn}}"
+subnet_ids = ["${{vpc.main.subnets.PrivateSubnet01.id}}", "${{vpc.main.subnets.PrivateSubnet02.id}}"]
+instance_types = ["t3.medium"]
+"#
+    )
+}
+
+fn snapshot(dir: &Path) -> StateSnapshot {
+    StateStore::open(&dir.join(STATE))
+        .expect("open state")
+        .snapshot()
+        .expect("state snapshot")
+}
+
+/// The id in eksnet's hint line `... run `eksnet force-unlock <ID> --state <PATH>``.
+fn lock_id(stderr: &str) -> Option<String> {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("eksnet force-unlock "))?;
+    let rest = line.split("eksnet force-unlock ").nth(1)?;
+    rest.split_whitespace()
+        .next()
+        .map(|s| s.trim_matches('`').to_string())
+}
+
+/// The same eksnet command, started through `sh` that first writes its own pid to `pid_file`
+/// and then `exec`s eksnet (same pid). The file therefore exists before eksnet sends its first
+/// request, so the proxy's kill hook (which reads it when it fires) can never miss it.
+fn with_pid_file(cmd: &Command, pid_file: &Path) -> Command {
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(r#"echo $$ > "$0"; exec "$@""#)
+        .arg(pid_file)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        sh.current_dir(d);
+    }
+    sh
+}
+
+fn count_lines(text: &str, line: &str) -> usize {
+    text.lines().filter(|l| l.trim() == line).count()
+}
+
+/// Everything in the example exists exactly once in moto with the right settings, seen
+/// through the SDK. `nodegroups` are the nodegroup names the spec declares.
+async fn assert_converged(aws: &AwsClients, nodegroups: &[&str], ctx: &str) {
+    use aws_sdk_ec2::types::Filter;
+    let stacks = aws
+        .cloudformation
+        .describe_stacks()
+        .send()
+        .await
+        .expect("stacks");
+    let live: Vec<_> = stacks
+        .stacks()
+        .iter()
+        .filter(|s| {
+            s.stack_name() == Some(STACK)
+                && s.stack_status().map(|x| x.as_str()) != Some("DELETE_COMPLETE")
+        })
+        .collect();
+    assert_eq!(live.len(), 1, "{ctx}: exactly one stack {STACK}");
+    assert_eq!(
+        live[0].stack_status().map(|s| s.as_str()),
+        Some("CREATE_COMPLETE"),
+        "{ctx}"
+    );
+    let res = aws
+        .cloudformation
+        .describe_stack_resources()
+        .stack_name(STACK)
+        .send()
+        .await
+        .expect("stack resources");
+    let vpc_id = res
+        .stack_resources()
+        .iter()
+        .find(|r| r.logical_resource_id() == Some("VPC"))
+        .and_then(|r| r.physical_resource_id())
+        .expect("stack VPC")
+        .to_string();
+    let vpcs = aws
+        .ec2
+        .describe_vpcs()
+        .filters(
+            Filter::builder()
+                .name("cidr-block")
+                .values("192.168.0.0/24")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("vpcs");
+    assert_eq!(
+        vpcs.vpcs().len(),
+        1,
+        "{ctx}: exactly one VPC 192.168.0.0/24"
+    );
+    let vpc = aws
+        .ec2
+        .describe_vpcs()
+        .vpc_ids(&vpc_id)
+        .send()
+        .await
+        .expect("vpc");
+    let blocks: Vec<_> = vpc.vpcs()[0]
+        .cidr_block_association_set()
+        .iter()
+        .filter(|a| {
+            a.cidr_block() == Some("192.168.1.0/24")
+                && a.cidr_block_state()
+                    .and_then(|s| s.state())
+                    .map(|s| s.as_str())
+                    != Some("disassociated")
+        })
+        .collect();
+    assert_eq!(
+        blocks.len(),
+        1,
+        "{ctx}: exactly one 192.168.1.0/24 association on {vpc_id}"
+    );
+    assert_eq!(
+        blocks[0]
+            .cidr_block_state()
+            .and_then(|s| s.state())
+            .map(|s| s.as_str()),
+        Some("associated"),
+        "{ctx}"
+    );
+    for cidr in POD_CIDRS {
+        let s = aws
+            .ec2
+            .describe_subnets()
+            .filters(Filter::builder().name("cidr-block").values(cidr).build())
+            .send()
+            .await
+            .expect("subnets");
+        assert_eq!(s.subnets().len(), 1, "{ctx}: exactly one subnet {cidr}");
+        assert_eq!(
+            s.subnets()[0].vpc_id(),
+            Some(vpc_id.as_str()),
+            "{ctx}: {cidr} in the stack's VPC"
+        );
+    }
+    for (role, policies) in [
+        (CLUSTER_ROLE, vec!["AmazonEKSClusterPolicy"]),
+        (
+            NODE_ROLE,
+            vec![
+                "AmazonEC2ContainerRegistryReadOnly",
+                "AmazonEKSWorkerNodePolicy",
+                "AmazonEKS_CNI_Policy",
+            ],
+        ),
+    ] {
+        let all = aws.iam.list_roles().send().await.expect("roles");
+        assert_eq!(
+            all.roles().iter().filter(|r| r.role_name() == role).count(),
+            1,
+            "{ctx}: one role {role}"
+        );
+        let attached = aws
+            .iam
+            .list_attached_role_policies()
+            .role_name(role)
+            .send()
+            .await
+            .expect("policies");
+        let mut names: Vec<&str> = attached
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, policies, "{ctx}: policies of {role}");
+    }
+    let clusters = aws.eks.list_clusters().send().await.expect("clusters");
+    assert_eq!(clusters.clusters(), [CLUSTER], "{ctx}: one cluster");
+    let c = aws
+        .eks
+        .describe_cluster()
+        .name(CLUSTER)
+        .send()
+        .await
+        .expect("cluster");
+    assert!(
+        c.cluster()
+            .and_then(|c| c.role_arn())
+            .is_some_and(|a| a.ends_with(&format!(":role/{CLUSTER_ROLE}"))),
+        "{ctx}: cluster role"
+    );
+    let ngs = aws
+        .eks
+        .list_nodegroups()
+        .cluster_name(CLUSTER)
+        .send()
+        .await
+        .expect("nodegroups");
+    let mut got: Vec<&str> = ngs.nodegroups().iter().map(String::as_str).collect();
+    got.sort();
+    let mut want = nodegroups.to_vec();
+    want.sort();
+    assert_eq!(got, want, "{ctx}: nodegroups");
+}
+
+/// Nothing of the example is left in moto (but the VPC moto's DeleteStack keeps, see e2e).
+async fn assert_destroyed(aws: &AwsClients, ctx: &str) {
+    assert!(
+        aws.cloudformation
+            .describe_stacks()
+            .stack_name(STACK)
+            .send()
+            .await
+            .map(|o| o
+                .stacks()
+                .iter()
+                .all(|s| s.stack_status().map(|x| x.as_str()) == Some("DELETE_COMPLETE")))
+            .unwrap_or(true),
+        "{ctx}: stack gone"
+    );
+    assert!(
+        aws.eks
+            .list_clusters()
+            .send()
+            .await
+            .expect("clusters")
+            .clusters()
+            .is_empty(),
+        "{ctx}: cluster gone"
+    );
+    for role in [CLUSTER_ROLE, NODE_ROLE] {
+        assert!(
+            aws.iam.get_role().role_name(role).send().await.is_err(),
+            "{ctx}: {role} gone"
+        );
+    }
+    let f = aws_sdk_ec2::types::Filter::builder()
+        .name("cidr-block")
+        .values(POD_CIDRS[0])
+        .values(POD_CIDRS[1])
+        .build();
+    assert!(
+        aws.ec2
+            .describe_subnets()
+            .filters(f)
+            .send()
+            .await
+            .expect("subnets")
+            .subnets()
+            .is_empty(),
+        "{ctx}: pod subnets gone"
+    );
+}
+
+fn assert_plan_clean(url: &str, d: &Path, ctx: &str) {
+    let r = run(eksnet(url, d).args(["plan", SPEC, "--detailed-exitcode"]));
+    assert_eq!(
+        r.code, 0,
+        "{ctx}: plan after convergence must show no changes\n--- stdout\n{}\n--- stderr\n{}",
+        r.stdout, r.stderr
+    );
+}
+
+fn assert_all_present(d: &Path, expected: usize, ctx: &str) {
+    let snap = snapshot(d);
+    assert_eq!(
+        snap.resources.len(),
+        expected,
+        "{ctx}: state rows {:?}",
+        snap.resources.keys().collect::<Vec<_>>()
+    );
+    for (addr, r) in &snap.resources {
+        assert_eq!(
+            r.status,
+            ResourceStatus::Present,
+            "{ctx}: {addr} in the state"
+        );
+        assert!(r.cloud_id.is_some(), "{ctx}: {addr} has a cloud id");
+    }
+}
+
+/// 1. SIGKILL right after moto answered the k-th mutating request, for every k: the next apply
+///    (after freeing the stale lock) converges with nothing created twice.
+#[tokio::test]
+async fn crash_after_each_mutating_request_then_reapply_converges() {
+    let (_guard, moto_url) = moto();
+    let aws = sdk(&moto_url).await;
+    let proxy = Proxy::start(&moto_url);
+
+    // K: mutating requests of one undisturbed apply.
+    proxy.reset();
+    let dir = example_dir();
+    run_ok(
+        eksnet(&proxy.url, dir.path()).args(["apply", SPEC, "--auto-approve"]),
+        0,
+    );
+    let stats = proxy.stats();
+    let k_total = stats.mutating();
+    let order: Vec<String> = stats
+        .requests()
+        .into_iter()
+        .filter(|r| r.mutating)
+        .map(|r| r.op)
+        .collect();
+    assert!(
+        (8..=40).contains(&k_total),
+        "unexpected mutating request count {k_total}: {order:?}"
+    );
+    drop(dir);
+
+    for k in 1..=k_total {
+        proxy.reset();
+        let dir = example_dir();
+        let d = dir.path();
+        let pid_file = d.join("eksnet.pid");
+        // Armed before eksnet starts; the count restarts when the hook is armed.
+        proxy.config(json!({"kill_after_mutating": k, "kill_pid_file": pid_file}));
+        let out = with_pid_file(
+            eksnet(&proxy.url, d).args(["apply", SPEC, "--auto-approve"]),
+            &pid_file,
+        )
+        .stdin(Stdio::null())
+        .output()
+        .expect("run eksnet");
+        let stats = proxy.stats();
+        let killed = stats.0["kill"].clone();
+        let op = stats
+            .requests()
+            .into_iter()
+            .find(|r| Some(r.seq) == killed["after_seq"].as_u64())
+            .map(|r| r.op)
+            .unwrap_or_default();
+        let ctx = format!("killed after mutating request {k}/{k_total} ({op})");
+        eprintln!("{ctx}");
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "{ctx}: eksnet must die of SIGKILL (status {:?}, hook {killed})\n--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pid: i64 = std::fs::read_to_string(&pid_file)
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("pid");
+        assert_eq!(killed["killed"], true, "{ctx}: {killed}");
+        assert_eq!(killed["pid"].as_i64(), Some(pid), "{ctx}: {killed}");
+        proxy.config(json!({"kill_after_mutating": null, "kill_pid_file": null}));
+
+        // The dead apply left its lock; eksnet must call it stale and name the id.
+        let locked = run(eksnet(&proxy.url, d).args(["apply", SPEC, "--auto-approve"]));
+        assert_eq!(
+            locked.code, 1,
+            "{ctx}: the lock taken before any request outlives the kill\n{}",
+            locked.stderr
+        );
+        assert!(
+            locked.stderr.contains("is locked by") && locked.stderr.contains("stale lock"),
+            "{ctx}: {}",
+            locked.stderr
+        );
+        let id = lock_id(&locked.stderr)
+            .unwrap_or_else(|| panic!("{ctx}: no lock id in {}", locked.stderr));
+        run_ok(
+            eksnet(&proxy.url, d).args(["force-unlock", &id, "--state", STATE]),
+            0,
+        );
+        let again = run(eksnet(&proxy.url, d).args(["apply", SPEC, "--auto-approve"]));
+        assert_eq!(
+            again.code, 0,
+            "{ctx}: re-apply\n--- stdout\n{}\n--- stderr\n{}",
+            again.stdout, again.stderr
+        );
+        let adopted: Vec<&str> = again
+            .stdout
+            .lines()
+            .filter(|l| {
+                l.contains("will be adopted") || l.contains("found in AWS after an interrupted run")
+            })
+            .collect();
+        eprintln!(
+            "  re-apply: {} {adopted:?}",
+            again
+                .stdout
+                .lines()
+                .find(|l| l.starts_with("Plan:"))
+                .unwrap_or("no plan line")
+        );
+        assert_converged(&aws, &["my-nodegroup"], &ctx).await;
+        assert_plan_clean(&proxy.url, d, &ctx);
+        assert_all_present(d, 8, &ctx);
+    }
+}
+
+/// 2. A third of all requests throttled: apply, plan and destroy still succeed.
+#[tokio::test]
+async fn converges_and_destroys_under_30_percent_throttling() {
+    let (_guard, moto_url) = moto();
+    let aws = sdk(&moto_url).await;
+    let proxy = Proxy::start(&moto_url);
+    proxy.config(json!({"throttle_fraction": 0.3, "throttle_seed": 7}));
+    let dir = example_dir();
+    let d = dir.path();
+    let applied = run_ok(
+        eksnet(&proxy.url, d).args(["apply", SPEC, "--auto-approve"]),
+        0,
+    );
+    assert!(
+        applied
+            .stderr
+            .contains("Apply complete! Resources: 8 added"),
+        "{}",
+        applied.stderr
+    );
+    let throttled = proxy.stats().faulted("throttle").len();
+    assert!(
+        throttled >= 5,
+        "the proxy must actually have throttled ({throttled} requests)"
+    );
+    assert_converged(&aws, &["my-nodegroup"], "throttled apply").await;
+    assert_plan_clean(&proxy.url, d, "throttled plan");
+    proxy.reset_stats();
+    let destroyed = run_ok(
+        eksnet(&proxy.url, d).args(["destroy", SPEC, "--auto-approve"]),
+        0,
+    );
+    assert!(
+        destroyed.stderr.contains("Destroy complete!"),
+        "{}",
+        destroyed.stderr
+    );
+    assert!(
+        !proxy.stats().faulted("throttle").is_empty(),
+        "destroy was throttled too"
+    );
+    assert_destroyed(&aws, "throttled destroy").await;
+    assert!(snapshot(d).resources.is_empty(), "state emptied");
+}
+
+/// 3. CREATING / DELETING / *_IN_PROGRESS windows, a role EKS cannot assume yet, and subnets
+///    that refuse deletion twice: both directions wait or retry, say so, and succeed.
+#[tokio::test]
+async fn waits_through_transitions_iam_propagation_and_dependency_violations() {
+    let (_guard, moto_url) = moto();
+    let aws = sdk(&moto_url).await;
+    let proxy = Proxy::start(&moto_url);
+    // The IAM window must outlast the stack's creation (1.5 s), or the cluster, which waits for
+    // the stack, would never meet it: 2.5 s makes CreateCluster hit it for about a second.
+    proxy.config(
+        json!({"transition_ms": 1500, "iam_propagation_ms": 2500, "dependency_violation_count": 2}),
+    );
+    let dir = example_dir();
+    let d = dir.path();
+    let applied = run_ok(
+        eksnet(&proxy.url, d)
+            .env("EKSNET_POLL_MAX_MS", "200")
+            .args(["apply", SPEC, "--auto-approve"]),
+        0,
+    );
+    let err = &applied.stderr;
+    for line in [
+        "vpc.main: still CREATE_IN_PROGRESS",
+        "cluster.main: still CREATING",
+        "nodegroup.main: still CREATING",
+        "cluster.main: retrying (attempt 1): IAM role not assumable yet",
+    ] {
+        assert!(err.contains(line), "apply stderr lacks {line:?}:\n{err}");
+    }
+    let stats = proxy.stats();
+    assert!(
+        !stats.faulted("iam_propagation").is_empty(),
+        "CreateCluster met the IAM window"
+    );
+    assert!(
+        stats.faulted("transition").len() >= 3,
+        "describes saw transitional states"
+    );
+    assert_converged(&aws, &["my-nodegroup"], "apply through transitions").await;
+    assert_plan_clean(&proxy.url, d, "plan after transitions");
+
+    proxy.reset_stats();
+    let destroyed = run_ok(
+        eksnet(&proxy.url, d)
+            .env("EKSNET_POLL_MAX_MS", "200")
+            .args(["destroy", SPEC, "--auto-approve"]),
+        0,
+    );
+    let err = &destroyed.stderr;
+    for line in [
+        "nodegroup.main: still DELETING",
+        "cluster.main: still DELETING",
+        "subnet.pod_a: retrying (attempt 1): DeleteSubnet failed: DependencyViolation",
+        "subnet.pod_b: retrying (attempt 2): DeleteSubnet failed: DependencyViolation",
+    ] {
+        assert!(err.contains(line), "destroy stderr lacks {line:?}:\n{err}");
+    }
+    assert_eq!(
+        proxy.stats().faulted("dependency_violation").len(),
+        4,
+        "two refusals per pod subnet"
+    );
+    assert!(
+        proxy.stats().faulted("nodegroups_deleting").is_empty(),
+        "DeleteCluster waited for the nodegroup"
+    );
+    assert_destroyed(&aws, "destroy through transitions").await;
+}
+
+/// 4. A branch that fails for good (moto rejects the cluster's role ARN): exit 1, each dependent
+///    reported skipped once, independent branches done and recorded; fixing the spec converges.
+#[tokio::test]
+async fn failed_branch_skips_dependents_keeps_the_rest_and_recovers() {
+    let (_guard, moto_url) = moto();
+    let aws = sdk(&moto_url).await;
+    let proxy = Proxy::start(&moto_url);
+    let dir = example_dir();
+    let d = dir.path();
+    let good_arn = "role_arn = \"${iam_role.cluster.arn}\"";
+    // moto's CreateCluster validates the ARN format (12-digit account): a permanent
+    // InvalidParameterException, unlike the IAM-propagation one eksnet retries.
+    let bad_arn = format!("role_arn = \"arn:aws:iam::12345:role/{CLUSTER_ROLE}\"");
+    edit_spec(d, |t| {
+        assert!(t.contains(good_arn));
+        t.replace(good_arn, &bad_arn) + &extra_nodegroup("extra", "my-nodegroup-extra")
+    });
+    let failed = run_ok(
+        eksnet(&proxy.url, d).args(["apply", SPEC, "--auto-approve"]),
+        1,
+    );
+    let err = &failed.stderr;
+    assert!(
+        err.contains(
+            "cluster.main: create FAILED: CreateCluster failed: InvalidParameterException"
+        ),
+        "{err}"
+    );
+    for ng in ["nodegroup.main", "nodegroup.extra"] {
+        assert_eq!(
+            count_lines(err, &format!("{ng}: skipped because cluster.main failed")),
+            1,
+            "{ng} reported skipped once:\n{err}"
+        );
+        assert_eq!(
+            count_lines(err, &format!("skipped: {ng} (because cluster.main failed)")),
+            1,
+            "{ng} in the summary once:\n{err}"
+        );
+        assert!(
+            !err.contains(&format!("{ng}: create...")),
+            "{ng} must not start:\n{err}"
+        );
+    }
+    assert!(
+        err.contains("Apply failed: 1 failed, 2 skipped; 6 added"),
+        "{err}"
+    );
+    assert_eq!(
+        proxy.stats().count("CreateNodegroup"),
+        0,
+        "no nodegroup request was sent"
+    );
+
+    // Independent branches: in AWS and recorded as present in the state.
+    let snap = snapshot(d);
+    for addr in [
+        "vpc.main",
+        "cidr_block.pods",
+        "subnet.pod_a",
+        "subnet.pod_b",
+        "iam_role.cluster",
+        "iam_role.node",
+    ] {
+        let row = snap
+            .resources
+            .get(&addr.parse().expect("addr"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{addr} not in the state: {:?}",
+                    snap.resources.keys().collect::<Vec<_>>()
+                )
+            });
+        assert_eq!(row.status, ResourceStatus::Present, "{addr}");
+        assert!(row.cloud_id.is_some(), "{addr} has its cloud id");
+    }
+    assert!(
+        snap.resources
+            .get(&"cluster.main".parse().expect("addr"))
+            .is_none_or(|r| r.status != ResourceStatus::Present),
+        "cluster not recorded as present"
+    );
+    for ng in ["nodegroup.main", "nodegroup.extra"] {
+        assert!(
+            !snap.resources.contains_key(&ng.parse().expect("addr")),
+            "{ng} never started, so no row"
+        );
+    }
+    assert!(
+        aws.eks
+            .list_clusters()
+            .send()
+            .await
+            .expect("clusters")
+            .clusters()
+            .is_empty(),
+        "no cluster in moto"
+    );
+    for cidr in POD_CIDRS {
+        let f = aws_sdk_ec2::types::Filter::builder()
+            .name("cidr-block")
+            .values(cidr)
+            .build();
+        assert_eq!(
+            aws.ec2
+                .describe_subnets()
+                .filters(f)
+                .send()
+                .await
+                .expect("subnets")
+                .subnets()
+                .len(),
+            1,
+            "{cidr} created"
+        );
+    }
+
+    // Fixed: the next apply creates exactly what is missing.
+    edit_spec(d, |t| t.replace(&bad_arn, good_arn));
+    let fixed = run_ok(
+        eksnet(&proxy.url, d).args(["apply", SPEC, "--auto-approve"]),
+        0,
+    );
+    assert!(
+        fixed
+            .stderr
+            .contains("Apply complete! Resources: 3 added, 0 changed, 0 replaced, 0 destroyed."),
+        "{}",
+        fixed.stderr
+    );
+    assert_converged(
+        &aws,
+        &["my-nodegroup", "my-nodegroup-extra"],
+        "after the fix",
+    )
+    .await;
+    assert_plan_clean(&proxy.url, d, "after the fix");
+    assert_all_present(d, 9, "after the fix");
+}
+
+/// 5. Two applies started together on one state: one gets the lock and converges, the other
+///    is refused naming the holder; nothing is left half done.
+#[tokio::test]
+async fn concurrent_applies_one_wins_the_lock() {
+    let (_guard, moto_url) = moto();
+    let aws = sdk(&moto_url).await;
+    let proxy = Proxy::start(&moto_url);
+    proxy.config(json!({"latency_ms": 100}));
+    let dir = example_dir();
+    let d = dir.path();
+    // The state exists already (as after any earlier run), so this is about the command lock;
+    // two first runs creating the state together are the next test.
+    drop(StateStore::open(&d.join(STATE)).expect("create the state"));
+    let spawn = || {
+        eksnet(&proxy.url, d)
+            .args(["apply", SPEC, "--auto-approve"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn eksnet")
+    };
+    let (a, b) = (spawn(), spawn());
+    let outs: Vec<_> = [a, b]
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait"))
+        .collect();
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let codes: Vec<Option<i32>> = outs.iter().map(|o| o.status.code()).collect();
+    let all = format!(
+        "--- first\n{}\n--- second\n{}",
+        text(&outs[0]),
+        text(&outs[1])
+    );
+    let mut sorted = codes.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [Some(0), Some(1)],
+        "exactly one apply wins: {codes:?}\n{all}"
+    );
+    let (winner, loser) = if codes[0] == Some(0) {
+        (&outs[0], &outs[1])
+    } else {
+        (&outs[1], &outs[0])
+    };
+    assert!(
+        text(loser).contains(&format!("is locked by `eksnet apply {SPEC}`")),
+        "{all}"
+    );
+    assert!(
+        !text(loser).contains("stale lock"),
+        "the holder was alive: {all}"
+    );
+    assert!(
+        text(winner).contains("Apply complete! Resources: 8 added"),
+        "{all}"
+    );
+    assert_converged(&aws, &["my-nodegroup"], "after the race").await;
+    assert_plan_clean(&proxy.url, d, "after the race");
+    assert_all_present(d, 8, "after the race");
+}
+
+/// 6. Destroy deletes independent nodegroups concurrently, and the cluster only once all of
+///    them are gone.
+#[tokio::test]
+async fn destroy_deletes_nodegroups_in_parallel_then_the_cluster() {
+    let (_guard, moto_url) = moto();
+    let aws = sdk(&moto_url).await;
+    let proxy = Proxy::start(&moto_url);
+    let dir = example_dir();
+    let d = dir.path();
+    edit_spec(d, |t| {
+        t + &extra_nodegroup("second", "my-nodegroup-2")
+            + &extra_nodegroup("third", "my-nodegroup-3")
+    });
+    run_ok(
+        eksnet(&proxy.url, d).args(["apply", SPEC, "--auto-approve"]),
+        0,
+    );
+    assert_converged(
+        &aws,
+        &["my-nodegroup", "my-nodegroup-2", "my-nodegroup-3"],
+        "three nodegroups",
+    )
+    .await;
+
+    const DELETING_MS: f64 = 1000.0;
+    proxy.config(json!({"latency_ms": 50, "nodegroup_delete_ms": DELETING_MS as u64}));
+    proxy.reset_stats();
+    run_ok(
+        eksnet(&proxy.url, d).args(["destroy", SPEC, "--auto-approve"]),
+        0,
+    );
+    let stats = proxy.stats();
+    let deletes = stats.of("DeleteNodegroup");
+    assert_eq!(
+        deletes.len(),
+        3,
+        "one DeleteNodegroup per nodegroup: {deletes:?}"
+    );
+    assert!(deletes.iter().all(|r| r.status == 200), "{deletes:?}");
+    let last_sent = deletes.iter().map(|r| r.start_ms).fold(f64::MIN, f64::max);
+    let first_answered = deletes.iter().map(|r| r.end_ms).fold(f64::MAX, f64::min);
+    let last_answered = deletes.iter().map(|r| r.end_ms).fold(f64::MIN, f64::max);
+    // Each DELETING window opens when its DeleteNodegroup is answered and lasts DELETING_MS.
+    assert!(
+        last_sent < first_answered + DELETING_MS,
+        "all DeleteNodegroup sent while the first nodegroup was still DELETING: {deletes:?}"
+    );
+    assert!(
+        last_sent < first_answered,
+        "the three DeleteNodegroup were in flight together: {deletes:?}"
+    );
+    let clusters = stats.of("DeleteCluster");
+    assert_eq!(
+        clusters.len(),
+        1,
+        "one DeleteCluster, never refused: {clusters:?}"
+    );
+    assert_eq!(clusters[0].status, 200);
+    // 20 ms of slack: the window is timed inside the proxy a little before the record closes.
+    assert!(clusters[0].start_ms >= last_answered + DELETING_MS - 20.0, "DeleteCluster sent {:.0} ms after the last DeleteNodegroup answer, before the nodegroups were gone", clusters[0].start_ms - last_answered);
+    assert!(
+        stats.faulted("nodegroups_deleting").is_empty(),
+        "no DeleteCluster while a nodegroup was DELETING"
+    );
+    assert!(
+        aws.eks
+            .list_clusters()
+            .send()
+            .await
+            .expect("clusters")
+            .clusters()
+            .is_empty(),
+        "cluster gone"
+    );
+}
+
+/// 5b. Two commands that both find no state yet and create it at the same moment: one must
+///     get the lock and the other be refused with "is locked by", never fail on SQLite's own
+///     locking ("database is locked"). Destroys of nothing keep each round short; several
+///     rounds because the window is a few milliseconds wide.
+#[tokio::test]
+async fn concurrent_first_runs_creating_the_state_never_fail_with_database_is_locked() {
+    let (_guard, moto_url) = moto();
+    let proxy = Proxy::start(&moto_url);
+    proxy.config(json!({"latency_ms": 100}));
+    for round in 1..=12 {
+        let dir = example_dir();
+        let d = dir.path();
+        let spawn = || {
+            eksnet(&proxy.url, d)
+                .args(["destroy", SPEC, "--auto-approve"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn eksnet")
+        };
+        let (a, b) = (spawn(), spawn());
+        for out in [a, b]
+            .into_iter()
+            .map(|c| c.wait_with_output().expect("wait"))
+        {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let ok = out.status.code() == Some(0)
+                || (out.status.code() == Some(1) && err.contains("is locked by `eksnet destroy"));
+            assert!(ok, "round {round}: a command racing to create the state must either run or be refused by the eksnet lock, got {:?}:\n{err}", out.status.code());
+        }
+        assert!(
+            snapshot(d).resources.is_empty(),
+            "round {round}: state intact"
+        );
+    }
+}
