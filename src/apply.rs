@@ -412,7 +412,9 @@ async fn run_step(
                 .map(|p| p.outputs.clone())
                 .filter(Value::is_object)
                 .unwrap_or_else(|| Value::Object(Default::default()));
-            if let (Some(m), Some(Value::Object(live))) = (outputs.as_object_mut(), &change.observed_outputs) {
+            if let (Some(m), Some(Value::Object(live))) =
+                (outputs.as_object_mut(), &change.observed_outputs)
+            {
                 for (k, v) in live {
                     m.insert(k.clone(), v.clone());
                 }

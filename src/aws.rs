@@ -47,6 +47,16 @@ impl AwsClients {
         AwsClients::from_config(&loader.load().await)
     }
 
+    /// Like `load`, but refuses to go on without a region (the SDK would only say "dispatch
+    /// failure" at the first call).
+    pub async fn load_checked(region: Option<&str>) -> Result<AwsClients, String> {
+        let clients = AwsClients::load(region).await;
+        if clients.config.region().is_none() {
+            return Err("no AWS region: set `region` in `[settings]`, AWS_REGION, or a profile with a region".into());
+        }
+        Ok(clients)
+    }
+
     /// Clients for an explicit config (tests build one pointing at moto).
     pub fn from_config(conf: &aws_types::SdkConfig) -> AwsClients {
         let region = conf

@@ -140,7 +140,10 @@ impl KubeArgs {
         if self.kubeconfig.is_none() && self.kube_context.is_none() {
             KubeAccess::Eks
         } else {
-            KubeAccess::Kubeconfig { path: self.kubeconfig.clone(), context: self.kube_context.clone() }
+            KubeAccess::Kubeconfig {
+                path: self.kubeconfig.clone(),
+                context: self.kube_context.clone(),
+            }
         }
     }
 }
@@ -165,7 +168,16 @@ impl<E: std::fmt::Display> From<E> for Failure {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1, not clap's 2: 2 means "changes present" for `plan
+    // --detailed-exitcode`, and a typo must never read as that.
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -260,9 +272,14 @@ fn poll_cap() -> Duration {
     Duration::from_millis(ms)
 }
 
-async fn make_ctx(spec: &Spec, lineage: String, common: &Common, delete_enis: bool) -> Ctx {
+async fn make_ctx(
+    spec: &Spec,
+    lineage: String,
+    common: &Common,
+    delete_enis: bool,
+) -> Result<Ctx, Failure> {
     let json = common.json;
-    let aws = AwsClients::load(spec.settings.region.as_deref()).await;
+    let aws = AwsClients::load_checked(spec.settings.region.as_deref()).await?;
     let timeouts = Kind::ALL
         .iter()
         .filter_map(|k| {
@@ -272,7 +289,7 @@ async fn make_ctx(spec: &Spec, lineage: String, common: &Common, delete_enis: bo
                 .map(|s| (*k, Duration::from_secs(*s)))
         })
         .collect();
-    Ctx {
+    Ok(Ctx {
         aws,
         reporter: reporter(json),
         lineage,
@@ -280,7 +297,7 @@ async fn make_ctx(spec: &Spec, lineage: String, common: &Common, delete_enis: bo
         poll_cap: poll_cap(),
         delete_available_enis: delete_enis,
         kube: Arc::new(KubeConnector::new(common.kube.access())),
-    }
+    })
 }
 
 async fn make_plan(
@@ -360,7 +377,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let s = load_spec(&spec)?;
             let path = state_path(&spec, &common.state);
             let snapshot = read_snapshot(&path)?;
-            let ctx = make_ctx(&s, snapshot.lineage.clone(), &common, false).await;
+            let ctx = make_ctx(&s, snapshot.lineage.clone(), &common, false).await?;
             let plan = make_plan(&s, &snapshot, &ctx, &PlanOptions { destroy, replace }).await?;
             show_plan(&plan, common.json);
             if let Some(f) = out_file {
@@ -421,7 +438,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Verify { spec, common } => {
             let s = load_spec(&spec)?;
-            let aws = AwsClients::load(s.settings.region.as_deref()).await;
+            let aws = AwsClients::load_checked(s.settings.region.as_deref()).await?;
             let kube = KubeConnector::new(common.kube.access());
             let reports = crate::verify::verify(&s, &aws, &kube).await?;
             if common.json {
@@ -555,7 +572,7 @@ async fn converge(
             common,
             run.delete_available_enis,
         )
-        .await;
+        .await?;
         let plan = make_plan(&s, &snapshot, &ctx, &opts).await?;
         show_plan(&plan, common.json);
         if plan.has_changes() && !auto_approve && !confirm(opts.destroy)? {
@@ -586,7 +603,7 @@ async fn apply_saved(plan: Plan, common: &Common, run: RunOpts) -> Result<u8, Fa
         if !fresh_state {
             apply::check_fresh(&plan, &store)?;
         }
-        let ctx = make_ctx(&s, store.lineage()?, common, run.delete_available_enis).await;
+        let ctx = make_ctx(&s, store.lineage()?, common, run.delete_available_enis).await?;
         let (report, store) = apply::apply(&ctx, &plan, store, run.parallelism).await?;
         Ok::<_, Failure>((summarise(&plan, &report), store))
     }

@@ -77,7 +77,10 @@ impl KubeConnector {
                 match path {
                     Some(p) => {
                         let kc = Kubeconfig::read_from(p).map_err(|e| {
-                            kube_err(cluster, format!("cannot read kubeconfig `{}`: {e}", p.display()))
+                            kube_err(
+                                cluster,
+                                format!("cannot read kubeconfig `{}`: {e}", p.display()),
+                            )
                         })?;
                         kube::Config::from_custom_kubeconfig(kc, &options).await
                     }
@@ -87,12 +90,17 @@ impl KubeConnector {
             }
             KubeAccess::Eks => {
                 let endpoint = described.endpoint().ok_or_else(|| {
-                    kube_err(cluster, "DescribeCluster returned no endpoint (is the cluster ACTIVE?)")
+                    kube_err(
+                        cluster,
+                        "DescribeCluster returned no endpoint (is the cluster ACTIVE?)",
+                    )
                 })?;
                 let ca = described
                     .certificate_authority()
                     .and_then(|c| c.data())
-                    .ok_or_else(|| kube_err(cluster, "DescribeCluster returned no certificate authority"))?;
+                    .ok_or_else(|| {
+                        kube_err(cluster, "DescribeCluster returned no certificate authority")
+                    })?;
                 let token = crate::kube_token::eks_token(&aws.config, cluster)
                     .await
                     .map_err(|e| kube_err(cluster, format!("cannot make a token: {e}")))?;
@@ -123,7 +131,12 @@ impl KubeConnector {
 pub fn cni_version(tag: &str) -> Option<(u64, u64, u64, u64)> {
     let tag = tag.trim_start_matches('v');
     let (core, build) = match tag.split_once('-') {
-        Some((c, rest)) => (c, rest.strip_prefix("eksbuild.").and_then(|b| b.parse().ok()).unwrap_or(0)),
+        Some((c, rest)) => (
+            c,
+            rest.strip_prefix("eksbuild.")
+                .and_then(|b| b.parse().ok())
+                .unwrap_or(0),
+        ),
         None => (tag, 0),
     };
     let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());

@@ -160,7 +160,10 @@ fn plan_apply(
         let desired = resolve_attrs(&r.attrs, &known);
         // A reference to a resource that exists and stays, still unresolved: the output is
         // missing, and apply could never fill it in.
-        for missing in value::references(&desired).iter().filter(|x| known.contains_key(&x.addr)) {
+        for missing in value::references(&desired)
+            .iter()
+            .filter(|x| known.contains_key(&x.addr))
+        {
             diags.push(spec.error_at(addr.to_string(), resources::missing_output(missing)));
         }
         let deps = graph.dependencies(&addr);
@@ -241,6 +244,18 @@ fn plan_apply(
                             }
                         }
                     }
+                }
+                // A VPC's `cidr_block` is a check of what the VPC has, never something to set.
+                if addr.kind == Kind::Vpc && changed.iter().any(|k| k == "cidr_block") {
+                    diags.push(spec.error_at(
+                        format!("{addr}.cidr_block"),
+                        format!(
+                            "the VPC's block is {}, not {}; fix `cidr_block` (it is only checked, never changed)",
+                            obs.attrs.get("cidr_block").map(|v| v.to_string()).unwrap_or_default(),
+                            desired.get("cidr_block").map(|v| v.to_string()).unwrap_or_default()
+                        ),
+                    ));
+                    changed.retain(|k| k != "cidr_block");
                 }
                 let forced: Vec<String> = changed
                     .iter()
@@ -412,7 +427,10 @@ fn subnet_azs(known: &HashMap<ResourceAddr, Value>) -> HashMap<String, String> {
         .iter()
         .filter(|(a, _)| a.kind == Kind::Vpc)
         .filter_map(|(_, o)| o.get("subnet_azs")?.as_object())
-        .flat_map(|m| m.iter().filter_map(|(s, az)| Some((s.clone(), az.as_str()?.to_string()))))
+        .flat_map(|m| {
+            m.iter()
+                .filter_map(|(s, az)| Some((s.clone(), az.as_str()?.to_string())))
+        })
         .collect()
 }
 
@@ -426,20 +444,68 @@ fn check_kubernetes(
     diags: &mut Diagnostics,
 ) {
     let azs = subnet_azs(known);
+    // Two ENIConfigs resolving to one object name in one cluster would overwrite each other.
+    let mut seen: HashMap<(String, String), &ResourceAddr> = HashMap::new();
+    for e in changes
+        .iter()
+        .filter(|e| e.addr.kind == Kind::EniConfig && e.action != Action::Delete)
+    {
+        let Some(a) = &e.after else { continue };
+        let (Some(cl), Some(name)) = (
+            resources::str_attr(a, "cluster_name"),
+            resources::str_attr(a, "name"),
+        ) else {
+            continue;
+        };
+        if cl.contains("${") || name.contains("${") {
+            continue;
+        }
+        if let Some(first) = seen.insert((cl.to_string(), name.to_string()), &e.addr) {
+            diags.push(spec.error_at(
+                e.addr.to_string(),
+                format!("`{}` and `{first}` both resolve to the ENIConfig `{name}` in cluster `{cl}`; give one a different `name` (two pod subnets in one AZ need annotation mode)", e.addr),
+            ));
+        }
+    }
     for c in changes.iter().filter(|c| c.addr.kind == Kind::AwsNode) {
-        if let Some(image) = c.observed_outputs.as_ref().and_then(|o| o.get("image")).and_then(Value::as_str) {
+        let custom_on = c
+            .after
+            .as_ref()
+            .and_then(|a| a.get("env"))
+            .and_then(|e| e.get(resources::aws_node::CUSTOM_NETWORK_ENV))
+            .and_then(Value::as_str)
+            == Some("true");
+        if let (true, Some(image)) = (
+            custom_on,
+            c.observed_outputs
+                .as_ref()
+                .and_then(|o| o.get("image"))
+                .and_then(Value::as_str),
+        ) {
             if let Err(msg) = resources::aws_node::check_version(image) {
                 diags.push(spec.error_at(c.addr.to_string(), msg));
             }
         }
         let Some(after) = &c.after else { continue };
-        let Some(cluster) = resources::str_attr(after, "cluster_name").filter(|n| !n.contains("${")) else { continue };
-        let env_on = |v: Option<&Value>| v.and_then(|e| e.get(resources::aws_node::CUSTOM_NETWORK_ENV)).and_then(Value::as_str) == Some("true");
-        let turning_on = env_on(after.get("env")) && !env_on(c.before.as_ref().and_then(|b| b.get("env")));
+        let Some(cluster) =
+            resources::str_attr(after, "cluster_name").filter(|n| !n.contains("${"))
+        else {
+            continue;
+        };
+        let env_on = |v: Option<&Value>| {
+            v.and_then(|e| e.get(resources::aws_node::CUSTOM_NETWORK_ENV))
+                .and_then(Value::as_str)
+                == Some("true")
+        };
+        let turning_on =
+            env_on(after.get("env")) && !env_on(c.before.as_ref().and_then(|b| b.get("env")));
         let nodegroups = || {
             changes.iter().filter(move |n| {
                 n.addr.kind == Kind::Nodegroup
-                    && n.after.as_ref().and_then(|a| resources::str_attr(a, "cluster_name")) == Some(cluster)
+                    && n.after
+                        .as_ref()
+                        .and_then(|a| resources::str_attr(a, "cluster_name"))
+                        == Some(cluster)
             })
         };
         if turning_on && c.before.is_some() {
@@ -458,7 +524,16 @@ fn check_kubernetes(
                 ));
             }
         }
-        if !env_on(after.get("env")) || resources::str_attr(after, "eni_config_selection") != Some("label") {
+        // Only a zone label makes nodes look for an ENIConfig named after their AZ.
+        let label = after
+            .get("env")
+            .and_then(|e| e.get(resources::aws_node::LABEL_DEF_ENV))
+            .and_then(Value::as_str);
+        let zone_label = matches!(
+            label,
+            Some("topology.kubernetes.io/zone" | "failure-domain.beta.kubernetes.io/zone")
+        );
+        if !env_on(after.get("env")) || !zone_label {
             continue;
         }
         let names: Option<BTreeSet<String>> = changes
@@ -466,14 +541,24 @@ fn check_kubernetes(
             .filter(|e| e.addr.kind == Kind::EniConfig && e.action != Action::Delete)
             .filter_map(|e| e.after.as_ref())
             .filter(|a| resources::str_attr(a, "cluster_name") == Some(cluster))
-            .map(|a| resources::str_attr(a, "name").filter(|n| !n.contains("${")).map(String::from))
+            .map(|a| {
+                resources::str_attr(a, "name")
+                    .filter(|n| !n.contains("${"))
+                    .map(String::from)
+            })
             .collect();
         let Some(names) = names else { continue }; // some names known only after apply
         for n in nodegroups() {
             let Some(after) = &n.after else { continue };
-            let ng_azs: Option<BTreeSet<String>> = resources::str_list(after, "subnet_ids").iter().map(|s| azs.get(s).cloned()).collect();
+            let ng_azs: Option<BTreeSet<String>> = resources::str_list(after, "subnet_ids")
+                .iter()
+                .map(|s| azs.get(s).cloned())
+                .collect();
             let Some(ng_azs) = ng_azs else { continue };
-            let missing: Vec<String> = ng_azs.into_iter().filter(|az| !names.contains(az)).collect();
+            let missing: Vec<String> = ng_azs
+                .into_iter()
+                .filter(|az| !names.contains(az))
+                .collect();
             if !missing.is_empty() {
                 diags.push(spec.error_at(
                     format!("{}.subnet_ids", n.addr),
@@ -491,7 +576,10 @@ fn check_kubernetes(
 }
 
 fn after_of_addr<'a>(changes: &'a [PlannedChange], addr: &ResourceAddr) -> Option<&'a Value> {
-    changes.iter().find(|c| &c.addr == addr).and_then(|c| c.after.as_ref())
+    changes
+        .iter()
+        .find(|c| &c.addr == addr)
+        .and_then(|c| c.after.as_ref())
 }
 
 fn after_label(after: Option<&Value>) -> String {

@@ -26,12 +26,13 @@ pub struct VpcConfig {
     /// Template URL (CloudFormation fetches it; must be an S3 URL on real AWS).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template_url: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    // Always present, so that removing every entry shows as a change.
+    #[serde(default)]
     pub parameters: BTreeMap<String, String>,
     /// The VPC's primary block, when known; used to validate secondary blocks before any call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cidr_block: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     pub tags: BTreeMap<String, String>,
 }
 
@@ -262,6 +263,22 @@ impl Spec {
         Diagnostic::warning(message).at(self.location(&key), key)
     }
 
+    /// One identity for a cluster however it is named: `"demo"` and `"${cluster.main.name}"`
+    /// are the same cluster when `cluster.main` has `name = "demo"`.
+    pub fn cluster_key(&self, name: &str) -> String {
+        let refs = crate::value::references_in_str(name);
+        if let [Ok(r)] = refs.as_slice() {
+            if r.raw == name.trim() && r.addr.kind == Kind::Cluster && r.path_string() == "name" {
+                if let Some(ResourceConfig::Cluster(c)) = self.get(&r.addr).map(|x| &x.config) {
+                    if !c.name.contains("${") {
+                        return c.name.clone();
+                    }
+                }
+            }
+        }
+        name.to_string()
+    }
+
     pub fn get(&self, addr: &ResourceAddr) -> Option<&ResourceSpec> {
         self.resources.get(addr)
     }
@@ -379,6 +396,13 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
                     let loc = locations.get(&full).cloned().or(loc);
                     diags.push(Diagnostic::error(msg).at(loc, full));
                 }
+                Err(BuildError::Several(errors)) => {
+                    for (key, msg) in errors {
+                        let full = format!("{dotted}.{key}");
+                        let at = locations.get(&full).cloned().or(loc.clone());
+                        diags.push(Diagnostic::error(msg).at(at, full));
+                    }
+                }
             }
         }
     }
@@ -404,6 +428,8 @@ fn valid_resource_name(name: &str) -> bool {
 enum BuildError {
     De(toml::de::Error),
     Other(&'static str, String),
+    /// Every problem of one resource, each with its key.
+    Several(Vec<(&'static str, String)>),
 }
 
 fn deserialize<T: DeserializeOwned>(
@@ -451,6 +477,11 @@ fn build_resource(
         Kind::Vpc => {
             let c: VpcConfig = deserialize(body).map_err(BuildError::De)?;
             let mut attrs = to_attrs(&c);
+            if let (Some(_), Value::Object(m)) = (&c.id, &mut attrs) {
+                // An adopted VPC has no stack settings to show or compare.
+                m.remove("parameters");
+                m.remove("tags");
+            }
             if let (Some(file), Value::Object(m)) = (&c.template_file, &mut attrs) {
                 let base = spec_path.parent().unwrap_or(Path::new("."));
                 let full = base.join(file);
@@ -499,8 +530,8 @@ fn build_resource(
         }
         Kind::EniConfig => {
             let c: EniConfigConfig = deserialize(body).map_err(BuildError::De)?;
-            let attrs = crate::resources::eni_config::desired_attrs(&c)
-                .map_err(|(k, m)| BuildError::Other(k, m))?;
+            let attrs =
+                crate::resources::eni_config::desired_attrs(&c).map_err(BuildError::Several)?;
             (ResourceConfig::EniConfig(c), attrs)
         }
     })

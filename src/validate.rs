@@ -18,6 +18,18 @@ pub fn validate(spec: &Spec) -> Diagnostics {
     check_unique_names(spec, &mut d);
     check_ipv6(spec, &mut d);
     check_kubernetes(spec, &mut d);
+    for key in spec.settings.timeouts.keys() {
+        if key.parse::<Kind>().is_err() {
+            let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+            d.push(spec.error_at(
+                format!("settings.timeouts.{key}"),
+                format!(
+                    "unknown kind `{key}`; timeouts are set per kind: {}",
+                    kinds.join(", ")
+                ),
+            ));
+        }
+    }
     d
 }
 
@@ -31,11 +43,16 @@ fn check_kubernetes(spec: &Spec, d: &mut Diagnostics) {
                 if !matches!(a.eni_config_selection.as_str(), "label" | "annotation") {
                     d.push(spec.error_at(
                         format!("{addr}.eni_config_selection"),
-                        format!("eni_config_selection must be \"label\" or \"annotation\", not `{}`", a.eni_config_selection),
+                        format!(
+                            "eni_config_selection must be \"label\" or \"annotation\", not `{}`",
+                            a.eni_config_selection
+                        ),
                     ));
                 }
                 for k in a.env.keys() {
-                    if k == crate::resources::aws_node::CUSTOM_NETWORK_ENV || k == crate::resources::aws_node::LABEL_DEF_ENV {
+                    if k == crate::resources::aws_node::CUSTOM_NETWORK_ENV
+                        || k == crate::resources::aws_node::LABEL_DEF_ENV
+                    {
                         d.push(spec.error_at(
                             format!("{addr}.env.{k}"),
                             format!("`{k}` is set by `custom_network` / `eni_config_label`; remove it from `env`"),
@@ -45,10 +62,11 @@ fn check_kubernetes(spec: &Spec, d: &mut Diagnostics) {
                 if !a.custom_network {
                     continue;
                 }
-                let has_eni = spec.resources.values().any(|o| matches!(&o.config, ResourceConfig::EniConfig(e) if e.cluster_name == a.cluster_name));
+                let cluster = spec.cluster_key(&a.cluster_name);
+                let has_eni = spec.resources.values().any(|o| matches!(&o.config, ResourceConfig::EniConfig(e) if spec.cluster_key(&e.cluster_name) == cluster));
                 for n in spec.resources.values() {
                     if let ResourceConfig::Nodegroup(ng) = &n.config {
-                        if ng.cluster_name == a.cluster_name && !has_eni {
+                        if spec.cluster_key(&ng.cluster_name) == cluster && !has_eni {
                             d.push(spec.error_at(
                                 n.addr.to_string(),
                                 format!("custom networking is on for this cluster (`{addr}`) but no `eni_config` is declared for it: nodes of `{}` would have no ENIConfig for their AZ; add one `[eni_config.NAME]` per AZ", n.addr),
@@ -61,7 +79,9 @@ fn check_kubernetes(spec: &Spec, d: &mut Diagnostics) {
                 if let Some(name) = &e.name {
                     let ok = !name.is_empty()
                         && name.len() <= 253
-                        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+                        && name.chars().all(|c| {
+                            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'
+                        })
                         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
                         && name.ends_with(|c: char| c.is_ascii_alphanumeric());
                     if !ok && !is_ref(name) {
@@ -205,6 +225,9 @@ fn check_shapes(spec: &Spec, d: &mut Diagnostics) {
                     || !c.parameters.is_empty()
                 {
                     d.push(spec.error_at(at("id"), "`template_file`, `template_url` and `parameters` only apply to a stack (`stack_name`)"));
+                }
+                if c.id.is_some() && !c.tags.is_empty() {
+                    d.push(spec.error_at(at("tags"), "an adopted VPC is never modified, so it cannot take `tags`; tag it where it is managed"));
                 }
                 if let Some(id) = &c.id {
                     if !id.starts_with("vpc-") && !is_ref(id) {
@@ -421,32 +444,35 @@ fn check_unique_names(spec: &Spec, d: &mut Diagnostics) {
                 None => continue,
             },
             // One set of CNI settings per cluster; ENIConfig names are unique per cluster.
-            ResourceConfig::AwsNode(a) => ("cluster_name", a.cluster_name.clone()),
-            ResourceConfig::EniConfig(_) => (
+            ResourceConfig::AwsNode(a) => ("cluster_name", spec.cluster_key(&a.cluster_name)),
+            ResourceConfig::EniConfig(e) => (
                 "name",
                 format!(
                     "{}/{}",
-                    resources::str_attr(&r.attrs, "cluster_name").unwrap_or_default(),
+                    spec.cluster_key(&e.cluster_name),
                     resources::str_attr(&r.attrs, "name").unwrap_or_default()
                 ),
             ),
             _ => continue,
         };
         if let Some(first) = seen.insert((addr.kind, name.clone()), addr.to_string()) {
-            d.push(spec.error_at(
-                format!("{addr}.{field}"),
-                format!("`{name}` is also the name of `{first}`; names must be unique"),
-            ));
+            let message = if addr.kind == Kind::AwsNode {
+                format!("cluster `{name}` is already configured by `{first}`; declare one aws_node per cluster")
+            } else {
+                format!("`{name}` is also the name of `{first}`; names must be unique")
+            };
+            d.push(spec.error_at(format!("{addr}.{field}"), message));
         }
     }
 }
 
 /// Custom networking (pod subnets) cannot be used on an IPv6 cluster.
 fn check_ipv6(spec: &Spec, d: &mut Diagnostics) {
-    let has_pod_subnets = spec
-        .resources
-        .keys()
-        .any(|a| matches!(a.kind, Kind::Subnet | Kind::EniConfig));
+    let has_pod_subnets = spec.resources.values().any(|r| match &r.config {
+        ResourceConfig::Subnet(_) | ResourceConfig::EniConfig(_) => true,
+        ResourceConfig::AwsNode(a) => a.custom_network,
+        _ => false,
+    });
     if !has_pod_subnets {
         return;
     }

@@ -35,7 +35,11 @@ fn kube_err(op: &'static str) -> impl Fn(kube::Error) -> ResourceError {
     move |e| crate::kube::error(op, e)
 }
 
-pub async fn verify(spec: &Spec, aws: &AwsClients, kube: &KubeConnector) -> Result<Vec<ClusterReport>, ResourceError> {
+pub async fn verify(
+    spec: &Spec,
+    aws: &AwsClients,
+    kube: &KubeConnector,
+) -> Result<Vec<ClusterReport>, ResourceError> {
     let pod_subnets: Vec<Ipv4Net> = spec
         .resources
         .values()
@@ -46,57 +50,117 @@ pub async fn verify(spec: &Spec, aws: &AwsClients, kube: &KubeConnector) -> Resu
         .collect();
     let mut reports = Vec::new();
     for r in spec.resources.values() {
-        let ResourceConfig::Cluster(c) = &r.config else { continue };
+        let ResourceConfig::Cluster(c) = &r.config else {
+            continue;
+        };
         let cluster = c.name.clone();
         // The cluster's CNI settings decide how nodes select their ENIConfig.
         let settings = spec.resources.values().find_map(|o| match &o.config {
-            ResourceConfig::AwsNode(a) if a.cluster_name == cluster || a.cluster_name == format!("${{{}.name}}", r.addr) => Some(a.clone()),
+            ResourceConfig::AwsNode(a) if spec.cluster_key(&a.cluster_name) == cluster => {
+                Some(a.clone())
+            }
             _ => None,
         });
-        let mut report = ClusterReport { cluster: cluster.clone(), reachable: false, pods_checked: 0, pods_outside: vec![], nodes_checked: 0, nodes_without_eni_config: vec![] };
+        let mut report = ClusterReport {
+            cluster: cluster.clone(),
+            reachable: false,
+            pods_checked: 0,
+            pods_outside: vec![],
+            nodes_checked: 0,
+            nodes_without_eni_config: vec![],
+        };
         let Some(client) = kube.client(aws, &cluster).await? else {
             reports.push(report);
             continue;
         };
         report.reachable = true;
         let pods: Api<Pod> = Api::all(client.clone());
-        for pod in pods.list(&ListParams::default()).await.map_err(kube_err("list pods"))?.items {
-            let host = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
-            let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) else { continue };
+        for pod in pods
+            .list(&ListParams::default())
+            .await
+            .map_err(kube_err("list pods"))?
+            .items
+        {
+            let host = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.host_network)
+                .unwrap_or(false);
+            let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
+                continue;
+            };
             if host {
                 continue;
             }
             report.pods_checked += 1;
-            let inside = ip.parse::<Ipv4Addr>().is_ok_and(|a| pod_subnets.iter().any(|n| n.contains(&a)));
+            let inside = ip
+                .parse::<Ipv4Addr>()
+                .is_ok_and(|a| pod_subnets.iter().any(|n| n.contains(&a)));
             if !inside {
                 let ns = pod.metadata.namespace.clone().unwrap_or_default();
                 let name = pod.metadata.name.clone().unwrap_or_default();
-                report.pods_outside.push(format!("{ns}/{name} has IP {ip}, outside the pod subnets"));
+                report
+                    .pods_outside
+                    .push(format!("{ns}/{name} has IP {ip}, outside the pod subnets"));
             }
         }
-        let eni_configs: BTreeSet<String> = Api::<DynamicObject>::all_with(client.clone(), &api_resource())
+        let eni_configs: BTreeSet<String> =
+            Api::<DynamicObject>::all_with(client.clone(), &api_resource())
+                .list(&ListParams::default())
+                .await
+                .map_err(kube_err("list eniconfigs"))?
+                .items
+                .into_iter()
+                .filter_map(|o| o.metadata.name)
+                .collect();
+        let nodes: Api<Node> = Api::all(client);
+        let annotation_mode = settings
+            .as_ref()
+            .is_some_and(|s| s.eni_config_selection == "annotation");
+        let label = settings
+            .as_ref()
+            .map(|s| s.eni_config_label.clone())
+            .unwrap_or_else(|| "topology.kubernetes.io/zone".into());
+        for node in nodes
             .list(&ListParams::default())
             .await
-            .map_err(kube_err("list eniconfigs"))?
+            .map_err(kube_err("list nodes"))?
             .items
-            .into_iter()
-            .filter_map(|o| o.metadata.name)
-            .collect();
-        let nodes: Api<Node> = Api::all(client);
-        let annotation_mode = settings.as_ref().is_some_and(|s| s.eni_config_selection == "annotation");
-        let label = settings.as_ref().map(|s| s.eni_config_label.clone()).unwrap_or_else(|| "topology.kubernetes.io/zone".into());
-        for node in nodes.list(&ListParams::default()).await.map_err(kube_err("list nodes"))?.items {
+        {
             report.nodes_checked += 1;
             let name = node.metadata.name.clone().unwrap_or_default();
             let (how, wanted) = if annotation_mode {
-                ("annotation", node.metadata.annotations.as_ref().and_then(|a| a.get(NODE_ANNOTATION)).cloned())
+                (
+                    "annotation",
+                    node.metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(NODE_ANNOTATION))
+                        .cloned(),
+                )
             } else {
-                ("label", node.metadata.labels.as_ref().and_then(|l| l.get(&label)).cloned())
+                (
+                    "label",
+                    node.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(&label))
+                        .cloned(),
+                )
             };
             match wanted {
                 Some(w) if eni_configs.contains(&w) => {}
-                Some(w) => report.nodes_without_eni_config.push(format!("{name}: its {how} names ENIConfig `{w}`, which does not exist")),
-                None => report.nodes_without_eni_config.push(format!("{name}: no {} to select an ENIConfig", if annotation_mode { NODE_ANNOTATION } else { label.as_str() })),
+                Some(w) => report.nodes_without_eni_config.push(format!(
+                    "{name}: its {how} names ENIConfig `{w}`, which does not exist"
+                )),
+                None => report.nodes_without_eni_config.push(format!(
+                    "{name}: no {} to select an ENIConfig",
+                    if annotation_mode {
+                        NODE_ANNOTATION
+                    } else {
+                        label.as_str()
+                    }
+                )),
             }
         }
         reports.push(report);
@@ -113,15 +177,27 @@ pub fn render(reports: &[ClusterReport]) -> String {
             out.push_str("  not found: nothing to verify\n");
             continue;
         }
-        out.push_str(&format!("  pods (not hostNetwork): {} checked, {} outside the pod subnets\n", r.pods_checked, r.pods_outside.len()));
+        out.push_str(&format!(
+            "  pods (not hostNetwork): {} checked, {} outside the pod subnets\n",
+            r.pods_checked,
+            r.pods_outside.len()
+        ));
         for p in &r.pods_outside {
             out.push_str(&format!("    ✗ {p}\n"));
         }
-        out.push_str(&format!("  nodes: {} checked, {} without an ENIConfig\n", r.nodes_checked, r.nodes_without_eni_config.len()));
+        out.push_str(&format!(
+            "  nodes: {} checked, {} without an ENIConfig\n",
+            r.nodes_checked,
+            r.nodes_without_eni_config.len()
+        ));
         for n in &r.nodes_without_eni_config {
             out.push_str(&format!("    ✗ {n}\n"));
         }
-        out.push_str(if r.ok() { "  OK\n" } else { "  PROBLEMS FOUND\n" });
+        out.push_str(if r.ok() {
+            "  OK\n"
+        } else {
+            "  PROBLEMS FOUND\n"
+        });
     }
     out
 }

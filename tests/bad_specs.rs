@@ -1144,7 +1144,7 @@ env = { WARM_IP_TARGET = "5" }
     .err(
         10,
         "aws_node.second.cluster_name",
-        "`${cluster.main.name}` is also the name of `aws_node.first`; names must be unique",
+        "cluster `demo` is already configured by `aws_node.first`; declare one aws_node per cluster",
     )
     .check();
 }
@@ -1167,7 +1167,7 @@ subnet_id = "subnet-0bbbbbbbbbbbbbbbb"
     .err(
         13,
         "eni_config.b.name",
-        "`${cluster.main.name}/us-west-2a` is also the name of `eni_config.a`; names must be unique",
+        "`demo/us-west-2a` is also the name of `eni_config.a`; names must be unique",
     )
     .check();
 }

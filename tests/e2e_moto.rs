@@ -24,7 +24,12 @@ fn tutorial() -> Tutorial {
     let (guard, moto_url, kube) = moto_and_kube();
     let proxy = proxy::Proxy::start(&moto_url);
     proxy.config(serde_json::json!({"eks_cluster_fields": true}));
-    Tutorial { _guard: guard, proxy, kube, dir: example_dir() }
+    Tutorial {
+        _guard: guard,
+        proxy,
+        kube,
+        dir: example_dir(),
+    }
 }
 
 impl Tutorial {
@@ -52,10 +57,7 @@ async fn tutorial_example_end_to_end() {
     let aws = sdk(&url).await;
 
     run_ok(t.eksnet().args(["validate", SPEC]), 0);
-    let plan = run_ok(
-        t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]),
-        2,
-    );
+    let plan = run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 2);
     assert!(
         plan.stdout
             .contains("Plan: 11 to add, 0 to change, 0 to replace, 0 to destroy."),
@@ -278,45 +280,106 @@ async fn tutorial_example_end_to_end() {
 
     // --- the Kubernetes side ---
     let through_proxy = sdk(&t.proxy.url).await;
-    let described = through_proxy.eks.describe_cluster().name("my-custom-networking-cluster").send().await.expect("cluster");
+    let described = through_proxy
+        .eks
+        .describe_cluster()
+        .name("my-custom-networking-cluster")
+        .send()
+        .await
+        .expect("cluster");
     let cluster_sg = described
         .cluster()
         .and_then(|c| c.resources_vpc_config())
         .and_then(|v| v.cluster_security_group_id())
         .expect("cluster security group (filled in by the proxy as EKS does)")
         .to_string();
-    let enis = t.kube.get("/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs");
+    let enis = t
+        .kube
+        .get("/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs");
     let mut found: Vec<(String, String, Vec<String>)> = enis["items"]
         .as_array()
         .expect("items")
         .iter()
         .map(|o| {
-            let groups = o["spec"]["securityGroups"].as_array().map(|a| a.iter().filter_map(|g| g.as_str().map(String::from)).collect()).unwrap_or_default();
-            (o["metadata"]["name"].as_str().unwrap_or_default().to_string(), o["spec"]["subnet"].as_str().unwrap_or_default().to_string(), groups)
+            let groups = o["spec"]["securityGroups"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|g| g.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                o["spec"]["subnet"].as_str().unwrap_or_default().to_string(),
+                groups,
+            )
         })
         .collect();
     found.sort();
     let pod_a = by_cidr("192.168.1.0/27");
     let pod_b = by_cidr("192.168.1.32/27");
     let want: Vec<(String, String, Vec<String>)> = vec![
-        (pod_a.availability_zone().unwrap_or_default().to_string(), pod_a.subnet_id().unwrap_or_default().to_string(), vec![cluster_sg.clone()]),
-        (pod_b.availability_zone().unwrap_or_default().to_string(), pod_b.subnet_id().unwrap_or_default().to_string(), vec![cluster_sg.clone()]),
+        (
+            pod_a.availability_zone().unwrap_or_default().to_string(),
+            pod_a.subnet_id().unwrap_or_default().to_string(),
+            vec![cluster_sg.clone()],
+        ),
+        (
+            pod_b.availability_zone().unwrap_or_default().to_string(),
+            pod_b.subnet_id().unwrap_or_default().to_string(),
+            vec![cluster_sg.clone()],
+        ),
     ];
-    assert_eq!(found, want, "one ENIConfig per AZ, named after it, pod subnet and cluster security group");
-    let container = |ds: &serde_json::Value| ds["spec"]["template"]["spec"]["containers"][0].clone();
+    assert_eq!(
+        found, want,
+        "one ENIConfig per AZ, named after it, pod subnet and cluster security group"
+    );
+    let container =
+        |ds: &serde_json::Value| ds["spec"]["template"]["spec"]["containers"][0].clone();
     let live = t.kube.get(aws_node_path);
-    assert_eq!(container(&live)["image"], container(&seeded)["image"], "image untouched");
+    assert_eq!(
+        container(&live)["image"],
+        container(&seeded)["image"],
+        "image untouched"
+    );
     let env_of = |c: &serde_json::Value| -> Vec<(String, serde_json::Value)> {
-        c["env"].as_array().map(|a| a.iter().map(|e| (e["name"].as_str().unwrap_or_default().to_string(), e.clone())).collect()).unwrap_or_default()
+        c["env"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        (
+                            e["name"].as_str().unwrap_or_default().to_string(),
+                            e.clone(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     let before_env = env_of(&container(&seeded));
     let after_env = env_of(&container(&live));
     for entry in &before_env {
         assert!(after_env.contains(entry), "env entry {} untouched", entry.0);
     }
-    let get_env = |k: &str| after_env.iter().find(|(n, _)| n == k).map(|(_, e)| e["value"].clone());
-    assert_eq!(get_env("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG"), Some(serde_json::json!("true")));
-    assert_eq!(get_env("ENI_CONFIG_LABEL_DEF"), Some(serde_json::json!("topology.kubernetes.io/zone")));
+    let get_env = |k: &str| {
+        after_env
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, e)| e["value"].clone())
+    };
+    assert_eq!(
+        get_env("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG"),
+        Some(serde_json::json!("true"))
+    );
+    assert_eq!(
+        get_env("ENI_CONFIG_LABEL_DEF"),
+        Some(serde_json::json!("topology.kubernetes.io/zone"))
+    );
     assert_eq!(after_env.len(), before_env.len() + 2);
     // Ordering, from the two servers' own request logs (same clock): every ENIConfig and the
     // aws-node patch were written before CreateNodegroup was sent.
@@ -324,21 +387,29 @@ async fn tutorial_example_end_to_end() {
         .kube
         .requests()
         .iter()
-        .filter(|r| r["method"] != "GET" && r["path"].as_str().is_some_and(|p| p.contains("eniconfigs") || p.contains("daemonsets/aws-node")))
+        .filter(|r| {
+            r["method"] != "GET"
+                && r["path"]
+                    .as_str()
+                    .is_some_and(|p| p.contains("eniconfigs") || p.contains("daemonsets/aws-node"))
+        })
         .filter_map(|r| r["unix_nanos"].as_f64().map(|n| n / 1e6))
         .collect();
-    assert!(kube_writes.len() >= 3, "2 ENIConfigs and the aws-node patch written: {kube_writes:?}");
+    assert!(
+        kube_writes.len() >= 3,
+        "2 ENIConfigs and the aws-node patch written: {kube_writes:?}"
+    );
     let create_ng = t.proxy.stats().of("CreateNodegroup");
     assert_eq!(create_ng.len(), 1);
     let ng_start = create_ng[0].start_ms;
-    assert!(kube_writes.iter().all(|w| *w < ng_start), "Kubernetes writes {kube_writes:?} before CreateNodegroup at {ng_start}");
+    assert!(
+        kube_writes.iter().all(|w| *w < ng_start),
+        "Kubernetes writes {kube_writes:?} before CreateNodegroup at {ng_start}"
+    );
     run_ok(t.eksnet().args(["verify", SPEC]), 0);
 
     // --- no changes ---
-    let again = run_ok(
-        t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]),
-        0,
-    );
+    let again = run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 0);
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);
 
     // --- one tag changed in the spec: exactly one in-place update ---
@@ -347,10 +418,7 @@ async fn tutorial_example_end_to_end() {
         "\"my-eks-custom-networking-vpc-PrivateSubnet01\"",
         "\"pods-a\"",
     );
-    let changed = run_ok(
-        t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]),
-        2,
-    );
+    let changed = run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 2);
     assert!(
         changed
             .stdout
@@ -373,10 +441,7 @@ async fn tutorial_example_end_to_end() {
         tag(&by_cidr_live(&aws, &vpc_id, "192.168.1.0/27").await, "Name").as_deref(),
         Some("pods-a")
     );
-    run_ok(
-        t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]),
-        0,
-    );
+    run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 0);
 
     // --- drift: a tag changed behind eksnet's back ---
     let pod_b = by_cidr_live(&aws, &vpc_id, "192.168.1.32/27").await;
@@ -392,10 +457,7 @@ async fn tutorial_example_end_to_end() {
         .send()
         .await
         .expect("tag behind eksnet's back");
-    let drift = run_ok(
-        t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]),
-        2,
-    );
+    let drift = run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 2);
     assert!(
         drift.stdout.contains("subnet.pod_b")
             && drift.stdout.contains("tags changed outside eksnet"),
@@ -406,9 +468,19 @@ async fn tutorial_example_end_to_end() {
 
     // --- destroy: nothing of ours remains ---
     let destroyed = run_ok(t.eksnet().args(["destroy", SPEC, "--auto-approve"]), 0);
-    let enis = t.kube.get("/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs");
-    assert_eq!(enis["items"].as_array().map(Vec::len), Some(0), "ENIConfigs removed");
-    assert_eq!(env_of(&container(&t.kube.get(aws_node_path))), before_env, "aws-node env restored exactly");
+    let enis = t
+        .kube
+        .get("/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs");
+    assert_eq!(
+        enis["items"].as_array().map(Vec::len),
+        Some(0),
+        "ENIConfigs removed"
+    );
+    assert_eq!(
+        env_of(&container(&t.kube.get(aws_node_path))),
+        before_env,
+        "aws-node env restored exactly"
+    );
     assert!(
         destroyed.stderr.contains("Destroy complete!"),
         "{}",
@@ -502,7 +574,8 @@ async fn tutorial_example_end_to_end() {
         }
     }
     let empty = run_ok(
-        t.eksnet().args(["plan", SPEC, "--destroy", "--detailed-exitcode"]),
+        t.eksnet()
+            .args(["plan", SPEC, "--destroy", "--detailed-exitcode"]),
         0,
     );
     assert!(empty.stdout.contains("No changes."));
@@ -790,7 +863,8 @@ async fn second_apply_is_refused_while_the_state_is_locked() {
         "nothing created while locked"
     );
     run_ok(
-        t.eksnet().args(["force-unlock", &id, "--state", "state/custom-networking.db"]),
+        t.eksnet()
+            .args(["force-unlock", &id, "--state", "state/custom-networking.db"]),
         0,
     );
     run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
@@ -800,7 +874,8 @@ async fn second_apply_is_refused_while_the_state_is_locked() {
 async fn apply_asks_and_only_yes_proceeds() {
     let t = tutorial();
     let url = t.proxy.url.clone();
-    let mut child = t.eksnet()
+    let mut child = t
+        .eksnet()
         .args(["apply", SPEC])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

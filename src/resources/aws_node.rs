@@ -27,7 +27,8 @@ pub fn desired_attrs(c: &AwsNodeConfig) -> Value {
     if c.eni_config_selection == "label" {
         env.insert(LABEL_DEF_ENV.into(), c.eni_config_label.clone());
     }
-    json!({"cluster_name": c.cluster_name, "env": env, "eni_config_selection": c.eni_config_selection})
+    // Label mode is visible in the env itself (ENI_CONFIG_LABEL_DEF present).
+    json!({"cluster_name": c.cluster_name, "env": env})
 }
 
 fn daemonsets(client: kube::Client) -> Api<DaemonSet> {
@@ -44,7 +45,11 @@ fn container_env(ds: &DaemonSet) -> (BTreeMap<String, String>, Option<String>) {
         .and_then(|p| p.containers.iter().find(|c| c.name == CONTAINER));
     let env = container
         .and_then(|c| c.env.as_ref())
-        .map(|e| e.iter().filter_map(|v| Some((v.name.clone(), v.value.clone()?))).collect())
+        .map(|e| {
+            e.iter()
+                .filter_map(|v| Some((v.name.clone(), v.value.clone()?)))
+                .collect()
+        })
         .unwrap_or_default();
     (env, container.and_then(|c| c.image.clone()))
 }
@@ -55,7 +60,11 @@ fn image_tag(image: &str) -> &str {
 
 fn observe(cluster: &str, ds: &DaemonSet, wanted: &Value) -> Observed {
     let (env, image) = container_env(ds);
-    let keys: Vec<&String> = wanted.get("env").and_then(Value::as_object).map(|m| m.keys().collect()).unwrap_or_default();
+    let keys: Vec<&String> = wanted
+        .get("env")
+        .and_then(Value::as_object)
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
     let live: Map<String, Value> = keys
         .into_iter()
         .filter_map(|k| env.get(k).map(|v| (k.clone(), json!(v))))
@@ -71,8 +80,12 @@ fn observe(cluster: &str, ds: &DaemonSet, wanted: &Value) -> Observed {
 
 pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
     let reads = items.iter().map(|item| async move {
-        let Some(cluster) = super::str_attr(&item.attrs, "cluster_name") else { return Ok(None) };
-        let Some(client) = ctx.kube.client(&ctx.aws, cluster).await? else { return Ok(None) };
+        let Some(cluster) = super::str_attr(&item.attrs, "cluster_name") else {
+            return Ok(None);
+        };
+        let Some(client) = ctx.kube.client(&ctx.aws, cluster).await? else {
+            return Ok(None);
+        };
         let ds = daemonsets(client)
             .get_opt(NAME)
             .await
@@ -94,7 +107,11 @@ pub fn check_version(image: &str) -> Result<(), String> {
 }
 
 /// Waits for EKS to install the DaemonSet, then returns it.
-async fn wait_for_daemonset(ctx: &Ctx, addr: &ResourceAddr, cluster: &str) -> Result<(Api<DaemonSet>, DaemonSet), ResourceError> {
+async fn wait_for_daemonset(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cluster: &str,
+) -> Result<(Api<DaemonSet>, DaemonSet), ResourceError> {
     let client = ctx
         .kube
         .client(&ctx.aws, cluster)
@@ -102,15 +119,25 @@ async fn wait_for_daemonset(ctx: &Ctx, addr: &ResourceAddr, cluster: &str) -> Re
         .ok_or_else(|| ResourceError::Invalid(format!("cluster `{cluster}` does not exist")))?;
     let api = daemonsets(client);
     let found = std::sync::Mutex::new(None);
-    wait_until(ctx, addr, "daemonset kube-system/aws-node", ctx.timeout(Kind::AwsNode), || async {
-        match api.get_opt(NAME).await.map_err(|e| crate::kube::error("get daemonset kube-system/aws-node", e))? {
-            Some(ds) => {
-                *found.lock().unwrap_or_else(|p| p.into_inner()) = Some(ds);
-                Ok(Poll::Done)
+    wait_until(
+        ctx,
+        addr,
+        "daemonset kube-system/aws-node",
+        ctx.timeout(Kind::AwsNode),
+        || async {
+            match api
+                .get_opt(NAME)
+                .await
+                .map_err(|e| crate::kube::error("get daemonset kube-system/aws-node", e))?
+            {
+                Some(ds) => {
+                    *found.lock().unwrap_or_else(|p| p.into_inner()) = Some(ds);
+                    Ok(Poll::Done)
+                }
+                None => Ok(Poll::Pending("not installed yet".into())),
             }
-            None => Ok(Poll::Pending("not installed yet".into())),
-        }
-    })
+        },
+    )
     .await?;
     let ds = found
         .into_inner()
@@ -120,7 +147,10 @@ async fn wait_for_daemonset(ctx: &Ctx, addr: &ResourceAddr, cluster: &str) -> Re
 }
 
 /// Strategic merge patch of env entries by name: `Some(v)` sets, `None` removes.
-async fn patch_env(api: &Api<DaemonSet>, entries: &BTreeMap<String, Option<String>>) -> Result<DaemonSet, ResourceError> {
+async fn patch_env(
+    api: &Api<DaemonSet>,
+    entries: &BTreeMap<String, Option<String>>,
+) -> Result<DaemonSet, ResourceError> {
     let env: Vec<Value> = entries
         .iter()
         .map(|(k, v)| match v {
@@ -128,10 +158,18 @@ async fn patch_env(api: &Api<DaemonSet>, entries: &BTreeMap<String, Option<Strin
             None => json!({"name": k, "$patch": "delete"}),
         })
         .collect();
-    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": CONTAINER, "env": env}]}}}});
-    api.patch(NAME, &PatchParams { field_manager: Some("eksnet".into()), ..Default::default() }, &Patch::Strategic(&patch))
-        .await
-        .map_err(|e| crate::kube::error("patch daemonset kube-system/aws-node", e))
+    let patch =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": CONTAINER, "env": env}]}}}});
+    api.patch(
+        NAME,
+        &PatchParams {
+            field_manager: Some("eksnet".into()),
+            ..Default::default()
+        },
+        &Patch::Strategic(&patch),
+    )
+    .await
+    .map_err(|e| crate::kube::error("patch daemonset kube-system/aws-node", e))
 }
 
 fn wanted_env(attrs: &Value) -> BTreeMap<String, String> {
@@ -142,7 +180,11 @@ fn previous(outputs: &Value) -> BTreeMap<String, Option<String>> {
     outputs
         .get("previous_env")
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map(String::from))).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map(String::from)))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -153,7 +195,11 @@ fn with_previous(mut obs: Observed, prev: &BTreeMap<String, Option<String>>) -> 
     obs
 }
 
-pub async fn create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<Observed, ResourceError> {
+pub async fn create(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    attrs: &Value,
+) -> Result<Observed, ResourceError> {
     update(ctx, addr, "", &json!({}), attrs, &Value::Null).await
 }
 
@@ -168,12 +214,18 @@ pub async fn update(
     let cluster = req_str(after, "cluster_name")?;
     let (api, ds) = wait_for_daemonset(ctx, addr, cluster).await?;
     let (live, image) = container_env(&ds);
-    check_version(image.as_deref().unwrap_or_default()).map_err(ResourceError::Invalid)?;
     let wanted = wanted_env(after);
+    if wanted.get(CUSTOM_NETWORK_ENV).map(String::as_str) == Some("true") {
+        check_version(image.as_deref().unwrap_or_default()).map_err(ResourceError::Invalid)?;
+    }
     let mut prev = previous(prior_outputs);
     let mut entries: BTreeMap<String, Option<String>> = BTreeMap::new();
     // Entries no longer declared go back to what they were before eksnet set them.
-    let dropped: Vec<String> = prev.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
+    let dropped: Vec<String> = prev
+        .keys()
+        .filter(|k| !wanted.contains_key(*k))
+        .cloned()
+        .collect();
     for k in dropped {
         if let Some(old) = prev.remove(&k) {
             entries.insert(k, old);
@@ -181,7 +233,8 @@ pub async fn update(
     }
     for (k, v) in &wanted {
         // Remember the original value the first time eksnet takes over an entry.
-        prev.entry(k.clone()).or_insert_with(|| live.get(k).cloned());
+        prev.entry(k.clone())
+            .or_insert_with(|| live.get(k).cloned());
         entries.insert(k.clone(), Some(v.clone()));
     }
     let patched = patch_env(&api, &entries).await?;
@@ -200,7 +253,12 @@ pub async fn delete(
         return Ok(()); // the cluster, and its DaemonSet, are gone
     };
     let api = daemonsets(client);
-    if api.get_opt(NAME).await.map_err(|e| crate::kube::error("get daemonset kube-system/aws-node", e))?.is_none() {
+    if api
+        .get_opt(NAME)
+        .await
+        .map_err(|e| crate::kube::error("get daemonset kube-system/aws-node", e))?
+        .is_none()
+    {
         return Ok(());
     }
     let prev = previous(prior_outputs);

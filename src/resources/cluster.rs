@@ -112,12 +112,15 @@ pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>
     futures::future::try_join_all(reads).await
 }
 
-/// A token derived from the state lineage and address: a create re-sent after a crash carries
-/// the same token, so EKS answers with the cluster it already made instead of a second one.
+/// A client request token for one create attempt. The SDK re-sends it on its own retries, so
+/// a request that reached AWS but whose answer was lost does not create twice; a later attempt
+/// (e.g. after destroy) gets a new one, because AWS refuses a token reused for a new request.
+/// Across crashes, duplicates are prevented by the intent row and the lookup by name instead.
 pub fn request_token(ctx: &Ctx, addr: &ResourceAddr, attempt_key: &str) -> String {
+    let nonce = uuid::Uuid::new_v4();
     format!(
         "eksnet-{}",
-        crate::spec::digest(&format!("{}/{addr}/{attempt_key}", ctx.lineage))
+        crate::spec::digest(&format!("{}/{addr}/{attempt_key}/{nonce}", ctx.lineage))
     )
 }
 

@@ -40,28 +40,46 @@ fn whole_reference(s: &str) -> Option<crate::value::Reference> {
 /// Spec → attributes, filling the defaults the tutorial uses: the name is the pod subnet's AZ
 /// (what label mode with `topology.kubernetes.io/zone` expects) and the security group is the
 /// cluster security group.
-pub fn desired_attrs(c: &EniConfigConfig) -> Result<Value, (&'static str, String)> {
+pub fn desired_attrs(c: &EniConfigConfig) -> Result<Value, Vec<(&'static str, String)>> {
+    let mut errors = Vec::new();
     let name = match &c.name {
         Some(n) => n.clone(),
         None => match whole_reference(&c.subnet_id) {
-            Some(r) if r.addr.kind == crate::addr::Kind::Subnet => format!("${{{}.availability_zone}}", r.addr),
-            _ => return Err(("name", "set `name`: it can only default to the subnet's AZ when `subnet_id` is a reference like \"${subnet.pod_a.id}\"".into())),
+            Some(r) if r.addr.kind == crate::addr::Kind::Subnet => {
+                format!("${{{}.availability_zone}}", r.addr)
+            }
+            _ => {
+                errors.push(("name", "set `name`: it can only default to the subnet's AZ when `subnet_id` is a reference like \"${subnet.pod_a.id}\"".to_string()));
+                String::new()
+            }
         },
     };
     let groups = match &c.security_group_ids {
         Some(g) => g.clone(),
         None => match whole_reference(&c.cluster_name) {
-            Some(r) if r.addr.kind == crate::addr::Kind::Cluster => vec![format!("${{{}.cluster_security_group_id}}", r.addr)],
-            _ => return Err(("security_group_ids", "set `security_group_ids`: they can only default to the cluster security group when `cluster_name` is a reference like \"${cluster.main.name}\"".into())),
+            Some(r) if r.addr.kind == crate::addr::Kind::Cluster => {
+                vec![format!("${{{}.cluster_security_group_id}}", r.addr)]
+            }
+            _ => {
+                errors.push(("security_group_ids", "set `security_group_ids`: they can only default to the cluster security group when `cluster_name` is a reference like \"${cluster.main.name}\"".to_string()));
+                Vec::new()
+            }
         },
     };
-    Ok(json!({
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut attrs = json!({
         "cluster_name": c.cluster_name,
         "name": name,
         "subnet_id": c.subnet_id,
         "security_group_ids": groups,
-        "annotate_nodes": c.annotate_nodes,
-    }))
+    });
+    // Only shown and compared when used (annotation mode).
+    if let (false, Some(m)) = (c.annotate_nodes.is_empty(), attrs.as_object_mut()) {
+        m.insert("annotate_nodes".into(), json!(c.annotate_nodes));
+    }
+    Ok(attrs)
 }
 
 fn api(client: kube::Client) -> Api<DynamicObject> {
@@ -74,7 +92,11 @@ fn observe(cluster: &str, o: &DynamicObject) -> Option<Observed> {
     let mut groups: Vec<String> = spec
         .and_then(|s| s.get("securityGroups"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     groups.sort();
     let annotations = o.metadata.annotations.clone().unwrap_or_default();
@@ -108,15 +130,27 @@ pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>
             .map_err(|e| crate::kube::error("list eniconfigs", e))?;
         Ok((cluster, list.items))
     });
-    let by_cluster: HashMap<String, Vec<DynamicObject>> = futures::future::try_join_all(lists).await?.into_iter().collect();
+    let by_cluster: HashMap<String, Vec<DynamicObject>> = futures::future::try_join_all(lists)
+        .await?
+        .into_iter()
+        .collect();
     Ok(items
         .iter()
         .map(|item| {
             let (cluster, name) = match &item.cloud_id {
-                Some(id) => id.split_once('/').map(|(c, n)| (c.to_string(), n.to_string()))?,
-                None => (super::str_attr(&item.attrs, "cluster_name")?.to_string(), super::str_attr(&item.attrs, "name")?.to_string()),
+                Some(id) => id
+                    .split_once('/')
+                    .map(|(c, n)| (c.to_string(), n.to_string()))?,
+                None => (
+                    super::str_attr(&item.attrs, "cluster_name")?.to_string(),
+                    super::str_attr(&item.attrs, "name")?.to_string(),
+                ),
             };
-            by_cluster.get(&cluster)?.iter().find(|o| o.metadata.name.as_deref() == Some(name.as_str())).and_then(|o| observe(&cluster, o))
+            by_cluster
+                .get(&cluster)?
+                .iter()
+                .find(|o| o.metadata.name.as_deref() == Some(name.as_str()))
+                .and_then(|o| observe(&cluster, o))
         })
         .collect())
 }
@@ -130,19 +164,36 @@ async fn client_for(ctx: &Ctx, cluster: &str) -> Result<kube::Client, ResourceEr
 
 fn selector(attrs: &Value) -> Option<String> {
     let rule = super::tag_map(attrs.get("annotate_nodes").unwrap_or(&Value::Null));
-    (!rule.is_empty()).then(|| rule.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+    (!rule.is_empty()).then(|| {
+        rule.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
 }
 
 /// Sets (or with `None` removes) the eniConfig annotation on the nodes a selector picks.
-async fn annotate(client: kube::Client, selector: &str, value: Option<&str>, only_if: Option<&str>) -> Result<(), ResourceError> {
+async fn annotate(
+    client: kube::Client,
+    selector: &str,
+    value: Option<&str>,
+    only_if: Option<&str>,
+) -> Result<(), ResourceError> {
     let nodes: Api<Node> = Api::all(client);
     let list = nodes
         .list(&ListParams::default().labels(selector))
         .await
         .map_err(|e| crate::kube::error("list nodes", e))?;
     for node in list.items {
-        let Some(name) = node.metadata.name.clone() else { continue };
-        let current = node.metadata.annotations.as_ref().and_then(|a| a.get(NODE_ANNOTATION)).map(String::as_str);
+        let Some(name) = node.metadata.name.clone() else {
+            continue;
+        };
+        let current = node
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(NODE_ANNOTATION))
+            .map(String::as_str);
         if only_if.is_some() && current != only_if {
             continue;
         }
@@ -158,11 +209,20 @@ async fn annotate(client: kube::Client, selector: &str, value: Option<&str>, onl
     Ok(())
 }
 
-async fn apply_object(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<Observed, ResourceError> {
+async fn apply_object(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    attrs: &Value,
+) -> Result<Observed, ResourceError> {
     let cluster = req_str(attrs, "cluster_name")?;
     let name = req_str(attrs, "name")?;
     let client = client_for(ctx, cluster).await?;
-    let annotations: BTreeMap<&str, String> = [(STATE_ANNOTATION, ctx.lineage.clone()), (ADDRESS_ANNOTATION, addr.to_string())].into_iter().collect();
+    let annotations: BTreeMap<&str, String> = [
+        (STATE_ANNOTATION, ctx.lineage.clone()),
+        (ADDRESS_ANNOTATION, addr.to_string()),
+    ]
+    .into_iter()
+    .collect();
     let object = json!({
         "apiVersion": "crd.k8s.amazonaws.com/v1alpha1",
         "kind": "ENIConfig",
@@ -170,22 +230,41 @@ async fn apply_object(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<O
         "spec": {"subnet": req_str(attrs, "subnet_id")?, "securityGroups": str_list(attrs, "security_group_ids")},
     });
     let applied = api(client.clone())
-        .patch(name, &PatchParams::apply("eksnet").force(), &Patch::Apply(&object))
+        .patch(
+            name,
+            &PatchParams::apply("eksnet").force(),
+            &Patch::Apply(&object),
+        )
         .await
         .map_err(|e| crate::kube::error("apply eniconfig", e))?;
     if let Some(sel) = selector(attrs) {
         annotate(client, &sel, Some(name), None).await?;
     }
-    observe(cluster, &applied).ok_or_else(|| ResourceError::Invalid(format!("ENIConfig {name} came back without a name")))
+    observe(cluster, &applied)
+        .ok_or_else(|| ResourceError::Invalid(format!("ENIConfig {name} came back without a name")))
 }
 
-pub async fn create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<Observed, ResourceError> {
+pub async fn create(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    attrs: &Value,
+) -> Result<Observed, ResourceError> {
     apply_object(ctx, addr, attrs).await
 }
 
-pub async fn update(ctx: &Ctx, addr: &ResourceAddr, _cloud_id: &str, before: &Value, after: &Value) -> Result<Observed, ResourceError> {
+pub async fn update(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    _cloud_id: &str,
+    before: &Value,
+    after: &Value,
+) -> Result<Observed, ResourceError> {
     // Nodes the old rule annotated but the new one does not select lose the annotation.
-    if let (Some(old), Some(cluster), Some(name)) = (selector(before), super::str_attr(before, "cluster_name"), super::str_attr(before, "name")) {
+    if let (Some(old), Some(cluster), Some(name)) = (
+        selector(before),
+        super::str_attr(before, "cluster_name"),
+        super::str_attr(before, "name"),
+    ) {
         if selector(after).as_deref() != Some(old.as_str()) {
             annotate(client_for(ctx, cluster).await?, &old, None, Some(name)).await?;
         }
@@ -193,9 +272,16 @@ pub async fn update(ctx: &Ctx, addr: &ResourceAddr, _cloud_id: &str, before: &Va
     apply_object(ctx, addr, after).await
 }
 
-pub async fn delete(ctx: &Ctx, _addr: &ResourceAddr, cloud_id: &str, attrs: &Value) -> Result<(), ResourceError> {
+pub async fn delete(
+    ctx: &Ctx,
+    _addr: &ResourceAddr,
+    cloud_id: &str,
+    attrs: &Value,
+) -> Result<(), ResourceError> {
     let Some((cluster, name)) = cloud_id.split_once('/') else {
-        return Err(ResourceError::Invalid(format!("ENIConfig id `{cloud_id}` is not `cluster/name`")));
+        return Err(ResourceError::Invalid(format!(
+            "ENIConfig id `{cloud_id}` is not `cluster/name`"
+        )));
     };
     let Some(client) = ctx.kube.client(&ctx.aws, cluster).await? else {
         return Ok(());

@@ -282,7 +282,12 @@ pub fn missing_output(r: &crate::value::Reference) -> String {
             r.raw, r.addr
         )
     } else {
-        format!("`{}`: `{}` exists but has no output `{}`", r.raw, r.addr, r.path_string())
+        format!(
+            "`{}`: `{}` exists but has no output `{}`",
+            r.raw,
+            r.addr,
+            r.path_string()
+        )
     }
 }
 

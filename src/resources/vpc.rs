@@ -66,16 +66,28 @@ async fn subnets_of(ctx: &Ctx, vpc: &str) -> Result<Vec<Subnet>, ResourceError> 
 fn vpc_outputs(vpc: &Vpc, subnets: &[Subnet]) -> Map<String, Value> {
     let mut by_key = Map::new();
     let mut azs = Map::new();
-    for s in subnets {
-        let Some(id) = s.subnet_id() else { continue };
-        by_key.insert(id.to_string(), subnet_json(s));
-        if let Some(name) = s
-            .tags()
+    // Subnets eksnet created (pod subnets) are not keyed by Name: they often reuse the cluster
+    // subnets' names (the tutorial does), and a reference must not start pointing at them.
+    let theirs = |s: &Subnet| !s.tags().iter().any(|t| t.key() == Some(super::TAG_ADDRESS));
+    let name_of = |s: &Subnet| {
+        s.tags()
             .iter()
             .find(|t| t.key() == Some("Name"))
             .and_then(|t| t.value())
-        {
-            by_key.insert(name.to_string(), subnet_json(s));
+            .map(String::from)
+    };
+    let mut names: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for s in subnets.iter().filter(|s| theirs(s)) {
+        if let Some(n) = name_of(s) {
+            *names.entry(n).or_default() += 1;
+        }
+    }
+    for s in subnets {
+        let Some(id) = s.subnet_id() else { continue };
+        by_key.insert(id.to_string(), subnet_json(s));
+        // An ambiguous Name (two subnets) is no key at all rather than a random one.
+        if let Some(name) = name_of(s).filter(|n| theirs(s) && names.get(n) == Some(&1)) {
+            by_key.insert(name, subnet_json(s));
         }
         azs.insert(id.to_string(), json!(s.availability_zone()));
     }

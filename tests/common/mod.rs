@@ -76,7 +76,12 @@ pub fn moto() -> (MotoGuard, String) {
 }
 
 pub fn reset(url: &str) {
-    let (status, body) = http(url.trim_start_matches("http://"), "POST", "/moto-api/reset", "");
+    let (status, body) = http(
+        url.trim_start_matches("http://"),
+        "POST",
+        "/moto-api/reset",
+        "",
+    );
     assert_eq!(status, 200, "moto reset failed: {body}");
 }
 
@@ -153,7 +158,10 @@ pub async fn sdk(endpoint: &str) -> eksnet::aws::AwsClients {
 /// `<target>/<profile>/`. `cargo test --workspace` builds them; a lone `cargo test --test X`
 /// may not, so a missing one is built here with the same cargo and target dir.
 pub fn tool_binary(package: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_eksnet")).parent().expect("eksnet's directory").to_path_buf();
+    let dir = Path::new(env!("CARGO_BIN_EXE_eksnet"))
+        .parent()
+        .expect("eksnet's directory")
+        .to_path_buf();
     let bin = dir.join(format!("{package}{}", std::env::consts::EXE_SUFFIX));
     if !bin.exists() {
         let target_dir = dir.parent().expect("target dir");
@@ -204,14 +212,27 @@ fn start_fake_kube() -> FakeKube {
     let lifeline = child.stdin.take();
     let start = Instant::now();
     let port = loop {
-        if let Some(p) = std::fs::read_to_string(&port_file).ok().and_then(|s| s.trim().parse::<u16>().ok()) {
+        if let Some(p) = std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u16>().ok())
+        {
             break p;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "fake-kube-apiserver did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "fake-kube-apiserver did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let addr = format!("127.0.0.1:{port}");
-    FakeKube { url: format!("http://{addr}"), kubeconfig, addr, _watchdog: child, _lifeline: lifeline, _dir: dir }
+    FakeKube {
+        url: format!("http://{addr}"),
+        kubeconfig,
+        addr,
+        _watchdog: child,
+        _lifeline: lifeline,
+        _dir: dir,
+    }
 }
 
 /// Moto plus the fake Kubernetes API server, both reset; tests run one at a time.
@@ -228,18 +249,29 @@ impl FakeKube {
     /// GET a path as JSON.
     pub fn get(&self, path: &str) -> serde_json::Value {
         let (status, body) = http(&self.addr, "GET", path, "");
-        assert!(status == 200 || status == 404, "GET {path}: {status} {body}");
+        assert!(
+            status == 200 || status == 404,
+            "GET {path}: {status} {body}"
+        );
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
     }
 
     /// Every API request served since the last reset, in order.
     pub fn requests(&self) -> Vec<serde_json::Value> {
-        self.get("/__fake/requests").as_array().cloned().unwrap_or_default()
+        self.get("/__fake/requests")
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Adds or replaces objects (pods, nodes…).
     pub fn seed(&self, objects: serde_json::Value) {
-        let (status, body) = http(&self.addr, "POST", "/__fake/seed", &serde_json::json!({ "objects": objects }).to_string());
+        let (status, body) = http(
+            &self.addr,
+            "POST",
+            "/__fake/seed",
+            &serde_json::json!({ "objects": objects }).to_string(),
+        );
         assert_eq!(status, 200, "seed: {body}");
     }
 }
@@ -257,16 +289,29 @@ pub fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
     let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
     (status, body)
 }
 
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || rest.len() < n {
             break;
         }
