@@ -406,15 +406,23 @@ async fn run_step(
         (Action::Adopt, _) | (Action::NoOp, _) => {
             let attrs = resolve_after(shared, change)
                 .unwrap_or_else(|_| change.after.clone().unwrap_or(Value::Null));
+            // Something found rather than created (after a crash) may still be on its way.
+            let settled = match (change.action, &change.cloud_id) {
+                (Action::Adopt, Some(id)) => resources::settle(ctx, addr, id, &attrs).await?,
+                _ => None,
+            };
             // Refreshed outputs win, but outputs eksnet computed itself and AWS cannot return
             // (aws-node's `previous_env`) must survive a no-op.
             let mut outputs = prior
                 .map(|p| p.outputs.clone())
                 .filter(Value::is_object)
                 .unwrap_or_else(|| Value::Object(Default::default()));
-            if let (Some(m), Some(Value::Object(live))) =
-                (outputs.as_object_mut(), &change.observed_outputs)
-            {
+            if let (Some(m), Some(Value::Object(live))) = (
+                outputs.as_object_mut(),
+                &settled
+                    .map(|o| o.outputs)
+                    .or_else(|| change.observed_outputs.clone()),
+            ) {
                 for (k, v) in live {
                     m.insert(k.clone(), v.clone());
                 }

@@ -903,3 +903,111 @@ async fn apply_asks_and_only_yes_proceeds() {
         "nothing created"
     );
 }
+
+const INTERRUPTED: &str = r#"
+[iam_role.cluster]
+name = "interrupted-cluster-role"
+assume_role_service = "eks.amazonaws.com"
+
+[cluster.main]
+name = "interrupted"
+role_arn = "${iam_role.cluster.arn}"
+subnet_ids = ["subnet-00000000000000001", "subnet-00000000000000002"]
+
+[nodegroup.main]
+cluster_name = "${cluster.main.name}"
+name = "ng"
+node_role_arn = "${iam_role.cluster.arn}"
+subnet_ids = ["subnet-00000000000000001"]
+"#;
+
+/// A cluster that a crashed run left CREATING (found by its lineage tag) is adopted and waited
+/// for: its nodegroup is only created once the cluster is ACTIVE.
+#[tokio::test]
+async fn cluster_found_mid_create_is_waited_for_before_its_nodegroup() {
+    let (_guard, moto_url) = moto();
+    let proxy = proxy::Proxy::start(&moto_url);
+    proxy.config(serde_json::json!({"cluster_create_ms": 2500}));
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    std::fs::write(d.join("i.toml"), INTERRUPTED).expect("write");
+    let lineage = eksnet::state::StateStore::open(&d.join("state/i.db"))
+        .expect("state")
+        .lineage()
+        .expect("lineage");
+    // What the crashed run had done: the role, then CreateCluster, both with eksnet's tags.
+    let aws = sdk(&proxy.url).await;
+    let tag = |k: &str, v: &str| {
+        aws_sdk_iam::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+            .expect("tag")
+    };
+    let role = aws
+        .iam
+        .create_role()
+        .role_name("interrupted-cluster-role")
+        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"eks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#)
+        .tags(tag("eksnet:state", &lineage))
+        .tags(tag("eksnet:address", "iam_role.cluster"))
+        .send()
+        .await
+        .expect("role");
+    let role_arn = role.role().map(|r| r.arn().to_string()).expect("arn");
+    aws.eks
+        .create_cluster()
+        .name("interrupted")
+        .role_arn(&role_arn)
+        .resources_vpc_config(
+            aws_sdk_eks::types::VpcConfigRequest::builder()
+                .subnet_ids("subnet-00000000000000001")
+                .subnet_ids("subnet-00000000000000002")
+                .build(),
+        )
+        .tags("eksnet:state", &lineage)
+        .tags("eksnet:address", "cluster.main")
+        .send()
+        .await
+        .expect("cluster");
+    let created_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+        * 1000.0;
+    proxy.reset_stats();
+    let out = run_ok(
+        eksnet(&proxy.url, d).args(["apply", "i.toml", "--auto-approve"]),
+        0,
+    );
+    assert!(
+        out.stdout
+            .contains("# cluster.main will be recorded in the state"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("# iam_role.cluster will be recorded in the state"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("cluster.main: still CREATING"),
+        "waited for the cluster:\n{}",
+        out.stderr
+    );
+    let stats = proxy.stats();
+    assert_eq!(stats.count("CreateCluster"), 0, "never created twice");
+    let create_ng = stats.of("CreateNodegroup");
+    assert_eq!(create_ng.len(), 1);
+    assert!(
+        create_ng[0].start_ms >= created_ms + 2400.0,
+        "CreateNodegroup {:.0} ms after CreateCluster: it must wait out the 2500 ms CREATING window",
+        create_ng[0].start_ms - created_ms
+    );
+    run_ok(
+        eksnet(&proxy.url, d).args(["plan", "i.toml", "--detailed-exitcode"]),
+        0,
+    );
+}

@@ -162,7 +162,8 @@ where
     }
 }
 
-async fn wait_active(
+/// Waits for ACTIVE; also used to settle a cluster found mid-create after a crash.
+pub(crate) async fn wait_active(
     ctx: &Ctx,
     addr: &ResourceAddr,
     name: &str,

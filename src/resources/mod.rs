@@ -291,6 +291,23 @@ pub fn missing_output(r: &crate::value::Reference) -> String {
     }
 }
 
+/// Brings a resource found by refresh (not created in this run) to a usable state before
+/// anything is built on it: a cluster, nodegroup or stack interrupted mid-create is waited for.
+/// Returns fresh observations when it waited.
+pub async fn settle(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cloud_id: &str,
+    attrs: &Value,
+) -> Result<Option<Observed>, ResourceError> {
+    match addr.kind {
+        Kind::Cluster => cluster::wait_active(ctx, addr, cloud_id).await.map(Some),
+        Kind::Nodegroup => nodegroup::settle(ctx, addr, cloud_id).await,
+        Kind::Vpc => vpc::settle(ctx, addr, cloud_id, attrs).await,
+        _ => Ok(None),
+    }
+}
+
 /// True for resources eksnet only reads and records, never creates or deletes (adopted VPC).
 pub fn is_adopted(addr: &ResourceAddr, attrs: &Value) -> bool {
     addr.kind == Kind::Vpc && attrs.get("id").is_some_and(|v| !v.is_null())

@@ -101,6 +101,16 @@ async fn describe(
     }
 }
 
+/// Waits for a nodegroup found mid-create (after a crash) to become ACTIVE.
+pub async fn settle(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cloud_id: &str,
+) -> Result<Option<Observed>, ResourceError> {
+    let (cluster, name) = split_id(cloud_id)?;
+    wait_active(ctx, addr, cluster, name).await.map(Some)
+}
+
 pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
     let reads = items.iter().map(|i| async move {
         let id = i.cloud_id.clone().or_else(|| {
@@ -119,7 +129,7 @@ pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>
     futures::future::try_join_all(reads).await
 }
 
-async fn wait_active(
+pub(crate) async fn wait_active(
     ctx: &Ctx,
     addr: &ResourceAddr,
     cluster: &str,

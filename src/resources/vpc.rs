@@ -295,6 +295,29 @@ fn cfn_tags(tags: impl IntoIterator<Item = (String, String)>) -> Vec<Tag> {
         .collect()
 }
 
+/// Wait goal for a stack found mid-operation: created or updated, whichever it was doing.
+const ANY_COMPLETE: &str = "CREATE_OR_UPDATE_COMPLETE";
+
+/// Waits for a stack found by refresh (e.g. after a crash mid-create) to finish what it was
+/// doing, so that nothing is built on a stack still in progress.
+pub async fn settle(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cloud_id: &str,
+    attrs: &Value,
+) -> Result<Option<Observed>, ResourceError> {
+    if super::is_adopted(addr, attrs) {
+        return Ok(None);
+    }
+    wait_stack(ctx, addr, cloud_id, ANY_COMPLETE).await?;
+    let lookup = Lookup {
+        addr: addr.clone(),
+        cloud_id: Some(cloud_id.to_string()),
+        attrs: attrs.clone(),
+    };
+    read_stack(ctx, &lookup).await
+}
+
 async fn wait_stack(
     ctx: &Ctx,
     addr: &ResourceAddr,
@@ -319,7 +342,10 @@ async fn wait_stack(
                 .stack_status()
                 .map(|s| s.as_str().to_string())
                 .unwrap_or_default();
-            Ok(if status == goal {
+            let reached = status == goal
+                || (goal == ANY_COMPLETE
+                    && matches!(status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE"));
+            Ok(if reached {
                 Poll::Done
             } else if status.ends_with("_FAILED") || status.ends_with("ROLLBACK_COMPLETE") {
                 Poll::Failed(status, stack.stack_status_reason().map(String::from))

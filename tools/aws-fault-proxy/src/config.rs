@@ -30,6 +30,10 @@ pub struct Config {
     pub kill_pid: Option<i32>,
     pub kill_pid_file: Option<String>,
     pub kill_signal: i32,
+    /// Opt-in: give EKS cluster answers the `resourcesVpcConfig` fields moto
+    /// leaves out (`clusterSecurityGroupId`, `vpcId`), backed by a real
+    /// security group in moto (see `cluster_sg`).
+    pub eks_cluster_fields: bool,
 }
 
 impl Default for Config {
@@ -51,6 +55,7 @@ impl Default for Config {
             kill_pid: None,
             kill_pid_file: None,
             kill_signal: DEFAULT_KILL_SIGNAL,
+            eks_cluster_fields: false,
         }
     }
 }
@@ -84,7 +89,12 @@ pub const FIELDS: &[&str] = &[
     "kill_pid",
     "kill_pid_file",
     "kill_signal",
+    "eks_cluster_fields",
 ];
+
+/// Fields that are on/off switches: on the command line they take no value
+/// (`--eks-cluster-fields`), or an inline one (`--eks-cluster-fields=false`).
+pub const BOOL_FIELDS: &[&str] = &["eks_cluster_fields"];
 
 impl Config {
     /// Applies a partial update. Either every field of `patch` is applied or,
@@ -172,6 +182,7 @@ impl Config {
                         parse_signal(value)?
                     };
                 }
+                "eks_cluster_fields" => next.eks_cluster_fields = boolean(key, value)?,
                 other => {
                     return Err(format!(
                         "unknown config field {other:?}; known: {}",
@@ -204,6 +215,15 @@ fn ms(key: &str, value: &Value, default: u64) -> Result<u64, String> {
         Ok(default)
     } else {
         uint(key, value)
+    }
+}
+
+/// A switch; `null` turns it off (every switch defaults to off).
+fn boolean(key: &str, value: &Value) -> Result<bool, String> {
+    match value {
+        Value::Null => Ok(false),
+        Value::Bool(b) => Ok(*b),
+        _ => Err(format!("{key} must be true or false, got {value}")),
     }
 }
 
@@ -292,5 +312,18 @@ mod tests {
         assert_eq!(c.kill_signal, libc::SIGINT);
         c.merge(&json!({"kill_signal": null})).unwrap();
         assert_eq!(c.kill_signal, libc::SIGKILL);
+    }
+
+    #[test]
+    fn eks_cluster_fields_switch() {
+        let mut c = Config::default();
+        assert!(!c.eks_cluster_fields);
+        c.merge(&json!({"eks_cluster_fields": true})).unwrap();
+        assert!(c.eks_cluster_fields);
+        assert!(c.merge(&json!({"eks_cluster_fields": 1})).is_err());
+        assert!(c.merge(&json!({"eks_cluster_fields": "yes"})).is_err());
+        assert!(c.eks_cluster_fields);
+        c.merge(&json!({"eks_cluster_fields": null})).unwrap();
+        assert!(!c.eks_cluster_fields);
     }
 }

@@ -4,12 +4,15 @@
 //! resource states (CREATING/DELETING, *_IN_PROGRESS), IAM propagation delay,
 //! EC2 DependencyViolation, per-operation request accounting, and a hook that
 //! kills the client right after its k-th mutating call succeeded upstream.
+//! Opt-in (`--eks-cluster-fields`), it also gives EKS clusters the
+//! `clusterSecurityGroupId` and `vpcId` moto omits, backed by a real group.
 //!
 //! Point the client at it with `AWS_ENDPOINT_URL=http://127.0.0.1:PORT`.
 //! Control API (JSON): `GET|POST /__proxy/config`, `GET /__proxy/stats`,
 //! `POST /__proxy/reset-stats`, `POST /__proxy/reset`, `GET /__proxy/health`.
 //! See `README.md` beside this crate for the fields.
 
+mod cluster_sg;
 mod config;
 mod faults;
 mod ops;
@@ -50,6 +53,8 @@ options:
   --kill-after-mutating K         signal a process after the K-th mutating answer
   --kill-pid PID | --kill-pid-file PATH
   --kill-signal SIG               number or name (default KILL)
+  --eks-cluster-fields[=BOOL]     add clusterSecurityGroupId and vpcId to EKS cluster
+                                  answers, backed by a security group made in moto
 
 Every option after --verbose is also a field of POST /__proxy/config
 (dashes become underscores).";
@@ -87,6 +92,18 @@ fn parse_args(args: Vec<String>) -> Result<Cli, String> {
         let Some(name) = flag.strip_prefix("--") else {
             return Err(format!("unexpected argument {arg:?}"));
         };
+        // Switches take no separate value, so that the next argument is not
+        // swallowed; `--flag=false` turns one off explicitly.
+        let field = name.replace('-', "_");
+        if config::BOOL_FIELDS.contains(&field.as_str()) {
+            let on = match inline.as_deref() {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(v) => return Err(format!("{flag} takes true or false, got {v:?}")),
+            };
+            patch.insert(field, Value::Bool(on));
+            continue;
+        }
         let value = match inline {
             Some(v) => v,
             None => it.next().ok_or_else(|| format!("{flag} needs a value"))?,
@@ -227,6 +244,27 @@ mod tests {
         assert_eq!(cli.config.kill_signal, libc::SIGTERM);
         assert_eq!(cli.config.kill_pid_file.as_deref(), Some("/tmp/pid"));
         assert_eq!(cli.config.stack_delete_ms, 300);
+        assert!(!cli.config.eks_cluster_fields, "off by default");
+    }
+
+    #[test]
+    fn switches_take_no_separate_value() {
+        let cli = parse_args(args(&[
+            "--eks-cluster-fields",
+            "--upstream",
+            "http://127.0.0.1:5000",
+        ]))
+        .unwrap();
+        assert!(cli.config.eks_cluster_fields);
+        assert_eq!(cli.upstream, "http://127.0.0.1:5000");
+        let cli = parse_args(args(&[
+            "--upstream",
+            "http://x",
+            "--eks-cluster-fields=false",
+        ]))
+        .unwrap();
+        assert!(!cli.config.eks_cluster_fields);
+        assert!(parse_args(args(&["--upstream", "http://x", "--eks-cluster-fields=1"])).is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use serde_json::{json, Value};
 
+use crate::cluster_sg::{self, ClusterSg};
 use crate::config::Config;
 use crate::faults::{self, Reply};
 use crate::ops::{self, OpInfo, Protocol};
@@ -34,6 +35,10 @@ pub struct App {
     rng: Mutex<fastrand::Rng>,
     world: Mutex<World>,
     stats: Mutex<Stats>,
+    /// Held while a cluster security group is made or deleted (option
+    /// `eks_cluster_fields`), so that concurrent answers about one new
+    /// cluster share one group. Only ever held across moto calls.
+    cluster_sg_lock: tokio::sync::Mutex<()>,
     verbose: bool,
 }
 
@@ -58,6 +63,7 @@ impl App {
             config: Mutex::new(config),
             world: Mutex::new(World::default()),
             stats: Mutex::new(Stats::default()),
+            cluster_sg_lock: tokio::sync::Mutex::new(()),
             verbose,
         }
     }
@@ -326,7 +332,178 @@ async fn process(
     if info.mutating {
         kill_hook(app, seq);
     }
-    rewrite_answer(app, cfg, info, upstream, stack_snapshot, sent)
+    // Before the rewriting, so that a DeleteCluster snapshot replayed during
+    // its deleting window has the fields too.
+    let upstream = if cfg.eks_cluster_fields
+        && info.protocol == Protocol::RestJson
+        && is_success(upstream.status)
+    {
+        add_cluster_fields(app, info, headers, upstream, sent).await
+    } else {
+        upstream
+    };
+    let cluster_deleted = info.protocol == Protocol::RestJson
+        && info.op == "DeleteCluster"
+        && is_success(upstream.status);
+    let answer = rewrite_answer(app, cfg, info, upstream, stack_snapshot, sent);
+    if cluster_deleted {
+        delete_cluster_sg(app, cfg, info, headers).await;
+    }
+    answer
+}
+
+/// Option `eks_cluster_fields`: adds `clusterSecurityGroupId` and `vpcId` to
+/// an EKS answer with a `cluster` object that lacks them, making the group
+/// in moto the first time. On any failure the answer stays as moto gave it.
+///
+/// The EC2 calls go straight to moto: they are not counted in the stats,
+/// faulted, delayed or seen by the kill hook.
+async fn add_cluster_fields(
+    app: &App,
+    info: &OpInfo,
+    client_headers: &HeaderMap,
+    reply: Reply,
+    sent: Instant,
+) -> Reply {
+    let Some(missing) = cluster_sg::missing(&reply.body) else {
+        return reply;
+    };
+    let headers = cluster_sg::ec2_headers(client_headers, &info.region);
+    let sg = match missing.group_id.clone() {
+        // Already EKS-shaped as far as the group goes; only vpcId lacks.
+        Some(group_id) => cluster_vpc(app, &headers, &missing)
+            .await
+            .map(|vpc_id| ClusterSg { group_id, vpc_id }),
+        None => ensure_cluster_sg(app, info, &headers, &missing, sent).await,
+    };
+    let Some(sg) = sg else {
+        return reply;
+    };
+    match cluster_sg::inject(&reply.body, &sg.group_id, &sg.vpc_id) {
+        Some(body) => Reply { body, ..reply },
+        None => reply,
+    }
+}
+
+/// The cluster's security group: the cached one, or a new one in the VPC of
+/// its first subnet, tagged and described as EKS does.
+async fn ensure_cluster_sg(
+    app: &App,
+    info: &OpInfo,
+    headers: &HeaderMap,
+    missing: &cluster_sg::Missing,
+    sent: Instant,
+) -> Option<ClusterSg> {
+    let key = (info.region.clone(), missing.cluster.clone());
+    if let Some(sg) = lock(&app.world).cluster_sgs.get(&key) {
+        return Some(sg.clone());
+    }
+    let _making = app.cluster_sg_lock.lock().await;
+    {
+        // Another answer may have made it while this one waited.
+        let world = lock(&app.world);
+        if let Some(sg) = world.cluster_sgs.get(&key) {
+            return Some(sg.clone());
+        }
+        if let Some((deleted_at, sg)) = world.cluster_sgs_deleted.get(&key) {
+            if *deleted_at > sent {
+                return Some(sg.clone());
+            }
+        }
+    }
+    let vpc_id = cluster_vpc(app, headers, missing).await?;
+    let name = cluster_sg::group_name(&missing.cluster);
+    let body = cluster_sg::create_group_body(&name, &vpc_id, &missing.cluster);
+    let text = ec2_call(app, headers, body)
+        .await
+        .map_err(|e| cluster_sg_warning(&missing.cluster, &format!("CreateSecurityGroup: {e}")))
+        .ok()?;
+    let Some(group_id) = state::xml_first(&text, "groupId") else {
+        cluster_sg_warning(&missing.cluster, "no groupId in CreateSecurityGroup answer");
+        return None;
+    };
+    let sg = ClusterSg { group_id, vpc_id };
+    lock(&app.world).cluster_sgs.insert(key, sg.clone());
+    Some(sg)
+}
+
+/// VPC of the cluster: as given, or that of its first subnet.
+async fn cluster_vpc(
+    app: &App,
+    headers: &HeaderMap,
+    missing: &cluster_sg::Missing,
+) -> Option<String> {
+    if let Some(vpc_id) = &missing.vpc_id {
+        return Some(vpc_id.clone());
+    }
+    let Some(subnet) = &missing.first_subnet else {
+        cluster_sg_warning(&missing.cluster, "no subnet in resourcesVpcConfig");
+        return None;
+    };
+    let text = ec2_call(app, headers, cluster_sg::describe_subnet_body(subnet))
+        .await
+        .map_err(|e| {
+            cluster_sg_warning(&missing.cluster, &format!("DescribeSubnets {subnet}: {e}"))
+        })
+        .ok()?;
+    let vpc_id = state::xml_first(&text, "vpcId");
+    if vpc_id.is_none() {
+        cluster_sg_warning(&missing.cluster, &format!("no vpcId for subnet {subnet}"));
+    }
+    vpc_id
+}
+
+/// After a successful DeleteCluster: deletes the group made for the cluster,
+/// as EKS does. moto's errors are ignored (the group may be in use).
+async fn delete_cluster_sg(app: &App, cfg: &Config, info: &OpInfo, client_headers: &HeaderMap) {
+    let Some(name) = info.segment(1) else {
+        return;
+    };
+    let key = (info.region.clone(), name.to_string());
+    // A group exists only if the option was on; with it off, and no group,
+    // there is nothing to wait for.
+    if !cfg.eks_cluster_fields && !lock(&app.world).cluster_sgs.contains_key(&key) {
+        return;
+    }
+    let _deleting = app.cluster_sg_lock.lock().await;
+    let sg = {
+        let mut world = lock(&app.world);
+        let sg = world.cluster_sgs.remove(&key);
+        if let Some(sg) = &sg {
+            world
+                .cluster_sgs_deleted
+                .insert(key, (Instant::now(), sg.clone()));
+        }
+        sg
+    };
+    let Some(sg) = sg else {
+        return;
+    };
+    let headers = cluster_sg::ec2_headers(client_headers, &info.region);
+    let result = ec2_call(app, &headers, cluster_sg::delete_group_body(&sg.group_id)).await;
+    if let (Err(e), true) = (result, app.verbose) {
+        eprintln!(
+            "aws-fault-proxy: eks_cluster_fields: {name}: DeleteSecurityGroup {}: {e}",
+            sg.group_id
+        );
+    }
+}
+
+/// An EC2 Query call of the proxy's own; the answer text if moto succeeded.
+async fn ec2_call(app: &App, headers: &HeaderMap, body: String) -> Result<String, String> {
+    let reply = forward(app, &Method::POST, "/", headers, Bytes::from(body)).await?;
+    let text = String::from_utf8_lossy(&reply.body).into_owned();
+    if is_success(reply.status) {
+        Ok(text)
+    } else {
+        let code = state::xml_first(&text, "Code").unwrap_or_default();
+        Err(format!("moto answered {} {code}", reply.status))
+    }
+}
+
+/// The answer goes out without the fields; say why, once per answer.
+fn cluster_sg_warning(cluster: &str, why: &str) {
+    eprintln!("aws-fault-proxy: eks_cluster_fields: cluster {cluster}: {why}; answer left as is");
 }
 
 /// Faults decided before moto is asked; `None` means forward the request.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Value;
 
+use crate::cluster_sg::ClusterSg;
 use crate::faults::Reply;
 
 /// A resource moto already finished but the client should see in progress.
@@ -61,6 +62,13 @@ pub struct World {
     pub roles: HashMap<String, Instant>,
     /// subnet id -> DependencyViolation answers given so far.
     pub subnet_failures: HashMap<String, u64>,
+    /// (region, cluster) -> the security group the proxy made in moto to be
+    /// the cluster's `clusterSecurityGroupId` (option `eks_cluster_fields`).
+    pub cluster_sgs: HashMap<(String, String), ClusterSg>,
+    /// (region, cluster) -> when the proxy deleted that group with the
+    /// cluster, and the group. An answer sent to moto before then describes
+    /// the deleted cluster: it gets the old group rather than a new one.
+    pub cluster_sgs_deleted: HashMap<(String, String), (Instant, ClusterSg)>,
 }
 
 pub fn deadline(ms: u64) -> Instant {
