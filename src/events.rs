@@ -1,8 +1,9 @@
 //! Engine events. The engine never prints: it emits events, and a reporter chosen by the CLI
-//! renders them on stderr (human, with progress bars on a terminal, or JSON lines).
+//! renders them on stderr (human, with live spinners on a terminal, or JSON lines).
 
 use crate::addr::ResourceAddr;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -67,18 +68,50 @@ impl Reporter for NullReporter {
     fn event(&self, _event: Event) {}
 }
 
-/// Human-readable progress on stderr. Waiting updates are throttled to one line per status
-/// change or every 10 s per resource when stderr is not a terminal, so logs stay readable.
+/// Human-readable progress on stderr. On a terminal, each resource at work gets a live
+/// spinner line with its status and elapsed time (indicatif), replaced by a final line when it
+/// is done; elsewhere (CI logs, pipes) only changes are printed: no spinners, and a wait prints
+/// a line when its status changes, not on every poll.
 pub struct HumanReporter {
-    last_wait: Mutex<std::collections::HashMap<ResourceAddr, (String, u64)>>,
     terminal: bool,
+    multi: indicatif::MultiProgress,
+    bars: Mutex<HashMap<ResourceAddr, indicatif::ProgressBar>>,
+    last_status: Mutex<HashMap<ResourceAddr, String>>,
 }
 
 impl HumanReporter {
     pub fn new() -> Self {
+        let terminal = std::io::stderr().is_terminal();
+        let multi = indicatif::MultiProgress::with_draw_target(if terminal {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        });
         HumanReporter {
-            last_wait: Mutex::new(Default::default()),
-            terminal: std::io::stderr().is_terminal(),
+            terminal,
+            multi,
+            bars: Mutex::new(HashMap::new()),
+            last_status: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn line(&self, text: &str) {
+        if self.terminal {
+            let _ = self.multi.println(text);
+        } else {
+            let _ = writeln!(std::io::stderr().lock(), "{text}");
+        }
+    }
+
+    fn finish(&self, addr: &ResourceAddr) {
+        if let Some(bar) = self
+            .bars
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(addr)
+        {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
         }
     }
 }
@@ -100,53 +133,86 @@ fn fmt_elapsed(d: Duration) -> String {
 
 impl Reporter for HumanReporter {
     fn event(&self, event: Event) {
-        let line = match event {
-            Event::Refreshing { resources } => format!("Refreshing {resources} resources..."),
-            Event::Started { addr, action } => format!("{addr}: {action}..."),
+        match event {
+            Event::Refreshing { resources } => {
+                self.line(&format!("Refreshing {resources} resources..."))
+            }
+            Event::Started { addr, action } => {
+                let text = format!("{addr}: {action}...");
+                if self.terminal {
+                    let bar = self.multi.add(indicatif::ProgressBar::new_spinner());
+                    if let Ok(style) =
+                        indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                    {
+                        bar.set_style(style);
+                    }
+                    bar.set_message(text);
+                    bar.enable_steady_tick(Duration::from_millis(200));
+                    self.bars
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(addr, bar);
+                } else {
+                    self.line(&text);
+                }
+            }
             Event::Waiting {
                 addr,
                 status,
                 elapsed,
             } => {
-                let bucket = elapsed.as_secs() / if self.terminal { 1 } else { 10 };
-                let Ok(mut last) = self.last_wait.lock() else {
-                    return;
-                };
-                let key = (status.clone(), bucket);
-                if last.get(&addr) == Some(&key) {
+                let text = format!("{addr}: still {status} [{} elapsed]", fmt_elapsed(elapsed));
+                if self.terminal {
+                    if let Some(bar) = self
+                        .bars
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&addr)
+                    {
+                        bar.set_message(format!("{addr}: {status}"));
+                    }
                     return;
                 }
-                last.insert(addr.clone(), key);
-                format!("{addr}: still {status} [{} elapsed]", fmt_elapsed(elapsed))
+                let mut last = self.last_status.lock().unwrap_or_else(|p| p.into_inner());
+                if last.get(&addr) != Some(&status) {
+                    last.insert(addr, status);
+                    drop(last);
+                    self.line(&text);
+                }
             }
             Event::Retrying {
                 addr,
                 reason,
                 attempt,
-            } => format!("{addr}: retrying (attempt {attempt}): {reason}"),
+            } => self.line(&format!("{addr}: retrying (attempt {attempt}): {reason}")),
             Event::Finished {
                 addr,
                 action,
                 elapsed,
                 cloud_id,
-            } => match cloud_id {
-                Some(id) => format!(
-                    "{addr}: {action} complete after {} [id={id}]",
-                    fmt_elapsed(elapsed)
-                ),
-                None => format!("{addr}: {action} complete after {}", fmt_elapsed(elapsed)),
-            },
+            } => {
+                self.finish(&addr);
+                self.line(&match cloud_id {
+                    Some(id) => format!(
+                        "{addr}: {action} complete after {} [id={id}]",
+                        fmt_elapsed(elapsed)
+                    ),
+                    None => format!("{addr}: {action} complete after {}", fmt_elapsed(elapsed)),
+                });
+            }
             Event::Failed {
                 addr,
                 action,
                 error,
-            } => format!("{addr}: {action} FAILED: {error}"),
-            Event::Skipped { addr, because } => {
-                format!("{addr}: skipped because {because} failed")
+            } => {
+                self.finish(&addr);
+                self.line(&format!("{addr}: {action} FAILED: {error}"));
             }
-            Event::Warning { message } => format!("warning: {message}"),
-        };
-        let _ = writeln!(std::io::stderr().lock(), "{line}");
+            Event::Skipped { addr, because } => {
+                self.line(&format!("{addr}: skipped because {because} failed"))
+            }
+            Event::Warning { message } => self.line(&format!("warning: {message}")),
+        }
     }
 }
 
