@@ -581,9 +581,8 @@ async fn converge(
         }
         let (report, store) = apply::apply(&ctx, &plan, store, run.parallelism).await?;
         Ok::<_, Failure>((summarise(&plan, &report), store))
-    }
-    .await;
-    finish(result, &path, &lock_id)
+    };
+    finish(interruptible(result).await, &path, &lock_id)
 }
 
 async fn apply_saved(plan: Plan, common: &Common, run: RunOpts) -> Result<u8, Failure> {
@@ -606,9 +605,22 @@ async fn apply_saved(plan: Plan, common: &Common, run: RunOpts) -> Result<u8, Fa
         let ctx = make_ctx(&s, store.lineage()?, common, run.delete_available_enis).await?;
         let (report, store) = apply::apply(&ctx, &plan, store, run.parallelism).await?;
         Ok::<_, Failure>((summarise(&plan, &report), store))
+    };
+    finish(interruptible(result).await, &path, &lock_id)
+}
+
+/// Runs a locked command, stopping at Ctrl-C. Stopping is as safe as a crash — every finished
+/// or started resource is already in the state — but unlike a crash the lock is released.
+async fn interruptible<F>(work: F) -> Result<(u8, StateStore), Failure>
+where
+    F: std::future::Future<Output = Result<(u8, StateStore), Failure>>,
+{
+    tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => Err(Failure(
+            "interrupted: operations already sent to AWS may still complete there; everything eksnet started is recorded in the state — run the same command again to reconcile".into(),
+        )),
     }
-    .await;
-    finish(result, &path, &lock_id)
 }
 
 /// Releases the lock whatever happened, then returns the command's result.

@@ -1011,3 +1011,60 @@ async fn cluster_found_mid_create_is_waited_for_before_its_nodegroup() {
         0,
     );
 }
+
+/// Ctrl-C during a wait stops the run like a crash would (everything started is recorded) but
+/// releases the lock, so the next apply simply continues.
+#[tokio::test]
+async fn interrupt_releases_the_lock_and_the_next_apply_continues() {
+    let (_guard, moto_url) = moto();
+    let proxy = proxy::Proxy::start(&moto_url);
+    proxy.config(serde_json::json!({"cluster_create_ms": 4000}));
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    std::fs::write(d.join("i.toml"), INTERRUPTED).expect("write");
+    let child = eksnet(&proxy.url, d)
+        .args(["apply", "i.toml", "--auto-approve"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait until eksnet is waiting for the cluster, then press Ctrl-C.
+    let start = std::time::Instant::now();
+    while proxy.stats().count("CreateCluster") == 0 {
+        assert!(start.elapsed().as_secs() < 30, "CreateCluster never sent");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let snap = eksnet::state::StateStore::open(&d.join("state/i.db"))
+        .expect("state")
+        .snapshot()
+        .expect("snapshot");
+    let cluster: eksnet::addr::ResourceAddr = "cluster.main".parse().expect("addr");
+    assert!(
+        snap.resources.contains_key(&cluster),
+        "the started cluster is recorded"
+    );
+    let again = run_ok(
+        eksnet(&proxy.url, d).args(["apply", "i.toml", "--auto-approve"]),
+        0,
+    );
+    assert!(!again.stderr.contains("is locked"), "{}", again.stderr);
+    assert_eq!(
+        proxy.stats().count("CreateCluster"),
+        1,
+        "the cluster was not created twice"
+    );
+    run_ok(
+        eksnet(&proxy.url, d).args(["plan", "i.toml", "--detailed-exitcode"]),
+        0,
+    );
+}
