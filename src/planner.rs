@@ -158,6 +158,17 @@ fn plan_apply(
             continue;
         };
         let desired = resolve_attrs(&r.attrs, &known);
+        // Tags and labels are strings; a reference to a list or map output cannot be one.
+        for key in ["tags", "labels"] {
+            if let Some(Value::Object(m)) = desired.get(key) {
+                for (k, v) in m.iter().filter(|(_, v)| !v.is_string()) {
+                    diags.push(spec.error_at(
+                        format!("{addr}.{key}.{k}"),
+                        format!("`{k}` resolves to {v}, which is not a string"),
+                    ));
+                }
+            }
+        }
         // A reference to a resource that exists and stays, still unresolved: the output is
         // missing, and apply could never fill it in.
         for missing in value::references(&desired)
