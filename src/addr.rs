@@ -22,11 +22,6 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// Kinds that live in the cluster's Kubernetes API rather than in AWS.
-    pub fn is_kubernetes(self) -> bool {
-        matches!(self, Kind::AwsNode | Kind::EniConfig)
-    }
-
     pub const ALL: [Kind; 8] = [
         Kind::Vpc,
         Kind::CidrBlock,

@@ -188,7 +188,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    // A prompt interrupted by Ctrl-C leaves a thread blocked on stdin; do not wait for it.
+    runtime.shutdown_background();
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(Failure(msg)) => {
             let msg = msg.trim_end();
@@ -521,7 +524,9 @@ fn read_plan_file(path: &Path) -> Result<Option<Plan>, Failure> {
     Ok(Some(plan))
 }
 
-fn confirm(destroy: bool) -> Result<bool, Failure> {
+/// Asks on stderr and reads the answer on a blocking thread, so that Ctrl-C (watched by
+/// `interruptible`) still works while the prompt waits.
+async fn confirm(destroy: bool) -> Result<bool, Failure> {
     let mut err = std::io::stderr().lock();
     let what = if destroy {
         "destroy all resources in the state"
@@ -533,8 +538,12 @@ fn confirm(destroy: bool) -> Result<bool, Failure> {
         "\nDo you want to {what}?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
     );
     let _ = err.flush();
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line)?;
+    drop(err);
+    let line = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await??;
     Ok(line.trim() == "yes")
 }
 
@@ -575,7 +584,7 @@ async fn converge(
         .await?;
         let plan = make_plan(&s, &snapshot, &ctx, &opts).await?;
         show_plan(&plan, common.json);
-        if plan.has_changes() && !auto_approve && !confirm(opts.destroy)? {
+        if plan.has_changes() && !auto_approve && !confirm(opts.destroy).await? {
             eprintln!("Cancelled: nothing was changed.");
             return Ok((1, store));
         }

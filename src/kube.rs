@@ -28,8 +28,12 @@ pub enum KubeAccess {
 /// Connects once per cluster and remembers the client (or that the cluster is absent).
 pub struct KubeConnector {
     access: KubeAccess,
-    clients: Mutex<HashMap<String, Option<kube::Client>>>,
+    clients: Mutex<HashMap<String, (std::time::Instant, kube::Client)>>,
 }
+
+/// EKS accepts a token for about 15 minutes; a long destroy (nodegroups first) must not reach
+/// the ENIConfigs with an expired one, so clients made from a token are rebuilt well before.
+const TOKEN_CLIENT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 fn kube_err(cluster: &str, what: impl std::fmt::Display) -> ResourceError {
     ResourceError::Invalid(format!("Kubernetes API of cluster `{cluster}`: {what}"))
@@ -50,8 +54,11 @@ impl KubeConnector {
         cluster: &str,
     ) -> Result<Option<kube::Client>, ResourceError> {
         let mut clients = self.clients.lock().await;
-        if let Some(c) = clients.get(cluster) {
-            return Ok(c.clone());
+        if let Some((made, c)) = clients.get(cluster) {
+            let expires = matches!(self.access, KubeAccess::Eks);
+            if !expires || made.elapsed() < TOKEN_CLIENT_MAX_AGE {
+                return Ok(Some(c.clone()));
+            }
         }
         let described = match aws.eks.describe_cluster().name(cluster).send().await {
             Ok(out) => out.cluster,
@@ -121,7 +128,10 @@ impl KubeConnector {
             }
         };
         let client = kube::Client::try_from(config).map_err(|e| kube_err(cluster, e))?;
-        clients.insert(cluster.to_string(), Some(client.clone()));
+        clients.insert(
+            cluster.to_string(),
+            (std::time::Instant::now(), client.clone()),
+        );
         Ok(Some(client))
     }
 }

@@ -297,6 +297,8 @@ fn plan_apply(
                 } else if prior.is_none_or(|p| p.status != ResourceStatus::Present) {
                     change.reason = Some(if adopted {
                         "adopting existing VPC".into()
+                    } else if addr.kind == Kind::AwsNode {
+                        "the settings are already in place".into()
                     } else {
                         "found in AWS after an interrupted run".into()
                     });

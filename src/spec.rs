@@ -26,7 +26,8 @@ pub struct VpcConfig {
     /// Template URL (CloudFormation fetches it; must be an S3 URL on real AWS).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template_url: Option<String>,
-    // Always present, so that removing every entry shows as a change.
+    /// Only the parameters listed are compared with the stack; the template's defaults cover
+    /// the rest, so dropping one from the spec is not a change.
     #[serde(default)]
     pub parameters: BTreeMap<String, String>,
     /// The VPC's primary block, when known; used to validate secondary blocks before any call.

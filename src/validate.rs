@@ -438,7 +438,10 @@ fn check_unique_names(spec: &Spec, d: &mut Diagnostics) {
         let (field, name) = match &r.config {
             ResourceConfig::IamRole(c) => ("name", c.name.clone()),
             ResourceConfig::Cluster(c) => ("name", c.name.clone()),
-            ResourceConfig::Nodegroup(n) => ("name", format!("{}/{}", n.cluster_name, n.name)),
+            ResourceConfig::Nodegroup(n) => (
+                "name",
+                format!("{}/{}", spec.cluster_key(&n.cluster_name), n.name),
+            ),
             ResourceConfig::Vpc(v) => match &v.stack_name {
                 Some(s) => ("stack_name", s.clone()),
                 None => continue,

@@ -1068,3 +1068,108 @@ async fn interrupt_releases_the_lock_and_the_next_apply_continues() {
         0,
     );
 }
+
+/// Annotation mode: ENIConfigs with custom names, nodes annotated by rule; a node that joins
+/// later is noticed by the next plan and annotated by the next apply; destroy removes the
+/// annotations.
+#[tokio::test]
+async fn annotation_mode_annotates_nodes_and_keeps_up_with_new_ones() {
+    let t = tutorial();
+    let d = t.dir.path();
+    let spec = std::fs::read_to_string(d.join(SPEC)).expect("spec");
+    let spec = spec
+        .replace("eni_config_label = \"topology.kubernetes.io/zone\"", "eni_config_selection = \"annotation\"")
+        .replace(
+            "subnet_id = \"${subnet.pod_a.id}\"",
+            "subnet_id = \"${subnet.pod_a.id}\"\nname = \"pods-a\"\nannotate_nodes = { \"topology.kubernetes.io/zone\" = \"us-west-2a\" }",
+        )
+        .replace(
+            "subnet_id = \"${subnet.pod_b.id}\"",
+            "subnet_id = \"${subnet.pod_b.id}\"\nname = \"pods-b\"\nannotate_nodes = { \"topology.kubernetes.io/zone\" = \"us-west-2b\" }",
+        );
+    std::fs::write(d.join("examples/annotated.toml"), spec).expect("write");
+    run_ok(
+        t.eksnet()
+            .args(["apply", "examples/annotated.toml", "--auto-approve"]),
+        0,
+    );
+    let annotation = |node: &str| {
+        t.kube.get(&format!("/api/v1/nodes/{node}"))["metadata"]["annotations"]
+            ["k8s.amazonaws.com/eniConfig"]
+            .clone()
+    };
+    assert_eq!(
+        annotation("ip-192-168-0-70.us-west-2.compute.internal"),
+        serde_json::json!("pods-a")
+    );
+    assert_eq!(
+        annotation("ip-192-168-0-100.us-west-2.compute.internal"),
+        serde_json::json!("pods-b")
+    );
+    let ds = t
+        .kube
+        .get("/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node");
+    let env = ds["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
+    assert!(
+        !env.contains("ENI_CONFIG_LABEL_DEF"),
+        "annotation mode sets no label definition"
+    );
+    run_ok(t.eksnet().args(["verify", "examples/annotated.toml"]), 0);
+    run_ok(
+        t.eksnet()
+            .args(["plan", "examples/annotated.toml", "--detailed-exitcode"]),
+        0,
+    );
+
+    // A node joins us-west-2a later.
+    t.kube.seed(serde_json::json!([{
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "ip-192-168-0-80.us-west-2.compute.internal", "labels": {"topology.kubernetes.io/zone": "us-west-2a"}},
+    }]));
+    let failing = run_ok(t.eksnet().args(["verify", "examples/annotated.toml"]), 3);
+    assert!(
+        failing.stdout.contains("ip-192-168-0-80"),
+        "{}",
+        failing.stdout
+    );
+    let plan = run_ok(
+        t.eksnet()
+            .args(["plan", "examples/annotated.toml", "--detailed-exitcode"]),
+        2,
+    );
+    assert!(
+        plan.stdout
+            .contains("# eni_config.pod_a will be updated in place"),
+        "{}",
+        plan.stdout
+    );
+    run_ok(
+        t.eksnet()
+            .args(["apply", "examples/annotated.toml", "--auto-approve"]),
+        0,
+    );
+    assert_eq!(
+        annotation("ip-192-168-0-80.us-west-2.compute.internal"),
+        serde_json::json!("pods-a")
+    );
+    run_ok(
+        t.eksnet()
+            .args(["plan", "examples/annotated.toml", "--detailed-exitcode"]),
+        0,
+    );
+
+    run_ok(
+        t.eksnet()
+            .args(["destroy", "examples/annotated.toml", "--auto-approve"]),
+        0,
+    );
+    assert_eq!(
+        annotation("ip-192-168-0-70.us-west-2.compute.internal"),
+        serde_json::Value::Null,
+        "annotation removed"
+    );
+    assert_eq!(
+        annotation("ip-192-168-0-80.us-west-2.compute.internal"),
+        serde_json::Value::Null
+    );
+}

@@ -134,25 +134,64 @@ pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>
         .await?
         .into_iter()
         .collect();
-    Ok(items
+    let found: Vec<Option<Observed>> = items.iter().map(|i| refind(i, &by_cluster)).collect();
+    // The node rule is live state too: it counts as applied only while every node it selects
+    // carries this ENIConfig's annotation, so nodes that joined later show up as a change.
+    let checks = items.iter().zip(found).map(|(item, obs)| async move {
+        let (Some(mut obs), Some(sel)) = (obs.clone(), selector(&item.attrs)) else {
+            return Ok::<_, ResourceError>(obs);
+        };
+        let cluster = super::str_attr(&obs.attrs, "cluster_name")
+            .unwrap_or_default()
+            .to_string();
+        let name = super::str_attr(&obs.attrs, "name")
+            .unwrap_or_default()
+            .to_string();
+        let nodes: Api<Node> = Api::all(client_for(ctx, &cluster).await?);
+        let list = nodes
+            .list(&ListParams::default().labels(&sel))
+            .await
+            .map_err(|e| crate::kube::error("list nodes", e))?;
+        let all_annotated = list.items.iter().all(|n| {
+            n.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(NODE_ANNOTATION))
+                .map(String::as_str)
+                == Some(name.as_str())
+        });
+        let live = if all_annotated {
+            item.attrs
+                .get("annotate_nodes")
+                .cloned()
+                .unwrap_or(Value::Null)
+        } else {
+            json!({})
+        };
+        if let Some(m) = obs.attrs.as_object_mut() {
+            m.insert("annotate_nodes".into(), live);
+        }
+        Ok(Some(obs))
+    });
+    futures::future::try_join_all(checks).await
+}
+
+/// The object observed for an item, from the per-cluster lists.
+fn refind(item: &Lookup, by_cluster: &HashMap<String, Vec<DynamicObject>>) -> Option<Observed> {
+    let (cluster, name) = match &item.cloud_id {
+        Some(id) => id
+            .split_once('/')
+            .map(|(c, n)| (c.to_string(), n.to_string()))?,
+        None => (
+            super::str_attr(&item.attrs, "cluster_name")?.to_string(),
+            super::str_attr(&item.attrs, "name")?.to_string(),
+        ),
+    };
+    by_cluster
+        .get(&cluster)?
         .iter()
-        .map(|item| {
-            let (cluster, name) = match &item.cloud_id {
-                Some(id) => id
-                    .split_once('/')
-                    .map(|(c, n)| (c.to_string(), n.to_string()))?,
-                None => (
-                    super::str_attr(&item.attrs, "cluster_name")?.to_string(),
-                    super::str_attr(&item.attrs, "name")?.to_string(),
-                ),
-            };
-            by_cluster
-                .get(&cluster)?
-                .iter()
-                .find(|o| o.metadata.name.as_deref() == Some(name.as_str()))
-                .and_then(|o| observe(&cluster, o))
-        })
-        .collect())
+        .find(|o| o.metadata.name.as_deref() == Some(name.as_str()))
+        .and_then(|o| observe(&cluster, o))
 }
 
 async fn client_for(ctx: &Ctx, cluster: &str) -> Result<kube::Client, ResourceError> {
