@@ -9,7 +9,7 @@ use crate::graph::DependencyGraph;
 use crate::planner::{resolve_attrs, ObservedState};
 use crate::resources::{self, Ctx, Lookup, ResourceError};
 use crate::spec::Spec;
-use crate::state::StateSnapshot;
+use crate::state::{ResourceStatus, StateSnapshot};
 use crate::value;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -136,5 +136,59 @@ pub async fn refresh(
         observed.extend(refresh_batch(ctx, lookups).await?);
         pending = rest;
     }
+    recheck_intents(ctx, spec, state, &mut observed).await?;
     Ok(observed)
+}
+
+/// Resources a crashed run had started creating (state rows in `creating`) that were not found
+/// may just not be visible yet: AWS reads are eventually consistent, and a create sent right
+/// before the crash may still be in progress. Look again, with backoff, before the planner
+/// concludes they are absent and plans a second create.
+async fn recheck_intents(
+    ctx: &Ctx,
+    spec: &Spec,
+    state: &StateSnapshot,
+    observed: &mut ObservedState,
+) -> Result<(), RefreshError> {
+    let mut missing: Vec<ResourceAddr> = observed
+        .iter()
+        .filter(|(a, o)| {
+            o.is_none()
+                && spec.get(a).is_some()
+                && state
+                    .resources
+                    .get(*a)
+                    .is_some_and(|r| r.status == ResourceStatus::Creating)
+        })
+        .map(|(a, _)| a.clone())
+        .collect();
+    for delay_ms in [500u64, 1000, 2000, 4000] {
+        if missing.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        let known: HashMap<ResourceAddr, Value> = observed
+            .iter()
+            .filter_map(|(a, o)| Some((a.clone(), o.as_ref()?.outputs.clone())))
+            .collect();
+        let lookups: Vec<Lookup> = missing
+            .iter()
+            .filter_map(|a| {
+                let attrs = resolve_attrs(&spec.get(a)?.attrs, &known);
+                Some(Lookup {
+                    addr: a.clone(),
+                    cloud_id: None,
+                    attrs,
+                })
+            })
+            .collect();
+        let found = refresh_batch(ctx, lookups).await?;
+        for (a, o) in found {
+            if o.is_some() {
+                observed.insert(a, o);
+            }
+        }
+        missing.retain(|a| observed.get(a).is_some_and(|o| o.is_none()));
+    }
+    Ok(())
 }

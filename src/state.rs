@@ -152,6 +152,28 @@ impl StateStore {
             path: path.to_path_buf(),
             source,
         };
+        // Two commands creating the same state at once can meet SQLITE_BUSY where the busy
+        // handler does not apply (switching to WAL, the first schema write); such an open is
+        // simply tried again for a while instead of failing with "database is locked".
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            match Self::try_open(path) {
+                Err(StateError::Sqlite { source, .. })
+                    if is_busy(&source) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(50 + fastrand::u64(0..100)));
+                }
+                Err(StateError::Sqlite { source, .. }) => return Err(sq(source)),
+                other => return other,
+            }
+        }
+    }
+
+    fn try_open(path: &Path) -> Result<StateStore, StateError> {
+        let sq = |source| StateError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
         let conn = Connection::open(path).map_err(sq)?;
         // Concurrent eksnet processes wait for each other's short transactions instead of
         // failing with SQLITE_BUSY; the lock row, not SQLite, serialises whole commands.
@@ -439,6 +461,13 @@ impl StateStore {
             }),
         }
     }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 fn hostname() -> String {
