@@ -1,8 +1,10 @@
-//! Resilience against moto through the AWS fault proxy (`tools/aws-fault-proxy`): a crash right
-//! after every mutating request, throttling, transitional states and IAM propagation, a branch
-//! that fails for good, two applies racing for the lock, and destroy concurrency. Every outcome
-//! is checked through the AWS SDK talking to moto directly (and, where it matters, the SQLite
-//! state and the proxy's request records), never through eksnet's own report.
+//! Resilience against moto through the AWS fault proxy (`tools/aws-fault-proxy`), with the
+//! fake Kubernetes API server for the tutorial's ENIConfigs and aws-node settings: a crash
+//! right after every mutating AWS request, throttling, transitional states and IAM
+//! propagation, a branch that fails for good, two commands racing for the lock, and destroy
+//! concurrency. Every outcome is checked behind eksnet's back: AWS through the SDK talking to
+//! moto directly, Kubernetes through the fake server, plus the SQLite state and the proxy's
+//! request records where it matters — never through eksnet's own report.
 
 mod common;
 #[path = "common/proxy.rs"]
@@ -12,7 +14,7 @@ use common::*;
 use eksnet::aws::AwsClients;
 use eksnet::state::{ResourceStatus, StateSnapshot, StateStore};
 use proxy::Proxy;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -24,6 +26,338 @@ const CLUSTER: &str = "my-custom-networking-cluster";
 const CLUSTER_ROLE: &str = "myCustomNetworkingAmazonEKSClusterRole";
 const NODE_ROLE: &str = "myCustomNetworkingAmazonEKSNodeRole";
 const POD_CIDRS: [&str; 2] = ["192.168.1.0/27", "192.168.1.32/27"];
+/// Resources of the example: stack, block, 2 pod subnets, 2 roles, cluster, aws-node settings,
+/// 2 ENIConfigs, nodegroup.
+const EXAMPLE_RESOURCES: usize = 11;
+const AWS_NODE: &str = "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node";
+const ENICONFIGS: &str = "/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs";
+
+/// moto behind a fresh proxy that fills in the EKS cluster fields moto leaves out (the
+/// ENIConfigs need the cluster security group), the fake Kubernetes API server, and SDK
+/// clients talking to moto directly.
+struct World {
+    _guard: MotoGuard,
+    proxy: Proxy,
+    kube: &'static FakeKube,
+    aws: AwsClients,
+}
+
+async fn world() -> World {
+    let (guard, moto_url, kube) = moto_and_kube();
+    let proxy = Proxy::start(&moto_url);
+    proxy.config(json!({"eks_cluster_fields": true}));
+    let aws = sdk(&moto_url).await;
+    World {
+        _guard: guard,
+        proxy,
+        kube,
+        aws,
+    }
+}
+
+impl World {
+    /// eksnet in `dir`, through the proxy, with the fake cluster's kubeconfig.
+    fn eksnet(&self, dir: &Path) -> Command {
+        let mut c = eksnet(&self.proxy.url, dir);
+        c.env("EKSNET_KUBECONFIG", &self.kube.kubeconfig);
+        c
+    }
+
+    /// moto, the proxy's windows and counters, and the fake cluster back to their start.
+    fn reset(&self) {
+        self.proxy.reset();
+        let (status, body) = http(
+            self.kube.url.trim_start_matches("http://"),
+            "POST",
+            "/__fake/reset",
+            "",
+        );
+        assert_eq!(status, 200, "fake kube reset: {body}");
+    }
+
+    fn plan_is_clean(&self, d: &Path, ctx: &str) {
+        let r = run(self.eksnet(d).args(["plan", SPEC, "--detailed-exitcode"]));
+        assert_eq!(
+            r.code, 0,
+            "{ctx}: plan after convergence must show no changes\n--- stdout\n{}\n--- stderr\n{}",
+            r.stdout, r.stderr
+        );
+    }
+
+    /// Everything in the example exists exactly once with the right settings: AWS through the
+    /// SDK (moto directly), Kubernetes from the fake server. `nodegroups` are the nodegroup
+    /// names the spec declares.
+    async fn assert_converged(&self, nodegroups: &[&str], ctx: &str) {
+        use aws_sdk_ec2::types::Filter;
+        let aws = &self.aws;
+        let stacks = aws
+            .cloudformation
+            .describe_stacks()
+            .send()
+            .await
+            .expect("stacks");
+        let live: Vec<_> = stacks
+            .stacks()
+            .iter()
+            .filter(|s| {
+                s.stack_name() == Some(STACK)
+                    && s.stack_status().map(|x| x.as_str()) != Some("DELETE_COMPLETE")
+            })
+            .collect();
+        assert_eq!(live.len(), 1, "{ctx}: exactly one stack {STACK}");
+        assert_eq!(
+            live[0].stack_status().map(|s| s.as_str()),
+            Some("CREATE_COMPLETE"),
+            "{ctx}"
+        );
+        let res = aws
+            .cloudformation
+            .describe_stack_resources()
+            .stack_name(STACK)
+            .send()
+            .await
+            .expect("stack resources");
+        let vpc_id = res
+            .stack_resources()
+            .iter()
+            .find(|r| r.logical_resource_id() == Some("VPC"))
+            .and_then(|r| r.physical_resource_id())
+            .expect("stack VPC")
+            .to_string();
+        let vpcs = aws
+            .ec2
+            .describe_vpcs()
+            .filters(
+                Filter::builder()
+                    .name("cidr-block")
+                    .values("192.168.0.0/24")
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("vpcs");
+        assert_eq!(
+            vpcs.vpcs().len(),
+            1,
+            "{ctx}: exactly one VPC 192.168.0.0/24"
+        );
+        let vpc = aws
+            .ec2
+            .describe_vpcs()
+            .vpc_ids(&vpc_id)
+            .send()
+            .await
+            .expect("vpc");
+        let blocks: Vec<_> = vpc.vpcs()[0]
+            .cidr_block_association_set()
+            .iter()
+            .filter(|a| {
+                a.cidr_block() == Some("192.168.1.0/24")
+                    && a.cidr_block_state()
+                        .and_then(|s| s.state())
+                        .map(|s| s.as_str())
+                        != Some("disassociated")
+            })
+            .collect();
+        assert_eq!(
+            blocks.len(),
+            1,
+            "{ctx}: exactly one 192.168.1.0/24 association on {vpc_id}"
+        );
+        assert_eq!(
+            blocks[0]
+                .cidr_block_state()
+                .and_then(|s| s.state())
+                .map(|s| s.as_str()),
+            Some("associated"),
+            "{ctx}"
+        );
+        let mut pod_subnets = Vec::new();
+        for cidr in POD_CIDRS {
+            let s = aws
+                .ec2
+                .describe_subnets()
+                .filters(Filter::builder().name("cidr-block").values(cidr).build())
+                .send()
+                .await
+                .expect("subnets");
+            assert_eq!(s.subnets().len(), 1, "{ctx}: exactly one subnet {cidr}");
+            assert_eq!(
+                s.subnets()[0].vpc_id(),
+                Some(vpc_id.as_str()),
+                "{ctx}: {cidr} in the stack's VPC"
+            );
+            pod_subnets.push(s.subnets()[0].clone());
+        }
+        let roles = aws.iam.list_roles().send().await.expect("roles");
+        for (role, policies) in [
+            (CLUSTER_ROLE, vec!["AmazonEKSClusterPolicy"]),
+            (
+                NODE_ROLE,
+                vec![
+                    "AmazonEC2ContainerRegistryReadOnly",
+                    "AmazonEKSWorkerNodePolicy",
+                    "AmazonEKS_CNI_Policy",
+                ],
+            ),
+        ] {
+            assert_eq!(
+                roles
+                    .roles()
+                    .iter()
+                    .filter(|r| r.role_name() == role)
+                    .count(),
+                1,
+                "{ctx}: one role {role}"
+            );
+            let attached = aws
+                .iam
+                .list_attached_role_policies()
+                .role_name(role)
+                .send()
+                .await
+                .expect("policies");
+            let mut names: Vec<&str> = attached
+                .attached_policies()
+                .iter()
+                .filter_map(|p| p.policy_name())
+                .collect();
+            names.sort();
+            assert_eq!(names, policies, "{ctx}: policies of {role}");
+        }
+        let clusters = aws.eks.list_clusters().send().await.expect("clusters");
+        assert_eq!(clusters.clusters(), [CLUSTER], "{ctx}: one cluster");
+        let c = aws
+            .eks
+            .describe_cluster()
+            .name(CLUSTER)
+            .send()
+            .await
+            .expect("cluster");
+        assert!(
+            c.cluster()
+                .and_then(|c| c.role_arn())
+                .is_some_and(|a| a.ends_with(&format!(":role/{CLUSTER_ROLE}"))),
+            "{ctx}: cluster role"
+        );
+        let ngs = aws
+            .eks
+            .list_nodegroups()
+            .cluster_name(CLUSTER)
+            .send()
+            .await
+            .expect("nodegroups");
+        let mut got: Vec<&str> = ngs.nodegroups().iter().map(String::as_str).collect();
+        got.sort();
+        let mut want = nodegroups.to_vec();
+        want.sort();
+        assert_eq!(got, want, "{ctx}: nodegroups");
+
+        // Kubernetes: one ENIConfig per pod subnet, named after its AZ; the two CNI settings
+        // on aws-node exactly once each (a re-run must not append them again).
+        let enis = self.kube.get(ENICONFIGS);
+        let mut found: Vec<(String, String)> = enis["items"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|o| {
+                        (
+                            o["metadata"]["name"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                            o["spec"]["subnet"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.sort();
+        let mut expected: Vec<(String, String)> = pod_subnets
+            .iter()
+            .map(|s| {
+                (
+                    s.availability_zone().unwrap_or_default().to_string(),
+                    s.subnet_id().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        expected.sort();
+        assert_eq!(found, expected, "{ctx}: ENIConfigs");
+        let ds = self.kube.get(AWS_NODE);
+        let env = ds["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for (name, value) in [
+            ("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", "true"),
+            ("ENI_CONFIG_LABEL_DEF", "topology.kubernetes.io/zone"),
+        ] {
+            let entries: Vec<&Value> = env.iter().filter(|e| e["name"] == name).collect();
+            assert_eq!(
+                entries.len(),
+                1,
+                "{ctx}: {name} set once on aws-node: {entries:?}"
+            );
+            assert_eq!(entries[0]["value"], value, "{ctx}: {name}");
+        }
+    }
+
+    /// Nothing of the example is left (but the VPC moto's DeleteStack keeps, see e2e).
+    async fn assert_destroyed(&self, ctx: &str) {
+        let aws = &self.aws;
+        assert!(
+            aws.cloudformation
+                .describe_stacks()
+                .stack_name(STACK)
+                .send()
+                .await
+                .map(|o| o
+                    .stacks()
+                    .iter()
+                    .all(|s| s.stack_status().map(|x| x.as_str()) == Some("DELETE_COMPLETE")))
+                .unwrap_or(true),
+            "{ctx}: stack gone"
+        );
+        assert!(
+            aws.eks
+                .list_clusters()
+                .send()
+                .await
+                .expect("clusters")
+                .clusters()
+                .is_empty(),
+            "{ctx}: cluster gone"
+        );
+        for role in [CLUSTER_ROLE, NODE_ROLE] {
+            assert!(
+                aws.iam.get_role().role_name(role).send().await.is_err(),
+                "{ctx}: {role} gone"
+            );
+        }
+        let f = aws_sdk_ec2::types::Filter::builder()
+            .name("cidr-block")
+            .values(POD_CIDRS[0])
+            .values(POD_CIDRS[1])
+            .build();
+        assert!(
+            aws.ec2
+                .describe_subnets()
+                .filters(f)
+                .send()
+                .await
+                .expect("subnets")
+                .subnets()
+                .is_empty(),
+            "{ctx}: pod subnets gone"
+        );
+        let enis = self.kube.get(ENICONFIGS);
+        assert!(
+            enis["items"].as_array().is_none_or(|a| a.is_empty()),
+            "{ctx}: ENIConfigs gone: {enis}"
+        );
+    }
+}
 
 fn edit_spec(dir: &Path, f: impl FnOnce(String) -> String) {
     let p = dir.join(SPEC);
@@ -50,6 +384,24 @@ fn snapshot(dir: &Path) -> StateSnapshot {
         .expect("open state")
         .snapshot()
         .expect("state snapshot")
+}
+
+fn assert_all_present(d: &Path, expected: usize, ctx: &str) {
+    let snap = snapshot(d);
+    assert_eq!(
+        snap.resources.len(),
+        expected,
+        "{ctx}: state rows {:?}",
+        snap.resources.keys().collect::<Vec<_>>()
+    );
+    for (addr, r) in &snap.resources {
+        assert_eq!(
+            r.status,
+            ResourceStatus::Present,
+            "{ctx}: {addr} in the state"
+        );
+        assert!(r.cloud_id.is_some(), "{ctx}: {addr} has a cloud id");
+    }
 }
 
 /// The id in eksnet's hint line `... run `eksnet force-unlock <ID> --state <PATH>``.
@@ -89,260 +441,19 @@ fn count_lines(text: &str, line: &str) -> usize {
     text.lines().filter(|l| l.trim() == line).count()
 }
 
-/// Everything in the example exists exactly once in moto with the right settings, seen
-/// through the SDK. `nodegroups` are the nodegroup names the spec declares.
-async fn assert_converged(aws: &AwsClients, nodegroups: &[&str], ctx: &str) {
-    use aws_sdk_ec2::types::Filter;
-    let stacks = aws
-        .cloudformation
-        .describe_stacks()
-        .send()
-        .await
-        .expect("stacks");
-    let live: Vec<_> = stacks
-        .stacks()
-        .iter()
-        .filter(|s| {
-            s.stack_name() == Some(STACK)
-                && s.stack_status().map(|x| x.as_str()) != Some("DELETE_COMPLETE")
-        })
-        .collect();
-    assert_eq!(live.len(), 1, "{ctx}: exactly one stack {STACK}");
-    assert_eq!(
-        live[0].stack_status().map(|s| s.as_str()),
-        Some("CREATE_COMPLETE"),
-        "{ctx}"
-    );
-    let res = aws
-        .cloudformation
-        .describe_stack_resources()
-        .stack_name(STACK)
-        .send()
-        .await
-        .expect("stack resources");
-    let vpc_id = res
-        .stack_resources()
-        .iter()
-        .find(|r| r.logical_resource_id() == Some("VPC"))
-        .and_then(|r| r.physical_resource_id())
-        .expect("stack VPC")
-        .to_string();
-    let vpcs = aws
-        .ec2
-        .describe_vpcs()
-        .filters(
-            Filter::builder()
-                .name("cidr-block")
-                .values("192.168.0.0/24")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("vpcs");
-    assert_eq!(
-        vpcs.vpcs().len(),
-        1,
-        "{ctx}: exactly one VPC 192.168.0.0/24"
-    );
-    let vpc = aws
-        .ec2
-        .describe_vpcs()
-        .vpc_ids(&vpc_id)
-        .send()
-        .await
-        .expect("vpc");
-    let blocks: Vec<_> = vpc.vpcs()[0]
-        .cidr_block_association_set()
-        .iter()
-        .filter(|a| {
-            a.cidr_block() == Some("192.168.1.0/24")
-                && a.cidr_block_state()
-                    .and_then(|s| s.state())
-                    .map(|s| s.as_str())
-                    != Some("disassociated")
-        })
-        .collect();
-    assert_eq!(
-        blocks.len(),
-        1,
-        "{ctx}: exactly one 192.168.1.0/24 association on {vpc_id}"
-    );
-    assert_eq!(
-        blocks[0]
-            .cidr_block_state()
-            .and_then(|s| s.state())
-            .map(|s| s.as_str()),
-        Some("associated"),
-        "{ctx}"
-    );
-    for cidr in POD_CIDRS {
-        let s = aws
-            .ec2
-            .describe_subnets()
-            .filters(Filter::builder().name("cidr-block").values(cidr).build())
-            .send()
-            .await
-            .expect("subnets");
-        assert_eq!(s.subnets().len(), 1, "{ctx}: exactly one subnet {cidr}");
-        assert_eq!(
-            s.subnets()[0].vpc_id(),
-            Some(vpc_id.as_str()),
-            "{ctx}: {cidr} in the stack's VPC"
-        );
-    }
-    for (role, policies) in [
-        (CLUSTER_ROLE, vec!["AmazonEKSClusterPolicy"]),
-        (
-            NODE_ROLE,
-            vec![
-                "AmazonEC2ContainerRegistryReadOnly",
-                "AmazonEKSWorkerNodePolicy",
-                "AmazonEKS_CNI_Policy",
-            ],
-        ),
-    ] {
-        let all = aws.iam.list_roles().send().await.expect("roles");
-        assert_eq!(
-            all.roles().iter().filter(|r| r.role_name() == role).count(),
-            1,
-            "{ctx}: one role {role}"
-        );
-        let attached = aws
-            .iam
-            .list_attached_role_policies()
-            .role_name(role)
-            .send()
-            .await
-            .expect("policies");
-        let mut names: Vec<&str> = attached
-            .attached_policies()
-            .iter()
-            .filter_map(|p| p.policy_name())
-            .collect();
-        names.sort();
-        assert_eq!(names, policies, "{ctx}: policies of {role}");
-    }
-    let clusters = aws.eks.list_clusters().send().await.expect("clusters");
-    assert_eq!(clusters.clusters(), [CLUSTER], "{ctx}: one cluster");
-    let c = aws
-        .eks
-        .describe_cluster()
-        .name(CLUSTER)
-        .send()
-        .await
-        .expect("cluster");
-    assert!(
-        c.cluster()
-            .and_then(|c| c.role_arn())
-            .is_some_and(|a| a.ends_with(&format!(":role/{CLUSTER_ROLE}"))),
-        "{ctx}: cluster role"
-    );
-    let ngs = aws
-        .eks
-        .list_nodegroups()
-        .cluster_name(CLUSTER)
-        .send()
-        .await
-        .expect("nodegroups");
-    let mut got: Vec<&str> = ngs.nodegroups().iter().map(String::as_str).collect();
-    got.sort();
-    let mut want = nodegroups.to_vec();
-    want.sort();
-    assert_eq!(got, want, "{ctx}: nodegroups");
-}
-
-/// Nothing of the example is left in moto (but the VPC moto's DeleteStack keeps, see e2e).
-async fn assert_destroyed(aws: &AwsClients, ctx: &str) {
-    assert!(
-        aws.cloudformation
-            .describe_stacks()
-            .stack_name(STACK)
-            .send()
-            .await
-            .map(|o| o
-                .stacks()
-                .iter()
-                .all(|s| s.stack_status().map(|x| x.as_str()) == Some("DELETE_COMPLETE")))
-            .unwrap_or(true),
-        "{ctx}: stack gone"
-    );
-    assert!(
-        aws.eks
-            .list_clusters()
-            .send()
-            .await
-            .expect("clusters")
-            .clusters()
-            .is_empty(),
-        "{ctx}: cluster gone"
-    );
-    for role in [CLUSTER_ROLE, NODE_ROLE] {
-        assert!(
-            aws.iam.get_role().role_name(role).send().await.is_err(),
-            "{ctx}: {role} gone"
-        );
-    }
-    let f = aws_sdk_ec2::types::Filter::builder()
-        .name("cidr-block")
-        .values(POD_CIDRS[0])
-        .values(POD_CIDRS[1])
-        .build();
-    assert!(
-        aws.ec2
-            .describe_subnets()
-            .filters(f)
-            .send()
-            .await
-            .expect("subnets")
-            .subnets()
-            .is_empty(),
-        "{ctx}: pod subnets gone"
-    );
-}
-
-fn assert_plan_clean(url: &str, d: &Path, ctx: &str) {
-    let r = run(eksnet(url, d).args(["plan", SPEC, "--detailed-exitcode"]));
-    assert_eq!(
-        r.code, 0,
-        "{ctx}: plan after convergence must show no changes\n--- stdout\n{}\n--- stderr\n{}",
-        r.stdout, r.stderr
-    );
-}
-
-fn assert_all_present(d: &Path, expected: usize, ctx: &str) {
-    let snap = snapshot(d);
-    assert_eq!(
-        snap.resources.len(),
-        expected,
-        "{ctx}: state rows {:?}",
-        snap.resources.keys().collect::<Vec<_>>()
-    );
-    for (addr, r) in &snap.resources {
-        assert_eq!(
-            r.status,
-            ResourceStatus::Present,
-            "{ctx}: {addr} in the state"
-        );
-        assert!(r.cloud_id.is_some(), "{ctx}: {addr} has a cloud id");
-    }
-}
-
-/// 1. SIGKILL right after moto answered the k-th mutating request, for every k: the next apply
-///    (after freeing the stale lock) converges with nothing created twice.
+/// 1. SIGKILL right after moto answered the k-th mutating AWS request, for every k: the next
+///    apply (after freeing the stale lock) converges with nothing created twice.
 #[tokio::test]
 async fn crash_after_each_mutating_request_then_reapply_converges() {
-    let (_guard, moto_url) = moto();
-    let aws = sdk(&moto_url).await;
-    let proxy = Proxy::start(&moto_url);
+    let w = world().await;
 
-    // K: mutating requests of one undisturbed apply.
-    proxy.reset();
+    // K: mutating AWS requests of one undisturbed apply.
     let dir = example_dir();
     run_ok(
-        eksnet(&proxy.url, dir.path()).args(["apply", SPEC, "--auto-approve"]),
+        w.eksnet(dir.path()).args(["apply", SPEC, "--auto-approve"]),
         0,
     );
-    let stats = proxy.stats();
+    let stats = w.proxy.stats();
     let k_total = stats.mutating();
     let order: Vec<String> = stats
         .requests()
@@ -357,20 +468,21 @@ async fn crash_after_each_mutating_request_then_reapply_converges() {
     drop(dir);
 
     for k in 1..=k_total {
-        proxy.reset();
+        w.reset();
         let dir = example_dir();
         let d = dir.path();
         let pid_file = d.join("eksnet.pid");
         // Armed before eksnet starts; the count restarts when the hook is armed.
-        proxy.config(json!({"kill_after_mutating": k, "kill_pid_file": pid_file}));
+        w.proxy
+            .config(json!({"kill_after_mutating": k, "kill_pid_file": pid_file}));
         let out = with_pid_file(
-            eksnet(&proxy.url, d).args(["apply", SPEC, "--auto-approve"]),
+            w.eksnet(d).args(["apply", SPEC, "--auto-approve"]),
             &pid_file,
         )
         .stdin(Stdio::null())
         .output()
         .expect("run eksnet");
-        let stats = proxy.stats();
+        let stats = w.proxy.stats();
         let killed = stats.0["kill"].clone();
         let op = stats
             .requests()
@@ -394,13 +506,15 @@ async fn crash_after_each_mutating_request_then_reapply_converges() {
             .expect("pid");
         assert_eq!(killed["killed"], true, "{ctx}: {killed}");
         assert_eq!(killed["pid"].as_i64(), Some(pid), "{ctx}: {killed}");
-        proxy.config(json!({"kill_after_mutating": null, "kill_pid_file": null}));
+        w.proxy
+            .config(json!({"kill_after_mutating": null, "kill_pid_file": null}));
 
-        // The dead apply left its lock; eksnet must call it stale and name the id.
-        let locked = run(eksnet(&proxy.url, d).args(["apply", SPEC, "--auto-approve"]));
+        // The dead apply left its lock (taken before any request); eksnet must call it stale
+        // and name its id.
+        let locked = run(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]));
         assert_eq!(
             locked.code, 1,
-            "{ctx}: the lock taken before any request outlives the kill\n{}",
+            "{ctx}: the lock outlives the kill\n{}",
             locked.stderr
         );
         assert!(
@@ -410,11 +524,8 @@ async fn crash_after_each_mutating_request_then_reapply_converges() {
         );
         let id = lock_id(&locked.stderr)
             .unwrap_or_else(|| panic!("{ctx}: no lock id in {}", locked.stderr));
-        run_ok(
-            eksnet(&proxy.url, d).args(["force-unlock", &id, "--state", STATE]),
-            0,
-        );
-        let again = run(eksnet(&proxy.url, d).args(["apply", SPEC, "--auto-approve"]));
+        run_ok(w.eksnet(d).args(["force-unlock", &id, "--state", STATE]), 0);
+        let again = run(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]));
         assert_eq!(
             again.code, 0,
             "{ctx}: re-apply\n--- stdout\n{}\n--- stderr\n{}",
@@ -424,8 +535,10 @@ async fn crash_after_each_mutating_request_then_reapply_converges() {
             .stdout
             .lines()
             .filter(|l| {
-                l.contains("will be adopted") || l.contains("found in AWS after an interrupted run")
+                l.contains("found in AWS after an interrupted run")
+                    || l.contains("updated in place")
             })
+            .map(str::trim)
             .collect();
         eprintln!(
             "  re-apply: {} {adopted:?}",
@@ -435,54 +548,49 @@ async fn crash_after_each_mutating_request_then_reapply_converges() {
                 .find(|l| l.starts_with("Plan:"))
                 .unwrap_or("no plan line")
         );
-        assert_converged(&aws, &["my-nodegroup"], &ctx).await;
-        assert_plan_clean(&proxy.url, d, &ctx);
-        assert_all_present(d, 8, &ctx);
+
+        w.assert_converged(&["my-nodegroup"], &ctx).await;
+        w.plan_is_clean(d, &ctx);
+        assert_all_present(d, EXAMPLE_RESOURCES, &ctx);
     }
 }
 
-/// 2. A third of all requests throttled: apply, plan and destroy still succeed.
+/// 2. A third of all AWS requests throttled: apply, plan and destroy still succeed.
 #[tokio::test]
 async fn converges_and_destroys_under_30_percent_throttling() {
-    let (_guard, moto_url) = moto();
-    let aws = sdk(&moto_url).await;
-    let proxy = Proxy::start(&moto_url);
-    proxy.config(json!({"throttle_fraction": 0.3, "throttle_seed": 7}));
+    let w = world().await;
+    w.proxy
+        .config(json!({"throttle_fraction": 0.3, "throttle_seed": 7}));
     let dir = example_dir();
     let d = dir.path();
-    let applied = run_ok(
-        eksnet(&proxy.url, d).args(["apply", SPEC, "--auto-approve"]),
-        0,
-    );
+    let applied = run_ok(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]), 0);
     assert!(
-        applied
-            .stderr
-            .contains("Apply complete! Resources: 8 added"),
+        applied.stderr.contains(&format!(
+            "Apply complete! Resources: {EXAMPLE_RESOURCES} added"
+        )),
         "{}",
         applied.stderr
     );
-    let throttled = proxy.stats().faulted("throttle").len();
+    let throttled = w.proxy.stats().faulted("throttle").len();
     assert!(
         throttled >= 5,
         "the proxy must actually have throttled ({throttled} requests)"
     );
-    assert_converged(&aws, &["my-nodegroup"], "throttled apply").await;
-    assert_plan_clean(&proxy.url, d, "throttled plan");
-    proxy.reset_stats();
-    let destroyed = run_ok(
-        eksnet(&proxy.url, d).args(["destroy", SPEC, "--auto-approve"]),
-        0,
-    );
+    w.assert_converged(&["my-nodegroup"], "throttled apply")
+        .await;
+    w.plan_is_clean(d, "throttled plan");
+    w.proxy.reset_stats();
+    let destroyed = run_ok(w.eksnet(d).args(["destroy", SPEC, "--auto-approve"]), 0);
     assert!(
         destroyed.stderr.contains("Destroy complete!"),
         "{}",
         destroyed.stderr
     );
     assert!(
-        !proxy.stats().faulted("throttle").is_empty(),
+        !w.proxy.stats().faulted("throttle").is_empty(),
         "destroy was throttled too"
     );
-    assert_destroyed(&aws, "throttled destroy").await;
+    w.assert_destroyed("throttled destroy").await;
     assert!(snapshot(d).resources.is_empty(), "state emptied");
 }
 
@@ -490,18 +598,17 @@ async fn converges_and_destroys_under_30_percent_throttling() {
 ///    that refuse deletion twice: both directions wait or retry, say so, and succeed.
 #[tokio::test]
 async fn waits_through_transitions_iam_propagation_and_dependency_violations() {
-    let (_guard, moto_url) = moto();
-    let aws = sdk(&moto_url).await;
-    let proxy = Proxy::start(&moto_url);
-    // The IAM window must outlast the stack's creation (1.5 s), or the cluster, which waits for
-    // the stack, would never meet it: 2.5 s makes CreateCluster hit it for about a second.
-    proxy.config(
-        json!({"transition_ms": 1500, "iam_propagation_ms": 2500, "dependency_violation_count": 2}),
+    let w = world().await;
+    // The IAM window must outlast the stack's creation (1.5 s plus polls and read-back), or the
+    // cluster, which waits for the stack, would never meet it: 4 s leaves a 2 s margin on a
+    // loaded machine and makes CreateCluster retry for about two seconds.
+    w.proxy.config(
+        json!({"transition_ms": 1500, "iam_propagation_ms": 4000, "dependency_violation_count": 2}),
     );
     let dir = example_dir();
     let d = dir.path();
     let applied = run_ok(
-        eksnet(&proxy.url, d)
+        w.eksnet(d)
             .env("EKSNET_POLL_MAX_MS", "200")
             .args(["apply", SPEC, "--auto-approve"]),
         0,
@@ -515,7 +622,7 @@ async fn waits_through_transitions_iam_propagation_and_dependency_violations() {
     ] {
         assert!(err.contains(line), "apply stderr lacks {line:?}:\n{err}");
     }
-    let stats = proxy.stats();
+    let stats = w.proxy.stats();
     assert!(
         !stats.faulted("iam_propagation").is_empty(),
         "CreateCluster met the IAM window"
@@ -524,12 +631,13 @@ async fn waits_through_transitions_iam_propagation_and_dependency_violations() {
         stats.faulted("transition").len() >= 3,
         "describes saw transitional states"
     );
-    assert_converged(&aws, &["my-nodegroup"], "apply through transitions").await;
-    assert_plan_clean(&proxy.url, d, "plan after transitions");
+    w.assert_converged(&["my-nodegroup"], "apply through transitions")
+        .await;
+    w.plan_is_clean(d, "plan after transitions");
 
-    proxy.reset_stats();
+    w.proxy.reset_stats();
     let destroyed = run_ok(
-        eksnet(&proxy.url, d)
+        w.eksnet(d)
             .env("EKSNET_POLL_MAX_MS", "200")
             .args(["destroy", SPEC, "--auto-approve"]),
         0,
@@ -543,25 +651,24 @@ async fn waits_through_transitions_iam_propagation_and_dependency_violations() {
     ] {
         assert!(err.contains(line), "destroy stderr lacks {line:?}:\n{err}");
     }
+    let stats = w.proxy.stats();
     assert_eq!(
-        proxy.stats().faulted("dependency_violation").len(),
+        stats.faulted("dependency_violation").len(),
         4,
         "two refusals per pod subnet"
     );
     assert!(
-        proxy.stats().faulted("nodegroups_deleting").is_empty(),
+        stats.faulted("nodegroups_deleting").is_empty(),
         "DeleteCluster waited for the nodegroup"
     );
-    assert_destroyed(&aws, "destroy through transitions").await;
+    w.assert_destroyed("destroy through transitions").await;
 }
 
 /// 4. A branch that fails for good (moto rejects the cluster's role ARN): exit 1, each dependent
 ///    reported skipped once, independent branches done and recorded; fixing the spec converges.
 #[tokio::test]
 async fn failed_branch_skips_dependents_keeps_the_rest_and_recovers() {
-    let (_guard, moto_url) = moto();
-    let aws = sdk(&moto_url).await;
-    let proxy = Proxy::start(&moto_url);
+    let w = world().await;
     let dir = example_dir();
     let d = dir.path();
     let good_arn = "role_arn = \"${iam_role.cluster.arn}\"";
@@ -572,10 +679,7 @@ async fn failed_branch_skips_dependents_keeps_the_rest_and_recovers() {
         assert!(t.contains(good_arn));
         t.replace(good_arn, &bad_arn) + &extra_nodegroup("extra", "my-nodegroup-extra")
     });
-    let failed = run_ok(
-        eksnet(&proxy.url, d).args(["apply", SPEC, "--auto-approve"]),
-        1,
-    );
+    let failed = run_ok(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]), 1);
     let err = &failed.stderr;
     assert!(
         err.contains(
@@ -583,30 +687,45 @@ async fn failed_branch_skips_dependents_keeps_the_rest_and_recovers() {
         ),
         "{err}"
     );
-    for ng in ["nodegroup.main", "nodegroup.extra"] {
+    let dependents = [
+        "nodegroup.main",
+        "nodegroup.extra",
+        "aws_node.main",
+        "eni_config.pod_a",
+        "eni_config.pod_b",
+    ];
+    for dep in dependents {
         assert_eq!(
-            count_lines(err, &format!("{ng}: skipped because cluster.main failed")),
+            count_lines(err, &format!("{dep}: skipped because cluster.main failed")),
             1,
-            "{ng} reported skipped once:\n{err}"
+            "{dep} reported skipped once:\n{err}"
         );
         assert_eq!(
-            count_lines(err, &format!("skipped: {ng} (because cluster.main failed)")),
+            count_lines(
+                err,
+                &format!("skipped: {dep} (because cluster.main failed)")
+            ),
             1,
-            "{ng} in the summary once:\n{err}"
+            "{dep} in the summary once:\n{err}"
         );
         assert!(
-            !err.contains(&format!("{ng}: create...")),
-            "{ng} must not start:\n{err}"
+            !err.contains(&format!("{dep}: create...")),
+            "{dep} must not start:\n{err}"
         );
     }
     assert!(
-        err.contains("Apply failed: 1 failed, 2 skipped; 6 added"),
+        err.contains("Apply failed: 1 failed, 5 skipped; 6 added"),
         "{err}"
     );
     assert_eq!(
-        proxy.stats().count("CreateNodegroup"),
+        w.proxy.stats().count("CreateNodegroup"),
         0,
         "no nodegroup request was sent"
+    );
+    assert!(
+        !w.kube.requests().iter().any(|r| r["method"] != "GET"),
+        "nothing written to Kubernetes: {:?}",
+        w.kube.requests()
     );
 
     // Independent branches: in AWS and recorded as present in the state.
@@ -637,14 +756,15 @@ async fn failed_branch_skips_dependents_keeps_the_rest_and_recovers() {
             .is_none_or(|r| r.status != ResourceStatus::Present),
         "cluster not recorded as present"
     );
-    for ng in ["nodegroup.main", "nodegroup.extra"] {
+    for dep in dependents {
         assert!(
-            !snap.resources.contains_key(&ng.parse().expect("addr")),
-            "{ng} never started, so no row"
+            !snap.resources.contains_key(&dep.parse().expect("addr")),
+            "{dep} never started, so no row"
         );
     }
     assert!(
-        aws.eks
+        w.aws
+            .eks
             .list_clusters()
             .send()
             .await
@@ -659,7 +779,8 @@ async fn failed_branch_skips_dependents_keeps_the_rest_and_recovers() {
             .values(cidr)
             .build();
         assert_eq!(
-            aws.ec2
+            w.aws
+                .ec2
                 .describe_subnets()
                 .filters(f)
                 .send()
@@ -671,45 +792,42 @@ async fn failed_branch_skips_dependents_keeps_the_rest_and_recovers() {
             "{cidr} created"
         );
     }
+    for role in [CLUSTER_ROLE, NODE_ROLE] {
+        assert!(
+            w.aws.iam.get_role().role_name(role).send().await.is_ok(),
+            "{role} created"
+        );
+    }
 
     // Fixed: the next apply creates exactly what is missing.
     edit_spec(d, |t| t.replace(&bad_arn, good_arn));
-    let fixed = run_ok(
-        eksnet(&proxy.url, d).args(["apply", SPEC, "--auto-approve"]),
-        0,
-    );
+    let fixed = run_ok(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]), 0);
     assert!(
         fixed
             .stderr
-            .contains("Apply complete! Resources: 3 added, 0 changed, 0 replaced, 0 destroyed."),
+            .contains("Apply complete! Resources: 6 added, 0 changed, 0 replaced, 0 destroyed."),
         "{}",
         fixed.stderr
     );
-    assert_converged(
-        &aws,
-        &["my-nodegroup", "my-nodegroup-extra"],
-        "after the fix",
-    )
-    .await;
-    assert_plan_clean(&proxy.url, d, "after the fix");
-    assert_all_present(d, 9, "after the fix");
+    w.assert_converged(&["my-nodegroup", "my-nodegroup-extra"], "after the fix")
+        .await;
+    w.plan_is_clean(d, "after the fix");
+    assert_all_present(d, EXAMPLE_RESOURCES + 1, "after the fix");
 }
 
 /// 5. Two applies started together on one state: one gets the lock and converges, the other
 ///    is refused naming the holder; nothing is left half done.
 #[tokio::test]
 async fn concurrent_applies_one_wins_the_lock() {
-    let (_guard, moto_url) = moto();
-    let aws = sdk(&moto_url).await;
-    let proxy = Proxy::start(&moto_url);
-    proxy.config(json!({"latency_ms": 100}));
+    let w = world().await;
+    w.proxy.config(json!({"latency_ms": 100}));
     let dir = example_dir();
     let d = dir.path();
     // The state exists already (as after any earlier run), so this is about the command lock;
     // two first runs creating the state together are the next test.
     drop(StateStore::open(&d.join(STATE)).expect("create the state"));
     let spawn = || {
-        eksnet(&proxy.url, d)
+        w.eksnet(d)
             .args(["apply", SPEC, "--auto-approve"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -750,46 +868,78 @@ async fn concurrent_applies_one_wins_the_lock() {
         "the holder was alive: {all}"
     );
     assert!(
-        text(winner).contains("Apply complete! Resources: 8 added"),
+        text(winner).contains(&format!(
+            "Apply complete! Resources: {EXAMPLE_RESOURCES} added"
+        )),
         "{all}"
     );
-    assert_converged(&aws, &["my-nodegroup"], "after the race").await;
-    assert_plan_clean(&proxy.url, d, "after the race");
-    assert_all_present(d, 8, "after the race");
+    w.assert_converged(&["my-nodegroup"], "after the race")
+        .await;
+    w.plan_is_clean(d, "after the race");
+    assert_all_present(d, EXAMPLE_RESOURCES, "after the race");
+}
+
+/// 5b. Two commands that both find no state yet and create it at the same moment: one must get
+///     the lock and the other be refused with "is locked by" — never fail on SQLite's own
+///     locking ("database is locked"). Destroys of nothing keep each round short; several
+///     rounds because the window is a few milliseconds wide.
+#[tokio::test]
+async fn concurrent_first_runs_creating_the_state_never_fail_with_database_is_locked() {
+    let w = world().await;
+    w.proxy.config(json!({"latency_ms": 100}));
+    for round in 1..=24 {
+        let dir = example_dir();
+        let d = dir.path();
+        let spawn = || {
+            w.eksnet(d)
+                .args(["destroy", SPEC, "--auto-approve"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn eksnet")
+        };
+        let (a, b) = (spawn(), spawn());
+        for out in [a, b]
+            .into_iter()
+            .map(|c| c.wait_with_output().expect("wait"))
+        {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let ok = out.status.code() == Some(0)
+                || (out.status.code() == Some(1) && err.contains("is locked by `eksnet destroy"));
+            assert!(ok, "round {round}: a command racing to create the state must either run or be refused by the eksnet lock, got {:?}:\n{err}", out.status.code());
+        }
+        assert!(
+            snapshot(d).resources.is_empty(),
+            "round {round}: state intact"
+        );
+    }
 }
 
 /// 6. Destroy deletes independent nodegroups concurrently, and the cluster only once all of
 ///    them are gone.
 #[tokio::test]
 async fn destroy_deletes_nodegroups_in_parallel_then_the_cluster() {
-    let (_guard, moto_url) = moto();
-    let aws = sdk(&moto_url).await;
-    let proxy = Proxy::start(&moto_url);
+    let w = world().await;
     let dir = example_dir();
     let d = dir.path();
     edit_spec(d, |t| {
         t + &extra_nodegroup("second", "my-nodegroup-2")
             + &extra_nodegroup("third", "my-nodegroup-3")
     });
-    run_ok(
-        eksnet(&proxy.url, d).args(["apply", SPEC, "--auto-approve"]),
-        0,
-    );
-    assert_converged(
-        &aws,
+    run_ok(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]), 0);
+    w.assert_converged(
         &["my-nodegroup", "my-nodegroup-2", "my-nodegroup-3"],
         "three nodegroups",
     )
     .await;
 
     const DELETING_MS: f64 = 1000.0;
-    proxy.config(json!({"latency_ms": 50, "nodegroup_delete_ms": DELETING_MS as u64}));
-    proxy.reset_stats();
-    run_ok(
-        eksnet(&proxy.url, d).args(["destroy", SPEC, "--auto-approve"]),
-        0,
-    );
-    let stats = proxy.stats();
+    w.proxy
+        .config(json!({"latency_ms": 50, "nodegroup_delete_ms": DELETING_MS as u64}));
+    w.proxy.reset_stats();
+    run_ok(w.eksnet(d).args(["destroy", SPEC, "--auto-approve"]), 0);
+    let stats = w.proxy.stats();
     let deletes = stats.of("DeleteNodegroup");
     assert_eq!(
         deletes.len(),
@@ -817,13 +967,18 @@ async fn destroy_deletes_nodegroups_in_parallel_then_the_cluster() {
     );
     assert_eq!(clusters[0].status, 200);
     // 20 ms of slack: the window is timed inside the proxy a little before the record closes.
-    assert!(clusters[0].start_ms >= last_answered + DELETING_MS - 20.0, "DeleteCluster sent {:.0} ms after the last DeleteNodegroup answer, before the nodegroups were gone", clusters[0].start_ms - last_answered);
+    assert!(
+        clusters[0].start_ms >= last_answered + DELETING_MS - 20.0,
+        "DeleteCluster sent {:.0} ms after the last DeleteNodegroup answer, before the nodegroups were gone",
+        clusters[0].start_ms - last_answered
+    );
     assert!(
         stats.faulted("nodegroups_deleting").is_empty(),
         "no DeleteCluster while a nodegroup was DELETING"
     );
     assert!(
-        aws.eks
+        w.aws
+            .eks
             .list_clusters()
             .send()
             .await
@@ -832,42 +987,4 @@ async fn destroy_deletes_nodegroups_in_parallel_then_the_cluster() {
             .is_empty(),
         "cluster gone"
     );
-}
-
-/// 5b. Two commands that both find no state yet and create it at the same moment: one must
-///     get the lock and the other be refused with "is locked by", never fail on SQLite's own
-///     locking ("database is locked"). Destroys of nothing keep each round short; several
-///     rounds because the window is a few milliseconds wide.
-#[tokio::test]
-async fn concurrent_first_runs_creating_the_state_never_fail_with_database_is_locked() {
-    let (_guard, moto_url) = moto();
-    let proxy = Proxy::start(&moto_url);
-    proxy.config(json!({"latency_ms": 100}));
-    for round in 1..=12 {
-        let dir = example_dir();
-        let d = dir.path();
-        let spawn = || {
-            eksnet(&proxy.url, d)
-                .args(["destroy", SPEC, "--auto-approve"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn eksnet")
-        };
-        let (a, b) = (spawn(), spawn());
-        for out in [a, b]
-            .into_iter()
-            .map(|c| c.wait_with_output().expect("wait"))
-        {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let ok = out.status.code() == Some(0)
-                || (out.status.code() == Some(1) && err.contains("is locked by `eksnet destroy"));
-            assert!(ok, "round {round}: a command racing to create the state must either run or be refused by the eksnet lock, got {:?}:\n{err}", out.status.code());
-        }
-        assert!(
-            snapshot(d).resources.is_empty(),
-            "round {round}: state intact"
-        );
-    }
 }

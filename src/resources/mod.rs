@@ -391,7 +391,7 @@ where
     Fut: Future<Output = Result<Poll, ResourceError>>,
 {
     let start = Instant::now();
-    let mut delay = Duration::from_millis(250);
+    let mut delay = Duration::from_millis(250).min(ctx.poll_cap);
     loop {
         match poll().await? {
             Poll::Done => return Ok(()),
