@@ -178,59 +178,90 @@ pub fn tool_binary(package: &str) -> PathBuf {
     bin
 }
 
-/// The in-repo fake Kubernetes API server, one per test process, reset by `fake_kube()`.
+/// A test-support tool started under a watchdog: the tool dies when the test process does
+/// (the watchdog waits on our stdin pipe), so none outlives its test.
+pub struct ToolProcess {
+    pub port: u16,
+    watchdog: Child,
+    lifeline: Option<std::process::ChildStdin>,
+}
+
+impl ToolProcess {
+    /// Starts `bin` with `args` plus `--port-file FILE` and waits for the port.
+    pub fn start(bin: &Path, args: &[&std::ffi::OsStr], dir: &Path) -> ToolProcess {
+        let port_file = dir.join("port");
+        let watchdog = "import subprocess,sys\np=subprocess.Popen(sys.argv[1:],stdin=subprocess.DEVNULL,stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)\nsys.stdin.read()\np.kill()\np.wait()\n";
+        let python = moto_server_path().with_file_name("python");
+        let mut child = Command::new(&python)
+            .arg("-c")
+            .arg(watchdog)
+            .arg(bin)
+            .args(args)
+            .arg("--port-file")
+            .arg(&port_file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} under a watchdog: {e}", bin.display()));
+        let lifeline = child.stdin.take();
+        let start = Instant::now();
+        let port = loop {
+            if let Some(p) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<u16>().ok())
+            {
+                break p;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{} exited during startup: {status}", bin.display());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{} did not start within 30 s",
+                bin.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        ToolProcess {
+            port,
+            watchdog: child,
+            lifeline,
+        }
+    }
+}
+
+impl Drop for ToolProcess {
+    fn drop(&mut self) {
+        drop(self.lifeline.take());
+        let _ = self.watchdog.wait();
+    }
+}
+
+/// The in-repo fake Kubernetes API server, one per test process, reset by `moto_and_kube()`.
 pub struct FakeKube {
     pub url: String,
     pub kubeconfig: PathBuf,
     addr: String,
-    _watchdog: Child,
-    _lifeline: Option<std::process::ChildStdin>,
+    _process: ToolProcess,
     _dir: tempfile::TempDir,
 }
 
 fn start_fake_kube() -> FakeKube {
     let bin = tool_binary("fake-kube-apiserver");
     let dir = tempfile::tempdir().expect("tempdir");
-    let port_file = dir.path().join("port");
     let kubeconfig = dir.path().join("kubeconfig");
-    // The server dies when the test process does: its watchdog waits on our stdin pipe.
-    let watchdog = "import subprocess,sys\np=subprocess.Popen(sys.argv[1:],stdin=subprocess.DEVNULL,stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)\nsys.stdin.read()\np.kill()\np.wait()\n";
-    let python = moto_server_path().with_file_name("python");
-    let mut child = Command::new(&python)
-        .arg("-c")
-        .arg(watchdog)
-        .arg(&bin)
-        .arg("--kubeconfig-out")
-        .arg(&kubeconfig)
-        .arg("--port-file")
-        .arg(&port_file)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let lifeline = child.stdin.take();
-    let start = Instant::now();
-    let port = loop {
-        if let Some(p) = std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|s| s.trim().parse::<u16>().ok())
-        {
-            break p;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "fake-kube-apiserver did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let addr = format!("127.0.0.1:{port}");
+    let process = ToolProcess::start(
+        &bin,
+        &["--kubeconfig-out".as_ref(), kubeconfig.as_os_str()],
+        dir.path(),
+    );
+    let addr = format!("127.0.0.1:{}", process.port);
     FakeKube {
         url: format!("http://{addr}"),
         kubeconfig,
         addr,
-        _watchdog: child,
-        _lifeline: lifeline,
+        _process: process,
         _dir: dir,
     }
 }
@@ -280,6 +311,7 @@ impl FakeKube {
 pub fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -7,79 +7,13 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
-/// The proxy executable.
-///
-/// `CARGO_BIN_EXE_<name>` only exists for binaries of the package under test, and the proxy is
-/// another workspace package, so its path is derived from eksnet's: both land in the same
-/// `<target dir>/<profile>/` directory. A plain `cargo test --test resilience` builds only the
-/// root package, so when the proxy is not there yet it is built here with the same cargo, target
-/// dir and profile (a one-off of a few seconds; cargo has released its build lock by the time
-/// tests run). `EKSNET_FAULT_PROXY` points at another build.
+/// The proxy executable (`EKSNET_FAULT_PROXY` points at another build).
 pub fn binary() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(p) = std::env::var("EKSNET_FAULT_PROXY") {
-            return PathBuf::from(p);
-        }
-        let dir = Path::new(env!("CARGO_BIN_EXE_eksnet"))
-            .parent()
-            .expect("eksnet's directory")
-            .to_path_buf();
-        let bin = dir.join(format!("aws-fault-proxy{}", std::env::consts::EXE_SUFFIX));
-        if !bin.exists() {
-            build(&dir);
-        }
-        assert!(
-            bin.exists(),
-            "aws-fault-proxy not found at {} even after building it",
-            bin.display()
-        );
-        bin
-    })
-    .clone()
-}
-
-fn build(profile_dir: &Path) {
-    let target_dir = profile_dir.parent().expect("target dir");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "aws-fault-proxy",
-            "--bin",
-            "aws-fault-proxy",
-        ])
-        .env("CARGO_TARGET_DIR", target_dir);
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().expect("run cargo build -p aws-fault-proxy");
-    assert!(
-        status.success(),
-        "cargo build -p aws-fault-proxy failed: {status}"
-    );
-}
-
-/// Python for the watchdog: the interpreter of the moto venv the harness already requires.
-fn python() -> PathBuf {
-    let server = std::env::var("EKSNET_MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server"));
-    let venv = server.with_file_name("python");
-    if venv.exists() {
-        venv
-    } else {
-        PathBuf::from("python3")
+    match std::env::var("EKSNET_FAULT_PROXY") {
+        Ok(p) => PathBuf::from(p),
+        Err(_) => crate::common::tool_binary("aws-fault-proxy"),
     }
 }
 
@@ -88,55 +22,24 @@ pub struct Proxy {
     /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL`.
     pub url: String,
     addr: String,
-    watchdog: Child,
-    /// Closing this pipe (on drop, or when the test process dies in any way) makes the
-    /// watchdog kill the proxy, so no proxy outlives its test.
-    lifeline: Option<ChildStdin>,
+    _process: crate::common::ToolProcess,
     _dir: tempfile::TempDir,
 }
 
 impl Proxy {
     /// Starts a proxy in front of `upstream` (moto's URL) with no fault configured.
     pub fn start(upstream: &str) -> Proxy {
-        let bin = binary();
         let dir = tempfile::tempdir().expect("tempdir");
-        let port_file = dir.path().join("port");
-        let watchdog = "import subprocess,sys\np=subprocess.Popen(sys.argv[1:],stdin=subprocess.DEVNULL,stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)\nsys.stdin.read()\np.kill()\np.wait()\n";
-        let mut child = Command::new(python())
-            .arg("-c")
-            .arg(watchdog)
-            .arg(&bin)
-            .args(["--upstream", upstream, "--port-file"])
-            .arg(&port_file)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} under a watchdog: {e}", bin.display()));
-        let lifeline = child.stdin.take();
-        let start = Instant::now();
-        let port = loop {
-            if let Some(p) = std::fs::read_to_string(&port_file)
-                .ok()
-                .and_then(|s| s.trim().parse::<u16>().ok())
-            {
-                break p;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("aws-fault-proxy exited during startup: {status}");
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "aws-fault-proxy did not start within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let addr = format!("127.0.0.1:{port}");
+        let process = crate::common::ToolProcess::start(
+            &binary(),
+            &["--upstream".as_ref(), upstream.as_ref()],
+            dir.path(),
+        );
+        let addr = format!("127.0.0.1:{}", process.port);
         Proxy {
             url: format!("http://{addr}"),
             addr,
-            watchdog: child,
-            lifeline,
+            _process: process,
             _dir: dir,
         }
     }
@@ -169,34 +72,7 @@ impl Proxy {
     }
 }
 
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        drop(self.lifeline.take());
-        let _ = self.watchdog.wait();
-    }
-}
-
-/// One HTTP/1.1 request on its own connection: (status, body).
-pub fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send request");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read answer");
-    let (head, payload) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, payload.to_string())
-}
+pub use crate::common::http;
 
 /// `GET /__proxy/stats`, with accessors for what the tests look at.
 #[derive(Debug, Clone)]
