@@ -1173,3 +1173,42 @@ async fn annotation_mode_annotates_nodes_and_keeps_up_with_new_ones() {
         serde_json::Value::Null
     );
 }
+
+/// The original aws-node values survive losing them from the state (a crash between the patch
+/// and the state write): they are also on the DaemonSet, written in the same patch.
+#[tokio::test]
+async fn aws_node_originals_survive_a_lost_state_record() {
+    let t = tutorial();
+    let d = t.dir.path();
+    let path = "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node";
+    let env =
+        |ds: &serde_json::Value| ds["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+    let original = env(&t.kube.get(path));
+    run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
+    let live = t.kube.get(path);
+    assert!(
+        live["metadata"]["annotations"]["eksnet.io/previous-env"].is_string(),
+        "{live}"
+    );
+    // Drop previous_env from the state row, as if the process died right after the patch.
+    let mut store =
+        eksnet::state::StateStore::open(&d.join("state/custom-networking.db")).expect("state");
+    let addr: eksnet::addr::ResourceAddr = "aws_node.main".parse().expect("addr");
+    let mut row = store.snapshot().expect("snapshot").resources[&addr].clone();
+    if let Some(m) = row.outputs.as_object_mut() {
+        m.remove("previous_env");
+    }
+    store.put(&addr, &row).expect("put");
+    drop(store);
+    run_ok(t.eksnet().args(["destroy", SPEC, "--auto-approve"]), 0);
+    let after = t.kube.get(path);
+    assert_eq!(
+        env(&after),
+        original,
+        "env restored from the DaemonSet's own record"
+    );
+    assert!(
+        after["metadata"]["annotations"]["eksnet.io/previous-env"].is_null(),
+        "annotation removed"
+    );
+}

@@ -146,10 +146,27 @@ async fn wait_for_daemonset(
     Ok((api, ds))
 }
 
-/// Strategic merge patch of env entries by name: `Some(v)` sets, `None` removes.
+/// The original values recorded on the DaemonSet itself (see `PREVIOUS_ANNOTATION`).
+fn annotated_previous(ds: &DaemonSet) -> BTreeMap<String, Option<String>> {
+    ds.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PREVIOUS_ANNOTATION))
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default()
+}
+
+/// Annotation on the DaemonSet holding the original values, written in the same patch as the
+/// env: a crash between the patch and the state write cannot lose them.
+const PREVIOUS_ANNOTATION: &str = "eksnet.io/previous-env";
+
+/// Strategic merge patch of env entries by name (`Some(v)` sets, `None` removes), together with
+/// the original values (`previous`: written as the annotation, or the annotation removed when
+/// `None`).
 async fn patch_env(
     api: &Api<DaemonSet>,
     entries: &BTreeMap<String, Option<String>>,
+    previous: Option<&BTreeMap<String, Option<String>>>,
 ) -> Result<DaemonSet, ResourceError> {
     let env: Vec<Value> = entries
         .iter()
@@ -158,8 +175,13 @@ async fn patch_env(
             None => json!({"name": k, "$patch": "delete"}),
         })
         .collect();
-    let patch =
-        json!({"spec": {"template": {"spec": {"containers": [{"name": CONTAINER, "env": env}]}}}});
+    let annotation = previous
+        .map(|p| Value::String(json!(p).to_string()))
+        .unwrap_or(Value::Null);
+    let patch = json!({
+        "metadata": {"annotations": {PREVIOUS_ANNOTATION: annotation}},
+        "spec": {"template": {"spec": {"containers": [{"name": CONTAINER, "env": env}]}}},
+    });
     api.patch(
         NAME,
         &PatchParams {
@@ -218,7 +240,11 @@ pub async fn update(
     if wanted.get(CUSTOM_NETWORK_ENV).map(String::as_str) == Some("true") {
         check_version(image.as_deref().unwrap_or_default()).map_err(ResourceError::Invalid)?;
     }
+    // The state's record first; after a crash that lost it, the DaemonSet's own annotation.
     let mut prev = previous(prior_outputs);
+    if prev.is_empty() {
+        prev = annotated_previous(&ds);
+    }
     let mut entries: BTreeMap<String, Option<String>> = BTreeMap::new();
     // Entries no longer declared go back to what they were before eksnet set them.
     let dropped: Vec<String> = prev
@@ -237,7 +263,7 @@ pub async fn update(
             .or_insert_with(|| live.get(k).cloned());
         entries.insert(k.clone(), Some(v.clone()));
     }
-    let patched = patch_env(&api, &entries).await?;
+    let patched = patch_env(&api, &entries, Some(&prev)).await?;
     Ok(with_previous(observe(cluster, &patched, after), &prev))
 }
 
@@ -253,17 +279,18 @@ pub async fn delete(
         return Ok(()); // the cluster, and its DaemonSet, are gone
     };
     let api = daemonsets(client);
-    if api
+    let Some(ds) = api
         .get_opt(NAME)
         .await
         .map_err(|e| crate::kube::error("get daemonset kube-system/aws-node", e))?
-        .is_none()
-    {
+    else {
         return Ok(());
+    };
+    let mut prev = previous(prior_outputs);
+    if prev.is_empty() {
+        prev = annotated_previous(&ds);
     }
-    let prev = previous(prior_outputs);
-    if !prev.is_empty() {
-        patch_env(&api, &prev).await?;
-    }
+    // Put every entry back and drop the annotation: the DaemonSet is as eksnet found it.
+    patch_env(&api, &prev, None).await?;
     Ok(())
 }
