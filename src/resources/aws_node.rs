@@ -118,8 +118,7 @@ async fn wait_for_daemonset(
         .await?
         .ok_or_else(|| ResourceError::Invalid(format!("cluster `{cluster}` does not exist")))?;
     let api = daemonsets(client);
-    let found = std::sync::Mutex::new(None);
-    wait_until(
+    let ds = wait_until(
         ctx,
         addr,
         "daemonset kube-system/aws-node",
@@ -130,19 +129,12 @@ async fn wait_for_daemonset(
                 .await
                 .map_err(|e| crate::kube::error("get daemonset kube-system/aws-node", e))?
             {
-                Some(ds) => {
-                    *found.lock().unwrap_or_else(|p| p.into_inner()) = Some(ds);
-                    Ok(Poll::Done)
-                }
+                Some(ds) => Ok(Poll::Done(ds)),
                 None => Ok(Poll::Pending("not installed yet".into())),
             }
         },
     )
     .await?;
-    let ds = found
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .ok_or_else(|| ResourceError::Invalid("daemonset kube-system/aws-node vanished".into()))?;
     Ok((api, ds))
 }
 

@@ -127,7 +127,7 @@ pub async fn create(
         ctx.timeout(Kind::CidrBlock),
         || async {
             Ok(match association_state(ctx, vpc, &id).await?.as_deref() {
-                Some("associated") => Poll::Done,
+                Some("associated") => Poll::Done(()),
                 Some(s @ ("failed" | "failing" | "disassociated")) => Poll::Failed(s.into(), None),
                 Some(s) => Poll::Pending(s.to_string()),
                 None => Poll::Pending("not yet visible".into()),
@@ -170,7 +170,7 @@ pub async fn delete(
         || async {
             Ok(
                 match association_state(ctx, vpc, cloud_id).await?.as_deref() {
-                    None | Some("disassociated") => Poll::Done,
+                    None | Some("disassociated") => Poll::Done(()),
                     Some(s) => Poll::Pending(s.to_string()),
                 },
             )

@@ -168,7 +168,6 @@ pub(crate) async fn wait_active(
     addr: &ResourceAddr,
     name: &str,
 ) -> Result<Observed, ResourceError> {
-    let last = std::sync::Mutex::new(None);
     wait_until(
         ctx,
         addr,
@@ -184,10 +183,7 @@ pub(crate) async fn wait_active(
                         .map(|s| s.as_str().to_string())
                         .unwrap_or_default();
                     match status.as_str() {
-                        "ACTIVE" => {
-                            *last.lock().unwrap_or_else(|p| p.into_inner()) = observe(&c);
-                            Poll::Done
-                        }
+                        "ACTIVE" => Poll::Done(observe(&c)),
                         "FAILED" | "DELETING" => Poll::Failed(status, None),
                         _ => Poll::Pending(status),
                     }
@@ -195,10 +191,8 @@ pub(crate) async fn wait_active(
             })
         },
     )
-    .await?;
-    last.into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .ok_or_else(|| ResourceError::Invalid(format!("cluster {name} could not be read back")))
+    .await?
+    .ok_or_else(|| ResourceError::Invalid(format!("cluster {name} could not be read back")))
 }
 
 pub async fn create(
@@ -325,7 +319,7 @@ pub async fn delete(
         ctx.timeout(Kind::Cluster),
         || async {
             Ok(match describe(ctx, cloud_id).await? {
-                None => Poll::Done,
+                None => Poll::Done(()),
                 Some(c) => Poll::Pending(
                     c.status()
                         .map(|s| s.as_str().to_string())

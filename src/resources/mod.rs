@@ -369,32 +369,32 @@ pub fn tag_changes(before: &Value, after: &Value) -> (Vec<String>, BTreeMap<Stri
     (removed, set)
 }
 
-/// Result of one poll of a wait.
-pub enum Poll {
-    Done,
+/// Result of one poll of a wait; `Done` carries what the final poll found.
+pub enum Poll<T = ()> {
+    Done(T),
     Pending(String),
     /// Terminal failure with the status and AWS's reason.
     Failed(String, Option<String>),
 }
 
 /// Polls until done, with capped exponential backoff (first check at once), reporting each
-/// status to the reporter, and failing after `timeout`.
-pub async fn wait_until<F, Fut>(
+/// status to the reporter, and failing after `timeout`. Returns the value of the final poll.
+pub async fn wait_until<T, F, Fut>(
     ctx: &Ctx,
     addr: &ResourceAddr,
     what: &str,
     timeout: Duration,
     mut poll: F,
-) -> Result<(), ResourceError>
+) -> Result<T, ResourceError>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Poll, ResourceError>>,
+    Fut: Future<Output = Result<Poll<T>, ResourceError>>,
 {
     let start = Instant::now();
     let mut delay = Duration::from_millis(250).min(ctx.poll_cap);
     loop {
         match poll().await? {
-            Poll::Done => return Ok(()),
+            Poll::Done(value) => return Ok(value),
             Poll::Failed(status, reason) => {
                 return Err(ResourceError::FailedState {
                     what: what.to_string(),

@@ -135,7 +135,6 @@ pub(crate) async fn wait_active(
     cluster: &str,
     name: &str,
 ) -> Result<Observed, ResourceError> {
-    let last = std::sync::Mutex::new(None);
     wait_until(
         ctx,
         addr,
@@ -150,10 +149,7 @@ pub(crate) async fn wait_active(
                         .map(|s| s.as_str().to_string())
                         .unwrap_or_default();
                     match status.as_str() {
-                        "ACTIVE" => {
-                            *last.lock().unwrap_or_else(|p| p.into_inner()) = observe(&n);
-                            Poll::Done
-                        }
+                        "ACTIVE" => Poll::Done(observe(&n)),
                         "CREATE_FAILED" | "DELETE_FAILED" | "DEGRADED" | "DELETING" => {
                             let reason = n.health().map(|h| {
                                 h.issues()
@@ -170,12 +166,10 @@ pub(crate) async fn wait_active(
             })
         },
     )
-    .await?;
-    last.into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .ok_or_else(|| {
-            ResourceError::Invalid(format!("nodegroup {cluster}/{name} could not be read back"))
-        })
+    .await?
+    .ok_or_else(|| {
+        ResourceError::Invalid(format!("nodegroup {cluster}/{name} could not be read back"))
+    })
 }
 
 fn scaling(attrs: &Value) -> NodegroupScalingConfig {
@@ -322,7 +316,7 @@ pub async fn delete(
         ctx.timeout(Kind::Nodegroup),
         || async {
             Ok(match describe(ctx, cluster, name).await? {
-                None => Poll::Done,
+                None => Poll::Done(()),
                 Some(n) => match n
                     .status()
                     .map(|s| s.as_str().to_string())

@@ -146,7 +146,6 @@ pub async fn create(
         .subnet_id()
         .ok_or_else(|| ResourceError::Invalid("CreateSubnet returned no subnet id".into()))?
         .to_string();
-    let latest = std::sync::Mutex::new(observe(subnet));
     wait_until(
         ctx,
         addr,
@@ -156,8 +155,7 @@ pub async fn create(
             let found = describe(ctx, vec![filter("subnet-id", vec![id.clone()])]).await?;
             match found.first() {
                 Some(s) if s.state().map(|s| s.as_str()) == Some("available") => {
-                    *latest.lock().unwrap_or_else(|p| p.into_inner()) = observe(s);
-                    Ok(Poll::Done)
+                    Ok(Poll::Done(observe(s)))
                 }
                 Some(s) => Ok(Poll::Pending(
                     s.state()
@@ -169,11 +167,8 @@ pub async fn create(
             }
         },
     )
-    .await?;
-    latest
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .ok_or_else(|| ResourceError::Invalid(format!("subnet {id} could not be read back")))
+    .await?
+    .ok_or_else(|| ResourceError::Invalid(format!("subnet {id} could not be read back")))
 }
 
 pub async fn update(

@@ -333,7 +333,7 @@ async fn wait_stack(
             let stack = describe_stack(ctx, name).await?;
             let Some(stack) = stack else {
                 return Ok(if goal == "DELETE_COMPLETE" {
-                    Poll::Done
+                    Poll::Done(())
                 } else {
                     Poll::Pending("not yet visible".into())
                 });
@@ -346,7 +346,7 @@ async fn wait_stack(
                 || (goal == ANY_COMPLETE
                     && matches!(status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE"));
             Ok(if reached {
-                Poll::Done
+                Poll::Done(())
             } else if status.ends_with("_FAILED") || status.ends_with("ROLLBACK_COMPLETE") {
                 Poll::Failed(status, stack.stack_status_reason().map(String::from))
             } else {
