@@ -29,6 +29,30 @@ pub enum KubeAccess {
 pub struct KubeConnector {
     access: KubeAccess,
     clients: Mutex<HashMap<String, (std::time::Instant, kube::Client)>>,
+    /// Endpoint and CA of clusters this run has already described (refresh, the wait for
+    /// ACTIVE), so building a client does not describe the cluster a second time: on apply
+    /// that request would sit between the cluster becoming ACTIVE and the first Kubernetes
+    /// write, on the critical path.
+    endpoints: std::sync::Mutex<HashMap<String, ClusterEndpoint>>,
+}
+
+/// What a client needs from DescribeCluster.
+#[derive(Debug, Clone)]
+struct ClusterEndpoint {
+    endpoint: Option<String>,
+    ca: Option<String>,
+}
+
+impl ClusterEndpoint {
+    fn of(c: &aws_sdk_eks::types::Cluster) -> Self {
+        ClusterEndpoint {
+            endpoint: c.endpoint().map(String::from),
+            ca: c
+                .certificate_authority()
+                .and_then(|a| a.data())
+                .map(String::from),
+        }
+    }
 }
 
 /// EKS accepts a token for about 15 minutes; a long destroy (nodegroups first) must not reach
@@ -44,7 +68,38 @@ impl KubeConnector {
         KubeConnector {
             access,
             clients: Mutex::new(HashMap::new()),
+            endpoints: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Records what a DescribeCluster returned. Only a serving cluster (ACTIVE or UPDATING)
+    /// with both an endpoint and a CA is remembered: one being created or deleted must be
+    /// asked again.
+    pub fn remember(&self, c: &aws_sdk_eks::types::Cluster) {
+        use aws_sdk_eks::types::ClusterStatus;
+        let serving = matches!(
+            c.status(),
+            Some(ClusterStatus::Active | ClusterStatus::Updating)
+        );
+        let (true, Some(name), seen) = (serving, c.name(), ClusterEndpoint::of(c)) else {
+            return;
+        };
+        if let (Some(_), Some(_), Ok(mut known)) = (&seen.endpoint, &seen.ca, self.endpoints.lock())
+        {
+            known.insert(name.to_string(), seen);
+        }
+    }
+
+    /// Forgets a cluster that was found absent or deleted, together with its client.
+    pub async fn forget(&self, cluster: &str) {
+        if let Ok(mut known) = self.endpoints.lock() {
+            known.remove(cluster);
+        }
+        self.clients.lock().await.remove(cluster);
+    }
+
+    fn remembered(&self, cluster: &str) -> Option<ClusterEndpoint> {
+        self.endpoints.lock().ok()?.get(cluster).cloned()
     }
 
     /// A client for `cluster`, or `None` when the EKS cluster does not exist (yet).
@@ -60,20 +115,25 @@ impl KubeConnector {
                 return Ok(Some(c.clone()));
             }
         }
-        let described = match aws.eks.describe_cluster().name(cluster).send().await {
-            Ok(out) => out.cluster,
-            Err(e) => {
-                let err = aws_error("DescribeCluster", e);
-                if err.code() == Some("ResourceNotFoundException") {
-                    None
-                } else {
+        let described = match self.remembered(cluster) {
+            Some(known) => known,
+            None => match aws.eks.describe_cluster().name(cluster).send().await {
+                Ok(out) => match out.cluster {
+                    Some(c) => {
+                        self.remember(&c);
+                        ClusterEndpoint::of(&c)
+                    }
+                    // Not cached: the cluster may be created later in this run.
+                    None => return Ok(None),
+                },
+                Err(e) => {
+                    let err = aws_error("DescribeCluster", e);
+                    if err.code() == Some("ResourceNotFoundException") {
+                        return Ok(None);
+                    }
                     return Err(err);
                 }
-            }
-        };
-        let Some(described) = described else {
-            // Not cached: the cluster may be created later in this run.
-            return Ok(None);
+            },
         };
         let config = match &self.access {
             KubeAccess::Kubeconfig { path, context } => {
@@ -96,18 +156,15 @@ impl KubeConnector {
                 .map_err(|e| kube_err(cluster, format!("kubeconfig: {e}")))?
             }
             KubeAccess::Eks => {
-                let endpoint = described.endpoint().ok_or_else(|| {
+                let endpoint = described.endpoint.as_deref().ok_or_else(|| {
                     kube_err(
                         cluster,
                         "DescribeCluster returned no endpoint (is the cluster ACTIVE?)",
                     )
                 })?;
-                let ca = described
-                    .certificate_authority()
-                    .and_then(|c| c.data())
-                    .ok_or_else(|| {
-                        kube_err(cluster, "DescribeCluster returned no certificate authority")
-                    })?;
+                let ca = described.ca.as_deref().ok_or_else(|| {
+                    kube_err(cluster, "DescribeCluster returned no certificate authority")
+                })?;
                 let token = crate::kube_token::eks_token(&aws.config, cluster)
                     .await
                     .map_err(|e| kube_err(cluster, format!("cannot make a token: {e}")))?;

@@ -12,7 +12,7 @@ use crate::spec::Spec;
 use crate::state::{ResourceStatus, StateSnapshot};
 use crate::value;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, thiserror::Error)]
 #[error("refreshing {kind} resources: {source}")]
@@ -22,28 +22,88 @@ pub struct RefreshError {
     pub source: ResourceError,
 }
 
+async fn read_kind(
+    ctx: &Ctx,
+    kind: Kind,
+    items: Vec<Lookup>,
+) -> Result<Vec<(ResourceAddr, Option<crate::resources::Observed>)>, RefreshError> {
+    let found = resources::refresh(ctx, kind, &items)
+        .await
+        .map_err(|source| RefreshError { kind, source })?;
+    Ok(items.into_iter().map(|i| i.addr).zip(found).collect())
+}
+
+/// One wave: each kind's reads run concurrently with the others'. The Kubernetes kinds go
+/// after the clusters of the same wave, because a Kubernetes client needs the cluster's
+/// endpoint, which the cluster's read supplies; started together they would each describe
+/// the cluster, and the chain (DescribeCluster, then the Kubernetes GET) is the same length.
 async fn refresh_batch(ctx: &Ctx, lookups: Vec<Lookup>) -> Result<ObservedState, RefreshError> {
     let mut by_kind: BTreeMap<Kind, Vec<Lookup>> = BTreeMap::new();
     for l in lookups {
         by_kind.entry(l.addr.kind).or_default().push(l);
     }
-    let reads = by_kind.into_iter().map(|(kind, items)| async move {
-        let found = resources::refresh(ctx, kind, &items)
-            .await
-            .map_err(|source| RefreshError { kind, source })?;
-        Ok::<_, RefreshError>(
-            items
-                .into_iter()
-                .map(|i| i.addr)
-                .zip(found)
-                .collect::<Vec<_>>(),
-        )
-    });
+    let clusters = by_kind.remove(&Kind::Cluster).unwrap_or_default();
+    let kube: Vec<(Kind, Vec<Lookup>)> = [Kind::AwsNode, Kind::EniConfig]
+        .into_iter()
+        .filter_map(|k| Some((k, by_kind.remove(&k)?)))
+        .collect();
+    let aws_reads = futures::future::try_join_all(
+        by_kind
+            .into_iter()
+            .map(|(kind, items)| read_kind(ctx, kind, items)),
+    );
+    let cluster_then_kube = async {
+        let mut out = if clusters.is_empty() {
+            Vec::new()
+        } else {
+            read_kind(ctx, Kind::Cluster, clusters).await?
+        };
+        let kube_reads = kube
+            .into_iter()
+            .map(|(kind, items)| read_kind(ctx, kind, items));
+        for batch in futures::future::try_join_all(kube_reads).await? {
+            out.extend(batch);
+        }
+        Ok::<_, RefreshError>(out)
+    };
+    let (aws, clusters_and_kube) = futures::future::try_join(aws_reads, cluster_then_kube).await?;
     let mut out = ObservedState::new();
-    for batch in futures::future::try_join_all(reads).await? {
+    for batch in aws {
         out.extend(batch);
     }
+    out.extend(clusters_and_kube);
     Ok(out)
+}
+
+/// The attributes a kind's lookup by natural key uses (see each kind's `refresh`). A
+/// resource can be looked up as soon as these are known, without waiting for every
+/// dependency: a cluster named in the spec is read in the same wave as its VPC and roles.
+fn key_fields(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Vpc => &["id", "stack_name"],
+        Kind::Subnet | Kind::CidrBlock => &["vpc_id", "cidr_block"],
+        Kind::IamRole | Kind::Cluster => &["name"],
+        Kind::Nodegroup => &["cluster_name", "name"],
+        Kind::AwsNode => &["cluster_name", "env"],
+        Kind::EniConfig => &["cluster_name", "name", "annotate_nodes"],
+    }
+}
+
+/// True when every key field is known. A missing field counts as known (it is optional or
+/// the lookup does without it), an unresolved reference anywhere inside it does not.
+fn key_known(kind: Kind, attrs: &Value) -> bool {
+    key_fields(kind)
+        .iter()
+        .all(|f| !contains_unknown(attrs.get(*f).unwrap_or(&Value::Null)))
+}
+
+fn contains_unknown(v: &Value) -> bool {
+    value::is_unknown(v)
+        || match v {
+            Value::Array(items) => items.iter().any(contains_unknown),
+            Value::Object(m) => m.values().any(contains_unknown),
+            _ => false,
+        }
 }
 
 pub async fn refresh(
@@ -77,61 +137,53 @@ pub async fn refresh(
         .collect();
     let mut observed = refresh_batch(ctx, first).await?;
 
-    // Later waves: by natural key, once the dependencies are settled.
+    // Later waves: by natural key, as soon as the key is known. A resource whose key stays
+    // unknown once all its dependencies are settled (it depends on something absent) cannot
+    // exist under that key yet, so it is absent.
     let mut pending: Vec<ResourceAddr> = all
         .iter()
         .filter(|a| !observed.contains_key(*a))
         .cloned()
         .collect();
     while !pending.is_empty() {
-        let settled: HashSet<&ResourceAddr> = observed.keys().collect();
-        let (ready, rest): (Vec<ResourceAddr>, Vec<ResourceAddr>) = pending
-            .iter()
-            .cloned()
-            .partition(|a| graph.dependencies(a).iter().all(|d| settled.contains(d)));
-        if ready.is_empty() {
-            // Cannot happen in an acyclic graph; never loop forever on a bug.
-            for a in rest {
-                observed.insert(a, None);
-            }
-            break;
-        }
         let known: HashMap<ResourceAddr, Value> = observed
             .iter()
             .filter_map(|(a, o)| Some((a.clone(), o.as_ref()?.outputs.clone())))
             .collect();
         let mut lookups = Vec::new();
-        for a in ready {
-            let attrs = resolve_attrs(&desired_raw(&a), &known);
-            // Only resources in the spec can be found by key, and only with a resolvable key.
-            let key_known = match a.kind {
-                Kind::Vpc => {
-                    !value::is_unknown(attrs.get("id").unwrap_or(&Value::Null))
-                        && !value::is_unknown(attrs.get("stack_name").unwrap_or(&Value::Null))
-                }
-                Kind::Subnet | Kind::CidrBlock => {
-                    !value::is_unknown(attrs.get("vpc_id").unwrap_or(&Value::Null))
-                }
-                Kind::Nodegroup | Kind::AwsNode => {
-                    !value::is_unknown(attrs.get("cluster_name").unwrap_or(&Value::Null))
-                }
-                // No Kubernetes connection is attempted for a cluster that does not exist yet:
-                // its name (or the ENIConfig's) is then still "known after apply".
-                Kind::EniConfig => {
-                    !value::is_unknown(attrs.get("cluster_name").unwrap_or(&Value::Null))
-                        && !value::is_unknown(attrs.get("name").unwrap_or(&Value::Null))
-                }
-                _ => !value::is_unknown(attrs.get("name").unwrap_or(&Value::Null)),
-            };
-            if spec.get(&a).is_none() || !key_known {
+        let mut rest = Vec::new();
+        let mut decided = false;
+        for a in pending {
+            // Only resources in the spec can be found by key.
+            if spec.get(&a).is_none() {
                 observed.insert(a, None);
-            } else {
+                decided = true;
+                continue;
+            }
+            let attrs = resolve_attrs(&desired_raw(&a), &known);
+            if key_known(a.kind, &attrs) {
                 lookups.push(Lookup {
                     addr: a,
                     cloud_id: None,
                     attrs,
                 });
+            } else if graph
+                .dependencies(&a)
+                .iter()
+                .all(|d| observed.contains_key(d))
+            {
+                observed.insert(a, None);
+                decided = true;
+            } else {
+                rest.push(a);
             }
+        }
+        if lookups.is_empty() && !decided {
+            // Cannot happen in an acyclic graph; never loop forever on a bug.
+            for a in rest {
+                observed.insert(a, None);
+            }
+            break;
         }
         observed.extend(refresh_batch(ctx, lookups).await?);
         pending = rest;

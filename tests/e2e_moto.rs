@@ -7,6 +7,7 @@ mod common;
 #[path = "common/proxy.rs"]
 mod proxy;
 use common::*;
+use serde_json::json;
 use std::path::Path;
 use std::process::Command;
 
@@ -23,7 +24,7 @@ struct Tutorial {
 fn tutorial() -> Tutorial {
     let (guard, moto_url, kube) = moto_and_kube();
     let proxy = proxy::Proxy::start(&moto_url);
-    proxy.config(serde_json::json!({"eks_cluster_fields": true}));
+    proxy.config(json!({"eks_cluster_fields": true}));
     Tutorial {
         _guard: guard,
         proxy,
@@ -57,7 +58,17 @@ async fn tutorial_example_end_to_end() {
     let aws = sdk(&url).await;
 
     run_ok(t.eksnet().args(["validate", SPEC]), 0);
+    t.proxy.reset_stats();
+    // With moto's instant answers, requests sent together can look sequential; a latency
+    // makes the proxy's round-trip count mean what it says.
+    t.proxy.config(json!({"latency_ms": 40}));
     let plan = run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 2);
+    t.proxy.config(json!({"latency_ms": null}));
+    // Nothing exists and the state is empty: every lookup whose key is written in the spec
+    // (stack, roles, cluster) goes out in one wave; the rest depends on them and is absent.
+    let first = t.proxy.stats();
+    assert_eq!(first.round_trips(), 1, "first plan: {:?}", first.requests());
+    assert_eq!(first.count("DescribeCluster"), 1, "{:?}", first.requests());
     assert!(
         plan.stdout
             .contains("Plan: 11 to add, 0 to change, 0 to replace, 0 to destroy."),
@@ -409,8 +420,16 @@ async fn tutorial_example_end_to_end() {
     run_ok(t.eksnet().args(["verify", SPEC]), 0);
 
     // --- no changes ---
+    t.proxy.reset_stats();
+    t.proxy.config(json!({"latency_ms": 40}));
     let again = run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 0);
+    t.proxy.config(json!({"latency_ms": null}));
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    // The cluster is described once: the Kubernetes client reuses what refresh saw.
+    let reads = t.proxy.stats();
+    assert_eq!(reads.mutating(), 0);
+    assert_eq!(reads.count("DescribeCluster"), 1, "{:?}", reads.requests());
+    assert!(reads.round_trips() <= 2, "{:?}", reads.requests());
 
     // --- one tag changed in the spec: exactly one in-place update ---
     set_subnet_tag(
@@ -927,7 +946,7 @@ subnet_ids = ["subnet-00000000000000001"]
 async fn cluster_found_mid_create_is_waited_for_before_its_nodegroup() {
     let (_guard, moto_url) = moto();
     let proxy = proxy::Proxy::start(&moto_url);
-    proxy.config(serde_json::json!({"cluster_create_ms": 2500}));
+    proxy.config(json!({"cluster_create_ms": 2500}));
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
     std::fs::write(d.join("i.toml"), INTERRUPTED).expect("write");
@@ -1018,7 +1037,7 @@ async fn cluster_found_mid_create_is_waited_for_before_its_nodegroup() {
 async fn interrupt_releases_the_lock_and_the_next_apply_continues() {
     let (_guard, moto_url) = moto();
     let proxy = proxy::Proxy::start(&moto_url);
-    proxy.config(serde_json::json!({"cluster_create_ms": 4000}));
+    proxy.config(json!({"cluster_create_ms": 4000}));
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
     std::fs::write(d.join("i.toml"), INTERRUPTED).expect("write");

@@ -84,12 +84,21 @@ fn observe(c: &Cluster) -> Option<Observed> {
     })
 }
 
+/// Every DescribeCluster of this module goes through here, and tells the Kubernetes connector
+/// what it saw, so the aws-node settings and ENIConfigs reuse the endpoint and CA instead of
+/// describing the cluster again.
 async fn describe(ctx: &Ctx, name: &str) -> Result<Option<Cluster>, ResourceError> {
     match ctx.aws.eks.describe_cluster().name(name).send().await {
-        Ok(out) => Ok(out.cluster),
+        Ok(out) => {
+            if let Some(c) = &out.cluster {
+                ctx.kube.remember(c);
+            }
+            Ok(out.cluster)
+        }
         Err(e) => {
             let err = aws_error("DescribeCluster", e);
             if err.code() == Some("ResourceNotFoundException") {
+                ctx.kube.forget(name).await;
                 Ok(None)
             } else {
                 Err(err)
@@ -302,6 +311,8 @@ pub async fn delete(
     cloud_id: &str,
     _attrs: &Value,
 ) -> Result<(), ResourceError> {
+    // Its endpoint is going away: no Kubernetes client may be built from what was seen.
+    ctx.kube.forget(cloud_id).await;
     match ctx.aws.eks.delete_cluster().name(cloud_id).send().await {
         Ok(_) => {}
         Err(e) => {
