@@ -20,7 +20,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Tag keys eksnet puts on everything taggable, so that a resource created just before a crash
 /// can be found and adopted by the next run instead of being created twice.
@@ -390,9 +390,14 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Poll<T>, ResourceError>>,
 {
-    let start = Instant::now();
+    // tokio's clock, so tests can run waits on a paused clock.
+    let start = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(250).min(ctx.poll_cap);
     loop {
+        // The schedule is anchored to when each poll is sent, not to when its answer came
+        // back: a slow answer (latency, throttling retries) does not stretch the period, so
+        // how late a wait notices completion depends on the pause alone.
+        let sent = tokio::time::Instant::now();
         match poll().await? {
             Poll::Done(value) => return Ok(value),
             Poll::Failed(status, reason) => {
@@ -417,9 +422,113 @@ where
                     });
                 }
                 let remaining = timeout.saturating_sub(elapsed);
-                tokio::time::sleep(delay.min(remaining)).await;
+                tokio::time::sleep_until(sent + delay.min(remaining)).await;
                 delay = (delay * 2).min(ctx.poll_cap);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::{KubeAccess, KubeConnector};
+    use std::sync::Mutex;
+
+    fn ctx(poll_cap: Duration) -> Ctx {
+        let conf = aws_types::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_types::region::Region::new("us-west-2"))
+            .build();
+        Ctx {
+            aws: AwsClients::from_config(&conf),
+            reporter: Arc::new(crate::events::NullReporter),
+            lineage: "test".into(),
+            timeouts: BTreeMap::new(),
+            poll_cap,
+            delete_available_enis: false,
+            kube: Arc::new(KubeConnector::new(KubeAccess::Eks)),
+        }
+    }
+
+    /// Polls start on a schedule of their own: a poll that takes 80 ms of a 100 ms period
+    /// does not push the next one to 180 ms. Paused clock: the times are exact.
+    #[tokio::test(start_paused = true)]
+    async fn poll_period_does_not_include_the_polls_own_time() {
+        let ctx = ctx(Duration::from_millis(100));
+        let addr = ResourceAddr::new(Kind::Cluster, "main");
+        let t0 = tokio::time::Instant::now();
+        let starts = Mutex::new(Vec::new());
+        let got = wait_until(&ctx, &addr, "test", Duration::from_secs(60), || async {
+            let n = {
+                let mut s = starts.lock().unwrap();
+                s.push(t0.elapsed().as_millis());
+                s.len()
+            };
+            tokio::time::sleep(Duration::from_millis(80)).await;
+            Ok(if n < 5 {
+                Poll::Pending("CREATING".into())
+            } else {
+                Poll::Done(n)
+            })
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, 5);
+        assert_eq!(*starts.lock().unwrap(), vec![0, 100, 200, 300, 400]);
+    }
+
+    /// A poll slower than the period is followed at once by the next (never two at a time),
+    /// and the pause doubles from 250 ms up to the cap.
+    #[tokio::test(start_paused = true)]
+    async fn slow_polls_follow_each_other_and_the_pause_grows_to_the_cap() {
+        let ctx = ctx(Duration::from_secs(1));
+        let addr = ResourceAddr::new(Kind::Cluster, "main");
+        let t0 = tokio::time::Instant::now();
+        let starts = Mutex::new(Vec::new());
+        let took = Mutex::new(vec![300u64, 10, 10, 10, 10, 10]);
+        wait_until(&ctx, &addr, "test", Duration::from_secs(60), || async {
+            let (n, ms) = {
+                let mut s = starts.lock().unwrap();
+                s.push(t0.elapsed().as_millis());
+                (s.len(), took.lock().unwrap().remove(0))
+            };
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(if n < 6 {
+                Poll::Pending("CREATING".into())
+            } else {
+                Poll::Done(())
+            })
+        })
+        .await
+        .unwrap();
+        // 0: took 300 > 250, next at once (300); then pauses 500, 1000, 1000 (cap), 1000.
+        assert_eq!(*starts.lock().unwrap(), vec![0, 300, 800, 1800, 2800, 3800]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_gives_up_at_its_timeout_with_the_last_status() {
+        let ctx = ctx(Duration::from_secs(15));
+        let addr = ResourceAddr::new(Kind::Nodegroup, "ng");
+        let err = wait_until::<(), _, _>(
+            &ctx,
+            &addr,
+            "nodegroup ng",
+            Duration::from_secs(30),
+            || async { Ok(Poll::Pending("CREATING".into())) },
+        )
+        .await
+        .unwrap_err();
+        match err {
+            ResourceError::Timeout {
+                status,
+                waited_secs,
+                ..
+            } => {
+                assert_eq!(status, "CREATING");
+                assert!((30..=31).contains(&waited_secs), "{waited_secs}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 }
