@@ -1,10 +1,11 @@
 //! Resilience against moto through the AWS fault proxy (`tools/aws-fault-proxy`), with the
 //! fake Kubernetes API server for the tutorial's ENIConfigs and aws-node settings: a crash
-//! right after every mutating AWS request, throttling, transitional states and IAM
-//! propagation, a branch that fails for good, two commands racing for the lock, and destroy
-//! concurrency. Every outcome is checked behind eksnet's back: AWS through the SDK talking to
-//! moto directly, Kubernetes through the fake server, plus the SQLite state and the proxy's
-//! request records where it matters — never through eksnet's own report.
+//! right after every mutating AWS request and after every Kubernetes write, throttling,
+//! transitional states and IAM propagation, a branch that fails for good, two commands racing
+//! for the lock, and destroy concurrency. Every outcome is checked behind eksnet's back: AWS
+//! through the SDK talking to moto directly, Kubernetes through the fake server, plus the
+//! SQLite state and the proxy's request records where it matters — never through eksnet's own
+//! report.
 
 mod common;
 #[path = "common/proxy.rs"]
@@ -356,7 +357,71 @@ impl World {
             enis["items"].as_array().is_none_or(|a| a.is_empty()),
             "{ctx}: ENIConfigs gone: {enis}"
         );
+        // aws-node as the cluster had it before eksnet: every original entry with its original
+        // value, in place, and the entries eksnet added removed again.
+        let ds = self.kube.get(AWS_NODE);
+        assert_eq!(
+            aws_node_env(&ds),
+            aws_node_env(&seed_aws_node()),
+            "{ctx}: aws-node env restored to the seed's"
+        );
+        assert!(
+            ds["metadata"]["annotations"][PREVIOUS_ENV_ANNOTATION].is_null(),
+            "{ctx}: eksnet's record of the originals removed: {}",
+            ds["metadata"]
+        );
     }
+}
+
+/// eksnet's copy of the original aws-node values on the DaemonSet itself.
+const PREVIOUS_ENV_ANNOTATION: &str = "eksnet.io/previous-env";
+
+/// The aws-node DaemonSet the fake API server starts with (and returns to on reset): its
+/// built-in seed, read from the file rather than from the server so that a server already
+/// changed by a run cannot pass for the original.
+fn seed_aws_node() -> Value {
+    let seed: Value = serde_json::from_str(include_str!(
+        "../tools/fake-kube-apiserver/seed/default.json"
+    ))
+    .expect("fake API server seed is JSON");
+    seed["objects"]
+        .as_array()
+        .and_then(|objs| {
+            objs.iter().find(|o| {
+                o["kind"] == "DaemonSet"
+                    && o["metadata"]["namespace"] == "kube-system"
+                    && o["metadata"]["name"] == "aws-node"
+            })
+        })
+        .cloned()
+        .expect("aws-node DaemonSet in the seed")
+}
+
+/// The env list of the `aws-node` container, entries as the server stores them.
+fn aws_node_env(ds: &Value) -> Vec<Value> {
+    let containers = ds["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    containers
+        .iter()
+        .find(|c| c["name"] == "aws-node")
+        .and_then(|c| c["env"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// The Kubernetes writes (anything but GET, no dry runs) in a fake API server request log, as
+/// (method, path): what the fake's kill hook counts.
+fn kube_writes(log: &[Value]) -> Vec<(String, String)> {
+    log.iter()
+        .filter(|r| {
+            r["method"] != "GET" && !r["query"].as_str().is_some_and(|q| q.contains("dryRun"))
+        })
+        .map(|r| {
+            let field = |f: &str| r[f].as_str().unwrap_or("?").to_string();
+            (field("method"), field("path"))
+        })
+        .collect()
 }
 
 fn edit_spec(dir: &Path, f: impl FnOnce(String) -> String) {
@@ -553,6 +618,212 @@ async fn crash_after_each_mutating_request_then_reapply_converges() {
         w.plan_is_clean(d, &ctx);
         assert_all_present(d, EXAMPLE_RESOURCES, &ctx);
     }
+}
+
+/// 1b. SIGKILL right after the fake API server stored a Kubernetes write of an apply (the
+///     aws-node patch, each ENIConfig server-side apply), before eksnet saw the answer and so
+///     before it recorded anything about it: the next apply (after freeing the stale lock)
+///     converges, and destroy still puts aws-node back exactly as the cluster had it — the
+///     originals eksnet keeps must be the seed's values, not the ones it wrote itself.
+///
+///     eksnet sends these writes concurrently, so they reach the server in a different order
+///     on each run. Killing after the k-th write for every k covers every number of writes
+///     done; killing after each particular write (the hook's `path` filter) makes sure each one
+///     is a crash point, the aws-node patch included, whatever the order.
+#[tokio::test]
+async fn crash_after_each_kubernetes_write_then_reapply_converges() {
+    let w = world().await;
+    let seed_env = aws_node_env(&seed_aws_node());
+    for name in ["AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", "ENI_CONFIG_LABEL_DEF"] {
+        // Otherwise "absent again after destroy" would check nothing.
+        assert!(
+            seed_env.iter().all(|e| e["name"] != name),
+            "the seed's aws-node must not set {name} already"
+        );
+    }
+
+    // W: Kubernetes writes of one undisturbed apply.
+    let dir = example_dir();
+    run_ok(
+        w.eksnet(dir.path()).args(["apply", SPEC, "--auto-approve"]),
+        0,
+    );
+    let writes = kube_writes(&w.kube.requests());
+    let w_total = writes.len();
+    let patches = writes
+        .iter()
+        .filter(|(m, p)| m == "PATCH" && p == AWS_NODE)
+        .count();
+    let eni_writes = writes
+        .iter()
+        .filter(|(_, p)| p.starts_with(&format!("{ENICONFIGS}/")))
+        .count();
+    assert!(
+        (3..=12).contains(&w_total) && patches >= 1 && eni_writes >= 2,
+        "unexpected Kubernetes writes (one aws-node patch and two ENIConfigs at least): {writes:?}"
+    );
+    drop(dir);
+
+    // (after_writes, path filter): every count of writes, then every write by its path (the
+    // n-th write to a path when one path is written more than once).
+    let mut crashes: Vec<(usize, Option<String>)> = (1..=w_total).map(|k| (k, None)).collect();
+    for (i, (_, path)) in writes.iter().enumerate() {
+        let nth = writes[..=i].iter().filter(|(_, p)| p == path).count();
+        crashes.push((nth, Some(path.clone())));
+    }
+    let started = std::time::Instant::now();
+    let n = crashes.len();
+    for (after_writes, path) in crashes {
+        let label = match &path {
+            None => format!("Kubernetes write {after_writes}/{w_total}"),
+            Some(p) => format!("Kubernetes write {after_writes} to {p}"),
+        };
+        crash_after_kube_write_and_recover(&w, &seed_env, after_writes, path.as_deref(), &label)
+            .await;
+    }
+    eprintln!(
+        "{n} crash points in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// One crash of `crash_after_each_kubernetes_write_then_reapply_converges`: a fresh world, an
+/// apply killed by the fake API server's hook, recovery, checks, destroy and its checks.
+async fn crash_after_kube_write_and_recover(
+    w: &World,
+    seed_env: &[Value],
+    after_writes: usize,
+    path: Option<&str>,
+    label: &str,
+) {
+    w.reset();
+    assert_eq!(
+        aws_node_env(&w.kube.get(AWS_NODE)),
+        seed_env,
+        "{label}: the reset fake starts from its seed"
+    );
+    let dir = example_dir();
+    let d = dir.path();
+    let pid_file = d.join("eksnet.pid");
+    // Armed before eksnet starts; the fake counts writes from the moment it is armed.
+    let armed = w.kube.arm_kill(after_writes, path, &pid_file);
+    assert_eq!(armed["armed"], true, "{label}: {armed}");
+    let out = with_pid_file(
+        w.eksnet(d).args(["apply", SPEC, "--auto-approve"]),
+        &pid_file,
+    )
+    .stdin(Stdio::null())
+    .output()
+    .expect("run eksnet");
+    let hook = w.kube.kill_hook();
+    let log = w.kube.requests();
+    let killed_after = log.iter().find(|r| r["seq"] == hook["after_seq"]);
+    let write = killed_after
+        .map(|r| format!("{} {} -> {}", r["method"], r["path"], r["code"]))
+        .unwrap_or_default();
+    let ctx = format!("killed after {label} ({write})");
+    eprintln!("{ctx}");
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "{ctx}: eksnet must die of SIGKILL (status {:?}, hook {hook})\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: i64 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert_eq!(hook["killed"], true, "{ctx}: {hook}");
+    assert_eq!(hook["pid"].as_i64(), Some(pid), "{ctx}: {hook}");
+    if let Some(p) = path {
+        assert_eq!(
+            killed_after.map(|r| r["path"].clone()),
+            Some(json!(p)),
+            "{ctx}: {hook}"
+        );
+    }
+    // The crash point is "after a write took effect": the write itself must have worked.
+    assert!(
+        killed_after.is_some_and(|r| r["code"].as_u64().is_some_and(|c| (200..300).contains(&c))),
+        "{ctx}: the write the kill followed was stored: {hook}"
+    );
+    w.kube.disarm_kill();
+
+    // The dead apply left its lock; eksnet must call it stale and name its id.
+    let locked = run(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]));
+    assert_eq!(
+        locked.code, 1,
+        "{ctx}: the lock outlives the kill\n{}",
+        locked.stderr
+    );
+    assert!(
+        locked.stderr.contains("is locked by") && locked.stderr.contains("stale lock"),
+        "{ctx}: {}",
+        locked.stderr
+    );
+    let id =
+        lock_id(&locked.stderr).unwrap_or_else(|| panic!("{ctx}: no lock id in {}", locked.stderr));
+    run_ok(w.eksnet(d).args(["force-unlock", &id, "--state", STATE]), 0);
+    let again = run(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]));
+    assert_eq!(
+        again.code, 0,
+        "{ctx}: re-apply\n--- stdout\n{}\n--- stderr\n{}",
+        again.stdout, again.stderr
+    );
+    eprintln!(
+        "  re-apply: {}",
+        again
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("Plan:"))
+            .unwrap_or("no plan line")
+    );
+
+    w.assert_converged(&["my-nodegroup"], &ctx).await;
+    w.plan_is_clean(d, &ctx);
+    assert_all_present(d, EXAMPLE_RESOURCES, &ctx);
+
+    // Kubernetes, through the fake server: exactly the example's two ENIConfigs (one per AZ of
+    // its pod subnets), and aws-node with the spec's two settings added to the original
+    // entries, which are all still there, unchanged and once each.
+    let enis = w.kube.get(ENICONFIGS);
+    let mut names: Vec<&str> = enis["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|o| o["metadata"]["name"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    assert_eq!(names, ["us-west-2a", "us-west-2b"], "{ctx}: ENIConfigs");
+    let mut expected_env = seed_env.to_vec();
+    expected_env.push(json!({"name": "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", "value": "true"}));
+    expected_env
+        .push(json!({"name": "ENI_CONFIG_LABEL_DEF", "value": "topology.kubernetes.io/zone"}));
+    // Compared as multisets: new entries may go anywhere, duplicates must not appear.
+    let sorted = |env: &[Value]| {
+        let mut v: Vec<String> = env.iter().map(Value::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        sorted(&aws_node_env(&w.kube.get(AWS_NODE))),
+        sorted(&expected_env),
+        "{ctx}: aws-node env"
+    );
+
+    // Destroy must put aws-node back as the seed had it: the two settings absent again.
+    let destroyed = run(w.eksnet(d).args(["destroy", SPEC, "--auto-approve"]));
+    assert_eq!(
+        destroyed.code, 0,
+        "{ctx}: destroy\n--- stdout\n{}\n--- stderr\n{}",
+        destroyed.stdout, destroyed.stderr
+    );
+    w.assert_destroyed(&ctx).await;
+    assert!(snapshot(d).resources.is_empty(), "{ctx}: state emptied");
 }
 
 /// 2. A third of all AWS requests throttled: apply, plan and destroy still succeed.

@@ -295,6 +295,37 @@ impl FakeKube {
             .unwrap_or_default()
     }
 
+    /// Arms the fake's kill hook: once the `after_writes`-th Kubernetes write from now (to
+    /// `path` only, if given) is in the store, the process whose pid `pid_file` holds at that
+    /// moment gets SIGKILL, before the write's answer is sent. Returns the hook's state.
+    pub fn arm_kill(
+        &self,
+        after_writes: usize,
+        path: Option<&str>,
+        pid_file: &Path,
+    ) -> serde_json::Value {
+        let config =
+            serde_json::json!({"after_writes": after_writes, "path": path, "pid_file": pid_file});
+        self.kill_config(&config)
+    }
+
+    /// Disarms the kill hook (`/__fake/reset` does too).
+    pub fn disarm_kill(&self) {
+        self.kill_config(&serde_json::Value::Null);
+    }
+
+    /// The kill hook's state: `armed`, `writes`, `fired`, `killed`, `pid`, `after_seq`
+    /// (request-log seq of the write it fired after), `error`.
+    pub fn kill_hook(&self) -> serde_json::Value {
+        self.get("/__fake/kill")
+    }
+
+    fn kill_config(&self, config: &serde_json::Value) -> serde_json::Value {
+        let (status, body) = http(&self.addr, "POST", "/__fake/kill", &config.to_string());
+        assert_eq!(status, 200, "kill hook {config}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("kill hook: not JSON ({e}): {body}"))
+    }
+
     /// Adds or replaces objects (pods, nodes…).
     pub fn seed(&self, objects: serde_json::Value) {
         let (status, body) = http(

@@ -1,5 +1,6 @@
 //! HTTP layer: routing, Kubernetes REST semantics (CRUD, patch, watch, tables) and errors.
 
+use crate::kill::KillHook;
 use crate::patch::strategic_merge;
 use crate::resources::{self as rs, res, ResId, Resource};
 use crate::selector::Selector;
@@ -25,12 +26,16 @@ const MAX_BODY: usize = 3 * 1024 * 1024;
 
 pub struct State {
     store: Mutex<Store>,
+    /// Separate from the store so that signalling a client never waits for, or holds up,
+    /// other requests' store access.
+    kill: Mutex<KillHook>,
 }
 
 impl State {
     pub fn new(seed: Vec<Value>) -> Result<Arc<Self>, String> {
         Ok(Arc::new(State {
             store: Mutex::new(Store::new(seed)?),
+            kill: Mutex::new(KillHook::default()),
         }))
     }
 
@@ -38,6 +43,11 @@ impl State {
         // A panic while holding the lock cannot leave the maps half-written in a way
         // that matters to a test double, so keep serving rather than poisoning every request.
         self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn kill_hook(&self) -> MutexGuard<'_, KillHook> {
+        // Same reasoning as `lock`: the hook's few fields are always consistent.
+        self.kill.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -290,6 +300,24 @@ impl Ctx {
         self.query.get(key).map_or("", String::as_str)
     }
 
+    /// Whether the request asks for a dry run in any form (even an invalid one), so that the
+    /// kill hook only counts writes meant to change the store.
+    fn wants_dry_run(&self) -> bool {
+        if self.query.contains_key("dryRun") {
+            return true;
+        }
+        // kubectl puts dryRun in a DELETE's options body rather than the query.
+        self.method == Method::DELETE
+            && serde_json::from_slice::<Value>(&self.body)
+                .ok()
+                .and_then(|o| {
+                    o.get("dryRun")
+                        .and_then(Value::as_array)
+                        .map(|a| !a.is_empty())
+                })
+                .unwrap_or(false)
+    }
+
     fn dry_run(&self) -> ApiResult<bool> {
         match self.q("dryRun") {
             "" => Ok(false),
@@ -363,7 +391,23 @@ pub async fn handle(
     let host = header(hyper::header::HOST);
     let resp = api(&state, &ctx, &path, &host).unwrap_or_else(|e| json_resp(e.code, &e.status()));
     state.lock().log_code(seq, resp.status().as_u16());
+    // The write is in the store (or was refused) and the answer not yet sent: a client the
+    // hook kills now has caused the change without seeing it, as in a real crash.
+    if counts_as_write(&ctx, &path, &host) {
+        state.kill_hook().count_write(seq, &path);
+    }
     Ok(resp)
+}
+
+/// A write for the kill hook: POST, PUT, PATCH or DELETE on a resource path, not a dry run.
+/// Refused writes count too, like the AWS proxy's mutating requests: the client sent them, and
+/// a crash right after one is a crash point as well.
+fn counts_as_write(ctx: &Ctx, path: &str, host: &str) -> bool {
+    matches!(
+        ctx.method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    ) && !ctx.wants_dry_run()
+        && matches!(route(path, host), Ok(Route::Resource { .. }))
 }
 
 fn api(state: &Arc<State>, ctx: &Ctx, path: &str, host: &str) -> ApiResult<Response<Body>> {
@@ -1111,11 +1155,23 @@ fn watch(
 }
 
 fn fake_endpoint(state: &State, method: &Method, rest: &str, body: &[u8]) -> Response<Body> {
+    match (method, rest) {
+        (&Method::GET, "kill") => return json_resp(200, &state.kill_hook().to_json()),
+        (&Method::POST, "kill") => {
+            let mut hook = state.kill_hook();
+            return match hook.configure(body) {
+                Ok(()) => json_resp(200, &hook.to_json()),
+                Err(e) => json_resp(400, &bad_request(e).status()),
+            };
+        }
+        _ => {}
+    }
     let mut store = state.lock();
     match (method, rest) {
         (&Method::GET, "requests") => json_resp(200, &Value::Array(store.log().to_vec())),
         (&Method::POST, "reset") => {
             store.reset();
+            state.kill_hook().clear();
             json_resp(
                 200,
                 &json!({"reset": true, "resourceVersion": store.rv().to_string()}),
