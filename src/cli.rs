@@ -5,7 +5,7 @@ use crate::addr::{Kind, ResourceAddr};
 use crate::apply::{self, ApplyReport};
 use crate::aws::AwsClients;
 use crate::diag::Diagnostics;
-use crate::events::{HumanReporter, JsonReporter, Reporter};
+use crate::events::{self, Event, HumanReporter, JsonReporter, Reporter};
 use crate::graph::DependencyGraph;
 use crate::kube::{KubeAccess, KubeConnector};
 use crate::plan::{self, Action, Palette, Plan};
@@ -158,6 +158,20 @@ struct RunOpts {
     delete_available_enis: bool,
 }
 
+impl Cli {
+    /// Whether the command was asked for machine-readable output.
+    fn json(&self) -> bool {
+        match &self.command {
+            Command::Validate { json, .. } => *json,
+            Command::Plan { common, .. }
+            | Command::Apply { common, .. }
+            | Command::Destroy { common, .. }
+            | Command::Verify { common, .. } => common.json,
+            Command::Graph { .. } | Command::ForceUnlock { .. } => false,
+        }
+    }
+}
+
 /// Errors at the CLI edge with their exit code: 1 for user and AWS errors alike, as Terraform.
 struct Failure(String);
 
@@ -178,13 +192,20 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    events::set_json_stderr(cli.json());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            let message = format!("cannot start the async runtime: {e}");
+            events::notice(
+                Event::Error {
+                    message: message.clone(),
+                },
+                &format!("error: {message}"),
+            );
             return ExitCode::from(1);
         }
     };
@@ -195,11 +216,13 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(Failure(msg)) => {
             let msg = msg.trim_end();
-            if msg.starts_with("error:") {
-                eprintln!("{msg}");
+            let message = msg.strip_prefix("error: ").unwrap_or(msg).to_string();
+            let plain = if msg.starts_with("error:") {
+                msg.to_string()
             } else {
-                eprintln!("error: {msg}");
-            }
+                format!("error: {msg}")
+            };
+            events::notice(Event::Error { message }, &plain);
             ExitCode::from(1)
         }
     }
@@ -230,23 +253,43 @@ fn out(text: &str) {
 
 /// Loads and validates; prints warnings; errors become a failure listing all of them.
 fn load_spec(path: &Path) -> Result<Spec, Failure> {
-    let spec = spec::load(path).map_err(|d| Failure(d.to_string()))?;
+    let spec = spec::load(path).map_err(|d| diag_failure(&d))?;
     let diags = validate::validate(&spec);
     report_warnings(&diags);
     if diags.has_errors() {
-        return Err(Failure(errors_only(&diags)));
+        return Err(diag_failure(&diags));
     }
     Ok(spec)
 }
 
-fn errors_only(d: &Diagnostics) -> String {
-    let errs: Vec<String> = d.errors().map(|e| e.to_string()).collect();
-    errs.join("\n")
+/// A failure made of spec diagnostics. In `--json` mode each error is its own `diagnostic`
+/// event (file, line, key as fields) and the failure only counts them; in text the failure
+/// lists them.
+fn diag_failure(d: &Diagnostics) -> Failure {
+    let errs: Vec<&crate::diag::Diagnostic> = d.errors().collect();
+    if events::json_stderr() {
+        for e in &errs {
+            events::notice(
+                Event::Diagnostic {
+                    diagnostic: (*e).clone(),
+                },
+                "",
+            );
+        }
+        return Failure(format!("{} error(s) in the spec", errs.len()));
+    }
+    let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    Failure(lines.join("\n"))
 }
 
 fn report_warnings(d: &Diagnostics) {
     for w in d.warnings() {
-        eprintln!("{w}");
+        events::notice(
+            Event::Diagnostic {
+                diagnostic: w.clone(),
+            },
+            &w.to_string(),
+        );
     }
 }
 
@@ -309,13 +352,17 @@ async fn make_plan(
     ctx: &Ctx,
     opts: &PlanOptions,
 ) -> Result<Plan, Failure> {
-    let graph =
-        DependencyGraph::build(spec, Some(snapshot)).map_err(|d| Failure(errors_only(&d)))?;
+    let graph = DependencyGraph::build(spec, Some(snapshot)).map_err(|d| diag_failure(&d))?;
     let observed = refresh::refresh(ctx, spec, &graph, snapshot).await?;
-    let plan = planner::plan(spec, &graph, snapshot, &observed, opts)
-        .map_err(|d| Failure(errors_only(&d)))?;
+    let plan =
+        planner::plan(spec, &graph, snapshot, &observed, opts).map_err(|d| diag_failure(&d))?;
     for w in &plan.warnings {
-        eprintln!("{w}");
+        events::notice(
+            Event::Diagnostic {
+                diagnostic: w.clone(),
+            },
+            &w.to_string(),
+        );
     }
     Ok(plan)
 }
@@ -364,8 +411,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 Some(p) => Some(read_snapshot(p)?),
                 None => None,
             };
-            let g = DependencyGraph::build(&s, snapshot.as_ref())
-                .map_err(|d| Failure(errors_only(&d)))?;
+            let g = DependencyGraph::build(&s, snapshot.as_ref()).map_err(|d| diag_failure(&d))?;
             out(&if destroy { g.reversed() } else { g }.to_dot());
             Ok(0)
         }
@@ -387,10 +433,16 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 let text = serde_json::to_string_pretty(&plan)?;
                 std::fs::write(&f, text)
                     .map_err(|e| Failure(format!("cannot write plan `{}`: {e}", f.display())))?;
-                eprintln!(
+                let message = format!(
                     "Saved the plan to {}; apply it with: eksnet apply {}",
                     f.display(),
                     f.display()
+                );
+                events::notice(
+                    Event::Info {
+                        message: message.clone(),
+                    },
+                    &message,
                 );
             }
             Ok(if detailed_exitcode && plan.has_changes() {
@@ -463,7 +515,13 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 )));
             }
             StateStore::open(&path)?.force_unlock(&lock_id)?;
-            eprintln!("Lock {lock_id} on {} released.", path.display());
+            let message = format!("Lock {lock_id} on {} released.", path.display());
+            events::notice(
+                Event::Info {
+                    message: message.clone(),
+                },
+                &message,
+            );
             Ok(0)
         }
     }
@@ -527,18 +585,26 @@ fn read_plan_file(path: &Path) -> Result<Option<Plan>, Failure> {
 /// Asks on stderr and reads the answer on a blocking thread, so that Ctrl-C (watched by
 /// `interruptible`) still works while the prompt waits.
 async fn confirm(destroy: bool) -> Result<bool, Failure> {
-    let mut err = std::io::stderr().lock();
     let what = if destroy {
         "destroy all resources in the state"
     } else {
         "perform these actions"
     };
-    let _ = write!(
-        err,
-        "\nDo you want to {what}?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
-    );
-    let _ = err.flush();
-    drop(err);
+    if events::json_stderr() {
+        events::notice(
+            Event::Prompt {
+                message: format!("Do you want to {what}? Only 'yes' will be accepted to approve."),
+            },
+            "",
+        );
+    } else {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\nDo you want to {what}?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+        );
+        let _ = err.flush();
+    }
     let line = tokio::task::spawn_blocking(|| {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map(|_| line)
@@ -585,7 +651,13 @@ async fn converge(
         let plan = make_plan(&s, &snapshot, &ctx, &opts).await?;
         show_plan(&plan, common.json);
         if plan.has_changes() && !auto_approve && !confirm(opts.destroy).await? {
-            eprintln!("Cancelled: nothing was changed.");
+            let message = "Cancelled: nothing was changed.".to_string();
+            events::notice(
+                Event::Info {
+                    message: message.clone(),
+                },
+                &message,
+            );
             return Ok((1, store));
         }
         let (report, store) = apply::apply(&ctx, &plan, store, run.parallelism).await?;
@@ -669,24 +741,42 @@ fn summarise(plan: &Plan, report: &ApplyReport) -> u8 {
         done(Action::Replace),
         done(Action::Delete),
     );
-    for (step, because) in &report.skipped {
-        eprintln!("skipped: {step} (because {because} failed)");
+    let command = if plan.destroy { "Destroy" } else { "Apply" };
+    let summary = Event::Summary {
+        command: command.to_lowercase(),
+        ok: report.ok(),
+        added,
+        changed,
+        replaced,
+        destroyed,
+        failed: report.failed.len(),
+        skipped: report.skipped.len(),
+    };
+    // In `--json` mode the skips and failures were already events of their own.
+    if !events::json_stderr() {
+        for (step, because) in &report.skipped {
+            eprintln!("skipped: {step} (because {because} failed)");
+        }
+        if !report.ok() {
+            for (step, e) in &report.failed {
+                eprintln!("error: {step}: {e}");
+            }
+        }
     }
     if report.ok() {
-        eprintln!(
-            "{} complete! Resources: {added} added, {changed} changed, {replaced} replaced, {destroyed} destroyed.",
-            if plan.destroy { "Destroy" } else { "Apply" }
+        events::notice(
+            summary,
+            &format!("{command} complete! Resources: {added} added, {changed} changed, {replaced} replaced, {destroyed} destroyed."),
         );
         0
     } else {
-        for (step, e) in &report.failed {
-            eprintln!("error: {step}: {e}");
-        }
-        eprintln!(
-            "{} failed: {} failed, {} skipped; {added} added, {changed} changed, {replaced} replaced, {destroyed} destroyed. Everything completed is recorded in the state; run the command again to continue.",
-            if plan.destroy { "Destroy" } else { "Apply" },
-            report.failed.len(),
-            report.skipped.len()
+        events::notice(
+            summary,
+            &format!(
+                "{command} failed: {} failed, {} skipped; {added} added, {changed} changed, {replaced} replaced, {destroyed} destroyed. Everything completed is recorded in the state; run the command again to continue.",
+                report.failed.len(),
+                report.skipped.len()
+            ),
         );
         1
     }

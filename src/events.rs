@@ -48,6 +48,61 @@ pub enum Event {
     Warning {
         message: String,
     },
+    /// A spec diagnostic (warning or error) with its file, line and key.
+    Diagnostic {
+        #[serde(flatten)]
+        diagnostic: crate::diag::Diagnostic,
+    },
+    /// What made the command fail (the exit code says it too).
+    Error {
+        message: String,
+    },
+    /// Anything else the CLI says: a saved plan, a cancelled apply, a released lock.
+    Info {
+        message: String,
+    },
+    /// The confirmation question; the answer is read from stdin.
+    Prompt {
+        message: String,
+    },
+    /// The outcome of an apply or destroy.
+    Summary {
+        command: String,
+        ok: bool,
+        added: usize,
+        changed: usize,
+        replaced: usize,
+        destroyed: usize,
+        failed: usize,
+        skipped: usize,
+    },
+}
+
+/// Whether stderr carries JSON lines (`--json`). Set once by the CLI before anything is
+/// printed. stderr is one stream for the whole process, and what the CLI writes outside the
+/// engine (warnings, the summary, errors) must be in the same format as the reporter's events,
+/// or a program reading `--json` output would have to skip lines it cannot parse.
+static JSON_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_json_stderr(on: bool) {
+    JSON_STDERR.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn json_stderr() -> bool {
+    JSON_STDERR.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Writes one line of the CLI's own on stderr: the event as JSON in `--json` mode, otherwise
+/// the plain text.
+pub fn notice(event: Event, plain: &str) {
+    let mut err = std::io::stderr().lock();
+    if json_stderr() {
+        if let Ok(s) = serde_json::to_string(&event) {
+            let _ = writeln!(err, "{s}");
+        }
+    } else {
+        let _ = writeln!(err, "{plain}");
+    }
 }
 
 mod secs {
@@ -212,6 +267,10 @@ impl Reporter for HumanReporter {
                 self.line(&format!("{addr}: skipped because {because} failed"))
             }
             Event::Warning { message } => self.line(&format!("warning: {message}")),
+            Event::Diagnostic { diagnostic } => self.line(&diagnostic.to_string()),
+            Event::Error { message } => self.line(&format!("error: {message}")),
+            Event::Info { message } | Event::Prompt { message } => self.line(&message),
+            Event::Summary { .. } => {}
         }
     }
 }

@@ -1231,3 +1231,139 @@ async fn aws_node_originals_survive_a_lost_state_record() {
         "annotation removed"
     );
 }
+
+/// Every stderr line of a `--json` command, parsed; a line that is not a JSON object fails.
+fn json_lines(stderr: &str, ctx: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{ctx}: stderr line is not JSON ({e}): {l}\n{stderr}"));
+            assert!(
+                v["event"].is_string(),
+                "{ctx}: no event name in {l}\n{stderr}"
+            );
+            v
+        })
+        .collect()
+}
+
+fn events_named<'a>(lines: &'a [serde_json::Value], name: &str) -> Vec<&'a serde_json::Value> {
+    lines.iter().filter(|v| v["event"] == name).collect()
+}
+
+/// With `--json`, stdout is the document and stderr is JSON lines only: progress, warnings,
+/// the summary, the prompt, spec errors with file/line/key, and the final error.
+#[tokio::test]
+async fn json_mode_writes_only_json_lines_on_stderr() {
+    let (_guard, url) = moto();
+    let aws = sdk(&url).await;
+    let vpc_id = aws
+        .ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .expect("vpc")
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("vpc id")
+        .to_string();
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let spec = format!(
+        r#"
+[vpc.main]
+id = "{vpc_id}"
+
+[cidr_block.pods]
+vpc_id = "${{vpc.main.id}}"
+cidr_block = "100.64.0.0/16"
+
+[subnet.pod_a]
+vpc_id = "${{vpc.main.id}}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2a"
+"#
+    );
+    std::fs::write(d.join("s.toml"), &spec).expect("write");
+
+    let plan = run_ok(eksnet(&url, d).args(["plan", "s.toml", "--json"]), 0);
+    let doc: serde_json::Value = serde_json::from_str(&plan.stdout).expect("plan JSON on stdout");
+    assert!(doc["changes"].is_array(), "{}", plan.stdout);
+    let lines = json_lines(&plan.stderr, "plan");
+    assert_eq!(events_named(&lines, "refreshing").len(), 1, "{lines:?}");
+
+    // Asked to confirm and told no: a prompt event, then the cancellation, exit 1.
+    let mut cmd = eksnet(&url, d);
+    cmd.args(["apply", "s.toml", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"no\n").expect("answer");
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(1));
+    let lines = json_lines(&String::from_utf8_lossy(&out.stderr), "cancelled apply");
+    assert_eq!(events_named(&lines, "prompt").len(), 1, "{lines:?}");
+    assert!(
+        events_named(&lines, "info")
+            .iter()
+            .any(|v| v["message"] == "Cancelled: nothing was changed."),
+        "{lines:?}"
+    );
+
+    let applied = run_ok(
+        eksnet(&url, d).args(["apply", "s.toml", "--json", "--auto-approve"]),
+        0,
+    );
+    let lines = json_lines(&applied.stderr, "apply");
+    let finished = events_named(&lines, "finished");
+    assert_eq!(finished.len(), 3, "vpc adopted, block, subnet: {lines:?}");
+    let summary = lines.last().expect("a summary line");
+    assert_eq!(summary["event"], "summary", "{lines:?}");
+    assert_eq!(summary["command"], "apply");
+    assert_eq!(summary["ok"], true);
+    assert_eq!(summary["added"], 2, "{summary}");
+    assert_eq!(summary["failed"], 0);
+
+    // A spec error: the diagnostic as fields, then the failure; nothing else, exit 1.
+    std::fs::write(
+        d.join("bad.toml"),
+        spec.replace(
+            "availability_zone = \"us-west-2a\"",
+            "availabilty_zone = \"us-west-2a\"",
+        ),
+    )
+    .expect("write");
+    let bad = run(eksnet(&url, d).args(["plan", "bad.toml", "--json"]));
+    assert_eq!(bad.code, 1, "{}", bad.stderr);
+    assert!(bad.stdout.is_empty(), "{}", bad.stdout);
+    let lines = json_lines(&bad.stderr, "bad spec");
+    let diags = events_named(&lines, "diagnostic");
+    assert!(!diags.is_empty(), "{lines:?}");
+    assert!(
+        diags.iter().any(|v| v["severity"] == "error"
+            && v["location"]["line"] == 12
+            && v["key"]
+                .as_str()
+                .is_some_and(|k| k.contains("availabilty_zone"))),
+        "{diags:?}"
+    );
+    assert_eq!(lines.last().map(|v| &v["event"]), Some(&json!("error")));
+
+    let destroyed = run_ok(
+        eksnet(&url, d).args(["destroy", "s.toml", "--json", "--auto-approve"]),
+        0,
+    );
+    let lines = json_lines(&destroyed.stderr, "destroy");
+    let summary = lines.last().expect("a summary line");
+    assert_eq!(summary["command"], "destroy", "{lines:?}");
+    assert_eq!(summary["ok"], true);
+    assert_eq!(summary["destroyed"], 2, "{summary}");
+}
