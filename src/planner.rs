@@ -306,6 +306,19 @@ fn plan_apply(
                 } else {
                     Action::NoOp
                 };
+                // AWS cannot disassociate a block that still has subnets: a subnet inside a
+                // block being replaced must go (and come back) with it, even if the subnet
+                // itself did not change.
+                if addr.kind == Kind::Subnet
+                    && matches!(change.action, Action::NoOp | Action::Update | Action::Adopt)
+                {
+                    if let Some(block) = replaced_block_holding(&out, &obs.attrs) {
+                        change.reason = Some(format!(
+                            "it lies in {block}, which is replaced, and AWS cannot disassociate a block that still has subnets"
+                        ));
+                        change.action = Action::Replace;
+                    }
+                }
                 if adopted && !changed.is_empty() {
                     diags.push(spec.error_at(
                         addr.to_string(),
@@ -322,6 +335,24 @@ fn plan_apply(
     check_live_constraints(spec, &out, &known, diags);
     check_kubernetes(spec, &out, &known, diags);
     out
+}
+
+/// The secondary block, planned for replacement, whose current range holds a subnet with
+/// these live attributes (same VPC).
+fn replaced_block_holding(changes: &[PlannedChange], subnet: &Value) -> Option<ResourceAddr> {
+    let net = |v: &Value, key: &str| v.get(key)?.as_str()?.parse::<ipnet::IpNet>().ok();
+    let cidr = net(subnet, "cidr_block")?;
+    let vpc = subnet.get("vpc_id")?;
+    changes
+        .iter()
+        .filter(|c| c.addr.kind == Kind::CidrBlock && c.action == Action::Replace)
+        .find(|c| {
+            c.before.as_ref().is_some_and(|b| {
+                b.get("vpc_id") == Some(vpc)
+                    && net(b, "cidr_block").is_some_and(|n| n.contains(&cidr))
+            })
+        })
+        .map(|c| c.addr.clone())
 }
 
 /// Checks that need live values: secondary blocks against the VPC's existing blocks, and pod
