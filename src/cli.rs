@@ -102,6 +102,18 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Bring an existing resource under management: record it in the state under an address
+    /// of the spec, so that plan and apply treat it as their own from then on.
+    Import {
+        spec: PathBuf,
+        /// The spec address to record it under, e.g. `cluster.main`.
+        addr: ResourceAddr,
+        /// Its id, as eksnet shows it in plans: a cluster or role name, `subnet-…`,
+        /// `vpc-cidr-assoc-…`, a stack name, `CLUSTER/NODEGROUP`, `CLUSTER/ENICONFIG`.
+        id: String,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Free a lock left by a command that died.
     ForceUnlock {
         lock_id: String,
@@ -166,7 +178,8 @@ impl Cli {
             Command::Plan { common, .. }
             | Command::Apply { common, .. }
             | Command::Destroy { common, .. }
-            | Command::Verify { common, .. } => common.json,
+            | Command::Verify { common, .. }
+            | Command::Import { common, .. } => common.json,
             Command::Graph { .. } | Command::ForceUnlock { .. } => false,
         }
     }
@@ -503,6 +516,12 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(if reports.iter().all(|r| r.ok()) { 0 } else { 3 })
         }
+        Command::Import {
+            spec,
+            addr,
+            id,
+            common,
+        } => import(&spec, &addr, &id, &common).await,
         Command::ForceUnlock { lock_id, state } => {
             let path = match state {
                 Some(p) => p,
@@ -686,6 +705,123 @@ async fn apply_saved(plan: Plan, common: &Common, run: RunOpts) -> Result<u8, Fa
         let ctx = make_ctx(&s, store.lineage()?, common, run.delete_available_enis).await?;
         let (report, store) = apply::apply(&ctx, &plan, store, run.parallelism).await?;
         Ok::<_, Failure>((summarise(&plan, &report), store))
+    };
+    finish(interruptible(result).await, &path, &lock_id)
+}
+
+/// `eksnet import`: reads the resource by the id given (after its dependencies, so a reference
+/// such as a block's VPC resolves), refuses what another eksnet state manages, writes its state
+/// row, and says what the next plan would do with it.
+async fn import(
+    spec_path: &Path,
+    addr: &ResourceAddr,
+    id: &str,
+    common: &Common,
+) -> Result<u8, Failure> {
+    let s = load_spec(spec_path)?;
+    let Some(resource) = s.get(addr) else {
+        return Err(Failure(format!(
+            "`{addr}` is not in {}; add it to the spec first, then import it",
+            spec_path.display()
+        )));
+    };
+    match addr.kind {
+        Kind::AwsNode => {
+            return Err(Failure(format!(
+                "`{addr}` needs no import: aws_node settings always apply to the DaemonSet EKS installed"
+            )))
+        }
+        Kind::Vpc if crate::resources::is_adopted(addr, &resource.attrs) => {
+            return Err(Failure(format!(
+                "`{addr}` adopts its VPC by `id` already; there is nothing to import"
+            )))
+        }
+        Kind::Nodegroup | Kind::EniConfig if !id.contains('/') => {
+            return Err(Failure(format!(
+                "the id of a {} is CLUSTER/NAME, not `{id}`",
+                addr.kind
+            )))
+        }
+        _ => {}
+    }
+    let path = state_path(spec_path, &common.state);
+    let Locked { store, lock_id } = lock_state(
+        &path,
+        format!("eksnet import {} {addr} {id}", spec_path.display()),
+    )?;
+    let result = async {
+        let mut store = store;
+        let snapshot = store.snapshot()?;
+        if let Some(row) = snapshot.resources.get(addr) {
+            return Err(Failure(format!(
+                "`{addr}` is already in the state (id {}); eksnet manages it already",
+                row.cloud_id.as_deref().unwrap_or("not yet known")
+            )));
+        }
+        let ctx = make_ctx(&s, snapshot.lineage.clone(), common, false).await?;
+        let graph = DependencyGraph::build(&s, Some(&snapshot)).map_err(|d| diag_failure(&d))?;
+        let mut observed =
+            refresh::refresh_importing(&ctx, &s, &graph, &snapshot, Some((addr, id))).await?;
+        let Some(found) = observed.get(addr).cloned().flatten() else {
+            return Err(Failure(format!(
+                "no {} with id `{id}` was found (for `{addr}`)",
+                addr.kind
+            )));
+        };
+        if let Some(other) = found
+            .managed_by
+            .as_deref()
+            .filter(|l| *l != snapshot.lineage)
+        {
+            return Err(Failure(format!(
+                "{} `{}` is managed by another eksnet state (lineage {other}); two states must not manage one resource",
+                addr.kind, found.cloud_id
+            )));
+        }
+        let row = crate::state::StateResource {
+            status: crate::state::ResourceStatus::Present,
+            cloud_id: Some(found.cloud_id.clone()),
+            attrs: found.attrs.clone(),
+            outputs: found.outputs.clone(),
+            dependencies: graph.dependencies(addr),
+        };
+        store.put(addr, &row)?;
+        let message = format!("Imported {addr} [id={}].", found.cloud_id);
+        events::notice(
+            Event::Info {
+                message: message.clone(),
+            },
+            &message,
+        );
+        // What the next plan does with it, from what was just read: no further request.
+        let mut after = snapshot.clone();
+        after.resources.insert(addr.clone(), row);
+        observed.insert(addr.clone(), Some(found));
+        let next =
+            planner::change_for(&s, &graph, &after, &observed, addr).and_then(|c| match c.action {
+                Action::Replace => Some(format!(
+                    "the next apply would REPLACE it (it differs in {})",
+                    if c.replace_because.is_empty() {
+                        c.reason.clone().unwrap_or_default()
+                    } else {
+                        c.replace_because.join(", ")
+                    }
+                )),
+                Action::Update => {
+                    Some("the next apply would update it in place to match the spec".into())
+                }
+                _ => None,
+            });
+        if let Some(next) = next {
+            let message = format!("{addr}: {next}; run `eksnet plan` to see the difference");
+            events::notice(
+                Event::Warning {
+                    message: message.clone(),
+                },
+                &format!("warning: {message}"),
+            );
+        }
+        Ok::<_, Failure>((0, store))
     };
     finish(interruptible(result).await, &path, &lock_id)
 }

@@ -81,6 +81,29 @@ pub fn plan(
     })
 }
 
+/// The change planned for one resource, even when the plan as a whole has errors elsewhere
+/// (e.g. other resources not imported yet): what `eksnet import` reports about the resource
+/// it just recorded.
+pub fn change_for(
+    spec: &Spec,
+    graph: &DependencyGraph,
+    state: &StateSnapshot,
+    observed: &ObservedState,
+    addr: &ResourceAddr,
+) -> Option<PlannedChange> {
+    let mut diags = Diagnostics::default();
+    plan_apply(
+        spec,
+        graph,
+        state,
+        observed,
+        &PlanOptions::default(),
+        &mut diags,
+    )
+    .into_iter()
+    .find(|c| &c.addr == addr)
+}
+
 fn plan_destroy(
     graph: &DependencyGraph,
     state: &StateSnapshot,
@@ -221,9 +244,19 @@ fn plan_apply(
                         .as_deref()
                         .map(|l| format!("by another eksnet state (lineage {l})"))
                         .unwrap_or_else(|| "outside eksnet".into());
+                    // Only something no eksnet state manages may be imported.
+                    let way_out = if obs.managed_by.is_some() {
+                        "rename it in the spec, or delete it".to_string()
+                    } else {
+                        format!(
+                            "rename it in the spec, delete it, or take it over with `eksnet import {} {addr} {}`",
+                            spec.path.display(),
+                            obs.cloud_id
+                        )
+                    };
                     diags.push(spec.error_at(
                         addr.to_string(),
-                        format!("{} `{}` already exists and was created {by}; eksnet will not take it over — rename it in the spec, delete it, or adopt it by id where the kind allows", addr.kind, obs.cloud_id),
+                        format!("{} `{}` already exists and was created {by}; eksnet will not take it over — {way_out}", addr.kind, obs.cloud_id),
                     ));
                 }
                 let compare_base = |key: &str| -> Option<Value> {

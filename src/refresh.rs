@@ -112,6 +112,20 @@ pub async fn refresh(
     graph: &DependencyGraph,
     state: &StateSnapshot,
 ) -> Result<ObservedState, RefreshError> {
+    refresh_importing(ctx, spec, graph, state, None).await
+}
+
+/// Refresh, with one resource of the spec (not in the state) read by the cloud id the user
+/// gave to `eksnet import` instead of by its natural key. It is read once its dependencies
+/// are settled, with its spec attributes resolved, because some kinds need them for a read by
+/// id (a block's VPC, an ENIConfig's cluster).
+pub async fn refresh_importing(
+    ctx: &Ctx,
+    spec: &Spec,
+    graph: &DependencyGraph,
+    state: &StateSnapshot,
+    import: Option<(&ResourceAddr, &str)>,
+) -> Result<ObservedState, RefreshError> {
     let all: Vec<ResourceAddr> = graph.topological();
     ctx.reporter.event(Event::Refreshing {
         resources: all.len(),
@@ -161,17 +175,31 @@ pub async fn refresh(
                 continue;
             }
             let attrs = resolve_attrs(&desired_raw(&a), &known);
+            let deps_settled = || {
+                graph
+                    .dependencies(&a)
+                    .iter()
+                    .all(|d| observed.contains_key(d))
+            };
+            if let Some((_, id)) = import.filter(|(ia, _)| **ia == a) {
+                if deps_settled() {
+                    lookups.push(Lookup {
+                        addr: a,
+                        cloud_id: Some(id.to_string()),
+                        attrs,
+                    });
+                } else {
+                    rest.push(a);
+                }
+                continue;
+            }
             if key_known(a.kind, &attrs) {
                 lookups.push(Lookup {
                     addr: a,
                     cloud_id: None,
                     attrs,
                 });
-            } else if graph
-                .dependencies(&a)
-                .iter()
-                .all(|d| observed.contains_key(d))
-            {
+            } else if deps_settled() {
                 observed.insert(a, None);
                 decided = true;
             } else {

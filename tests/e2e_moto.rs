@@ -1367,3 +1367,239 @@ availability_zone = "us-west-2a"
     assert_eq!(summary["ok"], true);
     assert_eq!(summary["destroyed"], 2, "{summary}");
 }
+
+/// `eksnet import`: a subnet and a role made outside eksnet, which plan refuses to take over,
+/// are recorded under their spec addresses; from then on plan, apply and destroy treat them
+/// as eksnet's own. Wrong addresses, ids and repeats are refused without touching the state.
+#[tokio::test]
+async fn import_brings_existing_resources_under_management() {
+    let (_guard, url) = moto();
+    let aws = sdk(&url).await;
+    let vpc_id = aws
+        .ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .expect("vpc")
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("vpc id")
+        .to_string();
+    let assoc_id = aws
+        .ec2
+        .associate_vpc_cidr_block()
+        .vpc_id(&vpc_id)
+        .cidr_block("100.64.0.0/16")
+        .send()
+        .await
+        .expect("block")
+        .cidr_block_association()
+        .and_then(|a| a.association_id())
+        .expect("association id")
+        .to_string();
+    let subnet_id = aws
+        .ec2
+        .create_subnet()
+        .vpc_id(&vpc_id)
+        .cidr_block("100.64.0.0/19")
+        .availability_zone("us-west-2a")
+        .send()
+        .await
+        .expect("subnet")
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .expect("subnet id")
+        .to_string();
+    aws.iam
+        .create_role()
+        .role_name("imported-node-role")
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .send()
+        .await
+        .expect("role");
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let spec = format!(
+        r#"
+[vpc.main]
+id = "{vpc_id}"
+
+[cidr_block.pods]
+vpc_id = "${{vpc.main.id}}"
+cidr_block = "100.64.0.0/16"
+
+[subnet.pod_a]
+vpc_id = "${{vpc.main.id}}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2a"
+tags = {{ Name = "pods-a" }}
+
+[iam_role.node]
+name = "imported-node-role"
+assume_role_service = "ec2.amazonaws.com"
+"#
+    );
+    std::fs::write(d.join("s.toml"), &spec).expect("write");
+
+    // Before: eksnet will not take them over.
+    let refused = run(eksnet(&url, d).args(["plan", "s.toml"]));
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("already exists and was created outside eksnet"),
+        "{}",
+        refused.stderr
+    );
+
+    // Refusals that leave nothing behind.
+    for (args, says) in [
+        (
+            vec!["import", "s.toml", "subnet.other", &subnet_id],
+            "`subnet.other` is not in",
+        ),
+        (
+            vec![
+                "import",
+                "s.toml",
+                "subnet.pod_a",
+                "subnet-00000000000000000",
+            ],
+            "no subnet with id `subnet-00000000000000000` was found",
+        ),
+        (
+            vec!["import", "s.toml", "vpc.main", &vpc_id],
+            "adopts its VPC by `id` already",
+        ),
+    ] {
+        let r = run(eksnet(&url, d).args(&args));
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
+    }
+    let db = d.join("state/s.db");
+    assert!(
+        !db.exists() || run_ok(eksnet(&url, d).args(["plan", "s.toml"]), 1).code == 1,
+        "a refused import records nothing"
+    );
+
+    let imported = run_ok(
+        eksnet(&url, d).args(["import", "s.toml", "subnet.pod_a", &subnet_id]),
+        0,
+    );
+    assert!(
+        imported
+            .stderr
+            .contains(&format!("Imported subnet.pod_a [id={subnet_id}]")),
+        "{}",
+        imported.stderr
+    );
+    // The spec adds a Name tag the subnet does not have: an update, said at once.
+    assert!(
+        imported.stderr.contains("would update it in place"),
+        "{}",
+        imported.stderr
+    );
+    run_ok(
+        eksnet(&url, d).args(["import", "s.toml", "iam_role.node", "imported-node-role"]),
+        0,
+    );
+    // Read by its association id, which needs the VPC id resolved from the spec.
+    run_ok(
+        eksnet(&url, d).args(["import", "s.toml", "cidr_block.pods", &assoc_id]),
+        0,
+    );
+    let again =
+        run(eksnet(&url, d).args(["import", "s.toml", "iam_role.node", "imported-node-role"]));
+    assert_eq!(again.code, 1);
+    assert!(
+        again.stderr.contains("already in the state"),
+        "{}",
+        again.stderr
+    );
+
+    // Now a plan: the tag is the only difference, and applying it keeps the same subnet.
+    let plan = run_ok(
+        eksnet(&url, d).args(["plan", "s.toml", "--detailed-exitcode"]),
+        2,
+    );
+    assert!(
+        plan.stdout
+            .contains("Plan: 0 to add, 1 to change, 0 to replace, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan
+        .stdout
+        .contains("# subnet.pod_a will be updated in place"));
+    run_ok(
+        eksnet(&url, d).args(["apply", "s.toml", "--auto-approve"]),
+        0,
+    );
+    let subnets = aws
+        .ec2
+        .describe_subnets()
+        .subnet_ids(&subnet_id)
+        .send()
+        .await
+        .expect("describe");
+    let name = subnets.subnets()[0]
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some("Name"))
+        .and_then(|t| t.value());
+    assert_eq!(
+        name,
+        Some("pods-a"),
+        "the imported subnet itself was tagged"
+    );
+    run_ok(
+        eksnet(&url, d).args(["plan", "s.toml", "--detailed-exitcode"]),
+        0,
+    );
+
+    // Managed now: destroy deletes all three.
+    run_ok(
+        eksnet(&url, d).args(["destroy", "s.toml", "--auto-approve"]),
+        0,
+    );
+    let gone = aws
+        .ec2
+        .describe_subnets()
+        .subnet_ids(&subnet_id)
+        .send()
+        .await;
+    assert!(
+        gone.map(|o| o.subnets().is_empty()).unwrap_or(true),
+        "imported subnet deleted by destroy"
+    );
+    assert!(
+        aws.iam
+            .get_role()
+            .role_name("imported-node-role")
+            .send()
+            .await
+            .is_err(),
+        "imported role deleted by destroy"
+    );
+    let vpcs = aws
+        .ec2
+        .describe_vpcs()
+        .vpc_ids(&vpc_id)
+        .send()
+        .await
+        .expect("vpc");
+    assert!(
+        vpcs.vpcs()[0]
+            .cidr_block_association_set()
+            .iter()
+            .all(|a| a.association_id() != Some(assoc_id.as_str())
+                || a.cidr_block_state()
+                    .and_then(|s| s.state())
+                    .map(|s| s.as_str())
+                    == Some("disassociated")),
+        "imported block disassociated by destroy"
+    );
+}
