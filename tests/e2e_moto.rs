@@ -626,6 +626,20 @@ async fn by_cidr_live(
     out.subnets().first().cloned().expect(cidr)
 }
 
+/// A VPC made directly in moto, as a user's existing VPC would be.
+async fn vpc_outside_eksnet(aws: &eksnet::aws::AwsClients, cidr: &str) -> String {
+    aws.ec2
+        .create_vpc()
+        .cidr_block(cidr)
+        .send()
+        .await
+        .expect("vpc")
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("vpc id")
+        .to_string()
+}
+
 const ADOPTED: &str = r#"
 [vpc.main]
 id = "VPC_ID"
@@ -650,18 +664,7 @@ availability_zone = "${vpc.main.subnets.nodes-b.availability_zone}"
 async fn adopted_vpc_is_used_and_never_deleted() {
     let (_guard, url) = moto();
     let aws = sdk(&url).await;
-    let vpc = aws
-        .ec2
-        .create_vpc()
-        .cidr_block("10.0.0.0/16")
-        .send()
-        .await
-        .expect("vpc");
-    let vpc_id = vpc
-        .vpc()
-        .and_then(|v| v.vpc_id())
-        .expect("vpc id")
-        .to_string();
+    let vpc_id = vpc_outside_eksnet(&aws, "10.0.0.0/16").await;
     let mk = |cidr: &'static str, az: &'static str, name: &'static str| {
         let aws = aws.clone();
         let vpc_id = vpc_id.clone();
@@ -1259,17 +1262,7 @@ fn events_named<'a>(lines: &'a [serde_json::Value], name: &str) -> Vec<&'a serde
 async fn json_mode_writes_only_json_lines_on_stderr() {
     let (_guard, url) = moto();
     let aws = sdk(&url).await;
-    let vpc_id = aws
-        .ec2
-        .create_vpc()
-        .cidr_block("10.0.0.0/16")
-        .send()
-        .await
-        .expect("vpc")
-        .vpc()
-        .and_then(|v| v.vpc_id())
-        .expect("vpc id")
-        .to_string();
+    let vpc_id = vpc_outside_eksnet(&aws, "10.0.0.0/16").await;
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
     let spec = format!(
@@ -1375,17 +1368,7 @@ availability_zone = "us-west-2a"
 async fn import_brings_existing_resources_under_management() {
     let (_guard, url) = moto();
     let aws = sdk(&url).await;
-    let vpc_id = aws
-        .ec2
-        .create_vpc()
-        .cidr_block("10.0.0.0/16")
-        .send()
-        .await
-        .expect("vpc")
-        .vpc()
-        .and_then(|v| v.vpc_id())
-        .expect("vpc id")
-        .to_string();
+    let vpc_id = vpc_outside_eksnet(&aws, "10.0.0.0/16").await;
     let assoc_id = aws
         .ec2
         .associate_vpc_cidr_block()

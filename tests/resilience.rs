@@ -469,6 +469,69 @@ fn assert_all_present(d: &Path, expected: usize, ctx: &str) {
     }
 }
 
+/// Checks that eksnet died of the SIGKILL the hook sent, to the pid the wrapper wrote.
+fn assert_killed_by_hook(out: &std::process::Output, pid_file: &Path, hook: &Value, ctx: &str) {
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "{ctx}: eksnet must die of SIGKILL (status {:?}, hook {hook})\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: i64 = std::fs::read_to_string(pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert_eq!(hook["killed"], true, "{ctx}: {hook}");
+    assert_eq!(hook["pid"].as_i64(), Some(pid), "{ctx}: {hook}");
+}
+
+/// After a kill: the dead apply's lock must be reported as stale with its id; it is freed
+/// with `force-unlock` and the apply run again, which must succeed and converge: exactly the
+/// example's resources in AWS and in the state, and a clean plan.
+async fn recover_after_kill(w: &World, d: &Path, ctx: &str) {
+    let locked = run(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]));
+    assert_eq!(
+        locked.code, 1,
+        "{ctx}: the lock outlives the kill\n{}",
+        locked.stderr
+    );
+    assert!(
+        locked.stderr.contains("is locked by") && locked.stderr.contains("stale lock"),
+        "{ctx}: {}",
+        locked.stderr
+    );
+    let id =
+        lock_id(&locked.stderr).unwrap_or_else(|| panic!("{ctx}: no lock id in {}", locked.stderr));
+    run_ok(w.eksnet(d).args(["force-unlock", &id, "--state", STATE]), 0);
+    let again = run(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]));
+    assert_eq!(
+        again.code, 0,
+        "{ctx}: re-apply\n--- stdout\n{}\n--- stderr\n{}",
+        again.stdout, again.stderr
+    );
+    let adopted: Vec<&str> = again
+        .stdout
+        .lines()
+        .filter(|l| {
+            l.contains("found in AWS after an interrupted run") || l.contains("updated in place")
+        })
+        .map(str::trim)
+        .collect();
+    eprintln!(
+        "  re-apply: {} {adopted:?}",
+        again
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("Plan:"))
+            .unwrap_or("no plan line")
+    );
+    w.assert_converged(&["my-nodegroup"], ctx).await;
+    w.plan_is_clean(d, ctx);
+    assert_all_present(d, EXAMPLE_RESOURCES, ctx);
+}
+
 /// The id in eksnet's hint line `... run `eksnet force-unlock <ID> --state <PATH>``.
 fn lock_id(stderr: &str) -> Option<String> {
     let line = stderr
@@ -557,66 +620,12 @@ async fn crash_after_each_mutating_request_then_reapply_converges() {
             .unwrap_or_default();
         let ctx = format!("killed after mutating request {k}/{k_total} ({op})");
         eprintln!("{ctx}");
-        assert_eq!(
-            out.status.signal(),
-            Some(9),
-            "{ctx}: eksnet must die of SIGKILL (status {:?}, hook {killed})\n--- stderr\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let pid: i64 = std::fs::read_to_string(&pid_file)
-            .expect("pid file")
-            .trim()
-            .parse()
-            .expect("pid");
-        assert_eq!(killed["killed"], true, "{ctx}: {killed}");
-        assert_eq!(killed["pid"].as_i64(), Some(pid), "{ctx}: {killed}");
+        assert_killed_by_hook(&out, &pid_file, &killed, &ctx);
         w.proxy
             .config(json!({"kill_after_mutating": null, "kill_pid_file": null}));
 
-        // The dead apply left its lock (taken before any request); eksnet must call it stale
-        // and name its id.
-        let locked = run(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]));
-        assert_eq!(
-            locked.code, 1,
-            "{ctx}: the lock outlives the kill\n{}",
-            locked.stderr
-        );
-        assert!(
-            locked.stderr.contains("is locked by") && locked.stderr.contains("stale lock"),
-            "{ctx}: {}",
-            locked.stderr
-        );
-        let id = lock_id(&locked.stderr)
-            .unwrap_or_else(|| panic!("{ctx}: no lock id in {}", locked.stderr));
-        run_ok(w.eksnet(d).args(["force-unlock", &id, "--state", STATE]), 0);
-        let again = run(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]));
-        assert_eq!(
-            again.code, 0,
-            "{ctx}: re-apply\n--- stdout\n{}\n--- stderr\n{}",
-            again.stdout, again.stderr
-        );
-        let adopted: Vec<&str> = again
-            .stdout
-            .lines()
-            .filter(|l| {
-                l.contains("found in AWS after an interrupted run")
-                    || l.contains("updated in place")
-            })
-            .map(str::trim)
-            .collect();
-        eprintln!(
-            "  re-apply: {} {adopted:?}",
-            again
-                .stdout
-                .lines()
-                .find(|l| l.starts_with("Plan:"))
-                .unwrap_or("no plan line")
-        );
-
-        w.assert_converged(&["my-nodegroup"], &ctx).await;
-        w.plan_is_clean(d, &ctx);
-        assert_all_present(d, EXAMPLE_RESOURCES, &ctx);
+        // The dead apply left its lock (taken before any request).
+        recover_after_kill(&w, d, &ctx).await;
     }
 }
 
@@ -723,20 +732,7 @@ async fn crash_after_kube_write_and_recover(
         .unwrap_or_default();
     let ctx = format!("killed after {label} ({write})");
     eprintln!("{ctx}");
-    assert_eq!(
-        out.status.signal(),
-        Some(9),
-        "{ctx}: eksnet must die of SIGKILL (status {:?}, hook {hook})\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pid: i64 = std::fs::read_to_string(&pid_file)
-        .expect("pid file")
-        .trim()
-        .parse()
-        .expect("pid");
-    assert_eq!(hook["killed"], true, "{ctx}: {hook}");
-    assert_eq!(hook["pid"].as_i64(), Some(pid), "{ctx}: {hook}");
+    assert_killed_by_hook(&out, &pid_file, &hook, &ctx);
     if let Some(p) = path {
         assert_eq!(
             killed_after.map(|r| r["path"].clone()),
@@ -751,39 +747,8 @@ async fn crash_after_kube_write_and_recover(
     );
     w.kube.disarm_kill();
 
-    // The dead apply left its lock; eksnet must call it stale and name its id.
-    let locked = run(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]));
-    assert_eq!(
-        locked.code, 1,
-        "{ctx}: the lock outlives the kill\n{}",
-        locked.stderr
-    );
-    assert!(
-        locked.stderr.contains("is locked by") && locked.stderr.contains("stale lock"),
-        "{ctx}: {}",
-        locked.stderr
-    );
-    let id =
-        lock_id(&locked.stderr).unwrap_or_else(|| panic!("{ctx}: no lock id in {}", locked.stderr));
-    run_ok(w.eksnet(d).args(["force-unlock", &id, "--state", STATE]), 0);
-    let again = run(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]));
-    assert_eq!(
-        again.code, 0,
-        "{ctx}: re-apply\n--- stdout\n{}\n--- stderr\n{}",
-        again.stdout, again.stderr
-    );
-    eprintln!(
-        "  re-apply: {}",
-        again
-            .stdout
-            .lines()
-            .find(|l| l.starts_with("Plan:"))
-            .unwrap_or("no plan line")
-    );
-
-    w.assert_converged(&["my-nodegroup"], &ctx).await;
-    w.plan_is_clean(d, &ctx);
-    assert_all_present(d, EXAMPLE_RESOURCES, &ctx);
+    // The dead apply left its lock.
+    recover_after_kill(w, d, &ctx).await;
 
     // Kubernetes, through the fake server: exactly the example's two ENIConfigs (one per AZ of
     // its pod subnets), and aws-node with the spec's two settings added to the original
