@@ -114,10 +114,41 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Inspect the state, or make it forget a resource without touching AWS.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
     /// Free a lock left by a command that died.
     ForceUnlock {
         lock_id: String,
         /// The state database (default: the only `state/*.db`).
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum StateCommand {
+    /// One line per resource: address, status, id.
+    List {
+        /// The state database (default: the only `state/*.db`).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// The rows as a JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything the state holds for one resource: status, id, attributes, outputs.
+    Show {
+        addr: ResourceAddr,
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Stop managing resources: drop their rows, leave them in AWS and Kubernetes as they are.
+    Rm {
+        #[arg(required = true)]
+        addrs: Vec<ResourceAddr>,
         #[arg(long)]
         state: Option<PathBuf>,
     },
@@ -180,7 +211,10 @@ impl Cli {
             | Command::Destroy { common, .. }
             | Command::Verify { common, .. }
             | Command::Import { common, .. } => common.json,
-            Command::Graph { .. } | Command::ForceUnlock { .. } => false,
+            Command::State {
+                command: StateCommand::List { json, .. },
+            } => *json,
+            Command::Graph { .. } | Command::ForceUnlock { .. } | Command::State { .. } => false,
         }
     }
 }
@@ -522,6 +556,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             id,
             common,
         } => import(&spec, &addr, &id, &common).await,
+        Command::State { command } => state_command(command),
         Command::ForceUnlock { lock_id, state } => {
             let path = match state {
                 Some(p) => p,
@@ -824,6 +859,111 @@ async fn import(
         Ok::<_, Failure>((0, store))
     };
     finish(interruptible(result).await, &path, &lock_id)
+}
+
+/// The state file a `state` subcommand works on; it must exist (these commands never create
+/// one).
+fn existing_state(explicit: Option<PathBuf>) -> Result<PathBuf, Failure> {
+    let path = match explicit {
+        Some(p) => p,
+        None => only_state_file()?,
+    };
+    if !path.exists() {
+        return Err(Failure(format!(
+            "state `{}` does not exist",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+fn state_command(command: StateCommand) -> Result<u8, Failure> {
+    match command {
+        StateCommand::List { state, json } => {
+            let snapshot = StateStore::open(&existing_state(state)?)?.snapshot()?;
+            if json {
+                let rows: Vec<serde_json::Value> = snapshot
+                    .resources
+                    .iter()
+                    .map(|(a, r)| {
+                        serde_json::json!({
+                            "address": a.to_string(), "status": r.status, "cloud_id": r.cloud_id,
+                        })
+                    })
+                    .collect();
+                out(&format!("{}\n", serde_json::to_string_pretty(&rows)?));
+            } else {
+                let width = snapshot
+                    .resources
+                    .keys()
+                    .map(|a| a.to_string().len())
+                    .max()
+                    .unwrap_or(0);
+                let mut text = String::new();
+                for (a, r) in &snapshot.resources {
+                    text.push_str(&format!(
+                        "{:<width$}  {:<8}  {}\n",
+                        a.to_string(),
+                        r.status.as_str(),
+                        r.cloud_id.as_deref().unwrap_or("-")
+                    ));
+                }
+                out(&text);
+            }
+            Ok(0)
+        }
+        StateCommand::Show { addr, state } => {
+            let snapshot = StateStore::open(&existing_state(state)?)?.snapshot()?;
+            let Some(r) = snapshot.resources.get(&addr) else {
+                return Err(Failure(format!("`{addr}` is not in the state")));
+            };
+            out(&format!("{}\n", serde_json::to_string_pretty(r)?));
+            Ok(0)
+        }
+        StateCommand::Rm { addrs, state } => {
+            let path = existing_state(state)?;
+            let Locked { mut store, lock_id } = lock_state(
+                &path,
+                format!(
+                    "eksnet state rm {}",
+                    addrs
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            )?;
+            let result = (|| {
+                let snapshot = store.snapshot()?;
+                // All or nothing: a typo in one address must not leave the others half done.
+                if let Some(missing) = addrs.iter().find(|a| !snapshot.resources.contains_key(a)) {
+                    return Err(Failure(format!("`{missing}` is not in the state")));
+                }
+                for a in &addrs {
+                    store.remove(a)?;
+                    let id = snapshot
+                        .resources
+                        .get(a)
+                        .and_then(|r| r.cloud_id.clone())
+                        .unwrap_or_else(|| "-".into());
+                    let message = format!(
+                        "Removed {a} [id={id}] from the state; it is left as it is in AWS or Kubernetes."
+                    );
+                    events::notice(
+                        Event::Info {
+                            message: message.clone(),
+                        },
+                        &message,
+                    );
+                }
+                Ok::<_, Failure>(())
+            })();
+            let unlocked = store.unlock(&lock_id);
+            result?;
+            unlocked?;
+            Ok(0)
+        }
+    }
 }
 
 /// Runs a locked command, stopping at Ctrl-C. Stopping is as safe as a crash — every finished

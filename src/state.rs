@@ -70,7 +70,7 @@ pub enum ResourceStatus {
 }
 
 impl ResourceStatus {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             ResourceStatus::Creating => "creating",
             ResourceStatus::Present => "present",

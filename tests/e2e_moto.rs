@@ -1586,3 +1586,109 @@ assume_role_service = "ec2.amazonaws.com"
         "imported block disassociated by destroy"
     );
 }
+
+/// `eksnet state list|show|rm`: what the state holds, and forgetting resources without
+/// touching them: after `state rm` and removing them from the spec, destroy leaves them be.
+#[tokio::test]
+async fn state_commands_list_show_and_forget() {
+    let (_guard, url) = moto();
+    let aws = sdk(&url).await;
+    let vpc_id = vpc_outside_eksnet(&aws, "10.0.0.0/16").await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let block = format!(
+        "[vpc.main]\nid = \"{vpc_id}\"\n\n[cidr_block.pods]\nvpc_id = \"${{vpc.main.id}}\"\ncidr_block = \"100.64.0.0/16\"\n"
+    );
+    let subnet = "\n[subnet.pod_a]\nvpc_id = \"${vpc.main.id}\"\ncidr_block = \"100.64.0.0/19\"\navailability_zone = \"us-west-2a\"\n";
+    std::fs::write(d.join("s.toml"), format!("{block}{subnet}")).expect("write");
+    run_ok(
+        eksnet(&url, d).args(["apply", "s.toml", "--auto-approve"]),
+        0,
+    );
+
+    let list = run_ok(eksnet(&url, d).args(["state", "list"]), 0);
+    let rows: Vec<Vec<&str>> = list
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{}", list.stdout);
+    assert!(rows
+        .iter()
+        .any(|r| r[..2] == ["vpc.main", "present"] && r[2] == vpc_id));
+    let subnet_id = rows
+        .iter()
+        .find(|r| r[0] == "subnet.pod_a")
+        .map(|r| r[2].to_string())
+        .expect("subnet row");
+    assert!(subnet_id.starts_with("subnet-"), "{subnet_id}");
+    let json = run_ok(eksnet(&url, d).args(["state", "list", "--json"]), 0);
+    let rows: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    assert_eq!(rows.as_array().map(Vec::len), Some(3), "{rows}");
+    let show = run_ok(eksnet(&url, d).args(["state", "show", "subnet.pod_a"]), 0);
+    let row: serde_json::Value = serde_json::from_str(&show.stdout).expect("JSON");
+    assert_eq!(row["cloud_id"], json!(subnet_id));
+    assert_eq!(row["attrs"]["cidr_block"], "100.64.0.0/19");
+    assert_eq!(row["outputs"]["availability_zone"], "us-west-2a", "{row}");
+
+    // All or nothing: one unknown address, nothing removed.
+    let typo = run(eksnet(&url, d).args(["state", "rm", "subnet.pod_a", "subnet.pod_z"]));
+    assert_eq!(typo.code, 1);
+    assert!(
+        typo.stderr.contains("`subnet.pod_z` is not in the state"),
+        "{}",
+        typo.stderr
+    );
+    run_ok(eksnet(&url, d).args(["state", "show", "subnet.pod_a"]), 0);
+
+    let rm = run_ok(
+        eksnet(&url, d).args(["state", "rm", "subnet.pod_a", "cidr_block.pods"]),
+        0,
+    );
+    assert!(
+        rm.stderr
+            .contains(&format!("Removed subnet.pod_a [id={subnet_id}]")),
+        "{}",
+        rm.stderr
+    );
+    std::fs::write(d.join("s.toml"), format!("[vpc.main]\nid = \"{vpc_id}\"\n")).expect("write");
+    let plan = run_ok(
+        eksnet(&url, d).args(["plan", "s.toml", "--detailed-exitcode"]),
+        0,
+    );
+    assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
+    run_ok(
+        eksnet(&url, d).args(["destroy", "s.toml", "--auto-approve"]),
+        0,
+    );
+    let still = aws
+        .ec2
+        .describe_subnets()
+        .subnet_ids(&subnet_id)
+        .send()
+        .await
+        .expect("describe");
+    assert_eq!(
+        still.subnets().len(),
+        1,
+        "a forgotten subnet is left in AWS"
+    );
+    let vpcs = aws
+        .ec2
+        .describe_vpcs()
+        .vpc_ids(&vpc_id)
+        .send()
+        .await
+        .expect("vpc");
+    assert!(
+        vpcs.vpcs()[0]
+            .cidr_block_association_set()
+            .iter()
+            .any(|a| a.cidr_block() == Some("100.64.0.0/16")
+                && a.cidr_block_state()
+                    .and_then(|s| s.state())
+                    .map(|s| s.as_str())
+                    == Some("associated")),
+        "a forgotten block stays associated"
+    );
+}
