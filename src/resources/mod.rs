@@ -80,14 +80,28 @@ where
                 message: e.message().unwrap_or("").to_string(),
             }
         }
+        // No answer from AWS (no network, DNS, TLS, timeout, credentials): the outer errors
+        // only say "dispatch failure"; the cause is at the end of the chain.
         other => ResourceError::Aws {
             operation,
             code: "RequestFailed".to_string(),
-            message: std::error::Error::source(&other)
-                .map(|s| format!("{other}: {s}"))
-                .unwrap_or_else(|| other.to_string()),
+            message: error_chain(&other),
         },
     }
+}
+
+/// An error and its sources, outermost first, each once.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = vec![err.to_string()];
+    let mut next = err.source();
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 /// What one refresh of a resource found.
@@ -504,6 +518,30 @@ mod tests {
         .unwrap();
         // 0: took 300 > 250, next at once (300); then pauses 500, 1000, 1000 (cap), 1000.
         assert_eq!(*starts.lock().unwrap(), vec![0, 300, 800, 1800, 2800, 3800]);
+    }
+
+    #[test]
+    fn a_request_failure_names_its_cause_at_the_end_of_the_chain() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("dispatch failure")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "tcp connect error: Connection refused",
+        ));
+        assert_eq!(
+            error_chain(&e),
+            "dispatch failure: tcp connect error: Connection refused"
+        );
     }
 
     #[tokio::test(start_paused = true)]
