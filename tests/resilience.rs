@@ -469,6 +469,48 @@ fn assert_all_present(d: &Path, expected: usize, ctx: &str) {
     }
 }
 
+/// Every mutating request of one undisturbed run as a crash point: (operation, n) for the
+/// n-th request of that operation. Concurrent requests arrive in a different order on each
+/// run; naming the point by operation makes each request one, whatever the order.
+fn crash_points(order: &[String]) -> Vec<(String, u64)> {
+    let mut seen: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    order
+        .iter()
+        .map(|op| {
+            let n = seen.entry(op.as_str()).or_default();
+            *n += 1;
+            (op.clone(), *n)
+        })
+        .collect()
+}
+
+/// Runs `command` with the proxy's kill hook armed for the n-th `op` (armed before eksnet
+/// starts; the count restarts when the hook is armed), and checks eksnet died right after
+/// moto answered that request.
+fn run_killed_at(w: &World, d: &Path, command: &str, op: &str, n: u64, ctx: &str) {
+    let pid_file = d.join("eksnet.pid");
+    w.proxy
+        .config(json!({"kill_after_mutating": n, "kill_op": op, "kill_pid_file": pid_file}));
+    let out = with_pid_file(
+        w.eksnet(d).args([command, SPEC, "--auto-approve"]),
+        &pid_file,
+    )
+    .stdin(Stdio::null())
+    .output()
+    .expect("run eksnet");
+    let stats = w.proxy.stats();
+    let killed = stats.0["kill"].clone();
+    let hit = stats
+        .requests()
+        .into_iter()
+        .find(|r| Some(r.seq) == killed["after_seq"].as_u64())
+        .map(|r| r.op);
+    assert_eq!(hit.as_deref(), Some(op), "{ctx}: {killed}");
+    assert_killed_by_hook(&out, &pid_file, &killed, ctx);
+    w.proxy
+        .config(json!({"kill_after_mutating": null, "kill_op": null, "kill_pid_file": null}));
+}
+
 /// Checks that eksnet died of the SIGKILL the hook sent, to the pid the wrapper wrote.
 fn assert_killed_by_hook(out: &std::process::Output, pid_file: &Path, hook: &Value, ctx: &str) {
     assert_eq!(
@@ -487,11 +529,10 @@ fn assert_killed_by_hook(out: &std::process::Output, pid_file: &Path, hook: &Val
     assert_eq!(hook["pid"].as_i64(), Some(pid), "{ctx}: {hook}");
 }
 
-/// After a kill: the dead apply's lock must be reported as stale with its id; it is freed
-/// with `force-unlock` and the apply run again, which must succeed and converge: exactly the
-/// example's resources in AWS and in the state, and a clean plan.
-async fn recover_after_kill(w: &World, d: &Path, ctx: &str) {
-    let locked = run(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]));
+/// After a kill: running `command` again must be refused because of the dead run's lock,
+/// reported as stale with its id; that lock is then freed with `force-unlock`.
+fn free_stale_lock(w: &World, d: &Path, command: &str, ctx: &str) {
+    let locked = run(w.eksnet(d).args([command, SPEC, "--auto-approve"]));
     assert_eq!(
         locked.code, 1,
         "{ctx}: the lock outlives the kill\n{}",
@@ -505,6 +546,13 @@ async fn recover_after_kill(w: &World, d: &Path, ctx: &str) {
     let id =
         lock_id(&locked.stderr).unwrap_or_else(|| panic!("{ctx}: no lock id in {}", locked.stderr));
     run_ok(w.eksnet(d).args(["force-unlock", &id, "--state", STATE]), 0);
+}
+
+/// After a kill during apply: the stale lock is freed and the apply run again, which must
+/// succeed and converge: exactly the example's resources in AWS and in the state, and a clean
+/// plan.
+async fn recover_after_kill(w: &World, d: &Path, ctx: &str) {
+    free_stale_lock(w, d, "apply", ctx);
     let again = run(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]));
     assert_eq!(
         again.code, 0,
@@ -569,8 +617,9 @@ fn count_lines(text: &str, line: &str) -> usize {
     text.lines().filter(|l| l.trim() == line).count()
 }
 
-/// 1. SIGKILL right after moto answered the k-th mutating AWS request, for every k: the next
-///    apply (after freeing the stale lock) converges with nothing created twice.
+/// 1. SIGKILL right after moto answered each mutating AWS request of an apply (every request
+///    of an undisturbed run, named by operation and rank): the next apply (after freeing the
+///    stale lock) converges with nothing created twice.
 #[tokio::test]
 async fn crash_after_each_mutating_request_then_reapply_converges() {
     let w = world().await;
@@ -595,35 +644,16 @@ async fn crash_after_each_mutating_request_then_reapply_converges() {
     );
     drop(dir);
 
-    for k in 1..=k_total {
+    for (i, (op, n)) in crash_points(&order).into_iter().enumerate() {
         w.reset();
         let dir = example_dir();
         let d = dir.path();
-        let pid_file = d.join("eksnet.pid");
-        // Armed before eksnet starts; the count restarts when the hook is armed.
-        w.proxy
-            .config(json!({"kill_after_mutating": k, "kill_pid_file": pid_file}));
-        let out = with_pid_file(
-            w.eksnet(d).args(["apply", SPEC, "--auto-approve"]),
-            &pid_file,
-        )
-        .stdin(Stdio::null())
-        .output()
-        .expect("run eksnet");
-        let stats = w.proxy.stats();
-        let killed = stats.0["kill"].clone();
-        let op = stats
-            .requests()
-            .into_iter()
-            .find(|r| Some(r.seq) == killed["after_seq"].as_u64())
-            .map(|r| r.op)
-            .unwrap_or_default();
-        let ctx = format!("killed after mutating request {k}/{k_total} ({op})");
+        let ctx = format!(
+            "killed after mutating request {}/{k_total} (#{n} {op})",
+            i + 1
+        );
         eprintln!("{ctx}");
-        assert_killed_by_hook(&out, &pid_file, &killed, &ctx);
-        w.proxy
-            .config(json!({"kill_after_mutating": null, "kill_pid_file": null}));
-
+        run_killed_at(&w, d, "apply", &op, n, &ctx);
         // The dead apply left its lock (taken before any request).
         recover_after_kill(&w, d, &ctx).await;
     }
@@ -789,6 +819,66 @@ async fn crash_after_kube_write_and_recover(
     );
     w.assert_destroyed(&ctx).await;
     assert!(snapshot(d).resources.is_empty(), "{ctx}: state emptied");
+}
+
+/// 1c. SIGKILL right after moto answered each mutating request of a destroy (named as in 1):
+///     the next destroy (after freeing the stale lock) finishes the job — nothing of the
+///     example left in AWS or Kubernetes, aws-node back as the seed had it, the state empty.
+#[tokio::test]
+async fn crash_after_each_mutating_request_of_destroy_then_destroy_again_finishes() {
+    let w = world().await;
+    let apply = |d: &Path| run_ok(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]), 0);
+
+    // K: mutating AWS requests of one undisturbed destroy.
+    let dir = example_dir();
+    apply(dir.path());
+    w.proxy.reset_stats();
+    run_ok(
+        w.eksnet(dir.path())
+            .args(["destroy", SPEC, "--auto-approve"]),
+        0,
+    );
+    let order: Vec<String> = w
+        .proxy
+        .stats()
+        .requests()
+        .into_iter()
+        .filter(|r| r.mutating)
+        .map(|r| r.op)
+        .collect();
+    let k_total = order.len() as u64;
+    assert!(
+        (8..=40).contains(&k_total),
+        "unexpected mutating request count {k_total}: {order:?}"
+    );
+    drop(dir);
+
+    for (i, (op, n)) in crash_points(&order).into_iter().enumerate() {
+        w.reset();
+        let dir = example_dir();
+        let d = dir.path();
+        apply(d);
+        let ctx = format!(
+            "destroy killed after mutating request {}/{k_total} (#{n} {op})",
+            i + 1
+        );
+        eprintln!("{ctx}");
+        run_killed_at(&w, d, "destroy", &op, n, &ctx);
+
+        free_stale_lock(&w, d, "destroy", &ctx);
+        let again = run(w.eksnet(d).args(["destroy", SPEC, "--auto-approve"]));
+        assert_eq!(
+            again.code, 0,
+            "{ctx}: destroy again\n--- stdout\n{}\n--- stderr\n{}",
+            again.stdout, again.stderr
+        );
+        w.assert_destroyed(&ctx).await;
+        assert!(
+            snapshot(d).resources.is_empty(),
+            "{ctx}: state emptied: {:?}",
+            snapshot(d).resources.keys().collect::<Vec<_>>()
+        );
+    }
 }
 
 /// 2. A third of all AWS requests throttled: apply, plan and destroy still succeed.

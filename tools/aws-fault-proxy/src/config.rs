@@ -27,6 +27,9 @@ pub struct Config {
     pub iam_propagation_ms: u64,
     pub dependency_violation_count: u64,
     pub kill_after_mutating: Option<u64>,
+    /// Count only the mutating requests of this operation (e.g. `DeleteSubnet`), so a test
+    /// can name its crash point whatever order concurrent requests arrive in.
+    pub kill_op: Option<String>,
     pub kill_pid: Option<i32>,
     pub kill_pid_file: Option<String>,
     pub kill_signal: i32,
@@ -52,6 +55,7 @@ impl Default for Config {
             iam_propagation_ms: 0,
             dependency_violation_count: 0,
             kill_after_mutating: None,
+            kill_op: None,
             kill_pid: None,
             kill_pid_file: None,
             kill_signal: DEFAULT_KILL_SIGNAL,
@@ -86,6 +90,7 @@ pub const FIELDS: &[&str] = &[
     "iam_propagation_ms",
     "dependency_violation_count",
     "kill_after_mutating",
+    "kill_op",
     "kill_pid",
     "kill_pid_file",
     "kill_signal",
@@ -152,6 +157,14 @@ impl Config {
                     };
                     effects.rearm_kill = true;
                 }
+                "kill_op" => {
+                    next.kill_op = match value {
+                        Value::Null => None,
+                        Value::String(s) if !s.is_empty() => Some(s.clone()),
+                        _ => return Err("kill_op must be an operation name".into()),
+                    };
+                    effects.rearm_kill = true;
+                }
                 "kill_pid" => {
                     next.kill_pid = if null {
                         None
@@ -198,6 +211,7 @@ impl Config {
     /// Clears the kill hook (used by `POST /__proxy/reset`).
     pub fn clear_kill(&mut self) {
         self.kill_after_mutating = None;
+        self.kill_op = None;
         self.kill_pid = None;
         self.kill_pid_file = None;
         self.kill_signal = DEFAULT_KILL_SIGNAL;

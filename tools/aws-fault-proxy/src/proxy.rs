@@ -330,7 +330,7 @@ async fn process(
         }
     };
     if info.mutating {
-        kill_hook(app, seq);
+        kill_hook(app, seq, &info.op);
     }
     // Before the rewriting, so that a DeleteCluster snapshot replayed during
     // its deleting window has the fields too.
@@ -809,8 +809,11 @@ fn rewrite_answer(
 /// Counts mutating requests answered by moto and, on the k-th, signals the
 /// configured process. Runs before the answer is sent, so the client dies
 /// having caused the change without having seen it.
-fn kill_hook(app: &App, seq: u64) {
+fn kill_hook(app: &App, seq: u64, op: &str) {
     let cfg = lock(&app.config).clone();
+    if cfg.kill_op.as_deref().is_some_and(|o| o != op) {
+        return;
+    }
     let fire = {
         let mut stats = lock(&app.stats);
         stats.mutating_answers += 1;

@@ -624,6 +624,40 @@ fn kill_hook_kills_client_after_kth_mutating_answer() {
 }
 
 #[test]
+fn kill_hook_with_an_operation_counts_only_that_operation() {
+    let (moto, proxy) = moto_and_proxy(&["ec2"], &[]);
+    let p = proxy.port;
+    let mut victim = spawn_sleeper();
+    proxy.config(
+        json!({"kill_after_mutating": 1, "kill_op": "CreateSubnet", "kill_pid": victim.0.id()}),
+    );
+
+    // Other mutating operations do not count, however many.
+    let vpc = create_vpc(p, "10.50.0.0/16");
+    create_vpc(p, "10.51.0.0/16");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        matches!(victim.0.try_wait(), Ok(None)),
+        "killed by CreateVpc"
+    );
+
+    let r = query(
+        p,
+        "ec2",
+        &format!(
+            "Action=CreateSubnet&VpcId={vpc}&CidrBlock={}",
+            enc("10.50.1.0/24")
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(exit_signal(&mut victim), Some(libc::SIGKILL));
+    let s = proxy.stats();
+    assert_eq!(s["killed"], true, "{s}");
+    assert_eq!(s["kill"]["after_seq"], 3, "{s}");
+    drop(moto);
+}
+
+#[test]
 fn kill_hook_reads_pid_file_and_uses_configured_signal() {
     let (_moto, proxy) = moto_and_proxy(&["eks"], &[]);
     let p = proxy.port;
