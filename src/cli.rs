@@ -172,9 +172,9 @@ struct KubeArgs {
     /// Use this kubeconfig instead of the EKS endpoint and an AWS-made token.
     #[arg(long, env = "EKSNET_KUBECONFIG", value_name = "PATH")]
     kubeconfig: Option<PathBuf>,
-    /// Use this kubeconfig context (implies kubeconfig access; default file: $KUBECONFIG or
-    /// ~/.kube/config).
-    #[arg(long, value_name = "NAME")]
+    /// Use this kubeconfig context for every cluster, as it is (implies kubeconfig access;
+    /// default file: $KUBECONFIG or ~/.kube/config). Without it, each cluster's own context.
+    #[arg(long, env = "EKSNET_KUBE_CONTEXT", value_name = "NAME")]
     kube_context: Option<String>,
 }
 

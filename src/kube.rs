@@ -41,6 +41,7 @@ pub struct KubeConnector {
 struct ClusterEndpoint {
     endpoint: Option<String>,
     ca: Option<String>,
+    arn: Option<String>,
 }
 
 impl ClusterEndpoint {
@@ -51,8 +52,63 @@ impl ClusterEndpoint {
                 .certificate_authority()
                 .and_then(|a| a.data())
                 .map(String::from),
+            arn: c.arn().map(String::from),
         }
     }
+}
+
+/// The kubeconfig context for an EKS cluster when none was named: the one named after the
+/// cluster's ARN (what `aws eks update-kubeconfig` writes) or its name, else the one whose
+/// server is the cluster's endpoint. Never simply the current context: it may well point at
+/// another cluster, and eksnet would then write ENIConfigs and aws-node settings there.
+fn context_for(
+    kc: &Kubeconfig,
+    cluster: &str,
+    described: &ClusterEndpoint,
+) -> Result<String, String> {
+    let server_of = |ctx: &kube::config::NamedContext| -> Option<String> {
+        let cluster_name = &ctx.context.as_ref()?.cluster;
+        kc.clusters
+            .iter()
+            .find(|c| &c.name == cluster_name)?
+            .cluster
+            .as_ref()?
+            .server
+            .clone()
+    };
+    let same_server = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+    let by_name = |n: &str| kc.contexts.iter().find(|c| c.name == n);
+    let found = described
+        .arn
+        .as_deref()
+        .and_then(by_name)
+        .or_else(|| by_name(cluster))
+        .or_else(|| {
+            let endpoint = described.endpoint.as_deref()?;
+            kc.contexts
+                .iter()
+                .find(|c| server_of(c).is_some_and(|s| same_server(&s, endpoint)))
+        });
+    if let Some(c) = found {
+        return Ok(c.name.clone());
+    }
+    let current = kc
+        .current_context
+        .as_deref()
+        .and_then(by_name)
+        .map(|c| {
+            format!(
+                "; its current context `{}` points at {}",
+                c.name,
+                server_of(c).unwrap_or_else(|| "no server".into())
+            )
+        })
+        .unwrap_or_default();
+    Err(format!(
+        "the kubeconfig has no context for this EKS cluster (none named `{}` or `{cluster}`, none whose server is {}){current}; add one with `aws eks update-kubeconfig --name {cluster}`, or pass --kube-context to use a context anyway",
+        described.arn.as_deref().unwrap_or("its ARN"),
+        described.endpoint.as_deref().unwrap_or("its endpoint"),
+    ))
 }
 
 /// EKS accepts a token for about 15 minutes; a long destroy (nodegroups first) must not reach
@@ -137,23 +193,31 @@ impl KubeConnector {
         };
         let config = match &self.access {
             KubeAccess::Kubeconfig { path, context } => {
+                let kc = match path {
+                    Some(p) => Kubeconfig::read_from(p).map_err(|e| {
+                        kube_err(
+                            cluster,
+                            format!("cannot read kubeconfig `{}`: {e}", p.display()),
+                        )
+                    })?,
+                    None => Kubeconfig::read()
+                        .map_err(|e| kube_err(cluster, format!("cannot read kubeconfig: {e}")))?,
+                };
+                // A context named on the command line is used as it is (a tunnel or a proxy
+                // may well have another server); otherwise it must be this cluster's.
+                let context = match context {
+                    Some(c) => c.clone(),
+                    None => {
+                        context_for(&kc, cluster, &described).map_err(|e| kube_err(cluster, e))?
+                    }
+                };
                 let options = KubeConfigOptions {
-                    context: context.clone(),
+                    context: Some(context),
                     ..Default::default()
                 };
-                match path {
-                    Some(p) => {
-                        let kc = Kubeconfig::read_from(p).map_err(|e| {
-                            kube_err(
-                                cluster,
-                                format!("cannot read kubeconfig `{}`: {e}", p.display()),
-                            )
-                        })?;
-                        kube::Config::from_custom_kubeconfig(kc, &options).await
-                    }
-                    None => kube::Config::from_kubeconfig(&options).await,
-                }
-                .map_err(|e| kube_err(cluster, format!("kubeconfig: {e}")))?
+                kube::Config::from_custom_kubeconfig(kc, &options)
+                    .await
+                    .map_err(|e| kube_err(cluster, format!("kubeconfig: {e}")))?
             }
             KubeAccess::Eks => {
                 let endpoint = described.endpoint.as_deref().ok_or_else(|| {

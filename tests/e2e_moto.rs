@@ -37,6 +37,9 @@ impl Tutorial {
     fn eksnet(&self) -> Command {
         let mut c = eksnet(&self.proxy.url, self.dir.path());
         c.env("EKSNET_KUBECONFIG", &self.kube.kubeconfig);
+        // The fake's context is not named after the cluster and its server is not the
+        // endpoint moto reports, so it is named.
+        c.env("EKSNET_KUBE_CONTEXT", "fake");
         c
     }
 }
@@ -1691,4 +1694,75 @@ async fn state_commands_list_show_and_forget() {
                     == Some("associated")),
         "a forgotten block stays associated"
     );
+}
+
+/// Kubeconfig access without `--kube-context`: each cluster's own context (named after its
+/// ARN or its name), never the current context just because it is current — here the current
+/// one points at a port where nothing listens, as if it were another cluster.
+#[tokio::test]
+async fn kubeconfig_context_is_the_clusters_own_not_the_current_one() {
+    let t = tutorial();
+    let d = t.dir.path();
+    run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
+    let aws = sdk(&t.proxy.url).await;
+    let arn = aws
+        .eks
+        .describe_cluster()
+        .name("my-custom-networking-cluster")
+        .send()
+        .await
+        .expect("cluster")
+        .cluster()
+        .and_then(|c| c.arn())
+        .expect("arn")
+        .to_string();
+    let kubeconfig = |extra_context: Option<&str>| {
+        let mut contexts =
+            vec![json!({"name": "prod", "context": {"cluster": "prod", "user": "u"}})];
+        if let Some(name) = extra_context {
+            contexts.push(json!({"name": name, "context": {"cluster": "fake", "user": "u"}}));
+        }
+        let doc = json!({
+            "apiVersion": "v1", "kind": "Config", "current-context": "prod",
+            "clusters": [
+                {"name": "prod", "cluster": {"server": "http://127.0.0.1:9"}},
+                {"name": "fake", "cluster": {"server": t.kube.url}},
+            ],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": contexts,
+        });
+        let path = d.join(format!("kubeconfig-{}", extra_context.map_or(0, str::len)));
+        std::fs::write(&path, doc.to_string()).expect("write kubeconfig");
+        path
+    };
+    let plan = |path: &Path| {
+        let mut c = eksnet(&t.proxy.url, d);
+        c.env("EKSNET_KUBECONFIG", path)
+            .args(["plan", SPEC, "--detailed-exitcode"]);
+        run(&mut c)
+    };
+
+    // No context for the cluster: refused, without a Kubernetes request anywhere.
+    let before = t.kube.requests().len();
+    let refused = plan(&kubeconfig(None));
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("the kubeconfig has no context for this EKS cluster")
+            && refused
+                .stderr
+                .contains("current context `prod` points at http://127.0.0.1:9"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(t.kube.requests().len(), before, "no Kubernetes request");
+
+    // A context named after the cluster, or after its ARN: that one, not `prod`.
+    for name in ["my-custom-networking-cluster", arn.as_str()] {
+        let ok = plan(&kubeconfig(Some(name)));
+        assert_eq!(ok.code, 0, "context {name}\n{}\n{}", ok.stdout, ok.stderr);
+        assert!(ok.stdout.contains("No changes."), "{}", ok.stdout);
+    }
+    assert!(t.kube.requests().len() > before, "the fake was asked");
 }

@@ -61,6 +61,9 @@ impl World {
     fn eksnet(&self, dir: &Path) -> Command {
         let mut c = eksnet(&self.proxy.url, dir);
         c.env("EKSNET_KUBECONFIG", &self.kube.kubeconfig);
+        // The fake's context is not named after the cluster and its server is not the
+        // endpoint moto reports, so it is named.
+        c.env("EKSNET_KUBE_CONTEXT", "fake");
         c
     }
 

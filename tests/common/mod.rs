@@ -97,7 +97,9 @@ pub fn eksnet(endpoint: &str, dir: &Path) -> Command {
         .env("EKSNET_POLL_MAX_MS", "100")
         .env("NO_COLOR", "1")
         .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN");
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("EKSNET_KUBECONFIG")
+        .env_remove("EKSNET_KUBE_CONTEXT");
     c
 }
 
