@@ -146,6 +146,7 @@ pub async fn refresh_importing(
                 addr: a.clone(),
                 cloud_id: Some(id),
                 attrs: s.attrs.clone(),
+                last_outputs: s.outputs.clone(),
             })
         })
         .collect();
@@ -187,6 +188,7 @@ pub async fn refresh_importing(
                         addr: a,
                         cloud_id: Some(id.to_string()),
                         attrs,
+                        last_outputs: Value::Null,
                     });
                 } else {
                     rest.push(a);
@@ -198,6 +200,7 @@ pub async fn refresh_importing(
                     addr: a,
                     cloud_id: None,
                     attrs,
+                    last_outputs: Value::Null,
                 });
             } else if deps_settled() {
                 observed.insert(a, None);
@@ -259,6 +262,7 @@ async fn recheck_intents(
                     addr: a.clone(),
                     cloud_id: None,
                     attrs,
+                    last_outputs: Value::Null,
                 })
             })
             .collect();

@@ -123,6 +123,10 @@ pub struct Lookup {
     pub addr: ResourceAddr,
     pub cloud_id: Option<String>,
     pub attrs: Value,
+    /// The outputs the state recorded last time (`Null` when it has none). A read may use them
+    /// to guess what it would otherwise have to ask for first — a stack's VPC id — and send
+    /// everything in one round trip, checking the guess afterwards.
+    pub last_outputs: Value,
 }
 
 /// Everything an operation needs besides its inputs.

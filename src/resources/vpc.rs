@@ -183,7 +183,26 @@ async fn read_stack(ctx: &Ctx, lookup: &Lookup) -> Result<Option<Observed>, Reso
     else {
         return Ok(None);
     };
-    let (stack, resources) = tokio::join!(describe_stack(ctx, &name), stack_resources(ctx, &name));
+    // The VPC id comes out of the stack's resources, so reading its VPC and subnets would be
+    // a second round trip. With the id the last read recorded, they are asked for together
+    // with the stack, and used if the stack still has that VPC (a no-change plan: one round
+    // trip); otherwise they are read again with the right id.
+    let guess = lookup
+        .last_outputs
+        .get("id")
+        .and_then(Value::as_str)
+        .map(String::from);
+    let guessed = async {
+        match &guess {
+            Some(id) => Some(tokio::try_join!(describe_vpc(ctx, id), subnets_of(ctx, id))),
+            None => None,
+        }
+    };
+    let (stack, resources, guessed) = tokio::join!(
+        describe_stack(ctx, &name),
+        stack_resources(ctx, &name),
+        guessed
+    );
     let Some(stack) = stack? else { return Ok(None) };
     // A stack that exists has resources; an error here is real.
     let resources = resources?;
@@ -194,7 +213,10 @@ async fn read_stack(ctx: &Ctx, lookup: &Lookup) -> Result<Option<Observed>, Reso
         .map(String::from);
     let mut outputs = Map::new();
     if let Some(vpc_id) = &vpc_id {
-        let (vpc, subnets) = tokio::try_join!(describe_vpc(ctx, vpc_id), subnets_of(ctx, vpc_id))?;
+        let (vpc, subnets) = match guessed {
+            Some(Ok(read)) if guess.as_deref() == Some(vpc_id.as_str()) => read,
+            _ => tokio::try_join!(describe_vpc(ctx, vpc_id), subnets_of(ctx, vpc_id))?,
+        };
         if let Some(vpc) = vpc {
             outputs = vpc_outputs(&vpc, &subnets);
             // For a stack, `subnets.<LogicalId>` is what users reference.
@@ -314,6 +336,7 @@ pub async fn settle(
         addr: addr.clone(),
         cloud_id: Some(cloud_id.to_string()),
         attrs: attrs.clone(),
+        last_outputs: Value::Null,
     };
     read_stack(ctx, &lookup).await
 }
@@ -374,6 +397,7 @@ pub async fn create(
             addr: addr.clone(),
             cloud_id: None,
             attrs: attrs.clone(),
+            last_outputs: Value::Null,
         };
         return read_adopted(ctx, &lookup)
             .await?
@@ -404,6 +428,7 @@ pub async fn create(
         addr: addr.clone(),
         cloud_id: Some(name.to_string()),
         attrs: attrs.clone(),
+        last_outputs: Value::Null,
     };
     read_stack(ctx, &lookup)
         .await?
@@ -421,6 +446,7 @@ pub async fn update(
         addr: addr.clone(),
         cloud_id: Some(cloud_id.to_string()),
         attrs: after.clone(),
+        last_outputs: Value::Null,
     };
     if super::is_adopted(addr, after) {
         return read_adopted(ctx, &lookup)
