@@ -302,6 +302,74 @@ pub fn is_not_found(e: &kube::Error) -> bool {
 mod tests {
     use super::*;
 
+    fn kubeconfig(current: &str, contexts: &[(&str, &str)]) -> Kubeconfig {
+        // (context name, server); each context has a cluster entry of its own.
+        let doc = serde_json::json!({
+            "apiVersion": "v1", "kind": "Config", "current-context": current,
+            "clusters": contexts.iter().map(|(n, server)| serde_json::json!(
+                {"name": format!("c-{n}"), "cluster": {"server": server}})).collect::<Vec<_>>(),
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": contexts.iter().map(|(n, _)| serde_json::json!(
+                {"name": n, "context": {"cluster": format!("c-{n}"), "user": "u"}})).collect::<Vec<_>>(),
+        });
+        Kubeconfig::from_yaml(&doc.to_string()).unwrap()
+    }
+
+    fn demo() -> ClusterEndpoint {
+        ClusterEndpoint {
+            endpoint: Some("https://ABC.gr7.us-west-2.eks.amazonaws.com".into()),
+            ca: Some("Q0E=".into()),
+            arn: Some("arn:aws:eks:us-west-2:123456789012:cluster/demo".into()),
+        }
+    }
+
+    #[test]
+    fn the_context_is_the_clusters_own_by_arn_name_or_server() {
+        let arn = "arn:aws:eks:us-west-2:123456789012:cluster/demo";
+        let kc = kubeconfig(
+            "prod",
+            &[
+                ("prod", "https://PROD.eks.amazonaws.com"),
+                (arn, "https://x"),
+                ("demo", "https://y"),
+            ],
+        );
+        assert_eq!(context_for(&kc, "demo", &demo()).unwrap(), arn);
+        let kc = kubeconfig("prod", &[("prod", "https://PROD"), ("demo", "https://y")]);
+        assert_eq!(context_for(&kc, "demo", &demo()).unwrap(), "demo");
+        // By server, a trailing slash aside: a context under any name.
+        let kc = kubeconfig(
+            "prod",
+            &[
+                ("prod", "https://PROD"),
+                ("mine", "https://ABC.gr7.us-west-2.eks.amazonaws.com/"),
+            ],
+        );
+        assert_eq!(context_for(&kc, "demo", &demo()).unwrap(), "mine");
+        // The current context is taken when it is this cluster's, not because it is current.
+        let kc = kubeconfig(
+            "here",
+            &[("here", "https://ABC.gr7.us-west-2.eks.amazonaws.com")],
+        );
+        assert_eq!(context_for(&kc, "demo", &demo()).unwrap(), "here");
+    }
+
+    #[test]
+    fn no_context_for_the_cluster_is_an_error_naming_the_current_one() {
+        let kc = kubeconfig("prod", &[("prod", "https://PROD.eks.amazonaws.com")]);
+        let e = context_for(&kc, "demo", &demo()).unwrap_err();
+        assert!(e.contains("no context for this EKS cluster"), "{e}");
+        assert!(
+            e.contains("arn:aws:eks:us-west-2:123456789012:cluster/demo"),
+            "{e}"
+        );
+        assert!(
+            e.contains("current context `prod` points at https://PROD.eks.amazonaws.com"),
+            "{e}"
+        );
+        assert!(e.contains("aws eks update-kubeconfig --name demo"), "{e}");
+    }
+
     #[test]
     fn cni_versions_compare_with_eksbuild() {
         assert_eq!(cni_version("v1.18.3-eksbuild.1"), Some((1, 18, 3, 1)));
