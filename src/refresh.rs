@@ -1,7 +1,8 @@
 //! Refresh: read what exists, before any planning. Reads are batched per kind and issued
-//! concurrently: first every resource the state knows by id (one wave, so a no-change plan
-//! costs one round of requests), then resources found by natural key (name, VPC + CIDR) level
-//! by level, because their keys may reference outputs of resources read in the level before.
+//! concurrently in waves. The first wave has every resource the state knows by id (so a
+//! no-change plan costs one round of requests) and every resource whose natural key (name,
+//! VPC + CIDR) is written in the spec; later waves the resources whose keys reference
+//! outputs of resources read in the wave before.
 
 use crate::addr::{Kind, ResourceAddr};
 use crate::events::Event;
@@ -136,8 +137,8 @@ pub async fn refresh_importing(
             .or_else(|| state.resources.get(a).map(|s| s.attrs.clone()))
             .unwrap_or(Value::Null)
     };
-    // Wave 1: everything with a cloud id in the state.
-    let first: Vec<Lookup> = all
+    // Everything with a cloud id in the state is read by that id, in the first wave.
+    let mut by_id: Vec<Lookup> = all
         .iter()
         .filter_map(|a| {
             let s = state.resources.get(a)?;
@@ -150,22 +151,24 @@ pub async fn refresh_importing(
             })
         })
         .collect();
-    let mut observed = refresh_batch(ctx, first).await?;
+    let mut observed = ObservedState::new();
 
-    // Later waves: by natural key, as soon as the key is known. A resource whose key stays
-    // unknown once all its dependencies are settled (it depends on something absent) cannot
-    // exist under that key yet, so it is absent.
+    // The others by natural key, as soon as the key is known: those written in the spec in
+    // the first wave too (after a crash, a state holds some ids and not others; one round
+    // trip either way), those that reference other resources' outputs once these are read. A
+    // resource whose key stays unknown once all its dependencies are settled (it depends on
+    // something absent) cannot exist under that key yet, so it is absent.
     let mut pending: Vec<ResourceAddr> = all
         .iter()
-        .filter(|a| !observed.contains_key(*a))
+        .filter(|a| !by_id.iter().any(|l| &l.addr == *a))
         .cloned()
         .collect();
-    while !pending.is_empty() {
+    while !pending.is_empty() || !by_id.is_empty() {
         let known: HashMap<ResourceAddr, Value> = observed
             .iter()
             .filter_map(|(a, o)| Some((a.clone(), o.as_ref()?.outputs.clone())))
             .collect();
-        let mut lookups = Vec::new();
+        let mut lookups = std::mem::take(&mut by_id);
         let mut rest = Vec::new();
         let mut decided = false;
         for a in pending {
