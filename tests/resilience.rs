@@ -884,6 +884,70 @@ async fn crash_after_each_mutating_request_of_destroy_then_destroy_again_finishe
     }
 }
 
+/// 1d. SIGKILL right after each Kubernetes write of a destroy (the aws-node restore patch,
+///     each ENIConfig delete), named by path so that each one is a crash point whatever the
+///     order: the next destroy finishes, and aws-node ends exactly as the seed had it — a
+///     restore that was written but not recorded must not be lost or applied wrongly twice.
+#[tokio::test]
+async fn crash_after_each_kubernetes_write_of_destroy_then_destroy_again_finishes() {
+    let w = world().await;
+    let apply = |d: &Path| run_ok(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]), 0);
+
+    // The Kubernetes writes of one undisturbed destroy.
+    let dir = example_dir();
+    apply(dir.path());
+    let before = w.kube.requests().len();
+    run_ok(
+        w.eksnet(dir.path())
+            .args(["destroy", SPEC, "--auto-approve"]),
+        0,
+    );
+    let writes = kube_writes(&w.kube.requests()[before..]);
+    assert!(
+        writes.iter().any(|(m, p)| m == "PATCH" && p == AWS_NODE)
+            && writes
+                .iter()
+                .filter(|(m, p)| m == "DELETE" && p.starts_with(&format!("{ENICONFIGS}/")))
+                .count()
+                >= 2,
+        "the aws-node restore and two ENIConfig deletes: {writes:?}"
+    );
+    drop(dir);
+
+    for (i, (method, path)) in writes.iter().enumerate() {
+        let nth = writes[..=i].iter().filter(|(_, p)| p == path).count();
+        w.reset();
+        let dir = example_dir();
+        let d = dir.path();
+        apply(d);
+        let ctx = format!("destroy killed after {method} {path} (#{nth})");
+        eprintln!("{ctx}");
+        let pid_file = d.join("eksnet.pid");
+        w.kube.arm_kill(nth, Some(path), &pid_file);
+        let out = with_pid_file(
+            w.eksnet(d).args(["destroy", SPEC, "--auto-approve"]),
+            &pid_file,
+        )
+        .stdin(Stdio::null())
+        .output()
+        .expect("run eksnet");
+        let hook = w.kube.kill_hook();
+        assert_killed_by_hook(&out, &pid_file, &hook, &ctx);
+        w.kube.disarm_kill();
+
+        free_stale_lock(&w, d, "destroy", &ctx);
+        let again = run(w.eksnet(d).args(["destroy", SPEC, "--auto-approve"]));
+        assert_eq!(
+            again.code, 0,
+            "{ctx}: destroy again\n--- stdout\n{}\n--- stderr\n{}",
+            again.stdout, again.stderr
+        );
+        // Also checks aws-node: the seed's env exactly, eksnet's annotation gone.
+        w.assert_destroyed(&ctx).await;
+        assert!(snapshot(d).resources.is_empty(), "{ctx}: state emptied");
+    }
+}
+
 /// 2. A third of all AWS requests throttled: apply, plan and destroy still succeed.
 #[tokio::test]
 async fn converges_and_destroys_under_30_percent_throttling() {
