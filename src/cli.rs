@@ -558,16 +558,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         } => import(&spec, &addr, &id, &common).await,
         Command::State { command } => state_command(command),
         Command::ForceUnlock { lock_id, state } => {
-            let path = match state {
-                Some(p) => p,
-                None => only_state_file()?,
-            };
-            if !path.exists() {
-                return Err(Failure(format!(
-                    "state `{}` does not exist",
-                    path.display()
-                )));
-            }
+            let path = existing_state(state)?;
             StateStore::open(&path)?.force_unlock(&lock_id)?;
             let message = format!("Lock {lock_id} on {} released.", path.display());
             events::notice(
@@ -861,8 +852,7 @@ async fn import(
     finish(interruptible(result).await, &path, &lock_id)
 }
 
-/// The state file a `state` subcommand works on; it must exist (these commands never create
-/// one).
+/// The state file `state` and `force-unlock` work on; it must exist (they never create one).
 fn existing_state(explicit: Option<PathBuf>) -> Result<PathBuf, Failure> {
     let path = match explicit {
         Some(p) => p,
