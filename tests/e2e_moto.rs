@@ -645,6 +645,27 @@ async fn vpc_outside_eksnet(aws: &eksnet::aws::AwsClients, cidr: &str) -> String
         .to_string()
 }
 
+/// A small spec on an existing VPC: the VPC adopted by id, the secondary block
+/// `100.64.0.0/16` and one pod subnet `100.64.0.0/19` in us-west-2a, with `subnet_extra`
+/// lines added to the subnet's section. The line of `availability_zone` is 12.
+fn one_pod_subnet(vpc_id: &str, subnet_extra: &str) -> String {
+    format!(
+        r#"
+[vpc.main]
+id = "{vpc_id}"
+
+[cidr_block.pods]
+vpc_id = "${{vpc.main.id}}"
+cidr_block = "100.64.0.0/16"
+
+[subnet.pod_a]
+vpc_id = "${{vpc.main.id}}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2a"
+{subnet_extra}"#
+    )
+}
+
 const ADOPTED: &str = r#"
 [vpc.main]
 id = "VPC_ID"
@@ -1270,21 +1291,7 @@ async fn json_mode_writes_only_json_lines_on_stderr() {
     let vpc_id = vpc_outside_eksnet(&aws, "10.0.0.0/16").await;
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
-    let spec = format!(
-        r#"
-[vpc.main]
-id = "{vpc_id}"
-
-[cidr_block.pods]
-vpc_id = "${{vpc.main.id}}"
-cidr_block = "100.64.0.0/16"
-
-[subnet.pod_a]
-vpc_id = "${{vpc.main.id}}"
-cidr_block = "100.64.0.0/19"
-availability_zone = "us-west-2a"
-"#
-    );
+    let spec = one_pod_subnet(&vpc_id, "");
     std::fs::write(d.join("s.toml"), &spec).expect("write");
 
     let plan = run_ok(eksnet(&url, d).args(["plan", "s.toml", "--json"]), 0);
@@ -1410,25 +1417,14 @@ async fn import_brings_existing_resources_under_management() {
         .expect("role");
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
-    let spec = format!(
-        r#"
-[vpc.main]
-id = "{vpc_id}"
-
-[cidr_block.pods]
-vpc_id = "${{vpc.main.id}}"
-cidr_block = "100.64.0.0/16"
-
-[subnet.pod_a]
-vpc_id = "${{vpc.main.id}}"
-cidr_block = "100.64.0.0/19"
-availability_zone = "us-west-2a"
-tags = {{ Name = "pods-a" }}
+    let spec = one_pod_subnet(
+        &vpc_id,
+        r#"tags = { Name = "pods-a" }
 
 [iam_role.node]
 name = "imported-node-role"
 assume_role_service = "ec2.amazonaws.com"
-"#
+"#,
     );
     std::fs::write(d.join("s.toml"), &spec).expect("write");
 
@@ -1601,11 +1597,7 @@ async fn state_commands_list_show_and_forget() {
     let vpc_id = vpc_outside_eksnet(&aws, "10.0.0.0/16").await;
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
-    let block = format!(
-        "[vpc.main]\nid = \"{vpc_id}\"\n\n[cidr_block.pods]\nvpc_id = \"${{vpc.main.id}}\"\ncidr_block = \"100.64.0.0/16\"\n"
-    );
-    let subnet = "\n[subnet.pod_a]\nvpc_id = \"${vpc.main.id}\"\ncidr_block = \"100.64.0.0/19\"\navailability_zone = \"us-west-2a\"\n";
-    std::fs::write(d.join("s.toml"), format!("{block}{subnet}")).expect("write");
+    std::fs::write(d.join("s.toml"), one_pod_subnet(&vpc_id, "")).expect("write");
     run_ok(
         eksnet(&url, d).args(["apply", "s.toml", "--auto-approve"]),
         0,
