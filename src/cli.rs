@@ -956,17 +956,32 @@ fn state_command(command: StateCommand) -> Result<u8, Failure> {
     }
 }
 
-/// Runs a locked command, stopping at Ctrl-C. Stopping is as safe as a crash — every finished
-/// or started resource is already in the state — but unlike a crash the lock is released.
+/// Runs a locked command, stopping at Ctrl-C (SIGINT) or SIGTERM — what a CI runner sends
+/// when a job is cancelled, or `kill` by default. Stopping is as safe as a crash — every
+/// finished or started resource is already in the state — but unlike a crash the lock is
+/// released.
 async fn interruptible<F>(work: F) -> Result<(u8, StateStore), Failure>
 where
     F: std::future::Future<Output = Result<(u8, StateStore), Failure>>,
 {
+    let terminated = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            // Without a handler SIGTERM keeps its default (the process ends, like a crash).
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    let stopped = |signal: &str| {
+        Failure(format!(
+            "interrupted ({signal}): operations already sent to AWS may still complete there; everything eksnet started is recorded in the state — run the same command again to reconcile"
+        ))
+    };
     tokio::select! {
         r = work => r,
-        _ = tokio::signal::ctrl_c() => Err(Failure(
-            "interrupted: operations already sent to AWS may still complete there; everything eksnet started is recorded in the state — run the same command again to reconcile".into(),
-        )),
+        _ = tokio::signal::ctrl_c() => Err(stopped("SIGINT")),
+        _ = terminated => Err(stopped("SIGTERM")),
     }
 }
 

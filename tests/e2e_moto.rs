@@ -1060,10 +1060,17 @@ async fn cluster_found_mid_create_is_waited_for_before_its_nodegroup() {
     );
 }
 
-/// Ctrl-C during a wait stops the run like a crash would (everything started is recorded) but
+/// Ctrl-C or SIGTERM during a wait stops the run like a crash would (everything started is recorded) but
 /// releases the lock, so the next apply simply continues.
 #[tokio::test]
 async fn interrupt_releases_the_lock_and_the_next_apply_continues() {
+    // Ctrl-C, and what a cancelled CI job or a plain `kill` sends.
+    for signal in ["INT", "TERM"] {
+        interrupted_apply_then_apply_again(signal);
+    }
+}
+
+fn interrupted_apply_then_apply_again(signal: &str) {
     let (_guard, moto_url) = moto();
     let proxy = proxy::Proxy::start(&moto_url);
     proxy.config(json!({"cluster_create_ms": 4000}));
@@ -1084,14 +1091,17 @@ async fn interrupt_releases_the_lock_and_the_next_apply_continues() {
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "SIG{signal}: {stderr}");
+    assert!(
+        stderr.contains(&format!("interrupted (SIG{signal})")),
+        "{stderr}"
+    );
     let snap = eksnet::state::StateStore::open(&d.join("state/i.db"))
         .expect("state")
         .snapshot()
