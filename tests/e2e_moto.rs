@@ -1770,3 +1770,78 @@ async fn kubeconfig_context_is_the_clusters_own_not_the_current_one() {
     }
     assert!(t.kube.requests().len() > before, "the fake was asked");
 }
+
+/// The stack's VPC is read with the id the state recorded, together with the stack; when the
+/// stack now has another VPC (recreated outside eksnet), that guess must be dropped and the
+/// new VPC read: the plan then shows the pod subnets moving to it, not "no changes".
+#[tokio::test]
+async fn a_stack_whose_vpc_changed_is_read_again_not_taken_from_the_state() {
+    let t = tutorial();
+    run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
+    let aws = sdk(&t.proxy.url).await;
+    let stack = "my-eks-custom-networking-vpc";
+    let vpc_of = |res: &aws_sdk_cloudformation::operation::describe_stack_resources::DescribeStackResourcesOutput| {
+        res.stack_resources()
+            .iter()
+            .find(|r| r.logical_resource_id() == Some("VPC"))
+            .and_then(|r| r.physical_resource_id())
+            .map(String::from)
+            .expect("VPC resource")
+    };
+    let old = vpc_of(
+        &aws.cloudformation
+            .describe_stack_resources()
+            .stack_name(stack)
+            .send()
+            .await
+            .expect("resources"),
+    );
+    // Recreated outside eksnet under the same name and parameters (moto keeps the old VPC, so
+    // the guess still finds a VPC: only the comparison with the stack's resources catches it).
+    let _ = aws
+        .cloudformation
+        .delete_stack()
+        .stack_name(stack)
+        .send()
+        .await;
+    let template = std::fs::read_to_string(t.dir.path().join("examples/vpc-private-subnets.yaml"))
+        .expect("template");
+    let param = |k: &str, v: &str| {
+        aws_sdk_cloudformation::types::Parameter::builder()
+            .parameter_key(k)
+            .parameter_value(v)
+            .build()
+    };
+    aws.cloudformation
+        .create_stack()
+        .stack_name(stack)
+        .template_body(template)
+        .parameters(param("VpcBlock", "192.168.0.0/24"))
+        .parameters(param("PublicSubnet01Block", "192.168.0.0/27"))
+        .parameters(param("PublicSubnet02Block", "192.168.0.32/27"))
+        .parameters(param("PrivateSubnet01Block", "192.168.0.64/27"))
+        .parameters(param("PrivateSubnet02Block", "192.168.0.96/27"))
+        .parameters(param("AvailabilityZone01", "us-west-2a"))
+        .parameters(param("AvailabilityZone02", "us-west-2b"))
+        .send()
+        .await
+        .expect("recreate stack");
+    let new = vpc_of(
+        &aws.cloudformation
+            .describe_stack_resources()
+            .stack_name(stack)
+            .send()
+            .await
+            .expect("resources"),
+    );
+    assert_ne!(old, new);
+    let plan = run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 2);
+    assert!(
+        plan.stdout.contains("# subnet.pod_a must be replaced")
+            && plan
+                .stdout
+                .contains(&format!("\"{old}\" -> \"{new}\" # forces replacement")),
+        "the pod subnets move to the new VPC {new}:\n{}",
+        plan.stdout
+    );
+}
