@@ -16,6 +16,10 @@ use std::io::{ErrorKind, Read};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
+
+#[path = "support/package_dir.rs"]
+mod package_dir;
+use package_dir::package_dir;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -879,7 +883,7 @@ fn validate_json_lists_every_diagnostic() {
 
 #[test]
 fn the_example_spec_is_valid() {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/custom-networking.toml");
+    let example = package_dir().join("examples/custom-networking.toml");
     let dir = tempfile::tempdir().expect("temp dir");
     let r = run(dir.path(), &["validate", &example.display().to_string()]);
     assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);

@@ -2,10 +2,13 @@
 
 use std::process::Command;
 
+#[path = "support/package_dir.rs"]
+mod package_dir;
+use package_dir::package_dir;
+
 fn eksnet() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_eksnet"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1");
+    c.current_dir(package_dir()).env("NO_COLOR", "1");
     c
 }
 

@@ -30,6 +30,10 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+#[path = "support/package_dir.rs"]
+mod package_dir;
+use package_dir::package_dir;
+
 /// Mirrors `eksnet::resources::Observed`, which has no serde derive.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,7 +66,7 @@ struct OptionsJson {
 }
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    package_dir()
 }
 
 fn read(path: &Path) -> String {

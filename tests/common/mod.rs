@@ -4,6 +4,10 @@
 //! instructions; it is never skipped.
 #![allow(dead_code)]
 
+#[path = "../support/package_dir.rs"]
+mod package_dir;
+pub use package_dir::package_dir;
+
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -19,7 +23,7 @@ fn moto_server_path() -> PathBuf {
     if let Ok(p) = std::env::var("EKSNET_MOTO_SERVER") {
         return PathBuf::from(p);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server")
+    package_dir().join(".venv/bin/moto_server")
 }
 
 fn start_moto() -> Moto {
@@ -132,7 +136,7 @@ pub fn run_ok(cmd: &mut Command, expected: i32) -> Run {
 /// A temp dir holding a copy of `examples/`.
 pub fn example_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let src = package_dir().join("examples");
     let dst = dir.path().join("examples");
     std::fs::create_dir_all(&dst).expect("mkdir");
     for e in std::fs::read_dir(src).expect("examples dir").flatten() {
@@ -169,7 +173,7 @@ pub fn tool_binary(package: &str) -> PathBuf {
         let target_dir = dir.parent().expect("target dir");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
         let status = Command::new(cargo)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(package_dir())
             .args(["build", "--quiet", "-p", package, "--bin", package])
             .env("CARGO_TARGET_DIR", target_dir)
             .status()

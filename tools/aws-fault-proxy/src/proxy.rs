@@ -846,6 +846,7 @@ fn kill_hook(app: &App, seq: u64, op: &str) {
     });
     let mut stats = lock(&app.stats);
     stats.kill.after_seq = Some(seq);
+    stats.kill.op = Some(op.to_string());
     stats.kill.signal = Some(cfg.kill_signal);
     match result {
         Ok(pid) => {

@@ -30,6 +30,10 @@ pub struct KillReport {
     pub signal: Option<i32>,
     /// Sequence number of the mutating request after whose answer it fired.
     pub after_seq: Option<u64>,
+    /// Operation of that request. Reported here because the request's own record is only
+    /// written once the handler ends, which, for a client that was just killed, is whenever
+    /// the server notices the connection is gone: a reader cannot count on seeing it yet.
+    pub op: Option<String>,
     pub error: Option<String>,
 }
 

@@ -325,6 +325,7 @@ fn internal_calls_do_not_count_for_the_kill_hook() {
     let s = proxy.stats();
     assert_eq!(s["total"], 2, "{s}");
     assert_eq!(s["kill"]["after_seq"], 2, "{s}");
+    assert_eq!(s["kill"]["op"], "DeleteCluster", "{s}");
 }
 
 #[test]

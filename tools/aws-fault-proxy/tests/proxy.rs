@@ -617,6 +617,7 @@ fn kill_hook_kills_client_after_kth_mutating_answer() {
     let s = proxy.stats();
     assert_eq!(s["killed"], true, "{s}");
     assert_eq!(s["kill"]["after_seq"], 3, "{s}");
+    assert_eq!(s["kill"]["op"], "CreateVpc", "{s}");
     assert_eq!(s["kill"]["pid"], victim.0.id());
 
     // The hook fires once; later mutating requests pass normally.
@@ -654,6 +655,7 @@ fn kill_hook_with_an_operation_counts_only_that_operation() {
     let s = proxy.stats();
     assert_eq!(s["killed"], true, "{s}");
     assert_eq!(s["kill"]["after_seq"], 3, "{s}");
+    assert_eq!(s["kill"]["op"], "CreateSubnet", "{s}");
     drop(moto);
 }
 

@@ -31,7 +31,12 @@ fn moto_binary() -> PathBuf {
     if let Ok(p) = std::env::var("MOTO_SERVER") {
         return PathBuf::from(p);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server")
+    // Cargo's run-time value, not env!: a target dir shared between clones reuses an unchanged
+    // test binary built in another clone, whose compile-time path may be gone.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("../../.venv/bin/moto_server")
 }
 
 /// A running moto_server on a free loopback port.
