@@ -7,9 +7,7 @@
 //! why the executor can resolve it later from the state.
 
 use crate::addr::ResourceAddr;
-use regex::Regex;
 use serde_json::Value;
-use std::sync::OnceLock;
 
 /// The attribute holding a CloudFormation template: never scanned for references.
 pub const TEMPLATE_BODY: &str = "template_body";
@@ -30,14 +28,49 @@ impl Reference {
     }
 }
 
-fn pattern() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    // The pattern is a literal; failing to compile it would be a bug caught by every test.
-    // Only `${lowercase.…}` is ours: CloudFormation's `${AWS::Region}` or `${Resource.Arn}` in
-    // stack parameters must pass through untouched.
-    RE.get_or_init(|| {
-        Regex::new(r"\$\{([a-z_][a-z0-9_]*\.[^}]*)\}").unwrap_or_else(|e| panic!("bad regex: {e}"))
-    })
+/// Where one `${...}` sits in a string: the whole text and the part between the braces.
+struct Span<'a> {
+    start: usize,
+    end: usize,
+    raw: &'a str,
+    inner: &'a str,
+}
+
+/// Every `${kind.…}` in `s`, left to right, not overlapping. Only a `${` followed by a
+/// lowercase word and a dot is ours: CloudFormation's `${AWS::Region}` or `${Resource.Arn}`
+/// in stack parameters must pass through untouched. The reference runs to the first `}`.
+fn spans(s: &str) -> Vec<Span<'_>> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(pos) = s[from..].find("${").map(|p| p + from) {
+        let body = pos + 2;
+        let word = bytes[body..]
+            .iter()
+            .take_while(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || **b == b'_')
+            .count();
+        let starts_ok = bytes
+            .get(body)
+            .is_some_and(|b| b.is_ascii_lowercase() || *b == b'_');
+        let dot = body + word;
+        let close = (starts_ok && bytes.get(dot) == Some(&b'.'))
+            .then(|| s[dot..].find('}').map(|c| c + dot))
+            .flatten();
+        match close {
+            Some(close) => {
+                out.push(Span {
+                    start: pos,
+                    end: close + 1,
+                    raw: &s[pos..=close],
+                    inner: &s[body..close],
+                });
+                from = close + 1;
+            }
+            // `$` and `{` are single bytes, so the next candidate starts one byte on.
+            None => from = pos + 1,
+        }
+    }
+    out
 }
 
 /// Parses the inside of `${...}`. Errors are user-facing messages.
@@ -60,13 +93,9 @@ pub fn parse_reference(raw: &str, inner: &str) -> Result<Reference, String> {
 
 /// Every reference in a string, or the first malformed one.
 pub fn references_in_str(s: &str) -> Vec<Result<Reference, String>> {
-    pattern()
-        .captures_iter(s)
-        .map(|c| {
-            let raw = c.get(0).map(|m| m.as_str()).unwrap_or_default();
-            let inner = c.get(1).map(|m| m.as_str()).unwrap_or_default();
-            parse_reference(raw, inner)
-        })
+    spans(s)
+        .into_iter()
+        .map(|sp| parse_reference(sp.raw, sp.inner))
         .collect()
 }
 
@@ -95,7 +124,7 @@ fn walk_strings(value: &Value, f: &mut dyn FnMut(&str)) {
 /// True when the value still holds an unresolved reference ("known after apply").
 pub fn is_unknown(value: &Value) -> bool {
     let mut unknown = false;
-    walk_strings(value, &mut |s| unknown |= pattern().is_match(s));
+    walk_strings(value, &mut |s| unknown |= !spans(s).is_empty());
     unknown
 }
 
@@ -123,27 +152,32 @@ pub fn resolve(value: &Value, lookup: &dyn Fn(&Reference) -> Option<Value>) -> V
 }
 
 fn resolve_str(s: &str, lookup: &dyn Fn(&Reference) -> Option<Value>) -> Value {
-    let re = pattern();
-    if let Some(m) = re.find(s) {
-        if m.start() == 0 && m.end() == s.len() {
-            return match references_in_str(s).into_iter().next() {
-                Some(Ok(r)) => lookup(&r).unwrap_or_else(|| Value::String(s.to_string())),
-                _ => Value::String(s.to_string()),
-            };
+    let found = spans(s);
+    // A string that is exactly one reference takes the referenced value itself.
+    if let [only] = found.as_slice() {
+        if only.start == 0 && only.end == s.len() {
+            return parse_reference(only.raw, only.inner)
+                .ok()
+                .and_then(|r| lookup(&r))
+                .unwrap_or_else(|| Value::String(s.to_string()));
         }
-    } else {
-        return Value::String(s.to_string());
     }
-    let out = re.replace_all(s, |caps: &regex::Captures<'_>| {
-        let raw = caps.get(0).map(|m| m.as_str()).unwrap_or_default();
-        let inner = caps.get(1).map(|m| m.as_str()).unwrap_or_default();
-        match parse_reference(raw, inner).ok().and_then(|r| lookup(&r)) {
-            Some(Value::String(v)) => v,
-            Some(other) => other.to_string(),
-            None => raw.to_string(),
+    let mut out = String::with_capacity(s.len());
+    let mut at = 0;
+    for sp in found {
+        out.push_str(&s[at..sp.start]);
+        match parse_reference(sp.raw, sp.inner)
+            .ok()
+            .and_then(|r| lookup(&r))
+        {
+            Some(Value::String(v)) => out.push_str(&v),
+            Some(other) => out.push_str(&other.to_string()),
+            None => out.push_str(sp.raw),
         }
-    });
-    Value::String(out.into_owned())
+        at = sp.end;
+    }
+    out.push_str(&s[at..]);
+    Value::String(out)
 }
 
 /// Follows a dotted output path into a resource's outputs object.
@@ -193,6 +227,27 @@ mod tests {
         assert!(references_in_str("${nope.a.b}")[0].is_err());
         assert!(references_in_str("${AWS::StackName}-VPC").is_empty());
         assert!(references_in_str("${subnet..b}")[0].is_err());
+    }
+
+    #[test]
+    fn scanner_finds_what_the_syntax_allows_and_nothing_else() {
+        fn raws(s: &str) -> Vec<&str> {
+            spans(s).iter().map(|sp| sp.raw).collect()
+        }
+        // Not ours: CloudFormation's own substitutions, an upper-case start, no dot, no close.
+        assert!(raws("${AWS::Region} ${Res.Arn} ${Abc.d.e} ${abc} ${a.b.c").is_empty());
+        // A failed `${` does not hide a reference right after it.
+        assert_eq!(raws("${${a.b.c}"), ["${a.b.c}"]);
+        assert_eq!(raws("x${a_1.b.c}y${d.e.f}"), ["${a_1.b.c}", "${d.e.f}"]);
+        // The reference runs to the first `}` (what was there before is kept verbatim).
+        assert_eq!(raws("${a.b${c}}"), ["${a.b${c}"]);
+        assert_eq!(raws("é${a.b.c}é"), ["${a.b.c}"]);
+        let lookup = |r: &Reference| (r.addr.to_string() == "cluster.c").then(|| json!(7));
+        assert_eq!(
+            resolve(&json!("é${cluster.c.n}-${subnet.s.id}!"), &lookup),
+            json!("é7-${subnet.s.id}!")
+        );
+        assert_eq!(resolve(&json!("${cluster.c.n}"), &lookup), json!(7));
     }
 
     #[test]
