@@ -10,6 +10,7 @@ use crate::resources::{aws_error, ResourceError};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio::sync::Mutex;
 
 /// How to reach the Kubernetes API of a cluster.
@@ -28,13 +29,18 @@ pub enum KubeAccess {
 /// Connects once per cluster and remembers the client (or that the cluster is absent).
 pub struct KubeConnector {
     access: KubeAccess,
-    clients: Mutex<HashMap<String, (std::time::Instant, kube::Client)>>,
+    /// One slot per cluster. Building a client may describe the cluster; the slot's lock makes
+    /// the kube resources of one cluster wait for that one request instead of each sending
+    /// its own, while clients for other clusters are built at the same time.
+    clients: std::sync::Mutex<HashMap<String, ClientSlot>>,
     /// Endpoint and CA of clusters this run has already described (refresh, the wait for
     /// ACTIVE), so building a client does not describe the cluster a second time: on apply
     /// that request would sit between the cluster becoming ACTIVE and the first Kubernetes
     /// write, on the critical path.
     endpoints: std::sync::Mutex<HashMap<String, ClusterEndpoint>>,
 }
+
+type ClientSlot = Arc<Mutex<Option<(std::time::Instant, kube::Client)>>>;
 
 /// What a client needs from DescribeCluster.
 #[derive(Debug, Clone)]
@@ -123,7 +129,7 @@ impl KubeConnector {
     pub fn new(access: KubeAccess) -> Self {
         KubeConnector {
             access,
-            clients: Mutex::new(HashMap::new()),
+            clients: std::sync::Mutex::new(HashMap::new()),
             endpoints: std::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -151,7 +157,10 @@ impl KubeConnector {
         if let Ok(mut known) = self.endpoints.lock() {
             known.remove(cluster);
         }
-        self.clients.lock().await.remove(cluster);
+        self.clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(cluster);
     }
 
     fn remembered(&self, cluster: &str) -> Option<ClusterEndpoint> {
@@ -164,8 +173,15 @@ impl KubeConnector {
         aws: &AwsClients,
         cluster: &str,
     ) -> Result<Option<kube::Client>, ResourceError> {
-        let mut clients = self.clients.lock().await;
-        if let Some((made, c)) = clients.get(cluster) {
+        let slot = {
+            let mut slots = self
+                .clients
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            slots.entry(cluster.to_string()).or_default().clone()
+        };
+        let mut slot = slot.lock().await;
+        if let Some((made, c)) = slot.as_ref() {
             let expires = matches!(self.access, KubeAccess::Eks);
             if !expires || made.elapsed() < TOKEN_CLIENT_MAX_AGE {
                 return Ok(Some(c.clone()));
@@ -249,10 +265,7 @@ impl KubeConnector {
             }
         };
         let client = kube::Client::try_from(config).map_err(|e| kube_err(cluster, e))?;
-        clients.insert(
-            cluster.to_string(),
-            (std::time::Instant::now(), client.clone()),
-        );
+        *slot = Some((std::time::Instant::now(), client.clone()));
         Ok(Some(client))
     }
 }
