@@ -1845,3 +1845,96 @@ async fn a_stack_whose_vpc_changed_is_read_again_not_taken_from_the_state() {
         plan.stdout
     );
 }
+
+/// A stack's parameters: changing one is an in-place update, and so is removing one, which
+/// gives it back the template's `Default` (CloudFormation's rule for a parameter not sent).
+/// Parameters never listed are not compared, so the template's defaults are no drift.
+#[tokio::test]
+async fn removing_a_stack_parameter_puts_the_templates_default_back() {
+    let (_guard, url) = moto();
+    let aws = sdk(&url).await;
+    let dir = example_dir();
+    let d = dir.path();
+    let spec = |params: &str| {
+        format!(
+            "[vpc.net]\nstack_name = \"params-vpc\"\ntemplate_file = \"vpc-private-subnets.yaml\"\nparameters = {{ {params} }}\n"
+        )
+    };
+    let write = |params: &str| {
+        std::fs::write(d.join("examples/net.toml"), spec(params)).expect("write spec")
+    };
+    let azs = r#"AvailabilityZone01 = "us-west-2a", AvailabilityZone02 = "us-west-2b""#;
+    let stack_params = || async {
+        let out = aws
+            .cloudformation
+            .describe_stacks()
+            .stack_name("params-vpc")
+            .send()
+            .await
+            .expect("describe stack");
+        let stack = out.stacks().first().cloned().expect("the stack");
+        stack
+            .parameters()
+            .iter()
+            .map(|p| {
+                (
+                    p.parameter_key().unwrap_or_default().to_string(),
+                    p.parameter_value().unwrap_or_default().to_string(),
+                )
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let cmd = |args: &[&str]| {
+        let mut c = eksnet(&url, d);
+        c.args(args);
+        c
+    };
+
+    write(&format!(
+        r#"{azs}, PublicSubnet02Block = "192.168.0.48/28""#
+    ));
+    run_ok(
+        &mut cmd(&["apply", "examples/net.toml", "--auto-approve"]),
+        0,
+    );
+    assert_eq!(
+        stack_params().await["PublicSubnet02Block"],
+        "192.168.0.48/28"
+    );
+    // The template's other parameters took their defaults: not a difference.
+    run_ok(
+        &mut cmd(&["plan", "examples/net.toml", "--detailed-exitcode"]),
+        0,
+    );
+
+    write(azs);
+    let plan = run_ok(
+        &mut cmd(&["plan", "examples/net.toml", "--detailed-exitcode"]),
+        2,
+    );
+    assert!(
+        plan.stdout.contains("# vpc.net will be updated in place")
+            && plan
+                .stdout
+                .contains(r#"- "PublicSubnet02Block" = "192.168.0.48/28""#),
+        "{}",
+        plan.stdout
+    );
+    run_ok(
+        &mut cmd(&["apply", "examples/net.toml", "--auto-approve"]),
+        0,
+    );
+    assert_eq!(
+        stack_params().await["PublicSubnet02Block"],
+        "192.168.0.32/27",
+        "the template's Default"
+    );
+    run_ok(
+        &mut cmd(&["plan", "examples/net.toml", "--detailed-exitcode"]),
+        0,
+    );
+    run_ok(
+        &mut cmd(&["destroy", "examples/net.toml", "--auto-approve"]),
+        0,
+    );
+}
