@@ -3,7 +3,7 @@
 //! follow dependencies, destroys go in reverse. The state is written before each create
 //! (intent) and after each finished step, so a crash never loses a created resource.
 
-use crate::addr::ResourceAddr;
+use crate::addr::{Kind, ResourceAddr};
 use crate::events::Event;
 use crate::plan::{Action, Plan, PlannedChange};
 use crate::resources::{self, Ctx, ResourceError};
@@ -155,6 +155,9 @@ pub fn steps(plan: &Plan, state: &StateSnapshot) -> BTreeMap<Step, BTreeSet<Step
 
 struct Shared {
     state: Mutex<StateStore>,
+    /// Which address holds each object identity (`resources::identity`): those in the state
+    /// that this apply keeps, and those it creates, as their values become known.
+    claims: Mutex<HashMap<(Kind, String), ResourceAddr>>,
     outputs: Mutex<HashMap<ResourceAddr, Value>>,
     changes: HashMap<ResourceAddr, PlannedChange>,
     prior: StateSnapshot,
@@ -194,8 +197,20 @@ pub async fn apply(
         )
         .collect();
     let deps = steps(plan, &prior);
+    let leaving = |a: &ResourceAddr| {
+        plan.changes
+            .iter()
+            .any(|c| &c.addr == a && matches!(c.action, Action::Delete | Action::Forget))
+    };
+    let claims = prior
+        .resources
+        .iter()
+        .filter(|(a, _)| !leaving(a))
+        .filter_map(|(a, r)| Some(((a.kind, resources::identity(a.kind, &r.attrs)?), a.clone())))
+        .collect();
     let shared = Arc::new(Shared {
         state: Mutex::new(state),
+        claims: Mutex::new(claims),
         outputs: Mutex::new(outputs),
         changes: plan
             .changes
@@ -293,6 +308,8 @@ enum StepError {
     State(#[from] StateError),
     #[error("{0}")]
     Unresolved(String),
+    #[error("{0}")]
+    Conflict(String),
 }
 
 fn put(shared: &Shared, addr: &ResourceAddr, r: &StateResource) -> Result<(), StateError> {
@@ -377,6 +394,7 @@ async fn run_step(
         }
         (Action::Create | Action::Replace, Phase::Apply) => {
             let attrs = resolve_after(shared, change)?;
+            claim(shared, addr, &attrs)?;
             // Intent first: if we die between AWS's answer and the next write, the next refresh
             // looks this resource up by its natural key and adopts it.
             put(
@@ -446,6 +464,27 @@ async fn run_step(
         }
         // Steps never built for these pairs (see `steps`).
         (Action::Delete, Phase::Apply) | (Action::Create, Phase::Destroy) => Ok(None),
+    }
+}
+
+/// Refuses to create an object another address already holds. Validation catches this when
+/// the spec spells out both identities; this catches what only AWS could tell, such as two
+/// ENIConfigs named after subnets that turn out to be in the same AZ.
+fn claim(shared: &Shared, addr: &ResourceAddr, attrs: &Value) -> Result<(), StepError> {
+    let Some(id) = resources::identity(addr.kind, attrs) else {
+        return Ok(());
+    };
+    let mut claims = shared.claims.lock().unwrap_or_else(|p| p.into_inner());
+    match claims.get(&(addr.kind, id.clone())) {
+        Some(other) if other != addr => Err(StepError::Conflict(format!(
+            "`{addr}` and `{other}` are the same {} (`{id}`): nothing was created for \
+             `{addr}`; change one of them in the spec",
+            addr.kind
+        ))),
+        _ => {
+            claims.insert((addr.kind, id), addr.clone());
+            Ok(())
+        }
     }
 }
 

@@ -267,17 +267,26 @@ impl Spec {
     /// One identity for a cluster however it is named: `"demo"` and `"${cluster.main.name}"`
     /// are the same cluster when `cluster.main` has `name = "demo"`.
     pub fn cluster_key(&self, name: &str) -> String {
-        let refs = crate::value::references_in_str(name);
-        if let [Ok(r)] = refs.as_slice() {
-            if r.raw == name.trim() && r.addr.kind == Kind::Cluster && r.path_string() == "name" {
-                if let Some(ResourceConfig::Cluster(c)) = self.get(&r.addr).map(|x| &x.config) {
-                    if !c.name.contains("${") {
-                        return c.name.clone();
-                    }
-                }
-            }
-        }
-        name.to_string()
+        self.static_value(name).unwrap_or_else(|| name.to_string())
+    }
+
+    /// What a string is from the spec alone: itself when it refers to nothing, or the literal
+    /// behind it when it is exactly one reference to an output that repeats an input of its
+    /// resource written as a literal (a cluster's or role's `name`, a subnet's
+    /// `availability_zone`). `None` when only AWS can tell.
+    pub fn static_value(&self, s: &str) -> Option<String> {
+        let Some(r) = crate::value::whole_reference(s) else {
+            return crate::value::references_in_str(s)
+                .is_empty()
+                .then(|| s.to_string());
+        };
+        let mirrored = matches!(
+            (r.addr.kind, r.path_string().as_str()),
+            (Kind::Cluster | Kind::IamRole, "name") | (Kind::Subnet, "availability_zone")
+        );
+        let literal = self.get(&r.addr)?.attrs.get(r.path_string())?.as_str()?;
+        (mirrored && crate::value::references_in_str(literal).is_empty())
+            .then(|| literal.to_string())
     }
 
     pub fn get(&self, addr: &ResourceAddr) -> Option<&ResourceSpec> {

@@ -432,6 +432,11 @@ fn check_cidrs(spec: &Spec, d: &mut Diagnostics) {
     }
 }
 
+fn known_or_written(spec: &Spec, s: Option<&str>) -> String {
+    let s = s.unwrap_or_default();
+    spec.static_value(s).unwrap_or_else(|| s.to_string())
+}
+
 fn check_unique_names(spec: &Spec, d: &mut Diagnostics) {
     let mut seen: HashMap<(Kind, String), String> = HashMap::new();
     for (addr, r) in &spec.resources {
@@ -448,12 +453,13 @@ fn check_unique_names(spec: &Spec, d: &mut Diagnostics) {
             },
             // One set of CNI settings per cluster; ENIConfig names are unique per cluster.
             ResourceConfig::AwsNode(a) => ("cluster_name", spec.cluster_key(&a.cluster_name)),
+            // A defaulted name is the subnet's AZ: known here when the subnet spells it out.
             ResourceConfig::EniConfig(e) => (
                 "name",
                 format!(
                     "{}/{}",
                     spec.cluster_key(&e.cluster_name),
-                    resources::str_attr(&r.attrs, "name").unwrap_or_default()
+                    known_or_written(spec, resources::str_attr(&r.attrs, "name"))
                 ),
             ),
             _ => continue,

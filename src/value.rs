@@ -99,6 +99,15 @@ pub fn references_in_str(s: &str) -> Vec<Result<Reference, String>> {
         .collect()
 }
 
+/// The reference when the whole string (spaces aside) is exactly one, as in
+/// `"${subnet.pod_a.id}"`.
+pub fn whole_reference(s: &str) -> Option<Reference> {
+    match references_in_str(s).as_slice() {
+        [Ok(r)] if r.raw == s.trim() => Some(r.clone()),
+        _ => None,
+    }
+}
+
 /// Every reference anywhere in a value (malformed ones are reported by validation).
 pub fn references(value: &Value) -> Vec<Reference> {
     let mut out = Vec::new();

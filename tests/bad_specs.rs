@@ -1176,6 +1176,40 @@ subnet_id = "subnet-0bbbbbbbbbbbbbbbb"
     .check();
 }
 
+/// The default name is the subnet's AZ; when the subnet writes its AZ out, the clash is
+/// known before any call.
+#[test]
+fn an_eni_config_named_after_an_az_another_defaults_to() {
+    bad(with_cluster!(
+        r#"
+[cidr_block.pods]
+vpc_id = "vpc-0123456789abcdef0"
+cidr_block = "100.64.0.0/16"
+
+[subnet.pod_a]
+vpc_id = "vpc-0123456789abcdef0"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2a"
+
+[eni_config.a]
+cluster_name = "${cluster.main.name}"
+subnet_id = "${subnet.pod_a.id}"
+
+[eni_config.b]
+cluster_name = "${cluster.main.name}"
+name = "us-west-2a"
+subnet_id = "subnet-0bbbbbbbbbbbbbbbb"
+security_group_ids = ["sg-0123456789abcdef0"]
+"#
+    ))
+    .err(
+        21,
+        "eni_config.b.name",
+        "`demo/us-west-2a` is also the name of `eni_config.a`; names must be unique",
+    )
+    .check();
+}
+
 #[test]
 fn eni_config_with_an_invalid_kubernetes_name() {
     bad(with_cluster!(

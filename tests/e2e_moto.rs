@@ -1938,3 +1938,56 @@ async fn removing_a_stack_parameter_puts_the_templates_default_back() {
         0,
     );
 }
+
+/// Two ENIConfigs named after their subnets' AZs, which only AWS knows, turn out to be one
+/// name: the second is refused at apply, before it overwrites the first, and what depends on
+/// it is skipped. The next plan says why from the start.
+#[tokio::test]
+async fn two_eni_configs_that_resolve_to_one_name_are_refused_at_apply() {
+    let t = tutorial();
+    let d = t.dir.path();
+    // pod_b in the first private subnet's AZ too: both ENIConfigs default to that AZ's name.
+    set_subnet_tag(
+        d,
+        "availability_zone = \"${vpc.main.subnets.PrivateSubnet02.availability_zone}\"",
+        "availability_zone = \"${vpc.main.subnets.PrivateSubnet01.availability_zone}\"",
+    );
+    run_ok(t.eksnet().args(["validate", SPEC]), 0);
+    let apply = run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 1);
+    assert!(
+        apply.stderr.contains("are the same eni_config (`my-custom-networking-cluster/us-west-2a`): nothing was created"),
+        "{}",
+        apply.stderr
+    );
+    assert!(apply.stderr.contains("nodegroup.main"), "{}", apply.stderr);
+
+    let items = t
+        .kube
+        .get("/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs");
+    let names: Vec<&str> = items["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|o| o["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["us-west-2a"]);
+    let snap = eksnet::state::StateStore::open(&d.join("state/custom-networking.db"))
+        .expect("state")
+        .snapshot()
+        .expect("snapshot");
+    let eni_rows: Vec<String> = snap
+        .resources
+        .keys()
+        .filter(|a| a.kind == eksnet::addr::Kind::EniConfig)
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(eni_rows.len(), 1, "one ENIConfig, one row: {eni_rows:?}");
+
+    let plan = run_ok(t.eksnet().args(["plan", SPEC]), 1);
+    assert!(
+        plan.stderr
+            .contains("both resolve to the ENIConfig `us-west-2a`"),
+        "{}",
+        plan.stderr
+    );
+}

@@ -28,15 +28,6 @@ pub fn api_resource() -> ApiResource {
     }
 }
 
-/// The producer address inside `${kind.name.output}` when the whole string is one reference.
-fn whole_reference(s: &str) -> Option<crate::value::Reference> {
-    let refs = crate::value::references_in_str(s);
-    match refs.as_slice() {
-        [Ok(r)] if r.raw == s.trim() => Some(r.clone()),
-        _ => None,
-    }
-}
-
 /// Spec → attributes, filling the defaults the tutorial uses: the name is the pod subnet's AZ
 /// (what label mode with `topology.kubernetes.io/zone` expects) and the security group is the
 /// cluster security group.
@@ -44,7 +35,7 @@ pub fn desired_attrs(c: &EniConfigConfig) -> Result<Value, Vec<(&'static str, St
     let mut errors = Vec::new();
     let name = match &c.name {
         Some(n) => n.clone(),
-        None => match whole_reference(&c.subnet_id) {
+        None => match crate::value::whole_reference(&c.subnet_id) {
             Some(r) if r.addr.kind == crate::addr::Kind::Subnet => {
                 format!("${{{}.availability_zone}}", r.addr)
             }
@@ -56,7 +47,7 @@ pub fn desired_attrs(c: &EniConfigConfig) -> Result<Value, Vec<(&'static str, St
     };
     let groups = match &c.security_group_ids {
         Some(g) => g.clone(),
-        None => match whole_reference(&c.cluster_name) {
+        None => match crate::value::whole_reference(&c.cluster_name) {
             Some(r) if r.addr.kind == crate::addr::Kind::Cluster => {
                 vec![format!("${{{}.cluster_security_group_id}}", r.addr)]
             }

@@ -192,6 +192,24 @@ pub fn force_new(kind: Kind) -> &'static [&'static str] {
     }
 }
 
+/// What makes two resources of a kind the same object in AWS or Kubernetes: two addresses
+/// with one identity would write one object twice, the second silently taking over the first.
+/// `None` while a field is still unknown, or for a VPC eksnet does not create.
+pub fn identity(kind: Kind, attrs: &Value) -> Option<String> {
+    let fields: &[&str] = match kind {
+        Kind::Vpc => &["stack_name"],
+        Kind::Subnet | Kind::CidrBlock => &["vpc_id", "cidr_block"],
+        Kind::IamRole | Kind::Cluster => &["name"],
+        Kind::Nodegroup | Kind::EniConfig => &["cluster_name", "name"],
+        Kind::AwsNode => &["cluster_name"],
+    };
+    let parts: Option<Vec<&str>> = fields
+        .iter()
+        .map(|f| str_attr(attrs, f).filter(|v| !crate::value::is_unknown(&Value::from(*v))))
+        .collect();
+    parts.map(|p| p.join("/"))
+}
+
 /// Output names a reference may start with (`*` = any key below, e.g. `outputs.VpcId`).
 pub fn outputs(kind: Kind) -> &'static [&'static str] {
     match kind {
