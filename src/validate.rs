@@ -94,8 +94,10 @@ fn check_kubernetes(spec: &Spec, d: &mut Diagnostics) {
     }
 }
 
+/// Holds a reference (its value is checked once known), or a broken one (reported on its
+/// own): either way, format checks of the literal text would only add noise.
 fn is_ref(s: &str) -> bool {
-    s.contains("${")
+    !value::references_in_str(s).is_empty() || value::unterminated_reference(s).is_some()
 }
 
 /// Walks attribute strings with their dotted key paths.
@@ -121,6 +123,12 @@ fn check_references(spec: &Spec, d: &mut Diagnostics) {
         let mut strings = Vec::new();
         walk(&addr.to_string(), &r.attrs, &mut strings);
         for (key, s) in strings {
+            if let Some(open) = value::unterminated_reference(s) {
+                d.push(spec.error_at(
+                    &key,
+                    format!("`{open}` looks like a reference but has no closing `}}`"),
+                ));
+            }
             for reference in value::references_in_str(s) {
                 let reference = match reference {
                     Ok(r) => r,

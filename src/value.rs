@@ -73,6 +73,24 @@ fn spans(s: &str) -> Vec<Span<'_>> {
     out
 }
 
+/// The first `${kind.…` that never closes, from its `${` to the end of the string: almost
+/// certainly a reference with its `}` missing, which would otherwise reach AWS as literal text.
+pub fn unterminated_reference(s: &str) -> Option<&str> {
+    let after_last = spans(s).last().map_or(0, |sp| sp.end);
+    let rest = &s[after_last..];
+    let pos = rest.find("${")?;
+    let body = &rest[pos + 2..];
+    let word = body
+        .bytes()
+        .take_while(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+        .count();
+    let starts_ok = body
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
+    (starts_ok && body[word..].starts_with('.')).then_some(&rest[pos..])
+}
+
 /// Parses the inside of `${...}`. Errors are user-facing messages.
 pub fn parse_reference(raw: &str, inner: &str) -> Result<Reference, String> {
     let parts: Vec<&str> = inner.trim().split('.').collect();
@@ -257,6 +275,18 @@ mod tests {
             json!("é7-${subnet.s.id}!")
         );
         assert_eq!(resolve(&json!("${cluster.c.n}"), &lookup), json!(7));
+    }
+
+    #[test]
+    fn a_reference_without_its_brace_is_found() {
+        assert_eq!(
+            unterminated_reference("${iam_role.a.name"),
+            Some("${iam_role.a.name")
+        );
+        assert_eq!(unterminated_reference("${a.b.c}-${d.e"), Some("${d.e"));
+        assert_eq!(unterminated_reference("${a.b.c}"), None);
+        assert_eq!(unterminated_reference("${AWS::Region"), None);
+        assert_eq!(unterminated_reference("cost ${5"), None);
     }
 
     #[test]

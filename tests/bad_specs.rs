@@ -550,6 +550,24 @@ subnet_ids = ["subnet-1"]
 }
 
 #[test]
+fn reference_without_its_closing_brace() {
+    bad(r#"[iam_role.a]
+name = "a"
+assume_role_service = "eks.amazonaws.com"
+
+[iam_role.b]
+name = "${iam_role.a.name"
+assume_role_service = "eks.amazonaws.com"
+"#)
+    .err(
+        6,
+        "iam_role.b.name",
+        "`${iam_role.a.name` looks like a reference but has no closing `}`",
+    )
+    .check();
+}
+
+#[test]
 fn malformed_reference() {
     bad(with_block!(
         r#"
