@@ -301,7 +301,8 @@ fn out(text: &str) {
 /// Loads and validates; prints warnings; errors become a failure listing all of them.
 fn load_spec(path: &Path) -> Result<Spec, Failure> {
     let spec = spec::load(path).map_err(|d| diag_failure(&d))?;
-    let diags = validate::validate(&spec);
+    // Cycles too, here: every command stops on them before it opens a state or calls AWS.
+    let diags = validate::validate(&spec).and_graph(&spec);
     report_warnings(&diags);
     if diags.has_errors() {
         return Err(diag_failure(&diags));

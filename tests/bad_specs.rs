@@ -1,7 +1,8 @@
-//! Bad specs through the real binary: `eksnet validate SPEC` and `eksnet plan SPEC --state …`.
+//! Bad specs through the real binary: every command that reads a spec (`validate`, `plan`,
+//! `apply`, `destroy`, `import`, `verify`, `graph`).
 //!
 //! Every case writes one small spec (`bad.toml`) holding exactly the intended problem and
-//! checks, for both commands:
+//! checks, for each command:
 //! - exit code 1 and nothing on stdout;
 //! - each expected diagnostic on one stderr line, together with `bad.toml:LINE:`, the key in
 //!   backticks and a distinctive part of the message, and no other `error:` line;
@@ -130,19 +131,11 @@ fn listing(dir: &Path) -> Vec<String> {
     names
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Only {
-    Both,
-    /// `validate` also runs the graph's cycle check; `plan` stops at validation first.
-    Validate,
-}
-
 struct Expect {
     line: usize,
     key: Option<&'static str>,
     /// Fragments that must all be on the diagnostic's line.
     msg: Vec<&'static str>,
-    only: Only,
 }
 
 struct Case {
@@ -177,7 +170,6 @@ impl Case {
             line,
             key: Some(key),
             msg: parts.to_vec(),
-            only: Only::Both,
         });
         self
     }
@@ -188,17 +180,6 @@ impl Case {
             line,
             key: None,
             msg: vec![msg],
-            only: Only::Both,
-        });
-        self
-    }
-
-    fn err_validate_only(mut self, line: usize, key: &'static str, msg: &'static str) -> Self {
-        self.expect.push(Expect {
-            line,
-            key: Some(key),
-            msg: vec![msg],
-            only: Only::Validate,
         });
         self
     }
@@ -216,11 +197,24 @@ impl Case {
         let before = listing(dir.path());
         let state = dir.path().join("s.db");
         let state_arg = state.display().to_string();
-        let runs: [(&str, Vec<&str>); 2] = [
-            ("validate", vec!["validate", SPEC]),
-            ("plan", vec!["plan", SPEC, "--state", &state_arg]),
+        // Every command that reads a spec stops the same way: same errors, no call, no file.
+        let runs: [Vec<&str>; 7] = [
+            vec!["validate", SPEC],
+            vec!["plan", SPEC, "--state", &state_arg],
+            vec!["apply", SPEC, "--auto-approve", "--state", &state_arg],
+            vec!["destroy", SPEC, "--auto-approve", "--state", &state_arg],
+            vec![
+                "import",
+                SPEC,
+                "vpc.main",
+                "vpc-0123456789abcdef0",
+                "--state",
+                &state_arg,
+            ],
+            vec!["verify", SPEC],
+            vec!["graph", SPEC],
         ];
-        for (name, args) in runs {
+        for args in runs {
             let r = run(dir.path(), &args);
             let ctx = format!(
                 "eksnet {}\n--- stderr:\n{}--- stdout:\n{}",
@@ -233,12 +227,8 @@ impl Case {
             assert!(r.stdout.is_empty(), "nothing should go to stdout: {ctx}");
             assert!(!state.exists(), "the state file was created by {ctx}");
             assert_eq!(listing(dir.path()), before, "files were written by {ctx}");
-            let expected: Vec<&Expect> = self
-                .expect
-                .iter()
-                .filter(|e| e.only == Only::Both || name == "validate")
-                .collect();
-            for e in &expected {
+            let expected = &self.expect;
+            for e in expected {
                 // The spec is passed by its relative name, so the line starts with it.
                 let at = format!("error: {SPEC}:{}:", e.line);
                 let key = e.key.map(|k| format!("`{k}`: "));
@@ -605,8 +595,8 @@ availability_zone = "${subnet.a.availability_zone}"
         "subnet.a.availability_zone",
         "`${subnet.a.availability_zone}` refers to the resource itself",
     )
-    // `validate` adds the graph's view of the same problem: a one-member cycle.
-    .err_validate_only(9, "subnet.a", "dependency cycle between subnet.a")
+    // The graph's view of the same problem: a one-member cycle.
+    .err(9, "subnet.a", "dependency cycle between subnet.a")
     .check();
 }
 
