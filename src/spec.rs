@@ -316,17 +316,68 @@ pub fn load(path: &Path) -> Result<Spec, Diagnostics> {
     parse(path, &source)
 }
 
+/// Syntax errors listed before the rest are summed up in one line.
+const MAX_SYNTAX_ERRORS: usize = 10;
+
 /// Parses spec text; `path` names the file in messages and anchors relative template paths.
 pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
     let map = SourceMap::new(path, source);
     let mut diags = Diagnostics::default();
+    // A saved plan handed to a command that wants a spec would otherwise get one TOML error
+    // per line of JSON.
+    if source.trim_start().starts_with('{')
+        && serde_json::from_str::<serde_json::Value>(source).is_ok()
+    {
+        diags.push(Diagnostic {
+            location: Some(map.location(0)),
+            ..Diagnostic::error(format!(
+                "this is JSON, not a TOML spec; if it is a plan saved with `plan --out`, apply it with `eksnet apply {}`",
+                path.display()
+            ))
+        });
+        return Err(diags);
+    }
     let (table, errors) = toml::de::DeTable::parse_recoverable(source);
     if !errors.is_empty() {
-        for e in errors {
-            let loc = e.span().map(|s| map.location(s.start));
+        let total = errors.len();
+        let first_hidden = errors
+            .get(MAX_SYNTAX_ERRORS)
+            .and_then(|e| e.span())
+            .map(|s| map.location(s.start));
+        for e in errors.into_iter().take(MAX_SYNTAX_ERRORS) {
+            let span = e.span();
+            let mut message = format!("TOML syntax: {}", e.message().trim());
+            // The parser does not say which key; the span is on it. On a table header, the
+            // header names it better than its last part.
+            if message.ends_with("duplicate key") {
+                if let Some(start) = span.clone().map(|s| s.start) {
+                    let before = source.get(..start).unwrap_or_default();
+                    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+                    let line = source[line_start..]
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .trim();
+                    let key = span.clone().and_then(|s| source.get(s)).unwrap_or_default();
+                    if line.starts_with('[') {
+                        message = format!("TOML syntax: duplicate table `{line}`");
+                    } else if !key.is_empty() && !key.contains('\n') {
+                        message.push_str(&format!(" `{key}`"));
+                    }
+                }
+            }
             diags.push(Diagnostic {
-                location: loc,
-                ..Diagnostic::error(format!("TOML syntax: {}", e.message().trim()))
+                location: span.map(|s| map.location(s.start)),
+                ..Diagnostic::error(message)
+            });
+        }
+        if total > MAX_SYNTAX_ERRORS {
+            diags.push(Diagnostic {
+                location: first_hidden,
+                ..Diagnostic::error(format!(
+                    "{} more TOML syntax errors from here on, not shown; the first ones often cause the rest",
+                    total - MAX_SYNTAX_ERRORS
+                ))
             });
         }
         return Err(diags);

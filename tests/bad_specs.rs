@@ -270,6 +270,44 @@ cidr_block = "100.64.0.0/16"
 }
 
 #[test]
+fn duplicate_key_and_duplicate_table_are_named() {
+    bad(r#"[iam_role.a]
+name = "a"
+name = "b"
+assume_role_service = "eks.amazonaws.com"
+
+[iam_role.a]
+"#)
+    .err_no_key(3, "TOML syntax: duplicate key `name`")
+    .err_no_key(6, "TOML syntax: duplicate table `[iam_role.a]`")
+    .check();
+}
+
+#[test]
+fn a_saved_plan_given_as_a_spec_is_one_error() {
+    bad("{\n  \"format\": 1,\n  \"changes\": [\n    1,\n    2\n  ]\n}\n")
+        .err_no_key(1, "this is JSON, not a TOML spec")
+        .check();
+}
+
+#[test]
+fn many_syntax_errors_are_cut_after_ten() {
+    bad("a\nb\nc\nd\ne\nf\ng\nh\ni\nj\nk\nl\nm\n")
+        .err_no_key(1, "key with no value")
+        .err_no_key(2, "key with no value")
+        .err_no_key(3, "key with no value")
+        .err_no_key(4, "key with no value")
+        .err_no_key(5, "key with no value")
+        .err_no_key(6, "key with no value")
+        .err_no_key(7, "key with no value")
+        .err_no_key(8, "key with no value")
+        .err_no_key(9, "key with no value")
+        .err_no_key(10, "key with no value")
+        .err_no_key(11, "3 more TOML syntax errors from here on, not shown")
+        .check();
+}
+
+#[test]
 fn unknown_top_level_section() {
     bad(r#"[vpc.main]
 id = "vpc-0123"
