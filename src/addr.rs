@@ -94,6 +94,11 @@ impl FromStr for ResourceAddr {
         if name.is_empty() {
             return Err(format!("`{s}` has an empty resource name"));
         }
+        if !crate::spec::valid_resource_name(name) {
+            return Err(format!(
+                "`{s}` is not a resource address (expected `kind.name`; a name has only letters, digits, `_` and `-`)"
+            ));
+        }
         Ok(ResourceAddr::new(kind.parse()?, name))
     }
 }

@@ -234,9 +234,30 @@ pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { 1 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
+            if !e.use_stderr() {
+                // --help and --version: data on stdout.
+                let _ = e.print();
+                return ExitCode::from(0);
+            }
+            // The command line did not parse, so `--json` is looked for by hand: a script that
+            // asked for JSON events must not get clap's plain text on stderr.
+            if std::env::args_os().any(|a| a == "--json") {
+                events::set_json_stderr(true);
+                let message = e.render().to_string();
+                let message = message
+                    .trim_end()
+                    .strip_prefix("error: ")
+                    .unwrap_or(&message);
+                events::notice(
+                    Event::Error {
+                        message: message.to_string(),
+                    },
+                    "",
+                );
+            } else {
+                let _ = e.print();
+            }
+            return ExitCode::from(1);
         }
     };
     events::set_json_stderr(cli.json());
@@ -313,6 +334,21 @@ fn load_spec(path: &Path) -> Result<Spec, Failure> {
 /// A failure made of spec diagnostics. In `--json` mode each error is its own `diagnostic`
 /// event (file, line, key as fields) and the failure only counts them; in text the failure
 /// lists them.
+/// `--replace` must name resources of the spec: checked before the state is locked or AWS
+/// is read, like the spec itself.
+fn check_replace(spec: &Spec, replace: &[ResourceAddr]) -> Result<(), Failure> {
+    let unknown: Vec<String> = replace
+        .iter()
+        .filter(|r| !spec.resources.contains_key(r))
+        .map(|r| format!("--replace {r}: no such resource in the spec"))
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure(unknown.join("\n")))
+    }
+}
+
 fn diag_failure(d: &Diagnostics) -> Failure {
     let errs: Vec<&crate::diag::Diagnostic> = d.errors().collect();
     if events::json_stderr() {
@@ -472,6 +508,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             replace,
         } => {
             let s = load_spec(&spec)?;
+            check_replace(&s, &replace)?;
             let path = state_path(&spec, &common.state);
             let snapshot = read_snapshot(&path)?;
             let ctx = make_ctx(&s, snapshot.lineage.clone(), &common, false).await?;
@@ -678,6 +715,7 @@ async fn converge(
     opts: PlanOptions,
 ) -> Result<u8, Failure> {
     let s = load_spec(spec_path)?;
+    check_replace(&s, &opts.replace)?;
     let path = state_path(spec_path, &common.state);
     let command = format!(
         "eksnet {} {}",

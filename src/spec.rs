@@ -479,7 +479,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
     })
 }
 
-fn valid_resource_name(name: &str) -> bool {
+pub fn valid_resource_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .chars()

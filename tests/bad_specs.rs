@@ -946,6 +946,59 @@ fn the_example_spec_is_valid() {
 
 /// Control for the "no API call" assertions: on a valid spec `plan` does call the endpoint.
 /// Connections are accepted and dropped at once so the SDK fails fast instead of waiting.
+/// `--replace` is checked like the spec: before the state is touched or AWS is called.
+#[test]
+fn replace_of_a_resource_not_in_the_spec_fails_before_any_call() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("good.toml"),
+        with_block!(
+            r#"
+[subnet.pod_a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2a"
+"#
+        ),
+    )
+    .expect("write spec");
+    let before = listing(dir.path());
+    for args in [
+        vec!["plan", "good.toml", "--replace", "subnet.nope"],
+        vec![
+            "apply",
+            "good.toml",
+            "--auto-approve",
+            "--replace",
+            "subnet.nope",
+        ],
+    ] {
+        let r = run(dir.path(), &args);
+        assert_eq!(r.code, Some(1), "{args:?}: {}", r.stderr);
+        assert_eq!(r.connections, 0, "{args:?} called AWS: {}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("--replace subnet.nope: no such resource in the spec"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("Refreshing"), "{args:?}: {}", r.stderr);
+        assert_eq!(listing(dir.path()), before, "{args:?} wrote files");
+    }
+    // Not an address at all: a usage error (exit 1: 2 would read as "changes present").
+    let r = run(
+        dir.path(),
+        &["plan", "good.toml", "--replace", "subnet.pod_a.x"],
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("`subnet.pod_a.x` is not a resource address"),
+        "{}",
+        r.stderr
+    );
+}
+
 #[test]
 fn plan_on_a_good_spec_does_reach_the_endpoint() {
     let dir = tempfile::tempdir().expect("temp dir");

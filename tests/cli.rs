@@ -70,3 +70,33 @@ fn bad_arguments_exit_non_zero_with_usage() {
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a resource address"));
 }
+
+/// With `--json`, even a command line that does not parse gets one JSON `error` event on
+/// stderr, and exit 1 (never 2, which `plan --detailed-exitcode` uses for "changes").
+#[test]
+fn usage_errors_in_json_mode_are_json_events() {
+    let out = eksnet()
+        .args([
+            "plan",
+            "--json",
+            "examples/custom-networking.toml",
+            "--bogus",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(events.len(), 1, "{stderr}");
+    assert_eq!(events[0]["event"], "error");
+    assert!(
+        events[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unexpected argument '--bogus'")),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
