@@ -37,6 +37,7 @@ struct Cli {
 enum Command {
     /// Parse and check a spec; no API call.
     Validate {
+        /// The spec file (TOML).
         spec: PathBuf,
         /// Print diagnostics as JSON on stdout.
         #[arg(long)]
@@ -44,6 +45,7 @@ enum Command {
     },
     /// Refresh from AWS and show what apply would change.
     Plan {
+        /// The spec file (TOML).
         spec: PathBuf,
         #[command(flatten)]
         common: Common,
@@ -77,9 +79,11 @@ enum Command {
     },
     /// Delete everything the state holds, in reverse dependency order.
     Destroy {
+        /// The spec file (TOML).
         spec: PathBuf,
         #[command(flatten)]
         common: Common,
+        /// Do not ask for confirmation.
         #[arg(long)]
         auto_approve: bool,
         #[command(flatten)]
@@ -87,6 +91,7 @@ enum Command {
     },
     /// Print the dependency graph as Graphviz DOT.
     Graph {
+        /// The spec file (TOML).
         spec: PathBuf,
         /// Show the destroy order (edges reversed).
         #[arg(long)]
@@ -98,6 +103,7 @@ enum Command {
     /// Check that custom networking took effect: pod IPs inside the pod subnets, every node with
     /// an ENIConfig. Exit 0 when all is well, 3 when problems were found, 1 on error.
     Verify {
+        /// The spec file (TOML).
         spec: PathBuf,
         #[command(flatten)]
         common: Common,
@@ -105,6 +111,7 @@ enum Command {
     /// Bring an existing resource under management: record it in the state under an address
     /// of the spec, so that plan and apply treat it as their own from then on.
     Import {
+        /// The spec file (TOML).
         spec: PathBuf,
         /// The spec address to record it under, e.g. `cluster.main`.
         addr: ResourceAddr,
@@ -121,6 +128,7 @@ enum Command {
     },
     /// Free a lock left by a command that died.
     ForceUnlock {
+        /// The lock id printed by the command that was refused.
         lock_id: String,
         /// The state database (default: the only `state/*.db`).
         #[arg(long)]
@@ -141,14 +149,18 @@ enum StateCommand {
     },
     /// Everything the state holds for one resource: status, id, attributes, outputs.
     Show {
+        /// A resource address, e.g. `subnet.pod_a`.
         addr: ResourceAddr,
+        /// The state database (default: the only `state/*.db`).
         #[arg(long)]
         state: Option<PathBuf>,
     },
     /// Stop managing resources: drop their rows, leave them in AWS and Kubernetes as they are.
     Rm {
+        /// Resource addresses, e.g. `subnet.pod_a`.
         #[arg(required = true)]
         addrs: Vec<ResourceAddr>,
+        /// The state database (default: the only `state/*.db`).
         #[arg(long)]
         state: Option<PathBuf>,
     },
@@ -156,10 +168,11 @@ enum StateCommand {
 
 #[derive(Args, Clone)]
 struct Common {
-    /// State database (default: state/<spec stem>.db).
+    /// State database (default: state/<spec stem>.db; `verify` does not use one).
     #[arg(long)]
     state: Option<PathBuf>,
-    /// Machine-readable output: the plan as JSON on stdout, events as JSON lines on stderr.
+    /// Machine-readable output: the command's data as JSON on stdout (the plan, the verify
+    /// report), and every stderr line a JSON event.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -196,7 +209,8 @@ struct RunOpts {
     /// Resources worked on at once.
     #[arg(long, default_value_t = 10)]
     parallelism: usize,
-    /// On destroy, delete ENIs in state `available` that block a subnet deletion.
+    /// Delete ENIs in state `available` (left by the VPC CNI) that block deleting a subnet, on
+    /// destroy or when an apply replaces or removes one.
     #[arg(long)]
     delete_available_enis: bool,
 }
