@@ -338,7 +338,8 @@ fn cidr(spec: &Spec, key: String, text: &str, d: &mut Diagnostics) -> Option<Ipv
         return None;
     }
     match text.parse::<Ipv4Net>() {
-        Ok(net) if net.trunc() != net => {
+        // The size first: a suggestion without host bits would be refused for it anyway.
+        Ok(net) if net.trunc() != net && (16..=28).contains(&net.prefix_len()) => {
             d.push(spec.error_at(
                 key,
                 format!(
@@ -382,10 +383,14 @@ fn check_cidrs(spec: &Spec, d: &mut Diagnostics) {
         }
     }
     let mut blocks: Vec<(String, String, Ipv4Net)> = Vec::new(); // (addr, vpc, net)
+    // VPCs with a secondary block whose range is not known here (a reference, or an error
+    // already reported): their subnets cannot be judged against it.
+    let mut unknown_blocks: Vec<String> = Vec::new();
     for (addr, r) in &spec.resources {
         if let ResourceConfig::CidrBlock(c) = &r.config {
             let key = format!("{addr}.cidr_block");
             let Some(net) = cidr(spec, key.clone(), &c.cidr_block, d) else {
+                unknown_blocks.push(c.vpc_id.clone());
                 continue;
             };
             if let Some(primary) = vpc_blocks.get(c.vpc_id.trim()) {
@@ -416,7 +421,7 @@ fn check_cidrs(spec: &Spec, d: &mut Diagnostics) {
             let inside = blocks
                 .iter()
                 .any(|(_, vpc, b)| *vpc == s.vpc_id && b.contains(&net));
-            if !inside {
+            if !inside && !unknown_blocks.contains(&s.vpc_id) {
                 let declared: Vec<String> = blocks
                     .iter()
                     .filter(|(_, vpc, _)| *vpc == s.vpc_id)

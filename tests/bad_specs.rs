@@ -438,6 +438,51 @@ availability_zone = "us-west-2a"
     .check();
 }
 
+/// A wrong secondary block is reported once; its subnets are not also told that no block
+/// is declared.
+#[test]
+fn a_bad_secondary_block_is_one_error_not_one_per_subnet() {
+    bad(r#"[vpc.main]
+id = "vpc-0123"
+cidr_block = "10.0.0.0/16"
+
+[cidr_block.pods]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.1.5/16"
+
+[subnet.pod_a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2a"
+"#)
+    .err(
+        7,
+        "cidr_block.pods.cidr_block",
+        "has host bits set; did you mean `100.64.0.0/16`?",
+    )
+    .check();
+}
+
+/// Host bits and a size AWS refuses: the size is what to fix (the suggestion without host
+/// bits would be refused too).
+#[test]
+fn host_bits_on_a_block_of_the_wrong_size_reports_the_size() {
+    bad(r#"[vpc.main]
+id = "vpc-0123"
+cidr_block = "10.0.0.0/16"
+
+[cidr_block.pods]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/8"
+"#)
+    .err(
+        7,
+        "cidr_block.pods.cidr_block",
+        "`100.64.0.0/8`: AWS allows VPC and subnet blocks from /16 to /28",
+    )
+    .check();
+}
+
 #[test]
 fn prefix_outside_16_to_28() {
     bad(with_block!(
