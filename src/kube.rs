@@ -210,19 +210,42 @@ impl KubeConnector {
         let config = match &self.access {
             KubeAccess::Kubeconfig { path, context } => {
                 let kc = match path {
-                    Some(p) => Kubeconfig::read_from(p).map_err(|e| {
-                        kube_err(
-                            cluster,
-                            format!("cannot read kubeconfig `{}`: {e}", p.display()),
-                        )
-                    })?,
+                    Some(p) => {
+                        let text = std::fs::read_to_string(p).map_err(|e| {
+                            kube_err(
+                                cluster,
+                                format!("cannot read kubeconfig `{}`: {e}", p.display()),
+                            )
+                        })?;
+                        Kubeconfig::from_yaml(&text).map_err(|e| {
+                            kube_err(
+                                cluster,
+                                format!("kubeconfig `{}` does not parse: {e}", p.display()),
+                            )
+                        })?
+                    }
                     None => Kubeconfig::read()
                         .map_err(|e| kube_err(cluster, format!("cannot read kubeconfig: {e}")))?,
                 };
                 // A context named on the command line is used as it is (a tunnel or a proxy
                 // may well have another server); otherwise it must be this cluster's.
                 let context = match context {
-                    Some(c) => c.clone(),
+                    Some(c) if kc.contexts.iter().any(|n| &n.name == c) => c.clone(),
+                    Some(c) => {
+                        let names: Vec<&str> =
+                            kc.contexts.iter().map(|n| n.name.as_str()).collect();
+                        return Err(kube_err(
+                            cluster,
+                            format!(
+                                "the kubeconfig has no context `{c}` (it has: {})",
+                                if names.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    names.join(", ")
+                                }
+                            ),
+                        ));
+                    }
                     None => {
                         context_for(&kc, cluster, &described).map_err(|e| kube_err(cluster, e))?
                     }
@@ -298,10 +321,12 @@ pub fn error(operation: &'static str, e: kube::Error) -> ResourceError {
             code: format!("Kubernetes {} {}", s.code, s.reason),
             message: s.message.clone(),
         },
+        // The causes too: "client error (Connect)" alone does not say that the connection was
+        // refused, timed out or failed TLS.
         other => ResourceError::Aws {
             operation,
             code: "KubernetesRequestFailed".into(),
-            message: other.to_string(),
+            message: crate::resources::error_chain(&other),
         },
     }
 }

@@ -383,8 +383,8 @@ fn check_cidrs(spec: &Spec, d: &mut Diagnostics) {
         }
     }
     let mut blocks: Vec<(String, String, Ipv4Net)> = Vec::new(); // (addr, vpc, net)
-    // VPCs with a secondary block whose range is not known here (a reference, or an error
-    // already reported): their subnets cannot be judged against it.
+                                                                 // VPCs with a secondary block whose range is not known here (a reference, or an error
+                                                                 // already reported): their subnets cannot be judged against it.
     let mut unknown_blocks: Vec<String> = Vec::new();
     for (addr, r) in &spec.resources {
         if let ResourceConfig::CidrBlock(c) = &r.config {

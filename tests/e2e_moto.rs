@@ -1769,6 +1769,20 @@ async fn kubeconfig_context_is_the_clusters_own_not_the_current_one() {
         assert!(ok.stdout.contains("No changes."), "{}", ok.stdout);
     }
     assert!(t.kube.requests().len() > before, "the fake was asked");
+
+    // A context named explicitly that the file does not have: said so, with those it has.
+    let mut c = eksnet(&t.proxy.url, d);
+    c.env("EKSNET_KUBECONFIG", kubeconfig(None))
+        .args(["plan", SPEC, "--kube-context", "nope"]);
+    let missing = run(&mut c);
+    assert_eq!(missing.code, 1, "{}", missing.stderr);
+    assert!(
+        missing
+            .stderr
+            .contains("the kubeconfig has no context `nope` (it has: prod)"),
+        "{}",
+        missing.stderr
+    );
 }
 
 /// The stack's VPC is read with the id the state recorded, together with the stack; when the
