@@ -19,7 +19,7 @@ use std::time::Instant;
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// A saved plan no longer matches the state.
-    #[error("the saved plan is stale: it was made for state lineage {plan_lineage} serial {plan_serial}, but the state is now lineage {lineage} serial {serial}; run `eksnet plan` again")]
+    #[error("the saved plan is stale: it was made for {}, but the state is now {}; run `eksnet plan` again", describe_state(plan_lineage, *plan_serial), describe_state(lineage, *serial))]
     StalePlan {
         plan_lineage: String,
         plan_serial: i64,
@@ -161,6 +161,15 @@ struct Shared {
     outputs: Mutex<HashMap<ResourceAddr, Value>>,
     changes: HashMap<ResourceAddr, PlannedChange>,
     prior: StateSnapshot,
+}
+
+/// A state as a stale-plan message names it; a plan made before any state existed has none.
+fn describe_state(lineage: &str, serial: i64) -> String {
+    if lineage.is_empty() {
+        "no state (none existed yet)".to_string()
+    } else {
+        format!("lineage {lineage} serial {serial}")
+    }
 }
 
 /// Checks that a saved plan was made against the current state.

@@ -872,7 +872,9 @@ async fn saved_plan_applies_exactly_and_is_refused_when_stale() {
     );
     let stale = run_ok(t.eksnet().args(["apply", "p2.json"]), 1);
     assert!(
-        stale.stderr.contains("the saved plan is stale"),
+        stale.stderr.contains(
+            "the saved plan is stale: it was made for no state (none existed yet), but the state is now lineage "
+        ),
         "{}",
         stale.stderr
     );
