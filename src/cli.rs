@@ -592,6 +592,18 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Verify { spec, common } => {
             let s = load_spec(&spec)?;
+            if !s.resources.keys().any(|a| a.kind == Kind::Cluster) {
+                let message = format!(
+                    "{} declares no cluster: there is nothing to verify",
+                    spec.display()
+                );
+                events::notice(
+                    Event::Warning {
+                        message: message.clone(),
+                    },
+                    &format!("warning: {message}"),
+                );
+            }
             let aws = AwsClients::load_checked(s.settings.region.as_deref()).await?;
             let kube = KubeConnector::new(common.kube.access());
             let reports = crate::verify::verify(&s, &aws, &kube).await?;

@@ -2,7 +2,7 @@
 //! problem found is reported, each at its file, line and key.
 
 use crate::addr::Kind;
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostic, Diagnostics};
 use crate::resources;
 use crate::spec::{ResourceConfig, Spec};
 use crate::value;
@@ -18,6 +18,19 @@ pub fn validate(spec: &Spec) -> Diagnostics {
     check_unique_names(spec, &mut d);
     check_ipv6(spec, &mut d);
     check_kubernetes(spec, &mut d);
+    if spec.resources.is_empty() {
+        // An emptied file is more often a mistake than a wish to delete everything.
+        d.push(Diagnostic {
+            location: Some(crate::diag::Location {
+                file: spec.path.clone(),
+                line: 1,
+                column: 1,
+            }),
+            ..Diagnostic::warning(
+                "the spec declares no resources: `apply` would destroy everything its state holds",
+            )
+        });
+    }
     for key in spec.settings.timeouts.keys() {
         if key.parse::<Kind>().is_err() {
             let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();

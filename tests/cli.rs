@@ -100,3 +100,21 @@ fn usage_errors_in_json_mode_are_json_events() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// An empty spec is valid, but `apply` would destroy everything: say so.
+#[test]
+fn an_empty_spec_is_valid_with_a_warning() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("empty.toml"), "# nothing yet\n").expect("write");
+    let out = eksnet()
+        .current_dir(dir.path())
+        .args(["validate", "empty.toml"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: empty.toml:1:1: the spec declares no resources: `apply` would destroy everything its state holds"),
+        "{stderr}"
+    );
+}
