@@ -508,7 +508,7 @@ fn de_error(
     e: toml::de::Error,
 ) -> Diagnostic {
     let loc = e.span().map(|s| map.location(s.start));
-    let message = e.message().trim().to_string();
+    let message = plain_types(e.message().trim());
     let prefix = format!("{dotted}.");
     let on_line = loc.as_ref().and_then(|l| {
         locations
@@ -523,6 +523,19 @@ fn de_error(
         .map(|field| format!("{dotted}.{field}"));
     let key = missing.or(on_line).unwrap_or_else(|| dotted.to_string());
     Diagnostic::error(message).at(loc, key)
+}
+
+/// serde names Rust types ("expected u64"); a spec's author thinks in TOML values.
+fn plain_types(message: &str) -> String {
+    [
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected u32", "expected a whole number, 0 or more"),
+        ("expected usize", "expected a whole number, 0 or more"),
+        ("expected i64", "expected a whole number"),
+        ("expected a boolean", "expected true or false"),
+    ]
+    .iter()
+    .fold(message.to_string(), |m, (from, to)| m.replace(from, to))
 }
 
 fn to_attrs<T: Serialize>(config: &T) -> Value {

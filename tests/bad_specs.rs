@@ -308,6 +308,19 @@ fn many_syntax_errors_are_cut_after_ten() {
 }
 
 #[test]
+fn a_negative_timeout_is_named_in_toml_terms() {
+    bad(r#"[settings]
+timeouts = { cluster = -1 }
+"#)
+    .err(
+        2,
+        "settings.timeouts.cluster",
+        "invalid value: integer `-1`, expected a whole number, 0 or more",
+    )
+    .check();
+}
+
+#[test]
 fn unknown_top_level_section() {
     bad(r#"[vpc.main]
 id = "vpc-0123"
@@ -358,7 +371,7 @@ desired_size = 2
     .err(
         8,
         "nodegroup.main.scaling.min_size",
-        "invalid type: string \"1\", expected i64",
+        "invalid type: string \"1\", expected a whole number",
     )
     .check();
 }
@@ -1184,7 +1197,7 @@ custom_network = "yes"
     .err(
         8,
         "aws_node.main.custom_network",
-        "invalid type: string \"yes\", expected a boolean",
+        "invalid type: string \"yes\", expected true or false",
     )
     .check();
 }
