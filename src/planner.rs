@@ -245,11 +245,16 @@ fn plan_apply(
                         .map(|l| format!("by another eksnet state (lineage {l})"))
                         .unwrap_or_else(|| "outside eksnet".into());
                     // Only something no eksnet state manages may be imported.
+                    // Blocks and subnets are found by their range, the rest by name.
+                    let elsewhere = match addr.kind {
+                        Kind::Subnet | Kind::CidrBlock => "choose another CIDR in the spec",
+                        _ => "rename it in the spec",
+                    };
                     let way_out = if obs.managed_by.is_some() {
-                        "rename it in the spec, or delete it".to_string()
+                        format!("{elsewhere}, or delete it")
                     } else {
                         format!(
-                            "rename it in the spec, delete it, or take it over with `eksnet import {} {addr} {}`",
+                            "{elsewhere}, delete it, or take it over with `eksnet import {} {addr} {}`",
                             spec.path.display(),
                             obs.cloud_id
                         )
