@@ -37,6 +37,17 @@ fn normalize(key: &str, v: &Value) -> Value {
     }
 }
 
+/// Null, or an empty string, list or table: what an absent optional field amounts to.
+fn is_empty_value(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        _ => false,
+    }
+}
+
 /// Resolves references against outputs known at plan time.
 pub fn resolve_attrs(attrs: &Value, known: &HashMap<ResourceAddr, Value>) -> Value {
     value::resolve(attrs, &|r| {
@@ -273,7 +284,13 @@ fn plan_apply(
                 let mut changed = Vec::new();
                 if let Value::Object(want) = &desired {
                     for (key, want_v) in want {
+                        // Neither AWS nor the last apply has it: AWS leaves an unset optional
+                        // field out (a role's description), so it is a change unless the spec
+                        // asks for nothing either. Skipping it would record it as applied.
                         let Some(have) = compare_base(key) else {
+                            if value::is_unknown(want_v) || !is_empty_value(want_v) {
+                                changed.push(key.clone());
+                            }
                             continue;
                         };
                         if value::is_unknown(want_v)

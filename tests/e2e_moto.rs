@@ -2007,3 +2007,62 @@ async fn two_eni_configs_that_resolve_to_one_name_are_refused_at_apply() {
         plan.stderr
     );
 }
+
+/// An optional field added to an existing resource is applied, although AWS leaves it out
+/// of its answers while it is unset (IAM's role description): not recorded as applied
+/// without a request.
+#[tokio::test]
+async fn an_optional_field_added_later_is_applied() {
+    let (_guard, url) = moto();
+    let aws = sdk(&url).await;
+    let dir = example_dir();
+    let d = dir.path();
+    let write = |extra: &str| {
+        std::fs::write(
+            d.join("examples/role.toml"),
+            format!("[iam_role.r]\nname = \"late-description\"\nassume_role_service = \"eks.amazonaws.com\"\n{extra}"),
+        )
+        .expect("write spec")
+    };
+    let cmd = |args: &[&str]| {
+        let mut c = eksnet(&url, d);
+        c.args(args);
+        c
+    };
+    write("");
+    run_ok(
+        &mut cmd(&["apply", "examples/role.toml", "--auto-approve"]),
+        0,
+    );
+    write("description = \"cluster role\"\n");
+    let plan = run_ok(
+        &mut cmd(&["plan", "examples/role.toml", "--detailed-exitcode"]),
+        2,
+    );
+    assert!(
+        plan.stdout
+            .contains("# iam_role.r will be updated in place")
+            && plan.stdout.contains("description"),
+        "{}",
+        plan.stdout
+    );
+    run_ok(
+        &mut cmd(&["apply", "examples/role.toml", "--auto-approve"]),
+        0,
+    );
+    let role = aws
+        .iam
+        .get_role()
+        .role_name("late-description")
+        .send()
+        .await
+        .expect("get role");
+    assert_eq!(
+        role.role().and_then(|r| r.description()),
+        Some("cluster role")
+    );
+    run_ok(
+        &mut cmd(&["plan", "examples/role.toml", "--detailed-exitcode"]),
+        0,
+    );
+}
