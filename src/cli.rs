@@ -859,6 +859,15 @@ async fn import(
                 addr.kind
             )));
         };
+        // Under two addresses, one object would be changed, replaced or deleted for either.
+        if let Some((other, _)) = snapshot.resources.iter().find(|(a, r)| {
+            a.kind == addr.kind && r.cloud_id.as_deref() == Some(found.cloud_id.as_str())
+        }) {
+            return Err(Failure(format!(
+                "{} `{}` is already in the state as `{other}`; one resource cannot be managed under two addresses (`eksnet state rm {other}` first to move it)",
+                addr.kind, found.cloud_id
+            )));
+        }
         if let Some(other) = found
             .managed_by
             .as_deref()

@@ -1515,6 +1515,29 @@ assume_role_service = "ec2.amazonaws.com"
         "{}",
         again.stderr
     );
+    // The same role under a second address of a spec sharing this state: refused too, or
+    // one role would be changed and deleted for either address.
+    std::fs::write(
+        d.join("s2.toml"),
+        format!("{spec}\n[iam_role.second]\nname = \"second-role\"\nassume_role_service = \"ec2.amazonaws.com\"\n"),
+    )
+    .expect("write");
+    let twice = run(eksnet(&url, d).args([
+        "import",
+        "s2.toml",
+        "iam_role.second",
+        "imported-node-role",
+        "--state",
+        "state/s.db",
+    ]));
+    assert_eq!(twice.code, 1, "{}", twice.stderr);
+    assert!(
+        twice
+            .stderr
+            .contains("iam_role `imported-node-role` is already in the state as `iam_role.node`"),
+        "{}",
+        twice.stderr
+    );
 
     // Now a plan: the tag is the only difference, and applying it keeps the same subnet.
     let plan = run_ok(
