@@ -38,11 +38,13 @@ pub enum ResourceError {
         message: String,
     },
     /// A wait ran out of time.
-    #[error("timed out after {waited_secs}s waiting for {what} (last status: {status})")]
+    #[error("timed out after {waited_secs}s waiting for {what} (last status: {status}); AWS goes on, and the next run picks it up where it is; to wait longer, set `[settings] timeouts = {{ {kind} = SECONDS }}`")]
     Timeout {
         what: String,
         waited_secs: u64,
         status: String,
+        /// The kind whose timeout ran out, as `[settings.timeouts]` names it.
+        kind: &'static str,
     },
     /// AWS reported a terminal failure state.
     #[error("{what} reached state {status}{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
@@ -455,6 +457,7 @@ where
                         what: what.to_string(),
                         waited_secs: elapsed.as_secs(),
                         status,
+                        kind: addr.kind.as_str(),
                     });
                 }
                 let remaining = timeout.saturating_sub(elapsed);
@@ -579,6 +582,12 @@ mod tests {
         )
         .await
         .unwrap_err();
+        // The message says which setting waits longer.
+        assert!(
+            err.to_string()
+                .ends_with("set `[settings] timeouts = { nodegroup = SECONDS }`"),
+            "{err}"
+        );
         match err {
             ResourceError::Timeout {
                 status,

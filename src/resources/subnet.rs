@@ -255,7 +255,10 @@ pub async fn delete(
                             } else {
                                 format!("network interfaces {}", blockers.join(", "))
                             },
-                            if ctx.delete_available_enis {
+                            // Only detached ENIs are what the option deletes.
+                            if ctx.delete_available_enis
+                                || !blockers.iter().any(|b| b.contains("(available,"))
+                            {
                                 ""
                             } else {
                                 "; hint: `eksnet destroy --delete-available-enis` removes ENIs in state `available` that the VPC CNI left"
