@@ -340,9 +340,11 @@ fn plan_apply(
                 // A set equal to what AWS has, in another order, is no change: show and send
                 // it in AWS's order, so an update for another reason does not list it.
                 if let Some(Value::Object(after)) = change.after.as_mut() {
-                    for key in SET_ATTRS.iter().filter(|k| !changed.iter().any(|c| c == *k)) {
-                        if let (Some(slot), Some(have)) = (after.get_mut(*key), compare_base(key))
-                        {
+                    for key in SET_ATTRS
+                        .iter()
+                        .filter(|k| !changed.iter().any(|c| c == *k))
+                    {
+                        if let (Some(slot), Some(have)) = (after.get_mut(*key), compare_base(key)) {
                             *slot = have;
                         }
                     }

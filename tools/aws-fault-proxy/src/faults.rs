@@ -166,6 +166,21 @@ pub fn subnet_dependency_violation(subnet_id: &str) -> Reply {
     )
 }
 
+/// EKS's answer for creating a cluster or nodegroup under a name that is still being
+/// deleted.
+pub fn name_in_use(op: &str, name: &str) -> Reply {
+    let what = if op == "CreateCluster" {
+        "Cluster"
+    } else {
+        "NodeGroup"
+    };
+    eks_error(
+        409,
+        "ResourceInUseException",
+        &format!("{what} already exists with name: {name}"),
+    )
+}
+
 /// EKS's answer for deleting a cluster whose nodegroups still exist
 /// (including ones that are still `DELETING`).
 pub fn cluster_has_nodegroups() -> Reply {

@@ -518,6 +518,33 @@ fn answer_locally(
     let mut world = lock(&app.world);
     match (info.protocol, info.op.as_str()) {
         (Protocol::RestJson, "CreateCluster" | "CreateNodegroup") => {
+            // EKS keeps the name of a cluster or nodegroup that is still DELETING: creating
+            // it again is refused until it is gone. moto has dropped it already.
+            let deleting = |phase: Option<&Phase>| {
+                phase.is_some_and(|p| matches!(p, Phase::Deleting { .. }) && p.active(now))
+            };
+            let in_use = if info.op == "CreateCluster" {
+                let name = state::json_str(body, None, "name");
+                name.filter(|n| deleting(world.clusters.get(&(region.clone(), n.clone()))))
+            } else {
+                let cluster = info.segment(1).map(str::to_string);
+                let name = state::json_str(body, None, "nodegroupName");
+                match (cluster, name) {
+                    (Some(c), Some(n))
+                        if deleting(world.nodegroups.get(&(
+                            region.clone(),
+                            c.clone(),
+                            n.clone(),
+                        ))) =>
+                    {
+                        Some(n)
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(name) = in_use {
+                return Some((faults::name_in_use(&info.op, &name), Some("in_use")));
+            }
             let field = if info.op == "CreateCluster" {
                 "roleArn"
             } else {

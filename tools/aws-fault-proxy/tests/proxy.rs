@@ -288,7 +288,7 @@ fn cluster_is_creating_then_active_and_deleting_then_gone() {
         "roleArn": "arn:aws:iam::123456789012:role/eks",
         "resourcesVpcConfig": {"subnetIds": ["subnet-1", "subnet-2"]}
     });
-    let r = eks(p, "POST", "/clusters", Some(body));
+    let r = eks(p, "POST", "/clusters", Some(body.clone()));
     assert_eq!(r.status, 200, "{}", r.body);
     // Windows start when moto's answer reaches the proxy, so timing from the
     // answer's arrival here is conservative.
@@ -325,6 +325,17 @@ fn cluster_is_creating_then_active_and_deleting_then_gone() {
         "machine too slow for the window"
     );
     assert_eq!(eks(moto.port, "GET", "/clusters/tc1", None).status, 404);
+    // The name stays taken while the cluster is DELETING, as on EKS.
+    let again = eks(p, "POST", "/clusters", Some(body.clone()));
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert_eq!(
+        again.header("x-amzn-ErrorType"),
+        Some("ResourceInUseException")
+    );
+    assert!(
+        deleted.elapsed() < WINDOW,
+        "machine too slow for the window"
+    );
 
     sleep_until(deleted + WINDOW + MARGIN);
     let r = eks(p, "GET", "/clusters/tc1", None);
@@ -336,7 +347,7 @@ fn cluster_is_creating_then_active_and_deleting_then_gone() {
 
     let s = proxy.stats();
     assert_eq!(s["by_operation"]["DescribeCluster"], 4, "{s}");
-    assert_eq!(s["mutating"], 2, "{s}");
+    assert_eq!(s["mutating"], 3, "{s}");
 }
 
 #[test]
