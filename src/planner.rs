@@ -37,6 +37,11 @@ fn normalize(key: &str, v: &Value) -> Value {
     }
 }
 
+/// An EKS cluster or nodegroup whose deletion is under way.
+fn being_deleted(obs: &Observed) -> bool {
+    obs.outputs.get("status").and_then(Value::as_str) == Some("DELETING")
+}
+
 /// Null, or an empty string, list or table: what an absent optional field amounts to.
 fn is_empty_value(v: &Value) -> bool {
     match v {
@@ -179,7 +184,13 @@ fn plan_apply(
     let mut out = Vec::new();
     for addr in graph.topological() {
         let prior = state.resources.get(&addr);
-        let live = observed.get(&addr).cloned().flatten();
+        let mut live = observed.get(&addr).cloned().flatten();
+        // A cluster or nodegroup still being deleted (an interrupted destroy) cannot be
+        // taken back: it is created again, and the create waits for the old one to go.
+        let going = spec.get(&addr).is_some() && live.as_ref().is_some_and(being_deleted);
+        if going {
+            live = None;
+        }
         let Some(r) = spec.get(&addr) else {
             // Removed from the spec: delete what the state holds.
             let Some(prior) = prior else { continue };
@@ -237,7 +248,12 @@ fn plan_apply(
                     ));
                 }
                 change.action = Action::Create;
-                if prior.is_some_and(|p| p.status == ResourceStatus::Present) {
+                if going {
+                    change.reason = Some(
+                        "it is still being deleted; it is created again once that has finished"
+                            .into(),
+                    );
+                } else if prior.is_some_and(|p| p.status == ResourceStatus::Present) {
                     change.reason = Some("deleted outside eksnet".into());
                 }
             }

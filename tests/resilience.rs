@@ -1376,3 +1376,58 @@ async fn destroy_deletes_nodegroups_in_parallel_then_the_cluster() {
         "cluster gone"
     );
 }
+
+/// A destroy that gave up while the cluster was still DELETING (its timeout ran out), then
+/// an apply: the cluster cannot be taken back, so it is planned as a create, which waits
+/// for the old cluster to be gone (EKS refuses the name until then) and then converges.
+#[tokio::test]
+async fn apply_after_a_destroy_that_timed_out_mid_delete_recreates_the_cluster() {
+    let w = world().await;
+    let dir = example_dir();
+    let d = dir.path();
+    run_ok(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]), 0);
+
+    w.proxy.config(json!({"cluster_delete_ms": 4000}));
+    edit_spec(d, |s| {
+        s.replacen(
+            "region = \"us-west-2\"",
+            "region = \"us-west-2\"\ntimeouts = { cluster = 1 }",
+            1,
+        )
+    });
+    let destroy =
+        run(w
+            .eksnet(d)
+            .env("EKSNET_POLL_MAX_MS", "200")
+            .args(["destroy", SPEC, "--auto-approve"]));
+    assert_eq!(destroy.code, 1, "{}", destroy.stderr);
+    assert!(
+        destroy.stderr.contains(
+            "timed out after 1s waiting for deletion of cluster my-custom-networking-cluster"
+        ),
+        "{}",
+        destroy.stderr
+    );
+    edit_spec(d, |s| s.replacen("\ntimeouts = { cluster = 1 }", "", 1));
+
+    w.proxy.reset_stats();
+    let apply = run_ok(
+        w.eksnet(d)
+            .env("EKSNET_POLL_MAX_MS", "200")
+            .args(["apply", SPEC, "--auto-approve"]),
+        0,
+    );
+    assert!(
+        apply.stdout.contains("# cluster.main will be created")
+            && apply.stdout.contains("it is still being deleted"),
+        "{}",
+        apply.stdout
+    );
+    assert!(
+        !w.proxy.stats().faulted("in_use").is_empty(),
+        "the first CreateCluster met the name still in use"
+    );
+    w.assert_converged(&["my-nodegroup"], "recreated after the interrupted destroy")
+        .await;
+    w.plan_is_clean(d, "plan after the recreate");
+}

@@ -210,6 +210,30 @@ pub async fn create(
     attrs: &Value,
 ) -> Result<Observed, ResourceError> {
     let name = req_str(attrs, "name")?;
+    match send_create(ctx, addr, attrs).await {
+        // EKS keeps the name of a cluster still being deleted (an interrupted destroy):
+        // wait until it is gone, then create. Asked only on this error, so a plain create
+        // costs no extra request.
+        Err(e) if e.code() == Some("ResourceInUseException") => {
+            let deleting = describe(ctx, name)
+                .await?
+                .is_some_and(|c| c.status() == Some(&aws_sdk_eks::types::ClusterStatus::Deleting));
+            if !deleting {
+                return Err(e);
+            }
+            wait_gone(ctx, addr, name).await?;
+            send_create(ctx, addr, attrs).await?;
+        }
+        other => {
+            other?;
+        }
+    }
+    wait_active(ctx, addr, name).await
+}
+
+/// One CreateCluster, retried while a new role cannot be assumed yet.
+async fn send_create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<(), ResourceError> {
+    let name = req_str(attrs, "name")?;
     let tags = ctx.managed_tags(addr, attrs.get("tags").unwrap_or(&Value::Null));
     let token = request_token(ctx, addr, "create");
     retry_iam_propagation(ctx, addr, || async {
@@ -239,8 +263,8 @@ pub async fn create(
         }
         req.send().await.map_err(|e| aws_error("CreateCluster", e))
     })
-    .await?;
-    wait_active(ctx, addr, name).await
+    .await
+    .map(|_| ())
 }
 
 pub async fn update(
@@ -323,13 +347,18 @@ pub async fn delete(
             return Err(err);
         }
     }
+    wait_gone(ctx, addr, cloud_id).await
+}
+
+/// Waits until the cluster no longer exists.
+async fn wait_gone(ctx: &Ctx, addr: &ResourceAddr, name: &str) -> Result<(), ResourceError> {
     wait_until(
         ctx,
         addr,
-        &format!("deletion of cluster {cloud_id}"),
+        &format!("deletion of cluster {name}"),
         ctx.timeout(Kind::Cluster),
         || async {
-            Ok(match describe(ctx, cloud_id).await? {
+            Ok(match describe(ctx, name).await? {
                 None => Poll::Done(()),
                 Some(c) => Poll::Pending(
                     c.status()

@@ -199,6 +199,28 @@ pub async fn create(
 ) -> Result<Observed, ResourceError> {
     let cluster = req_str(attrs, "cluster_name")?;
     let name = req_str(attrs, "name")?;
+    match send_create(ctx, addr, attrs).await {
+        // The name of a nodegroup still being deleted stays taken: wait, then create. Asked
+        // only on this error, so a plain create costs no extra request.
+        Err(e) if e.code() == Some("ResourceInUseException") => {
+            let deleting = describe(ctx, cluster, name).await?.is_some_and(|n| {
+                n.status() == Some(&aws_sdk_eks::types::NodegroupStatus::Deleting)
+            });
+            if !deleting {
+                return Err(e);
+            }
+            wait_gone(ctx, addr, cluster, name).await?;
+            send_create(ctx, addr, attrs).await?;
+        }
+        other => other?,
+    }
+    wait_active(ctx, addr, cluster, name).await
+}
+
+/// One CreateNodegroup, retried while a new role cannot be assumed yet.
+async fn send_create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<(), ResourceError> {
+    let cluster = req_str(attrs, "cluster_name")?;
+    let name = req_str(attrs, "name")?;
     let tags = ctx.managed_tags(addr, attrs.get("tags").unwrap_or(&Value::Null));
     let token = request_token(ctx, addr, "create");
     retry_iam_propagation(ctx, addr, || async {
@@ -231,8 +253,8 @@ pub async fn create(
             .await
             .map_err(|e| aws_error("CreateNodegroup", e))
     })
-    .await?;
-    wait_active(ctx, addr, cluster, name).await
+    .await
+    .map(|_| ())
 }
 
 pub async fn update(
@@ -309,10 +331,20 @@ pub async fn delete(
             return Err(err);
         }
     }
+    wait_gone(ctx, addr, cluster, name).await
+}
+
+/// Waits until the nodegroup no longer exists.
+async fn wait_gone(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cluster: &str,
+    name: &str,
+) -> Result<(), ResourceError> {
     wait_until(
         ctx,
         addr,
-        &format!("deletion of nodegroup {cloud_id}"),
+        &format!("deletion of nodegroup {cluster}/{name}"),
         ctx.timeout(Kind::Nodegroup),
         || async {
             Ok(match describe(ctx, cluster, name).await? {
