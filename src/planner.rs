@@ -202,7 +202,14 @@ fn plan_apply(
             ));
             continue;
         };
-        let desired = resolve_attrs(&r.attrs, &known);
+        // What AWS has not told yet but the spec does (a new subnet's literal AZ, a role's
+        // name) is shown, rather than "known after apply".
+        let desired = value::resolve(&r.attrs, &|x| {
+            known
+                .get(&x.addr)
+                .and_then(|o| value::lookup_path(o, &x.path))
+                .or_else(|| spec.static_value(&x.raw).map(Value::String))
+        });
         // Tags and labels are strings; a reference to a list or map output cannot be one.
         for key in ["tags", "labels"] {
             if let Some(Value::Object(m)) = desired.get(key) {
