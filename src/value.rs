@@ -278,6 +278,36 @@ mod tests {
     }
 
     #[test]
+    fn the_scanner_copes_with_any_text() {
+        // Cut-off and multi-byte input must never panic, whatever it finds.
+        for s in [
+            "",
+            "$",
+            "${",
+            "${a",
+            "${a.",
+            "${a.}",
+            "}${",
+            "é${é.b}",
+            "${é",
+            "${a.bé",
+            "€${a.b.c}€",
+            "${a.b.c}}",
+            "$${a.b.c}",
+            "${_.x",
+            "${a_.é}",
+        ] {
+            let _ = spans(s);
+            let _ = unterminated_reference(s);
+            let _ = resolve(&Value::from(s), &|_| Some(Value::from("v")));
+        }
+        assert_eq!(
+            resolve(&json!("€${subnet.b.c}€"), &|_| Some(json!("x"))),
+            json!("€x€")
+        );
+    }
+
+    #[test]
     fn a_reference_without_its_brace_is_found() {
         assert_eq!(
             unterminated_reference("${iam_role.a.name"),

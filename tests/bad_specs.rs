@@ -1002,11 +1002,8 @@ fn the_example_spec_is_valid() {
     );
 }
 
-/// Control for the "no API call" assertions: on a valid spec `plan` does call the endpoint.
-/// Connections are accepted and dropped at once so the SDK fails fast instead of waiting.
-/// `--replace` is checked like the spec: before the state is touched or AWS is called.
-#[test]
-fn replace_of_a_resource_not_in_the_spec_fails_before_any_call() {
+/// A temp dir holding `good.toml`: a valid spec with one pod subnet.
+fn good_spec_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(
         dir.path().join("good.toml"),
@@ -1020,6 +1017,13 @@ availability_zone = "us-west-2a"
         ),
     )
     .expect("write spec");
+    dir
+}
+
+/// `--replace` is checked like the spec: before the state is touched or AWS is called.
+#[test]
+fn replace_of_a_resource_not_in_the_spec_fails_before_any_call() {
+    let dir = good_spec_dir();
     let before = listing(dir.path());
     for args in [
         vec!["plan", "good.toml", "--replace", "subnet.nope"],
@@ -1057,21 +1061,11 @@ availability_zone = "us-west-2a"
     );
 }
 
+/// Control for the "no API call" assertions: on a valid spec `plan` does call the endpoint.
+/// Connections are accepted and dropped at once so the SDK fails fast instead of waiting.
 #[test]
 fn plan_on_a_good_spec_does_reach_the_endpoint() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(
-        dir.path().join("good.toml"),
-        with_block!(
-            r#"
-[subnet.pod_a]
-vpc_id = "${vpc.main.id}"
-cidr_block = "100.64.0.0/19"
-availability_zone = "us-west-2a"
-"#
-        ),
-    )
-    .expect("write spec");
+    let dir = good_spec_dir();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     listener.set_nonblocking(true).expect("non-blocking");

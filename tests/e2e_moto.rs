@@ -1923,17 +1923,12 @@ async fn removing_a_stack_parameter_puts_the_templates_default_back() {
             })
             .collect::<std::collections::BTreeMap<_, _>>()
     };
-    let cmd = |args: &[&str]| {
-        let mut c = eksnet(&url, d);
-        c.args(args);
-        c
-    };
 
     write(&format!(
         r#"{azs}, PublicSubnet02Block = "192.168.0.48/28""#
     ));
     run_ok(
-        &mut cmd(&["apply", "examples/net.toml", "--auto-approve"]),
+        eksnet(&url, d).args(["apply", "examples/net.toml", "--auto-approve"]),
         0,
     );
     assert_eq!(
@@ -1942,13 +1937,13 @@ async fn removing_a_stack_parameter_puts_the_templates_default_back() {
     );
     // The template's other parameters took their defaults: not a difference.
     run_ok(
-        &mut cmd(&["plan", "examples/net.toml", "--detailed-exitcode"]),
+        eksnet(&url, d).args(["plan", "examples/net.toml", "--detailed-exitcode"]),
         0,
     );
 
     write(azs);
     let plan = run_ok(
-        &mut cmd(&["plan", "examples/net.toml", "--detailed-exitcode"]),
+        eksnet(&url, d).args(["plan", "examples/net.toml", "--detailed-exitcode"]),
         2,
     );
     assert!(
@@ -1960,7 +1955,7 @@ async fn removing_a_stack_parameter_puts_the_templates_default_back() {
         plan.stdout
     );
     run_ok(
-        &mut cmd(&["apply", "examples/net.toml", "--auto-approve"]),
+        eksnet(&url, d).args(["apply", "examples/net.toml", "--auto-approve"]),
         0,
     );
     assert_eq!(
@@ -1969,11 +1964,11 @@ async fn removing_a_stack_parameter_puts_the_templates_default_back() {
         "the template's Default"
     );
     run_ok(
-        &mut cmd(&["plan", "examples/net.toml", "--detailed-exitcode"]),
+        eksnet(&url, d).args(["plan", "examples/net.toml", "--detailed-exitcode"]),
         0,
     );
     run_ok(
-        &mut cmd(&["destroy", "examples/net.toml", "--auto-approve"]),
+        eksnet(&url, d).args(["destroy", "examples/net.toml", "--auto-approve"]),
         0,
     );
 }
@@ -2047,19 +2042,14 @@ async fn an_optional_field_added_later_is_applied() {
         )
         .expect("write spec")
     };
-    let cmd = |args: &[&str]| {
-        let mut c = eksnet(&url, d);
-        c.args(args);
-        c
-    };
     write("");
     run_ok(
-        &mut cmd(&["apply", "examples/role.toml", "--auto-approve"]),
+        eksnet(&url, d).args(["apply", "examples/role.toml", "--auto-approve"]),
         0,
     );
     write("description = \"cluster role\"\n");
     let plan = run_ok(
-        &mut cmd(&["plan", "examples/role.toml", "--detailed-exitcode"]),
+        eksnet(&url, d).args(["plan", "examples/role.toml", "--detailed-exitcode"]),
         2,
     );
     assert!(
@@ -2070,7 +2060,7 @@ async fn an_optional_field_added_later_is_applied() {
         plan.stdout
     );
     run_ok(
-        &mut cmd(&["apply", "examples/role.toml", "--auto-approve"]),
+        eksnet(&url, d).args(["apply", "examples/role.toml", "--auto-approve"]),
         0,
     );
     let role = aws
@@ -2085,7 +2075,7 @@ async fn an_optional_field_added_later_is_applied() {
         Some("cluster role")
     );
     run_ok(
-        &mut cmd(&["plan", "examples/role.toml", "--detailed-exitcode"]),
+        eksnet(&url, d).args(["plan", "examples/role.toml", "--detailed-exitcode"]),
         0,
     );
 }
