@@ -390,6 +390,13 @@ async fn run_step(
             let prior_outputs = prior.map(|p| p.outputs.clone()).unwrap_or(Value::Null);
             resources::delete(ctx, addr, &id, &attrs, &prior_outputs).await?;
             remove(shared, addr)?;
+            // Gone from AWS: what it held may be taken by another address (two replaced
+            // subnets swapping ranges).
+            shared
+                .claims
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, holder| holder != addr);
             shared
                 .outputs
                 .lock()
