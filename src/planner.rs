@@ -203,12 +203,22 @@ fn plan_apply(
             continue;
         };
         // What AWS has not told yet but the spec does (a new subnet's literal AZ, a role's
-        // name) is shown, rather than "known after apply".
+        // name) is shown, rather than "known after apply". Only for a resource created
+        // afresh: one being replaced must keep its dependents' values unknown, which is how
+        // a replacement reaches them (a nodegroup goes with its replaced cluster).
+        let created = |a: &ResourceAddr| {
+            out.iter()
+                .any(|c: &PlannedChange| &c.addr == a && c.action == Action::Create)
+        };
         let desired = value::resolve(&r.attrs, &|x| {
             known
                 .get(&x.addr)
                 .and_then(|o| value::lookup_path(o, &x.path))
-                .or_else(|| spec.static_value(&x.raw).map(Value::String))
+                .or_else(|| {
+                    created(&x.addr)
+                        .then(|| spec.static_value(&x.raw).map(Value::String))
+                        .flatten()
+                })
         });
         // Tags and labels are strings; a reference to a list or map output cannot be one.
         for key in ["tags", "labels"] {
