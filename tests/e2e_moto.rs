@@ -1885,26 +1885,63 @@ async fn a_stack_whose_vpc_changed_is_read_again_not_taken_from_the_state() {
     );
 }
 
+/// A spec of a test's own, in a scratch copy of `examples/` (which holds the CloudFormation
+/// template), run against moto.
+struct OwnSpec {
+    _guard: MotoGuard,
+    url: String,
+    aws: eksnet::aws::AwsClients,
+    dir: tempfile::TempDir,
+    path: String,
+}
+
+impl OwnSpec {
+    async fn new(name: &str) -> OwnSpec {
+        let (guard, url) = moto();
+        let aws = sdk(&url).await;
+        OwnSpec {
+            _guard: guard,
+            url,
+            aws,
+            dir: example_dir(),
+            path: format!("examples/{name}"),
+        }
+    }
+
+    fn write(&self, text: &str) {
+        std::fs::write(self.dir.path().join(&self.path), text).expect("write spec");
+    }
+
+    /// `apply`/`destroy` with `--auto-approve`, `plan` with `--detailed-exitcode`; the exit
+    /// code must be `code`.
+    fn run(&self, command: &str, code: i32) -> Run {
+        let flag = if command == "plan" {
+            "--detailed-exitcode"
+        } else {
+            "--auto-approve"
+        };
+        run_ok(
+            eksnet(&self.url, self.dir.path()).args([command, &self.path, flag]),
+            code,
+        )
+    }
+}
+
 /// A stack's parameters: changing one is an in-place update, and so is removing one, which
 /// gives it back the template's `Default` (CloudFormation's rule for a parameter not sent).
 /// Parameters never listed are not compared, so the template's defaults are no drift.
 #[tokio::test]
 async fn removing_a_stack_parameter_puts_the_templates_default_back() {
-    let (_guard, url) = moto();
-    let aws = sdk(&url).await;
-    let dir = example_dir();
-    let d = dir.path();
-    let spec = |params: &str| {
-        format!(
-            "[vpc.net]\nstack_name = \"params-vpc\"\ntemplate_file = \"vpc-private-subnets.yaml\"\nparameters = {{ {params} }}\n"
-        )
-    };
+    let t = OwnSpec::new("net.toml").await;
     let write = |params: &str| {
-        std::fs::write(d.join("examples/net.toml"), spec(params)).expect("write spec")
+        t.write(&format!(
+            "[vpc.net]\nstack_name = \"params-vpc\"\ntemplate_file = \"vpc-private-subnets.yaml\"\nparameters = {{ {params} }}\n"
+        ))
     };
     let azs = r#"AvailabilityZone01 = "us-west-2a", AvailabilityZone02 = "us-west-2b""#;
     let stack_params = || async {
-        let out = aws
+        let out = t
+            .aws
             .cloudformation
             .describe_stacks()
             .stack_name("params-vpc")
@@ -1927,25 +1964,16 @@ async fn removing_a_stack_parameter_puts_the_templates_default_back() {
     write(&format!(
         r#"{azs}, PublicSubnet02Block = "192.168.0.48/28""#
     ));
-    run_ok(
-        eksnet(&url, d).args(["apply", "examples/net.toml", "--auto-approve"]),
-        0,
-    );
+    t.run("apply", 0);
     assert_eq!(
         stack_params().await["PublicSubnet02Block"],
         "192.168.0.48/28"
     );
     // The template's other parameters took their defaults: not a difference.
-    run_ok(
-        eksnet(&url, d).args(["plan", "examples/net.toml", "--detailed-exitcode"]),
-        0,
-    );
+    t.run("plan", 0);
 
     write(azs);
-    let plan = run_ok(
-        eksnet(&url, d).args(["plan", "examples/net.toml", "--detailed-exitcode"]),
-        2,
-    );
+    let plan = t.run("plan", 2);
     assert!(
         plan.stdout.contains("# vpc.net will be updated in place")
             && plan
@@ -1954,23 +1982,14 @@ async fn removing_a_stack_parameter_puts_the_templates_default_back() {
         "{}",
         plan.stdout
     );
-    run_ok(
-        eksnet(&url, d).args(["apply", "examples/net.toml", "--auto-approve"]),
-        0,
-    );
+    t.run("apply", 0);
     assert_eq!(
         stack_params().await["PublicSubnet02Block"],
         "192.168.0.32/27",
         "the template's Default"
     );
-    run_ok(
-        eksnet(&url, d).args(["plan", "examples/net.toml", "--detailed-exitcode"]),
-        0,
-    );
-    run_ok(
-        eksnet(&url, d).args(["destroy", "examples/net.toml", "--auto-approve"]),
-        0,
-    );
+    t.run("plan", 0);
+    t.run("destroy", 0);
 }
 
 /// Two ENIConfigs named after their subnets' AZs, which only AWS knows, turn out to be one
@@ -2031,27 +2050,16 @@ async fn two_eni_configs_that_resolve_to_one_name_are_refused_at_apply() {
 /// without a request.
 #[tokio::test]
 async fn an_optional_field_added_later_is_applied() {
-    let (_guard, url) = moto();
-    let aws = sdk(&url).await;
-    let dir = example_dir();
-    let d = dir.path();
+    let t = OwnSpec::new("role.toml").await;
     let write = |extra: &str| {
-        std::fs::write(
-            d.join("examples/role.toml"),
-            format!("[iam_role.r]\nname = \"late-description\"\nassume_role_service = \"eks.amazonaws.com\"\n{extra}"),
-        )
-        .expect("write spec")
+        t.write(&format!(
+            "[iam_role.r]\nname = \"late-description\"\nassume_role_service = \"eks.amazonaws.com\"\n{extra}"
+        ))
     };
     write("");
-    run_ok(
-        eksnet(&url, d).args(["apply", "examples/role.toml", "--auto-approve"]),
-        0,
-    );
+    t.run("apply", 0);
     write("description = \"cluster role\"\n");
-    let plan = run_ok(
-        eksnet(&url, d).args(["plan", "examples/role.toml", "--detailed-exitcode"]),
-        2,
-    );
+    let plan = t.run("plan", 2);
     assert!(
         plan.stdout
             .contains("# iam_role.r will be updated in place")
@@ -2059,11 +2067,9 @@ async fn an_optional_field_added_later_is_applied() {
         "{}",
         plan.stdout
     );
-    run_ok(
-        eksnet(&url, d).args(["apply", "examples/role.toml", "--auto-approve"]),
-        0,
-    );
-    let role = aws
+    t.run("apply", 0);
+    let role = t
+        .aws
         .iam
         .get_role()
         .role_name("late-description")
@@ -2074,8 +2080,5 @@ async fn an_optional_field_added_later_is_applied() {
         role.role().and_then(|r| r.description()),
         Some("cluster role")
     );
-    run_ok(
-        eksnet(&url, d).args(["plan", "examples/role.toml", "--detailed-exitcode"]),
-        0,
-    );
+    t.run("plan", 0);
 }

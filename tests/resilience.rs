@@ -472,6 +472,25 @@ fn assert_all_present(d: &Path, expected: usize, ctx: &str) {
     }
 }
 
+/// The operations of the mutating requests the proxy has seen since its stats were last
+/// reset, in the order they arrived: one undisturbed run of the example.
+fn mutating_ops(w: &World) -> Vec<String> {
+    let order: Vec<String> = w
+        .proxy
+        .stats()
+        .requests()
+        .into_iter()
+        .filter(|r| r.mutating)
+        .map(|r| r.op)
+        .collect();
+    assert!(
+        (8..=40).contains(&order.len()),
+        "unexpected mutating request count {}: {order:?}",
+        order.len()
+    );
+    order
+}
+
 /// Every mutating request of one undisturbed run as a crash point: (operation, n) for the
 /// n-th request of that operation. Concurrent requests arrive in a different order on each
 /// run; naming the point by operation makes each request one, whatever the order.
@@ -649,18 +668,8 @@ async fn crash_after_each_mutating_request_then_reapply_converges() {
         w.eksnet(dir.path()).args(["apply", SPEC, "--auto-approve"]),
         0,
     );
-    let stats = w.proxy.stats();
-    let k_total = stats.mutating();
-    let order: Vec<String> = stats
-        .requests()
-        .into_iter()
-        .filter(|r| r.mutating)
-        .map(|r| r.op)
-        .collect();
-    assert!(
-        (8..=40).contains(&k_total),
-        "unexpected mutating request count {k_total}: {order:?}"
-    );
+    let order = mutating_ops(&w);
+    let k_total = order.len();
     drop(dir);
 
     for (i, (op, n)) in crash_points(&order).into_iter().enumerate() {
@@ -857,19 +866,8 @@ async fn crash_after_each_mutating_request_of_destroy_then_destroy_again_finishe
             .args(["destroy", SPEC, "--auto-approve"]),
         0,
     );
-    let order: Vec<String> = w
-        .proxy
-        .stats()
-        .requests()
-        .into_iter()
-        .filter(|r| r.mutating)
-        .map(|r| r.op)
-        .collect();
-    let k_total = order.len() as u64;
-    assert!(
-        (8..=40).contains(&k_total),
-        "unexpected mutating request count {k_total}: {order:?}"
-    );
+    let order = mutating_ops(&w);
+    let k_total = order.len();
     drop(dir);
 
     for (i, (op, n)) in crash_points(&order).into_iter().enumerate() {
