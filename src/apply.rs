@@ -155,9 +155,9 @@ pub fn steps(plan: &Plan, state: &StateSnapshot) -> BTreeMap<Step, BTreeSet<Step
 
 struct Shared {
     state: Mutex<StateStore>,
-    /// Which address holds each object identity (`resources::identity`): those in the state
-    /// that this apply keeps, and those it creates, as their values become known.
-    claims: Mutex<HashMap<(Kind, String), ResourceAddr>>,
+    /// Identities held: those of the state's rows this apply keeps, and those it creates as
+    /// their values become known; a delete gives its own up.
+    claims: Mutex<Claims>,
     outputs: Mutex<HashMap<ResourceAddr, Value>>,
     changes: HashMap<ResourceAddr, PlannedChange>,
     prior: StateSnapshot,
@@ -211,12 +211,12 @@ pub async fn apply(
             .iter()
             .any(|c| &c.addr == a && matches!(c.action, Action::Delete | Action::Forget))
     };
-    let claims = prior
-        .resources
-        .iter()
-        .filter(|(a, _)| !leaving(a))
-        .filter_map(|(a, r)| Some(((a.kind, resources::identity(a.kind, &r.attrs)?), a.clone())))
-        .collect();
+    let mut claims = Claims::default();
+    for (a, r) in prior.resources.iter().filter(|(a, _)| !leaving(a)) {
+        // Two rows with one identity are a problem of an older state; the next create of
+        // either is refused.
+        let _ = claims.claim(a, &r.attrs);
+    }
     let shared = Arc::new(Shared {
         state: Mutex::new(state),
         claims: Mutex::new(claims),
@@ -396,7 +396,7 @@ async fn run_step(
                 .claims
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .retain(|_, holder| holder != addr);
+                .release(addr);
             shared
                 .outputs
                 .lock()
@@ -487,20 +487,41 @@ async fn run_step(
 /// the spec spells out both identities; this catches what only AWS could tell, such as two
 /// ENIConfigs named after subnets that turn out to be in the same AZ.
 fn claim(shared: &Shared, addr: &ResourceAddr, attrs: &Value) -> Result<(), StepError> {
-    let Some(id) = resources::identity(addr.kind, attrs) else {
-        return Ok(());
-    };
-    let mut claims = shared.claims.lock().unwrap_or_else(|p| p.into_inner());
-    match claims.get(&(addr.kind, id.clone())) {
-        Some(other) if other != addr => Err(StepError::Conflict(format!(
-            "`{addr}` and `{other}` are the same {} (`{id}`): nothing was created for \
-             `{addr}`; change one of them in the spec",
-            addr.kind
-        ))),
-        _ => {
-            claims.insert((addr.kind, id), addr.clone());
-            Ok(())
+    shared
+        .claims
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .claim(addr, attrs)
+        .map_err(StepError::Conflict)
+}
+
+/// Which address holds each object identity (`resources::identity`).
+#[derive(Debug, Default)]
+struct Claims(HashMap<(Kind, String), ResourceAddr>);
+
+impl Claims {
+    /// Takes the identity `attrs` give `addr`, unless another address holds it. An identity
+    /// not known yet claims nothing.
+    fn claim(&mut self, addr: &ResourceAddr, attrs: &Value) -> Result<(), String> {
+        let Some(id) = resources::identity(addr.kind, attrs) else {
+            return Ok(());
+        };
+        match self.0.get(&(addr.kind, id.clone())) {
+            Some(other) if other != addr => Err(format!(
+                "`{addr}` and `{other}` are the same {} (`{id}`): nothing was created for \
+                 `{addr}`; change one of them in the spec",
+                addr.kind
+            )),
+            _ => {
+                self.0.insert((addr.kind, id), addr.clone());
+                Ok(())
+            }
         }
+    }
+
+    /// Gives up what `addr` held: it is gone from AWS.
+    fn release(&mut self, addr: &ResourceAddr) {
+        self.0.retain(|_, holder| holder != addr);
     }
 }
 
@@ -528,4 +549,48 @@ fn record(
         .unwrap_or_else(|p| p.into_inner())
         .insert(change.addr.clone(), outputs);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn eni(name: &str) -> ResourceAddr {
+        ResourceAddr::new(Kind::EniConfig, name)
+    }
+
+    #[test]
+    fn one_identity_has_one_holder_until_it_is_released() {
+        let mut claims = Claims::default();
+        let in_2a = json!({"cluster_name": "demo", "name": "us-west-2a"});
+        assert_eq!(claims.claim(&eni("a"), &in_2a), Ok(()));
+        // The same address again (a replace) is no conflict.
+        assert_eq!(claims.claim(&eni("a"), &in_2a), Ok(()));
+        let refused = claims.claim(&eni("b"), &in_2a).unwrap_err();
+        assert!(
+            refused.starts_with(
+                "`eni_config.b` and `eni_config.a` are the same eni_config (`demo/us-west-2a`)"
+            ),
+            "{refused}"
+        );
+        // Another cluster, another name, or one still unknown: no clash.
+        assert_eq!(
+            claims.claim(
+                &eni("c"),
+                &json!({"cluster_name": "other", "name": "us-west-2a"})
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            claims.claim(
+                &eni("d"),
+                &json!({"cluster_name": "demo", "name": "${subnet.x.availability_zone}"})
+            ),
+            Ok(())
+        );
+        // Once `a` is deleted, `b` may take the name (a swap within one apply).
+        claims.release(&eni("a"));
+        assert_eq!(claims.claim(&eni("b"), &in_2a), Ok(()));
+    }
 }

@@ -158,16 +158,16 @@ impl DependencyGraph {
                     // The point of custom networking: nodes must register after the CNI
                     // settings and every ENIConfig of their cluster exist, or their pods get
                     // IPs from the primary subnet. Spec references need not say so.
-                    let ours = spec.cluster_key(&n.cluster_name);
+                    let ours = spec.resolved_name(&n.cluster_name);
                     for other in spec.resources.values() {
                         let why = match &other.config {
                             ResourceConfig::AwsNode(a)
-                                if spec.cluster_key(&a.cluster_name) == ours =>
+                                if spec.resolved_name(&a.cluster_name) == ours =>
                             {
                                 "CNI settings before nodes"
                             }
                             ResourceConfig::EniConfig(e)
-                                if spec.cluster_key(&e.cluster_name) == ours =>
+                                if spec.resolved_name(&e.cluster_name) == ours =>
                             {
                                 "ENIConfigs before nodes"
                             }

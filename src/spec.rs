@@ -264,9 +264,10 @@ impl Spec {
         Diagnostic::warning(message).at(self.location(&key), key)
     }
 
-    /// One identity for a cluster however it is named: `"demo"` and `"${cluster.main.name}"`
-    /// are the same cluster when `cluster.main` has `name = "demo"`.
-    pub fn cluster_key(&self, name: &str) -> String {
+    /// One identity for a name however it is written: `"demo"` and `"${cluster.main.name}"`
+    /// are the same cluster when `cluster.main` has `name = "demo"`, and an ENIConfig named
+    /// `${subnet.a.availability_zone}` is `us-west-2a` when the subnet says so.
+    pub fn resolved_name(&self, name: &str) -> String {
         self.static_value(name).unwrap_or_else(|| name.to_string())
     }
 

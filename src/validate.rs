@@ -75,11 +75,11 @@ fn check_kubernetes(spec: &Spec, d: &mut Diagnostics) {
                 if !a.custom_network {
                     continue;
                 }
-                let cluster = spec.cluster_key(&a.cluster_name);
-                let has_eni = spec.resources.values().any(|o| matches!(&o.config, ResourceConfig::EniConfig(e) if spec.cluster_key(&e.cluster_name) == cluster));
+                let cluster = spec.resolved_name(&a.cluster_name);
+                let has_eni = spec.resources.values().any(|o| matches!(&o.config, ResourceConfig::EniConfig(e) if spec.resolved_name(&e.cluster_name) == cluster));
                 for n in spec.resources.values() {
                     if let ResourceConfig::Nodegroup(ng) = &n.config {
-                        if spec.cluster_key(&ng.cluster_name) == cluster && !has_eni {
+                        if spec.resolved_name(&ng.cluster_name) == cluster && !has_eni {
                             d.push(spec.error_at(
                                 n.addr.to_string(),
                                 format!("custom networking is on for this cluster (`{addr}`) but no `eni_config` is declared for it: nodes of `{}` would have no ENIConfig for their AZ; add one `[eni_config.NAME]` per AZ", n.addr),
@@ -458,11 +458,6 @@ fn check_cidrs(spec: &Spec, d: &mut Diagnostics) {
     }
 }
 
-fn known_or_written(spec: &Spec, s: Option<&str>) -> String {
-    let s = s.unwrap_or_default();
-    spec.static_value(s).unwrap_or_else(|| s.to_string())
-}
-
 fn check_unique_names(spec: &Spec, d: &mut Diagnostics) {
     let mut seen: HashMap<(Kind, String), String> = HashMap::new();
     for (addr, r) in &spec.resources {
@@ -471,21 +466,21 @@ fn check_unique_names(spec: &Spec, d: &mut Diagnostics) {
             ResourceConfig::Cluster(c) => ("name", c.name.clone()),
             ResourceConfig::Nodegroup(n) => (
                 "name",
-                format!("{}/{}", spec.cluster_key(&n.cluster_name), n.name),
+                format!("{}/{}", spec.resolved_name(&n.cluster_name), n.name),
             ),
             ResourceConfig::Vpc(v) => match &v.stack_name {
                 Some(s) => ("stack_name", s.clone()),
                 None => continue,
             },
             // One set of CNI settings per cluster; ENIConfig names are unique per cluster.
-            ResourceConfig::AwsNode(a) => ("cluster_name", spec.cluster_key(&a.cluster_name)),
+            ResourceConfig::AwsNode(a) => ("cluster_name", spec.resolved_name(&a.cluster_name)),
             // A defaulted name is the subnet's AZ: known here when the subnet spells it out.
             ResourceConfig::EniConfig(e) => (
                 "name",
                 format!(
                     "{}/{}",
-                    spec.cluster_key(&e.cluster_name),
-                    known_or_written(spec, resources::str_attr(&r.attrs, "name"))
+                    spec.resolved_name(&e.cluster_name),
+                    spec.resolved_name(resources::str_attr(&r.attrs, "name").unwrap_or_default())
                 ),
             ),
             _ => continue,

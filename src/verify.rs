@@ -56,7 +56,7 @@ pub async fn verify(
         let cluster = c.name.clone();
         // The cluster's CNI settings decide how nodes select their ENIConfig.
         let settings = spec.resources.values().find_map(|o| match &o.config {
-            ResourceConfig::AwsNode(a) if spec.cluster_key(&a.cluster_name) == cluster => {
+            ResourceConfig::AwsNode(a) if spec.resolved_name(&a.cluster_name) == cluster => {
                 Some(a.clone())
             }
             _ => None,
