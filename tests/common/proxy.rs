@@ -61,6 +61,27 @@ impl Proxy {
         Stats(self.control("GET", "/__proxy/stats", ""))
     }
 
+    /// Waits until the proxy has no AWS request in flight: every request it received has been
+    /// answered by moto (the proxy carries a request out even after its client died). A test
+    /// that killed eksnet calls this before it runs eksnet again or reads moto, as a user
+    /// re-running later would find AWS done with the dead run's requests; moto answering a
+    /// describe while it still builds a stack is not something AWS does. Panics after a minute.
+    pub fn wait_idle(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let stats = self.stats();
+            if stats.0["in_flight"].as_u64() == Some(0) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the proxy still has requests in flight after 60 s: {}",
+                stats.0["in_flight"]
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub fn reset_stats(&self) {
         self.control("POST", "/__proxy/reset-stats", "");
     }

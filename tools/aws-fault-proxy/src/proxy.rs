@@ -7,6 +7,7 @@
 //! Locks are plain `std` mutexes held only for short, await-free sections.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -145,28 +146,72 @@ pub async fn handle(
         &body,
     );
     let mut tracker = Tracker::begin(app.clone(), &info);
-    let cfg = lock(&app.config).clone();
-    if cfg.latency_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(cfg.latency_ms)).await;
-    }
-    let (reply, fault) = process(
-        &app,
-        &cfg,
-        &info,
-        tracker.seq,
-        &parts.method,
-        &path_and_query,
-        &parts.headers,
-        body,
-    )
-    .await;
-    tracker.finish(reply.status, fault);
+    let client_gone = ClientGone::default();
+    let gone = client_gone.flag.clone();
+    // The request is carried out in a task of its own, to moto's answer, even if the client
+    // hangs up (hyper then drops this handler future, not the task): AWS too finishes a
+    // request it has received whether or not the caller waits. So a request stays
+    // `in_flight` until moto has answered it, and a test that killed a client can wait for
+    // the proxy to be idle before it looks at moto (moto carries out a CreateStack in the
+    // request; a describe sent meanwhile sees a half-built stack and can even make moto
+    // create the same subnet twice).
+    let work = tokio::spawn(async move {
+        let cfg = lock(&app.config).clone();
+        if cfg.latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(cfg.latency_ms)).await;
+        }
+        let (reply, fault) = process(
+            &app,
+            &cfg,
+            &info,
+            tracker.seq,
+            &parts.method,
+            &path_and_query,
+            &parts.headers,
+            body,
+        )
+        .await;
+        if gone.load(Ordering::SeqCst) {
+            tracker.finish(499, Some("client_gone"));
+        } else {
+            tracker.finish(reply.status, fault);
+        }
+        reply
+    });
+    let reply = match work.await {
+        Ok(reply) => reply,
+        // Only a panic in the task gets here; the tracker's `Drop` closed its record.
+        Err(e) => error_json(502, &format!("proxy task failed: {e}")),
+    };
+    client_gone.answered();
     Ok(into_response(reply))
 }
 
-/// Records a request in the stats from arrival to answer. If the client hangs
-/// up, hyper drops the handler future; `Drop` then still closes the record so
-/// that `in_flight` and the request list stay consistent.
+/// Set when the handler future is dropped before the answer was ready, that is when the
+/// client went away: the request's record then says `client_gone`.
+#[derive(Default)]
+struct ClientGone {
+    flag: Arc<AtomicBool>,
+    answered: bool,
+}
+
+impl ClientGone {
+    fn answered(mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for ClientGone {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.flag.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Records a request in the stats from arrival to moto's answer (or the local fault's).
+/// If the task that carries the request out panics, `Drop` still closes the record so that
+/// `in_flight` and the request list stay consistent.
 struct Tracker {
     app: Arc<App>,
     seq: u64,

@@ -16,7 +16,8 @@ pub struct RequestRecord {
     pub mutating: bool,
     pub start_unix_nanos: u64,
     pub end_unix_nanos: u64,
-    /// HTTP status sent to the client; 499 if the client went away first.
+    /// HTTP status sent to the client; 499 if the client went away before the answer (the
+    /// request was still carried out to moto's answer).
     pub status: u16,
     /// Which injected fault answered instead of moto, if any.
     pub fault: Option<&'static str>,

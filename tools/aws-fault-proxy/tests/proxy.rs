@@ -741,3 +741,52 @@ fn control_api_merges_validates_and_resets() {
     assert_eq!(c["latency_ms"], 5, "reset keeps the fault settings");
     assert_eq!(request(p, "GET", "/__proxy/nope", &[], b"").status, 404);
 }
+
+/// A request whose client hangs up is still carried out to the upstream's answer, as AWS
+/// finishes what it received: it counts as in flight until then, and its record says
+/// `client_gone`. (Tests that kill eksnet wait for the proxy to be idle on this basis.)
+#[test]
+fn request_of_a_client_that_hung_up_stays_in_flight_until_answered() {
+    let upstream = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let up_port = upstream.local_addr().expect("addr").port();
+    let answered = std::thread::spawn(move || {
+        let (mut s, _) = upstream.accept().expect("accept");
+        let mut chunk = [0u8; 4096];
+        let _ = s.read(&mut chunk).expect("read");
+        // Slower than the client is patient.
+        std::thread::sleep(Duration::from_millis(800));
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            .is_ok()
+    });
+    let proxy = Proxy::start(&format!("http://127.0.0.1:{up_port}"), &[]);
+    {
+        let mut client =
+            std::net::TcpStream::connect(("127.0.0.1", proxy.port)).expect("connect proxy");
+        client
+            .write_all(b"POST / HTTP/1.1\r\nHost: ec2.us-west-2.amazonaws.com\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 30\r\n\r\nAction=CreateVpc&Version=2016")
+            .expect("write");
+        client.write_all(b"1").expect("write");
+        std::thread::sleep(Duration::from_millis(200));
+        // The client goes away without reading the answer.
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let during = proxy.stats();
+    assert_eq!(during["in_flight"], 1, "still carried out: {during}");
+    assert_eq!(during["total"], 0, "{during}");
+    assert!(
+        answered.join().expect("upstream thread"),
+        "the upstream's answer was read"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let after = loop {
+        let s = proxy.stats();
+        if s["in_flight"] == 0 || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(after["in_flight"], 0, "{after}");
+    assert_eq!(after["requests"][0]["op"], "CreateVpc", "{after}");
+    assert_eq!(after["requests"][0]["fault"], "client_gone", "{after}");
+    assert_eq!(after["requests"][0]["status"], 499, "{after}");
+}
