@@ -9,7 +9,7 @@ use crate::plan::{Action, Plan, PlannedChange};
 use crate::resources::{self, Ctx, ResourceError};
 use crate::state::{ResourceStatus, StateError, StateResource, StateSnapshot, StateStore};
 use crate::value;
-use crate::walker::{self, Outcome};
+use crate::walker::{self, Outcome, SkipReason};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -56,7 +56,7 @@ impl fmt::Display for Step {
 pub struct ApplyReport {
     pub succeeded: Vec<Step>,
     pub failed: Vec<(Step, String)>,
-    pub skipped: Vec<(Step, String)>,
+    pub skipped: Vec<(Step, SkipReason<Step>)>,
 }
 
 impl ApplyReport {
@@ -275,10 +275,12 @@ pub async fn apply(
             Outcome::Succeeded => report.succeeded.push(step),
             Outcome::Failed(e) => report.failed.push((step, e)),
             Outcome::Skipped { because } => {
-                if let Ok(b) = because.parse::<ResourceAddr>() {
+                // Every skipped step gets its event, a destroy step's too: the reason is the
+                // failed step itself, whose address is named whatever its phase.
+                if let SkipReason::DependencyFailed(failed) = &because {
                     ctx.reporter.event(Event::Skipped {
                         addr: step.addr.clone(),
-                        because: b,
+                        because: failed.addr.clone(),
                     });
                 }
                 report.skipped.push((step, because));

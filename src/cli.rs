@@ -1110,7 +1110,7 @@ fn summarise(plan: &Plan, report: &ApplyReport) -> u8 {
     // In `--json` mode the skips and failures were already events of their own.
     if !events::json_stderr() {
         for (step, because) in &report.skipped {
-            eprintln!("skipped: {step} (because {because} failed)");
+            eprintln!("skipped: {step} (because {because})");
         }
         if !report.ok() {
             for (step, e) in &report.failed {

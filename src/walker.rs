@@ -10,13 +10,33 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome<E> {
+pub enum Outcome<N, E> {
     Succeeded,
     Failed(E),
-    /// Not run because this dependency failed (or was itself skipped).
+    /// Not run, for this reason.
     Skipped {
-        because: String,
+        because: SkipReason<N>,
     },
+}
+
+/// Why a node was not run: the node itself, not its rendering, so that callers can name it
+/// however they name nodes (a destroy step is displayed with a suffix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason<N> {
+    /// This node failed; it is a dependency of the skipped one, directly or through other
+    /// skipped nodes (the first failure is named, not the chain).
+    DependencyFailed(N),
+    /// The task of a dependency panicked, a bug: it has no outcome to name.
+    InternalError,
+}
+
+impl<N: std::fmt::Display> std::fmt::Display for SkipReason<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::DependencyFailed(n) => write!(f, "{n} failed"),
+            SkipReason::InternalError => write!(f, "of an internal error"),
+        }
+    }
 }
 
 /// Walks `deps` (node → nodes it waits for). Nodes missing from `deps` as keys are ignored;
@@ -25,7 +45,7 @@ pub async fn walk<N, E, F, Fut>(
     deps: BTreeMap<N, BTreeSet<N>>,
     parallelism: usize,
     run: F,
-) -> BTreeMap<N, Outcome<E>>
+) -> BTreeMap<N, Outcome<N, E>>
 where
     N: Ord + Clone + Hash + Send + Sync + std::fmt::Display + 'static,
     E: Send + 'static,
@@ -45,7 +65,7 @@ where
         })
         .collect();
     let mut waiting: BTreeMap<N, BTreeSet<N>> = deps.clone();
-    let mut outcomes: BTreeMap<N, Outcome<E>> = BTreeMap::new();
+    let mut outcomes: BTreeMap<N, Outcome<N, E>> = BTreeMap::new();
     let semaphore = Arc::new(Semaphore::new(parallelism.max(1)));
     let mut running: JoinSet<(N, Result<(), E>)> = JoinSet::new();
     loop {
@@ -64,7 +84,7 @@ where
                 }) {
                     let because = match outcomes.get(bad) {
                         Some(Outcome::Skipped { because }) => because.clone(),
-                        _ => bad.to_string(),
+                        _ => SkipReason::DependencyFailed(bad.clone()),
                     };
                     waiting.remove(&n);
                     outcomes.insert(n, Outcome::Skipped { because });
@@ -104,7 +124,7 @@ where
         outcomes.insert(
             n,
             Outcome::Skipped {
-                because: "an internal error".into(),
+                because: SkipReason::InternalError,
             },
         );
     }
@@ -176,13 +196,13 @@ mod tests {
         assert_eq!(
             out["b"],
             Outcome::Skipped {
-                because: "a".into()
+                because: SkipReason::DependencyFailed("a")
             }
         );
         assert_eq!(
             out["c"],
             Outcome::Skipped {
-                because: "a".into()
+                because: SkipReason::DependencyFailed("a")
             }
         );
         assert_eq!(out["x"], Outcome::Succeeded);

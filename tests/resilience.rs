@@ -528,6 +528,9 @@ fn run_killed_at(w: &World, d: &Path, command: &str, op: &str, n: u64, ctx: &str
     assert_killed_by_hook(&out, &pid_file, &killed, ctx);
     w.proxy
         .config(json!({"kill_after_mutating": null, "kill_op": null, "kill_pid_file": null}));
+    // Requests the dead run had sent alongside the killed one (a CreateStack beside a
+    // CreateRole) are still being carried out by moto; the next run starts after them.
+    w.proxy.wait_idle();
 }
 
 /// Checks that eksnet died of the SIGKILL the hook sent, to the pid the wrapper wrote.
@@ -804,6 +807,7 @@ async fn crash_after_kube_write_and_recover(
         "{ctx}: the write the kill followed was stored: {hook}"
     );
     w.kube.disarm_kill();
+    w.proxy.wait_idle();
 
     // The dead apply left its lock.
     recover_after_kill(w, d, &ctx).await;
@@ -936,6 +940,7 @@ async fn crash_after_each_kubernetes_write_of_destroy_then_destroy_again_finishe
         let hook = w.kube.kill_hook();
         assert_killed_by_hook(&out, &pid_file, &hook, &ctx);
         w.kube.disarm_kill();
+        w.proxy.wait_idle();
 
         destroy_again_finishes(&w, d, &ctx).await;
     }
@@ -1199,6 +1204,82 @@ async fn failed_branch_skips_dependents_keeps_the_rest_and_recovers() {
         .await;
     w.plan_is_clean(d, "after the fix");
     assert_all_present(d, EXAMPLE_RESOURCES + 1, "after the fix");
+}
+
+/// 4b. A destroy step that fails for good (a subnet whose `DependencyViolation` outlasts its
+///     timeout): the steps that wait for it (the secondary block, then the stack) are skipped
+///     and each gets its `skipped` event naming the failed resource, under `--json` too (a
+///     destroy step's reason used to be lost there); once the subnet can go, destroy finishes.
+#[tokio::test]
+async fn failed_destroy_step_reports_its_skipped_dependents() {
+    let w = world().await;
+    let dir = example_dir();
+    let d = dir.path();
+    run_ok(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]), 0);
+    edit_spec(d, |t| t + "\n[settings.timeouts]\nsubnet = 1\n");
+    w.proxy
+        .config(json!({"dependency_violation_count": 1_000_000}));
+
+    let failed = run_ok(
+        w.eksnet(d)
+            .args(["destroy", SPEC, "--auto-approve", "--json"]),
+        1,
+    );
+    let events: Vec<Value> = failed
+        .stderr
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("not a JSON event ({e}): {l}\n{}", failed.stderr))
+        })
+        .collect();
+    let subnets = ["subnet.pod_a", "subnet.pod_b"];
+    for s in subnets {
+        assert!(
+            events
+                .iter()
+                .any(|e| e["event"] == "failed" && e["addr"] == s),
+            "{s} failed:\n{}",
+            failed.stderr
+        );
+    }
+    for dep in ["cidr_block.pods", "vpc.main"] {
+        let skipped: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["event"] == "skipped" && e["addr"] == dep)
+            .collect();
+        assert_eq!(skipped.len(), 1, "{dep} skipped once:\n{}", failed.stderr);
+        let because = skipped[0]["because"].as_str().unwrap_or_default();
+        assert!(
+            subnets.contains(&because),
+            "{dep} skipped because of a failed subnet, not {because:?}"
+        );
+    }
+    let summary = events
+        .iter()
+        .find(|e| e["event"] == "summary")
+        .unwrap_or_else(|| panic!("a summary event:\n{}", failed.stderr));
+    assert_eq!(summary["ok"], false, "{summary}");
+    assert_eq!(summary["failed"], 2, "{summary}");
+    assert_eq!(summary["skipped"], 2, "{summary}");
+
+    // Without --json the same reasons, by address (no "(destroy)" suffix in the event line).
+    let human = run_ok(w.eksnet(d).args(["destroy", SPEC, "--auto-approve"]), 1);
+    for dep in ["cidr_block.pods", "vpc.main"] {
+        assert!(
+            subnets.iter().any(|s| count_lines(
+                &human.stderr,
+                &format!("{dep}: skipped because {s} failed")
+            ) == 1),
+            "{dep} skipped because of a subnet:\n{}",
+            human.stderr
+        );
+    }
+
+    w.proxy.config(json!({"dependency_violation_count": null}));
+    run_ok(w.eksnet(d).args(["destroy", SPEC, "--auto-approve"]), 0);
+    w.assert_destroyed("destroy after the subnets could go")
+        .await;
 }
 
 /// 5. Two applies started together on one state: one gets the lock and converges, the other
