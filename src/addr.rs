@@ -5,47 +5,33 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// The kinds of resource eksnet manages. The spec's top-level table names are these names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    Vpc,
-    CidrBlock,
-    Subnet,
-    IamRole,
-    Cluster,
-    Nodegroup,
-    /// The `aws-node` DaemonSet's settings (VPC CNI env) on one cluster.
-    AwsNode,
-    /// One `ENIConfig` custom resource.
-    EniConfig,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 8] = [
-        Kind::Vpc,
-        Kind::CidrBlock,
-        Kind::Subnet,
-        Kind::IamRole,
-        Kind::Cluster,
-        Kind::AwsNode,
-        Kind::EniConfig,
-        Kind::Nodegroup,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Vpc => "vpc",
-            Kind::CidrBlock => "cidr_block",
-            Kind::Subnet => "subnet",
-            Kind::IamRole => "iam_role",
-            Kind::Cluster => "cluster",
-            Kind::Nodegroup => "nodegroup",
-            Kind::AwsNode => "aws_node",
-            Kind::EniConfig => "eni_config",
+#[doc(hidden)]
+#[macro_export]
+macro_rules! define_kind {
+    ($($(#[$doc:meta])* $variant:ident => $module:ident :: $ty:ident,)*) => {
+        /// The kinds of resource eksnet manages, generated from the registry in
+        /// `resources` (`for_each_kind!`). The spec's top-level table names are these names.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Kind {
+            $($(#[$doc])* $variant,)*
         }
-    }
+
+        impl Kind {
+            /// Every kind, in the registry's order.
+            pub const ALL: &'static [Kind] = &[$(Kind::$variant,)*];
+
+            /// The spec's table name and the address prefix: the kind's module name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Kind::$variant => stringify!($module),)*
+                }
+            }
+        }
+    };
 }
+
+crate::for_each_kind!(define_kind);
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -57,7 +43,8 @@ impl FromStr for Kind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Kind::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| format!("unknown resource kind `{s}`"))
     }
@@ -94,13 +81,21 @@ impl FromStr for ResourceAddr {
         if name.is_empty() {
             return Err(format!("`{s}` has an empty resource name"));
         }
-        if !crate::spec::valid_resource_name(name) {
+        if !valid_resource_name(name) {
             return Err(format!(
                 "`{s}` is not a resource address (expected `kind.name`; a name has only letters, digits, `_` and `-`)"
             ));
         }
         Ok(ResourceAddr::new(kind.parse()?, name))
     }
+}
+
+/// A resource name: letters, digits, `_` and `-`.
+pub fn valid_resource_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 // Addresses serialise as their display string so state rows and plan files stay readable.

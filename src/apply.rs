@@ -435,7 +435,17 @@ async fn run_step(
             let id = change.cloud_id.clone().unwrap_or_default();
             let before = change.before.clone().unwrap_or(Value::Null);
             let prior_outputs = prior.map(|p| p.outputs.clone()).unwrap_or(Value::Null);
-            let obs = resources::update(ctx, addr, &id, &before, &attrs, &prior_outputs).await?;
+            let obs = resources::update(
+                ctx,
+                addr,
+                &id,
+                resources::Change {
+                    before: &before,
+                    after: &attrs,
+                    prior_outputs: &prior_outputs,
+                },
+            )
+            .await?;
             record(shared, change, attrs, obs.cloud_id.clone(), obs.outputs)?;
             Ok(Some(obs.cloud_id))
         }

@@ -4,7 +4,45 @@
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use std::time::Duration;
+
+/// AWS answered a request with an error, or the request got no answer at all.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{operation} failed: {code}: {message}")]
+pub struct AwsError {
+    /// The API operation, e.g. `CreateSubnet`.
+    pub operation: &'static str,
+    /// AWS's error code (`DependencyViolation`), or `RequestFailed` when no answer came.
+    pub code: String,
+    pub message: String,
+}
+
+/// Converts an SDK error into an `AwsError` naming the operation and AWS's error code.
+pub fn aws_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match err {
+        SdkError::ServiceError(se) => {
+            let e = se.into_err();
+            AwsError {
+                operation,
+                code: e.code().unwrap_or("Unknown").to_string(),
+                message: e.message().unwrap_or("").to_string(),
+            }
+        }
+        // No answer from AWS (no network, DNS, TLS, timeout, credentials): the outer errors
+        // only say "dispatch failure"; the cause is at the end of the chain.
+        other => AwsError {
+            operation,
+            code: "RequestFailed".to_string(),
+            message: crate::diag::error_chain(&other),
+        },
+    }
+}
 
 /// The one HTTPS client of the process: rustls on ring.
 pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {

@@ -8,9 +8,10 @@ use crate::diag::Diagnostics;
 use crate::events::{self, Event, HumanReporter, JsonReporter, Reporter};
 use crate::graph::DependencyGraph;
 use crate::kube::{KubeAccess, KubeConnector};
-use crate::plan::{self, Action, Palette, Plan};
+use crate::plan::{self, Action, Plan};
 use crate::planner::{self, PlanOptions};
 use crate::refresh;
+use crate::render::{self, Palette};
 use crate::resources::Ctx;
 use crate::spec::{self, Spec};
 use crate::state::{self, StateSnapshot, StateStore};
@@ -472,7 +473,7 @@ fn show_plan(plan: &Plan, json: bool) {
             serde_json::to_string_pretty(plan).unwrap_or_default()
         ));
     } else {
-        out(&plan::render(plan, palette()));
+        out(&render::render(plan, palette()));
     }
 }
 
@@ -902,7 +903,7 @@ async fn import(
                 Action::Replace => Some(format!(
                     "the next apply would REPLACE it (it differs in {})",
                     if c.replace_because.is_empty() {
-                        c.reason.clone().unwrap_or_default()
+                        c.reason.as_ref().map(|r| r.to_string()).unwrap_or_default()
                     } else {
                         c.replace_because.join(", ")
                     }

@@ -5,7 +5,8 @@
 
 use crate::addr::{Kind, ResourceAddr};
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::spec::{ResourceConfig, Spec};
+use crate::resources::ResourceConfig;
+use crate::spec::Spec;
 use crate::state::StateSnapshot;
 use crate::value;
 use ipnet::Ipv4Net;

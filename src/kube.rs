@@ -5,8 +5,7 @@
 //! server. A cluster that does not exist yet gets no connection attempt at all: its
 //! Kubernetes objects are simply absent, so they plan as creations.
 
-use crate::aws::AwsClients;
-use crate::resources::{aws_error, ResourceError};
+use crate::aws::{aws_error, AwsClients, AwsError};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -121,8 +120,38 @@ fn context_for(
 /// the ENIConfigs with an expired one, so clients made from a token are rebuilt well before.
 const TOKEN_CLIENT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
-fn kube_err(cluster: &str, what: impl std::fmt::Display) -> ResourceError {
-    ResourceError::Invalid(format!("Kubernetes API of cluster `{cluster}`: {what}"))
+/// Errors of the Kubernetes API and of reaching it. Kept apart from AWS's errors: a
+/// Kubernetes status has a number and a reason, not an AWS error code.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    /// The API server answered with an error status (404, 409 conflict, 422 invalid…).
+    #[error("{operation} failed: Kubernetes {code} {reason}: {message}")]
+    Api {
+        operation: &'static str,
+        code: u16,
+        reason: String,
+        message: String,
+    },
+    /// No answer from the API server (connection refused, TLS, timeout).
+    #[error("{operation} failed: KubernetesRequestFailed: {}", crate::diag::error_chain(.source))]
+    Request {
+        operation: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    /// No client could be made for the cluster (kubeconfig, context, TLS settings).
+    #[error("Kubernetes API of cluster `{cluster}`: {message}")]
+    Client { cluster: String, message: String },
+    /// Describing the cluster for its endpoint failed.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
+fn kube_err(cluster: &str, what: impl std::fmt::Display) -> KubeError {
+    KubeError::Client {
+        cluster: cluster.to_string(),
+        message: what.to_string(),
+    }
 }
 
 impl KubeConnector {
@@ -172,7 +201,7 @@ impl KubeConnector {
         &self,
         aws: &AwsClients,
         cluster: &str,
-    ) -> Result<Option<kube::Client>, ResourceError> {
+    ) -> Result<Option<kube::Client>, KubeError> {
         let slot = {
             let mut slots = self
                 .clients
@@ -200,10 +229,10 @@ impl KubeConnector {
                 },
                 Err(e) => {
                     let err = aws_error("DescribeCluster", e);
-                    if err.code() == Some("ResourceNotFoundException") {
+                    if err.code == "ResourceNotFoundException" {
                         return Ok(None);
                     }
-                    return Err(err);
+                    return Err(err.into());
                 }
             },
         };
@@ -313,20 +342,20 @@ pub fn cni_version(tag: &str) -> Option<(u64, u64, u64, u64)> {
 /// The oldest VPC CNI that supports custom networking with ENIConfigs (from the EKS guide).
 pub const MIN_CNI: (u64, u64, u64, u64) = (1, 6, 3, 2);
 
-/// Converts a kube error into a resource error naming the operation.
-pub fn error(operation: &'static str, e: kube::Error) -> ResourceError {
+/// Converts a kube error into one naming the operation. A request failure keeps its causes
+/// as the source: "client error (Connect)" alone does not say that the connection was
+/// refused, timed out or failed TLS.
+pub fn error(operation: &'static str, e: kube::Error) -> KubeError {
     match e {
-        kube::Error::Api(s) => ResourceError::Aws {
+        kube::Error::Api(s) => KubeError::Api {
             operation,
-            code: format!("Kubernetes {} {}", s.code, s.reason),
+            code: s.code,
+            reason: s.reason.clone(),
             message: s.message.clone(),
         },
-        // The causes too: "client error (Connect)" alone does not say that the connection was
-        // refused, timed out or failed TLS.
-        other => ResourceError::Aws {
+        other => KubeError::Request {
             operation,
-            code: "KubernetesRequestFailed".into(),
-            message: crate::resources::error_chain(&other),
+            source: other,
         },
     }
 }

@@ -1,7 +1,7 @@
 //! eksnet: a declarative plan/apply engine for Amazon EKS custom networking.
 //!
 //! Pipeline: `spec` (parse) → `validate` (no API) → `graph` → `refresh` (read AWS) →
-//! `planner` (pure) → `plan` (a value) → `apply` (executor on the `walker`) → `state`.
+//! `planner` (pure) → `plan` (a value, shown by `render`) → `apply` (executor on the `walker`) → `state`.
 //! The CLI in `cli` is a thin layer over these; the engine never prints (see `events`).
 
 pub mod addr;
@@ -16,6 +16,7 @@ pub mod kube_token;
 pub mod plan;
 pub mod planner;
 pub mod refresh;
+pub mod render;
 pub mod resources;
 pub mod spec;
 pub mod state;

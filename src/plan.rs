@@ -1,13 +1,13 @@
 //! The plan: a plain, serialisable value — what will change, per resource, with before and
 //! after, why, and which attributes force a replacement. Produced by the pure planner, saved by
-//! `plan --out`, carried out unchanged by the executor, rendered here for humans.
+//! `plan --out`, carried out unchanged by the executor. Rendering is the caller's job (see
+//! `render`).
 
 use crate::addr::ResourceAddr;
 use crate::diag::Diagnostic;
-use crate::value;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::fmt::Write;
+use std::fmt;
 
 pub const PLAN_FORMAT: u32 = 1;
 
@@ -59,8 +59,8 @@ pub struct PlannedChange {
     /// Attributes whose live value differs from what eksnet last applied.
     #[serde(default)]
     pub drift: Vec<String>,
-    /// Human reason (e.g. "removed from the spec", "deleted outside eksnet").
-    pub reason: Option<String>,
+    /// Why the action is what it is, when the attributes alone do not say.
+    pub reason: Option<Reason>,
     /// What this resource depends on (recorded in the state for later destroys).
     #[serde(default)]
     pub dependencies: Vec<ResourceAddr>,
@@ -100,257 +100,153 @@ impl Plan {
     }
 }
 
-/// Colours for the terminal; all empty when colour is off (`NO_COLOR`, not a terminal).
-#[derive(Clone, Copy)]
-pub struct Palette {
-    pub green: &'static str,
-    pub yellow: &'static str,
-    pub red: &'static str,
-    pub bold: &'static str,
-    pub reset: &'static str,
+/// Why a resource is only recorded in or dropped from the state, with no change in AWS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgotten {
+    /// An adopted VPC: eksnet never deletes it.
+    Adopted,
+    /// It no longer exists.
+    AlreadyGone,
 }
 
-impl Palette {
-    pub const PLAIN: Palette = Palette {
-        green: "",
-        yellow: "",
-        red: "",
-        bold: "",
-        reset: "",
-    };
-    pub const ANSI: Palette = Palette {
-        green: "\x1b[32m",
-        yellow: "\x1b[33m",
-        red: "\x1b[31m",
-        bold: "\x1b[1m",
-        reset: "\x1b[0m",
-    };
+/// Why a change is planned, when its attributes alone do not say it. Saved plans and `--json`
+/// carry it as its text, which `FromStr` reads back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Reason {
+    /// In the state but no longer in the spec; `Some` when it is only forgotten.
+    RemovedFromSpec(Option<Forgotten>),
+    /// Destroy only forgets it.
+    Forgotten(Forgotten),
+    /// A cluster or nodegroup whose deletion is under way is created again after it.
+    StillBeingDeleted,
+    /// The state has it, AWS does not.
+    DeletedOutsideEksnet,
+    /// `--replace ADDR`.
+    ReplaceRequested,
+    AdoptingExistingVpc,
+    /// `aws_node` settings found in place on the DaemonSet.
+    SettingsAlreadyInPlace,
+    /// Created by a run that was interrupted before recording it.
+    FoundAfterInterruptedRun,
+    /// A subnet inside a secondary block that is replaced goes (and comes back) with it.
+    InReplacedBlock(ResourceAddr),
 }
 
-fn show(v: &Value) -> String {
-    match v {
-        Value::String(s) if value::is_unknown(v) && s.starts_with("${") && s.ends_with('}') => {
-            "(known after apply)".to_string()
-        }
-        Value::String(s) if s.contains('\n') || s.len() > 120 => format!(
-            "<{} lines, sha256:{}>",
-            s.lines().count(),
-            crate::spec::digest(s)
-        ),
-        Value::Array(items) if value::is_unknown(v) => {
-            let parts: Vec<String> = items.iter().map(show).collect();
-            format!("[{}]", parts.join(", "))
-        }
-        other => other.to_string(),
+const IN_BLOCK_PREFIX: &str = "it lies in ";
+const IN_BLOCK_SUFFIX: &str =
+    ", which is replaced, and AWS cannot disassociate a block that still has subnets";
+
+impl fmt::Display for Forgotten {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Forgotten::Adopted => "adopted, so never deleted by eksnet",
+            Forgotten::AlreadyGone => "already gone",
+        })
     }
 }
 
-/// Renders the plan like Terraform: one block per change, attribute lines with `+ ~ -`.
-pub fn render(plan: &Plan, p: Palette) -> String {
-    let mut out = String::new();
-    let drifted: Vec<&PlannedChange> = plan
-        .changes
-        .iter()
-        .filter(|c| !c.drift.is_empty())
-        .collect();
-    if !drifted.is_empty() {
-        let _ = writeln!(
-            out,
-            "{}Note: objects have changed outside of eksnet{}\n",
-            p.bold, p.reset
-        );
-        for c in &drifted {
-            let _ = writeln!(
-                out,
-                "  # {} ({}): {} changed outside eksnet",
-                c.addr,
-                c.cloud_id.as_deref().unwrap_or("-"),
-                c.drift.join(", ")
-            );
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::RemovedFromSpec(None) => f.write_str("removed from the spec"),
+            Reason::RemovedFromSpec(Some(why)) => write!(f, "removed from the spec; {why}"),
+            Reason::Forgotten(why) => write!(f, "{why}"),
+            Reason::StillBeingDeleted => {
+                f.write_str("it is still being deleted; it is created again once that has finished")
+            }
+            Reason::DeletedOutsideEksnet => f.write_str("deleted outside eksnet"),
+            Reason::ReplaceRequested => f.write_str("replacement requested with --replace"),
+            Reason::AdoptingExistingVpc => f.write_str("adopting existing VPC"),
+            Reason::SettingsAlreadyInPlace => f.write_str("the settings are already in place"),
+            Reason::FoundAfterInterruptedRun => {
+                f.write_str("found in AWS after an interrupted run")
+            }
+            Reason::InReplacedBlock(block) => {
+                write!(f, "{IN_BLOCK_PREFIX}{block}{IN_BLOCK_SUFFIX}")
+            }
         }
-        out.push('\n');
     }
-    let changes: Vec<&PlannedChange> = plan
-        .changes
-        .iter()
-        .filter(|c| c.action.is_change())
-        .collect();
-    if changes.is_empty() {
-        out.push_str("No changes. Your infrastructure matches the spec.\n");
-        return out;
-    }
-    out.push_str("eksnet will perform the following actions:\n\n");
-    for c in changes {
-        let (color, verb) = match c.action {
-            Action::Create => (p.green, "will be created".to_string()),
-            Action::Update => (p.yellow, "will be updated in place".to_string()),
-            Action::Replace => (p.red, "must be replaced".to_string()),
-            Action::Delete => (p.red, "will be destroyed".to_string()),
-            Action::Adopt => (
-                p.green,
-                "will be recorded in the state (no change in AWS)".to_string(),
-            ),
-            Action::Forget => (
-                p.yellow,
-                "will be removed from the state (no change in AWS)".to_string(),
-            ),
-            Action::NoOp => ("", String::new()),
+}
+
+impl std::str::FromStr for Reason {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let forgotten = |t: &str| {
+            [Forgotten::Adopted, Forgotten::AlreadyGone]
+                .into_iter()
+                .find(|f| f.to_string() == t)
         };
-        let reason = c
-            .reason
-            .as_deref()
-            .map(|r| format!(" ({r})"))
-            .unwrap_or_default();
-        let _ = writeln!(out, "  {}# {}{} {verb}{reason}", p.bold, c.addr, p.reset);
-        let id = c
-            .cloud_id
-            .as_deref()
-            .map(|i| format!(" [id={i}]"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "{color}{:>3}{} {}{id}",
-            c.action.symbol(),
-            p.reset,
-            c.addr
-        );
-        render_attrs(&mut out, c, p);
-        out.push('\n');
+        if let Some(block) = s
+            .strip_prefix(IN_BLOCK_PREFIX)
+            .and_then(|r| r.strip_suffix(IN_BLOCK_SUFFIX))
+        {
+            return Ok(Reason::InReplacedBlock(block.parse()?));
+        }
+        if let Some(rest) = s.strip_prefix("removed from the spec; ") {
+            return forgotten(rest)
+                .map(|f| Reason::RemovedFromSpec(Some(f)))
+                .ok_or_else(|| format!("unknown reason `{s}`"));
+        }
+        if let Some(f) = forgotten(s) {
+            return Ok(Reason::Forgotten(f));
+        }
+        [
+            Reason::RemovedFromSpec(None),
+            Reason::StillBeingDeleted,
+            Reason::DeletedOutsideEksnet,
+            Reason::ReplaceRequested,
+            Reason::AdoptingExistingVpc,
+            Reason::SettingsAlreadyInPlace,
+            Reason::FoundAfterInterruptedRun,
+        ]
+        .into_iter()
+        .find(|r| r.to_string() == s)
+        .ok_or_else(|| format!("unknown reason `{s}`"))
     }
-    let (add, change, replace, destroy) = plan.counts();
-    let _ = writeln!(
-        out,
-        "{}Plan:{} {add} to add, {change} to change, {replace} to replace, {destroy} to destroy.",
-        p.bold, p.reset
-    );
-    out
 }
 
-fn render_attrs(out: &mut String, c: &PlannedChange, p: Palette) {
-    let empty = serde_json::Map::new();
-    let before = c
-        .before
-        .as_ref()
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
-    let after = c
-        .after
-        .as_ref()
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
-    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    let width = keys.iter().map(|k| k.len()).max().unwrap_or(0);
-    for key in keys {
-        let (b, a) = (before.get(key), after.get(key));
-        let forces = if c.replace_because.contains(key) {
-            format!(" {}# forces replacement{}", p.red, p.reset)
-        } else {
-            String::new()
-        };
-        match (c.action, b, a) {
-            (Action::Create, _, Some(a)) => {
-                let _ = writeln!(
-                    out,
-                    "      {}+{} {key:width$} = {}",
-                    p.green,
-                    p.reset,
-                    show(a)
-                );
-            }
-            (Action::Delete, Some(b), _) => {
-                let _ = writeln!(
-                    out,
-                    "      {}-{} {key:width$} = {}",
-                    p.red,
-                    p.reset,
-                    show(b)
-                );
-            }
-            (_, Some(b), Some(a)) if b != a => match (b, a) {
-                (Value::Object(bm), Value::Object(am)) if !value::is_unknown(a) => {
-                    let _ = writeln!(
-                        out,
-                        "      {}~{} {key:width$} = {{{forces}",
-                        p.yellow, p.reset
-                    );
-                    let mut ks: Vec<&String> = bm.keys().chain(am.keys()).collect();
-                    ks.sort();
-                    ks.dedup();
-                    for k in ks {
-                        match (bm.get(k), am.get(k)) {
-                            (Some(x), Some(y)) if x != y => {
-                                let _ = writeln!(
-                                    out,
-                                    "          {}~{} {:?} = {} -> {}",
-                                    p.yellow,
-                                    p.reset,
-                                    k,
-                                    show(x),
-                                    show(y)
-                                );
-                            }
-                            (None, Some(y)) => {
-                                let _ = writeln!(
-                                    out,
-                                    "          {}+{} {:?} = {}",
-                                    p.green,
-                                    p.reset,
-                                    k,
-                                    show(y)
-                                );
-                            }
-                            (Some(x), None) => {
-                                let _ = writeln!(
-                                    out,
-                                    "          {}-{} {:?} = {}",
-                                    p.red,
-                                    p.reset,
-                                    k,
-                                    show(x)
-                                );
-                            }
-                            _ => {}
-                        }
-                    }
-                    let _ = writeln!(out, "        }}");
-                }
-                (Value::String(x), Value::String(y)) if x.contains('\n') && y.contains('\n') => {
-                    let _ = writeln!(
-                        out,
-                        "      {}~{} {key:width$} = {} -> {}{forces}",
-                        p.yellow,
-                        p.reset,
-                        show(b),
-                        show(a)
-                    );
-                    let diff = similar::TextDiff::from_lines(x.as_str(), y.as_str());
-                    for line in diff.unified_diff().context_radius(1).to_string().lines() {
-                        let _ = writeln!(out, "          {line}");
-                    }
-                }
-                _ => {
-                    let _ = writeln!(
-                        out,
-                        "      {}~{} {key:width$} = {} -> {}{forces}",
-                        p.yellow,
-                        p.reset,
-                        show(b),
-                        show(a)
-                    );
-                }
-            },
-            (_, None, Some(a)) => {
-                let _ = writeln!(
-                    out,
-                    "      {}+{} {key:width$} = {}{forces}",
-                    p.green,
-                    p.reset,
-                    show(a)
-                );
-            }
-            _ => {}
+impl From<Reason> for String {
+    fn from(r: Reason) -> String {
+        r.to_string()
+    }
+}
+
+impl TryFrom<String> for Reason {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::Kind;
+
+    /// Saved plans carry reasons as text: every reason reads back as itself.
+    #[test]
+    fn every_reason_round_trips_through_its_text() {
+        let all = [
+            Reason::RemovedFromSpec(None),
+            Reason::RemovedFromSpec(Some(Forgotten::Adopted)),
+            Reason::RemovedFromSpec(Some(Forgotten::AlreadyGone)),
+            Reason::Forgotten(Forgotten::Adopted),
+            Reason::Forgotten(Forgotten::AlreadyGone),
+            Reason::StillBeingDeleted,
+            Reason::DeletedOutsideEksnet,
+            Reason::ReplaceRequested,
+            Reason::AdoptingExistingVpc,
+            Reason::SettingsAlreadyInPlace,
+            Reason::FoundAfterInterruptedRun,
+            Reason::InReplacedBlock(ResourceAddr::new(Kind::CidrBlock, "pods")),
+        ];
+        for r in all {
+            let json = serde_json::to_value(&r).unwrap();
+            assert!(json.is_string(), "{json}");
+            assert_eq!(serde_json::from_value::<Reason>(json).unwrap(), r);
         }
+        assert!("no such reason".parse::<Reason>().is_err());
     }
 }

@@ -4,17 +4,14 @@
 use crate::addr::{Kind, ResourceAddr};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::graph::DependencyGraph;
-use crate::plan::{Action, Plan, PlannedChange, PLAN_FORMAT};
-use crate::resources::{self, Observed};
+use crate::plan::{Action, Forgotten, Plan, PlannedChange, Reason, PLAN_FORMAT};
+use crate::resources::{self, Observed, ObservedState};
 use crate::spec::Spec;
 use crate::state::{ResourceStatus, StateSnapshot};
 use crate::value;
 use ipnet::Ipv4Net;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-/// What refresh saw: `None` = looked up and absent. A missing key = not looked up (absent).
-pub type ObservedState = BTreeMap<ResourceAddr, Option<Observed>>;
+use std::collections::{BTreeSet, HashMap};
 
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
@@ -23,12 +20,11 @@ pub struct PlanOptions {
     pub replace: Vec<ResourceAddr>,
 }
 
-/// Attributes compared as sets: AWS may return them in another order.
-const SET_ATTRS: &[&str] = &["subnet_ids", "security_group_ids", "managed_policy_arns"];
-
-fn normalize(key: &str, v: &Value) -> Value {
+/// A value as compared: the kind's set-valued attributes sorted (AWS may return them in
+/// another order).
+fn normalize(kind: Kind, key: &str, v: &Value) -> Value {
     match v {
-        Value::Array(items) if SET_ATTRS.contains(&key) => {
+        Value::Array(items) if resources::facts(kind).set_valued.contains(&key) => {
             let mut items = items.clone();
             items.sort_by_key(|a| a.to_string());
             Value::Array(items)
@@ -51,15 +47,6 @@ fn is_empty_value(v: &Value) -> bool {
         Value::Object(m) => m.is_empty(),
         _ => false,
     }
-}
-
-/// Resolves references against outputs known at plan time.
-pub fn resolve_attrs(attrs: &Value, known: &HashMap<ResourceAddr, Value>) -> Value {
-    value::resolve(attrs, &|r| {
-        known
-            .get(&r.addr)
-            .and_then(|o| value::lookup_path(o, &r.path))
-    })
 }
 
 pub fn plan(
@@ -131,30 +118,35 @@ fn plan_destroy(
             continue;
         };
         let live = observed.get(&addr).cloned().flatten();
-        out.push(removal(&addr, prior, live.as_ref(), None));
+        out.push(removal(&addr, prior, live.as_ref(), false));
     }
     out
 }
 
 /// The change that takes a resource out: deleted, or only forgotten when eksnet must not (an
-/// adopted VPC) or cannot (already gone) delete it. `why` prefixes the reason.
+/// adopted VPC) or cannot (already gone) delete it.
 fn removal(
     addr: &ResourceAddr,
     prior: &crate::state::StateResource,
     live: Option<&Observed>,
-    why: Option<&str>,
+    removed_from_spec: bool,
 ) -> PlannedChange {
-    let (action, detail) = if resources::is_adopted(addr, &prior.attrs) {
-        (Action::Forget, Some("adopted, so never deleted by eksnet"))
+    let forgotten = if resources::is_adopted(addr, &prior.attrs) {
+        Some(Forgotten::Adopted)
     } else if live.is_none() {
-        (Action::Forget, Some("already gone"))
+        Some(Forgotten::AlreadyGone)
     } else {
-        (Action::Delete, None)
+        None
     };
-    let reason = match (why, detail) {
-        (Some(w), Some(d)) => Some(format!("{w}; {d}")),
-        (Some(w), None) => Some(w.to_string()),
-        (None, d) => d.map(String::from),
+    let action = if forgotten.is_some() {
+        Action::Forget
+    } else {
+        Action::Delete
+    };
+    let reason = if removed_from_spec {
+        Some(Reason::RemovedFromSpec(forgotten))
+    } else {
+        forgotten.map(Reason::Forgotten)
     };
     PlannedChange {
         addr: addr.clone(),
@@ -194,12 +186,7 @@ fn plan_apply(
         let Some(r) = spec.get(&addr) else {
             // Removed from the spec: delete what the state holds.
             let Some(prior) = prior else { continue };
-            out.push(removal(
-                &addr,
-                prior,
-                live.as_ref(),
-                Some("removed from the spec"),
-            ));
+            out.push(removal(&addr, prior, live.as_ref(), true));
             continue;
         };
         // What AWS has not told yet but the spec does (a new subnet's literal AZ, a role's
@@ -266,12 +253,9 @@ fn plan_apply(
                 }
                 change.action = Action::Create;
                 if going {
-                    change.reason = Some(
-                        "it is still being deleted; it is created again once that has finished"
-                            .into(),
-                    );
+                    change.reason = Some(Reason::StillBeingDeleted);
                 } else if prior.is_some_and(|p| p.status == ResourceStatus::Present) {
-                    change.reason = Some("deleted outside eksnet".into());
+                    change.reason = Some(Reason::DeletedOutsideEksnet);
                 }
             }
             Some(obs) => {
@@ -327,7 +311,7 @@ fn plan_apply(
                             continue;
                         };
                         if value::is_unknown(want_v)
-                            || normalize(key, want_v) != normalize(key, &have)
+                            || normalize(addr.kind, key, want_v) != normalize(addr.kind, key, &have)
                         {
                             changed.push(key.clone());
                         }
@@ -337,7 +321,9 @@ fn plan_apply(
                     if let Value::Object(last) = &p.attrs {
                         for (key, last_v) in last {
                             if let Some(live_v) = obs.attrs.get(key) {
-                                if normalize(key, live_v) != normalize(key, last_v) {
+                                if normalize(addr.kind, key, live_v)
+                                    != normalize(addr.kind, key, last_v)
+                                {
                                     change.drift.push(key.clone());
                                 }
                             }
@@ -358,7 +344,7 @@ fn plan_apply(
                 }
                 let forced: Vec<String> = changed
                     .iter()
-                    .filter(|k| resources::force_new(addr.kind).contains(&k.as_str()))
+                    .filter(|k| resources::facts(addr.kind).force_new.contains(&k.as_str()))
                     .cloned()
                     .collect();
                 let mut before = obs.attrs.clone();
@@ -373,7 +359,8 @@ fn plan_apply(
                 // A set equal to what AWS has, in another order, is no change: show and send
                 // it in AWS's order, so an update for another reason does not list it.
                 if let Some(Value::Object(after)) = change.after.as_mut() {
-                    for key in SET_ATTRS
+                    for key in resources::facts(addr.kind)
+                        .set_valued
                         .iter()
                         .filter(|k| !changed.iter().any(|c| c == *k))
                     {
@@ -387,7 +374,7 @@ fn plan_apply(
                 change.observed_outputs = Some(obs.outputs.clone());
                 let replace_requested = opts.replace.contains(&addr);
                 change.action = if replace_requested && !adopted {
-                    change.reason = Some("replacement requested with --replace".into());
+                    change.reason = Some(Reason::ReplaceRequested);
                     Action::Replace
                 } else if !forced.is_empty() && !adopted {
                     change.replace_because = forced;
@@ -396,11 +383,11 @@ fn plan_apply(
                     Action::Update
                 } else if prior.is_none_or(|p| p.status != ResourceStatus::Present) {
                     change.reason = Some(if adopted {
-                        "adopting existing VPC".into()
+                        Reason::AdoptingExistingVpc
                     } else if addr.kind == Kind::AwsNode {
-                        "the settings are already in place".into()
+                        Reason::SettingsAlreadyInPlace
                     } else {
-                        "found in AWS after an interrupted run".into()
+                        Reason::FoundAfterInterruptedRun
                     });
                     Action::Adopt
                 } else {
@@ -413,9 +400,7 @@ fn plan_apply(
                     && matches!(change.action, Action::NoOp | Action::Update | Action::Adopt)
                 {
                     if let Some(block) = replaced_block_holding(&out, &obs.attrs) {
-                        change.reason = Some(format!(
-                            "it lies in {block}, which is replaced, and AWS cannot disassociate a block that still has subnets"
-                        ));
+                        change.reason = Some(Reason::InReplacedBlock(block));
                         change.action = Action::Replace;
                     }
                 }

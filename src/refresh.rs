@@ -7,8 +7,7 @@
 use crate::addr::{Kind, ResourceAddr};
 use crate::events::Event;
 use crate::graph::DependencyGraph;
-use crate::planner::{resolve_attrs, ObservedState};
-use crate::resources::{self, Ctx, Lookup, ResourceError};
+use crate::resources::{self, Ctx, Lookup, ObservedState, ResourceError};
 use crate::spec::Spec;
 use crate::state::{ResourceStatus, StateSnapshot};
 use crate::value;
@@ -44,9 +43,10 @@ async fn refresh_batch(ctx: &Ctx, lookups: Vec<Lookup>) -> Result<ObservedState,
         by_kind.entry(l.addr.kind).or_default().push(l);
     }
     let clusters = by_kind.remove(&Kind::Cluster).unwrap_or_default();
-    let kube: Vec<(Kind, Vec<Lookup>)> = [Kind::AwsNode, Kind::EniConfig]
-        .into_iter()
-        .filter_map(|k| Some((k, by_kind.remove(&k)?)))
+    let kube: Vec<(Kind, Vec<Lookup>)> = Kind::ALL
+        .iter()
+        .filter(|k| resources::facts(**k).kubernetes)
+        .filter_map(|k| Some((*k, by_kind.remove(k)?)))
         .collect();
     let aws_reads = futures::future::try_join_all(
         by_kind
@@ -76,24 +76,11 @@ async fn refresh_batch(ctx: &Ctx, lookups: Vec<Lookup>) -> Result<ObservedState,
     Ok(out)
 }
 
-/// The attributes a kind's lookup by natural key uses (see each kind's `refresh`). A
-/// resource can be looked up as soon as these are known, without waiting for every
-/// dependency: a cluster named in the spec is read in the same wave as its VPC and roles.
-fn key_fields(kind: Kind) -> &'static [&'static str] {
-    match kind {
-        Kind::Vpc => &["id", "stack_name"],
-        Kind::Subnet | Kind::CidrBlock => &["vpc_id", "cidr_block"],
-        Kind::IamRole | Kind::Cluster => &["name"],
-        Kind::Nodegroup => &["cluster_name", "name"],
-        Kind::AwsNode => &["cluster_name", "env"],
-        Kind::EniConfig => &["cluster_name", "name", "annotate_nodes"],
-    }
-}
-
 /// True when every key field is known. A missing field counts as known (it is optional or
 /// the lookup does without it), an unresolved reference anywhere inside it does not.
 fn key_known(kind: Kind, attrs: &Value) -> bool {
-    key_fields(kind)
+    resources::facts(kind)
+        .lookup_key
         .iter()
         .all(|f| !contains_unknown(attrs.get(*f).unwrap_or(&Value::Null)))
 }
@@ -178,7 +165,7 @@ pub async fn refresh_importing(
                 decided = true;
                 continue;
             }
-            let attrs = resolve_attrs(&desired_raw(&a), &known);
+            let attrs = value::resolve_known(&desired_raw(&a), &known);
             let deps_settled = || {
                 graph
                     .dependencies(&a)
@@ -260,7 +247,7 @@ async fn recheck_intents(
         let lookups: Vec<Lookup> = missing
             .iter()
             .filter_map(|a| {
-                let attrs = resolve_attrs(&spec.get(a)?.attrs, &known);
+                let attrs = value::resolve_known(&spec.get(a)?.attrs, &known);
                 Some(Lookup {
                     addr: a.clone(),
                     cloud_id: None,

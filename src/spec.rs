@@ -2,202 +2,14 @@
 //! and into the plain attribute maps the planner diffs. Parsing never stops at the first bad
 //! resource: every resource is deserialised on its own so that all errors come out together.
 
-use crate::addr::{Kind, ResourceAddr};
+use crate::addr::{valid_resource_name, Kind, ResourceAddr};
 use crate::diag::{Diagnostic, Diagnostics, Location, SourceMap};
+use crate::resources::{BuildError, ResourceConfig};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::Digest;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-
-/// A VPC: adopted by id (never deleted) or created by a CloudFormation stack.
-#[derive(Debug, Clone, Deserialize, Serialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct VpcConfig {
-    /// Adopt an existing VPC by id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stack_name: Option<String>,
-    /// Template path, relative to the spec file.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub template_file: Option<String>,
-    /// Template URL (CloudFormation fetches it; must be an S3 URL on real AWS).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub template_url: Option<String>,
-    /// Only the parameters listed are compared with the stack; the template's defaults cover
-    /// the rest, so dropping one from the spec is not a change.
-    #[serde(default)]
-    pub parameters: BTreeMap<String, String>,
-    /// The VPC's primary block, when known; used to validate secondary blocks before any call.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cidr_block: Option<String>,
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CidrBlockConfig {
-    pub vpc_id: String,
-    pub cidr_block: String,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SubnetConfig {
-    pub vpc_id: String,
-    pub cidr_block: String,
-    pub availability_zone: String,
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    pub fn to_vec(&self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => vec![s.clone()],
-            OneOrMany::Many(v) => v.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct IamRoleConfig {
-    pub name: String,
-    /// Service principal(s) allowed to assume the role, e.g. `eks.amazonaws.com`.
-    pub assume_role_service: Option<OneOrMany>,
-    /// A full trust policy document (JSON text), instead of `assume_role_service`.
-    pub assume_role_policy: Option<String>,
-    /// Managed policy names (`AmazonEKSClusterPolicy`) or ARNs.
-    #[serde(default)]
-    pub managed_policies: Vec<String>,
-    pub path: Option<String>,
-    pub description: Option<String>,
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterConfig {
-    pub name: String,
-    pub role_arn: String,
-    pub subnet_ids: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    #[serde(default = "default_ip_family")]
-    pub ip_family: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub security_group_ids: Vec<String>,
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
-}
-
-fn default_ip_family() -> String {
-    "ipv4".into()
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Scaling {
-    pub min_size: i64,
-    pub max_size: i64,
-    pub desired_size: i64,
-}
-
-impl Default for Scaling {
-    // EKS's own defaults for create-nodegroup without --scaling-config.
-    fn default() -> Self {
-        Scaling {
-            min_size: 1,
-            max_size: 2,
-            desired_size: 2,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodegroupConfig {
-    pub cluster_name: String,
-    pub name: String,
-    pub node_role_arn: String,
-    pub subnet_ids: Vec<String>,
-    #[serde(default = "default_instance_types")]
-    pub instance_types: Vec<String>,
-    #[serde(default)]
-    pub scaling: Scaling,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ami_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub capacity_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub disk_size: Option<i64>,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
-}
-
-fn default_instance_types() -> Vec<String> {
-    vec!["t3.medium".into()]
-}
-
-/// `[aws_node.NAME]`: the VPC CNI settings of one cluster (env of the `aws-node` DaemonSet).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AwsNodeConfig {
-    pub cluster_name: String,
-    /// `AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG`.
-    #[serde(default = "yes")]
-    pub custom_network: bool,
-    /// `label` (nodes pick the ENIConfig named by a node label, `ENI_CONFIG_LABEL_DEF`) or
-    /// `annotation` (nodes are annotated `k8s.amazonaws.com/eniConfig=NAME`).
-    #[serde(default = "default_selection")]
-    pub eni_config_selection: String,
-    /// The node label naming the ENIConfig in `label` mode.
-    #[serde(default = "default_label")]
-    pub eni_config_label: String,
-    /// Any other env entries of the `aws-node` container.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-}
-
-fn yes() -> bool {
-    true
-}
-fn default_selection() -> String {
-    "label".into()
-}
-fn default_label() -> String {
-    "topology.kubernetes.io/zone".into()
-}
-
-/// `[eni_config.NAME]`: one ENIConfig (cluster-scoped custom resource).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct EniConfigConfig {
-    pub cluster_name: String,
-    /// The pod subnet, usually `${subnet.X.id}`.
-    pub subnet_id: String,
-    /// Object name; defaults to the subnet's AZ (what label mode expects).
-    pub name: Option<String>,
-    /// Pod security groups; default: the cluster security group.
-    pub security_group_ids: Option<Vec<String>>,
-    /// Annotation mode: nodes with these labels get `k8s.amazonaws.com/eniConfig=<name>`.
-    #[serde(default)]
-    pub annotate_nodes: BTreeMap<String, String>,
-}
 
 /// `[settings]`: region and wait timeouts.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
@@ -208,19 +20,6 @@ pub struct Settings {
     /// Per-kind wait timeouts in seconds (`vpc`, `cidr_block`, `cluster`, `nodegroup`).
     #[serde(default)]
     pub timeouts: BTreeMap<String, u64>,
-}
-
-/// Typed config of one resource.
-#[derive(Debug, Clone)]
-pub enum ResourceConfig {
-    Vpc(VpcConfig),
-    CidrBlock(CidrBlockConfig),
-    Subnet(SubnetConfig),
-    IamRole(IamRoleConfig),
-    Cluster(ClusterConfig),
-    Nodegroup(NodegroupConfig),
-    AwsNode(AwsNodeConfig),
-    EniConfig(EniConfigConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -281,10 +80,9 @@ impl Spec {
                 .is_empty()
                 .then(|| s.to_string());
         };
-        let mirrored = matches!(
-            (r.addr.kind, r.path_string().as_str()),
-            (Kind::Cluster | Kind::IamRole, "name") | (Kind::Subnet, "availability_zone")
-        );
+        let mirrored = crate::resources::facts(r.addr.kind)
+            .mirrored_outputs
+            .contains(&r.path_string().as_str());
         let literal = self.get(&r.addr)?.attrs.get(r.path_string())?.as_str()?;
         (mirrored && crate::value::references_in_str(literal).is_empty())
             .then(|| literal.to_string())
@@ -388,6 +186,8 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
 
     let mut settings = Settings::default();
     let mut resources = BTreeMap::new();
+    // Files a resource names (a stack's template) are relative to the spec.
+    let spec_dir = path.parent().unwrap_or(Path::new("."));
     for (key, value) in table.get_ref().iter() {
         let top = key.get_ref().as_ref();
         let key_loc = Some(map.location(key.span().start));
@@ -441,7 +241,8 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
                 continue;
             }
             let addr = ResourceAddr::new(kind, name);
-            match build_resource(kind, body.clone(), path) {
+            let table = toml::de::ValueDeserializer::from(body.clone());
+            match crate::resources::build(kind, table, spec_dir) {
                 Ok((config, attrs)) => {
                     resources.insert(
                         addr.clone(),
@@ -453,12 +254,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
                     );
                 }
                 Err(BuildError::De(e)) => diags.push(de_error(&map, &locations, &dotted, e)),
-                Err(BuildError::Other(key, msg)) => {
-                    let full = format!("{dotted}.{key}");
-                    let loc = locations.get(&full).cloned().or(loc);
-                    diags.push(Diagnostic::error(msg).at(loc, full));
-                }
-                Err(BuildError::Several(errors)) => {
+                Err(BuildError::Invalid(errors)) => {
                     for (key, msg) in errors {
                         let full = format!("{dotted}.{key}");
                         let at = locations.get(&full).cloned().or(loc.clone());
@@ -478,20 +274,6 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
         resources,
         locations,
     })
-}
-
-pub fn valid_resource_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
-enum BuildError {
-    De(toml::de::Error),
-    Other(&'static str, String),
-    /// Every problem of one resource, each with its key.
-    Several(Vec<(&'static str, String)>),
 }
 
 fn deserialize<T: DeserializeOwned>(
@@ -537,85 +319,6 @@ fn plain_types(message: &str) -> String {
     ]
     .iter()
     .fold(message.to_string(), |m, (from, to)| m.replace(from, to))
-}
-
-fn to_attrs<T: Serialize>(config: &T) -> Value {
-    serde_json::to_value(config).unwrap_or(Value::Null)
-}
-
-fn build_resource(
-    kind: Kind,
-    body: toml::Spanned<toml::de::DeValue<'_>>,
-    spec_path: &Path,
-) -> Result<(ResourceConfig, Value), BuildError> {
-    Ok(match kind {
-        Kind::Vpc => {
-            let c: VpcConfig = deserialize(body).map_err(BuildError::De)?;
-            let mut attrs = to_attrs(&c);
-            if let (Some(_), Value::Object(m)) = (&c.id, &mut attrs) {
-                // An adopted VPC has no stack settings to show or compare.
-                m.remove("parameters");
-                m.remove("tags");
-            }
-            if let (Some(file), Value::Object(m)) = (&c.template_file, &mut attrs) {
-                let base = spec_path.parent().unwrap_or(Path::new("."));
-                let full = base.join(file);
-                let text = std::fs::read_to_string(&full).map_err(|e| {
-                    BuildError::Other(
-                        "template_file",
-                        format!("cannot read template `{}`: {e}", full.display()),
-                    )
-                })?;
-                // The body itself is what is applied (a saved plan must not pick up later edits
-                // to the file); the digest makes a changed template visible in a plan.
-                m.insert("template_body".into(), Value::String(text));
-            }
-            (ResourceConfig::Vpc(c), attrs)
-        }
-        Kind::CidrBlock => {
-            let c: CidrBlockConfig = deserialize(body).map_err(BuildError::De)?;
-            let attrs = to_attrs(&c);
-            (ResourceConfig::CidrBlock(c), attrs)
-        }
-        Kind::Subnet => {
-            let c: SubnetConfig = deserialize(body).map_err(BuildError::De)?;
-            let attrs = to_attrs(&c);
-            (ResourceConfig::Subnet(c), attrs)
-        }
-        Kind::IamRole => {
-            let c: IamRoleConfig = deserialize(body).map_err(BuildError::De)?;
-            let attrs = crate::resources::iam_role::desired_attrs(&c)
-                .map_err(|(k, m)| BuildError::Other(k, m))?;
-            (ResourceConfig::IamRole(c), attrs)
-        }
-        Kind::Cluster => {
-            let c: ClusterConfig = deserialize(body).map_err(BuildError::De)?;
-            let attrs = to_attrs(&c);
-            (ResourceConfig::Cluster(c), attrs)
-        }
-        Kind::Nodegroup => {
-            let c: NodegroupConfig = deserialize(body).map_err(BuildError::De)?;
-            let attrs = to_attrs(&c);
-            (ResourceConfig::Nodegroup(c), attrs)
-        }
-        Kind::AwsNode => {
-            let c: AwsNodeConfig = deserialize(body).map_err(BuildError::De)?;
-            let attrs = crate::resources::aws_node::desired_attrs(&c);
-            (ResourceConfig::AwsNode(c), attrs)
-        }
-        Kind::EniConfig => {
-            let c: EniConfigConfig = deserialize(body).map_err(BuildError::De)?;
-            let attrs =
-                crate::resources::eni_config::desired_attrs(&c).map_err(BuildError::Several)?;
-            (ResourceConfig::EniConfig(c), attrs)
-        }
-    })
-}
-
-/// Short digest for display and change detection of large text values.
-pub fn digest(text: &str) -> String {
-    let d = sha2::Sha256::digest(text.as_bytes());
-    d.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 fn record_locations(

@@ -4,7 +4,8 @@
 use crate::addr::Kind;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::resources;
-use crate::spec::{ResourceConfig, Spec};
+use crate::resources::ResourceConfig;
+use crate::spec::Spec;
 use crate::value;
 use ipnet::Ipv4Net;
 use serde_json::Value;
@@ -186,7 +187,7 @@ fn check_references(spec: &Spec, d: &mut Diagnostics) {
                             reference.raw,
                             reference.addr.kind,
                             reference.path_string(),
-                            resources::outputs(reference.addr.kind).join(", ")
+                            resources::facts(reference.addr.kind).outputs.join(", ")
                         ),
                     ));
                 }

@@ -220,6 +220,23 @@ pub fn lookup_path(outputs: &Value, path: &[String]) -> Option<Value> {
     Some(cur.clone())
 }
 
+/// Resolves references against the outputs known so far; the rest stay `${...}`.
+pub fn resolve_known(
+    attrs: &Value,
+    known: &std::collections::HashMap<ResourceAddr, Value>,
+) -> Value {
+    resolve(attrs, &|r| {
+        known.get(&r.addr).and_then(|o| lookup_path(o, &r.path))
+    })
+}
+
+/// Short digest for display and change detection of large text values.
+pub fn digest(text: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(text.as_bytes());
+    d.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,8 +5,9 @@
 use crate::aws::AwsClients;
 use crate::kube::KubeConnector;
 use crate::resources::eni_config::{api_resource, NODE_ANNOTATION};
+use crate::resources::ResourceConfig;
 use crate::resources::ResourceError;
-use crate::spec::{ResourceConfig, Spec};
+use crate::spec::Spec;
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DynamicObject, ListParams};
@@ -32,7 +33,7 @@ impl ClusterReport {
 }
 
 fn kube_err(op: &'static str) -> impl Fn(kube::Error) -> ResourceError {
-    move |e| crate::kube::error(op, e)
+    move |e| crate::kube::error(op, e).into()
 }
 
 pub async fn verify(

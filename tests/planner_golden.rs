@@ -6,7 +6,7 @@
 //! - `observed.json` — what refresh saw: address → `{cloud_id, attrs, outputs, managed_by}` or
 //!   `null` (looked up, absent); an address left out was not looked up;
 //! - `options.json` (optional) — `{"destroy": bool, "replace": ["subnet.pod_a"]}`;
-//! - `expected.txt` — `eksnet::plan::render(&plan, Palette::PLAIN)`, or, when parsing,
+//! - `expected.txt` — `eksnet::render::render(&plan, Palette::PLAIN)`, or, when parsing,
 //!   validation, the graph or planning fails, the diagnostics (one per line) with paths made
 //!   relative to the package root. Plan warnings, if any, follow the rendered plan.
 //!
@@ -21,9 +21,10 @@
 use eksnet::addr::ResourceAddr;
 use eksnet::diag::Diagnostics;
 use eksnet::graph::DependencyGraph;
-use eksnet::plan::{render, Palette};
-use eksnet::planner::{ObservedState, PlanOptions};
+use eksnet::planner::PlanOptions;
+use eksnet::render::{render, Palette};
 use eksnet::resources::Observed;
+use eksnet::resources::ObservedState;
 use eksnet::state::StateSnapshot;
 use serde::Deserialize;
 use serde_json::Value;

@@ -6,14 +6,62 @@
 
 use super::{req_str, wait_until, Ctx, Lookup, Observed, Poll, ResourceError};
 use crate::addr::{Kind, ResourceAddr};
-use crate::spec::AwsNodeConfig;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
+use super::{Change, ImportId, KindFacts, ResourceKind};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Duration;
 
-pub const FORCE_NEW: &[&str] = &["cluster_name"];
-pub const OUTPUTS: &[&str] = &["image", "cni_version", "previous_env.*"];
+/// `[aws_node.NAME]`: the VPC CNI settings of one cluster (env of the `aws-node` DaemonSet).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsNodeConfig {
+    pub cluster_name: String,
+    /// `AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG`.
+    #[serde(default = "yes")]
+    pub custom_network: bool,
+    /// `label` (nodes pick the ENIConfig named by a node label, `ENI_CONFIG_LABEL_DEF`) or
+    /// `annotation` (nodes are annotated `k8s.amazonaws.com/eniConfig=NAME`).
+    #[serde(default = "default_selection")]
+    pub eni_config_selection: String,
+    /// The node label naming the ENIConfig in `label` mode.
+    #[serde(default = "default_label")]
+    pub eni_config_label: String,
+    /// Any other env entries of the `aws-node` container.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_selection() -> String {
+    "label".into()
+}
+fn default_label() -> String {
+    "topology.kubernetes.io/zone".into()
+}
+
+/// `[aws_node.NAME]`: see docs/spec.md.
+pub struct AwsNodeKind;
+
+const FACTS: KindFacts = KindFacts {
+    force_new: &["cluster_name"],
+    outputs: &["image", "cni_version", "previous_env.*"],
+    mirrored_outputs: &[],
+    identity: &["cluster_name"],
+    lookup_key: &["cluster_name", "env"],
+    set_valued: &[],
+    default_timeout: Duration::from_secs(10 * 60),
+    kubernetes: true,
+    import_id: ImportId::Never(
+        "needs no import: aws_node settings always apply to the DaemonSet EKS installed",
+    ),
+};
+
 
 pub const CUSTOM_NETWORK_ENV: &str = "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG";
 pub const LABEL_DEF_ENV: &str = "ENI_CONFIG_LABEL_DEF";
@@ -183,7 +231,7 @@ async fn patch_env(
         &Patch::Strategic(&patch),
     )
     .await
-    .map_err(|e| crate::kube::error("patch daemonset kube-system/aws-node", e))
+    .map_err(|e| crate::kube::error("patch daemonset kube-system/aws-node", e).into())
 }
 
 fn wanted_env(attrs: &Value) -> BTreeMap<String, String> {
@@ -285,4 +333,55 @@ pub async fn delete(
     // Put every entry back and drop the annotation: the DaemonSet is as eksnet found it.
     patch_env(&api, &prev, None).await?;
     Ok(())
+}
+
+impl ResourceKind for AwsNodeKind {
+    const FACTS: &'static KindFacts = &FACTS;
+    type Config = AwsNodeConfig;
+
+    fn desired_attrs(
+        c: &Self::Config,
+        _spec_dir: &Path,
+    ) -> Result<Value, Vec<(&'static str, String)>> {
+        Ok(desired_attrs(c))
+    }
+
+    async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
+        refresh(ctx, items).await
+    }
+
+    async fn create(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        attrs: &Value,
+    ) -> Result<Observed, ResourceError> {
+        create(ctx, addr, attrs).await
+    }
+
+    async fn update(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        change: Change<'_>,
+    ) -> Result<Observed, ResourceError> {
+        update(
+            ctx,
+            addr,
+            cloud_id,
+            change.before,
+            change.after,
+            change.prior_outputs,
+        )
+        .await
+    }
+
+    async fn delete(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        attrs: &Value,
+        prior_outputs: &Value,
+    ) -> Result<(), ResourceError> {
+        delete(ctx, addr, cloud_id, attrs, prior_outputs).await
+    }
 }

@@ -5,9 +5,32 @@ use super::{aws_error, req_str, wait_until, Ctx, Lookup, Observed, Poll, Resourc
 use crate::addr::{Kind, ResourceAddr};
 use aws_sdk_ec2::types::{Filter, Vpc, VpcCidrBlockAssociation};
 use serde_json::{json, Value};
+use super::{ImportId, KindFacts, ResourceKind};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
-pub const FORCE_NEW: &[&str] = &["vpc_id", "cidr_block"];
-pub const OUTPUTS: &[&str] = &["association_id", "cidr_block", "vpc_id"];
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CidrBlockConfig {
+    pub vpc_id: String,
+    pub cidr_block: String,
+}
+
+/// `[cidr_block.NAME]`: see docs/spec.md.
+pub struct CidrBlockKind;
+
+const FACTS: KindFacts = KindFacts {
+    force_new: &["vpc_id", "cidr_block"],
+    outputs: &["association_id", "cidr_block", "vpc_id"],
+    mirrored_outputs: &[],
+    identity: &["vpc_id", "cidr_block"],
+    lookup_key: &["vpc_id", "cidr_block"],
+    set_valued: &[],
+    default_timeout: Duration::from_secs(5 * 60),
+    kubernetes: false,
+    import_id: ImportId::Plain,
+};
+
 
 fn state_of(a: &VpcCidrBlockAssociation) -> &str {
     a.cidr_block_state()
@@ -177,4 +200,31 @@ pub async fn delete(
         },
     )
     .await
+}
+
+impl ResourceKind for CidrBlockKind {
+    const FACTS: &'static KindFacts = &FACTS;
+    type Config = CidrBlockConfig;
+
+    async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
+        refresh(ctx, items).await
+    }
+
+    async fn create(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        attrs: &Value,
+    ) -> Result<Observed, ResourceError> {
+        create(ctx, addr, attrs).await
+    }
+
+    async fn delete(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        attrs: &Value,
+        _prior_outputs: &Value,
+    ) -> Result<(), ResourceError> {
+        delete(ctx, addr, cloud_id, attrs).await
+    }
 }

@@ -11,15 +11,42 @@ use crate::events::Event;
 use aws_sdk_eks::types::{Cluster, IpFamily, KubernetesNetworkConfigRequest, VpcConfigRequest};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use super::{Change, ImportId, KindFacts, ResourceKind};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
-pub const FORCE_NEW: &[&str] = &[
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub role_arn: String,
+    pub subnet_ids: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default = "default_ip_family")]
+    pub ip_family: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_group_ids: Vec<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn default_ip_family() -> String {
+    "ipv4".into()
+}
+
+/// `[cluster.NAME]`: see docs/spec.md.
+pub struct ClusterKind;
+
+const FACTS: KindFacts = KindFacts {
+    force_new: &[
     "name",
     "role_arn",
     "subnet_ids",
     "ip_family",
     "security_group_ids",
-];
-pub const OUTPUTS: &[&str] = &[
+],
+    outputs: &[
     "name",
     "arn",
     "endpoint",
@@ -28,7 +55,16 @@ pub const OUTPUTS: &[&str] = &[
     "vpc_id",
     "version",
     "status",
-];
+],
+    mirrored_outputs: &["name"],
+    identity: &["name"],
+    lookup_key: &["name"],
+    set_valued: &["subnet_ids", "security_group_ids"],
+    default_timeout: Duration::from_secs(30 * 60),
+    kubernetes: false,
+    import_id: ImportId::Plain,
+};
+
 
 /// How long a freshly created role may take to become assumable by EKS.
 pub const IAM_PROPAGATION_WINDOW: Duration = Duration::from_secs(120);
@@ -129,13 +165,13 @@ pub fn request_token(ctx: &Ctx, addr: &ResourceAddr, attempt_key: &str) -> Strin
     let nonce = uuid::Uuid::new_v4();
     format!(
         "eksnet-{}",
-        crate::spec::digest(&format!("{}/{addr}/{attempt_key}/{nonce}", ctx.lineage))
+        crate::value::digest(&format!("{}/{addr}/{attempt_key}/{nonce}", ctx.lineage))
     )
 }
 
 /// True for the error EKS gives while a new role has not propagated yet.
 pub fn is_iam_propagation(err: &ResourceError) -> bool {
-    matches!(err, ResourceError::Aws { code, message, .. }
+    matches!(err, ResourceError::Aws(crate::aws::AwsError { code, message, .. })
         if code == "InvalidParameterException"
             && (message.contains("could not be assumed") || message.contains("trusted entity")))
 }
@@ -369,4 +405,49 @@ async fn wait_gone(ctx: &Ctx, addr: &ResourceAddr, name: &str) -> Result<(), Res
         },
     )
     .await
+}
+
+impl ResourceKind for ClusterKind {
+    const FACTS: &'static KindFacts = &FACTS;
+    type Config = ClusterConfig;
+
+    async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
+        refresh(ctx, items).await
+    }
+
+    async fn create(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        attrs: &Value,
+    ) -> Result<Observed, ResourceError> {
+        create(ctx, addr, attrs).await
+    }
+
+    async fn update(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        change: Change<'_>,
+    ) -> Result<Observed, ResourceError> {
+        update(ctx, addr, cloud_id, change.before, change.after).await
+    }
+
+    async fn delete(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        attrs: &Value,
+        _prior_outputs: &Value,
+    ) -> Result<(), ResourceError> {
+        delete(ctx, addr, cloud_id, attrs).await
+    }
+
+    async fn settle(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        _attrs: &Value,
+    ) -> Result<Option<Observed>, ResourceError> {
+        wait_active(ctx, addr, cloud_id).await.map(Some)
+    }
 }

@@ -5,15 +5,47 @@
 
 use super::{req_str, str_list, Ctx, Lookup, Observed, ResourceError};
 use crate::addr::ResourceAddr;
-use crate::spec::EniConfigConfig;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
+use super::{Change, ImportId, KindFacts, ResourceKind};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Duration;
 
-pub const FORCE_NEW: &[&str] = &["cluster_name", "name"];
-pub const OUTPUTS: &[&str] = &["name"];
+/// `[eni_config.NAME]`: one ENIConfig (cluster-scoped custom resource).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EniConfigConfig {
+    pub cluster_name: String,
+    /// The pod subnet, usually `${subnet.X.id}`.
+    pub subnet_id: String,
+    /// Object name; defaults to the subnet's AZ (what label mode expects).
+    pub name: Option<String>,
+    /// Pod security groups; default: the cluster security group.
+    pub security_group_ids: Option<Vec<String>>,
+    /// Annotation mode: nodes with these labels get `k8s.amazonaws.com/eniConfig=<name>`.
+    #[serde(default)]
+    pub annotate_nodes: BTreeMap<String, String>,
+}
+
+/// `[eni_config.NAME]`: see docs/spec.md.
+pub struct EniConfigKind;
+
+const FACTS: KindFacts = KindFacts {
+    force_new: &["cluster_name", "name"],
+    outputs: &["name"],
+    mirrored_outputs: &[],
+    identity: &["cluster_name", "name"],
+    lookup_key: &["cluster_name", "name", "annotate_nodes"],
+    set_valued: &["security_group_ids"],
+    default_timeout: Duration::from_secs(2 * 60),
+    kubernetes: true,
+    import_id: ImportId::ClusterSlashName,
+};
+
 pub const NODE_ANNOTATION: &str = "k8s.amazonaws.com/eniConfig";
 const STATE_ANNOTATION: &str = "eksnet.io/state";
 const ADDRESS_ANNOTATION: &str = "eksnet.io/address";
@@ -322,6 +354,49 @@ pub async fn delete(
     match api(client).delete(name, &Default::default()).await {
         Ok(_) => Ok(()),
         Err(e) if crate::kube::is_not_found(&e) => Ok(()),
-        Err(e) => Err(crate::kube::error("delete eniconfig", e)),
+        Err(e) => Err(crate::kube::error("delete eniconfig", e).into()),
+    }
+}
+
+impl ResourceKind for EniConfigKind {
+    const FACTS: &'static KindFacts = &FACTS;
+    type Config = EniConfigConfig;
+
+    fn desired_attrs(
+        c: &Self::Config,
+        _spec_dir: &Path,
+    ) -> Result<Value, Vec<(&'static str, String)>> {
+        desired_attrs(c)
+    }
+
+    async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
+        refresh(ctx, items).await
+    }
+
+    async fn create(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        attrs: &Value,
+    ) -> Result<Observed, ResourceError> {
+        create(ctx, addr, attrs).await
+    }
+
+    async fn update(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        change: Change<'_>,
+    ) -> Result<Observed, ResourceError> {
+        update(ctx, addr, cloud_id, change.before, change.after).await
+    }
+
+    async fn delete(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        attrs: &Value,
+        _prior_outputs: &Value,
+    ) -> Result<(), ResourceError> {
+        delete(ctx, addr, cloud_id, attrs).await
     }
 }

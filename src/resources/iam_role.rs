@@ -6,12 +6,62 @@ use super::{
     aws_error, req_str, split_tags, str_list, tag_changes, Ctx, Lookup, Observed, ResourceError,
 };
 use crate::addr::ResourceAddr;
-use crate::spec::IamRoleConfig;
 use aws_sdk_iam::types::Tag;
 use serde_json::{json, Map, Value};
+use super::{Change, ImportId, KindFacts, ResourceKind};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
 
-pub const FORCE_NEW: &[&str] = &["name", "path"];
-pub const OUTPUTS: &[&str] = &["arn", "name", "id"];
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IamRoleConfig {
+    pub name: String,
+    /// Service principal(s) allowed to assume the role, e.g. `eks.amazonaws.com`.
+    pub assume_role_service: Option<OneOrMany>,
+    /// A full trust policy document (JSON text), instead of `assume_role_service`.
+    pub assume_role_policy: Option<String>,
+    /// Managed policy names (`AmazonEKSClusterPolicy`) or ARNs.
+    #[serde(default)]
+    pub managed_policies: Vec<String>,
+    pub path: Option<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// `[iam_role.NAME]`: see docs/spec.md.
+pub struct IamRoleKind;
+
+const FACTS: KindFacts = KindFacts {
+    force_new: &["name", "path"],
+    outputs: &["arn", "name", "id"],
+    mirrored_outputs: &["name"],
+    identity: &["name"],
+    lookup_key: &["name"],
+    set_valued: &["managed_policy_arns"],
+    default_timeout: Duration::from_secs(2 * 60),
+    kubernetes: false,
+    import_id: ImportId::Plain,
+};
+
 
 /// Keys whose value is a string or a list of strings with set semantics.
 const SET_KEYS: &[&str] = &[
@@ -380,5 +430,48 @@ pub async fn delete(
                 Err(err)
             }
         }
+    }
+}
+
+impl ResourceKind for IamRoleKind {
+    const FACTS: &'static KindFacts = &FACTS;
+    type Config = IamRoleConfig;
+
+    fn desired_attrs(
+        c: &Self::Config,
+        _spec_dir: &Path,
+    ) -> Result<Value, Vec<(&'static str, String)>> {
+        desired_attrs(c).map_err(|e| vec![e])
+    }
+
+    async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
+        refresh(ctx, items).await
+    }
+
+    async fn create(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        attrs: &Value,
+    ) -> Result<Observed, ResourceError> {
+        create(ctx, addr, attrs).await
+    }
+
+    async fn update(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        change: Change<'_>,
+    ) -> Result<Observed, ResourceError> {
+        update(ctx, addr, cloud_id, change.before, change.after).await
+    }
+
+    async fn delete(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        attrs: &Value,
+        _prior_outputs: &Value,
+    ) -> Result<(), ResourceError> {
+        delete(ctx, addr, cloud_id, attrs).await
     }
 }

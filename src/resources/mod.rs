@@ -1,26 +1,258 @@
-//! Resource kinds. Each kind lives in one module with the same set of functions (refresh in
-//! batches, create, update, delete, which attributes force replacement, which outputs can be
-//! referenced); `dispatch` below is the one registry that maps a `Kind` to its module.
-
-pub mod aws_node;
-pub mod cidr_block;
-pub mod cluster;
-pub mod eni_config;
-pub mod iam_role;
-pub mod nodegroup;
-pub mod subnet;
-pub mod vpc;
+//! Resource kinds. Each kind lives in one module that owns everything about it: its spec
+//! config, its static facts (one `KindFacts` value) and its I/O (refresh in batches, create,
+//! update, delete, settle), behind the `ResourceKind` trait. `for_each_kind!` below is the one
+//! registry: a line per kind, from which the `Kind` enum, the typed config enum and the
+//! dispatch are generated. Adding a kind is a module and a line there.
 
 use crate::addr::{Kind, ResourceAddr};
-use crate::aws::AwsClients;
+use crate::aws::{AwsClients, AwsError};
 use crate::events::{Event, Reporter};
-use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use crate::kube::KubeError;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The registry of kinds: `Variant => module::Type`, in the order addresses sort (the order
+/// of ties in plans and of `state list`). The module's name is the spec's table name and the
+/// address prefix; `Type` implements `ResourceKind`. Calls `$then!` with the list.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! for_each_kind {
+    ($then:ident) => {
+        $crate::$then! {
+            Vpc => vpc::VpcKind,
+            CidrBlock => cidr_block::CidrBlockKind,
+            Subnet => subnet::SubnetKind,
+            IamRole => iam_role::IamRoleKind,
+            Cluster => cluster::ClusterKind,
+            Nodegroup => nodegroup::NodegroupKind,
+            /// The `aws-node` DaemonSet's settings (VPC CNI env) on one cluster.
+            AwsNode => aws_node::AwsNodeKind,
+            /// One `ENIConfig` custom resource.
+            EniConfig => eni_config::EniConfigKind,
+        }
+    };
+}
+
+/// How `eksnet import` takes the id of a kind's existing object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportId {
+    /// The object's own id (stack name, subnet id, role name, cluster name…).
+    Plain,
+    /// `CLUSTER/NAME`: the object lives inside a cluster.
+    ClusterSlashName,
+    /// Not importable; the text says why (it follows "`ADDR` ").
+    Never(&'static str),
+}
+
+/// What eksnet knows about a kind without asking anyone: one value per kind.
+#[derive(Debug)]
+pub struct KindFacts {
+    /// Attributes whose change forces a replacement.
+    pub force_new: &'static [&'static str],
+    /// The outputs a reference may name (`name.*`: any key below, e.g. `outputs.VpcId`).
+    pub outputs: &'static [&'static str],
+    /// Outputs that repeat an input of the same name: written as a literal in the spec, a
+    /// reference to one is known before apply (a cluster's `name`, a subnet's AZ).
+    pub mirrored_outputs: &'static [&'static str],
+    /// The attributes that make two resources the same object in AWS or Kubernetes.
+    pub identity: &'static [&'static str],
+    /// The attributes a lookup by natural key uses: a resource is read as soon as these are
+    /// known, without waiting for every dependency.
+    pub lookup_key: &'static [&'static str],
+    /// Attributes compared as sets: AWS may return them in another order.
+    pub set_valued: &'static [&'static str],
+    /// How long a wait for this kind may take by default (`[settings.timeouts]` overrides).
+    pub default_timeout: Duration,
+    /// Lives in the cluster's Kubernetes API: read after its cluster in a refresh wave.
+    pub kubernetes: bool,
+    pub import_id: ImportId,
+}
+
+/// One kind's config and I/O. Dispatch is static (the registry's `match`), so each future
+/// keeps its concrete type, `Send` included; no `dyn` is needed.
+#[allow(async_fn_in_trait)]
+pub trait ResourceKind {
+    const FACTS: &'static KindFacts;
+    /// The `[kind.NAME]` table (with `#[serde(deny_unknown_fields)]`).
+    type Config: DeserializeOwned + Serialize + Clone + std::fmt::Debug;
+
+    /// The attributes the planner diffs, from the config (references still `${...}`); errors
+    /// are (key inside the resource, message). An attribute not serialised is never compared.
+    fn desired_attrs(
+        config: &Self::Config,
+        _spec_dir: &Path,
+    ) -> Result<Value, Vec<(&'static str, String)>> {
+        Ok(serde_json::to_value(config).unwrap_or(Value::Null))
+    }
+
+    /// Looks up many resources; the answer is in the order of `items`. Answers by cloud id
+    /// or by natural key, with live attributes in the spec's shape and `eksnet:` tags split
+    /// off by `split_tags`.
+    async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError>;
+
+    /// Creates the object and waits until it is usable; `ctx.managed_tags` on everything
+    /// taggable.
+    async fn create(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        attrs: &Value,
+    ) -> Result<Observed, ResourceError>;
+
+    async fn update(
+        _ctx: &Ctx,
+        addr: &ResourceAddr,
+        _cloud_id: &str,
+        _change: Change<'_>,
+    ) -> Result<Observed, ResourceError> {
+        Err(ResourceError::NotUpdatable { kind: addr.kind })
+    }
+
+    /// Deletes and waits until gone; "not found" counts as deleted.
+    async fn delete(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        attrs: &Value,
+        prior_outputs: &Value,
+    ) -> Result<(), ResourceError>;
+
+    /// Brings a resource found by refresh (not created in this run) to a usable state before
+    /// anything is built on it: one interrupted mid-create is waited for. Returns fresh
+    /// observations when it waited.
+    async fn settle(
+        _ctx: &Ctx,
+        _addr: &ResourceAddr,
+        _cloud_id: &str,
+        _attrs: &Value,
+    ) -> Result<Option<Observed>, ResourceError> {
+        Ok(None)
+    }
+}
+
+/// An update's inputs: the attributes before and after, and the outputs the state recorded.
+#[derive(Clone, Copy)]
+pub struct Change<'a> {
+    pub before: &'a Value,
+    pub after: &'a Value,
+    pub prior_outputs: &'a Value,
+}
+
+/// Why a resource's table did not build (see `build`).
+pub enum BuildError<E> {
+    /// The table does not deserialise (unknown key, wrong type, missing field).
+    De(E),
+    /// The config is well-formed but unusable: (key inside the resource, message) each.
+    Invalid(Vec<(&'static str, String)>),
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! define_registry {
+    ($($(#[$doc:meta])* $variant:ident => $module:ident :: $ty:ident,)*) => {
+        $(pub mod $module;)*
+
+        /// Typed config of one resource.
+        #[derive(Debug, Clone)]
+        pub enum ResourceConfig {
+            $($variant(<$module::$ty as ResourceKind>::Config),)*
+        }
+
+        /// The static facts of a kind.
+        pub fn facts(kind: Kind) -> &'static KindFacts {
+            match kind {
+                $(Kind::$variant => <$module::$ty as ResourceKind>::FACTS,)*
+            }
+        }
+
+        /// Deserialises one `[kind.NAME]` table into its typed config and desired attributes.
+        pub fn build<'de, D: serde::Deserializer<'de>>(
+            kind: Kind,
+            table: D,
+            spec_dir: &Path,
+        ) -> Result<(ResourceConfig, Value), BuildError<D::Error>> {
+            match kind {
+                $(Kind::$variant => {
+                    let c = <<$module::$ty as ResourceKind>::Config as serde::Deserialize>::deserialize(table)
+                        .map_err(BuildError::De)?;
+                    let attrs = <$module::$ty as ResourceKind>::desired_attrs(&c, spec_dir)
+                        .map_err(BuildError::Invalid)?;
+                    Ok((ResourceConfig::$variant(c), attrs))
+                })*
+            }
+        }
+
+        /// Looks up many resources of one kind; the answer is in the order of `items`.
+        pub async fn refresh(
+            ctx: &Ctx,
+            kind: Kind,
+            items: &[Lookup],
+        ) -> Result<Vec<Option<Observed>>, ResourceError> {
+            match kind {
+                $(Kind::$variant => <$module::$ty as ResourceKind>::refresh(ctx, items).await,)*
+            }
+        }
+
+        pub async fn create(
+            ctx: &Ctx,
+            addr: &ResourceAddr,
+            attrs: &Value,
+        ) -> Result<Observed, ResourceError> {
+            match addr.kind {
+                $(Kind::$variant => <$module::$ty as ResourceKind>::create(ctx, addr, attrs).await,)*
+            }
+        }
+
+        pub async fn update(
+            ctx: &Ctx,
+            addr: &ResourceAddr,
+            cloud_id: &str,
+            change: Change<'_>,
+        ) -> Result<Observed, ResourceError> {
+            match addr.kind {
+                $(Kind::$variant => {
+                    <$module::$ty as ResourceKind>::update(ctx, addr, cloud_id, change).await
+                })*
+            }
+        }
+
+        pub async fn delete(
+            ctx: &Ctx,
+            addr: &ResourceAddr,
+            cloud_id: &str,
+            attrs: &Value,
+            prior_outputs: &Value,
+        ) -> Result<(), ResourceError> {
+            match addr.kind {
+                $(Kind::$variant => {
+                    <$module::$ty as ResourceKind>::delete(ctx, addr, cloud_id, attrs, prior_outputs)
+                        .await
+                })*
+            }
+        }
+
+        /// See `ResourceKind::settle`.
+        pub async fn settle(
+            ctx: &Ctx,
+            addr: &ResourceAddr,
+            cloud_id: &str,
+            attrs: &Value,
+        ) -> Result<Option<Observed>, ResourceError> {
+            match addr.kind {
+                $(Kind::$variant => {
+                    <$module::$ty as ResourceKind>::settle(ctx, addr, cloud_id, attrs).await
+                })*
+            }
+        }
+    };
+}
+
+crate::for_each_kind!(define_registry);
 
 /// Tag keys eksnet puts on everything taggable, so that a resource created just before a crash
 /// can be found and adopted by the next run instead of being created twice.
@@ -30,13 +262,12 @@ pub const TAG_ADDRESS: &str = "eksnet:address";
 /// Errors of one resource operation.
 #[derive(Debug, thiserror::Error)]
 pub enum ResourceError {
-    /// AWS answered with an error.
-    #[error("{operation} failed: {code}: {message}")]
-    Aws {
-        operation: &'static str,
-        code: String,
-        message: String,
-    },
+    /// AWS answered with an error, or did not answer.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    /// The cluster's Kubernetes API answered with an error, or could not be reached.
+    #[error(transparent)]
+    Kube(#[from] KubeError),
     /// A wait ran out of time.
     #[error("timed out after {waited_secs}s waiting for {what} (last status: {status}); AWS goes on, and the next run picks it up where it is; to wait longer, set `[settings] timeouts = {{ {kind} = SECONDS }}`")]
     Timeout {
@@ -53,57 +284,51 @@ pub enum ResourceError {
         status: String,
         reason: Option<String>,
     },
-    /// The resource's inputs or AWS's answer are not usable.
+    /// The resolved attributes lack one the operation needs (validation and the planner
+    /// should have caught it earlier).
+    #[error("missing attribute `{0}`")]
+    MissingAttribute(String),
+    /// A create or update went through but the object could not be read afterwards.
+    #[error("{what} could not be read back")]
+    NotReadBack { what: String },
+    /// The object went away between two requests of one operation.
+    #[error("{what} disappeared")]
+    Disappeared { what: String },
+    /// The cluster whose Kubernetes API holds the object does not exist.
+    #[error("cluster `{cluster}` does not exist")]
+    NoCluster { cluster: String },
+    /// The kind has no attribute that changes in place (the planner replaces instead).
+    #[error("a {kind} has no updatable attributes")]
+    NotUpdatable { kind: Kind },
+    /// AWS's answer or the inputs are unusable in a way none of the above says.
     #[error("{0}")]
     Invalid(String),
 }
 
 impl ResourceError {
+    /// AWS's error code, for AWS errors.
     pub fn code(&self) -> Option<&str> {
         match self {
-            ResourceError::Aws { code, .. } => Some(code),
+            ResourceError::Aws(e) => Some(&e.code),
             _ => None,
         }
     }
 }
 
 /// Converts an SDK error into a `ResourceError` naming the operation and AWS's error code.
-pub fn aws_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> ResourceError
+pub fn aws_error<E, R>(
+    operation: &'static str,
+    err: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> ResourceError
 where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + std::error::Error
+        + Send
+        + Sync
+        + 'static,
     R: std::fmt::Debug,
 {
-    match err {
-        SdkError::ServiceError(se) => {
-            let e = se.into_err();
-            ResourceError::Aws {
-                operation,
-                code: e.code().unwrap_or("Unknown").to_string(),
-                message: e.message().unwrap_or("").to_string(),
-            }
-        }
-        // No answer from AWS (no network, DNS, TLS, timeout, credentials): the outer errors
-        // only say "dispatch failure"; the cause is at the end of the chain.
-        other => ResourceError::Aws {
-            operation,
-            code: "RequestFailed".to_string(),
-            message: error_chain(&other),
-        },
-    }
-}
-
-/// An error and its sources, outermost first, each once.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = vec![err.to_string()];
-    let mut next = err.source();
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
+    ResourceError::Aws(crate::aws::aws_error(operation, err))
 }
 
 /// What one refresh of a resource found.
@@ -117,6 +342,9 @@ pub struct Observed {
     /// Lineage from the `eksnet:state` tag, when the resource carries one.
     pub managed_by: Option<String>,
 }
+
+/// What refresh saw: `None` = looked up and absent. A missing key = not looked up (absent).
+pub type ObservedState = BTreeMap<ResourceAddr, Option<Observed>>;
 
 /// One resource to look up: by cloud id when the state has one, otherwise by its natural key
 /// (name, CIDR…) taken from the resolved desired attributes.
@@ -152,7 +380,7 @@ impl Ctx {
         self.timeouts
             .get(&kind)
             .copied()
-            .unwrap_or_else(|| default_timeout(kind))
+            .unwrap_or(facts(kind).default_timeout)
     }
 
     /// Tags every created resource carries, merged under the user's tags.
@@ -164,151 +392,28 @@ impl Ctx {
     }
 }
 
-/// Defaults follow real AWS timings (EKS control plane 10–15 min) with room to spare, like
-/// Terraform's: cluster 30 min, nodegroup 60 min.
-pub fn default_timeout(kind: Kind) -> Duration {
-    Duration::from_secs(match kind {
-        Kind::Vpc => 30 * 60,
-        Kind::CidrBlock => 5 * 60,
-        Kind::Subnet => 5 * 60,
-        Kind::IamRole => 2 * 60,
-        Kind::Cluster => 30 * 60,
-        Kind::Nodegroup => 60 * 60,
-        // EKS installs aws-node shortly after the control plane is ACTIVE.
-        Kind::AwsNode => 10 * 60,
-        Kind::EniConfig => 2 * 60,
-    })
-}
-
-/// Attributes whose change forces a replacement.
-pub fn force_new(kind: Kind) -> &'static [&'static str] {
-    match kind {
-        Kind::Vpc => vpc::FORCE_NEW,
-        Kind::CidrBlock => cidr_block::FORCE_NEW,
-        Kind::Subnet => subnet::FORCE_NEW,
-        Kind::IamRole => iam_role::FORCE_NEW,
-        Kind::Cluster => cluster::FORCE_NEW,
-        Kind::Nodegroup => nodegroup::FORCE_NEW,
-        Kind::AwsNode => aws_node::FORCE_NEW,
-        Kind::EniConfig => eni_config::FORCE_NEW,
-    }
-}
-
 /// What makes two resources of a kind the same object in AWS or Kubernetes: two addresses
 /// with one identity would write one object twice, the second silently taking over the first.
 /// `None` while a field is still unknown, or for a VPC eksnet does not create.
 pub fn identity(kind: Kind, attrs: &Value) -> Option<String> {
-    let fields: &[&str] = match kind {
-        Kind::Vpc => &["stack_name"],
-        Kind::Subnet | Kind::CidrBlock => &["vpc_id", "cidr_block"],
-        Kind::IamRole | Kind::Cluster => &["name"],
-        Kind::Nodegroup | Kind::EniConfig => &["cluster_name", "name"],
-        Kind::AwsNode => &["cluster_name"],
-    };
-    let parts: Option<Vec<&str>> = fields
+    let parts: Option<Vec<&str>> = facts(kind)
+        .identity
         .iter()
         .map(|f| str_attr(attrs, f).filter(|v| !crate::value::is_unknown(&Value::from(*v))))
         .collect();
     parts.map(|p| p.join("/"))
 }
 
-/// Output names a reference may start with (`*` = any key below, e.g. `outputs.VpcId`).
-pub fn outputs(kind: Kind) -> &'static [&'static str] {
-    match kind {
-        Kind::Vpc => vpc::OUTPUTS,
-        Kind::CidrBlock => cidr_block::OUTPUTS,
-        Kind::Subnet => subnet::OUTPUTS,
-        Kind::IamRole => iam_role::OUTPUTS,
-        Kind::Cluster => cluster::OUTPUTS,
-        Kind::Nodegroup => nodegroup::OUTPUTS,
-        Kind::AwsNode => aws_node::OUTPUTS,
-        Kind::EniConfig => eni_config::OUTPUTS,
-    }
-}
-
 /// Checks a reference path against a kind's outputs: exact names, or `name.*` for maps.
 pub fn valid_output_path(kind: Kind, path: &[String]) -> bool {
     let joined = path.join(".");
-    outputs(kind).iter().any(|o| match o.strip_suffix(".*") {
-        Some(prefix) => joined.starts_with(&format!("{prefix}.")),
-        None => joined == *o,
-    })
-}
-
-/// Looks up many resources of one kind; the answer is in the order of `items`.
-pub async fn refresh(
-    ctx: &Ctx,
-    kind: Kind,
-    items: &[Lookup],
-) -> Result<Vec<Option<Observed>>, ResourceError> {
-    match kind {
-        Kind::Vpc => vpc::refresh(ctx, items).await,
-        Kind::CidrBlock => cidr_block::refresh(ctx, items).await,
-        Kind::Subnet => subnet::refresh(ctx, items).await,
-        Kind::IamRole => iam_role::refresh(ctx, items).await,
-        Kind::Cluster => cluster::refresh(ctx, items).await,
-        Kind::Nodegroup => nodegroup::refresh(ctx, items).await,
-        Kind::AwsNode => aws_node::refresh(ctx, items).await,
-        Kind::EniConfig => eni_config::refresh(ctx, items).await,
-    }
-}
-
-pub async fn create(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    attrs: &Value,
-) -> Result<Observed, ResourceError> {
-    match addr.kind {
-        Kind::Vpc => vpc::create(ctx, addr, attrs).await,
-        Kind::CidrBlock => cidr_block::create(ctx, addr, attrs).await,
-        Kind::Subnet => subnet::create(ctx, addr, attrs).await,
-        Kind::IamRole => iam_role::create(ctx, addr, attrs).await,
-        Kind::Cluster => cluster::create(ctx, addr, attrs).await,
-        Kind::Nodegroup => nodegroup::create(ctx, addr, attrs).await,
-        Kind::AwsNode => aws_node::create(ctx, addr, attrs).await,
-        Kind::EniConfig => eni_config::create(ctx, addr, attrs).await,
-    }
-}
-
-pub async fn update(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    cloud_id: &str,
-    before: &Value,
-    after: &Value,
-    prior_outputs: &Value,
-) -> Result<Observed, ResourceError> {
-    match addr.kind {
-        Kind::Vpc => vpc::update(ctx, addr, cloud_id, before, after).await,
-        Kind::CidrBlock => Err(ResourceError::Invalid(
-            "a CIDR association has no updatable attributes".into(),
-        )),
-        Kind::Subnet => subnet::update(ctx, addr, cloud_id, before, after).await,
-        Kind::IamRole => iam_role::update(ctx, addr, cloud_id, before, after).await,
-        Kind::Cluster => cluster::update(ctx, addr, cloud_id, before, after).await,
-        Kind::Nodegroup => nodegroup::update(ctx, addr, cloud_id, before, after).await,
-        Kind::AwsNode => aws_node::update(ctx, addr, cloud_id, before, after, prior_outputs).await,
-        Kind::EniConfig => eni_config::update(ctx, addr, cloud_id, before, after).await,
-    }
-}
-
-pub async fn delete(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    cloud_id: &str,
-    attrs: &Value,
-    prior_outputs: &Value,
-) -> Result<(), ResourceError> {
-    match addr.kind {
-        Kind::Vpc => vpc::delete(ctx, addr, cloud_id, attrs).await,
-        Kind::CidrBlock => cidr_block::delete(ctx, addr, cloud_id, attrs).await,
-        Kind::Subnet => subnet::delete(ctx, addr, cloud_id, attrs).await,
-        Kind::IamRole => iam_role::delete(ctx, addr, cloud_id, attrs).await,
-        Kind::Cluster => cluster::delete(ctx, addr, cloud_id, attrs).await,
-        Kind::Nodegroup => nodegroup::delete(ctx, addr, cloud_id, attrs).await,
-        Kind::AwsNode => aws_node::delete(ctx, addr, cloud_id, attrs, prior_outputs).await,
-        Kind::EniConfig => eni_config::delete(ctx, addr, cloud_id, attrs).await,
-    }
+    facts(kind)
+        .outputs
+        .iter()
+        .any(|o| match o.strip_suffix(".*") {
+            Some(prefix) => joined.starts_with(&format!("{prefix}.")),
+            None => joined == *o,
+        })
 }
 
 /// The error for a reference whose producer exists but lacks that output (AWS did not return
@@ -329,23 +434,6 @@ pub fn missing_output(r: &crate::value::Reference) -> String {
     }
 }
 
-/// Brings a resource found by refresh (not created in this run) to a usable state before
-/// anything is built on it: a cluster, nodegroup or stack interrupted mid-create is waited for.
-/// Returns fresh observations when it waited.
-pub async fn settle(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    cloud_id: &str,
-    attrs: &Value,
-) -> Result<Option<Observed>, ResourceError> {
-    match addr.kind {
-        Kind::Cluster => cluster::wait_active(ctx, addr, cloud_id).await.map(Some),
-        Kind::Nodegroup => nodegroup::settle(ctx, addr, cloud_id).await,
-        Kind::Vpc => vpc::settle(ctx, addr, cloud_id, attrs).await,
-        _ => Ok(None),
-    }
-}
-
 /// True for resources eksnet only reads and records, never creates or deletes (adopted VPC).
 pub fn is_adopted(addr: &ResourceAddr, attrs: &Value) -> bool {
     addr.kind == Kind::Vpc && attrs.get("id").is_some_and(|v| !v.is_null())
@@ -358,7 +446,7 @@ pub fn str_attr<'a>(attrs: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 pub fn req_str<'a>(attrs: &'a Value, key: &str) -> Result<&'a str, ResourceError> {
-    str_attr(attrs, key).ok_or_else(|| ResourceError::Invalid(format!("missing attribute `{key}`")))
+    str_attr(attrs, key).ok_or_else(|| ResourceError::MissingAttribute(key.to_string()))
 }
 
 pub fn str_list(attrs: &Value, key: &str) -> Vec<String> {
@@ -471,6 +559,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diag::error_chain;
     use crate::kube::{KubeAccess, KubeConnector};
     use std::sync::Mutex;
 

@@ -9,8 +9,62 @@ use super::{
 use crate::addr::{Kind, ResourceAddr};
 use aws_sdk_eks::types::{AmiTypes, CapacityTypes, Nodegroup, NodegroupScalingConfig};
 use serde_json::{json, Value};
+use super::{Change, ImportId, KindFacts, ResourceKind};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
-pub const FORCE_NEW: &[&str] = &[
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Scaling {
+    pub min_size: i64,
+    pub max_size: i64,
+    pub desired_size: i64,
+}
+
+impl Default for Scaling {
+    // EKS's own defaults for create-nodegroup without --scaling-config.
+    fn default() -> Self {
+        Scaling {
+            min_size: 1,
+            max_size: 2,
+            desired_size: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodegroupConfig {
+    pub cluster_name: String,
+    pub name: String,
+    pub node_role_arn: String,
+    pub subnet_ids: Vec<String>,
+    #[serde(default = "default_instance_types")]
+    pub instance_types: Vec<String>,
+    #[serde(default)]
+    pub scaling: Scaling,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ami_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_size: Option<i64>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn default_instance_types() -> Vec<String> {
+    vec!["t3.medium".into()]
+}
+
+/// `[nodegroup.NAME]`: see docs/spec.md.
+pub struct NodegroupKind;
+
+const FACTS: KindFacts = KindFacts {
+    force_new: &[
     "cluster_name",
     "name",
     "node_role_arn",
@@ -19,8 +73,17 @@ pub const FORCE_NEW: &[&str] = &[
     "ami_type",
     "capacity_type",
     "disk_size",
-];
-pub const OUTPUTS: &[&str] = &["name", "arn", "status", "cluster_name"];
+],
+    outputs: &["name", "arn", "status", "cluster_name"],
+    mirrored_outputs: &[],
+    identity: &["cluster_name", "name"],
+    lookup_key: &["cluster_name", "name"],
+    set_valued: &["subnet_ids"],
+    default_timeout: Duration::from_secs(60 * 60),
+    kubernetes: false,
+    import_id: ImportId::ClusterSlashName,
+};
+
 
 fn split_id(id: &str) -> Result<(&str, &str), ResourceError> {
     id.split_once('/')
@@ -361,4 +424,49 @@ async fn wait_gone(
         },
     )
     .await
+}
+
+impl ResourceKind for NodegroupKind {
+    const FACTS: &'static KindFacts = &FACTS;
+    type Config = NodegroupConfig;
+
+    async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
+        refresh(ctx, items).await
+    }
+
+    async fn create(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        attrs: &Value,
+    ) -> Result<Observed, ResourceError> {
+        create(ctx, addr, attrs).await
+    }
+
+    async fn update(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        change: Change<'_>,
+    ) -> Result<Observed, ResourceError> {
+        update(ctx, addr, cloud_id, change.before, change.after).await
+    }
+
+    async fn delete(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        attrs: &Value,
+        _prior_outputs: &Value,
+    ) -> Result<(), ResourceError> {
+        delete(ctx, addr, cloud_id, attrs).await
+    }
+
+    async fn settle(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        _attrs: &Value,
+    ) -> Result<Option<Observed>, ResourceError> {
+        settle(ctx, addr, cloud_id).await
+    }
 }

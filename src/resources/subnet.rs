@@ -9,9 +9,35 @@ use crate::events::Event;
 use aws_sdk_ec2::types::{Filter, ResourceType, Subnet, Tag, TagSpecification};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use super::{Change, ImportId, KindFacts, ResourceKind};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
-pub const FORCE_NEW: &[&str] = &["vpc_id", "cidr_block", "availability_zone"];
-pub const OUTPUTS: &[&str] = &["id", "arn", "availability_zone", "cidr_block", "vpc_id"];
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubnetConfig {
+    pub vpc_id: String,
+    pub cidr_block: String,
+    pub availability_zone: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// `[subnet.NAME]`: see docs/spec.md.
+pub struct SubnetKind;
+
+const FACTS: KindFacts = KindFacts {
+    force_new: &["vpc_id", "cidr_block", "availability_zone"],
+    outputs: &["id", "arn", "availability_zone", "cidr_block", "vpc_id"],
+    mirrored_outputs: &["availability_zone"],
+    identity: &["vpc_id", "cidr_block"],
+    lookup_key: &["vpc_id", "cidr_block"],
+    set_valued: &[],
+    default_timeout: Duration::from_secs(5 * 60),
+    kubernetes: false,
+    import_id: ImportId::Plain,
+};
+
 
 fn observe(s: &Subnet) -> Option<Observed> {
     let id = s.subnet_id()?.to_string();
@@ -318,4 +344,40 @@ async fn delete_available_enis(ctx: &Ctx, subnet: &str) -> Result<(), ResourceEr
         }
     }
     Ok(())
+}
+
+impl ResourceKind for SubnetKind {
+    const FACTS: &'static KindFacts = &FACTS;
+    type Config = SubnetConfig;
+
+    async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
+        refresh(ctx, items).await
+    }
+
+    async fn create(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        attrs: &Value,
+    ) -> Result<Observed, ResourceError> {
+        create(ctx, addr, attrs).await
+    }
+
+    async fn update(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        change: Change<'_>,
+    ) -> Result<Observed, ResourceError> {
+        update(ctx, addr, cloud_id, change.before, change.after).await
+    }
+
+    async fn delete(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        attrs: &Value,
+        _prior_outputs: &Value,
+    ) -> Result<(), ResourceError> {
+        delete(ctx, addr, cloud_id, attrs).await
+    }
 }

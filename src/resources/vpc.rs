@@ -10,9 +10,44 @@ use crate::addr::{Kind, ResourceAddr};
 use aws_sdk_cloudformation::types::{Capability, Parameter, Stack, StackResource, Tag};
 use aws_sdk_ec2::types::{Filter, Subnet, Vpc};
 use serde_json::{json, Map, Value};
+use super::{Change, ImportId, KindFacts, ResourceKind};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
 
-pub const FORCE_NEW: &[&str] = &["id", "stack_name"];
-pub const OUTPUTS: &[&str] = &[
+/// A VPC: adopted by id (never deleted) or created by a CloudFormation stack.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct VpcConfig {
+    /// Adopt an existing VPC by id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack_name: Option<String>,
+    /// Template path, relative to the spec file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_file: Option<String>,
+    /// Template URL (CloudFormation fetches it; must be an S3 URL on real AWS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_url: Option<String>,
+    /// Only the parameters listed are compared with the stack; the template's defaults cover
+    /// the rest, so dropping one from the spec is not a change.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+    /// The VPC's primary block, when known; used to validate secondary blocks before any call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cidr_block: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// `[vpc.NAME]`: see docs/spec.md.
+pub struct VpcKind;
+
+const FACTS: KindFacts = KindFacts {
+    force_new: &["id", "stack_name"],
+    outputs: &[
     "id",
     "cidr_block",
     "cidr_blocks",
@@ -21,7 +56,16 @@ pub const OUTPUTS: &[&str] = &[
     "resources.*",
     "subnets.*",
     "subnet_azs.*",
-];
+],
+    mirrored_outputs: &[],
+    identity: &["stack_name"],
+    lookup_key: &["id", "stack_name"],
+    set_valued: &[],
+    default_timeout: Duration::from_secs(30 * 60),
+    kubernetes: false,
+    import_id: ImportId::Plain,
+};
+
 
 fn subnet_json(s: &Subnet) -> Value {
     json!({
@@ -152,7 +196,7 @@ async fn describe_stack(ctx: &Ctx, name: &str) -> Result<Option<Stack>, Resource
         Err(e) => {
             let err = aws_error("DescribeStacks", e);
             match &err {
-                ResourceError::Aws { code, message, .. }
+                ResourceError::Aws(crate::aws::AwsError { code, message, .. })
                     if code == "ValidationError" && message.contains("does not exist") =>
                 {
                     Ok(None)
@@ -475,7 +519,7 @@ pub async fn update(
         Err(e) => {
             let err = aws_error("UpdateStack", e);
             // CloudFormation refuses an update that changes nothing; that is success here.
-            let noop = matches!(&err, ResourceError::Aws { message, .. } if message.contains("No updates are to be performed"));
+            let noop = matches!(&err, ResourceError::Aws(crate::aws::AwsError { message, .. }) if message.contains("No updates are to be performed"));
             if !noop {
                 return Err(err);
             }
@@ -516,4 +560,79 @@ pub async fn delete(
         return Ok(());
     }
     wait_stack(ctx, addr, cloud_id, "DELETE_COMPLETE").await
+}
+
+/// Spec config → attributes. A template file is read here: its body is what is applied (a
+/// saved plan must not pick up later edits to the file), and its digest makes a changed
+/// template visible in a plan.
+fn desired_attrs(c: &VpcConfig, spec_dir: &Path) -> Result<Value, Vec<(&'static str, String)>> {
+    let mut attrs = serde_json::to_value(c).unwrap_or(Value::Null);
+    if let (Some(_), Value::Object(m)) = (&c.id, &mut attrs) {
+        // An adopted VPC has no stack settings to show or compare.
+        m.remove("parameters");
+        m.remove("tags");
+    }
+    if let (Some(file), Value::Object(m)) = (&c.template_file, &mut attrs) {
+        let full = spec_dir.join(file);
+        let text = std::fs::read_to_string(&full).map_err(|e| {
+            vec![(
+                "template_file",
+                format!("cannot read template `{}`: {e}", full.display()),
+            )]
+        })?;
+        m.insert("template_body".into(), Value::String(text));
+    }
+    Ok(attrs)
+}
+
+impl ResourceKind for VpcKind {
+    const FACTS: &'static KindFacts = &FACTS;
+    type Config = VpcConfig;
+
+    fn desired_attrs(
+        c: &Self::Config,
+        spec_dir: &Path,
+    ) -> Result<Value, Vec<(&'static str, String)>> {
+        desired_attrs(c, spec_dir)
+    }
+
+    async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
+        refresh(ctx, items).await
+    }
+
+    async fn create(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        attrs: &Value,
+    ) -> Result<Observed, ResourceError> {
+        create(ctx, addr, attrs).await
+    }
+
+    async fn update(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        change: Change<'_>,
+    ) -> Result<Observed, ResourceError> {
+        update(ctx, addr, cloud_id, change.before, change.after).await
+    }
+
+    async fn delete(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        attrs: &Value,
+        _prior_outputs: &Value,
+    ) -> Result<(), ResourceError> {
+        delete(ctx, addr, cloud_id, attrs).await
+    }
+
+    async fn settle(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        attrs: &Value,
+    ) -> Result<Option<Observed>, ResourceError> {
+        settle(ctx, addr, cloud_id, attrs).await
+    }
 }

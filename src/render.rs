@@ -1,0 +1,262 @@
+//! Rendering of a plan for people, like Terraform's: one block per change, attribute lines
+//! with `+ ~ -`. The plan itself is a value (`plan`); this is one view of it.
+
+use crate::plan::{Action, Plan, PlannedChange};
+use crate::value;
+use serde_json::Value;
+use std::fmt::Write;
+
+/// Colours for the terminal; all empty when colour is off (`NO_COLOR`, not a terminal).
+#[derive(Clone, Copy)]
+pub struct Palette {
+    pub green: &'static str,
+    pub yellow: &'static str,
+    pub red: &'static str,
+    pub bold: &'static str,
+    pub reset: &'static str,
+}
+
+impl Palette {
+    pub const PLAIN: Palette = Palette {
+        green: "",
+        yellow: "",
+        red: "",
+        bold: "",
+        reset: "",
+    };
+    pub const ANSI: Palette = Palette {
+        green: "\x1b[32m",
+        yellow: "\x1b[33m",
+        red: "\x1b[31m",
+        bold: "\x1b[1m",
+        reset: "\x1b[0m",
+    };
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) if value::is_unknown(v) && s.starts_with("${") && s.ends_with('}') => {
+            "(known after apply)".to_string()
+        }
+        Value::String(s) if s.contains('\n') || s.len() > 120 => format!(
+            "<{} lines, sha256:{}>",
+            s.lines().count(),
+            crate::value::digest(s)
+        ),
+        Value::Array(items) if value::is_unknown(v) => {
+            let parts: Vec<String> = items.iter().map(show).collect();
+            format!("[{}]", parts.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Renders the plan like Terraform: one block per change, attribute lines with `+ ~ -`.
+pub fn render(plan: &Plan, p: Palette) -> String {
+    let mut out = String::new();
+    let drifted: Vec<&PlannedChange> = plan
+        .changes
+        .iter()
+        .filter(|c| !c.drift.is_empty())
+        .collect();
+    if !drifted.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}Note: objects have changed outside of eksnet{}\n",
+            p.bold, p.reset
+        );
+        for c in &drifted {
+            let _ = writeln!(
+                out,
+                "  # {} ({}): {} changed outside eksnet",
+                c.addr,
+                c.cloud_id.as_deref().unwrap_or("-"),
+                c.drift.join(", ")
+            );
+        }
+        out.push('\n');
+    }
+    let changes: Vec<&PlannedChange> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action.is_change())
+        .collect();
+    if changes.is_empty() {
+        out.push_str("No changes. Your infrastructure matches the spec.\n");
+        return out;
+    }
+    out.push_str("eksnet will perform the following actions:\n\n");
+    for c in changes {
+        let (color, verb) = match c.action {
+            Action::Create => (p.green, "will be created".to_string()),
+            Action::Update => (p.yellow, "will be updated in place".to_string()),
+            Action::Replace => (p.red, "must be replaced".to_string()),
+            Action::Delete => (p.red, "will be destroyed".to_string()),
+            Action::Adopt => (
+                p.green,
+                "will be recorded in the state (no change in AWS)".to_string(),
+            ),
+            Action::Forget => (
+                p.yellow,
+                "will be removed from the state (no change in AWS)".to_string(),
+            ),
+            Action::NoOp => ("", String::new()),
+        };
+        let reason = c
+            .reason
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  {}# {}{} {verb}{reason}", p.bold, c.addr, p.reset);
+        let id = c
+            .cloud_id
+            .as_deref()
+            .map(|i| format!(" [id={i}]"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{color}{:>3}{} {}{id}",
+            c.action.symbol(),
+            p.reset,
+            c.addr
+        );
+        render_attrs(&mut out, c, p);
+        out.push('\n');
+    }
+    let (add, change, replace, destroy) = plan.counts();
+    let _ = writeln!(
+        out,
+        "{}Plan:{} {add} to add, {change} to change, {replace} to replace, {destroy} to destroy.",
+        p.bold, p.reset
+    );
+    out
+}
+
+fn render_attrs(out: &mut String, c: &PlannedChange, p: Palette) {
+    let empty = serde_json::Map::new();
+    let before = c
+        .before
+        .as_ref()
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let after = c
+        .after
+        .as_ref()
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let width = keys.iter().map(|k| k.len()).max().unwrap_or(0);
+    for key in keys {
+        let (b, a) = (before.get(key), after.get(key));
+        let forces = if c.replace_because.contains(key) {
+            format!(" {}# forces replacement{}", p.red, p.reset)
+        } else {
+            String::new()
+        };
+        match (c.action, b, a) {
+            (Action::Create, _, Some(a)) => {
+                let _ = writeln!(
+                    out,
+                    "      {}+{} {key:width$} = {}",
+                    p.green,
+                    p.reset,
+                    show(a)
+                );
+            }
+            (Action::Delete, Some(b), _) => {
+                let _ = writeln!(
+                    out,
+                    "      {}-{} {key:width$} = {}",
+                    p.red,
+                    p.reset,
+                    show(b)
+                );
+            }
+            (_, Some(b), Some(a)) if b != a => match (b, a) {
+                (Value::Object(bm), Value::Object(am)) if !value::is_unknown(a) => {
+                    let _ = writeln!(
+                        out,
+                        "      {}~{} {key:width$} = {{{forces}",
+                        p.yellow, p.reset
+                    );
+                    let mut ks: Vec<&String> = bm.keys().chain(am.keys()).collect();
+                    ks.sort();
+                    ks.dedup();
+                    for k in ks {
+                        match (bm.get(k), am.get(k)) {
+                            (Some(x), Some(y)) if x != y => {
+                                let _ = writeln!(
+                                    out,
+                                    "          {}~{} {:?} = {} -> {}",
+                                    p.yellow,
+                                    p.reset,
+                                    k,
+                                    show(x),
+                                    show(y)
+                                );
+                            }
+                            (None, Some(y)) => {
+                                let _ = writeln!(
+                                    out,
+                                    "          {}+{} {:?} = {}",
+                                    p.green,
+                                    p.reset,
+                                    k,
+                                    show(y)
+                                );
+                            }
+                            (Some(x), None) => {
+                                let _ = writeln!(
+                                    out,
+                                    "          {}-{} {:?} = {}",
+                                    p.red,
+                                    p.reset,
+                                    k,
+                                    show(x)
+                                );
+                            }
+                            _ => {}
+                        }
+                    }
+                    let _ = writeln!(out, "        }}");
+                }
+                (Value::String(x), Value::String(y)) if x.contains('\n') && y.contains('\n') => {
+                    let _ = writeln!(
+                        out,
+                        "      {}~{} {key:width$} = {} -> {}{forces}",
+                        p.yellow,
+                        p.reset,
+                        show(b),
+                        show(a)
+                    );
+                    let diff = similar::TextDiff::from_lines(x.as_str(), y.as_str());
+                    for line in diff.unified_diff().context_radius(1).to_string().lines() {
+                        let _ = writeln!(out, "          {line}");
+                    }
+                }
+                _ => {
+                    let _ = writeln!(
+                        out,
+                        "      {}~{} {key:width$} = {} -> {}{forces}",
+                        p.yellow,
+                        p.reset,
+                        show(b),
+                        show(a)
+                    );
+                }
+            },
+            (_, None, Some(a)) => {
+                let _ = writeln!(
+                    out,
+                    "      {}+{} {key:width$} = {}{forces}",
+                    p.green,
+                    p.reset,
+                    show(a)
+                );
+            }
+            _ => {}
+        }
+    }
+}
