@@ -164,7 +164,9 @@ async fn wait_for_daemonset(
         .kube
         .client(&ctx.aws, cluster)
         .await?
-        .ok_or_else(|| ResourceError::Invalid(format!("cluster `{cluster}` does not exist")))?;
+        .ok_or_else(|| ResourceError::NoCluster {
+            cluster: cluster.to_string(),
+        })?;
     let api = daemonsets(client);
     let ds = wait_until(
         ctx,

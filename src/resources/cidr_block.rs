@@ -137,11 +137,17 @@ pub async fn create(
         .await
         .map_err(|e| aws_error("AssociateVpcCidrBlock", e))?;
     let assoc = out.cidr_block_association().ok_or_else(|| {
-        ResourceError::Invalid("AssociateVpcCidrBlock returned no association".into())
+        ResourceError::IncompleteAnswer {
+            operation: "AssociateVpcCidrBlock",
+            lacks: "association",
+        }
     })?;
     let id = assoc
         .association_id()
-        .ok_or_else(|| ResourceError::Invalid("association without id".into()))?
+        .ok_or_else(|| ResourceError::IncompleteAnswer {
+            operation: "AssociateVpcCidrBlock",
+            lacks: "association id",
+        })?
         .to_string();
     wait_until(
         ctx,
@@ -158,7 +164,10 @@ pub async fn create(
         },
     )
     .await?;
-    observe(vpc, assoc).ok_or_else(|| ResourceError::Invalid("association without id".into()))
+    observe(vpc, assoc).ok_or_else(|| ResourceError::IncompleteAnswer {
+            operation: "AssociateVpcCidrBlock",
+            lacks: "association id",
+        })
 }
 
 pub async fn delete(

@@ -237,7 +237,9 @@ pub(crate) async fn wait_active(
         },
     )
     .await?
-    .ok_or_else(|| ResourceError::Invalid(format!("cluster {name} could not be read back")))
+    .ok_or_else(|| ResourceError::NotReadBack {
+            what: format!("cluster {name}"),
+        })
 }
 
 pub async fn create(
@@ -327,7 +329,9 @@ pub async fn update(
     }
     let current = describe(ctx, cloud_id)
         .await?
-        .ok_or_else(|| ResourceError::Invalid(format!("cluster {cloud_id} disappeared")))?;
+        .ok_or_else(|| ResourceError::Disappeared {
+            what: format!("cluster {cloud_id}"),
+        })?;
     if let Some(arn) = current.arn() {
         update_tags(ctx, arn, before, after).await?;
     }

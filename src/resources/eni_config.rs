@@ -221,7 +221,9 @@ async fn client_for(ctx: &Ctx, cluster: &str) -> Result<kube::Client, ResourceEr
     ctx.kube
         .client(&ctx.aws, cluster)
         .await?
-        .ok_or_else(|| ResourceError::Invalid(format!("cluster `{cluster}` does not exist")))
+        .ok_or_else(|| ResourceError::NoCluster {
+            cluster: cluster.to_string(),
+        })
 }
 
 fn selector(attrs: &Value) -> Option<String> {

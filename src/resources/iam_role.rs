@@ -263,7 +263,7 @@ fn policy_text(attrs: &Value) -> Result<String, ResourceError> {
     attrs
         .get("assume_role_policy")
         .map(|p| p.to_string())
-        .ok_or_else(|| ResourceError::Invalid("missing attribute `assume_role_policy`".into()))
+        .ok_or_else(|| ResourceError::MissingAttribute("assume_role_policy".into()))
 }
 
 pub async fn create(
@@ -290,7 +290,9 @@ pub async fn create(
     }
     read(ctx, name)
         .await?
-        .ok_or_else(|| ResourceError::Invalid(format!("role {name} could not be read back")))
+        .ok_or_else(|| ResourceError::NotReadBack {
+            what: format!("role {name}"),
+        })
 }
 
 async fn attach(ctx: &Ctx, role: &str, arn: &str) -> Result<(), ResourceError> {
@@ -385,7 +387,9 @@ pub async fn update(
     }
     read(ctx, cloud_id)
         .await?
-        .ok_or_else(|| ResourceError::Invalid(format!("role {cloud_id} disappeared")))
+        .ok_or_else(|| ResourceError::Disappeared {
+            what: format!("role {cloud_id}"),
+        })
 }
 
 /// Detaches every managed policy and deletes inline ones first: IAM refuses to delete a role

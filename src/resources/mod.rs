@@ -294,6 +294,12 @@ pub enum ResourceError {
     /// The object went away between two requests of one operation.
     #[error("{what} disappeared")]
     Disappeared { what: String },
+    /// AWS's answer to a successful request lacks what it always carries.
+    #[error("{operation} returned no {lacks}")]
+    IncompleteAnswer {
+        operation: &'static str,
+        lacks: &'static str,
+    },
     /// The cluster whose Kubernetes API holds the object does not exist.
     #[error("cluster `{cluster}` does not exist")]
     NoCluster { cluster: String },

@@ -231,7 +231,9 @@ pub(crate) async fn wait_active(
     )
     .await?
     .ok_or_else(|| {
-        ResourceError::Invalid(format!("nodegroup {cluster}/{name} could not be read back"))
+        ResourceError::NotReadBack {
+            what: format!("nodegroup {cluster}/{name}"),
+        }
     })
 }
 
@@ -362,7 +364,9 @@ pub async fn update(
     }
     let current = describe(ctx, cluster, name)
         .await?
-        .ok_or_else(|| ResourceError::Invalid(format!("nodegroup {cloud_id} disappeared")))?;
+        .ok_or_else(|| ResourceError::Disappeared {
+            what: format!("nodegroup {cloud_id}"),
+        })?;
     if let Some(arn) = current.nodegroup_arn() {
         update_tags(ctx, arn, before, after).await?;
     }

@@ -167,10 +167,16 @@ pub async fn create(
         .map_err(|e| aws_error("CreateSubnet", e))?;
     let subnet = out
         .subnet()
-        .ok_or_else(|| ResourceError::Invalid("CreateSubnet returned no subnet".into()))?;
+        .ok_or_else(|| ResourceError::IncompleteAnswer {
+            operation: "CreateSubnet",
+            lacks: "subnet",
+        })?;
     let id = subnet
         .subnet_id()
-        .ok_or_else(|| ResourceError::Invalid("CreateSubnet returned no subnet id".into()))?
+        .ok_or_else(|| ResourceError::IncompleteAnswer {
+            operation: "CreateSubnet",
+            lacks: "subnet id",
+        })?
         .to_string();
     wait_until(
         ctx,
@@ -194,7 +200,9 @@ pub async fn create(
         },
     )
     .await?
-    .ok_or_else(|| ResourceError::Invalid(format!("subnet {id} could not be read back")))
+    .ok_or_else(|| ResourceError::NotReadBack {
+            what: format!("subnet {id}"),
+        })
 }
 
 pub async fn update(
@@ -234,7 +242,9 @@ pub async fn update(
     found
         .first()
         .and_then(observe)
-        .ok_or_else(|| ResourceError::Invalid(format!("subnet {cloud_id} disappeared")))
+        .ok_or_else(|| ResourceError::Disappeared {
+            what: format!("subnet {cloud_id}"),
+        })
 }
 
 /// Deletes the subnet. `DependencyViolation` (ENIs the VPC CNI left behind, load balancers…)

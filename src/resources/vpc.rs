@@ -476,7 +476,9 @@ pub async fn create(
     };
     read_stack(ctx, &lookup)
         .await?
-        .ok_or_else(|| ResourceError::Invalid(format!("stack {name} could not be read back")))
+        .ok_or_else(|| ResourceError::NotReadBack {
+            what: format!("stack {name}"),
+        })
 }
 
 pub async fn update(
@@ -527,7 +529,9 @@ pub async fn update(
     }
     read_stack(ctx, &lookup)
         .await?
-        .ok_or_else(|| ResourceError::Invalid(format!("stack {cloud_id} disappeared")))
+        .ok_or_else(|| ResourceError::Disappeared {
+            what: format!("stack {cloud_id}"),
+        })
 }
 
 pub async fn delete(
