@@ -172,6 +172,7 @@ fn plan_apply(
     opts: &PlanOptions,
     diags: &mut Diagnostics,
 ) -> Vec<PlannedChange> {
+    // Outputs of resources that exist and stay, by which later references resolve.
     let mut known: HashMap<ResourceAddr, Value> = HashMap::new();
     let mut out = Vec::new();
     for addr in graph.topological() {
@@ -189,45 +190,8 @@ fn plan_apply(
             out.push(removal(&addr, prior, live.as_ref(), true));
             continue;
         };
-        // What AWS has not told yet but the spec does (a new subnet's literal AZ, a role's
-        // name) is shown, rather than "known after apply". Only for a resource created
-        // afresh: one being replaced must keep its dependents' values unknown, which is how
-        // a replacement reaches them (a nodegroup goes with its replaced cluster).
-        let created = |a: &ResourceAddr| {
-            out.iter()
-                .any(|c: &PlannedChange| &c.addr == a && c.action == Action::Create)
-        };
-        let desired = value::resolve(&r.attrs, &|x| {
-            known
-                .get(&x.addr)
-                .and_then(|o| value::lookup_path(o, &x.path))
-                .or_else(|| {
-                    created(&x.addr)
-                        .then(|| spec.static_value(&x.raw).map(Value::String))
-                        .flatten()
-                })
-        });
-        // Tags and labels are strings; a reference to a list or map output cannot be one.
-        for key in ["tags", "labels"] {
-            if let Some(Value::Object(m)) = desired.get(key) {
-                for (k, v) in m.iter().filter(|(_, v)| !v.is_string()) {
-                    diags.push(spec.error_at(
-                        format!("{addr}.{key}.{k}"),
-                        format!("`{k}` resolves to {v}, which is not a string"),
-                    ));
-                }
-            }
-        }
-        // A reference to a resource that exists and stays, still unresolved: the output is
-        // missing, and apply could never fill it in.
-        for missing in value::references(&desired)
-            .iter()
-            .filter(|x| known.contains_key(&x.addr))
-        {
-            diags.push(spec.error_at(addr.to_string(), resources::missing_output(missing)));
-        }
-        let deps = graph.dependencies(&addr);
-        let adopted = resources::is_adopted(&addr, &r.attrs);
+        let desired = desired_now(spec, r, &known, &out);
+        check_desired(spec, &addr, &desired, &known, diags);
         let mut change = PlannedChange {
             addr: addr.clone(),
             action: Action::NoOp,
@@ -237,179 +201,14 @@ fn plan_apply(
             replace_because: vec![],
             drift: vec![],
             reason: None,
-            dependencies: deps,
+            dependencies: graph.dependencies(&addr),
             observed_outputs: None,
         };
         match live {
-            None => {
-                if adopted {
-                    diags.push(spec.error_at(
-                        format!("{addr}.id"),
-                        format!(
-                            "VPC `{}` was not found; an adopted VPC must exist",
-                            resources::str_attr(&r.attrs, "id").unwrap_or("?")
-                        ),
-                    ));
-                }
-                change.action = Action::Create;
-                if going {
-                    change.reason = Some(Reason::StillBeingDeleted);
-                } else if prior.is_some_and(|p| p.status == ResourceStatus::Present) {
-                    change.reason = Some(Reason::DeletedOutsideEksnet);
-                }
-            }
+            None => plan_absent(spec, r, prior, going, &mut change, diags),
             Some(obs) => {
-                // Never take over something this state did not create: a resource found by
-                // name or CIDR without a state row must carry our lineage tag.
-                // aws_node only sets entries on a DaemonSet EKS itself installed.
-                let owned = prior.is_some()
-                    || adopted
-                    || addr.kind == Kind::AwsNode
-                    || obs.managed_by.as_deref() == Some(state.lineage.as_str());
-                if !owned {
-                    let by = obs
-                        .managed_by
-                        .as_deref()
-                        .map(|l| format!("by another eksnet state (lineage {l})"))
-                        .unwrap_or_else(|| "outside eksnet".into());
-                    // Only something no eksnet state manages may be imported.
-                    // Blocks and subnets are found by their range, the rest by name.
-                    let elsewhere = match addr.kind {
-                        Kind::Subnet | Kind::CidrBlock => "choose another CIDR in the spec",
-                        _ => "rename it in the spec",
-                    };
-                    let way_out = if obs.managed_by.is_some() {
-                        format!("{elsewhere}, or delete it")
-                    } else {
-                        format!(
-                            "{elsewhere}, delete it, or take it over with `eksnet import {} {addr} {}`",
-                            spec.path.display(),
-                            obs.cloud_id
-                        )
-                    };
-                    diags.push(spec.error_at(
-                        addr.to_string(),
-                        format!("{} `{}` already exists and was created {by}; eksnet will not take it over — {way_out}", addr.kind, obs.cloud_id),
-                    ));
-                }
-                let compare_base = |key: &str| -> Option<Value> {
-                    obs.attrs
-                        .get(key)
-                        .cloned()
-                        .or_else(|| prior.and_then(|p| p.attrs.get(key).cloned()))
-                };
-                let mut changed = Vec::new();
-                if let Value::Object(want) = &desired {
-                    for (key, want_v) in want {
-                        // Neither AWS nor the last apply has it: AWS leaves an unset optional
-                        // field out (a role's description), so it is a change unless the spec
-                        // asks for nothing either. Skipping it would record it as applied.
-                        let Some(have) = compare_base(key) else {
-                            if value::is_unknown(want_v) || !is_empty_value(want_v) {
-                                changed.push(key.clone());
-                            }
-                            continue;
-                        };
-                        if value::is_unknown(want_v)
-                            || normalize(addr.kind, key, want_v) != normalize(addr.kind, key, &have)
-                        {
-                            changed.push(key.clone());
-                        }
-                    }
-                }
-                if let Some(p) = prior.filter(|p| p.status == ResourceStatus::Present) {
-                    if let Value::Object(last) = &p.attrs {
-                        for (key, last_v) in last {
-                            if let Some(live_v) = obs.attrs.get(key) {
-                                if normalize(addr.kind, key, live_v)
-                                    != normalize(addr.kind, key, last_v)
-                                {
-                                    change.drift.push(key.clone());
-                                }
-                            }
-                        }
-                    }
-                }
-                // A VPC's `cidr_block` is a check of what the VPC has, never something to set.
-                if addr.kind == Kind::Vpc && changed.iter().any(|k| k == "cidr_block") {
-                    diags.push(spec.error_at(
-                        format!("{addr}.cidr_block"),
-                        format!(
-                            "the VPC's block is {}, not {}; fix `cidr_block` (it is only checked, never changed)",
-                            obs.attrs.get("cidr_block").map(|v| v.to_string()).unwrap_or_default(),
-                            desired.get("cidr_block").map(|v| v.to_string()).unwrap_or_default()
-                        ),
-                    ));
-                    changed.retain(|k| k != "cidr_block");
-                }
-                let forced: Vec<String> = changed
-                    .iter()
-                    .filter(|k| resources::facts(addr.kind).force_new.contains(&k.as_str()))
-                    .cloned()
-                    .collect();
-                let mut before = obs.attrs.clone();
-                if let (Value::Object(b), Some(p)) = (&mut before, prior) {
-                    // Attributes AWS does not return (a stack's template) show their last value.
-                    if let Value::Object(last) = &p.attrs {
-                        for (k, v) in last {
-                            b.entry(k.clone()).or_insert_with(|| v.clone());
-                        }
-                    }
-                }
-                // A set equal to what AWS has, in another order, is no change: show and send
-                // it in AWS's order, so an update for another reason does not list it.
-                if let Some(Value::Object(after)) = change.after.as_mut() {
-                    for key in resources::facts(addr.kind)
-                        .set_valued
-                        .iter()
-                        .filter(|k| !changed.iter().any(|c| c == *k))
-                    {
-                        if let (Some(slot), Some(have)) = (after.get_mut(*key), compare_base(key)) {
-                            *slot = have;
-                        }
-                    }
-                }
-                change.cloud_id = Some(obs.cloud_id.clone());
-                change.before = Some(before);
-                change.observed_outputs = Some(obs.outputs.clone());
-                let replace_requested = opts.replace.contains(&addr);
-                change.action = if replace_requested && !adopted {
-                    change.reason = Some(Reason::ReplaceRequested);
-                    Action::Replace
-                } else if !forced.is_empty() && !adopted {
-                    change.replace_because = forced;
-                    Action::Replace
-                } else if !changed.is_empty() {
-                    Action::Update
-                } else if prior.is_none_or(|p| p.status != ResourceStatus::Present) {
-                    change.reason = Some(if adopted {
-                        Reason::AdoptingExistingVpc
-                    } else if addr.kind == Kind::AwsNode {
-                        Reason::SettingsAlreadyInPlace
-                    } else {
-                        Reason::FoundAfterInterruptedRun
-                    });
-                    Action::Adopt
-                } else {
-                    Action::NoOp
-                };
-                // AWS cannot disassociate a block that still has subnets: a subnet inside a
-                // block being replaced must go (and come back) with it, even if the subnet
-                // itself did not change.
-                if addr.kind == Kind::Subnet
-                    && matches!(change.action, Action::NoOp | Action::Update | Action::Adopt)
-                {
-                    if let Some(block) = replaced_block_holding(&out, &obs.attrs) {
-                        change.reason = Some(Reason::InReplacedBlock(block));
-                        change.action = Action::Replace;
-                    }
-                }
-                if adopted && !changed.is_empty() {
-                    diags.push(spec.error_at(
-                        addr.to_string(),
-                        format!("adopted VPC differs from the spec in {} and eksnet never modifies an adopted VPC", changed.join(", ")),
-                    ));
-                }
+                check_ownership(spec, state, r, prior, &obs, diags);
+                plan_present(spec, r, prior, &obs, &out, opts, &mut change, diags);
                 if matches!(change.action, Action::NoOp | Action::Update | Action::Adopt) {
                     known.insert(addr.clone(), obs.outputs.clone());
                 }
@@ -420,6 +219,302 @@ fn plan_apply(
     check_live_constraints(spec, &out, &known, diags);
     check_kubernetes(spec, &out, &known, diags);
     out
+}
+
+/// A resource's desired attributes with every reference resolved that can be at plan time.
+/// What AWS has not told yet but the spec does (a new subnet's literal AZ, a role's name) is
+/// shown, rather than "known after apply". Only for a resource created afresh: one being
+/// replaced must keep its dependents' values unknown, which is how a replacement reaches them
+/// (a nodegroup goes with its replaced cluster).
+fn desired_now(
+    spec: &Spec,
+    r: &crate::spec::ResourceSpec,
+    known: &HashMap<ResourceAddr, Value>,
+    planned: &[PlannedChange],
+) -> Value {
+    let created = |a: &ResourceAddr| {
+        planned
+            .iter()
+            .any(|c| &c.addr == a && c.action == Action::Create)
+    };
+    value::resolve(&r.attrs, &|x| {
+        known
+            .get(&x.addr)
+            .and_then(|o| value::lookup_path(o, &x.path))
+            .or_else(|| {
+                created(&x.addr)
+                    .then(|| spec.static_value(&x.raw).map(Value::String))
+                    .flatten()
+            })
+    })
+}
+
+/// What the resolved values themselves get wrong: a tag or label that resolves to a list or
+/// map, and a reference to a resource that exists and stays but lacks that output (apply could
+/// never fill it in).
+fn check_desired(
+    spec: &Spec,
+    addr: &ResourceAddr,
+    desired: &Value,
+    known: &HashMap<ResourceAddr, Value>,
+    diags: &mut Diagnostics,
+) {
+    for key in ["tags", "labels"] {
+        if let Some(Value::Object(m)) = desired.get(key) {
+            for (k, v) in m.iter().filter(|(_, v)| !v.is_string()) {
+                diags.push(spec.error_at(
+                    format!("{addr}.{key}.{k}"),
+                    format!("`{k}` resolves to {v}, which is not a string"),
+                ));
+            }
+        }
+    }
+    for missing in value::references(desired)
+        .iter()
+        .filter(|x| known.contains_key(&x.addr))
+    {
+        diags.push(spec.error_at(addr.to_string(), resources::missing_output(missing)));
+    }
+}
+
+/// A resource in the spec that does not exist: created (an adopted VPC must exist).
+fn plan_absent(
+    spec: &Spec,
+    r: &crate::spec::ResourceSpec,
+    prior: Option<&crate::state::StateResource>,
+    going: bool,
+    change: &mut PlannedChange,
+    diags: &mut Diagnostics,
+) {
+    if resources::is_adopted(&r.addr, &r.attrs) {
+        diags.push(spec.error_at(
+            format!("{}.id", r.addr),
+            format!(
+                "VPC `{}` was not found; an adopted VPC must exist",
+                resources::str_attr(&r.attrs, "id").unwrap_or("?")
+            ),
+        ));
+    }
+    change.action = Action::Create;
+    if going {
+        change.reason = Some(Reason::StillBeingDeleted);
+    } else if prior.is_some_and(|p| p.status == ResourceStatus::Present) {
+        change.reason = Some(Reason::DeletedOutsideEksnet);
+    }
+}
+
+/// Never take over something this state did not create: a resource found by name or CIDR
+/// without a state row must carry our lineage tag. aws_node only sets entries on a DaemonSet
+/// EKS itself installed.
+fn check_ownership(
+    spec: &Spec,
+    state: &StateSnapshot,
+    r: &crate::spec::ResourceSpec,
+    prior: Option<&crate::state::StateResource>,
+    obs: &Observed,
+    diags: &mut Diagnostics,
+) {
+    let addr = &r.addr;
+    let owned = prior.is_some()
+        || resources::is_adopted(addr, &r.attrs)
+        || addr.kind == Kind::AwsNode
+        || obs.managed_by.as_deref() == Some(state.lineage.as_str());
+    if owned {
+        return;
+    }
+    let by = obs
+        .managed_by
+        .as_deref()
+        .map(|l| format!("by another eksnet state (lineage {l})"))
+        .unwrap_or_else(|| "outside eksnet".into());
+    // Only something no eksnet state manages may be imported.
+    // Blocks and subnets are found by their range, the rest by name.
+    let elsewhere = match addr.kind {
+        Kind::Subnet | Kind::CidrBlock => "choose another CIDR in the spec",
+        _ => "rename it in the spec",
+    };
+    let way_out = if obs.managed_by.is_some() {
+        format!("{elsewhere}, or delete it")
+    } else {
+        format!(
+            "{elsewhere}, delete it, or take it over with `eksnet import {} {addr} {}`",
+            spec.path.display(),
+            obs.cloud_id
+        )
+    };
+    diags.push(spec.error_at(
+        addr.to_string(),
+        format!(
+            "{} `{}` already exists and was created {by}; eksnet will not take it over — {way_out}",
+            addr.kind, obs.cloud_id
+        ),
+    ));
+}
+
+/// The desired attributes that differ from what exists: compared with AWS's value, or with
+/// the last applied one for what AWS does not return (a stack's template).
+fn changed_attributes(
+    kind: Kind,
+    desired: &Value,
+    obs: &Observed,
+    prior: Option<&crate::state::StateResource>,
+) -> Vec<String> {
+    let mut changed = Vec::new();
+    let Value::Object(want) = desired else {
+        return changed;
+    };
+    for (key, want_v) in want {
+        // Neither AWS nor the last apply has it: AWS leaves an unset optional field out (a
+        // role's description), so it is a change unless the spec asks for nothing either.
+        // Skipping it would record it as applied.
+        let Some(have) = compare_base(key, obs, prior) else {
+            if value::is_unknown(want_v) || !is_empty_value(want_v) {
+                changed.push(key.clone());
+            }
+            continue;
+        };
+        if value::is_unknown(want_v) || normalize(kind, key, want_v) != normalize(kind, key, &have)
+        {
+            changed.push(key.clone());
+        }
+    }
+    changed
+}
+
+/// What an attribute is now: AWS's value, else the last applied one.
+fn compare_base(
+    key: &str,
+    obs: &Observed,
+    prior: Option<&crate::state::StateResource>,
+) -> Option<Value> {
+    obs.attrs
+        .get(key)
+        .cloned()
+        .or_else(|| prior.and_then(|p| p.attrs.get(key).cloned()))
+}
+
+/// Attributes whose live value differs from what eksnet last applied.
+fn drifted_attributes(
+    kind: Kind,
+    obs: &Observed,
+    prior: Option<&crate::state::StateResource>,
+) -> Vec<String> {
+    let Some(Value::Object(last)) = prior
+        .filter(|p| p.status == ResourceStatus::Present)
+        .map(|p| &p.attrs)
+    else {
+        return Vec::new();
+    };
+    last.iter()
+        .filter(|(key, last_v)| {
+            obs.attrs
+                .get(*key)
+                .is_some_and(|live_v| normalize(kind, key, live_v) != normalize(kind, key, last_v))
+        })
+        .map(|(key, _)| key.clone())
+        .collect()
+}
+
+/// A resource in the spec that exists: no change, an update in place, a replacement, or an
+/// adoption into the state.
+#[allow(clippy::too_many_arguments)]
+fn plan_present(
+    spec: &Spec,
+    r: &crate::spec::ResourceSpec,
+    prior: Option<&crate::state::StateResource>,
+    obs: &Observed,
+    planned: &[PlannedChange],
+    opts: &PlanOptions,
+    change: &mut PlannedChange,
+    diags: &mut Diagnostics,
+) {
+    let addr = &r.addr;
+    let adopted = resources::is_adopted(addr, &r.attrs);
+    let desired = change.after.clone().unwrap_or(Value::Null);
+    let mut changed = changed_attributes(addr.kind, &desired, obs, prior);
+    change.drift = drifted_attributes(addr.kind, obs, prior);
+    // A VPC's `cidr_block` is a check of what the VPC has, never something to set.
+    if addr.kind == Kind::Vpc && changed.iter().any(|k| k == "cidr_block") {
+        diags.push(spec.error_at(
+            format!("{addr}.cidr_block"),
+            format!(
+                "the VPC's block is {}, not {}; fix `cidr_block` (it is only checked, never changed)",
+                obs.attrs.get("cidr_block").map(|v| v.to_string()).unwrap_or_default(),
+                desired.get("cidr_block").map(|v| v.to_string()).unwrap_or_default()
+            ),
+        ));
+        changed.retain(|k| k != "cidr_block");
+    }
+    let forced: Vec<String> = changed
+        .iter()
+        .filter(|k| resources::facts(addr.kind).force_new.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    let mut before = obs.attrs.clone();
+    if let (Value::Object(b), Some(p)) = (&mut before, prior) {
+        // Attributes AWS does not return (a stack's template) show their last value.
+        if let Value::Object(last) = &p.attrs {
+            for (k, v) in last {
+                b.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+    // A set equal to what AWS has, in another order, is no change: show and send it in AWS's
+    // order, so an update for another reason does not list it.
+    if let Some(Value::Object(after)) = change.after.as_mut() {
+        for key in resources::facts(addr.kind)
+            .set_valued
+            .iter()
+            .filter(|k| !changed.iter().any(|c| c == *k))
+        {
+            if let (Some(slot), Some(have)) = (after.get_mut(*key), compare_base(key, obs, prior)) {
+                *slot = have;
+            }
+        }
+    }
+    change.cloud_id = Some(obs.cloud_id.clone());
+    change.before = Some(before);
+    change.observed_outputs = Some(obs.outputs.clone());
+    let replace_requested = opts.replace.contains(addr);
+    change.action = if replace_requested && !adopted {
+        change.reason = Some(Reason::ReplaceRequested);
+        Action::Replace
+    } else if !forced.is_empty() && !adopted {
+        change.replace_because = forced;
+        Action::Replace
+    } else if !changed.is_empty() {
+        Action::Update
+    } else if prior.is_none_or(|p| p.status != ResourceStatus::Present) {
+        change.reason = Some(if adopted {
+            Reason::AdoptingExistingVpc
+        } else if addr.kind == Kind::AwsNode {
+            Reason::SettingsAlreadyInPlace
+        } else {
+            Reason::FoundAfterInterruptedRun
+        });
+        Action::Adopt
+    } else {
+        Action::NoOp
+    };
+    // AWS cannot disassociate a block that still has subnets: a subnet inside a block being
+    // replaced must go (and come back) with it, even if the subnet itself did not change.
+    if addr.kind == Kind::Subnet
+        && matches!(change.action, Action::NoOp | Action::Update | Action::Adopt)
+    {
+        if let Some(block) = replaced_block_holding(planned, &obs.attrs) {
+            change.reason = Some(Reason::InReplacedBlock(block));
+            change.action = Action::Replace;
+        }
+    }
+    if adopted && !changed.is_empty() {
+        diags.push(spec.error_at(
+            addr.to_string(),
+            format!(
+                "adopted VPC differs from the spec in {} and eksnet never modifies an adopted VPC",
+                changed.join(", ")
+            ),
+        ));
+    }
 }
 
 /// The secondary block, planned for replacement, whose current range holds a subnet with
@@ -448,12 +543,6 @@ fn check_live_constraints(
     known: &HashMap<ResourceAddr, Value>,
     diags: &mut Diagnostics,
 ) {
-    let after_of = |addr: &ResourceAddr| {
-        changes
-            .iter()
-            .find(|c| &c.addr == addr)
-            .and_then(|c| c.after.clone())
-    };
     // Blocks of every VPC known at plan time, and which subnets are in which AZ.
     let mut vpc_blocks: HashMap<String, Vec<Ipv4Net>> = HashMap::new();
     let mut subnet_az: HashMap<String, String> = HashMap::new();
@@ -514,8 +603,9 @@ fn check_live_constraints(
         .iter()
         .filter(|c| c.addr.kind == Kind::Subnet && c.after.is_some())
         .filter_map(|c| {
-            after_of(&c.addr)
-                .and_then(|a| resources::str_attr(&a, "availability_zone").map(String::from))
+            c.after
+                .as_ref()
+                .and_then(|a| resources::str_attr(a, "availability_zone").map(String::from))
         })
         .filter(|az| !az.contains("${"))
         .collect();
@@ -696,19 +786,12 @@ fn check_kubernetes(
                         n.addr,
                         missing.join(", "),
                         if missing.len() == 1 { "it" } else { "them" },
-                        after_label(after_of_addr(changes, &c.addr)),
+                        after_label(c.after.as_ref()),
                     ),
                 ));
             }
         }
     }
-}
-
-fn after_of_addr<'a>(changes: &'a [PlannedChange], addr: &ResourceAddr) -> Option<&'a Value> {
-    changes
-        .iter()
-        .find(|c| &c.addr == addr)
-        .and_then(|c| c.after.as_ref())
 }
 
 fn after_label(after: Option<&Value>) -> String {
@@ -718,11 +801,4 @@ fn after_label(after: Option<&Value>) -> String {
         .and_then(Value::as_str)
         .unwrap_or("topology.kubernetes.io/zone")
         .to_string()
-}
-
-/// Outputs as a map for resolving references, used by the executor too.
-pub fn outputs_map(
-    entries: impl IntoIterator<Item = (ResourceAddr, Value)>,
-) -> HashMap<ResourceAddr, Value> {
-    entries.into_iter().collect()
 }
