@@ -17,6 +17,7 @@ pub mod plan;
 pub mod planner;
 pub mod refresh;
 pub mod resources;
+pub mod retry;
 pub mod spec;
 pub mod state;
 pub mod validate;
