@@ -18,6 +18,7 @@ pub mod planner;
 pub mod refresh;
 pub mod render;
 pub mod resources;
+pub mod retry;
 pub mod spec;
 pub mod state;
 pub mod validate;

@@ -223,7 +223,8 @@ async fn recheck_intents(
     state: &StateSnapshot,
     observed: &mut ObservedState,
 ) -> Result<(), RefreshError> {
-    let mut missing: Vec<ResourceAddr> = observed
+    use crate::retry::{Backoff, Step, Stop};
+    let missing: Vec<ResourceAddr> = observed
         .iter()
         .filter(|(a, o)| {
             o.is_none()
@@ -235,34 +236,58 @@ async fn recheck_intents(
         })
         .map(|(a, _)| a.clone())
         .collect();
-    for delay_ms in [500u64, 1000, 2000, 4000] {
-        if missing.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
-        let known: HashMap<ResourceAddr, Value> = observed
-            .iter()
-            .filter_map(|(a, o)| Some((a.clone(), o.as_ref()?.outputs.clone())))
-            .collect();
-        let lookups: Vec<Lookup> = missing
-            .iter()
-            .filter_map(|a| {
-                let attrs = value::resolve_known(&spec.get(a)?.attrs, &known);
-                Some(Lookup {
-                    addr: a.clone(),
-                    cloud_id: None,
-                    attrs,
-                    last_outputs: Value::Null,
-                })
-            })
-            .collect();
-        let found = refresh_batch(ctx, lookups).await?;
-        for (a, o) in found {
-            if o.is_some() {
-                observed.insert(a, o);
+    // Each look reads `missing` and `observed` before its requests and updates them after;
+    // the attempts run one at a time, so the lock is never contended.
+    let looking = tokio::sync::Mutex::new((observed, missing));
+    let result = crate::retry::run(
+        &Backoff::recheck(),
+        |attempt| {
+            let looking = &looking;
+            async move {
+                let mut guard = looking.lock().await;
+                let (observed, missing) = &mut *guard;
+                // Attempt 1 is the refresh already made: only its result is looked at.
+                if attempt > 1 {
+                    let known: HashMap<ResourceAddr, Value> = observed
+                        .iter()
+                        .filter_map(|(a, o)| Some((a.clone(), o.as_ref()?.outputs.clone())))
+                        .collect();
+                    let lookups: Vec<Lookup> = missing
+                        .iter()
+                        .filter_map(|a| {
+                            let attrs = value::resolve_known(&spec.get(a)?.attrs, &known);
+                            Some(Lookup {
+                                addr: a.clone(),
+                                cloud_id: None,
+                                attrs,
+                                last_outputs: Value::Null,
+                            })
+                        })
+                        .collect();
+                    let found = match refresh_batch(ctx, lookups).await {
+                        Ok(found) => found,
+                        Err(e) => return Step::Fail(e),
+                    };
+                    for (a, o) in found {
+                        if o.is_some() {
+                            observed.insert(a, o);
+                        }
+                    }
+                    missing.retain(|a| observed.get(a).is_some_and(|o| o.is_none()));
+                }
+                if missing.is_empty() {
+                    Step::Done(())
+                } else {
+                    Step::Retry(())
+                }
             }
-        }
-        missing.retain(|a| observed.get(a).is_some_and(|o| o.is_none()));
+        },
+        |_, _| {},
+    )
+    .await;
+    match result {
+        // Still missing after the last look: absent, and the planner plans their create.
+        Ok(()) | Err(Stop::Exhausted { .. }) => Ok(()),
+        Err(Stop::Failed(e)) => Err(e),
     }
-    Ok(())
 }

@@ -10,7 +10,7 @@ use crate::addr::{Kind, ResourceAddr};
 use crate::events::Event;
 use aws_sdk_eks::types::{Cluster, IpFamily, KubernetesNetworkConfigRequest, VpcConfigRequest};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use super::{Change, ImportId, KindFacts, ResourceKind};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -186,24 +186,34 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ResourceError>>,
 {
-    let start = Instant::now();
-    let mut delay = Duration::from_millis(500);
-    let mut attempt = 1;
-    loop {
-        match op().await {
-            Err(e) if is_iam_propagation(&e) && start.elapsed() < IAM_PROPAGATION_WINDOW => {
+    use crate::retry::{Backoff, Step, Stop};
+    let result = crate::retry::run(
+        &Backoff::iam_propagation(IAM_PROPAGATION_WINDOW),
+        |_| {
+            let attempt = op();
+            async move {
+                match attempt.await {
+                    Ok(value) => Step::Done(value),
+                    Err(e) if is_iam_propagation(&e) => Step::Retry(e),
+                    Err(e) => Step::Fail(e),
+                }
+            }
+        },
+        // Past the window, the last refusal is returned as it is, unreported.
+        |e: &ResourceError, progress| {
+            if progress.retrying {
                 ctx.reporter.event(Event::Retrying {
                     addr: addr.clone(),
                     reason: format!("IAM role not assumable yet: {e}"),
-                    attempt,
+                    attempt: progress.attempt,
                 });
-                attempt += 1;
-                let jitter = Duration::from_millis(fastrand::u64(0..=delay.as_millis() as u64 / 4));
-                tokio::time::sleep(delay + jitter).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
             }
-            other => return other,
-        }
+        },
+    )
+    .await;
+    match result {
+        Ok(value) => Ok(value),
+        Err(Stop::Failed(e) | Stop::Exhausted { last: e, .. }) => Err(e),
     }
 }
 

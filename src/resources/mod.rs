@@ -522,43 +522,46 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Poll<T>, ResourceError>>,
 {
-    // tokio's clock, so tests can run waits on a paused clock.
-    let start = tokio::time::Instant::now();
-    let mut delay = Duration::from_millis(250).min(ctx.poll_cap);
-    loop {
-        // The schedule is anchored to when each poll is sent, not to when its answer came
-        // back: a slow answer (latency, throttling retries) does not stretch the period, so
-        // how late a wait notices completion depends on the pause alone.
-        let sent = tokio::time::Instant::now();
-        match poll().await? {
-            Poll::Done(value) => return Ok(value),
-            Poll::Failed(status, reason) => {
-                return Err(ResourceError::FailedState {
-                    what: what.to_string(),
-                    status,
-                    reason,
-                })
-            }
-            Poll::Pending(status) => {
-                let elapsed = start.elapsed();
-                ctx.reporter.event(Event::Waiting {
-                    addr: addr.clone(),
-                    status: status.clone(),
-                    elapsed,
-                });
-                if elapsed >= timeout {
-                    return Err(ResourceError::Timeout {
+    use crate::retry::{Step, Stop};
+    // The schedule (first poll at once, then anchored to when each poll is sent, one last
+    // poll at the timeout) is `Backoff::wait`; `crate::retry` tests it on the paused clock.
+    let schedule = crate::retry::Backoff::wait(ctx.poll_cap, timeout);
+    let result = crate::retry::run(
+        &schedule,
+        |_| {
+            let polled = poll();
+            async move {
+                match polled.await {
+                    Err(e) => Step::Fail(e),
+                    Ok(Poll::Done(value)) => Step::Done(value),
+                    Ok(Poll::Failed(status, reason)) => Step::Fail(ResourceError::FailedState {
                         what: what.to_string(),
-                        waited_secs: elapsed.as_secs(),
                         status,
-                        kind: addr.kind.as_str(),
-                    });
+                        reason,
+                    }),
+                    Ok(Poll::Pending(status)) => Step::Retry(status),
                 }
-                let remaining = timeout.saturating_sub(elapsed);
-                tokio::time::sleep_until(sent + delay.min(remaining)).await;
-                delay = (delay * 2).min(ctx.poll_cap);
             }
-        }
+        },
+        // Every status is reported, the one the wait gives up on too.
+        |status: &String, progress| {
+            ctx.reporter.event(Event::Waiting {
+                addr: addr.clone(),
+                status: status.clone(),
+                elapsed: progress.elapsed,
+            })
+        },
+    )
+    .await;
+    match result {
+        Ok(value) => Ok(value),
+        Err(Stop::Failed(e)) => Err(e),
+        Err(Stop::Exhausted { last, elapsed, .. }) => Err(ResourceError::Timeout {
+            what: what.to_string(),
+            waited_secs: elapsed.as_secs(),
+            status: last,
+            kind: addr.kind.as_str(),
+        }),
     }
 }
 

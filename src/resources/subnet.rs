@@ -8,7 +8,7 @@ use crate::addr::{Kind, ResourceAddr};
 use crate::events::Event;
 use aws_sdk_ec2::types::{Filter, ResourceType, Subnet, Tag, TagSpecification};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use super::{Change, ImportId, KindFacts, ResourceKind};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -256,54 +256,62 @@ pub async fn delete(
     cloud_id: &str,
     _attrs: &Value,
 ) -> Result<(), ResourceError> {
-    let start = Instant::now();
-    let timeout = ctx.timeout(Kind::Subnet);
-    let mut delay = Duration::from_millis(500);
-    let mut attempt = 1;
-    loop {
-        if ctx.delete_available_enis {
-            delete_available_enis(ctx, cloud_id).await?;
-        }
-        match ctx.aws.ec2.delete_subnet().subnet_id(cloud_id).send().await {
-            Ok(_) => return Ok(()),
-            Err(e) => {
-                let err = aws_error("DeleteSubnet", e);
-                match err.code() {
-                    Some("InvalidSubnetID.NotFound") => return Ok(()),
-                    Some("DependencyViolation") if start.elapsed() < timeout => {
-                        ctx.reporter.event(Event::Retrying {
-                            addr: addr.clone(),
-                            reason: err.to_string(),
-                            attempt,
-                        });
-                        attempt += 1;
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(ctx.poll_cap);
-                    }
-                    Some("DependencyViolation") => {
-                        let blockers = network_interfaces(ctx, cloud_id).await.unwrap_or_default();
-                        return Err(ResourceError::Invalid(format!(
-                            "subnet {cloud_id} still has dependencies after {}s: {}{}",
-                            start.elapsed().as_secs(),
-                            if blockers.is_empty() {
-                                "no network interface found (check load balancers and endpoints)"
-                                    .to_string()
-                            } else {
-                                format!("network interfaces {}", blockers.join(", "))
-                            },
-                            // Only detached ENIs are what the option deletes.
-                            if ctx.delete_available_enis
-                                || !blockers.iter().any(|b| b.contains("(available,"))
-                            {
-                                ""
-                            } else {
-                                "; hint: `eksnet destroy --delete-available-enis` removes ENIs in state `available` that the VPC CNI left"
-                            }
-                        )));
-                    }
-                    _ => return Err(err),
+    use crate::retry::{Backoff, Step, Stop};
+    let schedule = Backoff::dependency_violation(ctx.poll_cap, ctx.timeout(Kind::Subnet));
+    let result = crate::retry::run(
+        &schedule,
+        |_| async move {
+            if ctx.delete_available_enis {
+                if let Err(e) = delete_available_enis(ctx, cloud_id).await {
+                    return Step::Fail(e);
                 }
             }
+            match ctx.aws.ec2.delete_subnet().subnet_id(cloud_id).send().await {
+                Ok(_) => Step::Done(()),
+                Err(e) => {
+                    let err = aws_error("DeleteSubnet", e);
+                    match err.code() {
+                        Some("InvalidSubnetID.NotFound") => Step::Done(()),
+                        Some("DependencyViolation") => Step::Retry(err),
+                        _ => Step::Fail(err),
+                    }
+                }
+            }
+        },
+        // Only refusals that are retried are reported; after the last, the error says what
+        // still sits in the subnet.
+        |err: &ResourceError, progress| {
+            if progress.retrying {
+                ctx.reporter.event(Event::Retrying {
+                    addr: addr.clone(),
+                    reason: err.to_string(),
+                    attempt: progress.attempt,
+                });
+            }
+        },
+    )
+    .await;
+    match result {
+        Ok(()) => Ok(()),
+        Err(Stop::Failed(err)) => Err(err),
+        Err(Stop::Exhausted { started, .. }) => {
+            let blockers = network_interfaces(ctx, cloud_id).await.unwrap_or_default();
+            Err(ResourceError::Invalid(format!(
+                "subnet {cloud_id} still has dependencies after {}s: {}{}",
+                started.elapsed().as_secs(),
+                if blockers.is_empty() {
+                    "no network interface found (check load balancers and endpoints)".to_string()
+                } else {
+                    format!("network interfaces {}", blockers.join(", "))
+                },
+                // Only detached ENIs are what the option deletes.
+                if ctx.delete_available_enis || !blockers.iter().any(|b| b.contains("(available,"))
+                {
+                    ""
+                } else {
+                    "; hint: `eksnet destroy --delete-available-enis` removes ENIs in state `available` that the VPC CNI left"
+                }
+            )))
         }
     }
 }
