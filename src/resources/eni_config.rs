@@ -4,7 +4,7 @@
 //! annotated `k8s.amazonaws.com/eniConfig=<name>`.
 
 use super::{req_str, str_list, Ctx, Lookup, Observed, ResourceError};
-use crate::addr::ResourceAddr;
+use crate::addr::{Kind, ResourceAddr};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::discovery::ApiResource;
@@ -68,7 +68,7 @@ pub fn desired_attrs(c: &EniConfigConfig) -> Result<Value, Vec<(&'static str, St
     let name = match &c.name {
         Some(n) => n.clone(),
         None => match crate::value::whole_reference(&c.subnet_id) {
-            Some(r) if r.addr.kind == crate::addr::Kind::Subnet => {
+            Some(r) if r.addr.kind == Kind::Subnet => {
                 format!("${{{}.availability_zone}}", r.addr)
             }
             _ => {
@@ -80,7 +80,7 @@ pub fn desired_attrs(c: &EniConfigConfig) -> Result<Value, Vec<(&'static str, St
     let groups = match &c.security_group_ids {
         Some(g) => g.clone(),
         None => match crate::value::whole_reference(&c.cluster_name) {
-            Some(r) if r.addr.kind == crate::addr::Kind::Cluster => {
+            Some(r) if r.addr.kind == Kind::Cluster => {
                 vec![format!("${{{}.cluster_security_group_id}}", r.addr)]
             }
             _ => {
@@ -343,9 +343,11 @@ pub async fn delete(
     attrs: &Value,
 ) -> Result<(), ResourceError> {
     let Some((cluster, name)) = cloud_id.split_once('/') else {
-        return Err(ResourceError::Invalid(format!(
-            "ENIConfig id `{cloud_id}` is not `cluster/name`"
-        )));
+        return Err(ResourceError::BadCloudId {
+            kind: Kind::EniConfig,
+            id: cloud_id.to_string(),
+            expected: "cluster/name",
+        });
     };
     let Some(client) = ctx.kube.client(&ctx.aws, cluster).await? else {
         return Ok(());

@@ -300,6 +300,36 @@ pub enum ResourceError {
         operation: &'static str,
         lacks: &'static str,
     },
+    /// A cloud id recorded or given for the kind is not in its shape.
+    #[error("{kind} id `{id}` is not `{expected}`")]
+    BadCloudId {
+        kind: Kind,
+        id: String,
+        expected: &'static str,
+    },
+    /// A subnet AWS still refuses to delete after the kind's timeout: what is left in it.
+    #[error("subnet {subnet} still has dependencies after {waited_secs}s: {}{}",
+        if blockers.is_empty() {
+            "no network interface found (check load balancers and endpoints)".to_string()
+        } else {
+            format!("network interfaces {}", blockers.join(", "))
+        },
+        if *hint_delete_enis {
+            "; hint: `eksnet destroy --delete-available-enis` removes ENIs in state `available` that the VPC CNI left"
+        } else {
+            ""
+        })]
+    SubnetInUse {
+        subnet: String,
+        waited_secs: u64,
+        /// `eni-… (status, description)` for each ENI still in the subnet.
+        blockers: Vec<String>,
+        /// Detached ENIs remain and the option that deletes them is off.
+        hint_delete_enis: bool,
+    },
+    /// An adopted VPC (`id = …`) does not exist; eksnet never creates one.
+    #[error("{addr}: VPC {vpc_id} does not exist (an adopted VPC is never created)")]
+    AdoptedVpcMissing { addr: ResourceAddr, vpc_id: String },
     /// The cluster whose Kubernetes API holds the object does not exist.
     #[error("cluster `{cluster}` does not exist")]
     NoCluster { cluster: String },

@@ -87,7 +87,11 @@ const FACTS: KindFacts = KindFacts {
 
 fn split_id(id: &str) -> Result<(&str, &str), ResourceError> {
     id.split_once('/')
-        .ok_or_else(|| ResourceError::Invalid(format!("nodegroup id `{id}` is not `cluster/name`")))
+        .ok_or_else(|| ResourceError::BadCloudId {
+            kind: Kind::Nodegroup,
+            id: id.to_string(),
+            expected: "cluster/name",
+        })
 }
 
 fn observe(n: &Nodegroup) -> Option<Observed> {

@@ -296,22 +296,15 @@ pub async fn delete(
         Err(Stop::Failed(err)) => Err(err),
         Err(Stop::Exhausted { started, .. }) => {
             let blockers = network_interfaces(ctx, cloud_id).await.unwrap_or_default();
-            Err(ResourceError::Invalid(format!(
-                "subnet {cloud_id} still has dependencies after {}s: {}{}",
-                started.elapsed().as_secs(),
-                if blockers.is_empty() {
-                    "no network interface found (check load balancers and endpoints)".to_string()
-                } else {
-                    format!("network interfaces {}", blockers.join(", "))
-                },
-                // Only detached ENIs are what the option deletes.
-                if ctx.delete_available_enis || !blockers.iter().any(|b| b.contains("(available,"))
-                {
-                    ""
-                } else {
-                    "; hint: `eksnet destroy --delete-available-enis` removes ENIs in state `available` that the VPC CNI left"
-                }
-            )))
+            // Only detached ENIs are what the option deletes.
+            let hint_delete_enis = !ctx.delete_available_enis
+                && blockers.iter().any(|b| b.contains("(available,"));
+            Err(ResourceError::SubnetInUse {
+                subnet: cloud_id.to_string(),
+                waited_secs: started.elapsed().as_secs(),
+                blockers,
+                hint_delete_enis,
+            })
         }
     }
 }

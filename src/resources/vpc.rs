@@ -425,10 +425,10 @@ async fn wait_stack(
 }
 
 fn adopted_missing(addr: &ResourceAddr, attrs: &Value) -> ResourceError {
-    ResourceError::Invalid(format!(
-        "{addr}: VPC {} does not exist (an adopted VPC is never created)",
-        super::str_attr(attrs, "id").unwrap_or("?")
-    ))
+    ResourceError::AdoptedVpcMissing {
+        addr: addr.clone(),
+        vpc_id: super::str_attr(attrs, "id").unwrap_or("?").to_string(),
+    }
 }
 
 pub async fn create(
