@@ -1,22 +1,30 @@
-//! Golden tests of the pure planner: every directory under `tests/golden/` is one case.
+//! Golden tests of the pure planner: every directory under `tests/golden/` is one case, and
+//! one `#[test]` of the same name (listed in `golden_cases!`) plans it.
 //!
 //! A case directory holds:
 //! - `spec.toml` — the spec (other files next to it, e.g. a template, are read as usual);
 //! - `state.json` — an `eksnet::state::StateSnapshot`, e.g. `{"lineage":"L","serial":3,"resources":{}}`;
 //! - `observed.json` — what refresh saw: address → `{cloud_id, attrs, outputs, managed_by}` or
 //!   `null` (looked up, absent); an address left out was not looked up;
-//! - `options.json` (optional) — `{"destroy": bool, "replace": ["subnet.pod_a"]}`;
-//! - `expected.txt` — `eksnet::plan::render(&plan, Palette::PLAIN)`, or, when parsing,
-//!   validation, the graph or planning fails, the diagnostics (one per line) with paths made
-//!   relative to the package root. Plan warnings, if any, follow the rendered plan.
+//! - `options.json` (optional) — `{"destroy": bool, "replace": ["subnet.pod_a"]}`.
 //!
-//! To (re)generate the expected files after an intended change, run
+//! The expected output is the insta snapshot `tests/snapshots/planner_golden__<case>.snap`:
+//! `eksnet::plan::render(&plan, Palette::PLAIN)`, or, when parsing, validation, the graph or
+//! planning fails, the diagnostics (one per line) with paths made relative to the package root.
+//! Plan warnings, if any, follow the rendered plan.
+//!
+//! A case whose output differs fails with a diff (`-old +new`) and leaves the new output in
+//! `tests/snapshots/planner_golden__<case>.snap.new` (not under `CI`). To review: read the
+//! diff, or `diff` the `.snap` and `.snap.new` files; with cargo-insta installed (it is not
+//! needed), `cargo insta review` does both and accepts or rejects each. To accept every new
+//! output, (re)generate the snapshots with
 //!
 //! ```text
-//! UPDATE_GOLDEN=1 cargo test --test planner_golden
+//! INSTA_UPDATE=always cargo test --test planner_golden
 //! ```
 //!
-//! and review the diff of `tests/golden/*/expected.txt` before committing it.
+//! and review `git diff tests/snapshots/` before committing it. A new case is a new directory
+//! plus its name in `golden_cases!`; the run above writes its snapshot.
 
 use eksnet::addr::ResourceAddr;
 use eksnet::diag::Diagnostics;
@@ -33,6 +41,8 @@ use std::path::{Path, PathBuf};
 #[path = "support/package_dir.rs"]
 mod package_dir;
 use package_dir::package_dir;
+#[path = "support/snapshots.rs"]
+mod snapshots;
 
 /// Mirrors `eksnet::resources::Observed`, which has no serde derive.
 #[derive(Deserialize)]
@@ -127,58 +137,105 @@ fn run_case(dir: &Path) -> String {
     }
 }
 
-fn diff(expected: &str, actual: &str) -> String {
-    similar::TextDiff::from_lines(expected, actual)
-        .unified_diff()
-        .context_radius(3)
-        .header("expected.txt", "actual")
-        .to_string()
+/// Runs one case and compares its output with the snapshot `tests/snapshots/planner_golden__<case>.snap`.
+fn check(case: &str) {
+    let text = run_case(&root().join("tests/golden").join(case));
+    snapshots::settings().bind(|| insta::assert_snapshot!(case, text));
+    // insta compares with trailing whitespace trimmed; every output ends in exactly one newline,
+    // so with this the snapshot (which insta stores as the text plus one newline) is exact.
+    assert!(
+        text.trim_end().len() + 1 == text.len() && text.ends_with('\n'),
+        "case `{case}`: the output must end in exactly one newline: {text:?}"
+    );
 }
 
-#[test]
-fn golden_plans() {
-    let golden = root().join("tests/golden");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&golden)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", golden.display()))
+/// One `#[test]` per case, named after it, and the list of all of them.
+macro_rules! golden_cases {
+    ($($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                check(stringify!($case));
+            }
+        )*
+        const CASES: &[&str] = &[$(stringify!($case)),*];
+    };
+}
+
+golden_cases! {
+    adopted_vpc_differs_error,
+    adopted_vpc_first_plan,
+    adopted_vpc_missing_error,
+    all_creates_example,
+    az_coverage_error,
+    cidr_change_forces_replacement,
+    creating_row_found_is_adopted,
+    deleted_outside_eksnet_recreates,
+    destroy_reverse_order,
+    drift_outside_eksnet,
+    example_applied_no_changes,
+    example_template_edit_updates_stack,
+    interrupted_run_tagged_resource_adopted,
+    k8s_cluster_not_yet_existing,
+    k8s_cni_too_old,
+    k8s_custom_networking_on_existing_nodegroup,
+    k8s_missing_cluster_security_group,
+    k8s_missing_eniconfig_for_nodegroup_az,
+    k8s_new_pod_subnet_with_a_literal_az,
+    k8s_no_changes,
+    k8s_replaced_cluster_takes_its_nodegroup,
+    k8s_two_eniconfigs_same_name,
+    no_changes,
+    policy_format_differences_no_change,
+    removed_from_spec_deletes,
+    replace_option,
+    replace_unknown_address_error,
+    replaced_block_cascades_to_its_subnets,
+    replaced_block_overlaps_live_block,
+    secondary_block_overlaps_live_block,
+    set_in_another_order_is_no_change,
+    tag_change_updates_in_place,
+    tag_resolves_to_a_list,
+    untagged_existing_resource_error,
+}
+
+fn listed(dir: &Path, keep: impl Fn(&Path) -> Option<String>) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
         .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.join("spec.toml").is_file())
+        .filter_map(|p| keep(&p))
         .collect();
+    names.sort();
+    names
+}
+
+/// Every case directory and every snapshot has its test, and every test its directory.
+#[test]
+fn every_case_has_a_test() {
+    let mut cases: Vec<String> = CASES.iter().map(|c| c.to_string()).collect();
     cases.sort();
-    assert!(
-        cases.len() >= 10,
-        "expected at least 10 golden cases, found {}",
-        cases.len()
+    let dirs = listed(&root().join("tests/golden"), |p| {
+        p.is_dir().then(|| {
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+    });
+    assert_eq!(
+        dirs, cases,
+        "tests/golden/ directories vs the cases in golden_cases!"
     );
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
-    let mut failures = Vec::new();
-    for dir in &cases {
-        let name = dir
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let actual = run_case(dir);
-        let expected_path = dir.join("expected.txt");
-        if update {
-            std::fs::write(&expected_path, &actual)
-                .unwrap_or_else(|e| panic!("cannot write {}: {e}", expected_path.display()));
-            continue;
-        }
-        let expected = std::fs::read_to_string(&expected_path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; run `UPDATE_GOLDEN=1 cargo test --test planner_golden` to create it",
-                expected_path.display()
-            )
-        });
-        if expected != actual {
-            failures.push(format!("--- case `{name}`:\n{}", diff(&expected, &actual)));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} golden case(s) differ (UPDATE_GOLDEN=1 rewrites expected.txt):\n\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
+    let snaps = listed(&snapshots::snapshot_dir(), |p| {
+        let name = p.file_name()?.to_str()?;
+        Some(
+            name.strip_prefix("planner_golden__")?
+                .strip_suffix(".snap")?
+                .to_string(),
+        )
+    });
+    assert_eq!(
+        snaps, cases,
+        "tests/snapshots/planner_golden__*.snap vs the cases in golden_cases!"
     );
 }
