@@ -19,8 +19,6 @@
 //! an existing key where it is and adds a new one at the end; a removal keeps the order of
 //! the others.
 
-#![allow(dead_code)]
-
 use serde_json::{json, Value};
 
 /// One case's inputs. `tests/planner_golden.rs` writes `spec` and `files` into a directory and
