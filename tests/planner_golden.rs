@@ -1,39 +1,50 @@
-//! Golden tests of the pure planner: every directory under `tests/golden/` is one case.
+//! Golden tests of the pure planner: each case is one `#[test]`, named after it in `golden!`
+//! below, that plans its inputs the way `eksnet plan` does, minus the refresh.
 //!
-//! A case directory holds:
-//! - `spec.toml` — the spec (other files next to it, e.g. a template, are read as usual);
-//! - `state.json` — an `eksnet::state::StateSnapshot`, e.g. `{"lineage":"L","serial":3,"resources":{}}`;
-//! - `observed.json` — what refresh saw: address → `{cloud_id, attrs, outputs, managed_by}` or
-//!   `null` (looked up, absent); an address left out was not looked up;
-//! - `options.json` (optional) — `{"destroy": bool, "replace": ["subnet.pod_a"]}`;
-//! - `expected.txt` — `eksnet::render::render(&plan, Palette::PLAIN)`, or, when parsing,
-//!   validation, the graph or planning fails, the diagnostics (one per line) with paths made
-//!   relative to the package root. Plan warnings, if any, follow the rendered plan.
+//! A case's inputs are built (`tests/support/golden_builder.rs`) from one of two shared bases
+//! in `tests/golden/shared/` — [`Case::demo`], an adopted VPC with pod subnets and a cluster,
+//! and [`Case::tutorial`], the EKS custom networking tutorial — plus what the case changes:
+//! - the spec (`spec.toml`, and the template next to it);
+//! - the state, an `eksnet::state::StateSnapshot` (`{"lineage", "serial", "resources"}`);
+//! - what refresh saw: address → `{cloud_id, attrs, outputs, managed_by}` or `null` (looked
+//!   up, absent); an address left out was not looked up;
+//! - the options `--destroy` and `--replace ADDR`.
 //!
-//! To (re)generate the expected files after an intended change, run
+//! The spec is written to `<temp dir>/tests/golden/<case>/spec.toml` and planned from there,
+//! so paths in diagnostics read `tests/golden/<case>/spec.toml`.
+//!
+//! The expected output is the insta snapshot `tests/snapshots/planner_golden__<case>.snap`:
+//! `eksnet::render::render(&plan, Palette::PLAIN)`, or, when parsing, validation, the graph or
+//! planning fails, the diagnostics (one per line) with paths made relative to that temp dir.
+//! Plan warnings, if any, follow the rendered plan.
+//!
+//! A case whose output differs fails with a diff (`-old +new`) and leaves the new output in
+//! `tests/snapshots/planner_golden__<case>.snap.new` (not under `CI`). To review: read the
+//! diff, or `diff` the `.snap` and `.snap.new` files; with cargo-insta installed (it is not
+//! needed), `cargo insta review` does both and accepts or rejects each. To accept every new
+//! output, (re)generate the snapshots with
 //!
 //! ```text
-//! UPDATE_GOLDEN=1 cargo test --test planner_golden
+//! INSTA_UPDATE=always cargo test --test planner_golden
 //! ```
 //!
-//! and review the diff of `tests/golden/*/expected.txt` before committing it.
+//! and review `git diff tests/snapshots/` before committing it. A new case is a new line in
+//! `golden!`; the run above writes its snapshot.
 
-use eksnet::addr::ResourceAddr;
-use eksnet::diag::Diagnostics;
-use eksnet::graph::DependencyGraph;
-use eksnet::planner::PlanOptions;
-use eksnet::render::{render, Palette};
-use eksnet::resources::Observed;
-use eksnet::resources::ObservedState;
-use eksnet::state::StateSnapshot;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[path = "support/package_dir.rs"]
 mod package_dir;
 use package_dir::package_dir;
+#[path = "support/golden_builder.rs"]
+mod golden_builder;
+#[path = "support/snapshots.rs"]
+mod snapshots;
+use golden_builder::Case;
 
 /// Mirrors `eksnet::resources::Observed`, which has no serde derive.
 #[derive(Deserialize)]
@@ -46,140 +57,497 @@ struct ObservedJson {
     managed_by: Option<String>,
 }
 
-impl From<ObservedJson> for Observed {
-    fn from(o: ObservedJson) -> Self {
-        Observed {
-            cloud_id: o.cloud_id,
-            attrs: o.attrs,
-            outputs: o.outputs,
-            managed_by: o.managed_by,
-        }
-    }
+fn from_value<T: DeserializeOwned>(what: &str, v: &Value) -> T {
+    serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct OptionsJson {
-    #[serde(default)]
-    destroy: bool,
-    #[serde(default)]
-    replace: Vec<ResourceAddr>,
-}
+/// Plans `case`, whose spec is at `spec_path`, as `eksnet plan` does minus the refresh: parse,
+/// validate, graph, plan, render. Returns the rendered plan followed by its warnings, or the
+/// diagnostics of the first stage that fails.
+///
+/// Every use of the eksnet library in this file is in this function, so that a change to its
+/// API is an edit here only.
+fn plan_with_eksnet(spec_path: &Path, case: &Case) -> String {
+    use eksnet::addr::ResourceAddr;
+    use eksnet::graph::DependencyGraph;
+    use eksnet::planner::{plan, PlanOptions};
+    use eksnet::render::{render, Palette};
+    use eksnet::resources::{Observed, ObservedState};
+    use eksnet::state::StateSnapshot;
 
-fn root() -> PathBuf {
-    package_dir()
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> T {
-    serde_json::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Diagnostics as text, with the package root stripped from paths so files are portable.
-fn diagnostics_text(d: &Diagnostics) -> String {
-    let prefix = format!("{}/", root().display());
-    d.to_string().replace(&prefix, "")
-}
-
-/// Runs one case the way `eksnet plan` does, minus the refresh: parse, validate, graph, plan.
-fn run_case(dir: &Path) -> String {
-    let spec_path = dir.join("spec.toml");
-    let spec = match eksnet::spec::parse(&spec_path, &read(&spec_path)) {
+    let spec = match eksnet::spec::parse(spec_path, &case.spec) {
         Ok(s) => s,
-        Err(d) => return diagnostics_text(&d),
+        Err(d) => return d.to_string(),
     };
     let checks = eksnet::validate::validate(&spec);
     if checks.has_errors() {
-        return diagnostics_text(&checks);
+        return checks.to_string();
     }
-    let state: StateSnapshot = read_json(&dir.join("state.json"));
+    let state: StateSnapshot = from_value("state", &case.state);
     let observed: BTreeMap<ResourceAddr, Option<ObservedJson>> =
-        read_json(&dir.join("observed.json"));
+        from_value("observed", &case.observed);
     let observed: ObservedState = observed
         .into_iter()
-        .map(|(a, o)| (a, o.map(Observed::from)))
+        .map(|(addr, o)| {
+            let o = o.map(|o| Observed {
+                cloud_id: o.cloud_id,
+                attrs: o.attrs,
+                outputs: o.outputs,
+                managed_by: o.managed_by,
+            });
+            (addr, o)
+        })
         .collect();
-    let options_path = dir.join("options.json");
-    let options: OptionsJson = if options_path.exists() {
-        read_json(&options_path)
-    } else {
-        OptionsJson::default()
-    };
-    let opts = PlanOptions {
-        destroy: options.destroy,
-        replace: options.replace,
+    let options = PlanOptions {
+        destroy: case.destroy,
+        replace: from_value("replace", &json!(case.replace)),
     };
     let graph = match DependencyGraph::build(&spec, Some(&state)) {
         Ok(g) => g,
-        Err(d) => return diagnostics_text(&d),
+        Err(d) => return d.to_string(),
     };
-    match eksnet::planner::plan(&spec, &graph, &state, &observed, &opts) {
+    match plan(&spec, &graph, &state, &observed, &options) {
         Ok(plan) => {
             let mut out = render(&plan, Palette::PLAIN);
             for w in &plan.warnings {
                 out.push_str(&format!("{w}\n"));
             }
-            out.replace(&format!("{}/", root().display()), "")
+            out
         }
-        Err(d) => diagnostics_text(&d),
+        Err(d) => d.to_string(),
     }
 }
 
-fn diff(expected: &str, actual: &str) -> String {
-    similar::TextDiff::from_lines(expected, actual)
-        .unified_diff()
-        .context_radius(3)
-        .header("expected.txt", "actual")
-        .to_string()
+/// Writes the case's files to `<temp dir>/tests/golden/<name>/` and plans from there.
+fn run_case(name: &str, case: &Case) -> String {
+    let stage = tempfile::tempdir().expect("temp dir");
+    let root = stage.path().canonicalize().expect("temp dir path");
+    let dir = root.join("tests/golden").join(name);
+    std::fs::create_dir_all(&dir).expect("case dir");
+    let spec_path = dir.join("spec.toml");
+    std::fs::write(&spec_path, &case.spec).expect("write spec.toml");
+    for (file, text) in &case.files {
+        std::fs::write(dir.join(file), text).unwrap_or_else(|e| panic!("write {file}: {e}"));
+    }
+    plan_with_eksnet(&spec_path, case).replace(&format!("{}/", root.display()), "")
 }
 
-#[test]
-fn golden_plans() {
-    let golden = root().join("tests/golden");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&golden)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", golden.display()))
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.join("spec.toml").is_file())
-        .collect();
-    cases.sort();
+/// Plans one case and compares the output with its snapshot.
+fn check(name: &str, case: Case) {
+    let text = run_case(name, &case);
+    snapshots::settings().bind(|| insta::assert_snapshot!(name, text));
+    // insta compares with trailing whitespace trimmed; every output ends in exactly one newline,
+    // so with this the snapshot (which insta stores as the text plus one newline) is exact.
     assert!(
-        cases.len() >= 10,
-        "expected at least 10 golden cases, found {}",
-        cases.len()
+        text.trim_end().len() + 1 == text.len() && text.ends_with('\n'),
+        "case `{name}`: the output must end in exactly one newline: {text:?}"
     );
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
-    let mut failures = Vec::new();
-    for dir in &cases {
-        let name = dir
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let actual = run_case(dir);
-        let expected_path = dir.join("expected.txt");
-        if update {
-            std::fs::write(&expected_path, &actual)
-                .unwrap_or_else(|e| panic!("cannot write {}: {e}", expected_path.display()));
-            continue;
-        }
-        let expected = std::fs::read_to_string(&expected_path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; run `UPDATE_GOLDEN=1 cargo test --test planner_golden` to create it",
-                expected_path.display()
-            )
-        });
-        if expected != actual {
-            failures.push(format!("--- case `{name}`:\n{}", diff(&expected, &actual)));
-        }
+}
+
+/// `name: recipe` → one `#[test] fn name` that checks the case `recipe` builds, and `CASES`,
+/// the list of all names.
+macro_rules! golden {
+    ($($case:ident: $recipe:expr),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                check(stringify!($case), $recipe);
+            }
+        )*
+        const CASES: &[&str] = &[$(stringify!($case)),*];
+    };
+}
+
+// ---- the demo: an adopted VPC (192.168.0.0/24) with a secondary block (100.64.0.0/16), two
+// pod subnets, a cluster role and a cluster.
+
+/// The demo VPC's outputs that list the pod subnets (there once the subnets exist).
+const DEMO_POD_SUBNET_OUTPUTS: &[&str] = &[
+    "/outputs/subnets/subnet-0aa11111111111111",
+    "/outputs/subnets/pods-a",
+    "/outputs/subnets/subnet-0bb22222222222222",
+    "/outputs/subnets/pods-b",
+    "/outputs/subnet_azs/subnet-0aa11111111111111",
+    "/outputs/subnet_azs/subnet-0bb22222222222222",
+];
+
+/// The demo before its first apply: nothing in the state, and only the adopted VPC exists, with
+/// its primary block and the cluster subnets.
+fn demo_first_plan() -> Case {
+    Case::demo()
+        .fresh_state()
+        .absent(&[
+            "cidr_block.pods",
+            "subnet.pod_a",
+            "subnet.pod_b",
+            "iam_role.cluster",
+            "cluster.main",
+        ])
+        .observed_set(
+            "vpc.main",
+            "/outputs/cidr_blocks",
+            json!(["192.168.0.0/24"]),
+        )
+        .observed_remove("vpc.main", DEMO_POD_SUBNET_OUTPUTS)
+}
+
+/// The demo's spec with the secondary block and its pod subnets in 100.64.128.0/17.
+fn pods_in_100_64_128(case: Case) -> Case {
+    case.spec_edit(
+        r#"cidr_block = "100.64.0.0/16""#,
+        r#"cidr_block = "100.64.128.0/17""#,
+    )
+    .spec_edit(
+        r#"cidr_block = "100.64.0.0/19""#,
+        r#"cidr_block = "100.64.128.0/19""#,
+    )
+    .spec_edit(
+        r#"cidr_block = "100.64.32.0/19""#,
+        r#"cidr_block = "100.64.160.0/19""#,
+    )
+}
+
+/// The trust policy of `policy_format_differences_no_change`: two services, laid out unlike
+/// what IAM returns.
+const TWO_SERVICE_POLICY: &str = r#"assume_role_policy = '''
+{
+  "Version": "2012-10-17",
+  "Statement": [
+    {
+      "Principal": { "Service": [ "eks.amazonaws.com",   "ec2.amazonaws.com" ] },
+      "Action":    "sts:AssumeRole",
+      "Effect":    "Allow"
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} golden case(s) differ (UPDATE_GOLDEN=1 rewrites expected.txt):\n\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
+  ]
+}
+'''
+"#;
+
+/// A third pod subnet, applied by this state and still there.
+fn pod_c_attrs_and_outputs() -> (Value, Value) {
+    let attrs = json!({
+        "vpc_id": "vpc-0a1b2c3d4e5f60718",
+        "cidr_block": "100.64.64.0/19",
+        "availability_zone": "us-west-2a",
+        "tags": {"Name": "pods-c", "kubernetes.io/role/internal-elb": "1"}
+    });
+    let outputs = json!({
+        "id": "subnet-0cc33333333333333",
+        "arn": "arn:aws:ec2:us-west-2:111122223333:subnet/subnet-0cc33333333333333",
+        "availability_zone": "us-west-2a",
+        "cidr_block": "100.64.64.0/19",
+        "vpc_id": "vpc-0a1b2c3d4e5f60718"
+    });
+    (attrs, outputs)
+}
+
+// ---- the tutorial: the EKS user guide's custom networking tutorial (`examples/`).
+
+/// The tutorial's Kubernetes side.
+const K8S: &[&str] = &["aws_node.main", "eni_config.pod_a", "eni_config.pod_b"];
+
+/// The comment of the cases where the whole tutorial is applied.
+const ALL_APPLIED: &str = "\
+# Golden case: the whole tutorial applied, Kubernetes side included; aws-node env and both
+# ENIConfigs match the spec.
+
+";
+
+/// The comment of two of the cases built on [`tutorial_before_k8s`].
+const BEFORE_K8S: &str = "\
+# Golden case: the tutorial applied before eksnet managed the Kubernetes side; aws-node
+# (VPC CNI v1.18.3) has no AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG, the ENIConfigs do not exist.
+# The existing nodegroup keeps primary-subnet pod IPs: the plan warns and hints --replace.
+
+";
+
+/// The tutorial's AWS side applied (state serial 31) before eksnet managed its Kubernetes
+/// side: aws-node (VPC CNI v1.18.3) has no custom networking settings, and the ENIConfigs do
+/// not exist.
+fn tutorial_before_k8s() -> Case {
+    Case::tutorial()
+        .serial(31)
+        .state_without(K8S)
+        .with_observed_attr("aws_node.main", "env", json!({}))
+        .absent(&["eni_config.pod_a", "eni_config.pod_b"])
+}
+
+/// The tutorial without its Kubernetes side (Steps 7 to 9), applied.
+fn tutorial_aws_only() -> Case {
+    tutorial_before_k8s()
+        .spec_cut("# Steps 7 and 9:", "# Step 10:")
+        .spec_edit(
+            "subnets. eksnet creates it only after the CNI\n\
+             # settings and the ENIConfigs of its cluster exist (see `eksnet graph`).\n",
+            "subnets.\n",
+        )
+        .not_looked_up(K8S)
+}
+
+golden! {
+    adopted_vpc_differs_error: Case::demo().spec_edit(
+        r#"cidr_block = "192.168.0.0/24""#,
+        r#"cidr_block = "192.168.8.0/24""#,
+    ),
+    adopted_vpc_first_plan: demo_first_plan(),
+    adopted_vpc_missing_error: Case::demo().nothing_exists(),
+    all_creates_example: tutorial_aws_only().nothing_exists(),
+    az_coverage_error: Case::demo()
+        .spec_edit(
+            r#"availability_zone = "us-west-2b""#,
+            r#"availability_zone = "us-west-2a""#,
+        )
+        .state_without(&["subnet.pod_a", "subnet.pod_b"])
+        .absent(&["subnet.pod_a", "subnet.pod_b"])
+        .remove_in_both("vpc.main", DEMO_POD_SUBNET_OUTPUTS),
+    cidr_change_forces_replacement: Case::demo().spec_edit(
+        r#"cidr_block = "100.64.32.0/19""#,
+        r#"cidr_block = "100.64.64.0/19""#,
+    ),
+    creating_row_found_is_adopted: Case::demo()
+        .state_set("cluster.main", "/status", json!("creating"))
+        .state_set("cluster.main", "/cloud_id", Value::Null)
+        .state_set("cluster.main", "/outputs", json!({})),
+    deleted_outside_eksnet_recreates: Case::demo().absent(&["subnet.pod_b"]),
+    destroy_reverse_order: Case::demo().destroy(),
+    drift_outside_eksnet: Case::demo().with_observed_attr(
+        "subnet.pod_a",
+        "tags",
+        json!({
+            "Name": "edited-by-hand",
+            "kubernetes.io/role/internal-elb": "1",
+            "owner": "someone"
+        }),
+    ),
+    example_applied_no_changes: tutorial_aws_only(),
+    example_template_edit_updates_stack: tutorial_aws_only().state_text_edit(
+        "vpc.main",
+        "/attrs/template_body",
+        "GroupDescription: Cluster communication with worker nodes",
+        "GroupDescription: Cluster communication",
+    ),
+    interrupted_run_tagged_resource_adopted: Case::demo().state_without(&["subnet.pod_b"]),
+    k8s_cluster_not_yet_existing: Case::tutorial().nothing_exists(),
+    k8s_cni_too_old: tutorial_before_k8s()
+        .spec_prepend(
+            "\
+# Golden case: aws-node runs VPC CNI v1.6.2, older than the 1.6.3-eksbuild.2 custom
+# networking needs: the plan fails and says what to upgrade.
+
+",
+        )
+        .observed_set(
+            "aws_node.main",
+            "/outputs/image",
+            json!("602401143452.dkr.ecr.us-west-2.amazonaws.com/amazon-k8s-cni:v1.6.2"),
+        )
+        .observed_set("aws_node.main", "/outputs/cni_version", json!("v1.6.2")),
+    k8s_custom_networking_on_existing_nodegroup: tutorial_before_k8s().spec_prepend(BEFORE_K8S),
+    k8s_missing_cluster_security_group: tutorial_before_k8s()
+        .spec_prepend(
+            "\
+# Golden case: the cluster exists but DescribeCluster returned no clusterSecurityGroupId, and
+# the ENIConfigs leave `security_group_ids` to default to it: the plan asks for explicit groups.
+
+",
+        )
+        .remove_in_both("cluster.main", &["/outputs/cluster_security_group_id"]),
+    k8s_missing_eniconfig_for_nodegroup_az: Case::tutorial()
+        .spec_prepend(
+            "\
+# Golden case: the nodegroup runs in us-west-2a and us-west-2b (subnet AZs from the VPC's
+# outputs), but only the ENIConfig `us-west-2a` is declared: label mode would leave nodes in
+# us-west-2b without an ENIConfig.
+
+",
+        )
+        .spec_edit(
+            "[eni_config.pod_a]\ncluster_name = \"${cluster.main.name}\"\n",
+            "[eni_config.pod_a]\ncluster_name = \"${cluster.main.name}\"\nname = \"us-west-2a\"\n",
+        )
+        .spec_cut("[eni_config.pod_b]", "[iam_role.node]")
+        .serial(31)
+        .state_without(&["eni_config.pod_b"])
+        .not_looked_up(&["eni_config.pod_b"]),
+    k8s_new_pod_subnet_with_a_literal_az: Case::tutorial().spec_prepend(ALL_APPLIED).spec_append(
+        r#"
+# A third pod subnet with its AZ written out: its ENIConfig's default name is that AZ,
+# shown in the plan rather than "known after apply".
+[subnet.pod_c]
+vpc_id = "${vpc.main.id}"
+cidr_block = "192.168.1.64/27"
+availability_zone = "us-west-2c"
+
+[eni_config.pod_c]
+cluster_name = "${cluster.main.name}"
+subnet_id = "${subnet.pod_c.id}"
+"#,
+    ),
+    k8s_no_changes: Case::tutorial().spec_prepend(ALL_APPLIED),
+    k8s_replaced_cluster_takes_its_nodegroup: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_prepend(
+            "\
+# --replace cluster.main: its nodegroup, whose cluster_name refers to it, is replaced with it
+# even though the name stays the same (a cluster is deleted with its nodegroups).
+",
+        )
+        .replace(&["cluster.main"]),
+    k8s_two_eniconfigs_same_name: tutorial_before_k8s().spec_prepend(BEFORE_K8S).spec_append(
+        r#"
+# A second ENIConfig whose name resolves to the same object as eni_config.pod_a's default
+# (the AZ of subnet.pod_a): it would overwrite it.
+[eni_config.dup]
+cluster_name = "${cluster.main.name}"
+subnet_id = "${subnet.pod_a.id}"
+name = "us-west-2a"
+"#,
+    ),
+    no_changes: Case::demo(),
+    policy_format_differences_no_change: Case::demo()
+        .spec_edit("assume_role_service = \"eks.amazonaws.com\"\n", TWO_SERVICE_POLICY)
+        .set_in_both(
+            "iam_role.cluster",
+            "/attrs/assume_role_policy/Statement/0/Principal/Service",
+            json!(["ec2.amazonaws.com", "eks.amazonaws.com"]),
+        ),
+    removed_from_spec_deletes: {
+        let (attrs, outputs) = pod_c_attrs_and_outputs();
+        Case::demo()
+            .state_row(
+                "subnet.pod_c",
+                json!({
+                    "status": "present",
+                    "cloud_id": "subnet-0cc33333333333333",
+                    "attrs": attrs,
+                    "outputs": outputs,
+                    "dependencies": ["vpc.main", "cidr_block.pods"]
+                }),
+            )
+            .observed_entry(
+                "subnet.pod_c",
+                json!({
+                    "cloud_id": "subnet-0cc33333333333333",
+                    "attrs": attrs,
+                    "outputs": outputs,
+                    "managed_by": "0f5e3c1a-2b4d-4e6f-8a9b-0c1d2e3f4a5b"
+                }),
+            )
+    },
+    replace_option: Case::demo().replace(&["subnet.pod_a"]),
+    replace_unknown_address_error: Case::demo().replace(&["subnet.nope"]),
+    replaced_block_cascades_to_its_subnets: Case::demo()
+        .spec_prepend(
+            "\
+# The secondary block shrinks from /16 to /17 (a replacement); both pod subnets are unchanged
+# and fit in either range, but AWS cannot disassociate a block with subnets in it: the subnets
+# must be replaced with it.
+",
+        )
+        .spec_edit(
+            r#"cidr_block = "100.64.0.0/16""#,
+            r#"cidr_block = "100.64.0.0/17""#,
+        ),
+    // Applied: the VPC and the secondary block, then 100.66.0.0/16 (serial 4); since then
+    // 100.64.0.0/16 was associated outside eksnet.
+    replaced_block_overlaps_live_block: pods_in_100_64_128(Case::demo())
+        .spec_prepend(
+            "\
+# The secondary block is changed (replace) to a range that overlaps a block added outside eksnet;
+# its own old range must not count as an overlap.
+",
+        )
+        .serial(4)
+        .state_without(&["subnet.pod_a", "subnet.pod_b", "iam_role.cluster", "cluster.main"])
+        .absent(&["subnet.pod_a", "subnet.pod_b", "iam_role.cluster", "cluster.main"])
+        .set_in_both(
+            "vpc.main",
+            "/outputs/cidr_blocks",
+            json!(["192.168.0.0/24", "100.66.0.0/16", "100.64.0.0/16"]),
+        )
+        .remove_in_both("vpc.main", DEMO_POD_SUBNET_OUTPUTS)
+        .set_in_both("cidr_block.pods", "/cloud_id", json!("vpc-cidr-assoc-0pods"))
+        .set_in_both("cidr_block.pods", "/attrs/cidr_block", json!("100.66.0.0/16"))
+        .set_in_both("cidr_block.pods", "/outputs/association_id", json!("vpc-cidr-assoc-0pods"))
+        .set_in_both("cidr_block.pods", "/outputs/cidr_block", json!("100.66.0.0/16"))
+        .observed_set("cidr_block.pods", "/managed_by", Value::Null),
+    // 100.64.0.0/16 is associated outside eksnet.
+    secondary_block_overlaps_live_block: pods_in_100_64_128(demo_first_plan()).observed_set(
+        "vpc.main",
+        "/outputs/cidr_blocks",
+        json!(["192.168.0.0/24", "100.64.0.0/16"]),
+    ),
+    set_in_another_order_is_no_change: Case::demo()
+        .spec_edit(
+            "# Adopted VPC with its cluster subnets; a secondary block and two pod subnets; a cluster.\n",
+            "\
+# The cluster is updated for its tags; its subnet_ids, the same set in another order than
+# AWS returns, must not be shown (or sent) as a change.
+",
+        )
+        .spec_edit(
+            r#"subnet_ids = ["subnet-0c1000000000000a1", "subnet-0c2000000000000b2"]"#,
+            r#"subnet_ids = ["subnet-0c2000000000000b2", "subnet-0c1000000000000a1"]"#,
+        )
+        .spec_edit(
+            "version = \"1.31\"\n",
+            "version = \"1.31\"\ntags = { team = \"platform\" }\n",
+        ),
+    tag_change_updates_in_place: Case::demo()
+        .spec_edit(r#"Name = "pods-a","#, r#"Name = "pods-a-v2","#),
+    tag_resolves_to_a_list: demo_first_plan()
+        .spec_prepend(
+            "# A tag referencing a list output (the VPC's blocks) cannot become a tag value.\n",
+        )
+        .spec_edit(
+            r#"tags = { Name = "pods-a", "kubernetes.io/role/internal-elb" = "1" }"#,
+            r#"tags = { Name = "pods-a", blocks = "${vpc.main.cidr_blocks}" }"#,
+        ),
+    untagged_existing_resource_error: Case::demo()
+        .state_without(&["subnet.pod_a", "subnet.pod_b"])
+        .observed_set("subnet.pod_a", "/managed_by", json!("9d9d9d9d-other-lineage"))
+        .observed_remove("subnet.pod_b", &["/managed_by"]),
+}
+
+fn listed(dir: &Path, keep: impl Fn(&Path) -> Option<String>) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter_map(|p| keep(&p))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every snapshot has its case and every case its snapshot; `tests/golden/` holds only the
+/// shared bases.
+#[test]
+fn every_case_has_a_test() {
+    let mut cases: Vec<String> = CASES.iter().map(|c| c.to_string()).collect();
+    cases.sort();
+    let snaps = listed(&snapshots::snapshot_dir(), |p| {
+        let name = p.file_name()?.to_str()?;
+        Some(
+            name.strip_prefix("planner_golden__")?
+                .strip_suffix(".snap")?
+                .to_string(),
+        )
+    });
+    assert_eq!(
+        snaps, cases,
+        "tests/snapshots/planner_golden__*.snap vs the cases in golden!"
+    );
+    let dirs = listed(&package_dir().join("tests/golden"), |p| {
+        p.is_dir().then(|| {
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+    });
+    assert_eq!(
+        dirs,
+        ["shared"],
+        "tests/golden/ holds the shared bases only; a case is built in golden!"
     );
 }

@@ -344,48 +344,43 @@ impl FakeKube {
     }
 }
 
-/// One HTTP/1.1 request on its own connection: (status, body).
+/// One HTTP request to a test helper on this machine (moto's control API, the fake
+/// Kubernetes API server, the fault proxy's control endpoints): `addr` is `HOST:PORT`, the body
+/// is sent as JSON. Returns the status and the body; any status is an answer (a 404 or 500 is
+/// the caller's to judge), only a failure to talk HTTP at all panics.
 pub fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    let agent = AGENT.get_or_init(|| {
+        ureq::Agent::new_with_config(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                // Loopback only: never through an HTTP(S)_PROXY of the environment.
+                .proxy(None)
+                // One connection per request, as before: never a pooled connection that a
+                // helper closed in the meantime.
+                .max_idle_connections(0)
+                .timeout_global(Some(Duration::from_secs(60)))
+                .build(),
+        )
+    });
+    let url = format!("http://{addr}{path}");
+    let request = ureq::http::Request::builder()
+        .method(method)
+        .uri(&url)
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let mut response = agent
+        .run(request)
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let bytes = response
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()
+        .unwrap_or_else(|e| panic!("{method} {url}: reading the body: {e}"));
+    (
+        response.status().as_u16(),
+        String::from_utf8_lossy(&bytes).into_owned(),
     )
-    .expect("send");
-    let mut resp = Vec::new();
-    let _ = s.read_to_end(&mut resp);
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(rest)
-    } else {
-        rest.to_string()
-    };
-    (status, body)
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
