@@ -49,6 +49,15 @@ fn is_empty_value(v: &Value) -> bool {
     }
 }
 
+/// `--replace` must name resources of the spec; one message per address that does not.
+pub fn unknown_replacements(spec: &Spec, replace: &[ResourceAddr]) -> Vec<String> {
+    replace
+        .iter()
+        .filter(|r| !spec.resources.contains_key(r))
+        .map(|r| format!("--replace {r}: no such resource in the spec"))
+        .collect()
+}
+
 pub fn plan(
     spec: &Spec,
     graph: &DependencyGraph,
@@ -57,12 +66,8 @@ pub fn plan(
     opts: &PlanOptions,
 ) -> Result<Plan, Diagnostics> {
     let mut diags = Diagnostics::default();
-    for r in &opts.replace {
-        if !spec.resources.contains_key(r) {
-            diags.push(Diagnostic::error(format!(
-                "--replace {r}: no such resource in the spec"
-            )));
-        }
+    for message in unknown_replacements(spec, &opts.replace) {
+        diags.push(Diagnostic::error(message));
     }
     let changes = if opts.destroy {
         plan_destroy(graph, state, observed)

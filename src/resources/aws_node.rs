@@ -62,7 +62,6 @@ const FACTS: KindFacts = KindFacts {
     ),
 };
 
-
 pub const CUSTOM_NETWORK_ENV: &str = "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG";
 pub const LABEL_DEF_ENV: &str = "ENI_CONFIG_LABEL_DEF";
 const NAMESPACE: &str = "kube-system";
@@ -124,23 +123,6 @@ fn observe(cluster: &str, ds: &DaemonSet, wanted: &Value) -> Observed {
         outputs: json!({"image": image, "cni_version": image_tag(&image)}),
         managed_by: None,
     }
-}
-
-pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-    let reads = items.iter().map(|item| async move {
-        let Some(cluster) = super::str_attr(&item.attrs, "cluster_name") else {
-            return Ok(None);
-        };
-        let Some(client) = ctx.kube.client(&ctx.aws, cluster).await? else {
-            return Ok(None);
-        };
-        let ds = daemonsets(client)
-            .get_opt(NAME)
-            .await
-            .map_err(|e| crate::kube::error("get daemonset kube-system/aws-node", e))?;
-        Ok::<_, ResourceError>(ds.map(|ds| observe(cluster, &ds, &item.attrs)))
-    });
-    futures::future::try_join_all(reads).await
 }
 
 /// Checks the CNI version: custom networking needs 1.6.3-eksbuild.2 or later.
@@ -259,19 +241,11 @@ fn with_previous(mut obs: Observed, prev: &BTreeMap<String, Option<String>>) -> 
     obs
 }
 
-pub async fn create(
+/// Create and update alike: patches the declared entries (and puts back the ones no longer
+/// declared), whatever the env was before.
+async fn patch_declared(
     ctx: &Ctx,
     addr: &ResourceAddr,
-    attrs: &Value,
-) -> Result<Observed, ResourceError> {
-    update(ctx, addr, "", &json!({}), attrs, &Value::Null).await
-}
-
-pub async fn update(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    _cloud_id: &str,
-    _before: &Value,
     after: &Value,
     prior_outputs: &Value,
 ) -> Result<Observed, ResourceError> {
@@ -309,34 +283,6 @@ pub async fn update(
     Ok(with_previous(observe(cluster, &patched, after), &prev))
 }
 
-pub async fn delete(
-    ctx: &Ctx,
-    _addr: &ResourceAddr,
-    _cloud_id: &str,
-    attrs: &Value,
-    prior_outputs: &Value,
-) -> Result<(), ResourceError> {
-    let cluster = req_str(attrs, "cluster_name")?;
-    let Some(client) = ctx.kube.client(&ctx.aws, cluster).await? else {
-        return Ok(()); // the cluster, and its DaemonSet, are gone
-    };
-    let api = daemonsets(client);
-    let Some(ds) = api
-        .get_opt(NAME)
-        .await
-        .map_err(|e| crate::kube::error("get daemonset kube-system/aws-node", e))?
-    else {
-        return Ok(());
-    };
-    let mut prev = previous(prior_outputs);
-    if prev.is_empty() {
-        prev = annotated_previous(&ds);
-    }
-    // Put every entry back and drop the annotation: the DaemonSet is as eksnet found it.
-    patch_env(&api, &prev, None).await?;
-    Ok(())
-}
-
 impl ResourceKind for AwsNodeKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = AwsNodeConfig;
@@ -349,7 +295,20 @@ impl ResourceKind for AwsNodeKind {
     }
 
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-        refresh(ctx, items).await
+        let reads = items.iter().map(|item| async move {
+            let Some(cluster) = super::str_attr(&item.attrs, "cluster_name") else {
+                return Ok(None);
+            };
+            let Some(client) = ctx.kube.client(&ctx.aws, cluster).await? else {
+                return Ok(None);
+            };
+            let ds = daemonsets(client)
+                .get_opt(NAME)
+                .await
+                .map_err(|e| crate::kube::error("get daemonset kube-system/aws-node", e))?;
+            Ok::<_, ResourceError>(ds.map(|ds| observe(cluster, &ds, &item.attrs)))
+        });
+        futures::future::try_join_all(reads).await
     }
 
     async fn create(
@@ -357,24 +316,16 @@ impl ResourceKind for AwsNodeKind {
         addr: &ResourceAddr,
         attrs: &Value,
     ) -> Result<Observed, ResourceError> {
-        create(ctx, addr, attrs).await
+        patch_declared(ctx, addr, attrs, &Value::Null).await
     }
 
     async fn update(
         ctx: &Ctx,
         addr: &ResourceAddr,
-        cloud_id: &str,
+        _cloud_id: &str,
         change: Change<'_>,
     ) -> Result<Observed, ResourceError> {
-        update(
-            ctx,
-            addr,
-            cloud_id,
-            change.before,
-            change.after,
-            change.prior_outputs,
-        )
-        .await
+        patch_declared(ctx, addr, change.after, change.prior_outputs).await
     }
 
     async fn delete(
@@ -384,6 +335,26 @@ impl ResourceKind for AwsNodeKind {
         attrs: &Value,
         prior_outputs: &Value,
     ) -> Result<(), ResourceError> {
-        delete(ctx, addr, cloud_id, attrs, prior_outputs).await
+        let _addr = addr;
+        let _cloud_id = cloud_id;
+        let cluster = req_str(attrs, "cluster_name")?;
+        let Some(client) = ctx.kube.client(&ctx.aws, cluster).await? else {
+            return Ok(()); // the cluster, and its DaemonSet, are gone
+        };
+        let api = daemonsets(client);
+        let Some(ds) = api
+            .get_opt(NAME)
+            .await
+            .map_err(|e| crate::kube::error("get daemonset kube-system/aws-node", e))?
+        else {
+            return Ok(());
+        };
+        let mut prev = previous(prior_outputs);
+        if prev.is_empty() {
+            prev = annotated_previous(&ds);
+        }
+        // Put every entry back and drop the annotation: the DaemonSet is as eksnet found it.
+        patch_env(&api, &prev, None).await?;
+        Ok(())
     }
 }

@@ -31,7 +31,6 @@ const FACTS: KindFacts = KindFacts {
     import_id: ImportId::Plain,
 };
 
-
 fn state_of(a: &VpcCidrBlockAssociation) -> &str {
     a.cidr_block_state()
         .and_then(|s| s.state())
@@ -75,37 +74,6 @@ async fn describe_vpcs(ctx: &Ctx, ids: Vec<String>) -> Result<Vec<Vpc>, Resource
     Ok(out.vpcs().to_vec())
 }
 
-/// One DescribeVpcs for every VPC involved; associations are matched by id, else by CIDR.
-pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-    let mut vpc_ids: Vec<String> = items
-        .iter()
-        .filter_map(|i| super::str_attr(&i.attrs, "vpc_id").map(String::from))
-        .filter(|v| !crate::value::is_unknown(&Value::String(v.clone())))
-        .collect();
-    vpc_ids.sort();
-    vpc_ids.dedup();
-    let vpcs = describe_vpcs(ctx, vpc_ids).await?;
-    Ok(items
-        .iter()
-        .map(|item| {
-            vpcs.iter().find_map(|vpc| {
-                let vpc_id = vpc.vpc_id()?;
-                vpc.cidr_block_association_set()
-                    .iter()
-                    .filter(|a| live(a))
-                    .find(|a| match &item.cloud_id {
-                        Some(id) => a.association_id() == Some(id.as_str()),
-                        None => {
-                            Some(vpc_id) == super::str_attr(&item.attrs, "vpc_id")
-                                && a.cidr_block() == super::str_attr(&item.attrs, "cidr_block")
-                        }
-                    })
-                    .and_then(|a| observe(vpc_id, a))
-            })
-        })
-        .collect())
-}
-
 async fn association_state(
     ctx: &Ctx,
     vpc: &str,
@@ -120,103 +88,39 @@ async fn association_state(
     }))
 }
 
-pub async fn create(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    attrs: &Value,
-) -> Result<Observed, ResourceError> {
-    let vpc = req_str(attrs, "vpc_id")?;
-    let cidr = req_str(attrs, "cidr_block")?;
-    let out = ctx
-        .aws
-        .ec2
-        .associate_vpc_cidr_block()
-        .vpc_id(vpc)
-        .cidr_block(cidr)
-        .send()
-        .await
-        .map_err(|e| aws_error("AssociateVpcCidrBlock", e))?;
-    let assoc = out.cidr_block_association().ok_or_else(|| {
-        ResourceError::IncompleteAnswer {
-            operation: "AssociateVpcCidrBlock",
-            lacks: "association",
-        }
-    })?;
-    let id = assoc
-        .association_id()
-        .ok_or_else(|| ResourceError::IncompleteAnswer {
-            operation: "AssociateVpcCidrBlock",
-            lacks: "association id",
-        })?
-        .to_string();
-    wait_until(
-        ctx,
-        addr,
-        &format!("CIDR {cidr} on {vpc}"),
-        ctx.timeout(Kind::CidrBlock),
-        || async {
-            Ok(match association_state(ctx, vpc, &id).await?.as_deref() {
-                Some("associated") => Poll::Done(()),
-                Some(s @ ("failed" | "failing" | "disassociated")) => Poll::Failed(s.into(), None),
-                Some(s) => Poll::Pending(s.to_string()),
-                None => Poll::Pending("not yet visible".into()),
-            })
-        },
-    )
-    .await?;
-    observe(vpc, assoc).ok_or_else(|| ResourceError::IncompleteAnswer {
-            operation: "AssociateVpcCidrBlock",
-            lacks: "association id",
-        })
-}
-
-pub async fn delete(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    cloud_id: &str,
-    attrs: &Value,
-) -> Result<(), ResourceError> {
-    match ctx
-        .aws
-        .ec2
-        .disassociate_vpc_cidr_block()
-        .association_id(cloud_id)
-        .send()
-        .await
-    {
-        Ok(_) => {}
-        Err(e) => {
-            let err = aws_error("DisassociateVpcCidrBlock", e);
-            if err.code() == Some("InvalidVpcCidrBlockAssociationID.NotFound") {
-                return Ok(());
-            }
-            return Err(err);
-        }
-    }
-    let vpc = req_str(attrs, "vpc_id")?;
-    wait_until(
-        ctx,
-        addr,
-        &format!("disassociation of {cloud_id}"),
-        ctx.timeout(Kind::CidrBlock),
-        || async {
-            Ok(
-                match association_state(ctx, vpc, cloud_id).await?.as_deref() {
-                    None | Some("disassociated") => Poll::Done(()),
-                    Some(s) => Poll::Pending(s.to_string()),
-                },
-            )
-        },
-    )
-    .await
-}
-
 impl ResourceKind for CidrBlockKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = CidrBlockConfig;
 
+    /// One DescribeVpcs for every VPC involved; associations are matched by id, else by CIDR.
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-        refresh(ctx, items).await
+        let mut vpc_ids: Vec<String> = items
+            .iter()
+            .filter_map(|i| super::str_attr(&i.attrs, "vpc_id").map(String::from))
+            .filter(|v| !crate::value::is_unknown(&Value::String(v.clone())))
+            .collect();
+        vpc_ids.sort();
+        vpc_ids.dedup();
+        let vpcs = describe_vpcs(ctx, vpc_ids).await?;
+        Ok(items
+            .iter()
+            .map(|item| {
+                vpcs.iter().find_map(|vpc| {
+                    let vpc_id = vpc.vpc_id()?;
+                    vpc.cidr_block_association_set()
+                        .iter()
+                        .filter(|a| live(a))
+                        .find(|a| match &item.cloud_id {
+                            Some(id) => a.association_id() == Some(id.as_str()),
+                            None => {
+                                Some(vpc_id) == super::str_attr(&item.attrs, "vpc_id")
+                                    && a.cidr_block() == super::str_attr(&item.attrs, "cidr_block")
+                            }
+                        })
+                        .and_then(|a| observe(vpc_id, a))
+                })
+            })
+            .collect())
     }
 
     async fn create(
@@ -224,7 +128,49 @@ impl ResourceKind for CidrBlockKind {
         addr: &ResourceAddr,
         attrs: &Value,
     ) -> Result<Observed, ResourceError> {
-        create(ctx, addr, attrs).await
+        let vpc = req_str(attrs, "vpc_id")?;
+        let cidr = req_str(attrs, "cidr_block")?;
+        let out = ctx
+            .aws
+            .ec2
+            .associate_vpc_cidr_block()
+            .vpc_id(vpc)
+            .cidr_block(cidr)
+            .send()
+            .await
+            .map_err(|e| aws_error("AssociateVpcCidrBlock", e))?;
+        let assoc = out.cidr_block_association().ok_or_else(|| {
+            ResourceError::IncompleteAnswer {
+                operation: "AssociateVpcCidrBlock",
+                lacks: "association",
+            }
+        })?;
+        let id = assoc
+            .association_id()
+            .ok_or_else(|| ResourceError::IncompleteAnswer {
+                operation: "AssociateVpcCidrBlock",
+                lacks: "association id",
+            })?
+            .to_string();
+        wait_until(
+            ctx,
+            addr,
+            &format!("CIDR {cidr} on {vpc}"),
+            ctx.timeout(Kind::CidrBlock),
+            || async {
+                Ok(match association_state(ctx, vpc, &id).await?.as_deref() {
+                    Some("associated") => Poll::Done(()),
+                    Some(s @ ("failed" | "failing" | "disassociated")) => Poll::Failed(s.into(), None),
+                    Some(s) => Poll::Pending(s.to_string()),
+                    None => Poll::Pending("not yet visible".into()),
+                })
+            },
+        )
+        .await?;
+        observe(vpc, assoc).ok_or_else(|| ResourceError::IncompleteAnswer {
+                operation: "AssociateVpcCidrBlock",
+                lacks: "association id",
+            })
     }
 
     async fn delete(
@@ -234,6 +180,38 @@ impl ResourceKind for CidrBlockKind {
         attrs: &Value,
         _prior_outputs: &Value,
     ) -> Result<(), ResourceError> {
-        delete(ctx, addr, cloud_id, attrs).await
+        match ctx
+            .aws
+            .ec2
+            .disassociate_vpc_cidr_block()
+            .association_id(cloud_id)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => {
+                let err = aws_error("DisassociateVpcCidrBlock", e);
+                if err.code() == Some("InvalidVpcCidrBlockAssociationID.NotFound") {
+                    return Ok(());
+                }
+                return Err(err);
+            }
+        }
+        let vpc = req_str(attrs, "vpc_id")?;
+        wait_until(
+            ctx,
+            addr,
+            &format!("disassociation of {cloud_id}"),
+            ctx.timeout(Kind::CidrBlock),
+            || async {
+                Ok(
+                    match association_state(ctx, vpc, cloud_id).await?.as_deref() {
+                        None | Some("disassociated") => Poll::Done(()),
+                        Some(s) => Poll::Pending(s.to_string()),
+                    },
+                )
+            },
+        )
+        .await
     }
 }

@@ -65,7 +65,6 @@ const FACTS: KindFacts = KindFacts {
     import_id: ImportId::Plain,
 };
 
-
 /// How long a freshly created role may take to become assumable by EKS.
 pub const IAM_PROPAGATION_WINDOW: Duration = Duration::from_secs(120);
 
@@ -141,20 +140,6 @@ async fn describe(ctx: &Ctx, name: &str) -> Result<Option<Cluster>, ResourceErro
             }
         }
     }
-}
-
-pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-    let reads = items.iter().map(|i| async move {
-        let name = i
-            .cloud_id
-            .clone()
-            .or_else(|| super::str_attr(&i.attrs, "name").map(String::from));
-        Ok::<_, ResourceError>(match name {
-            Some(n) => describe(ctx, &n).await?.as_ref().and_then(observe),
-            None => None,
-        })
-    });
-    futures::future::try_join_all(reads).await
 }
 
 /// A client request token for one create attempt. The SDK re-sends it on its own retries, so
@@ -252,33 +237,6 @@ pub(crate) async fn wait_active(
         })
 }
 
-pub async fn create(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    attrs: &Value,
-) -> Result<Observed, ResourceError> {
-    let name = req_str(attrs, "name")?;
-    match send_create(ctx, addr, attrs).await {
-        // EKS keeps the name of a cluster still being deleted (an interrupted destroy):
-        // wait until it is gone, then create. Asked only on this error, so a plain create
-        // costs no extra request.
-        Err(e) if e.code() == Some("ResourceInUseException") => {
-            let deleting = describe(ctx, name)
-                .await?
-                .is_some_and(|c| c.status() == Some(&aws_sdk_eks::types::ClusterStatus::Deleting));
-            if !deleting {
-                return Err(e);
-            }
-            wait_gone(ctx, addr, name).await?;
-            send_create(ctx, addr, attrs).await?;
-        }
-        other => {
-            other?;
-        }
-    }
-    wait_active(ctx, addr, name).await
-}
-
 /// One CreateCluster, retried while a new role cannot be assumed yet.
 async fn send_create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<(), ResourceError> {
     let name = req_str(attrs, "name")?;
@@ -315,39 +273,6 @@ async fn send_create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<()
     .map(|_| ())
 }
 
-pub async fn update(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    cloud_id: &str,
-    before: &Value,
-    after: &Value,
-) -> Result<Observed, ResourceError> {
-    if let Some(v) = super::str_attr(after, "version") {
-        if super::str_attr(before, "version") != Some(v) {
-            ctx.aws
-                .eks
-                .update_cluster_version()
-                .name(cloud_id)
-                .version(v)
-                .client_request_token(request_token(ctx, addr, &format!("version-{v}")))
-                .send()
-                .await
-                .map_err(|e| aws_error("UpdateClusterVersion", e))?;
-            // EKS reports UPDATING while the control plane is upgraded.
-            wait_active(ctx, addr, cloud_id).await?;
-        }
-    }
-    let current = describe(ctx, cloud_id)
-        .await?
-        .ok_or_else(|| ResourceError::Disappeared {
-            what: format!("cluster {cloud_id}"),
-        })?;
-    if let Some(arn) = current.arn() {
-        update_tags(ctx, arn, before, after).await?;
-    }
-    wait_active(ctx, addr, cloud_id).await
-}
-
 /// Tag changes on any EKS resource by ARN.
 pub async fn update_tags(
     ctx: &Ctx,
@@ -379,27 +304,6 @@ pub async fn update_tags(
     Ok(())
 }
 
-pub async fn delete(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    cloud_id: &str,
-    _attrs: &Value,
-) -> Result<(), ResourceError> {
-    // Its endpoint is going away: no Kubernetes client may be built from what was seen.
-    ctx.kube.forget(cloud_id).await;
-    match ctx.aws.eks.delete_cluster().name(cloud_id).send().await {
-        Ok(_) => {}
-        Err(e) => {
-            let err = aws_error("DeleteCluster", e);
-            if err.code() == Some("ResourceNotFoundException") {
-                return Ok(());
-            }
-            return Err(err);
-        }
-    }
-    wait_gone(ctx, addr, cloud_id).await
-}
-
 /// Waits until the cluster no longer exists.
 async fn wait_gone(ctx: &Ctx, addr: &ResourceAddr, name: &str) -> Result<(), ResourceError> {
     wait_until(
@@ -426,7 +330,17 @@ impl ResourceKind for ClusterKind {
     type Config = ClusterConfig;
 
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-        refresh(ctx, items).await
+        let reads = items.iter().map(|i| async move {
+            let name = i
+                .cloud_id
+                .clone()
+                .or_else(|| super::str_attr(&i.attrs, "name").map(String::from));
+            Ok::<_, ResourceError>(match name {
+                Some(n) => describe(ctx, &n).await?.as_ref().and_then(observe),
+                None => None,
+            })
+        });
+        futures::future::try_join_all(reads).await
     }
 
     async fn create(
@@ -434,7 +348,26 @@ impl ResourceKind for ClusterKind {
         addr: &ResourceAddr,
         attrs: &Value,
     ) -> Result<Observed, ResourceError> {
-        create(ctx, addr, attrs).await
+        let name = req_str(attrs, "name")?;
+        match send_create(ctx, addr, attrs).await {
+            // EKS keeps the name of a cluster still being deleted (an interrupted destroy):
+            // wait until it is gone, then create. Asked only on this error, so a plain create
+            // costs no extra request.
+            Err(e) if e.code() == Some("ResourceInUseException") => {
+                let deleting = describe(ctx, name)
+                    .await?
+                    .is_some_and(|c| c.status() == Some(&aws_sdk_eks::types::ClusterStatus::Deleting));
+                if !deleting {
+                    return Err(e);
+                }
+                wait_gone(ctx, addr, name).await?;
+                send_create(ctx, addr, attrs).await?;
+            }
+            other => {
+                other?;
+            }
+        }
+        wait_active(ctx, addr, name).await
     }
 
     async fn update(
@@ -443,7 +376,32 @@ impl ResourceKind for ClusterKind {
         cloud_id: &str,
         change: Change<'_>,
     ) -> Result<Observed, ResourceError> {
-        update(ctx, addr, cloud_id, change.before, change.after).await
+        let before = change.before;
+        let after = change.after;
+        if let Some(v) = super::str_attr(after, "version") {
+            if super::str_attr(before, "version") != Some(v) {
+                ctx.aws
+                    .eks
+                    .update_cluster_version()
+                    .name(cloud_id)
+                    .version(v)
+                    .client_request_token(request_token(ctx, addr, &format!("version-{v}")))
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("UpdateClusterVersion", e))?;
+                // EKS reports UPDATING while the control plane is upgraded.
+                wait_active(ctx, addr, cloud_id).await?;
+            }
+        }
+        let current = describe(ctx, cloud_id)
+            .await?
+            .ok_or_else(|| ResourceError::Disappeared {
+                what: format!("cluster {cloud_id}"),
+            })?;
+        if let Some(arn) = current.arn() {
+            update_tags(ctx, arn, before, after).await?;
+        }
+        wait_active(ctx, addr, cloud_id).await
     }
 
     async fn delete(
@@ -453,7 +411,20 @@ impl ResourceKind for ClusterKind {
         attrs: &Value,
         _prior_outputs: &Value,
     ) -> Result<(), ResourceError> {
-        delete(ctx, addr, cloud_id, attrs).await
+        let _attrs = attrs;
+        // Its endpoint is going away: no Kubernetes client may be built from what was seen.
+        ctx.kube.forget(cloud_id).await;
+        match ctx.aws.eks.delete_cluster().name(cloud_id).send().await {
+            Ok(_) => {}
+            Err(e) => {
+                let err = aws_error("DeleteCluster", e);
+                if err.code() == Some("ResourceNotFoundException") {
+                    return Ok(());
+                }
+                return Err(err);
+            }
+        }
+        wait_gone(ctx, addr, cloud_id).await
     }
 
     async fn settle(

@@ -60,51 +60,6 @@ pub fn api_resource() -> ApiResource {
     }
 }
 
-/// Spec → attributes, filling the defaults the tutorial uses: the name is the pod subnet's AZ
-/// (what label mode with `topology.kubernetes.io/zone` expects) and the security group is the
-/// cluster security group.
-pub fn desired_attrs(c: &EniConfigConfig) -> Result<Value, Vec<(&'static str, String)>> {
-    let mut errors = Vec::new();
-    let name = match &c.name {
-        Some(n) => n.clone(),
-        None => match crate::value::whole_reference(&c.subnet_id) {
-            Some(r) if r.addr.kind == Kind::Subnet => {
-                format!("${{{}.availability_zone}}", r.addr)
-            }
-            _ => {
-                errors.push(("name", "set `name`: it can only default to the subnet's AZ when `subnet_id` is a reference like \"${subnet.pod_a.id}\"".to_string()));
-                String::new()
-            }
-        },
-    };
-    let groups = match &c.security_group_ids {
-        Some(g) => g.clone(),
-        None => match crate::value::whole_reference(&c.cluster_name) {
-            Some(r) if r.addr.kind == Kind::Cluster => {
-                vec![format!("${{{}.cluster_security_group_id}}", r.addr)]
-            }
-            _ => {
-                errors.push(("security_group_ids", "set `security_group_ids`: they can only default to the cluster security group when `cluster_name` is a reference like \"${cluster.main.name}\"".to_string()));
-                Vec::new()
-            }
-        },
-    };
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let mut attrs = json!({
-        "cluster_name": c.cluster_name,
-        "name": name,
-        "subnet_id": c.subnet_id,
-        "security_group_ids": groups,
-    });
-    // Only shown and compared when used (annotation mode).
-    if let (false, Some(m)) = (c.annotate_nodes.is_empty(), attrs.as_object_mut()) {
-        m.insert("annotate_nodes".into(), json!(c.annotate_nodes));
-    }
-    Ok(attrs)
-}
-
 fn api(client: kube::Client) -> Api<DynamicObject> {
     Api::all_with(client, &api_resource())
 }
@@ -133,70 +88,6 @@ fn observe(cluster: &str, o: &DynamicObject) -> Option<Observed> {
         outputs: json!({"name": name}),
         managed_by: annotations.get(STATE_ANNOTATION).cloned(),
     })
-}
-
-/// One LIST of ENIConfigs per cluster, whatever the number of ENIConfigs.
-pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-    let mut clusters: Vec<String> = items
-        .iter()
-        .filter_map(|i| super::str_attr(&i.attrs, "cluster_name").map(String::from))
-        .collect();
-    clusters.sort();
-    clusters.dedup();
-    let lists = clusters.into_iter().map(|cluster| async move {
-        let Some(client) = ctx.kube.client(&ctx.aws, &cluster).await? else {
-            return Ok::<_, ResourceError>((cluster, Vec::new()));
-        };
-        let list = api(client)
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| crate::kube::error("list eniconfigs", e))?;
-        Ok((cluster, list.items))
-    });
-    let by_cluster: HashMap<String, Vec<DynamicObject>> = futures::future::try_join_all(lists)
-        .await?
-        .into_iter()
-        .collect();
-    let found: Vec<Option<Observed>> = items.iter().map(|i| refind(i, &by_cluster)).collect();
-    // The node rule is live state too: it counts as applied only while every node it selects
-    // carries this ENIConfig's annotation, so nodes that joined later show up as a change.
-    let checks = items.iter().zip(found).map(|(item, obs)| async move {
-        let (Some(mut obs), Some(sel)) = (obs.clone(), selector(&item.attrs)) else {
-            return Ok::<_, ResourceError>(obs);
-        };
-        let cluster = super::str_attr(&obs.attrs, "cluster_name")
-            .unwrap_or_default()
-            .to_string();
-        let name = super::str_attr(&obs.attrs, "name")
-            .unwrap_or_default()
-            .to_string();
-        let nodes: Api<Node> = Api::all(client_for(ctx, &cluster).await?);
-        let list = nodes
-            .list(&ListParams::default().labels(&sel))
-            .await
-            .map_err(|e| crate::kube::error("list nodes", e))?;
-        let all_annotated = list.items.iter().all(|n| {
-            n.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(NODE_ANNOTATION))
-                .map(String::as_str)
-                == Some(name.as_str())
-        });
-        let live = if all_annotated {
-            item.attrs
-                .get("annotate_nodes")
-                .cloned()
-                .unwrap_or(Value::Null)
-        } else {
-            json!({})
-        };
-        if let Some(m) = obs.attrs.as_object_mut() {
-            m.insert("annotate_nodes".into(), live);
-        }
-        Ok(Some(obs))
-    });
-    futures::future::try_join_all(checks).await
 }
 
 /// The object observed for an item, from the per-cluster lists.
@@ -308,73 +199,120 @@ async fn apply_object(
         .ok_or_else(|| ResourceError::Invalid(format!("ENIConfig {name} came back without a name")))
 }
 
-pub async fn create(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    attrs: &Value,
-) -> Result<Observed, ResourceError> {
-    apply_object(ctx, addr, attrs).await
-}
-
-pub async fn update(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    _cloud_id: &str,
-    before: &Value,
-    after: &Value,
-) -> Result<Observed, ResourceError> {
-    // Nodes the old rule annotated but the new one does not select lose the annotation.
-    if let (Some(old), Some(cluster), Some(name)) = (
-        selector(before),
-        super::str_attr(before, "cluster_name"),
-        super::str_attr(before, "name"),
-    ) {
-        if selector(after).as_deref() != Some(old.as_str()) {
-            annotate(client_for(ctx, cluster).await?, &old, None, Some(name)).await?;
-        }
-    }
-    apply_object(ctx, addr, after).await
-}
-
-pub async fn delete(
-    ctx: &Ctx,
-    _addr: &ResourceAddr,
-    cloud_id: &str,
-    attrs: &Value,
-) -> Result<(), ResourceError> {
-    let Some((cluster, name)) = cloud_id.split_once('/') else {
-        return Err(ResourceError::BadCloudId {
-            kind: Kind::EniConfig,
-            id: cloud_id.to_string(),
-            expected: "cluster/name",
-        });
-    };
-    let Some(client) = ctx.kube.client(&ctx.aws, cluster).await? else {
-        return Ok(());
-    };
-    if let Some(sel) = selector(attrs) {
-        annotate(client.clone(), &sel, None, Some(name)).await?;
-    }
-    match api(client).delete(name, &Default::default()).await {
-        Ok(_) => Ok(()),
-        Err(e) if crate::kube::is_not_found(&e) => Ok(()),
-        Err(e) => Err(crate::kube::error("delete eniconfig", e).into()),
-    }
-}
-
 impl ResourceKind for EniConfigKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = EniConfigConfig;
 
+    /// Spec → attributes, filling the defaults the tutorial uses: the name is the pod subnet's AZ
+    /// (what label mode with `topology.kubernetes.io/zone` expects) and the security group is the
+    /// cluster security group.
     fn desired_attrs(
         c: &Self::Config,
         _spec_dir: &Path,
     ) -> Result<Value, Vec<(&'static str, String)>> {
-        desired_attrs(c)
+        let mut errors = Vec::new();
+        let name = match &c.name {
+            Some(n) => n.clone(),
+            None => match crate::value::whole_reference(&c.subnet_id) {
+                Some(r) if r.addr.kind == Kind::Subnet => {
+                    format!("${{{}.availability_zone}}", r.addr)
+                }
+                _ => {
+                    errors.push(("name", "set `name`: it can only default to the subnet's AZ when `subnet_id` is a reference like \"${subnet.pod_a.id}\"".to_string()));
+                    String::new()
+                }
+            },
+        };
+        let groups = match &c.security_group_ids {
+            Some(g) => g.clone(),
+            None => match crate::value::whole_reference(&c.cluster_name) {
+                Some(r) if r.addr.kind == Kind::Cluster => {
+                    vec![format!("${{{}.cluster_security_group_id}}", r.addr)]
+                }
+                _ => {
+                    errors.push(("security_group_ids", "set `security_group_ids`: they can only default to the cluster security group when `cluster_name` is a reference like \"${cluster.main.name}\"".to_string()));
+                    Vec::new()
+                }
+            },
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut attrs = json!({
+            "cluster_name": c.cluster_name,
+            "name": name,
+            "subnet_id": c.subnet_id,
+            "security_group_ids": groups,
+        });
+        // Only shown and compared when used (annotation mode).
+        if let (false, Some(m)) = (c.annotate_nodes.is_empty(), attrs.as_object_mut()) {
+            m.insert("annotate_nodes".into(), json!(c.annotate_nodes));
+        }
+        Ok(attrs)
     }
 
+    /// One LIST of ENIConfigs per cluster, whatever the number of ENIConfigs.
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-        refresh(ctx, items).await
+        let mut clusters: Vec<String> = items
+            .iter()
+            .filter_map(|i| super::str_attr(&i.attrs, "cluster_name").map(String::from))
+            .collect();
+        clusters.sort();
+        clusters.dedup();
+        let lists = clusters.into_iter().map(|cluster| async move {
+            let Some(client) = ctx.kube.client(&ctx.aws, &cluster).await? else {
+                return Ok::<_, ResourceError>((cluster, Vec::new()));
+            };
+            let list = api(client)
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| crate::kube::error("list eniconfigs", e))?;
+            Ok((cluster, list.items))
+        });
+        let by_cluster: HashMap<String, Vec<DynamicObject>> = futures::future::try_join_all(lists)
+            .await?
+            .into_iter()
+            .collect();
+        let found: Vec<Option<Observed>> = items.iter().map(|i| refind(i, &by_cluster)).collect();
+        // The node rule is live state too: it counts as applied only while every node it selects
+        // carries this ENIConfig's annotation, so nodes that joined later show up as a change.
+        let checks = items.iter().zip(found).map(|(item, obs)| async move {
+            let (Some(mut obs), Some(sel)) = (obs.clone(), selector(&item.attrs)) else {
+                return Ok::<_, ResourceError>(obs);
+            };
+            let cluster = super::str_attr(&obs.attrs, "cluster_name")
+                .unwrap_or_default()
+                .to_string();
+            let name = super::str_attr(&obs.attrs, "name")
+                .unwrap_or_default()
+                .to_string();
+            let nodes: Api<Node> = Api::all(client_for(ctx, &cluster).await?);
+            let list = nodes
+                .list(&ListParams::default().labels(&sel))
+                .await
+                .map_err(|e| crate::kube::error("list nodes", e))?;
+            let all_annotated = list.items.iter().all(|n| {
+                n.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(NODE_ANNOTATION))
+                    .map(String::as_str)
+                    == Some(name.as_str())
+            });
+            let live = if all_annotated {
+                item.attrs
+                    .get("annotate_nodes")
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            } else {
+                json!({})
+            };
+            if let Some(m) = obs.attrs.as_object_mut() {
+                m.insert("annotate_nodes".into(), live);
+            }
+            Ok(Some(obs))
+        });
+        futures::future::try_join_all(checks).await
     }
 
     async fn create(
@@ -382,7 +320,7 @@ impl ResourceKind for EniConfigKind {
         addr: &ResourceAddr,
         attrs: &Value,
     ) -> Result<Observed, ResourceError> {
-        create(ctx, addr, attrs).await
+        apply_object(ctx, addr, attrs).await
     }
 
     async fn update(
@@ -391,7 +329,20 @@ impl ResourceKind for EniConfigKind {
         cloud_id: &str,
         change: Change<'_>,
     ) -> Result<Observed, ResourceError> {
-        update(ctx, addr, cloud_id, change.before, change.after).await
+        let _cloud_id = cloud_id;
+        let before = change.before;
+        let after = change.after;
+        // Nodes the old rule annotated but the new one does not select lose the annotation.
+        if let (Some(old), Some(cluster), Some(name)) = (
+            selector(before),
+            super::str_attr(before, "cluster_name"),
+            super::str_attr(before, "name"),
+        ) {
+            if selector(after).as_deref() != Some(old.as_str()) {
+                annotate(client_for(ctx, cluster).await?, &old, None, Some(name)).await?;
+            }
+        }
+        apply_object(ctx, addr, after).await
     }
 
     async fn delete(
@@ -401,6 +352,24 @@ impl ResourceKind for EniConfigKind {
         attrs: &Value,
         _prior_outputs: &Value,
     ) -> Result<(), ResourceError> {
-        delete(ctx, addr, cloud_id, attrs).await
+        let _addr = addr;
+        let Some((cluster, name)) = cloud_id.split_once('/') else {
+            return Err(ResourceError::BadCloudId {
+                kind: Kind::EniConfig,
+                id: cloud_id.to_string(),
+                expected: "cluster/name",
+            });
+        };
+        let Some(client) = ctx.kube.client(&ctx.aws, cluster).await? else {
+            return Ok(());
+        };
+        if let Some(sel) = selector(attrs) {
+            annotate(client.clone(), &sel, None, Some(name)).await?;
+        }
+        match api(client).delete(name, &Default::default()).await {
+            Ok(_) => Ok(()),
+            Err(e) if crate::kube::is_not_found(&e) => Ok(()),
+            Err(e) => Err(crate::kube::error("delete eniconfig", e).into()),
+        }
     }
 }

@@ -62,7 +62,6 @@ const FACTS: KindFacts = KindFacts {
     import_id: ImportId::Plain,
 };
 
-
 /// Keys whose value is a string or a list of strings with set semantics.
 const SET_KEYS: &[&str] = &[
     "Action",
@@ -237,22 +236,6 @@ async fn read(ctx: &Ctx, name: &str) -> Result<Option<Observed>, ResourceError> 
     }))
 }
 
-/// IAM has no batch read: all roles are read concurrently (GetRole and the policy list of one
-/// role in parallel too), so the wall time is one round trip whatever the count.
-pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-    let reads = items.iter().map(|i| async move {
-        let name = i
-            .cloud_id
-            .clone()
-            .or_else(|| super::str_attr(&i.attrs, "name").map(String::from));
-        match name {
-            Some(n) => read(ctx, &n).await,
-            None => Ok(None),
-        }
-    });
-    futures::future::try_join_all(reads).await
-}
-
 fn iam_tags(tags: impl IntoIterator<Item = (String, String)>) -> Vec<Tag> {
     tags.into_iter()
         .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
@@ -264,35 +247,6 @@ fn policy_text(attrs: &Value) -> Result<String, ResourceError> {
         .get("assume_role_policy")
         .map(|p| p.to_string())
         .ok_or_else(|| ResourceError::MissingAttribute("assume_role_policy".into()))
-}
-
-pub async fn create(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    attrs: &Value,
-) -> Result<Observed, ResourceError> {
-    let name = req_str(attrs, "name")?;
-    let tags = ctx.managed_tags(addr, attrs.get("tags").unwrap_or(&Value::Null));
-    let mut req = ctx
-        .aws
-        .iam
-        .create_role()
-        .role_name(name)
-        .path(super::str_attr(attrs, "path").unwrap_or("/"))
-        .assume_role_policy_document(policy_text(attrs)?)
-        .set_tags(Some(iam_tags(tags)));
-    if let Some(d) = super::str_attr(attrs, "description") {
-        req = req.description(d);
-    }
-    req.send().await.map_err(|e| aws_error("CreateRole", e))?;
-    for arn in str_list(attrs, "managed_policy_arns") {
-        attach(ctx, name, &arn).await?;
-    }
-    read(ctx, name)
-        .await?
-        .ok_or_else(|| ResourceError::NotReadBack {
-            what: format!("role {name}"),
-        })
 }
 
 async fn attach(ctx: &Ctx, role: &str, arn: &str) -> Result<(), ResourceError> {
@@ -329,114 +283,6 @@ async fn detach(ctx: &Ctx, role: &str, arn: &str) -> Result<(), ResourceError> {
     }
 }
 
-pub async fn update(
-    ctx: &Ctx,
-    _addr: &ResourceAddr,
-    cloud_id: &str,
-    before: &Value,
-    after: &Value,
-) -> Result<Observed, ResourceError> {
-    if before.get("assume_role_policy") != after.get("assume_role_policy") {
-        ctx.aws
-            .iam
-            .update_assume_role_policy()
-            .role_name(cloud_id)
-            .policy_document(policy_text(after)?)
-            .send()
-            .await
-            .map_err(|e| aws_error("UpdateAssumeRolePolicy", e))?;
-    }
-    if before.get("description") != after.get("description") {
-        ctx.aws
-            .iam
-            .update_role()
-            .role_name(cloud_id)
-            .description(super::str_attr(after, "description").unwrap_or(""))
-            .send()
-            .await
-            .map_err(|e| aws_error("UpdateRole", e))?;
-    }
-    let old = str_list(before, "managed_policy_arns");
-    let new = str_list(after, "managed_policy_arns");
-    for arn in new.iter().filter(|a| !old.contains(a)) {
-        attach(ctx, cloud_id, arn).await?;
-    }
-    for arn in old.iter().filter(|a| !new.contains(a)) {
-        detach(ctx, cloud_id, arn).await?;
-    }
-    let (removed, set) = tag_changes(before, after);
-    if !removed.is_empty() {
-        ctx.aws
-            .iam
-            .untag_role()
-            .role_name(cloud_id)
-            .set_tag_keys(Some(removed))
-            .send()
-            .await
-            .map_err(|e| aws_error("UntagRole", e))?;
-    }
-    if !set.is_empty() {
-        ctx.aws
-            .iam
-            .tag_role()
-            .role_name(cloud_id)
-            .set_tags(Some(iam_tags(set)))
-            .send()
-            .await
-            .map_err(|e| aws_error("TagRole", e))?;
-    }
-    read(ctx, cloud_id)
-        .await?
-        .ok_or_else(|| ResourceError::Disappeared {
-            what: format!("role {cloud_id}"),
-        })
-}
-
-/// Detaches every managed policy and deletes inline ones first: IAM refuses to delete a role
-/// that still has policies (DeleteConflict).
-pub async fn delete(
-    ctx: &Ctx,
-    _addr: &ResourceAddr,
-    cloud_id: &str,
-    _attrs: &Value,
-) -> Result<(), ResourceError> {
-    let Some(current) = read(ctx, cloud_id).await? else {
-        return Ok(());
-    };
-    for arn in str_list(&current.attrs, "managed_policy_arns") {
-        detach(ctx, cloud_id, &arn).await?;
-    }
-    let inline = ctx
-        .aws
-        .iam
-        .list_role_policies()
-        .role_name(cloud_id)
-        .send()
-        .await
-        .map_err(|e| aws_error("ListRolePolicies", e))?;
-    for p in inline.policy_names() {
-        ctx.aws
-            .iam
-            .delete_role_policy()
-            .role_name(cloud_id)
-            .policy_name(p)
-            .send()
-            .await
-            .map_err(|e| aws_error("DeleteRolePolicy", e))?;
-    }
-    match ctx.aws.iam.delete_role().role_name(cloud_id).send().await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let err = aws_error("DeleteRole", e);
-            if err.code() == Some("NoSuchEntity") {
-                Ok(())
-            } else {
-                Err(err)
-            }
-        }
-    }
-}
-
 impl ResourceKind for IamRoleKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = IamRoleConfig;
@@ -448,8 +294,20 @@ impl ResourceKind for IamRoleKind {
         desired_attrs(c).map_err(|e| vec![e])
     }
 
+    /// IAM has no batch read: all roles are read concurrently (GetRole and the policy list of one
+    /// role in parallel too), so the wall time is one round trip whatever the count.
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-        refresh(ctx, items).await
+        let reads = items.iter().map(|i| async move {
+            let name = i
+                .cloud_id
+                .clone()
+                .or_else(|| super::str_attr(&i.attrs, "name").map(String::from));
+            match name {
+                Some(n) => read(ctx, &n).await,
+                None => Ok(None),
+            }
+        });
+        futures::future::try_join_all(reads).await
     }
 
     async fn create(
@@ -457,7 +315,28 @@ impl ResourceKind for IamRoleKind {
         addr: &ResourceAddr,
         attrs: &Value,
     ) -> Result<Observed, ResourceError> {
-        create(ctx, addr, attrs).await
+        let name = req_str(attrs, "name")?;
+        let tags = ctx.managed_tags(addr, attrs.get("tags").unwrap_or(&Value::Null));
+        let mut req = ctx
+            .aws
+            .iam
+            .create_role()
+            .role_name(name)
+            .path(super::str_attr(attrs, "path").unwrap_or("/"))
+            .assume_role_policy_document(policy_text(attrs)?)
+            .set_tags(Some(iam_tags(tags)));
+        if let Some(d) = super::str_attr(attrs, "description") {
+            req = req.description(d);
+        }
+        req.send().await.map_err(|e| aws_error("CreateRole", e))?;
+        for arn in str_list(attrs, "managed_policy_arns") {
+            attach(ctx, name, &arn).await?;
+        }
+        read(ctx, name)
+            .await?
+            .ok_or_else(|| ResourceError::NotReadBack {
+                what: format!("role {name}"),
+            })
     }
 
     async fn update(
@@ -466,9 +345,67 @@ impl ResourceKind for IamRoleKind {
         cloud_id: &str,
         change: Change<'_>,
     ) -> Result<Observed, ResourceError> {
-        update(ctx, addr, cloud_id, change.before, change.after).await
+        let _addr = addr;
+        let before = change.before;
+        let after = change.after;
+        if before.get("assume_role_policy") != after.get("assume_role_policy") {
+            ctx.aws
+                .iam
+                .update_assume_role_policy()
+                .role_name(cloud_id)
+                .policy_document(policy_text(after)?)
+                .send()
+                .await
+                .map_err(|e| aws_error("UpdateAssumeRolePolicy", e))?;
+        }
+        if before.get("description") != after.get("description") {
+            ctx.aws
+                .iam
+                .update_role()
+                .role_name(cloud_id)
+                .description(super::str_attr(after, "description").unwrap_or(""))
+                .send()
+                .await
+                .map_err(|e| aws_error("UpdateRole", e))?;
+        }
+        let old = str_list(before, "managed_policy_arns");
+        let new = str_list(after, "managed_policy_arns");
+        for arn in new.iter().filter(|a| !old.contains(a)) {
+            attach(ctx, cloud_id, arn).await?;
+        }
+        for arn in old.iter().filter(|a| !new.contains(a)) {
+            detach(ctx, cloud_id, arn).await?;
+        }
+        let (removed, set) = tag_changes(before, after);
+        if !removed.is_empty() {
+            ctx.aws
+                .iam
+                .untag_role()
+                .role_name(cloud_id)
+                .set_tag_keys(Some(removed))
+                .send()
+                .await
+                .map_err(|e| aws_error("UntagRole", e))?;
+        }
+        if !set.is_empty() {
+            ctx.aws
+                .iam
+                .tag_role()
+                .role_name(cloud_id)
+                .set_tags(Some(iam_tags(set)))
+                .send()
+                .await
+                .map_err(|e| aws_error("TagRole", e))?;
+        }
+        read(ctx, cloud_id)
+            .await?
+            .ok_or_else(|| ResourceError::Disappeared {
+                what: format!("role {cloud_id}"),
+            })
     }
 
+    /// Detaches every managed policy and deletes inline ones first: IAM refuses to delete a role
+    /// that still has policies (DeleteConflict).
     async fn delete(
         ctx: &Ctx,
         addr: &ResourceAddr,
@@ -476,6 +413,42 @@ impl ResourceKind for IamRoleKind {
         attrs: &Value,
         _prior_outputs: &Value,
     ) -> Result<(), ResourceError> {
-        delete(ctx, addr, cloud_id, attrs).await
+        let _addr = addr;
+        let _attrs = attrs;
+        let Some(current) = read(ctx, cloud_id).await? else {
+            return Ok(());
+        };
+        for arn in str_list(&current.attrs, "managed_policy_arns") {
+            detach(ctx, cloud_id, &arn).await?;
+        }
+        let inline = ctx
+            .aws
+            .iam
+            .list_role_policies()
+            .role_name(cloud_id)
+            .send()
+            .await
+            .map_err(|e| aws_error("ListRolePolicies", e))?;
+        for p in inline.policy_names() {
+            ctx.aws
+                .iam
+                .delete_role_policy()
+                .role_name(cloud_id)
+                .policy_name(p)
+                .send()
+                .await
+                .map_err(|e| aws_error("DeleteRolePolicy", e))?;
+        }
+        match ctx.aws.iam.delete_role().role_name(cloud_id).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = aws_error("DeleteRole", e);
+                if err.code() == Some("NoSuchEntity") {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
     }
 }

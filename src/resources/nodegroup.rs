@@ -84,7 +84,6 @@ const FACTS: KindFacts = KindFacts {
     import_id: ImportId::ClusterSlashName,
 };
 
-
 fn split_id(id: &str) -> Result<(&str, &str), ResourceError> {
     id.split_once('/')
         .ok_or_else(|| ResourceError::BadCloudId {
@@ -168,34 +167,6 @@ async fn describe(
     }
 }
 
-/// Waits for a nodegroup found mid-create (after a crash) to become ACTIVE.
-pub async fn settle(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    cloud_id: &str,
-) -> Result<Option<Observed>, ResourceError> {
-    let (cluster, name) = split_id(cloud_id)?;
-    wait_active(ctx, addr, cluster, name).await.map(Some)
-}
-
-pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-    let reads = items.iter().map(|i| async move {
-        let id = i.cloud_id.clone().or_else(|| {
-            let c = super::str_attr(&i.attrs, "cluster_name")?;
-            let n = super::str_attr(&i.attrs, "name")?;
-            (!crate::value::is_unknown(&json!(c))).then(|| format!("{c}/{n}"))
-        });
-        Ok::<_, ResourceError>(match id {
-            Some(id) => {
-                let (c, n) = split_id(&id)?;
-                describe(ctx, c, n).await?.as_ref().and_then(observe)
-            }
-            None => None,
-        })
-    });
-    futures::future::try_join_all(reads).await
-}
-
 pub(crate) async fn wait_active(
     ctx: &Ctx,
     addr: &ResourceAddr,
@@ -261,31 +232,6 @@ fn labels(attrs: &Value) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
-pub async fn create(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    attrs: &Value,
-) -> Result<Observed, ResourceError> {
-    let cluster = req_str(attrs, "cluster_name")?;
-    let name = req_str(attrs, "name")?;
-    match send_create(ctx, addr, attrs).await {
-        // The name of a nodegroup still being deleted stays taken: wait, then create. Asked
-        // only on this error, so a plain create costs no extra request.
-        Err(e) if e.code() == Some("ResourceInUseException") => {
-            let deleting = describe(ctx, cluster, name).await?.is_some_and(|n| {
-                n.status() == Some(&aws_sdk_eks::types::NodegroupStatus::Deleting)
-            });
-            if !deleting {
-                return Err(e);
-            }
-            wait_gone(ctx, addr, cluster, name).await?;
-            send_create(ctx, addr, attrs).await?;
-        }
-        other => other?,
-    }
-    wait_active(ctx, addr, cluster, name).await
-}
-
 /// One CreateNodegroup, retried while a new role cannot be assumed yet.
 async fn send_create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<(), ResourceError> {
     let cluster = req_str(attrs, "cluster_name")?;
@@ -326,85 +272,6 @@ async fn send_create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<()
     .map(|_| ())
 }
 
-pub async fn update(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    cloud_id: &str,
-    before: &Value,
-    after: &Value,
-) -> Result<Observed, ResourceError> {
-    let (cluster, name) = split_id(cloud_id)?;
-    let scaling_changed = before.get("scaling") != after.get("scaling");
-    let labels_changed = before.get("labels") != after.get("labels");
-    if scaling_changed || labels_changed {
-        let mut req = ctx
-            .aws
-            .eks
-            .update_nodegroup_config()
-            .cluster_name(cluster)
-            .nodegroup_name(name);
-        if scaling_changed {
-            req = req.scaling_config(scaling(after));
-        }
-        if labels_changed {
-            let old = labels(before);
-            let new = labels(after);
-            let removed: Vec<String> = old
-                .keys()
-                .filter(|k| !new.contains_key(*k))
-                .cloned()
-                .collect();
-            req = req.labels(
-                aws_sdk_eks::types::UpdateLabelsPayload::builder()
-                    .set_add_or_update_labels(Some(new))
-                    .set_remove_labels((!removed.is_empty()).then_some(removed))
-                    .build(),
-            );
-        }
-        req.send()
-            .await
-            .map_err(|e| aws_error("UpdateNodegroupConfig", e))?;
-        wait_active(ctx, addr, cluster, name).await?;
-    }
-    let current = describe(ctx, cluster, name)
-        .await?
-        .ok_or_else(|| ResourceError::Disappeared {
-            what: format!("nodegroup {cloud_id}"),
-        })?;
-    if let Some(arn) = current.nodegroup_arn() {
-        update_tags(ctx, arn, before, after).await?;
-    }
-    wait_active(ctx, addr, cluster, name).await
-}
-
-pub async fn delete(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    cloud_id: &str,
-    _attrs: &Value,
-) -> Result<(), ResourceError> {
-    let (cluster, name) = split_id(cloud_id)?;
-    match ctx
-        .aws
-        .eks
-        .delete_nodegroup()
-        .cluster_name(cluster)
-        .nodegroup_name(name)
-        .send()
-        .await
-    {
-        Ok(_) => {}
-        Err(e) => {
-            let err = aws_error("DeleteNodegroup", e);
-            if err.code() == Some("ResourceNotFoundException") {
-                return Ok(());
-            }
-            return Err(err);
-        }
-    }
-    wait_gone(ctx, addr, cluster, name).await
-}
-
 /// Waits until the nodegroup no longer exists.
 async fn wait_gone(
     ctx: &Ctx,
@@ -439,7 +306,21 @@ impl ResourceKind for NodegroupKind {
     type Config = NodegroupConfig;
 
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-        refresh(ctx, items).await
+        let reads = items.iter().map(|i| async move {
+            let id = i.cloud_id.clone().or_else(|| {
+                let c = super::str_attr(&i.attrs, "cluster_name")?;
+                let n = super::str_attr(&i.attrs, "name")?;
+                (!crate::value::is_unknown(&json!(c))).then(|| format!("{c}/{n}"))
+            });
+            Ok::<_, ResourceError>(match id {
+                Some(id) => {
+                    let (c, n) = split_id(&id)?;
+                    describe(ctx, c, n).await?.as_ref().and_then(observe)
+                }
+                None => None,
+            })
+        });
+        futures::future::try_join_all(reads).await
     }
 
     async fn create(
@@ -447,7 +328,24 @@ impl ResourceKind for NodegroupKind {
         addr: &ResourceAddr,
         attrs: &Value,
     ) -> Result<Observed, ResourceError> {
-        create(ctx, addr, attrs).await
+        let cluster = req_str(attrs, "cluster_name")?;
+        let name = req_str(attrs, "name")?;
+        match send_create(ctx, addr, attrs).await {
+            // The name of a nodegroup still being deleted stays taken: wait, then create. Asked
+            // only on this error, so a plain create costs no extra request.
+            Err(e) if e.code() == Some("ResourceInUseException") => {
+                let deleting = describe(ctx, cluster, name).await?.is_some_and(|n| {
+                    n.status() == Some(&aws_sdk_eks::types::NodegroupStatus::Deleting)
+                });
+                if !deleting {
+                    return Err(e);
+                }
+                wait_gone(ctx, addr, cluster, name).await?;
+                send_create(ctx, addr, attrs).await?;
+            }
+            other => other?,
+        }
+        wait_active(ctx, addr, cluster, name).await
     }
 
     async fn update(
@@ -456,7 +354,50 @@ impl ResourceKind for NodegroupKind {
         cloud_id: &str,
         change: Change<'_>,
     ) -> Result<Observed, ResourceError> {
-        update(ctx, addr, cloud_id, change.before, change.after).await
+        let before = change.before;
+        let after = change.after;
+        let (cluster, name) = split_id(cloud_id)?;
+        let scaling_changed = before.get("scaling") != after.get("scaling");
+        let labels_changed = before.get("labels") != after.get("labels");
+        if scaling_changed || labels_changed {
+            let mut req = ctx
+                .aws
+                .eks
+                .update_nodegroup_config()
+                .cluster_name(cluster)
+                .nodegroup_name(name);
+            if scaling_changed {
+                req = req.scaling_config(scaling(after));
+            }
+            if labels_changed {
+                let old = labels(before);
+                let new = labels(after);
+                let removed: Vec<String> = old
+                    .keys()
+                    .filter(|k| !new.contains_key(*k))
+                    .cloned()
+                    .collect();
+                req = req.labels(
+                    aws_sdk_eks::types::UpdateLabelsPayload::builder()
+                        .set_add_or_update_labels(Some(new))
+                        .set_remove_labels((!removed.is_empty()).then_some(removed))
+                        .build(),
+                );
+            }
+            req.send()
+                .await
+                .map_err(|e| aws_error("UpdateNodegroupConfig", e))?;
+            wait_active(ctx, addr, cluster, name).await?;
+        }
+        let current = describe(ctx, cluster, name)
+            .await?
+            .ok_or_else(|| ResourceError::Disappeared {
+                what: format!("nodegroup {cloud_id}"),
+            })?;
+        if let Some(arn) = current.nodegroup_arn() {
+            update_tags(ctx, arn, before, after).await?;
+        }
+        wait_active(ctx, addr, cluster, name).await
     }
 
     async fn delete(
@@ -466,15 +407,37 @@ impl ResourceKind for NodegroupKind {
         attrs: &Value,
         _prior_outputs: &Value,
     ) -> Result<(), ResourceError> {
-        delete(ctx, addr, cloud_id, attrs).await
+        let _attrs = attrs;
+        let (cluster, name) = split_id(cloud_id)?;
+        match ctx
+            .aws
+            .eks
+            .delete_nodegroup()
+            .cluster_name(cluster)
+            .nodegroup_name(name)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => {
+                let err = aws_error("DeleteNodegroup", e);
+                if err.code() == Some("ResourceNotFoundException") {
+                    return Ok(());
+                }
+                return Err(err);
+            }
+        }
+        wait_gone(ctx, addr, cluster, name).await
     }
 
+    /// Waits for a nodegroup found mid-create (after a crash) to become ACTIVE.
     async fn settle(
         ctx: &Ctx,
         addr: &ResourceAddr,
         cloud_id: &str,
         _attrs: &Value,
     ) -> Result<Option<Observed>, ResourceError> {
-        settle(ctx, addr, cloud_id).await
+        let (cluster, name) = split_id(cloud_id)?;
+        wait_active(ctx, addr, cluster, name).await.map(Some)
     }
 }

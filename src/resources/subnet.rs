@@ -38,7 +38,6 @@ const FACTS: KindFacts = KindFacts {
     import_id: ImportId::Plain,
 };
 
-
 fn observe(s: &Subnet) -> Option<Observed> {
     let id = s.subnet_id()?.to_string();
     let (tags, managed_by) = split_tags(
@@ -83,230 +82,10 @@ fn filter(name: &str, values: Vec<String>) -> Filter {
         .build()
 }
 
-/// One DescribeSubnets for all subnets known by id (a filter, so a deleted id is "absent"
-/// instead of failing the whole call), one more for those looked up by VPC and CIDR.
-pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-    let ids: Vec<String> = items.iter().filter_map(|i| i.cloud_id.clone()).collect();
-    let by_key: Vec<&Lookup> = items.iter().filter(|i| i.cloud_id.is_none()).collect();
-    let vpcs: Vec<String> = by_key
-        .iter()
-        .filter_map(|i| super::str_attr(&i.attrs, "vpc_id").map(String::from))
-        .filter(|v| !crate::value::is_unknown(&Value::String(v.clone())))
-        .collect();
-    let cidrs: Vec<String> = by_key
-        .iter()
-        .filter_map(|i| super::str_attr(&i.attrs, "cidr_block").map(String::from))
-        .collect();
-    let by_id = async {
-        if ids.is_empty() {
-            Ok(Vec::new())
-        } else {
-            describe(ctx, vec![filter("subnet-id", ids.clone())]).await
-        }
-    };
-    let by_cidr = async {
-        if vpcs.is_empty() || cidrs.is_empty() {
-            Ok(Vec::new())
-        } else {
-            describe(
-                ctx,
-                vec![
-                    filter("vpc-id", vpcs.clone()),
-                    filter("cidr-block", cidrs.clone()),
-                ],
-            )
-            .await
-        }
-    };
-    let (by_id, by_cidr) = tokio::try_join!(by_id, by_cidr)?;
-    Ok(items
-        .iter()
-        .map(|item| match &item.cloud_id {
-            Some(id) => by_id
-                .iter()
-                .find(|s| s.subnet_id() == Some(id.as_str()))
-                .and_then(observe),
-            None => by_cidr
-                .iter()
-                .find(|s| {
-                    s.vpc_id() == super::str_attr(&item.attrs, "vpc_id")
-                        && s.cidr_block() == super::str_attr(&item.attrs, "cidr_block")
-                })
-                .and_then(observe),
-        })
-        .collect())
-}
-
 fn ec2_tags(tags: impl IntoIterator<Item = (String, String)>) -> Vec<Tag> {
     tags.into_iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect()
-}
-
-pub async fn create(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    attrs: &Value,
-) -> Result<Observed, ResourceError> {
-    let tags = ctx.managed_tags(addr, attrs.get("tags").unwrap_or(&Value::Null));
-    let out = ctx
-        .aws
-        .ec2
-        .create_subnet()
-        .vpc_id(req_str(attrs, "vpc_id")?)
-        .cidr_block(req_str(attrs, "cidr_block")?)
-        .availability_zone(req_str(attrs, "availability_zone")?)
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::Subnet)
-                .set_tags(Some(ec2_tags(tags)))
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| aws_error("CreateSubnet", e))?;
-    let subnet = out
-        .subnet()
-        .ok_or_else(|| ResourceError::IncompleteAnswer {
-            operation: "CreateSubnet",
-            lacks: "subnet",
-        })?;
-    let id = subnet
-        .subnet_id()
-        .ok_or_else(|| ResourceError::IncompleteAnswer {
-            operation: "CreateSubnet",
-            lacks: "subnet id",
-        })?
-        .to_string();
-    wait_until(
-        ctx,
-        addr,
-        &format!("subnet {id}"),
-        ctx.timeout(Kind::Subnet),
-        || async {
-            let found = describe(ctx, vec![filter("subnet-id", vec![id.clone()])]).await?;
-            match found.first() {
-                Some(s) if s.state().map(|s| s.as_str()) == Some("available") => {
-                    Ok(Poll::Done(observe(s)))
-                }
-                Some(s) => Ok(Poll::Pending(
-                    s.state()
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_default(),
-                )),
-                // Eventual consistency: a new id may not be listed for a moment.
-                None => Ok(Poll::Pending("not yet visible".into())),
-            }
-        },
-    )
-    .await?
-    .ok_or_else(|| ResourceError::NotReadBack {
-            what: format!("subnet {id}"),
-        })
-}
-
-pub async fn update(
-    ctx: &Ctx,
-    _addr: &ResourceAddr,
-    cloud_id: &str,
-    before: &Value,
-    after: &Value,
-) -> Result<Observed, ResourceError> {
-    let (removed, set) = tag_changes(before, after);
-    if !removed.is_empty() {
-        ctx.aws
-            .ec2
-            .delete_tags()
-            .resources(cloud_id)
-            .set_tags(Some(
-                removed
-                    .into_iter()
-                    .map(|k| Tag::builder().key(k).build())
-                    .collect(),
-            ))
-            .send()
-            .await
-            .map_err(|e| aws_error("DeleteTags", e))?;
-    }
-    if !set.is_empty() {
-        ctx.aws
-            .ec2
-            .create_tags()
-            .resources(cloud_id)
-            .set_tags(Some(ec2_tags(set)))
-            .send()
-            .await
-            .map_err(|e| aws_error("CreateTags", e))?;
-    }
-    let found = describe(ctx, vec![filter("subnet-id", vec![cloud_id.to_string()])]).await?;
-    found
-        .first()
-        .and_then(observe)
-        .ok_or_else(|| ResourceError::Disappeared {
-            what: format!("subnet {cloud_id}"),
-        })
-}
-
-/// Deletes the subnet. `DependencyViolation` (ENIs the VPC CNI left behind, load balancers…)
-/// is retried with backoff until the subnet timeout; then the error names what still sits in
-/// the subnet. With `delete_available_enis`, detached (`available`) ENIs are deleted first.
-pub async fn delete(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    cloud_id: &str,
-    _attrs: &Value,
-) -> Result<(), ResourceError> {
-    use crate::retry::{Backoff, Step, Stop};
-    let schedule = Backoff::dependency_violation(ctx.poll_cap, ctx.timeout(Kind::Subnet));
-    let result = crate::retry::run(
-        &schedule,
-        |_| async move {
-            if ctx.delete_available_enis {
-                if let Err(e) = delete_available_enis(ctx, cloud_id).await {
-                    return Step::Fail(e);
-                }
-            }
-            match ctx.aws.ec2.delete_subnet().subnet_id(cloud_id).send().await {
-                Ok(_) => Step::Done(()),
-                Err(e) => {
-                    let err = aws_error("DeleteSubnet", e);
-                    match err.code() {
-                        Some("InvalidSubnetID.NotFound") => Step::Done(()),
-                        Some("DependencyViolation") => Step::Retry(err),
-                        _ => Step::Fail(err),
-                    }
-                }
-            }
-        },
-        // Only refusals that are retried are reported; after the last, the error says what
-        // still sits in the subnet.
-        |err: &ResourceError, progress| {
-            if progress.retrying {
-                ctx.reporter.event(Event::Retrying {
-                    addr: addr.clone(),
-                    reason: err.to_string(),
-                    attempt: progress.attempt,
-                });
-            }
-        },
-    )
-    .await;
-    match result {
-        Ok(()) => Ok(()),
-        Err(Stop::Failed(err)) => Err(err),
-        Err(Stop::Exhausted { started, .. }) => {
-            let blockers = network_interfaces(ctx, cloud_id).await.unwrap_or_default();
-            // Only detached ENIs are what the option deletes.
-            let hint_delete_enis = !ctx.delete_available_enis
-                && blockers.iter().any(|b| b.contains("(available,"));
-            Err(ResourceError::SubnetInUse {
-                subnet: cloud_id.to_string(),
-                waited_secs: started.elapsed().as_secs(),
-                blockers,
-                hint_delete_enis,
-            })
-        }
-    }
 }
 
 /// `eni-… (status, description)` for each ENI in the subnet.
@@ -361,8 +140,58 @@ impl ResourceKind for SubnetKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = SubnetConfig;
 
+    /// One DescribeSubnets for all subnets known by id (a filter, so a deleted id is "absent"
+    /// instead of failing the whole call), one more for those looked up by VPC and CIDR.
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-        refresh(ctx, items).await
+        let ids: Vec<String> = items.iter().filter_map(|i| i.cloud_id.clone()).collect();
+        let by_key: Vec<&Lookup> = items.iter().filter(|i| i.cloud_id.is_none()).collect();
+        let vpcs: Vec<String> = by_key
+            .iter()
+            .filter_map(|i| super::str_attr(&i.attrs, "vpc_id").map(String::from))
+            .filter(|v| !crate::value::is_unknown(&Value::String(v.clone())))
+            .collect();
+        let cidrs: Vec<String> = by_key
+            .iter()
+            .filter_map(|i| super::str_attr(&i.attrs, "cidr_block").map(String::from))
+            .collect();
+        let by_id = async {
+            if ids.is_empty() {
+                Ok(Vec::new())
+            } else {
+                describe(ctx, vec![filter("subnet-id", ids.clone())]).await
+            }
+        };
+        let by_cidr = async {
+            if vpcs.is_empty() || cidrs.is_empty() {
+                Ok(Vec::new())
+            } else {
+                describe(
+                    ctx,
+                    vec![
+                        filter("vpc-id", vpcs.clone()),
+                        filter("cidr-block", cidrs.clone()),
+                    ],
+                )
+                .await
+            }
+        };
+        let (by_id, by_cidr) = tokio::try_join!(by_id, by_cidr)?;
+        Ok(items
+            .iter()
+            .map(|item| match &item.cloud_id {
+                Some(id) => by_id
+                    .iter()
+                    .find(|s| s.subnet_id() == Some(id.as_str()))
+                    .and_then(observe),
+                None => by_cidr
+                    .iter()
+                    .find(|s| {
+                        s.vpc_id() == super::str_attr(&item.attrs, "vpc_id")
+                            && s.cidr_block() == super::str_attr(&item.attrs, "cidr_block")
+                    })
+                    .and_then(observe),
+            })
+            .collect())
     }
 
     async fn create(
@@ -370,7 +199,61 @@ impl ResourceKind for SubnetKind {
         addr: &ResourceAddr,
         attrs: &Value,
     ) -> Result<Observed, ResourceError> {
-        create(ctx, addr, attrs).await
+        let tags = ctx.managed_tags(addr, attrs.get("tags").unwrap_or(&Value::Null));
+        let out = ctx
+            .aws
+            .ec2
+            .create_subnet()
+            .vpc_id(req_str(attrs, "vpc_id")?)
+            .cidr_block(req_str(attrs, "cidr_block")?)
+            .availability_zone(req_str(attrs, "availability_zone")?)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Subnet)
+                    .set_tags(Some(ec2_tags(tags)))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| aws_error("CreateSubnet", e))?;
+        let subnet = out
+            .subnet()
+            .ok_or_else(|| ResourceError::IncompleteAnswer {
+                operation: "CreateSubnet",
+                lacks: "subnet",
+            })?;
+        let id = subnet
+            .subnet_id()
+            .ok_or_else(|| ResourceError::IncompleteAnswer {
+                operation: "CreateSubnet",
+                lacks: "subnet id",
+            })?
+            .to_string();
+        wait_until(
+            ctx,
+            addr,
+            &format!("subnet {id}"),
+            ctx.timeout(Kind::Subnet),
+            || async {
+                let found = describe(ctx, vec![filter("subnet-id", vec![id.clone()])]).await?;
+                match found.first() {
+                    Some(s) if s.state().map(|s| s.as_str()) == Some("available") => {
+                        Ok(Poll::Done(observe(s)))
+                    }
+                    Some(s) => Ok(Poll::Pending(
+                        s.state()
+                            .map(|s| s.as_str().to_string())
+                            .unwrap_or_default(),
+                    )),
+                    // Eventual consistency: a new id may not be listed for a moment.
+                    None => Ok(Poll::Pending("not yet visible".into())),
+                }
+            },
+        )
+        .await?
+        .ok_or_else(|| ResourceError::NotReadBack {
+                what: format!("subnet {id}"),
+            })
     }
 
     async fn update(
@@ -379,9 +262,47 @@ impl ResourceKind for SubnetKind {
         cloud_id: &str,
         change: Change<'_>,
     ) -> Result<Observed, ResourceError> {
-        update(ctx, addr, cloud_id, change.before, change.after).await
+        let _addr = addr;
+        let before = change.before;
+        let after = change.after;
+        let (removed, set) = tag_changes(before, after);
+        if !removed.is_empty() {
+            ctx.aws
+                .ec2
+                .delete_tags()
+                .resources(cloud_id)
+                .set_tags(Some(
+                    removed
+                        .into_iter()
+                        .map(|k| Tag::builder().key(k).build())
+                        .collect(),
+                ))
+                .send()
+                .await
+                .map_err(|e| aws_error("DeleteTags", e))?;
+        }
+        if !set.is_empty() {
+            ctx.aws
+                .ec2
+                .create_tags()
+                .resources(cloud_id)
+                .set_tags(Some(ec2_tags(set)))
+                .send()
+                .await
+                .map_err(|e| aws_error("CreateTags", e))?;
+        }
+        let found = describe(ctx, vec![filter("subnet-id", vec![cloud_id.to_string()])]).await?;
+        found
+            .first()
+            .and_then(observe)
+            .ok_or_else(|| ResourceError::Disappeared {
+                what: format!("subnet {cloud_id}"),
+            })
     }
 
+    /// Deletes the subnet. `DependencyViolation` (ENIs the VPC CNI left behind, load balancers…)
+    /// is retried with backoff until the subnet timeout; then the error names what still sits in
+    /// the subnet. With `delete_available_enis`, detached (`available`) ENIs are deleted first.
     async fn delete(
         ctx: &Ctx,
         addr: &ResourceAddr,
@@ -389,6 +310,57 @@ impl ResourceKind for SubnetKind {
         attrs: &Value,
         _prior_outputs: &Value,
     ) -> Result<(), ResourceError> {
-        delete(ctx, addr, cloud_id, attrs).await
+        let _attrs = attrs;
+        use crate::retry::{Backoff, Step, Stop};
+        let schedule = Backoff::dependency_violation(ctx.poll_cap, ctx.timeout(Kind::Subnet));
+        let result = crate::retry::run(
+            &schedule,
+            |_| async move {
+                if ctx.delete_available_enis {
+                    if let Err(e) = delete_available_enis(ctx, cloud_id).await {
+                        return Step::Fail(e);
+                    }
+                }
+                match ctx.aws.ec2.delete_subnet().subnet_id(cloud_id).send().await {
+                    Ok(_) => Step::Done(()),
+                    Err(e) => {
+                        let err = aws_error("DeleteSubnet", e);
+                        match err.code() {
+                            Some("InvalidSubnetID.NotFound") => Step::Done(()),
+                            Some("DependencyViolation") => Step::Retry(err),
+                            _ => Step::Fail(err),
+                        }
+                    }
+                }
+            },
+            // Only refusals that are retried are reported; after the last, the error says what
+            // still sits in the subnet.
+            |err: &ResourceError, progress| {
+                if progress.retrying {
+                    ctx.reporter.event(Event::Retrying {
+                        addr: addr.clone(),
+                        reason: err.to_string(),
+                        attempt: progress.attempt,
+                    });
+                }
+            },
+        )
+        .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(Stop::Failed(err)) => Err(err),
+            Err(Stop::Exhausted { started, .. }) => {
+                let blockers = network_interfaces(ctx, cloud_id).await.unwrap_or_default();
+                // Only detached ENIs are what the option deletes.
+                let hint_delete_enis = !ctx.delete_available_enis
+                    && blockers.iter().any(|b| b.contains("(available,"));
+                Err(ResourceError::SubnetInUse {
+                    subnet: cloud_id.to_string(),
+                    waited_secs: started.elapsed().as_secs(),
+                    blockers,
+                    hint_delete_enis,
+                })
+            }
+        }
     }
 }

@@ -66,7 +66,6 @@ const FACTS: KindFacts = KindFacts {
     import_id: ImportId::Plain,
 };
 
-
 fn subnet_json(s: &Subnet) -> Value {
     json!({
         "id": s.subnet_id(), "availability_zone": s.availability_zone(),
@@ -332,17 +331,6 @@ async fn read_stack(ctx: &Ctx, lookup: &Lookup) -> Result<Option<Observed>, Reso
     }))
 }
 
-pub async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-    let reads = items.iter().map(|i| async move {
-        if super::is_adopted(&i.addr, &i.attrs) {
-            read_adopted(ctx, i).await
-        } else {
-            read_stack(ctx, i).await
-        }
-    });
-    futures::future::try_join_all(reads).await
-}
-
 fn parameters(attrs: &Value) -> Vec<Parameter> {
     tag_map(attrs.get("parameters").unwrap_or(&Value::Null))
         .into_iter()
@@ -363,27 +351,6 @@ fn cfn_tags(tags: impl IntoIterator<Item = (String, String)>) -> Vec<Tag> {
 
 /// Wait goal for a stack found mid-operation: created or updated, whichever it was doing.
 const ANY_COMPLETE: &str = "CREATE_OR_UPDATE_COMPLETE";
-
-/// Waits for a stack found by refresh (e.g. after a crash mid-create) to finish what it was
-/// doing, so that nothing is built on a stack still in progress.
-pub async fn settle(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    cloud_id: &str,
-    attrs: &Value,
-) -> Result<Option<Observed>, ResourceError> {
-    if super::is_adopted(addr, attrs) {
-        return Ok(None);
-    }
-    wait_stack(ctx, addr, cloud_id, ANY_COMPLETE).await?;
-    let lookup = Lookup {
-        addr: addr.clone(),
-        cloud_id: Some(cloud_id.to_string()),
-        attrs: attrs.clone(),
-        last_outputs: Value::Null,
-    };
-    read_stack(ctx, &lookup).await
-}
 
 async fn wait_stack(
     ctx: &Ctx,
@@ -431,177 +398,45 @@ fn adopted_missing(addr: &ResourceAddr, attrs: &Value) -> ResourceError {
     }
 }
 
-pub async fn create(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    attrs: &Value,
-) -> Result<Observed, ResourceError> {
-    if super::is_adopted(addr, attrs) {
-        let lookup = Lookup {
-            addr: addr.clone(),
-            cloud_id: None,
-            attrs: attrs.clone(),
-            last_outputs: Value::Null,
-        };
-        return read_adopted(ctx, &lookup)
-            .await?
-            .ok_or_else(|| adopted_missing(addr, attrs));
-    }
-    let name = req_str(attrs, "stack_name")?;
-    let tags = ctx.managed_tags(addr, attrs.get("tags").unwrap_or(&Value::Null));
-    let mut req = ctx
-        .aws
-        .cloudformation
-        .create_stack()
-        .stack_name(name)
-        .set_parameters(Some(parameters(attrs)))
-        .set_tags(Some(cfn_tags(tags)))
-        .capabilities(Capability::CapabilityIam)
-        .client_request_token(super::cluster::request_token(ctx, addr, "create"));
-    req = match (
-        super::str_attr(attrs, "template_body"),
-        super::str_attr(attrs, "template_url"),
-    ) {
-        (Some(body), _) => req.template_body(body),
-        (None, Some(url)) => req.template_url(url),
-        (None, None) => return Err(ResourceError::Invalid("stack without template".into())),
-    };
-    req.send().await.map_err(|e| aws_error("CreateStack", e))?;
-    wait_stack(ctx, addr, name, "CREATE_COMPLETE").await?;
-    let lookup = Lookup {
-        addr: addr.clone(),
-        cloud_id: Some(name.to_string()),
-        attrs: attrs.clone(),
-        last_outputs: Value::Null,
-    };
-    read_stack(ctx, &lookup)
-        .await?
-        .ok_or_else(|| ResourceError::NotReadBack {
-            what: format!("stack {name}"),
-        })
-}
-
-pub async fn update(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    cloud_id: &str,
-    _before: &Value,
-    after: &Value,
-) -> Result<Observed, ResourceError> {
-    let lookup = Lookup {
-        addr: addr.clone(),
-        cloud_id: Some(cloud_id.to_string()),
-        attrs: after.clone(),
-        last_outputs: Value::Null,
-    };
-    if super::is_adopted(addr, after) {
-        return read_adopted(ctx, &lookup)
-            .await?
-            .ok_or_else(|| adopted_missing(addr, after));
-    }
-    let tags = ctx.managed_tags(addr, after.get("tags").unwrap_or(&Value::Null));
-    let mut req = ctx
-        .aws
-        .cloudformation
-        .update_stack()
-        .stack_name(cloud_id)
-        .set_parameters(Some(parameters(after)))
-        .set_tags(Some(cfn_tags(tags)))
-        .capabilities(Capability::CapabilityIam);
-    req = match (
-        super::str_attr(after, "template_body"),
-        super::str_attr(after, "template_url"),
-    ) {
-        (Some(body), _) => req.template_body(body),
-        (None, Some(url)) => req.template_url(url),
-        (None, None) => req.use_previous_template(true),
-    };
-    match req.send().await {
-        Ok(_) => wait_stack(ctx, addr, cloud_id, "UPDATE_COMPLETE").await?,
-        Err(e) => {
-            let err = aws_error("UpdateStack", e);
-            // CloudFormation refuses an update that changes nothing; that is success here.
-            let noop = matches!(&err, ResourceError::Aws(crate::aws::AwsError { message, .. }) if message.contains("No updates are to be performed"));
-            if !noop {
-                return Err(err);
-            }
-        }
-    }
-    read_stack(ctx, &lookup)
-        .await?
-        .ok_or_else(|| ResourceError::Disappeared {
-            what: format!("stack {cloud_id}"),
-        })
-}
-
-pub async fn delete(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    cloud_id: &str,
-    attrs: &Value,
-) -> Result<(), ResourceError> {
-    if super::is_adopted(addr, attrs) {
-        // Adopted VPCs belong to someone else: destroy only forgets them.
-        return Ok(());
-    }
-    if let Err(e) = ctx
-        .aws
-        .cloudformation
-        .delete_stack()
-        .stack_name(cloud_id)
-        .send()
-        .await
-    {
-        let err = aws_error("DeleteStack", e);
-        // AWS deletes stacks asynchronously, but moto deletes inline and can answer an error
-        // after dropping the stack. Gone is gone: report it and carry on.
-        if describe_stack(ctx, cloud_id).await?.is_some() {
-            return Err(err);
-        }
-        ctx.reporter.event(crate::events::Event::Warning {
-            message: format!("{addr}: stack {cloud_id} is gone although DeleteStack answered: {err}; resources it created may remain"),
-        });
-        return Ok(());
-    }
-    wait_stack(ctx, addr, cloud_id, "DELETE_COMPLETE").await
-}
-
-/// Spec config → attributes. A template file is read here: its body is what is applied (a
-/// saved plan must not pick up later edits to the file), and its digest makes a changed
-/// template visible in a plan.
-fn desired_attrs(c: &VpcConfig, spec_dir: &Path) -> Result<Value, Vec<(&'static str, String)>> {
-    let mut attrs = serde_json::to_value(c).unwrap_or(Value::Null);
-    if let (Some(_), Value::Object(m)) = (&c.id, &mut attrs) {
-        // An adopted VPC has no stack settings to show or compare.
-        m.remove("parameters");
-        m.remove("tags");
-    }
-    if let (Some(file), Value::Object(m)) = (&c.template_file, &mut attrs) {
-        let full = spec_dir.join(file);
-        let text = std::fs::read_to_string(&full).map_err(|e| {
-            vec![(
-                "template_file",
-                format!("cannot read template `{}`: {e}", full.display()),
-            )]
-        })?;
-        m.insert("template_body".into(), Value::String(text));
-    }
-    Ok(attrs)
-}
-
 impl ResourceKind for VpcKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = VpcConfig;
 
+    /// Spec config → attributes. A template file is read here: its body is what is applied (a
+    /// saved plan must not pick up later edits to the file), and its digest makes a changed
+    /// template visible in a plan.
     fn desired_attrs(
         c: &Self::Config,
         spec_dir: &Path,
     ) -> Result<Value, Vec<(&'static str, String)>> {
-        desired_attrs(c, spec_dir)
+        let mut attrs = serde_json::to_value(c).unwrap_or(Value::Null);
+        if let (Some(_), Value::Object(m)) = (&c.id, &mut attrs) {
+            // An adopted VPC has no stack settings to show or compare.
+            m.remove("parameters");
+            m.remove("tags");
+        }
+        if let (Some(file), Value::Object(m)) = (&c.template_file, &mut attrs) {
+            let full = spec_dir.join(file);
+            let text = std::fs::read_to_string(&full).map_err(|e| {
+                vec![(
+                    "template_file",
+                    format!("cannot read template `{}`: {e}", full.display()),
+                )]
+            })?;
+            m.insert("template_body".into(), Value::String(text));
+        }
+        Ok(attrs)
     }
 
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-        refresh(ctx, items).await
+        let reads = items.iter().map(|i| async move {
+            if super::is_adopted(&i.addr, &i.attrs) {
+                read_adopted(ctx, i).await
+            } else {
+                read_stack(ctx, i).await
+            }
+        });
+        futures::future::try_join_all(reads).await
     }
 
     async fn create(
@@ -609,7 +444,49 @@ impl ResourceKind for VpcKind {
         addr: &ResourceAddr,
         attrs: &Value,
     ) -> Result<Observed, ResourceError> {
-        create(ctx, addr, attrs).await
+        if super::is_adopted(addr, attrs) {
+            let lookup = Lookup {
+                addr: addr.clone(),
+                cloud_id: None,
+                attrs: attrs.clone(),
+                last_outputs: Value::Null,
+            };
+            return read_adopted(ctx, &lookup)
+                .await?
+                .ok_or_else(|| adopted_missing(addr, attrs));
+        }
+        let name = req_str(attrs, "stack_name")?;
+        let tags = ctx.managed_tags(addr, attrs.get("tags").unwrap_or(&Value::Null));
+        let mut req = ctx
+            .aws
+            .cloudformation
+            .create_stack()
+            .stack_name(name)
+            .set_parameters(Some(parameters(attrs)))
+            .set_tags(Some(cfn_tags(tags)))
+            .capabilities(Capability::CapabilityIam)
+            .client_request_token(super::cluster::request_token(ctx, addr, "create"));
+        req = match (
+            super::str_attr(attrs, "template_body"),
+            super::str_attr(attrs, "template_url"),
+        ) {
+            (Some(body), _) => req.template_body(body),
+            (None, Some(url)) => req.template_url(url),
+            (None, None) => return Err(ResourceError::Invalid("stack without template".into())),
+        };
+        req.send().await.map_err(|e| aws_error("CreateStack", e))?;
+        wait_stack(ctx, addr, name, "CREATE_COMPLETE").await?;
+        let lookup = Lookup {
+            addr: addr.clone(),
+            cloud_id: Some(name.to_string()),
+            attrs: attrs.clone(),
+            last_outputs: Value::Null,
+        };
+        read_stack(ctx, &lookup)
+            .await?
+            .ok_or_else(|| ResourceError::NotReadBack {
+                what: format!("stack {name}"),
+            })
     }
 
     async fn update(
@@ -618,7 +495,52 @@ impl ResourceKind for VpcKind {
         cloud_id: &str,
         change: Change<'_>,
     ) -> Result<Observed, ResourceError> {
-        update(ctx, addr, cloud_id, change.before, change.after).await
+        let _before = change.before;
+        let after = change.after;
+        let lookup = Lookup {
+            addr: addr.clone(),
+            cloud_id: Some(cloud_id.to_string()),
+            attrs: after.clone(),
+            last_outputs: Value::Null,
+        };
+        if super::is_adopted(addr, after) {
+            return read_adopted(ctx, &lookup)
+                .await?
+                .ok_or_else(|| adopted_missing(addr, after));
+        }
+        let tags = ctx.managed_tags(addr, after.get("tags").unwrap_or(&Value::Null));
+        let mut req = ctx
+            .aws
+            .cloudformation
+            .update_stack()
+            .stack_name(cloud_id)
+            .set_parameters(Some(parameters(after)))
+            .set_tags(Some(cfn_tags(tags)))
+            .capabilities(Capability::CapabilityIam);
+        req = match (
+            super::str_attr(after, "template_body"),
+            super::str_attr(after, "template_url"),
+        ) {
+            (Some(body), _) => req.template_body(body),
+            (None, Some(url)) => req.template_url(url),
+            (None, None) => req.use_previous_template(true),
+        };
+        match req.send().await {
+            Ok(_) => wait_stack(ctx, addr, cloud_id, "UPDATE_COMPLETE").await?,
+            Err(e) => {
+                let err = aws_error("UpdateStack", e);
+                // CloudFormation refuses an update that changes nothing; that is success here.
+                let noop = matches!(&err, ResourceError::Aws(crate::aws::AwsError { message, .. }) if message.contains("No updates are to be performed"));
+                if !noop {
+                    return Err(err);
+                }
+            }
+        }
+        read_stack(ctx, &lookup)
+            .await?
+            .ok_or_else(|| ResourceError::Disappeared {
+                what: format!("stack {cloud_id}"),
+            })
     }
 
     async fn delete(
@@ -628,15 +550,50 @@ impl ResourceKind for VpcKind {
         attrs: &Value,
         _prior_outputs: &Value,
     ) -> Result<(), ResourceError> {
-        delete(ctx, addr, cloud_id, attrs).await
+        if super::is_adopted(addr, attrs) {
+            // Adopted VPCs belong to someone else: destroy only forgets them.
+            return Ok(());
+        }
+        if let Err(e) = ctx
+            .aws
+            .cloudformation
+            .delete_stack()
+            .stack_name(cloud_id)
+            .send()
+            .await
+        {
+            let err = aws_error("DeleteStack", e);
+            // AWS deletes stacks asynchronously, but moto deletes inline and can answer an error
+            // after dropping the stack. Gone is gone: report it and carry on.
+            if describe_stack(ctx, cloud_id).await?.is_some() {
+                return Err(err);
+            }
+            ctx.reporter.event(crate::events::Event::Warning {
+                message: format!("{addr}: stack {cloud_id} is gone although DeleteStack answered: {err}; resources it created may remain"),
+            });
+            return Ok(());
+        }
+        wait_stack(ctx, addr, cloud_id, "DELETE_COMPLETE").await
     }
 
+    /// Waits for a stack found by refresh (e.g. after a crash mid-create) to finish what it was
+    /// doing, so that nothing is built on a stack still in progress.
     async fn settle(
         ctx: &Ctx,
         addr: &ResourceAddr,
         cloud_id: &str,
         attrs: &Value,
     ) -> Result<Option<Observed>, ResourceError> {
-        settle(ctx, addr, cloud_id, attrs).await
+        if super::is_adopted(addr, attrs) {
+            return Ok(None);
+        }
+        wait_stack(ctx, addr, cloud_id, ANY_COMPLETE).await?;
+        let lookup = Lookup {
+            addr: addr.clone(),
+            cloud_id: Some(cloud_id.to_string()),
+            attrs: attrs.clone(),
+            last_outputs: Value::Null,
+        };
+        read_stack(ctx, &lookup).await
     }
 }

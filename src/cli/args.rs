@@ -1,0 +1,244 @@
+//! The command line's shape: every command's arguments, as clap parses them. Nothing here
+//! runs; `commands/` does.
+
+use crate::addr::ResourceAddr;
+use crate::kube::KubeAccess;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "eksnet",
+    version,
+    about = "Plan and apply Amazon EKS custom networking from a TOML spec"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Parse and check a spec; no API call.
+    Validate(ValidateArgs),
+    /// Refresh from AWS and show what apply would change.
+    Plan(PlanArgs),
+    /// Converge AWS to a spec, or carry out a saved plan exactly.
+    Apply(ApplyArgs),
+    /// Delete everything the state holds, in reverse dependency order.
+    Destroy(DestroyArgs),
+    /// Print the dependency graph as Graphviz DOT.
+    Graph(GraphArgs),
+    /// Check that custom networking took effect: pod IPs inside the pod subnets, every node with
+    /// an ENIConfig. Exit 0 when all is well, 3 when problems were found, 1 on error.
+    Verify(VerifyArgs),
+    /// Bring an existing resource under management: record it in the state under an address
+    /// of the spec, so that plan and apply treat it as their own from then on.
+    Import(ImportArgs),
+    /// Inspect the state, or make it forget a resource without touching AWS.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
+    /// Free a lock left by a command that died.
+    ForceUnlock(ForceUnlockArgs),
+}
+
+#[derive(Args)]
+pub struct ValidateArgs {
+    /// The spec file (TOML).
+    pub spec: PathBuf,
+    /// Print diagnostics as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct PlanArgs {
+    /// The spec file (TOML).
+    pub spec: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+    /// Save the plan to this file for `eksnet apply PLANFILE`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Plan a destroy instead.
+    #[arg(long)]
+    pub destroy: bool,
+    /// Plan to recreate this resource (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    pub replace: Vec<ResourceAddr>,
+}
+
+#[derive(Args)]
+pub struct ApplyArgs {
+    /// A spec (.toml) or a plan file from `plan --out`.
+    pub target: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Recreate this resource (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    pub replace: Vec<ResourceAddr>,
+    #[command(flatten)]
+    pub run: RunOpts,
+}
+
+#[derive(Args)]
+pub struct DestroyArgs {
+    /// The spec file (TOML).
+    pub spec: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    #[command(flatten)]
+    pub run: RunOpts,
+}
+
+#[derive(Args)]
+pub struct GraphArgs {
+    /// The spec file (TOML).
+    pub spec: PathBuf,
+    /// Show the destroy order (edges reversed).
+    #[arg(long)]
+    pub destroy: bool,
+    /// Include resources that are only in this state.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The spec file (TOML).
+    pub spec: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// The spec file (TOML).
+    pub spec: PathBuf,
+    /// The spec address to record it under, e.g. `cluster.main`.
+    pub addr: ResourceAddr,
+    /// Its id, as eksnet shows it in plans: a cluster or role name, `subnet-…`,
+    /// `vpc-cidr-assoc-…`, a stack name, `CLUSTER/NODEGROUP`, `CLUSTER/ENICONFIG`.
+    pub id: String,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args)]
+pub struct ForceUnlockArgs {
+    /// The lock id printed by the command that was refused.
+    pub lock_id: String,
+    /// The state database (default: the only `state/*.db`).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum StateCommand {
+    /// One line per resource: address, status, id.
+    List {
+        /// The state database (default: the only `state/*.db`).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// The rows as a JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything the state holds for one resource: status, id, attributes, outputs.
+    Show {
+        /// A resource address, e.g. `subnet.pod_a`.
+        addr: ResourceAddr,
+        /// The state database (default: the only `state/*.db`).
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Stop managing resources: drop their rows, leave them in AWS and Kubernetes as they are.
+    Rm {
+        /// Resource addresses, e.g. `subnet.pod_a`.
+        #[arg(required = true)]
+        addrs: Vec<ResourceAddr>,
+        /// The state database (default: the only `state/*.db`).
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+}
+
+/// The options of every command that reads AWS.
+#[derive(Args, Clone)]
+pub struct Common {
+    /// State database (default: state/<spec stem>.db; `verify` does not use one).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Machine-readable output: the command's data as JSON on stdout (the plan, the verify
+    /// report), and every stderr line a JSON event.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+/// How to reach each cluster's Kubernetes API. Default: endpoint, CA and a token from AWS.
+#[derive(Args, Clone, Default)]
+pub struct KubeArgs {
+    /// Use this kubeconfig instead of the EKS endpoint and an AWS-made token.
+    #[arg(long, env = "EKSNET_KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Use this kubeconfig context for every cluster, as it is (implies kubeconfig access;
+    /// default file: $KUBECONFIG or ~/.kube/config). Without it, each cluster's own context.
+    #[arg(long, env = "EKSNET_KUBE_CONTEXT", value_name = "NAME")]
+    pub kube_context: Option<String>,
+}
+
+impl KubeArgs {
+    pub fn access(&self) -> KubeAccess {
+        if self.kubeconfig.is_none() && self.kube_context.is_none() {
+            KubeAccess::Eks
+        } else {
+            KubeAccess::Kubeconfig {
+                path: self.kubeconfig.clone(),
+                context: self.kube_context.clone(),
+            }
+        }
+    }
+}
+
+/// The options of the commands that change things.
+#[derive(Args, Clone)]
+pub struct RunOpts {
+    /// Resources worked on at once.
+    #[arg(long, default_value_t = 10)]
+    pub parallelism: usize,
+    /// Delete ENIs in state `available` (left by the VPC CNI) that block deleting a subnet, on
+    /// destroy or when an apply replaces or removes one.
+    #[arg(long)]
+    pub delete_available_enis: bool,
+}
+
+impl Cli {
+    /// Whether the command was asked for machine-readable output.
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Validate(a) => a.json,
+            Command::Plan(PlanArgs { common, .. })
+            | Command::Apply(ApplyArgs { common, .. })
+            | Command::Destroy(DestroyArgs { common, .. })
+            | Command::Verify(VerifyArgs { common, .. })
+            | Command::Import(ImportArgs { common, .. }) => common.json,
+            Command::State {
+                command: StateCommand::List { json, .. },
+            } => *json,
+            Command::Graph(_) | Command::ForceUnlock(_) | Command::State { .. } => false,
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! `eksnet apply SPEC|PLANFILE`: plan, confirm and carry out under the state lock; a saved
+//! plan is carried out exactly, if the state has not moved since it was made.
+
+use crate::apply::{self, ApplyReport};
+use crate::cli::args::{ApplyArgs, Common, RunOpts};
+use crate::cli::exit::{ExitStatus, Failure};
+use crate::cli::lock;
+use crate::cli::{output, session};
+use crate::events::{self, Event};
+use crate::plan::{self, Action, Plan};
+use crate::planner::PlanOptions;
+use crate::spec;
+use std::path::{Path, PathBuf};
+
+pub async fn run(args: ApplyArgs) -> Result<ExitStatus, Failure> {
+    if let Some(plan) = read_plan_file(&args.target)? {
+        return apply_saved(plan, &args.common, &args.run).await;
+    }
+    let opts = PlanOptions {
+        destroy: false,
+        replace: args.replace,
+    };
+    converge(
+        &args.target,
+        &args.common,
+        args.auto_approve,
+        &args.run,
+        opts,
+    )
+    .await
+}
+
+/// Apply or destroy from a spec: lock, refresh, plan, confirm, carry out.
+pub async fn converge(
+    spec_path: &Path,
+    common: &Common,
+    auto_approve: bool,
+    run: &RunOpts,
+    opts: PlanOptions,
+) -> Result<ExitStatus, Failure> {
+    let spec = session::load_spec(spec_path)?;
+    session::check_replace(&spec, &opts.replace)?;
+    let path = session::state_path(spec_path, &common.state);
+    let command = format!(
+        "eksnet {} {}",
+        if opts.destroy { "destroy" } else { "apply" },
+        spec_path.display()
+    );
+    let (store, guard) = lock::lock(&path, &command)?;
+    let work = async {
+        let snapshot = store.snapshot()?;
+        let ctx = session::make_ctx(
+            &spec,
+            snapshot.lineage.clone(),
+            common,
+            run.delete_available_enis,
+        )
+        .await?;
+        let plan = session::make_plan(&spec, &snapshot, &ctx, &opts).await?;
+        output::plan(&plan, common.json)?;
+        if plan.has_changes() && !auto_approve && !session::confirm(opts.destroy).await? {
+            output::info("Cancelled: nothing was changed.");
+            return Ok((ExitStatus::Error, store));
+        }
+        let (report, store) = apply::apply(&ctx, &plan, store, run.parallelism).await?;
+        Ok::<_, Failure>((summarise(&plan, &report), store))
+    };
+    let (status, mut store) = session::interruptible(work).await?;
+    guard.release(&mut store)?;
+    Ok(status)
+}
+
+async fn apply_saved(plan: Plan, common: &Common, run: &RunOpts) -> Result<ExitStatus, Failure> {
+    let spec_path = PathBuf::from(&plan.spec_path);
+    let spec = spec::parse(&spec_path, &plan.spec_source).map_err(|d| Failure(d.to_string()))?;
+    let path = session::state_path(&spec_path, &common.state);
+    let (store, guard) = lock::lock(
+        &path,
+        &format!("eksnet apply (saved plan for {})", spec_path.display()),
+    )?;
+    let work = async {
+        // A plan made before any state existed has an empty lineage; it is still fresh if the
+        // new state holds nothing yet.
+        let fresh_state = plan.state_lineage.is_empty()
+            && store.snapshot()?.resources.is_empty()
+            && store.serial()? == 0;
+        if !fresh_state {
+            apply::check_fresh(&plan, &store)?;
+        }
+        let ctx =
+            session::make_ctx(&spec, store.lineage()?, common, run.delete_available_enis).await?;
+        let (report, store) = apply::apply(&ctx, &plan, store, run.parallelism).await?;
+        Ok::<_, Failure>((summarise(&plan, &report), store))
+    };
+    let (status, mut store) = session::interruptible(work).await?;
+    guard.release(&mut store)?;
+    Ok(status)
+}
+
+/// A plan file is JSON with a `format` field; anything else is treated as a spec.
+fn read_plan_file(path: &Path) -> Result<Option<Plan>, Failure> {
+    if path.extension().is_some_and(|e| e == "toml") {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure(format!("cannot read `{}`: {e}", path.display())))?;
+    if !text.trim_start().starts_with('{') {
+        return Ok(None);
+    }
+    let plan: Plan = serde_json::from_str(&text).map_err(|e| {
+        Failure(format!(
+            "`{}` is not a valid eksnet plan file: {e}",
+            path.display()
+        ))
+    })?;
+    if plan.format != plan::PLAN_FORMAT {
+        return Err(Failure(format!(
+            "plan format {} is not supported by this eksnet (expected {})",
+            plan.format,
+            plan::PLAN_FORMAT
+        )));
+    }
+    Ok(Some(plan))
+}
+
+/// The last lines of an apply or destroy: what was skipped and failed, then the counts.
+fn summarise(plan: &Plan, report: &ApplyReport) -> ExitStatus {
+    let done = |a: Action| {
+        plan.changes
+            .iter()
+            .filter(|c| {
+                c.action == a
+                    && report.succeeded.iter().any(|s| s.addr == c.addr)
+                    && !report.failed.iter().any(|(s, _)| s.addr == c.addr)
+            })
+            .count()
+    };
+    let (added, changed, replaced, destroyed) = (
+        done(Action::Create),
+        done(Action::Update),
+        done(Action::Replace),
+        done(Action::Delete),
+    );
+    let command = if plan.destroy { "Destroy" } else { "Apply" };
+    let summary = Event::Summary {
+        command: command.to_lowercase(),
+        ok: report.ok(),
+        added,
+        changed,
+        replaced,
+        destroyed,
+        failed: report.failed.len(),
+        skipped: report.skipped.len(),
+    };
+    // In `--json` mode the skips and failures were already events of their own.
+    let mut lines = String::new();
+    for (step, because) in &report.skipped {
+        lines.push_str(&format!("skipped: {step} (because {because})\n"));
+    }
+    if !report.ok() {
+        for (step, e) in &report.failed {
+            lines.push_str(&format!("error: {step}: {e}\n"));
+        }
+    }
+    output::text_only(&lines);
+    if report.ok() {
+        events::notice(
+            summary,
+            &format!("{command} complete! Resources: {added} added, {changed} changed, {replaced} replaced, {destroyed} destroyed."),
+        );
+        ExitStatus::Success
+    } else {
+        events::notice(
+            summary,
+            &format!(
+                "{command} failed: {} failed, {} skipped; {added} added, {changed} changed, {replaced} replaced, {destroyed} destroyed. Everything completed is recorded in the state; run the command again to continue.",
+                report.failed.len(),
+                report.skipped.len()
+            ),
+        );
+        ExitStatus::Error
+    }
+}

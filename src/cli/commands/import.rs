@@ -1,0 +1,128 @@
+//! `eksnet import SPEC ADDR ID`: reads the resource by the id given (after its dependencies,
+//! so a reference such as a block's VPC resolves), refuses what another eksnet state manages,
+//! writes its state row, and says what the next plan would do with it.
+
+use crate::cli::args::ImportArgs;
+use crate::cli::exit::{ExitStatus, Failure};
+use crate::cli::lock;
+use crate::cli::{output, session};
+use crate::graph::DependencyGraph;
+use crate::plan::Action;
+use crate::planner;
+use crate::refresh;
+use crate::resources::{self, ImportId};
+use crate::state::{ResourceStatus, StateResource};
+
+pub async fn run(args: ImportArgs) -> Result<ExitStatus, Failure> {
+    let ImportArgs {
+        spec: spec_path,
+        addr,
+        id,
+        common,
+    } = args;
+    let spec = session::load_spec(&spec_path)?;
+    let Some(resource) = spec.get(&addr) else {
+        return Err(Failure(format!(
+            "`{addr}` is not in {}; add it to the spec first, then import it",
+            spec_path.display()
+        )));
+    };
+    match resources::facts(addr.kind).import_id {
+        ImportId::Never(why) => return Err(Failure(format!("`{addr}` {why}"))),
+        ImportId::ClusterSlashName if !id.contains('/') => {
+            return Err(Failure(format!(
+                "the id of a {} is CLUSTER/NAME, not `{id}`",
+                addr.kind
+            )))
+        }
+        ImportId::Plain | ImportId::ClusterSlashName => {}
+    }
+    if resources::is_adopted(&addr, &resource.attrs) {
+        return Err(Failure(format!(
+            "`{addr}` adopts its VPC by `id` already; there is nothing to import"
+        )));
+    }
+    let path = session::state_path(&spec_path, &common.state);
+    let (mut store, guard) = lock::lock(
+        &path,
+        &format!("eksnet import {} {addr} {id}", spec_path.display()),
+    )?;
+    let work = async {
+        let snapshot = store.snapshot()?;
+        if let Some(row) = snapshot.resources.get(&addr) {
+            return Err(Failure(format!(
+                "`{addr}` is already in the state (id {}); eksnet manages it already",
+                row.cloud_id.as_deref().unwrap_or("not yet known")
+            )));
+        }
+        let ctx = session::make_ctx(&spec, snapshot.lineage.clone(), &common, false).await?;
+        let graph = DependencyGraph::build(&spec, Some(&snapshot))
+            .map_err(|d| output::diagnostics_failure(&d))?;
+        let mut observed =
+            refresh::refresh_importing(&ctx, &spec, &graph, &snapshot, Some((&addr, &id))).await?;
+        let Some(found) = observed.get(&addr).cloned().flatten() else {
+            return Err(Failure(format!(
+                "no {} with id `{id}` was found (for `{addr}`)",
+                addr.kind
+            )));
+        };
+        // Under two addresses, one object would be changed, replaced or deleted for either.
+        if let Some((other, _)) = snapshot.resources.iter().find(|(a, r)| {
+            a.kind == addr.kind && r.cloud_id.as_deref() == Some(found.cloud_id.as_str())
+        }) {
+            return Err(Failure(format!(
+                "{} `{}` is already in the state as `{other}`; one resource cannot be managed under two addresses (`eksnet state rm {other}` first to move it)",
+                addr.kind, found.cloud_id
+            )));
+        }
+        if let Some(other) = found
+            .managed_by
+            .as_deref()
+            .filter(|l| *l != snapshot.lineage)
+        {
+            return Err(Failure(format!(
+                "{} `{}` is managed by another eksnet state (lineage {other}); two states must not manage one resource",
+                addr.kind, found.cloud_id
+            )));
+        }
+        let row = StateResource {
+            status: ResourceStatus::Present,
+            cloud_id: Some(found.cloud_id.clone()),
+            attrs: found.attrs.clone(),
+            outputs: found.outputs.clone(),
+            dependencies: graph.dependencies(&addr),
+        };
+        store.put(&addr, &row)?;
+        output::info(format!("Imported {addr} [id={}].", found.cloud_id));
+        // What the next plan does with it, from what was just read: no further request.
+        let mut after = snapshot.clone();
+        after.resources.insert(addr.clone(), row);
+        observed.insert(addr.clone(), Some(found));
+        let next =
+            planner::change_for(&spec, &graph, &after, &observed, &addr).and_then(|c| {
+                match c.action {
+                    Action::Replace => Some(format!(
+                        "the next apply would REPLACE it (it differs in {})",
+                        if c.replace_because.is_empty() {
+                            c.reason.as_ref().map(|r| r.to_string()).unwrap_or_default()
+                        } else {
+                            c.replace_because.join(", ")
+                        }
+                    )),
+                    Action::Update => {
+                        Some("the next apply would update it in place to match the spec".into())
+                    }
+                    _ => None,
+                }
+            });
+        if let Some(next) = next {
+            output::warning(format!(
+                "{addr}: {next}; run `eksnet plan` to see the difference"
+            ));
+        }
+        Ok::<_, Failure>(ExitStatus::Success)
+    };
+    let status = session::interruptible(work).await?;
+    guard.release(&mut store)?;
+    Ok(status)
+}

@@ -1,0 +1,11 @@
+//! One file per command: each takes its parsed arguments and returns how the command ended.
+
+pub mod apply;
+pub mod destroy;
+pub mod force_unlock;
+pub mod graph;
+pub mod import;
+pub mod plan;
+pub mod state;
+pub mod validate;
+pub mod verify;

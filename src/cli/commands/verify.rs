@@ -1,0 +1,32 @@
+//! `eksnet verify SPEC`: reads the clusters (no state) and reports whether custom networking
+//! took effect.
+
+use crate::addr::Kind;
+use crate::aws::AwsClients;
+use crate::cli::args::VerifyArgs;
+use crate::cli::exit::{ExitStatus, Failure};
+use crate::cli::{output, session};
+use crate::kube::KubeConnector;
+
+pub async fn run(args: VerifyArgs) -> Result<ExitStatus, Failure> {
+    let spec = session::load_spec(&args.spec)?;
+    if !spec.resources.keys().any(|a| a.kind == Kind::Cluster) {
+        output::warning(format!(
+            "{} declares no cluster: there is nothing to verify",
+            args.spec.display()
+        ));
+    }
+    let aws = AwsClients::load_checked(spec.settings.region.as_deref()).await?;
+    let kube = KubeConnector::new(args.common.kube.access());
+    let reports = crate::verify::verify(&spec, &aws, &kube).await?;
+    if args.common.json {
+        output::json_data(&reports)?;
+    } else {
+        output::data(&crate::verify::render(&reports));
+    }
+    Ok(if reports.iter().all(|r| r.ok()) {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Problems
+    })
+}

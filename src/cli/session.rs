@@ -1,0 +1,215 @@
+//! What the commands share: reading the spec and the state, the context for AWS and
+//! Kubernetes, planning, the confirmation prompt and stopping on a signal.
+
+use super::args::Common;
+use super::exit::Failure;
+use super::output;
+use crate::addr::{Kind, ResourceAddr};
+use crate::aws::AwsClients;
+use crate::diag::Diagnostics;
+use crate::events::{self, Event};
+use crate::graph::DependencyGraph;
+use crate::kube::KubeConnector;
+use crate::plan::Plan;
+use crate::planner::{self, PlanOptions};
+use crate::refresh;
+use crate::resources::Ctx;
+use crate::spec::{self, Spec};
+use crate::state::{self, StateSnapshot, StateStore};
+use crate::validate;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Loads and validates; prints warnings; errors become a failure listing all of them.
+pub fn load_spec(path: &Path) -> Result<Spec, Failure> {
+    let spec = spec::load(path).map_err(|d| output::diagnostics_failure(&d))?;
+    // Cycles too, here: every command stops on them before it opens a state or calls AWS.
+    let diags = validate_all(&spec);
+    output::diagnostics(diags.warnings());
+    if diags.has_errors() {
+        return Err(output::diagnostics_failure(&diags));
+    }
+    Ok(spec)
+}
+
+/// Validation results with graph errors (cycles) added, so `validate` reports them too.
+pub fn validate_all(spec: &Spec) -> Diagnostics {
+    let mut diags = validate::validate(spec);
+    if let Err(d) = DependencyGraph::build(spec, None) {
+        diags.extend(d);
+    }
+    diags
+}
+
+/// `--replace` must name resources of the spec: checked before the state is locked or AWS
+/// is read, like the spec itself.
+pub fn check_replace(spec: &Spec, replace: &[ResourceAddr]) -> Result<(), Failure> {
+    let unknown = planner::unknown_replacements(spec, replace);
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure(unknown.join("\n")))
+    }
+}
+
+pub fn state_path(spec: &Path, explicit: &Option<PathBuf>) -> PathBuf {
+    explicit
+        .clone()
+        .unwrap_or_else(|| state::default_path(spec))
+}
+
+/// The snapshot for planning: empty (lineage "") when no state file exists yet, so that
+/// `plan` never creates files.
+pub fn read_snapshot(path: &Path) -> Result<StateSnapshot, Failure> {
+    if !path.exists() {
+        return Ok(StateSnapshot::default());
+    }
+    Ok(StateStore::open(path)?.snapshot()?)
+}
+
+/// The state file `state` and `force-unlock` work on; it must exist (they never create one).
+pub fn existing_state(explicit: Option<PathBuf>) -> Result<PathBuf, Failure> {
+    let path = match explicit {
+        Some(p) => p,
+        None => only_state_file()?,
+    };
+    if !path.exists() {
+        return Err(Failure(format!(
+            "state `{}` does not exist",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+fn only_state_file() -> Result<PathBuf, Failure> {
+    let dbs: Vec<PathBuf> = std::fs::read_dir("state")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "db"))
+                .collect()
+        })
+        .unwrap_or_default();
+    match dbs.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(Failure("no state/*.db here; pass --state DB".into())),
+        _ => Err(Failure("several state/*.db here; pass --state DB".into())),
+    }
+}
+
+fn poll_cap() -> Duration {
+    // Real AWS changes state over minutes; polling every 15 s at most is plenty. Emulators and
+    // the test proxy set a lower cap through this variable.
+    let ms = std::env::var("EKSNET_POLL_MAX_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15_000);
+    Duration::from_millis(ms)
+}
+
+/// AWS clients (checked to have a region and credentials), the reporter, the spec's timeouts
+/// and the way to each cluster's Kubernetes API.
+pub async fn make_ctx(
+    spec: &Spec,
+    lineage: String,
+    common: &Common,
+    delete_enis: bool,
+) -> Result<Ctx, Failure> {
+    let aws = AwsClients::load_checked(spec.settings.region.as_deref()).await?;
+    let timeouts = Kind::ALL
+        .iter()
+        .filter_map(|k| {
+            spec.settings
+                .timeouts
+                .get(k.as_str())
+                .map(|s| (*k, Duration::from_secs(*s)))
+        })
+        .collect();
+    Ok(Ctx {
+        aws,
+        reporter: output::reporter(common.json),
+        lineage,
+        timeouts,
+        poll_cap: poll_cap(),
+        delete_available_enis: delete_enis,
+        kube: Arc::new(KubeConnector::new(common.kube.access())),
+    })
+}
+
+/// Graph, refresh, plan; the plan's warnings are reported.
+pub async fn make_plan(
+    spec: &Spec,
+    snapshot: &StateSnapshot,
+    ctx: &Ctx,
+    opts: &PlanOptions,
+) -> Result<Plan, Failure> {
+    let graph = DependencyGraph::build(spec, Some(snapshot))
+        .map_err(|d| output::diagnostics_failure(&d))?;
+    let observed = refresh::refresh(ctx, spec, &graph, snapshot).await?;
+    let plan = planner::plan(spec, &graph, snapshot, &observed, opts)
+        .map_err(|d| output::diagnostics_failure(&d))?;
+    output::diagnostics(&plan.warnings);
+    Ok(plan)
+}
+
+/// Asks on stderr and reads the answer on a blocking thread, so that Ctrl-C (watched by
+/// `interruptible`) still works while the prompt waits.
+pub async fn confirm(destroy: bool) -> Result<bool, Failure> {
+    let what = if destroy {
+        "destroy all resources in the state"
+    } else {
+        "perform these actions"
+    };
+    if events::json_stderr() {
+        events::notice(
+            Event::Prompt {
+                message: format!("Do you want to {what}? Only 'yes' will be accepted to approve."),
+            },
+            "",
+        );
+    } else {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\nDo you want to {what}?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+        );
+        let _ = err.flush();
+    }
+    let line = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await??;
+    Ok(line.trim() == "yes")
+}
+
+/// Runs a locked command, stopping at Ctrl-C (SIGINT) or SIGTERM — what a CI runner sends
+/// when a job is cancelled, or `kill` by default. Stopping is as safe as a crash — every
+/// finished or started resource is already in the state — but unlike a crash the lock is
+/// released (by the command's `LockGuard`).
+pub async fn interruptible<T, F>(work: F) -> Result<T, Failure>
+where
+    F: std::future::Future<Output = Result<T, Failure>>,
+{
+    let terminated = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            // Without a handler SIGTERM keeps its default (the process ends, like a crash).
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    let stopped = |signal: &str| {
+        Failure(format!(
+            "interrupted ({signal}): operations already sent to AWS may still complete there; everything eksnet started is recorded in the state — run the same command again to reconcile"
+        ))
+    };
+    tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => Err(stopped("SIGINT")),
+        _ = terminated => Err(stopped("SIGTERM")),
+    }
+}
