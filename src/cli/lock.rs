@@ -46,3 +46,55 @@ impl Drop for LockGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::StateError;
+
+    fn locked_by_someone(path: &Path) -> bool {
+        let mut other = StateStore::open(path).expect("open");
+        match other.lock("probe") {
+            Ok(id) => {
+                other.unlock(&id).expect("unlock probe");
+                false
+            }
+            Err(StateError::Locked { .. }) => true,
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+
+    #[test]
+    fn release_unlocks_through_the_commands_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        let (mut store, guard) = lock(&path, "eksnet apply").expect("lock");
+        assert!(locked_by_someone(&path));
+        guard.release(&mut store).expect("release");
+        assert!(!locked_by_someone(&path));
+    }
+
+    #[test]
+    fn leaving_early_unlocks_when_the_guard_drops() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        let command = || -> Result<(), Failure> {
+            let (_store, _guard) = lock(&path, "eksnet apply")?;
+            Err(Failure("refresh failed".into()))
+        };
+        assert!(command().is_err());
+        assert!(!locked_by_someone(&path));
+    }
+
+    #[test]
+    fn a_second_lock_is_refused_while_a_guard_lives() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        let (_store, _guard) = lock(&path, "eksnet apply").expect("lock");
+        let second = lock(&path, "eksnet destroy");
+        assert!(second.is_err());
+        drop(second);
+        // The refused attempt must not have released the first holder's lock.
+        assert!(locked_by_someone(&path));
+    }
+}
