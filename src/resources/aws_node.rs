@@ -330,13 +330,11 @@ impl ResourceKind for AwsNodeKind {
 
     async fn delete(
         ctx: &Ctx,
-        addr: &ResourceAddr,
-        cloud_id: &str,
+        _addr: &ResourceAddr,
+        _cloud_id: &str,
         attrs: &Value,
         prior_outputs: &Value,
     ) -> Result<(), ResourceError> {
-        let _addr = addr;
-        let _cloud_id = cloud_id;
         let cluster = req_str(attrs, "cluster_name")?;
         let Some(client) = ctx.kube.client(&ctx.aws, cluster).await? else {
             return Ok(()); // the cluster, and its DaemonSet, are gone

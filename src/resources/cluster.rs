@@ -408,10 +408,9 @@ impl ResourceKind for ClusterKind {
         ctx: &Ctx,
         addr: &ResourceAddr,
         cloud_id: &str,
-        attrs: &Value,
+        _attrs: &Value,
         _prior_outputs: &Value,
     ) -> Result<(), ResourceError> {
-        let _attrs = attrs;
         // Its endpoint is going away: no Kubernetes client may be built from what was seen.
         ctx.kube.forget(cloud_id).await;
         match ctx.aws.eks.delete_cluster().name(cloud_id).send().await {

@@ -326,10 +326,9 @@ impl ResourceKind for EniConfigKind {
     async fn update(
         ctx: &Ctx,
         addr: &ResourceAddr,
-        cloud_id: &str,
+        _cloud_id: &str,
         change: Change<'_>,
     ) -> Result<Observed, ResourceError> {
-        let _cloud_id = cloud_id;
         let before = change.before;
         let after = change.after;
         // Nodes the old rule annotated but the new one does not select lose the annotation.
@@ -347,12 +346,11 @@ impl ResourceKind for EniConfigKind {
 
     async fn delete(
         ctx: &Ctx,
-        addr: &ResourceAddr,
+        _addr: &ResourceAddr,
         cloud_id: &str,
         attrs: &Value,
         _prior_outputs: &Value,
     ) -> Result<(), ResourceError> {
-        let _addr = addr;
         let Some((cluster, name)) = cloud_id.split_once('/') else {
             return Err(ResourceError::BadCloudId {
                 kind: Kind::EniConfig,

@@ -341,11 +341,10 @@ impl ResourceKind for IamRoleKind {
 
     async fn update(
         ctx: &Ctx,
-        addr: &ResourceAddr,
+        _addr: &ResourceAddr,
         cloud_id: &str,
         change: Change<'_>,
     ) -> Result<Observed, ResourceError> {
-        let _addr = addr;
         let before = change.before;
         let after = change.after;
         if before.get("assume_role_policy") != after.get("assume_role_policy") {
@@ -408,13 +407,11 @@ impl ResourceKind for IamRoleKind {
     /// that still has policies (DeleteConflict).
     async fn delete(
         ctx: &Ctx,
-        addr: &ResourceAddr,
+        _addr: &ResourceAddr,
         cloud_id: &str,
-        attrs: &Value,
+        _attrs: &Value,
         _prior_outputs: &Value,
     ) -> Result<(), ResourceError> {
-        let _addr = addr;
-        let _attrs = attrs;
         let Some(current) = read(ctx, cloud_id).await? else {
             return Ok(());
         };

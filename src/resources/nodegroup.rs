@@ -404,10 +404,9 @@ impl ResourceKind for NodegroupKind {
         ctx: &Ctx,
         addr: &ResourceAddr,
         cloud_id: &str,
-        attrs: &Value,
+        _attrs: &Value,
         _prior_outputs: &Value,
     ) -> Result<(), ResourceError> {
-        let _attrs = attrs;
         let (cluster, name) = split_id(cloud_id)?;
         match ctx
             .aws

@@ -258,11 +258,10 @@ impl ResourceKind for SubnetKind {
 
     async fn update(
         ctx: &Ctx,
-        addr: &ResourceAddr,
+        _addr: &ResourceAddr,
         cloud_id: &str,
         change: Change<'_>,
     ) -> Result<Observed, ResourceError> {
-        let _addr = addr;
         let before = change.before;
         let after = change.after;
         let (removed, set) = tag_changes(before, after);
@@ -307,10 +306,9 @@ impl ResourceKind for SubnetKind {
         ctx: &Ctx,
         addr: &ResourceAddr,
         cloud_id: &str,
-        attrs: &Value,
+        _attrs: &Value,
         _prior_outputs: &Value,
     ) -> Result<(), ResourceError> {
-        let _attrs = attrs;
         use crate::retry::{Backoff, Step, Stop};
         let schedule = Backoff::dependency_violation(ctx.poll_cap, ctx.timeout(Kind::Subnet));
         let result = crate::retry::run(
