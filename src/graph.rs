@@ -5,7 +5,7 @@
 
 use crate::addr::{Kind, ResourceAddr};
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::resources::ResourceConfig;
+use crate::resources::{addon, ResourceConfig};
 use crate::spec::Spec;
 use crate::state::StateSnapshot;
 use crate::value;
@@ -172,6 +172,14 @@ impl DependencyGraph {
                             {
                                 "ENIConfigs before nodes"
                             }
+                            // Nodes need the CNI to become Ready at all, and with it the
+                            // custom-networking values.
+                            ResourceConfig::Addon(a)
+                                if a.name == addon::VPC_CNI
+                                    && spec.resolved_name(&a.cluster_name) == ours =>
+                            {
+                                "CNI add-on before nodes"
+                            }
                             _ => continue,
                         };
                         edges.push((other.addr.clone(), r.addr.clone(), why));
@@ -185,6 +193,49 @@ impl DependencyGraph {
                 ResourceConfig::EniConfig(e) => {
                     if let Some(c) = cluster_names.get(e.cluster_name.as_str()) {
                         edges.push(((*c).clone(), r.addr.clone(), "runs in the cluster"));
+                    }
+                    // The ENIConfig CRD comes with the VPC CNI: on a cluster made without
+                    // self-managed add-ons it exists only once the add-on does.
+                    let ours = spec.resolved_name(&e.cluster_name);
+                    for other in spec.resources.values() {
+                        if let ResourceConfig::Addon(a) = &other.config {
+                            if a.name == addon::VPC_CNI
+                                && spec.resolved_name(&a.cluster_name) == ours
+                            {
+                                edges.push((
+                                    other.addr.clone(),
+                                    r.addr.clone(),
+                                    "the CNI add-on installs the ENIConfig CRD",
+                                ));
+                            }
+                        }
+                    }
+                }
+                ResourceConfig::Addon(a) => {
+                    if let Some(c) = cluster_names.get(a.cluster_name.as_str()) {
+                        edges.push(((*c).clone(), r.addr.clone(), "runs in the cluster"));
+                    }
+                    if let Some(role) = a
+                        .service_account_role_arn
+                        .as_deref()
+                        .and_then(role_of)
+                        .and_then(|n| role_names.get(n.as_str()).copied())
+                    {
+                        edges.push((role.clone(), r.addr.clone(), "service account role"));
+                    }
+                    if addon::NEED_NODES.contains(&a.name.as_str()) {
+                        let ours = spec.resolved_name(&a.cluster_name);
+                        for other in spec.resources.values() {
+                            if let ResourceConfig::Nodegroup(n) = &other.config {
+                                if spec.resolved_name(&n.cluster_name) == ours {
+                                    edges.push((
+                                        other.addr.clone(),
+                                        r.addr.clone(),
+                                        "its pods need nodes",
+                                    ));
+                                }
+                            }
+                        }
                     }
                 }
                 _ => {}

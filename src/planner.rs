@@ -420,6 +420,40 @@ fn drifted_attributes(
         .collect()
 }
 
+/// Create-only attributes are never a change of an existing resource: AWS neither reports
+/// nor changes them. One that the spec now sets otherwise than it was created gets a warning,
+/// on every plan until the spec and the resource agree again.
+fn settle_create_only(
+    spec: &Spec,
+    addr: &ResourceAddr,
+    desired: &Value,
+    prior: Option<&crate::state::StateResource>,
+    changed: &mut Vec<String>,
+    diags: &mut Diagnostics,
+) {
+    let create_only = resources::facts(addr.kind).create_only;
+    changed.retain(|key| {
+        if !create_only.contains(&key.as_str()) {
+            return true;
+        }
+        let want = desired.get(key.as_str());
+        let had = prior.and_then(|p| p.attrs.get(key.as_str()));
+        if want.is_some_and(|w| !w.is_null()) && want != had {
+            let had = had.map_or("it was created without it, with AWS's default".to_string(), |v| {
+                format!("it was created with {v}")
+            });
+            diags.push(spec.warning_at(
+                format!("{addr}.{key}"),
+                format!(
+                    "`{key}` only takes effect when the {} is created ({had}); nothing changes now — `eksnet apply --replace {addr}` recreates it",
+                    addr.kind
+                ),
+            ));
+        }
+        false
+    });
+}
+
 /// A resource in the spec that exists: no change, an update in place, a replacement, or an
 /// adoption into the state.
 #[allow(clippy::too_many_arguments)]
@@ -450,6 +484,7 @@ fn plan_present(
         ));
         changed.retain(|k| k != "cidr_block");
     }
+    settle_create_only(spec, addr, &desired, prior, &mut changed, diags);
     let forced: Vec<String> = changed
         .iter()
         .filter(|k| resources::facts(addr.kind).force_new.contains(&k.as_str()))
@@ -691,22 +726,58 @@ fn check_kubernetes(
             ));
         }
     }
-    for c in changes.iter().filter(|c| c.addr.kind == Kind::AwsNode) {
-        let custom_on = c
-            .after
+    for c in changes.iter().filter(|c| is_cni_settings(c)) {
+        if let Some(version) = c
+            .observed_outputs
             .as_ref()
-            .and_then(|a| a.get("env"))
+            .filter(|_| c.addr.kind == Kind::AwsNode && c.action != Action::Delete)
+            .and_then(|o| o.get("vpc_cni_addon"))
+            .and_then(Value::as_str)
+        {
+            let cluster = c
+                .after
+                .as_ref()
+                .and_then(|a| resources::str_attr(a, "cluster_name"))
+                .unwrap_or_default();
+            diags.push(spec.error_at(
+                c.addr.to_string(),
+                format!("cluster `{cluster}` runs the VPC CNI as the EKS managed add-on `vpc-cni` ({version}): EKS owns the aws-node DaemonSet's settings, and its next add-on update would undo this patch (nodes would then come up without custom networking); hint: declare `[addon.vpc_cni]` with `name = \"vpc-cni\"`, `cluster_name` and these settings (custom_network, eni_config_selection, eni_config_label, configuration_values.env), import it with `eksnet import SPEC addon.vpc_cni {cluster}/vpc-cni`, and remove `{}`", c.addr),
+            ));
+        }
+        let custom_on = cni_env(c.after.as_ref())
             .and_then(|e| e.get(resources::aws_node::CUSTOM_NETWORK_ENV))
             .and_then(Value::as_str)
             == Some("true");
-        if let (true, Some(image)) = (
-            custom_on,
+        // The version the CNI will run: the DaemonSet's image, or the add-on's version (the
+        // one asked for, else the one installed).
+        let running = if c.addr.kind == Kind::AwsNode {
             c.observed_outputs
                 .as_ref()
                 .and_then(|o| o.get("image"))
-                .and_then(Value::as_str),
-        ) {
-            if let Err(msg) = resources::aws_node::check_version(image) {
+                .and_then(Value::as_str)
+                .map(String::from)
+        } else {
+            c.after
+                .as_ref()
+                .and_then(|a| resources::str_attr(a, "version"))
+                .filter(|v| !v.contains("${"))
+                .or_else(|| {
+                    c.observed_outputs
+                        .as_ref()
+                        .and_then(|o| resources::str_attr(o, "version"))
+                })
+                .map(|v| format!("amazon-k8s-cni:{v}"))
+        };
+        if let (true, Some(image)) = (custom_on, running) {
+            if let Err(msg) = resources::aws_node::check_version(&image) {
+                let msg = if c.addr.kind == Kind::AwsNode {
+                    msg
+                } else {
+                    format!(
+                        "the `vpc-cni` add-on version {} is older than v1.6.3-eksbuild.2, the first that supports custom networking; set `version` to a newer one (`aws eks describe-addon-versions --addon-name vpc-cni` lists them)",
+                        image.trim_start_matches("amazon-k8s-cni:")
+                    )
+                };
                 diags.push(spec.error_at(c.addr.to_string(), msg));
             }
         }
@@ -721,8 +792,7 @@ fn check_kubernetes(
                 .and_then(Value::as_str)
                 == Some("true")
         };
-        let turning_on =
-            env_on(after.get("env")) && !env_on(c.before.as_ref().and_then(|b| b.get("env")));
+        let turning_on = env_on(cni_env(Some(after))) && !env_on(cni_env(c.before.as_ref()));
         let nodegroups = || {
             changes.iter().filter(move |n| {
                 n.addr.kind == Kind::Nodegroup
@@ -749,15 +819,14 @@ fn check_kubernetes(
             }
         }
         // Only a zone label makes nodes look for an ENIConfig named after their AZ.
-        let label = after
-            .get("env")
+        let label = cni_env(Some(after))
             .and_then(|e| e.get(resources::aws_node::LABEL_DEF_ENV))
             .and_then(Value::as_str);
         let zone_label = matches!(
             label,
             Some("topology.kubernetes.io/zone" | "failure-domain.beta.kubernetes.io/zone")
         );
-        if !env_on(after.get("env")) || !zone_label {
+        if !env_on(cni_env(Some(after))) || !zone_label {
             continue;
         }
         let names: Option<BTreeSet<String>> = changes
@@ -799,9 +868,28 @@ fn check_kubernetes(
     }
 }
 
+/// The VPC CNI settings a change carries: an `aws_node`, or the `vpc-cni` add-on.
+fn is_cni_settings(c: &PlannedChange) -> bool {
+    match c.addr.kind {
+        Kind::AwsNode => true,
+        Kind::Addon => [c.after.as_ref(), c.before.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|a| resources::str_attr(a, "name") == Some(resources::addon::VPC_CNI)),
+        _ => false,
+    }
+}
+
+/// The CNI env of an `aws_node` (`env`) or of the `vpc-cni` add-on
+/// (`configuration_values.env`).
+fn cni_env(attrs: Option<&Value>) -> Option<&Value> {
+    let a = attrs?;
+    a.get("env")
+        .or_else(|| a.get("configuration_values").and_then(|v| v.get("env")))
+}
+
 fn after_label(after: Option<&Value>) -> String {
-    after
-        .and_then(|a| a.get("env"))
+    cni_env(after)
         .and_then(|e| e.get(resources::aws_node::LABEL_DEF_ENV))
         .and_then(Value::as_str)
         .unwrap_or("topology.kubernetes.io/zone")

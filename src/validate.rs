@@ -1,10 +1,10 @@
 //! Checks that need no API call: references, CIDR arithmetic, names, the IPv6 rule. Every
 //! problem found is reported, each at its file, line and key.
 
-use crate::addr::Kind;
+use crate::addr::{Kind, ResourceAddr};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::resources;
-use crate::resources::ResourceConfig;
+use crate::resources::{addon, ResourceConfig};
 use crate::spec::Spec;
 use crate::value;
 use ipnet::Ipv4Net;
@@ -47,10 +47,47 @@ pub fn validate(spec: &Spec) -> Diagnostics {
     d
 }
 
-/// The Kubernetes side: settings values, and that every nodegroup of a cluster that turns
-/// custom networking on has ENIConfigs to pick from (without one, ipamd on a new node does
-/// not start — CNI 1.13 and later).
+/// What turns custom networking on for a cluster: its `aws_node` or its `vpc-cni` add-on,
+/// with the cluster's resolved name.
+fn custom_networking(spec: &Spec) -> Vec<(&ResourceAddr, String)> {
+    spec.resources
+        .values()
+        .filter_map(|r| match &r.config {
+            ResourceConfig::AwsNode(a) if a.custom_network => {
+                Some((&r.addr, spec.resolved_name(&a.cluster_name)))
+            }
+            ResourceConfig::Addon(a) if addon::turns_on_custom_networking(a) => {
+                Some((&r.addr, spec.resolved_name(&a.cluster_name)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every nodegroup of a cluster that turns custom networking on has ENIConfigs to pick from
+/// (without one, ipamd on a new node does not start — CNI 1.13 and later).
+fn check_eni_configs_declared(spec: &Spec, d: &mut Diagnostics) {
+    for (addr, cluster) in custom_networking(spec) {
+        let has_eni = spec.resources.values().any(|o| matches!(&o.config, ResourceConfig::EniConfig(e) if spec.resolved_name(&e.cluster_name) == cluster));
+        if has_eni {
+            continue;
+        }
+        for n in spec.resources.values() {
+            if let ResourceConfig::Nodegroup(ng) = &n.config {
+                if spec.resolved_name(&ng.cluster_name) == cluster {
+                    d.push(spec.error_at(
+                        n.addr.to_string(),
+                        format!("custom networking is on for this cluster (`{addr}`) but no `eni_config` is declared for it: nodes of `{}` would have no ENIConfig for their AZ; add one `[eni_config.NAME]` per AZ", n.addr),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// The Kubernetes side: settings values, and settings that EKS would undo.
 fn check_kubernetes(spec: &Spec, d: &mut Diagnostics) {
+    check_eni_configs_declared(spec, d);
     for (addr, r) in &spec.resources {
         match &r.config {
             ResourceConfig::AwsNode(a) => {
@@ -73,19 +110,33 @@ fn check_kubernetes(spec: &Spec, d: &mut Diagnostics) {
                         ));
                     }
                 }
-                if !a.custom_network {
-                    continue;
-                }
+                // EKS owns the DaemonSet of a cluster whose CNI is the managed add-on: a patch
+                // would be undone by the add-on's next update.
                 let cluster = spec.resolved_name(&a.cluster_name);
-                let has_eni = spec.resources.values().any(|o| matches!(&o.config, ResourceConfig::EniConfig(e) if spec.resolved_name(&e.cluster_name) == cluster));
-                for n in spec.resources.values() {
-                    if let ResourceConfig::Nodegroup(ng) = &n.config {
-                        if spec.resolved_name(&ng.cluster_name) == cluster && !has_eni {
-                            d.push(spec.error_at(
-                                n.addr.to_string(),
-                                format!("custom networking is on for this cluster (`{addr}`) but no `eni_config` is declared for it: nodes of `{}` would have no ENIConfig for their AZ; add one `[eni_config.NAME]` per AZ", n.addr),
-                            ));
-                        }
+                if let Some(cni) = spec.resources.values().find(|o| {
+                    matches!(&o.config, ResourceConfig::Addon(x) if x.name == addon::VPC_CNI && spec.resolved_name(&x.cluster_name) == cluster)
+                }) {
+                    d.push(spec.error_at(
+                        addr.to_string(),
+                        format!("cluster `{cluster}` runs the VPC CNI as the managed add-on `{}`: EKS owns the aws-node DaemonSet's settings there, and its next add-on update would undo this patch (nodes would then come up without custom networking); hint: put the settings on `{}` (custom_network, eni_config_selection, eni_config_label, configuration_values.env) and remove `{addr}`", cni.addr, cni.addr),
+                    ));
+                }
+            }
+            ResourceConfig::Addon(a) => {
+                let env = a
+                    .configuration_values
+                    .get("env")
+                    .and_then(|e| e.as_object());
+                for k in env.into_iter().flat_map(|e| e.keys()) {
+                    let set_by_field = (k == crate::resources::aws_node::CUSTOM_NETWORK_ENV
+                        && a.custom_network.is_some())
+                        || (k == crate::resources::aws_node::LABEL_DEF_ENV
+                            && addon::turns_on_custom_networking(a));
+                    if set_by_field {
+                        d.push(spec.error_at(
+                            format!("{addr}.configuration_values.env.{k}"),
+                            format!("`{k}` is set by `custom_network` / `eni_config_label`; remove it from `configuration_values.env`"),
+                        ));
                     }
                 }
             }
@@ -475,6 +526,11 @@ fn check_unique_names(spec: &Spec, d: &mut Diagnostics) {
             },
             // One set of CNI settings per cluster; ENIConfig names are unique per cluster.
             ResourceConfig::AwsNode(a) => ("cluster_name", spec.resolved_name(&a.cluster_name)),
+            // One add-on of a name per cluster.
+            ResourceConfig::Addon(a) => (
+                "name",
+                format!("{}/{}", spec.resolved_name(&a.cluster_name), a.name),
+            ),
             // A defaulted name is the subnet's AZ: known here when the subnet spells it out.
             ResourceConfig::EniConfig(e) => (
                 "name",
@@ -502,6 +558,7 @@ fn check_ipv6(spec: &Spec, d: &mut Diagnostics) {
     let has_pod_subnets = spec.resources.values().any(|r| match &r.config {
         ResourceConfig::Subnet(_) | ResourceConfig::EniConfig(_) => true,
         ResourceConfig::AwsNode(a) => a.custom_network,
+        ResourceConfig::Addon(a) => addon::turns_on_custom_networking(a),
         _ => false,
     });
     if !has_pod_subnets {

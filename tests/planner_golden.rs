@@ -284,7 +284,73 @@ fn tutorial_aws_only() -> Case {
         .not_looked_up(K8S)
 }
 
+/// The tutorial's custom-networking settings on the `vpc-cni` add-on instead of `aws_node`.
+const VPC_CNI_ADDON: &str = r#"
+# The VPC CNI as the EKS managed add-on, with the tutorial's custom-networking settings.
+[addon.vpc_cni]
+cluster_name = "${cluster.main.name}"
+name = "vpc-cni"
+custom_network = true
+eni_config_label = "topology.kubernetes.io/zone"
+"#;
+
+/// The cluster's name line, where cluster fields are added.
+const CLUSTER_NAME_LINE: &str = "name = \"my-custom-networking-cluster\"\n";
+
+/// The tutorial on the add-on path: a cluster without self-managed add-ons, the CNI settings
+/// on the `vpc-cni` add-on, CoreDNS as an add-on too.
+fn tutorial_addon() -> Case {
+    Case::tutorial()
+        .spec_cut("# Steps 7 and 9:", "# Step 8:")
+        .spec_edit(
+            CLUSTER_NAME_LINE,
+            "name = \"my-custom-networking-cluster\"\nbootstrap_self_managed_addons = false\n",
+        )
+        .spec_append(VPC_CNI_ADDON)
+        .spec_append(
+            r#"
+# A Deployment's add-on: created after the nodegroup.
+[addon.coredns]
+cluster_name = "${cluster.main.name}"
+name = "coredns"
+"#,
+        )
+}
+
 golden! {
+    addon_path_first_plan: tutorial_addon()
+        .nothing_exists()
+        .absent(&["addon.vpc_cni", "addon.coredns"]),
+    addon_old_cni_version_error: tutorial_addon()
+        .spec_edit(
+            "name = \"vpc-cni\"\n",
+            "name = \"vpc-cni\"\nversion = \"v1.6.2-eksbuild.1\"\n",
+        )
+        .nothing_exists()
+        .absent(&["addon.vpc_cni", "addon.coredns"]),
+    addon_cni_settings_on_another_addon_error: Case::tutorial().spec_append(
+        r#"
+[addon.coredns]
+cluster_name = "${cluster.main.name}"
+name = "coredns"
+custom_network = true
+"#,
+    ),
+    addon_env_value_not_a_string_error: tutorial_addon().spec_append(
+        "[addon.vpc_cni.configuration_values.env]\nWARM_IP_TARGET = 5\n",
+    ),
+    aws_node_and_vpc_cni_addon_error: Case::tutorial().spec_append(VPC_CNI_ADDON),
+    aws_node_on_a_cluster_with_the_addon_error: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .observed_set(
+            "aws_node.main",
+            "/outputs/vpc_cni_addon",
+            json!("v1.19.2-eksbuild.1"),
+        ),
+    cluster_create_only_field_changed_warns: Case::tutorial().spec_prepend(ALL_APPLIED).spec_edit(
+        CLUSTER_NAME_LINE,
+        "name = \"my-custom-networking-cluster\"\nbootstrap_self_managed_addons = false\n",
+    ),
     adopted_vpc_differs_error: Case::demo().spec_edit(
         r#"cidr_block = "192.168.0.0/24""#,
         r#"cidr_block = "192.168.8.0/24""#,

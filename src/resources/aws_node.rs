@@ -54,6 +54,7 @@ const FACTS: KindFacts = KindFacts {
     mirrored_outputs: &[],
     identity: &["cluster_name"],
     lookup_key: &["cluster_name", "env"],
+    create_only: &[],
     set_valued: &[],
     default_timeout: Duration::from_secs(10 * 60),
     kubernetes: true,
@@ -302,11 +303,21 @@ impl ResourceKind for AwsNodeKind {
             let Some(client) = ctx.kube.client(&ctx.aws, cluster).await? else {
                 return Ok(None);
             };
-            let ds = daemonsets(client)
-                .get_opt(NAME)
-                .await
-                .map_err(|e| crate::kube::error("get daemonset kube-system/aws-node", e))?;
-            Ok::<_, ResourceError>(ds.map(|ds| observe(cluster, &ds, &item.attrs)))
+            // Asked at the same time as the DaemonSet: on a cluster whose CNI is the managed
+            // add-on, the plan refuses to patch what EKS owns.
+            let api = daemonsets(client);
+            let (ds, addon) = tokio::join!(
+                api.get_opt(NAME),
+                super::addon::installed(ctx, cluster, super::addon::VPC_CNI)
+            );
+            let ds = ds.map_err(|e| crate::kube::error("get daemonset kube-system/aws-node", e))?;
+            Ok::<_, ResourceError>(ds.map(|ds| {
+                let mut obs = observe(cluster, &ds, &item.attrs);
+                if let (Some(m), Some(v)) = (obs.outputs.as_object_mut(), addon) {
+                    m.insert("vpc_cni_addon".into(), json!(v));
+                }
+                obs
+            }))
         });
         futures::future::try_join_all(reads).await
     }

@@ -25,6 +25,7 @@ const FACTS: KindFacts = KindFacts {
     mirrored_outputs: &[],
     identity: &["vpc_id", "cidr_block"],
     lookup_key: &["vpc_id", "cidr_block"],
+    create_only: &[],
     set_valued: &[],
     default_timeout: Duration::from_secs(5 * 60),
     kubernetes: false,

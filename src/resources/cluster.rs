@@ -27,6 +27,10 @@ pub struct ClusterConfig {
     pub ip_family: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub security_group_ids: Vec<String>,
+    /// `false`: EKS installs no `aws-node`, `kube-proxy` or CoreDNS of its own; they come as
+    /// `addon`s (create only; EKS's default is `true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_self_managed_addons: Option<bool>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
 }
@@ -59,6 +63,7 @@ const FACTS: KindFacts = KindFacts {
     mirrored_outputs: &["name"],
     identity: &["name"],
     lookup_key: &["name"],
+    create_only: &["bootstrap_self_managed_addons"],
     set_valued: &["subnet_ids", "security_group_ids"],
     default_timeout: Duration::from_secs(30 * 60),
     kubernetes: false,
@@ -266,6 +271,12 @@ async fn send_create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<()
             .client_request_token(&token);
         if let Some(v) = super::str_attr(attrs, "version") {
             req = req.version(v);
+        }
+        if let Some(b) = attrs
+            .get("bootstrap_self_managed_addons")
+            .and_then(Value::as_bool)
+        {
+            req = req.bootstrap_self_managed_addons(b);
         }
         req.send().await.map_err(|e| aws_error("CreateCluster", e))
     })

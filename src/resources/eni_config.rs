@@ -40,6 +40,7 @@ const FACTS: KindFacts = KindFacts {
     mirrored_outputs: &[],
     identity: &["cluster_name", "name"],
     lookup_key: &["cluster_name", "name", "annotate_nodes"],
+    create_only: &[],
     set_valued: &["security_group_ids"],
     default_timeout: Duration::from_secs(2 * 60),
     kubernetes: true,

@@ -56,6 +56,7 @@ const FACTS: KindFacts = KindFacts {
     mirrored_outputs: &["name"],
     identity: &["name"],
     lookup_key: &["name"],
+    create_only: &[],
     set_valued: &["managed_policy_arns"],
     default_timeout: Duration::from_secs(2 * 60),
     kubernetes: false,

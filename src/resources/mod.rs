@@ -30,6 +30,8 @@ macro_rules! for_each_kind {
             Subnet => subnet::SubnetKind,
             IamRole => iam_role::IamRoleKind,
             Cluster => cluster::ClusterKind,
+            /// An EKS managed add-on of one cluster (`vpc-cni`, `coredns`, …).
+            Addon => addon::AddonKind,
             Nodegroup => nodegroup::NodegroupKind,
             /// The `aws-node` DaemonSet's settings (VPC CNI env) on one cluster.
             AwsNode => aws_node::AwsNodeKind,
@@ -65,6 +67,9 @@ pub struct KindFacts {
     /// The attributes a lookup by natural key uses: a resource is read as soon as these are
     /// known, without waiting for every dependency.
     pub lookup_key: &'static [&'static str],
+    /// Attributes sent on create only: AWS does not report them and cannot change them
+    /// later, so they are never compared; a spec that changes one gets a warning.
+    pub create_only: &'static [&'static str],
     /// Attributes compared as sets: AWS may return them in another order.
     pub set_valued: &'static [&'static str],
     /// How long a wait for this kind may take by default (`[settings.timeouts]` overrides).

@@ -78,6 +78,7 @@ const FACTS: KindFacts = KindFacts {
     mirrored_outputs: &[],
     identity: &["cluster_name", "name"],
     lookup_key: &["cluster_name", "name"],
+    create_only: &[],
     set_valued: &["subnet_ids"],
     default_timeout: Duration::from_secs(60 * 60),
     kubernetes: false,

@@ -60,6 +60,7 @@ const FACTS: KindFacts = KindFacts {
     mirrored_outputs: &[],
     identity: &["stack_name"],
     lookup_key: &["id", "stack_name"],
+    create_only: &[],
     set_valued: &[],
     default_timeout: Duration::from_secs(30 * 60),
     kubernetes: false,

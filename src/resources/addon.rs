@@ -1,0 +1,579 @@
+//! `addon`: an EKS managed add-on (`vpc-cni`, `coredns`, `kube-proxy`,
+//! `eks-pod-identity-agent`, …) of one cluster, waited to `ACTIVE`. Its cloud id is
+//! `CLUSTER/ADDON`.
+//!
+//! On a cluster whose VPC CNI is the `vpc-cni` add-on, EKS owns the `aws-node` DaemonSet's
+//! fields (server-side apply, field manager `eks`): custom networking must be set in the
+//! add-on's configuration values, or the next add-on update undoes it. So the CNI's settings
+//! are fields of this kind (`custom_network`, `eni_config_selection`, `eni_config_label`),
+//! folded into `configuration_values.env` — the same names as on `aws_node`.
+
+use super::aws_node::{CUSTOM_NETWORK_ENV, LABEL_DEF_ENV};
+use super::cluster::{request_token, update_tags};
+use super::{
+    aws_error, req_str, split_tags, wait_until, Change, Ctx, ImportId, KindFacts, Lookup,
+    Observed, Poll, ResourceError, ResourceKind,
+};
+use crate::addr::{Kind, ResourceAddr};
+use aws_sdk_eks::types::{Addon, AddonStatus, ResolveConflicts};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// The add-on that is the VPC CNI.
+pub const VPC_CNI: &str = "vpc-cni";
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddonConfig {
+    pub cluster_name: String,
+    /// The add-on's name in EKS: `vpc-cni`, `coredns`, `kube-proxy`, ….
+    pub name: String,
+    /// An exact add-on version (`v1.19.2-eksbuild.1`); without it, EKS's default for the
+    /// cluster's Kubernetes version at create, and whatever is installed afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The IAM role of the add-on's service account (IRSA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_role_arn: Option<String>,
+    /// `NONE` or `OVERWRITE`: what CreateAddon does with fields of an existing self-managed
+    /// installation that differ from the add-on's.
+    #[serde(default = "overwrite")]
+    pub resolve_conflicts_on_create: String,
+    /// `NONE`, `OVERWRITE` or `PRESERVE`: the same for UpdateAddon.
+    #[serde(default = "overwrite")]
+    pub resolve_conflicts_on_update: String,
+    /// Leave the software running in the cluster when the add-on is deleted (EKS's
+    /// `preserve`). On by default: a cluster whose `vpc-cni` goes loses pod networking.
+    #[serde(default = "yes")]
+    pub preserve_on_delete: bool,
+    /// The add-on's configuration, as TOML; sent to EKS as the JSON `configurationValues`.
+    #[serde(default)]
+    pub configuration_values: Map<String, Value>,
+    /// `vpc-cni` only: `AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG`.
+    #[serde(default, skip_serializing)]
+    pub custom_network: Option<bool>,
+    /// `vpc-cni` only: `label` (default) or `annotation`, as on `aws_node`.
+    #[serde(default, skip_serializing)]
+    pub eni_config_selection: Option<String>,
+    /// `vpc-cni` only: the node label naming the ENIConfig in `label` mode.
+    #[serde(default, skip_serializing)]
+    pub eni_config_label: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn overwrite() -> String {
+    "OVERWRITE".into()
+}
+fn yes() -> bool {
+    true
+}
+
+/// `[addon.NAME]`: see docs/spec.md.
+pub struct AddonKind;
+
+const FACTS: KindFacts = KindFacts {
+    force_new: &["cluster_name", "name"],
+    outputs: &["name", "cluster_name", "arn", "version", "status"],
+    mirrored_outputs: &["name", "cluster_name"],
+    identity: &["cluster_name", "name"],
+    lookup_key: &["cluster_name", "name"],
+    create_only: &["resolve_conflicts_on_create"],
+    set_valued: &[],
+    // EKS quotes minutes for an add-on; a vpc-cni waits for its DaemonSet's rollout.
+    default_timeout: Duration::from_secs(20 * 60),
+    kubernetes: false,
+    import_id: ImportId::ClusterSlashName,
+};
+
+/// Whether a spec's add-on is the VPC CNI with custom networking turned on.
+pub fn turns_on_custom_networking(c: &AddonConfig) -> bool {
+    c.name == VPC_CNI && c.custom_network == Some(true)
+}
+
+/// Add-ons whose pods are Deployments: without a node to run on they stay `DEGRADED`, so
+/// they are created after their cluster's nodegroups (a wait for `ACTIVE` before that times
+/// out, a common trap with other tools).
+pub const NEED_NODES: &[&str] = &[
+    "coredns",
+    "aws-ebs-csi-driver",
+    "aws-efs-csi-driver",
+    "aws-mountpoint-s3-csi-driver",
+    "snapshot-controller",
+    "metrics-server",
+];
+
+fn split_id(id: &str) -> Result<(&str, &str), ResourceError> {
+    id.split_once('/').ok_or_else(|| ResourceError::BadCloudId {
+        kind: Kind::Addon,
+        id: id.to_string(),
+        expected: "cluster/addon",
+    })
+}
+
+/// The configuration values as EKS holds them: a JSON text, empty for none.
+fn parse_values(text: Option<&str>) -> Value {
+    match text.map(str::trim) {
+        None | Some("") => json!({}),
+        // EKS accepts YAML too; eksnet sends JSON, and a value it cannot read as JSON is shown
+        // as it is (a string), so that the plan reports the difference instead of hiding it.
+        Some(t) => serde_json::from_str(t).unwrap_or_else(|_| json!(t)),
+    }
+}
+
+fn observe(a: &Addon) -> Option<Observed> {
+    let cluster = a.cluster_name()?;
+    let name = a.addon_name()?;
+    let (tags, managed_by) = split_tags(
+        a.tags()
+            .map(|t| {
+                t.iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default(),
+    );
+    let mut attrs = json!({
+        "cluster_name": cluster, "name": name, "version": a.addon_version(),
+        "configuration_values": parse_values(a.configuration_values()),
+        "tags": tags,
+    });
+    if let (Some(m), Some(role)) = (attrs.as_object_mut(), a.service_account_role_arn()) {
+        m.insert("service_account_role_arn".into(), json!(role));
+    }
+    let mut outputs = json!({
+        "name": name, "cluster_name": cluster, "arn": a.addon_arn(),
+        "version": a.addon_version(), "status": a.status().map(|s| s.as_str()),
+    });
+    if let Some(m) = outputs.as_object_mut() {
+        m.retain(|_, v| !v.is_null());
+    }
+    Some(Observed {
+        cloud_id: format!("{cluster}/{name}"),
+        attrs,
+        outputs,
+        managed_by,
+    })
+}
+
+async fn describe(ctx: &Ctx, cluster: &str, name: &str) -> Result<Option<Addon>, ResourceError> {
+    match ctx
+        .aws
+        .eks
+        .describe_addon()
+        .cluster_name(cluster)
+        .addon_name(name)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.addon),
+        Err(e) => {
+            let err = aws_error("DescribeAddon", e);
+            // Also when the cluster itself is gone: its add-ons went with it.
+            if err.code() == Some("ResourceNotFoundException") {
+                Ok(None)
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Whether a cluster has this add-on, for checks that guard against EKS undoing eksnet's
+/// work: `Some(version)` if it does. An answer that says neither (no permission for
+/// `eks:DescribeAddon`, an emulator without the add-on API) is `None`: the check is skipped,
+/// it never fails a plan.
+pub(crate) async fn installed(ctx: &Ctx, cluster: &str, name: &str) -> Option<String> {
+    match describe(ctx, cluster, name).await {
+        Ok(Some(a)) => Some(a.addon_version().unwrap_or_default().to_string()),
+        Ok(None) | Err(_) => None,
+    }
+}
+
+/// EKS's health issues of an add-on, one line.
+fn health(a: &Addon) -> Option<String> {
+    let issues: Vec<String> = a
+        .health()
+        .map(|h| h.issues())
+        .unwrap_or_default()
+        .iter()
+        .map(|i| {
+            let code = i.code().map(|c| c.as_str()).unwrap_or("issue");
+            let message = i.message().unwrap_or_default();
+            if i.resource_ids().is_empty() {
+                format!("{code}: {message}")
+            } else {
+                format!("{code}: {message} ({})", i.resource_ids().join(", "))
+            }
+        })
+        .collect();
+    (!issues.is_empty()).then(|| issues.join("; "))
+}
+
+/// Waits for `ACTIVE`. `DEGRADED` is waited through (an add-on whose pods have no node yet is
+/// degraded until nodes come), and its health issues are in the timeout's error; a failed
+/// create or update fails at once with them.
+async fn wait_active(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cluster: &str,
+    name: &str,
+) -> Result<Observed, ResourceError> {
+    wait_until(
+        ctx,
+        addr,
+        &format!("add-on {cluster}/{name}"),
+        ctx.timeout(Kind::Addon),
+        || async {
+            Ok(match describe(ctx, cluster, name).await? {
+                None => Poll::Pending("not yet visible".into()),
+                Some(a) => match a.status() {
+                    Some(AddonStatus::Active) => Poll::Done(observe(&a)),
+                    Some(s @ (AddonStatus::CreateFailed | AddonStatus::UpdateFailed)) => {
+                        Poll::Failed(s.as_str().to_string(), health(&a))
+                    }
+                    Some(AddonStatus::Deleting) => {
+                        Poll::Failed("DELETING".into(), Some("deleted while waited for".into()))
+                    }
+                    Some(AddonStatus::Degraded) => match health(&a) {
+                        Some(h) => Poll::Pending(format!("DEGRADED ({h})")),
+                        None => Poll::Pending("DEGRADED".into()),
+                    },
+                    Some(s) => Poll::Pending(s.as_str().to_string()),
+                    None => Poll::Pending("no status".into()),
+                },
+            })
+        },
+    )
+    .await?
+    .ok_or_else(|| ResourceError::NotReadBack {
+        what: format!("add-on {cluster}/{name}"),
+    })
+}
+
+async fn wait_gone(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cluster: &str,
+    name: &str,
+) -> Result<(), ResourceError> {
+    wait_until(
+        ctx,
+        addr,
+        &format!("deletion of add-on {cluster}/{name}"),
+        ctx.timeout(Kind::Addon),
+        || async {
+            Ok(match describe(ctx, cluster, name).await? {
+                None => Poll::Done(()),
+                Some(a) => match a.status() {
+                    Some(AddonStatus::DeleteFailed) => {
+                        Poll::Failed("DELETE_FAILED".into(), health(&a))
+                    }
+                    Some(s) => Poll::Pending(s.as_str().to_string()),
+                    None => Poll::Pending("no status".into()),
+                },
+            })
+        },
+    )
+    .await
+}
+
+/// The `configurationValues` text for a request; `None` for "no configuration".
+fn values_text(attrs: &Value) -> Option<String> {
+    match attrs.get("configuration_values") {
+        Some(Value::Object(m)) if !m.is_empty() => serde_json::to_string(m).ok(),
+        _ => None,
+    }
+}
+
+fn conflicts(attrs: &Value, key: &str) -> ResolveConflicts {
+    ResolveConflicts::from(super::str_attr(attrs, key).unwrap_or("OVERWRITE"))
+}
+
+/// Spec config → attributes: the CNI settings go into `configuration_values.env`, where EKS
+/// keeps them.
+fn attrs_of(c: &AddonConfig) -> Result<Value, Vec<(&'static str, String)>> {
+    let mut errors = Vec::new();
+    let cni_only = [
+        ("custom_network", c.custom_network.is_some()),
+        ("eni_config_selection", c.eni_config_selection.is_some()),
+        ("eni_config_label", c.eni_config_label.is_some()),
+    ];
+    let mut values = c.configuration_values.clone();
+    if c.name == VPC_CNI {
+        let env = values
+            .entry("env")
+            .or_insert_with(|| Value::Object(Map::new()));
+        match env {
+            Value::Object(env) => {
+                for (k, v) in env.iter() {
+                    if !v.is_string() {
+                        errors.push((
+                            "configuration_values.env",
+                            format!("`{k}` must be a string (the VPC CNI reads every env value as text), e.g. \"{v}\""),
+                        ));
+                    }
+                }
+                if let Some(on) = c.custom_network {
+                    env.insert(CUSTOM_NETWORK_ENV.into(), json!(on.to_string()));
+                }
+                let selection = c.eni_config_selection.as_deref().unwrap_or("label");
+                if !matches!(selection, "label" | "annotation") {
+                    errors.push((
+                        "eni_config_selection",
+                        format!("must be `label` or `annotation`, not `{selection}`"),
+                    ));
+                }
+                if c.custom_network == Some(true) && selection == "label" {
+                    let label = c
+                        .eni_config_label
+                        .clone()
+                        .unwrap_or_else(|| "topology.kubernetes.io/zone".into());
+                    env.insert(LABEL_DEF_ENV.into(), json!(label));
+                }
+                if env.is_empty() {
+                    values.remove("env");
+                }
+            }
+            _ => errors.push((
+                "configuration_values.env",
+                "must be a table of environment variables".into(),
+            )),
+        }
+    } else {
+        for (key, set) in cni_only {
+            if set {
+                errors.push((
+                    key,
+                    format!(
+                        "only the `vpc-cni` add-on has custom networking settings, not `{}`",
+                        c.name
+                    ),
+                ));
+            }
+        }
+    }
+    if !matches!(c.resolve_conflicts_on_create.as_str(), "NONE" | "OVERWRITE") {
+        errors.push((
+            "resolve_conflicts_on_create",
+            format!(
+                "must be `NONE` or `OVERWRITE`, not `{}` (on create EKS treats PRESERVE as NONE)",
+                c.resolve_conflicts_on_create
+            ),
+        ));
+    }
+    if !matches!(
+        c.resolve_conflicts_on_update.as_str(),
+        "NONE" | "OVERWRITE" | "PRESERVE"
+    ) {
+        errors.push((
+            "resolve_conflicts_on_update",
+            format!(
+                "must be `NONE`, `OVERWRITE` or `PRESERVE`, not `{}`",
+                c.resolve_conflicts_on_update
+            ),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut attrs = serde_json::to_value(c).unwrap_or(Value::Null);
+    if let Some(m) = attrs.as_object_mut() {
+        m.insert("configuration_values".into(), Value::Object(values));
+    }
+    Ok(attrs)
+}
+
+/// One CreateAddon. `ResourceInUseException` for an add-on still being deleted (after an
+/// interrupted destroy) is waited out, then the create is sent again.
+async fn send_create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<(), ResourceError> {
+    let cluster = req_str(attrs, "cluster_name")?;
+    let name = req_str(attrs, "name")?;
+    let tags = ctx.managed_tags(addr, attrs.get("tags").unwrap_or(&Value::Null));
+    ctx.aws
+        .eks
+        .create_addon()
+        .cluster_name(cluster)
+        .addon_name(name)
+        .set_addon_version(super::str_attr(attrs, "version").map(String::from))
+        .set_service_account_role_arn(
+            super::str_attr(attrs, "service_account_role_arn").map(String::from),
+        )
+        .resolve_conflicts(conflicts(attrs, "resolve_conflicts_on_create"))
+        .set_configuration_values(values_text(attrs))
+        .set_tags(Some(tags.into_iter().collect()))
+        .client_request_token(request_token(ctx, addr, "create"))
+        .send()
+        .await
+        .map_err(|e| aws_error("CreateAddon", e))?;
+    Ok(())
+}
+
+impl ResourceKind for AddonKind {
+    const FACTS: &'static KindFacts = &FACTS;
+    type Config = AddonConfig;
+
+    fn desired_attrs(
+        c: &Self::Config,
+        _spec_dir: &Path,
+    ) -> Result<Value, Vec<(&'static str, String)>> {
+        attrs_of(c)
+    }
+
+    async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
+        let reads = items.iter().map(|i| async move {
+            let id = i.cloud_id.clone().or_else(|| {
+                let c = super::str_attr(&i.attrs, "cluster_name")?;
+                let n = super::str_attr(&i.attrs, "name")?;
+                (!crate::value::is_unknown(&json!(c))).then(|| format!("{c}/{n}"))
+            });
+            Ok::<_, ResourceError>(match id {
+                Some(id) => {
+                    let (c, n) = split_id(&id)?;
+                    describe(ctx, c, n).await?.as_ref().and_then(observe)
+                }
+                None => None,
+            })
+        });
+        futures::future::try_join_all(reads).await
+    }
+
+    async fn create(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        attrs: &Value,
+    ) -> Result<Observed, ResourceError> {
+        let cluster = req_str(attrs, "cluster_name")?;
+        let name = req_str(attrs, "name")?;
+        match send_create(ctx, addr, attrs).await {
+            Err(e) if e.code() == Some("ResourceInUseException") => {
+                let deleting = describe(ctx, cluster, name)
+                    .await?
+                    .is_some_and(|a| a.status() == Some(&AddonStatus::Deleting));
+                if !deleting {
+                    return Err(e);
+                }
+                wait_gone(ctx, addr, cluster, name).await?;
+                send_create(ctx, addr, attrs).await?;
+            }
+            other => other?,
+        }
+        wait_active(ctx, addr, cluster, name).await
+    }
+
+    /// Version, role and configuration in one UpdateAddon (waited to `ACTIVE`), then tags.
+    /// A change of eksnet's own settings only (`resolve_conflicts_*`, `preserve_on_delete`)
+    /// sends nothing: the state records it.
+    async fn update(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        change: Change<'_>,
+    ) -> Result<Observed, ResourceError> {
+        let (before, after) = (change.before, change.after);
+        let (cluster, name) = split_id(cloud_id)?;
+        let differs = |k: &str| before.get(k) != after.get(k);
+        let version = super::str_attr(after, "version").filter(|_| differs("version"));
+        let role = differs("service_account_role_arn");
+        let values = differs("configuration_values");
+        if version.is_some() || role || values {
+            let mut req = ctx
+                .aws
+                .eks
+                .update_addon()
+                .cluster_name(cluster)
+                .addon_name(name)
+                .resolve_conflicts(conflicts(after, "resolve_conflicts_on_update"))
+                .client_request_token(request_token(ctx, addr, "update"));
+            if let Some(v) = version {
+                req = req.addon_version(v);
+            }
+            if role {
+                // An empty role removes it, as in the AWS CLI.
+                req = req.service_account_role_arn(
+                    super::str_attr(after, "service_account_role_arn").unwrap_or_default(),
+                );
+            }
+            if values {
+                // "{}" clears configuration values that the spec no longer has.
+                req = req
+                    .configuration_values(values_text(after).unwrap_or_else(|| "{}".into()));
+            }
+            req.send()
+                .await
+                .map_err(|e| aws_error("UpdateAddon", e))?;
+            wait_active(ctx, addr, cluster, name).await?;
+        }
+        if differs("tags") {
+            let current =
+                describe(ctx, cluster, name)
+                    .await?
+                    .ok_or_else(|| ResourceError::Disappeared {
+                        what: format!("add-on {cloud_id}"),
+                    })?;
+            if let Some(arn) = current.addon_arn() {
+                update_tags(ctx, arn, before, after).await?;
+            }
+        }
+        wait_active(ctx, addr, cluster, name).await
+    }
+
+    /// `preserve_on_delete` (default on) keeps the software running in the cluster.
+    async fn delete(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        attrs: &Value,
+        _prior_outputs: &Value,
+    ) -> Result<(), ResourceError> {
+        let (cluster, name) = split_id(cloud_id)?;
+        let preserve = attrs
+            .get("preserve_on_delete")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        match ctx
+            .aws
+            .eks
+            .delete_addon()
+            .cluster_name(cluster)
+            .addon_name(name)
+            .preserve(preserve)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => {
+                let err = aws_error("DeleteAddon", e);
+                if err.code() == Some("ResourceNotFoundException") {
+                    return Ok(());
+                }
+                return Err(err);
+            }
+        }
+        wait_gone(ctx, addr, cluster, name).await
+    }
+
+    /// An add-on found mid-create or mid-update (after a crash) is waited for; one that is
+    /// settled in any other state (`DEGRADED` included) is left to the plan.
+    async fn settle(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        cloud_id: &str,
+        _attrs: &Value,
+    ) -> Result<Option<Observed>, ResourceError> {
+        let (cluster, name) = split_id(cloud_id)?;
+        let busy = describe(ctx, cluster, name).await?.is_some_and(|a| {
+            matches!(
+                a.status(),
+                Some(AddonStatus::Creating | AddonStatus::Updating)
+            )
+        });
+        if !busy {
+            return Ok(None);
+        }
+        wait_active(ctx, addr, cluster, name).await.map(Some)
+    }
+}
