@@ -727,18 +727,21 @@ fn check_kubernetes(
         }
     }
     for c in changes.iter().filter(|c| is_cni_settings(c)) {
-        if let Some(version) = c
-            .observed_outputs
+        // The cluster's read says whether its CNI is the managed add-on.
+        let cluster = c
+            .after
             .as_ref()
-            .filter(|_| c.addr.kind == Kind::AwsNode && c.action != Action::Delete)
-            .and_then(|o| o.get("vpc_cni_addon"))
-            .and_then(Value::as_str)
+            .and_then(|a| resources::str_attr(a, "cluster_name"))
+            .unwrap_or_default();
+        let cni_addon = changes
+            .iter()
+            .filter(|k| k.addr.kind == Kind::Cluster)
+            .filter_map(|k| k.observed_outputs.as_ref())
+            .filter(|o| resources::str_attr(o, "name") == Some(cluster))
+            .find_map(|o| resources::str_attr(o, "vpc_cni_addon"));
+        if let Some(version) =
+            cni_addon.filter(|_| c.addr.kind == Kind::AwsNode && c.action != Action::Delete)
         {
-            let cluster = c
-                .after
-                .as_ref()
-                .and_then(|a| resources::str_attr(a, "cluster_name"))
-                .unwrap_or_default();
             diags.push(spec.error_at(
                 c.addr.to_string(),
                 format!("cluster `{cluster}` runs the VPC CNI as the EKS managed add-on `vpc-cni` ({version}): EKS owns the aws-node DaemonSet's settings, and its next add-on update would undo this patch (nodes would then come up without custom networking); hint: declare `[addon.vpc_cni]` with `name = \"vpc-cni\"`, `cluster_name` and these settings (custom_network, eni_config_selection, eni_config_label, configuration_values.env), import it with `eksnet import SPEC addon.vpc_cni {cluster}/vpc-cni`, and remove `{}`", c.addr),

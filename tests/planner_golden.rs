@@ -343,7 +343,7 @@ custom_network = true
     aws_node_on_a_cluster_with_the_addon_error: Case::tutorial()
         .spec_prepend(ALL_APPLIED)
         .observed_set(
-            "aws_node.main",
+            "cluster.main",
             "/outputs/vpc_cni_addon",
             json!("v1.19.2-eksbuild.1"),
         ),

@@ -303,21 +303,11 @@ impl ResourceKind for AwsNodeKind {
             let Some(client) = ctx.kube.client(&ctx.aws, cluster).await? else {
                 return Ok(None);
             };
-            // Asked at the same time as the DaemonSet: on a cluster whose CNI is the managed
-            // add-on, the plan refuses to patch what EKS owns.
-            let api = daemonsets(client);
-            let (ds, addon) = tokio::join!(
-                api.get_opt(NAME),
-                super::addon::installed(ctx, cluster, super::addon::VPC_CNI)
-            );
-            let ds = ds.map_err(|e| crate::kube::error("get daemonset kube-system/aws-node", e))?;
-            Ok::<_, ResourceError>(ds.map(|ds| {
-                let mut obs = observe(cluster, &ds, &item.attrs);
-                if let (Some(m), Some(v)) = (obs.outputs.as_object_mut(), addon) {
-                    m.insert("vpc_cni_addon".into(), json!(v));
-                }
-                obs
-            }))
+            let ds = daemonsets(client)
+                .get_opt(NAME)
+                .await
+                .map_err(|e| crate::kube::error("get daemonset kube-system/aws-node", e))?;
+            Ok::<_, ResourceError>(ds.map(|ds| observe(cluster, &ds, &item.attrs)))
         });
         futures::future::try_join_all(reads).await
     }

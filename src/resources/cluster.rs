@@ -346,10 +346,24 @@ impl ResourceKind for ClusterKind {
                 .cloud_id
                 .clone()
                 .or_else(|| super::str_attr(&i.attrs, "name").map(String::from));
-            Ok::<_, ResourceError>(match name {
-                Some(n) => describe(ctx, &n).await?.as_ref().and_then(observe),
-                None => None,
-            })
+            let Some(n) = name else {
+                return Ok(None);
+            };
+            // Whether the cluster's VPC CNI is the managed add-on, asked with the cluster in
+            // the same round trip: the plan then refuses an `aws_node` patch that EKS would
+            // undo, without a request of the Kubernetes wave.
+            let (cluster, cni_addon) = tokio::join!(
+                describe(ctx, &n),
+                super::addon::installed(ctx, &n, super::addon::VPC_CNI)
+            );
+            let mut obs = cluster?.as_ref().and_then(observe);
+            if let (Some(m), Some(v)) = (
+                obs.as_mut().and_then(|o| o.outputs.as_object_mut()),
+                cni_addon,
+            ) {
+                m.insert("vpc_cni_addon".into(), json!(v));
+            }
+            Ok::<_, ResourceError>(obs)
         });
         futures::future::try_join_all(reads).await
     }
