@@ -1,12 +1,15 @@
 //! A fake Kubernetes API server for eksnet's tests: an in-memory object store behind the
 //! REST paths that eksnet and kubectl use, plus `/__fake/` test-support endpoints.
 
+pub mod fieldpath;
 pub mod kill;
+pub mod managed;
 pub mod patch;
 pub mod resources;
 pub mod selector;
 pub mod server;
 pub mod store;
+pub mod structure;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;

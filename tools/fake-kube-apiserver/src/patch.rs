@@ -5,8 +5,10 @@
 
 use serde_json::{Map, Value};
 
-/// Merge key of list fields whose patch strategy is `merge`; all other lists are replaced.
-fn merge_key(field: &str) -> Option<&'static str> {
+/// Key fields of the lists that are merged element by element rather than replaced: the
+/// `listMapKeys` of the real types (the first one is the strategic-merge `patchMergeKey`).
+/// All other lists of built-in kinds are atomic.
+pub(crate) fn list_map_keys(field: &str) -> Option<&'static [&'static str]> {
     Some(match field {
         "containers"
         | "initContainers"
@@ -15,16 +17,21 @@ fn merge_key(field: &str) -> Option<&'static str> {
         | "volumes"
         | "imagePullSecrets"
         | "resourceClaims"
-        | "schedulingGates" => "name",
-        "volumeMounts" => "mountPath",
-        "volumeDevices" => "devicePath",
-        "ports" => "containerPort",
-        "conditions" | "addresses" => "type",
-        "ownerReferences" => "uid",
-        "hostAliases" => "ip",
-        "topologySpreadConstraints" => "topologyKey",
+        | "schedulingGates" => &["name"],
+        "volumeMounts" => &["mountPath"],
+        "volumeDevices" => &["devicePath"],
+        "ports" => &["containerPort", "protocol"],
+        "conditions" | "addresses" => &["type"],
+        "ownerReferences" => &["uid"],
+        "hostAliases" => &["ip"],
+        "topologySpreadConstraints" => &["topologyKey", "whenUnsatisfiable"],
         _ => return None,
     })
+}
+
+/// Merge key of list fields whose patch strategy is `merge`; all other lists are replaced.
+fn merge_key(field: &str) -> Option<&'static str> {
+    list_map_keys(field).and_then(|keys| keys.first().copied())
 }
 
 fn directive(m: &Map<String, Value>) -> Option<&str> {

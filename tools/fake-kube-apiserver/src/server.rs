@@ -1,6 +1,7 @@
 //! HTTP layer: routing, Kubernetes REST semantics (CRUD, patch, watch, tables) and errors.
 
 use crate::kill::KillHook;
+use crate::managed::{self, ApplyError};
 use crate::patch::strategic_merge;
 use crate::resources::{self as rs, res, ResId, Resource};
 use crate::selector::Selector;
@@ -179,6 +180,10 @@ impl ApiError {
         if self.details.is_none() {
             obj_remove(&mut s, "details");
         }
+        // Errors the real server has no reason for (StatusReasonUnknown) leave it out.
+        if self.reason.is_empty() {
+            obj_remove(&mut s, "reason");
+        }
         s
     }
 }
@@ -292,6 +297,7 @@ struct Ctx {
     query: HashMap<String, String>,
     content_type: String,
     accept: String,
+    user_agent: String,
     body: Bytes,
 }
 
@@ -316,6 +322,29 @@ impl Ctx {
                         .map(|a| !a.is_empty())
                 })
                 .unwrap_or(false)
+    }
+
+    /// The manager of a write that is not an apply: `fieldManager`, else the User-Agent's
+    /// product name (up to the first `/`), else `unknown`, as the real server defaults it.
+    fn update_manager(&self) -> String {
+        let given = self.q("fieldManager");
+        if !given.is_empty() {
+            return given.to_string();
+        }
+        let product = self.user_agent.split('/').next().unwrap_or_default();
+        let mut prefix = String::new();
+        // Printable characters only, up to 128 bytes.
+        for c in product.chars().filter(|c| !c.is_control()) {
+            if prefix.len() >= 128 {
+                break;
+            }
+            prefix.push(c);
+        }
+        if prefix.is_empty() {
+            "unknown".into()
+        } else {
+            prefix
+        }
     }
 
     fn dry_run(&self) -> ApiResult<bool> {
@@ -386,6 +415,7 @@ pub async fn handle(
             .trim()
             .to_ascii_lowercase(),
         accept: header(hyper::header::ACCEPT),
+        user_agent: header(hyper::header::USER_AGENT),
         body,
     };
     let host = header(hyper::header::HOST);
@@ -441,7 +471,15 @@ fn api(state: &Arc<State>, ctx: &Ctx, path: &str, host: &str) -> ApiResult<Respo
         (&Method::GET, Some(n)) => (200, get(&store, id, &ns_str, &n)?.clone()),
         (&Method::POST, None) if ns.is_some() || !res(id).namespaced => {
             let obj = parse_body(ctx)?;
-            create(&mut store, id, ns.as_deref(), obj, ctx.dry_run()?)?
+            let manager = ctx.update_manager();
+            create(
+                &mut store,
+                id,
+                ns.as_deref(),
+                obj,
+                ctx.dry_run()?,
+                Some(&manager),
+            )?
         }
         (&Method::PUT, Some(n)) => (200, replace(&mut store, ctx, id, &ns_str, &n, status)?),
         (&Method::PATCH, Some(n)) => patch(&mut store, ctx, id, &ns_str, &n, status)?,
@@ -643,12 +681,27 @@ fn valid_dns_subdomain(n: &str) -> bool {
     n.len() <= 253 && n.split('.').all(ok_label)
 }
 
+/// Where a write stands on field ownership.
+fn scope(r: &Resource, status_only: bool) -> managed::Scope {
+    managed::Scope {
+        schema: crate::structure::Schema { custom: r.custom },
+        api_version: r.api_version(),
+        kind: r.kind,
+        subresource: if status_only { "status" } else { "" },
+        status_subresource: r.status_subresource,
+        now: store::rfc3339(store::unix_now()),
+    }
+}
+
+/// Stores a new object. `manager` is the creator for `managedFields`; `None` keeps the
+/// managedFields `obj` has (an apply that creates the object computed them).
 fn create(
     store: &mut Store,
     id: ResId,
     url_ns: Option<&str>,
     mut obj: Value,
     dry: bool,
+    manager: Option<&str>,
 ) -> ApiResult<(u16, Value)> {
     let r = res(id);
     check_type(r, &mut obj)?;
@@ -718,6 +771,11 @@ fn create(
             Some(details(r, &name, r.plural)),
         ));
     }
+    if let Some(manager) = manager {
+        // Before the defaults below, which the real server sets after tracking ownership.
+        let mf = managed::track_update(&scope(r, false), None, &obj, manager);
+        managed::set_managed_fields(&mut obj, mf);
+    }
     default_status(r, &mut obj);
     if dry {
         return Ok((201, obj));
@@ -764,8 +822,9 @@ fn strip_meta_status(v: &Value) -> Value {
     v
 }
 
-/// Shared tail of PUT and PATCH: keeps server-owned fields, skips no-op writes (the real
-/// server does not bump resourceVersion for them) and maintains `generation`.
+/// Shared tail of PUT and PATCH: keeps server-owned fields, records field ownership (an
+/// apply has done that already), skips no-op writes (the real server does not bump
+/// resourceVersion for them) and maintains `generation`.
 fn commit_update(
     store: &mut Store,
     ctx: &Ctx,
@@ -776,6 +835,7 @@ fn commit_update(
     status_only: bool,
 ) -> ApiResult<Value> {
     let r = res(id);
+    let applied = ctx.content_type == APPLY_PATCH;
     let (ns, name) = key;
     {
         let nm = meta_mut(&mut new);
@@ -794,12 +854,16 @@ fn commit_update(
     }
     if status_only {
         let status = new.get("status").cloned();
+        let applied_fields = new.pointer("/metadata/managedFields").cloned();
         new = old.clone();
         match status {
             Some(s) => {
                 store::obj_map(&mut new).insert("status".into(), s);
             }
             None => obj_remove(&mut new, "status"),
+        }
+        if applied {
+            managed::set_managed_fields(&mut new, applied_fields);
         }
     } else if r.status_subresource {
         match old.get("status") {
@@ -808,6 +872,11 @@ fn commit_update(
             }
             None => obj_remove(&mut new, "status"),
         }
+    }
+    if !applied {
+        let manager = ctx.update_manager();
+        let mf = managed::track_update(&scope(r, status_only), Some(&old), &new, &manager);
+        managed::set_managed_fields(&mut new, mf);
     }
     if new == old {
         return Ok(old);
@@ -895,7 +964,7 @@ fn patch(
     }
     let decode_err = |e: &dyn std::fmt::Display| bad_request(format!("error decoding patch: {e}"));
     let applied = if apply {
-        let mut v: Value = serde_yaml::from_slice(&ctx.body).map_err(|e| decode_err(&e))?;
+        let v: Value = serde_yaml::from_slice(&ctx.body).map_err(|e| decode_err(&e))?;
         if !v.is_object() {
             return Err(bad_request("apply patch must be an object"));
         }
@@ -906,28 +975,40 @@ fn patch(
                 av.as_ref().and_then(Value::as_str).unwrap_or(""), r.api_version(), r.kind)));
         }
         check_name(&v, name)?;
-        // managedFields are server-owned; the fake does not track field ownership.
-        meta_mut(&mut v).shift_remove("managedFields");
+        // managedFields are the server's to write; an applier cannot send any.
+        if v.pointer("/metadata/managedFields")
+            .is_some_and(|m| !m.is_null())
+        {
+            return Err(bad_request("metadata.managedFields must be nil"));
+        }
         Some(v)
     } else {
         None
     };
+    // Like the real server's query decoding: only absent, `0` and `false` are false.
+    let force = ctx
+        .query
+        .get("force")
+        .is_some_and(|f| f != "0" && !f.eq_ignore_ascii_case("false"));
+    let apply_scope = scope(r, status_only);
+    let manager = ctx.q("fieldManager");
     let Some(old) = store.get(id, ns, name).cloned() else {
         return match applied {
-            Some(obj) if !status_only => create(
-                store,
-                id,
-                Some(ns).filter(|_| r.namespaced),
-                obj,
-                ctx.dry_run()?,
-            ),
+            Some(config) if !status_only => {
+                let obj = managed::track_apply(&apply_scope, None, &config, manager, force)
+                    .map_err(|e| apply_error(r, ns, name, e))?;
+                let ns = Some(ns).filter(|_| r.namespaced);
+                create(store, id, ns, obj, ctx.dry_run()?, None)
+            }
             _ => Err(not_found(r, name)),
         };
     };
     let mut new = old.clone();
     match (ct, applied) {
-        (_, Some(a)) if r.custom => json_patch::merge(&mut new, &a),
-        (_, Some(a)) => strategic_merge(&mut new, &a).map_err(bad_request)?,
+        (_, Some(config)) => {
+            new = managed::track_apply(&apply_scope, Some(&old), &config, manager, force)
+                .map_err(|e| apply_error(r, ns, name, e))?;
+        }
         (JSON_PATCH, None) => {
             let p: json_patch::Patch =
                 serde_json::from_slice(&ctx.body).map_err(|e| decode_err(&e))?;
@@ -963,6 +1044,22 @@ fn patch(
         200,
         commit_update(store, ctx, id, (ns, name), old, new, status_only)?,
     ))
+}
+
+/// A refused apply: the conflicts as a 409, or a configuration that does not fit the
+/// object's structure as the 500 the real server answers with.
+fn apply_error(r: &Resource, ns: &str, name: &str, e: ApplyError) -> ApiError {
+    match e {
+        ApplyError::Conflicts(conflicts) => {
+            let (message, causes) = managed::conflict_status(&conflicts);
+            err(409, "Conflict", message, Some(json!({"causes": causes})))
+        }
+        ApplyError::Invalid(why) => {
+            let gvk = format!("{}/{}, Kind={}", r.group, r.version, r.kind);
+            let msg = format!("failed to create typed patch object ({ns}/{name}; {gvk}): {why}");
+            err(500, "", msg, None)
+        }
+    }
 }
 
 fn delete(store: &mut Store, ctx: &Ctx, id: ResId, ns: &str, name: &str) -> ApiResult<Value> {

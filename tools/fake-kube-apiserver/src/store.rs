@@ -191,6 +191,14 @@ impl Store {
             if res(id).generation {
                 m.entry("generation").or_insert(json!(1));
             }
+            crate::managed::normalize_seed(&mut o).map_err(|e| {
+                let at = if ns.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{ns}/{name}")
+                };
+                format!("seed {kind} {at}: invalid metadata.managedFields: {e}")
+            })?;
             prepared.push((id, ns, name, o));
         }
         let n = prepared.len();

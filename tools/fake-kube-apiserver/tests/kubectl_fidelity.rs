@@ -45,6 +45,13 @@ fn kubectl(fake: &Fake, test: &str) -> Option<Kubectl> {
 impl Kubectl {
     /// Runs kubectl with an isolated HOME (its discovery cache) and returns stdout+stderr.
     fn run(&self, args: &[&str]) -> String {
+        let (ok, text) = self.try_run(args);
+        assert!(ok, "kubectl {args:?} failed:\n{text}");
+        text
+    }
+
+    /// Like `run`, for commands that may fail: whether kubectl succeeded, and its output.
+    fn try_run(&self, args: &[&str]) -> (bool, String) {
         let out = Command::new(&self.bin)
             .arg("--kubeconfig")
             .arg(self.dir.join("kubeconfig"))
@@ -58,8 +65,7 @@ impl Kubectl {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(out.status.success(), "kubectl {args:?} failed:\n{text}");
-        text
+        (out.status.success(), text)
     }
 
     fn write(&self, name: &str, text: &str) -> String {
@@ -223,10 +229,92 @@ fn kubectl_apply_eniconfig_create_then_update() {
     let file = k.write("eni.yaml", &manifest("subnet-0ccc"));
     let ssa = k.run(&["apply", "--server-side", "--validate=false", "-f", &file]);
     assert!(ssa.contains("serverside-applied"), "{ssa}");
-    assert_eq!(
-        f.get(&format!("{ENI}/us-west-2a")).body["spec"]["subnet"],
-        "subnet-0ccc"
+    let obj = f.get(&format!("{ENI}/us-west-2a")).body;
+    assert_eq!(obj["spec"]["subnet"], "subnet-0ccc");
+    // Before applying, kubectl moves its client-side apply's fields to its server-side
+    // manager by rewriting managedFields with a JSON patch (which the server honours), and
+    // the annotation to `kubectl-last-applied`; the server keeps the annotation up to date.
+    let log = f.requests();
+    let migration = log
+        .iter()
+        .find(|e| e["content_type"] == "application/json-patch+json")
+        .unwrap_or_else(|| panic!("no managedFields migration: {log:?}"));
+    assert!(
+        migration["body"].to_string().contains("managedFields"),
+        "{migration}"
     );
+    let mf = obj["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields");
+    let by = |m: &str| mf.iter().find(|e| e["manager"] == m).cloned();
+    let ssa = by("kubectl").unwrap_or_else(|| panic!("kubectl's entry: {obj}"));
+    assert_eq!(ssa["operation"], "Apply");
+    assert_eq!(
+        ssa["fieldsV1"],
+        json!({"f:spec": {"f:securityGroups": {}, "f:subnet": {}}})
+    );
+    assert!(by("kubectl-client-side-apply").is_none(), "{obj}");
+    assert_eq!(
+        by("kubectl-last-applied").map(|e| e["fieldsV1"].clone()),
+        Some(json!({"f:metadata": {"f:annotations": {
+            "f:kubectl.kubernetes.io/last-applied-configuration": {}}}}))
+    );
+    let last = obj["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+        .as_str()
+        .expect("annotation");
+    assert!(last.contains("subnet-0ccc"), "{last}");
+}
+
+#[test]
+fn kubectl_server_side_apply_conflicts_then_forces() {
+    let f = start();
+    let Some(k) = kubectl(&f, "kubectl_server_side_apply_conflicts_then_forces") else {
+        return;
+    };
+    k.run(&[
+        "set",
+        "env",
+        "daemonset/aws-node",
+        "-n",
+        "kube-system",
+        "-c",
+        "aws-node",
+        "WARM_ENI_TARGET=3",
+    ]);
+    let file = k.write(
+        "ds.yaml",
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: aws-node\n  namespace: kube-system\n\
+         spec:\n  template:\n    spec:\n      containers:\n      - name: aws-node\n        env:\n\
+         \x20       - name: WARM_ENI_TARGET\n          value: \"1\"\n",
+    );
+    let apply = ["apply", "--server-side", "--validate=false", "-f", &file];
+    let (ok, out) = k.try_run(&apply);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("Apply failed with 1 conflict: conflict with \"kubectl-set\" using apps/v1: .spec.template.spec.containers[name=\"aws-node\"].env[name=\"WARM_ENI_TARGET\"].value"),
+        "{out}"
+    );
+    let value = |f: &Fake| {
+        env_of(&f.get(DS).body)
+            .into_iter()
+            .find(|(n, _)| n == "WARM_ENI_TARGET")
+            .map(|(_, v)| v)
+    };
+    assert_eq!(value(&f).as_deref(), Some("3"));
+    let forced = k.run(&[&apply[..], &["--force-conflicts"]].concat());
+    assert!(forced.contains("serverside-applied"), "{forced}");
+    assert_eq!(value(&f).as_deref(), Some("1"));
+    let shown = k.run(&[
+        "get",
+        "daemonset/aws-node",
+        "-n",
+        "kube-system",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
+    // kubectl-set owned nothing but that value, so its entry is gone.
+    assert_eq!(shown, "eks kubectl kube-controller-manager");
 }
 
 #[test]
