@@ -24,6 +24,10 @@ pub struct Config {
     pub nodegroup_delete_ms: u64,
     pub stack_create_ms: u64,
     pub stack_delete_ms: u64,
+    /// CREATING / UPDATING / DELETING windows of EKS add-ons (answered by the proxy itself).
+    pub addon_create_ms: u64,
+    pub addon_update_ms: u64,
+    pub addon_delete_ms: u64,
     pub iam_propagation_ms: u64,
     pub dependency_violation_count: u64,
     pub kill_after_mutating: Option<u64>,
@@ -37,6 +41,10 @@ pub struct Config {
     /// leaves out (`clusterSecurityGroupId`, `vpcId`), backed by a real
     /// security group in moto (see `cluster_sg`).
     pub eks_cluster_fields: bool,
+    /// Base URL (`http://host:port`, no trailing slash) of a Kubernetes API server standing
+    /// in for every cluster: EKS add-ons with a workload (`vpc-cni`) apply it there. Unset:
+    /// add-ons have no Kubernetes side.
+    pub kube_url: Option<String>,
 }
 
 impl Default for Config {
@@ -52,6 +60,9 @@ impl Default for Config {
             nodegroup_delete_ms: 0,
             stack_create_ms: 0,
             stack_delete_ms: 0,
+            addon_create_ms: 0,
+            addon_update_ms: 0,
+            addon_delete_ms: 0,
             iam_propagation_ms: 0,
             dependency_violation_count: 0,
             kill_after_mutating: None,
@@ -60,6 +71,7 @@ impl Default for Config {
             kill_pid_file: None,
             kill_signal: DEFAULT_KILL_SIGNAL,
             eks_cluster_fields: false,
+            kube_url: None,
         }
     }
 }
@@ -87,6 +99,9 @@ pub const FIELDS: &[&str] = &[
     "nodegroup_delete_ms",
     "stack_create_ms",
     "stack_delete_ms",
+    "addon_create_ms",
+    "addon_update_ms",
+    "addon_delete_ms",
     "iam_propagation_ms",
     "dependency_violation_count",
     "kill_after_mutating",
@@ -95,6 +110,7 @@ pub const FIELDS: &[&str] = &[
     "kill_pid_file",
     "kill_signal",
     "eks_cluster_fields",
+    "kube_url",
 ];
 
 /// Fields that are on/off switches: on the command line they take no value
@@ -123,6 +139,9 @@ impl Config {
             next.nodegroup_delete_ms = v;
             next.stack_create_ms = v;
             next.stack_delete_ms = v;
+            next.addon_create_ms = v;
+            next.addon_update_ms = v;
+            next.addon_delete_ms = v;
         }
         for (key, value) in obj {
             let null = value.is_null();
@@ -141,6 +160,9 @@ impl Config {
                 "nodegroup_delete_ms" => next.nodegroup_delete_ms = ms(key, value, 0)?,
                 "stack_create_ms" => next.stack_create_ms = ms(key, value, 0)?,
                 "stack_delete_ms" => next.stack_delete_ms = ms(key, value, 0)?,
+                "addon_create_ms" => next.addon_create_ms = ms(key, value, 0)?,
+                "addon_update_ms" => next.addon_update_ms = ms(key, value, 0)?,
+                "addon_delete_ms" => next.addon_delete_ms = ms(key, value, 0)?,
                 "iam_propagation_ms" => next.iam_propagation_ms = ms(key, value, 0)?,
                 "dependency_violation_count" => {
                     next.dependency_violation_count = ms(key, value, 0)?
@@ -196,6 +218,7 @@ impl Config {
                     };
                 }
                 "eks_cluster_fields" => next.eks_cluster_fields = boolean(key, value)?,
+                "kube_url" => next.kube_url = base_url(key, value)?,
                 other => {
                     return Err(format!(
                         "unknown config field {other:?}; known: {}",
@@ -238,6 +261,20 @@ fn boolean(key: &str, value: &Value) -> Result<bool, String> {
         Value::Null => Ok(false),
         Value::Bool(b) => Ok(*b),
         _ => Err(format!("{key} must be true or false, got {value}")),
+    }
+}
+
+/// A plain `http://` base URL (the proxy speaks no TLS); `null` unsets it. A trailing
+/// slash is dropped so that paths can be appended.
+fn base_url(key: &str, value: &Value) -> Result<Option<String>, String> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) if s.starts_with("http://") && s.len() > "http://".len() => {
+            Ok(Some(s.trim_end_matches('/').to_string()))
+        }
+        _ => Err(format!(
+            "{key} must be a plain http:// URL (no TLS) or null, got {value}"
+        )),
     }
 }
 
@@ -300,6 +337,9 @@ mod tests {
             .unwrap();
         assert_eq!(c.cluster_create_ms, 300);
         assert_eq!(c.nodegroup_delete_ms, 300);
+        assert_eq!(c.addon_create_ms, 300);
+        assert_eq!(c.addon_update_ms, 300);
+        assert_eq!(c.addon_delete_ms, 300);
         // The per-kind field wins although it sorts before the shorthand.
         assert_eq!(c.stack_delete_ms, 5);
     }
@@ -326,6 +366,21 @@ mod tests {
         assert_eq!(c.kill_signal, libc::SIGINT);
         c.merge(&json!({"kill_signal": null})).unwrap();
         assert_eq!(c.kill_signal, libc::SIGKILL);
+    }
+
+    #[test]
+    fn kube_url_is_a_plain_http_base() {
+        let mut c = Config::default();
+        assert_eq!(c.kube_url, None);
+        c.merge(&json!({"kube_url": "http://127.0.0.1:6443/"}))
+            .unwrap();
+        assert_eq!(c.kube_url.as_deref(), Some("http://127.0.0.1:6443"));
+        for bad in [json!("https://k"), json!("http://"), json!(5), json!("")] {
+            assert!(c.merge(&json!({"kube_url": bad})).is_err(), "{bad}");
+        }
+        assert_eq!(c.kube_url.as_deref(), Some("http://127.0.0.1:6443"));
+        c.merge(&json!({"kube_url": null})).unwrap();
+        assert_eq!(c.kube_url, None);
     }
 
     #[test]

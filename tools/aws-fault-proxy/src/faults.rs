@@ -97,11 +97,39 @@ pub fn query_error(status: u16, kind: &str, code: &str, message: &str) -> Reply 
 
 /// EKS REST-JSON error.
 pub fn eks_error(status: u16, error_type: &str, message: &str) -> Reply {
-    let body = serde_json::json!({ "message": message }).to_string();
+    eks_error_with(status, error_type, message, &[])
+}
+
+/// EKS REST-JSON error whose body also names the resources it is about, as EKS's do
+/// (`{"clusterName": "c1", "addonName": "vpc-cni", "message": ...}`); `None` fields are
+/// left out.
+pub fn eks_error_with(
+    status: u16,
+    error_type: &str,
+    message: &str,
+    fields: &[(&str, Option<&str>)],
+) -> Reply {
+    let mut body = serde_json::Map::new();
+    for (name, value) in fields {
+        if let Some(value) = value {
+            body.insert((*name).to_string(), serde_json::Value::from(*value));
+        }
+    }
+    body.insert("message".into(), serde_json::Value::from(message));
     // HeaderName::from_static needs lowercase; HTTP/1 header names are
     // case-insensitive and the SDK looks them up that way.
-    Reply::new(status, "application/json", body)
-        .with_header("x-amzn-errortype", error_type)
+    Reply::new(
+        status,
+        "application/json",
+        serde_json::Value::Object(body).to_string(),
+    )
+    .with_header("x-amzn-errortype", error_type)
+    .with_header("x-amzn-requestid", &request_id())
+}
+
+/// A successful EKS answer the proxy makes itself (the add-on API).
+pub fn eks_json(value: &serde_json::Value) -> Reply {
+    Reply::new(200, "application/json", value.to_string())
         .with_header("x-amzn-requestid", &request_id())
 }
 

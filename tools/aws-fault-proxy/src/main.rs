@@ -6,12 +6,15 @@
 //! kills the client right after its k-th mutating call succeeded upstream.
 //! Opt-in (`--eks-cluster-fields`), it also gives EKS clusters the
 //! `clusterSecurityGroupId` and `vpcId` moto omits, backed by a real group.
+//! It serves the EKS managed add-on API itself (moto has none), optionally applying the
+//! `vpc-cni` add-on's DaemonSet to a Kubernetes API server (`--kube-url`).
 //!
 //! Point the client at it with `AWS_ENDPOINT_URL=http://127.0.0.1:PORT`.
 //! Control API (JSON): `GET|POST /__proxy/config`, `GET /__proxy/stats`,
 //! `POST /__proxy/reset-stats`, `POST /__proxy/reset`, `GET /__proxy/health`.
 //! See `README.md` beside this crate for the fields.
 
+mod addons;
 mod cluster_sg;
 mod config;
 mod faults;
@@ -44,10 +47,11 @@ options:
   --throttle-fraction F           fraction 0..1 of requests answered with throttling
   --throttle-seed N               seed for the fault dice (reproducible runs)
   --server-error-fraction F       fraction 0..1 answered with 500/503
-  --transition-ms N               sets all six *-create-ms / *-delete-ms below
+  --transition-ms N               sets all nine window fields below
   --cluster-create-ms N  --cluster-delete-ms N
   --nodegroup-create-ms N  --nodegroup-delete-ms N
   --stack-create-ms N  --stack-delete-ms N
+  --addon-create-ms N  --addon-update-ms N  --addon-delete-ms N
   --iam-propagation-ms N          CreateCluster/CreateNodegroup with a role this new fail
   --dependency-violation-count N  first N DeleteSubnet per subnet fail
   --kill-after-mutating K         signal a process after the K-th mutating answer
@@ -55,6 +59,8 @@ options:
   --kill-signal SIG               number or name (default KILL)
   --eks-cluster-fields[=BOOL]     add clusterSecurityGroupId and vpcId to EKS cluster
                                   answers, backed by a security group made in moto
+  --kube-url http://HOST:PORT     Kubernetes API server standing in for every cluster:
+                                  the vpc-cni add-on applies its DaemonSet there
 
 Every option after --verbose is also a field of POST /__proxy/config
 (dashes become underscores).";

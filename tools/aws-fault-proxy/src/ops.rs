@@ -239,6 +239,9 @@ fn eks_operation(method: &Method, seg: &[String]) -> Option<&'static str> {
         ("GET", ["clusters", _, "addons"]) => "ListAddons",
         ("GET", ["clusters", _, "addons", _]) => "DescribeAddon",
         ("DELETE", ["clusters", _, "addons", _]) => "DeleteAddon",
+        ("POST", ["clusters", _, "addons", _, "update"]) => "UpdateAddon",
+        ("GET", ["addons", "supported-versions"]) => "DescribeAddonVersions",
+        ("GET", ["addons", "configuration-schemas"]) => "DescribeAddonConfiguration",
         // The ARN is one percent-encoded segment on the wire, but a client
         // that does not encode "/" would split it, so accept any length.
         ("POST", ["tags", _, ..]) => "TagResource",
@@ -368,6 +371,44 @@ mod tests {
                 true,
             ),
             (Method::DELETE, "/tags/arn", "UntagResource", true),
+            (Method::POST, "/clusters/c1/addons", "CreateAddon", true),
+            (Method::GET, "/clusters/c1/addons", "ListAddons", false),
+            (
+                Method::GET,
+                "/clusters/c1/addons/vpc-cni",
+                "DescribeAddon",
+                false,
+            ),
+            (
+                Method::DELETE,
+                "/clusters/c1/addons/vpc-cni",
+                "DeleteAddon",
+                true,
+            ),
+            (
+                Method::POST,
+                "/clusters/c1/addons/vpc-cni/update",
+                "UpdateAddon",
+                true,
+            ),
+            (
+                Method::GET,
+                "/addons/supported-versions",
+                "DescribeAddonVersions",
+                false,
+            ),
+            (
+                Method::GET,
+                "/addons/configuration-schemas",
+                "DescribeAddonConfiguration",
+                false,
+            ),
+            (
+                Method::GET,
+                "/clusters/c1/updates/u1",
+                "DescribeUpdate",
+                false,
+            ),
             (Method::GET, "/tags/arn", "ListTagsForResource", false),
         ];
         for (m, p, op, mutating) in cases {

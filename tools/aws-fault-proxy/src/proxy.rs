@@ -20,6 +20,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use serde_json::{json, Value};
 
+use crate::addons;
 use crate::cluster_sg::{self, ClusterSg};
 use crate::config::Config;
 use crate::faults::{self, Reply};
@@ -34,19 +35,22 @@ pub struct App {
     client: Client<HttpConnector, Full<Bytes>>,
     config: Mutex<Config>,
     rng: Mutex<fastrand::Rng>,
-    world: Mutex<World>,
+    pub(crate) world: Mutex<World>,
     stats: Mutex<Stats>,
     /// Held while a cluster security group is made or deleted (option
     /// `eks_cluster_fields`), so that concurrent answers about one new
     /// cluster share one group. Only ever held across moto calls.
     cluster_sg_lock: tokio::sync::Mutex<()>,
+    /// Held while an EKS add-on request changes add-on state (see `addons`), across its
+    /// moto and Kubernetes calls, so that such requests are decided one at a time.
+    pub(crate) addon_lock: tokio::sync::Mutex<()>,
     verbose: bool,
 }
 
 /// A poisoned lock only means another handler panicked mid-update; the data
 /// is still the best we have, and refusing all later requests would turn one
 /// bug into a dead proxy.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -65,6 +69,7 @@ impl App {
             world: Mutex::new(World::default()),
             stats: Mutex::new(Stats::default()),
             cluster_sg_lock: tokio::sync::Mutex::new(()),
+            addon_lock: tokio::sync::Mutex::new(()),
             verbose,
         }
     }
@@ -270,16 +275,27 @@ impl Drop for Tracker {
 }
 
 /// Sends a request to moto and buffers the answer.
-async fn forward(
+pub(crate) async fn forward(
     app: &App,
     method: &Method,
     path_and_query: &str,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Reply, String> {
-    let uri: Uri = format!("{}{}", app.upstream, path_and_query)
-        .parse()
-        .map_err(|e| format!("bad upstream uri: {e}"))?;
+    let url = format!("{}{}", app.upstream, path_and_query);
+    send(app, method, &url, headers, body).await
+}
+
+/// Sends a request to any plain-HTTP URL (moto, or the Kubernetes API server of
+/// `kube_url`) and buffers the answer.
+pub(crate) async fn send(
+    app: &App,
+    method: &Method,
+    url: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Reply, String> {
+    let uri: Uri = url.parse().map_err(|e| format!("bad uri {url:?}: {e}"))?;
     let mut req = Request::new(Full::new(body));
     *req.method_mut() = method.clone();
     *req.uri_mut() = uri;
@@ -349,6 +365,15 @@ async fn process(
             Some("server_error"),
         );
     }
+    // moto has no add-on API: the proxy answers those requests itself. The kill hook sees
+    // a mutating one once its state change is made, before the answer goes out, as it sees
+    // a forwarded one once moto has answered.
+    if let Some(reply) = addons::handle(app, cfg, info, headers, &body).await {
+        if info.mutating {
+            kill_hook(app, seq, &info.op);
+        }
+        return (reply, None);
+    }
     if let Some(answer) = answer_locally(app, cfg, info, &body) {
         return answer;
     }
@@ -392,6 +417,10 @@ async fn process(
         && is_success(upstream.status);
     let answer = rewrite_answer(app, cfg, info, upstream, stack_snapshot, sent);
     if cluster_deleted {
+        // EKS deletes a cluster's add-ons with it.
+        if let Some(name) = info.segment(1) {
+            lock(&app.world).addons.forget_cluster(&info.region, name);
+        }
         delete_cluster_sg(app, cfg, info, headers).await;
     }
     answer
@@ -878,8 +907,8 @@ fn rewrite_answer(
     (reply, fault)
 }
 
-/// Counts mutating requests answered by moto and, on the k-th, signals the
-/// configured process. Runs before the answer is sent, so the client dies
+/// Counts mutating requests answered by moto (or by the proxy's add-on API) and, on the
+/// k-th, signals the configured process. Runs before the answer is sent, so the client dies
 /// having caused the change without having seen it.
 fn kill_hook(app: &App, seq: u64, op: &str) {
     let cfg = lock(&app.config).clone();

@@ -69,6 +69,8 @@ pub struct World {
     /// cluster, and the group. An answer sent to moto before then describes
     /// the deleted cluster: it gets the old group rather than a new one.
     pub cluster_sgs_deleted: HashMap<(String, String), (Instant, ClusterSg)>,
+    /// EKS add-ons, which the proxy serves itself (moto has none).
+    pub addons: crate::addons::Store,
 }
 
 pub fn deadline(ms: u64) -> Instant {

@@ -321,3 +321,188 @@ pub fn sleep_until(deadline: Instant) {
         std::thread::sleep(deadline - now);
     }
 }
+
+/// The fake Kubernetes API server of the sibling crate `tools/fake-kube-apiserver`, beside
+/// the proxy binary in the target directory; built first if missing (as the root crate's
+/// tests do).
+pub fn fake_kube_binary() -> PathBuf {
+    let package = "fake-kube-apiserver";
+    let dir = std::path::Path::new(env!("CARGO_BIN_EXE_aws-fault-proxy"))
+        .parent()
+        .expect("the proxy binary's directory")
+        .to_path_buf();
+    let bin = dir.join(format!("{package}{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let target_dir = dir.parent().expect("target dir");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
+        let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        let status = Command::new(cargo)
+            .current_dir(manifest_dir)
+            .args(["build", "--quiet", "-p", package, "--bin", package])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run cargo to build {package}: {e}"));
+        assert!(status.success(), "building {package} failed");
+    }
+    assert!(bin.exists(), "{} not found", bin.display());
+    bin
+}
+
+/// A running fake Kubernetes API server (its default seed: a two-node EKS cluster with the
+/// `aws-node` DaemonSet).
+pub struct FakeKube {
+    pub port: u16,
+    _proc: Proc,
+}
+
+impl FakeKube {
+    pub fn start() -> FakeKube {
+        let mut child = Command::new(fake_kube_binary())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn fake-kube-apiserver");
+        let stderr = child.stderr.take().expect("fake kube stderr");
+        let proc = Proc(child);
+        let mut reader = BufReader::new(stderr);
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("read fake kube banner");
+        let port = line
+            .trim()
+            .strip_prefix("listening on http://127.0.0.1:")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected fake kube banner {line:?}"));
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = reader.read_to_string(&mut sink);
+        });
+        FakeKube { port, _proc: proc }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn call(&self, method: &str, path: &str) -> Resp {
+        request(self.port, method, path, &[], b"")
+    }
+
+    /// The API requests the fake has served, in order (`GET /__fake/requests`).
+    pub fn requests(&self) -> Vec<Value> {
+        let r = self.call("GET", "/__fake/requests");
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json().as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// One request a [`ScriptedServer`] received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub body: String,
+}
+
+type Script = dyn Fn(&Recorded) -> (u16, String) + Send + Sync;
+
+/// A minimal HTTP/1.1 server (keep-alive, Content-Length bodies) whose answers a test
+/// scripts: it stands in for a Kubernetes API server where the test needs answers the fake
+/// cannot give (a field-manager conflict).
+pub struct ScriptedServer {
+    pub port: u16,
+    log: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+}
+
+impl ScriptedServer {
+    pub fn start(
+        script: impl Fn(&Recorded) -> (u16, String) + Send + Sync + 'static,
+    ) -> ScriptedServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let script: std::sync::Arc<Script> = std::sync::Arc::new(script);
+        let shared = log.clone();
+        // Serves until the test process ends.
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (log, script) = (shared.clone(), script.clone());
+                std::thread::spawn(move || serve_scripted(stream, &log, &*script));
+            }
+        });
+        ScriptedServer { port, log }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+fn serve_scripted(stream: TcpStream, log: &std::sync::Mutex<Vec<Recorded>>, script: &Script) {
+    let mut reader = BufReader::new(match stream.try_clone() {
+        Ok(s) => s,
+        Err(_) => return,
+    });
+    let mut writer = stream;
+    loop {
+        let mut start = String::new();
+        match reader.read_line(&mut start) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let mut parts = start.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_string();
+        let target = parts.next().unwrap_or_default().to_string();
+        let (mut length, mut content_type) = (0usize, String::new());
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "content-length" => length = v.trim().parse().unwrap_or(0),
+                    "content-type" => content_type = v.trim().to_string(),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = vec![0u8; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        let rec = Recorded {
+            method,
+            path: path.to_string(),
+            query: query.to_string(),
+            content_type,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        };
+        let (status, answer) = script(&rec);
+        if let Ok(mut l) = log.lock() {
+            l.push(rec);
+        }
+        let head = format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            answer.len()
+        );
+        if writer.write_all(head.as_bytes()).is_err()
+            || writer.write_all(answer.as_bytes()).is_err()
+        {
+            return;
+        }
+    }
+}
