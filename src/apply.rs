@@ -150,7 +150,52 @@ pub fn steps(plan: &Plan, state: &StateSnapshot) -> BTreeMap<Step, BTreeSet<Step
             });
         }
     }
+    for (old, new) in cni_handovers(plan) {
+        deps.entry(Step {
+            addr: new,
+            phase: Phase::Apply,
+        })
+        .or_default()
+        .insert(Step {
+            addr: old,
+            phase: Phase::Destroy,
+        });
+    }
     deps
+}
+
+/// A cluster moving from the `aws_node` patch to the `vpc-cni` add-on in one apply: the
+/// patch is undone (its originals put back) before the add-on is created or changed, never
+/// after, where it would reset the settings the add-on has just applied. Pairs (removed
+/// `aws_node`, `vpc-cni` add-on) of one cluster.
+fn cni_handovers(plan: &Plan) -> Vec<(ResourceAddr, ResourceAddr)> {
+    let cluster = |v: &Option<Value>| {
+        v.as_ref()
+            .and_then(|v| v.get("cluster_name"))
+            .and_then(Value::as_str)
+            .map(String::from)
+    };
+    let mut pairs = Vec::new();
+    for old in plan.changes.iter().filter(|c| {
+        c.addr.kind == Kind::AwsNode && matches!(c.action, Action::Delete | Action::Forget)
+    }) {
+        let Some(on) = cluster(&old.before) else {
+            continue;
+        };
+        for new in plan.changes.iter().filter(|c| {
+            c.addr.kind == Kind::Addon
+                && !matches!(c.action, Action::Delete | Action::Forget)
+                && c.after
+                    .as_ref()
+                    .and_then(|a| a.get("name"))
+                    .and_then(Value::as_str)
+                    == Some(resources::addon::VPC_CNI)
+                && cluster(&c.after).as_deref() == Some(on.as_str())
+        }) {
+            pairs.push((old.addr.clone(), new.addr.clone()));
+        }
+    }
+    pairs
 }
 
 struct Shared {
@@ -570,6 +615,63 @@ mod tests {
 
     fn eni(name: &str) -> ResourceAddr {
         ResourceAddr::new(Kind::EniConfig, name)
+    }
+
+    fn change(
+        addr: &str,
+        action: Action,
+        before: Option<Value>,
+        after: Option<Value>,
+    ) -> PlannedChange {
+        PlannedChange {
+            addr: addr.parse().expect("address"),
+            action,
+            cloud_id: None,
+            before,
+            after,
+            replace_because: vec![],
+            drift: vec![],
+            reason: None,
+            dependencies: vec![],
+            observed_outputs: None,
+        }
+    }
+
+    #[test]
+    fn a_removed_aws_node_is_undone_before_its_clusters_vpc_cni_addon_is_applied() {
+        let on = |cluster: &str, name: &str| Some(json!({"cluster_name": cluster, "name": name}));
+        let plan = Plan {
+            format: 1,
+            destroy: false,
+            spec_path: String::new(),
+            spec_source: String::new(),
+            state_lineage: String::new(),
+            state_serial: 0,
+            changes: vec![
+                change("addon.vpc_cni", Action::Create, None, on("c1", "vpc-cni")),
+                change("addon.other_cni", Action::Create, None, on("c2", "vpc-cni")),
+                change("addon.coredns", Action::Create, None, on("c1", "coredns")),
+                change("aws_node.main", Action::Delete, on("c1", "aws-node"), None),
+            ],
+            warnings: vec![],
+        };
+        let deps = steps(&plan, &StateSnapshot::default());
+        let needs = |addr: &str| -> BTreeSet<Step> {
+            deps.get(&Step {
+                addr: addr.parse().expect("address"),
+                phase: Phase::Apply,
+            })
+            .cloned()
+            .unwrap_or_default()
+        };
+        let undo = Step {
+            addr: "aws_node.main".parse().expect("address"),
+            phase: Phase::Destroy,
+        };
+        assert!(needs("addon.vpc_cni").contains(&undo), "{deps:?}");
+        // Another cluster's CNI and another add-on of the cluster are not held back.
+        assert!(!needs("addon.other_cni").contains(&undo), "{deps:?}");
+        assert!(!needs("addon.coredns").contains(&undo), "{deps:?}");
     }
 
     #[test]

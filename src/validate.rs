@@ -121,6 +121,17 @@ fn check_kubernetes(spec: &Spec, d: &mut Diagnostics) {
                         format!("cluster `{cluster}` runs the VPC CNI as the managed add-on `{}`: EKS owns the aws-node DaemonSet's settings there, and its next add-on update would undo this patch (nodes would then come up without custom networking); hint: put the settings on `{}` (custom_network, eni_config_selection, eni_config_label, configuration_values.env) and remove `{addr}`", cni.addr, cni.addr),
                     ));
                 }
+                // A cluster made without EKS's self-managed add-ons has no aws-node until a
+                // `vpc-cni` add-on installs it: the patch would wait for a DaemonSet that never
+                // comes.
+                else if let Some(c) = spec.resources.values().find(|o| {
+                    matches!(&o.config, ResourceConfig::Cluster(c) if c.bootstrap_self_managed_addons == Some(false) && spec.resolved_name(&c.name) == cluster)
+                }) {
+                    d.push(spec.error_at(
+                        addr.to_string(),
+                        format!("cluster `{cluster}` is created without self-managed add-ons (`{}.bootstrap_self_managed_addons = false`): it has no aws-node DaemonSet to patch; hint: declare the CNI as the add-on, `[addon.vpc_cni]` with `name = \"vpc-cni\"`, and put these settings there", c.addr),
+                    ));
+                }
             }
             ResourceConfig::Addon(a) => {
                 let env = a

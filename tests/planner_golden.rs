@@ -340,6 +340,12 @@ custom_network = true
         "[addon.vpc_cni.configuration_values.env]\nWARM_IP_TARGET = 5\n",
     ),
     aws_node_and_vpc_cni_addon_error: Case::tutorial().spec_append(VPC_CNI_ADDON),
+    aws_node_on_a_cluster_without_self_managed_addons_error: Case::tutorial()
+        .spec_edit(
+            CLUSTER_NAME_LINE,
+            "name = \"my-custom-networking-cluster\"\nbootstrap_self_managed_addons = false\n",
+        )
+        .nothing_exists(),
     aws_node_on_a_cluster_with_the_addon_error: Case::tutorial()
         .spec_prepend(ALL_APPLIED)
         .observed_set(
@@ -347,10 +353,10 @@ custom_network = true
             "/outputs/vpc_cni_addon",
             json!("v1.19.2-eksbuild.1"),
         ),
-    cluster_create_only_field_changed_warns: Case::tutorial().spec_prepend(ALL_APPLIED).spec_edit(
-        CLUSTER_NAME_LINE,
-        "name = \"my-custom-networking-cluster\"\nbootstrap_self_managed_addons = false\n",
-    ),
+    // The add-on path's spec on a cluster that was created with EKS's default.
+    cluster_create_only_field_changed_warns: tutorial_addon()
+        .spec_prepend(ALL_APPLIED)
+        .absent(&["addon.vpc_cni", "addon.coredns"]),
     adopted_vpc_differs_error: Case::demo().spec_edit(
         r#"cidr_block = "192.168.0.0/24""#,
         r#"cidr_block = "192.168.8.0/24""#,

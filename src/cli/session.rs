@@ -147,9 +147,30 @@ pub async fn make_plan(
 ) -> Result<Plan, Failure> {
     let graph = DependencyGraph::build(spec, Some(snapshot))
         .map_err(|d| output::diagnostics_failure(&d))?;
-    let observed = refresh::refresh(ctx, spec, &graph, snapshot).await?;
-    let plan = planner::plan(spec, &graph, snapshot, &observed, opts)
-        .map_err(|d| output::diagnostics_failure(&d))?;
+    // The live checks (add-on versions and schemas) run alongside the refresh; their errors
+    // stop the command like the planner's, before anything is changed.
+    let (observed, checks) = if opts.destroy {
+        (
+            refresh::refresh(ctx, spec, &graph, snapshot).await,
+            Diagnostics::default(),
+        )
+    } else {
+        tokio::join!(
+            refresh::refresh(ctx, spec, &graph, snapshot),
+            refresh::check(ctx, spec)
+        )
+    };
+    let observed = observed?;
+    output::diagnostics(checks.warnings());
+    let mut plan = planner::plan(spec, &graph, snapshot, &observed, opts);
+    if checks.has_errors() {
+        let mut all = checks;
+        if let Err(d) = plan {
+            all.extend(d);
+        }
+        plan = Err(all);
+    }
+    let plan = plan.map_err(|d| output::diagnostics_failure(&d))?;
     output::diagnostics(&plan.warnings);
     Ok(plan)
 }

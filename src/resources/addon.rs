@@ -11,8 +11,8 @@
 use super::aws_node::{CUSTOM_NETWORK_ENV, LABEL_DEF_ENV};
 use super::cluster::{request_token, update_tags};
 use super::{
-    aws_error, req_str, split_tags, wait_until, Change, Ctx, ImportId, KindFacts, Lookup,
-    Observed, Poll, ResourceError, ResourceKind,
+    aws_error, req_str, split_tags, wait_until, Change, Ctx, Finding, ImportId, KindFacts,
+    Lookup, Observed, Poll, ResourceError, ResourceKind, SpecFacts,
 };
 use crate::addr::{Kind, ResourceAddr};
 use aws_sdk_eks::types::{Addon, AddonStatus, ResolveConflicts};
@@ -412,6 +412,226 @@ async fn send_create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<()
     Ok(())
 }
 
+/// A finding of the add-on's live check.
+fn finding(key: &str, message: String, error: bool) -> Finding {
+    Finding {
+        key: key.to_string(),
+        message,
+        error,
+    }
+}
+
+/// Every version EKS offers of an add-on, with the cluster versions each is compatible with
+/// and whether it is the default there. `None`: EKS does not know the add-on.
+type Catalogue = Vec<(String, Vec<(String, bool)>)>;
+
+async fn catalogue(ctx: &Ctx, name: &str) -> Result<Option<Catalogue>, ResourceError> {
+    let mut out = Vec::new();
+    let mut known = false;
+    let mut pages = ctx
+        .aws
+        .eks
+        .describe_addon_versions()
+        .addon_name(name)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("DescribeAddonVersions", e))?;
+        for a in page.addons().iter().filter(|a| a.addon_name() == Some(name)) {
+            known = true;
+            for v in a.addon_versions() {
+                let Some(version) = v.addon_version() else {
+                    continue;
+                };
+                let compat = v
+                    .compatibilities()
+                    .iter()
+                    .filter_map(|c| Some((c.cluster_version()?.to_string(), c.default_version())))
+                    .collect();
+                out.push((version.to_string(), compat));
+            }
+        }
+    }
+    Ok(known.then_some(out))
+}
+
+/// The Kubernetes version of an existing cluster, if it exists.
+async fn cluster_version(ctx: &Ctx, cluster: &str) -> Result<Option<String>, ResourceError> {
+    match ctx.aws.eks.describe_cluster().name(cluster).send().await {
+        Ok(out) => Ok(out
+            .cluster
+            .and_then(|c| c.version().map(String::from))),
+        Err(e) => {
+            let err = aws_error("DescribeCluster", e);
+            if err.code() == Some("ResourceNotFoundException") {
+                Ok(None)
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
+async fn schema(ctx: &Ctx, name: &str, version: &str) -> Result<Option<Value>, ResourceError> {
+    let out = ctx
+        .aws
+        .eks
+        .describe_addon_configuration()
+        .addon_name(name)
+        .addon_version(version)
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeAddonConfiguration", e))?;
+    Ok(out
+        .configuration_schema()
+        .filter(|s| !s.trim().is_empty())
+        .and_then(|s| serde_json::from_str(s).ok()))
+}
+
+/// `configuration_values.a.b` for the JSON pointer `/a/b` of an error inside the values.
+fn values_key(pointer: &str) -> String {
+    let mut key = "configuration_values".to_string();
+    for part in pointer.split('/').filter(|p| !p.is_empty()) {
+        key.push('.');
+        key.push_str(&part.replace("~1", "/").replace("~0", "~"));
+    }
+    key
+}
+
+/// The add-on's version against `DescribeAddonVersions` (it exists, it runs on the cluster's
+/// Kubernetes version) and its configuration values against the JSON schema EKS gives for
+/// the version that will be installed (`DescribeAddonConfiguration`). The version to check
+/// is the spec's, else EKS's default for the cluster's Kubernetes version (the existing
+/// cluster's, else the spec's, else the newest that has a default).
+async fn live_check(ctx: &Ctx, attrs: &Value, spec: &SpecFacts) -> Result<Vec<Finding>, ResourceError> {
+    let (Some(name), Some(cluster)) = (
+        super::str_attr(attrs, "name"),
+        super::str_attr(attrs, "cluster_name"),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let wanted = super::str_attr(attrs, "version").filter(|v| !v.contains("${"));
+    let cluster_known = !cluster.contains("${");
+    let values = attrs
+        .get("configuration_values")
+        .filter(|v| v.as_object().is_some_and(|m| !m.is_empty()));
+    // With the version written in the spec, its schema is asked for in the same round trip
+    // as the catalogue; otherwise the version is known only from the catalogue's answer.
+    let (versions, existing, early_schema) = tokio::join!(
+        catalogue(ctx, name),
+        async {
+            if cluster_known {
+                cluster_version(ctx, cluster).await
+            } else {
+                Ok(None)
+            }
+        },
+        async {
+            match (wanted, values) {
+                (Some(v), Some(_)) => Some(schema(ctx, name, v).await),
+                _ => None,
+            }
+        }
+    );
+    let Some(versions) = versions? else {
+        return Ok(vec![finding(
+            "name",
+            format!("EKS has no add-on named `{name}` (`aws eks describe-addon-versions` lists them)"),
+            true,
+        )]);
+    };
+    let k8s = existing?.or_else(|| spec.cluster_versions.get(cluster).cloned());
+    let mut findings = Vec::new();
+    let version = match wanted {
+        Some(v) => {
+            let Some((_, compat)) = versions.iter().find(|(x, _)| x == v) else {
+                let mut newest: Vec<&str> = versions.iter().map(|(x, _)| x.as_str()).collect();
+                newest.sort_by(|a, b| compare_versions(b, a));
+                newest.truncate(5);
+                return Ok(vec![finding(
+                    "version",
+                    format!(
+                        "`{name}` has no version `{v}`; the newest are {}",
+                        newest.join(", ")
+                    ),
+                    true,
+                )]);
+            };
+            if let Some(k) = &k8s {
+                if !compat.iter().any(|(c, _)| c == k) {
+                    let mut on: Vec<&str> = compat.iter().map(|(c, _)| c.as_str()).collect();
+                    on.sort_by(|a, b| compare_versions(a, b));
+                    findings.push(finding(
+                        "version",
+                        format!(
+                            "`{name}` {v} does not run on Kubernetes {k} (cluster `{cluster}`); it supports {}",
+                            on.join(", ")
+                        ),
+                        true,
+                    ));
+                }
+            }
+            Some(v.to_string())
+        }
+        None => {
+            let k = k8s.clone().or_else(|| {
+                versions
+                    .iter()
+                    .flat_map(|(_, compat)| compat.iter().filter(|(_, d)| *d).map(|(c, _)| c.clone()))
+                    .max_by(|a, b| compare_versions(a, b))
+            });
+            k.and_then(|k| {
+                versions
+                    .iter()
+                    .find(|(_, compat)| compat.iter().any(|(c, d)| *d && *c == k))
+                    .map(|(v, _)| v.clone())
+            })
+        }
+    };
+    if let (Some(version), Some(values)) = (version, values) {
+        let schema = match early_schema {
+            Some(s) => s?,
+            None => schema(ctx, name, &version).await?,
+        };
+        if let Some(schema) = schema {
+            match jsonschema::validator_for(&schema) {
+                Ok(validator) => {
+                    // A value that is still a reference (`${iam_role.x.arn}`) is checked
+                    // by EKS once it is known, not against a pattern here.
+                    for e in validator
+                        .iter_errors(values)
+                        .filter(|e| !e.instance().as_str().is_some_and(|s| s.contains("${")))
+                    {
+                        findings.push(finding(
+                            &values_key(&e.instance_path().to_string()),
+                            format!("not accepted by `{name}` {version}'s configuration schema: {e}"),
+                            true,
+                        ));
+                    }
+                }
+                Err(e) => findings.push(finding(
+                    "configuration_values",
+                    format!("EKS's configuration schema for `{name}` {version} could not be read ({e}); the values are not checked"),
+                    false,
+                )),
+            }
+        }
+    }
+    Ok(findings)
+}
+
+/// Orders `v1.19.2-eksbuild.1` and `1.31` numerically, part by part.
+fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    let parts = |s: &str| -> Vec<u64> {
+        s.trim_start_matches('v')
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    parts(a).cmp(&parts(b))
+}
+
 impl ResourceKind for AddonKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = AddonConfig;
@@ -421,6 +641,18 @@ impl ResourceKind for AddonKind {
         _spec_dir: &Path,
     ) -> Result<Value, Vec<(&'static str, String)>> {
         attrs_of(c)
+    }
+
+    /// An answer that cannot be had (no permission, an emulator without the add-on API) is a
+    /// warning: the plan goes on unchecked rather than failing.
+    async fn check(ctx: &Ctx, attrs: &Value, spec: &SpecFacts) -> Vec<Finding> {
+        live_check(ctx, attrs, spec).await.unwrap_or_else(|e| {
+            vec![finding(
+                "version",
+                format!("the add-on's version and configuration could not be checked against EKS: {e}"),
+                false,
+            )]
+        })
     }
 
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {

@@ -127,6 +127,13 @@ pub trait ResourceKind {
         prior_outputs: &Value,
     ) -> Result<(), ResourceError>;
 
+    /// Checks of the desired attributes against the live API that `validate` cannot make
+    /// (an add-on's version and configuration schema). Nothing is changed. Each finding is
+    /// (key inside the resource, message, whether it is an error or only a warning).
+    async fn check(_ctx: &Ctx, _attrs: &Value, _spec: &SpecFacts) -> Vec<Finding> {
+        Vec::new()
+    }
+
     /// Brings a resource found by refresh (not created in this run) to a usable state before
     /// anything is built on it: one interrupted mid-create is waited for. Returns fresh
     /// observations when it waited.
@@ -138,6 +145,22 @@ pub trait ResourceKind {
     ) -> Result<Option<Observed>, ResourceError> {
         Ok(None)
     }
+}
+
+/// What the spec says of other resources that a kind's `check` may need.
+#[derive(Debug, Clone, Default)]
+pub struct SpecFacts {
+    /// Cluster name → the Kubernetes version the spec gives it, when it gives one.
+    pub cluster_versions: BTreeMap<String, String>,
+}
+
+/// One finding of `ResourceKind::check`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// Dotted key inside the resource (`version`, `configuration_values.env.X`).
+    pub key: String,
+    pub message: String,
+    pub error: bool,
 }
 
 /// An update's inputs: the attributes before and after, and the outputs the state recorded.
@@ -252,6 +275,13 @@ macro_rules! define_registry {
                 $(Kind::$variant => {
                     <$module::$ty as ResourceKind>::settle(ctx, addr, cloud_id, attrs).await
                 })*
+            }
+        }
+
+        /// See `ResourceKind::check`.
+        pub async fn check(ctx: &Ctx, kind: Kind, attrs: &Value, spec: &SpecFacts) -> Vec<Finding> {
+            match kind {
+                $(Kind::$variant => <$module::$ty as ResourceKind>::check(ctx, attrs, spec).await,)*
             }
         }
     };
