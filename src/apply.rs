@@ -108,6 +108,7 @@ pub fn steps(plan: &Plan, state: &StateSnapshot) -> BTreeMap<Step, BTreeSet<Step
             }
         }
     }
+    let handovers = cni_handovers(plan);
     for (a, b) in pairs {
         let (Some(ca), Some(cb)) = (by_addr.get(&a), by_addr.get(&b)) else {
             continue;
@@ -138,7 +139,12 @@ pub fn steps(plan: &Plan, state: &StateSnapshot) -> BTreeMap<Step, BTreeSet<Step
         }
         // A dependent that stays must let go of what is deleted before it goes (e.g. a
         // cluster updated away from a subnet that is removed).
-        if phases(cb.action) == [Phase::Apply] && phases(ca.action) == [Phase::Destroy] {
+        // Nothing refers to an `aws_node` handing over to the add-on (its edges are orderings,
+        // not references), and the add-on — so everything after it — waits for its undo.
+        if phases(cb.action) == [Phase::Apply]
+            && phases(ca.action) == [Phase::Destroy]
+            && !handovers.iter().any(|(old, _)| *old == a)
+        {
             deps.entry(Step {
                 addr: a.clone(),
                 phase: Phase::Destroy,
@@ -150,7 +156,7 @@ pub fn steps(plan: &Plan, state: &StateSnapshot) -> BTreeMap<Step, BTreeSet<Step
             });
         }
     }
-    for (old, new) in cni_handovers(plan) {
+    for (old, new) in handovers {
         deps.entry(Step {
             addr: new,
             phase: Phase::Apply,
@@ -652,6 +658,19 @@ mod tests {
                 change("addon.other_cni", Action::Create, None, on("c2", "vpc-cni")),
                 change("addon.coredns", Action::Create, None, on("c1", "coredns")),
                 change("aws_node.main", Action::Delete, on("c1", "aws-node"), None),
+                // Ordered after both when they were made; unchanged now.
+                PlannedChange {
+                    dependencies: vec![
+                        "aws_node.main".parse().expect("address"),
+                        "addon.vpc_cni".parse().expect("address"),
+                    ],
+                    ..change(
+                        "eni_config.pod_a",
+                        Action::NoOp,
+                        on("c1", "a"),
+                        on("c1", "a"),
+                    )
+                },
             ],
             warnings: vec![],
         };
@@ -672,6 +691,19 @@ mod tests {
         // Another cluster's CNI and another add-on of the cluster are not held back.
         assert!(!needs("addon.other_cni").contains(&undo), "{deps:?}");
         assert!(!needs("addon.coredns").contains(&undo), "{deps:?}");
+        // And the walk has an order: no step waits for itself.
+        let mut left = deps.clone();
+        while !left.is_empty() {
+            let ready: Vec<Step> = left
+                .iter()
+                .filter(|(_, d)| d.iter().all(|x| !left.contains_key(x)))
+                .map(|(s, _)| s.clone())
+                .collect();
+            assert!(!ready.is_empty(), "cycle among {left:?}");
+            for s in ready {
+                left.remove(&s);
+            }
+        }
     }
 
     #[test]

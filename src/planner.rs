@@ -438,6 +438,13 @@ fn settle_create_only(
         }
         let want = desired.get(key.as_str());
         let had = prior.and_then(|p| p.attrs.get(key.as_str()));
+        // Created before eksnet knew of it (imported, or the field is newer than the row):
+        // what it was created with is unknown, and a value the spec does not write is only
+        // eksnet's default, not a wish to change anything.
+        let written = spec.locations.contains_key(&format!("{addr}.{key}"));
+        if had.is_none() && !written {
+            return false;
+        }
         if want.is_some_and(|w| !w.is_null()) && want != had {
             let had = had.map_or("it was created without it, with AWS's default".to_string(), |v| {
                 format!("it was created with {v}")
@@ -795,7 +802,19 @@ fn check_kubernetes(
                 .and_then(Value::as_str)
                 == Some("true")
         };
-        let turning_on = env_on(cni_env(Some(after))) && !env_on(cni_env(c.before.as_ref()));
+        // Moving the settings from a removed `aws_node` to the add-on turns nothing on: the
+        // nodes already run with custom networking.
+        let on_elsewhere = changes.iter().any(|o| {
+            o.addr != c.addr
+                && is_cni_settings(o)
+                && o.before
+                    .as_ref()
+                    .and_then(|b| resources::str_attr(b, "cluster_name"))
+                    == Some(cluster)
+                && env_on(cni_env(o.before.as_ref()))
+        });
+        let turning_on =
+            env_on(cni_env(Some(after))) && !env_on(cni_env(c.before.as_ref())) && !on_elsewhere;
         let nodegroups = || {
             changes.iter().filter(move |n| {
                 n.addr.kind == Kind::Nodegroup

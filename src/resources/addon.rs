@@ -602,8 +602,24 @@ async fn live_check(ctx: &Ctx, attrs: &Value, spec: &SpecFacts) -> Result<Vec<Fi
                         .iter_errors(values)
                         .filter(|e| !e.instance().as_str().is_some_and(|s| s.contains("${")))
                     {
+                        let at = values_key(&e.instance_path().to_string());
+                        // An unknown key is named at the key itself, with what is allowed.
+                        if let jsonschema::error::ValidationErrorKind::AdditionalProperties {
+                            unexpected,
+                        } = e.kind()
+                        {
+                            let allowed = allowed_keys(&schema, e.schema_path().to_string().as_str());
+                            for key in unexpected {
+                                findings.push(finding(
+                                    &format!("{at}.{key}"),
+                                    format!("`{key}` is not a setting of `{name}` {version} (its configuration schema allows {allowed})"),
+                                    true,
+                                ));
+                            }
+                            continue;
+                        }
                         findings.push(finding(
-                            &values_key(&e.instance_path().to_string()),
+                            &at,
                             format!("not accepted by `{name}` {version}'s configuration schema: {e}"),
                             true,
                         ));
@@ -618,6 +634,29 @@ async fn live_check(ctx: &Ctx, attrs: &Value, spec: &SpecFacts) -> Result<Vec<Fi
         }
     }
     Ok(findings)
+}
+
+/// The property names of the schema object whose `additionalProperties` refused a key
+/// (`schema_path` ends in `/additionalProperties`), for the message.
+fn allowed_keys(schema: &Value, schema_path: &str) -> String {
+    let parent = schema_path
+        .strip_suffix("/additionalProperties")
+        .unwrap_or(schema_path);
+    // Through a `$ref` the path does not point into the document: no list then.
+    let Some(props) = schema
+        .pointer(parent)
+        .and_then(|s| s.get("properties"))
+        .and_then(Value::as_object)
+    else {
+        return "other keys only".to_string();
+    };
+    let mut names: Vec<&str> = props.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    match names.len() {
+        0 => "no keys here".to_string(),
+        n if n > 12 => format!("{}, … ({n} in all)", names[..12].join(", ")),
+        _ => names.join(", "),
+    }
 }
 
 /// Orders `v1.19.2-eksbuild.1` and `1.31` numerically, part by part.
