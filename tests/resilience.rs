@@ -448,14 +448,22 @@ instance_types = ["t3.medium"]
 }
 
 fn snapshot(dir: &Path) -> StateSnapshot {
-    StateStore::open(&dir.join(STATE))
+    snapshot_of(dir, STATE)
+}
+
+fn snapshot_of(dir: &Path, state: &str) -> StateSnapshot {
+    StateStore::open(&dir.join(state))
         .expect("open state")
         .snapshot()
         .expect("state snapshot")
 }
 
 fn assert_all_present(d: &Path, expected: usize, ctx: &str) {
-    let snap = snapshot(d);
+    assert_all_present_in(d, STATE, expected, ctx)
+}
+
+fn assert_all_present_in(d: &Path, state: &str, expected: usize, ctx: &str) {
+    let snap = snapshot_of(d, state);
     assert_eq!(
         snap.resources.len(),
         expected,
@@ -510,11 +518,16 @@ fn crash_points(order: &[String]) -> Vec<(String, u64)> {
 /// starts; the count restarts when the hook is armed), and checks eksnet died right after
 /// moto answered that request.
 fn run_killed_at(w: &World, d: &Path, command: &str, op: &str, n: u64, ctx: &str) {
+    run_killed_at_spec(w, d, SPEC, command, op, n, ctx)
+}
+
+/// `run_killed_at` for another spec of the examples.
+fn run_killed_at_spec(w: &World, d: &Path, spec: &str, command: &str, op: &str, n: u64, ctx: &str) {
     let pid_file = d.join("eksnet.pid");
     w.proxy
         .config(json!({"kill_after_mutating": n, "kill_op": op, "kill_pid_file": pid_file}));
     let out = with_pid_file(
-        w.eksnet(d).args([command, SPEC, "--auto-approve"]),
+        w.eksnet(d).args([command, spec, "--auto-approve"]),
         &pid_file,
     )
     .stdin(Stdio::null())
@@ -554,7 +567,12 @@ fn assert_killed_by_hook(out: &std::process::Output, pid_file: &Path, hook: &Val
 /// After a kill: running `command` again must be refused because of the dead run's lock,
 /// reported as stale with its id; that lock is then freed with `force-unlock`.
 fn free_stale_lock(w: &World, d: &Path, command: &str, ctx: &str) {
-    let locked = run(w.eksnet(d).args([command, SPEC, "--auto-approve"]));
+    free_stale_lock_of(w, d, SPEC, STATE, command, ctx)
+}
+
+/// `free_stale_lock` for another spec of the examples and its state.
+fn free_stale_lock_of(w: &World, d: &Path, spec: &str, state: &str, command: &str, ctx: &str) {
+    let locked = run(w.eksnet(d).args([command, spec, "--auto-approve"]));
     assert_eq!(
         locked.code, 1,
         "{ctx}: the lock outlives the kill\n{}",
@@ -567,7 +585,7 @@ fn free_stale_lock(w: &World, d: &Path, command: &str, ctx: &str) {
     );
     let id =
         lock_id(&locked.stderr).unwrap_or_else(|| panic!("{ctx}: no lock id in {}", locked.stderr));
-    run_ok(w.eksnet(d).args(["force-unlock", &id, "--state", STATE]), 0);
+    run_ok(w.eksnet(d).args(["force-unlock", &id, "--state", state]), 0);
 }
 
 /// After a kill during apply: the stale lock is freed and the apply run again, which must
@@ -1509,4 +1527,162 @@ async fn apply_after_a_destroy_that_timed_out_mid_delete_recreates_the_cluster()
     w.assert_converged(&["my-nodegroup"], "recreated after the interrupted destroy")
         .await;
     w.plan_is_clean(d, "plan after the recreate");
+}
+
+const ADDON_SPEC: &str = "examples/custom-networking-addon.toml";
+const ADDON_STATE: &str = "state/custom-networking-addon.db";
+/// Stack, 2 roles, cluster, block, 2 pod subnets, 3 add-ons, 2 ENIConfigs, nodegroup.
+const ADDON_RESOURCES: usize = 13;
+const ADDONS: [&str; 3] = ["coredns", "kube-proxy", "vpc-cni"];
+
+impl World {
+    /// The add-on path: the proxy serves the add-on API (with short windows) and acts on the
+    /// fake API server as EKS does; the cluster has no self-managed aws-node. Again after
+    /// every `reset`.
+    fn addon_path(&self) {
+        self.proxy.config(json!({
+            "kube_url": self.kube.url,
+            "addon_create_ms": 200,
+            "addon_update_ms": 200,
+            "addon_delete_ms": 200,
+        }));
+        let (status, body) = http(
+            self.kube.url.trim_start_matches("http://"),
+            "DELETE",
+            AWS_NODE,
+            "",
+        );
+        assert_eq!(status, 200, "delete the seeded aws-node: {body}");
+    }
+
+    /// The add-on example exists exactly once: each add-on once and ACTIVE (through the
+    /// proxy, which serves them), one nodegroup, custom networking on in aws-node as the API
+    /// server has it, every state row present, a clean plan.
+    async fn assert_addon_example_converged(&self, d: &Path, ctx: &str) {
+        let eks = sdk(&self.proxy.url).await.eks;
+        let listed = eks
+            .list_addons()
+            .cluster_name(CLUSTER)
+            .send()
+            .await
+            .expect("ListAddons");
+        assert_eq!(listed.addons(), ADDONS, "{ctx}");
+        for name in ADDONS {
+            let a = eks
+                .describe_addon()
+                .cluster_name(CLUSTER)
+                .addon_name(name)
+                .send()
+                .await
+                .expect("DescribeAddon");
+            assert_eq!(
+                a.addon().and_then(|a| a.status()).map(|s| s.as_str()),
+                Some("ACTIVE"),
+                "{ctx}: {name}"
+            );
+        }
+        let groups = eks
+            .list_nodegroups()
+            .cluster_name(CLUSTER)
+            .send()
+            .await
+            .expect("ListNodegroups");
+        assert_eq!(groups.nodegroups(), ["my-nodegroup"], "{ctx}");
+        let env = aws_node_env(&self.kube.get(AWS_NODE));
+        assert!(
+            env.iter()
+                .any(|e| e["name"] == "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG" && e["value"] == "true"),
+            "{ctx}: {env:?}"
+        );
+        assert_all_present_in(d, ADDON_STATE, ADDON_RESOURCES, ctx);
+        let r = run(self
+            .eksnet(d)
+            .args(["plan", ADDON_SPEC, "--detailed-exitcode"]));
+        assert_eq!(r.code, 0, "{ctx}: clean plan\n{}\n{}", r.stdout, r.stderr);
+    }
+}
+
+/// 1e. The add-on path: SIGKILL right after each add-on request (CreateAddon of apply,
+///     DeleteAddon of destroy) is answered, before eksnet has recorded it: the next apply
+///     converges with each add-on exactly once, and the next destroy finishes.
+#[tokio::test]
+async fn crash_after_each_addon_request_then_apply_or_destroy_again_converges() {
+    let w = world().await;
+    w.addon_path();
+    let addon_ops = |w: &World| -> Vec<String> {
+        mutating_ops(w)
+            .into_iter()
+            .filter(|op| op.ends_with("Addon"))
+            .collect()
+    };
+    let dir = example_dir();
+    run_ok(
+        w.eksnet(dir.path())
+            .args(["apply", ADDON_SPEC, "--auto-approve"]),
+        0,
+    );
+    let creates = addon_ops(&w);
+    w.proxy.reset_stats();
+    run_ok(
+        w.eksnet(dir.path())
+            .args(["destroy", ADDON_SPEC, "--auto-approve"]),
+        0,
+    );
+    let deletes = addon_ops(&w);
+    assert_eq!(
+        (creates.len(), deletes.len()),
+        (3, 3),
+        "{creates:?} {deletes:?}"
+    );
+    drop(dir);
+
+    for (op, n) in crash_points(&creates) {
+        w.reset();
+        w.addon_path();
+        let dir = example_dir();
+        let d = dir.path();
+        let ctx = format!("apply killed after #{n} {op}");
+        eprintln!("{ctx}");
+        run_killed_at_spec(&w, d, ADDON_SPEC, "apply", &op, n, &ctx);
+        free_stale_lock_of(&w, d, ADDON_SPEC, ADDON_STATE, "apply", &ctx);
+        let again = run(w.eksnet(d).args(["apply", ADDON_SPEC, "--auto-approve"]));
+        assert_eq!(
+            again.code, 0,
+            "{ctx}: re-apply\n{}\n{}",
+            again.stdout, again.stderr
+        );
+        w.assert_addon_example_converged(d, &ctx).await;
+    }
+    for (op, n) in crash_points(&deletes) {
+        w.reset();
+        w.addon_path();
+        let dir = example_dir();
+        let d = dir.path();
+        run_ok(w.eksnet(d).args(["apply", ADDON_SPEC, "--auto-approve"]), 0);
+        let ctx = format!("destroy killed after #{n} {op}");
+        eprintln!("{ctx}");
+        run_killed_at_spec(&w, d, ADDON_SPEC, "destroy", &op, n, &ctx);
+        free_stale_lock_of(&w, d, ADDON_SPEC, ADDON_STATE, "destroy", &ctx);
+        let again = run(w.eksnet(d).args(["destroy", ADDON_SPEC, "--auto-approve"]));
+        assert_eq!(
+            again.code, 0,
+            "{ctx}: destroy again\n{}\n{}",
+            again.stdout, again.stderr
+        );
+        assert!(
+            w.aws
+                .eks
+                .list_clusters()
+                .send()
+                .await
+                .expect("clusters")
+                .clusters()
+                .is_empty(),
+            "{ctx}: cluster gone"
+        );
+        assert!(
+            snapshot_of(d, ADDON_STATE).resources.is_empty(),
+            "{ctx}: state emptied"
+        );
+    }
 }
