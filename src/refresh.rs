@@ -25,8 +25,19 @@ pub struct RefreshError {
 /// The live checks of every resource in the spec (`ResourceKind::check`), concurrently; meant
 /// to run alongside the refresh, so that they add no round trip of their own where they
 /// need one. References to outputs mirrored from the spec (a cluster's name) are resolved.
-pub async fn check(ctx: &Ctx, spec: &Spec) -> crate::diag::Diagnostics {
+pub async fn check(ctx: &Ctx, spec: &Spec, snapshot: &StateSnapshot) -> crate::diag::Diagnostics {
     let facts = resources::SpecFacts {
+        installed_versions: snapshot
+            .resources
+            .iter()
+            .filter(|(a, _)| a.kind == Kind::Addon)
+            .filter_map(|(a, r)| {
+                Some((
+                    a.clone(),
+                    resources::str_attr(&r.outputs, "version")?.to_string(),
+                ))
+            })
+            .collect(),
         cluster_versions: spec
             .resources
             .values()
@@ -48,7 +59,7 @@ pub async fn check(ctx: &Ctx, spec: &Spec) -> crate::diag::Diagnostics {
                 }
             }
         }
-        let findings = resources::check(ctx, r.addr.kind, &attrs, facts).await;
+        let findings = resources::check(ctx, &r.addr, &attrs, facts).await;
         (r.addr.clone(), findings)
     });
     let mut diags = crate::diag::Diagnostics::default();

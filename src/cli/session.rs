@@ -157,7 +157,7 @@ pub async fn make_plan(
     } else {
         tokio::join!(
             refresh::refresh(ctx, spec, &graph, snapshot),
-            refresh::check(ctx, spec)
+            refresh::check(ctx, spec, snapshot)
         )
     };
     let observed = observed?;

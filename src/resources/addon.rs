@@ -503,7 +503,12 @@ fn values_key(pointer: &str) -> String {
 /// the version that will be installed (`DescribeAddonConfiguration`). The version to check
 /// is the spec's, else EKS's default for the cluster's Kubernetes version (the existing
 /// cluster's, else the spec's, else the newest that has a default).
-async fn live_check(ctx: &Ctx, attrs: &Value, spec: &SpecFacts) -> Result<Vec<Finding>, ResourceError> {
+async fn live_check(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    attrs: &Value,
+    spec: &SpecFacts,
+) -> Result<Vec<Finding>, ResourceError> {
     let (Some(name), Some(cluster)) = (
         super::str_attr(attrs, "name"),
         super::str_attr(attrs, "cluster_name"),
@@ -511,6 +516,11 @@ async fn live_check(ctx: &Ctx, attrs: &Value, spec: &SpecFacts) -> Result<Vec<Fi
         return Ok(Vec::new());
     };
     let wanted = super::str_attr(attrs, "version").filter(|v| !v.contains("${"));
+    // Without a `version`, an installed add-on keeps the version it has (eksnet changes it
+    // only when the spec names one): its values are checked against that version's schema,
+    // which can be asked for at once.
+    let installed = spec.installed_versions.get(addr).map(String::as_str);
+    let known = wanted.or(installed);
     let cluster_known = !cluster.contains("${");
     let values = attrs
         .get("configuration_values")
@@ -527,7 +537,7 @@ async fn live_check(ctx: &Ctx, attrs: &Value, spec: &SpecFacts) -> Result<Vec<Fi
             }
         },
         async {
-            match (wanted, values) {
+            match (known, values) {
                 (Some(v), Some(_)) => Some(schema(ctx, name, v).await),
                 _ => None,
             }
@@ -573,6 +583,7 @@ async fn live_check(ctx: &Ctx, attrs: &Value, spec: &SpecFacts) -> Result<Vec<Fi
             }
             Some(v.to_string())
         }
+        None if installed.is_some() => installed.map(String::from),
         None => {
             let k = k8s.clone().or_else(|| {
                 versions
@@ -684,8 +695,13 @@ impl ResourceKind for AddonKind {
 
     /// An answer that cannot be had (no permission, an emulator without the add-on API) is a
     /// warning: the plan goes on unchecked rather than failing.
-    async fn check(ctx: &Ctx, attrs: &Value, spec: &SpecFacts) -> Vec<Finding> {
-        live_check(ctx, attrs, spec).await.unwrap_or_else(|e| {
+    async fn check(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        attrs: &Value,
+        spec: &SpecFacts,
+    ) -> Vec<Finding> {
+        live_check(ctx, addr, attrs, spec).await.unwrap_or_else(|e| {
             vec![finding(
                 "version",
                 format!("the add-on's version and configuration could not be checked against EKS: {e}"),

@@ -130,7 +130,12 @@ pub trait ResourceKind {
     /// Checks of the desired attributes against the live API that `validate` cannot make
     /// (an add-on's version and configuration schema). Nothing is changed. Each finding is
     /// (key inside the resource, message, whether it is an error or only a warning).
-    async fn check(_ctx: &Ctx, _attrs: &Value, _spec: &SpecFacts) -> Vec<Finding> {
+    async fn check(
+        _ctx: &Ctx,
+        _addr: &ResourceAddr,
+        _attrs: &Value,
+        _spec: &SpecFacts,
+    ) -> Vec<Finding> {
         Vec::new()
     }
 
@@ -152,6 +157,8 @@ pub trait ResourceKind {
 pub struct SpecFacts {
     /// Cluster name → the Kubernetes version the spec gives it, when it gives one.
     pub cluster_versions: BTreeMap<String, String>,
+    /// Address → the version the state recorded as installed (add-ons).
+    pub installed_versions: BTreeMap<ResourceAddr, String>,
 }
 
 /// One finding of `ResourceKind::check`.
@@ -279,9 +286,9 @@ macro_rules! define_registry {
         }
 
         /// See `ResourceKind::check`.
-        pub async fn check(ctx: &Ctx, kind: Kind, attrs: &Value, spec: &SpecFacts) -> Vec<Finding> {
-            match kind {
-                $(Kind::$variant => <$module::$ty as ResourceKind>::check(ctx, attrs, spec).await,)*
+        pub async fn check(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value, spec: &SpecFacts) -> Vec<Finding> {
+            match addr.kind {
+                $(Kind::$variant => <$module::$ty as ResourceKind>::check(ctx, addr, attrs, spec).await,)*
             }
         }
     };
