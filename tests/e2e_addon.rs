@@ -535,3 +535,83 @@ async fn addon_version_and_schema_errors_are_found_at_plan_time() {
         "a refused plan writes no state"
     );
 }
+
+/// A PATCH of aws-node by another field manager (what `kubectl edit` or a Helm chart leaves),
+/// as a strategic merge of the container's env by name.
+fn patch_aws_node_as(kube: &FakeKube, manager: &str, env: Value) {
+    let body =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "aws-node", "env": env}]}}}});
+    let url = format!("{}{AWS_NODE}?fieldManager={manager}", kube.url);
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .build(),
+    );
+    let request = ureq::http::Request::builder()
+        .method("PATCH")
+        .uri(&url)
+        .header("Content-Type", "application/strategic-merge-patch+json")
+        .body(body.to_string())
+        .expect("request");
+    let response = agent.run(request).expect("PATCH aws-node");
+    assert_eq!(response.status(), 200, "PATCH {url}");
+}
+
+/// `resolve_conflicts_on_create = "NONE"` on a cluster where another manager set a field the
+/// add-on also sets: EKS ends the add-on `CREATE_FAILED` with a ConfigurationConflict health
+/// issue. The apply fails with that issue in the message, the add-on is kept in the state,
+/// and no node is created without its CNI.
+#[tokio::test]
+async fn addon_create_failed_reports_the_health_issue_and_no_node_comes_before_the_cni() {
+    let w = world();
+    let aws = sdk(&w.proxy.url).await;
+    patch_aws_node_as(
+        w.kube,
+        "kubectl-edit",
+        json!([{"name": "WARM_ENI_TARGET", "value": "2"}]),
+    );
+    w.edit(ADDON_SPEC, |s| {
+        s.replacen(
+            "name = \"vpc-cni\"\n",
+            "name = \"vpc-cni\"\nresolve_conflicts_on_create = \"NONE\"\n",
+            1,
+        )
+    });
+    let failed = run_ok(w.eksnet().args(["apply", ADDON_SPEC, "--auto-approve"]), 1);
+    let e = &failed.stderr;
+    assert!(
+        e.contains("addon.vpc_cni")
+            && e.contains("CREATE_FAILED")
+            && e.contains("ConfigurationConflict"),
+        "{e}"
+    );
+    assert!(
+        e.contains("WARM_ENI_TARGET"),
+        "the conflicting field is named: {e}"
+    );
+    let groups = aws
+        .eks
+        .list_nodegroups()
+        .cluster_name(CLUSTER)
+        .send()
+        .await
+        .expect("ListNodegroups");
+    assert!(
+        groups.nodegroups().is_empty(),
+        "no nodegroup before its CNI"
+    );
+    let ds = w.kube.get(AWS_NODE);
+    assert_eq!(env_of(&ds, "WARM_ENI_TARGET").as_deref(), Some("2"), "{ds}");
+    assert_eq!(env_of(&ds, CUSTOM_NETWORK), None, "{ds}");
+    let listed = run_ok(
+        w.eksnet().args([
+            "state",
+            "list",
+            "--state",
+            "state/custom-networking-addon.db",
+        ]),
+        0,
+    );
+    assert!(listed.stdout.contains("addon.vpc_cni"), "{}", listed.stdout);
+}
