@@ -360,6 +360,35 @@ async fn addon_example_end_to_end_on_a_cluster_without_self_managed_addons() {
         0,
     );
 
+    // --- the vpc-cni add-on removed from the spec while its cluster stays: EKS forgets the
+    //     add-on, the CNI keeps running (preserve_on_delete defaults to true) ---
+    w.edit(ADDON_SPEC, |s| {
+        let start = s.find("[addon.vpc_cni]").expect("vpc-cni block");
+        let end = start + s[start..].find("\n\n").expect("end of the block");
+        format!("{}{}", &s[..start], &s[end + 2..])
+    });
+    let removed = run_ok(w.eksnet().args(["apply", ADDON_SPEC, "--auto-approve"]), 0);
+    assert!(
+        removed.stdout.contains("addon.vpc_cni: destroy complete")
+            || removed.stderr.contains("addon.vpc_cni: destroy complete"),
+        "{}",
+        removed.stderr
+    );
+    let gone = aws
+        .eks
+        .describe_addon()
+        .cluster_name(CLUSTER)
+        .addon_name("vpc-cni")
+        .send()
+        .await;
+    assert!(gone.is_err(), "the add-on is deleted in EKS");
+    let ds = w.kube.get(AWS_NODE);
+    assert_eq!(
+        env_of(&ds, CUSTOM_NETWORK).as_deref(),
+        Some("true"),
+        "aws-node keeps running as it was: {ds}"
+    );
+
     // --- destroy: the add-ons go before the cluster; nothing is left ---
     w.proxy.reset_stats();
     run_ok(
@@ -369,7 +398,7 @@ async fn addon_example_end_to_end_on_a_cluster_without_self_managed_addons() {
     let stats = w.proxy.stats();
     let deletes = stats.of("DeleteAddon");
     let cluster_delete = stats.of("DeleteCluster");
-    assert_eq!((deletes.len(), cluster_delete.len()), (3, 1));
+    assert_eq!((deletes.len(), cluster_delete.len()), (2, 1));
     assert!(
         deletes
             .iter()
