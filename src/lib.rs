@@ -8,6 +8,7 @@ pub mod addr;
 pub mod apply;
 pub mod aws;
 pub mod cli;
+pub mod constraints;
 pub mod diag;
 pub mod events;
 pub mod graph;

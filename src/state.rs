@@ -29,6 +29,20 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
+    /// The file is not an SQLite database: corrupted, truncated, or another file.
+    #[error("state `{path}` is not an eksnet state: {source} (corrupted or truncated, or not a state file at all); restore it from a backup, or give the right file with --state")]
+    NotAState {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The state file could not be created or given its owner-only mode.
+    #[error("state `{path}`: cannot create it or make it readable by its owner only: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// Written by a newer eksnet.
     #[error(
         "state `{path}` has schema version {found}; this eksnet understands up to {SCHEMA_VERSION}"
@@ -170,10 +184,27 @@ impl StateStore {
     }
 
     fn try_open(path: &Path) -> Result<StateStore, StateError> {
-        let sq = |source| StateError::Sqlite {
+        let sq = |source: rusqlite::Error| {
+            let corrupt = matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+            );
+            if corrupt {
+                StateError::NotAState {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            } else {
+                StateError::Sqlite {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        };
+        restrict_to_owner(path).map_err(|source| StateError::File {
             path: path.to_path_buf(),
             source,
-        };
+        })?;
         let conn = Connection::open(path).map_err(sq)?;
         // Concurrent eksnet processes wait for each other's short transactions instead of
         // failing with SQLITE_BUSY; the lock row, not SQLite, serialises whole commands.
@@ -491,6 +522,35 @@ pub fn default_path(spec: &Path) -> PathBuf {
     PathBuf::from("state").join(format!("{stem}.db"))
 }
 
+/// The state holds ARNs, ids and the lineage that lets eksnet take resources over: it is the
+/// owner's alone (mode 0600), as Terraform's local state is not but should be. A new file is
+/// created so, before SQLite opens it (SQLite gives its `-wal` and `-shm` files the same
+/// mode); an existing file that others can read is narrowed to 0600.
+#[cfg(unix)]
+fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::metadata(path)?;
+    if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict_to_owner(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -527,6 +587,43 @@ mod tests {
         assert_eq!(snap.serial, 2);
         assert_eq!(snap.resources[&a].cloud_id.as_deref(), Some("subnet-1"));
         assert_eq!(snap.resources[&a].dependencies[0].to_string(), "vpc.main");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_state_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.db");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        drop(StateStore::open(&p).unwrap());
+        assert_eq!(mode(&p), 0o600);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let s = StateStore::open(&p).unwrap();
+        assert_eq!(
+            mode(&p),
+            0o600,
+            "an existing state readable by others is narrowed"
+        );
+        assert!(s.lineage().is_ok(), "and still opens");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_state_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.db");
+        std::fs::write(&p, "not a database, just text ".repeat(50)).unwrap();
+        let e = StateStore::open(&p).map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("is not an eksnet state"), "{e}");
+        // Truncated: a real state cut short.
+        let q = dir.path().join("y.db");
+        drop(StateStore::open(&q).unwrap());
+        let bytes = std::fs::read(&q).unwrap();
+        let _ = std::fs::remove_file(dir.path().join("y.db-wal"));
+        let _ = std::fs::remove_file(dir.path().join("y.db-shm"));
+        std::fs::write(&q, &bytes[..bytes.len().min(60)]).unwrap();
+        let e = StateStore::open(&q).map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("is not an eksnet state"), "{e}");
     }
 
     #[test]

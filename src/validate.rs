@@ -19,6 +19,7 @@ pub fn validate(spec: &Spec) -> Diagnostics {
     check_unique_names(spec, &mut d);
     check_ipv6(spec, &mut d);
     check_kubernetes(spec, &mut d);
+    crate::constraints::check(spec, &mut d);
     if spec.resources.is_empty() {
         // An emptied file is more often a mistake than a wish to delete everything.
         d.push(Diagnostic {
@@ -172,7 +173,7 @@ fn check_kubernetes(spec: &Spec, d: &mut Diagnostics) {
 
 /// Holds a reference (its value is checked once known), or a broken one (reported on its
 /// own): either way, format checks of the literal text would only add noise.
-fn is_ref(s: &str) -> bool {
+pub(crate) fn is_ref(s: &str) -> bool {
     !value::references_in_str(s).is_empty() || value::unterminated_reference(s).is_some()
 }
 
@@ -312,11 +313,6 @@ fn check_shapes(spec: &Spec, d: &mut Diagnostics) {
                 }
                 if c.id.is_some() && !c.tags.is_empty() {
                     d.push(spec.error_at(at("tags"), "an adopted VPC is never modified, so it cannot take `tags`; tag it where it is managed"));
-                }
-                if let Some(id) = &c.id {
-                    if !id.starts_with("vpc-") && !is_ref(id) {
-                        d.push(spec.error_at(at("id"), format!("`{id}` is not a VPC id (vpc-…)")));
-                    }
                 }
             }
             ResourceConfig::IamRole(c) => {

@@ -258,7 +258,7 @@ const TEMPLATE: &str = "AWSTemplateFormatVersion: '2010-09-09'\nResources: {}\n"
 #[test]
 fn toml_syntax_error() {
     bad(r#"[vpc.main]
-id = "vpc-0123"
+id = "vpc-0123abcd"
 cidr_block = "10.0.0.0/16
 
 [cidr_block.pods]
@@ -323,7 +323,7 @@ timeouts = { cluster = -1 }
 #[test]
 fn unknown_top_level_section() {
     bad(r#"[vpc.main]
-id = "vpc-0123"
+id = "vpc-0123abcd"
 
 [subnets.pod_a]
 vpc_id = "${vpc.main.id}"
@@ -340,7 +340,7 @@ vpc_id = "${vpc.main.id}"
 fn unknown_key_in_a_resource() {
     // The key names the resource; the message names the field.
     bad(r#"[vpc.main]
-id = "vpc-0123"
+id = "vpc-0123abcd"
 cidr_block = "10.0.0.0/16"
 
 [cidr_block.pods]
@@ -361,7 +361,7 @@ fn wrong_type_string_for_min_size() {
 cluster_name = "demo"
 name = "ng"
 node_role_arn = "arn:aws:iam::111122223333:role/node"
-subnet_ids = ["subnet-1"]
+subnet_ids = ["subnet-0000000a"]
 
 [nodegroup.main.scaling]
 min_size = "1"
@@ -379,7 +379,7 @@ desired_size = 2
 #[test]
 fn missing_required_key() {
     bad(r#"[vpc.main]
-id = "vpc-0123"
+id = "vpc-0123abcd"
 cidr_block = "10.0.0.0/16"
 
 [cidr_block.pods]
@@ -403,7 +403,7 @@ macro_rules! with_block {
     ($subnets:literal) => {
         concat!(
             r#"[vpc.main]
-id = "vpc-0123"
+id = "vpc-0123abcd"
 cidr_block = "10.0.0.0/16"
 
 [cidr_block.pods]
@@ -456,7 +456,7 @@ availability_zone = "us-west-2a"
 #[test]
 fn a_bad_secondary_block_is_one_error_not_one_per_subnet() {
     bad(r#"[vpc.main]
-id = "vpc-0123"
+id = "vpc-0123abcd"
 cidr_block = "10.0.0.0/16"
 
 [cidr_block.pods]
@@ -481,7 +481,7 @@ availability_zone = "us-west-2a"
 #[test]
 fn host_bits_on_a_block_of_the_wrong_size_reports_the_size() {
     bad(r#"[vpc.main]
-id = "vpc-0123"
+id = "vpc-0123abcd"
 cidr_block = "10.0.0.0/16"
 
 [cidr_block.pods]
@@ -517,7 +517,7 @@ availability_zone = "us-west-2a"
 #[test]
 fn secondary_block_overlaps_the_vpc_block() {
     bad(r#"[vpc.main]
-id = "vpc-0123"
+id = "vpc-0123abcd"
 cidr_block = "10.0.0.0/16"
 
 [cidr_block.pods]
@@ -619,13 +619,13 @@ fn reference_to_an_unknown_output() {
     bad(r#"[cluster.main]
 name = "demo"
 role_arn = "arn:aws:iam::111122223333:role/cluster"
-subnet_ids = ["subnet-1", "subnet-2"]
+subnet_ids = ["subnet-0000000a", "subnet-0000000b"]
 
 [nodegroup.main]
 cluster_name = "${cluster.main.bogus}"
 name = "ng"
 node_role_arn = "arn:aws:iam::111122223333:role/node"
-subnet_ids = ["subnet-1"]
+subnet_ids = ["subnet-0000000a"]
 "#)
     .err(
         7,
@@ -701,13 +701,13 @@ fn dependency_cycle_names_both_members() {
     bad(r#"[cluster.main]
 name = "${nodegroup.main.name}"
 role_arn = "arn:aws:iam::111122223333:role/cluster"
-subnet_ids = ["subnet-1", "subnet-2"]
+subnet_ids = ["subnet-0000000a", "subnet-0000000b"]
 
 [nodegroup.main]
 cluster_name = "${cluster.main.name}"
 name = "ng"
 node_role_arn = "arn:aws:iam::111122223333:role/node"
-subnet_ids = ["subnet-1"]
+subnet_ids = ["subnet-0000000a"]
 "#)
     .err(
         1,
@@ -729,7 +729,7 @@ availability_zone = "us-west-2a"
 [cluster.main]
 name = "demo"
 role_arn = "arn:aws:iam::111122223333:role/cluster"
-subnet_ids = ["subnet-1", "subnet-2"]
+subnet_ids = ["subnet-0000000a", "subnet-0000000b"]
 ip_family = "ipv6"
 "#
     ))
@@ -744,7 +744,7 @@ ip_family = "ipv6"
 #[test]
 fn vpc_with_both_id_and_stack_name() {
     bad(r#"[vpc.main]
-id = "vpc-0123"
+id = "vpc-0123abcd"
 stack_name = "net"
 template_file = "vpc.yaml"
 "#)
@@ -820,12 +820,12 @@ fn duplicate_cluster_names() {
     bad(r#"[cluster.a]
 name = "demo"
 role_arn = "arn:aws:iam::111122223333:role/cluster"
-subnet_ids = ["subnet-1", "subnet-2"]
+subnet_ids = ["subnet-0000000a", "subnet-0000000b"]
 
 [cluster.b]
 name = "demo"
 role_arn = "arn:aws:iam::111122223333:role/cluster"
-subnet_ids = ["subnet-1", "subnet-2"]
+subnet_ids = ["subnet-0000000a", "subnet-0000000b"]
 "#)
     .err(
         7,
@@ -860,7 +860,7 @@ fn nodegroup_scaling_min_greater_than_max() {
 cluster_name = "demo"
 name = "ng"
 node_role_arn = "arn:aws:iam::111122223333:role/node"
-subnet_ids = ["subnet-1"]
+subnet_ids = ["subnet-0000000a"]
 scaling = { min_size = 3, max_size = 2, desired_size = 2 }
 "#)
     .err(6, "nodegroup.main.scaling", "(got min 3, desired 2, max 2)")
@@ -872,7 +872,7 @@ fn cluster_with_one_subnet() {
     bad(r#"[cluster.main]
 name = "demo"
 role_arn = "arn:aws:iam::111122223333:role/cluster"
-subnet_ids = ["subnet-1"]
+subnet_ids = ["subnet-0000000a"]
 "#)
     .err(
         4,
@@ -885,7 +885,7 @@ subnet_ids = ["subnet-1"]
 #[test]
 fn invalid_resource_name() {
     bad(r#"[vpc.main]
-id = "vpc-0123"
+id = "vpc-0123abcd"
 
 [subnet."a b"]
 vpc_id = "${vpc.main.id}"
@@ -901,7 +901,7 @@ availability_zone = "us-west-2a"
 }
 
 const THREE_ERRORS: &str = r#"[vpc.main]
-id = "vpc-0123"
+id = "vpc-0123abcd"
 cidr_block = "10.0.0.0/16"
 
 [cidr_block.pods]
@@ -916,7 +916,7 @@ availability_zone = "us-west-2a"
 [cluster.main]
 name = "demo"
 role_arn = "${iam_role.nope.arn}"
-subnet_ids = ["subnet-1"]
+subnet_ids = ["subnet-0000000a"]
 "#;
 
 #[test]
@@ -1118,7 +1118,7 @@ macro_rules! with_cluster {
             r#"[cluster.main]
 name = "demo"
 role_arn = "arn:aws:iam::111122223333:role/cluster"
-subnet_ids = ["subnet-1", "subnet-2"]
+subnet_ids = ["subnet-0000000a", "subnet-0000000b"]
 "#,
             $rest
         )
@@ -1207,7 +1207,7 @@ cluster_name = "${cluster.main.name}"
 cluster_name = "${cluster.main.name}"
 name = "ng"
 node_role_arn = "arn:aws:iam::111122223333:role/node"
-subnet_ids = ["subnet-1"]
+subnet_ids = ["subnet-0000000a"]
 "#
     ))
     .err_parts(
@@ -1237,7 +1237,7 @@ custom_network = false
 cluster_name = "${cluster.main.name}"
 name = "ng"
 node_role_arn = "arn:aws:iam::111122223333:role/node"
-subnet_ids = ["subnet-1"]
+subnet_ids = ["subnet-0000000a"]
 "#
         ),
     )
@@ -1384,7 +1384,7 @@ fn eni_config_on_an_ipv6_cluster() {
     bad(r#"[cluster.main]
 name = "demo"
 role_arn = "arn:aws:iam::111122223333:role/cluster"
-subnet_ids = ["subnet-1", "subnet-2"]
+subnet_ids = ["subnet-0000000a", "subnet-0000000b"]
 ip_family = "ipv6"
 
 [eni_config.pod_a]
@@ -1431,4 +1431,264 @@ security_group_ids = ["sg-0123456789abcdef0"]
     ))
     .err(6, "eni_config.pod_a.subnet_id", "missing field `subnet_id`")
     .check();
+}
+
+// --- What AWS, Kubernetes and the VPC CNI would refuse (src/constraints.rs) ---
+
+#[test]
+fn fields_that_need_an_id_or_arn_take_only_that_shape_and_references_that_give_it() {
+    bad(r#"[iam_role.node]
+name = "node"
+assume_role_service = "ec2.amazonaws.com"
+
+[cluster.main]
+name = "demo"
+role_arn = "${iam_role.node.name}"
+subnet_ids = ["subnet-0000000a", "subnet-XYZ"]
+security_group_ids = ["sg-12"]
+"#)
+    .err_parts(
+        7,
+        "cluster.main.role_arn",
+        &[
+            "needs an IAM role ARN",
+            "`${iam_role.node.name}` gives an IAM role name",
+        ],
+    )
+    .err(
+        8,
+        "cluster.main.subnet_ids.1",
+        "needs a subnet id (`subnet-` and 8 or 17 hex digits), not `subnet-XYZ`",
+    )
+    .err(
+        9,
+        "cluster.main.security_group_ids.0",
+        "needs a security group id",
+    )
+    .check();
+}
+
+#[test]
+fn nodegroup_enumerations_names_sizes_and_labels() {
+    bad(r#"[nodegroup.main]
+cluster_name = "demo"
+name = "ng 1"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+instance_types = ["t3.medium", "t3-medium"]
+capacity_type = "SPOTTY"
+ami_type = "AL2023_x86_64"
+disk_size = 0
+labels = { team = "a b", "-x" = "y" }
+"#)
+    .err(3, "nodegroup.main.name", "must be 1–63 letters, digits")
+    .err(
+        6,
+        "nodegroup.main.instance_types.1",
+        "`t3-medium` is not an EC2 instance type name",
+    )
+    .err_parts(
+        7,
+        "nodegroup.main.capacity_type",
+        &["`SPOTTY` is not one of EKS's values", "ON_DEMAND", "SPOT"],
+    )
+    .err_parts(
+        8,
+        "nodegroup.main.ami_type",
+        &[
+            "`AL2023_x86_64` is not one of EKS's values",
+            "AL2023_x86_64_STANDARD",
+        ],
+    )
+    .err(9, "nodegroup.main.disk_size", "1 to 16384")
+    .err(
+        10,
+        "nodegroup.main.labels.team",
+        "`a b` is not a Kubernetes label value",
+    )
+    .err(
+        10,
+        "nodegroup.main.labels.-x",
+        "`-x` is not a Kubernetes label key",
+    )
+    .check();
+}
+
+#[test]
+fn tag_rules_of_aws() {
+    bad(r#"[iam_role.node]
+name = "node"
+assume_role_service = "ec2.amazonaws.com"
+tags = { "aws:owner" = "me", team = "a;b" }
+"#)
+    .err(
+        4,
+        "iam_role.node.tags",
+        "tag key `aws:owner`: the `aws:` prefix is reserved for AWS",
+    )
+    .err(
+        4,
+        "iam_role.node.tags",
+        "tag `team`: IAM tags take only letters, digits, spaces and `_ . : / = + - @`, not `;`",
+    )
+    .check();
+}
+
+#[test]
+fn an_availability_zone_of_another_region() {
+    bad(with_block!(
+        r#"
+[settings]
+region = "us-west-2"
+
+[subnet.pod_a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-east-1a"
+"#
+    ))
+    .err(
+        15,
+        "subnet.pod_a.availability_zone",
+        "not `us-east-1a`; `us-east-1a` is not in the spec's region us-west-2",
+    )
+    .check();
+}
+
+#[test]
+fn a_region_that_is_not_a_region_name() {
+    bad("[settings]\nregion = \"uswest2\"\n\n[vpc.main]\nid = \"vpc-0123abcd\"\n")
+        .err(2, "settings.region", "`uswest2` is not an AWS region name")
+        .check();
+}
+
+#[test]
+fn iam_path_policy_names_and_trust_policy_shape() {
+    bad(r#"[iam_role.r]
+name = "r"
+path = "eks"
+managed_policies = ["Amazon EKS Policy"]
+assume_role_policy = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole"}]}'
+"#)
+    .err(3, "iam_role.r.path", "must be `/` or start and end with `/`")
+    .err(4, "iam_role.r.managed_policies.0", "is neither an AWS managed policy name")
+    .err(5, "iam_role.r.assume_role_policy", "statement 1: a trust policy statement needs a `Principal`")
+    .check();
+}
+
+#[test]
+fn vpc_cni_settings_of_the_wrong_type() {
+    bad(r#"[aws_node.main]
+cluster_name = "demo"
+env = { WARM_IP_TARGET = "five", ENABLE_PREFIX_DELEGATION = "yes", AWS_VPC_K8S_CNI_LOGLEVEL = "verbose" }
+"#)
+    .err(3, "aws_node.main.env.WARM_IP_TARGET", "`WARM_IP_TARGET` must be an integer ≥ 0 for the VPC CNI, not `five`")
+    .err(3, "aws_node.main.env.ENABLE_PREFIX_DELEGATION", "must be a boolean (\"true\" or \"false\")")
+    .err(3, "aws_node.main.env.AWS_VPC_K8S_CNI_LOGLEVEL", "must be one of DEBUG, INFO, WARN, ERROR, FATAL")
+    .check();
+}
+
+#[test]
+fn vpc_cni_settings_that_leave_no_warm_pool() {
+    bad(r#"[aws_node.main]
+cluster_name = "demo"
+env = { WARM_ENI_TARGET = "0" }
+"#)
+    .err(3, "aws_node.main.env", "leaves the CNI no warm pool")
+    .check();
+}
+
+/// A spec path that is a pipe, a device or a directory, or a file far larger than any spec,
+/// and a template larger than CloudFormation takes: an error at once, no read without a
+/// bound, no call.
+#[test]
+fn spec_and_template_files_are_read_with_a_bound() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let fifo = d.join("pipe.toml");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    std::fs::write(d.join("huge.toml"), "# padding\n".repeat(200_000)).expect("write");
+    std::fs::create_dir(d.join("dir.toml")).expect("mkdir");
+    std::fs::write(
+        d.join("big-template.toml"),
+        "[vpc.main]\nstack_name = \"s\"\ntemplate_file = \"big.yaml\"\ncidr_block = \"10.0.0.0/16\"\n",
+    )
+    .expect("write");
+    std::fs::write(
+        d.join("big.yaml"),
+        format!(
+            "AWSTemplateFormatVersion: '2010-09-09'\n{}",
+            "# x\n".repeat(20_000)
+        ),
+    )
+    .expect("write");
+    for (spec, want) in [
+        (
+            "pipe.toml",
+            "is not a regular file (a device, a pipe or a socket)",
+        ),
+        ("/dev/zero", "is not a regular file"),
+        ("dir.toml", "it is a directory"),
+        ("huge.toml", "eksnet reads at most 1048576 bytes for a spec"),
+        (
+            "big-template.toml",
+            "eksnet reads at most 51200 bytes for a template",
+        ),
+    ] {
+        for cmd in ["validate", "plan"] {
+            let r = run(d, &[cmd, spec]);
+            let ctx = format!("eksnet {cmd} {spec}: {}", r.stderr);
+            assert_eq!(r.code, Some(1), "{ctx}");
+            assert!(r.stderr.contains(want), "{ctx}");
+            assert_eq!(r.connections, 0, "{ctx}");
+        }
+    }
+}
+
+/// A state none of whose resources is in the spec was made for another spec: refused before
+/// any call, instead of a plan that destroys all it holds.
+#[test]
+fn a_state_written_for_another_spec_is_refused() {
+    let dir = good_spec_dir();
+    let state = dir.path().join("other.db");
+    {
+        let mut s = eksnet::state::StateStore::open(&state).expect("state");
+        let row = eksnet::state::StateResource {
+            status: eksnet::state::ResourceStatus::Present,
+            cloud_id: Some("demo".into()),
+            attrs: serde_json::json!({"name": "demo"}),
+            outputs: serde_json::json!({}),
+            dependencies: vec![],
+        };
+        s.put(&"cluster.other".parse().expect("addr"), &row)
+            .expect("put");
+    }
+    let state_arg = state.display().to_string();
+    for args in [
+        vec!["plan", "good.toml", "--state", &state_arg],
+        vec![
+            "apply",
+            "good.toml",
+            "--auto-approve",
+            "--state",
+            &state_arg,
+        ],
+        vec![
+            "destroy",
+            "good.toml",
+            "--auto-approve",
+            "--state",
+            &state_arg,
+        ],
+    ] {
+        let r = run(dir.path(), &args);
+        let ctx = format!("eksnet {}: {}", args.join(" "), r.stderr);
+        assert_eq!(r.code, Some(1), "{ctx}");
+        assert!(
+            r.stderr.contains("was written for another spec") && r.stderr.contains("cluster.other"),
+            "{ctx}"
+        );
+        assert_eq!(r.connections, 0, "{ctx}");
+    }
 }

@@ -138,6 +138,34 @@ pub async fn make_ctx(
     })
 }
 
+/// A state none of whose resources is in the spec was written for another spec (a wrong
+/// `--state`, or two specs with one stem in one directory): planning with it would destroy
+/// everything it holds. An empty spec is left to its own warning: emptying a spec is how
+/// some remove everything.
+fn foreign_state(spec: &Spec, snapshot: &StateSnapshot) -> Option<Diagnostics> {
+    if spec.resources.is_empty()
+        || snapshot.resources.is_empty()
+        || snapshot
+            .resources
+            .keys()
+            .any(|a| spec.resources.contains_key(a))
+    {
+        return None;
+    }
+    let mut held: Vec<String> = snapshot.resources.keys().map(|a| a.to_string()).collect();
+    let n = held.len();
+    held.truncate(5);
+    let mut d = Diagnostics::default();
+    d.push(crate::diag::Diagnostic::error(format!(
+        "the state (lineage {}) was written for another spec: none of its {n} resources ({}{}) is in `{}`; give this spec its own state with --state, or use the spec that made it (`eksnet destroy` with that spec removes its resources)",
+        snapshot.lineage,
+        held.join(", "),
+        if n > held.len() { ", …" } else { "" },
+        spec.path.display()
+    )));
+    Some(d)
+}
+
 /// Graph, refresh, plan; the plan's warnings are reported.
 pub async fn make_plan(
     spec: &Spec,
@@ -145,6 +173,9 @@ pub async fn make_plan(
     ctx: &Ctx,
     opts: &PlanOptions,
 ) -> Result<Plan, Failure> {
+    if let Some(d) = foreign_state(spec, snapshot) {
+        return Err(output::diagnostics_failure(&d));
+    }
     let graph = DependencyGraph::build(spec, Some(snapshot))
         .map_err(|d| output::diagnostics_failure(&d))?;
     // The live checks (add-on versions and schemas) run alongside the refresh; their errors

@@ -67,6 +67,9 @@ const FACTS: KindFacts = KindFacts {
     import_id: ImportId::Plain,
 };
 
+/// CloudFormation's limit for `TemplateBody` (CreateStack, UpdateStack).
+const MAX_TEMPLATE_BODY: u64 = 51_200;
+
 fn subnet_json(s: &Subnet) -> Value {
     json!({
         "id": s.subnet_id(), "availability_zone": s.availability_zone(),
@@ -418,12 +421,18 @@ impl ResourceKind for VpcKind {
         }
         if let (Some(file), Value::Object(m)) = (&c.template_file, &mut attrs) {
             let full = spec_dir.join(file);
-            let text = std::fs::read_to_string(&full).map_err(|e| {
-                vec![(
-                    "template_file",
-                    format!("cannot read template `{}`: {e}", full.display()),
-                )]
-            })?;
+            // CloudFormation takes a template body of at most 51,200 bytes; a larger one
+            // must be uploaded to S3 and given as `template_url`.
+            let text = crate::spec::read_bounded(&full, MAX_TEMPLATE_BODY, "template").map_err(
+                |e| {
+                    let hint = if e.contains("at most") {
+                        format!("{e} (CloudFormation's limit for a template body; upload a larger template to S3 and set `template_url`)")
+                    } else {
+                        e
+                    };
+                    vec![("template_file", hint)]
+                },
+            )?;
             m.insert("template_body".into(), Value::String(text));
         }
         Ok(attrs)

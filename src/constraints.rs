@@ -1,0 +1,910 @@
+//! What AWS, Kubernetes and the VPC CNI document about single fields, checked without a call:
+//! the shapes of ids and ARNs (and of what a reference gives, so that a field needing a VPC
+//! id does not take a role ARN), region and availability-zone names, tag rules, nodegroup
+//! enumerations and ranges, IAM names, paths and trust policies, Kubernetes label syntax, and
+//! the types of the VPC CNI's environment variables. Each finding is at its file, line and key
+//! and says what is allowed.
+
+use crate::addr::Kind;
+use crate::diag::Diagnostics;
+use crate::resources::ResourceConfig;
+use crate::spec::Spec;
+use crate::validate::is_ref;
+use crate::value::{self, Reference};
+use serde_json::Value;
+
+pub fn check(spec: &Spec, d: &mut Diagnostics) {
+    let region = spec.settings.region.as_deref();
+    if let Some(r) = region {
+        if !is_region(r) {
+            d.push(spec.error_at(
+                "settings.region",
+                format!("`{r}` is not an AWS region name (like `us-west-2` or `eu-central-1`)"),
+            ));
+        }
+    }
+    for (key, secs) in &spec.settings.timeouts {
+        if *secs == 0 {
+            d.push(spec.error_at(
+                format!("settings.timeouts.{key}"),
+                "a timeout of 0 seconds fails every wait at once; give seconds, e.g. 1800",
+            ));
+        } else if *secs > 7 * 24 * 3600 {
+            d.push(spec.error_at(
+                format!("settings.timeouts.{key}"),
+                format!(
+                    "{secs} seconds is more than a week: timeouts are in seconds, not milliseconds"
+                ),
+            ));
+        }
+    }
+    let region = region.filter(|r| is_region(r));
+    for (addr, r) in &spec.resources {
+        let mut f = Fields {
+            spec,
+            addr: addr.to_string(),
+            region,
+            d,
+        };
+        f.tags(&r.attrs, addr.kind);
+        match &r.config {
+            ResourceConfig::Vpc(c) => {
+                if let Some(id) = &c.id {
+                    f.shaped("id", id, Shape::VpcId);
+                }
+            }
+            ResourceConfig::CidrBlock(c) => f.shaped("vpc_id", &c.vpc_id, Shape::VpcId),
+            ResourceConfig::Subnet(c) => {
+                f.shaped("vpc_id", &c.vpc_id, Shape::VpcId);
+                f.shaped("availability_zone", &c.availability_zone, Shape::Zone);
+            }
+            ResourceConfig::IamRole(c) => {
+                if let Some(p) = &c.path {
+                    f.iam_path(p);
+                }
+                for (i, p) in c.managed_policies.iter().enumerate() {
+                    f.policy(&format!("managed_policies.{i}"), p);
+                }
+                if let Some(text) = &c.assume_role_policy {
+                    f.trust_policy(text);
+                }
+                if let Some(desc) = &c.description {
+                    if desc.chars().count() > 1000 {
+                        f.error(
+                            "description",
+                            "an IAM role description is at most 1000 characters".into(),
+                        );
+                    }
+                }
+            }
+            ResourceConfig::Cluster(c) => {
+                f.shaped("role_arn", &c.role_arn, Shape::RoleArn);
+                for (i, s) in c.subnet_ids.iter().enumerate() {
+                    f.shaped(&format!("subnet_ids.{i}"), s, Shape::SubnetId);
+                }
+                for (i, s) in c.security_group_ids.iter().enumerate() {
+                    f.shaped(
+                        &format!("security_group_ids.{i}"),
+                        s,
+                        Shape::SecurityGroupId,
+                    );
+                }
+                if c.security_group_ids.len() > 5 {
+                    f.error(
+                        "security_group_ids",
+                        format!(
+                            "EKS takes at most 5 security groups for a cluster, not {}",
+                            c.security_group_ids.len()
+                        ),
+                    );
+                }
+                if c.subnet_ids.len() > 16 {
+                    f.error(
+                        "subnet_ids",
+                        format!(
+                            "EKS takes at most 16 subnets for a cluster, not {}",
+                            c.subnet_ids.len()
+                        ),
+                    );
+                }
+            }
+            ResourceConfig::Nodegroup(n) => {
+                f.shaped("cluster_name", &n.cluster_name, Shape::ClusterName);
+                f.shaped("node_role_arn", &n.node_role_arn, Shape::RoleArn);
+                for (i, s) in n.subnet_ids.iter().enumerate() {
+                    f.shaped(&format!("subnet_ids.{i}"), s, Shape::SubnetId);
+                }
+                f.nodegroup_name(&n.name);
+                f.enumerated(
+                    "capacity_type",
+                    n.capacity_type.as_deref(),
+                    aws_sdk_eks::types::CapacityTypes::values(),
+                );
+                f.enumerated(
+                    "ami_type",
+                    n.ami_type.as_deref(),
+                    aws_sdk_eks::types::AmiTypes::values(),
+                );
+                if let Some(size) = n.disk_size {
+                    if !(1..=16384).contains(&size) {
+                        f.error("disk_size", format!("disk_size is in GiB, 1 to 16384 (an EBS volume's range), not {size}"));
+                    }
+                }
+                for (i, t) in n.instance_types.iter().enumerate() {
+                    if !is_instance_type(t) && !is_ref(t) {
+                        f.error(&format!("instance_types.{i}"), format!("`{t}` is not an EC2 instance type name (family.size, like `t3.medium` or `m7i-flex.large`)"));
+                    }
+                }
+                if n.instance_types.len() > 20 {
+                    f.error(
+                        "instance_types",
+                        format!(
+                            "a nodegroup takes at most 20 instance types, not {}",
+                            n.instance_types.len()
+                        ),
+                    );
+                }
+                for (k, v) in &n.labels {
+                    f.label(&format!("labels.{k}"), k, Some(v));
+                }
+            }
+            ResourceConfig::EniConfig(e) => {
+                f.shaped("cluster_name", &e.cluster_name, Shape::ClusterName);
+                f.shaped("subnet_id", &e.subnet_id, Shape::SubnetId);
+                for (i, s) in e.security_group_ids.iter().flatten().enumerate() {
+                    f.shaped(
+                        &format!("security_group_ids.{i}"),
+                        s,
+                        Shape::SecurityGroupId,
+                    );
+                }
+                if e.security_group_ids.as_ref().is_some_and(|s| s.len() > 5) {
+                    f.error(
+                        "security_group_ids",
+                        "an ENIConfig takes at most 5 security groups (an ENI's limit)".into(),
+                    );
+                }
+                for k in e.annotate_nodes.keys() {
+                    f.label(&format!("annotate_nodes.{k}"), k, None);
+                }
+            }
+            ResourceConfig::AwsNode(a) => {
+                f.shaped("cluster_name", &a.cluster_name, Shape::ClusterName);
+                f.label("eni_config_label", &a.eni_config_label, None);
+                for (k, v) in &a.env {
+                    f.cni_env(&format!("env.{k}"), k, v);
+                }
+                f.cni_combinations(
+                    "env",
+                    &a.env
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect::<Vec<_>>(),
+                );
+            }
+            ResourceConfig::Addon(a) => {
+                f.shaped("cluster_name", &a.cluster_name, Shape::ClusterName);
+                if let Some(role) = &a.service_account_role_arn {
+                    f.shaped("service_account_role_arn", role, Shape::RoleArn);
+                }
+                if let Some(label) = &a.eni_config_label {
+                    f.label("eni_config_label", label, None);
+                }
+                if a.name == crate::resources::addon::VPC_CNI {
+                    let env: Vec<(String, String)> = a
+                        .configuration_values
+                        .get("env")
+                        .and_then(Value::as_object)
+                        .map(|m| {
+                            m.iter()
+                                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    for (k, v) in &env {
+                        f.cni_env(&format!("configuration_values.env.{k}"), k, v);
+                    }
+                    f.cni_combinations("configuration_values.env", &env);
+                }
+            }
+        }
+    }
+}
+
+/// What a field needs, and what a reference gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    VpcId,
+    SubnetId,
+    SecurityGroupId,
+    RoleArn,
+    ClusterName,
+    Zone,
+    /// Any other output: an ARN of another kind, a name, a CIDR, a status.
+    Other(&'static str),
+}
+
+impl Shape {
+    fn describe(self) -> &'static str {
+        match self {
+            Shape::VpcId => "a VPC id (`vpc-` and 8 or 17 hex digits)",
+            Shape::SubnetId => "a subnet id (`subnet-` and 8 or 17 hex digits)",
+            Shape::SecurityGroupId => "a security group id (`sg-` and 8 or 17 hex digits)",
+            Shape::RoleArn => "an IAM role ARN (`arn:aws:iam::123456789012:role/NAME`)",
+            Shape::ClusterName => "an EKS cluster name",
+            Shape::Zone => "an availability zone name (the region and a letter, like `us-west-2a`)",
+            Shape::Other(what) => what,
+        }
+    }
+
+    fn accepts(self, s: &str, region: Option<&str>) -> bool {
+        match self {
+            Shape::VpcId => is_aws_id(s, "vpc-"),
+            Shape::SubnetId => is_aws_id(s, "subnet-"),
+            Shape::SecurityGroupId => is_aws_id(s, "sg-"),
+            Shape::RoleArn => is_role_arn(s),
+            Shape::ClusterName => is_cluster_name(s),
+            Shape::Zone => is_zone(s, region),
+            Shape::Other(_) => true,
+        }
+    }
+}
+
+/// What a reference's output is, where eksnet knows it.
+fn gives(r: &Reference) -> Option<Shape> {
+    let p: Vec<&str> = r.path.iter().map(String::as_str).collect();
+    Some(match (r.addr.kind, p.as_slice()) {
+        (Kind::Vpc, ["id"]) | (Kind::Subnet | Kind::CidrBlock | Kind::Cluster, ["vpc_id"]) => {
+            Shape::VpcId
+        }
+        (Kind::Vpc, ["subnets", _, "id"]) | (Kind::Subnet, ["id"]) => Shape::SubnetId,
+        (Kind::Vpc, ["subnets", _, "availability_zone"])
+        | (Kind::Subnet, ["availability_zone"]) => Shape::Zone,
+        (Kind::Cluster, ["cluster_security_group_id"]) => Shape::SecurityGroupId,
+        (Kind::IamRole, ["arn"]) => Shape::RoleArn,
+        (Kind::Cluster, ["name"]) | (Kind::Nodegroup | Kind::Addon, ["cluster_name"]) => {
+            Shape::ClusterName
+        }
+        (Kind::IamRole, ["name"]) => Shape::Other("an IAM role name"),
+        (Kind::IamRole, ["id"]) => Shape::Other("an IAM role id"),
+        (Kind::Cluster, ["arn"]) => Shape::Other("an EKS cluster ARN"),
+        (Kind::Nodegroup, ["arn"]) => Shape::Other("a nodegroup ARN"),
+        (Kind::Addon, ["arn"]) => Shape::Other("an add-on ARN"),
+        (Kind::Subnet, ["arn"]) => Shape::Other("a subnet ARN"),
+        (Kind::Nodegroup, ["name"]) => Shape::Other("a nodegroup name"),
+        (Kind::Addon, ["name"]) => Shape::Other("an add-on name"),
+        (Kind::Subnet | Kind::CidrBlock | Kind::Vpc, ["cidr_block"]) => {
+            Shape::Other("a CIDR block")
+        }
+        (Kind::CidrBlock, ["association_id"]) => Shape::Other("a CIDR block association id"),
+        (Kind::Cluster, ["endpoint"]) => Shape::Other("the cluster's API endpoint URL"),
+        (Kind::Cluster | Kind::Addon, ["version"]) => Shape::Other("a version"),
+        _ => return None,
+    })
+}
+
+struct Fields<'a, 'd> {
+    spec: &'a Spec,
+    addr: String,
+    region: Option<&'a str>,
+    d: &'d mut Diagnostics,
+}
+
+impl Fields<'_, '_> {
+    fn error(&mut self, key: &str, message: String) {
+        self.d
+            .push(self.spec.error_at(format!("{}.{key}", self.addr), message));
+    }
+
+    fn warning(&mut self, key: &str, message: String) {
+        self.d.push(
+            self.spec
+                .warning_at(format!("{}.{key}", self.addr), message),
+        );
+    }
+
+    /// A literal must have the shape; a whole reference must give it. Text mixing a
+    /// reference with other text is left to apply time.
+    fn shaped(&mut self, key: &str, s: &str, shape: Shape) {
+        if let Some(r) = value::whole_reference(s) {
+            // A reference to nothing declared is reported as dangling, not also as mistyped.
+            let declared = self.spec.resources.contains_key(&r.addr);
+            if let Some(got) = gives(&r).filter(|_| declared) {
+                if got != shape {
+                    self.error(
+                        key,
+                        format!(
+                            "`{key}` needs {}, but `{}` gives {}",
+                            shape.describe(),
+                            r.raw,
+                            got.describe()
+                        ),
+                    );
+                }
+            }
+            return;
+        }
+        if is_ref(s) || shape.accepts(s, self.region) {
+            return;
+        }
+        let hint = match (shape, self.region) {
+            (Shape::Zone, Some(region)) if is_zone(s, None) => {
+                format!("; `{s}` is not in the spec's region {region}")
+            }
+            _ => String::new(),
+        };
+        self.error(
+            key,
+            format!("`{key}` needs {}, not `{s}`{hint}", shape.describe()),
+        );
+    }
+
+    fn enumerated(&mut self, key: &str, v: Option<&str>, allowed: &[&str]) {
+        let Some(v) = v else { return };
+        if !allowed.contains(&v) && !is_ref(v) {
+            self.error(
+                key,
+                format!("`{v}` is not one of EKS's values: {}", allowed.join(", ")),
+            );
+        }
+    }
+
+    fn nodegroup_name(&mut self, name: &str) {
+        // EKS: 1–63 characters, letters, digits, `-` and `_`, starting with a letter or digit.
+        let ok = !name.is_empty()
+            && name.len() <= 63
+            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok && !is_ref(name) {
+            self.error("name", format!("nodegroup name `{name}` must be 1–63 letters, digits, `-` and `_`, starting with a letter or digit"));
+        }
+    }
+
+    /// AWS's tag rules: the `aws:` prefix is AWS's own; keys 1–128 and values 0–256
+    /// characters; at most 50 tags a resource, of which eksnet adds 2 (`eksnet:state`,
+    /// `eksnet:address`); for IAM and EKS only letters, digits, spaces and `_.:/=+-@`.
+    fn tags(&mut self, attrs: &Value, kind: Kind) {
+        let Some(tags) = attrs.get("tags").and_then(Value::as_object) else {
+            return;
+        };
+        const OWN: usize = 2;
+        if tags.len() > 50 - OWN {
+            self.error(
+                "tags",
+                format!(
+                    "{} tags: AWS allows 50 a resource and eksnet adds {OWN} of its own (eksnet:state, eksnet:address), so at most {}",
+                    tags.len(),
+                    50 - OWN
+                ),
+            );
+        }
+        let restricted = matches!(
+            kind,
+            Kind::IamRole | Kind::Cluster | Kind::Nodegroup | Kind::Addon
+        );
+        let allowed = |c: char| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c);
+        for (k, v) in tags {
+            let v = v.as_str().unwrap_or_default();
+            if k.to_ascii_lowercase().starts_with("aws:") {
+                self.error(
+                    "tags",
+                    format!("tag key `{k}`: the `aws:` prefix is reserved for AWS"),
+                );
+            }
+            if k.is_empty() || k.chars().count() > 128 {
+                self.error(
+                    "tags",
+                    format!("tag key `{k}`: a tag key is 1 to 128 characters"),
+                );
+            }
+            if v.chars().count() > 256 {
+                self.error(
+                    "tags",
+                    format!("tag `{k}`: a tag value is at most 256 characters"),
+                );
+            }
+            if restricted {
+                let bad: Vec<char> = k
+                    .chars()
+                    .chain(v.chars())
+                    .filter(|c| !allowed(*c))
+                    .collect();
+                if !bad.is_empty() && !is_ref(v) {
+                    self.error(
+                        "tags",
+                        format!(
+                            "tag `{k}`: {} tags take only letters, digits, spaces and `_ . : / = + - @`, not {}",
+                            if kind == Kind::IamRole { "IAM" } else { "EKS" },
+                            bad.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(" ")
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn iam_path(&mut self, p: &str) {
+        // IAM: `/`, or `/` + segments + `/`, 1–512 characters from `!` to `~`.
+        let ok = p.starts_with('/')
+            && p.ends_with('/')
+            && p.len() <= 512
+            && !p.contains("//")
+            && p.chars().all(|c| ('!'..='~').contains(&c));
+        if !ok {
+            self.error("path", format!("IAM path `{p}` must be `/` or start and end with `/` (like `/eks/`), at most 512 printable ASCII characters, no empty segment"));
+        }
+    }
+
+    fn policy(&mut self, key: &str, p: &str) {
+        if p.trim().is_empty() || is_ref(p) {
+            return;
+        }
+        let ok = if let Some(rest) = p.strip_prefix("arn:") {
+            // arn:PARTITION:iam::(aws|ACCOUNT):policy/[PATH/]NAME
+            let parts: Vec<&str> = rest.splitn(5, ':').collect();
+            matches!(parts.as_slice(), [partition, "iam", "", account, resource]
+            if is_partition(partition)
+                && (*account == "aws" || is_account(account))
+                && resource.strip_prefix("policy/").is_some_and(|n| {
+                    n.rsplit('/').next().is_some_and(is_iam_name_128)
+                }))
+        } else {
+            is_iam_name_128(p)
+        };
+        if !ok {
+            self.error(key, format!("`{p}` is neither an AWS managed policy name (like `AmazonEKSClusterPolicy`) nor a policy ARN (`arn:aws:iam::ACCOUNT:policy/NAME`)"));
+        }
+    }
+
+    /// A trust policy is an IAM policy document: `Version`, `Statement`, and in each
+    /// statement `Effect`, `Principal` and an `sts:` action.
+    fn trust_policy(&mut self, text: &str) {
+        if is_ref(text) {
+            return;
+        }
+        // Invalid JSON is reported where the attributes are built.
+        let Ok(doc) = serde_json::from_str::<Value>(text) else {
+            return;
+        };
+        let key = "assume_role_policy";
+        let Some(doc) = doc.as_object() else {
+            self.error(
+                key,
+                "a trust policy is a JSON object with `Version` and `Statement`".into(),
+            );
+            return;
+        };
+        match doc.get("Version").and_then(Value::as_str) {
+            Some("2012-10-17" | "2008-10-17") => {}
+            Some(v) => self.error(
+                key,
+                format!("policy `Version` must be \"2012-10-17\", not `{v}`"),
+            ),
+            None => self.error(
+                key,
+                "the trust policy has no `Version` (use \"2012-10-17\")".into(),
+            ),
+        }
+        let statements: Vec<&Value> = match doc.get("Statement") {
+            Some(Value::Array(a)) => a.iter().collect(),
+            Some(s @ Value::Object(_)) => vec![s],
+            _ => {
+                self.error(
+                    key,
+                    "the trust policy has no `Statement` (an object or a list of them)".into(),
+                );
+                return;
+            }
+        };
+        if statements.is_empty() {
+            self.error(key, "the trust policy's `Statement` is empty".into());
+        }
+        for (i, s) in statements.iter().enumerate() {
+            let n = i + 1;
+            match s.get("Effect").and_then(Value::as_str) {
+                Some("Allow" | "Deny") => {}
+                other => self.error(
+                    key,
+                    format!(
+                        "statement {n}: `Effect` must be \"Allow\" or \"Deny\", not {}",
+                        other.map_or("missing".to_string(), |e| format!("`{e}`"))
+                    ),
+                ),
+            }
+            if s.get("Principal").is_none() {
+                self.error(key, format!("statement {n}: a trust policy statement needs a `Principal` (who may assume the role, e.g. {{\"Service\": \"eks.amazonaws.com\"}})"));
+            }
+            let actions: Vec<&str> = match s.get("Action") {
+                Some(Value::String(a)) => vec![a.as_str()],
+                Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+                _ => Vec::new(),
+            };
+            if actions.is_empty() {
+                self.error(key, format!("statement {n}: no `Action` (a trust policy allows `sts:AssumeRole` or another `sts:` action)"));
+            } else if let Some(bad) = actions
+                .iter()
+                .find(|a| !a.to_ascii_lowercase().starts_with("sts:") && **a != "*")
+            {
+                self.error(key, format!("statement {n}: `{bad}` is not an action of a trust policy, which only takes `sts:` actions (`sts:AssumeRole`, `sts:TagSession`, …)"));
+            }
+        }
+    }
+
+    /// A Kubernetes label (or annotation) key, and for a label its value.
+    fn label(&mut self, key: &str, k: &str, v: Option<&str>) {
+        if is_ref(k) {
+            return;
+        }
+        if let Err(why) = label_key(k) {
+            self.error(key, format!("`{k}` is not a Kubernetes label key: {why}"));
+        }
+        if let Some(v) = v.filter(|v| !is_ref(v)) {
+            if !(v.is_empty() || (v.len() <= 63 && is_label_name(v))) {
+                self.error(key, format!("`{v}` is not a Kubernetes label value: at most 63 characters, letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit (or empty)"));
+            }
+        }
+    }
+
+    /// The types the VPC CNI parses its environment variables as (its README): a value it
+    /// cannot parse makes `aws-node` fail on every node, or is silently taken as the default.
+    fn cni_env(&mut self, key: &str, name: &str, v: &str) {
+        if is_ref(v) {
+            return;
+        }
+        let problem = match cni_type(name) {
+            Some(CniType::Bool) if !is_go_bool(v) => {
+                Some("a boolean (\"true\" or \"false\")".to_string())
+            }
+            Some(CniType::Int { min, max })
+                if !v.parse::<i64>().is_ok_and(|n| n >= min && n <= max) =>
+            {
+                Some(if max == i64::MAX {
+                    format!("an integer ≥ {min}")
+                } else {
+                    format!("an integer from {min} to {max}")
+                })
+            }
+            Some(CniType::OneOf(values)) if !values.contains(&v) => {
+                Some(format!("one of {}", values.join(", ")))
+            }
+            Some(CniType::VethPrefix)
+                if !(1..=4).contains(&v.len())
+                    || ["eth", "vlan", "lo"].contains(&v)
+                    || !v.chars().all(|c| c.is_ascii_alphanumeric()) =>
+            {
+                Some("1 to 4 letters or digits, not `eth`, `vlan` or `lo`".to_string())
+            }
+            _ => None,
+        };
+        if let Some(want) = problem {
+            self.error(
+                key,
+                format!("`{name}` must be {want} for the VPC CNI, not `{v}`"),
+            );
+        }
+    }
+
+    /// Combinations the VPC CNI documents as having no effect or not working.
+    fn cni_combinations(&mut self, key: &str, env: &[(String, String)]) {
+        let get = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        let on = |n: &str| {
+            get(n).is_some_and(|v| matches!(v, "true" | "1" | "t" | "T" | "TRUE" | "True"))
+        };
+        if on("ENABLE_PREFIX_DELEGATION")
+            && get("WARM_PREFIX_TARGET").is_some()
+            && (get("WARM_IP_TARGET").is_some() || get("MINIMUM_IP_TARGET").is_some())
+        {
+            self.warning(key, "with prefix delegation, WARM_IP_TARGET or MINIMUM_IP_TARGET take precedence and WARM_PREFIX_TARGET is ignored (VPC CNI README): set one or the other".into());
+        }
+        if !on("ENABLE_PREFIX_DELEGATION") && get("WARM_PREFIX_TARGET").is_some() {
+            self.warning(key, "WARM_PREFIX_TARGET only applies with ENABLE_PREFIX_DELEGATION=true; without it the CNI ignores it".into());
+        }
+        if get("WARM_ENI_TARGET") == Some("0")
+            && get("WARM_IP_TARGET").is_none()
+            && get("MINIMUM_IP_TARGET").is_none()
+            && !on("ENABLE_PREFIX_DELEGATION")
+        {
+            self.error(key, "WARM_ENI_TARGET=0 with neither WARM_IP_TARGET nor MINIMUM_IP_TARGET leaves the CNI no warm pool at all; pods wait for each ENI attachment (VPC CNI README); set WARM_IP_TARGET or MINIMUM_IP_TARGET".into());
+        }
+        if on("ENABLE_IPv6") && on("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG") {
+            self.error(key, "custom networking does not work with IPv6 (ENABLE_IPv6=true): the VPC CNI supports custom networking on IPv4 clusters only".into());
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum CniType {
+    Bool,
+    Int { min: i64, max: i64 },
+    OneOf(&'static [&'static str]),
+    VethPrefix,
+}
+
+fn cni_type(name: &str) -> Option<CniType> {
+    use CniType::*;
+    const ANY: i64 = i64::MAX;
+    Some(match name {
+        "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG"
+        | "AWS_VPC_K8S_CNI_EXTERNALSNAT"
+        | "AWS_VPC_CNI_NODE_PORT_SUPPORT"
+        | "AWS_VPC_K8S_CNI_CONFIGURE_RPFILTER"
+        | "AWS_MANAGE_ENIS_NON_SCHEDULABLE"
+        | "ENABLE_PREFIX_DELEGATION"
+        | "ENABLE_POD_ENI"
+        | "ENABLE_IPv4"
+        | "ENABLE_IPv6"
+        | "ENABLE_BANDWIDTH_PLUGIN"
+        | "ENABLE_SUBNET_DISCOVERY"
+        | "ENABLE_NFTABLES"
+        | "ENABLE_V4_EGRESS"
+        | "ENABLE_V6_EGRESS"
+        | "ANNOTATE_POD_IP"
+        | "DISABLE_INTROSPECTION"
+        | "DISABLE_METRICS"
+        | "DISABLE_NETWORK_RESOURCE_PROVISIONING"
+        | "DISABLE_LEAKED_ENI_CLEANUP"
+        | "DISABLE_TCP_EARLY_DEMUX"
+        | "DISABLE_POD_V6"
+        | "AWS_VPC_K8S_CNI_DISABLE_NETWORK_POLICY" => Bool,
+        "WARM_ENI_TARGET" | "WARM_IP_TARGET" | "MINIMUM_IP_TARGET" | "WARM_PREFIX_TARGET" => {
+            Int { min: 0, max: ANY }
+        }
+        "MAX_ENI" => Int { min: -1, max: ANY },
+        "IP_COOLDOWN_PERIOD" => Int { min: 0, max: ANY },
+        "AWS_VPC_ENI_MTU" => Int {
+            min: 576,
+            max: 9001,
+        },
+        "AWS_VPC_K8S_CNI_LOGLEVEL" | "AWS_VPC_K8S_PLUGIN_LOG_LEVEL" => {
+            OneOf(&["DEBUG", "INFO", "WARN", "ERROR", "FATAL"])
+        }
+        "AWS_VPC_K8S_CNI_RANDOMIZESNAT" => OneOf(&["none", "hashrandom", "prng"]),
+        "POD_SECURITY_GROUP_ENFORCING_MODE" => OneOf(&["strict", "standard"]),
+        "NETWORK_POLICY_ENFORCING_MODE" => OneOf(&["standard", "strict"]),
+        "AWS_VPC_K8S_CNI_VETHPREFIX" => VethPrefix,
+        _ => return None,
+    })
+}
+
+/// What Go's `strconv.ParseBool` accepts (the CNI parses its booleans with it).
+fn is_go_bool(v: &str) -> bool {
+    matches!(
+        v,
+        "1" | "t" | "T" | "TRUE" | "true" | "True" | "0" | "f" | "F" | "FALSE" | "false" | "False"
+    )
+}
+
+fn is_aws_id(s: &str, prefix: &str) -> bool {
+    s.strip_prefix(prefix).is_some_and(|hex| {
+        (hex.len() == 8 || hex.len() == 17)
+            && hex
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    })
+}
+
+fn is_partition(p: &str) -> bool {
+    matches!(
+        p,
+        "aws"
+            | "aws-cn"
+            | "aws-us-gov"
+            | "aws-iso"
+            | "aws-iso-b"
+            | "aws-iso-e"
+            | "aws-iso-f"
+            | "aws-eusc"
+    )
+}
+
+fn is_account(a: &str) -> bool {
+    a.len() == 12 && a.chars().all(|c| c.is_ascii_digit())
+}
+
+fn is_iam_name(n: &str, max: usize) -> bool {
+    !n.is_empty()
+        && n.len() <= max
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+}
+
+fn is_iam_name_128(n: &str) -> bool {
+    is_iam_name(n, 128)
+}
+
+/// `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`.
+fn is_role_arn(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("arn:") else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.splitn(5, ':').collect();
+    let [partition, "iam", "", account, resource] = parts.as_slice() else {
+        return false;
+    };
+    let Some(path_name) = resource.strip_prefix("role/") else {
+        return false;
+    };
+    let name = path_name.rsplit('/').next().unwrap_or_default();
+    is_partition(partition) && is_account(account) && is_iam_name(name, 64)
+}
+
+fn is_cluster_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 100
+        && n.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// `us-west-2`, `eu-central-1`, `us-gov-west-1`, `cn-north-1`, `ap-southeast-5`.
+pub fn is_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[0].chars().all(|c| c.is_ascii_lowercase())
+        && parts[1..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].parse::<u8>().is_ok_and(|n| n >= 1)
+}
+
+/// An availability zone (`us-west-2a`) or a Local Zone (`us-west-2-lax-1a`) name, in `region`
+/// when it is known.
+fn is_zone(z: &str, region: Option<&str>) -> bool {
+    let Some(last) = z.chars().last().filter(|c| c.is_ascii_lowercase()) else {
+        return false;
+    };
+    let base = &z[..z.len() - last.len_utf8()];
+    let in_region = |r: &str| {
+        base == r
+            || base.strip_prefix(r).is_some_and(|rest| {
+                rest.starts_with('-')
+                    && rest[1..].split('-').all(|p| {
+                        !p.is_empty()
+                            && p.chars()
+                                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    })
+            })
+    };
+    match region {
+        Some(r) => in_region(r),
+        None => {
+            // Any region: the longest prefix of the name that is a region.
+            (3..=base.split('-').count()).any(|n| {
+                let cand: Vec<&str> = base.split('-').take(n).collect();
+                let cand = cand.join("-");
+                is_region(&cand) && in_region(&cand)
+            })
+        }
+    }
+}
+
+fn is_instance_type(t: &str) -> bool {
+    let Some((family, size)) = t.split_once('.') else {
+        return false;
+    };
+    !family.is_empty()
+        && family.starts_with(|c: char| c.is_ascii_lowercase())
+        && family
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !size.is_empty()
+        && size
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+}
+
+/// A label name: at most 63 characters, alphanumerics, `-`, `_`, `.`, alphanumeric at both
+/// ends.
+fn is_label_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 63
+        && n.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && n.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+/// `[PREFIX/]NAME`, the prefix a DNS subdomain of at most 253 characters.
+fn label_key(k: &str) -> Result<(), &'static str> {
+    let (prefix, name) = match k.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    if let Some(p) = prefix {
+        let dns = !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && l.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && l.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            });
+        if !dns {
+            return Err("the prefix before `/` must be a DNS subdomain (lowercase letters, digits, `-` and `.`, at most 253 characters)");
+        }
+    }
+    if !is_label_name(name) {
+        return Err("the name must be 1–63 characters, letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_accept_what_aws_makes_and_refuse_the_rest() {
+        assert!(is_aws_id("vpc-0123abcd", "vpc-"));
+        assert!(is_aws_id("subnet-0123456789abcdef0", "subnet-"));
+        assert!(!is_aws_id("vpc-0123ABCD", "vpc-"));
+        assert!(!is_aws_id("vpc-123", "vpc-"));
+        assert!(!is_aws_id("subnet-0123456789abcdef0", "vpc-"));
+        assert!(is_role_arn("arn:aws:iam::123456789012:role/eks/MyRole"));
+        assert!(is_role_arn("arn:aws-cn:iam::123456789012:role/r"));
+        assert!(!is_role_arn("arn:aws:iam::123456789012:policy/r"));
+        assert!(!is_role_arn("arn:aws:iam::12345:role/r"));
+        assert!(!is_role_arn("MyRole"));
+        for r in [
+            "us-west-2",
+            "eu-central-1",
+            "us-gov-west-1",
+            "ap-southeast-5",
+            "cn-north-1",
+        ] {
+            assert!(is_region(r), "{r}");
+        }
+        for r in ["us-west", "uswest2", "US-WEST-2", "us-west-0", "us-west-2a"] {
+            assert!(!is_region(r), "{r}");
+        }
+        assert!(is_zone("us-west-2a", Some("us-west-2")));
+        assert!(is_zone("us-west-2-lax-1a", Some("us-west-2")));
+        assert!(!is_zone("us-east-1a", Some("us-west-2")));
+        assert!(is_zone("us-east-1a", None));
+        assert!(!is_zone("us-west-2", None));
+        assert!(!is_zone("usw2-az1", None));
+        for t in [
+            "t3.medium",
+            "m7i-flex.large",
+            "u-6tb1.metal",
+            "c6gn.16xlarge",
+        ] {
+            assert!(is_instance_type(t), "{t}");
+        }
+        for t in ["t3", "T3.medium", "t3.", ".large", "t3 medium"] {
+            assert!(!is_instance_type(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn kubernetes_label_syntax() {
+        assert!(label_key("topology.kubernetes.io/zone").is_ok());
+        assert!(label_key("k8s-app").is_ok());
+        assert!(label_key("Team_A.b").is_ok());
+        assert!(label_key("-bad").is_err());
+        assert!(label_key("Upper.Case/x").is_err());
+        assert!(label_key("a/").is_err());
+        assert!(label_key(&"x".repeat(64)).is_err());
+        assert!(is_label_name("us-west-2a"));
+        assert!(!is_label_name("a b"));
+    }
+
+    #[test]
+    fn cni_types() {
+        assert!(matches!(
+            cni_type("WARM_IP_TARGET"),
+            Some(CniType::Int { .. })
+        ));
+        assert!(matches!(
+            cni_type("ENABLE_PREFIX_DELEGATION"),
+            Some(CniType::Bool)
+        ));
+        assert!(cni_type("SOMETHING_ELSE").is_none());
+        assert!(is_go_bool("True") && is_go_bool("0") && !is_go_bool("yes"));
+    }
+}
