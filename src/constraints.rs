@@ -5,13 +5,15 @@
 //! the types of the VPC CNI's environment variables. Each finding is at its file, line and key
 //! and says what is allowed.
 
-use crate::addr::Kind;
+use crate::addr::{Kind, ResourceAddr};
+use crate::cfn::{self, Template};
 use crate::diag::Diagnostics;
 use crate::resources::ResourceConfig;
 use crate::spec::Spec;
 use crate::validate::is_ref;
 use crate::value::{self, Reference};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 pub fn check(spec: &Spec, d: &mut Diagnostics) {
     let region = spec.settings.region.as_deref();
@@ -39,6 +41,7 @@ pub fn check(spec: &Spec, d: &mut Diagnostics) {
         }
     }
     let region = region.filter(|r| is_region(r));
+    let mut templates: BTreeMap<ResourceAddr, Template> = BTreeMap::new();
     for (addr, r) in &spec.resources {
         let mut f = Fields {
             spec,
@@ -51,6 +54,19 @@ pub fn check(spec: &Spec, d: &mut Diagnostics) {
             ResourceConfig::Vpc(c) => {
                 if let Some(id) = &c.id {
                     f.shaped("id", id, Shape::VpcId);
+                }
+                let body = r.attrs.get(value::TEMPLATE_BODY).and_then(Value::as_str);
+                if let (Some(body), Some(file)) = (body, &c.template_file) {
+                    match cfn::parse(body) {
+                        Err(e) => f.error(
+                            "template_file",
+                            format!("`{file}` is not a CloudFormation template: {e}"),
+                        ),
+                        Ok(t) => {
+                            f.stack_parameters(file, &c.parameters, &t);
+                            templates.insert(addr.clone(), t);
+                        }
+                    }
                 }
             }
             ResourceConfig::CidrBlock(c) => f.shaped("vpc_id", &c.vpc_id, Shape::VpcId),
@@ -209,6 +225,59 @@ pub fn check(spec: &Spec, d: &mut Diagnostics) {
             }
         }
     }
+    check_template_references(spec, &templates, d);
+}
+
+/// `${vpc.X.subnets.NAME.…}`, `${vpc.X.resources.NAME}` and `${vpc.X.outputs.NAME}` name
+/// something the stack's template makes.
+fn check_template_references(
+    spec: &Spec,
+    templates: &BTreeMap<ResourceAddr, Template>,
+    d: &mut Diagnostics,
+) {
+    for (addr, r) in &spec.resources {
+        let mut strings = Vec::new();
+        crate::validate::walk(&addr.to_string(), &r.attrs, &mut strings);
+        for (key, s) in strings {
+            for reference in value::references_in_str(s).into_iter().flatten() {
+                let Some(t) = templates.get(&reference.addr) else {
+                    continue;
+                };
+                let p: Vec<&str> = reference.path.iter().map(String::as_str).collect();
+                let (what, name, known): (&str, &str, Vec<&String>) = match p.as_slice() {
+                    ["subnets" | "subnet_azs", name, ..] => (
+                        "subnet (an `AWS::EC2::Subnet` resource)",
+                        name,
+                        t.resources
+                            .iter()
+                            .filter(|(_, ty)| ty.as_str() == "AWS::EC2::Subnet")
+                            .map(|(id, _)| id)
+                            .collect(),
+                    ),
+                    ["resources", name, ..] => ("resource", name, t.resources.keys().collect()),
+                    ["outputs", name, ..] => ("output", name, t.outputs.iter().collect()),
+                    _ => continue,
+                };
+                if known.iter().any(|k| k.as_str() == name) {
+                    continue;
+                }
+                let list: Vec<&str> = known.iter().map(|k| k.as_str()).collect();
+                d.push(spec.error_at(
+                    key.clone(),
+                    format!(
+                        "`{}`: the template of `{}` has no {what} `{name}` ({})",
+                        reference.raw,
+                        reference.addr,
+                        if list.is_empty() {
+                            "it has none".to_string()
+                        } else {
+                            format!("it has {}", list.join(", "))
+                        }
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 /// What a field needs, and what a reference gives.
@@ -337,6 +406,49 @@ impl Fields<'_, '_> {
             key,
             format!("`{key}` needs {}, not `{s}`{hint}", shape.describe()),
         );
+    }
+
+    /// Every parameter the spec passes is declared by the template and within its allowed
+    /// values; every parameter without a default is passed.
+    fn stack_parameters(&mut self, file: &str, given: &BTreeMap<String, String>, t: &Template) {
+        for (name, v) in given {
+            match t.parameters.get(name) {
+                None => {
+                    let declared: Vec<&str> = t.parameters.keys().map(String::as_str).collect();
+                    self.error(
+                        &format!("parameters.{name}"),
+                        format!(
+                            "`{file}` declares no parameter `{name}` (it declares {})",
+                            if declared.is_empty() {
+                                "none".to_string()
+                            } else {
+                                declared.join(", ")
+                            }
+                        ),
+                    );
+                }
+                Some(p) => {
+                    if let Some(allowed) = &p.allowed_values {
+                        if !allowed.contains(v) && !is_ref(v) {
+                            self.error(
+                                &format!("parameters.{name}"),
+                                format!("`{v}` is not one of the values `{file}` allows for `{name}`: {}", allowed.join(", ")),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        for (name, p) in &t.parameters {
+            if !p.has_default && !given.contains_key(name) {
+                self.error(
+                    "parameters",
+                    format!(
+                        "`{file}`'s parameter `{name}` has no default: give it in `parameters`"
+                    ),
+                );
+            }
+        }
     }
 
     fn enumerated(&mut self, key: &str, v: Option<&str>, allowed: &[&str]) {

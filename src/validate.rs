@@ -178,7 +178,7 @@ pub(crate) fn is_ref(s: &str) -> bool {
 }
 
 /// Walks attribute strings with their dotted key paths.
-fn walk<'a>(prefix: &str, v: &'a Value, out: &mut Vec<(String, &'a str)>) {
+pub(crate) fn walk<'a>(prefix: &str, v: &'a Value, out: &mut Vec<(String, &'a str)>) {
     match v {
         Value::String(s) => out.push((prefix.to_string(), s)),
         Value::Array(items) => {

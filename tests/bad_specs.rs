@@ -1692,3 +1692,58 @@ fn a_state_written_for_another_spec_is_refused() {
         assert_eq!(r.connections, 0, "{ctx}");
     }
 }
+
+const PARAM_TEMPLATE: &str = "AWSTemplateFormatVersion: '2010-09-09'
+Parameters:
+  VpcBlock: {Type: String, Default: 10.0.0.0/16}
+  Zone: {Type: String}
+  Size: {Type: String, Default: small, AllowedValues: [small, large]}
+Resources:
+  VPC:
+    Type: AWS::EC2::VPC
+    Properties: {CidrBlock: !Ref VpcBlock}
+  PrivateSubnet01:
+    Type: AWS::EC2::Subnet
+    Properties: {VpcId: !Ref VPC, AvailabilityZone: !Ref Zone, CidrBlock: !Select [0, !Cidr [!Ref VpcBlock, 4, 8]]}
+Outputs:
+  SubnetIds: {Value: !Ref PrivateSubnet01}
+";
+
+#[test]
+fn stack_parameters_and_references_are_checked_against_the_template() {
+    bad(r#"[vpc.main]
+stack_name = "net"
+template_file = "t.yaml"
+cidr_block = "10.0.0.0/16"
+parameters = { VpcBlok = "10.0.0.0/16", Size = "huge" }
+
+[cluster.main]
+name = "demo"
+role_arn = "arn:aws:iam::111122223333:role/cluster"
+subnet_ids = ["${vpc.main.subnets.PrivateSubnet01.id}", "${vpc.main.subnets.PrivateSubnet02.id}"]
+tags = { out = "${vpc.main.outputs.SubnetId}" }
+"#)
+    .file("t.yaml", PARAM_TEMPLATE)
+    .err(5, "vpc.main.parameters.VpcBlok", "`t.yaml` declares no parameter `VpcBlok` (it declares Size, VpcBlock, Zone)")
+    .err(5, "vpc.main.parameters.Size", "`huge` is not one of the values `t.yaml` allows for `Size`: small, large")
+    .err(5, "vpc.main.parameters", "`t.yaml`'s parameter `Zone` has no default")
+    .err(10, "cluster.main.subnet_ids.1", "the template of `vpc.main` has no subnet (an `AWS::EC2::Subnet` resource) `PrivateSubnet02` (it has PrivateSubnet01)")
+    .err(11, "cluster.main.tags.out", "has no output `SubnetId` (it has SubnetIds)")
+    .check();
+}
+
+#[test]
+fn a_template_that_does_not_parse() {
+    bad(r#"[vpc.main]
+stack_name = "net"
+template_file = "t.yaml"
+cidr_block = "10.0.0.0/16"
+"#)
+    .file("t.yaml", "Resources:\n  VPC: {Type: AWS::EC2::VPC\n")
+    .err(
+        3,
+        "vpc.main.template_file",
+        "`t.yaml` is not a CloudFormation template: line",
+    )
+    .check();
+}
