@@ -10,8 +10,7 @@ use crate::cfn::{self, Template};
 use crate::diag::Diagnostics;
 use crate::resources::ResourceConfig;
 use crate::spec::Spec;
-use crate::validate::is_ref;
-use crate::value::{self, Reference};
+use crate::value::{self, is_ref, Reference};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -237,7 +236,7 @@ fn check_template_references(
 ) {
     for (addr, r) in &spec.resources {
         let mut strings = Vec::new();
-        crate::validate::walk(&addr.to_string(), &r.attrs, &mut strings);
+        value::keyed_strings(&addr.to_string(), &r.attrs, &mut strings);
         for (key, s) in strings {
             for reference in value::references_in_str(s).into_iter().flatten() {
                 let Some(t) = templates.get(&reference.addr) else {

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod constraints;
 pub mod diag;
 pub mod events;
+pub mod files;
 pub mod graph;
 pub mod kube;
 pub mod kube_token;

@@ -6,7 +6,7 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::resources;
 use crate::resources::{addon, ResourceConfig};
 use crate::spec::Spec;
-use crate::value;
+use crate::value::{self, is_ref};
 use ipnet::Ipv4Net;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -173,32 +173,10 @@ fn check_kubernetes(spec: &Spec, d: &mut Diagnostics) {
 
 /// Holds a reference (its value is checked once known), or a broken one (reported on its
 /// own): either way, format checks of the literal text would only add noise.
-pub(crate) fn is_ref(s: &str) -> bool {
-    !value::references_in_str(s).is_empty() || value::unterminated_reference(s).is_some()
-}
-
-/// Walks attribute strings with their dotted key paths.
-pub(crate) fn walk<'a>(prefix: &str, v: &'a Value, out: &mut Vec<(String, &'a str)>) {
-    match v {
-        Value::String(s) => out.push((prefix.to_string(), s)),
-        Value::Array(items) => {
-            for (i, it) in items.iter().enumerate() {
-                walk(&format!("{prefix}.{i}"), it, out);
-            }
-        }
-        Value::Object(m) => {
-            for (k, it) in m.iter().filter(|(k, _)| k.as_str() != value::TEMPLATE_BODY) {
-                walk(&format!("{prefix}.{k}"), it, out);
-            }
-        }
-        _ => {}
-    }
-}
-
 fn check_references(spec: &Spec, d: &mut Diagnostics) {
     for (addr, r) in &spec.resources {
         let mut strings = Vec::new();
-        walk(&addr.to_string(), &r.attrs, &mut strings);
+        value::keyed_strings(&addr.to_string(), &r.attrs, &mut strings);
         for (key, s) in strings {
             if let Some(open) = value::unterminated_reference(s) {
                 d.push(spec.error_at(

@@ -237,6 +237,31 @@ pub fn digest(text: &str) -> String {
     d.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether a string holds a reference (or the start of one): such a value is checked once it
+/// is known, not by its shape.
+pub fn is_ref(s: &str) -> bool {
+    !references_in_str(s).is_empty() || unterminated_reference(s).is_some()
+}
+
+/// Every string in attributes with its dotted key path below `prefix` (a template body
+/// left out).
+pub fn keyed_strings<'a>(prefix: &str, v: &'a Value, out: &mut Vec<(String, &'a str)>) {
+    match v {
+        Value::String(s) => out.push((prefix.to_string(), s)),
+        Value::Array(items) => {
+            for (i, it) in items.iter().enumerate() {
+                keyed_strings(&format!("{prefix}.{i}"), it, out);
+            }
+        }
+        Value::Object(m) => {
+            for (k, it) in m.iter().filter(|(k, _)| k.as_str() != TEMPLATE_BODY) {
+                keyed_strings(&format!("{prefix}.{k}"), it, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

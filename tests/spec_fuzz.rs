@@ -193,7 +193,8 @@ fn random_mutations_never_panic_or_hang() {
 /// Mistakes of known kinds, each planted in each example: never accepted.
 #[test]
 fn planted_mistakes_always_give_an_error() {
-    let plants: &[(&str, &dyn Fn(&str) -> String)] = &[
+    type Plant<'a> = (&'a str, &'a dyn Fn(&str) -> String);
+    let plants: &[Plant] = &[
         ("an unknown key", &|t| {
             t.replacen("[cluster.main]\n", "[cluster.main]\nnmae = \"x\"\n", 1)
         }),

@@ -423,7 +423,7 @@ impl ResourceKind for VpcKind {
             let full = spec_dir.join(file);
             // CloudFormation takes a template body of at most 51,200 bytes; a larger one
             // must be uploaded to S3 and given as `template_url`.
-            let text = crate::spec::read_bounded(&full, MAX_TEMPLATE_BODY, "template").map_err(
+            let text = crate::files::read_bounded(&full, MAX_TEMPLATE_BODY, "template").map_err(
                 |e| {
                     let hint = if e.contains("at most") {
                         format!("{e} (CloudFormation's limit for a template body; upload a larger template to S3 and set `template_url`)")
