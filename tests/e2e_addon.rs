@@ -268,7 +268,9 @@ async fn addon_example_end_to_end_on_a_cluster_without_self_managed_addons() {
 
     // --- no-change plan: nothing to do; its cost is printed for docs/performance.md ---
     w.proxy.reset_stats();
-    w.proxy.config(json!({"latency_ms": 40}));
+    // A latency well above the time eksnet takes to send one wave (tens of milliseconds on
+    // a loaded machine), so that the proxy's round-trip count means what it says.
+    w.proxy.config(json!({"latency_ms": 200}));
     run_ok(
         w.eksnet().args(["plan", ADDON_SPEC, "--detailed-exitcode"]),
         0,
