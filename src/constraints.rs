@@ -94,6 +94,22 @@ pub fn check(spec: &Spec, d: &mut Diagnostics) {
             }
             ResourceConfig::Cluster(c) => {
                 f.shaped("role_arn", &c.role_arn, Shape::RoleArn);
+                // The shape is checked in validate; here what EKS has ever offered. Versions
+                // retire every few months, so an old one is a warning naming where to look,
+                // not a list that would go stale in this binary.
+                if let Some((major, minor)) = c.version.as_deref().and_then(|v| {
+                    let (a, b) = v.split_once('.')?;
+                    Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
+                }) {
+                    if major != 1 {
+                        f.error(
+                            "version",
+                            format!("EKS runs Kubernetes 1.x, not {major}.{minor}"),
+                        );
+                    } else if minor < 29 {
+                        f.warning("version", format!("Kubernetes 1.{minor} is past EKS's extended support: CreateCluster will likely refuse it (`aws eks describe-cluster-versions` lists the versions EKS offers)"));
+                    }
+                }
                 for (i, s) in c.subnet_ids.iter().enumerate() {
                     f.shaped(&format!("subnet_ids.{i}"), s, Shape::SubnetId);
                 }

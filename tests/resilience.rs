@@ -1073,21 +1073,17 @@ async fn waits_through_transitions_iam_propagation_and_dependency_violations() {
     w.assert_destroyed("destroy through transitions").await;
 }
 
-/// 4. A branch that fails for good (moto rejects the cluster's role ARN): exit 1, each dependent
-///    reported skipped once, independent branches done and recorded; fixing the spec converges.
+/// 4. A branch that fails for good (EKS refuses CreateCluster, as an account's policy or
+///    quota would: the proxy's `reject_op`, since every shape moto would refuse is now caught
+///    by `validate`): exit 1, each dependent reported skipped once, independent branches done
+///    and recorded; once the cause is gone, the next apply converges.
 #[tokio::test]
 async fn failed_branch_skips_dependents_keeps_the_rest_and_recovers() {
     let w = world().await;
     let dir = example_dir();
     let d = dir.path();
-    let good_arn = "role_arn = \"${iam_role.cluster.arn}\"";
-    // moto's CreateCluster validates the ARN format (12-digit account): a permanent
-    // InvalidParameterException, unlike the IAM-propagation one eksnet retries.
-    let bad_arn = format!("role_arn = \"arn:aws:iam::12345:role/{CLUSTER_ROLE}\"");
-    edit_spec(d, |t| {
-        assert!(t.contains(good_arn));
-        t.replace(good_arn, &bad_arn) + &extra_nodegroup("extra", "my-nodegroup-extra")
-    });
+    edit_spec(d, |t| t + &extra_nodegroup("extra", "my-nodegroup-extra"));
+    w.proxy.config(json!({"reject_op": "CreateCluster"}));
     let failed = run_ok(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]), 1);
     let err = &failed.stderr;
     assert!(
@@ -1208,8 +1204,8 @@ async fn failed_branch_skips_dependents_keeps_the_rest_and_recovers() {
         );
     }
 
-    // Fixed: the next apply creates exactly what is missing.
-    edit_spec(d, |t| t.replace(&bad_arn, good_arn));
+    // The cause gone: the next apply creates exactly what is missing.
+    w.proxy.config(json!({"reject_op": null}));
     let fixed = run_ok(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]), 0);
     assert!(
         fixed

@@ -30,6 +30,10 @@ pub struct Config {
     pub addon_delete_ms: u64,
     pub iam_propagation_ms: u64,
     pub dependency_violation_count: u64,
+    /// Every request of this EKS operation (`CreateCluster`…) is refused for good with 400
+    /// `InvalidParameterException`: a failure that is not retried and that no check of the
+    /// request's shape can foresee (what a real account's policy or quota refuses).
+    pub reject_op: Option<String>,
     pub kill_after_mutating: Option<u64>,
     /// Count only the mutating requests of this operation (e.g. `DeleteSubnet`), so a test
     /// can name its crash point whatever order concurrent requests arrive in.
@@ -65,6 +69,7 @@ impl Default for Config {
             addon_delete_ms: 0,
             iam_propagation_ms: 0,
             dependency_violation_count: 0,
+            reject_op: None,
             kill_after_mutating: None,
             kill_op: None,
             kill_pid: None,
@@ -104,6 +109,7 @@ pub const FIELDS: &[&str] = &[
     "addon_delete_ms",
     "iam_propagation_ms",
     "dependency_violation_count",
+    "reject_op",
     "kill_after_mutating",
     "kill_op",
     "kill_pid",
@@ -178,6 +184,13 @@ impl Config {
                         Some(k)
                     };
                     effects.rearm_kill = true;
+                }
+                "reject_op" => {
+                    next.reject_op = match value {
+                        Value::Null => None,
+                        Value::String(s) if !s.is_empty() => Some(s.clone()),
+                        _ => return Err("reject_op must be an EKS operation name".into()),
+                    };
                 }
                 "kill_op" => {
                     next.kill_op = match value {

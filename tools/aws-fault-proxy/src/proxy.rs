@@ -374,6 +374,16 @@ async fn process(
         }
         return (reply, None);
     }
+    if info.protocol == Protocol::RestJson && cfg.reject_op.as_deref() == Some(info.op.as_str()) {
+        return (
+            faults::eks_error(
+                400,
+                "InvalidParameterException",
+                &format!("{} refused by the fault proxy (reject_op)", info.op),
+            ),
+            Some("rejected"),
+        );
+    }
     if let Some(answer) = answer_locally(app, cfg, info, &body) {
         return answer;
     }

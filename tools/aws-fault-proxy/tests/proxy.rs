@@ -583,6 +583,31 @@ fn new_role_cannot_be_assumed_until_propagated() {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
+#[test]
+fn reject_op_refuses_one_eks_operation_for_good() {
+    let (moto, proxy) = moto_and_proxy(&["eks"], &["--reject-op", "CreateCluster"]);
+    let p = proxy.port;
+    let body = json!({
+        "name": "rejected",
+        "roleArn": "arn:aws:iam::123456789012:role/r",
+        "resourcesVpcConfig": {"subnetIds": ["subnet-1"]}
+    });
+    for _ in 0..2 {
+        let r = eks(p, "POST", "/clusters", Some(body.clone()));
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert_eq!(
+            r.header("x-amzn-ErrorType"),
+            Some("InvalidParameterException")
+        );
+    }
+    // Never reached moto; other operations pass.
+    assert_eq!(
+        eks(moto.port, "GET", "/clusters", None).json()["clusters"],
+        json!([])
+    );
+    assert_eq!(eks(p, "GET", "/clusters", None).status, 200);
+}
+
 fn spawn_sleeper() -> common::Proc {
     common::Proc(
         Command::new("sleep")
