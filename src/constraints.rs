@@ -205,13 +205,14 @@ pub fn check(spec: &Spec, d: &mut Diagnostics) {
                 for (k, v) in &a.env {
                     f.cni_env(&format!("env.{k}"), k, v);
                 }
-                f.cni_combinations(
-                    "env",
-                    &a.env
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect::<Vec<_>>(),
-                );
+                // With what `custom_network` adds, as the CNI will see it.
+                let mut env: Vec<(String, String)> =
+                    a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                env.push((
+                    crate::resources::aws_node::CUSTOM_NETWORK_ENV.to_string(),
+                    a.custom_network.to_string(),
+                ));
+                f.cni_combinations("env", &env);
             }
             ResourceConfig::Addon(a) => {
                 f.shaped("cluster_name", &a.cluster_name, Shape::ClusterName);
@@ -234,6 +235,13 @@ pub fn check(spec: &Spec, d: &mut Diagnostics) {
                         .unwrap_or_default();
                     for (k, v) in &env {
                         f.cni_env(&format!("configuration_values.env.{k}"), k, v);
+                    }
+                    let mut env = env;
+                    if crate::resources::addon::turns_on_custom_networking(a) {
+                        env.push((
+                            crate::resources::aws_node::CUSTOM_NETWORK_ENV.to_string(),
+                            "true".to_string(),
+                        ));
                     }
                     f.cni_combinations("configuration_values.env", &env);
                 }
@@ -865,11 +873,12 @@ fn is_cluster_name(n: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// `us-west-2`, `eu-central-1`, `us-gov-west-1`, `cn-north-1`, `ap-southeast-5`.
+/// `us-west-2`, `eu-central-1`, `us-gov-west-1`, `cn-north-1`, `ap-southeast-5`,
+/// `eusc-de-east-1` (the European Sovereign Cloud).
 pub fn is_region(r: &str) -> bool {
     let parts: Vec<&str> = r.split('-').collect();
     parts.len() >= 3
-        && parts[0].len() == 2
+        && (2..=4).contains(&parts[0].len())
         && parts[0].chars().all(|c| c.is_ascii_lowercase())
         && parts[1..parts.len() - 1]
             .iter()
@@ -983,6 +992,7 @@ mod tests {
             "us-gov-west-1",
             "ap-southeast-5",
             "cn-north-1",
+            "eusc-de-east-1",
         ] {
             assert!(is_region(r), "{r}");
         }

@@ -541,7 +541,12 @@ fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
     }
     let meta = std::fs::metadata(path)?;
     if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        // Only the owner can change the mode; a state another user owns and shares with
+        // this one (a team directory) is used as it is.
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+            other => other?,
+        }
     }
     Ok(())
 }

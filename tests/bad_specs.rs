@@ -1747,3 +1747,17 @@ cidr_block = "10.0.0.0/16"
     )
     .check();
 }
+
+#[test]
+fn custom_networking_with_ipv6_in_the_cni_settings() {
+    bad(r#"[aws_node.main]
+cluster_name = "demo"
+env = { ENABLE_IPv6 = "true", ENABLE_IPv4 = "false" }
+"#)
+    .err(
+        3,
+        "aws_node.main.env",
+        "custom networking does not work with IPv6",
+    )
+    .check();
+}
