@@ -1632,22 +1632,27 @@ async fn crash_after_each_addon_request_then_apply_or_destroy_again_converges() 
     );
     drop(dir);
 
+    // One crash point: `command` killed after the n-th `op`, the dead run's lock freed, and
+    // the same command run again to success.
+    let crash_and_rerun = |d: &Path, command: &str, op: &str, n: u64| -> String {
+        let ctx = format!("{command} killed after #{n} {op}");
+        eprintln!("{ctx}");
+        run_killed_at_spec(&w, d, ADDON_SPEC, command, op, n, &ctx);
+        free_stale_lock_of(&w, d, ADDON_SPEC, ADDON_STATE, command, &ctx);
+        let again = run(w.eksnet(d).args([command, ADDON_SPEC, "--auto-approve"]));
+        assert_eq!(
+            again.code, 0,
+            "{ctx}: {command} again\n{}\n{}",
+            again.stdout, again.stderr
+        );
+        ctx
+    };
     for (op, n) in crash_points(&creates) {
         w.reset();
         w.addon_path();
         let dir = example_dir();
-        let d = dir.path();
-        let ctx = format!("apply killed after #{n} {op}");
-        eprintln!("{ctx}");
-        run_killed_at_spec(&w, d, ADDON_SPEC, "apply", &op, n, &ctx);
-        free_stale_lock_of(&w, d, ADDON_SPEC, ADDON_STATE, "apply", &ctx);
-        let again = run(w.eksnet(d).args(["apply", ADDON_SPEC, "--auto-approve"]));
-        assert_eq!(
-            again.code, 0,
-            "{ctx}: re-apply\n{}\n{}",
-            again.stdout, again.stderr
-        );
-        w.assert_addon_example_converged(d, &ctx).await;
+        let ctx = crash_and_rerun(dir.path(), "apply", &op, n);
+        w.assert_addon_example_converged(dir.path(), &ctx).await;
     }
     for (op, n) in crash_points(&deletes) {
         w.reset();
@@ -1655,16 +1660,7 @@ async fn crash_after_each_addon_request_then_apply_or_destroy_again_converges() 
         let dir = example_dir();
         let d = dir.path();
         run_ok(w.eksnet(d).args(["apply", ADDON_SPEC, "--auto-approve"]), 0);
-        let ctx = format!("destroy killed after #{n} {op}");
-        eprintln!("{ctx}");
-        run_killed_at_spec(&w, d, ADDON_SPEC, "destroy", &op, n, &ctx);
-        free_stale_lock_of(&w, d, ADDON_SPEC, ADDON_STATE, "destroy", &ctx);
-        let again = run(w.eksnet(d).args(["destroy", ADDON_SPEC, "--auto-approve"]));
-        assert_eq!(
-            again.code, 0,
-            "{ctx}: destroy again\n{}\n{}",
-            again.stdout, again.stderr
-        );
+        let ctx = crash_and_rerun(d, "destroy", &op, n);
         assert!(
             w.aws
                 .eks
