@@ -124,8 +124,11 @@ pub fn steps(plan: &Plan, state: &StateSnapshot) -> BTreeMap<Step, BTreeSet<Step
                 phase: Phase::Apply,
             });
         }
+        // An `aws_node` handing over to the add-on waits for nothing to be deleted: its undo
+        // only puts env entries back (and waiting could close a cycle through the add-on).
         if phases(ca.action).contains(&Phase::Destroy)
             && phases(cb.action).contains(&Phase::Destroy)
+            && !handovers.iter().any(|(old, _)| *old == a)
         {
             deps.entry(Step {
                 addr: a.clone(),
@@ -656,7 +659,28 @@ mod tests {
             changes: vec![
                 change("addon.vpc_cni", Action::Create, None, on("c1", "vpc-cni")),
                 change("addon.other_cni", Action::Create, None, on("c2", "vpc-cni")),
-                change("addon.coredns", Action::Create, None, on("c1", "coredns")),
+                // CoreDNS on the nodes of a nodegroup renamed in the same apply: the old one
+                // (made after aws_node) goes, the new one (after the add-on) comes.
+                PlannedChange {
+                    dependencies: vec![
+                        "nodegroup.n1".parse().expect("address"),
+                        "nodegroup.n2".parse().expect("address"),
+                    ],
+                    ..change(
+                        "addon.coredns",
+                        Action::Update,
+                        on("c1", "coredns"),
+                        on("c1", "coredns"),
+                    )
+                },
+                PlannedChange {
+                    dependencies: vec!["aws_node.main".parse().expect("address")],
+                    ..change("nodegroup.n1", Action::Delete, on("c1", "n1"), None)
+                },
+                PlannedChange {
+                    dependencies: vec!["addon.vpc_cni".parse().expect("address")],
+                    ..change("nodegroup.n2", Action::Create, None, on("c1", "n2"))
+                },
                 change("aws_node.main", Action::Delete, on("c1", "aws-node"), None),
                 // Ordered after both when they were made; unchanged now.
                 PlannedChange {

@@ -189,11 +189,11 @@ pub fn check(spec: &Spec, d: &mut Diagnostics) {
                         Shape::SecurityGroupId,
                     );
                 }
-                if e.security_group_ids.as_ref().is_some_and(|s| s.len() > 5) {
-                    f.error(
-                        "security_group_ids",
-                        "an ENIConfig takes at most 5 security groups (an ENI's limit)".into(),
-                    );
+                let groups = e.security_group_ids.as_ref().map_or(0, Vec::len);
+                if groups > 16 {
+                    f.error("security_group_ids", format!("an ENI takes at most 16 security groups (with a raised quota; 5 by default), not {groups}"));
+                } else if groups > 5 {
+                    f.warning("security_group_ids", format!("{groups} security groups: an ENI takes 5 unless the account's \"Security groups per network interface\" quota was raised"));
                 }
                 for k in e.annotate_nodes.keys() {
                     f.label(&format!("annotate_nodes.{k}"), k, None);
@@ -268,7 +268,7 @@ fn check_template_references(
                 };
                 let p: Vec<&str> = reference.path.iter().map(String::as_str).collect();
                 let (what, name, known): (&str, &str, Vec<&String>) = match p.as_slice() {
-                    ["subnets" | "subnet_azs", name, ..] => (
+                    ["subnets", name, ..] => (
                         "subnet (an `AWS::EC2::Subnet` resource)",
                         name,
                         t.resources
@@ -586,7 +586,10 @@ impl Fields<'_, '_> {
                     n.rsplit('/').next().is_some_and(is_iam_name_128)
                 }))
         } else {
-            is_iam_name_128(p)
+            // A managed policy's name, with its path if it has one
+            // (`service-role/AmazonEBSCSIDriverPolicy`).
+            p.rsplit('/').next().is_some_and(is_iam_name_128)
+                && p.split('/').all(|seg| !seg.is_empty())
         };
         if !ok {
             self.error(key, format!("`{p}` is neither an AWS managed policy name (like `AmazonEKSClusterPolicy`) nor a policy ARN (`arn:aws:iam::ACCOUNT:policy/NAME`)"));
@@ -617,9 +620,10 @@ impl Fields<'_, '_> {
                 key,
                 format!("policy `Version` must be \"2012-10-17\", not `{v}`"),
             ),
-            None => self.error(
+            // IAM reads it as the old 2008-10-17 language, without policy variables.
+            None => self.warning(
                 key,
-                "the trust policy has no `Version` (use \"2012-10-17\")".into(),
+                "the trust policy has no `Version`: IAM reads it as \"2008-10-17\"; write \"Version\": \"2012-10-17\"".into(),
             ),
         }
         let statements: Vec<&Value> = match doc.get("Statement") {
@@ -701,7 +705,7 @@ impl Fields<'_, '_> {
                     format!("an integer from {min} to {max}")
                 })
             }
-            Some(CniType::OneOf(values)) if !values.contains(&v) => {
+            Some(CniType::OneOf(values)) if !values.iter().any(|x| x.eq_ignore_ascii_case(v)) => {
                 Some(format!("one of {}", values.join(", ")))
             }
             Some(CniType::VethPrefix)
@@ -741,7 +745,8 @@ impl Fields<'_, '_> {
             && get("MINIMUM_IP_TARGET").is_none()
             && !on("ENABLE_PREFIX_DELEGATION")
         {
-            self.error(key, "WARM_ENI_TARGET=0 with neither WARM_IP_TARGET nor MINIMUM_IP_TARGET leaves the CNI no warm pool at all; pods wait for each ENI attachment (VPC CNI README); set WARM_IP_TARGET or MINIMUM_IP_TARGET".into());
+            // Valid (some Multus set-ups use it) but slow: a warning, not an error.
+            self.warning(key, "WARM_ENI_TARGET=0 with neither WARM_IP_TARGET nor MINIMUM_IP_TARGET leaves the CNI no warm pool at all; pods wait for each ENI attachment (VPC CNI README); set WARM_IP_TARGET or MINIMUM_IP_TARGET".into());
         }
         if on("ENABLE_IPv6") && on("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG") {
             self.error(key, "custom networking does not work with IPv6 (ENABLE_IPv6=true): the VPC CNI supports custom networking on IPv4 clusters only".into());
@@ -889,6 +894,27 @@ pub fn is_region(r: &str) -> bool {
 /// An availability zone (`us-west-2a`) or a Local Zone (`us-west-2-lax-1a`) name, in `region`
 /// when it is known.
 fn is_zone(z: &str, region: Option<&str>) -> bool {
+    // A Wavelength Zone: `us-east-1-wl1-bos-wlz-1`.
+    if let Some((base, n)) = z.rsplit_once("-wlz-") {
+        let region_ok = |r: &str| {
+            base.strip_prefix(r).is_some_and(|rest| {
+                rest.starts_with('-')
+                    && rest[1..].split('-').all(|p| {
+                        !p.is_empty()
+                            && p.chars()
+                                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    })
+            })
+        };
+        let in_region = match region {
+            Some(r) => region_ok(r),
+            None => (3..=base.split('-').count()).any(|k| {
+                let cand = base.split('-').take(k).collect::<Vec<_>>().join("-");
+                is_region(&cand) && region_ok(&cand)
+            }),
+        };
+        return in_region && !n.is_empty() && n.chars().all(|c| c.is_ascii_digit());
+    }
     let Some(last) = z.chars().last().filter(|c| c.is_ascii_lowercase()) else {
         return false;
     };
@@ -927,9 +953,10 @@ fn is_instance_type(t: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !size.is_empty()
+        && size.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && size
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// A label name: at most 63 characters, alphanumerics, `-`, `_`, `.`, alphanumeric at both
@@ -1001,6 +1028,8 @@ mod tests {
         }
         assert!(is_zone("us-west-2a", Some("us-west-2")));
         assert!(is_zone("us-west-2-lax-1a", Some("us-west-2")));
+        assert!(is_zone("us-east-1-wl1-bos-wlz-1", Some("us-east-1")));
+        assert!(!is_zone("us-east-1-wl1-bos-wlz-1", Some("us-west-2")));
         assert!(!is_zone("us-east-1a", Some("us-west-2")));
         assert!(is_zone("us-east-1a", None));
         assert!(!is_zone("us-west-2", None));
@@ -1010,6 +1039,7 @@ mod tests {
             "m7i-flex.large",
             "u-6tb1.metal",
             "c6gn.16xlarge",
+            "m7i.metal-24xl",
         ] {
             assert!(is_instance_type(t), "{t}");
         }

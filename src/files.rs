@@ -32,6 +32,13 @@ pub fn read_bounded(path: &Path, max: u64, what: &str) -> Result<String, String>
     }
     let file = std::fs::File::open(path)
         .map_err(|e| format!("cannot read {what} `{}`: {e}", path.display()))?;
+    // Checked again on what was opened, in case the path changed in between.
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(format!(
+            "cannot read {what} `{}`: it is not a regular file",
+            path.display()
+        ));
+    }
     let mut bytes = Vec::new();
     file.take(max + 1)
         .read_to_end(&mut bytes)

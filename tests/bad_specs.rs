@@ -1588,14 +1588,26 @@ env = { WARM_IP_TARGET = "five", ENABLE_PREFIX_DELEGATION = "yes", AWS_VPC_K8S_C
     .check();
 }
 
+/// Valid but slow (some Multus set-ups use it): a warning, and the spec is accepted.
 #[test]
-fn vpc_cni_settings_that_leave_no_warm_pool() {
-    bad(r#"[aws_node.main]
-cluster_name = "demo"
-env = { WARM_ENI_TARGET = "0" }
-"#)
-    .err(3, "aws_node.main.env", "leaves the CNI no warm pool")
-    .check();
+fn vpc_cni_settings_that_leave_no_warm_pool_are_a_warning() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join(SPEC),
+        "[aws_node.main]\ncluster_name = \"demo\"\nenv = { WARM_ENI_TARGET = \"0\" }\n",
+    )
+    .expect("write spec");
+    let r = run(dir.path(), &["validate", SPEC]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.starts_with("warning: bad.toml:3:")
+                && l.contains("leaves the CNI no warm pool")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.connections, 0);
 }
 
 /// A spec path that is a pipe, a device or a directory, or a file far larger than any spec,

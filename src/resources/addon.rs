@@ -501,8 +501,9 @@ fn values_key(pointer: &str) -> String {
 /// The add-on's version against `DescribeAddonVersions` (it exists, it runs on the cluster's
 /// Kubernetes version) and its configuration values against the JSON schema EKS gives for
 /// the version that will be installed (`DescribeAddonConfiguration`). The version to check
-/// is the spec's, else EKS's default for the cluster's Kubernetes version (the existing
-/// cluster's, else the spec's, else the newest that has a default).
+/// is the spec's, else EKS's default for the cluster's Kubernetes version (the spec's — the
+/// cluster is updated before its add-ons — else the existing cluster's, else the newest that
+/// has a default).
 async fn live_check(
     ctx: &Ctx,
     addr: &ResourceAddr,
@@ -550,7 +551,7 @@ async fn live_check(
             true,
         )]);
     };
-    let k8s = existing?.or_else(|| spec.cluster_versions.get(cluster).cloned());
+    let k8s = spec.cluster_versions.get(cluster).cloned().or(existing?);
     let mut findings = Vec::new();
     let version = match wanted {
         Some(v) => {
@@ -601,8 +602,20 @@ async fn live_check(
     };
     if let (Some(version), Some(values)) = (version, values) {
         let schema = match early_schema {
-            Some(s) => s?,
-            None => schema(ctx, name, &version).await?,
+            Some(s) => s,
+            None => schema(ctx, name, &version).await,
+        };
+        // The version findings stand even when the schema cannot be had.
+        let schema = match schema {
+            Ok(s) => s,
+            Err(e) => {
+                findings.push(finding(
+                    "configuration_values",
+                    format!("the configuration values could not be checked against EKS's schema for `{name}` {version}: {e}"),
+                    false,
+                ));
+                None
+            }
         };
         if let Some(schema) = schema {
             match jsonschema::validator_for(&schema) {
