@@ -27,6 +27,13 @@ pub struct RefreshError {
 /// need one. References to outputs mirrored from the spec (a cluster's name) are resolved.
 pub async fn check(ctx: &Ctx, spec: &Spec, snapshot: &StateSnapshot) -> crate::diag::Diagnostics {
     let facts = resources::SpecFacts {
+        live_cluster_versions: spec
+            .resources
+            .values()
+            .filter(|r| r.addr.kind == Kind::Addon)
+            .filter_map(|r| resources::str_attr(&r.attrs, "cluster_name"))
+            .map(|c| (spec.resolved_name(c), Default::default()))
+            .collect(),
         installed_versions: snapshot
             .resources
             .iter()

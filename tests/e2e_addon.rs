@@ -287,6 +287,8 @@ async fn addon_example_end_to_end_on_a_cluster_without_self_managed_addons() {
     // for beside the catalogue.
     assert_eq!(reads.round_trips(), 1, "{:?}", reads.requests());
     assert_eq!(reads.count("DescribeAddonConfiguration"), 1);
+    // The spec pins the cluster's version: the add-on checks need not ask for it.
+    assert_eq!(reads.count("DescribeCluster"), 1, "{:?}", reads.requests());
 
     // --- an add-on update by someone else (an upgrade through the console or eksctl, with
     //     OVERWRITE and no values: EKS keeps the add-on's own) leaves custom networking on ---

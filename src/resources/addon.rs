@@ -531,10 +531,17 @@ async fn live_check(
     let (versions, existing, early_schema) = tokio::join!(
         catalogue(ctx, name),
         async {
-            if cluster_known {
-                cluster_version(ctx, cluster).await
-            } else {
-                Ok(None)
+            // The spec's version wins (the cluster is updated before its add-ons), so the
+            // live one is only asked for when the spec gives none, once per cluster.
+            if !cluster_known || spec.cluster_versions.contains_key(cluster) {
+                return Ok(None);
+            }
+            match spec.live_cluster_versions.get(cluster) {
+                Some(cell) => cell
+                    .get_or_try_init(|| cluster_version(ctx, cluster))
+                    .await
+                    .cloned(),
+                None => cluster_version(ctx, cluster).await,
             }
         },
         async {

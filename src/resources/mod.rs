@@ -159,6 +159,9 @@ pub struct SpecFacts {
     pub cluster_versions: BTreeMap<String, String>,
     /// Address → the version the state recorded as installed (add-ons).
     pub installed_versions: BTreeMap<ResourceAddr, String>,
+    /// Cluster name → its live Kubernetes version, asked once however many checks need it
+    /// (the first asks, the others wait for its answer).
+    pub live_cluster_versions: BTreeMap<String, tokio::sync::OnceCell<Option<String>>>,
 }
 
 /// One finding of `ResourceKind::check`.
