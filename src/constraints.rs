@@ -843,7 +843,7 @@ fn is_account(a: &str) -> bool {
     a.len() == 12 && a.chars().all(|c| c.is_ascii_digit())
 }
 
-fn is_iam_name(n: &str, max: usize) -> bool {
+pub(crate) fn is_iam_name(n: &str, max: usize) -> bool {
     !n.is_empty()
         && n.len() <= max
         && n.chars()
@@ -870,7 +870,7 @@ fn is_role_arn(s: &str) -> bool {
     is_partition(partition) && is_account(account) && is_iam_name(name, 64)
 }
 
-fn is_cluster_name(n: &str) -> bool {
+pub(crate) fn is_cluster_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 100
         && n.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -894,52 +894,41 @@ pub fn is_region(r: &str) -> bool {
 /// An availability zone (`us-west-2a`) or a Local Zone (`us-west-2-lax-1a`) name, in `region`
 /// when it is known.
 fn is_zone(z: &str, region: Option<&str>) -> bool {
-    // A Wavelength Zone: `us-east-1-wl1-bos-wlz-1`.
-    if let Some((base, n)) = z.rsplit_once("-wlz-") {
-        let region_ok = |r: &str| {
-            base.strip_prefix(r).is_some_and(|rest| {
-                rest.starts_with('-')
-                    && rest[1..].split('-').all(|p| {
-                        !p.is_empty()
-                            && p.chars()
-                                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-                    })
-            })
-        };
-        let in_region = match region {
-            Some(r) => region_ok(r),
-            None => (3..=base.split('-').count()).any(|k| {
-                let cand = base.split('-').take(k).collect::<Vec<_>>().join("-");
-                is_region(&cand) && region_ok(&cand)
-            }),
-        };
-        return in_region && !n.is_empty() && n.chars().all(|c| c.is_ascii_digit());
-    }
-    let Some(last) = z.chars().last().filter(|c| c.is_ascii_lowercase()) else {
-        return false;
+    // An AZ (`us-west-2a`), a Local Zone (`us-west-2-lax-1a`) or a Wavelength Zone
+    // (`us-east-1-wl1-bos-wlz-1`): a region, maybe more `-` segments, then the zone's mark.
+    let (base, bare_region_ok) = match z.rsplit_once("-wlz-") {
+        Some((base, n)) => {
+            if n.is_empty() || !n.chars().all(|c| c.is_ascii_digit()) {
+                return false;
+            }
+            (base, false)
+        }
+        None => {
+            let Some(last) = z.chars().last().filter(|c| c.is_ascii_lowercase()) else {
+                return false;
+            };
+            (&z[..z.len() - last.len_utf8()], true)
+        }
     };
-    let base = &z[..z.len() - last.len_utf8()];
+    let segment = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    };
     let in_region = |r: &str| {
-        base == r
-            || base.strip_prefix(r).is_some_and(|rest| {
-                rest.starts_with('-')
-                    && rest[1..].split('-').all(|p| {
-                        !p.is_empty()
-                            && p.chars()
-                                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-                    })
-            })
+        (bare_region_ok && base == r)
+            || base
+                .strip_prefix(r)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|rest| rest.split('-').all(segment))
     };
     match region {
         Some(r) => in_region(r),
-        None => {
-            // Any region: the longest prefix of the name that is a region.
-            (3..=base.split('-').count()).any(|n| {
-                let cand: Vec<&str> = base.split('-').take(n).collect();
-                let cand = cand.join("-");
-                is_region(&cand) && in_region(&cand)
-            })
-        }
+        // Any region: some prefix of the name that is one.
+        None => (3..=base.split('-').count()).any(|k| {
+            let cand = base.split('-').take(k).collect::<Vec<_>>().join("-");
+            is_region(&cand) && in_region(&cand)
+        }),
     }
 }
 

@@ -294,12 +294,7 @@ fn check_shapes(spec: &Spec, d: &mut Diagnostics) {
                 }
             }
             ResourceConfig::IamRole(c) => {
-                let ok = !c.name.is_empty()
-                    && c.name.len() <= 64
-                    && c.name
-                        .chars()
-                        .all(|ch| ch.is_ascii_alphanumeric() || "+=,.@_-".contains(ch));
-                if !ok && !is_ref(&c.name) {
+                if !crate::constraints::is_iam_name(&c.name, 64) && !is_ref(&c.name) {
                     d.push(spec.error_at(
                         at("name"),
                         format!(
@@ -320,16 +315,7 @@ fn check_shapes(spec: &Spec, d: &mut Diagnostics) {
                 }
             }
             ResourceConfig::Cluster(c) => {
-                let ok = !c.name.is_empty()
-                    && c.name.len() <= 100
-                    && c.name
-                        .chars()
-                        .next()
-                        .is_some_and(|ch| ch.is_ascii_alphanumeric())
-                    && c.name
-                        .chars()
-                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
-                if !ok && !is_ref(&c.name) {
+                if !crate::constraints::is_cluster_name(&c.name) && !is_ref(&c.name) {
                     d.push(spec.error_at(at("name"), format!("cluster name `{}` must start with a letter or digit and contain only letters, digits, `-` and `_` (max 100)", c.name)));
                 }
                 if !matches!(c.ip_family.as_str(), "ipv4" | "ipv6") {

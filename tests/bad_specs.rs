@@ -1773,3 +1773,59 @@ env = { ENABLE_IPv6 = "true", ENABLE_IPv4 = "false" }
     )
     .check();
 }
+
+/// Real values that look unusual are accepted: a managed policy with a path, a metal size
+/// with a suffix, a Wavelength Zone, a lower-case CNI log level, a trust policy without
+/// `Version` (a warning), six ENIConfig security groups (a warning).
+#[test]
+fn unusual_but_valid_values_are_accepted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join(SPEC),
+        r#"[settings]
+region = "us-east-1"
+
+[vpc.main]
+id = "vpc-0123abcd"
+cidr_block = "10.0.0.0/16"
+
+[cidr_block.pods]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/16"
+
+[subnet.pod_a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-east-1-wl1-bos-wlz-1"
+
+[iam_role.csi]
+name = "csi"
+managed_policies = ["service-role/AmazonEBSCSIDriverPolicy"]
+assume_role_policy = '{"Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}'
+
+[nodegroup.main]
+cluster_name = "demo"
+name = "ng"
+node_role_arn = "arn:aws:iam::111122223333:role/eks/node"
+subnet_ids = ["subnet-0000000a"]
+instance_types = ["m7i.metal-24xl"]
+
+[aws_node.main]
+cluster_name = "demo"
+custom_network = false
+env = { AWS_VPC_K8S_CNI_LOGLEVEL = "debug" }
+
+[eni_config.pod_a]
+cluster_name = "demo"
+subnet_id = "${subnet.pod_a.id}"
+name = "pod-a"
+security_group_ids = ["sg-0000000a", "sg-0000000b", "sg-0000000c", "sg-0000000d", "sg-0000000e", "sg-0000000f"]
+"#,
+    )
+    .expect("write spec");
+    let r = run(dir.path(), &["validate", SPEC]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stderr.contains("has no `Version`"), "{}", r.stderr);
+    assert!(r.stderr.contains("6 security groups"), "{}", r.stderr);
+    assert!(!r.stderr.contains("error:"), "{}", r.stderr);
+}
