@@ -34,6 +34,14 @@ pub struct Config {
     /// `InvalidParameterException`: a failure that is not retried and that no check of the
     /// request's shape can foresee (what a real account's policy or quota refuses).
     pub reject_op: Option<String>,
+    /// Requests of this operation (any protocol: `PutObject`, `CreateVpc`…) are carried
+    /// out in moto, and then their answer is lost: the proxy closes the connection without
+    /// answering, so the client sees the change it made fail with an I/O error.
+    pub lose_answer_op: Option<String>,
+    /// How many more answers of `lose_answer_op` to lose. The live count: each lost answer
+    /// decrements it (`GET /__proxy/config` shows what is left), and setting it again
+    /// re-arms it.
+    pub lose_answer_count: u64,
     pub kill_after_mutating: Option<u64>,
     /// Count only the mutating requests of this operation (e.g. `DeleteSubnet`), so a test
     /// can name its crash point whatever order concurrent requests arrive in.
@@ -70,6 +78,8 @@ impl Default for Config {
             iam_propagation_ms: 0,
             dependency_violation_count: 0,
             reject_op: None,
+            lose_answer_op: None,
+            lose_answer_count: 0,
             kill_after_mutating: None,
             kill_op: None,
             kill_pid: None,
@@ -110,6 +120,8 @@ pub const FIELDS: &[&str] = &[
     "iam_propagation_ms",
     "dependency_violation_count",
     "reject_op",
+    "lose_answer_op",
+    "lose_answer_count",
     "kill_after_mutating",
     "kill_op",
     "kill_pid",
@@ -192,6 +204,14 @@ impl Config {
                         _ => return Err("reject_op must be an EKS operation name".into()),
                     };
                 }
+                "lose_answer_op" => {
+                    next.lose_answer_op = match value {
+                        Value::Null => None,
+                        Value::String(s) if !s.is_empty() => Some(s.clone()),
+                        _ => return Err("lose_answer_op must be an operation name".into()),
+                    };
+                }
+                "lose_answer_count" => next.lose_answer_count = ms(key, value, 0)?,
                 "kill_op" => {
                     next.kill_op = match value {
                         Value::Null => None,
@@ -242,6 +262,17 @@ impl Config {
         }
         *self = next;
         Ok(effects)
+    }
+
+    /// Takes one lost answer for a request of `op` that moto has answered: true if its
+    /// answer is to be lost. Called on the shared config, so that concurrent requests
+    /// never lose more answers than were asked for.
+    pub fn take_lost_answer(&mut self, op: &str) -> bool {
+        let armed = self.lose_answer_count > 0 && self.lose_answer_op.as_deref() == Some(op);
+        if armed {
+            self.lose_answer_count -= 1;
+        }
+        armed
     }
 
     /// Clears the kill hook (used by `POST /__proxy/reset`).
@@ -394,6 +425,32 @@ mod tests {
         assert_eq!(c.kube_url.as_deref(), Some("http://127.0.0.1:6443"));
         c.merge(&json!({"kube_url": null})).unwrap();
         assert_eq!(c.kube_url, None);
+    }
+
+    #[test]
+    fn lost_answers_count_down_and_rearm() {
+        let mut c = Config::default();
+        assert!(!c.take_lost_answer("PutObject"), "off by default");
+        c.merge(&json!({"lose_answer_op": "PutObject", "lose_answer_count": 2}))
+            .unwrap();
+        assert!(!c.take_lost_answer("DeleteObject"));
+        assert!(c.take_lost_answer("PutObject"));
+        assert_eq!(c.lose_answer_count, 1);
+        assert!(c.take_lost_answer("PutObject"));
+        assert!(!c.take_lost_answer("PutObject"));
+        assert_eq!(c.lose_answer_count, 0);
+        c.merge(&json!({"lose_answer_count": 1})).unwrap();
+        assert!(c.take_lost_answer("PutObject"));
+        for bad in [json!(""), json!(3)] {
+            assert!(c.merge(&json!({"lose_answer_op": bad})).is_err(), "{bad}");
+        }
+        assert!(c.merge(&json!({"lose_answer_count": -1})).is_err());
+        c.merge(&json!({"lose_answer_op": null, "lose_answer_count": 5}))
+            .unwrap();
+        assert_eq!(c.lose_answer_op, None);
+        assert!(!c.take_lost_answer("PutObject"));
+        c.merge(&json!({"lose_answer_count": null})).unwrap();
+        assert_eq!(c.lose_answer_count, 0);
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! What matters to the Rust SDK: for EC2 the `<Response><Errors><Error><Code>`
 //! path; for IAM/CloudFormation/STS `<ErrorResponse><Error><Code>`; for EKS
 //! (REST-JSON) the `x-amzn-ErrorType` header, which `aws-sdk-eks` prefers
-//! over `code`/`__type` in the body. The retry classifier of `aws-runtime`
-//! then treats `RequestLimitExceeded`, `Throttling` and `ThrottlingException`
-//! as throttling errors and HTTP 500/502/503/504 as transient.
+//! over `code`/`__type` in the body; for S3 `<Error><Code>` (a bare root, no
+//! envelope). The retry classifier of `aws-runtime` then treats
+//! `RequestLimitExceeded`, `Throttling`, `ThrottlingException` and `SlowDown` as
+//! throttling errors and HTTP 500/502/503/504 as transient.
 
 use bytes::Bytes;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
@@ -95,6 +96,26 @@ pub fn query_error(status: u16, kind: &str, code: &str, message: &str) -> Reply 
     Reply::new(status, "text/xml", body)
 }
 
+/// A fresh S3 request id: 16 upper-case hex digits, as S3's `x-amz-request-id`.
+fn s3_request_id() -> String {
+    format!("{:016X}", fastrand::u64(..))
+}
+
+/// S3 REST-XML error. The request id goes in the body and in `x-amz-request-id`, where
+/// aws-sdk-s3 reads it; `x-amz-id-2` (S3's host id) is its extended request id.
+pub fn s3_error(status: u16, code: &str, message: &str) -> Reply {
+    let id = s3_request_id();
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message>\
+         <RequestId>{id}</RequestId></Error>",
+        xml_escape(code),
+        xml_escape(message),
+    );
+    Reply::new(status, "application/xml", body)
+        .with_header("x-amz-request-id", &id)
+        .with_header("x-amz-id-2", &request_id())
+}
+
 /// EKS REST-JSON error.
 pub fn eks_error(status: u16, error_type: &str, message: &str) -> Reply {
     eks_error_with(status, error_type, message, &[])
@@ -139,11 +160,13 @@ pub fn throttle(protocol: Protocol) -> Reply {
         Protocol::Ec2Query => ec2_error(503, "RequestLimitExceeded", "Request limit exceeded."),
         Protocol::AwsQuery => query_error(400, "Sender", "Throttling", "Rate exceeded"),
         Protocol::RestJson => eks_error(429, "ThrottlingException", "Rate exceeded"),
+        Protocol::S3 => s3_error(503, "SlowDown", "Please reduce your request rate."),
     }
 }
 
 /// A server-side failure; `unavailable` picks 503 over 500. EKS names these
-/// `ServerException` and `ServiceUnavailableException` in its model.
+/// `ServerException` and `ServiceUnavailableException` in its model; S3's messages are
+/// those of its error-code table.
 pub fn server_error(protocol: Protocol, unavailable: bool) -> Reply {
     match (protocol, unavailable) {
         (Protocol::Ec2Query, false) => {
@@ -170,6 +193,16 @@ pub fn server_error(protocol: Protocol, unavailable: bool) -> Reply {
         (Protocol::RestJson, true) => {
             eks_error(503, "ServiceUnavailableException", "Service unavailable")
         }
+        (Protocol::S3, false) => s3_error(
+            500,
+            "InternalError",
+            "We encountered an internal error. Please try again.",
+        ),
+        (Protocol::S3, true) => s3_error(
+            503,
+            "ServiceUnavailable",
+            "Service is unable to handle request.",
+        ),
     }
 }
 
@@ -250,6 +283,31 @@ mod tests {
                 .and_then(|v| v.to_str().ok()),
             Some("ThrottlingException")
         );
+    }
+
+    #[test]
+    fn s3_shapes() {
+        let r = throttle(Protocol::S3);
+        assert_eq!(r.status, 503);
+        let body = text(&r);
+        let header = |name: &str| r.headers.get(name).and_then(|v| v.to_str().ok());
+        let id = header("x-amz-request-id").unwrap_or_default().to_string();
+        assert_eq!(id.len(), 16);
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()));
+        assert!(body.ends_with(&format!(
+            "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message>\
+             <RequestId>{id}</RequestId></Error>"
+        )));
+        assert_eq!(header("content-type"), Some("application/xml"));
+        assert!(header("x-amz-id-2").is_some());
+        let r = server_error(Protocol::S3, false);
+        assert_eq!(r.status, 500);
+        assert!(text(&r).contains("<Error><Code>InternalError</Code>"));
+        let r = server_error(Protocol::S3, true);
+        assert_eq!(r.status, 503);
+        assert!(text(&r).contains("<Error><Code>ServiceUnavailable</Code>"));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! benchmarks: added latency, throttling and server errors, transitional
 //! resource states (CREATING/DELETING, *_IN_PROGRESS), IAM propagation delay,
 //! EC2 DependencyViolation, per-operation request accounting, and a hook that
-//! kills the client right after its k-th mutating call succeeded upstream.
+//! kills the client right after its k-th mutating call succeeded upstream, and
+//! lost answers (a call carried out upstream whose answer never arrives).
 //! Opt-in (`--eks-cluster-fields`), it also gives EKS clusters the
 //! `clusterSecurityGroupId` and `vpcId` moto omits, backed by a real group.
 //! It serves the EKS managed add-on API itself (moto has none), optionally applying the
@@ -54,6 +55,9 @@ options:
   --addon-create-ms N  --addon-update-ms N  --addon-delete-ms N
   --iam-propagation-ms N          CreateCluster/CreateNodegroup with a role this new fail
   --dependency-violation-count N  first N DeleteSubnet per subnet fail
+  --lose-answer-op OP             requests of operation OP (PutObject, CreateVpc...) are
+  --lose-answer-count N           carried out in moto, then the first N get no answer:
+                                  the proxy closes the connection instead
   --kill-after-mutating K         signal a process after the K-th mutating answer
   --kill-pid PID | --kill-pid-file PATH
   --kill-signal SIG               number or name (default KILL)
@@ -242,6 +246,9 @@ mod tests {
             "/tmp/pid",
             "--transition-ms",
             "300",
+            "--lose-answer-op",
+            "PutObject",
+            "--lose-answer-count=2",
         ]))
         .unwrap();
         assert_eq!(cli.upstream, "http://127.0.0.1:5000");
@@ -250,6 +257,8 @@ mod tests {
         assert_eq!(cli.config.kill_signal, libc::SIGTERM);
         assert_eq!(cli.config.kill_pid_file.as_deref(), Some("/tmp/pid"));
         assert_eq!(cli.config.stack_delete_ms, 300);
+        assert_eq!(cli.config.lose_answer_op.as_deref(), Some("PutObject"));
+        assert_eq!(cli.config.lose_answer_count, 2);
         assert!(!cli.config.eks_cluster_fields, "off by default");
     }
 

@@ -3,10 +3,10 @@
 //!
 //! Order for an AWS request: latency, throttling, server errors, per-resource
 //! faults answered locally (IAM propagation, DependencyViolation, describe of
-//! a resource in its deleting window, ...), forwarding, kill hook, rewriting.
+//! a resource in its deleting window, ...), forwarding, kill hook, rewriting,
+//! and last, for `lose_answer_op`, dropping the connection instead of answering.
 //! Locks are plain `std` mutexes held only for short, await-free sections.
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -93,16 +93,38 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 fn into_response(reply: Reply) -> Response<Full<Bytes>> {
+    // hyper computes Content-Length from the (possibly rewritten) body. Only a bodiless
+    // answer keeps its own: that of a HEAD (S3's HeadObject says the object's size there),
+    // which `send` keeps for this, and which hyper sends on for a HEAD without a body.
+    let keep_length = reply.body.is_empty();
     let mut resp = Response::new(Full::new(reply.body));
     *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
     for (name, value) in reply.headers.iter() {
-        // hyper computes Content-Length from the (possibly rewritten) body.
-        if !is_hop_by_hop(name) && name != CONTENT_LENGTH {
+        if !is_hop_by_hop(name) && (name != CONTENT_LENGTH || keep_length) {
             resp.headers_mut().append(name.clone(), value.clone());
         }
     }
     resp
 }
+
+/// What a handler returns to have hyper drop the connection without an answer (the
+/// `lose_answer_op` fault). hyper's HTTP/1 server writes nothing for a failed service
+/// call and closes the connection; the client, whose request was complete, reads end of
+/// stream where the status line should be (hyper's client: `IncompleteMessage`, which the
+/// AWS SDK's retry classifier treats as a transient error).
+#[derive(Debug)]
+pub struct LostAnswer;
+
+impl std::fmt::Display for LostAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("answer lost on purpose (lose_answer_op)")
+    }
+}
+
+impl std::error::Error for LostAnswer {}
+
+/// Fault label of a lost answer in the stats.
+const LOST_ANSWER: &str = "lost_answer";
 
 fn error_json(status: u16, message: &str) -> Reply {
     Reply::json(status, &json!({ "error": message }))
@@ -112,7 +134,7 @@ fn error_json(status: u16, message: &str) -> Reply {
 pub async fn handle(
     app: Arc<App>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Full<Bytes>>, LostAnswer> {
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
@@ -179,16 +201,20 @@ pub async fn handle(
         if gone.load(Ordering::SeqCst) {
             tracker.finish(499, Some("client_gone"));
         } else {
+            // A lost answer is recorded with moto's status: what the client would have got.
             tracker.finish(reply.status, fault);
         }
-        reply
+        (reply, fault == Some(LOST_ANSWER))
     });
-    let reply = match work.await {
-        Ok(reply) => reply,
+    let (reply, lost) = match work.await {
+        Ok(done) => done,
         // Only a panic in the task gets here; the tracker's `Drop` closed its record.
-        Err(e) => error_json(502, &format!("proxy task failed: {e}")),
+        Err(e) => (error_json(502, &format!("proxy task failed: {e}")), false),
     };
     client_gone.answered();
+    if lost {
+        return Err(LostAnswer);
+    }
     Ok(into_response(reply))
 }
 
@@ -317,9 +343,13 @@ pub(crate) async fn send(
         .await
         .map_err(|e| format!("reading upstream body: {e}"))?
         .to_bytes();
+    // The answer to a HEAD has no body, and its Content-Length is the size of what a GET
+    // would give (S3's HeadObject: the object's size): kept for `into_response`. Any other
+    // answer's length is recomputed there from the buffered body, which may be rewritten.
+    let keep_length = method == Method::HEAD;
     let mut out = HeaderMap::new();
     for (name, value) in parts.headers.iter() {
-        if !is_hop_by_hop(name) && name != CONTENT_LENGTH {
+        if !is_hop_by_hop(name) && (name != CONTENT_LENGTH || keep_length) {
             out.append(name.clone(), value.clone());
         }
     }
@@ -372,7 +402,9 @@ async fn process(
         if info.mutating {
             kill_hook(app, seq, &info.op);
         }
-        return (reply, None);
+        // Its change is made, as a forwarded request's is once moto has answered.
+        let fault = take_lost_answer(app, &info.op).then_some(LOST_ANSWER);
+        return (reply, fault);
     }
     if info.protocol == Protocol::RestJson && cfg.reject_op.as_deref() == Some(info.op.as_str()) {
         return (
@@ -390,7 +422,10 @@ async fn process(
 
     // AWS keeps answering DescribeStacks for a stack being deleted, but moto
     // deletes at once; fetch the last state first so it can be replayed.
-    let stack_snapshot = if info.op == "DeleteStack" && cfg.stack_delete_ms > 0 {
+    let stack_snapshot = if info.protocol == Protocol::AwsQuery
+        && info.op == "DeleteStack"
+        && cfg.stack_delete_ms > 0
+    {
         match info.param("StackName") {
             Some(name) => snapshot_stack(app, name, headers).await,
             None => None,
@@ -412,6 +447,10 @@ async fn process(
     if info.mutating {
         kill_hook(app, seq, &info.op);
     }
+    // Decided when moto's answer arrives, after the kill hook, so that the hook's counting
+    // is the same with or without lost answers. The answer is still rewritten and recorded
+    // below: the change was made, only the client does not learn of it.
+    let lose = take_lost_answer(app, &info.op);
     // Before the rewriting, so that a DeleteCluster snapshot replayed during
     // its deleting window has the fields too.
     let upstream = if cfg.eks_cluster_fields
@@ -433,7 +472,16 @@ async fn process(
         }
         delete_cluster_sg(app, cfg, info, headers).await;
     }
+    if lose {
+        return (answer.0, Some(LOST_ANSWER));
+    }
     answer
+}
+
+/// Option `lose_answer_op`: whether the answer of this request (which moto, or the add-on
+/// API, has carried out) is to be lost; takes one from `lose_answer_count` if so.
+fn take_lost_answer(app: &App, op: &str) -> bool {
+    lock(&app.config).take_lost_answer(op)
 }
 
 /// Option `eks_cluster_fields`: adds `clusterSecurityGroupId` and `vpcId` to
@@ -899,6 +947,19 @@ fn rewrite_answer(
                         },
                     );
                 }
+            }
+        }
+        (Protocol::S3, "GetBucketVersioning") => {
+            // moto 5.2 serializes this answer with the root `GetBucketVersioningResponse`
+            // (boto3 ignores the root's name); S3's is `VersioningConfiguration`, and
+            // aws-sdk-s3 refuses any other. A repair of moto's answer, not a fault: no label.
+            let text = String::from_utf8_lossy(&reply.body);
+            if let Some(fixed) = state::xml_rename_root(
+                &text,
+                "GetBucketVersioningResponse",
+                "VersioningConfiguration",
+            ) {
+                reply.body = Bytes::from(fixed);
             }
         }
         (Protocol::AwsQuery, "CreateRole") if cfg.iam_propagation_ms > 0 => {

@@ -139,6 +139,31 @@ pub fn xml_replace_first(body: &str, tag: &str, text: &str) -> Option<String> {
     ))
 }
 
+/// Renames the root element `from` of an XML document to `to` (its attributes kept);
+/// `None` if the root is not `from`.
+pub fn xml_rename_root(body: &str, from: &str, to: &str) -> Option<String> {
+    // The root is the first element after the declaration.
+    let mut rest = body.trim_start();
+    let mut prefix_len = body.len() - rest.len();
+    if rest.starts_with("<?") {
+        let end = rest.find("?>")? + 2;
+        let after = rest[end..].trim_start();
+        prefix_len += rest.len() - after.len();
+        rest = after;
+    }
+    let name = rest.strip_prefix('<')?.strip_prefix(from)?;
+    // `<fromX` is another element; `<from>`, `<from ...>` and `<from/>` are it.
+    if !name.starts_with(['>', ' ', '/', '\n', '\t', '\r']) {
+        return None;
+    }
+    let close = format!("</{from}>");
+    let mut out = format!("{}<{to}{name}", &body[..prefix_len]);
+    if let Some(at) = out.rfind(&close) {
+        out.replace_range(at..at + close.len(), &format!("</{to}>"));
+    }
+    Some(out)
+}
+
 /// Rewrites `<StackStatus>` of each stack in a DescribeStacks answer.
 ///
 /// Stacks are delimited by their `<StackId>` elements: moto writes StackId
@@ -197,6 +222,29 @@ mod tests {
         <StackName>b</StackName><StackStatus>CREATE_COMPLETE</StackStatus>\
         <StackStatusReason>x</StackStatusReason></member>\
         </Stacks></DescribeStacksResult></DescribeStacksResponse>";
+
+    #[test]
+    fn xml_root_is_renamed() {
+        let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<GetBucketVersioningResponse \
+                    xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Status>Enabled</Status>\
+                    </GetBucketVersioningResponse>";
+        assert_eq!(
+            xml_rename_root(
+                body,
+                "GetBucketVersioningResponse",
+                "VersioningConfiguration"
+            )
+            .as_deref(),
+            Some(
+                "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<VersioningConfiguration \
+                 xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Status>Enabled</Status>\
+                 </VersioningConfiguration>"
+            )
+        );
+        assert_eq!(xml_rename_root("<A/>", "A", "B").as_deref(), Some("<B/>"));
+        assert_eq!(xml_rename_root("<AB></AB>", "A", "B"), None);
+        assert_eq!(xml_rename_root("<X><A></A></X>", "A", "B"), None);
+    }
 
     #[test]
     fn rewrites_only_the_chosen_stack() {

@@ -100,6 +100,7 @@ impl Moto {
                     "ec2" => query(self.port, "ec2", "Action=DescribeVpcs"),
                     "iam" => query(self.port, "iam", "Action=ListRoles"),
                     "sns" => query(self.port, "sns", "Action=ListTopics"),
+                    "s3" => s3(self.port, "GET", "/", &[], b""),
                     _ => query(self.port, service, "Action=DescribeStacks"),
                 };
                 assert_eq!(r.status, 200, "warm-up of {service}: {}", r.body);
@@ -283,6 +284,18 @@ pub fn eks(port: u16, method: &str, path: &str, body: Option<Value>) -> Resp {
         ],
         body.as_bytes(),
     )
+}
+
+/// An S3 REST call (path-style), signed for the `s3` scope; `headers` are added.
+pub fn s3(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let auth = auth("s3");
+    let mut all = vec![
+        ("Authorization", auth.as_str()),
+        ("X-Amz-Date", "20260101T000000Z"),
+        ("X-Amz-Content-Sha256", "UNSIGNED-PAYLOAD"),
+    ];
+    all.extend_from_slice(headers);
+    request(port, method, path, &all, body)
 }
 
 /// Percent-encodes a form value.
