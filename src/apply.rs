@@ -4,10 +4,11 @@
 //! (intent) and after each finished step, so a crash never loses a created resource.
 
 use crate::addr::{Kind, ResourceAddr};
+use crate::backend::{Durability, StateStore};
 use crate::events::Event;
 use crate::plan::{Action, Plan, PlannedChange};
 use crate::resources::{self, Ctx, ResourceError};
-use crate::state::{ResourceStatus, StateError, StateResource, StateSnapshot, StateStore};
+use crate::state::{ResourceStatus, StateError, StateResource, StateSnapshot};
 use crate::value;
 use crate::walker::{self, Outcome, SkipReason};
 use serde_json::Value;
@@ -208,7 +209,7 @@ fn cni_handovers(plan: &Plan) -> Vec<(ResourceAddr, ResourceAddr)> {
 }
 
 struct Shared {
-    state: Mutex<StateStore>,
+    state: StateStore,
     /// Identities held: those of the state's rows this apply keeps, and those it creates as
     /// their values become known; a delete gives its own up.
     claims: Mutex<Claims>,
@@ -244,9 +245,9 @@ pub fn check_fresh(plan: &Plan, state: &StateStore) -> Result<(), ApplyError> {
 pub async fn apply(
     ctx: &Ctx,
     plan: &Plan,
-    state: StateStore,
+    state: &StateStore,
     parallelism: usize,
-) -> Result<(ApplyReport, StateStore), ApplyError> {
+) -> Result<ApplyReport, ApplyError> {
     let prior = state.snapshot()?;
     let outputs: HashMap<ResourceAddr, Value> = prior
         .resources
@@ -272,7 +273,7 @@ pub async fn apply(
         let _ = claims.claim(a, &r.attrs);
     }
     let shared = Arc::new(Shared {
-        state: Mutex::new(state),
+        state: state.clone(),
         claims: Mutex::new(claims),
         outputs: Mutex::new(outputs),
         changes: plan
@@ -341,15 +342,10 @@ pub async fn apply(
             }
         }
     }
-    let shared = Arc::try_unwrap(shared).map_err(|_| {
-        ApplyError::State(StateError::Corrupt {
-            path: Default::default(),
-            address: "-".into(),
-            message: "executor still running".into(),
-        })
-    })?;
-    let state = shared.state.into_inner().unwrap_or_else(|p| p.into_inner());
-    Ok((report, state))
+    drop(shared);
+    // Results still waiting to be stored (a shared state) are stored before the apply ends.
+    state.flush().await?;
+    Ok(report)
 }
 
 fn verb(action: Action, phase: Phase) -> &'static str {
@@ -377,14 +373,19 @@ enum StepError {
     Conflict(String),
 }
 
-fn put(shared: &Shared, addr: &ResourceAddr, r: &StateResource) -> Result<(), StateError> {
-    let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
-    st.put(addr, r)
+/// Intents (`Durability::Now`) are stored before the request they announce; results
+/// (`Soon`) ride with the next intent, so a shared state adds one round trip per resource.
+async fn put(
+    shared: &Shared,
+    addr: &ResourceAddr,
+    r: &StateResource,
+    durability: Durability,
+) -> Result<(), StateError> {
+    shared.state.put(addr, r, durability).await
 }
 
-fn remove(shared: &Shared, addr: &ResourceAddr) -> Result<(), StateError> {
-    let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
-    st.remove(addr)
+async fn remove(shared: &Shared, addr: &ResourceAddr) -> Result<(), StateError> {
+    shared.state.remove(addr, Durability::Soon).await
 }
 
 /// Resolves "known after apply" values from the outputs produced so far.
@@ -425,7 +426,7 @@ async fn run_step(
                 .clone()
                 .or_else(|| prior.and_then(|p| p.cloud_id.clone()))
             else {
-                remove(shared, addr)?;
+                remove(shared, addr).await?;
                 return Ok(None);
             };
             let attrs = change
@@ -441,11 +442,13 @@ async fn run_step(
                         status: ResourceStatus::Deleting,
                         ..p.clone()
                     },
-                )?;
+                    Durability::Now,
+                )
+                .await?;
             }
             let prior_outputs = prior.map(|p| p.outputs.clone()).unwrap_or(Value::Null);
             resources::delete(ctx, addr, &id, &attrs, &prior_outputs).await?;
-            remove(shared, addr)?;
+            remove(shared, addr).await?;
             // Gone from AWS: what it held may be taken by another address (two replaced
             // subnets swapping ranges).
             shared
@@ -461,7 +464,7 @@ async fn run_step(
             Ok(Some(id))
         }
         (Action::Forget, _) => {
-            remove(shared, addr)?;
+            remove(shared, addr).await?;
             Ok(None)
         }
         (Action::Create | Action::Replace, Phase::Apply) => {
@@ -479,9 +482,11 @@ async fn run_step(
                     outputs: Value::Object(Default::default()),
                     dependencies: change.dependencies.clone(),
                 },
-            )?;
+                Durability::Now,
+            )
+            .await?;
             let obs = resources::create(ctx, addr, &attrs).await?;
-            record(shared, change, attrs, obs.cloud_id.clone(), obs.outputs)?;
+            record(shared, change, attrs, obs.cloud_id.clone(), obs.outputs).await?;
             Ok(Some(obs.cloud_id))
         }
         (Action::Update, _) => {
@@ -500,7 +505,7 @@ async fn run_step(
                 },
             )
             .await?;
-            record(shared, change, attrs, obs.cloud_id.clone(), obs.outputs)?;
+            record(shared, change, attrs, obs.cloud_id.clone(), obs.outputs).await?;
             Ok(Some(obs.cloud_id))
         }
         (Action::Adopt, _) | (Action::NoOp, _) => {
@@ -540,7 +545,8 @@ async fn run_step(
                     attrs,
                     change.cloud_id.clone().unwrap_or_default(),
                     outputs,
-                )?;
+                )
+                .await?;
             }
             Ok(change.cloud_id.clone())
         }
@@ -591,7 +597,7 @@ impl Claims {
     }
 }
 
-fn record(
+async fn record(
     shared: &Shared,
     change: &PlannedChange,
     attrs: Value,
@@ -608,7 +614,9 @@ fn record(
             outputs: outputs.clone(),
             dependencies: change.dependencies.clone(),
         },
-    )?;
+        Durability::Soon,
+    )
+    .await?;
     shared
         .outputs
         .lock()

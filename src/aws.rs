@@ -53,6 +53,26 @@ pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
         .build_https()
 }
 
+/// The shared config from the default chain; `region` overrides the chain's region.
+pub async fn load_config(region: Option<&str>) -> aws_types::SdkConfig {
+    // One rustls + ring stack for every client: two crypto providers in one process make
+    // rustls refuse to pick one at run time (see docs/architecture.md).
+    let http = http_client();
+    // The SDK's standard retry mode already backs off with jitter on throttling and 5xx;
+    // more attempts than its default 3 because a 50-burst EC2 bucket empties quickly.
+    let retry = RetryConfig::standard()
+        .with_max_attempts(8)
+        .with_initial_backoff(Duration::from_millis(200))
+        .with_max_backoff(Duration::from_secs(20));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .retry_config(retry);
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r.to_string()));
+    }
+    loader.load().await
+}
+
 #[derive(Clone, Debug)]
 pub struct AwsClients {
     pub ec2: aws_sdk_ec2::Client,
@@ -67,22 +87,7 @@ pub struct AwsClients {
 impl AwsClients {
     /// Loads the shared config. `region` (from the spec) overrides the chain's region.
     pub async fn load(region: Option<&str>) -> AwsClients {
-        // One rustls + ring stack for every client: two crypto providers in one process make
-        // rustls refuse to pick one at run time (see docs/architecture.md).
-        let http = http_client();
-        // The SDK's standard retry mode already backs off with jitter on throttling and 5xx;
-        // more attempts than its default 3 because a 50-burst EC2 bucket empties quickly.
-        let retry = RetryConfig::standard()
-            .with_max_attempts(8)
-            .with_initial_backoff(Duration::from_millis(200))
-            .with_max_backoff(Duration::from_secs(20));
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http)
-            .retry_config(retry);
-        if let Some(r) = region {
-            loader = loader.region(Region::new(r.to_string()));
-        }
-        AwsClients::from_config(&loader.load().await)
+        AwsClients::from_config(&load_config(region).await)
     }
 
     /// Like `load`, but refuses to go on without a region (the SDK would only say "dispatch

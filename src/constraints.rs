@@ -39,6 +39,7 @@ pub fn check(spec: &Spec, d: &mut Diagnostics) {
             ));
         }
     }
+    state_backend(spec, d);
     let region = region.filter(|r| is_region(r));
     let mut templates: BTreeMap<ResourceAddr, Template> = BTreeMap::new();
     for (addr, r) in &spec.resources {
@@ -876,6 +877,71 @@ pub(crate) fn is_cluster_name(n: &str) -> bool {
         && n.starts_with(|c: char| c.is_ascii_alphanumeric())
         && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// `[state]`: the bucket and key as S3 accepts them, a region name, a workable lease.
+fn state_backend(spec: &Spec, d: &mut Diagnostics) {
+    let Some(crate::spec::StateConfig::S3 {
+        bucket,
+        key,
+        region,
+        lease_seconds,
+        ..
+    }) = &spec.state
+    else {
+        return;
+    };
+    if let Some(e) = s3_bucket_name(bucket) {
+        d.push(spec.error_at("state.bucket", e));
+    }
+    if let Some(e) = s3_state_key(key) {
+        d.push(spec.error_at("state.key", e));
+    }
+    if let Some(r) = region.as_deref().filter(|r| !is_region(r)) {
+        d.push(spec.error_at(
+            "state.region",
+            format!("`{r}` is not an AWS region name (like `us-west-2` or `eu-central-1`)"),
+        ));
+    }
+    if let Some(l) = lease_seconds.filter(|l| !(5..=3600).contains(l)) {
+        d.push(spec.error_at(
+            "state.lease_seconds",
+            format!("a lock lease of {l} s: give 5 to 3600 seconds (default 60); the holder renews it every quarter of it"),
+        ));
+    }
+}
+
+/// S3's rules for a general purpose bucket name; `None` when it is one.
+pub fn s3_bucket_name(b: &str) -> Option<String> {
+    let ok_chars = b
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    let ends_ok = b.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && b.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let ip_like = b.split('.').count() == 4 && b.split('.').all(|p| p.parse::<u8>().is_ok());
+    if !(3..=63).contains(&b.len()) || !ok_chars || !ends_ok || b.contains("..") || ip_like {
+        return Some(format!(
+            "`{b}` is not an S3 bucket name: 3-63 characters, lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit, not shaped like an IP address"
+        ));
+    }
+    None
+}
+
+/// An object key for the state: not empty, at most 1,024 bytes (S3's limit, less the
+/// `.lock` suffix of the lock beside it), not a "folder".
+pub fn s3_state_key(k: &str) -> Option<String> {
+    if k.is_empty() || k.ends_with('/') {
+        return Some(format!(
+            "`{k}` is not a state object key: name the object, e.g. `eksnet/prod.json`"
+        ));
+    }
+    if k.len() > 1024 - ".lock".len() {
+        return Some(format!(
+            "the key is {} bytes; S3 keys are at most 1,024 (with `.lock` added for the lock)",
+            k.len()
+        ));
+    }
+    None
 }
 
 /// `us-west-2`, `eu-central-1`, `us-gov-west-1`, `cn-north-1`, `ap-southeast-5`,

@@ -7,6 +7,7 @@
 pub mod addr;
 pub mod apply;
 pub mod aws;
+pub mod backend;
 pub mod cfn;
 pub mod cli;
 pub mod constraints;

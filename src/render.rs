@@ -260,3 +260,115 @@ fn render_attrs(out: &mut String, c: &PlannedChange, p: Palette) {
         }
     }
 }
+
+/// A plan as a compact Markdown summary for a pull-request comment: the counts, one table
+/// row per change (what, why, which attributes), drift and warnings, and the full text plan
+/// folded away. Plain: no colour codes, table cells escaped.
+pub fn markdown(plan: &Plan) -> String {
+    let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+    let mut out = String::new();
+    let (add, change, replace, destroy) = plan.counts();
+    let what = if plan.destroy { "destroy plan" } else { "plan" };
+    let _ = writeln!(out, "### eksnet {what} for `{}`\n", cell(&plan.spec_path));
+    let changes: Vec<&PlannedChange> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action.is_change())
+        .collect();
+    if changes.is_empty() {
+        out.push_str("**No changes.** The infrastructure matches the spec.\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "**{add} to add, {change} to change, {replace} to replace, {destroy} to destroy**\n"
+        );
+        out.push_str("| | Resource | Action | Id | Details |\n|---|---|---|---|---|\n");
+        for c in &changes {
+            let action = match c.action {
+                Action::Create => "create",
+                Action::Update => "update",
+                Action::Replace => "**replace**",
+                Action::Delete => "**destroy**",
+                Action::Adopt => "record (no change in AWS)",
+                Action::Forget => "forget (no change in AWS)",
+                Action::NoOp => "",
+            };
+            let mut details = Vec::new();
+            if !c.replace_because.is_empty() {
+                details.push(format!("forced by {}", c.replace_because.join(", ")));
+            } else if c.action == Action::Update {
+                details.push(changed_keys(c).join(", "));
+            }
+            if let Some(r) = &c.reason {
+                details.push(r.to_string());
+            }
+            let _ = writeln!(
+                out,
+                "| `{}` | `{}` | {action} | {} | {} |",
+                c.action.symbol(),
+                c.addr,
+                c.cloud_id
+                    .as_deref()
+                    .map(|i| format!("`{}`", cell(i)))
+                    .unwrap_or_default(),
+                cell(&details.join("; "))
+            );
+        }
+    }
+    let drifted: Vec<&PlannedChange> = plan
+        .changes
+        .iter()
+        .filter(|c| !c.drift.is_empty())
+        .collect();
+    if !drifted.is_empty() {
+        out.push_str("\n**Changed outside eksnet:**\n");
+        for c in drifted {
+            let _ = writeln!(out, "- `{}`: {}", c.addr, cell(&c.drift.join(", ")));
+        }
+    }
+    if !plan.warnings.is_empty() {
+        out.push_str("\n**Warnings:**\n");
+        for w in &plan.warnings {
+            let at = w
+                .key
+                .as_deref()
+                .map(|k| format!("`{k}`: "))
+                .unwrap_or_default();
+            let _ = writeln!(out, "- {at}{}", cell(&w.message));
+        }
+    }
+    if !changes.is_empty() {
+        out.push_str("\n<details><summary>Full plan</summary>\n\n```\n");
+        out.push_str(&render(plan, Palette::PLAIN).replace("```", "'''"));
+        out.push_str("```\n</details>\n");
+    }
+    let _ = writeln!(
+        out,
+        "\n<sub>State lineage `{}`, serial {}. Apply this exact plan with `eksnet apply PLANFILE`; it is refused if the state moved since.</sub>",
+        if plan.state_lineage.is_empty() { "(none yet)" } else { &plan.state_lineage },
+        plan.state_serial
+    );
+    out
+}
+
+/// The top-level attributes an update changes.
+fn changed_keys(c: &PlannedChange) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let before = c
+        .before
+        .as_ref()
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let after = c
+        .after
+        .as_ref()
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let mut keys: Vec<String> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    keys.sort();
+    keys
+}

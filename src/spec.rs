@@ -22,6 +22,82 @@ pub struct Settings {
     pub timeouts: BTreeMap<String, u64>,
 }
 
+/// `[state]`: where the state is kept; absent: a local file, `state/<spec stem>.db`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateConfig {
+    /// A SQLite file; `path` is relative to the spec's directory.
+    Local { path: Option<String> },
+    /// One object in S3, shared by a team and its CI (docs/state.md).
+    S3 {
+        bucket: String,
+        key: String,
+        /// The bucket's region; default: `[settings] region`, then the credential chain's.
+        region: Option<String>,
+        /// Seconds a lock stays valid without renewal (default 60).
+        lease_seconds: Option<u64>,
+        /// Path-style requests; default: on when an endpoint URL is set.
+        force_path_style: Option<bool>,
+    },
+}
+
+/// `[state]` as written: one flat table, so that serde's errors keep their line (an
+/// internally tagged enum would lose it), then checked into a `StateConfig`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateTable {
+    backend: BackendName,
+    path: Option<String>,
+    bucket: Option<String>,
+    key: Option<String>,
+    region: Option<String>,
+    lease_seconds: Option<u64>,
+    force_path_style: Option<bool>,
+}
+
+#[derive(Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum BackendName {
+    Local,
+    S3,
+}
+
+impl StateTable {
+    fn into_config(self) -> Result<StateConfig, (&'static str, String)> {
+        match self.backend {
+            BackendName::Local => {
+                for (k, given) in [
+                    ("bucket", self.bucket.is_some()),
+                    ("key", self.key.is_some()),
+                    ("region", self.region.is_some()),
+                    ("lease_seconds", self.lease_seconds.is_some()),
+                    ("force_path_style", self.force_path_style.is_some()),
+                ] {
+                    if given {
+                        return Err((k, format!("`{k}` is a setting of `backend = \"s3\"`; a local state only takes `path`")));
+                    }
+                }
+                Ok(StateConfig::Local { path: self.path })
+            }
+            BackendName::S3 => {
+                if self.path.is_some() {
+                    return Err(("path", "`path` is a setting of `backend = \"local\"`; an S3 state is named by `bucket` and `key`".into()));
+                }
+                let bucket = self
+                    .bucket
+                    .ok_or(("backend", "`backend = \"s3\"` needs `bucket`".to_string()))?;
+                let key = self.key.ok_or(("backend", "`backend = \"s3\"` needs `key`, the state object's name (e.g. `eksnet/prod.json`)".to_string()))?;
+                Ok(StateConfig::S3 {
+                    bucket,
+                    key,
+                    region: self.region,
+                    lease_seconds: self.lease_seconds,
+                    force_path_style: self.force_path_style,
+                })
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ResourceSpec {
     pub addr: ResourceAddr,
@@ -35,6 +111,7 @@ pub struct Spec {
     pub path: PathBuf,
     pub source: String,
     pub settings: Settings,
+    pub state: Option<StateConfig>,
     pub resources: BTreeMap<ResourceAddr, ResourceSpec>,
     /// Dotted key path → where it is written, for diagnostics found after parsing.
     pub locations: HashMap<String, Location>,
@@ -188,6 +265,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
     record_locations(&map, "", table.get_ref(), &mut locations);
 
     let mut settings = Settings::default();
+    let mut state = None;
     let mut resources = BTreeMap::new();
     // Files a resource names (a stack's template) are relative to the spec.
     let spec_dir = path.parent().unwrap_or(Path::new("."));
@@ -201,8 +279,23 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
             }
             continue;
         }
+        if top == "state" {
+            match deserialize::<StateTable>(value.clone()) {
+                Ok(t) => match t.into_config() {
+                    Ok(s) => state = Some(s),
+                    Err((key, msg)) => {
+                        let full = format!("state.{key}");
+                        let at = locations.get(&full).cloned().or(key_loc.clone());
+                        diags.push(Diagnostic::error(msg).at(at, full));
+                    }
+                },
+                Err(e) => diags.push(de_error(&map, &locations, "state", e)),
+            }
+            continue;
+        }
         let Ok(kind) = top.parse::<Kind>() else {
-            let known: Vec<&str> = std::iter::once("settings")
+            let known: Vec<&str> = ["settings", "state"]
+                .into_iter()
                 .chain(Kind::ALL.iter().map(|k| k.as_str()))
                 .collect();
             diags.push(
@@ -274,6 +367,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
         path: path.to_path_buf(),
         source: source.to_string(),
         settings,
+        state,
         resources,
         locations,
     })

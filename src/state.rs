@@ -49,13 +49,31 @@ pub enum StateError {
     )]
     SchemaTooNew { path: PathBuf, found: i64 },
     /// Another command holds the lock.
-    #[error("state `{path}` is locked by {holder}{}\nhint: if that command is gone, run `eksnet force-unlock {lock_id} --state {path}`", if *.stale { " — the process no longer exists (stale lock)" } else { "" })]
+    /// `note` says what is known of the holder: a process gone (stale), a lease run out.
+    #[error("state `{path}` is locked by {holder}{note}\nhint: if that command is gone, run `eksnet force-unlock {lock_id} --state {path}`")]
     Locked {
         path: PathBuf,
         lock_id: String,
         holder: Box<LockInfo>,
-        stale: bool,
+        note: String,
     },
+    /// The shared state's store (S3) failed or refused a request.
+    #[error("state `{path}`: {message}")]
+    Remote { path: PathBuf, message: String },
+    /// Someone else wrote the shared state since this command read it: nothing of this write
+    /// was stored.
+    #[error("state `{path}` was changed by another writer since this command read it ({message}); this command's write was refused and nothing of it is stored — run the command again to start from the current state")]
+    Conflict { path: PathBuf, message: String },
+    /// The lock this command held was taken from it (`force-unlock` elsewhere).
+    #[error("state `{path}`: this command's lock {lock_id} was lost ({message}); it stops writing — run the command again")]
+    LockLost {
+        path: PathBuf,
+        lock_id: String,
+        message: String,
+    },
+    /// An operation this state backend does not offer.
+    #[error("state `{path}`: {message}")]
+    Unsupported { path: PathBuf, message: String },
     /// `force-unlock` was given an id that is not the current lock.
     #[error("state `{path}`: no lock with id {lock_id} (current: {current})")]
     NoSuchLock {
@@ -120,6 +138,42 @@ pub struct StateSnapshot {
     pub resources: BTreeMap<ResourceAddr, StateResource>,
 }
 
+/// Version of the [`Document`] layout.
+pub const DOCUMENT_FORMAT: u32 = 1;
+
+/// The whole state as one JSON document: what the S3 backend stores as its object, what
+/// `state pull` prints and `state push` and `state migrate` write, whatever the backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Document {
+    pub format: u32,
+    pub lineage: String,
+    pub serial: i64,
+    #[serde(default)]
+    pub resources: BTreeMap<ResourceAddr, StateResource>,
+}
+
+impl From<StateSnapshot> for Document {
+    fn from(s: StateSnapshot) -> Document {
+        Document {
+            format: DOCUMENT_FORMAT,
+            lineage: s.lineage,
+            serial: s.serial,
+            resources: s.resources,
+        }
+    }
+}
+
+impl From<Document> for StateSnapshot {
+    fn from(d: Document) -> StateSnapshot {
+        StateSnapshot {
+            lineage: d.lineage,
+            serial: d.serial,
+            resources: d.resources,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockInfo {
     pub user: String,
@@ -127,6 +181,21 @@ pub struct LockInfo {
     pub pid: u32,
     pub command: String,
     pub since: String,
+}
+
+impl LockInfo {
+    /// This process, running `command`, now.
+    pub fn ours(command: &str) -> LockInfo {
+        LockInfo {
+            user: std::env::var("USER")
+                .or_else(|_| std::env::var("USERNAME"))
+                .unwrap_or_else(|_| "unknown".into()),
+            host: hostname(),
+            pid: std::process::id(),
+            command: command.to_string(),
+            since: now_rfc3339(),
+        }
+    }
 }
 
 impl std::fmt::Display for LockInfo {
@@ -139,12 +208,12 @@ impl std::fmt::Display for LockInfo {
     }
 }
 
-pub struct StateStore {
+pub struct LocalStore {
     conn: Connection,
     path: PathBuf,
 }
 
-fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     // Seconds since the epoch are enough for ordering and for a human glance.
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -153,9 +222,9 @@ fn now_rfc3339() -> String {
     format!("unix:{secs}")
 }
 
-impl StateStore {
+impl LocalStore {
     /// Opens (creating if needed) the state database at `path`.
-    pub fn open(path: &Path) -> Result<StateStore, StateError> {
+    pub fn open(path: &Path) -> Result<LocalStore, StateError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
                 path: dir.to_path_buf(),
@@ -183,7 +252,7 @@ impl StateStore {
         }
     }
 
-    fn try_open(path: &Path) -> Result<StateStore, StateError> {
+    fn try_open(path: &Path) -> Result<LocalStore, StateError> {
         let sq = |source: rusqlite::Error| {
             let corrupt = matches!(
                 source.sqlite_error_code(),
@@ -213,7 +282,7 @@ impl StateStore {
             .map_err(sq)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sq)?;
-        let mut store = StateStore {
+        let mut store = LocalStore {
             conn,
             path: path.to_path_buf(),
         };
@@ -412,6 +481,48 @@ impl StateStore {
         })
     }
 
+    /// Replaces every row, the lineage and the serial in one transaction (`state push`,
+    /// `state migrate`): a reader sees the old state or the new one, never a mix.
+    pub fn replace_all(&mut self, doc: &Document) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let sq = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sq)?;
+        tx.execute("DELETE FROM resources", []).map_err(sq)?;
+        for (addr, r) in &doc.resources {
+            tx.execute(
+                "INSERT INTO resources (address, status, cloud_id, attrs, outputs, dependencies, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    addr.to_string(),
+                    r.status.as_str(),
+                    r.cloud_id,
+                    r.attrs.to_string(),
+                    r.outputs.to_string(),
+                    serde_json::to_string(&r.dependencies).unwrap_or_else(|_| "[]".into()),
+                    now_rfc3339(),
+                ],
+            )
+            .map_err(sq)?;
+        }
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'lineage'",
+            [&doc.lineage],
+        )
+        .map_err(sq)?;
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'serial'",
+            [doc.serial.to_string()],
+        )
+        .map_err(sq)?;
+        tx.commit().map_err(sq)
+    }
+
     /// Takes the command lock or names who holds it. The returned id must be passed to
     /// `unlock`.
     pub fn lock(&mut self, command: &str) -> Result<String, StateError> {
@@ -445,19 +556,15 @@ impl StateStore {
                 path,
                 lock_id,
                 holder: Box::new(holder),
-                stale,
+                note: if stale {
+                    " — the process no longer exists (stale lock)".into()
+                } else {
+                    String::new()
+                },
             });
         }
         let id = uuid::Uuid::new_v4().to_string();
-        let info = LockInfo {
-            user: std::env::var("USER")
-                .or_else(|_| std::env::var("USERNAME"))
-                .unwrap_or_else(|_| "unknown".into()),
-            host: hostname(),
-            pid: std::process::id(),
-            command: command.to_string(),
-            since: now_rfc3339(),
-        };
+        let info = LockInfo::ours(command);
         tx.execute(
             "INSERT INTO lock (singleton, lock_id, info) VALUES (1, ?1, ?2)",
             params![id, serde_json::to_string(&info).unwrap_or_default()],
@@ -565,7 +672,7 @@ mod tests {
     fn rows_survive_reopen_and_serial_counts_writes() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s/x.db");
-        let mut s = StateStore::open(&p).unwrap();
+        let mut s = LocalStore::open(&p).unwrap();
         let lineage = s.lineage().unwrap();
         let a: ResourceAddr = "subnet.a".parse().unwrap();
         let r = StateResource {
@@ -586,7 +693,7 @@ mod tests {
         )
         .unwrap();
         drop(s);
-        let s = StateStore::open(&p).unwrap();
+        let s = LocalStore::open(&p).unwrap();
         let snap = s.snapshot().unwrap();
         assert_eq!(snap.lineage, lineage);
         assert_eq!(snap.serial, 2);
@@ -601,10 +708,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.db");
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        drop(StateStore::open(&p).unwrap());
+        drop(LocalStore::open(&p).unwrap());
         assert_eq!(mode(&p), 0o600);
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let s = StateStore::open(&p).unwrap();
+        let s = LocalStore::open(&p).unwrap();
         assert_eq!(
             mode(&p),
             0o600,
@@ -618,16 +725,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.db");
         std::fs::write(&p, "not a database, just text ".repeat(50)).unwrap();
-        let e = StateStore::open(&p).map(|_| ()).unwrap_err().to_string();
+        let e = LocalStore::open(&p).map(|_| ()).unwrap_err().to_string();
         assert!(e.contains("is not an eksnet state"), "{e}");
         // Truncated: a real state cut short.
         let q = dir.path().join("y.db");
-        drop(StateStore::open(&q).unwrap());
+        drop(LocalStore::open(&q).unwrap());
         let bytes = std::fs::read(&q).unwrap();
         let _ = std::fs::remove_file(dir.path().join("y.db-wal"));
         let _ = std::fs::remove_file(dir.path().join("y.db-shm"));
         std::fs::write(&q, &bytes[..bytes.len().min(60)]).unwrap();
-        let e = StateStore::open(&q).map(|_| ()).unwrap_err().to_string();
+        let e = LocalStore::open(&q).map(|_| ()).unwrap_err().to_string();
         assert!(e.contains("is not an eksnet state"), "{e}");
     }
 
@@ -635,20 +742,20 @@ mod tests {
     fn second_lock_is_refused_with_holder_and_force_unlock_frees_it() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.db");
-        let mut a = StateStore::open(&p).unwrap();
-        let mut b = StateStore::open(&p).unwrap();
+        let mut a = LocalStore::open(&p).unwrap();
+        let mut b = LocalStore::open(&p).unwrap();
         let id = a.lock("apply x.toml").unwrap();
         match b.lock("destroy x.toml") {
             Err(StateError::Locked {
                 lock_id,
                 holder,
-                stale,
+                note,
                 ..
             }) => {
                 assert_eq!(lock_id, id);
                 assert_eq!(holder.command, "apply x.toml");
                 assert_eq!(holder.pid, std::process::id());
-                assert!(!stale, "our own process is alive");
+                assert!(note.is_empty(), "our own process is alive: {note}");
             }
             other => panic!("expected Locked, got {other:?}"),
         }

@@ -331,8 +331,53 @@ vpc_id = "${vpc.main.id}"
     .err(
         4,
         "subnets",
-        "unknown section `subnets`; expected one of: settings, vpc, cidr_block, subnet",
+        "unknown section `subnets`; expected one of: settings, state, vpc, cidr_block, subnet",
     )
+    .check();
+}
+
+#[test]
+fn a_state_backend_s3_refuses_bad_names_and_unknown_keys() {
+    bad(r#"[state]
+backend = "s3"
+bucket = "Team_State"
+key = "prod/"
+lease_seconds = 1
+
+[vpc.main]
+id = "vpc-0123abcd"
+"#)
+    .err(3, "state.bucket", "is not an S3 bucket name")
+    .err(4, "state.key", "is not a state object key")
+    .err(5, "state.lease_seconds", "give 5 to 3600 seconds")
+    .check();
+    bad(r#"[state]
+backend = "s3"
+bucket = "team-state"
+key = "prod.json"
+table = "locks"
+
+[vpc.main]
+id = "vpc-0123abcd"
+"#)
+    .err(5, "state.table", "unknown field `table`")
+    .check();
+    bad(r#"[state]
+backend = "dynamodb"
+
+[vpc.main]
+id = "vpc-0123abcd"
+"#)
+    .err(2, "state.backend", "unknown variant `dynamodb`")
+    .check();
+    bad(r#"[state]
+backend = "s3"
+key = "prod.json"
+
+[vpc.main]
+id = "vpc-0123abcd"
+"#)
+    .err(2, "state.backend", "needs `bucket`")
     .check();
 }
 
@@ -1665,7 +1710,7 @@ fn a_state_written_for_another_spec_is_refused() {
     let dir = good_spec_dir();
     let state = dir.path().join("other.db");
     {
-        let mut s = eksnet::state::StateStore::open(&state).expect("state");
+        let mut s = eksnet::state::LocalStore::open(&state).expect("state");
         let row = eksnet::state::StateResource {
             status: eksnet::state::ResourceStatus::Present,
             cloud_id: Some("demo".into()),

@@ -887,7 +887,7 @@ async fn second_apply_is_refused_while_the_state_is_locked() {
     let url = t.proxy.url.clone();
     std::fs::create_dir_all(d.join("state")).expect("mkdir");
     let mut store =
-        eksnet::state::StateStore::open(&d.join("state/custom-networking.db")).expect("state");
+        eksnet::state::LocalStore::open(&d.join("state/custom-networking.db")).expect("state");
     let id = store.lock("eksnet apply (held by the test)").expect("lock");
     let refused = run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 1);
     assert!(
@@ -981,7 +981,7 @@ async fn cluster_found_mid_create_is_waited_for_before_its_nodegroup() {
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
     std::fs::write(d.join("i.toml"), INTERRUPTED).expect("write");
-    let lineage = eksnet::state::StateStore::open(&d.join("state/i.db"))
+    let lineage = eksnet::state::LocalStore::open(&d.join("state/i.db"))
         .expect("state")
         .lineage()
         .expect("lineage");
@@ -1104,7 +1104,7 @@ fn interrupted_apply_then_apply_again(signal: &str) {
         stderr.contains(&format!("interrupted (SIG{signal})")),
         "{stderr}"
     );
-    let snap = eksnet::state::StateStore::open(&d.join("state/i.db"))
+    let snap = eksnet::state::LocalStore::open(&d.join("state/i.db"))
         .expect("state")
         .snapshot()
         .expect("snapshot");
@@ -1252,7 +1252,7 @@ async fn aws_node_originals_survive_a_lost_state_record() {
     );
     // Drop previous_env from the state row, as if the process died right after the patch.
     let mut store =
-        eksnet::state::StateStore::open(&d.join("state/custom-networking.db")).expect("state");
+        eksnet::state::LocalStore::open(&d.join("state/custom-networking.db")).expect("state");
     let addr: eksnet::addr::ResourceAddr = "aws_node.main".parse().expect("addr");
     let mut row = store.snapshot().expect("snapshot").resources[&addr].clone();
     if let Some(m) = row.outputs.as_object_mut() {
@@ -2024,7 +2024,7 @@ async fn two_eni_configs_that_resolve_to_one_name_are_refused_at_apply() {
         .filter_map(|o| o["metadata"]["name"].as_str())
         .collect();
     assert_eq!(names, ["us-west-2a"]);
-    let snap = eksnet::state::StateStore::open(&d.join("state/custom-networking.db"))
+    let snap = eksnet::state::LocalStore::open(&d.join("state/custom-networking.db"))
         .expect("state")
         .snapshot()
         .expect("snapshot");

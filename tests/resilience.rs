@@ -13,7 +13,7 @@ mod proxy;
 
 use common::*;
 use eksnet::aws::AwsClients;
-use eksnet::state::{ResourceStatus, StateSnapshot, StateStore};
+use eksnet::state::{LocalStore, ResourceStatus, StateSnapshot};
 use proxy::Proxy;
 use serde_json::{json, Value};
 use std::os::unix::process::ExitStatusExt;
@@ -452,7 +452,7 @@ fn snapshot(dir: &Path) -> StateSnapshot {
 }
 
 fn snapshot_of(dir: &Path, state: &str) -> StateSnapshot {
-    StateStore::open(&dir.join(state))
+    LocalStore::open(&dir.join(state))
         .expect("open state")
         .snapshot()
         .expect("state snapshot")
@@ -1306,7 +1306,7 @@ async fn concurrent_applies_one_wins_the_lock() {
     let d = dir.path();
     // The state exists already (as after any earlier run), so this is about the command lock;
     // two first runs creating the state together are the next test.
-    drop(StateStore::open(&d.join(STATE)).expect("create the state"));
+    drop(LocalStore::open(&d.join(STATE)).expect("create the state"));
     let spawn = || {
         w.eksnet(d)
             .args(["apply", SPEC, "--auto-approve"])

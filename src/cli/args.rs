@@ -42,6 +42,37 @@ pub enum Command {
     },
     /// Free a lock left by a command that died.
     ForceUnlock(ForceUnlockArgs),
+    /// Show a saved plan (`plan --out`): as text, JSON, or Markdown for a pull request.
+    Show(ShowArgs),
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    /// A plan file from `eksnet plan --out`.
+    pub planfile: PathBuf,
+    /// `text` (as `plan` prints it), `json` (the plan file's content), or `markdown` (a compact
+    /// summary for a pull-request comment).
+    #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
+    pub format: ShowFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShowFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+/// Which state a command without a spec works on.
+#[derive(Args, Clone, Default)]
+pub struct StateArgs {
+    /// The state: a file path or `s3://BUCKET/KEY` (default: the spec's `[state]`, else the
+    /// only `state/*.db` here).
+    #[arg(long, env = "EKSNET_STATE", value_name = "PATH|s3://BUCKET/KEY")]
+    pub state: Option<String>,
+    /// Take the state's location (and its bucket's region) from this spec's `[state]`.
+    #[arg(long, value_name = "SPEC")]
+    pub spec: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -109,9 +140,9 @@ pub struct GraphArgs {
     /// Show the destroy order (edges reversed).
     #[arg(long)]
     pub destroy: bool,
-    /// Include resources that are only in this state.
-    #[arg(long)]
-    pub state: Option<PathBuf>,
+    /// Include resources that are only in this state (a path or `s3://BUCKET/KEY`).
+    #[arg(long, value_name = "PATH|s3://BUCKET/KEY")]
+    pub state: Option<String>,
 }
 
 #[derive(Args)]
@@ -139,18 +170,16 @@ pub struct ImportArgs {
 pub struct ForceUnlockArgs {
     /// The lock id printed by the command that was refused.
     pub lock_id: String,
-    /// The state database (default: the only `state/*.db`).
-    #[arg(long)]
-    pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 #[derive(Subcommand)]
 pub enum StateCommand {
     /// One line per resource: address, status, id.
     List {
-        /// The state database (default: the only `state/*.db`).
-        #[arg(long)]
-        state: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArgs,
         /// The rows as a JSON array on stdout.
         #[arg(long)]
         json: bool,
@@ -159,27 +188,65 @@ pub enum StateCommand {
     Show {
         /// A resource address, e.g. `subnet.pod_a`.
         addr: ResourceAddr,
-        /// The state database (default: the only `state/*.db`).
-        #[arg(long)]
-        state: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArgs,
     },
     /// Stop managing resources: drop their rows, leave them in AWS and Kubernetes as they are.
     Rm {
         /// Resource addresses, e.g. `subnet.pod_a`.
         #[arg(required = true)]
         addrs: Vec<ResourceAddr>,
-        /// The state database (default: the only `state/*.db`).
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Print the whole state as a JSON document on stdout (an earlier version with --serial).
+    Pull {
+        #[command(flatten)]
+        state: StateArgs,
+        /// The version with this serial (S3 with bucket versioning; see `state history`).
         #[arg(long)]
-        state: Option<PathBuf>,
+        serial: Option<i64>,
+    },
+    /// Replace the state with a document from `state pull` (after inspection or repair).
+    Push {
+        /// The JSON document (`-` for stdin).
+        file: PathBuf,
+        #[command(flatten)]
+        state: StateArgs,
+        /// Accept another lineage, or a document older than the state (restoring an earlier
+        /// version is deliberate).
+        #[arg(long)]
+        force: bool,
+    },
+    /// The stored versions of a shared state, newest first: serial, time, command.
+    History {
+        #[command(flatten)]
+        state: StateArgs,
+        /// As a JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a state to another place (local file ↔ S3), refusing to overwrite a non-empty one.
+    Migrate {
+        /// Where the state is now: a path or `s3://BUCKET/KEY`.
+        #[arg(long, value_name = "PATH|s3://BUCKET/KEY")]
+        from: String,
+        /// Where it goes.
+        #[arg(long, value_name = "PATH|s3://BUCKET/KEY")]
+        to: String,
+        /// The buckets' region and lease from this spec's `[state]`.
+        #[arg(long, value_name = "SPEC")]
+        spec: Option<PathBuf>,
     },
 }
 
 /// The options of every command that reads AWS.
 #[derive(Args, Clone)]
 pub struct Common {
-    /// State database (default: state/<spec stem>.db; `verify` does not use one).
-    #[arg(long)]
-    pub state: Option<PathBuf>,
+    /// The state: a file path or `s3://BUCKET/KEY` (default: the spec's `[state]`, else
+    /// state/<spec stem>.db; `verify` does not use one).
+    #[arg(long, env = "EKSNET_STATE", value_name = "PATH|s3://BUCKET/KEY")]
+    pub state: Option<String>,
     /// Machine-readable output: the command's data as JSON on stdout (the plan, the verify
     /// report), and every stderr line a JSON event.
     #[arg(long)]
@@ -236,9 +303,12 @@ impl Cli {
             | Command::Verify(VerifyArgs { common, .. })
             | Command::Import(ImportArgs { common, .. }) => common.json,
             Command::State {
-                command: StateCommand::List { json, .. },
+                command: StateCommand::List { json, .. } | StateCommand::History { json, .. },
             } => *json,
-            Command::Graph(_) | Command::ForceUnlock(_) | Command::State { .. } => false,
+            Command::Graph(_)
+            | Command::ForceUnlock(_)
+            | Command::State { .. }
+            | Command::Show(_) => false,
         }
     }
 }

@@ -1,23 +1,27 @@
-//! The state lock of one command, released when the guard goes out of scope: on success, on
-//! an error, on Ctrl-C or SIGTERM (see `session::interruptible`), whichever path the command
-//! took. Only a crash of the process leaves it behind, for `force-unlock`.
+//! The state lock of one command. Every command releases it itself, on success, on an error
+//! and on Ctrl-C or SIGTERM (see `session::interruptible`), after storing what is still
+//! waiting to be stored. Only a crash of the process leaves it behind: a local lock names a
+//! process that no longer exists, a lock on S3 stops being renewed and its lease runs out;
+//! `force-unlock` frees either.
 
 use super::exit::Failure;
-use crate::state::StateStore;
-use std::path::{Path, PathBuf};
+use crate::backend::{Location, StateStore};
 
 pub struct LockGuard {
-    path: PathBuf,
+    store: StateStore,
     lock_id: String,
     released: bool,
 }
 
-/// Opens the state at `path` (creating it) and locks it for `command`.
-pub fn lock(path: &Path, command: &str) -> Result<(StateStore, LockGuard), Failure> {
-    let mut store = StateStore::open(path)?;
-    let lock_id = store.lock(command)?;
+/// Opens the state at `loc` (a local file is created) and locks it for `command`.
+pub async fn lock(
+    loc: &Location,
+    region: Option<&str>,
+    command: &str,
+) -> Result<(StateStore, LockGuard), Failure> {
+    let (store, lock_id) = StateStore::open_locked(loc, region, command).await?;
     let guard = LockGuard {
-        path: path.to_path_buf(),
+        store: store.clone(),
         lock_id,
         released: false,
     };
@@ -25,12 +29,28 @@ pub fn lock(path: &Path, command: &str) -> Result<(StateStore, LockGuard), Failu
 }
 
 impl LockGuard {
-    /// Releases the lock through the command's own store, so that a failure to do so is the
-    /// command's error rather than lost.
-    pub fn release(mut self, store: &mut StateStore) -> Result<(), Failure> {
+    /// Stores what is waiting, then releases the lock, whichever fails: a failure to store
+    /// is the command's error, not a reason to keep others out.
+    pub async fn release(mut self) -> Result<(), Failure> {
         self.released = true;
-        store.unlock(&self.lock_id)?;
+        let flushed = self.store.flush().await;
+        let unlocked = self.store.unlock(&self.lock_id).await;
+        flushed?;
+        unlocked?;
         Ok(())
+    }
+
+    /// Runs `work` (which may fail or be interrupted), then releases the lock; the work's
+    /// error comes first, a failure to release after it is secondary.
+    pub async fn around<T>(
+        self,
+        work: impl std::future::Future<Output = Result<T, Failure>>,
+    ) -> Result<T, Failure> {
+        let outcome = super::session::interruptible(work).await;
+        let released = self.release().await;
+        let value = outcome?;
+        released?;
+        Ok(value)
     }
 }
 
@@ -39,10 +59,12 @@ impl Drop for LockGuard {
         if self.released {
             return;
         }
-        // The command's store went with its work (an error or an interruption); a connection
-        // of our own removes the lock. Nothing is left to report a failure to.
-        if let Ok(mut store) = StateStore::open(&self.path) {
-            let _ = store.unlock(&self.lock_id);
+        // Only a panic gets here. A local lock can still be removed without waiting; a lock
+        // on S3 needs a request, and its lease will run out instead.
+        if let StateStore::Local(_) = &self.store {
+            let store = self.store.clone();
+            let id = self.lock_id.clone();
+            let _ = futures::executor::block_on(store.unlock(&id));
         }
     }
 }
@@ -51,12 +73,15 @@ impl Drop for LockGuard {
 mod tests {
     use super::*;
     use crate::state::StateError;
+    use std::path::Path;
 
-    fn locked_by_someone(path: &Path) -> bool {
-        let mut other = StateStore::open(path).expect("open");
-        match other.lock("probe") {
+    async fn locked_by_someone(path: &Path) -> bool {
+        let other = StateStore::open(&Location::Local(path.into()), None)
+            .await
+            .expect("open");
+        match other.lock("probe").await {
             Ok(id) => {
-                other.unlock(&id).expect("unlock probe");
+                other.unlock(&id).await.expect("unlock probe");
                 false
             }
             Err(StateError::Locked { .. }) => true,
@@ -64,37 +89,42 @@ mod tests {
         }
     }
 
-    #[test]
-    fn release_unlocks_through_the_commands_store() {
+    #[tokio::test]
+    async fn release_unlocks() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.db");
-        let (mut store, guard) = lock(&path, "eksnet apply").expect("lock");
-        assert!(locked_by_someone(&path));
-        guard.release(&mut store).expect("release");
-        assert!(!locked_by_someone(&path));
+        let (_store, guard) = lock(&Location::Local(path.clone()), None, "eksnet apply")
+            .await
+            .expect("lock");
+        assert!(locked_by_someone(&path).await);
+        guard.release().await.expect("release");
+        assert!(!locked_by_someone(&path).await);
     }
 
-    #[test]
-    fn leaving_early_unlocks_when_the_guard_drops() {
+    #[tokio::test]
+    async fn a_failed_command_unlocks_around_its_work() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.db");
-        let command = || -> Result<(), Failure> {
-            let (_store, _guard) = lock(&path, "eksnet apply")?;
-            Err(Failure("refresh failed".into()))
-        };
-        assert!(command().is_err());
-        assert!(!locked_by_someone(&path));
+        let (_store, guard) = lock(&Location::Local(path.clone()), None, "eksnet apply")
+            .await
+            .expect("lock");
+        let r: Result<(), Failure> = guard
+            .around(async { Err(Failure("refresh failed".into())) })
+            .await;
+        assert!(r.is_err());
+        assert!(!locked_by_someone(&path).await);
     }
 
-    #[test]
-    fn a_second_lock_is_refused_while_a_guard_lives() {
+    #[tokio::test]
+    async fn a_second_lock_is_refused_while_a_guard_lives() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.db");
-        let (_store, _guard) = lock(&path, "eksnet apply").expect("lock");
-        let second = lock(&path, "eksnet destroy");
+        let loc = Location::Local(path.clone());
+        let (_store, _guard) = lock(&loc, None, "eksnet apply").await.expect("lock");
+        let second = lock(&loc, None, "eksnet destroy").await;
         assert!(second.is_err());
         drop(second);
         // The refused attempt must not have released the first holder's lock.
-        assert!(locked_by_someone(&path));
+        assert!(locked_by_someone(&path).await);
     }
 }

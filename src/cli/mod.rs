@@ -47,14 +47,15 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitStatus, Failure> {
     match cli.command {
         Command::Validate(args) => commands::validate::run(args),
-        Command::Graph(args) => commands::graph::run(args),
+        Command::Graph(args) => commands::graph::run(args).await,
         Command::Plan(args) => commands::plan::run(args).await,
         Command::Apply(args) => commands::apply::run(args).await,
         Command::Destroy(args) => commands::destroy::run(args).await,
         Command::Verify(args) => commands::verify::run(args).await,
         Command::Import(args) => commands::import::run(args).await,
-        Command::State { command } => commands::state::run(command),
-        Command::ForceUnlock(args) => commands::force_unlock::run(args),
+        Command::State { command } => commands::state::run(command).await,
+        Command::ForceUnlock(args) => commands::force_unlock::run(args).await,
+        Command::Show(args) => commands::show::run(args),
     }
 }
 

@@ -1,11 +1,12 @@
 //! What the commands share: reading the spec and the state, the context for AWS and
 //! Kubernetes, planning, the confirmation prompt and stopping on a signal.
 
-use super::args::Common;
+use super::args::{Common, StateArgs};
 use super::exit::Failure;
 use super::output;
 use crate::addr::{Kind, ResourceAddr};
 use crate::aws::AwsClients;
+use crate::backend::{self, Location, StateStore};
 use crate::diag::Diagnostics;
 use crate::events::{self, Event};
 use crate::graph::DependencyGraph;
@@ -15,7 +16,7 @@ use crate::planner::{self, PlanOptions};
 use crate::refresh;
 use crate::resources::Ctx;
 use crate::spec::{self, Spec};
-use crate::state::{self, StateSnapshot, StateStore};
+use crate::state::StateSnapshot;
 use crate::validate;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,34 +55,46 @@ pub fn check_replace(spec: &Spec, replace: &[ResourceAddr]) -> Result<(), Failur
     }
 }
 
-pub fn state_path(spec: &Path, explicit: &Option<PathBuf>) -> PathBuf {
-    explicit
-        .clone()
-        .unwrap_or_else(|| state::default_path(spec))
+/// Where a spec's state is: `--state` / `EKSNET_STATE`, else the spec's `[state]`, else
+/// `state/<spec stem>.db`.
+pub fn state_location(spec: &Spec, explicit: &Option<String>) -> Result<Location, Failure> {
+    backend::resolve(&spec.path, spec.state.as_ref(), explicit.as_deref()).map_err(Failure)
 }
 
-/// The snapshot for planning: empty (lineage "") when no state file exists yet, so that
-/// `plan` never creates files.
-pub fn read_snapshot(path: &Path) -> Result<StateSnapshot, Failure> {
-    if !path.exists() {
-        return Ok(StateSnapshot::default());
-    }
-    Ok(StateStore::open(path)?.snapshot()?)
+/// The region a spec's state bucket is in unless `[state]` names one: the spec's.
+pub fn state_region(spec: &Spec) -> Option<&str> {
+    spec.settings.region.as_deref()
 }
 
-/// The state file `state` and `force-unlock` work on; it must exist (they never create one).
-pub fn existing_state(explicit: Option<PathBuf>) -> Result<PathBuf, Failure> {
-    let path = match explicit {
-        Some(p) => p,
-        None => only_state_file()?,
-    };
-    if !path.exists() {
-        return Err(Failure(format!(
-            "state `{}` does not exist",
-            path.display()
-        )));
+/// The snapshot for planning: empty (lineage "") when no state exists yet, so that `plan`
+/// never creates one.
+pub async fn read_snapshot(loc: &Location, region: Option<&str>) -> Result<StateSnapshot, Failure> {
+    match StateStore::open_existing(loc, region).await? {
+        None => Ok(StateSnapshot::default()),
+        Some(store) => Ok(store.snapshot()?),
     }
-    Ok(path)
+}
+
+/// Where the state of a command without a spec is: `--state`, the `--spec`'s `[state]`, or
+/// the only `state/*.db` here. With the bucket's region, if a spec says it.
+pub fn state_args_location(args: &StateArgs) -> Result<(Location, Option<String>), Failure> {
+    if let Some(spec_path) = &args.spec {
+        let spec = load_spec(spec_path)?;
+        let loc = state_location(&spec, &args.state)?;
+        return Ok((loc, spec.settings.region.clone()));
+    }
+    match &args.state {
+        Some(s) if !s.is_empty() => Ok((Location::parse_flag(s).map_err(Failure)?, None)),
+        _ => Ok((Location::Local(only_state_file()?), None)),
+    }
+}
+
+/// The state `state` and `force-unlock` work on; it must exist (they never create one).
+pub async fn existing_state(args: &StateArgs) -> Result<StateStore, Failure> {
+    let (loc, region) = state_args_location(args)?;
+    StateStore::open_existing(&loc, region.as_deref())
+        .await?
+        .ok_or_else(|| Failure(format!("state `{}` does not exist", loc.describe())))
 }
 
 fn only_state_file() -> Result<PathBuf, Failure> {
@@ -94,8 +107,12 @@ fn only_state_file() -> Result<PathBuf, Failure> {
         .unwrap_or_default();
     match dbs.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(Failure("no state/*.db here; pass --state DB".into())),
-        _ => Err(Failure("several state/*.db here; pass --state DB".into())),
+        [] => Err(Failure(
+            "no state/*.db here; pass --state PATH|s3://BUCKET/KEY or --spec SPEC".into(),
+        )),
+        _ => Err(Failure(
+            "several state/*.db here; pass --state PATH|s3://BUCKET/KEY or --spec SPEC".into(),
+        )),
     }
 }
 

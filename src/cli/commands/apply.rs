@@ -40,13 +40,13 @@ pub async fn converge(
 ) -> Result<ExitStatus, Failure> {
     let spec = session::load_spec(spec_path)?;
     session::check_replace(&spec, &opts.replace)?;
-    let path = session::state_path(spec_path, &common.state);
+    let loc = session::state_location(&spec, &common.state)?;
     let command = format!(
         "eksnet {} {}",
         if opts.destroy { "destroy" } else { "apply" },
         spec_path.display()
     );
-    let (store, guard) = lock::lock(&path, &command)?;
+    let (store, guard) = lock::lock(&loc, session::state_region(&spec), &command).await?;
     let work = async {
         let snapshot = store.snapshot()?;
         let ctx = session::make_ctx(
@@ -60,24 +60,26 @@ pub async fn converge(
         output::plan(&plan, common.json)?;
         if plan.has_changes() && !auto_approve && !session::confirm(opts.destroy).await? {
             output::info("Cancelled: nothing was changed.");
-            return Ok((ExitStatus::Error, store));
+            return Ok(ExitStatus::Error);
         }
-        let (report, store) = apply::apply(&ctx, &plan, store, run.parallelism).await?;
-        Ok::<_, Failure>((summarise(&plan, &report), store))
+        let report = apply::apply(&ctx, &plan, &store, run.parallelism).await?;
+        Ok::<_, Failure>(summarise(&plan, &report))
     };
-    let (status, mut store) = session::interruptible(work).await?;
-    guard.release(&mut store)?;
-    Ok(status)
+    guard.around(work).await
 }
 
 async fn apply_saved(plan: Plan, common: &Common, run: &RunOpts) -> Result<ExitStatus, Failure> {
     let spec_path = PathBuf::from(&plan.spec_path);
     let spec = spec::parse(&spec_path, &plan.spec_source).map_err(|d| Failure(d.to_string()))?;
-    let path = session::state_path(&spec_path, &common.state);
+    // The state the plan was made against: the plan's spec names it (its `[state]`), so a
+    // plan made in CI is applied against the same shared state from any machine.
+    let loc = session::state_location(&spec, &common.state)?;
     let (store, guard) = lock::lock(
-        &path,
+        &loc,
+        session::state_region(&spec),
         &format!("eksnet apply (saved plan for {})", spec_path.display()),
-    )?;
+    )
+    .await?;
     let work = async {
         // A plan made before any state existed has an empty lineage; it is still fresh if the
         // new state holds nothing yet.
@@ -89,16 +91,14 @@ async fn apply_saved(plan: Plan, common: &Common, run: &RunOpts) -> Result<ExitS
         }
         let ctx =
             session::make_ctx(&spec, store.lineage()?, common, run.delete_available_enis).await?;
-        let (report, store) = apply::apply(&ctx, &plan, store, run.parallelism).await?;
-        Ok::<_, Failure>((summarise(&plan, &report), store))
+        let report = apply::apply(&ctx, &plan, &store, run.parallelism).await?;
+        Ok::<_, Failure>(summarise(&plan, &report))
     };
-    let (status, mut store) = session::interruptible(work).await?;
-    guard.release(&mut store)?;
-    Ok(status)
+    guard.around(work).await
 }
 
 /// A plan file is JSON with a `format` field; anything else is treated as a spec.
-fn read_plan_file(path: &Path) -> Result<Option<Plan>, Failure> {
+pub fn read_plan_file(path: &Path) -> Result<Option<Plan>, Failure> {
     if path.extension().is_some_and(|e| e == "toml") {
         return Ok(None);
     }

@@ -5,10 +5,13 @@ use crate::cli::exit::{ExitStatus, Failure};
 use crate::cli::{output, session};
 use crate::graph::DependencyGraph;
 
-pub fn run(args: GraphArgs) -> Result<ExitStatus, Failure> {
+pub async fn run(args: GraphArgs) -> Result<ExitStatus, Failure> {
     let spec = session::load_spec(&args.spec)?;
     let snapshot = match &args.state {
-        Some(p) => Some(session::read_snapshot(p)?),
+        Some(s) => {
+            let loc = session::state_location(&spec, &Some(s.clone()))?;
+            Some(session::read_snapshot(&loc, session::state_region(&spec)).await?)
+        }
         None => None,
     };
     let graph = DependencyGraph::build(&spec, snapshot.as_ref())

@@ -2,6 +2,7 @@
 //! so a reference such as a block's VPC resolves), refuses what another eksnet state manages,
 //! writes its state row, and says what the next plan would do with it.
 
+use crate::backend::Durability;
 use crate::cli::args::ImportArgs;
 use crate::cli::exit::{ExitStatus, Failure};
 use crate::cli::lock;
@@ -42,11 +43,13 @@ pub async fn run(args: ImportArgs) -> Result<ExitStatus, Failure> {
             "`{addr}` adopts its VPC by `id` already; there is nothing to import"
         )));
     }
-    let path = session::state_path(&spec_path, &common.state);
-    let (mut store, guard) = lock::lock(
-        &path,
+    let loc = session::state_location(&spec, &common.state)?;
+    let (store, guard) = lock::lock(
+        &loc,
+        session::state_region(&spec),
         &format!("eksnet import {} {addr} {id}", spec_path.display()),
-    )?;
+    )
+    .await?;
     let work = async {
         let snapshot = store.snapshot()?;
         if let Some(row) = snapshot.resources.get(&addr) {
@@ -92,7 +95,7 @@ pub async fn run(args: ImportArgs) -> Result<ExitStatus, Failure> {
             outputs: found.outputs.clone(),
             dependencies: graph.dependencies(&addr),
         };
-        store.put(&addr, &row)?;
+        store.put(&addr, &row, Durability::Now).await?;
         output::info(format!("Imported {addr} [id={}].", found.cloud_id));
         // What the next plan does with it, from what was just read: no further request.
         let mut after = snapshot.clone();
@@ -122,7 +125,5 @@ pub async fn run(args: ImportArgs) -> Result<ExitStatus, Failure> {
         }
         Ok::<_, Failure>(ExitStatus::Success)
     };
-    let status = session::interruptible(work).await?;
-    guard.release(&mut store)?;
-    Ok(status)
+    guard.around(work).await
 }

@@ -6,6 +6,7 @@ pub mod force_unlock;
 pub mod graph;
 pub mod import;
 pub mod plan;
+pub mod show;
 pub mod state;
 pub mod validate;
 pub mod verify;

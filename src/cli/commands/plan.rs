@@ -8,8 +8,8 @@ use crate::planner::PlanOptions;
 pub async fn run(args: PlanArgs) -> Result<ExitStatus, Failure> {
     let spec = session::load_spec(&args.spec)?;
     session::check_replace(&spec, &args.replace)?;
-    let path = session::state_path(&args.spec, &args.common.state);
-    let snapshot = session::read_snapshot(&path)?;
+    let loc = session::state_location(&spec, &args.common.state)?;
+    let snapshot = session::read_snapshot(&loc, session::state_region(&spec)).await?;
     let ctx = session::make_ctx(&spec, snapshot.lineage.clone(), &args.common, false).await?;
     let opts = PlanOptions {
         destroy: args.destroy,
