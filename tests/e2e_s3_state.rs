@@ -538,3 +538,139 @@ async fn migrate_to_s3_and_back_keeps_every_resource() {
         0,
     );
 }
+
+/// Puts the world back to empty between crash points: moto (through the proxy, which also
+/// clears its windows and hooks), the fake cluster, and the versioned bucket.
+async fn reset_world(w: &World) {
+    w.proxy.reset();
+    w.proxy.config(json!({"eks_cluster_fields": true}));
+    let (status, body) = http(
+        w.kube.url.trim_start_matches("http://"),
+        "POST",
+        "/__fake/reset",
+        "",
+    );
+    assert_eq!(status, 200, "fake kube reset: {body}");
+    let s3 = s3(&w.proxy.url).await;
+    s3.create_bucket()
+        .bucket(BUCKET)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create bucket");
+    w.proxy.reset_stats();
+}
+
+/// The resilience suite's crash loop with the state in S3: kill -9 right after the first
+/// request of each mutating operation of an apply (AWS's and S3's own: the lock's create and
+/// the state writes), then, from the other machine, `force-unlock` the dead run's lock and
+/// apply again: it converges with exactly one of everything.
+#[tokio::test]
+async fn crash_after_each_kind_of_request_with_the_state_in_s3_then_reapply_converges() {
+    let w = world().await;
+    w.proxy.reset_stats();
+    run_ok(
+        w.eksnet(w.a.path()).args(["apply", SPEC, "--auto-approve"]),
+        0,
+    );
+    let mut points: Vec<(String, u64)> = Vec::new();
+    for r in w
+        .proxy
+        .stats()
+        .requests()
+        .into_iter()
+        .filter(|r| r.mutating)
+    {
+        if !points.iter().any(|(op, _)| *op == r.op) {
+            points.push((r.op.clone(), 1));
+        }
+    }
+    // The first intent and a later state write, beside the lock's create.
+    points.push(("PutObject".into(), 2));
+    points.push(("PutObject".into(), 4));
+    assert!(
+        points.iter().any(|(op, _)| op == "CreateCluster")
+            && points.iter().any(|(op, _)| op == "PutObject"),
+        "{points:?}"
+    );
+    for (op, n) in points {
+        let ctx = format!("killed after {op} #{n}");
+        eprintln!("crash point: {ctx}");
+        reset_world(&w).await;
+        let pid_file = w.a.path().join("eksnet.pid");
+        w.proxy
+            .config(json!({"kill_after_mutating": n, "kill_op": op, "kill_pid_file": pid_file}));
+        let cmd = w.eksnet(w.a.path());
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(r#"echo $$ > "$0"; exec "$@""#)
+            .arg(&pid_file)
+            .arg(cmd.get_program())
+            .args(["apply", SPEC, "--auto-approve"])
+            .current_dir(w.a.path());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => sh.env(k, v),
+                None => sh.env_remove(k),
+            };
+        }
+        let out = sh.stdin(Stdio::null()).output().expect("apply on A");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "{ctx}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        w.proxy
+            .config(json!({"kill_after_mutating": null, "kill_op": null, "kill_pid_file": null}));
+        w.proxy.wait_idle();
+        let again = run(w.eksnet(w.b.path()).args(["apply", SPEC, "--auto-approve"]));
+        if again.code != 0 {
+            // The dead run's lock (none when it died before the lock was stored).
+            let id = lock_id(&again.stderr)
+                .unwrap_or_else(|| panic!("{ctx}: no lock id in {}", again.stderr));
+            run_ok(
+                w.eksnet(w.b.path())
+                    .args(["force-unlock", &id, "--spec", SPEC]),
+                0,
+            );
+            let r = run(w.eksnet(w.b.path()).args(["apply", SPEC, "--auto-approve"]));
+            assert_eq!(r.code, 0, "{ctx}: re-apply\n{}", r.stderr);
+        }
+        let aws = sdk(&w.proxy.url).await;
+        let clusters = aws.eks.list_clusters().send().await.expect("clusters");
+        assert_eq!(clusters.clusters().len(), 1, "{ctx}: one cluster");
+        let stacks = aws
+            .cloudformation
+            .list_stacks()
+            .send()
+            .await
+            .expect("stacks");
+        let live = stacks
+            .stack_summaries()
+            .iter()
+            .filter(|s| {
+                s.stack_status()
+                    .is_some_and(|st| st.as_str() != "DELETE_COMPLETE")
+            })
+            .count();
+        assert_eq!(live, 1, "{ctx}: one stack");
+        let rows = rows(&w, w.b.path());
+        assert_eq!(rows.len(), RESOURCES, "{ctx}: {rows:?}");
+        assert!(
+            rows.iter().all(|r| r.contains("present")),
+            "{ctx}: {rows:?}"
+        );
+        let plan = run_ok(
+            w.eksnet(w.b.path())
+                .args(["plan", SPEC, "--detailed-exitcode"]),
+            0,
+        );
+        assert!(plan.stdout.contains("No changes"), "{ctx}: {}", plan.stdout);
+    }
+}
