@@ -123,6 +123,26 @@ impl World {
     }
 }
 
+/// `eksnet apply` on machine A through `sh`, which writes its pid to `pid_file` and then
+/// `exec`s eksnet (same pid), so the proxy's kill hook can never miss it.
+fn apply_writing_pid(w: &World, pid_file: &Path) -> std::process::Output {
+    let cmd = w.eksnet(w.a.path());
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(r#"echo $$ > "$0"; exec "$@""#)
+        .arg(pid_file)
+        .arg(cmd.get_program())
+        .args(["apply", SPEC, "--auto-approve"])
+        .current_dir(w.a.path());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    sh.stdin(Stdio::null()).output().expect("apply on A")
+}
+
 fn lock_id(stderr: &str) -> Option<String> {
     let rest = stderr.split("eksnet force-unlock ").nth(1)?;
     rest.split_whitespace()
@@ -306,21 +326,7 @@ async fn a_killed_holders_lease_expires_and_force_unlock_elsewhere_frees_it() {
     w.proxy.config(
         json!({"kill_after_mutating": 1, "kill_op": "CreateCluster", "kill_pid_file": pid_file}),
     );
-    let cmd = w.eksnet(w.a.path());
-    let mut sh = Command::new("sh");
-    sh.arg("-c")
-        .arg(r#"echo $$ > "$0"; exec "$@""#)
-        .arg(&pid_file)
-        .arg(cmd.get_program())
-        .args(["apply", SPEC, "--auto-approve"])
-        .current_dir(w.a.path());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => sh.env(k, v),
-            None => sh.env_remove(k),
-        };
-    }
-    let out = sh.stdin(Stdio::null()).output().expect("apply on A");
+    let out = apply_writing_pid(&w, &pid_file);
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(out.status.signal(), Some(9), "A was killed");
     w.proxy
@@ -604,21 +610,7 @@ async fn crash_after_each_kind_of_request_with_the_state_in_s3_then_reapply_conv
         let pid_file = w.a.path().join("eksnet.pid");
         w.proxy
             .config(json!({"kill_after_mutating": n, "kill_op": op, "kill_pid_file": pid_file}));
-        let cmd = w.eksnet(w.a.path());
-        let mut sh = Command::new("sh");
-        sh.arg("-c")
-            .arg(r#"echo $$ > "$0"; exec "$@""#)
-            .arg(&pid_file)
-            .arg(cmd.get_program())
-            .args(["apply", SPEC, "--auto-approve"])
-            .current_dir(w.a.path());
-        for (k, v) in cmd.get_envs() {
-            match v {
-                Some(v) => sh.env(k, v),
-                None => sh.env_remove(k),
-            };
-        }
-        let out = sh.stdin(Stdio::null()).output().expect("apply on A");
+        let out = apply_writing_pid(&w, &pid_file);
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(
             out.status.signal(),
