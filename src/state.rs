@@ -451,24 +451,7 @@ impl LocalStore {
 
     /// Writes one resource row.
     pub fn put(&mut self, addr: &ResourceAddr, r: &StateResource) -> Result<(), StateError> {
-        self.write_bumping_serial(|tx| {
-            tx.execute(
-                "INSERT INTO resources (address, status, cloud_id, attrs, outputs, dependencies, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT(address) DO UPDATE SET status = ?2, cloud_id = ?3, attrs = ?4,
-                     outputs = ?5, dependencies = ?6, updated_at = ?7",
-                params![
-                    addr.to_string(),
-                    r.status.as_str(),
-                    r.cloud_id,
-                    r.attrs.to_string(),
-                    r.outputs.to_string(),
-                    serde_json::to_string(&r.dependencies).unwrap_or_else(|_| "[]".into()),
-                    now_rfc3339(),
-                ],
-            )
-            .map(|_| ())
-        })
+        self.write_bumping_serial(|tx| write_row(tx, addr, r))
     }
 
     pub fn remove(&mut self, addr: &ResourceAddr) -> Result<(), StateError> {
@@ -495,20 +478,7 @@ impl LocalStore {
             .map_err(sq)?;
         tx.execute("DELETE FROM resources", []).map_err(sq)?;
         for (addr, r) in &doc.resources {
-            tx.execute(
-                "INSERT INTO resources (address, status, cloud_id, attrs, outputs, dependencies, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    addr.to_string(),
-                    r.status.as_str(),
-                    r.cloud_id,
-                    r.attrs.to_string(),
-                    r.outputs.to_string(),
-                    serde_json::to_string(&r.dependencies).unwrap_or_else(|_| "[]".into()),
-                    now_rfc3339(),
-                ],
-            )
-            .map_err(sq)?;
+            write_row(&tx, addr, r).map_err(sq)?;
         }
         tx.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'lineage'",
@@ -599,6 +569,30 @@ impl LocalStore {
             }),
         }
     }
+}
+
+/// Inserts or replaces one resource row (`put`, `replace_all`).
+fn write_row(
+    tx: &rusqlite::Transaction<'_>,
+    addr: &ResourceAddr,
+    r: &StateResource,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO resources (address, status, cloud_id, attrs, outputs, dependencies, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(address) DO UPDATE SET status = ?2, cloud_id = ?3, attrs = ?4,
+             outputs = ?5, dependencies = ?6, updated_at = ?7",
+        params![
+            addr.to_string(),
+            r.status.as_str(),
+            r.cloud_id,
+            r.attrs.to_string(),
+            r.outputs.to_string(),
+            serde_json::to_string(&r.dependencies).unwrap_or_else(|_| "[]".into()),
+            now_rfc3339(),
+        ],
+    )
+    .map(|_| ())
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {

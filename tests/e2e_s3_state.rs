@@ -33,16 +33,7 @@ async fn world() -> World {
     let proxy = proxy::Proxy::start(&moto_url);
     proxy.config(json!({"eks_cluster_fields": true}));
     let s3 = s3(&proxy.url).await;
-    s3.create_bucket()
-        .bucket(BUCKET)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("create bucket");
+    create_bucket(&s3).await;
     s3.put_bucket_versioning()
         .bucket(BUCKET)
         .versioning_configuration(
@@ -69,6 +60,19 @@ async fn world() -> World {
         a,
         b,
     }
+}
+
+async fn create_bucket(s3: &aws_sdk_s3::Client) {
+    s3.create_bucket()
+        .bucket(BUCKET)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create bucket");
 }
 
 async fn s3(endpoint: &str) -> aws_sdk_s3::Client {
@@ -557,17 +561,7 @@ async fn reset_world(w: &World) {
         "",
     );
     assert_eq!(status, 200, "fake kube reset: {body}");
-    let s3 = s3(&w.proxy.url).await;
-    s3.create_bucket()
-        .bucket(BUCKET)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("create bucket");
+    create_bucket(&s3(&w.proxy.url).await).await;
     w.proxy.reset_stats();
 }
 
