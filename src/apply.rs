@@ -1,7 +1,8 @@
 //! The executor: carries out a plan exactly, making no decisions of its own. Each change
 //! becomes one or two walker nodes (a replace is a destroy node then an apply node); creates
-//! follow dependencies, destroys go in reverse. The state is written before each create
-//! (intent) and after each finished step, so a crash never loses a created resource.
+//! follow dependencies, destroys go in reverse. Before the first request the intent of every
+//! create is stored (`announce`), and the state is written after each finished step, so a
+//! crash never loses a created resource.
 
 use crate::addr::{Kind, ResourceAddr};
 use crate::backend::{Durability, StateStore};
@@ -216,6 +217,10 @@ struct Shared {
     outputs: Mutex<HashMap<ResourceAddr, Value>>,
     changes: HashMap<ResourceAddr, PlannedChange>,
     prior: StateSnapshot,
+    /// Creates whose intent was stored before the walk (`announce`), and those of them whose
+    /// step has started.
+    announced: BTreeSet<ResourceAddr>,
+    started: Mutex<BTreeSet<ResourceAddr>>,
 }
 
 /// A state as a stale-plan message names it; a plan made before any state existed has none.
@@ -272,6 +277,7 @@ pub async fn apply(
         // either is refused.
         let _ = claims.claim(a, &r.attrs);
     }
+    let announced = announce(state, plan, &outputs).await?;
     let shared = Arc::new(Shared {
         state: state.clone(),
         claims: Mutex::new(claims),
@@ -282,6 +288,8 @@ pub async fn apply(
             .map(|c| (c.addr.clone(), c.clone()))
             .collect(),
         prior,
+        announced,
+        started: Mutex::new(BTreeSet::new()),
     });
     let outcomes = walker::walk(deps, parallelism, |step: Step| {
         let shared = shared.clone();
@@ -342,6 +350,7 @@ pub async fn apply(
             }
         }
     }
+    withdraw_unstarted(&shared).await?;
     drop(shared);
     // Results still waiting to be stored (a shared state) are stored before the apply ends.
     state.flush().await?;
@@ -386,6 +395,63 @@ async fn put(
 
 async fn remove(shared: &Shared, addr: &ResourceAddr) -> Result<(), StateError> {
     shared.state.remove(addr, Durability::Soon).await
+}
+
+/// Stores the intent of every create of the plan in one write, before the first request:
+/// with a shared state, a write is a round trip, and one per create would lie on the
+/// critical path (a create cannot be sent before its intent is stored). An intent only says
+/// "this may exist now": a resource that is not found after a crash is looked up by its
+/// natural key from the spec, intent or not, so announcing a create that is then never
+/// started costs nothing but a second look. Values known only after other creates stay
+/// unresolved in the announcement; the create's own step stores them. A replace is not
+/// announced: its row still names the object its destroy step deletes.
+async fn announce(
+    state: &StateStore,
+    plan: &Plan,
+    known: &HashMap<ResourceAddr, Value>,
+) -> Result<BTreeSet<ResourceAddr>, StateError> {
+    let mut announced = BTreeSet::new();
+    for c in plan.changes.iter().filter(|c| c.action == Action::Create) {
+        let attrs = value::resolve_known(c.after.as_ref().unwrap_or(&Value::Null), known);
+        state
+            .put(&c.addr, &intent(attrs, c), Durability::Soon)
+            .await?;
+        announced.insert(c.addr.clone());
+    }
+    if !announced.is_empty() {
+        state.flush().await?;
+    }
+    Ok(announced)
+}
+
+/// Takes back the announcements of creates that never started (a dependency failed): their
+/// rows go back to what the state held before the apply, so the next plan does not look
+/// for them twice.
+async fn withdraw_unstarted(shared: &Shared) -> Result<(), StateError> {
+    let started = shared
+        .started
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    for a in shared.announced.difference(&started) {
+        match shared.prior.resources.get(a) {
+            Some(r) => shared.state.put(a, r, Durability::Soon).await?,
+            None => shared.state.remove(a, Durability::Soon).await?,
+        }
+    }
+    Ok(())
+}
+
+/// The row stored before a create is sent.
+fn intent(attrs: Value, change: &PlannedChange) -> StateResource {
+    StateResource {
+        status: ResourceStatus::Creating,
+        cloud_id: None,
+        attrs,
+        outputs: Value::Object(Default::default()),
+        dependencies: change.dependencies.clone(),
+        prevent_destroy: change.prevent_destroy,
+    }
 }
 
 /// Resolves "known after apply" values from the outputs produced so far.
@@ -471,20 +537,22 @@ async fn run_step(
             let attrs = resolve_after(shared, change)?;
             claim(shared, addr, &attrs)?;
             // Intent first: if we die between AWS's answer and the next write, the next refresh
-            // looks this resource up by its natural key and adopts it.
-            put(
-                shared,
-                addr,
-                &StateResource {
-                    status: ResourceStatus::Creating,
-                    cloud_id: None,
-                    attrs: attrs.clone(),
-                    outputs: Value::Object(Default::default()),
-                    dependencies: change.dependencies.clone(),
-                },
-                Durability::Now,
-            )
-            .await?;
+            // looks this resource up by its natural key and adopts it. An announced create's
+            // intent is stored already; its resolved values ride with the next write.
+            let announced = change.action == Action::Create && shared.announced.contains(addr);
+            if announced {
+                shared
+                    .started
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(addr.clone());
+            }
+            let durability = if announced {
+                Durability::Soon
+            } else {
+                Durability::Now
+            };
+            put(shared, addr, &intent(attrs.clone(), change), durability).await?;
             let obs = resources::create(ctx, addr, &attrs).await?;
             record(shared, change, attrs, obs.cloud_id.clone(), obs.outputs).await?;
             Ok(Some(obs.cloud_id))
@@ -536,6 +604,7 @@ async fn run_step(
                 p.status == ResourceStatus::Present
                     && p.outputs == outputs
                     && p.dependencies == change.dependencies
+                    && p.prevent_destroy == change.prevent_destroy
                     && p.attrs == attrs
             });
             if !same {
@@ -613,6 +682,7 @@ async fn record(
             attrs,
             outputs: outputs.clone(),
             dependencies: change.dependencies.clone(),
+            prevent_destroy: change.prevent_destroy,
         },
         Durability::Soon,
     )
@@ -651,6 +721,7 @@ mod tests {
             reason: None,
             dependencies: vec![],
             observed_outputs: None,
+            prevent_destroy: false,
         }
     }
 

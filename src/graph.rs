@@ -486,6 +486,7 @@ subnet_ids = ["subnet-1"]
             attrs: serde_json::json!({}),
             outputs: serde_json::json!({}),
             dependencies: deps,
+            prevent_destroy: false,
         };
         state
             .resources

@@ -67,6 +67,9 @@ pub struct PlannedChange {
     /// Outputs read during refresh, written to the state for adopt and no-op changes.
     #[serde(default)]
     pub observed_outputs: Option<Value>,
+    /// `lifecycle.prevent_destroy` as the spec has it, written to the state with the row.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prevent_destroy: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -74,6 +74,7 @@ pub fn plan(
     } else {
         plan_apply(spec, graph, state, observed, opts, &mut diags)
     };
+    check_protected(spec, state, &changes, &mut diags);
     if diags.has_errors() {
         return Err(diags);
     }
@@ -166,6 +167,7 @@ fn removal(
         reason,
         dependencies: prior.dependencies.clone(),
         observed_outputs: None,
+        prevent_destroy: prior.prevent_destroy,
     }
 }
 
@@ -208,11 +210,32 @@ fn plan_apply(
             reason: None,
             dependencies: graph.dependencies(&addr),
             observed_outputs: None,
+            prevent_destroy: r.lifecycle.prevent_destroy,
         };
         match live {
             None => plan_absent(spec, r, prior, going, &mut change, diags),
             Some(obs) => {
                 check_ownership(spec, state, r, prior, &obs, diags);
+                // Ignored attributes are wanted as they are: the live value (else the last
+                // applied one) stands in for the spec's, in what is compared, shown and
+                // sent, and in the last applied values drift is measured against.
+                let ignored = &r.lifecycle.ignore_changes;
+                let kept;
+                let prior = if ignored.is_empty() {
+                    prior
+                } else {
+                    change.after = Some(keep_live(
+                        &desired,
+                        &obs.attrs,
+                        prior.map(|p| &p.attrs),
+                        ignored,
+                    ));
+                    kept = prior.map(|p| crate::state::StateResource {
+                        attrs: keep_live(&p.attrs, &obs.attrs, None, ignored),
+                        ..p.clone()
+                    });
+                    kept.as_ref()
+                };
                 plan_present(spec, r, prior, &obs, &out, opts, &mut change, diags);
                 if matches!(change.action, Action::NoOp | Action::Update | Action::Adopt) {
                     known.insert(addr.clone(), obs.outputs.clone());
@@ -224,6 +247,108 @@ fn plan_apply(
     check_live_constraints(spec, &out, &known, diags);
     check_kubernetes(spec, &out, &known, diags);
     out
+}
+
+/// `desired` with each ignored path set to its live value, else to `last` (what was applied,
+/// for attributes AWS does not report), else left out.
+fn keep_live(desired: &Value, live: &Value, last: Option<&Value>, paths: &[String]) -> Value {
+    let mut out = desired.clone();
+    for path in paths {
+        let segments: Vec<&str> = path.split('.').collect();
+        let found = lookup(live, &segments).or_else(|| last.and_then(|l| lookup(l, &segments)));
+        set_path(&mut out, &segments, found.cloned());
+    }
+    out
+}
+
+fn lookup<'v>(v: &'v Value, segments: &[&str]) -> Option<&'v Value> {
+    segments.iter().try_fold(v, |v, s| v.get(*s))
+}
+
+/// Sets (or, with `None`, removes) the value at a path, making the tables on the way.
+fn set_path(v: &mut Value, segments: &[&str], new: Option<Value>) {
+    let Some((last, parents)) = segments.split_last() else {
+        return;
+    };
+    let mut here = v;
+    for s in parents {
+        let Value::Object(m) = here else { return };
+        here = m
+            .entry(s.to_string())
+            .or_insert_with(|| Value::Object(Default::default()));
+    }
+    if let Value::Object(m) = here {
+        match new {
+            Some(n) => {
+                m.insert(last.to_string(), n);
+            }
+            None => {
+                m.remove(*last);
+            }
+        }
+    }
+}
+
+/// Refuses a plan that deletes or replaces a protected resource: protected by its block's
+/// `lifecycle.prevent_destroy`, or, for a block removed from the spec, by the state row.
+fn check_protected(
+    spec: &Spec,
+    state: &StateSnapshot,
+    changes: &[PlannedChange],
+    diags: &mut Diagnostics,
+) {
+    for c in changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
+    {
+        let verb = if c.action == Action::Replace {
+            "replace"
+        } else {
+            "destroy"
+        };
+        match spec.get(&c.addr) {
+            Some(r) if r.lifecycle.prevent_destroy => diags.push(spec.error_at(
+                format!("{}.lifecycle.prevent_destroy", c.addr),
+                format!(
+                    "`{}` has `lifecycle.prevent_destroy = true` and this plan would {verb} \
+                     it{}; nothing was changed. To {verb} it, set `prevent_destroy = false` in \
+                     its block and run again",
+                    c.addr,
+                    why(c)
+                ),
+            )),
+            Some(_) => {}
+            None if state
+                .resources
+                .get(&c.addr)
+                .is_some_and(|p| p.prevent_destroy) =>
+            {
+                diags.push(Diagnostic::error(format!(
+                    "`{}` is protected by the state (`lifecycle.prevent_destroy` was set when \
+                     it was last applied) and this plan would {verb} it{}; nothing was \
+                     changed. To {verb} it, put its block back with `prevent_destroy = false`, \
+                     apply, then remove the block; to keep it in AWS and only stop managing \
+                     it, run `eksnet state rm {}`",
+                    c.addr,
+                    why(c),
+                    c.addr
+                )))
+            }
+            None => {}
+        }
+    }
+}
+
+fn why(c: &PlannedChange) -> String {
+    if !c.replace_because.is_empty() {
+        format!(" (a change of {} forces it)", c.replace_because.join(", "))
+    } else if matches!(c.reason, Some(Reason::RemovedFromSpec(_))) {
+        " (its block was removed from the spec)".to_string()
+    } else if matches!(c.reason, Some(Reason::ReplaceRequested)) {
+        " (`--replace`)".to_string()
+    } else {
+        String::new()
+    }
 }
 
 /// A resource's desired attributes with every reference resolved that can be at plan time.

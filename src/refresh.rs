@@ -285,11 +285,19 @@ async fn recheck_intents(
     observed: &mut ObservedState,
 ) -> Result<(), RefreshError> {
     use crate::retry::{Backoff, Step, Stop};
+    let known: HashMap<ResourceAddr, Value> = observed
+        .iter()
+        .filter_map(|(a, o)| Some((a.clone(), o.as_ref()?.outputs.clone())))
+        .collect();
+    // An intent whose natural key is still unknown (it needs the outputs of something absent)
+    // was never sent: apply announces every create before the first one starts.
     let missing: Vec<ResourceAddr> = observed
         .iter()
         .filter(|(a, o)| {
             o.is_none()
-                && spec.get(a).is_some()
+                && spec
+                    .get(a)
+                    .is_some_and(|r| key_known(a.kind, &value::resolve_known(&r.attrs, &known)))
                 && state
                     .resources
                     .get(*a)

@@ -104,6 +104,22 @@ pub struct ResourceSpec {
     pub config: ResourceConfig,
     /// Desired attributes as plain JSON (references still in `${...}` form).
     pub attrs: Value,
+    /// The block's `lifecycle` table: how eksnet treats the resource, not what AWS holds.
+    pub lifecycle: Lifecycle,
+}
+
+/// `[KIND.NAME.lifecycle]` (or `lifecycle = { ... }`), in any resource block.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lifecycle {
+    /// Attribute paths (`scaling.desired_size`, `tags.team`) left as AWS has them once the
+    /// resource exists: set on create, never compared, updated or replaced for afterwards.
+    #[serde(default)]
+    pub ignore_changes: Vec<String>,
+    /// Refuse any plan that deletes or replaces the resource. Kept in the state too, so that
+    /// removing the block does not lift it.
+    #[serde(default)]
+    pub prevent_destroy: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -337,7 +353,23 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
                 continue;
             }
             let addr = ResourceAddr::new(kind, name);
-            let table = toml::de::ValueDeserializer::from(body.clone());
+            // `lifecycle` is eksnet's, not the kind's: taken out before the kind reads the
+            // block (which refuses keys it does not know).
+            let mut body = body.clone();
+            let mut lifecycle = Lifecycle::default();
+            if let toml::de::DeValue::Table(t) = body.get_mut() {
+                if let Some(l) = t.remove("lifecycle") {
+                    let at = format!("{dotted}.lifecycle");
+                    match deserialize::<Lifecycle>(l) {
+                        Ok(l) => lifecycle = l,
+                        Err(e) => {
+                            diags.push(de_error(&map, &locations, &at, e));
+                            continue;
+                        }
+                    }
+                }
+            }
+            let table = toml::de::ValueDeserializer::from(body);
             match crate::resources::build(kind, table, spec_dir) {
                 Ok((config, attrs)) => {
                     resources.insert(
@@ -346,6 +378,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
                             addr,
                             config,
                             attrs,
+                            lifecycle,
                         },
                     );
                 }

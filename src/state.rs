@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub const SCHEMA_VERSION: i64 = 1;
+/// 1: the first; 2: `resources.prevent_destroy`.
+pub const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -128,6 +129,10 @@ pub struct StateResource {
     pub attrs: Value,
     pub outputs: Value,
     pub dependencies: Vec<ResourceAddr>,
+    /// The spec's `lifecycle.prevent_destroy` when the row was last written: a block removed
+    /// from the spec is still protected by it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prevent_destroy: bool,
 }
 
 /// An immutable copy of the state, for the planner.
@@ -331,6 +336,13 @@ impl LocalStore {
                     found: v,
                 })
             }
+            Some(1) => {
+                tx.execute_batch(
+                    "ALTER TABLE resources ADD COLUMN prevent_destroy INTEGER NOT NULL DEFAULT 0;
+                     UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+                )
+                .map_err(sq)?;
+            }
             Some(_) => {}
             None => {
                 tx.execute_batch(
@@ -341,7 +353,8 @@ impl LocalStore {
                         attrs TEXT NOT NULL,
                         outputs TEXT NOT NULL,
                         dependencies TEXT NOT NULL,
-                        updated_at TEXT NOT NULL
+                        updated_at TEXT NOT NULL,
+                        prevent_destroy INTEGER NOT NULL DEFAULT 0
                     );
                     CREATE TABLE lock (
                         singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
@@ -378,7 +391,7 @@ impl LocalStore {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT address, status, cloud_id, attrs, outputs, dependencies FROM resources",
+                "SELECT address, status, cloud_id, attrs, outputs, dependencies, prevent_destroy FROM resources",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -390,12 +403,14 @@ impl LocalStore {
                     r.get::<_, String>(3)?,
                     r.get::<_, String>(4)?,
                     r.get::<_, String>(5)?,
+                    r.get::<_, bool>(6)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
         let mut resources = BTreeMap::new();
         for row in rows {
-            let (address, status, cloud_id, attrs, outputs, deps) = row.map_err(|e| self.err(e))?;
+            let (address, status, cloud_id, attrs, outputs, deps, prevent_destroy) =
+                row.map_err(|e| self.err(e))?;
             let corrupt = |message: String| StateError::Corrupt {
                 path: self.path.clone(),
                 address: address.clone(),
@@ -415,6 +430,7 @@ impl LocalStore {
                     attrs,
                     outputs,
                     dependencies,
+                    prevent_destroy,
                 },
             );
         }
@@ -578,10 +594,10 @@ fn write_row(
     r: &StateResource,
 ) -> rusqlite::Result<()> {
     tx.execute(
-        "INSERT INTO resources (address, status, cloud_id, attrs, outputs, dependencies, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO resources (address, status, cloud_id, attrs, outputs, dependencies, updated_at, prevent_destroy)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT(address) DO UPDATE SET status = ?2, cloud_id = ?3, attrs = ?4,
-             outputs = ?5, dependencies = ?6, updated_at = ?7",
+             outputs = ?5, dependencies = ?6, updated_at = ?7, prevent_destroy = ?8",
         params![
             addr.to_string(),
             r.status.as_str(),
@@ -590,6 +606,7 @@ fn write_row(
             r.outputs.to_string(),
             serde_json::to_string(&r.dependencies).unwrap_or_else(|_| "[]".into()),
             now_rfc3339(),
+            r.prevent_destroy,
         ],
     )
     .map(|_| ())
@@ -663,6 +680,50 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn a_schema_1_state_gains_prevent_destroy_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("old.db");
+        {
+            // The schema the first eksnet wrote, with one row in it.
+            let c = rusqlite::Connection::open(&p).unwrap();
+            c.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO meta VALUES ('schema_version', '1'), ('lineage', 'L1'), ('serial', '7');
+                 CREATE TABLE resources (address TEXT PRIMARY KEY, status TEXT NOT NULL,
+                     cloud_id TEXT, attrs TEXT NOT NULL, outputs TEXT NOT NULL,
+                     dependencies TEXT NOT NULL, updated_at TEXT NOT NULL);
+                 CREATE TABLE lock (singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+                     lock_id TEXT NOT NULL, info TEXT NOT NULL);
+                 INSERT INTO resources VALUES ('vpc.main', 'present', 'vpc-1', '{}', '{}', '[]', 'x');",
+            )
+            .unwrap();
+        }
+        let mut s = LocalStore::open(&p).unwrap();
+        let a: ResourceAddr = "vpc.main".parse().unwrap();
+        let snap = s.snapshot().unwrap();
+        assert_eq!((snap.lineage.as_str(), snap.serial), ("L1", 7));
+        assert_eq!(snap.resources[&a].cloud_id.as_deref(), Some("vpc-1"));
+        assert!(!snap.resources[&a].prevent_destroy);
+        let protected = StateResource {
+            prevent_destroy: true,
+            ..snap.resources[&a].clone()
+        };
+        s.put(&a, &protected).unwrap();
+        drop(s);
+        let s = LocalStore::open(&p).unwrap();
+        assert!(s.snapshot().unwrap().resources[&a].prevent_destroy);
+        let version: String = s
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION.to_string());
+    }
+
+    #[test]
     fn rows_survive_reopen_and_serial_counts_writes() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s/x.db");
@@ -675,6 +736,7 @@ mod tests {
             attrs: json!({"cidr_block": "10.0.0.0/24"}),
             outputs: json!({}),
             dependencies: vec!["vpc.main".parse().unwrap()],
+            prevent_destroy: true,
         };
         s.put(&a, &r).unwrap();
         s.put(
@@ -693,6 +755,10 @@ mod tests {
         assert_eq!(snap.serial, 2);
         assert_eq!(snap.resources[&a].cloud_id.as_deref(), Some("subnet-1"));
         assert_eq!(snap.resources[&a].dependencies[0].to_string(), "vpc.main");
+        assert!(
+            snap.resources[&a].prevent_destroy,
+            "protection survives a reopen"
+        );
     }
 
     #[cfg(unix)]

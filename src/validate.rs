@@ -19,6 +19,7 @@ pub fn validate(spec: &Spec) -> Diagnostics {
     check_unique_names(spec, &mut d);
     check_ipv6(spec, &mut d);
     check_kubernetes(spec, &mut d);
+    check_lifecycles(spec, &mut d);
     crate::constraints::check(spec, &mut d);
     if spec.resources.is_empty() {
         // An emptied file is more often a mistake than a wish to delete everything.
@@ -46,6 +47,63 @@ pub fn validate(spec: &Spec) -> Diagnostics {
         }
     }
     d
+}
+
+/// `lifecycle.ignore_changes` names attributes of its kind, never the key the resource is
+/// found by (ignoring it would make eksnet lose the resource, not leave it alone).
+fn check_lifecycles(spec: &Spec, d: &mut Diagnostics) {
+    for r in spec.resources.values() {
+        let facts = crate::resources::facts(r.addr.kind);
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, path) in r.lifecycle.ignore_changes.iter().enumerate() {
+            let key = format!("{}.lifecycle.ignore_changes", r.addr);
+            let at = |msg: String| {
+                spec.error_at(key.clone(), format!("ignore_changes[{i}] `{path}`: {msg}"))
+            };
+            let segments: Vec<&str> = path.split('.').collect();
+            if segments.iter().any(|s| s.is_empty()) {
+                d.push(at(
+                    "write an attribute path such as `scaling.desired_size`".into()
+                ));
+                continue;
+            }
+            let top = segments[0];
+            let here = r.attrs.get(top);
+            let known = here.is_some()
+                || facts.force_new.contains(&top)
+                || facts.create_only.contains(&top);
+            if !known {
+                let mut names: Vec<String> = r
+                    .attrs
+                    .as_object()
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
+                names.sort();
+                d.push(at(format!(
+                    "`{}` has no attribute `{top}`; it has: {}",
+                    r.addr.kind,
+                    names.join(", ")
+                )));
+                continue;
+            }
+            if facts.lookup_key.contains(&top) || facts.identity.contains(&top) {
+                d.push(at(format!(
+                    "`{top}` is how eksnet finds the {} in AWS; it cannot be ignored",
+                    r.addr.kind
+                )));
+                continue;
+            }
+            if segments.len() > 1 && here.is_some_and(|v| !v.is_object()) {
+                d.push(at(format!(
+                    "`{top}` is not a table, so `{path}` names nothing; write `{top}`"
+                )));
+                continue;
+            }
+            if !seen.insert(path.as_str()) {
+                d.push(at("listed twice".into()));
+            }
+        }
+    }
 }
 
 /// What turns custom networking on for a cluster: its `aws_node` or its `vpc-cni` add-on,

@@ -1717,6 +1717,7 @@ fn a_state_written_for_another_spec_is_refused() {
             attrs: serde_json::json!({"name": "demo"}),
             outputs: serde_json::json!({}),
             dependencies: vec![],
+            prevent_destroy: false,
         };
         s.put(&"cluster.other".parse().expect("addr"), &row)
             .expect("put");

@@ -2082,3 +2082,112 @@ async fn an_optional_field_added_later_is_applied() {
     );
     t.run("plan", 0);
 }
+
+/// `lifecycle`: a nodegroup scaled behind eksnet's back (as the cluster autoscaler does) is
+/// left alone when `scaling.desired_size` is ignored, and a protected nodegroup survives both
+/// a removed block (the state remembers the protection) and `destroy`.
+#[tokio::test]
+async fn lifecycle_ignores_autoscaled_size_and_protects_from_destroy() {
+    let t = tutorial();
+    let d = t.dir.path();
+    let aws = sdk(&t.proxy.url).await;
+    let spec_path = d.join(SPEC);
+    let original = std::fs::read_to_string(&spec_path).expect("read spec");
+    let lifecycle = "\n[nodegroup.main.lifecycle]\nignore_changes = [\"scaling.desired_size\"]\nprevent_destroy = true\n";
+    std::fs::write(&spec_path, format!("{original}{lifecycle}")).expect("write spec");
+    run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
+
+    let cluster = "my-custom-networking-cluster";
+    let desired = |n: i32| {
+        aws.eks
+            .update_nodegroup_config()
+            .cluster_name(cluster)
+            .nodegroup_name("my-nodegroup")
+            .scaling_config(
+                aws_sdk_eks::types::NodegroupScalingConfig::builder()
+                    .min_size(1)
+                    .max_size(2)
+                    .desired_size(n)
+                    .build(),
+            )
+            .send()
+    };
+    desired(1).await.expect("scale down");
+    let plan = run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 0);
+    assert!(plan.stdout.contains("No changes"), "{}", plan.stdout);
+    // Another change to the nodegroup still goes out, with the live desired size.
+    std::fs::write(
+        &spec_path,
+        format!("{original}labels = {{ team = \"net\" }}\n{lifecycle}"),
+    )
+    .expect("write spec");
+    run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
+    let ng = aws
+        .eks
+        .describe_nodegroup()
+        .cluster_name(cluster)
+        .nodegroup_name("my-nodegroup")
+        .send()
+        .await
+        .expect("nodegroup");
+    let ng = ng.nodegroup().expect("nodegroup");
+    assert_eq!(
+        ng.scaling_config().and_then(|s| s.desired_size()),
+        Some(1),
+        "desired size left as the autoscaler set it"
+    );
+    assert_eq!(
+        ng.labels().and_then(|l| l.get("team")).map(String::as_str),
+        Some("net")
+    );
+
+    // The block removed: the state's protection refuses the delete.
+    let without = original
+        .split("# Step 11:")
+        .next()
+        .expect("spec before the nodegroup")
+        .to_string();
+    std::fs::write(&spec_path, &without).expect("write spec");
+    let refused = run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 1);
+    assert!(
+        refused.stderr.contains("`nodegroup.main` is protected by the state"),
+        "{}",
+        refused.stderr
+    );
+    // And `destroy` with the block back, still protected.
+    std::fs::write(&spec_path, format!("{original}{lifecycle}")).expect("write spec");
+    let refused = run_ok(t.eksnet().args(["destroy", SPEC, "--auto-approve"]), 1);
+    assert!(
+        refused
+            .stderr
+            .contains("has `lifecycle.prevent_destroy = true` and this plan would destroy it"),
+        "{}",
+        refused.stderr
+    );
+    let listed = aws
+        .eks
+        .list_nodegroups()
+        .cluster_name(cluster)
+        .send()
+        .await
+        .expect("nodegroups");
+    assert_eq!(listed.nodegroups(), ["my-nodegroup"], "nothing deleted");
+
+    // Lifted in the spec and applied: the state forgets the protection, destroy goes ahead.
+    std::fs::write(
+        &spec_path,
+        format!("{original}\n[nodegroup.main.lifecycle]\nprevent_destroy = false\n"),
+    )
+    .expect("write spec");
+    run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
+    std::fs::write(&spec_path, &without).expect("write spec");
+    run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
+    let listed = aws
+        .eks
+        .list_nodegroups()
+        .cluster_name(cluster)
+        .send()
+        .await
+        .expect("nodegroups");
+    assert!(listed.nodegroups().is_empty(), "{:?}", listed.nodegroups());
+}

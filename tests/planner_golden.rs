@@ -475,6 +475,58 @@ subnet_id = "${subnet.pod_a.id}"
 name = "us-west-2a"
 "#,
     ),
+    // The autoscaler took the nodegroup down to 1 node; the spec leaves desired_size alone.
+    lifecycle_ignore_changes_keeps_the_autoscalers_desired_size: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_append(
+            "\n[nodegroup.main.lifecycle]\nignore_changes = [\"scaling.desired_size\"]\n",
+        )
+        .observed_set("nodegroup.main", "/attrs/scaling/desired_size", json!(1)),
+    // The same without `ignore_changes`: apply would set it back to 2.
+    lifecycle_without_ignore_changes_sets_desired_size_back: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .observed_set("nodegroup.main", "/attrs/scaling/desired_size", json!(1)),
+    // max_size raised in the spec: the update keeps the live desired_size.
+    lifecycle_ignore_changes_update_keeps_the_live_value: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_append(
+            "scaling = { min_size = 1, max_size = 4, desired_size = 2 }\n\n[nodegroup.main.lifecycle]\nignore_changes = [\"scaling.desired_size\"]\n",
+        )
+        .observed_set("nodegroup.main", "/attrs/scaling/desired_size", json!(1)),
+    // A change that forces replacement, on an ignored attribute: nothing happens.
+    lifecycle_ignore_changes_on_a_force_new_attribute: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_edit(
+            "instance_types = [\"t3.medium\"]",
+            "instance_types = [\"m5.large\"]\nlifecycle = { ignore_changes = [\"instance_types\"] }",
+        ),
+    lifecycle_ignore_changes_bad_paths_error: Case::tutorial().spec_append(
+        "\n[nodegroup.main.lifecycle]\nignore_changes = [\"scaling.desired_size\", \"desired_size\", \"name\", \"disk_size.gib\", \"scaling..max\", \"scaling.desired_size\"]\n",
+    ),
+    lifecycle_unknown_key_error: Case::tutorial()
+        .spec_append("\n[nodegroup.main.lifecycle]\nprevent_destory = true\n"),
+    lifecycle_prevent_destroy_refuses_a_forced_replace: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_edit(
+            "instance_types = [\"t3.medium\"]",
+            "instance_types = [\"m5.large\"]\nlifecycle = { prevent_destroy = true }",
+        ),
+    lifecycle_prevent_destroy_refuses_destroy: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_append("\n[nodegroup.main.lifecycle]\nprevent_destroy = true\n")
+        .destroy(),
+    // The block is gone from the spec, but the state row still says protected.
+    lifecycle_prevent_destroy_in_the_state_protects_a_removed_block: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_cut("# Step 11:", "instance_types = [\"t3.medium\"]\n")
+        .spec_edit("instance_types = [\"t3.medium\"]\n", "")
+        .state_set("nodegroup.main", "/prevent_destroy", json!(true)),
+    // Lifted in the spec: the state's flag no longer protects it.
+    lifecycle_prevent_destroy_lifted_in_the_spec: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_append("\n[nodegroup.main.lifecycle]\nprevent_destroy = false\n")
+        .state_set("nodegroup.main", "/prevent_destroy", json!(true))
+        .replace(&["nodegroup.main"]),
     no_changes: Case::demo(),
     policy_format_differences_no_change: Case::demo()
         .spec_edit("assume_role_service = \"eks.amazonaws.com\"\n", TWO_SERVICE_POLICY)
