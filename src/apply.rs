@@ -253,6 +253,8 @@ pub async fn apply(
     state: &StateStore,
     parallelism: usize,
 ) -> Result<ApplyReport, ApplyError> {
+    // Nothing is sent to AWS on a state read that turned out stale.
+    state.verified().await?;
     let prior = state.snapshot()?;
     let outputs: HashMap<ResourceAddr, Value> = prior
         .resources

@@ -183,6 +183,15 @@ impl StateStore {
         }
     }
 
+    /// Confirms that the state read with the lock is still the stored one (S3, see
+    /// `S3Store::lock_and_load`); the local store reads under its lock.
+    pub async fn verified(&self) -> Result<(), StateError> {
+        match self {
+            StateStore::Local(_) => Ok(()),
+            StateStore::S3(s) => s.verified().await,
+        }
+    }
+
     /// Stores every write still waiting (S3); the local store has none.
     pub async fn flush(&self) -> Result<(), StateError> {
         match self {
@@ -222,11 +231,7 @@ impl StateStore {
             }
             Location::S3(s) => {
                 let store = s3::S3Store::connect(s, region).await?;
-                let id = store.lock(command).await?;
-                if let Err(e) = store.load().await {
-                    let _ = store.unlock(&id).await;
-                    return Err(e);
-                }
+                let id = store.lock_and_load(command).await?;
                 Ok((StateStore::S3(store), id))
             }
         }

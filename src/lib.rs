@@ -23,6 +23,7 @@ pub mod refresh;
 pub mod render;
 pub mod resources;
 pub mod retry;
+pub mod sizing;
 pub mod spec;
 pub mod state;
 pub mod validate;

@@ -2150,7 +2150,9 @@ async fn lifecycle_ignores_autoscaled_size_and_protects_from_destroy() {
     std::fs::write(&spec_path, &without).expect("write spec");
     let refused = run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 1);
     assert!(
-        refused.stderr.contains("`nodegroup.main` is protected by the state"),
+        refused
+            .stderr
+            .contains("`nodegroup.main` is protected by the state"),
         "{}",
         refused.stderr
     );

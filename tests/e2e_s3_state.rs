@@ -19,6 +19,8 @@ const RESOURCES: usize = 11;
 
 struct World {
     _guard: MotoGuard,
+    /// moto itself, for writes that must not wait behind the proxy's latency.
+    moto_url: String,
     proxy: proxy::Proxy,
     kube: &'static FakeKube,
     /// Two machines: each a copy of the examples, nothing shared on disk.
@@ -55,6 +57,7 @@ async fn world() -> World {
     }
     World {
         _guard: guard,
+        moto_url,
         proxy,
         kube,
         a,
@@ -412,6 +415,76 @@ async fn a_state_write_racing_another_writer_is_refused() {
     let state = w.state_object().await;
     assert_eq!(state["resources"]["subnet.a"]["cloud_id"], "subnet-2");
     assert_eq!(state["serial"], 2);
+}
+
+/// The state is read together with the lock's create. A write by the previous holder that
+/// lands after that read (here: straight to moto while the proxy holds eksnet's requests
+/// back) is caught by the check after the lock, before this command writes anything or
+/// apply sends a request: nothing stale is planned or stored.
+#[tokio::test]
+async fn a_state_read_overtaken_while_taking_the_lock_is_refused_before_any_write() {
+    let w = world().await;
+    std::env::set_var("AWS_ENDPOINT_URL", &w.proxy.url);
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    use eksnet::backend::{Durability, Location, StateStore};
+    let loc = Location::parse_flag(&format!("s3://{BUCKET}/{KEY}")).expect("location");
+    let row = eksnet::state::StateResource {
+        status: eksnet::state::ResourceStatus::Present,
+        cloud_id: Some("subnet-1".into()),
+        attrs: json!({}),
+        outputs: json!({}),
+        dependencies: vec![],
+        prevent_destroy: false,
+    };
+    let a: eksnet::addr::ResourceAddr = "subnet.a".parse().expect("addr");
+    // Unraced, the check passes and the write goes through.
+    let (store, id) = StateStore::open_locked(&loc, Some("us-west-2"), "first")
+        .await
+        .expect("lock");
+    store.verified().await.expect("nothing raced");
+    store.put(&a, &row, Durability::Now).await.expect("write");
+    store.unlock(&id).await.expect("unlock");
+
+    w.proxy.config(json!({"latency_ms": 400}));
+    let (store, _id) = StateStore::open_locked(&loc, Some("us-west-2"), "second")
+        .await
+        .expect("lock");
+    // The check's HEAD is now waiting in the proxy; the other writer's object lands first.
+    let direct = s3(&w.moto_url).await;
+    direct
+        .put_object()
+        .bucket(BUCKET)
+        .key(KEY)
+        .body(aws_sdk_s3::primitives::ByteStream::from(
+            serde_json::to_vec(
+                &json!({"format": 1, "lineage": "other", "serial": 9, "resources": {}}),
+            )
+            .expect("json"),
+        ))
+        .send()
+        .await
+        .expect("other writer");
+    let e = store
+        .put(
+            &a,
+            &eksnet::state::StateResource {
+                cloud_id: Some("subnet-2".into()),
+                ..row.clone()
+            },
+            Durability::Now,
+        )
+        .await
+        .expect_err("a write from the stale read is refused")
+        .to_string();
+    assert!(e.contains("was changed by another writer"), "{e}");
+    // Refused for good: no later write of this command goes through either.
+    assert!(store.remove(&a, Durability::Now).await.is_err());
+    w.proxy.config(json!({"latency_ms": null}));
+    let state = w.state_object().await;
+    assert_eq!(state["lineage"], "other", "the other writer's state stands");
+    assert_eq!(state["serial"], 9);
 }
 
 /// A local state moved to S3 and back keeps every resource, its lineage and its serial

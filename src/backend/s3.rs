@@ -90,6 +90,15 @@ struct Inner {
     lock: Mutex<Option<HeldLock>>,
     /// What the next write records as its command (the lock's command).
     command: Mutex<String>,
+    /// The state read together with the lock's create (`open_locked`) may predate the last
+    /// holder's final write: a HEAD sent once the lock is ours gives the ETag to compare.
+    /// Awaited before the first write and before apply's first request (`verified`).
+    freshness: tokio::sync::Mutex<Option<Freshness>>,
+}
+
+struct Freshness {
+    read: Option<String>,
+    live: tokio::task::JoinHandle<Result<Option<Head>, String>>,
 }
 
 #[derive(Clone)]
@@ -218,7 +227,52 @@ impl S3Store {
             soon_pending: AtomicBool::new(false),
             lock: Mutex::new(None),
             command: Mutex::new(String::new()),
+            freshness: tokio::sync::Mutex::new(None),
         })))
+    }
+
+    /// Takes the lock and reads the state in one round trip: both requests go out together.
+    /// A read that raced the previous holder's last write is caught by `verified`, which
+    /// every write and apply wait for, before anything is changed.
+    pub async fn lock_and_load(&self, command: &str) -> Result<String, StateError> {
+        let (lock, load) = tokio::join!(self.lock(command), self.load());
+        let id = lock?;
+        if let Err(e) = load {
+            let _ = self.unlock(&id).await;
+            return Err(e);
+        }
+        let read = self.0.written.lock().await.etag.clone();
+        let me = self.clone();
+        let live = tokio::spawn(async move { me.head(None).await });
+        *self.0.freshness.lock().await = Some(Freshness { read, live });
+        Ok(id)
+    }
+
+    /// Fails if the state changed between its read and the lock's create (the previous
+    /// holder's last write landed in between): what this command planned from is stale.
+    pub async fn verified(&self) -> Result<(), StateError> {
+        let Some(f) = self.0.freshness.lock().await.take() else {
+            return Ok(());
+        };
+        let live = f
+            .live
+            .await
+            .map_err(|e| self.remote(format!("checking the state read: {e}")))?
+            .map_err(|e| self.remote(e))?;
+        let live_etag = live.and_then(|h| h.etag);
+        if live_etag == f.read {
+            return Ok(());
+        }
+        let message = "the previous holder's last write landed while this command was taking                        the lock, after its read"
+            .to_string();
+        *guard(&self.0.broken) = Some(StateError::Conflict {
+            path: self.path(),
+            message: message.clone(),
+        });
+        Err(StateError::Conflict {
+            path: self.path(),
+            message,
+        })
     }
 
     /// Reads the state object; a command that writes reads it after taking the lock, so what
@@ -397,6 +451,7 @@ impl S3Store {
     /// Group commit: waits for the write in flight, then writes every change made so far in
     /// one request, unless a write since has already stored change `version`.
     async fn flush_to(&self, version: u64) -> Result<(), StateError> {
+        self.verified().await?;
         let mut w = self.0.written.lock().await;
         if w.version >= version {
             return Ok(());
