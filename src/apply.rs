@@ -778,6 +778,7 @@ mod tests {
                 },
             ],
             warnings: vec![],
+            sizing: None,
         };
         let deps = steps(&plan, &StateSnapshot::default());
         let needs = |addr: &str| -> BTreeSet<Step> {

@@ -8,6 +8,7 @@ pub mod addr;
 pub mod apply;
 pub mod aws;
 pub mod backend;
+pub mod capacity;
 pub mod cfn;
 pub mod cli;
 pub mod constraints;

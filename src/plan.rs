@@ -85,6 +85,9 @@ pub struct Plan {
     pub changes: Vec<PlannedChange>,
     #[serde(default)]
     pub warnings: Vec<Diagnostic>,
+    /// Max pods and pod subnet capacity per cluster (`capacity`), when it could be assessed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sizing: Option<crate::capacity::Sizing>,
 }
 
 impl Plan {

@@ -87,6 +87,7 @@ pub fn plan(
         state_serial: state.serial,
         changes,
         warnings: diags.warnings().cloned().collect(),
+        sizing: None,
     })
 }
 

@@ -53,6 +53,16 @@ fn show(v: &Value) -> String {
 
 /// Renders the plan like Terraform: one block per change, attribute lines with `+ ~ -`.
 pub fn render(plan: &Plan, p: Palette) -> String {
+    let mut out = render_changes(plan, p);
+    // What the nodes can hold under these settings comes after what will change.
+    if let Some(sizing) = &plan.sizing {
+        out.push('\n');
+        out.push_str(&crate::capacity::render(sizing));
+    }
+    out
+}
+
+fn render_changes(plan: &Plan, p: Palette) -> String {
     let mut out = String::new();
     let drifted: Vec<&PlannedChange> = plan
         .changes

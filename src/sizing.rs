@@ -6,7 +6,7 @@
 //! (DescribeSubnets or the spec) and the aws-node environment, and this module only counts.
 
 use ipnet::Ipv4Net;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// aws-node and kube-proxy run on the host network, so they count against max pods but take no
@@ -23,7 +23,7 @@ const HIGH_CPU_FROM_VCPUS: u32 = 30;
 const AWS_RESERVED_ADDRESSES: u64 = 5;
 
 /// The network limits of one instance type, from DescribeInstanceTypes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceNetwork {
     pub instance_type: String,
     /// NetworkInfo.MaximumNetworkInterfaces
@@ -37,7 +37,7 @@ pub struct InstanceNetwork {
 }
 
 /// The VPC CNI settings that change how many addresses a node holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CniMode {
     /// AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG=true
     pub custom_networking: bool,
@@ -47,7 +47,7 @@ pub struct CniMode {
 }
 
 /// How many spare addresses the CNI keeps attached to a node beyond those its pods use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WarmPool {
     /// WARM_ENI_TARGET (default 1 when nothing else is set): whole spare ENIs.
     Eni { warm_enis: u32 },
@@ -156,7 +156,7 @@ fn saturate_u32(n: u64) -> u32 {
 }
 
 /// The max-pods figure of one instance type.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MaxPods {
     pub instance_type: String,
     /// After the cap.
@@ -229,7 +229,7 @@ pub fn max_pods(it: &InstanceNetwork, mode: &CniMode) -> MaxPods {
 }
 
 /// Max pods of a nodegroup that may launch any of several instance types.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodegroupPods {
     pub per_type: Vec<MaxPods>,
     /// The lowest max_pods: EKS gives every node of the group the lowest (0 for no types).
@@ -296,7 +296,7 @@ pub fn nodegroup_pods(
 }
 
 /// A subnet pods take addresses from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodSubnet {
     /// What the table names: the spec address (e.g. "subnet.pod_a") or the subnet id.
     pub label: String,
@@ -308,7 +308,7 @@ pub struct PodSubnet {
 }
 
 /// A nodegroup at its largest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodegroupDemand {
     /// E.g. "nodegroup.main".
     pub label: String,
@@ -323,7 +323,7 @@ pub struct NodegroupDemand {
 }
 
 /// What the capacity figures count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Unit {
     Addresses,
@@ -341,14 +341,14 @@ impl Unit {
 }
 
 /// Pod address supply and demand per AZ.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Capacity {
     pub unit: Unit,
     /// Sorted by AZ.
     pub zones: Vec<ZoneCapacity>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ZoneCapacity {
     pub az: String,
     /// Labels of the pod subnets in the AZ.

@@ -2193,3 +2193,131 @@ async fn lifecycle_ignores_autoscaled_size_and_protects_from_destroy() {
         .expect("nodegroups");
     assert!(listed.nodegroups().is_empty(), "{:?}", listed.nodegroups());
 }
+
+/// Node sizing in the plan, from moto's `DescribeInstanceTypes`: max pods of the tutorial's
+/// t3.medium under custom networking (12, not the 17 of default networking), and the pod
+/// subnets' room per AZ, counted from their CIDRs before the first apply and from
+/// `AvailableIpAddressCount` after it; a pod subnet too small for `max_size` is a warning
+/// naming the AZ and the shortfall, and `--json` carries the same numbers.
+#[tokio::test]
+async fn plan_shows_max_pods_and_pod_subnet_capacity() {
+    let t = tutorial();
+    let d = t.dir.path();
+    let plan = run_ok(t.eksnet().args(["plan", SPEC]), 0);
+    let out = &plan.stdout;
+    assert!(
+        out.contains("Node sizing for cluster my-custom-networking-cluster (custom networking):"),
+        "{out}"
+    );
+    assert!(
+        out.contains("nodegroup.main: max pods 12 per node (t3.medium 12), up to 2 nodes"),
+        "{out}"
+    );
+    // Before the first apply the AZs are known after apply (references to the stack's
+    // subnets): one row per pod subnet. A /27 has 32 addresses, 5 reserved by AWS; one node
+    // per AZ takes 2 ENIs' worth: 2 × 5 secondary addresses plus each ENI's own.
+    let row = |az: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(az))
+            .unwrap_or_else(|| panic!("no row for {az}:\n{out}"))
+            .split_whitespace()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        row("(AZ")[3..],
+        ["subnet.pod_a", "27", "1", "12", "ok"],
+        "{out}"
+    );
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.trim_start().starts_with("(AZ of subnet.pod_"))
+            .count(),
+        2,
+        "{out}"
+    );
+
+    run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
+    let plan = run_ok(t.eksnet().args(["plan", SPEC, "--json"]), 0);
+    let json: serde_json::Value = serde_json::from_str(&plan.stdout).expect("plan json");
+    let cluster = &json["sizing"]["clusters"][0];
+    assert_eq!(cluster["cluster"], "my-custom-networking-cluster");
+    assert_eq!(cluster["mode"]["custom_networking"], true);
+    assert_eq!(cluster["nodegroups"][0]["pods"]["effective"], 12);
+    let zones = cluster["capacity"]["zones"].as_array().expect("zones");
+    assert_eq!(zones.len(), 2, "{zones:?}");
+    // Now from DescribeSubnets: what moto says is free, not computed from the CIDR.
+    let aws = sdk(&t.proxy.url).await;
+    for z in zones {
+        let label = z["subnets"][0].as_str().expect("label");
+        let cidr = if label == "subnet.pod_a" {
+            "192.168.1.0/27"
+        } else {
+            "192.168.1.32/27"
+        };
+        let f = aws_sdk_ec2::types::Filter::builder()
+            .name("cidr-block")
+            .values(cidr)
+            .build();
+        let subnets = aws
+            .ec2
+            .describe_subnets()
+            .filters(f)
+            .send()
+            .await
+            .expect("subnets");
+        let free = subnets.subnets()[0]
+            .available_ip_address_count()
+            .expect("count");
+        assert_eq!(z["free"], free, "{z}");
+        assert_eq!(z["estimate"], false);
+    }
+
+    // Too small for what the nodegroup may grow to: a warning with the numbers.
+    let spec_path = d.join(SPEC);
+    let text = std::fs::read_to_string(&spec_path).expect("spec");
+    let text = text.replace(
+            "instance_types = [\"t3.medium\"]",
+            "instance_types = [\"t3.medium\"]\nscaling = { min_size = 1, max_size = 10, desired_size = 2 }",
+        );
+    std::fs::write(&spec_path, text).expect("write spec");
+    let plan = run_ok(t.eksnet().args(["plan", SPEC]), 0);
+    // 10 nodes over 2 AZs: 5 in us-west-2a × 12 addresses = 60 against 27 free in a /27.
+    assert!(
+        plan.stderr.contains("us-west-2a") && plan.stderr.contains("short by 33"),
+        "{}",
+        plan.stderr
+    );
+    let row = plan
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("us-west-2a"))
+        .unwrap_or_else(|| panic!("{}", plan.stdout))
+        .to_string();
+    assert!(row.contains("short by 33"), "{row}");
+    // `eksnet capacity` prints the same table alone, and the numbers under --json.
+    let cap = run_ok(t.eksnet().args(["capacity", SPEC]), 0);
+    assert!(!cap.stdout.contains("will perform"), "{}", cap.stdout);
+    assert!(
+        cap.stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with("us-west-2a") && l.contains("short by 33")),
+        "{}",
+        cap.stdout
+    );
+    let cap = run_ok(t.eksnet().args(["capacity", SPEC, "--json"]), 0);
+    let json: serde_json::Value = serde_json::from_str(&cap.stdout).expect("capacity json");
+    let zone = json["clusters"][0]["capacity"]["zones"]
+        .as_array()
+        .and_then(|z| z.iter().find(|z| z["az"] == "us-west-2a"))
+        .cloned()
+        .expect("us-west-2a");
+    assert_eq!(
+        (
+            zone["nodes"].as_u64(),
+            zone["demand"].as_u64(),
+            zone["shortfall"].as_u64()
+        ),
+        (Some(5), Some(60), Some(33))
+    );
+}

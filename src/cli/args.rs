@@ -23,6 +23,9 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Refresh from AWS and show what apply would change.
     Plan(PlanArgs),
+    /// Max pods per nodegroup under the cluster's CNI settings, and the pod subnets' free
+    /// addresses per AZ against what the nodegroups can grow to; for a spec applied or not.
+    Capacity(CapacityArgs),
     /// Converge AWS to a spec, or carry out a saved plan exactly.
     Apply(ApplyArgs),
     /// Delete everything the state holds, in reverse dependency order.
@@ -102,6 +105,14 @@ pub struct PlanArgs {
     /// Plan to recreate this resource (repeatable).
     #[arg(long, value_name = "ADDR")]
     pub replace: Vec<ResourceAddr>,
+}
+
+#[derive(Args)]
+pub struct CapacityArgs {
+    /// The spec file (TOML).
+    pub spec: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[derive(Args)]
@@ -298,6 +309,7 @@ impl Cli {
         match &self.command {
             Command::Validate(a) => a.json,
             Command::Plan(PlanArgs { common, .. })
+            | Command::Capacity(CapacityArgs { common, .. })
             | Command::Apply(ApplyArgs { common, .. })
             | Command::Destroy(DestroyArgs { common, .. })
             | Command::Verify(VerifyArgs { common, .. })

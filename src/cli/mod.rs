@@ -49,6 +49,7 @@ async fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         Command::Validate(args) => commands::validate::run(args),
         Command::Graph(args) => commands::graph::run(args).await,
         Command::Plan(args) => commands::plan::run(args).await,
+        Command::Capacity(args) => commands::capacity::run(args).await,
         Command::Apply(args) => commands::apply::run(args).await,
         Command::Destroy(args) => commands::destroy::run(args).await,
         Command::Verify(args) => commands::verify::run(args).await,

@@ -7,6 +7,7 @@ use super::output;
 use crate::addr::{Kind, ResourceAddr};
 use crate::aws::AwsClients;
 use crate::backend::{self, Location, StateStore};
+use crate::capacity;
 use crate::diag::Diagnostics;
 use crate::events::{self, Event};
 use crate::graph::DependencyGraph;
@@ -197,15 +198,25 @@ pub async fn make_plan(
         .map_err(|d| output::diagnostics_failure(&d))?;
     // The live checks (add-on versions and schemas) run alongside the refresh; their errors
     // stop the command like the planner's, before anything is changed.
-    let (observed, checks) = if opts.destroy {
+    // So do the node sizing reads (instance types, free addresses of the pod subnets).
+    let (observed, checks, sizing_reads) = if opts.destroy {
         (
             refresh::refresh(ctx, spec, &graph, snapshot).await,
             Diagnostics::default(),
+            None,
         )
     } else {
+        let sizing = async {
+            if capacity::wanted(spec) {
+                Some(capacity::read(ctx, spec, snapshot).await)
+            } else {
+                None
+            }
+        };
         tokio::join!(
             refresh::refresh(ctx, spec, &graph, snapshot),
-            refresh::check(ctx, spec, snapshot)
+            refresh::check(ctx, spec, snapshot),
+            sizing
         )
     };
     let observed = observed?;
@@ -218,7 +229,18 @@ pub async fn make_plan(
         }
         plan = Err(all);
     }
-    let plan = plan.map_err(|d| output::diagnostics_failure(&d))?;
+    let mut plan = plan.map_err(|d| output::diagnostics_failure(&d))?;
+    if let Some(reads) = sizing_reads {
+        let (sizing, findings) = capacity::assess(spec, &plan, &reads);
+        for f in findings {
+            plan.warnings.push(if f.key.is_empty() {
+                crate::diag::Diagnostic::warning(f.message)
+            } else {
+                spec.warning_at(f.key, f.message)
+            });
+        }
+        plan.sizing = (!sizing.clusters.is_empty()).then_some(sizing);
+    }
     output::diagnostics(&plan.warnings);
     Ok(plan)
 }

@@ -1,6 +1,7 @@
 //! One file per command: each takes its parsed arguments and returns how the command ended.
 
 pub mod apply;
+pub mod capacity;
 pub mod destroy;
 pub mod force_unlock;
 pub mod graph;

@@ -1,0 +1,470 @@
+//! Node sizing in the plan: the reads it needs, made alongside the refresh (one
+//! `DescribeInstanceTypes` for every instance type of the spec, one `DescribeSubnets` for the
+//! free addresses of the subnets the state knows), and the assessment per cluster from the
+//! planned changes: max pods per nodegroup under the cluster's CNI settings, and the pod
+//! subnets' room per AZ against what the nodegroups can grow to (`sizing` does the counting).
+
+use crate::addr::{Kind, ResourceAddr};
+use crate::plan::{Plan, PlannedChange};
+use crate::resources::{self, Ctx};
+use crate::sizing::{self, Capacity, CniMode, InstanceNetwork, NodegroupPods, PodSubnet};
+use crate::spec::Spec;
+use crate::state::StateSnapshot;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// What the assessment reads from AWS.
+#[derive(Debug, Default)]
+pub struct Reads {
+    pub types: BTreeMap<String, InstanceNetwork>,
+    /// Subnet id → `AvailableIpAddressCount`.
+    pub available: HashMap<String, u32>,
+    /// Why a read failed: the assessment is skipped for what it needed, the plan goes on.
+    pub problems: Vec<String>,
+}
+
+/// The instance types written in the spec's nodegroups.
+fn spec_instance_types(spec: &Spec) -> BTreeSet<String> {
+    spec.resources
+        .values()
+        .filter(|r| r.addr.kind == Kind::Nodegroup)
+        .flat_map(|r| resources::str_list(&r.attrs, "instance_types"))
+        .filter(|t| !t.contains("${"))
+        .collect()
+}
+
+/// Both reads at once; they go out with the refresh's first wave, so no round trip is added.
+pub async fn read(ctx: &Ctx, spec: &Spec, snapshot: &StateSnapshot) -> Reads {
+    let types: Vec<String> = spec_instance_types(spec).into_iter().collect();
+    let subnet_ids: Vec<String> = snapshot
+        .resources
+        .iter()
+        .filter(|(a, _)| a.kind == Kind::Subnet)
+        .filter_map(|(_, r)| r.cloud_id.clone())
+        .collect();
+    let ec2 = &ctx.aws.ec2;
+    let types_read = async {
+        if types.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One page holds up to 100 types; a nodegroup has at most 20.
+        ec2.describe_instance_types()
+            .set_instance_types(Some(
+                types
+                    .iter()
+                    .map(|t| aws_sdk_ec2::types::InstanceType::from(t.as_str()))
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map(|o| o.instance_types().to_vec())
+            .map_err(|e| resources::aws_error("DescribeInstanceTypes", e).to_string())
+    };
+    let subnets_read = async {
+        if subnet_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        ec2.describe_subnets()
+            .set_subnet_ids(Some(subnet_ids.clone()))
+            .send()
+            .await
+            .map(|o| o.subnets().to_vec())
+            .map_err(|e| resources::aws_error("DescribeSubnets", e).to_string())
+    };
+    let (types_got, subnets_got) = tokio::join!(types_read, subnets_read);
+    let mut reads = Reads::default();
+    match types_got {
+        Ok(found) => {
+            for t in found {
+                let Some(name) = t.instance_type().map(|n| n.as_str().to_string()) else {
+                    continue;
+                };
+                let net = t.network_info();
+                reads.types.insert(
+                    name.clone(),
+                    InstanceNetwork {
+                        instance_type: name,
+                        max_enis: net
+                            .and_then(|n| n.maximum_network_interfaces())
+                            .and_then(|n| u32::try_from(n).ok())
+                            .unwrap_or(0),
+                        ipv4_per_eni: net
+                            .and_then(|n| n.ipv4_addresses_per_interface())
+                            .and_then(|n| u32::try_from(n).ok())
+                            .unwrap_or(0),
+                        vcpus: t
+                            .v_cpu_info()
+                            .and_then(|v| v.default_v_cpus())
+                            .and_then(|n| u32::try_from(n).ok())
+                            .unwrap_or(0),
+                        nitro: t.hypervisor().map(|h| h.as_str()) == Some("nitro"),
+                    },
+                );
+            }
+        }
+        Err(e) => reads.problems.push(e),
+    }
+    match subnets_got {
+        Ok(found) => {
+            for s in found {
+                if let (Some(id), Some(n)) = (s.subnet_id(), s.available_ip_address_count()) {
+                    reads
+                        .available
+                        .insert(id.to_string(), u32::try_from(n).unwrap_or(0));
+                }
+            }
+        }
+        // A subnet deleted outside eksnet makes the whole call fail; the plan recreates it,
+        // and its room is counted from its CIDR.
+        Err(e) => reads.problems.push(e),
+    }
+    reads
+}
+
+/// One cluster's sizing, as the plan shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterSizing {
+    pub cluster: String,
+    pub mode: CniMode,
+    pub nodegroups: Vec<NodegroupSizing>,
+    /// Per-AZ room of the pod subnets; `None` without custom networking (pods then take the
+    /// node subnets' addresses, which eksnet does not manage).
+    pub capacity: Option<Capacity>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodegroupSizing {
+    pub addr: ResourceAddr,
+    pub max_size: u32,
+    pub pods: NodegroupPods,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Sizing {
+    pub clusters: Vec<ClusterSizing>,
+}
+
+/// A warning of the assessment, with the spec key it belongs to.
+pub struct Finding {
+    pub key: String,
+    pub message: String,
+}
+
+fn str_of<'v>(c: &'v PlannedChange, key: &str) -> Option<&'v str> {
+    c.after
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_str)
+}
+
+/// The CNI environment of a cluster's settings (`aws_node.env` or the `vpc-cni` add-on's
+/// `configuration_values.env`), as strings.
+fn cni_env(plan: &Plan, spec: &Spec, cluster: &str) -> BTreeMap<String, String> {
+    plan.changes
+        .iter()
+        .filter(|c| {
+            c.addr.kind == Kind::AwsNode
+                || (c.addr.kind == Kind::Addon
+                    && str_of(c, "name") == Some(resources::addon::VPC_CNI))
+        })
+        .filter(|c| {
+            str_of(c, "cluster_name")
+                .map(|n| spec.resolved_name(n))
+                .as_deref()
+                == Some(cluster)
+        })
+        .filter_map(|c| {
+            let a = c.after.as_ref()?;
+            a.get("env")
+                .or_else(|| a.get("configuration_values").and_then(|v| v.get("env")))?
+                .as_object()
+                .cloned()
+        })
+        .flat_map(|m| {
+            m.into_iter().filter_map(|(k, v)| match v {
+                Value::String(s) => Some((k, s)),
+                Value::Bool(b) => Some((k, b.to_string())),
+                Value::Number(n) => Some((k, n.to_string())),
+                _ => None,
+            })
+        })
+        .collect()
+}
+
+/// Subnet id → AZ, from what the plan knows: the VPC stacks' subnet lists and the subnets.
+fn known_azs(plan: &Plan) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for c in &plan.changes {
+        let outputs = c.observed_outputs.as_ref();
+        match c.addr.kind {
+            Kind::Vpc => {
+                if let Some(m) = outputs
+                    .and_then(|o| o.get("subnet_azs"))
+                    .and_then(Value::as_object)
+                {
+                    for (id, az) in m {
+                        if let Some(az) = az.as_str() {
+                            out.insert(id.clone(), az.to_string());
+                        }
+                    }
+                }
+            }
+            Kind::Subnet => {
+                let az = outputs
+                    .and_then(|o| o.get("availability_zone"))
+                    .and_then(Value::as_str)
+                    .or_else(|| str_of(c, "availability_zone"));
+                if let (Some(id), Some(az)) = (c.cloud_id.as_ref(), az) {
+                    out.insert(id.clone(), az.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The subnet an ENIConfig's `subnet_id` names: by reference (`${subnet.X.id}`) or by id.
+fn eni_subnet<'p>(plan: &'p Plan, spec: &Spec, eni: &PlannedChange) -> Option<&'p PlannedChange> {
+    let raw = spec
+        .get(&eni.addr)
+        .and_then(|r| resources::str_attr(&r.attrs, "subnet_id"))
+        .unwrap_or_default()
+        .to_string();
+    let resolved = str_of(eni, "subnet_id").unwrap_or_default().to_string();
+    plan.changes.iter().find(|c| {
+        c.addr.kind == Kind::Subnet
+            && (raw == format!("${{{}.id}}", c.addr)
+                || c.cloud_id.as_deref() == Some(resolved.as_str()))
+    })
+}
+
+/// The assessment of every cluster with nodegroups in the plan, and its warnings.
+pub fn assess(spec: &Spec, plan: &Plan, reads: &Reads) -> (Sizing, Vec<Finding>) {
+    let mut findings: Vec<Finding> = reads
+        .problems
+        .iter()
+        .map(|p| Finding {
+            key: String::new(),
+            message: format!("node sizing could not read everything it needs: {p}"),
+        })
+        .collect();
+    let azs_of = known_azs(plan);
+    let live = |c: &&PlannedChange| c.after.is_some();
+    let nodegroups: Vec<&PlannedChange> = plan
+        .changes
+        .iter()
+        .filter(|c| c.addr.kind == Kind::Nodegroup)
+        .filter(live)
+        .collect();
+    let clusters: BTreeSet<String> = nodegroups
+        .iter()
+        .filter_map(|c| str_of(c, "cluster_name"))
+        .map(|n| spec.resolved_name(n))
+        .collect();
+    let mut sizing = Sizing::default();
+    for cluster in clusters {
+        let mode = CniMode::from_env(&cni_env(plan, spec, &cluster));
+        // Pod subnets: the ENIConfigs' subnets, under custom networking.
+        let mut pod_subnets = Vec::new();
+        if mode.custom_networking {
+            for eni in plan.changes.iter().filter(|c| {
+                c.addr.kind == Kind::EniConfig
+                    && c.after.is_some()
+                    && str_of(c, "cluster_name")
+                        .map(|n| spec.resolved_name(n))
+                        .as_deref()
+                        == Some(cluster.as_str())
+            }) {
+                let Some(sub) = eni_subnet(plan, spec, eni) else {
+                    continue;
+                };
+                let cidr = str_of(sub, "cidr_block").and_then(|c| c.parse::<ipnet::Ipv4Net>().ok());
+                let az = sub
+                    .observed_outputs
+                    .as_ref()
+                    .and_then(|o| o.get("availability_zone"))
+                    .and_then(Value::as_str)
+                    .or_else(|| str_of(sub, "availability_zone"))
+                    .map(|s| spec.resolved_name(s))
+                    // Known after apply (a reference to the VPC's outputs): the subnet's own
+                    // zone still, one row per subnet.
+                    .map(|az| {
+                        if az.contains("${") {
+                            format!("(AZ of {})", sub.addr)
+                        } else {
+                            az
+                        }
+                    });
+                if let (Some(cidr), Some(az)) = (cidr, az) {
+                    if pod_subnets
+                        .iter()
+                        .any(|p: &PodSubnet| p.label == sub.addr.to_string())
+                    {
+                        continue;
+                    }
+                    pod_subnets.push(PodSubnet {
+                        label: sub.addr.to_string(),
+                        az,
+                        cidr,
+                        available: sub
+                            .cloud_id
+                            .as_ref()
+                            .and_then(|id| reads.available.get(id))
+                            .copied(),
+                    });
+                }
+            }
+        }
+        let pod_azs: Vec<String> = pod_subnets
+            .iter()
+            .map(|p| p.az.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut groups = Vec::new();
+        let mut demands = Vec::new();
+        for ng in nodegroups.iter().filter(|c| {
+            str_of(c, "cluster_name")
+                .map(|n| spec.resolved_name(n))
+                .as_deref()
+                == Some(cluster.as_str())
+        }) {
+            let after = ng.after.as_ref().unwrap_or(&Value::Null);
+            let type_names = resources::str_list(after, "instance_types");
+            let types: Vec<InstanceNetwork> = type_names
+                .iter()
+                .filter_map(|t| reads.types.get(t).cloned())
+                .collect();
+            if types.len() != type_names.len() {
+                // Not read (a failed read, or a reference): nothing sound to say.
+                continue;
+            }
+            let pods = sizing::nodegroup_pods(&types, &mode, None);
+            let key = ng.addr.to_string();
+            if let Some(w) = &pods.mixed_warning {
+                findings.push(Finding {
+                    key: format!("{key}.instance_types"),
+                    message: w.clone(),
+                });
+            }
+            for note in pods.per_type.iter().filter_map(|m| m.note.clone()) {
+                findings.push(Finding {
+                    key: format!("{key}.instance_types"),
+                    message: note,
+                });
+            }
+            let max_size = after
+                .get("scaling")
+                .and_then(|s| s.get("max_size"))
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(2);
+            // The node subnets' AZs when known; else the cluster's pod subnet AZs, which
+            // validation requires to cover every AZ a nodegroup runs in.
+            let mut azs: Vec<String> = resources::str_list(after, "subnet_ids")
+                .iter()
+                .filter_map(|id| azs_of.get(id).cloned())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if azs.is_empty() {
+                azs = pod_azs.clone();
+            }
+            if let Some(lowest) = types
+                .iter()
+                .min_by_key(|t| sizing::max_pods(t, &mode).max_pods)
+                .cloned()
+            {
+                demands.push(sizing::NodegroupDemand {
+                    label: key.clone(),
+                    azs,
+                    max_size,
+                    pods_per_node: pods.pods_per_node(),
+                    instance: lowest,
+                });
+            }
+            groups.push(NodegroupSizing {
+                addr: ng.addr.clone(),
+                max_size,
+                pods,
+            });
+        }
+        let capacity = (mode.custom_networking && !demands.is_empty())
+            .then(|| sizing::capacity(&pod_subnets, &demands, &mode));
+        if let Some(c) = &capacity {
+            for w in c.warnings() {
+                findings.push(Finding {
+                    key: String::new(),
+                    message: format!("cluster `{cluster}`: {w}"),
+                });
+            }
+        }
+        if !groups.is_empty() {
+            sizing.clusters.push(ClusterSizing {
+                cluster,
+                mode,
+                nodegroups: groups,
+                capacity,
+            });
+        }
+    }
+    (sizing, findings)
+}
+
+/// The plan's sizing section, plain text.
+pub fn render(s: &Sizing) -> String {
+    let mut out = String::new();
+    for c in &s.clusters {
+        let mut mode = vec![if c.mode.custom_networking {
+            "custom networking"
+        } else {
+            "no custom networking"
+        }];
+        if c.mode.prefix_delegation {
+            mode.push("prefix delegation");
+        }
+        out.push_str(&format!(
+            "Node sizing for cluster {} ({}):\n",
+            c.cluster,
+            mode.join(", ")
+        ));
+        for g in &c.nodegroups {
+            let per: Vec<String> = g
+                .pods
+                .per_type
+                .iter()
+                .map(|m| {
+                    if m.max_pods < m.uncapped {
+                        format!(
+                            "{} {} (capped from {})",
+                            m.instance_type, m.max_pods, m.uncapped
+                        )
+                    } else {
+                        format!("{} {}", m.instance_type, m.max_pods)
+                    }
+                })
+                .collect();
+            out.push_str(&format!(
+                "  {}: max pods {} per node ({}), up to {} nodes\n",
+                g.addr,
+                g.pods.pods_per_node(),
+                per.join(", "),
+                g.max_size
+            ));
+        }
+        if let Some(cap) = &c.capacity {
+            out.push_str("  Pod subnet capacity at max_size:\n");
+            for line in cap.render().lines() {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// The spec's instance types and subnets are all the sizing needs to know from the spec.
+pub fn wanted(spec: &Spec) -> bool {
+    !spec_instance_types(spec).is_empty()
+}
