@@ -275,7 +275,8 @@ impl S3Store {
         })
     }
 
-    /// Reads the state object; a command that writes reads it after taking the lock, so what
+    /// Reads the state object; a command that writes reads it with the lock's create and has
+    /// the read confirmed once the lock is ours (`lock_and_load`, `verified`), so what
     /// it plans from is what the last holder left.
     pub async fn load(&self) -> Result<(), StateError> {
         let got = self
