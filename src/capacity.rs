@@ -372,17 +372,20 @@ pub fn assess(spec: &Spec, plan: &Plan, reads: &Reads) -> (Sizing, Vec<Finding>)
             if azs.is_empty() {
                 azs = pod_azs.clone();
             }
-            if let Some(lowest) = types
+            // Every node runs the group's max pods, but a type with more addresses per ENI
+            // holds more of them warm: the demand counted is the hungriest type's.
+            let per_node = pods.pods_per_node();
+            if let Some(hungriest) = types
                 .iter()
-                .min_by_key(|t| sizing::max_pods(t, &mode).max_pods)
+                .max_by_key(|t| sizing::node_demand(t, &mode, per_node))
                 .cloned()
             {
                 demands.push(sizing::NodegroupDemand {
                     label: key.clone(),
                     azs,
                     max_size,
-                    pods_per_node: pods.pods_per_node(),
-                    instance: lowest,
+                    pods_per_node: per_node,
+                    instance: hungriest,
                 });
             }
             groups.push(NodegroupSizing {
@@ -411,6 +414,19 @@ pub fn assess(spec: &Spec, plan: &Plan, reads: &Reads) -> (Sizing, Vec<Finding>)
         }
     }
     (sizing, findings)
+}
+
+/// Adds the assessment to a plan: its findings as warnings, its numbers as `plan.sizing`.
+pub fn attach(spec: &Spec, plan: &mut Plan, reads: &Reads) {
+    let (sizing, findings) = assess(spec, plan, reads);
+    for f in findings {
+        plan.warnings.push(if f.key.is_empty() {
+            crate::diag::Diagnostic::warning(f.message)
+        } else {
+            spec.warning_at(f.key, f.message)
+        });
+    }
+    plan.sizing = (!sizing.clusters.is_empty()).then_some(sizing);
 }
 
 /// The plan's sizing section, plain text.

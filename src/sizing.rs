@@ -317,8 +317,8 @@ pub struct NodegroupDemand {
     pub max_size: u32,
     /// `NodegroupPods::pods_per_node`.
     pub pods_per_node: u32,
-    /// The type used for the warm-pool arithmetic (the caller passes the one with the lowest
-    /// max pods).
+    /// The type used for the warm-pool arithmetic: of a group's types, the one whose node
+    /// takes the most addresses at `pods_per_node` (`node_demand`), the worst case.
     pub instance: InstanceNetwork,
 }
 
@@ -419,7 +419,7 @@ fn policy(warm: WarmPool, prefixes: bool) -> Policy {
 /// counted as one /28 each, and so are the individual addresses of a non-Nitro node that fell
 /// back to secondary addresses: a lone address in a free /28 block keeps the block from being
 /// delegated, and where AWS places it is not ours to know, so the worst case is counted.
-fn node_demand(it: &InstanceNetwork, mode: &CniMode, pods_per_node: u32) -> u64 {
+pub fn node_demand(it: &InstanceNetwork, mode: &CniMode, pods_per_node: u32) -> u64 {
     let prefixes = uses_prefixes(it, mode);
     let per_slot = if prefixes {
         u64::from(PREFIX_ADDRESSES)

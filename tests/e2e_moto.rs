@@ -63,8 +63,9 @@ async fn tutorial_example_end_to_end() {
     run_ok(t.eksnet().args(["validate", SPEC]), 0);
     t.proxy.reset_stats();
     // With moto's instant answers, requests sent together can look sequential; a latency
-    // makes the proxy's round-trip count mean what it says.
-    t.proxy.config(json!({"latency_ms": 40}));
+    // makes the proxy's round-trip count mean what it says. It is longer than the spread of
+    // one wave's starts on a loaded 2-CPU machine (tests run in parallel), about 100 ms.
+    t.proxy.config(json!({"latency_ms": 150}));
     let plan = run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 2);
     t.proxy.config(json!({"latency_ms": null}));
     // Nothing exists and the state is empty: every lookup whose key is written in the spec
@@ -424,7 +425,7 @@ async fn tutorial_example_end_to_end() {
 
     // --- no changes ---
     t.proxy.reset_stats();
-    t.proxy.config(json!({"latency_ms": 40}));
+    t.proxy.config(json!({"latency_ms": 150}));
     let again = run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 0);
     t.proxy.config(json!({"latency_ms": null}));
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);

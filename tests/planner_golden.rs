@@ -107,7 +107,26 @@ fn plan_with_eksnet(spec_path: &Path, case: &Case) -> String {
         Err(d) => return d.to_string(),
     };
     match plan(&spec, &graph, &state, &observed, &options) {
-        Ok(plan) => {
+        Ok(mut plan) => {
+            // Node sizing, as `plan` adds it after the refresh, from the case's reads.
+            if let Value::Object(types) = &case.instance_types {
+                let mut reads = eksnet::capacity::Reads::default();
+                for (name, t) in types {
+                    let mut t = t.clone();
+                    t["instance_type"] = json!(name);
+                    reads
+                        .types
+                        .insert(name.clone(), from_value("instance type", &t));
+                }
+                if let Value::Object(free) = &case.available {
+                    for (id, n) in free {
+                        reads
+                            .available
+                            .insert(id.clone(), from_value("available", n));
+                    }
+                }
+                eksnet::capacity::attach(&spec, &mut plan, &reads);
+            }
             let mut out = render(&plan, Palette::PLAIN);
             for w in &plan.warnings {
                 out.push_str(&format!("{w}\n"));
@@ -617,6 +636,44 @@ name = "us-west-2a"
             "version = \"1.31\"\n",
             "version = \"1.31\"\ntags = { team = \"platform\" }\n",
         ),
+    // Node sizing of the applied tutorial: t3.medium under custom networking, free addresses
+    // as DescribeSubnets reported them.
+    sizing_tutorial_applied: Case::tutorial().spec_prepend(ALL_APPLIED).sizing(
+        json!({"t3.medium": {"max_enis": 3, "ipv4_per_eni": 6, "vcpus": 2, "nitro": true}}),
+        json!({"subnet-0aa11111111111111": 20, "subnet-0bb22222222222222": 27}),
+    ),
+    // Two instance types with different max pods (EKS uses the lowest) and a max_size the
+    // /27 pod subnets cannot hold.
+    sizing_mixed_types_and_shortfall: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_edit(
+            "instance_types = [\"t3.medium\"]",
+            "instance_types = [\"t3.medium\", \"m5.large\"]\nscaling = { min_size = 1, max_size = 8, desired_size = 2 }",
+        )
+        .sizing(
+            json!({
+                "t3.medium": {"max_enis": 3, "ipv4_per_eni": 6, "vcpus": 2, "nitro": true},
+                "m5.large": {"max_enis": 3, "ipv4_per_eni": 10, "vcpus": 2, "nitro": true}
+            }),
+            json!({"subnet-0aa11111111111111": 27, "subnet-0bb22222222222222": 27}),
+        ),
+    // Prefix delegation on m5.24xlarge: max pods capped at 250, supply in /28 prefixes.
+    sizing_prefix_delegation_caps_and_counts_prefixes: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_edit(
+            "eni_config_label = \"topology.kubernetes.io/zone\"",
+            "eni_config_label = \"topology.kubernetes.io/zone\"\nenv = { ENABLE_PREFIX_DELEGATION = \"true\" }",
+        )
+        .spec_edit("instance_types = [\"t3.medium\"]", "instance_types = [\"m5.24xlarge\"]")
+        .sizing(
+            json!({"m5.24xlarge": {"max_enis": 15, "ipv4_per_eni": 50, "vcpus": 96, "nitro": true}}),
+            json!({"subnet-0aa11111111111111": 27, "subnet-0bb22222222222222": 27}),
+        ),
+    // Before the first apply: counted from the CIDRs.
+    sizing_first_plan_from_the_cidrs: Case::tutorial().nothing_exists().sizing(
+        json!({"t3.medium": {"max_enis": 3, "ipv4_per_eni": 6, "vcpus": 2, "nitro": true}}),
+        json!({}),
+    ),
     tag_change_updates_in_place: Case::demo()
         .spec_edit(r#"Name = "pods-a","#, r#"Name = "pods-a-v2","#),
     tag_resolves_to_a_list: demo_first_plan()

@@ -231,15 +231,7 @@ pub async fn make_plan(
     }
     let mut plan = plan.map_err(|d| output::diagnostics_failure(&d))?;
     if let Some(reads) = sizing_reads {
-        let (sizing, findings) = capacity::assess(spec, &plan, &reads);
-        for f in findings {
-            plan.warnings.push(if f.key.is_empty() {
-                crate::diag::Diagnostic::warning(f.message)
-            } else {
-                spec.warning_at(f.key, f.message)
-            });
-        }
-        plan.sizing = (!sizing.clusters.is_empty()).then_some(sizing);
+        capacity::attach(spec, &mut plan, &reads);
     }
     output::diagnostics(&plan.warnings);
     Ok(plan)

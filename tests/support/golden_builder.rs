@@ -38,6 +38,10 @@ pub struct Case {
     pub destroy: bool,
     /// `--replace ADDR`, each.
     pub replace: Vec<String>,
+    /// Node sizing's reads, when the case shows them: instance type → `{max_enis,
+    /// ipv4_per_eni, vcpus, nitro}`, and subnet id → free addresses. `Null`: no sizing.
+    pub instance_types: Value,
+    pub available: Value,
 }
 
 fn fixture(name: &str) -> String {
@@ -111,6 +115,8 @@ impl Case {
             observed: json_fixture("demo.observed.json"),
             destroy: false,
             replace: Vec::new(),
+            instance_types: Value::Null,
+            available: Value::Null,
         }
     }
 
@@ -124,6 +130,8 @@ impl Case {
             observed: json_fixture("tutorial.observed.json"),
             destroy: false,
             replace: Vec::new(),
+            instance_types: Value::Null,
+            available: Value::Null,
         }
         .state_set("vpc.main", "/attrs/template_body", json!(template))
     }
@@ -299,6 +307,13 @@ impl Case {
     /// `plan --destroy`.
     pub fn destroy(mut self) -> Case {
         self.destroy = true;
+        self
+    }
+
+    /// Node sizing's reads (see the fields).
+    pub fn sizing(mut self, instance_types: Value, available: Value) -> Case {
+        self.instance_types = instance_types;
+        self.available = available;
         self
     }
 
