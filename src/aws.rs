@@ -44,104 +44,13 @@ where
     }
 }
 
-/// The one HTTPS client of the process: rustls on ring, with at most
-/// [`requests_in_flight`] requests in flight per AWS service.
+/// The one HTTPS client of the process: rustls on ring.
 pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    let inner = aws_smithy_http_client::Builder::new()
+    aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::Ring,
         ))
-        .build_https();
-    SharedHttpClient::new(Limited { inner })
-}
-
-use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
-    SharedHttpConnector,
-};
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-
-/// The default of `--parallelism`.
-pub const DEFAULT_REQUESTS_IN_FLIGHT: usize = 10;
-static IN_FLIGHT: AtomicUsize = AtomicUsize::new(DEFAULT_REQUESTS_IN_FLIGHT);
-
-/// Sets how many requests each AWS service may have in flight (`--parallelism`); call before
-/// the first request. What is bounded is requests, not resources: a resource that is only
-/// waiting for AWS (a nodegroup's minutes to `ACTIVE`) holds a permit only for each poll's
-/// round trip, so twenty nodegroups wait at once while EKS sees at most N requests at a time.
-/// AWS throttles per service (EC2, EKS and IAM have separate buckets), hence one bound each.
-pub fn set_requests_in_flight(n: usize) {
-    IN_FLIGHT.store(n.max(1), Ordering::SeqCst);
-}
-
-pub fn requests_in_flight() -> usize {
-    IN_FLIGHT.load(Ordering::SeqCst)
-}
-
-fn service_gate(service: &str) -> Arc<tokio::sync::Semaphore> {
-    static GATES: OnceLock<Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>> = OnceLock::new();
-    let mut gates = GATES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    gates
-        .entry(service.to_string())
-        .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(requests_in_flight())))
-        .clone()
-}
-
-/// The service a request is for, from the SDK's user agent (`api/ec2#1.2.3` or
-/// `api/ec2/1.2.3`): the endpoint cannot tell, since `AWS_ENDPOINT_URL` may send every
-/// service to one host (moto).
-fn service_of(req: &HttpRequest) -> String {
-    let ua = req
-        .headers()
-        .get("x-amz-user-agent")
-        .or_else(|| req.headers().get("user-agent"))
-        .unwrap_or_default();
-    ua.split_whitespace()
-        .find_map(|part| part.strip_prefix("api/"))
-        .and_then(|rest| rest.split(['/', '#']).next())
-        .unwrap_or("other")
-        .to_ascii_lowercase()
-}
-
-#[derive(Debug)]
-struct Limited {
-    inner: SharedHttpClient,
-}
-
-impl HttpClient for Limited {
-    fn http_connector(
-        &self,
-        settings: &HttpConnectorSettings,
-        components: &RuntimeComponents,
-    ) -> SharedHttpConnector {
-        SharedHttpConnector::new(LimitedConnector {
-            inner: self.inner.http_connector(settings, components),
-        })
-    }
-}
-
-#[derive(Debug)]
-struct LimitedConnector {
-    inner: SharedHttpConnector,
-}
-
-impl HttpConnector for LimitedConnector {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let gate = service_gate(&service_of(&request));
-        let inner = self.inner.clone();
-        HttpConnectorFuture::new(async move {
-            // Never closed, so acquiring cannot fail; if it did, the request goes unbounded.
-            let _permit = gate.acquire_owned().await.ok();
-            inner.call(request).await
-        })
-    }
+        .build_https()
 }
 
 /// The shared config from the default chain; `region` overrides the chain's region.
@@ -205,90 +114,5 @@ impl AwsClients {
             region,
             config: conf.clone(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use aws_smithy_types::body::SdkBody;
-    use std::sync::atomic::AtomicUsize;
-
-    fn request(ua: &str) -> HttpRequest {
-        let mut r = HttpRequest::new(SdkBody::empty());
-        r.headers_mut().insert("x-amz-user-agent", ua.to_string());
-        r
-    }
-
-    #[test]
-    fn the_service_comes_from_the_user_agent() {
-        let ua = |s: &str| service_of(&request(s));
-        assert_eq!(
-            ua("aws-sdk-rust/1.3.9 api/ec2/1.160.0 os/linux lang/rust/1.90"),
-            "ec2"
-        );
-        assert_eq!(
-            ua("aws-sdk-rust/1.3.9 ua/2.1 api/eks#1.100.0 os/linux"),
-            "eks"
-        );
-        assert_eq!(ua("curl/8"), "other");
-    }
-
-    /// Counts the requests inside it at once, each taking a few milliseconds.
-    #[derive(Debug, Default)]
-    struct Slow {
-        now: Arc<AtomicUsize>,
-        most: Arc<AtomicUsize>,
-    }
-
-    impl HttpConnector for Slow {
-        fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
-            let (now, most) = (self.now.clone(), self.most.clone());
-            HttpConnectorFuture::new(async move {
-                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
-                most.fetch_max(n, Ordering::SeqCst);
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                now.fetch_sub(1, Ordering::SeqCst);
-                let status =
-                    aws_smithy_runtime_api::http::StatusCode::try_from(200u16).map_err(|e| {
-                        aws_smithy_runtime_api::client::result::ConnectorError::other(
-                            e.into(),
-                            None,
-                        )
-                    })?;
-                Ok(aws_smithy_runtime_api::http::Response::new(
-                    status,
-                    SdkBody::empty(),
-                ))
-            })
-        }
-    }
-
-    #[tokio::test]
-    async fn requests_in_flight_are_bounded_per_service_not_overall() {
-        let slow = Slow::default();
-        let (most, now) = (slow.most.clone(), slow.now.clone());
-        let c = LimitedConnector {
-            inner: SharedHttpConnector::new(slow),
-        };
-        // Two services of their own (the gates are process-wide), 25 requests each at once.
-        let calls = (0..50).map(|i| {
-            let svc = if i % 2 == 0 {
-                "boundtesta"
-            } else {
-                "boundtestb"
-            };
-            c.call(request(&format!("aws-sdk-rust/1 api/{svc}/1")))
-        });
-        for r in futures::future::join_all(calls).await {
-            assert!(r.is_ok());
-        }
-        assert_eq!(now.load(Ordering::SeqCst), 0);
-        // Each service up to its bound, both at once: more than one bound, never more than two.
-        let most = most.load(Ordering::SeqCst);
-        assert!(
-            most > requests_in_flight() && most <= 2 * requests_in_flight(),
-            "{most} in flight at most"
-        );
     }
 }

@@ -66,7 +66,7 @@ where
         .collect();
     let mut waiting: BTreeMap<N, BTreeSet<N>> = deps.clone();
     let mut outcomes: BTreeMap<N, Outcome<N, E>> = BTreeMap::new();
-    let semaphore = Arc::new(Semaphore::new(parallelism.clamp(1, Semaphore::MAX_PERMITS)));
+    let semaphore = Arc::new(Semaphore::new(parallelism.max(1)));
     let mut running: JoinSet<(N, Result<(), E>)> = JoinSet::new();
     loop {
         // Start every node whose dependencies all succeeded; skip those with a failed one.

@@ -294,9 +294,8 @@ impl KubeArgs {
 /// The options of the commands that change things.
 #[derive(Args, Clone)]
 pub struct RunOpts {
-    /// Requests in flight at once per AWS service (EC2, EKS, IAM, CloudFormation, S3). A
-    /// resource only waiting for AWS takes no slot between its polls.
-    #[arg(long, default_value_t = crate::aws::DEFAULT_REQUESTS_IN_FLIGHT)]
+    /// Resources worked on at once.
+    #[arg(long, default_value_t = 10)]
     pub parallelism: usize,
     /// Delete ENIs in state `available` (left by the VPC CNI) that block deleting a subnet, on
     /// destroy or when an apply replaces or removes one.

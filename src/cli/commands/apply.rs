@@ -30,11 +30,6 @@ pub async fn run(args: ApplyArgs) -> Result<ExitStatus, Failure> {
     .await
 }
 
-/// Every step whose dependencies are done starts: `--parallelism` bounds the requests in
-/// flight per AWS service (`aws::set_requests_in_flight`), not the resources being worked on,
-/// so that resources waiting for AWS do not keep others from starting.
-const STEPS_AT_ONCE: usize = usize::MAX;
-
 /// Apply or destroy from a spec: lock, refresh, plan, confirm, carry out.
 pub async fn converge(
     spec_path: &Path,
@@ -43,7 +38,6 @@ pub async fn converge(
     run: &RunOpts,
     opts: PlanOptions,
 ) -> Result<ExitStatus, Failure> {
-    crate::aws::set_requests_in_flight(run.parallelism);
     let spec = session::load_spec(spec_path)?;
     session::check_replace(&spec, &opts.replace)?;
     let loc = session::state_location(&spec, &common.state)?;
@@ -68,14 +62,13 @@ pub async fn converge(
             output::info("Cancelled: nothing was changed.");
             return Ok(ExitStatus::Error);
         }
-        let report = apply::apply(&ctx, &plan, &store, STEPS_AT_ONCE).await?;
+        let report = apply::apply(&ctx, &plan, &store, run.parallelism).await?;
         Ok::<_, Failure>(summarise(&plan, &report))
     };
     guard.around(work).await
 }
 
 async fn apply_saved(plan: Plan, common: &Common, run: &RunOpts) -> Result<ExitStatus, Failure> {
-    crate::aws::set_requests_in_flight(run.parallelism);
     let spec_path = PathBuf::from(&plan.spec_path);
     let spec = spec::parse(&spec_path, &plan.spec_source).map_err(|d| Failure(d.to_string()))?;
     // The state the plan was made against: the plan's spec names it (its `[state]`), so a
@@ -98,7 +91,7 @@ async fn apply_saved(plan: Plan, common: &Common, run: &RunOpts) -> Result<ExitS
         }
         let ctx =
             session::make_ctx(&spec, store.lineage()?, common, run.delete_available_enis).await?;
-        let report = apply::apply(&ctx, &plan, &store, STEPS_AT_ONCE).await?;
+        let report = apply::apply(&ctx, &plan, &store, run.parallelism).await?;
         Ok::<_, Failure>(summarise(&plan, &report))
     };
     guard.around(work).await
