@@ -4,13 +4,14 @@
 //! planned changes: max pods per nodegroup under the cluster's CNI settings, and the pod
 //! subnets' room per AZ against what the nodegroups can grow to (`sizing` does the counting).
 
-use crate::addr::{Kind, ResourceAddr};
+use crate::addr::Kind;
 use crate::plan::{Plan, PlannedChange};
 use crate::resources::{self, Ctx};
-use crate::sizing::{self, Capacity, CniMode, InstanceNetwork, NodegroupPods, PodSubnet};
+use crate::sizing::{
+    self, ClusterSizing, CniMode, InstanceNetwork, NodegroupSizing, PodSubnet, Sizing,
+};
 use crate::spec::Spec;
 use crate::state::StateSnapshot;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -120,29 +121,6 @@ pub async fn read(ctx: &Ctx, spec: &Spec, snapshot: &StateSnapshot) -> Reads {
         Err(e) => reads.problems.push(e),
     }
     reads
-}
-
-/// One cluster's sizing, as the plan shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ClusterSizing {
-    pub cluster: String,
-    pub mode: CniMode,
-    pub nodegroups: Vec<NodegroupSizing>,
-    /// Per-AZ room of the pod subnets; `None` without custom networking (pods then take the
-    /// node subnets' addresses, which eksnet does not manage).
-    pub capacity: Option<Capacity>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodegroupSizing {
-    pub addr: ResourceAddr,
-    pub max_size: u32,
-    pub pods: NodegroupPods,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Sizing {
-    pub clusters: Vec<ClusterSizing>,
 }
 
 /// A warning of the assessment, with the spec key it belongs to.
@@ -427,57 +405,6 @@ pub fn attach(spec: &Spec, plan: &mut Plan, reads: &Reads) {
         });
     }
     plan.sizing = (!sizing.clusters.is_empty()).then_some(sizing);
-}
-
-/// The plan's sizing section, plain text.
-pub fn render(s: &Sizing) -> String {
-    let mut out = String::new();
-    for c in &s.clusters {
-        let mut mode = vec![if c.mode.custom_networking {
-            "custom networking"
-        } else {
-            "no custom networking"
-        }];
-        if c.mode.prefix_delegation {
-            mode.push("prefix delegation");
-        }
-        out.push_str(&format!(
-            "Node sizing for cluster {} ({}):\n",
-            c.cluster,
-            mode.join(", ")
-        ));
-        for g in &c.nodegroups {
-            let per: Vec<String> = g
-                .pods
-                .per_type
-                .iter()
-                .map(|m| {
-                    if m.max_pods < m.uncapped {
-                        format!(
-                            "{} {} (capped from {})",
-                            m.instance_type, m.max_pods, m.uncapped
-                        )
-                    } else {
-                        format!("{} {}", m.instance_type, m.max_pods)
-                    }
-                })
-                .collect();
-            out.push_str(&format!(
-                "  {}: max pods {} per node ({}), up to {} nodes\n",
-                g.addr,
-                g.pods.pods_per_node(),
-                per.join(", "),
-                g.max_size
-            ));
-        }
-        if let Some(cap) = &c.capacity {
-            out.push_str("  Pod subnet capacity at max_size:\n");
-            for line in cap.render().lines() {
-                out.push_str(&format!("    {line}\n"));
-            }
-        }
-    }
-    out
 }
 
 /// The spec's instance types and subnets are all the sizing needs to know from the spec.

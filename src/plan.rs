@@ -87,7 +87,7 @@ pub struct Plan {
     pub warnings: Vec<Diagnostic>,
     /// Max pods and pod subnet capacity per cluster (`capacity`), when it could be assessed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sizing: Option<crate::capacity::Sizing>,
+    pub sizing: Option<crate::sizing::Sizing>,
 }
 
 impl Plan {

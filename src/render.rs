@@ -57,7 +57,7 @@ pub fn render(plan: &Plan, p: Palette) -> String {
     // What the nodes can hold under these settings comes after what will change.
     if let Some(sizing) = &plan.sizing {
         out.push('\n');
-        out.push_str(&crate::capacity::render(sizing));
+        out.push_str(&sizing.render());
     }
     out
 }

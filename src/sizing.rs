@@ -5,6 +5,7 @@
 //! Pure: the caller reads the instance types (DescribeInstanceTypes), the subnets
 //! (DescribeSubnets or the spec) and the aws-node environment, and this module only counts.
 
+use crate::addr::ResourceAddr;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -672,6 +673,83 @@ impl Capacity {
                 "* estimate: free addresses / 16; addresses in use can break up /28 blocks, so \
                  fewer may be free\n",
             );
+        }
+        out
+    }
+}
+
+/// One cluster's sizing, as the plan shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterSizing {
+    pub cluster: String,
+    pub mode: CniMode,
+    pub nodegroups: Vec<NodegroupSizing>,
+    /// Per-AZ room of the pod subnets; `None` without custom networking (pods then take the
+    /// node subnets' addresses, which eksnet does not manage).
+    pub capacity: Option<Capacity>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodegroupSizing {
+    pub addr: ResourceAddr,
+    pub max_size: u32,
+    pub pods: NodegroupPods,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Sizing {
+    pub clusters: Vec<ClusterSizing>,
+}
+
+impl Sizing {
+    /// The plan's sizing section, plain text.
+    pub fn render(&self) -> String {
+        let s = self;
+        let mut out = String::new();
+        for c in &s.clusters {
+            let mut mode = vec![if c.mode.custom_networking {
+                "custom networking"
+            } else {
+                "no custom networking"
+            }];
+            if c.mode.prefix_delegation {
+                mode.push("prefix delegation");
+            }
+            out.push_str(&format!(
+                "Node sizing for cluster {} ({}):\n",
+                c.cluster,
+                mode.join(", ")
+            ));
+            for g in &c.nodegroups {
+                let per: Vec<String> = g
+                    .pods
+                    .per_type
+                    .iter()
+                    .map(|m| {
+                        if m.max_pods < m.uncapped {
+                            format!(
+                                "{} {} (capped from {})",
+                                m.instance_type, m.max_pods, m.uncapped
+                            )
+                        } else {
+                            format!("{} {}", m.instance_type, m.max_pods)
+                        }
+                    })
+                    .collect();
+                out.push_str(&format!(
+                    "  {}: max pods {} per node ({}), up to {} nodes\n",
+                    g.addr,
+                    g.pods.pods_per_node(),
+                    per.join(", "),
+                    g.max_size
+                ));
+            }
+            if let Some(cap) = &c.capacity {
+                out.push_str("  Pod subnet capacity at max_size:\n");
+                for line in cap.render().lines() {
+                    out.push_str(&format!("    {line}\n"));
+                }
+            }
         }
         out
     }

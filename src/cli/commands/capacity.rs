@@ -2,7 +2,6 @@
 //! AZ). It refreshes like `plan`, so a spec not applied yet is sized from its CIDRs and one
 //! applied from the subnets' free addresses; it never writes the state.
 
-use crate::capacity;
 use crate::cli::args::CapacityArgs;
 use crate::cli::exit::{ExitStatus, Failure};
 use crate::cli::{output, session};
@@ -22,7 +21,7 @@ pub async fn run(args: CapacityArgs) -> Result<ExitStatus, Failure> {
             "No nodegroup to size: the spec has none, or its instance types could not be read.",
         );
     } else {
-        output::data(&capacity::render(&sizing));
+        output::data(&sizing.render());
     }
     // A shortfall is a warning (printed above with the others), not a failure.
     Ok(ExitStatus::Success)
