@@ -9,7 +9,7 @@ use crate::backend::{Durability, StateStore};
 use crate::events::Event;
 use crate::plan::{Action, Plan, PlannedChange};
 use crate::resources::{self, Ctx, ResourceError};
-use crate::state::{ResourceStatus, StateError, StateResource, StateSnapshot};
+use crate::state::{Deposed, ResourceStatus, StateError, StateResource, StateSnapshot};
 use crate::value;
 use crate::walker::{self, Outcome, SkipReason};
 use serde_json::Value;
@@ -70,32 +70,34 @@ impl ApplyReport {
 /// The walk's dependency map for a plan (see module docs).
 pub fn steps(plan: &Plan, state: &StateSnapshot) -> BTreeMap<Step, BTreeSet<Step>> {
     let mut deps: BTreeMap<Step, BTreeSet<Step>> = BTreeMap::new();
-    let phases = |a: Action| -> &'static [Phase] {
-        match a {
-            Action::Create | Action::Update | Action::Adopt | Action::NoOp => &[Phase::Apply],
-            Action::Replace => &[Phase::Destroy, Phase::Apply],
-            Action::Delete | Action::Forget => &[Phase::Destroy],
-        }
-    };
     let by_addr: HashMap<&ResourceAddr, &PlannedChange> =
         plan.changes.iter().map(|c| (&c.addr, c)).collect();
     for c in &plan.changes {
-        for p in phases(c.action) {
+        for p in phases(c) {
             deps.entry(Step {
                 addr: c.addr.clone(),
                 phase: *p,
             })
             .or_default();
         }
-        if c.action == Action::Replace {
-            let apply = Step {
-                addr: c.addr.clone(),
-                phase: Phase::Apply,
-            };
-            deps.entry(apply).or_default().insert(Step {
-                addr: c.addr.clone(),
-                phase: Phase::Destroy,
-            });
+        let apply = Step {
+            addr: c.addr.clone(),
+            phase: Phase::Apply,
+        };
+        let destroy = Step {
+            addr: c.addr.clone(),
+            phase: Phase::Destroy,
+        };
+        // Destroy-first replacement: the old goes, then the new comes. Otherwise, a destroy
+        // step beside an apply step deletes old objects once the new one is ready.
+        match phases(c) {
+            [Phase::Destroy, Phase::Apply] => {
+                deps.entry(apply).or_default().insert(destroy);
+            }
+            [Phase::Apply, Phase::Destroy] => {
+                deps.entry(destroy).or_default().insert(apply);
+            }
+            _ => {}
         }
     }
     // For each "b depends on a": apply a before apply b; destroy b before destroy a.
@@ -115,7 +117,7 @@ pub fn steps(plan: &Plan, state: &StateSnapshot) -> BTreeMap<Step, BTreeSet<Step
         let (Some(ca), Some(cb)) = (by_addr.get(&a), by_addr.get(&b)) else {
             continue;
         };
-        if phases(ca.action).contains(&Phase::Apply) && phases(cb.action).contains(&Phase::Apply) {
+        if phases(ca).contains(&Phase::Apply) && phases(cb).contains(&Phase::Apply) {
             deps.entry(Step {
                 addr: b.clone(),
                 phase: Phase::Apply,
@@ -128,8 +130,8 @@ pub fn steps(plan: &Plan, state: &StateSnapshot) -> BTreeMap<Step, BTreeSet<Step
         }
         // An `aws_node` handing over to the add-on waits for nothing to be deleted: its undo
         // only puts env entries back (and waiting could close a cycle through the add-on).
-        if phases(ca.action).contains(&Phase::Destroy)
-            && phases(cb.action).contains(&Phase::Destroy)
+        if phases(ca).contains(&Phase::Destroy)
+            && phases(cb).contains(&Phase::Destroy)
             && !handovers.iter().any(|(old, _)| *old == a)
         {
             deps.entry(Step {
@@ -146,8 +148,8 @@ pub fn steps(plan: &Plan, state: &StateSnapshot) -> BTreeMap<Step, BTreeSet<Step
         // cluster updated away from a subnet that is removed).
         // Nothing refers to an `aws_node` handing over to the add-on (its edges are orderings,
         // not references), and the add-on — so everything after it — waits for its undo.
-        if phases(cb.action) == [Phase::Apply]
-            && phases(ca.action) == [Phase::Destroy]
+        if phases(cb) == [Phase::Apply]
+            && phases(ca) == [Phase::Destroy]
             && !handovers.iter().any(|(old, _)| *old == a)
         {
             deps.entry(Step {
@@ -173,6 +175,21 @@ pub fn steps(plan: &Plan, state: &StateSnapshot) -> BTreeMap<Step, BTreeSet<Step
         });
     }
     deps
+}
+
+/// The steps of one change, in the order they run.
+fn phases(c: &PlannedChange) -> &'static [Phase] {
+    match c.action {
+        Action::Create | Action::Update | Action::Adopt | Action::NoOp if c.deposed.is_empty() => {
+            &[Phase::Apply]
+        }
+        Action::Create | Action::Update | Action::Adopt | Action::NoOp => {
+            &[Phase::Apply, Phase::Destroy]
+        }
+        Action::Replace if c.create_before_destroy => &[Phase::Apply, Phase::Destroy],
+        Action::Replace => &[Phase::Destroy, Phase::Apply],
+        Action::Delete | Action::Forget => &[Phase::Destroy],
+    }
 }
 
 /// A cluster moving from the `aws_node` patch to the `vpc-cni` add-on in one apply: the
@@ -302,7 +319,7 @@ pub async fn apply(
             };
             let start = Instant::now();
             let verb = verb(change.action, step.phase);
-            let reportable = !matches!(change.action, Action::NoOp);
+            let reportable = change.action != Action::NoOp || step.phase == Phase::Destroy;
             if reportable {
                 ctx.reporter.event(Event::Started {
                     addr: step.addr.clone(),
@@ -361,6 +378,9 @@ pub async fn apply(
 
 fn verb(action: Action, phase: Phase) -> &'static str {
     match (action, phase) {
+        (Action::Create | Action::Update | Action::Adopt | Action::NoOp, Phase::Destroy) => {
+            "destroy old object"
+        }
         (Action::Create, _) => "create",
         (Action::Update, _) => "update",
         (Action::Replace, Phase::Destroy) => "destroy (replace)",
@@ -406,14 +426,20 @@ async fn remove(shared: &Shared, addr: &ResourceAddr) -> Result<(), StateError> 
 /// natural key from the spec, intent or not, so announcing a create that is then never
 /// started costs nothing but a second look. Values known only after other creates stay
 /// unresolved in the announcement; the create's own step stores them. A replace is not
-/// announced: its row still names the object its destroy step deletes.
+/// announced: its row still names the object it replaces.
 async fn announce(
     state: &StateStore,
     plan: &Plan,
     known: &HashMap<ResourceAddr, Value>,
 ) -> Result<BTreeSet<ResourceAddr>, StateError> {
     let mut announced = BTreeSet::new();
-    for c in plan.changes.iter().filter(|c| c.action == Action::Create) {
+    // A create that resumes a replacement keeps its row, which lists the old object still to
+    // delete; its step stores its intent (`Durability::Now`) itself.
+    for c in plan
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Create && c.deposed.is_empty())
+    {
         let attrs = value::resolve_known(c.after.as_ref().unwrap_or(&Value::Null), known);
         state
             .put(&c.addr, &intent(attrs, c), Durability::Soon)
@@ -453,6 +479,7 @@ fn intent(attrs: Value, change: &PlannedChange) -> StateResource {
         outputs: Value::Object(Default::default()),
         dependencies: change.dependencies.clone(),
         prevent_destroy: change.prevent_destroy,
+        deposed: vec![],
     }
 }
 
@@ -488,7 +515,31 @@ async fn run_step(
     let addr = &change.addr;
     let prior = shared.prior.resources.get(addr);
     match (change.action, phase) {
+        (_, Phase::Destroy) if change.action != Action::Delete && !destroys_first(change) => {
+            // Old objects only (a create-before-destroy replacement's, or those an interrupted
+            // one left): the address keeps its row, its new object and its outputs.
+            let old = shared
+                .state
+                .snapshot()?
+                .resources
+                .get(addr)
+                .map(|r| r.deposed.clone());
+            delete_deposed(ctx, shared, addr, old.unwrap_or_default()).await?;
+            if change.action == Action::Forget {
+                remove(shared, addr).await?;
+            }
+            Ok(change.deposed.last().cloned())
+        }
         (Action::Delete | Action::Replace, Phase::Destroy) => {
+            delete_deposed(
+                ctx,
+                shared,
+                addr,
+                prior.map(|p| p.deposed.clone()).unwrap_or_default(),
+            )
+            .await?;
+            let prior = shared.state.snapshot()?.resources.get(addr).cloned();
+            let prior = prior.as_ref();
             let Some(id) = change
                 .cloud_id
                 .clone()
@@ -531,13 +582,63 @@ async fn run_step(
                 .remove(addr);
             Ok(Some(id))
         }
-        (Action::Forget, _) => {
-            remove(shared, addr).await?;
-            Ok(None)
-        }
         (Action::Create | Action::Replace, Phase::Apply) => {
             let attrs = resolve_after(shared, change)?;
             claim(shared, addr, &attrs)?;
+            // What the new object must outlive: the old one of a create-before-destroy
+            // replacement, or those an interrupted one left. Those left over go first when
+            // there is a current object to serve meanwhile (they may hold the name wanted).
+            let mut deposed = prior.map(|p| p.deposed.clone()).unwrap_or_default();
+            if change.create_before_destroy && change.action == Action::Replace {
+                delete_deposed(ctx, shared, addr, std::mem::take(&mut deposed)).await?;
+                if let Some(id) = &change.cloud_id {
+                    deposed.push(Deposed {
+                        cloud_id: id.clone(),
+                        attrs: change
+                            .before
+                            .clone()
+                            .or_else(|| prior.map(|p| p.attrs.clone()))
+                            .unwrap_or(Value::Null),
+                        outputs: change
+                            .observed_outputs
+                            .clone()
+                            .or_else(|| prior.map(|p| p.outputs.clone()))
+                            .unwrap_or(Value::Null),
+                    });
+                }
+            }
+            if let Some(old) = deposed.last() {
+                let Some((create_attrs, id)) = resources::facts(addr.kind)
+                    .replacement
+                    .and_then(|name| name(&attrs, &old.cloud_id))
+                else {
+                    return Err(StepError::Conflict(format!(
+                        "{addr}: no name for a replacement beside `{}`",
+                        old.cloud_id
+                    )));
+                };
+                // The old objects and the new one's cloud id are stored before the create is
+                // sent: after a crash, the new one is looked for by that id, and the old ones
+                // are still deleted.
+                put(
+                    shared,
+                    addr,
+                    &StateResource {
+                        cloud_id: Some(id),
+                        deposed: deposed.clone(),
+                        ..intent(attrs.clone(), change)
+                    },
+                    Durability::Now,
+                )
+                .await?;
+                let obs = resources::create(ctx, addr, &create_attrs).await?;
+                let row = StateResource {
+                    deposed,
+                    ..present(shared, change, attrs, obs.cloud_id.clone(), obs.outputs)
+                };
+                record(shared, change, row).await?;
+                return Ok(Some(obs.cloud_id));
+            }
             // Intent first: if we die between AWS's answer and the next write, the next refresh
             // looks this resource up by its natural key and adopts it. An announced create's
             // intent is stored already; its resolved values ride with the next write.
@@ -556,7 +657,8 @@ async fn run_step(
             };
             put(shared, addr, &intent(attrs.clone(), change), durability).await?;
             let obs = resources::create(ctx, addr, &attrs).await?;
-            record(shared, change, attrs, obs.cloud_id.clone(), obs.outputs).await?;
+            let row = present(shared, change, attrs, obs.cloud_id.clone(), obs.outputs);
+            record(shared, change, row).await?;
             Ok(Some(obs.cloud_id))
         }
         (Action::Update, _) => {
@@ -575,7 +677,8 @@ async fn run_step(
                 },
             )
             .await?;
-            record(shared, change, attrs, obs.cloud_id.clone(), obs.outputs).await?;
+            let row = present(shared, change, attrs, obs.cloud_id.clone(), obs.outputs);
+            record(shared, change, row).await?;
             Ok(Some(obs.cloud_id))
         }
         (Action::Adopt, _) | (Action::NoOp, _) => {
@@ -610,19 +713,14 @@ async fn run_step(
                     && p.attrs == attrs
             });
             if !same {
-                record(
-                    shared,
-                    change,
-                    attrs,
-                    change.cloud_id.clone().unwrap_or_default(),
-                    outputs,
-                )
-                .await?;
+                let id = change.cloud_id.clone().unwrap_or_default();
+                record(shared, change, present(shared, change, attrs, id, outputs)).await?;
             }
             Ok(change.cloud_id.clone())
         }
         // Steps never built for these pairs (see `steps`).
-        (Action::Delete, Phase::Apply) | (Action::Create, Phase::Destroy) => Ok(None),
+        (Action::Delete | Action::Forget, Phase::Apply)
+        | (Action::Create | Action::Forget, Phase::Destroy) => Ok(None),
     }
 }
 
@@ -668,32 +766,66 @@ impl Claims {
     }
 }
 
-async fn record(
+/// The row of an object that exists as `change` left it. Old objects still to delete stay
+/// listed until the destroy step that deletes them.
+fn present(
     shared: &Shared,
     change: &PlannedChange,
     attrs: Value,
     cloud_id: String,
     outputs: Value,
+) -> StateResource {
+    StateResource {
+        status: ResourceStatus::Present,
+        cloud_id: Some(cloud_id),
+        attrs,
+        outputs,
+        dependencies: change.dependencies.clone(),
+        prevent_destroy: change.prevent_destroy,
+        deposed: shared
+            .prior
+            .resources
+            .get(&change.addr)
+            .map(|p| p.deposed.clone())
+            .unwrap_or_default(),
+    }
+}
+
+async fn record(
+    shared: &Shared,
+    change: &PlannedChange,
+    row: StateResource,
 ) -> Result<(), StateError> {
-    put(
-        shared,
-        &change.addr,
-        &StateResource {
-            status: ResourceStatus::Present,
-            cloud_id: Some(cloud_id),
-            attrs,
-            outputs: outputs.clone(),
-            dependencies: change.dependencies.clone(),
-            prevent_destroy: change.prevent_destroy,
-        },
-        Durability::Soon,
-    )
-    .await?;
+    put(shared, &change.addr, &row, Durability::Soon).await?;
     shared
         .outputs
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(change.addr.clone(), outputs);
+        .insert(change.addr.clone(), row.outputs);
+    Ok(())
+}
+
+/// A destroy-first replacement or a delete: the step that takes the current object away.
+fn destroys_first(change: &PlannedChange) -> bool {
+    change.action == Action::Replace && !change.create_before_destroy
+}
+
+/// Deletes old objects of `addr` (see `StateResource::deposed`), one by one, each struck
+/// from the row once gone; "not found" counts as gone, so a delete a crash interrupted is
+/// simply sent again.
+async fn delete_deposed(
+    ctx: &Ctx,
+    shared: &Shared,
+    addr: &ResourceAddr,
+    old: Vec<Deposed>,
+) -> Result<(), StepError> {
+    for d in old {
+        resources::delete(ctx, addr, &d.cloud_id, &d.attrs, &d.outputs).await?;
+        if let Some(mut row) = shared.state.snapshot()?.resources.get(addr).cloned() {
+            row.deposed.retain(|x| x.cloud_id != d.cloud_id);
+            put(shared, addr, &row, Durability::Soon).await?;
+        }
+    }
     Ok(())
 }
 
@@ -724,6 +856,8 @@ mod tests {
             dependencies: vec![],
             observed_outputs: None,
             prevent_destroy: false,
+            create_before_destroy: false,
+            deposed: vec![],
         }
     }
 
@@ -810,6 +944,52 @@ mod tests {
                 left.remove(&s);
             }
         }
+    }
+
+    #[test]
+    fn a_create_before_destroy_replacement_deletes_the_old_object_after_the_new_one_is_made() {
+        let ng = |cluster: &str| Some(json!({"cluster_name": cluster, "name": "workers"}));
+        let plan = Plan {
+            format: 1,
+            destroy: false,
+            spec_path: String::new(),
+            spec_source: String::new(),
+            state_lineage: String::new(),
+            state_serial: 0,
+            changes: vec![
+                PlannedChange {
+                    create_before_destroy: true,
+                    dependencies: vec!["subnet.old".parse().expect("address")],
+                    ..change("nodegroup.cbd", Action::Replace, ng("c"), ng("c"))
+                },
+                change("nodegroup.first", Action::Replace, ng("c"), ng("c")),
+                // Left by an interrupted replacement: the old object goes after the step.
+                PlannedChange {
+                    deposed: vec!["c/workers".into()],
+                    ..change("nodegroup.left", Action::NoOp, ng("c"), ng("c"))
+                },
+                change("subnet.old", Action::Delete, Some(json!({})), None),
+            ],
+            warnings: vec![],
+            sizing: None,
+        };
+        let deps = steps(&plan, &StateSnapshot::default());
+        let step = |addr: &str, phase| Step {
+            addr: addr.parse().expect("address"),
+            phase,
+        };
+        let needs = |s: &Step| deps.get(s).cloned().unwrap_or_default();
+        assert!(needs(&step("nodegroup.cbd", Phase::Destroy))
+            .contains(&step("nodegroup.cbd", Phase::Apply)));
+        assert!(!needs(&step("nodegroup.cbd", Phase::Apply))
+            .contains(&step("nodegroup.cbd", Phase::Destroy)));
+        assert!(needs(&step("nodegroup.first", Phase::Apply))
+            .contains(&step("nodegroup.first", Phase::Destroy)));
+        assert!(needs(&step("nodegroup.left", Phase::Destroy))
+            .contains(&step("nodegroup.left", Phase::Apply)));
+        // A subnet the old nodegroup used goes only once that nodegroup is gone.
+        assert!(needs(&step("subnet.old", Phase::Destroy))
+            .contains(&step("nodegroup.cbd", Phase::Destroy)));
     }
 
     #[test]

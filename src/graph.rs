@@ -487,6 +487,7 @@ subnet_ids = ["subnet-1"]
             outputs: serde_json::json!({}),
             dependencies: deps,
             prevent_destroy: false,
+            deposed: vec![],
         };
         state
             .resources

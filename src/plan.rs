@@ -70,6 +70,14 @@ pub struct PlannedChange {
     /// `lifecycle.prevent_destroy` as the spec has it, written to the state with the row.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub prevent_destroy: bool,
+    /// A replacement that creates the new object, and waits for it to be usable, before it
+    /// deletes the old one (nodegroups: the cluster keeps its nodes throughout).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create_before_destroy: bool,
+    /// Cloud ids of objects an interrupted create-before-destroy replacement left to delete
+    /// (the state's `deposed`): deleted after this change's own step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deposed: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,9 +98,25 @@ pub struct Plan {
     pub sizing: Option<crate::sizing::Sizing>,
 }
 
+impl PlannedChange {
+    /// Anything to do: the action, or old objects left to delete.
+    pub fn is_change(&self) -> bool {
+        self.action.is_change() || !self.deposed.is_empty()
+    }
+
+    /// `+/-` for a replacement that creates first, as Terraform shows it.
+    pub fn symbol(&self) -> &'static str {
+        if self.action == Action::Replace && self.create_before_destroy {
+            "+/-"
+        } else {
+            self.action.symbol()
+        }
+    }
+}
+
 impl Plan {
     pub fn has_changes(&self) -> bool {
-        self.changes.iter().any(|c| c.action.is_change())
+        self.changes.iter().any(PlannedChange::is_change)
     }
 
     pub fn counts(&self) -> (usize, usize, usize, usize) {
@@ -101,7 +125,8 @@ impl Plan {
             n(Action::Create),
             n(Action::Update),
             n(Action::Replace),
-            n(Action::Delete),
+            // Old objects an interrupted replacement left are destroyed too.
+            n(Action::Delete) + self.changes.iter().map(|c| c.deposed.len()).sum::<usize>(),
         )
     }
 }
@@ -137,6 +162,9 @@ pub enum Reason {
     FoundAfterInterruptedRun,
     /// A subnet inside a secondary block that is replaced goes (and comes back) with it.
     InReplacedBlock(ResourceAddr),
+    /// A create-before-destroy replacement was interrupted before its new object existed:
+    /// it is created now, and the old one deleted after.
+    ResumesReplacement,
 }
 
 const IN_BLOCK_PREFIX: &str = "it lies in ";
@@ -171,6 +199,9 @@ impl fmt::Display for Reason {
             Reason::InReplacedBlock(block) => {
                 write!(f, "{IN_BLOCK_PREFIX}{block}{IN_BLOCK_SUFFIX}")
             }
+            Reason::ResumesReplacement => f.write_str(
+                "it finishes an interrupted replacement; the old one is deleted once this one is ready",
+            ),
         }
     }
 }
@@ -206,6 +237,7 @@ impl std::str::FromStr for Reason {
             Reason::AdoptingExistingVpc,
             Reason::SettingsAlreadyInPlace,
             Reason::FoundAfterInterruptedRun,
+            Reason::ResumesReplacement,
         ]
         .into_iter()
         .find(|r| r.to_string() == s)
@@ -247,6 +279,7 @@ mod tests {
             Reason::SettingsAlreadyInPlace,
             Reason::FoundAfterInterruptedRun,
             Reason::InReplacedBlock(ResourceAddr::new(Kind::CidrBlock, "pods")),
+            Reason::ResumesReplacement,
         ];
         for r in all {
             let json = serde_json::to_value(&r).unwrap();

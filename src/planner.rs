@@ -169,6 +169,8 @@ fn removal(
         dependencies: prior.dependencies.clone(),
         observed_outputs: None,
         prevent_destroy: prior.prevent_destroy,
+        create_before_destroy: false,
+        deposed: deposed_ids(Some(prior)),
     }
 }
 
@@ -212,6 +214,8 @@ fn plan_apply(
             dependencies: graph.dependencies(&addr),
             observed_outputs: None,
             prevent_destroy: r.lifecycle.prevent_destroy,
+            create_before_destroy: false,
+            deposed: deposed_ids(prior),
         };
         match live {
             None => plan_absent(spec, r, prior, going, &mut change, diags),
@@ -243,11 +247,60 @@ fn plan_apply(
                 }
             }
         }
+        if change.action == Action::Create && !change.deposed.is_empty() {
+            change.reason = Some(Reason::ResumesReplacement);
+        }
+        choose_create_before_destroy(spec, prior, &out, &mut change, diags);
         out.push(change);
     }
     check_live_constraints(spec, &out, &known, diags);
     check_kubernetes(spec, &out, &known, diags);
     out
+}
+
+/// The cloud ids a row's interrupted replacement left to delete.
+fn deposed_ids(prior: Option<&crate::state::StateResource>) -> Vec<String> {
+    prior
+        .map(|p| p.deposed.iter().map(|d| d.cloud_id.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// A replacement of a kind that can live twice at once (`KindFacts::replacement`) creates the
+/// new object first, so that the old one serves until the new one is ready. Not when
+/// something it uses is itself replaced destroy-first: that dependency's old object must go
+/// before its new one comes, the old nodegroup before it, so the new nodegroup could not come
+/// first without a cycle; it is replaced destroy-first then, with a warning.
+fn choose_create_before_destroy(
+    spec: &Spec,
+    prior: Option<&crate::state::StateResource>,
+    planned: &[PlannedChange],
+    change: &mut PlannedChange,
+    diags: &mut Diagnostics,
+) {
+    if change.action != Action::Replace || resources::facts(change.addr.kind).replacement.is_none()
+    {
+        return;
+    }
+    let uses: Vec<&ResourceAddr> = change
+        .dependencies
+        .iter()
+        .chain(prior.into_iter().flat_map(|p| p.dependencies.iter()))
+        .collect();
+    let blocking = planned.iter().find(|d| {
+        uses.contains(&&d.addr) && d.action == Action::Replace && !d.create_before_destroy
+    });
+    match blocking {
+        None => change.create_before_destroy = true,
+        // A nodegroup cannot outlive its cluster: nothing to warn about.
+        Some(d) if d.addr.kind == Kind::Cluster => {}
+        Some(d) => diags.push(spec.warning_at(
+            change.addr.to_string(),
+            format!(
+                "replaced destroy-first, not create-before-destroy: it uses {}, which is replaced destroy-first too, so the old {} must be gone before that one goes; the cluster has none of this {}'s nodes until the new one is ready (to keep nodes throughout, add a second {} that uses the new {} first, then remove this one)",
+                d.addr, change.addr.kind, change.addr.kind, change.addr.kind, d.addr.kind
+            ),
+        )),
+    }
 }
 
 /// `desired` with each ignored path set to its live value, else to `last` (what was applied,
@@ -446,7 +499,11 @@ fn check_ownership(
     diags: &mut Diagnostics,
 ) {
     let addr = &r.addr;
-    let owned = prior.is_some()
+    // The new object of a create-before-destroy replacement is looked for under the name it
+    // was to be created with: only ours if it carries our lineage.
+    let cbd_intent =
+        prior.is_some_and(|p| p.status == ResourceStatus::Creating && !p.deposed.is_empty());
+    let owned = (prior.is_some() && !cbd_intent)
         || resources::is_adopted(addr, &r.attrs)
         || addr.kind == Kind::AwsNode
         || obs.managed_by.as_deref() == Some(state.lineage.as_str());
@@ -959,9 +1016,14 @@ fn check_kubernetes(
                 diags.push(spec.warning_at(
                     c.addr.to_string(),
                     format!(
-                        "custom networking is being turned on for cluster `{cluster}`, whose nodegroups {} already have nodes: those nodes keep giving pods IPs from the primary subnet until they are replaced; hint: `eksnet apply --replace {}` after this apply",
+                        "custom networking is being turned on for cluster `{cluster}`, whose nodegroups {} already have nodes: those nodes keep giving pods IPs from the primary subnet until they are replaced; hint: after this apply, `eksnet apply {} {}` replaces them without downtime (each new nodegroup is active before its old one is deleted)",
                         existing.join(", "),
-                        existing.first().map(String::as_str).unwrap_or_default()
+                        spec.path.display(),
+                        existing
+                            .iter()
+                            .map(|n| format!("--replace {n}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
                     ),
                 ));
             }

@@ -321,13 +321,15 @@ async fn recheck_intents(
                         .iter()
                         .filter_map(|(a, o)| Some((a.clone(), o.as_ref()?.outputs.clone())))
                         .collect();
+                    // An intent that names its cloud id (a create-before-destroy replacement,
+                    // whose old object still holds the spec's name) is looked for by that id.
                     let lookups: Vec<Lookup> = missing
                         .iter()
                         .filter_map(|a| {
                             let attrs = value::resolve_known(&spec.get(a)?.attrs, &known);
                             Some(Lookup {
                                 addr: a.clone(),
-                                cloud_id: None,
+                                cloud_id: state.resources.get(a).and_then(|r| r.cloud_id.clone()),
                                 attrs,
                                 last_outputs: Value::Null,
                             })

@@ -86,11 +86,7 @@ fn render_changes(plan: &Plan, p: Palette) -> String {
         }
         out.push('\n');
     }
-    let changes: Vec<&PlannedChange> = plan
-        .changes
-        .iter()
-        .filter(|c| c.action.is_change())
-        .collect();
+    let changes: Vec<&PlannedChange> = plan.changes.iter().filter(|c| c.is_change()).collect();
     if changes.is_empty() {
         out.push_str("No changes. Your infrastructure matches the spec.\n");
         return out;
@@ -100,6 +96,11 @@ fn render_changes(plan: &Plan, p: Palette) -> String {
         let (color, verb) = match c.action {
             Action::Create => (p.green, "will be created".to_string()),
             Action::Update => (p.yellow, "will be updated in place".to_string()),
+            Action::Replace if c.create_before_destroy => (
+                p.yellow,
+                "must be replaced, create before destroy (the new one is ready before the old one is deleted)"
+                    .to_string(),
+            ),
             Action::Replace => (p.red, "must be replaced".to_string()),
             Action::Delete => (p.red, "will be destroyed".to_string()),
             Action::Adopt => (
@@ -110,7 +111,7 @@ fn render_changes(plan: &Plan, p: Palette) -> String {
                 p.yellow,
                 "will be removed from the state (no change in AWS)".to_string(),
             ),
-            Action::NoOp => ("", String::new()),
+            Action::NoOp => ("", "is unchanged".to_string()),
         };
         let reason = c
             .reason
@@ -123,14 +124,22 @@ fn render_changes(plan: &Plan, p: Palette) -> String {
             .as_deref()
             .map(|i| format!(" [id={i}]"))
             .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "{color}{:>3}{} {}{id}",
-            c.action.symbol(),
-            p.reset,
-            c.addr
-        );
-        render_attrs(&mut out, c, p);
+        let _ = writeln!(out, "{color}{:>3}{} {}{id}", c.symbol(), p.reset, c.addr);
+        if c.action != Action::NoOp {
+            render_attrs(&mut out, c, p);
+        }
+        let when = if matches!(c.action, Action::Delete | Action::Forget) {
+            "with it"
+        } else {
+            "once this one is ready"
+        };
+        for old in &c.deposed {
+            let _ = writeln!(
+                out,
+                "{}  -{} {} old object [id={old}]: left by an interrupted replacement, destroyed {when}",
+                p.red, p.reset, c.addr
+            );
+        }
         out.push('\n');
     }
     let (add, change, replace, destroy) = plan.counts();
@@ -280,11 +289,7 @@ pub fn markdown(plan: &Plan) -> String {
     let (add, change, replace, destroy) = plan.counts();
     let what = if plan.destroy { "destroy plan" } else { "plan" };
     let _ = writeln!(out, "### eksnet {what} for `{}`\n", cell(&plan.spec_path));
-    let changes: Vec<&PlannedChange> = plan
-        .changes
-        .iter()
-        .filter(|c| c.action.is_change())
-        .collect();
+    let changes: Vec<&PlannedChange> = plan.changes.iter().filter(|c| c.is_change()).collect();
     if changes.is_empty() {
         out.push_str("**No changes.** The infrastructure matches the spec.\n");
     } else {
@@ -312,10 +317,19 @@ pub fn markdown(plan: &Plan) -> String {
             if let Some(r) = &c.reason {
                 details.push(r.to_string());
             }
+            if c.create_before_destroy && c.action == Action::Replace {
+                details.push("create before destroy".to_string());
+            }
+            if !c.deposed.is_empty() {
+                details.push(format!(
+                    "destroys {} left by an interrupted replacement",
+                    c.deposed.join(", ")
+                ));
+            }
             let _ = writeln!(
                 out,
                 "| `{}` | `{}` | {action} | {} | {} |",
-                c.action.symbol(),
+                c.symbol(),
                 c.addr,
                 c.cloud_id
                     .as_deref()

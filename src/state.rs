@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// 1: the first; 2: `resources.prevent_destroy`.
-pub const SCHEMA_VERSION: i64 = 2;
+/// 1: the first; 2: `resources.prevent_destroy`; 3: `resources.deposed`.
+pub const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -133,6 +133,20 @@ pub struct StateResource {
     /// from the spec is still protected by it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub prevent_destroy: bool,
+    /// Objects this address held before a create-before-destroy replacement, still to be
+    /// deleted: written before the replacement's create is sent, removed once each is gone,
+    /// so a crash in between never loses one (the next apply or destroy deletes it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deposed: Vec<Deposed>,
+}
+
+/// An object replaced by a newer one under the same address, waiting to be deleted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deposed {
+    pub cloud_id: String,
+    /// Its attributes and outputs as last recorded, for the delete.
+    pub attrs: Value,
+    pub outputs: Value,
 }
 
 /// An immutable copy of the state, for the planner.
@@ -336,10 +350,16 @@ impl LocalStore {
                     found: v,
                 })
             }
-            Some(1) => {
+            Some(v @ (1 | 2)) => {
+                if v == 1 {
+                    tx.execute_batch(
+                        "ALTER TABLE resources ADD COLUMN prevent_destroy INTEGER NOT NULL DEFAULT 0;",
+                    )
+                    .map_err(sq)?;
+                }
                 tx.execute_batch(
-                    "ALTER TABLE resources ADD COLUMN prevent_destroy INTEGER NOT NULL DEFAULT 0;
-                     UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+                    "ALTER TABLE resources ADD COLUMN deposed TEXT NOT NULL DEFAULT '[]';
+                     UPDATE meta SET value = '3' WHERE key = 'schema_version';",
                 )
                 .map_err(sq)?;
             }
@@ -354,7 +374,8 @@ impl LocalStore {
                         outputs TEXT NOT NULL,
                         dependencies TEXT NOT NULL,
                         updated_at TEXT NOT NULL,
-                        prevent_destroy INTEGER NOT NULL DEFAULT 0
+                        prevent_destroy INTEGER NOT NULL DEFAULT 0,
+                        deposed TEXT NOT NULL DEFAULT '[]'
                     );
                     CREATE TABLE lock (
                         singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
@@ -391,7 +412,7 @@ impl LocalStore {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT address, status, cloud_id, attrs, outputs, dependencies, prevent_destroy FROM resources",
+                "SELECT address, status, cloud_id, attrs, outputs, dependencies, prevent_destroy, deposed FROM resources",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -404,12 +425,13 @@ impl LocalStore {
                     r.get::<_, String>(4)?,
                     r.get::<_, String>(5)?,
                     r.get::<_, bool>(6)?,
+                    r.get::<_, String>(7)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
         let mut resources = BTreeMap::new();
         for row in rows {
-            let (address, status, cloud_id, attrs, outputs, deps, prevent_destroy) =
+            let (address, status, cloud_id, attrs, outputs, deps, prevent_destroy, deposed) =
                 row.map_err(|e| self.err(e))?;
             let corrupt = |message: String| StateError::Corrupt {
                 path: self.path.clone(),
@@ -422,6 +444,7 @@ impl LocalStore {
             let attrs = serde_json::from_str(&attrs).map_err(|e| corrupt(e.to_string()))?;
             let outputs = serde_json::from_str(&outputs).map_err(|e| corrupt(e.to_string()))?;
             let dependencies = serde_json::from_str(&deps).map_err(|e| corrupt(e.to_string()))?;
+            let deposed = serde_json::from_str(&deposed).map_err(|e| corrupt(e.to_string()))?;
             resources.insert(
                 addr,
                 StateResource {
@@ -431,6 +454,7 @@ impl LocalStore {
                     outputs,
                     dependencies,
                     prevent_destroy,
+                    deposed,
                 },
             );
         }
@@ -594,10 +618,10 @@ fn write_row(
     r: &StateResource,
 ) -> rusqlite::Result<()> {
     tx.execute(
-        "INSERT INTO resources (address, status, cloud_id, attrs, outputs, dependencies, updated_at, prevent_destroy)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO resources (address, status, cloud_id, attrs, outputs, dependencies, updated_at, prevent_destroy, deposed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT(address) DO UPDATE SET status = ?2, cloud_id = ?3, attrs = ?4,
-             outputs = ?5, dependencies = ?6, updated_at = ?7, prevent_destroy = ?8",
+             outputs = ?5, dependencies = ?6, updated_at = ?7, prevent_destroy = ?8, deposed = ?9",
         params![
             addr.to_string(),
             r.status.as_str(),
@@ -607,6 +631,7 @@ fn write_row(
             serde_json::to_string(&r.dependencies).unwrap_or_else(|_| "[]".into()),
             now_rfc3339(),
             r.prevent_destroy,
+            serde_json::to_string(&r.deposed).unwrap_or_else(|_| "[]".into()),
         ],
     )
     .map(|_| ())
@@ -680,7 +705,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn a_schema_1_state_gains_prevent_destroy_and_keeps_its_rows() {
+    fn a_schema_1_state_gains_prevent_destroy_and_deposed_and_keeps_its_rows() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("old.db");
         {
@@ -704,14 +729,23 @@ mod tests {
         assert_eq!((snap.lineage.as_str(), snap.serial), ("L1", 7));
         assert_eq!(snap.resources[&a].cloud_id.as_deref(), Some("vpc-1"));
         assert!(!snap.resources[&a].prevent_destroy);
+        assert!(snap.resources[&a].deposed.is_empty());
+        let old = Deposed {
+            cloud_id: "vpc-0".into(),
+            attrs: json!({"cidr_block": "10.0.0.0/16"}),
+            outputs: json!({"id": "vpc-0"}),
+        };
         let protected = StateResource {
             prevent_destroy: true,
+            deposed: vec![old.clone()],
             ..snap.resources[&a].clone()
         };
         s.put(&a, &protected).unwrap();
         drop(s);
         let s = LocalStore::open(&p).unwrap();
-        assert!(s.snapshot().unwrap().resources[&a].prevent_destroy);
+        let row = &s.snapshot().unwrap().resources[&a];
+        assert!(row.prevent_destroy);
+        assert_eq!(row.deposed, vec![old]);
         let version: String = s
             .conn
             .query_row(
@@ -737,6 +771,7 @@ mod tests {
             outputs: json!({}),
             dependencies: vec!["vpc.main".parse().unwrap()],
             prevent_destroy: true,
+            deposed: vec![],
         };
         s.put(&a, &r).unwrap();
         s.put(

@@ -1718,6 +1718,7 @@ fn a_state_written_for_another_spec_is_refused() {
             outputs: serde_json::json!({}),
             dependencies: vec![],
             prevent_destroy: false,
+            deposed: vec![],
         };
         s.put(&"cluster.other".parse().expect("addr"), &row)
             .expect("put");

@@ -387,6 +387,7 @@ async fn a_state_write_racing_another_writer_is_refused() {
         outputs: json!({}),
         dependencies: vec![],
         prevent_destroy: false,
+        deposed: vec![],
     };
     let first = StateStore::open(&loc, Some("us-west-2"))
         .await
@@ -437,6 +438,7 @@ async fn a_state_read_overtaken_while_taking_the_lock_is_refused_before_any_writ
         outputs: json!({}),
         dependencies: vec![],
         prevent_destroy: false,
+        deposed: vec![],
     };
     let a: eksnet::addr::ResourceAddr = "subnet.a".parse().expect("addr");
     // Unraced, the check passes and the write goes through.

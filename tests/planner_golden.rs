@@ -546,6 +546,76 @@ name = "us-west-2a"
         .spec_append("\n[nodegroup.main.lifecycle]\nprevent_destroy = false\n")
         .state_set("nodegroup.main", "/prevent_destroy", json!(true))
         .replace(&["nodegroup.main"]),
+    // A field that forces replacement: the new nodegroup comes first (`+/-`), named
+    // `my-nodegroup-cbd` while the old one holds `my-nodegroup`.
+    nodegroup_replaced_create_before_destroy: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_edit("instance_types = [\"t3.medium\"]", "instance_types = [\"m5.large\"]"),
+    // The node role is renamed (replaced destroy-first): the old nodegroup must go before
+    // the old role can, so the nodegroup is replaced destroy-first too, with a warning.
+    nodegroup_destroy_first_when_its_role_is_replaced: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_edit(
+            "name = \"myCustomNetworkingAmazonEKSNodeRole\"",
+            "name = \"myCustomNetworkingAmazonEKSNodeRole2\"",
+        ),
+    // A crash after the replacement's intent was stored, before its create was sent: the
+    // state names the new nodegroup's id and the old one; the new one is created (under the
+    // name next to the old one's) and the old one deleted after.
+    nodegroup_replacement_resumed_before_its_create: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .state_set("nodegroup.main", "/status", json!("creating"))
+        .state_set(
+            "nodegroup.main",
+            "/cloud_id",
+            json!("my-custom-networking-cluster/my-nodegroup-cbd"),
+        )
+        .state_set(
+            "nodegroup.main",
+            "/deposed",
+            json!([{
+                "cloud_id": "my-custom-networking-cluster/my-nodegroup",
+                "attrs": {"cluster_name": "my-custom-networking-cluster", "name": "my-nodegroup"},
+                "outputs": {"name": "my-nodegroup"}
+            }]),
+        )
+        .absent(&["nodegroup.main"]),
+    // A crash after the new nodegroup was recorded, before the old one was deleted: nothing
+    // to change, one old object to destroy.
+    nodegroup_replacement_left_its_old_nodegroup: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .state_set(
+            "nodegroup.main",
+            "/cloud_id",
+            json!("my-custom-networking-cluster/my-nodegroup-cbd"),
+        )
+        .state_set(
+            "nodegroup.main",
+            "/deposed",
+            json!([{
+                "cloud_id": "my-custom-networking-cluster/my-nodegroup",
+                "attrs": {"cluster_name": "my-custom-networking-cluster", "name": "my-nodegroup"},
+                "outputs": {"name": "my-nodegroup"}
+            }]),
+        )
+        .observed_set(
+            "nodegroup.main",
+            "/cloud_id",
+            json!("my-custom-networking-cluster/my-nodegroup-cbd"),
+        ),
+    // Destroy deletes the old object too.
+    nodegroup_destroy_deletes_what_a_replacement_left: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .state_set(
+            "nodegroup.main",
+            "/deposed",
+            json!([{
+                "cloud_id": "my-custom-networking-cluster/my-nodegroup-cbd",
+                "attrs": {"cluster_name": "my-custom-networking-cluster", "name": "my-nodegroup"},
+                "outputs": {"name": "my-nodegroup-cbd"}
+            }]),
+        )
+        .destroy(),
     no_changes: Case::demo(),
     policy_format_differences_no_change: Case::demo()
         .spec_edit("assume_role_service = \"eks.amazonaws.com\"\n", TWO_SERVICE_POLICY)

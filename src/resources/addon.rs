@@ -87,6 +87,7 @@ const FACTS: KindFacts = KindFacts {
     default_timeout: Duration::from_secs(20 * 60),
     kubernetes: false,
     import_id: ImportId::ClusterSlashName,
+    replacement: None,
 };
 
 /// Whether a spec's add-on is the VPC CNI with custom networking turned on.

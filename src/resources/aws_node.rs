@@ -61,6 +61,7 @@ const FACTS: KindFacts = KindFacts {
     import_id: ImportId::Never(
         "needs no import: aws_node settings always apply to the DaemonSet EKS installed",
     ),
+    replacement: None,
 };
 
 pub const CUSTOM_NETWORK_ENV: &str = "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG";

@@ -68,6 +68,7 @@ const FACTS: KindFacts = KindFacts {
     default_timeout: Duration::from_secs(30 * 60),
     kubernetes: false,
     import_id: ImportId::Plain,
+    replacement: None,
 };
 
 /// How long a freshly created role may take to become assumable by EKS.

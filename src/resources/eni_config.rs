@@ -45,6 +45,7 @@ const FACTS: KindFacts = KindFacts {
     default_timeout: Duration::from_secs(2 * 60),
     kubernetes: true,
     import_id: ImportId::ClusterSlashName,
+    replacement: None,
 };
 
 pub const NODE_ANNOTATION: &str = "k8s.amazonaws.com/eniConfig";

@@ -61,6 +61,7 @@ const FACTS: KindFacts = KindFacts {
     default_timeout: Duration::from_secs(2 * 60),
     kubernetes: false,
     import_id: ImportId::Plain,
+    replacement: None,
 };
 
 /// Keys whose value is a string or a list of strings with set semantics.

@@ -77,7 +77,16 @@ pub struct KindFacts {
     /// Lives in the cluster's Kubernetes API: read after its cluster in a refresh wave.
     pub kubernetes: bool,
     pub import_id: ImportId,
+    /// Replaced create-before-destroy: the new object is created (and usable) before the old
+    /// one is deleted, so the two exist at once. Given the resolved attributes and the cloud
+    /// id of the object to keep clear of, the function returns the attributes to create the
+    /// new one with (a name of its own where names are unique) and the cloud id it will
+    /// have. `None`: replaced destroy-first.
+    pub replacement: Option<Replacement>,
 }
+
+/// See `KindFacts::replacement`.
+pub type Replacement = fn(attrs: &Value, old_cloud_id: &str) -> Option<(Value, String)>;
 
 /// One kind's config and I/O. Dispatch is static (the registry's `match`), so each future
 /// keeps its concrete type, `Send` included; no `dyn` is needed.

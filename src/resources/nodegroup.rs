@@ -83,7 +83,44 @@ const FACTS: KindFacts = KindFacts {
     default_timeout: Duration::from_secs(60 * 60),
     kubernetes: false,
     import_id: ImportId::ClusterSlashName,
+    replacement: Some(replacement),
 };
+
+/// The suffix of the name a nodegroup takes when it is replaced while its predecessor still
+/// holds the spec's name (see `replacement`).
+pub const REPLACEMENT_SUFFIX: &str = "-cbd";
+/// EKS's limit on a nodegroup name.
+const MAX_NAME: usize = 63;
+/// The tag that keeps the spec's name on a nodegroup whose EKS name differs from it.
+const TAG_NAME: &str = "eksnet:name";
+
+/// Create-before-destroy naming. EKS names are unique within a cluster, so while the old
+/// nodegroup lives its replacement cannot take its name: a replacement alternates between the
+/// spec's `name` and `name` + `-cbd` (the spec's name trimmed to fit 63 characters), taking
+/// whichever the old one does not have. A name change in the spec needs no suffix at all.
+/// The spec's name travels in the `eksnet:name` tag, so refresh reports the spec's name
+/// and the plan sees no difference; `outputs.name` and the cloud id carry the EKS name.
+fn replacement(attrs: &Value, old_cloud_id: &str) -> Option<(Value, String)> {
+    let base = super::str_attr(attrs, "name")?;
+    let cluster = super::str_attr(attrs, "cluster_name")?;
+    let (_, old) = old_cloud_id.split_once('/')?;
+    let name = if old == base {
+        let keep = base
+            .char_indices()
+            .map(|(i, c)| i + c.len_utf8())
+            .take_while(|end| *end + REPLACEMENT_SUFFIX.len() <= MAX_NAME)
+            .last()
+            .unwrap_or(0);
+        format!("{}{REPLACEMENT_SUFFIX}", &base[..keep])
+    } else {
+        base.to_string()
+    };
+    let mut create = attrs.clone();
+    let m = create.as_object_mut()?;
+    m.insert("name".into(), json!(name));
+    m.insert("spec_name".into(), json!(base));
+    Some((create, format!("{cluster}/{name}")))
+}
 
 fn split_id(id: &str) -> Result<(&str, &str), ResourceError> {
     id.split_once('/')
@@ -97,6 +134,12 @@ fn split_id(id: &str) -> Result<(&str, &str), ResourceError> {
 fn observe(n: &Nodegroup) -> Option<Observed> {
     let cluster = n.cluster_name()?;
     let name = n.nodegroup_name()?;
+    // The spec's name, which a replacement's EKS name may differ from (see `replacement`).
+    let spec_name = n
+        .tags()
+        .and_then(|t| t.get(TAG_NAME))
+        .map(String::as_str)
+        .unwrap_or(name);
     let mut subnets = n.subnets().to_vec();
     subnets.sort();
     let scaling = n.scaling_config();
@@ -110,7 +153,7 @@ fn observe(n: &Nodegroup) -> Option<Observed> {
             .unwrap_or_default(),
     );
     let mut attrs = json!({
-        "cluster_name": cluster, "name": name, "node_role_arn": n.node_role(),
+        "cluster_name": cluster, "name": spec_name, "node_role_arn": n.node_role(),
         "subnet_ids": subnets, "instance_types": n.instance_types(),
         "scaling": {
             "min_size": scaling.and_then(|s| s.min_size()),
@@ -237,7 +280,10 @@ fn labels(attrs: &Value) -> std::collections::HashMap<String, String> {
 async fn send_create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<(), ResourceError> {
     let cluster = req_str(attrs, "cluster_name")?;
     let name = req_str(attrs, "name")?;
-    let tags = ctx.managed_tags(addr, attrs.get("tags").unwrap_or(&Value::Null));
+    let mut tags = ctx.managed_tags(addr, attrs.get("tags").unwrap_or(&Value::Null));
+    if let Some(spec_name) = super::str_attr(attrs, "spec_name") {
+        tags.insert(TAG_NAME.into(), spec_name.to_string());
+    }
     let token = request_token(ctx, addr, "create");
     retry_iam_propagation(ctx, addr, || async {
         let mut req = ctx
@@ -424,7 +470,15 @@ impl ResourceKind for NodegroupKind {
                 if err.code() == Some("ResourceNotFoundException") {
                     return Ok(());
                 }
-                return Err(err);
+                // A delete already under way (sent by a run that died before it saw the
+                // answer) is waited for, not failed on.
+                let deleting = err.code() == Some("ResourceInUseException")
+                    && describe(ctx, cluster, name).await?.is_some_and(|n| {
+                        n.status() == Some(&aws_sdk_eks::types::NodegroupStatus::Deleting)
+                    });
+                if !deleting {
+                    return Err(err);
+                }
             }
         }
         wait_gone(ctx, addr, cluster, name).await
@@ -439,5 +493,39 @@ impl ResourceKind for NodegroupKind {
     ) -> Result<Option<Observed>, ResourceError> {
         let (cluster, name) = split_id(cloud_id)?;
         wait_active(ctx, addr, cluster, name).await.map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &str) -> Value {
+        json!({"cluster_name": "c", "name": name, "instance_types": ["m5.large"]})
+    }
+
+    #[test]
+    fn a_replacement_alternates_between_the_spec_name_and_its_cbd_form() {
+        let (attrs, id) = replacement(&named("workers"), "c/workers").expect("named");
+        assert_eq!(id, "c/workers-cbd");
+        assert_eq!(attrs["name"], "workers-cbd");
+        assert_eq!(attrs["spec_name"], "workers");
+        assert_eq!(attrs["instance_types"], json!(["m5.large"]));
+        // The next replacement takes the spec's name back.
+        let (attrs, id) = replacement(&named("workers"), "c/workers-cbd").expect("named");
+        assert_eq!((id.as_str(), attrs["name"].as_str()), ("c/workers", Some("workers")));
+        // A renamed nodegroup needs no suffix: the new name is free.
+        let (_, id) = replacement(&named("general"), "c/workers").expect("named");
+        assert_eq!(id, "c/general");
+    }
+
+    #[test]
+    fn a_replacement_name_stays_within_eks_limit() {
+        let long = "n".repeat(MAX_NAME);
+        let (attrs, _) = replacement(&named(&long), &format!("c/{long}")).expect("named");
+        let name = attrs["name"].as_str().expect("name");
+        assert_eq!(name.len(), MAX_NAME);
+        assert!(name.ends_with(REPLACEMENT_SUFFIX), "{name}");
+        assert_ne!(name, long);
     }
 }

@@ -37,6 +37,7 @@ const FACTS: KindFacts = KindFacts {
     default_timeout: Duration::from_secs(5 * 60),
     kubernetes: false,
     import_id: ImportId::Plain,
+    replacement: None,
 };
 
 fn observe(s: &Subnet) -> Option<Observed> {

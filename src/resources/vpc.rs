@@ -65,6 +65,7 @@ const FACTS: KindFacts = KindFacts {
     default_timeout: Duration::from_secs(30 * 60),
     kubernetes: false,
     import_id: ImportId::Plain,
+    replacement: None,
 };
 
 /// CloudFormation's limit for `TemplateBody` (CreateStack, UpdateStack).

@@ -95,6 +95,7 @@ pub async fn run(args: ImportArgs) -> Result<ExitStatus, Failure> {
             outputs: found.outputs.clone(),
             dependencies: graph.dependencies(&addr),
             prevent_destroy: spec.get(&addr).is_some_and(|r| r.lifecycle.prevent_destroy),
+            deposed: vec![],
         };
         store.put(&addr, &row, Durability::Now).await?;
         output::info(format!("Imported {addr} [id={}].", found.cloud_id));
