@@ -2322,3 +2322,155 @@ async fn plan_shows_max_pods_and_pod_subnet_capacity() {
         (Some(5), Some(60), Some(33))
     );
 }
+
+/// The nodegroups of the example's cluster as (name, status), asked through the SDK.
+async fn nodegroups(aws: &eksnet::aws::AwsClients) -> Vec<(String, String)> {
+    let cluster = "my-custom-networking-cluster";
+    let names = aws
+        .eks
+        .list_nodegroups()
+        .cluster_name(cluster)
+        .send()
+        .await
+        .expect("list nodegroups")
+        .nodegroups()
+        .to_vec();
+    let mut out = Vec::new();
+    for n in names {
+        let ng = aws
+            .eks
+            .describe_nodegroup()
+            .cluster_name(cluster)
+            .nodegroup_name(&n)
+            .send()
+            .await;
+        // Gone between the list and the describe: it is not there.
+        if let Some(ng) = ng.ok().and_then(|o| o.nodegroup) {
+            let status = ng
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
+            out.push((n, status));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A nodegroup that must be replaced is replaced create-before-destroy: while the apply runs,
+/// a watcher asking EKS through the SDK always finds an ACTIVE nodegroup; the new one is
+/// named beside the old (`-cbd`), the state follows it, the plan is clean after, and the next
+/// replacement takes the spec's name back.
+#[tokio::test]
+async fn a_replaced_nodegroup_is_active_before_the_old_one_is_deleted() {
+    let t = tutorial();
+    let d = t.dir.path();
+    let aws = sdk(&t.proxy.url).await;
+    run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
+    assert_eq!(
+        nodegroups(&aws).await,
+        vec![("my-nodegroup".to_string(), "ACTIVE".to_string())]
+    );
+    // Windows long enough for the watcher to see each phase.
+    t.proxy
+        .config(json!({"nodegroup_create_ms": 1500, "nodegroup_delete_ms": 1500}));
+    set_subnet_tag(
+        d,
+        "instance_types = [\"t3.medium\"]",
+        "instance_types = [\"m5.large\"]",
+    );
+    let plan = run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 2);
+    assert!(
+        plan.stdout.contains("+/- nodegroup.main") && plan.stdout.contains("create before destroy"),
+        "{}",
+        plan.stdout
+    );
+
+    // Apply while watching.
+    let replace = |args: &[&str]| {
+        let mut cmd = t.eksnet();
+        cmd.args(args);
+        tokio::task::spawn_blocking(move || run(&mut cmd))
+    };
+    let watch = |aws: eksnet::aws::AwsClients, apply: tokio::task::JoinHandle<Run>| async move {
+        let mut seen = Vec::new();
+        while !apply.is_finished() {
+            let now = nodegroups(&aws).await;
+            if !seen.contains(&now) {
+                seen.push(now);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        (apply.await.expect("apply task"), seen)
+    };
+    let (applied, seen) = watch(aws.clone(), replace(&["apply", SPEC, "--auto-approve"])).await;
+    assert_eq!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
+    for state in &seen {
+        assert!(
+            state.iter().any(|(_, s)| s == "ACTIVE"),
+            "a moment without an ACTIVE nodegroup: {state:?} (all seen: {seen:#?})"
+        );
+    }
+    // Both existed at once: the new one was made while the old one still stood.
+    assert!(
+        seen.iter().any(|s| s.len() == 2),
+        "never saw both nodegroups: {seen:#?}"
+    );
+    let after = nodegroups(&aws).await;
+    assert_eq!(
+        after,
+        vec![("my-nodegroup-cbd".to_string(), "ACTIVE".to_string())]
+    );
+    let ng = aws
+        .eks
+        .describe_nodegroup()
+        .cluster_name("my-custom-networking-cluster")
+        .nodegroup_name("my-nodegroup-cbd")
+        .send()
+        .await
+        .expect("describe")
+        .nodegroup
+        .expect("nodegroup");
+    assert_eq!(ng.instance_types(), ["m5.large".to_string()]);
+    assert_eq!(
+        ng.tags()
+            .and_then(|t| t.get("eksnet:name"))
+            .map(String::as_str),
+        Some("my-nodegroup")
+    );
+    let snap = eksnet::state::LocalStore::open(&d.join("state/custom-networking.db"))
+        .expect("state")
+        .snapshot()
+        .expect("snapshot");
+    let row = &snap.resources[&"nodegroup.main".parse().expect("addr")];
+    assert_eq!(
+        row.cloud_id.as_deref(),
+        Some("my-custom-networking-cluster/my-nodegroup-cbd")
+    );
+    assert!(row.deposed.is_empty(), "{:?}", row.deposed);
+    assert_eq!(row.outputs["name"], "my-nodegroup-cbd");
+    run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 0);
+
+    // The next replacement goes back to the spec's name, again without a gap.
+    let (again, seen) = watch(
+        aws.clone(),
+        replace(&[
+            "apply",
+            SPEC,
+            "--auto-approve",
+            "--replace",
+            "nodegroup.main",
+        ]),
+    )
+    .await;
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+    assert!(
+        seen.iter().all(|s| s.iter().any(|(_, st)| st == "ACTIVE")),
+        "{seen:#?}"
+    );
+    assert_eq!(
+        nodegroups(&aws).await,
+        vec![("my-nodegroup".to_string(), "ACTIVE".to_string())]
+    );
+    run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 0);
+}

@@ -1678,3 +1678,96 @@ async fn crash_after_each_addon_request_then_apply_or_destroy_again_converges() 
         );
     }
 }
+
+/// 1c. The crash points of a create-before-destroy nodegroup replacement (an instance type
+///     changed): SIGKILL right after CreateNodegroup was answered (the new one still
+///     CREATING) and right after DeleteNodegroup was answered (the old one DELETING); the
+///     create refused (its intent, naming the old nodegroup, stored and nothing made) and the
+///     delete refused (the new one recorded, the old one left). Each time the next apply
+///     converges to exactly one nodegroup, ACTIVE, with the new instance type, the state row
+///     naming it with nothing left to delete, and a clean plan.
+#[tokio::test]
+async fn crash_at_each_point_of_a_nodegroup_replacement_then_reapply_converges_to_one() {
+    let w = world().await;
+    enum Break {
+        KillAfter(&'static str),
+        Refuse(&'static str),
+    }
+    for point in [
+        Break::KillAfter("CreateNodegroup"),
+        Break::KillAfter("DeleteNodegroup"),
+        Break::Refuse("CreateNodegroup"),
+        Break::Refuse("DeleteNodegroup"),
+    ] {
+        w.reset();
+        let dir = example_dir();
+        let d = dir.path();
+        run_ok(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]), 0);
+        edit_spec(d, |s| {
+            s.replacen(
+                "instance_types = [\"t3.medium\"]",
+                "instance_types = [\"m5.large\"]",
+                1,
+            )
+        });
+        w.proxy
+            .config(json!({"nodegroup_create_ms": 1000, "nodegroup_delete_ms": 1000}));
+        let ctx = match point {
+            Break::KillAfter(op) => {
+                let ctx = format!("replacement killed after {op}");
+                eprintln!("{ctx}");
+                run_killed_at(&w, d, "apply", op, 1, &ctx);
+                free_stale_lock(&w, d, "apply", &ctx);
+                ctx
+            }
+            Break::Refuse(op) => {
+                let ctx = format!("replacement with {op} refused");
+                eprintln!("{ctx}");
+                w.proxy.config(json!({ "reject_op": op }));
+                let failed = run(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]));
+                w.proxy.config(json!({ "reject_op": null }));
+                assert_eq!(failed.code, 1, "{ctx}: {}", failed.stderr);
+                let row = &snapshot(d).resources[&"nodegroup.main".parse().expect("addr")];
+                assert_eq!(
+                    row.deposed
+                        .iter()
+                        .map(|x| x.cloud_id.as_str())
+                        .collect::<Vec<_>>(),
+                    [format!("{CLUSTER}/my-nodegroup")],
+                    "{ctx}: the old nodegroup is recorded as still to delete"
+                );
+                ctx
+            }
+        };
+        let again = run(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]));
+        assert_eq!(
+            again.code, 0,
+            "{ctx}: re-apply\n--- stdout\n{}\n--- stderr\n{}",
+            again.stdout, again.stderr
+        );
+        w.assert_converged(&["my-nodegroup-cbd"], &ctx).await;
+        let ng = w
+            .aws
+            .eks
+            .describe_nodegroup()
+            .cluster_name(CLUSTER)
+            .nodegroup_name("my-nodegroup-cbd")
+            .send()
+            .await
+            .expect("describe")
+            .nodegroup
+            .expect("nodegroup");
+        assert_eq!(ng.status().map(|s| s.as_str()), Some("ACTIVE"), "{ctx}");
+        assert_eq!(ng.instance_types(), ["m5.large".to_string()], "{ctx}");
+        let snap = snapshot(d);
+        let row = &snap.resources[&"nodegroup.main".parse().expect("addr")];
+        assert_eq!(
+            row.cloud_id.as_deref(),
+            Some(format!("{CLUSTER}/my-nodegroup-cbd").as_str()),
+            "{ctx}"
+        );
+        assert!(row.deposed.is_empty(), "{ctx}: {:?}", row.deposed);
+        assert_all_present(d, EXAMPLE_RESOURCES, &ctx);
+        w.plan_is_clean(d, &ctx);
+    }
+}
