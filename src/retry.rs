@@ -199,8 +199,9 @@ where
             this_pause = this_pause.min(deadline.saturating_sub(elapsed));
         }
         match backoff.anchor {
-            Anchor::Sent => tokio::time::sleep_until(sent + this_pause).await,
-            Anchor::Answered => tokio::time::sleep(this_pause).await,
+            // Only waiting: a walk's slot is free for other resources meanwhile.
+            Anchor::Sent => crate::walker::idle(tokio::time::sleep_until(sent + this_pause)).await,
+            Anchor::Answered => crate::walker::idle(tokio::time::sleep(this_pause)).await,
         }
         pause = pause.saturating_mul(backoff.factor).min(backoff.cap);
         n = n.saturating_add(1);

@@ -1,13 +1,51 @@
 //! A concurrent graph walker: each node starts as soon as all its dependencies succeeded, at
-//! most `parallelism` at once. When a node fails, its transitive dependents are skipped (and
-//! reported once, naming the failure), while independent branches run to completion.
+//! most `parallelism` at work at once. A node that is only waiting (`idle`: the pause between
+//! two polls of a nodegroup on its way to `ACTIVE`) gives its slot back meanwhile, so twenty
+//! nodegroup waits run side by side under the default bound instead of in waves. When a node
+//! fails, its transitive dependents are skipped (and reported once, naming the failure),
+//! while independent branches run to completion.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::Arc;
-use tokio::sync::Semaphore;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+
+/// The slot of the node running in this task: its permit, held while the node works.
+#[derive(Clone)]
+struct Slot {
+    semaphore: Arc<Semaphore>,
+    held: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+}
+
+impl Slot {
+    async fn take(&self) {
+        // The semaphore is never closed; were it, the node would run unbounded.
+        let permit = self.semaphore.clone().acquire_owned().await.ok();
+        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = permit;
+    }
+
+    fn give_back(&self) {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+tokio::task_local! {
+    static SLOT: Slot;
+}
+
+/// Runs `pause` (a sleep between two polls or retries) without holding the current node's
+/// slot, and takes the slot again before going on. Outside a walk it only runs `pause`.
+pub async fn idle<T>(pause: impl Future<Output = T>) -> T {
+    let Ok(slot) = SLOT.try_with(Slot::clone) else {
+        return pause.await;
+    };
+    slot.give_back();
+    let out = pause.await;
+    slot.take().await;
+    out
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome<N, E> {
@@ -95,11 +133,15 @@ where
                 {
                     waiting.remove(&n);
                     let fut = run(n.clone());
-                    let sem = semaphore.clone();
+                    let slot = Slot {
+                        semaphore: semaphore.clone(),
+                        held: Arc::new(Mutex::new(None)),
+                    };
                     running.spawn(async move {
-                        // The semaphore is never closed, so acquire only fails if it were.
-                        let _permit = sem.acquire_owned().await;
-                        (n, fut.await)
+                        slot.take().await;
+                        let result = SLOT.scope(slot.clone(), fut).await;
+                        slot.give_back();
+                        (n, result)
                     });
                 }
             }
@@ -148,6 +190,45 @@ mod tests {
             g.entry(after).or_default().insert(before);
         }
         g
+    }
+
+    /// With one slot, two nodes that each wait for the other to have started can only both
+    /// finish if waiting gives the slot back; and never do two work at once.
+    #[tokio::test]
+    async fn a_waiting_node_gives_its_slot_to_another() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let working = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let g = graph(&[], &["a", "b"]);
+        let walked = tokio::time::timeout(
+            Duration::from_secs(10),
+            walk(g, 1, |_n| {
+                let (started, working, most) = (started.clone(), working.clone(), most.clone());
+                async move {
+                    let now = working.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    started.fetch_add(1, Ordering::SeqCst);
+                    working.fetch_sub(1, Ordering::SeqCst);
+                    idle(async {
+                        while started.load(Ordering::SeqCst) < 2 {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    })
+                    .await;
+                    let now = working.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    working.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<(), ()>(())
+                }
+            }),
+        )
+        .await
+        .expect("both nodes finish: the first one's wait lets the second start");
+        assert!(
+            walked.values().all(|o| *o == Outcome::Succeeded),
+            "{walked:?}"
+        );
+        assert_eq!(most.load(Ordering::SeqCst), 1, "one node at work at a time");
     }
 
     #[tokio::test]

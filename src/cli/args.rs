@@ -262,6 +262,9 @@ pub struct Common {
     /// report), and every stderr line a JSON event.
     #[arg(long)]
     pub json: bool,
+    /// Requests per second to each AWS service, on average; twice as many may go at once.
+    #[arg(long, env = "EKSNET_REQUEST_RATE", value_name = "N", default_value_t = crate::aws::DEFAULT_REQUEST_RATE, value_parser = clap::value_parser!(u32).range(1..))]
+    pub request_rate: u32,
     #[command(flatten)]
     pub kube: KubeArgs,
 }
@@ -294,7 +297,8 @@ impl KubeArgs {
 /// The options of the commands that change things.
 #[derive(Args, Clone)]
 pub struct RunOpts {
-    /// Resources worked on at once.
+    /// Resources at work at once (sending requests); one only waiting for AWS between two
+    /// polls holds no slot.
     #[arg(long, default_value_t = 10)]
     pub parallelism: usize,
     /// Delete ENIs in state `available` (left by the VPC CNI) that block deleting a subnet, on
@@ -305,6 +309,19 @@ pub struct RunOpts {
 
 impl Cli {
     /// Whether the command was asked for machine-readable output.
+    /// `--request-rate` of the commands that have it, else the default.
+    pub fn request_rate(&self) -> u32 {
+        match &self.command {
+            Command::Plan(PlanArgs { common, .. })
+            | Command::Capacity(CapacityArgs { common, .. })
+            | Command::Apply(ApplyArgs { common, .. })
+            | Command::Destroy(DestroyArgs { common, .. })
+            | Command::Verify(VerifyArgs { common, .. })
+            | Command::Import(ImportArgs { common, .. }) => common.request_rate,
+            _ => crate::aws::DEFAULT_REQUEST_RATE,
+        }
+    }
+
     pub fn json(&self) -> bool {
         match &self.command {
             Command::Validate(a) => a.json,

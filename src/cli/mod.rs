@@ -22,6 +22,7 @@ pub fn main() -> ExitCode {
         Err(e) => return usage_error(e).into(),
     };
     events::set_json_stderr(cli.json());
+    crate::aws::set_request_rate(cli.request_rate());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -135,11 +135,23 @@ fn summarise(plan: &Plan, report: &ApplyReport) -> ExitStatus {
             })
             .count()
     };
+    // Old objects an interrupted replacement left count as destroyed once their step is done.
+    let old_objects: usize = plan
+        .changes
+        .iter()
+        .filter(|c| {
+            report
+                .succeeded
+                .iter()
+                .any(|s| s.addr == c.addr && s.phase == crate::apply::Phase::Destroy)
+        })
+        .map(|c| c.deposed.len())
+        .sum();
     let (added, changed, replaced, destroyed) = (
         done(Action::Create),
         done(Action::Update),
         done(Action::Replace),
-        done(Action::Delete),
+        done(Action::Delete) + old_objects,
     );
     let command = if plan.destroy { "Destroy" } else { "Apply" };
     let summary = Event::Summary {

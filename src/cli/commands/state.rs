@@ -32,6 +32,7 @@ async fn list(state: &StateArgs, json: bool) -> Result<ExitStatus, Failure> {
             .map(|(a, r)| {
                 serde_json::json!({
                     "address": a.to_string(), "status": r.status, "cloud_id": r.cloud_id,
+                    "deposed": r.deposed.iter().map(|d| &d.cloud_id).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -46,11 +47,16 @@ async fn list(state: &StateArgs, json: bool) -> Result<ExitStatus, Failure> {
         let mut text = String::new();
         for (a, r) in &snapshot.resources {
             text.push_str(&format!(
-                "{:<width$}  {:<8}  {}\n",
+                "{:<width$}  {:<8}  {}",
                 a.to_string(),
                 r.status.as_str(),
                 r.cloud_id.as_deref().unwrap_or("-")
             ));
+            // Old objects of an interrupted replacement: the next apply deletes them.
+            for d in &r.deposed {
+                text.push_str(&format!("  (old object {} to delete)", d.cloud_id));
+            }
+            text.push('\n');
         }
         output::data(&text);
     }
