@@ -64,15 +64,19 @@ pub fn http_client() -> SharedHttpClient {
     SharedHttpClient::new(Paced { inner })
 }
 
-/// The default of `--request-rate`: requests per second per AWS service.
+/// The default of `--request-rate`: requests per second per AWS service, the refill rate of
+/// EC2's bucket for describe calls.
 pub const DEFAULT_REQUEST_RATE: u32 = 20;
+/// The smallest burst: EC2's describe bucket holds 100 (its mutating one 200), so a refresh
+/// of a large spec goes out in one wave.
+const MIN_BURST: f64 = 100.0;
 static RATE: AtomicU32 = AtomicU32::new(DEFAULT_REQUEST_RATE);
 
 /// Sets the requests per second each AWS service may get from this process, on average
 /// (`--request-rate`); call before the first request. AWS throttles each service with a
 /// token bucket of its own (EC2, EKS, IAM, CloudFormation, S3), and eksnet paces itself the
-/// same way: a burst of twice the rate goes out at once (a refresh wave of twenty nodegroups
-/// is one round trip), beyond it requests queue for their token. What is bounded is the rate
+/// same way: a burst of 100 requests, or twice the rate if more, goes out at once (a refresh
+/// wave is one round trip), beyond it requests queue for their token. What is bounded is the rate
 /// of requests, not how many resources are in flight: twenty nodegroups waiting for `ACTIVE`
 /// poll side by side within it.
 pub fn set_request_rate(per_second: u32) {
@@ -90,7 +94,7 @@ struct Bucket {
 fn reserve(service: &str, now: tokio::time::Instant) -> Duration {
     static BUCKETS: OnceLock<Mutex<HashMap<String, Bucket>>> = OnceLock::new();
     let rate = f64::from(RATE.load(Ordering::SeqCst));
-    let burst = 2.0 * rate;
+    let burst = (2.0 * rate).max(MIN_BURST);
     let mut buckets = BUCKETS
         .get_or_init(Default::default)
         .lock()
@@ -254,7 +258,7 @@ mod tests {
     #[test]
     fn a_burst_goes_out_at_once_and_the_rest_is_paced_at_the_rate() {
         let t0 = tokio::time::Instant::now();
-        let (rate, burst) = (20.0, 40.0);
+        let (rate, burst) = (20.0, 40.0); // a small burst, to see it run out
         let mut b = Bucket {
             tokens: burst,
             at: t0,
