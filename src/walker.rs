@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -17,9 +18,20 @@ use tokio::task::JoinSet;
 struct Slot {
     semaphore: Arc<Semaphore>,
     held: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+    /// How many `idle` calls are under way in the task: only the outermost gives the slot
+    /// back and takes it again (a wait may sit inside a request that is idle already).
+    idling: Arc<AtomicUsize>,
 }
 
 impl Slot {
+    fn new(semaphore: Arc<Semaphore>) -> Slot {
+        Slot {
+            semaphore,
+            held: Arc::new(Mutex::new(None)),
+            idling: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
     async fn take(&self) {
         // The semaphore is never closed; were it, the node would run unbounded.
         let permit = self.semaphore.clone().acquire_owned().await.ok();
@@ -35,15 +47,21 @@ tokio::task_local! {
     static SLOT: Slot;
 }
 
-/// Runs `pause` (a sleep between two polls or retries) without holding the current node's
-/// slot, and takes the slot again before going on. Outside a walk it only runs `pause`.
+/// Runs `pause` (a sleep between two polls or retries, or a request that holds no lock)
+/// without holding the current node's slot, and takes the slot again before going on.
+/// Outside a walk it only runs `pause`. Never idle while holding a lock that other nodes
+/// may wait for with their slots: taking the slot back could then wait for ever.
 pub async fn idle<T>(pause: impl Future<Output = T>) -> T {
     let Ok(slot) = SLOT.try_with(Slot::clone) else {
         return pause.await;
     };
-    slot.give_back();
+    if slot.idling.fetch_add(1, Ordering::SeqCst) == 0 {
+        slot.give_back();
+    }
     let out = pause.await;
-    slot.take().await;
+    if slot.idling.fetch_sub(1, Ordering::SeqCst) == 1 {
+        slot.take().await;
+    }
     out
 }
 
@@ -133,10 +151,7 @@ where
                 {
                     waiting.remove(&n);
                     let fut = run(n.clone());
-                    let slot = Slot {
-                        semaphore: semaphore.clone(),
-                        held: Arc::new(Mutex::new(None)),
-                    };
+                    let slot = Slot::new(semaphore.clone());
                     running.spawn(async move {
                         slot.take().await;
                         let result = SLOT.scope(slot.clone(), fut).await;
@@ -229,6 +244,31 @@ mod tests {
             "{walked:?}"
         );
         assert_eq!(most.load(Ordering::SeqCst), 1, "one node at work at a time");
+    }
+
+    /// A wait inside a request that is idle already (a retry inside a create): only the
+    /// outer one gives the slot back and takes it again; with one slot, taking it twice would
+    /// wait for ever.
+    #[tokio::test]
+    async fn nested_idles_take_the_slot_back_once() {
+        let g = graph(&[], &["a", "b"]);
+        let walked = tokio::time::timeout(
+            Duration::from_secs(10),
+            walk(g, 1, |_n| async move {
+                idle(async {
+                    idle(tokio::time::sleep(Duration::from_millis(5))).await;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                })
+                .await;
+                Ok::<(), ()>(())
+            }),
+        )
+        .await
+        .expect("no node waits for a slot it holds");
+        assert!(
+            walked.values().all(|o| *o == Outcome::Succeeded),
+            "{walked:?}"
+        );
     }
 
     #[tokio::test]

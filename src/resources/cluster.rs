@@ -375,7 +375,9 @@ impl ResourceKind for ClusterKind {
         attrs: &Value,
     ) -> Result<Observed, ResourceError> {
         let name = req_str(attrs, "name")?;
-        match send_create(ctx, addr, attrs).await {
+        // Waiting for the create's answer holds no lock, so it holds no parallelism slot
+        // either (see `walker::idle`).
+        match crate::walker::idle(send_create(ctx, addr, attrs)).await {
             // EKS keeps the name of a cluster still being deleted (an interrupted destroy):
             // wait until it is gone, then create. Asked only on this error, so a plain create
             // costs no extra request.
@@ -387,7 +389,7 @@ impl ResourceKind for ClusterKind {
                     return Err(e);
                 }
                 wait_gone(ctx, addr, name).await?;
-                send_create(ctx, addr, attrs).await?;
+                crate::walker::idle(send_create(ctx, addr, attrs)).await?;
             }
             other => {
                 other?;

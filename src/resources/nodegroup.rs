@@ -377,7 +377,9 @@ impl ResourceKind for NodegroupKind {
     ) -> Result<Observed, ResourceError> {
         let cluster = req_str(attrs, "cluster_name")?;
         let name = req_str(attrs, "name")?;
-        match send_create(ctx, addr, attrs).await {
+        // Waiting for the create's answer holds no lock, so it holds no parallelism slot
+        // either: twenty nodegroups ready together are all sent at once.
+        match crate::walker::idle(send_create(ctx, addr, attrs)).await {
             // The name of a nodegroup still being deleted stays taken: wait, then create. Asked
             // only on this error, so a plain create costs no extra request.
             Err(e) if e.code() == Some("ResourceInUseException") => {
@@ -388,7 +390,7 @@ impl ResourceKind for NodegroupKind {
                     return Err(e);
                 }
                 wait_gone(ctx, addr, cluster, name).await?;
-                send_create(ctx, addr, attrs).await?;
+                crate::walker::idle(send_create(ctx, addr, attrs)).await?;
             }
             other => other?,
         }
