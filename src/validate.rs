@@ -17,6 +17,7 @@ pub fn validate(spec: &Spec) -> Diagnostics {
     check_shapes(spec, &mut d);
     check_cidrs(spec, &mut d);
     check_unique_names(spec, &mut d);
+    check_replacement_names(spec, &mut d);
     check_ipv6(spec, &mut d);
     check_kubernetes(spec, &mut d);
     check_lifecycles(spec, &mut d);
@@ -578,6 +579,38 @@ fn check_unique_names(spec: &Spec, d: &mut Diagnostics) {
                 format!("`{name}` is also the name of `{first}`; names must be unique")
             };
             d.push(spec.error_at(format!("{addr}.{field}"), message));
+        }
+    }
+}
+
+/// A nodegroup replaced create-before-destroy takes the name `NAME-cbd` while the old one
+/// holds `NAME` (see `nodegroup::replacement`): another nodegroup of the cluster must not
+/// already be called that, or the replacement's create would fail, or find the wrong one.
+fn check_replacement_names(spec: &Spec, d: &mut Diagnostics) {
+    let nodegroups: Vec<(&ResourceAddr, String, &str)> = spec
+        .resources
+        .iter()
+        .filter_map(|(addr, r)| match &r.config {
+            ResourceConfig::Nodegroup(n) => {
+                Some((addr, spec.resolved_name(&n.cluster_name), n.name.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    for (addr, cluster, name) in &nodegroups {
+        let Some(base) = name.strip_suffix(resources::nodegroup::REPLACEMENT_SUFFIX) else {
+            continue;
+        };
+        if let Some((other, _, _)) = nodegroups
+            .iter()
+            .find(|(o, c, n)| o != addr && c == cluster && *n == base)
+        {
+            d.push(spec.error_at(
+                format!("{addr}.name"),
+                format!(
+                    "`{name}` is the name `{other}` takes while it is replaced (create before destroy alternates between `{base}` and `{name}`); rename one of them"
+                ),
+            ));
         }
     }
 }

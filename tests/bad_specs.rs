@@ -881,6 +881,28 @@ subnet_ids = ["subnet-0000000a", "subnet-0000000b"]
 }
 
 #[test]
+fn nodegroup_named_after_anothers_replacement() {
+    bad(r#"[nodegroup.a]
+cluster_name = "demo"
+name = "workers"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+
+[nodegroup.b]
+cluster_name = "demo"
+name = "workers-cbd"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+"#)
+    .err(
+        9,
+        "nodegroup.b.name",
+        "`workers-cbd` is the name `nodegroup.a` takes while it is replaced",
+    )
+    .check();
+}
+
+#[test]
 fn reserved_eksnet_tag_prefix() {
     bad(with_block!(
         r#"
