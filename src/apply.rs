@@ -805,7 +805,7 @@ async fn record(
     Ok(())
 }
 
-/// A destroy-first replacement or a delete: the step that takes the current object away.
+/// A replacement that deletes the current object before it creates the new one.
 fn destroys_first(change: &PlannedChange) -> bool {
     change.action == Action::Replace && !change.create_before_destroy
 }
