@@ -1685,7 +1685,8 @@ async fn crash_after_each_addon_request_then_apply_or_destroy_again_converges() 
 ///     create refused (its intent, naming the old nodegroup, stored and nothing made) and the
 ///     delete refused (the new one recorded, the old one left). Each time the next apply
 ///     converges to exactly one nodegroup, ACTIVE, with the new instance type, the state row
-///     naming it with nothing left to delete, and a clean plan.
+///     naming it with nothing left to delete, and a clean plan. And `destroy` after a refused
+///     delete removes the old nodegroup with everything else.
 #[tokio::test]
 async fn crash_at_each_point_of_a_nodegroup_replacement_then_reapply_converges_to_one() {
     let w = world().await;
@@ -1770,4 +1771,44 @@ async fn crash_at_each_point_of_a_nodegroup_replacement_then_reapply_converges_t
         assert_all_present(d, EXAMPLE_RESOURCES, &ctx);
         w.plan_is_clean(d, &ctx);
     }
+
+    // The old nodegroup left by a refused delete, then `destroy` instead of an apply: it
+    // deletes both nodegroups and everything else.
+    w.reset();
+    let dir = example_dir();
+    let d = dir.path();
+    let ctx = "destroy after a replacement left its old nodegroup";
+    run_ok(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]), 0);
+    edit_spec(d, |s| {
+        s.replacen(
+            "instance_types = [\"t3.medium\"]",
+            "instance_types = [\"m5.large\"]",
+            1,
+        )
+    });
+    w.proxy.config(json!({ "reject_op": "DeleteNodegroup" }));
+    let failed = run(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]));
+    w.proxy.config(json!({ "reject_op": null }));
+    assert_eq!(failed.code, 1, "{ctx}: {}", failed.stderr);
+    let listed = run_ok(w.eksnet(d).args(["state", "list", "--state", STATE]), 0);
+    assert!(
+        listed
+            .stdout
+            .contains(&format!("(old object {CLUSTER}/my-nodegroup to delete)")),
+        "{ctx}: {}",
+        listed.stdout
+    );
+    let destroyed = run(w.eksnet(d).args(["destroy", SPEC, "--auto-approve"]));
+    assert_eq!(
+        destroyed.code, 0,
+        "{ctx}\n--- stdout\n{}\n--- stderr\n{}",
+        destroyed.stdout, destroyed.stderr
+    );
+    assert!(
+        destroyed.stdout.contains("old object"),
+        "{ctx}: the plan names the old object\n{}",
+        destroyed.stdout
+    );
+    w.assert_destroyed(ctx).await;
+    assert!(snapshot(d).resources.is_empty(), "{ctx}: state emptied");
 }
