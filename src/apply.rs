@@ -588,7 +588,15 @@ async fn run_step(
             // What the new object must outlive: the old one of a create-before-destroy
             // replacement, or those an interrupted one left. Those left over go first when
             // there is a current object to serve meanwhile (they may hold the name wanted).
-            let mut deposed = prior.map(|p| p.deposed.clone()).unwrap_or_default();
+            // Read from the row as it is now: a destroy-first replacement's destroy step has
+            // already deleted them with the row.
+            let mut deposed = shared
+                .state
+                .snapshot()?
+                .resources
+                .get(addr)
+                .map(|r| r.deposed.clone())
+                .unwrap_or_default();
             if change.create_before_destroy && change.action == Action::Replace {
                 delete_deposed(ctx, shared, addr, std::mem::take(&mut deposed)).await?;
                 if let Some(id) = &change.cloud_id {
@@ -634,7 +642,7 @@ async fn run_step(
                 let obs = resources::create(ctx, addr, &create_attrs).await?;
                 let row = StateResource {
                     deposed,
-                    ..present(shared, change, attrs, obs.cloud_id.clone(), obs.outputs)
+                    ..present(shared, change, attrs, obs.cloud_id.clone(), obs.outputs)?
                 };
                 record(shared, change, row).await?;
                 return Ok(Some(obs.cloud_id));
@@ -657,7 +665,7 @@ async fn run_step(
             };
             put(shared, addr, &intent(attrs.clone(), change), durability).await?;
             let obs = resources::create(ctx, addr, &attrs).await?;
-            let row = present(shared, change, attrs, obs.cloud_id.clone(), obs.outputs);
+            let row = present(shared, change, attrs, obs.cloud_id.clone(), obs.outputs)?;
             record(shared, change, row).await?;
             Ok(Some(obs.cloud_id))
         }
@@ -677,7 +685,7 @@ async fn run_step(
                 },
             )
             .await?;
-            let row = present(shared, change, attrs, obs.cloud_id.clone(), obs.outputs);
+            let row = present(shared, change, attrs, obs.cloud_id.clone(), obs.outputs)?;
             record(shared, change, row).await?;
             Ok(Some(obs.cloud_id))
         }
@@ -714,7 +722,7 @@ async fn run_step(
             });
             if !same {
                 let id = change.cloud_id.clone().unwrap_or_default();
-                record(shared, change, present(shared, change, attrs, id, outputs)).await?;
+                record(shared, change, present(shared, change, attrs, id, outputs)?).await?;
             }
             Ok(change.cloud_id.clone())
         }
@@ -767,28 +775,30 @@ impl Claims {
 }
 
 /// The row of an object that exists as `change` left it. Old objects still to delete stay
-/// listed until the destroy step that deletes them.
+/// listed, as the row has them now, until the destroy step that deletes them.
 fn present(
     shared: &Shared,
     change: &PlannedChange,
     attrs: Value,
     cloud_id: String,
     outputs: Value,
-) -> StateResource {
-    StateResource {
+) -> Result<StateResource, StateError> {
+    let deposed = shared
+        .state
+        .snapshot()?
+        .resources
+        .get(&change.addr)
+        .map(|r| r.deposed.clone())
+        .unwrap_or_default();
+    Ok(StateResource {
         status: ResourceStatus::Present,
         cloud_id: Some(cloud_id),
         attrs,
         outputs,
         dependencies: change.dependencies.clone(),
         prevent_destroy: change.prevent_destroy,
-        deposed: shared
-            .prior
-            .resources
-            .get(&change.addr)
-            .map(|p| p.deposed.clone())
-            .unwrap_or_default(),
-    }
+        deposed,
+    })
 }
 
 async fn record(
