@@ -518,26 +518,16 @@ async fn run_step(
         (_, Phase::Destroy) if change.action != Action::Delete && !destroys_first(change) => {
             // Old objects only (a create-before-destroy replacement's, or those an interrupted
             // one left): the address keeps its row, its new object and its outputs.
-            let old = shared
-                .state
-                .snapshot()?
-                .resources
-                .get(addr)
-                .map(|r| r.deposed.clone());
-            delete_deposed(ctx, shared, addr, old.unwrap_or_default()).await?;
+            let old = deposed_now(shared, addr)?;
+            let last = old.last().map(|d| d.cloud_id.clone());
+            delete_deposed(ctx, shared, addr, old).await?;
             if change.action == Action::Forget {
                 remove(shared, addr).await?;
             }
-            Ok(change.deposed.last().cloned())
+            Ok(last)
         }
         (Action::Delete | Action::Replace, Phase::Destroy) => {
-            delete_deposed(
-                ctx,
-                shared,
-                addr,
-                prior.map(|p| p.deposed.clone()).unwrap_or_default(),
-            )
-            .await?;
+            delete_deposed(ctx, shared, addr, deposed_now(shared, addr)?).await?;
             let prior = shared.state.snapshot()?.resources.get(addr).cloned();
             let prior = prior.as_ref();
             let Some(id) = change
@@ -590,13 +580,7 @@ async fn run_step(
             // there is a current object to serve meanwhile (they may hold the name wanted).
             // Read from the row as it is now: a destroy-first replacement's destroy step has
             // already deleted them with the row.
-            let mut deposed = shared
-                .state
-                .snapshot()?
-                .resources
-                .get(addr)
-                .map(|r| r.deposed.clone())
-                .unwrap_or_default();
+            let mut deposed = deposed_now(shared, addr)?;
             if change.create_before_destroy && change.action == Action::Replace {
                 delete_deposed(ctx, shared, addr, std::mem::take(&mut deposed)).await?;
                 if let Some(id) = &change.cloud_id {
@@ -783,13 +767,7 @@ fn present(
     cloud_id: String,
     outputs: Value,
 ) -> Result<StateResource, StateError> {
-    let deposed = shared
-        .state
-        .snapshot()?
-        .resources
-        .get(&change.addr)
-        .map(|r| r.deposed.clone())
-        .unwrap_or_default();
+    let deposed = deposed_now(shared, &change.addr)?;
     Ok(StateResource {
         status: ResourceStatus::Present,
         cloud_id: Some(cloud_id),
@@ -813,6 +791,17 @@ async fn record(
         .unwrap_or_else(|p| p.into_inner())
         .insert(change.addr.clone(), row.outputs);
     Ok(())
+}
+
+/// The old objects `addr`'s row lists now (steps before this one may have changed them).
+fn deposed_now(shared: &Shared, addr: &ResourceAddr) -> Result<Vec<Deposed>, StateError> {
+    Ok(shared
+        .state
+        .snapshot()?
+        .resources
+        .get(addr)
+        .map(|r| r.deposed.clone())
+        .unwrap_or_default())
 }
 
 /// A replacement that deletes the current object before it creates the new one.
@@ -871,59 +860,63 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_removed_aws_node_is_undone_before_its_clusters_vpc_cni_addon_is_applied() {
-        let on = |cluster: &str, name: &str| Some(json!({"cluster_name": cluster, "name": name}));
-        let plan = Plan {
+    fn plan_of(changes: Vec<PlannedChange>) -> Plan {
+        Plan {
             format: 1,
             destroy: false,
             spec_path: String::new(),
             spec_source: String::new(),
             state_lineage: String::new(),
             state_serial: 0,
-            changes: vec![
-                change("addon.vpc_cni", Action::Create, None, on("c1", "vpc-cni")),
-                change("addon.other_cni", Action::Create, None, on("c2", "vpc-cni")),
-                // CoreDNS on the nodes of a nodegroup renamed in the same apply: the old one
-                // (made after aws_node) goes, the new one (after the add-on) comes.
-                PlannedChange {
-                    dependencies: vec![
-                        "nodegroup.n1".parse().expect("address"),
-                        "nodegroup.n2".parse().expect("address"),
-                    ],
-                    ..change(
-                        "addon.coredns",
-                        Action::Update,
-                        on("c1", "coredns"),
-                        on("c1", "coredns"),
-                    )
-                },
-                PlannedChange {
-                    dependencies: vec!["aws_node.main".parse().expect("address")],
-                    ..change("nodegroup.n1", Action::Delete, on("c1", "n1"), None)
-                },
-                PlannedChange {
-                    dependencies: vec!["addon.vpc_cni".parse().expect("address")],
-                    ..change("nodegroup.n2", Action::Create, None, on("c1", "n2"))
-                },
-                change("aws_node.main", Action::Delete, on("c1", "aws-node"), None),
-                // Ordered after both when they were made; unchanged now.
-                PlannedChange {
-                    dependencies: vec![
-                        "aws_node.main".parse().expect("address"),
-                        "addon.vpc_cni".parse().expect("address"),
-                    ],
-                    ..change(
-                        "eni_config.pod_a",
-                        Action::NoOp,
-                        on("c1", "a"),
-                        on("c1", "a"),
-                    )
-                },
-            ],
+            changes,
             warnings: vec![],
             sizing: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_removed_aws_node_is_undone_before_its_clusters_vpc_cni_addon_is_applied() {
+        let on = |cluster: &str, name: &str| Some(json!({"cluster_name": cluster, "name": name}));
+        let plan = plan_of(vec![
+            change("addon.vpc_cni", Action::Create, None, on("c1", "vpc-cni")),
+            change("addon.other_cni", Action::Create, None, on("c2", "vpc-cni")),
+            // CoreDNS on the nodes of a nodegroup renamed in the same apply: the old one
+            // (made after aws_node) goes, the new one (after the add-on) comes.
+            PlannedChange {
+                dependencies: vec![
+                    "nodegroup.n1".parse().expect("address"),
+                    "nodegroup.n2".parse().expect("address"),
+                ],
+                ..change(
+                    "addon.coredns",
+                    Action::Update,
+                    on("c1", "coredns"),
+                    on("c1", "coredns"),
+                )
+            },
+            PlannedChange {
+                dependencies: vec!["aws_node.main".parse().expect("address")],
+                ..change("nodegroup.n1", Action::Delete, on("c1", "n1"), None)
+            },
+            PlannedChange {
+                dependencies: vec!["addon.vpc_cni".parse().expect("address")],
+                ..change("nodegroup.n2", Action::Create, None, on("c1", "n2"))
+            },
+            change("aws_node.main", Action::Delete, on("c1", "aws-node"), None),
+            // Ordered after both when they were made; unchanged now.
+            PlannedChange {
+                dependencies: vec![
+                    "aws_node.main".parse().expect("address"),
+                    "addon.vpc_cni".parse().expect("address"),
+                ],
+                ..change(
+                    "eni_config.pod_a",
+                    Action::NoOp,
+                    on("c1", "a"),
+                    on("c1", "a"),
+                )
+            },
+        ]);
         let deps = steps(&plan, &StateSnapshot::default());
         let needs = |addr: &str| -> BTreeSet<Step> {
             deps.get(&Step {
@@ -959,30 +952,20 @@ mod tests {
     #[test]
     fn a_create_before_destroy_replacement_deletes_the_old_object_after_the_new_one_is_made() {
         let ng = |cluster: &str| Some(json!({"cluster_name": cluster, "name": "workers"}));
-        let plan = Plan {
-            format: 1,
-            destroy: false,
-            spec_path: String::new(),
-            spec_source: String::new(),
-            state_lineage: String::new(),
-            state_serial: 0,
-            changes: vec![
-                PlannedChange {
-                    create_before_destroy: true,
-                    dependencies: vec!["subnet.old".parse().expect("address")],
-                    ..change("nodegroup.cbd", Action::Replace, ng("c"), ng("c"))
-                },
-                change("nodegroup.first", Action::Replace, ng("c"), ng("c")),
-                // Left by an interrupted replacement: the old object goes after the step.
-                PlannedChange {
-                    deposed: vec!["c/workers".into()],
-                    ..change("nodegroup.left", Action::NoOp, ng("c"), ng("c"))
-                },
-                change("subnet.old", Action::Delete, Some(json!({})), None),
-            ],
-            warnings: vec![],
-            sizing: None,
-        };
+        let plan = plan_of(vec![
+            PlannedChange {
+                create_before_destroy: true,
+                dependencies: vec!["subnet.old".parse().expect("address")],
+                ..change("nodegroup.cbd", Action::Replace, ng("c"), ng("c"))
+            },
+            change("nodegroup.first", Action::Replace, ng("c"), ng("c")),
+            // Left by an interrupted replacement: the old object goes after the step.
+            PlannedChange {
+                deposed: vec!["c/workers".into()],
+                ..change("nodegroup.left", Action::NoOp, ng("c"), ng("c"))
+            },
+            change("subnet.old", Action::Delete, Some(json!({})), None),
+        ]);
         let deps = steps(&plan, &StateSnapshot::default());
         let step = |addr: &str, phase| Step {
             addr: addr.parse().expect("address"),

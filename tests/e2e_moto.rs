@@ -2421,16 +2421,7 @@ async fn a_replaced_nodegroup_is_active_before_the_old_one_is_deleted() {
         after,
         vec![("my-nodegroup-cbd".to_string(), "ACTIVE".to_string())]
     );
-    let ng = aws
-        .eks
-        .describe_nodegroup()
-        .cluster_name("my-custom-networking-cluster")
-        .nodegroup_name("my-nodegroup-cbd")
-        .send()
-        .await
-        .expect("describe")
-        .nodegroup
-        .expect("nodegroup");
+    let ng = described_nodegroup(&aws, "my-custom-networking-cluster", "my-nodegroup-cbd").await;
     assert_eq!(ng.instance_types(), ["m5.large".to_string()]);
     assert_eq!(
         ng.tags()

@@ -283,6 +283,16 @@ const BEFORE_K8S: &str = "\
 /// The tutorial's AWS side applied (state serial 31) before eksnet managed its Kubernetes
 /// side: aws-node (VPC CNI v1.18.3) has no custom networking settings, and the ENIConfigs do
 /// not exist.
+/// A state row's `deposed` list: the tutorial's nodegroup under the EKS name `name`, left by
+/// an interrupted create-before-destroy replacement.
+fn old_nodegroup(name: &str) -> Value {
+    json!([{
+        "cloud_id": format!("my-custom-networking-cluster/{name}"),
+        "attrs": {"cluster_name": "my-custom-networking-cluster", "name": "my-nodegroup"},
+        "outputs": {"name": name}
+    }])
+}
+
 fn tutorial_before_k8s() -> Case {
     Case::tutorial()
         .serial(31)
@@ -573,11 +583,7 @@ name = "us-west-2a"
         .state_set(
             "nodegroup.main",
             "/deposed",
-            json!([{
-                "cloud_id": "my-custom-networking-cluster/my-nodegroup",
-                "attrs": {"cluster_name": "my-custom-networking-cluster", "name": "my-nodegroup"},
-                "outputs": {"name": "my-nodegroup"}
-            }]),
+            old_nodegroup("my-nodegroup"),
         )
         .absent(&["nodegroup.main"]),
     // A crash after the new nodegroup was recorded, before the old one was deleted: nothing
@@ -592,11 +598,7 @@ name = "us-west-2a"
         .state_set(
             "nodegroup.main",
             "/deposed",
-            json!([{
-                "cloud_id": "my-custom-networking-cluster/my-nodegroup",
-                "attrs": {"cluster_name": "my-custom-networking-cluster", "name": "my-nodegroup"},
-                "outputs": {"name": "my-nodegroup"}
-            }]),
+            old_nodegroup("my-nodegroup"),
         )
         .observed_set(
             "nodegroup.main",
@@ -609,11 +611,7 @@ name = "us-west-2a"
         .state_set(
             "nodegroup.main",
             "/deposed",
-            json!([{
-                "cloud_id": "my-custom-networking-cluster/my-nodegroup-cbd",
-                "attrs": {"cluster_name": "my-custom-networking-cluster", "name": "my-nodegroup"},
-                "outputs": {"name": "my-nodegroup-cbd"}
-            }]),
+            old_nodegroup("my-nodegroup-cbd"),
         )
         .destroy(),
     no_changes: Case::demo(),

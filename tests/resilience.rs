@@ -1747,17 +1747,7 @@ async fn crash_at_each_point_of_a_nodegroup_replacement_then_reapply_converges_t
             again.stdout, again.stderr
         );
         w.assert_converged(&["my-nodegroup-cbd"], &ctx).await;
-        let ng = w
-            .aws
-            .eks
-            .describe_nodegroup()
-            .cluster_name(CLUSTER)
-            .nodegroup_name("my-nodegroup-cbd")
-            .send()
-            .await
-            .expect("describe")
-            .nodegroup
-            .expect("nodegroup");
+        let ng = described_nodegroup(&w.aws, CLUSTER, "my-nodegroup-cbd").await;
         assert_eq!(ng.status().map(|s| s.as_str()), Some("ACTIVE"), "{ctx}");
         assert_eq!(ng.instance_types(), ["m5.large".to_string()], "{ctx}");
         let snap = snapshot(d);

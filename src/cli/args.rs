@@ -308,36 +308,37 @@ pub struct RunOpts {
 }
 
 impl Cli {
-    /// Whether the command was asked for machine-readable output.
-    /// `--request-rate` of the commands that have it, else the default.
-    pub fn request_rate(&self) -> u32 {
+    /// The options every command that reads AWS has, for those commands.
+    fn common(&self) -> Option<&Common> {
         match &self.command {
             Command::Plan(PlanArgs { common, .. })
             | Command::Capacity(CapacityArgs { common, .. })
             | Command::Apply(ApplyArgs { common, .. })
             | Command::Destroy(DestroyArgs { common, .. })
             | Command::Verify(VerifyArgs { common, .. })
-            | Command::Import(ImportArgs { common, .. }) => common.request_rate,
-            _ => crate::aws::DEFAULT_REQUEST_RATE,
+            | Command::Import(ImportArgs { common, .. }) => Some(common),
+            _ => None,
         }
     }
 
+    /// `--request-rate` of the commands that have it, else the default.
+    pub fn request_rate(&self) -> u32 {
+        self.common()
+            .map_or(crate::aws::DEFAULT_REQUEST_RATE, |c| c.request_rate)
+    }
+
+    /// Whether the command was asked for machine-readable output.
     pub fn json(&self) -> bool {
+        if let Some(common) = self.common() {
+            return common.json;
+        }
         match &self.command {
             Command::Validate(a) => a.json,
-            Command::Plan(PlanArgs { common, .. })
-            | Command::Capacity(CapacityArgs { common, .. })
-            | Command::Apply(ApplyArgs { common, .. })
-            | Command::Destroy(DestroyArgs { common, .. })
-            | Command::Verify(VerifyArgs { common, .. })
-            | Command::Import(ImportArgs { common, .. }) => common.json,
             Command::State {
                 command: StateCommand::List { json, .. } | StateCommand::History { json, .. },
             } => *json,
-            Command::Graph(_)
-            | Command::ForceUnlock(_)
-            | Command::State { .. }
-            | Command::Show(_) => false,
+            // The rest have no `--json`.
+            _ => false,
         }
     }
 }

@@ -384,3 +384,21 @@ pub fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
         String::from_utf8_lossy(&bytes).into_owned(),
     )
 }
+
+/// One nodegroup as EKS describes it, asked through the SDK; panics (failing the test) when
+/// it does not exist.
+pub async fn described_nodegroup(
+    aws: &eksnet::aws::AwsClients,
+    cluster: &str,
+    name: &str,
+) -> aws_sdk_eks::types::Nodegroup {
+    aws.eks
+        .describe_nodegroup()
+        .cluster_name(cluster)
+        .nodegroup_name(name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("describe nodegroup {cluster}/{name}: {e}"))
+        .nodegroup
+        .unwrap_or_else(|| panic!("nodegroup {cluster}/{name}: no body"))
+}
