@@ -5,6 +5,7 @@
 //! subnets' room per AZ against what the nodegroups can grow to (`sizing` does the counting).
 
 use crate::addr::Kind;
+use crate::diag::Diagnostics;
 use crate::plan::{Plan, PlannedChange};
 use crate::resources::{self, Ctx};
 use crate::sizing::{
@@ -123,10 +124,12 @@ pub async fn read(ctx: &Ctx, spec: &Spec, snapshot: &StateSnapshot) -> Reads {
     reads
 }
 
-/// A warning of the assessment, with the spec key it belongs to.
+/// A finding of the assessment, with the spec key it belongs to: a warning, or an error
+/// (a `max_pods` above what the ENIs can give).
 pub struct Finding {
     pub key: String,
     pub message: String,
+    pub error: bool,
 }
 
 fn str_of<'v>(c: &'v PlannedChange, key: &str) -> Option<&'v str> {
@@ -226,6 +229,7 @@ pub fn assess(spec: &Spec, plan: &Plan, reads: &Reads) -> (Sizing, Vec<Finding>)
         .map(|p| Finding {
             key: String::new(),
             message: format!("node sizing could not read everything it needs: {p}"),
+            error: false,
         })
         .collect();
     let azs_of = known_azs(plan);
@@ -319,18 +323,31 @@ pub fn assess(spec: &Spec, plan: &Plan, reads: &Reads) -> (Sizing, Vec<Finding>)
                 // Not read (a failed read, or a reference): nothing sound to say.
                 continue;
             }
-            let pods = sizing::nodegroup_pods(&types, &mode, None);
+            let explicit = match spec.get(&ng.addr).map(|r| &r.config) {
+                Some(resources::ResourceConfig::Nodegroup(c)) => c.max_pods,
+                _ => None,
+            };
+            let pods = sizing::nodegroup_pods(&types, &mode, explicit);
             let key = ng.addr.to_string();
+            if let Some(e) = &pods.explicit_error {
+                findings.push(Finding {
+                    key: format!("{key}.max_pods"),
+                    message: e.clone(),
+                    error: true,
+                });
+            }
             if let Some(w) = &pods.mixed_warning {
                 findings.push(Finding {
                     key: format!("{key}.instance_types"),
                     message: w.clone(),
+                    error: false,
                 });
             }
             for note in pods.per_type.iter().filter_map(|m| m.note.clone()) {
                 findings.push(Finding {
                     key: format!("{key}.instance_types"),
                     message: note,
+                    error: false,
                 });
             }
             let max_size = after
@@ -379,6 +396,7 @@ pub fn assess(spec: &Spec, plan: &Plan, reads: &Reads) -> (Sizing, Vec<Finding>)
                 findings.push(Finding {
                     key: String::new(),
                     message: format!("cluster `{cluster}`: {w}"),
+                    error: false,
                 });
             }
         }
@@ -394,17 +412,29 @@ pub fn assess(spec: &Spec, plan: &Plan, reads: &Reads) -> (Sizing, Vec<Finding>)
     (sizing, findings)
 }
 
-/// Adds the assessment to a plan: its findings as warnings, its numbers as `plan.sizing`.
-pub fn attach(spec: &Spec, plan: &mut Plan, reads: &Reads) {
+/// Adds the assessment to a plan: its warnings to the plan's, its numbers as `plan.sizing`.
+/// Its errors (a `max_pods` the ENIs cannot give) are returned: the plan must not be applied.
+pub fn attach(spec: &Spec, plan: &mut Plan, reads: &Reads) -> Result<(), Diagnostics> {
     let (sizing, findings) = assess(spec, plan, reads);
+    let mut errors = Diagnostics::default();
     for f in findings {
-        plan.warnings.push(if f.key.is_empty() {
-            crate::diag::Diagnostic::warning(f.message)
+        let d = match (f.key.is_empty(), f.error) {
+            (true, false) => crate::diag::Diagnostic::warning(f.message),
+            (true, true) => crate::diag::Diagnostic::error(f.message),
+            (false, false) => spec.warning_at(f.key, f.message),
+            (false, true) => spec.error_at(f.key, f.message),
+        };
+        if f.error {
+            errors.push(d);
         } else {
-            spec.warning_at(f.key, f.message)
-        });
+            plan.warnings.push(d);
+        }
     }
     plan.sizing = (!sizing.clusters.is_empty()).then_some(sizing);
+    if errors.has_errors() {
+        return Err(errors);
+    }
+    Ok(())
 }
 
 /// The spec's instance types and subnets are all the sizing needs to know from the spec.

@@ -43,6 +43,11 @@ pub fn check(spec: &Spec, d: &mut Diagnostics) {
     let region = region.filter(|r| is_region(r));
     let mut templates: BTreeMap<ResourceAddr, Template> = BTreeMap::new();
     for (addr, r) in &spec.resources {
+        // Made from another block, which is checked itself (a template's tags are its
+        // nodegroup's).
+        if crate::spec::derived_kind(addr.kind) {
+            continue;
+        }
         let mut f = Fields {
             spec,
             addr: addr.to_string(),
@@ -180,6 +185,8 @@ pub fn check(spec: &Spec, d: &mut Diagnostics) {
                     f.label(&format!("labels.{k}"), k, Some(v));
                 }
             }
+            // Skipped above.
+            ResourceConfig::LaunchTemplate(_) => {}
             ResourceConfig::EniConfig(e) => {
                 f.shaped("cluster_name", &e.cluster_name, Shape::ClusterName);
                 f.shaped("subnet_id", &e.subnet_id, Shape::SubnetId);

@@ -201,7 +201,7 @@ fn plan_apply(
             continue;
         };
         let desired = desired_now(spec, r, &known, &out);
-        check_desired(spec, &addr, &desired, &known, diags);
+        check_desired(spec, &addr, &desired, &known, &out, diags);
         let mut change = PlannedChange {
             addr: addr.clone(),
             action: Action::NoOp,
@@ -243,7 +243,14 @@ fn plan_apply(
                 };
                 plan_present(spec, r, prior, &obs, &out, opts, &mut change, diags);
                 if matches!(change.action, Action::NoOp | Action::Update | Action::Adopt) {
-                    known.insert(addr.clone(), obs.outputs.clone());
+                    let mut outputs = obs.outputs.clone();
+                    // What the update itself changes is known after it (a new version).
+                    if let (Action::Update, Value::Object(m)) = (change.action, &mut outputs) {
+                        for k in resources::facts(addr.kind).updated_outputs {
+                            m.remove(*k);
+                        }
+                    }
+                    known.insert(addr.clone(), outputs);
                 }
             }
         }
@@ -441,8 +448,18 @@ fn check_desired(
     addr: &ResourceAddr,
     desired: &Value,
     known: &HashMap<ResourceAddr, Value>,
+    planned: &[PlannedChange],
     diags: &mut Diagnostics,
 ) {
+    // An output its producer's update is about to change: known after apply, not missing.
+    let updated = |x: &value::Reference| {
+        planned
+            .iter()
+            .any(|c| c.addr == x.addr && c.action == Action::Update)
+            && resources::facts(x.addr.kind)
+                .updated_outputs
+                .contains(&x.path_string().as_str())
+    };
     for key in ["tags", "labels"] {
         if let Some(Value::Object(m)) = desired.get(key) {
             for (k, v) in m.iter().filter(|(_, v)| !v.is_string()) {
@@ -455,7 +472,7 @@ fn check_desired(
     }
     for missing in value::references(desired)
         .iter()
-        .filter(|x| known.contains_key(&x.addr))
+        .filter(|x| known.contains_key(&x.addr) && !updated(x))
     {
         diags.push(spec.error_at(addr.to_string(), resources::missing_output(missing)));
     }
@@ -564,6 +581,14 @@ fn changed_attributes(
         if value::is_unknown(want_v) || normalize(kind, key, want_v) != normalize(kind, key, &have)
         {
             changed.push(key.clone());
+        }
+    }
+    // Left out of the spec, but set on the object: unset is the change wanted.
+    for key in resources::facts(kind).compared_when_unset {
+        if !want.contains_key(*key)
+            && compare_base(key, obs, prior).is_some_and(|have| !is_empty_value(&have))
+        {
+            changed.push(key.to_string());
         }
     }
     changed

@@ -275,6 +275,17 @@ fn render_attrs(out: &mut String, c: &PlannedChange, p: Palette) {
                     show(a)
                 );
             }
+            // Set on the object, left out of the spec, and that is what forces the
+            // replacement (a nodegroup's launch template once `max_pods` is dropped).
+            (_, Some(b), None) if !forces.is_empty() => {
+                let _ = writeln!(
+                    out,
+                    "      {}-{} {key:width$} = {}{forces}",
+                    p.red,
+                    p.reset,
+                    show(b)
+                );
+            }
             _ => {}
         }
     }

@@ -312,7 +312,12 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
         let Ok(kind) = top.parse::<Kind>() else {
             let known: Vec<&str> = ["settings", "state"]
                 .into_iter()
-                .chain(Kind::ALL.iter().map(|k| k.as_str()))
+                .chain(
+                    Kind::ALL
+                        .iter()
+                        .filter(|k| !derived_kind(**k))
+                        .map(|k| k.as_str()),
+                )
                 .collect();
             diags.push(
                 Diagnostic::error(format!(
@@ -323,6 +328,15 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
             );
             continue;
         };
+        if derived_kind(kind) {
+            diags.push(
+                Diagnostic::error(format!(
+                    "`{top}` is not written in a spec: eksnet makes and versions the launch template of a nodegroup that sets `max_pods` (see docs/spec.md)"
+                ))
+                .at(key_loc, top),
+            );
+            continue;
+        }
         let Some(entries) = value.get_ref().as_table() else {
             diags.push(
                 Diagnostic::error(format!(
@@ -396,14 +410,87 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
     if diags.has_errors() {
         return Err(diags);
     }
-    Ok(Spec {
+    let mut spec = Spec {
         path: path.to_path_buf(),
         source: source.to_string(),
         settings,
         state,
         resources,
         locations,
-    })
+    };
+    derive_launch_templates(&mut spec);
+    Ok(spec)
+}
+
+/// Kinds eksnet derives from other blocks and that a spec never writes.
+pub fn derived_kind(kind: Kind) -> bool {
+    kind == Kind::LaunchTemplate
+}
+
+/// One launch template per nodegroup that sets `max_pods`, at `launch_template.<the
+/// nodegroup's name in the spec>`, and the nodegroup pointed at its id and version (the
+/// references make the edge in the graph). The nodegroup's `disk_size` moves into the
+/// template, since EKS refuses both. A diagnostic about the template points at `max_pods`.
+fn derive_launch_templates(spec: &mut Spec) {
+    use crate::resources::launch_template::{
+        template_name, AmiFamily, LaunchTemplateConfig, LaunchTemplateKind,
+    };
+    use crate::resources::ResourceKind;
+    let mut derived = Vec::new();
+    for r in spec.resources.values() {
+        let ResourceConfig::Nodegroup(c) = &r.config else {
+            continue;
+        };
+        let (Some(max_pods), Ok(family)) = (c.max_pods, AmiFamily::of(c.ami_type.as_deref()))
+        else {
+            continue;
+        };
+        let config = LaunchTemplateConfig {
+            name: template_name(
+                &spec.resolved_name(&c.cluster_name),
+                &spec.resolved_name(&c.name),
+            ),
+            max_pods,
+            ami_family: family,
+            disk_size: c.disk_size,
+            tags: c.tags.clone(),
+        };
+        let Ok(attrs) = LaunchTemplateKind::desired_attrs(&config, Path::new(".")) else {
+            continue;
+        };
+        derived.push((r.addr.clone(), config, attrs, r.lifecycle.prevent_destroy));
+    }
+    for (ng, config, attrs, prevent_destroy) in derived {
+        let addr = ResourceAddr::new(Kind::LaunchTemplate, &ng.name);
+        if let Some(at) = spec.locations.get(&format!("{ng}.max_pods")).cloned() {
+            spec.locations.insert(addr.to_string(), at);
+        }
+        if let Some(Value::Object(m)) = spec.resources.get_mut(&ng).map(|r| &mut r.attrs) {
+            m.remove("disk_size");
+            m.insert(
+                "launch_template_id".into(),
+                Value::String(format!("${{{addr}.id}}")),
+            );
+            m.insert(
+                "launch_template_version".into(),
+                Value::String(format!("${{{addr}.version}}")),
+            );
+        }
+        spec.resources.insert(
+            addr.clone(),
+            ResourceSpec {
+                addr,
+                config: ResourceConfig::LaunchTemplate(config),
+                attrs,
+                // A protected nodegroup's template is protected with it: deleting it would
+                // leave the nodegroup on a template that no longer exists.
+                lifecycle: Lifecycle {
+                    ignore_changes: Vec::new(),
+                    prevent_destroy,
+                },
+            },
+        );
+    }
 }
 
 fn deserialize<T: DeserializeOwned>(

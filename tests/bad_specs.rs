@@ -1898,3 +1898,77 @@ security_group_ids = ["sg-0000000a", "sg-0000000b", "sg-0000000c", "sg-0000000d"
     assert!(r.stderr.contains("6 security groups"), "{}", r.stderr);
     assert!(!r.stderr.contains("error:"), "{}", r.stderr);
 }
+
+#[test]
+fn max_pods_without_an_ami_type_says_which_to_set() {
+    bad(r#"[nodegroup.main]
+cluster_name = "demo"
+name = "ng"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+max_pods = 20
+"#)
+    .err(6, "nodegroup.main.max_pods", "`max_pods` needs `ami_type`")
+    .check();
+}
+
+#[test]
+fn max_pods_on_al2_is_refused_with_the_reason() {
+    bad(r#"[nodegroup.main]
+cluster_name = "demo"
+name = "ng"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+ami_type = "AL2_x86_64"
+max_pods = 20
+"#)
+    .err_parts(
+        6,
+        "nodegroup.main.ami_type",
+        &[
+            "cannot be set on `ami_type = \"AL2_x86_64\"`",
+            "its own `--max-pods`",
+        ],
+    )
+    .check();
+}
+
+#[test]
+fn max_pods_zero_or_not_a_number() {
+    bad(r#"[nodegroup.a]
+cluster_name = "demo"
+name = "a"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+ami_type = "AL2023_x86_64_STANDARD"
+max_pods = 0
+
+[nodegroup.b]
+cluster_name = "demo"
+name = "b"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+ami_type = "AL2023_x86_64_STANDARD"
+max_pods = -3
+"#)
+    .err(7, "nodegroup.a.max_pods", "must be 1 or more")
+    .err(
+        15,
+        "nodegroup.b.max_pods",
+        "expected a whole number, 0 or more",
+    )
+    .check();
+}
+
+#[test]
+fn a_launch_template_block_is_refused_it_is_eksnets_own() {
+    bad(r#"[launch_template.mine]
+name = "x"
+"#)
+    .err(
+        1,
+        "launch_template",
+        "is not written in a spec: eksnet makes and versions",
+    )
+    .check();
+}

@@ -125,7 +125,9 @@ fn plan_with_eksnet(spec_path: &Path, case: &Case) -> String {
                             .insert(id.clone(), from_value("available", n));
                     }
                 }
-                eksnet::capacity::attach(&spec, &mut plan, &reads);
+                if let Err(errors) = eksnet::capacity::attach(&spec, &mut plan, &reads) {
+                    return errors.to_string();
+                }
             }
             let mut out = render(&plan, Palette::PLAIN);
             for w in &plan.warnings {
@@ -264,6 +266,81 @@ fn pod_c_attrs_and_outputs() -> (Value, Value) {
 
 /// The tutorial's Kubernetes side.
 const K8S: &[&str] = &["aws_node.main", "eni_config.pod_a", "eni_config.pod_b"];
+
+// ---- max pods set by the nodegroup: eksnet's launch template
+
+/// The tutorial nodegroup's instance types line, where `max_pods` is added.
+const NG_TYPES: &str = "instance_types = [\"t3.medium\"]\n";
+/// t3.medium under custom networking: 2 pod ENIs × 5 addresses + 2 = 12 max pods.
+fn t3_medium() -> Value {
+    json!({"t3.medium": {"max_enis": 3, "ipv4_per_eni": 6, "vcpus": 2, "nitro": true}})
+}
+fn with_max_pods(n: u32) -> String {
+    format!("{NG_TYPES}ami_type = \"AL2023_x86_64_STANDARD\"\nmax_pods = {n}\n")
+}
+/// The user data eksnet writes for AL2023 and `max_pods = n`, as AWS returns it decoded.
+fn al2023_user_data(n: u32) -> String {
+    format!(
+        "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"//\"\n\n--//\nContent-Type: application/node.eks.aws\n\n---\napiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  kubelet:\n    config:\n      maxPods: {n}\n\n--//--\n"
+    )
+}
+const TEMPLATE_NAME: &str = "eksnet-my-custom-networking-cluster-my-nodegroup";
+const TEMPLATE_ID: &str = "lt-0a1b2c3d4e5f60718";
+
+/// The whole tutorial applied with `max_pods = n` on its nodegroup: the launch template at
+/// version `version`, the nodegroup on it.
+fn tutorial_with_template(n: u32, version: &str) -> Case {
+    let template_attrs = json!({
+        "name": TEMPLATE_NAME, "max_pods": n, "ami_family": "al2023",
+        "user_data": al2023_user_data(n), "tags": {}
+    });
+    let template_outputs = json!({
+        "id": TEMPLATE_ID, "name": TEMPLATE_NAME, "version": version, "latest_version": version
+    });
+    Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_edit(NG_TYPES, &with_max_pods(n))
+        .state_row(
+            "launch_template.main",
+            json!({"status": "present", "cloud_id": TEMPLATE_NAME, "attrs": template_attrs,
+                   "outputs": template_outputs, "dependencies": []}),
+        )
+        .observed_entry(
+            "launch_template.main",
+            json!({"cloud_id": TEMPLATE_NAME, "attrs": template_attrs,
+                   "outputs": template_outputs,
+                   "managed_by": "0f5e3c1a-2b4d-4e6f-8a9b-0c1d2e3f4a5b"}),
+        )
+        .set_in_both(
+            "nodegroup.main",
+            "/attrs/launch_template_id",
+            json!(TEMPLATE_ID),
+        )
+        .set_in_both(
+            "nodegroup.main",
+            "/attrs/launch_template_version",
+            json!(version),
+        )
+        .state_set(
+            "nodegroup.main",
+            "/attrs/ami_type",
+            json!("AL2023_x86_64_STANDARD"),
+        )
+        .state_set(
+            "nodegroup.main",
+            "/dependencies",
+            json!([
+                "vpc.main",
+                "iam_role.node",
+                "cluster.main",
+                "launch_template.main"
+            ]),
+        )
+        .sizing(
+            t3_medium(),
+            json!({"subnet-0aa11111111111111": 20, "subnet-0bb22222222222222": 27}),
+        )
+}
 
 /// The comment of the cases where the whole tutorial is applied.
 const ALL_APPLIED: &str = "\
@@ -742,6 +819,31 @@ name = "us-west-2a"
         json!({"t3.medium": {"max_enis": 3, "ipv4_per_eni": 6, "vcpus": 2, "nitro": true}}),
         json!({}),
     ),
+    // max_pods on a new nodegroup: eksnet makes a launch template with the kubelet setting
+    // (AL2023 NodeConfig), and the nodegroup is created on its id and version.
+    max_pods_first_plan_makes_a_launch_template: Case::tutorial()
+        .nothing_exists()
+        .spec_edit(NG_TYPES, &with_max_pods(10))
+        .sizing(t3_medium(), json!({})),
+    // More than the ENIs of t3.medium can give under custom networking (12): refused at plan.
+    max_pods_above_what_the_enis_give_error: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_edit(NG_TYPES, &with_max_pods(13))
+        .sizing(t3_medium(), json!({})),
+    max_pods_applied_no_changes: tutorial_with_template(10, "1"),
+    // A new max_pods: a new version of the template, and the nodegroup moved to it.
+    max_pods_change_makes_a_new_version_and_updates_the_nodegroup: tutorial_with_template(10, "1")
+        .spec_edit("max_pods = 10", "max_pods = 8"),
+    // max_pods dropped: EKS cannot take a nodegroup off its launch template, so it is
+    // replaced (create-before-destroy), and the template deleted.
+    max_pods_removed_replaces_the_nodegroup_and_deletes_its_template: tutorial_with_template(10, "1")
+        .spec_edit(&with_max_pods(10), NG_TYPES),
+    // max_pods set on a nodegroup made without a template: replaced, onto the new template.
+    max_pods_set_on_an_existing_nodegroup_replaces_it: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_edit(NG_TYPES, &with_max_pods(10))
+        .absent(&["launch_template.main"])
+        .sizing(t3_medium(), json!({"subnet-0aa11111111111111": 20, "subnet-0bb22222222222222": 27})),
     tag_change_updates_in_place: Case::demo()
         .spec_edit(r#"Name = "pods-a","#, r#"Name = "pods-a-v2","#),
     tag_resolves_to_a_list: demo_first_plan()

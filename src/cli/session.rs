@@ -231,7 +231,12 @@ pub async fn make_plan(
     }
     let mut plan = plan.map_err(|d| output::diagnostics_failure(&d))?;
     if let Some(reads) = sizing_reads {
-        capacity::attach(spec, &mut plan, &reads);
+        if let Err(errors) = capacity::attach(spec, &mut plan, &reads) {
+            // The warnings found so far still say what else is wrong.
+            let mut all = Diagnostics(plan.warnings.clone());
+            all.extend(errors);
+            return Err(output::diagnostics_failure(&all));
+        }
     }
     output::diagnostics(&plan.warnings);
     Ok(plan)

@@ -88,6 +88,8 @@ const FACTS: KindFacts = KindFacts {
     kubernetes: false,
     import_id: ImportId::ClusterSlashName,
     replacement: None,
+    compared_when_unset: &[],
+    updated_outputs: &[],
 };
 
 /// Whether a spec's add-on is the VPC CNI with custom networking turned on.

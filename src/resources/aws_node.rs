@@ -62,6 +62,8 @@ const FACTS: KindFacts = KindFacts {
         "needs no import: aws_node settings always apply to the DaemonSet EKS installed",
     ),
     replacement: None,
+    compared_when_unset: &[],
+    updated_outputs: &[],
 };
 
 pub const CUSTOM_NETWORK_ENV: &str = "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG";

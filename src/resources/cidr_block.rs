@@ -31,6 +31,8 @@ const FACTS: KindFacts = KindFacts {
     kubernetes: false,
     import_id: ImportId::Plain,
     replacement: None,
+    compared_when_unset: &[],
+    updated_outputs: &[],
 };
 
 fn state_of(a: &VpcCidrBlockAssociation) -> &str {

@@ -69,6 +69,8 @@ const FACTS: KindFacts = KindFacts {
     kubernetes: false,
     import_id: ImportId::Plain,
     replacement: None,
+    compared_when_unset: &[],
+    updated_outputs: &[],
 };
 
 /// How long a freshly created role may take to become assumable by EKS.

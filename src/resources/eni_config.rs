@@ -46,6 +46,8 @@ const FACTS: KindFacts = KindFacts {
     kubernetes: true,
     import_id: ImportId::ClusterSlashName,
     replacement: None,
+    compared_when_unset: &[],
+    updated_outputs: &[],
 };
 
 pub const NODE_ANNOTATION: &str = "k8s.amazonaws.com/eniConfig";

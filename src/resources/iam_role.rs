@@ -62,6 +62,8 @@ const FACTS: KindFacts = KindFacts {
     kubernetes: false,
     import_id: ImportId::Plain,
     replacement: None,
+    compared_when_unset: &[],
+    updated_outputs: &[],
 };
 
 /// Keys whose value is a string or a list of strings with set semantics.

@@ -30,6 +30,9 @@ macro_rules! for_each_kind {
             Subnet => subnet::SubnetKind,
             IamRole => iam_role::IamRoleKind,
             Cluster => cluster::ClusterKind,
+            /// The launch template eksnet makes for a nodegroup's `max_pods` (never written in
+            /// a spec: derived from the nodegroup).
+            LaunchTemplate => launch_template::LaunchTemplateKind,
             /// An EKS managed add-on of one cluster (`vpc-cni`, `coredns`, …).
             Addon => addon::AddonKind,
             Nodegroup => nodegroup::NodegroupKind,
@@ -83,10 +86,39 @@ pub struct KindFacts {
     /// new one with (a name of its own where names are unique) and the cloud id it will
     /// have. `None`: replaced destroy-first.
     pub replacement: Option<Replacement>,
+    /// Attributes compared even when the desired attributes leave them out, as if unset: a
+    /// nodegroup's `launch_template_id`, whose going away (the spec drops `max_pods`) is a
+    /// change, while a nodegroup that never had one shows nothing.
+    pub compared_when_unset: &'static [&'static str],
+    /// Outputs an update in place changes (a launch template's `version`): a resource that
+    /// refers to one of them cannot know its value until the update is made, so the plan
+    /// shows it "known after apply" and updates it too.
+    pub updated_outputs: &'static [&'static str],
 }
 
 /// See `KindFacts::replacement`.
 pub type Replacement = fn(attrs: &Value, old_cloud_id: &str) -> Option<(Value, String)>;
+
+/// The suffix of the name a replacement takes while its predecessor still holds the spec's
+/// name (nodegroups, launch templates).
+pub const REPLACEMENT_SUFFIX: &str = "-cbd";
+
+/// The name of a create-before-destroy replacement where names are unique: it alternates
+/// between the spec's name and that name + `-cbd` (the name trimmed to fit `max_len`),
+/// taking whichever the old object (named `old`) does not have. A name change in the spec
+/// needs no suffix at all.
+pub fn replacement_name(base: &str, old: &str, max_len: usize) -> String {
+    if old != base {
+        return base.to_string();
+    }
+    let keep = base
+        .char_indices()
+        .map(|(i, c)| i + c.len_utf8())
+        .take_while(|end| *end + REPLACEMENT_SUFFIX.len() <= max_len)
+        .last()
+        .unwrap_or(0);
+    format!("{}{REPLACEMENT_SUFFIX}", &base[..keep])
+}
 
 /// One kind's config and I/O. Dispatch is static (the registry's `match`), so each future
 /// keeps its concrete type, `Send` included; no `dyn` is needed.

@@ -7,7 +7,9 @@ use super::{
     ResourceError,
 };
 use crate::addr::{Kind, ResourceAddr};
-use aws_sdk_eks::types::{AmiTypes, CapacityTypes, Nodegroup, NodegroupScalingConfig};
+use aws_sdk_eks::types::{
+    AmiTypes, CapacityTypes, LaunchTemplateSpecification, Nodegroup, NodegroupScalingConfig,
+};
 use serde_json::{json, Value};
 use super::{Change, ImportId, KindFacts, ResourceKind};
 use serde::{Deserialize, Serialize};
@@ -54,6 +56,11 @@ pub struct NodegroupConfig {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Max pods per node, set by eksnet through a launch template of its own (see
+    /// `launch_template`); absent: EKS computes it. Not an attribute of the nodegroup itself:
+    /// `spec::parse` derives the template from it and points the nodegroup at it.
+    #[serde(default, skip_serializing)]
+    pub max_pods: Option<u32>,
 }
 
 fn default_instance_types() -> Vec<String> {
@@ -73,6 +80,9 @@ const FACTS: KindFacts = KindFacts {
     "ami_type",
     "capacity_type",
     "disk_size",
+    // EKS cannot move a nodegroup to another launch template (or off one); a new version
+    // of the same template is an update.
+    "launch_template_id",
 ],
     outputs: &["name", "arn", "status", "cluster_name"],
     mirrored_outputs: &[],
@@ -84,37 +94,26 @@ const FACTS: KindFacts = KindFacts {
     kubernetes: false,
     import_id: ImportId::ClusterSlashName,
     replacement: Some(replacement),
+    compared_when_unset: &["launch_template_id"],
+    updated_outputs: &[],
 };
 
-/// The suffix of the name a nodegroup takes when it is replaced while its predecessor still
-/// holds the spec's name (see `replacement`).
-pub const REPLACEMENT_SUFFIX: &str = "-cbd";
+pub use super::REPLACEMENT_SUFFIX;
 /// EKS's limit on a nodegroup name.
 const MAX_NAME: usize = 63;
 /// The tag that keeps the spec's name on a nodegroup whose EKS name differs from it.
 const TAG_NAME: &str = "eksnet:name";
 
 /// Create-before-destroy naming. EKS names are unique within a cluster, so while the old
-/// nodegroup lives its replacement cannot take its name: a replacement alternates between the
-/// spec's `name` and `name` + `-cbd` (the spec's name trimmed to fit 63 characters), taking
-/// whichever the old one does not have. A name change in the spec needs no suffix at all.
-/// The spec's name travels in the `eksnet:name` tag, so refresh reports the spec's name
-/// and the plan sees no difference; `outputs.name` and the cloud id carry the EKS name.
+/// nodegroup lives its replacement cannot take its name: `replacement_name` alternates
+/// between the spec's `name` and `name` + `-cbd`. The spec's name travels in the
+/// `eksnet:name` tag, so refresh reports the spec's name and the plan sees no difference;
+/// `outputs.name` and the cloud id carry the EKS name.
 fn replacement(attrs: &Value, old_cloud_id: &str) -> Option<(Value, String)> {
     let base = super::str_attr(attrs, "name")?;
     let cluster = super::str_attr(attrs, "cluster_name")?;
     let (_, old) = old_cloud_id.split_once('/')?;
-    let name = if old == base {
-        let keep = base
-            .char_indices()
-            .map(|(i, c)| i + c.len_utf8())
-            .take_while(|end| *end + REPLACEMENT_SUFFIX.len() <= MAX_NAME)
-            .last()
-            .unwrap_or(0);
-        format!("{}{REPLACEMENT_SUFFIX}", &base[..keep])
-    } else {
-        base.to_string()
-    };
+    let name = super::replacement_name(base, old, MAX_NAME);
     let mut create = attrs.clone();
     let m = create.as_object_mut()?;
     m.insert("name".into(), json!(name));
@@ -172,6 +171,10 @@ fn observe(n: &Nodegroup) -> Option<Observed> {
         }
         if let Some(d) = n.disk_size() {
             m.insert("disk_size".into(), json!(d));
+        }
+        if let Some(lt) = n.launch_template() {
+            m.insert("launch_template_id".into(), json!(lt.id()));
+            m.insert("launch_template_version".into(), json!(lt.version()));
         }
     }
     Some(Observed {
@@ -276,6 +279,17 @@ fn labels(attrs: &Value) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
+/// The launch template the attributes name (eksnet's own, for `max_pods`), by id and version.
+fn launch_template(attrs: &Value) -> Option<LaunchTemplateSpecification> {
+    let id = super::str_attr(attrs, "launch_template_id")?;
+    Some(
+        LaunchTemplateSpecification::builder()
+            .id(id)
+            .set_version(super::str_attr(attrs, "launch_template_version").map(String::from))
+            .build(),
+    )
+}
+
 /// One CreateNodegroup, retried while a new role cannot be assumed yet.
 async fn send_create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<(), ResourceError> {
     let cluster = req_str(attrs, "cluster_name")?;
@@ -310,6 +324,9 @@ async fn send_create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<()
         }
         if let Some(d) = attrs.get("disk_size").and_then(Value::as_i64) {
             req = req.disk_size(d as i32);
+        }
+        if let Some(lt) = launch_template(attrs) {
+            req = req.launch_template(lt);
         }
         req.send()
             .await
@@ -351,6 +368,22 @@ async fn wait_gone(
 impl ResourceKind for NodegroupKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = NodegroupConfig;
+
+    fn desired_attrs(
+        c: &Self::Config,
+        _spec_dir: &std::path::Path,
+    ) -> Result<Value, Vec<(&'static str, String)>> {
+        if let Some(n) = c.max_pods {
+            if n == 0 {
+                return Err(vec![("max_pods", "`max_pods` must be 1 or more".into())]);
+            }
+            if let Err(e) = super::launch_template::AmiFamily::of(c.ami_type.as_deref()) {
+                let key = if c.ami_type.is_some() { "ami_type" } else { "max_pods" };
+                return Err(vec![(key, e)]);
+            }
+        }
+        Ok(serde_json::to_value(c).unwrap_or(Value::Null))
+    }
 
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
         let reads = items.iter().map(|i| async move {
@@ -437,6 +470,23 @@ impl ResourceKind for NodegroupKind {
                 .await
                 .map_err(|e| aws_error("UpdateNodegroupConfig", e))?;
             wait_active(ctx, addr, cluster, name).await?;
+        }
+        // A new version of its launch template (a change of `max_pods`): EKS replaces the
+        // nodes in a rolling update, which the wait for ACTIVE covers.
+        if before.get("launch_template_version") != after.get("launch_template_version") {
+            if let Some(lt) = launch_template(after) {
+                ctx.aws
+                    .eks
+                    .update_nodegroup_version()
+                    .cluster_name(cluster)
+                    .nodegroup_name(name)
+                    .launch_template(lt)
+                    .client_request_token(request_token(ctx, addr, "update-version"))
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("UpdateNodegroupVersion", e))?;
+                wait_active(ctx, addr, cluster, name).await?;
+            }
         }
         let current = describe(ctx, cluster, name)
             .await?

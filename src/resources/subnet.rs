@@ -38,6 +38,8 @@ const FACTS: KindFacts = KindFacts {
     kubernetes: false,
     import_id: ImportId::Plain,
     replacement: None,
+    compared_when_unset: &[],
+    updated_outputs: &[],
 };
 
 fn observe(s: &Subnet) -> Option<Observed> {

@@ -66,6 +66,8 @@ const FACTS: KindFacts = KindFacts {
     kubernetes: false,
     import_id: ImportId::Plain,
     replacement: None,
+    compared_when_unset: &[],
+    updated_outputs: &[],
 };
 
 /// CloudFormation's limit for `TemplateBody` (CreateStack, UpdateStack).
