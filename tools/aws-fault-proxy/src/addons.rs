@@ -287,7 +287,7 @@ impl UpdateRecord {
 
 /// Wall-clock seconds with millisecond precision: EKS sends timestamps as epoch-seconds
 /// JSON numbers.
-fn epoch_now() -> f64 {
+pub(crate) fn epoch_now() -> f64 {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
@@ -563,16 +563,7 @@ struct ClusterInfo {
 /// DescribeCluster sent to moto by the proxy itself with the client's credentials (moto
 /// takes the region and account from them): not counted, faulted or delayed.
 async fn cluster_info(ctx: &Ctx<'_>, cluster: &str) -> Result<ClusterInfo, Box<Reply>> {
-    let mut headers = HeaderMap::new();
-    for (name, value) in ctx.headers.iter() {
-        let n = name.as_str();
-        if n == "authorization"
-            || n == "host"
-            || (n.starts_with("x-amz-") && n != "x-amz-content-sha256")
-        {
-            headers.append(name.clone(), value.clone());
-        }
-    }
+    let headers = proxy::own_request_headers(ctx.headers);
     let path = format!("/clusters/{}", form_encode(cluster));
     let reply = proxy::forward(ctx.app, &Method::GET, &path, &headers, Bytes::new())
         .await

@@ -22,6 +22,8 @@ pub struct Config {
     pub cluster_delete_ms: u64,
     pub nodegroup_create_ms: u64,
     pub nodegroup_delete_ms: u64,
+    /// UPDATING window after UpdateNodegroupVersion (answered by the proxy itself).
+    pub nodegroup_update_ms: u64,
     pub stack_create_ms: u64,
     pub stack_delete_ms: u64,
     /// CREATING / UPDATING / DELETING windows of EKS add-ons (answered by the proxy itself).
@@ -70,6 +72,7 @@ impl Default for Config {
             cluster_delete_ms: 0,
             nodegroup_create_ms: 0,
             nodegroup_delete_ms: 0,
+            nodegroup_update_ms: 0,
             stack_create_ms: 0,
             stack_delete_ms: 0,
             addon_create_ms: 0,
@@ -112,6 +115,7 @@ pub const FIELDS: &[&str] = &[
     "cluster_delete_ms",
     "nodegroup_create_ms",
     "nodegroup_delete_ms",
+    "nodegroup_update_ms",
     "stack_create_ms",
     "stack_delete_ms",
     "addon_create_ms",
@@ -155,6 +159,7 @@ impl Config {
             next.cluster_delete_ms = v;
             next.nodegroup_create_ms = v;
             next.nodegroup_delete_ms = v;
+            next.nodegroup_update_ms = v;
             next.stack_create_ms = v;
             next.stack_delete_ms = v;
             next.addon_create_ms = v;
@@ -176,6 +181,7 @@ impl Config {
                 "cluster_delete_ms" => next.cluster_delete_ms = ms(key, value, 0)?,
                 "nodegroup_create_ms" => next.nodegroup_create_ms = ms(key, value, 0)?,
                 "nodegroup_delete_ms" => next.nodegroup_delete_ms = ms(key, value, 0)?,
+                "nodegroup_update_ms" => next.nodegroup_update_ms = ms(key, value, 0)?,
                 "stack_create_ms" => next.stack_create_ms = ms(key, value, 0)?,
                 "stack_delete_ms" => next.stack_delete_ms = ms(key, value, 0)?,
                 "addon_create_ms" => next.addon_create_ms = ms(key, value, 0)?,
@@ -381,11 +387,17 @@ mod tests {
             .unwrap();
         assert_eq!(c.cluster_create_ms, 300);
         assert_eq!(c.nodegroup_delete_ms, 300);
+        assert_eq!(c.nodegroup_update_ms, 300);
         assert_eq!(c.addon_create_ms, 300);
         assert_eq!(c.addon_update_ms, 300);
         assert_eq!(c.addon_delete_ms, 300);
         // The per-kind field wins although it sorts before the shorthand.
         assert_eq!(c.stack_delete_ms, 5);
+        c.merge(&json!({"nodegroup_update_ms": 7, "transition_ms": 1}))
+            .unwrap();
+        assert_eq!((c.nodegroup_update_ms, c.cluster_create_ms), (7, 1));
+        c.merge(&json!({"nodegroup_update_ms": null})).unwrap();
+        assert_eq!(c.nodegroup_update_ms, 0);
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! Opt-in (`--eks-cluster-fields`), it also gives EKS clusters the
 //! `clusterSecurityGroupId` and `vpcId` moto omits, backed by a real group.
 //! It serves the EKS managed add-on API itself (moto has none), optionally applying the
-//! `vpc-cni` add-on's DaemonSet to a Kubernetes API server (`--kube-url`).
+//! `vpc-cni` add-on's DaemonSet to a Kubernetes API server (`--kube-url`), and EKS
+//! UpdateNodegroupVersion (launch template versions, as an overlay on moto's nodegroups).
 //!
 //! Point the client at it with `AWS_ENDPOINT_URL=http://127.0.0.1:PORT`.
 //! Control API (JSON): `GET|POST /__proxy/config`, `GET /__proxy/stats`,
@@ -19,6 +20,7 @@ mod addons;
 mod cluster_sg;
 mod config;
 mod faults;
+mod nodegroup_version;
 mod ops;
 mod proxy;
 mod state;
@@ -48,9 +50,9 @@ options:
   --throttle-fraction F           fraction 0..1 of requests answered with throttling
   --throttle-seed N               seed for the fault dice (reproducible runs)
   --server-error-fraction F       fraction 0..1 answered with 500/503
-  --transition-ms N               sets all nine window fields below
+  --transition-ms N               sets all ten window fields below
   --cluster-create-ms N  --cluster-delete-ms N
-  --nodegroup-create-ms N  --nodegroup-delete-ms N
+  --nodegroup-create-ms N  --nodegroup-delete-ms N  --nodegroup-update-ms N
   --stack-create-ms N  --stack-delete-ms N
   --addon-create-ms N  --addon-update-ms N  --addon-delete-ms N
   --iam-propagation-ms N          CreateCluster/CreateNodegroup with a role this new fail

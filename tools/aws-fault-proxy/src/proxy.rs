@@ -24,6 +24,7 @@ use crate::addons;
 use crate::cluster_sg::{self, ClusterSg};
 use crate::config::Config;
 use crate::faults::{self, Reply};
+use crate::nodegroup_version;
 use crate::ops::{self, OpInfo, Protocol};
 use crate::state::{self, Phase, StackPhase, World};
 use crate::stats::{now_unix_nanos, RequestRecord, Stats};
@@ -360,6 +361,23 @@ pub(crate) async fn send(
     })
 }
 
+/// The client's headers that a request of the proxy's own to moto carries: moto takes the
+/// region and account from the credential scope (it checks no signature). The body's hash
+/// is left out, as the body is another.
+pub(crate) fn own_request_headers(client: &HeaderMap) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in client.iter() {
+        let n = name.as_str();
+        if n == "authorization"
+            || n == "host"
+            || (n.starts_with("x-amz-") && n != "x-amz-content-sha256")
+        {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers
+}
+
 fn is_success(status: u16) -> bool {
     (200..300).contains(&status)
 }
@@ -415,6 +433,16 @@ async fn process(
             ),
             Some("rejected"),
         );
+    }
+    // moto has no UpdateNodegroupVersion (nor DescribeUpdate): answered here, after
+    // `reject_op`, which applies to it as to the forwarded EKS operations. Counted by the
+    // kill hook and subject to lost answers as the add-on requests are.
+    if let Some(reply) = nodegroup_version::handle(app, cfg, info, headers, &body).await {
+        if info.mutating {
+            kill_hook(app, seq, &info.op);
+        }
+        let fault = take_lost_answer(app, &info.op).then_some(LOST_ANSWER);
+        return (reply, fault);
     }
     if let Some(answer) = answer_locally(app, cfg, info, &body) {
         return answer;
@@ -622,7 +650,11 @@ async fn delete_cluster_sg(app: &App, cfg: &Config, info: &OpInfo, client_header
 }
 
 /// An EC2 Query call of the proxy's own; the answer text if moto succeeded.
-async fn ec2_call(app: &App, headers: &HeaderMap, body: String) -> Result<String, String> {
+pub(crate) async fn ec2_call(
+    app: &App,
+    headers: &HeaderMap,
+    body: String,
+) -> Result<String, String> {
     let reply = forward(app, &Method::POST, "/", headers, Bytes::from(body)).await?;
     let text = String::from_utf8_lossy(&reply.body).into_owned();
     if is_success(reply.status) {
@@ -861,25 +893,43 @@ fn rewrite_answer(
                 }
             }
         }
-        (Protocol::RestJson, "CreateNodegroup") if cfg.nodegroup_create_ms > 0 => {
+        (Protocol::RestJson, "CreateNodegroup") => {
             let ng = state::json_str(&reply.body, Some("nodegroup"), "nodegroupName");
             if let (Some(cluster), Some(ng)) = (info.segment(1), ng) {
-                let until = state::deadline(cfg.nodegroup_create_ms);
-                world
-                    .nodegroups
-                    .insert((region, cluster.to_string(), ng), Phase::Creating { until });
-                set_status(&mut reply, "nodegroup", "CREATING");
+                let key = (region, cluster.to_string(), ng);
+                // A new nodegroup is on the version it was created with, whatever an
+                // earlier one of the name was moved to (deleted behind the proxy's back,
+                // or with a moto reset of its own).
+                world.nodegroup_versions.forget(&key);
+                if cfg.nodegroup_create_ms > 0 {
+                    let until = state::deadline(cfg.nodegroup_create_ms);
+                    world.nodegroups.insert(key, Phase::Creating { until });
+                    set_status(&mut reply, "nodegroup", "CREATING");
+                }
             }
         }
         (Protocol::RestJson, "DescribeNodegroup") => {
             if let (Some(cluster), Some(ng)) = (info.segment(1), info.segment(3)) {
                 let key = (region, cluster.to_string(), ng.to_string());
+                let mut creating = false;
                 if let Some(phase @ Phase::Creating { .. }) = world.nodegroups.get(&key) {
                     if phase.active(now) {
+                        creating = true;
                         set_status(&mut reply, "nodegroup", "CREATING");
                     } else {
                         world.nodegroups.remove(&key);
                     }
+                }
+                // UpdateNodegroupVersion (answered by the proxy): moto still has the
+                // version the nodegroup was created with. Not a fault: no label.
+                let versions = &world.nodegroup_versions;
+                if let Some(version) = versions.launch_template_version(&key) {
+                    if let Some(body) = state::set_launch_template_version(&reply.body, version) {
+                        reply.body = body;
+                    }
+                }
+                if !creating && versions.updating(&key, now) {
+                    set_status(&mut reply, "nodegroup", "UPDATING");
                 }
             }
         }
@@ -887,6 +937,13 @@ fn rewrite_answer(
             if let (Some(cluster), Some(ng)) = (info.segment(1), info.segment(3)) {
                 let key = (region, cluster.to_string(), ng.to_string());
                 world.nodegroups.remove(&key);
+                // The answer (and the snapshot replayed while DELETING) describes the
+                // nodegroup as it was: on the version of its last update.
+                if let Some(version) = world.nodegroup_versions.forget(&key) {
+                    if let Some(body) = state::set_launch_template_version(&reply.body, &version) {
+                        reply.body = body;
+                    }
+                }
                 if cfg.nodegroup_delete_ms > 0 {
                     set_status(&mut reply, "nodegroup", "DELETING");
                     let until = state::deadline(cfg.nodegroup_delete_ms);

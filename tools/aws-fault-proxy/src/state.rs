@@ -71,6 +71,9 @@ pub struct World {
     pub cluster_sgs_deleted: HashMap<(String, String), (Instant, ClusterSg)>,
     /// EKS add-ons, which the proxy serves itself (moto has none).
     pub addons: crate::addons::Store,
+    /// Nodegroups moved to another launch template version by UpdateNodegroupVersion,
+    /// which the proxy answers itself (moto has none).
+    pub nodegroup_versions: crate::nodegroup_version::Store,
 }
 
 pub fn deadline(ms: u64) -> Instant {
@@ -102,6 +105,18 @@ pub fn set_json_status(body: &[u8], root: &str, status: &str) -> Option<Bytes> {
     let mut v: Value = serde_json::from_slice(body).ok()?;
     let obj = v.get_mut(root)?.as_object_mut()?;
     obj.insert("status".into(), Value::String(status.into()));
+    serde_json::to_vec(&v).ok().map(Bytes::from)
+}
+
+/// Sets `body.nodegroup.launchTemplate.version` in an EKS JSON answer; `None` if the
+/// nodegroup has no launch template (or the body is not the expected shape).
+pub fn set_launch_template_version(body: &[u8], version: &str) -> Option<Bytes> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let template = v
+        .get_mut("nodegroup")?
+        .get_mut("launchTemplate")?
+        .as_object_mut()?;
+    template.insert("version".into(), Value::String(version.into()));
     serde_json::to_vec(&v).ok().map(Bytes::from)
 }
 
@@ -286,5 +301,19 @@ mod tests {
         );
         assert!(set_json_status(b"not json", "cluster", "X").is_none());
         assert!(set_json_status(br#"{"nodegroup":{}}"#, "cluster", "X").is_none());
+    }
+
+    #[test]
+    fn launch_template_version_rewrite() {
+        let body =
+            br#"{"nodegroup": {"launchTemplate": {"id": "lt-1", "name": "n", "version": "1"}}}"#;
+        let out = set_launch_template_version(body, "2").unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["nodegroup"]["launchTemplate"],
+            serde_json::json!({"id": "lt-1", "name": "n", "version": "2"})
+        );
+        assert!(set_launch_template_version(br#"{"nodegroup": {}}"#, "2").is_none());
+        assert!(set_launch_template_version(b"<x/>", "2").is_none());
     }
 }
