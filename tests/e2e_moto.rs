@@ -2465,3 +2465,178 @@ async fn a_replaced_nodegroup_is_active_before_the_old_one_is_deleted() {
     );
     run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 0);
 }
+
+const TEMPLATE: &str = "eksnet-my-custom-networking-cluster-my-nodegroup";
+
+/// The default version of eksnet's launch template as EC2 has it, through the SDK: (template
+/// id, default version number, user data decoded).
+async fn launch_template(aws: &eksnet::aws::AwsClients) -> Option<(String, i64, String)> {
+    use base64::Engine as _;
+    let t = aws
+        .ec2
+        .describe_launch_templates()
+        .launch_template_names(TEMPLATE)
+        .send()
+        .await
+        .ok()?
+        .launch_templates()
+        .first()
+        .cloned()?;
+    let v = aws
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_name(TEMPLATE)
+        .versions("$Default")
+        .send()
+        .await
+        .expect("describe launch template versions");
+    let data = v.launch_template_versions()[0]
+        .launch_template_data()
+        .and_then(|d| d.user_data())
+        .expect("user data");
+    let text = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .expect("user data is base64");
+    Some((
+        t.launch_template_id().expect("id").to_string(),
+        t.default_version_number().expect("default version"),
+        String::from_utf8(text).expect("utf-8 user data"),
+    ))
+}
+
+/// `max_pods` on the nodegroup: eksnet makes a launch template whose user data gives the
+/// kubelet that value (AL2023 NodeConfig), creates the nodegroup on it, moves the nodegroup to
+/// a new version when `max_pods` changes, refuses a value the ENIs cannot give, and deletes
+/// the template on destroy. Checked through the SDK against moto's launch templates, with
+/// UpdateNodegroupVersion answered by the proxy (moto lacks it).
+#[tokio::test]
+async fn max_pods_makes_a_versioned_launch_template_the_nodegroup_follows() {
+    let t = tutorial();
+    let d = t.dir.path();
+    let aws = sdk(&t.proxy.url).await;
+    set_subnet_tag(
+        d,
+        "instance_types = [\"t3.medium\"]\n",
+        "instance_types = [\"t3.medium\"]\nami_type = \"AL2023_x86_64_STANDARD\"\nmax_pods = 10\n",
+    );
+    let plan = run_ok(t.eksnet().args(["plan", SPEC]), 0);
+    assert!(
+        plan.stdout.contains("+ launch_template.main")
+            && plan
+                .stdout
+                .contains("nodegroup.main: max pods 10 per node (t3.medium 12)"),
+        "{}",
+        plan.stdout
+    );
+    run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
+
+    let (id, version, user_data) = launch_template(&aws).await.expect("launch template made");
+    assert_eq!(version, 1);
+    assert!(
+        user_data.contains("Content-Type: application/node.eks.aws")
+            && user_data.contains("kind: NodeConfig")
+            && user_data.contains("maxPods: 10"),
+        "{user_data}"
+    );
+    let ng = described_nodegroup(&aws, "my-custom-networking-cluster", "my-nodegroup").await;
+    let lt = ng
+        .launch_template()
+        .expect("nodegroup on a launch template");
+    assert_eq!((lt.id(), lt.version()), (Some(id.as_str()), Some("1")));
+    run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 0);
+
+    // A new value: a new default version, and the nodegroup moved to it.
+    set_subnet_tag(d, "max_pods = 10", "max_pods = 8");
+    let plan = run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 2);
+    assert!(
+        plan.stdout.contains("~ launch_template.main")
+            && plan.stdout.contains("~ max_pods   = 10 -> 8")
+            && plan
+                .stdout
+                .contains("~ launch_template_version = \"1\" -> (known after apply)"),
+        "{}",
+        plan.stdout
+    );
+    t.proxy.reset_stats();
+    run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
+    let (id2, version, user_data) = launch_template(&aws).await.expect("launch template");
+    assert_eq!((id2.as_str(), version), (id.as_str(), 2));
+    assert!(user_data.contains("maxPods: 8"), "{user_data}");
+    let ng = described_nodegroup(&aws, "my-custom-networking-cluster", "my-nodegroup").await;
+    assert_eq!(ng.launch_template().and_then(|l| l.version()), Some("2"));
+    let stats = t.proxy.stats();
+    assert_eq!(
+        (
+            stats.count("CreateLaunchTemplateVersion"),
+            stats.count("UpdateNodegroupVersion"),
+            stats.count("CreateNodegroup"),
+            stats.count("DeleteNodegroup"),
+        ),
+        (1, 1, 0, 0),
+        "updated in place, not replaced"
+    );
+    run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 0);
+
+    // More than t3.medium's ENIs give under custom networking: refused before any change.
+    set_subnet_tag(d, "max_pods = 8", "max_pods = 13");
+    t.proxy.reset_stats();
+    let refused = run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 1);
+    assert!(
+        refused
+            .stderr
+            .contains("`nodegroup.main.max_pods`: max_pods = 13 is more than t3.medium can run")
+            && refused.stderr.contains(&format!("{SPEC}:")),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(t.proxy.stats().mutating(), 0);
+    set_subnet_tag(d, "max_pods = 13", "max_pods = 8");
+
+    run_ok(t.eksnet().args(["destroy", SPEC, "--auto-approve"]), 0);
+    assert!(
+        launch_template(&aws).await.is_none(),
+        "template left behind"
+    );
+
+    // Made again, then `max_pods` dropped: EKS cannot take a nodegroup off its launch
+    // template, so the nodegroup is replaced (create-before-destroy) without one, and the
+    // template is deleted after the old nodegroup.
+    run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
+    assert!(launch_template(&aws).await.is_some());
+    set_subnet_tag(
+        d,
+        "ami_type = \"AL2023_x86_64_STANDARD\"\nmax_pods = 8\n",
+        "ami_type = \"AL2023_x86_64_STANDARD\"\n",
+    );
+    let plan = run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 2);
+    assert!(
+        plan.stdout.contains("- launch_template.main")
+            && plan.stdout.contains("+/- nodegroup.main")
+            && plan.stdout.contains("- launch_template_id"),
+        "{}",
+        plan.stdout
+    );
+    t.proxy.reset_stats();
+    run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
+    assert!(
+        launch_template(&aws).await.is_none(),
+        "template left behind"
+    );
+    assert_eq!(
+        nodegroups(&aws).await,
+        vec![("my-nodegroup-cbd".to_string(), "ACTIVE".to_string())]
+    );
+    let ng = described_nodegroup(&aws, "my-custom-networking-cluster", "my-nodegroup-cbd").await;
+    assert!(ng.launch_template().is_none(), "{:?}", ng.launch_template());
+    // The old nodegroup went before its template.
+    let order: Vec<String> = t
+        .proxy
+        .stats()
+        .requests()
+        .into_iter()
+        .map(|r| r.op)
+        .filter(|op| op == "DeleteNodegroup" || op == "DeleteLaunchTemplate")
+        .collect();
+    assert_eq!(order, ["DeleteNodegroup", "DeleteLaunchTemplate"]);
+    run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 0);
+}

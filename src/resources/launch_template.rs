@@ -167,9 +167,8 @@ const FACTS: KindFacts = KindFacts {
     set_valued: &[],
     default_timeout: Duration::from_secs(5 * 60),
     kubernetes: false,
-    import_id: ImportId::Never(
-        "is made by eksnet from its nodegroup's `max_pods`: import the nodegroup, and the template (named eksnet-CLUSTER-NODEGROUP) is found by its name",
-    ),
+    // By its name: a template left by a lost state is taken back with its nodegroup.
+    import_id: ImportId::Plain,
     replacement: Some(replacement),
     compared_when_unset: &[],
     updated_outputs: &["version", "latest_version"],
