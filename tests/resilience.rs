@@ -1802,3 +1802,128 @@ async fn crash_at_each_point_of_a_nodegroup_replacement_then_reapply_converges_t
     w.assert_destroyed(ctx).await;
     assert!(snapshot(d).resources.is_empty(), "{ctx}: state emptied");
 }
+
+/// eksnet's launch template for `max_pods`, read through the SDK: every template of that name
+/// (EC2 allows one; more would be a duplicate made by a retry), with its default version's
+/// number and user data.
+async fn launch_templates(aws: &eksnet::aws::AwsClients) -> Vec<(String, i64, String)> {
+    use base64::Engine as _;
+    let name = format!("eksnet-{CLUSTER}-my-nodegroup");
+    let all = aws
+        .ec2
+        .describe_launch_templates()
+        .send()
+        .await
+        .expect("describe launch templates");
+    let mut out = Vec::new();
+    for t in all.launch_templates() {
+        let Some(n) = t.launch_template_name().filter(|n| n.starts_with(&name)) else {
+            continue;
+        };
+        let v = aws
+            .ec2
+            .describe_launch_template_versions()
+            .launch_template_name(n)
+            .versions("$Default")
+            .send()
+            .await
+            .expect("versions");
+        let data = v.launch_template_versions()[0]
+            .launch_template_data()
+            .and_then(|d| d.user_data())
+            .unwrap_or_default();
+        let text = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .expect("base64 user data");
+        out.push((
+            n.to_string(),
+            t.default_version_number().unwrap_or(0),
+            String::from_utf8(text).expect("utf-8"),
+        ));
+    }
+    out
+}
+
+/// Crash points of `max_pods` (eksnet's launch template): killed right after each mutating
+/// request of the first apply that makes the template (CreateLaunchTemplate before the state
+/// records it, the nodegroup create on it), and of the apply that changes the value
+/// (CreateLaunchTemplateVersion before the version is the default, ModifyLaunchTemplate,
+/// UpdateNodegroupVersion). Each time the next apply converges: one template, its default
+/// version carrying the spec's value, the nodegroup on that version, a clean plan.
+#[tokio::test]
+async fn crash_at_each_point_of_a_launch_template_create_or_new_version_then_reapply_converges() {
+    let w = world().await;
+    let with_max_pods = |n: u32| {
+        move |s: String| {
+            s.replacen(
+                "instance_types = [\"t3.medium\"]\n",
+                &format!("instance_types = [\"t3.medium\"]\nami_type = \"AL2023_x86_64_STANDARD\"\nmax_pods = {n}\n"),
+                1,
+            )
+        }
+    };
+    let converged = |d: &Path, max_pods: u32, ctx: String| {
+        let w = &w;
+        let d = d.to_path_buf();
+        async move {
+            let again = run(w.eksnet(&d).args(["apply", SPEC, "--auto-approve"]));
+            assert_eq!(
+                again.code, 0,
+                "{ctx}: re-apply\n--- stdout\n{}\n--- stderr\n{}",
+                again.stdout, again.stderr
+            );
+            w.assert_converged(&["my-nodegroup"], &ctx).await;
+            let templates = launch_templates(&w.aws).await;
+            assert_eq!(templates.len(), 1, "{ctx}: {templates:?}");
+            let (_, version, user_data) = &templates[0];
+            assert!(
+                user_data.contains(&format!("maxPods: {max_pods}\n")),
+                "{ctx}: {user_data}"
+            );
+            // Through the proxy: it answers UpdateNodegroupVersion, which moto lacks.
+            let via_proxy = sdk(&w.proxy.url).await;
+            let ng = described_nodegroup(&via_proxy, CLUSTER, "my-nodegroup").await;
+            assert_eq!(
+                ng.launch_template().and_then(|l| l.version()),
+                Some(version.to_string().as_str()),
+                "{ctx}: the nodegroup is on the default version\n--- re-apply\n{}\n{}",
+                again.stdout,
+                again.stderr
+            );
+            assert_all_present(&d, EXAMPLE_RESOURCES + 1, &ctx);
+            w.plan_is_clean(&d, &ctx);
+        }
+    };
+
+    // The first apply.
+    for (op, n) in [("CreateLaunchTemplate", 1), ("CreateNodegroup", 1)] {
+        w.reset();
+        let dir = example_dir();
+        let d = dir.path();
+        edit_spec(d, with_max_pods(10));
+        let ctx = format!("first apply killed after {op}");
+        eprintln!("{ctx}");
+        run_killed_at(&w, d, "apply", op, n, &ctx);
+        free_stale_lock(&w, d, "apply", &ctx);
+        converged(d, 10, ctx).await;
+    }
+
+    // A new value.
+    for op in [
+        "CreateLaunchTemplateVersion",
+        "ModifyLaunchTemplate",
+        "UpdateNodegroupVersion",
+    ] {
+        w.reset();
+        let dir = example_dir();
+        let d = dir.path();
+        edit_spec(d, with_max_pods(10));
+        run_ok(w.eksnet(d).args(["apply", SPEC, "--auto-approve"]), 0);
+        edit_spec(d, |s| s.replacen("max_pods = 10", "max_pods = 8", 1));
+        let ctx = format!("max_pods change killed after {op}");
+        eprintln!("{ctx}");
+        run_killed_at(&w, d, "apply", op, 1, &ctx);
+        free_stale_lock(&w, d, "apply", &ctx);
+        converged(d, 8, ctx).await;
+    }
+}
