@@ -2504,6 +2504,24 @@ async fn launch_template(aws: &eksnet::aws::AwsClients) -> Option<(String, i64, 
     ))
 }
 
+/// The names of every launch template eksnet made (`eksnet-…`), through the SDK.
+async fn eksnet_templates(aws: &eksnet::aws::AwsClients) -> Vec<String> {
+    let mut names: Vec<String> = aws
+        .ec2
+        .describe_launch_templates()
+        .send()
+        .await
+        .expect("describe launch templates")
+        .launch_templates()
+        .iter()
+        .filter_map(|t| t.launch_template_name())
+        .filter(|n| n.starts_with("eksnet-"))
+        .map(String::from)
+        .collect();
+    names.sort();
+    names
+}
+
 /// `max_pods` on the nodegroup: eksnet makes a launch template whose user data gives the
 /// kubelet that value (AL2023 NodeConfig), creates the nodegroup on it, moves the nodegroup to
 /// a new version when `max_pods` changes, refuses a value the ENIs cannot give, and deletes
@@ -2592,9 +2610,31 @@ async fn max_pods_makes_a_versioned_launch_template_the_nodegroup_follows() {
     assert_eq!(t.proxy.stats().mutating(), 0);
     set_subnet_tag(d, "max_pods = 13", "max_pods = 8");
 
+    // `--replace` of the template: a new one beside the old (`-cbd`), the nodegroup replaced
+    // onto it (EKS cannot move a nodegroup to another template), then both old ones deleted.
+    run_ok(
+        t.eksnet().args([
+            "apply",
+            SPEC,
+            "--auto-approve",
+            "--replace",
+            "launch_template.main",
+        ]),
+        0,
+    );
+    assert_eq!(eksnet_templates(&aws).await, [format!("{TEMPLATE}-cbd")]);
+    let ng = described_nodegroup(&aws, "my-custom-networking-cluster", "my-nodegroup-cbd").await;
+    let lt = ng.launch_template().expect("on a template");
+    assert_eq!(lt.name(), Some(format!("{TEMPLATE}-cbd").as_str()));
+    assert_eq!(
+        nodegroups(&aws).await,
+        vec![("my-nodegroup-cbd".to_string(), "ACTIVE".to_string())]
+    );
+    run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 0);
+
     run_ok(t.eksnet().args(["destroy", SPEC, "--auto-approve"]), 0);
     assert!(
-        launch_template(&aws).await.is_none(),
+        eksnet_templates(&aws).await.is_empty(),
         "template left behind"
     );
 

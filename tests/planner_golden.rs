@@ -838,6 +838,10 @@ name = "us-west-2a"
     // replaced (create-before-destroy), and the template deleted.
     max_pods_removed_replaces_the_nodegroup_and_deletes_its_template: tutorial_with_template(10, "1")
         .spec_edit(&with_max_pods(10), NG_TYPES),
+    // `--replace launch_template.main`: a new template beside the old one (`-cbd`), and the
+    // nodegroup, which cannot change templates, replaced onto it; both create-before-destroy.
+    max_pods_template_replaced_takes_its_nodegroup: tutorial_with_template(10, "1")
+        .replace(&["launch_template.main"]),
     // max_pods set on a nodegroup made without a template: replaced, onto the new template.
     max_pods_set_on_an_existing_nodegroup_replaces_it: Case::tutorial()
         .spec_prepend(ALL_APPLIED)
