@@ -246,8 +246,8 @@ fn plan_apply(
                     let mut outputs = obs.outputs.clone();
                     // What the update itself changes is known after it (a new version).
                     if let (Action::Update, Value::Object(m)) = (change.action, &mut outputs) {
-                        for k in resources::facts(addr.kind).updated_outputs {
-                            m.remove(*k);
+                        for k in updated_outputs(&change) {
+                            m.remove(k);
                         }
                     }
                     known.insert(addr.clone(), outputs);
@@ -453,12 +453,11 @@ fn check_desired(
 ) {
     // An output its producer's update is about to change: known after apply, not missing.
     let updated = |x: &value::Reference| {
-        planned
-            .iter()
-            .any(|c| c.addr == x.addr && c.action == Action::Update)
-            && resources::facts(x.addr.kind)
-                .updated_outputs
-                .contains(&x.path_string().as_str())
+        planned.iter().any(|c| {
+            c.addr == x.addr
+                && c.action == Action::Update
+                && updated_outputs(c).contains(&x.path_string().as_str())
+        })
     };
     for key in ["tags", "labels"] {
         if let Some(Value::Object(m)) = desired.get(key) {
@@ -476,6 +475,18 @@ fn check_desired(
     {
         diags.push(spec.error_at(addr.to_string(), resources::missing_output(missing)));
     }
+}
+
+/// The outputs this update changes (see `KindFacts::updated_outputs`): those that move with
+/// an attribute whose value the update changes.
+fn updated_outputs(c: &PlannedChange) -> Vec<&'static str> {
+    let attr = |v: &Option<Value>, k: &str| v.as_ref().and_then(|v| v.get(k)).cloned();
+    resources::facts(c.addr.kind)
+        .updated_outputs
+        .iter()
+        .filter(|(_, by)| by.iter().any(|k| attr(&c.before, k) != attr(&c.after, k)))
+        .map(|(output, _)| *output)
+        .collect()
 }
 
 /// A resource in the spec that does not exist: created (an adopted VPC must exist).

@@ -2535,7 +2535,7 @@ async fn max_pods_makes_a_versioned_launch_template_the_nodegroup_follows() {
     set_subnet_tag(
         d,
         "instance_types = [\"t3.medium\"]\n",
-        "instance_types = [\"t3.medium\"]\nami_type = \"AL2023_x86_64_STANDARD\"\nmax_pods = 10\n",
+        "instance_types = [\"t3.medium\"]\nami_type = \"AL2023_x86_64_STANDARD\"\nmax_pods = 10\ntags = { team = \"platform\" }\n",
     );
     let plan = run_ok(t.eksnet().args(["plan", SPEC]), 0);
     assert!(
@@ -2550,6 +2550,24 @@ async fn max_pods_makes_a_versioned_launch_template_the_nodegroup_follows() {
 
     let (id, version, user_data) = launch_template(&aws).await.expect("launch template made");
     assert_eq!(version, 1);
+    // The nodegroup's tags are on its template too, beside eksnet's own.
+    let made = aws
+        .ec2
+        .describe_launch_templates()
+        .launch_template_names(TEMPLATE)
+        .send()
+        .await
+        .expect("describe launch templates");
+    let tags: Vec<(&str, &str)> = made.launch_templates()[0]
+        .tags()
+        .iter()
+        .filter_map(|t| Some((t.key()?, t.value()?)))
+        .collect();
+    assert!(tags.contains(&("team", "platform")), "{tags:?}");
+    assert!(
+        tags.contains(&("eksnet:address", "launch_template.main")),
+        "{tags:?}"
+    );
     assert!(
         user_data.contains("Content-Type: application/node.eks.aws")
             && user_data.contains("kind: NodeConfig")

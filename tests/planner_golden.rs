@@ -838,6 +838,13 @@ name = "us-west-2a"
     // replaced (create-before-destroy), and the template deleted.
     max_pods_removed_replaces_the_nodegroup_and_deletes_its_template: tutorial_with_template(10, "1")
         .spec_edit(&with_max_pods(10), NG_TYPES),
+    // A tag on the nodegroup: on its template too, but no new version, so the nodegroup's
+    // version stays known.
+    max_pods_tag_change_updates_the_template_without_a_new_version: tutorial_with_template(10, "1")
+        .spec_edit(
+            &with_max_pods(10),
+            &format!("{}tags = {{ team = \"platform\" }}\n", with_max_pods(10)),
+        ),
     // `--replace launch_template.main`: a new template beside the old one (`-cbd`), and the
     // nodegroup, which cannot change templates, replaced onto it; both create-before-destroy.
     max_pods_template_replaced_takes_its_nodegroup: tutorial_with_template(10, "1")

@@ -16,13 +16,13 @@
 //! is its name (launch template names are unique per region, and every call takes a name).
 
 use super::{
-    aws_error, req_str, split_tags, tag_changes, Change, Ctx, ImportId, KindFacts, Lookup,
+    aws_error, req_str, split_tags, Change, Ctx, ImportId, KindFacts, Lookup,
     Observed, ResourceError, ResourceKind,
 };
 use crate::addr::ResourceAddr;
 use aws_sdk_ec2::types::{
     LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
-    RequestLaunchTemplateData, ResourceType, Tag, TagSpecification, VolumeType,
+    RequestLaunchTemplateData, ResourceType, TagSpecification, VolumeType,
 };
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -171,8 +171,11 @@ const FACTS: KindFacts = KindFacts {
     import_id: ImportId::Plain,
     replacement: Some(replacement),
     compared_when_unset: &[],
-    updated_outputs: &["version", "latest_version"],
+    updated_outputs: &[("version", DATA), ("latest_version", DATA)],
 };
+
+/// The attributes held in a version of the template: a change of one makes a new version.
+const DATA: &[&str] = &["user_data", "max_pods", "ami_family", "disk_size"];
 
 /// Create-before-destroy naming, as for nodegroups: the new template takes the spec's name,
 /// or that name + `-cbd` while the old one holds it.
@@ -316,11 +319,6 @@ async fn read_back(ctx: &Ctx, name: &str) -> Result<Observed, ResourceError> {
     })
 }
 
-fn ec2_tags(tags: impl IntoIterator<Item = (String, String)>) -> Vec<Tag> {
-    tags.into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
-}
 
 impl ResourceKind for LaunchTemplateKind {
     const FACTS: &'static KindFacts = &FACTS;
@@ -374,7 +372,7 @@ impl ResourceKind for LaunchTemplateKind {
             .tag_specifications(
                 TagSpecification::builder()
                     .resource_type(ResourceType::LaunchTemplate)
-                    .set_tags(Some(ec2_tags(tags)))
+                    .set_tags(Some(super::ec2_tags(tags)))
                     .build(),
             )
             .client_token(token)
@@ -392,9 +390,7 @@ impl ResourceKind for LaunchTemplateKind {
         change: Change<'_>,
     ) -> Result<Observed, ResourceError> {
         let (before, after) = (change.before, change.after);
-        let data_changed = ["user_data", "max_pods", "ami_family", "disk_size"]
-            .iter()
-            .any(|k| before.get(k) != after.get(k));
+        let data_changed = DATA.iter().any(|k| before.get(k) != after.get(k));
         if data_changed {
             let made = ctx
                 .aws
@@ -422,39 +418,14 @@ impl ResourceKind for LaunchTemplateKind {
                 .await
                 .map_err(|e| aws_error("ModifyLaunchTemplate", e))?;
         }
-        let (removed, set) = tag_changes(before, after);
-        if !removed.is_empty() || !set.is_empty() {
+        if before.get("tags") != after.get("tags") {
             let id = read_back(ctx, cloud_id).await?.outputs["id"]
                 .as_str()
                 .map(String::from)
                 .ok_or_else(|| ResourceError::NotReadBack {
                     what: format!("the id of launch template {cloud_id}"),
                 })?;
-            if !removed.is_empty() {
-                ctx.aws
-                    .ec2
-                    .delete_tags()
-                    .resources(&id)
-                    .set_tags(Some(
-                        removed
-                            .into_iter()
-                            .map(|k| Tag::builder().key(k).build())
-                            .collect(),
-                    ))
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("DeleteTags", e))?;
-            }
-            if !set.is_empty() {
-                ctx.aws
-                    .ec2
-                    .create_tags()
-                    .resources(&id)
-                    .set_tags(Some(ec2_tags(set)))
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("CreateTags", e))?;
-            }
+            super::update_ec2_tags(ctx, &id, before, after).await?;
         }
         read_back(ctx, cloud_id).await
     }

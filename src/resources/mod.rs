@@ -90,10 +90,11 @@ pub struct KindFacts {
     /// nodegroup's `launch_template_id`, whose going away (the spec drops `max_pods`) is a
     /// change, while a nodegroup that never had one shows nothing.
     pub compared_when_unset: &'static [&'static str],
-    /// Outputs an update in place changes (a launch template's `version`): a resource that
-    /// refers to one of them cannot know its value until the update is made, so the plan
-    /// shows it "known after apply" and updates it too.
-    pub updated_outputs: &'static [&'static str],
+    /// Outputs an update in place changes, each with the attributes whose change moves it (a
+    /// launch template's `version` moves with its user data, not with its tags): a resource
+    /// that refers to one cannot know its value until the update is made, so the plan shows
+    /// it "known after apply" and updates it too.
+    pub updated_outputs: &'static [(&'static str, &'static [&'static str])],
 }
 
 /// See `KindFacts::replacement`.
@@ -615,6 +616,50 @@ pub fn tag_changes(before: &Value, after: &Value) -> (Vec<String>, BTreeMap<Stri
     let removed = b.keys().filter(|k| !a.contains_key(*k)).cloned().collect();
     let set = a.into_iter().filter(|(k, v)| b.get(k) != Some(v)).collect();
     (removed, set)
+}
+
+/// Tags in EC2's shape.
+pub fn ec2_tags(tags: impl IntoIterator<Item = (String, String)>) -> Vec<aws_sdk_ec2::types::Tag> {
+    tags.into_iter()
+        .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+/// Brings an EC2 object's tags (`resource_id`: `subnet-…`, `lt-…`) from `before`'s to
+/// `after`'s: one DeleteTags for those removed, one CreateTags for those set, none if equal.
+pub async fn update_ec2_tags(
+    ctx: &Ctx,
+    resource_id: &str,
+    before: &Value,
+    after: &Value,
+) -> Result<(), ResourceError> {
+    let (removed, set) = tag_changes(before, after);
+    if !removed.is_empty() {
+        ctx.aws
+            .ec2
+            .delete_tags()
+            .resources(resource_id)
+            .set_tags(Some(
+                removed
+                    .into_iter()
+                    .map(|k| aws_sdk_ec2::types::Tag::builder().key(k).build())
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| aws_error("DeleteTags", e))?;
+    }
+    if !set.is_empty() {
+        ctx.aws
+            .ec2
+            .create_tags()
+            .resources(resource_id)
+            .set_tags(Some(ec2_tags(set)))
+            .send()
+            .await
+            .map_err(|e| aws_error("CreateTags", e))?;
+    }
+    Ok(())
 }
 
 /// Result of one poll of a wait; `Done` carries what the final poll found.

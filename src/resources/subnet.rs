@@ -1,12 +1,12 @@
 //! `subnet`: a pod subnet inside a secondary CIDR block, in one AZ. Only tags update in place.
 
 use super::{
-    aws_error, req_str, split_tags, tag_changes, wait_until, Ctx, Lookup, Observed, Poll,
+    aws_error, req_str, split_tags, wait_until, Ctx, Lookup, Observed, Poll,
     ResourceError,
 };
 use crate::addr::{Kind, ResourceAddr};
 use crate::events::Event;
-use aws_sdk_ec2::types::{Filter, ResourceType, Subnet, Tag, TagSpecification};
+use aws_sdk_ec2::types::{Filter, ResourceType, Subnet, TagSpecification};
 use serde_json::{json, Value};
 use std::time::Duration;
 use super::{Change, ImportId, KindFacts, ResourceKind};
@@ -86,11 +86,7 @@ fn filter(name: &str, values: Vec<String>) -> Filter {
         .build()
 }
 
-fn ec2_tags(tags: impl IntoIterator<Item = (String, String)>) -> Vec<Tag> {
-    tags.into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
-}
+use super::ec2_tags;
 
 /// `eni-… (status, description)` for each ENI in the subnet.
 async fn network_interfaces(ctx: &Ctx, subnet: &str) -> Result<Vec<String>, ResourceError> {
@@ -268,32 +264,7 @@ impl ResourceKind for SubnetKind {
     ) -> Result<Observed, ResourceError> {
         let before = change.before;
         let after = change.after;
-        let (removed, set) = tag_changes(before, after);
-        if !removed.is_empty() {
-            ctx.aws
-                .ec2
-                .delete_tags()
-                .resources(cloud_id)
-                .set_tags(Some(
-                    removed
-                        .into_iter()
-                        .map(|k| Tag::builder().key(k).build())
-                        .collect(),
-                ))
-                .send()
-                .await
-                .map_err(|e| aws_error("DeleteTags", e))?;
-        }
-        if !set.is_empty() {
-            ctx.aws
-                .ec2
-                .create_tags()
-                .resources(cloud_id)
-                .set_tags(Some(ec2_tags(set)))
-                .send()
-                .await
-                .map_err(|e| aws_error("CreateTags", e))?;
-        }
+        super::update_ec2_tags(ctx, cloud_id, before, after).await?;
         let found = describe(ctx, vec![filter("subnet-id", vec![cloud_id.to_string()])]).await?;
         found
             .first()
