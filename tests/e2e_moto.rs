@@ -42,6 +42,14 @@ impl Tutorial {
         c.env("EKSNET_KUBE_CONTEXT", "fake");
         c
     }
+
+    /// `apply`, which must succeed without one mutating request to AWS.
+    fn apply_changes_nothing_in_aws(&self) {
+        self.proxy.reset_stats();
+        run_ok(self.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
+        let stats = self.proxy.stats();
+        assert_eq!(stats.mutating(), 0, "{:?}", stats.requests());
+    }
 }
 
 const SPEC: &str = "examples/custom-networking.toml";
@@ -2442,6 +2450,31 @@ async fn a_replaced_nodegroup_is_active_before_the_old_one_is_deleted() {
     assert_eq!(row.outputs["name"], "my-nodegroup-cbd");
     run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 0);
 
+    // A forgotten row (`state rm`, a lost row) is found again under the replacement's name:
+    // the lookup by natural key reads `-cbd` too, and takes it by its `eksnet:name` tag
+    // rather than creating a second nodegroup under the spec's name.
+    run_ok(t.eksnet().args(["state", "rm", "nodegroup.main"]), 0);
+    let plan = run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 2);
+    assert!(
+        plan.stdout
+            .contains("nodegroup.main will be recorded in the state (no change in AWS)")
+            && !plan.stdout.contains("+ nodegroup.main"),
+        "{}",
+        plan.stdout
+    );
+    t.apply_changes_nothing_in_aws();
+    let snap = eksnet::state::LocalStore::open(&d.join("state/custom-networking.db"))
+        .expect("state")
+        .snapshot()
+        .expect("snapshot");
+    assert_eq!(
+        snap.resources[&"nodegroup.main".parse().expect("addr")]
+            .cloud_id
+            .as_deref(),
+        Some("my-custom-networking-cluster/my-nodegroup-cbd")
+    );
+    run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 0);
+
     // The next replacement goes back to the spec's name, again without a gap.
     let (again, seen) = watch(
         aws.clone(),
@@ -2648,6 +2681,15 @@ async fn max_pods_makes_a_versioned_launch_template_the_nodegroup_follows() {
         nodegroups(&aws).await,
         vec![("my-nodegroup-cbd".to_string(), "ACTIVE".to_string())]
     );
+    run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 0);
+    // Both rows forgotten: both `-cbd` objects are found again by their `eksnet:name` tags.
+    run_ok(
+        t.eksnet()
+            .args(["state", "rm", "nodegroup.main", "launch_template.main"]),
+        0,
+    );
+    t.apply_changes_nothing_in_aws();
+    assert_eq!(eksnet_templates(&aws).await, [format!("{TEMPLATE}-cbd")]);
     run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 0);
 
     run_ok(t.eksnet().args(["destroy", SPEC, "--auto-approve"]), 0);

@@ -340,14 +340,17 @@ impl ResourceKind for LaunchTemplateKind {
 
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
         let reads = items.iter().map(|i| async move {
-            let name = i.cloud_id.clone().or_else(|| {
-                super::str_attr(&i.attrs, "name")
-                    .filter(|n| !crate::value::is_unknown(&json!(n)))
-                    .map(String::from)
-            });
-            match name {
-                Some(n) => read(ctx, &n).await,
-                None => Ok(None),
+            if let Some(id) = &i.cloud_id {
+                return read(ctx, id).await;
+            }
+            match super::str_attr(&i.attrs, "name") {
+                Some(n) if !crate::value::is_unknown(&json!(n)) => {
+                    super::read_name_or_replacement(n, MAX_NAME, |n| async move {
+                        read(ctx, &n).await
+                    })
+                    .await
+                }
+                _ => Ok(None),
             }
         });
         futures::future::try_join_all(reads).await

@@ -121,6 +121,30 @@ pub fn replacement_name(base: &str, old: &str, max_len: usize) -> String {
     format!("{}{REPLACEMENT_SUFFIX}", &base[..keep])
 }
 
+/// A lookup by natural key (the state has no cloud id: a lost row, `state rm`) of a kind
+/// whose replacements alternate names: after a replacement the live object is `NAME-cbd`,
+/// with the spec's name in its `eksnet:name` tag, so reading only `NAME` would miss it and
+/// the next apply would create a second one. Both names are read in the same round (no round
+/// trip added); the spec's own name wins, and a `NAME-cbd` counts only if its tag says it
+/// stands for `NAME` (the observed `name` is the tag's), so someone else's object that
+/// happens to carry that name is not taken for it.
+pub async fn read_name_or_replacement<F, Fut>(
+    name: &str,
+    max_len: usize,
+    read: F,
+) -> Result<Option<Observed>, ResourceError>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<Observed>, ResourceError>>,
+{
+    let other = replacement_name(name, name, max_len);
+    let (own, replaced) = tokio::join!(read(name.to_string()), read(other));
+    if let Some(found) = own? {
+        return Ok(Some(found));
+    }
+    Ok(replaced?.filter(|o| str_attr(&o.attrs, "name") == Some(name)))
+}
+
 /// One kind's config and I/O. Dispatch is static (the registry's `match`), so each future
 /// keeps its concrete type, `Send` included; no `dyn` is needed.
 #[allow(async_fn_in_trait)]

@@ -386,19 +386,25 @@ impl ResourceKind for NodegroupKind {
     }
 
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
+        let read = |cluster: String| {
+            move |name: String| {
+                let cluster = cluster.clone();
+                async move { Ok(describe(ctx, &cluster, &name).await?.as_ref().and_then(observe)) }
+            }
+        };
         let reads = items.iter().map(|i| async move {
-            let id = i.cloud_id.clone().or_else(|| {
-                let c = super::str_attr(&i.attrs, "cluster_name")?;
-                let n = super::str_attr(&i.attrs, "name")?;
-                (!crate::value::is_unknown(&json!(c))).then(|| format!("{c}/{n}"))
-            });
-            Ok::<_, ResourceError>(match id {
-                Some(id) => {
-                    let (c, n) = split_id(&id)?;
-                    describe(ctx, c, n).await?.as_ref().and_then(observe)
+            if let Some(id) = &i.cloud_id {
+                let (c, n) = split_id(id)?;
+                return read(c.to_string())(n.to_string()).await;
+            }
+            let c = super::str_attr(&i.attrs, "cluster_name");
+            let n = super::str_attr(&i.attrs, "name");
+            match (c, n) {
+                (Some(c), Some(n)) if !crate::value::is_unknown(&json!(c)) => {
+                    super::read_name_or_replacement(n, MAX_NAME, read(c.to_string())).await
                 }
-                None => None,
-            })
+                _ => Ok(None),
+            }
         });
         futures::future::try_join_all(reads).await
     }
