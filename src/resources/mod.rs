@@ -753,6 +753,54 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lookup under both names: the spec's name wins; a `-cbd` object is taken only when
+    /// its `eksnet:name` (the observed `name`) is the spec's; an error on the name that
+    /// decides is not swallowed.
+    #[tokio::test]
+    async fn a_replacement_name_is_taken_only_when_its_tag_names_the_spec() {
+        let live = |objects: Vec<(&'static str, &'static str)>| {
+            move |n: String| {
+                let found = objects
+                    .iter()
+                    .find(|(live, _)| *live == n)
+                    .map(|(live, tag)| Observed {
+                        cloud_id: live.to_string(),
+                        attrs: serde_json::json!({ "name": tag }),
+                        outputs: Value::Null,
+                        managed_by: None,
+                    });
+                async move { Ok(found) }
+            }
+        };
+        let id = |r: Result<Option<Observed>, ResourceError>| {
+            r.map(|o| o.map(|o| o.cloud_id)).map_err(|e| e.to_string())
+        };
+        let both = live(vec![("ng", "ng"), ("ng-cbd", "ng")]);
+        assert_eq!(
+            id(read_name_or_replacement("ng", 63, both).await),
+            Ok(Some("ng".into()))
+        );
+        let replaced = live(vec![("ng-cbd", "ng")]);
+        assert_eq!(
+            id(read_name_or_replacement("ng", 63, replaced).await),
+            Ok(Some("ng-cbd".into()))
+        );
+        // Someone's own `ng-cbd`, untagged (its observed name is its EKS name).
+        let other = live(vec![("ng-cbd", "ng-cbd")]);
+        assert_eq!(
+            id(read_name_or_replacement("ng", 63, other).await),
+            Ok(None)
+        );
+        let failing = |n: String| async move {
+            if n == "ng-cbd" {
+                Err(ResourceError::MissingAttribute("read failed".into()))
+            } else {
+                Ok(None)
+            }
+        };
+        assert!(id(read_name_or_replacement("ng", 63, failing).await).is_err());
+    }
     use crate::diag::error_chain;
     use crate::kube::{KubeAccess, KubeConnector};
     use std::sync::Mutex;

@@ -188,6 +188,11 @@ fn observe(n: &Nodegroup) -> Option<Observed> {
     })
 }
 
+/// The nodegroup as refresh reports it, `None` when absent.
+async fn read(ctx: &Ctx, cluster: &str, name: &str) -> Result<Option<Observed>, ResourceError> {
+    Ok(describe(ctx, cluster, name).await?.as_ref().and_then(observe))
+}
+
 async fn describe(
     ctx: &Ctx,
     cluster: &str,
@@ -386,22 +391,19 @@ impl ResourceKind for NodegroupKind {
     }
 
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-        let read = |cluster: String| {
-            move |name: String| {
-                let cluster = cluster.clone();
-                async move { Ok(describe(ctx, &cluster, &name).await?.as_ref().and_then(observe)) }
-            }
-        };
         let reads = items.iter().map(|i| async move {
             if let Some(id) = &i.cloud_id {
                 let (c, n) = split_id(id)?;
-                return read(c.to_string())(n.to_string()).await;
+                return read(ctx, c, n).await;
             }
             let c = super::str_attr(&i.attrs, "cluster_name");
             let n = super::str_attr(&i.attrs, "name");
             match (c, n) {
                 (Some(c), Some(n)) if !crate::value::is_unknown(&json!(c)) => {
-                    super::read_name_or_replacement(n, MAX_NAME, read(c.to_string())).await
+                    super::read_name_or_replacement(n, MAX_NAME, |n| async move {
+                        read(ctx, c, &n).await
+                    })
+                    .await
                 }
                 _ => Ok(None),
             }
