@@ -4,6 +4,7 @@
 pub mod fieldpath;
 pub mod kill;
 pub mod managed;
+pub mod object;
 pub mod patch;
 pub mod resources;
 pub mod selector;

@@ -17,7 +17,7 @@
 //!   annotation up to date, so that objects can move from client-side to server-side apply.
 
 use crate::fieldpath::{path_string, Pe, Set};
-use crate::store::parse_rfc3339;
+use crate::object::parse_rfc3339;
 use crate::structure::{compare, field_set, merge, remove_where, Schema};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -225,7 +225,7 @@ pub fn without_managed_fields(obj: &Value) -> Value {
 
 /// Sets (or, for `None`, removes) `metadata.managedFields`, which goes last in metadata.
 pub fn set_managed_fields(obj: &mut Value, mf: Option<Value>) {
-    let meta = crate::store::meta_mut(obj);
+    let meta = crate::object::meta_mut(obj);
     meta.shift_remove("managedFields");
     if let Some(mf) = mf {
         meta.insert("managedFields".into(), mf);
@@ -239,7 +239,7 @@ pub fn normalize_seed(obj: &mut Value) -> Result<(), String> {
         return Ok(());
     };
     let mut managed = Managed::decode(mf)?;
-    let created = crate::store::meta_str(obj, "creationTimestamp").map(str::to_string);
+    let created = crate::object::meta_str(obj, "creationTimestamp").map(str::to_string);
     for e in managed.entries.values_mut() {
         if e.time.is_none() {
             e.time.clone_from(&created);
@@ -581,8 +581,8 @@ fn update_last_applied(obj: &mut Value, config: &Value) {
     }
     let mut text = sorted_keys(&config).to_string();
     text.push('\n');
-    let meta = crate::store::meta_mut(obj);
-    let annotations = crate::store::obj_map(meta.entry("annotations").or_insert(Value::Null));
+    let meta = crate::object::meta_mut(obj);
+    let annotations = crate::object::obj_map(meta.entry("annotations").or_insert(Value::Null));
     annotations.insert(LAST_APPLIED.into(), Value::String(text));
 }
 
