@@ -16,15 +16,9 @@
 //! `POST /__proxy/reset-stats`, `POST /__proxy/reset`, `GET /__proxy/health`.
 //! See `README.md` beside this crate for the fields.
 
-mod addons;
-mod cluster_sg;
-mod config;
-mod faults;
-mod nodegroup_version;
-mod ops;
-mod proxy;
-mod state;
-mod stats;
+mod core;
+mod emulators;
+mod shared;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,8 +30,9 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 
-use crate::config::Config;
-use crate::proxy::App;
+use crate::core::app::App;
+use crate::core::config::{self, Config};
+use crate::core::pipeline;
 
 const USAGE: &str = "\
 usage: aws-fault-proxy --upstream http://127.0.0.1:MOTOPORT [options]
@@ -204,7 +199,12 @@ async fn main() {
     }
     eprintln!("listening on http://{addr}");
 
-    let app = Arc::new(App::new(cli.upstream, cli.config, cli.verbose));
+    let app = Arc::new(App::new(
+        cli.upstream,
+        cli.config,
+        cli.verbose,
+        emulators::all(),
+    ));
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -218,7 +218,7 @@ async fn main() {
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| proxy::handle(app.clone(), req));
+            let service = service_fn(move |req| pipeline::handle(app.clone(), req));
             let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             // Clients dropping connections is normal; nothing to report.
             let _ = conn.await;

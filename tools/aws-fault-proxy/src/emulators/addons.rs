@@ -14,7 +14,7 @@
 //! deletion at DeleteAddon without `preserve=true`. The outcome (a field-manager conflict,
 //! an unreachable server) is known at the request and shows when the window ends.
 //!
-//! Every state change is made while `App::addon_lock` is held, so concurrent requests about
+//! Every state change is made while `Addons::one_at_a_time` is held, so concurrent requests about
 //! add-ons are decided one after another, as EKS serializes them per resource.
 
 mod catalogue;
@@ -22,7 +22,8 @@ mod kube;
 mod schema;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
@@ -30,11 +31,12 @@ use hyper::Method;
 use serde_json::{json, Map, Value};
 
 use self::catalogue::{catalogue, effective_cluster_version, AddonEntry, KubeTarget, VersionEntry};
-use crate::config::Config;
-use crate::faults::{self, Reply};
-use crate::ops::{OpInfo, Protocol};
-use crate::proxy::{self, lock, App};
-use crate::state::form_encode;
+use crate::core::config::Config;
+use crate::core::emulator::{self, BoxFuture, Call, Emulator, Host};
+use crate::core::faults::{self, Reply};
+use crate::core::ops::{OpInfo, Protocol};
+use crate::core::upstream::own_request_headers;
+use crate::shared::{epoch_now, form_encode, lock};
 
 /// moto's account when the cluster ARN does not say otherwise.
 const DEFAULT_ACCOUNT: &str = "123456789012";
@@ -51,10 +53,9 @@ type AddonKey = (String, String, String);
 /// travel up through `?`).
 type Answer = Result<Reply, Box<Reply>>;
 
-/// Everything the proxy remembers about add-ons; part of `World`, so `POST /__proxy/reset`
-/// forgets it.
+/// Everything the proxy remembers about add-ons; `POST /__proxy/reset` forgets it.
 #[derive(Debug, Default)]
-pub struct Store {
+struct Store {
     addons: HashMap<AddonKey, Addon>,
     /// In creation order (ListUpdates lists them so).
     updates: Vec<UpdateRecord>,
@@ -64,7 +65,7 @@ pub struct Store {
 
 impl Store {
     /// DeleteCluster deletes the cluster's add-ons with it, as EKS does.
-    pub fn forget_cluster(&mut self, region: &str, cluster: &str) {
+    fn forget_cluster(&mut self, region: &str, cluster: &str) {
         let of_cluster = |k: &AddonKey| k.0 == region && k.1 == cluster;
         self.addons.retain(|k, _| !of_cluster(k));
         self.tokens.retain(|(k, _, _), _| !of_cluster(k));
@@ -285,16 +286,6 @@ impl UpdateRecord {
     }
 }
 
-/// Wall-clock seconds with millisecond precision: EKS sends timestamps as epoch-seconds
-/// JSON numbers.
-pub(crate) fn epoch_now() -> f64 {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    ms as f64 / 1000.0
-}
-
 // ---- errors, in EKS's words -------------------------------------------------------------
 
 fn error(status: u16, kind: &str, message: &str, cluster: &str, addon: Option<&str>) -> Box<Reply> {
@@ -498,7 +489,9 @@ fn page<T: Clone>(
 // ---- the handlers -------------------------------------------------------------------------
 
 struct Ctx<'a> {
-    app: &'a App,
+    host: &'a Host,
+    store: &'a Mutex<Store>,
+    one_at_a_time: &'a tokio::sync::Mutex<()>,
     cfg: &'a Config,
     region: &'a str,
     headers: &'a HeaderMap,
@@ -514,44 +507,80 @@ impl Ctx<'_> {
     }
 }
 
-/// Answers an add-on request; `None` if the request is not one (it goes to moto).
-pub async fn handle(
-    app: &App,
-    cfg: &Config,
-    info: &OpInfo,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Option<Reply> {
-    if info.protocol != Protocol::RestJson {
-        return None;
+/// The emulator: the add-on API, served; a cluster's add-ons go with it.
+#[derive(Default)]
+pub struct Addons {
+    store: Mutex<Store>,
+    /// Held while an add-on request changes add-on state, across its moto and Kubernetes
+    /// calls, so that such requests are decided one at a time.
+    one_at_a_time: tokio::sync::Mutex<()>,
+}
+
+impl Emulator for Addons {
+    /// Add-on requests are answered before `reject_op` is looked at, as they have been
+    /// since the add-on API came: `reject_op` refuses the EKS operations that go to moto
+    /// (and UpdateNodegroupVersion), and the tests rely on what it does, not on more.
+    fn under_reject_op(&self) -> bool {
+        false
     }
-    let ctx = Ctx {
-        app,
-        cfg,
-        region: &info.region,
-        headers,
-    };
-    let cluster = info.segment(1);
-    let reply = match info.op.as_str() {
-        "CreateAddon" => create(&ctx, cluster?, body).await,
-        "DescribeAddon" => describe(&ctx, cluster?, info.segment(3)?).await,
-        "UpdateAddon" => update(&ctx, cluster?, info.segment(3)?, body).await,
-        "DeleteAddon" => delete(&ctx, cluster?, info.segment(3)?, info.param("preserve")).await,
-        "ListAddons" => list(&ctx, cluster?, info).await,
-        "DescribeAddonVersions" => versions(info),
-        "DescribeAddonConfiguration" => configuration(info),
-        // Only the add-on ones: cluster and nodegroup updates are moto's.
-        "DescribeUpdate" => {
-            let addon = info.param("addonName")?;
-            describe_update(&ctx, cluster?, info.segment(3)?, addon).await
+
+    fn serve<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Option<Reply>> {
+        Box::pin(self.serve_now(call.host, call))
+    }
+
+    /// EKS deletes a cluster's add-ons with it.
+    fn after_answer<'a>(&'a self, call: &'a Call<'a>, _reply: &'a Reply) -> BoxFuture<'a, ()> {
+        let info = call.info;
+        if info.protocol == Protocol::RestJson && info.op == "DeleteCluster" {
+            if let Some(name) = info.segment(1) {
+                lock(&self.store).forget_cluster(&info.region, name);
+            }
         }
-        "ListUpdates" => {
-            let addon = info.param("addonName")?;
-            list_updates(&ctx, cluster?, addon, info).await
+        emulator::ready(())
+    }
+
+    fn reset(&self) {
+        *lock(&self.store) = Store::default();
+    }
+}
+
+impl Addons {
+    /// Answers an add-on request; `None` if the request is not one (it goes to moto).
+    async fn serve_now(&self, host: &Host, call: &Call<'_>) -> Option<Reply> {
+        let (info, body) = (call.info, call.body);
+        if info.protocol != Protocol::RestJson {
+            return None;
         }
-        _ => return None,
-    };
-    Some(reply.unwrap_or_else(|refused| *refused))
+        let ctx = Ctx {
+            host,
+            store: &self.store,
+            one_at_a_time: &self.one_at_a_time,
+            cfg: call.cfg,
+            region: &info.region,
+            headers: call.headers,
+        };
+        let cluster = info.segment(1);
+        let reply = match info.op.as_str() {
+            "CreateAddon" => create(&ctx, cluster?, body).await,
+            "DescribeAddon" => describe(&ctx, cluster?, info.segment(3)?).await,
+            "UpdateAddon" => update(&ctx, cluster?, info.segment(3)?, body).await,
+            "DeleteAddon" => delete(&ctx, cluster?, info.segment(3)?, info.param("preserve")).await,
+            "ListAddons" => list(&ctx, cluster?, info).await,
+            "DescribeAddonVersions" => versions(info),
+            "DescribeAddonConfiguration" => configuration(info),
+            // Only the add-on ones: cluster and nodegroup updates are moto's.
+            "DescribeUpdate" => {
+                let addon = info.param("addonName")?;
+                describe_update(&ctx, cluster?, info.segment(3)?, addon).await
+            }
+            "ListUpdates" => {
+                let addon = info.param("addonName")?;
+                list_updates(&ctx, cluster?, addon, info).await
+            }
+            _ => return None,
+        };
+        Some(reply.unwrap_or_else(|refused| *refused))
+    }
 }
 
 /// What the proxy needs of a cluster, from moto.
@@ -563,9 +592,12 @@ struct ClusterInfo {
 /// DescribeCluster sent to moto by the proxy itself with the client's credentials (moto
 /// takes the region and account from them): not counted, faulted or delayed.
 async fn cluster_info(ctx: &Ctx<'_>, cluster: &str) -> Result<ClusterInfo, Box<Reply>> {
-    let headers = proxy::own_request_headers(ctx.headers);
+    let headers = own_request_headers(ctx.headers);
     let path = format!("/clusters/{}", form_encode(cluster));
-    let reply = proxy::forward(ctx.app, &Method::GET, &path, &headers, Bytes::new())
+    let reply = ctx
+        .host
+        .upstream
+        .forward(&Method::GET, &path, &headers, Bytes::new())
         .await
         .map_err(|e| server_error(&format!("DescribeCluster {cluster}: {e}")))?;
     match reply.status {
@@ -619,10 +651,10 @@ async fn create(ctx: &Ctx<'_>, cluster: &str, body: &[u8]) -> Answer {
         .ok_or_else(|| invalid("addonName must be specified", Some(cluster), None))?;
     let token = opt_str(&req, "clientRequestToken", cluster)?.map(str::to_string);
     let key = ctx.key(cluster, name);
-    let _one_at_a_time = ctx.app.addon_lock.lock().await;
+    let _one_at_a_time = ctx.one_at_a_time.lock().await;
     {
-        let mut world = lock(&ctx.app.world);
-        let store = &mut world.addons;
+        let mut world = lock(ctx.store);
+        let store = &mut *world;
         store.settle(Instant::now());
         if let Some(t) = &token {
             if let Some(reply) = store.tokens.get(&(key.clone(), "CreateAddon", t.clone())) {
@@ -687,8 +719,8 @@ async fn create(ctx: &Ctx<'_>, cluster: &str, body: &[u8]) -> Answer {
         phase: Phase::Creating(Pending::new(ctx.cfg.addon_create_ms, failure)),
     };
     let reply = faults::eks_json(&json!({ "addon": addon.json("CREATING") }));
-    let mut world = lock(&ctx.app.world);
-    let store = &mut world.addons;
+    let mut world = lock(ctx.store);
+    let store = &mut *world;
     if let Some(t) = token {
         store
             .tokens
@@ -700,8 +732,8 @@ async fn create(ctx: &Ctx<'_>, cluster: &str, body: &[u8]) -> Answer {
 
 async fn describe(ctx: &Ctx<'_>, cluster: &str, name: &str) -> Answer {
     let found = {
-        let mut world = lock(&ctx.app.world);
-        let store = &mut world.addons;
+        let mut world = lock(ctx.store);
+        let store = &mut *world;
         store.settle(Instant::now());
         store
             .addons
@@ -718,10 +750,10 @@ async fn update(ctx: &Ctx<'_>, cluster: &str, name: &str, body: &[u8]) -> Answer
     let req = body_object(body, cluster)?;
     let token = opt_str(&req, "clientRequestToken", cluster)?.map(str::to_string);
     let key = ctx.key(cluster, name);
-    let _one_at_a_time = ctx.app.addon_lock.lock().await;
+    let _one_at_a_time = ctx.one_at_a_time.lock().await;
     let current = {
-        let mut world = lock(&ctx.app.world);
-        let store = &mut world.addons;
+        let mut world = lock(ctx.store);
+        let store = &mut *world;
         store.settle(Instant::now());
         if let Some(t) = &token {
             if let Some(reply) = store.tokens.get(&(key.clone(), "UpdateAddon", t.clone())) {
@@ -802,8 +834,8 @@ async fn update(ctx: &Ctx<'_>, cluster: &str, name: &str, body: &[u8]) -> Answer
         failure,
     };
     let reply = faults::eks_json(&json!({ "update": record.json("InProgress") }));
-    let mut world = lock(&ctx.app.world);
-    let store = &mut world.addons;
+    let mut world = lock(ctx.store);
+    let store = &mut *world;
     // Gone only if its cluster was deleted meanwhile; the update then goes with it.
     if let Some(addon) = store.addons.get_mut(&key) {
         addon.phase = Phase::Updating {
@@ -825,10 +857,10 @@ async fn update(ctx: &Ctx<'_>, cluster: &str, name: &str, body: &[u8]) -> Answer
 
 async fn delete(ctx: &Ctx<'_>, cluster: &str, name: &str, preserve: Option<&str>) -> Answer {
     let key = ctx.key(cluster, name);
-    let _one_at_a_time = ctx.app.addon_lock.lock().await;
+    let _one_at_a_time = ctx.one_at_a_time.lock().await;
     let current = {
-        let mut world = lock(&ctx.app.world);
-        let store = &mut world.addons;
+        let mut world = lock(ctx.store);
+        let store = &mut *world;
         store.settle(Instant::now());
         store.addons.get(&key).cloned()
     };
@@ -849,9 +881,8 @@ async fn delete(ctx: &Ctx<'_>, cluster: &str, name: &str, preserve: Option<&str>
             failure = Some(issue);
         }
     }
-    let mut world = lock(&ctx.app.world);
+    let mut world = lock(ctx.store);
     let addon = world
-        .addons
         .addons
         .get_mut(&key)
         .ok_or_else(|| addon_not_found(cluster, name))?;
@@ -864,8 +895,8 @@ async fn delete(ctx: &Ctx<'_>, cluster: &str, name: &str, preserve: Option<&str>
 async fn list(ctx: &Ctx<'_>, cluster: &str, info: &OpInfo) -> Answer {
     cluster_info(ctx, cluster).await?;
     let mut names: Vec<String> = {
-        let mut world = lock(&ctx.app.world);
-        let store = &mut world.addons;
+        let mut world = lock(ctx.store);
+        let store = &mut *world;
         store.settle(Instant::now());
         store
             .addons
@@ -945,10 +976,9 @@ fn configuration(info: &OpInfo) -> Answer {
 
 async fn describe_update(ctx: &Ctx<'_>, cluster: &str, id: &str, addon: &str) -> Answer {
     let found = {
-        let world = lock(&ctx.app.world);
+        let world = lock(ctx.store);
         let now = Instant::now();
         world
-            .addons
             .updates
             .iter()
             .find(|u| {
@@ -972,8 +1002,8 @@ async fn describe_update(ctx: &Ctx<'_>, cluster: &str, id: &str, addon: &str) ->
 
 async fn list_updates(ctx: &Ctx<'_>, cluster: &str, addon: &str, info: &OpInfo) -> Answer {
     let ids: Option<Vec<String>> = {
-        let mut world = lock(&ctx.app.world);
-        let store = &mut world.addons;
+        let mut world = lock(ctx.store);
+        let store = &mut *world;
         store.settle(Instant::now());
         store
             .addons
@@ -1001,7 +1031,7 @@ async fn list_updates(ctx: &Ctx<'_>, cluster: &str, addon: &str, info: &OpInfo) 
 
 /// A request to the Kubernetes API server: (status, body as JSON or null, body text).
 async fn kube_call(
-    app: &App,
+    host: &Host,
     method: Method,
     url: &str,
     content_type: Option<&'static str>,
@@ -1018,10 +1048,13 @@ async fn kube_call(
     if let Some(ct) = content_type {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
     }
-    let reply = tokio::time::timeout(KUBE_TIMEOUT, proxy::send(app, &method, url, &headers, body))
-        .await
-        .map_err(|_| unreachable(format!("no answer within {KUBE_TIMEOUT:?}")))?
-        .map_err(unreachable)?;
+    let reply = tokio::time::timeout(
+        KUBE_TIMEOUT,
+        host.upstream.send(&method, url, &headers, body),
+    )
+    .await
+    .map_err(|_| unreachable(format!("no answer within {KUBE_TIMEOUT:?}")))?
+    .map_err(unreachable)?;
     let raw = String::from_utf8_lossy(&reply.body).into_owned();
     let value = serde_json::from_str(&raw).unwrap_or(Value::Null);
     Ok((reply.status, value, raw))
@@ -1058,7 +1091,8 @@ async fn apply(
 ) -> Result<bool, Issue> {
     let url = format!("{kube_url}{}", target.path());
     let whole = owns_workload || {
-        let (status, body, raw) = kube_call(ctx.app, Method::GET, &url, None, Bytes::new()).await?;
+        let (status, body, raw) =
+            kube_call(ctx.host, Method::GET, &url, None, Bytes::new()).await?;
         match status {
             200..=299 => false,
             404 => true,
@@ -1074,7 +1108,7 @@ async fn apply(
     let patch_url = format!("{url}?fieldManager={}{force}", kube::FIELD_MANAGER);
     for _ in 0..MAX_APPLY_ROUNDS {
         let (status, answer, raw) = kube_call(
-            ctx.app,
+            ctx.host,
             Method::PATCH,
             &patch_url,
             Some(kube::APPLY_PATCH),
@@ -1112,7 +1146,7 @@ async fn apply(
 /// Deletes the add-on's workload (DeleteAddon without `preserve=true`); already gone is fine.
 async fn delete_workload(ctx: &Ctx<'_>, kube_url: &str, target: &KubeTarget) -> Result<(), Issue> {
     let url = format!("{kube_url}{}", target.path());
-    let (status, body, raw) = kube_call(ctx.app, Method::DELETE, &url, None, Bytes::new()).await?;
+    let (status, body, raw) = kube_call(ctx.host, Method::DELETE, &url, None, Bytes::new()).await?;
     match status {
         200..=299 | 404 => Ok(()),
         s => Err(kube_issue(target, s, &body, &raw)),

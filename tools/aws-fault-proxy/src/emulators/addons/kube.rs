@@ -299,7 +299,7 @@ pub fn status_message(status: u16, body: &Value, raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::addons::catalogue::catalogue;
+    use crate::emulators::addons::catalogue::catalogue;
 
     fn target() -> &'static KubeTarget {
         catalogue()

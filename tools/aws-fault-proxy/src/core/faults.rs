@@ -11,7 +11,7 @@
 use bytes::Bytes;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
-use crate::ops::Protocol;
+use super::ops::Protocol;
 
 /// A complete answer built by the proxy itself, or an upstream answer after
 /// any rewriting. The body is always fully buffered: answers are small and
@@ -206,50 +206,9 @@ pub fn server_error(protocol: Protocol, unavailable: bool) -> Reply {
     }
 }
 
-/// EKS's answer while IAM has not yet propagated a new role.
-pub fn role_not_assumable(arn: &str) -> Reply {
-    eks_error(
-        400,
-        "InvalidParameterException",
-        &format!(
-            "Role with arn: {arn}, could not be assumed because it does not exist or the \
-             trusted entity is not correct"
-        ),
-    )
-}
-
-/// EC2's answer for a subnet that still has ENIs or instances in it.
-pub fn subnet_dependency_violation(subnet_id: &str) -> Reply {
-    ec2_error(
-        400,
-        "DependencyViolation",
-        &format!("The subnet '{subnet_id}' has dependencies and cannot be deleted."),
-    )
-}
-
-/// EKS's answer for creating a cluster or nodegroup under a name that is still being
-/// deleted.
-pub fn name_in_use(op: &str, name: &str) -> Reply {
-    let what = if op == "CreateCluster" {
-        "Cluster"
-    } else {
-        "NodeGroup"
-    };
-    eks_error(
-        409,
-        "ResourceInUseException",
-        &format!("{what} already exists with name: {name}"),
-    )
-}
-
-/// EKS's answer for deleting a cluster whose nodegroups still exist
-/// (including ones that are still `DELETING`).
-pub fn cluster_has_nodegroups() -> Reply {
-    eks_error(
-        409,
-        "ResourceInUseException",
-        "Cluster has nodegroups attached",
-    )
+/// An error of the proxy itself (control API, moto unreachable), not in any AWS shape.
+pub fn proxy_error(status: u16, message: &str) -> Reply {
+    Reply::json(status, &serde_json::json!({ "error": message }))
 }
 
 #[cfg(test)]
@@ -312,7 +271,11 @@ mod tests {
 
     #[test]
     fn messages_are_escaped() {
-        let r = subnet_dependency_violation("a<b");
+        let r = ec2_error(
+            400,
+            "DependencyViolation",
+            "The subnet 'a<b' has dependencies",
+        );
         assert!(text(&r).contains("The subnet 'a&lt;b' has dependencies"));
         assert_eq!(request_id().len(), 36);
     }
