@@ -112,7 +112,7 @@ pub fn steps(plan: &Plan, state: &StateSnapshot) -> BTreeMap<Step, BTreeSet<Step
             }
         }
     }
-    let handovers = cni_handovers(plan);
+    let hands_over = |a: &ResourceAddr| by_addr.get(a).is_some_and(|c| !c.hands_over_to.is_empty());
     for (a, b) in pairs {
         let (Some(ca), Some(cb)) = (by_addr.get(&a), by_addr.get(&b)) else {
             continue;
@@ -128,11 +128,11 @@ pub fn steps(plan: &Plan, state: &StateSnapshot) -> BTreeMap<Step, BTreeSet<Step
                 phase: Phase::Apply,
             });
         }
-        // An `aws_node` handing over to the add-on waits for nothing to be deleted: its undo
-        // only puts env entries back (and waiting could close a cycle through the add-on).
+        // A removal that hands over waits for nothing to be deleted: it only gives something
+        // back (and waiting could close a cycle through what takes over).
         if phases(ca).contains(&Phase::Destroy)
             && phases(cb).contains(&Phase::Destroy)
-            && !handovers.iter().any(|(old, _)| *old == a)
+            && !hands_over(&a)
         {
             deps.entry(Step {
                 addr: a.clone(),
@@ -146,12 +146,9 @@ pub fn steps(plan: &Plan, state: &StateSnapshot) -> BTreeMap<Step, BTreeSet<Step
         }
         // A dependent that stays must let go of what is deleted before it goes (e.g. a
         // cluster updated away from a subnet that is removed).
-        // Nothing refers to an `aws_node` handing over to the add-on (its edges are orderings,
-        // not references), and the add-on — so everything after it — waits for its undo.
-        if phases(cb) == [Phase::Apply]
-            && phases(ca) == [Phase::Destroy]
-            && !handovers.iter().any(|(old, _)| *old == a)
-        {
+        // Nothing refers to a removal that hands over (its edges are orderings, not
+        // references), and what takes over — so everything after it — waits for it.
+        if phases(cb) == [Phase::Apply] && phases(ca) == [Phase::Destroy] && !hands_over(&a) {
             deps.entry(Step {
                 addr: a.clone(),
                 phase: Phase::Destroy,
@@ -163,16 +160,22 @@ pub fn steps(plan: &Plan, state: &StateSnapshot) -> BTreeMap<Step, BTreeSet<Step
             });
         }
     }
-    for (old, new) in handovers {
-        deps.entry(Step {
-            addr: new,
-            phase: Phase::Apply,
-        })
-        .or_default()
-        .insert(Step {
-            addr: old,
-            phase: Phase::Destroy,
-        });
+    for old in plan
+        .changes
+        .iter()
+        .filter(|c| phases(c).contains(&Phase::Destroy))
+    {
+        for new in &old.hands_over_to {
+            deps.entry(Step {
+                addr: new.clone(),
+                phase: Phase::Apply,
+            })
+            .or_default()
+            .insert(Step {
+                addr: old.addr.clone(),
+                phase: Phase::Destroy,
+            });
+        }
     }
     deps
 }
@@ -190,40 +193,6 @@ fn phases(c: &PlannedChange) -> &'static [Phase] {
         Action::Replace => &[Phase::Destroy, Phase::Apply],
         Action::Delete | Action::Forget => &[Phase::Destroy],
     }
-}
-
-/// A cluster moving from the `aws_node` patch to the `vpc-cni` add-on in one apply: the
-/// patch is undone (its originals put back) before the add-on is created or changed, never
-/// after, where it would reset the settings the add-on has just applied. Pairs (removed
-/// `aws_node`, `vpc-cni` add-on) of one cluster.
-fn cni_handovers(plan: &Plan) -> Vec<(ResourceAddr, ResourceAddr)> {
-    let cluster = |v: &Option<Value>| {
-        v.as_ref()
-            .and_then(|v| v.get("cluster_name"))
-            .and_then(Value::as_str)
-            .map(String::from)
-    };
-    let mut pairs = Vec::new();
-    for old in plan.changes.iter().filter(|c| {
-        c.addr.kind == Kind::AwsNode && matches!(c.action, Action::Delete | Action::Forget)
-    }) {
-        let Some(on) = cluster(&old.before) else {
-            continue;
-        };
-        for new in plan.changes.iter().filter(|c| {
-            c.addr.kind == Kind::Addon
-                && !matches!(c.action, Action::Delete | Action::Forget)
-                && c.after
-                    .as_ref()
-                    .and_then(|a| a.get("name"))
-                    .and_then(Value::as_str)
-                    == Some(resources::addon::VPC_CNI)
-                && cluster(&c.after).as_deref() == Some(on.as_str())
-        }) {
-            pairs.push((old.addr.clone(), new.addr.clone()));
-        }
-    }
-    pairs
 }
 
 struct Shared {
@@ -857,6 +826,7 @@ mod tests {
             prevent_destroy: false,
             create_before_destroy: false,
             deposed: vec![],
+            hands_over_to: vec![],
         }
     }
 
@@ -917,6 +887,18 @@ mod tests {
                 )
             },
         ]);
+        // The planner writes the handovers into the plan (here as it fills them into a plan
+        // saved before it did); the executor only follows them.
+        let mut plan = plan;
+        crate::planner::upgrade(&mut plan);
+        assert_eq!(
+            plan.changes
+                .iter()
+                .find(|c| c.addr.to_string() == "aws_node.main")
+                .map(|c| c.hands_over_to.clone()),
+            Some(vec!["addon.vpc_cni".parse().expect("address")]),
+            "only the add-on of the same cluster takes over"
+        );
         let deps = steps(&plan, &StateSnapshot::default());
         let needs = |addr: &str| -> BTreeSet<Step> {
             deps.get(&Step {

@@ -9,22 +9,12 @@ use crate::diag::Diagnostics;
 use crate::plan::{Plan, PlannedChange};
 use crate::resources::{self, Ctx};
 use crate::sizing::{
-    self, ClusterSizing, CniMode, InstanceNetwork, NodegroupSizing, PodSubnet, Sizing,
+    self, ClusterSizing, CniMode, InstanceNetwork, NodegroupSizing, PodSubnet, Sizing, SizingReads,
 };
 use crate::spec::Spec;
 use crate::state::StateSnapshot;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-/// What the assessment reads from AWS.
-#[derive(Debug, Default)]
-pub struct Reads {
-    pub types: BTreeMap<String, InstanceNetwork>,
-    /// Subnet id → `AvailableIpAddressCount`.
-    pub available: HashMap<String, u32>,
-    /// Why a read failed: the assessment is skipped for what it needed, the plan goes on.
-    pub problems: Vec<String>,
-}
 
 /// The instance types written in the spec's nodegroups.
 fn spec_instance_types(spec: &Spec) -> BTreeSet<String> {
@@ -37,7 +27,7 @@ fn spec_instance_types(spec: &Spec) -> BTreeSet<String> {
 }
 
 /// Both reads at once; they go out with the refresh's first wave, so no round trip is added.
-pub async fn read(ctx: &Ctx, spec: &Spec, snapshot: &StateSnapshot) -> Reads {
+pub async fn read(ctx: &Ctx, spec: &Spec, snapshot: &StateSnapshot) -> SizingReads {
     let types: Vec<String> = spec_instance_types(spec).into_iter().collect();
     let subnet_ids: Vec<String> = snapshot
         .resources
@@ -75,7 +65,7 @@ pub async fn read(ctx: &Ctx, spec: &Spec, snapshot: &StateSnapshot) -> Reads {
             .map_err(|e| resources::aws_error("DescribeSubnets", e).to_string())
     };
     let (types_got, subnets_got) = tokio::join!(types_read, subnets_read);
-    let mut reads = Reads::default();
+    let mut reads = SizingReads::default();
     match types_got {
         Ok(found) => {
             for t in found {
@@ -147,7 +137,7 @@ fn cni_env(plan: &Plan, spec: &Spec, cluster: &str) -> BTreeMap<String, String> 
         .filter(|c| {
             c.addr.kind == Kind::AwsNode
                 || (c.addr.kind == Kind::Addon
-                    && str_of(c, "name") == Some(resources::addon::VPC_CNI))
+                    && str_of(c, "name") == Some(crate::domain::cni::ADDON_NAME))
         })
         .filter(|c| {
             str_of(c, "cluster_name")
@@ -222,7 +212,7 @@ fn eni_subnet<'p>(plan: &'p Plan, spec: &Spec, eni: &PlannedChange) -> Option<&'
 }
 
 /// The assessment of every cluster with nodegroups in the plan, and its warnings.
-pub fn assess(spec: &Spec, plan: &Plan, reads: &Reads) -> (Sizing, Vec<Finding>) {
+pub fn assess(spec: &Spec, plan: &Plan, reads: &SizingReads) -> (Sizing, Vec<Finding>) {
     let mut findings: Vec<Finding> = reads
         .problems
         .iter()
@@ -414,7 +404,7 @@ pub fn assess(spec: &Spec, plan: &Plan, reads: &Reads) -> (Sizing, Vec<Finding>)
 
 /// Adds the assessment to a plan: its warnings to the plan's, its numbers as `plan.sizing`.
 /// Its errors (a `max_pods` the ENIs cannot give) are returned: the plan must not be applied.
-pub fn attach(spec: &Spec, plan: &mut Plan, reads: &Reads) -> Result<(), Diagnostics> {
+pub fn attach(spec: &Spec, plan: &mut Plan, reads: &SizingReads) -> Result<(), Diagnostics> {
     let (sizing, findings) = assess(spec, plan, reads);
     let mut errors = Diagnostics::default();
     for f in findings {

@@ -217,7 +217,7 @@ pub fn check(spec: &Spec, d: &mut Diagnostics) {
                 let mut env: Vec<(String, String)> =
                     a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                 env.push((
-                    crate::resources::aws_node::CUSTOM_NETWORK_ENV.to_string(),
+                    crate::domain::cni::CUSTOM_NETWORK_ENV.to_string(),
                     a.custom_network.to_string(),
                 ));
                 f.cni_combinations("env", &env);
@@ -230,7 +230,7 @@ pub fn check(spec: &Spec, d: &mut Diagnostics) {
                 if let Some(label) = &a.eni_config_label {
                     f.label("eni_config_label", label, None);
                 }
-                if a.name == crate::resources::addon::VPC_CNI {
+                if a.name == crate::domain::cni::ADDON_NAME {
                     let env: Vec<(String, String)> = a
                         .configuration_values
                         .get("env")
@@ -247,7 +247,7 @@ pub fn check(spec: &Spec, d: &mut Diagnostics) {
                     let mut env = env;
                     if crate::resources::addon::turns_on_custom_networking(a) {
                         env.push((
-                            crate::resources::aws_node::CUSTOM_NETWORK_ENV.to_string(),
+                            crate::domain::cni::CUSTOM_NETWORK_ENV.to_string(),
                             "true".to_string(),
                         ));
                     }

@@ -175,7 +175,7 @@ impl DependencyGraph {
                             // Nodes need the CNI to become Ready at all, and with it the
                             // custom-networking values.
                             ResourceConfig::Addon(a)
-                                if a.name == addon::VPC_CNI
+                                if a.name == crate::domain::cni::ADDON_NAME
                                     && spec.resolved_name(&a.cluster_name) == ours =>
                             {
                                 "CNI add-on before nodes"
@@ -199,7 +199,7 @@ impl DependencyGraph {
                     let ours = spec.resolved_name(&e.cluster_name);
                     for other in spec.resources.values() {
                         if let ResourceConfig::Addon(a) = &other.config {
-                            if a.name == addon::VPC_CNI
+                            if a.name == crate::domain::cni::ADDON_NAME
                                 && spec.resolved_name(&a.cluster_name) == ours
                             {
                                 edges.push((

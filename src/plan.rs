@@ -7,9 +7,9 @@ use crate::addr::ResourceAddr;
 use crate::diag::Diagnostic;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::fmt;
 
-pub const PLAN_FORMAT: u32 = 1;
+/// The format of saved plans. 2: reasons are codes (1: their English text).
+pub const PLAN_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -78,6 +78,12 @@ pub struct PlannedChange {
     /// (the state's `deposed`): deleted after this change's own step.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deposed: Vec<String>,
+    /// A removal that hands over to these resources: their apply steps wait for this change's
+    /// destroy step, and it waits for no other deletion (the `aws_node` patch undone before
+    /// the `vpc-cni` add-on takes its settings over; see `domain::cni::handovers`). Written
+    /// by the planner, so the executor makes no ordering decision of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hands_over_to: Vec<ResourceAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,7 +138,8 @@ impl Plan {
 }
 
 /// Why a resource is only recorded in or dropped from the state, with no change in AWS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Forgotten {
     /// An adopted VPC: eksnet never deletes it.
     Adopted,
@@ -141,14 +148,21 @@ pub enum Forgotten {
 }
 
 /// Why a change is planned, when its attributes alone do not say it. Saved plans and `--json`
-/// carry it as its text, which `FromStr` reads back.
+/// carry it as a code (`{"code": "removed_from_spec", "forgotten": "adopted"}`); only the
+/// renderer words it (`render::reason`), so rewording a message never breaks a saved plan.
+/// Plans of format 1 carried the English text, read back by `legacy::reason`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(into = "String", try_from = "String")]
+#[serde(tag = "code", rename_all = "snake_case")]
 pub enum Reason {
-    /// In the state but no longer in the spec; `Some` when it is only forgotten.
-    RemovedFromSpec(Option<Forgotten>),
+    /// In the state but no longer in the spec; `forgotten` when it is only forgotten.
+    RemovedFromSpec {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        forgotten: Option<Forgotten>,
+    },
     /// Destroy only forgets it.
-    Forgotten(Forgotten),
+    Forgotten {
+        forgotten: Forgotten,
+    },
     /// A cluster or nodegroup whose deletion is under way is created again after it.
     StillBeingDeleted,
     /// The state has it, AWS does not.
@@ -161,100 +175,122 @@ pub enum Reason {
     /// Created by a run that was interrupted before recording it.
     FoundAfterInterruptedRun,
     /// A subnet inside a secondary block that is replaced goes (and comes back) with it.
-    InReplacedBlock(ResourceAddr),
+    InReplacedBlock {
+        block: ResourceAddr,
+    },
     /// A create-before-destroy replacement was interrupted before its new object existed:
     /// it is created now, and the old one deleted after.
     ResumesReplacement,
 }
 
-const IN_BLOCK_PREFIX: &str = "it lies in ";
-const IN_BLOCK_SUFFIX: &str =
-    ", which is replaced, and AWS cannot disassociate a block that still has subnets";
+/// Why a saved plan cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanFileError {
+    /// Not JSON, or not the shape of a plan of its format.
+    #[error("not a valid eksnet plan file: {source}")]
+    Invalid {
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Written by an eksnet whose plan format this one does not read.
+    #[error("plan format {found} is not supported by this eksnet (it reads formats {oldest} to {PLAN_FORMAT})")]
+    UnsupportedFormat { found: u64, oldest: u32 },
+}
 
-impl fmt::Display for Forgotten {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Forgotten::Adopted => "adopted, so never deleted by eksnet",
-            Forgotten::AlreadyGone => "already gone",
-        })
+/// The oldest plan format this eksnet still reads.
+pub const OLDEST_PLAN_FORMAT: u32 = 1;
+
+impl Plan {
+    /// Reads a saved plan (`plan --out`) of any supported format; the format is checked
+    /// before the rest, so a plan from a newer eksnet is refused by its number, not by the
+    /// first field it does not know.
+    pub fn from_json(text: &str) -> Result<Plan, PlanFileError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|source| PlanFileError::Invalid { source })?;
+        let found = value.get("format").and_then(Value::as_u64).unwrap_or(0);
+        if found < u64::from(OLDEST_PLAN_FORMAT) || found > u64::from(PLAN_FORMAT) {
+            return Err(PlanFileError::UnsupportedFormat {
+                found,
+                oldest: OLDEST_PLAN_FORMAT,
+            });
+        }
+        let mut value = value;
+        if found == 1 {
+            legacy::upgrade(&mut value);
+        }
+        // `format` stays as found: `planner::upgrade` fills in what an older format leaves out.
+        serde_json::from_value(value).map_err(|source| PlanFileError::Invalid { source })
     }
 }
 
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Reason::RemovedFromSpec(None) => f.write_str("removed from the spec"),
-            Reason::RemovedFromSpec(Some(why)) => write!(f, "removed from the spec; {why}"),
-            Reason::Forgotten(why) => write!(f, "{why}"),
-            Reason::StillBeingDeleted => {
-                f.write_str("it is still being deleted; it is created again once that has finished")
-            }
-            Reason::DeletedOutsideEksnet => f.write_str("deleted outside eksnet"),
-            Reason::ReplaceRequested => f.write_str("replacement requested with --replace"),
-            Reason::AdoptingExistingVpc => f.write_str("adopting existing VPC"),
-            Reason::SettingsAlreadyInPlace => f.write_str("the settings are already in place"),
-            Reason::FoundAfterInterruptedRun => {
-                f.write_str("found in AWS after an interrupted run")
-            }
-            Reason::InReplacedBlock(block) => {
-                write!(f, "{IN_BLOCK_PREFIX}{block}{IN_BLOCK_SUFFIX}")
-            }
-            Reason::ResumesReplacement => f.write_str(
-                "it finishes an interrupted replacement; the old one is deleted once this one is ready",
-            ),
+/// Plans of format 1 (before December 2026): reasons were saved as their English text. The
+/// texts are frozen here, apart from the renderer, which may word reasons as it likes.
+mod legacy {
+    use super::{Forgotten, Reason};
+    use serde_json::Value;
+
+    const IN_BLOCK_PREFIX: &str = "it lies in ";
+    const IN_BLOCK_SUFFIX: &str =
+        ", which is replaced, and AWS cannot disassociate a block that still has subnets";
+
+    fn forgotten(text: &str) -> Option<Forgotten> {
+        match text {
+            "adopted, so never deleted by eksnet" => Some(Forgotten::Adopted),
+            "already gone" => Some(Forgotten::AlreadyGone),
+            _ => None,
         }
     }
-}
 
-impl std::str::FromStr for Reason {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let forgotten = |t: &str| {
-            [Forgotten::Adopted, Forgotten::AlreadyGone]
-                .into_iter()
-                .find(|f| f.to_string() == t)
-        };
-        if let Some(block) = s
+    /// A format-1 reason text as the reason it stood for.
+    pub(super) fn reason(text: &str) -> Option<Reason> {
+        if let Some(block) = text
             .strip_prefix(IN_BLOCK_PREFIX)
             .and_then(|r| r.strip_suffix(IN_BLOCK_SUFFIX))
         {
-            return Ok(Reason::InReplacedBlock(block.parse()?));
+            return block
+                .parse()
+                .ok()
+                .map(|block| Reason::InReplacedBlock { block });
         }
-        if let Some(rest) = s.strip_prefix("removed from the spec; ") {
-            return forgotten(rest)
-                .map(|f| Reason::RemovedFromSpec(Some(f)))
-                .ok_or_else(|| format!("unknown reason `{s}`"));
+        if let Some(rest) = text.strip_prefix("removed from the spec; ") {
+            return forgotten(rest).map(|f| Reason::RemovedFromSpec { forgotten: Some(f) });
         }
-        if let Some(f) = forgotten(s) {
-            return Ok(Reason::Forgotten(f));
+        if let Some(f) = forgotten(text) {
+            return Some(Reason::Forgotten { forgotten: f });
         }
-        [
-            Reason::RemovedFromSpec(None),
-            Reason::StillBeingDeleted,
-            Reason::DeletedOutsideEksnet,
-            Reason::ReplaceRequested,
-            Reason::AdoptingExistingVpc,
-            Reason::SettingsAlreadyInPlace,
-            Reason::FoundAfterInterruptedRun,
-            Reason::ResumesReplacement,
-        ]
-        .into_iter()
-        .find(|r| r.to_string() == s)
-        .ok_or_else(|| format!("unknown reason `{s}`"))
+        Some(match text {
+            "removed from the spec" => Reason::RemovedFromSpec { forgotten: None },
+            "it is still being deleted; it is created again once that has finished" => {
+                Reason::StillBeingDeleted
+            }
+            "deleted outside eksnet" => Reason::DeletedOutsideEksnet,
+            "replacement requested with --replace" => Reason::ReplaceRequested,
+            "adopting existing VPC" => Reason::AdoptingExistingVpc,
+            "the settings are already in place" => Reason::SettingsAlreadyInPlace,
+            "found in AWS after an interrupted run" => Reason::FoundAfterInterruptedRun,
+            "it finishes an interrupted replacement; the old one is deleted once this one is ready" => {
+                Reason::ResumesReplacement
+            }
+            _ => return None,
+        })
     }
-}
 
-impl From<Reason> for String {
-    fn from(r: Reason) -> String {
-        r.to_string()
-    }
-}
-
-impl TryFrom<String> for Reason {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
+    /// Rewrites a format-1 plan's reasons as codes. A text no eksnet ever wrote is left as
+    /// it is, and the plan then fails to load with serde's message naming it.
+    pub(super) fn upgrade(plan: &mut Value) {
+        let Some(changes) = plan.get_mut("changes").and_then(Value::as_array_mut) else {
+            return;
+        };
+        for change in changes {
+            let Some(slot) = change.get_mut("reason") else {
+                continue;
+            };
+            if let Some(r) = slot.as_str().and_then(reason) {
+                if let Ok(v) = serde_json::to_value(r) {
+                    *slot = v;
+                }
+            }
+        }
     }
 }
 
@@ -263,29 +299,109 @@ mod tests {
     use super::*;
     use crate::addr::Kind;
 
-    /// Saved plans carry reasons as text: every reason reads back as itself.
-    #[test]
-    fn every_reason_round_trips_through_its_text() {
-        let all = [
-            Reason::RemovedFromSpec(None),
-            Reason::RemovedFromSpec(Some(Forgotten::Adopted)),
-            Reason::RemovedFromSpec(Some(Forgotten::AlreadyGone)),
-            Reason::Forgotten(Forgotten::Adopted),
-            Reason::Forgotten(Forgotten::AlreadyGone),
+    fn every_reason() -> Vec<Reason> {
+        vec![
+            Reason::RemovedFromSpec { forgotten: None },
+            Reason::RemovedFromSpec {
+                forgotten: Some(Forgotten::Adopted),
+            },
+            Reason::RemovedFromSpec {
+                forgotten: Some(Forgotten::AlreadyGone),
+            },
+            Reason::Forgotten {
+                forgotten: Forgotten::Adopted,
+            },
+            Reason::Forgotten {
+                forgotten: Forgotten::AlreadyGone,
+            },
             Reason::StillBeingDeleted,
             Reason::DeletedOutsideEksnet,
             Reason::ReplaceRequested,
             Reason::AdoptingExistingVpc,
             Reason::SettingsAlreadyInPlace,
             Reason::FoundAfterInterruptedRun,
-            Reason::InReplacedBlock(ResourceAddr::new(Kind::CidrBlock, "pods")),
+            Reason::InReplacedBlock {
+                block: ResourceAddr::new(Kind::CidrBlock, "pods"),
+            },
             Reason::ResumesReplacement,
-        ];
-        for r in all {
+        ]
+    }
+
+    /// Saved plans carry reasons as codes: every reason reads back as itself.
+    #[test]
+    fn every_reason_round_trips_through_its_code() {
+        for r in every_reason() {
             let json = serde_json::to_value(&r).unwrap();
-            assert!(json.is_string(), "{json}");
+            assert!(json["code"].is_string(), "{json}");
             assert_eq!(serde_json::from_value::<Reason>(json).unwrap(), r);
         }
-        assert!("no such reason".parse::<Reason>().is_err());
+        assert!(serde_json::from_value::<Reason>(serde_json::json!({"code": "nope"})).is_err());
+    }
+
+    fn plan_json(format: u32, reason: Value) -> String {
+        serde_json::json!({
+            "format": format, "destroy": false, "spec_path": "s.toml", "spec_source": "",
+            "state_lineage": "", "state_serial": 0,
+            "changes": [{
+                "addr": "subnet.a", "action": "delete", "cloud_id": "subnet-1",
+                "before": null, "after": null, "reason": reason,
+            }],
+        })
+        .to_string()
+    }
+
+    /// The texts format 1 saved, as eksnet 0.1 worded them, still load as their reasons.
+    #[test]
+    fn format_one_plans_load_with_their_texts() {
+        let texts = [
+            ("removed from the spec", Reason::RemovedFromSpec { forgotten: None }),
+            (
+                "removed from the spec; adopted, so never deleted by eksnet",
+                Reason::RemovedFromSpec {
+                    forgotten: Some(Forgotten::Adopted),
+                },
+            ),
+            (
+                "already gone",
+                Reason::Forgotten {
+                    forgotten: Forgotten::AlreadyGone,
+                },
+            ),
+            (
+                "it lies in cidr_block.pods, which is replaced, and AWS cannot disassociate a block that still has subnets",
+                Reason::InReplacedBlock {
+                    block: ResourceAddr::new(Kind::CidrBlock, "pods"),
+                },
+            ),
+            (
+                "it finishes an interrupted replacement; the old one is deleted once this one is ready",
+                Reason::ResumesReplacement,
+            ),
+        ];
+        for (text, want) in texts {
+            let plan = Plan::from_json(&plan_json(1, Value::from(text))).unwrap();
+            assert_eq!(plan.changes[0].reason, Some(want), "{text}");
+            assert_eq!(plan.format, 1);
+        }
+        assert!(Plan::from_json(&plan_json(1, Value::from("no such reason"))).is_err());
+        // Every reason has a format-1 text or is new since then.
+        for r in every_reason() {
+            let code = serde_json::to_value(&r).unwrap();
+            let plan = Plan::from_json(&plan_json(2, code)).unwrap();
+            assert_eq!(plan.changes[0].reason, Some(r));
+        }
+    }
+
+    #[test]
+    fn other_formats_are_refused_by_number() {
+        let err = Plan::from_json(&plan_json(3, Value::Null)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "plan format 3 is not supported by this eksnet (it reads formats 1 to 2)"
+        );
+        assert!(matches!(
+            Plan::from_json("{").unwrap_err(),
+            PlanFileError::Invalid { .. }
+        ));
     }
 }

@@ -2,8 +2,11 @@
 //! No I/O, no clock, no randomness — so every planning behaviour is tested from files.
 
 use crate::addr::{Kind, ResourceAddr};
+use crate::capacity;
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::domain::cni;
 use crate::graph::DependencyGraph;
+use crate::inventory::Inventory;
 use crate::plan::{Action, Forgotten, Plan, PlannedChange, Reason, PLAN_FORMAT};
 use crate::resources::{self, Observed, ObservedState};
 use crate::spec::Spec;
@@ -62,23 +65,32 @@ pub fn plan(
     spec: &Spec,
     graph: &DependencyGraph,
     state: &StateSnapshot,
-    observed: &ObservedState,
+    inventory: &Inventory,
     opts: &PlanOptions,
 ) -> Result<Plan, Diagnostics> {
-    let mut diags = Diagnostics::default();
+    if let Some(d) = foreign_state(spec, state) {
+        return Err(d);
+    }
+    let observed = &inventory.resources;
+    let mut diags = if opts.destroy {
+        Diagnostics::default()
+    } else {
+        judge_inspections(spec, state, inventory)
+    };
     for message in unknown_replacements(spec, &opts.replace) {
         diags.push(Diagnostic::error(message));
     }
-    let changes = if opts.destroy {
+    let mut changes = if opts.destroy {
         plan_destroy(graph, state, observed)
     } else {
         plan_apply(spec, graph, state, observed, opts, &mut diags)
     };
     check_protected(spec, state, &changes, &mut diags);
+    order_handovers(&mut changes);
     if diags.has_errors() {
         return Err(diags);
     }
-    Ok(Plan {
+    let mut plan = Plan {
         format: PLAN_FORMAT,
         destroy: opts.destroy,
         spec_path: spec.path.display().to_string(),
@@ -88,7 +100,122 @@ pub fn plan(
         changes,
         warnings: diags.warnings().cloned().collect(),
         sizing: None,
-    })
+    };
+    if let Some(reads) = inventory.sizing.as_ref().filter(|_| !opts.destroy) {
+        if let Err(errors) = capacity::attach(spec, &mut plan, reads) {
+            // The warnings found so far still say what else is wrong.
+            let mut all = Diagnostics(plan.warnings.clone());
+            all.extend(errors);
+            return Err(all);
+        }
+    }
+    Ok(plan)
+}
+
+/// Writes the CNI handovers into the plan (`PlannedChange::hands_over_to`), so that the
+/// executor only follows them: the `aws_node` patch of a cluster moving to the `vpc-cni`
+/// add-on is undone before the add-on takes its settings over.
+fn order_handovers(changes: &mut [PlannedChange]) {
+    let pairs = {
+        let views: Vec<cni::ChangeView<'_>> = changes
+            .iter()
+            .map(|c| cni::ChangeView {
+                addr: &c.addr,
+                removed: matches!(c.action, Action::Delete | Action::Forget),
+                before: c.before.as_ref(),
+                after: c.after.as_ref(),
+            })
+            .collect();
+        cni::handovers(&views)
+    };
+    for (old, new) in pairs {
+        if let Some(c) = changes.iter_mut().find(|c| c.addr == old) {
+            if !c.hands_over_to.contains(&new) {
+                c.hands_over_to.push(new);
+            }
+        }
+    }
+}
+
+/// Fills in what a plan of an older format leaves out and the executor needs: the
+/// handovers (format 1 had the executor find them itself).
+pub fn upgrade(plan: &mut Plan) {
+    if plan.format < 2 {
+        order_handovers(&mut plan.changes);
+    }
+    plan.format = PLAN_FORMAT;
+}
+
+/// The verdicts on the live inspections (see `ResourceKind::judge`), at the spec's keys.
+fn judge_inspections(spec: &Spec, state: &StateSnapshot, inventory: &Inventory) -> Diagnostics {
+    let facts = spec_facts(spec, state);
+    let mut diags = Diagnostics::default();
+    for (addr, inspection) in &inventory.inspections {
+        let Some(r) = spec.get(addr) else {
+            continue;
+        };
+        for f in resources::judge(addr, &inspected_attrs(spec, r), &facts, inspection) {
+            let key = format!("{addr}.{}", f.key);
+            diags.push(if f.error {
+                spec.error_at(key, f.message)
+            } else {
+                spec.warning_at(key, f.message)
+            });
+        }
+    }
+    diags
+}
+
+/// A resource's desired attributes as its live inspection sees them: references to outputs
+/// mirrored from the spec (a cluster's name) resolved.
+pub fn inspected_attrs(spec: &Spec, r: &crate::spec::ResourceSpec) -> Value {
+    let mut attrs = r.attrs.clone();
+    if let Value::Object(m) = &mut attrs {
+        for v in m.values_mut() {
+            if let Value::String(text) = v {
+                *text = spec.resolved_name(text);
+            }
+        }
+    }
+    attrs
+}
+
+/// What the spec and the state say of other resources that a kind's inspection and judgement
+/// need (cluster versions, installed add-on versions).
+pub fn spec_facts(spec: &Spec, state: &StateSnapshot) -> resources::SpecFacts {
+    resources::SpecFacts::gather(
+        spec.resources.values().map(|r| (&r.addr, &r.attrs)),
+        state.resources.iter().map(|(a, r)| (a, &r.outputs)),
+        |name| spec.resolved_name(name),
+    )
+}
+
+/// A state none of whose resources is in the spec was written for another spec (a wrong
+/// `--state`, or two specs with one stem in one directory): planning with it would destroy
+/// everything it holds. An empty spec is left to its own warning: emptying a spec is how
+/// some remove everything.
+pub fn foreign_state(spec: &Spec, snapshot: &StateSnapshot) -> Option<Diagnostics> {
+    if spec.resources.is_empty()
+        || snapshot.resources.is_empty()
+        || snapshot
+            .resources
+            .keys()
+            .any(|a| spec.resources.contains_key(a))
+    {
+        return None;
+    }
+    let mut held: Vec<String> = snapshot.resources.keys().map(|a| a.to_string()).collect();
+    let n = held.len();
+    held.truncate(5);
+    let mut d = Diagnostics::default();
+    d.push(Diagnostic::error(format!(
+        "the state (lineage {}) was written for another spec: none of its {n} resources ({}{}) is in `{}`; give this spec its own state with --state, or use the spec that made it (`eksnet destroy` with that spec removes its resources)",
+        snapshot.lineage,
+        held.join(", "),
+        if n > held.len() { ", …" } else { "" },
+        spec.path.display()
+    )));
+    Some(d)
 }
 
 /// The change planned for one resource, even when the plan as a whole has errors elsewhere
@@ -98,7 +225,7 @@ pub fn change_for(
     spec: &Spec,
     graph: &DependencyGraph,
     state: &StateSnapshot,
-    observed: &ObservedState,
+    inventory: &Inventory,
     addr: &ResourceAddr,
 ) -> Option<PlannedChange> {
     let mut diags = Diagnostics::default();
@@ -106,7 +233,7 @@ pub fn change_for(
         spec,
         graph,
         state,
-        observed,
+        &inventory.resources,
         &PlanOptions::default(),
         &mut diags,
     )
@@ -151,9 +278,9 @@ fn removal(
         Action::Delete
     };
     let reason = if removed_from_spec {
-        Some(Reason::RemovedFromSpec(forgotten))
+        Some(Reason::RemovedFromSpec { forgotten })
     } else {
-        forgotten.map(Reason::Forgotten)
+        forgotten.map(|forgotten| Reason::Forgotten { forgotten })
     };
     PlannedChange {
         addr: addr.clone(),
@@ -171,6 +298,7 @@ fn removal(
         prevent_destroy: prior.prevent_destroy,
         create_before_destroy: false,
         deposed: deposed_ids(Some(prior)),
+        hands_over_to: vec![],
     }
 }
 
@@ -216,6 +344,7 @@ fn plan_apply(
             prevent_destroy: r.lifecycle.prevent_destroy,
             create_before_destroy: false,
             deposed: deposed_ids(prior),
+            hands_over_to: vec![],
         };
         match live {
             None => plan_absent(spec, r, prior, going, &mut change, diags),
@@ -403,7 +532,7 @@ fn check_protected(
 fn why(c: &PlannedChange) -> String {
     if !c.replace_because.is_empty() {
         format!(" (a change of {} forces it)", c.replace_because.join(", "))
-    } else if matches!(c.reason, Some(Reason::RemovedFromSpec(_))) {
+    } else if matches!(c.reason, Some(Reason::RemovedFromSpec { .. })) {
         " (its block was removed from the spec)".to_string()
     } else if matches!(c.reason, Some(Reason::ReplaceRequested)) {
         " (`--replace`)".to_string()
@@ -513,6 +642,35 @@ fn plan_absent(
     } else if prior.is_some_and(|p| p.status == ResourceStatus::Present) {
         change.reason = Some(Reason::DeletedOutsideEksnet);
     }
+}
+
+/// Why `eksnet import` must not record `found` under `addr`, if it must not: one object under
+/// two addresses would be changed, replaced or deleted for either, and an object another
+/// eksnet state manages must stay its own (the same rule `check_ownership` applies to what
+/// a plan finds by name).
+pub fn import_refusal(
+    state: &StateSnapshot,
+    addr: &ResourceAddr,
+    found: &Observed,
+) -> Option<String> {
+    if let Some((other, _)) = state.resources.iter().find(|(a, r)| {
+        a.kind == addr.kind && r.cloud_id.as_deref() == Some(found.cloud_id.as_str())
+    }) {
+        return Some(format!(
+            "{} `{}` is already in the state as `{other}`; one resource cannot be managed under two addresses (`eksnet state rm {other}` first to move it)",
+            addr.kind, found.cloud_id
+        ));
+    }
+    found
+        .managed_by
+        .as_deref()
+        .filter(|l| *l != state.lineage)
+        .map(|other| {
+            format!(
+                "{} `{}` is managed by another eksnet state (lineage {other}); two states must not manage one resource",
+                addr.kind, found.cloud_id
+            )
+        })
 }
 
 /// Never take over something this state did not create: a resource found by name or CIDR
@@ -768,7 +926,7 @@ fn plan_present(
         && matches!(change.action, Action::NoOp | Action::Update | Action::Adopt)
     {
         if let Some(block) = replaced_block_holding(planned, &obs.attrs) {
-            change.reason = Some(Reason::InReplacedBlock(block));
+            change.reason = Some(Reason::InReplacedBlock { block });
             change.action = Action::Replace;
         }
     }
@@ -974,7 +1132,7 @@ fn check_kubernetes(
             ));
         }
         let custom_on = cni_env(c.after.as_ref())
-            .and_then(|e| e.get(resources::aws_node::CUSTOM_NETWORK_ENV))
+            .and_then(|e| e.get(crate::domain::cni::CUSTOM_NETWORK_ENV))
             .and_then(Value::as_str)
             == Some("true");
         // The version the CNI will run: the DaemonSet's image, or the add-on's version (the
@@ -1017,7 +1175,7 @@ fn check_kubernetes(
             continue;
         };
         let env_on = |v: Option<&Value>| {
-            v.and_then(|e| e.get(resources::aws_node::CUSTOM_NETWORK_ENV))
+            v.and_then(|e| e.get(crate::domain::cni::CUSTOM_NETWORK_ENV))
                 .and_then(Value::as_str)
                 == Some("true")
         };
@@ -1066,7 +1224,7 @@ fn check_kubernetes(
         }
         // Only a zone label makes nodes look for an ENIConfig named after their AZ.
         let label = cni_env(Some(after))
-            .and_then(|e| e.get(resources::aws_node::LABEL_DEF_ENV))
+            .and_then(|e| e.get(crate::domain::cni::LABEL_DEF_ENV))
             .and_then(Value::as_str);
         let zone_label = matches!(
             label,
@@ -1116,28 +1274,13 @@ fn check_kubernetes(
 
 /// The VPC CNI settings a change carries: an `aws_node`, or the `vpc-cni` add-on.
 fn is_cni_settings(c: &PlannedChange) -> bool {
-    match c.addr.kind {
-        Kind::AwsNode => true,
-        Kind::Addon => [c.after.as_ref(), c.before.as_ref()]
-            .into_iter()
-            .flatten()
-            .any(|a| resources::str_attr(a, "name") == Some(resources::addon::VPC_CNI)),
-        _ => false,
-    }
+    cni::carries_settings(c.addr.kind, &[c.after.as_ref(), c.before.as_ref()])
 }
 
-/// The CNI env of an `aws_node` (`env`) or of the `vpc-cni` add-on
-/// (`configuration_values.env`).
 fn cni_env(attrs: Option<&Value>) -> Option<&Value> {
-    let a = attrs?;
-    a.get("env")
-        .or_else(|| a.get("configuration_values").and_then(|v| v.get("env")))
+    cni::env(attrs)
 }
 
 fn after_label(after: Option<&Value>) -> String {
-    cni_env(after)
-        .and_then(|e| e.get(resources::aws_node::LABEL_DEF_ENV))
-        .and_then(Value::as_str)
-        .unwrap_or("topology.kubernetes.io/zone")
-        .to_string()
+    cni::label(after)
 }

@@ -22,67 +22,6 @@ pub struct RefreshError {
     pub source: ResourceError,
 }
 
-/// The live checks of every resource in the spec (`ResourceKind::check`), concurrently; meant
-/// to run alongside the refresh, so that they add no round trip of their own where they
-/// need one. References to outputs mirrored from the spec (a cluster's name) are resolved.
-pub async fn check(ctx: &Ctx, spec: &Spec, snapshot: &StateSnapshot) -> crate::diag::Diagnostics {
-    let facts = resources::SpecFacts {
-        live_cluster_versions: spec
-            .resources
-            .values()
-            .filter(|r| r.addr.kind == Kind::Addon)
-            .filter_map(|r| resources::str_attr(&r.attrs, "cluster_name"))
-            .map(|c| (spec.resolved_name(c), Default::default()))
-            .collect(),
-        installed_versions: snapshot
-            .resources
-            .iter()
-            .filter(|(a, _)| a.kind == Kind::Addon)
-            .filter_map(|(a, r)| {
-                Some((
-                    a.clone(),
-                    resources::str_attr(&r.outputs, "version")?.to_string(),
-                ))
-            })
-            .collect(),
-        cluster_versions: spec
-            .resources
-            .values()
-            .filter(|r| r.addr.kind == Kind::Cluster)
-            .filter_map(|r| {
-                let name = resources::str_attr(&r.attrs, "name")?;
-                let version = resources::str_attr(&r.attrs, "version")?;
-                Some((name.to_string(), version.to_string()))
-            })
-            .collect(),
-    };
-    let facts = &facts;
-    let checks = spec.resources.values().map(|r| async move {
-        let mut attrs = r.attrs.clone();
-        if let Value::Object(m) = &mut attrs {
-            for v in m.values_mut() {
-                if let Value::String(text) = v {
-                    *text = spec.resolved_name(text);
-                }
-            }
-        }
-        let findings = resources::check(ctx, &r.addr, &attrs, facts).await;
-        (r.addr.clone(), findings)
-    });
-    let mut diags = crate::diag::Diagnostics::default();
-    for (addr, findings) in futures::future::join_all(checks).await {
-        for f in findings {
-            let key = format!("{addr}.{}", f.key);
-            diags.push(if f.error {
-                spec.error_at(key, f.message)
-            } else {
-                spec.warning_at(key, f.message)
-            });
-        }
-    }
-    diags
-}
-
 async fn read_kind(
     ctx: &Ctx,
     kind: Kind,

@@ -1,7 +1,7 @@
 //! Rendering of a plan for people, like Terraform's: one block per change, attribute lines
 //! with `+ ~ -`. The plan itself is a value (`plan`); this is one view of it.
 
-use crate::plan::{Action, Plan, PlannedChange};
+use crate::plan::{Action, Forgotten, Plan, PlannedChange, Reason};
 use crate::value;
 use serde_json::Value;
 use std::fmt::Write;
@@ -116,7 +116,7 @@ fn render_changes(plan: &Plan, p: Palette) -> String {
         let reason = c
             .reason
             .as_ref()
-            .map(|r| format!(" ({r})"))
+            .map(|r| format!(" ({})", reason(r)))
             .unwrap_or_default();
         let _ = writeln!(out, "  {}# {}{} {verb}{reason}", p.bold, c.addr, p.reset);
         let id = c
@@ -326,7 +326,7 @@ pub fn markdown(plan: &Plan) -> String {
                 details.push(changed_keys(c).join(", "));
             }
             if let Some(r) = &c.reason {
-                details.push(r.to_string());
+                details.push(reason(r));
             }
             if c.create_before_destroy && c.action == Action::Replace {
                 details.push("create before destroy".to_string());
@@ -406,4 +406,34 @@ fn changed_keys(c: &PlannedChange) -> Vec<String> {
         .collect();
     keys.sort();
     keys
+}
+
+/// A plan's reason in words (the plan itself carries only its code).
+pub fn reason(r: &Reason) -> String {
+    let forgotten = |f: &Forgotten| match f {
+        Forgotten::Adopted => "adopted, so never deleted by eksnet",
+        Forgotten::AlreadyGone => "already gone",
+    };
+    match r {
+        Reason::RemovedFromSpec { forgotten: None } => "removed from the spec".to_string(),
+        Reason::RemovedFromSpec { forgotten: Some(f) } => {
+            format!("removed from the spec; {}", forgotten(f))
+        }
+        Reason::Forgotten { forgotten: f } => forgotten(f).to_string(),
+        Reason::StillBeingDeleted => {
+            "it is still being deleted; it is created again once that has finished".to_string()
+        }
+        Reason::DeletedOutsideEksnet => "deleted outside eksnet".to_string(),
+        Reason::ReplaceRequested => "replacement requested with --replace".to_string(),
+        Reason::AdoptingExistingVpc => "adopting existing VPC".to_string(),
+        Reason::SettingsAlreadyInPlace => "the settings are already in place".to_string(),
+        Reason::FoundAfterInterruptedRun => "found in AWS after an interrupted run".to_string(),
+        Reason::InReplacedBlock { block } => format!(
+            "it lies in {block}, which is replaced, and AWS cannot disassociate a block that still has subnets"
+        ),
+        Reason::ResumesReplacement => {
+            "it finishes an interrupted replacement; the old one is deleted once this one is ready"
+                .to_string()
+        }
+    }
 }

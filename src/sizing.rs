@@ -23,6 +23,17 @@ const HIGH_CPU_FROM_VCPUS: u32 = 30;
 /// of every subnet.
 const AWS_RESERVED_ADDRESSES: u64 = 5;
 
+/// What node sizing reads from AWS (alongside the refresh): the instance types' network
+/// limits and the pod subnets' free addresses.
+#[derive(Debug, Default, Clone)]
+pub struct SizingReads {
+    pub types: BTreeMap<String, InstanceNetwork>,
+    /// Subnet id → `AvailableIpAddressCount`.
+    pub available: std::collections::HashMap<String, u32>,
+    /// Why a read failed: the assessment is skipped for what it needed, the plan goes on.
+    pub problems: Vec<String>,
+}
+
 /// The network limits of one instance type, from DescribeInstanceTypes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceNetwork {

@@ -161,8 +161,8 @@ fn check_kubernetes(spec: &Spec, d: &mut Diagnostics) {
                     ));
                 }
                 for k in a.env.keys() {
-                    if k == crate::resources::aws_node::CUSTOM_NETWORK_ENV
-                        || k == crate::resources::aws_node::LABEL_DEF_ENV
+                    if k == crate::domain::cni::CUSTOM_NETWORK_ENV
+                        || k == crate::domain::cni::LABEL_DEF_ENV
                     {
                         d.push(spec.error_at(
                             format!("{addr}.env.{k}"),
@@ -174,7 +174,7 @@ fn check_kubernetes(spec: &Spec, d: &mut Diagnostics) {
                 // would be undone by the add-on's next update.
                 let cluster = spec.resolved_name(&a.cluster_name);
                 if let Some(cni) = spec.resources.values().find(|o| {
-                    matches!(&o.config, ResourceConfig::Addon(x) if x.name == addon::VPC_CNI && spec.resolved_name(&x.cluster_name) == cluster)
+                    matches!(&o.config, ResourceConfig::Addon(x) if x.name == crate::domain::cni::ADDON_NAME && spec.resolved_name(&x.cluster_name) == cluster)
                 }) {
                     d.push(spec.error_at(
                         addr.to_string(),
@@ -199,9 +199,9 @@ fn check_kubernetes(spec: &Spec, d: &mut Diagnostics) {
                     .get("env")
                     .and_then(|e| e.as_object());
                 for k in env.into_iter().flat_map(|e| e.keys()) {
-                    let set_by_field = (k == crate::resources::aws_node::CUSTOM_NETWORK_ENV
+                    let set_by_field = (k == crate::domain::cni::CUSTOM_NETWORK_ENV
                         && a.custom_network.is_some())
-                        || (k == crate::resources::aws_node::LABEL_DEF_ENV
+                        || (k == crate::domain::cni::LABEL_DEF_ENV
                             && addon::turns_on_custom_networking(a));
                     if set_by_field {
                         d.push(spec.error_at(

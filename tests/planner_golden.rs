@@ -70,9 +70,11 @@ fn from_value<T: DeserializeOwned>(what: &str, v: &Value) -> T {
 fn plan_with_eksnet(spec_path: &Path, case: &Case) -> String {
     use eksnet::addr::ResourceAddr;
     use eksnet::graph::DependencyGraph;
+    use eksnet::inventory::Inventory;
     use eksnet::planner::{plan, PlanOptions};
     use eksnet::render::{render, Palette};
     use eksnet::resources::{Observed, ObservedState};
+    use eksnet::sizing::SizingReads;
     use eksnet::state::StateSnapshot;
 
     let spec = match eksnet::spec::parse(spec_path, &case.spec) {
@@ -106,29 +108,35 @@ fn plan_with_eksnet(spec_path: &Path, case: &Case) -> String {
         Ok(g) => g,
         Err(d) => return d.to_string(),
     };
-    match plan(&spec, &graph, &state, &observed, &options) {
-        Ok(mut plan) => {
-            // Node sizing, as `plan` adds it after the refresh, from the case's reads.
-            if let Value::Object(types) = &case.instance_types {
-                let mut reads = eksnet::capacity::Reads::default();
-                for (name, t) in types {
-                    let mut t = t.clone();
-                    t["instance_type"] = json!(name);
+    // Node sizing's reads, as `plan` makes them alongside the refresh, from the case's.
+    let sizing = match &case.instance_types {
+        Value::Object(types) => {
+            let mut reads = SizingReads::default();
+            for (name, t) in types {
+                let mut t = t.clone();
+                t["instance_type"] = json!(name);
+                reads
+                    .types
+                    .insert(name.clone(), from_value("instance type", &t));
+            }
+            if let Value::Object(free) = &case.available {
+                for (id, n) in free {
                     reads
-                        .types
-                        .insert(name.clone(), from_value("instance type", &t));
-                }
-                if let Value::Object(free) = &case.available {
-                    for (id, n) in free {
-                        reads
-                            .available
-                            .insert(id.clone(), from_value("available", n));
-                    }
-                }
-                if let Err(errors) = eksnet::capacity::attach(&spec, &mut plan, &reads) {
-                    return errors.to_string();
+                        .available
+                        .insert(id.clone(), from_value("available", n));
                 }
             }
+            Some(reads)
+        }
+        _ => None,
+    };
+    let inventory = Inventory {
+        resources: observed,
+        inspections: BTreeMap::new(),
+        sizing,
+    };
+    match plan(&spec, &graph, &state, &inventory, &options) {
+        Ok(plan) => {
             let mut out = render(&plan, Palette::PLAIN);
             for w in &plan.warnings {
                 out.push_str(&format!("{w}\n"));

@@ -24,12 +24,32 @@ impl From<ExitStatus> for ExitCode {
     }
 }
 
-/// An error at the CLI edge; it ends the command with `ExitStatus::Error`.
-#[derive(Debug)]
-pub struct Failure(pub String);
-
-impl<E: std::fmt::Display> From<E> for Failure {
-    fn from(e: E) -> Self {
-        Failure(e.to_string())
-    }
+/// An error at the CLI edge; it ends the command with `ExitStatus::Error`. Errors of the
+/// engine keep their type and their sources (`std::error::Error::source`); the message shown
+/// is their own.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// What the CLI itself has to say: a usage mistake, a missing state, the spec's errors
+    /// (already listed on stderr, summed up here).
+    #[error("{0}")]
+    Message(String),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Aws(#[from] crate::aws::AwsError),
+    #[error(transparent)]
+    Refresh(#[from] crate::refresh::RefreshError),
+    #[error(transparent)]
+    Resource(#[from] crate::resources::ResourceError),
+    #[error(transparent)]
+    Kube(#[from] crate::kube::KubeError),
+    #[error(transparent)]
+    Apply(#[from] crate::apply::ApplyError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// A blocking task (the confirmation prompt) did not finish.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
 }

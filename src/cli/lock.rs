@@ -109,7 +109,7 @@ mod tests {
             .await
             .expect("lock");
         let r: Result<(), Failure> = guard
-            .around(async { Err(Failure("refresh failed".into())) })
+            .around(async { Err(Failure::Message("refresh failed".into())) })
             .await;
         assert!(r.is_err());
         assert!(!locked_by_someone(&path).await);

@@ -38,8 +38,8 @@ pub fn main() -> ExitCode {
     runtime.shutdown_background();
     match outcome {
         Ok(status) => status.into(),
-        Err(Failure(message)) => {
-            output::error(&message);
+        Err(failure) => {
+            output::error(&failure.to_string());
             ExitStatus::Error.into()
         }
     }

@@ -101,10 +101,10 @@ pub fn diagnostics_failure(d: &Diagnostics) -> Failure {
                 "",
             );
         }
-        return Failure(format!("{} error(s) in the spec", errs.len()));
+        return Failure::Message(format!("{} error(s) in the spec", errs.len()));
     }
     let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-    Failure(lines.join("\n"))
+    Failure::Message(lines.join("\n"))
 }
 
 /// Diagnostics that do not stop the command (warnings), one line or event each.

@@ -7,14 +7,13 @@ use super::output;
 use crate::addr::{Kind, ResourceAddr};
 use crate::aws::AwsClients;
 use crate::backend::{self, Location, StateStore};
-use crate::capacity;
 use crate::diag::Diagnostics;
+use crate::engine::{self, PlanError};
 use crate::events::{self, Event};
 use crate::graph::DependencyGraph;
 use crate::kube::KubeConnector;
 use crate::plan::Plan;
 use crate::planner::{self, PlanOptions};
-use crate::refresh;
 use crate::resources::Ctx;
 use crate::spec::{self, Spec};
 use crate::state::StateSnapshot;
@@ -52,14 +51,14 @@ pub fn check_replace(spec: &Spec, replace: &[ResourceAddr]) -> Result<(), Failur
     if unknown.is_empty() {
         Ok(())
     } else {
-        Err(Failure(unknown.join("\n")))
+        Err(Failure::Message(unknown.join("\n")))
     }
 }
 
 /// Where a spec's state is: `--state` / `EKSNET_STATE`, else the spec's `[state]`, else
 /// `state/<spec stem>.db`.
 pub fn state_location(spec: &Spec, explicit: &Option<String>) -> Result<Location, Failure> {
-    backend::resolve(&spec.path, spec.state.as_ref(), explicit.as_deref()).map_err(Failure)
+    backend::resolve(&spec.path, spec.state.as_ref(), explicit.as_deref()).map_err(Failure::Message)
 }
 
 /// The region a spec's state bucket is in unless `[state]` names one: the spec's.
@@ -85,7 +84,7 @@ pub fn state_args_location(args: &StateArgs) -> Result<(Location, Option<String>
         return Ok((loc, spec.settings.region.clone()));
     }
     match &args.state {
-        Some(s) if !s.is_empty() => Ok((Location::parse_flag(s).map_err(Failure)?, None)),
+        Some(s) if !s.is_empty() => Ok((Location::parse_flag(s).map_err(Failure::Message)?, None)),
         _ => Ok((Location::Local(only_state_file()?), None)),
     }
 }
@@ -95,7 +94,7 @@ pub async fn existing_state(args: &StateArgs) -> Result<StateStore, Failure> {
     let (loc, region) = state_args_location(args)?;
     StateStore::open_existing(&loc, region.as_deref())
         .await?
-        .ok_or_else(|| Failure(format!("state `{}` does not exist", loc.describe())))
+        .ok_or_else(|| Failure::Message(format!("state `{}` does not exist", loc.describe())))
 }
 
 fn only_state_file() -> Result<PathBuf, Failure> {
@@ -108,10 +107,10 @@ fn only_state_file() -> Result<PathBuf, Failure> {
         .unwrap_or_default();
     match dbs.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(Failure(
+        [] => Err(Failure::Message(
             "no state/*.db here; pass --state PATH|s3://BUCKET/KEY or --spec SPEC".into(),
         )),
-        _ => Err(Failure(
+        _ => Err(Failure::Message(
             "several state/*.db here; pass --state PATH|s3://BUCKET/KEY or --spec SPEC".into(),
         )),
     }
@@ -135,7 +134,9 @@ pub async fn make_ctx(
     common: &Common,
     delete_enis: bool,
 ) -> Result<Ctx, Failure> {
-    let aws = AwsClients::load_checked(spec.settings.region.as_deref()).await?;
+    let aws = AwsClients::load_checked(spec.settings.region.as_deref())
+        .await
+        .map_err(Failure::Message)?;
     let timeouts = Kind::ALL
         .iter()
         .filter_map(|k| {
@@ -156,90 +157,24 @@ pub async fn make_ctx(
     })
 }
 
-/// A state none of whose resources is in the spec was written for another spec (a wrong
-/// `--state`, or two specs with one stem in one directory): planning with it would destroy
-/// everything it holds. An empty spec is left to its own warning: emptying a spec is how
-/// some remove everything.
-fn foreign_state(spec: &Spec, snapshot: &StateSnapshot) -> Option<Diagnostics> {
-    if spec.resources.is_empty()
-        || snapshot.resources.is_empty()
-        || snapshot
-            .resources
-            .keys()
-            .any(|a| spec.resources.contains_key(a))
-    {
-        return None;
-    }
-    let mut held: Vec<String> = snapshot.resources.keys().map(|a| a.to_string()).collect();
-    let n = held.len();
-    held.truncate(5);
-    let mut d = Diagnostics::default();
-    d.push(crate::diag::Diagnostic::error(format!(
-        "the state (lineage {}) was written for another spec: none of its {n} resources ({}{}) is in `{}`; give this spec its own state with --state, or use the spec that made it (`eksnet destroy` with that spec removes its resources)",
-        snapshot.lineage,
-        held.join(", "),
-        if n > held.len() { ", …" } else { "" },
-        spec.path.display()
-    )));
-    Some(d)
-}
-
-/// Graph, refresh, plan; the plan's warnings are reported.
+/// The engine's plan; its warnings are reported, and so are those found beside errors.
 pub async fn make_plan(
     spec: &Spec,
     snapshot: &StateSnapshot,
     ctx: &Ctx,
     opts: &PlanOptions,
 ) -> Result<Plan, Failure> {
-    if let Some(d) = foreign_state(spec, snapshot) {
-        return Err(output::diagnostics_failure(&d));
-    }
-    let graph = DependencyGraph::build(spec, Some(snapshot))
-        .map_err(|d| output::diagnostics_failure(&d))?;
-    // The live checks (add-on versions and schemas) run alongside the refresh; their errors
-    // stop the command like the planner's, before anything is changed.
-    // So do the node sizing reads (instance types, free addresses of the pod subnets).
-    let (observed, checks, sizing_reads) = if opts.destroy {
-        (
-            refresh::refresh(ctx, spec, &graph, snapshot).await,
-            Diagnostics::default(),
-            None,
-        )
-    } else {
-        let sizing = async {
-            if capacity::wanted(spec) {
-                Some(capacity::read(ctx, spec, snapshot).await)
-            } else {
-                None
-            }
-        };
-        tokio::join!(
-            refresh::refresh(ctx, spec, &graph, snapshot),
-            refresh::check(ctx, spec, snapshot),
-            sizing
-        )
-    };
-    let observed = observed?;
-    output::diagnostics(checks.warnings());
-    let mut plan = planner::plan(spec, &graph, snapshot, &observed, opts);
-    if checks.has_errors() {
-        let mut all = checks;
-        if let Err(d) = plan {
-            all.extend(d);
+    match engine::plan(spec, snapshot, ctx, opts).await {
+        Ok(plan) => {
+            output::diagnostics(&plan.warnings);
+            Ok(plan)
         }
-        plan = Err(all);
-    }
-    let mut plan = plan.map_err(|d| output::diagnostics_failure(&d))?;
-    if let Some(reads) = sizing_reads {
-        if let Err(errors) = capacity::attach(spec, &mut plan, &reads) {
-            // The warnings found so far still say what else is wrong.
-            let mut all = Diagnostics(plan.warnings.clone());
-            all.extend(errors);
-            return Err(output::diagnostics_failure(&all));
+        Err(PlanError::Refused(d)) => {
+            output::diagnostics(d.warnings());
+            Err(output::diagnostics_failure(&d))
         }
+        Err(PlanError::Refresh(e)) => Err(e.into()),
     }
-    output::diagnostics(&plan.warnings);
-    Ok(plan)
 }
 
 /// Asks on stderr and reads the answer on a blocking thread, so that Ctrl-C (watched by
@@ -291,7 +226,7 @@ where
         }
     };
     let stopped = |signal: &str| {
-        Failure(format!(
+        Failure::Message(format!(
             "interrupted ({signal}): operations already sent to AWS may still complete there; everything eksnet started is recorded in the state — run the same command again to reconcile"
         ))
     };

@@ -8,7 +8,7 @@
 //! are fields of this kind (`custom_network`, `eni_config_selection`, `eni_config_label`),
 //! folded into `configuration_values.env` — the same names as on `aws_node`.
 
-use super::aws_node::{CUSTOM_NETWORK_ENV, LABEL_DEF_ENV};
+use crate::domain::cni::{ADDON_NAME as VPC_CNI, CUSTOM_NETWORK_ENV, LABEL_DEF_ENV};
 use super::cluster::{request_token, update_tags};
 use super::{
     aws_error, req_str, split_tags, wait_until, Change, Ctx, Finding, ImportId, KindFacts,
@@ -23,8 +23,6 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The add-on that is the VPC CNI.
-pub const VPC_CNI: &str = "vpc-cni";
-
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddonConfig {
@@ -501,36 +499,88 @@ fn values_key(pointer: &str) -> String {
     key
 }
 
-/// The add-on's version against `DescribeAddonVersions` (it exists, it runs on the cluster's
-/// Kubernetes version) and its configuration values against the JSON schema EKS gives for
-/// the version that will be installed (`DescribeAddonConfiguration`). The version to check
-/// is the spec's, else EKS's default for the cluster's Kubernetes version (the spec's — the
-/// cluster is updated before its add-ons — else the existing cluster's, else the newest that
-/// has a default).
-async fn live_check(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    attrs: &Value,
-    spec: &SpecFacts,
-) -> Result<Vec<Finding>, ResourceError> {
+/// What EKS says about an add-on for the plan's checks, read by `inspect` and judged by
+/// `judge` (pure): the versions EKS offers, the existing cluster's Kubernetes version, and
+/// the configuration schema of the version the values will be checked against.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Inspection {
+    /// Why EKS could not be asked: the check is skipped with a warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failed: Option<String>,
+    /// `None`: EKS does not know the add-on.
+    #[serde(default)]
+    catalogue: Option<Catalogue>,
+    /// The existing cluster's Kubernetes version, asked for only when the spec gives none.
+    #[serde(default)]
+    cluster_version: Option<String>,
+    /// (version, its schema or why it could not be read), when there are values to check.
+    #[serde(default)]
+    schema: Option<(String, Result<Option<Value>, String>)>,
+}
+
+/// The version an add-on's values are checked against: the spec's, else the installed one
+/// (eksnet changes it only when the spec names one), else EKS's default for the cluster's
+/// Kubernetes version (the spec's — the cluster is updated before its add-ons — else the
+/// existing cluster's, else the newest that has a default). `Err`: the spec's version does
+/// not exist.
+fn version_to_check(
+    wanted: Option<&str>,
+    installed: Option<&str>,
+    versions: &Catalogue,
+    k8s: Option<&str>,
+) -> Result<Option<String>, ()> {
+    if let Some(v) = wanted {
+        return if versions.iter().any(|(x, _)| x == v) {
+            Ok(Some(v.to_string()))
+        } else {
+            Err(())
+        };
+    }
+    if let Some(v) = installed {
+        return Ok(Some(v.to_string()));
+    }
+    let k = k8s.map(String::from).or_else(|| {
+        versions
+            .iter()
+            .flat_map(|(_, compat)| compat.iter().filter(|(_, d)| *d).map(|(c, _)| c.clone()))
+            .max_by(|a, b| compare_versions(a, b))
+    });
+    Ok(k.and_then(|k| {
+        versions
+            .iter()
+            .find(|(_, compat)| compat.iter().any(|(c, d)| *d && *c == k))
+            .map(|(v, _)| v.clone())
+    }))
+}
+
+/// The version the spec asks for, when it is known before apply.
+fn wanted_version(attrs: &Value) -> Option<&str> {
+    super::str_attr(attrs, "version").filter(|v| !v.contains("${"))
+}
+
+/// The configuration values to check, when there are any.
+fn values_of(attrs: &Value) -> Option<&Value> {
+    attrs
+        .get("configuration_values")
+        .filter(|v| v.as_object().is_some_and(|m| !m.is_empty()))
+}
+
+/// Reads what `judge` needs from EKS (`DescribeAddonVersions`, `DescribeCluster` when the
+/// spec gives no Kubernetes version, `DescribeAddonConfiguration`); no verdict is made here.
+/// With the version written in the spec (or installed), its schema is asked for in the same
+/// round trip as the catalogue; otherwise the version is known only from the catalogue.
+async fn inspect_addon(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value, spec: &SpecFacts) -> Inspection {
     let (Some(name), Some(cluster)) = (
         super::str_attr(attrs, "name"),
         super::str_attr(attrs, "cluster_name"),
     ) else {
-        return Ok(Vec::new());
+        return Inspection::default();
     };
-    let wanted = super::str_attr(attrs, "version").filter(|v| !v.contains("${"));
-    // Without a `version`, an installed add-on keeps the version it has (eksnet changes it
-    // only when the spec names one): its values are checked against that version's schema,
-    // which can be asked for at once.
+    let wanted = wanted_version(attrs);
     let installed = spec.installed_versions.get(addr).map(String::as_str);
     let known = wanted.or(installed);
     let cluster_known = !cluster.contains("${");
-    let values = attrs
-        .get("configuration_values")
-        .filter(|v| v.as_object().is_some_and(|m| !m.is_empty()));
-    // With the version written in the spec, its schema is asked for in the same round trip
-    // as the catalogue; otherwise the version is known only from the catalogue's answer.
+    let values = values_of(attrs);
     let (versions, existing, early_schema) = tokio::join!(
         catalogue(ctx, name),
         async {
@@ -554,120 +604,156 @@ async fn live_check(
             }
         }
     );
-    let Some(versions) = versions? else {
-        return Ok(vec![finding(
-            "name",
-            format!("EKS has no add-on named `{name}` (`aws eks describe-addon-versions` lists them)"),
-            true,
-        )]);
+    let failed = |e: ResourceError| Inspection {
+        failed: Some(e.to_string()),
+        ..Inspection::default()
     };
-    let k8s = spec.cluster_versions.get(cluster).cloned().or(existing?);
-    let mut findings = Vec::new();
-    let version = match wanted {
-        Some(v) => {
-            let Some((_, compat)) = versions.iter().find(|(x, _)| x == v) else {
-                let mut newest: Vec<&str> = versions.iter().map(|(x, _)| x.as_str()).collect();
-                newest.sort_by(|a, b| compare_versions(b, a));
-                newest.truncate(5);
-                return Ok(vec![finding(
-                    "version",
-                    format!(
-                        "`{name}` has no version `{v}`; the newest are {}",
-                        newest.join(", ")
-                    ),
-                    true,
-                )]);
-            };
-            if let Some(k) = &k8s {
-                if !compat.iter().any(|(c, _)| c == k) {
-                    let mut on: Vec<&str> = compat.iter().map(|(c, _)| c.as_str()).collect();
-                    on.sort_by(|a, b| compare_versions(a, b));
-                    findings.push(finding(
-                        "version",
-                        format!(
-                            "`{name}` {v} does not run on Kubernetes {k} (cluster `{cluster}`); it supports {}",
-                            on.join(", ")
-                        ),
-                        true,
-                    ));
-                }
-            }
-            Some(v.to_string())
-        }
-        None if installed.is_some() => installed.map(String::from),
-        None => {
-            let k = k8s.clone().or_else(|| {
-                versions
-                    .iter()
-                    .flat_map(|(_, compat)| compat.iter().filter(|(_, d)| *d).map(|(c, _)| c.clone()))
-                    .max_by(|a, b| compare_versions(a, b))
-            });
-            k.and_then(|k| {
-                versions
-                    .iter()
-                    .find(|(_, compat)| compat.iter().any(|(c, d)| *d && *c == k))
-                    .map(|(v, _)| v.clone())
-            })
-        }
+    let versions = match versions {
+        Ok(Some(v)) => v,
+        Ok(None) => return Inspection::default(),
+        Err(e) => return failed(e),
     };
-    if let (Some(version), Some(values)) = (version, values) {
+    let existing = match existing {
+        Ok(v) => v,
+        Err(e) => return failed(e),
+    };
+    let k8s = spec.cluster_versions.get(cluster).cloned().or(existing.clone());
+    let mut found = Inspection {
+        catalogue: Some(versions),
+        cluster_version: existing,
+        ..Inspection::default()
+    };
+    let Some(catalogue) = &found.catalogue else {
+        return found;
+    };
+    if let (Ok(Some(version)), Some(_)) = (
+        version_to_check(wanted, installed, catalogue, k8s.as_deref()),
+        values,
+    ) {
         let schema = match early_schema {
             Some(s) => s,
             None => schema(ctx, name, &version).await,
         };
-        // The version findings stand even when the schema cannot be had.
-        let schema = match schema {
-            Ok(s) => s,
-            Err(e) => {
-                findings.push(finding(
-                    "configuration_values",
-                    format!("the configuration values could not be checked against EKS's schema for `{name}` {version}: {e}"),
-                    false,
-                ));
-                None
-            }
+        found.schema = Some((version, schema.map_err(|e| e.to_string())));
+    }
+    found
+}
+
+/// The add-on's version against `DescribeAddonVersions` (it exists, it runs on the cluster's
+/// Kubernetes version) and its configuration values against the JSON schema EKS gives for
+/// the version that will be installed (see `version_to_check`), from what `inspect_addon` read.
+fn judge_addon(attrs: &Value, spec: &SpecFacts, found: &Inspection) -> Vec<Finding> {
+    let (Some(name), Some(cluster)) = (
+        super::str_attr(attrs, "name"),
+        super::str_attr(attrs, "cluster_name"),
+    ) else {
+        return Vec::new();
+    };
+    if let Some(e) = &found.failed {
+        return vec![finding(
+            "version",
+            format!("the add-on's version and configuration could not be checked against EKS: {e}"),
+            false,
+        )];
+    }
+    let Some(versions) = &found.catalogue else {
+        return vec![finding(
+            "name",
+            format!("EKS has no add-on named `{name}` (`aws eks describe-addon-versions` lists them)"),
+            true,
+        )];
+    };
+    let wanted = wanted_version(attrs);
+    let k8s = spec
+        .cluster_versions
+        .get(cluster)
+        .cloned()
+        .or(found.cluster_version.clone());
+    let mut findings = Vec::new();
+    if let Some(v) = wanted {
+        let Some((_, compat)) = versions.iter().find(|(x, _)| x == v) else {
+            let mut newest: Vec<&str> = versions.iter().map(|(x, _)| x.as_str()).collect();
+            newest.sort_by(|a, b| compare_versions(b, a));
+            newest.truncate(5);
+            return vec![finding(
+                "version",
+                format!(
+                    "`{name}` has no version `{v}`; the newest are {}",
+                    newest.join(", ")
+                ),
+                true,
+            )];
         };
-        if let Some(schema) = schema {
-            match jsonschema::validator_for(&schema) {
-                Ok(validator) => {
-                    // A value that is still a reference (`${iam_role.x.arn}`) is checked
-                    // by EKS once it is known, not against a pattern here.
-                    for e in validator
-                        .iter_errors(values)
-                        .filter(|e| !e.instance().as_str().is_some_and(|s| s.contains("${")))
-                    {
-                        let at = values_key(&e.instance_path().to_string());
-                        // An unknown key is named at the key itself, with what is allowed.
-                        if let jsonschema::error::ValidationErrorKind::AdditionalProperties {
-                            unexpected,
-                        } = e.kind()
-                        {
-                            let allowed = allowed_keys(&schema, e.schema_path().to_string().as_str());
-                            for key in unexpected {
-                                findings.push(finding(
-                                    &format!("{at}.{key}"),
-                                    format!("`{key}` is not a setting of `{name}` {version} (its configuration schema allows {allowed})"),
-                                    true,
-                                ));
-                            }
-                            continue;
-                        }
-                        findings.push(finding(
-                            &at,
-                            format!("not accepted by `{name}` {version}'s configuration schema: {e}"),
-                            true,
-                        ));
-                    }
-                }
-                Err(e) => findings.push(finding(
-                    "configuration_values",
-                    format!("EKS's configuration schema for `{name}` {version} could not be read ({e}); the values are not checked"),
-                    false,
-                )),
+        if let Some(k) = &k8s {
+            if !compat.iter().any(|(c, _)| c == k) {
+                let mut on: Vec<&str> = compat.iter().map(|(c, _)| c.as_str()).collect();
+                on.sort_by(|a, b| compare_versions(a, b));
+                findings.push(finding(
+                    "version",
+                    format!(
+                        "`{name}` {v} does not run on Kubernetes {k} (cluster `{cluster}`); it supports {}",
+                        on.join(", ")
+                    ),
+                    true,
+                ));
             }
         }
     }
-    Ok(findings)
+    let (Some((version, schema)), Some(values)) = (&found.schema, values_of(attrs)) else {
+        return findings;
+    };
+    // The version findings stand even when the schema cannot be had.
+    let schema = match schema {
+        Ok(s) => s.as_ref(),
+        Err(e) => {
+            findings.push(finding(
+                "configuration_values",
+                format!("the configuration values could not be checked against EKS's schema for `{name}` {version}: {e}"),
+                false,
+            ));
+            None
+        }
+    };
+    if let Some(schema) = schema {
+        match jsonschema::validator_for(schema) {
+            Ok(validator) => {
+                // A value that is still a reference (`${iam_role.x.arn}`) is checked
+                // by EKS once it is known, not against a pattern here.
+                for e in validator
+                    .iter_errors(values)
+                    .filter(|e| !e.instance().as_str().is_some_and(|s| s.contains("${")))
+                {
+                    let at = values_key(&e.instance_path().to_string());
+                    // An unknown key is named at the key itself, with what is allowed.
+                    if let jsonschema::error::ValidationErrorKind::AdditionalProperties {
+                        unexpected,
+                    } = e.kind()
+                    {
+                        let allowed = allowed_keys(schema, e.schema_path().to_string().as_str());
+                        for key in unexpected {
+                            findings.push(finding(
+                                &format!("{at}.{key}"),
+                                format!("`{key}` is not a setting of `{name}` {version} (its configuration schema allows {allowed})"),
+                                true,
+                            ));
+                        }
+                        continue;
+                    }
+                    findings.push(finding(
+                        &at,
+                        format!("not accepted by `{name}` {version}'s configuration schema: {e}"),
+                        true,
+                    ));
+                }
+            }
+            Err(e) => findings.push(finding(
+                "configuration_values",
+                format!("EKS's configuration schema for `{name}` {version} could not be read ({e}); the values are not checked"),
+                false,
+            )),
+        }
+    }
+    findings
 }
 
 /// The property names of the schema object whose `additionalProperties` refused a key
@@ -718,19 +804,24 @@ impl ResourceKind for AddonKind {
 
     /// An answer that cannot be had (no permission, an emulator without the add-on API) is a
     /// warning: the plan goes on unchecked rather than failing.
-    async fn check(
+    async fn inspect(
         ctx: &Ctx,
         addr: &ResourceAddr,
         attrs: &Value,
         spec: &SpecFacts,
-    ) -> Vec<Finding> {
-        live_check(ctx, addr, attrs, spec).await.unwrap_or_else(|e| {
-            vec![finding(
+    ) -> Option<Value> {
+        serde_json::to_value(inspect_addon(ctx, addr, attrs, spec).await).ok()
+    }
+
+    fn judge(_addr: &ResourceAddr, attrs: &Value, spec: &SpecFacts, inspection: &Value) -> Vec<Finding> {
+        match serde_json::from_value::<Inspection>(inspection.clone()) {
+            Ok(found) => judge_addon(attrs, spec, &found),
+            Err(e) => vec![finding(
                 "version",
                 format!("the add-on's version and configuration could not be checked against EKS: {e}"),
                 false,
-            )]
-        })
+            )],
+        }
     }
 
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {

@@ -66,8 +66,7 @@ const FACTS: KindFacts = KindFacts {
     updated_outputs: &[],
 };
 
-pub const CUSTOM_NETWORK_ENV: &str = "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG";
-pub const LABEL_DEF_ENV: &str = "ENI_CONFIG_LABEL_DEF";
+use crate::domain::cni::{CUSTOM_NETWORK_ENV, LABEL_DEF_ENV};
 const NAMESPACE: &str = "kube-system";
 const NAME: &str = "aws-node";
 const CONTAINER: &str = "aws-node";

@@ -357,7 +357,7 @@ impl ResourceKind for ClusterKind {
             // undo, without a request of the Kubernetes wave.
             let (cluster, cni_addon) = tokio::join!(
                 describe(ctx, &n),
-                super::addon::installed(ctx, &n, super::addon::VPC_CNI)
+                super::addon::installed(ctx, &n, crate::domain::cni::ADDON_NAME)
             );
             let mut obs = cluster?.as_ref().and_then(observe);
             if let (Some(m), Some(v)) = (

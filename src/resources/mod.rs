@@ -193,14 +193,26 @@ pub trait ResourceKind {
         prior_outputs: &Value,
     ) -> Result<(), ResourceError>;
 
-    /// Checks of the desired attributes against the live API that `validate` cannot make
-    /// (an add-on's version and configuration schema). Nothing is changed. Each finding is
-    /// (key inside the resource, message, whether it is an error or only a warning).
-    async fn check(
+    /// Reads what the live checks of the desired attributes need and `validate` cannot know
+    /// (an add-on's versions and configuration schema), alongside the refresh. Nothing is
+    /// changed and nothing is judged here: the answer, a plain value of the kind's own shape,
+    /// goes into the inventory, and the planner calls `judge` on it. `None`: nothing to check.
+    async fn inspect(
         _ctx: &Ctx,
         _addr: &ResourceAddr,
         _attrs: &Value,
         _spec: &SpecFacts,
+    ) -> Option<Value> {
+        None
+    }
+
+    /// The verdicts on what `inspect` read (pure). Each finding is (key inside the resource,
+    /// message, whether it is an error or only a warning).
+    fn judge(
+        _addr: &ResourceAddr,
+        _attrs: &Value,
+        _spec: &SpecFacts,
+        _inspection: &Value,
     ) -> Vec<Finding> {
         Vec::new()
     }
@@ -230,7 +242,40 @@ pub struct SpecFacts {
     pub live_cluster_versions: BTreeMap<String, tokio::sync::OnceCell<Option<String>>>,
 }
 
-/// One finding of `ResourceKind::check`.
+impl SpecFacts {
+    /// From the spec's resources (address, desired attributes), the state's rows (address,
+    /// recorded outputs) and the spec's name resolution (`${cluster.X.name}` → the name).
+    pub fn gather<'a>(
+        spec: impl Iterator<Item = (&'a ResourceAddr, &'a Value)> + Clone,
+        state: impl Iterator<Item = (&'a ResourceAddr, &'a Value)>,
+        resolved_name: impl Fn(&str) -> String,
+    ) -> SpecFacts {
+        SpecFacts {
+            live_cluster_versions: spec
+                .clone()
+                .filter(|(a, _)| a.kind == Kind::Addon)
+                .filter_map(|(_, attrs)| str_attr(attrs, "cluster_name"))
+                .map(|c| (resolved_name(c), Default::default()))
+                .collect(),
+            installed_versions: state
+                .filter(|(a, _)| a.kind == Kind::Addon)
+                .filter_map(|(a, outputs)| {
+                    Some((a.clone(), str_attr(outputs, "version")?.to_string()))
+                })
+                .collect(),
+            cluster_versions: spec
+                .filter(|(a, _)| a.kind == Kind::Cluster)
+                .filter_map(|(_, attrs)| {
+                    let name = str_attr(attrs, "name")?;
+                    let version = str_attr(attrs, "version")?;
+                    Some((name.to_string(), version.to_string()))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One finding of `ResourceKind::judge`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
     /// Dotted key inside the resource (`version`, `configuration_values.env.X`).
@@ -354,10 +399,17 @@ macro_rules! define_registry {
             }
         }
 
-        /// See `ResourceKind::check`.
-        pub async fn check(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value, spec: &SpecFacts) -> Vec<Finding> {
+        /// See `ResourceKind::inspect`.
+        pub async fn inspect(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value, spec: &SpecFacts) -> Option<Value> {
             match addr.kind {
-                $(Kind::$variant => <$module::$ty as ResourceKind>::check(ctx, addr, attrs, spec).await,)*
+                $(Kind::$variant => <$module::$ty as ResourceKind>::inspect(ctx, addr, attrs, spec).await,)*
+            }
+        }
+
+        /// See `ResourceKind::judge`.
+        pub fn judge(addr: &ResourceAddr, attrs: &Value, spec: &SpecFacts, inspection: &Value) -> Vec<Finding> {
+            match addr.kind {
+                $(Kind::$variant => <$module::$ty as ResourceKind>::judge(addr, attrs, spec, inspection),)*
             }
         }
     };

@@ -70,7 +70,8 @@ pub async fn converge(
 
 async fn apply_saved(plan: Plan, common: &Common, run: &RunOpts) -> Result<ExitStatus, Failure> {
     let spec_path = PathBuf::from(&plan.spec_path);
-    let spec = spec::parse(&spec_path, &plan.spec_source).map_err(|d| Failure(d.to_string()))?;
+    let spec =
+        spec::parse(&spec_path, &plan.spec_source).map_err(|d| Failure::Message(d.to_string()))?;
     // The state the plan was made against: the plan's spec names it (its `[state]`), so a
     // plan made in CI is applied against the same shared state from any machine.
     let loc = session::state_location(&spec, &common.state)?;
@@ -103,23 +104,19 @@ pub fn read_plan_file(path: &Path) -> Result<Option<Plan>, Failure> {
         return Ok(None);
     }
     let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure(format!("cannot read `{}`: {e}", path.display())))?;
+        .map_err(|e| Failure::Message(format!("cannot read `{}`: {e}", path.display())))?;
     if !text.trim_start().starts_with('{') {
         return Ok(None);
     }
-    let plan: Plan = serde_json::from_str(&text).map_err(|e| {
-        Failure(format!(
-            "`{}` is not a valid eksnet plan file: {e}",
-            path.display()
-        ))
+    let mut plan = Plan::from_json(&text).map_err(|e| match e {
+        plan::PlanFileError::Invalid { .. } => {
+            Failure::Message(format!("`{}` is {e}", path.display()))
+        }
+        plan::PlanFileError::UnsupportedFormat { .. } => {
+            Failure::Message(format!("`{}`: {e}", path.display()))
+        }
     })?;
-    if plan.format != plan::PLAN_FORMAT {
-        return Err(Failure(format!(
-            "plan format {} is not supported by this eksnet (expected {})",
-            plan.format,
-            plan::PLAN_FORMAT
-        )));
-    }
+    crate::planner::upgrade(&mut plan);
     Ok(Some(plan))
 }
 

@@ -7,10 +7,9 @@ use crate::cli::args::ImportArgs;
 use crate::cli::exit::{ExitStatus, Failure};
 use crate::cli::lock;
 use crate::cli::{output, session};
-use crate::graph::DependencyGraph;
+use crate::engine::{self, PlanError};
 use crate::plan::Action;
 use crate::planner;
-use crate::refresh;
 use crate::resources::{self, ImportId};
 use crate::state::{ResourceStatus, StateResource};
 
@@ -23,15 +22,15 @@ pub async fn run(args: ImportArgs) -> Result<ExitStatus, Failure> {
     } = args;
     let spec = session::load_spec(&spec_path)?;
     let Some(resource) = spec.get(&addr) else {
-        return Err(Failure(format!(
+        return Err(Failure::Message(format!(
             "`{addr}` is not in {}; add it to the spec first, then import it",
             spec_path.display()
         )));
     };
     match resources::facts(addr.kind).import_id {
-        ImportId::Never(why) => return Err(Failure(format!("`{addr}` {why}"))),
+        ImportId::Never(why) => return Err(Failure::Message(format!("`{addr}` {why}"))),
         ImportId::ClusterSlashName if !id.contains('/') => {
-            return Err(Failure(format!(
+            return Err(Failure::Message(format!(
                 "the id of a {} is CLUSTER/NAME, not `{id}`",
                 addr.kind
             )))
@@ -39,7 +38,7 @@ pub async fn run(args: ImportArgs) -> Result<ExitStatus, Failure> {
         ImportId::Plain | ImportId::ClusterSlashName => {}
     }
     if resources::is_adopted(&addr, &resource.attrs) {
-        return Err(Failure(format!(
+        return Err(Failure::Message(format!(
             "`{addr}` adopts its VPC by `id` already; there is nothing to import"
         )));
     }
@@ -53,40 +52,26 @@ pub async fn run(args: ImportArgs) -> Result<ExitStatus, Failure> {
     let work = async {
         let snapshot = store.snapshot()?;
         if let Some(row) = snapshot.resources.get(&addr) {
-            return Err(Failure(format!(
+            return Err(Failure::Message(format!(
                 "`{addr}` is already in the state (id {}); eksnet manages it already",
                 row.cloud_id.as_deref().unwrap_or("not yet known")
             )));
         }
         let ctx = session::make_ctx(&spec, snapshot.lineage.clone(), &common, false).await?;
-        let graph = DependencyGraph::build(&spec, Some(&snapshot))
-            .map_err(|d| output::diagnostics_failure(&d))?;
-        let mut observed =
-            refresh::refresh_importing(&ctx, &spec, &graph, &snapshot, Some((&addr, &id))).await?;
-        let Some(found) = observed.get(&addr).cloned().flatten() else {
-            return Err(Failure(format!(
+        let (graph, mut observed) = engine::observe_import(&ctx, &spec, &snapshot, &addr, &id)
+            .await
+            .map_err(|e| match e {
+                PlanError::Refused(d) => output::diagnostics_failure(&d),
+                PlanError::Refresh(e) => e.into(),
+            })?;
+        let Some(found) = observed.resources.get(&addr).cloned().flatten() else {
+            return Err(Failure::Message(format!(
                 "no {} with id `{id}` was found (for `{addr}`)",
                 addr.kind
             )));
         };
-        // Under two addresses, one object would be changed, replaced or deleted for either.
-        if let Some((other, _)) = snapshot.resources.iter().find(|(a, r)| {
-            a.kind == addr.kind && r.cloud_id.as_deref() == Some(found.cloud_id.as_str())
-        }) {
-            return Err(Failure(format!(
-                "{} `{}` is already in the state as `{other}`; one resource cannot be managed under two addresses (`eksnet state rm {other}` first to move it)",
-                addr.kind, found.cloud_id
-            )));
-        }
-        if let Some(other) = found
-            .managed_by
-            .as_deref()
-            .filter(|l| *l != snapshot.lineage)
-        {
-            return Err(Failure(format!(
-                "{} `{}` is managed by another eksnet state (lineage {other}); two states must not manage one resource",
-                addr.kind, found.cloud_id
-            )));
+        if let Some(refusal) = planner::import_refusal(&snapshot, &addr, &found) {
+            return Err(Failure::Message(refusal));
         }
         let row = StateResource {
             status: ResourceStatus::Present,
@@ -102,14 +87,17 @@ pub async fn run(args: ImportArgs) -> Result<ExitStatus, Failure> {
         // What the next plan does with it, from what was just read: no further request.
         let mut after = snapshot.clone();
         after.resources.insert(addr.clone(), row);
-        observed.insert(addr.clone(), Some(found));
+        observed.resources.insert(addr.clone(), Some(found));
         let next =
             planner::change_for(&spec, &graph, &after, &observed, &addr).and_then(|c| {
                 match c.action {
                     Action::Replace => Some(format!(
                         "the next apply would REPLACE it (it differs in {})",
                         if c.replace_because.is_empty() {
-                            c.reason.as_ref().map(|r| r.to_string()).unwrap_or_default()
+                            c.reason
+                                .as_ref()
+                                .map(crate::render::reason)
+                                .unwrap_or_default()
                         } else {
                             c.replace_because.join(", ")
                         }

@@ -20,7 +20,7 @@ pub async fn run(args: PlanArgs) -> Result<ExitStatus, Failure> {
     if let Some(f) = args.out {
         let text = serde_json::to_string_pretty(&plan)?;
         std::fs::write(&f, text)
-            .map_err(|e| Failure(format!("cannot write plan `{}`: {e}", f.display())))?;
+            .map_err(|e| Failure::Message(format!("cannot write plan `{}`: {e}", f.display())))?;
         output::info(format!(
             "Saved the plan to {}; apply it with: eksnet apply {}",
             f.display(),

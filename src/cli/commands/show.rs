@@ -8,7 +8,7 @@ use crate::render;
 
 pub fn run(args: ShowArgs) -> Result<ExitStatus, Failure> {
     let Some(plan) = read_plan_file(&args.planfile)? else {
-        return Err(Failure(format!(
+        return Err(Failure::Message(format!(
             "`{}` is not a plan file; make one with `eksnet plan SPEC --out FILE`",
             args.planfile.display()
         )));

@@ -66,7 +66,7 @@ async fn list(state: &StateArgs, json: bool) -> Result<ExitStatus, Failure> {
 async fn show(addr: &ResourceAddr, state: &StateArgs) -> Result<ExitStatus, Failure> {
     let snapshot = session::existing_state(state).await?.snapshot()?;
     let Some(r) = snapshot.resources.get(addr) else {
-        return Err(Failure(format!("`{addr}` is not in the state")));
+        return Err(Failure::Message(format!("`{addr}` is not in the state")));
     };
     output::json_data(r)?;
     Ok(ExitStatus::Success)
@@ -82,7 +82,7 @@ async fn lock_existing(
         .await?
         .is_none()
     {
-        return Err(Failure(format!(
+        return Err(Failure::Message(format!(
             "state `{}` does not exist",
             loc.describe()
         )));
@@ -98,7 +98,7 @@ async fn rm(addrs: &[ResourceAddr], state: &StateArgs) -> Result<ExitStatus, Fai
         let snapshot = store.snapshot()?;
         // All or nothing: a typo in one address must not leave the others half done.
         if let Some(missing) = addrs.iter().find(|a| !snapshot.resources.contains_key(a)) {
-            return Err(Failure(format!("`{missing}` is not in the state")));
+            return Err(Failure::Message(format!("`{missing}` is not in the state")));
         }
         // Stored together, in one write, when the lock is released (a shared state).
         for a in addrs {
@@ -134,20 +134,20 @@ fn read_document(file: &Path) -> Result<Document, Failure> {
     let text = if file == Path::new("-") {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-            .map_err(|e| Failure(format!("cannot read the document from stdin: {e}")))?;
+            .map_err(|e| Failure::Message(format!("cannot read the document from stdin: {e}")))?;
         s
     } else {
         std::fs::read_to_string(file)
-            .map_err(|e| Failure(format!("cannot read `{}`: {e}", file.display())))?
+            .map_err(|e| Failure::Message(format!("cannot read `{}`: {e}", file.display())))?
     };
     let doc: Document = serde_json::from_str(&text).map_err(|e| {
-        Failure(format!(
+        Failure::Message(format!(
             "`{}` is not an eksnet state document (from `eksnet state pull`): {e}",
             file.display()
         ))
     })?;
     if doc.format != DOCUMENT_FORMAT {
-        return Err(Failure(format!(
+        return Err(Failure::Message(format!(
             "`{}` has document format {}; this eksnet reads format {DOCUMENT_FORMAT}",
             file.display(),
             doc.format
@@ -170,13 +170,13 @@ async fn push(file: &Path, state: &StateArgs, force: bool) -> Result<ExitStatus,
         let empty = current.resources.is_empty() && current.serial == 0;
         if !empty && !force {
             if doc.lineage != current.lineage {
-                return Err(Failure(format!(
+                return Err(Failure::Message(format!(
                     "the document is of another state (lineage {}, this state's is {}): pushing it would make this state manage another state's resources; pass --force if that is what you mean",
                     doc.lineage, current.lineage
                 )));
             }
             if doc.serial < current.serial {
-                return Err(Failure(format!(
+                return Err(Failure::Message(format!(
                     "the document is older than the state (serial {} < {}): pushing it would undo the writes since; pass --force to restore it deliberately",
                     doc.serial, current.serial
                 )));
@@ -232,9 +232,9 @@ async fn history(state: &StateArgs, json: bool) -> Result<ExitStatus, Failure> {
 fn location_of(flag: &str, spec: Option<&crate::spec::Spec>) -> Result<Location, Failure> {
     match spec {
         Some(spec) => {
-            backend::resolve(&spec.path, spec.state.as_ref(), Some(flag)).map_err(Failure)
+            backend::resolve(&spec.path, spec.state.as_ref(), Some(flag)).map_err(Failure::Message)
         }
-        None => Location::parse_flag(flag).map_err(Failure),
+        None => Location::parse_flag(flag).map_err(Failure::Message),
     }
 }
 
@@ -246,13 +246,15 @@ async fn migrate(from: &str, to: &str, spec_path: Option<&Path>) -> Result<ExitS
         location_of(to, spec.as_ref())?,
     );
     if from_loc == to_loc {
-        return Err(Failure("--from and --to are the same state".into()));
+        return Err(Failure::Message(
+            "--from and --to are the same state".into(),
+        ));
     }
     if StateStore::open_existing(&from_loc, region.as_deref())
         .await?
         .is_none()
     {
-        return Err(Failure(format!(
+        return Err(Failure::Message(format!(
             "state `{}` does not exist",
             from_loc.describe()
         )));
@@ -271,7 +273,7 @@ async fn migrate(from: &str, to: &str, spec_path: Option<&Path>) -> Result<ExitS
         let snapshot = source.snapshot()?;
         let existing = target.snapshot()?;
         if !existing.resources.is_empty() {
-            return Err(Failure(format!(
+            return Err(Failure::Message(format!(
                 "`{}` already holds {} resources (lineage {}); migrate refuses to overwrite a state that is not empty",
                 target.location(),
                 existing.resources.len(),
@@ -285,10 +287,12 @@ async fn migrate(from: &str, to: &str, spec_path: Option<&Path>) -> Result<ExitS
         // Read back from where it went, as another machine will.
         let copied = StateStore::open_existing(&to_loc, region.as_deref())
             .await?
-            .ok_or_else(|| Failure(format!("`{}` cannot be read back", to_loc.describe())))?
+            .ok_or_else(|| {
+                Failure::Message(format!("`{}` cannot be read back", to_loc.describe()))
+            })?
             .snapshot()?;
         if copied.resources != doc.resources || copied.lineage != doc.lineage {
-            return Err(Failure(format!(
+            return Err(Failure::Message(format!(
                 "`{}` reads back different from what was written; the source is unchanged",
                 to_loc.describe()
             )));

@@ -16,7 +16,9 @@ pub async fn run(args: VerifyArgs) -> Result<ExitStatus, Failure> {
             args.spec.display()
         ));
     }
-    let aws = AwsClients::load_checked(spec.settings.region.as_deref()).await?;
+    let aws = AwsClients::load_checked(spec.settings.region.as_deref())
+        .await
+        .map_err(Failure::Message)?;
     let kube = KubeConnector::new(args.common.kube.access());
     let reports = crate::verify::verify(&spec, &aws, &kube).await?;
     if args.common.json {

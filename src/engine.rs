@@ -1,0 +1,115 @@
+//! The engine's entry for planning: from a spec, a state snapshot and the clients to a plan
+//! with its diagnostics. It reads everything the planner needs in one go — the refresh, the
+//! kinds' live inspections (`ResourceKind::inspect`) and node sizing's reads, side by side so
+//! they cost one round of requests — into one `Inventory`, and hands it to the pure planner,
+//! which makes every verdict. Callers (the CLI's commands, `import`, tests) never assemble
+//! these stages themselves.
+
+use crate::capacity;
+use crate::diag::Diagnostics;
+use crate::graph::DependencyGraph;
+use crate::inventory::Inventory;
+use crate::plan::Plan;
+use crate::planner::{self, PlanOptions};
+use crate::refresh::{self, RefreshError};
+use crate::resources::{self, Ctx};
+use crate::spec::Spec;
+use crate::state::StateSnapshot;
+use std::collections::BTreeMap;
+
+/// Why no plan was made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The spec, the state or what was read refuses the plan. Every diagnostic found is
+    /// here, warnings included.
+    #[error("{0}")]
+    Refused(Diagnostics),
+    /// AWS or Kubernetes could not be read.
+    #[error(transparent)]
+    Refresh(#[from] RefreshError),
+}
+
+/// Plans `spec` against the state and the live world: graph, one round of reads, the pure
+/// planner. Nothing is read when the state belongs to another spec.
+pub async fn plan(
+    spec: &Spec,
+    snapshot: &StateSnapshot,
+    ctx: &Ctx,
+    opts: &PlanOptions,
+) -> Result<Plan, PlanError> {
+    if let Some(d) = planner::foreign_state(spec, snapshot) {
+        return Err(PlanError::Refused(d));
+    }
+    let graph = DependencyGraph::build(spec, Some(snapshot)).map_err(PlanError::Refused)?;
+    let inventory = observe(ctx, spec, &graph, snapshot, opts.destroy).await?;
+    planner::plan(spec, &graph, snapshot, &inventory, opts).map_err(PlanError::Refused)
+}
+
+/// Everything the planner needs to know of the live world. A destroy needs only the
+/// refresh; otherwise the kinds' inspections and the sizing reads go out alongside it.
+pub async fn observe(
+    ctx: &Ctx,
+    spec: &Spec,
+    graph: &DependencyGraph,
+    snapshot: &StateSnapshot,
+    destroy: bool,
+) -> Result<Inventory, RefreshError> {
+    if destroy {
+        let resources = refresh::refresh(ctx, spec, graph, snapshot).await?;
+        return Ok(Inventory::of_resources(resources));
+    }
+    let sizing = async {
+        if capacity::wanted(spec) {
+            Some(capacity::read(ctx, spec, snapshot).await)
+        } else {
+            None
+        }
+    };
+    let (resources, inspections, sizing) = tokio::join!(
+        refresh::refresh(ctx, spec, graph, snapshot),
+        inspect(ctx, spec, snapshot),
+        sizing
+    );
+    Ok(Inventory {
+        resources: resources?,
+        inspections,
+        sizing,
+    })
+}
+
+/// The live inspections of every resource in the spec, concurrently. References to outputs
+/// mirrored from the spec (a cluster's name) are resolved, as the planner resolves them when
+/// it judges.
+async fn inspect(
+    ctx: &Ctx,
+    spec: &Spec,
+    snapshot: &StateSnapshot,
+) -> BTreeMap<crate::addr::ResourceAddr, serde_json::Value> {
+    let facts = planner::spec_facts(spec, snapshot);
+    let facts = &facts;
+    let reads = spec.resources.values().map(|r| async move {
+        let attrs = planner::inspected_attrs(spec, r);
+        let found = resources::inspect(ctx, &r.addr, &attrs, facts).await;
+        found.map(|f| (r.addr.clone(), f))
+    });
+    futures::future::join_all(reads)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// What `eksnet import` reads: the refresh, with the resource to import read by the id given
+/// (after its dependencies, so a reference such as a block's VPC resolves).
+pub async fn observe_import(
+    ctx: &Ctx,
+    spec: &Spec,
+    snapshot: &StateSnapshot,
+    addr: &crate::addr::ResourceAddr,
+    id: &str,
+) -> Result<(DependencyGraph, Inventory), PlanError> {
+    let graph = DependencyGraph::build(spec, Some(snapshot)).map_err(PlanError::Refused)?;
+    let resources =
+        refresh::refresh_importing(ctx, spec, &graph, snapshot, Some((addr, id))).await?;
+    Ok((graph, Inventory::of_resources(resources)))
+}
