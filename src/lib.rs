@@ -1,36 +1,22 @@
 //! eksnet: a declarative plan/apply engine for Amazon EKS custom networking.
 //!
-//! Pipeline: `spec` (parse) → `validate` (no API) → `graph` → `refresh` (read AWS) →
-//! `planner` (pure) → `plan` (a value, shown by `render`) → `apply` (executor on the `walker`) → `state`.
-//! The CLI in `cli` is a thin layer over these; the engine never prints (see `events`).
+//! The folders follow the pipeline: `spec` (parse, validate) → `plan` (graph, the pure
+//! planner, the plan value and its rendering) fed by `engine` (the one entry: refresh and
+//! the other reads into one inventory, then the planner) → `apply` (the executor) → `state`
+//! (SQLite and S3 stores). Below them: `resources` (one module per kind), `domain` (rules
+//! that span kinds), `nodes` (max pods, IP capacity, verify), `cloud` (AWS and Kubernetes
+//! clients) and `base` (addresses, diagnostics, references, events, retries, the walker).
+//! The CLI in `cli` is a thin layer over the engine; the engine never prints (see
+//! `base::events`).
 
-pub mod addr;
 pub mod apply;
-pub mod aws;
-pub mod backend;
-pub mod capacity;
-pub mod cfn;
+pub mod base;
 pub mod cli;
-pub mod constraints;
-pub mod diag;
+pub mod cloud;
 pub mod domain;
 pub mod engine;
-pub mod events;
-pub mod files;
-pub mod graph;
-pub mod inventory;
-pub mod kube;
-pub mod kube_token;
+pub mod nodes;
 pub mod plan;
-pub mod planner;
-pub mod refresh;
-pub mod render;
 pub mod resources;
-pub mod retry;
-pub mod sizing;
 pub mod spec;
 pub mod state;
-pub mod validate;
-pub mod value;
-pub mod verify;
-pub mod walker;

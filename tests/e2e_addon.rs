@@ -113,7 +113,10 @@ fn position(text: &str, needle: &str) -> usize {
         .unwrap_or_else(|| panic!("`{needle}` not in:\n{text}"))
 }
 
-async fn describe_addon(aws: &eksnet::aws::AwsClients, name: &str) -> aws_sdk_eks::types::Addon {
+async fn describe_addon(
+    aws: &eksnet::cloud::aws::AwsClients,
+    name: &str,
+) -> aws_sdk_eks::types::Addon {
     aws.eks
         .describe_addon()
         .cluster_name(CLUSTER)

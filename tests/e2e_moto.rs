@@ -615,7 +615,7 @@ async fn tutorial_example_end_to_end() {
 }
 
 async fn by_cidr_live(
-    aws: &eksnet::aws::AwsClients,
+    aws: &eksnet::cloud::aws::AwsClients,
     vpc: &str,
     cidr: &str,
 ) -> aws_sdk_ec2::types::Subnet {
@@ -641,7 +641,7 @@ async fn by_cidr_live(
 }
 
 /// A VPC made directly in moto, as a user's existing VPC would be.
-async fn vpc_outside_eksnet(aws: &eksnet::aws::AwsClients, cidr: &str) -> String {
+async fn vpc_outside_eksnet(aws: &eksnet::cloud::aws::AwsClients, cidr: &str) -> String {
     aws.ec2
         .create_vpc()
         .cidr_block(cidr)
@@ -1117,7 +1117,7 @@ fn interrupted_apply_then_apply_again(signal: &str) {
         .expect("state")
         .snapshot()
         .expect("snapshot");
-    let cluster: eksnet::addr::ResourceAddr = "cluster.main".parse().expect("addr");
+    let cluster: eksnet::base::addr::ResourceAddr = "cluster.main".parse().expect("addr");
     assert!(
         snap.resources.contains_key(&cluster),
         "the started cluster is recorded"
@@ -1262,7 +1262,7 @@ async fn aws_node_originals_survive_a_lost_state_record() {
     // Drop previous_env from the state row, as if the process died right after the patch.
     let mut store =
         eksnet::state::LocalStore::open(&d.join("state/custom-networking.db")).expect("state");
-    let addr: eksnet::addr::ResourceAddr = "aws_node.main".parse().expect("addr");
+    let addr: eksnet::base::addr::ResourceAddr = "aws_node.main".parse().expect("addr");
     let mut row = store.snapshot().expect("snapshot").resources[&addr].clone();
     if let Some(m) = row.outputs.as_object_mut() {
         m.remove("previous_env");
@@ -1899,7 +1899,7 @@ async fn a_stack_whose_vpc_changed_is_read_again_not_taken_from_the_state() {
 struct OwnSpec {
     _guard: MotoGuard,
     url: String,
-    aws: eksnet::aws::AwsClients,
+    aws: eksnet::cloud::aws::AwsClients,
     dir: tempfile::TempDir,
     path: String,
 }
@@ -2040,7 +2040,7 @@ async fn two_eni_configs_that_resolve_to_one_name_are_refused_at_apply() {
     let eni_rows: Vec<String> = snap
         .resources
         .keys()
-        .filter(|a| a.kind == eksnet::addr::Kind::EniConfig)
+        .filter(|a| a.kind == eksnet::base::addr::Kind::EniConfig)
         .map(|a| a.to_string())
         .collect();
     assert_eq!(eni_rows.len(), 1, "one ENIConfig, one row: {eni_rows:?}");
@@ -2332,7 +2332,7 @@ async fn plan_shows_max_pods_and_pod_subnet_capacity() {
 }
 
 /// The nodegroups of the example's cluster as (name, status), asked through the SDK.
-async fn nodegroups(aws: &eksnet::aws::AwsClients) -> Vec<(String, String)> {
+async fn nodegroups(aws: &eksnet::cloud::aws::AwsClients) -> Vec<(String, String)> {
     let cluster = "my-custom-networking-cluster";
     let names = aws
         .eks
@@ -2400,7 +2400,7 @@ async fn a_replaced_nodegroup_is_active_before_the_old_one_is_deleted() {
         cmd.args(args);
         tokio::task::spawn_blocking(move || run(&mut cmd))
     };
-    let watch = |aws: eksnet::aws::AwsClients, apply: tokio::task::JoinHandle<Run>| async move {
+    let watch = |aws: eksnet::cloud::aws::AwsClients, apply: tokio::task::JoinHandle<Run>| async move {
         let mut seen = Vec::new();
         while !apply.is_finished() {
             let now = nodegroups(&aws).await;
@@ -2503,7 +2503,7 @@ const TEMPLATE: &str = "eksnet-my-custom-networking-cluster-my-nodegroup";
 
 /// The default version of eksnet's launch template as EC2 has it, through the SDK: (template
 /// id, default version number, user data decoded).
-async fn launch_template(aws: &eksnet::aws::AwsClients) -> Option<(String, i64, String)> {
+async fn launch_template(aws: &eksnet::cloud::aws::AwsClients) -> Option<(String, i64, String)> {
     use base64::Engine as _;
     let t = aws
         .ec2
@@ -2538,7 +2538,7 @@ async fn launch_template(aws: &eksnet::aws::AwsClients) -> Option<(String, i64, 
 }
 
 /// The names of every launch template eksnet made (`eksnet-…`), through the SDK.
-async fn eksnet_templates(aws: &eksnet::aws::AwsClients) -> Vec<String> {
+async fn eksnet_templates(aws: &eksnet::cloud::aws::AwsClients) -> Vec<String> {
     let mut names: Vec<String> = aws
         .ec2
         .describe_launch_templates()

@@ -80,7 +80,7 @@ async fn create_bucket(s3: &aws_sdk_s3::Client) {
 
 async fn s3(endpoint: &str) -> aws_sdk_s3::Client {
     let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(eksnet::aws::http_client())
+        .http_client(eksnet::cloud::aws::http_client())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-west-2"))
         .credentials_provider(aws_sdk_ec2::config::Credentials::new(
@@ -378,7 +378,7 @@ async fn a_state_write_racing_another_writer_is_refused() {
     std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    use eksnet::backend::{Durability, Location, StateStore};
+    use eksnet::state::{Durability, Location, StateStore};
     let loc = Location::parse_flag(&format!("s3://{BUCKET}/{KEY}")).expect("location");
     let row = |id: &str| eksnet::state::StateResource {
         status: eksnet::state::ResourceStatus::Present,
@@ -392,7 +392,7 @@ async fn a_state_write_racing_another_writer_is_refused() {
     let first = StateStore::open(&loc, Some("us-west-2"))
         .await
         .expect("open");
-    let a: eksnet::addr::ResourceAddr = "subnet.a".parse().expect("addr");
+    let a: eksnet::base::addr::ResourceAddr = "subnet.a".parse().expect("addr");
     first
         .put(&a, &row("subnet-1"), Durability::Now)
         .await
@@ -429,7 +429,7 @@ async fn a_state_read_overtaken_while_taking_the_lock_is_refused_before_any_writ
     std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    use eksnet::backend::{Durability, Location, StateStore};
+    use eksnet::state::{Durability, Location, StateStore};
     let loc = Location::parse_flag(&format!("s3://{BUCKET}/{KEY}")).expect("location");
     let row = eksnet::state::StateResource {
         status: eksnet::state::ResourceStatus::Present,
@@ -440,7 +440,7 @@ async fn a_state_read_overtaken_while_taking_the_lock_is_refused_before_any_writ
         prevent_destroy: false,
         deposed: vec![],
     };
-    let a: eksnet::addr::ResourceAddr = "subnet.a".parse().expect("addr");
+    let a: eksnet::base::addr::ResourceAddr = "subnet.a".parse().expect("addr");
     // Unraced, the check passes and the write goes through.
     let (store, id) = StateStore::open_locked(&loc, Some("us-west-2"), "first")
         .await

@@ -14,7 +14,7 @@
 //! so paths in diagnostics read `tests/golden/<case>/spec.toml`.
 //!
 //! The expected output is the insta snapshot `tests/snapshots/planner_golden__<case>.snap`:
-//! `eksnet::render::render(&plan, Palette::PLAIN)`, or, when parsing, validation, the graph or
+//! `eksnet::plan::render::render(&plan, Palette::PLAIN)`, or, when parsing, validation, the graph or
 //! planning fails, the diagnostics (one per line) with paths made relative to that temp dir.
 //! Plan warnings, if any, follow the rendered plan.
 //!
@@ -68,20 +68,20 @@ fn from_value<T: DeserializeOwned>(what: &str, v: &Value) -> T {
 /// Every use of the eksnet library in this file is in this function, so that a change to its
 /// API is an edit here only.
 fn plan_with_eksnet(spec_path: &Path, case: &Case) -> String {
-    use eksnet::addr::ResourceAddr;
-    use eksnet::graph::DependencyGraph;
-    use eksnet::inventory::Inventory;
-    use eksnet::planner::{plan, PlanOptions};
-    use eksnet::render::{render, Palette};
+    use eksnet::base::addr::ResourceAddr;
+    use eksnet::nodes::sizing::SizingReads;
+    use eksnet::plan::graph::DependencyGraph;
+    use eksnet::plan::inventory::Inventory;
+    use eksnet::plan::planner::{plan, PlanOptions};
+    use eksnet::plan::render::{render, Palette};
     use eksnet::resources::{Observed, ObservedState};
-    use eksnet::sizing::SizingReads;
     use eksnet::state::StateSnapshot;
 
     let spec = match eksnet::spec::parse(spec_path, &case.spec) {
         Ok(s) => s,
         Err(d) => return d.to_string(),
     };
-    let checks = eksnet::validate::validate(&spec);
+    let checks = eksnet::spec::validate::validate(&spec);
     if checks.has_errors() {
         return checks.to_string();
     }

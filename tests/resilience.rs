@@ -12,7 +12,7 @@ mod common;
 mod proxy;
 
 use common::*;
-use eksnet::aws::AwsClients;
+use eksnet::cloud::aws::AwsClients;
 use eksnet::state::{LocalStore, ResourceStatus, StateSnapshot};
 use proxy::Proxy;
 use serde_json::{json, Value};
@@ -1806,7 +1806,7 @@ async fn crash_at_each_point_of_a_nodegroup_replacement_then_reapply_converges_t
 /// eksnet's launch template for `max_pods`, read through the SDK: every template of that name
 /// (EC2 allows one; more would be a duplicate made by a retry), with its default version's
 /// number and user data.
-async fn launch_templates(aws: &eksnet::aws::AwsClients) -> Vec<(String, i64, String)> {
+async fn launch_templates(aws: &eksnet::cloud::aws::AwsClients) -> Vec<(String, i64, String)> {
     use base64::Engine as _;
     let name = format!("eksnet-{CLUSTER}-my-nodegroup");
     let all = aws

@@ -11,7 +11,7 @@
 #[path = "support/package_dir.rs"]
 mod package_dir;
 
-use eksnet::graph::DependencyGraph;
+use eksnet::plan::graph::DependencyGraph;
 use eksnet::spec::{self, Spec};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -54,7 +54,7 @@ fn read(path: &Path, text: &str) -> Outcome {
             }
         }
     };
-    let d = eksnet::validate::validate(&spec);
+    let d = eksnet::spec::validate::validate(&spec);
     if d.has_errors() {
         return Outcome::Invalid {
             errors: d.errors().count(),

@@ -1,8 +1,8 @@
 //! The command line's shape: every command's arguments, as clap parses them. Nothing here
 //! runs; `commands/` does.
 
-use crate::addr::ResourceAddr;
-use crate::kube::KubeAccess;
+use crate::base::addr::ResourceAddr;
+use crate::cloud::kube::KubeAccess;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -263,7 +263,7 @@ pub struct Common {
     #[arg(long)]
     pub json: bool,
     /// Requests per second to each AWS service, on average; twice as many may go at once.
-    #[arg(long, env = "EKSNET_REQUEST_RATE", value_name = "N", default_value_t = crate::aws::DEFAULT_REQUEST_RATE, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "EKSNET_REQUEST_RATE", value_name = "N", default_value_t = crate::cloud::aws::DEFAULT_REQUEST_RATE, value_parser = clap::value_parser!(u32).range(1..))]
     pub request_rate: u32,
     #[command(flatten)]
     pub kube: KubeArgs,
@@ -324,7 +324,7 @@ impl Cli {
     /// `--request-rate` of the commands that have it, else the default.
     pub fn request_rate(&self) -> u32 {
         self.common()
-            .map_or(crate::aws::DEFAULT_REQUEST_RATE, |c| c.request_rate)
+            .map_or(crate::cloud::aws::DEFAULT_REQUEST_RATE, |c| c.request_rate)
     }
 
     /// Whether the command was asked for machine-readable output.

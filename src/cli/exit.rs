@@ -36,13 +36,13 @@ pub enum Failure {
     #[error(transparent)]
     State(#[from] crate::state::StateError),
     #[error(transparent)]
-    Aws(#[from] crate::aws::AwsError),
+    Aws(#[from] crate::cloud::aws::AwsError),
     #[error(transparent)]
-    Refresh(#[from] crate::refresh::RefreshError),
+    Refresh(#[from] crate::engine::refresh::RefreshError),
     #[error(transparent)]
     Resource(#[from] crate::resources::ResourceError),
     #[error(transparent)]
-    Kube(#[from] crate::kube::KubeError),
+    Kube(#[from] crate::cloud::kube::KubeError),
     #[error(transparent)]
     Apply(#[from] crate::apply::ApplyError),
     #[error(transparent)]

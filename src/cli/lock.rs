@@ -5,7 +5,7 @@
 //! `force-unlock` frees either.
 
 use super::exit::Failure;
-use crate::backend::{Location, StateStore};
+use crate::state::{Location, StateStore};
 
 pub struct LockGuard {
     store: StateStore,

@@ -10,7 +10,7 @@ mod lock;
 mod output;
 mod session;
 
-use crate::events::{self, Event};
+use crate::base::events::{self, Event};
 use args::{Cli, Command};
 use clap::Parser;
 use exit::{ExitStatus, Failure};
@@ -22,7 +22,7 @@ pub fn main() -> ExitCode {
         Err(e) => return usage_error(e).into(),
     };
     events::set_json_stderr(cli.json());
-    crate::aws::set_request_rate(cli.request_rate());
+    crate::cloud::aws::set_request_rate(cli.request_rate());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

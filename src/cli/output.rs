@@ -2,10 +2,10 @@
 //! event under `--json`). Commands print through these and nothing else.
 
 use super::exit::Failure;
-use crate::diag::{Diagnostic, Diagnostics};
-use crate::events::{self, Event, HumanReporter, JsonReporter, Reporter};
+use crate::base::diag::{Diagnostic, Diagnostics};
+use crate::base::events::{self, Event, HumanReporter, JsonReporter, Reporter};
+use crate::plan::render::{self, Palette};
 use crate::plan::Plan;
-use crate::render::{self, Palette};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;

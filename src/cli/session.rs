@@ -4,20 +4,20 @@
 use super::args::{Common, StateArgs};
 use super::exit::Failure;
 use super::output;
-use crate::addr::{Kind, ResourceAddr};
-use crate::aws::AwsClients;
-use crate::backend::{self, Location, StateStore};
-use crate::diag::Diagnostics;
+use crate::base::addr::{Kind, ResourceAddr};
+use crate::base::diag::Diagnostics;
+use crate::base::events::{self, Event};
+use crate::cloud::aws::AwsClients;
+use crate::cloud::kube::KubeConnector;
 use crate::engine::{self, PlanError};
-use crate::events::{self, Event};
-use crate::graph::DependencyGraph;
-use crate::kube::KubeConnector;
+use crate::plan::graph::DependencyGraph;
+use crate::plan::planner::{self, PlanOptions};
 use crate::plan::Plan;
-use crate::planner::{self, PlanOptions};
 use crate::resources::Ctx;
+use crate::spec::validate;
 use crate::spec::{self, Spec};
 use crate::state::StateSnapshot;
-use crate::validate;
+use crate::state::{self, Location, StateStore};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,7 +58,7 @@ pub fn check_replace(spec: &Spec, replace: &[ResourceAddr]) -> Result<(), Failur
 /// Where a spec's state is: `--state` / `EKSNET_STATE`, else the spec's `[state]`, else
 /// `state/<spec stem>.db`.
 pub fn state_location(spec: &Spec, explicit: &Option<String>) -> Result<Location, Failure> {
-    backend::resolve(&spec.path, spec.state.as_ref(), explicit.as_deref()).map_err(Failure::Message)
+    state::resolve(&spec.path, spec.state.as_ref(), explicit.as_deref()).map_err(Failure::Message)
 }
 
 /// The region a spec's state bucket is in unless `[state]` names one: the spec's.

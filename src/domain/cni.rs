@@ -5,7 +5,7 @@
 //! label `ENI_CONFIG_LABEL_DEF` names (the zone by default). Sources: the EKS user guide's
 //! custom networking tutorial and amazon-vpc-cni-k8s's README (the env names and defaults).
 
-use crate::addr::{Kind, ResourceAddr};
+use crate::base::addr::{Kind, ResourceAddr};
 use serde_json::Value;
 
 /// The EKS add-on name of the VPC CNI.

@@ -9,12 +9,12 @@
 //! folded into `configuration_values.env` — the same names as on `aws_node`.
 
 use crate::domain::cni::{ADDON_NAME as VPC_CNI, CUSTOM_NETWORK_ENV, LABEL_DEF_ENV};
-use super::cluster::{request_token, update_tags};
-use super::{
+use super::eks::{request_token, update_tags};
+use super::{Unique, Shape, 
     aws_error, req_str, split_tags, wait_until, Change, Ctx, Finding, ImportId, KindFacts,
     Lookup, Observed, Poll, ResourceError, ResourceKind, SpecFacts,
 };
-use crate::addr::{Kind, ResourceAddr};
+use crate::base::addr::{Kind, ResourceAddr};
 use aws_sdk_eks::types::{Addon, AddonStatus, ResolveConflicts};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -88,6 +88,14 @@ const FACTS: KindFacts = KindFacts {
     replacement: None,
     compared_when_unset: &[],
     updated_outputs: &[],
+    derived: false,
+    unique: Some(Unique { field: "name", one_per: None }),
+    output_shapes: &[
+        ("cluster_name", Shape::ClusterName),
+        ("arn", Shape::Other("an add-on ARN")),
+        ("name", Shape::Other("an add-on name")),
+        ("version", Shape::Other("a version")),
+    ],
 };
 
 /// Whether a spec's add-on is the VPC CNI with custom networking turned on.
@@ -180,17 +188,6 @@ async fn describe(ctx: &Ctx, cluster: &str, name: &str) -> Result<Option<Addon>,
                 Err(err)
             }
         }
-    }
-}
-
-/// Whether a cluster has this add-on, for checks that guard against EKS undoing eksnet's
-/// work: `Some(version)` if it does. An answer that says neither (no permission for
-/// `eks:DescribeAddon`, an emulator without the add-on API) is `None`: the check is skipped,
-/// it never fails a plan.
-pub(crate) async fn installed(ctx: &Ctx, cluster: &str, name: &str) -> Option<String> {
-    match describe(ctx, cluster, name).await {
-        Ok(Some(a)) => Some(a.addon_version().unwrap_or_default().to_string()),
-        Ok(None) | Err(_) => None,
     }
 }
 
@@ -829,7 +826,7 @@ impl ResourceKind for AddonKind {
             let id = i.cloud_id.clone().or_else(|| {
                 let c = super::str_attr(&i.attrs, "cluster_name")?;
                 let n = super::str_attr(&i.attrs, "name")?;
-                (!crate::value::is_unknown(&json!(c))).then(|| format!("{c}/{n}"))
+                (!crate::base::value::is_unknown(&json!(c))).then(|| format!("{c}/{n}"))
             });
             Ok::<_, ResourceError>(match id {
                 Some(id) => {

@@ -4,8 +4,8 @@
 //! eksnet first set it is kept in the state (`previous_env`, `null` = absent) so that destroy
 //! puts the DaemonSet back as it found it.
 
-use super::{req_str, wait_until, Ctx, Lookup, Observed, Poll, ResourceError};
-use crate::addr::{Kind, ResourceAddr};
+use super::{Unique, req_str, wait_until, Ctx, Lookup, Observed, Poll, ResourceError};
+use crate::base::addr::{Kind, ResourceAddr};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{json, Map, Value};
@@ -64,6 +64,9 @@ const FACTS: KindFacts = KindFacts {
     replacement: None,
     compared_when_unset: &[],
     updated_outputs: &[],
+    derived: false,
+    unique: Some(Unique { field: "cluster_name", one_per: Some("cluster") }),
+    output_shapes: &[],
 };
 
 use crate::domain::cni::{CUSTOM_NETWORK_ENV, LABEL_DEF_ENV};
@@ -131,8 +134,8 @@ fn observe(cluster: &str, ds: &DaemonSet, wanted: &Value) -> Observed {
 /// Checks the CNI version: custom networking needs 1.6.3-eksbuild.2 or later.
 pub fn check_version(image: &str) -> Result<(), String> {
     let tag = image_tag(image);
-    match crate::kube::cni_version(tag) {
-        Some(v) if v < crate::kube::MIN_CNI => Err(format!(
+    match crate::cloud::kube::cni_version(tag) {
+        Some(v) if v < crate::cloud::kube::MIN_CNI => Err(format!(
             "aws-node runs VPC CNI {tag} ({image}); custom networking needs v1.6.3-eksbuild.2 or later: upgrade the Amazon VPC CNI (e.g. the `vpc-cni` EKS add-on) first"
         )),
         _ => Ok(()),
@@ -162,7 +165,7 @@ async fn wait_for_daemonset(
             match api
                 .get_opt(NAME)
                 .await
-                .map_err(|e| crate::kube::error("get daemonset kube-system/aws-node", e))?
+                .map_err(|e| crate::cloud::kube::error("get daemonset kube-system/aws-node", e))?
             {
                 Some(ds) => Ok(Poll::Done(ds)),
                 None => Ok(Poll::Pending("not installed yet".into())),
@@ -218,7 +221,7 @@ async fn patch_env(
         &Patch::Strategic(&patch),
     )
     .await
-    .map_err(|e| crate::kube::error("patch daemonset kube-system/aws-node", e).into())
+    .map_err(|e| crate::cloud::kube::error("patch daemonset kube-system/aws-node", e).into())
 }
 
 fn wanted_env(attrs: &Value) -> BTreeMap<String, String> {
@@ -308,7 +311,7 @@ impl ResourceKind for AwsNodeKind {
             let ds = daemonsets(client)
                 .get_opt(NAME)
                 .await
-                .map_err(|e| crate::kube::error("get daemonset kube-system/aws-node", e))?;
+                .map_err(|e| crate::cloud::kube::error("get daemonset kube-system/aws-node", e))?;
             Ok::<_, ResourceError>(ds.map(|ds| observe(cluster, &ds, &item.attrs)))
         });
         futures::future::try_join_all(reads).await
@@ -346,7 +349,7 @@ impl ResourceKind for AwsNodeKind {
         let Some(ds) = api
             .get_opt(NAME)
             .await
-            .map_err(|e| crate::kube::error("get daemonset kube-system/aws-node", e))?
+            .map_err(|e| crate::cloud::kube::error("get daemonset kube-system/aws-node", e))?
         else {
             return Ok(());
         };

@@ -1,8 +1,8 @@
 //! `cidr_block`: a secondary IPv4 block associated with a VPC, waited to `associated`.
 //! Associations cannot be tagged, so crash recovery relies on the intent row in the state.
 
-use super::{aws_error, req_str, wait_until, Ctx, Lookup, Observed, Poll, ResourceError};
-use crate::addr::{Kind, ResourceAddr};
+use super::{Shape, aws_error, req_str, wait_until, Ctx, Lookup, Observed, Poll, ResourceError};
+use crate::base::addr::{Kind, ResourceAddr};
 use aws_sdk_ec2::types::{Filter, Vpc, VpcCidrBlockAssociation};
 use serde_json::{json, Value};
 use super::{ImportId, KindFacts, ResourceKind};
@@ -33,6 +33,13 @@ const FACTS: KindFacts = KindFacts {
     replacement: None,
     compared_when_unset: &[],
     updated_outputs: &[],
+    derived: false,
+    unique: None,
+    output_shapes: &[
+        ("vpc_id", Shape::VpcId),
+        ("cidr_block", Shape::Other("a CIDR block")),
+        ("association_id", Shape::Other("a CIDR block association id")),
+    ],
 };
 
 fn state_of(a: &VpcCidrBlockAssociation) -> &str {
@@ -101,7 +108,7 @@ impl ResourceKind for CidrBlockKind {
         let mut vpc_ids: Vec<String> = items
             .iter()
             .filter_map(|i| super::str_attr(&i.attrs, "vpc_id").map(String::from))
-            .filter(|v| !crate::value::is_unknown(&Value::String(v.clone())))
+            .filter(|v| !crate::base::value::is_unknown(&Value::String(v.clone())))
             .collect();
         vpc_ids.sort();
         vpc_ids.dedup();

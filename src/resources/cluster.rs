@@ -2,15 +2,15 @@
 //! deterministic `clientRequestToken`, and retried while a new IAM role cannot yet be assumed
 //! (IAM is eventually consistent: for seconds after CreateRole, EKS rejects the role).
 
-use super::{
-    aws_error, req_str, split_tags, str_list, tag_changes, wait_until, Ctx, Lookup, Observed, Poll,
+use super::{Unique, Shape, 
+    aws_error, req_str, split_tags, str_list, wait_until, Ctx, Lookup, Observed, Poll,
     ResourceError,
 };
-use crate::addr::{Kind, ResourceAddr};
-use crate::events::Event;
+use crate::base::addr::{Kind, ResourceAddr};
 use aws_sdk_eks::types::{Cluster, IpFamily, KubernetesNetworkConfigRequest, VpcConfigRequest};
 use serde_json::{json, Value};
 use std::time::Duration;
+use super::eks::{request_token, retry_iam_propagation, update_tags};
 use super::{Change, ImportId, KindFacts, ResourceKind};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -71,10 +71,17 @@ const FACTS: KindFacts = KindFacts {
     replacement: None,
     compared_when_unset: &[],
     updated_outputs: &[],
+    derived: false,
+    unique: Some(Unique { field: "name", one_per: None }),
+    output_shapes: &[
+        ("vpc_id", Shape::VpcId),
+        ("cluster_security_group_id", Shape::SecurityGroupId),
+        ("name", Shape::ClusterName),
+        ("arn", Shape::Other("an EKS cluster ARN")),
+        ("endpoint", Shape::Other("the cluster's API endpoint URL")),
+        ("version", Shape::Other("a version")),
+    ],
 };
-
-/// How long a freshly created role may take to become assumable by EKS.
-pub const IAM_PROPAGATION_WINDOW: Duration = Duration::from_secs(120);
 
 fn observe(c: &Cluster) -> Option<Observed> {
     let name = c.name()?.to_string();
@@ -147,66 +154,6 @@ async fn describe(ctx: &Ctx, name: &str) -> Result<Option<Cluster>, ResourceErro
                 Err(err)
             }
         }
-    }
-}
-
-/// A client request token for one create attempt. The SDK re-sends it on its own retries, so
-/// a request that reached AWS but whose answer was lost does not create twice; a later attempt
-/// (e.g. after destroy) gets a new one, because AWS refuses a token reused for a new request.
-/// Across crashes, duplicates are prevented by the intent row and the lookup by name instead.
-pub fn request_token(ctx: &Ctx, addr: &ResourceAddr, attempt_key: &str) -> String {
-    let nonce = uuid::Uuid::new_v4();
-    format!(
-        "eksnet-{}",
-        crate::value::digest(&format!("{}/{addr}/{attempt_key}/{nonce}", ctx.lineage))
-    )
-}
-
-/// True for the error EKS gives while a new role has not propagated yet.
-pub fn is_iam_propagation(err: &ResourceError) -> bool {
-    matches!(err, ResourceError::Aws(crate::aws::AwsError { code, message, .. })
-        if code == "InvalidParameterException"
-            && (message.contains("could not be assumed") || message.contains("trusted entity")))
-}
-
-/// Runs `op` again while it fails with the IAM-propagation error, within the window.
-pub async fn retry_iam_propagation<T, F, Fut>(
-    ctx: &Ctx,
-    addr: &ResourceAddr,
-    mut op: F,
-) -> Result<T, ResourceError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ResourceError>>,
-{
-    use crate::retry::{Backoff, Step, Stop};
-    let result = crate::retry::run(
-        &Backoff::iam_propagation(IAM_PROPAGATION_WINDOW),
-        |_| {
-            let attempt = op();
-            async move {
-                match attempt.await {
-                    Ok(value) => Step::Done(value),
-                    Err(e) if is_iam_propagation(&e) => Step::Retry(e),
-                    Err(e) => Step::Fail(e),
-                }
-            }
-        },
-        // Past the window, the last refusal is returned as it is, unreported.
-        |e: &ResourceError, progress| {
-            if progress.retrying {
-                ctx.reporter.event(Event::Retrying {
-                    addr: addr.clone(),
-                    reason: format!("IAM role not assumable yet: {e}"),
-                    attempt: progress.attempt,
-                });
-            }
-        },
-    )
-    .await;
-    match result {
-        Ok(value) => Ok(value),
-        Err(Stop::Failed(e) | Stop::Exhausted { last: e, .. }) => Err(e),
     }
 }
 
@@ -287,37 +234,6 @@ async fn send_create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<()
     .map(|_| ())
 }
 
-/// Tag changes on any EKS resource by ARN.
-pub async fn update_tags(
-    ctx: &Ctx,
-    arn: &str,
-    before: &Value,
-    after: &Value,
-) -> Result<(), ResourceError> {
-    let (removed, set) = tag_changes(before, after);
-    if !removed.is_empty() {
-        ctx.aws
-            .eks
-            .untag_resource()
-            .resource_arn(arn)
-            .set_tag_keys(Some(removed))
-            .send()
-            .await
-            .map_err(|e| aws_error("UntagResource", e))?;
-    }
-    if !set.is_empty() {
-        ctx.aws
-            .eks
-            .tag_resource()
-            .resource_arn(arn)
-            .set_tags(Some(set.into_iter().collect()))
-            .send()
-            .await
-            .map_err(|e| aws_error("TagResource", e))?;
-    }
-    Ok(())
-}
-
 /// Waits until the cluster no longer exists.
 async fn wait_gone(ctx: &Ctx, addr: &ResourceAddr, name: &str) -> Result<(), ResourceError> {
     wait_until(
@@ -357,7 +273,7 @@ impl ResourceKind for ClusterKind {
             // undo, without a request of the Kubernetes wave.
             let (cluster, cni_addon) = tokio::join!(
                 describe(ctx, &n),
-                super::addon::installed(ctx, &n, crate::domain::cni::ADDON_NAME)
+                super::eks::addon_version(ctx, &n, crate::domain::cni::ADDON_NAME)
             );
             let mut obs = cluster?.as_ref().and_then(observe);
             if let (Some(m), Some(v)) = (
@@ -379,7 +295,7 @@ impl ResourceKind for ClusterKind {
         let name = req_str(attrs, "name")?;
         // Waiting for the create's answer holds no lock, so it holds no parallelism slot
         // either (see `walker::idle`).
-        match crate::walker::idle(send_create(ctx, addr, attrs)).await {
+        match crate::base::walker::idle(send_create(ctx, addr, attrs)).await {
             // EKS keeps the name of a cluster still being deleted (an interrupted destroy):
             // wait until it is gone, then create. Asked only on this error, so a plain create
             // costs no extra request.
@@ -391,7 +307,7 @@ impl ResourceKind for ClusterKind {
                     return Err(e);
                 }
                 wait_gone(ctx, addr, name).await?;
-                crate::walker::idle(send_create(ctx, addr, attrs)).await?;
+                crate::base::walker::idle(send_create(ctx, addr, attrs)).await?;
             }
             other => {
                 other?;

@@ -3,8 +3,8 @@
 //! server-side apply (field manager `eksnet`). In annotation mode the nodes a rule selects are
 //! annotated `k8s.amazonaws.com/eniConfig=<name>`.
 
-use super::{req_str, str_list, Ctx, Lookup, Observed, ResourceError};
-use crate::addr::{Kind, ResourceAddr};
+use super::{Unique, req_str, str_list, Ctx, Lookup, Observed, ResourceError};
+use crate::base::addr::{Kind, ResourceAddr};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::discovery::ApiResource;
@@ -48,6 +48,9 @@ const FACTS: KindFacts = KindFacts {
     replacement: None,
     compared_when_unset: &[],
     updated_outputs: &[],
+    derived: false,
+    unique: Some(Unique { field: "name", one_per: None }),
+    output_shapes: &[],
 };
 
 pub const NODE_ANNOTATION: &str = "k8s.amazonaws.com/eniConfig";
@@ -142,7 +145,7 @@ async fn annotate(
     let list = nodes
         .list(&ListParams::default().labels(selector))
         .await
-        .map_err(|e| crate::kube::error("list nodes", e))?;
+        .map_err(|e| crate::cloud::kube::error("list nodes", e))?;
     for node in list.items {
         let Some(name) = node.metadata.name.clone() else {
             continue;
@@ -163,7 +166,7 @@ async fn annotate(
         nodes
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(|e| crate::kube::error("annotate node", e))?;
+            .map_err(|e| crate::cloud::kube::error("annotate node", e))?;
     }
     Ok(())
 }
@@ -195,7 +198,7 @@ async fn apply_object(
             &Patch::Apply(&object),
         )
         .await
-        .map_err(|e| crate::kube::error("apply eniconfig", e))?;
+        .map_err(|e| crate::cloud::kube::error("apply eniconfig", e))?;
     if let Some(sel) = selector(attrs) {
         annotate(client, &sel, Some(name), None).await?;
     }
@@ -217,7 +220,7 @@ impl ResourceKind for EniConfigKind {
         let mut errors = Vec::new();
         let name = match &c.name {
             Some(n) => n.clone(),
-            None => match crate::value::whole_reference(&c.subnet_id) {
+            None => match crate::base::value::whole_reference(&c.subnet_id) {
                 Some(r) if r.addr.kind == Kind::Subnet => {
                     format!("${{{}.availability_zone}}", r.addr)
                 }
@@ -229,7 +232,7 @@ impl ResourceKind for EniConfigKind {
         };
         let groups = match &c.security_group_ids {
             Some(g) => g.clone(),
-            None => match crate::value::whole_reference(&c.cluster_name) {
+            None => match crate::base::value::whole_reference(&c.cluster_name) {
                 Some(r) if r.addr.kind == Kind::Cluster => {
                     vec![format!("${{{}.cluster_security_group_id}}", r.addr)]
                 }
@@ -270,7 +273,7 @@ impl ResourceKind for EniConfigKind {
             let list = api(client)
                 .list(&ListParams::default())
                 .await
-                .map_err(|e| crate::kube::error("list eniconfigs", e))?;
+                .map_err(|e| crate::cloud::kube::error("list eniconfigs", e))?;
             Ok((cluster, list.items))
         });
         let by_cluster: HashMap<String, Vec<DynamicObject>> = futures::future::try_join_all(lists)
@@ -294,7 +297,7 @@ impl ResourceKind for EniConfigKind {
             let list = nodes
                 .list(&ListParams::default().labels(&sel))
                 .await
-                .map_err(|e| crate::kube::error("list nodes", e))?;
+                .map_err(|e| crate::cloud::kube::error("list nodes", e))?;
             let all_annotated = list.items.iter().all(|n| {
                 n.metadata
                     .annotations
@@ -370,8 +373,8 @@ impl ResourceKind for EniConfigKind {
         }
         match api(client).delete(name, &Default::default()).await {
             Ok(_) => Ok(()),
-            Err(e) if crate::kube::is_not_found(&e) => Ok(()),
-            Err(e) => Err(crate::kube::error("delete eniconfig", e).into()),
+            Err(e) if crate::cloud::kube::is_not_found(&e) => Ok(()),
+            Err(e) => Err(crate::cloud::kube::error("delete eniconfig", e).into()),
         }
     }
 }

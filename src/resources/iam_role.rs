@@ -2,10 +2,10 @@
 //! compared in a canonical form (keys sorted, single values as one-element lists, lists of
 //! actions/principals sorted), so whitespace, key order or `"a"` vs `["a"]` never show a diff.
 
-use super::{
+use super::{Unique, Shape, 
     aws_error, req_str, split_tags, str_list, tag_changes, Ctx, Lookup, Observed, ResourceError,
 };
-use crate::addr::ResourceAddr;
+use crate::base::addr::ResourceAddr;
 use aws_sdk_iam::types::Tag;
 use serde_json::{json, Map, Value};
 use super::{Change, ImportId, KindFacts, ResourceKind};
@@ -64,6 +64,13 @@ const FACTS: KindFacts = KindFacts {
     replacement: None,
     compared_when_unset: &[],
     updated_outputs: &[],
+    derived: false,
+    unique: Some(Unique { field: "name", one_per: None }),
+    output_shapes: &[
+        ("arn", Shape::RoleArn),
+        ("name", Shape::Other("an IAM role name")),
+        ("id", Shape::Other("an IAM role id")),
+    ],
 };
 
 /// Keys whose value is a string or a list of strings with set semantics.

@@ -19,7 +19,7 @@ use super::{
     aws_error, req_str, split_tags, Change, Ctx, ImportId, KindFacts, Lookup,
     Observed, ResourceError, ResourceKind,
 };
-use crate::addr::ResourceAddr;
+use crate::base::addr::ResourceAddr;
 use aws_sdk_ec2::types::{
     LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
     RequestLaunchTemplateData, ResourceType, TagSpecification, VolumeType,
@@ -28,44 +28,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use super::eks::AmiFamily;
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-/// The node agent that reads the user data, from the nodegroup's `ami_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AmiFamily {
-    /// AL2023: nodeadm merges `NodeConfig` documents, the later one winning.
-    Al2023,
-    /// Bottlerocket: the user data is TOML settings, merged with EKS's.
-    Bottlerocket,
-}
-
-impl AmiFamily {
-    /// The family whose user data can set max pods for this `ami_type`, or why none can.
-    pub fn of(ami_type: Option<&str>) -> Result<AmiFamily, String> {
-        let Some(t) = ami_type else {
-            return Err("`max_pods` needs `ami_type`: eksnet writes the kubelet setting in the user data of the AMI family (AL2023 `NodeConfig` or Bottlerocket settings), and EKS's default AMI type depends on the Kubernetes version; set e.g. `ami_type = \"AL2023_x86_64_STANDARD\"`".into());
-        };
-        if t.starts_with("AL2023_") {
-            Ok(AmiFamily::Al2023)
-        } else if t.starts_with("BOTTLEROCKET_") {
-            Ok(AmiFamily::Bottlerocket)
-        } else if t.starts_with("AL2_") {
-            Err(format!("`max_pods` cannot be set on `ami_type = \"{t}\"`: for an AL2 managed nodegroup EKS runs bootstrap.sh with its own `--max-pods`, which no launch template user data can override short of a custom AMI (and EKS publishes no AL2 AMIs from Kubernetes 1.33); use an AL2023 or Bottlerocket AMI type, or leave `max_pods` out and let EKS compute it"))
-        } else {
-            Err(format!("`max_pods` is supported on AL2023 and Bottlerocket AMI types, not `{t}`; leave it out and let EKS compute max pods"))
-        }
-    }
-
-    /// Where the volume `disk_size` sizes is: AL2023's root, Bottlerocket's data volume.
-    fn data_device(self) -> &'static str {
-        match self {
-            AmiFamily::Al2023 => "/dev/xvda",
-            AmiFamily::Bottlerocket => "/dev/xvdb",
-        }
-    }
-}
 
 /// The derived config (see the module comment); `spec::parse` builds it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -82,28 +47,11 @@ pub struct LaunchTemplateConfig {
     pub tags: BTreeMap<String, String>,
 }
 
-/// Launch template names: 3 to 128 characters.
-pub const MAX_NAME: usize = 128;
+use super::eks::TEMPLATE_NAME_MAX as MAX_NAME;
 /// The tag that keeps the spec's name on a template whose name differs from it (a
 /// create-before-destroy replacement's, as for nodegroups).
 const TAG_NAME: &str = "eksnet:name";
 const MIME_BOUNDARY: &str = "//";
-
-/// The name eksnet gives the template of a nodegroup: `eksnet-CLUSTER-NODEGROUP`, shortened
-/// with a digest of the whole when it would pass the 128-character limit.
-pub fn template_name(cluster: &str, nodegroup: &str) -> String {
-    let full = format!("eksnet-{cluster}-{nodegroup}");
-    if full.len() <= MAX_NAME {
-        return full;
-    }
-    let digest = crate::value::digest(&full);
-    let keep = MAX_NAME - digest.len() - 1;
-    let cut = (0..=keep)
-        .rev()
-        .find(|i| full.is_char_boundary(*i))
-        .unwrap_or(0);
-    format!("{}-{digest}", &full[..cut])
-}
 
 /// The user data that gives the kubelet `max_pods`, in the family's own format.
 pub fn user_data(family: AmiFamily, max_pods: u32) -> String {
@@ -172,6 +120,9 @@ const FACTS: KindFacts = KindFacts {
     replacement: Some(replacement),
     compared_when_unset: &[],
     updated_outputs: &[("version", DATA), ("latest_version", DATA)],
+    derived: true,
+    unique: None,
+    output_shapes: &[],
 };
 
 /// The attributes held in a version of the template: a change of one makes a new version.
@@ -344,7 +295,7 @@ impl ResourceKind for LaunchTemplateKind {
                 return read(ctx, id).await;
             }
             match super::str_attr(&i.attrs, "name") {
-                Some(n) if !crate::value::is_unknown(&json!(n)) => {
+                Some(n) if !crate::base::value::is_unknown(&json!(n)) => {
                     super::read_name_or_replacement(n, MAX_NAME, |n| async move {
                         read(ctx, &n).await
                     })
@@ -366,7 +317,7 @@ impl ResourceKind for LaunchTemplateKind {
         if let Some(spec_name) = super::str_attr(attrs, "spec_name") {
             tags.insert(TAG_NAME.into(), spec_name.to_string());
         }
-        let token = super::cluster::request_token(ctx, addr, "create");
+        let token = super::eks::request_token(ctx, addr, "create");
         ctx.aws
             .ec2
             .create_launch_template()
@@ -464,6 +415,7 @@ impl ResourceKind for LaunchTemplateKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::eks::template_name;
 
     #[test]
     fn user_data_reads_back_as_what_it_was_made_from() {

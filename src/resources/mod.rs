@@ -4,10 +4,10 @@
 //! registry: a line per kind, from which the `Kind` enum, the typed config enum and the
 //! dispatch are generated. Adding a kind is a module and a line there.
 
-use crate::addr::{Kind, ResourceAddr};
-use crate::aws::{AwsClients, AwsError};
-use crate::events::{Event, Reporter};
-use crate::kube::KubeError;
+use crate::base::addr::{Kind, ResourceAddr};
+use crate::base::events::{Event, Reporter};
+use crate::cloud::aws::{AwsClients, AwsError};
+use crate::cloud::kube::KubeError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -95,6 +95,54 @@ pub struct KindFacts {
     /// that refers to one cannot know its value until the update is made, so the plan shows
     /// it "known after apply" and updates it too.
     pub updated_outputs: &'static [(&'static str, &'static [&'static str])],
+    /// Never written in a spec: eksnet derives it from another kind's resource (see
+    /// `ResourceKind::derive`); a `[kind.*]` table is an error, and validation skips it.
+    pub derived: bool,
+    /// The kind's identity must be unique within a spec (two resources would be one object);
+    /// `None` for kinds checked otherwise (CIDR overlaps) or derived.
+    pub unique: Option<Unique>,
+    /// What each output gives, for a field that needs a certain shape (a VPC id, a role ARN)
+    /// and takes a reference: (output path, `*` for any one segment; shape). An output not
+    /// listed is not checked.
+    pub output_shapes: &'static [(&'static str, Shape)],
+}
+
+/// How a duplicate identity is reported (see `KindFacts::unique`).
+#[derive(Debug, Clone, Copy)]
+pub struct Unique {
+    /// The key the error is reported at.
+    pub field: &'static str,
+    /// `Some(what)`: the identity is one `what` (a cluster) that may have only one resource
+    /// of this kind, said so in the message.
+    pub one_per: Option<&'static str>,
+}
+
+/// What a field needs, and what a reference's output gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    VpcId,
+    SubnetId,
+    SecurityGroupId,
+    RoleArn,
+    ClusterName,
+    Zone,
+    /// Any other output: an ARN of another kind, a name, a CIDR, a status.
+    Other(&'static str),
+}
+
+/// A resource a kind derives from one of its own (see `ResourceKind::derive`).
+pub struct Derived {
+    pub addr: ResourceAddr,
+    /// Its table, as a spec would write it: built like any other (`build`), so the deriving
+    /// kind needs to know the derived kind's fields, not its module.
+    pub table: Value,
+    /// The deriving resource's key a diagnostic about the derived one points at.
+    pub located_at: &'static str,
+    /// Attributes of the deriving resource that move into the derived one.
+    pub moved: &'static [&'static str],
+    /// Attributes the deriving resource gains (references to the derived one's outputs, so
+    /// the graph orders it first and apply fills them in).
+    pub refers: Vec<(&'static str, Value)>,
 }
 
 /// See `KindFacts::replacement`.
@@ -192,6 +240,16 @@ pub trait ResourceKind {
         attrs: &Value,
         prior_outputs: &Value,
     ) -> Result<(), ResourceError>;
+
+    /// Resources eksnet derives from this one (a nodegroup's launch template for
+    /// `max_pods`), given the config, its address and the spec's name resolution.
+    fn derive(
+        _config: &Self::Config,
+        _addr: &ResourceAddr,
+        _resolved_name: &dyn Fn(&str) -> String,
+    ) -> Vec<Derived> {
+        Vec::new()
+    }
 
     /// Reads what the live checks of the desired attributes need and `validate` cannot know
     /// (an add-on's versions and configuration schema), alongside the refresh. Nothing is
@@ -336,6 +394,17 @@ macro_rules! define_registry {
             }
         }
 
+        /// See `ResourceKind::derive`.
+        pub fn derive(
+            config: &ResourceConfig,
+            addr: &ResourceAddr,
+            resolved_name: &dyn Fn(&str) -> String,
+        ) -> Vec<Derived> {
+            match config {
+                $(ResourceConfig::$variant(c) => <$module::$ty as ResourceKind>::derive(c, addr, resolved_name),)*
+            }
+        }
+
         /// Looks up many resources of one kind; the answer is in the order of `items`.
         pub async fn refresh(
             ctx: &Ctx,
@@ -416,6 +485,8 @@ macro_rules! define_registry {
 }
 
 crate::for_each_kind!(define_registry);
+
+pub mod eks;
 
 /// Tag keys eksnet puts on everything taggable, so that a resource created just before a crash
 /// can be found and adopted by the next run instead of being created twice.
@@ -527,7 +598,7 @@ where
         + 'static,
     R: std::fmt::Debug,
 {
-    ResourceError::Aws(crate::aws::aws_error(operation, err))
+    ResourceError::Aws(crate::cloud::aws::aws_error(operation, err))
 }
 
 /// What one refresh of a resource found.
@@ -571,7 +642,7 @@ pub struct Ctx {
     /// Opt-in: delete ENIs in state `available` that block a subnet deletion.
     pub delete_available_enis: bool,
     /// Kubernetes API access, one client per cluster.
-    pub kube: Arc<crate::kube::KubeConnector>,
+    pub kube: Arc<crate::cloud::kube::KubeConnector>,
 }
 
 impl Ctx {
@@ -598,7 +669,7 @@ pub fn identity(kind: Kind, attrs: &Value) -> Option<String> {
     let parts: Option<Vec<&str>> = facts(kind)
         .identity
         .iter()
-        .map(|f| str_attr(attrs, f).filter(|v| !crate::value::is_unknown(&Value::from(*v))))
+        .map(|f| str_attr(attrs, f).filter(|v| !crate::base::value::is_unknown(&Value::from(*v))))
         .collect();
     parts.map(|p| p.join("/"))
 }
@@ -617,7 +688,7 @@ pub fn valid_output_path(kind: Kind, path: &[String]) -> bool {
 
 /// The error for a reference whose producer exists but lacks that output (AWS did not return
 /// it — moto, for one, returns no cluster security group).
-pub fn missing_output(r: &crate::value::Reference) -> String {
+pub fn missing_output(r: &crate::base::value::Reference) -> String {
     if r.addr.kind == Kind::Cluster && r.path_string() == "cluster_security_group_id" {
         format!(
             "`{}`: AWS returned no cluster security group (clusterSecurityGroupId) for `{}`; set `security_group_ids` explicitly",
@@ -759,11 +830,11 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Poll<T>, ResourceError>>,
 {
-    use crate::retry::{Step, Stop};
+    use crate::base::retry::{Step, Stop};
     // The schedule (first poll at once, then anchored to when each poll is sent, one last
-    // poll at the timeout) is `Backoff::wait`; `crate::retry` tests it on the paused clock.
-    let schedule = crate::retry::Backoff::wait(ctx.poll_cap, timeout);
-    let result = crate::retry::run(
+    // poll at the timeout) is `Backoff::wait`; `crate::base::retry` tests it on the paused clock.
+    let schedule = crate::base::retry::Backoff::wait(ctx.poll_cap, timeout);
+    let result = crate::base::retry::run(
         &schedule,
         |_| {
             let polled = poll();
@@ -853,8 +924,8 @@ mod tests {
         };
         assert!(id(read_name_or_replacement("ng", 63, failing).await).is_err());
     }
-    use crate::diag::error_chain;
-    use crate::kube::{KubeAccess, KubeConnector};
+    use crate::base::diag::error_chain;
+    use crate::cloud::kube::{KubeAccess, KubeConnector};
     use std::sync::Mutex;
 
     fn ctx(poll_cap: Duration) -> Ctx {
@@ -864,7 +935,7 @@ mod tests {
             .build();
         Ctx {
             aws: AwsClients::from_config(&conf),
-            reporter: Arc::new(crate::events::NullReporter),
+            reporter: Arc::new(crate::base::events::NullReporter),
             lineage: "test".into(),
             timeouts: BTreeMap::new(),
             poll_cap,

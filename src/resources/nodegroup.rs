@@ -1,12 +1,13 @@
 //! `nodegroup`: an EKS managed nodegroup, waited to `ACTIVE`. Its cloud id is
 //! `cluster/nodegroup` so that delete needs nothing but the state row.
 
-use super::cluster::{request_token, retry_iam_propagation, update_tags};
-use super::{
+use super::eks::{request_token, retry_iam_propagation, template_name, update_tags, AmiFamily};
+use super::Derived;
+use super::{Unique, Shape, 
     aws_error, req_str, split_tags, str_list, wait_until, Ctx, Lookup, Observed, Poll,
     ResourceError,
 };
-use crate::addr::{Kind, ResourceAddr};
+use crate::base::addr::{Kind, ResourceAddr};
 use aws_sdk_eks::types::{
     AmiTypes, CapacityTypes, LaunchTemplateSpecification, Nodegroup, NodegroupScalingConfig,
 };
@@ -96,6 +97,13 @@ const FACTS: KindFacts = KindFacts {
     replacement: Some(replacement),
     compared_when_unset: &["launch_template_id"],
     updated_outputs: &[],
+    derived: false,
+    unique: Some(Unique { field: "name", one_per: None }),
+    output_shapes: &[
+        ("cluster_name", Shape::ClusterName),
+        ("arn", Shape::Other("a nodegroup ARN")),
+        ("name", Shape::Other("a nodegroup name")),
+    ],
 };
 
 pub use super::REPLACEMENT_SUFFIX;
@@ -371,6 +379,41 @@ async fn wait_gone(
 }
 
 impl ResourceKind for NodegroupKind {
+    /// One launch template per nodegroup that sets `max_pods` (at `launch_template.<the
+    /// nodegroup's name in the spec>`), the nodegroup pointed at its id and version. The
+    /// nodegroup's `disk_size` moves into the template, since EKS refuses both. A diagnostic
+    /// about the template points at `max_pods`.
+    fn derive(
+        c: &Self::Config,
+        addr: &ResourceAddr,
+        resolved_name: &dyn Fn(&str) -> String,
+    ) -> Vec<Derived> {
+        let (Some(max_pods), Ok(family)) = (c.max_pods, AmiFamily::of(c.ami_type.as_deref()))
+        else {
+            return Vec::new();
+        };
+        let template = ResourceAddr::new(Kind::LaunchTemplate, &addr.name);
+        let mut table = json!({
+            "name": template_name(&resolved_name(&c.cluster_name), &resolved_name(&c.name)),
+            "max_pods": max_pods,
+            "ami_family": family,
+            "tags": c.tags,
+        });
+        if let Some(size) = c.disk_size {
+            table["disk_size"] = json!(size);
+        }
+        vec![Derived {
+            refers: vec![
+                ("launch_template_id", json!(format!("${{{template}.id}}"))),
+                ("launch_template_version", json!(format!("${{{template}.version}}"))),
+            ],
+            addr: template,
+            table,
+            located_at: "max_pods",
+            moved: &["disk_size"],
+        }]
+    }
+
     const FACTS: &'static KindFacts = &FACTS;
     type Config = NodegroupConfig;
 
@@ -382,7 +425,7 @@ impl ResourceKind for NodegroupKind {
             if n == 0 {
                 return Err(vec![("max_pods", "`max_pods` must be 1 or more".into())]);
             }
-            if let Err(e) = super::launch_template::AmiFamily::of(c.ami_type.as_deref()) {
+            if let Err(e) = AmiFamily::of(c.ami_type.as_deref()) {
                 let key = if c.ami_type.is_some() { "ami_type" } else { "max_pods" };
                 return Err(vec![(key, e)]);
             }
@@ -399,7 +442,7 @@ impl ResourceKind for NodegroupKind {
             let c = super::str_attr(&i.attrs, "cluster_name");
             let n = super::str_attr(&i.attrs, "name");
             match (c, n) {
-                (Some(c), Some(n)) if !crate::value::is_unknown(&json!(c)) => {
+                (Some(c), Some(n)) if !crate::base::value::is_unknown(&json!(c)) => {
                     super::read_name_or_replacement(n, MAX_NAME, |n| async move {
                         read(ctx, c, &n).await
                     })
@@ -420,7 +463,7 @@ impl ResourceKind for NodegroupKind {
         let name = req_str(attrs, "name")?;
         // Waiting for the create's answer holds no lock, so it holds no parallelism slot
         // either: twenty nodegroups ready together are all sent at once.
-        match crate::walker::idle(send_create(ctx, addr, attrs)).await {
+        match crate::base::walker::idle(send_create(ctx, addr, attrs)).await {
             // The name of a nodegroup still being deleted stays taken: wait, then create. Asked
             // only on this error, so a plain create costs no extra request.
             Err(e) if e.code() == Some("ResourceInUseException") => {
@@ -431,7 +474,7 @@ impl ResourceKind for NodegroupKind {
                     return Err(e);
                 }
                 wait_gone(ctx, addr, cluster, name).await?;
-                crate::walker::idle(send_create(ctx, addr, attrs)).await?;
+                crate::base::walker::idle(send_create(ctx, addr, attrs)).await?;
             }
             other => other?,
         }

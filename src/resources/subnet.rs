@@ -1,11 +1,11 @@
 //! `subnet`: a pod subnet inside a secondary CIDR block, in one AZ. Only tags update in place.
 
-use super::{
+use super::{Shape, 
     aws_error, req_str, split_tags, wait_until, Ctx, Lookup, Observed, Poll,
     ResourceError,
 };
-use crate::addr::{Kind, ResourceAddr};
-use crate::events::Event;
+use crate::base::addr::{Kind, ResourceAddr};
+use crate::base::events::Event;
 use aws_sdk_ec2::types::{Filter, ResourceType, Subnet, TagSpecification};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -40,6 +40,15 @@ const FACTS: KindFacts = KindFacts {
     replacement: None,
     compared_when_unset: &[],
     updated_outputs: &[],
+    derived: false,
+    unique: None,
+    output_shapes: &[
+        ("vpc_id", Shape::VpcId),
+        ("id", Shape::SubnetId),
+        ("availability_zone", Shape::Zone),
+        ("arn", Shape::Other("a subnet ARN")),
+        ("cidr_block", Shape::Other("a CIDR block")),
+    ],
 };
 
 fn observe(s: &Subnet) -> Option<Observed> {
@@ -148,7 +157,7 @@ impl ResourceKind for SubnetKind {
         let vpcs: Vec<String> = by_key
             .iter()
             .filter_map(|i| super::str_attr(&i.attrs, "vpc_id").map(String::from))
-            .filter(|v| !crate::value::is_unknown(&Value::String(v.clone())))
+            .filter(|v| !crate::base::value::is_unknown(&Value::String(v.clone())))
             .collect();
         let cidrs: Vec<String> = by_key
             .iter()
@@ -284,9 +293,9 @@ impl ResourceKind for SubnetKind {
         _attrs: &Value,
         _prior_outputs: &Value,
     ) -> Result<(), ResourceError> {
-        use crate::retry::{Backoff, Step, Stop};
+        use crate::base::retry::{Backoff, Step, Stop};
         let schedule = Backoff::dependency_violation(ctx.poll_cap, ctx.timeout(Kind::Subnet));
-        let result = crate::retry::run(
+        let result = crate::base::retry::run(
             &schedule,
             |_| async move {
                 if ctx.delete_available_enis {

@@ -3,10 +3,10 @@
 //! blocks and its subnets (by logical id for a stack, by id and `Name` tag for an adopted VPC)
 //! with their AZs, which pod subnets and the cluster reference.
 
-use super::{
+use super::{Unique, Shape, 
     aws_error, req_str, split_tags, tag_map, wait_until, Ctx, Lookup, Observed, Poll, ResourceError,
 };
-use crate::addr::{Kind, ResourceAddr};
+use crate::base::addr::{Kind, ResourceAddr};
 use aws_sdk_cloudformation::types::{Capability, Parameter, Stack, StackResource, Tag};
 use aws_sdk_ec2::types::{Filter, Subnet, Vpc};
 use serde_json::{json, Map, Value};
@@ -68,6 +68,14 @@ const FACTS: KindFacts = KindFacts {
     replacement: None,
     compared_when_unset: &[],
     updated_outputs: &[],
+    derived: false,
+    unique: Some(Unique { field: "stack_name", one_per: None }),
+    output_shapes: &[
+        ("id", Shape::VpcId),
+        ("subnets.*.id", Shape::SubnetId),
+        ("subnets.*.availability_zone", Shape::Zone),
+        ("cidr_block", Shape::Other("a CIDR block")),
+    ],
 };
 
 /// CloudFormation's limit for `TemplateBody` (CreateStack, UpdateStack).
@@ -202,7 +210,7 @@ async fn describe_stack(ctx: &Ctx, name: &str) -> Result<Option<Stack>, Resource
         Err(e) => {
             let err = aws_error("DescribeStacks", e);
             match &err {
-                ResourceError::Aws(crate::aws::AwsError { code, message, .. })
+                ResourceError::Aws(crate::cloud::aws::AwsError { code, message, .. })
                     if code == "ValidationError" && message.contains("does not exist") =>
                 {
                     Ok(None)
@@ -426,7 +434,7 @@ impl ResourceKind for VpcKind {
             let full = spec_dir.join(file);
             // CloudFormation takes a template body of at most 51,200 bytes; a larger one
             // must be uploaded to S3 and given as `template_url`.
-            let text = crate::files::read_bounded(&full, MAX_TEMPLATE_BODY, "template").map_err(
+            let text = crate::base::files::read_bounded(&full, MAX_TEMPLATE_BODY, "template").map_err(
                 |e| {
                     let hint = if e.contains("at most") {
                         format!("{e} (CloudFormation's limit for a template body; upload a larger template to S3 and set `template_url`)")
@@ -478,7 +486,7 @@ impl ResourceKind for VpcKind {
             .set_parameters(Some(parameters(attrs)))
             .set_tags(Some(cfn_tags(tags)))
             .capabilities(Capability::CapabilityIam)
-            .client_request_token(super::cluster::request_token(ctx, addr, "create"));
+            .client_request_token(super::eks::request_token(ctx, addr, "create"));
         req = match (
             super::str_attr(attrs, "template_body"),
             super::str_attr(attrs, "template_url"),
@@ -543,7 +551,7 @@ impl ResourceKind for VpcKind {
             Err(e) => {
                 let err = aws_error("UpdateStack", e);
                 // CloudFormation refuses an update that changes nothing; that is success here.
-                let noop = matches!(&err, ResourceError::Aws(crate::aws::AwsError { message, .. }) if message.contains("No updates are to be performed"));
+                let noop = matches!(&err, ResourceError::Aws(crate::cloud::aws::AwsError { message, .. }) if message.contains("No updates are to be performed"));
                 if !noop {
                     return Err(err);
                 }
@@ -581,7 +589,7 @@ impl ResourceKind for VpcKind {
             if describe_stack(ctx, cloud_id).await?.is_some() {
                 return Err(err);
             }
-            ctx.reporter.event(crate::events::Event::Warning {
+            ctx.reporter.event(crate::base::events::Event::Warning {
                 message: format!("{addr}: stack {cloud_id} is gone although DeleteStack answered: {err}; resources it created may remain"),
             });
             return Ok(());

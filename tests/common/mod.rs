@@ -146,9 +146,9 @@ pub fn example_dir() -> tempfile::TempDir {
 }
 
 /// SDK clients that talk to moto directly, to check what eksnet did.
-pub async fn sdk(endpoint: &str) -> eksnet::aws::AwsClients {
+pub async fn sdk(endpoint: &str) -> eksnet::cloud::aws::AwsClients {
     let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(eksnet::aws::http_client())
+        .http_client(eksnet::cloud::aws::http_client())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-west-2"))
         .credentials_provider(aws_sdk_ec2::config::Credentials::new(
@@ -156,7 +156,7 @@ pub async fn sdk(endpoint: &str) -> eksnet::aws::AwsClients {
         ))
         .load()
         .await;
-    eksnet::aws::AwsClients::from_config(&conf)
+    eksnet::cloud::aws::AwsClients::from_config(&conf)
 }
 
 /// A binary of another workspace package (the test-support tools). `CARGO_BIN_EXE_` only
@@ -388,7 +388,7 @@ pub fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
 /// One nodegroup as EKS describes it, asked through the SDK; panics (failing the test) when
 /// it does not exist.
 pub async fn described_nodegroup(
-    aws: &eksnet::aws::AwsClients,
+    aws: &eksnet::cloud::aws::AwsClients,
     cluster: &str,
     name: &str,
 ) -> aws_sdk_eks::types::Nodegroup {

@@ -2,13 +2,13 @@
 //! plan is carried out exactly, if the state has not moved since it was made.
 
 use crate::apply::{self, ApplyReport};
+use crate::base::events::{self, Event};
 use crate::cli::args::{ApplyArgs, Common, RunOpts};
 use crate::cli::exit::{ExitStatus, Failure};
 use crate::cli::lock;
 use crate::cli::{output, session};
-use crate::events::{self, Event};
+use crate::plan::planner::PlanOptions;
 use crate::plan::{self, Action, Plan};
-use crate::planner::PlanOptions;
 use crate::spec;
 use std::path::{Path, PathBuf};
 
@@ -116,7 +116,7 @@ pub fn read_plan_file(path: &Path) -> Result<Option<Plan>, Failure> {
             Failure::Message(format!("`{}`: {e}", path.display()))
         }
     })?;
-    crate::planner::upgrade(&mut plan);
+    crate::plan::planner::upgrade(&mut plan);
     Ok(Some(plan))
 }
 

@@ -5,7 +5,7 @@
 use crate::cli::args::CapacityArgs;
 use crate::cli::exit::{ExitStatus, Failure};
 use crate::cli::{output, session};
-use crate::planner::PlanOptions;
+use crate::plan::planner::PlanOptions;
 
 pub async fn run(args: CapacityArgs) -> Result<ExitStatus, Failure> {
     let spec = session::load_spec(&args.spec)?;

@@ -3,7 +3,7 @@
 use super::apply;
 use crate::cli::args::DestroyArgs;
 use crate::cli::exit::{ExitStatus, Failure};
-use crate::planner::PlanOptions;
+use crate::plan::planner::PlanOptions;
 
 pub async fn run(args: DestroyArgs) -> Result<ExitStatus, Failure> {
     let opts = PlanOptions {

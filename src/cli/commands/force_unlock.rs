@@ -1,10 +1,10 @@
 //! `eksnet force-unlock LOCK_ID`: frees a lock left by a command that died, on this machine
 //! or another (a shared state's lock is an object beside it, removable from anywhere).
 
-use crate::backend::{Location, StateStore};
 use crate::cli::args::ForceUnlockArgs;
 use crate::cli::exit::{ExitStatus, Failure};
 use crate::cli::{output, session};
+use crate::state::{Location, StateStore};
 
 pub async fn run(args: ForceUnlockArgs) -> Result<ExitStatus, Failure> {
     // A run killed right after taking an S3 lock has written no state object yet: its lock

@@ -3,7 +3,7 @@
 use crate::cli::args::GraphArgs;
 use crate::cli::exit::{ExitStatus, Failure};
 use crate::cli::{output, session};
-use crate::graph::DependencyGraph;
+use crate::plan::graph::DependencyGraph;
 
 pub async fn run(args: GraphArgs) -> Result<ExitStatus, Failure> {
     let spec = session::load_spec(&args.spec)?;

@@ -2,15 +2,15 @@
 //! so a reference such as a block's VPC resolves), refuses what another eksnet state manages,
 //! writes its state row, and says what the next plan would do with it.
 
-use crate::backend::Durability;
 use crate::cli::args::ImportArgs;
 use crate::cli::exit::{ExitStatus, Failure};
 use crate::cli::lock;
 use crate::cli::{output, session};
 use crate::engine::{self, PlanError};
+use crate::plan::planner;
 use crate::plan::Action;
-use crate::planner;
 use crate::resources::{self, ImportId};
+use crate::state::Durability;
 use crate::state::{ResourceStatus, StateResource};
 
 pub async fn run(args: ImportArgs) -> Result<ExitStatus, Failure> {
@@ -96,7 +96,7 @@ pub async fn run(args: ImportArgs) -> Result<ExitStatus, Failure> {
                         if c.replace_because.is_empty() {
                             c.reason
                                 .as_ref()
-                                .map(crate::render::reason)
+                                .map(crate::plan::render::reason)
                                 .unwrap_or_default()
                         } else {
                             c.replace_because.join(", ")

@@ -3,7 +3,7 @@
 use crate::cli::args::PlanArgs;
 use crate::cli::exit::{ExitStatus, Failure};
 use crate::cli::{output, session};
-use crate::planner::PlanOptions;
+use crate::plan::planner::PlanOptions;
 
 pub async fn run(args: PlanArgs) -> Result<ExitStatus, Failure> {
     let spec = session::load_spec(&args.spec)?;

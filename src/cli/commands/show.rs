@@ -4,7 +4,7 @@ use super::apply::read_plan_file;
 use crate::cli::args::{ShowArgs, ShowFormat};
 use crate::cli::exit::{ExitStatus, Failure};
 use crate::cli::output;
-use crate::render;
+use crate::plan::render;
 
 pub fn run(args: ShowArgs) -> Result<ExitStatus, Failure> {
     let Some(plan) = read_plan_file(&args.planfile)? else {

@@ -2,12 +2,12 @@
 //! resources, copy it out and back for inspection and repair, see a shared state's earlier
 //! versions, or move it between a local file and S3. AWS and Kubernetes are not touched.
 
-use crate::addr::ResourceAddr;
-use crate::backend::{self, Durability, Location, StateStore};
+use crate::base::addr::ResourceAddr;
 use crate::cli::args::{StateArgs, StateCommand};
 use crate::cli::exit::{ExitStatus, Failure};
 use crate::cli::lock;
 use crate::cli::{output, session};
+use crate::state::{self, Durability, Location, StateStore};
 use crate::state::{Document, DOCUMENT_FORMAT};
 use std::path::Path;
 
@@ -232,7 +232,7 @@ async fn history(state: &StateArgs, json: bool) -> Result<ExitStatus, Failure> {
 fn location_of(flag: &str, spec: Option<&crate::spec::Spec>) -> Result<Location, Failure> {
     match spec {
         Some(spec) => {
-            backend::resolve(&spec.path, spec.state.as_ref(), Some(flag)).map_err(Failure::Message)
+            state::resolve(&spec.path, spec.state.as_ref(), Some(flag)).map_err(Failure::Message)
         }
         None => Location::parse_flag(flag).map_err(Failure::Message),
     }

@@ -1,12 +1,12 @@
 //! `eksnet verify SPEC`: reads the clusters (no state) and reports whether custom networking
 //! took effect.
 
-use crate::addr::Kind;
-use crate::aws::AwsClients;
+use crate::base::addr::Kind;
 use crate::cli::args::VerifyArgs;
 use crate::cli::exit::{ExitStatus, Failure};
 use crate::cli::{output, session};
-use crate::kube::KubeConnector;
+use crate::cloud::aws::AwsClients;
+use crate::cloud::kube::KubeConnector;
 
 pub async fn run(args: VerifyArgs) -> Result<ExitStatus, Failure> {
     let spec = session::load_spec(&args.spec)?;
@@ -20,11 +20,11 @@ pub async fn run(args: VerifyArgs) -> Result<ExitStatus, Failure> {
         .await
         .map_err(Failure::Message)?;
     let kube = KubeConnector::new(args.common.kube.access());
-    let reports = crate::verify::verify(&spec, &aws, &kube).await?;
+    let reports = crate::nodes::verify::verify(&spec, &aws, &kube).await?;
     if args.common.json {
         output::json_data(&reports)?;
     } else {
-        output::data(&crate::verify::render(&reports));
+        output::data(&crate::nodes::verify::render(&reports));
     }
     Ok(if reports.iter().all(|r| r.ok()) {
         ExitStatus::Success

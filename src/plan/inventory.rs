@@ -1,9 +1,9 @@
 //! What was read before planning, in one value: the planner's only view of the world besides
 //! the spec and the state. Reads fill it and make no verdicts; the planner judges all of it.
 
-use crate::addr::ResourceAddr;
+use crate::base::addr::ResourceAddr;
+use crate::nodes::sizing::SizingReads;
 use crate::resources::ObservedState;
-use crate::sizing::SizingReads;
 use serde_json::Value;
 use std::collections::BTreeMap;
 

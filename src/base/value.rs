@@ -6,7 +6,7 @@
 //! verbatim: that is how the plan carries "known after apply" without a second value type, and
 //! why the executor can resolve it later from the state.
 
-use crate::addr::ResourceAddr;
+use crate::base::addr::ResourceAddr;
 use serde_json::Value;
 
 /// The attribute holding a CloudFormation template: never scanned for references.

@@ -5,7 +5,7 @@
 //! server. A cluster that does not exist yet gets no connection attempt at all: its
 //! Kubernetes objects are simply absent, so they plan as creations.
 
-use crate::aws::{aws_error, AwsClients, AwsError};
+use crate::cloud::aws::{aws_error, AwsClients, AwsError};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -133,7 +133,7 @@ pub enum KubeError {
         message: String,
     },
     /// No answer from the API server (connection refused, TLS, timeout).
-    #[error("{operation} failed: KubernetesRequestFailed: {}", crate::diag::error_chain(.source))]
+    #[error("{operation} failed: KubernetesRequestFailed: {}", crate::base::diag::error_chain(.source))]
     Request {
         operation: &'static str,
         #[source]
@@ -297,7 +297,7 @@ impl KubeConnector {
                 let ca = described.ca.as_deref().ok_or_else(|| {
                     kube_err(cluster, "DescribeCluster returned no certificate authority")
                 })?;
-                let token = crate::kube_token::eks_token(&aws.config, cluster)
+                let token = crate::cloud::kube_token::eks_token(&aws.config, cluster)
                     .await
                     .map_err(|e| kube_err(cluster, format!("cannot make a token: {e}")))?;
                 // An in-memory kubeconfig lets kube-rs parse the CA and token as it always does.

@@ -5,12 +5,12 @@
 //! the types of the VPC CNI's environment variables. Each finding is at its file, line and key
 //! and says what is allowed.
 
-use crate::addr::{Kind, ResourceAddr};
-use crate::cfn::{self, Template};
-use crate::diag::Diagnostics;
-use crate::resources::ResourceConfig;
+use crate::base::addr::{Kind, ResourceAddr};
+use crate::base::diag::Diagnostics;
+use crate::base::value::{self, is_ref, Reference};
+use crate::resources::{self, ResourceConfig, Shape};
+use crate::spec::cfn::{self, Template};
 use crate::spec::Spec;
-use crate::value::{self, is_ref, Reference};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -45,7 +45,7 @@ pub fn check(spec: &Spec, d: &mut Diagnostics) {
     for (addr, r) in &spec.resources {
         // Made from another block, which is checked itself (a template's tags are its
         // nodegroup's).
-        if crate::spec::derived_kind(addr.kind) {
+        if resources::facts(addr.kind).derived {
             continue;
         }
         let mut f = Fields {
@@ -311,20 +311,13 @@ fn check_template_references(
     }
 }
 
-/// What a field needs, and what a reference gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shape {
-    VpcId,
-    SubnetId,
-    SecurityGroupId,
-    RoleArn,
-    ClusterName,
-    Zone,
-    /// Any other output: an ARN of another kind, a name, a CIDR, a status.
-    Other(&'static str),
+/// What a field needs, as words, and whether a literal has the shape.
+trait ShapeRules {
+    fn describe(self) -> &'static str;
+    fn accepts(self, s: &str, region: Option<&str>) -> bool;
 }
 
-impl Shape {
+impl ShapeRules for Shape {
     fn describe(self) -> &'static str {
         match self {
             Shape::VpcId => "a VPC id (`vpc-` and 8 or 17 hex digits)",
@@ -350,37 +343,20 @@ impl Shape {
     }
 }
 
-/// What a reference's output is, where eksnet knows it.
+/// What a reference's output is, where its kind says (`KindFacts::output_shapes`).
 fn gives(r: &Reference) -> Option<Shape> {
-    let p: Vec<&str> = r.path.iter().map(String::as_str).collect();
-    Some(match (r.addr.kind, p.as_slice()) {
-        (Kind::Vpc, ["id"]) | (Kind::Subnet | Kind::CidrBlock | Kind::Cluster, ["vpc_id"]) => {
-            Shape::VpcId
-        }
-        (Kind::Vpc, ["subnets", _, "id"]) | (Kind::Subnet, ["id"]) => Shape::SubnetId,
-        (Kind::Vpc, ["subnets", _, "availability_zone"])
-        | (Kind::Subnet, ["availability_zone"]) => Shape::Zone,
-        (Kind::Cluster, ["cluster_security_group_id"]) => Shape::SecurityGroupId,
-        (Kind::IamRole, ["arn"]) => Shape::RoleArn,
-        (Kind::Cluster, ["name"]) | (Kind::Nodegroup | Kind::Addon, ["cluster_name"]) => {
-            Shape::ClusterName
-        }
-        (Kind::IamRole, ["name"]) => Shape::Other("an IAM role name"),
-        (Kind::IamRole, ["id"]) => Shape::Other("an IAM role id"),
-        (Kind::Cluster, ["arn"]) => Shape::Other("an EKS cluster ARN"),
-        (Kind::Nodegroup, ["arn"]) => Shape::Other("a nodegroup ARN"),
-        (Kind::Addon, ["arn"]) => Shape::Other("an add-on ARN"),
-        (Kind::Subnet, ["arn"]) => Shape::Other("a subnet ARN"),
-        (Kind::Nodegroup, ["name"]) => Shape::Other("a nodegroup name"),
-        (Kind::Addon, ["name"]) => Shape::Other("an add-on name"),
-        (Kind::Subnet | Kind::CidrBlock | Kind::Vpc, ["cidr_block"]) => {
-            Shape::Other("a CIDR block")
-        }
-        (Kind::CidrBlock, ["association_id"]) => Shape::Other("a CIDR block association id"),
-        (Kind::Cluster, ["endpoint"]) => Shape::Other("the cluster's API endpoint URL"),
-        (Kind::Cluster | Kind::Addon, ["version"]) => Shape::Other("a version"),
-        _ => return None,
-    })
+    resources::facts(r.addr.kind)
+        .output_shapes
+        .iter()
+        .find(|(pattern, _)| {
+            let pattern: Vec<&str> = pattern.split('.').collect();
+            pattern.len() == r.path.len()
+                && pattern
+                    .iter()
+                    .zip(&r.path)
+                    .all(|(p, seg)| *p == "*" || p == seg)
+        })
+        .map(|(_, shape)| *shape)
 }
 
 struct Fields<'a, 'd> {

@@ -1,7 +1,7 @@
 //! Engine events. The engine never prints: it emits events, and a reporter chosen by the CLI
 //! renders them on stderr (human, with live spinners on a terminal, or JSON lines).
 
-use crate::addr::ResourceAddr;
+use crate::base::addr::ResourceAddr;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -51,7 +51,7 @@ pub enum Event {
     /// A spec diagnostic (warning or error) with its file, line and key.
     Diagnostic {
         #[serde(flatten)]
-        diagnostic: crate::diag::Diagnostic,
+        diagnostic: crate::base::diag::Diagnostic,
     },
     /// What made the command fail (the exit code says it too).
     Error {

@@ -13,7 +13,7 @@
 //! - Unlock deletes the lock `If-Match` on its own version: never someone else's lock.
 
 use super::{Durability, S3Location};
-use crate::addr::ResourceAddr;
+use crate::base::addr::ResourceAddr;
 use crate::state::{Document, LockInfo, StateError, StateResource, StateSnapshot, DOCUMENT_FORMAT};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -143,7 +143,10 @@ where
                 err.message().unwrap_or("")
             )
         }
-        other => format!("{operation} failed: {}", crate::diag::error_chain(other)),
+        other => format!(
+            "{operation} failed: {}",
+            crate::base::diag::error_chain(other)
+        ),
     }
 }
 
@@ -194,7 +197,7 @@ impl S3Store {
         spec_region: Option<&str>,
     ) -> Result<S3Store, StateError> {
         let url = loc.url();
-        let conf = crate::aws::load_config(loc.region.as_deref().or(spec_region)).await;
+        let conf = crate::cloud::aws::load_config(loc.region.as_deref().or(spec_region)).await;
         if conf.region().is_none() {
             return Err(StateError::Remote {
                 path: PathBuf::from(&url),

@@ -1,118 +1,19 @@
-//! Node sizing in the plan: the reads it needs, made alongside the refresh (one
-//! `DescribeInstanceTypes` for every instance type of the spec, one `DescribeSubnets` for the
-//! free addresses of the subnets the state knows), and the assessment per cluster from the
-//! planned changes: max pods per nodegroup under the cluster's CNI settings, and the pod
-//! subnets' room per AZ against what the nodegroups can grow to (`sizing` does the counting).
+//! The planner's node sizing step: from the planned changes and node sizing's reads, max
+//! pods per nodegroup under its cluster's CNI settings and the pod subnets' room per AZ
+//! against what the nodegroups can grow to (`nodes::sizing` does the counting); a `max_pods`
+//! the interfaces cannot give is an error, a shortfall a warning.
 
-use crate::addr::Kind;
-use crate::diag::Diagnostics;
-use crate::plan::{Plan, PlannedChange};
-use crate::resources::{self, Ctx};
-use crate::sizing::{
+use crate::base::addr::Kind;
+use crate::base::diag::Diagnostics;
+use crate::domain::cni;
+use crate::nodes::sizing::{
     self, ClusterSizing, CniMode, InstanceNetwork, NodegroupSizing, PodSubnet, Sizing, SizingReads,
 };
+use crate::plan::{Plan, PlannedChange};
+use crate::resources;
 use crate::spec::Spec;
-use crate::state::StateSnapshot;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-/// The instance types written in the spec's nodegroups.
-fn spec_instance_types(spec: &Spec) -> BTreeSet<String> {
-    spec.resources
-        .values()
-        .filter(|r| r.addr.kind == Kind::Nodegroup)
-        .flat_map(|r| resources::str_list(&r.attrs, "instance_types"))
-        .filter(|t| !t.contains("${"))
-        .collect()
-}
-
-/// Both reads at once; they go out with the refresh's first wave, so no round trip is added.
-pub async fn read(ctx: &Ctx, spec: &Spec, snapshot: &StateSnapshot) -> SizingReads {
-    let types: Vec<String> = spec_instance_types(spec).into_iter().collect();
-    let subnet_ids: Vec<String> = snapshot
-        .resources
-        .iter()
-        .filter(|(a, _)| a.kind == Kind::Subnet)
-        .filter_map(|(_, r)| r.cloud_id.clone())
-        .collect();
-    let ec2 = &ctx.aws.ec2;
-    let types_read = async {
-        if types.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One page holds up to 100 types; a nodegroup has at most 20.
-        ec2.describe_instance_types()
-            .set_instance_types(Some(
-                types
-                    .iter()
-                    .map(|t| aws_sdk_ec2::types::InstanceType::from(t.as_str()))
-                    .collect(),
-            ))
-            .send()
-            .await
-            .map(|o| o.instance_types().to_vec())
-            .map_err(|e| resources::aws_error("DescribeInstanceTypes", e).to_string())
-    };
-    let subnets_read = async {
-        if subnet_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        ec2.describe_subnets()
-            .set_subnet_ids(Some(subnet_ids.clone()))
-            .send()
-            .await
-            .map(|o| o.subnets().to_vec())
-            .map_err(|e| resources::aws_error("DescribeSubnets", e).to_string())
-    };
-    let (types_got, subnets_got) = tokio::join!(types_read, subnets_read);
-    let mut reads = SizingReads::default();
-    match types_got {
-        Ok(found) => {
-            for t in found {
-                let Some(name) = t.instance_type().map(|n| n.as_str().to_string()) else {
-                    continue;
-                };
-                let net = t.network_info();
-                reads.types.insert(
-                    name.clone(),
-                    InstanceNetwork {
-                        instance_type: name,
-                        max_enis: net
-                            .and_then(|n| n.maximum_network_interfaces())
-                            .and_then(|n| u32::try_from(n).ok())
-                            .unwrap_or(0),
-                        ipv4_per_eni: net
-                            .and_then(|n| n.ipv4_addresses_per_interface())
-                            .and_then(|n| u32::try_from(n).ok())
-                            .unwrap_or(0),
-                        vcpus: t
-                            .v_cpu_info()
-                            .and_then(|v| v.default_v_cpus())
-                            .and_then(|n| u32::try_from(n).ok())
-                            .unwrap_or(0),
-                        nitro: t.hypervisor().map(|h| h.as_str()) == Some("nitro"),
-                    },
-                );
-            }
-        }
-        Err(e) => reads.problems.push(e),
-    }
-    match subnets_got {
-        Ok(found) => {
-            for s in found {
-                if let (Some(id), Some(n)) = (s.subnet_id(), s.available_ip_address_count()) {
-                    reads
-                        .available
-                        .insert(id.to_string(), u32::try_from(n).unwrap_or(0));
-                }
-            }
-        }
-        // A subnet deleted outside eksnet makes the whole call fail; the plan recreates it,
-        // and its room is counted from its CIDR.
-        Err(e) => reads.problems.push(e),
-    }
-    reads
-}
 
 /// A finding of the assessment, with the spec key it belongs to: a warning, or an error
 /// (a `max_pods` above what the ENIs can give).
@@ -134,24 +35,14 @@ fn str_of<'v>(c: &'v PlannedChange, key: &str) -> Option<&'v str> {
 fn cni_env(plan: &Plan, spec: &Spec, cluster: &str) -> BTreeMap<String, String> {
     plan.changes
         .iter()
-        .filter(|c| {
-            c.addr.kind == Kind::AwsNode
-                || (c.addr.kind == Kind::Addon
-                    && str_of(c, "name") == Some(crate::domain::cni::ADDON_NAME))
-        })
+        .filter(|c| cni::carries_settings(c.addr.kind, &[c.after.as_ref()]))
         .filter(|c| {
             str_of(c, "cluster_name")
                 .map(|n| spec.resolved_name(n))
                 .as_deref()
                 == Some(cluster)
         })
-        .filter_map(|c| {
-            let a = c.after.as_ref()?;
-            a.get("env")
-                .or_else(|| a.get("configuration_values").and_then(|v| v.get("env")))?
-                .as_object()
-                .cloned()
-        })
+        .filter_map(|c| cni::env(c.after.as_ref())?.as_object().cloned())
         .flat_map(|m| {
             m.into_iter().filter_map(|(k, v)| match v {
                 Value::String(s) => Some((k, s)),
@@ -409,8 +300,8 @@ pub fn attach(spec: &Spec, plan: &mut Plan, reads: &SizingReads) -> Result<(), D
     let mut errors = Diagnostics::default();
     for f in findings {
         let d = match (f.key.is_empty(), f.error) {
-            (true, false) => crate::diag::Diagnostic::warning(f.message),
-            (true, true) => crate::diag::Diagnostic::error(f.message),
+            (true, false) => crate::base::diag::Diagnostic::warning(f.message),
+            (true, true) => crate::base::diag::Diagnostic::error(f.message),
             (false, false) => spec.warning_at(f.key, f.message),
             (false, true) => spec.error_at(f.key, f.message),
         };
@@ -425,9 +316,4 @@ pub fn attach(spec: &Spec, plan: &mut Plan, reads: &SizingReads) -> Result<(), D
         return Err(errors);
     }
     Ok(())
-}
-
-/// The spec's instance types and subnets are all the sizing needs to know from the spec.
-pub fn wanted(spec: &Spec) -> bool {
-    !spec_instance_types(spec).is_empty()
 }

@@ -8,9 +8,7 @@
 //! starts goes out in it, so many resources finishing at once cost one request, and a
 //! resource's result is carried by the next intent instead of adding a round trip of its own.
 
-pub mod s3;
-
-use crate::addr::ResourceAddr;
+use crate::base::addr::ResourceAddr;
 use crate::state::{Document, LocalStore, StateError, StateResource, StateSnapshot};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -51,8 +49,8 @@ impl Location {
             return Ok(Location::Local(PathBuf::from(s)));
         };
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        if let Some(e) = crate::constraints::s3_bucket_name(bucket)
-            .or_else(|| crate::constraints::s3_state_key(key))
+        if let Some(e) = crate::spec::constraints::s3_bucket_name(bucket)
+            .or_else(|| crate::spec::constraints::s3_state_key(key))
         {
             return Err(format!("state `{s}`: {e}"));
         }
@@ -94,7 +92,7 @@ pub enum Durability {
 #[derive(Clone)]
 pub enum StateStore {
     Local(Arc<Mutex<LocalStore>>),
-    S3(s3::S3Store),
+    S3(super::s3::S3Store),
 }
 
 impl StateStore {
@@ -105,7 +103,7 @@ impl StateStore {
             Location::Local(p) => Ok(StateStore::Local(Arc::new(Mutex::new(LocalStore::open(
                 p,
             )?)))),
-            Location::S3(s) => Ok(StateStore::S3(s3::S3Store::open(s, region).await?)),
+            Location::S3(s) => Ok(StateStore::S3(super::s3::S3Store::open(s, region).await?)),
         }
     }
 
@@ -118,7 +116,7 @@ impl StateStore {
             Location::Local(p) if !p.exists() => Ok(None),
             Location::Local(_) => Ok(Some(Self::open(loc, region).await?)),
             Location::S3(s) => {
-                let store = s3::S3Store::open(s, region).await?;
+                let store = super::s3::S3Store::open(s, region).await?;
                 Ok(store.exists().then_some(StateStore::S3(store)))
             }
         }
@@ -230,7 +228,7 @@ impl StateStore {
                 Ok((store, id))
             }
             Location::S3(s) => {
-                let store = s3::S3Store::connect(s, region).await?;
+                let store = super::s3::S3Store::connect(s, region).await?;
                 let id = store.lock_and_load(command).await?;
                 Ok((StateStore::S3(store), id))
             }
@@ -254,7 +252,7 @@ impl StateStore {
     }
 
     /// The stored versions, newest first (S3 with bucket versioning).
-    pub async fn history(&self) -> Result<Vec<s3::Version>, StateError> {
+    pub async fn history(&self) -> Result<Vec<super::s3::Version>, StateError> {
         match self {
             StateStore::Local(l) => Err(StateError::Unsupported {
                 path: Self::local(l).path().to_path_buf(),

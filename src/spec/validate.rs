@@ -1,12 +1,12 @@
 //! Checks that need no API call: references, CIDR arithmetic, names, the IPv6 rule. Every
 //! problem found is reported, each at its file, line and key.
 
-use crate::addr::{Kind, ResourceAddr};
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::base::addr::{Kind, ResourceAddr};
+use crate::base::diag::{Diagnostic, Diagnostics};
+use crate::base::value::{self, is_ref};
 use crate::resources;
 use crate::resources::{addon, ResourceConfig};
 use crate::spec::Spec;
-use crate::value::{self, is_ref};
 use ipnet::Ipv4Net;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -21,11 +21,11 @@ pub fn validate(spec: &Spec) -> Diagnostics {
     check_ipv6(spec, &mut d);
     check_kubernetes(spec, &mut d);
     check_lifecycles(spec, &mut d);
-    crate::constraints::check(spec, &mut d);
+    crate::spec::constraints::check(spec, &mut d);
     if spec.resources.is_empty() {
         // An emptied file is more often a mistake than a wish to delete everything.
         d.push(Diagnostic {
-            location: Some(crate::diag::Location {
+            location: Some(crate::base::diag::Location {
                 file: spec.path.clone(),
                 line: 1,
                 column: 1,
@@ -353,7 +353,7 @@ fn check_shapes(spec: &Spec, d: &mut Diagnostics) {
                 }
             }
             ResourceConfig::IamRole(c) => {
-                if !crate::constraints::is_iam_name(&c.name, 64) && !is_ref(&c.name) {
+                if !crate::spec::constraints::is_iam_name(&c.name, 64) && !is_ref(&c.name) {
                     d.push(spec.error_at(
                         at("name"),
                         format!(
@@ -374,7 +374,7 @@ fn check_shapes(spec: &Spec, d: &mut Diagnostics) {
                 }
             }
             ResourceConfig::Cluster(c) => {
-                if !crate::constraints::is_cluster_name(&c.name) && !is_ref(&c.name) {
+                if !crate::spec::constraints::is_cluster_name(&c.name) && !is_ref(&c.name) {
                     d.push(spec.error_at(at("name"), format!("cluster name `{}` must start with a letter or digit and contain only letters, digits, `-` and `_` (max 100)", c.name)));
                 }
                 if !matches!(c.ip_family.as_str(), "ipv4" | "ipv6") {
@@ -543,42 +543,31 @@ fn check_cidrs(spec: &Spec, d: &mut Diagnostics) {
 fn check_unique_names(spec: &Spec, d: &mut Diagnostics) {
     let mut seen: HashMap<(Kind, String), String> = HashMap::new();
     for (addr, r) in &spec.resources {
-        let (field, name) = match &r.config {
-            ResourceConfig::IamRole(c) => ("name", c.name.clone()),
-            ResourceConfig::Cluster(c) => ("name", c.name.clone()),
-            ResourceConfig::Nodegroup(n) => (
-                "name",
-                format!("{}/{}", spec.resolved_name(&n.cluster_name), n.name),
-            ),
-            ResourceConfig::Vpc(v) => match &v.stack_name {
-                Some(s) => ("stack_name", s.clone()),
-                None => continue,
-            },
-            // One set of CNI settings per cluster; ENIConfig names are unique per cluster.
-            ResourceConfig::AwsNode(a) => ("cluster_name", spec.resolved_name(&a.cluster_name)),
-            // One add-on of a name per cluster.
-            ResourceConfig::Addon(a) => (
-                "name",
-                format!("{}/{}", spec.resolved_name(&a.cluster_name), a.name),
-            ),
-            // A defaulted name is the subnet's AZ: known here when the subnet spells it out.
-            ResourceConfig::EniConfig(e) => (
-                "name",
-                format!(
-                    "{}/{}",
-                    spec.resolved_name(&e.cluster_name),
-                    spec.resolved_name(resources::str_attr(&r.attrs, "name").unwrap_or_default())
-                ),
-            ),
-            _ => continue,
+        let facts = resources::facts(addr.kind);
+        let Some(unique) = facts.unique else {
+            continue;
         };
+        // The identity, names resolved (`${cluster.X.name}` and a literal name are one
+        // cluster); a defaulted ENIConfig name is the subnet's AZ, known here when the subnet
+        // spells it out. An identity not written (an adopted VPC has no stack) is not checked.
+        let Some(parts) = facts
+            .identity
+            .iter()
+            .map(|k| resources::str_attr(&r.attrs, k).map(|v| spec.resolved_name(v)))
+            .collect::<Option<Vec<String>>>()
+        else {
+            continue;
+        };
+        let name = parts.join("/");
         if let Some(first) = seen.insert((addr.kind, name.clone()), addr.to_string()) {
-            let message = if addr.kind == Kind::AwsNode {
-                format!("cluster `{name}` is already configured by `{first}`; declare one aws_node per cluster")
-            } else {
-                format!("`{name}` is also the name of `{first}`; names must be unique")
+            let message = match unique.one_per {
+                Some(what) => format!(
+                    "{what} `{name}` is already configured by `{first}`; declare one {} per {what}",
+                    addr.kind
+                ),
+                None => format!("`{name}` is also the name of `{first}`; names must be unique"),
             };
-            d.push(spec.error_at(format!("{addr}.{field}"), message));
+            d.push(spec.error_at(format!("{addr}.{}", unique.field), message));
         }
     }
 }

@@ -5,16 +5,18 @@
 //! which makes every verdict. Callers (the CLI's commands, `import`, tests) never assemble
 //! these stages themselves.
 
-use crate::capacity;
-use crate::diag::Diagnostics;
-use crate::graph::DependencyGraph;
-use crate::inventory::Inventory;
+pub mod refresh;
+
+use crate::base::diag::Diagnostics;
+use crate::nodes::capacity;
+use crate::plan::graph::DependencyGraph;
+use crate::plan::inventory::Inventory;
+use crate::plan::planner::{self, PlanOptions};
 use crate::plan::Plan;
-use crate::planner::{self, PlanOptions};
-use crate::refresh::{self, RefreshError};
 use crate::resources::{self, Ctx};
 use crate::spec::Spec;
 use crate::state::StateSnapshot;
+use refresh::RefreshError;
 use std::collections::BTreeMap;
 
 /// Why no plan was made.
@@ -84,7 +86,7 @@ async fn inspect(
     ctx: &Ctx,
     spec: &Spec,
     snapshot: &StateSnapshot,
-) -> BTreeMap<crate::addr::ResourceAddr, serde_json::Value> {
+) -> BTreeMap<crate::base::addr::ResourceAddr, serde_json::Value> {
     let facts = planner::spec_facts(spec, snapshot);
     let facts = &facts;
     let reads = spec.resources.values().map(|r| async move {
@@ -105,7 +107,7 @@ pub async fn observe_import(
     ctx: &Ctx,
     spec: &Spec,
     snapshot: &StateSnapshot,
-    addr: &crate::addr::ResourceAddr,
+    addr: &crate::base::addr::ResourceAddr,
     id: &str,
 ) -> Result<(DependencyGraph, Inventory), PlanError> {
     let graph = DependencyGraph::build(spec, Some(snapshot)).map_err(PlanError::Refused)?;

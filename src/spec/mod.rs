@@ -2,8 +2,12 @@
 //! and into the plain attribute maps the planner diffs. Parsing never stops at the first bad
 //! resource: every resource is deserialised on its own so that all errors come out together.
 
-use crate::addr::{valid_resource_name, Kind, ResourceAddr};
-use crate::diag::{Diagnostic, Diagnostics, Location, SourceMap};
+pub mod cfn;
+pub mod constraints;
+pub mod validate;
+
+use crate::base::addr::{valid_resource_name, Kind, ResourceAddr};
+use crate::base::diag::{Diagnostic, Diagnostics, Location, SourceMap};
 use crate::resources::{BuildError, ResourceConfig};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -168,8 +172,8 @@ impl Spec {
     /// resource written as a literal (a cluster's or role's `name`, a subnet's
     /// `availability_zone`). `None` when only AWS can tell.
     pub fn static_value(&self, s: &str) -> Option<String> {
-        let Some(r) = crate::value::whole_reference(s) else {
-            return crate::value::references_in_str(s)
+        let Some(r) = crate::base::value::whole_reference(s) else {
+            return crate::base::value::references_in_str(s)
                 .is_empty()
                 .then(|| s.to_string());
         };
@@ -177,7 +181,7 @@ impl Spec {
             .mirrored_outputs
             .contains(&r.path_string().as_str());
         let literal = self.get(&r.addr)?.attrs.get(r.path_string())?.as_str()?;
-        (mirrored && crate::value::references_in_str(literal).is_empty())
+        (mirrored && crate::base::value::references_in_str(literal).is_empty())
             .then(|| literal.to_string())
     }
 
@@ -201,7 +205,7 @@ pub const MAX_SPEC_BYTES: u64 = 1024 * 1024;
 
 /// Reads and parses a spec file. Errors carry file, line and key; all are returned at once.
 pub fn load(path: &Path) -> Result<Spec, Diagnostics> {
-    let source = crate::files::read_bounded(path, MAX_SPEC_BYTES, "spec").map_err(|e| {
+    let source = crate::base::files::read_bounded(path, MAX_SPEC_BYTES, "spec").map_err(|e| {
         let mut d = Diagnostics::default();
         d.push(Diagnostic::error(e));
         d
@@ -418,72 +422,57 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
         resources,
         locations,
     };
-    derive_launch_templates(&mut spec);
+    derive_resources(&mut spec);
     Ok(spec)
 }
 
 /// Kinds eksnet derives from other blocks and that a spec never writes.
 pub fn derived_kind(kind: Kind) -> bool {
-    kind == Kind::LaunchTemplate
+    crate::resources::facts(kind).derived
 }
 
-/// One launch template per nodegroup that sets `max_pods`, at `launch_template.<the
-/// nodegroup's name in the spec>`, and the nodegroup pointed at its id and version (the
-/// references make the edge in the graph). The nodegroup's `disk_size` moves into the
-/// template, since EKS refuses both. A diagnostic about the template points at `max_pods`.
-fn derive_launch_templates(spec: &mut Spec) {
-    use crate::resources::launch_template::{
-        template_name, AmiFamily, LaunchTemplateConfig, LaunchTemplateKind,
-    };
-    use crate::resources::ResourceKind;
+/// The resources the kinds derive from the spec's (`ResourceKind::derive`: a nodegroup's
+/// launch template for `max_pods`), added beside them. The deriving resource loses the
+/// attributes that move and gains references to the derived one's outputs (the graph then
+/// orders it first); a diagnostic about the derived resource points at the deriving one's
+/// key. A derived resource that does not build is left out: the deriving resource's own
+/// checks report why.
+fn derive_resources(spec: &mut Spec) {
     let mut derived = Vec::new();
     for r in spec.resources.values() {
-        let ResourceConfig::Nodegroup(c) = &r.config else {
-            continue;
-        };
-        let (Some(max_pods), Ok(family)) = (c.max_pods, AmiFamily::of(c.ami_type.as_deref()))
+        let resolve = |name: &str| spec.resolved_name(name);
+        for d in crate::resources::derive(&r.config, &r.addr, &resolve) {
+            derived.push((r.addr.clone(), r.lifecycle.prevent_destroy, d));
+        }
+    }
+    for (from, prevent_destroy, d) in derived {
+        let Ok((config, attrs)) = crate::resources::build(d.addr.kind, d.table, Path::new("."))
         else {
             continue;
         };
-        let config = LaunchTemplateConfig {
-            name: template_name(
-                &spec.resolved_name(&c.cluster_name),
-                &spec.resolved_name(&c.name),
-            ),
-            max_pods,
-            ami_family: family,
-            disk_size: c.disk_size,
-            tags: c.tags.clone(),
-        };
-        let Ok(attrs) = LaunchTemplateKind::desired_attrs(&config, Path::new(".")) else {
-            continue;
-        };
-        derived.push((r.addr.clone(), config, attrs, r.lifecycle.prevent_destroy));
-    }
-    for (ng, config, attrs, prevent_destroy) in derived {
-        let addr = ResourceAddr::new(Kind::LaunchTemplate, &ng.name);
-        if let Some(at) = spec.locations.get(&format!("{ng}.max_pods")).cloned() {
-            spec.locations.insert(addr.to_string(), at);
+        if let Some(at) = spec
+            .locations
+            .get(&format!("{from}.{}", d.located_at))
+            .cloned()
+        {
+            spec.locations.insert(d.addr.to_string(), at);
         }
-        if let Some(Value::Object(m)) = spec.resources.get_mut(&ng).map(|r| &mut r.attrs) {
-            m.remove("disk_size");
-            m.insert(
-                "launch_template_id".into(),
-                Value::String(format!("${{{addr}.id}}")),
-            );
-            m.insert(
-                "launch_template_version".into(),
-                Value::String(format!("${{{addr}.version}}")),
-            );
+        if let Some(Value::Object(m)) = spec.resources.get_mut(&from).map(|r| &mut r.attrs) {
+            for key in d.moved {
+                m.remove(*key);
+            }
+            for (key, v) in d.refers {
+                m.insert(key.to_string(), v);
+            }
         }
         spec.resources.insert(
-            addr.clone(),
+            d.addr.clone(),
             ResourceSpec {
-                addr,
-                config: ResourceConfig::LaunchTemplate(config),
+                addr: d.addr,
+                config,
                 attrs,
-                // A protected nodegroup's template is protected with it: deleting it would
-                // leave the nodegroup on a template that no longer exists.
+                // A protected resource's derived one is protected with it: deleting a
+                // nodegroup's template would leave the nodegroup on one that no longer exists.
                 lifecycle: Lifecycle {
                     ignore_changes: Vec::new(),
                     prevent_destroy,

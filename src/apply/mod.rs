@@ -4,14 +4,14 @@
 //! create is stored (`announce`), and the state is written after each finished step, so a
 //! crash never loses a created resource.
 
-use crate::addr::{Kind, ResourceAddr};
-use crate::backend::{Durability, StateStore};
-use crate::events::Event;
+use crate::base::addr::{Kind, ResourceAddr};
+use crate::base::events::Event;
+use crate::base::value;
+use crate::base::walker::{self, Outcome, SkipReason};
 use crate::plan::{Action, Plan, PlannedChange};
 use crate::resources::{self, Ctx, ResourceError};
 use crate::state::{Deposed, ResourceStatus, StateError, StateResource, StateSnapshot};
-use crate::value;
-use crate::walker::{self, Outcome, SkipReason};
+use crate::state::{Durability, StateStore};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -890,7 +890,7 @@ mod tests {
         // The planner writes the handovers into the plan (here as it fills them into a plan
         // saved before it did); the executor only follows them.
         let mut plan = plan;
-        crate::planner::upgrade(&mut plan);
+        crate::plan::planner::upgrade(&mut plan);
         assert_eq!(
             plan.changes
                 .iter()

@@ -5,7 +5,7 @@
 //! Pure: the caller reads the instance types (DescribeInstanceTypes), the subnets
 //! (DescribeSubnets or the spec) and the aws-node environment, and this module only counts.
 
-use crate::addr::ResourceAddr;
+use crate::base::addr::ResourceAddr;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};

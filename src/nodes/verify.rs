@@ -2,8 +2,8 @@
 //! is not on the host network has an IP from a pod subnet, and every node has an ENIConfig to
 //! pick (by its label in label mode, by its annotation in annotation mode).
 
-use crate::aws::AwsClients;
-use crate::kube::KubeConnector;
+use crate::cloud::aws::AwsClients;
+use crate::cloud::kube::KubeConnector;
 use crate::resources::eni_config::{api_resource, NODE_ANNOTATION};
 use crate::resources::ResourceConfig;
 use crate::resources::ResourceError;
@@ -33,7 +33,7 @@ impl ClusterReport {
 }
 
 fn kube_err(op: &'static str) -> impl Fn(kube::Error) -> ResourceError {
-    move |e| crate::kube::error(op, e).into()
+    move |e| crate::cloud::kube::error(op, e).into()
 }
 
 pub async fn verify(

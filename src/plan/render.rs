@@ -1,8 +1,8 @@
 //! Rendering of a plan for people, like Terraform's: one block per change, attribute lines
 //! with `+ ~ -`. The plan itself is a value (`plan`); this is one view of it.
 
+use crate::base::value;
 use crate::plan::{Action, Forgotten, Plan, PlannedChange, Reason};
-use crate::value;
 use serde_json::Value;
 use std::fmt::Write;
 
@@ -41,7 +41,7 @@ fn show(v: &Value) -> String {
         Value::String(s) if s.contains('\n') || s.len() > 120 => format!(
             "<{} lines, sha256:{}>",
             s.lines().count(),
-            crate::value::digest(s)
+            crate::base::value::digest(s)
         ),
         Value::Array(items) if value::is_unknown(v) => {
             let parts: Vec<String> = items.iter().map(show).collect();

@@ -48,7 +48,7 @@ where
         other => AwsError {
             operation,
             code: "RequestFailed".to_string(),
-            message: crate::diag::error_chain(&other),
+            message: crate::base::diag::error_chain(&other),
         },
     }
 }

@@ -1,17 +1,16 @@
 //! The planner: a pure function from (spec, prior state, observed live resources) to a plan.
 //! No I/O, no clock, no randomness — so every planning behaviour is tested from files.
 
-use crate::addr::{Kind, ResourceAddr};
-use crate::capacity;
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::base::addr::{Kind, ResourceAddr};
+use crate::base::diag::{Diagnostic, Diagnostics};
+use crate::base::value;
 use crate::domain::cni;
-use crate::graph::DependencyGraph;
-use crate::inventory::Inventory;
+use crate::plan::graph::DependencyGraph;
+use crate::plan::inventory::Inventory;
 use crate::plan::{Action, Forgotten, Plan, PlannedChange, Reason, PLAN_FORMAT};
 use crate::resources::{self, Observed, ObservedState};
 use crate::spec::Spec;
 use crate::state::{ResourceStatus, StateSnapshot};
-use crate::value;
 use ipnet::Ipv4Net;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -102,7 +101,7 @@ pub fn plan(
         sizing: None,
     };
     if let Some(reads) = inventory.sizing.as_ref().filter(|_| !opts.destroy) {
-        if let Err(errors) = capacity::attach(spec, &mut plan, reads) {
+        if let Err(errors) = super::nodes::attach(spec, &mut plan, reads) {
             // The warnings found so far still say what else is wrong.
             let mut all = Diagnostics(plan.warnings.clone());
             all.extend(errors);

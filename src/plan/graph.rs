@@ -3,12 +3,12 @@
 //! but a spec need not say), state-only nodes (resources removed from the spec, so destroy order
 //! still holds), and a cycle check. An edge `a → b` means "a before b".
 
-use crate::addr::{Kind, ResourceAddr};
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::base::addr::{Kind, ResourceAddr};
+use crate::base::diag::{Diagnostic, Diagnostics};
+use crate::base::value;
 use crate::resources::{addon, ResourceConfig};
 use crate::spec::Spec;
 use crate::state::StateSnapshot;
-use crate::value;
 use ipnet::Ipv4Net;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;

@@ -3,8 +3,14 @@
 //! `plan --out`, carried out unchanged by the executor. Rendering is the caller's job (see
 //! `render`).
 
-use crate::addr::ResourceAddr;
-use crate::diag::Diagnostic;
+pub mod graph;
+pub mod inventory;
+pub mod nodes;
+pub mod planner;
+pub mod render;
+
+use crate::base::addr::ResourceAddr;
+use crate::base::diag::Diagnostic;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -101,7 +107,7 @@ pub struct Plan {
     pub warnings: Vec<Diagnostic>,
     /// Max pods and pod subnet capacity per cluster (`capacity`), when it could be assessed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sizing: Option<crate::sizing::Sizing>,
+    pub sizing: Option<crate::nodes::sizing::Sizing>,
 }
 
 impl PlannedChange {
@@ -297,7 +303,7 @@ mod legacy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::addr::Kind;
+    use crate::base::addr::Kind;
 
     fn every_reason() -> Vec<Reason> {
         vec![

@@ -200,8 +200,10 @@ where
         }
         match backoff.anchor {
             // Only waiting: a walk's slot is free for other resources meanwhile.
-            Anchor::Sent => crate::walker::idle(tokio::time::sleep_until(sent + this_pause)).await,
-            Anchor::Answered => crate::walker::idle(tokio::time::sleep(this_pause)).await,
+            Anchor::Sent => {
+                crate::base::walker::idle(tokio::time::sleep_until(sent + this_pause)).await
+            }
+            Anchor::Answered => crate::base::walker::idle(tokio::time::sleep(this_pause)).await,
         }
         pause = pause.saturating_mul(backoff.factor).min(backoff.cap);
         n = n.saturating_add(1);

@@ -4,13 +4,13 @@
 //! VPC + CIDR) is written in the spec; later waves the resources whose keys reference
 //! outputs of resources read in the wave before.
 
-use crate::addr::{Kind, ResourceAddr};
-use crate::events::Event;
-use crate::graph::DependencyGraph;
+use crate::base::addr::{Kind, ResourceAddr};
+use crate::base::events::Event;
+use crate::base::value;
+use crate::plan::graph::DependencyGraph;
 use crate::resources::{self, Ctx, Lookup, ObservedState, ResourceError};
 use crate::spec::Spec;
 use crate::state::{ResourceStatus, StateSnapshot};
-use crate::value;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
@@ -223,7 +223,7 @@ async fn recheck_intents(
     state: &StateSnapshot,
     observed: &mut ObservedState,
 ) -> Result<(), RefreshError> {
-    use crate::retry::{Backoff, Step, Stop};
+    use crate::base::retry::{Backoff, Step, Stop};
     let known: HashMap<ResourceAddr, Value> = observed
         .iter()
         .filter_map(|(a, o)| Some((a.clone(), o.as_ref()?.outputs.clone())))
@@ -247,7 +247,7 @@ async fn recheck_intents(
     // Each look reads `missing` and `observed` before its requests and updates them after;
     // the attempts run one at a time, so the lock is never contended.
     let looking = tokio::sync::Mutex::new((observed, missing));
-    let result = crate::retry::run(
+    let result = crate::base::retry::run(
         &Backoff::recheck(),
         |attempt| {
             let looking = &looking;

@@ -1,0 +1,11 @@
+//! What every stage stands on, naming no kind and no stage: resource addresses, diagnostics,
+//! `${…}` references, bounded file reads, progress events, the one retry/poll loop and the
+//! concurrent walker.
+
+pub mod addr;
+pub mod diag;
+pub mod events;
+pub mod files;
+pub mod retry;
+pub mod value;
+pub mod walker;

@@ -1,0 +1,113 @@
+//! The reads node sizing needs, made alongside the refresh (one `DescribeInstanceTypes` for
+//! every instance type of the spec, one `DescribeSubnets` for the free addresses of the
+//! subnets the state knows). They make no verdict: the planner's `plan::nodes` assesses.
+
+use crate::base::addr::Kind;
+use crate::nodes::sizing::{InstanceNetwork, SizingReads};
+use crate::resources::{self, Ctx};
+use crate::spec::Spec;
+use crate::state::StateSnapshot;
+use std::collections::BTreeSet;
+
+/// The instance types written in the spec's nodegroups.
+fn spec_instance_types(spec: &Spec) -> BTreeSet<String> {
+    spec.resources
+        .values()
+        .filter(|r| r.addr.kind == Kind::Nodegroup)
+        .flat_map(|r| resources::str_list(&r.attrs, "instance_types"))
+        .filter(|t| !t.contains("${"))
+        .collect()
+}
+
+/// Both reads at once; they go out with the refresh's first wave, so no round trip is added.
+pub async fn read(ctx: &Ctx, spec: &Spec, snapshot: &StateSnapshot) -> SizingReads {
+    let types: Vec<String> = spec_instance_types(spec).into_iter().collect();
+    let subnet_ids: Vec<String> = snapshot
+        .resources
+        .iter()
+        .filter(|(a, _)| a.kind == Kind::Subnet)
+        .filter_map(|(_, r)| r.cloud_id.clone())
+        .collect();
+    let ec2 = &ctx.aws.ec2;
+    let types_read = async {
+        if types.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One page holds up to 100 types; a nodegroup has at most 20.
+        ec2.describe_instance_types()
+            .set_instance_types(Some(
+                types
+                    .iter()
+                    .map(|t| aws_sdk_ec2::types::InstanceType::from(t.as_str()))
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map(|o| o.instance_types().to_vec())
+            .map_err(|e| resources::aws_error("DescribeInstanceTypes", e).to_string())
+    };
+    let subnets_read = async {
+        if subnet_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        ec2.describe_subnets()
+            .set_subnet_ids(Some(subnet_ids.clone()))
+            .send()
+            .await
+            .map(|o| o.subnets().to_vec())
+            .map_err(|e| resources::aws_error("DescribeSubnets", e).to_string())
+    };
+    let (types_got, subnets_got) = tokio::join!(types_read, subnets_read);
+    let mut reads = SizingReads::default();
+    match types_got {
+        Ok(found) => {
+            for t in found {
+                let Some(name) = t.instance_type().map(|n| n.as_str().to_string()) else {
+                    continue;
+                };
+                let net = t.network_info();
+                reads.types.insert(
+                    name.clone(),
+                    InstanceNetwork {
+                        instance_type: name,
+                        max_enis: net
+                            .and_then(|n| n.maximum_network_interfaces())
+                            .and_then(|n| u32::try_from(n).ok())
+                            .unwrap_or(0),
+                        ipv4_per_eni: net
+                            .and_then(|n| n.ipv4_addresses_per_interface())
+                            .and_then(|n| u32::try_from(n).ok())
+                            .unwrap_or(0),
+                        vcpus: t
+                            .v_cpu_info()
+                            .and_then(|v| v.default_v_cpus())
+                            .and_then(|n| u32::try_from(n).ok())
+                            .unwrap_or(0),
+                        nitro: t.hypervisor().map(|h| h.as_str()) == Some("nitro"),
+                    },
+                );
+            }
+        }
+        Err(e) => reads.problems.push(e),
+    }
+    match subnets_got {
+        Ok(found) => {
+            for s in found {
+                if let (Some(id), Some(n)) = (s.subnet_id(), s.available_ip_address_count()) {
+                    reads
+                        .available
+                        .insert(id.to_string(), u32::try_from(n).unwrap_or(0));
+                }
+            }
+        }
+        // A subnet deleted outside eksnet makes the whole call fail; the plan recreates it,
+        // and its room is counted from its CIDR.
+        Err(e) => reads.problems.push(e),
+    }
+    reads
+}
+
+/// The spec's instance types and subnets are all the sizing needs to know from the spec.
+pub fn wanted(spec: &Spec) -> bool {
+    !spec_instance_types(spec).is_empty()
+}

@@ -1,0 +1,178 @@
+//! What the EKS kinds share (clusters, nodegroups, add-ons, and the templates and stacks
+//! that take request tokens): request tokens, tag updates by ARN, the wait for a new IAM role
+//! to become assumable, whether a cluster has an add-on, and the AMI families whose user data
+//! can carry a kubelet setting. A kind's own module never names another kind's; what two need
+//! lives here.
+
+use super::{aws_error, tag_changes, Ctx, ResourceError};
+use crate::base::addr::ResourceAddr;
+use crate::base::events::Event;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::time::Duration;
+
+/// How long a freshly created role may take to become assumable by EKS.
+pub const IAM_PROPAGATION_WINDOW: Duration = Duration::from_secs(120);
+
+/// A client request token for one create attempt. The SDK re-sends it on its own retries, so
+/// a request that reached AWS but whose answer was lost does not create twice; a later attempt
+/// (e.g. after destroy) gets a new one, because AWS refuses a token reused for a new request.
+/// Across crashes, duplicates are prevented by the intent row and the lookup by name instead.
+pub fn request_token(ctx: &Ctx, addr: &ResourceAddr, attempt_key: &str) -> String {
+    let nonce = uuid::Uuid::new_v4();
+    format!(
+        "eksnet-{}",
+        crate::base::value::digest(&format!("{}/{addr}/{attempt_key}/{nonce}", ctx.lineage))
+    )
+}
+
+/// True for the error EKS gives while a new role has not propagated yet.
+pub fn is_iam_propagation(err: &ResourceError) -> bool {
+    matches!(err, ResourceError::Aws(crate::cloud::aws::AwsError { code, message, .. })
+        if code == "InvalidParameterException"
+            && (message.contains("could not be assumed") || message.contains("trusted entity")))
+}
+
+/// Runs `op` again while it fails with the IAM-propagation error, within the window.
+pub async fn retry_iam_propagation<T, F, Fut>(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    mut op: F,
+) -> Result<T, ResourceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ResourceError>>,
+{
+    use crate::base::retry::{Backoff, Step, Stop};
+    let result = crate::base::retry::run(
+        &Backoff::iam_propagation(IAM_PROPAGATION_WINDOW),
+        |_| {
+            let attempt = op();
+            async move {
+                match attempt.await {
+                    Ok(value) => Step::Done(value),
+                    Err(e) if is_iam_propagation(&e) => Step::Retry(e),
+                    Err(e) => Step::Fail(e),
+                }
+            }
+        },
+        // Past the window, the last refusal is returned as it is, unreported.
+        |e: &ResourceError, progress| {
+            if progress.retrying {
+                ctx.reporter.event(Event::Retrying {
+                    addr: addr.clone(),
+                    reason: format!("IAM role not assumable yet: {e}"),
+                    attempt: progress.attempt,
+                });
+            }
+        },
+    )
+    .await;
+    match result {
+        Ok(value) => Ok(value),
+        Err(Stop::Failed(e) | Stop::Exhausted { last: e, .. }) => Err(e),
+    }
+}
+
+/// Tag changes on any EKS resource by ARN.
+pub async fn update_tags(
+    ctx: &Ctx,
+    arn: &str,
+    before: &Value,
+    after: &Value,
+) -> Result<(), ResourceError> {
+    let (removed, set) = tag_changes(before, after);
+    if !removed.is_empty() {
+        ctx.aws
+            .eks
+            .untag_resource()
+            .resource_arn(arn)
+            .set_tag_keys(Some(removed))
+            .send()
+            .await
+            .map_err(|e| aws_error("UntagResource", e))?;
+    }
+    if !set.is_empty() {
+        ctx.aws
+            .eks
+            .tag_resource()
+            .resource_arn(arn)
+            .set_tags(Some(set.into_iter().collect()))
+            .send()
+            .await
+            .map_err(|e| aws_error("TagResource", e))?;
+    }
+    Ok(())
+}
+
+/// Whether a cluster has this add-on, for checks that guard against EKS undoing eksnet's
+/// work: `Some(version)` if it does. An answer that says neither (no permission for
+/// `eks:DescribeAddon`, an emulator without the add-on API) is `None`: the check is skipped,
+/// it never fails a plan.
+pub async fn addon_version(ctx: &Ctx, cluster: &str, name: &str) -> Option<String> {
+    let out = ctx
+        .aws
+        .eks
+        .describe_addon()
+        .cluster_name(cluster)
+        .addon_name(name)
+        .send()
+        .await
+        .ok()?;
+    Some(out.addon?.addon_version().unwrap_or_default().to_string())
+}
+
+/// The node agent that reads the user data, from the nodegroup's `ami_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AmiFamily {
+    /// AL2023: nodeadm merges `NodeConfig` documents, the later one winning.
+    Al2023,
+    /// Bottlerocket: the user data is TOML settings, merged with EKS's.
+    Bottlerocket,
+}
+
+impl AmiFamily {
+    /// The family whose user data can set max pods for this `ami_type`, or why none can.
+    pub fn of(ami_type: Option<&str>) -> Result<AmiFamily, String> {
+        let Some(t) = ami_type else {
+            return Err("`max_pods` needs `ami_type`: eksnet writes the kubelet setting in the user data of the AMI family (AL2023 `NodeConfig` or Bottlerocket settings), and EKS's default AMI type depends on the Kubernetes version; set e.g. `ami_type = \"AL2023_x86_64_STANDARD\"`".into());
+        };
+        if t.starts_with("AL2023_") {
+            Ok(AmiFamily::Al2023)
+        } else if t.starts_with("BOTTLEROCKET_") {
+            Ok(AmiFamily::Bottlerocket)
+        } else if t.starts_with("AL2_") {
+            Err(format!("`max_pods` cannot be set on `ami_type = \"{t}\"`: for an AL2 managed nodegroup EKS runs bootstrap.sh with its own `--max-pods`, which no launch template user data can override short of a custom AMI (and EKS publishes no AL2 AMIs from Kubernetes 1.33); use an AL2023 or Bottlerocket AMI type, or leave `max_pods` out and let EKS compute it"))
+        } else {
+            Err(format!("`max_pods` is supported on AL2023 and Bottlerocket AMI types, not `{t}`; leave it out and let EKS compute max pods"))
+        }
+    }
+
+    /// Where the volume `disk_size` sizes is: AL2023's root, Bottlerocket's data volume.
+    pub fn data_device(self) -> &'static str {
+        match self {
+            AmiFamily::Al2023 => "/dev/xvda",
+            AmiFamily::Bottlerocket => "/dev/xvdb",
+        }
+    }
+}
+
+/// Launch template names: 3 to 128 characters.
+pub const TEMPLATE_NAME_MAX: usize = 128;
+
+/// The name eksnet gives the template of a nodegroup: `eksnet-CLUSTER-NODEGROUP`, shortened
+/// with a digest of the whole when it would pass the 128-character limit.
+pub fn template_name(cluster: &str, nodegroup: &str) -> String {
+    let full = format!("eksnet-{cluster}-{nodegroup}");
+    if full.len() <= TEMPLATE_NAME_MAX {
+        return full;
+    }
+    let digest = crate::base::value::digest(&full);
+    let keep = TEMPLATE_NAME_MAX - digest.len() - 1;
+    let cut = (0..=keep)
+        .rev()
+        .find(|i| full.is_char_boundary(*i))
+        .unwrap_or(0);
+    format!("{}-{digest}", &full[..cut])
+}
