@@ -6,10 +6,9 @@
 use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::{Diagnostic, Diagnostics};
 use crate::base::value;
-use crate::resources::{addon, ResourceConfig};
+use crate::domain::ordering;
 use crate::spec::Spec;
 use crate::state::StateSnapshot;
-use ipnet::Ipv4Net;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
@@ -88,160 +87,13 @@ impl DependencyGraph {
     /// - a cluster or nodegroup after the role its literal ARN names;
     /// - a nodegroup after the cluster its literal `cluster_name` names.
     pub fn add_domain_edges(&mut self, spec: &Spec) {
-        let blocks: Vec<(&ResourceAddr, &str, Option<Ipv4Net>)> = spec
+        let resources: Vec<(&ResourceAddr, &serde_json::Value)> = spec
             .resources
             .values()
-            .filter_map(|r| match &r.config {
-                ResourceConfig::CidrBlock(c) => {
-                    Some((&r.addr, c.vpc_id.as_str(), c.cidr_block.parse().ok()))
-                }
-                _ => None,
-            })
+            .map(|r| (&r.addr, &r.attrs))
             .collect();
-        let role_names: HashMap<&str, &ResourceAddr> = spec
-            .resources
-            .values()
-            .filter_map(|r| match &r.config {
-                ResourceConfig::IamRole(c) => Some((c.name.as_str(), &r.addr)),
-                _ => None,
-            })
-            .collect();
-        let cluster_names: HashMap<&str, &ResourceAddr> = spec
-            .resources
-            .values()
-            .filter_map(|r| match &r.config {
-                ResourceConfig::Cluster(c) => Some((c.name.as_str(), &r.addr)),
-                _ => None,
-            })
-            .collect();
-        let role_of = |arn: &str| {
-            arn.rsplit_once(":role/")
-                .map(|(_, n)| n.rsplit('/').next().unwrap_or(n).to_string())
-        };
-        let mut edges = Vec::new();
-        for r in spec.resources.values() {
-            match &r.config {
-                ResourceConfig::Subnet(s) => {
-                    let Ok(net) = s.cidr_block.parse::<Ipv4Net>() else {
-                        continue;
-                    };
-                    for (b, vpc, block) in &blocks {
-                        if *vpc == s.vpc_id && block.is_some_and(|bl| bl.contains(&net)) {
-                            edges.push((
-                                (*b).clone(),
-                                r.addr.clone(),
-                                "subnet inside secondary CIDR block",
-                            ));
-                        }
-                    }
-                }
-                ResourceConfig::Cluster(c) => {
-                    if let Some(role) =
-                        role_of(&c.role_arn).and_then(|n| role_names.get(n.as_str()).copied())
-                    {
-                        edges.push((role.clone(), r.addr.clone(), "cluster role"));
-                    }
-                }
-                ResourceConfig::Nodegroup(n) => {
-                    // Nodes pick up pod subnets only if those exist when the nodes register;
-                    // on destroy, pods' ENIs go with the nodes before their subnets can go.
-                    for pod in spec.resources.keys().filter(|a| a.kind == Kind::Subnet) {
-                        edges.push((pod.clone(), r.addr.clone(), "pod subnets before nodes"));
-                    }
-                    if let Some(role) =
-                        role_of(&n.node_role_arn).and_then(|x| role_names.get(x.as_str()).copied())
-                    {
-                        edges.push((role.clone(), r.addr.clone(), "node role"));
-                    }
-                    if let Some(c) = cluster_names.get(n.cluster_name.as_str()) {
-                        edges.push(((*c).clone(), r.addr.clone(), "nodegroup's cluster"));
-                    }
-                    // The point of custom networking: nodes must register after the CNI
-                    // settings and every ENIConfig of their cluster exist, or their pods get
-                    // IPs from the primary subnet. Spec references need not say so.
-                    let ours = spec.resolved_name(&n.cluster_name);
-                    for other in spec.resources.values() {
-                        let why = match &other.config {
-                            ResourceConfig::AwsNode(a)
-                                if spec.resolved_name(&a.cluster_name) == ours =>
-                            {
-                                "CNI settings before nodes"
-                            }
-                            ResourceConfig::EniConfig(e)
-                                if spec.resolved_name(&e.cluster_name) == ours =>
-                            {
-                                "ENIConfigs before nodes"
-                            }
-                            // Nodes need the CNI to become Ready at all, and with it the
-                            // custom-networking values.
-                            ResourceConfig::Addon(a)
-                                if a.name == crate::domain::cni::ADDON_NAME
-                                    && spec.resolved_name(&a.cluster_name) == ours =>
-                            {
-                                "CNI add-on before nodes"
-                            }
-                            _ => continue,
-                        };
-                        edges.push((other.addr.clone(), r.addr.clone(), why));
-                    }
-                }
-                ResourceConfig::AwsNode(a) => {
-                    if let Some(c) = cluster_names.get(a.cluster_name.as_str()) {
-                        edges.push(((*c).clone(), r.addr.clone(), "runs in the cluster"));
-                    }
-                }
-                ResourceConfig::EniConfig(e) => {
-                    if let Some(c) = cluster_names.get(e.cluster_name.as_str()) {
-                        edges.push(((*c).clone(), r.addr.clone(), "runs in the cluster"));
-                    }
-                    // The ENIConfig CRD comes with the VPC CNI: on a cluster made without
-                    // self-managed add-ons it exists only once the add-on does.
-                    let ours = spec.resolved_name(&e.cluster_name);
-                    for other in spec.resources.values() {
-                        if let ResourceConfig::Addon(a) = &other.config {
-                            if a.name == crate::domain::cni::ADDON_NAME
-                                && spec.resolved_name(&a.cluster_name) == ours
-                            {
-                                edges.push((
-                                    other.addr.clone(),
-                                    r.addr.clone(),
-                                    "the CNI add-on installs the ENIConfig CRD",
-                                ));
-                            }
-                        }
-                    }
-                }
-                ResourceConfig::Addon(a) => {
-                    if let Some(c) = cluster_names.get(a.cluster_name.as_str()) {
-                        edges.push(((*c).clone(), r.addr.clone(), "runs in the cluster"));
-                    }
-                    if let Some(role) = a
-                        .service_account_role_arn
-                        .as_deref()
-                        .and_then(role_of)
-                        .and_then(|n| role_names.get(n.as_str()).copied())
-                    {
-                        edges.push((role.clone(), r.addr.clone(), "service account role"));
-                    }
-                    if addon::NEED_NODES.contains(&a.name.as_str()) {
-                        let ours = spec.resolved_name(&a.cluster_name);
-                        for other in spec.resources.values() {
-                            if let ResourceConfig::Nodegroup(n) = &other.config {
-                                if spec.resolved_name(&n.cluster_name) == ours {
-                                    edges.push((
-                                        other.addr.clone(),
-                                        r.addr.clone(),
-                                        "its pods need nodes",
-                                    ));
-                                }
-                            }
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        for (a, b, why) in edges {
+        let resolve = |name: &str| spec.resolved_name(name);
+        for (a, b, why) in ordering::edges(&resources, &resolve) {
             self.add_edge(&a, &b, EdgeReason::Domain(why));
         }
     }

@@ -103,17 +103,6 @@ pub fn turns_on_custom_networking(c: &AddonConfig) -> bool {
     c.name == VPC_CNI && c.custom_network == Some(true)
 }
 
-/// Add-ons whose pods are Deployments: without a node to run on they stay `DEGRADED`, so
-/// they are created after their cluster's nodegroups (a wait for `ACTIVE` before that times
-/// out, a common trap with other tools).
-pub const NEED_NODES: &[&str] = &[
-    "coredns",
-    "aws-ebs-csi-driver",
-    "aws-efs-csi-driver",
-    "aws-mountpoint-s3-csi-driver",
-    "snapshot-controller",
-    "metrics-server",
-];
 
 fn split_id(id: &str) -> Result<(&str, &str), ResourceError> {
     id.split_once('/').ok_or_else(|| ResourceError::BadCloudId {
