@@ -20,3 +20,4 @@ pub mod plan;
 pub mod resources;
 pub mod spec;
 pub mod state;
+pub mod validate;

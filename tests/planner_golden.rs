@@ -81,7 +81,7 @@ fn plan_with_eksnet(spec_path: &Path, case: &Case) -> String {
         Ok(s) => s,
         Err(d) => return d.to_string(),
     };
-    let checks = eksnet::spec::validate::validate(&spec);
+    let checks = eksnet::validate::validate(&spec);
     if checks.has_errors() {
         return checks.to_string();
     }

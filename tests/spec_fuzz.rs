@@ -54,7 +54,7 @@ fn read(path: &Path, text: &str) -> Outcome {
             }
         }
     };
-    let d = eksnet::spec::validate::validate(&spec);
+    let d = eksnet::validate::validate(&spec);
     if d.has_errors() {
         return Outcome::Invalid {
             errors: d.errors().count(),

@@ -6,16 +6,26 @@
 //! custom networking tutorial and amazon-vpc-cni-k8s's README (the env names and defaults).
 
 use crate::base::addr::{Kind, ResourceAddr};
+use crate::base::diag::Diagnostics;
+use crate::base::value::is_ref;
+use crate::resources::{self, addon, ResourceConfig};
+use crate::spec::Spec;
 use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
 
-/// The EKS add-on name of the VPC CNI.
-pub const ADDON_NAME: &str = "vpc-cni";
-/// The env var that turns custom networking on.
-pub const CUSTOM_NETWORK_ENV: &str = "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG";
-/// The env var naming the node label whose value is the ENIConfig's name.
-pub const LABEL_DEF_ENV: &str = "ENI_CONFIG_LABEL_DEF";
+// The names the kinds themselves need (the add-on's and the `aws_node` patch's), defined
+// with the EKS helpers below the kinds and used through here by everything above them.
+pub use crate::resources::eks::{
+    VPC_CNI_ADDON as ADDON_NAME, VPC_CNI_CUSTOM_NETWORK_ENV as CUSTOM_NETWORK_ENV,
+    VPC_CNI_LABEL_DEF_ENV as LABEL_DEF_ENV,
+};
 /// The label nodes are matched by when `ENI_CONFIG_LABEL_DEF` is not set.
 pub const DEFAULT_LABEL: &str = "topology.kubernetes.io/zone";
+
+/// Whether a change carries the VPC CNI's settings (see `carries_settings`).
+fn is_settings(c: &ChangeView<'_>) -> bool {
+    carries_settings(c.addr.kind, &[c.after, c.before])
+}
 
 /// Whether a resource of `kind` with these attributes carries the VPC CNI's settings: an
 /// `aws_node`, or the `vpc-cni` add-on.
@@ -52,13 +62,19 @@ pub fn label(attrs: Option<&Value>) -> String {
         .to_string()
 }
 
-/// One planned change, as far as the CNI handover needs it.
+/// One planned change, as far as the CNI rules need it.
 pub struct ChangeView<'a> {
     pub addr: &'a ResourceAddr,
     /// Deleted or forgotten.
     pub removed: bool,
+    /// Deleted.
+    pub deleted: bool,
+    /// Exists and stays (no-op, update in place, adopted).
+    pub kept: bool,
     pub before: Option<&'a Value>,
     pub after: Option<&'a Value>,
+    /// The outputs refresh read.
+    pub observed: Option<&'a Value>,
 }
 
 /// A cluster moving from the `aws_node` patch to the `vpc-cni` add-on in one apply: the
@@ -88,4 +104,324 @@ pub fn handovers(changes: &[ChangeView<'_>]) -> Vec<(ResourceAddr, ResourceAddr)
         }
     }
     pairs
+}
+
+/// What turns custom networking on for a cluster: its `aws_node` or its `vpc-cni` add-on,
+/// with the cluster's resolved name.
+fn custom_networking(spec: &Spec) -> Vec<(&ResourceAddr, String)> {
+    spec.resources
+        .values()
+        .filter_map(|r| match &r.config {
+            ResourceConfig::AwsNode(a) if a.custom_network => {
+                Some((&r.addr, spec.resolved_name(&a.cluster_name)))
+            }
+            ResourceConfig::Addon(a) if addon::turns_on_custom_networking(a) => {
+                Some((&r.addr, spec.resolved_name(&a.cluster_name)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every nodegroup of a cluster that turns custom networking on has ENIConfigs to pick from
+/// (without one, ipamd on a new node does not start — CNI 1.13 and later).
+fn check_eni_configs_declared(spec: &Spec, d: &mut Diagnostics) {
+    for (addr, cluster) in custom_networking(spec) {
+        let has_eni = spec.resources.values().any(|o| matches!(&o.config, ResourceConfig::EniConfig(e) if spec.resolved_name(&e.cluster_name) == cluster));
+        if has_eni {
+            continue;
+        }
+        for n in spec.resources.values() {
+            if let ResourceConfig::Nodegroup(ng) = &n.config {
+                if spec.resolved_name(&ng.cluster_name) == cluster {
+                    d.push(spec.error_at(
+                        n.addr.to_string(),
+                        format!("custom networking is on for this cluster (`{addr}`) but no `eni_config` is declared for it: nodes of `{}` would have no ENIConfig for their AZ; add one `[eni_config.NAME]` per AZ", n.addr),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// The spec's Kubernetes side (`validate`, no call): settings values, settings that EKS would
+/// undo, and ENIConfigs for every cluster that turns custom networking on.
+pub fn check_spec(spec: &Spec, d: &mut Diagnostics) {
+    check_eni_configs_declared(spec, d);
+    for (addr, r) in &spec.resources {
+        match &r.config {
+            ResourceConfig::AwsNode(a) => {
+                if !matches!(a.eni_config_selection.as_str(), "label" | "annotation") {
+                    d.push(spec.error_at(
+                        format!("{addr}.eni_config_selection"),
+                        format!(
+                            "eni_config_selection must be \"label\" or \"annotation\", not `{}`",
+                            a.eni_config_selection
+                        ),
+                    ));
+                }
+                for k in a.env.keys() {
+                    if k == CUSTOM_NETWORK_ENV || k == LABEL_DEF_ENV {
+                        d.push(spec.error_at(
+                            format!("{addr}.env.{k}"),
+                            format!("`{k}` is set by `custom_network` / `eni_config_label`; remove it from `env`"),
+                        ));
+                    }
+                }
+                // EKS owns the DaemonSet of a cluster whose CNI is the managed add-on: a patch
+                // would be undone by the add-on's next update.
+                let cluster = spec.resolved_name(&a.cluster_name);
+                if let Some(cni) = spec.resources.values().find(|o| {
+                    matches!(&o.config, ResourceConfig::Addon(x) if x.name == ADDON_NAME && spec.resolved_name(&x.cluster_name) == cluster)
+                }) {
+                    d.push(spec.error_at(
+                        addr.to_string(),
+                        format!("cluster `{cluster}` runs the VPC CNI as the managed add-on `{}`: EKS owns the aws-node DaemonSet's settings there, and its next add-on update would undo this patch (nodes would then come up without custom networking); hint: put the settings on `{}` (custom_network, eni_config_selection, eni_config_label, configuration_values.env) and remove `{addr}`", cni.addr, cni.addr),
+                    ));
+                }
+                // A cluster made without EKS's self-managed add-ons has no aws-node until a
+                // `vpc-cni` add-on installs it: the patch would wait for a DaemonSet that never
+                // comes.
+                else if let Some(c) = spec.resources.values().find(|o| {
+                    matches!(&o.config, ResourceConfig::Cluster(c) if c.bootstrap_self_managed_addons == Some(false) && spec.resolved_name(&c.name) == cluster)
+                }) {
+                    d.push(spec.error_at(
+                        addr.to_string(),
+                        format!("cluster `{cluster}` is created without self-managed add-ons (`{}.bootstrap_self_managed_addons = false`): it has no aws-node DaemonSet to patch; hint: declare the CNI as the add-on, `[addon.vpc_cni]` with `name = \"vpc-cni\"`, and put these settings there", c.addr),
+                    ));
+                }
+            }
+            ResourceConfig::Addon(a) => {
+                let env = a
+                    .configuration_values
+                    .get("env")
+                    .and_then(|e| e.as_object());
+                for k in env.into_iter().flat_map(|e| e.keys()) {
+                    let set_by_field = (k == CUSTOM_NETWORK_ENV && a.custom_network.is_some())
+                        || (k == LABEL_DEF_ENV && addon::turns_on_custom_networking(a));
+                    if set_by_field {
+                        d.push(spec.error_at(
+                            format!("{addr}.configuration_values.env.{k}"),
+                            format!("`{k}` is set by `custom_network` / `eni_config_label`; remove it from `configuration_values.env`"),
+                        ));
+                    }
+                }
+            }
+            ResourceConfig::EniConfig(e) => {
+                if let Some(name) = &e.name {
+                    let ok = !name.is_empty()
+                        && name.len() <= 253
+                        && name.chars().all(|c| {
+                            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'
+                        })
+                        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+                    if !ok && !is_ref(name) {
+                        d.push(spec.error_at(format!("{addr}.name"), format!("`{name}` is not a valid Kubernetes object name (lowercase letters, digits, `-` and `.`)")));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The Kubernetes side, once live values are known: the VPC CNI must be recent enough; every AZ
+/// a nodegroup runs in needs an ENIConfig named after it (label mode); and turning custom
+/// networking on does not move existing nodes, which the plan must say.
+pub fn check_plan(
+    spec: &Spec,
+    changes: &[ChangeView<'_>],
+    azs: &HashMap<String, String>,
+    diags: &mut Diagnostics,
+) {
+    // Two ENIConfigs resolving to one object name in one cluster would overwrite each other.
+    let mut seen: HashMap<(String, String), &ResourceAddr> = HashMap::new();
+    for e in changes
+        .iter()
+        .filter(|e| e.addr.kind == Kind::EniConfig && !e.deleted)
+    {
+        let Some(a) = e.after else { continue };
+        let (Some(cl), Some(name)) = (
+            resources::str_attr(a, "cluster_name"),
+            resources::str_attr(a, "name"),
+        ) else {
+            continue;
+        };
+        if cl.contains("${") || name.contains("${") {
+            continue;
+        }
+        if let Some(first) = seen.insert((cl.to_string(), name.to_string()), e.addr) {
+            diags.push(spec.error_at(
+                e.addr.to_string(),
+                format!("`{}` and `{first}` both resolve to the ENIConfig `{name}` in cluster `{cl}`; give one a different `name` (two pod subnets in one AZ need annotation mode)", e.addr),
+            ));
+        }
+    }
+    for c in changes.iter().filter(|c| is_settings(c)) {
+        // The cluster's read says whether its CNI is the managed add-on.
+        let cluster = c
+            .after
+            .and_then(|a| resources::str_attr(a, "cluster_name"))
+            .unwrap_or_default();
+        let cni_addon = changes
+            .iter()
+            .filter(|k| k.addr.kind == Kind::Cluster)
+            .filter_map(|k| k.observed)
+            .filter(|o| resources::str_attr(o, "name") == Some(cluster))
+            .find_map(|o| resources::str_attr(o, "vpc_cni_addon"));
+        if let Some(version) = cni_addon.filter(|_| c.addr.kind == Kind::AwsNode && !c.deleted) {
+            diags.push(spec.error_at(
+                c.addr.to_string(),
+                format!("cluster `{cluster}` runs the VPC CNI as the EKS managed add-on `vpc-cni` ({version}): EKS owns the aws-node DaemonSet's settings, and its next add-on update would undo this patch (nodes would then come up without custom networking); hint: declare `[addon.vpc_cni]` with `name = \"vpc-cni\"`, `cluster_name` and these settings (custom_network, eni_config_selection, eni_config_label, configuration_values.env), import it with `eksnet import SPEC addon.vpc_cni {cluster}/vpc-cni`, and remove `{}`", c.addr),
+            ));
+        }
+        let custom_on = env(c.after)
+            .and_then(|e| e.get(CUSTOM_NETWORK_ENV))
+            .and_then(Value::as_str)
+            == Some("true");
+        // The version the CNI will run: the DaemonSet's image, or the add-on's version (the
+        // one asked for, else the one installed).
+        let running = if c.addr.kind == Kind::AwsNode {
+            c.observed
+                .and_then(|o| o.get("image"))
+                .and_then(Value::as_str)
+                .map(String::from)
+        } else {
+            c.after
+                .and_then(|a| resources::str_attr(a, "version"))
+                .filter(|v| !v.contains("${"))
+                .or_else(|| c.observed.and_then(|o| resources::str_attr(o, "version")))
+                .map(|v| format!("amazon-k8s-cni:{v}"))
+        };
+        if let (true, Some(image)) = (custom_on, running) {
+            if let Err(msg) = resources::aws_node::check_version(&image) {
+                let msg = if c.addr.kind == Kind::AwsNode {
+                    msg
+                } else {
+                    format!(
+                        "the `vpc-cni` add-on version {} is older than v1.6.3-eksbuild.2, the first that supports custom networking; set `version` to a newer one (`aws eks describe-addon-versions --addon-name vpc-cni` lists them)",
+                        image.trim_start_matches("amazon-k8s-cni:")
+                    )
+                };
+                diags.push(spec.error_at(c.addr.to_string(), msg));
+            }
+        }
+        let Some(after) = c.after else { continue };
+        let Some(cluster) =
+            resources::str_attr(after, "cluster_name").filter(|n| !n.contains("${"))
+        else {
+            continue;
+        };
+        let env_on = |v: Option<&Value>| {
+            v.and_then(|e| e.get(CUSTOM_NETWORK_ENV))
+                .and_then(Value::as_str)
+                == Some("true")
+        };
+        // Moving the settings from a removed `aws_node` to the add-on turns nothing on: the
+        // nodes already run with custom networking.
+        let on_elsewhere = changes.iter().any(|o| {
+            o.addr != c.addr
+                && is_settings(o)
+                && o.before
+                    .and_then(|b| resources::str_attr(b, "cluster_name"))
+                    == Some(cluster)
+                && env_on(env(o.before))
+        });
+        let turning_on = env_on(env(Some(after))) && !env_on(env(c.before)) && !on_elsewhere;
+        let nodegroups = || {
+            changes.iter().filter(move |n| {
+                n.addr.kind == Kind::Nodegroup
+                    && n.after.and_then(|a| resources::str_attr(a, "cluster_name")) == Some(cluster)
+            })
+        };
+        if turning_on && c.before.is_some() {
+            let existing: Vec<String> = nodegroups()
+                .filter(|n| n.kept)
+                .map(|n| n.addr.to_string())
+                .collect();
+            if !existing.is_empty() {
+                diags.push(spec.warning_at(
+                    c.addr.to_string(),
+                    format!(
+                        "custom networking is being turned on for cluster `{cluster}`, whose nodegroups {} already have nodes: those nodes keep giving pods IPs from the primary subnet until they are replaced; hint: after this apply, `eksnet apply {} {}` replaces them without downtime (each new nodegroup is active before its old one is deleted)",
+                        existing.join(", "),
+                        spec.path.display(),
+                        existing
+                            .iter()
+                            .map(|n| format!("--replace {n}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ),
+                ));
+            }
+        }
+        // Only a zone label makes nodes look for an ENIConfig named after their AZ.
+        let label_now = env(Some(after))
+            .and_then(|e| e.get(LABEL_DEF_ENV))
+            .and_then(Value::as_str);
+        let zone_label = matches!(
+            label_now,
+            Some("topology.kubernetes.io/zone" | "failure-domain.beta.kubernetes.io/zone")
+        );
+        if !env_on(env(Some(after))) || !zone_label {
+            continue;
+        }
+        let names: Option<BTreeSet<String>> = changes
+            .iter()
+            .filter(|e| e.addr.kind == Kind::EniConfig && !e.deleted)
+            .filter_map(|e| e.after.as_ref())
+            .filter(|a| resources::str_attr(a, "cluster_name") == Some(cluster))
+            .map(|a| {
+                resources::str_attr(a, "name")
+                    .filter(|n| !n.contains("${"))
+                    .map(String::from)
+            })
+            .collect();
+        let Some(names) = names else { continue }; // some names known only after apply
+        for n in nodegroups() {
+            let Some(after) = n.after else { continue };
+            let ng_azs: Option<BTreeSet<String>> = resources::str_list(after, "subnet_ids")
+                .iter()
+                .map(|s| azs.get(s).cloned())
+                .collect();
+            let Some(ng_azs) = ng_azs else { continue };
+            let missing: Vec<String> = ng_azs
+                .into_iter()
+                .filter(|az| !names.contains(az))
+                .collect();
+            if !missing.is_empty() {
+                diags.push(spec.error_at(
+                    format!("{}.subnet_ids", n.addr),
+                    format!(
+                        "`{}` has nodes in {} but cluster `{cluster}` has no ENIConfig named after {}: with ENI_CONFIG_LABEL_DEF={} nodes there would find no ENIConfig; add an `[eni_config.NAME]` with a pod subnet in that AZ",
+                        n.addr,
+                        missing.join(", "),
+                        if missing.len() == 1 { "it" } else { "them" },
+                        label(c.after),
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// Custom networking (pod subnets) cannot be used on an IPv6 cluster.
+pub fn check_ipv6(spec: &Spec, d: &mut Diagnostics) {
+    let has_pod_subnets = spec.resources.values().any(|r| match &r.config {
+        ResourceConfig::Subnet(_) | ResourceConfig::EniConfig(_) => true,
+        ResourceConfig::AwsNode(a) => a.custom_network,
+        ResourceConfig::Addon(a) => addon::turns_on_custom_networking(a),
+        _ => false,
+    });
+    if !has_pod_subnets {
+        return;
+    }
+    for (addr, r) in &spec.resources {
+        if let ResourceConfig::Cluster(c) = &r.config {
+            if c.ip_family == "ipv6" {
+                d.push(spec.error_at(format!("{addr}.ip_family"), "custom networking (pod subnets and ENIConfigs) cannot be used with an IPv6 cluster; use ip_family = \"ipv4\", or drop the pod subnets (IPv6 already avoids IPv4 exhaustion)"));
+            }
+        }
+    }
 }

@@ -116,15 +116,7 @@ pub fn plan(
 /// add-on is undone before the add-on takes its settings over.
 fn order_handovers(changes: &mut [PlannedChange]) {
     let pairs = {
-        let views: Vec<cni::ChangeView<'_>> = changes
-            .iter()
-            .map(|c| cni::ChangeView {
-                addr: &c.addr,
-                removed: matches!(c.action, Action::Delete | Action::Forget),
-                before: c.before.as_ref(),
-                after: c.after.as_ref(),
-            })
-            .collect();
+        let views: Vec<cni::ChangeView<'_>> = changes.iter().map(change_view).collect();
         cni::handovers(&views)
     };
     for (old, new) in pairs {
@@ -389,8 +381,22 @@ fn plan_apply(
         out.push(change);
     }
     check_live_constraints(spec, &out, &known, diags);
-    check_kubernetes(spec, &out, &known, diags);
+    let views: Vec<cni::ChangeView<'_>> = out.iter().map(change_view).collect();
+    cni::check_plan(spec, &views, &subnet_azs(&known), diags);
     out
+}
+
+/// A planned change as the domain rules see it.
+fn change_view(c: &PlannedChange) -> cni::ChangeView<'_> {
+    cni::ChangeView {
+        addr: &c.addr,
+        removed: matches!(c.action, Action::Delete | Action::Forget),
+        deleted: c.action == Action::Delete,
+        kept: matches!(c.action, Action::NoOp | Action::Update | Action::Adopt),
+        before: c.before.as_ref(),
+        after: c.after.as_ref(),
+        observed: c.observed_outputs.as_ref(),
+    }
 }
 
 /// The cloud ids a row's interrupted replacement left to delete.
@@ -1074,212 +1080,4 @@ fn subnet_azs(known: &HashMap<ResourceAddr, Value>) -> HashMap<String, String> {
                 .filter_map(|(s, az)| Some((s.clone(), az.as_str()?.to_string())))
         })
         .collect()
-}
-
-/// The Kubernetes side, once live values are known: the VPC CNI must be recent enough; every AZ
-/// a nodegroup runs in needs an ENIConfig named after it (label mode); and turning custom
-/// networking on does not move existing nodes, which the plan must say.
-fn check_kubernetes(
-    spec: &Spec,
-    changes: &[PlannedChange],
-    known: &HashMap<ResourceAddr, Value>,
-    diags: &mut Diagnostics,
-) {
-    let azs = subnet_azs(known);
-    // Two ENIConfigs resolving to one object name in one cluster would overwrite each other.
-    let mut seen: HashMap<(String, String), &ResourceAddr> = HashMap::new();
-    for e in changes
-        .iter()
-        .filter(|e| e.addr.kind == Kind::EniConfig && e.action != Action::Delete)
-    {
-        let Some(a) = &e.after else { continue };
-        let (Some(cl), Some(name)) = (
-            resources::str_attr(a, "cluster_name"),
-            resources::str_attr(a, "name"),
-        ) else {
-            continue;
-        };
-        if cl.contains("${") || name.contains("${") {
-            continue;
-        }
-        if let Some(first) = seen.insert((cl.to_string(), name.to_string()), &e.addr) {
-            diags.push(spec.error_at(
-                e.addr.to_string(),
-                format!("`{}` and `{first}` both resolve to the ENIConfig `{name}` in cluster `{cl}`; give one a different `name` (two pod subnets in one AZ need annotation mode)", e.addr),
-            ));
-        }
-    }
-    for c in changes.iter().filter(|c| is_cni_settings(c)) {
-        // The cluster's read says whether its CNI is the managed add-on.
-        let cluster = c
-            .after
-            .as_ref()
-            .and_then(|a| resources::str_attr(a, "cluster_name"))
-            .unwrap_or_default();
-        let cni_addon = changes
-            .iter()
-            .filter(|k| k.addr.kind == Kind::Cluster)
-            .filter_map(|k| k.observed_outputs.as_ref())
-            .filter(|o| resources::str_attr(o, "name") == Some(cluster))
-            .find_map(|o| resources::str_attr(o, "vpc_cni_addon"));
-        if let Some(version) =
-            cni_addon.filter(|_| c.addr.kind == Kind::AwsNode && c.action != Action::Delete)
-        {
-            diags.push(spec.error_at(
-                c.addr.to_string(),
-                format!("cluster `{cluster}` runs the VPC CNI as the EKS managed add-on `vpc-cni` ({version}): EKS owns the aws-node DaemonSet's settings, and its next add-on update would undo this patch (nodes would then come up without custom networking); hint: declare `[addon.vpc_cni]` with `name = \"vpc-cni\"`, `cluster_name` and these settings (custom_network, eni_config_selection, eni_config_label, configuration_values.env), import it with `eksnet import SPEC addon.vpc_cni {cluster}/vpc-cni`, and remove `{}`", c.addr),
-            ));
-        }
-        let custom_on = cni_env(c.after.as_ref())
-            .and_then(|e| e.get(crate::domain::cni::CUSTOM_NETWORK_ENV))
-            .and_then(Value::as_str)
-            == Some("true");
-        // The version the CNI will run: the DaemonSet's image, or the add-on's version (the
-        // one asked for, else the one installed).
-        let running = if c.addr.kind == Kind::AwsNode {
-            c.observed_outputs
-                .as_ref()
-                .and_then(|o| o.get("image"))
-                .and_then(Value::as_str)
-                .map(String::from)
-        } else {
-            c.after
-                .as_ref()
-                .and_then(|a| resources::str_attr(a, "version"))
-                .filter(|v| !v.contains("${"))
-                .or_else(|| {
-                    c.observed_outputs
-                        .as_ref()
-                        .and_then(|o| resources::str_attr(o, "version"))
-                })
-                .map(|v| format!("amazon-k8s-cni:{v}"))
-        };
-        if let (true, Some(image)) = (custom_on, running) {
-            if let Err(msg) = resources::aws_node::check_version(&image) {
-                let msg = if c.addr.kind == Kind::AwsNode {
-                    msg
-                } else {
-                    format!(
-                        "the `vpc-cni` add-on version {} is older than v1.6.3-eksbuild.2, the first that supports custom networking; set `version` to a newer one (`aws eks describe-addon-versions --addon-name vpc-cni` lists them)",
-                        image.trim_start_matches("amazon-k8s-cni:")
-                    )
-                };
-                diags.push(spec.error_at(c.addr.to_string(), msg));
-            }
-        }
-        let Some(after) = &c.after else { continue };
-        let Some(cluster) =
-            resources::str_attr(after, "cluster_name").filter(|n| !n.contains("${"))
-        else {
-            continue;
-        };
-        let env_on = |v: Option<&Value>| {
-            v.and_then(|e| e.get(crate::domain::cni::CUSTOM_NETWORK_ENV))
-                .and_then(Value::as_str)
-                == Some("true")
-        };
-        // Moving the settings from a removed `aws_node` to the add-on turns nothing on: the
-        // nodes already run with custom networking.
-        let on_elsewhere = changes.iter().any(|o| {
-            o.addr != c.addr
-                && is_cni_settings(o)
-                && o.before
-                    .as_ref()
-                    .and_then(|b| resources::str_attr(b, "cluster_name"))
-                    == Some(cluster)
-                && env_on(cni_env(o.before.as_ref()))
-        });
-        let turning_on =
-            env_on(cni_env(Some(after))) && !env_on(cni_env(c.before.as_ref())) && !on_elsewhere;
-        let nodegroups = || {
-            changes.iter().filter(move |n| {
-                n.addr.kind == Kind::Nodegroup
-                    && n.after
-                        .as_ref()
-                        .and_then(|a| resources::str_attr(a, "cluster_name"))
-                        == Some(cluster)
-            })
-        };
-        if turning_on && c.before.is_some() {
-            let existing: Vec<String> = nodegroups()
-                .filter(|n| matches!(n.action, Action::NoOp | Action::Update | Action::Adopt))
-                .map(|n| n.addr.to_string())
-                .collect();
-            if !existing.is_empty() {
-                diags.push(spec.warning_at(
-                    c.addr.to_string(),
-                    format!(
-                        "custom networking is being turned on for cluster `{cluster}`, whose nodegroups {} already have nodes: those nodes keep giving pods IPs from the primary subnet until they are replaced; hint: after this apply, `eksnet apply {} {}` replaces them without downtime (each new nodegroup is active before its old one is deleted)",
-                        existing.join(", "),
-                        spec.path.display(),
-                        existing
-                            .iter()
-                            .map(|n| format!("--replace {n}"))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    ),
-                ));
-            }
-        }
-        // Only a zone label makes nodes look for an ENIConfig named after their AZ.
-        let label = cni_env(Some(after))
-            .and_then(|e| e.get(crate::domain::cni::LABEL_DEF_ENV))
-            .and_then(Value::as_str);
-        let zone_label = matches!(
-            label,
-            Some("topology.kubernetes.io/zone" | "failure-domain.beta.kubernetes.io/zone")
-        );
-        if !env_on(cni_env(Some(after))) || !zone_label {
-            continue;
-        }
-        let names: Option<BTreeSet<String>> = changes
-            .iter()
-            .filter(|e| e.addr.kind == Kind::EniConfig && e.action != Action::Delete)
-            .filter_map(|e| e.after.as_ref())
-            .filter(|a| resources::str_attr(a, "cluster_name") == Some(cluster))
-            .map(|a| {
-                resources::str_attr(a, "name")
-                    .filter(|n| !n.contains("${"))
-                    .map(String::from)
-            })
-            .collect();
-        let Some(names) = names else { continue }; // some names known only after apply
-        for n in nodegroups() {
-            let Some(after) = &n.after else { continue };
-            let ng_azs: Option<BTreeSet<String>> = resources::str_list(after, "subnet_ids")
-                .iter()
-                .map(|s| azs.get(s).cloned())
-                .collect();
-            let Some(ng_azs) = ng_azs else { continue };
-            let missing: Vec<String> = ng_azs
-                .into_iter()
-                .filter(|az| !names.contains(az))
-                .collect();
-            if !missing.is_empty() {
-                diags.push(spec.error_at(
-                    format!("{}.subnet_ids", n.addr),
-                    format!(
-                        "`{}` has nodes in {} but cluster `{cluster}` has no ENIConfig named after {}: with ENI_CONFIG_LABEL_DEF={} nodes there would find no ENIConfig; add an `[eni_config.NAME]` with a pod subnet in that AZ",
-                        n.addr,
-                        missing.join(", "),
-                        if missing.len() == 1 { "it" } else { "them" },
-                        after_label(c.after.as_ref()),
-                    ),
-                ));
-            }
-        }
-    }
-}
-
-/// The VPC CNI settings a change carries: an `aws_node`, or the `vpc-cni` add-on.
-fn is_cni_settings(c: &PlannedChange) -> bool {
-    cni::carries_settings(c.addr.kind, &[c.after.as_ref(), c.before.as_ref()])
-}
-
-fn cni_env(attrs: Option<&Value>) -> Option<&Value> {
-    cni::env(attrs)
-}
-
-fn after_label(after: Option<&Value>) -> String {
-    cni::label(after)
 }

@@ -8,7 +8,10 @@
 //! are fields of this kind (`custom_network`, `eni_config_selection`, `eni_config_label`),
 //! folded into `configuration_values.env` — the same names as on `aws_node`.
 
-use crate::domain::cni::{ADDON_NAME as VPC_CNI, CUSTOM_NETWORK_ENV, LABEL_DEF_ENV};
+use super::eks::{
+    VPC_CNI_ADDON as VPC_CNI, VPC_CNI_CUSTOM_NETWORK_ENV as CUSTOM_NETWORK_ENV,
+    VPC_CNI_LABEL_DEF_ENV as LABEL_DEF_ENV,
+};
 use super::eks::{request_token, update_tags};
 use super::{Unique, Shape, 
     aws_error, req_str, split_tags, wait_until, Change, Ctx, Finding, ImportId, KindFacts,

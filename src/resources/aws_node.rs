@@ -69,7 +69,9 @@ const FACTS: KindFacts = KindFacts {
     output_shapes: &[],
 };
 
-use crate::domain::cni::{CUSTOM_NETWORK_ENV, LABEL_DEF_ENV};
+use super::eks::{
+    VPC_CNI_CUSTOM_NETWORK_ENV as CUSTOM_NETWORK_ENV, VPC_CNI_LABEL_DEF_ENV as LABEL_DEF_ENV,
+};
 const NAMESPACE: &str = "kube-system";
 const NAME: &str = "aws-node";
 const CONTAINER: &str = "aws-node";

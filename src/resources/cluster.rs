@@ -273,7 +273,7 @@ impl ResourceKind for ClusterKind {
             // undo, without a request of the Kubernetes wave.
             let (cluster, cni_addon) = tokio::join!(
                 describe(ctx, &n),
-                super::eks::addon_version(ctx, &n, crate::domain::cni::ADDON_NAME)
+                super::eks::addon_version(ctx, &n, super::eks::VPC_CNI_ADDON)
             );
             let mut obs = cluster?.as_ref().and_then(observe);
             if let (Some(m), Some(v)) = (

@@ -11,6 +11,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
 
+/// The EKS add-on name of the VPC CNI (its rules: `domain::cni`).
+pub const VPC_CNI_ADDON: &str = "vpc-cni";
+/// The VPC CNI's env var that turns custom networking on.
+pub const VPC_CNI_CUSTOM_NETWORK_ENV: &str = "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG";
+/// The VPC CNI's env var naming the node label whose value is the ENIConfig's name.
+pub const VPC_CNI_LABEL_DEF_ENV: &str = "ENI_CONFIG_LABEL_DEF";
+
 /// How long a freshly created role may take to become assumable by EKS.
 pub const IAM_PROPAGATION_WINDOW: Duration = Duration::from_secs(120);
 

@@ -2,10 +2,6 @@
 //! and into the plain attribute maps the planner diffs. Parsing never stops at the first bad
 //! resource: every resource is deserialised on its own so that all errors come out together.
 
-pub mod cfn;
-pub mod constraints;
-pub mod validate;
-
 use crate::base::addr::{valid_resource_name, Kind, ResourceAddr};
 use crate::base::diag::{Diagnostic, Diagnostics, Location, SourceMap};
 use crate::resources::{BuildError, ResourceConfig};

@@ -49,8 +49,8 @@ impl Location {
             return Ok(Location::Local(PathBuf::from(s)));
         };
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        if let Some(e) = crate::spec::constraints::s3_bucket_name(bucket)
-            .or_else(|| crate::spec::constraints::s3_state_key(key))
+        if let Some(e) = crate::validate::constraints::s3_bucket_name(bucket)
+            .or_else(|| crate::validate::constraints::s3_state_key(key))
         {
             return Err(format!("state `{s}`: {e}"));
         }

@@ -1,11 +1,15 @@
 //! Checks that need no API call: references, CIDR arithmetic, names, the IPv6 rule. Every
 //! problem found is reported, each at its file, line and key.
 
+pub mod cfn;
+pub mod constraints;
+
 use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::{Diagnostic, Diagnostics};
 use crate::base::value::{self, is_ref};
+use crate::domain::cni;
 use crate::resources;
-use crate::resources::{addon, ResourceConfig};
+use crate::resources::ResourceConfig;
 use crate::spec::Spec;
 use ipnet::Ipv4Net;
 use serde_json::Value;
@@ -18,10 +22,10 @@ pub fn validate(spec: &Spec) -> Diagnostics {
     check_cidrs(spec, &mut d);
     check_unique_names(spec, &mut d);
     check_replacement_names(spec, &mut d);
-    check_ipv6(spec, &mut d);
-    check_kubernetes(spec, &mut d);
+    cni::check_ipv6(spec, &mut d);
+    cni::check_spec(spec, &mut d);
     check_lifecycles(spec, &mut d);
-    crate::spec::constraints::check(spec, &mut d);
+    crate::validate::constraints::check(spec, &mut d);
     if spec.resources.is_empty() {
         // An emptied file is more often a mistake than a wish to delete everything.
         d.push(Diagnostic {
@@ -103,129 +107,6 @@ fn check_lifecycles(spec: &Spec, d: &mut Diagnostics) {
             if !seen.insert(path.as_str()) {
                 d.push(at("listed twice".into()));
             }
-        }
-    }
-}
-
-/// What turns custom networking on for a cluster: its `aws_node` or its `vpc-cni` add-on,
-/// with the cluster's resolved name.
-fn custom_networking(spec: &Spec) -> Vec<(&ResourceAddr, String)> {
-    spec.resources
-        .values()
-        .filter_map(|r| match &r.config {
-            ResourceConfig::AwsNode(a) if a.custom_network => {
-                Some((&r.addr, spec.resolved_name(&a.cluster_name)))
-            }
-            ResourceConfig::Addon(a) if addon::turns_on_custom_networking(a) => {
-                Some((&r.addr, spec.resolved_name(&a.cluster_name)))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-/// Every nodegroup of a cluster that turns custom networking on has ENIConfigs to pick from
-/// (without one, ipamd on a new node does not start — CNI 1.13 and later).
-fn check_eni_configs_declared(spec: &Spec, d: &mut Diagnostics) {
-    for (addr, cluster) in custom_networking(spec) {
-        let has_eni = spec.resources.values().any(|o| matches!(&o.config, ResourceConfig::EniConfig(e) if spec.resolved_name(&e.cluster_name) == cluster));
-        if has_eni {
-            continue;
-        }
-        for n in spec.resources.values() {
-            if let ResourceConfig::Nodegroup(ng) = &n.config {
-                if spec.resolved_name(&ng.cluster_name) == cluster {
-                    d.push(spec.error_at(
-                        n.addr.to_string(),
-                        format!("custom networking is on for this cluster (`{addr}`) but no `eni_config` is declared for it: nodes of `{}` would have no ENIConfig for their AZ; add one `[eni_config.NAME]` per AZ", n.addr),
-                    ));
-                }
-            }
-        }
-    }
-}
-
-/// The Kubernetes side: settings values, and settings that EKS would undo.
-fn check_kubernetes(spec: &Spec, d: &mut Diagnostics) {
-    check_eni_configs_declared(spec, d);
-    for (addr, r) in &spec.resources {
-        match &r.config {
-            ResourceConfig::AwsNode(a) => {
-                if !matches!(a.eni_config_selection.as_str(), "label" | "annotation") {
-                    d.push(spec.error_at(
-                        format!("{addr}.eni_config_selection"),
-                        format!(
-                            "eni_config_selection must be \"label\" or \"annotation\", not `{}`",
-                            a.eni_config_selection
-                        ),
-                    ));
-                }
-                for k in a.env.keys() {
-                    if k == crate::domain::cni::CUSTOM_NETWORK_ENV
-                        || k == crate::domain::cni::LABEL_DEF_ENV
-                    {
-                        d.push(spec.error_at(
-                            format!("{addr}.env.{k}"),
-                            format!("`{k}` is set by `custom_network` / `eni_config_label`; remove it from `env`"),
-                        ));
-                    }
-                }
-                // EKS owns the DaemonSet of a cluster whose CNI is the managed add-on: a patch
-                // would be undone by the add-on's next update.
-                let cluster = spec.resolved_name(&a.cluster_name);
-                if let Some(cni) = spec.resources.values().find(|o| {
-                    matches!(&o.config, ResourceConfig::Addon(x) if x.name == crate::domain::cni::ADDON_NAME && spec.resolved_name(&x.cluster_name) == cluster)
-                }) {
-                    d.push(spec.error_at(
-                        addr.to_string(),
-                        format!("cluster `{cluster}` runs the VPC CNI as the managed add-on `{}`: EKS owns the aws-node DaemonSet's settings there, and its next add-on update would undo this patch (nodes would then come up without custom networking); hint: put the settings on `{}` (custom_network, eni_config_selection, eni_config_label, configuration_values.env) and remove `{addr}`", cni.addr, cni.addr),
-                    ));
-                }
-                // A cluster made without EKS's self-managed add-ons has no aws-node until a
-                // `vpc-cni` add-on installs it: the patch would wait for a DaemonSet that never
-                // comes.
-                else if let Some(c) = spec.resources.values().find(|o| {
-                    matches!(&o.config, ResourceConfig::Cluster(c) if c.bootstrap_self_managed_addons == Some(false) && spec.resolved_name(&c.name) == cluster)
-                }) {
-                    d.push(spec.error_at(
-                        addr.to_string(),
-                        format!("cluster `{cluster}` is created without self-managed add-ons (`{}.bootstrap_self_managed_addons = false`): it has no aws-node DaemonSet to patch; hint: declare the CNI as the add-on, `[addon.vpc_cni]` with `name = \"vpc-cni\"`, and put these settings there", c.addr),
-                    ));
-                }
-            }
-            ResourceConfig::Addon(a) => {
-                let env = a
-                    .configuration_values
-                    .get("env")
-                    .and_then(|e| e.as_object());
-                for k in env.into_iter().flat_map(|e| e.keys()) {
-                    let set_by_field = (k == crate::domain::cni::CUSTOM_NETWORK_ENV
-                        && a.custom_network.is_some())
-                        || (k == crate::domain::cni::LABEL_DEF_ENV
-                            && addon::turns_on_custom_networking(a));
-                    if set_by_field {
-                        d.push(spec.error_at(
-                            format!("{addr}.configuration_values.env.{k}"),
-                            format!("`{k}` is set by `custom_network` / `eni_config_label`; remove it from `configuration_values.env`"),
-                        ));
-                    }
-                }
-            }
-            ResourceConfig::EniConfig(e) => {
-                if let Some(name) = &e.name {
-                    let ok = !name.is_empty()
-                        && name.len() <= 253
-                        && name.chars().all(|c| {
-                            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'
-                        })
-                        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-                        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-                    if !ok && !is_ref(name) {
-                        d.push(spec.error_at(format!("{addr}.name"), format!("`{name}` is not a valid Kubernetes object name (lowercase letters, digits, `-` and `.`)")));
-                    }
-                }
-            }
-            _ => {}
         }
     }
 }
@@ -353,7 +234,7 @@ fn check_shapes(spec: &Spec, d: &mut Diagnostics) {
                 }
             }
             ResourceConfig::IamRole(c) => {
-                if !crate::spec::constraints::is_iam_name(&c.name, 64) && !is_ref(&c.name) {
+                if !crate::validate::constraints::is_iam_name(&c.name, 64) && !is_ref(&c.name) {
                     d.push(spec.error_at(
                         at("name"),
                         format!(
@@ -374,7 +255,7 @@ fn check_shapes(spec: &Spec, d: &mut Diagnostics) {
                 }
             }
             ResourceConfig::Cluster(c) => {
-                if !crate::spec::constraints::is_cluster_name(&c.name) && !is_ref(&c.name) {
+                if !crate::validate::constraints::is_cluster_name(&c.name) && !is_ref(&c.name) {
                     d.push(spec.error_at(at("name"), format!("cluster name `{}` must start with a letter or digit and contain only letters, digits, `-` and `_` (max 100)", c.name)));
                 }
                 if !matches!(c.ip_family.as_str(), "ipv4" | "ipv6") {
@@ -600,26 +481,6 @@ fn check_replacement_names(spec: &Spec, d: &mut Diagnostics) {
                     "`{name}` is the name `{other}` takes while it is replaced (create before destroy alternates between `{base}` and `{name}`); rename one of them"
                 ),
             ));
-        }
-    }
-}
-
-/// Custom networking (pod subnets) cannot be used on an IPv6 cluster.
-fn check_ipv6(spec: &Spec, d: &mut Diagnostics) {
-    let has_pod_subnets = spec.resources.values().any(|r| match &r.config {
-        ResourceConfig::Subnet(_) | ResourceConfig::EniConfig(_) => true,
-        ResourceConfig::AwsNode(a) => a.custom_network,
-        ResourceConfig::Addon(a) => addon::turns_on_custom_networking(a),
-        _ => false,
-    });
-    if !has_pod_subnets {
-        return;
-    }
-    for (addr, r) in &spec.resources {
-        if let ResourceConfig::Cluster(c) = &r.config {
-            if c.ip_family == "ipv6" {
-                d.push(spec.error_at(format!("{addr}.ip_family"), "custom networking (pod subnets and ENIConfigs) cannot be used with an IPv6 cluster; use ip_family = \"ipv4\", or drop the pod subnets (IPv6 already avoids IPv4 exhaustion)"));
-            }
         }
     }
 }

@@ -9,8 +9,8 @@ use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::Diagnostics;
 use crate::base::value::{self, is_ref, Reference};
 use crate::resources::{self, ResourceConfig, Shape};
-use crate::spec::cfn::{self, Template};
 use crate::spec::Spec;
+use crate::validate::cfn::{self, Template};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
