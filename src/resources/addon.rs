@@ -13,7 +13,7 @@ use super::eks::{
     VPC_CNI_LABEL_DEF_ENV as LABEL_DEF_ENV,
 };
 use super::eks::{request_token, update_tags};
-use super::{Unique, Shape, 
+use super::{FieldRules, Unique, Shape, 
     aws_error, req_str, split_tags, wait_until, Change, Ctx, Finding, ImportId, KindFacts,
     Lookup, Observed, Poll, ResourceError, ResourceKind, SpecFacts,
 };
@@ -99,6 +99,7 @@ const FACTS: KindFacts = KindFacts {
         ("name", Shape::Other("an add-on name")),
         ("version", Shape::Other("a version")),
     ],
+    restricted_tags: Some("EKS"),
 };
 
 /// Whether a spec's add-on is the VPC CNI with custom networking turned on.
@@ -783,6 +784,41 @@ fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
 impl ResourceKind for AddonKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = AddonConfig;
+
+    /// Its cluster and role; for the VPC CNI, its env (types and combinations).
+    fn check_fields(a: &Self::Config, rules: &mut dyn FieldRules) {
+        rules.shaped("cluster_name", &a.cluster_name, Shape::ClusterName);
+        if let Some(role) = &a.service_account_role_arn {
+            rules.shaped("service_account_role_arn", role, Shape::RoleArn);
+        }
+        if let Some(label) = &a.eni_config_label {
+            rules.label("eni_config_label", label, None);
+        }
+        if a.name == super::eks::VPC_CNI_ADDON {
+            let env: Vec<(String, String)> = a
+                .configuration_values
+                .get("env")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for (k, v) in &env {
+                rules.cni_env(&format!("configuration_values.env.{k}"), k, v);
+            }
+            let mut env = env;
+            if turns_on_custom_networking(a) {
+                env.push((
+                    super::eks::VPC_CNI_CUSTOM_NETWORK_ENV.to_string(),
+                    "true".to_string(),
+                ));
+            }
+            rules.cni_combinations("configuration_values.env", &env);
+        }
+    
+    }
 
     fn desired_attrs(
         c: &Self::Config,

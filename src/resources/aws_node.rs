@@ -4,7 +4,7 @@
 //! eksnet first set it is kept in the state (`previous_env`, `null` = absent) so that destroy
 //! puts the DaemonSet back as it found it.
 
-use super::{Unique, req_str, wait_until, Ctx, Lookup, Observed, Poll, ResourceError};
+use super::{FieldRules, Shape, Unique, req_str, wait_until, Ctx, Lookup, Observed, Poll, ResourceError};
 use crate::base::addr::{Kind, ResourceAddr};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::api::{Api, Patch, PatchParams};
@@ -67,6 +67,7 @@ const FACTS: KindFacts = KindFacts {
     derived: false,
     unique: Some(Unique { field: "cluster_name", one_per: Some("cluster") }),
     output_shapes: &[],
+    restricted_tags: None,
 };
 
 use super::eks::{
@@ -294,6 +295,24 @@ async fn patch_declared(
 impl ResourceKind for AwsNodeKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = AwsNodeConfig;
+
+    /// Its cluster, label and the CNI env (types, and combinations with `custom_network`).
+    fn check_fields(a: &Self::Config, rules: &mut dyn FieldRules) {
+        rules.shaped("cluster_name", &a.cluster_name, Shape::ClusterName);
+        rules.label("eni_config_label", &a.eni_config_label, None);
+        for (k, v) in &a.env {
+            rules.cni_env(&format!("env.{k}"), k, v);
+        }
+        // With what `custom_network` adds, as the CNI will see it.
+        let mut env: Vec<(String, String)> =
+            a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        env.push((
+            super::eks::VPC_CNI_CUSTOM_NETWORK_ENV.to_string(),
+            a.custom_network.to_string(),
+        ));
+        rules.cni_combinations("env", &env);
+    
+    }
 
     fn desired_attrs(
         c: &Self::Config,

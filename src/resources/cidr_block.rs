@@ -1,7 +1,7 @@
 //! `cidr_block`: a secondary IPv4 block associated with a VPC, waited to `associated`.
 //! Associations cannot be tagged, so crash recovery relies on the intent row in the state.
 
-use super::{Shape, aws_error, req_str, wait_until, Ctx, Lookup, Observed, Poll, ResourceError};
+use super::{FieldRules, Shape, aws_error, req_str, wait_until, Ctx, Lookup, Observed, Poll, ResourceError};
 use crate::base::addr::{Kind, ResourceAddr};
 use aws_sdk_ec2::types::{Filter, Vpc, VpcCidrBlockAssociation};
 use serde_json::{json, Value};
@@ -40,6 +40,7 @@ const FACTS: KindFacts = KindFacts {
         ("cidr_block", Shape::Other("a CIDR block")),
         ("association_id", Shape::Other("a CIDR block association id")),
     ],
+    restricted_tags: None,
 };
 
 fn state_of(a: &VpcCidrBlockAssociation) -> &str {
@@ -102,6 +103,11 @@ async fn association_state(
 impl ResourceKind for CidrBlockKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = CidrBlockConfig;
+
+    /// The VPC it is added to.
+    fn check_fields(c: &Self::Config, rules: &mut dyn FieldRules) {
+        rules.shaped("vpc_id", &c.vpc_id, Shape::VpcId);
+    }
 
     /// One DescribeVpcs for every VPC involved; associations are matched by id, else by CIDR.
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {

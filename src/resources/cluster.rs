@@ -2,7 +2,7 @@
 //! deterministic `clientRequestToken`, and retried while a new IAM role cannot yet be assumed
 //! (IAM is eventually consistent: for seconds after CreateRole, EKS rejects the role).
 
-use super::{Unique, Shape, 
+use super::{FieldRules, Unique, Shape, 
     aws_error, req_str, split_tags, str_list, wait_until, Ctx, Lookup, Observed, Poll,
     ResourceError,
 };
@@ -81,6 +81,7 @@ const FACTS: KindFacts = KindFacts {
         ("endpoint", Shape::Other("the cluster's API endpoint URL")),
         ("version", Shape::Other("a version")),
     ],
+    restricted_tags: Some("EKS"),
 };
 
 fn observe(c: &Cluster) -> Option<Observed> {
@@ -258,6 +259,56 @@ async fn wait_gone(ctx: &Ctx, addr: &ResourceAddr, name: &str) -> Result<(), Res
 impl ResourceKind for ClusterKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = ClusterConfig;
+
+    /// Its role, Kubernetes version, subnets and security groups.
+    fn check_fields(c: &Self::Config, rules: &mut dyn FieldRules) {
+        rules.shaped("role_arn", &c.role_arn, Shape::RoleArn);
+        // The shape is checked in validate; here what EKS has ever offered. Versions
+        // retire every few months, so an old one is a warning naming where to look,
+        // not a list that would go stale in this binary.
+        if let Some((major, minor)) = c.version.as_deref().and_then(|v| {
+            let (a, b) = v.split_once('.')?;
+            Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
+        }) {
+            if major != 1 {
+                rules.error(
+                    "version",
+                    format!("EKS runs Kubernetes 1.x, not {major}.{minor}"),
+                );
+            } else if minor < 29 {
+                rules.warning("version", format!("Kubernetes 1.{minor} is past EKS's extended support: CreateCluster will likely refuse it (`aws eks describe-cluster-versions` lists the versions EKS offers)"));
+            }
+        }
+        for (i, s) in c.subnet_ids.iter().enumerate() {
+            rules.shaped(&format!("subnet_ids.{i}"), s, Shape::SubnetId);
+        }
+        for (i, s) in c.security_group_ids.iter().enumerate() {
+            rules.shaped(
+                &format!("security_group_ids.{i}"),
+                s,
+                Shape::SecurityGroupId,
+            );
+        }
+        if c.security_group_ids.len() > 5 {
+            rules.error(
+                "security_group_ids",
+                format!(
+                    "EKS takes at most 5 security groups for a cluster, not {}",
+                    c.security_group_ids.len()
+                ),
+            );
+        }
+        if c.subnet_ids.len() > 16 {
+            rules.error(
+                "subnet_ids",
+                format!(
+                    "EKS takes at most 16 subnets for a cluster, not {}",
+                    c.subnet_ids.len()
+                ),
+            );
+        }
+    
+    }
 
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
         let reads = items.iter().map(|i| async move {

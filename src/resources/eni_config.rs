@@ -3,7 +3,7 @@
 //! server-side apply (field manager `eksnet`). In annotation mode the nodes a rule selects are
 //! annotated `k8s.amazonaws.com/eniConfig=<name>`.
 
-use super::{Unique, req_str, str_list, Ctx, Lookup, Observed, ResourceError};
+use super::{FieldRules, Shape, Unique, req_str, str_list, Ctx, Lookup, Observed, ResourceError};
 use crate::base::addr::{Kind, ResourceAddr};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
@@ -51,6 +51,7 @@ const FACTS: KindFacts = KindFacts {
     derived: false,
     unique: Some(Unique { field: "name", one_per: None }),
     output_shapes: &[],
+    restricted_tags: None,
 };
 
 pub const NODE_ANNOTATION: &str = "k8s.amazonaws.com/eniConfig";
@@ -209,6 +210,29 @@ async fn apply_object(
 impl ResourceKind for EniConfigKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = EniConfigConfig;
+
+    /// Its cluster, subnet, security groups and node annotations.
+    fn check_fields(e: &Self::Config, rules: &mut dyn FieldRules) {
+        rules.shaped("cluster_name", &e.cluster_name, Shape::ClusterName);
+        rules.shaped("subnet_id", &e.subnet_id, Shape::SubnetId);
+        for (i, s) in e.security_group_ids.iter().flatten().enumerate() {
+            rules.shaped(
+                &format!("security_group_ids.{i}"),
+                s,
+                Shape::SecurityGroupId,
+            );
+        }
+        let groups = e.security_group_ids.as_ref().map_or(0, Vec::len);
+        if groups > 16 {
+            rules.error("security_group_ids", format!("an ENI takes at most 16 security groups (with a raised quota; 5 by default), not {groups}"));
+        } else if groups > 5 {
+            rules.warning("security_group_ids", format!("{groups} security groups: an ENI takes 5 unless the account's \"Security groups per network interface\" quota was raised"));
+        }
+        for k in e.annotate_nodes.keys() {
+            rules.label(&format!("annotate_nodes.{k}"), k, None);
+        }
+    
+    }
 
     /// Spec → attributes, filling the defaults the tutorial uses: the name is the pod subnet's AZ
     /// (what label mode with `topology.kubernetes.io/zone` expects) and the security group is the

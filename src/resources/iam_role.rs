@@ -2,7 +2,7 @@
 //! compared in a canonical form (keys sorted, single values as one-element lists, lists of
 //! actions/principals sorted), so whitespace, key order or `"a"` vs `["a"]` never show a diff.
 
-use super::{Unique, Shape, 
+use super::{FieldRules, Unique, Shape, 
     aws_error, req_str, split_tags, str_list, tag_changes, Ctx, Lookup, Observed, ResourceError,
 };
 use crate::base::addr::ResourceAddr;
@@ -71,6 +71,7 @@ const FACTS: KindFacts = KindFacts {
         ("name", Shape::Other("an IAM role name")),
         ("id", Shape::Other("an IAM role id")),
     ],
+    restricted_tags: Some("IAM"),
 };
 
 /// Keys whose value is a string or a list of strings with set semantics.
@@ -297,6 +298,28 @@ async fn detach(ctx: &Ctx, role: &str, arn: &str) -> Result<(), ResourceError> {
 impl ResourceKind for IamRoleKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = IamRoleConfig;
+
+    /// Its path, managed policies, trust policy and description.
+    fn check_fields(c: &Self::Config, rules: &mut dyn FieldRules) {
+        if let Some(p) = &c.path {
+            rules.iam_path(p);
+        }
+        for (i, p) in c.managed_policies.iter().enumerate() {
+            rules.policy(&format!("managed_policies.{i}"), p);
+        }
+        if let Some(text) = &c.assume_role_policy {
+            rules.trust_policy(text);
+        }
+        if let Some(desc) = &c.description {
+            if desc.chars().count() > 1000 {
+                rules.error(
+                    "description",
+                    "an IAM role description is at most 1000 characters".into(),
+                );
+            }
+        }
+    
+    }
 
     fn desired_attrs(
         c: &Self::Config,

@@ -123,6 +123,7 @@ const FACTS: KindFacts = KindFacts {
     derived: true,
     unique: None,
     output_shapes: &[],
+    restricted_tags: None,
 };
 
 /// The attributes held in a version of the template: a change of one makes a new version.

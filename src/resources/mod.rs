@@ -105,6 +105,36 @@ pub struct KindFacts {
     /// and takes a reference: (output path, `*` for any one segment; shape). An output not
     /// listed is not checked.
     pub output_shapes: &'static [(&'static str, Shape)],
+    /// `Some(service)`: the service's tags take only letters, digits, spaces and
+    /// `_ . : / = + - @` (IAM's and EKS's do; EC2's and CloudFormation's take any).
+    pub restricted_tags: Option<&'static str>,
+}
+
+/// The field rules a kind's `check_fields` may apply: what AWS, Kubernetes and the VPC CNI
+/// document about single values, checked without a call (`validate::constraints` has them,
+/// and reports each finding at the resource's key, so a kind says only which rule fits which
+/// of its fields).
+pub trait FieldRules {
+    fn error(&mut self, key: &str, message: String);
+    fn warning(&mut self, key: &str, message: String);
+    /// A literal must have the shape; a whole reference must give it (see
+    /// `KindFacts::output_shapes`).
+    fn shaped(&mut self, key: &str, value: &str, shape: Shape);
+    /// One of an API enumeration's values (the SDK's own list).
+    fn enumerated(&mut self, key: &str, value: Option<&str>, allowed: &[&str]);
+    fn instance_type(&mut self, key: &str, value: &str);
+    fn iam_path(&mut self, path: &str);
+    fn policy(&mut self, key: &str, policy: &str);
+    fn trust_policy(&mut self, text: &str);
+    /// A Kubernetes label (or annotation, without a value) key and value.
+    fn label(&mut self, key: &str, name: &str, value: Option<&str>);
+    /// A VPC CNI env value of the type the CNI parses it as.
+    fn cni_env(&mut self, key: &str, name: &str, value: &str);
+    /// Combinations of VPC CNI settings the CNI documents as not working.
+    fn cni_combinations(&mut self, key: &str, env: &[(String, String)]);
+    /// A CloudFormation template file (the resource's template body) and the parameters
+    /// given for it: a template it parses, parameters it declares and allows.
+    fn stack_template(&mut self, file: &str, parameters: &BTreeMap<String, String>);
 }
 
 /// How a duplicate identity is reported (see `KindFacts::unique`).
@@ -240,6 +270,10 @@ pub trait ResourceKind {
         attrs: &Value,
         prior_outputs: &Value,
     ) -> Result<(), ResourceError>;
+
+    /// The kind's single-value rules (ids, ARNs, names, enumerations, ranges, labels), through
+    /// `FieldRules`; no call is made.
+    fn check_fields(_config: &Self::Config, _rules: &mut dyn FieldRules) {}
 
     /// Resources eksnet derives from this one (a nodegroup's launch template for
     /// `max_pods`), given the config, its address and the spec's name resolution.
@@ -391,6 +425,13 @@ macro_rules! define_registry {
                         .map_err(BuildError::Invalid)?;
                     Ok((ResourceConfig::$variant(c), attrs))
                 })*
+            }
+        }
+
+        /// See `ResourceKind::check_fields`.
+        pub fn check_fields(config: &ResourceConfig, rules: &mut dyn FieldRules) {
+            match config {
+                $(ResourceConfig::$variant(c) => <$module::$ty as ResourceKind>::check_fields(c, rules),)*
             }
         }
 

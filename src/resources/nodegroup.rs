@@ -3,11 +3,12 @@
 
 use super::eks::{request_token, retry_iam_propagation, template_name, update_tags, AmiFamily};
 use super::Derived;
-use super::{Unique, Shape, 
+use super::{FieldRules, Unique, Shape, 
     aws_error, req_str, split_tags, str_list, wait_until, Ctx, Lookup, Observed, Poll,
     ResourceError,
 };
 use crate::base::addr::{Kind, ResourceAddr};
+use crate::base::value::is_ref;
 use aws_sdk_eks::types::{
     AmiTypes, CapacityTypes, LaunchTemplateSpecification, Nodegroup, NodegroupScalingConfig,
 };
@@ -104,6 +105,7 @@ const FACTS: KindFacts = KindFacts {
         ("arn", Shape::Other("a nodegroup ARN")),
         ("name", Shape::Other("a nodegroup name")),
     ],
+    restricted_tags: Some("EKS"),
 };
 
 pub use super::REPLACEMENT_SUFFIX;
@@ -379,6 +381,50 @@ async fn wait_gone(
 }
 
 impl ResourceKind for NodegroupKind {
+    const FACTS: &'static KindFacts = &FACTS;
+    type Config = NodegroupConfig;
+
+    /// Its cluster, role, subnets, name, enumerations, disk, instance types and labels.
+    fn check_fields(n: &Self::Config, rules: &mut dyn FieldRules) {
+        rules.shaped("cluster_name", &n.cluster_name, Shape::ClusterName);
+        rules.shaped("node_role_arn", &n.node_role_arn, Shape::RoleArn);
+        for (i, s) in n.subnet_ids.iter().enumerate() {
+            rules.shaped(&format!("subnet_ids.{i}"), s, Shape::SubnetId);
+        }
+        nodegroup_name(rules, &n.name);
+        rules.enumerated(
+            "capacity_type",
+            n.capacity_type.as_deref(),
+            aws_sdk_eks::types::CapacityTypes::values(),
+        );
+        rules.enumerated(
+            "ami_type",
+            n.ami_type.as_deref(),
+            aws_sdk_eks::types::AmiTypes::values(),
+        );
+        if let Some(size) = n.disk_size {
+            if !(1..=16384).contains(&size) {
+                rules.error("disk_size", format!("disk_size is in GiB, 1 to 16384 (an EBS volume's range), not {size}"));
+            }
+        }
+        for (i, t) in n.instance_types.iter().enumerate() {
+        rules.instance_type(&format!("instance_types.{i}"), t);
+    }
+        if n.instance_types.len() > 20 {
+            rules.error(
+                "instance_types",
+                format!(
+                    "a nodegroup takes at most 20 instance types, not {}",
+                    n.instance_types.len()
+                ),
+            );
+        }
+        for (k, v) in &n.labels {
+            rules.label(&format!("labels.{k}"), k, Some(v));
+        }
+    
+    }
+
     /// One launch template per nodegroup that sets `max_pods` (at `launch_template.<the
     /// nodegroup's name in the spec>`), the nodegroup pointed at its id and version. The
     /// nodegroup's `disk_size` moves into the template, since EKS refuses both. A diagnostic
@@ -413,9 +459,6 @@ impl ResourceKind for NodegroupKind {
             moved: &["disk_size"],
         }]
     }
-
-    const FACTS: &'static KindFacts = &FACTS;
-    type Config = NodegroupConfig;
 
     fn desired_attrs(
         c: &Self::Config,
@@ -596,6 +639,20 @@ impl ResourceKind for NodegroupKind {
     ) -> Result<Option<Observed>, ResourceError> {
         let (cluster, name) = split_id(cloud_id)?;
         wait_active(ctx, addr, cluster, name).await.map(Some)
+    }
+}
+
+/// EKS: 1–63 characters, letters, digits, `-` and `_`, starting with a letter or digit.
+fn nodegroup_name(rules: &mut dyn FieldRules, name: &str) {
+    // EKS: 1–63 characters, letters, digits, `-` and `_`, starting with a letter or digit.
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok && !is_ref(name) {
+        rules.error("name", format!("nodegroup name `{name}` must be 1–63 letters, digits, `-` and `_`, starting with a letter or digit"));
     }
 }
 

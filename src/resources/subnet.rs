@@ -1,6 +1,6 @@
 //! `subnet`: a pod subnet inside a secondary CIDR block, in one AZ. Only tags update in place.
 
-use super::{Shape, 
+use super::{FieldRules, Shape, 
     aws_error, req_str, split_tags, wait_until, Ctx, Lookup, Observed, Poll,
     ResourceError,
 };
@@ -49,6 +49,7 @@ const FACTS: KindFacts = KindFacts {
         ("arn", Shape::Other("a subnet ARN")),
         ("cidr_block", Shape::Other("a CIDR block")),
     ],
+    restricted_tags: None,
 };
 
 fn observe(s: &Subnet) -> Option<Observed> {
@@ -148,6 +149,13 @@ async fn delete_available_enis(ctx: &Ctx, subnet: &str) -> Result<(), ResourceEr
 impl ResourceKind for SubnetKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = SubnetConfig;
+
+    /// Its VPC and availability zone.
+    fn check_fields(c: &Self::Config, rules: &mut dyn FieldRules) {
+        rules.shaped("vpc_id", &c.vpc_id, Shape::VpcId);
+        rules.shaped("availability_zone", &c.availability_zone, Shape::Zone);
+    
+    }
 
     /// One DescribeSubnets for all subnets known by id (a filter, so a deleted id is "absent"
     /// instead of failing the whole call), one more for those looked up by VPC and CIDR.

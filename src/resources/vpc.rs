@@ -3,15 +3,16 @@
 //! blocks and its subnets (by logical id for a stack, by id and `Name` tag for an adopted VPC)
 //! with their AZs, which pod subnets and the cluster reference.
 
-use super::{Unique, Shape, 
-    aws_error, req_str, split_tags, tag_map, wait_until, Ctx, Lookup, Observed, Poll, ResourceError,
+use super::{
+    aws_error, req_str, split_tags, tag_map, wait_until, Ctx, FieldRules, Lookup, Observed, Poll,
+    ResourceError, Shape, Unique,
 };
+use super::{Change, ImportId, KindFacts, ResourceKind};
 use crate::base::addr::{Kind, ResourceAddr};
 use aws_sdk_cloudformation::types::{Capability, Parameter, Stack, StackResource, Tag};
 use aws_sdk_ec2::types::{Filter, Subnet, Vpc};
-use serde_json::{json, Map, Value};
-use super::{Change, ImportId, KindFacts, ResourceKind};
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -48,15 +49,15 @@ pub struct VpcKind;
 const FACTS: KindFacts = KindFacts {
     force_new: &["id", "stack_name"],
     outputs: &[
-    "id",
-    "cidr_block",
-    "cidr_blocks",
-    "stack_id",
-    "outputs.*",
-    "resources.*",
-    "subnets.*",
-    "subnet_azs.*",
-],
+        "id",
+        "cidr_block",
+        "cidr_blocks",
+        "stack_id",
+        "outputs.*",
+        "resources.*",
+        "subnets.*",
+        "subnet_azs.*",
+    ],
     mirrored_outputs: &[],
     identity: &["stack_name"],
     lookup_key: &["id", "stack_name"],
@@ -69,13 +70,17 @@ const FACTS: KindFacts = KindFacts {
     compared_when_unset: &[],
     updated_outputs: &[],
     derived: false,
-    unique: Some(Unique { field: "stack_name", one_per: None }),
+    unique: Some(Unique {
+        field: "stack_name",
+        one_per: None,
+    }),
     output_shapes: &[
         ("id", Shape::VpcId),
         ("subnets.*.id", Shape::SubnetId),
         ("subnets.*.availability_zone", Shape::Zone),
         ("cidr_block", Shape::Other("a CIDR block")),
     ],
+    restricted_tags: None,
 };
 
 /// CloudFormation's limit for `TemplateBody` (CreateStack, UpdateStack).
@@ -416,6 +421,16 @@ fn adopted_missing(addr: &ResourceAddr, attrs: &Value) -> ResourceError {
 impl ResourceKind for VpcKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = VpcConfig;
+
+    /// An adopted VPC's id; a stack's template and the parameters given for it.
+    fn check_fields(c: &Self::Config, rules: &mut dyn FieldRules) {
+        if let Some(id) = &c.id {
+            rules.shaped("id", id, Shape::VpcId);
+        }
+        if let Some(file) = &c.template_file {
+            rules.stack_template(file, &c.parameters);
+        }
+    }
 
     /// Spec config → attributes. A template file is read here: its body is what is applied (a
     /// saved plan must not pick up later edits to the file), and its digest makes a changed

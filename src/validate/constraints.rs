@@ -8,7 +8,7 @@
 use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::Diagnostics;
 use crate::base::value::{self, is_ref, Reference};
-use crate::resources::{self, ResourceConfig, Shape};
+use crate::resources::{self, FieldRules, Shape};
 use crate::spec::Spec;
 use crate::validate::cfn::{self, Template};
 use serde_json::Value;
@@ -53,208 +53,12 @@ pub fn check(spec: &Spec, d: &mut Diagnostics) {
             addr: addr.to_string(),
             region,
             d,
+            resource: addr,
+            attrs: &r.attrs,
+            templates: &mut templates,
         };
         f.tags(&r.attrs, addr.kind);
-        match &r.config {
-            ResourceConfig::Vpc(c) => {
-                if let Some(id) = &c.id {
-                    f.shaped("id", id, Shape::VpcId);
-                }
-                let body = r.attrs.get(value::TEMPLATE_BODY).and_then(Value::as_str);
-                if let (Some(body), Some(file)) = (body, &c.template_file) {
-                    match cfn::parse(body) {
-                        Err(e) => f.error(
-                            "template_file",
-                            format!("`{file}` is not a CloudFormation template: {e}"),
-                        ),
-                        Ok(t) => {
-                            f.stack_parameters(file, &c.parameters, &t);
-                            templates.insert(addr.clone(), t);
-                        }
-                    }
-                }
-            }
-            ResourceConfig::CidrBlock(c) => f.shaped("vpc_id", &c.vpc_id, Shape::VpcId),
-            ResourceConfig::Subnet(c) => {
-                f.shaped("vpc_id", &c.vpc_id, Shape::VpcId);
-                f.shaped("availability_zone", &c.availability_zone, Shape::Zone);
-            }
-            ResourceConfig::IamRole(c) => {
-                if let Some(p) = &c.path {
-                    f.iam_path(p);
-                }
-                for (i, p) in c.managed_policies.iter().enumerate() {
-                    f.policy(&format!("managed_policies.{i}"), p);
-                }
-                if let Some(text) = &c.assume_role_policy {
-                    f.trust_policy(text);
-                }
-                if let Some(desc) = &c.description {
-                    if desc.chars().count() > 1000 {
-                        f.error(
-                            "description",
-                            "an IAM role description is at most 1000 characters".into(),
-                        );
-                    }
-                }
-            }
-            ResourceConfig::Cluster(c) => {
-                f.shaped("role_arn", &c.role_arn, Shape::RoleArn);
-                // The shape is checked in validate; here what EKS has ever offered. Versions
-                // retire every few months, so an old one is a warning naming where to look,
-                // not a list that would go stale in this binary.
-                if let Some((major, minor)) = c.version.as_deref().and_then(|v| {
-                    let (a, b) = v.split_once('.')?;
-                    Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
-                }) {
-                    if major != 1 {
-                        f.error(
-                            "version",
-                            format!("EKS runs Kubernetes 1.x, not {major}.{minor}"),
-                        );
-                    } else if minor < 29 {
-                        f.warning("version", format!("Kubernetes 1.{minor} is past EKS's extended support: CreateCluster will likely refuse it (`aws eks describe-cluster-versions` lists the versions EKS offers)"));
-                    }
-                }
-                for (i, s) in c.subnet_ids.iter().enumerate() {
-                    f.shaped(&format!("subnet_ids.{i}"), s, Shape::SubnetId);
-                }
-                for (i, s) in c.security_group_ids.iter().enumerate() {
-                    f.shaped(
-                        &format!("security_group_ids.{i}"),
-                        s,
-                        Shape::SecurityGroupId,
-                    );
-                }
-                if c.security_group_ids.len() > 5 {
-                    f.error(
-                        "security_group_ids",
-                        format!(
-                            "EKS takes at most 5 security groups for a cluster, not {}",
-                            c.security_group_ids.len()
-                        ),
-                    );
-                }
-                if c.subnet_ids.len() > 16 {
-                    f.error(
-                        "subnet_ids",
-                        format!(
-                            "EKS takes at most 16 subnets for a cluster, not {}",
-                            c.subnet_ids.len()
-                        ),
-                    );
-                }
-            }
-            ResourceConfig::Nodegroup(n) => {
-                f.shaped("cluster_name", &n.cluster_name, Shape::ClusterName);
-                f.shaped("node_role_arn", &n.node_role_arn, Shape::RoleArn);
-                for (i, s) in n.subnet_ids.iter().enumerate() {
-                    f.shaped(&format!("subnet_ids.{i}"), s, Shape::SubnetId);
-                }
-                f.nodegroup_name(&n.name);
-                f.enumerated(
-                    "capacity_type",
-                    n.capacity_type.as_deref(),
-                    aws_sdk_eks::types::CapacityTypes::values(),
-                );
-                f.enumerated(
-                    "ami_type",
-                    n.ami_type.as_deref(),
-                    aws_sdk_eks::types::AmiTypes::values(),
-                );
-                if let Some(size) = n.disk_size {
-                    if !(1..=16384).contains(&size) {
-                        f.error("disk_size", format!("disk_size is in GiB, 1 to 16384 (an EBS volume's range), not {size}"));
-                    }
-                }
-                for (i, t) in n.instance_types.iter().enumerate() {
-                    if !is_instance_type(t) && !is_ref(t) {
-                        f.error(&format!("instance_types.{i}"), format!("`{t}` is not an EC2 instance type name (family.size, like `t3.medium` or `m7i-flex.large`)"));
-                    }
-                }
-                if n.instance_types.len() > 20 {
-                    f.error(
-                        "instance_types",
-                        format!(
-                            "a nodegroup takes at most 20 instance types, not {}",
-                            n.instance_types.len()
-                        ),
-                    );
-                }
-                for (k, v) in &n.labels {
-                    f.label(&format!("labels.{k}"), k, Some(v));
-                }
-            }
-            // Skipped above.
-            ResourceConfig::LaunchTemplate(_) => {}
-            ResourceConfig::EniConfig(e) => {
-                f.shaped("cluster_name", &e.cluster_name, Shape::ClusterName);
-                f.shaped("subnet_id", &e.subnet_id, Shape::SubnetId);
-                for (i, s) in e.security_group_ids.iter().flatten().enumerate() {
-                    f.shaped(
-                        &format!("security_group_ids.{i}"),
-                        s,
-                        Shape::SecurityGroupId,
-                    );
-                }
-                let groups = e.security_group_ids.as_ref().map_or(0, Vec::len);
-                if groups > 16 {
-                    f.error("security_group_ids", format!("an ENI takes at most 16 security groups (with a raised quota; 5 by default), not {groups}"));
-                } else if groups > 5 {
-                    f.warning("security_group_ids", format!("{groups} security groups: an ENI takes 5 unless the account's \"Security groups per network interface\" quota was raised"));
-                }
-                for k in e.annotate_nodes.keys() {
-                    f.label(&format!("annotate_nodes.{k}"), k, None);
-                }
-            }
-            ResourceConfig::AwsNode(a) => {
-                f.shaped("cluster_name", &a.cluster_name, Shape::ClusterName);
-                f.label("eni_config_label", &a.eni_config_label, None);
-                for (k, v) in &a.env {
-                    f.cni_env(&format!("env.{k}"), k, v);
-                }
-                // With what `custom_network` adds, as the CNI will see it.
-                let mut env: Vec<(String, String)> =
-                    a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                env.push((
-                    crate::domain::cni::CUSTOM_NETWORK_ENV.to_string(),
-                    a.custom_network.to_string(),
-                ));
-                f.cni_combinations("env", &env);
-            }
-            ResourceConfig::Addon(a) => {
-                f.shaped("cluster_name", &a.cluster_name, Shape::ClusterName);
-                if let Some(role) = &a.service_account_role_arn {
-                    f.shaped("service_account_role_arn", role, Shape::RoleArn);
-                }
-                if let Some(label) = &a.eni_config_label {
-                    f.label("eni_config_label", label, None);
-                }
-                if a.name == crate::domain::cni::ADDON_NAME {
-                    let env: Vec<(String, String)> = a
-                        .configuration_values
-                        .get("env")
-                        .and_then(Value::as_object)
-                        .map(|m| {
-                            m.iter()
-                                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    for (k, v) in &env {
-                        f.cni_env(&format!("configuration_values.env.{k}"), k, v);
-                    }
-                    let mut env = env;
-                    if crate::resources::addon::turns_on_custom_networking(a) {
-                        env.push((
-                            crate::domain::cni::CUSTOM_NETWORK_ENV.to_string(),
-                            "true".to_string(),
-                        ));
-                    }
-                    f.cni_combinations("configuration_values.env", &env);
-                }
-            }
-        }
+        resources::check_fields(&r.config, &mut f);
     }
     check_template_references(spec, &templates, d);
 }
@@ -364,9 +168,14 @@ struct Fields<'a, 'd> {
     addr: String,
     region: Option<&'a str>,
     d: &'d mut Diagnostics,
+    resource: &'a ResourceAddr,
+    attrs: &'a Value,
+    /// Stacks' templates as read, for `check_template_references`.
+    templates: &'d mut BTreeMap<ResourceAddr, Template>,
 }
 
-impl Fields<'_, '_> {
+/// The rules a kind's `check_fields` applies to its values, each finding at the resource's key.
+impl FieldRules for Fields<'_, '_> {
     fn error(&mut self, key: &str, message: String) {
         self.d
             .push(self.spec.error_at(format!("{}.{key}", self.addr), message));
@@ -415,49 +224,6 @@ impl Fields<'_, '_> {
         );
     }
 
-    /// Every parameter the spec passes is declared by the template and within its allowed
-    /// values; every parameter without a default is passed.
-    fn stack_parameters(&mut self, file: &str, given: &BTreeMap<String, String>, t: &Template) {
-        for (name, v) in given {
-            match t.parameters.get(name) {
-                None => {
-                    let declared: Vec<&str> = t.parameters.keys().map(String::as_str).collect();
-                    self.error(
-                        &format!("parameters.{name}"),
-                        format!(
-                            "`{file}` declares no parameter `{name}` (it declares {})",
-                            if declared.is_empty() {
-                                "none".to_string()
-                            } else {
-                                declared.join(", ")
-                            }
-                        ),
-                    );
-                }
-                Some(p) => {
-                    if let Some(allowed) = &p.allowed_values {
-                        if !allowed.contains(v) && !is_ref(v) {
-                            self.error(
-                                &format!("parameters.{name}"),
-                                format!("`{v}` is not one of the values `{file}` allows for `{name}`: {}", allowed.join(", ")),
-                            );
-                        }
-                    }
-                }
-            }
-        }
-        for (name, p) in &t.parameters {
-            if !p.has_default && !given.contains_key(name) {
-                self.error(
-                    "parameters",
-                    format!(
-                        "`{file}`'s parameter `{name}` has no default: give it in `parameters`"
-                    ),
-                );
-            }
-        }
-    }
-
     fn enumerated(&mut self, key: &str, v: Option<&str>, allowed: &[&str]) {
         let Some(v) = v else { return };
         if !allowed.contains(&v) && !is_ref(v) {
@@ -465,82 +231,6 @@ impl Fields<'_, '_> {
                 key,
                 format!("`{v}` is not one of EKS's values: {}", allowed.join(", ")),
             );
-        }
-    }
-
-    fn nodegroup_name(&mut self, name: &str) {
-        // EKS: 1–63 characters, letters, digits, `-` and `_`, starting with a letter or digit.
-        let ok = !name.is_empty()
-            && name.len() <= 63
-            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !ok && !is_ref(name) {
-            self.error("name", format!("nodegroup name `{name}` must be 1–63 letters, digits, `-` and `_`, starting with a letter or digit"));
-        }
-    }
-
-    /// AWS's tag rules: the `aws:` prefix is AWS's own; keys 1–128 and values 0–256
-    /// characters; at most 50 tags a resource, of which eksnet adds 2 (`eksnet:state`,
-    /// `eksnet:address`); for IAM and EKS only letters, digits, spaces and `_.:/=+-@`.
-    fn tags(&mut self, attrs: &Value, kind: Kind) {
-        let Some(tags) = attrs.get("tags").and_then(Value::as_object) else {
-            return;
-        };
-        const OWN: usize = 2;
-        if tags.len() > 50 - OWN {
-            self.error(
-                "tags",
-                format!(
-                    "{} tags: AWS allows 50 a resource and eksnet adds {OWN} of its own (eksnet:state, eksnet:address), so at most {}",
-                    tags.len(),
-                    50 - OWN
-                ),
-            );
-        }
-        let restricted = matches!(
-            kind,
-            Kind::IamRole | Kind::Cluster | Kind::Nodegroup | Kind::Addon
-        );
-        let allowed = |c: char| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c);
-        for (k, v) in tags {
-            let v = v.as_str().unwrap_or_default();
-            if k.to_ascii_lowercase().starts_with("aws:") {
-                self.error(
-                    "tags",
-                    format!("tag key `{k}`: the `aws:` prefix is reserved for AWS"),
-                );
-            }
-            if k.is_empty() || k.chars().count() > 128 {
-                self.error(
-                    "tags",
-                    format!("tag key `{k}`: a tag key is 1 to 128 characters"),
-                );
-            }
-            if v.chars().count() > 256 {
-                self.error(
-                    "tags",
-                    format!("tag `{k}`: a tag value is at most 256 characters"),
-                );
-            }
-            if restricted {
-                let bad: Vec<char> = k
-                    .chars()
-                    .chain(v.chars())
-                    .filter(|c| !allowed(*c))
-                    .collect();
-                if !bad.is_empty() && !is_ref(v) {
-                    self.error(
-                        "tags",
-                        format!(
-                            "tag `{k}`: {} tags take only letters, digits, spaces and `_ . : / = + - @`, not {}",
-                            if kind == Kind::IamRole { "IAM" } else { "EKS" },
-                            bad.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(" ")
-                        ),
-                    );
-                }
-            }
         }
     }
 
@@ -734,6 +424,133 @@ impl Fields<'_, '_> {
         }
         if on("ENABLE_IPv6") && on("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG") {
             self.error(key, "custom networking does not work with IPv6 (ENABLE_IPv6=true): the VPC CNI supports custom networking on IPv4 clusters only".into());
+        }
+    }
+
+    fn instance_type(&mut self, key: &str, t: &str) {
+        if !is_instance_type(t) && !is_ref(t) {
+            self.error(key, format!("`{t}` is not an EC2 instance type name (family.size, like `t3.medium` or `m7i-flex.large`)"));
+        }
+    }
+
+    fn stack_template(&mut self, file: &str, parameters: &BTreeMap<String, String>) {
+        let Some(body) = self.attrs.get(value::TEMPLATE_BODY).and_then(Value::as_str) else {
+            return;
+        };
+        match cfn::parse(body) {
+            Err(e) => self.error(
+                "template_file",
+                format!("`{file}` is not a CloudFormation template: {e}"),
+            ),
+            Ok(t) => {
+                self.stack_parameters(file, parameters, &t);
+                self.templates.insert(self.resource.clone(), t);
+            }
+        }
+    }
+}
+
+impl Fields<'_, '_> {
+    /// Every parameter the spec passes is declared by the template and within its allowed
+    /// values; every parameter without a default is passed.
+    fn stack_parameters(&mut self, file: &str, given: &BTreeMap<String, String>, t: &Template) {
+        for (name, v) in given {
+            match t.parameters.get(name) {
+                None => {
+                    let declared: Vec<&str> = t.parameters.keys().map(String::as_str).collect();
+                    self.error(
+                        &format!("parameters.{name}"),
+                        format!(
+                            "`{file}` declares no parameter `{name}` (it declares {})",
+                            if declared.is_empty() {
+                                "none".to_string()
+                            } else {
+                                declared.join(", ")
+                            }
+                        ),
+                    );
+                }
+                Some(p) => {
+                    if let Some(allowed) = &p.allowed_values {
+                        if !allowed.contains(v) && !is_ref(v) {
+                            self.error(
+                                &format!("parameters.{name}"),
+                                format!("`{v}` is not one of the values `{file}` allows for `{name}`: {}", allowed.join(", ")),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        for (name, p) in &t.parameters {
+            if !p.has_default && !given.contains_key(name) {
+                self.error(
+                    "parameters",
+                    format!(
+                        "`{file}`'s parameter `{name}` has no default: give it in `parameters`"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// AWS's tag rules: the `aws:` prefix is AWS's own; keys 1–128 and values 0–256
+    /// characters; at most 50 tags a resource, of which eksnet adds 2 (`eksnet:state`,
+    /// `eksnet:address`); for IAM and EKS only letters, digits, spaces and `_.:/=+-@`.
+    fn tags(&mut self, attrs: &Value, kind: Kind) {
+        let Some(tags) = attrs.get("tags").and_then(Value::as_object) else {
+            return;
+        };
+        const OWN: usize = 2;
+        if tags.len() > 50 - OWN {
+            self.error(
+                "tags",
+                format!(
+                    "{} tags: AWS allows 50 a resource and eksnet adds {OWN} of its own (eksnet:state, eksnet:address), so at most {}",
+                    tags.len(),
+                    50 - OWN
+                ),
+            );
+        }
+        let restricted = resources::facts(kind).restricted_tags;
+        let allowed = |c: char| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c);
+        for (k, v) in tags {
+            let v = v.as_str().unwrap_or_default();
+            if k.to_ascii_lowercase().starts_with("aws:") {
+                self.error(
+                    "tags",
+                    format!("tag key `{k}`: the `aws:` prefix is reserved for AWS"),
+                );
+            }
+            if k.is_empty() || k.chars().count() > 128 {
+                self.error(
+                    "tags",
+                    format!("tag key `{k}`: a tag key is 1 to 128 characters"),
+                );
+            }
+            if v.chars().count() > 256 {
+                self.error(
+                    "tags",
+                    format!("tag `{k}`: a tag value is at most 256 characters"),
+                );
+            }
+            if let Some(service) = restricted {
+                let bad: Vec<char> = k
+                    .chars()
+                    .chain(v.chars())
+                    .filter(|c| !allowed(*c))
+                    .collect();
+                if !bad.is_empty() && !is_ref(v) {
+                    self.error(
+                        "tags",
+                        format!(
+                            "tag `{k}`: {} tags take only letters, digits, spaces and `_ . : / = + - @`, not {}",
+                            service,
+                            bad.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(" ")
+                        ),
+                    );
+                }
+            }
         }
     }
 }
