@@ -6,6 +6,7 @@ use super::{FieldRules, Unique, Shape,
     aws_error, req_str, split_tags, str_list, wait_until, Ctx, Lookup, Observed, Poll,
     ResourceError,
 };
+use crate::base::value::is_ref;
 use crate::base::addr::{Kind, ResourceAddr};
 use aws_sdk_eks::types::{Cluster, IpFamily, KubernetesNetworkConfigRequest, VpcConfigRequest};
 use serde_json::{json, Value};
@@ -260,6 +261,31 @@ impl ResourceKind for ClusterKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = ClusterConfig;
 
+
+    /// Its name, IP family, subnets (two AZs at least) and version syntax.
+    fn check_shape(c: &Self::Config, rules: &mut dyn FieldRules) {
+                if !rules.is_cluster_name(&c.name) && !is_ref(&c.name) {
+                    rules.error("name", (format!("cluster name `{}` must start with a letter or digit and contain only letters, digits, `-` and `_` (max 100)", c.name)).into());
+                }
+                if !matches!(c.ip_family.as_str(), "ipv4" | "ipv6") {
+                    rules.error("ip_family", (format!(
+                            "ip_family must be \"ipv4\" or \"ipv6\", not `{}`",
+                            c.ip_family
+                        )).into());
+                }
+                if c.subnet_ids.len() < 2 {
+                    rules.error("subnet_ids", ("EKS needs subnets in at least two availability zones: give at least two subnet ids").into());
+                }
+                if let Some(v) = &c.version {
+                    let ok = v.split('.').count() == 2
+                        && v.split('.')
+                            .all(|p| !p.is_empty() && p.chars().all(|ch| ch.is_ascii_digit()));
+                    if !ok {
+                        rules.error("version", (format!("version `{v}` must look like \"1.31\"")).into());
+                    }
+                }
+    
+    }
     /// Its role, Kubernetes version, subnets and security groups.
     fn check_fields(c: &Self::Config, rules: &mut dyn FieldRules) {
         rules.shaped("role_arn", &c.role_arn, Shape::RoleArn);

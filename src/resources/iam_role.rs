@@ -5,6 +5,7 @@
 use super::{FieldRules, Unique, Shape, 
     aws_error, req_str, split_tags, str_list, tag_changes, Ctx, Lookup, Observed, ResourceError,
 };
+use crate::base::value::is_ref;
 use crate::base::addr::ResourceAddr;
 use aws_sdk_iam::types::Tag;
 use serde_json::{json, Map, Value};
@@ -299,6 +300,22 @@ impl ResourceKind for IamRoleKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = IamRoleConfig;
 
+
+    /// The role's name and its policies' names.
+    fn check_shape(c: &Self::Config, rules: &mut dyn FieldRules) {
+                if !rules.is_iam_name(&c.name, 64) && !is_ref(&c.name) {
+                    rules.error("name", (format!(
+                            "role name `{}` must be 1–64 characters of letters, digits and +=,.@_-",
+                            c.name
+                        )).into());
+                }
+                for (i, p) in c.managed_policies.iter().enumerate() {
+                    if p.trim().is_empty() {
+                        rules.error(&format!("managed_policies.{i}"), ("empty policy name").into());
+                    }
+                }
+    
+    }
     /// Its path, managed policies, trust policy and description.
     fn check_fields(c: &Self::Config, rules: &mut dyn FieldRules) {
         if let Some(p) = &c.path {

@@ -115,8 +115,13 @@ pub struct KindFacts {
 /// and reports each finding at the resource's key, so a kind says only which rule fits which
 /// of its fields).
 pub trait FieldRules {
+    /// An error at the resource's `key` (`""`: the resource itself).
     fn error(&mut self, key: &str, message: String);
     fn warning(&mut self, key: &str, message: String);
+    /// An IAM name of at most `max` characters (letters, digits and `+=,.@_-`).
+    fn is_iam_name(&self, name: &str, max: usize) -> bool;
+    /// An EKS cluster name.
+    fn is_cluster_name(&self, name: &str) -> bool;
     /// A literal must have the shape; a whole reference must give it (see
     /// `KindFacts::output_shapes`).
     fn shaped(&mut self, key: &str, value: &str, shape: Shape);
@@ -275,6 +280,10 @@ pub trait ResourceKind {
     /// `FieldRules`; no call is made.
     fn check_fields(_config: &Self::Config, _rules: &mut dyn FieldRules) {}
 
+    /// The config's own consistency (which fields go together, counts, bounds), checked
+    /// before the single-value rules of `check_fields`; through the same `FieldRules`.
+    fn check_shape(_config: &Self::Config, _rules: &mut dyn FieldRules) {}
+
     /// Resources eksnet derives from this one (a nodegroup's launch template for
     /// `max_pods`), given the config, its address and the spec's name resolution.
     fn derive(
@@ -432,6 +441,13 @@ macro_rules! define_registry {
         pub fn check_fields(config: &ResourceConfig, rules: &mut dyn FieldRules) {
             match config {
                 $(ResourceConfig::$variant(c) => <$module::$ty as ResourceKind>::check_fields(c, rules),)*
+            }
+        }
+
+        /// See `ResourceKind::check_shape`.
+        pub fn check_shape(config: &ResourceConfig, rules: &mut dyn FieldRules) {
+            match config {
+                $(ResourceConfig::$variant(c) => <$module::$ty as ResourceKind>::check_shape(c, rules),)*
             }
         }
 

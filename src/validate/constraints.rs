@@ -147,6 +147,27 @@ impl ShapeRules for Shape {
     }
 }
 
+/// Runs `check` with the field rules for one resource (see `ResourceKind::check_shape`).
+pub fn with_field_rules(
+    spec: &Spec,
+    addr: &ResourceAddr,
+    attrs: &Value,
+    d: &mut Diagnostics,
+    check: impl FnOnce(&mut dyn FieldRules),
+) {
+    let mut templates = BTreeMap::new();
+    let mut f = Fields {
+        spec,
+        addr: addr.to_string(),
+        region: spec.settings.region.as_deref().filter(|r| is_region(r)),
+        d,
+        resource: addr,
+        attrs,
+        templates: &mut templates,
+    };
+    check(&mut f);
+}
+
 /// What a reference's output is, where its kind says (`KindFacts::output_shapes`).
 fn gives(r: &Reference) -> Option<Shape> {
     resources::facts(r.addr.kind)
@@ -177,8 +198,20 @@ struct Fields<'a, 'd> {
 /// The rules a kind's `check_fields` applies to its values, each finding at the resource's key.
 impl FieldRules for Fields<'_, '_> {
     fn error(&mut self, key: &str, message: String) {
-        self.d
-            .push(self.spec.error_at(format!("{}.{key}", self.addr), message));
+        let at = if key.is_empty() {
+            self.addr.clone()
+        } else {
+            format!("{}.{key}", self.addr)
+        };
+        self.d.push(self.spec.error_at(at, message));
+    }
+
+    fn is_iam_name(&self, name: &str, max: usize) -> bool {
+        is_iam_name(name, max)
+    }
+
+    fn is_cluster_name(&self, name: &str) -> bool {
+        is_cluster_name(name)
     }
 
     fn warning(&mut self, key: &str, message: String) {
