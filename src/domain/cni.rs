@@ -5,6 +5,7 @@
 //! label `ENI_CONFIG_LABEL_DEF` names (the zone by default). Sources: the EKS user guide's
 //! custom networking tutorial and amazon-vpc-cni-k8s's README (the env names and defaults).
 
+use super::ChangeView;
 use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::Diagnostics;
 use crate::base::value::is_ref;
@@ -60,21 +61,6 @@ pub fn label(attrs: Option<&Value>) -> String {
         .and_then(Value::as_str)
         .unwrap_or(DEFAULT_LABEL)
         .to_string()
-}
-
-/// One planned change, as far as the CNI rules need it.
-pub struct ChangeView<'a> {
-    pub addr: &'a ResourceAddr,
-    /// Deleted or forgotten.
-    pub removed: bool,
-    /// Deleted.
-    pub deleted: bool,
-    /// Exists and stays (no-op, update in place, adopted).
-    pub kept: bool,
-    pub before: Option<&'a Value>,
-    pub after: Option<&'a Value>,
-    /// The outputs refresh read.
-    pub observed: Option<&'a Value>,
 }
 
 /// A cluster moving from the `aws_node` patch to the `vpc-cni` add-on in one apply: the

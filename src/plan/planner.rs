@@ -4,16 +4,15 @@
 use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::{Diagnostic, Diagnostics};
 use crate::base::value;
-use crate::domain::cni;
+use crate::domain::{cni, network, ChangeView};
 use crate::plan::graph::DependencyGraph;
 use crate::plan::inventory::Inventory;
 use crate::plan::{Action, Forgotten, Plan, PlannedChange, Reason, PLAN_FORMAT};
 use crate::resources::{self, Observed, ObservedState};
 use crate::spec::Spec;
 use crate::state::{ResourceStatus, StateSnapshot};
-use ipnet::Ipv4Net;
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
@@ -116,7 +115,7 @@ pub fn plan(
 /// add-on is undone before the add-on takes its settings over.
 fn order_handovers(changes: &mut [PlannedChange]) {
     let pairs = {
-        let views: Vec<cni::ChangeView<'_>> = changes.iter().map(change_view).collect();
+        let views: Vec<ChangeView<'_>> = changes.iter().map(change_view).collect();
         cni::handovers(&views)
     };
     for (old, new) in pairs {
@@ -380,18 +379,20 @@ fn plan_apply(
         choose_create_before_destroy(spec, prior, &out, &mut change, diags);
         out.push(change);
     }
-    check_live_constraints(spec, &out, &known, diags);
-    let views: Vec<cni::ChangeView<'_>> = out.iter().map(change_view).collect();
-    cni::check_plan(spec, &views, &subnet_azs(&known), diags);
+    let views: Vec<ChangeView<'_>> = out.iter().map(change_view).collect();
+    network::check_plan(spec, &views, &known, diags);
+    cni::check_plan(spec, &views, &network::subnet_azs(&known), diags);
     out
 }
 
 /// A planned change as the domain rules see it.
-fn change_view(c: &PlannedChange) -> cni::ChangeView<'_> {
-    cni::ChangeView {
+fn change_view(c: &PlannedChange) -> ChangeView<'_> {
+    ChangeView {
         addr: &c.addr,
         removed: matches!(c.action, Action::Delete | Action::Forget),
         deleted: c.action == Action::Delete,
+        creates: matches!(c.action, Action::Create | Action::Replace),
+        replaced: c.action == Action::Replace,
         kept: matches!(c.action, Action::NoOp | Action::Update | Action::Adopt),
         before: c.before.as_ref(),
         after: c.after.as_ref(),
@@ -930,7 +931,8 @@ fn plan_present(
     if addr.kind == Kind::Subnet
         && matches!(change.action, Action::NoOp | Action::Update | Action::Adopt)
     {
-        if let Some(block) = replaced_block_holding(planned, &obs.attrs) {
+        let views: Vec<ChangeView<'_>> = planned.iter().map(change_view).collect();
+        if let Some(block) = network::replaced_block_holding(&views, &obs.attrs) {
             change.reason = Some(Reason::InReplacedBlock { block });
             change.action = Action::Replace;
         }
@@ -944,140 +946,4 @@ fn plan_present(
             ),
         ));
     }
-}
-
-/// The secondary block, planned for replacement, whose current range holds a subnet with
-/// these live attributes (same VPC).
-fn replaced_block_holding(changes: &[PlannedChange], subnet: &Value) -> Option<ResourceAddr> {
-    let net = |v: &Value, key: &str| v.get(key)?.as_str()?.parse::<ipnet::IpNet>().ok();
-    let cidr = net(subnet, "cidr_block")?;
-    let vpc = subnet.get("vpc_id")?;
-    changes
-        .iter()
-        .filter(|c| c.addr.kind == Kind::CidrBlock && c.action == Action::Replace)
-        .find(|c| {
-            c.before.as_ref().is_some_and(|b| {
-                b.get("vpc_id") == Some(vpc)
-                    && net(b, "cidr_block").is_some_and(|n| n.contains(&cidr))
-            })
-        })
-        .map(|c| c.addr.clone())
-}
-
-/// Checks that need live values: secondary blocks against the VPC's existing blocks, and pod
-/// subnet AZs covering the cluster subnet AZs (where both are known).
-fn check_live_constraints(
-    spec: &Spec,
-    changes: &[PlannedChange],
-    known: &HashMap<ResourceAddr, Value>,
-    diags: &mut Diagnostics,
-) {
-    // Blocks of every VPC known at plan time, and which subnets are in which AZ.
-    let mut vpc_blocks: HashMap<String, Vec<Ipv4Net>> = HashMap::new();
-    let mut subnet_az: HashMap<String, String> = HashMap::new();
-    for (addr, outputs) in known {
-        if addr.kind != Kind::Vpc {
-            continue;
-        }
-        let id = outputs
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let blocks = outputs
-            .get("cidr_blocks")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|b| b.as_str()?.parse().ok()).collect())
-            .unwrap_or_default();
-        vpc_blocks.insert(id, blocks);
-        if let Some(Value::Object(m)) = outputs.get("subnet_azs") {
-            for (s, az) in m {
-                if let Some(az) = az.as_str() {
-                    subnet_az.insert(s.clone(), az.to_string());
-                }
-            }
-        }
-    }
-    for c in changes.iter().filter(|c| {
-        c.addr.kind == Kind::CidrBlock && matches!(c.action, Action::Create | Action::Replace)
-    }) {
-        let Some(after) = &c.after else { continue };
-        // A replaced block is not compared with its own old range, which goes first.
-        let own_old: Option<Ipv4Net> = c
-            .before
-            .as_ref()
-            .and_then(|b| resources::str_attr(b, "cidr_block"))
-            .and_then(|t| t.parse().ok());
-        let (Some(vpc), Some(Ok(net))) = (
-            resources::str_attr(after, "vpc_id"),
-            resources::str_attr(after, "cidr_block").map(str::parse::<Ipv4Net>),
-        ) else {
-            continue;
-        };
-        for existing in vpc_blocks
-            .get(vpc)
-            .into_iter()
-            .flatten()
-            .filter(|e| Some(**e) != own_old)
-        {
-            if existing.contains(&net.network()) || net.contains(&existing.network()) {
-                diags.push(spec.error_at(
-                    format!("{}.cidr_block", c.addr),
-                    format!("{net} overlaps the block {existing} already associated with {vpc}"),
-                ));
-            }
-        }
-    }
-    let pod_azs: BTreeSet<String> = changes
-        .iter()
-        .filter(|c| c.addr.kind == Kind::Subnet && c.after.is_some())
-        .filter_map(|c| {
-            c.after
-                .as_ref()
-                .and_then(|a| resources::str_attr(a, "availability_zone").map(String::from))
-        })
-        .filter(|az| !az.contains("${"))
-        .collect();
-    let any_unknown_pod_az = changes
-        .iter()
-        .filter(|c| c.addr.kind == Kind::Subnet)
-        .any(|c| {
-            c.after
-                .as_ref()
-                .and_then(|a| a.get("availability_zone"))
-                .is_some_and(value::is_unknown)
-        });
-    if pod_azs.is_empty() || any_unknown_pod_az {
-        return;
-    }
-    for c in changes.iter().filter(|c| c.addr.kind == Kind::Cluster) {
-        let Some(after) = &c.after else { continue };
-        let ids = resources::str_list(after, "subnet_ids");
-        let azs: Option<BTreeSet<String>> = ids.iter().map(|i| subnet_az.get(i).cloned()).collect();
-        let Some(azs) = azs else { continue };
-        let missing: Vec<&String> = azs.iter().filter(|az| !pod_azs.contains(*az)).collect();
-        if !missing.is_empty() {
-            diags.push(spec.error_at(
-                format!("{}.subnet_ids", c.addr),
-                format!(
-                    "cluster subnets are in {} but no pod subnet is in {}: nodes there would get no pod IPs; add a pod subnet per AZ",
-                    azs.iter().cloned().collect::<Vec<_>>().join(", "),
-                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-            ));
-        }
-    }
-}
-
-/// Which subnet is in which AZ, from the outputs of every VPC known at plan time.
-fn subnet_azs(known: &HashMap<ResourceAddr, Value>) -> HashMap<String, String> {
-    known
-        .iter()
-        .filter(|(a, _)| a.kind == Kind::Vpc)
-        .filter_map(|(_, o)| o.get("subnet_azs")?.as_object())
-        .flat_map(|m| {
-            m.iter()
-                .filter_map(|(s, az)| Some((s.clone(), az.as_str()?.to_string())))
-        })
-        .collect()
 }

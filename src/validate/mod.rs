@@ -6,12 +6,10 @@ pub mod constraints;
 
 use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::{Diagnostic, Diagnostics};
-use crate::base::value::{self, is_ref};
-use crate::domain::cni;
+use crate::base::value;
+use crate::domain::{cni, network};
 use crate::resources;
-use crate::resources::ResourceConfig;
 use crate::spec::Spec;
-use ipnet::Ipv4Net;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -19,7 +17,7 @@ pub fn validate(spec: &Spec) -> Diagnostics {
     let mut d = Diagnostics::default();
     check_references(spec, &mut d);
     check_shapes(spec, &mut d);
-    check_cidrs(spec, &mut d);
+    network::check_spec(spec, &mut d);
     check_unique_names(spec, &mut d);
     check_replacement_names(spec, &mut d);
     cni::check_ipv6(spec, &mut d);
@@ -196,117 +194,15 @@ fn check_shapes(spec: &Spec, d: &mut Diagnostics) {
     }
 }
 
-/// Parses a CIDR field; reports syntax and host bits. `None` for references or errors.
-fn cidr(spec: &Spec, key: String, text: &str, d: &mut Diagnostics) -> Option<Ipv4Net> {
-    if is_ref(text) {
-        return None;
-    }
-    match text.parse::<Ipv4Net>() {
-        // The size first: a suggestion without host bits would be refused for it anyway.
-        Ok(net) if net.trunc() != net && (16..=28).contains(&net.prefix_len()) => {
-            d.push(spec.error_at(
-                key,
-                format!(
-                    "`{text}` has host bits set; did you mean `{}`?",
-                    net.trunc()
-                ),
-            ));
-            None
-        }
-        Ok(net) if !(16..=28).contains(&net.prefix_len()) => {
-            d.push(spec.error_at(
-                key,
-                format!("`{text}`: AWS allows VPC and subnet blocks from /16 to /28"),
-            ));
-            None
-        }
-        Ok(net) => Some(net),
-        Err(_) => {
-            d.push(spec.error_at(
-                key,
-                format!("`{text}` is not an IPv4 CIDR block (like 192.168.1.0/24)"),
-            ));
-            None
-        }
-    }
-}
-
-fn check_cidrs(spec: &Spec, d: &mut Diagnostics) {
-    // VPC primary blocks, by the string other resources use to name the VPC.
-    let mut vpc_blocks: HashMap<String, Ipv4Net> = HashMap::new();
-    for (addr, r) in &spec.resources {
-        if let ResourceConfig::Vpc(c) = &r.config {
-            if let Some(text) = &c.cidr_block {
-                if let Some(net) = cidr(spec, format!("{addr}.cidr_block"), text, d) {
-                    vpc_blocks.insert(format!("${{{addr}.id}}"), net);
-                    if let Some(id) = &c.id {
-                        vpc_blocks.insert(id.clone(), net);
-                    }
-                }
-            }
-        }
-    }
-    let mut blocks: Vec<(String, String, Ipv4Net)> = Vec::new(); // (addr, vpc, net)
-                                                                 // VPCs with a secondary block whose range is not known here (a reference, or an error
-                                                                 // already reported): their subnets cannot be judged against it.
-    let mut unknown_blocks: Vec<String> = Vec::new();
-    for (addr, r) in &spec.resources {
-        if let ResourceConfig::CidrBlock(c) = &r.config {
-            let key = format!("{addr}.cidr_block");
-            let Some(net) = cidr(spec, key.clone(), &c.cidr_block, d) else {
-                unknown_blocks.push(c.vpc_id.clone());
-                continue;
-            };
-            if let Some(primary) = vpc_blocks.get(c.vpc_id.trim()) {
-                if primary.contains(&net.network()) || net.contains(&primary.network()) {
-                    d.push(spec.error_at(
-                        &key,
-                        format!("secondary block {net} overlaps the VPC's block {primary}"),
-                    ));
-                }
-            }
-            for (other, vpc, onet) in &blocks {
-                if *vpc == c.vpc_id
-                    && (onet.contains(&net.network()) || net.contains(&onet.network()))
-                {
-                    d.push(spec.error_at(&key, format!("{net} overlaps {onet} of `{other}`")));
-                }
-            }
-            blocks.push((addr.to_string(), c.vpc_id.clone(), net));
-        }
-    }
-    let mut subnets: Vec<(String, String, Ipv4Net)> = Vec::new(); // (addr, vpc, net)
-    for (addr, r) in &spec.resources {
-        if let ResourceConfig::Subnet(s) = &r.config {
-            let key = format!("{addr}.cidr_block");
-            let Some(net) = cidr(spec, key.clone(), &s.cidr_block, d) else {
-                continue;
-            };
-            let inside = blocks
-                .iter()
-                .any(|(_, vpc, b)| *vpc == s.vpc_id && b.contains(&net));
-            if !inside && !unknown_blocks.contains(&s.vpc_id) {
-                let declared: Vec<String> = blocks
-                    .iter()
-                    .filter(|(_, vpc, _)| *vpc == s.vpc_id)
-                    .map(|(a, _, b)| format!("{b} ({a})"))
-                    .collect();
-                d.push(spec.error_at(&key, format!(
-                    "pod subnet {net} is not inside a secondary CIDR block declared for its VPC{}",
-                    if declared.is_empty() { " (none is declared: add a `[cidr_block.NAME]` with the same vpc_id)".to_string() } else { format!("; declared: {}", declared.join(", ")) }
-                )));
-            }
-            for (other, _, onet) in subnets.iter().filter(|(_, vpc, _)| *vpc == s.vpc_id) {
-                if onet.contains(&net.network()) || net.contains(&onet.network()) {
-                    d.push(spec.error_at(
-                        &key,
-                        format!("pod subnet {net} overlaps {onet} of `{other}`"),
-                    ));
-                }
-            }
-            subnets.push((addr.to_string(), s.vpc_id.clone(), net));
-        }
-    }
+/// A resource's identity (`KindFacts::identity`) as one text, names resolved (a literal
+/// name and `${cluster.X.name}` are one cluster); `None` when part of it is not written.
+fn identity(spec: &Spec, facts: &resources::KindFacts, attrs: &Value) -> Option<String> {
+    let parts = facts
+        .identity
+        .iter()
+        .map(|k| resources::str_attr(attrs, k).map(|v| spec.resolved_name(v)))
+        .collect::<Option<Vec<String>>>()?;
+    Some(parts.join("/"))
 }
 
 fn check_unique_names(spec: &Spec, d: &mut Diagnostics) {
@@ -319,15 +215,9 @@ fn check_unique_names(spec: &Spec, d: &mut Diagnostics) {
         // The identity, names resolved (`${cluster.X.name}` and a literal name are one
         // cluster); a defaulted ENIConfig name is the subnet's AZ, known here when the subnet
         // spells it out. An identity not written (an adopted VPC has no stack) is not checked.
-        let Some(parts) = facts
-            .identity
-            .iter()
-            .map(|k| resources::str_attr(&r.attrs, k).map(|v| spec.resolved_name(v)))
-            .collect::<Option<Vec<String>>>()
-        else {
+        let Some(name) = identity(spec, facts, &r.attrs) else {
             continue;
         };
-        let name = parts.join("/");
         if let Some(first) = seen.insert((addr.kind, name.clone()), addr.to_string()) {
             let message = match unique.one_per {
                 Some(what) => format!(
@@ -341,30 +231,34 @@ fn check_unique_names(spec: &Spec, d: &mut Diagnostics) {
     }
 }
 
-/// A nodegroup replaced create-before-destroy takes the name `NAME-cbd` while the old one
-/// holds `NAME` (see `nodegroup::replacement`): another nodegroup of the cluster must not
-/// already be called that, or the replacement's create would fail, or find the wrong one.
+/// A kind replaced create-before-destroy under a name of its own (`KindFacts::replacement`)
+/// takes `NAME-cbd` while the old object holds `NAME` (see `resources::replacement_name`):
+/// another resource of the kind with the same identity must not already be called that, or
+/// the replacement's create would fail, or find the wrong one.
 fn check_replacement_names(spec: &Spec, d: &mut Diagnostics) {
-    let nodegroups: Vec<(&ResourceAddr, String, &str)> = spec
+    let named: Vec<(&ResourceAddr, &'static str, String, String)> = spec
         .resources
         .iter()
-        .filter_map(|(addr, r)| match &r.config {
-            ResourceConfig::Nodegroup(n) => {
-                Some((addr, spec.resolved_name(&n.cluster_name), n.name.as_str()))
-            }
-            _ => None,
+        .filter_map(|(addr, r)| {
+            let facts = resources::facts(addr.kind);
+            let unique = facts.unique.filter(|_| facts.replacement.is_some())?;
+            let name = resources::str_attr(&r.attrs, unique.field)?.to_string();
+            Some((addr, unique.field, identity(spec, facts, &r.attrs)?, name))
         })
         .collect();
-    for (addr, cluster, name) in &nodegroups {
-        let Some(base) = name.strip_suffix(resources::nodegroup::REPLACEMENT_SUFFIX) else {
+    for (addr, field, id, name) in &named {
+        let (Some(base), Some(base_id)) = (
+            name.strip_suffix(resources::REPLACEMENT_SUFFIX),
+            id.strip_suffix(resources::REPLACEMENT_SUFFIX),
+        ) else {
             continue;
         };
-        if let Some((other, _, _)) = nodegroups
+        if let Some((other, ..)) = named
             .iter()
-            .find(|(o, c, n)| o != addr && c == cluster && *n == base)
+            .find(|(o, _, i, _)| o != addr && o.kind == addr.kind && i == base_id)
         {
             d.push(spec.error_at(
-                format!("{addr}.name"),
+                format!("{addr}.{field}"),
                 format!(
                     "`{name}` is the name `{other}` takes while it is replaced (create before destroy alternates between `{base}` and `{name}`); rename one of them"
                 ),

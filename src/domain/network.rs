@@ -1,0 +1,263 @@
+//! The VPC's CIDR arithmetic, in one place: secondary blocks against the VPC's blocks and each
+//! other, pod subnets inside a declared secondary block and apart from each other (from the
+//! spec alone, in `validate`), then against what AWS reports (the VPC's associated blocks,
+//! the cluster subnets' AZs, in the planner), and which subnets a replaced block takes with it.
+
+use super::ChangeView;
+use crate::base::addr::{Kind, ResourceAddr};
+use crate::base::diag::Diagnostics;
+use crate::base::value::{self, is_ref};
+use crate::resources::{self, ResourceConfig};
+use crate::spec::Spec;
+use ipnet::Ipv4Net;
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+
+/// Parses a CIDR field; reports syntax and host bits. `None` for references or errors.
+fn cidr(spec: &Spec, key: String, text: &str, d: &mut Diagnostics) -> Option<Ipv4Net> {
+    if is_ref(text) {
+        return None;
+    }
+    match text.parse::<Ipv4Net>() {
+        // The size first: a suggestion without host bits would be refused for it anyway.
+        Ok(net) if net.trunc() != net && (16..=28).contains(&net.prefix_len()) => {
+            d.push(spec.error_at(
+                key,
+                format!(
+                    "`{text}` has host bits set; did you mean `{}`?",
+                    net.trunc()
+                ),
+            ));
+            None
+        }
+        Ok(net) if !(16..=28).contains(&net.prefix_len()) => {
+            d.push(spec.error_at(
+                key,
+                format!("`{text}`: AWS allows VPC and subnet blocks from /16 to /28"),
+            ));
+            None
+        }
+        Ok(net) => Some(net),
+        Err(_) => {
+            d.push(spec.error_at(
+                key,
+                format!("`{text}` is not an IPv4 CIDR block (like 192.168.1.0/24)"),
+            ));
+            None
+        }
+    }
+}
+
+/// The spec's CIDR arithmetic (`validate`, no call): each block parses without host bits; a
+/// secondary block overlaps neither its VPC's primary block nor another secondary block; a
+/// pod subnet lies inside a declared secondary block of its VPC and overlaps no other.
+pub fn check_spec(spec: &Spec, d: &mut Diagnostics) {
+    // VPC primary blocks, by the string other resources use to name the VPC.
+    let mut vpc_blocks: HashMap<String, Ipv4Net> = HashMap::new();
+    for (addr, r) in &spec.resources {
+        if let ResourceConfig::Vpc(c) = &r.config {
+            if let Some(text) = &c.cidr_block {
+                if let Some(net) = cidr(spec, format!("{addr}.cidr_block"), text, d) {
+                    vpc_blocks.insert(format!("${{{addr}.id}}"), net);
+                    if let Some(id) = &c.id {
+                        vpc_blocks.insert(id.clone(), net);
+                    }
+                }
+            }
+        }
+    }
+    let mut blocks: Vec<(String, String, Ipv4Net)> = Vec::new(); // (addr, vpc, net)
+                                                                 // VPCs with a secondary block whose range is not known here (a reference, or an error
+                                                                 // already reported): their subnets cannot be judged against it.
+    let mut unknown_blocks: Vec<String> = Vec::new();
+    for (addr, r) in &spec.resources {
+        if let ResourceConfig::CidrBlock(c) = &r.config {
+            let key = format!("{addr}.cidr_block");
+            let Some(net) = cidr(spec, key.clone(), &c.cidr_block, d) else {
+                unknown_blocks.push(c.vpc_id.clone());
+                continue;
+            };
+            if let Some(primary) = vpc_blocks.get(c.vpc_id.trim()) {
+                if primary.contains(&net.network()) || net.contains(&primary.network()) {
+                    d.push(spec.error_at(
+                        &key,
+                        format!("secondary block {net} overlaps the VPC's block {primary}"),
+                    ));
+                }
+            }
+            for (other, vpc, onet) in &blocks {
+                if *vpc == c.vpc_id
+                    && (onet.contains(&net.network()) || net.contains(&onet.network()))
+                {
+                    d.push(spec.error_at(&key, format!("{net} overlaps {onet} of `{other}`")));
+                }
+            }
+            blocks.push((addr.to_string(), c.vpc_id.clone(), net));
+        }
+    }
+    let mut subnets: Vec<(String, String, Ipv4Net)> = Vec::new(); // (addr, vpc, net)
+    for (addr, r) in &spec.resources {
+        if let ResourceConfig::Subnet(s) = &r.config {
+            let key = format!("{addr}.cidr_block");
+            let Some(net) = cidr(spec, key.clone(), &s.cidr_block, d) else {
+                continue;
+            };
+            let inside = blocks
+                .iter()
+                .any(|(_, vpc, b)| *vpc == s.vpc_id && b.contains(&net));
+            if !inside && !unknown_blocks.contains(&s.vpc_id) {
+                let declared: Vec<String> = blocks
+                    .iter()
+                    .filter(|(_, vpc, _)| *vpc == s.vpc_id)
+                    .map(|(a, _, b)| format!("{b} ({a})"))
+                    .collect();
+                d.push(spec.error_at(&key, format!(
+                    "pod subnet {net} is not inside a secondary CIDR block declared for its VPC{}",
+                    if declared.is_empty() { " (none is declared: add a `[cidr_block.NAME]` with the same vpc_id)".to_string() } else { format!("; declared: {}", declared.join(", ")) }
+                )));
+            }
+            for (other, _, onet) in subnets.iter().filter(|(_, vpc, _)| *vpc == s.vpc_id) {
+                if onet.contains(&net.network()) || net.contains(&onet.network()) {
+                    d.push(spec.error_at(
+                        &key,
+                        format!("pod subnet {net} overlaps {onet} of `{other}`"),
+                    ));
+                }
+            }
+            subnets.push((addr.to_string(), s.vpc_id.clone(), net));
+        }
+    }
+}
+
+/// Checks that need live values: secondary blocks against the VPC's existing blocks, and pod
+/// subnet AZs covering the cluster subnet AZs (where both are known).
+pub fn check_plan(
+    spec: &Spec,
+    changes: &[ChangeView<'_>],
+    known: &HashMap<ResourceAddr, Value>,
+    diags: &mut Diagnostics,
+) {
+    // Blocks of every VPC known at plan time, and which subnets are in which AZ.
+    let mut vpc_blocks: HashMap<String, Vec<Ipv4Net>> = HashMap::new();
+    let mut subnet_az: HashMap<String, String> = HashMap::new();
+    for (addr, outputs) in known {
+        if addr.kind != Kind::Vpc {
+            continue;
+        }
+        let id = outputs
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let blocks = outputs
+            .get("cidr_blocks")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|b| b.as_str()?.parse().ok()).collect())
+            .unwrap_or_default();
+        vpc_blocks.insert(id, blocks);
+        if let Some(Value::Object(m)) = outputs.get("subnet_azs") {
+            for (s, az) in m {
+                if let Some(az) = az.as_str() {
+                    subnet_az.insert(s.clone(), az.to_string());
+                }
+            }
+        }
+    }
+    for c in changes
+        .iter()
+        .filter(|c| c.addr.kind == Kind::CidrBlock && c.creates)
+    {
+        let Some(after) = c.after else { continue };
+        // A replaced block is not compared with its own old range, which goes first.
+        let own_old: Option<Ipv4Net> = c
+            .before
+            .and_then(|b| resources::str_attr(b, "cidr_block"))
+            .and_then(|t| t.parse().ok());
+        let (Some(vpc), Some(Ok(net))) = (
+            resources::str_attr(after, "vpc_id"),
+            resources::str_attr(after, "cidr_block").map(str::parse::<Ipv4Net>),
+        ) else {
+            continue;
+        };
+        for existing in vpc_blocks
+            .get(vpc)
+            .into_iter()
+            .flatten()
+            .filter(|e| Some(**e) != own_old)
+        {
+            if existing.contains(&net.network()) || net.contains(&existing.network()) {
+                diags.push(spec.error_at(
+                    format!("{}.cidr_block", c.addr),
+                    format!("{net} overlaps the block {existing} already associated with {vpc}"),
+                ));
+            }
+        }
+    }
+    let pod_azs: BTreeSet<String> = changes
+        .iter()
+        .filter(|c| c.addr.kind == Kind::Subnet && c.after.is_some())
+        .filter_map(|c| {
+            c.after
+                .and_then(|a| resources::str_attr(a, "availability_zone").map(String::from))
+        })
+        .filter(|az| !az.contains("${"))
+        .collect();
+    let any_unknown_pod_az = changes
+        .iter()
+        .filter(|c| c.addr.kind == Kind::Subnet)
+        .any(|c| {
+            c.after
+                .and_then(|a| a.get("availability_zone"))
+                .is_some_and(value::is_unknown)
+        });
+    if pod_azs.is_empty() || any_unknown_pod_az {
+        return;
+    }
+    for c in changes.iter().filter(|c| c.addr.kind == Kind::Cluster) {
+        let Some(after) = c.after else { continue };
+        let ids = resources::str_list(after, "subnet_ids");
+        let azs: Option<BTreeSet<String>> = ids.iter().map(|i| subnet_az.get(i).cloned()).collect();
+        let Some(azs) = azs else { continue };
+        let missing: Vec<&String> = azs.iter().filter(|az| !pod_azs.contains(*az)).collect();
+        if !missing.is_empty() {
+            diags.push(spec.error_at(
+                format!("{}.subnet_ids", c.addr),
+                format!(
+                    "cluster subnets are in {} but no pod subnet is in {}: nodes there would get no pod IPs; add a pod subnet per AZ",
+                    azs.iter().cloned().collect::<Vec<_>>().join(", "),
+                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+}
+
+/// Which subnet is in which AZ, from the outputs of every VPC known at plan time.
+pub fn subnet_azs(known: &HashMap<ResourceAddr, Value>) -> HashMap<String, String> {
+    known
+        .iter()
+        .filter(|(a, _)| a.kind == Kind::Vpc)
+        .filter_map(|(_, o)| o.get("subnet_azs")?.as_object())
+        .flat_map(|m| {
+            m.iter()
+                .filter_map(|(s, az)| Some((s.clone(), az.as_str()?.to_string())))
+        })
+        .collect()
+}
+/// The secondary block, planned for replacement, whose current range holds a subnet with
+/// these live attributes (same VPC).
+pub fn replaced_block_holding(changes: &[ChangeView<'_>], subnet: &Value) -> Option<ResourceAddr> {
+    let net = |v: &Value, key: &str| v.get(key)?.as_str()?.parse::<ipnet::IpNet>().ok();
+    let cidr = net(subnet, "cidr_block")?;
+    let vpc = subnet.get("vpc_id")?;
+    changes
+        .iter()
+        .filter(|c| c.addr.kind == Kind::CidrBlock && c.replaced)
+        .find(|c| {
+            c.before.is_some_and(|b| {
+                b.get("vpc_id") == Some(vpc)
+                    && net(b, "cidr_block").is_some_and(|n| n.contains(&cidr))
+            })
+        })
+        .map(|c| c.addr.clone())
+}
