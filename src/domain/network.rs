@@ -246,7 +246,14 @@ pub fn subnet_azs(known: &HashMap<ResourceAddr, Value>) -> HashMap<String, Strin
 }
 /// The secondary block, planned for replacement, whose current range holds a subnet with
 /// these live attributes (same VPC).
-pub fn replaced_block_holding(changes: &[ChangeView<'_>], subnet: &Value) -> Option<ResourceAddr> {
+pub fn replaced_block_holding(
+    addr: &ResourceAddr,
+    changes: &[ChangeView<'_>],
+    subnet: &Value,
+) -> Option<ResourceAddr> {
+    if addr.kind != Kind::Subnet {
+        return None;
+    }
     let net = |v: &Value, key: &str| v.get(key)?.as_str()?.parse::<ipnet::IpNet>().ok();
     let cidr = net(subnet, "cidr_block")?;
     let vpc = subnet.get("vpc_id")?;

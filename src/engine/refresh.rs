@@ -42,7 +42,15 @@ async fn refresh_batch(ctx: &Ctx, lookups: Vec<Lookup>) -> Result<ObservedState,
     for l in lookups {
         by_kind.entry(l.addr.kind).or_default().push(l);
     }
-    let clusters = by_kind.remove(&Kind::Cluster).unwrap_or_default();
+    let endpoint_kinds: Vec<Kind> = Kind::ALL
+        .iter()
+        .copied()
+        .filter(|k| resources::facts(*k).kubernetes_endpoint)
+        .collect();
+    let clusters: Vec<(Kind, Vec<Lookup>)> = endpoint_kinds
+        .iter()
+        .filter_map(|k| Some((*k, by_kind.remove(k)?)))
+        .collect();
     let kube: Vec<(Kind, Vec<Lookup>)> = Kind::ALL
         .iter()
         .filter(|k| resources::facts(**k).kubernetes)
@@ -54,11 +62,16 @@ async fn refresh_batch(ctx: &Ctx, lookups: Vec<Lookup>) -> Result<ObservedState,
             .map(|(kind, items)| read_kind(ctx, kind, items)),
     );
     let cluster_then_kube = async {
-        let mut out = if clusters.is_empty() {
-            Vec::new()
-        } else {
-            read_kind(ctx, Kind::Cluster, clusters).await?
-        };
+        let mut out = Vec::new();
+        for batch in futures::future::try_join_all(
+            clusters
+                .into_iter()
+                .map(|(kind, items)| read_kind(ctx, kind, items)),
+        )
+        .await?
+        {
+            out.extend(batch);
+        }
         let kube_reads = kube
             .into_iter()
             .map(|(kind, items)| read_kind(ctx, kind, items));

@@ -36,6 +36,13 @@ fn kube_err(op: &'static str) -> impl Fn(kube::Error) -> ResourceError {
     move |e| crate::cloud::kube::error(op, e).into()
 }
 
+/// Whether the spec declares a cluster to verify.
+pub fn has_clusters(spec: &Spec) -> bool {
+    spec.resources
+        .values()
+        .any(|r| matches!(r.config, ResourceConfig::Cluster(_)))
+}
+
 pub async fn verify(
     spec: &Spec,
     aws: &AwsClients,

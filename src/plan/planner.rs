@@ -434,7 +434,7 @@ fn choose_create_before_destroy(
     match blocking {
         None => change.create_before_destroy = true,
         // A nodegroup cannot outlive its cluster: nothing to warn about.
-        Some(d) if d.addr.kind == Kind::Cluster => {}
+        Some(d) if resources::facts(change.addr.kind).parent == Some(d.addr.kind) => {}
         Some(d) => diags.push(spec.warning_at(
             change.addr.to_string(),
             format!(
@@ -697,7 +697,7 @@ fn check_ownership(
         prior.is_some_and(|p| p.status == ResourceStatus::Creating && !p.deposed.is_empty());
     let owned = (prior.is_some() && !cbd_intent)
         || resources::is_adopted(addr, &r.attrs)
-        || addr.kind == Kind::AwsNode
+        || resources::facts(addr.kind).patches_existing
         || obs.managed_by.as_deref() == Some(state.lineage.as_str());
     if owned {
         return;
@@ -709,9 +709,10 @@ fn check_ownership(
         .unwrap_or_else(|| "outside eksnet".into());
     // Only something no eksnet state manages may be imported.
     // Blocks and subnets are found by their range, the rest by name.
-    let elsewhere = match addr.kind {
-        Kind::Subnet | Kind::CidrBlock => "choose another CIDR in the spec",
-        _ => "rename it in the spec",
+    let elsewhere = if resources::facts(addr.kind).identity.contains(&"cidr_block") {
+        "choose another CIDR in the spec"
+    } else {
+        "rename it in the spec"
     };
     let way_out = if obs.managed_by.is_some() {
         format!("{elsewhere}, or delete it")
@@ -862,17 +863,20 @@ fn plan_present(
     let desired = change.after.clone().unwrap_or(Value::Null);
     let mut changed = changed_attributes(addr.kind, &desired, obs, prior);
     change.drift = drifted_attributes(addr.kind, obs, prior);
-    // A VPC's `cidr_block` is a check of what the VPC has, never something to set.
-    if addr.kind == Kind::Vpc && changed.iter().any(|k| k == "cidr_block") {
+    // What is only checked against what exists (a VPC's `cidr_block`) is never set.
+    for (key, what) in resources::facts(addr.kind).checked_only {
+        if !changed.iter().any(|k| k == key) {
+            continue;
+        }
         diags.push(spec.error_at(
-            format!("{addr}.cidr_block"),
+            format!("{addr}.{key}"),
             format!(
-                "the VPC's block is {}, not {}; fix `cidr_block` (it is only checked, never changed)",
-                obs.attrs.get("cidr_block").map(|v| v.to_string()).unwrap_or_default(),
-                desired.get("cidr_block").map(|v| v.to_string()).unwrap_or_default()
+                "{what} is {}, not {}; fix `{key}` (it is only checked, never changed)",
+                obs.attrs.get(*key).map(|v| v.to_string()).unwrap_or_default(),
+                desired.get(*key).map(|v| v.to_string()).unwrap_or_default()
             ),
         ));
-        changed.retain(|k| k != "cidr_block");
+        changed.retain(|k| k != key);
     }
     settle_create_only(spec, addr, &desired, prior, &mut changed, diags);
     let forced: Vec<String> = changed
@@ -917,7 +921,7 @@ fn plan_present(
     } else if prior.is_none_or(|p| p.status != ResourceStatus::Present) {
         change.reason = Some(if adopted {
             Reason::AdoptingExistingVpc
-        } else if addr.kind == Kind::AwsNode {
+        } else if resources::facts(addr.kind).patches_existing {
             Reason::SettingsAlreadyInPlace
         } else {
             Reason::FoundAfterInterruptedRun
@@ -928,11 +932,9 @@ fn plan_present(
     };
     // AWS cannot disassociate a block that still has subnets: a subnet inside a block being
     // replaced must go (and come back) with it, even if the subnet itself did not change.
-    if addr.kind == Kind::Subnet
-        && matches!(change.action, Action::NoOp | Action::Update | Action::Adopt)
-    {
+    if matches!(change.action, Action::NoOp | Action::Update | Action::Adopt) {
         let views: Vec<ChangeView<'_>> = planned.iter().map(change_view).collect();
-        if let Some(block) = network::replaced_block_holding(&views, &obs.attrs) {
+        if let Some(block) = network::replaced_block_holding(addr, &views, &obs.attrs) {
             change.reason = Some(Reason::InReplacedBlock { block });
             change.action = Action::Replace;
         }

@@ -100,6 +100,10 @@ const FACTS: KindFacts = KindFacts {
         ("version", Shape::Other("a version")),
     ],
     restricted_tags: Some("EKS"),
+    parent: Some(Kind::Cluster),
+    patches_existing: false,
+    checked_only: &[],
+    kubernetes_endpoint: false,
 };
 
 /// Whether a spec's add-on is the VPC CNI with custom networking turned on.

@@ -68,6 +68,10 @@ const FACTS: KindFacts = KindFacts {
     unique: Some(Unique { field: "cluster_name", one_per: Some("cluster") }),
     output_shapes: &[],
     restricted_tags: None,
+    parent: Some(Kind::Cluster),
+    patches_existing: true,
+    checked_only: &[],
+    kubernetes_endpoint: false,
 };
 
 use super::eks::{

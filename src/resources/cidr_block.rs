@@ -41,6 +41,10 @@ const FACTS: KindFacts = KindFacts {
         ("association_id", Shape::Other("a CIDR block association id")),
     ],
     restricted_tags: None,
+    parent: None,
+    patches_existing: false,
+    checked_only: &[],
+    kubernetes_endpoint: false,
 };
 
 fn state_of(a: &VpcCidrBlockAssociation) -> &str {

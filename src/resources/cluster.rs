@@ -83,6 +83,10 @@ const FACTS: KindFacts = KindFacts {
         ("version", Shape::Other("a version")),
     ],
     restricted_tags: Some("EKS"),
+    parent: None,
+    patches_existing: false,
+    checked_only: &[],
+    kubernetes_endpoint: true,
 };
 
 fn observe(c: &Cluster) -> Option<Observed> {

@@ -52,6 +52,10 @@ const FACTS: KindFacts = KindFacts {
     unique: Some(Unique { field: "name", one_per: None }),
     output_shapes: &[],
     restricted_tags: None,
+    parent: Some(Kind::Cluster),
+    patches_existing: false,
+    checked_only: &[],
+    kubernetes_endpoint: false,
 };
 
 pub const NODE_ANNOTATION: &str = "k8s.amazonaws.com/eniConfig";

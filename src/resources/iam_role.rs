@@ -73,6 +73,10 @@ const FACTS: KindFacts = KindFacts {
         ("id", Shape::Other("an IAM role id")),
     ],
     restricted_tags: Some("IAM"),
+    parent: None,
+    patches_existing: false,
+    checked_only: &[],
+    kubernetes_endpoint: false,
 };
 
 /// Keys whose value is a string or a list of strings with set semantics.

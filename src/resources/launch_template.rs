@@ -124,6 +124,10 @@ const FACTS: KindFacts = KindFacts {
     unique: None,
     output_shapes: &[],
     restricted_tags: None,
+    parent: None,
+    patches_existing: false,
+    checked_only: &[],
+    kubernetes_endpoint: false,
 };
 
 /// The attributes held in a version of the template: a change of one makes a new version.

@@ -108,6 +108,19 @@ pub struct KindFacts {
     /// `Some(service)`: the service's tags take only letters, digits, spaces and
     /// `_ . : / = + - @` (IAM's and EKS's do; EC2's and CloudFormation's take any).
     pub restricted_tags: Option<&'static str>,
+    /// The kind its objects live in and go with (a nodegroup's cluster): a replacement of
+    /// that one takes this one along, which needs no warning.
+    pub parent: Option<Kind>,
+    /// Its object exists before eksnet and is only patched (the `aws-node` DaemonSet EKS
+    /// installs): never someone else's to take over, and found in place it is adopted with
+    /// "the settings are already in place".
+    pub patches_existing: bool,
+    /// Attributes only checked against what exists, never set: (attribute, what it is, for
+    /// the message), e.g. an adopted VPC's `cidr_block`.
+    pub checked_only: &'static [(&'static str, &'static str)],
+    /// Its read gives the endpoint and CA of a Kubernetes API (a cluster): the kinds that
+    /// live in Kubernetes are read after it in a refresh wave.
+    pub kubernetes_endpoint: bool,
 }
 
 /// The field rules a kind's `check_fields` may apply: what AWS, Kubernetes and the VPC CNI

@@ -106,6 +106,10 @@ const FACTS: KindFacts = KindFacts {
         ("name", Shape::Other("a nodegroup name")),
     ],
     restricted_tags: Some("EKS"),
+    parent: Some(Kind::Cluster),
+    patches_existing: false,
+    checked_only: &[],
+    kubernetes_endpoint: false,
 };
 
 pub use super::REPLACEMENT_SUFFIX;

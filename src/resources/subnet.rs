@@ -50,6 +50,10 @@ const FACTS: KindFacts = KindFacts {
         ("cidr_block", Shape::Other("a CIDR block")),
     ],
     restricted_tags: None,
+    parent: None,
+    patches_existing: false,
+    checked_only: &[],
+    kubernetes_endpoint: false,
 };
 
 fn observe(s: &Subnet) -> Option<Observed> {

@@ -82,6 +82,10 @@ const FACTS: KindFacts = KindFacts {
         ("cidr_block", Shape::Other("a CIDR block")),
     ],
     restricted_tags: None,
+    parent: None,
+    patches_existing: false,
+    checked_only: &[("cidr_block", "the VPC's block")],
+    kubernetes_endpoint: false,
 };
 
 /// CloudFormation's limit for `TemplateBody` (CreateStack, UpdateStack).

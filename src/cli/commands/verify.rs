@@ -1,7 +1,6 @@
 //! `eksnet verify SPEC`: reads the clusters (no state) and reports whether custom networking
 //! took effect.
 
-use crate::base::addr::Kind;
 use crate::cli::args::VerifyArgs;
 use crate::cli::exit::{ExitStatus, Failure};
 use crate::cli::{output, session};
@@ -10,7 +9,7 @@ use crate::cloud::kube::KubeConnector;
 
 pub async fn run(args: VerifyArgs) -> Result<ExitStatus, Failure> {
     let spec = session::load_spec(&args.spec)?;
-    if !spec.resources.keys().any(|a| a.kind == Kind::Cluster) {
+    if !crate::nodes::verify::has_clusters(&spec) {
         output::warning(format!(
             "{} declares no cluster: there is nothing to verify",
             args.spec.display()
