@@ -1,10 +1,11 @@
-//! Rules that span kinds, one domain place each, below the kinds and the stages that use
-//! them: `cni` (the VPC CNI: which resource carries its settings, whether custom networking
-//! is on, the handover from the `aws_node` patch to the add-on) and `ordering` (the graph's
-//! domain edges: what AWS needs first that a spec need not say) and `network` (the VPC's
-//! CIDR arithmetic: secondary blocks, pod subnets, their AZs). They name kinds and
-//! attributes, never a stage: the spec checks, the graph, the planner and node sizing ask
-//! them instead of knowing the CNI themselves.
+//! Rules that span kinds, one domain place each: `cni` (the VPC CNI: which resource carries
+//! its settings, whether custom networking is on, its spec and plan checks, the handover from
+//! the `aws_node` patch to the add-on), `network` (the VPC's CIDR arithmetic: secondary
+//! blocks, pod subnets, their AZs) and `ordering` (the graph's domain edges: what AWS needs
+//! first that a spec need not say). They sit above the kinds and the parsed spec and below
+//! the stages that ask them (validate, the graph, the planner), which therefore name no kind
+//! themselves. A planned change reaches them as a `ChangeView`, since the plan is a stage
+//! above them.
 
 pub mod cni;
 pub mod network;

@@ -12,7 +12,7 @@ use super::eks::{
     VPC_CNI_ADDON as VPC_CNI, VPC_CNI_CUSTOM_NETWORK_ENV as CUSTOM_NETWORK_ENV,
     VPC_CNI_LABEL_DEF_ENV as LABEL_DEF_ENV,
 };
-use super::eks::{request_token, update_tags};
+use super::eks::{describe_addon as describe, request_token, update_tags};
 use super::{FieldRules, Unique, Shape, 
     aws_error, req_str, split_tags, wait_until, Change, Ctx, Finding, ImportId, KindFacts,
     Lookup, Observed, Poll, ResourceError, ResourceKind, SpecFacts,
@@ -163,29 +163,6 @@ fn observe(a: &Addon) -> Option<Observed> {
         outputs,
         managed_by,
     })
-}
-
-async fn describe(ctx: &Ctx, cluster: &str, name: &str) -> Result<Option<Addon>, ResourceError> {
-    match ctx
-        .aws
-        .eks
-        .describe_addon()
-        .cluster_name(cluster)
-        .addon_name(name)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(out.addon),
-        Err(e) => {
-            let err = aws_error("DescribeAddon", e);
-            // Also when the cluster itself is gone: its add-ons went with it.
-            if err.code() == Some("ResourceNotFoundException") {
-                Ok(None)
-            } else {
-                Err(err)
-            }
-        }
-    }
 }
 
 /// EKS's health issues of an add-on, one line.

@@ -265,30 +265,28 @@ impl ResourceKind for ClusterKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = ClusterConfig;
 
-
     /// Its name, IP family, subnets (two AZs at least) and version syntax.
     fn check_shape(c: &Self::Config, rules: &mut dyn FieldRules) {
-                if !rules.is_cluster_name(&c.name) && !is_ref(&c.name) {
-                    rules.error("name", (format!("cluster name `{}` must start with a letter or digit and contain only letters, digits, `-` and `_` (max 100)", c.name)).into());
-                }
-                if !matches!(c.ip_family.as_str(), "ipv4" | "ipv6") {
-                    rules.error("ip_family", (format!(
-                            "ip_family must be \"ipv4\" or \"ipv6\", not `{}`",
-                            c.ip_family
-                        )).into());
-                }
-                if c.subnet_ids.len() < 2 {
-                    rules.error("subnet_ids", ("EKS needs subnets in at least two availability zones: give at least two subnet ids").into());
-                }
-                if let Some(v) = &c.version {
-                    let ok = v.split('.').count() == 2
-                        && v.split('.')
-                            .all(|p| !p.is_empty() && p.chars().all(|ch| ch.is_ascii_digit()));
-                    if !ok {
-                        rules.error("version", (format!("version `{v}` must look like \"1.31\"")).into());
-                    }
-                }
-    
+        if !rules.is_cluster_name(&c.name) && !is_ref(&c.name) {
+            rules.error("name", format!("cluster name `{}` must start with a letter or digit and contain only letters, digits, `-` and `_` (max 100)", c.name));
+        }
+        if !matches!(c.ip_family.as_str(), "ipv4" | "ipv6") {
+            rules.error("ip_family", format!(
+                    "ip_family must be \"ipv4\" or \"ipv6\", not `{}`",
+                    c.ip_family
+                ));
+        }
+        if c.subnet_ids.len() < 2 {
+            rules.error("subnet_ids", "EKS needs subnets in at least two availability zones: give at least two subnet ids".into());
+        }
+        if let Some(v) = &c.version {
+            let ok = v.split('.').count() == 2
+                && v.split('.')
+                    .all(|p| !p.is_empty() && p.chars().all(|ch| ch.is_ascii_digit()));
+            if !ok {
+                rules.error("version", format!("version `{v}` must look like \"1.31\""));
+            }
+        }
     }
     /// Its role, Kubernetes version, subnets and security groups.
     fn check_fields(c: &Self::Config, rules: &mut dyn FieldRules) {

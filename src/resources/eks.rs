@@ -112,12 +112,13 @@ pub async fn update_tags(
     Ok(())
 }
 
-/// Whether a cluster has this add-on, for checks that guard against EKS undoing eksnet's
-/// work: `Some(version)` if it does. An answer that says neither (no permission for
-/// `eks:DescribeAddon`, an emulator without the add-on API) is `None`: the check is skipped,
-/// it never fails a plan.
-pub async fn addon_version(ctx: &Ctx, cluster: &str, name: &str) -> Option<String> {
-    let out = ctx
+/// An add-on of a cluster, or `None` when it (or the cluster) does not exist.
+pub async fn describe_addon(
+    ctx: &Ctx,
+    cluster: &str,
+    name: &str,
+) -> Result<Option<aws_sdk_eks::types::Addon>, ResourceError> {
+    match ctx
         .aws
         .eks
         .describe_addon()
@@ -125,8 +126,27 @@ pub async fn addon_version(ctx: &Ctx, cluster: &str, name: &str) -> Option<Strin
         .addon_name(name)
         .send()
         .await
-        .ok()?;
-    Some(out.addon?.addon_version().unwrap_or_default().to_string())
+    {
+        Ok(out) => Ok(out.addon),
+        Err(e) => {
+            let err = aws_error("DescribeAddon", e);
+            // Also when the cluster itself is gone: its add-ons went with it.
+            if err.code() == Some("ResourceNotFoundException") {
+                Ok(None)
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Whether a cluster has this add-on, for checks that guard against EKS undoing eksnet's
+/// work: `Some(version)` if it does. An answer that says neither (no permission for
+/// `eks:DescribeAddon`, an emulator without the add-on API) is `None`: the check is skipped,
+/// it never fails a plan.
+pub async fn addon_version(ctx: &Ctx, cluster: &str, name: &str) -> Option<String> {
+    let addon = describe_addon(ctx, cluster, name).await.ok()??;
+    Some(addon.addon_version().unwrap_or_default().to_string())
 }
 
 /// The node agent that reads the user data, from the nodegroup's `ami_type`.

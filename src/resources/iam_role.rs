@@ -304,21 +304,19 @@ impl ResourceKind for IamRoleKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = IamRoleConfig;
 
-
     /// The role's name and its policies' names.
     fn check_shape(c: &Self::Config, rules: &mut dyn FieldRules) {
-                if !rules.is_iam_name(&c.name, 64) && !is_ref(&c.name) {
-                    rules.error("name", (format!(
-                            "role name `{}` must be 1–64 characters of letters, digits and +=,.@_-",
-                            c.name
-                        )).into());
-                }
-                for (i, p) in c.managed_policies.iter().enumerate() {
-                    if p.trim().is_empty() {
-                        rules.error(&format!("managed_policies.{i}"), ("empty policy name").into());
-                    }
-                }
-    
+        if !rules.is_iam_name(&c.name, 64) && !is_ref(&c.name) {
+            rules.error("name", format!(
+                    "role name `{}` must be 1–64 characters of letters, digits and +=,.@_-",
+                    c.name
+                ));
+        }
+        for (i, p) in c.managed_policies.iter().enumerate() {
+            if p.trim().is_empty() {
+                rules.error(&format!("managed_policies.{i}"), "empty policy name".into());
+            }
+        }
     }
     /// Its path, managed policies, trust policy and description.
     fn check_fields(c: &Self::Config, rules: &mut dyn FieldRules) {

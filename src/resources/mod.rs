@@ -344,7 +344,8 @@ pub trait ResourceKind {
     }
 }
 
-/// What the spec says of other resources that a kind's `check` may need.
+/// What the spec and the state say of other resources that a kind's `inspect` and `judge`
+/// may need.
 #[derive(Debug, Clone, Default)]
 pub struct SpecFacts {
     /// Cluster name → the Kubernetes version the spec gives it, when it gives one.

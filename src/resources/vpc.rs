@@ -427,45 +427,45 @@ impl ResourceKind for VpcKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = VpcConfig;
 
-
-    /// Either an adopted VPC (`id`) or a stack (`stack_name` with one template source), and what each takes.
+    /// Either an adopted VPC (`id`) or a stack (`stack_name` with one template source), and
+    /// what each takes.
     fn check_shape(c: &Self::Config, rules: &mut dyn FieldRules) {
-                let stack = c.stack_name.is_some();
-                match (c.id.is_some(), stack) {
-                    (true, true) => rules.error("", ("set either `id` (adopt an existing VPC) or `stack_name` (create one with CloudFormation), not both").into()),
-                    (false, false) => rules.error("", ("a vpc needs `id` (adopt an existing VPC) or `stack_name` with `template_file` or `template_url`").into()),
-                    _ => {}
+        let stack = c.stack_name.is_some();
+        match (c.id.is_some(), stack) {
+            (true, true) => rules.error("", "set either `id` (adopt an existing VPC) or `stack_name` (create one with CloudFormation), not both".into()),
+            (false, false) => rules.error("", "a vpc needs `id` (adopt an existing VPC) or `stack_name` with `template_file` or `template_url`".into()),
+            _ => {}
+        }
+        if stack {
+            match (&c.template_file, &c.template_url) {
+                (None, None) => rules.error("stack_name", "a stack needs `template_file` or `template_url`".into()),
+                (Some(_), Some(_)) => rules.error("template_url", "set `template_file` or `template_url`, not both".into()),
+                _ => {}
+            }
+            if let Some(name) = &c.stack_name {
+                let ok = name.len() <= 128
+                    && name
+                        .chars()
+                        .next()
+                        .is_some_and(|ch| ch.is_ascii_alphabetic())
+                    && name
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '-');
+                if !ok && !is_ref(name) {
+                    rules.error("stack_name", format!("stack name `{name}` must start with a letter and contain only letters, digits and `-` (max 128)"));
                 }
-                if stack {
-                    match (&c.template_file, &c.template_url) {
-                        (None, None) => rules.error("stack_name", ("a stack needs `template_file` or `template_url`").into()),
-                        (Some(_), Some(_)) => rules.error("template_url", ("set `template_file` or `template_url`, not both").into()),
-                        _ => {}
-                    }
-                    if let Some(name) = &c.stack_name {
-                        let ok = name.len() <= 128
-                            && name
-                                .chars()
-                                .next()
-                                .is_some_and(|ch| ch.is_ascii_alphabetic())
-                            && name
-                                .chars()
-                                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-');
-                        if !ok && !is_ref(name) {
-                            rules.error("stack_name", (format!("stack name `{name}` must start with a letter and contain only letters, digits and `-` (max 128)")).into());
-                        }
-                    }
-                } else if c.template_file.is_some()
-                    || c.template_url.is_some()
-                    || !c.parameters.is_empty()
-                {
-                    rules.error("id", ("`template_file`, `template_url` and `parameters` only apply to a stack (`stack_name`)").into());
-                }
-                if c.id.is_some() && !c.tags.is_empty() {
-                    rules.error("tags", ("an adopted VPC is never modified, so it cannot take `tags`; tag it where it is managed").into());
-                }
-    
+            }
+        } else if c.template_file.is_some()
+            || c.template_url.is_some()
+            || !c.parameters.is_empty()
+        {
+            rules.error("id", "`template_file`, `template_url` and `parameters` only apply to a stack (`stack_name`)".into());
+        }
+        if c.id.is_some() && !c.tags.is_empty() {
+            rules.error("tags", "an adopted VPC is never modified, so it cannot take `tags`; tag it where it is managed".into());
+        }
     }
+
     /// An adopted VPC's id; a stack's template and the parameters given for it.
     fn check_fields(c: &Self::Config, rules: &mut dyn FieldRules) {
         if let Some(id) = &c.id {

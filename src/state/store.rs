@@ -1,5 +1,5 @@
-//! Where the state lives: a local SQLite file (the default, `state.rs`) or one object in S3
-//! shared by a team and its CI (`backend/s3.rs`). Both give the commands the same store: rows
+//! Where the state lives: a local SQLite file (the default, `sqlite.rs`) or one object in S3
+//! shared by a team and its CI (`s3.rs`). Both give the commands the same store: rows
 //! written as work happens, lineage and serial, a lock naming its holder.
 //!
 //! The S3 store keeps the state in memory and writes the whole document at each durable
