@@ -2,6 +2,7 @@
 //! `${…}` references, bounded file reads, progress events, the one retry/poll loop and the
 //! concurrent walker.
 
+pub mod action;
 pub mod addr;
 pub mod diag;
 pub mod events;

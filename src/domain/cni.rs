@@ -6,6 +6,7 @@
 //! custom networking tutorial and amazon-vpc-cni-k8s's README (the env names and defaults).
 
 use super::ChangeView;
+use crate::base::action::Action;
 use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::Diagnostics;
 use crate::base::value::is_ref;
@@ -75,14 +76,14 @@ pub fn handovers(changes: &[ChangeView<'_>]) -> Vec<(ResourceAddr, ResourceAddr)
     let mut pairs = Vec::new();
     for old in changes
         .iter()
-        .filter(|c| c.addr.kind == Kind::AwsNode && c.removed)
+        .filter(|c| c.addr.kind == Kind::AwsNode && c.removed())
     {
         let Some(on) = cluster(old.before) else {
             continue;
         };
         for new in changes.iter().filter(|c| {
             c.addr.kind == Kind::Addon
-                && !c.removed
+                && !c.removed()
                 && c.after.is_some_and(is_addon)
                 && cluster(c.after) == Some(on)
         }) {
@@ -225,7 +226,7 @@ pub fn check_plan(
     let mut seen: HashMap<(String, String), &ResourceAddr> = HashMap::new();
     for e in changes
         .iter()
-        .filter(|e| e.addr.kind == Kind::EniConfig && !e.deleted)
+        .filter(|e| e.addr.kind == Kind::EniConfig && e.action != Action::Delete)
     {
         let Some(a) = e.after else { continue };
         let (Some(cl), Some(name)) = (
@@ -256,7 +257,9 @@ pub fn check_plan(
             .filter_map(|k| k.observed)
             .filter(|o| resources::str_attr(o, "name") == Some(cluster))
             .find_map(|o| resources::str_attr(o, "vpc_cni_addon"));
-        if let Some(version) = cni_addon.filter(|_| c.addr.kind == Kind::AwsNode && !c.deleted) {
+        if let Some(version) =
+            cni_addon.filter(|_| c.addr.kind == Kind::AwsNode && c.action != Action::Delete)
+        {
             diags.push(spec.error_at(
                 c.addr.to_string(),
                 format!("cluster `{cluster}` runs the VPC CNI as the EKS managed add-on `vpc-cni` ({version}): EKS owns the aws-node DaemonSet's settings, and its next add-on update would undo this patch (nodes would then come up without custom networking); hint: declare `[addon.vpc_cni]` with `name = \"vpc-cni\"`, `cluster_name` and these settings (custom_network, eni_config_selection, eni_config_label, configuration_values.env), import it with `eksnet import SPEC addon.vpc_cni {cluster}/vpc-cni`, and remove `{}`", c.addr),
@@ -323,7 +326,7 @@ pub fn check_plan(
         };
         if turning_on && c.before.is_some() {
             let existing: Vec<String> = nodegroups()
-                .filter(|n| n.kept)
+                .filter(|n| matches!(n.action, Action::NoOp | Action::Update | Action::Adopt))
                 .map(|n| n.addr.to_string())
                 .collect();
             if !existing.is_empty() {
@@ -355,7 +358,7 @@ pub fn check_plan(
         }
         let names: Option<BTreeSet<String>> = changes
             .iter()
-            .filter(|e| e.addr.kind == Kind::EniConfig && !e.deleted)
+            .filter(|e| e.addr.kind == Kind::EniConfig && e.action != Action::Delete)
             .filter_map(|e| e.after.as_ref())
             .filter(|a| resources::str_attr(a, "cluster_name") == Some(cluster))
             .map(|a| {

@@ -11,6 +11,7 @@ pub mod cni;
 pub mod network;
 pub mod ordering;
 
+use crate::base::action::Action;
 use crate::base::addr::ResourceAddr;
 use serde_json::Value;
 
@@ -18,18 +19,16 @@ use serde_json::Value;
 /// above them).
 pub struct ChangeView<'a> {
     pub addr: &'a ResourceAddr,
-    /// Deleted or forgotten.
-    pub removed: bool,
-    /// Deleted.
-    pub deleted: bool,
-    /// A new object is made (created, or replaced).
-    pub creates: bool,
-    /// Replaced.
-    pub replaced: bool,
-    /// Exists and stays (no-op, update in place, adopted).
-    pub kept: bool,
+    pub action: Action,
     pub before: Option<&'a Value>,
     pub after: Option<&'a Value>,
     /// The outputs refresh read.
     pub observed: Option<&'a Value>,
+}
+
+impl ChangeView<'_> {
+    /// Deleted or only forgotten: it will not exist after the apply.
+    pub fn removed(&self) -> bool {
+        matches!(self.action, Action::Delete | Action::Forget)
+    }
 }

@@ -4,6 +4,7 @@
 //! the cluster subnets' AZs, in the planner), and which subnets a replaced block takes with it.
 
 use super::ChangeView;
+use crate::base::action::Action;
 use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::Diagnostics;
 use crate::base::value::{self, is_ref};
@@ -163,10 +164,9 @@ pub fn check_plan(
             }
         }
     }
-    for c in changes
-        .iter()
-        .filter(|c| c.addr.kind == Kind::CidrBlock && c.creates)
-    {
+    for c in changes.iter().filter(|c| {
+        c.addr.kind == Kind::CidrBlock && matches!(c.action, Action::Create | Action::Replace)
+    }) {
         let Some(after) = c.after else { continue };
         // A replaced block is not compared with its own old range, which goes first.
         let own_old: Option<Ipv4Net> = c
@@ -246,9 +246,9 @@ pub fn subnet_azs(known: &HashMap<ResourceAddr, Value>) -> HashMap<String, Strin
 }
 /// The secondary block, planned for replacement, whose current range holds a subnet with
 /// these live attributes (same VPC).
-pub fn replaced_block_holding(
+pub fn replaced_block_holding<'a>(
     addr: &ResourceAddr,
-    changes: &[ChangeView<'_>],
+    changes: impl IntoIterator<Item = ChangeView<'a>>,
     subnet: &Value,
 ) -> Option<ResourceAddr> {
     if addr.kind != Kind::Subnet {
@@ -258,8 +258,8 @@ pub fn replaced_block_holding(
     let cidr = net(subnet, "cidr_block")?;
     let vpc = subnet.get("vpc_id")?;
     changes
-        .iter()
-        .filter(|c| c.addr.kind == Kind::CidrBlock && c.replaced)
+        .into_iter()
+        .filter(|c| c.addr.kind == Kind::CidrBlock && c.action == Action::Replace)
         .find(|c| {
             c.before.is_some_and(|b| {
                 b.get("vpc_id") == Some(vpc)

@@ -17,38 +17,8 @@ use serde_json::Value;
 /// The format of saved plans. 2: reasons are codes (1: their English text).
 pub const PLAN_FORMAT: u32 = 2;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    NoOp,
-    Create,
-    Update,
-    Replace,
-    Delete,
-    /// Record an existing resource in the state without touching it (adopted VPC, or a
-    /// resource created by an interrupted run that carries this state's tag).
-    Adopt,
-    /// Drop from the state without an API call (adopted VPC on destroy, or already gone).
-    Forget,
-}
-
-impl Action {
-    pub fn symbol(self) -> &'static str {
-        match self {
-            Action::NoOp => " ",
-            Action::Create => "+",
-            Action::Update => "~",
-            Action::Replace => "-/+",
-            Action::Delete => "-",
-            Action::Adopt => "<=",
-            Action::Forget => "x",
-        }
-    }
-
-    pub fn is_change(self) -> bool {
-        !matches!(self, Action::NoOp)
-    }
-}
+// The action vocabulary sits below the domain rules, which judge planned changes by it.
+pub use crate::base::action::Action;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedChange {

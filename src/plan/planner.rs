@@ -389,11 +389,7 @@ fn plan_apply(
 fn change_view(c: &PlannedChange) -> ChangeView<'_> {
     ChangeView {
         addr: &c.addr,
-        removed: matches!(c.action, Action::Delete | Action::Forget),
-        deleted: c.action == Action::Delete,
-        creates: matches!(c.action, Action::Create | Action::Replace),
-        replaced: c.action == Action::Replace,
-        kept: matches!(c.action, Action::NoOp | Action::Update | Action::Adopt),
+        action: c.action,
         before: c.before.as_ref(),
         after: c.after.as_ref(),
         observed: c.observed_outputs.as_ref(),
@@ -933,8 +929,8 @@ fn plan_present(
     // AWS cannot disassociate a block that still has subnets: a subnet inside a block being
     // replaced must go (and come back) with it, even if the subnet itself did not change.
     if matches!(change.action, Action::NoOp | Action::Update | Action::Adopt) {
-        let views: Vec<ChangeView<'_>> = planned.iter().map(change_view).collect();
-        if let Some(block) = network::replaced_block_holding(addr, &views, &obs.attrs) {
+        let views = planned.iter().map(change_view);
+        if let Some(block) = network::replaced_block_holding(addr, views, &obs.attrs) {
             change.reason = Some(Reason::InReplacedBlock { block });
             change.action = Action::Replace;
         }

@@ -984,3 +984,75 @@ impl ResourceKind for AddonKind {
         wait_active(ctx, addr, cluster, name).await.map(Some)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> SpecFacts {
+        SpecFacts {
+            cluster_versions: [("demo".to_string(), "1.31".to_string())].into(),
+            ..SpecFacts::default()
+        }
+    }
+
+    fn catalogue() -> Option<Catalogue> {
+        Some(vec![
+            ("v1.19.2-eksbuild.1".into(), vec![("1.31".into(), true)]),
+            ("v1.18.0-eksbuild.1".into(), vec![("1.30".into(), true)]),
+        ])
+    }
+
+    /// The verdicts come from what was read alone: no client, no request.
+    #[test]
+    fn judge_makes_the_verdicts_from_the_inspection_alone() {
+        let attrs = |version: &str| {
+            json!({"name": "vpc-cni", "cluster_name": "demo", "version": version})
+        };
+        let read = Inspection {
+            catalogue: catalogue(),
+            ..Inspection::default()
+        };
+        assert!(judge_addon(&attrs("v1.19.2-eksbuild.1"), &facts(), &read).is_empty());
+        let missing = judge_addon(&attrs("v9.9.9-eksbuild.1"), &facts(), &read);
+        assert!(missing[0].error && missing[0].message.contains("has no version"), "{missing:?}");
+        let wrong_k8s = judge_addon(&attrs("v1.18.0-eksbuild.1"), &facts(), &read);
+        assert!(
+            wrong_k8s[0].error && wrong_k8s[0].message.contains("does not run on Kubernetes 1.31"),
+            "{wrong_k8s:?}"
+        );
+        let unknown = judge_addon(&attrs("v1"), &facts(), &Inspection::default());
+        assert!(unknown[0].error && unknown[0].key == "name", "{unknown:?}");
+        let failed = Inspection {
+            failed: Some("AccessDenied".into()),
+            ..Inspection::default()
+        };
+        let warned = judge_addon(&attrs("v1"), &facts(), &failed);
+        assert!(!warned[0].error && warned[0].message.contains("AccessDenied"), "{warned:?}");
+    }
+
+    #[test]
+    fn a_schema_read_for_the_version_judges_the_values() {
+        let attrs = json!({
+            "name": "vpc-cni", "cluster_name": "demo", "version": "v1.19.2-eksbuild.1",
+            "configuration_values": {"env": {"NOPE": "1"}},
+        });
+        let schema = json!({
+            "type": "object",
+            "properties": {"env": {"type": "object", "properties": {"WARM_IP_TARGET": {}}, "additionalProperties": false}},
+        });
+        let read = Inspection {
+            catalogue: catalogue(),
+            schema: Some(("v1.19.2-eksbuild.1".into(), Ok(Some(schema)))),
+            ..Inspection::default()
+        };
+        let found = judge_addon(&attrs, &facts(), &read);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].key, "configuration_values.env.NOPE");
+        // A version chosen by the catalogue when the spec names none.
+        assert_eq!(
+            version_to_check(None, None, &catalogue().unwrap_or_default(), Some("1.30")),
+            Ok(Some("v1.18.0-eksbuild.1".to_string()))
+        );
+    }
+}

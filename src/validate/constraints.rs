@@ -40,7 +40,6 @@ pub fn check(spec: &Spec, d: &mut Diagnostics) {
         }
     }
     state_backend(spec, d);
-    let region = region.filter(|r| is_region(r));
     let mut templates: BTreeMap<ResourceAddr, Template> = BTreeMap::new();
     for (addr, r) in &spec.resources {
         // Made from another block, which is checked itself (a template's tags are its
@@ -48,15 +47,7 @@ pub fn check(spec: &Spec, d: &mut Diagnostics) {
         if resources::facts(addr.kind).derived {
             continue;
         }
-        let mut f = Fields {
-            spec,
-            addr: addr.to_string(),
-            region,
-            d,
-            resource: addr,
-            attrs: &r.attrs,
-            templates: &mut templates,
-        };
+        let mut f = Fields::new(spec, addr, &r.attrs, d, &mut templates);
         f.tags(&r.attrs, addr.kind);
         resources::check_fields(&r.config, &mut f);
     }
@@ -156,16 +147,7 @@ pub fn with_field_rules(
     check: impl FnOnce(&mut dyn FieldRules),
 ) {
     let mut templates = BTreeMap::new();
-    let mut f = Fields {
-        spec,
-        addr: addr.to_string(),
-        region: spec.settings.region.as_deref().filter(|r| is_region(r)),
-        d,
-        resource: addr,
-        attrs,
-        templates: &mut templates,
-    };
-    check(&mut f);
+    check(&mut Fields::new(spec, addr, attrs, d, &mut templates));
 }
 
 /// What a reference's output is, where its kind says (`KindFacts::output_shapes`).
@@ -483,7 +465,26 @@ impl FieldRules for Fields<'_, '_> {
     }
 }
 
-impl Fields<'_, '_> {
+impl<'a, 'd> Fields<'a, 'd> {
+    /// The rules for one resource; findings go to `d`, stacks' templates to `templates`.
+    fn new(
+        spec: &'a Spec,
+        resource: &'a ResourceAddr,
+        attrs: &'a Value,
+        d: &'d mut Diagnostics,
+        templates: &'d mut BTreeMap<ResourceAddr, Template>,
+    ) -> Self {
+        Fields {
+            spec,
+            addr: resource.to_string(),
+            region: spec.settings.region.as_deref().filter(|r| is_region(r)),
+            d,
+            resource,
+            attrs,
+            templates,
+        }
+    }
+
     /// Every parameter the spec passes is declared by the template and within its allowed
     /// values; every parameter without a default is passed.
     fn stack_parameters(&mut self, file: &str, given: &BTreeMap<String, String>, t: &Template) {
