@@ -90,6 +90,9 @@ impl FromStr for ResourceAddr {
     }
 }
 
+/// A resource name as a regular expression (the spec's JSON Schema): `valid_resource_name`.
+pub const RESOURCE_NAME_PATTERN: &str = "^[A-Za-z0-9_-]+$";
+
 /// A resource name: letters, digits, `_` and `-`.
 pub fn valid_resource_name(name: &str) -> bool {
     !name.is_empty()

@@ -151,3 +151,34 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     }
     parts.join(": ")
 }
+
+/// A field's allowed values for a message, each quoted by `quote`: `"a" or "b"`,
+/// `` `a`, `b` or `c` ``.
+pub fn alternatives(values: &[&str], quote: impl Fn(&str) -> String) -> String {
+    let quoted: Vec<String> = values.iter().map(|v| quote(v)).collect();
+    match quoted.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::alternatives;
+
+    #[test]
+    fn alternatives_read_as_a_list_with_or() {
+        let tick = |v: &str| format!("`{v}`");
+        assert_eq!(alternatives(&[], tick), "");
+        assert_eq!(alternatives(&["NONE"], tick), "`NONE`");
+        assert_eq!(
+            alternatives(&["NONE", "OVERWRITE"], tick),
+            "`NONE` or `OVERWRITE`"
+        );
+        assert_eq!(
+            alternatives(&["NONE", "OVERWRITE", "PRESERVE"], tick),
+            "`NONE`, `OVERWRITE` or `PRESERVE`"
+        );
+    }
+}

@@ -1,6 +1,6 @@
 //! What every stage stands on, naming no kind and no stage: resource addresses, diagnostics,
 //! `${…}` references, bounded file reads, progress events, the one retry/poll loop and the
-//! concurrent walker.
+//! concurrent walker, and the pieces of the spec's JSON Schema that the kinds share.
 
 pub mod action;
 pub mod addr;
@@ -8,5 +8,6 @@ pub mod diag;
 pub mod events;
 pub mod files;
 pub mod retry;
+pub mod schema;
 pub mod value;
 pub mod walker;

@@ -237,6 +237,11 @@ pub fn digest(text: &str) -> String {
     d.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
+/// A regular expression that matches exactly the strings `is_ref` is true for: a `${`, a
+/// lowercase word and a dot somewhere in the text (the spec's JSON Schema lets such a value
+/// stand in for one of a field's fixed values, as `validate` does).
+pub const REFERENCE_PATTERN: &str = r"\$\{[a-z_][a-z0-9_]*\.";
+
 /// Whether a string holds a reference (or the start of one): such a value is checked once it
 /// is known, not by its shape.
 pub fn is_ref(s: &str) -> bool {

@@ -47,6 +47,9 @@ pub enum Command {
     ForceUnlock(ForceUnlockArgs),
     /// Show a saved plan (`plan --out`): as text, JSON, or Markdown for a pull request.
     Show(ShowArgs),
+    /// Print the JSON Schema of a spec, for editors that check TOML against one (Taplo, Even
+    /// Better TOML): `eksnet schema > eksnet.schema.json`.
+    Schema,
 }
 
 #[derive(Args)]

@@ -58,6 +58,7 @@ async fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         Command::State { command } => commands::state::run(command).await,
         Command::ForceUnlock(args) => commands::force_unlock::run(args).await,
         Command::Show(args) => commands::show::run(args),
+        Command::Schema => commands::schema::run(),
     }
 }
 

@@ -8,7 +8,7 @@
 use super::ChangeView;
 use crate::base::action::Action;
 use crate::base::addr::{Kind, ResourceAddr};
-use crate::base::diag::Diagnostics;
+use crate::base::diag::{alternatives, Diagnostics};
 use crate::base::value::is_ref;
 use crate::resources::{self, addon, ResourceConfig};
 use crate::spec::Spec;
@@ -18,8 +18,8 @@ use std::collections::{BTreeSet, HashMap};
 // The names the kinds themselves need (the add-on's and the `aws_node` patch's), defined
 // with the EKS helpers below the kinds and used through here by everything above them.
 pub use crate::resources::eks::{
-    VPC_CNI_ADDON as ADDON_NAME, VPC_CNI_CUSTOM_NETWORK_ENV as CUSTOM_NETWORK_ENV,
-    VPC_CNI_LABEL_DEF_ENV as LABEL_DEF_ENV,
+    ENI_CONFIG_SELECTIONS, VPC_CNI_ADDON as ADDON_NAME,
+    VPC_CNI_CUSTOM_NETWORK_ENV as CUSTOM_NETWORK_ENV, VPC_CNI_LABEL_DEF_ENV as LABEL_DEF_ENV,
 };
 /// The label nodes are matched by when `ENI_CONFIG_LABEL_DEF` is not set.
 pub const DEFAULT_LABEL: &str = "topology.kubernetes.io/zone";
@@ -138,11 +138,12 @@ pub fn check_spec(spec: &Spec, d: &mut Diagnostics) {
     for (addr, r) in &spec.resources {
         match &r.config {
             ResourceConfig::AwsNode(a) => {
-                if !matches!(a.eni_config_selection.as_str(), "label" | "annotation") {
+                if !ENI_CONFIG_SELECTIONS.contains(&a.eni_config_selection.as_str()) {
                     d.push(spec.error_at(
                         format!("{addr}.eni_config_selection"),
                         format!(
-                            "eni_config_selection must be \"label\" or \"annotation\", not `{}`",
+                            "eni_config_selection must be {}, not `{}`",
+                            alternatives(ENI_CONFIG_SELECTIONS, |v| format!("\"{v}\"")),
                             a.eni_config_selection
                         ),
                     ));

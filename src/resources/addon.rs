@@ -9,8 +9,8 @@
 //! folded into `configuration_values.env` — the same names as on `aws_node`.
 
 use super::eks::{
-    VPC_CNI_ADDON as VPC_CNI, VPC_CNI_CUSTOM_NETWORK_ENV as CUSTOM_NETWORK_ENV,
-    VPC_CNI_LABEL_DEF_ENV as LABEL_DEF_ENV,
+    ENI_CONFIG_BY_LABEL, ENI_CONFIG_SELECTIONS, VPC_CNI_ADDON as VPC_CNI,
+    VPC_CNI_CUSTOM_NETWORK_ENV as CUSTOM_NETWORK_ENV, VPC_CNI_LABEL_DEF_ENV as LABEL_DEF_ENV,
 };
 use super::eks::{describe_addon as describe, request_token, update_tags};
 use super::{FieldRules, Unique, Shape, 
@@ -19,51 +19,81 @@ use super::{FieldRules, Unique, Shape,
 };
 use crate::base::addr::{Kind, ResourceAddr};
 use aws_sdk_eks::types::{Addon, AddonStatus, ResolveConflicts};
+use crate::base::diag::alternatives;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-/// The add-on that is the VPC CNI.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// An EKS managed add-on of one cluster (`vpc-cni`, `coredns`, `kube-proxy`, …).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddonConfig {
+    /// The cluster's name, usually `${cluster.NAME.name}`.
     pub cluster_name: String,
     /// The add-on's name in EKS: `vpc-cni`, `coredns`, `kube-proxy`, ….
     pub name: String,
-    /// An exact add-on version (`v1.19.2-eksbuild.1`); without it, EKS's default for the
-    /// cluster's Kubernetes version at create, and whatever is installed afterwards.
+    /// An exact add-on version (`v1.19.2-eksbuild.1`); absent: EKS's default for the cluster's
+    /// Kubernetes version at create, and whatever is installed afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// The IAM role of the add-on's service account (IRSA).
+    /// The IAM role ARN of the add-on's service account (IRSA).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_role_arn: Option<String>,
-    /// `NONE` or `OVERWRITE`: what CreateAddon does with fields of an existing self-managed
-    /// installation that differ from the add-on's.
+    /// What CreateAddon does with fields of an existing self-managed installation that differ
+    /// from the add-on's: leave them, which may fail the create (`NONE`), or take them over
+    /// (`OVERWRITE`).
     #[serde(default = "overwrite")]
+    #[schemars(schema_with = "on_create_schema")]
     pub resolve_conflicts_on_create: String,
-    /// `NONE`, `OVERWRITE` or `PRESERVE`: the same for UpdateAddon.
+    /// What UpdateAddon does with fields another manager changed: fail (`NONE`), take them
+    /// over (`OVERWRITE`) or keep them (`PRESERVE`).
     #[serde(default = "overwrite")]
+    #[schemars(schema_with = "on_update_schema")]
     pub resolve_conflicts_on_update: String,
     /// Leave the software running in the cluster when the add-on is deleted (EKS's
-    /// `preserve`). On by default: a cluster whose `vpc-cni` goes loses pod networking.
+    /// `preserve`), so that a cluster whose `vpc-cni` goes keeps pod networking.
     #[serde(default = "yes")]
     pub preserve_on_delete: bool,
-    /// The add-on's configuration, as TOML; sent to EKS as the JSON `configurationValues`.
+    /// The add-on's configuration, written as TOML and sent to EKS as the JSON
+    /// `configurationValues`; for `vpc-cni`, `env` is the `aws-node` container's environment.
     #[serde(default)]
     pub configuration_values: Map<String, Value>,
-    /// `vpc-cni` only: `AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG`.
+    /// `vpc-cni` only: turns custom networking on or off
+    /// (`AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG`).
     #[serde(default, skip_serializing)]
     pub custom_network: Option<bool>,
-    /// `vpc-cni` only: `label` (default) or `annotation`, as on `aws_node`.
+    /// `vpc-cni` only: how nodes pick their ENIConfig, by a node label (`label`, the default)
+    /// or by a node annotation (`annotation`), as on `aws_node`.
     #[serde(default, skip_serializing)]
+    #[schemars(schema_with = "selection_schema")]
     pub eni_config_selection: Option<String>,
-    /// `vpc-cni` only: the node label naming the ENIConfig in `label` mode.
+    /// `vpc-cni` only: the node label naming the ENIConfig in `label` mode (default
+    /// `topology.kubernetes.io/zone`).
     #[serde(default, skip_serializing)]
     pub eni_config_label: Option<String>,
+    /// The add-on's tags.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+}
+
+/// `resolve_conflicts_on_create`: on create EKS treats `PRESERVE` as `NONE`.
+const RESOLVE_ON_CREATE: &[&str] = &["NONE", "OVERWRITE"];
+/// `resolve_conflicts_on_update`.
+const RESOLVE_ON_UPDATE: &[&str] = &["NONE", "OVERWRITE", "PRESERVE"];
+
+fn on_create_schema(_: &mut SchemaGenerator) -> Schema {
+    crate::base::schema::one_of(RESOLVE_ON_CREATE)
+}
+
+fn on_update_schema(_: &mut SchemaGenerator) -> Schema {
+    crate::base::schema::one_of(RESOLVE_ON_UPDATE)
+}
+
+fn selection_schema(_: &mut SchemaGenerator) -> Schema {
+    crate::base::schema::one_of(ENI_CONFIG_SELECTIONS)
 }
 
 fn overwrite() -> String {
@@ -292,14 +322,20 @@ fn attrs_of(c: &AddonConfig) -> Result<Value, Vec<(&'static str, String)>> {
                 if let Some(on) = c.custom_network {
                     env.insert(CUSTOM_NETWORK_ENV.into(), json!(on.to_string()));
                 }
-                let selection = c.eni_config_selection.as_deref().unwrap_or("label");
-                if !matches!(selection, "label" | "annotation") {
+                let selection = c
+                    .eni_config_selection
+                    .as_deref()
+                    .unwrap_or(ENI_CONFIG_BY_LABEL);
+                if !ENI_CONFIG_SELECTIONS.contains(&selection) {
                     errors.push((
                         "eni_config_selection",
-                        format!("must be `label` or `annotation`, not `{selection}`"),
+                        format!(
+                            "must be {}, not `{selection}`",
+                            alternatives(ENI_CONFIG_SELECTIONS, |v| format!("`{v}`"))
+                        ),
                     ));
                 }
-                if c.custom_network == Some(true) && selection == "label" {
+                if c.custom_network == Some(true) && selection == ENI_CONFIG_BY_LABEL {
                     let label = c
                         .eni_config_label
                         .clone()
@@ -328,23 +364,23 @@ fn attrs_of(c: &AddonConfig) -> Result<Value, Vec<(&'static str, String)>> {
             }
         }
     }
-    if !matches!(c.resolve_conflicts_on_create.as_str(), "NONE" | "OVERWRITE") {
+    let tick = |v: &str| format!("`{v}`");
+    if !RESOLVE_ON_CREATE.contains(&c.resolve_conflicts_on_create.as_str()) {
         errors.push((
             "resolve_conflicts_on_create",
             format!(
-                "must be `NONE` or `OVERWRITE`, not `{}` (on create EKS treats PRESERVE as NONE)",
+                "must be {}, not `{}` (on create EKS treats PRESERVE as NONE)",
+                alternatives(RESOLVE_ON_CREATE, tick),
                 c.resolve_conflicts_on_create
             ),
         ));
     }
-    if !matches!(
-        c.resolve_conflicts_on_update.as_str(),
-        "NONE" | "OVERWRITE" | "PRESERVE"
-    ) {
+    if !RESOLVE_ON_UPDATE.contains(&c.resolve_conflicts_on_update.as_str()) {
         errors.push((
             "resolve_conflicts_on_update",
             format!(
-                "must be `NONE`, `OVERWRITE` or `PRESERVE`, not `{}`",
+                "must be {}, not `{}`",
+                alternatives(RESOLVE_ON_UPDATE, tick),
                 c.resolve_conflicts_on_update
             ),
         ));

@@ -11,26 +11,32 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use super::{Change, ImportId, KindFacts, ResourceKind};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
 
-/// `[aws_node.NAME]`: the VPC CNI settings of one cluster (env of the `aws-node` DaemonSet).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// The VPC CNI settings of one cluster whose CNI is the self-managed `aws-node` DaemonSet:
+/// entries of its container's environment.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AwsNodeConfig {
+    /// The cluster's name, usually `${cluster.NAME.name}`.
     pub cluster_name: String,
-    /// `AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG`.
+    /// Turns custom networking on or off (`AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG`).
     #[serde(default = "yes")]
     pub custom_network: bool,
-    /// `label` (nodes pick the ENIConfig named by a node label, `ENI_CONFIG_LABEL_DEF`) or
-    /// `annotation` (nodes are annotated `k8s.amazonaws.com/eniConfig=NAME`).
+    /// How nodes pick their ENIConfig: by the node label `eni_config_label` names (`label`) or
+    /// by the node annotation `k8s.amazonaws.com/eniConfig` (`annotation`).
     #[serde(default = "default_selection")]
+    #[schemars(schema_with = "selection_schema")]
     pub eni_config_selection: String,
-    /// The node label naming the ENIConfig in `label` mode.
+    /// The node label whose value names the ENIConfig in `label` mode
+    /// (`ENI_CONFIG_LABEL_DEF`).
     #[serde(default = "default_label")]
     pub eni_config_label: String,
-    /// Any other env entries of the `aws-node` container.
+    /// Other entries of the `aws-node` container's environment to manage, e.g.
+    /// `WARM_IP_TARGET = "5"`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
 }
@@ -39,7 +45,10 @@ fn yes() -> bool {
     true
 }
 fn default_selection() -> String {
-    "label".into()
+    ENI_CONFIG_BY_LABEL.into()
+}
+fn selection_schema(_: &mut SchemaGenerator) -> Schema {
+    crate::base::schema::one_of(ENI_CONFIG_SELECTIONS)
 }
 fn default_label() -> String {
     "topology.kubernetes.io/zone".into()
@@ -75,7 +84,8 @@ const FACTS: KindFacts = KindFacts {
 };
 
 use super::eks::{
-    VPC_CNI_CUSTOM_NETWORK_ENV as CUSTOM_NETWORK_ENV, VPC_CNI_LABEL_DEF_ENV as LABEL_DEF_ENV,
+    ENI_CONFIG_BY_LABEL, ENI_CONFIG_SELECTIONS, VPC_CNI_CUSTOM_NETWORK_ENV as CUSTOM_NETWORK_ENV,
+    VPC_CNI_LABEL_DEF_ENV as LABEL_DEF_ENV,
 };
 const NAMESPACE: &str = "kube-system";
 const NAME: &str = "aws-node";
@@ -84,7 +94,7 @@ const CONTAINER: &str = "aws-node";
 pub fn desired_attrs(c: &AwsNodeConfig) -> Value {
     let mut env: BTreeMap<String, String> = c.env.clone();
     env.insert(CUSTOM_NETWORK_ENV.into(), c.custom_network.to_string());
-    if c.eni_config_selection == "label" {
+    if c.eni_config_selection == ENI_CONFIG_BY_LABEL {
         env.insert(LABEL_DEF_ENV.into(), c.eni_config_label.clone());
     }
     // Label mode is visible in the env itself (ENI_CONFIG_LABEL_DEF present).

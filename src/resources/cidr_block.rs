@@ -6,13 +6,17 @@ use crate::base::addr::{Kind, ResourceAddr};
 use aws_sdk_ec2::types::{Filter, Vpc, VpcCidrBlockAssociation};
 use serde_json::{json, Value};
 use super::{ImportId, KindFacts, ResourceKind};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// A secondary IPv4 block associated with a VPC: the address space of pod subnets.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CidrBlockConfig {
+    /// The VPC to associate the block with, usually `${vpc.NAME.id}`.
     pub vpc_id: String,
+    /// The block, `/16` to `/28` with no host bits, e.g. `100.64.0.0/16`.
     pub cidr_block: String,
 }
 

@@ -13,31 +13,53 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use super::eks::{request_token, retry_iam_propagation, update_tags};
 use super::{Change, ImportId, KindFacts, ResourceKind};
+use crate::base::diag::alternatives;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// An EKS cluster: the control plane.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
+    /// The cluster's name: 1 to 100 characters, a letter or digit first, then letters, digits,
+    /// `-` and `_`.
     pub name: String,
+    /// The cluster's IAM role ARN, usually `${iam_role.NAME.arn}`.
     pub role_arn: String,
+    /// The cluster (node) subnets, at least two, in at least two availability zones; not the
+    /// pod subnets.
     pub subnet_ids: Vec<String>,
+    /// The Kubernetes version, `MAJOR.MINOR` (e.g. `1.31`); absent: EKS's default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The IP family of pods and services; custom networking needs `ipv4`.
     #[serde(default = "default_ip_family")]
+    #[schemars(schema_with = "ip_family_schema")]
     pub ip_family: String,
+    /// Security groups for the control plane's network interfaces, beside the one EKS makes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub security_group_ids: Vec<String>,
-    /// `false`: EKS installs no `aws-node`, `kube-proxy` or CoreDNS of its own; they come as
-    /// `addon`s (create only; EKS's default is `true`).
+    /// `false`: EKS installs no `aws-node`, `kube-proxy` or CoreDNS of its own, and they come
+    /// as `addon`s (create only; EKS's default is `true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_self_managed_addons: Option<bool>,
+    /// The cluster's tags.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
 }
 
+/// The IP families EKS offers, the SDK's own list (`ipv4`, `ipv6`); no reference.
+fn ip_families() -> &'static [&'static str] {
+    IpFamily::values()
+}
+
 fn default_ip_family() -> String {
     "ipv4".into()
+}
+
+fn ip_family_schema(_: &mut SchemaGenerator) -> Schema {
+    crate::base::schema::one_of(ip_families())
 }
 
 /// `[cluster.NAME]`: see docs/spec.md.
@@ -270,9 +292,10 @@ impl ResourceKind for ClusterKind {
         if !rules.is_cluster_name(&c.name) && !is_ref(&c.name) {
             rules.error("name", format!("cluster name `{}` must start with a letter or digit and contain only letters, digits, `-` and `_` (max 100)", c.name));
         }
-        if !matches!(c.ip_family.as_str(), "ipv4" | "ipv6") {
+        if !ip_families().contains(&c.ip_family.as_str()) {
             rules.error("ip_family", format!(
-                    "ip_family must be \"ipv4\" or \"ipv6\", not `{}`",
+                    "ip_family must be {}, not `{}`",
+                    alternatives(ip_families(), |v| format!("\"{v}\"")),
                     c.ip_family
                 ));
         }

@@ -17,6 +17,12 @@ pub const VPC_CNI_ADDON: &str = "vpc-cni";
 pub const VPC_CNI_CUSTOM_NETWORK_ENV: &str = "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG";
 /// The VPC CNI's env var naming the node label whose value is the ENIConfig's name.
 pub const VPC_CNI_LABEL_DEF_ENV: &str = "ENI_CONFIG_LABEL_DEF";
+/// How nodes pick their ENIConfig (`eni_config_selection` of `aws_node` and of the `vpc-cni`
+/// add-on): by the node label `ENI_CONFIG_LABEL_DEF` names, or by the node annotation
+/// `k8s.amazonaws.com/eniConfig`.
+pub const ENI_CONFIG_SELECTIONS: &[&str] = &[ENI_CONFIG_BY_LABEL, "annotation"];
+/// The default selection, in which eksnet sets `ENI_CONFIG_LABEL_DEF`.
+pub const ENI_CONFIG_BY_LABEL: &str = "label";
 
 /// How long a freshly created role may take to become assumable by EKS.
 pub const IAM_PROPAGATION_WINDOW: Duration = Duration::from_secs(120);
@@ -150,7 +156,7 @@ pub async fn addon_version(ctx: &Ctx, cluster: &str, name: &str) -> Option<Strin
 }
 
 /// The node agent that reads the user data, from the nodegroup's `ami_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AmiFamily {
     /// AL2023: nodeadm merges `NodeConfig` documents, the later one winning.

@@ -11,22 +11,26 @@ use kube::discovery::ApiResource;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use super::{Change, ImportId, KindFacts, ResourceKind};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
 
-/// `[eni_config.NAME]`: one ENIConfig (cluster-scoped custom resource).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// One `ENIConfig` object of a cluster: the pod subnet and security groups for the pods of
+/// the nodes that select it.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EniConfigConfig {
+    /// The cluster's name, usually `${cluster.NAME.name}`.
     pub cluster_name: String,
-    /// The pod subnet, usually `${subnet.X.id}`.
+    /// The pod subnet, usually `${subnet.NAME.id}`.
     pub subnet_id: String,
-    /// Object name; defaults to the subnet's AZ (what label mode expects).
+    /// The object's name; absent: the subnet's availability zone, what label mode expects.
     pub name: Option<String>,
-    /// Pod security groups; default: the cluster security group.
+    /// The pods' security groups; absent: the cluster security group.
     pub security_group_ids: Option<Vec<String>>,
-    /// Annotation mode: nodes with these labels get `k8s.amazonaws.com/eniConfig=<name>`.
+    /// Annotation mode: nodes with all these labels get the annotation
+    /// `k8s.amazonaws.com/eniConfig` naming this ENIConfig.
     #[serde(default)]
     pub annotate_nodes: BTreeMap<String, String>,
 }

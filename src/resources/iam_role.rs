@@ -10,12 +10,14 @@ use crate::base::addr::ResourceAddr;
 use aws_sdk_iam::types::Tag;
 use serde_json::{json, Map, Value};
 use super::{Change, ImportId, KindFacts, ResourceKind};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// One service principal, or a list of them.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),
@@ -31,19 +33,26 @@ impl OneOrMany {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// An IAM role with a trust policy and attached managed policies.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IamRoleConfig {
+    /// The role's name: 1 to 64 letters, digits and `+=,.@_-`.
     pub name: String,
-    /// Service principal(s) allowed to assume the role, e.g. `eks.amazonaws.com`.
+    /// Service principal(s) allowed to assume the role, e.g. `eks.amazonaws.com` (this or
+    /// `assume_role_policy`).
     pub assume_role_service: Option<OneOrMany>,
-    /// A full trust policy document (JSON text), instead of `assume_role_service`.
+    /// A whole trust policy document as JSON text (this or `assume_role_service`).
     pub assume_role_policy: Option<String>,
-    /// Managed policy names (`AmazonEKSClusterPolicy`) or ARNs.
+    /// Managed policies to attach: names (`AmazonEKSClusterPolicy`, taken as
+    /// `arn:aws:iam::aws:policy/NAME`) or ARNs.
     #[serde(default)]
     pub managed_policies: Vec<String>,
+    /// The role's IAM path, e.g. `/eks/`; absent: `/`.
     pub path: Option<String>,
+    /// The role's description; removing it leaves the one in IAM as it is.
     pub description: Option<String>,
+    /// The role's tags.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
 }

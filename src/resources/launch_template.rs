@@ -26,14 +26,16 @@ use aws_sdk_ec2::types::{
 };
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use super::eks::AmiFamily;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The derived config (see the module comment); `spec::parse` builds it.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// The derived config (see the module comment); `spec::parse` builds it. Never written in a
+/// spec, so `eksnet schema` leaves it out.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LaunchTemplateConfig {
     pub name: String,

@@ -246,8 +246,9 @@ where
 #[allow(async_fn_in_trait)]
 pub trait ResourceKind {
     const FACTS: &'static KindFacts;
-    /// The `[kind.NAME]` table (with `#[serde(deny_unknown_fields)]`).
-    type Config: DeserializeOwned + Serialize + Clone + std::fmt::Debug;
+    /// The `[kind.NAME]` table (with `#[serde(deny_unknown_fields)]`); its `JsonSchema`, with a
+    /// doc comment on every field, is the kind's part of `eksnet schema`.
+    type Config: DeserializeOwned + Serialize + Clone + std::fmt::Debug + schemars::JsonSchema;
 
     /// The attributes the planner diffs, from the config (references still `${...}`); errors
     /// are (key inside the resource, message). An attribute not serialised is never compared.
@@ -447,6 +448,16 @@ macro_rules! define_registry {
                     let attrs = <$module::$ty as ResourceKind>::desired_attrs(&c, spec_dir)
                         .map_err(BuildError::Invalid)?;
                     Ok((ResourceConfig::$variant(c), attrs))
+                })*
+            }
+        }
+
+        /// The JSON Schema of a kind's `[kind.NAME]` table, inline (its nested types go into
+        /// the generator's definitions).
+        pub fn config_schema(kind: Kind, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+            match kind {
+                $(Kind::$variant => {
+                    <<$module::$ty as ResourceKind>::Config as schemars::JsonSchema>::json_schema(generator)
                 })*
             }
         }

@@ -14,15 +14,20 @@ use aws_sdk_eks::types::{
 };
 use serde_json::{json, Value};
 use super::{Change, ImportId, KindFacts, ResourceKind};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+/// The nodegroup's node counts: all three when the table is given.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scaling {
+    /// The fewest nodes, 0 or more.
     pub min_size: i64,
+    /// The most nodes, 1 or more.
     pub max_size: i64,
+    /// The nodes to run, from `min_size` to `max_size`.
     pub desired_size: i64,
 }
 
@@ -37,32 +42,62 @@ impl Default for Scaling {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// An EKS managed nodegroup.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodegroupConfig {
+    /// The cluster's name, usually `${cluster.NAME.name}`.
     pub cluster_name: String,
+    /// The nodegroup's name in EKS, unique in its cluster.
     pub name: String,
+    /// The nodes' IAM role ARN, usually `${iam_role.NAME.arn}`.
     pub node_role_arn: String,
+    /// The subnets the nodes run in, at least one.
     pub subnet_ids: Vec<String>,
+    /// EC2 instance types, 1 to 20, in order of preference.
     #[serde(default = "default_instance_types")]
     pub instance_types: Vec<String>,
+    /// The node counts, `{ min_size, max_size, desired_size }`.
     #[serde(default)]
     pub scaling: Scaling,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The EKS AMI type, e.g. `AL2023_x86_64_STANDARD`; absent: EKS's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "ami_type_schema")]
     pub ami_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// On-demand or spot instances; absent: EKS's default, `ON_DEMAND`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "capacity_type_schema")]
     pub capacity_type: Option<String>,
+    /// The nodes' disk size in GiB; absent: EKS's default.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = *DISK_SIZE_GIB.start(), max = *DISK_SIZE_GIB.end()))]
     pub disk_size: Option<i64>,
+    /// Kubernetes labels of the nodes.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The nodegroup's tags (and its launch template's, with `max_pods`).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
-    /// Max pods per node, set by eksnet through a launch template of its own (see
-    /// `launch_template`); absent: EKS computes it. Not an attribute of the nodegroup itself:
-    /// `spec::parse` derives the template from it and points the nodegroup at it.
+    /// Max pods per node, set through a launch template eksnet makes (needs an AL2023 or
+    /// Bottlerocket `ami_type`); absent: EKS computes it.
+    // Not an attribute of the nodegroup itself: `spec::parse` derives the template
+    // (`launch_template`) from it and points the nodegroup at it.
     #[serde(default, skip_serializing)]
+    #[schemars(range(min = MIN_MAX_PODS))]
     pub max_pods: Option<u32>,
+}
+
+/// An EBS volume's size range, in GiB: what `disk_size` may be.
+const DISK_SIZE_GIB: std::ops::RangeInclusive<i64> = 1..=16384;
+/// The least `max_pods` there is.
+const MIN_MAX_PODS: u32 = 1;
+
+fn ami_type_schema(_: &mut SchemaGenerator) -> Schema {
+    crate::base::schema::one_of_or_reference(AmiTypes::values())
+}
+
+fn capacity_type_schema(_: &mut SchemaGenerator) -> Schema {
+    crate::base::schema::one_of_or_reference(CapacityTypes::values())
 }
 
 fn default_instance_types() -> Vec<String> {
@@ -419,16 +454,16 @@ impl ResourceKind for NodegroupKind {
         rules.enumerated(
             "capacity_type",
             n.capacity_type.as_deref(),
-            aws_sdk_eks::types::CapacityTypes::values(),
+            CapacityTypes::values(),
         );
-        rules.enumerated(
-            "ami_type",
-            n.ami_type.as_deref(),
-            aws_sdk_eks::types::AmiTypes::values(),
-        );
+        rules.enumerated("ami_type", n.ami_type.as_deref(), AmiTypes::values());
         if let Some(size) = n.disk_size {
-            if !(1..=16384).contains(&size) {
-                rules.error("disk_size", format!("disk_size is in GiB, 1 to 16384 (an EBS volume's range), not {size}"));
+            if !DISK_SIZE_GIB.contains(&size) {
+                rules.error("disk_size", format!(
+                    "disk_size is in GiB, {} to {} (an EBS volume's range), not {size}",
+                    DISK_SIZE_GIB.start(),
+                    DISK_SIZE_GIB.end()
+                ));
             }
         }
         for (i, t) in n.instance_types.iter().enumerate() {
@@ -489,8 +524,11 @@ impl ResourceKind for NodegroupKind {
         _spec_dir: &std::path::Path,
     ) -> Result<Value, Vec<(&'static str, String)>> {
         if let Some(n) = c.max_pods {
-            if n == 0 {
-                return Err(vec![("max_pods", "`max_pods` must be 1 or more".into())]);
+            if n < MIN_MAX_PODS {
+                return Err(vec![(
+                    "max_pods",
+                    format!("`max_pods` must be {MIN_MAX_PODS} or more"),
+                )]);
             }
             if let Err(e) = AmiFamily::of(c.ami_type.as_deref()) {
                 let key = if c.ami_type.is_some() { "ami_type" } else { "max_pods" };

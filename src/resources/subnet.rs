@@ -10,15 +10,22 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Subnet, TagSpecification};
 use serde_json::{json, Value};
 use std::time::Duration;
 use super::{Change, ImportId, KindFacts, ResourceKind};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// A pod subnet: a subnet inside a secondary block of its VPC, in one availability zone.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubnetConfig {
+    /// The subnet's VPC, usually `${vpc.NAME.id}`, written as the `cidr_block` holding the
+    /// subnet writes it.
     pub vpc_id: String,
+    /// The subnet's IPv4 block, `/16` to `/28`, inside a `cidr_block` of the same VPC.
     pub cidr_block: String,
+    /// The availability zone, e.g. `us-west-2a`.
     pub availability_zone: String,
+    /// The subnet's tags.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
 }

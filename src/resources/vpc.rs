@@ -12,34 +12,40 @@ use crate::base::value::is_ref;
 use crate::base::addr::{Kind, ResourceAddr};
 use aws_sdk_cloudformation::types::{Capability, Parameter, Stack, StackResource, Tag};
 use aws_sdk_ec2::types::{Filter, Subnet, Vpc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-/// A VPC: adopted by id (never deleted) or created by a CloudFormation stack.
-#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+/// A VPC: an existing one adopted by `id` (read, never changed or deleted), or one a
+/// CloudFormation stack creates (`stack_name` with `template_file` or `template_url`).
+#[derive(Debug, Clone, Deserialize, Serialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VpcConfig {
-    /// Adopt an existing VPC by id.
+    /// Adopted mode: the id of an existing VPC (`vpc-…`), which eksnet reads and never changes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Stack mode: the CloudFormation stack's name (a letter, then letters, digits and `-`; at
+    /// most 128).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stack_name: Option<String>,
-    /// Template path, relative to the spec file.
+    /// Stack mode: the template's path, relative to the spec file (this or `template_url`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template_file: Option<String>,
-    /// Template URL (CloudFormation fetches it; must be an S3 URL on real AWS).
+    /// Stack mode: the template's URL, fetched by CloudFormation (an S3 URL on AWS; this or
+    /// `template_file`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template_url: Option<String>,
-    /// Only the parameters listed are compared with the stack; the template's defaults cover
-    /// the rest, so dropping one from the spec is not a change.
+    /// Stack mode: the template's parameters; one not listed takes the template's `Default`.
     #[serde(default)]
     pub parameters: BTreeMap<String, String>,
-    /// The VPC's primary block, when known; used to validate secondary blocks before any call.
+    /// The VPC's primary IPv4 block: only checked against the VPC, never changed, and used to
+    /// check the secondary blocks before any call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cidr_block: Option<String>,
+    /// Stack mode: the stack's tags, which CloudFormation passes on to what it creates.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
 }

@@ -5,22 +5,34 @@
 use crate::base::addr::{valid_resource_name, Kind, ResourceAddr};
 use crate::base::diag::{Diagnostic, Diagnostics, Location, SourceMap};
 use crate::resources::{BuildError, ResourceConfig};
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-/// `[settings]`: region and wait timeouts.
-#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+pub mod schema;
+
+/// `[settings]`: the AWS region and how long to wait for each kind.
+#[derive(Debug, Clone, Deserialize, Serialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Overrides the region of the AWS credential chain.
+    /// The region of every AWS call, e.g. `us-west-2`; absent: the SDK's (`AWS_REGION`, the
+    /// profile's).
     pub region: Option<String>,
-    /// Per-kind wait timeouts in seconds (`vpc`, `cidr_block`, `cluster`, `nodegroup`).
+    /// How long eksnet waits for each kind's operations, in seconds by kind (`cluster = 3600`).
     #[serde(default)]
+    #[schemars(schema_with = "schema::timeouts")]
     pub timeouts: BTreeMap<String, u64>,
 }
+
+/// The longest a wait may be set to in `[settings.timeouts]`: a week (a larger number is
+/// taken for milliseconds written by mistake). The shortest is 1 second.
+pub const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
+
+/// The lock leases `[state] lease_seconds` may give, in seconds.
+pub const LEASE_SECONDS: std::ops::RangeInclusive<u64> = 5..=3600;
 
 /// `[state]`: where the state is kept; absent: a local file, `state/<spec stem>.db`.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,21 +52,32 @@ pub enum StateConfig {
     },
 }
 
-/// `[state]` as written: one flat table, so that serde's errors keep their line (an
-/// internally tagged enum would lose it), then checked into a `StateConfig`.
-#[derive(Deserialize)]
+/// `[state]`: where eksnet keeps its state, a local SQLite file or one object in S3 (absent: the
+/// local file `state/<spec stem>.db`).
+// As written: one flat table, so that serde's errors keep their line (an internally tagged
+// enum would lose it), then checked into a `StateConfig`.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct StateTable {
+    /// Where the state is kept: `local` (a SQLite file) or `s3` (one object in a bucket).
     backend: BackendName,
+    /// `local`: the state file, relative to the spec's directory; absent:
+    /// `state/<spec stem>.db`.
     path: Option<String>,
+    /// `s3`: the bucket holding the state.
     bucket: Option<String>,
+    /// `s3`: the state object's key, e.g. `eksnet/prod.json`.
     key: Option<String>,
+    /// `s3`: the bucket's region; absent: `[settings] region`, then the SDK's.
     region: Option<String>,
+    /// `s3`: seconds a lock stays valid without renewal; absent: 60.
+    #[schemars(range(min = *LEASE_SECONDS.start(), max = *LEASE_SECONDS.end()))]
     lease_seconds: Option<u64>,
+    /// `s3`: path-style requests; absent: on when an endpoint URL is set.
     force_path_style: Option<bool>,
 }
 
-#[derive(Deserialize, PartialEq)]
+#[derive(Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 enum BackendName {
     Local,
@@ -108,16 +131,17 @@ pub struct ResourceSpec {
     pub lifecycle: Lifecycle,
 }
 
-/// `[KIND.NAME.lifecycle]` (or `lifecycle = { ... }`), in any resource block.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// How eksnet treats the resource (never sent to AWS): `[KIND.NAME.lifecycle]` or
+/// `lifecycle = { ... }`, in any resource block.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Lifecycle {
     /// Attribute paths (`scaling.desired_size`, `tags.team`) left as AWS has them once the
-    /// resource exists: set on create, never compared, updated or replaced for afterwards.
+    /// resource exists: set on create, then never compared, updated or replaced for.
     #[serde(default)]
     pub ignore_changes: Vec<String>,
-    /// Refuse any plan that deletes or replaces the resource. Kept in the state too, so that
-    /// removing the block does not lift it.
+    /// Refuse any plan that deletes or replaces the resource (kept in the state too, so that
+    /// removing the block does not lift it).
     #[serde(default)]
     pub prevent_destroy: bool,
 }

@@ -30,7 +30,7 @@ pub fn check(spec: &Spec, d: &mut Diagnostics) {
                 format!("settings.timeouts.{key}"),
                 "a timeout of 0 seconds fails every wait at once; give seconds, e.g. 1800",
             ));
-        } else if *secs > 7 * 24 * 3600 {
+        } else if *secs > crate::spec::MAX_TIMEOUT_SECS {
             d.push(spec.error_at(
                 format!("settings.timeouts.{key}"),
                 format!(
@@ -737,10 +737,15 @@ fn state_backend(spec: &Spec, d: &mut Diagnostics) {
             format!("`{r}` is not an AWS region name (like `us-west-2` or `eu-central-1`)"),
         ));
     }
-    if let Some(l) = lease_seconds.filter(|l| !(5..=3600).contains(l)) {
+    let allowed = crate::spec::LEASE_SECONDS;
+    if let Some(l) = lease_seconds.filter(|l| !allowed.contains(l)) {
         d.push(spec.error_at(
             "state.lease_seconds",
-            format!("a lock lease of {l} s: give 5 to 3600 seconds (default 60); the holder renews it every quarter of it"),
+            format!(
+                "a lock lease of {l} s: give {} to {} seconds (default 60); the holder renews it every quarter of it",
+                allowed.start(),
+                allowed.end()
+            ),
         ));
     }
 }

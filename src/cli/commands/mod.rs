@@ -7,6 +7,7 @@ pub mod force_unlock;
 pub mod graph;
 pub mod import;
 pub mod plan;
+pub mod schema;
 pub mod show;
 pub mod state;
 pub mod validate;
