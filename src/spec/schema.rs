@@ -168,3 +168,71 @@ fn join_lines(text: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::addr::valid_resource_name;
+    use crate::base::value::{is_ref, REFERENCE_PATTERN};
+
+    /// The schema's patterns, as a JSON Schema validator applies them, say what the parser's
+    /// functions say.
+    #[test]
+    fn the_patterns_match_what_the_parser_accepts() {
+        let matches = |pattern: &str, text: &str| {
+            jsonschema::is_valid(
+                &json!({ "type": "string", "pattern": pattern }),
+                &json!(text),
+            )
+        };
+        for text in [
+            "${iam_role.node.arn}",
+            "${cluster.main.name}-pods",
+            "arn:${vpc.main.id}",
+            "${_x.y.z}",
+            "${subnet.a",
+            "${AWS::Region}",
+            "${ vpc.main.id}",
+            "$ {vpc.main.id}",
+            "${vpc}",
+            "${9vpc.main.id}",
+            "ON_DEMAND",
+            "",
+        ] {
+            assert_eq!(matches(REFERENCE_PATTERN, text), is_ref(text), "{text:?}");
+        }
+        for name in [
+            "main", "pod_a", "pod-a", "A9", "", "pod.a", "pod a", "é", "x/y",
+        ] {
+            assert_eq!(
+                matches(RESOURCE_NAME_PATTERN, name),
+                valid_resource_name(name),
+                "{name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn descriptions_are_joined_per_paragraph_and_null_is_dropped() {
+        let mut v = json!({
+            "description": "One\nsentence.\n\nTwo.",
+            "properties": {
+                "a": { "type": ["string", "null"], "description": "x" },
+                "b": { "anyOf": [{ "$ref": "#/definitions/B" }, { "type": "null" }] },
+                "c": { "type": "integer", "format": "uint32", "writeOnly": true }
+            }
+        });
+        tidy(&mut v);
+        assert_eq!(
+            v,
+            json!({
+                "description": "One sentence.\n\nTwo.",
+                "properties": {
+                    "a": { "type": "string", "description": "x" },
+                    "b": { "allOf": [{ "$ref": "#/definitions/B" }] },
+                    "c": { "type": "integer" }
+                }
+            })
+        );
+    }
+}
