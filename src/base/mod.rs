@@ -7,6 +7,8 @@ pub mod addr;
 pub mod diag;
 pub mod events;
 pub mod files;
+pub mod instance_types;
+pub mod partition;
 pub mod retry;
 pub mod value;
 pub mod walker;

@@ -20,9 +20,9 @@ use super::{FieldRules, Unique, Shape,
 use crate::base::addr::{Kind, ResourceAddr};
 use aws_sdk_eks::types::{Addon, AddonStatus, ResolveConflicts};
 use serde::{Deserialize, Serialize};
+use super::BuildCtx;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 /// The add-on that is the VPC CNI.
@@ -803,7 +803,7 @@ impl ResourceKind for AddonKind {
 
     fn desired_attrs(
         c: &Self::Config,
-        _spec_dir: &Path,
+        _build: &BuildCtx,
     ) -> Result<Value, Vec<(&'static str, String)>> {
         attrs_of(c)
     }

@@ -8,11 +8,11 @@ use super::{FieldRules, Shape, Unique, req_str, wait_until, Ctx, Lookup, Observe
 use crate::base::addr::{Kind, ResourceAddr};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::api::{Api, Patch, PatchParams};
+use super::BuildCtx;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use super::{Change, ImportId, KindFacts, ResourceKind};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 use std::time::Duration;
 
 /// `[aws_node.NAME]`: the VPC CNI settings of one cluster (env of the `aws-node` DaemonSet).
@@ -320,7 +320,7 @@ impl ResourceKind for AwsNodeKind {
 
     fn desired_attrs(
         c: &Self::Config,
-        _spec_dir: &Path,
+        _build: &BuildCtx,
     ) -> Result<Value, Vec<(&'static str, String)>> {
         Ok(desired_attrs(c))
     }

@@ -27,6 +27,7 @@ use aws_sdk_ec2::types::{
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use super::BuildCtx;
 use serde_json::{json, Value};
 use super::eks::AmiFamily;
 use std::collections::BTreeMap;
@@ -282,7 +283,7 @@ impl ResourceKind for LaunchTemplateKind {
 
     fn desired_attrs(
         c: &Self::Config,
-        _spec_dir: &std::path::Path,
+        _build: &BuildCtx,
     ) -> Result<Value, Vec<(&'static str, String)>> {
         let mut attrs = json!({
             "name": c.name, "max_pods": c.max_pods, "ami_family": c.ami_family,

@@ -13,9 +13,9 @@ use crate::base::addr::{Kind, ResourceAddr};
 use aws_sdk_cloudformation::types::{Capability, Parameter, Stack, StackResource, Tag};
 use aws_sdk_ec2::types::{Filter, Subnet, Vpc};
 use serde::{Deserialize, Serialize};
+use super::BuildCtx;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 /// A VPC: adopted by id (never deleted) or created by a CloudFormation stack.
@@ -481,7 +481,7 @@ impl ResourceKind for VpcKind {
     /// template visible in a plan.
     fn desired_attrs(
         c: &Self::Config,
-        spec_dir: &Path,
+        build: &BuildCtx,
     ) -> Result<Value, Vec<(&'static str, String)>> {
         let mut attrs = serde_json::to_value(c).unwrap_or(Value::Null);
         if let (Some(_), Value::Object(m)) = (&c.id, &mut attrs) {
@@ -490,7 +490,7 @@ impl ResourceKind for VpcKind {
             m.remove("tags");
         }
         if let (Some(file), Value::Object(m)) = (&c.template_file, &mut attrs) {
-            let full = spec_dir.join(file);
+            let full = build.spec_dir.join(file);
             // CloudFormation takes a template body of at most 51,200 bytes; a larger one
             // must be uploaded to S3 and given as `template_url`.
             let text = crate::base::files::read_bounded(&full, MAX_TEMPLATE_BODY, "template").map_err(

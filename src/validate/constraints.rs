@@ -7,6 +7,7 @@
 
 use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::Diagnostics;
+use crate::base::partition::{self, Partition};
 use crate::base::value::{self, is_ref, Reference};
 use crate::resources::{self, FieldRules, Shape};
 use crate::spec::Spec;
@@ -170,6 +171,8 @@ struct Fields<'a, 'd> {
     spec: &'a Spec,
     addr: String,
     region: Option<&'a str>,
+    /// The partition ARNs and principals must be in, when the region is known.
+    partition: Option<&'static Partition>,
     d: &'d mut Diagnostics,
     resource: &'a ResourceAddr,
     attrs: &'a Value,
@@ -224,7 +227,13 @@ impl FieldRules for Fields<'_, '_> {
             }
             return;
         }
-        if is_ref(s) || shape.accepts(s, self.region) {
+        if is_ref(s) {
+            return;
+        }
+        if shape.accepts(s, self.region) {
+            if shape == Shape::RoleArn {
+                self.arn_partition(key, s);
+            }
             return;
         }
         let hint = match (shape, self.region) {
@@ -282,6 +291,50 @@ impl FieldRules for Fields<'_, '_> {
         };
         if !ok {
             self.error(key, format!("`{p}` is neither an AWS managed policy name (like `AmazonEKSClusterPolicy`) nor a policy ARN (`arn:aws:iam::ACCOUNT:policy/NAME`)"));
+        } else if p.starts_with("arn:") {
+            self.arn_partition(key, p);
+        }
+    }
+
+    fn partition(&self) -> Option<&'static Partition> {
+        self.partition
+    }
+
+    fn service_principal(&mut self, key: &str, principal: &str) {
+        if is_ref(principal) {
+            return;
+        }
+        if !partition::is_service_principal(principal) {
+            let suffix = self.partition.unwrap_or(Partition::commercial()).dns_suffix;
+            self.error(
+                key,
+                format!("`{principal}` is not a service principal: a service's name and `.{suffix}`, like `eks.amazonaws.com` or `ec2.{suffix}`"),
+            );
+            return;
+        }
+        let Some(here) = self.partition else { return };
+        if let Some(other) = partition::principal_partition(principal).filter(|o| *o != here) {
+            self.error(
+                key,
+                format!(
+                    "`{principal}` is a service principal of the `{}` partition, but the spec's region is in `{}`; {}",
+                    other.id,
+                    here.id,
+                    principal_hint(principal, here)
+                ),
+            );
+        } else if principal == "ec2.amazonaws.com" && here.ec2_principal() != principal {
+            // eksctl writes the partition's own form and IAM in China once refused the
+            // global one ("Invalid principal in policy"); whether it still does is not
+            // documented: a warning.
+            self.warning(
+                key,
+                format!(
+                    "in the `{}` partition EC2's service principal is `{}`; IAM may refuse `ec2.amazonaws.com` there (\"Invalid principal in policy\")",
+                    here.id,
+                    here.ec2_principal()
+                ),
+            );
         }
     }
 
@@ -341,8 +394,32 @@ impl FieldRules for Fields<'_, '_> {
                     ),
                 ),
             }
-            if s.get("Principal").is_none() {
-                self.error(key, format!("statement {n}: a trust policy statement needs a `Principal` (who may assume the role, e.g. {{\"Service\": \"eks.amazonaws.com\"}})"));
+            match s.get("Principal") {
+                None => self.error(key, format!("statement {n}: a trust policy statement needs a `Principal` (who may assume the role, e.g. {{\"Service\": \"eks.amazonaws.com\"}})")),
+                Some(Value::Object(p)) => {
+                    let strings = |v: &Value| -> Vec<String> {
+                        match v {
+                            Value::String(s) => vec![s.clone()],
+                            Value::Array(a) => {
+                                a.iter().filter_map(|s| s.as_str().map(String::from)).collect()
+                            }
+                            _ => Vec::new(),
+                        }
+                    };
+                    for svc in p.get("Service").map(strings).unwrap_or_default() {
+                        self.service_principal(key, &svc);
+                    }
+                    // Accounts, roles, users and identity providers, by ARN.
+                    for who in ["AWS", "Federated"] {
+                        for arn in p.get(who).map(strings).unwrap_or_default() {
+                            if arn.starts_with("arn:") {
+                                self.arn_partition(key, &arn);
+                            }
+                        }
+                    }
+                }
+                // `"*"`, or another form IAM itself judges.
+                Some(_) => {}
             }
             let actions: Vec<&str> = match s.get("Action") {
                 Some(Value::String(a)) => vec![a.as_str()],
@@ -466,6 +543,32 @@ impl FieldRules for Fields<'_, '_> {
 }
 
 impl<'a, 'd> Fields<'a, 'd> {
+    /// An ARN's partition is the spec's region's (`arn:aws-cn:` in China), when that is known.
+    fn arn_partition(&mut self, key: &str, arn: &str) {
+        let (Some(here), Some(given)) = (self.partition, partition::arn_partition(arn)) else {
+            return;
+        };
+        if given != here.id {
+            let fixed = format!(
+                "arn:{}:{}",
+                here.id,
+                arn.splitn(3, ':').nth(2).unwrap_or_default()
+            );
+            self.error(
+                key,
+                format!(
+                    "`{arn}` is an ARN of the `{given}` partition, but the spec's region is in `{}`: {}",
+                    here.id,
+                    if Partition::by_id(given).is_some() {
+                        format!("did you mean `{fixed}`?")
+                    } else {
+                        format!("`{given}` is not a partition")
+                    }
+                ),
+            );
+        }
+    }
+
     /// The rules for one resource; findings go to `d`, stacks' templates to `templates`.
     fn new(
         spec: &'a Spec,
@@ -478,6 +581,7 @@ impl<'a, 'd> Fields<'a, 'd> {
             spec,
             addr: resource.to_string(),
             region: spec.settings.region.as_deref().filter(|r| is_region(r)),
+            partition: spec.partition,
             d,
             resource,
             attrs,
@@ -586,6 +690,22 @@ impl<'a, 'd> Fields<'a, 'd> {
                 }
             }
         }
+    }
+}
+
+/// What to write instead of a principal of another partition.
+fn principal_hint(principal: &str, here: &Partition) -> String {
+    let service = partition::PARTITIONS
+        .iter()
+        .find_map(|p| principal.strip_suffix(&format!(".{}", p.dns_suffix)))
+        .unwrap_or(principal);
+    if service == "ec2" {
+        format!("write `{}`", here.ec2_principal())
+    } else {
+        format!(
+            "write `{service}.amazonaws.com` (or the service's own name in `{}`)",
+            here.id
+        )
     }
 }
 
@@ -757,6 +877,45 @@ pub fn s3_bucket_name(b: &str) -> Option<String> {
         return Some(format!(
             "`{b}` is not an S3 bucket name: 3-63 characters, lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit, not shaped like an IP address"
         ));
+    }
+    // S3 user guide, "General purpose bucket naming rules": prefixes and suffixes S3 keeps
+    // for its own names (`sthree-` covers `sthree-configurator`).
+    const PREFIXES: &[(&str, &str)] = &[
+        ("xn--", "internationalized (punycode) names"),
+        ("sthree-", "S3 itself"),
+        ("amzn-s3-demo-", "AWS's documentation examples"),
+    ];
+    const SUFFIXES: &[(&str, &str)] = &[
+        ("-s3alias", "access point aliases"),
+        ("--ol-s3", "Object Lambda access point aliases"),
+        (".mrap", "Multi-Region Access Points"),
+        ("--x-s3", "directory buckets"),
+        ("--table-s3", "S3 table buckets"),
+    ];
+    if let Some((p, what)) = PREFIXES.iter().find(|(p, _)| b.starts_with(p)) {
+        return Some(format!(
+            "`{b}` is not an S3 bucket name S3 accepts: the prefix `{p}` is reserved (for {what}); choose another name"
+        ));
+    }
+    if let Some((x, what)) = SUFFIXES.iter().find(|(x, _)| b.ends_with(x)) {
+        return Some(format!(
+            "`{b}` is not an S3 bucket name S3 accepts: the suffix `{x}` is reserved (for {what}); choose another name"
+        ));
+    }
+    if let Some(rest) = b.strip_suffix("-an") {
+        // Only an account regional namespace bucket ends in `-an`:
+        // `PREFIX-ACCOUNT-REGION-an`, e.g. `state-111122223333-us-west-2-an`.
+        let account_regional = (1..rest.len()).any(|i| {
+            rest.is_char_boundary(i)
+                && rest[..i].ends_with('-')
+                && rest[..i - 1]
+                    .rsplit_once('-')
+                    .is_some_and(|(prefix, account)| !prefix.is_empty() && is_account(account))
+                && is_region(&rest[i..])
+        });
+        if !account_regional {
+            return Some(format!("`{b}` is not an S3 bucket name S3 accepts: only a bucket in an account regional namespace ends in `-an` (`PREFIX-ACCOUNT-REGION-an`, like `state-111122223333-us-west-2-an`); choose another name"));
+        }
     }
     None
 }
@@ -934,6 +1093,35 @@ mod tests {
         }
         for t in ["t3", "T3.medium", "t3.", ".large", "t3 medium"] {
             assert!(!is_instance_type(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn s3_reserved_prefixes_and_suffixes() {
+        for bad in [
+            "xn--state",
+            "sthree-state",
+            "sthree-configurator-x",
+            "amzn-s3-demo-bucket",
+            "state-s3alias",
+            "state--ol-s3",
+            "state.mrap",
+            "state--x-s3",
+            "state--table-s3",
+            "state-an",
+            "state-12345-us-west-2-an",
+        ] {
+            assert!(s3_bucket_name(bad).is_some(), "{bad}");
+        }
+        for good in [
+            "eksnet-state",
+            "xn-state",
+            "my.state.bucket",
+            "state-111122223333-us-west-2-an",
+            "team-state-111122223333-eu-central-1-an",
+            "anan",
+        ] {
+            assert_eq!(s3_bucket_name(good), None, "{good}");
         }
     }
 
