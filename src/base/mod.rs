@@ -9,6 +9,7 @@ pub mod events;
 pub mod files;
 pub mod instance_types;
 pub mod partition;
+pub mod regions;
 pub mod retry;
 pub mod value;
 pub mod walker;

@@ -182,6 +182,7 @@ pub fn check_spec(spec: &Spec, d: &mut Diagnostics) {
             blocks.push((addr.to_string(), c.vpc_id.clone(), net));
         }
     }
+    check_cluster_subnet_zones(spec, d);
     let mut subnets: Vec<(String, String, Ipv4Net)> = Vec::new(); // (addr, vpc, net)
     for (addr, r) in &spec.resources {
         if let ResourceConfig::Subnet(s) = &r.config {
@@ -212,6 +213,47 @@ pub fn check_spec(spec: &Spec, d: &mut Diagnostics) {
                 }
             }
             subnets.push((addr.to_string(), s.vpc_id.clone(), net));
+        }
+    }
+}
+
+/// Why a subnet in zone `az` cannot take the cluster's control plane ENIs, if it cannot:
+/// "The subnets can't reside in AWS Outposts, AWS Wavelength, or an AWS Local Zone" (EKS
+/// user guide, VPC and subnet requirements).
+fn not_for_control_plane(az: &str) -> Option<String> {
+    if crate::base::regions::is_availability_zone(az) || !crate::base::regions::is_zone_name(az) {
+        return None;
+    }
+    let what = if az.contains("-wlz-") {
+        "a Wavelength Zone"
+    } else {
+        "a Local Zone"
+    };
+    Some(format!("{az}, {what}: EKS puts no control plane ENI in a Local Zone, Wavelength Zone or Outpost subnet (EKS user guide, subnet requirements); give the cluster subnets in the region's availability zones, and use this one for nodes"))
+}
+
+/// A cluster's subnets that the spec declares with a literal zone are in availability zones.
+fn check_cluster_subnet_zones(spec: &Spec, d: &mut Diagnostics) {
+    for (addr, r) in &spec.resources {
+        let ResourceConfig::Cluster(c) = &r.config else {
+            continue;
+        };
+        for (i, id) in c.subnet_ids.iter().enumerate() {
+            let Some(reference) = value::whole_reference(id) else {
+                continue;
+            };
+            if reference.addr.kind != Kind::Subnet || reference.path != ["id"] {
+                continue;
+            }
+            let az = spec
+                .static_value(&format!("${{{}.availability_zone}}", reference.addr))
+                .filter(|az| !is_ref(az));
+            if let Some(why) = az.as_deref().and_then(not_for_control_plane) {
+                d.push(spec.error_at(
+                    format!("{addr}.subnet_ids.{i}"),
+                    format!("`{}` is in {why}", reference.raw),
+                ));
+            }
         }
     }
 }
@@ -318,6 +360,21 @@ pub fn check_plan(
                 .and_then(|a| a.get("availability_zone"))
                 .is_some_and(value::is_unknown)
         });
+    for c in changes.iter().filter(|c| {
+        c.addr.kind == Kind::Cluster && matches!(c.action, Action::Create | Action::Replace)
+    }) {
+        let Some(after) = c.after else { continue };
+        for (i, id) in resources::str_list(after, "subnet_ids").iter().enumerate() {
+            if let Some(az) = subnet_az.get(id.as_str()) {
+                if let Some(why) = not_for_control_plane(az) {
+                    diags.push(spec.error_at(
+                        format!("{}.subnet_ids.{i}", c.addr),
+                        format!("`{id}` is in {why}"),
+                    ));
+                }
+            }
+        }
+    }
     if pod_azs.is_empty() || any_unknown_pod_az {
         return;
     }

@@ -92,9 +92,9 @@ fn instance_type_rules(n: &NodegroupConfig, rules: &mut dyn FieldRules) {
     let wanted = ami_arch(ami);
     let needs = ami.and_then(|a| {
         if a.contains("NVIDIA") || a.contains("GPU") {
-            Some(("an NVIDIA GPU", (|f| f.nvidia_gpu) as fn(&InstanceFacts) -> bool))
+            Some(("NVIDIA GPU", (|f| f.nvidia_gpu) as fn(&InstanceFacts) -> bool))
         } else if a.contains("NEURON") {
-            Some(("AWS Inferentia or Trainium (Neuron)", (|f| f.neuron) as fn(&InstanceFacts) -> bool))
+            Some(("AWS Inferentia or Trainium (Neuron) accelerator", (|f| f.neuron) as fn(&InstanceFacts) -> bool))
         } else {
             None
         }

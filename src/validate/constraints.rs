@@ -8,6 +8,8 @@
 use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::Diagnostics;
 use crate::base::partition::{self, Partition};
+pub use crate::base::regions::is_region;
+use crate::base::regions::is_zone;
 use crate::base::value::{self, is_ref, Reference};
 use crate::resources::{self, FieldRules, Shape};
 use crate::spec::Spec;
@@ -935,60 +937,6 @@ pub fn s3_state_key(k: &str) -> Option<String> {
         ));
     }
     None
-}
-
-/// `us-west-2`, `eu-central-1`, `us-gov-west-1`, `cn-north-1`, `ap-southeast-5`,
-/// `eusc-de-east-1` (the European Sovereign Cloud).
-pub fn is_region(r: &str) -> bool {
-    let parts: Vec<&str> = r.split('-').collect();
-    parts.len() >= 3
-        && (2..=4).contains(&parts[0].len())
-        && parts[0].chars().all(|c| c.is_ascii_lowercase())
-        && parts[1..parts.len() - 1]
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
-        && parts[parts.len() - 1].parse::<u8>().is_ok_and(|n| n >= 1)
-}
-
-/// An availability zone (`us-west-2a`) or a Local Zone (`us-west-2-lax-1a`) name, in `region`
-/// when it is known.
-fn is_zone(z: &str, region: Option<&str>) -> bool {
-    // An AZ (`us-west-2a`), a Local Zone (`us-west-2-lax-1a`) or a Wavelength Zone
-    // (`us-east-1-wl1-bos-wlz-1`): a region, maybe more `-` segments, then the zone's mark.
-    let (base, bare_region_ok) = match z.rsplit_once("-wlz-") {
-        Some((base, n)) => {
-            if n.is_empty() || !n.chars().all(|c| c.is_ascii_digit()) {
-                return false;
-            }
-            (base, false)
-        }
-        None => {
-            let Some(last) = z.chars().last().filter(|c| c.is_ascii_lowercase()) else {
-                return false;
-            };
-            (&z[..z.len() - last.len_utf8()], true)
-        }
-    };
-    let segment = |p: &str| {
-        !p.is_empty()
-            && p.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-    };
-    let in_region = |r: &str| {
-        (bare_region_ok && base == r)
-            || base
-                .strip_prefix(r)
-                .and_then(|rest| rest.strip_prefix('-'))
-                .is_some_and(|rest| rest.split('-').all(segment))
-    };
-    match region {
-        Some(r) => in_region(r),
-        // Any region: some prefix of the name that is one.
-        None => (3..=base.split('-').count()).any(|k| {
-            let cand = base.split('-').take(k).collect::<Vec<_>>().join("-");
-            is_region(&cand) && in_region(&cand)
-        }),
-    }
 }
 
 fn is_instance_type(t: &str) -> bool {
