@@ -237,6 +237,40 @@ fn planted_mistakes_always_give_an_error() {
         ("an undeclared stack parameter", &|t| {
             t.replacen("VpcBlock =", "VpcBlok =", 1)
         }),
+        ("an ARN of another partition", &|t| {
+            t.replacen(
+                "node_role_arn = \"${iam_role.node.arn}\"",
+                "node_role_arn = \"arn:aws-cn:iam::111122223333:role/node\"",
+                1,
+            )
+        }),
+        ("a service principal that is not one", &|t| {
+            t.replacen("\"ec2.amazonaws.com\"", "\"ec2.amazonaws.co\"", 1)
+        }),
+        ("an instance type of the wrong architecture", &|t| {
+            t.replacen("[\"t3.medium\"]", "[\"t4g.medium\"]", 1)
+        }),
+        ("a secondary block AWS does not associate", &|t| {
+            t.replacen(
+                "cidr_block = \"192.168.1.0/24\"",
+                "cidr_block = \"10.64.0.0/16\"",
+                1,
+            )
+        }),
+        ("a node label the kubelet refuses", &|t| {
+            t.replacen(
+                "instance_types = [\"t3.medium\"]",
+                "instance_types = [\"t3.medium\"]\nlabels = { \"node-role.kubernetes.io/worker\" = \"\" }",
+                1,
+            )
+        }),
+        ("a Kubernetes version EKS never had", &|t| {
+            if t.contains("version = \"1.33\"") {
+                t.replacen("version = \"1.33\"", "version = \"1.8\"", 1)
+            } else {
+                t.replacen("[cluster.main]\n", "[cluster.main]\nversion = \"1.8\"\n", 1)
+            }
+        }),
         ("the tables cut short", &|t| {
             t[..t.len() / 2].to_string() + "\n[subnet"
         }),

@@ -151,10 +151,15 @@ impl Spec {
             return Ok(());
         }
         Err(format!(
-            "the credential chain's region {region} is in the `{}` partition, but `{}` names no region, so its ARNs were written for `{}`; set `region = \"{region}\"` in [settings] (or AWS_REGION)",
+            "the AWS region {region} is in the `{}` partition, but the ARNs of `{}` were written for `{}` ({}); set `region = \"{region}\"` in [settings]",
             actual.id,
             self.path.display(),
-            assumed.id
+            assumed.id,
+            if self.partition.is_none() {
+                "no region in [settings], AWS_REGION or AWS_DEFAULT_REGION"
+            } else {
+                "the region of [settings], AWS_REGION or AWS_DEFAULT_REGION"
+            }
         ))
     }
 
@@ -604,5 +609,41 @@ fn record_value(
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Spec {
+        match parse(Path::new("s.toml"), text) {
+            Ok(s) => s,
+            Err(d) => panic!("{d:?}"),
+        }
+    }
+
+    const ROLE: &str = r#"
+[iam_role.node]
+name = "node"
+assume_role_service = "ec2.amazonaws.com.cn"
+managed_policies = ["AmazonEKSWorkerNodePolicy", "arn:aws-cn:iam::111122223333:policy/own"]
+"#;
+
+    #[test]
+    fn managed_policy_names_expand_in_the_regions_partition() {
+        let spec = load_text(&format!("[settings]\nregion = \"cn-north-1\"\n{ROLE}"));
+        assert_eq!(spec.partition.map(|p| p.id), Some("aws-cn"));
+        let r = &spec.resources[&ResourceAddr::new(Kind::IamRole, "node")];
+        assert_eq!(
+            r.attrs["managed_policy_arns"],
+            serde_json::json!([
+                "arn:aws-cn:iam::111122223333:policy/own",
+                "arn:aws-cn:iam::aws:policy/AmazonEKSWorkerNodePolicy"
+            ])
+        );
+        assert!(spec.check_partition("cn-northwest-1").is_ok());
+        let err = spec.check_partition("us-west-2").err().unwrap_or_default();
+        assert!(err.contains("is in the `aws` partition"), "{err}");
     }
 }
