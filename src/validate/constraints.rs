@@ -659,6 +659,8 @@ fn parameter_value(
             .map(|e| (e, format!("`{e}` (in `{value}`)")))
             .collect()
     };
+    // A value not of its type's shape is not also compared with the allowed values.
+    let mut misshapen = false;
     for (item, subject) in &items {
         match ty {
             ParamType::Number | ParamType::NumberList => {
@@ -667,6 +669,7 @@ fn parameter_value(
                         "{subject} is not a number, and `{file}` declares `{name}` as `{}`",
                         p.type_name
                     ));
+                    misshapen = true;
                     continue;
                 };
                 if let Some(min) = p.min_value.filter(|min| n < *min) {
@@ -682,6 +685,7 @@ fn parameter_value(
                         "{subject} is not {needs}, and `{file}` declares `{name}` as `{}`",
                         p.type_name
                     ));
+                    misshapen = true;
                     continue;
                 }
             }
@@ -709,7 +713,7 @@ fn parameter_value(
             }
         }
     }
-    if let Some(allowed) = &p.allowed_values {
+    if let Some(allowed) = p.allowed_values.as_ref().filter(|_| !misshapen) {
         let numeric = matches!(ty, ParamType::Number | ParamType::NumberList);
         let ok = |s: &str| {
             allowed.iter().any(|a| {
@@ -1293,6 +1297,11 @@ mod tests {
         ok(listed, "a, c");
         bad(listed, "a,d", "`d` (in `a,d`) is not one of the values");
         ok("{Type: Number, AllowedValues: [1, 2]}", "2.0");
+        bad(
+            "{Type: Number, AllowedValues: [1, 2]}",
+            "two",
+            "`two` is not a number",
+        );
         ok(
             "{Type: List<AWS::EC2::AvailabilityZone::Name>, AllowedValues: [us-west-2a, us-west-2b]}",
             "us-west-2b,us-west-2a",
