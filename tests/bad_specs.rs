@@ -2491,3 +2491,231 @@ labels = { "example.com/eni" = "lax-pods" }
         assert!(!r.stderr.contains("error:"), "{what}: {}", r.stderr);
     }
 }
+
+// CloudFormation parameter constraints
+
+/// A template with one VPC and the given `Parameters` section.
+macro_rules! template_with_parameters {
+    ($params:literal) => {
+        concat!(
+            "AWSTemplateFormatVersion: '2010-09-09'\nParameters:\n",
+            $params,
+            "Resources:\n  VPC:\n    Type: AWS::EC2::VPC\n    Properties: {CidrBlock: 10.0.0.0/16}\n"
+        )
+    };
+}
+
+#[test]
+fn stack_parameter_numbers_and_their_range() {
+    bad(r#"[vpc.main]
+stack_name = "net"
+template_file = "t.yaml"
+cidr_block = "10.0.0.0/16"
+parameters = { Port = "80", Weight = "1.5e3", Count = "ten", Sizes = "1, 2, x" }
+"#)
+    .file(
+        "t.yaml",
+        template_with_parameters!(
+            "  Port: {Type: Number, MinValue: 1024, MaxValue: 65535}
+  Weight: {Type: Number, MaxValue: 100}
+  Count: {Type: Number}
+  Sizes: {Type: List<Number>}
+"
+        ),
+    )
+    .err(
+        5,
+        "vpc.main.parameters.Count",
+        "`ten` is not a number, and `t.yaml` declares `Count` as `Number`",
+    )
+    .err(
+        5,
+        "vpc.main.parameters.Port",
+        "`80` is less than the `MinValue` 1024 that `t.yaml` sets for `Port`",
+    )
+    .err(
+        5,
+        "vpc.main.parameters.Weight",
+        "`1.5e3` is more than the `MaxValue` 100 that `t.yaml` sets for `Weight`",
+    )
+    .err(
+        5,
+        "vpc.main.parameters.Sizes",
+        "`x` (in `1, 2, x`) is not a number, and `t.yaml` declares `Sizes` as `List<Number>`",
+    )
+    .check();
+}
+
+#[test]
+fn stack_parameter_patterns_and_lengths() {
+    bad(r#"[vpc.main]
+stack_name = "net"
+template_file = "t.yaml"
+cidr_block = "10.0.0.0/16"
+parameters = { Env = "Prod", Short = "ab", Long = "abcdefghij", Names = "alpha, Beta" }
+"#)
+    .file(
+        "t.yaml",
+        template_with_parameters!(
+            "  Env:
+    Type: String
+    AllowedPattern: '[a-z][a-z0-9-]*'
+    ConstraintDescription: must start with a lower-case letter
+  Short: {Type: String, MinLength: 3}
+  Long: {Type: String, MaxLength: 8}
+  Names: {Type: CommaDelimitedList, AllowedPattern: '[a-z]+'}
+"
+        ),
+    )
+    .err(
+        5,
+        "vpc.main.parameters.Env",
+        "`Prod` does not match the `AllowedPattern` `[a-z][a-z0-9-]*` that `t.yaml` sets for `Env` (the whole value must match); `t.yaml` says: must start with a lower-case letter",
+    )
+    .err(
+        5,
+        "vpc.main.parameters.Short",
+        "`ab` is 2 characters long, shorter than the `MinLength` 3 that `t.yaml` sets for `Short`",
+    )
+    .err(
+        5,
+        "vpc.main.parameters.Long",
+        "`abcdefghij` is 10 characters long, longer than the `MaxLength` 8 that `t.yaml` sets for `Long`",
+    )
+    .err(
+        5,
+        "vpc.main.parameters.Names",
+        "`Beta` (in `alpha, Beta`) does not match the `AllowedPattern` `[a-z]+`",
+    )
+    .check();
+}
+
+#[test]
+fn stack_parameter_of_an_aws_type_with_a_bad_element() {
+    bad(r#"[vpc.main]
+stack_name = "net"
+template_file = "t.yaml"
+cidr_block = "10.0.0.0/16"
+parameters = { Subnets = "subnet-0123abcd, subnet-12345", Zone = "us-west-2" }
+"#)
+    .file(
+        "t.yaml",
+        template_with_parameters!(
+            "  Subnets: {Type: 'List<AWS::EC2::Subnet::Id>'}
+  Zone: {Type: 'AWS::EC2::AvailabilityZone::Name'}
+"
+        ),
+    )
+    .err(
+        5,
+        "vpc.main.parameters.Subnets",
+        "`subnet-12345` (in `subnet-0123abcd, subnet-12345`) is not a subnet id (`subnet-` and 8 or 17 hex digits), and `t.yaml` declares `Subnets` as `List<AWS::EC2::Subnet::Id>`",
+    )
+    .err(
+        5,
+        "vpc.main.parameters.Zone",
+        "`us-west-2` is not an availability zone name",
+    )
+    .check();
+}
+
+#[test]
+fn an_unknown_parameter_type_in_the_template() {
+    bad(r#"[vpc.main]
+stack_name = "net"
+template_file = "t.yaml"
+cidr_block = "10.0.0.0/16"
+parameters = { Zone = "us-west-2a" }
+"#)
+    .file(
+        "t.yaml",
+        template_with_parameters!("  Zone: {Type: 'AWS::EC2::AvailabiltyZone::Name'}\n"),
+    )
+    .err(
+        3,
+        "vpc.main.template_file",
+        "`t.yaml`'s parameter `Zone` has `Type: AWS::EC2::AvailabiltyZone::Name`, which is not a CloudFormation parameter type",
+    )
+    .check();
+}
+
+#[test]
+fn a_default_the_stack_gets_meets_its_own_constraints() {
+    bad(r#"[vpc.main]
+stack_name = "net"
+template_file = "t.yaml"
+cidr_block = "10.0.0.0/16"
+parameters = { Given = "2000" }
+"#)
+    .file(
+        "t.yaml",
+        template_with_parameters!(
+            "  Port: {Type: Number, Default: 80, MinValue: 1024}
+  Given: {Type: Number, Default: 80, MinValue: 1024}
+"
+        ),
+    )
+    .err_parts(
+        3,
+        "vpc.main.template_file",
+        &[
+            "the `Default` of `Port` does not meet the parameter's own constraints",
+            "`80` is less than the `MinValue` 1024 that `t.yaml` sets for `Port`",
+        ],
+    )
+    .check();
+}
+
+/// Values CloudFormation takes that look unusual: a float `Number`, a `CommaDelimitedList`
+/// with spaces (CloudFormation trims its members), a Parameter Store key for an SSM type, a
+/// pattern with character classes and counts, AZ lists with spaces, a Java-only pattern
+/// (a warning: not checked here), a default given over.
+#[test]
+fn unusual_but_valid_stack_parameters_are_accepted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join(SPEC),
+        r#"[settings]
+region = "us-west-2"
+
+[vpc.main]
+stack_name = "net"
+template_file = "t.yaml"
+cidr_block = "10.0.0.0/16"
+parameters = { Ratio = "0.75", Envs = "dev, test , prod", Ami = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64", Code = "AB-123", Zones = "us-west-2a, us-west-2b", Version = "v.2", Port = "8443" }
+"#,
+    )
+    .expect("write spec");
+    std::fs::write(
+        dir.path().join("t.yaml"),
+        template_with_parameters!(
+            r"  Ratio: {Type: Number, MinValue: 0.5, MaxValue: 1}
+  Envs: {Type: CommaDelimitedList, AllowedValues: [dev, test, prod], AllowedPattern: '[a-z]+'}
+  Ami: {Type: 'AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>'}
+  Code: {Type: String, AllowedPattern: '[A-Z]{2}-\d{3}', MinLength: 6, MaxLength: 6}
+  Zones: {Type: 'List<AWS::EC2::AvailabilityZone::Name>'}
+  Version: {Type: String, AllowedPattern: 'v\Q.\E\d+'}
+  Port: {Type: Number, Default: 80, MinValue: 1024}
+  Replicas: {Type: Number, Default: 3, MinValue: 1}
+"
+        ),
+    )
+    .expect("write template");
+    let r = run(dir.path(), &["validate", SPEC]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(!r.stderr.contains("error:"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "`t.yaml`'s parameter `Version` has an `AllowedPattern` eksnet's regular expressions do not take"
+        ),
+        "{}",
+        r.stderr
+    );
+    // Port's default breaks its own `MinValue` but is not used: a warning.
+    assert!(
+        r.stderr.contains("the `Default` of `Port` does not meet")
+            && r.stderr.contains("not used here"),
+        "{}",
+        r.stderr
+    );
+}

@@ -193,6 +193,43 @@ fn random_mutations_never_panic_or_hang() {
 /// Mistakes of known kinds, each planted in each example: never accepted.
 #[test]
 fn planted_mistakes_always_give_an_error() {
+    // The examples' template declares its parameters `String` without constraints, so no
+    // value breaks one. A copy of it with the AZ parameter typed as CloudFormation allows
+    // (`AWS::EC2::AvailabilityZone::Name`) gives the value a rule to break; the copy alone,
+    // with the example's values, is accepted.
+    let typed_dir = tempfile::tempdir().expect("temp dir");
+    let template_path = package_dir::package_dir().join("examples/vpc-private-subnets.yaml");
+    let template = std::fs::read_to_string(&template_path).expect("example template");
+    let typed = template.replacen(
+        "  AvailabilityZone01:\n    Type: String\n",
+        "  AvailabilityZone01:\n    Type: AWS::EC2::AvailabilityZone::Name\n",
+        1,
+    );
+    assert_ne!(
+        typed, template,
+        "the example template declares AvailabilityZone01 a String"
+    );
+    let typed_path = typed_dir.path().join("vpc-typed.yaml");
+    std::fs::write(&typed_path, &typed).expect("write the typed template");
+    let typed_file = format!("template_file = '{}'", typed_path.display());
+    let on_typed_template = |t: &str| {
+        t.replacen(
+            "template_file = \"vpc-private-subnets.yaml\"",
+            &typed_file,
+            1,
+        )
+    };
+    for (path, text) in examples() {
+        assert!(
+            text.contains("AvailabilityZone01 = \"us-west-2a\""),
+            "{}",
+            path.display()
+        );
+        let t = on_typed_template(&text);
+        assert_ne!(t, text, "{} has no stack from the template", path.display());
+        let got = read_guarded(&path, &t, "the typed template");
+        assert!(matches!(got, Outcome::Valid { .. }), "{got:?}");
+    }
     type Plant<'a> = (&'a str, &'a dyn Fn(&str) -> String);
     let plants: &[Plant] = &[
         ("an unknown key", &|t| {
@@ -270,6 +307,13 @@ fn planted_mistakes_always_give_an_error() {
             } else {
                 t.replacen("[cluster.main]\n", "[cluster.main]\nversion = \"1.8\"\n", 1)
             }
+        }),
+        ("a stack parameter its template's type refuses", &|t| {
+            on_typed_template(t).replacen(
+                "AvailabilityZone01 = \"us-west-2a\"",
+                "AvailabilityZone01 = \"us-west-2\"",
+                1,
+            )
         }),
         ("the tables cut short", &|t| {
             t[..t.len() / 2].to_string() + "\n[subnet"
