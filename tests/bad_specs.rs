@@ -1972,3 +1972,750 @@ name = "x"
     )
     .check();
 }
+
+// What AWS refuses, second round: partitions, instance and AMI types, CIDR association,
+// S3 names, node labels, ENIConfig selection, cluster subnets and versions.
+
+#[test]
+fn arns_and_principals_follow_the_regions_partition() {
+    bad(r#"[settings]
+region = "cn-north-1"
+
+[iam_role.node]
+name = "node"
+assume_role_service = "ec2.amazonaws.co"
+managed_policies = ["AmazonEKSWorkerNodePolicy", "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"]
+
+[iam_role.trust]
+name = "trust"
+assume_role_policy = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.c2s.ic.gov", "AWS": "arn:aws:iam::111122223333:root"}, "Action": "sts:AssumeRole"}]}'
+
+[nodegroup.main]
+cluster_name = "demo"
+name = "ng"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+"#)
+    .err(6, "iam_role.node.assume_role_service", "`ec2.amazonaws.co` is not a service principal")
+    .err_parts(
+        7,
+        "iam_role.node.managed_policies.1",
+        &["partition, but the spec's region is in `aws-cn`", "arn:aws-cn:iam::aws:policy/AmazonEKS_CNI_Policy"],
+    )
+    .err(11, "iam_role.trust.assume_role_policy", "`ec2.c2s.ic.gov` is a service principal of the `aws-iso` partition")
+    .err(11, "iam_role.trust.assume_role_policy", "`arn:aws:iam::111122223333:root` is an ARN of the `aws` partition")
+    .err(16, "nodegroup.main.node_role_arn", "did you mean `arn:aws-cn:iam::111122223333:role/node`?")
+    .check();
+    bad(r#"[settings]
+region = "us-gov-west-1"
+
+[cluster.main]
+name = "demo"
+role_arn = "arn:aws:iam::111122223333:role/cluster"
+subnet_ids = ["subnet-0000000a", "subnet-0000000b"]
+"#)
+    .err(
+        6,
+        "cluster.main.role_arn",
+        "but the spec's region is in `aws-us-gov`",
+    )
+    .check();
+}
+
+#[test]
+fn ipv6_clusters_where_eks_has_none() {
+    bad(r#"[settings]
+region = "cn-northwest-1"
+
+[cluster.main]
+name = "demo"
+role_arn = "arn:aws-cn:iam::111122223333:role/cluster"
+subnet_ids = ["subnet-0000000a", "subnet-0000000b"]
+ip_family = "ipv6"
+version = "1.20"
+"#)
+    .err(
+        8,
+        "cluster.main.ip_family",
+        "EKS does not offer IPv6 clusters in the `aws-cn` partition",
+    )
+    .err(
+        8,
+        "cluster.main.ip_family",
+        "from Kubernetes 1.21, not on 1.20",
+    )
+    .check();
+}
+
+#[test]
+fn instance_types_that_do_not_fit_the_ami_type() {
+    bad(r#"[nodegroup.graviton_default]
+cluster_name = "demo"
+name = "a"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+instance_types = ["m5.large", "m7g.large"]
+
+[nodegroup.x86_on_arm]
+cluster_name = "demo"
+name = "b"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+instance_types = ["t3.medium"]
+ami_type = "AL2023_ARM_64_STANDARD"
+
+[nodegroup.gpu]
+cluster_name = "demo"
+name = "c"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+instance_types = ["m5.xlarge"]
+ami_type = "AL2023_x86_64_NVIDIA"
+
+[nodegroup.neuron]
+cluster_name = "demo"
+name = "d"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+instance_types = ["g5.xlarge"]
+ami_type = "AL2023_x86_64_NEURON"
+"#)
+    .err_parts(6, "nodegroup.graviton_default.instance_types.1", &["`m7g.large` is an arm64 instance type", "with no `ami_type`, EKS picks an x86_64 AMI"])
+    .err(13, "nodegroup.x86_on_arm.instance_types.0", "`t3.medium` is an x86_64 instance type but `ami_type = \"AL2023_ARM_64_STANDARD\"` is an arm64 AMI")
+    .err(21, "nodegroup.gpu.instance_types.0", "`m5.xlarge` has no NVIDIA GPU")
+    .err(29, "nodegroup.neuron.instance_types.0", "has no AWS Inferentia or Trainium (Neuron) accelerator")
+    .check();
+}
+
+#[test]
+fn capacity_blocks_and_max_pods_beyond_any_eni() {
+    bad(r#"[nodegroup.ml]
+cluster_name = "demo"
+name = "ml"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+instance_types = ["p5.48xlarge"]
+capacity_type = "CAPACITY_BLOCK"
+
+[nodegroup.dense]
+cluster_name = "demo"
+name = "dense"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+instance_types = ["t3.small", "t3.medium"]
+ami_type = "AL2023_x86_64_STANDARD"
+max_pods = 300
+"#)
+    .err(
+        7,
+        "nodegroup.ml.capacity_type",
+        "CAPACITY_BLOCK needs a launch template",
+    )
+    .err_parts(
+        16,
+        "nodegroup.dense.max_pods",
+        &[
+            "max_pods = 300 is more than any of the instance types (the largest, t3.medium)",
+            "it holds 242 pods",
+        ],
+    )
+    .check();
+}
+
+#[test]
+fn secondary_blocks_the_vpc_guide_does_not_allow() {
+    bad(r#"[vpc.main]
+id = "vpc-0123abcd"
+cidr_block = "10.0.0.0/16"
+
+[cidr_block.benchmark]
+vpc_id = "${vpc.main.id}"
+cidr_block = "198.19.0.0/16"
+
+[vpc.other]
+id = "vpc-0123abce"
+cidr_block = "172.16.0.0/16"
+
+[cidr_block.default_range]
+vpc_id = "${vpc.other.id}"
+cidr_block = "172.31.0.0/16"
+"#)
+    .err(
+        7,
+        "cidr_block.benchmark.cidr_block",
+        "AWS does not associate a block from 198.19.0.0/16 beside a primary block in 10.0.0.0/8",
+    )
+    .err(
+        15,
+        "cidr_block.default_range.cidr_block",
+        "from 172.31.0.0/16 beside a primary block in 172.16.0.0/12",
+    )
+    .check();
+}
+
+#[test]
+fn s3_reserved_bucket_names_are_refused_before_any_request() {
+    bad(r#"[state]
+backend = "s3"
+bucket = "xn--state"
+key = "prod.json"
+
+[vpc.main]
+id = "vpc-0123abcd"
+"#)
+    .err(3, "state.bucket", "the prefix `xn--` is reserved")
+    .check();
+    bad(r#"[state]
+backend = "s3"
+bucket = "state--x-s3"
+key = "prod.json"
+
+[vpc.main]
+id = "vpc-0123abcd"
+"#)
+    .err(3, "state.bucket", "the suffix `--x-s3` is reserved")
+    .check();
+}
+
+#[test]
+fn node_labels_the_kubelet_refuses() {
+    bad(r#"[nodegroup.main]
+cluster_name = "demo"
+name = "ng"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+labels = { "node-role.kubernetes.io/worker" = "", "team.k8s.io/owner" = "a", "node.kubernetes.io/pool" = "ok", "example.com/role" = "ok" }
+"#)
+    .err(6, "nodegroup.main.labels.node-role.kubernetes.io/worker", "the kubelet refuses to set `node-role.kubernetes.io/worker`")
+    .err(6, "nodegroup.main.labels.team.k8s.io/owner", "the kubelet refuses to set `team.k8s.io/owner`")
+    .check();
+}
+
+const LABEL_MODE_BASE: &str = r#"[settings]
+region = "us-west-2"
+
+[vpc.main]
+id = "vpc-0123abcd"
+cidr_block = "10.0.0.0/16"
+
+[cidr_block.pods]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/16"
+
+[subnet.pod_a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2a"
+"#;
+
+#[test]
+fn a_custom_eni_config_label_no_node_source_sets() {
+    let spec = format!(
+        "{LABEL_MODE_BASE}{}",
+        r#"
+[aws_node.main]
+cluster_name = "demo"
+eni_config_label = "example.com/eni"
+
+[eni_config.pod_a]
+cluster_name = "demo"
+subnet_id = "${subnet.pod_a.id}"
+name = "pods-a"
+security_group_ids = ["sg-0000000a"]
+
+[nodegroup.unlabelled]
+cluster_name = "demo"
+name = "a"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+
+[nodegroup.mislabelled]
+cluster_name = "demo"
+name = "b"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+labels = { "example.com/eni" = "pods-b" }
+"#
+    );
+    bad(Box::leak(spec.into_boxed_str()))
+        .err(
+            27,
+            "nodegroup.unlabelled.labels",
+            "do not get the label `example.com/eni`",
+        )
+        .err(
+            38,
+            "nodegroup.mislabelled.labels.example.com/eni",
+            "`example.com/eni` = `pods-b` names no ENIConfig of cluster `demo` (it has pods-a)",
+        )
+        .check();
+}
+
+#[test]
+fn an_eni_config_named_after_another_az_than_its_subnet() {
+    let spec = format!(
+        "{LABEL_MODE_BASE}{}",
+        r#"
+[aws_node.main]
+cluster_name = "demo"
+
+[eni_config.pod_a]
+cluster_name = "demo"
+subnet_id = "${subnet.pod_a.id}"
+name = "us-west-2b"
+security_group_ids = ["sg-0000000a"]
+"#
+    );
+    bad(Box::leak(spec.into_boxed_str()))
+        .err(
+            23,
+            "eni_config.pod_a.name",
+            "the ENIConfig `us-west-2b` is named after an AZ but its subnet is in us-west-2a",
+        )
+        .check();
+}
+
+#[test]
+fn cluster_subnets_listed_twice_or_in_a_local_zone_and_versions_eks_never_had() {
+    bad(r#"[vpc.main]
+id = "vpc-0123abcd"
+cidr_block = "10.0.0.0/16"
+
+[cidr_block.pods]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/16"
+
+[subnet.lax]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2-lax-1a"
+
+[cluster.main]
+name = "demo"
+role_arn = "arn:aws:iam::111122223333:role/cluster"
+subnet_ids = ["subnet-0000000a", "subnet-0000000a", "${subnet.lax.id}"]
+version = "1.9"
+
+[cluster.future]
+name = "future"
+role_arn = "arn:aws:iam::111122223333:role/cluster"
+subnet_ids = ["subnet-0000000a", "subnet-0000000b"]
+version = "1.99"
+"#)
+    .err(
+        17,
+        "cluster.main.subnet_ids.1",
+        "`subnet-0000000a` is listed twice",
+    )
+    .err(
+        17,
+        "cluster.main.subnet_ids.2",
+        "is in us-west-2-lax-1a, a Local Zone",
+    )
+    .err(
+        18,
+        "cluster.main.version",
+        "EKS never offered Kubernetes 1.9",
+    )
+    .err(
+        24,
+        "cluster.future.version",
+        "Kubernetes 1.99 does not exist yet",
+    )
+    .check();
+}
+
+/// Valid specs of each new rule's kind stay accepted: a China region with its own ARNs and
+/// principal, an ARM nodegroup with its AMI type, GPU types with GPU AMIs, 100.64.0.0/10
+/// beside each private primary range, a custom ENIConfig label set by the nodegroup, an
+/// account-regional bucket name, a Local Zone for nodes.
+#[test]
+fn valid_specs_of_the_second_round_are_accepted() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "china",
+            r#"[settings]
+region = "cn-north-1"
+
+[state]
+backend = "s3"
+bucket = "state-111122223333-cn-north-1-an"
+key = "demo.json"
+
+[iam_role.node]
+name = "node"
+assume_role_service = "ec2.amazonaws.com.cn"
+managed_policies = ["AmazonEKSWorkerNodePolicy", "arn:aws-cn:iam::aws:policy/AmazonEKS_CNI_Policy"]
+
+[iam_role.cluster]
+name = "cluster"
+assume_role_policy = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "eks.amazonaws.com", "AWS": "arn:aws-cn:iam::111122223333:root"}, "Action": ["sts:AssumeRole", "sts:TagSession"]}]}'
+
+[cluster.main]
+name = "demo"
+role_arn = "${iam_role.cluster.arn}"
+subnet_ids = ["subnet-0000000a", "subnet-0000000b"]
+version = "1.33"
+
+[nodegroup.arm]
+cluster_name = "${cluster.main.name}"
+name = "arm"
+node_role_arn = "arn:aws-cn:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+instance_types = ["m7g.large", "c7g.large", "t4g.medium"]
+ami_type = "AL2023_ARM_64_STANDARD"
+max_pods = 110
+"#,
+        ),
+        (
+            "accelerators",
+            r#"[nodegroup.gpu]
+cluster_name = "demo"
+name = "gpu"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+instance_types = ["g5.xlarge", "p4d.24xlarge"]
+ami_type = "AL2023_x86_64_NVIDIA"
+
+[nodegroup.arm_gpu]
+cluster_name = "demo"
+name = "arm-gpu"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+instance_types = ["g5g.xlarge"]
+ami_type = "AL2023_ARM_64_NVIDIA"
+
+[nodegroup.inferentia]
+cluster_name = "demo"
+name = "inf"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+instance_types = ["inf2.xlarge", "trn1.2xlarge"]
+ami_type = "AL2023_x86_64_NEURON"
+
+[nodegroup.bottlerocket_arm]
+cluster_name = "demo"
+name = "br"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+instance_types = ["a1.large", "newfamily99g.large"]
+ami_type = "BOTTLEROCKET_ARM_64"
+labels = { "node.kubernetes.io/pool" = "br", "example.com/team" = "a", "kubernetes.io/arch" = "arm64" }
+"#,
+        ),
+        (
+            "cgnat beside each private range",
+            r#"[vpc.ten]
+id = "vpc-0000000a"
+cidr_block = "10.0.0.0/16"
+
+[cidr_block.ten]
+vpc_id = "${vpc.ten.id}"
+cidr_block = "100.64.0.0/16"
+
+[cidr_block.ten_more]
+vpc_id = "${vpc.ten.id}"
+cidr_block = "10.2.0.0/16"
+
+[vpc.one_seven_two]
+id = "vpc-0000000b"
+cidr_block = "172.16.0.0/16"
+
+[cidr_block.one_seven_two]
+vpc_id = "${vpc.one_seven_two.id}"
+cidr_block = "100.64.0.0/16"
+
+[cidr_block.one_seven_two_more]
+vpc_id = "${vpc.one_seven_two.id}"
+cidr_block = "172.20.0.0/16"
+
+[vpc.one_nine_two]
+id = "vpc-0000000c"
+cidr_block = "192.168.0.0/20"
+
+[cidr_block.one_nine_two]
+vpc_id = "${vpc.one_nine_two.id}"
+cidr_block = "100.100.0.0/16"
+
+[vpc.public]
+id = "vpc-0000000d"
+cidr_block = "100.64.0.0/16"
+
+[cidr_block.public]
+vpc_id = "${vpc.public.id}"
+cidr_block = "100.65.0.0/16"
+"#,
+        ),
+        (
+            "custom label set by the nodegroup",
+            r#"[settings]
+region = "us-west-2"
+
+[vpc.main]
+id = "vpc-0123abcd"
+cidr_block = "10.0.0.0/16"
+
+[cidr_block.pods]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/16"
+
+[subnet.pod_a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2-lax-1a"
+
+[aws_node.main]
+cluster_name = "demo"
+eni_config_label = "example.com/eni"
+
+[eni_config.pod_a]
+cluster_name = "demo"
+subnet_id = "${subnet.pod_a.id}"
+name = "lax-pods"
+security_group_ids = ["sg-0000000a"]
+
+[nodegroup.lax]
+cluster_name = "demo"
+name = "lax"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+labels = { "example.com/eni" = "lax-pods" }
+"#,
+        ),
+    ];
+    for (what, spec) in cases {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join(SPEC), spec).expect("write spec");
+        let r = run(dir.path(), &["validate", SPEC]);
+        assert_eq!(r.code, Some(0), "{what}: {}", r.stderr);
+        assert!(!r.stderr.contains("error:"), "{what}: {}", r.stderr);
+    }
+}
+
+// CloudFormation parameter constraints
+
+/// A template with one VPC and the given `Parameters` section.
+macro_rules! template_with_parameters {
+    ($params:literal) => {
+        concat!(
+            "AWSTemplateFormatVersion: '2010-09-09'\nParameters:\n",
+            $params,
+            "Resources:\n  VPC:\n    Type: AWS::EC2::VPC\n    Properties: {CidrBlock: 10.0.0.0/16}\n"
+        )
+    };
+}
+
+#[test]
+fn stack_parameter_numbers_and_their_range() {
+    bad(r#"[vpc.main]
+stack_name = "net"
+template_file = "t.yaml"
+cidr_block = "10.0.0.0/16"
+parameters = { Port = "80", Weight = "1.5e3", Count = "ten", Sizes = "1, 2, x" }
+"#)
+    .file(
+        "t.yaml",
+        template_with_parameters!(
+            "  Port: {Type: Number, MinValue: 1024, MaxValue: 65535}
+  Weight: {Type: Number, MaxValue: 100}
+  Count: {Type: Number}
+  Sizes: {Type: List<Number>}
+"
+        ),
+    )
+    .err(
+        5,
+        "vpc.main.parameters.Count",
+        "`ten` is not a number, and `t.yaml` declares `Count` as `Number`",
+    )
+    .err(
+        5,
+        "vpc.main.parameters.Port",
+        "`80` is less than the `MinValue` 1024 that `t.yaml` sets for `Port`",
+    )
+    .err(
+        5,
+        "vpc.main.parameters.Weight",
+        "`1.5e3` is more than the `MaxValue` 100 that `t.yaml` sets for `Weight`",
+    )
+    .err(
+        5,
+        "vpc.main.parameters.Sizes",
+        "`x` (in `1, 2, x`) is not a number, and `t.yaml` declares `Sizes` as `List<Number>`",
+    )
+    .check();
+}
+
+#[test]
+fn stack_parameter_patterns_and_lengths() {
+    bad(r#"[vpc.main]
+stack_name = "net"
+template_file = "t.yaml"
+cidr_block = "10.0.0.0/16"
+parameters = { Env = "Prod", Short = "ab", Long = "abcdefghij", Names = "alpha, Beta" }
+"#)
+    .file(
+        "t.yaml",
+        template_with_parameters!(
+            "  Env:
+    Type: String
+    AllowedPattern: '[a-z][a-z0-9-]*'
+    ConstraintDescription: must start with a lower-case letter
+  Short: {Type: String, MinLength: 3}
+  Long: {Type: String, MaxLength: 8}
+  Names: {Type: CommaDelimitedList, AllowedPattern: '[a-z]+'}
+"
+        ),
+    )
+    .err(
+        5,
+        "vpc.main.parameters.Env",
+        "`Prod` does not match the `AllowedPattern` `[a-z][a-z0-9-]*` that `t.yaml` sets for `Env` (the whole value must match); `t.yaml` says: must start with a lower-case letter",
+    )
+    .err(
+        5,
+        "vpc.main.parameters.Short",
+        "`ab` is 2 characters long, shorter than the `MinLength` 3 that `t.yaml` sets for `Short`",
+    )
+    .err(
+        5,
+        "vpc.main.parameters.Long",
+        "`abcdefghij` is 10 characters long, longer than the `MaxLength` 8 that `t.yaml` sets for `Long`",
+    )
+    .err(
+        5,
+        "vpc.main.parameters.Names",
+        "`Beta` (in `alpha, Beta`) does not match the `AllowedPattern` `[a-z]+`",
+    )
+    .check();
+}
+
+#[test]
+fn stack_parameter_of_an_aws_type_with_a_bad_element() {
+    bad(r#"[vpc.main]
+stack_name = "net"
+template_file = "t.yaml"
+cidr_block = "10.0.0.0/16"
+parameters = { Subnets = "subnet-0123abcd, subnet-12345", Zone = "us-west-2" }
+"#)
+    .file(
+        "t.yaml",
+        template_with_parameters!(
+            "  Subnets: {Type: 'List<AWS::EC2::Subnet::Id>'}
+  Zone: {Type: 'AWS::EC2::AvailabilityZone::Name'}
+"
+        ),
+    )
+    .err(
+        5,
+        "vpc.main.parameters.Subnets",
+        "`subnet-12345` (in `subnet-0123abcd, subnet-12345`) is not a subnet id (`subnet-` and 8 or 17 hex digits), and `t.yaml` declares `Subnets` as `List<AWS::EC2::Subnet::Id>`",
+    )
+    .err(
+        5,
+        "vpc.main.parameters.Zone",
+        "`us-west-2` is not an availability zone name",
+    )
+    .check();
+}
+
+#[test]
+fn an_unknown_parameter_type_in_the_template() {
+    bad(r#"[vpc.main]
+stack_name = "net"
+template_file = "t.yaml"
+cidr_block = "10.0.0.0/16"
+parameters = { Zone = "us-west-2a" }
+"#)
+    .file(
+        "t.yaml",
+        template_with_parameters!("  Zone: {Type: 'AWS::EC2::AvailabiltyZone::Name'}\n"),
+    )
+    .err(
+        3,
+        "vpc.main.template_file",
+        "`t.yaml`'s parameter `Zone` has `Type: AWS::EC2::AvailabiltyZone::Name`, which is not a CloudFormation parameter type",
+    )
+    .check();
+}
+
+#[test]
+fn a_default_the_stack_gets_meets_its_own_constraints() {
+    bad(r#"[vpc.main]
+stack_name = "net"
+template_file = "t.yaml"
+cidr_block = "10.0.0.0/16"
+parameters = { Given = "2000" }
+"#)
+    .file(
+        "t.yaml",
+        template_with_parameters!(
+            "  Port: {Type: Number, Default: 80, MinValue: 1024}
+  Given: {Type: Number, Default: 80, MinValue: 1024}
+"
+        ),
+    )
+    .err_parts(
+        3,
+        "vpc.main.template_file",
+        &[
+            "the `Default` of `Port` does not meet the parameter's own constraints",
+            "`80` is less than the `MinValue` 1024 that `t.yaml` sets for `Port`",
+        ],
+    )
+    .check();
+}
+
+/// Values CloudFormation takes that look unusual: a float `Number`, a `CommaDelimitedList`
+/// with spaces (CloudFormation trims its members), a Parameter Store key for an SSM type, a
+/// pattern with character classes and counts, AZ lists with spaces, a Java-only pattern
+/// (a warning: not checked here), a default given over.
+#[test]
+fn unusual_but_valid_stack_parameters_are_accepted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join(SPEC),
+        r#"[settings]
+region = "us-west-2"
+
+[vpc.main]
+stack_name = "net"
+template_file = "t.yaml"
+cidr_block = "10.0.0.0/16"
+parameters = { Ratio = "0.75", Envs = "dev, test , prod", Ami = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64", Code = "AB-123", Zones = "us-west-2a, us-west-2b", Version = "v.2", Port = "8443" }
+"#,
+    )
+    .expect("write spec");
+    std::fs::write(
+        dir.path().join("t.yaml"),
+        template_with_parameters!(
+            r"  Ratio: {Type: Number, MinValue: 0.5, MaxValue: 1}
+  Envs: {Type: CommaDelimitedList, AllowedValues: [dev, test, prod], AllowedPattern: '[a-z]+'}
+  Ami: {Type: 'AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>'}
+  Code: {Type: String, AllowedPattern: '[A-Z]{2}-\d{3}', MinLength: 6, MaxLength: 6}
+  Zones: {Type: 'List<AWS::EC2::AvailabilityZone::Name>'}
+  Version: {Type: String, AllowedPattern: 'v\Q.\E\d+'}
+  Port: {Type: Number, Default: 80, MinValue: 1024}
+  Replicas: {Type: Number, Default: 3, MinValue: 1}
+"
+        ),
+    )
+    .expect("write template");
+    let r = run(dir.path(), &["validate", SPEC]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(!r.stderr.contains("error:"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "`t.yaml`'s parameter `Version` has an `AllowedPattern` eksnet's regular expressions do not take"
+        ),
+        "{}",
+        r.stderr
+    );
+    // Port's default breaks its own `MinValue` but is not used: a warning.
+    assert!(
+        r.stderr.contains("the `Default` of `Port` does not meet")
+            && r.stderr.contains("not used here"),
+        "{}",
+        r.stderr
+    );
+}

@@ -773,6 +773,19 @@ name = "us-west-2a"
         "/outputs/cidr_blocks",
         json!(["192.168.0.0/24", "100.64.0.0/16"]),
     ),
+    // The spec does not say the VPC's primary block, so only the plan can apply the VPC
+    // guide's association table: 10.64.0.0/16 beside the live 192.168.0.0/24 is refused.
+    secondary_block_refused_beside_live_primary: demo_first_plan()
+        .spec_edit("cidr_block = \"192.168.0.0/24\"\n", "")
+        .spec_edit(r#"cidr_block = "100.64.0.0/16""#, r#"cidr_block = "10.64.0.0/16""#)
+        .spec_edit(r#"cidr_block = "100.64.0.0/19""#, r#"cidr_block = "10.64.0.0/19""#)
+        .spec_edit(r#"cidr_block = "100.64.32.0/19""#, r#"cidr_block = "10.64.32.0/19""#),
+    // A cluster subnet AWS reports in a Local Zone: EKS puts no control plane ENI there.
+    cluster_subnet_in_a_live_local_zone: demo_first_plan().observed_set(
+        "vpc.main",
+        "/outputs/subnet_azs/subnet-0c2000000000000b2",
+        json!("us-west-2-lax-1a"),
+    ),
     set_in_another_order_is_no_change: Case::demo()
         .spec_edit(
             "# Adopted VPC with its cluster subnets; a secondary block and two pod subnets; a cluster.\n",

@@ -138,13 +138,30 @@ fn bad_specs_valid_specs() -> Vec<(String, String)> {
         raw_string_after(&source, "macro_rules! with_block"),
         raw_string_after(good_fn, "fn good_spec_dir()")
     );
-    vec![
+    let mut specs = vec![
         (
             "unusual_but_valid_values_are_accepted".into(),
             unusual.to_string(),
         ),
         ("good.toml".into(), good),
-    ]
+    ];
+    // Every raw string of the second round's valid cases is a whole spec.
+    let marker = "fn valid_specs_of_the_second_round_are_accepted()";
+    let round = &source[source.find(marker).expect(marker)..];
+    let mut body = &round[..round.find("\n}\n").expect("the end of the function")];
+    let mut n = 0;
+    while let Some(start) = body.find("r#\"") {
+        let rest = &body[start + 3..];
+        let len = rest.find("\"#").expect("the raw string's end");
+        n += 1;
+        specs.push((
+            format!("valid_specs_of_the_second_round_{n}"),
+            rest[..len].to_string(),
+        ));
+        body = &rest[len + 2..];
+    }
+    assert!(n >= 4, "only {n} specs in `{marker}`");
+    specs
 }
 
 #[test]

@@ -193,6 +193,43 @@ fn random_mutations_never_panic_or_hang() {
 /// Mistakes of known kinds, each planted in each example: never accepted.
 #[test]
 fn planted_mistakes_always_give_an_error() {
+    // The examples' template declares its parameters `String` without constraints, so no
+    // value breaks one. A copy of it with the AZ parameter typed as CloudFormation allows
+    // (`AWS::EC2::AvailabilityZone::Name`) gives the value a rule to break; the copy alone,
+    // with the example's values, is accepted.
+    let typed_dir = tempfile::tempdir().expect("temp dir");
+    let template_path = package_dir::package_dir().join("examples/vpc-private-subnets.yaml");
+    let template = std::fs::read_to_string(&template_path).expect("example template");
+    let typed = template.replacen(
+        "  AvailabilityZone01:\n    Type: String\n",
+        "  AvailabilityZone01:\n    Type: AWS::EC2::AvailabilityZone::Name\n",
+        1,
+    );
+    assert_ne!(
+        typed, template,
+        "the example template declares AvailabilityZone01 a String"
+    );
+    let typed_path = typed_dir.path().join("vpc-typed.yaml");
+    std::fs::write(&typed_path, &typed).expect("write the typed template");
+    let typed_file = format!("template_file = '{}'", typed_path.display());
+    let on_typed_template = |t: &str| {
+        t.replacen(
+            "template_file = \"vpc-private-subnets.yaml\"",
+            &typed_file,
+            1,
+        )
+    };
+    for (path, text) in examples() {
+        assert!(
+            text.contains("AvailabilityZone01 = \"us-west-2a\""),
+            "{}",
+            path.display()
+        );
+        let t = on_typed_template(&text);
+        assert_ne!(t, text, "{} has no stack from the template", path.display());
+        let got = read_guarded(&path, &t, "the typed template");
+        assert!(matches!(got, Outcome::Valid { .. }), "{got:?}");
+    }
     type Plant<'a> = (&'a str, &'a dyn Fn(&str) -> String);
     let plants: &[Plant] = &[
         ("an unknown key", &|t| {
@@ -236,6 +273,47 @@ fn planted_mistakes_always_give_an_error() {
         }),
         ("an undeclared stack parameter", &|t| {
             t.replacen("VpcBlock =", "VpcBlok =", 1)
+        }),
+        ("an ARN of another partition", &|t| {
+            t.replacen(
+                "node_role_arn = \"${iam_role.node.arn}\"",
+                "node_role_arn = \"arn:aws-cn:iam::111122223333:role/node\"",
+                1,
+            )
+        }),
+        ("a service principal that is not one", &|t| {
+            t.replacen("\"ec2.amazonaws.com\"", "\"ec2.amazonaws.co\"", 1)
+        }),
+        ("an instance type of the wrong architecture", &|t| {
+            t.replacen("[\"t3.medium\"]", "[\"t4g.medium\"]", 1)
+        }),
+        ("a secondary block AWS does not associate", &|t| {
+            t.replacen(
+                "cidr_block = \"192.168.1.0/24\"",
+                "cidr_block = \"10.64.0.0/16\"",
+                1,
+            )
+        }),
+        ("a node label the kubelet refuses", &|t| {
+            t.replacen(
+                "instance_types = [\"t3.medium\"]",
+                "instance_types = [\"t3.medium\"]\nlabels = { \"node-role.kubernetes.io/worker\" = \"\" }",
+                1,
+            )
+        }),
+        ("a Kubernetes version EKS never had", &|t| {
+            if t.contains("version = \"1.33\"") {
+                t.replacen("version = \"1.33\"", "version = \"1.8\"", 1)
+            } else {
+                t.replacen("[cluster.main]\n", "[cluster.main]\nversion = \"1.8\"\n", 1)
+            }
+        }),
+        ("a stack parameter its template's type refuses", &|t| {
+            on_typed_template(t).replacen(
+                "AvailabilityZone01 = \"us-west-2a\"",
+                "AvailabilityZone01 = \"us-west-2\"",
+                1,
+            )
         }),
         ("the tables cut short", &|t| {
             t[..t.len() / 2].to_string() + "\n[subnet"

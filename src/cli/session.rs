@@ -126,6 +126,17 @@ fn poll_cap() -> Duration {
     Duration::from_millis(ms)
 }
 
+/// AWS clients for a spec: a region and credentials, and a region in the partition the
+/// spec's ARNs were written for.
+pub async fn spec_clients(spec: &Spec) -> Result<AwsClients, Failure> {
+    let aws = AwsClients::load_checked(spec.settings.region.as_deref())
+        .await
+        .map_err(Failure::Message)?;
+    spec.check_partition(&aws.region)
+        .map_err(Failure::Message)?;
+    Ok(aws)
+}
+
 /// AWS clients (checked to have a region and credentials), the reporter, the spec's timeouts
 /// and the way to each cluster's Kubernetes API.
 pub async fn make_ctx(
@@ -134,9 +145,7 @@ pub async fn make_ctx(
     common: &Common,
     delete_enis: bool,
 ) -> Result<Ctx, Failure> {
-    let aws = AwsClients::load_checked(spec.settings.region.as_deref())
-        .await
-        .map_err(Failure::Message)?;
+    let aws = spec_clients(spec).await?;
     let timeouts = Kind::ALL
         .iter()
         .filter_map(|k| {

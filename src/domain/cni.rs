@@ -131,10 +131,170 @@ fn check_eni_configs_declared(spec: &Spec, d: &mut Diagnostics) {
     }
 }
 
+/// Labels every node of an EKS cluster carries, whoever launched it: the kubelet's own
+/// (well-known labels) and the ones EKS sets on managed nodes. A custom `ENI_CONFIG_LABEL_DEF`
+/// outside these must come from the node sources themselves.
+const LABELS_ON_EVERY_NODE: &[&str] = &[
+    "topology.kubernetes.io/zone",
+    "failure-domain.beta.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/region",
+    "node.kubernetes.io/instance-type",
+    "beta.kubernetes.io/instance-type",
+    "kubernetes.io/hostname",
+    "kubernetes.io/os",
+    "kubernetes.io/arch",
+    "eks.amazonaws.com/nodegroup",
+    "eks.amazonaws.com/capacityType",
+    "eks.amazonaws.com/nodegroup-image",
+];
+
+/// The zone labels: with one of them, nodes look for an ENIConfig named after their AZ.
+pub fn is_zone_label(label: &str) -> bool {
+    matches!(
+        label,
+        "topology.kubernetes.io/zone" | "failure-domain.beta.kubernetes.io/zone"
+    )
+}
+
+/// What makes a cluster's nodes pick their ENIConfig in label mode: the settings resource
+/// and the label, for each cluster with custom networking on (annotation mode: none).
+fn label_selections(spec: &Spec) -> Vec<(&ResourceAddr, String, String)> {
+    spec.resources
+        .values()
+        .filter_map(|r| match &r.config {
+            ResourceConfig::AwsNode(a) if a.custom_network && a.eni_config_selection == "label" => {
+                Some((
+                    &r.addr,
+                    spec.resolved_name(&a.cluster_name),
+                    a.eni_config_label.clone(),
+                ))
+            }
+            ResourceConfig::Addon(a)
+                if addon::turns_on_custom_networking(a)
+                    && a.eni_config_selection.as_deref().unwrap_or("label") == "label" =>
+            {
+                Some((
+                    &r.addr,
+                    spec.resolved_name(&a.cluster_name),
+                    a.eni_config_label
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_LABEL.to_string()),
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The AZ of a subnet the spec declares with a literal `availability_zone`, from a reference
+/// to its id.
+fn declared_subnet_az(spec: &Spec, subnet_id: &str) -> Option<String> {
+    let r = crate::base::value::whole_reference(subnet_id)?;
+    if r.addr.kind != Kind::Subnet || r.path != ["id"] {
+        return None;
+    }
+    spec.static_value(&format!("${{{}.availability_zone}}", r.addr))
+        .filter(|az| !is_ref(az))
+}
+
+/// The ENIConfigs of a cluster the spec declares, each with its name when the spec alone
+/// says it (written, or defaulted to a subnet's written AZ) and its subnet's AZ likewise.
+fn declared_eni_configs<'a>(
+    spec: &'a Spec,
+    cluster: &str,
+) -> Vec<(&'a ResourceAddr, Option<String>, Option<String>)> {
+    spec.resources
+        .values()
+        .filter_map(|r| match &r.config {
+            ResourceConfig::EniConfig(e) if spec.resolved_name(&e.cluster_name) == cluster => {
+                let name = r
+                    .attrs
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .and_then(|n| spec.static_value(n))
+                    .filter(|n| !is_ref(n));
+                Some((&r.addr, name, declared_subnet_az(spec, &e.subnet_id)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// An ENIConfig named after one AZ with its subnet in another.
+fn misnamed(name: &str, az: &str) -> String {
+    format!("the ENIConfig `{name}` is named after an AZ but its subnet is in {az}: nodes in {name} would get pod ENIs from a subnet in another AZ, which EC2 does not attach; name it `{az}` (or leave `name` out: it defaults to the subnet's AZ)")
+}
+
+/// In label mode, every node must carry the label and its value must name an ENIConfig: a
+/// custom label (one EKS does not put on every node) must be set by the spec's nodegroups,
+/// else their nodes look for the ENIConfig `default` (VPC CNI README, ENI_CONFIG_LABEL_DEF);
+/// and an ENIConfig named after an AZ must have its subnet in that AZ, or the nodes there
+/// get ENIs in another AZ's subnet, which EC2 will not attach.
+fn check_label_sources(spec: &Spec, d: &mut Diagnostics) {
+    for (settings, cluster, label) in label_selections(spec) {
+        let enis = declared_eni_configs(spec, &cluster);
+        for (addr, name, az) in &enis {
+            let (Some(name), Some(az)) = (name, az) else {
+                continue;
+            };
+            let named_after_az = crate::base::regions::is_zone_name(name);
+            if named_after_az && name != az {
+                let msg = misnamed(name, az);
+                if is_zone_label(&label) {
+                    d.push(spec.error_at(format!("{addr}.name"), msg));
+                } else {
+                    d.push(spec.warning_at(format!("{addr}.name"), msg));
+                }
+            }
+        }
+        if LABELS_ON_EVERY_NODE.contains(&label.as_str()) {
+            continue;
+        }
+        let names: Option<BTreeSet<&str>> = enis.iter().map(|(_, n, _)| n.as_deref()).collect();
+        let nodegroups: Vec<_> = spec
+            .resources
+            .values()
+            .filter_map(|r| match &r.config {
+                ResourceConfig::Nodegroup(n) if spec.resolved_name(&n.cluster_name) == cluster => {
+                    Some((&r.addr, n))
+                }
+                _ => None,
+            })
+            .collect();
+        if nodegroups.is_empty() {
+            d.push(spec.warning_at(
+                format!("{settings}"),
+                format!("nodes pick their ENIConfig by the label `{label}`, which no node source in the spec sets and EKS does not set on its own: only nodes that get it from elsewhere find theirs, the others look for the ENIConfig `default`"),
+            ));
+            continue;
+        }
+        for (addr, n) in nodegroups {
+            match n.labels.get(&label) {
+                None if names.as_ref().is_some_and(|ns| ns.contains("default")) => {}
+                None => d.push(spec.error_at(
+                    format!("{addr}.labels"),
+                    format!("nodes of `{addr}` do not get the label `{label}` that `{settings}` picks ENIConfigs by: the VPC CNI would look for the ENIConfig `default` for them, and cluster `{cluster}` has none; add `\"{label}\" = \"NAME\"` to `labels` with the ENIConfig's name"),
+                )),
+                Some(v) if is_ref(v) => {}
+                Some(v) => {
+                    if let Some(ns) = names.as_ref().filter(|ns| !ns.contains(v.as_str())) {
+                        d.push(spec.error_at(
+                            format!("{addr}.labels.{label}"),
+                            format!("`{label}` = `{v}` names no ENIConfig of cluster `{cluster}` (it has {}): the VPC CNI on these nodes would find none and not start", if ns.is_empty() { "none".to_string() } else { ns.iter().copied().collect::<Vec<_>>().join(", ") }),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The spec's Kubernetes side (`validate`, no call): settings values, settings that EKS would
 /// undo, and ENIConfigs for every cluster that turns custom networking on.
 pub fn check_spec(spec: &Spec, d: &mut Diagnostics) {
     check_eni_configs_declared(spec, d);
+    check_label_sources(spec, d);
     for (addr, r) in &spec.resources {
         match &r.config {
             ResourceConfig::AwsNode(a) => {
@@ -356,6 +516,28 @@ pub fn check_plan(
         );
         if !env_on(env(Some(after))) || !zone_label {
             continue;
+        }
+        // An ENIConfig named after one AZ whose subnet AWS reports in another (the spec
+        // alone could not tell: an existing subnet by id).
+        for e in changes
+            .iter()
+            .filter(|e| e.addr.kind == Kind::EniConfig && e.action != Action::Delete)
+        {
+            let Some(a) = e
+                .after
+                .filter(|a| resources::str_attr(a, "cluster_name") == Some(cluster))
+            else {
+                continue;
+            };
+            let (Some(name), Some(az)) = (
+                resources::str_attr(a, "name"),
+                resources::str_attr(a, "subnet_id").and_then(|s| azs.get(s)),
+            ) else {
+                continue;
+            };
+            if crate::base::regions::is_zone_name(name) && name != az {
+                diags.push(spec.error_at(format!("{}.name", e.addr), misnamed(name, az)));
+            }
         }
         let names: Option<BTreeSet<String>> = changes
             .iter()

@@ -49,6 +49,83 @@ fn cidr(spec: &Spec, key: String, text: &str, d: &mut Diagnostics) -> Option<Ipv
     }
 }
 
+/// What AWS refuses to associate with a VPC, by the range its primary block is in: the VPC
+/// user guide's table "IPv4 CIDR block association restrictions" (VPC user guide, "VPC CIDR
+/// blocks"). Blocks are from /16 to /28, so a block is either inside one of these ranges or
+/// outside it. To refresh, compare `ASSOCIATION_RULES` with that table.
+const ASSOCIATION_RULES: &[(&str, &[&str])] = &[
+    // Primary in → may not add a block from.
+    (
+        "10.0.0.0/8",
+        &["172.16.0.0/12", "192.168.0.0/16", "198.19.0.0/16"],
+    ),
+    (
+        "172.16.0.0/12",
+        &[
+            "10.0.0.0/8",
+            "192.168.0.0/16",
+            "172.31.0.0/16",
+            "198.19.0.0/16",
+        ],
+    ),
+    (
+        "192.168.0.0/16",
+        &["10.0.0.0/8", "172.16.0.0/12", "198.19.0.0/16"],
+    ),
+    (
+        "198.19.0.0/16",
+        &["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
+    ),
+];
+/// Primary blocks in any other range (public, or 100.64.0.0/10) may not add these.
+const ASSOCIATION_OTHERS: &[&str] = &[
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "198.19.0.0/16",
+];
+
+fn net(text: &str) -> Ipv4Net {
+    text.parse().unwrap_or_default()
+}
+
+fn within(range: &str, block: &Ipv4Net) -> bool {
+    net(range).contains(block)
+}
+
+/// Why AWS would refuse to add `new` to a VPC whose primary block is `primary` and which
+/// holds `others` too, or `None` when the table allows it. Overlaps are checked apart.
+pub fn association_refusal(primary: &Ipv4Net, others: &[Ipv4Net], new: &Ipv4Net) -> Option<String> {
+    let (range, refused) = ASSOCIATION_RULES
+        .iter()
+        .find(|(range, _)| within(range, primary))
+        .map(|(r, refused)| (Some(*r), *refused))
+        .unwrap_or((None, ASSOCIATION_OTHERS));
+    let in_range = |r: &str| match range {
+        Some(range) => format!("{r} beside a primary block in {range}"),
+        None => format!(
+            "{r} beside a primary block outside the private ranges (public, or in 100.64.0.0/10)"
+        ),
+    };
+    if let Some(bad) = refused.iter().find(|r| within(r, new)) {
+        return Some(format!(
+            "AWS does not associate a block from {} (VPC user guide, IPv4 CIDR block association restrictions); a block from 100.64.0.0/10{} is allowed",
+            in_range(bad),
+            range.map(|r| format!(" or another one from {r}")).unwrap_or_default()
+        ));
+    }
+    // "If any of the CIDR blocks associated with the VPC are from the 10.0.0.0/15 range,
+    // you cannot add a CIDR block from the 10.0.0.0/16 range."
+    if within("10.0.0.0/16", new)
+        && std::iter::once(primary)
+            .chain(others)
+            .any(|b| within("10.0.0.0/15", b))
+    {
+        return Some("AWS does not associate a block from 10.0.0.0/16 with a VPC that has a block in 10.0.0.0/15 (VPC user guide, IPv4 CIDR block association restrictions); choose another range, e.g. from 100.64.0.0/10".into());
+    }
+    None
+}
+
 /// The spec's CIDR arithmetic (`validate`, no call): each block parses without host bits; a
 /// secondary block overlaps neither its VPC's primary block nor another secondary block; a
 /// pod subnet lies inside a declared secondary block of its VPC and overlaps no other.
@@ -84,6 +161,15 @@ pub fn check_spec(spec: &Spec, d: &mut Diagnostics) {
                         &key,
                         format!("secondary block {net} overlaps the VPC's block {primary}"),
                     ));
+                } else {
+                    let others: Vec<Ipv4Net> = blocks
+                        .iter()
+                        .filter(|(_, vpc, _)| *vpc == c.vpc_id)
+                        .map(|(_, _, b)| *b)
+                        .collect();
+                    if let Some(why) = association_refusal(primary, &others, &net) {
+                        d.push(spec.error_at(&key, format!("{net}: {why}")));
+                    }
                 }
             }
             for (other, vpc, onet) in &blocks {
@@ -96,6 +182,7 @@ pub fn check_spec(spec: &Spec, d: &mut Diagnostics) {
             blocks.push((addr.to_string(), c.vpc_id.clone(), net));
         }
     }
+    check_cluster_subnet_zones(spec, d);
     let mut subnets: Vec<(String, String, Ipv4Net)> = Vec::new(); // (addr, vpc, net)
     for (addr, r) in &spec.resources {
         if let ResourceConfig::Subnet(s) = &r.config {
@@ -130,6 +217,47 @@ pub fn check_spec(spec: &Spec, d: &mut Diagnostics) {
     }
 }
 
+/// Why a subnet in zone `az` cannot take the cluster's control plane ENIs, if it cannot:
+/// "The subnets can't reside in AWS Outposts, AWS Wavelength, or an AWS Local Zone" (EKS
+/// user guide, VPC and subnet requirements).
+fn not_for_control_plane(az: &str) -> Option<String> {
+    if crate::base::regions::is_availability_zone(az) || !crate::base::regions::is_zone_name(az) {
+        return None;
+    }
+    let what = if az.contains("-wlz-") {
+        "a Wavelength Zone"
+    } else {
+        "a Local Zone"
+    };
+    Some(format!("{az}, {what}: EKS puts no control plane ENI in a Local Zone, Wavelength Zone or Outpost subnet (EKS user guide, subnet requirements); give the cluster subnets in the region's availability zones, and use this one for nodes"))
+}
+
+/// A cluster's subnets that the spec declares with a literal zone are in availability zones.
+fn check_cluster_subnet_zones(spec: &Spec, d: &mut Diagnostics) {
+    for (addr, r) in &spec.resources {
+        let ResourceConfig::Cluster(c) = &r.config else {
+            continue;
+        };
+        for (i, id) in c.subnet_ids.iter().enumerate() {
+            let Some(reference) = value::whole_reference(id) else {
+                continue;
+            };
+            if reference.addr.kind != Kind::Subnet || reference.path != ["id"] {
+                continue;
+            }
+            let az = spec
+                .static_value(&format!("${{{}.availability_zone}}", reference.addr))
+                .filter(|az| !is_ref(az));
+            if let Some(why) = az.as_deref().and_then(not_for_control_plane) {
+                d.push(spec.error_at(
+                    format!("{addr}.subnet_ids.{i}"),
+                    format!("`{}` is in {why}", reference.raw),
+                ));
+            }
+        }
+    }
+}
+
 /// Checks that need live values: secondary blocks against the VPC's existing blocks, and pod
 /// subnet AZs covering the cluster subnet AZs (where both are known).
 pub fn check_plan(
@@ -140,6 +268,7 @@ pub fn check_plan(
 ) {
     // Blocks of every VPC known at plan time, and which subnets are in which AZ.
     let mut vpc_blocks: HashMap<String, Vec<Ipv4Net>> = HashMap::new();
+    let mut vpc_primary: HashMap<String, Ipv4Net> = HashMap::new();
     let mut subnet_az: HashMap<String, String> = HashMap::new();
     for (addr, outputs) in known {
         if addr.kind != Kind::Vpc {
@@ -155,6 +284,13 @@ pub fn check_plan(
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|b| b.as_str()?.parse().ok()).collect())
             .unwrap_or_default();
+        if let Some(p) = outputs
+            .get("cidr_block")
+            .and_then(Value::as_str)
+            .and_then(|b| b.parse().ok())
+        {
+            vpc_primary.insert(id.clone(), p);
+        }
         vpc_blocks.insert(id, blocks);
         if let Some(Value::Object(m)) = outputs.get("subnet_azs") {
             for (s, az) in m {
@@ -179,12 +315,26 @@ pub fn check_plan(
         ) else {
             continue;
         };
-        for existing in vpc_blocks
+        let others: Vec<Ipv4Net> = vpc_blocks
             .get(vpc)
             .into_iter()
             .flatten()
             .filter(|e| Some(**e) != own_old)
+            .copied()
+            .collect();
+        if let Some(why) = vpc_primary
+            .get(vpc)
+            .filter(|p| {
+                **p != net
+                    && !others
+                        .iter()
+                        .any(|o| o.contains(&net.network()) || net.contains(&o.network()))
+            })
+            .and_then(|p| association_refusal(p, &others, &net))
         {
+            diags.push(spec.error_at(format!("{}.cidr_block", c.addr), format!("{net}: {why}")));
+        }
+        for existing in others.iter() {
             if existing.contains(&net.network()) || net.contains(&existing.network()) {
                 diags.push(spec.error_at(
                     format!("{}.cidr_block", c.addr),
@@ -210,6 +360,21 @@ pub fn check_plan(
                 .and_then(|a| a.get("availability_zone"))
                 .is_some_and(value::is_unknown)
         });
+    for c in changes.iter().filter(|c| {
+        c.addr.kind == Kind::Cluster && matches!(c.action, Action::Create | Action::Replace)
+    }) {
+        let Some(after) = c.after else { continue };
+        for (i, id) in resources::str_list(after, "subnet_ids").iter().enumerate() {
+            if let Some(az) = subnet_az.get(id.as_str()) {
+                if let Some(why) = not_for_control_plane(az) {
+                    diags.push(spec.error_at(
+                        format!("{}.subnet_ids.{i}", c.addr),
+                        format!("`{id}` is in {why}"),
+                    ));
+                }
+            }
+        }
+    }
     if pod_azs.is_empty() || any_unknown_pod_az {
         return;
     }
@@ -267,4 +432,49 @@ pub fn replaced_block_holding<'a>(
             })
         })
         .map(|c| c.addr.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(primary: &str, others: &[&str], new: &str) -> bool {
+        let others: Vec<Ipv4Net> = others.iter().map(|o| net(o)).collect();
+        association_refusal(&net(primary), &others, &net(new)).is_some()
+    }
+
+    #[test]
+    fn the_association_table_of_the_vpc_guide() {
+        // 100.64.0.0/10 is allowed beside every primary range, and so is a public block.
+        for primary in [
+            "10.0.0.0/16",
+            "172.16.0.0/16",
+            "192.168.0.0/16",
+            "198.19.0.0/16",
+            "100.64.0.0/16",
+            "52.0.0.0/16",
+        ] {
+            assert!(!refused(primary, &[], "100.65.0.0/16"), "{primary}");
+            assert!(!refused(primary, &[], "52.95.0.0/16"), "{primary}");
+        }
+        // Another block of the primary's own private range.
+        assert!(!refused("10.0.0.0/16", &[], "10.1.0.0/16"));
+        assert!(!refused("172.16.0.0/16", &[], "172.20.0.0/16"));
+        assert!(!refused("192.168.0.0/20", &[], "192.168.16.0/20"));
+        // Other private ranges, and 198.19.0.0/16.
+        assert!(refused("10.0.0.0/16", &[], "192.168.0.0/16"));
+        assert!(refused("10.0.0.0/16", &[], "172.20.0.0/16"));
+        assert!(refused("10.0.0.0/16", &[], "198.19.0.0/16"));
+        assert!(refused("192.168.0.0/16", &[], "10.0.0.0/16"));
+        assert!(refused("198.19.0.0/16", &[], "10.0.0.0/16"));
+        assert!(refused("100.64.0.0/16", &[], "10.0.0.0/16"));
+        assert!(refused("100.64.0.0/16", &[], "198.19.0.0/16"));
+        // 172.31.0.0/16 beside a 172.16.0.0/12 primary.
+        assert!(refused("172.16.0.0/16", &[], "172.31.0.0/16"));
+        assert!(refused("172.16.0.0/16", &[], "172.31.128.0/17"));
+        // 10.0.0.0/16 when any block is in 10.0.0.0/15.
+        assert!(refused("10.1.0.0/16", &[], "10.0.0.0/24"));
+        assert!(refused("10.8.0.0/16", &["10.1.0.0/16"], "10.0.0.0/24"));
+        assert!(!refused("10.8.0.0/16", &[], "10.0.0.0/24"));
+    }
 }

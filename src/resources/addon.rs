@@ -22,9 +22,9 @@ use aws_sdk_eks::types::{Addon, AddonStatus, ResolveConflicts};
 use crate::base::diag::alternatives;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
+use super::BuildCtx;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 /// An EKS managed add-on of one cluster (`vpc-cni`, `coredns`, `kube-proxy`, …).
@@ -839,7 +839,7 @@ impl ResourceKind for AddonKind {
 
     fn desired_attrs(
         c: &Self::Config,
-        _spec_dir: &Path,
+        _build: &BuildCtx,
     ) -> Result<Value, Vec<(&'static str, String)>> {
         attrs_of(c)
     }

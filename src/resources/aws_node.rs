@@ -8,12 +8,12 @@ use super::{FieldRules, Shape, Unique, req_str, wait_until, Ctx, Lookup, Observe
 use crate::base::addr::{Kind, ResourceAddr};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::api::{Api, Patch, PatchParams};
+use super::BuildCtx;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use super::{Change, ImportId, KindFacts, ResourceKind};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 use std::time::Duration;
 
 /// The VPC CNI settings of one cluster whose CNI is the self-managed `aws-node` DaemonSet:
@@ -330,7 +330,7 @@ impl ResourceKind for AwsNodeKind {
 
     fn desired_attrs(
         c: &Self::Config,
-        _spec_dir: &Path,
+        _build: &BuildCtx,
     ) -> Result<Value, Vec<(&'static str, String)>> {
         Ok(desired_attrs(c))
     }

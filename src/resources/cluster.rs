@@ -58,6 +58,25 @@ fn default_ip_family() -> String {
     "ipv4".into()
 }
 
+/// EKS's first Kubernetes version, 1.10 (general availability, June 2018).
+const FIRST_EKS_MINOR: u32 = 10;
+
+/// The newest Kubernetes minor that can exist at `now`: 1.35 came out in December 2025 and
+/// upstream releases one about every four months (KEP-2572, three releases a year); one
+/// more is allowed for a release that comes early. EKS never offers a version upstream has
+/// not released.
+fn newest_possible_minor(now: std::time::SystemTime) -> u32 {
+    // 2025-12-01T00:00:00Z.
+    const BASE: u64 = 1_764_547_200;
+    const MONTH: u64 = 2_629_746; // an average Gregorian month in seconds
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(BASE);
+    let months = secs.saturating_sub(BASE) / MONTH;
+    35 + u32::try_from(months / 4).unwrap_or(u32::MAX - 36) + 1
+}
+
 fn ip_family_schema(_: &mut SchemaGenerator) -> Schema {
     crate::base::schema::one_of(ip_families())
 }
@@ -314,20 +333,41 @@ impl ResourceKind for ClusterKind {
     /// Its role, Kubernetes version, subnets and security groups.
     fn check_fields(c: &Self::Config, rules: &mut dyn FieldRules) {
         rules.shaped("role_arn", &c.role_arn, Shape::RoleArn);
+        let version = c.version.as_deref().and_then(|v| {
+            let (a, b) = v.split_once('.')?;
+            Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
+        });
         // The shape is checked in validate; here what EKS has ever offered. Versions
         // retire every few months, so an old one is a warning naming where to look,
         // not a list that would go stale in this binary.
-        if let Some((major, minor)) = c.version.as_deref().and_then(|v| {
-            let (a, b) = v.split_once('.')?;
-            Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
-        }) {
+        if let Some((major, minor)) = version {
+            let newest = newest_possible_minor(std::time::SystemTime::now());
             if major != 1 {
                 rules.error(
                     "version",
                     format!("EKS runs Kubernetes 1.x, not {major}.{minor}"),
                 );
+            } else if minor < FIRST_EKS_MINOR {
+                rules.error("version", format!("EKS never offered Kubernetes 1.{minor}: its first version was 1.{FIRST_EKS_MINOR} (June 2018), and today it offers the last few (`aws eks describe-cluster-versions` lists them)"));
+            } else if minor > newest {
+                rules.error("version", format!("Kubernetes 1.{minor} does not exist yet: upstream releases about three versions a year (1.35 in December 2025), so today there is at most 1.{newest}, and EKS follows it; `aws eks describe-cluster-versions` lists what EKS offers"));
             } else if minor < 29 {
                 rules.warning("version", format!("Kubernetes 1.{minor} is past EKS's extended support: CreateCluster will likely refuse it (`aws eks describe-cluster-versions` lists the versions EKS offers)"));
+            }
+        }
+        if c.ip_family == "ipv6" {
+            // EKS API reference, KubernetesNetworkConfigRequest.ipFamily.
+            if let Some(p) = rules.partition().filter(|p| !p.eks_ipv6) {
+                rules.error("ip_family", format!("EKS does not offer IPv6 clusters in the `{}` partition (\"You can't specify ipv6 for clusters in China Regions\"); use ip_family = \"ipv4\"", p.id));
+            }
+            if let Some((1, minor)) = version.filter(|(_, m)| *m < 21) {
+                rules.error("ip_family", format!("EKS offers IPv6 clusters from Kubernetes 1.21, not on 1.{minor}"));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, s) in c.subnet_ids.iter().enumerate() {
+            if !seen.insert(s.trim()) {
+                rules.error(&format!("subnet_ids.{i}"), format!("`{s}` is listed twice: EKS needs subnets in at least two availability zones, each subnet once"));
             }
         }
         for (i, s) in c.subnet_ids.iter().enumerate() {

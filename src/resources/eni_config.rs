@@ -8,12 +8,12 @@ use crate::base::addr::{Kind, ResourceAddr};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::discovery::ApiResource;
+use super::BuildCtx;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use super::{Change, ImportId, KindFacts, ResourceKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 use std::time::Duration;
 
 /// One `ENIConfig` object of a cluster: the pod subnet and security groups for the pods of
@@ -247,7 +247,7 @@ impl ResourceKind for EniConfigKind {
     /// cluster security group.
     fn desired_attrs(
         c: &Self::Config,
-        _spec_dir: &Path,
+        _build: &BuildCtx,
     ) -> Result<Value, Vec<(&'static str, String)>> {
         let mut errors = Vec::new();
         let name = match &c.name {

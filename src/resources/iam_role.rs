@@ -8,12 +8,13 @@ use super::{FieldRules, Unique, Shape,
 use crate::base::value::is_ref;
 use crate::base::addr::ResourceAddr;
 use aws_sdk_iam::types::Tag;
+use super::BuildCtx;
+use crate::base::partition::Partition;
 use serde_json::{json, Map, Value};
 use super::{Change, ImportId, KindFacts, ResourceKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 /// One service principal, or a list of them.
@@ -136,17 +137,21 @@ fn canonical(key: Option<&str>, v: &Value) -> Value {
     }
 }
 
-/// `AmazonEKSClusterPolicy` → `arn:aws:iam::aws:policy/AmazonEKSClusterPolicy`; ARNs unchanged.
-pub fn policy_arn(name_or_arn: &str) -> String {
+/// `AmazonEKSClusterPolicy` → `arn:aws:iam::aws:policy/AmazonEKSClusterPolicy` (in the
+/// partition's form: `arn:aws-cn:` in China); ARNs unchanged.
+pub fn policy_arn(name_or_arn: &str, partition: &Partition) -> String {
     if name_or_arn.starts_with("arn:") || name_or_arn.contains("${") {
         name_or_arn.to_string()
     } else {
-        format!("arn:aws:iam::aws:policy/{name_or_arn}")
+        partition.managed_policy_arn(name_or_arn)
     }
 }
 
 /// Spec config → attributes. Errors name the key at fault.
-pub fn desired_attrs(c: &IamRoleConfig) -> Result<Value, (&'static str, String)> {
+pub fn desired_attrs(
+    c: &IamRoleConfig,
+    partition: &Partition,
+) -> Result<Value, (&'static str, String)> {
     let trust = match (&c.assume_role_service, &c.assume_role_policy) {
         (Some(svc), None) => json!({
             "Version": "2012-10-17",
@@ -175,7 +180,7 @@ pub fn desired_attrs(c: &IamRoleConfig) -> Result<Value, (&'static str, String)>
             ))
         }
     };
-    let mut arns: Vec<String> = c.managed_policies.iter().map(|p| policy_arn(p)).collect();
+    let mut arns: Vec<String> = c.managed_policies.iter().map(|p| policy_arn(p, partition)).collect();
     arns.sort();
     arns.dedup();
     let mut attrs = json!({
@@ -338,6 +343,9 @@ impl ResourceKind for IamRoleKind {
         if let Some(text) = &c.assume_role_policy {
             rules.trust_policy(text);
         }
+        for s in c.assume_role_service.iter().flat_map(|s| s.to_vec()) {
+            rules.service_principal("assume_role_service", &s);
+        }
         if let Some(desc) = &c.description {
             if desc.chars().count() > 1000 {
                 rules.error(
@@ -351,9 +359,9 @@ impl ResourceKind for IamRoleKind {
 
     fn desired_attrs(
         c: &Self::Config,
-        _spec_dir: &Path,
+        build: &BuildCtx,
     ) -> Result<Value, Vec<(&'static str, String)>> {
-        desired_attrs(c).map_err(|e| vec![e])
+        desired_attrs(c, build.partition).map_err(|e| vec![e])
     }
 
     /// IAM has no batch read: all roles are read concurrently (GetRole and the policy list of one

@@ -28,6 +28,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use super::BuildCtx;
 use serde_json::{json, Value};
 use super::eks::AmiFamily;
 use std::collections::BTreeMap;
@@ -284,7 +285,7 @@ impl ResourceKind for LaunchTemplateKind {
 
     fn desired_attrs(
         c: &Self::Config,
-        _spec_dir: &std::path::Path,
+        _build: &BuildCtx,
     ) -> Result<Value, Vec<(&'static str, String)>> {
         let mut attrs = json!({
             "name": c.name, "max_pods": c.max_pods, "ami_family": c.ami_family,

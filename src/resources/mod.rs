@@ -144,6 +144,10 @@ pub trait FieldRules {
     fn iam_path(&mut self, path: &str);
     fn policy(&mut self, key: &str, policy: &str);
     fn trust_policy(&mut self, text: &str);
+    /// The partition of the spec's region, when the region is known.
+    fn partition(&self) -> Option<&'static crate::base::partition::Partition>;
+    /// A service principal (`eks.amazonaws.com`) of the spec's partition.
+    fn service_principal(&mut self, key: &str, principal: &str);
     /// A Kubernetes label (or annotation, without a value) key and value.
     fn label(&mut self, key: &str, name: &str, value: Option<&str>);
     /// A VPC CNI env value of the type the CNI parses it as.
@@ -241,6 +245,16 @@ where
     Ok(replaced?.filter(|o| str_attr(&o.attrs, "name") == Some(name)))
 }
 
+/// What building a resource's attributes from its table may need beyond the table: the
+/// directory files are relative to, and the partition ARNs are written in.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildCtx<'a> {
+    /// The spec's directory (a stack's `template_file` is relative to it).
+    pub spec_dir: &'a Path,
+    /// The region's partition (see `Spec::partition`); `aws` when the region is not known.
+    pub partition: &'static crate::base::partition::Partition,
+}
+
 /// One kind's config and I/O. Dispatch is static (the registry's `match`), so each future
 /// keeps its concrete type, `Send` included; no `dyn` is needed.
 #[allow(async_fn_in_trait)]
@@ -254,7 +268,7 @@ pub trait ResourceKind {
     /// are (key inside the resource, message). An attribute not serialised is never compared.
     fn desired_attrs(
         config: &Self::Config,
-        _spec_dir: &Path,
+        _build: &BuildCtx,
     ) -> Result<Value, Vec<(&'static str, String)>> {
         Ok(serde_json::to_value(config).unwrap_or(Value::Null))
     }
@@ -439,13 +453,13 @@ macro_rules! define_registry {
         pub fn build<'de, D: serde::Deserializer<'de>>(
             kind: Kind,
             table: D,
-            spec_dir: &Path,
+            build: &BuildCtx,
         ) -> Result<(ResourceConfig, Value), BuildError<D::Error>> {
             match kind {
                 $(Kind::$variant => {
                     let c = <<$module::$ty as ResourceKind>::Config as serde::Deserialize>::deserialize(table)
                         .map_err(BuildError::De)?;
-                    let attrs = <$module::$ty as ResourceKind>::desired_attrs(&c, spec_dir)
+                    let attrs = <$module::$ty as ResourceKind>::desired_attrs(&c, build)
                         .map_err(BuildError::Invalid)?;
                     Ok((ResourceConfig::$variant(c), attrs))
                 })*

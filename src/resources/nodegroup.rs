@@ -8,10 +8,12 @@ use super::{FieldRules, Unique, Shape,
     ResourceError,
 };
 use crate::base::addr::{Kind, ResourceAddr};
+use crate::base::instance_types::{self, Arch, InstanceFacts};
 use crate::base::value::is_ref;
 use aws_sdk_eks::types::{
     AmiTypes, CapacityTypes, LaunchTemplateSpecification, Nodegroup, NodegroupScalingConfig,
 };
+use super::BuildCtx;
 use serde_json::{json, Value};
 use super::{Change, ImportId, KindFacts, ResourceKind};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -102,6 +104,109 @@ fn capacity_type_schema(_: &mut SchemaGenerator) -> Schema {
 
 fn default_instance_types() -> Vec<String> {
     vec!["t3.medium".into()]
+}
+
+/// The architecture an AMI type is built for: `None` for `CUSTOM` (the launch template's
+/// AMI decides). With no AMI type, EKS picks an x86_64 one (AL2023 from Kubernetes 1.30, AL2
+/// before), whatever the instance types (EKS user guide, managed node groups).
+fn ami_arch(ami_type: Option<&str>) -> Option<Arch> {
+    match ami_type {
+        None => Some(Arch::X86_64),
+        Some(a) if a.contains("ARM_64") => Some(Arch::Arm64),
+        Some(a) if a.contains("x86_64") => Some(Arch::X86_64),
+        Some(_) => None,
+    }
+}
+
+/// What EKS checks of the instance types against the AMI type before it makes anything
+/// (`InvalidParameterException: [t4g.medium] is not a valid instance type for requested
+/// amiType AL2023_x86_64_STANDARD`): the architecture, and the accelerator a GPU or Neuron
+/// AMI is for. And `max_pods` within what the types' ENIs can ever give.
+fn instance_type_rules(n: &NodegroupConfig, rules: &mut dyn FieldRules) {
+    let ami = n.ami_type.as_deref();
+    let wanted = ami_arch(ami);
+    let needs = ami.and_then(|a| {
+        if a.contains("NVIDIA") || a.contains("GPU") {
+            Some(("NVIDIA GPU", (|f| f.nvidia_gpu) as fn(&InstanceFacts) -> bool))
+        } else if a.contains("NEURON") {
+            Some(("AWS Inferentia or Trainium (Neuron) accelerator", (|f| f.neuron) as fn(&InstanceFacts) -> bool))
+        } else {
+            None
+        }
+    });
+    for (i, t) in n.instance_types.iter().enumerate() {
+        if is_ref(t) {
+            continue;
+        }
+        let key = format!("instance_types.{i}");
+        if let (Some(want), Some(have)) = (wanted, instance_types::arch(t)) {
+            if want != have {
+                let ami_said = match ami {
+                    Some(a) => format!("`ami_type = \"{a}\"` is an {} AMI", want.as_str()),
+                    None => "with no `ami_type`, EKS picks an x86_64 AMI".to_string(),
+                };
+                let fix = match have {
+                    Arch::Arm64 => "; set an ARM_64 `ami_type` (e.g. AL2023_ARM_64_STANDARD or BOTTLEROCKET_ARM_64)",
+                    Arch::X86_64 => "; set an x86_64 `ami_type` (e.g. AL2023_x86_64_STANDARD)",
+                    Arch::Mac => "; EKS has no AMI for Mac instances",
+                };
+                rules.error(&key, format!("`{t}` is an {} instance type but {ami_said}: EKS refuses the pair (\"is not a valid instance type for requested amiType\"){fix}", have.as_str()));
+            }
+        }
+        if let (Some((what, has)), Some(f)) = (needs, instance_types::lookup(t)) {
+            if !has(f) {
+                rules.error(&key, format!("`{t}` has no {what}, which `ami_type = \"{}\"` is built for: EKS refuses the pair; use an instance type with one, or a standard `ami_type`", ami.unwrap_or_default()));
+            }
+        }
+    }
+    if let Some(max) = n.max_pods {
+        // Only when every type is known: an unknown one might hold more.
+        let most: Option<Vec<(u32, &str)>> = n
+            .instance_types
+            .iter()
+            .map(|t| Some((instance_types::lookup(t)?.most_pods(), t.as_str())))
+            .collect();
+        if let Some((most, t)) = most.and_then(|m| m.into_iter().max()) {
+            if max > most {
+                rules.error("max_pods", format!("max_pods = {max} is more than {} can ever run: even with prefix delegation on every ENI it holds {most} pods (EC2's ENI and IPv4 limits per type); pods past that would wait for an address forever", if n.instance_types.len() > 1 { format!("any of the instance types (the largest, {t})") } else { format!("`{t}`") }));
+            }
+        }
+    }
+}
+
+/// Node labels the kubelet will not set on its own Node (NodeRestriction): in the
+/// `kubernetes.io` and `k8s.io` namespaces only its own labels are allowed
+/// (k8s.io/kubelet well_known_labels.go: `kubernetes.io/hostname`, the topology, OS, arch and
+/// instance-type labels, and the `kubelet.kubernetes.io` and `node.kubernetes.io`
+/// namespaces). EKS passes a nodegroup's labels to the kubelet, which then refuses to start:
+/// the nodes never join.
+fn kubelet_refuses_label(key: &str) -> Option<String> {
+    const KUBELET_LABELS: &[&str] = &[
+        "kubernetes.io/hostname",
+        "topology.kubernetes.io/zone",
+        "topology.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/zone",
+        "failure-domain.beta.kubernetes.io/region",
+        "beta.kubernetes.io/instance-type",
+        "node.kubernetes.io/instance-type",
+        "kubernetes.io/os",
+        "kubernetes.io/arch",
+        "beta.kubernetes.io/os",
+        "beta.kubernetes.io/arch",
+    ];
+    const KUBELET_NAMESPACES: &[&str] = &["kubelet.kubernetes.io", "node.kubernetes.io"];
+    let (ns, _) = key.rsplit_once('/')?;
+    let restricted = ["kubernetes.io", "k8s.io"]
+        .iter()
+        .any(|r| ns == *r || ns.ends_with(&format!(".{r}")));
+    let allowed = KUBELET_LABELS.contains(&key)
+        || KUBELET_NAMESPACES
+            .iter()
+            .any(|a| ns == *a || ns.ends_with(&format!(".{a}")));
+    (restricted && !allowed).then(|| format!(
+        "the kubelet refuses to set `{key}` on its own node (only its own labels in the `kubernetes.io` and `k8s.io` namespaces, such as `node.kubernetes.io/…`): nodes of this group would never join; use a label outside those namespaces (e.g. `example.com/role`){}",
+        if ns.starts_with("node-role.") { "; `node-role.kubernetes.io/…` can only be set by an admin or a controller after the node joins" } else { "" }
+    ))
 }
 
 /// `[nodegroup.NAME]`: see docs/spec.md.
@@ -480,8 +585,16 @@ impl ResourceKind for NodegroupKind {
         }
         for (k, v) in &n.labels {
             rules.label(&format!("labels.{k}"), k, Some(v));
+            if let Some(why) = kubelet_refuses_label(k) {
+                rules.error(&format!("labels.{k}"), why);
+            }
         }
-    
+        instance_type_rules(n, rules);
+        if n.capacity_type.as_deref() == Some("CAPACITY_BLOCK") {
+            // EKS user guide, "Capacity Blocks for ML" with managed node groups: the node
+            // group must use a launch template that targets the Capacity Block reservation.
+            rules.error("capacity_type", "CAPACITY_BLOCK needs a launch template that targets the Capacity Block's reservation (InstanceMarketOptions capacity-block and its CapacityReservationId), and eksnet's nodegroups take no launch template of yours: EKS would refuse this nodegroup; create it outside eksnet or use ON_DEMAND or SPOT".into());
+        }
     }
 
     /// One launch template per nodegroup that sets `max_pods` (at `launch_template.<the
@@ -521,7 +634,7 @@ impl ResourceKind for NodegroupKind {
 
     fn desired_attrs(
         c: &Self::Config,
-        _spec_dir: &std::path::Path,
+        _build: &BuildCtx,
     ) -> Result<Value, Vec<(&'static str, String)>> {
         if let Some(n) = c.max_pods {
             if n < MIN_MAX_PODS {

@@ -14,9 +14,9 @@ use aws_sdk_cloudformation::types::{Capability, Parameter, Stack, StackResource,
 use aws_sdk_ec2::types::{Filter, Subnet, Vpc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use super::BuildCtx;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 /// A VPC: an existing one adopted by `id` (read, never changed or deleted), or one a
@@ -487,7 +487,7 @@ impl ResourceKind for VpcKind {
     /// template visible in a plan.
     fn desired_attrs(
         c: &Self::Config,
-        spec_dir: &Path,
+        build: &BuildCtx,
     ) -> Result<Value, Vec<(&'static str, String)>> {
         let mut attrs = serde_json::to_value(c).unwrap_or(Value::Null);
         if let (Some(_), Value::Object(m)) = (&c.id, &mut attrs) {
@@ -496,7 +496,7 @@ impl ResourceKind for VpcKind {
             m.remove("tags");
         }
         if let (Some(file), Value::Object(m)) = (&c.template_file, &mut attrs) {
-            let full = spec_dir.join(file);
+            let full = build.spec_dir.join(file);
             // CloudFormation takes a template body of at most 51,200 bytes; a larger one
             // must be uploaded to S3 and given as `template_url`.
             let text = crate::base::files::read_bounded(&full, MAX_TEMPLATE_BODY, "template").map_err(

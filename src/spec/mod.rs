@@ -4,7 +4,8 @@
 
 use crate::base::addr::{valid_resource_name, Kind, ResourceAddr};
 use crate::base::diag::{Diagnostic, Diagnostics, Location, SourceMap};
-use crate::resources::{BuildError, ResourceConfig};
+use crate::base::partition::Partition;
+use crate::resources::{BuildCtx, BuildError, ResourceConfig};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -153,11 +154,39 @@ pub struct Spec {
     pub settings: Settings,
     pub state: Option<StateConfig>,
     pub resources: BTreeMap<ResourceAddr, ResourceSpec>,
+    /// The partition of the spec's region (`settings.region`, else `AWS_REGION` or
+    /// `AWS_DEFAULT_REGION`): AWS managed policy names are expanded into its ARNs, and ARNs
+    /// and service principals are checked against it. `None`: the region is left to the
+    /// credential chain's profile; names are expanded for `aws`, and the command that
+    /// loads the region refuses another partition (`check_partition`).
+    pub partition: Option<&'static Partition>,
     /// Dotted key path → where it is written, for diagnostics found after parsing.
     pub locations: HashMap<String, Location>,
 }
 
 impl Spec {
+    /// The region the AWS clients were loaded for must be in the partition the spec's ARNs
+    /// were written for. Only a spec read without any region can differ: its managed policy
+    /// names were expanded for `aws`.
+    pub fn check_partition(&self, region: &str) -> Result<(), String> {
+        let actual = Partition::of_region(region);
+        let assumed = self.partition.unwrap_or(Partition::commercial());
+        if actual == assumed {
+            return Ok(());
+        }
+        Err(format!(
+            "the AWS region {region} is in the `{}` partition, but the ARNs of `{}` were written for `{}` ({}); set `region = \"{region}\"` in [settings]",
+            actual.id,
+            self.path.display(),
+            assumed.id,
+            if self.partition.is_none() {
+                "no region in [settings], AWS_REGION or AWS_DEFAULT_REGION"
+            } else {
+                "the region of [settings], AWS_REGION or AWS_DEFAULT_REGION"
+            }
+        ))
+    }
+
     /// Location of a dotted key path, falling back to the nearest written parent.
     pub fn location(&self, key: &str) -> Option<Location> {
         let mut k = key;
@@ -309,6 +338,19 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
     let mut resources = BTreeMap::new();
     // Files a resource names (a stack's template) are relative to the spec.
     let spec_dir = path.parent().unwrap_or(Path::new("."));
+    // The region is needed before the resources are built (their ARNs depend on its
+    // partition); `[settings]` itself is read, and its errors reported, in the loop below.
+    let partition = table
+        .get_ref()
+        .get("settings")
+        .and_then(|v| deserialize::<Settings>(v.clone()).ok())
+        .and_then(|s| s.region)
+        .or_else(env_region)
+        .map(|r| Partition::of_region(&r));
+    let build = BuildCtx {
+        spec_dir,
+        partition: partition.unwrap_or(Partition::commercial()),
+    };
     for (key, value) in table.get_ref().iter() {
         let top = key.get_ref().as_ref();
         let key_loc = Some(map.location(key.span().start));
@@ -408,7 +450,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
                 }
             }
             let table = toml::de::ValueDeserializer::from(body);
-            match crate::resources::build(kind, table, spec_dir) {
+            match crate::resources::build(kind, table, &build) {
                 Ok((config, attrs)) => {
                     resources.insert(
                         addr.clone(),
@@ -440,10 +482,18 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
         settings,
         state,
         resources,
+        partition,
         locations,
     };
     derive_resources(&mut spec);
     Ok(spec)
+}
+
+/// The region the AWS CLI and SDKs take from the environment when none is given.
+fn env_region() -> Option<String> {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|r| !r.trim().is_empty()))
 }
 
 /// Kinds eksnet derives from other blocks and that a spec never writes.
@@ -466,8 +516,11 @@ fn derive_resources(spec: &mut Spec) {
         }
     }
     for (from, prevent_destroy, d) in derived {
-        let Ok((config, attrs)) = crate::resources::build(d.addr.kind, d.table, Path::new("."))
-        else {
+        let build = BuildCtx {
+            spec_dir: Path::new("."),
+            partition: spec.partition.unwrap_or(Partition::commercial()),
+        };
+        let Ok((config, attrs)) = crate::resources::build(d.addr.kind, d.table, &build) else {
             continue;
         };
         if let Some(at) = spec
@@ -580,5 +633,41 @@ fn record_value(
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Spec {
+        match parse(Path::new("s.toml"), text) {
+            Ok(s) => s,
+            Err(d) => panic!("{d:?}"),
+        }
+    }
+
+    const ROLE: &str = r#"
+[iam_role.node]
+name = "node"
+assume_role_service = "ec2.amazonaws.com.cn"
+managed_policies = ["AmazonEKSWorkerNodePolicy", "arn:aws-cn:iam::111122223333:policy/own"]
+"#;
+
+    #[test]
+    fn managed_policy_names_expand_in_the_regions_partition() {
+        let spec = load_text(&format!("[settings]\nregion = \"cn-north-1\"\n{ROLE}"));
+        assert_eq!(spec.partition.map(|p| p.id), Some("aws-cn"));
+        let r = &spec.resources[&ResourceAddr::new(Kind::IamRole, "node")];
+        assert_eq!(
+            r.attrs["managed_policy_arns"],
+            serde_json::json!([
+                "arn:aws-cn:iam::111122223333:policy/own",
+                "arn:aws-cn:iam::aws:policy/AmazonEKSWorkerNodePolicy"
+            ])
+        );
+        assert!(spec.check_partition("cn-northwest-1").is_ok());
+        let err = spec.check_partition("us-west-2").err().unwrap_or_default();
+        assert!(err.contains("is in the `aws` partition"), "{err}");
     }
 }

@@ -7,10 +7,13 @@
 
 use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::Diagnostics;
+use crate::base::partition::{self, Partition};
+pub use crate::base::regions::is_region;
+use crate::base::regions::is_zone;
 use crate::base::value::{self, is_ref, Reference};
 use crate::resources::{self, FieldRules, Shape};
 use crate::spec::Spec;
-use crate::validate::cfn::{self, Template};
+use crate::validate::cfn::{self, AwsType, ParamType, Parameter, Template};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -138,6 +141,20 @@ impl ShapeRules for Shape {
     }
 }
 
+/// `None` when `s` has the shape; otherwise what to add to saying it does not (for a zone of
+/// another region, which).
+fn shape_problem(shape: Shape, s: &str, region: Option<&str>) -> Option<String> {
+    if shape.accepts(s, region) {
+        return None;
+    }
+    Some(match (shape, region) {
+        (Shape::Zone, Some(region)) if is_zone(s, None) => {
+            format!("; `{s}` is not in the spec's region {region}")
+        }
+        _ => String::new(),
+    })
+}
+
 /// Runs `check` with the field rules for one resource (see `ResourceKind::check_shape`).
 pub fn with_field_rules(
     spec: &Spec,
@@ -170,6 +187,8 @@ struct Fields<'a, 'd> {
     spec: &'a Spec,
     addr: String,
     region: Option<&'a str>,
+    /// The partition ARNs and principals must be in, when the region is known.
+    partition: Option<&'static Partition>,
     d: &'d mut Diagnostics,
     resource: &'a ResourceAddr,
     attrs: &'a Value,
@@ -224,19 +243,17 @@ impl FieldRules for Fields<'_, '_> {
             }
             return;
         }
-        if is_ref(s) || shape.accepts(s, self.region) {
+        if is_ref(s) {
             return;
         }
-        let hint = match (shape, self.region) {
-            (Shape::Zone, Some(region)) if is_zone(s, None) => {
-                format!("; `{s}` is not in the spec's region {region}")
-            }
-            _ => String::new(),
-        };
-        self.error(
-            key,
-            format!("`{key}` needs {}, not `{s}`{hint}", shape.describe()),
-        );
+        if let Some(hint) = shape_problem(shape, s, self.region) {
+            self.error(
+                key,
+                format!("`{key}` needs {}, not `{s}`{hint}", shape.describe()),
+            );
+        } else if shape == Shape::RoleArn {
+            self.arn_partition(key, s);
+        }
     }
 
     fn enumerated(&mut self, key: &str, v: Option<&str>, allowed: &[&str]) {
@@ -282,6 +299,50 @@ impl FieldRules for Fields<'_, '_> {
         };
         if !ok {
             self.error(key, format!("`{p}` is neither an AWS managed policy name (like `AmazonEKSClusterPolicy`) nor a policy ARN (`arn:aws:iam::ACCOUNT:policy/NAME`)"));
+        } else if p.starts_with("arn:") {
+            self.arn_partition(key, p);
+        }
+    }
+
+    fn partition(&self) -> Option<&'static Partition> {
+        self.partition
+    }
+
+    fn service_principal(&mut self, key: &str, principal: &str) {
+        if is_ref(principal) {
+            return;
+        }
+        if !partition::is_service_principal(principal) {
+            let suffix = self.partition.unwrap_or(Partition::commercial()).dns_suffix;
+            self.error(
+                key,
+                format!("`{principal}` is not a service principal: a service's name and `.{suffix}`, like `eks.amazonaws.com` or `ec2.{suffix}`"),
+            );
+            return;
+        }
+        let Some(here) = self.partition else { return };
+        if let Some(other) = partition::principal_partition(principal).filter(|o| *o != here) {
+            self.error(
+                key,
+                format!(
+                    "`{principal}` is a service principal of the `{}` partition, but the spec's region is in `{}`; {}",
+                    other.id,
+                    here.id,
+                    principal_hint(principal, here)
+                ),
+            );
+        } else if principal == "ec2.amazonaws.com" && here.ec2_principal() != principal {
+            // eksctl writes the partition's own form and IAM in China once refused the
+            // global one ("Invalid principal in policy"); whether it still does is not
+            // documented: a warning.
+            self.warning(
+                key,
+                format!(
+                    "in the `{}` partition EC2's service principal is `{}`; IAM may refuse `ec2.amazonaws.com` there (\"Invalid principal in policy\")",
+                    here.id,
+                    here.ec2_principal()
+                ),
+            );
         }
     }
 
@@ -341,8 +402,32 @@ impl FieldRules for Fields<'_, '_> {
                     ),
                 ),
             }
-            if s.get("Principal").is_none() {
-                self.error(key, format!("statement {n}: a trust policy statement needs a `Principal` (who may assume the role, e.g. {{\"Service\": \"eks.amazonaws.com\"}})"));
+            match s.get("Principal") {
+                None => self.error(key, format!("statement {n}: a trust policy statement needs a `Principal` (who may assume the role, e.g. {{\"Service\": \"eks.amazonaws.com\"}})")),
+                Some(Value::Object(p)) => {
+                    let strings = |v: &Value| -> Vec<String> {
+                        match v {
+                            Value::String(s) => vec![s.clone()],
+                            Value::Array(a) => {
+                                a.iter().filter_map(|s| s.as_str().map(String::from)).collect()
+                            }
+                            _ => Vec::new(),
+                        }
+                    };
+                    for svc in p.get("Service").map(strings).unwrap_or_default() {
+                        self.service_principal(key, &svc);
+                    }
+                    // Accounts, roles, users and identity providers, by ARN.
+                    for who in ["AWS", "Federated"] {
+                        for arn in p.get(who).map(strings).unwrap_or_default() {
+                            if arn.starts_with("arn:") {
+                                self.arn_partition(key, &arn);
+                            }
+                        }
+                    }
+                }
+                // `"*"`, or another form IAM itself judges.
+                Some(_) => {}
             }
             let actions: Vec<&str> = match s.get("Action") {
                 Some(Value::String(a)) => vec![a.as_str()],
@@ -458,6 +543,18 @@ impl FieldRules for Fields<'_, '_> {
                 format!("`{file}` is not a CloudFormation template: {e}"),
             ),
             Ok(t) => {
+                for (name, what) in &t.problems {
+                    self.error(
+                        "template_file",
+                        format!("`{file}`'s parameter `{name}` {what}"),
+                    );
+                }
+                for (name, what) in &t.notes {
+                    self.warning(
+                        "template_file",
+                        format!("`{file}`'s parameter `{name}` {what}"),
+                    );
+                }
                 self.stack_parameters(file, parameters, &t);
                 self.templates.insert(self.resource.clone(), t);
             }
@@ -466,6 +563,32 @@ impl FieldRules for Fields<'_, '_> {
 }
 
 impl<'a, 'd> Fields<'a, 'd> {
+    /// An ARN's partition is the spec's region's (`arn:aws-cn:` in China), when that is known.
+    fn arn_partition(&mut self, key: &str, arn: &str) {
+        let (Some(here), Some(given)) = (self.partition, partition::arn_partition(arn)) else {
+            return;
+        };
+        if given != here.id {
+            let fixed = format!(
+                "arn:{}:{}",
+                here.id,
+                arn.splitn(3, ':').nth(2).unwrap_or_default()
+            );
+            self.error(
+                key,
+                format!(
+                    "`{arn}` is an ARN of the `{given}` partition, but the spec's region is in `{}`: {}",
+                    here.id,
+                    if Partition::by_id(given).is_some() {
+                        format!("did you mean `{fixed}`?")
+                    } else {
+                        format!("`{given}` is not a partition")
+                    }
+                ),
+            );
+        }
+    }
+
     /// The rules for one resource; findings go to `d`, stacks' templates to `templates`.
     fn new(
         spec: &'a Spec,
@@ -478,6 +601,7 @@ impl<'a, 'd> Fields<'a, 'd> {
             spec,
             addr: resource.to_string(),
             region: spec.settings.region.as_deref().filter(|r| is_region(r)),
+            partition: spec.partition,
             d,
             resource,
             attrs,
@@ -485,8 +609,9 @@ impl<'a, 'd> Fields<'a, 'd> {
         }
     }
 
-    /// Every parameter the spec passes is declared by the template and within its allowed
-    /// values; every parameter without a default is passed.
+    /// Every parameter the spec passes is declared by the template, of its type's shape and
+    /// within its constraints; every parameter without a default is passed; a default that
+    /// is used meets its own parameter's constraints.
     fn stack_parameters(&mut self, file: &str, given: &BTreeMap<String, String>, t: &Template) {
         for (name, v) in given {
             match t.parameters.get(name) {
@@ -505,13 +630,8 @@ impl<'a, 'd> Fields<'a, 'd> {
                     );
                 }
                 Some(p) => {
-                    if let Some(allowed) = &p.allowed_values {
-                        if !allowed.contains(v) && !is_ref(v) {
-                            self.error(
-                                &format!("parameters.{name}"),
-                                format!("`{v}` is not one of the values `{file}` allows for `{name}`: {}", allowed.join(", ")),
-                            );
-                        }
+                    for m in parameter_value(file, name, p, v, self.region) {
+                        self.error(&format!("parameters.{name}"), m);
                     }
                 }
             }
@@ -524,6 +644,21 @@ impl<'a, 'd> Fields<'a, 'd> {
                         "`{file}`'s parameter `{name}` has no default: give it in `parameters`"
                     ),
                 );
+            }
+            // CloudFormation: "If you define constraints for the parameter, you must specify
+            // a value that adheres to those constraints." An error where the default is the
+            // value the stack gets; a warning where `parameters` replaces it.
+            let Some(default) = &p.default else { continue };
+            for m in parameter_value(file, name, p, default, self.region) {
+                let m = format!("the `Default` of `{name}` does not meet the parameter's own constraints, which CloudFormation requires of a default: {m}");
+                if given.contains_key(name) {
+                    self.warning(
+                        "template_file",
+                        format!("{m} (not used here: `parameters` gives `{name}`)"),
+                    );
+                } else {
+                    self.error("template_file", m);
+                }
             }
         }
     }
@@ -586,6 +721,165 @@ impl<'a, 'd> Fields<'a, 'd> {
                 }
             }
         }
+    }
+}
+
+/// What to write instead of a principal of another partition.
+fn principal_hint(principal: &str, here: &Partition) -> String {
+    let service = partition::PARTITIONS
+        .iter()
+        .find_map(|p| principal.strip_suffix(&format!(".{}", p.dns_suffix)))
+        .unwrap_or(principal);
+    if service == "ec2" {
+        format!("write `{}`", here.ec2_principal())
+    } else {
+        format!(
+            "write `{service}.amazonaws.com` (or the service's own name in `{}`)",
+            here.id
+        )
+    }
+}
+
+/// What CloudFormation would refuse in `value` for the parameter `name` of `file`, one
+/// sentence each: the shape its `Type` gives where the shape is certain (a number, a VPC,
+/// subnet, security group, AMI, instance or volume id, an availability zone; not whether it
+/// exists, which only AWS can tell), then `AllowedValues`, `AllowedPattern` and
+/// `MinLength`/`MaxLength` (strings), `MinValue`/`MaxValue` (numbers). A list is checked
+/// element by element. A value with a reference is left for apply time; a Parameter Store
+/// key (`AWS::SSM::Parameter::Value<…>`) is resolved by CloudFormation, which checks what
+/// it holds.
+fn parameter_value(
+    file: &str,
+    name: &str,
+    p: &Parameter,
+    value: &str,
+    region: Option<&str>,
+) -> Vec<String> {
+    let Some(ty) = p.ty else { return Vec::new() };
+    if is_ref(value) || ty == ParamType::SsmValue {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let said = p
+        .constraint_description
+        .as_deref()
+        .map(|c| format!("; `{file}` says: {c}"))
+        .unwrap_or_default();
+    // The whole value, or each element of a list (none in an empty list), with how a
+    // message names it.
+    let items: Vec<(&str, String)> = if !ty.is_list() {
+        vec![(value, format!("`{value}`"))]
+    } else if value.trim().is_empty() {
+        Vec::new()
+    } else {
+        cfn::elements(value)
+            .into_iter()
+            .map(|e| (e, format!("`{e}` (in `{value}`)")))
+            .collect()
+    };
+    // A value not of its type's shape is not also compared with the allowed values.
+    let mut misshapen = false;
+    for (item, subject) in &items {
+        match ty {
+            ParamType::Number | ParamType::NumberList => {
+                let Some(n) = cfn::number(item) else {
+                    out.push(format!(
+                        "{subject} is not a number, and `{file}` declares `{name}` as `{}`",
+                        p.type_name
+                    ));
+                    misshapen = true;
+                    continue;
+                };
+                if let Some(min) = p.min_value.filter(|min| n < *min) {
+                    out.push(format!("{subject} is less than the `MinValue` {min} that `{file}` sets for `{name}`{said}"));
+                }
+                if let Some(max) = p.max_value.filter(|max| n > *max) {
+                    out.push(format!("{subject} is more than the `MaxValue` {max} that `{file}` sets for `{name}`{said}"));
+                }
+            }
+            ParamType::Aws { kind, .. } => {
+                if let Some(needs) = aws_parameter_shape(kind, item, region) {
+                    out.push(format!(
+                        "{subject} is not {needs}, and `{file}` declares `{name}` as `{}`",
+                        p.type_name
+                    ));
+                    misshapen = true;
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        if matches!(ty, ParamType::String | ParamType::StringList) {
+            if let Some(pattern) = &p.allowed_pattern {
+                if pattern.matches(item) == Some(false) {
+                    out.push(format!(
+                        "{subject} does not match the `AllowedPattern` `{}` that `{file}` sets for `{name}` (the whole value must match){said}",
+                        pattern.source
+                    ));
+                }
+            }
+        }
+        if ty == ParamType::String {
+            // Counted as Java counts (UTF-16 units) or as characters, whichever is kinder:
+            // the two differ only beyond the Basic Multilingual Plane.
+            let (units, chars) = (item.encode_utf16().count(), item.chars().count());
+            if let Some(min) = p.min_length.filter(|min| (units as u64) < *min) {
+                out.push(format!("{subject} is {units} characters long, shorter than the `MinLength` {min} that `{file}` sets for `{name}`{said}"));
+            }
+            if let Some(max) = p.max_length.filter(|max| (chars as u64) > *max) {
+                out.push(format!("{subject} is {chars} characters long, longer than the `MaxLength` {max} that `{file}` sets for `{name}`{said}"));
+            }
+        }
+    }
+    if let Some(allowed) = p.allowed_values.as_ref().filter(|_| !misshapen) {
+        let numeric = matches!(ty, ParamType::Number | ParamType::NumberList);
+        let ok = |s: &str| {
+            allowed.iter().any(|a| {
+                a == s || (numeric && cfn::number(a).is_some_and(|a| Some(a) == cfn::number(s)))
+            })
+        };
+        // A list's elements each (CloudFormation documents this for `CommaDelimitedList`);
+        // a list written as one of the allowed values is let through.
+        let refused: Vec<&String> = if ok(value) {
+            Vec::new()
+        } else if ty.is_list() {
+            items
+                .iter()
+                .filter(|(item, _)| !ok(item))
+                .map(|(_, subject)| subject)
+                .collect()
+        } else {
+            items.iter().map(|(_, subject)| subject).collect()
+        };
+        for subject in refused {
+            out.push(format!(
+                "{subject} is not one of the values `{file}` allows for `{name}`: {}{said}",
+                allowed.join(", ")
+            ));
+        }
+    }
+    out
+}
+
+/// What a value of an AWS-specific parameter type must look like, where the shape is
+/// certain; `None` when it has it, or when only AWS can tell (a key pair or security group
+/// name, a hosted zone id).
+fn aws_parameter_shape(kind: AwsType, s: &str, region: Option<&str>) -> Option<String> {
+    let shaped = |shape: Shape| {
+        shape_problem(shape, s, region).map(|hint| format!("{}{hint}", shape.describe()))
+    };
+    let id = |prefix: &str, what: &str| {
+        (!is_aws_id(s, prefix)).then(|| format!("{what} (`{prefix}` and 8 or 17 hex digits)"))
+    };
+    match kind {
+        AwsType::VpcId => shaped(Shape::VpcId),
+        AwsType::SubnetId => shaped(Shape::SubnetId),
+        AwsType::SecurityGroupId => shaped(Shape::SecurityGroupId),
+        AwsType::AvailabilityZoneName => shaped(Shape::Zone),
+        AwsType::ImageId => id("ami-", "an AMI id"),
+        AwsType::InstanceId => id("i-", "an instance id"),
+        AwsType::VolumeId => id("vol-", "an EBS volume id"),
+        AwsType::KeyPairName | AwsType::SecurityGroupName | AwsType::HostedZoneId => None,
     }
 }
 
@@ -763,6 +1057,45 @@ pub fn s3_bucket_name(b: &str) -> Option<String> {
             "`{b}` is not an S3 bucket name: 3-63 characters, lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit, not shaped like an IP address"
         ));
     }
+    // S3 user guide, "General purpose bucket naming rules": prefixes and suffixes S3 keeps
+    // for its own names (`sthree-` covers `sthree-configurator`).
+    const PREFIXES: &[(&str, &str)] = &[
+        ("xn--", "internationalized (punycode) names"),
+        ("sthree-", "S3 itself"),
+        ("amzn-s3-demo-", "AWS's documentation examples"),
+    ];
+    const SUFFIXES: &[(&str, &str)] = &[
+        ("-s3alias", "access point aliases"),
+        ("--ol-s3", "Object Lambda access point aliases"),
+        (".mrap", "Multi-Region Access Points"),
+        ("--x-s3", "directory buckets"),
+        ("--table-s3", "S3 table buckets"),
+    ];
+    if let Some((p, what)) = PREFIXES.iter().find(|(p, _)| b.starts_with(p)) {
+        return Some(format!(
+            "`{b}` is not an S3 bucket name S3 accepts: the prefix `{p}` is reserved (for {what}); choose another name"
+        ));
+    }
+    if let Some((x, what)) = SUFFIXES.iter().find(|(x, _)| b.ends_with(x)) {
+        return Some(format!(
+            "`{b}` is not an S3 bucket name S3 accepts: the suffix `{x}` is reserved (for {what}); choose another name"
+        ));
+    }
+    if let Some(rest) = b.strip_suffix("-an") {
+        // Only an account regional namespace bucket ends in `-an`:
+        // `PREFIX-ACCOUNT-REGION-an`, e.g. `state-111122223333-us-west-2-an`.
+        let account_regional = (1..rest.len()).any(|i| {
+            rest.is_char_boundary(i)
+                && rest[..i].ends_with('-')
+                && rest[..i - 1]
+                    .rsplit_once('-')
+                    .is_some_and(|(prefix, account)| !prefix.is_empty() && is_account(account))
+                && is_region(&rest[i..])
+        });
+        if !account_regional {
+            return Some(format!("`{b}` is not an S3 bucket name S3 accepts: only a bucket in an account regional namespace ends in `-an` (`PREFIX-ACCOUNT-REGION-an`, like `state-111122223333-us-west-2-an`); choose another name"));
+        }
+    }
     None
 }
 
@@ -781,60 +1114,6 @@ pub fn s3_state_key(k: &str) -> Option<String> {
         ));
     }
     None
-}
-
-/// `us-west-2`, `eu-central-1`, `us-gov-west-1`, `cn-north-1`, `ap-southeast-5`,
-/// `eusc-de-east-1` (the European Sovereign Cloud).
-pub fn is_region(r: &str) -> bool {
-    let parts: Vec<&str> = r.split('-').collect();
-    parts.len() >= 3
-        && (2..=4).contains(&parts[0].len())
-        && parts[0].chars().all(|c| c.is_ascii_lowercase())
-        && parts[1..parts.len() - 1]
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
-        && parts[parts.len() - 1].parse::<u8>().is_ok_and(|n| n >= 1)
-}
-
-/// An availability zone (`us-west-2a`) or a Local Zone (`us-west-2-lax-1a`) name, in `region`
-/// when it is known.
-fn is_zone(z: &str, region: Option<&str>) -> bool {
-    // An AZ (`us-west-2a`), a Local Zone (`us-west-2-lax-1a`) or a Wavelength Zone
-    // (`us-east-1-wl1-bos-wlz-1`): a region, maybe more `-` segments, then the zone's mark.
-    let (base, bare_region_ok) = match z.rsplit_once("-wlz-") {
-        Some((base, n)) => {
-            if n.is_empty() || !n.chars().all(|c| c.is_ascii_digit()) {
-                return false;
-            }
-            (base, false)
-        }
-        None => {
-            let Some(last) = z.chars().last().filter(|c| c.is_ascii_lowercase()) else {
-                return false;
-            };
-            (&z[..z.len() - last.len_utf8()], true)
-        }
-    };
-    let segment = |p: &str| {
-        !p.is_empty()
-            && p.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-    };
-    let in_region = |r: &str| {
-        (bare_region_ok && base == r)
-            || base
-                .strip_prefix(r)
-                .and_then(|rest| rest.strip_prefix('-'))
-                .is_some_and(|rest| rest.split('-').all(segment))
-    };
-    match region {
-        Some(r) => in_region(r),
-        // Any region: some prefix of the name that is one.
-        None => (3..=base.split('-').count()).any(|k| {
-            let cand = base.split('-').take(k).collect::<Vec<_>>().join("-");
-            is_region(&cand) && in_region(&cand)
-        }),
-    }
 }
 
 fn is_instance_type(t: &str) -> bool {
@@ -943,6 +1222,35 @@ mod tests {
     }
 
     #[test]
+    fn s3_reserved_prefixes_and_suffixes() {
+        for bad in [
+            "xn--state",
+            "sthree-state",
+            "sthree-configurator-x",
+            "amzn-s3-demo-bucket",
+            "state-s3alias",
+            "state--ol-s3",
+            "state.mrap",
+            "state--x-s3",
+            "state--table-s3",
+            "state-an",
+            "state-12345-us-west-2-an",
+        ] {
+            assert!(s3_bucket_name(bad).is_some(), "{bad}");
+        }
+        for good in [
+            "eksnet-state",
+            "xn-state",
+            "my.state.bucket",
+            "state-111122223333-us-west-2-an",
+            "team-state-111122223333-eu-central-1-an",
+            "anan",
+        ] {
+            assert_eq!(s3_bucket_name(good), None, "{good}");
+        }
+    }
+
+    #[test]
     fn kubernetes_label_syntax() {
         assert!(label_key("topology.kubernetes.io/zone").is_ok());
         assert!(label_key("k8s-app").is_ok());
@@ -953,6 +1261,190 @@ mod tests {
         assert!(label_key(&"x".repeat(64)).is_err());
         assert!(is_label_name("us-west-2a"));
         assert!(!is_label_name("a b"));
+    }
+
+    /// The findings for `value` given to parameter `P` declared as `decl` (YAML flow map).
+    fn param(decl: &str, value: &str) -> Vec<String> {
+        let t =
+            cfn::parse(&format!("Parameters:\n  P: {decl}\nResources: {{}}\n")).expect("template");
+        parameter_value("t.yaml", "P", &t.parameters["P"], value, Some("us-west-2"))
+    }
+
+    #[test]
+    fn parameter_types_give_shapes_where_they_are_certain() {
+        let ok = |decl: &str, v: &str| {
+            let f = param(decl, v);
+            assert!(f.is_empty(), "{decl} {v}: {f:?}");
+        };
+        let bad = |decl: &str, v: &str, msg: &str| {
+            let f = param(decl, v);
+            assert!(f.iter().any(|m| m.contains(msg)), "{decl} {v}: {f:?}");
+        };
+        for v in ["8888", "-1.5", "1e3", " 2 "] {
+            ok("{Type: Number}", v);
+        }
+        bad(
+            "{Type: Number}",
+            "eighty",
+            "`eighty` is not a number, and `t.yaml` declares `P` as `Number`",
+        );
+        bad("{Type: Number}", "", "`` is not a number");
+        ok("{Type: List<Number>}", "80,20.5, -3");
+        bad(
+            "{Type: List<Number>}",
+            "80,x",
+            "`x` (in `80,x`) is not a number, and `t.yaml` declares `P` as `List<Number>`",
+        );
+        ok("{Type: AWS::EC2::VPC::Id}", "vpc-0123abcd");
+        bad(
+            "{Type: AWS::EC2::VPC::Id}",
+            "vpc-123",
+            "`vpc-123` is not a VPC id (`vpc-` and 8 or 17 hex digits), and `t.yaml` declares `P` as `AWS::EC2::VPC::Id`",
+        );
+        bad(
+            "{Type: AWS::EC2::VPC::Id}",
+            "subnet-0123abcd",
+            "is not a VPC id",
+        );
+        ok(
+            "{Type: AWS::EC2::SecurityGroup::Id}",
+            "sg-0123456789abcdef0",
+        );
+        bad(
+            "{Type: AWS::EC2::SecurityGroup::Id}",
+            "default",
+            "is not a security group id",
+        );
+        ok(
+            "{Type: List<AWS::EC2::Subnet::Id>}",
+            "subnet-0123abcd, subnet-0123456789abcdef0",
+        );
+        bad(
+            "{Type: List<AWS::EC2::Subnet::Id>}",
+            "subnet-0123abcd,subnet-xyz",
+            "`subnet-xyz` (in `subnet-0123abcd,subnet-xyz`) is not a subnet id",
+        );
+        ok("{Type: AWS::EC2::AvailabilityZone::Name}", "us-west-2a");
+        bad(
+            "{Type: AWS::EC2::AvailabilityZone::Name}",
+            "us-east-1a",
+            "`us-east-1a` is not in the spec's region us-west-2",
+        );
+        bad(
+            "{Type: List<AWS::EC2::AvailabilityZone::Name>}",
+            "us-west-2a, us-west-2",
+            "`us-west-2` (in `us-west-2a, us-west-2`) is not an availability zone name",
+        );
+        ok("{Type: AWS::EC2::Image::Id}", "ami-0ff8a91507f77f867");
+        bad(
+            "{Type: AWS::EC2::Image::Id}",
+            "al2023",
+            "is not an AMI id (`ami-`",
+        );
+        ok("{Type: AWS::EC2::Instance::Id}", "i-1e731a32");
+        bad(
+            "{Type: List<AWS::EC2::Instance::Id>}",
+            "i-1, i-2",
+            "is not an instance id",
+        );
+        ok("{Type: AWS::EC2::Volume::Id}", "vol-3cdd3f56");
+        bad(
+            "{Type: AWS::EC2::Volume::Id}",
+            "3cdd3f56",
+            "is not an EBS volume id",
+        );
+        // Only AWS can tell whether these exist; any text may be one.
+        ok("{Type: AWS::EC2::KeyPair::KeyName}", "my key");
+        ok("{Type: AWS::EC2::SecurityGroup::GroupName}", "my-sg-abc");
+        ok("{Type: AWS::Route53::HostedZone::Id}", "Z23YXV4OVPL04A");
+        ok("{Type: AWS::SSM::Parameter::Name}", "/my/param");
+        // A Parameter Store key: CloudFormation checks the value it holds.
+        ok(
+            "{Type: 'AWS::SSM::Parameter::Value<AWS::EC2::VPC::Id>', AllowedPattern: 'vpc-.*'}",
+            "/net/vpc-id",
+        );
+        // An empty list has no element to refuse.
+        ok("{Type: List<AWS::EC2::Subnet::Id>}", "");
+        // An unknown type is the template's problem, not the value's.
+        ok("{Type: Strng, AllowedValues: [a]}", "b");
+    }
+
+    #[test]
+    fn parameter_constraints_as_cloudformation_applies_them() {
+        let ok = |decl: &str, v: &str| {
+            let f = param(decl, v);
+            assert!(f.is_empty(), "{decl} {v}: {f:?}");
+        };
+        let bad = |decl: &str, v: &str, msg: &str| {
+            let f = param(decl, v);
+            assert_eq!(f.len(), 1, "{decl} {v}: {f:?}");
+            assert!(f[0].contains(msg), "{decl} {v}: {f:?}");
+        };
+        let range = "{Type: Number, MinValue: 1150, MaxValue: 65535}";
+        ok(range, "1150");
+        ok(range, "65535.0");
+        bad(
+            range,
+            "80",
+            "`80` is less than the `MinValue` 1150 that `t.yaml` sets for `P`",
+        );
+        bad(range, "70000", "`70000` is more than the `MaxValue` 65535");
+        bad(
+            "{Type: List<Number>, MinValue: 0.5}",
+            "1, 0.25",
+            "`0.25` (in `1, 0.25`) is less than the `MinValue` 0.5",
+        );
+        let pattern = "{Type: String, AllowedPattern: '[a-z][a-z0-9-]*', ConstraintDescription: 'must start with a letter'}";
+        ok(pattern, "prod-1");
+        bad(
+            pattern,
+            "1prod",
+            "`1prod` does not match the `AllowedPattern` `[a-z][a-z0-9-]*` that `t.yaml` sets for `P` (the whole value must match); `t.yaml` says: must start with a letter",
+        );
+        bad(pattern, "prod 1", "does not match");
+        let list = "{Type: CommaDelimitedList, AllowedPattern: '\\d+'}";
+        ok(list, "1, 22 ,333");
+        bad(list, "1,a", "`a` (in `1,a`) does not match");
+        // A pattern the engine does not take checks nothing.
+        ok("{Type: String, AllowedPattern: '[a-z'}", "ANY");
+        let length = "{Type: String, MinLength: 3, MaxLength: 5}";
+        ok(length, "abc");
+        ok(length, "ééééé");
+        bad(
+            length,
+            "ab",
+            "`ab` is 2 characters long, shorter than the `MinLength` 3 that `t.yaml` sets for `P`",
+        );
+        bad(
+            length,
+            "abcdef",
+            "is 6 characters long, longer than the `MaxLength` 5",
+        );
+        // Lengths are for strings: not applied to a list's elements.
+        ok("{Type: CommaDelimitedList, MaxLength: 1}", "ab,cd");
+        let values =
+            "{Type: String, AllowedValues: [small, large], ConstraintDescription: pick a size}";
+        ok(values, "small");
+        bad(
+            values,
+            "huge",
+            "`huge` is not one of the values `t.yaml` allows for `P`: small, large; `t.yaml` says: pick a size",
+        );
+        let listed = "{Type: CommaDelimitedList, AllowedValues: [a, b, c]}";
+        ok(listed, "a, c");
+        bad(listed, "a,d", "`d` (in `a,d`) is not one of the values");
+        ok("{Type: Number, AllowedValues: [1, 2]}", "2.0");
+        bad(
+            "{Type: Number, AllowedValues: [1, 2]}",
+            "two",
+            "`two` is not a number",
+        );
+        ok(
+            "{Type: List<AWS::EC2::AvailabilityZone::Name>, AllowedValues: [us-west-2a, us-west-2b]}",
+            "us-west-2b,us-west-2a",
+        );
+        // A reference is resolved at apply time.
+        ok(range, "${cluster.main.name}");
     }
 
     #[test]

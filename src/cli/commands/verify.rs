@@ -4,7 +4,6 @@
 use crate::cli::args::VerifyArgs;
 use crate::cli::exit::{ExitStatus, Failure};
 use crate::cli::{output, session};
-use crate::cloud::aws::AwsClients;
 use crate::cloud::kube::KubeConnector;
 
 pub async fn run(args: VerifyArgs) -> Result<ExitStatus, Failure> {
@@ -15,9 +14,7 @@ pub async fn run(args: VerifyArgs) -> Result<ExitStatus, Failure> {
             args.spec.display()
         ));
     }
-    let aws = AwsClients::load_checked(spec.settings.region.as_deref())
-        .await
-        .map_err(Failure::Message)?;
+    let aws = session::spec_clients(&spec).await?;
     let kube = KubeConnector::new(args.common.kube.access());
     let reports = crate::nodes::verify::verify(&spec, &aws, &kube).await?;
     if args.common.json {
