@@ -786,6 +786,12 @@ name = "us-west-2a"
         "/outputs/subnet_azs/subnet-0c2000000000000b2",
         json!("us-west-2-lax-1a"),
     ),
+    // Two cluster subnets AWS reports in one AZ: CreateCluster wants two AZs.
+    cluster_subnets_in_one_live_az: demo_first_plan().observed_set(
+        "vpc.main",
+        "/outputs/subnet_azs/subnet-0c2000000000000b2",
+        json!("us-west-2a"),
+    ),
     set_in_another_order_is_no_change: Case::demo()
         .spec_edit(
             "# Adopted VPC with its cluster subnets; a secondary block and two pod subnets; a cluster.\n",

@@ -364,7 +364,8 @@ pub fn check_plan(
         c.addr.kind == Kind::Cluster && matches!(c.action, Action::Create | Action::Replace)
     }) {
         let Some(after) = c.after else { continue };
-        for (i, id) in resources::str_list(after, "subnet_ids").iter().enumerate() {
+        let ids = resources::str_list(after, "subnet_ids");
+        for (i, id) in ids.iter().enumerate() {
             if let Some(az) = subnet_az.get(id.as_str()) {
                 if let Some(why) = not_for_control_plane(az) {
                     diags.push(spec.error_at(
@@ -373,6 +374,18 @@ pub fn check_plan(
                     ));
                 }
             }
+        }
+        // "Subnets specified must be in at least two different AZs" (CreateCluster).
+        let azs: Option<BTreeSet<&String>> =
+            ids.iter().map(|i| subnet_az.get(i.as_str())).collect();
+        if let Some(az) = azs
+            .filter(|a| a.len() == 1 && ids.len() >= 2)
+            .and_then(|a| a.into_iter().next())
+        {
+            diags.push(spec.error_at(
+                format!("{}.subnet_ids", c.addr),
+                format!("the cluster's subnets are all in {az}: EKS needs subnets in at least two availability zones"),
+            ));
         }
     }
     if pod_azs.is_empty() || any_unknown_pod_az {
