@@ -648,9 +648,19 @@ fn off_by_default_then_switched_on() {
     // Switched on at run time: moto's default nodegroup size is 2.
     w.proxy.config(json!({"data_plane": true}));
     wait_for_fleet(&w, "ng", 2);
-    // Off again: the loop stops; a scale is no longer followed.
+    // Off again: the loop stops (the API server hears no more of it); a scale is no
+    // longer followed.
     w.proxy.config(json!({"data_plane": false}));
-    std::thread::sleep(Duration::from_millis(500));
+    let mut heard = w.kube.requests().len();
+    let mut quiet_since = Instant::now();
+    wait_for("the loop to stop", || {
+        let now = w.kube.requests().len();
+        if now != heard {
+            heard = now;
+            quiet_since = Instant::now();
+        }
+        (quiet_since.elapsed() > Duration::from_millis(800)).then_some(())
+    });
     scale(p, "c1", "ng", 3);
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(nodegroup_instances(&w.moto, "ng").len(), 2);
