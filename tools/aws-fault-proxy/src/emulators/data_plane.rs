@@ -213,6 +213,16 @@ impl DataPlane {
         lock(&self.memory).problems.remove(subject);
     }
 
+    /// Writes what a pass learnt into memory, unless `POST /__proxy/reset` came since the
+    /// pass began. Checked under the memory lock, which the reset takes to clear it after
+    /// counting itself: a write either comes before the clear, or not at all.
+    fn remember(&self, pass: &Pass<'_>, write: impl FnOnce(&mut Memory)) {
+        let mut memory = lock(&self.memory);
+        if pass.current() {
+            write(&mut memory);
+        }
+    }
+
     async fn run(&self, pass: &Pass<'_>) {
         let Some(url) = pass.cfg.kube_url.as_deref() else {
             return;
@@ -363,9 +373,11 @@ impl DataPlane {
             .iter()
             .map(|ng| (region.clone(), ng.cluster.clone(), ng.name.clone()))
             .collect();
-        lock(&self.memory)
-            .fleets
-            .retain(|key, _| key.0 != region || live.contains(key));
+        self.remember(pass, |memory| {
+            memory
+                .fleets
+                .retain(|key, _| key.0 != region || live.contains(key))
+        });
     }
 
     async fn reconcile_fleet(
@@ -399,9 +411,10 @@ impl DataPlane {
                     .template_version(lt.id.as_deref(), lt.name.as_deref(), &version)
                     .await?;
                 if lt.version.is_none() {
-                    lock(&self.memory)
-                        .pinned_versions
-                        .insert(pinned_key, t.number.clone());
+                    let number = t.number.clone();
+                    self.remember(pass, |memory| {
+                        memory.pinned_versions.insert(pinned_key, number);
+                    });
                 }
                 Some(t)
             }
@@ -458,7 +471,9 @@ impl DataPlane {
         for k in unseen {
             fleet.entry(k.member.id.clone()).or_insert(k);
         }
-        lock(&self.memory).fleets.insert(key, fleet);
+        self.remember(pass, |memory| {
+            memory.fleets.insert(key, fleet);
+        });
         result
     }
 
@@ -552,22 +567,20 @@ impl DataPlane {
                 template_version: instance.tag(TAG_TEMPLATE_VERSION).map(str::to_string),
                 joined: false,
             };
-            {
-                let mut memory = lock(&self.memory);
-                memory.max_pods.insert(instance.id.clone(), max_pods);
-                let key = (
-                    obs.scope.region.clone(),
-                    ng.cluster.clone(),
-                    ng.name.clone(),
-                );
-                memory.fleets.entry(key).or_default().insert(
-                    instance.id.clone(),
-                    Known {
-                        member,
-                        since: Instant::now(),
-                    },
-                );
-            }
+            let key = (
+                obs.scope.region.clone(),
+                ng.cluster.clone(),
+                ng.name.clone(),
+            );
+            let id = instance.id.clone();
+            self.remember(pass, |memory| {
+                memory.max_pods.insert(id.clone(), max_pods);
+                let known = Known {
+                    member,
+                    since: Instant::now(),
+                };
+                memory.fleets.entry(key).or_default().insert(id, known);
+            });
             obs.instances.push(instance);
         }
         Ok(())
@@ -827,7 +840,9 @@ impl DataPlane {
                     .unwrap_or_else(|| max_pods::eni_limit(itype))
             }
         };
-        lock(&self.memory).max_pods.insert(i.id.clone(), max_pods);
+        self.remember(pass, |memory| {
+            memory.max_pods.insert(i.id.clone(), max_pods);
+        });
         let mut labels = BTreeMap::new();
         if let Some(ng) = managed {
             labels.extend(ng.labels.clone());
