@@ -31,6 +31,7 @@ use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 
 use crate::core::app::App;
+use crate::core::background;
 use crate::core::config::{self, Config};
 use crate::core::pipeline;
 
@@ -62,6 +63,8 @@ options:
                                   answers, backed by a security group made in moto
   --kube-url http://HOST:PORT     Kubernetes API server standing in for every cluster:
                                   the vpc-cni add-on applies its DaemonSet there
+  --data-plane[=BOOL]             launch managed nodegroups' instances in moto and have
+                                  instances join the --kube-url server as Nodes
 
 Every option after --verbose is also a field of POST /__proxy/config
 (dashes become underscores).";
@@ -205,6 +208,7 @@ async fn main() {
         cli.verbose,
         emulators::all(),
     ));
+    background::ensure_running(&app);
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -282,6 +286,19 @@ mod tests {
         .unwrap();
         assert!(!cli.config.eks_cluster_fields);
         assert!(parse_args(args(&["--upstream", "http://x", "--eks-cluster-fields=1"])).is_err());
+        let cli = parse_args(args(&[
+            "--data-plane",
+            "--kube-url",
+            "http://127.0.0.1:6443",
+            "--upstream",
+            "http://x",
+        ]))
+        .unwrap();
+        assert!(cli.config.data_plane);
+        assert!(
+            parse_args(args(&["--upstream", "http://x", "--data-plane"])).is_err(),
+            "the data plane needs --kube-url"
+        );
     }
 
     #[test]

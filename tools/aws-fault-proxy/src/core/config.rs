@@ -59,6 +59,10 @@ pub struct Config {
     /// in for every cluster: EKS add-ons with a workload (`vpc-cni`) apply it there. Unset:
     /// add-ons have no Kubernetes side.
     pub kube_url: Option<String>,
+    /// Opt-in: the data plane. A background loop launches the instances of managed
+    /// nodegroups in moto and has instances join the API server of `kube_url` as Nodes
+    /// (see the emulator `data_plane`). Needs `kube_url`.
+    pub data_plane: bool,
 }
 
 impl Default for Config {
@@ -90,6 +94,7 @@ impl Default for Config {
             kill_signal: DEFAULT_KILL_SIGNAL,
             eks_cluster_fields: false,
             kube_url: None,
+            data_plane: false,
         }
     }
 }
@@ -133,11 +138,12 @@ pub const FIELDS: &[&str] = &[
     "kill_signal",
     "eks_cluster_fields",
     "kube_url",
+    "data_plane",
 ];
 
 /// Fields that are on/off switches: on the command line they take no value
 /// (`--eks-cluster-fields`), or an inline one (`--eks-cluster-fields=false`).
-pub const BOOL_FIELDS: &[&str] = &["eks_cluster_fields"];
+pub const BOOL_FIELDS: &[&str] = &["eks_cluster_fields", "data_plane"];
 
 impl Config {
     /// Applies a partial update. Either every field of `patch` is applied or,
@@ -258,6 +264,7 @@ impl Config {
                 }
                 "eks_cluster_fields" => next.eks_cluster_fields = boolean(key, value)?,
                 "kube_url" => next.kube_url = base_url(key, value)?,
+                "data_plane" => next.data_plane = boolean(key, value)?,
                 other => {
                     return Err(format!(
                         "unknown config field {other:?}; known: {}",
@@ -265,6 +272,11 @@ impl Config {
                     ))
                 }
             }
+        }
+        // Checked on the result, so that a patch giving both fields works in any key order,
+        // and unsetting `kube_url` under a running data plane is refused.
+        if next.data_plane && next.kube_url.is_none() {
+            return Err("data_plane needs kube_url (the Kubernetes API server nodes join)".into());
         }
         *self = next;
         Ok(effects)
@@ -463,6 +475,22 @@ mod tests {
         assert!(!c.take_lost_answer("PutObject"));
         c.merge(&json!({"lose_answer_count": null})).unwrap();
         assert_eq!(c.lose_answer_count, 0);
+    }
+
+    #[test]
+    fn data_plane_switch_needs_kube_url() {
+        let mut c = Config::default();
+        assert!(!c.data_plane, "off by default");
+        assert!(c.merge(&json!({"data_plane": true})).is_err());
+        assert!(!c.data_plane);
+        c.merge(&json!({"data_plane": true, "kube_url": "http://127.0.0.1:1"}))
+            .unwrap();
+        assert!(c.data_plane);
+        assert!(c.merge(&json!({"kube_url": null})).is_err(), "still needed");
+        assert!(c.merge(&json!({"data_plane": "yes"})).is_err());
+        c.merge(&json!({"data_plane": null})).unwrap();
+        assert!(!c.data_plane);
+        c.merge(&json!({"kube_url": null})).unwrap();
     }
 
     #[test]

@@ -1,18 +1,22 @@
 //! The control API, `/__proxy/...`: configuration, statistics, reset and health.
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use hyper::header::HeaderMap;
 use hyper::Method;
 use serde_json::{json, Value};
 
 use super::app::{seeded_rng, App};
+use super::background;
 use super::faults::{proxy_error, Reply};
 use super::upstream::is_success;
 use super::windows::Windows;
 use crate::shared::lock;
 
 /// `/__proxy/...`: configuration, statistics and reset.
-pub async fn control(app: &App, method: &Method, path: &str, body: &[u8]) -> Reply {
+pub async fn control(app: &Arc<App>, method: &Method, path: &str, body: &[u8]) -> Reply {
     match (method.as_str(), path) {
         ("GET", "/__proxy/config") => config_json(app),
         ("POST", "/__proxy/config") => {
@@ -32,6 +36,7 @@ pub async fn control(app: &App, method: &Method, path: &str, body: &[u8]) -> Rep
                         stats.kill = Default::default();
                     }
                     drop(cfg);
+                    background::ensure_running(app);
                     config_json(app)
                 }
                 Err(e) => proxy_error(400, &e),
@@ -43,6 +48,8 @@ pub async fn control(app: &App, method: &Method, path: &str, body: &[u8]) -> Rep
             Reply::json(200, &json!({ "ok": true }))
         }
         ("POST", "/__proxy/reset") => {
+            // First, so that a background pass under way changes nothing more.
+            app.host.resets.fetch_add(1, Ordering::SeqCst);
             *lock(&app.host.windows) = Windows::default();
             for emulator in &app.emulators {
                 emulator.reset();

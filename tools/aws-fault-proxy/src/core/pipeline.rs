@@ -107,6 +107,7 @@ pub async fn handle(
         &parts.headers,
         &body,
     );
+    lock(&app.host.scopes).record(&parts.headers);
     let mut tracker = Tracker::begin(app.clone(), &info);
     let client_gone = ClientGone::default();
     let gone = client_gone.flag.clone();

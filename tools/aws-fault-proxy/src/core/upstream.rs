@@ -149,6 +149,13 @@ pub fn own_request_headers(client: &HeaderMap) -> HeaderMap {
 /// scope of `Authorization` (it checks no signature), and the account from the access
 /// key, so the client's key and date are kept with `REGION/ec2` as scope.
 pub fn ec2_headers(client: &HeaderMap, region: &str) -> HeaderMap {
+    scoped_headers(client, region, "ec2")
+}
+
+/// Headers for a request of the proxy's own to `service` in `region`, carrying the access
+/// key and date of the client's `headers` (see [`ec2_headers`]). EKS gets the JSON content
+/// type, the Query services (`ec2`, `sts`, ...) the form one.
+pub fn scoped_headers(client: &HeaderMap, region: &str, service: &str) -> HeaderMap {
     let amz_date = client
         .get("x-amz-date")
         .and_then(|v| v.to_str().ok())
@@ -166,7 +173,7 @@ pub fn ec2_headers(client: &HeaderMap, region: &str) -> HeaderMap {
             ("AKIDEXAMPLE".to_string(), date.to_string())
         });
     let auth = format!(
-        "AWS4-HMAC-SHA256 Credential={key}/{date}/{region}/ec2/aws4_request, \
+        "AWS4-HMAC-SHA256 Credential={key}/{date}/{region}/{service}/aws4_request, \
          SignedHeaders=content-type;host;x-amz-date, Signature={}",
         "0".repeat(64)
     );
@@ -174,10 +181,12 @@ pub fn ec2_headers(client: &HeaderMap, region: &str) -> HeaderMap {
     if let Ok(v) = HeaderValue::from_str(&auth) {
         headers.insert(AUTHORIZATION, v);
     }
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
-    );
+    let content_type = if service == "eks" {
+        "application/json"
+    } else {
+        "application/x-www-form-urlencoded; charset=utf-8"
+    };
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     for name in ["x-amz-date", "x-amz-security-token"] {
         if let Some(v) = client.get(name) {
             headers.insert(HeaderName::from_static(name), v.clone());

@@ -7,6 +7,7 @@
 
 mod addons;
 mod cluster_fields;
+mod data_plane;
 mod dependency_violation;
 mod eks_states;
 mod iam_propagation;
@@ -31,5 +32,6 @@ pub fn all() -> Vec<Box<dyn Emulator>> {
         Box::new(iam_propagation::IamPropagation::default()),
         Box::new(dependency_violation::DependencyViolation::default()),
         Box::new(s3::S3),
+        Box::new(data_plane::DataPlane::default()),
     ]
 }

@@ -1,0 +1,384 @@
+//! The data plane's own EC2 calls to moto (not counted, faulted or delayed), and what it
+//! reads from their answers.
+
+use std::collections::BTreeMap;
+
+use crate::core::emulator::Pass;
+use crate::core::scopes::Scope;
+use crate::shared::form_encode;
+
+use super::xml::Element;
+
+const VERSION: &str = "2016-11-15";
+
+/// EC2's instance states that are gone for good, or going: such an instance's Node is
+/// deleted, and it no longer counts in its nodegroup.
+pub fn is_ending(state: &str) -> bool {
+    matches!(state, "shutting-down" | "terminated")
+}
+
+/// One instance, as DescribeInstances or RunInstances report it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Instance {
+    pub id: String,
+    /// `pending`, `running`, `shutting-down`, `terminated`, `stopping`, `stopped`.
+    pub state: String,
+    pub instance_type: String,
+    pub image_id: String,
+    pub subnet_id: String,
+    pub availability_zone: String,
+    pub private_ip: String,
+    pub private_dns_name: String,
+    /// `launchTime` as EC2 writes it (ISO 8601, so it sorts as time).
+    pub launch_time: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Instance {
+    fn from_xml(item: &Element) -> Option<Instance> {
+        let text = |path: &[&str]| item.text_at(path).unwrap_or_default().to_string();
+        let tags = item
+            .items("tagSet")
+            .filter_map(|t| {
+                let key = t.text_at(&["key"])?;
+                let value = t.text_at(&["value"]).unwrap_or_default();
+                Some((key.to_string(), value.to_string()))
+            })
+            .collect();
+        Some(Instance {
+            id: item.text_at(&["instanceId"])?.to_string(),
+            state: text(&["instanceState", "name"]),
+            instance_type: text(&["instanceType"]),
+            image_id: text(&["imageId"]),
+            subnet_id: text(&["subnetId"]),
+            availability_zone: text(&["placement", "availabilityZone"]),
+            private_ip: text(&["privateIpAddress"]),
+            private_dns_name: text(&["privateDnsName"]),
+            launch_time: text(&["launchTime"]),
+            tags,
+        })
+    }
+
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
+    }
+}
+
+/// What the data plane needs of an instance type (DescribeInstanceTypes).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceType {
+    pub name: String,
+    /// `NetworkInfo.MaximumNetworkInterfaces` (all network cards).
+    pub max_enis: u32,
+    /// `MaximumNetworkInterfaces` of the default network card, when the answer lists cards.
+    pub default_card_enis: Option<u32>,
+    pub ipv4_per_eni: u32,
+    pub vcpus: u32,
+    /// `nitro`, `xen`, ... (empty for bare metal, whose answer has no hypervisor).
+    pub hypervisor: String,
+    /// `SupportedArchitectures`: `x86_64`, `arm64`, `i386`, ...
+    pub architectures: Vec<String>,
+}
+
+impl InstanceType {
+    fn from_xml(item: &Element) -> Option<InstanceType> {
+        let num = |path: &[&str]| item.text_at(path).and_then(|t| t.parse::<u32>().ok());
+        let default_card = num(&["networkInfo", "defaultNetworkCardIndex"]).unwrap_or(0);
+        let default_card_enis = item
+            .at(&["networkInfo"])
+            .into_iter()
+            .flat_map(|n| n.items("networkCards"))
+            .find(|card| {
+                card.text_at(&["networkCardIndex"])
+                    .and_then(|i| i.parse::<u32>().ok())
+                    == Some(default_card)
+            })
+            .and_then(|card| card.text_at(&["maximumNetworkInterfaces"]))
+            .and_then(|n| n.parse().ok());
+        Some(InstanceType {
+            name: item.text_at(&["instanceType"])?.to_string(),
+            max_enis: num(&["networkInfo", "maximumNetworkInterfaces"])?,
+            default_card_enis,
+            ipv4_per_eni: num(&["networkInfo", "ipv4AddressesPerInterface"])?,
+            vcpus: num(&["vCpuInfo", "defaultVCpus"]).unwrap_or(0),
+            hypervisor: item
+                .text_at(&["hypervisor"])
+                .unwrap_or_default()
+                .to_string(),
+            architectures: item
+                .at(&["processorInfo"])
+                .into_iter()
+                .flat_map(|p| p.items("supportedArchitectures"))
+                .map(|a| a.text.trim().to_string())
+                .collect(),
+        })
+    }
+}
+
+/// A launch template version (DescribeLaunchTemplateVersions): what a nodegroup's
+/// instances are launched from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TemplateVersion {
+    pub template_id: String,
+    pub number: String,
+    /// A custom AMI: EKS then merges no user data and computes no max pods.
+    pub image_id: Option<String>,
+    pub instance_type: Option<String>,
+    /// Base64, as EC2 keeps it.
+    pub user_data: Option<String>,
+    pub security_group_ids: Vec<String>,
+}
+
+/// What to launch.
+#[derive(Clone, Debug, Default)]
+pub struct Launch {
+    pub subnet_id: String,
+    pub instance_type: String,
+    /// Set when the launch template (if any) has no AMI.
+    pub image_id: Option<String>,
+    /// (template id, version number)
+    pub template: Option<(String, String)>,
+    /// Set when the launch template (if any) has no security groups.
+    pub security_group_ids: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// EC2 in one scope.
+pub struct Ec2<'a> {
+    pub pass: &'a Pass<'a>,
+    pub scope: &'a Scope,
+}
+
+impl Ec2<'_> {
+    async fn call(&self, action: &str, params: &[(String, String)]) -> Result<Element, String> {
+        let mut body = format!("Action={action}&Version={VERSION}");
+        for (k, v) in params {
+            body.push('&');
+            body.push_str(&form_encode(k));
+            body.push('=');
+            body.push_str(&form_encode(v));
+        }
+        let headers = self.scope.headers("ec2");
+        let text = self
+            .pass
+            .host
+            .upstream
+            .ec2_call(&headers, body)
+            .await
+            .map_err(|e| format!("{action}: {e}"))?;
+        Element::parse(&text).map_err(|e| format!("{action}: {e}"))
+    }
+
+    /// Every instance of the scope, in every state (moto keeps terminated ones).
+    pub async fn instances(&self) -> Result<Vec<Instance>, String> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut params = vec![("MaxResults".to_string(), "1000".to_string())];
+            if let Some(t) = &token {
+                params.push(("NextToken".to_string(), t.clone()));
+            }
+            let root = self.call("DescribeInstances", &params).await?;
+            for reservation in root.items("reservationSet") {
+                out.extend(
+                    reservation
+                        .items("instancesSet")
+                        .filter_map(Instance::from_xml),
+                );
+            }
+            match root.text_at(&["nextToken"]) {
+                Some(t) if token.as_deref() != Some(t) => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    pub async fn instance_types(&self, names: &[String]) -> Result<Vec<InstanceType>, String> {
+        let params: Vec<(String, String)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (format!("InstanceType.{}", i + 1), n.clone()))
+            .collect();
+        let root = self.call("DescribeInstanceTypes", &params).await?;
+        Ok(root
+            .items("instanceTypeSet")
+            .filter_map(InstanceType::from_xml)
+            .collect())
+    }
+
+    /// A version of a launch template given by id or name; `version` is a number,
+    /// `$Default` or `$Latest`.
+    pub async fn template_version(
+        &self,
+        id: Option<&str>,
+        name: Option<&str>,
+        version: &str,
+    ) -> Result<TemplateVersion, String> {
+        let mut params = vec![("LaunchTemplateVersion.1".to_string(), version.to_string())];
+        match (id, name) {
+            (Some(id), _) => params.push(("LaunchTemplateId".to_string(), id.to_string())),
+            (None, Some(name)) => params.push(("LaunchTemplateName".to_string(), name.to_string())),
+            (None, None) => return Err("a launch template without id or name".to_string()),
+        }
+        let root = self.call("DescribeLaunchTemplateVersions", &params).await?;
+        let item = root
+            .items("launchTemplateVersionSet")
+            .next()
+            .ok_or_else(|| format!("launch template version {version} not found"))?;
+        let data = item.child("launchTemplateData");
+        let text = |path: &[&str]| data.and_then(|d| d.text_at(path)).map(str::to_string);
+        let mut security_group_ids: Vec<String> = data
+            .into_iter()
+            .flat_map(|d| d.items("securityGroupIdSet"))
+            .map(|g| g.text.trim().to_string())
+            .filter(|g| !g.is_empty())
+            .collect();
+        // Security groups given on the template's network interface instead.
+        for nic in data
+            .into_iter()
+            .flat_map(|d| d.items("networkInterfaceSet"))
+        {
+            security_group_ids.extend(
+                nic.items("groupSet")
+                    .map(|g| g.text.trim().to_string())
+                    .filter(|g| !g.is_empty()),
+            );
+        }
+        Ok(TemplateVersion {
+            template_id: item
+                .text_at(&["launchTemplateId"])
+                .unwrap_or_default()
+                .to_string(),
+            number: item
+                .text_at(&["versionNumber"])
+                .ok_or("a launch template version without a number")?
+                .to_string(),
+            image_id: text(&["imageId"]),
+            instance_type: text(&["instanceType"]),
+            user_data: text(&["userData"]),
+            security_group_ids,
+        })
+    }
+
+    /// The availability zone of each subnet that exists.
+    pub async fn subnet_zones(&self, ids: &[String]) -> Result<BTreeMap<String, String>, String> {
+        let params: Vec<(String, String)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (format!("SubnetId.{}", i + 1), id.clone()))
+            .collect();
+        let root = self.call("DescribeSubnets", &params).await?;
+        Ok(root
+            .items("subnetSet")
+            .filter_map(|s| {
+                Some((
+                    s.text_at(&["subnetId"])?.to_string(),
+                    s.text_at(&["availabilityZone"])?.to_string(),
+                ))
+            })
+            .collect())
+    }
+
+    /// Launches one instance, tagged at launch (so that it is never seen untagged).
+    pub async fn run(&self, launch: &Launch) -> Result<Instance, String> {
+        let mut params: Vec<(String, String)> = vec![
+            ("MinCount".into(), "1".into()),
+            ("MaxCount".into(), "1".into()),
+            ("SubnetId".into(), launch.subnet_id.clone()),
+            ("InstanceType".into(), launch.instance_type.clone()),
+        ];
+        if let Some(image) = &launch.image_id {
+            params.push(("ImageId".into(), image.clone()));
+        }
+        if let Some((id, version)) = &launch.template {
+            params.push(("LaunchTemplate.LaunchTemplateId".into(), id.clone()));
+            params.push(("LaunchTemplate.Version".into(), version.clone()));
+        }
+        for (i, group) in launch.security_group_ids.iter().enumerate() {
+            params.push((format!("SecurityGroupId.{}", i + 1), group.clone()));
+        }
+        params.push(("TagSpecification.1.ResourceType".into(), "instance".into()));
+        for (i, (key, value)) in launch.tags.iter().enumerate() {
+            params.push((format!("TagSpecification.1.Tag.{}.Key", i + 1), key.clone()));
+            params.push((
+                format!("TagSpecification.1.Tag.{}.Value", i + 1),
+                value.clone(),
+            ));
+        }
+        let root = self.call("RunInstances", &params).await?;
+        let instance = root.items("instancesSet").find_map(Instance::from_xml);
+        instance.ok_or_else(|| "RunInstances: no instance in the answer".to_string())
+    }
+
+    pub async fn terminate(&self, ids: &[String]) -> Result<(), String> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let params: Vec<(String, String)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (format!("InstanceId.{}", i + 1), id.clone()))
+            .collect();
+        self.call("TerminateInstances", &params).await.map(|_| ())
+    }
+
+    /// An instance's user data (base64), if it has any.
+    pub async fn user_data(&self, id: &str) -> Result<Option<String>, String> {
+        let params = vec![
+            ("InstanceId".to_string(), id.to_string()),
+            ("Attribute".to_string(), "userData".to_string()),
+        ];
+        let root = self.call("DescribeInstanceAttribute", &params).await?;
+        Ok(root.text_at(&["userData", "value"]).map(str::to_string))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_moto_shapes() {
+        let doc = r#"<DescribeInstancesResponse><reservationSet><item><instancesSet><item>
+<instanceId>i-1</instanceId><instanceState><code>16</code><name>running</name></instanceState>
+<instanceType>t3.medium</instanceType><imageId>ami-1</imageId><subnetId>subnet-1</subnetId>
+<placement><availabilityZone>us-east-1a</availabilityZone></placement>
+<privateIpAddress>10.0.1.5</privateIpAddress><privateDnsName>ip-10-0-1-5.ec2.internal</privateDnsName>
+<launchTime>2026-01-01T00:00:00.000Z</launchTime>
+<tagSet><item><key>eks:nodegroup-name</key><value>ng</value></item></tagSet>
+<networkInterfaceSet><item><subnetId>subnet-x</subnetId></item></networkInterfaceSet>
+</item></instancesSet></item></reservationSet></DescribeInstancesResponse>"#;
+        let root = Element::parse(doc).unwrap();
+        let reservation = root.items("reservationSet").next().unwrap();
+        let i = reservation
+            .items("instancesSet")
+            .find_map(Instance::from_xml)
+            .unwrap();
+        assert_eq!(i.id, "i-1");
+        assert_eq!(i.state, "running");
+        assert_eq!(
+            i.subnet_id, "subnet-1",
+            "the instance's, not its interface's"
+        );
+        assert_eq!(i.availability_zone, "us-east-1a");
+        assert_eq!(i.tag("eks:nodegroup-name"), Some("ng"));
+
+        let doc = r#"<R><instanceTypeSet><item><instanceType>m5.large</instanceType>
+<hypervisor>nitro</hypervisor><processorInfo><supportedArchitectures><item>x86_64</item>
+</supportedArchitectures></processorInfo><vCpuInfo><defaultVCpus>2</defaultVCpus></vCpuInfo>
+<networkInfo><maximumNetworkInterfaces>3</maximumNetworkInterfaces><defaultNetworkCardIndex>0</defaultNetworkCardIndex>
+<networkCards><item><networkCardIndex>0</networkCardIndex><maximumNetworkInterfaces>3</maximumNetworkInterfaces></item></networkCards>
+<ipv4AddressesPerInterface>10</ipv4AddressesPerInterface></networkInfo></item></instanceTypeSet></R>"#;
+        let root = Element::parse(doc).unwrap();
+        let t = root
+            .items("instanceTypeSet")
+            .find_map(InstanceType::from_xml)
+            .unwrap();
+        assert_eq!(
+            (t.max_enis, t.default_card_enis, t.ipv4_per_eni, t.vcpus),
+            (3, Some(3), 10, 2)
+        );
+        assert_eq!(t.architectures, vec!["x86_64".to_string()]);
+        assert!(is_ending("terminated") && is_ending("shutting-down") && !is_ending("running"));
+    }
+}

@@ -1,0 +1,753 @@
+//! The data plane (`data_plane`, off by default): a real moto_server and the fake Kubernetes
+//! API server behind the real proxy. Managed nodegroups get instances in moto once ACTIVE,
+//! instances join as Nodes with the labels, provider ID and max pods their AMI and EKS
+//! give them, scaling, launch template updates and deletes are followed, and instances
+//! tagged for a cluster join on their own.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+use serde_json::{json, Value};
+
+/// How long the data plane may take to act (passes run every 200 ms; moto is slow on a
+/// loaded 2-core machine).
+const SETTLE: Duration = Duration::from_secs(20);
+const REGION: &str = "us-east-1";
+
+struct World {
+    moto: Moto,
+    kube: FakeKube,
+    proxy: Proxy,
+}
+
+/// moto, the fake API server (its default seed: Nodes of us-west-2 and the `aws-node`
+/// DaemonSet) and the proxy with `args` and `--kube-url`.
+fn world(args: &[&str]) -> World {
+    let moto = Moto::start();
+    moto.warm(&["eks", "ec2"]);
+    let kube = FakeKube::start();
+    let url = kube.url();
+    let mut all = vec!["--kube-url", url.as_str()];
+    all.extend_from_slice(args);
+    let proxy = Proxy::start(&moto.url(), &all);
+    World { moto, kube, proxy }
+}
+
+fn ok(r: Resp) -> Resp {
+    assert_eq!(r.status, 200, "{}", r.body);
+    r
+}
+
+fn ec2(p: u16, params: &str) -> Resp {
+    ok(query(p, "ec2", params))
+}
+
+/// A VPC with a subnet in each of two zones: (subnet in us-east-1a, subnet in us-east-1b).
+fn subnets(p: u16) -> (String, String) {
+    let vpc = ec2(p, "Action=CreateVpc&CidrBlock=10.0.0.0/16");
+    let vpc = xml(&vpc.body, "vpcId").expect("vpcId");
+    let subnet = |cidr: &str, zone: &str| {
+        let r = ec2(
+            p,
+            &format!(
+                "Action=CreateSubnet&VpcId={vpc}&CidrBlock={}&AvailabilityZone={zone}",
+                enc(cidr)
+            ),
+        );
+        xml(&r.body, "subnetId").expect("subnetId")
+    };
+    (
+        subnet("10.0.1.0/24", "us-east-1a"),
+        subnet("10.0.2.0/24", "us-east-1b"),
+    )
+}
+
+fn create_cluster(p: u16, name: &str, subnet: &str) {
+    let body = json!({
+        "name": name,
+        "roleArn": "arn:aws:iam::123456789012:role/eks",
+        "resourcesVpcConfig": {"subnetIds": [subnet]}
+    });
+    ok(eks(p, "POST", "/clusters", Some(body)));
+}
+
+fn create_nodegroup(p: u16, cluster: &str, body: Value) {
+    let mut body = body;
+    body["nodeRole"] = json!("arn:aws:iam::123456789012:role/node");
+    ok(eks(
+        p,
+        "POST",
+        &format!("/clusters/{cluster}/node-groups"),
+        Some(body),
+    ));
+}
+
+fn scale(p: u16, cluster: &str, ng: &str, desired: u32) {
+    let body = json!({"scalingConfig": {"minSize": 0, "maxSize": 10, "desiredSize": desired}});
+    ok(eks(
+        p,
+        "POST",
+        &format!("/clusters/{cluster}/node-groups/{ng}/update-config"),
+        Some(body),
+    ));
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// A launch template whose version 1 has `data` (form fields after `LaunchTemplateData.`);
+/// returns its id.
+fn create_template(p: u16, name: &str, data: &[(&str, &str)]) -> String {
+    let mut params = format!("Action=CreateLaunchTemplate&LaunchTemplateName={name}");
+    for (k, v) in data {
+        params.push_str(&format!("&LaunchTemplateData.{k}={}", enc(v)));
+    }
+    let r = ec2(p, &params);
+    xml(&r.body, "launchTemplateId").expect("launchTemplateId")
+}
+
+/// Every value of `<tag>` in a document.
+fn all_xml(body: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(start) = rest.find(&open) {
+        rest = &rest[start + open.len()..];
+        let Some(end) = rest.find(&close) else { break };
+        out.push(rest[..end].to_string());
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// Ids of the instances matching EC2 filters `(name, values)`, asked of moto directly
+/// (so that the proxy's stats only hold the test's own requests).
+fn instances(moto: &Moto, filters: &[(&str, &[&str])]) -> BTreeSet<String> {
+    let mut params = String::from("Action=DescribeInstances");
+    for (i, (name, values)) in filters.iter().enumerate() {
+        params.push_str(&format!("&Filter.{}.Name={}", i + 1, enc(name)));
+        for (j, v) in values.iter().enumerate() {
+            params.push_str(&format!("&Filter.{}.Value.{}={}", i + 1, j + 1, enc(v)));
+        }
+    }
+    let r = ec2(moto.port, &params);
+    all_xml(&r.body, "instanceId").into_iter().collect()
+}
+
+const ALIVE: &[&str] = &["pending", "running"];
+
+fn nodegroup_instances(moto: &Moto, ng: &str) -> BTreeSet<String> {
+    instances(
+        moto,
+        &[
+            ("tag:eks:nodegroup-name", &[ng]),
+            ("instance-state-name", ALIVE),
+        ],
+    )
+}
+
+/// The Nodes with a label `key=value`.
+fn nodes_with(kube: &FakeKube, key: &str, value: &str) -> Vec<Value> {
+    let r = kube.call(
+        "GET",
+        &format!(
+            "/api/v1/nodes?labelSelector={}",
+            enc(&format!("{key}={value}"))
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn nodes_of(kube: &FakeKube, ng: &str) -> Vec<Value> {
+    nodes_with(kube, "eks.amazonaws.com/nodegroup", ng)
+}
+
+fn all_nodes(kube: &FakeKube) -> Vec<Value> {
+    let r = kube.call("GET", "/api/v1/nodes");
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn instance_of(node: &Value) -> String {
+    let id = node["spec"]["providerID"].as_str().unwrap_or_default();
+    id.rsplit('/').next().unwrap_or_default().to_string()
+}
+
+fn pods(node: &Value) -> (String, String) {
+    (
+        node["status"]["capacity"]["pods"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        node["status"]["allocatable"]["pods"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+/// Polls `probe` until it gives a value or `SETTLE` runs out.
+fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until the nodegroup has `n` live instances and `n` Nodes for exactly them.
+fn wait_for_fleet(w: &World, ng: &str, n: usize) -> (BTreeSet<String>, Vec<Value>) {
+    wait_for(&format!("{n} instances and Nodes in {ng}"), || {
+        let ids = nodegroup_instances(&w.moto, ng);
+        let nodes = nodes_of(&w.kube, ng);
+        let node_ids: BTreeSet<String> = nodes.iter().map(instance_of).collect();
+        (ids.len() == n && node_ids == ids).then_some((ids, nodes))
+    })
+}
+
+/// The tags of an instance, asked of moto.
+fn tags(moto: &Moto, id: &str) -> BTreeMap<String, String> {
+    let r = ec2(
+        moto.port,
+        &format!(
+            "Action=DescribeTags&Filter.1.Name=resource-id&Filter.1.Value.1={id}&MaxResults=100"
+        ),
+    );
+    all_xml(&r.body, "key")
+        .into_iter()
+        .zip(all_xml(&r.body, "value"))
+        .collect()
+}
+
+#[test]
+fn a_nodegroup_gets_instances_once_active_and_they_join() {
+    let w = world(&["--data-plane", "--nodegroup-create-ms", "1500"]);
+    let p = w.proxy.port;
+    let (a, b) = subnets(p);
+    create_cluster(p, "c1", &a);
+    create_nodegroup(
+        p,
+        "c1",
+        json!({
+            "nodegroupName": "ng1", "subnets": [a, b], "instanceTypes": ["t3.medium"],
+            "scalingConfig": {"minSize": 1, "maxSize": 5, "desiredSize": 3},
+            "labels": {"team": "blue"},
+            "taints": [{"key": "dedicated", "value": "blue", "effect": "NO_SCHEDULE"}]
+        }),
+    );
+    let created = Instant::now();
+    // CREATING: nothing launched, nothing joined (several passes go by).
+    while created.elapsed() < Duration::from_millis(1100) {
+        assert!(
+            nodegroup_instances(&w.moto, "ng1").is_empty(),
+            "launched while CREATING"
+        );
+        assert!(nodes_of(&w.kube, "ng1").is_empty());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (ids, nodes) = wait_for_fleet(&w, "ng1", 3);
+    assert!(created.elapsed() >= Duration::from_millis(1500));
+    // Round-robin over the subnets: a, b, a.
+    let in_a = instances(
+        &w.moto,
+        &[("subnet-id", &[&a]), ("instance-state-name", ALIVE)],
+    );
+    let in_b = instances(
+        &w.moto,
+        &[("subnet-id", &[&b]), ("instance-state-name", ALIVE)],
+    );
+    assert_eq!((in_a.len(), in_b.len()), (2, 1));
+    assert_eq!(
+        instances(&w.moto, &[("instance-type", &["t3.medium"])]),
+        ids,
+        "the nodegroup's instance type"
+    );
+    for id in &ids {
+        let t = tags(&w.moto, id);
+        assert_eq!(
+            t.get("eks:cluster-name").map(String::as_str),
+            Some("c1"),
+            "{t:?}"
+        );
+        assert_eq!(t.get("eks:nodegroup-name").map(String::as_str), Some("ng1"));
+        assert_eq!(
+            t.get("kubernetes.io/cluster/c1").map(String::as_str),
+            Some("owned")
+        );
+        assert_eq!(
+            t.get("aws:eks:cluster-name").map(String::as_str),
+            Some("c1")
+        );
+    }
+    for node in &nodes {
+        let name = node["metadata"]["name"].as_str().expect("name");
+        assert!(
+            name.starts_with("ip-10-0-") && name.ends_with(".ec2.internal"),
+            "moto's private DNS name: {name}"
+        );
+        let id = instance_of(node);
+        let zone = if in_a.contains(&id) {
+            "us-east-1a"
+        } else {
+            "us-east-1b"
+        };
+        assert_eq!(
+            node["spec"]["providerID"],
+            format!("aws:///{zone}/{id}"),
+            "{node}"
+        );
+        let labels = &node["metadata"]["labels"];
+        for (k, v) in [
+            ("topology.kubernetes.io/zone", zone),
+            ("topology.kubernetes.io/region", REGION),
+            ("node.kubernetes.io/instance-type", "t3.medium"),
+            ("kubernetes.io/hostname", name),
+            ("kubernetes.io/os", "linux"),
+            ("kubernetes.io/arch", "amd64"),
+            ("eks.amazonaws.com/nodegroup", "ng1"),
+            ("eks.amazonaws.com/capacityType", "ON_DEMAND"),
+            ("eks.amazonaws.com/nodegroup-image", "ami-ekslinux"),
+            ("team", "blue"),
+        ] {
+            assert_eq!(labels[k], v, "label {k} of {node}");
+        }
+        assert!(labels
+            .get("eks.amazonaws.com/sourceLaunchTemplateId")
+            .is_none());
+        // t3.medium: 3 ENIs × (6 − 1) + 2.
+        assert_eq!(pods(node), ("17".to_string(), "17".to_string()));
+        let addresses = node["status"]["addresses"].as_array().expect("addresses");
+        let kinds: Vec<&str> = addresses
+            .iter()
+            .filter_map(|a| a["type"].as_str())
+            .collect();
+        assert_eq!(kinds, ["InternalIP", "InternalDNS", "Hostname"]);
+        assert!(addresses[0]["address"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("10.0.")));
+        let ready = node["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .expect("Ready condition");
+        assert_eq!(ready["status"], "True");
+        assert_eq!(
+            node["spec"]["taints"],
+            json!([{"key": "dedicated", "value": "blue", "effect": "NoSchedule"}])
+        );
+    }
+    // The data plane's own calls are not the client's: none in the stats.
+    let stats = w.proxy.stats();
+    for op in ["RunInstances", "DescribeInstances", "ListNodegroups"] {
+        assert!(
+            stats["by_operation"].get(op).is_none(),
+            "{op} counted: {stats}"
+        );
+    }
+    // The seeded Nodes of another region are left alone.
+    assert_eq!(
+        nodes_with(&w.kube, "topology.kubernetes.io/region", "us-west-2").len(),
+        2
+    );
+}
+
+#[test]
+fn launch_templates_and_the_cni_decide_max_pods() {
+    let w = world(&["--data-plane"]);
+    let p = w.proxy.port;
+    let (a, _) = subnets(p);
+    create_cluster(p, "c1", &a);
+    let nodeconfig = |n: u32| {
+        format!(
+            "---\napiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  kubelet:\n    \
+             config:\n      maxPods: {n}\n"
+        )
+    };
+    let mime = |parts: &[String]| {
+        let mut doc = String::from(
+            "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"BOUNDARY\"\n\n",
+        );
+        for part in parts {
+            doc.push_str(&format!(
+                "--BOUNDARY\nContent-Type: application/node.eks.aws\n\n{part}\n"
+            ));
+        }
+        doc.push_str("--BOUNDARY--\n");
+        doc
+    };
+    let al2023 = create_template(p, "al2023", &[("UserData", &b64(&mime(&[nodeconfig(30)])))]);
+    // Two NodeConfigs: nodeadm merges them in order, the later one wins.
+    let two = create_template(
+        p,
+        "two",
+        &[("UserData", &b64(&mime(&[nodeconfig(40), nodeconfig(50)])))],
+    );
+    let bottlerocket = create_template(
+        p,
+        "bottlerocket",
+        &[(
+            "UserData",
+            &b64("[settings.kubernetes]\nmax-pods = 25\ncluster-name = \"c1\"\n"),
+        )],
+    );
+    // A custom AMI whose user data sets nothing: the AMI's own ENI formula, uncapped
+    // (m5.4xlarge: 8 × (30 − 1) + 2 = 234), where EKS would compute 110 (16 vCPUs).
+    let custom = create_template(
+        p,
+        "custom",
+        &[
+            ("ImageId", "ami-0123456789abcdef0"),
+            ("InstanceType", "m5.4xlarge"),
+            ("UserData", &b64("#!/bin/bash\necho custom\n")),
+        ],
+    );
+    let one = json!({"minSize": 1, "maxSize": 2, "desiredSize": 1});
+    for (ng, template) in [
+        ("al2023", Some(&al2023)),
+        ("two", Some(&two)),
+        ("bottlerocket", Some(&bottlerocket)),
+        ("custom", Some(&custom)),
+        ("big", None),
+    ] {
+        let mut body = json!({"nodegroupName": ng, "subnets": [a], "scalingConfig": one});
+        match template {
+            Some(id) => body["launchTemplate"] = json!({"id": id, "version": "1"}),
+            None => body["instanceTypes"] = json!(["m5.4xlarge"]),
+        }
+        if ng == "bottlerocket" {
+            body["amiType"] = json!("BOTTLEROCKET_x86_64");
+        }
+        create_nodegroup(p, "c1", body);
+    }
+    for (ng, want) in [
+        ("al2023", "30"),
+        ("two", "50"),
+        ("bottlerocket", "25"),
+        ("custom", "234"),
+        ("big", "110"),
+    ] {
+        let (_, nodes) = wait_for_fleet(&w, ng, 1);
+        assert_eq!(pods(&nodes[0]).0, want, "max pods of {ng}");
+        assert_eq!(pods(&nodes[0]).1, want, "allocatable pods of {ng}");
+    }
+    let (_, nodes) = wait_for_fleet(&w, "custom", 1);
+    let labels = &nodes[0]["metadata"]["labels"];
+    assert_eq!(
+        labels["eks.amazonaws.com/nodegroup-image"],
+        "ami-0123456789abcdef0"
+    );
+    assert_eq!(labels["node.kubernetes.io/instance-type"], "m5.4xlarge");
+    assert_eq!(
+        labels["eks.amazonaws.com/sourceLaunchTemplateId"],
+        custom.as_str()
+    );
+    assert_eq!(labels["eks.amazonaws.com/sourceLaunchTemplateVersion"], "1");
+
+    // The CNI settings when a node launches decide: custom networking leaves the primary
+    // ENI out (t3.medium: 2 × 5 + 2 = 12) for nodes launched after the switch only.
+    create_nodegroup(
+        p,
+        "c1",
+        json!({"nodegroupName": "plain", "subnets": [a], "scalingConfig": one}),
+    );
+    let (first, nodes) = wait_for_fleet(&w, "plain", 1);
+    assert_eq!(pods(&nodes[0]).0, "17");
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "aws-node",
+        "env": [{"name": "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", "value": "true"}]}]}}}});
+    let r = request(
+        w.kube.port,
+        "PATCH",
+        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
+        &[("Content-Type", "application/strategic-merge-patch+json")],
+        patch.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    scale(p, "c1", "plain", 2);
+    let (_, nodes) = wait_for_fleet(&w, "plain", 2);
+    for node in &nodes {
+        let want = if first.contains(&instance_of(node)) {
+            "17"
+        } else {
+            "12"
+        };
+        assert_eq!(pods(node).0, want, "{node}");
+    }
+}
+
+#[test]
+fn scaling_version_updates_and_deletes_are_followed() {
+    let w = world(&["--data-plane"]);
+    let p = w.proxy.port;
+    let (a, b) = subnets(p);
+    create_cluster(p, "c1", &a);
+    let lt = create_template(p, "lt", &[("InstanceType", "t3.small")]);
+    ec2(
+        p,
+        &format!(
+            "Action=CreateLaunchTemplateVersion&LaunchTemplateId={lt}\
+             &LaunchTemplateData.InstanceType=t3.small"
+        ),
+    );
+    create_nodegroup(
+        p,
+        "c1",
+        json!({"nodegroupName": "ng", "subnets": [a, b],
+               "scalingConfig": {"minSize": 0, "maxSize": 10, "desiredSize": 2},
+               "launchTemplate": {"id": lt, "version": "1"}}),
+    );
+    let (two, _) = wait_for_fleet(&w, "ng", 2);
+    scale(p, "c1", "ng", 3);
+    let (three, _) = wait_for_fleet(&w, "ng", 3);
+    assert!(three.is_superset(&two), "scaling out keeps the instances");
+    scale(p, "c1", "ng", 1);
+    let (one, nodes) = wait_for_fleet(&w, "ng", 1);
+    assert!(three.is_superset(&one));
+    assert_eq!(
+        nodes[0]["metadata"]["labels"]["eks.amazonaws.com/sourceLaunchTemplateVersion"],
+        "1"
+    );
+    let gone: Vec<String> = three.difference(&one).cloned().collect();
+    assert_eq!(
+        instances(&w.moto, &[("instance-state-name", &["terminated"])]),
+        gone.iter().cloned().collect::<BTreeSet<_>>(),
+        "scaled in: terminated"
+    );
+
+    // A new launch template version: a new instance first, then the old one goes.
+    let r = eks(
+        p,
+        "POST",
+        "/clusters/c1/node-groups/ng/update-version",
+        Some(json!({"launchTemplate": {"id": lt, "version": "2"}})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let old = one.iter().next().cloned().expect("one instance");
+    let mut saw_both = false;
+    let (new, nodes) = wait_for("the rolled nodegroup", || {
+        let ids = nodegroup_instances(&w.moto, "ng");
+        if ids.len() == 2 && ids.contains(&old) {
+            saw_both = true;
+        }
+        let nodes = nodes_of(&w.kube, "ng");
+        let node_ids: BTreeSet<String> = nodes.iter().map(instance_of).collect();
+        (ids.len() == 1 && !ids.contains(&old) && node_ids == ids).then_some((ids, nodes))
+    });
+    assert!(saw_both, "the new instance ran beside the old one (surge)");
+    let new_id = new.iter().next().cloned().expect("new instance");
+    assert_eq!(
+        tags(&w.moto, &new_id)
+            .get("aws:ec2launchtemplate:version")
+            .map(String::as_str),
+        Some("2")
+    );
+    assert_eq!(
+        nodes[0]["metadata"]["labels"]["eks.amazonaws.com/sourceLaunchTemplateVersion"],
+        "2"
+    );
+    assert!(instances(&w.moto, &[("instance-state-name", &["terminated"])]).contains(&old));
+
+    // Deleted: its Nodes go and its instances are terminated.
+    ok(eks(p, "DELETE", "/clusters/c1/node-groups/ng", None));
+    wait_for("the deleted nodegroup's instances and Nodes to go", || {
+        (nodegroup_instances(&w.moto, "ng").is_empty() && nodes_of(&w.kube, "ng").is_empty())
+            .then_some(())
+    });
+    assert!(instances(&w.moto, &[("instance-state-name", &["terminated"])]).contains(&new_id));
+}
+
+#[test]
+fn instances_tagged_for_a_cluster_join_on_their_own() {
+    let w = world(&["--data-plane"]);
+    let p = w.proxy.port;
+    let (a, _) = subnets(p);
+    create_cluster(p, "c1", &a);
+    let run = |tags: &[(&str, &str)], extra: &str| {
+        let mut params = format!(
+            "Action=RunInstances&ImageId=ami-ekslinux&InstanceType=t3.medium&MinCount=1\
+             &MaxCount=1&SubnetId={a}{extra}"
+        );
+        if !tags.is_empty() {
+            params.push_str("&TagSpecification.1.ResourceType=instance");
+        }
+        for (i, (k, v)) in tags.iter().enumerate() {
+            params.push_str(&format!(
+                "&TagSpecification.1.Tag.{n}.Key={}&TagSpecification.1.Tag.{n}.Value={}",
+                enc(k),
+                enc(v),
+                n = i + 1
+            ));
+        }
+        let r = ec2(p, &params);
+        xml(&r.body, "instanceId").expect("instanceId")
+    };
+    let owned = run(&[("kubernetes.io/cluster/c1", "owned")], "");
+    // Its AMI reads its user data: a NodeConfig.
+    let config = "apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  kubelet:\n    \
+                  config:\n      maxPods: 33\n";
+    let configured = run(
+        &[("kubernetes.io/cluster/c1", "owned")],
+        &format!("&UserData={}", enc(&b64(config))),
+    );
+    let untagged = run(&[("Name", "bystander")], "");
+    let shared = run(&[("kubernetes.io/cluster/c1", "shared")], "");
+    let elsewhere = run(&[("kubernetes.io/cluster/nope", "owned")], "");
+    let joined = |id: &str| {
+        all_nodes(&w.kube)
+            .into_iter()
+            .find(|n| instance_of(n) == id)
+    };
+    let node = wait_for("the owned instance's Node", || joined(&owned));
+    assert_eq!(pods(&node).0, "17", "the AMI's default for t3.medium");
+    assert!(node["metadata"]["labels"]
+        .get("eks.amazonaws.com/nodegroup")
+        .is_none());
+    let node = wait_for("the configured instance's Node", || joined(&configured));
+    assert_eq!(pods(&node).0, "33");
+    // A few more passes: the others never join.
+    std::thread::sleep(Duration::from_secs(1));
+    for id in [&untagged, &shared, &elsewhere] {
+        assert!(joined(id).is_none(), "{id} joined");
+    }
+    // Terminated: its Node goes.
+    ec2(
+        p,
+        &format!("Action=TerminateInstances&InstanceId.1={owned}"),
+    );
+    wait_for("the terminated instance's Node to go", || {
+        joined(&owned).is_none().then_some(())
+    });
+    assert!(joined(&configured).is_some());
+}
+
+#[test]
+fn off_by_default_then_switched_on() {
+    let w = world(&[]);
+    let p = w.proxy.port;
+    let (a, _) = subnets(p);
+    create_cluster(p, "c1", &a);
+    create_nodegroup(p, "c1", json!({"nodegroupName": "ng", "subnets": [a]}));
+    let before = all_nodes(&w.kube).len();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(instances(&w.moto, &[]).is_empty(), "nothing launched");
+    assert_eq!(
+        w.kube.requests().len(),
+        1,
+        "the API server was asked nothing but the test's own GET"
+    );
+    assert_eq!(all_nodes(&w.kube).len(), before, "nothing joined");
+    assert_eq!(w.proxy.config(json!({}))["data_plane"], false);
+
+    // Switched on at run time: moto's default nodegroup size is 2.
+    w.proxy.config(json!({"data_plane": true}));
+    wait_for_fleet(&w, "ng", 2);
+    // Off again: the loop stops (the API server hears no more of it); a scale is no
+    // longer followed.
+    w.proxy.config(json!({"data_plane": false}));
+    let mut heard = w.kube.requests().len();
+    let mut quiet_since = Instant::now();
+    wait_for("the loop to stop", || {
+        let now = w.kube.requests().len();
+        if now != heard {
+            heard = now;
+            quiet_since = Instant::now();
+        }
+        (quiet_since.elapsed() > Duration::from_millis(800)).then_some(())
+    });
+    scale(p, "c1", "ng", 3);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(nodegroup_instances(&w.moto, "ng").len(), 2);
+    // The switch needs kube_url.
+    let r = request(
+        p,
+        "POST",
+        "/__proxy/config",
+        &[],
+        json!({"kube_url": null}).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = request(
+        p,
+        "POST",
+        "/__proxy/config",
+        &[],
+        json!({"data_plane": true}).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+}
+
+#[test]
+fn a_restarted_proxy_launches_nothing_twice_and_reset_clears() {
+    let moto = Moto::start();
+    moto.warm(&["eks", "ec2"]);
+    let kube = FakeKube::start();
+    let args = ["--kube-url", &kube.url(), "--data-plane"];
+    let proxy = Proxy::start(&moto.url(), &args);
+    let p = proxy.port;
+    // A second access key of the same (moto's default) account: one world, not two.
+    let other = "AWS4-HMAC-SHA256 Credential=AKIDOTHER/20260101/us-east-1/ec2/aws4_request, \
+                 SignedHeaders=host, Signature=0";
+    let r = request(
+        p,
+        "POST",
+        "/",
+        &[
+            ("Authorization", other),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        b"Action=DescribeVpcs&Version=2016-11-15",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (a, b) = subnets(p);
+    create_cluster(p, "c1", &a);
+    create_nodegroup(
+        p,
+        "c1",
+        json!({"nodegroupName": "ng", "subnets": [a, b],
+               "scalingConfig": {"minSize": 1, "maxSize": 5, "desiredSize": 2}}),
+    );
+    let w = World { moto, kube, proxy };
+    let (ids, _) = wait_for_fleet(&w, "ng", 2);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(instances(&w.moto, &[]), ids, "launched once for both keys");
+    let World { moto, kube, proxy } = w;
+    drop(proxy);
+
+    // A new proxy on the same moto and API server finds the instances by their tags.
+    let proxy = Proxy::start(&moto.url(), &args);
+    ok(eks(proxy.port, "GET", "/clusters", None));
+    let w = World { moto, kube, proxy };
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        nodegroup_instances(&w.moto, "ng"),
+        ids,
+        "nothing launched again"
+    );
+    assert_eq!(
+        instances(&w.moto, &[]).len(),
+        2,
+        "no instance at all besides them"
+    );
+    assert_eq!(nodes_of(&w.kube, "ng").len(), 2);
+
+    // Reset: moto forgets the instances; their Nodes go (their instances are unknown to
+    // EC2), the other region's seeded Nodes stay.
+    let r = request(w.proxy.port, "POST", "/__proxy/reset", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_for("the Nodes of forgotten instances to go", || {
+        nodes_with(&w.kube, "topology.kubernetes.io/region", REGION)
+            .is_empty()
+            .then_some(())
+    });
+    assert_eq!(
+        nodes_with(&w.kube, "topology.kubernetes.io/region", "us-west-2").len(),
+        2
+    );
+}
