@@ -2482,6 +2482,25 @@ subnet_ids = ["subnet-0000000a"]
 labels = { "example.com/eni" = "lax-pods" }
 "#,
         ),
+        (
+            "unlabelled nodes take the ENIConfig `default`",
+            r#"[aws_node.main]
+cluster_name = "demo"
+eni_config_label = "example.com/eni"
+
+[eni_config.fallback]
+cluster_name = "demo"
+subnet_id = "subnet-0000000a"
+name = "default"
+security_group_ids = ["sg-0000000a"]
+
+[nodegroup.plain]
+cluster_name = "demo"
+name = "plain"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000b"]
+"#,
+        ),
     ];
     for (what, spec) in cases {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -271,7 +271,8 @@ fn check_label_sources(spec: &Spec, d: &mut Diagnostics) {
         }
         for (addr, n) in nodegroups {
             match n.labels.get(&label) {
-                None if names.as_ref().is_some_and(|ns| ns.contains("default")) => {}
+                // A name only AWS will know might be `default`: not judged.
+                None if names.as_ref().is_none_or(|ns| ns.contains("default")) => {}
                 None => d.push(spec.error_at(
                     format!("{addr}.labels"),
                     format!("nodes of `{addr}` do not get the label `{label}` that `{settings}` picks ENIConfigs by: the VPC CNI would look for the ENIConfig `default` for them, and cluster `{cluster}` has none; add `\"{label}\" = \"NAME\"` to `labels` with the ENIConfig's name"),
