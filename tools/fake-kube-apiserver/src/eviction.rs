@@ -8,8 +8,9 @@ use serde_json::Value;
 /// A PodDisruptionBudget's numbers, as the disruption controller writes them into `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
-    /// Pods the budget expects: here the pods its selector matches (the real controller
-    /// asks the owning controller's scale for `maxUnavailable` and percentages).
+    /// Pods the budget expects: with `maxUnavailable` or a percentage `minAvailable`, the
+    /// scale of the pods' controllers (see [`budget`]); with an integer `minAvailable`, the
+    /// number of pods the selector matches (as the real controller does).
     pub expected: i64,
     /// Matching pods that are Ready and not being deleted.
     pub current_healthy: i64,
@@ -106,10 +107,64 @@ fn scaled(v: &Value, total: i64, round_up: bool) -> Option<i64> {
     }
 }
 
+/// The pod's controller (`ownerReferences` entry with `controller: true`): kind and name.
+fn controller_ref(pod: &Value) -> Option<(&str, &str)> {
+    let refs = pod.pointer("/metadata/ownerReferences")?.as_array()?;
+    let c = refs.iter().find(|r| r["controller"] == true)?;
+    Some((c["kind"].as_str()?, c["name"].as_str()?))
+}
+
+fn replicas(obj: &Value) -> i64 {
+    obj.pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1)
+}
+
+/// `getExpectedScale`: the sum of `spec.replicas` over the pods' distinct controllers, a
+/// ReplicaSet that a Deployment controls counting as that Deployment. `lookup(kind, name)`
+/// finds an object in the PDB's namespace. Where the real controller gives up (a pod
+/// without a controller, or one of a kind the fake does not serve, such as a StatefulSet,
+/// or a controller that is not in the store) the pod counts as one.
+fn expected_scale(pods: &[&&Value], lookup: &dyn Fn(&str, &str) -> Option<Value>) -> i64 {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let mut total = 0;
+    for p in pods {
+        let top = controller_ref(p).and_then(|(kind, name)| match kind {
+            "ReplicaSet" => {
+                let rs = lookup("ReplicaSet", name)?;
+                let deploy = controller_ref(&rs)
+                    .filter(|(k, _)| *k == "Deployment")
+                    .and_then(|(_, d)| Some((d.to_string(), lookup("Deployment", d)?)));
+                Some(match deploy {
+                    Some((d, obj)) => (("Deployment".to_string(), d), replicas(&obj)),
+                    None => (("ReplicaSet".to_string(), name.to_string()), replicas(&rs)),
+                })
+            }
+            "Deployment" => {
+                let obj = lookup("Deployment", name)?;
+                Some((("Deployment".to_string(), name.to_string()), replicas(&obj)))
+            }
+            _ => None,
+        });
+        match top {
+            Some((key, _)) if seen.contains(&key) => {}
+            Some((key, n)) => {
+                seen.push(key);
+                total += n;
+            }
+            None => total += 1,
+        }
+    }
+    total
+}
+
 /// The budget of `pdb` over `pods` (the pods of its namespace), as the disruption
-/// controller's `trySync` computes it, with the number of matching pods standing in for the
-/// owning controller's scale.
-pub fn budget(pdb: &Value, pods: &[&Value]) -> Budget {
+/// controller's `trySync` computes it. `lookup(kind, name)` finds the pods' controllers.
+pub fn budget(
+    pdb: &Value,
+    pods: &[&Value],
+    lookup: &dyn Fn(&str, &str) -> Option<Value>,
+) -> Budget {
     let matching: Vec<&&Value> = pods.iter().filter(|p| selects(pdb, p)).collect();
     let count = matching.len() as i64;
     let current_healthy = matching
@@ -126,11 +181,18 @@ pub fn budget(pdb: &Value, pods: &[&Value]) -> Budget {
     // A value that does not parse (the real server's validation would refuse it) leaves the
     // budget with nothing to spare.
     let (expected, desired) = match (max_unavailable, min_available) {
-        (Some(mu), _) => match scaled(mu, count, true) {
-            Some(mu) => (count, (count - mu).max(0)),
-            None => (count, count),
-        },
-        (None, Some(ma)) => (count, scaled(ma, count, true).unwrap_or(count)),
+        (Some(mu), _) => {
+            let scale = expected_scale(&matching, lookup);
+            match scaled(mu, scale, true) {
+                Some(mu) => (scale, (scale - mu).max(0)),
+                None => (scale, scale),
+            }
+        }
+        (None, Some(Value::Number(n))) => (count, n.as_i64().unwrap_or(count)),
+        (None, Some(ma)) => {
+            let scale = expected_scale(&matching, lookup);
+            (scale, scaled(ma, scale, true).unwrap_or(scale))
+        }
         // Neither: the controller expects nothing, so nothing may be disrupted.
         (None, None) => (0, 0),
     };
@@ -166,6 +228,7 @@ mod tests {
             pod(json!({"app": "b"}), true),
         ];
         let refs: Vec<&Value> = pods.iter().collect();
+        let budget = |pdb: &Value, pods: &[&Value]| budget(pdb, pods, &|_, _| None);
         let pdb = |spec: Value| {
             let mut s = spec;
             s["selector"] = json!({"matchLabels": {"app": "a"}});
@@ -190,6 +253,39 @@ mod tests {
         assert_eq!((b.desired_healthy, b.disruptions_allowed), (1, 1));
         let b = budget(&pdb(json!({})), &refs);
         assert_eq!((b.expected, b.disruptions_allowed), (0, 0));
+    }
+
+    #[test]
+    fn expected_pods_come_from_the_controllers_scale() {
+        let owned = |kind: &str, name: &str| {
+            let mut p = pod(json!({"app": "a"}), true);
+            p["metadata"]["ownerReferences"] =
+                json!([{"kind": kind, "name": name, "controller": true}]);
+            p
+        };
+        let pods = [owned("ReplicaSet", "a-1"), owned("ReplicaSet", "a-1")];
+        let refs: Vec<&Value> = pods.iter().collect();
+        let pdb = json!({"spec": {"maxUnavailable": 1,
+            "selector": {"matchLabels": {"app": "a"}}}});
+        let lookup = |kind: &str, name: &str| match (kind, name) {
+            ("ReplicaSet", "a-1") => Some(json!({"metadata": {"ownerReferences":
+                [{"kind": "Deployment", "name": "a", "controller": true}]},
+                "spec": {"replicas": 2}})),
+            ("Deployment", "a") => Some(json!({"spec": {"replicas": 3}})),
+            _ => None,
+        };
+        let b = budget(&pdb, &refs, &lookup);
+        assert_eq!(
+            (b.expected, b.desired_healthy, b.disruptions_allowed),
+            (3, 2, 0)
+        );
+        // Without the Deployment, the ReplicaSet's scale; without either, the pod count.
+        let b = budget(&pdb, &refs, &|k, n| {
+            lookup(k, n).filter(|_| k == "ReplicaSet")
+        });
+        assert_eq!((b.expected, b.disruptions_allowed), (2, 1));
+        let b = budget(&pdb, &refs[..1], &|_, _| None);
+        assert_eq!((b.expected, b.disruptions_allowed), (1, 1));
     }
 
     #[test]

@@ -285,8 +285,10 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         resources.push(entry);
         if r.plural == "pods" {
             // The one pod subresource served besides status (see `eviction`).
-            resources.push(json!({"name": "pods/eviction", "singularName": "", "namespaced": true,
-                "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}));
+            resources.push(
+                json!({"name": "pods/eviction", "singularName": "", "namespaced": true,
+                "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}),
+            );
         }
         if r.status_subresource {
             resources.push(

@@ -244,7 +244,10 @@ enum Route {
         status: bool,
     },
     /// `POST /api/v1/namespaces/NS/pods/NAME/eviction`.
-    Eviction { ns: String, name: String },
+    Eviction {
+        ns: String,
+        name: String,
+    },
 }
 
 fn route(path: &str, host: &str) -> ApiResult<Route> {
@@ -1211,10 +1214,13 @@ fn evict(store: &mut Store, ctx: &Ctx, ns: &str, name: &str) -> ApiResult<(u16, 
         }
         if let Some(pdb) = pdbs.first() {
             let pods = store.list(pod_id, Some(ns));
-            let b = eviction::budget(pdb, &pods);
+            let lookup = |kind: &str, name: &str| {
+                let id = rs::by_kind("apps/v1", kind)?;
+                store.get(id, ns, name).cloned()
+            };
+            let b = eviction::budget(pdb, &pods, &lookup);
             let unhealthy_may_go = !eviction::pod_ready(&pod)
-                && (pdb.pointer("/spec/unhealthyPodEvictionPolicy")
-                    == Some(&json!("AlwaysAllow"))
+                && (pdb.pointer("/spec/unhealthyPodEvictionPolicy") == Some(&json!("AlwaysAllow"))
                     || (b.current_healthy >= b.desired_healthy && b.desired_healthy > 0));
             if !unhealthy_may_go {
                 let pdb_name = meta_str(pdb, "name").unwrap_or_default().to_string();
@@ -1306,7 +1312,11 @@ fn mark_disruption_target(store: &mut Store, pod_id: ResId, ns: &str, name: &str
     let cond = json!({"type": "DisruptionTarget", "status": "True",
         "lastTransitionTime": store::rfc3339(store::unix_now()),
         "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"});
-    let status = store::obj_map(store::obj_map(&mut new).entry("status").or_insert(json!({})));
+    let status = store::obj_map(
+        store::obj_map(&mut new)
+            .entry("status")
+            .or_insert(json!({})),
+    );
     let conds = status.entry("conditions").or_insert(json!([]));
     if !conds.is_array() {
         *conds = json!([]);

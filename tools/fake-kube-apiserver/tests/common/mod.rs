@@ -175,7 +175,7 @@ impl Fake {
             CLUSTER,
         );
         assert_eq!(r.code, 200, "seeding the cluster fixture: {}", r.body);
-        assert_eq!(r.body["seeded"], 8);
+        assert_eq!(r.body["seeded"], 9);
     }
     /// The fake's request log.
     pub fn requests(&self) -> Vec<Value> {
