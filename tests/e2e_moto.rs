@@ -1157,6 +1157,11 @@ async fn annotation_mode_annotates_nodes_and_keeps_up_with_new_ones() {
             "subnet_id = \"${subnet.pod_b.id}\"\nname = \"pods-b\"\nannotate_nodes = { \"topology.kubernetes.io/zone\" = \"us-west-2b\" }",
         );
     std::fs::write(d.join("examples/annotated.toml"), spec).expect("write");
+    // Two nodes that are already there, one per AZ.
+    t.kube.seed(serde_json::json!([
+        ready_node("ip-192-168-0-70.us-west-2.compute.internal", "us-west-2a"),
+        ready_node("ip-192-168-0-100.us-west-2.compute.internal", "us-west-2b"),
+    ]));
     run_ok(
         t.eksnet()
             .args(["apply", "examples/annotated.toml", "--auto-approve"]),

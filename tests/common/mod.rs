@@ -272,6 +272,20 @@ fn start_fake_kube() -> FakeKube {
     }
 }
 
+/// A Node as a kubelet registers it in us-west-2 and reports it Ready: for tests that seed a
+/// cluster's nodes instead of letting the proxy's data plane launch them.
+pub fn ready_node(name: &str, zone: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {
+            "kubernetes.io/hostname": name,
+            "topology.kubernetes.io/region": "us-west-2",
+            "topology.kubernetes.io/zone": zone}},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "kubelet is posting ready status"}]}
+    })
+}
+
 /// Moto plus the fake Kubernetes API server, both reset; tests run one at a time.
 pub fn moto_and_kube() -> (MotoGuard, String, &'static FakeKube) {
     static KUBE: OnceLock<FakeKube> = OnceLock::new();
