@@ -118,7 +118,10 @@ fn sandbox_up_answers_status_down() {
         .unwrap_or_else(|e| panic!("{}: {e}", sb.kubeconfig.display()));
     assert!(kubeconfig.contains(&sb.kube_url), "{kubeconfig}");
     assert!(
-        kubeconfig.contains(&format!("current-context: {}", sb.env["EKSNET_KUBE_CONTEXT"])),
+        kubeconfig.contains(&format!(
+            "current-context: {}",
+            sb.env["EKSNET_KUBE_CONTEXT"]
+        )),
         "{kubeconfig}"
     );
 

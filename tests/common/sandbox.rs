@@ -53,7 +53,10 @@ fn target_and_profile() -> (PathBuf, String) {
         .and_then(|n| n.to_str())
         .expect("a profile directory")
         .to_string();
-    let target_dir = bin_dir.parent().expect("the target directory").to_path_buf();
+    let target_dir = bin_dir
+        .parent()
+        .expect("the target directory")
+        .to_path_buf();
     (target_dir, profile)
 }
 
@@ -159,7 +162,10 @@ impl Sandbox {
 
     /// `scripts/sandbox status` of this sandbox: its exit code and stdout.
     pub fn status(&self) -> (i32, String) {
-        let out = output(script().arg("status").arg("--dir").arg(self.dir()), "status");
+        let out = output(
+            script().arg("status").arg("--dir").arg(self.dir()),
+            "status",
+        );
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -189,10 +195,6 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        let _ = script()
-            .arg("down")
-            .arg("--dir")
-            .arg(self.dir())
-            .output();
+        let _ = script().arg("down").arg("--dir").arg(self.dir()).output();
     }
 }
