@@ -192,6 +192,32 @@ fn pods(node: &Value) -> (String, String) {
     )
 }
 
+fn nodegroup_status(p: u16, cluster: &str, ng: &str) -> String {
+    let r = ok(eks(
+        p,
+        "GET",
+        &format!("/clusters/{cluster}/node-groups/{ng}"),
+        None,
+    ));
+    r.json()["nodegroup"]["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// (status, message) of a Node's Ready condition.
+fn ready(node: &Value) -> (String, String) {
+    let c = node["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    (
+        c["status"].as_str().unwrap_or_default().to_string(),
+        c["message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
 /// Polls `probe` until it gives a value or `SETTLE` runs out.
 fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + SETTLE;
@@ -245,17 +271,17 @@ fn a_nodegroup_gets_instances_once_active_and_they_join() {
         }),
     );
     let created = Instant::now();
-    // CREATING: nothing launched, nothing joined (several passes go by).
-    while created.elapsed() < Duration::from_millis(1100) {
-        assert!(
-            nodegroup_instances(&w.moto, "ng1").is_empty(),
-            "launched while CREATING"
-        );
-        assert!(nodes_of(&w.kube, "ng1").is_empty());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let (ids, nodes) = wait_for_fleet(&w, "ng1", 3);
+    // EKS launches while CREATING and reports ACTIVE once the nodes joined and the window
+    // is over.
+    let (ids, _) = wait_for_fleet(&w, "ng1", 3);
+    wait_for("ng1 ACTIVE", || {
+        (nodegroup_status(p, "c1", "ng1") == "ACTIVE").then_some(())
+    });
     assert!(created.elapsed() >= Duration::from_millis(1500));
+    let nodes = wait_for("3 Ready nodes", || {
+        let nodes = nodes_of(&w.kube, "ng1");
+        (nodes.len() == 3 && nodes.iter().all(|n| ready(n).0 == "True")).then_some(nodes)
+    });
     // Round-robin over the subnets: a, b, a.
     let in_a = instances(
         &w.moto,
@@ -749,5 +775,477 @@ fn a_restarted_proxy_launches_nothing_twice_and_reset_clears() {
     assert_eq!(
         nodes_with(&w.kube, "topology.kubernetes.io/region", "us-west-2").len(),
         2
+    );
+}
+
+// ---- VPC CNI, pods, teardown ----------------------------------------------------------
+
+const NOT_READY: &str = "container runtime network not ready: NetworkReady=false \
+reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized";
+
+fn kube_send(kube: &FakeKube, method: &str, path: &str, ct: &str, body: &Value) -> Resp {
+    let r = request(
+        kube.port,
+        method,
+        path,
+        &[("Content-Type", ct)],
+        body.to_string().as_bytes(),
+    );
+    assert!(r.status < 300, "{method} {path}: {} {}", r.status, r.body);
+    r
+}
+
+/// Sets env entries of the `aws-node` container (a strategic merge, by name).
+fn set_cni_env(kube: &FakeKube, env: &[(&str, &str)]) {
+    let env: Vec<Value> = env
+        .iter()
+        .map(|(k, v)| json!({"name": k, "value": v}))
+        .collect();
+    kube_send(
+        kube,
+        "PATCH",
+        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
+        "application/strategic-merge-patch+json",
+        &json!({"spec": {"template": {"spec": {"containers": [{"name": "aws-node", "env": env}]}}}}),
+    );
+}
+
+fn create_eniconfig(kube: &FakeKube, name: &str, subnet: &str) {
+    kube_send(
+        kube,
+        "POST",
+        "/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs",
+        "application/json",
+        &json!({"apiVersion": "crd.k8s.amazonaws.com/v1alpha1", "kind": "ENIConfig",
+                "metadata": {"name": name}, "spec": {"subnet": subnet}}),
+    );
+}
+
+/// A DaemonSet `app` of non-host pods in `default`.
+fn create_app_daemonset(kube: &FakeKube) {
+    kube_send(
+        kube,
+        "POST",
+        "/apis/apps/v1/namespaces/default/daemonsets",
+        "application/json",
+        &json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "app"},
+            "spec": {"selector": {"matchLabels": {"app": "app"}},
+              "template": {"metadata": {"labels": {"app": "app"}},
+                "spec": {"containers": [{"name": "app", "image": "nginx"}]}}}}),
+    );
+}
+
+fn create_pod(kube: &FakeKube, name: &str, selector: Value) {
+    kube_send(
+        kube,
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        "application/json",
+        &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"nodeSelector": selector, "containers": [{"name": "c", "image": "nginx"}]}}),
+    );
+}
+
+fn all_pods(kube: &FakeKube) -> Vec<Value> {
+    let r = kube.call("GET", "/api/v1/pods");
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn pods_on(kube: &FakeKube, node: &str) -> Vec<Value> {
+    all_pods(kube)
+        .into_iter()
+        .filter(|p| p["spec"]["nodeName"] == node)
+        .collect()
+}
+
+/// A VPC 10.0.0.0/16 with node subnets in us-east-1a/b and pod subnets 10.0.64.0/24
+/// (1a) and 10.0.65.0/24 (1b): (a, b, pod a, pod b).
+fn vpc_with_pod_subnets(p: u16) -> (String, String, String, String) {
+    let vpc = ec2(p, "Action=CreateVpc&CidrBlock=10.0.0.0/16");
+    let vpc = xml(&vpc.body, "vpcId").expect("vpcId");
+    let subnet = |cidr: &str, zone: &str| {
+        let r = ec2(
+            p,
+            &format!(
+                "Action=CreateSubnet&VpcId={vpc}&CidrBlock={}&AvailabilityZone={zone}",
+                enc(cidr)
+            ),
+        );
+        xml(&r.body, "subnetId").expect("subnetId")
+    };
+    (
+        subnet("10.0.1.0/24", "us-east-1a"),
+        subnet("10.0.2.0/24", "us-east-1b"),
+        subnet("10.0.64.0/24", "us-east-1a"),
+        subnet("10.0.65.0/24", "us-east-1b"),
+    )
+}
+
+/// An ENI as DescribeNetworkInterfaces shows it.
+#[derive(Debug)]
+struct EniView {
+    id: String,
+    subnet: String,
+    status: String,
+    device_index: Option<u32>,
+    secondaries: Vec<String>,
+}
+
+fn enis(moto: &Moto, filter: &str, value: &str) -> Vec<EniView> {
+    let r = ec2(
+        moto.port,
+        &format!(
+            "Action=DescribeNetworkInterfaces&Filter.1.Name={}&Filter.1.Value.1={}",
+            enc(filter),
+            enc(value)
+        ),
+    );
+    let body = r.body;
+    let Some(set) = body.split_once("<networkInterfaceSet>").map(|x| x.1) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    // Items start at `<item><attachment>` or `<item><availabilityZone>` (detached).
+    let mut rest = set;
+    while let Some(start) = rest.find("<item><a") {
+        rest = &rest[start + 6..];
+        let end = rest.find("<vpcId>").unwrap_or(rest.len());
+        let item = &rest[..end];
+        let secondaries = item
+            .split("<primary>false</primary><privateIpAddress>")
+            .skip(1)
+            .filter_map(|s| s.split('<').next())
+            .map(str::to_string)
+            .collect();
+        out.push(EniView {
+            id: xml(item, "networkInterfaceId").unwrap_or_default(),
+            subnet: xml(item, "subnetId").unwrap_or_default(),
+            status: all_xml(item, "status").last().cloned().unwrap_or_default(),
+            device_index: xml(item, "deviceIndex").and_then(|d| d.parse().ok()),
+            secondaries,
+        });
+        rest = &rest[end..];
+    }
+    out
+}
+
+fn available_ips(p: u16, subnet: &str) -> u32 {
+    let r = ec2(p, &format!("Action=DescribeSubnets&SubnetId.1={subnet}"));
+    xml(&r.body, "availableIpAddressCount")
+        .and_then(|n| n.parse().ok())
+        .expect("availableIpAddressCount")
+}
+
+fn pod_ip(pod: &Value) -> Option<String> {
+    pod["status"]["podIP"].as_str().map(str::to_string)
+}
+
+fn node_in_zone(kube: &FakeKube, ng: &str, zone: &str) -> Value {
+    nodes_of(kube, ng)
+        .into_iter()
+        .find(|n| n["metadata"]["labels"]["topology.kubernetes.io/zone"] == zone)
+        .unwrap_or_else(|| panic!("no node of {ng} in {zone}"))
+}
+
+#[test]
+fn custom_networking_gives_pods_eniconfig_subnet_addresses() {
+    let w = world(&["--data-plane"]);
+    let p = w.proxy.port;
+    let (a, b, pa, pb) = vpc_with_pod_subnets(p);
+    set_cni_env(
+        &w.kube,
+        &[
+            ("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", "true"),
+            ("ENI_CONFIG_LABEL_DEF", "topology.kubernetes.io/zone"),
+        ],
+    );
+    create_eniconfig(&w.kube, "us-east-1a", &pa);
+    create_app_daemonset(&w.kube);
+    let pa_before = available_ips(p, &pa);
+    create_cluster(p, "c1", &a);
+    create_nodegroup(
+        p,
+        "c1",
+        json!({"nodegroupName": "ng", "subnets": [a, b], "instanceTypes": ["t3.medium"],
+               "scalingConfig": {"minSize": 1, "maxSize": 5, "desiredSize": 2}}),
+    );
+    wait_for_fleet(&w, "ng", 2);
+    let node_a = wait_for("the 1a node Ready", || {
+        let n = node_in_zone(&w.kube, "ng", "us-east-1a");
+        (ready(&n).0 == "True").then_some(n)
+    });
+    let name_a = node_a["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let inst_a = instance_of(&node_a);
+    // (b) no ENIConfig for us-east-1b: NotReady with the kubelet's message.
+    std::thread::sleep(Duration::from_secs(1));
+    let node_b = node_in_zone(&w.kube, "ng", "us-east-1b");
+    let name_b = node_b["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    assert_eq!(ready(&node_b), ("False".to_string(), NOT_READY.to_string()));
+
+    create_pod(
+        &w.kube,
+        "web",
+        json!({"topology.kubernetes.io/zone": "us-east-1a"}),
+    );
+    let running = wait_for("app and web Running on the 1a node", || {
+        let pods = pods_on(&w.kube, &name_a);
+        let with_ip: Vec<Value> = pods
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running" && pod_ip(p).is_some())
+            .filter(|p| p["metadata"]["name"] == "web" || p["metadata"]["labels"]["app"] == "app")
+            .cloned()
+            .collect();
+        (with_ip.len() == 2).then_some(with_ip)
+    });
+    let attached = enis(&w.moto, "attachment.instance-id", &inst_a);
+    let primary = attached
+        .iter()
+        .find(|e| e.device_index == Some(0))
+        .expect("primary ENI");
+    assert!(
+        primary.secondaries.is_empty(),
+        "the primary ENI gives pods nothing: {primary:?}"
+    );
+    let secondary = attached
+        .iter()
+        .find(|e| e.device_index == Some(1))
+        .expect("an ENI made by the CNI");
+    assert_eq!(secondary.subnet, pa, "in the ENIConfig's subnet");
+    assert_eq!(
+        secondary.secondaries.len(),
+        5,
+        "t3.medium: 6 addresses per ENI − 1"
+    );
+    for pod in &running {
+        let ip = pod_ip(pod).expect("ip");
+        assert!(
+            secondary.secondaries.contains(&ip),
+            "{ip} not on {secondary:?}"
+        );
+        assert_eq!(
+            pod["status"]["hostIP"],
+            node_a["status"]["addresses"][0]["address"]
+        );
+    }
+    let t = tags(&w.moto, &secondary.id);
+    assert_eq!(
+        t.get("node.k8s.amazonaws.com/instance_id")
+            .map(String::as_str),
+        Some(inst_a.as_str())
+    );
+    assert!(t.contains_key("node.k8s.amazonaws.com/createdAt"), "{t:?}");
+    assert_eq!(
+        available_ips(p, &pa),
+        pa_before - 6,
+        "the ENI and its 5 addresses"
+    );
+
+    // On the NotReady node: the app pod waits without an address.
+    let waiting = wait_for("app pod waiting on the 1b node", || {
+        pods_on(&w.kube, &name_b).into_iter().find(|p| {
+            p["metadata"]["labels"]["app"] == "app"
+                && p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                    == "ContainerCreating"
+        })
+    });
+    assert_eq!(waiting["status"]["phase"], "Pending");
+    assert!(pod_ip(&waiting).is_none());
+
+    // The ENIConfig appears: aws-node's next start succeeds.
+    create_eniconfig(&w.kube, "us-east-1b", &pb);
+    wait_for("the 1b node Ready", || {
+        (ready(&node_in_zone(&w.kube, "ng", "us-east-1b")).0 == "True").then_some(())
+    });
+    let inst_b = instance_of(&node_b);
+    let ip = wait_for("the app pod on 1b gets an address", || {
+        pods_on(&w.kube, &name_b)
+            .into_iter()
+            .find(|p| p["metadata"]["labels"]["app"] == "app")
+            .and_then(|p| pod_ip(&p))
+    });
+    let on_b: Vec<String> = enis(&w.moto, "attachment.instance-id", &inst_b)
+        .into_iter()
+        .filter(|e| e.subnet == pb)
+        .flat_map(|e| e.secondaries)
+        .collect();
+    assert!(on_b.contains(&ip), "{ip} not in {on_b:?}");
+}
+
+#[test]
+fn without_custom_networking_pods_use_the_node_subnet_and_prefixes_are_aligned() {
+    let w = world(&["--data-plane"]);
+    let p = w.proxy.port;
+    let (a, _b) = subnets(p);
+    create_app_daemonset(&w.kube);
+    create_cluster(p, "c1", &a);
+    create_nodegroup(
+        p,
+        "c1",
+        json!({"nodegroupName": "plain", "subnets": [a], "instanceTypes": ["m5.large"],
+               "scalingConfig": {"minSize": 1, "maxSize": 5, "desiredSize": 1}}),
+    );
+    let (ids, nodes) = wait_for_fleet(&w, "plain", 1);
+    let inst = ids.iter().next().cloned().expect("instance");
+    let name = nodes[0]["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let ip = wait_for("the app pod's address", || {
+        pods_on(&w.kube, &name)
+            .into_iter()
+            .find(|p| p["metadata"]["labels"]["app"] == "app")
+            .and_then(|p| pod_ip(&p))
+    });
+    let attached = enis(&w.moto, "attachment.instance-id", &inst);
+    let primary = attached
+        .iter()
+        .find(|e| e.device_index == Some(0))
+        .expect("primary");
+    assert_eq!(primary.subnet, a);
+    // m5.large: 10 addresses per ENI, 9 for pods, on the primary ENI first.
+    assert_eq!(primary.secondaries.len(), 9, "{primary:?}");
+    assert!(primary.secondaries.contains(&ip));
+    assert!(ip.starts_with("10.0.1."));
+
+    // Prefix delegation for nodes that start from now on.
+    set_cni_env(&w.kube, &[("ENABLE_PREFIX_DELEGATION", "true")]);
+    create_nodegroup(
+        p,
+        "c1",
+        json!({"nodegroupName": "pd", "subnets": [a], "instanceTypes": ["m5.large"],
+               "scalingConfig": {"minSize": 1, "maxSize": 5, "desiredSize": 1}}),
+    );
+    let (ids, nodes) = wait_for_fleet(&w, "pd", 1);
+    let inst = ids.iter().next().cloned().expect("instance");
+    let name = nodes[0]["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let ip = wait_for("the app pod's address on the pd node", || {
+        pods_on(&w.kube, &name)
+            .into_iter()
+            .find(|p| p["metadata"]["labels"]["app"] == "app")
+            .and_then(|p| pod_ip(&p))
+    });
+    let primary = enis(&w.moto, "attachment.instance-id", &inst)
+        .into_iter()
+        .find(|e| e.device_index == Some(0))
+        .expect("primary");
+    assert_eq!(primary.secondaries.len(), 16, "one /28: {primary:?}");
+    let last: Vec<u32> = primary
+        .secondaries
+        .iter()
+        .filter_map(|s| s.rsplit('.').next()?.parse().ok())
+        .collect();
+    let base = last[0];
+    assert_eq!(base % 16, 0, "aligned /28: {last:?}");
+    assert_eq!(last, (base..base + 16).collect::<Vec<_>>());
+    assert!(primary.secondaries.contains(&ip));
+}
+
+#[test]
+fn a_deleted_nodegroup_leaves_available_enis_that_block_the_subnet_for_a_while() {
+    let w = world(&["--data-plane", "--eni-cleanup-ms", "5000"]);
+    let p = w.proxy.port;
+    let (a, b, pa, _pb) = vpc_with_pod_subnets(p);
+    set_cni_env(&w.kube, &[("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", "true")]);
+    create_eniconfig(&w.kube, "default", &pa);
+    create_cluster(p, "c1", &a);
+    create_nodegroup(
+        p,
+        "c1",
+        json!({"nodegroupName": "ng", "subnets": [a, b],
+               "scalingConfig": {"minSize": 1, "maxSize": 5, "desiredSize": 1}}),
+    );
+    let (ids, _) = wait_for_fleet(&w, "ng", 1);
+    let inst = ids.iter().next().cloned().expect("instance");
+    let eni = wait_for("the CNI's ENI", || {
+        enis(&w.moto, "attachment.instance-id", &inst)
+            .into_iter()
+            .find(|e| e.device_index == Some(1))
+    });
+    assert_eq!(eni.subnet, pa);
+    ok(eks(p, "DELETE", "/clusters/c1/node-groups/ng", None));
+    let ended = wait_for("the ENI detached", || {
+        let e = enis(&w.moto, "network-interface-id", &eni.id);
+        (e.len() == 1 && e[0].status == "available").then(Instant::now)
+    });
+    assert!(instances(&w.moto, &[("instance-state-name", &["terminated"])]).contains(&inst));
+    let r = query(p, "ec2", &format!("Action=DeleteSubnet&SubnetId={pa}"));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("DependencyViolation"), "{}", r.body);
+    assert!(
+        r.body.contains(&format!(
+            "The subnet '{pa}' has dependencies and cannot be deleted."
+        )),
+        "{}",
+        r.body
+    );
+    wait_for("the ENI deleted after the window", || {
+        enis(&w.moto, "network-interface-id", &eni.id)
+            .is_empty()
+            .then_some(())
+    });
+    assert!(
+        ended.elapsed() >= Duration::from_millis(4000),
+        "deleted too early"
+    );
+    ok(query(
+        p,
+        "ec2",
+        &format!("Action=DeleteSubnet&SubnetId={pa}"),
+    ));
+}
+
+#[test]
+fn a_nodegroup_stays_creating_until_its_nodes_registered() {
+    // The cluster is CREATING longer than the nodegroup's window: instances launch, but
+    // cannot join before the cluster is ACTIVE.
+    let w = world(&[
+        "--data-plane",
+        "--cluster-create-ms",
+        "5000",
+        "--nodegroup-create-ms",
+        "500",
+    ]);
+    let p = w.proxy.port;
+    let (a, b) = subnets(p);
+    create_cluster(p, "c1", &a);
+    let created = Instant::now();
+    create_nodegroup(
+        p,
+        "c1",
+        json!({"nodegroupName": "ng", "subnets": [a, b],
+               "scalingConfig": {"minSize": 1, "maxSize": 5, "desiredSize": 2}}),
+    );
+    wait_for("instances launched while CREATING", || {
+        (nodegroup_instances(&w.moto, "ng").len() == 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        created.elapsed() < Duration::from_millis(4500),
+        "too slow to judge"
+    );
+    assert!(nodes_of(&w.kube, "ng").is_empty());
+    assert_eq!(
+        nodegroup_status(p, "c1", "ng"),
+        "CREATING",
+        "past its 500 ms window"
+    );
+    wait_for("ACTIVE", || {
+        (nodegroup_status(p, "c1", "ng") == "ACTIVE").then_some(())
+    });
+    assert!(created.elapsed() >= Duration::from_millis(4500));
+    assert_eq!(
+        nodes_of(&w.kube, "ng").len(),
+        2,
+        "ACTIVE only once both registered"
     );
 }

@@ -63,6 +63,9 @@ pub struct Config {
     /// nodegroups in moto and has instances join the API server of `kube_url` as Nodes
     /// (see the emulator `data_plane`). Needs `kube_url`.
     pub data_plane: bool,
+    /// How long an ENI the VPC CNI created stays `available` after its instance ended
+    /// before the data plane deletes it (the CNI's leaked-ENI cleanup).
+    pub eni_cleanup_ms: u64,
 }
 
 impl Default for Config {
@@ -95,6 +98,7 @@ impl Default for Config {
             eks_cluster_fields: false,
             kube_url: None,
             data_plane: false,
+            eni_cleanup_ms: 30_000,
         }
     }
 }
@@ -139,6 +143,7 @@ pub const FIELDS: &[&str] = &[
     "eks_cluster_fields",
     "kube_url",
     "data_plane",
+    "eni_cleanup_ms",
 ];
 
 /// Fields that are on/off switches: on the command line they take no value
@@ -194,6 +199,7 @@ impl Config {
                 "addon_update_ms" => next.addon_update_ms = ms(key, value, 0)?,
                 "addon_delete_ms" => next.addon_delete_ms = ms(key, value, 0)?,
                 "iam_propagation_ms" => next.iam_propagation_ms = ms(key, value, 0)?,
+                "eni_cleanup_ms" => next.eni_cleanup_ms = ms(key, value, defaults.eni_cleanup_ms)?,
                 "dependency_violation_count" => {
                     next.dependency_violation_count = ms(key, value, 0)?
                 }

@@ -28,12 +28,14 @@
 //! kept in memory only saves work or keeps a decision made at launch (the max pods, a
 //! nodegroup's default template version); `POST /__proxy/reset` forgets it.
 
+mod cni;
 mod ec2;
 mod eks;
 mod fleet;
 mod kube;
 mod max_pods;
 mod nodes;
+mod pods;
 mod xml;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -44,9 +46,12 @@ use bytes::Bytes;
 use hyper::Method;
 use serde_json::Value;
 
-use crate::core::emulator::{BoxFuture, Emulator, Pass};
+use crate::core::emulator::{BoxFuture, Call, Emulator, Pass};
+use crate::core::faults::{self, Reply};
+use crate::core::ops::Protocol;
 use crate::core::scopes::Scope;
 use crate::core::upstream::is_success;
+use crate::core::upstream::scoped_headers;
 use crate::shared::{lock, xml_first};
 
 use ec2::{Ec2, Instance, InstanceType, Launch, TemplateVersion};
@@ -102,6 +107,10 @@ struct Memory {
     /// The account of each access key (STS GetCallerIdentity): two keys of one account
     /// are one world to act on, not two.
     accounts: HashMap<String, String>,
+    /// The VPC CNI settings each node's ipamd read when it started (by instance id).
+    cni: HashMap<String, cni::Settings>,
+    /// When the data plane first saw each CNI ENI detached (by ENI id).
+    eni_detached: HashMap<String, Instant>,
 }
 
 /// An instance of a nodegroup, and since when the data plane knows it.
@@ -118,6 +127,10 @@ impl Emulator for DataPlane {
 
     fn reset(&self) {
         *lock(&self.memory) = Memory::default();
+    }
+
+    fn serve<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Option<Reply>> {
+        Box::pin(self.delete_subnet(call))
     }
 }
 
@@ -280,6 +293,17 @@ impl DataPlane {
         }
         self.reconcile_nodes(pass, &mut side, &mut observed, &blind_regions)
             .await;
+        for obs in &observed {
+            let subject = format!("{}/enis", obs.scope.region);
+            match self.clean_enis(pass, obs).await {
+                Ok(()) => self.solved(&subject),
+                Err(e) => self.problem(&subject, e),
+            }
+        }
+        match self.run_nodes(pass, &mut side, &observed).await {
+            Ok(()) => self.solved("pods"),
+            Err(e) => self.problem("pods", e),
+        }
     }
 
     /// The account an access key stands for in moto (remembered once known).
@@ -358,7 +382,9 @@ impl DataPlane {
         }
         let nodegroups = obs.nodegroups.clone();
         for ng in &nodegroups {
-            if !matches!(ng.status.as_str(), "ACTIVE" | "UPDATING") {
+            // EKS launches a nodegroup's instances while it is CREATING, and reports it
+            // ACTIVE once they joined (EKS API reference, `Nodegroup.status`).
+            if !matches!(ng.status.as_str(), "CREATING" | "ACTIVE" | "UPDATING") {
                 continue;
             }
             let subject = format!("{region}/{}/{}", ng.cluster, ng.name);
@@ -366,6 +392,7 @@ impl DataPlane {
                 Ok(()) => self.solved(&subject),
                 Err(e) => self.problem(&subject, e),
             }
+            self.mark_joined(pass, side, obs, ng);
         }
         // Nodegroups that are gone have no fleet any more.
         let live: BTreeSet<NodegroupKey> = obs
@@ -586,6 +613,53 @@ impl DataPlane {
         Ok(())
     }
 
+    /// Clears a nodegroup's CREATING/UPDATING mark (`core::windows`) once it has
+    /// `desiredSize` live instances, all on its launch template version and all joined
+    /// as Nodes, and none of an earlier version left.
+    fn mark_joined(
+        &self,
+        pass: &Pass<'_>,
+        side: &KubeSide<'_>,
+        obs: &Observed<'_>,
+        ng: &Nodegroup,
+    ) {
+        let key =
+            crate::core::windows::ResourceKey::nodegroup(&obs.scope.region, &ng.cluster, &ng.name);
+        if lock(&pass.host.windows).joining(&key).is_none() {
+            return;
+        }
+        let pinned = lock(&self.memory)
+            .pinned_versions
+            .get(&(
+                (
+                    obs.scope.region.clone(),
+                    ng.cluster.clone(),
+                    ng.name.clone(),
+                ),
+                ng.group_name.clone(),
+            ))
+            .cloned();
+        let target = ng
+            .launch_template
+            .as_ref()
+            .and_then(|t| t.version.clone())
+            .or(pinned);
+        let members: Vec<&Instance> = obs
+            .instances
+            .iter()
+            .filter(|i| alive(i) && belongs(i, ng))
+            .collect();
+        let on_target = |i: &&Instance| {
+            target.is_none() || i.tag(TAG_TEMPLATE_VERSION).map(str::to_string) == target
+        };
+        let done = members.len() == ng.desired_size
+            && members.iter().all(on_target)
+            && members.iter().all(|i| side.node_of(&i.id).is_some());
+        if done && pass.current() {
+            lock(&pass.host.windows).clear_joining(&key);
+        }
+    }
+
     /// Max pods for a new instance of a managed nodegroup (see `max_pods.rs`).
     async fn managed_max_pods(
         &self,
@@ -698,6 +772,32 @@ impl DataPlane {
             pass,
             scope: obs.scope,
         };
+        // Drained first: EKS evicts the pods, respecting PodDisruptionBudgets (user guide,
+        // `nodes/managed-node-update-behavior.adoc`); an instance whose pods cannot all go
+        // yet waits for a later pass. Then the CNI's ENIs are detached (moto's terminate
+        // would leave them attached to a terminated instance).
+        let mut ready = Vec::new();
+        for id in ids {
+            if let Some(node) = side.node_of(id) {
+                match self.drain(side, &node).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        self.problem(&format!("node {node}"), e);
+                        continue;
+                    }
+                }
+            }
+            if let Err(e) = self.detach_cni_enis(pass, &ec2, id).await {
+                self.problem(&format!("instance {id}"), e);
+                continue;
+            }
+            ready.push(id.clone());
+        }
+        let ids = ready.as_slice();
+        if ids.is_empty() {
+            return;
+        }
         match ec2.terminate(ids).await {
             Ok(()) => {
                 self.solved(&subject);
@@ -881,5 +981,66 @@ impl DataPlane {
             labels,
             taints: managed.map(|ng| ng.taints.clone()).unwrap_or_default(),
         }))
+    }
+}
+
+impl DataPlane {
+    /// DeleteSubnet of a subnet that still has network interfaces (available or in use)
+    /// fails as in EC2: 400 `DependencyViolation` (EC2 API reference, DeleteSubnet: "You
+    /// must terminate all running instances in the subnet before you can delete the
+    /// subnet"). moto 5.2.5 deletes it anyway, and keeps the primary interface of a
+    /// terminated instance attached, which EC2 deletes: those are not counted.
+    async fn delete_subnet(&self, call: &Call<'_>) -> Option<Reply> {
+        let (info, cfg) = (call.info, call.cfg);
+        if !cfg.data_plane || info.protocol != Protocol::Ec2Query || info.op != "DeleteSubnet" {
+            return None;
+        }
+        let subnet = info.param("SubnetId")?.to_string();
+        let headers = scoped_headers(call.headers, &info.region, "ec2");
+        let body = format!(
+            "Action=DescribeNetworkInterfaces&Version=2016-11-15&Filter.1.Name=subnet-id&Filter.1.Value.1={}",
+            crate::shared::form_encode(&subnet)
+        );
+        let text = call.host.upstream.ec2_call(&headers, body).await.ok()?;
+        let root = xml::Element::parse(&text).ok()?;
+        let enis: Vec<ec2::Eni> = root
+            .items("networkInterfaceSet")
+            .filter_map(ec2::Eni::from_xml)
+            .collect();
+        let owners: Vec<String> = enis.iter().filter_map(|e| e.instance_id.clone()).collect();
+        let mut ended = BTreeSet::new();
+        if !owners.is_empty() {
+            let mut body = "Action=DescribeInstances&Version=2016-11-15".to_string();
+            for (i, id) in owners.iter().enumerate() {
+                body.push_str(&format!(
+                    "&InstanceId.{}={}",
+                    i + 1,
+                    crate::shared::form_encode(id)
+                ));
+            }
+            if let Ok(text) = call.host.upstream.ec2_call(&headers, body).await {
+                if let Ok(root) = xml::Element::parse(&text) {
+                    for r in root.items("reservationSet") {
+                        for i in r.items("instancesSet") {
+                            let state = i.text_at(&["instanceState", "name"]).unwrap_or_default();
+                            if ec2::is_ending(state) {
+                                ended.extend(i.text_at(&["instanceId"]).map(str::to_string));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let blocking = enis.iter().any(|e| match &e.instance_id {
+            Some(i) => !ended.contains(i),
+            None => true,
+        });
+        blocking.then(|| {
+            faults::ec2_error(
+                400,
+                "DependencyViolation",
+                &format!("The subnet '{subnet}' has dependencies and cannot be deleted."),
+            )
+        })
     }
 }
