@@ -163,6 +163,11 @@ pub struct GraphArgs {
 pub struct VerifyArgs {
     /// The spec file (TOML).
     pub spec: PathBuf,
+    /// Check again until everything is right or this long has passed (`90`, `30s`, `5m`,
+    /// `1h`): nodes need a while after `apply` to become Ready and their pods to get IPs.
+    /// The last report is printed, and its exit code returned.
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+    pub wait: Option<std::time::Duration>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -343,5 +348,44 @@ impl Cli {
             // The rest have no `--json`.
             _ => false,
         }
+    }
+}
+
+/// A wait as seconds, or a number with `s`, `m` or `h`.
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: write seconds, or e.g. 30s, 5m, 1h"))?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("`{text}`: the unit must be s, m or h")),
+    };
+    if seconds > 7 * 24 * 3600 {
+        return Err(format!("`{text}` is longer than a week"));
+    }
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_wait;
+    use std::time::Duration;
+
+    #[test]
+    fn waits_are_seconds_or_carry_a_unit() {
+        assert_eq!(parse_wait("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_wait("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_wait("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_wait("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "m", "5d", "1.5m", "-3", "99999999999999999999"] {
+            assert!(parse_wait(bad).is_err(), "{bad} accepted");
+        }
+        assert!(parse_wait("8000h").is_err(), "more than a week accepted");
     }
 }

@@ -116,7 +116,7 @@ fn only_state_file() -> Result<PathBuf, Failure> {
     }
 }
 
-fn poll_cap() -> Duration {
+pub fn poll_cap() -> Duration {
     // Real AWS changes state over minutes; polling every 15 s at most is plenty. Emulators and
     // the test proxy set a lower cap through this variable.
     let ms = std::env::var("EKSNET_POLL_MAX_MS")

@@ -1,6 +1,12 @@
 //! `eksnet verify`: checks that custom networking took effect in each cluster — every pod that
-//! is not on the host network has an IP from a pod subnet, and every node has an ENIConfig to
-//! pick (by its label in label mode, by its annotation in annotation mode).
+//! is not on the host network has an IP from a pod subnet, every node has an ENIConfig to
+//! pick (by its label in label mode, by its annotation in annotation mode) and is Ready, and no
+//! pod waits for an IP.
+//!
+//! The last two are what a node that joined without its ENIConfig looks like from inside: the
+//! VPC CNI (1.13 and later) fails to start on it, so the kubelet reports the node NotReady with
+//! "cni plugin not initialized" and the pods placed there never get an address
+//! (amazon-vpc-cni-k8s #2354, #2683).
 
 use crate::cloud::aws::AwsClients;
 use crate::cloud::kube::KubeConnector;
@@ -22,14 +28,53 @@ pub struct ClusterReport {
     pub reachable: bool,
     pub pods_checked: usize,
     pub pods_outside: Vec<String>,
+    /// Pods that are not on the host network and have no IP (yet): not scheduled, or on a
+    /// node whose CNI gives them none.
+    pub pods_without_ip: Vec<String>,
     pub nodes_checked: usize,
     pub nodes_without_eni_config: Vec<String>,
+    /// Nodes whose `Ready` condition is not `True`, with the kubelet's message.
+    pub nodes_not_ready: Vec<String>,
 }
 
 impl ClusterReport {
     pub fn ok(&self) -> bool {
-        self.reachable && self.pods_outside.is_empty() && self.nodes_without_eni_config.is_empty()
+        self.reachable
+            && self.pods_outside.is_empty()
+            && self.pods_without_ip.is_empty()
+            && self.nodes_without_eni_config.is_empty()
+            && self.nodes_not_ready.is_empty()
     }
+}
+
+/// How many things a report finds wrong (a cluster that does not exist counts as one).
+pub fn problems(r: &ClusterReport) -> usize {
+    if !r.reachable {
+        return 1;
+    }
+    r.pods_outside.len()
+        + r.pods_without_ip.len()
+        + r.nodes_without_eni_config.len()
+        + r.nodes_not_ready.len()
+}
+
+/// Why a node is not Ready, from its `Ready` condition; `None` when it is Ready.
+fn not_ready(node: &Node) -> Option<String> {
+    let conditions = node.status.as_ref().and_then(|s| s.conditions.as_ref());
+    let Some(ready) = conditions.and_then(|c| c.iter().find(|c| c.type_ == "Ready")) else {
+        return Some("no Ready condition reported yet".into());
+    };
+    if ready.status == "True" {
+        return None;
+    }
+    let mut why = format!("Ready={}", ready.status);
+    if let Some(reason) = ready.reason.as_deref().filter(|r| !r.is_empty()) {
+        why.push_str(&format!(" ({reason})"));
+    }
+    if let Some(message) = ready.message.as_deref().filter(|m| !m.is_empty()) {
+        why.push_str(&format!(": {message}"));
+    }
+    Some(why)
 }
 
 fn kube_err(op: &'static str) -> impl Fn(kube::Error) -> ResourceError {
@@ -74,8 +119,10 @@ pub async fn verify(
             reachable: false,
             pods_checked: 0,
             pods_outside: vec![],
+            pods_without_ip: vec![],
             nodes_checked: 0,
             nodes_without_eni_config: vec![],
+            nodes_not_ready: vec![],
         };
         let Some(client) = kube.client(aws, &cluster).await? else {
             reports.push(report);
@@ -94,22 +141,41 @@ pub async fn verify(
                 .as_ref()
                 .and_then(|s| s.host_network)
                 .unwrap_or(false);
-            let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
-                continue;
-            };
             if host {
                 continue;
             }
+            let ns = pod.metadata.namespace.clone().unwrap_or_default();
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+            let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
+            // A pod that ran to its end holds no address any more.
+            if matches!(phase.as_deref(), Some("Succeeded" | "Failed")) {
+                continue;
+            }
+            let Some(ip) = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.pod_ip.clone())
+                .filter(|ip| !ip.is_empty())
+            else {
+                // Being deleted: its IP is going away, not missing.
+                if pod.metadata.deletion_timestamp.is_none() {
+                    report.pods_without_ip.push(match node {
+                        Some(node) => format!("{ns}/{name} on {node} has no IP"),
+                        None => format!("{ns}/{name} is not scheduled on any node"),
+                    });
+                }
+                continue;
+            };
             report.pods_checked += 1;
             let inside = ip
                 .parse::<Ipv4Addr>()
                 .is_ok_and(|a| pod_subnets.iter().any(|n| n.contains(&a)));
             if !inside {
-                let ns = pod.metadata.namespace.clone().unwrap_or_default();
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                report
-                    .pods_outside
-                    .push(format!("{ns}/{name} has IP {ip}, outside the pod subnets"));
+                let on = node.map(|n| format!(" on {n}")).unwrap_or_default();
+                report.pods_outside.push(format!(
+                    "{ns}/{name}{on} has IP {ip}, outside the pod subnets"
+                ));
             }
         }
         let eni_configs: BTreeSet<String> =
@@ -137,6 +203,9 @@ pub async fn verify(
         {
             report.nodes_checked += 1;
             let name = node.metadata.name.clone().unwrap_or_default();
+            if let Some(why) = not_ready(&node) {
+                report.nodes_not_ready.push(format!("{name}: {why}"));
+            }
             let (how, wanted) = if annotation_mode {
                 (
                     "annotation",
@@ -193,12 +262,27 @@ pub fn render(reports: &[ClusterReport]) -> String {
         for p in &r.pods_outside {
             out.push_str(&format!("    ✗ {p}\n"));
         }
+        if !r.pods_without_ip.is_empty() {
+            out.push_str(&format!(
+                "  pods waiting for an IP: {}\n",
+                r.pods_without_ip.len()
+            ));
+        }
+        for p in &r.pods_without_ip {
+            out.push_str(&format!("    ✗ {p}\n"));
+        }
         out.push_str(&format!(
             "  nodes: {} checked, {} without an ENIConfig\n",
             r.nodes_checked,
             r.nodes_without_eni_config.len()
         ));
         for n in &r.nodes_without_eni_config {
+            out.push_str(&format!("    ✗ {n}\n"));
+        }
+        if !r.nodes_not_ready.is_empty() {
+            out.push_str(&format!("  nodes not Ready: {}\n", r.nodes_not_ready.len()));
+        }
+        for n in &r.nodes_not_ready {
             out.push_str(&format!("    ✗ {n}\n"));
         }
         out.push_str(if r.ok() {
@@ -208,4 +292,37 @@ pub fn render(reports: &[ClusterReport]) -> String {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(status: serde_json::Value) -> Node {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "n"}, "status": status}))
+            .expect("a Node")
+    }
+
+    #[test]
+    fn a_node_is_ready_only_with_a_true_ready_condition() {
+        let ready = node(serde_json::json!({"conditions": [
+            {"type": "MemoryPressure", "status": "False"},
+            {"type": "Ready", "status": "True"}]}));
+        assert_eq!(not_ready(&ready), None);
+        let cni = node(
+            serde_json::json!({"conditions": [{"type": "Ready", "status": "False",
+            "reason": "KubeletNotReady", "message": "cni plugin not initialized"}]}),
+        );
+        assert_eq!(
+            not_ready(&cni).as_deref(),
+            Some("Ready=False (KubeletNotReady): cni plugin not initialized")
+        );
+        let unknown =
+            node(serde_json::json!({"conditions": [{"type": "Ready", "status": "Unknown"}]}));
+        assert_eq!(not_ready(&unknown).as_deref(), Some("Ready=Unknown"));
+        assert_eq!(
+            not_ready(&node(serde_json::json!({}))).as_deref(),
+            Some("no Ready condition reported yet")
+        );
+    }
 }

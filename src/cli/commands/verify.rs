@@ -16,7 +16,25 @@ pub async fn run(args: VerifyArgs) -> Result<ExitStatus, Failure> {
     }
     let aws = session::spec_clients(&spec).await?;
     let kube = KubeConnector::new(args.common.kube.access());
-    let reports = crate::nodes::verify::verify(&spec, &aws, &kube).await?;
+    // Between two looks: short enough to answer soon after the data plane settles, long
+    // enough not to hammer the API server; EKSNET_POLL_MAX_MS lowers it like every wait.
+    let pause = std::time::Duration::from_secs(5).min(session::poll_cap());
+    let deadline = args.wait.map(|w| std::time::Instant::now() + w);
+    let reports = loop {
+        let reports = crate::nodes::verify::verify(&spec, &aws, &kube).await?;
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        match left {
+            Some(left) if !left.is_zero() && !reports.iter().all(|r| r.ok()) => {
+                let problems: usize = reports.iter().map(crate::nodes::verify::problems).sum();
+                output::info(format!(
+                    "verify: {problems} problem(s) so far; checking again ({}s left)",
+                    left.as_secs()
+                ));
+                tokio::time::sleep(pause.min(left)).await;
+            }
+            _ => break reports,
+        }
+    };
     if args.common.json {
         output::json_data(&reports)?;
     } else {

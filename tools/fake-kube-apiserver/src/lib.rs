@@ -1,6 +1,7 @@
 //! A fake Kubernetes API server for eksnet's tests: an in-memory object store behind the
 //! REST paths that eksnet and kubectl use, plus `/__fake/` test-support endpoints.
 
+pub mod eviction;
 pub mod fieldpath;
 pub mod kill;
 pub mod managed;

@@ -256,6 +256,12 @@ pub fn empty_object(kind: &str) -> Value {
     match kind {
         "DaemonSet" => json!({"metadata": {}, "spec": {"template": {"metadata": {},
             "spec": {"containers": null}}, "updateStrategy": {}}, "status": {}}),
+        "Deployment" => json!({"metadata": {}, "spec": {"template": {"metadata": {},
+            "spec": {"containers": null}}, "strategy": {}}, "status": {}}),
+        "ReplicaSet" => json!({"metadata": {}, "spec": {"template": {"metadata": {},
+            "spec": {"containers": null}}}, "status": {}}),
+        "PodDisruptionBudget" => json!({"metadata": {}, "spec": {}, "status": {}}),
+        "Event" => json!({"metadata": {}, "involvedObject": {}, "source": {}}),
         "Pod" => json!({"metadata": {}, "spec": {"containers": null}, "status": {}}),
         "CustomResourceDefinition" => {
             json!({"metadata": {}, "spec": {"names": {}, "versions": null}, "status": {}})

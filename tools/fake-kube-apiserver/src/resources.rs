@@ -113,6 +113,57 @@ pub static RESOURCES: &[Resource] = &[
         )
     },
     Resource {
+        generation: true,
+        ..builtin(
+            "apps",
+            "deployments",
+            "deployment",
+            "Deployment",
+            true,
+            &["deploy"],
+        )
+    },
+    Resource {
+        generation: true,
+        fields: &["status.replicas"],
+        ..builtin(
+            "apps",
+            "replicasets",
+            "replicaset",
+            "ReplicaSet",
+            true,
+            &["rs"],
+        )
+    },
+    Resource {
+        generation: true,
+        ..builtin(
+            "policy",
+            "poddisruptionbudgets",
+            "poddisruptionbudget",
+            "PodDisruptionBudget",
+            true,
+            &["pdb"],
+        )
+    },
+    Resource {
+        status_subresource: false,
+        // The real server's event field labels, less `source` (a struct here, not a string).
+        fields: &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "type",
+        ],
+        ..builtin("", "events", "event", "Event", true, &["ev"])
+    },
+    Resource {
         version: "v1alpha1",
         status_subresource: false,
         generation: true,
@@ -225,10 +276,20 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         if !r.short_names.is_empty() {
             entry["shortNames"] = json!(r.short_names);
         }
-        if r.plural == "pods" || r.plural == "daemonsets" {
+        if matches!(
+            r.plural,
+            "pods" | "daemonsets" | "deployments" | "replicasets"
+        ) {
             entry["categories"] = json!(["all"]);
         }
         resources.push(entry);
+        if r.plural == "pods" {
+            // The one pod subresource served besides status (see `eviction`).
+            resources.push(
+                json!({"name": "pods/eviction", "singularName": "", "namespaced": true,
+                "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}),
+            );
+        }
         if r.status_subresource {
             resources.push(
                 json!({"name": format!("{}/status", r.plural), "singularName": "",

@@ -1,5 +1,6 @@
 //! HTTP layer: routing, Kubernetes REST semantics (CRUD, patch, watch, tables) and errors.
 
+use crate::eviction;
 use crate::kill::KillHook;
 use crate::managed::{self, ApplyError};
 use crate::patch::strategic_merge;
@@ -242,6 +243,11 @@ enum Route {
         name: Option<String>,
         status: bool,
     },
+    /// `POST /api/v1/namespaces/NS/pods/NAME/eviction`.
+    Eviction {
+        ns: String,
+        name: String,
+    },
 }
 
 fn route(path: &str, host: &str) -> ApiResult<Route> {
@@ -268,6 +274,14 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> ApiResult<Route>
         }
         _ => (None, rest.to_vec()),
     };
+    if let (Some(ns), ["pods", name, "eviction"]) = (&ns, rest.as_slice()) {
+        if group.is_empty() && version == "v1" {
+            return Ok(Route::Eviction {
+                ns: ns.clone(),
+                name: name.to_string(),
+            });
+        }
+    }
     let id = rs::find(group, version, rest.first().copied().unwrap_or("")).ok_or_else(no_route)?;
     let r = res(id);
     if ns.is_some() && !r.namespaced {
@@ -312,16 +326,21 @@ impl Ctx {
         if self.query.contains_key("dryRun") {
             return true;
         }
-        // kubectl puts dryRun in a DELETE's options body rather than the query.
-        self.method == Method::DELETE
-            && serde_json::from_slice::<Value>(&self.body)
-                .ok()
-                .and_then(|o| {
-                    o.get("dryRun")
-                        .and_then(Value::as_array)
-                        .map(|a| !a.is_empty())
-                })
-                .unwrap_or(false)
+        // kubectl puts dryRun in a DELETE's options body rather than the query, and an
+        // Eviction carries it in its deleteOptions.
+        let pointer = match self.method {
+            Method::DELETE => "/dryRun",
+            Method::POST => "/deleteOptions/dryRun",
+            _ => return false,
+        };
+        serde_json::from_slice::<Value>(&self.body)
+            .ok()
+            .and_then(|o| {
+                o.pointer(pointer)
+                    .and_then(Value::as_array)
+                    .map(|a| !a.is_empty())
+            })
+            .unwrap_or(false)
     }
 
     /// The manager of a write that is not an apply: `fieldManager`, else the User-Agent's
@@ -437,7 +456,10 @@ fn counts_as_write(ctx: &Ctx, path: &str, host: &str) -> bool {
         ctx.method,
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     ) && !ctx.wants_dry_run()
-        && matches!(route(path, host), Ok(Route::Resource { .. }))
+        && matches!(
+            route(path, host),
+            Ok(Route::Resource { .. } | Route::Eviction { .. })
+        )
 }
 
 fn api(state: &Arc<State>, ctx: &Ctx, path: &str, host: &str) -> ApiResult<Response<Body>> {
@@ -447,6 +469,11 @@ fn api(state: &Arc<State>, ctx: &Ctx, path: &str, host: &str) -> ApiResult<Respo
     let (id, ns, name, status) = match route(path, host)? {
         Route::Doc(v) if ctx.method == Method::GET => return Ok(json_resp(200, &v)),
         Route::Doc(_) => return Err(method_not_allowed()),
+        Route::Eviction { ns, name } if ctx.method == Method::POST => {
+            let (code, out) = evict(&mut state.lock(), ctx, &ns, &name)?;
+            return Ok(json_resp(code, &out));
+        }
+        Route::Eviction { .. } => return Err(method_not_allowed()),
         Route::Resource {
             id,
             ns,
@@ -788,6 +815,10 @@ fn default_status(r: &Resource, obj: &mut Value) {
     let status = match r.kind {
         "DaemonSet" => json!({"currentNumberScheduled": 0, "numberMisscheduled": 0,
             "desiredNumberScheduled": 0, "numberReady": 0}),
+        "Deployment" => json!({}),
+        "ReplicaSet" => json!({"replicas": 0}),
+        "PodDisruptionBudget" => json!({"disruptionsAllowed": 0, "currentHealthy": 0,
+            "desiredHealthy": 0, "expectedPods": 0}),
         "Pod" => json!({"phase": "Pending", "qosClass": "BestEffort"}),
         "Namespace" => {
             let spec = store::obj_map(store::obj_map(obj).entry("spec").or_insert(json!({})));
@@ -1071,16 +1102,7 @@ fn delete(store: &mut Store, ctx: &Ctx, id: ResId, ns: &str, name: &str) -> ApiR
         serde_json::from_slice(&ctx.body)
             .map_err(|e| bad_request(format!("invalid DeleteOptions: {e}")))?
     };
-    for (field, label) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
-        let want = opts
-            .pointer(&format!("/preconditions/{field}"))
-            .and_then(Value::as_str);
-        let have = meta_str(&cur, field).unwrap_or_default();
-        if let Some(want) = want.filter(|w| *w != have) {
-            let why = format!("Precondition failed: {label} in precondition: {want}, {label} in object meta: {have}");
-            return Err(conflict(r, name, &why));
-        }
-    }
+    check_preconditions(r, name, &cur, &opts)?;
     // kubectl puts dryRun in the DeleteOptions body rather than the query.
     let dry = ctx.dry_run()?
         || opts["dryRun"]
@@ -1115,6 +1137,198 @@ fn delete(store: &mut Store, ctx: &Ctx, id: ResId, ns: &str, name: &str) -> ApiR
     Ok(
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": d}),
     )
+}
+
+/// A DeleteOptions' `preconditions` (uid, resourceVersion) against the stored object.
+fn check_preconditions(r: &Resource, name: &str, cur: &Value, opts: &Value) -> ApiResult<()> {
+    for (field, label) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
+        let want = opts
+            .pointer(&format!("/preconditions/{field}"))
+            .and_then(Value::as_str);
+        let have = meta_str(cur, field).unwrap_or_default();
+        if let Some(want) = want.filter(|w| *w != have) {
+            let why = format!("Precondition failed: {label} in precondition: {want}, {label} in object meta: {have}");
+            return Err(conflict(r, name, &why));
+        }
+    }
+    Ok(())
+}
+
+/// The Eviction API, as kube-apiserver's eviction REST: a pod that is not running (or is
+/// being deleted) goes at once; otherwise the one PodDisruptionBudget that selects it (none:
+/// the pod goes; several: 500) must allow a disruption. The budget is computed on the spot
+/// from the namespace's pods (see [`eviction::budget`]); an allowed eviction writes it into
+/// the PDB's status with the disruption taken, then marks the pod `DisruptionTarget` and
+/// deletes it. The answer is the Status the real subresource returns.
+fn evict(store: &mut Store, ctx: &Ctx, ns: &str, name: &str) -> ApiResult<(u16, Value)> {
+    let body = parse_body(ctx)?;
+    let expected = "policy/v1";
+    match body.get("apiVersion").and_then(Value::as_str) {
+        None | Some("" | "policy/v1" | "policy/v1beta1") => {}
+        Some(got) => {
+            return Err(bad_request(format!(
+                "the API version in the data ({got}) does not match the expected API version ({expected})"
+            )))
+        }
+    }
+    match body.get("kind").and_then(Value::as_str) {
+        None | Some("" | "Eviction") => {}
+        Some(got) => {
+            return Err(bad_request(format!(
+                "the kind in the data ({got}) does not match the expected kind (Eviction)"
+            )))
+        }
+    }
+    if meta_str(&body, "namespace").is_some_and(|n| !n.is_empty() && n != ns) {
+        return Err(bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    if meta_str(&body, "name").unwrap_or_default() != name {
+        return Err(bad_request(
+            "name in URL does not match name in Eviction object",
+        ));
+    }
+    let opts = body.get("deleteOptions").cloned().unwrap_or(json!({}));
+    let dry = ctx.dry_run()?
+        || opts["dryRun"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("All")));
+    let pod_id = rs::find("", "v1", "pods").unwrap_or(0);
+    let pod_res = res(pod_id);
+    let pod = get(store, pod_id, ns, name)?.clone();
+    check_preconditions(pod_res, name, &pod, &opts)?;
+    let success = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Success", "code": 201});
+    if !eviction::can_ignore_pdb(&pod) {
+        let pdb_id = rs::find("policy", "v1", "poddisruptionbudgets").unwrap_or(0);
+        let pdbs: Vec<Value> = store
+            .list(pdb_id, Some(ns))
+            .into_iter()
+            .filter(|p| eviction::selects(p, &pod))
+            .cloned()
+            .collect();
+        if pdbs.len() > 1 {
+            let msg = "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.";
+            return Err(err(500, "", msg, None));
+        }
+        if let Some(pdb) = pdbs.first() {
+            let pods = store.list(pod_id, Some(ns));
+            let lookup = |kind: &str, name: &str| {
+                let id = rs::by_kind("apps/v1", kind)?;
+                store.get(id, ns, name).cloned()
+            };
+            let b = eviction::budget(pdb, &pods, &lookup);
+            let unhealthy_may_go = !eviction::pod_ready(&pod)
+                && (pdb.pointer("/spec/unhealthyPodEvictionPolicy") == Some(&json!("AlwaysAllow"))
+                    || (b.current_healthy >= b.desired_healthy && b.desired_healthy > 0));
+            if !unhealthy_may_go {
+                let pdb_name = meta_str(pdb, "name").unwrap_or_default().to_string();
+                if b.disruptions_allowed <= 0 {
+                    let cause = format!(
+                        "The disruption budget {pdb_name} needs {} healthy pods and has {} currently",
+                        b.desired_healthy, b.current_healthy
+                    );
+                    let msg = "Cannot evict pod as it would violate the pod's disruption budget.";
+                    return Err(err(
+                        429,
+                        "TooManyRequests",
+                        msg,
+                        Some(json!({"causes": [{"reason": "DisruptionBudget", "message": cause}]})),
+                    ));
+                }
+                if !dry {
+                    take_disruption(store, pdb_id, ns, pdb, b, name);
+                }
+            }
+        }
+    }
+    if !dry {
+        mark_disruption_target(store, pod_id, ns, name, pod);
+        store.delete(pod_id, ns, name);
+    }
+    Ok((201, success))
+}
+
+/// The PDB status the disruption controller would hold, with the eviction's decrement
+/// (`checkAndDecrement`): one disruption fewer and the pod in `disruptedPods`.
+fn take_disruption(
+    store: &mut Store,
+    pdb_id: ResId,
+    ns: &str,
+    pdb: &Value,
+    b: eviction::Budget,
+    pod: &str,
+) {
+    let now = store::rfc3339(store::unix_now());
+    let mut new = pdb.clone();
+    let generation = pdb.pointer("/metadata/generation").cloned();
+    let allowed = b.disruptions_allowed - 1;
+    let (cond_status, reason) = if allowed > 0 {
+        ("True", "SufficientPods")
+    } else {
+        ("False", "InsufficientPods")
+    };
+    let old_cond = pdb
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "DisruptionAllowed"));
+    let since = match old_cond {
+        Some(c) if c["status"] == cond_status => c["lastTransitionTime"].clone(),
+        _ => json!(now),
+    };
+    let mut disrupted = pdb
+        .pointer("/status/disruptedPods")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    disrupted.insert(pod.to_string(), json!(now));
+    let status = json!({
+        "observedGeneration": generation,
+        "disruptedPods": disrupted,
+        "disruptionsAllowed": allowed,
+        "currentHealthy": b.current_healthy,
+        "desiredHealthy": b.desired_healthy,
+        "expectedPods": b.expected,
+        "conditions": [{"type": "DisruptionAllowed", "status": cond_status,
+            "observedGeneration": generation, "lastTransitionTime": since,
+            "reason": reason, "message": ""}],
+    });
+    store::obj_map(&mut new).insert("status".into(), status);
+    // The eviction REST writes through a loopback client: manager `kube-apiserver`.
+    let r = res(pdb_id);
+    let mf = managed::track_update(&scope(r, true), Some(pdb), &new, "kube-apiserver");
+    managed::set_managed_fields(&mut new, mf);
+    let name = meta_str(pdb, "name").unwrap_or_default().to_string();
+    if &new != pdb {
+        store.write(pdb_id, ns, &name, new, "MODIFIED");
+    }
+}
+
+/// `addConditionAndDeletePod`'s status update: the `DisruptionTarget` condition, so watchers
+/// see why the pod went.
+fn mark_disruption_target(store: &mut Store, pod_id: ResId, ns: &str, name: &str, pod: Value) {
+    let mut new = pod.clone();
+    let cond = json!({"type": "DisruptionTarget", "status": "True",
+        "lastTransitionTime": store::rfc3339(store::unix_now()),
+        "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"});
+    let status = store::obj_map(
+        store::obj_map(&mut new)
+            .entry("status")
+            .or_insert(json!({})),
+    );
+    let conds = status.entry("conditions").or_insert(json!([]));
+    if !conds.is_array() {
+        *conds = json!([]);
+    }
+    if let Value::Array(list) = conds {
+        match list.iter_mut().find(|c| c["type"] == "DisruptionTarget") {
+            Some(c) if c["status"] == "True" => return,
+            Some(c) => *c = cond,
+            None => list.push(cond),
+        }
+    }
+    store.write(pod_id, ns, name, new, "MODIFIED");
 }
 
 fn delete_collection(

@@ -29,7 +29,12 @@ fn discovery_documents() {
         .collect();
     assert_eq!(
         group_names,
-        ["apps", "crd.k8s.amazonaws.com", "apiextensions.k8s.io"]
+        [
+            "apps",
+            "policy",
+            "crd.k8s.amazonaws.com",
+            "apiextensions.k8s.io"
+        ]
     );
     let core = f.get("/api/v1").body;
     let nodes = core["resources"]
@@ -66,6 +71,7 @@ fn discovery_documents() {
 #[test]
 fn get_and_list_with_selectors() {
     let f = start();
+    f.seed_cluster();
     let ds = f.get(DS);
     assert_eq!(ds.code, 200);
     assert_eq!(ds.body["kind"], "DaemonSet");
@@ -222,7 +228,8 @@ fn replace_requires_current_resource_version() {
     labelled["status"]["numberReady"] = json!(99);
     let l = f.put(DS, &labelled).body;
     assert_eq!(l["metadata"]["generation"], 2);
-    assert_eq!(l["status"]["numberReady"], 2);
+    // The seed's status (no nodes yet), not the 99 the PUT sent.
+    assert_eq!(l["status"]["numberReady"], 0);
     let st = f.patch(
         &format!("{DS}/status"),
         MERGE,
@@ -262,7 +269,7 @@ fn not_found_status_shape() {
     let ds = f.get(DS).body;
     assert_eq!(ds["message"], "daemonsets.apps \"aws-node\" not found");
     assert_eq!(ds["reason"], "NotFound");
-    let unknown = f.get("/apis/apps/v1/namespaces/kube-system/deployments");
+    let unknown = f.get("/apis/apps/v1/namespaces/kube-system/statefulsets");
     assert_eq!(unknown.code, 404);
     assert_eq!(
         unknown.body["message"],
@@ -332,6 +339,7 @@ fn strategic_merge_patch_delete_directive() {
 #[test]
 fn json_patch_and_merge_patch() {
     let f = start();
+    f.seed_cluster();
     let node = format!("/api/v1/nodes/{NODE_A}");
     let jp = json!([{"op": "add", "path": "/metadata/annotations/k8s.amazonaws.com~1eniConfig", "value": "us-west-2a"},
                     {"op": "test", "path": "/metadata/name", "value": NODE_A}]);
@@ -416,6 +424,7 @@ fn server_side_apply_creates_then_updates() {
 #[test]
 fn resource_version_increases_on_every_write() {
     let f = start();
+    f.seed_cluster();
     let mut last = rv(&f.get("/api/v1/nodes").body);
     let writes: Vec<Box<dyn Fn() -> common::Resp + '_>> = vec![
         Box::new(|| f.post(ENI, &eni("x", "s1"))),
@@ -455,6 +464,7 @@ fn resource_version_increases_on_every_write() {
 #[test]
 fn delete_semantics() {
     let f = start();
+    f.seed_cluster();
     let cm = "/api/v1/namespaces/kube-system/configmaps/amazon-vpc-cni";
     let st = f.delete(cm).body;
     assert_eq!(st["status"], "Success");

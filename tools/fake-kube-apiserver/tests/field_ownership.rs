@@ -152,6 +152,7 @@ fn apply_creates_ownership() {
 #[test]
 fn an_update_by_another_manager_takes_over_the_fields_it_changes() {
     let f = start();
+    f.seed_cluster();
     let r = eksnet_patch(&f, &[("WARM_ENI_TARGET", "2"), (CUSTOM, "true")]);
     assert_eq!(r.code, 200, "{}", r.body);
     let eksnet = entry(&r.body, "eksnet", "Update");

@@ -84,6 +84,7 @@ impl Drop for Kubectl {
 #[test]
 fn kubectl_get_nodes_and_eniconfigs() {
     let f = start();
+    f.seed_cluster();
     let Some(k) = kubectl(&f, "kubectl_get_nodes_and_eniconfigs") else {
         return;
     };
@@ -320,6 +321,7 @@ fn kubectl_server_side_apply_conflicts_then_forces() {
 #[test]
 fn kubectl_annotate_node() {
     let f = start();
+    f.seed_cluster();
     let Some(k) = kubectl(&f, "kubectl_annotate_node") else {
         return;
     };

@@ -163,6 +163,20 @@ impl Fake {
     pub fn delete(&self, path: &str) -> Resp {
         request(self.addr, "DELETE", path, &[], "")
     }
+    /// Adds two Ready nodes and the six Running pods they host (aws-node, kube-proxy and
+    /// coredns, with IPs) from `tests/common/cluster.json`: the state of a cluster whose
+    /// nodes have joined, which the default seed (a fresh cluster) no longer has.
+    pub fn seed_cluster(&self) {
+        let r = request(
+            self.addr,
+            "POST",
+            "/__fake/seed",
+            &[("Content-Type", "application/json")],
+            CLUSTER,
+        );
+        assert_eq!(r.code, 200, "seeding the cluster fixture: {}", r.body);
+        assert_eq!(r.body["seeded"], 9);
+    }
     /// The fake's request log.
     pub fn requests(&self) -> Vec<Value> {
         match self.get("/__fake/requests").body {
@@ -174,6 +188,8 @@ impl Fake {
 
 pub const DS: &str = "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node";
 pub const ENI: &str = "/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs";
+/// Nodes and pods of a cluster whose nodes have joined (see [`Fake::seed_cluster`]).
+pub const CLUSTER: &str = include_str!("cluster.json");
 pub const NODE_A: &str = "ip-192-168-0-70.us-west-2.compute.internal";
 
 /// `name=value` pairs of the aws-node container's env, in order.
