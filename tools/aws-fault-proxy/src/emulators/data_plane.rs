@@ -15,8 +15,9 @@
 //!    `aws:eks:cluster-name` (EKS user guide, `clusters/management/eks-using-tags.adoc`) and
 //!    the group's `aws:autoscaling:groupName`, which ties an instance to one incarnation of
 //!    the nodegroup's name. A scale, a new version (new instances first) or a nodegroup that
-//!    is gone (DELETING: moto has forgotten it) ends instances: their Node is cordoned
-//!    first (drained: this slice runs no pods), then the instance is terminated.
+//!    is gone (DELETING: moto has forgotten it) ends instances: their Node is cordoned and
+//!    drained first (evictions that honour PodDisruptionBudgets; forced after
+//!    `drain_force_ms`), then the instance is terminated.
 //! 3. **Instances → Nodes** (`nodes.rs`). A running instance of a managed nodegroup, or one
 //!    tagged `kubernetes.io/cluster/<name>=owned` (self-managed; EKS user guide,
 //!    `nodes/worker.adoc`), joins the API server as a Node once its cluster is `ACTIVE` (or
@@ -36,6 +37,7 @@ mod kube;
 mod max_pods;
 mod nodes;
 mod pods;
+mod workloads;
 mod xml;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -82,6 +84,10 @@ const CLUSTER_TAG_PREFIX: &str = "kubernetes.io/cluster/";
 /// never shows (moto reset behind the proxy's back) from counting for ever.
 const LAUNCH_GRACE: Duration = Duration::from_secs(10);
 
+/// How long EKS waits for the drain of a node of a deleted nodegroup before Auto Scaling
+/// terminates it anyway (user guide, `delete-managed-node-group`).
+const DELETE_DRAIN_FORCE: Duration = Duration::from_secs(300);
+
 /// (region, cluster, nodegroup)
 type NodegroupKey = (String, String, String);
 
@@ -111,6 +117,9 @@ struct Memory {
     cni: HashMap<String, cni::Settings>,
     /// When the data plane first saw each CNI ENI detached (by ENI id).
     eni_detached: HashMap<String, Instant>,
+    /// When the drain of each ending instance's Node first failed (by instance id): past
+    /// `drain_force_ms` its pods are deleted.
+    drain_failing: HashMap<String, Instant>,
 }
 
 /// An instance of a nodegroup, and since when the data plane knows it.
@@ -300,7 +309,11 @@ impl DataPlane {
                 Err(e) => self.problem(&subject, e),
             }
         }
-        match self.run_nodes(pass, &mut side, &observed).await {
+        // kube-controller-manager runs in the control plane of a cluster that is up.
+        let serving = observed
+            .iter()
+            .any(|o| o.clusters.iter().any(Cluster::serving));
+        match self.run_nodes(pass, &mut side, &observed, serving).await {
             Ok(()) => self.solved("pods"),
             Err(e) => self.problem("pods", e),
         }
@@ -378,7 +391,11 @@ impl DataPlane {
             .map(|i| i.id.clone())
             .collect();
         if !orphans.is_empty() {
-            self.end_instances(pass, side, obs, &orphans, false).await;
+            // A deleted nodegroup: EKS lets Auto Scaling force the termination once a node
+            // has not drained after 5 minutes (user guide, `delete-managed-node-group`).
+            let force = Duration::from_millis(pass.cfg.drain_force_ms).min(DELETE_DRAIN_FORCE);
+            self.end_instances(pass, side, obs, &orphans, false, force)
+                .await;
         }
         let nodegroups = obs.nodegroups.clone();
         for ng in &nodegroups {
@@ -537,7 +554,8 @@ impl DataPlane {
         };
         let plan = fleet::plan(&target, members);
         if !plan.terminate.is_empty() {
-            self.end_instances(pass, side, obs, &plan.terminate, plan.replacing)
+            let force = Duration::from_millis(pass.cfg.drain_force_ms);
+            self.end_instances(pass, side, obs, &plan.terminate, plan.replacing, force)
                 .await;
         }
         if plan.launch.is_empty() {
@@ -753,6 +771,7 @@ impl DataPlane {
         obs: &mut Observed<'_>,
         ids: &[String],
         replacing: bool,
+        force_after: Duration,
     ) {
         let subject = format!("{}/terminate", obs.scope.region);
         for id in ids {
@@ -774,14 +793,26 @@ impl DataPlane {
         };
         // Drained first: EKS evicts the pods, respecting PodDisruptionBudgets (user guide,
         // `nodes/managed-node-update-behavior.adoc`); an instance whose pods cannot all go
-        // yet waits for a later pass. Then the CNI's ENIs are detached (moto's terminate
-        // would leave them attached to a terminated instance).
+        // yet waits for a later pass, until `force_after` has passed since its drain first
+        // failed: then its pods are deleted (EKS: 15 minutes, then forced). Then the CNI's
+        // ENIs are detached (moto's terminate would leave them attached to a terminated
+        // instance).
         let mut ready = Vec::new();
         for id in ids {
             if let Some(node) = side.node_of(id) {
-                match self.drain(side, &node).await {
+                let force = lock(&self.memory)
+                    .drain_failing
+                    .get(id)
+                    .is_some_and(|since| since.elapsed() >= force_after);
+                match self.drain(side, &node, force).await {
                     Ok(true) => {}
-                    Ok(false) => continue,
+                    Ok(false) => {
+                        let id = id.clone();
+                        self.remember(pass, |m| {
+                            m.drain_failing.entry(id).or_insert_with(Instant::now);
+                        });
+                        continue;
+                    }
                     Err(e) => {
                         self.problem(&format!("node {node}"), e);
                         continue;
@@ -801,6 +832,7 @@ impl DataPlane {
         match ec2.terminate(ids).await {
             Ok(()) => {
                 self.solved(&subject);
+                self.remember(pass, |m| m.drain_failing.retain(|k, _| !ids.contains(k)));
                 for i in obs.instances.iter_mut().filter(|i| ids.contains(&i.id)) {
                     i.state = "terminated".to_string();
                 }

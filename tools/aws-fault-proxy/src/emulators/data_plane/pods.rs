@@ -44,14 +44,14 @@ struct NodeNet {
     node: Value,
 }
 
-fn name_of(v: &Value) -> String {
+pub(super) fn name_of(v: &Value) -> String {
     v.pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string()
 }
 
-fn pod_path(pod: &Value) -> String {
+pub(super) fn pod_path(pod: &Value) -> String {
     let ns = pod
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
@@ -67,7 +67,7 @@ fn host_network(pod: &Value) -> bool {
     pod.pointer("/spec/hostNetwork") == Some(&Value::Bool(true))
 }
 
-fn node_name_of(pod: &Value) -> Option<&str> {
+pub(super) fn node_name_of(pod: &Value) -> Option<&str> {
     pod.pointer("/spec/nodeName")
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
@@ -197,7 +197,7 @@ fn suffix(seed: &str) -> String {
         .collect()
 }
 
-fn now_rfc3339() -> String {
+pub(super) fn now_rfc3339() -> String {
     super::nodes::rfc3339(SystemTime::now())
 }
 
@@ -208,6 +208,7 @@ impl DataPlane {
         pass: &Pass<'_>,
         side: &mut KubeSide<'_>,
         observed: &[Observed<'_>],
+        serving: bool,
     ) -> Result<(), String> {
         let aws_node = side.kube.aws_node().await?;
         let mut nets = Vec::new();
@@ -278,7 +279,7 @@ impl DataPlane {
         if !pass.current() {
             return Ok(());
         }
-        self.run_pods(side, &nets).await
+        self.run_pods(side, &nets, serving).await
     }
 
     /// The CNI of one node: its settings, ENIs and warm pool.
@@ -510,8 +511,14 @@ impl DataPlane {
         }
     }
 
-    /// Controllers, scheduler and kubelets over the nodes of this pass.
-    async fn run_pods(&self, side: &KubeSide<'_>, nets: &[NodeNet]) -> Result<(), String> {
+    /// Controllers, scheduler and kubelets over the nodes of this pass; the Deployment and
+    /// ReplicaSet controllers only while a cluster is `serving` (`workloads.rs`).
+    async fn run_pods(
+        &self,
+        side: &KubeSide<'_>,
+        nets: &[NodeNet],
+        serving: bool,
+    ) -> Result<(), String> {
         let kube = &side.kube;
         let all_nodes: BTreeSet<String> = side.nodes.iter().map(name_of).collect();
         let mut pods = kube.list(PODS).await?;
@@ -523,6 +530,10 @@ impl DataPlane {
                     pods.retain(|p| pod_path(p) != pod_path(&pod));
                 }
             }
+        }
+        // Deployment and ReplicaSet controllers, garbage collector.
+        if serving {
+            super::workloads::run(kube, &mut pods).await?;
         }
         // DaemonSet controller.
         for ds in kube.list(DAEMONSETS).await? {
@@ -642,20 +653,21 @@ impl DataPlane {
                 } else {
                     None
                 };
+                // The kubelet first creates the sandbox (`ContainerCreating`); its containers
+                // run, and the pod turns Ready, from the next pass on.
+                // (`pending_status` below: Pending with the kubelet's hostIP.)
+                let creating = pod.pointer("/status/phase") == Some(&json!("Pending"))
+                    && pod
+                        .pointer("/status/hostIP")
+                        .and_then(Value::as_str)
+                        .is_some_and(|h| !h.is_empty());
                 let status = match &ip {
-                    Some(ip) => {
+                    Some(ip) if creating => {
                         used.insert(ip.clone());
                         running_status(pod, ip, &node_ip)
                     }
-                    None => {
-                        let waiting = pod
-                            .pointer("/status/containerStatuses/0/state/waiting/reason")
-                            .and_then(Value::as_str);
-                        if waiting == Some("ContainerCreating") {
-                            continue;
-                        }
-                        pending_status(pod, &node_ip)
-                    }
+                    _ if creating => continue,
+                    _ => pending_status(pod, &node_ip),
                 };
                 kube.merge_patch(
                     &format!("{}/status", pod_path(pod)),
@@ -670,8 +682,14 @@ impl DataPlane {
     /// Drains a node before its instance ends: evicts its pods that no DaemonSet owns
     /// (`POST .../pods/NAME/eviction`, which honours PodDisruptionBudgets; a 429 means a
     /// budget forbids it now: retried next pass; a server without the subresource (404):
-    /// DELETE). `Ok(false)`: not drained yet.
-    pub(super) async fn drain(&self, side: &KubeSide<'_>, node: &str) -> Result<bool, String> {
+    /// DELETE). With `force` (the drain kept failing too long) the pods are deleted.
+    /// `Ok(false)`: not drained yet.
+    pub(super) async fn drain(
+        &self,
+        side: &KubeSide<'_>,
+        node: &str,
+        force: bool,
+    ) -> Result<bool, String> {
         let pods = side
             .kube
             .list(&format!(
@@ -682,6 +700,10 @@ impl DataPlane {
         let mut drained = true;
         for pod in pods.iter().filter(|p| !owned_by_daemonset(p)) {
             let path = pod_path(pod);
+            if force {
+                side.kube.delete(&path).await?;
+                continue;
+            }
             let eviction = json!({
                 "apiVersion": "policy/v1", "kind": "Eviction",
                 "metadata": {"name": name_of(pod), "namespace": pod.pointer("/metadata/namespace")},
