@@ -24,12 +24,34 @@ struct World {
     proxy: Proxy,
 }
 
-/// moto, the fake API server (its default seed: Nodes of us-west-2 and the `aws-node`
-/// DaemonSet) and the proxy with `args` and `--kube-url`.
+/// Two Nodes of another region (us-west-2) that the data plane did not make and must
+/// leave alone (the fake's default seed has none).
+fn seed_foreign_nodes(kube: &FakeKube) {
+    let node = |name: &str, zone: &str, id: &str| {
+        json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {
+                "kubernetes.io/hostname": name,
+                "topology.kubernetes.io/region": "us-west-2",
+                "topology.kubernetes.io/zone": zone}},
+            "spec": {"providerID": format!("aws:///{zone}/{id}")},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                "capacity": {"pods": "17"}, "allocatable": {"pods": "17"}}})
+    };
+    let seed = json!({"objects": [
+        node("ip-192-168-1-10.us-west-2.compute.internal", "us-west-2a", "i-0aaaaaaaaaaaaaaa1"),
+        node("ip-192-168-2-10.us-west-2.compute.internal", "us-west-2b", "i-0aaaaaaaaaaaaaaa2"),
+    ]});
+    kube_send(kube, "POST", "/__fake/seed", "application/json", &seed);
+}
+
+/// moto, the fake API server (its default seed: the `aws-node` DaemonSet, the `coredns`
+/// Deployment and PodDisruptionBudget; plus two Nodes of us-west-2, `seed_foreign_nodes`)
+/// and the proxy with `args` and `--kube-url`.
 fn world(args: &[&str]) -> World {
     let moto = Moto::start();
     moto.warm(&["eks", "ec2"]);
     let kube = FakeKube::start();
+    seed_foreign_nodes(&kube);
     let url = kube.url();
     let mut all = vec!["--kube-url", url.as_str()];
     all.extend_from_slice(args);
@@ -510,7 +532,9 @@ fn launch_templates_and_the_cni_decide_max_pods() {
 
 #[test]
 fn scaling_version_updates_and_deletes_are_followed() {
-    let w = world(&["--data-plane"]);
+    // The coredns PodDisruptionBudget holds the last node of the deleted nodegroup (its
+    // pods' replacements have nowhere to run): the drain is forced after 3 s.
+    let w = world(&["--data-plane", "--drain-force-ms", "3000"]);
     let p = w.proxy.port;
     let (a, b) = subnets(p);
     create_cluster(p, "c1", &a);
@@ -587,6 +611,22 @@ fn scaling_version_updates_and_deletes_are_followed() {
             .then_some(())
     });
     assert!(instances(&w.moto, &[("instance-state-name", &["terminated"])]).contains(&new_id));
+    // The budget refused an eviction; the forced drain then deleted the pod.
+    let log = w.kube.requests();
+    let coredns = |r: &Value, method: &str, end: &str| {
+        r["method"] == method
+            && r["path"].as_str().is_some_and(|p| {
+                p.starts_with("/api/v1/namespaces/kube-system/pods/coredns-") && p.ends_with(end)
+            })
+    };
+    assert!(
+        log.iter().any(|r| coredns(r, "POST", "/eviction") && r["code"] == 429),
+        "an eviction refused by the coredns budget"
+    );
+    assert!(
+        log.iter().any(|r| coredns(r, "DELETE", "") && r["code"] == 200),
+        "a coredns pod deleted by the forced drain"
+    );
 }
 
 #[test]
@@ -714,6 +754,7 @@ fn a_restarted_proxy_launches_nothing_twice_and_reset_clears() {
     let moto = Moto::start();
     moto.warm(&["eks", "ec2"]);
     let kube = FakeKube::start();
+    seed_foreign_nodes(&kube);
     let args = ["--kube-url", &kube.url(), "--data-plane"];
     let proxy = Proxy::start(&moto.url(), &args);
     let p = proxy.port;
@@ -1247,5 +1288,197 @@ fn a_nodegroup_stays_creating_until_its_nodes_registered() {
         nodes_of(&w.kube, "ng").len(),
         2,
         "ACTIVE only once both registered"
+    );
+}
+
+// ---- Deployments, ReplicaSets, drains that honour PodDisruptionBudgets --------------------
+
+/// The seed's coredns pods (`k8s-app=kube-dns`).
+fn coredns_pods(kube: &FakeKube) -> Vec<Value> {
+    all_pods(kube)
+        .into_iter()
+        .filter(|p| p["metadata"]["labels"]["k8s-app"] == "kube-dns")
+        .collect()
+}
+
+/// Running, Ready, with an address, and not being deleted.
+fn serving_pod(p: &Value) -> bool {
+    p["status"]["phase"] == "Running"
+        && pod_ip(p).is_some()
+        && p["metadata"]["deletionTimestamp"].is_null()
+        && p["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+fn name(v: &Value) -> String {
+    v["metadata"]["name"].as_str().unwrap_or_default().to_string()
+}
+
+/// Two serving coredns pods, on two different Nodes among `nodes`: them.
+fn coredns_spread_over(kube: &FakeKube, nodes: &BTreeSet<String>) -> Option<Vec<Value>> {
+    let pods = coredns_pods(kube);
+    let on: BTreeSet<String> = pods
+        .iter()
+        .filter_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string))
+        .collect();
+    (pods.len() == 2
+        && pods.iter().all(serving_pod)
+        && on.len() == 2
+        && on.is_subset(nodes))
+    .then_some(pods)
+}
+
+#[test]
+fn coredns_runs_as_a_deployment_and_a_version_update_honours_its_budget() {
+    let w = world(&["--data-plane"]);
+    let p = w.proxy.port;
+    let (a, b) = subnets(p);
+    create_cluster(p, "c1", &a);
+    let lt = create_template(p, "lt", &[("InstanceType", "t3.medium")]);
+    ec2(
+        p,
+        &format!(
+            "Action=CreateLaunchTemplateVersion&LaunchTemplateId={lt}\
+             &LaunchTemplateData.InstanceType=t3.medium"
+        ),
+    );
+    create_nodegroup(
+        p,
+        "c1",
+        json!({"nodegroupName": "ng", "subnets": [a, b],
+               "scalingConfig": {"minSize": 0, "maxSize": 10, "desiredSize": 2},
+               "launchTemplate": {"id": lt, "version": "1"}}),
+    );
+    let (first, nodes) = wait_for_fleet(&w, "ng", 2);
+    let first_nodes: BTreeSet<String> = nodes.iter().map(name).collect();
+    let pods = wait_for("two coredns pods Running, one per node", || {
+        coredns_spread_over(&w.kube, &first_nodes)
+    });
+
+    // The Deployment's ReplicaSet, with the pod-template hash, owning the pods.
+    let r = w
+        .kube
+        .call("GET", "/apis/apps/v1/namespaces/kube-system/replicasets");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rss = r.json()["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rss.len(), 1, "{rss:?}");
+    let rs = &rss[0];
+    let hash = rs["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .expect("pod-template-hash label")
+        .to_string();
+    assert!(
+        !hash.is_empty()
+            && hash.len() <= 10
+            && hash.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+        "{hash}"
+    );
+    assert_eq!(name(rs), format!("coredns-{hash}"));
+    assert_eq!(rs["spec"]["replicas"], 2);
+    assert_eq!(rs["spec"]["selector"]["matchLabels"]["pod-template-hash"], hash);
+    assert_eq!(rs["spec"]["template"]["metadata"]["labels"]["pod-template-hash"], hash);
+    let owner = &rs["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (&owner["kind"], &owner["name"], &owner["controller"]),
+        (&json!("Deployment"), &json!("coredns"), &json!(true))
+    );
+    for pod in &pods {
+        let n = name(pod);
+        let suffix = n
+            .strip_prefix(&format!("coredns-{hash}-"))
+            .unwrap_or_else(|| panic!("{n}"));
+        assert_eq!(suffix.len(), 5, "{n}");
+        assert_eq!(pod["metadata"]["labels"]["pod-template-hash"], hash);
+        assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+        assert_eq!(pod["metadata"]["ownerReferences"][0]["uid"], rs["metadata"]["uid"]);
+    }
+    wait_for("the Deployment's status", || {
+        let r = w
+            .kube
+            .call("GET", "/apis/apps/v1/namespaces/kube-system/deployments/coredns");
+        let d = r.json();
+        let s = &d["status"];
+        (s["replicas"] == 2
+            && s["readyReplicas"] == 2
+            && s["availableReplicas"] == 2
+            && s["updatedReplicas"] == 2
+            && s["observedGeneration"] == d["metadata"]["generation"])
+            .then_some(())
+    });
+
+    // A pod deleted: the ReplicaSet makes another.
+    let victim = name(&pods[0]);
+    let r = w.kube.call(
+        "DELETE",
+        &format!("/api/v1/namespaces/kube-system/pods/{victim}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let pods = wait_for("a replacement coredns pod", || {
+        coredns_spread_over(&w.kube, &first_nodes)
+            .filter(|ps| ps.iter().all(|p| name(p) != victim))
+    });
+    let before_roll: BTreeSet<String> = pods.iter().map(name).collect();
+
+    // A new launch template version: new nodes first, then the old ones drained one at a
+    // time through evictions that the coredns PodDisruptionBudget (maxUnavailable 1) holds
+    // back until the evicted pod's replacement is Ready.
+    let r = eks(
+        p,
+        "POST",
+        "/clusters/c1/node-groups/ng/update-version",
+        Some(json!({"launchTemplate": {"id": lt, "version": "2"}})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let final_pods = loop {
+        let serving: Vec<Value> = coredns_pods(&w.kube)
+            .into_iter()
+            .filter(serving_pod)
+            .collect();
+        assert!(
+            !serving.is_empty(),
+            "no coredns pod serving during the roll: {:?}",
+            coredns_pods(&w.kube)
+                .iter()
+                .map(|p| format!("{} {} {}", name(p), p["spec"]["nodeName"], p["status"]["phase"]))
+                .collect::<Vec<_>>()
+        );
+        let ids = nodegroup_instances(&w.moto, "ng");
+        let nodes = nodes_of(&w.kube, "ng");
+        let node_ids: BTreeSet<String> = nodes.iter().map(instance_of).collect();
+        let names: BTreeSet<String> = nodes.iter().map(name).collect();
+        if ids.len() == 2 && ids.is_disjoint(&first) && node_ids == ids {
+            if let Some(ps) = coredns_spread_over(&w.kube, &names) {
+                break ps;
+            }
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for the roll");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for pod in &final_pods {
+        assert!(!before_roll.contains(&name(pod)), "{} was not replaced", name(pod));
+    }
+    let evictions: Vec<Value> = w
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r["method"] == "POST"
+                && r["path"].as_str().is_some_and(|p| {
+                    p.starts_with("/api/v1/namespaces/kube-system/pods/coredns-")
+                        && p.ends_with("/eviction")
+                })
+        })
+        .collect();
+    let codes: Vec<u64> = evictions.iter().filter_map(|r| r["code"].as_u64()).collect();
+    assert!(
+        codes.contains(&429),
+        "a budget refusal while the first evicted pod's replacement was not Ready: {codes:?}"
+    );
+    assert_eq!(
+        codes.iter().filter(|c| **c == 201).count(),
+        2,
+        "each old pod evicted once: {codes:?}"
     );
 }
