@@ -24,12 +24,34 @@ struct World {
     proxy: Proxy,
 }
 
-/// moto, the fake API server (its default seed: Nodes of us-west-2 and the `aws-node`
-/// DaemonSet) and the proxy with `args` and `--kube-url`.
+/// Two Nodes of another region (us-west-2) that the data plane did not make and must
+/// leave alone (the fake's default seed has none).
+fn seed_foreign_nodes(kube: &FakeKube) {
+    let node = |name: &str, zone: &str, id: &str| {
+        json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {
+                "kubernetes.io/hostname": name,
+                "topology.kubernetes.io/region": "us-west-2",
+                "topology.kubernetes.io/zone": zone}},
+            "spec": {"providerID": format!("aws:///{zone}/{id}")},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                "capacity": {"pods": "17"}, "allocatable": {"pods": "17"}}})
+    };
+    let seed = json!({"objects": [
+        node("ip-192-168-1-10.us-west-2.compute.internal", "us-west-2a", "i-0aaaaaaaaaaaaaaa1"),
+        node("ip-192-168-2-10.us-west-2.compute.internal", "us-west-2b", "i-0aaaaaaaaaaaaaaa2"),
+    ]});
+    kube_send(kube, "POST", "/__fake/seed", "application/json", &seed);
+}
+
+/// moto, the fake API server (its default seed: the `aws-node` DaemonSet, the `coredns`
+/// Deployment and PodDisruptionBudget; plus two Nodes of us-west-2, `seed_foreign_nodes`)
+/// and the proxy with `args` and `--kube-url`.
 fn world(args: &[&str]) -> World {
     let moto = Moto::start();
     moto.warm(&["eks", "ec2"]);
     let kube = FakeKube::start();
+    seed_foreign_nodes(&kube);
     let url = kube.url();
     let mut all = vec!["--kube-url", url.as_str()];
     all.extend_from_slice(args);
@@ -192,6 +214,32 @@ fn pods(node: &Value) -> (String, String) {
     )
 }
 
+fn nodegroup_status(p: u16, cluster: &str, ng: &str) -> String {
+    let r = ok(eks(
+        p,
+        "GET",
+        &format!("/clusters/{cluster}/node-groups/{ng}"),
+        None,
+    ));
+    r.json()["nodegroup"]["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// (status, message) of a Node's Ready condition.
+fn ready(node: &Value) -> (String, String) {
+    let c = node["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    (
+        c["status"].as_str().unwrap_or_default().to_string(),
+        c["message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
 /// Polls `probe` until it gives a value or `SETTLE` runs out.
 fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + SETTLE;
@@ -245,17 +293,17 @@ fn a_nodegroup_gets_instances_once_active_and_they_join() {
         }),
     );
     let created = Instant::now();
-    // CREATING: nothing launched, nothing joined (several passes go by).
-    while created.elapsed() < Duration::from_millis(1100) {
-        assert!(
-            nodegroup_instances(&w.moto, "ng1").is_empty(),
-            "launched while CREATING"
-        );
-        assert!(nodes_of(&w.kube, "ng1").is_empty());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let (ids, nodes) = wait_for_fleet(&w, "ng1", 3);
+    // EKS launches while CREATING and reports ACTIVE once the nodes joined and the window
+    // is over.
+    let (ids, _) = wait_for_fleet(&w, "ng1", 3);
+    wait_for("ng1 ACTIVE", || {
+        (nodegroup_status(p, "c1", "ng1") == "ACTIVE").then_some(())
+    });
     assert!(created.elapsed() >= Duration::from_millis(1500));
+    let nodes = wait_for("3 Ready nodes", || {
+        let nodes = nodes_of(&w.kube, "ng1");
+        (nodes.len() == 3 && nodes.iter().all(|n| ready(n).0 == "True")).then_some(nodes)
+    });
     // Round-robin over the subnets: a, b, a.
     let in_a = instances(
         &w.moto,
@@ -484,7 +532,9 @@ fn launch_templates_and_the_cni_decide_max_pods() {
 
 #[test]
 fn scaling_version_updates_and_deletes_are_followed() {
-    let w = world(&["--data-plane"]);
+    // The coredns PodDisruptionBudget holds the last node of the deleted nodegroup (its
+    // pods' replacements have nowhere to run): the drain is forced after 3 s.
+    let w = world(&["--data-plane", "--drain-force-ms", "3000"]);
     let p = w.proxy.port;
     let (a, b) = subnets(p);
     create_cluster(p, "c1", &a);
@@ -561,6 +611,22 @@ fn scaling_version_updates_and_deletes_are_followed() {
             .then_some(())
     });
     assert!(instances(&w.moto, &[("instance-state-name", &["terminated"])]).contains(&new_id));
+    // The budget refused an eviction; the forced drain then deleted the pod.
+    let log = w.kube.requests();
+    let coredns = |r: &Value, method: &str, end: &str| {
+        r["method"] == method
+            && r["path"].as_str().is_some_and(|p| {
+                p.starts_with("/api/v1/namespaces/kube-system/pods/coredns-") && p.ends_with(end)
+            })
+    };
+    assert!(
+        log.iter().any(|r| coredns(r, "POST", "/eviction") && r["code"] == 429),
+        "an eviction refused by the coredns budget"
+    );
+    assert!(
+        log.iter().any(|r| coredns(r, "DELETE", "") && r["code"] == 200),
+        "a coredns pod deleted by the forced drain"
+    );
 }
 
 #[test]
@@ -688,6 +754,7 @@ fn a_restarted_proxy_launches_nothing_twice_and_reset_clears() {
     let moto = Moto::start();
     moto.warm(&["eks", "ec2"]);
     let kube = FakeKube::start();
+    seed_foreign_nodes(&kube);
     let args = ["--kube-url", &kube.url(), "--data-plane"];
     let proxy = Proxy::start(&moto.url(), &args);
     let p = proxy.port;
@@ -749,5 +816,669 @@ fn a_restarted_proxy_launches_nothing_twice_and_reset_clears() {
     assert_eq!(
         nodes_with(&w.kube, "topology.kubernetes.io/region", "us-west-2").len(),
         2
+    );
+}
+
+// ---- VPC CNI, pods, teardown ----------------------------------------------------------
+
+const NOT_READY: &str = "container runtime network not ready: NetworkReady=false \
+reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized";
+
+fn kube_send(kube: &FakeKube, method: &str, path: &str, ct: &str, body: &Value) -> Resp {
+    let r = request(
+        kube.port,
+        method,
+        path,
+        &[("Content-Type", ct)],
+        body.to_string().as_bytes(),
+    );
+    assert!(r.status < 300, "{method} {path}: {} {}", r.status, r.body);
+    r
+}
+
+/// Sets env entries of the `aws-node` container (a strategic merge, by name).
+fn set_cni_env(kube: &FakeKube, env: &[(&str, &str)]) {
+    let env: Vec<Value> = env
+        .iter()
+        .map(|(k, v)| json!({"name": k, "value": v}))
+        .collect();
+    kube_send(
+        kube,
+        "PATCH",
+        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
+        "application/strategic-merge-patch+json",
+        &json!({"spec": {"template": {"spec": {"containers": [{"name": "aws-node", "env": env}]}}}}),
+    );
+}
+
+fn create_eniconfig(kube: &FakeKube, name: &str, subnet: &str) {
+    kube_send(
+        kube,
+        "POST",
+        "/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs",
+        "application/json",
+        &json!({"apiVersion": "crd.k8s.amazonaws.com/v1alpha1", "kind": "ENIConfig",
+                "metadata": {"name": name}, "spec": {"subnet": subnet}}),
+    );
+}
+
+/// A DaemonSet `app` of non-host pods in `default`.
+fn create_app_daemonset(kube: &FakeKube) {
+    kube_send(
+        kube,
+        "POST",
+        "/apis/apps/v1/namespaces/default/daemonsets",
+        "application/json",
+        &json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "app"},
+            "spec": {"selector": {"matchLabels": {"app": "app"}},
+              "template": {"metadata": {"labels": {"app": "app"}},
+                "spec": {"containers": [{"name": "app", "image": "nginx"}]}}}}),
+    );
+}
+
+fn create_pod(kube: &FakeKube, name: &str, selector: Value) {
+    kube_send(
+        kube,
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        "application/json",
+        &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"nodeSelector": selector, "containers": [{"name": "c", "image": "nginx"}]}}),
+    );
+}
+
+fn all_pods(kube: &FakeKube) -> Vec<Value> {
+    let r = kube.call("GET", "/api/v1/pods");
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn pods_on(kube: &FakeKube, node: &str) -> Vec<Value> {
+    all_pods(kube)
+        .into_iter()
+        .filter(|p| p["spec"]["nodeName"] == node)
+        .collect()
+}
+
+/// A VPC 10.0.0.0/16 with node subnets in us-east-1a/b and pod subnets 10.0.64.0/24
+/// (1a) and 10.0.65.0/24 (1b): (a, b, pod a, pod b).
+fn vpc_with_pod_subnets(p: u16) -> (String, String, String, String) {
+    let vpc = ec2(p, "Action=CreateVpc&CidrBlock=10.0.0.0/16");
+    let vpc = xml(&vpc.body, "vpcId").expect("vpcId");
+    let subnet = |cidr: &str, zone: &str| {
+        let r = ec2(
+            p,
+            &format!(
+                "Action=CreateSubnet&VpcId={vpc}&CidrBlock={}&AvailabilityZone={zone}",
+                enc(cidr)
+            ),
+        );
+        xml(&r.body, "subnetId").expect("subnetId")
+    };
+    (
+        subnet("10.0.1.0/24", "us-east-1a"),
+        subnet("10.0.2.0/24", "us-east-1b"),
+        subnet("10.0.64.0/24", "us-east-1a"),
+        subnet("10.0.65.0/24", "us-east-1b"),
+    )
+}
+
+/// An ENI as DescribeNetworkInterfaces shows it.
+#[derive(Debug)]
+struct EniView {
+    id: String,
+    subnet: String,
+    status: String,
+    device_index: Option<u32>,
+    secondaries: Vec<String>,
+}
+
+fn enis(moto: &Moto, filter: &str, value: &str) -> Vec<EniView> {
+    let r = ec2(
+        moto.port,
+        &format!(
+            "Action=DescribeNetworkInterfaces&Filter.1.Name={}&Filter.1.Value.1={}",
+            enc(filter),
+            enc(value)
+        ),
+    );
+    let body = r.body;
+    let Some(set) = body.split_once("<networkInterfaceSet>").map(|x| x.1) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    // Items start at `<item><attachment>` or `<item><availabilityZone>` (detached).
+    let mut rest = set;
+    while let Some(start) = rest.find("<item><a") {
+        rest = &rest[start + 6..];
+        let end = rest.find("<vpcId>").unwrap_or(rest.len());
+        let item = &rest[..end];
+        let secondaries = item
+            .split("<primary>false</primary><privateIpAddress>")
+            .skip(1)
+            .filter_map(|s| s.split('<').next())
+            .map(str::to_string)
+            .collect();
+        out.push(EniView {
+            id: xml(item, "networkInterfaceId").unwrap_or_default(),
+            subnet: xml(item, "subnetId").unwrap_or_default(),
+            status: all_xml(item, "status").last().cloned().unwrap_or_default(),
+            device_index: xml(item, "deviceIndex").and_then(|d| d.parse().ok()),
+            secondaries,
+        });
+        rest = &rest[end..];
+    }
+    out
+}
+
+fn available_ips(p: u16, subnet: &str) -> u32 {
+    let r = ec2(p, &format!("Action=DescribeSubnets&SubnetId.1={subnet}"));
+    xml(&r.body, "availableIpAddressCount")
+        .and_then(|n| n.parse().ok())
+        .expect("availableIpAddressCount")
+}
+
+fn pod_ip(pod: &Value) -> Option<String> {
+    pod["status"]["podIP"].as_str().map(str::to_string)
+}
+
+fn node_in_zone(kube: &FakeKube, ng: &str, zone: &str) -> Value {
+    nodes_of(kube, ng)
+        .into_iter()
+        .find(|n| n["metadata"]["labels"]["topology.kubernetes.io/zone"] == zone)
+        .unwrap_or_else(|| panic!("no node of {ng} in {zone}"))
+}
+
+#[test]
+fn custom_networking_gives_pods_eniconfig_subnet_addresses() {
+    let w = world(&["--data-plane"]);
+    let p = w.proxy.port;
+    let (a, b, pa, pb) = vpc_with_pod_subnets(p);
+    set_cni_env(
+        &w.kube,
+        &[
+            ("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", "true"),
+            ("ENI_CONFIG_LABEL_DEF", "topology.kubernetes.io/zone"),
+        ],
+    );
+    create_eniconfig(&w.kube, "us-east-1a", &pa);
+    create_app_daemonset(&w.kube);
+    let pa_before = available_ips(p, &pa);
+    create_cluster(p, "c1", &a);
+    create_nodegroup(
+        p,
+        "c1",
+        json!({"nodegroupName": "ng", "subnets": [a, b], "instanceTypes": ["t3.medium"],
+               "scalingConfig": {"minSize": 1, "maxSize": 5, "desiredSize": 2}}),
+    );
+    wait_for_fleet(&w, "ng", 2);
+    let node_a = wait_for("the 1a node Ready", || {
+        let n = node_in_zone(&w.kube, "ng", "us-east-1a");
+        (ready(&n).0 == "True").then_some(n)
+    });
+    let name_a = node_a["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let inst_a = instance_of(&node_a);
+    // (b) no ENIConfig for us-east-1b: NotReady with the kubelet's message.
+    std::thread::sleep(Duration::from_secs(1));
+    let node_b = node_in_zone(&w.kube, "ng", "us-east-1b");
+    let name_b = node_b["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    assert_eq!(ready(&node_b), ("False".to_string(), NOT_READY.to_string()));
+
+    create_pod(
+        &w.kube,
+        "web",
+        json!({"topology.kubernetes.io/zone": "us-east-1a"}),
+    );
+    let running = wait_for("app and web Running on the 1a node", || {
+        let pods = pods_on(&w.kube, &name_a);
+        let with_ip: Vec<Value> = pods
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running" && pod_ip(p).is_some())
+            .filter(|p| p["metadata"]["name"] == "web" || p["metadata"]["labels"]["app"] == "app")
+            .cloned()
+            .collect();
+        (with_ip.len() == 2).then_some(with_ip)
+    });
+    let attached = enis(&w.moto, "attachment.instance-id", &inst_a);
+    let primary = attached
+        .iter()
+        .find(|e| e.device_index == Some(0))
+        .expect("primary ENI");
+    assert!(
+        primary.secondaries.is_empty(),
+        "the primary ENI gives pods nothing: {primary:?}"
+    );
+    let secondary = attached
+        .iter()
+        .find(|e| e.device_index == Some(1))
+        .expect("an ENI made by the CNI");
+    assert_eq!(secondary.subnet, pa, "in the ENIConfig's subnet");
+    assert_eq!(
+        secondary.secondaries.len(),
+        5,
+        "t3.medium: 6 addresses per ENI − 1"
+    );
+    for pod in &running {
+        let ip = pod_ip(pod).expect("ip");
+        assert!(
+            secondary.secondaries.contains(&ip),
+            "{ip} not on {secondary:?}"
+        );
+        assert_eq!(
+            pod["status"]["hostIP"],
+            node_a["status"]["addresses"][0]["address"]
+        );
+    }
+    let t = tags(&w.moto, &secondary.id);
+    assert_eq!(
+        t.get("node.k8s.amazonaws.com/instance_id")
+            .map(String::as_str),
+        Some(inst_a.as_str())
+    );
+    assert!(t.contains_key("node.k8s.amazonaws.com/createdAt"), "{t:?}");
+    assert_eq!(
+        available_ips(p, &pa),
+        pa_before - 6,
+        "the ENI and its 5 addresses"
+    );
+
+    // On the NotReady node: the app pod waits without an address.
+    let waiting = wait_for("app pod waiting on the 1b node", || {
+        pods_on(&w.kube, &name_b).into_iter().find(|p| {
+            p["metadata"]["labels"]["app"] == "app"
+                && p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                    == "ContainerCreating"
+        })
+    });
+    assert_eq!(waiting["status"]["phase"], "Pending");
+    assert!(pod_ip(&waiting).is_none());
+
+    // The ENIConfig appears: aws-node's next start succeeds.
+    create_eniconfig(&w.kube, "us-east-1b", &pb);
+    wait_for("the 1b node Ready", || {
+        (ready(&node_in_zone(&w.kube, "ng", "us-east-1b")).0 == "True").then_some(())
+    });
+    let inst_b = instance_of(&node_b);
+    let ip = wait_for("the app pod on 1b gets an address", || {
+        pods_on(&w.kube, &name_b)
+            .into_iter()
+            .find(|p| p["metadata"]["labels"]["app"] == "app")
+            .and_then(|p| pod_ip(&p))
+    });
+    let on_b: Vec<String> = enis(&w.moto, "attachment.instance-id", &inst_b)
+        .into_iter()
+        .filter(|e| e.subnet == pb)
+        .flat_map(|e| e.secondaries)
+        .collect();
+    assert!(on_b.contains(&ip), "{ip} not in {on_b:?}");
+}
+
+#[test]
+fn without_custom_networking_pods_use_the_node_subnet_and_prefixes_are_aligned() {
+    let w = world(&["--data-plane"]);
+    let p = w.proxy.port;
+    let (a, _b) = subnets(p);
+    create_app_daemonset(&w.kube);
+    create_cluster(p, "c1", &a);
+    create_nodegroup(
+        p,
+        "c1",
+        json!({"nodegroupName": "plain", "subnets": [a], "instanceTypes": ["m5.large"],
+               "scalingConfig": {"minSize": 1, "maxSize": 5, "desiredSize": 1}}),
+    );
+    let (ids, nodes) = wait_for_fleet(&w, "plain", 1);
+    let inst = ids.iter().next().cloned().expect("instance");
+    let name = nodes[0]["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let ip = wait_for("the app pod's address", || {
+        pods_on(&w.kube, &name)
+            .into_iter()
+            .find(|p| p["metadata"]["labels"]["app"] == "app")
+            .and_then(|p| pod_ip(&p))
+    });
+    let attached = enis(&w.moto, "attachment.instance-id", &inst);
+    let primary = attached
+        .iter()
+        .find(|e| e.device_index == Some(0))
+        .expect("primary");
+    assert_eq!(primary.subnet, a);
+    // m5.large: 10 addresses per ENI, 9 for pods, on the primary ENI first.
+    assert_eq!(primary.secondaries.len(), 9, "{primary:?}");
+    assert!(primary.secondaries.contains(&ip));
+    assert!(ip.starts_with("10.0.1."));
+
+    // Prefix delegation for nodes that start from now on.
+    set_cni_env(&w.kube, &[("ENABLE_PREFIX_DELEGATION", "true")]);
+    create_nodegroup(
+        p,
+        "c1",
+        json!({"nodegroupName": "pd", "subnets": [a], "instanceTypes": ["m5.large"],
+               "scalingConfig": {"minSize": 1, "maxSize": 5, "desiredSize": 1}}),
+    );
+    let (ids, nodes) = wait_for_fleet(&w, "pd", 1);
+    let inst = ids.iter().next().cloned().expect("instance");
+    let name = nodes[0]["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let ip = wait_for("the app pod's address on the pd node", || {
+        pods_on(&w.kube, &name)
+            .into_iter()
+            .find(|p| p["metadata"]["labels"]["app"] == "app")
+            .and_then(|p| pod_ip(&p))
+    });
+    let primary = enis(&w.moto, "attachment.instance-id", &inst)
+        .into_iter()
+        .find(|e| e.device_index == Some(0))
+        .expect("primary");
+    assert_eq!(primary.secondaries.len(), 16, "one /28: {primary:?}");
+    let last: Vec<u32> = primary
+        .secondaries
+        .iter()
+        .filter_map(|s| s.rsplit('.').next()?.parse().ok())
+        .collect();
+    let base = last[0];
+    assert_eq!(base % 16, 0, "aligned /28: {last:?}");
+    assert_eq!(last, (base..base + 16).collect::<Vec<_>>());
+    assert!(primary.secondaries.contains(&ip));
+}
+
+#[test]
+fn a_deleted_nodegroup_leaves_available_enis_that_block_the_subnet_for_a_while() {
+    let w = world(&["--data-plane", "--eni-cleanup-ms", "5000"]);
+    let p = w.proxy.port;
+    let (a, b, pa, _pb) = vpc_with_pod_subnets(p);
+    set_cni_env(&w.kube, &[("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", "true")]);
+    create_eniconfig(&w.kube, "default", &pa);
+    create_cluster(p, "c1", &a);
+    create_nodegroup(
+        p,
+        "c1",
+        json!({"nodegroupName": "ng", "subnets": [a, b],
+               "scalingConfig": {"minSize": 1, "maxSize": 5, "desiredSize": 1}}),
+    );
+    let (ids, _) = wait_for_fleet(&w, "ng", 1);
+    let inst = ids.iter().next().cloned().expect("instance");
+    let eni = wait_for("the CNI's ENI", || {
+        enis(&w.moto, "attachment.instance-id", &inst)
+            .into_iter()
+            .find(|e| e.device_index == Some(1))
+    });
+    assert_eq!(eni.subnet, pa);
+    ok(eks(p, "DELETE", "/clusters/c1/node-groups/ng", None));
+    let ended = wait_for("the ENI detached", || {
+        let e = enis(&w.moto, "network-interface-id", &eni.id);
+        (e.len() == 1 && e[0].status == "available").then(Instant::now)
+    });
+    assert!(instances(&w.moto, &[("instance-state-name", &["terminated"])]).contains(&inst));
+    let r = query(p, "ec2", &format!("Action=DeleteSubnet&SubnetId={pa}"));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("DependencyViolation"), "{}", r.body);
+    assert!(
+        r.body.contains(&format!(
+            "The subnet '{pa}' has dependencies and cannot be deleted."
+        )),
+        "{}",
+        r.body
+    );
+    wait_for("the ENI deleted after the window", || {
+        enis(&w.moto, "network-interface-id", &eni.id)
+            .is_empty()
+            .then_some(())
+    });
+    assert!(
+        ended.elapsed() >= Duration::from_millis(4000),
+        "deleted too early"
+    );
+    ok(query(
+        p,
+        "ec2",
+        &format!("Action=DeleteSubnet&SubnetId={pa}"),
+    ));
+}
+
+#[test]
+fn a_nodegroup_stays_creating_until_its_nodes_registered() {
+    // The cluster is CREATING longer than the nodegroup's window: instances launch, but
+    // cannot join before the cluster is ACTIVE.
+    let w = world(&[
+        "--data-plane",
+        "--cluster-create-ms",
+        "5000",
+        "--nodegroup-create-ms",
+        "500",
+    ]);
+    let p = w.proxy.port;
+    let (a, b) = subnets(p);
+    create_cluster(p, "c1", &a);
+    let created = Instant::now();
+    create_nodegroup(
+        p,
+        "c1",
+        json!({"nodegroupName": "ng", "subnets": [a, b],
+               "scalingConfig": {"minSize": 1, "maxSize": 5, "desiredSize": 2}}),
+    );
+    wait_for("instances launched while CREATING", || {
+        (nodegroup_instances(&w.moto, "ng").len() == 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        created.elapsed() < Duration::from_millis(4500),
+        "too slow to judge"
+    );
+    assert!(nodes_of(&w.kube, "ng").is_empty());
+    assert_eq!(
+        nodegroup_status(p, "c1", "ng"),
+        "CREATING",
+        "past its 500 ms window"
+    );
+    wait_for("ACTIVE", || {
+        (nodegroup_status(p, "c1", "ng") == "ACTIVE").then_some(())
+    });
+    assert!(created.elapsed() >= Duration::from_millis(4500));
+    assert_eq!(
+        nodes_of(&w.kube, "ng").len(),
+        2,
+        "ACTIVE only once both registered"
+    );
+}
+
+// ---- Deployments, ReplicaSets, drains that honour PodDisruptionBudgets --------------------
+
+/// The seed's coredns pods (`k8s-app=kube-dns`).
+fn coredns_pods(kube: &FakeKube) -> Vec<Value> {
+    all_pods(kube)
+        .into_iter()
+        .filter(|p| p["metadata"]["labels"]["k8s-app"] == "kube-dns")
+        .collect()
+}
+
+/// Running, Ready, with an address, and not being deleted.
+fn serving_pod(p: &Value) -> bool {
+    p["status"]["phase"] == "Running"
+        && pod_ip(p).is_some()
+        && p["metadata"]["deletionTimestamp"].is_null()
+        && p["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+fn name(v: &Value) -> String {
+    v["metadata"]["name"].as_str().unwrap_or_default().to_string()
+}
+
+/// Two serving coredns pods, on two different Nodes among `nodes`: them.
+fn coredns_spread_over(kube: &FakeKube, nodes: &BTreeSet<String>) -> Option<Vec<Value>> {
+    let pods = coredns_pods(kube);
+    let on: BTreeSet<String> = pods
+        .iter()
+        .filter_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string))
+        .collect();
+    (pods.len() == 2
+        && pods.iter().all(serving_pod)
+        && on.len() == 2
+        && on.is_subset(nodes))
+    .then_some(pods)
+}
+
+#[test]
+fn coredns_runs_as_a_deployment_and_a_version_update_honours_its_budget() {
+    let w = world(&["--data-plane"]);
+    let p = w.proxy.port;
+    let (a, b) = subnets(p);
+    create_cluster(p, "c1", &a);
+    let lt = create_template(p, "lt", &[("InstanceType", "t3.medium")]);
+    ec2(
+        p,
+        &format!(
+            "Action=CreateLaunchTemplateVersion&LaunchTemplateId={lt}\
+             &LaunchTemplateData.InstanceType=t3.medium"
+        ),
+    );
+    create_nodegroup(
+        p,
+        "c1",
+        json!({"nodegroupName": "ng", "subnets": [a, b],
+               "scalingConfig": {"minSize": 0, "maxSize": 10, "desiredSize": 2},
+               "launchTemplate": {"id": lt, "version": "1"}}),
+    );
+    let (first, nodes) = wait_for_fleet(&w, "ng", 2);
+    let first_nodes: BTreeSet<String> = nodes.iter().map(name).collect();
+    let pods = wait_for("two coredns pods Running, one per node", || {
+        coredns_spread_over(&w.kube, &first_nodes)
+    });
+
+    // The Deployment's ReplicaSet, with the pod-template hash, owning the pods.
+    let r = w
+        .kube
+        .call("GET", "/apis/apps/v1/namespaces/kube-system/replicasets");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rss = r.json()["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rss.len(), 1, "{rss:?}");
+    let rs = &rss[0];
+    let hash = rs["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .expect("pod-template-hash label")
+        .to_string();
+    assert!(
+        !hash.is_empty()
+            && hash.len() <= 10
+            && hash.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+        "{hash}"
+    );
+    assert_eq!(name(rs), format!("coredns-{hash}"));
+    assert_eq!(rs["spec"]["replicas"], 2);
+    assert_eq!(rs["spec"]["selector"]["matchLabels"]["pod-template-hash"], hash);
+    assert_eq!(rs["spec"]["template"]["metadata"]["labels"]["pod-template-hash"], hash);
+    let owner = &rs["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (&owner["kind"], &owner["name"], &owner["controller"]),
+        (&json!("Deployment"), &json!("coredns"), &json!(true))
+    );
+    for pod in &pods {
+        let n = name(pod);
+        let suffix = n
+            .strip_prefix(&format!("coredns-{hash}-"))
+            .unwrap_or_else(|| panic!("{n}"));
+        assert_eq!(suffix.len(), 5, "{n}");
+        assert_eq!(pod["metadata"]["labels"]["pod-template-hash"], hash);
+        assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+        assert_eq!(pod["metadata"]["ownerReferences"][0]["uid"], rs["metadata"]["uid"]);
+    }
+    wait_for("the Deployment's status", || {
+        let r = w
+            .kube
+            .call("GET", "/apis/apps/v1/namespaces/kube-system/deployments/coredns");
+        let d = r.json();
+        let s = &d["status"];
+        (s["replicas"] == 2
+            && s["readyReplicas"] == 2
+            && s["availableReplicas"] == 2
+            && s["updatedReplicas"] == 2
+            && s["observedGeneration"] == d["metadata"]["generation"])
+            .then_some(())
+    });
+
+    // A pod deleted: the ReplicaSet makes another.
+    let victim = name(&pods[0]);
+    let r = w.kube.call(
+        "DELETE",
+        &format!("/api/v1/namespaces/kube-system/pods/{victim}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let pods = wait_for("a replacement coredns pod", || {
+        coredns_spread_over(&w.kube, &first_nodes)
+            .filter(|ps| ps.iter().all(|p| name(p) != victim))
+    });
+    let before_roll: BTreeSet<String> = pods.iter().map(name).collect();
+
+    // A new launch template version: new nodes first, then the old ones drained one at a
+    // time through evictions that the coredns PodDisruptionBudget (maxUnavailable 1) holds
+    // back until the evicted pod's replacement is Ready.
+    let r = eks(
+        p,
+        "POST",
+        "/clusters/c1/node-groups/ng/update-version",
+        Some(json!({"launchTemplate": {"id": lt, "version": "2"}})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let final_pods = loop {
+        let serving: Vec<Value> = coredns_pods(&w.kube)
+            .into_iter()
+            .filter(serving_pod)
+            .collect();
+        assert!(
+            !serving.is_empty(),
+            "no coredns pod serving during the roll: {:?}",
+            coredns_pods(&w.kube)
+                .iter()
+                .map(|p| format!("{} {} {}", name(p), p["spec"]["nodeName"], p["status"]["phase"]))
+                .collect::<Vec<_>>()
+        );
+        let ids = nodegroup_instances(&w.moto, "ng");
+        let nodes = nodes_of(&w.kube, "ng");
+        let node_ids: BTreeSet<String> = nodes.iter().map(instance_of).collect();
+        let names: BTreeSet<String> = nodes.iter().map(name).collect();
+        if ids.len() == 2 && ids.is_disjoint(&first) && node_ids == ids {
+            if let Some(ps) = coredns_spread_over(&w.kube, &names) {
+                break ps;
+            }
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for the roll");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for pod in &final_pods {
+        assert!(!before_roll.contains(&name(pod)), "{} was not replaced", name(pod));
+    }
+    let evictions: Vec<Value> = w
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r["method"] == "POST"
+                && r["path"].as_str().is_some_and(|p| {
+                    p.starts_with("/api/v1/namespaces/kube-system/pods/coredns-")
+                        && p.ends_with("/eviction")
+                })
+        })
+        .collect();
+    let codes: Vec<u64> = evictions.iter().filter_map(|r| r["code"].as_u64()).collect();
+    assert!(
+        codes.contains(&429),
+        "a budget refusal while the first evicted pod's replacement was not Ready: {codes:?}"
+    );
+    assert_eq!(
+        codes.iter().filter(|c| **c == 201).count(),
+        2,
+        "each old pod evicted once: {codes:?}"
     );
 }

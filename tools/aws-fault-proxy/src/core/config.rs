@@ -63,6 +63,14 @@ pub struct Config {
     /// nodegroups in moto and has instances join the API server of `kube_url` as Nodes
     /// (see the emulator `data_plane`). Needs `kube_url`.
     pub data_plane: bool,
+    /// How long an ENI the VPC CNI created stays `available` after its instance ended
+    /// before the data plane deletes it (the CNI's leaked-ENI cleanup).
+    pub eni_cleanup_ms: u64,
+    /// How long the data plane's drain before an instance ends may keep failing (a
+    /// PodDisruptionBudget answering 429) before the pods are deleted anyway: EKS forces
+    /// after 15 minutes (`nodes/managed-node-update-behavior.adoc`); for a deleted
+    /// nodegroup the smaller of this and 5 minutes (`delete-managed-node-group`).
+    pub drain_force_ms: u64,
 }
 
 impl Default for Config {
@@ -95,6 +103,8 @@ impl Default for Config {
             eks_cluster_fields: false,
             kube_url: None,
             data_plane: false,
+            eni_cleanup_ms: 30_000,
+            drain_force_ms: 900_000,
         }
     }
 }
@@ -139,6 +149,8 @@ pub const FIELDS: &[&str] = &[
     "eks_cluster_fields",
     "kube_url",
     "data_plane",
+    "eni_cleanup_ms",
+    "drain_force_ms",
 ];
 
 /// Fields that are on/off switches: on the command line they take no value
@@ -194,6 +206,8 @@ impl Config {
                 "addon_update_ms" => next.addon_update_ms = ms(key, value, 0)?,
                 "addon_delete_ms" => next.addon_delete_ms = ms(key, value, 0)?,
                 "iam_propagation_ms" => next.iam_propagation_ms = ms(key, value, 0)?,
+                "eni_cleanup_ms" => next.eni_cleanup_ms = ms(key, value, defaults.eni_cleanup_ms)?,
+                "drain_force_ms" => next.drain_force_ms = ms(key, value, defaults.drain_force_ms)?,
                 "dependency_violation_count" => {
                     next.dependency_violation_count = ms(key, value, 0)?
                 }

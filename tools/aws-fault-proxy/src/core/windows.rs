@@ -78,6 +78,10 @@ impl ResourceKey {
 #[derive(Debug, Default)]
 pub struct Windows {
     phases: HashMap<ResourceKey, Phase>,
+    /// Nodegroups whose instances have not all joined the cluster yet (the data plane
+    /// clears the mark): EKS reports them `CREATING` or `UPDATING` until then, past any
+    /// window (EKS API reference, `Nodegroup.status`).
+    joining: HashMap<ResourceKey, &'static str>,
 }
 
 impl Windows {
@@ -117,6 +121,20 @@ impl Windows {
             }
             Phase::Creating { .. } => None,
         }
+    }
+
+    /// Marks a nodegroup as waiting for its nodes, reported with `status`.
+    pub fn set_joining(&mut self, key: ResourceKey, status: &'static str) {
+        self.joining.insert(key, status);
+    }
+
+    pub fn clear_joining(&mut self, key: &ResourceKey) {
+        self.joining.remove(key);
+    }
+
+    /// The status a nodegroup waiting for its nodes is reported with.
+    pub fn joining(&self, key: &ResourceKey) -> Option<&'static str> {
+        self.joining.get(key).copied()
     }
 
     /// All windows of one kind in one region, with their keys.

@@ -15,8 +15,9 @@
 //!    `aws:eks:cluster-name` (EKS user guide, `clusters/management/eks-using-tags.adoc`) and
 //!    the group's `aws:autoscaling:groupName`, which ties an instance to one incarnation of
 //!    the nodegroup's name. A scale, a new version (new instances first) or a nodegroup that
-//!    is gone (DELETING: moto has forgotten it) ends instances: their Node is cordoned
-//!    first (drained: this slice runs no pods), then the instance is terminated.
+//!    is gone (DELETING: moto has forgotten it) ends instances: their Node is cordoned and
+//!    drained first (evictions that honour PodDisruptionBudgets; forced after
+//!    `drain_force_ms`), then the instance is terminated.
 //! 3. **Instances → Nodes** (`nodes.rs`). A running instance of a managed nodegroup, or one
 //!    tagged `kubernetes.io/cluster/<name>=owned` (self-managed; EKS user guide,
 //!    `nodes/worker.adoc`), joins the API server as a Node once its cluster is `ACTIVE` (or
@@ -28,12 +29,15 @@
 //! kept in memory only saves work or keeps a decision made at launch (the max pods, a
 //! nodegroup's default template version); `POST /__proxy/reset` forgets it.
 
+mod cni;
 mod ec2;
 mod eks;
 mod fleet;
 mod kube;
 mod max_pods;
 mod nodes;
+mod pods;
+mod workloads;
 mod xml;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -44,9 +48,12 @@ use bytes::Bytes;
 use hyper::Method;
 use serde_json::Value;
 
-use crate::core::emulator::{BoxFuture, Emulator, Pass};
+use crate::core::emulator::{BoxFuture, Call, Emulator, Pass};
+use crate::core::faults::{self, Reply};
+use crate::core::ops::Protocol;
 use crate::core::scopes::Scope;
 use crate::core::upstream::is_success;
+use crate::core::upstream::scoped_headers;
 use crate::shared::{lock, xml_first};
 
 use ec2::{Ec2, Instance, InstanceType, Launch, TemplateVersion};
@@ -77,6 +84,10 @@ const CLUSTER_TAG_PREFIX: &str = "kubernetes.io/cluster/";
 /// never shows (moto reset behind the proxy's back) from counting for ever.
 const LAUNCH_GRACE: Duration = Duration::from_secs(10);
 
+/// How long EKS waits for the drain of a node of a deleted nodegroup before Auto Scaling
+/// terminates it anyway (user guide, `delete-managed-node-group`).
+const DELETE_DRAIN_FORCE: Duration = Duration::from_secs(300);
+
 /// (region, cluster, nodegroup)
 type NodegroupKey = (String, String, String);
 
@@ -102,6 +113,13 @@ struct Memory {
     /// The account of each access key (STS GetCallerIdentity): two keys of one account
     /// are one world to act on, not two.
     accounts: HashMap<String, String>,
+    /// The VPC CNI settings each node's ipamd read when it started (by instance id).
+    cni: HashMap<String, cni::Settings>,
+    /// When the data plane first saw each CNI ENI detached (by ENI id).
+    eni_detached: HashMap<String, Instant>,
+    /// When the drain of each ending instance's Node first failed (by instance id): past
+    /// `drain_force_ms` its pods are deleted.
+    drain_failing: HashMap<String, Instant>,
 }
 
 /// An instance of a nodegroup, and since when the data plane knows it.
@@ -118,6 +136,10 @@ impl Emulator for DataPlane {
 
     fn reset(&self) {
         *lock(&self.memory) = Memory::default();
+    }
+
+    fn serve<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Option<Reply>> {
+        Box::pin(self.delete_subnet(call))
     }
 }
 
@@ -280,6 +302,21 @@ impl DataPlane {
         }
         self.reconcile_nodes(pass, &mut side, &mut observed, &blind_regions)
             .await;
+        for obs in &observed {
+            let subject = format!("{}/enis", obs.scope.region);
+            match self.clean_enis(pass, obs).await {
+                Ok(()) => self.solved(&subject),
+                Err(e) => self.problem(&subject, e),
+            }
+        }
+        // kube-controller-manager runs in the control plane of a cluster that is up.
+        let serving = observed
+            .iter()
+            .any(|o| o.clusters.iter().any(Cluster::serving));
+        match self.run_nodes(pass, &mut side, &observed, serving).await {
+            Ok(()) => self.solved("pods"),
+            Err(e) => self.problem("pods", e),
+        }
     }
 
     /// The account an access key stands for in moto (remembered once known).
@@ -354,11 +391,17 @@ impl DataPlane {
             .map(|i| i.id.clone())
             .collect();
         if !orphans.is_empty() {
-            self.end_instances(pass, side, obs, &orphans, false).await;
+            // A deleted nodegroup: EKS lets Auto Scaling force the termination once a node
+            // has not drained after 5 minutes (user guide, `delete-managed-node-group`).
+            let force = Duration::from_millis(pass.cfg.drain_force_ms).min(DELETE_DRAIN_FORCE);
+            self.end_instances(pass, side, obs, &orphans, false, force)
+                .await;
         }
         let nodegroups = obs.nodegroups.clone();
         for ng in &nodegroups {
-            if !matches!(ng.status.as_str(), "ACTIVE" | "UPDATING") {
+            // EKS launches a nodegroup's instances while it is CREATING, and reports it
+            // ACTIVE once they joined (EKS API reference, `Nodegroup.status`).
+            if !matches!(ng.status.as_str(), "CREATING" | "ACTIVE" | "UPDATING") {
                 continue;
             }
             let subject = format!("{region}/{}/{}", ng.cluster, ng.name);
@@ -366,6 +409,7 @@ impl DataPlane {
                 Ok(()) => self.solved(&subject),
                 Err(e) => self.problem(&subject, e),
             }
+            self.mark_joined(pass, side, obs, ng);
         }
         // Nodegroups that are gone have no fleet any more.
         let live: BTreeSet<NodegroupKey> = obs
@@ -510,7 +554,8 @@ impl DataPlane {
         };
         let plan = fleet::plan(&target, members);
         if !plan.terminate.is_empty() {
-            self.end_instances(pass, side, obs, &plan.terminate, plan.replacing)
+            let force = Duration::from_millis(pass.cfg.drain_force_ms);
+            self.end_instances(pass, side, obs, &plan.terminate, plan.replacing, force)
                 .await;
         }
         if plan.launch.is_empty() {
@@ -584,6 +629,53 @@ impl DataPlane {
             obs.instances.push(instance);
         }
         Ok(())
+    }
+
+    /// Clears a nodegroup's CREATING/UPDATING mark (`core::windows`) once it has
+    /// `desiredSize` live instances, all on its launch template version and all joined
+    /// as Nodes, and none of an earlier version left.
+    fn mark_joined(
+        &self,
+        pass: &Pass<'_>,
+        side: &KubeSide<'_>,
+        obs: &Observed<'_>,
+        ng: &Nodegroup,
+    ) {
+        let key =
+            crate::core::windows::ResourceKey::nodegroup(&obs.scope.region, &ng.cluster, &ng.name);
+        if lock(&pass.host.windows).joining(&key).is_none() {
+            return;
+        }
+        let pinned = lock(&self.memory)
+            .pinned_versions
+            .get(&(
+                (
+                    obs.scope.region.clone(),
+                    ng.cluster.clone(),
+                    ng.name.clone(),
+                ),
+                ng.group_name.clone(),
+            ))
+            .cloned();
+        let target = ng
+            .launch_template
+            .as_ref()
+            .and_then(|t| t.version.clone())
+            .or(pinned);
+        let members: Vec<&Instance> = obs
+            .instances
+            .iter()
+            .filter(|i| alive(i) && belongs(i, ng))
+            .collect();
+        let on_target = |i: &&Instance| {
+            target.is_none() || i.tag(TAG_TEMPLATE_VERSION).map(str::to_string) == target
+        };
+        let done = members.len() == ng.desired_size
+            && members.iter().all(on_target)
+            && members.iter().all(|i| side.node_of(&i.id).is_some());
+        if done && pass.current() {
+            lock(&pass.host.windows).clear_joining(&key);
+        }
     }
 
     /// Max pods for a new instance of a managed nodegroup (see `max_pods.rs`).
@@ -679,6 +771,7 @@ impl DataPlane {
         obs: &mut Observed<'_>,
         ids: &[String],
         replacing: bool,
+        force_after: Duration,
     ) {
         let subject = format!("{}/terminate", obs.scope.region);
         for id in ids {
@@ -698,9 +791,48 @@ impl DataPlane {
             pass,
             scope: obs.scope,
         };
+        // Drained first: EKS evicts the pods, respecting PodDisruptionBudgets (user guide,
+        // `nodes/managed-node-update-behavior.adoc`); an instance whose pods cannot all go
+        // yet waits for a later pass, until `force_after` has passed since its drain first
+        // failed: then its pods are deleted (EKS: 15 minutes, then forced). Then the CNI's
+        // ENIs are detached (moto's terminate would leave them attached to a terminated
+        // instance).
+        let mut ready = Vec::new();
+        for id in ids {
+            if let Some(node) = side.node_of(id) {
+                let force = lock(&self.memory)
+                    .drain_failing
+                    .get(id)
+                    .is_some_and(|since| since.elapsed() >= force_after);
+                match self.drain(side, &node, force).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let id = id.clone();
+                        self.remember(pass, |m| {
+                            m.drain_failing.entry(id).or_insert_with(Instant::now);
+                        });
+                        continue;
+                    }
+                    Err(e) => {
+                        self.problem(&format!("node {node}"), e);
+                        continue;
+                    }
+                }
+            }
+            if let Err(e) = self.detach_cni_enis(pass, &ec2, id).await {
+                self.problem(&format!("instance {id}"), e);
+                continue;
+            }
+            ready.push(id.clone());
+        }
+        let ids = ready.as_slice();
+        if ids.is_empty() {
+            return;
+        }
         match ec2.terminate(ids).await {
             Ok(()) => {
                 self.solved(&subject);
+                self.remember(pass, |m| m.drain_failing.retain(|k, _| !ids.contains(k)));
                 for i in obs.instances.iter_mut().filter(|i| ids.contains(&i.id)) {
                     i.state = "terminated".to_string();
                 }
@@ -881,5 +1013,66 @@ impl DataPlane {
             labels,
             taints: managed.map(|ng| ng.taints.clone()).unwrap_or_default(),
         }))
+    }
+}
+
+impl DataPlane {
+    /// DeleteSubnet of a subnet that still has network interfaces (available or in use)
+    /// fails as in EC2: 400 `DependencyViolation` (EC2 API reference, DeleteSubnet: "You
+    /// must terminate all running instances in the subnet before you can delete the
+    /// subnet"). moto 5.2.5 deletes it anyway, and keeps the primary interface of a
+    /// terminated instance attached, which EC2 deletes: those are not counted.
+    async fn delete_subnet(&self, call: &Call<'_>) -> Option<Reply> {
+        let (info, cfg) = (call.info, call.cfg);
+        if !cfg.data_plane || info.protocol != Protocol::Ec2Query || info.op != "DeleteSubnet" {
+            return None;
+        }
+        let subnet = info.param("SubnetId")?.to_string();
+        let headers = scoped_headers(call.headers, &info.region, "ec2");
+        let body = format!(
+            "Action=DescribeNetworkInterfaces&Version=2016-11-15&Filter.1.Name=subnet-id&Filter.1.Value.1={}",
+            crate::shared::form_encode(&subnet)
+        );
+        let text = call.host.upstream.ec2_call(&headers, body).await.ok()?;
+        let root = xml::Element::parse(&text).ok()?;
+        let enis: Vec<ec2::Eni> = root
+            .items("networkInterfaceSet")
+            .filter_map(ec2::Eni::from_xml)
+            .collect();
+        let owners: Vec<String> = enis.iter().filter_map(|e| e.instance_id.clone()).collect();
+        let mut ended = BTreeSet::new();
+        if !owners.is_empty() {
+            let mut body = "Action=DescribeInstances&Version=2016-11-15".to_string();
+            for (i, id) in owners.iter().enumerate() {
+                body.push_str(&format!(
+                    "&InstanceId.{}={}",
+                    i + 1,
+                    crate::shared::form_encode(id)
+                ));
+            }
+            if let Ok(text) = call.host.upstream.ec2_call(&headers, body).await {
+                if let Ok(root) = xml::Element::parse(&text) {
+                    for r in root.items("reservationSet") {
+                        for i in r.items("instancesSet") {
+                            let state = i.text_at(&["instanceState", "name"]).unwrap_or_default();
+                            if ec2::is_ending(state) {
+                                ended.extend(i.text_at(&["instanceId"]).map(str::to_string));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let blocking = enis.iter().any(|e| match &e.instance_id {
+            Some(i) => !ended.contains(i),
+            None => true,
+        });
+        blocking.then(|| {
+            faults::ec2_error(
+                400,
+                "DependencyViolation",
+                &format!("The subnet '{subnet}' has dependencies and cannot be deleted."),
+            )
+        })
     }
 }

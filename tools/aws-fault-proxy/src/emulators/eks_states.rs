@@ -140,6 +140,22 @@ impl Emulator for EksStates {
                     }
                 }
             }
+            // With the data plane, EKS's nodegroup is ACTIVE only once its instances joined
+            // the cluster (EKS API reference, `Nodegroup.status`; user guide,
+            // `nodes/create-managed-node-group.adoc`): CREATING until the data plane
+            // clears the mark.
+            "CreateNodegroup" if cfg.data_plane && cfg.kube_url.is_some() => {
+                let ng = json_str(&answer.reply.body, Some("nodegroup"), "nodegroupName");
+                if let (Some(cluster), Some(ng)) = (info.segment(1), ng) {
+                    let key = ResourceKey::nodegroup(region, cluster, &ng);
+                    if cfg.nodegroup_create_ms > 0 {
+                        let until = deadline(cfg.nodegroup_create_ms);
+                        windows.insert(key.clone(), Phase::Creating { until });
+                    }
+                    windows.set_joining(key, "CREATING");
+                    set_status(answer, "nodegroup", "CREATING");
+                }
+            }
             "CreateNodegroup" if cfg.nodegroup_create_ms > 0 => {
                 let ng = json_str(&answer.reply.body, Some("nodegroup"), "nodegroupName");
                 if let (Some(cluster), Some(ng)) = (info.segment(1), ng) {
@@ -153,8 +169,11 @@ impl Emulator for EksStates {
             }
             "DescribeNodegroup" => {
                 if let (Some(cluster), Some(ng)) = (info.segment(1), info.segment(3)) {
-                    if windows.creating(&ResourceKey::nodegroup(region, cluster, ng), now) {
+                    let key = ResourceKey::nodegroup(region, cluster, ng);
+                    if windows.creating(&key, now) {
                         set_status(answer, "nodegroup", "CREATING");
+                    } else if let Some(status) = windows.joining(&key) {
+                        set_status(answer, "nodegroup", status);
                     }
                 }
             }
@@ -162,6 +181,7 @@ impl Emulator for EksStates {
                 if let (Some(cluster), Some(ng)) = (info.segment(1), info.segment(3)) {
                     let key = ResourceKey::nodegroup(region, cluster, ng);
                     windows.remove(&key);
+                    windows.clear_joining(&key);
                     if cfg.nodegroup_delete_ms > 0 {
                         set_status(answer, "nodegroup", "DELETING");
                         let until = deadline(cfg.nodegroup_delete_ms);

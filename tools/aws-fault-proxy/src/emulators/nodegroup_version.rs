@@ -469,7 +469,7 @@ impl NodegroupVersion {
         // Decided and recorded under the locks, with no await in between, so that of two
         // concurrent updates one wins and the other gets the 409. (Lock order: windows, then
         // the store; nothing takes them the other way round.)
-        let windows = lock(&host.windows);
+        let mut windows = lock(&host.windows);
         let mut store = lock(&self.store);
         let now = Instant::now();
         if let Some(reply) = store.replay(&key, token) {
@@ -482,6 +482,12 @@ impl NodegroupVersion {
             return Err(in_use("UPDATING", cluster, ng));
         }
         store.record(key, new_version, record, token.map(str::to_string), &reply);
+        if cfg.data_plane && cfg.kube_url.is_some() {
+            // UPDATING until the new nodes joined and the old ones were drained and ended
+            // (EKS user guide, `nodes/managed-node-update-behavior.adoc`); the data plane
+            // clears the mark.
+            windows.set_joining(window.clone(), "UPDATING");
+        }
         Ok(reply)
     }
 

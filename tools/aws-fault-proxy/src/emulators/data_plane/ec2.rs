@@ -333,6 +333,217 @@ impl Ec2<'_> {
     }
 }
 
+/// One network interface (DescribeNetworkInterfaces).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Eni {
+    pub id: String,
+    pub subnet_id: String,
+    /// `available`, `in-use`, ...
+    pub status: String,
+    pub description: String,
+    pub attachment_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub device_index: Option<u32>,
+    /// (address, primary)
+    pub private_ips: Vec<(String, bool)>,
+    pub groups: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Eni {
+    pub fn from_xml(item: &Element) -> Option<Eni> {
+        let text = |path: &[&str]| item.text_at(path).map(str::to_string);
+        Some(Eni {
+            id: text(&["networkInterfaceId"])?,
+            subnet_id: text(&["subnetId"]).unwrap_or_default(),
+            status: text(&["status"]).unwrap_or_default(),
+            description: text(&["description"]).unwrap_or_default(),
+            attachment_id: text(&["attachment", "attachmentId"]),
+            instance_id: text(&["attachment", "instanceId"]),
+            device_index: text(&["attachment", "deviceIndex"]).and_then(|d| d.parse().ok()),
+            private_ips: item
+                .items("privateIpAddressesSet")
+                .filter_map(|a| {
+                    Some((
+                        a.text_at(&["privateIpAddress"])?.to_string(),
+                        a.text_at(&["primary"]) == Some("true"),
+                    ))
+                })
+                .collect(),
+            groups: item
+                .items("groupSet")
+                .filter_map(|g| g.text_at(&["groupId"]).map(str::to_string))
+                .collect(),
+            tags: item
+                .items("tagSet")
+                .filter_map(|t| {
+                    Some((
+                        t.text_at(&["key"])?.to_string(),
+                        t.text_at(&["value"]).unwrap_or_default().to_string(),
+                    ))
+                })
+                .collect(),
+        })
+    }
+
+    /// Its secondary addresses (the ones pods can get).
+    pub fn secondary_ips(&self) -> impl Iterator<Item = &str> {
+        self.private_ips
+            .iter()
+            .filter(|(_, primary)| !primary)
+            .map(|(ip, _)| ip.as_str())
+    }
+}
+
+/// One subnet (DescribeSubnets).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Subnet {
+    pub id: String,
+    pub cidr: String,
+    pub zone: String,
+}
+
+impl Ec2<'_> {
+    /// Network interfaces matching EC2 filters `(name, values)`.
+    pub async fn enis(&self, filters: &[(&str, Vec<String>)]) -> Result<Vec<Eni>, String> {
+        let mut params = Vec::new();
+        for (i, (name, values)) in filters.iter().enumerate() {
+            params.push((format!("Filter.{}.Name", i + 1), name.to_string()));
+            for (j, v) in values.iter().enumerate() {
+                params.push((format!("Filter.{}.Value.{}", i + 1, j + 1), v.clone()));
+            }
+        }
+        let root = self.call("DescribeNetworkInterfaces", &params).await?;
+        Ok(root
+            .items("networkInterfaceSet")
+            .filter_map(Eni::from_xml)
+            .collect())
+    }
+
+    pub async fn subnet(&self, id: &str) -> Result<Option<Subnet>, String> {
+        let params = vec![("SubnetId.1".to_string(), id.to_string())];
+        let root = match self.call("DescribeSubnets", &params).await {
+            Ok(r) => r,
+            Err(e) if e.contains("InvalidSubnetID.NotFound") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let found = root.items("subnetSet").find_map(|s| {
+            Some(Subnet {
+                id: s.text_at(&["subnetId"])?.to_string(),
+                cidr: s.text_at(&["cidrBlock"])?.to_string(),
+                zone: s
+                    .text_at(&["availabilityZone"])
+                    .unwrap_or_default()
+                    .to_string(),
+            })
+        });
+        Ok(found)
+    }
+
+    /// CreateNetworkInterface with its primary address given (moto picks one at random
+    /// otherwise, which may be taken).
+    pub async fn create_eni(
+        &self,
+        subnet: &str,
+        primary_ip: &str,
+        groups: &[String],
+        description: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<String, String> {
+        let mut params = vec![
+            ("SubnetId".to_string(), subnet.to_string()),
+            ("PrivateIpAddress".to_string(), primary_ip.to_string()),
+            ("Description".to_string(), description.to_string()),
+            (
+                "TagSpecification.1.ResourceType".to_string(),
+                "network-interface".to_string(),
+            ),
+        ];
+        for (i, g) in groups.iter().enumerate() {
+            params.push((format!("SecurityGroupId.{}", i + 1), g.clone()));
+        }
+        for (i, (k, v)) in tags.iter().enumerate() {
+            params.push((format!("TagSpecification.1.Tag.{}.Key", i + 1), k.clone()));
+            params.push((format!("TagSpecification.1.Tag.{}.Value", i + 1), v.clone()));
+        }
+        let root = self.call("CreateNetworkInterface", &params).await?;
+        root.text_at(&["networkInterface", "networkInterfaceId"])
+            .map(str::to_string)
+            .ok_or_else(|| "CreateNetworkInterface: no id in the answer".to_string())
+    }
+
+    /// AttachNetworkInterface; the attachment id.
+    pub async fn attach_eni(
+        &self,
+        eni: &str,
+        instance: &str,
+        index: u32,
+    ) -> Result<String, String> {
+        let params = vec![
+            ("NetworkInterfaceId".to_string(), eni.to_string()),
+            ("InstanceId".to_string(), instance.to_string()),
+            ("DeviceIndex".to_string(), index.to_string()),
+        ];
+        let root = self.call("AttachNetworkInterface", &params).await?;
+        root.text_at(&["attachmentId"])
+            .map(str::to_string)
+            .ok_or_else(|| "AttachNetworkInterface: no attachment id".to_string())
+    }
+
+    /// Sets the attachment's DeleteOnTermination, as the CNI does after attaching
+    /// (amazon-vpc-cni-k8s `pkg/awsutils/awsutils.go`). moto 5.2.5 accepts and ignores it.
+    pub async fn delete_on_termination(&self, eni: &str, attachment: &str) -> Result<(), String> {
+        let params = vec![
+            ("NetworkInterfaceId".to_string(), eni.to_string()),
+            (
+                "Attachment.AttachmentId".to_string(),
+                attachment.to_string(),
+            ),
+            (
+                "Attachment.DeleteOnTermination".to_string(),
+                "true".to_string(),
+            ),
+        ];
+        self.call("ModifyNetworkInterfaceAttribute", &params)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn detach_eni(&self, attachment: &str) -> Result<(), String> {
+        let params = vec![
+            ("AttachmentId".to_string(), attachment.to_string()),
+            ("Force".to_string(), "true".to_string()),
+        ];
+        self.call("DetachNetworkInterface", &params)
+            .await
+            .map(|_| ())
+    }
+
+    /// DeleteNetworkInterface; one already gone is fine.
+    pub async fn delete_eni(&self, eni: &str) -> Result<(), String> {
+        let params = vec![("NetworkInterfaceId".to_string(), eni.to_string())];
+        match self.call("DeleteNetworkInterface", &params).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.contains("NotFound") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// AssignPrivateIpAddresses with explicit addresses (`PrivateIpAddress.N`).
+    pub async fn assign_ips(&self, eni: &str, ips: &[String]) -> Result<(), String> {
+        if ips.is_empty() {
+            return Ok(());
+        }
+        let mut params = vec![("NetworkInterfaceId".to_string(), eni.to_string())];
+        for (i, ip) in ips.iter().enumerate() {
+            params.push((format!("PrivateIpAddress.{}", i + 1), ip.clone()));
+        }
+        self.call("AssignPrivateIpAddresses", &params)
+            .await
+            .map(|_| ())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

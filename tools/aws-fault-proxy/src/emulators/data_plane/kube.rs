@@ -125,4 +125,60 @@ impl Kube<'_> {
             s => Err(Self::failed("GET", AWS_NODE, s, &v)),
         }
     }
+
+    /// GET of one object; `None` if there is none (404).
+    pub async fn get(&self, path: &str) -> Result<Option<Value>, String> {
+        let (status, v) = self.call(Method::GET, path, None, None).await?;
+        match status {
+            200 => Ok(Some(v)),
+            404 => Ok(None),
+            s => Err(Self::failed("GET", path, s, &v)),
+        }
+    }
+
+    /// The items of a list; a resource the server does not serve (404) has none.
+    pub async fn list(&self, path: &str) -> Result<Vec<Value>, String> {
+        let (status, v) = self.call(Method::GET, path, None, None).await?;
+        match status {
+            200 => Ok(v["items"].as_array().cloned().unwrap_or_default()),
+            404 => Ok(Vec::new()),
+            s => Err(Self::failed("GET", path, s, &v)),
+        }
+    }
+
+    /// POST; the status code (409 and the like are for the caller to judge).
+    pub async fn post(&self, path: &str, body: &Value) -> Result<u16, String> {
+        let (status, v) = self
+            .call(Method::POST, path, Some("application/json"), Some(body))
+            .await?;
+        match status {
+            200..=299 | 404 | 409 | 429 => Ok(status),
+            s => Err(Self::failed("POST", path, s, &v)),
+        }
+    }
+
+    /// A merge patch; an object already gone is fine.
+    pub async fn merge_patch(&self, path: &str, patch: &Value) -> Result<(), String> {
+        let (status, v) = self
+            .call(
+                Method::PATCH,
+                path,
+                Some("application/merge-patch+json"),
+                Some(patch),
+            )
+            .await?;
+        match status {
+            200..=299 | 404 => Ok(()),
+            s => Err(Self::failed("PATCH", path, s, &v)),
+        }
+    }
+
+    /// DELETE; an object already gone is fine.
+    pub async fn delete(&self, path: &str) -> Result<(), String> {
+        let (status, v) = self.call(Method::DELETE, path, None, None).await?;
+        match status {
+            200..=299 | 404 => Ok(()),
+            s => Err(Self::failed("DELETE", path, s, &v)),
+        }
+    }
 }

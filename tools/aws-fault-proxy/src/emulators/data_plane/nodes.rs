@@ -99,7 +99,6 @@ pub fn node_object(facts: &NodeFacts) -> Value {
     }
     let taints: Vec<Value> = facts.taints.iter().filter_map(taint).collect();
     let pods = facts.max_pods.to_string();
-    let now = rfc3339(SystemTime::now());
     let mut spec = json!({"providerID": provider_id(&facts.zone, &facts.instance_id)});
     if !taints.is_empty() {
         spec["taints"] = Value::Array(taints);
@@ -117,11 +116,7 @@ pub fn node_object(facts: &NodeFacts) -> Value {
                 {"type": "InternalDNS", "address": facts.name},
                 {"type": "Hostname", "address": facts.name},
             ],
-            "conditions": [{
-                "type": "Ready", "status": "True", "reason": "KubeletReady",
-                "message": "kubelet is posting ready status",
-                "lastHeartbeatTime": now, "lastTransitionTime": now,
-            }],
+            "conditions": [ready_condition(false)],
             "nodeInfo": {"architecture": facts.arch, "operatingSystem": "linux"},
         },
     })
@@ -163,8 +158,24 @@ pub fn stale_nodes(
         .collect()
 }
 
+/// The Node's `Ready` condition as the kubelet reports it: `False` with
+/// `NetworkPluginNotReady` until the CNI has initialised (amazon-vpc-cni-k8s
+/// `cmd/aws-vpc-cni/main.go` writes the CNI config only then; karpenter-provider-aws #1391).
+pub fn ready_condition(ready: bool) -> Value {
+    let now = rfc3339(SystemTime::now());
+    if ready {
+        json!({"type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "kubelet is posting ready status",
+            "lastHeartbeatTime": now, "lastTransitionTime": now})
+    } else {
+        json!({"type": "Ready", "status": "False", "reason": "KubeletNotReady",
+            "message": super::cni::NOT_READY_MESSAGE,
+            "lastHeartbeatTime": now, "lastTransitionTime": now})
+    }
+}
+
 /// RFC 3339 in UTC, seconds precision (`2026-01-02T03:04:05Z`).
-fn rfc3339(t: SystemTime) -> String {
+pub fn rfc3339(t: SystemTime) -> String {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

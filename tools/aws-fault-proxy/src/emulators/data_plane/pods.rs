@@ -1,0 +1,897 @@
+//! Step 4 of a pass: what runs on the nodes. For every Node of an instance the pass
+//! observed (the data plane's nodes; the API server's other Nodes are left alone):
+//!
+//! - **VPC CNI** (`cni.rs`): its settings snapshot when aws-node first runs there; its
+//!   ENIs and warm pool made in moto (CreateNetworkInterface, AttachNetworkInterface,
+//!   AssignPrivateIpAddresses); the Node `Ready` once ipamd initialised, `NotReady`
+//!   (`NetworkPluginNotReady`) before.
+//! - **kube-controller-manager**: the DaemonSet controller (one pod per matching node,
+//!   tolerating not-ready and unschedulable nodes, kubernetes `pkg/controller/daemon/util`
+//!   `AddOrUpdateDaemonPodTolerations`) and pod GC (pods of a Node that is gone are deleted,
+//!   `pkg/controller/podgc`).
+//! - **kube-scheduler**: a pod without `spec.nodeName` goes to a Ready, schedulable node
+//!   matching its nodeSelector and tolerating the node's NoSchedule/NoExecute taints, with
+//!   room under `allocatable.pods`; fewest pods of the same owner first, then fewest pods.
+//! - **kubelet**: a bound pod gets an address of its node's pool (hostNetwork: the node's
+//!   own) and runs; no address free: `Pending`, containers waiting `ContainerCreating`.
+//!
+//! Everything is read back each pass: the ENIs from moto by their tags, the addresses in use
+//! from the pods' `status.podIP`. Only the CNI settings of a node are kept in memory (ipamd
+//! keeps them in its process).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Instant, SystemTime};
+
+use serde_json::{json, Value};
+
+use crate::core::emulator::Pass;
+use crate::shared::{form_encode, lock};
+
+use super::cni::{self, Settings};
+use super::ec2::{Ec2, Eni, Instance};
+use super::{DataPlane, KubeSide, Observed};
+
+const PODS: &str = "/api/v1/pods";
+const ENI_CONFIGS: &str = "/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs";
+const DAEMONSETS: &str = "/apis/apps/v1/daemonsets";
+
+/// What the CNI of one node gives pods this pass.
+struct NodeNet {
+    name: String,
+    ready: bool,
+    /// The addresses pods may have (secondary addresses of its pool ENIs).
+    pool: Vec<String>,
+    node: Value,
+}
+
+pub(super) fn name_of(v: &Value) -> String {
+    v.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub(super) fn pod_path(pod: &Value) -> String {
+    let ns = pod
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    format!(
+        "/api/v1/namespaces/{}/pods/{}",
+        form_encode(ns),
+        form_encode(&name_of(pod))
+    )
+}
+
+fn host_network(pod: &Value) -> bool {
+    pod.pointer("/spec/hostNetwork") == Some(&Value::Bool(true))
+}
+
+pub(super) fn node_name_of(pod: &Value) -> Option<&str> {
+    pod.pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+}
+
+fn pod_ip(pod: &Value) -> Option<&str> {
+    pod.pointer("/status/podIP")
+        .and_then(Value::as_str)
+        .filter(|ip| !ip.is_empty())
+}
+
+/// The uid of a pod's controller (its owner with `controller: true`).
+pub fn controller_uid(pod: &Value) -> Option<String> {
+    pod.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|o| o["controller"] == true)
+        .and_then(|o| o["uid"].as_str())
+        .map(str::to_string)
+}
+
+pub fn owned_by_daemonset(pod: &Value) -> bool {
+    pod.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|os| os.iter().any(|o| o["kind"] == "DaemonSet"))
+}
+
+fn node_ip(node: &Value) -> String {
+    node.pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+        .and_then(|a| a["address"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn allocatable_pods(node: &Value) -> usize {
+    node.pointer("/status/allocatable/pods")
+        .and_then(Value::as_str)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+fn node_ready_condition(node: &Value) -> Option<bool> {
+    node.pointer("/status/conditions")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .map(|c| c["status"] == "True")
+}
+
+/// Whether `labels` has every `key: value` of a nodeSelector.
+fn selector_matches(selector: Option<&Value>, labels: Option<&Value>) -> bool {
+    let Some(sel) = selector.and_then(Value::as_object) else {
+        return true;
+    };
+    sel.iter()
+        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+}
+
+/// Whether a toleration tolerates a taint (kubernetes `pkg/apis/core/v1/helper`
+/// `ToleratesTaint`).
+fn tolerates(t: &Value, taint: &Value) -> bool {
+    let effect = t["effect"].as_str().unwrap_or_default();
+    if !effect.is_empty() && Some(effect) != taint["effect"].as_str() {
+        return false;
+    }
+    let key = t["key"].as_str().unwrap_or_default();
+    match t["operator"].as_str().unwrap_or("Equal") {
+        "Exists" => key.is_empty() || Some(key) == taint["key"].as_str(),
+        _ => {
+            Some(key) == taint["key"].as_str()
+                && t["value"].as_str().unwrap_or_default()
+                    == taint["value"].as_str().unwrap_or_default()
+        }
+    }
+}
+
+/// Whether a pod spec tolerates every NoSchedule/NoExecute taint of a node.
+fn fits_taints(spec: &Value, node: &Value, extra: &[Value]) -> bool {
+    let tolerations: Vec<&Value> = spec["tolerations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(extra.iter())
+        .collect();
+    node.pointer("/spec/taints")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|t| matches!(t["effect"].as_str(), Some("NoSchedule" | "NoExecute")))
+        .all(|taint| tolerations.iter().any(|t| tolerates(t, taint)))
+}
+
+/// The tolerations the DaemonSet controller adds to its pods
+/// (`pkg/controller/daemon/util/daemonset_util.go`).
+fn daemon_tolerations(host: bool) -> Vec<Value> {
+    let mut out = vec![
+        json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"}),
+        json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}),
+        json!({"key": "node.kubernetes.io/disk-pressure", "operator": "Exists", "effect": "NoSchedule"}),
+        json!({"key": "node.kubernetes.io/memory-pressure", "operator": "Exists", "effect": "NoSchedule"}),
+        json!({"key": "node.kubernetes.io/pid-pressure", "operator": "Exists", "effect": "NoSchedule"}),
+        json!({"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}),
+    ];
+    if host {
+        out.push(json!({"key": "node.kubernetes.io/network-unavailable", "operator": "Exists", "effect": "NoSchedule"}));
+    }
+    out
+}
+
+/// Five characters of Kubernetes' name alphabet (`k8s.io/apimachinery/pkg/util/rand`),
+/// derived from `seed` so that a pass that repeats a create gets a 409, not a second pod.
+fn suffix(seed: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in seed.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (0..5)
+        .map(|_| {
+            let i = usize::try_from(h % 27).unwrap_or(0);
+            h /= 27;
+            char::from(ALPHABET[i])
+        })
+        .collect()
+}
+
+pub(super) fn now_rfc3339() -> String {
+    super::nodes::rfc3339(SystemTime::now())
+}
+
+impl DataPlane {
+    /// Step 4 (see the module's comment).
+    pub(super) async fn run_nodes(
+        &self,
+        pass: &Pass<'_>,
+        side: &mut KubeSide<'_>,
+        observed: &[Observed<'_>],
+        serving: bool,
+    ) -> Result<(), String> {
+        let aws_node = side.kube.aws_node().await?;
+        let mut nets = Vec::new();
+        for obs in observed {
+            for node in side.nodes.clone() {
+                let Some((_, id)) = node
+                    .pointer("/spec/providerID")
+                    .and_then(Value::as_str)
+                    .and_then(super::nodes::parse_provider_id)
+                else {
+                    continue;
+                };
+                let Some(instance) = obs
+                    .instances
+                    .iter()
+                    .find(|i| i.id == id && i.state == "running")
+                else {
+                    continue;
+                };
+                if !pass.current() {
+                    return Ok(());
+                }
+                let name = name_of(&node);
+                let pods_here = side
+                    .kube
+                    .list(&format!(
+                        "{PODS}?fieldSelector={}",
+                        form_encode(&format!("spec.nodeName={name}"))
+                    ))
+                    .await?;
+                let net = match self
+                    .node_cni(
+                        pass,
+                        side,
+                        obs,
+                        &node,
+                        instance,
+                        aws_node.as_ref(),
+                        &pods_here,
+                    )
+                    .await
+                {
+                    Ok(n) => {
+                        self.solved(&format!("cni {name}"));
+                        n
+                    }
+                    Err(e) => {
+                        self.problem(&format!("cni {name}"), e);
+                        NodeNet {
+                            name: name.clone(),
+                            ready: false,
+                            pool: Vec::new(),
+                            node: node.clone(),
+                        }
+                    }
+                };
+                if node_ready_condition(&node) != Some(net.ready) {
+                    side.kube
+                        .merge_patch(
+                            &format!("/api/v1/nodes/{}/status", form_encode(&name)),
+                            &json!({"status": {"conditions": [super::nodes::ready_condition(net.ready)]}}),
+                        )
+                        .await?;
+                }
+                nets.push(net);
+            }
+        }
+        if !pass.current() {
+            return Ok(());
+        }
+        self.run_pods(side, &nets, serving).await
+    }
+
+    /// The CNI of one node: its settings, ENIs and warm pool.
+    #[allow(clippy::too_many_arguments)]
+    async fn node_cni(
+        &self,
+        pass: &Pass<'_>,
+        side: &KubeSide<'_>,
+        obs: &Observed<'_>,
+        node: &Value,
+        instance: &Instance,
+        aws_node: Option<&Value>,
+        pods_here: &[Value],
+    ) -> Result<NodeNet, String> {
+        let name = name_of(node);
+        let mut net = NodeNet {
+            name: name.clone(),
+            ready: false,
+            pool: Vec::new(),
+            node: node.clone(),
+        };
+        // The settings ipamd read when aws-node started here; no aws-node yet: no CNI.
+        let remembered = lock(&self.memory).cni.get(&instance.id).cloned();
+        let settings = match (remembered, aws_node) {
+            (Some(s), _) => s,
+            (None, Some(ds)) => {
+                let s = Settings::from_daemonset(ds);
+                let id = instance.id.clone();
+                let kept = s.clone();
+                self.remember(pass, |m| {
+                    m.cni.insert(id, kept);
+                });
+                s
+            }
+            (None, None) => return Ok(net),
+        };
+        let ec2 = Ec2 {
+            pass,
+            scope: obs.scope,
+        };
+        let attached = ec2
+            .enis(&[("attachment.instance-id", vec![instance.id.clone()])])
+            .await?;
+        let primary = attached
+            .iter()
+            .find(|e| e.device_index == Some(0))
+            .cloned()
+            .unwrap_or_default();
+        let (subnet_id, groups) = if settings.custom_networking {
+            let config_name = cni::eni_config_name(node, &settings);
+            let path = format!("{ENI_CONFIGS}/{}", form_encode(&config_name));
+            let Some(config) = side.kube.get(&path).await? else {
+                // CNI ≥ 1.13 (amazon-vpc-cni-k8s #2354): ipamd fails, aws-node restarts.
+                return Err(format!(
+                    "error while retrieving eniconfig: ENIConfig.crd.k8s.amazonaws.com \"{config_name}\" not found"
+                ));
+            };
+            let subnet = config
+                .pointer("/spec/subnet")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let mut groups: Vec<String> = config
+                .pointer("/spec/securityGroups")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
+            if groups.is_empty() {
+                // No groups in the ENIConfig: the primary ENI's (`pkg/awsutils/awsutils.go`).
+                groups = primary.groups.clone();
+            }
+            (subnet, groups)
+        } else {
+            (instance.subnet_id.clone(), primary.groups.clone())
+        };
+        let subnet = ec2
+            .subnet(&subnet_id)
+            .await?
+            .ok_or_else(|| format!("subnet {subnet_id} not found"))?;
+        let itype = self
+            .instance_types(
+                pass,
+                obs.scope,
+                std::slice::from_ref(&instance.instance_type),
+            )
+            .await?
+            .into_iter()
+            .next()
+            .ok_or("no instance type")?;
+        let slots = itype.ipv4_per_eni.saturating_sub(1) as usize;
+        let per_slot = if settings.prefix_delegation { 16 } else { 1 };
+        let per_eni = slots * per_slot;
+        let max_pods = allocatable_pods(node);
+        let used: BTreeSet<String> = pods_here
+            .iter()
+            .filter(|p| !host_network(p))
+            .filter_map(|p| pod_ip(p).map(str::to_string))
+            .collect();
+        let mut enis = attached;
+        // Up to a few changes a pass; ipamd checks every 5 s (`ipamd.go`).
+        for _ in 0..4 {
+            let pool_enis: Vec<&Eni> = enis
+                .iter()
+                .filter(|e| !settings.custom_networking || e.device_index != Some(0))
+                .collect();
+            let total: usize = pool_enis.iter().map(|e| e.secondary_ips().count()).sum();
+            let in_use = pool_enis
+                .iter()
+                .flat_map(|e| e.secondary_ips())
+                .filter(|ip| used.contains(*ip))
+                .count();
+            let mut need = cni::wanted(&settings, total, in_use, max_pods, per_eni);
+            let needs_eni = settings.custom_networking && pool_enis.is_empty();
+            if need == 0 && !needs_eni {
+                break;
+            }
+            need = need.div_ceil(per_slot) * per_slot;
+            let target = pool_enis
+                .iter()
+                .find(|e| e.secondary_ips().count() + per_slot <= per_eni)
+                .map(|e| e.id.clone());
+            let taken: Vec<String> = ec2
+                .enis(&[("subnet-id", vec![subnet.id.clone()])])
+                .await?
+                .iter()
+                .flat_map(|e| e.private_ips.iter().map(|(ip, _)| ip.clone()))
+                .collect();
+            let eni_id = match target {
+                Some(id) if !needs_eni => id,
+                _ => {
+                    if enis.len() >= itype.max_enis as usize {
+                        break;
+                    }
+                    self.new_eni(
+                        &ec2,
+                        instance,
+                        &subnet.id,
+                        &subnet.cidr,
+                        &taken,
+                        &groups,
+                        &enis,
+                    )
+                    .await?
+                }
+            };
+            let current = enis
+                .iter()
+                .find(|e| e.id == eni_id)
+                .map(|e| e.secondary_ips().count())
+                .unwrap_or(0);
+            let room = per_eni.saturating_sub(current);
+            let taken: Vec<String> = ec2
+                .enis(&[("subnet-id", vec![subnet.id.clone()])])
+                .await?
+                .iter()
+                .flat_map(|e| e.private_ips.iter().map(|(ip, _)| ip.clone()))
+                .collect();
+            let ips = if settings.prefix_delegation {
+                // moto 5.2.5 has no Ipv4Prefix: a /28 is its 16 addresses, assigned one by one.
+                cni::free_prefix(&subnet.cidr, &taken).unwrap_or_default()
+            } else {
+                cni::free_ips(&subnet.cidr, &taken, need.min(room))
+            };
+            if ips.is_empty() && room > 0 && need > 0 {
+                break;
+            }
+            ec2.assign_ips(&eni_id, &ips).await?;
+            enis = ec2
+                .enis(&[("attachment.instance-id", vec![instance.id.clone()])])
+                .await?;
+        }
+        let pool_enis: Vec<&Eni> = enis
+            .iter()
+            .filter(|e| !settings.custom_networking || e.device_index != Some(0))
+            .collect();
+        net.pool = pool_enis
+            .iter()
+            .flat_map(|e| e.secondary_ips().map(str::to_string))
+            .collect();
+        // ipamd is healthy once it has its ENIs ("Failed to attach any ENIs for custom
+        // networking" otherwise).
+        net.ready = !pool_enis.is_empty();
+        Ok(net)
+    }
+
+    /// Creates and attaches an ENI as the CNI does (`pkg/awsutils/awsutils.go`): in the
+    /// subnet, with the groups, described `aws-K8S-<instance-id>`, tagged with the instance
+    /// and its creation time, at the next device index, DeleteOnTermination set.
+    #[allow(clippy::too_many_arguments)]
+    async fn new_eni(
+        &self,
+        ec2: &Ec2<'_>,
+        instance: &Instance,
+        subnet: &str,
+        cidr: &str,
+        taken: &[String],
+        groups: &[String],
+        enis: &[Eni],
+    ) -> Result<String, String> {
+        let primary = cni::free_ips(cidr, taken, 1)
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("subnet {subnet} has no free address"))?;
+        let mut tags = BTreeMap::new();
+        tags.insert(cni::TAG_INSTANCE.to_string(), instance.id.clone());
+        tags.insert(cni::TAG_CREATED.to_string(), now_rfc3339());
+        let description = format!("{}{}", cni::DESCRIPTION_PREFIX, instance.id);
+        let id = ec2
+            .create_eni(subnet, &primary, groups, &description, &tags)
+            .await?;
+        let index = enis
+            .iter()
+            .filter_map(|e| e.device_index)
+            .max()
+            .map_or(1, |i| i + 1);
+        match ec2.attach_eni(&id, &instance.id, index).await {
+            Ok(attachment) => {
+                ec2.delete_on_termination(&id, &attachment).await?;
+                Ok(id)
+            }
+            Err(e) => {
+                // A failed attach: the CNI deletes the ENI.
+                let _ = ec2.delete_eni(&id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Controllers, scheduler and kubelets over the nodes of this pass; the Deployment and
+    /// ReplicaSet controllers only while a cluster is `serving` (`workloads.rs`).
+    async fn run_pods(
+        &self,
+        side: &KubeSide<'_>,
+        nets: &[NodeNet],
+        serving: bool,
+    ) -> Result<(), String> {
+        let kube = &side.kube;
+        let all_nodes: BTreeSet<String> = side.nodes.iter().map(name_of).collect();
+        let mut pods = kube.list(PODS).await?;
+        // Pod GC: pods bound to a Node that is gone.
+        for pod in pods.clone() {
+            if let Some(n) = node_name_of(&pod) {
+                if !all_nodes.contains(n) {
+                    kube.delete(&pod_path(&pod)).await?;
+                    pods.retain(|p| pod_path(p) != pod_path(&pod));
+                }
+            }
+        }
+        // Deployment and ReplicaSet controllers, garbage collector.
+        if serving {
+            super::workloads::run(kube, &mut pods).await?;
+        }
+        // DaemonSet controller.
+        for ds in kube.list(DAEMONSETS).await? {
+            let uid = ds
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let ns = ds
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("default")
+                .to_string();
+            let ds_name = name_of(&ds);
+            let template = ds.pointer("/spec/template").cloned().unwrap_or(json!({}));
+            let spec = template.get("spec").cloned().unwrap_or(json!({}));
+            let host = spec["hostNetwork"] == true;
+            let extra = daemon_tolerations(host);
+            for net in nets {
+                let labels = net.node.pointer("/metadata/labels");
+                if !selector_matches(spec.get("nodeSelector"), labels)
+                    || !fits_taints(&spec, &net.node, &extra)
+                {
+                    continue;
+                }
+                let has = pods.iter().any(|p| {
+                    node_name_of(p) == Some(net.name.as_str())
+                        && controller_uid(p).as_deref() == Some(uid.as_str())
+                });
+                if has {
+                    continue;
+                }
+                let mut pod_spec = spec.clone();
+                pod_spec["nodeName"] = json!(net.name);
+                let mut tolerations = spec["tolerations"].as_array().cloned().unwrap_or_default();
+                tolerations.extend(extra.iter().cloned());
+                pod_spec["tolerations"] = Value::Array(tolerations);
+                let pod = json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {
+                        "name": format!("{ds_name}-{}", suffix(&format!("{uid}/{}", net.name))),
+                        "namespace": ns,
+                        "labels": template.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
+                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet",
+                            "name": ds_name, "uid": uid, "controller": true, "blockOwnerDeletion": true}],
+                    },
+                    "spec": pod_spec,
+                    "status": {"phase": "Pending"},
+                });
+                let path = format!("/api/v1/namespaces/{}/pods", form_encode(&ns));
+                kube.post(&path, &pod).await?;
+                pods.push(pod);
+            }
+        }
+        // Scheduler.
+        for i in 0..pods.len() {
+            if node_name_of(&pods[i]).is_some()
+                || pods[i].pointer("/metadata/deletionTimestamp").is_some()
+            {
+                continue;
+            }
+            let pod = pods[i].clone();
+            let spec = pod.get("spec").cloned().unwrap_or(json!({}));
+            let owner = controller_uid(&pod);
+            let choice = nets
+                .iter()
+                .filter(|n| {
+                    n.ready && n.node.pointer("/spec/unschedulable") != Some(&Value::Bool(true))
+                })
+                .filter(|n| {
+                    selector_matches(spec.get("nodeSelector"), n.node.pointer("/metadata/labels"))
+                })
+                .filter(|n| fits_taints(&spec, &n.node, &[]))
+                .filter_map(|n| {
+                    let here: Vec<&Value> = pods
+                        .iter()
+                        .filter(|p| node_name_of(p) == Some(n.name.as_str()))
+                        .collect();
+                    if here.len() >= allocatable_pods(&n.node) {
+                        return None;
+                    }
+                    let same = here
+                        .iter()
+                        .filter(|p| owner.is_some() && controller_uid(p) == owner)
+                        .count();
+                    Some(((same, here.len(), n.name.clone()), n))
+                })
+                .min_by(|a, b| a.0.cmp(&b.0))
+                .map(|(_, n)| n.name.clone());
+            if let Some(node) = choice {
+                kube.merge_patch(&pod_path(&pod), &json!({"spec": {"nodeName": node}}))
+                    .await?;
+                pods[i]["spec"]["nodeName"] = json!(node);
+            }
+        }
+        // Kubelets.
+        for net in nets {
+            let here: Vec<Value> = pods
+                .iter()
+                .filter(|p| node_name_of(p) == Some(net.name.as_str()))
+                .cloned()
+                .collect();
+            let mut used: BTreeSet<String> = here
+                .iter()
+                .filter(|p| !host_network(p))
+                .filter_map(|p| pod_ip(p).map(str::to_string))
+                .collect();
+            let node_ip = node_ip(&net.node);
+            for pod in &here {
+                if pod_ip(pod).is_some() {
+                    continue;
+                }
+                let ip = if host_network(pod) {
+                    Some(node_ip.clone())
+                } else if net.ready {
+                    net.pool.iter().find(|ip| !used.contains(*ip)).cloned()
+                } else {
+                    None
+                };
+                // The kubelet first creates the sandbox (`ContainerCreating`); its containers
+                // run, and the pod turns Ready, from the next pass on.
+                // (`pending_status` below: Pending with the kubelet's hostIP.)
+                let creating = pod.pointer("/status/phase") == Some(&json!("Pending"))
+                    && pod
+                        .pointer("/status/hostIP")
+                        .and_then(Value::as_str)
+                        .is_some_and(|h| !h.is_empty());
+                let status = match &ip {
+                    Some(ip) if creating => {
+                        used.insert(ip.clone());
+                        running_status(pod, ip, &node_ip)
+                    }
+                    _ if creating => continue,
+                    _ => pending_status(pod, &node_ip),
+                };
+                kube.merge_patch(
+                    &format!("{}/status", pod_path(pod)),
+                    &json!({"status": status}),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drains a node before its instance ends: evicts its pods that no DaemonSet owns
+    /// (`POST .../pods/NAME/eviction`, which honours PodDisruptionBudgets; a 429 means a
+    /// budget forbids it now: retried next pass; a server without the subresource (404):
+    /// DELETE). With `force` (the drain kept failing too long) the pods are deleted.
+    /// `Ok(false)`: not drained yet.
+    pub(super) async fn drain(
+        &self,
+        side: &KubeSide<'_>,
+        node: &str,
+        force: bool,
+    ) -> Result<bool, String> {
+        let pods = side
+            .kube
+            .list(&format!(
+                "{PODS}?fieldSelector={}",
+                form_encode(&format!("spec.nodeName={node}"))
+            ))
+            .await?;
+        let mut drained = true;
+        for pod in pods.iter().filter(|p| !owned_by_daemonset(p)) {
+            let path = pod_path(pod);
+            if force {
+                side.kube.delete(&path).await?;
+                continue;
+            }
+            let eviction = json!({
+                "apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": name_of(pod), "namespace": pod.pointer("/metadata/namespace")},
+            });
+            match side
+                .kube
+                .post(&format!("{path}/eviction"), &eviction)
+                .await?
+            {
+                404 => side.kube.delete(&path).await?,
+                429 => drained = false,
+                _ => {}
+            }
+        }
+        Ok(drained)
+    }
+
+    /// CNI ENIs of instances that are gone (or going) are detached, and `available` ones
+    /// deleted `eni_cleanup_ms` after the data plane first saw them so: the CNI's leaked-ENI
+    /// cleanup (`pkg/awsutils/awsutils.go`: `available`, tagged with an instance id,
+    /// described `aws-K8S-*`).
+    pub(super) async fn clean_enis(
+        &self,
+        pass: &Pass<'_>,
+        obs: &Observed<'_>,
+    ) -> Result<(), String> {
+        let ec2 = Ec2 {
+            pass,
+            scope: obs.scope,
+        };
+        let enis = ec2
+            .enis(&[("tag-key", vec![cni::TAG_INSTANCE.to_string()])])
+            .await?;
+        let window = std::time::Duration::from_millis(pass.cfg.eni_cleanup_ms);
+        for eni in enis {
+            if !pass.current() {
+                return Ok(());
+            }
+            if !eni.description.starts_with(cni::DESCRIPTION_PREFIX) {
+                continue;
+            }
+            if let (Some(attachment), Some(instance)) = (&eni.attachment_id, &eni.instance_id) {
+                let alive = obs
+                    .instances
+                    .iter()
+                    .any(|i| &i.id == instance && !super::ec2::is_ending(&i.state));
+                if !alive && eni.device_index != Some(0) {
+                    ec2.detach_eni(attachment).await?;
+                    let id = eni.id.clone();
+                    self.remember(pass, |m| {
+                        m.eni_detached.entry(id).or_insert_with(Instant::now);
+                    });
+                }
+                continue;
+            }
+            if eni.status != "available" {
+                continue;
+            }
+            let since = {
+                let mut m = lock(&self.memory);
+                *m.eni_detached
+                    .entry(eni.id.clone())
+                    .or_insert_with(Instant::now)
+            };
+            if since.elapsed() >= window {
+                ec2.delete_eni(&eni.id).await?;
+                let id = eni.id.clone();
+                self.remember(pass, |m| {
+                    m.eni_detached.remove(&id);
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches the CNI's ENIs of an instance about to be terminated (moto's terminate
+    /// would leave them attached to a terminated instance).
+    pub(super) async fn detach_cni_enis(
+        &self,
+        pass: &Pass<'_>,
+        ec2: &Ec2<'_>,
+        id: &str,
+    ) -> Result<(), String> {
+        let enis = ec2
+            .enis(&[
+                ("attachment.instance-id", vec![id.to_string()]),
+                ("tag-key", vec![cni::TAG_INSTANCE.to_string()]),
+            ])
+            .await?;
+        for eni in enis {
+            if let Some(attachment) = &eni.attachment_id {
+                ec2.detach_eni(attachment).await?;
+                let eid = eni.id.clone();
+                self.remember(pass, |m| {
+                    m.eni_detached.entry(eid).or_insert_with(Instant::now);
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn container_names(pod: &Value) -> Vec<(String, String)> {
+    pod.pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default().to_string(),
+                c["image"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn running_status(pod: &Value, ip: &str, host_ip: &str) -> Value {
+    let now = now_rfc3339();
+    let containers: Vec<Value> = container_names(pod)
+        .into_iter()
+        .map(|(name, image)| {
+            json!({"name": name, "image": image, "ready": true, "started": true,
+                "restartCount": 0, "state": {"running": {"startedAt": now}}})
+        })
+        .collect();
+    let cond = |t: &str| json!({"type": t, "status": "True", "lastTransitionTime": now});
+    json!({
+        "phase": "Running",
+        "podIP": ip, "podIPs": [{"ip": ip}],
+        "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
+        "startTime": now,
+        "conditions": [cond("PodReadyToStartContainers"), cond("Initialized"), cond("Ready"),
+            cond("ContainersReady"), cond("PodScheduled")],
+        "containerStatuses": containers,
+    })
+}
+
+fn pending_status(pod: &Value, host_ip: &str) -> Value {
+    let now = now_rfc3339();
+    let containers: Vec<Value> = container_names(pod)
+        .into_iter()
+        .map(|(name, image)| {
+            json!({"name": name, "image": image, "ready": false, "started": false,
+                "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}})
+        })
+        .collect();
+    json!({
+        "phase": "Pending",
+        "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
+        "startTime": now,
+        "conditions": [
+            {"type": "PodReadyToStartContainers", "status": "False", "lastTransitionTime": now},
+            {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+            {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": now},
+            {"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": now},
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+        ],
+        "containerStatuses": containers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taints_selectors_and_names() {
+        let node = json!({"metadata": {"labels": {"a": "1"}},
+            "spec": {"taints": [{"key": "dedicated", "value": "blue", "effect": "NoSchedule"}]}});
+        assert!(!fits_taints(&json!({}), &node, &[]));
+        let spec =
+            json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "blue"}]});
+        assert!(fits_taints(&spec, &node, &[]));
+        assert!(fits_taints(
+            &json!({"tolerations": [{"operator": "Exists"}]}),
+            &node,
+            &[]
+        ));
+        assert!(selector_matches(
+            Some(&json!({"a": "1"})),
+            node.pointer("/metadata/labels")
+        ));
+        assert!(!selector_matches(
+            Some(&json!({"a": "2"})),
+            node.pointer("/metadata/labels")
+        ));
+        assert_eq!(suffix("x").len(), 5);
+        assert_eq!(suffix("x"), suffix("x"));
+        assert_ne!(suffix("x"), suffix("y"));
+    }
+}
