@@ -620,11 +620,13 @@ fn scaling_version_updates_and_deletes_are_followed() {
             })
     };
     assert!(
-        log.iter().any(|r| coredns(r, "POST", "/eviction") && r["code"] == 429),
+        log.iter()
+            .any(|r| coredns(r, "POST", "/eviction") && r["code"] == 429),
         "an eviction refused by the coredns budget"
     );
     assert!(
-        log.iter().any(|r| coredns(r, "DELETE", "") && r["code"] == 200),
+        log.iter()
+            .any(|r| coredns(r, "DELETE", "") && r["code"] == 200),
         "a coredns pod deleted by the forced drain"
     );
 }
@@ -1306,13 +1308,17 @@ fn serving_pod(p: &Value) -> bool {
     p["status"]["phase"] == "Running"
         && pod_ip(p).is_some()
         && p["metadata"]["deletionTimestamp"].is_null()
-        && p["status"]["conditions"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        && p["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 fn name(v: &Value) -> String {
-    v["metadata"]["name"].as_str().unwrap_or_default().to_string()
+    v["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Two serving coredns pods, on two different Nodes among `nodes`: them.
@@ -1322,11 +1328,8 @@ fn coredns_spread_over(kube: &FakeKube, nodes: &BTreeSet<String>) -> Option<Vec<
         .iter()
         .filter_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string))
         .collect();
-    (pods.len() == 2
-        && pods.iter().all(serving_pod)
-        && on.len() == 2
-        && on.is_subset(nodes))
-    .then_some(pods)
+    (pods.len() == 2 && pods.iter().all(serving_pod) && on.len() == 2 && on.is_subset(nodes))
+        .then_some(pods)
 }
 
 #[test]
@@ -1371,13 +1374,21 @@ fn coredns_runs_as_a_deployment_and_a_version_update_honours_its_budget() {
     assert!(
         !hash.is_empty()
             && hash.len() <= 10
-            && hash.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+            && hash
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
         "{hash}"
     );
     assert_eq!(name(rs), format!("coredns-{hash}"));
     assert_eq!(rs["spec"]["replicas"], 2);
-    assert_eq!(rs["spec"]["selector"]["matchLabels"]["pod-template-hash"], hash);
-    assert_eq!(rs["spec"]["template"]["metadata"]["labels"]["pod-template-hash"], hash);
+    assert_eq!(
+        rs["spec"]["selector"]["matchLabels"]["pod-template-hash"],
+        hash
+    );
+    assert_eq!(
+        rs["spec"]["template"]["metadata"]["labels"]["pod-template-hash"],
+        hash
+    );
     let owner = &rs["metadata"]["ownerReferences"][0];
     assert_eq!(
         (&owner["kind"], &owner["name"], &owner["controller"]),
@@ -1391,12 +1402,16 @@ fn coredns_runs_as_a_deployment_and_a_version_update_honours_its_budget() {
         assert_eq!(suffix.len(), 5, "{n}");
         assert_eq!(pod["metadata"]["labels"]["pod-template-hash"], hash);
         assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
-        assert_eq!(pod["metadata"]["ownerReferences"][0]["uid"], rs["metadata"]["uid"]);
+        assert_eq!(
+            pod["metadata"]["ownerReferences"][0]["uid"],
+            rs["metadata"]["uid"]
+        );
     }
     wait_for("the Deployment's status", || {
-        let r = w
-            .kube
-            .call("GET", "/apis/apps/v1/namespaces/kube-system/deployments/coredns");
+        let r = w.kube.call(
+            "GET",
+            "/apis/apps/v1/namespaces/kube-system/deployments/coredns",
+        );
         let d = r.json();
         let s = &d["status"];
         (s["replicas"] == 2
@@ -1415,8 +1430,7 @@ fn coredns_runs_as_a_deployment_and_a_version_update_honours_its_budget() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let pods = wait_for("a replacement coredns pod", || {
-        coredns_spread_over(&w.kube, &first_nodes)
-            .filter(|ps| ps.iter().all(|p| name(p) != victim))
+        coredns_spread_over(&w.kube, &first_nodes).filter(|ps| ps.iter().all(|p| name(p) != victim))
     });
     let before_roll: BTreeSet<String> = pods.iter().map(name).collect();
 
@@ -1441,7 +1455,12 @@ fn coredns_runs_as_a_deployment_and_a_version_update_honours_its_budget() {
             "no coredns pod serving during the roll: {:?}",
             coredns_pods(&w.kube)
                 .iter()
-                .map(|p| format!("{} {} {}", name(p), p["spec"]["nodeName"], p["status"]["phase"]))
+                .map(|p| format!(
+                    "{} {} {}",
+                    name(p),
+                    p["spec"]["nodeName"],
+                    p["status"]["phase"]
+                ))
                 .collect::<Vec<_>>()
         );
         let ids = nodegroup_instances(&w.moto, "ng");
@@ -1457,7 +1476,11 @@ fn coredns_runs_as_a_deployment_and_a_version_update_honours_its_budget() {
         std::thread::sleep(Duration::from_millis(50));
     };
     for pod in &final_pods {
-        assert!(!before_roll.contains(&name(pod)), "{} was not replaced", name(pod));
+        assert!(
+            !before_roll.contains(&name(pod)),
+            "{} was not replaced",
+            name(pod)
+        );
     }
     let evictions: Vec<Value> = w
         .kube
@@ -1471,7 +1494,10 @@ fn coredns_runs_as_a_deployment_and_a_version_update_honours_its_budget() {
                 })
         })
         .collect();
-    let codes: Vec<u64> = evictions.iter().filter_map(|r| r["code"].as_u64()).collect();
+    let codes: Vec<u64> = evictions
+        .iter()
+        .filter_map(|r| r["code"].as_u64())
+        .collect();
     assert!(
         codes.contains(&429),
         "a budget refusal while the first evicted pod's replacement was not Ready: {codes:?}"

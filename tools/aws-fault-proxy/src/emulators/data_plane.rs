@@ -36,6 +36,7 @@ mod fleet;
 mod kube;
 mod max_pods;
 mod nodes;
+mod objects;
 mod pods;
 mod workloads;
 mod xml;

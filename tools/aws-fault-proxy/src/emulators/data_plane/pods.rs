@@ -7,12 +7,14 @@
 //!   (`NetworkPluginNotReady`) before.
 //! - **kube-controller-manager**: the DaemonSet controller (one pod per matching node,
 //!   tolerating not-ready and unschedulable nodes, kubernetes `pkg/controller/daemon/util`
-//!   `AddOrUpdateDaemonPodTolerations`) and pod GC (pods of a Node that is gone are deleted,
-//!   `pkg/controller/podgc`).
+//!   `AddOrUpdateDaemonPodTolerations`), pod GC (pods of a Node that is gone are deleted,
+//!   `pkg/controller/podgc`), and, while a cluster is serving, the Deployment and
+//!   ReplicaSet controllers (`workloads.rs`).
+//! - **drain** before an instance ends: evictions that honour PodDisruptionBudgets.
 //! - **kube-scheduler**: a pod without `spec.nodeName` goes to a Ready, schedulable node
 //!   matching its nodeSelector and tolerating the node's NoSchedule/NoExecute taints, with
 //!   room under `allocatable.pods`; fewest pods of the same owner first, then fewest pods.
-//! - **kubelet**: a bound pod gets an address of its node's pool (hostNetwork: the node's
+//! - **kubelet**: a bound pod shows `ContainerCreating` first; from the next pass it gets an address of its node's pool (hostNetwork: the node's
 //!   own) and runs; no address free: `Pending`, containers waiting `ContainerCreating`.
 //!
 //! Everything is read back each pass: the ENIs from moto by their tags, the addresses in use
@@ -20,7 +22,7 @@
 //! keeps them in its process).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use serde_json::{json, Value};
 
@@ -29,6 +31,7 @@ use crate::shared::{form_encode, lock};
 
 use super::cni::{self, Settings};
 use super::ec2::{Ec2, Eni, Instance};
+use super::objects::{controller_uid, name_of, node_name_of, now_rfc3339, pod_path};
 use super::{DataPlane, KubeSide, Observed};
 
 const PODS: &str = "/api/v1/pods";
@@ -44,49 +47,14 @@ struct NodeNet {
     node: Value,
 }
 
-pub(super) fn name_of(v: &Value) -> String {
-    v.pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
-pub(super) fn pod_path(pod: &Value) -> String {
-    let ns = pod
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("default");
-    format!(
-        "/api/v1/namespaces/{}/pods/{}",
-        form_encode(ns),
-        form_encode(&name_of(pod))
-    )
-}
-
 fn host_network(pod: &Value) -> bool {
     pod.pointer("/spec/hostNetwork") == Some(&Value::Bool(true))
-}
-
-pub(super) fn node_name_of(pod: &Value) -> Option<&str> {
-    pod.pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
 }
 
 fn pod_ip(pod: &Value) -> Option<&str> {
     pod.pointer("/status/podIP")
         .and_then(Value::as_str)
         .filter(|ip| !ip.is_empty())
-}
-
-/// The uid of a pod's controller (its owner with `controller: true`).
-pub fn controller_uid(pod: &Value) -> Option<String> {
-    pod.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)?
-        .iter()
-        .find(|o| o["controller"] == true)
-        .and_then(|o| o["uid"].as_str())
-        .map(str::to_string)
 }
 
 pub fn owned_by_daemonset(pod: &Value) -> bool {
@@ -195,10 +163,6 @@ fn suffix(seed: &str) -> String {
             char::from(ALPHABET[i])
         })
         .collect()
-}
-
-pub(super) fn now_rfc3339() -> String {
-    super::nodes::rfc3339(SystemTime::now())
 }
 
 impl DataPlane {

@@ -35,7 +35,7 @@ use serde_json::{json, Map, Value};
 use crate::shared::form_encode;
 
 use super::kube::Kube;
-use super::pods::{controller_uid, name_of, node_name_of, now_rfc3339, pod_path};
+use super::objects::{controller_uid, name_of, node_name_of, now_rfc3339, pod_path};
 
 const DEPLOYMENTS: &str = "/apis/apps/v1/deployments";
 const REPLICASETS: &str = "/apis/apps/v1/replicasets";
@@ -45,7 +45,9 @@ const REVISION: &str = "deployment.kubernetes.io/revision";
 const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 fn str_at<'v>(v: &'v Value, pointer: &str) -> &'v str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 fn namespace(v: &Value) -> String {
@@ -92,14 +94,17 @@ fn active(pod: &Value) -> bool {
 fn ready(pod: &Value) -> bool {
     pod.pointer("/status/conditions")
         .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 /// The pod-template hash (`controller.ComputeHash` without a collision count): FNV-32a of
 /// the template, its decimal digits mapped onto the name alphabet (at most 10 characters).
 pub fn template_hash(template: &Value) -> String {
     let mut h: u32 = 0x811c_9dc5;
-    for b in template.to_string().bytes() {
+    for b in canonical(template).bytes() {
         h ^= u32::from(b);
         h = h.wrapping_mul(0x0100_0193);
     }
@@ -107,6 +112,26 @@ pub fn template_hash(template: &Value) -> String {
         .bytes()
         .map(|b| char::from(ALPHABET[usize::from(b) % ALPHABET.len()]))
         .collect()
+}
+
+/// JSON with object keys sorted, so that the hash does not depend on key order.
+fn canonical(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::from(k.as_str()), canonical(&m[k])))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(a) => {
+            let parts: Vec<String> = a.iter().map(canonical).collect();
+            format!("[{}]", parts.join(","))
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Five random characters of the name alphabet (`generateName`).
@@ -198,10 +223,13 @@ fn new_replicaset(d: &Value, hash: &str, replicas: usize, revision: u64) -> Valu
 }
 
 fn revision_of(rs: &Value) -> u64 {
-    rs.pointer(&format!("/metadata/annotations/{}", REVISION.replace('/', "~1")))
-        .and_then(Value::as_str)
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0)
+    rs.pointer(&format!(
+        "/metadata/annotations/{}",
+        REVISION.replace('/', "~1")
+    ))
+    .and_then(Value::as_str)
+    .and_then(|r| r.parse().ok())
+    .unwrap_or(0)
 }
 
 /// The Deployment and ReplicaSet controllers and their garbage collection, over `pods`
@@ -224,7 +252,8 @@ pub(super) async fn run(kube: &Kube<'_>, pods: &mut Vec<Value>) -> Result<(), St
                     && !deployment_uids.contains(o["uid"].as_str().unwrap_or_default())
             });
         if orphaned {
-            kube.delete(&rs_path(&namespace(&rs), &name_of(&rs))).await?;
+            kube.delete(&rs_path(&namespace(&rs), &name_of(&rs)))
+                .await?;
         } else {
             kept.push(rs);
         }
@@ -310,10 +339,7 @@ async fn sync_deployment(
             (replicas + surge).saturating_sub(old_total).min(replicas)
         };
         let rs = new_replicaset(d, &hash, start, revision);
-        let path = format!(
-            "/apis/apps/v1/namespaces/{}/replicasets",
-            form_encode(&ns)
-        );
+        let path = format!("/apis/apps/v1/namespaces/{}/replicasets", form_encode(&ns));
         if kube.post(&path, &rs).await? != 201 {
             // Taken (a ReplicaSet of that name the Deployment does not own, or a create
             // that raced): the next pass sees it.
@@ -341,7 +367,12 @@ async fn sync_deployment(
         str_at(&replicasets[a], "/metadata/creationTimestamp")
             .cmp(str_at(&replicasets[b], "/metadata/creationTimestamp"))
     });
-    let available = |rs: &Value| pods_of(pods, &uid(rs)).into_iter().filter(|p| ready(p)).count();
+    let available = |rs: &Value| {
+        pods_of(pods, &uid(rs))
+            .into_iter()
+            .filter(|p| ready(p))
+            .count()
+    };
     let mut scale: Vec<(usize, usize)> = Vec::new();
     let new_replicas = spec_replicas(&replicasets[new]);
     if old_total == 0 {
@@ -367,8 +398,7 @@ async fn sync_deployment(
         } else {
             // Scale down the old ones (`reconcileOldReplicaSets`).
             let min_available = replicas.saturating_sub(unavailable);
-            let new_unavailable =
-                new_replicas.saturating_sub(available(&replicasets[new]));
+            let new_unavailable = new_replicas.saturating_sub(available(&replicasets[new]));
             let mut room = all
                 .saturating_sub(min_available)
                 .saturating_sub(new_unavailable);
@@ -524,14 +554,34 @@ async fn deployment_status(
     let rs_name = format!("{}-{hash}", name_of(d));
     let conditions = [
         if is_available {
-            ("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.".to_string())
+            (
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.".to_string(),
+            )
         } else {
-            ("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.".to_string())
+            (
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.".to_string(),
+            )
         },
         if complete {
-            ("Progressing", "True", "NewReplicaSetAvailable", format!("ReplicaSet \"{rs_name}\" has successfully progressed."))
+            (
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
+            )
         } else {
-            ("Progressing", "True", "ReplicaSetUpdated", format!("ReplicaSet \"{rs_name}\" is progressing."))
+            (
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                format!("ReplicaSet \"{rs_name}\" is progressing."),
+            )
         },
     ];
     let status = json!({
@@ -556,14 +606,32 @@ async fn write_status(
     conditions: &[(&str, &str, &str, String)],
 ) -> Result<(), String> {
     let current = object.get("status").cloned().unwrap_or(json!({}));
-    let counters_same = status
-        .as_object()
-        .is_some_and(|m| m.iter().all(|(k, v)| current.get(k) == Some(v)));
-    let old_conditions = current["conditions"].as_array().cloned().unwrap_or_default();
-    let find = |t: &str| old_conditions.iter().find(|c| c["type"] == t);
-    let conditions_same = conditions.iter().all(|(t, s, r, _)| {
-        find(t).is_some_and(|c| c["status"] == *s && c["reason"] == *r)
+    let replicaset = path.contains("/replicasets/");
+    // Counters are `omitempty` in the API types (a ReplicaSet's `replicas` excepted): a
+    // zero is left out, and cleared (null in a merge patch) if it was there.
+    let zero = json!(0);
+    let omitted = |k: &str, v: &Value| *v == zero && !(k == "replicas" && replicaset);
+    let counters_same = status.as_object().is_some_and(|m| {
+        m.iter().all(|(k, v)| match current.get(k) {
+            Some(c) => c == v,
+            None => omitted(k, v),
+        })
     });
+    if let Some(m) = status.as_object_mut() {
+        for (k, v) in m.iter_mut() {
+            if omitted(k, v) {
+                *v = Value::Null;
+            }
+        }
+    }
+    let old_conditions = current["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let find = |t: &str| old_conditions.iter().find(|c| c["type"] == t);
+    let conditions_same = conditions
+        .iter()
+        .all(|(t, s, r, _)| find(t).is_some_and(|c| c["status"] == *s && c["reason"] == *r));
     if counters_same && conditions_same {
         return Ok(());
     }
@@ -597,7 +665,15 @@ mod tests {
         assert!(!h.is_empty() && h.len() <= 10, "{h}");
         assert!(h.bytes().all(|b| ALPHABET.contains(&b)));
         assert_eq!(h, template_hash(&t.clone()));
-        assert_ne!(h, template_hash(&json!({"metadata": {"labels": {"a": "c"}}})));
+        let reordered: Value = serde_json::from_str(
+            r#"{"spec": {"containers": []}, "metadata": {"labels": {"a": "b"}}}"#,
+        )
+        .unwrap_or_default();
+        assert_eq!(h, template_hash(&reordered));
+        assert_ne!(
+            h,
+            template_hash(&json!({"metadata": {"labels": {"a": "c"}}}))
+        );
         let d = |ru: Value| json!({"spec": {"strategy": {"rollingUpdate": ru}}});
         assert_eq!(fenceposts(&d(json!({})), 2), (1, 0));
         assert_eq!(fenceposts(&d(json!({})), 10), (3, 2));
