@@ -604,11 +604,34 @@ fn scaling_version_updates_and_deletes_are_followed() {
     );
     assert!(instances(&w.moto, &[("instance-state-name", &["terminated"])]).contains(&old));
 
-    // Deleted: its Nodes go and its instances are terminated.
+    // Deleted: its Nodes go and its instances are terminated. EKS reports the nodegroup
+    // DELETING as long as an instance of it runs (the forced drain takes 3 s), then not at all.
     ok(eks(p, "DELETE", "/clusters/c1/node-groups/ng", None));
+    let mut seen_deleting_with_instances = false;
     wait_for("the deleted nodegroup's instances and Nodes to go", || {
-        (nodegroup_instances(&w.moto, "ng").is_empty() && nodes_of(&w.kube, "ng").is_empty())
-            .then_some(())
+        let running = !nodegroup_instances(&w.moto, "ng").is_empty();
+        let described = eks(p, "GET", "/clusters/c1/node-groups/ng", None);
+        if running {
+            assert_eq!(
+                described.status, 200,
+                "gone while its instances run: {}",
+                described.body
+            );
+            assert!(
+                described.body.contains("\"DELETING\""),
+                "{}",
+                described.body
+            );
+            seen_deleting_with_instances = true;
+        }
+        (!running && nodes_of(&w.kube, "ng").is_empty()).then_some(())
+    });
+    assert!(
+        seen_deleting_with_instances,
+        "the drain took no time at all"
+    );
+    wait_for("the deleted nodegroup to be gone", || {
+        (eks(p, "GET", "/clusters/c1/node-groups/ng", None).status == 404).then_some(())
     });
     assert!(instances(&w.moto, &[("instance-state-name", &["terminated"])]).contains(&new_id));
     // The budget refused an eviction; the forced drain then deleted the pod.

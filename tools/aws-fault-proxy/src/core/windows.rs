@@ -82,6 +82,11 @@ pub struct Windows {
     /// clears the mark): EKS reports them `CREATING` or `UPDATING` until then, past any
     /// window (EKS API reference, `Nodegroup.status`).
     joining: HashMap<ResourceKey, &'static str>,
+    /// Nodegroups deleted while instances of theirs may still run, with the end of their
+    /// configured DELETING window: EKS reports a nodegroup DELETING until its Auto Scaling
+    /// group has drained and terminated every instance (EKS user guide, "Delete a managed
+    /// node group"); the data plane ends the window then (`finish_draining`).
+    draining: HashMap<ResourceKey, Instant>,
 }
 
 impl Windows {
@@ -135,6 +140,35 @@ impl Windows {
     /// The status a nodegroup waiting for its nodes is reported with.
     pub fn joining(&self, key: &ResourceKey) -> Option<&'static str> {
         self.joining.get(key).copied()
+    }
+
+    /// Holds a nodegroup's deletion window open until the data plane has terminated its
+    /// instances; `floor` is when the configured window would have ended.
+    pub fn set_draining(&mut self, key: ResourceKey, floor: Instant) {
+        self.draining.insert(key, floor);
+    }
+
+    /// The nodegroups held in DELETING for their instances, in one region.
+    pub fn draining_in<'a>(
+        &'a self,
+        region: &'a str,
+    ) -> impl Iterator<Item = &'a ResourceKey> + 'a {
+        self.draining.keys().filter(move |k| k.region == region)
+    }
+
+    /// Its instances are gone: the deletion window ends at its configured end (at once if
+    /// that has passed).
+    pub fn finish_draining(&mut self, key: &ResourceKey) {
+        if let Some(floor) = self.draining.remove(key) {
+            if let Some(Phase::Deleting { until, .. }) = self.phases.get_mut(key) {
+                *until = floor;
+            }
+        }
+    }
+
+    /// Forgets a hold (the nodegroup's name was used again).
+    pub fn clear_draining(&mut self, key: &ResourceKey) {
+        self.draining.remove(key);
     }
 
     /// All windows of one kind in one region, with their keys.

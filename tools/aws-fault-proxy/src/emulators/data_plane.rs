@@ -304,6 +304,9 @@ impl DataPlane {
         self.reconcile_nodes(pass, &mut side, &mut observed, &blind_regions)
             .await;
         for obs in &observed {
+            self.finish_drained(pass, obs);
+        }
+        for obs in &observed {
             let subject = format!("{}/enis", obs.scope.region);
             match self.clean_enis(pass, obs).await {
                 Ok(()) => self.solved(&subject),
@@ -676,6 +679,29 @@ impl DataPlane {
             && members.iter().all(|i| side.node_of(&i.id).is_some());
         if done && pass.current() {
             lock(&pass.host.windows).clear_joining(&key);
+        }
+    }
+
+    /// Ends the DELETING hold (`core::windows`) of each deleted nodegroup of this scope's
+    /// region none of whose instances is alive any more.
+    fn finish_drained(&self, pass: &Pass<'_>, obs: &Observed<'_>) {
+        let drained: Vec<crate::core::windows::ResourceKey> = lock(&pass.host.windows)
+            .draining_in(&obs.scope.region)
+            .filter(|key| {
+                let [cluster, ng] = key.names.as_slice() else {
+                    return false;
+                };
+                !obs.instances.iter().any(|i| {
+                    alive(i) && managed_tags(i).is_some_and(|(c, n, _)| c == cluster && n == ng)
+                })
+            })
+            .cloned()
+            .collect();
+        if pass.current() {
+            let mut windows = lock(&pass.host.windows);
+            for key in &drained {
+                windows.finish_draining(key);
+            }
         }
     }
 

@@ -16,6 +16,11 @@ use crate::core::ops::Protocol;
 use crate::core::windows::{Phase, ResourceKey};
 use crate::shared::{deadline, json_str, lock, set_json_status};
 
+/// The longest a deleted nodegroup is held in DELETING for its instances (the data plane
+/// normally ends the hold within a few passes; this bounds it if the data plane is switched
+/// off meanwhile).
+const DRAIN_HOLD_MS: u64 = 3_600_000;
+
 #[derive(Default)]
 pub struct EksStates;
 
@@ -152,6 +157,7 @@ impl Emulator for EksStates {
                         let until = deadline(cfg.nodegroup_create_ms);
                         windows.insert(key.clone(), Phase::Creating { until });
                     }
+                    windows.clear_draining(&key);
                     windows.set_joining(key, "CREATING");
                     set_status(answer, "nodegroup", "CREATING");
                 }
@@ -182,7 +188,21 @@ impl Emulator for EksStates {
                     let key = ResourceKey::nodegroup(region, cluster, ng);
                     windows.remove(&key);
                     windows.clear_joining(&key);
-                    if cfg.nodegroup_delete_ms > 0 {
+                    if cfg.data_plane && cfg.kube_url.is_some() {
+                        // DELETING until the data plane has drained and terminated the
+                        // instances, and at least for the configured window.
+                        set_status(answer, "nodegroup", "DELETING");
+                        let floor = deadline(cfg.nodegroup_delete_ms);
+                        let snapshot = answer.reply.clone();
+                        windows.insert(
+                            key.clone(),
+                            Phase::Deleting {
+                                until: floor.max(deadline(DRAIN_HOLD_MS)),
+                                snapshot,
+                            },
+                        );
+                        windows.set_draining(key, floor);
+                    } else if cfg.nodegroup_delete_ms > 0 {
                         set_status(answer, "nodegroup", "DELETING");
                         let until = deadline(cfg.nodegroup_delete_ms);
                         let snapshot = answer.reply.clone();

@@ -1,0 +1,644 @@
+//! End to end in the sandbox with its data plane on (`scripts/sandbox up`): moto behind the
+//! AWS fault proxy, whose data plane launches the nodegroups' instances, joins them to the fake
+//! Kubernetes API server and runs the VPC CNI's rules on each node, and the real `eksnet`
+//! binary. What is checked is the effect eksnet exists for, not the requests it sends: nodes
+//! that are Ready, pods whose IPs come from the pod subnets and are IPs of ENIs moto shows,
+//! the wrong order breaking exactly as it does on EKS, `max_pods` reaching the kubelet, and a
+//! teardown that meets the ENIs the CNI leaves behind.
+
+mod common;
+
+use common::sandbox::{Sandbox, SandboxOptions};
+use common::*;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SPEC: &str = "examples/custom-networking.toml";
+const ADDON_SPEC: &str = "examples/custom-networking-addon.toml";
+/// How long the data plane may take to settle after an apply (passes every 200 ms; moto is
+/// slow on a loaded 2-core machine).
+const SETTLE: Duration = Duration::from_secs(90);
+
+struct World {
+    sandbox: Sandbox,
+    dir: tempfile::TempDir,
+}
+
+fn world() -> World {
+    let sandbox = Sandbox::up(SandboxOptions::default());
+    let w = World {
+        sandbox,
+        dir: example_dir(),
+    };
+    // The CNI's leaked ENIs are cleaned a few seconds after their instance is gone, so that a
+    // destroy converges quickly; the teardown test sets its own window.
+    w.proxy_config(json!({"eni_cleanup_ms": 3000}));
+    w
+}
+
+fn addr(url: &str) -> &str {
+    url.trim_start_matches("http://")
+}
+
+impl World {
+    fn eksnet(&self) -> Command {
+        let mut c = eksnet(&self.sandbox.endpoint, self.dir.path());
+        c.env("EKSNET_KUBECONFIG", &self.sandbox.kubeconfig);
+        if let Some(ctx) = self.sandbox.env.get("EKSNET_KUBE_CONTEXT") {
+            c.env("EKSNET_KUBE_CONTEXT", ctx);
+        }
+        c.env("EKSNET_POLL_MAX_MS", "200");
+        c
+    }
+
+    fn kube(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let (status, text) = http(addr(&self.sandbox.kube_url), method, path, body);
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    fn list(&self, path: &str) -> Vec<Value> {
+        let (status, v) = self.kube("GET", path, "");
+        assert_eq!(status, 200, "GET {path}: {v}");
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn proxy_config(&self, patch: Value) {
+        let (status, body) = http(
+            addr(&self.sandbox.proxy_url),
+            "POST",
+            "/__proxy/config",
+            &patch.to_string(),
+        );
+        assert_eq!(status, 200, "proxy config {patch}: {body}");
+    }
+
+    fn write_spec(&self, name: &str, text: &str) {
+        std::fs::write(self.dir.path().join(name), text).expect("write spec");
+    }
+
+    fn spec_text(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).expect("read spec")
+    }
+}
+
+fn ready(node: &Value) -> bool {
+    node["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+fn name(o: &Value) -> String {
+    o["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn host_network(pod: &Value) -> bool {
+    pod["spec"]["hostNetwork"] == true
+}
+
+fn in_cidr(ip: &str, cidr: &str) -> bool {
+    let (Ok(ip), Some((base, len))) = (
+        ip.parse::<Ipv4Addr>(),
+        cidr.split_once('/')
+            .and_then(|(b, l)| Some((b.parse::<Ipv4Addr>().ok()?, l.parse::<u32>().ok()?))),
+    ) else {
+        return false;
+    };
+    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(base) & mask
+}
+
+/// Waits until `check` returns `Some`, or fails with what `check` last saw.
+fn eventually<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(e) if start.elapsed() > SETTLE => {
+                panic!("{what}: still not so after {SETTLE:?}: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
+}
+
+/// The instance id of a Node, from its provider ID (`aws:///ZONE/i-…`).
+fn instance_of(node: &Value) -> String {
+    node["spec"]["providerID"]
+        .as_str()
+        .and_then(|p| p.rsplit('/').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Every pod not on the host network is Running with an IP in `pod_cidrs`, and that IP is a
+/// secondary IP of a CNI ENI (device index ≥ 1, description `aws-K8S-<instance>`) attached to
+/// its node's instance, in a subnet inside the pod CIDRs; host-network pods have their node's
+/// IP. Returns how many pods were checked.
+async fn pods_sit_on_cni_enis(w: &World, pod_cidrs: &[&str]) -> usize {
+    let aws = sdk(&w.sandbox.endpoint).await;
+    let nodes: BTreeMap<String, Value> = w
+        .list("/api/v1/nodes")
+        .into_iter()
+        .map(|n| (name(&n), n))
+        .collect();
+    let mut checked = 0;
+    for pod in w.list("/api/v1/pods") {
+        let pod_name = format!("{}/{}", pod["metadata"]["namespace"], name(&pod));
+        let ip = pod["status"]["podIP"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let node_name = pod["spec"]["nodeName"].as_str().unwrap_or_default();
+        let node = nodes
+            .get(node_name)
+            .unwrap_or_else(|| panic!("{pod_name} runs on {node_name:?}, not a node"));
+        assert_eq!(pod["status"]["phase"], "Running", "{pod_name}: {pod}");
+        let node_ip = node["status"]["addresses"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+            .and_then(|a| a["address"].as_str())
+            .unwrap_or_default();
+        if host_network(&pod) {
+            assert_eq!(ip, node_ip, "{pod_name} is on the host network");
+            continue;
+        }
+        checked += 1;
+        assert!(
+            pod_cidrs.iter().any(|c| in_cidr(&ip, c)),
+            "{pod_name} has IP {ip}, outside {pod_cidrs:?}"
+        );
+        let instance = instance_of(node);
+        let enis = aws
+            .ec2
+            .describe_network_interfaces()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("attachment.instance-id")
+                    .values(&instance)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("DescribeNetworkInterfaces");
+        let holder = enis
+            .network_interfaces()
+            .iter()
+            .find(|e| {
+                e.private_ip_addresses()
+                    .iter()
+                    .any(|p| p.private_ip_address() == Some(ip.as_str()))
+            })
+            .unwrap_or_else(|| panic!("{pod_name}'s IP {ip} is on no ENI of {instance}"));
+        let device = holder
+            .attachment()
+            .and_then(|a| a.device_index())
+            .unwrap_or(-1);
+        assert!(device >= 1, "{pod_name}'s IP {ip} is on the primary ENI");
+        assert_eq!(
+            holder.description(),
+            Some(format!("aws-K8S-{instance}").as_str()),
+            "{pod_name}'s ENI is the CNI's"
+        );
+        let subnet = holder.subnet_id().unwrap_or_default();
+        let cidr = aws
+            .ec2
+            .describe_subnets()
+            .subnet_ids(subnet)
+            .send()
+            .await
+            .expect("DescribeSubnets")
+            .subnets()
+            .first()
+            .and_then(|s| s.cidr_block().map(String::from))
+            .unwrap_or_default();
+        assert!(
+            pod_cidrs
+                .iter()
+                .any(|c| in_cidr(cidr.split('/').next().unwrap_or_default(), c)),
+            "{pod_name}'s ENI is in {subnet} ({cidr}), not a pod subnet"
+        );
+    }
+    checked
+}
+
+/// The ready nodes, once there are `n` and every pod not on the host network has an IP.
+fn settled(w: &World, n: usize) -> Vec<Value> {
+    eventually("nodes Ready and pods with IPs", || {
+        let nodes = w.list("/api/v1/nodes");
+        let ready_nodes: Vec<Value> = nodes.iter().filter(|n| ready(n)).cloned().collect();
+        if ready_nodes.len() != n || nodes.len() != n {
+            return Err(format!(
+                "{} nodes, {} Ready",
+                nodes.len(),
+                ready_nodes.len()
+            ));
+        }
+        let waiting: Vec<String> = w
+            .list("/api/v1/pods")
+            .iter()
+            .filter(|p| p["status"]["podIP"].as_str().unwrap_or_default().is_empty())
+            .map(name)
+            .collect();
+        if waiting.is_empty() {
+            Ok(ready_nodes)
+        } else {
+            Err(format!("pods without IP: {waiting:?}"))
+        }
+    })
+}
+
+async fn instances_running(w: &World) -> usize {
+    let aws = sdk(&w.sandbox.endpoint).await;
+    aws.ec2
+        .describe_instances()
+        .send()
+        .await
+        .expect("DescribeInstances")
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| {
+            i.state()
+                .and_then(|s| s.name())
+                .is_some_and(|s| s.as_str() == "running")
+        })
+        .count()
+}
+
+/// The tutorial, applied: two nodes join and are Ready, CoreDNS runs on IPs of the CNI's ENIs
+/// in the pod subnets, the pod subnets' free addresses fell, `verify` exits 0, and `destroy`
+/// converges through the ENIs the CNI leaves behind.
+#[tokio::test]
+async fn tutorial_nodes_join_and_pods_get_ips_from_the_pod_subnets() {
+    let w = world();
+    run_ok(w.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
+    let nodes = settled(&w, 2);
+    let zones: BTreeSet<&str> = nodes
+        .iter()
+        .filter_map(|n| n["metadata"]["labels"]["topology.kubernetes.io/zone"].as_str())
+        .collect();
+    assert_eq!(zones, BTreeSet::from(["us-west-2a", "us-west-2b"]));
+    let checked = pods_sit_on_cni_enis(&w, &["192.168.1.0/24"]).await;
+    assert_eq!(checked, 2, "the two CoreDNS replicas");
+    // The pod subnets gave the CNI's ENIs their addresses: fewer than a /27's 27 are free.
+    let aws = sdk(&w.sandbox.endpoint).await;
+    let subnets = aws
+        .ec2
+        .describe_subnets()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("cidr-block")
+                .values("192.168.1.0/27")
+                .values("192.168.1.32/27")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeSubnets");
+    assert_eq!(subnets.subnets().len(), 2);
+    for s in subnets.subnets() {
+        let free = s.available_ip_address_count().unwrap_or(27);
+        assert!(free < 27 - 1, "{:?}: {free} free", s.cidr_block());
+    }
+    let verify = run_ok(w.eksnet().args(["verify", SPEC]), 0);
+    assert!(
+        verify
+            .stdout
+            .contains("2 checked, 0 outside the pod subnets"),
+        "{}",
+        verify.stdout
+    );
+    run_ok(w.eksnet().args(["destroy", SPEC, "--auto-approve"]), 0);
+    assert_eq!(instances_running(&w).await, 0, "the nodes are gone");
+    assert!(w.list("/api/v1/nodes").is_empty(), "and so are their Nodes");
+}
+
+/// The add-on path: the cluster has no aws-node until the `vpc-cni` add-on makes it, so the
+/// nodes' CNI starts with the add-on's settings.
+#[tokio::test]
+async fn addon_example_nodes_join_with_the_addons_settings() {
+    let w = world();
+    // A cluster created without the self-managed add-ons has no aws-node DaemonSet.
+    let (status, body) = w.kube(
+        "DELETE",
+        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    run_ok(w.eksnet().args(["apply", ADDON_SPEC, "--auto-approve"]), 0);
+    settled(&w, 2);
+    let checked = pods_sit_on_cni_enis(&w, &["192.168.1.0/24"]).await;
+    assert_eq!(checked, 2, "the two CoreDNS replicas");
+    run_ok(w.eksnet().args(["verify", ADDON_SPEC]), 0);
+    run_ok(
+        w.eksnet().args(["destroy", ADDON_SPEC, "--auto-approve"]),
+        0,
+    );
+}
+
+/// Removes whole `[KIND.NAME]` blocks from a spec (up to the next block).
+fn without_blocks(spec: &str, blocks: &[&str]) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in spec.lines() {
+        if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            skipping = blocks.contains(&header);
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The order other tools use: the nodegroup first, custom networking in a second apply. The
+/// first nodes keep giving pods IPs from the node subnets, the next plan says so, `verify`
+/// names them, and `apply --replace` moves the pods with a Ready node at every moment.
+#[tokio::test]
+async fn nodes_that_joined_before_custom_networking_are_named_and_replaced() {
+    let w = world();
+    let full = w.spec_text(SPEC);
+    let first = without_blocks(
+        &full,
+        &["aws_node.main", "eni_config.pod_a", "eni_config.pod_b"],
+    );
+    // One spec file (so one state), first without the CNI settings and ENIConfigs.
+    w.write_spec(SPEC, &first);
+    run_ok(w.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
+    settled(&w, 2);
+    // CoreDNS took addresses of the nodes' own subnets (the stack's private subnets).
+    let coredns: Vec<Value> = w
+        .list("/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Dkube-dns")
+        .into_iter()
+        .collect();
+    assert_eq!(coredns.len(), 2);
+    for p in &coredns {
+        let ip = p["status"]["podIP"].as_str().unwrap_or_default();
+        assert!(
+            in_cidr(ip, "192.168.0.64/27") || in_cidr(ip, "192.168.0.96/27"),
+            "{} has {ip}",
+            name(p)
+        );
+    }
+    let old_nodes: BTreeSet<String> = w.list("/api/v1/nodes").iter().map(name).collect();
+
+    // Custom networking on, by the second apply: the plan warns about the running nodes.
+    w.write_spec(SPEC, &full);
+    let plan = run_ok(w.eksnet().args(["plan", SPEC]), 0);
+    assert!(
+        plan.stderr.contains("already have nodes")
+            && plan.stderr.contains("--replace nodegroup.main"),
+        "{}",
+        plan.stderr
+    );
+    run_ok(w.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
+    let failing = run_ok(w.eksnet().args(["verify", SPEC]), 3);
+    let named: Vec<&String> = old_nodes
+        .iter()
+        .filter(|n| failing.stdout.contains(n.as_str()))
+        .collect();
+    assert!(
+        !named.is_empty(),
+        "verify names the old nodes: {}",
+        failing.stdout
+    );
+    assert!(
+        failing.stdout.contains("outside the pod subnets"),
+        "{}",
+        failing.stdout
+    );
+
+    // The replacement, watched: at every look there is a Ready node.
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        let kube = w.sandbox.kube_url.clone();
+        std::thread::spawn(move || {
+            let mut looks = 0;
+            let mut empty = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let (status, text) = http(addr(&kube), "GET", "/api/v1/nodes", "");
+                let nodes: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                let items = nodes["items"].as_array().cloned().unwrap_or_default();
+                looks += 1;
+                if status != 200 || !items.iter().any(ready) {
+                    empty.push(looks);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (looks, empty)
+        })
+    };
+    run_ok(
+        w.eksnet().args([
+            "apply",
+            SPEC,
+            "--auto-approve",
+            "--replace",
+            "nodegroup.main",
+        ]),
+        0,
+    );
+    let verify = run_ok(w.eksnet().args(["verify", SPEC, "--wait", "90s"]), 0);
+    stop.store(true, Ordering::Relaxed);
+    let (looks, empty) = watcher.join().expect("watcher");
+    assert!(looks > 10, "the watcher looked {looks} times");
+    assert!(
+        empty.is_empty(),
+        "no Ready node at looks {empty:?} of {looks}"
+    );
+    assert!(
+        verify.stdout.contains("2 checked, 0 outside"),
+        "{}",
+        verify.stdout
+    );
+    let new_nodes: BTreeSet<String> = w.list("/api/v1/nodes").iter().map(name).collect();
+    assert!(
+        old_nodes.is_disjoint(&new_nodes),
+        "{old_nodes:?} → {new_nodes:?}"
+    );
+    assert_eq!(pods_sit_on_cni_enis(&w, &["192.168.1.0/24"]).await, 2);
+}
+
+/// Custom networking on, and the ENIConfig of one AZ removed outside eksnet: the node that
+/// comes up there (the Auto Scaling group replacing a terminated instance) is never Ready,
+/// and `verify` names it with the kubelet's reason.
+#[tokio::test]
+async fn a_node_without_its_eniconfig_stays_not_ready_and_verify_names_it() {
+    let w = world();
+    run_ok(w.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
+    let nodes = settled(&w, 2);
+    let in_b = nodes
+        .iter()
+        .find(|n| n["metadata"]["labels"]["topology.kubernetes.io/zone"] == "us-west-2b")
+        .expect("a node in us-west-2b");
+    let (status, body) = w.kube(
+        "DELETE",
+        "/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs/us-west-2b",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let aws = sdk(&w.sandbox.endpoint).await;
+    aws.ec2
+        .terminate_instances()
+        .instance_ids(instance_of(in_b))
+        .send()
+        .await
+        .expect("TerminateInstances");
+    let newcomer = eventually("a new node in us-west-2b", || {
+        w.list("/api/v1/nodes")
+            .into_iter()
+            .find(|n| {
+                n["metadata"]["labels"]["topology.kubernetes.io/zone"] == "us-west-2b"
+                    && name(n) != name(in_b)
+            })
+            .map(|n| name(&n))
+            .ok_or_else(|| "none yet".to_string())
+    });
+    // Passes come every 200 ms: a few seconds is many chances to become Ready.
+    std::thread::sleep(Duration::from_secs(3));
+    let node = w.kube("GET", &format!("/api/v1/nodes/{newcomer}"), "").1;
+    assert!(
+        !ready(&node),
+        "{newcomer} became Ready without its ENIConfig"
+    );
+    let failing = run_ok(w.eksnet().args(["verify", SPEC]), 3);
+    let line = failing
+        .stdout
+        .lines()
+        .find(|l| l.contains(&newcomer) && l.contains("Ready=False"))
+        .unwrap_or_else(|| {
+            panic!(
+                "verify does not name {newcomer} as not Ready: {}",
+                failing.stdout
+            )
+        });
+    assert!(line.contains("cni plugin not initialized"), "{line}");
+    assert!(
+        failing.stdout.contains(&format!(
+            "{newcomer}: its label names ENIConfig `us-west-2b`, which does not exist"
+        )),
+        "{}",
+        failing.stdout
+    );
+}
+
+/// `max_pods` reaches the kubelet: the nodes' allocatable pods; a new value rolls the nodes.
+#[tokio::test]
+async fn max_pods_reaches_the_nodes_and_a_new_value_rolls_them() {
+    let w = world();
+    let spec = w.spec_text(SPEC).replace(
+        "instance_types = [\"t3.medium\"]",
+        "instance_types = [\"t3.medium\"]\nami_type = \"AL2023_x86_64_STANDARD\"\nmax_pods = 10",
+    );
+    w.write_spec("examples/max.toml", &spec);
+    run_ok(
+        w.eksnet()
+            .args(["apply", "examples/max.toml", "--auto-approve"]),
+        0,
+    );
+    let nodes = settled(&w, 2);
+    for n in &nodes {
+        assert_eq!(n["status"]["allocatable"]["pods"], "10", "{}", name(n));
+        assert_eq!(n["status"]["capacity"]["pods"], "10", "{}", name(n));
+    }
+    let before: BTreeSet<String> = nodes.iter().map(name).collect();
+    w.write_spec(
+        "examples/max.toml",
+        &spec.replace("max_pods = 10", "max_pods = 8"),
+    );
+    run_ok(
+        w.eksnet()
+            .args(["apply", "examples/max.toml", "--auto-approve"]),
+        0,
+    );
+    let after = eventually("the nodes rolled to max pods 8", || {
+        let nodes = w.list("/api/v1/nodes");
+        let names: BTreeSet<String> = nodes.iter().map(name).collect();
+        let all_new = nodes.len() == 2
+            && names.is_disjoint(&before)
+            && nodes
+                .iter()
+                .all(|n| ready(n) && n["status"]["allocatable"]["pods"] == "8");
+        if all_new {
+            Ok(names)
+        } else {
+            Err(format!(
+                "{:?}",
+                nodes
+                    .iter()
+                    .map(|n| (
+                        name(n),
+                        n["status"]["allocatable"]["pods"].clone(),
+                        ready(n)
+                    ))
+                    .collect::<Vec<_>>()
+            ))
+        }
+    });
+    assert_eq!(after.len(), 2);
+    run_ok(
+        w.eksnet()
+            .args(["verify", "examples/max.toml", "--wait", "60s"]),
+        0,
+    );
+}
+
+/// `destroy` right after `apply` meets the ENIs the CNI detached from the terminated nodes:
+/// while they are `available`, EC2 refuses to delete their subnets. With a long cleanup window
+/// and a short subnet timeout, destroy stops and says what is left and how to remove it;
+/// `--delete-available-enis` then converges at once.
+#[tokio::test]
+async fn destroy_meets_the_cnis_leaked_enis() {
+    let w = world();
+    w.proxy_config(json!({"eni_cleanup_ms": 600000}));
+    let spec = w.spec_text(SPEC).replace(
+        "[settings]\nregion = \"us-west-2\"",
+        "[settings]\nregion = \"us-west-2\"\ntimeouts = { subnet = 6 }",
+    );
+    assert!(spec.contains("subnet = 6"));
+    w.write_spec("examples/leaky.toml", &spec);
+    run_ok(
+        w.eksnet()
+            .args(["apply", "examples/leaky.toml", "--auto-approve"]),
+        0,
+    );
+    settled(&w, 2);
+    let stuck = run_ok(
+        w.eksnet()
+            .args(["destroy", "examples/leaky.toml", "--auto-approve"]),
+        1,
+    );
+    assert!(
+        stuck.stderr.contains("still has dependencies")
+            && stuck.stderr.contains("available, aws-K8S-i-")
+            && stuck.stderr.contains("--delete-available-enis"),
+        "{}",
+        stuck.stderr
+    );
+    run_ok(
+        w.eksnet().args([
+            "destroy",
+            "examples/leaky.toml",
+            "--auto-approve",
+            "--delete-available-enis",
+        ]),
+        0,
+    );
+    let left = run_ok(
+        w.eksnet()
+            .args(["state", "list", "--state", "state/leaky.db"]),
+        0,
+    );
+    assert!(left.stdout.trim().is_empty(), "{}", left.stdout);
+}
