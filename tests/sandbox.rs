@@ -60,6 +60,7 @@ fn sandbox_up_answers_status_down() {
     // Every export is set, and the fixed ones have their values.
     for (name, want) in [
         ("AWS_REGION", Some("us-west-2")),
+        ("AWS_DEFAULT_REGION", Some("us-west-2")),
         ("AWS_ACCESS_KEY_ID", Some("testing")),
         ("AWS_SECRET_ACCESS_KEY", Some("testing")),
         ("AWS_EC2_METADATA_DISABLED", Some("true")),

@@ -236,7 +236,7 @@ impl KubeConnector {
                 }
             },
         };
-        let config = match &self.access {
+        let mut config = match &self.access {
             KubeAccess::Kubeconfig { path, context } => {
                 let kc = match path {
                     Some(p) => {
@@ -316,6 +316,12 @@ impl KubeConnector {
                     .map_err(|e| kube_err(cluster, e))?
             }
         };
+        // Who is writing, as kubectl and client-go say it: API server audit logs, and
+        // managedFields of writes that name no field manager, show it.
+        config.headers.push((
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static(concat!("eksnet/", env!("CARGO_PKG_VERSION"))),
+        ));
         let client = kube::Client::try_from(config).map_err(|e| kube_err(cluster, e))?;
         *slot = Some((std::time::Instant::now(), client.clone()));
         Ok(Some(client))

@@ -316,8 +316,8 @@ impl FakeKube {
             .unwrap_or_default()
     }
 
-    /// Arms the fake's kill hook: once the `after_writes`-th Kubernetes write from now (to
-    /// `path` only, if given) is in the store, the process whose pid `pid_file` holds at that
+    /// Arms the fake's kill hook: once the `after_writes`-th Kubernetes write of eksnet from now
+    /// (to `path` only, if given) is in the store, the process whose pid `pid_file` holds at that
     /// moment gets SIGKILL, before the write's answer is sent. Returns the hook's state.
     pub fn arm_kill(
         &self,
@@ -325,8 +325,9 @@ impl FakeKube {
         path: Option<&str>,
         pid_file: &Path,
     ) -> serde_json::Value {
-        let config =
-            serde_json::json!({"after_writes": after_writes, "path": path, "pid_file": pid_file});
+        // Only eksnet's writes count: the proxy's data plane writes Nodes and pods meanwhile.
+        let config = serde_json::json!({"after_writes": after_writes, "path": path,
+            "pid_file": pid_file, "user_agent": "eksnet/"});
         self.kill_config(&config)
     }
 

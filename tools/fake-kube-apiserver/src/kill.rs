@@ -24,6 +24,9 @@ struct Armed {
     /// Count only writes to this URL path. A client's concurrent writes reach the server in
     /// any order, so "the K-th write" alone cannot pick out one particular write.
     path: Option<String>,
+    /// Count only writes whose User-Agent starts with this: one client's writes, when other
+    /// clients (a data plane's kubelets and controllers) write to the same server meanwhile.
+    user_agent: Option<String>,
     target: Target,
     signal: i32,
 }
@@ -70,11 +73,18 @@ impl KillHook {
     /// Counts one write to `path` (logged as `seq`) and, if it is the K-th since arming,
     /// signals the target. Called after the write has reached the store and before the answer
     /// is sent. Fires at most once per arming.
-    pub fn count_write(&mut self, seq: u64, path: &str) {
+    pub fn count_write(&mut self, seq: u64, path: &str, user_agent: &str) {
         let Some(armed) = self.armed.clone() else {
             return;
         };
         if armed.path.as_deref().is_some_and(|p| p != path) {
+            return;
+        }
+        if armed
+            .user_agent
+            .as_deref()
+            .is_some_and(|ua| !user_agent.starts_with(ua))
+        {
             return;
         }
         self.writes += 1;
@@ -114,6 +124,7 @@ impl KillHook {
             "armed": a.is_some() && !self.fired,
             "after_writes": a.map(|a| a.after_writes),
             "path": a.and_then(|a| a.path.clone()),
+            "user_agent": a.and_then(|a| a.user_agent.clone()),
             "target_pid": pid,
             "pid_file": pid_file,
             "signal": a.map(|a| a.signal),
@@ -131,17 +142,22 @@ fn parse_armed(m: &serde_json::Map<String, Value>) -> Result<Armed, String> {
     if let Some(k) = m.keys().find(|k| {
         !matches!(
             k.as_str(),
-            "after_writes" | "pid_file" | "pid" | "signal" | "path"
+            "after_writes" | "pid_file" | "pid" | "signal" | "path" | "user_agent"
         )
     }) {
         return Err(format!(
-            "unknown kill hook field {k:?} (expected after_writes, pid_file or pid, signal, path)"
+            "unknown kill hook field {k:?} (expected after_writes, pid_file or pid, signal, path, user_agent)"
         ));
     }
     let path = match m.get("path") {
         None | Some(Value::Null) => None,
         Some(Value::String(p)) if p.starts_with('/') => Some(p.clone()),
         Some(v) => return Err(format!("path must be a URL path starting with /, got {v}")),
+    };
+    let user_agent = match m.get("user_agent") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(u)) if !u.is_empty() => Some(u.clone()),
+        Some(v) => return Err(format!("user_agent must be a non-empty string, got {v}")),
     };
     let after_writes = match m.get("after_writes").map(|v| (v, v.as_u64())) {
         Some((_, Some(k))) if k >= 1 => k,
@@ -166,6 +182,7 @@ fn parse_armed(m: &serde_json::Map<String, Value>) -> Result<Armed, String> {
     Ok(Armed {
         after_writes,
         path,
+        user_agent,
         target,
         signal,
     })
@@ -286,7 +303,7 @@ mod tests {
         for off in ["null", "{}"] {
             let mut h = configured(r#"{"after_writes": 1, "pid_file": "/nonexistent"}"#).unwrap();
             h.configure(off.as_bytes()).unwrap();
-            h.count_write(1, "/api/v1/nodes/n");
+            h.count_write(1, "/api/v1/nodes/n", "eksnet");
             let j = h.to_json();
             assert_eq!(j["armed"], false, "{off}");
             assert_eq!(j["fired"], false, "{off}");
@@ -305,14 +322,14 @@ mod tests {
             (2, "/api/v1/nodes/a"),
             (3, "/api/v1/nodes/b"),
         ] {
-            h.count_write(seq, path);
+            h.count_write(seq, path, "eksnet");
         }
         let j = h.to_json();
         assert_eq!(
             (j["writes"].clone(), j["fired"].clone()),
             (json!(1), json!(false))
         );
-        h.count_write(4, "/api/v1/nodes/a");
+        h.count_write(4, "/api/v1/nodes/a", "eksnet");
         let j = h.to_json();
         assert_eq!(
             (j["fired"].clone(), j["after_seq"].clone()),
@@ -322,13 +339,33 @@ mod tests {
     }
 
     #[test]
+    fn a_user_agent_filter_counts_only_that_clients_writes() {
+        let mut h = configured(
+            r#"{"after_writes": 2, "pid_file": "/nonexistent/p", "user_agent": "eksnet/"}"#,
+        )
+        .unwrap();
+        h.count_write(1, "/api/v1/nodes/n", "kubelet/v1.31.0 (linux/amd64)");
+        h.count_write(2, "/api/v1/pods", "eksnet/0.1.0");
+        h.count_write(3, "/api/v1/pods", "kube-controller-manager/v1.31.0");
+        assert_eq!(h.to_json()["fired"], false);
+        h.count_write(4, "/api/v1/pods", "eksnet/0.1.0");
+        let j = h.to_json();
+        assert_eq!(
+            (j["after_seq"].clone(), j["writes"].clone()),
+            (json!(4), json!(2))
+        );
+        assert_eq!(j["user_agent"], "eksnet/");
+        assert!(configured(r#"{"after_writes": 1, "pid": 1, "user_agent": ""}"#).is_err());
+    }
+
+    #[test]
     fn unreadable_pid_file_is_reported_once() {
         let mut h =
             configured(r#"{"after_writes": 2, "pid_file": "/nonexistent/eksnet.pid"}"#).unwrap();
-        h.count_write(7, "/a");
+        h.count_write(7, "/a", "eksnet");
         assert_eq!(h.to_json()["armed"], true);
-        h.count_write(8, "/b");
-        h.count_write(9, "/a");
+        h.count_write(8, "/b", "eksnet");
+        h.count_write(9, "/a", "eksnet");
         let j = h.to_json();
         assert_eq!(j["armed"], false);
         assert_eq!(j["fired"], true);

@@ -415,6 +415,7 @@ pub async fn handle(
         &path,
         &raw_query,
         &content_type,
+        &header(hyper::header::USER_AGENT),
         &body,
     );
     let ctx = Ctx {
@@ -443,7 +444,7 @@ pub async fn handle(
     // The write is in the store (or was refused) and the answer not yet sent: a client the
     // hook kills now has caused the change without seeing it, as in a real crash.
     if counts_as_write(&ctx, &path, &host) {
-        state.kill_hook().count_write(seq, &path);
+        state.kill_hook().count_write(seq, &path, &ctx.user_agent);
     }
     Ok(resp)
 }

@@ -249,6 +249,7 @@ impl Store {
         path: &str,
         query: &str,
         ct: &str,
+        user_agent: &str,
         body: &[u8],
     ) -> u64 {
         self.log_seq += 1;
@@ -265,7 +266,8 @@ impl Store {
         };
         self.log.push(
             json!({"seq": self.log_seq, "unix_nanos": nanos as u64, "method": method,
-            "path": path, "query": query, "content_type": ct, "code": null, "body": body}),
+            "path": path, "query": query, "content_type": ct, "user_agent": user_agent,
+            "code": null, "body": body}),
         );
         self.log_seq
     }
