@@ -92,6 +92,24 @@ impl Emulator for EksStates {
                 let snapshot = windows.replay_deleting(&key, now)?;
                 Some((snapshot, "transition"))
             }
+            "DeleteNodegroup" => {
+                // A nodegroup EKS is still deleting exists: a second delete is refused with
+                // 409 ResourceInUseException, "the specified resource is in use" (EKS API
+                // reference, DeleteNodegroup, Errors), not the 404 of moto, which forgot it.
+                let (cluster, ng) = (info.segment(1)?, info.segment(3)?);
+                let key = ResourceKey::nodegroup(region, cluster, ng);
+                let deleting = windows.get(&key).is_some_and(|p| p.deleting(now));
+                deleting.then(|| {
+                    (
+                        faults::eks_error(
+                            409,
+                            "ResourceInUseException",
+                            &format!("Nodegroup {ng} is currently in DELETING state"),
+                        ),
+                        "in_use",
+                    )
+                })
+            }
             "DeleteCluster" => {
                 // EKS refuses to delete a cluster while any nodegroup exists, and
                 // one that is still DELETING exists; moto has already dropped it.
