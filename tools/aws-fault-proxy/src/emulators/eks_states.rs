@@ -101,10 +101,11 @@ impl Emulator for EksStates {
                 let deleting = windows.get(&key).is_some_and(|p| p.deleting(now));
                 deleting.then(|| {
                     (
-                        faults::eks_error(
+                        faults::eks_error_with(
                             409,
                             "ResourceInUseException",
                             &format!("Nodegroup {ng} is currently in DELETING state"),
+                            &[("clusterName", Some(cluster)), ("nodegroupName", Some(ng))],
                         ),
                         "in_use",
                     )
