@@ -2252,6 +2252,11 @@ async fn plan_shows_max_pods_and_pod_subnet_capacity() {
     );
 
     run_ok(t.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
+    // Room for every node at max size: the check a schedule runs passes.
+    run_ok(
+        t.eksnet().args(["capacity", SPEC, "--detailed-exitcode"]),
+        0,
+    );
     let plan = run_ok(t.eksnet().args(["plan", SPEC, "--json"]), 0);
     let json: serde_json::Value = serde_json::from_str(&plan.stdout).expect("plan json");
     let cluster = &json["sizing"]["clusters"][0];
@@ -2319,6 +2324,12 @@ async fn plan_shows_max_pods_and_pod_subnet_capacity() {
         "{}",
         cap.stdout
     );
+    // A shortfall is a warning (exit 0) unless the caller asks for the detailed exit code.
+    let short = run_ok(
+        t.eksnet().args(["capacity", SPEC, "--detailed-exitcode"]),
+        2,
+    );
+    assert!(short.stdout.contains("short by 33"), "{}", short.stdout);
     let cap = run_ok(t.eksnet().args(["capacity", SPEC, "--json"]), 0);
     let json: serde_json::Value = serde_json::from_str(&cap.stdout).expect("capacity json");
     let zone = json["clusters"][0]["capacity"]["zones"]

@@ -114,6 +114,10 @@ pub struct PlanArgs {
 pub struct CapacityArgs {
     /// The spec file (TOML).
     pub spec: PathBuf,
+    /// Exit 0 when every AZ's pod subnets can hold its nodes' pods at the groups' max size,
+    /// 2 when one cannot, 1 on error: for a check in CI or on a schedule.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
     #[command(flatten)]
     pub common: Common,
 }

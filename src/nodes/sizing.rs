@@ -713,6 +713,15 @@ pub struct Sizing {
 }
 
 impl Sizing {
+    /// Whether the pod subnets of some AZ cannot hold the pods of the nodes that may land
+    /// there at their groups' max size.
+    pub fn short(&self) -> bool {
+        self.clusters
+            .iter()
+            .filter_map(|c| c.capacity.as_ref())
+            .any(|c| c.zones.iter().any(|z| z.shortfall > 0))
+    }
+
     /// The plan's sizing section, plain text.
     pub fn render(&self) -> String {
         let s = self;
@@ -1129,6 +1138,25 @@ mod tests {
         );
         let z = &c.zones[0];
         assert_eq!((z.free, z.nodes, z.demand, z.shortfall), (27, 6, 120, 93));
+        // `capacity --detailed-exitcode` exits 2 on it; a cluster without pod subnets, or
+        // with room, is not short.
+        let cluster = |capacity: Option<Capacity>| ClusterSizing {
+            cluster: "c".into(),
+            mode: m.clone(),
+            nodegroups: vec![],
+            capacity,
+        };
+        let mut roomy = c.clone();
+        roomy.zones[0].shortfall = 0;
+        assert!(!Sizing::default().short());
+        assert!(!Sizing {
+            clusters: vec![cluster(None), cluster(Some(roomy.clone()))]
+        }
+        .short());
+        assert!(Sizing {
+            clusters: vec![cluster(Some(roomy)), cluster(Some(c.clone()))]
+        }
+        .short());
         let w = c.warnings();
         assert_eq!(w.len(), 1);
         for part in [

@@ -23,6 +23,11 @@ pub async fn run(args: CapacityArgs) -> Result<ExitStatus, Failure> {
     } else {
         output::data(&sizing.render());
     }
-    // A shortfall is a warning (printed above with the others), not a failure.
-    Ok(ExitStatus::Success)
+    // A shortfall is a warning (printed above with the others), not a failure; asked for,
+    // it is exit status 2, as changes are for `plan --detailed-exitcode`.
+    Ok(if args.detailed_exitcode && sizing.short() {
+        ExitStatus::Changes
+    } else {
+        ExitStatus::Success
+    })
 }
