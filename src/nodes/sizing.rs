@@ -1142,7 +1142,7 @@ mod tests {
         // with room, is not short.
         let cluster = |capacity: Option<Capacity>| ClusterSizing {
             cluster: "c".into(),
-            mode: m.clone(),
+            mode: m,
             nodegroups: vec![],
             capacity,
         };
