@@ -291,21 +291,9 @@ async fn tutorial_nodes_join_and_pods_get_ips_from_the_pod_subnets() {
     assert_eq!(checked, 2, "the two CoreDNS replicas");
     // The pod subnets gave the CNI's ENIs their addresses: fewer than a /27's 27 are free.
     let aws = sdk(&w.sandbox.endpoint).await;
-    let subnets = aws
-        .ec2
-        .describe_subnets()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("cidr-block")
-                .values("192.168.1.0/27")
-                .values("192.168.1.32/27")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("DescribeSubnets");
-    assert_eq!(subnets.subnets().len(), 2);
-    for s in subnets.subnets() {
+    let subnets = subnets_by_cidr(&aws, &["192.168.1.0/27", "192.168.1.32/27"]).await;
+    assert_eq!(subnets.len(), 2);
+    for s in &subnets {
         let free = s.available_ip_address_count().unwrap_or(27);
         assert!(free < 27 - 1, "{:?}: {free} free", s.cidr_block());
     }

@@ -578,20 +578,8 @@ async fn tutorial_example_end_to_end() {
             "{role} gone"
         );
     }
-    let left = aws
-        .ec2
-        .describe_subnets()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("cidr-block")
-                .values("192.168.1.0/27")
-                .values("192.168.1.32/27")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("subnets");
-    assert!(left.subnets().is_empty(), "pod subnets gone");
+    let left = subnets_by_cidr(&aws, &["192.168.1.0/27", "192.168.1.32/27"]).await;
+    assert!(left.is_empty(), "pod subnets gone");
     // moto's DeleteStack leaves the stack's VPC behind (a moto limitation, see docs); the
     // secondary block eksnet associated must be gone from it.
     if let Ok(v) = aws.ec2.describe_vpcs().vpc_ids(&vpc_id).send().await {
@@ -857,19 +845,8 @@ async fn saved_plan_applies_exactly_and_is_refused_when_stale() {
     );
     run_ok(t.eksnet().args(["apply", "p1.json"]), 0);
     let aws = sdk(&url).await;
-    let s = aws
-        .ec2
-        .describe_subnets()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("cidr-block")
-                .values("192.168.1.0/27")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("subnets");
-    let name = s.subnets()[0]
+    let s = subnets_by_cidr(&aws, &["192.168.1.0/27"]).await;
+    let name = s[0]
         .tags()
         .iter()
         .find(|t| t.key() == Some("Name"))

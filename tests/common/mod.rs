@@ -160,6 +160,26 @@ pub async fn sdk(endpoint: &str) -> eksnet::cloud::aws::AwsClients {
     eksnet::cloud::aws::AwsClients::from_config(&conf)
 }
 
+/// The subnets whose CIDR is one of `cidrs`, as DescribeSubnets finds them (none for a
+/// deleted one).
+pub async fn subnets_by_cidr(
+    aws: &eksnet::cloud::aws::AwsClients,
+    cidrs: &[&str],
+) -> Vec<aws_sdk_ec2::types::Subnet> {
+    let mut filter = aws_sdk_ec2::types::Filter::builder().name("cidr-block");
+    for c in cidrs {
+        filter = filter.values(*c);
+    }
+    aws.ec2
+        .describe_subnets()
+        .filters(filter.build())
+        .send()
+        .await
+        .expect("DescribeSubnets")
+        .subnets()
+        .to_vec()
+}
+
 /// A binary of another workspace package (the test-support tools). `CARGO_BIN_EXE_` only
 /// covers this package, so the path is derived from eksnet's own: both land in the same
 /// `<target>/<profile>/`. `cargo test --workspace` builds them; a lone `cargo test --test X`

@@ -536,23 +536,7 @@ fn scaling_version_updates_and_deletes_are_followed() {
     // pods' replacements have nowhere to run): the drain is forced after 3 s.
     let w = world(&["--data-plane", "--drain-force-ms", "3000"]);
     let p = w.proxy.port;
-    let (a, b) = subnets(p);
-    create_cluster(p, "c1", &a);
-    let lt = create_template(p, "lt", &[("InstanceType", "t3.small")]);
-    ec2(
-        p,
-        &format!(
-            "Action=CreateLaunchTemplateVersion&LaunchTemplateId={lt}\
-             &LaunchTemplateData.InstanceType=t3.small"
-        ),
-    );
-    create_nodegroup(
-        p,
-        "c1",
-        json!({"nodegroupName": "ng", "subnets": [a, b],
-               "scalingConfig": {"minSize": 0, "maxSize": 10, "desiredSize": 2},
-               "launchTemplate": {"id": lt, "version": "1"}}),
-    );
+    let lt = two_version_nodegroup(p, "t3.small");
     let (two, _) = wait_for_fleet(&w, "ng", 2);
     scale(p, "c1", "ng", 3);
     let (three, _) = wait_for_fleet(&w, "ng", 3);
@@ -1218,7 +1202,15 @@ fn without_custom_networking_pods_use_the_node_subnet_and_prefixes_are_aligned()
 
 #[test]
 fn a_deleted_nodegroup_leaves_available_enis_that_block_the_subnet_for_a_while() {
-    let w = world(&["--data-plane", "--eni-cleanup-ms", "5000"]);
+    // The seed's coredns budget holds the only node once both its pods are Ready (their
+    // replacements have nowhere to go): the drain is forced after a second, not minutes.
+    let w = world(&[
+        "--data-plane",
+        "--eni-cleanup-ms",
+        "5000",
+        "--drain-force-ms",
+        "1000",
+    ]);
     let p = w.proxy.port;
     let (a, b, pa, _pb) = vpc_with_pod_subnets(p);
     set_cni_env(&w.kube, &[("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", "true")]);
@@ -1355,18 +1347,17 @@ fn coredns_spread_over(kube: &FakeKube, nodes: &BTreeSet<String>) -> Option<Vec<
         .then_some(pods)
 }
 
-#[test]
-fn coredns_runs_as_a_deployment_and_a_version_update_honours_its_budget() {
-    let w = world(&["--data-plane"]);
-    let p = w.proxy.port;
+/// A cluster `c1` and a nodegroup `ng` of 2 nodes over two zones, on version 1 of a launch
+/// template that has a version 2 (same instance type) to roll to; returns the template id.
+fn two_version_nodegroup(p: u16, instance_type: &str) -> String {
     let (a, b) = subnets(p);
     create_cluster(p, "c1", &a);
-    let lt = create_template(p, "lt", &[("InstanceType", "t3.medium")]);
+    let lt = create_template(p, "lt", &[("InstanceType", instance_type)]);
     ec2(
         p,
         &format!(
             "Action=CreateLaunchTemplateVersion&LaunchTemplateId={lt}\
-             &LaunchTemplateData.InstanceType=t3.medium"
+             &LaunchTemplateData.InstanceType={instance_type}"
         ),
     );
     create_nodegroup(
@@ -1376,6 +1367,14 @@ fn coredns_runs_as_a_deployment_and_a_version_update_honours_its_budget() {
                "scalingConfig": {"minSize": 0, "maxSize": 10, "desiredSize": 2},
                "launchTemplate": {"id": lt, "version": "1"}}),
     );
+    lt
+}
+
+#[test]
+fn coredns_runs_as_a_deployment_and_a_version_update_honours_its_budget() {
+    let w = world(&["--data-plane"]);
+    let p = w.proxy.port;
+    let lt = two_version_nodegroup(p, "t3.medium");
     let (first, nodes) = wait_for_fleet(&w, "ng", 2);
     let first_nodes: BTreeSet<String> = nodes.iter().map(name).collect();
     let pods = wait_for("two coredns pods Running, one per node", || {

@@ -31,6 +31,7 @@ use crate::shared::{form_encode, lock};
 
 use super::cni::{self, Settings};
 use super::ec2::{Ec2, Eni, Instance};
+use super::kube::Kube;
 use super::objects::{controller_uid, name_of, node_name_of, now_rfc3339, pod_path};
 use super::{DataPlane, KubeSide, Observed};
 
@@ -196,13 +197,7 @@ impl DataPlane {
                     return Ok(());
                 }
                 let name = name_of(&node);
-                let pods_here = side
-                    .kube
-                    .list(&format!(
-                        "{PODS}?fieldSelector={}",
-                        form_encode(&format!("spec.nodeName={name}"))
-                    ))
-                    .await?;
+                let pods_here = pods_on(&side.kube, &name).await?;
                 let net = match self
                     .node_cni(
                         pass,
@@ -368,12 +363,7 @@ impl DataPlane {
                 .iter()
                 .find(|e| e.secondary_ips().count() + per_slot <= per_eni)
                 .map(|e| e.id.clone());
-            let taken: Vec<String> = ec2
-                .enis(&[("subnet-id", vec![subnet.id.clone()])])
-                .await?
-                .iter()
-                .flat_map(|e| e.private_ips.iter().map(|(ip, _)| ip.clone()))
-                .collect();
+            let taken = taken_in(&ec2, &subnet.id).await?;
             let eni_id = match target {
                 Some(id) if !needs_eni => id,
                 _ => {
@@ -398,12 +388,7 @@ impl DataPlane {
                 .map(|e| e.secondary_ips().count())
                 .unwrap_or(0);
             let room = per_eni.saturating_sub(current);
-            let taken: Vec<String> = ec2
-                .enis(&[("subnet-id", vec![subnet.id.clone()])])
-                .await?
-                .iter()
-                .flat_map(|e| e.private_ips.iter().map(|(ip, _)| ip.clone()))
-                .collect();
+            let taken = taken_in(&ec2, &subnet.id).await?;
             let ips = if settings.prefix_delegation {
                 // moto 5.2.5 has no Ipv4Prefix: a /28 is its 16 addresses, assigned one by one.
                 cni::free_prefix(&subnet.cidr, &taken).unwrap_or_default()
@@ -654,13 +639,7 @@ impl DataPlane {
         node: &str,
         force: bool,
     ) -> Result<bool, String> {
-        let pods = side
-            .kube
-            .list(&format!(
-                "{PODS}?fieldSelector={}",
-                form_encode(&format!("spec.nodeName={node}"))
-            ))
-            .await?;
+        let pods = pods_on(&side.kube, node).await?;
         let mut drained = true;
         for pod in pods.iter().filter(|p| !owned_by_daemonset(p)) {
             let path = pod_path(pod);
@@ -827,6 +806,25 @@ fn pending_status(pod: &Value, host_ip: &str) -> Value {
         ],
         "containerStatuses": containers,
     })
+}
+
+/// Every address the ENIs of a subnet hold (moto's view, so another node's too).
+async fn taken_in(ec2: &Ec2<'_>, subnet: &str) -> Result<Vec<String>, String> {
+    Ok(ec2
+        .enis(&[("subnet-id", vec![subnet.to_string()])])
+        .await?
+        .iter()
+        .flat_map(|e| e.private_ips.iter().map(|(ip, _)| ip.clone()))
+        .collect())
+}
+
+/// The pods bound to a node (a field selector on `spec.nodeName`, as the kubelet lists them).
+async fn pods_on(kube: &Kube<'_>, node: &str) -> Result<Vec<Value>, String> {
+    kube.list(&format!(
+        "{PODS}?fieldSelector={}",
+        form_encode(&format!("spec.nodeName={node}"))
+    ))
+    .await
 }
 
 #[cfg(test)]

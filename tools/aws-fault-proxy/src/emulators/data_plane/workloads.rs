@@ -241,17 +241,7 @@ pub(super) async fn run(kube: &Kube<'_>, pods: &mut Vec<Value>) -> Result<(), St
     let deployment_uids: BTreeSet<String> = deployments.iter().map(uid).collect();
     let mut kept = Vec::new();
     for rs in replicasets {
-        let orphaned = rs
-            .pointer("/metadata/ownerReferences")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .any(|o| {
-                o["controller"] == true
-                    && o["kind"] == "Deployment"
-                    && !deployment_uids.contains(o["uid"].as_str().unwrap_or_default())
-            });
-        if orphaned {
+        if orphaned(&rs, "Deployment", &deployment_uids) {
             kube.delete(&rs_path(&namespace(&rs), &name_of(&rs)))
                 .await?;
         } else {
@@ -266,17 +256,7 @@ pub(super) async fn run(kube: &Kube<'_>, pods: &mut Vec<Value>) -> Result<(), St
     let rs_uids: BTreeSet<String> = replicasets.iter().map(uid).collect();
     let mut gone = Vec::new();
     for pod in pods.iter() {
-        let orphaned = pod
-            .pointer("/metadata/ownerReferences")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .any(|o| {
-                o["controller"] == true
-                    && o["kind"] == "ReplicaSet"
-                    && !rs_uids.contains(o["uid"].as_str().unwrap_or_default())
-            });
-        if orphaned {
+        if orphaned(pod, "ReplicaSet", &rs_uids) {
             gone.push(pod_path(pod));
         }
     }
@@ -652,6 +632,21 @@ async fn write_status(
     }
     kube.merge_patch(&format!("{path}/status"), &json!({"status": status}))
         .await
+}
+
+/// Whether an object's controller (`ownerReferences` with `controller: true`) is of `kind`
+/// and no longer among the `live` uids: the garbage collector deletes such dependents
+/// (Kubernetes docs, "Garbage Collection", owners and dependents).
+fn orphaned(obj: &Value, kind: &str, live: &BTreeSet<String>) -> bool {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|o| {
+            o["controller"] == true
+                && o["kind"] == kind
+                && !live.contains(o["uid"].as_str().unwrap_or_default())
+        })
 }
 
 #[cfg(test)]
