@@ -13,6 +13,32 @@ const VERSION: &str = "2016-11-15";
 
 /// EC2's instance states that are gone for good, or going: such an instance's Node is
 /// deleted, and it no longer counts in its nodegroup.
+/// An EC2 Query list: `PREFIX.1`, `PREFIX.2`, … (EC2 API reference, "Query parameters").
+fn numbered<'a>(
+    prefix: &str,
+    items: impl IntoIterator<Item = &'a String>,
+) -> Vec<(String, String)> {
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (format!("{prefix}.{}", i + 1), v.clone()))
+        .collect()
+}
+
+/// Tags given at creation: one `TagSpecification` for `resource_type` with each tag as
+/// `Tag.N.Key` / `Tag.N.Value`.
+fn tag_spec(resource_type: &str, tags: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let mut params = vec![(
+        "TagSpecification.1.ResourceType".to_string(),
+        resource_type.to_string(),
+    )];
+    for (i, (k, v)) in tags.iter().enumerate() {
+        params.push((format!("TagSpecification.1.Tag.{}.Key", i + 1), k.clone()));
+        params.push((format!("TagSpecification.1.Tag.{}.Value", i + 1), v.clone()));
+    }
+    params
+}
+
 pub fn is_ending(state: &str) -> bool {
     matches!(state, "shutting-down" | "terminated")
 }
@@ -194,11 +220,7 @@ impl Ec2<'_> {
     }
 
     pub async fn instance_types(&self, names: &[String]) -> Result<Vec<InstanceType>, String> {
-        let params: Vec<(String, String)> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (format!("InstanceType.{}", i + 1), n.clone()))
-            .collect();
+        let params = numbered("InstanceType", names);
         let root = self.call("DescribeInstanceTypes", &params).await?;
         Ok(root
             .items("instanceTypeSet")
@@ -262,11 +284,7 @@ impl Ec2<'_> {
 
     /// The availability zone of each subnet that exists.
     pub async fn subnet_zones(&self, ids: &[String]) -> Result<BTreeMap<String, String>, String> {
-        let params: Vec<(String, String)> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (format!("SubnetId.{}", i + 1), id.clone()))
-            .collect();
+        let params = numbered("SubnetId", ids);
         let root = self.call("DescribeSubnets", &params).await?;
         Ok(root
             .items("subnetSet")
@@ -294,17 +312,8 @@ impl Ec2<'_> {
             params.push(("LaunchTemplate.LaunchTemplateId".into(), id.clone()));
             params.push(("LaunchTemplate.Version".into(), version.clone()));
         }
-        for (i, group) in launch.security_group_ids.iter().enumerate() {
-            params.push((format!("SecurityGroupId.{}", i + 1), group.clone()));
-        }
-        params.push(("TagSpecification.1.ResourceType".into(), "instance".into()));
-        for (i, (key, value)) in launch.tags.iter().enumerate() {
-            params.push((format!("TagSpecification.1.Tag.{}.Key", i + 1), key.clone()));
-            params.push((
-                format!("TagSpecification.1.Tag.{}.Value", i + 1),
-                value.clone(),
-            ));
-        }
+        params.extend(numbered("SecurityGroupId", &launch.security_group_ids));
+        params.extend(tag_spec("instance", &launch.tags));
         let root = self.call("RunInstances", &params).await?;
         let instance = root.items("instancesSet").find_map(Instance::from_xml);
         instance.ok_or_else(|| "RunInstances: no instance in the answer".to_string())
@@ -314,11 +323,7 @@ impl Ec2<'_> {
         if ids.is_empty() {
             return Ok(());
         }
-        let params: Vec<(String, String)> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (format!("InstanceId.{}", i + 1), id.clone()))
-            .collect();
+        let params = numbered("InstanceId", ids);
         self.call("TerminateInstances", &params).await.map(|_| ())
     }
 
@@ -454,18 +459,9 @@ impl Ec2<'_> {
             ("SubnetId".to_string(), subnet.to_string()),
             ("PrivateIpAddress".to_string(), primary_ip.to_string()),
             ("Description".to_string(), description.to_string()),
-            (
-                "TagSpecification.1.ResourceType".to_string(),
-                "network-interface".to_string(),
-            ),
         ];
-        for (i, g) in groups.iter().enumerate() {
-            params.push((format!("SecurityGroupId.{}", i + 1), g.clone()));
-        }
-        for (i, (k, v)) in tags.iter().enumerate() {
-            params.push((format!("TagSpecification.1.Tag.{}.Key", i + 1), k.clone()));
-            params.push((format!("TagSpecification.1.Tag.{}.Value", i + 1), v.clone()));
-        }
+        params.extend(numbered("SecurityGroupId", groups));
+        params.extend(tag_spec("network-interface", tags));
         let root = self.call("CreateNetworkInterface", &params).await?;
         root.text_at(&["networkInterface", "networkInterfaceId"])
             .map(str::to_string)
