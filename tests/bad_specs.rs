@@ -2738,3 +2738,23 @@ parameters = { Ratio = "0.75", Envs = "dev, test , prod", Ami = "/aws/service/am
         r.stderr
     );
 }
+
+/// An existing cluster is only read: what it is set to belongs to whoever made it, and a
+/// made one still needs its role and subnets.
+#[test]
+fn an_existing_cluster_takes_only_its_name_and_a_made_one_needs_its_role() {
+    bad(r#"[cluster.main]
+name = "prod"
+existing = true
+version = "1.31"
+subnet_ids = ["subnet-0000000a", "subnet-0000000b"]
+
+[cluster.other]
+name = "other"
+subnet_ids = ["subnet-0000000a", "subnet-0000000b"]
+"#)
+    .err(4, "cluster.main.version", "only read, never changed")
+    .err(5, "cluster.main.subnet_ids", "remove `subnet_ids`")
+    .err(7, "cluster.other.role_arn", "a cluster needs `role_arn`")
+    .check();
+}

@@ -630,13 +630,24 @@ fn plan_absent(
     diags: &mut Diagnostics,
 ) {
     if resources::is_adopted(&r.addr, &r.attrs) {
-        diags.push(spec.error_at(
-            format!("{}.id", r.addr),
-            format!(
-                "VPC `{}` was not found; an adopted VPC must exist",
-                resources::str_attr(&r.attrs, "id").unwrap_or("?")
-            ),
-        ));
+        let (key, message) = if r.addr.kind == Kind::Cluster {
+            (
+                "existing",
+                format!(
+                    "cluster `{}` was not found; an existing cluster (`existing = true`) is only read, never created (check the name and the region)",
+                    resources::str_attr(&r.attrs, "name").unwrap_or("?")
+                ),
+            )
+        } else {
+            (
+                "id",
+                format!(
+                    "VPC `{}` was not found; an adopted VPC must exist",
+                    resources::str_attr(&r.attrs, "id").unwrap_or("?")
+                ),
+            )
+        };
+        diags.push(spec.error_at(format!("{}.{key}", r.addr), message));
     }
     change.action = Action::Create;
     if going {

@@ -21,14 +21,25 @@ use std::collections::BTreeMap;
 /// An EKS cluster: the control plane.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+// `role_arn` and `subnet_ids` are required unless the cluster is an existing one.
+#[schemars(extend(
+    "if" = { "properties": { "existing": { "const": true, "description": "An existing cluster: only read." } }, "required": ["existing"] },
+    "else" = { "required": ["role_arn", "subnet_ids"] }
+))]
 pub struct ClusterConfig {
     /// The cluster's name: 1 to 100 characters, a letter or digit first, then letters, digits,
     /// `-` and `_`.
     pub name: String,
-    /// The cluster's IAM role ARN, usually `${iam_role.NAME.arn}`.
+    /// `true`: a cluster made elsewhere (Terraform, eksctl, the console), only read by name:
+    /// eksnet never creates, changes or deletes it, and takes no other field for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub existing: bool,
+    /// The cluster's IAM role ARN, usually `${iam_role.NAME.arn}` (required unless `existing`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub role_arn: String,
     /// The cluster (node) subnets, at least two, in at least two availability zones; not the
-    /// pod subnets.
+    /// pod subnets (required unless `existing`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subnet_ids: Vec<String>,
     /// The Kubernetes version, `MAJOR.MINOR` (e.g. `1.31`); absent: EKS's default.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -306,10 +317,32 @@ impl ResourceKind for ClusterKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = ClusterConfig;
 
-    /// Its name, IP family, subnets (two AZs at least) and version syntax.
+    /// Its name, IP family, subnets (two AZs at least) and version syntax; an existing
+    /// cluster only its name.
     fn check_shape(c: &Self::Config, rules: &mut dyn FieldRules) {
         if !rules.is_cluster_name(&c.name) && !is_ref(&c.name) {
             rules.error("name", format!("cluster name `{}` must start with a letter or digit and contain only letters, digits, `-` and `_` (max 100)", c.name));
+        }
+        if c.existing {
+            let set: Vec<&str> = [
+                ("role_arn", !c.role_arn.is_empty()),
+                ("subnet_ids", !c.subnet_ids.is_empty()),
+                ("version", c.version.is_some()),
+                ("ip_family", c.ip_family != default_ip_family()),
+                ("security_group_ids", !c.security_group_ids.is_empty()),
+                ("bootstrap_self_managed_addons", c.bootstrap_self_managed_addons.is_some()),
+                ("tags", !c.tags.is_empty()),
+            ]
+            .into_iter()
+            .filter_map(|(k, set)| set.then_some(k))
+            .collect();
+            for key in set {
+                rules.error(key, format!("an existing cluster (`existing = true`) is only read, never changed, so it takes only `name`; remove `{key}` (it is managed where the cluster was made)"));
+            }
+            return;
+        }
+        if c.role_arn.is_empty() {
+            rules.error("role_arn", "a cluster needs `role_arn` (or `existing = true` for a cluster made elsewhere, which eksnet only reads)".into());
         }
         if !ip_families().contains(&c.ip_family.as_str()) {
             rules.error("ip_family", format!(
@@ -332,7 +365,12 @@ impl ResourceKind for ClusterKind {
     }
     /// Its role, Kubernetes version, subnets and security groups.
     fn check_fields(c: &Self::Config, rules: &mut dyn FieldRules) {
-        rules.shaped("role_arn", &c.role_arn, Shape::RoleArn);
+        if c.existing {
+            return;
+        }
+        if !c.role_arn.is_empty() {
+            rules.shaped("role_arn", &c.role_arn, Shape::RoleArn);
+        }
         let version = c.version.as_deref().and_then(|v| {
             let (a, b) = v.split_once('.')?;
             Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
@@ -401,6 +439,17 @@ impl ResourceKind for ClusterKind {
     
     }
 
+    /// An existing cluster is compared by name only: what it is set to is not the spec's.
+    fn desired_attrs(
+        c: &Self::Config,
+        _build: &super::BuildCtx,
+    ) -> Result<Value, Vec<(&'static str, String)>> {
+        if c.existing {
+            return Ok(json!({"name": c.name, "existing": true}));
+        }
+        Ok(serde_json::to_value(c).unwrap_or(Value::Null))
+    }
+
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
         let reads = items.iter().map(|i| async move {
             let name = i
@@ -418,6 +467,11 @@ impl ResourceKind for ClusterKind {
                 super::eks::addon_version(ctx, &n, super::eks::VPC_CNI_ADDON)
             );
             let mut obs = cluster?.as_ref().and_then(observe);
+            if super::is_adopted(&i.addr, &i.attrs) {
+                if let Some(m) = obs.as_mut().and_then(|o| o.attrs.as_object_mut()) {
+                    m.insert("existing".into(), json!(true));
+                }
+            }
             if let (Some(m), Some(v)) = (
                 obs.as_mut().and_then(|o| o.outputs.as_object_mut()),
                 cni_addon,
@@ -435,6 +489,20 @@ impl ResourceKind for ClusterKind {
         attrs: &Value,
     ) -> Result<Observed, ResourceError> {
         let name = req_str(attrs, "name")?;
+        if super::is_adopted(addr, attrs) {
+            // Only recorded: it must exist, and is never made here.
+            let c = describe(ctx, name).await?;
+            let mut obs = c.as_ref().and_then(observe).ok_or_else(|| {
+                ResourceError::AdoptedMissing {
+                    addr: addr.clone(),
+                    what: format!("cluster {name}"),
+                }
+            })?;
+            if let Some(m) = obs.attrs.as_object_mut() {
+                m.insert("existing".into(), json!(true));
+            }
+            return Ok(obs);
+        }
         // Waiting for the create's answer holds no lock, so it holds no parallelism slot
         // either (see `walker::idle`).
         match crate::base::walker::idle(send_create(ctx, addr, attrs)).await {
@@ -466,6 +534,10 @@ impl ResourceKind for ClusterKind {
     ) -> Result<Observed, ResourceError> {
         let before = change.before;
         let after = change.after;
+        if super::is_adopted(addr, after) {
+            // Never changed: the plan has nothing to update on it; read it as it is.
+            return Self::create(ctx, addr, after).await;
+        }
         if let Some(v) = super::str_attr(after, "version") {
             if super::str_attr(before, "version") != Some(v) {
                 ctx.aws
@@ -496,9 +568,13 @@ impl ResourceKind for ClusterKind {
         ctx: &Ctx,
         addr: &ResourceAddr,
         cloud_id: &str,
-        _attrs: &Value,
+        attrs: &Value,
         _prior_outputs: &Value,
     ) -> Result<(), ResourceError> {
+        if super::is_adopted(addr, attrs) {
+            // Made elsewhere: the plan only forgets it; never deleted from here.
+            return Ok(());
+        }
         // Its endpoint is going away: no Kubernetes client may be built from what was seen.
         ctx.kube.forget(cloud_id).await;
         match ctx.aws.eks.delete_cluster().name(cloud_id).send().await {

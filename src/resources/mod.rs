@@ -660,6 +660,9 @@ pub enum ResourceError {
     /// An adopted VPC (`id = …`) does not exist; eksnet never creates one.
     #[error("{addr}: VPC {vpc_id} does not exist (an adopted VPC is never created)")]
     AdoptedVpcMissing { addr: ResourceAddr, vpc_id: String },
+    /// An existing cluster (`existing = true`) does not exist; eksnet never creates one.
+    #[error("{addr}: {what} does not exist (an existing resource is only read, never created)")]
+    AdoptedMissing { addr: ResourceAddr, what: String },
     /// The cluster whose Kubernetes API holds the object does not exist.
     #[error("cluster `{cluster}` does not exist")]
     NoCluster { cluster: String },
@@ -800,9 +803,14 @@ pub fn missing_output(r: &crate::base::value::Reference) -> String {
     }
 }
 
-/// True for resources eksnet only reads and records, never creates or deletes (adopted VPC).
+/// True for resources eksnet only reads and records, never creates, changes or deletes: an
+/// adopted VPC (`id`), an existing cluster (`existing = true`).
 pub fn is_adopted(addr: &ResourceAddr, attrs: &Value) -> bool {
-    addr.kind == Kind::Vpc && attrs.get("id").is_some_and(|v| !v.is_null())
+    match addr.kind {
+        Kind::Vpc => attrs.get("id").is_some_and(|v| !v.is_null()),
+        Kind::Cluster => attrs.get("existing").and_then(Value::as_bool) == Some(true),
+        _ => false,
+    }
 }
 
 // ---- helpers shared by the kinds ----
