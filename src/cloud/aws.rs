@@ -194,6 +194,7 @@ pub struct AwsClients {
     pub eks: aws_sdk_eks::Client,
     pub iam: aws_sdk_iam::Client,
     pub cloudformation: aws_sdk_cloudformation::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
     pub region: String,
     /// The loaded config, for what the clients do not cover (the EKS bearer token).
     pub config: aws_types::SdkConfig,
@@ -226,6 +227,7 @@ impl AwsClients {
             eks: aws_sdk_eks::Client::new(conf),
             iam: aws_sdk_iam::Client::new(conf),
             cloudformation: aws_sdk_cloudformation::Client::new(conf),
+            autoscaling: aws_sdk_autoscaling::Client::new(conf),
             region,
             config: conf.clone(),
         }
