@@ -35,6 +35,13 @@ pub enum Command {
     /// Check that custom networking took effect: pod IPs inside the pod subnets, every node with
     /// an ENIConfig. Exit 0 when all is well, 3 when problems were found, 1 on error.
     Verify(VerifyArgs),
+    /// Write a spec that turns custom networking on for a cluster that already runs: read the
+    /// cluster, its VPC, CNI and nodes, and reference the cluster and VPC as existing.
+    Init(InitArgs),
+    /// Move the cluster's existing nodes onto custom networking, whoever owns them: per node
+    /// or batch, cordon, evict (honouring PodDisruptionBudgets), terminate so that its group
+    /// brings a new one, and wait for it. Resumes where it stopped.
+    Roll(RollArgs),
     /// Bring an existing resource under management: record it in the state under an address
     /// of the spec, so that plan and apply treat it as their own from then on.
     Import(ImportArgs),
@@ -172,6 +179,45 @@ pub struct VerifyArgs {
     /// The last report is printed, and its exit code returned.
     #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
     pub wait: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args)]
+pub struct InitArgs {
+    /// The running EKS cluster's name.
+    #[arg(long)]
+    pub cluster: String,
+    /// Its region (default: the AWS SDK's region chain).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Write the spec to this file instead of stdout (refused if it exists, unless --force).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Overwrite --out if it exists.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args)]
+pub struct RollArgs {
+    /// The spec file (TOML).
+    pub spec: PathBuf,
+    /// How many nodes are out at once (cordoned and drained, their replacement not yet Ready).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_unavailable: u32,
+    /// Print the nodes in the order they would be moved, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long one node may take, from cordon to its replacement Ready with its pods in pod
+    /// subnets (`90`, `30s`, `20m`, `1h`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait, default_value = "30m")]
+    pub node_timeout: std::time::Duration,
+    /// Skip the confirmation prompt.
+    #[arg(long)]
+    pub auto_approve: bool,
     #[command(flatten)]
     pub common: Common,
 }

@@ -55,6 +55,8 @@ async fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         Command::Destroy(args) => commands::destroy::run(args).await,
         Command::Verify(args) => commands::verify::run(args).await,
         Command::Import(args) => commands::import::run(args).await,
+        Command::Init(args) => commands::init::run(args).await,
+        Command::Roll(args) => commands::roll::run(args).await,
         Command::State { command } => commands::state::run(command).await,
         Command::ForceUnlock(args) => commands::force_unlock::run(args).await,
         Command::Show(args) => commands::show::run(args),
