@@ -189,11 +189,20 @@ pub async fn make_plan(
 /// Asks on stderr and reads the answer on a blocking thread, so that Ctrl-C (watched by
 /// `interruptible`) still works while the prompt waits.
 pub async fn confirm(destroy: bool) -> Result<bool, Failure> {
-    let what = if destroy {
+    ask(if destroy {
         "destroy all resources in the state"
     } else {
         "perform these actions"
-    };
+    })
+    .await
+}
+
+/// `roll`'s question: it terminates instances.
+pub async fn confirm_roll() -> Result<bool, Failure> {
+    ask("replace these nodes (their instances are terminated)").await
+}
+
+async fn ask(what: &str) -> Result<bool, Failure> {
     if events::json_stderr() {
         events::notice(
             Event::Prompt {

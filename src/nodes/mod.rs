@@ -3,5 +3,7 @@
 //! where pods got their IPs. The plan's own assessment is `plan::nodes`.
 
 pub mod capacity;
+pub mod existing;
+pub mod roll;
 pub mod sizing;
 pub mod verify;

@@ -180,6 +180,10 @@ pub struct Document {
     pub serial: i64,
     #[serde(default)]
     pub resources: BTreeMap<ResourceAddr, StateResource>,
+    /// Progress of long operations that are not resources (a `roll`'s nodes), by key, so
+    /// that a rerun resumes where one stopped; absent when none is under way.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub records: BTreeMap<String, Value>,
 }
 
 impl From<StateSnapshot> for Document {
@@ -189,6 +193,7 @@ impl From<StateSnapshot> for Document {
             lineage: s.lineage,
             serial: s.serial,
             resources: s.resources,
+            records: BTreeMap::new(),
         }
     }
 }

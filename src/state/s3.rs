@@ -55,6 +55,7 @@ struct Doc {
     lineage: String,
     serial: i64,
     resources: BTreeMap<ResourceAddr, StateResource>,
+    records: BTreeMap<String, serde_json::Value>,
     /// Counts changes made in memory; `Written::version` says how many are stored.
     version: u64,
 }
@@ -219,6 +220,7 @@ impl S3Store {
                 lineage: String::new(),
                 serial: 0,
                 resources: BTreeMap::new(),
+                records: BTreeMap::new(),
                 version: 0,
             }),
             written: tokio::sync::Mutex::new(Written {
@@ -313,6 +315,7 @@ impl S3Store {
                     lineage: uuid::Uuid::new_v4().to_string(),
                     serial: 0,
                     resources: BTreeMap::new(),
+                    records: BTreeMap::new(),
                 },
                 None,
             ),
@@ -324,6 +327,7 @@ impl S3Store {
         d.lineage = doc.lineage;
         d.serial = doc.serial;
         d.resources = doc.resources;
+        d.records = doc.records;
         w.etag = etag;
         w.version = d.version;
         Ok(())
@@ -392,6 +396,35 @@ impl S3Store {
                 Ok(())
             }
         }
+    }
+
+    /// The progress records (see [`Document::records`]).
+    pub fn records(&self) -> BTreeMap<String, serde_json::Value> {
+        guard(&self.0.doc).records.clone()
+    }
+
+    /// Sets (`Some`) or removes (`None`) one progress record, stored before it returns.
+    pub async fn put_record(
+        &self,
+        key: &str,
+        value: Option<serde_json::Value>,
+    ) -> Result<(), StateError> {
+        self.check_broken()?;
+        let version = {
+            let mut d = guard(&self.0.doc);
+            match value {
+                Some(v) => {
+                    d.records.insert(key.to_string(), v);
+                }
+                None => {
+                    d.records.remove(key);
+                }
+            }
+            d.serial += 1;
+            d.version += 1;
+            d.version
+        };
+        self.flush_to(version).await
     }
 
     /// A background write within `SOON`, unless one is already due.
@@ -468,6 +501,7 @@ impl S3Store {
                 lineage: d.lineage.clone(),
                 serial: d.serial,
                 resources: d.resources.clone(),
+                records: d.records.clone(),
             };
             let body = serde_json::to_vec_pretty(&doc)
                 .map_err(|e| self.remote(format!("cannot encode the state: {e}")))?;
@@ -543,6 +577,7 @@ impl S3Store {
             d.lineage = doc.lineage.clone();
             d.serial = doc.serial;
             d.resources = doc.resources.clone();
+            d.records = doc.records.clone();
             d.version += 1;
             d.version
         };

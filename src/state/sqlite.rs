@@ -107,8 +107,11 @@ impl LocalStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sq)?;
+        // `records` (progress of a `roll`) came without a schema version: an older eksnet
+        // ignores the table.
         tx.execute_batch(
-            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
         )
         .map_err(sq)?;
         let version: Option<i64> = tx
@@ -271,6 +274,46 @@ impl LocalStore {
         self.write_bumping_serial(|tx| write_row(tx, addr, r))
     }
 
+    /// The progress records (see [`super::Document::records`]); one that does not parse is
+    /// left out (it can only be a newer eksnet's).
+    pub fn records(&self) -> Result<BTreeMap<String, serde_json::Value>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, value FROM records")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.err(e))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            if let Ok(v) = serde_json::from_str(&v) {
+                out.insert(k, v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets (`Some`) or removes (`None`) one progress record.
+    pub fn put_record(
+        &mut self,
+        key: &str,
+        value: Option<&serde_json::Value>,
+    ) -> Result<(), StateError> {
+        self.write_bumping_serial(|tx| match value {
+            Some(v) => tx
+                .execute(
+                    "INSERT INTO records (key, value) VALUES (?1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    [key, &v.to_string()],
+                )
+                .map(|_| ()),
+            None => tx
+                .execute("DELETE FROM records WHERE key = ?1", [key])
+                .map(|_| ()),
+        })
+    }
+
     pub fn remove(&mut self, addr: &ResourceAddr) -> Result<(), StateError> {
         self.write_bumping_serial(|tx| {
             tx.execute(
@@ -294,6 +337,14 @@ impl LocalStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sq)?;
         tx.execute("DELETE FROM resources", []).map_err(sq)?;
+        tx.execute("DELETE FROM records", []).map_err(sq)?;
+        for (k, v) in &doc.records {
+            tx.execute(
+                "INSERT INTO records (key, value) VALUES (?1, ?2)",
+                [k, &v.to_string()],
+            )
+            .map_err(sq)?;
+        }
         for (addr, r) in &doc.resources {
             write_row(&tx, addr, r).map_err(sq)?;
         }

@@ -170,6 +170,26 @@ impl StateStore {
         }
     }
 
+    /// The progress records of long operations (a `roll`), by key.
+    pub fn records(&self) -> Result<std::collections::BTreeMap<String, serde_json::Value>, StateError> {
+        match self {
+            StateStore::Local(l) => Self::local(l).records(),
+            StateStore::S3(s) => Ok(s.records()),
+        }
+    }
+
+    /// Sets (`Some`) or removes (`None`) one progress record; stored when this returns.
+    pub async fn put_record(
+        &self,
+        key: &str,
+        value: Option<serde_json::Value>,
+    ) -> Result<(), StateError> {
+        match self {
+            StateStore::Local(l) => Self::local(l).put_record(key, value.as_ref()),
+            StateStore::S3(s) => s.put_record(key, value).await,
+        }
+    }
+
     pub async fn remove(
         &self,
         addr: &ResourceAddr,

@@ -17,6 +17,9 @@ pub async fn run(args: PlanArgs) -> Result<ExitStatus, Failure> {
     };
     let plan = session::make_plan(&spec, &snapshot, &ctx, &opts).await?;
     output::plan(&plan, args.common.json)?;
+    if !args.destroy {
+        existing_nodes(&spec, &ctx, args.common.json).await;
+    }
     if let Some(f) = args.out {
         let text = serde_json::to_string_pretty(&plan)?;
         std::fs::write(&f, text)
@@ -32,4 +35,45 @@ pub async fn run(args: PlanArgs) -> Result<ExitStatus, Failure> {
     } else {
         ExitStatus::Success
     })
+}
+
+/// The nodes the clusters already run whose pods keep node-subnet addresses, by owner (see
+/// `nodes::existing`): what `roll` (or `apply --replace` for the spec's own nodegroups) moves.
+/// Only read, and never a reason for the plan to fail: a cluster not made yet has none.
+async fn existing_nodes(spec: &crate::spec::Spec, ctx: &crate::resources::Ctx, json: bool) {
+    for r in spec.resources.values() {
+        let crate::resources::ResourceConfig::Cluster(c) = &r.config else {
+            continue;
+        };
+        let cluster = spec.resolved_name(&c.name);
+        let survey = async {
+            let Some(client) = ctx.kube.client(&ctx.aws, &cluster).await? else {
+                return Ok(None);
+            };
+            crate::nodes::existing::survey(spec, &ctx.aws, client, &cluster)
+                .await
+                .map(Some)
+        };
+        match survey.await {
+            Ok(Some(s)) if json => {
+                for (owner, nodes) in s.to_move() {
+                    let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+                    output::warning(format!(
+                        "cluster {cluster}: nodes of {owner} keep node-subnet addresses: {}",
+                        names.join(", ")
+                    ));
+                }
+            }
+            Ok(Some(s)) => {
+                let text = crate::nodes::existing::render(&s);
+                if !text.is_empty() {
+                    output::data(&format!("\n{text}"));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => output::warning(format!(
+                "cluster {cluster}: its existing nodes could not be read ({e}); the plan does not list them"
+            )),
+        }
+    }
 }

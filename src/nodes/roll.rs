@@ -1,0 +1,806 @@
+//! `eksnet roll`: moves the nodes that keep node-subnet addresses (see `existing`) onto
+//! custom networking, whoever owns them. Per node: cordon, evict its pods through the
+//! Eviction API (a PodDisruptionBudget's 429 is waited out, never forced), wait until the
+//! evicted pods run elsewhere, terminate the instance so that its owner brings a new one,
+//! and wait for a new node of that owner that is Ready and on custom networking. Up to
+//! `max_unavailable` nodes are in flight at once, a new one starting as soon as one ends
+//! (so 20 nodes two at a time take about ten replacements' time, not more).
+//!
+//! Progress is in the state as one record per node (`roll/CLUSTER/NODE`), written before
+//! each step it announces: a rerun after a crash or Ctrl-C finishes the nodes under way
+//! first, never moves a node twice, and finds a replacement that came while it was not
+//! running by its creation time.
+
+use super::existing::{self, ExistingNode, Owner, Survey};
+use crate::cloud::aws::AwsClients;
+use crate::resources::ResourceError;
+use crate::spec::Spec;
+use crate::state::StateStore;
+use futures::TryStreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RollError {
+    #[error(transparent)]
+    Resource(#[from] ResourceError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// What stops the roll before it touches a node.
+    #[error("{0}")]
+    Refused(String),
+    /// A node that did not finish in time, or a step that failed.
+    #[error("{0}")]
+    Node(String),
+}
+
+fn kube_err(op: &'static str) -> impl Fn(kube::Error) -> RollError {
+    move |e| RollError::Resource(crate::cloud::kube::error(op, e).into())
+}
+
+pub struct Options {
+    pub max_unavailable: usize,
+    pub node_timeout: Duration,
+    /// Between two looks at the cluster.
+    pub pause: Duration,
+}
+
+/// Where one node is; kept in the state.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Record {
+    pub node: String,
+    pub instance_id: Option<String>,
+    pub owner: Owner,
+    pub zone: Option<String>,
+    /// `draining` (cordoned, pods being evicted), `terminated` (waiting for its
+    /// replacement), `done`.
+    pub phase: String,
+    /// When the instance was terminated (RFC 3339): its replacement is newer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminated_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<String>,
+}
+
+fn key(cluster: &str, node: &str) -> String {
+    format!("roll/{cluster}/{node}")
+}
+
+/// The records of one cluster's roll, by node.
+pub fn records(store: &StateStore, cluster: &str) -> Result<BTreeMap<String, Record>, RollError> {
+    let prefix = format!("roll/{cluster}/");
+    Ok(store
+        .records()?
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&prefix))
+        .filter_map(|(_, v)| serde_json::from_value::<Record>(v).ok())
+        .map(|r| (r.node.clone(), r))
+        .collect())
+}
+
+/// What the roll will do: the nodes under way first, then the rest by owner, zone, name.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Order {
+    pub resumed: Vec<Record>,
+    pub nodes: Vec<ExistingNode>,
+    /// Nodes of the spec's own nodegroups: `apply --replace` moves them.
+    pub in_spec: Vec<ExistingNode>,
+    /// Nodes already moved by an earlier run of this roll.
+    pub done: usize,
+}
+
+pub fn order(survey: &Survey, records: &BTreeMap<String, Record>) -> Order {
+    let mut o = Order {
+        resumed: records
+            .values()
+            .filter(|r| r.phase != "done")
+            .cloned()
+            .collect(),
+        done: records.values().filter(|r| r.phase == "done").count(),
+        ..Order::default()
+    };
+    for n in survey.nodes.iter().filter(|n| n.needs_move()) {
+        if records.contains_key(&n.name) {
+            continue;
+        }
+        if n.in_spec.is_some() {
+            o.in_spec.push(n.clone());
+        } else {
+            o.nodes.push(n.clone());
+        }
+    }
+    o
+}
+
+/// The reasons the roll cannot start: nothing would replace a node, its replacement would not
+/// get custom networking either, its group cannot launch, or a budget can never allow it.
+pub async fn refusals(
+    aws: &AwsClients,
+    client: &kube::Client,
+    survey: &Survey,
+    order: &Order,
+) -> Result<Vec<String>, RollError> {
+    let mut out = Vec::new();
+    if order.nodes.is_empty() && order.resumed.is_empty() {
+        return Ok(out);
+    }
+    if !custom_networking_on(client).await? {
+        out.push(format!(
+            "custom networking is off in cluster {}'s VPC CNI (AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG is not \"true\" on aws-node): new nodes would get node-subnet addresses too; run `eksnet apply` with this spec first",
+            survey.cluster
+        ));
+    }
+    for n in &order.nodes {
+        if n.owner == Owner::Unknown {
+            out.push(format!(
+                "node {} has no owner eksnet knows (no managed nodegroup, Auto Scaling group or Karpenter pool): nothing would bring a new node when its instance ends; move its pods and replace it by hand",
+                n.name
+            ));
+        }
+        if let Some(r) = n.reasons.iter().find(|r| r.contains("ENIConfig")) {
+            out.push(format!(
+                "node {}: {r}; its replacement would not start its CNI (NotReady): run `eksnet apply` with this spec first so that its ENIConfig exists",
+                n.name
+            ));
+        }
+    }
+    let groups: BTreeSet<String> = order
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.owner {
+            Owner::AutoScaling(g) => Some(g.clone()),
+            _ => None,
+        })
+        .collect();
+    if !groups.is_empty() {
+        let found = aws
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .set_auto_scaling_group_names(Some(groups.iter().cloned().collect()))
+            .send()
+            .await
+            .map_err(|e| RollError::Resource(crate::resources::aws_error("DescribeAutoScalingGroups", e)))?;
+        for g in &groups {
+            let Some(asg) = found
+                .auto_scaling_groups()
+                .iter()
+                .find(|a| a.auto_scaling_group_name() == Some(g.as_str()))
+            else {
+                out.push(format!("Auto Scaling group {g} was not found: nothing would replace its nodes"));
+                continue;
+            };
+            let suspended: Vec<&str> = asg
+                .suspended_processes()
+                .iter()
+                .filter_map(|p| p.process_name())
+                .filter(|p| matches!(*p, "Launch" | "ReplaceUnhealthy" | "Terminate"))
+                .collect();
+            if !suspended.is_empty() {
+                out.push(format!(
+                    "Auto Scaling group {g} has {} suspended: it would not replace a terminated instance; resume them first (aws autoscaling resume-processes)",
+                    suspended.join(", ")
+                ));
+            }
+            if asg.desired_capacity().unwrap_or(0) < 1 || asg.max_size().unwrap_or(0) < 1 {
+                out.push(format!(
+                    "Auto Scaling group {g} has no room for a node (desired {}, max {}): it would not replace a terminated instance",
+                    asg.desired_capacity().unwrap_or(0),
+                    asg.max_size().unwrap_or(0)
+                ));
+            }
+        }
+    }
+    // A budget that can never allow an eviction would stop the roll half-way.
+    let moving: BTreeSet<&str> = order.nodes.iter().map(|n| n.name.as_str()).collect();
+    let pods = list_pods(client).await?;
+    let pdbs: Vec<PodDisruptionBudget> = Api::<PodDisruptionBudget>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(kube_err("list poddisruptionbudgets"))?
+        .items;
+    let mut named = BTreeSet::new();
+    for pod in pods
+        .iter()
+        .filter(|p| on_node(p).is_some_and(|n| moving.contains(n)) && evictable(p))
+    {
+        for pdb in pdbs.iter().filter(|b| budget_covers(b, pod)) {
+            let covered = pods.iter().filter(|p| budget_covers(pdb, p) && active(p)).count();
+            if let Some(why) = never_allows(pdb, covered) {
+                let name = object_name(&pdb.metadata);
+                if named.insert(name.clone()) {
+                    out.push(format!(
+                        "PodDisruptionBudget {name} can never allow an eviction ({why}), so pod {} could not leave its node; change the budget first",
+                        object_name(&pod.metadata)
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn custom_networking_on(client: &kube::Client) -> Result<bool, RollError> {
+    let ds: Api<k8s_openapi::api::apps::v1::DaemonSet> =
+        Api::namespaced(client.clone(), "kube-system");
+    let Some(ds) = ds
+        .get_opt("aws-node")
+        .await
+        .map_err(kube_err("get daemonset aws-node"))?
+    else {
+        return Ok(false);
+    };
+    Ok(ds
+        .spec
+        .template
+        .spec
+        .into_iter()
+        .flat_map(|s| s.containers)
+        .filter(|c| c.name == "aws-node")
+        .flat_map(|c| c.env.unwrap_or_default())
+        .any(|e| {
+            e.name == "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG" && e.value.as_deref() == Some("true")
+        }))
+}
+
+fn object_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        m.namespace.as_deref().unwrap_or("default"),
+        m.name.as_deref().unwrap_or("?")
+    )
+}
+
+fn on_node(p: &Pod) -> Option<&str> {
+    p.spec.as_ref()?.node_name.as_deref()
+}
+
+fn phase(p: &Pod) -> Option<&str> {
+    p.status.as_ref()?.phase.as_deref()
+}
+
+/// Not ended and not being deleted.
+fn active(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none() && !matches!(phase(p), Some("Succeeded" | "Failed"))
+}
+
+/// A pod a drain evicts: not a DaemonSet's (it stays with its node), not a static pod's
+/// mirror, still active (as `kubectl drain` decides).
+fn evictable(p: &Pod) -> bool {
+    let daemon = p
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.kind == "DaemonSet");
+    let mirror = p
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+    active(p) && !daemon && !mirror
+}
+
+fn matches_selector(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let by_label = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let by_expr = sel.match_expressions.iter().flatten().all(|e| {
+        let have = labels.get(&e.key);
+        let values = e.values.clone().unwrap_or_default();
+        match e.operator.as_str() {
+            "In" => have.is_some_and(|h| values.contains(h)),
+            "NotIn" => have.is_none_or(|h| !values.contains(h)),
+            "Exists" => have.is_some(),
+            "DoesNotExist" => have.is_none(),
+            _ => false,
+        }
+    });
+    by_label && by_expr
+}
+
+/// Whether the budget selects the pod (same namespace; an empty selector selects every pod
+/// of it, policy/v1).
+fn budget_covers(pdb: &PodDisruptionBudget, pod: &Pod) -> bool {
+    if pdb.metadata.namespace != pod.metadata.namespace {
+        return false;
+    }
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    pdb.spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .is_some_and(|s| matches_selector(s, &labels))
+}
+
+/// An absolute number or a percentage of `of` (rounded up, as the disruption controller
+/// does for minAvailable and maxUnavailable).
+fn resolve(v: &IntOrString, of: usize) -> Option<usize> {
+    match v {
+        IntOrString::Int(i) => usize::try_from(*i).ok(),
+        IntOrString::String(s) => {
+            let pct: usize = s.strip_suffix('%')?.trim().parse().ok()?;
+            Some((pct * of).div_ceil(100))
+        }
+    }
+}
+
+/// Why the budget can never allow one eviction of the `covered` pods it selects.
+fn never_allows(pdb: &PodDisruptionBudget, covered: usize) -> Option<String> {
+    let spec = pdb.spec.as_ref()?;
+    if let Some(max) = spec.max_unavailable.as_ref().and_then(|m| resolve(m, covered)) {
+        return (max == 0).then(|| "maxUnavailable is 0".to_string());
+    }
+    let min = spec.min_available.as_ref().and_then(|m| resolve(m, covered))?;
+    (min >= covered && covered > 0)
+        .then(|| format!("minAvailable {min} with {covered} pod(s) it selects"))
+}
+
+async fn list_pods(client: &kube::Client) -> Result<Vec<Pod>, RollError> {
+    Ok(Api::<Pod>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(kube_err("list pods"))?
+        .items)
+}
+
+/// The shared context of one roll.
+pub struct Roll<'a> {
+    pub spec: &'a Spec,
+    pub aws: &'a AwsClients,
+    pub client: kube::Client,
+    pub store: &'a StateStore,
+    pub cluster: String,
+    pub opts: Options,
+    /// Replacements already claimed by a node (so two nodes never take the same one).
+    claimed: Mutex<BTreeSet<String>>,
+    /// What each node in flight is waiting for, for the timeout's report.
+    waiting: Mutex<BTreeMap<String, String>>,
+    /// Progress lines (stderr).
+    pub say: Box<dyn Fn(String) + Send + Sync + 'a>,
+}
+
+impl<'a> Roll<'a> {
+    pub fn new(
+        spec: &'a Spec,
+        aws: &'a AwsClients,
+        client: kube::Client,
+        store: &'a StateStore,
+        cluster: &str,
+        opts: Options,
+        records: &BTreeMap<String, Record>,
+        say: Box<dyn Fn(String) + Send + Sync + 'a>,
+    ) -> Roll<'a> {
+        Roll {
+            spec,
+            aws,
+            client,
+            store,
+            cluster: cluster.to_string(),
+            opts,
+            claimed: Mutex::new(records.values().filter_map(|r| r.replacement.clone()).collect()),
+            waiting: Mutex::new(BTreeMap::new()),
+            say,
+        }
+    }
+
+    fn wait_for(&self, node: &str, what: String) {
+        if let Ok(mut w) = self.waiting.lock() {
+            w.insert(node.to_string(), what);
+        }
+    }
+
+    fn waiting_for(&self, node: &str) -> String {
+        self.waiting
+            .lock()
+            .ok()
+            .and_then(|w| w.get(node).cloned())
+            .unwrap_or_else(|| "its first step".into())
+    }
+
+    async fn save(&self, r: &Record) -> Result<(), RollError> {
+        let value = serde_json::to_value(r).unwrap_or(Value::Null);
+        self.store
+            .put_record(&key(&self.cluster, &r.node), Some(value))
+            .await?;
+        Ok(())
+    }
+
+    /// Moves every node of the order, `max_unavailable` at a time; the nodes under way
+    /// first. Returns the nodes moved (old → new).
+    pub async fn run(&self, order: Order) -> Result<Vec<(String, String)>, RollError> {
+        let mut work: Vec<Record> = order.resumed;
+        work.extend(order.nodes.into_iter().map(|n| Record {
+            node: n.name,
+            instance_id: n.instance_id,
+            owner: n.owner,
+            zone: n.zone,
+            phase: "new".into(),
+            terminated_at: None,
+            replacement: None,
+        }));
+        let moved = Mutex::new(Vec::new());
+        futures::stream::iter(work.into_iter().map(Ok::<_, RollError>))
+            .try_for_each_concurrent(self.opts.max_unavailable.max(1), |r| {
+                let moved = &moved;
+                async move {
+                    let node = r.node.clone();
+                    let started = Instant::now();
+                    let done = tokio::time::timeout(self.opts.node_timeout, self.move_node(r))
+                        .await
+                        .map_err(|_| {
+                            RollError::Node(format!(
+                                "node {node}: not moved after {}s, waiting for {}",
+                                self.opts.node_timeout.as_secs(),
+                                self.waiting_for(&node)
+                            ))
+                        })??;
+                    (self.say)(format!(
+                        "roll: {node} → {done} ({:.0}s)",
+                        started.elapsed().as_secs_f64()
+                    ));
+                    if let Ok(mut m) = moved.lock() {
+                        m.push((node, done));
+                    }
+                    Ok(())
+                }
+            })
+            .await?;
+        Ok(moved.into_inner().unwrap_or_default())
+    }
+
+    async fn move_node(&self, mut r: Record) -> Result<String, RollError> {
+        if r.phase == "new" || r.phase == "draining" {
+            r.phase = "draining".into();
+            self.save(&r).await?;
+            (self.say)(format!("roll: {} ({}): cordon and drain", r.node, r.owner));
+            self.cordon(&r.node).await?;
+            self.drain(&r.node).await?;
+            r.phase = "terminated".into();
+            r.terminated_at = Some(crate::state::now_rfc3339());
+            // Written before the call: a crash after it finds the node waiting for its
+            // replacement, not drained again.
+            self.save(&r).await?;
+            self.terminate(&r).await?;
+        }
+        if r.phase == "terminated" {
+            let new = self.wait_replacement(&r).await?;
+            r.replacement = Some(new);
+            r.phase = "done".into();
+            self.save(&r).await?;
+        }
+        Ok(r.replacement.unwrap_or_default())
+    }
+
+    async fn cordon(&self, node: &str) -> Result<(), RollError> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        match nodes
+            .patch(
+                node,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"unschedulable": true}})),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Gone already (its instance ended): nothing to cordon.
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(kube_err("cordon node")(e)),
+        }
+    }
+
+    /// Evicts the node's pods until none is left, then waits until the pods of the same
+    /// owners run elsewhere.
+    async fn drain(&self, node: &str) -> Result<(), RollError> {
+        let mut owners: BTreeSet<String> = BTreeSet::new();
+        loop {
+            let pods = list_pods(&self.client).await?;
+            let left: Vec<&Pod> = pods
+                .iter()
+                .filter(|p| on_node(p) == Some(node) && evictable(p))
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            let mut blocked = Vec::new();
+            for p in left {
+                owners.extend(
+                    p.metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .map(|o| o.uid.clone()),
+                );
+                let ns = p.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+                let name = p.metadata.name.clone().unwrap_or_default();
+                let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+                match api.evict(&name, &EvictParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    // The budget allows no disruption now: wait, as `kubectl drain` does.
+                    Err(kube::Error::Api(s)) if s.code == 429 => {
+                        blocked.push((p.clone(), s.message.clone()));
+                    }
+                    Err(e) => return Err(kube_err("evict pod")(e)),
+                }
+            }
+            if !blocked.is_empty() {
+                let pdbs = Api::<PodDisruptionBudget>::all(self.client.clone())
+                    .list(&ListParams::default())
+                    .await
+                    .map(|l| l.items)
+                    .unwrap_or_default();
+                let what: Vec<String> = blocked
+                    .iter()
+                    .map(|(p, msg)| {
+                        let names: Vec<String> = pdbs
+                            .iter()
+                            .filter(|b| budget_covers(b, p))
+                            .map(|b| object_name(&b.metadata))
+                            .collect();
+                        format!(
+                            "the eviction of {} refused by PodDisruptionBudget {} ({msg})",
+                            object_name(&p.metadata),
+                            if names.is_empty() { "?".into() } else { names.join(", ") }
+                        )
+                    })
+                    .collect();
+                self.wait_for(node, what.join("; "));
+            } else {
+                self.wait_for(node, format!("the pods evicted from {node} to go"));
+            }
+            tokio::time::sleep(self.opts.pause).await;
+        }
+        // The evicted pods' owners have brought them back elsewhere: none pending.
+        self.wait_for(node, format!("the pods evicted from {node} to run elsewhere"));
+        loop {
+            let pods = list_pods(&self.client).await?;
+            let pending = pods.iter().any(|p| {
+                active(p)
+                    && p.metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|o| owners.contains(&o.uid))
+                    && (phase(p) != Some("Running")
+                        || p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_none())
+            });
+            if !pending {
+                return Ok(());
+            }
+            tokio::time::sleep(self.opts.pause).await;
+        }
+    }
+
+    async fn terminate(&self, r: &Record) -> Result<(), RollError> {
+        let Some(id) = r.instance_id.as_deref() else {
+            return Ok(());
+        };
+        (self.say)(format!("roll: {}: terminate {id}", r.node));
+        // In an Auto Scaling group (self-managed, or the one behind a managed nodegroup): the
+        // group's own call, which launches a replacement at once.
+        if matches!(r.owner, Owner::AutoScaling(_) | Owner::Nodegroup(_)) {
+            match self
+                .aws
+                .autoscaling
+                .terminate_instance_in_auto_scaling_group()
+                .instance_id(id)
+                .should_decrement_desired_capacity(false)
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let err = crate::resources::aws_error("TerminateInstanceInAutoScalingGroup", e);
+                    // Not in a group Auto Scaling knows (gone already, or a group it does not
+                    // show): EC2's call below; its group's health check replaces it.
+                    if err.code() != Some("ValidationError") {
+                        return Err(err.into());
+                    }
+                }
+            }
+        }
+        match self
+            .aws
+            .ec2
+            .terminate_instances()
+            .instance_ids(id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = crate::resources::aws_error("TerminateInstances", e);
+                if err.code() == Some("InvalidInstanceID.NotFound") {
+                    return Ok(());
+                }
+                Err(err.into())
+            }
+        }
+    }
+
+    /// A node of the same owner, created after the termination, Ready and on custom
+    /// networking, that no other node has taken.
+    async fn wait_replacement(&self, r: &Record) -> Result<String, RollError> {
+        let since = r
+            .terminated_at
+            .as_deref()
+            .and_then(epoch_secs)
+            .unwrap_or(0)
+            // The API server's clock may be a little behind this machine's.
+            .saturating_sub(60);
+        self.wait_for(
+            &r.node,
+            format!("a new Ready node of {} on custom networking", r.owner),
+        );
+        loop {
+            let client = self.client.clone();
+            let survey = existing::survey(self.spec, self.aws, client.clone(), &self.cluster).await?;
+            let nodes: Vec<Node> = Api::<Node>::all(client)
+                .list(&ListParams::default())
+                .await
+                .map_err(kube_err("list nodes"))?
+                .items;
+            let created: BTreeMap<String, i64> = nodes
+                .iter()
+                .filter_map(|n| {
+                    Some((
+                        n.metadata.name.clone()?,
+                        n.metadata.creation_timestamp.as_ref()?.0.as_second(),
+                    ))
+                })
+                .collect();
+            let found = survey.nodes.iter().find(|n| {
+                n.owner == r.owner
+                    && n.name != r.node
+                    && n.ready
+                    && !n.needs_move()
+                    && created.get(&n.name).is_some_and(|c| *c >= since)
+                    && self.claimed.lock().is_ok_and(|c| !c.contains(&n.name))
+            });
+            if let Some(n) = found {
+                let mut claimed = self
+                    .claimed
+                    .lock()
+                    .map_err(|_| RollError::Node("roll: a worker panicked".into()))?;
+                if claimed.insert(n.name.clone()) {
+                    return Ok(n.name.clone());
+                }
+            }
+            tokio::time::sleep(self.opts.pause).await;
+        }
+    }
+}
+
+/// Seconds since the epoch of a time as `state::now_rfc3339` writes it (`unix:SECS`).
+fn epoch_secs(t: &str) -> Option<i64> {
+    t.strip_prefix("unix:")?.parse().ok()
+}
+
+/// `--dry-run`: the order, one line per node.
+pub fn render_order(cluster: &str, o: &Order, max_unavailable: usize) -> String {
+    let mut out = format!("cluster {cluster}: {} node(s) to move, {max_unavailable} at a time", o.resumed.len() + o.nodes.len());
+    if o.done > 0 {
+        out.push_str(&format!(" ({} moved by an earlier run)", o.done));
+    }
+    out.push('\n');
+    let mut i = 0;
+    for r in &o.resumed {
+        i += 1;
+        out.push_str(&format!(
+            "  {i}. {} ({}, {}) — resumed: {}\n",
+            r.node,
+            r.instance_id.as_deref().unwrap_or("no instance"),
+            r.owner,
+            r.phase
+        ));
+    }
+    for n in &o.nodes {
+        i += 1;
+        out.push_str(&format!(
+            "  {i}. {} ({}, {}{}): {}\n",
+            n.name,
+            n.instance_id.as_deref().unwrap_or("no instance"),
+            n.owner,
+            n.zone.as_deref().map(|z| format!(", {z}")).unwrap_or_default(),
+            n.reasons.join("; ")
+        ));
+    }
+    for n in &o.in_spec {
+        out.push_str(&format!(
+            "  - {} ({}): in this spec; `eksnet apply --replace {}` replaces it create-before-destroy\n",
+            n.name,
+            n.owner,
+            n.in_spec.as_deref().unwrap_or("?")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pdb(v: Value) -> PodDisruptionBudget {
+        serde_json::from_value(v).expect("a PDB")
+    }
+
+    #[test]
+    fn a_budget_that_can_never_allow_is_named_by_its_reason() {
+        let max0 = pdb(json!({"metadata": {"name": "a"}, "spec": {"maxUnavailable": 0}}));
+        assert_eq!(never_allows(&max0, 3).as_deref(), Some("maxUnavailable is 0"));
+        let all = pdb(json!({"metadata": {"name": "b"}, "spec": {"minAvailable": "100%"}}));
+        assert!(never_allows(&all, 3).is_some());
+        let min3 = pdb(json!({"metadata": {"name": "c"}, "spec": {"minAvailable": 3}}));
+        assert!(never_allows(&min3, 3).is_some());
+        assert_eq!(never_allows(&min3, 4), None);
+        let max1 = pdb(json!({"metadata": {"name": "d"}, "spec": {"maxUnavailable": "25%"}}));
+        assert_eq!(never_allows(&max1, 2), None, "25% of 2 rounds up to 1");
+    }
+
+    #[test]
+    fn selectors_match_labels_and_expressions() {
+        let sel: LabelSelector = serde_json::from_value(json!({
+            "matchLabels": {"app": "web"},
+            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]},
+                                 {"key": "canary", "operator": "DoesNotExist"}]}))
+        .expect("selector");
+        let l = |kv: &[(&str, &str)]| -> BTreeMap<String, String> {
+            kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        assert!(matches_selector(&sel, &l(&[("app", "web"), ("tier", "a")])));
+        assert!(!matches_selector(&sel, &l(&[("app", "web"), ("tier", "c")])));
+        assert!(!matches_selector(&sel, &l(&[("app", "web"), ("tier", "a"), ("canary", "1")])));
+        assert!(!matches_selector(&sel, &l(&[("tier", "a")])));
+    }
+
+    #[test]
+    fn the_order_resumes_first_and_skips_what_is_done_or_in_the_spec() {
+        let node = |name: &str, owner: Owner, in_spec: Option<&str>| ExistingNode {
+            name: name.into(),
+            instance_id: Some(format!("i-{name}")),
+            zone: Some("us-west-2a".into()),
+            owner,
+            ready: true,
+            unschedulable: false,
+            reasons: vec!["1 pod(s) with addresses outside the pod subnets".into()],
+            in_spec: in_spec.map(String::from),
+        };
+        let survey = Survey {
+            cluster: "c".into(),
+            nodes: vec![
+                node("a", Owner::AutoScaling("g".into()), None),
+                node("b", Owner::AutoScaling("g".into()), None),
+                node("c", Owner::Nodegroup("ng".into()), Some("nodegroup.main")),
+                node("d", Owner::Nodegroup("other".into()), None),
+            ],
+        };
+        let rec = |node: &str, phase: &str| Record {
+            node: node.into(),
+            instance_id: None,
+            owner: Owner::AutoScaling("g".into()),
+            zone: None,
+            phase: phase.into(),
+            terminated_at: None,
+            replacement: None,
+        };
+        let records: BTreeMap<String, Record> = [
+            ("a".to_string(), rec("a", "terminated")),
+            ("x".to_string(), rec("x", "done")),
+        ]
+        .into_iter()
+        .collect();
+        let o = order(&survey, &records);
+        assert_eq!(o.resumed.iter().map(|r| r.node.as_str()).collect::<Vec<_>>(), ["a"]);
+        assert_eq!(o.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["b", "d"]);
+        assert_eq!(o.in_spec.len(), 1);
+        assert_eq!(o.done, 1);
+    }
+}
