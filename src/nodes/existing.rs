@@ -133,6 +133,17 @@ pub fn selection(spec: &Spec, cluster: &str) -> Selection {
     }
 }
 
+/// Which way nodes are to move.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Aim {
+    /// Onto custom networking (the spec's pod subnets): a node that gives pods node-subnet
+    /// addresses, or has no ENIConfig, is to move.
+    Onto,
+    /// Off these pod subnets, which are to be deleted (a destroy, once the CNI settings are
+    /// put back): a node with pods or CNI ENIs in them is to move.
+    Off(Vec<Ipv4Net>),
+}
+
 /// The pod subnets' blocks: the spec's subnets.
 pub fn pod_cidrs(spec: &Spec) -> Vec<Ipv4Net> {
     spec.resources
@@ -199,6 +210,7 @@ async fn instance_facts(
     aws: &AwsClients,
     ids: &[String],
     pod_cidrs: &[Ipv4Net],
+    aim: &Aim,
 ) -> Result<InstanceFacts, ResourceError> {
     let mut facts = InstanceFacts::default();
     if ids.is_empty() {
@@ -236,11 +248,11 @@ async fn instance_facts(
             )
             .send()
             .await
-            .map_err(|e| {
-                crate::resources::aws_error("DescribeNetworkInterfaces", e)
-            })?;
+            .map_err(|e| crate::resources::aws_error("DescribeNetworkInterfaces", e))?;
         for eni in enis.network_interfaces() {
-            let Some(att) = eni.attachment() else { continue };
+            let Some(att) = eni.attachment() else {
+                continue;
+            };
             let Some(instance) = att.instance_id() else {
                 continue;
             };
@@ -250,7 +262,15 @@ async fn instance_facts(
                 .iter()
                 .filter_map(|a| a.private_ip_address())
                 .collect();
-            let reason = if att.device_index() == Some(0) {
+            let reason = if let Aim::Off(_) = aim {
+                let within = ips.iter().filter(|ip| inside(ip)).count();
+                (within > 0).then(|| {
+                    format!(
+                        "its ENI {id} holds {within} address(es) in the pod subnets ({})",
+                        eni.subnet_id().unwrap_or("?")
+                    )
+                })
+            } else if att.device_index() == Some(0) {
                 // The primary address is the node's own; any other one is a pod's.
                 (ips.len() > 1).then(|| {
                     format!(
@@ -287,8 +307,12 @@ pub async fn survey(
     aws: &AwsClients,
     client: kube::Client,
     cluster: &str,
+    aim: &Aim,
 ) -> Result<Survey, ResourceError> {
-    let pod_cidrs = pod_cidrs(spec);
+    let pod_cidrs = match aim {
+        Aim::Onto => pod_cidrs(spec),
+        Aim::Off(cidrs) => cidrs.clone(),
+    };
     let sel = selection(spec, cluster);
     let in_spec = spec_nodegroups(spec, cluster);
     let nodes: Vec<Node> = Api::<Node>::all(client.clone())
@@ -305,7 +329,12 @@ pub async fn survey(
         Api::<DynamicObject>::all_with(client.clone(), &api_resource())
             .list(&ListParams::default())
             .await
-            .map(|l| l.items.into_iter().filter_map(|o| o.metadata.name).collect())
+            .map(|l| {
+                l.items
+                    .into_iter()
+                    .filter_map(|o| o.metadata.name)
+                    .collect()
+            })
             // No ENIConfig CRD yet (a cluster before custom networking): none exists.
             .or_else(|e| match &e {
                 kube::Error::Api(s) if s.code == 404 => Ok(BTreeSet::new()),
@@ -317,7 +346,7 @@ pub async fn survey(
         .filter_map(provider_instance)
         .map(|(_, i)| i)
         .collect();
-    let facts = instance_facts(aws, &ids, &pod_cidrs).await?;
+    let facts = instance_facts(aws, &ids, &pod_cidrs, aim).await?;
     let mut outside: BTreeMap<String, usize> = BTreeMap::new();
     for p in &pods {
         let spec_ = p.spec.as_ref();
@@ -333,7 +362,8 @@ pub async fn survey(
         let inside = ip
             .parse::<Ipv4Addr>()
             .is_ok_and(|a| pod_cidrs.iter().any(|n| n.contains(&a)));
-        if !inside {
+        // Onto: the pods still outside; off: the pods still inside.
+        if inside == matches!(aim, Aim::Off(_)) {
             *outside.entry(node).or_default() += 1;
         }
     }
@@ -352,7 +382,9 @@ pub async fn survey(
             .and_then(|i| facts.tags.get(i))
             .cloned()
             .unwrap_or_default();
-        let owner = if let Some(ng) = label(node, NODEGROUP_LABEL).or(tags.get(NODEGROUP_TAG).map(String::as_str)) {
+        let owner = if let Some(ng) =
+            label(node, NODEGROUP_LABEL).or(tags.get(NODEGROUP_TAG).map(String::as_str))
+        {
             Owner::Nodegroup(ng.to_string())
         } else if let Some(p) =
             label(node, KARPENTER_LABEL).or(tags.get(KARPENTER_LABEL).map(String::as_str))
@@ -365,7 +397,10 @@ pub async fn survey(
         };
         let mut reasons = Vec::new();
         if let Some(n) = outside.get(&name) {
-            reasons.push(format!("{n} pod(s) with addresses outside the pod subnets"));
+            reasons.push(match aim {
+                Aim::Onto => format!("{n} pod(s) with addresses outside the pod subnets"),
+                Aim::Off(_) => format!("{n} pod(s) with addresses in the pod subnets"),
+            });
         }
         if let Some(r) = instance.as_ref().and_then(|i| facts.eni_reasons.get(i)) {
             reasons.extend(r.iter().cloned());
@@ -380,6 +415,7 @@ pub async fn survey(
             label(node, &sel.label).map(String::from)
         };
         match wanted {
+            _ if matches!(aim, Aim::Off(_)) => {}
             Some(w) if eni_configs.contains(&w) => {}
             Some(w) => reasons.push(format!("no ENIConfig `{w}` for it to pick")),
             None => reasons.push(format!(
@@ -436,7 +472,10 @@ pub fn render(s: &Survey) -> String {
                 "    ~ {} ({}{}): {what}\n",
                 n.name,
                 n.instance_id.as_deref().unwrap_or("no instance"),
-                n.zone.as_deref().map(|z| format!(", {z}")).unwrap_or_default(),
+                n.zone
+                    .as_deref()
+                    .map(|z| format!(", {z}"))
+                    .unwrap_or_default(),
             ));
         }
         let how = match nodes.iter().find_map(|n| n.in_spec.as_deref()) {

@@ -85,6 +85,14 @@ pub fn records(store: &StateStore, cluster: &str) -> Result<BTreeMap<String, Rec
         .collect())
 }
 
+/// Forgets a finished roll's records.
+pub async fn clear(store: &StateStore, cluster: &str) -> Result<(), RollError> {
+    for node in records(store, cluster)?.into_keys() {
+        store.put_record(&key(cluster, &node), None).await?;
+    }
+    Ok(())
+}
+
 /// What the roll will do: the nodes under way first, then the rest by owner, zone, name.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Order {
@@ -126,12 +134,20 @@ pub async fn refusals(
     client: &kube::Client,
     survey: &Survey,
     order: &Order,
+    aim: &existing::Aim,
 ) -> Result<Vec<String>, RollError> {
     let mut out = Vec::new();
     if order.nodes.is_empty() && order.resumed.is_empty() {
         return Ok(out);
     }
-    if !custom_networking_on(client).await? {
+    let on = custom_networking_on(client).await?;
+    if on && *aim != existing::Aim::Onto {
+        out.push(format!(
+            "custom networking is still on in cluster {}'s VPC CNI: new nodes would take addresses from the pod subnets again",
+            survey.cluster
+        ));
+    }
+    if !on && *aim == existing::Aim::Onto {
         out.push(format!(
             "custom networking is off in cluster {}'s VPC CNI (AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG is not \"true\" on aws-node): new nodes would get node-subnet addresses too; run `eksnet apply` with this spec first",
             survey.cluster
@@ -166,14 +182,18 @@ pub async fn refusals(
             .set_auto_scaling_group_names(Some(groups.iter().cloned().collect()))
             .send()
             .await
-            .map_err(|e| RollError::Resource(crate::resources::aws_error("DescribeAutoScalingGroups", e)))?;
+            .map_err(|e| {
+                RollError::Resource(crate::resources::aws_error("DescribeAutoScalingGroups", e))
+            })?;
         for g in &groups {
             let Some(asg) = found
                 .auto_scaling_groups()
                 .iter()
                 .find(|a| a.auto_scaling_group_name() == Some(g.as_str()))
             else {
-                out.push(format!("Auto Scaling group {g} was not found: nothing would replace its nodes"));
+                out.push(format!(
+                    "Auto Scaling group {g} was not found: nothing would replace its nodes"
+                ));
                 continue;
             };
             let suspended: Vec<&str> = asg
@@ -211,7 +231,10 @@ pub async fn refusals(
         .filter(|p| on_node(p).is_some_and(|n| moving.contains(n)) && evictable(p))
     {
         for pdb in pdbs.iter().filter(|b| budget_covers(b, pod)) {
-            let covered = pods.iter().filter(|p| budget_covers(pdb, p) && active(p)).count();
+            let covered = pods
+                .iter()
+                .filter(|p| budget_covers(pdb, p) && active(p))
+                .count();
             if let Some(why) = never_allows(pdb, covered) {
                 let name = object_name(&pdb.metadata);
                 if named.insert(name.clone()) {
@@ -226,7 +249,7 @@ pub async fn refusals(
     Ok(out)
 }
 
-async fn custom_networking_on(client: &kube::Client) -> Result<bool, RollError> {
+pub async fn custom_networking_on(client: &kube::Client) -> Result<bool, RollError> {
     let ds: Api<k8s_openapi::api::apps::v1::DaemonSet> =
         Api::namespaced(client.clone(), "kube-system");
     let Some(ds) = ds
@@ -335,10 +358,17 @@ fn resolve(v: &IntOrString, of: usize) -> Option<usize> {
 /// Why the budget can never allow one eviction of the `covered` pods it selects.
 fn never_allows(pdb: &PodDisruptionBudget, covered: usize) -> Option<String> {
     let spec = pdb.spec.as_ref()?;
-    if let Some(max) = spec.max_unavailable.as_ref().and_then(|m| resolve(m, covered)) {
+    if let Some(max) = spec
+        .max_unavailable
+        .as_ref()
+        .and_then(|m| resolve(m, covered))
+    {
         return (max == 0).then(|| "maxUnavailable is 0".to_string());
     }
-    let min = spec.min_available.as_ref().and_then(|m| resolve(m, covered))?;
+    let min = spec
+        .min_available
+        .as_ref()
+        .and_then(|m| resolve(m, covered))?;
     (min >= covered && covered > 0)
         .then(|| format!("minAvailable {min} with {covered} pod(s) it selects"))
 }
@@ -351,6 +381,15 @@ async fn list_pods(client: &kube::Client) -> Result<Vec<Pod>, RollError> {
         .items)
 }
 
+/// What a roll works on: one cluster of the spec, and the state its progress goes to.
+pub struct Target<'a> {
+    pub spec: &'a Spec,
+    pub aws: &'a AwsClients,
+    pub client: kube::Client,
+    pub store: &'a StateStore,
+    pub cluster: &'a str,
+}
+
 /// The shared context of one roll.
 pub struct Roll<'a> {
     pub spec: &'a Spec,
@@ -359,6 +398,7 @@ pub struct Roll<'a> {
     pub store: &'a StateStore,
     pub cluster: String,
     pub opts: Options,
+    pub aim: existing::Aim,
     /// Replacements already claimed by a node (so two nodes never take the same one).
     claimed: Mutex<BTreeSet<String>>,
     /// What each node in flight is waiting for, for the timeout's report.
@@ -369,15 +409,19 @@ pub struct Roll<'a> {
 
 impl<'a> Roll<'a> {
     pub fn new(
-        spec: &'a Spec,
-        aws: &'a AwsClients,
-        client: kube::Client,
-        store: &'a StateStore,
-        cluster: &str,
+        target: Target<'a>,
         opts: Options,
+        aim: existing::Aim,
         records: &BTreeMap<String, Record>,
         say: Box<dyn Fn(String) + Send + Sync + 'a>,
     ) -> Roll<'a> {
+        let Target {
+            spec,
+            aws,
+            client,
+            store,
+            cluster,
+        } = target;
         Roll {
             spec,
             aws,
@@ -385,7 +429,13 @@ impl<'a> Roll<'a> {
             store,
             cluster: cluster.to_string(),
             opts,
-            claimed: Mutex::new(records.values().filter_map(|r| r.replacement.clone()).collect()),
+            aim,
+            claimed: Mutex::new(
+                records
+                    .values()
+                    .filter_map(|r| r.replacement.clone())
+                    .collect(),
+            ),
             waiting: Mutex::new(BTreeMap::new()),
             say,
         }
@@ -468,9 +518,11 @@ impl<'a> Roll<'a> {
             // Written before the call: a crash after it finds the node waiting for its
             // replacement, not drained again.
             self.save(&r).await?;
-            self.terminate(&r).await?;
         }
         if r.phase == "terminated" {
+            // Again after a resume: the run that wrote the phase may have stopped before its
+            // call; ending an instance that has ended already changes nothing.
+            self.terminate(&r).await?;
             let new = self.wait_replacement(&r).await?;
             r.replacement = Some(new);
             r.phase = "done".into();
@@ -518,7 +570,11 @@ impl<'a> Roll<'a> {
                         .flatten()
                         .map(|o| o.uid.clone()),
                 );
-                let ns = p.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+                let ns = p
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into());
                 let name = p.metadata.name.clone().unwrap_or_default();
                 let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
                 match api.evict(&name, &EvictParams::default()).await {
@@ -548,7 +604,11 @@ impl<'a> Roll<'a> {
                         format!(
                             "the eviction of {} refused by PodDisruptionBudget {} ({msg})",
                             object_name(&p.metadata),
-                            if names.is_empty() { "?".into() } else { names.join(", ") }
+                            if names.is_empty() {
+                                "?".into()
+                            } else {
+                                names.join(", ")
+                            }
                         )
                     })
                     .collect();
@@ -559,7 +619,10 @@ impl<'a> Roll<'a> {
             tokio::time::sleep(self.opts.pause).await;
         }
         // The evicted pods' owners have brought them back elsewhere: none pending.
-        self.wait_for(node, format!("the pods evicted from {node} to run elsewhere"));
+        self.wait_for(
+            node,
+            format!("the pods evicted from {node} to run elsewhere"),
+        );
         loop {
             let pods = list_pods(&self.client).await?;
             let pending = pods.iter().any(|p| {
@@ -585,26 +648,37 @@ impl<'a> Roll<'a> {
         };
         (self.say)(format!("roll: {}: terminate {id}", r.node));
         // In an Auto Scaling group (self-managed, or the one behind a managed nodegroup): the
-        // group's own call, which launches a replacement at once.
+        // group's own call, which launches a replacement at once. Otherwise (or a group Auto
+        // Scaling does not show) EC2's call, and the group's health check replaces it.
         if matches!(r.owner, Owner::AutoScaling(_) | Owner::Nodegroup(_)) {
-            match self
+            let known = self
                 .aws
                 .autoscaling
-                .terminate_instance_in_auto_scaling_group()
-                .instance_id(id)
-                .should_decrement_desired_capacity(false)
+                .describe_auto_scaling_instances()
+                .instance_ids(id)
                 .send()
                 .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) => {
-                    let err = crate::resources::aws_error("TerminateInstanceInAutoScalingGroup", e);
-                    // Not in a group Auto Scaling knows (gone already, or a group it does not
-                    // show): EC2's call below; its group's health check replaces it.
-                    if err.code() != Some("ValidationError") {
-                        return Err(err.into());
-                    }
-                }
+                .map_err(|e| {
+                    RollError::Resource(crate::resources::aws_error(
+                        "DescribeAutoScalingInstances",
+                        e,
+                    ))
+                })?;
+            if !known.auto_scaling_instances().is_empty() {
+                self.aws
+                    .autoscaling
+                    .terminate_instance_in_auto_scaling_group()
+                    .instance_id(id)
+                    .should_decrement_desired_capacity(false)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        RollError::Resource(crate::resources::aws_error(
+                            "TerminateInstanceInAutoScalingGroup",
+                            e,
+                        ))
+                    })?;
+                return Ok(());
             }
         }
         match self
@@ -638,11 +712,25 @@ impl<'a> Roll<'a> {
             .saturating_sub(60);
         self.wait_for(
             &r.node,
-            format!("a new Ready node of {} on custom networking", r.owner),
+            match self.aim {
+                existing::Aim::Onto => {
+                    format!("a new Ready node of {} on custom networking", r.owner)
+                }
+                existing::Aim::Off(_) => {
+                    format!("a new Ready node of {} off the pod subnets", r.owner)
+                }
+            },
         );
         loop {
             let client = self.client.clone();
-            let survey = existing::survey(self.spec, self.aws, client.clone(), &self.cluster).await?;
+            let survey = existing::survey(
+                self.spec,
+                self.aws,
+                client.clone(),
+                &self.cluster,
+                &self.aim,
+            )
+            .await?;
             let nodes: Vec<Node> = Api::<Node>::all(client)
                 .list(&ListParams::default())
                 .await
@@ -686,7 +774,10 @@ fn epoch_secs(t: &str) -> Option<i64> {
 
 /// `--dry-run`: the order, one line per node.
 pub fn render_order(cluster: &str, o: &Order, max_unavailable: usize) -> String {
-    let mut out = format!("cluster {cluster}: {} node(s) to move, {max_unavailable} at a time", o.resumed.len() + o.nodes.len());
+    let mut out = format!(
+        "cluster {cluster}: {} node(s) to move, {max_unavailable} at a time",
+        o.resumed.len() + o.nodes.len()
+    );
     if o.done > 0 {
         out.push_str(&format!(" ({} moved by an earlier run)", o.done));
     }
@@ -709,7 +800,10 @@ pub fn render_order(cluster: &str, o: &Order, max_unavailable: usize) -> String 
             n.name,
             n.instance_id.as_deref().unwrap_or("no instance"),
             n.owner,
-            n.zone.as_deref().map(|z| format!(", {z}")).unwrap_or_default(),
+            n.zone
+                .as_deref()
+                .map(|z| format!(", {z}"))
+                .unwrap_or_default(),
             n.reasons.join("; ")
         ));
     }
@@ -735,7 +829,10 @@ mod tests {
     #[test]
     fn a_budget_that_can_never_allow_is_named_by_its_reason() {
         let max0 = pdb(json!({"metadata": {"name": "a"}, "spec": {"maxUnavailable": 0}}));
-        assert_eq!(never_allows(&max0, 3).as_deref(), Some("maxUnavailable is 0"));
+        assert_eq!(
+            never_allows(&max0, 3).as_deref(),
+            Some("maxUnavailable is 0")
+        );
         let all = pdb(json!({"metadata": {"name": "b"}, "spec": {"minAvailable": "100%"}}));
         assert!(never_allows(&all, 3).is_some());
         let min3 = pdb(json!({"metadata": {"name": "c"}, "spec": {"minAvailable": 3}}));
@@ -753,11 +850,19 @@ mod tests {
                                  {"key": "canary", "operator": "DoesNotExist"}]}))
         .expect("selector");
         let l = |kv: &[(&str, &str)]| -> BTreeMap<String, String> {
-            kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
         };
         assert!(matches_selector(&sel, &l(&[("app", "web"), ("tier", "a")])));
-        assert!(!matches_selector(&sel, &l(&[("app", "web"), ("tier", "c")])));
-        assert!(!matches_selector(&sel, &l(&[("app", "web"), ("tier", "a"), ("canary", "1")])));
+        assert!(!matches_selector(
+            &sel,
+            &l(&[("app", "web"), ("tier", "c")])
+        ));
+        assert!(!matches_selector(
+            &sel,
+            &l(&[("app", "web"), ("tier", "a"), ("canary", "1")])
+        ));
         assert!(!matches_selector(&sel, &l(&[("tier", "a")])));
     }
 
@@ -798,8 +903,17 @@ mod tests {
         .into_iter()
         .collect();
         let o = order(&survey, &records);
-        assert_eq!(o.resumed.iter().map(|r| r.node.as_str()).collect::<Vec<_>>(), ["a"]);
-        assert_eq!(o.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["b", "d"]);
+        assert_eq!(
+            o.resumed
+                .iter()
+                .map(|r| r.node.as_str())
+                .collect::<Vec<_>>(),
+            ["a"]
+        );
+        assert_eq!(
+            o.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+            ["b", "d"]
+        );
         assert_eq!(o.in_spec.len(), 1);
         assert_eq!(o.done, 1);
     }

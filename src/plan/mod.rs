@@ -146,6 +146,8 @@ pub enum Reason {
     /// `--replace ADDR`.
     ReplaceRequested,
     AdoptingExistingVpc,
+    /// A cluster with `existing = true`: read and recorded, never changed.
+    ReadingExistingCluster,
     /// `aws_node` settings found in place on the DaemonSet.
     SettingsAlreadyInPlace,
     /// Created by a run that was interrupted before recording it.
@@ -242,6 +244,7 @@ mod legacy {
             "deleted outside eksnet" => Reason::DeletedOutsideEksnet,
             "replacement requested with --replace" => Reason::ReplaceRequested,
             "adopting existing VPC" => Reason::AdoptingExistingVpc,
+            "an existing cluster, only read" => Reason::ReadingExistingCluster,
             "the settings are already in place" => Reason::SettingsAlreadyInPlace,
             "found in AWS after an interrupted run" => Reason::FoundAfterInterruptedRun,
             "it finishes an interrupted replacement; the old one is deleted once this one is ready" => {
@@ -294,6 +297,7 @@ mod tests {
             Reason::DeletedOutsideEksnet,
             Reason::ReplaceRequested,
             Reason::AdoptingExistingVpc,
+            Reason::ReadingExistingCluster,
             Reason::SettingsAlreadyInPlace,
             Reason::FoundAfterInterruptedRun,
             Reason::InReplacedBlock {

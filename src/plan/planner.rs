@@ -926,7 +926,9 @@ fn plan_present(
     } else if !changed.is_empty() {
         Action::Update
     } else if prior.is_none_or(|p| p.status != ResourceStatus::Present) {
-        change.reason = Some(if adopted {
+        change.reason = Some(if adopted && addr.kind == Kind::Cluster {
+            Reason::ReadingExistingCluster
+        } else if adopted {
             Reason::AdoptingExistingVpc
         } else if resources::facts(addr.kind).patches_existing {
             Reason::SettingsAlreadyInPlace

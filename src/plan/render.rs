@@ -426,6 +426,7 @@ pub fn reason(r: &Reason) -> String {
         Reason::DeletedOutsideEksnet => "deleted outside eksnet".to_string(),
         Reason::ReplaceRequested => "replacement requested with --replace".to_string(),
         Reason::AdoptingExistingVpc => "adopting existing VPC".to_string(),
+        Reason::ReadingExistingCluster => "an existing cluster, only read".to_string(),
         Reason::SettingsAlreadyInPlace => "the settings are already in place".to_string(),
         Reason::FoundAfterInterruptedRun => "found in AWS after an interrupted run".to_string(),
         Reason::InReplacedBlock { block } => format!(

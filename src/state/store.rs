@@ -171,7 +171,9 @@ impl StateStore {
     }
 
     /// The progress records of long operations (a `roll`), by key.
-    pub fn records(&self) -> Result<std::collections::BTreeMap<String, serde_json::Value>, StateError> {
+    pub fn records(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, serde_json::Value>, StateError> {
         match self {
             StateStore::Local(l) => Self::local(l).records(),
             StateStore::S3(s) => Ok(s.records()),

@@ -58,9 +58,18 @@ pub async fn converge(
         .await?;
         let plan = session::make_plan(&spec, &snapshot, &ctx, &opts).await?;
         output::plan(&plan, common.json)?;
+        // A destroy whose pod subnets still hold nodes it does not own moves them off first.
+        let in_the_way = if opts.destroy {
+            super::destroy::nodes_in_the_way(&spec, &ctx, &plan).await?
+        } else {
+            vec![]
+        };
         if plan.has_changes() && !auto_approve && !session::confirm(opts.destroy).await? {
             output::info("Cancelled: nothing was changed.");
             return Ok(ExitStatus::Error);
+        }
+        if !in_the_way.is_empty() {
+            return super::destroy::staged(&spec, &ctx, &plan, &store, run, in_the_way).await;
         }
         let report = apply::apply(&ctx, &plan, &store, run.parallelism).await?;
         Ok::<_, Failure>(summarise(&plan, &report))
@@ -121,7 +130,7 @@ pub fn read_plan_file(path: &Path) -> Result<Option<Plan>, Failure> {
 }
 
 /// The last lines of an apply or destroy: what was skipped and failed, then the counts.
-fn summarise(plan: &Plan, report: &ApplyReport) -> ExitStatus {
+pub(super) fn summarise(plan: &Plan, report: &ApplyReport) -> ExitStatus {
     let done = |a: Action| {
         plan.changes
             .iter()

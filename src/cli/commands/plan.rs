@@ -50,9 +50,15 @@ async fn existing_nodes(spec: &crate::spec::Spec, ctx: &crate::resources::Ctx, j
             let Some(client) = ctx.kube.client(&ctx.aws, &cluster).await? else {
                 return Ok(None);
             };
-            crate::nodes::existing::survey(spec, &ctx.aws, client, &cluster)
-                .await
-                .map(Some)
+            crate::nodes::existing::survey(
+                spec,
+                &ctx.aws,
+                client,
+                &cluster,
+                &crate::nodes::existing::Aim::Onto,
+            )
+            .await
+            .map(Some)
         };
         match survey.await {
             Ok(Some(s)) if json => {

@@ -50,7 +50,9 @@ pub async fn run(args: RollArgs) -> Result<ExitStatus, Failure> {
                     "cluster {cluster} was not found: there are no nodes to roll"
                 )));
             };
-            let survey = existing::survey(&spec, &aws, client.clone(), cluster).await?;
+            let survey =
+                existing::survey(&spec, &aws, client.clone(), cluster, &existing::Aim::Onto)
+                    .await?;
             let records = roll::records(&store, cluster).map_err(failure)?;
             let order = roll::order(&survey, &records);
             let max = args.max_unavailable as usize;
@@ -62,7 +64,7 @@ pub async fn run(args: RollArgs) -> Result<ExitStatus, Failure> {
                 }
                 continue;
             }
-            let refusals = roll::refusals(&aws, &client, &survey, &order)
+            let refusals = roll::refusals(&aws, &client, &survey, &order, &existing::Aim::Onto)
                 .await
                 .map_err(failure)?;
             if !refusals.is_empty() {
@@ -93,28 +95,27 @@ pub async fn run(args: RollArgs) -> Result<ExitStatus, Failure> {
             }
             let total = order.resumed.len() + order.nodes.len();
             let r = roll::Roll::new(
-                &spec,
-                &aws,
-                client,
-                &store,
-                cluster,
+                roll::Target {
+                    spec: &spec,
+                    aws: &aws,
+                    client,
+                    store: &store,
+                    cluster,
+                },
                 roll::Options {
                     max_unavailable: max,
                     node_timeout: args.node_timeout,
                     pause: std::time::Duration::from_secs(2).min(session::poll_cap()),
                 },
+                existing::Aim::Onto,
                 &records,
-                Box::new(|line| output::info(line)),
+                Box::new(output::info),
             );
             let started = std::time::Instant::now();
             match r.run(order).await {
                 Ok(moved) => {
                     // Finished: the records have served their purpose.
-                    for (k, _) in roll::records(&store, cluster).map_err(failure)? {
-                        store
-                            .put_record(&format!("roll/{cluster}/{k}"), None)
-                            .await?;
-                    }
+                    roll::clear(&store, cluster).await.map_err(failure)?;
                     output::info(format!(
                         "cluster {cluster}: {} node(s) moved in {:.0}s",
                         moved.len(),
@@ -150,7 +151,13 @@ pub async fn run(args: RollArgs) -> Result<ExitStatus, Failure> {
             } else {
                 let lines: Vec<String> = moved_all
                     .iter()
-                    .map(|m| format!("{} → {}", m["old"].as_str().unwrap_or("?"), m["new"].as_str().unwrap_or("?")))
+                    .map(|m| {
+                        format!(
+                            "{} → {}",
+                            m["old"].as_str().unwrap_or("?"),
+                            m["new"].as_str().unwrap_or("?")
+                        )
+                    })
                     .collect();
                 if !lines.is_empty() {
                     output::data(&format!("{}\n", lines.join("\n")));
