@@ -346,7 +346,10 @@ impl DataPlane {
     }
 
     async fn observe<'s>(&self, pass: &Pass<'_>, scope: &'s Scope) -> Result<Observed<'s>, String> {
-        let ec2 = Ec2 { pass, scope };
+        let ec2 = Ec2 {
+            host: pass.host,
+            scope,
+        };
         let eks = Eks { pass, scope };
         let instances = ec2.instances().await?;
         let clusters = eks.clusters().await?;
@@ -436,7 +439,7 @@ impl DataPlane {
         ng: &Nodegroup,
     ) -> Result<(), String> {
         let ec2 = Ec2 {
-            pass,
+            host: pass.host,
             scope: obs.scope,
         };
         let key: NodegroupKey = (
@@ -536,7 +539,7 @@ impl DataPlane {
         members: &[fleet::Member],
     ) -> Result<(), String> {
         let ec2 = Ec2 {
-            pass,
+            host: pass.host,
             scope: obs.scope,
         };
         let zones = ec2.subnet_zones(&ng.subnets).await?;
@@ -768,7 +771,12 @@ impl DataPlane {
                 .collect()
         };
         if !missing.is_empty() {
-            let found = Ec2 { pass, scope }.instance_types(&missing).await?;
+            let found = Ec2 {
+                host: pass.host,
+                scope,
+            }
+            .instance_types(&missing)
+            .await?;
             let mut memory = lock(&self.memory);
             for t in found {
                 memory
@@ -815,7 +823,7 @@ impl DataPlane {
             return;
         }
         let ec2 = Ec2 {
-            pass,
+            host: pass.host,
             scope: obs.scope,
         };
         // Drained first: EKS evicts the pods, respecting PodDisruptionBudgets (user guide,
@@ -980,9 +988,12 @@ impl DataPlane {
                             .or_else(|| lt.version.clone())
                             .unwrap_or_else(|| "$Default".into());
                         Some(
-                            Ec2 { pass, scope }
-                                .template_version(lt.id.as_deref(), lt.name.as_deref(), &version)
-                                .await?,
+                            Ec2 {
+                                host: pass.host,
+                                scope,
+                            }
+                            .template_version(lt.id.as_deref(), lt.name.as_deref(), &version)
+                            .await?,
                         )
                     }
                     None => None,
@@ -992,7 +1003,12 @@ impl DataPlane {
             }
             // Self-managed: what its AMI makes of its user data.
             (None, None) => {
-                let user_data = Ec2 { pass, scope }.user_data(&i.id).await?;
+                let user_data = Ec2 {
+                    host: pass.host,
+                    scope,
+                }
+                .user_data(&i.id)
+                .await?;
                 user_data
                     .as_deref()
                     .and_then(max_pods::from_user_data)

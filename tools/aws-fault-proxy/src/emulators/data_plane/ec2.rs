@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::core::emulator::Pass;
+use crate::core::emulator::Host;
 use crate::core::scopes::Scope;
 use crate::shared::form_encode;
 
@@ -11,8 +11,6 @@ use super::xml::Element;
 
 const VERSION: &str = "2016-11-15";
 
-/// EC2's instance states that are gone for good, or going: such an instance's Node is
-/// deleted, and it no longer counts in its nodegroup.
 /// An EC2 Query list: `PREFIX.1`, `PREFIX.2`, … (EC2 API reference, "Query parameters").
 fn numbered<'a>(
     prefix: &str,
@@ -39,6 +37,8 @@ fn tag_spec(resource_type: &str, tags: &BTreeMap<String, String>) -> Vec<(String
     params
 }
 
+/// EC2's instance states that are gone for good, or going: such an instance's Node is
+/// deleted, and it no longer counts in its nodegroup.
 pub fn is_ending(state: &str) -> bool {
     matches!(state, "shutting-down" | "terminated")
 }
@@ -171,7 +171,7 @@ pub struct Launch {
 
 /// EC2 in one scope.
 pub struct Ec2<'a> {
-    pub pass: &'a Pass<'a>,
+    pub host: &'a Host,
     pub scope: &'a Scope,
 }
 
@@ -186,7 +186,6 @@ impl Ec2<'_> {
         }
         let headers = self.scope.headers("ec2");
         let text = self
-            .pass
             .host
             .upstream
             .ec2_call(&headers, body)
