@@ -18,6 +18,12 @@
 //!    is gone (DELETING: moto has forgotten it) ends instances: their Node is cordoned and
 //!    drained first (evictions that honour PodDisruptionBudgets; forced after
 //!    `drain_force_ms`), then the instance is terminated.
+//!
+//!    **Auto Scaling groups** (`groups.rs`): the groups moto has (self-managed nodes)
+//!    keep their desired capacity as in AWS: a member that is not running is replaced
+//!    (the health check), launches spread over the group's zones (moto puts them all in
+//!    its first subnet), suspended processes are honoured; a client's terminate of a
+//!    member is served by the proxy so that moto's own replacement does not happen.
 //! 3. **Instances → Nodes** (`nodes.rs`). A running instance of a managed nodegroup, or one
 //!    tagged `kubernetes.io/cluster/<name>=owned` (self-managed; EKS user guide,
 //!    `nodes/worker.adoc`), joins the API server as a Node once its cluster is `ACTIVE` (or
@@ -29,10 +35,12 @@
 //! kept in memory only saves work or keeps a decision made at launch (the max pods, a
 //! nodegroup's default template version); `POST /__proxy/reset` forgets it.
 
+mod autoscaling;
 mod cni;
 mod ec2;
 mod eks;
 mod fleet;
+mod groups;
 mod kube;
 mod max_pods;
 mod nodes;
@@ -95,6 +103,9 @@ type NodegroupKey = (String, String, String);
 #[derive(Default)]
 pub struct DataPlane {
     memory: Mutex<Memory>,
+    /// Held while Auto Scaling groups are changed (`groups.rs`), by a pass or by a client's
+    /// terminate the proxy serves, so that neither sees the other's swap half done.
+    asg: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -121,6 +132,9 @@ struct Memory {
     /// When the drain of each ending instance's Node first failed (by instance id): past
     /// `drain_force_ms` its pods are deleted.
     drain_failing: HashMap<String, Instant>,
+    /// Instances launched for Auto Scaling groups, by (region, group): id → (zone, when),
+    /// kept for `LAUNCH_GRACE`.
+    asg_launches: HashMap<(String, String), BTreeMap<String, (String, Instant)>>,
 }
 
 /// An instance of a nodegroup, and since when the data plane knows it.
@@ -140,7 +154,12 @@ impl Emulator for DataPlane {
     }
 
     fn serve<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Option<Reply>> {
-        Box::pin(self.delete_subnet(call))
+        Box::pin(async move {
+            match self.delete_subnet(call).await {
+                Some(reply) => Some(reply),
+                None => self.serve_terminate(call).await,
+            }
+        })
     }
 }
 
@@ -300,6 +319,7 @@ impl DataPlane {
         }
         for obs in &mut observed {
             self.reconcile_fleets(pass, &mut side, obs).await;
+            self.reconcile_groups(pass, obs).await;
         }
         self.reconcile_nodes(pass, &mut side, &mut observed, &blind_regions)
             .await;

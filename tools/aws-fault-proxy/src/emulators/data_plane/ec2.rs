@@ -23,6 +23,16 @@ fn numbered<'a>(
         .collect()
 }
 
+/// EC2 filters `(name, values)` as `Filter.N.Name` / `Filter.N.Value.M`.
+fn filter_params(filters: &[(&str, Vec<String>)]) -> Vec<(String, String)> {
+    let mut params = Vec::new();
+    for (i, (name, values)) in filters.iter().enumerate() {
+        params.push((format!("Filter.{}.Name", i + 1), name.to_string()));
+        params.extend(numbered(&format!("Filter.{}.Value", i + 1), values));
+    }
+    params
+}
+
 /// Tags given at creation: one `TagSpecification` for `resource_type` with each tag as
 /// `Tag.N.Key` / `Tag.N.Value`.
 fn tag_spec(resource_type: &str, tags: &BTreeMap<String, String>) -> Vec<(String, String)> {
@@ -196,10 +206,19 @@ impl Ec2<'_> {
 
     /// Every instance of the scope, in every state (moto keeps terminated ones).
     pub async fn instances(&self) -> Result<Vec<Instance>, String> {
+        self.instances_where(&[]).await
+    }
+
+    /// The instances matching EC2 filters `(name, values)`, in every state.
+    pub async fn instances_where(
+        &self,
+        filters: &[(&str, Vec<String>)],
+    ) -> Result<Vec<Instance>, String> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let mut params = vec![("MaxResults".to_string(), "1000".to_string())];
+            params.extend(filter_params(filters));
             if let Some(t) = &token {
                 params.push(("NextToken".to_string(), t.clone()));
             }
@@ -410,13 +429,7 @@ pub struct Subnet {
 impl Ec2<'_> {
     /// Network interfaces matching EC2 filters `(name, values)`.
     pub async fn enis(&self, filters: &[(&str, Vec<String>)]) -> Result<Vec<Eni>, String> {
-        let mut params = Vec::new();
-        for (i, (name, values)) in filters.iter().enumerate() {
-            params.push((format!("Filter.{}.Name", i + 1), name.to_string()));
-            for (j, v) in values.iter().enumerate() {
-                params.push((format!("Filter.{}.Value.{}", i + 1, j + 1), v.clone()));
-            }
-        }
+        let params = filter_params(filters);
         let root = self.call("DescribeNetworkInterfaces", &params).await?;
         Ok(root
             .items("networkInterfaceSet")
