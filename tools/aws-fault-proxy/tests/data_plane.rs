@@ -1530,3 +1530,317 @@ fn coredns_runs_as_a_deployment_and_a_version_update_honours_its_budget() {
         "each old pod evicted once: {codes:?}"
     );
 }
+
+// Auto Scaling groups of self-managed nodes (EKS user guide, `nodes/worker.adoc`): a group
+// over a launch template, its instances tagged for the cluster through the group's tags.
+
+fn autoscaling(p: u16, params: &str) -> Resp {
+    ok(query(p, "autoscaling", params))
+}
+
+/// A launch template of self-managed nodes whose user data sets `maxPods: 33`, and a group
+/// `name` of `desired` instances over `subnets`, tagged for cluster c1 at launch.
+fn create_group(p: u16, name: &str, subnets: &[&str], desired: u32) {
+    let config = "apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  cluster:\n    \
+                  name: c1\n  kubelet:\n    config:\n      maxPods: 33\n";
+    let template = create_template(
+        p,
+        &format!("{name}-lt"),
+        &[
+            ("ImageId", "ami-ekslinux"),
+            ("InstanceType", "t3.medium"),
+            ("UserData", &b64(config)),
+        ],
+    );
+    let tags = [
+        ("kubernetes.io/cluster/c1", "owned", true),
+        ("Name", "self-managed", true),
+        ("team", "red", false),
+    ];
+    let mut params = format!(
+        "Action=CreateAutoScalingGroup&AutoScalingGroupName={name}&MinSize=0&MaxSize=4\
+         &DesiredCapacity={desired}&LaunchTemplate.LaunchTemplateId={template}\
+         &VPCZoneIdentifier={}",
+        enc(&subnets.join(","))
+    );
+    for (i, (k, v, propagate)) in tags.iter().enumerate() {
+        params.push_str(&format!(
+            "&Tags.member.{n}.Key={}&Tags.member.{n}.Value={}&Tags.member.{n}.PropagateAtLaunch={propagate}",
+            enc(k),
+            enc(v),
+            n = i + 1
+        ));
+    }
+    autoscaling(p, &params);
+}
+
+/// A group as moto lists it: (desired capacity, instance → (zone, health)).
+fn group_view(moto: &Moto, name: &str) -> (u32, BTreeMap<String, (String, String)>) {
+    let r = autoscaling(
+        moto.port,
+        &format!("Action=DescribeAutoScalingGroups&AutoScalingGroupNames.member.1={name}"),
+    );
+    let desired = xml(&r.body, "DesiredCapacity")
+        .and_then(|d| d.parse().ok())
+        .expect("DesiredCapacity");
+    let ids = all_xml(&r.body, "InstanceId");
+    let zones = all_xml(&r.body, "AvailabilityZone");
+    let health = all_xml(&r.body, "HealthStatus");
+    assert_eq!((ids.len(), zones.len()), (health.len(), ids.len()));
+    let members = ids.into_iter().zip(zones.into_iter().zip(health)).collect();
+    (desired, members)
+}
+
+/// The live instances launched for a group, by zone.
+fn group_instances(moto: &Moto, name: &str) -> BTreeMap<String, String> {
+    let ids = instances(
+        moto,
+        &[
+            ("tag:aws:autoscaling:groupName", &[name]),
+            ("instance-state-name", ALIVE),
+        ],
+    );
+    let in_a = instances(moto, &[("availability-zone", &["us-east-1a"])]);
+    ids.into_iter()
+        .map(|id| {
+            let zone = if in_a.contains(&id) {
+                "us-east-1a"
+            } else {
+                "us-east-1b"
+            };
+            (id, zone.to_string())
+        })
+        .collect()
+}
+
+fn instance_state(moto: &Moto, id: &str) -> String {
+    let r = ec2(
+        moto.port,
+        &format!("Action=DescribeInstances&InstanceId.1={id}"),
+    );
+    let body = r.body;
+    body.find("<instanceState>")
+        .map(|at| &body[at..])
+        .and_then(|s| xml(s, "name"))
+        .unwrap_or_default()
+}
+
+/// Waits until the group has `n` live instances, one zone holding at most one more than
+/// the other, all of them its members, and Ready Nodes for exactly them; returns instance
+/// → zone.
+fn wait_for_group(w: &World, name: &str, n: usize) -> BTreeMap<String, String> {
+    wait_for(
+        &format!("{n} instances of {name}, balanced, with their Nodes"),
+        || {
+            let live = group_instances(&w.moto, name);
+            let (_, members) = group_view(&w.moto, name);
+            let in_a = live.values().filter(|z| *z == "us-east-1a").count();
+            let balanced = in_a.abs_diff(live.len() - in_a) <= 1;
+            let member_ids: BTreeSet<&String> = members.keys().collect();
+            let live_ids: BTreeSet<&String> = live.keys().collect();
+            let nodes: Vec<Value> = all_nodes(&w.kube)
+                .into_iter()
+                .filter(|node| live.contains_key(&instance_of(node)) || node_of_group(node))
+                .collect();
+            let node_ids: BTreeSet<String> = nodes.iter().map(instance_of).collect();
+            let ready = nodes.iter().all(|node| ready(node).0 == "True");
+            (live.len() == n
+                && balanced
+                && member_ids == live_ids
+                && node_ids == live.keys().cloned().collect()
+                && ready)
+                .then_some(live)
+        },
+    )
+}
+
+/// A Node of the seeded foreign region is no group's; every other Node in these tests is.
+fn node_of_group(node: &Value) -> bool {
+    node["metadata"]["labels"]["topology.kubernetes.io/region"] == REGION
+}
+
+/// The cluster, two subnets and a group `sm` of two self-managed nodes, joined.
+fn self_managed(args: &[&str]) -> (World, BTreeMap<String, String>) {
+    let mut all = vec!["--data-plane"];
+    all.extend_from_slice(args);
+    let w = world(&all);
+    let p = w.proxy.port;
+    let (a, b) = subnets(p);
+    create_cluster(p, "c1", &a);
+    create_group(p, "sm", &[&a, &b], 2);
+    let live = wait_for_group(&w, "sm", 2);
+    (w, live)
+}
+
+fn in_zone(live: &BTreeMap<String, String>, zone: &str) -> String {
+    live.iter()
+        .find(|(_, z)| *z == zone)
+        .map(|(id, _)| id.clone())
+        .unwrap_or_else(|| panic!("no instance in {zone}: {live:?}"))
+}
+
+#[test]
+fn an_auto_scaling_group_spreads_over_its_zones_and_its_instances_join() {
+    let (w, live) = self_managed(&[]);
+    // moto launches both into the first subnet; AWS spreads them, one per zone.
+    let zones: BTreeSet<&String> = live.values().collect();
+    assert_eq!(zones.len(), 2, "{live:?}");
+    let (desired, members) = group_view(&w.moto, "sm");
+    assert_eq!(desired, 2);
+    assert_eq!(
+        members.keys().collect::<BTreeSet<_>>(),
+        live.keys().collect::<BTreeSet<_>>()
+    );
+    for (id, zone) in &live {
+        let t = tags(&w.moto, id);
+        for (k, v) in [
+            ("kubernetes.io/cluster/c1", "owned"),
+            ("Name", "self-managed"),
+            ("aws:autoscaling:groupName", "sm"),
+        ] {
+            assert_eq!(t.get(k).map(String::as_str), Some(v), "{id}: {t:?}");
+        }
+        assert!(!t.contains_key("team"), "not propagated: {t:?}");
+        let node = all_nodes(&w.kube)
+            .into_iter()
+            .find(|n| instance_of(n) == *id)
+            .expect("its Node");
+        assert_eq!(node["spec"]["providerID"], format!("aws:///{zone}/{id}"));
+        assert_eq!(pods(&node).0, "33", "the launch template's NodeConfig");
+        assert!(node["metadata"]["labels"]
+            .get("eks.amazonaws.com/nodegroup")
+            .is_none());
+    }
+    // It stays so: no churn once balanced.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(group_instances(&w.moto, "sm"), live);
+}
+
+#[test]
+fn an_instance_terminated_or_stopped_is_replaced_in_its_zone() {
+    let (w, live) = self_managed(&[]);
+    let p = w.proxy.port;
+    // Terminated with EC2's TerminateInstances: the health check replaces it, in the zone
+    // it left (moto would launch into the first subnet).
+    let old = in_zone(&live, "us-east-1b");
+    let launched = instances(&w.moto, &[]).len();
+    ec2(p, &format!("Action=TerminateInstances&InstanceId.1={old}"));
+    let after = wait_for_group(&w, "sm", 2);
+    assert_eq!(
+        instances(&w.moto, &[]).len(),
+        launched + 1,
+        "one launch, straight into the zone (none into the first subnet, then moved)"
+    );
+    assert!(!after.contains_key(&old));
+    let new = in_zone(&after, "us-east-1b");
+    assert_ne!(new, old);
+    assert_eq!(in_zone(&after, "us-east-1a"), in_zone(&live, "us-east-1a"));
+    assert_eq!(group_view(&w.moto, "sm").0, 2, "the desired capacity kept");
+    assert_eq!(pods(&node_for(&w, &new)).0, "33");
+    assert!(
+        all_nodes(&w.kube).iter().all(|n| instance_of(n) != old),
+        "the terminated instance's Node is deleted"
+    );
+    // Stopped: not running, so unhealthy; moto does nothing, AWS replaces it.
+    let stopped = in_zone(&after, "us-east-1a");
+    let launched = instances(&w.moto, &[]).len();
+    ec2(p, &format!("Action=StopInstances&InstanceId.1={stopped}"));
+    let last = wait_for_group(&w, "sm", 2);
+    assert_eq!(instances(&w.moto, &[]).len(), launched + 1);
+    assert!(!last.contains_key(&stopped));
+    assert_ne!(in_zone(&last, "us-east-1a"), stopped);
+    assert_eq!(instance_state(&w.moto, &stopped), "terminated");
+    assert_eq!(group_view(&w.moto, "sm").0, 2);
+}
+
+fn node_for(w: &World, id: &str) -> Value {
+    all_nodes(&w.kube)
+        .into_iter()
+        .find(|n| instance_of(n) == id)
+        .unwrap_or_else(|| panic!("no Node for {id}"))
+}
+
+#[test]
+fn terminate_instance_in_auto_scaling_group_replaces_unless_it_decrements() {
+    let (w, live) = self_managed(&[]);
+    let p = w.proxy.port;
+    let old = in_zone(&live, "us-east-1b");
+    let launched = instances(&w.moto, &[]).len();
+    let r = autoscaling(
+        p,
+        &format!(
+            "Action=TerminateInstanceInAutoScalingGroup&InstanceId={old}\
+             &ShouldDecrementDesiredCapacity=false"
+        ),
+    );
+    assert!(r.body.contains(&old), "{}", r.body);
+    let after = wait_for_group(&w, "sm", 2);
+    assert_eq!(instances(&w.moto, &[]).len(), launched + 1);
+    let new = in_zone(&after, "us-east-1b");
+    assert_ne!(new, old);
+    assert_eq!(instance_state(&w.moto, &old), "terminated");
+    assert_eq!(group_view(&w.moto, "sm").0, 2);
+    // With the decrement the group shrinks: nothing replaces it.
+    autoscaling(
+        p,
+        &format!(
+            "Action=TerminateInstanceInAutoScalingGroup&InstanceId={new}\
+             &ShouldDecrementDesiredCapacity=true"
+        ),
+    );
+    let one = wait_for_group(&w, "sm", 1);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(group_instances(&w.moto, "sm"), one);
+    assert_eq!(group_view(&w.moto, "sm").0, 1);
+}
+
+#[test]
+fn suspended_replace_unhealthy_replaces_nothing_until_resumed() {
+    let (w, live) = self_managed(&[]);
+    let p = w.proxy.port;
+    autoscaling(
+        p,
+        "Action=SuspendProcesses&AutoScalingGroupName=sm&ScalingProcesses.member.1=ReplaceUnhealthy",
+    );
+    let terminated = in_zone(&live, "us-east-1b");
+    let stopped = in_zone(&live, "us-east-1a");
+    ec2(
+        p,
+        &format!("Action=TerminateInstances&InstanceId.1={terminated}"),
+    );
+    ec2(p, &format!("Action=StopInstances&InstanceId.1={stopped}"));
+    // The stopped one is marked Unhealthy by the health check, and stays.
+    wait_for("the stopped instance marked Unhealthy", || {
+        let (_, members) = group_view(&w.moto, "sm");
+        (members.get(&stopped).map(|(_, h)| h.as_str()) == Some("Unhealthy")).then_some(())
+    });
+    wait_for("the terminated instance's Node to go", || {
+        all_nodes(&w.kube)
+            .iter()
+            .all(|n| instance_of(n) != terminated)
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        group_instances(&w.moto, "sm").is_empty(),
+        "nothing launched: {:?}",
+        group_instances(&w.moto, "sm")
+    );
+    let (desired, members) = group_view(&w.moto, "sm");
+    assert_eq!(
+        members.keys().collect::<Vec<_>>(),
+        [&stopped],
+        "the terminated one left the group"
+    );
+    // moto cannot hold a group below its desired capacity: the terminated instance took
+    // one off it.
+    assert_eq!(desired, 1);
+    // Resumed: the stopped instance is replaced.
+    autoscaling(
+        p,
+        "Action=ResumeProcesses&AutoScalingGroupName=sm&ScalingProcesses.member.1=ReplaceUnhealthy",
+    );
+    let after = wait_for_group(&w, "sm", 1);
+    assert!(!after.contains_key(&stopped));
+    assert_eq!(instance_state(&w.moto, &stopped), "terminated");
+}

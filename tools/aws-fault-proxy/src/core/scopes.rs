@@ -28,6 +28,27 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// The scope of one request: its SigV4 credential's region and access key, with the
+    /// client's credentials. `None` without a credential scope (unsigned requests).
+    pub fn of_request(headers: &HeaderMap) -> Option<Scope> {
+        let (region, _service) = credential_scope(headers)?;
+        let key = access_key(headers)?;
+        if region.is_empty() {
+            return None;
+        }
+        let mut credentials = HeaderMap::new();
+        for name in [AUTHORIZATION.as_str(), "x-amz-date", "x-amz-security-token"] {
+            if let Some(v) = headers.get(name) {
+                credentials.insert(HeaderName::from_static(name), v.clone());
+            }
+        }
+        Some(Scope {
+            region,
+            access_key: key,
+            credentials,
+        })
+    }
+
     /// Headers for a request of the proxy's own to `service` (`ec2`, `eks`, `sts`) in this
     /// scope.
     pub fn headers(&self, service: &str) -> HeaderMap {
@@ -45,28 +66,12 @@ pub struct Scopes {
 impl Scopes {
     /// Records the credential scope of a request, if it has one.
     pub fn record(&mut self, headers: &HeaderMap) {
-        let Some((region, _service)) = credential_scope(headers) else {
+        let Some(scope) = Scope::of_request(headers) else {
             return;
         };
-        let Some(key) = access_key(headers) else {
-            return;
-        };
-        if region.is_empty() {
-            return;
-        }
-        let mut credentials = HeaderMap::new();
-        for name in [AUTHORIZATION.as_str(), "x-amz-date", "x-amz-security-token"] {
-            if let Some(v) = headers.get(name) {
-                credentials.insert(HeaderName::from_static(name), v.clone());
-            }
-        }
         self.counter += 1;
-        let scope = Scope {
-            region: region.clone(),
-            access_key: key.clone(),
-            credentials,
-        };
-        self.seen.insert((region, key), (self.counter, scope));
+        let key = (scope.region.clone(), scope.access_key.clone());
+        self.seen.insert(key, (self.counter, scope));
         if self.seen.len() > MAX_SCOPES {
             let oldest = self
                 .seen

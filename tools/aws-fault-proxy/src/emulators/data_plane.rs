@@ -18,6 +18,12 @@
 //!    is gone (DELETING: moto has forgotten it) ends instances: their Node is cordoned and
 //!    drained first (evictions that honour PodDisruptionBudgets; forced after
 //!    `drain_force_ms`), then the instance is terminated.
+//!
+//!    **Auto Scaling groups** (`groups.rs`): the groups moto has (self-managed nodes)
+//!    keep their desired capacity as in AWS: a member that is not running is replaced
+//!    (the health check), launches spread over the group's zones (moto puts them all in
+//!    its first subnet), suspended processes are honoured; a client's terminate of a
+//!    member is served by the proxy so that moto's own replacement does not happen.
 //! 3. **Instances → Nodes** (`nodes.rs`). A running instance of a managed nodegroup, or one
 //!    tagged `kubernetes.io/cluster/<name>=owned` (self-managed; EKS user guide,
 //!    `nodes/worker.adoc`), joins the API server as a Node once its cluster is `ACTIVE` (or
@@ -29,10 +35,12 @@
 //! kept in memory only saves work or keeps a decision made at launch (the max pods, a
 //! nodegroup's default template version); `POST /__proxy/reset` forgets it.
 
+mod autoscaling;
 mod cni;
 mod ec2;
 mod eks;
 mod fleet;
+mod groups;
 mod kube;
 mod max_pods;
 mod nodes;
@@ -95,6 +103,9 @@ type NodegroupKey = (String, String, String);
 #[derive(Default)]
 pub struct DataPlane {
     memory: Mutex<Memory>,
+    /// Held while Auto Scaling groups are changed (`groups.rs`), by a pass or by a client's
+    /// terminate the proxy serves, so that neither sees the other's swap half done.
+    asg: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -121,6 +132,9 @@ struct Memory {
     /// When the drain of each ending instance's Node first failed (by instance id): past
     /// `drain_force_ms` its pods are deleted.
     drain_failing: HashMap<String, Instant>,
+    /// Instances launched for Auto Scaling groups, by (region, group): id → (zone, when),
+    /// kept for `LAUNCH_GRACE`.
+    asg_launches: HashMap<(String, String), BTreeMap<String, (String, Instant)>>,
 }
 
 /// An instance of a nodegroup, and since when the data plane knows it.
@@ -140,7 +154,12 @@ impl Emulator for DataPlane {
     }
 
     fn serve<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Option<Reply>> {
-        Box::pin(self.delete_subnet(call))
+        Box::pin(async move {
+            match self.delete_subnet(call).await {
+                Some(reply) => Some(reply),
+                None => self.serve_terminate(call).await,
+            }
+        })
     }
 }
 
@@ -300,6 +319,7 @@ impl DataPlane {
         }
         for obs in &mut observed {
             self.reconcile_fleets(pass, &mut side, obs).await;
+            self.reconcile_groups(pass, obs).await;
         }
         self.reconcile_nodes(pass, &mut side, &mut observed, &blind_regions)
             .await;
@@ -346,7 +366,10 @@ impl DataPlane {
     }
 
     async fn observe<'s>(&self, pass: &Pass<'_>, scope: &'s Scope) -> Result<Observed<'s>, String> {
-        let ec2 = Ec2 { pass, scope };
+        let ec2 = Ec2 {
+            host: pass.host,
+            scope,
+        };
         let eks = Eks { pass, scope };
         let instances = ec2.instances().await?;
         let clusters = eks.clusters().await?;
@@ -436,7 +459,7 @@ impl DataPlane {
         ng: &Nodegroup,
     ) -> Result<(), String> {
         let ec2 = Ec2 {
-            pass,
+            host: pass.host,
             scope: obs.scope,
         };
         let key: NodegroupKey = (
@@ -536,7 +559,7 @@ impl DataPlane {
         members: &[fleet::Member],
     ) -> Result<(), String> {
         let ec2 = Ec2 {
-            pass,
+            host: pass.host,
             scope: obs.scope,
         };
         let zones = ec2.subnet_zones(&ng.subnets).await?;
@@ -768,7 +791,12 @@ impl DataPlane {
                 .collect()
         };
         if !missing.is_empty() {
-            let found = Ec2 { pass, scope }.instance_types(&missing).await?;
+            let found = Ec2 {
+                host: pass.host,
+                scope,
+            }
+            .instance_types(&missing)
+            .await?;
             let mut memory = lock(&self.memory);
             for t in found {
                 memory
@@ -815,7 +843,7 @@ impl DataPlane {
             return;
         }
         let ec2 = Ec2 {
-            pass,
+            host: pass.host,
             scope: obs.scope,
         };
         // Drained first: EKS evicts the pods, respecting PodDisruptionBudgets (user guide,
@@ -980,9 +1008,12 @@ impl DataPlane {
                             .or_else(|| lt.version.clone())
                             .unwrap_or_else(|| "$Default".into());
                         Some(
-                            Ec2 { pass, scope }
-                                .template_version(lt.id.as_deref(), lt.name.as_deref(), &version)
-                                .await?,
+                            Ec2 {
+                                host: pass.host,
+                                scope,
+                            }
+                            .template_version(lt.id.as_deref(), lt.name.as_deref(), &version)
+                            .await?,
                         )
                     }
                     None => None,
@@ -992,7 +1023,12 @@ impl DataPlane {
             }
             // Self-managed: what its AMI makes of its user data.
             (None, None) => {
-                let user_data = Ec2 { pass, scope }.user_data(&i.id).await?;
+                let user_data = Ec2 {
+                    host: pass.host,
+                    scope,
+                }
+                .user_data(&i.id)
+                .await?;
                 user_data
                     .as_deref()
                     .and_then(max_pods::from_user_data)

@@ -266,6 +266,7 @@ pub fn query(port: u16, service: &str, params: &str) -> Resp {
         "iam" => "2010-05-08",
         "cloudformation" => "2010-05-15",
         "sns" => "2010-03-31",
+        "autoscaling" => "2011-01-01",
         _ => "2011-06-15",
     };
     let body = format!("{params}&Version={version}");

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::core::emulator::Pass;
+use crate::core::emulator::Host;
 use crate::core::scopes::Scope;
 use crate::shared::form_encode;
 
@@ -11,8 +11,6 @@ use super::xml::Element;
 
 const VERSION: &str = "2016-11-15";
 
-/// EC2's instance states that are gone for good, or going: such an instance's Node is
-/// deleted, and it no longer counts in its nodegroup.
 /// An EC2 Query list: `PREFIX.1`, `PREFIX.2`, … (EC2 API reference, "Query parameters").
 fn numbered<'a>(
     prefix: &str,
@@ -23,6 +21,16 @@ fn numbered<'a>(
         .enumerate()
         .map(|(i, v)| (format!("{prefix}.{}", i + 1), v.clone()))
         .collect()
+}
+
+/// EC2 filters `(name, values)` as `Filter.N.Name` / `Filter.N.Value.M`.
+fn filter_params(filters: &[(&str, Vec<String>)]) -> Vec<(String, String)> {
+    let mut params = Vec::new();
+    for (i, (name, values)) in filters.iter().enumerate() {
+        params.push((format!("Filter.{}.Name", i + 1), name.to_string()));
+        params.extend(numbered(&format!("Filter.{}.Value", i + 1), values));
+    }
+    params
 }
 
 /// Tags given at creation: one `TagSpecification` for `resource_type` with each tag as
@@ -39,6 +47,8 @@ fn tag_spec(resource_type: &str, tags: &BTreeMap<String, String>) -> Vec<(String
     params
 }
 
+/// EC2's instance states that are gone for good, or going: such an instance's Node is
+/// deleted, and it no longer counts in its nodegroup.
 pub fn is_ending(state: &str) -> bool {
     matches!(state, "shutting-down" | "terminated")
 }
@@ -171,7 +181,7 @@ pub struct Launch {
 
 /// EC2 in one scope.
 pub struct Ec2<'a> {
-    pub pass: &'a Pass<'a>,
+    pub host: &'a Host,
     pub scope: &'a Scope,
 }
 
@@ -186,7 +196,6 @@ impl Ec2<'_> {
         }
         let headers = self.scope.headers("ec2");
         let text = self
-            .pass
             .host
             .upstream
             .ec2_call(&headers, body)
@@ -197,10 +206,19 @@ impl Ec2<'_> {
 
     /// Every instance of the scope, in every state (moto keeps terminated ones).
     pub async fn instances(&self) -> Result<Vec<Instance>, String> {
+        self.instances_where(&[]).await
+    }
+
+    /// The instances matching EC2 filters `(name, values)`, in every state.
+    pub async fn instances_where(
+        &self,
+        filters: &[(&str, Vec<String>)],
+    ) -> Result<Vec<Instance>, String> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let mut params = vec![("MaxResults".to_string(), "1000".to_string())];
+            params.extend(filter_params(filters));
             if let Some(t) = &token {
                 params.push(("NextToken".to_string(), t.clone()));
             }
@@ -411,13 +429,7 @@ pub struct Subnet {
 impl Ec2<'_> {
     /// Network interfaces matching EC2 filters `(name, values)`.
     pub async fn enis(&self, filters: &[(&str, Vec<String>)]) -> Result<Vec<Eni>, String> {
-        let mut params = Vec::new();
-        for (i, (name, values)) in filters.iter().enumerate() {
-            params.push((format!("Filter.{}.Name", i + 1), name.to_string()));
-            for (j, v) in values.iter().enumerate() {
-                params.push((format!("Filter.{}.Value.{}", i + 1, j + 1), v.clone()));
-            }
-        }
+        let params = filter_params(filters);
         let root = self.call("DescribeNetworkInterfaces", &params).await?;
         Ok(root
             .items("networkInterfaceSet")

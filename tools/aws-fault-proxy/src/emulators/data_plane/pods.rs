@@ -276,7 +276,7 @@ impl DataPlane {
             (None, None) => return Ok(net),
         };
         let ec2 = Ec2 {
-            pass,
+            host: pass.host,
             scope: obs.scope,
         };
         let attached = ec2
@@ -674,7 +674,7 @@ impl DataPlane {
         obs: &Observed<'_>,
     ) -> Result<(), String> {
         let ec2 = Ec2 {
-            pass,
+            host: pass.host,
             scope: obs.scope,
         };
         let enis = ec2

@@ -67,9 +67,23 @@ impl Element {
 
     /// The `<item>` children of the child list `set` (EC2's list shape).
     pub fn items<'a>(&'a self, set: &str) -> impl Iterator<Item = &'a Element> + 'a {
+        self.list(set, "item")
+    }
+
+    /// The `<member>` children of the child list `set` (the AWS Query list shape, as
+    /// Auto Scaling answers).
+    pub fn members<'a>(&'a self, set: &str) -> impl Iterator<Item = &'a Element> + 'a {
+        self.list(set, "member")
+    }
+
+    fn list<'a>(
+        &'a self,
+        set: &str,
+        entry: &'static str,
+    ) -> impl Iterator<Item = &'a Element> + 'a {
         self.child(set)
             .into_iter()
-            .flat_map(|s| s.children.iter().filter(|c| c.name == "item"))
+            .flat_map(move |s| s.children.iter().filter(move |c| c.name == entry))
     }
 }
 
@@ -132,6 +146,14 @@ mod tests {
         assert_eq!(items[1].text_at(&["k"]), Some("AB"));
         assert_eq!(root.text_at(&["n"]), Some("7"));
         assert_eq!(root.items("none").count(), 0);
+        let doc = "<R><Groups><member><N>g</N></member><member><N>h</N></member></Groups></R>";
+        let root = Element::parse(doc).unwrap();
+        let names: Vec<_> = root
+            .members("Groups")
+            .filter_map(|m| m.text_at(&["N"]))
+            .collect();
+        assert_eq!(names, ["g", "h"]);
+        assert_eq!(root.items("Groups").count(), 0);
         assert_eq!(unescape("x &bogus; y"), "x &bogus; y");
         assert!(Element::parse("<a><b></a>").is_err());
         assert!(Element::parse("").is_err());
