@@ -310,6 +310,21 @@ fn evictable(p: &Pod) -> bool {
     active(p) && !daemon && !mirror
 }
 
+/// The scheduler found no node for it (`PodScheduled` False, `Unschedulable`).
+fn unschedulable(p: &Pod) -> bool {
+    p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none()
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| {
+                c.iter().any(|c| {
+                    c.type_ == "PodScheduled"
+                        && c.status == "False"
+                        && c.reason.as_deref() == Some("Unschedulable")
+                })
+            })
+}
+
 fn matches_selector(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
     let by_label = sel
         .match_labels
@@ -618,24 +633,32 @@ impl<'a> Roll<'a> {
             }
             tokio::time::sleep(self.opts.pause).await;
         }
-        // The evicted pods' owners have brought them back elsewhere: none pending.
-        self.wait_for(
-            node,
-            format!("the pods evicted from {node} to run elsewhere"),
-        );
+        // The evicted pods' owners have brought them back elsewhere: none pending. A pod the
+        // scheduler found no room for waits for the replacement instead (as after
+        // `kubectl drain` of a full cluster): the budget allowed its eviction.
+        self.wait_for(node, format!("the pods evicted from {node} to run elsewhere"));
         loop {
             let pods = list_pods(&self.client).await?;
-            let pending = pods.iter().any(|p| {
-                active(p)
-                    && p.metadata
-                        .owner_references
-                        .iter()
-                        .flatten()
-                        .any(|o| owners.contains(&o.uid))
-                    && (phase(p) != Some("Running")
-                        || p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_none())
-            });
-            if !pending {
+            let pending: Vec<&Pod> = pods
+                .iter()
+                .filter(|p| {
+                    active(p)
+                        && p.metadata
+                            .owner_references
+                            .iter()
+                            .flatten()
+                            .any(|o| owners.contains(&o.uid))
+                        && (phase(p) != Some("Running")
+                            || p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_none())
+                })
+                .collect();
+            let unschedulable = pending.iter().filter(|p| unschedulable(p)).count();
+            if pending.len() == unschedulable {
+                if unschedulable > 0 {
+                    (self.say)(format!(
+                        "roll: {node}: no node has room for {unschedulable} evicted pod(s); they wait for the replacement"
+                    ));
+                }
                 return Ok(());
             }
             tokio::time::sleep(self.opts.pause).await;

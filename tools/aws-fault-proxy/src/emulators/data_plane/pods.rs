@@ -14,6 +14,7 @@
 //! - **kube-scheduler**: a pod without `spec.nodeName` goes to a Ready, schedulable node
 //!   matching its nodeSelector and tolerating the node's NoSchedule/NoExecute taints, with
 //!   room under `allocatable.pods`; fewest pods of the same owner first, then fewest pods.
+//!   A pod no node can take is marked `PodScheduled` False, reason `Unschedulable`.
 //! - **kubelet**: a bound pod shows `ContainerCreating` first; from the next pass it gets an address of its node's pool (hostNetwork: the node's
 //!   own) and runs; no address free: `Pending`, containers waiting `ContainerCreating`.
 //!
@@ -576,6 +577,17 @@ impl DataPlane {
                 kube.merge_patch(&pod_path(&pod), &json!({"spec": {"nodeName": node}}))
                     .await?;
                 pods[i]["spec"]["nodeName"] = json!(node);
+            } else if pod.pointer("/status/conditions/0/reason") != Some(&json!("Unschedulable")) {
+                // kube-scheduler records a failed attempt on the pod (`PodScheduled` False,
+                // reason `Unschedulable`, "0/N nodes are available: …";
+                // pkg/scheduler/schedule_one.go, `handleSchedulingFailure`).
+                let status = json!({"status": {"phase": "Pending", "conditions": [{
+                    "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                    "message": format!("0/{} nodes are available: no Ready, schedulable node with room for it matches its node selector and tolerations.", nets.len()),
+                    "lastTransitionTime": super::objects::now_rfc3339(),
+                }]}});
+                kube.merge_patch(&format!("{}/status", pod_path(&pod)), &status)
+                    .await?;
             }
         }
         // Kubelets.
