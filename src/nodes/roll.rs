@@ -577,6 +577,25 @@ impl<'a> Roll<'a> {
                 break;
             }
             let mut blocked = Vec::new();
+            // The budgets are named before each eviction: the client itself retries a 429 a
+            // few times, and a timeout during those retries must still say who refuses.
+            let pdbs = Api::<PodDisruptionBudget>::all(self.client.clone())
+                .list(&ListParams::default())
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default();
+            let covering = |p: &Pod| -> String {
+                let names: Vec<String> = pdbs
+                    .iter()
+                    .filter(|b| budget_covers(b, p))
+                    .map(|b| object_name(&b.metadata))
+                    .collect();
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            };
             for p in left {
                 owners.extend(
                     p.metadata
@@ -592,6 +611,13 @@ impl<'a> Roll<'a> {
                     .unwrap_or_else(|| "default".into());
                 let name = p.metadata.name.clone().unwrap_or_default();
                 let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+                self.wait_for(
+                    node,
+                    format!(
+                        "the eviction of {ns}/{name} (PodDisruptionBudget: {})",
+                        covering(p)
+                    ),
+                );
                 match api.evict(&name, &EvictParams::default()).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -603,27 +629,13 @@ impl<'a> Roll<'a> {
                 }
             }
             if !blocked.is_empty() {
-                let pdbs = Api::<PodDisruptionBudget>::all(self.client.clone())
-                    .list(&ListParams::default())
-                    .await
-                    .map(|l| l.items)
-                    .unwrap_or_default();
                 let what: Vec<String> = blocked
                     .iter()
                     .map(|(p, msg)| {
-                        let names: Vec<String> = pdbs
-                            .iter()
-                            .filter(|b| budget_covers(b, p))
-                            .map(|b| object_name(&b.metadata))
-                            .collect();
                         format!(
                             "the eviction of {} refused by PodDisruptionBudget {} ({msg})",
                             object_name(&p.metadata),
-                            if names.is_empty() {
-                                "?".into()
-                            } else {
-                                names.join(", ")
-                            }
+                            covering(p)
                         )
                     })
                     .collect();
@@ -669,6 +681,34 @@ impl<'a> Roll<'a> {
         let Some(id) = r.instance_id.as_deref() else {
             return Ok(());
         };
+        // A resumed node whose instance already ends is not touched again.
+        let state = self
+            .aws
+            .ec2
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .map(|out| {
+                out.reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .find_map(|i| i.state()?.name().map(|n| n.as_str().to_string()))
+            });
+        match state {
+            Ok(Some(s)) if s != "pending" && s != "running" && s != "stopping" && s != "stopped" => {
+                return Ok(())
+            }
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                let err = crate::resources::aws_error("DescribeInstances", e);
+                if err.code() == Some("InvalidInstanceID.NotFound") {
+                    return Ok(());
+                }
+                return Err(err.into());
+            }
+            Ok(Some(_)) => {}
+        }
         (self.say)(format!("roll: {}: terminate {id}", r.node));
         // In an Auto Scaling group (self-managed, or the one behind a managed nodegroup): the
         // group's own call, which launches a replacement at once. Otherwise (or a group Auto

@@ -7,6 +7,7 @@
 #[path = "../support/package_dir.rs"]
 mod package_dir;
 pub use package_dir::package_dir;
+pub mod existing_cluster;
 pub mod sandbox;
 
 use std::net::TcpStream;
