@@ -135,10 +135,24 @@ pub async fn refusals(
     survey: &Survey,
     order: &Order,
     aim: &existing::Aim,
+    max_unavailable: usize,
 ) -> Result<Vec<String>, RollError> {
     let mut out = Vec::new();
     if order.nodes.is_empty() && order.resumed.is_empty() {
         return Ok(out);
+    }
+    // The evicted pods need a node that stays: the replacements come only after the drain.
+    let schedulable = survey
+        .nodes
+        .iter()
+        .filter(|n| n.ready && !n.unschedulable)
+        .count();
+    let out_at_once = max_unavailable.min(order.nodes.len() + order.resumed.len());
+    if order.resumed.is_empty() && schedulable <= out_at_once {
+        out.push(format!(
+            "cluster {} has {schedulable} schedulable node(s) and {out_at_once} would be drained at once: no node would be left to take the evicted pods, and their budgets would block the drain; scale a group up by one first (or lower --max-unavailable)",
+            survey.cluster
+        ));
     }
     let on = custom_networking_on(client).await?;
     if on && *aim != existing::Aim::Onto {

@@ -146,7 +146,7 @@ pub async fn staged(
         let mut order = roll::order(&survey, &records);
         // The spec's own nodegroups are gone with stage 1.
         order.in_spec.clear();
-        let refusals = roll::refusals(&ctx.aws, &client, &survey, &order, &w.aim)
+        let refusals = roll::refusals(&ctx.aws, &client, &survey, &order, &w.aim, 1)
             .await
             .map_err(roll_failure)?;
         if !refusals.is_empty() {
