@@ -67,7 +67,12 @@ impl World {
     }
 
     fn kube(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
-        let (status, text) = http(&addr(&self.sandbox.kube_url), method, path, &body.to_string());
+        let (status, text) = http(
+            &addr(&self.sandbox.kube_url),
+            method,
+            path,
+            &body.to_string(),
+        );
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
@@ -81,9 +86,10 @@ impl World {
         self.list("/api/v1/nodes")
             .iter()
             .filter(|n| {
-                n["status"]["conditions"]
-                    .as_array()
-                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+                n["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
             })
             .filter_map(|n| n["metadata"]["name"].as_str().map(String::from))
             .collect()
@@ -92,7 +98,10 @@ impl World {
     fn wait(&self, what: &str, mut ok: impl FnMut() -> bool) {
         let start = Instant::now();
         while !ok() {
-            assert!(start.elapsed() < Duration::from_secs(120), "{what}: not so after 120 s");
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "{what}: not so after 120 s"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -113,11 +122,11 @@ impl World {
             "POST",
             "/apis/policy/v1/namespaces/default/poddisruptionbudgets",
             &json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-                "metadata": {"name": "web", "namespace": "default"},
-                "spec": budget.as_object().cloned().map(|mut m| {
-                    m.insert("selector".into(), json!({"matchLabels": {"app": "web"}}));
-                    Value::Object(m)
-                })}),
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": budget.as_object().cloned().map(|mut m| {
+                m.insert("selector".into(), json!({"matchLabels": {"app": "web"}}));
+                Value::Object(m)
+            })}),
         );
         assert_eq!(s, 201, "create pdb: {v}");
     }
@@ -191,9 +200,10 @@ fn healthy_web(pods: &[Value]) -> usize {
         .filter(|p| p["metadata"]["labels"]["app"] == "web")
         .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
         .filter(|p| {
-            p["status"]["conditions"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            p["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
         })
         .count()
 }
@@ -235,33 +245,84 @@ async fn roll_moves_every_node_whoever_owns_it_and_never_breaks_the_budget() {
 
     // The plan lists every node, by owner, whether or not the spec declares it.
     let plan = w.run(&["plan", "spec.toml"], 0);
-    assert!(plan.stdout.contains("Existing nodes of cluster existing whose pods keep node-subnet addresses (4)"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("managed nodegroup workers:"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("Auto Scaling group self-managed:"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains(
+            "Existing nodes of cluster existing whose pods keep node-subnet addresses (4)"
+        ),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("managed nodegroup workers:"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("Auto Scaling group self-managed:"),
+        "{}",
+        plan.stdout
+    );
     // Only read: the cluster and the VPC are neither changed nor deleted.
-    assert!(plan.stdout.contains("cluster.main will be recorded in the state (no change in AWS)"), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .contains("cluster.main will be recorded in the state (no change in AWS)"),
+        "{}",
+        plan.stdout
+    );
     w.run(&["apply", "spec.toml", "--auto-approve"], 0);
 
-    let dry = w.run(&["roll", "spec.toml", "--dry-run", "--max-unavailable", "2"], 0);
-    assert!(dry.stdout.contains("4 node(s) to move, 2 at a time"), "{}", dry.stdout);
+    let dry = w.run(
+        &["roll", "spec.toml", "--dry-run", "--max-unavailable", "2"],
+        0,
+    );
+    assert!(
+        dry.stdout.contains("4 node(s) to move, 2 at a time"),
+        "{}",
+        dry.stdout
+    );
 
     let (stop, fewest) = watcher(addr(&w.sandbox.kube_url));
-    let roll = w.run(&["roll", "spec.toml", "--auto-approve", "--max-unavailable", "2"], 0);
+    let roll = w.run(
+        &[
+            "roll",
+            "spec.toml",
+            "--auto-approve",
+            "--max-unavailable",
+            "2",
+        ],
+        0,
+    );
     stop.store(true, Ordering::SeqCst);
     let fewest = fewest.join().expect("watcher");
-    assert!(fewest >= 5, "the budget (minAvailable 5) was broken: {fewest} healthy web pods at one point\n{}", roll.stderr);
-    assert_eq!(roll.stdout.lines().filter(|l| l.contains(" → ")).count(), 4, "{}", roll.stdout);
+    assert!(
+        fewest >= 5,
+        "the budget (minAvailable 5) was broken: {fewest} healthy web pods at one point\n{}",
+        roll.stderr
+    );
+    assert_eq!(
+        roll.stdout.lines().filter(|l| l.contains(" → ")).count(),
+        4,
+        "{}",
+        roll.stdout
+    );
 
     // Every node is new, and every pod is in the pod subnets.
     let after = w.ready_nodes();
-    assert!(after.is_disjoint(&before), "old nodes left: {before:?} / {after:?}");
+    assert!(
+        after.is_disjoint(&before),
+        "old nodes left: {before:?} / {after:?}"
+    );
     w.wait("4 Ready nodes again", || w.ready_nodes().len() >= 4);
     for p in w.list("/api/v1/pods") {
         if p["spec"]["hostNetwork"] == true {
             continue;
         }
         let ip = p["status"]["podIP"].as_str().unwrap_or_default();
-        assert!(in_block(ip), "pod {} has {ip}, outside {POD_BLOCK}", p["metadata"]["name"]);
+        assert!(
+            in_block(ip),
+            "pod {} has {ip}, outside {POD_BLOCK}",
+            p["metadata"]["name"]
+        );
     }
     w.run(&["verify", "spec.toml"], 0);
     let again = w.run(&["roll", "spec.toml", "--auto-approve"], 0);
@@ -269,10 +330,23 @@ async fn roll_moves_every_node_whoever_owns_it_and_never_breaks_the_budget() {
 
     // The destroy moves the nodes back off the pod subnets and leaves every owner in place.
     let destroy = w.run(&["destroy", "spec.toml", "--auto-approve"], 0);
-    assert!(destroy.stderr.contains("stage 2 of 3"), "{}", destroy.stderr);
+    assert!(
+        destroy.stderr.contains("stage 2 of 3"),
+        "{}",
+        destroy.stderr
+    );
     let aws = existing_cluster::clients(&w.sandbox).await;
-    let c = aws.eks.describe_cluster().name(&w.made.cluster).send().await.expect("cluster");
-    assert_eq!(c.cluster().and_then(|c| c.status()).map(|s| s.as_str()), Some("ACTIVE"));
+    let c = aws
+        .eks
+        .describe_cluster()
+        .name(&w.made.cluster)
+        .send()
+        .await
+        .expect("cluster");
+    assert_eq!(
+        c.cluster().and_then(|c| c.status()).map(|s| s.as_str()),
+        Some("ACTIVE")
+    );
     aws.eks
         .describe_nodegroup()
         .cluster_name(&w.made.cluster)
@@ -287,15 +361,35 @@ async fn roll_moves_every_node_whoever_owns_it_and_never_breaks_the_budget() {
         .send()
         .await
         .expect("DescribeAutoScalingGroups");
-    assert_eq!(groups.auto_scaling_groups().first().and_then(|g| g.desired_capacity()), Some(2));
-    let vpcs = aws.ec2.describe_vpcs().vpc_ids(&w.made.vpc_id).send().await.expect("vpc");
+    assert_eq!(
+        groups
+            .auto_scaling_groups()
+            .first()
+            .and_then(|g| g.desired_capacity()),
+        Some(2)
+    );
+    let vpcs = aws
+        .ec2
+        .describe_vpcs()
+        .vpc_ids(&w.made.vpc_id)
+        .send()
+        .await
+        .expect("vpc");
     assert_eq!(vpcs.vpcs().len(), 1);
     // The pods are back in the node subnets, on nodes that are Ready.
-    w.wait("4 Ready nodes after the destroy", || w.ready_nodes().len() >= 4);
-    w.wait("6 web pods running after the destroy", || w.running_web() >= 6);
+    w.wait("4 Ready nodes after the destroy", || {
+        w.ready_nodes().len() >= 4
+    });
+    w.wait("6 web pods running after the destroy", || {
+        w.running_web() >= 6
+    });
     for p in w.list("/api/v1/namespaces/default/pods") {
         let ip = p["status"]["podIP"].as_str().unwrap_or_default();
-        assert!(!in_block(ip), "pod {} still has {ip}", p["metadata"]["name"]);
+        assert!(
+            !in_block(ip),
+            "pod {} still has {ip}",
+            p["metadata"]["name"]
+        );
     }
 }
 
@@ -334,7 +428,11 @@ async fn a_roll_killed_midway_finishes_without_touching_a_node_twice() {
         }
     }
     let _ = child.wait();
-    assert!(killed, "the roll ended before its first node was done: {:?}", lines.lock().expect("lines"));
+    assert!(
+        killed,
+        "the roll ended before its first node was done: {:?}",
+        lines.lock().expect("lines")
+    );
     let first: Vec<String> = lines.lock().expect("lines").clone();
 
     // Run again: the killed run's lock is refused as stale, with the command that frees it,
@@ -352,19 +450,32 @@ async fn a_roll_killed_midway_finishes_without_touching_a_node_twice() {
     let r = w.run(&["roll", "spec.toml", "--auto-approve"], 0);
     assert!(r.stderr.contains("moved by an earlier run"), "{}", r.stderr);
     let after = w.ready_nodes();
-    assert!(after.is_disjoint(&before), "old nodes left: {before:?} / {after:?}");
+    assert!(
+        after.is_disjoint(&before),
+        "old nodes left: {before:?} / {after:?}"
+    );
     w.run(&["verify", "spec.toml"], 0);
 
     // Each old node was cordoned and its instance terminated once, over both runs: the proxy's
     // log of eksnet's requests and the fake API server's.
     let terminated: Vec<String> = first
         .iter()
-        .chain(r.stderr.lines().map(String::from).collect::<Vec<_>>().iter())
+        .chain(
+            r.stderr
+                .lines()
+                .map(String::from)
+                .collect::<Vec<_>>()
+                .iter(),
+        )
         .filter_map(|l| l.split(": terminate ").nth(1).map(String::from))
         .collect();
     let unique: BTreeSet<&String> = terminated.iter().collect();
     assert_eq!(terminated.len(), 3, "terminations: {terminated:?}");
-    assert_eq!(unique.len(), 3, "an instance was terminated twice: {terminated:?}");
+    assert_eq!(
+        unique.len(),
+        3,
+        "an instance was terminated twice: {terminated:?}"
+    );
     let (s, log) = http(&addr(&w.sandbox.kube_url), "GET", "/__fake/requests", "");
     assert_eq!(s, 200, "request log: {log}");
     let log: Value = serde_json::from_str(&log).unwrap_or(Value::Null);
@@ -372,13 +483,25 @@ async fn a_roll_killed_midway_finishes_without_touching_a_node_twice() {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|e| e["user_agent"].as_str().is_some_and(|u| u.starts_with("eksnet/")))
+        .filter(|e| {
+            e["user_agent"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("eksnet/"))
+        })
         .filter(|e| e["method"] == "PATCH")
-        .filter_map(|e| e["path"].as_str()?.strip_prefix("/api/v1/nodes/").map(String::from))
+        .filter_map(|e| {
+            e["path"]
+                .as_str()?
+                .strip_prefix("/api/v1/nodes/")
+                .map(String::from)
+        })
         .collect();
     let cordoned: BTreeSet<&String> = cordons.iter().collect();
     assert_eq!(cordoned.len(), 3, "cordons: {cordons:?}");
-    assert!(cordoned.iter().all(|n| before.contains(*n)), "a new node was cordoned: {cordons:?}");
+    assert!(
+        cordoned.iter().all(|n| before.contains(*n)),
+        "a new node was cordoned: {cordons:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -411,8 +534,23 @@ async fn a_budget_that_blocks_for_ever_stops_roll_with_its_name() {
                      "containers": [{"name": "web", "image": "nginx"}]}}),
     );
     assert_eq!(s, 201, "{v}");
-    let r = w.run(&["roll", "spec.toml", "--auto-approve", "--node-timeout", "8s"], 1);
-    assert!(r.stderr.contains("PodDisruptionBudget: default/web") || r.stderr.contains("refused by PodDisruptionBudget default/web"), "{}", r.stderr);
+    let r = w.run(
+        &[
+            "roll",
+            "spec.toml",
+            "--auto-approve",
+            "--node-timeout",
+            "8s",
+        ],
+        1,
+    );
+    assert!(
+        r.stderr.contains("PodDisruptionBudget: default/web")
+            || r.stderr
+                .contains("refused by PodDisruptionBudget default/web"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("not moved after 8s"), "{}", r.stderr);
     assert!(r.stderr.contains("Run `eksnet roll` again"), "{}", r.stderr);
 }

@@ -662,7 +662,10 @@ impl<'a> Roll<'a> {
         // The evicted pods' owners have brought them back elsewhere: none pending. A pod the
         // scheduler found no room for waits for the replacement instead (as after
         // `kubectl drain` of a full cluster): the budget allowed its eviction.
-        self.wait_for(node, format!("the pods evicted from {node} to run elsewhere"));
+        self.wait_for(
+            node,
+            format!("the pods evicted from {node} to run elsewhere"),
+        );
         loop {
             let pods = list_pods(&self.client).await?;
             let pending: Vec<&Pod> = pods
@@ -710,7 +713,9 @@ impl<'a> Roll<'a> {
                     .find_map(|i| i.state()?.name().map(|n| n.as_str().to_string()))
             });
         match state {
-            Ok(Some(s)) if s != "pending" && s != "running" && s != "stopping" && s != "stopped" => {
+            Ok(Some(s))
+                if s != "pending" && s != "running" && s != "stopping" && s != "stopped" =>
+            {
                 return Ok(())
             }
             Ok(None) => return Ok(()),

@@ -64,9 +64,16 @@ pub async fn run(args: RollArgs) -> Result<ExitStatus, Failure> {
                 }
                 continue;
             }
-            let refusals = roll::refusals(&aws, &client, &survey, &order, &existing::Aim::Onto, args.max_unavailable as usize)
-                .await
-                .map_err(failure)?;
+            let refusals = roll::refusals(
+                &aws,
+                &client,
+                &survey,
+                &order,
+                &existing::Aim::Onto,
+                args.max_unavailable as usize,
+            )
+            .await
+            .map_err(failure)?;
             if !refusals.is_empty() {
                 for r in &refusals {
                     output::error(r);
