@@ -44,19 +44,23 @@ pub struct AddonConfig {
     pub service_account_role_arn: Option<String>,
     /// What CreateAddon does with fields of an existing self-managed installation that differ
     /// from the add-on's: leave them, which may fail the create (`NONE`), or take them over
-    /// (`OVERWRITE`).
-    #[serde(default = "overwrite")]
+    /// (`OVERWRITE`, the default).
+    // `Option`s, here and below, so that a value written can be told from none; the
+    // attributes carry the default when none is written.
+    #[serde(default, serialize_with = "or_overwrite")]
     #[schemars(schema_with = "on_create_schema")]
-    pub resolve_conflicts_on_create: String,
+    pub resolve_conflicts_on_create: Option<String>,
     /// What UpdateAddon does with fields another manager changed: fail (`NONE`), take them
     /// over (`OVERWRITE`) or keep them (`PRESERVE`).
     #[serde(default = "overwrite")]
     #[schemars(schema_with = "on_update_schema")]
     pub resolve_conflicts_on_update: String,
     /// Leave the software running in the cluster when the add-on is deleted (EKS's
-    /// `preserve`), so that a cluster whose `vpc-cni` goes keeps pod networking.
-    #[serde(default = "yes")]
-    pub preserve_on_delete: bool,
+    /// `preserve`), so that a cluster whose `vpc-cni` goes keeps pod networking (default
+    /// `true`).
+    #[serde(default, serialize_with = "or_yes")]
+    #[schemars(schema_with = "preserve_schema")]
+    pub preserve_on_delete: Option<bool>,
     /// The add-on's configuration, written as TOML and sent to EKS as the JSON
     /// `configurationValues`; for `vpc-cni`, `env` is the `aws-node` container's environment.
     #[serde(default)]
@@ -75,8 +79,8 @@ pub struct AddonConfig {
     #[serde(default, skip_serializing)]
     pub eni_config_label: Option<String>,
     /// The add-on's tags.
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
+    #[serde(default, serialize_with = "or_none")]
+    pub tags: Option<BTreeMap<String, String>>,
 }
 
 /// `resolve_conflicts_on_create`: on create EKS treats `PRESERVE` as `NONE`.
@@ -99,8 +103,22 @@ fn selection_schema(_: &mut SchemaGenerator) -> Schema {
 fn overwrite() -> String {
     "OVERWRITE".into()
 }
-fn yes() -> bool {
-    true
+
+fn preserve_schema(_: &mut SchemaGenerator) -> Schema {
+    schemars::json_schema!({ "type": "boolean", "default": true })
+}
+
+fn or_overwrite<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.as_deref().unwrap_or("OVERWRITE"))
+}
+fn or_yes<S: serde::Serializer>(v: &Option<bool>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(v.unwrap_or(true))
+}
+fn or_none<S: serde::Serializer>(
+    v: &Option<BTreeMap<String, String>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    v.clone().unwrap_or_default().serialize(s)
 }
 
 /// `[addon.NAME]`: see docs/spec.md.
@@ -365,13 +383,13 @@ fn attrs_of(c: &AddonConfig) -> Result<Value, Vec<(&'static str, String)>> {
         }
     }
     let tick = |v: &str| format!("`{v}`");
-    if !RESOLVE_ON_CREATE.contains(&c.resolve_conflicts_on_create.as_str()) {
+    let on_create = c.resolve_conflicts_on_create.as_deref().unwrap_or("OVERWRITE");
+    if !RESOLVE_ON_CREATE.contains(&on_create) {
         errors.push((
             "resolve_conflicts_on_create",
             format!(
-                "must be {}, not `{}` (on create EKS treats PRESERVE as NONE)",
+                "must be {}, not `{on_create}` (on create EKS treats PRESERVE as NONE)",
                 alternatives(RESOLVE_ON_CREATE, tick),
-                c.resolve_conflicts_on_create
             ),
         ));
     }
