@@ -626,7 +626,31 @@ async fn run_step(
             let attrs = resolve_after(shared, change)?;
             let id = change.cloud_id.clone().unwrap_or_default();
             let before = change.before.clone().unwrap_or(Value::Null);
-            let prior_outputs = prior.map(|p| p.outputs.clone()).unwrap_or(Value::Null);
+            let prior_outputs = match prior {
+                Some(p) => p.outputs.clone(),
+                // Found in place with no row yet (an existing add-on, aws-node's DaemonSet,
+                // one found by its lineage tag after a crash): recorded as found, before the
+                // update is sent, as a create's intent is. What refresh worked out from it as
+                // it was (an existing add-on's configuration values from before eksnet, which
+                // destroy puts back) then outlives a crash during the update.
+                None => {
+                    let found = change
+                        .observed_outputs
+                        .clone()
+                        .unwrap_or_else(|| Value::Object(Default::default()));
+                    let row = StateResource {
+                        status: ResourceStatus::Present,
+                        cloud_id: Some(id.clone()),
+                        attrs: before.clone(),
+                        outputs: found.clone(),
+                        dependencies: change.dependencies.clone(),
+                        prevent_destroy: change.prevent_destroy,
+                        deposed: vec![],
+                    };
+                    put(shared, addr, &row, Durability::Now).await?;
+                    found
+                }
+            };
             let obs = resources::update(
                 ctx,
                 addr,
