@@ -2501,6 +2501,27 @@ node_role_arn = "arn:aws:iam::111122223333:role/node"
 subnet_ids = ["subnet-0000000b"]
 "#,
         ),
+        (
+            "a cluster and its vpc-cni add-on made elsewhere",
+            r#"[cluster.main]
+name = "prod"
+existing = true
+
+[addon.vpc_cni]
+cluster_name = "${cluster.main.name}"
+name = "vpc-cni"
+existing = true
+custom_network = true
+resolve_conflicts_on_update = "PRESERVE"
+configuration_values = { env = { WARM_IP_TARGET = "5" } }
+
+[eni_config.pod_a]
+cluster_name = "${cluster.main.name}"
+subnet_id = "subnet-0000000a"
+name = "us-west-2a"
+security_group_ids = ["sg-0000000a"]
+"#,
+        ),
     ];
     for (what, spec) in cases {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -2756,5 +2777,69 @@ subnet_ids = ["subnet-0000000a", "subnet-0000000b"]
     .err(4, "cluster.main.version", "only read, never changed")
     .err(5, "cluster.main.subnet_ids", "remove `subnet_ids`")
     .err(7, "cluster.other.role_arn", "a cluster needs `role_arn`")
+    .check();
+}
+
+/// An existing add-on takes only what eksnet changes on it (its configuration values, and how
+/// conflicts are resolved on that update): its version, role, tags and what create and delete
+/// would do belong to whoever made it, each refused at its key; a made one keeps them all.
+#[test]
+fn an_existing_addon_takes_only_its_configuration_values() {
+    bad(r#"[cluster.main]
+name = "prod"
+existing = true
+
+[addon.vpc_cni]
+cluster_name = "${cluster.main.name}"
+name = "vpc-cni"
+existing = true
+version = "v1.19.2-eksbuild.1"
+service_account_role_arn = "arn:aws:iam::111122223333:role/cni"
+tags = { team = "net" }
+preserve_on_delete = true
+resolve_conflicts_on_create = "OVERWRITE"
+resolve_conflicts_on_update = "PRESERVE"
+custom_network = true
+configuration_values = { env = { WARM_IP_TARGET = "5" } }
+
+[addon.coredns]
+cluster_name = "${cluster.main.name}"
+name = "coredns"
+version = "v1.11.4-eksbuild.2"
+preserve_on_delete = false
+tags = { team = "net" }
+"#)
+    .err_parts(
+        9,
+        "addon.vpc_cni.version",
+        &[
+            "existing add-on",
+            "takes no `version`",
+            "upgraded where it was made",
+        ],
+    )
+    .err_parts(
+        10,
+        "addon.vpc_cni.service_account_role_arn",
+        &[
+            "takes no `service_account_role_arn`",
+            "IAM role is set where it was made",
+        ],
+    )
+    .err_parts(
+        11,
+        "addon.vpc_cni.tags",
+        &["takes no `tags`", "tagged where it was made"],
+    )
+    .err_parts(
+        12,
+        "addon.vpc_cni.preserve_on_delete",
+        &["takes no `preserve_on_delete`", "never deletes it"],
+    )
+    .err_parts(
+        13,
+        "addon.vpc_cni.resolve_conflicts_on_create",
+        &["takes no `resolve_conflicts_on_create`", "never creates it"],
+    )
     .check();
 }

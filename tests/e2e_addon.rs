@@ -651,3 +651,310 @@ async fn addon_create_failed_reports_the_health_issue_and_no_node_comes_before_t
     );
     assert!(listed.stdout.contains("addon.vpc_cni"), "{}", listed.stdout);
 }
+
+// ---- an add-on made elsewhere (`existing = true`)
+
+/// The spec `eksnet init` writes for a cluster and its `vpc-cni` add-on made elsewhere: the
+/// cluster only read, custom networking turned on in the add-on's values, the value it was
+/// made with kept.
+const EXISTING_SPEC: &str = "existing.toml";
+const EXISTING: &str = r#"# A cluster and its VPC CNI add-on made elsewhere (eksctl, Terraform, the console).
+[cluster.main]
+name = "my-custom-networking-cluster"
+existing = true
+
+[addon.vpc_cni]
+cluster_name = "${cluster.main.name}"
+name = "vpc-cni"
+existing = true
+custom_network = true
+configuration_values = { env = { WARM_IP_TARGET = "5" } }
+"#;
+
+/// The configuration values the add-on is made with, outside eksnet.
+fn made_values() -> Value {
+    json!({"env": {"WARM_IP_TARGET": "5"}})
+}
+
+/// The VPC, the cluster and its `vpc-cni` add-on (with `made_values`), made through the SDK
+/// as eksctl or the console would, and the add-on waited to `ACTIVE`.
+async fn made_elsewhere(aws: &eksnet::cloud::aws::AwsClients) {
+    let vpc = aws
+        .ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .expect("CreateVpc")
+        .vpc
+        .and_then(|v| v.vpc_id)
+        .expect("VPC id");
+    let mut subnets = Vec::new();
+    for (cidr, az) in [("10.0.0.0/24", "us-west-2a"), ("10.0.1.0/24", "us-west-2b")] {
+        let s = aws
+            .ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(cidr)
+            .availability_zone(az)
+            .send()
+            .await
+            .expect("CreateSubnet");
+        subnets.push(s.subnet.and_then(|s| s.subnet_id).expect("subnet id"));
+    }
+    aws.eks
+        .create_cluster()
+        .name(CLUSTER)
+        .version("1.33")
+        .role_arn("arn:aws:iam::123456789012:role/made-by-eksctl")
+        .resources_vpc_config(
+            aws_sdk_eks::types::VpcConfigRequest::builder()
+                .set_subnet_ids(Some(subnets))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateCluster");
+    aws.eks
+        .create_addon()
+        .cluster_name(CLUSTER)
+        .addon_name("vpc-cni")
+        .configuration_values(made_values().to_string())
+        .resolve_conflicts(aws_sdk_eks::types::ResolveConflicts::Overwrite)
+        .send()
+        .await
+        .expect("CreateAddon");
+    for _ in 0..100 {
+        let status = describe_addon(aws, "vpc-cni").await.status().cloned();
+        if status == Some(aws_sdk_eks::types::AddonStatus::Active) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the add-on made elsewhere never became ACTIVE");
+}
+
+/// The lines of one resource's block in a rendered plan, from its `# ADDR` line to the blank
+/// line after it.
+fn plan_block<'a>(plan: &'a str, addr: &str) -> Vec<&'a str> {
+    let start = position(plan, &format!("# {addr} "));
+    plan[start..]
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .collect()
+}
+
+/// An existing add-on: the plan shows one update, of its configuration values only; the
+/// apply sends one UpdateAddon and nothing else (no create, no tags, no version); destroy
+/// puts back exactly the values it was made with, with one UpdateAddon, and leaves the
+/// add-on and the cluster where they are.
+#[tokio::test]
+async fn an_existing_addon_gets_its_values_and_destroy_puts_back_the_ones_it_had() {
+    let w = world();
+    let aws = sdk(&w.proxy.url).await;
+    made_elsewhere(&aws).await;
+    std::fs::write(w.d().join(EXISTING_SPEC), EXISTING).expect("write spec");
+    run_ok(w.eksnet().args(["validate", EXISTING_SPEC]), 0);
+
+    // --- the plan: the add-on updated in place, its configuration values alone ---
+    let plan = run_ok(
+        w.eksnet()
+            .args(["plan", EXISTING_SPEC, "--detailed-exitcode"]),
+        2,
+    );
+    let out = &plan.stdout;
+    assert!(
+        out.contains("Plan: 0 to add, 1 to change, 0 to replace, 0 to destroy."),
+        "{out}"
+    );
+    let block = plan_block(out, "addon.vpc_cni");
+    assert!(block[0].contains("will be updated in place"), "{block:#?}");
+    let attrs: Vec<&&str> = block
+        .iter()
+        .filter(|l| l.starts_with("      ") && !l.starts_with("        "))
+        .collect();
+    assert_eq!(attrs.len(), 1, "one attribute changes: {block:#?}");
+    assert!(
+        attrs[0].trim_start().starts_with("~ configuration_values"),
+        "{block:#?}"
+    );
+    assert!(
+        block
+            .iter()
+            .any(|l| l.contains(CUSTOM_NETWORK) && l.contains("\"true\"")),
+        "{block:#?}"
+    );
+    assert!(!out.contains("will be created"), "{out}");
+
+    // --- apply: one UpdateAddon, nothing else changes ---
+    w.proxy.reset_stats();
+    run_ok(
+        w.eksnet().args(["apply", EXISTING_SPEC, "--auto-approve"]),
+        0,
+    );
+    let stats = w.proxy.stats();
+    assert_eq!(stats.mutating(), 1, "{:?}", stats.requests());
+    assert_eq!(stats.count("UpdateAddon"), 1, "{:?}", stats.requests());
+    let merged = json!({"env": {
+        CUSTOM_NETWORK: "true",
+        LABEL_DEF: "topology.kubernetes.io/zone",
+        "WARM_IP_TARGET": "5",
+    }});
+    let addon = describe_addon(&aws, "vpc-cni").await;
+    assert_eq!(values_of(&addon), merged);
+    let ds = w.kube.get(AWS_NODE);
+    assert_eq!(env_of(&ds, CUSTOM_NETWORK).as_deref(), Some("true"), "{ds}");
+    run_ok(
+        w.eksnet()
+            .args(["plan", EXISTING_SPEC, "--detailed-exitcode"]),
+        0,
+    );
+
+    // --- destroy: the values put back, nothing deleted ---
+    w.proxy.reset_stats();
+    let destroyed = run_ok(
+        w.eksnet()
+            .args(["destroy", EXISTING_SPEC, "--auto-approve"]),
+        0,
+    );
+    let block = plan_block(&destroyed.stdout, "addon.vpc_cni");
+    assert!(
+        block[0].contains("will be put back as it was before eksnet"),
+        "{}",
+        destroyed.stdout
+    );
+    assert!(
+        destroyed
+            .stdout
+            .contains("Plan: 0 to add, 1 to change, 0 to replace, 0 to destroy."),
+        "{}",
+        destroyed.stdout
+    );
+    let stats = w.proxy.stats();
+    assert_eq!(stats.mutating(), 1, "{:?}", stats.requests());
+    assert_eq!(stats.count("UpdateAddon"), 1, "{:?}", stats.requests());
+    let addon = describe_addon(&aws, "vpc-cni").await;
+    assert_eq!(
+        values_of(&addon),
+        made_values(),
+        "exactly the values it was made with"
+    );
+    assert_eq!(addon.status().map(|s| s.as_str()), Some("ACTIVE"));
+    let ds = w.kube.get(AWS_NODE);
+    assert_eq!(
+        env_of(&ds, CUSTOM_NETWORK).as_deref(),
+        Some("false"),
+        "{ds}"
+    );
+    assert_eq!(env_of(&ds, "WARM_IP_TARGET").as_deref(), Some("5"), "{ds}");
+    let cluster = aws.eks.describe_cluster().name(CLUSTER).send().await;
+    assert!(cluster.is_ok(), "the cluster stays: {cluster:?}");
+    let listed = run_ok(
+        w.eksnet()
+            .args(["state", "list", "--state", "state/existing.db"]),
+        0,
+    );
+    assert!(listed.stdout.trim().is_empty(), "{}", listed.stdout);
+}
+
+/// The same command, started through `sh` that writes its pid to `pid_file` and then `exec`s
+/// eksnet, so the proxy's kill hook always finds it (as in `tests/resilience.rs`).
+fn with_pid_file(cmd: &Command, pid_file: &Path) -> Command {
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(r#"echo $$ > "$0"; exec "$@""#)
+        .arg(pid_file)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        sh.current_dir(d);
+    }
+    sh
+}
+
+/// An apply killed right after EKS accepted its UpdateAddon, before it could write anything
+/// after it: the values from before eksnet were in the state already, so the destroy that
+/// follows still puts them back.
+#[tokio::test]
+async fn an_apply_killed_right_after_its_update_addon_still_lets_destroy_put_the_values_back() {
+    use std::os::unix::process::ExitStatusExt;
+    let w = world();
+    let aws = sdk(&w.proxy.url).await;
+    made_elsewhere(&aws).await;
+    std::fs::write(w.d().join(EXISTING_SPEC), EXISTING).expect("write spec");
+
+    let pid_file = w.d().join("eksnet.pid");
+    w.proxy.config(json!({
+        "kill_after_mutating": 1, "kill_op": "UpdateAddon", "kill_pid_file": pid_file,
+    }));
+    let killed = with_pid_file(
+        w.eksnet().args(["apply", EXISTING_SPEC, "--auto-approve"]),
+        &pid_file,
+    )
+    .stdin(std::process::Stdio::null())
+    .output()
+    .expect("run eksnet");
+    let hook = w.proxy.stats().0["kill"].clone();
+    assert_eq!(hook["killed"], true, "{hook}");
+    assert_eq!(hook["op"], "UpdateAddon", "{hook}");
+    assert_eq!(
+        killed.status.signal(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&killed.stderr)
+    );
+    w.proxy
+        .config(json!({"kill_after_mutating": null, "kill_op": null, "kill_pid_file": null}));
+    w.proxy.wait_idle();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    // The update went through; eksnet died before it could record anything after it.
+    assert_eq!(
+        values_of(&describe_addon(&aws, "vpc-cni").await)["env"][CUSTOM_NETWORK],
+        "true"
+    );
+
+    // The dead run's lock is stale: freed, then destroy.
+    let locked = run_ok(
+        w.eksnet()
+            .args(["destroy", EXISTING_SPEC, "--auto-approve"]),
+        1,
+    );
+    let id = locked
+        .stderr
+        .lines()
+        .find_map(|l| l.split("eksnet force-unlock ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|id| id.trim_matches('`').to_string())
+        .unwrap_or_else(|| panic!("no lock id in {}", locked.stderr));
+    run_ok(
+        w.eksnet()
+            .args(["force-unlock", &id, "--state", "state/existing.db"]),
+        0,
+    );
+    let destroyed = run_ok(
+        w.eksnet()
+            .args(["destroy", EXISTING_SPEC, "--auto-approve"]),
+        0,
+    );
+    assert!(
+        destroyed
+            .stdout
+            .contains("# addon.vpc_cni will be put back as it was before eksnet"),
+        "{}",
+        destroyed.stdout
+    );
+    let addon = describe_addon(&aws, "vpc-cni").await;
+    assert_eq!(
+        values_of(&addon),
+        made_values(),
+        "exactly the values it was made with"
+    );
+    let cluster = aws.eks.describe_cluster().name(CLUSTER).send().await;
+    assert!(cluster.is_ok(), "the cluster stays: {cluster:?}");
+}

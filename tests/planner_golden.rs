@@ -431,7 +431,106 @@ name = "coredns"
         )
 }
 
+// ---- an add-on made elsewhere (`existing = true`), on the demo's cluster
+
+/// The `vpc-cni` add-on someone made with `WARM_IP_TARGET = "5"`, declared as existing with
+/// custom networking turned on and the value kept.
+const EXISTING_ADDON: &str = r#"
+# The VPC CNI add-on made elsewhere (eksctl, Terraform, the console), adopted in place: only
+# its configuration values are eksnet's to change, and destroy puts them back.
+[addon.vpc_cni]
+cluster_name = "${cluster.main.name}"
+name = "vpc-cni"
+existing = true
+custom_network = true
+
+[addon.vpc_cni.configuration_values.env]
+WARM_IP_TARGET = "5"
+"#;
+
+/// The add-on's configuration values as it was made, and as eksnet sets them.
+fn made_values() -> Value {
+    json!({"env": {"WARM_IP_TARGET": "5"}})
+}
+fn merged_values() -> Value {
+    json!({"env": {
+        "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG": "true",
+        "ENI_CONFIG_LABEL_DEF": "topology.kubernetes.io/zone",
+        "WARM_IP_TARGET": "5"
+    }})
+}
+
+/// What refresh reads of the add-on with these values: its version and tags too (made
+/// elsewhere, not compared), marked `existing`, with the values from before eksnet.
+fn existing_addon_observed(values: Value, previous: Value) -> Value {
+    json!({
+        "cloud_id": "demo/vpc-cni",
+        "attrs": {
+            "cluster_name": "demo", "name": "vpc-cni", "version": "v1.19.2-eksbuild.1",
+            "configuration_values": values,
+            "tags": {"alpha.eksctl.io/cluster-name": "demo"},
+            "existing": true
+        },
+        "outputs": {
+            "name": "vpc-cni", "cluster_name": "demo",
+            "arn": "arn:aws:eks:us-west-2:111122223333:addon/demo/vpc-cni/0ac9d1e2",
+            "version": "v1.19.2-eksbuild.1", "status": "ACTIVE",
+            "previous_configuration_values": previous
+        }
+    })
+}
+
+/// The demo with the existing add-on found in place, not in the state yet, as it was made.
+fn existing_addon_found() -> Case {
+    Case::demo().spec_append(EXISTING_ADDON).observed_entry(
+        "addon.vpc_cni",
+        existing_addon_observed(made_values(), made_values()),
+    )
+}
+
+/// The demo after the existing add-on's first apply: its values merged, the state keeping
+/// those it had before.
+fn existing_addon_applied() -> Case {
+    with_existing_addon_applied(Case::demo().spec_append(EXISTING_ADDON))
+}
+
+/// `case` (whatever its spec) with the state and the add-on of [`existing_addon_applied`].
+fn with_existing_addon_applied(case: Case) -> Case {
+    let observed = existing_addon_observed(merged_values(), made_values());
+    case.state_row(
+        "addon.vpc_cni",
+        json!({
+            "status": "present", "cloud_id": "demo/vpc-cni",
+            "attrs": {"cluster_name": "demo", "name": "vpc-cni", "existing": true,
+                      "configuration_values": merged_values()},
+            "outputs": observed["outputs"].clone(),
+            "dependencies": ["cluster.main"]
+        }),
+    )
+    .observed_entry("addon.vpc_cni", observed)
+}
+
 golden! {
+    addon_existing_found_updates_its_values_only: existing_addon_found(),
+    addon_existing_found_as_the_spec_has_it_is_recorded: Case::demo()
+        .spec_append(EXISTING_ADDON)
+        .observed_entry(
+            "addon.vpc_cni",
+            existing_addon_observed(merged_values(), merged_values()),
+        ),
+    addon_existing_missing_error: Case::demo()
+        .spec_append(EXISTING_ADDON)
+        .absent(&["addon.vpc_cni"]),
+    addon_existing_applied_no_changes: existing_addon_applied(),
+    addon_existing_destroy_puts_its_values_back: existing_addon_applied().destroy(),
+    addon_existing_removed_from_spec_puts_its_values_back: with_existing_addon_applied(
+        Case::demo()
+    ),
+    addon_existing_protected_put_back_error: existing_addon_applied()
+        .spec_append("\n[addon.vpc_cni.lifecycle]\nprevent_destroy = true\n")
+        .destroy(),
+    addon_existing_is_another_addon_error: existing_addon_applied()
+        .spec_edit("cluster_name = \"${cluster.main.name}\"\nname = \"vpc-cni\"", "cluster_name = \"other\"\nname = \"vpc-cni\""),
     addon_path_first_plan: tutorial_addon()
         .nothing_exists()
         .absent(&["addon.vpc_cni", "addon.coredns"]),

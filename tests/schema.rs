@@ -280,6 +280,8 @@ assume_role_service = "ec2.amazonaws.com"
 #[test]
 fn the_schema_refuses_what_eksnet_refuses() {
     let role = "[iam_role.node]\nname = \"node\"\nassume_role_service = \"ec2.amazonaws.com\"\n";
+    let existing_addon =
+        "[addon.vpc_cni]\ncluster_name = \"demo\"\nname = \"vpc-cni\"\nexisting = true\n";
     let nodegroup = |extra: &str| {
         format!(
             "[nodegroup.main]\ncluster_name = \"demo\"\nname = \"main\"\nnode_role_arn = \"arn:aws:iam::111122223333:role/node\"\nsubnet_ids = [\"subnet-0000000a\"]\n{extra}\n"
@@ -310,6 +312,9 @@ fn the_schema_refuses_what_eksnet_refuses() {
         ("a kind that is not a table", "vpc = \"vpc-0123abcd\"\n".into()),
         ("an ip_family that is not one", "[cluster.main]\nname = \"demo\"\nrole_arn = \"arn:aws:iam::111122223333:role/c\"\nsubnet_ids = [\"subnet-0000000a\", \"subnet-0000000b\"]\nip_family = \"IPv4\"\n".into()),
         ("a tag value that is not a string", format!("{role}tags = {{ team = 7 }}\n")),
+        ("a version on an existing add-on", format!("{existing_addon}version = \"v1.19.2-eksbuild.1\"\n")),
+        ("preserve_on_delete on an existing add-on, even EKS's default", format!("{existing_addon}preserve_on_delete = true\n")),
+        ("tags on an existing add-on", format!("{existing_addon}tags = {{}}\n")),
     ];
     let path = package_dir().join("tests/schema-spec.toml");
     for (what, text) in &cases {

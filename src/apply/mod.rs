@@ -191,7 +191,7 @@ fn phases(c: &PlannedChange) -> &'static [Phase] {
         }
         Action::Replace if c.create_before_destroy => &[Phase::Apply, Phase::Destroy],
         Action::Replace => &[Phase::Destroy, Phase::Apply],
-        Action::Delete | Action::Forget => &[Phase::Destroy],
+        Action::Delete | Action::Forget | Action::PutBack => &[Phase::Destroy],
     }
 }
 
@@ -255,9 +255,9 @@ pub async fn apply(
         .collect();
     let deps = steps(plan, &prior);
     let leaving = |a: &ResourceAddr| {
-        plan.changes
-            .iter()
-            .any(|c| &c.addr == a && matches!(c.action, Action::Delete | Action::Forget))
+        plan.changes.iter().any(|c| {
+            &c.addr == a && matches!(c.action, Action::Delete | Action::Forget | Action::PutBack)
+        })
     };
     let mut claims = Claims::default();
     for (a, r) in prior.resources.iter().filter(|(a, _)| !leaving(a)) {
@@ -357,6 +357,7 @@ fn verb(action: Action, phase: Phase) -> &'static str {
         (Action::Delete, _) => "destroy",
         (Action::Adopt, _) => "adopt",
         (Action::Forget, _) => "forget",
+        (Action::PutBack, _) => "put back",
         (Action::NoOp, _) => "refresh",
     }
 }
@@ -484,7 +485,10 @@ async fn run_step(
     let addr = &change.addr;
     let prior = shared.prior.resources.get(addr);
     match (change.action, phase) {
-        (_, Phase::Destroy) if change.action != Action::Delete && !destroys_first(change) => {
+        (_, Phase::Destroy)
+            if !matches!(change.action, Action::Delete | Action::PutBack)
+                && !destroys_first(change) =>
+        {
             // Old objects only (a create-before-destroy replacement's, or those an interrupted
             // one left): the address keeps its row, its new object and its outputs.
             let old = deposed_now(shared, addr)?;
@@ -495,7 +499,9 @@ async fn run_step(
             }
             Ok(last)
         }
-        (Action::Delete | Action::Replace, Phase::Destroy) => {
+        // A put-back is carried out by the kind's `delete`, which puts an object made
+        // elsewhere back as it was instead of deleting it; the row goes the same way.
+        (Action::Delete | Action::Replace | Action::PutBack, Phase::Destroy) => {
             delete_deposed(ctx, shared, addr, deposed_now(shared, addr)?).await?;
             let prior = shared.state.snapshot()?.resources.get(addr).cloned();
             let prior = prior.as_ref();
@@ -626,7 +632,31 @@ async fn run_step(
             let attrs = resolve_after(shared, change)?;
             let id = change.cloud_id.clone().unwrap_or_default();
             let before = change.before.clone().unwrap_or(Value::Null);
-            let prior_outputs = prior.map(|p| p.outputs.clone()).unwrap_or(Value::Null);
+            let prior_outputs = match prior {
+                Some(p) => p.outputs.clone(),
+                // Found in place with no row yet (an existing add-on, aws-node's DaemonSet,
+                // one found by its lineage tag after a crash): recorded as found, before the
+                // update is sent, as a create's intent is. What refresh worked out from it as
+                // it was (an existing add-on's configuration values from before eksnet, which
+                // destroy puts back) then outlives a crash during the update.
+                None => {
+                    let found = change
+                        .observed_outputs
+                        .clone()
+                        .unwrap_or_else(|| Value::Object(Default::default()));
+                    let row = StateResource {
+                        status: ResourceStatus::Present,
+                        cloud_id: Some(id.clone()),
+                        attrs: before.clone(),
+                        outputs: found.clone(),
+                        dependencies: change.dependencies.clone(),
+                        prevent_destroy: change.prevent_destroy,
+                        deposed: vec![],
+                    };
+                    put(shared, addr, &row, Durability::Now).await?;
+                    found
+                }
+            };
             let obs = resources::update(
                 ctx,
                 addr,
@@ -680,7 +710,7 @@ async fn run_step(
             Ok(change.cloud_id.clone())
         }
         // Steps never built for these pairs (see `steps`).
-        (Action::Delete | Action::Forget, Phase::Apply)
+        (Action::Delete | Action::Forget | Action::PutBack, Phase::Apply)
         | (Action::Create | Action::Forget, Phase::Destroy) => Ok(None),
     }
 }

@@ -16,6 +16,10 @@ pub enum Action {
     Adopt,
     /// Drop from the state without an API call (adopted VPC on destroy, or already gone).
     Forget,
+    /// Put back what eksnet changed on an object made elsewhere (an existing add-on's
+    /// configuration values, as they were before eksnet first changed them), then drop it
+    /// from the state: on destroy, or when its block is removed. The object stays.
+    PutBack,
 }
 
 impl Action {
@@ -28,6 +32,8 @@ impl Action {
             Action::Delete => "-",
             Action::Adopt => "<=",
             Action::Forget => "x",
+            // An update in place of the object, the last one eksnet makes.
+            Action::PutBack => "~",
         }
     }
 

@@ -27,8 +27,12 @@ pub struct ChangeView<'a> {
 }
 
 impl ChangeView<'_> {
-    /// Deleted or only forgotten: it will not exist after the apply.
+    /// Deleted, only forgotten, or put back as it was before eksnet: eksnet no longer has it
+    /// after the apply.
     pub fn removed(&self) -> bool {
-        matches!(self.action, Action::Delete | Action::Forget)
+        matches!(
+            self.action,
+            Action::Delete | Action::Forget | Action::PutBack
+        )
     }
 }

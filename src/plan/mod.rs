@@ -105,7 +105,8 @@ impl Plan {
         let n = |a: Action| self.changes.iter().filter(|c| c.action == a).count();
         (
             n(Action::Create),
-            n(Action::Update),
+            // Putting an object made elsewhere back as it was changes it in place.
+            n(Action::Update) + n(Action::PutBack),
             n(Action::Replace),
             // Old objects an interrupted replacement left are destroyed too.
             n(Action::Delete) + self.changes.iter().map(|c| c.deposed.len()).sum::<usize>(),
@@ -148,7 +149,8 @@ pub enum Reason {
     AdoptingExistingVpc,
     /// A cluster with `existing = true`: read and recorded, never changed.
     ReadingExistingCluster,
-    /// `aws_node` settings found in place on the DaemonSet.
+    /// `aws_node` settings found in place on the DaemonSet, or an existing add-on's
+    /// configuration values already as the spec has them.
     SettingsAlreadyInPlace,
     /// Created by a run that was interrupted before recording it.
     FoundAfterInterruptedRun,

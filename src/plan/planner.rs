@@ -247,25 +247,29 @@ fn plan_destroy(
     out
 }
 
-/// The change that takes a resource out: deleted, or only forgotten when eksnet must not (an
-/// adopted VPC) or cannot (already gone) delete it.
+/// The change that takes a resource out: deleted; only forgotten when eksnet must not (an
+/// adopted VPC, an existing cluster) or cannot (already gone) delete it; or, for an adopted
+/// object eksnet changed in part (an existing add-on), put back as it was before eksnet and
+/// then forgotten.
 fn removal(
     addr: &ResourceAddr,
     prior: &crate::state::StateResource,
     live: Option<&Observed>,
     removed_from_spec: bool,
 ) -> PlannedChange {
-    let forgotten = if resources::is_adopted(addr, &prior.attrs) {
+    let adopted = resources::is_adopted(addr, &prior.attrs);
+    let puts_back = !resources::puts_back(addr, &prior.attrs).is_empty();
+    let forgotten = if adopted && !puts_back {
         Some(Forgotten::Adopted)
     } else if live.is_none() {
         Some(Forgotten::AlreadyGone)
     } else {
         None
     };
-    let action = if forgotten.is_some() {
-        Action::Forget
-    } else {
-        Action::Delete
+    let action = match forgotten {
+        Some(_) => Action::Forget,
+        None if puts_back => Action::PutBack,
+        None => Action::Delete,
     };
     let reason = if removed_from_spec {
         Some(Reason::RemovedFromSpec { forgotten })
@@ -284,7 +288,10 @@ fn removal(
         drift: vec![],
         reason,
         dependencies: prior.dependencies.clone(),
-        observed_outputs: None,
+        // What is put back is among them (see `KindFacts::puts_back`), for the plan to show.
+        observed_outputs: live
+            .filter(|_| action == Action::PutBack)
+            .map(|o| o.outputs.clone()),
         prevent_destroy: prior.prevent_destroy,
         create_before_destroy: false,
         deposed: deposed_ids(Some(prior)),
@@ -489,21 +496,23 @@ fn check_protected(
     changes: &[PlannedChange],
     diags: &mut Diagnostics,
 ) {
+    // Putting an existing add-on's values back is what destroying it amounts to: it may
+    // turn custom networking off under running nodes, so the protection holds for it too.
     for c in changes
         .iter()
-        .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
+        .filter(|c| matches!(c.action, Action::Delete | Action::Replace | Action::PutBack))
     {
-        let verb = if c.action == Action::Replace {
-            "replace"
-        } else {
-            "destroy"
+        let doing = match c.action {
+            Action::Replace => "replace it",
+            Action::PutBack => "put it back as it was before eksnet",
+            _ => "destroy it",
         };
         match spec.get(&c.addr) {
             Some(r) if r.lifecycle.prevent_destroy => diags.push(spec.error_at(
                 format!("{}.lifecycle.prevent_destroy", c.addr),
                 format!(
-                    "`{}` has `lifecycle.prevent_destroy = true` and this plan would {verb} \
-                     it{}; nothing was changed. To {verb} it, set `prevent_destroy = false` in \
+                    "`{}` has `lifecycle.prevent_destroy = true` and this plan would {doing}\
+                     {}; nothing was changed. To {doing}, set `prevent_destroy = false` in \
                      its block and run again",
                     c.addr,
                     why(c)
@@ -517,8 +526,8 @@ fn check_protected(
             {
                 diags.push(Diagnostic::error(format!(
                     "`{}` is protected by the state (`lifecycle.prevent_destroy` was set when \
-                     it was last applied) and this plan would {verb} it{}; nothing was \
-                     changed. To {verb} it, put its block back with `prevent_destroy = false`, \
+                     it was last applied) and this plan would {doing}{}; nothing was \
+                     changed. To {doing}, put its block back with `prevent_destroy = false`, \
                      apply, then remove the block; to keep it in AWS and only stop managing \
                      it, run `eksnet state rm {}`",
                     c.addr,
@@ -630,22 +639,29 @@ fn plan_absent(
     diags: &mut Diagnostics,
 ) {
     if resources::is_adopted(&r.addr, &r.attrs) {
-        let (key, message) = if r.addr.kind == Kind::Cluster {
-            (
+        // As resolved so far: a reference to the existing cluster's name is its name.
+        let resolved = change.after.as_ref().unwrap_or(&r.attrs);
+        let attr = |k: &str| resources::str_attr(resolved, k).unwrap_or("?");
+        let (key, message) = match r.addr.kind {
+            Kind::Cluster => (
                 "existing",
                 format!(
                     "cluster `{}` was not found; an existing cluster (`existing = true`) is only read, never created (check the name and the region)",
-                    resources::str_attr(&r.attrs, "name").unwrap_or("?")
+                    attr("name")
                 ),
-            )
-        } else {
-            (
-                "id",
+            ),
+            Kind::Addon => (
+                "existing",
                 format!(
-                    "VPC `{}` was not found; an adopted VPC must exist",
-                    resources::str_attr(&r.attrs, "id").unwrap_or("?")
+                    "add-on `{}` of cluster `{}` was not found; an existing add-on (`existing = true`) is never created (check `name`, `cluster_name` and the region, or leave `existing` out for eksnet to create it)",
+                    attr("name"),
+                    attr("cluster_name")
                 ),
-            )
+            ),
+            _ => (
+                "id",
+                format!("VPC `{}` was not found; an adopted VPC must exist", attr("id")),
+            ),
         };
         diags.push(spec.error_at(format!("{}.{key}", r.addr), message));
     }
@@ -867,6 +883,9 @@ fn plan_present(
 ) {
     let addr = &r.addr;
     let adopted = resources::is_adopted(addr, &r.attrs);
+    // An adopted object eksnet changes in part (an existing add-on): updated like any other,
+    // but never replaced, created or deleted.
+    let changes_in_part = !resources::puts_back(addr, &r.attrs).is_empty();
     let desired = change.after.clone().unwrap_or(Value::Null);
     let mut changed = changed_attributes(addr.kind, &desired, obs, prior);
     change.drift = drifted_attributes(addr.kind, obs, prior);
@@ -921,20 +940,22 @@ fn plan_present(
         change.reason = Some(Reason::ReplaceRequested);
         Action::Replace
     } else if !forced.is_empty() && !adopted {
-        change.replace_because = forced;
+        change.replace_because = forced.clone();
         Action::Replace
     } else if !changed.is_empty() {
         Action::Update
     } else if prior.is_none_or(|p| p.status != ResourceStatus::Present) {
-        change.reason = Some(if adopted && addr.kind == Kind::Cluster {
-            Reason::ReadingExistingCluster
-        } else if adopted {
-            Reason::AdoptingExistingVpc
-        } else if resources::facts(addr.kind).patches_existing {
-            Reason::SettingsAlreadyInPlace
-        } else {
-            Reason::FoundAfterInterruptedRun
-        });
+        change.reason = Some(
+            if changes_in_part || resources::facts(addr.kind).patches_existing {
+                Reason::SettingsAlreadyInPlace
+            } else if adopted && addr.kind == Kind::Cluster {
+                Reason::ReadingExistingCluster
+            } else if adopted {
+                Reason::AdoptingExistingVpc
+            } else {
+                Reason::FoundAfterInterruptedRun
+            },
+        );
         Action::Adopt
     } else {
         Action::NoOp
@@ -948,13 +969,22 @@ fn plan_present(
             change.action = Action::Replace;
         }
     }
-    if adopted && !changed.is_empty() {
-        diags.push(spec.error_at(
-            addr.to_string(),
-            format!(
+    // What an adopted object is may not differ: all of one only read, the identity (the
+    // kind's replacing attributes) of one changed in part.
+    let fixed = if changes_in_part { &forced } else { &changed };
+    if adopted && !fixed.is_empty() {
+        let message = match addr.kind {
+            Kind::Vpc => format!(
                 "adopted VPC differs from the spec in {} and eksnet never modifies an adopted VPC",
-                changed.join(", ")
+                fixed.join(", ")
             ),
-        ));
+            kind => format!(
+                "the existing {} `{}` differs from the spec in {}: it was made elsewhere (`existing = true`), so eksnet never replaces it; to move to another one, remove this block and apply (eksnet lets go of this one), then declare the other",
+                if kind == Kind::Addon { "add-on".to_string() } else { kind.to_string() },
+                obs.cloud_id,
+                fixed.join(", ")
+            ),
+        };
+        diags.push(spec.error_at(addr.to_string(), message));
     }
 }

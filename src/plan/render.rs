@@ -111,6 +111,11 @@ fn render_changes(plan: &Plan, p: Palette) -> String {
                 p.yellow,
                 "will be removed from the state (no change in AWS)".to_string(),
             ),
+            Action::PutBack => (
+                p.yellow,
+                "will be put back as it was before eksnet, then removed from the state (it stays in AWS)"
+                    .to_string(),
+            ),
             Action::NoOp => ("", "is unchanged".to_string()),
         };
         let reason = c
@@ -125,8 +130,10 @@ fn render_changes(plan: &Plan, p: Palette) -> String {
             .map(|i| format!(" [id={i}]"))
             .unwrap_or_default();
         let _ = writeln!(out, "{color}{:>3}{} {}{id}", c.symbol(), p.reset, c.addr);
-        if c.action != Action::NoOp {
-            render_attrs(&mut out, c, p);
+        match c.action {
+            Action::NoOp => {}
+            Action::PutBack => render_attrs(&mut out, &put_back_view(c), p),
+            _ => render_attrs(&mut out, c, p),
         }
         let when = if matches!(c.action, Action::Delete | Action::Forget) {
             "with it"
@@ -149,6 +156,27 @@ fn render_changes(plan: &Plan, p: Palette) -> String {
         p.bold, p.reset
     );
     out
+}
+
+/// A put-back as the update it makes: each attribute the kind puts back (see
+/// `KindFacts::puts_back`), from its last value to the one the state kept from before eksnet
+/// (among the outputs refresh read).
+fn put_back_view(c: &PlannedChange) -> PlannedChange {
+    let (mut before, mut after) = (serde_json::Map::new(), serde_json::Map::new());
+    for (attr, kept_in) in crate::resources::facts(c.addr.kind).puts_back {
+        let now = c.before.as_ref().and_then(|b| b.get(*attr));
+        let kept = c.observed_outputs.as_ref().and_then(|o| o.get(*kept_in));
+        if let (Some(now), Some(kept)) = (now, kept) {
+            before.insert(attr.to_string(), now.clone());
+            after.insert(attr.to_string(), kept.clone());
+        }
+    }
+    PlannedChange {
+        action: Action::Update,
+        before: Some(Value::Object(before)),
+        after: Some(Value::Object(after)),
+        ..c.clone()
+    }
 }
 
 fn render_attrs(out: &mut String, c: &PlannedChange, p: Palette) {
@@ -317,6 +345,7 @@ pub fn markdown(plan: &Plan) -> String {
                 Action::Delete => "**destroy**",
                 Action::Adopt => "record (no change in AWS)",
                 Action::Forget => "forget (no change in AWS)",
+                Action::PutBack => "put back as before eksnet, then forget",
                 Action::NoOp => "",
             };
             let mut details = Vec::new();
@@ -324,6 +353,8 @@ pub fn markdown(plan: &Plan) -> String {
                 details.push(format!("forced by {}", c.replace_because.join(", ")));
             } else if c.action == Action::Update {
                 details.push(changed_keys(c).join(", "));
+            } else if c.action == Action::PutBack {
+                details.push(changed_keys(&put_back_view(c)).join(", "));
             }
             if let Some(r) = &c.reason {
                 details.push(reason(r));

@@ -30,11 +30,31 @@ use std::time::Duration;
 /// An EKS managed add-on of one cluster (`vpc-cni`, `coredns`, `kube-proxy`, …).
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+// An existing add-on takes none of the fields that belong to whoever made it.
+#[schemars(extend(
+    "if" = { "properties": { "existing": { "const": true, "description": "An existing add-on: only its configuration values are changed." } }, "required": ["existing"] },
+    "then" = { "not": { "anyOf": [
+        { "required": ["version"] },
+        { "required": ["service_account_role_arn"] },
+        { "required": ["tags"] },
+        { "required": ["preserve_on_delete"] },
+        { "required": ["resolve_conflicts_on_create"] }
+    ] } }
+))]
 pub struct AddonConfig {
     /// The cluster's name, usually `${cluster.NAME.name}`.
     pub cluster_name: String,
     /// The add-on's name in EKS: `vpc-cni`, `coredns`, `kube-proxy`, ….
     pub name: String,
+    /// `true`: an add-on made elsewhere (eksctl, Terraform, the console), adopted in place
+    /// without `eksnet import`. It must exist; eksnet never creates or deletes it and changes
+    /// only its configuration values (`configuration_values`, and `custom_network`,
+    /// `eni_config_selection`, `eni_config_label` for `vpc-cni`); destroy, or removing the
+    /// block, puts back the configuration values it had before eksnet first changed them.
+    /// `version`, `service_account_role_arn`, `tags`, `preserve_on_delete` and
+    /// `resolve_conflicts_on_create` are not allowed with it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub existing: bool,
     /// An exact add-on version (`v1.19.2-eksbuild.1`); absent: EKS's default for the cluster's
     /// Kubernetes version at create, and whatever is installed afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,19 +64,23 @@ pub struct AddonConfig {
     pub service_account_role_arn: Option<String>,
     /// What CreateAddon does with fields of an existing self-managed installation that differ
     /// from the add-on's: leave them, which may fail the create (`NONE`), or take them over
-    /// (`OVERWRITE`).
-    #[serde(default = "overwrite")]
+    /// (`OVERWRITE`, the default).
+    // `Option`s, here and below, so that `existing` can tell a value written from none; the
+    // attributes carry the default when none is written.
+    #[serde(default, serialize_with = "or_overwrite")]
     #[schemars(schema_with = "on_create_schema")]
-    pub resolve_conflicts_on_create: String,
+    pub resolve_conflicts_on_create: Option<String>,
     /// What UpdateAddon does with fields another manager changed: fail (`NONE`), take them
     /// over (`OVERWRITE`) or keep them (`PRESERVE`).
     #[serde(default = "overwrite")]
     #[schemars(schema_with = "on_update_schema")]
     pub resolve_conflicts_on_update: String,
     /// Leave the software running in the cluster when the add-on is deleted (EKS's
-    /// `preserve`), so that a cluster whose `vpc-cni` goes keeps pod networking.
-    #[serde(default = "yes")]
-    pub preserve_on_delete: bool,
+    /// `preserve`), so that a cluster whose `vpc-cni` goes keeps pod networking (default
+    /// `true`).
+    #[serde(default, serialize_with = "or_yes")]
+    #[schemars(schema_with = "preserve_schema")]
+    pub preserve_on_delete: Option<bool>,
     /// The add-on's configuration, written as TOML and sent to EKS as the JSON
     /// `configurationValues`; for `vpc-cni`, `env` is the `aws-node` container's environment.
     #[serde(default)]
@@ -75,8 +99,8 @@ pub struct AddonConfig {
     #[serde(default, skip_serializing)]
     pub eni_config_label: Option<String>,
     /// The add-on's tags.
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
+    #[serde(default, serialize_with = "or_none")]
+    pub tags: Option<BTreeMap<String, String>>,
 }
 
 /// `resolve_conflicts_on_create`: on create EKS treats `PRESERVE` as `NONE`.
@@ -99,8 +123,22 @@ fn selection_schema(_: &mut SchemaGenerator) -> Schema {
 fn overwrite() -> String {
     "OVERWRITE".into()
 }
-fn yes() -> bool {
-    true
+
+fn preserve_schema(_: &mut SchemaGenerator) -> Schema {
+    schemars::json_schema!({ "type": "boolean", "default": true })
+}
+
+fn or_overwrite<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.as_deref().unwrap_or("OVERWRITE"))
+}
+fn or_yes<S: serde::Serializer>(v: &Option<bool>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(v.unwrap_or(true))
+}
+fn or_none<S: serde::Serializer>(
+    v: &Option<BTreeMap<String, String>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    v.clone().unwrap_or_default().serialize(s)
 }
 
 /// `[addon.NAME]`: see docs/spec.md.
@@ -134,6 +172,7 @@ const FACTS: KindFacts = KindFacts {
     patches_existing: false,
     checked_only: &[],
     kubernetes_endpoint: false,
+    puts_back: &[("configuration_values", PREVIOUS)],
 };
 
 /// Whether a spec's add-on is the VPC CNI with custom networking turned on.
@@ -365,13 +404,13 @@ fn attrs_of(c: &AddonConfig) -> Result<Value, Vec<(&'static str, String)>> {
         }
     }
     let tick = |v: &str| format!("`{v}`");
-    if !RESOLVE_ON_CREATE.contains(&c.resolve_conflicts_on_create.as_str()) {
+    let on_create = c.resolve_conflicts_on_create.as_deref().unwrap_or("OVERWRITE");
+    if !RESOLVE_ON_CREATE.contains(&on_create) {
         errors.push((
             "resolve_conflicts_on_create",
             format!(
-                "must be {}, not `{}` (on create EKS treats PRESERVE as NONE)",
+                "must be {}, not `{on_create}` (on create EKS treats PRESERVE as NONE)",
                 alternatives(RESOLVE_ON_CREATE, tick),
-                c.resolve_conflicts_on_create
             ),
         ));
     }
@@ -388,11 +427,88 @@ fn attrs_of(c: &AddonConfig) -> Result<Value, Vec<(&'static str, String)>> {
     if !errors.is_empty() {
         return Err(errors);
     }
+    if c.existing {
+        // Made elsewhere: how it is found, and what eksnet changes on it. The rest is not
+        // eksnet's to compare (`check_shape` refuses it in the spec). How conflicts are
+        // resolved is recorded only when it is not EKS's default, so that finding the add-on
+        // as the spec has it is no change.
+        let mut attrs = json!({
+            "cluster_name": c.cluster_name, "name": c.name, "existing": true,
+            "configuration_values": values,
+        });
+        if c.resolve_conflicts_on_update != "OVERWRITE" {
+            attrs["resolve_conflicts_on_update"] = json!(c.resolve_conflicts_on_update);
+        }
+        return Ok(attrs);
+    }
     let mut attrs = serde_json::to_value(c).unwrap_or(Value::Null);
     if let Some(m) = attrs.as_object_mut() {
         m.insert("configuration_values".into(), Value::Object(values));
     }
     Ok(attrs)
+}
+
+/// Whether these attributes are an existing add-on's (`existing = true`): made elsewhere,
+/// adopted in place (see `resources::is_adopted`).
+fn is_existing(attrs: &Value) -> bool {
+    attrs.get("existing").and_then(Value::as_bool) == Some(true)
+}
+
+/// The output, kept in the state, holding the configuration values an existing add-on had
+/// before eksnet first changed them: what destroy puts back (see `KindFacts::puts_back`).
+const PREVIOUS: &str = "previous_configuration_values";
+
+/// An existing add-on as found: marked `existing` (the spec's attribute, so that it is no
+/// change), with the values it had before eksnet first changed them. Those come from what
+/// the state recorded (`recorded`: its outputs); the first time, they are the values it has
+/// now, since eksnet has not changed it yet.
+fn as_existing(mut obs: Observed, recorded: &Value) -> Observed {
+    let previous = recorded
+        .get(PREVIOUS)
+        .cloned()
+        .or_else(|| obs.attrs.get("configuration_values").cloned())
+        .unwrap_or_else(|| json!({}));
+    if let Some(m) = obs.attrs.as_object_mut() {
+        m.insert("existing".into(), json!(true));
+    }
+    if let Some(m) = obs.outputs.as_object_mut() {
+        m.insert(PREVIOUS.into(), previous);
+    }
+    obs
+}
+
+/// `configurationValues` as a request sends them back: the text EKS had, when eksnet could
+/// not read it as JSON (EKS takes YAML too), else the JSON; `{}` for none.
+fn values_request(values: &Value) -> String {
+    match values {
+        Value::String(text) => text.clone(),
+        Value::Object(m) if !m.is_empty() => Value::Object(m.clone()).to_string(),
+        _ => "{}".into(),
+    }
+}
+
+/// One UpdateAddon of the configuration values alone (an existing add-on's), waited to
+/// `ACTIVE`.
+async fn update_values(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cluster: &str,
+    name: &str,
+    values: &Value,
+    attrs: &Value,
+) -> Result<Observed, ResourceError> {
+    ctx.aws
+        .eks
+        .update_addon()
+        .cluster_name(cluster)
+        .addon_name(name)
+        .resolve_conflicts(conflicts(attrs, "resolve_conflicts_on_update"))
+        .configuration_values(values_request(values))
+        .client_request_token(request_token(ctx, addr, "update"))
+        .send()
+        .await
+        .map_err(|e| aws_error("UpdateAddon", e))?;
+    wait_active(ctx, addr, cluster, name).await
 }
 
 /// One CreateAddon. `ResourceInUseException` for an add-on still being deleted (after an
@@ -802,6 +918,40 @@ impl ResourceKind for AddonKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = AddonConfig;
 
+    /// An existing add-on takes none of the fields that belong to whoever made it: eksnet
+    /// changes only its configuration values (`resolve_conflicts_on_update` stays: it governs
+    /// that update).
+    fn check_shape(a: &Self::Config, rules: &mut dyn FieldRules) {
+        if !a.existing {
+            return;
+        }
+        let refused = [
+            ("version", a.version.is_some(), "it is upgraded where it was made"),
+            (
+                "service_account_role_arn",
+                a.service_account_role_arn.is_some(),
+                "its IAM role is set where it was made",
+            ),
+            ("tags", a.tags.is_some(), "it is tagged where it was made"),
+            (
+                "preserve_on_delete",
+                a.preserve_on_delete.is_some(),
+                "eksnet never deletes it: destroy only puts its configuration values back",
+            ),
+            (
+                "resolve_conflicts_on_create",
+                a.resolve_conflicts_on_create.is_some(),
+                "eksnet never creates it",
+            ),
+        ];
+        for (key, _, why) in refused.into_iter().filter(|(_, set, _)| *set) {
+            rules.error(
+                key,
+                format!("an existing add-on (`existing = true`) was made elsewhere and takes no `{key}`: {why}; eksnet changes only its configuration values; remove `{key}`"),
+            );
+        }
+    }
+
     /// Its cluster and role; for the VPC CNI, its env (types and combinations).
     fn check_fields(a: &Self::Config, rules: &mut dyn FieldRules) {
         rules.shaped("cluster_name", &a.cluster_name, Shape::ClusterName);
@@ -873,12 +1023,16 @@ impl ResourceKind for AddonKind {
                 let n = super::str_attr(&i.attrs, "name")?;
                 (!crate::base::value::is_unknown(&json!(c))).then(|| format!("{c}/{n}"))
             });
-            Ok::<_, ResourceError>(match id {
+            let found = match id {
                 Some(id) => {
                     let (c, n) = split_id(&id)?;
                     describe(ctx, c, n).await?.as_ref().and_then(observe)
                 }
                 None => None,
+            };
+            Ok::<_, ResourceError>(match found {
+                Some(obs) if is_existing(&i.attrs) => Some(as_existing(obs, &i.last_outputs)),
+                other => other,
             })
         });
         futures::future::try_join_all(reads).await
@@ -891,6 +1045,18 @@ impl ResourceKind for AddonKind {
     ) -> Result<Observed, ResourceError> {
         let cluster = req_str(attrs, "cluster_name")?;
         let name = req_str(attrs, "name")?;
+        if is_existing(attrs) {
+            // Never planned (a plan refuses an existing add-on it does not find): only read.
+            let found = describe(ctx, cluster, name)
+                .await?
+                .as_ref()
+                .and_then(observe)
+                .ok_or_else(|| ResourceError::AdoptedMissing {
+                    addr: addr.clone(),
+                    what: format!("add-on {cluster}/{name}"),
+                })?;
+            return Ok(as_existing(found, &Value::Null));
+        }
         match send_create(ctx, addr, attrs).await {
             Err(e) if e.code() == Some("ResourceInUseException") => {
                 let deleting = describe(ctx, cluster, name)
@@ -918,6 +1084,25 @@ impl ResourceKind for AddonKind {
     ) -> Result<Observed, ResourceError> {
         let (before, after) = (change.before, change.after);
         let (cluster, name) = split_id(cloud_id)?;
+        if is_existing(after) {
+            // Its configuration values only: its version, role and tags are not eksnet's. What
+            // it had before eksnet is in the state already (written before this update when
+            // the state had no row for it); else it is what the plan found.
+            let recorded = if change.prior_outputs.get(PREVIOUS).is_some() {
+                change.prior_outputs.clone()
+            } else {
+                json!({ PREVIOUS: before.get("configuration_values").cloned().unwrap_or_else(|| json!({})) })
+            };
+            let obs = if before.get("configuration_values") != after.get("configuration_values")
+            {
+                let values = after.get("configuration_values").cloned().unwrap_or_default();
+                update_values(ctx, addr, cluster, name, &values, after).await?
+            } else {
+                // `resolve_conflicts_on_update` alone: recorded, nothing sent.
+                wait_active(ctx, addr, cluster, name).await?
+            };
+            return Ok(as_existing(obs, &recorded));
+        }
         let differs = |k: &str| before.get(k) != after.get(k);
         let version = super::str_attr(after, "version").filter(|_| differs("version"));
         let role = differs("service_account_role_arn");
@@ -964,15 +1149,43 @@ impl ResourceKind for AddonKind {
         wait_active(ctx, addr, cluster, name).await
     }
 
-    /// `preserve_on_delete` (default on) keeps the software running in the cluster.
+    /// `preserve_on_delete` (default on) keeps the software running in the cluster. An
+    /// existing add-on is never deleted: its configuration values are put back as the state
+    /// recorded them from before eksnet (the plan's `put_back`), with one UpdateAddon when
+    /// they differ.
     async fn delete(
         ctx: &Ctx,
         addr: &ResourceAddr,
         cloud_id: &str,
         attrs: &Value,
-        _prior_outputs: &Value,
+        prior_outputs: &Value,
     ) -> Result<(), ResourceError> {
         let (cluster, name) = split_id(cloud_id)?;
+        if is_existing(attrs) {
+            let Some(previous) = prior_outputs.get(PREVIOUS) else {
+                // Nothing recorded, so nothing eksnet knows to put back.
+                return Ok(());
+            };
+            let Some(mut found) = describe(ctx, cluster, name).await? else {
+                return Ok(()); // gone with its cluster, or deleted elsewhere
+            };
+            // EKS refuses an update while another is under way.
+            if matches!(
+                found.status(),
+                Some(AddonStatus::Creating | AddonStatus::Updating)
+            ) {
+                wait_active(ctx, addr, cluster, name).await?;
+                found = describe(ctx, cluster, name)
+                    .await?
+                    .ok_or_else(|| ResourceError::Disappeared {
+                        what: format!("add-on {cloud_id}"),
+                    })?;
+            }
+            if parse_values(found.configuration_values()) != *previous {
+                update_values(ctx, addr, cluster, name, previous, attrs).await?;
+            }
+            return Ok(());
+        }
         let preserve = attrs
             .get("preserve_on_delete")
             .and_then(Value::as_bool)
@@ -1005,7 +1218,7 @@ impl ResourceKind for AddonKind {
         ctx: &Ctx,
         addr: &ResourceAddr,
         cloud_id: &str,
-        _attrs: &Value,
+        attrs: &Value,
     ) -> Result<Option<Observed>, ResourceError> {
         let (cluster, name) = split_id(cloud_id)?;
         let busy = describe(ctx, cluster, name).await?.is_some_and(|a| {
@@ -1017,7 +1230,11 @@ impl ResourceKind for AddonKind {
         if !busy {
             return Ok(None);
         }
-        wait_active(ctx, addr, cluster, name).await.map(Some)
+        let settled = wait_active(ctx, addr, cluster, name).await?;
+        // An existing add-on keeps what the plan found, with the values from before eksnet
+        // that refresh worked out (the state's, or the first ones seen): the ones it has now
+        // may be someone else's update, just finished.
+        Ok((!is_existing(attrs)).then_some(settled))
     }
 }
 
@@ -1065,6 +1282,53 @@ mod tests {
         };
         let warned = judge_addon(&attrs("v1"), &facts(), &failed);
         assert!(!warned[0].error && warned[0].message.contains("AccessDenied"), "{warned:?}");
+    }
+
+    /// An existing add-on is compared by how it is found and by its configuration values
+    /// alone; a made one keeps EKS's defaults in its attributes. Found, it is marked
+    /// `existing` and carries the values from before eksnet: the state's, else the ones it
+    /// has now; they go back as they were read (YAML as its text).
+    #[test]
+    fn an_existing_addon_is_its_values_and_keeps_the_ones_from_before_eksnet() {
+        let config = |v: Value| -> AddonConfig { serde_json::from_value(v).expect("config") };
+        let existing = config(json!({
+            "cluster_name": "demo", "name": "vpc-cni", "existing": true,
+            "custom_network": true, "configuration_values": {"env": {"WARM_IP_TARGET": "5"}},
+        }));
+        assert_eq!(
+            attrs_of(&existing).ok(),
+            Some(json!({
+                "cluster_name": "demo", "name": "vpc-cni", "existing": true,
+                "configuration_values": {"env": {
+                    "WARM_IP_TARGET": "5",
+                    "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG": "true",
+                    "ENI_CONFIG_LABEL_DEF": "topology.kubernetes.io/zone",
+                }},
+            }))
+        );
+        let made = attrs_of(&config(json!({"cluster_name": "demo", "name": "coredns"})))
+            .expect("attributes");
+        assert_eq!(
+            (&made["resolve_conflicts_on_create"], &made["preserve_on_delete"], &made["tags"]),
+            (&json!("OVERWRITE"), &json!(true), &json!({}))
+        );
+        let found = Observed {
+            cloud_id: "demo/vpc-cni".into(),
+            attrs: json!({"configuration_values": {"env": {"WARM_IP_TARGET": "5"}}}),
+            outputs: json!({"status": "ACTIVE"}),
+            managed_by: None,
+        };
+        let first = as_existing(found.clone(), &Value::Null);
+        assert_eq!(first.attrs["existing"], true);
+        assert_eq!(first.outputs[PREVIOUS], json!({"env": {"WARM_IP_TARGET": "5"}}));
+        let recorded = as_existing(found, &json!({ PREVIOUS: {} }));
+        assert_eq!(recorded.outputs[PREVIOUS], json!({}));
+        assert_eq!(values_request(&json!({})), "{}");
+        assert_eq!(values_request(&json!("env:\n  A: b\n")), "env:\n  A: b\n");
+        assert_eq!(
+            values_request(&json!({"env": {"A": "b"}})),
+            r#"{"env":{"A":"b"}}"#
+        );
     }
 
     #[test]

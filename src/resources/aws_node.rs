@@ -81,6 +81,7 @@ const FACTS: KindFacts = KindFacts {
     patches_existing: true,
     checked_only: &[],
     kubernetes_endpoint: false,
+    puts_back: &[],
 };
 
 use super::eks::{

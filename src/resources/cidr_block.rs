@@ -49,6 +49,7 @@ const FACTS: KindFacts = KindFacts {
     patches_existing: false,
     checked_only: &[],
     kubernetes_endpoint: false,
+    puts_back: &[],
 };
 
 fn state_of(a: &VpcCidrBlockAssociation) -> &str {

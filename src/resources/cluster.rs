@@ -139,6 +139,7 @@ const FACTS: KindFacts = KindFacts {
     patches_existing: false,
     checked_only: &[],
     kubernetes_endpoint: true,
+    puts_back: &[],
 };
 
 fn observe(c: &Cluster) -> Option<Observed> {

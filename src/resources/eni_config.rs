@@ -60,6 +60,7 @@ const FACTS: KindFacts = KindFacts {
     patches_existing: false,
     checked_only: &[],
     kubernetes_endpoint: false,
+    puts_back: &[],
 };
 
 pub const NODE_ANNOTATION: &str = "k8s.amazonaws.com/eniConfig";

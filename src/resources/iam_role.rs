@@ -87,6 +87,7 @@ const FACTS: KindFacts = KindFacts {
     patches_existing: false,
     checked_only: &[],
     kubernetes_endpoint: false,
+    puts_back: &[],
 };
 
 /// Keys whose value is a string or a list of strings with set semantics.

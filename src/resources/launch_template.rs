@@ -131,6 +131,7 @@ const FACTS: KindFacts = KindFacts {
     patches_existing: false,
     checked_only: &[],
     kubernetes_endpoint: false,
+    puts_back: &[],
 };
 
 /// The attributes held in a version of the template: a change of one makes a new version.

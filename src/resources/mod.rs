@@ -121,6 +121,12 @@ pub struct KindFacts {
     /// Its read gives the endpoint and CA of a Kubernetes API (a cluster): the kinds that
     /// live in Kubernetes are read after it in a refresh wave.
     pub kubernetes_endpoint: bool,
+    /// What eksnet changes on an object of the kind that was made elsewhere and adopted in
+    /// place (`is_adopted`), and puts back when it lets go of it: (attribute, the output in
+    /// which the state keeps the value it had before eksnet first changed it). An existing
+    /// add-on's `configuration_values`. Empty: an adopted object is only read, and only
+    /// forgotten (an adopted VPC, an existing cluster).
+    pub puts_back: &'static [(&'static str, &'static str)],
 }
 
 /// The field rules a kind's `check_fields` may apply: what AWS, Kubernetes and the VPC CNI
@@ -803,13 +809,38 @@ pub fn missing_output(r: &crate::base::value::Reference) -> String {
     }
 }
 
-/// True for resources eksnet only reads and records, never creates, changes or deletes: an
-/// adopted VPC (`id`), an existing cluster (`existing = true`).
+/// True for resources made elsewhere that eksnet adopts in place: it never creates or deletes
+/// them, a plan that does not find one is an error, one found without a state row is taken
+/// as it is (no `eksnet import`, no refusal as someone else's), and `--replace` does not
+/// apply. An adopted VPC (`id`) and an existing cluster (`existing = true`) are only read, so
+/// removing one only forgets it. An existing add-on (`existing = true`) is also changed in
+/// part (its configuration values): what its kind's `KindFacts::puts_back` lists may be
+/// updated, and removing it puts that back as it was before eksnet first changed it, then
+/// forgets it (the plan's `put_back`, which the kind's `delete` carries out), so it is no
+/// plain forget.
+///
+/// One question, "was it made elsewhere?", with the difference in what eksnet does to it
+/// kept in the kind's facts, rather than a second predicate: every place that asks it
+/// (ownership, missing objects, replacements, import) must treat all three alike. The
+/// `aws-node` DaemonSet is different again: an `aws_node` is created on a DaemonSet EKS
+/// installs, may come before it exists, and puts its entries back in its own `delete`
+/// (`KindFacts::patches_existing`).
 pub fn is_adopted(addr: &ResourceAddr, attrs: &Value) -> bool {
+    let existing = || attrs.get("existing").and_then(Value::as_bool) == Some(true);
     match addr.kind {
         Kind::Vpc => attrs.get("id").is_some_and(|v| !v.is_null()),
-        Kind::Cluster => attrs.get("existing").and_then(Value::as_bool) == Some(true),
+        Kind::Cluster | Kind::Addon => existing(),
         _ => false,
+    }
+}
+
+/// What removing an adopted resource puts back before it is forgotten (see
+/// `KindFacts::puts_back`); empty for every other resource.
+pub fn puts_back(addr: &ResourceAddr, attrs: &Value) -> &'static [(&'static str, &'static str)] {
+    if is_adopted(addr, attrs) {
+        facts(addr.kind).puts_back
+    } else {
+        &[]
     }
 }
 

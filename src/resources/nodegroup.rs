@@ -250,6 +250,7 @@ const FACTS: KindFacts = KindFacts {
     patches_existing: false,
     checked_only: &[],
     kubernetes_endpoint: false,
+    puts_back: &[],
 };
 
 pub use super::REPLACEMENT_SUFFIX;

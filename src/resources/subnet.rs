@@ -61,6 +61,7 @@ const FACTS: KindFacts = KindFacts {
     patches_existing: false,
     checked_only: &[],
     kubernetes_endpoint: false,
+    puts_back: &[],
 };
 
 fn observe(s: &Subnet) -> Option<Observed> {

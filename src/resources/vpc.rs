@@ -92,6 +92,7 @@ const FACTS: KindFacts = KindFacts {
     patches_existing: false,
     checked_only: &[("cidr_block", "the VPC's block")],
     kubernetes_endpoint: false,
+    puts_back: &[],
 };
 
 /// CloudFormation's limit for `TemplateBody` (CreateStack, UpdateStack).

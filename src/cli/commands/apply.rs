@@ -155,7 +155,7 @@ pub(super) fn summarise(plan: &Plan, report: &ApplyReport) -> ExitStatus {
         .sum();
     let (added, changed, replaced, destroyed) = (
         done(Action::Create),
-        done(Action::Update),
+        done(Action::Update) + done(Action::PutBack),
         done(Action::Replace),
         done(Action::Delete) + old_objects,
     );

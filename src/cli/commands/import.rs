@@ -2,6 +2,7 @@
 //! so a reference such as a block's VPC resolves), refuses what another eksnet state manages,
 //! writes its state row, and says what the next plan would do with it.
 
+use crate::base::addr::Kind;
 use crate::cli::args::ImportArgs;
 use crate::cli::exit::{ExitStatus, Failure};
 use crate::cli::lock;
@@ -38,9 +39,10 @@ pub async fn run(args: ImportArgs) -> Result<ExitStatus, Failure> {
         ImportId::Plain | ImportId::ClusterSlashName => {}
     }
     if resources::is_adopted(&addr, &resource.attrs) {
-        return Err(Failure::Message(format!(
-            "`{addr}` adopts its VPC by `id` already; there is nothing to import"
-        )));
+        return Err(Failure::Message(match addr.kind {
+            Kind::Vpc => format!("`{addr}` adopts its VPC by `id` already; there is nothing to import"),
+            kind => format!("`{addr}` is an existing {kind} (`existing = true`): eksnet takes it as it finds it, so there is nothing to import"),
+        }));
     }
     let loc = session::state_location(&spec, &common.state)?;
     let (store, guard) = lock::lock(
