@@ -115,8 +115,9 @@ pub async fn build(sandbox: &Sandbox, opts: &ExistingClusterOptions) -> Existing
     let stack_name = format!("{name}-vpc");
 
     // 1. The VPC, from the template, as CloudFormation makes it.
-    let template = std::fs::read_to_string(super::package_dir().join("examples/vpc-private-subnets.yaml"))
-        .expect("read examples/vpc-private-subnets.yaml");
+    let template =
+        std::fs::read_to_string(super::package_dir().join("examples/vpc-private-subnets.yaml"))
+            .expect("read examples/vpc-private-subnets.yaml");
     let mut create = aws
         .cloudformation
         .create_stack()
@@ -140,7 +141,10 @@ pub async fn build(sandbox: &Sandbox, opts: &ExistingClusterOptions) -> Existing
             .await
             .ok()?;
         let status = out.stacks().first()?.stack_status()?.as_str().to_string();
-        assert!(!status.contains("FAILED") && !status.contains("ROLLBACK"), "stack {status}");
+        assert!(
+            !status.contains("FAILED") && !status.contains("ROLLBACK"),
+            "stack {status}"
+        );
         (status == "CREATE_COMPLETE").then_some(())
     })
     .await;
@@ -163,7 +167,10 @@ pub async fn build(sandbox: &Sandbox, opts: &ExistingClusterOptions) -> Existing
     let vpc_id = physical("VPC");
     let private_subnets = vec![physical("PrivateSubnet01"), physical("PrivateSubnet02")];
     let public_subnets = vec![physical("PublicSubnet01"), physical("PublicSubnet02")];
-    let private_route_tables = vec![physical("PrivateRouteTable01"), physical("PrivateRouteTable02")];
+    let private_route_tables = vec![
+        physical("PrivateRouteTable01"),
+        physical("PrivateRouteTable02"),
+    ];
     // The template associates each private subnet with its NAT route table
     // (`PrivateSubnet0NRouteTableAssociation`); moto's CloudFormation records the resource but
     // makes no association, so it is made here, as CloudFormation does on AWS.
@@ -285,7 +292,14 @@ pub async fn build(sandbox: &Sandbox, opts: &ExistingClusterOptions) -> Existing
     }
     create.send().await.expect("CreateCluster");
     until("the cluster ACTIVE", || async {
-        let c = aws.eks.describe_cluster().name(name).send().await.ok()?.cluster?;
+        let c = aws
+            .eks
+            .describe_cluster()
+            .name(name)
+            .send()
+            .await
+            .ok()?
+            .cluster?;
         (c.status()?.as_str() == "ACTIVE").then_some(())
     })
     .await;
