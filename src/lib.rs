@@ -5,12 +5,13 @@
 //! refresh and the other reads into one inventory, then the planner) → `apply` (the
 //! executor) → `state` (SQLite and S3 stores). Beside them: `domain` (rules that span kinds:
 //! the VPC CNI, the VPC's CIDRs, the graph's orderings) and `nodes` (max pods, IP capacity,
-//! verify). Below them: `resources` (one module per kind, its rules through `KindFacts` and
+//! verify), and `adopt` (`init`: a spec read from a running cluster). Below them: `resources` (one module per kind, its rules through `KindFacts` and
 //! `ResourceKind`), `cloud` (AWS and Kubernetes clients) and `base` (addresses,
 //! diagnostics, references, events, retries, the walker).
 //! The CLI in `cli` is a thin layer over the engine; the engine never prints (see
 //! `base::events`).
 
+pub mod adopt;
 pub mod apply;
 pub mod base;
 pub mod cli;

@@ -374,7 +374,8 @@ impl Cli {
             | Command::Apply(ApplyArgs { common, .. })
             | Command::Destroy(DestroyArgs { common, .. })
             | Command::Verify(VerifyArgs { common, .. })
-            | Command::Import(ImportArgs { common, .. }) => Some(common),
+            | Command::Import(ImportArgs { common, .. })
+            | Command::Init(InitArgs { common, .. }) => Some(common),
             _ => None,
         }
     }
