@@ -1,14 +1,13 @@
 //! `eksnet apply SPEC|PLANFILE`: plan, confirm and carry out under the state lock; a saved
 //! plan is carried out exactly, if the state has not moved since it was made.
 
-use crate::apply::{self, ApplyReport};
-use crate::base::events::{self, Event};
+use crate::apply;
 use crate::cli::args::{ApplyArgs, Common, RunOpts};
 use crate::cli::exit::{ExitStatus, Failure};
 use crate::cli::lock;
 use crate::cli::{output, session};
 use crate::plan::planner::PlanOptions;
-use crate::plan::{self, Action, Plan};
+use crate::plan::{self, Plan};
 use crate::spec;
 use std::path::{Path, PathBuf};
 
@@ -60,7 +59,7 @@ pub async fn converge(
         output::plan(&plan, common.json)?;
         // A destroy whose pod subnets still hold nodes it does not own moves them off first.
         let in_the_way = if opts.destroy {
-            super::destroy::nodes_in_the_way(&spec, &ctx, &plan).await?
+            super::unroll::nodes_in_the_way(&spec, &ctx, &plan).await?
         } else {
             vec![]
         };
@@ -69,10 +68,10 @@ pub async fn converge(
             return Ok(ExitStatus::Error);
         }
         if !in_the_way.is_empty() {
-            return super::destroy::staged(&spec, &ctx, &plan, &store, run, in_the_way).await;
+            return super::unroll::staged(&spec, &ctx, &plan, &store, run, in_the_way).await;
         }
         let report = apply::apply(&ctx, &plan, &store, run.parallelism).await?;
-        Ok::<_, Failure>(summarise(&plan, &report))
+        Ok::<_, Failure>(super::summary::summarise(&plan, &report))
     };
     guard.around(work).await
 }
@@ -102,7 +101,7 @@ async fn apply_saved(plan: Plan, common: &Common, run: &RunOpts) -> Result<ExitS
         let ctx =
             session::make_ctx(&spec, store.lineage()?, common, run.delete_available_enis).await?;
         let report = apply::apply(&ctx, &plan, &store, run.parallelism).await?;
-        Ok::<_, Failure>(summarise(&plan, &report))
+        Ok::<_, Failure>(super::summary::summarise(&plan, &report))
     };
     guard.around(work).await
 }
@@ -127,75 +126,4 @@ pub fn read_plan_file(path: &Path) -> Result<Option<Plan>, Failure> {
     })?;
     crate::plan::planner::upgrade(&mut plan);
     Ok(Some(plan))
-}
-
-/// The last lines of an apply or destroy: what was skipped and failed, then the counts.
-pub(super) fn summarise(plan: &Plan, report: &ApplyReport) -> ExitStatus {
-    let done = |a: Action| {
-        plan.changes
-            .iter()
-            .filter(|c| {
-                c.action == a
-                    && report.succeeded.iter().any(|s| s.addr == c.addr)
-                    && !report.failed.iter().any(|(s, _)| s.addr == c.addr)
-            })
-            .count()
-    };
-    // Old objects an interrupted replacement left count as destroyed once their step is done.
-    let old_objects: usize = plan
-        .changes
-        .iter()
-        .filter(|c| {
-            report
-                .succeeded
-                .iter()
-                .any(|s| s.addr == c.addr && s.phase == crate::apply::Phase::Destroy)
-        })
-        .map(|c| c.deposed.len())
-        .sum();
-    let (added, changed, replaced, destroyed) = (
-        done(Action::Create),
-        done(Action::Update) + done(Action::PutBack),
-        done(Action::Replace),
-        done(Action::Delete) + old_objects,
-    );
-    let command = if plan.destroy { "Destroy" } else { "Apply" };
-    let summary = Event::Summary {
-        command: command.to_lowercase(),
-        ok: report.ok(),
-        added,
-        changed,
-        replaced,
-        destroyed,
-        failed: report.failed.len(),
-        skipped: report.skipped.len(),
-    };
-    // In `--json` mode the skips and failures were already events of their own.
-    let mut lines = String::new();
-    for (step, because) in &report.skipped {
-        lines.push_str(&format!("skipped: {step} (because {because})\n"));
-    }
-    if !report.ok() {
-        for (step, e) in &report.failed {
-            lines.push_str(&format!("error: {step}: {e}\n"));
-        }
-    }
-    output::text_only(&lines);
-    if report.ok() {
-        events::notice(
-            summary,
-            &format!("{command} complete! Resources: {added} added, {changed} changed, {replaced} replaced, {destroyed} destroyed."),
-        );
-        ExitStatus::Success
-    } else {
-        events::notice(
-            summary,
-            &format!(
-                "{command} failed: {} failed, {} skipped; {added} added, {changed} changed, {replaced} replaced, {destroyed} destroyed. Everything completed is recorded in the state; run the command again to continue.",
-                report.failed.len(),
-                report.skipped.len()
-            ),
-        );
-        ExitStatus::Error
-    }
 }

@@ -12,5 +12,7 @@ pub mod roll;
 pub mod schema;
 pub mod show;
 pub mod state;
+pub mod summary;
+pub mod unroll;
 pub mod validate;
 pub mod verify;
