@@ -375,7 +375,8 @@ impl Cli {
             | Command::Destroy(DestroyArgs { common, .. })
             | Command::Verify(VerifyArgs { common, .. })
             | Command::Import(ImportArgs { common, .. })
-            | Command::Init(InitArgs { common, .. }) => Some(common),
+            | Command::Init(InitArgs { common, .. })
+            | Command::Roll(RollArgs { common, .. }) => Some(common),
             _ => None,
         }
     }

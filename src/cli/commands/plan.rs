@@ -37,14 +37,19 @@ pub async fn run(args: PlanArgs) -> Result<ExitStatus, Failure> {
     })
 }
 
-/// The nodes the clusters already run whose pods keep node-subnet addresses, by owner (see
+/// The nodes the existing clusters run whose pods keep node-subnet addresses, by owner (see
 /// `nodes::existing`): what `roll` (or `apply --replace` for the spec's own nodegroups) moves.
 /// Only read, and never a reason for the plan to fail: a cluster not made yet has none.
 async fn existing_nodes(spec: &crate::spec::Spec, ctx: &crate::resources::Ctx, json: bool) {
     for r in spec.resources.values() {
+        // A cluster made elsewhere: its nodes are others' (a cluster the spec makes has its
+        // own nodegroups, which the plan's existing-nodes warning covers, at no extra request).
         let crate::resources::ResourceConfig::Cluster(c) = &r.config else {
             continue;
         };
+        if !c.existing {
+            continue;
+        }
         let cluster = spec.resolved_name(&c.name);
         let survey = async {
             let Some(client) = ctx.kube.client(&ctx.aws, &cluster).await? else {
