@@ -59,7 +59,7 @@ pub async fn converge(
         output::plan(&plan, common.json)?;
         // A destroy whose pod subnets still hold nodes it does not own moves them off first.
         let in_the_way = if opts.destroy {
-            super::unroll::nodes_in_the_way(&spec, &ctx, &plan).await?
+            super::unroll::nodes_in_the_way(&spec, &ctx, &plan, common.json).await?
         } else {
             vec![]
         };

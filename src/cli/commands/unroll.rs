@@ -44,6 +44,7 @@ pub async fn nodes_in_the_way(
     spec: &Spec,
     ctx: &Ctx,
     plan: &Plan,
+    json: bool,
 ) -> Result<Vec<InTheWay>, Failure> {
     let blocks = deleted_pod_blocks(plan);
     if blocks.is_empty() {
@@ -90,7 +91,12 @@ pub async fn nodes_in_the_way(
             ));
         }
         text.push_str("  → after the CNI settings are put back, destroy replaces them one at a time as `eksnet roll` does (cordon, evict honouring PodDisruptionBudgets, terminate, wait for the new node), then deletes the subnets\n");
-        output::data(&text);
+        if json {
+            // stdout holds the plan's JSON alone: the section goes out as a warning event.
+            output::warning(text.trim().to_string());
+        } else {
+            output::data(&text);
+        }
         out.push(InTheWay {
             cluster,
             aim: aim.clone(),
