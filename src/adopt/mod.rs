@@ -18,6 +18,7 @@
 
 pub mod decide;
 #[cfg(test)]
+#[cfg(test)]
 pub(crate) mod fixture;
 pub mod read;
 pub mod render;

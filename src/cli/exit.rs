@@ -53,3 +53,14 @@ pub enum Failure {
     #[error(transparent)]
     Task(#[from] tokio::task::JoinError),
 }
+
+impl From<crate::nodes::roll::RollError> for Failure {
+    fn from(e: crate::nodes::roll::RollError) -> Failure {
+        use crate::nodes::roll::RollError;
+        match e {
+            RollError::Resource(e) => e.into(),
+            RollError::State(e) => e.into(),
+            RollError::Refused(m) | RollError::Node(m) => Failure::Message(m),
+        }
+    }
+}

@@ -196,9 +196,7 @@ pub async fn refusals(
             .set_auto_scaling_group_names(Some(groups.iter().cloned().collect()))
             .send()
             .await
-            .map_err(|e| {
-                RollError::Resource(crate::resources::aws_error("DescribeAutoScalingGroups", e))
-            })?;
+            .map_err(|e| crate::resources::aws_error("DescribeAutoScalingGroups", e))?;
         for g in &groups {
             let Some(asg) = found
                 .auto_scaling_groups()
@@ -740,12 +738,7 @@ impl<'a> Roll<'a> {
                 .instance_ids(id)
                 .send()
                 .await
-                .map_err(|e| {
-                    RollError::Resource(crate::resources::aws_error(
-                        "DescribeAutoScalingInstances",
-                        e,
-                    ))
-                })?;
+                .map_err(|e| crate::resources::aws_error("DescribeAutoScalingInstances", e))?;
             if !known.auto_scaling_instances().is_empty() {
                 self.aws
                     .autoscaling
@@ -755,10 +748,7 @@ impl<'a> Roll<'a> {
                     .send()
                     .await
                     .map_err(|e| {
-                        RollError::Resource(crate::resources::aws_error(
-                            "TerminateInstanceInAutoScalingGroup",
-                            e,
-                        ))
+                        crate::resources::aws_error("TerminateInstanceInAutoScalingGroup", e)
                     })?;
                 return Ok(());
             }

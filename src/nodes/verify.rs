@@ -93,14 +93,7 @@ pub async fn verify(
     aws: &AwsClients,
     kube: &KubeConnector,
 ) -> Result<Vec<ClusterReport>, ResourceError> {
-    let pod_subnets: Vec<Ipv4Net> = spec
-        .resources
-        .values()
-        .filter_map(|r| match &r.config {
-            ResourceConfig::Subnet(s) => s.cidr_block.parse().ok(),
-            _ => None,
-        })
-        .collect();
+    let pod_subnets: Vec<Ipv4Net> = super::existing::pod_cidrs(spec);
     let mut reports = Vec::new();
     for r in spec.resources.values() {
         let ResourceConfig::Cluster(c) = &r.config else {

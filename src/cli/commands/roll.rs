@@ -9,14 +9,6 @@ use crate::cloud::kube::KubeConnector;
 use crate::nodes::{existing, roll};
 use crate::resources::ResourceConfig;
 
-fn failure(e: roll::RollError) -> Failure {
-    match e {
-        roll::RollError::Resource(e) => e.into(),
-        roll::RollError::State(e) => e.into(),
-        roll::RollError::Refused(m) | roll::RollError::Node(m) => Failure::Message(m),
-    }
-}
-
 pub async fn run(args: RollArgs) -> Result<ExitStatus, Failure> {
     let spec = session::load_spec(&args.spec)?;
     let clusters: Vec<String> = spec
@@ -53,7 +45,7 @@ pub async fn run(args: RollArgs) -> Result<ExitStatus, Failure> {
             let survey =
                 existing::survey(&spec, &aws, client.clone(), cluster, &existing::Aim::Onto)
                     .await?;
-            let records = roll::records(&store, cluster).map_err(failure)?;
+            let records = roll::records(&store, cluster).map_err(Failure::from)?;
             let order = roll::order(&survey, &records);
             let max = args.max_unavailable as usize;
             if args.dry_run {
@@ -73,7 +65,7 @@ pub async fn run(args: RollArgs) -> Result<ExitStatus, Failure> {
                 args.max_unavailable as usize,
             )
             .await
-            .map_err(failure)?;
+            .map_err(Failure::from)?;
             if !refusals.is_empty() {
                 for r in &refusals {
                     output::error(r);
@@ -122,7 +114,7 @@ pub async fn run(args: RollArgs) -> Result<ExitStatus, Failure> {
             match r.run(order).await {
                 Ok(moved) => {
                     // Finished: the records have served their purpose.
-                    roll::clear(&store, cluster).await.map_err(failure)?;
+                    roll::clear(&store, cluster).await.map_err(Failure::from)?;
                     output::info(format!(
                         "cluster {cluster}: {} node(s) moved in {:.0}s",
                         moved.len(),
@@ -134,13 +126,13 @@ pub async fn run(args: RollArgs) -> Result<ExitStatus, Failure> {
                 }
                 Err(e) => {
                     let left: Vec<String> = roll::records(&store, cluster)
-                        .map_err(failure)?
+                        .map_err(Failure::from)?
                         .into_values()
                         .filter(|r| r.phase != "done")
                         .map(|r| format!("{} ({})", r.node, r.phase))
                         .collect();
                     let done = roll::records(&store, cluster)
-                        .map_err(failure)?
+                        .map_err(Failure::from)?
                         .values()
                         .filter(|r| r.phase == "done")
                         .count();
@@ -148,7 +140,7 @@ pub async fn run(args: RollArgs) -> Result<ExitStatus, Failure> {
                         "roll of cluster {cluster} stopped: {done} of {total} node(s) moved; under way: {}; the others not started. Run `eksnet roll` again to go on from here.",
                         if left.is_empty() { "none".into() } else { left.join(", ") }
                     ));
-                    return Err(failure(e));
+                    return Err(Failure::from(e));
                 }
             }
         }

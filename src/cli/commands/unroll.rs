@@ -139,13 +139,13 @@ pub async fn staged(
             continue;
         };
         let survey = existing::survey(spec, &ctx.aws, client.clone(), &w.cluster, &w.aim).await?;
-        let records = roll::records(store, &w.cluster).map_err(roll_failure)?;
+        let records = roll::records(store, &w.cluster).map_err(Failure::from)?;
         let mut order = roll::order(&survey, &records);
         // The spec's own nodegroups are gone with stage 1.
         order.in_spec.clear();
         let refusals = roll::refusals(&ctx.aws, &client, &survey, &order, &w.aim, 1)
             .await
-            .map_err(roll_failure)?;
+            .map_err(Failure::from)?;
         if !refusals.is_empty() {
             for r in &refusals {
                 output::error(r);
@@ -177,10 +177,12 @@ pub async fn staged(
             Failure::Message(format!(
                 "destroy stopped in stage 2 (nodes of cluster {} still in the pod subnets): {}; run destroy again to go on",
                 w.cluster,
-                roll_failure(e)
+                Failure::from(e)
             ))
         })?;
-        roll::clear(store, &w.cluster).await.map_err(roll_failure)?;
+        roll::clear(store, &w.cluster)
+            .await
+            .map_err(Failure::from)?;
     }
     output::info("destroy, stage 3 of 3: the rest of the plan");
     let snapshot = store.snapshot()?;
@@ -204,12 +206,4 @@ pub async fn staged(
     let mut all = report;
     all.succeeded.extend(first_report.succeeded);
     Ok(super::summary::summarise(&whole, &all))
-}
-
-fn roll_failure(e: roll::RollError) -> Failure {
-    match e {
-        roll::RollError::Resource(e) => e.into(),
-        roll::RollError::State(e) => e.into(),
-        roll::RollError::Refused(m) | roll::RollError::Node(m) => Failure::Message(m),
-    }
 }
