@@ -278,6 +278,64 @@ async fn init_writes_a_spec_that_plans_only_additions_applies_and_destroys_back(
         ])
     );
 
+    // capacity counts the nodes the spec does not declare: the nodegroup `workers` at its max
+    // size, 3 over 2 AZs, so up to 2 nodes per AZ of 12 addresses each (t3.medium under
+    // custom networking: 10 pod addresses on 2 ENIs, plus the ENIs' own).
+    let cap = run_ok(
+        eksnet().args(["capacity", "spec.toml", "--detailed-exitcode", "--json"]),
+        0,
+    );
+    let cap: Value = serde_json::from_str(&cap.stdout).expect("capacity --json");
+    let cluster = &cap["clusters"][0];
+    assert_eq!(cluster["nodegroups"], serde_json::json!([]), "{cap}");
+    assert_eq!(
+        cluster["outside"][0]["label"],
+        "managed nodegroup `workers`"
+    );
+    assert_eq!(cluster["outside"][0]["max_size"], 3);
+    assert_eq!(cluster["outside"][0]["nodes"], 2);
+    let zones = cluster["capacity"]["zones"].as_array().expect("zones");
+    assert_eq!(zones.len(), 2, "{cap}");
+    for z in zones {
+        assert_eq!(
+            (z["nodes"].as_u64(), z["demand"].as_u64()),
+            (Some(2), Some(24)),
+            "{z}"
+        );
+        assert_eq!(z["free"].as_u64(), Some(8187), "a /19 not made yet: {z}");
+    }
+    // The same spec with /28 pod subnets (11 free addresses each): short by 13 in each AZ,
+    // exit 2 with the group named.
+    let small = spec
+        .replace("100.64.0.0/19", "100.64.0.0/28")
+        .replace("100.64.32.0/19", "100.64.0.16/28");
+    std::fs::write(dir.path().join("small.toml"), small).expect("small.toml");
+    let short = run_ok(
+        eksnet().args([
+            "capacity",
+            "small.toml",
+            "--state",
+            "small.db",
+            "--detailed-exitcode",
+        ]),
+        2,
+    );
+    for part in [
+        "managed nodegroup `workers` (not in the spec)",
+        "short by 13",
+    ] {
+        assert!(
+            short.stdout.contains(part),
+            "missing {part:?} in {}",
+            short.stdout
+        );
+    }
+    assert!(
+        short.stderr.contains("managed nodegroup `workers` up to 2"),
+        "{}",
+        short.stderr
+    );
+
     // Apply: the block, the pod subnets in their AZs, the ENIConfigs on them, custom
     // networking on.
     run_ok(eksnet().args(["apply", "spec.toml", "--auto-approve"]), 0);

@@ -8,7 +8,7 @@ use super::{ClusterFacts, ClusterInfo, EniConfigInfo, NodeOwner, RouteInfo};
 use crate::base::instance_types;
 use crate::domain::cni::{self, CUSTOM_NETWORK_ENV, DEFAULT_LABEL, LABEL_DEF_ENV};
 use crate::domain::network::association_refusal;
-use crate::nodes::sizing::{self, CniMode, InstanceNetwork, NodegroupDemand};
+use crate::nodes::sizing::{self, CniMode, InstanceNetwork, NodegroupDemand, OutsideGroup};
 use ipnet::Ipv4Net;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -525,6 +525,49 @@ fn node_sources(
         });
     }
     out
+}
+
+/// The node sources as node sizing takes them (`plan` and `capacity` on a spec that only
+/// reads the cluster), with the limits of their instance types (EC2's, else the embedded
+/// table's). Fargate runs no pod on a node's addresses and is left out; the sizing arithmetic
+/// itself is the planner's, under the CNI settings the spec gives.
+pub fn outside_groups(
+    facts: &ClusterFacts,
+) -> (Vec<OutsideGroup>, BTreeMap<String, InstanceNetwork>) {
+    // The settings only change `pods_per_node`, which is not kept here; the warnings about
+    // unknown types are the planner's to give.
+    let mut ignored = Vec::new();
+    let sources = node_sources(facts, &CniMode::default(), &mut ignored);
+    let mut types = BTreeMap::new();
+    let mut out = Vec::new();
+    for s in sources {
+        if s.owner == NodeOwner::Fargate {
+            continue;
+        }
+        for t in &s.instance_types {
+            if let Some(n) = network(facts, t) {
+                types.insert(t.clone(), n);
+            }
+        }
+        let mut nodes_per_az: BTreeMap<String, u32> = BTreeMap::new();
+        for n in facts.nodes.iter().filter(|n| n.owner == s.owner) {
+            if let Some(z) = &n.zone {
+                *nodes_per_az.entry(z.clone()).or_default() += 1;
+            }
+        }
+        out.push(OutsideGroup {
+            label: s.owner.describe(),
+            nodegroup: match &s.owner {
+                NodeOwner::ManagedNodegroup(n) => Some(n.clone()),
+                _ => None,
+            },
+            max_size: s.max_size,
+            azs: s.azs,
+            instance_types: s.instance_types,
+            nodes_per_az,
+        });
+    }
+    (out, types)
 }
 
 /// The demand per AZ, with `nodes::sizing::capacity` doing the counting, and the smallest

@@ -18,7 +18,6 @@
 
 pub mod decide;
 #[cfg(test)]
-#[cfg(test)]
 pub(crate) mod fixture;
 pub mod read;
 pub mod render;
@@ -28,6 +27,72 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+
+/// Node sizing's reads for a cluster the spec only reads (`existing = true`): the sources of
+/// its nodes, into `reads.outside` and their instance types into `reads.types`. A read that
+/// fails is one of `reads.problems` (the plan goes on without those nodes); a cluster not
+/// found has no nodes to count.
+pub async fn sizing_reads(
+    ctx: &crate::resources::Ctx,
+    cluster: &str,
+    reads: &mut crate::nodes::sizing::SizingReads,
+) {
+    let found =
+        async {
+            let Some(client) = ctx.kube.client(&ctx.aws, cluster).await.map_err(|source| {
+                read::ReadError::Kube {
+                    what: "the connection".into(),
+                    cluster: cluster.to_string(),
+                    source,
+                }
+            })?
+            else {
+                return Ok(None);
+            };
+            read::node_sources(&ctx.aws, client, cluster)
+                .await
+                .map(Some)
+        };
+    match found.await {
+        Ok(Some(f)) => {
+            let facts = ClusterFacts {
+                subnets: f
+                    .subnet_azs
+                    .iter()
+                    .map(|(id, az)| {
+                        (
+                            id.clone(),
+                            SubnetInfo {
+                                id: id.clone(),
+                                availability_zone: az.clone(),
+                                cidr: None,
+                            },
+                        )
+                    })
+                    .collect(),
+                nodegroups: f.nodegroups,
+                auto_scaling_groups: f.auto_scaling_groups,
+                nodes: f.nodes,
+                instance_types: f.instance_types,
+                ..ClusterFacts::default()
+            };
+            let (groups, types) = decide::outside_groups(&facts);
+            for (name, n) in types {
+                reads.types.entry(name).or_insert(n);
+            }
+            reads.outside.insert(cluster.to_string(), groups);
+            reads.problems.extend(
+                f.notes
+                    .into_iter()
+                    .map(|n| format!("cluster `{cluster}`: {n}")),
+            );
+        }
+        Ok(None) => {}
+        Err(e) => reads.problems.push(format!(
+            "cluster `{cluster}`: the sources of its nodes could not be read ({e}); the pod subnets' room is checked against the spec's nodegroups only"
+        )),
+    }
+}
 
 /// Everything `init` read about one cluster.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

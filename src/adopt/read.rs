@@ -135,18 +135,55 @@ pub async fn rest(
             cluster: name.clone(),
             region: aws_clients.region.clone(),
         })?;
-    let (vpc, subnets, tables, addon, nodegroups, aws_node, eni_configs, nodes) = tokio::try_join!(
+    let (vpc, subnets, tables, addon, aws_node, eni_configs, sources) = tokio::try_join!(
         vpc_info(aws_clients, &vpc_id),
         subnets(aws_clients, &vpc_id),
         route_tables(aws_clients, &vpc_id),
         addon(aws_clients, &name),
-        nodegroups(aws_clients, &name),
         aws_node(client.clone(), &name),
         eni_configs(client.clone(), &name),
-        nodes(client.clone(), &name),
+        node_sources(aws_clients, client.clone(), &name),
     )?;
-    let mut notes = Vec::new();
+    let mut notes = sources.notes;
     let route_tables = prefix_lists(aws_clients, tables, &mut notes).await;
+    Ok(ClusterFacts {
+        region: aws_clients.region.clone(),
+        cluster,
+        vpc,
+        subnets,
+        route_tables,
+        cni: CniInfo { addon, aws_node },
+        eni_configs,
+        nodegroups: sources.nodegroups,
+        auto_scaling_groups: sources.auto_scaling_groups,
+        nodes: sources.nodes,
+        instance_types: sources.instance_types,
+        notes,
+    })
+}
+
+/// What a cluster's nodes come from: its managed nodegroups, its nodes with their instances
+/// and owners, the Auto Scaling groups of nodes outside nodegroups and the instance types'
+/// limits. The part of [`ClusterFacts`] node sizing needs.
+pub struct NodeSourceFacts {
+    pub nodegroups: Vec<NodegroupInfo>,
+    pub auto_scaling_groups: Vec<AutoScalingGroupInfo>,
+    pub nodes: Vec<NodeInfo>,
+    pub instance_types: BTreeMap<String, InstanceNetwork>,
+    /// Subnet id → AZ of the groups' subnets (the nodegroups' and the Auto Scaling groups').
+    pub subnet_azs: BTreeMap<String, String>,
+    pub notes: Vec<String>,
+}
+
+/// Reads [`NodeSourceFacts`]; `client` is the cluster's Kubernetes API.
+pub async fn node_sources(
+    aws_clients: &AwsClients,
+    client: kube::Client,
+    cluster: &str,
+) -> Result<NodeSourceFacts, ReadError> {
+    let (nodegroups, nodes) =
+        tokio::try_join!(nodegroups(aws_clients, cluster), nodes(client, cluster))?;
+    let mut notes = Vec::new();
     let nodes = with_instances(aws_clients, nodes, &nodegroups).await?;
     let group_names: BTreeSet<String> = nodes
         .iter()
@@ -162,20 +199,64 @@ pub async fn rest(
         .collect();
     types.extend(nodes.iter().filter_map(|n| n.instance_type.clone()));
     let instance_types = instance_types(aws_clients, &types, &mut notes).await;
-    Ok(ClusterFacts {
-        region: aws_clients.region.clone(),
-        cluster,
-        vpc,
-        subnets,
-        route_tables,
-        cni: CniInfo { addon, aws_node },
-        eni_configs,
+    let group_subnets: BTreeSet<String> = nodegroups
+        .iter()
+        .flat_map(|g| g.subnet_ids.iter())
+        .chain(auto_scaling_groups.iter().flat_map(|g| g.subnet_ids.iter()))
+        .cloned()
+        .collect();
+    let subnet_azs = subnet_azs(aws_clients, &group_subnets, &mut notes).await;
+    Ok(NodeSourceFacts {
         nodegroups,
         auto_scaling_groups,
         nodes,
         instance_types,
+        subnet_azs,
         notes,
     })
+}
+
+/// The AZs of some subnets, by id. A failed read is a note: the groups' AZs are then those
+/// their nodes run in.
+async fn subnet_azs(
+    a: &AwsClients,
+    ids: &BTreeSet<String>,
+    notes: &mut Vec<String>,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if ids.is_empty() {
+        return out;
+    }
+    // By filter, not by id: a subnet deleted since is then simply not found.
+    let filter = Filter::builder()
+        .name("subnet-id")
+        .set_values(Some(ids.iter().cloned().collect()))
+        .build();
+    let mut pages = a
+        .ec2
+        .describe_subnets()
+        .filters(filter)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        match page {
+            Ok(p) => {
+                for s in p.subnets() {
+                    if let (Some(id), Some(az)) = (s.subnet_id(), s.availability_zone()) {
+                        out.insert(id.to_string(), az.to_string());
+                    }
+                }
+            }
+            Err(e) => {
+                notes.push(format!(
+                    "the node groups' subnets could not be described ({}): their AZs are taken from where their nodes run",
+                    aws_error("DescribeSubnets", e)
+                ));
+                break;
+            }
+        }
+    }
+    out
 }
 
 fn vpc_filter(vpc_id: &str) -> Filter {

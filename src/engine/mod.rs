@@ -61,11 +61,26 @@ pub async fn observe(
         return Ok(Inventory::of_resources(resources));
     }
     let sizing = async {
-        if capacity::wanted(spec) {
-            Some(capacity::read(ctx, spec, snapshot).await)
-        } else {
-            None
+        if !capacity::wanted(spec) {
+            return None;
         }
+        let existing = capacity::existing_clusters(spec);
+        let outside = async {
+            let mut reads = crate::nodes::sizing::SizingReads::default();
+            for cluster in &existing {
+                crate::adopt::sizing_reads(ctx, cluster, &mut reads).await;
+            }
+            reads
+        };
+        let (mut reads, outside) = tokio::join!(capacity::read(ctx, spec, snapshot), outside);
+        // The spec's types as EC2 described them win over the same types read for the
+        // clusters' other nodes (which fall back to the embedded table).
+        for (name, n) in outside.types {
+            reads.types.entry(name).or_insert(n);
+        }
+        reads.outside = outside.outside;
+        reads.problems.extend(outside.problems);
+        Some(reads)
     };
     let (resources, inspections, sizing) = tokio::join!(
         refresh::refresh(ctx, spec, graph, snapshot),

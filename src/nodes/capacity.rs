@@ -109,5 +109,19 @@ pub async fn read(ctx: &Ctx, spec: &Spec, snapshot: &StateSnapshot) -> SizingRea
 
 /// The spec's instance types and subnets are all the sizing needs to know from the spec.
 pub fn wanted(spec: &Spec) -> bool {
-    !spec_instance_types(spec).is_empty()
+    !spec_instance_types(spec).is_empty() || !existing_clusters(spec).is_empty()
+}
+
+/// The names of the clusters the spec only reads (`existing = true`): their nodes come from
+/// sources the spec does not declare, which sizing reads from the live cluster.
+pub fn existing_clusters(spec: &Spec) -> Vec<String> {
+    spec.resources
+        .values()
+        .filter_map(|r| match &r.config {
+            resources::ResourceConfig::Cluster(c) if c.existing => {
+                Some(spec.resolved_name(&c.name))
+            }
+            _ => None,
+        })
+        .collect()
 }

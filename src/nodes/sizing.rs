@@ -32,6 +32,27 @@ pub struct SizingReads {
     pub available: std::collections::HashMap<String, u32>,
     /// Why a read failed: the assessment is skipped for what it needed, the plan goes on.
     pub problems: Vec<String>,
+    /// Cluster name → the node sources of a cluster the spec only reads (`existing = true`)
+    /// that the spec does not declare: their nodes take pod addresses too.
+    pub outside: BTreeMap<String, Vec<OutsideGroup>>,
+}
+
+/// A source of nodes eksnet does not own (another tool's managed nodegroup, an Auto Scaling
+/// group, Karpenter, unknown), as read from the live cluster. Pure data: the planner sizes it
+/// under the cluster's CNI settings as it sizes the spec's nodegroups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutsideGroup {
+    /// How the plan names it, e.g. "managed nodegroup `ng-1`".
+    pub label: String,
+    /// The managed nodegroup's name, so one the spec declares is not counted twice.
+    pub nodegroup: Option<String>,
+    /// The group's max size; `None` when nothing bounds it (Karpenter, unknown owners): then
+    /// its nodes are counted where they run now (`nodes_per_az`).
+    pub max_size: Option<u32>,
+    pub azs: Vec<String>,
+    pub instance_types: Vec<String>,
+    /// Its nodes now, per AZ.
+    pub nodes_per_az: BTreeMap<String, u32>,
 }
 
 /// The network limits of one instance type, from DescribeInstanceTypes.
@@ -260,6 +281,24 @@ impl NodegroupPods {
     /// `capacity` never counts more than the ENIs can hold.
     pub fn pods_per_node(&self) -> u32 {
         self.explicit.unwrap_or(self.effective)
+    }
+
+    /// Each type's max pods, e.g. "m5.large 29, m5.4xlarge 110 (capped from 234)".
+    pub fn per_type_text(&self) -> String {
+        self.per_type
+            .iter()
+            .map(|m| {
+                if m.max_pods < m.uncapped {
+                    format!(
+                        "{} {} (capped from {})",
+                        m.instance_type, m.max_pods, m.uncapped
+                    )
+                } else {
+                    format!("{} {}", m.instance_type, m.max_pods)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -695,6 +734,9 @@ pub struct ClusterSizing {
     pub cluster: String,
     pub mode: CniMode,
     pub nodegroups: Vec<NodegroupSizing>,
+    /// The node sources of a cluster the spec only reads that it does not declare.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outside: Vec<OutsideSizing>,
     /// Per-AZ room of the pod subnets; `None` without custom networking (pods then take the
     /// node subnets' addresses, which eksnet does not manage).
     pub capacity: Option<Capacity>,
@@ -704,6 +746,17 @@ pub struct ClusterSizing {
 pub struct NodegroupSizing {
     pub addr: ResourceAddr,
     pub max_size: u32,
+    pub pods: NodegroupPods,
+}
+
+/// A node source the spec does not declare, sized (see [`OutsideGroup`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutsideSizing {
+    pub label: String,
+    /// `None`: nothing bounds it; its nodes are counted where they run now.
+    pub max_size: Option<u32>,
+    /// Its nodes now.
+    pub nodes: u32,
     pub pods: NodegroupPods,
 }
 
@@ -741,27 +794,24 @@ impl Sizing {
                 mode.join(", ")
             ));
             for g in &c.nodegroups {
-                let per: Vec<String> = g
-                    .pods
-                    .per_type
-                    .iter()
-                    .map(|m| {
-                        if m.max_pods < m.uncapped {
-                            format!(
-                                "{} {} (capped from {})",
-                                m.instance_type, m.max_pods, m.uncapped
-                            )
-                        } else {
-                            format!("{} {}", m.instance_type, m.max_pods)
-                        }
-                    })
-                    .collect();
                 out.push_str(&format!(
                     "  {}: max pods {} per node ({}), up to {} nodes\n",
                     g.addr,
                     g.pods.pods_per_node(),
-                    per.join(", "),
+                    g.pods.per_type_text(),
                     g.max_size
+                ));
+            }
+            for g in &c.outside {
+                let size = match g.max_size {
+                    Some(max) => format!("{} nodes now, up to {max}", g.nodes),
+                    None => format!("{} nodes now, no max size known", g.nodes),
+                };
+                out.push_str(&format!(
+                    "  {} (not in the spec): max pods {} per node ({}), {size}\n",
+                    g.label,
+                    g.pods.pods_per_node(),
+                    g.pods.per_type_text(),
                 ));
             }
             if let Some(cap) = &c.capacity {
@@ -1144,6 +1194,7 @@ mod tests {
             cluster: "c".into(),
             mode: m,
             nodegroups: vec![],
+            outside: vec![],
             capacity,
         };
         let mut roomy = c.clone();

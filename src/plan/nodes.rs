@@ -7,7 +7,8 @@ use crate::base::addr::Kind;
 use crate::base::diag::Diagnostics;
 use crate::domain::cni;
 use crate::nodes::sizing::{
-    self, ClusterSizing, CniMode, InstanceNetwork, NodegroupSizing, PodSubnet, Sizing, SizingReads,
+    self, ClusterSizing, CniMode, InstanceNetwork, NodegroupSizing, OutsideSizing, PodSubnet,
+    Sizing, SizingReads,
 };
 use crate::plan::{Plan, PlannedChange};
 use crate::resources;
@@ -121,11 +122,12 @@ pub fn assess(spec: &Spec, plan: &Plan, reads: &SizingReads) -> (Sizing, Vec<Fin
         .filter(|c| c.addr.kind == Kind::Nodegroup)
         .filter(live)
         .collect();
-    let clusters: BTreeSet<String> = nodegroups
+    let mut clusters: BTreeSet<String> = nodegroups
         .iter()
         .filter_map(|c| str_of(c, "cluster_name"))
         .map(|n| spec.resolved_name(n))
         .collect();
+    clusters.extend(reads.outside.keys().cloned());
     let mut sizing = Sizing::default();
     for cluster in clusters {
         let mode = CniMode::from_env(&cni_env(plan, spec, &cluster));
@@ -270,6 +272,7 @@ pub fn assess(spec: &Spec, plan: &Plan, reads: &SizingReads) -> (Sizing, Vec<Fin
                 pods,
             });
         }
+        let outside = outside_sizing(spec, &cluster, reads, &mode, &mut demands, &mut findings);
         let capacity = (mode.custom_networking && !demands.is_empty())
             .then(|| sizing::capacity(&pod_subnets, &demands, &mode));
         if let Some(c) = &capacity {
@@ -281,16 +284,120 @@ pub fn assess(spec: &Spec, plan: &Plan, reads: &SizingReads) -> (Sizing, Vec<Fin
                 });
             }
         }
-        if !groups.is_empty() {
+        if !groups.is_empty() || !outside.is_empty() {
             sizing.clusters.push(ClusterSizing {
                 cluster,
                 mode,
                 nodegroups: groups,
+                outside,
                 capacity,
             });
         }
     }
     (sizing, findings)
+}
+
+/// The node sources of a cluster the spec only reads, other than the spec's own nodegroups
+/// (counted already): sized under the cluster's CNI settings as a nodegroup is, their demand
+/// added to `demands`. A group with a max size counts at it, spread over its AZs as an Auto
+/// Scaling group spreads; one without (Karpenter, an unknown owner) counts its nodes where
+/// they run now, said in a warning since it may grow.
+fn outside_sizing(
+    spec: &Spec,
+    cluster: &str,
+    reads: &SizingReads,
+    mode: &CniMode,
+    demands: &mut Vec<sizing::NodegroupDemand>,
+    findings: &mut Vec<Finding>,
+) -> Vec<OutsideSizing> {
+    let declared: BTreeSet<String> = spec
+        .resources
+        .values()
+        .filter_map(|r| match &r.config {
+            resources::ResourceConfig::Nodegroup(n)
+                if spec.resolved_name(&n.cluster_name) == cluster =>
+            {
+                Some(spec.resolved_name(&n.name))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    for g in reads.outside.get(cluster).into_iter().flatten() {
+        if g.nodegroup.as_ref().is_some_and(|n| declared.contains(n)) {
+            continue;
+        }
+        let types: Vec<InstanceNetwork> = g
+            .instance_types
+            .iter()
+            .filter_map(|t| reads.types.get(t).cloned())
+            .collect();
+        let now: u32 = g.nodes_per_az.values().sum();
+        if types.is_empty() || types.len() != g.instance_types.len() {
+            let unknown: Vec<&str> = g
+                .instance_types
+                .iter()
+                .filter(|t| !reads.types.contains_key(*t))
+                .map(String::as_str)
+                .collect();
+            findings.push(Finding {
+                key: String::new(),
+                message: format!(
+                    "cluster `{cluster}`: the nodes of {} are not counted in the pod subnets' room: the network limits of its instance types ({}) are unknown",
+                    g.label,
+                    if unknown.is_empty() { "none named".to_string() } else { unknown.join(", ") }
+                ),
+                error: false,
+            });
+            continue;
+        }
+        let pods = sizing::nodegroup_pods(&types, mode, None);
+        let per_node = pods.pods_per_node();
+        let Some(hungriest) = types
+            .iter()
+            .max_by_key(|t| sizing::node_demand(t, mode, per_node))
+            .cloned()
+        else {
+            continue;
+        };
+        match g.max_size {
+            Some(max) => demands.push(sizing::NodegroupDemand {
+                label: g.label.clone(),
+                azs: g.azs.clone(),
+                max_size: max,
+                pods_per_node: per_node,
+                instance: hungriest,
+            }),
+            None => {
+                for (az, count) in &g.nodes_per_az {
+                    demands.push(sizing::NodegroupDemand {
+                        label: g.label.clone(),
+                        azs: vec![az.clone()],
+                        max_size: *count,
+                        pods_per_node: per_node,
+                        instance: hungriest.clone(),
+                    });
+                }
+                if mode.custom_networking {
+                    findings.push(Finding {
+                        key: String::new(),
+                        message: format!(
+                            "cluster `{cluster}`: {} has no max size eksnet can read: its {now} node(s) are counted where they run now, and the pod subnets' room is not checked against its growth",
+                            g.label
+                        ),
+                        error: false,
+                    });
+                }
+            }
+        }
+        out.push(OutsideSizing {
+            label: g.label.clone(),
+            max_size: g.max_size,
+            nodes: now,
+            pods,
+        });
+    }
+    out
 }
 
 /// Adds the assessment to a plan: its warnings to the plan's, its numbers as `plan.sizing`.
