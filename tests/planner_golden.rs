@@ -119,6 +119,9 @@ fn plan_with_eksnet(spec_path: &Path, case: &Case) -> String {
                     .types
                     .insert(name.clone(), from_value("instance type", &t));
             }
+            if !case.outside.is_null() {
+                reads.outside = from_value("outside", &case.outside);
+            }
             if let Value::Object(free) = &case.available {
                 for (id, n) in free {
                     reads
@@ -940,6 +943,33 @@ name = "us-west-2a"
             json!({"m5.24xlarge": {"max_enis": 15, "ipv4_per_eni": 50, "vcpus": 96, "nitro": true}}),
             json!({"subnet-0aa11111111111111": 27, "subnet-0bb22222222222222": 27}),
         ),
+    // The cluster's other node sources (a cluster the spec only reads has them): the spec's
+    // own nodegroup read again is counted once; an Auto Scaling group at its max size; a
+    // Karpenter pool where its nodes run, with a warning; a type with unknown limits left out,
+    // with a warning.
+    sizing_node_sources_outside_the_spec: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .sizing(
+            json!({
+                "t3.medium": {"max_enis": 3, "ipv4_per_eni": 6, "vcpus": 2, "nitro": true},
+                "m5.large": {"max_enis": 3, "ipv4_per_eni": 10, "vcpus": 2, "nitro": true}
+            }),
+            json!({"subnet-0aa11111111111111": 200, "subnet-0bb22222222222222": 27}),
+        )
+        .outside(json!({"my-custom-networking-cluster": [
+            {"label": "managed nodegroup `my-nodegroup`", "nodegroup": "my-nodegroup",
+             "max_size": 2, "azs": ["us-west-2a", "us-west-2b"], "instance_types": ["t3.medium"],
+             "nodes_per_az": {"us-west-2a": 1, "us-west-2b": 1}},
+            {"label": "Auto Scaling group `self-managed`", "nodegroup": null, "max_size": 4,
+             "azs": ["us-west-2a", "us-west-2b"], "instance_types": ["t3.medium"],
+             "nodes_per_az": {"us-west-2a": 1}},
+            {"label": "Karpenter node pool `default`", "nodegroup": null, "max_size": null,
+             "azs": ["us-west-2a"], "instance_types": ["m5.large"],
+             "nodes_per_az": {"us-west-2a": 2}},
+            {"label": "unknown owner", "nodegroup": null, "max_size": null,
+             "azs": ["us-west-2b"], "instance_types": ["x9.huge"],
+             "nodes_per_az": {"us-west-2b": 1}}
+        ]})),
     // Before the first apply: counted from the CIDRs.
     sizing_first_plan_from_the_cidrs: Case::tutorial().nothing_exists().sizing(
         json!({"t3.medium": {"max_enis": 3, "ipv4_per_eni": 6, "vcpus": 2, "nitro": true}}),

@@ -1165,6 +1165,66 @@ mod tests {
     }
 
     #[test]
+    fn outside_groups_carry_what_sizing_needs_and_leave_fargate_out() {
+        let mut f = facts();
+        f.nodes.push(node(
+            "asg1",
+            "us-west-2c",
+            "subnet-c",
+            NodeOwner::AutoScalingGroup("self-managed".into()),
+        ));
+        f.auto_scaling_groups.push(AutoScalingGroupInfo {
+            name: "self-managed".into(),
+            max_size: 6,
+            availability_zones: vec!["us-west-2c".into()],
+            subnet_ids: vec![],
+        });
+        for (name, az) in [
+            ("k1", "us-west-2a"),
+            ("k2", "us-west-2a"),
+            ("k3", "us-west-2b"),
+        ] {
+            f.nodes.push(node(
+                name,
+                az,
+                "subnet-a",
+                NodeOwner::Karpenter("default".into()),
+            ));
+        }
+        f.nodes
+            .push(node("f1", "us-west-2b", "subnet-b", NodeOwner::Fargate));
+        let (groups, types) = outside_groups(&f);
+        let labels: Vec<&str> = groups.iter().map(|g| g.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            vec![
+                "managed nodegroup `ng1`",
+                "Auto Scaling group `self-managed`",
+                "Karpenter node pool `default`"
+            ]
+        );
+        let ng = &groups[0];
+        assert_eq!(ng.nodegroup.as_deref(), Some("ng1"));
+        assert_eq!(ng.max_size, Some(4));
+        assert_eq!(ng.azs, vec!["us-west-2a", "us-west-2b"]);
+        assert_eq!(ng.nodes_per_az.values().sum::<u32>(), 2);
+        let asg = &groups[1];
+        assert_eq!((asg.nodegroup.as_deref(), asg.max_size), (None, Some(6)));
+        // Karpenter: no max size; its nodes where they run.
+        let k = &groups[2];
+        assert_eq!(k.max_size, None);
+        assert_eq!(
+            k.nodes_per_az,
+            BTreeMap::from([("us-west-2a".to_string(), 2), ("us-west-2b".to_string(), 1)])
+        );
+        // EC2 described nothing: the embedded table gives t3.medium's limits.
+        assert_eq!(
+            types.get("t3.medium").map(|t| (t.max_enis, t.ipv4_per_eni)),
+            Some((3, 6))
+        );
+    }
+
+    #[test]
     fn an_azs_existing_eniconfig_is_kept_and_gets_no_new_subnet() {
         let mut f = facts();
         f.eni_configs.push(EniConfigInfo {

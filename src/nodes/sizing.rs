@@ -803,9 +803,13 @@ impl Sizing {
                 ));
             }
             for g in &c.outside {
+                let now = match g.nodes {
+                    1 => "1 node now".to_string(),
+                    n => format!("{n} nodes now"),
+                };
                 let size = match g.max_size {
-                    Some(max) => format!("{} nodes now, up to {max}", g.nodes),
-                    None => format!("{} nodes now, no max size known", g.nodes),
+                    Some(max) => format!("{now}, up to {max}"),
+                    None => format!("{now}, no max size known"),
                 };
                 out.push_str(&format!(
                     "  {} (not in the spec): max pods {} per node ({}), {size}\n",

@@ -382,8 +382,10 @@ fn outside_sizing(
                     findings.push(Finding {
                         key: String::new(),
                         message: format!(
-                            "cluster `{cluster}`: {} has no max size eksnet can read: its {now} node(s) are counted where they run now, and the pod subnets' room is not checked against its growth",
-                            g.label
+                            "cluster `{cluster}`: {} has no max size eksnet can read: {} counted where {} now, and the pod subnets' room is not checked against its growth",
+                            g.label,
+                            if now == 1 { "its 1 node is".to_string() } else { format!("its {now} nodes are") },
+                            if now == 1 { "it runs" } else { "they run" },
                         ),
                         error: false,
                     });

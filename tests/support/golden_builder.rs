@@ -42,6 +42,9 @@ pub struct Case {
     /// ipv4_per_eni, vcpus, nitro}`, and subnet id → free addresses. `Null`: no sizing.
     pub instance_types: Value,
     pub available: Value,
+    /// Node sizing's reads of the node sources outside the spec: cluster name → a list of
+    /// `eksnet::nodes::sizing::OutsideGroup`. `Null`: none.
+    pub outside: Value,
 }
 
 fn fixture(name: &str) -> String {
@@ -117,6 +120,7 @@ impl Case {
             replace: Vec::new(),
             instance_types: Value::Null,
             available: Value::Null,
+            outside: Value::Null,
         }
     }
 
@@ -132,6 +136,7 @@ impl Case {
             replace: Vec::new(),
             instance_types: Value::Null,
             available: Value::Null,
+            outside: Value::Null,
         }
         .state_set("vpc.main", "/attrs/template_body", json!(template))
     }
@@ -314,6 +319,12 @@ impl Case {
     pub fn sizing(mut self, instance_types: Value, available: Value) -> Case {
         self.instance_types = instance_types;
         self.available = available;
+        self
+    }
+
+    /// The node sources outside the spec that sizing read (see the field).
+    pub fn outside(mut self, outside: Value) -> Case {
+        self.outside = outside;
         self
     }
 
