@@ -100,13 +100,9 @@ pub async fn verify(
             continue;
         };
         let cluster = c.name.clone();
-        // The cluster's CNI settings decide how nodes select their ENIConfig.
-        let settings = spec.resources.values().find_map(|o| match &o.config {
-            ResourceConfig::AwsNode(a) if spec.resolved_name(&a.cluster_name) == cluster => {
-                Some(a.clone())
-            }
-            _ => None,
-        });
+        // The cluster's CNI settings (`aws_node` or the `vpc-cni` add-on) decide how nodes
+        // select their ENIConfig.
+        let selection = super::existing::selection(spec, &spec.resolved_name(&cluster));
         let mut report = ClusterReport {
             cluster: cluster.clone(),
             reachable: false,
@@ -181,13 +177,8 @@ pub async fn verify(
                 .filter_map(|o| o.metadata.name)
                 .collect();
         let nodes: Api<Node> = Api::all(client);
-        let annotation_mode = settings
-            .as_ref()
-            .is_some_and(|s| s.eni_config_selection == "annotation");
-        let label = settings
-            .as_ref()
-            .map(|s| s.eni_config_label.clone())
-            .unwrap_or_else(|| "topology.kubernetes.io/zone".into());
+        let annotation_mode = selection.annotation;
+        let label = selection.label;
         for node in nodes
             .list(&ListParams::default())
             .await
