@@ -554,3 +554,190 @@ async fn a_budget_that_blocks_for_ever_stops_roll_with_its_name() {
     assert!(r.stderr.contains("not moved after 8s"), "{}", r.stderr);
     assert!(r.stderr.contains("Run `eksnet roll` again"), "{}", r.stderr);
 }
+
+/// A group of one node, with room for one more, and nowhere else for its pods: drained first,
+/// its pods would have nowhere to go, so `--no-surge` is refused. By default the group is
+/// raised by one, the new node is Ready before the drain, and the old instance ends with the
+/// group lowered again (EKS's own nodegroup update does the same, its "surge").
+#[tokio::test(flavor = "multi_thread")]
+async fn a_one_node_group_rolls_by_adding_its_replacement_first() {
+    let w = World::new(ExistingClusterOptions {
+        nodegroup: None,
+        ..ExistingClusterOptions::default()
+    })
+    .await;
+    w.self_managed_group("solo", 1).await;
+    w.wait("1 Ready node", || w.ready_nodes().len() == 1);
+    let before = w.ready_nodes();
+    w.workload(2, json!({"minAvailable": 1}));
+    w.wait("2 web pods running", || w.running_web() >= 2);
+    w.write_spec();
+    w.run(&["apply", "spec.toml", "--auto-approve"], 0);
+
+    let refused = w.run(&["roll", "spec.toml", "--auto-approve", "--no-surge"], 1);
+    assert!(
+        refused.stderr.contains("1 schedulable node(s) and 1 would be drained at once before a replacement comes (--no-surge was given)"),
+        "{}",
+        refused.stderr
+    );
+
+    let aws = existing_cluster::clients(&w.sandbox).await;
+    let desired = || async {
+        aws.autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names("solo")
+            .send()
+            .await
+            .expect("DescribeAutoScalingGroups")
+            .auto_scaling_groups()
+            .first()
+            .and_then(|g| g.desired_capacity())
+    };
+    assert_eq!(desired().await, Some(1));
+    // Watches the nodes: how many were Ready when the old one was first seen cordoned.
+    let old = before.iter().next().cloned().expect("the node");
+    let nodes_stop = Arc::new(AtomicBool::new(false));
+    let nodes_watch = {
+        let stop = nodes_stop.clone();
+        let url = addr(&w.sandbox.kube_url);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let (status, text) = http(&url, "GET", "/api/v1/nodes", "");
+                if status == 200 {
+                    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    let items = v["items"].as_array().cloned().unwrap_or_default();
+                    let cordoned = items.iter().any(|n| {
+                        n["metadata"]["name"] == old.as_str() && n["spec"]["unschedulable"] == true
+                    });
+                    if cordoned {
+                        return Some(
+                            items
+                                .iter()
+                                .filter(|n| {
+                                    n["status"]["conditions"].as_array().is_some_and(|c| {
+                                        c.iter()
+                                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                                    })
+                                })
+                                .count(),
+                        );
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            None
+        })
+    };
+    let (stop, fewest) = watcher(addr(&w.sandbox.kube_url));
+    let roll = w.run(&["roll", "spec.toml", "--auto-approve"], 0);
+    stop.store(true, Ordering::SeqCst);
+    nodes_stop.store(true, Ordering::SeqCst);
+    let fewest = fewest.join().expect("watcher");
+    let ready_at_cordon = nodes_watch.join().expect("node watcher");
+    assert_eq!(
+        ready_at_cordon,
+        Some(2),
+        "the old node was cordoned before its replacement was Ready\n{}",
+        roll.stderr
+    );
+    assert!(
+        roll.stderr
+            .contains("solo desired capacity 1 → 2, its replacement first"),
+        "{}",
+        roll.stderr
+    );
+    assert!(
+        fewest >= 1,
+        "the budget (minAvailable 1) was broken: {fewest} healthy web pods at one point\n{}",
+        roll.stderr
+    );
+    // The group is back at one.
+    assert_eq!(desired().await, Some(1), "the surge was not taken back");
+    w.wait("1 Ready node, a new one", || {
+        let now = w.ready_nodes();
+        now.len() == 1 && now.is_disjoint(&before)
+    });
+    w.wait("2 web pods running", || w.running_web() >= 2);
+    for p in w.list("/api/v1/namespaces/default/pods") {
+        if p["metadata"]["labels"]["app"] != "web" {
+            continue;
+        }
+        let ip = p["status"]["podIP"].as_str().unwrap_or_default();
+        assert!(in_block(ip), "pod {} has {ip}", p["metadata"]["name"]);
+    }
+    w.run(&["verify", "spec.toml"], 0);
+}
+
+/// A roll killed just as it raises a group (before or after the call lands), then run again:
+/// the group is raised once in all (its max size, 2, would refuse a second raise) and lowered
+/// back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_surge_killed_midway_is_raised_once_and_taken_back() {
+    let w = World::new(ExistingClusterOptions {
+        nodegroup: None,
+        ..ExistingClusterOptions::default()
+    })
+    .await;
+    w.self_managed_group("solo", 1).await;
+    w.wait("1 Ready node", || w.ready_nodes().len() == 1);
+    let before = w.ready_nodes();
+    w.workload(2, json!({"minAvailable": 1}));
+    w.wait("2 web pods running", || w.running_web() >= 2);
+    w.write_spec();
+    w.run(&["apply", "spec.toml", "--auto-approve"], 0);
+
+    let mut child = w
+        .eksnet()
+        .args(["roll", "spec.toml", "--auto-approve"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn roll");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut killed = false;
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        if line.contains("its replacement first") {
+            child.kill().expect("kill roll");
+            killed = true;
+            break;
+        }
+    }
+    let _ = child.wait();
+    assert!(killed, "the roll never raised the group");
+    let locked = w.run(&["roll", "spec.toml", "--auto-approve"], 1);
+    let id = locked
+        .stderr
+        .split("eksnet force-unlock ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no force-unlock hint: {}", locked.stderr));
+    w.run(&["force-unlock", id, "--state", "state/spec.db"], 0);
+    let r = w.run(&["roll", "spec.toml", "--auto-approve"], 0);
+    assert!(r.stderr.contains("resumed"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("its replacement first"),
+        "raised again: {}",
+        r.stderr
+    );
+
+    let aws = existing_cluster::clients(&w.sandbox).await;
+    let groups = aws
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("solo")
+        .send()
+        .await
+        .expect("DescribeAutoScalingGroups");
+    let group = groups.auto_scaling_groups().first().expect("the group");
+    assert_eq!(
+        group.desired_capacity(),
+        Some(1),
+        "the surge was not taken back"
+    );
+    assert_eq!(group.instances().len(), 1, "{:?}", group.instances());
+    w.wait("1 Ready node, a new one", || {
+        let now = w.ready_nodes();
+        now.len() == 1 && now.is_disjoint(&before)
+    });
+    w.run(&["verify", "spec.toml"], 0);
+}

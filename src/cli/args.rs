@@ -215,6 +215,10 @@ pub struct RollArgs {
     /// subnets (`90`, `30s`, `20m`, `1h`).
     #[arg(long, value_name = "DURATION", value_parser = parse_wait, default_value = "30m")]
     pub node_timeout: std::time::Duration,
+    /// Drain every node before its replacement comes, even where its Auto Scaling group has
+    /// room for one more (by default such a node's group is raised by one first).
+    #[arg(long)]
+    pub no_surge: bool,
     /// Skip the confirmation prompt.
     #[arg(long)]
     pub auto_approve: bool,

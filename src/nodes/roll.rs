@@ -2,7 +2,12 @@
 //! custom networking, whoever owns them. Per node: cordon, evict its pods through the
 //! Eviction API (a PodDisruptionBudget's 429 is waited out, never forced), wait until the
 //! evicted pods run elsewhere, terminate the instance so that its owner brings a new one,
-//! and wait for a new node of that owner that is Ready and on custom networking. Up to
+//! and wait for a new node of that owner that is Ready and on custom networking. A node of
+//! an Auto Scaling group with room (self-managed, or the group behind a managed nodegroup,
+//! scaled directly as Cluster Autoscaler scales it) is surged instead, as EKS's own nodegroup
+//! update does: the group's desired capacity raised by one, the new node Ready first, then
+//! the drain, then the old instance terminated with the desired capacity lowered again; so
+//! a group of one node, or a cluster with no spare room, can be rolled too. Up to
 //! `max_unavailable` nodes are in flight at once, a new one starting as soon as one ends
 //! (so 20 nodes two at a time take about ten replacements' time, not more).
 //!
@@ -47,6 +52,8 @@ fn kube_err(op: &'static str) -> impl Fn(kube::Error) -> RollError {
 
 pub struct Options {
     pub max_unavailable: usize,
+    /// Add a node before the drain where the node's Auto Scaling group has room.
+    pub surge: bool,
     pub node_timeout: Duration,
     /// Between two looks at the cluster.
     pub pause: Duration,
@@ -59,14 +66,27 @@ pub struct Record {
     pub instance_id: Option<String>,
     pub owner: Owner,
     pub zone: Option<String>,
-    /// `draining` (cordoned, pods being evicted), `terminated` (waiting for its
-    /// replacement), `done`.
+    /// `surging` (its group's desired capacity being raised), `surged` (waiting for the new
+    /// node), `draining` (cordoned, pods being evicted), `terminated` (waiting for its
+    /// replacement, unless surged), `done`.
     pub phase: String,
+    /// The group raised by one for this node's replacement, before its drain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surge: Option<Surge>,
     /// When the instance was terminated (RFC 3339): its replacement is newer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminated_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replacement: Option<String>,
+}
+
+/// A surge: the Auto Scaling group, the desired capacity it was raised to, and when (the new
+/// node is newer).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Surge {
+    pub group: String,
+    pub desired: i32,
+    pub at: String,
 }
 
 fn key(cluster: &str, node: &str) -> String {
@@ -136,23 +156,11 @@ pub async fn refusals(
     order: &Order,
     aim: &existing::Aim,
     max_unavailable: usize,
+    surge: bool,
 ) -> Result<Vec<String>, RollError> {
     let mut out = Vec::new();
     if order.nodes.is_empty() && order.resumed.is_empty() {
         return Ok(out);
-    }
-    // The evicted pods need a node that stays: the replacements come only after the drain.
-    let schedulable = survey
-        .nodes
-        .iter()
-        .filter(|n| n.ready && !n.unschedulable)
-        .count();
-    let out_at_once = max_unavailable.min(order.nodes.len() + order.resumed.len());
-    if order.resumed.is_empty() && schedulable <= out_at_once {
-        out.push(format!(
-            "cluster {} has {schedulable} schedulable node(s) and {out_at_once} would be drained at once: no node would be left to take the evicted pods, and their budgets would block the drain; scale a group up by one first (or lower --max-unavailable)",
-            survey.cluster
-        ));
     }
     let on = custom_networking_on(client).await?;
     if on && *aim != existing::Aim::Onto {
@@ -181,7 +189,16 @@ pub async fn refusals(
             ));
         }
     }
-    let groups: BTreeSet<String> = order
+    // Each moving node's Auto Scaling group: its own (self-managed), or the one behind its
+    // managed nodegroup when Auto Scaling shows it.
+    let ids: Vec<String> = order
+        .nodes
+        .iter()
+        .filter_map(|n| n.instance_id.clone())
+        .collect();
+    let group_of = groups_of(aws, &ids).await?;
+    let mut groups: BTreeSet<String> = group_of.values().cloned().collect();
+    let self_managed: BTreeSet<String> = order
         .nodes
         .iter()
         .filter_map(|n| match &n.owner {
@@ -189,45 +206,76 @@ pub async fn refusals(
             _ => None,
         })
         .collect();
-    if !groups.is_empty() {
-        let found = aws
-            .autoscaling
-            .describe_auto_scaling_groups()
-            .set_auto_scaling_group_names(Some(groups.iter().cloned().collect()))
-            .send()
-            .await
-            .map_err(|e| crate::resources::aws_error("DescribeAutoScalingGroups", e))?;
-        for g in &groups {
-            let Some(asg) = found
-                .auto_scaling_groups()
-                .iter()
-                .find(|a| a.auto_scaling_group_name() == Some(g.as_str()))
-            else {
-                out.push(format!(
-                    "Auto Scaling group {g} was not found: nothing would replace its nodes"
-                ));
-                continue;
-            };
-            let suspended: Vec<&str> = asg
-                .suspended_processes()
-                .iter()
-                .filter_map(|p| p.process_name())
-                .filter(|p| matches!(*p, "Launch" | "ReplaceUnhealthy" | "Terminate"))
-                .collect();
-            if !suspended.is_empty() {
-                out.push(format!(
-                    "Auto Scaling group {g} has {} suspended: it would not replace a terminated instance; resume them first (aws autoscaling resume-processes)",
-                    suspended.join(", ")
-                ));
-            }
-            if asg.desired_capacity().unwrap_or(0) < 1 || asg.max_size().unwrap_or(0) < 1 {
-                out.push(format!(
-                    "Auto Scaling group {g} has no room for a node (desired {}, max {}): it would not replace a terminated instance",
-                    asg.desired_capacity().unwrap_or(0),
-                    asg.max_size().unwrap_or(0)
-                ));
-            }
+    groups.extend(self_managed.iter().cloned());
+    let found = describe_groups(aws, &groups).await?;
+    for g in &self_managed {
+        if !found.contains_key(g) {
+            out.push(format!(
+                "Auto Scaling group {g} was not found: nothing would replace its nodes"
+            ));
         }
+    }
+    for (g, asg) in &found {
+        let suspended: Vec<&str> = asg
+            .suspended_processes()
+            .iter()
+            .filter_map(|p| p.process_name())
+            .filter(|p| matches!(*p, "Launch" | "ReplaceUnhealthy" | "Terminate"))
+            .collect();
+        if !suspended.is_empty() {
+            out.push(format!(
+                "Auto Scaling group {g} has {} suspended: it would not replace a terminated instance; resume them first (aws autoscaling resume-processes)",
+                suspended.join(", ")
+            ));
+        }
+        if asg.desired_capacity().unwrap_or(0) < 1 || asg.max_size().unwrap_or(0) < 1 {
+            out.push(format!(
+                "Auto Scaling group {g} has no room for a node (desired {}, max {}): it would not replace a terminated instance",
+                asg.desired_capacity().unwrap_or(0),
+                asg.max_size().unwrap_or(0)
+            ));
+        }
+    }
+    // A node that cannot be surged is drained before its replacement comes: its evicted pods
+    // need a node that stays.
+    let surged = |n: &ExistingNode| {
+        surge
+            && n.instance_id
+                .as_ref()
+                .and_then(|i| group_of.get(i))
+                .and_then(|g| found.get(g))
+                .is_some_and(room)
+    };
+    let drained_first = order.nodes.iter().filter(|n| !surged(n)).count();
+    let schedulable = survey
+        .nodes
+        .iter()
+        .filter(|n| n.ready && !n.unschedulable)
+        .count();
+    let out_at_once = max_unavailable.min(drained_first);
+    if order.resumed.is_empty() && drained_first > 0 && schedulable <= out_at_once {
+        let full: Vec<String> = found
+            .iter()
+            .filter(|(_, a)| !room(a))
+            .map(|(g, a)| {
+                format!(
+                    "{g} (desired {}, max {})",
+                    a.desired_capacity().unwrap_or(0),
+                    a.max_size().unwrap_or(0)
+                )
+            })
+            .collect();
+        let why_not_surged = if !surge {
+            "--no-surge was given".to_string()
+        } else if full.is_empty() {
+            "their owners are no Auto Scaling group eksnet can raise".to_string()
+        } else {
+            format!("their groups are at their max size: {}", full.join(", "))
+        };
+        out.push(format!(
+            "cluster {} has {schedulable} schedulable node(s) and {out_at_once} would be drained at once before a replacement comes ({why_not_surged}): no node would be left to take the evicted pods, and their budgets would block the drain; raise the groups' max size by one, scale a group up first, or lower --max-unavailable",
+            survey.cluster
+        ));
     }
     // A budget that can never allow an eviction would stop the roll half-way.
     let moving: BTreeSet<&str> = order.nodes.iter().map(|n| n.name.as_str()).collect();
@@ -255,6 +303,63 @@ pub async fn refusals(
                         object_name(&pod.metadata)
                     ));
                 }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a group can take one more instance now: below its max size and launching.
+fn room(asg: &aws_sdk_autoscaling::types::AutoScalingGroup) -> bool {
+    let launching = !asg
+        .suspended_processes()
+        .iter()
+        .any(|p| p.process_name() == Some("Launch"));
+    launching && asg.desired_capacity().unwrap_or(0) < asg.max_size().unwrap_or(0)
+}
+
+/// Instance id → the Auto Scaling group it is in (DescribeAutoScalingInstances, 50 at a
+/// time); an instance in no group Auto Scaling shows is left out.
+async fn groups_of(
+    aws: &AwsClients,
+    ids: &[String],
+) -> Result<BTreeMap<String, String>, RollError> {
+    let mut out = BTreeMap::new();
+    for chunk in ids.chunks(50) {
+        let found = aws
+            .autoscaling
+            .describe_auto_scaling_instances()
+            .set_instance_ids(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| crate::resources::aws_error("DescribeAutoScalingInstances", e))?;
+        for i in found.auto_scaling_instances() {
+            if let (Some(id), Some(g)) = (i.instance_id(), i.auto_scaling_group_name()) {
+                out.insert(id.to_string(), g.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The groups Auto Scaling describes, by name (a group not found is left out).
+async fn describe_groups(
+    aws: &AwsClients,
+    names: &BTreeSet<String>,
+) -> Result<BTreeMap<String, aws_sdk_autoscaling::types::AutoScalingGroup>, RollError> {
+    let mut out = BTreeMap::new();
+    let names: Vec<String> = names.iter().cloned().collect();
+    for chunk in names.chunks(50) {
+        let found = aws
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .set_auto_scaling_group_names(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| crate::resources::aws_error("DescribeAutoScalingGroups", e))?;
+        for g in found.auto_scaling_groups() {
+            if let Some(name) = g.auto_scaling_group_name() {
+                out.insert(name.to_string(), g.clone());
             }
         }
     }
@@ -430,6 +535,9 @@ pub struct Roll<'a> {
     claimed: Mutex<BTreeSet<String>>,
     /// What each node in flight is waiting for, for the timeout's report.
     waiting: Mutex<BTreeMap<String, String>>,
+    /// One lock per Auto Scaling group: two nodes in flight never raise a group's desired
+    /// capacity from the same reading.
+    group_locks: Mutex<BTreeMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
     /// Progress lines (stderr).
     pub say: Box<dyn Fn(String) + Send + Sync + 'a>,
 }
@@ -464,6 +572,7 @@ impl<'a> Roll<'a> {
                     .collect(),
             ),
             waiting: Mutex::new(BTreeMap::new()),
+            group_locks: Mutex::new(BTreeMap::new()),
             say,
         }
     }
@@ -500,6 +609,7 @@ impl<'a> Roll<'a> {
             owner: n.owner,
             zone: n.zone,
             phase: "new".into(),
+            surge: None,
             terminated_at: None,
             replacement: None,
         }));
@@ -534,6 +644,17 @@ impl<'a> Roll<'a> {
     }
 
     async fn move_node(&self, mut r: Record) -> Result<String, RollError> {
+        if (r.phase == "new" && self.opts.surge) || r.phase == "surging" {
+            self.surge(&mut r).await?;
+        }
+        if r.phase == "surged" {
+            let since = r.surge.as_ref().map(|s| s.at.clone());
+            let new = self.wait_replacement(&r, since.as_deref()).await?;
+            (self.say)(format!("roll: {}: {new} is Ready, drain next", r.node));
+            r.replacement = Some(new);
+            r.phase = "draining".into();
+            self.save(&r).await?;
+        }
         if r.phase == "new" || r.phase == "draining" {
             r.phase = "draining".into();
             self.save(&r).await?;
@@ -550,12 +671,96 @@ impl<'a> Roll<'a> {
             // Again after a resume: the run that wrote the phase may have stopped before its
             // call; ending an instance that has ended already changes nothing.
             self.terminate(&r).await?;
-            let new = self.wait_replacement(&r).await?;
-            r.replacement = Some(new);
+            if r.replacement.is_none() {
+                let new = self
+                    .wait_replacement(&r, r.terminated_at.as_deref())
+                    .await?;
+                r.replacement = Some(new);
+            }
             r.phase = "done".into();
             self.save(&r).await?;
         }
         Ok(r.replacement.unwrap_or_default())
+    }
+
+    fn group_lock(&self, group: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        match self.group_locks.lock() {
+            Ok(mut locks) => locks.entry(group.to_string()).or_default().clone(),
+            // A worker panicked holding the map: a lock of its own still serialises nothing
+            // less than before the panic, and the roll stops on that panic anyway.
+            Err(_) => std::sync::Arc::default(),
+        }
+    }
+
+    /// Raises the node's Auto Scaling group by one for its replacement, when it has room;
+    /// otherwise leaves the node to be drained first (`new`). On a resumed `surging`, raises
+    /// it only if the earlier run's call did not land.
+    async fn surge(&self, r: &mut Record) -> Result<(), RollError> {
+        let group = match &r.surge {
+            Some(s) => s.group.clone(),
+            None => {
+                let Some(id) = r.instance_id.clone() else {
+                    return Ok(());
+                };
+                match groups_of(self.aws, &[id]).await?.into_values().next() {
+                    Some(g) => g,
+                    None => return Ok(()),
+                }
+            }
+        };
+        let lock = self.group_lock(&group);
+        let _held = lock.lock().await;
+        let found = describe_groups(self.aws, &BTreeSet::from([group.clone()])).await?;
+        let Some(asg) = found.get(&group) else {
+            return Ok(());
+        };
+        let desired = asg.desired_capacity().unwrap_or(0);
+        match &r.surge {
+            // Resumed: the call landed if the group is at the target already (a surge of
+            // another node only raises it further, under this lock).
+            Some(s) if desired >= s.desired => {}
+            Some(s) => self.set_desired(&group, s.desired).await?,
+            None => {
+                if !room(asg) {
+                    (self.say)(format!(
+                        "roll: {}: {group} has no room for one more node (desired {desired}, max {}): drained before its replacement",
+                        r.node,
+                        asg.max_size().unwrap_or(0)
+                    ));
+                    return Ok(());
+                }
+                r.surge = Some(Surge {
+                    group: group.clone(),
+                    desired: desired + 1,
+                    at: crate::state::now_rfc3339(),
+                });
+                r.phase = "surging".into();
+                // Written before the call: a rerun knows a raise may have happened.
+                self.save(r).await?;
+                (self.say)(format!(
+                    "roll: {}: {group} desired capacity {desired} → {}, its replacement first",
+                    r.node,
+                    desired + 1
+                ));
+                self.set_desired(&group, desired + 1).await?;
+            }
+        }
+        r.phase = "surged".into();
+        self.save(r).await?;
+        Ok(())
+    }
+
+    async fn set_desired(&self, group: &str, desired: i32) -> Result<(), RollError> {
+        self.aws
+            .autoscaling
+            .set_desired_capacity()
+            .auto_scaling_group_name(group)
+            .desired_capacity(desired)
+            .honor_cooldown(false)
+            .send()
+            .await
+            .map_err(|e| crate::resources::aws_error("SetDesiredCapacity", e))?;
+        Ok(())
     }
 
     async fn cordon(&self, node: &str) -> Result<(), RollError> {
@@ -728,9 +933,10 @@ impl<'a> Roll<'a> {
         }
         (self.say)(format!("roll: {}: terminate {id}", r.node));
         // In an Auto Scaling group (self-managed, or the one behind a managed nodegroup): the
-        // group's own call, which launches a replacement at once. Otherwise (or a group Auto
-        // Scaling does not show) EC2's call, and the group's health check replaces it.
-        if matches!(r.owner, Owner::AutoScaling(_) | Owner::Nodegroup(_)) {
+        // group's own call, which launches a replacement at once, or after a surge lowers the
+        // desired capacity again (the replacement is there already). Otherwise (or a group
+        // Auto Scaling does not show) EC2's call, and the group's health check replaces it.
+        if r.surge.is_some() || matches!(r.owner, Owner::AutoScaling(_) | Owner::Nodegroup(_)) {
             let known = self
                 .aws
                 .autoscaling
@@ -744,7 +950,7 @@ impl<'a> Roll<'a> {
                     .autoscaling
                     .terminate_instance_in_auto_scaling_group()
                     .instance_id(id)
-                    .should_decrement_desired_capacity(false)
+                    .should_decrement_desired_capacity(r.surge.is_some())
                     .send()
                     .await
                     .map_err(|e| {
@@ -772,12 +978,10 @@ impl<'a> Roll<'a> {
         }
     }
 
-    /// A node of the same owner, created after the termination, Ready and on custom
-    /// networking, that no other node has taken.
-    async fn wait_replacement(&self, r: &Record) -> Result<String, RollError> {
-        let since = r
-            .terminated_at
-            .as_deref()
+    /// A node of the same owner, created after `since` (the termination, or the surge), Ready
+    /// and on custom networking, that no other node has taken.
+    async fn wait_replacement(&self, r: &Record, since: Option<&str>) -> Result<String, RollError> {
+        let since = since
             .and_then(epoch_secs)
             .unwrap_or(0)
             // The API server's clock may be a little behind this machine's.
@@ -965,6 +1169,7 @@ mod tests {
             owner: Owner::AutoScaling("g".into()),
             zone: None,
             phase: phase.into(),
+            surge: None,
             terminated_at: None,
             replacement: None,
         };

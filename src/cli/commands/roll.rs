@@ -63,6 +63,7 @@ pub async fn run(args: RollArgs) -> Result<ExitStatus, Failure> {
                 &order,
                 &existing::Aim::Onto,
                 args.max_unavailable as usize,
+                !args.no_surge,
             )
             .await
             .map_err(Failure::from)?;
@@ -103,6 +104,7 @@ pub async fn run(args: RollArgs) -> Result<ExitStatus, Failure> {
                 },
                 roll::Options {
                     max_unavailable: max,
+                    surge: !args.no_surge,
                     node_timeout: args.node_timeout,
                     pause: std::time::Duration::from_secs(2).min(session::poll_cap()),
                 },

@@ -143,7 +143,7 @@ pub async fn staged(
         let mut order = roll::order(&survey, &records);
         // The spec's own nodegroups are gone with stage 1.
         order.in_spec.clear();
-        let refusals = roll::refusals(&ctx.aws, &client, &survey, &order, &w.aim, 1)
+        let refusals = roll::refusals(&ctx.aws, &client, &survey, &order, &w.aim, 1, true)
             .await
             .map_err(Failure::from)?;
         if !refusals.is_empty() {
@@ -166,6 +166,7 @@ pub async fn staged(
             },
             roll::Options {
                 max_unavailable: 1,
+                surge: true,
                 node_timeout: std::time::Duration::from_secs(30 * 60),
                 pause: std::time::Duration::from_secs(2).min(session::poll_cap()),
             },
