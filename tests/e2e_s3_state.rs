@@ -501,12 +501,23 @@ async fn migrate_to_s3_and_back_keeps_every_resource() {
             .args(["apply", SPEC, "--auto-approve", "--state", "state/local.db"]),
         0,
     );
+    // A roll under way keeps its progress as records next to the resources: they travel
+    // with the state.
+    let record = json!({"node": "ip-10-0-0-1", "phase": "draining"});
+    rusqlite::Connection::open(d.join("state/local.db"))
+        .expect("open local.db")
+        .execute(
+            "INSERT INTO records (key, value) VALUES ('roll/c/ip-10-0-0-1', ?1)",
+            [record.to_string()],
+        )
+        .expect("insert a record");
     let local = run_ok(
         w.eksnet(d)
             .args(["state", "pull", "--state", "state/local.db"]),
         0,
     );
     let local: serde_json::Value = serde_json::from_str(&local.stdout).expect("doc");
+    assert_eq!(local["records"]["roll/c/ip-10-0-0-1"], record, "{local}");
     let url = format!("s3://{BUCKET}/{KEY}");
     run_ok(
         w.eksnet(d).args([
@@ -524,6 +535,7 @@ async fn migrate_to_s3_and_back_keeps_every_resource() {
     let remote = w.state_object().await;
     assert_eq!(remote["lineage"], local["lineage"]);
     assert_eq!(remote["resources"], local["resources"]);
+    assert_eq!(remote["records"], local["records"]);
     // The spec now points at S3: a plan there has nothing to do.
     let plan = run_ok(w.eksnet(d).args(["plan", SPEC, "--detailed-exitcode"]), 0);
     assert!(plan.stdout.contains("No changes"), "{}", plan.stdout);
@@ -569,6 +581,7 @@ async fn migrate_to_s3_and_back_keeps_every_resource() {
     let back: serde_json::Value = serde_json::from_str(&back.stdout).expect("doc");
     assert_eq!(back["lineage"], local["lineage"]);
     assert_eq!(back["resources"], local["resources"]);
+    assert_eq!(back["records"], local["records"]);
     // A migration keeps the serial: plans saved before it still match.
     assert_eq!(back["serial"], local["serial"]);
     // push: an older document is refused unless forced; another lineage too.

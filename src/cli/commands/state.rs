@@ -124,7 +124,12 @@ async fn pull(state: &StateArgs, serial: Option<i64>) -> Result<ExitStatus, Fail
     let store = session::existing_state(state).await?;
     let doc = match serial {
         Some(s) => store.at_serial(s).await?,
-        None => Document::from(store.snapshot()?),
+        // The progress records too (a `roll` under way), so that a push of this document
+        // keeps them.
+        None => Document {
+            records: store.records()?,
+            ..Document::from(store.snapshot()?)
+        },
     };
     output::json_data(&doc)?;
     Ok(ExitStatus::Success)
@@ -281,6 +286,7 @@ async fn migrate(from: &str, to: &str, spec_path: Option<&Path>) -> Result<ExitS
             )));
         }
         let mut doc = Document::from(snapshot);
+        doc.records = source.records()?;
         doc.serial = doc.serial.max(existing.serial + 1);
         target.replace_all(&doc).await?;
         target.flush().await?;
