@@ -337,7 +337,9 @@ async fn roll_moves_every_node_whoever_owns_it_and_never_breaks_the_budget() {
 
     // Every node is new, and every pod is in the pod subnets. (A surged node's instance is
     // the last thing to end: its Node leaves once the node lifecycle sees it gone.)
-    w.wait("the old nodes gone", || w.ready_nodes().is_disjoint(&before));
+    w.wait("the old nodes gone", || {
+        w.ready_nodes().is_disjoint(&before)
+    });
     w.wait("4 Ready nodes again", || w.ready_nodes().len() >= 4);
     for p in w.list("/api/v1/pods") {
         if p["spec"]["hostNetwork"] == true {
@@ -581,12 +583,9 @@ async fn a_budget_that_blocks_for_ever_stops_roll_with_its_name() {
     assert!(r.stderr.contains("Run `eksnet roll` again"), "{}", r.stderr);
 }
 
-/// A group of one node, with room for one more, and nowhere else for its pods: drained first,
-/// its pods would have nowhere to go, so `--no-surge` is refused. By default the group is
-/// raised by one, the new node is Ready before the drain, and the old instance ends with the
-/// group lowered again (EKS's own nodegroup update does the same, its "surge").
-#[tokio::test(flavor = "multi_thread")]
-async fn a_one_node_group_rolls_by_adding_its_replacement_first() {
+/// A cluster whose only node is the one of the self-managed group `solo` (max 2), running 2
+/// web pods under a budget of minAvailable 1, with the spec applied; and that node's name.
+async fn solo_world() -> (World, BTreeSet<String>) {
     let w = World::new(ExistingClusterOptions {
         nodegroup: None,
         ..ExistingClusterOptions::default()
@@ -599,6 +598,16 @@ async fn a_one_node_group_rolls_by_adding_its_replacement_first() {
     w.wait("2 web pods running", || w.running_web() >= 2);
     w.write_spec();
     w.run(&["apply", "spec.toml", "--auto-approve"], 0);
+    (w, before)
+}
+
+/// A group of one node, with room for one more, and nowhere else for its pods: drained first,
+/// its pods would have nowhere to go, so `--no-surge` is refused. By default the group is
+/// raised by one, the new node is Ready before the drain, and the old instance ends with the
+/// group lowered again (EKS's own nodegroup update does the same, its "surge").
+#[tokio::test(flavor = "multi_thread")]
+async fn a_one_node_group_rolls_by_adding_its_replacement_first() {
+    let (w, before) = solo_world().await;
 
     let refused = w.run(&["roll", "spec.toml", "--auto-approve", "--no-surge"], 1);
     assert!(
@@ -699,18 +708,7 @@ async fn a_one_node_group_rolls_by_adding_its_replacement_first() {
 /// back.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_surge_killed_midway_is_raised_once_and_taken_back() {
-    let w = World::new(ExistingClusterOptions {
-        nodegroup: None,
-        ..ExistingClusterOptions::default()
-    })
-    .await;
-    w.self_managed_group("solo", 1).await;
-    w.wait("1 Ready node", || w.ready_nodes().len() == 1);
-    let before = w.ready_nodes();
-    w.workload(2, json!({"minAvailable": 1}));
-    w.wait("2 web pods running", || w.running_web() >= 2);
-    w.write_spec();
-    w.run(&["apply", "spec.toml", "--auto-approve"], 0);
+    let (w, before) = solo_world().await;
 
     let mut child = w
         .eksnet()
