@@ -1,8 +1,9 @@
 //! `eksnet init` end to end in the sandbox: a cluster made OUTSIDE eksnet with the AWS SDK
 //! (`common::existing_cluster`), then the real binary reads it and writes a spec, which
 //! validates, plans only additions (the VPC and the cluster only read), applies, and destroys
-//! back to the cluster as it was made. Also the refusal of an IPv6 cluster, and a pod block
-//! that steps around what the VPC already has and routes.
+//! back to the cluster as it was made; the same on the add-on path, through `roll` and
+//! `verify`. Also `capacity` counting the node sources the spec does not declare, the refusal
+//! of an IPv6 cluster, and a pod block that steps around what the VPC already has and routes.
 
 mod common;
 
@@ -537,4 +538,113 @@ async fn init_steps_around_a_block_of_the_vpc_and_routed_ranges() {
     // The plan's own checks against the VPC's blocks agree.
     let plan = run_ok(eksnet().args(["plan", "spec.toml"]), 0);
     assert!(plan.stdout.contains("+ cidr_block.pods"), "{}", plan.stdout);
+}
+
+/// A cluster whose VPC CNI is the `vpc-cni` add-on, made outside eksnet with its own
+/// configuration values: `init` writes the add-on path (the add-on only read, its values kept,
+/// custom networking on), the plan only changes the add-on's values, `apply` gives the nodes'
+/// aws-node the setting through the add-on, `roll` moves the nodegroup's nodes onto the pod
+/// subnets, `verify` passes, and `destroy` puts the add-on's values back exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn init_on_an_addon_cluster_rolls_its_nodes_and_puts_the_addon_back() {
+    let sandbox = Sandbox::up(SandboxOptions::default());
+    let made = existing_cluster::build(&sandbox, &ExistingClusterOptions::default()).await;
+    let aws = sdk(&sandbox.endpoint).await;
+    let made_values = serde_json::json!({"env": {"WARM_IP_TARGET": "5"}});
+    aws.eks
+        .create_addon()
+        .cluster_name(&made.cluster)
+        .addon_name("vpc-cni")
+        .configuration_values(made_values.to_string())
+        .resolve_conflicts(aws_sdk_eks::types::ResolveConflicts::Overwrite)
+        .send()
+        .await
+        .expect("CreateAddon");
+    let values = || async {
+        let a = aws
+            .eks
+            .describe_addon()
+            .cluster_name(&made.cluster)
+            .addon_name("vpc-cni")
+            .send()
+            .await
+            .expect("DescribeAddon")
+            .addon
+            .expect("the add-on");
+        (
+            a.status().cloned(),
+            a.configuration_values()
+                .and_then(|v| serde_json::from_str::<Value>(v).ok())
+                .unwrap_or(Value::Null),
+        )
+    };
+    for _ in 0..100 {
+        if values().await.0 == Some(aws_sdk_eks::types::AddonStatus::Active) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let eksnet = || eksnet_in(&sandbox, dir.path());
+
+    run_ok(
+        eksnet().args(["init", "--cluster", &made.cluster, "--out", "spec.toml"]),
+        0,
+    );
+    let spec = std::fs::read_to_string(dir.path().join("spec.toml")).expect("spec.toml");
+    for expected in [
+        "[addon.",
+        "name = \"vpc-cni\"",
+        "existing = true",
+        "custom_network = true",
+        "WARM_IP_TARGET = \"5\"",
+    ] {
+        assert!(spec.contains(expected), "missing {expected:?} in\n{spec}");
+    }
+    assert!(
+        !spec.contains("[aws_node."),
+        "the add-on path, not aws-node:\n{spec}"
+    );
+    run_ok(eksnet().args(["validate", "spec.toml"]), 0);
+    let plan = run_ok(eksnet().args(["plan", "spec.toml", "--json"]), 0);
+    let plan: Value = serde_json::from_str(&plan.stdout).expect("plan --json");
+    for c in plan["changes"].as_array().expect("changes") {
+        let addr = c["addr"].as_str().unwrap_or_default();
+        let ok = match c["action"].as_str() {
+            Some("adopt" | "create") => true,
+            Some("update") => addr.starts_with("addon."),
+            _ => false,
+        };
+        assert!(ok, "not an addition: {c}");
+    }
+
+    run_ok(eksnet().args(["apply", "spec.toml", "--auto-approve"]), 0);
+    assert_eq!(
+        aws_node_env(&sandbox)
+            .get("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG")
+            .map(String::as_str),
+        Some("true"),
+        "the add-on's setting reached aws-node"
+    );
+    assert_eq!(
+        aws_node_env(&sandbox)
+            .get("WARM_IP_TARGET")
+            .map(String::as_str),
+        Some("5"),
+        "the add-on's own value kept"
+    );
+    let roll = run_ok(eksnet().args(["roll", "spec.toml", "--auto-approve"]), 0);
+    assert_eq!(
+        roll.stdout.lines().filter(|l| l.contains(" → ")).count(),
+        2,
+        "{}",
+        roll.stdout
+    );
+    run_ok(eksnet().args(["verify", "spec.toml", "--wait", "60s"]), 0);
+
+    run_ok(eksnet().args(["destroy", "spec.toml", "--auto-approve"]), 0);
+    let (status, after) = values().await;
+    assert_eq!(after, made_values, "the add-on's values put back exactly");
+    assert_eq!(status, Some(aws_sdk_eks::types::AddonStatus::Active));
+    made_outside_is_intact(&aws, &made).await;
 }
