@@ -246,7 +246,12 @@ pub async fn refusals(
                 .and_then(|g| found.get(g))
                 .is_some_and(room)
     };
-    let drained_first = order.nodes.iter().filter(|n| !surged(n)).count();
+    // Karpenter launches a node for evicted pods no node has room for.
+    let drained_first = order
+        .nodes
+        .iter()
+        .filter(|n| !surged(n) && replaced_one_for_one(&n.owner))
+        .count();
     let schedulable = survey
         .nodes
         .iter()
@@ -307,6 +312,17 @@ pub async fn refusals(
         }
     }
     Ok(out)
+}
+
+/// What a node without a one-for-one replacement is moved to, in `old → new`.
+pub const NO_REPLACEMENT: &str = "(none: Karpenter launches nodes for pods left pending)";
+
+/// Whether the owner brings back one node for each instance that ends. A group keeps its
+/// desired capacity; Karpenter launches only for pods left pending (its docs, "Disruption"),
+/// and the drain already waited for the evicted pods, so a Karpenter node is done once its
+/// instance ends: waiting for a newer node of its pool could wait for ever.
+fn replaced_one_for_one(owner: &Owner) -> bool {
+    !matches!(owner, Owner::Karpenter(_))
 }
 
 /// Whether a group can take one more instance now: below its max size and launching.
@@ -671,7 +687,7 @@ impl<'a> Roll<'a> {
             // Again after a resume: the run that wrote the phase may have stopped before its
             // call; ending an instance that has ended already changes nothing.
             self.terminate(&r).await?;
-            if r.replacement.is_none() {
+            if r.replacement.is_none() && replaced_one_for_one(&r.owner) {
                 let new = self
                     .wait_replacement(&r, r.terminated_at.as_deref())
                     .await?;
@@ -680,7 +696,7 @@ impl<'a> Roll<'a> {
             r.phase = "done".into();
             self.save(&r).await?;
         }
-        Ok(r.replacement.unwrap_or_default())
+        Ok(r.replacement.unwrap_or_else(|| NO_REPLACEMENT.to_string()))
     }
 
     fn group_lock(&self, group: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
@@ -1140,6 +1156,13 @@ mod tests {
             &l(&[("app", "web"), ("tier", "a"), ("canary", "1")])
         ));
         assert!(!matches_selector(&sel, &l(&[("tier", "a")])));
+    }
+
+    #[test]
+    fn only_groups_are_waited_for_a_replacement() {
+        assert!(replaced_one_for_one(&Owner::Nodegroup("ng".into())));
+        assert!(replaced_one_for_one(&Owner::AutoScaling("g".into())));
+        assert!(!replaced_one_for_one(&Owner::Karpenter("default".into())));
     }
 
     #[test]
