@@ -893,22 +893,12 @@ async fn instance_types(
             .await;
         match got {
             Ok(o) => {
-                for t in o.instance_types() {
-                    let Some(name) = t.instance_type().map(|n| n.as_str().to_string()) else {
-                        continue;
-                    };
-                    let net = t.network_info();
-                    let n = |v: Option<i32>| v.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
-                    out.insert(
-                        name.clone(),
-                        InstanceNetwork {
-                            instance_type: name,
-                            max_enis: n(net.and_then(|x| x.maximum_network_interfaces())),
-                            ipv4_per_eni: n(net.and_then(|x| x.ipv4_addresses_per_interface())),
-                            vcpus: n(t.v_cpu_info().and_then(|v| v.default_v_cpus())),
-                            nitro: t.hypervisor().map(|h| h.as_str()) == Some("nitro"),
-                        },
-                    );
+                for n in o
+                    .instance_types()
+                    .iter()
+                    .filter_map(InstanceNetwork::from_ec2)
+                {
+                    out.insert(n.instance_type.clone(), n);
                 }
             }
             Err(e) => notes.push(format!(

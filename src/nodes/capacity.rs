@@ -61,31 +61,8 @@ pub async fn read(ctx: &Ctx, spec: &Spec, snapshot: &StateSnapshot) -> SizingRea
     let mut reads = SizingReads::default();
     match types_got {
         Ok(found) => {
-            for t in found {
-                let Some(name) = t.instance_type().map(|n| n.as_str().to_string()) else {
-                    continue;
-                };
-                let net = t.network_info();
-                reads.types.insert(
-                    name.clone(),
-                    InstanceNetwork {
-                        instance_type: name,
-                        max_enis: net
-                            .and_then(|n| n.maximum_network_interfaces())
-                            .and_then(|n| u32::try_from(n).ok())
-                            .unwrap_or(0),
-                        ipv4_per_eni: net
-                            .and_then(|n| n.ipv4_addresses_per_interface())
-                            .and_then(|n| u32::try_from(n).ok())
-                            .unwrap_or(0),
-                        vcpus: t
-                            .v_cpu_info()
-                            .and_then(|v| v.default_v_cpus())
-                            .and_then(|n| u32::try_from(n).ok())
-                            .unwrap_or(0),
-                        nitro: t.hypervisor().map(|h| h.as_str()) == Some("nitro"),
-                    },
-                );
+            for n in found.iter().filter_map(InstanceNetwork::from_ec2) {
+                reads.types.insert(n.instance_type.clone(), n);
             }
         }
         Err(e) => reads.problems.push(e),

@@ -69,6 +69,23 @@ pub struct InstanceNetwork {
     pub nitro: bool,
 }
 
+impl InstanceNetwork {
+    /// The limits as DescribeInstanceTypes gives them (a conversion, no request); `None`
+    /// without a type name.
+    pub fn from_ec2(t: &aws_sdk_ec2::types::InstanceTypeInfo) -> Option<InstanceNetwork> {
+        let name = t.instance_type()?.as_str().to_string();
+        let net = t.network_info();
+        let n = |v: Option<i32>| v.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+        Some(InstanceNetwork {
+            instance_type: name,
+            max_enis: n(net.and_then(|x| x.maximum_network_interfaces())),
+            ipv4_per_eni: n(net.and_then(|x| x.ipv4_addresses_per_interface())),
+            vcpus: n(t.v_cpu_info().and_then(|v| v.default_v_cpus())),
+            nitro: t.hypervisor().map(|h| h.as_str()) == Some("nitro"),
+        })
+    }
+}
+
 /// The VPC CNI settings that change how many addresses a node holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CniMode {
