@@ -728,6 +728,10 @@ impl<'a> Roll<'a> {
         let _held = lock.lock().await;
         let found = describe_groups(self.aws, &BTreeSet::from([group.clone()])).await?;
         let Some(asg) = found.get(&group) else {
+            // Gone (a resumed surge whose group was deleted meanwhile): drained first, as
+            // any node whose group cannot be raised.
+            r.surge = None;
+            r.phase = "new".into();
             return Ok(());
         };
         let desired = asg.desired_capacity().unwrap_or(0);
