@@ -326,18 +326,34 @@ impl DataPlane {
         for obs in &observed {
             self.finish_drained(pass, obs);
         }
-        for obs in &observed {
+        // Each scope's network interfaces, read once for the cleanup and the nodes' CNI.
+        let mut views: Vec<pods::NetView<'_>> = observed
+            .iter()
+            .map(|o| {
+                pods::NetView::new(Ec2 {
+                    host: pass.host,
+                    scope: o.scope,
+                })
+            })
+            .collect();
+        for (obs, view) in observed.iter().zip(views.iter_mut()) {
             let subject = format!("{}/enis", obs.scope.region);
-            match self.clean_enis(pass, obs).await {
+            match self.clean_enis(pass, obs, view).await {
                 Ok(()) => self.solved(&subject),
-                Err(e) => self.problem(&subject, e),
+                Err(e) => {
+                    view.changed();
+                    self.problem(&subject, e);
+                }
             }
         }
         // kube-controller-manager runs in the control plane of a cluster that is up.
         let serving = observed
             .iter()
             .any(|o| o.clusters.iter().any(Cluster::serving));
-        match self.run_nodes(pass, &mut side, &observed, serving).await {
+        match self
+            .run_nodes(pass, &mut side, &observed, &mut views, serving)
+            .await
+        {
             Ok(()) => self.solved("pods"),
             Err(e) => self.problem("pods", e),
         }

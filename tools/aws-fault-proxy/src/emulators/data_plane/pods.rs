@@ -18,9 +18,11 @@
 //! - **kubelet**: a bound pod shows `ContainerCreating` first; from the next pass it gets an address of its node's pool (hostNetwork: the node's
 //!   own) and runs; no address free: `Pending`, containers waiting `ContainerCreating`.
 //!
-//! Everything is read back each pass: the ENIs from moto by their tags, the addresses in use
-//! from the pods' `status.podIP`. Only the CNI settings of a node are kept in memory (ipamd
-//! keeps them in its process).
+//! Everything is read back each pass: the ENIs from moto, the addresses in use from the
+//! pods' `status.podIP`. Only the CNI settings of a node are kept in memory (ipamd keeps
+//! them in its process). Within a pass the reads are shared by the nodes ([`NetView`], one
+//! pod list): a pass makes the same few requests for 2 nodes as for 20, instead of a few
+//! per node.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -31,7 +33,7 @@ use crate::core::emulator::Pass;
 use crate::shared::{form_encode, lock};
 
 use super::cni::{self, Settings};
-use super::ec2::{Ec2, Eni, Instance};
+use super::ec2::{Ec2, Eni, Instance, Subnet};
 use super::kube::Kube;
 use super::objects::{controller_uid, name_of, node_name_of, now_rfc3339, pod_path};
 use super::{DataPlane, KubeSide, Observed};
@@ -39,6 +41,92 @@ use super::{DataPlane, KubeSide, Observed};
 const PODS: &str = "/api/v1/pods";
 const ENI_CONFIGS: &str = "/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs";
 const DAEMONSETS: &str = "/apis/apps/v1/daemonsets";
+
+/// One pass's look at a scope's network interfaces and subnets (DescribeNetworkInterfaces,
+/// DescribeSubnets), shared by the ENI cleanup and the nodes the pass handles: read once a
+/// pass, with the pass's own successful changes written in as moto made them (the address
+/// given, the device index asked for), and read again after one that failed half-way. So
+/// each node sees what moto holds, without a listing per node and per change.
+pub(super) struct NetView<'a> {
+    pub(super) ec2: Ec2<'a>,
+    /// Every interface of the scope; `None`: to be read (again).
+    enis: Option<Vec<Eni>>,
+    /// Subnets by id (`None`: not found); their CIDR and zone never change.
+    subnets: BTreeMap<String, Option<Subnet>>,
+}
+
+impl<'a> NetView<'a> {
+    pub(super) fn new(ec2: Ec2<'a>) -> Self {
+        NetView {
+            ec2,
+            enis: None,
+            subnets: BTreeMap::new(),
+        }
+    }
+
+    async fn all(&mut self) -> Result<&[Eni], String> {
+        let enis = match self.enis.take() {
+            Some(e) => e,
+            None => self.ec2.enis(&[]).await?,
+        };
+        Ok(self.enis.insert(enis))
+    }
+
+    /// The interfaces attached to an instance.
+    async fn attached(&mut self, instance: &str) -> Result<Vec<Eni>, String> {
+        Ok(self
+            .all()
+            .await?
+            .iter()
+            .filter(|e| e.instance_id.as_deref() == Some(instance))
+            .cloned()
+            .collect())
+    }
+
+    /// Every address the interfaces of a subnet hold (moto's view, so another node's too).
+    async fn taken_in(&mut self, subnet: &str) -> Result<Vec<String>, String> {
+        Ok(self
+            .all()
+            .await?
+            .iter()
+            .filter(|e| e.subnet_id == subnet)
+            .flat_map(|e| e.private_ips.iter().map(|(ip, _)| ip.clone()))
+            .collect())
+    }
+
+    /// After a change that may have been made in part: the next look reads again.
+    pub(super) fn changed(&mut self) {
+        self.enis = None;
+    }
+
+    /// An interface the pass created (and attached).
+    fn created(&mut self, eni: Eni) {
+        if let Some(enis) = &mut self.enis {
+            enis.push(eni);
+        }
+    }
+
+    /// Secondary addresses the pass assigned to an interface.
+    fn assigned(&mut self, eni: &str, ips: &[String]) {
+        if let Some(e) = self
+            .enis
+            .as_mut()
+            .and_then(|enis| enis.iter_mut().find(|e| e.id == eni))
+        {
+            e.private_ips
+                .extend(ips.iter().map(|ip| (ip.clone(), false)));
+        }
+    }
+
+    async fn subnet(&mut self, id: &str) -> Result<Option<Subnet>, String> {
+        if let Some(s) = self.subnets.get(id) {
+            return Ok(s.clone());
+        }
+        let found = self.ec2.subnet(id).await?;
+        self.subnets.insert(id.to_string(), found.clone());
+        Ok(found)
+    }
+}
 
 /// What the CNI of one node gives pods this pass.
 struct NodeNet {
@@ -174,11 +262,16 @@ impl DataPlane {
         pass: &Pass<'_>,
         side: &mut KubeSide<'_>,
         observed: &[Observed<'_>],
+        views: &mut [NetView<'_>],
         serving: bool,
     ) -> Result<(), String> {
         let aws_node = side.kube.aws_node().await?;
+        // Every pod once: each kubelet's own (`spec.nodeName`) are taken from it.
+        let all_pods = side.kube.list(PODS).await?;
+        // ENIConfigs by name, read once a pass.
+        let mut configs: BTreeMap<String, Option<Value>> = BTreeMap::new();
         let mut nets = Vec::new();
-        for obs in observed {
+        for (obs, view) in observed.iter().zip(views.iter_mut()) {
             for node in side.nodes.clone() {
                 let Some((_, id)) = node
                     .pointer("/spec/providerID")
@@ -198,11 +291,16 @@ impl DataPlane {
                     return Ok(());
                 }
                 let name = name_of(&node);
-                let pods_here = pods_on(&side.kube, &name).await?;
+                let pods_here: Vec<&Value> = all_pods
+                    .iter()
+                    .filter(|p| node_name_of(p) == Some(name.as_str()))
+                    .collect();
                 let net = match self
                     .node_cni(
                         pass,
                         side,
+                        view,
+                        &mut configs,
                         obs,
                         &node,
                         instance,
@@ -216,6 +314,8 @@ impl DataPlane {
                         n
                     }
                     Err(e) => {
+                        // A change may have been made before the failure.
+                        view.changed();
                         self.problem(&format!("cni {name}"), e);
                         NodeNet {
                             name: name.clone(),
@@ -239,7 +339,7 @@ impl DataPlane {
         if !pass.current() {
             return Ok(());
         }
-        self.run_pods(side, &nets, serving).await
+        self.run_pods(side, all_pods, &nets, serving).await
     }
 
     /// The CNI of one node: its settings, ENIs and warm pool.
@@ -248,11 +348,13 @@ impl DataPlane {
         &self,
         pass: &Pass<'_>,
         side: &KubeSide<'_>,
+        view: &mut NetView<'_>,
+        configs: &mut BTreeMap<String, Option<Value>>,
         obs: &Observed<'_>,
         node: &Value,
         instance: &Instance,
         aws_node: Option<&Value>,
-        pods_here: &[Value],
+        pods_here: &[&Value],
     ) -> Result<NodeNet, String> {
         let name = name_of(node);
         let mut net = NodeNet {
@@ -276,13 +378,7 @@ impl DataPlane {
             }
             (None, None) => return Ok(net),
         };
-        let ec2 = Ec2 {
-            host: pass.host,
-            scope: obs.scope,
-        };
-        let attached = ec2
-            .enis(&[("attachment.instance-id", vec![instance.id.clone()])])
-            .await?;
+        let attached = view.attached(&instance.id).await?;
         let primary = attached
             .iter()
             .find(|e| e.device_index == Some(0))
@@ -290,8 +386,16 @@ impl DataPlane {
             .unwrap_or_default();
         let (subnet_id, groups) = if settings.custom_networking {
             let config_name = cni::eni_config_name(node, &settings);
-            let path = format!("{ENI_CONFIGS}/{}", form_encode(&config_name));
-            let Some(config) = side.kube.get(&path).await? else {
+            let config = match configs.get(&config_name) {
+                Some(c) => c.clone(),
+                None => {
+                    let path = format!("{ENI_CONFIGS}/{}", form_encode(&config_name));
+                    let c = side.kube.get(&path).await?;
+                    configs.insert(config_name.clone(), c.clone());
+                    c
+                }
+            };
+            let Some(config) = config else {
                 // CNI ≥ 1.13 (amazon-vpc-cni-k8s #2354): ipamd fails, aws-node restarts.
                 return Err(format!(
                     "error while retrieving eniconfig: ENIConfig.crd.k8s.amazonaws.com \"{config_name}\" not found"
@@ -318,10 +422,6 @@ impl DataPlane {
         } else {
             (instance.subnet_id.clone(), primary.groups.clone())
         };
-        let subnet = ec2
-            .subnet(&subnet_id)
-            .await?
-            .ok_or_else(|| format!("subnet {subnet_id} not found"))?;
         let itype = self
             .instance_types(
                 pass,
@@ -359,12 +459,18 @@ impl DataPlane {
             if need == 0 && !needs_eni {
                 break;
             }
+            // The subnet matters once an address or ENI is wanted (ipamd looks at it when it
+            // creates an ENI or assigns addresses, not while its pool suffices).
+            let subnet = view
+                .subnet(&subnet_id)
+                .await?
+                .ok_or_else(|| format!("subnet {subnet_id} not found"))?;
             need = need.div_ceil(per_slot) * per_slot;
             let target = pool_enis
                 .iter()
                 .find(|e| e.secondary_ips().count() + per_slot <= per_eni)
                 .map(|e| e.id.clone());
-            let taken = taken_in(&ec2, &subnet.id).await?;
+            let taken = view.taken_in(&subnet.id).await?;
             let eni_id = match target {
                 Some(id) if !needs_eni => id,
                 _ => {
@@ -372,7 +478,7 @@ impl DataPlane {
                         break;
                     }
                     self.new_eni(
-                        &ec2,
+                        view,
                         instance,
                         &subnet.id,
                         &subnet.cidr,
@@ -389,7 +495,7 @@ impl DataPlane {
                 .map(|e| e.secondary_ips().count())
                 .unwrap_or(0);
             let room = per_eni.saturating_sub(current);
-            let taken = taken_in(&ec2, &subnet.id).await?;
+            let taken = view.taken_in(&subnet.id).await?;
             let ips = if settings.prefix_delegation {
                 // moto 5.2.5 has no Ipv4Prefix: a /28 is its 16 addresses, assigned one by one.
                 cni::free_prefix(&subnet.cidr, &taken).unwrap_or_default()
@@ -399,10 +505,9 @@ impl DataPlane {
             if ips.is_empty() && room > 0 && need > 0 {
                 break;
             }
-            ec2.assign_ips(&eni_id, &ips).await?;
-            enis = ec2
-                .enis(&[("attachment.instance-id", vec![instance.id.clone()])])
-                .await?;
+            view.ec2.assign_ips(&eni_id, &ips).await?;
+            view.assigned(&eni_id, &ips);
+            enis = view.attached(&instance.id).await?;
         }
         let pool_enis: Vec<&Eni> = enis
             .iter()
@@ -424,7 +529,7 @@ impl DataPlane {
     #[allow(clippy::too_many_arguments)]
     async fn new_eni(
         &self,
-        ec2: &Ec2<'_>,
+        view: &mut NetView<'_>,
         instance: &Instance,
         subnet: &str,
         cidr: &str,
@@ -440,6 +545,7 @@ impl DataPlane {
         tags.insert(cni::TAG_INSTANCE.to_string(), instance.id.clone());
         tags.insert(cni::TAG_CREATED.to_string(), now_rfc3339());
         let description = format!("{}{}", cni::DESCRIPTION_PREFIX, instance.id);
+        let ec2 = &view.ec2;
         let id = ec2
             .create_eni(subnet, &primary, groups, &description, &tags)
             .await?;
@@ -451,6 +557,18 @@ impl DataPlane {
         match ec2.attach_eni(&id, &instance.id, index).await {
             Ok(attachment) => {
                 ec2.delete_on_termination(&id, &attachment).await?;
+                view.created(Eni {
+                    id: id.clone(),
+                    subnet_id: subnet.to_string(),
+                    status: "in-use".to_string(),
+                    description,
+                    attachment_id: Some(attachment),
+                    instance_id: Some(instance.id.clone()),
+                    device_index: Some(index),
+                    private_ips: vec![(primary, true)],
+                    groups: groups.to_vec(),
+                    tags,
+                });
                 Ok(id)
             }
             Err(e) => {
@@ -466,12 +584,12 @@ impl DataPlane {
     async fn run_pods(
         &self,
         side: &KubeSide<'_>,
+        mut pods: Vec<Value>,
         nets: &[NodeNet],
         serving: bool,
     ) -> Result<(), String> {
         let kube = &side.kube;
         let all_nodes: BTreeSet<String> = side.nodes.iter().map(name_of).collect();
-        let mut pods = kube.list(PODS).await?;
         // Pod GC: pods bound to a Node that is gone.
         for pod in pods.clone() {
             if let Some(n) = node_name_of(&pod) {
@@ -684,14 +802,17 @@ impl DataPlane {
         &self,
         pass: &Pass<'_>,
         obs: &Observed<'_>,
+        view: &mut NetView<'_>,
     ) -> Result<(), String> {
-        let ec2 = Ec2 {
-            host: pass.host,
-            scope: obs.scope,
-        };
-        let enis = ec2
-            .enis(&[("tag-key", vec![cni::TAG_INSTANCE.to_string()])])
-            .await?;
+        let enis: Vec<Eni> = view
+            .all()
+            .await?
+            .iter()
+            .filter(|e| e.tags.contains_key(cni::TAG_INSTANCE))
+            .cloned()
+            .collect();
+        let ec2 = &view.ec2;
+        let mut changed = false;
         let window = std::time::Duration::from_millis(pass.cfg.eni_cleanup_ms);
         for eni in enis {
             if !pass.current() {
@@ -706,6 +827,7 @@ impl DataPlane {
                     .iter()
                     .any(|i| &i.id == instance && !super::ec2::is_ending(&i.state));
                 if !alive && eni.device_index != Some(0) {
+                    changed = true;
                     ec2.detach_eni(attachment).await?;
                     let id = eni.id.clone();
                     self.remember(pass, |m| {
@@ -724,12 +846,17 @@ impl DataPlane {
                     .or_insert_with(Instant::now)
             };
             if since.elapsed() >= window {
+                changed = true;
                 ec2.delete_eni(&eni.id).await?;
                 let id = eni.id.clone();
                 self.remember(pass, |m| {
                     m.eni_detached.remove(&id);
                 });
             }
+        }
+        if changed {
+            // Read again by the nodes that follow.
+            view.changed();
         }
         Ok(())
     }
@@ -818,16 +945,6 @@ fn pending_status(pod: &Value, host_ip: &str) -> Value {
         ],
         "containerStatuses": containers,
     })
-}
-
-/// Every address the ENIs of a subnet hold (moto's view, so another node's too).
-async fn taken_in(ec2: &Ec2<'_>, subnet: &str) -> Result<Vec<String>, String> {
-    Ok(ec2
-        .enis(&[("subnet-id", vec![subnet.to_string()])])
-        .await?
-        .iter()
-        .flat_map(|e| e.private_ips.iter().map(|(ip, _)| ip.clone()))
-        .collect())
 }
 
 /// The pods bound to a node (a field selector on `spec.nodeName`, as the kubelet lists them).
