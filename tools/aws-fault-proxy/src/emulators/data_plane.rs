@@ -4,10 +4,10 @@
 //!
 //! Each pass, for every region and access key clients have used (`core::scopes`):
 //!
-//! 1. **Observe.** Every instance (DescribeInstances), every cluster and nodegroup, described
-//!    as the proxy reports them ([`Pass::reported`]: a nodegroup in its CREATING window is
-//!    `CREATING`, one moved to another launch template version shows it), and the Nodes of
-//!    the API server.
+//! 1. **Observe.** Every instance but the terminated ones (DescribeInstances), every
+//!    cluster and nodegroup, described as the proxy reports them ([`Pass::reported`]: a
+//!    nodegroup in its CREATING window is `CREATING`, one moved to another launch template
+//!    version shows it), and the Nodes of the API server.
 //! 2. **Managed nodegroups → instances** (`fleet.rs`). An `ACTIVE` or `UPDATING` nodegroup
 //!    gets `desiredSize` instances, launched in moto from its launch template version (if
 //!    it has one) into its subnets, and tagged at launch as EKS tags them:
@@ -142,6 +142,9 @@ struct Memory {
 struct Known {
     member: fleet::Member,
     since: Instant,
+    /// Whether DescribeInstances has listed it: once it has, an instance it no longer lists
+    /// is gone (the observation leaves terminated instances out), not late.
+    listed: bool,
 }
 
 impl Emulator for DataPlane {
@@ -387,7 +390,10 @@ impl DataPlane {
             scope,
         };
         let eks = Eks { pass, scope };
-        let instances = ec2.instances().await?;
+        // Terminated instances are left out: their Nodes go as those of unknown instances do,
+        // and one a pass launched and then saw listed counts as gone once it is not
+        // (`Known::listed`).
+        let instances = ec2.live_instances().await?;
         let clusters = eks.clusters().await?;
         let mut nodegroups = Vec::new();
         let mut listed = BTreeSet::new();
@@ -521,13 +527,15 @@ impl DataPlane {
             })
             .collect();
         // Launched lately but not shown yet (eventual consistency): they count.
-        let seen: BTreeSet<&str> = obs.instances.iter().map(|i| i.id.as_str()).collect();
+        let seen: BTreeSet<String> = obs.instances.iter().map(|i| i.id.clone()).collect();
         let unseen: Vec<Known> = lock(&self.memory)
             .fleets
             .get(&key)
             .into_iter()
             .flat_map(|f| f.values())
-            .filter(|k| !seen.contains(k.member.id.as_str()) && k.since.elapsed() < LAUNCH_GRACE)
+            .filter(|k| {
+                !seen.contains(&k.member.id) && !k.listed && k.since.elapsed() < LAUNCH_GRACE
+            })
             .cloned()
             .collect();
         members.extend(unseen.iter().map(|k| k.member.clone()));
@@ -540,10 +548,10 @@ impl DataPlane {
             let memory = lock(&self.memory);
             let before = memory.fleets.get(&key);
             for i in obs.instances.iter().filter(|i| alive(i) && belongs(i, ng)) {
-                let since = before
-                    .and_then(|f| f.get(&i.id))
-                    .map(|k| k.since)
-                    .unwrap_or_else(Instant::now);
+                let earlier = before.and_then(|f| f.get(&i.id));
+                let since = earlier.map(|k| k.since).unwrap_or_else(Instant::now);
+                // Just launched by this pass: RunInstances' answer, not yet a listing.
+                let listed = seen.contains(&i.id) || earlier.is_some_and(|k| k.listed);
                 let member = fleet::Member {
                     id: i.id.clone(),
                     subnet: i.subnet_id.clone(),
@@ -552,7 +560,14 @@ impl DataPlane {
                     template_version: i.tag(TAG_TEMPLATE_VERSION).map(str::to_string),
                     joined: false,
                 };
-                fleet.insert(i.id.clone(), Known { member, since });
+                fleet.insert(
+                    i.id.clone(),
+                    Known {
+                        member,
+                        since,
+                        listed,
+                    },
+                );
             }
         }
         for k in unseen {
@@ -666,6 +681,7 @@ impl DataPlane {
                 let known = Known {
                     member,
                     since: Instant::now(),
+                    listed: false,
                 };
                 memory.fleets.entry(key).or_default().insert(id, known);
             });

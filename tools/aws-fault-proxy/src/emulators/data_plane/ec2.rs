@@ -204,9 +204,13 @@ impl Ec2<'_> {
         Element::parse(&text).map_err(|e| format!("{action}: {e}"))
     }
 
-    /// Every instance of the scope, in every state (moto keeps terminated ones).
-    pub async fn instances(&self) -> Result<Vec<Instance>, String> {
-        self.instances_where(&[]).await
+    /// Every instance of the scope that is not terminated. EC2 lists terminated instances
+    /// for a while after (moto keeps them): asking for them would make each pass's look grow
+    /// with every instance the scope ever had.
+    pub async fn live_instances(&self) -> Result<Vec<Instance>, String> {
+        let states = ["pending", "running", "shutting-down", "stopping", "stopped"];
+        self.instances_where(&[("instance-state-name", states.map(String::from).to_vec())])
+            .await
     }
 
     /// The instances matching EC2 filters `(name, values)`, in every state.

@@ -139,7 +139,7 @@ fn taint(t: &Value) -> Option<Value> {
 
 /// The names of the Nodes to delete: those of the `regions` looked at whose instance is
 /// among `ending` (shutting down or terminated) or not in `known` (every instance EC2
-/// reported, in any state).
+/// reported; the pass does not ask for terminated ones).
 pub fn stale_nodes(
     nodes: &[Value],
     regions: &BTreeSet<String>,
