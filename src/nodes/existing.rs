@@ -309,6 +309,19 @@ pub async fn survey(
     cluster: &str,
     aim: &Aim,
 ) -> Result<Survey, ResourceError> {
+    survey_of(spec, aws, client, cluster, aim, |_| true).await
+}
+
+/// [`survey`] of the nodes `keep` picks only: their instances and ENIs are all that is read
+/// from AWS, so a roll waiting for a new node looks at the newcomers, not the whole cluster.
+pub async fn survey_of(
+    spec: &Spec,
+    aws: &AwsClients,
+    client: kube::Client,
+    cluster: &str,
+    aim: &Aim,
+    keep: impl Fn(&Node) -> bool,
+) -> Result<Survey, ResourceError> {
     let pod_cidrs = match aim {
         Aim::Onto => pod_cidrs(spec),
         Aim::Off(cidrs) => cidrs.clone(),
@@ -319,7 +332,10 @@ pub async fn survey(
         .list(&ListParams::default())
         .await
         .map_err(kube_err("list nodes"))?
-        .items;
+        .items
+        .into_iter()
+        .filter(|n| keep(n))
+        .collect();
     let pods: Vec<Pod> = Api::<Pod>::all(client.clone())
         .list(&ListParams::default())
         .await

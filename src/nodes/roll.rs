@@ -1018,35 +1018,28 @@ impl<'a> Roll<'a> {
             },
         );
         loop {
-            let client = self.client.clone();
-            let survey = existing::survey(
+            // Only the nodes created since: the rest cannot be the replacement, and reading
+            // every node's instance and ENIs on each look would load AWS for nothing.
+            let survey = existing::survey_of(
                 self.spec,
                 self.aws,
-                client.clone(),
+                self.client.clone(),
                 &self.cluster,
                 &self.aim,
+                |n: &Node| {
+                    n.metadata.name.as_deref() != Some(r.node.as_str())
+                        && n
+                            .metadata
+                            .creation_timestamp
+                            .as_ref()
+                            .is_some_and(|c| c.0.as_second() >= since)
+                },
             )
             .await?;
-            let nodes: Vec<Node> = Api::<Node>::all(client)
-                .list(&ListParams::default())
-                .await
-                .map_err(kube_err("list nodes"))?
-                .items;
-            let created: BTreeMap<String, i64> = nodes
-                .iter()
-                .filter_map(|n| {
-                    Some((
-                        n.metadata.name.clone()?,
-                        n.metadata.creation_timestamp.as_ref()?.0.as_second(),
-                    ))
-                })
-                .collect();
             let found = survey.nodes.iter().find(|n| {
                 n.owner == r.owner
-                    && n.name != r.node
                     && n.ready
                     && !n.needs_move()
-                    && created.get(&n.name).is_some_and(|c| *c >= since)
                     && self.claimed.lock().is_ok_and(|c| !c.contains(&n.name))
             });
             if let Some(n) = found {
