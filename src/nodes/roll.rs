@@ -1028,8 +1028,7 @@ impl<'a> Roll<'a> {
                 &self.aim,
                 |n: &Node| {
                     n.metadata.name.as_deref() != Some(r.node.as_str())
-                        && n
-                            .metadata
+                        && n.metadata
                             .creation_timestamp
                             .as_ref()
                             .is_some_and(|c| c.0.as_second() >= since)
