@@ -213,22 +213,44 @@ fn in_block(ip: &str) -> bool {
     ip.parse::<Ipv4Addr>().is_ok_and(|a| net.contains(&a))
 }
 
-/// Polls the web pods every 50 ms until stopped; the fewest healthy ones seen.
-fn watcher(kube_url: String) -> (Arc<AtomicBool>, std::thread::JoinHandle<usize>) {
+/// What the watcher saw at its low point: the fewest healthy web pods, and then each web pod
+/// as `name node phase ready deleting`.
+type LowPoint = (usize, Vec<String>);
+
+/// Polls the web pods every 50 ms until stopped; the fewest healthy ones seen, with the pods
+/// as they were then (to tell which one went, and how, when a budget is broken).
+fn watcher(kube_url: String) -> (Arc<AtomicBool>, std::thread::JoinHandle<LowPoint>) {
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     let handle = std::thread::spawn(move || {
-        let mut fewest = usize::MAX;
+        let mut low: LowPoint = (usize::MAX, Vec::new());
         while !s.load(Ordering::SeqCst) {
             let (status, text) = http(&kube_url, "GET", "/api/v1/namespaces/default/pods", "");
             if status == 200 {
                 let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                 let pods = v["items"].as_array().cloned().unwrap_or_default();
-                fewest = fewest.min(healthy_web(&pods));
+                let healthy = healthy_web(&pods);
+                if healthy < low.0 {
+                    let seen = pods
+                        .iter()
+                        .filter(|p| p["metadata"]["labels"]["app"] == "web")
+                        .map(|p| {
+                            format!(
+                                "{} {} {} ready={} deleting={}",
+                                p["metadata"]["name"].as_str().unwrap_or("?"),
+                                p["spec"]["nodeName"].as_str().unwrap_or("-"),
+                                p["status"]["phase"].as_str().unwrap_or("?"),
+                                healthy_web(std::slice::from_ref(p)) == 1,
+                                !p["metadata"]["deletionTimestamp"].is_null()
+                            )
+                        })
+                        .collect();
+                    low = (healthy, seen);
+                }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        fewest
+        low
     });
     (stop, handle)
 }
@@ -322,10 +344,10 @@ async fn roll_moves_every_node_whoever_owns_it_and_never_breaks_the_budget() {
         0,
     );
     stop.store(true, Ordering::SeqCst);
-    let fewest = fewest.join().expect("watcher");
+    let (fewest, seen) = fewest.join().expect("watcher");
     assert!(
         fewest >= 5,
-        "the budget (minAvailable 5) was broken: {fewest} healthy web pods at one point\n{}",
+        "the budget (minAvailable 5) was broken: {fewest} healthy web pods at one point: {seen:#?}\n{}",
         roll.stderr
     );
     assert_eq!(
@@ -645,17 +667,41 @@ async fn a_one_node_group_rolls_by_adding_its_replacement_first() {
                         n["metadata"]["name"] == old.as_str() && n["spec"]["unschedulable"] == true
                     });
                     if cordoned {
-                        return Some(
-                            items
-                                .iter()
-                                .filter(|n| {
-                                    n["status"]["conditions"].as_array().is_some_and(|c| {
-                                        c.iter()
-                                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                                    })
+                        let ready = items
+                            .iter()
+                            .filter(|n| {
+                                n["status"]["conditions"].as_array().is_some_and(|c| {
+                                    c.iter()
+                                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
                                 })
-                                .count(),
+                            })
+                            .count();
+                        // Once the drain has evicted the web pods, a pod bound to the node
+                        // late, as by a scheduler whose view predates the cordon.
+                        while !stop.load(Ordering::SeqCst) {
+                            let (_, text) =
+                                http(&url, "GET", "/api/v1/namespaces/default/pods", "");
+                            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                            let left = v["items"].as_array().into_iter().flatten().any(|p| {
+                                p["metadata"]["labels"]["app"] == "web"
+                                    && p["spec"]["nodeName"] == old.as_str()
+                            });
+                            if !left {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        let late = json!({"apiVersion": "v1", "kind": "Pod",
+                            "metadata": {"name": "late", "namespace": "default",
+                                "labels": {"app": "late"}},
+                            "spec": {"nodeName": old, "containers": [{"name": "c", "image": "nginx"}]}});
+                        http(
+                            &url,
+                            "POST",
+                            "/api/v1/namespaces/default/pods",
+                            &late.to_string(),
                         );
+                        return Some(ready);
                     }
                 }
                 std::thread::sleep(Duration::from_millis(50));
@@ -667,7 +713,7 @@ async fn a_one_node_group_rolls_by_adding_its_replacement_first() {
     let roll = w.run(&["roll", "spec.toml", "--auto-approve"], 0);
     stop.store(true, Ordering::SeqCst);
     nodes_stop.store(true, Ordering::SeqCst);
-    let fewest = fewest.join().expect("watcher");
+    let (fewest, seen) = fewest.join().expect("watcher");
     let ready_at_cordon = nodes_watch.join().expect("node watcher");
     assert_eq!(
         ready_at_cordon,
@@ -683,7 +729,23 @@ async fn a_one_node_group_rolls_by_adding_its_replacement_first() {
     );
     assert!(
         fewest >= 1,
-        "the budget (minAvailable 1) was broken: {fewest} healthy web pods at one point\n{}",
+        "the budget (minAvailable 1) was broken: {fewest} healthy web pods at one point: {seen:#?}\n{}",
+        roll.stderr
+    );
+    // The pod bound to the old node after its drain was evicted too, not lost with the
+    // instance.
+    let (s, log) = http(&addr(&w.sandbox.kube_url), "GET", "/__fake/requests", "");
+    assert_eq!(s, 200, "request log: {log}");
+    let log: Value = serde_json::from_str(&log).unwrap_or(Value::Null);
+    assert!(
+        log.as_array().into_iter().flatten().any(|e| {
+            e["method"] == "POST"
+                && e["path"] == "/api/v1/namespaces/default/pods/late/eviction"
+                && e["user_agent"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("eksnet/"))
+        }),
+        "the late pod was not evicted\n{}",
         roll.stderr
     );
     // The group is back at one.

@@ -802,7 +802,32 @@ impl<'a> Roll<'a> {
 
     /// Evicts the node's pods until none is left, then waits until the pods of the same
     /// owners run elsewhere.
+    /// Drains until the node holds no pod to evict once the evicted ones run elsewhere. A
+    /// scheduler whose view predates the cordon can still bind a pod to the node after the
+    /// first look (the scheduler's binding and the cordon race, as under `kubectl drain`);
+    /// ending the instance then would kill it outside its budget, so the node is looked at
+    /// again right before it goes.
     async fn drain(&self, node: &str) -> Result<(), RollError> {
+        loop {
+            self.drain_once(node).await?;
+            // One more pause first: a binding already under way when the node was cordoned
+            // lands by then.
+            tokio::time::sleep(self.opts.pause).await;
+            let pods = list_pods(&self.client).await?;
+            let late = pods
+                .iter()
+                .filter(|p| on_node(p) == Some(node) && evictable(p))
+                .count();
+            if late == 0 {
+                return Ok(());
+            }
+            (self.say)(format!(
+                "roll: {node}: {late} pod(s) bound to it after its cordon; evicting them too"
+            ));
+        }
+    }
+
+    async fn drain_once(&self, node: &str) -> Result<(), RollError> {
         let mut owners: BTreeSet<String> = BTreeSet::new();
         loop {
             let pods = list_pods(&self.client).await?;
