@@ -646,7 +646,7 @@ impl<'a> Roll<'a> {
                             ))
                         })??;
                     (self.say)(format!(
-                        "roll: {node} → {done} ({:.0}s)",
+                        "roll: {node} → {done} ({:.1}s)",
                         started.elapsed().as_secs_f64()
                     ));
                     if let Ok(mut m) = moved.lock() {
