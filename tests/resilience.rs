@@ -915,10 +915,44 @@ async fn crash_after_each_mutating_request_of_destroy_then_destroy_again_finishe
             i + 1
         );
         eprintln!("{ctx}");
-        run_killed_at(&w, d, "destroy", &op, n, &ctx);
-
+        if n == 1 {
+            run_killed_at(&w, d, "destroy", &op, n, &ctx);
+        } else if destroy_finished_first(&w, d, &op, n, &ctx) {
+            // A retry the reference destroy needed (a DeleteSubnet refused while the CNI's
+            // ENIs were still going) and this one did not: it finished instead.
+            eprintln!("{ctx}: not needed this time, the destroy finished without it");
+            w.assert_destroyed(&ctx).await;
+            assert!(snapshot(d).resources.is_empty(), "{ctx}: state emptied");
+            continue;
+        }
         destroy_again_finishes(&w, d, &ctx).await;
     }
+}
+
+/// Runs a destroy with the kill hook armed for the n-th `op` (n > 1, a repeat in the
+/// reference run); `true` when the destroy finished without reaching it, else checks it died
+/// of the hook as `run_killed_at` does.
+fn destroy_finished_first(w: &World, d: &Path, op: &str, n: u64, ctx: &str) -> bool {
+    let pid_file = d.join("eksnet.pid");
+    w.proxy
+        .config(json!({"kill_after_mutating": n, "kill_op": op, "kill_pid_file": pid_file}));
+    let out = with_pid_file(
+        w.eksnet(d).args(["destroy", SPEC, "--auto-approve"]),
+        &pid_file,
+    )
+    .stdin(Stdio::null())
+    .output()
+    .expect("run eksnet");
+    let killed = w.proxy.stats().0["kill"].clone();
+    w.proxy
+        .config(json!({"kill_after_mutating": null, "kill_op": null, "kill_pid_file": null}));
+    let finished = killed["op"].is_null() && out.status.success();
+    if !finished {
+        assert_eq!(killed["op"].as_str(), Some(op), "{ctx}: {killed}");
+        assert_killed_by_hook(&out, &pid_file, &killed, ctx);
+    }
+    w.proxy.wait_idle();
+    finished
 }
 
 /// 1d. SIGKILL right after each Kubernetes write of a destroy (the aws-node restore patch,
