@@ -18,7 +18,7 @@ use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const POD_BLOCK: &str = "100.64.0.0/16";
@@ -64,6 +64,46 @@ impl World {
 
     fn run(&self, args: &[&str], code: i32) -> Run {
         run_ok(self.eksnet().args(args), code)
+    }
+
+    /// Starts `roll` and kills it (SIGKILL: no chance to tidy up) at the first stderr line
+    /// containing `at`; the lines it wrote. Fails if it ends before that line.
+    fn roll_killed_at(&self, at: &str) -> Vec<String> {
+        let mut child = self
+            .eksnet()
+            .args(["roll", "spec.toml", "--auto-approve"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn roll");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = Vec::new();
+        let mut killed = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            lines.push(line.clone());
+            if line.contains(at) {
+                child.kill().expect("kill roll");
+                killed = true;
+                break;
+            }
+        }
+        let _ = child.wait();
+        assert!(killed, "the roll ended before {at:?}: {lines:?}");
+        lines
+    }
+
+    /// After a kill: the next roll is refused for the dead run's lock, reported stale with
+    /// the command that frees it, which is then run.
+    fn free_stale_lock(&self) {
+        let locked = self.run(&["roll", "spec.toml", "--auto-approve"], 1);
+        assert!(locked.stderr.contains("stale lock"), "{}", locked.stderr);
+        let id = locked
+            .stderr
+            .split("eksnet force-unlock ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no force-unlock hint: {}", locked.stderr));
+        self.run(&["force-unlock", id, "--state", "state/spec.db"], 0);
     }
 
     fn kube(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
@@ -458,44 +498,10 @@ async fn a_roll_killed_midway_finishes_without_touching_a_node_twice() {
     w.write_spec();
     w.run(&["apply", "spec.toml", "--auto-approve"], 0);
 
-    // Killed (SIGKILL: no chance to tidy up) once the first node is done.
-    let mut child = w
-        .eksnet()
-        .args(["roll", "spec.toml", "--auto-approve"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn roll");
-    let stderr = child.stderr.take().expect("stderr");
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let mut killed = false;
-    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-        lines.lock().expect("lines").push(line.clone());
-        if line.contains(" → ") {
-            child.kill().expect("kill roll");
-            killed = true;
-            break;
-        }
-    }
-    let _ = child.wait();
-    assert!(
-        killed,
-        "the roll ended before its first node was done: {:?}",
-        lines.lock().expect("lines")
-    );
-    let first: Vec<String> = lines.lock().expect("lines").clone();
-
-    // Run again: the killed run's lock is refused as stale, with the command that frees it,
-    // as for any eksnet command killed under its lock.
-    let locked = w.run(&["roll", "spec.toml", "--auto-approve"], 1);
-    let id = locked
-        .stderr
-        .split("eksnet force-unlock ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no force-unlock hint: {}", locked.stderr));
-    assert!(locked.stderr.contains("stale lock"), "{}", locked.stderr);
-    w.run(&["force-unlock", id, "--state", "state/spec.db"], 0);
+    // Killed once the first node is done; run again, the killed run's lock is refused as
+    // stale, with the command that frees it, as for any eksnet command killed under its lock.
+    let first = w.roll_killed_at(" → ");
+    w.free_stale_lock();
     // Then it finishes, and tells the earlier run's node from the rest.
     let r = w.run(&["roll", "spec.toml", "--auto-approve"], 0);
     assert!(r.stderr.contains("moved by an earlier run"), "{}", r.stderr);
@@ -772,32 +778,8 @@ async fn a_one_node_group_rolls_by_adding_its_replacement_first() {
 async fn a_surge_killed_midway_is_raised_once_and_taken_back() {
     let (w, before) = solo_world().await;
 
-    let mut child = w
-        .eksnet()
-        .args(["roll", "spec.toml", "--auto-approve"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn roll");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut killed = false;
-    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-        if line.contains("its replacement first") {
-            child.kill().expect("kill roll");
-            killed = true;
-            break;
-        }
-    }
-    let _ = child.wait();
-    assert!(killed, "the roll never raised the group");
-    let locked = w.run(&["roll", "spec.toml", "--auto-approve"], 1);
-    let id = locked
-        .stderr
-        .split("eksnet force-unlock ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no force-unlock hint: {}", locked.stderr));
-    w.run(&["force-unlock", id, "--state", "state/spec.db"], 0);
+    w.roll_killed_at("its replacement first");
+    w.free_stale_lock();
     let r = w.run(&["roll", "spec.toml", "--auto-approve"], 0);
     assert!(r.stderr.contains("resumed"), "{}", r.stderr);
     assert!(
