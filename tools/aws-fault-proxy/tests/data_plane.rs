@@ -593,8 +593,11 @@ fn scaling_version_updates_and_deletes_are_followed() {
     ok(eks(p, "DELETE", "/clusters/c1/node-groups/ng", None));
     let mut seen_deleting_with_instances = false;
     wait_for("the deleted nodegroup's instances and Nodes to go", || {
-        let running = !nodegroup_instances(&w.moto, "ng").is_empty();
+        // Described first, listed second: a nodegroup seen gone must have no instance
+        // left a moment later. (Listed first, the last instance could end and the
+        // nodegroup go between the two reads.)
         let described = eks(p, "GET", "/clusters/c1/node-groups/ng", None);
+        let running = !nodegroup_instances(&w.moto, "ng").is_empty();
         if running {
             assert_eq!(
                 described.status, 200,
