@@ -134,9 +134,53 @@ pub fn arch(instance_type: &str) -> Option<Arch> {
     }
 }
 
+/// Whether a type can have a trunk interface, which security groups for pods need: the VPC
+/// resource controller attaches one only to a type its table marks `IsTrunkingCompatible`
+/// (amazon-vpc-resource-controller-k8s `pkg/aws/vpc/limits.go`), and the EKS user guide
+/// (`networking/security-groups-for-pods.adoc`) words it "most Nitro-based instance
+/// families … The t3 instance family is not supported". The rule: Nitro (bare metal
+/// included, which the table here marks `nitro`) and not a burstable `t` family (`t2`, `t3`,
+/// `t3a`, `t4g`; `trn1` is not one). Checked against the controller's table of 2026-08: it
+/// agrees on all 1151 types both know but `i4i.large`, `u-6tb1.56xlarge` and
+/// `u-6tb1.112xlarge`, which the controller refuses although they are Nitro.
+///
+/// The one place this rule lives: validation (types by name, from the table here) and node
+/// sizing (types as DescribeInstanceTypes gives them) both ask it.
+pub fn can_have_trunk(instance_type: &str, nitro: bool) -> bool {
+    const REFUSED_BY_THE_CONTROLLER: &[&str] = &["i4i.large", "u-6tb1.56xlarge", "u-6tb1.112xlarge"];
+    let family = instance_type.split('.').next().unwrap_or_default();
+    let burstable = family
+        .strip_prefix('t')
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
+    nitro && !burstable && !REFUSED_BY_THE_CONTROLLER.contains(&instance_type)
+}
+
+/// `can_have_trunk` for a type known by name: `None` for a type the table does not know
+/// (unless it is burstable, which never can).
+pub fn trunk_by_name(instance_type: &str) -> Option<bool> {
+    match lookup(instance_type) {
+        Some(f) => Some(can_have_trunk(instance_type, f.nitro)),
+        None => (!can_have_trunk(instance_type, true)).then_some(false),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trunks_need_nitro_and_no_burstable_family() {
+        assert_eq!(trunk_by_name("m5.large"), Some(true));
+        assert_eq!(trunk_by_name("c5.4xlarge"), Some(true));
+        assert_eq!(trunk_by_name("m5.metal"), Some(true));
+        assert_eq!(trunk_by_name("trn1.2xlarge"), Some(true));
+        assert_eq!(trunk_by_name("t3.medium"), Some(false));
+        assert_eq!(trunk_by_name("t4g.medium"), Some(false));
+        assert_eq!(trunk_by_name("m4.large"), Some(false), "Xen");
+        assert_eq!(trunk_by_name("i4i.large"), Some(false));
+        assert_eq!(trunk_by_name("t99.large"), Some(false));
+        assert_eq!(trunk_by_name("m99.large"), None);
+    }
 
     #[test]
     fn the_table_reads_and_knows_common_types() {

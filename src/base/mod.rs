@@ -8,6 +8,7 @@ pub mod diag;
 pub mod events;
 pub mod files;
 pub mod instance_types;
+pub mod kubernetes_names;
 pub mod partition;
 pub mod regions;
 pub mod retry;

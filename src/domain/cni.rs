@@ -20,7 +20,13 @@ use std::collections::{BTreeSet, HashMap};
 pub use crate::resources::eks::{
     ENI_CONFIG_SELECTIONS, VPC_CNI_ADDON as ADDON_NAME,
     VPC_CNI_CUSTOM_NETWORK_ENV as CUSTOM_NETWORK_ENV, VPC_CNI_LABEL_DEF_ENV as LABEL_DEF_ENV,
+    VPC_CNI_POD_ENI_ENV as POD_ENI_ENV,
 };
+/// `ENABLE_POD_ENI` written both ways on one resource.
+fn pod_eni_twice(table: &str) -> String {
+    format!("`{POD_ENI_ENV}` is set by `pod_security_groups`; remove it from `{table}`")
+}
+
 /// The label nodes are matched by when `ENI_CONFIG_LABEL_DEF` is not set.
 pub const DEFAULT_LABEL: &str = "topology.kubernetes.io/zone";
 
@@ -315,6 +321,11 @@ pub fn check_spec(spec: &Spec, d: &mut Diagnostics) {
                             format!("{addr}.env.{k}"),
                             format!("`{k}` is set by `custom_network` / `eni_config_label`; remove it from `env`"),
                         ));
+                    } else if k == POD_ENI_ENV && a.pod_security_groups.is_some() {
+                        d.push(spec.error_at(
+                            format!("{addr}.env.{k}"),
+                            pod_eni_twice("env"),
+                        ));
                     }
                 }
                 // EKS owns the DaemonSet of a cluster whose CNI is the managed add-on: a patch
@@ -353,18 +364,17 @@ pub fn check_spec(spec: &Spec, d: &mut Diagnostics) {
                             format!("{addr}.configuration_values.env.{k}"),
                             format!("`{k}` is set by `custom_network` / `eni_config_label`; remove it from `configuration_values.env`"),
                         ));
+                    } else if k == POD_ENI_ENV && a.pod_security_groups.is_some() {
+                        d.push(spec.error_at(
+                            format!("{addr}.configuration_values.env.{k}"),
+                            pod_eni_twice("configuration_values.env"),
+                        ));
                     }
                 }
             }
             ResourceConfig::EniConfig(e) => {
                 if let Some(name) = &e.name {
-                    let ok = !name.is_empty()
-                        && name.len() <= 253
-                        && name.chars().all(|c| {
-                            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'
-                        })
-                        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-                        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+                    let ok = crate::base::kubernetes_names::is_dns_subdomain(name);
                     if !ok && !is_ref(name) {
                         d.push(spec.error_at(format!("{addr}.name"), format!("`{name}` is not a valid Kubernetes object name (lowercase letters, digits, `-` and `.`)")));
                     }

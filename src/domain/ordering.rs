@@ -2,8 +2,9 @@
 //! in one place: a subnet after the CIDR block that contains it, what uses a role after the
 //! role named in its literal ARN, what runs in a cluster after the cluster named literally,
 //! nodes after the pod subnets and after their cluster's CNI settings and ENIConfigs (the
-//! point of custom networking), ENIConfigs after the `vpc-cni` add-on that installs their
-//! CRD, and add-ons whose pods are Deployments after their cluster's nodes.
+//! point of custom networking) and SecurityGroupPolicies, ENIConfigs after the `vpc-cni`
+//! add-on that installs their CRD, and add-ons whose pods are Deployments after their
+//! cluster's nodes.
 //!
 //! Works on each resource's kind and desired attributes, so it names no stage; the graph
 //! turns the pairs into labelled edges.
@@ -108,11 +109,17 @@ pub fn edges(
                 let settings = on_cluster(Kind::AwsNode, &ours);
                 let enis = on_cluster(Kind::EniConfig, &ours);
                 let addons = cni_addons(&ours);
+                let policies = on_cluster(Kind::SecurityGroupPolicy, &ours);
                 for (other, _) in resources {
                     let why = if settings.contains(other) {
                         "CNI settings before nodes"
                     } else if enis.contains(other) {
                         "ENIConfigs before nodes"
+                    } else if policies.contains(other) {
+                        // The VPC resource controller's webhook reads the policies when a
+                        // pod is created: with them in place before any node, no selected
+                        // pod can start on a node with the node's groups instead.
+                        "SecurityGroupPolicies before nodes"
                     } else if addons.contains(other) {
                         // Nodes need the CNI to become Ready at all, and with it the
                         // custom-networking values.
@@ -123,7 +130,7 @@ pub fn edges(
                     push(other, addr, why);
                 }
             }
-            Kind::AwsNode => {
+            Kind::AwsNode | Kind::SecurityGroupPolicy => {
                 if let Some(c) = cluster {
                     push(c, addr, "runs in the cluster");
                 }

@@ -94,6 +94,10 @@ pub struct CniMode {
     /// ENABLE_PREFIX_DELEGATION=true
     pub prefix_delegation: bool,
     pub warm: WarmPool,
+    /// ENABLE_POD_ENI=true (security groups for pods): a type that can have a trunk
+    /// interface gives one ENI to it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pod_eni: bool,
 }
 
 /// How many spare addresses the CNI keeps attached to a node beyond those its pods use.
@@ -145,6 +149,7 @@ impl CniMode {
     pub fn from_env(env: &BTreeMap<String, String>) -> CniMode {
         let custom_networking = env_bool(env, "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", false);
         let prefix_delegation = env_bool(env, "ENABLE_PREFIX_DELEGATION", false);
+        let pod_eni = env_bool(env, "ENABLE_POD_ENI", false);
         // 0 is how the CNI spells "not set" for both targets.
         let warm_ips = env_count(env, "WARM_IP_TARGET").unwrap_or(0);
         let minimum_ips = env_count(env, "MINIMUM_IP_TARGET").unwrap_or(0);
@@ -176,18 +181,33 @@ impl CniMode {
             custom_networking,
             prefix_delegation,
             warm,
+            pod_eni,
         }
     }
 }
 
+/// Whether a node of this type has a trunk interface: security groups for pods are on and the
+/// type can have one (`base::instance_types::can_have_trunk`). The trunk is attached by the
+/// VPC resource controller and takes an ENI slot ipamd then leaves alone: "the trunk counts
+/// against the ENI limit" (EKS user guide, `networking/security-groups-pods-deployment.adoc`;
+/// amazon-vpc-cni-k8s `pkg/ipamd/ipamd.go`, `hasRoomForEni` keeps a slot for it).
+fn has_trunk(it: &InstanceNetwork, mode: &CniMode) -> bool {
+    mode.pod_eni && crate::base::instance_types::can_have_trunk(&it.instance_type, it.nitro)
+}
+
 /// The ENIs whose addresses can go to pods: under custom networking the primary ENI stays in
-/// the node subnet and serves no pods.
+/// the node subnet and serves no pods, and the trunk interface of security groups for pods
+/// serves none either (its branch interfaces give the pods a policy selects addresses of their
+/// own, which this count leaves out: it is the floor every pod can rely on).
 fn pod_enis(it: &InstanceNetwork, mode: &CniMode) -> u32 {
+    let mut enis = it.max_enis;
     if mode.custom_networking {
-        it.max_enis.saturating_sub(1)
-    } else {
-        it.max_enis
+        enis = enis.saturating_sub(1);
     }
+    if has_trunk(it, mode) {
+        enis = enis.saturating_sub(1);
+    }
+    enis
 }
 
 /// Address (or prefix) slots per ENI left for pods: the ENI's own primary address takes one.
@@ -250,10 +270,11 @@ pub fn max_pods(it: &InstanceNetwork, mode: &CniMode) -> MaxPods {
              host-network pods can run",
             it.instance_type,
             it.max_enis,
-            if mode.custom_networking {
-                " and custom networking keeps the primary ENI for the node"
-            } else {
-                ""
+            match (mode.custom_networking, has_trunk(it, mode)) {
+                (true, true) => " and custom networking keeps the primary ENI for the node, the trunk interface of security groups for pods another",
+                (true, false) => " and custom networking keeps the primary ENI for the node",
+                (false, true) => " and the trunk interface of security groups for pods takes one",
+                (false, false) => "",
             }
         ));
     } else if slots == 0 {
@@ -522,6 +543,12 @@ pub fn node_demand(it: &InstanceNetwork, mode: &CniMode, pods_per_node: u32) -> 
     if !mode.custom_networking && it.max_enis > 0 {
         // The primary ENI is always there, and its primary address is the node's own.
         enis = enis.max(1);
+    }
+    if has_trunk(it, mode) {
+        // The trunk is made in the pod subnet (the ENIConfig's, or the node's without custom
+        // networking: amazon-vpc-resource-controller-k8s `pkg/aws/ec2/instance.go`) and takes
+        // its primary address there.
+        enis += 1;
     }
     used_slots + enis
 }
@@ -805,6 +832,9 @@ impl Sizing {
             if c.mode.prefix_delegation {
                 mode.push("prefix delegation");
             }
+            if c.mode.pod_eni {
+                mode.push("security groups for pods");
+            }
             out.push_str(&format!(
                 "Node sizing for cluster {} ({}):\n",
                 c.cluster,
@@ -880,6 +910,7 @@ mod tests {
             } else {
                 WarmPool::default()
             },
+            pod_eni: false,
         }
     }
 
@@ -925,6 +956,41 @@ mod tests {
             assert_eq!(m.instance_type, t.instance_type);
             assert_eq!(m.note, None, "{what}");
         }
+    }
+
+    /// Security groups for pods: a type that can have a trunk gives it one ENI, on top of the
+    /// primary ENI custom networking keeps; one that cannot (`t3`, Xen) keeps all of them; and
+    /// the trunk's own address is taken from the pod subnet.
+    #[test]
+    fn the_trunk_of_security_groups_for_pods_takes_an_eni() {
+        let sgp = |custom: bool| CniMode {
+            pod_eni: true,
+            ..mode(custom, false)
+        };
+        // m5.large: 3 ENIs, 9 slots. (3-1-1)*9+2 = 11 with custom networking, (3-1)*9+2 = 20
+        // without; t3.medium has no trunk: 12 and 17 as before.
+        assert_eq!(max_pods(&m5_large(), &sgp(true)).max_pods, 11);
+        assert_eq!(max_pods(&m5_large(), &sgp(false)).max_pods, 20);
+        assert_eq!(max_pods(&t3_medium(), &sgp(true)).max_pods, 12);
+        assert_eq!(max_pods(&t3_medium(), &sgp(false)).max_pods, 17);
+        let xen = InstanceNetwork {
+            nitro: false,
+            ..it("m4.large", 2, 10, 2)
+        };
+        assert_eq!(max_pods(&xen, &sgp(true)).max_pods, 11);
+        // A Nitro type with 2 ENIs: custom networking and the trunk leave pods none.
+        let tight = max_pods(&it("x.two", 2, 10, 2), &sgp(true));
+        assert_eq!(tight.max_pods, 2);
+        assert!(
+            tight.note.as_deref().unwrap_or_default().contains("trunk interface"),
+            "{tight:?}"
+        );
+        // The trunk takes one address more from the pod subnet: at 11 pods, 9 pod addresses on
+        // one ENI (WARM_ENI_TARGET=1 wants no second ENI past the last one), its primary and
+        // the trunk's.
+        assert_eq!(node_demand(&m5_large(), &sgp(true), 11), 9 + 1 + 1);
+        assert_eq!(node_demand(&m5_large(), &mode(true, false), 11), 18 + 2);
+        assert!(CniMode::from_env(&env(&[("ENABLE_POD_ENI", "true")])).pod_eni);
     }
 
     #[test]

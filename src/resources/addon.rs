@@ -11,6 +11,7 @@
 use super::eks::{
     ENI_CONFIG_BY_LABEL, ENI_CONFIG_SELECTIONS, VPC_CNI_ADDON as VPC_CNI,
     VPC_CNI_CUSTOM_NETWORK_ENV as CUSTOM_NETWORK_ENV, VPC_CNI_LABEL_DEF_ENV as LABEL_DEF_ENV,
+    VPC_CNI_POD_ENI_ENV as POD_ENI_ENV,
 };
 use super::eks::{describe_addon as describe, request_token, update_tags};
 use super::{FieldRules, Unique, Shape, 
@@ -98,6 +99,10 @@ pub struct AddonConfig {
     /// `topology.kubernetes.io/zone`).
     #[serde(default, skip_serializing)]
     pub eni_config_label: Option<String>,
+    /// `vpc-cni` only: `true` turns security groups for pods on (`ENABLE_POD_ENI`), as on
+    /// `aws_node`.
+    #[serde(default, skip_serializing)]
+    pub pod_security_groups: Option<bool>,
     /// The add-on's tags.
     #[serde(default, serialize_with = "or_none")]
     pub tags: Option<BTreeMap<String, String>>,
@@ -342,6 +347,7 @@ fn attrs_of(c: &AddonConfig) -> Result<Value, Vec<(&'static str, String)>> {
         ("custom_network", c.custom_network.is_some()),
         ("eni_config_selection", c.eni_config_selection.is_some()),
         ("eni_config_label", c.eni_config_label.is_some()),
+        ("pod_security_groups", c.pod_security_groups.is_some()),
     ];
     let mut values = c.configuration_values.clone();
     if c.name == VPC_CNI {
@@ -360,6 +366,9 @@ fn attrs_of(c: &AddonConfig) -> Result<Value, Vec<(&'static str, String)>> {
                 }
                 if let Some(on) = c.custom_network {
                     env.insert(CUSTOM_NETWORK_ENV.into(), json!(on.to_string()));
+                }
+                if let Some(on) = c.pod_security_groups {
+                    env.insert(POD_ENI_ENV.into(), json!(on.to_string()));
                 }
                 let selection = c
                     .eni_config_selection
@@ -393,12 +402,14 @@ fn attrs_of(c: &AddonConfig) -> Result<Value, Vec<(&'static str, String)>> {
     } else {
         for (key, set) in cni_only {
             if set {
+                let what = if key == "pod_security_groups" {
+                    "security groups for pods (ENABLE_POD_ENI)"
+                } else {
+                    "custom networking settings"
+                };
                 errors.push((
                     key,
-                    format!(
-                        "only the `vpc-cni` add-on has custom networking settings, not `{}`",
-                        c.name
-                    ),
+                    format!("only the `vpc-cni` add-on has {what}, not `{}`", c.name),
                 ));
             }
         }
@@ -981,6 +992,9 @@ impl ResourceKind for AddonKind {
                     super::eks::VPC_CNI_CUSTOM_NETWORK_ENV.to_string(),
                     "true".to_string(),
                 ));
+            }
+            if let Some(on) = a.pod_security_groups {
+                env.push((POD_ENI_ENV.to_string(), on.to_string()));
             }
             rules.cni_combinations("configuration_values.env", &env);
         }

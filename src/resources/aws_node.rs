@@ -35,6 +35,11 @@ pub struct AwsNodeConfig {
     /// (`ENI_CONFIG_LABEL_DEF`).
     #[serde(default = "default_label")]
     pub eni_config_label: String,
+    /// `true`: security groups for pods (`ENABLE_POD_ENI=true`), so that the pods a
+    /// `security_group_policy` selects get branch ENIs; absent: `ENABLE_POD_ENI` is left as
+    /// it is (or as `env` says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security_groups: Option<bool>,
     /// Other entries of the `aws-node` container's environment to manage, e.g.
     /// `WARM_IP_TARGET = "5"`.
     #[serde(default)]
@@ -86,7 +91,7 @@ const FACTS: KindFacts = KindFacts {
 
 use super::eks::{
     ENI_CONFIG_BY_LABEL, ENI_CONFIG_SELECTIONS, VPC_CNI_CUSTOM_NETWORK_ENV as CUSTOM_NETWORK_ENV,
-    VPC_CNI_LABEL_DEF_ENV as LABEL_DEF_ENV,
+    VPC_CNI_LABEL_DEF_ENV as LABEL_DEF_ENV, VPC_CNI_POD_ENI_ENV as POD_ENI_ENV,
 };
 const NAMESPACE: &str = "kube-system";
 const NAME: &str = "aws-node";
@@ -97,6 +102,9 @@ pub fn desired_attrs(c: &AwsNodeConfig) -> Value {
     env.insert(CUSTOM_NETWORK_ENV.into(), c.custom_network.to_string());
     if c.eni_config_selection == ENI_CONFIG_BY_LABEL {
         env.insert(LABEL_DEF_ENV.into(), c.eni_config_label.clone());
+    }
+    if let Some(on) = c.pod_security_groups {
+        env.insert(POD_ENI_ENV.into(), on.to_string());
     }
     // Label mode is visible in the env itself (ENI_CONFIG_LABEL_DEF present).
     json!({"cluster_name": c.cluster_name, "env": env})
@@ -325,6 +333,9 @@ impl ResourceKind for AwsNodeKind {
             super::eks::VPC_CNI_CUSTOM_NETWORK_ENV.to_string(),
             a.custom_network.to_string(),
         ));
+        if let Some(on) = a.pod_security_groups {
+            env.push((POD_ENI_ENV.to_string(), on.to_string()));
+        }
         rules.cni_combinations("env", &env);
     
     }

@@ -17,6 +17,10 @@ pub const VPC_CNI_ADDON: &str = "vpc-cni";
 pub const VPC_CNI_CUSTOM_NETWORK_ENV: &str = "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG";
 /// The VPC CNI's env var naming the node label whose value is the ENIConfig's name.
 pub const VPC_CNI_LABEL_DEF_ENV: &str = "ENI_CONFIG_LABEL_DEF";
+/// The VPC CNI's env var that turns security groups for pods on: ipamd leaves an ENI slot
+/// for the trunk interface the VPC resource controller attaches (amazon-vpc-cni-k8s README,
+/// `ENABLE_POD_ENI`).
+pub const VPC_CNI_POD_ENI_ENV: &str = "ENABLE_POD_ENI";
 /// How nodes pick their ENIConfig (`eni_config_selection` of `aws_node` and of the `vpc-cni`
 /// add-on): by the node label `ENI_CONFIG_LABEL_DEF` names, or by the node annotation
 /// `k8s.amazonaws.com/eniConfig`.

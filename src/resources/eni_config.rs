@@ -125,15 +125,6 @@ fn refind(item: &Lookup, by_cluster: &HashMap<String, Vec<DynamicObject>>) -> Op
         .and_then(|o| observe(&cluster, o))
 }
 
-async fn client_for(ctx: &Ctx, cluster: &str) -> Result<kube::Client, ResourceError> {
-    ctx.kube
-        .client(&ctx.aws, cluster)
-        .await?
-        .ok_or_else(|| ResourceError::NoCluster {
-            cluster: cluster.to_string(),
-        })
-}
-
 fn selector(attrs: &Value) -> Option<String> {
     let rule = super::tag_map(attrs.get("annotate_nodes").unwrap_or(&Value::Null));
     (!rule.is_empty()).then(|| {
@@ -188,7 +179,7 @@ async fn apply_object(
 ) -> Result<Observed, ResourceError> {
     let cluster = req_str(attrs, "cluster_name")?;
     let name = req_str(attrs, "name")?;
-    let client = client_for(ctx, cluster).await?;
+    let client = super::kube_client(ctx, cluster).await?;
     let annotations: BTreeMap<&str, String> = [
         (STATE_ANNOTATION, ctx.lineage.clone()),
         (ADDRESS_ANNOTATION, addr.to_string()),
@@ -326,7 +317,7 @@ impl ResourceKind for EniConfigKind {
             let name = super::str_attr(&obs.attrs, "name")
                 .unwrap_or_default()
                 .to_string();
-            let nodes: Api<Node> = Api::all(client_for(ctx, &cluster).await?);
+            let nodes: Api<Node> = Api::all(super::kube_client(ctx, &cluster).await?);
             let list = nodes
                 .list(&ListParams::default().labels(&sel))
                 .await
@@ -378,7 +369,7 @@ impl ResourceKind for EniConfigKind {
             super::str_attr(before, "name"),
         ) {
             if selector(after).as_deref() != Some(old.as_str()) {
-                annotate(client_for(ctx, cluster).await?, &old, None, Some(name)).await?;
+                annotate(super::kube_client(ctx, cluster).await?, &old, None, Some(name)).await?;
             }
         }
         apply_object(ctx, addr, after).await

@@ -40,6 +40,8 @@ macro_rules! for_each_kind {
             AwsNode => aws_node::AwsNodeKind,
             /// One `ENIConfig` custom resource.
             EniConfig => eni_config::EniConfigKind,
+            /// One `SecurityGroupPolicy` custom resource (security groups for pods).
+            SecurityGroupPolicy => security_group_policy::SecurityGroupPolicyKind,
         }
     };
 }
@@ -51,6 +53,8 @@ pub enum ImportId {
     Plain,
     /// `CLUSTER/NAME`: the object lives inside a cluster.
     ClusterSlashName,
+    /// `CLUSTER/NAMESPACE/NAME`: the object lives in a namespace of a cluster.
+    ClusterNamespaceName,
     /// Not importable; the text says why (it follows "`ADDR` ").
     Never(&'static str),
 }
@@ -156,6 +160,8 @@ pub trait FieldRules {
     fn service_principal(&mut self, key: &str, principal: &str);
     /// A Kubernetes label (or annotation, without a value) key and value.
     fn label(&mut self, key: &str, name: &str, value: Option<&str>);
+    /// A Kubernetes object name: a DNS subdomain, or with `label` a DNS label (a namespace).
+    fn kubernetes_name(&mut self, key: &str, name: &str, label: bool);
     /// A VPC CNI env value of the type the CNI parses it as.
     fn cni_env(&mut self, key: &str, name: &str, value: &str);
     /// Combinations of VPC CNI settings the CNI documents as not working.
@@ -252,11 +258,15 @@ where
 }
 
 /// What building a resource's attributes from its table may need beyond the table: the
-/// directory files are relative to, and the partition ARNs are written in.
+/// directory files are relative to, the partition ARNs are written in, and the resource's
+/// own name in the spec.
 #[derive(Debug, Clone, Copy)]
 pub struct BuildCtx<'a> {
     /// The spec's directory (a stack's `template_file` is relative to it).
     pub spec_dir: &'a Path,
+    /// The table's key (`web` of `[security_group_policy.web]`), which a kind may take as the
+    /// default name of its object.
+    pub resource_name: &'a str,
     /// The region's partition (see `Spec::partition`); `aws` when the region is not known.
     pub partition: &'static crate::base::partition::Partition,
 }
@@ -845,6 +855,17 @@ pub fn puts_back(addr: &ResourceAddr, attrs: &Value) -> &'static [(&'static str,
 }
 
 // ---- helpers shared by the kinds ----
+
+/// The Kubernetes client of a cluster that must exist (the objects of a kind that lives in
+/// it are written there).
+pub async fn kube_client(ctx: &Ctx, cluster: &str) -> Result<kube::Client, ResourceError> {
+    ctx.kube
+        .client(&ctx.aws, cluster)
+        .await?
+        .ok_or_else(|| ResourceError::NoCluster {
+            cluster: cluster.to_string(),
+        })
+}
 
 pub fn str_attr<'a>(attrs: &'a Value, key: &str) -> Option<&'a str> {
     attrs.get(key).and_then(Value::as_str)

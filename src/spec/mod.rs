@@ -349,6 +349,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
         .map(|r| Partition::of_region(&r));
     let build = BuildCtx {
         spec_dir,
+        resource_name: "",
         partition: partition.unwrap_or(Partition::commercial()),
     };
     for (key, value) in table.get_ref().iter() {
@@ -450,6 +451,10 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, Diagnostics> {
                 }
             }
             let table = toml::de::ValueDeserializer::from(body);
+            let build = BuildCtx {
+                resource_name: name,
+                ..build
+            };
             match crate::resources::build(kind, table, &build) {
                 Ok((config, attrs)) => {
                     resources.insert(
@@ -518,6 +523,7 @@ fn derive_resources(spec: &mut Spec) {
     for (from, prevent_destroy, d) in derived {
         let build = BuildCtx {
             spec_dir: Path::new("."),
+            resource_name: &d.addr.name,
             partition: spec.partition.unwrap_or(Partition::commercial()),
         };
         let Ok((config, attrs)) = crate::resources::build(d.addr.kind, d.table, &build) else {

@@ -460,6 +460,18 @@ impl FieldRules for Fields<'_, '_> {
         }
     }
 
+    fn kubernetes_name(&mut self, key: &str, name: &str, label: bool) {
+        use crate::base::kubernetes_names::{is_dns_label, is_dns_subdomain};
+        if is_ref(name) {
+            return;
+        }
+        if label && !is_dns_label(name) {
+            self.error(key, format!("`{name}` is not a Kubernetes namespace name: at most 63 lowercase letters, digits and `-`, starting and ending with a letter or digit"));
+        } else if !label && !is_dns_subdomain(name) {
+            self.error(key, format!("`{name}` is not a Kubernetes object name: at most 253 lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit"));
+        }
+    }
+
     /// The types the VPC CNI parses its environment variables as (its README): a value it
     /// cannot parse makes `aws-node` fail on every node, or is silently taken as the default.
     fn cni_env(&mut self, key: &str, name: &str, v: &str) {

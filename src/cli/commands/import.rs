@@ -36,7 +36,13 @@ pub async fn run(args: ImportArgs) -> Result<ExitStatus, Failure> {
                 addr.kind
             )))
         }
-        ImportId::Plain | ImportId::ClusterSlashName => {}
+        ImportId::ClusterNamespaceName if id.split('/').filter(|p| !p.is_empty()).count() != 3 => {
+            return Err(Failure::Message(format!(
+                "the id of a {} is CLUSTER/NAMESPACE/NAME, not `{id}`",
+                addr.kind
+            )))
+        }
+        ImportId::Plain | ImportId::ClusterSlashName | ImportId::ClusterNamespaceName => {}
     }
     if resources::is_adopted(&addr, &resource.attrs) {
         return Err(Failure::Message(match addr.kind {
