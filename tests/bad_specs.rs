@@ -2843,3 +2843,169 @@ tags = { team = "net" }
     )
     .check();
 }
+
+// ---- Security groups for pods: `security_group_policy` and `pod_security_groups` ----
+
+/// A nodegroup of a type that cannot have a trunk interface (the burstable `t3`) on a cluster
+/// that turns security groups for pods on: refused at its instance type, not the good one.
+#[test]
+fn a_t3_nodegroup_on_a_cluster_with_security_groups_for_pods() {
+    bad(with_cluster!(
+        r#"
+[aws_node.main]
+cluster_name = "${cluster.main.name}"
+custom_network = false
+pod_security_groups = true
+
+[nodegroup.main]
+cluster_name = "${cluster.main.name}"
+name = "ng"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+instance_types = ["m5.large", "t3.medium"]
+"#
+    ))
+    .err_parts(
+        16,
+        "nodegroup.main.instance_types.1",
+        &[
+            "`t3.medium` cannot have a trunk interface",
+            "`aws_node.main.pod_security_groups`",
+            "Nitro types outside the burstable t families",
+        ],
+    )
+    .check();
+}
+
+/// A SecurityGroupPolicy on a cluster whose CNI settings do not turn pod ENIs on: the error
+/// names the policy and the key that would.
+#[test]
+fn a_security_group_policy_without_pod_enis() {
+    bad(with_cluster!(
+        r#"
+[aws_node.main]
+cluster_name = "${cluster.main.name}"
+custom_network = false
+
+[security_group_policy.web]
+cluster_name = "${cluster.main.name}"
+pod_selector = { app = "web" }
+security_group_ids = ["sg-0123456789abcdef0"]
+"#
+    ))
+    .err_parts(
+        10,
+        "security_group_policy.web",
+        &[
+            "the policy would do nothing",
+            "set `aws_node.main.pod_security_groups = true` (ENABLE_POD_ENI)",
+        ],
+    )
+    .check();
+}
+
+/// The cluster role in the spec lacks AmazonEKSVPCResourceController, and ENABLE_POD_ENI is
+/// written twice on the add-on.
+#[test]
+fn pod_enis_with_a_cluster_role_lacking_the_controller_policy() {
+    bad(r#"[iam_role.cluster]
+name = "cluster"
+assume_role_service = "eks.amazonaws.com"
+managed_policies = ["AmazonEKSClusterPolicy"]
+
+[cluster.main]
+name = "demo"
+role_arn = "${iam_role.cluster.arn}"
+subnet_ids = ["subnet-0000000a", "subnet-0000000b"]
+
+[addon.vpc_cni]
+cluster_name = "${cluster.main.name}"
+name = "vpc-cni"
+pod_security_groups = true
+configuration_values = { env = { ENABLE_POD_ENI = "true" } }
+"#)
+    .err_parts(
+        4,
+        "iam_role.cluster.managed_policies",
+        &[
+            "lacks the managed policy AmazonEKSVPCResourceController",
+            "`addon.vpc_cni.pod_security_groups`",
+            "trunk and branch ENIs",
+        ],
+    )
+    .err(
+        15,
+        "addon.vpc_cni.configuration_values.env.ENABLE_POD_ENI",
+        "`ENABLE_POD_ENI` is set by `pod_security_groups`; remove it from `configuration_values.env`",
+    )
+    .check();
+}
+
+/// What the policy itself gets wrong: no selector, six groups, a group that is no id, a label
+/// that is no label, a namespace that is no namespace name.
+#[test]
+fn a_security_group_policy_of_the_wrong_shape() {
+    bad(with_cluster!(
+        r#"
+[aws_node.main]
+cluster_name = "${cluster.main.name}"
+custom_network = false
+pod_security_groups = true
+
+[security_group_policy.web]
+cluster_name = "${cluster.main.name}"
+namespace = "Shop"
+security_group_ids = ["sg-0000000a", "sg-0000000b", "sg-0000000c", "sg-0000000d", "sg-0000000e", "web"]
+
+[security_group_policy.api]
+cluster_name = "${cluster.main.name}"
+service_account_selector = { "team/" = "api" }
+security_group_ids = ["sg-0000000a"]
+"#
+    ))
+    .err(
+        11,
+        "security_group_policy.web",
+        "a SecurityGroupPolicy selects pods by `pod_selector`",
+    )
+    .err(
+        14,
+        "security_group_policy.web.security_group_ids",
+        "6 security groups: a SecurityGroupPolicy takes at most 5",
+    )
+    .err(
+        13,
+        "security_group_policy.web.namespace",
+        "`Shop` is not a Kubernetes namespace name",
+    )
+    .err(
+        14,
+        "security_group_policy.web.security_group_ids.5",
+        "needs a security group id (`sg-` and 8 or 17 hex digits), not `web`",
+    )
+    .err(
+        18,
+        "security_group_policy.api.service_account_selector.team/",
+        "`team/` is not a Kubernetes label key",
+    )
+    .check();
+}
+
+/// The name defaults to the table's key, which must then be a Kubernetes name.
+#[test]
+fn a_security_group_policy_keyed_by_no_kubernetes_name() {
+    bad(with_cluster!(
+        r#"
+[security_group_policy.Web_1]
+cluster_name = "${cluster.main.name}"
+pod_selector = { app = "web" }
+security_group_ids = ["sg-0000000a"]
+"#
+    ))
+    .err(
+        6,
+        "security_group_policy.Web_1.name",
+        "set `name`: the policy's name defaults to the table's key, and `Web_1` is not a Kubernetes object name",
+    )
+    .check();
+}

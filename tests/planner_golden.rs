@@ -401,6 +401,46 @@ fn tutorial_aws_only() -> Case {
         .not_looked_up(K8S)
 }
 
+/// The applied tutorial on m5.large nodes, with security groups for pods turned on in the
+/// spec (`pod_security_groups`, the cluster role's controller policy, a policy for `app=web`).
+fn tutorial_with_sgp() -> Case {
+    Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_edit(
+            "eni_config_label = \"topology.kubernetes.io/zone\"",
+            "eni_config_label = \"topology.kubernetes.io/zone\"\npod_security_groups = true",
+        )
+        .spec_edit(
+            "managed_policies = [\"AmazonEKSClusterPolicy\"]",
+            "managed_policies = [\"AmazonEKSClusterPolicy\", \"AmazonEKSVPCResourceController\"]",
+        )
+        .spec_edit(NG_TYPES, "instance_types = [\"m5.large\"]\n")
+        .set_in_both(
+            "nodegroup.main",
+            "/attrs/instance_types",
+            json!(["m5.large"]),
+        )
+        .spec_append(
+            r#"
+[security_group_policy.web]
+cluster_name = "${cluster.main.name}"
+pod_selector = { app = "web" }
+security_group_ids = ["sg-0a0000000000000b1"]
+"#,
+        )
+        .absent(&["security_group_policy.web"])
+        .sizing(
+            json!({"m5.large": {"max_enis": 3, "ipv4_per_eni": 10, "vcpus": 2, "nitro": true}}),
+            json!({"subnet-0aa11111111111111": 27, "subnet-0bb22222222222222": 27}),
+        )
+}
+
+/// `security_group_policy.web` as the spec of [`tutorial_with_sgp`] gives it.
+fn sgp_attrs() -> Value {
+    json!({"cluster_name": "my-custom-networking-cluster", "namespace": "default", "name": "web",
+        "security_group_ids": ["sg-0a0000000000000b1"], "pod_selector": {"app": "web"}})
+}
+
 /// The tutorial's custom-networking settings on the `vpc-cni` add-on instead of `aws_node`.
 const VPC_CNI_ADDON: &str = r#"
 # The VPC CNI as the EKS managed add-on, with the tutorial's custom-networking settings.
@@ -970,6 +1010,28 @@ name = "us-west-2a"
              "azs": ["us-west-2b"], "instance_types": ["x9.huge"],
              "nodes_per_az": {"us-west-2b": 1}}
         ]})),
+    // Security groups for pods turned on for the applied tutorial (nodes of m5.large): the CNI
+    // gets ENABLE_POD_ENI, the cluster role the controller's policy, the policy is created
+    // and the plan says whose groups its own replace; the trunk leaves m5.large 11 pods.
+    sgp_turned_on_counts_the_trunk: tutorial_with_sgp(),
+    // The same once applied: nothing to do, and no word about the groups again.
+    sgp_applied_no_changes: tutorial_with_sgp()
+        .set_in_both("aws_node.main", "/attrs/env/ENABLE_POD_ENI", json!("true"))
+        .set_in_both(
+            "iam_role.cluster",
+            "/attrs/managed_policy_arns",
+            json!(["arn:aws:iam::aws:policy/AmazonEKSClusterPolicy", "arn:aws:iam::aws:policy/AmazonEKSVPCResourceController"]),
+        )
+        .state_row("security_group_policy.web", json!({
+            "status": "present", "cloud_id": "my-custom-networking-cluster/default/web",
+            "attrs": sgp_attrs(), "outputs": {"name": "web", "namespace": "default"},
+            "dependencies": ["cluster.main"]
+        }))
+        .observed_entry("security_group_policy.web", json!({
+            "cloud_id": "my-custom-networking-cluster/default/web",
+            "attrs": sgp_attrs(), "outputs": {"name": "web", "namespace": "default"},
+            "managed_by": "0f5e3c1a-2b4d-4e6f-8a9b-0c1d2e3f4a5b"
+        })),
     // Before the first apply: counted from the CIDRs.
     sizing_first_plan_from_the_cidrs: Case::tutorial().nothing_exists().sizing(
         json!({"t3.medium": {"max_enis": 3, "ipv4_per_eni": 6, "vcpus": 2, "nitro": true}}),

@@ -315,6 +315,8 @@ fn the_schema_refuses_what_eksnet_refuses() {
         ("a version on an existing add-on", format!("{existing_addon}version = \"v1.19.2-eksbuild.1\"\n")),
         ("preserve_on_delete on an existing add-on, even EKS's default", format!("{existing_addon}preserve_on_delete = true\n")),
         ("tags on an existing add-on", format!("{existing_addon}tags = {{}}\n")),
+        ("a security group policy selecting nothing", "[security_group_policy.web]\ncluster_name = \"demo\"\nsecurity_group_ids = [\"sg-0000000a\"]\n".into()),
+        ("a security group policy with six groups", "[security_group_policy.web]\ncluster_name = \"demo\"\npod_selector = { app = \"web\" }\nsecurity_group_ids = [\"sg-0000000a\", \"sg-0000000b\", \"sg-0000000c\", \"sg-0000000d\", \"sg-0000000e\", \"sg-0000000f\"]\n".into()),
     ];
     let path = package_dir().join("tests/schema-spec.toml");
     for (what, text) in &cases {

@@ -147,7 +147,8 @@ pub fn arch(instance_type: &str) -> Option<Arch> {
 /// The one place this rule lives: validation (types by name, from the table here) and node
 /// sizing (types as DescribeInstanceTypes gives them) both ask it.
 pub fn can_have_trunk(instance_type: &str, nitro: bool) -> bool {
-    const REFUSED_BY_THE_CONTROLLER: &[&str] = &["i4i.large", "u-6tb1.56xlarge", "u-6tb1.112xlarge"];
+    const REFUSED_BY_THE_CONTROLLER: &[&str] =
+        &["i4i.large", "u-6tb1.56xlarge", "u-6tb1.112xlarge"];
     let family = instance_type.split('.').next().unwrap_or_default();
     let burstable = family
         .strip_prefix('t')

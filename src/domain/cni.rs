@@ -322,10 +322,7 @@ pub fn check_spec(spec: &Spec, d: &mut Diagnostics) {
                             format!("`{k}` is set by `custom_network` / `eni_config_label`; remove it from `env`"),
                         ));
                     } else if k == POD_ENI_ENV && a.pod_security_groups.is_some() {
-                        d.push(spec.error_at(
-                            format!("{addr}.env.{k}"),
-                            pod_eni_twice("env"),
-                        ));
+                        d.push(spec.error_at(format!("{addr}.env.{k}"), pod_eni_twice("env")));
                     }
                 }
                 // EKS owns the DaemonSet of a cluster whose CNI is the managed add-on: a patch

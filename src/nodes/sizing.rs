@@ -982,7 +982,11 @@ mod tests {
         let tight = max_pods(&it("x.two", 2, 10, 2), &sgp(true));
         assert_eq!(tight.max_pods, 2);
         assert!(
-            tight.note.as_deref().unwrap_or_default().contains("trunk interface"),
+            tight
+                .note
+                .as_deref()
+                .unwrap_or_default()
+                .contains("trunk interface"),
             "{tight:?}"
         );
         // The trunk takes one address more from the pod subnet: at 11 pods, 9 pod addresses on

@@ -24,6 +24,11 @@ use std::time::Duration;
 /// One `SecurityGroupPolicy` of a cluster: the security groups of the pods it selects.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+// At least one selector (see `check_shape`).
+#[schemars(extend("anyOf" = [
+    { "required": ["pod_selector"] },
+    { "required": ["service_account_selector"] }
+]))]
 pub struct SecurityGroupPolicyConfig {
     /// The cluster's name, usually `${cluster.NAME.name}`.
     pub cluster_name: String,
@@ -42,6 +47,7 @@ pub struct SecurityGroupPolicyConfig {
     pub service_account_selector: Option<BTreeMap<String, String>>,
     /// The security groups of the selected pods' branch ENIs: 1 to 5. They replace the
     /// ENIConfig's (or the node's) for these pods.
+    #[schemars(length(min = 1, max = MAX_GROUPS))]
     pub security_group_ids: Vec<String>,
 }
 
