@@ -188,6 +188,35 @@ pub static RESOURCES: &[Resource] = &[
             &["crd", "crds"],
         )
     },
+    // EKS installs the SecurityGroupPolicy CRD on every cluster with its VPC resource
+    // controller (amazon-vpc-resource-controller-k8s
+    // `config/crd/bases/vpcresources.k8s.aws_securitygrouppolicies.yaml`: namespaced, short
+    // name `sgp`, no subresources).
+    Resource {
+        version: "v1beta1",
+        status_subresource: false,
+        generation: true,
+        custom: true,
+        ..builtin(
+            "vpcresources.k8s.aws",
+            "securitygrouppolicies",
+            "securitygrouppolicy",
+            "SecurityGroupPolicy",
+            true,
+            &["sgp"],
+        )
+    },
+    Resource {
+        status_subresource: false,
+        ..builtin(
+            "",
+            "serviceaccounts",
+            "serviceaccount",
+            "ServiceAccount",
+            true,
+            &["sa"],
+        )
+    },
 ];
 
 /// Index into [`RESOURCES`]; indices are stable so they double as compact store keys.

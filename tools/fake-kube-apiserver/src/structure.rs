@@ -42,6 +42,10 @@ const ATOMIC_MAPS: &[&str] = &[
     "requiredDuringSchedulingIgnoredDuringExecution",
 ];
 
+/// The maps the CRDs the fake serves mark `x-kubernetes-map-type: atomic`: the
+/// SecurityGroupPolicy's label selectors.
+const CRD_ATOMIC_MAPS: &[&str] = &["podSelector", "serviceAccountSelector"];
+
 fn in_metadata(path: &Path) -> bool {
     matches!(path.first(), Some(Pe::Field(f)) if f == "metadata")
 }
@@ -61,8 +65,12 @@ impl Schema {
     }
 
     fn atomic_map(self, path: &Path) -> bool {
-        !self.custom
-            && matches!(path.last(), Some(Pe::Field(f)) if ATOMIC_MAPS.contains(&f.as_str()))
+        let atomic = if self.custom {
+            CRD_ATOMIC_MAPS
+        } else {
+            ATOMIC_MAPS
+        };
+        matches!(path.last(), Some(Pe::Field(f)) if atomic.contains(&f.as_str()))
     }
 }
 

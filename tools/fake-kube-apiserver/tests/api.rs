@@ -33,7 +33,8 @@ fn discovery_documents() {
             "apps",
             "policy",
             "crd.k8s.amazonaws.com",
-            "apiextensions.k8s.io"
+            "apiextensions.k8s.io",
+            "vpcresources.k8s.aws"
         ]
     );
     let core = f.get("/api/v1").body;
@@ -66,6 +67,19 @@ fn discovery_documents() {
         "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/eniconfigs.crd.k8s.amazonaws.com",
     );
     assert_eq!(seeded_crd.body["spec"]["names"]["kind"], "ENIConfig");
+    // The SecurityGroupPolicy CRD EKS installs with the VPC resource controller: namespaced.
+    let sgp = f.get("/apis/vpcresources.k8s.aws/v1beta1").body;
+    assert_eq!(
+        sgp["resources"][0],
+        json!({"name": "securitygrouppolicies", "singularName": "securitygrouppolicy",
+            "namespaced": true, "kind": "SecurityGroupPolicy", "shortNames": ["sgp"],
+            "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update",
+            "watch"]})
+    );
+    let seeded_sgp = f.get(
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/securitygrouppolicies.vpcresources.k8s.aws",
+    );
+    assert_eq!(seeded_sgp.body["spec"]["scope"], "Namespaced");
 }
 
 #[test]
