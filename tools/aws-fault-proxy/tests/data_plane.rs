@@ -943,6 +943,10 @@ struct EniView {
     status: String,
     device_index: Option<u32>,
     secondaries: Vec<String>,
+    description: String,
+    groups: Vec<String>,
+    /// The primary address.
+    address: String,
 }
 
 fn enis(moto: &Moto, filter: &str, value: &str) -> Vec<EniView> {
@@ -977,6 +981,14 @@ fn enis(moto: &Moto, filter: &str, value: &str) -> Vec<EniView> {
             status: all_xml(item, "status").last().cloned().unwrap_or_default(),
             device_index: xml(item, "deviceIndex").and_then(|d| d.parse().ok()),
             secondaries,
+            description: xml(item, "description").unwrap_or_default(),
+            groups: all_xml(item, "groupId"),
+            address: item
+                .split("<primary>true</primary><privateIpAddress>")
+                .nth(1)
+                .and_then(|s| s.split('<').next())
+                .unwrap_or_default()
+                .to_string(),
         });
         rest = &rest[end..];
     }
@@ -1846,4 +1858,272 @@ fn suspended_replace_unhealthy_replaces_nothing_until_resumed() {
     let after = wait_for_group(&w, "sm", 1);
     assert!(!after.contains_key(&stopped));
     assert_eq!(instance_state(&w.moto, &stopped), "terminated");
+}
+
+// ---- Security groups for pods: the VPC resource controller ----
+
+/// A security group in the VPC of `subnet`.
+fn security_group(p: u16, subnet: &str, name: &str) -> String {
+    let r = ec2(p, &format!("Action=DescribeSubnets&SubnetId.1={subnet}"));
+    let vpc = xml(&r.body, "vpcId").expect("vpcId");
+    let r = ec2(
+        p,
+        &format!("Action=CreateSecurityGroup&GroupName={name}&GroupDescription={name}&VpcId={vpc}"),
+    );
+    xml(&r.body, "groupId").expect("groupId")
+}
+
+/// A pod in `default` with labels, a service account and a node selector.
+fn create_labelled_pod(kube: &FakeKube, name: &str, labels: Value, account: &str, selector: Value) {
+    kube_send(
+        kube,
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        "application/json",
+        &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+            "spec": {"serviceAccountName": account, "nodeSelector": selector,
+                "containers": [{"name": "c", "image": "nginx"}]}}),
+    );
+}
+
+fn pod_named(kube: &FakeKube, name: &str) -> Value {
+    let r = kube.call("GET", &format!("/api/v1/namespaces/default/pods/{name}"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+/// `ENABLE_POD_ENI=true` with custom networking, one m5.large and one t3.medium node in
+/// us-east-1a: the m5.large gets a trunk in the ENIConfig's subnet with its groups, its
+/// label and 9 branch interfaces, and ipamd leaves it the slot; pods selected by a policy
+/// (by their labels, or their service account's) get branch interfaces with the policy's
+/// groups and the annotation, others addresses of ipamd's pool; a selected pod held to the
+/// t3.medium stays unschedulable; a branch goes after its pod, once the cool-down is over.
+#[test]
+fn security_groups_for_pods_give_selected_pods_branch_enis() {
+    let w = world(&["--data-plane", "--branch-cooldown-ms", "300"]);
+    let p = w.proxy.port;
+    let (a, _b, pa, _pb) = vpc_with_pod_subnets(p);
+    let eni_sg = security_group(p, &pa, "eniconfig");
+    let web_sg = security_group(p, &pa, "web");
+    let api_sg = security_group(p, &pa, "api");
+    set_cni_env(
+        &w.kube,
+        &[
+            ("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", "true"),
+            ("ENI_CONFIG_LABEL_DEF", "topology.kubernetes.io/zone"),
+            ("ENABLE_POD_ENI", "true"),
+        ],
+    );
+    kube_send(
+        &w.kube,
+        "POST",
+        "/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs",
+        "application/json",
+        &json!({"apiVersion": "crd.k8s.amazonaws.com/v1alpha1", "kind": "ENIConfig",
+            "metadata": {"name": "us-east-1a"}, "spec": {"subnet": pa, "securityGroups": [eni_sg]}}),
+    );
+    let policy = |name: &str, spec: Value| {
+        kube_send(
+            &w.kube,
+            "POST",
+            "/apis/vpcresources.k8s.aws/v1beta1/namespaces/default/securitygrouppolicies",
+            "application/json",
+            &json!({"apiVersion": "vpcresources.k8s.aws/v1beta1", "kind": "SecurityGroupPolicy",
+                "metadata": {"name": name}, "spec": spec}),
+        );
+    };
+    policy(
+        "web",
+        json!({"podSelector": {"matchLabels": {"app": "web"}}, "securityGroups": {"groupIds": [web_sg]}}),
+    );
+    policy(
+        "api",
+        json!({"serviceAccountSelector": {"matchLabels": {"team": "api"}}, "securityGroups": {"groupIds": [api_sg]}}),
+    );
+    kube_send(
+        &w.kube,
+        "POST",
+        "/api/v1/namespaces/default/serviceaccounts",
+        "application/json",
+        &json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "api", "labels": {"team": "api"}}}),
+    );
+    create_cluster(p, "c1", &a);
+    for (ng, t) in [("big", "m5.large"), ("small", "t3.medium")] {
+        create_nodegroup(
+            p,
+            "c1",
+            json!({"nodegroupName": ng, "subnets": [a], "instanceTypes": [t],
+                   "scalingConfig": {"minSize": 1, "maxSize": 1, "desiredSize": 1}}),
+        );
+    }
+    wait_for_fleet(&w, "big", 1);
+    wait_for_fleet(&w, "small", 1);
+    let big = wait_for("the m5.large node advertises its branch interfaces", || {
+        nodes_of(&w.kube, "big").into_iter().find(|n| {
+            ready(n).0 == "True" && n["status"]["allocatable"]["vpc.amazonaws.com/pod-eni"] == "9"
+        })
+    });
+    assert_eq!(big["status"]["capacity"]["vpc.amazonaws.com/pod-eni"], "9");
+    assert_eq!(
+        big["metadata"]["labels"]["vpc.amazonaws.com/has-trunk-attached"],
+        "true"
+    );
+    let big_name = big["metadata"]["name"].as_str().expect("name").to_string();
+    let inst = instance_of(&big);
+    let attached = enis(&w.moto, "attachment.instance-id", &inst);
+    assert_eq!(
+        attached.len(),
+        3,
+        "the primary, ipamd's one and the trunk: {attached:?}"
+    );
+    let trunk = attached
+        .iter()
+        .find(|e| e.description == "aws-k8s-trunk-eni")
+        .expect("a trunk");
+    assert_eq!(
+        (trunk.subnet.as_str(), trunk.groups.clone()),
+        (pa.as_str(), vec![eni_sg.clone()])
+    );
+    assert!(
+        trunk.secondaries.is_empty(),
+        "ipamd gives pods nothing of the trunk"
+    );
+    let pool: Vec<&EniView> = attached
+        .iter()
+        .filter(|e| e.device_index != Some(0) && e.description.starts_with("aws-K8S-"))
+        .collect();
+    assert_eq!(pool.len(), 1, "{attached:?}");
+    let trunk_tags = tags(&w.moto, &trunk.id);
+    assert_eq!(
+        trunk_tags.get("eks:eni:owner").map(String::as_str),
+        Some("eks-vpc-resource-controller")
+    );
+    assert_eq!(
+        trunk_tags.get("node.k8s.amazonaws.com/instance_id"),
+        Some(&inst)
+    );
+    let small = nodes_of(&w.kube, "small").remove(0);
+    assert!(small["metadata"]["labels"]["vpc.amazonaws.com/has-trunk-attached"].is_null());
+    assert!(small["status"]["allocatable"]["vpc.amazonaws.com/pod-eni"].is_null());
+    let small_name = small["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+
+    let on = |node: &str| json!({"kubernetes.io/hostname": node});
+    create_labelled_pod(&w.kube, "web", json!({"app": "web"}), "default", json!({}));
+    create_labelled_pod(&w.kube, "api", json!({"app": "api"}), "api", json!({}));
+    create_labelled_pod(
+        &w.kube,
+        "other",
+        json!({"app": "other"}),
+        "default",
+        on(&big_name),
+    );
+    create_labelled_pod(
+        &w.kube,
+        "stuck",
+        json!({"app": "web"}),
+        "default",
+        on(&small_name),
+    );
+    let running = |name: &str| {
+        wait_for(&format!("{name} Running with an address"), || {
+            let pod = pod_named(&w.kube, name);
+            (pod["status"]["phase"] == "Running" && pod_ip(&pod).is_some()).then_some(pod)
+        })
+    };
+    for (name, group) in [("web", &web_sg), ("api", &api_sg)] {
+        let pod = running(name);
+        assert_eq!(
+            pod["spec"]["nodeName"],
+            big_name.as_str(),
+            "only the m5.large has branches"
+        );
+        assert_eq!(
+            pod["spec"]["containers"][0]["resources"]["limits"]["vpc.amazonaws.com/pod-eni"],
+            "1"
+        );
+        let annotation: Value = serde_json::from_str(
+            pod["metadata"]["annotations"]["vpc.amazonaws.com/pod-eni"]
+                .as_str()
+                .expect("the pod-eni annotation"),
+        )
+        .expect("JSON");
+        let branch = &annotation[0];
+        let ip = pod_ip(&pod).expect("ip");
+        assert_eq!(branch["privateIp"], ip.as_str());
+        assert_eq!(branch["subnetCidr"], "10.0.64.0/24");
+        assert!(
+            branch["vlanId"]
+                .as_u64()
+                .is_some_and(|v| (1..=2).contains(&v)),
+            "{branch}"
+        );
+        let id = branch["eniId"].as_str().expect("eniId");
+        let eni = enis(&w.moto, "network-interface-id", id).remove(0);
+        assert_eq!(eni.description, "aws-k8s-branch-eni");
+        assert_eq!(
+            (eni.subnet.as_str(), eni.groups.clone()),
+            (pa.as_str(), vec![group.clone()])
+        );
+        assert_eq!(
+            (eni.status.as_str(), eni.device_index),
+            ("available", None),
+            "not attached"
+        );
+        assert_eq!(eni.address, ip);
+        assert_eq!(
+            tags(&w.moto, id).get("vpcresources.k8s.aws/trunk-eni-id"),
+            Some(&trunk.id)
+        );
+    }
+    let other = running("other");
+    let ip = pod_ip(&other).expect("ip");
+    assert!(
+        pool[0].secondaries.contains(&ip)
+            || enis(&w.moto, "attachment.instance-id", &inst)
+                .iter()
+                .any(|e| e.description.starts_with("aws-K8S-") && e.secondaries.contains(&ip)),
+        "{ip} is an address of ipamd's pool"
+    );
+    assert!(other["metadata"]["annotations"]["vpc.amazonaws.com/pod-eni"].is_null());
+    let stuck = wait_for(
+        "the selected pod held to the t3.medium unschedulable",
+        || {
+            let pod = pod_named(&w.kube, "stuck");
+            (pod["status"]["conditions"][0]["reason"] == "Unschedulable").then_some(pod)
+        },
+    );
+    assert!(
+        stuck["status"]["conditions"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Insufficient vpc.amazonaws.com/pod-eni")),
+        "{stuck}"
+    );
+    assert!(pod_ip(&stuck).is_none());
+
+    // The web pod goes: its branch goes after the cool-down.
+    let web = pod_named(&w.kube, "web");
+    let annotation: Value = serde_json::from_str(
+        web["metadata"]["annotations"]["vpc.amazonaws.com/pod-eni"]
+            .as_str()
+            .expect("annotation"),
+    )
+    .expect("JSON");
+    let id = annotation[0]["eniId"].as_str().expect("eniId").to_string();
+    let r = request(
+        w.kube.port,
+        "DELETE",
+        "/api/v1/namespaces/default/pods/web",
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_for("the web pod's branch deleted", || {
+        enis(&w.moto, "network-interface-id", &id)
+            .is_empty()
+            .then_some(())
+    });
 }

@@ -71,6 +71,10 @@ pub struct Config {
     /// after 15 minutes (`nodes/managed-node-update-behavior.adoc`); for a deleted
     /// nodegroup the smaller of this and 5 minutes (`delete-managed-node-group`).
     pub drain_force_ms: u64,
+    /// How long the data plane's VPC resource controller keeps the branch interface of a pod
+    /// that is gone before deleting it: the controller's cool-down, 60 s by default
+    /// (amazon-vpc-resource-controller-k8s `pkg/provider/branch/cooldown`).
+    pub branch_cooldown_ms: u64,
 }
 
 impl Default for Config {
@@ -105,6 +109,7 @@ impl Default for Config {
             data_plane: false,
             eni_cleanup_ms: 30_000,
             drain_force_ms: 900_000,
+            branch_cooldown_ms: 60_000,
         }
     }
 }
@@ -151,6 +156,7 @@ pub const FIELDS: &[&str] = &[
     "data_plane",
     "eni_cleanup_ms",
     "drain_force_ms",
+    "branch_cooldown_ms",
 ];
 
 /// Fields that are on/off switches: on the command line they take no value
@@ -208,6 +214,9 @@ impl Config {
                 "iam_propagation_ms" => next.iam_propagation_ms = ms(key, value, 0)?,
                 "eni_cleanup_ms" => next.eni_cleanup_ms = ms(key, value, defaults.eni_cleanup_ms)?,
                 "drain_force_ms" => next.drain_force_ms = ms(key, value, defaults.drain_force_ms)?,
+                "branch_cooldown_ms" => {
+                    next.branch_cooldown_ms = ms(key, value, defaults.branch_cooldown_ms)?
+                }
                 "dependency_violation_count" => {
                     next.dependency_violation_count = ms(key, value, 0)?
                 }

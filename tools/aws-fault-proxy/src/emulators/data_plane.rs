@@ -29,6 +29,8 @@
 //!    `nodes/worker.adoc`), joins the API server as a Node once its cluster is `ACTIVE` (or
 //!    `UPDATING`); the Node of a terminated or unknown instance is deleted. Its pods are
 //!    its max pods, decided when it was launched (`max_pods.rs`).
+//! 4. **On the nodes** (`pods.rs`): the VPC CNI, the VPC resource controller of security
+//!    groups for pods (`vrc.rs`, `branches.rs`), the controllers, scheduler and kubelets.
 //!
 //! Idempotent and crash-tolerant: what was launched is found again by its tags each pass,
 //! so a pass that failed half-way, or a restarted proxy, launches nothing twice. What is
@@ -36,6 +38,7 @@
 //! nodegroup's default template version); `POST /__proxy/reset` forgets it.
 
 mod autoscaling;
+mod branches;
 mod cni;
 mod ec2;
 mod eks;
@@ -46,6 +49,7 @@ mod max_pods;
 mod nodes;
 mod objects;
 mod pods;
+mod vrc;
 mod workloads;
 mod xml;
 
@@ -129,6 +133,8 @@ struct Memory {
     cni: HashMap<String, cni::Settings>,
     /// When the data plane first saw each CNI ENI detached (by ENI id).
     eni_detached: HashMap<String, Instant>,
+    /// When the data plane first saw each branch interface named by no pod (by ENI id).
+    branch_orphaned: HashMap<String, Instant>,
     /// When the drain of each ending instance's Node first failed (by instance id): past
     /// `drain_force_ms` its pods are deleted.
     drain_failing: HashMap<String, Instant>,

@@ -42,6 +42,9 @@ pub struct Settings {
     pub warm_eni_target: u32,
     pub warm_ip_target: Option<u32>,
     pub minimum_ip_target: Option<u32>,
+    /// `ENABLE_POD_ENI`: ipamd keeps an ENI slot for the trunk of security groups for pods
+    /// (`hasRoomForEni`) and leaves the trunk alone once attached (`vrc.rs`).
+    pub pod_eni: bool,
 }
 
 impl Settings {
@@ -84,6 +87,7 @@ impl Settings {
             warm_eni_target: num("WARM_ENI_TARGET").unwrap_or(1),
             warm_ip_target: num("WARM_IP_TARGET").filter(|n| *n > 0),
             minimum_ip_target: num("MINIMUM_IP_TARGET").filter(|n| *n > 0),
+            pod_eni: flag("ENABLE_POD_ENI"),
         }
     }
 }

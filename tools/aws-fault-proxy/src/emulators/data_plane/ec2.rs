@@ -375,6 +375,7 @@ pub struct Eni {
     pub private_ips: Vec<(String, bool)>,
     pub groups: Vec<String>,
     pub tags: BTreeMap<String, String>,
+    pub mac: String,
 }
 
 impl Eni {
@@ -410,6 +411,7 @@ impl Eni {
                     ))
                 })
                 .collect(),
+            mac: text(&["macAddress"]).unwrap_or_default(),
         })
     }
 
@@ -462,7 +464,7 @@ impl Ec2<'_> {
     }
 
     /// CreateNetworkInterface with its primary address given (moto picks one at random
-    /// otherwise, which may be taken).
+    /// otherwise, which may be taken); (id, MAC address).
     pub async fn create_eni(
         &self,
         subnet: &str,
@@ -470,7 +472,7 @@ impl Ec2<'_> {
         groups: &[String],
         description: &str,
         tags: &BTreeMap<String, String>,
-    ) -> Result<String, String> {
+    ) -> Result<(String, String), String> {
         let mut params = vec![
             ("SubnetId".to_string(), subnet.to_string()),
             ("PrivateIpAddress".to_string(), primary_ip.to_string()),
@@ -479,9 +481,13 @@ impl Ec2<'_> {
         params.extend(numbered("SecurityGroupId", groups));
         params.extend(tag_spec("network-interface", tags));
         let root = self.call("CreateNetworkInterface", &params).await?;
-        root.text_at(&["networkInterface", "networkInterfaceId"])
-            .map(str::to_string)
-            .ok_or_else(|| "CreateNetworkInterface: no id in the answer".to_string())
+        let id = root
+            .text_at(&["networkInterface", "networkInterfaceId"])
+            .ok_or_else(|| "CreateNetworkInterface: no id in the answer".to_string())?;
+        let mac = root
+            .text_at(&["networkInterface", "macAddress"])
+            .unwrap_or_default();
+        Ok((id.to_string(), mac.to_string()))
     }
 
     /// AttachNetworkInterface; the attachment id.

@@ -159,13 +159,25 @@ impl Kube<'_> {
 
     /// A merge patch; an object already gone is fine.
     pub async fn merge_patch(&self, path: &str, patch: &Value) -> Result<(), String> {
+        self.patch(path, "application/merge-patch+json", patch)
+            .await
+    }
+
+    /// A strategic merge patch (lists merged by their keys, a container by its name); an
+    /// object already gone is fine.
+    pub async fn strategic_patch(&self, path: &str, patch: &Value) -> Result<(), String> {
+        self.patch(path, "application/strategic-merge-patch+json", patch)
+            .await
+    }
+
+    async fn patch(
+        &self,
+        path: &str,
+        content_type: &'static str,
+        patch: &Value,
+    ) -> Result<(), String> {
         let (status, v) = self
-            .call(
-                Method::PATCH,
-                path,
-                Some("application/merge-patch+json"),
-                Some(patch),
-            )
+            .call(Method::PATCH, path, Some(content_type), Some(patch))
             .await?;
         match status {
             200..=299 | 404 => Ok(()),

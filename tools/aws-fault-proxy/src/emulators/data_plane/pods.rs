@@ -5,6 +5,11 @@
 //!   ENIs and warm pool made in moto (CreateNetworkInterface, AttachNetworkInterface,
 //!   AssignPrivateIpAddresses); the Node `Ready` once ipamd initialised, `NotReady`
 //!   (`NetworkPluginNotReady`) before.
+//! - **VPC resource controller** (`vrc.rs`, carried out in `branches.rs`): with
+//!   `ENABLE_POD_ENI=true`, a trunk interface on each trunk-compatible node and its
+//!   `vpc.amazonaws.com/pod-eni` capacity; the webhook's request on the pods a
+//!   SecurityGroupPolicy selects, their branch interfaces and annotations; branches of pods
+//!   that are gone deleted after `branch_cooldown_ms`.
 //! - **kube-controller-manager**: the DaemonSet controller (one pod per matching node,
 //!   tolerating not-ready and unschedulable nodes, kubernetes `pkg/controller/daemon/util`
 //!   `AddOrUpdateDaemonPodTolerations`), pod GC (pods of a Node that is gone are deleted,
@@ -13,10 +18,12 @@
 //! - **drain** before an instance ends: evictions that honour PodDisruptionBudgets.
 //! - **kube-scheduler**: a pod without `spec.nodeName` goes to a Ready, schedulable node
 //!   matching its nodeSelector and tolerating the node's NoSchedule/NoExecute taints, with
-//!   room under `allocatable.pods`; fewest pods of the same owner first, then fewest pods.
+//!   room under `allocatable.pods` (and a free `vpc.amazonaws.com/pod-eni` for a pod that
+//!   asks for one); fewest pods of the same owner first, then fewest pods.
 //!   A pod no node can take is marked `PodScheduled` False, reason `Unschedulable`.
 //! - **kubelet**: a bound pod shows `ContainerCreating` first; from the next pass it gets an address of its node's pool (hostNetwork: the node's
-//!   own) and runs; no address free: `Pending`, containers waiting `ContainerCreating`.
+//!   own; one with a branch interface: the branch's) and runs; no address free: `Pending`,
+//!   containers waiting `ContainerCreating`.
 //!
 //! Everything is read back each pass: the ENIs from moto, the addresses in use from the
 //! pods' `status.podIP`. Only the CNI settings of a node are kept in memory (ipamd keeps
@@ -64,7 +71,7 @@ impl<'a> NetView<'a> {
         }
     }
 
-    async fn all(&mut self) -> Result<&[Eni], String> {
+    pub(super) async fn all(&mut self) -> Result<&[Eni], String> {
         let enis = match self.enis.take() {
             Some(e) => e,
             None => self.ec2.enis(&[]).await?,
@@ -73,7 +80,7 @@ impl<'a> NetView<'a> {
     }
 
     /// The interfaces attached to an instance.
-    async fn attached(&mut self, instance: &str) -> Result<Vec<Eni>, String> {
+    pub(super) async fn attached(&mut self, instance: &str) -> Result<Vec<Eni>, String> {
         Ok(self
             .all()
             .await?
@@ -84,7 +91,7 @@ impl<'a> NetView<'a> {
     }
 
     /// Every address the interfaces of a subnet hold (moto's view, so another node's too).
-    async fn taken_in(&mut self, subnet: &str) -> Result<Vec<String>, String> {
+    pub(super) async fn taken_in(&mut self, subnet: &str) -> Result<Vec<String>, String> {
         Ok(self
             .all()
             .await?
@@ -100,7 +107,7 @@ impl<'a> NetView<'a> {
     }
 
     /// An interface the pass created (and attached).
-    fn created(&mut self, eni: Eni) {
+    pub(super) fn created(&mut self, eni: Eni) {
         if let Some(enis) = &mut self.enis {
             enis.push(eni);
         }
@@ -118,7 +125,7 @@ impl<'a> NetView<'a> {
         }
     }
 
-    async fn subnet(&mut self, id: &str) -> Result<Option<Subnet>, String> {
+    pub(super) async fn subnet(&mut self, id: &str) -> Result<Option<Subnet>, String> {
         if let Some(s) = self.subnets.get(id) {
             return Ok(s.clone());
         }
@@ -129,12 +136,44 @@ impl<'a> NetView<'a> {
 }
 
 /// What the CNI of one node gives pods this pass.
-struct NodeNet {
-    name: String,
-    ready: bool,
+pub(super) struct NodeNet {
+    pub(super) name: String,
+    pub(super) ready: bool,
     /// The addresses pods may have (secondary addresses of its pool ENIs).
-    pool: Vec<String>,
-    node: Value,
+    pub(super) pool: Vec<String>,
+    pub(super) node: Value,
+    /// The index of its scope in the pass's views.
+    pub(super) scope: usize,
+    /// Its ipamd's `ENABLE_POD_ENI`, and where its ENIs go (subnet, groups), once known.
+    pub(super) pod_eni: bool,
+    pub(super) target: Option<(String, Vec<String>)>,
+    /// Its trunk interface (security groups for pods), once attached.
+    pub(super) trunk: Option<Eni>,
+    /// ENIs attached to its instance, and the most it takes.
+    pub(super) attached: usize,
+    pub(super) max_enis: usize,
+    /// Its instance, and the cluster the instance is tagged for.
+    pub(super) instance_id: String,
+    pub(super) cluster: Option<String>,
+}
+
+impl NodeNet {
+    fn new(name: &str, node: &Value, scope: usize) -> NodeNet {
+        NodeNet {
+            name: name.to_string(),
+            ready: false,
+            pool: Vec::new(),
+            node: node.clone(),
+            scope,
+            pod_eni: false,
+            target: None,
+            trunk: None,
+            attached: 0,
+            max_enis: 0,
+            instance_id: String::new(),
+            cluster: None,
+        }
+    }
 }
 
 fn host_network(pod: &Value) -> bool {
@@ -237,6 +276,68 @@ fn daemon_tolerations(host: bool) -> Vec<Value> {
     out
 }
 
+/// Whether an ENI is the trunk of security groups for pods (`vrc.rs`).
+pub(super) fn is_trunk(e: &Eni) -> bool {
+    e.description == super::vrc::TRUNK_DESCRIPTION
+}
+
+/// Whether ipamd gives pods addresses of this ENI: not the primary under custom networking,
+/// never the trunk.
+fn is_pool(e: &Eni, s: &Settings) -> bool {
+    !is_trunk(e) && (!s.custom_networking || e.device_index != Some(0))
+}
+
+/// Creates an interface in `subnet` with its primary address given and attaches it at the
+/// next free device index with DeleteOnTermination, as the CNI and the VPC resource
+/// controller both do (amazon-vpc-cni-k8s `pkg/awsutils/awsutils.go`;
+/// amazon-vpc-resource-controller-k8s `pkg/aws/ec2/api/helper.go`,
+/// `CreateAndAttachNetworkInterface`); an attach that fails deletes it again.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn attach_new(
+    view: &mut NetView<'_>,
+    instance: &Instance,
+    subnet: &str,
+    primary: &str,
+    groups: &[String],
+    description: String,
+    tags: BTreeMap<String, String>,
+    enis: &[Eni],
+) -> Result<Eni, String> {
+    let ec2 = &view.ec2;
+    let (id, mac) = ec2
+        .create_eni(subnet, primary, groups, &description, &tags)
+        .await?;
+    let index = enis
+        .iter()
+        .filter_map(|e| e.device_index)
+        .max()
+        .map_or(1, |i| i + 1);
+    match ec2.attach_eni(&id, &instance.id, index).await {
+        Ok(attachment) => {
+            ec2.delete_on_termination(&id, &attachment).await?;
+            let eni = Eni {
+                id,
+                subnet_id: subnet.to_string(),
+                status: "in-use".to_string(),
+                description,
+                attachment_id: Some(attachment),
+                instance_id: Some(instance.id.clone()),
+                device_index: Some(index),
+                private_ips: vec![(primary.to_string(), true)],
+                groups: groups.to_vec(),
+                tags,
+                mac,
+            };
+            view.created(eni.clone());
+            Ok(eni)
+        }
+        Err(e) => {
+            let _ = ec2.delete_eni(&id).await;
+            Err(e)
+        }
+    }
+}
+
 /// Five characters of Kubernetes' name alphabet (`k8s.io/apimachinery/pkg/util/rand`),
 /// derived from `seed` so that a pass that repeats a create gets a 409, not a second pod.
 fn suffix(seed: &str) -> String {
@@ -271,7 +372,7 @@ impl DataPlane {
         // ENIConfigs by name, read once a pass.
         let mut configs: BTreeMap<String, Option<Value>> = BTreeMap::new();
         let mut nets = Vec::new();
-        for (obs, view) in observed.iter().zip(views.iter_mut()) {
+        for (scope, (obs, view)) in observed.iter().zip(views.iter_mut()).enumerate() {
             for node in side.nodes.clone() {
                 let Some((_, id)) = node
                     .pointer("/spec/providerID")
@@ -306,6 +407,7 @@ impl DataPlane {
                         instance,
                         aws_node.as_ref(),
                         &pods_here,
+                        scope,
                     )
                     .await
                 {
@@ -317,14 +419,18 @@ impl DataPlane {
                         // A change may have been made before the failure.
                         view.changed();
                         self.problem(&format!("cni {name}"), e);
-                        NodeNet {
-                            name: name.clone(),
-                            ready: false,
-                            pool: Vec::new(),
-                            node: node.clone(),
-                        }
+                        NodeNet::new(&name, &node, scope)
                     }
                 };
+                // The VPC resource controller, once ipamd has its settings.
+                let mut net = net;
+                match self.node_trunk(view, instance, side, &mut net).await {
+                    Ok(()) => self.solved(&format!("trunk {name}")),
+                    Err(e) => {
+                        view.changed();
+                        self.problem(&format!("trunk {name}"), e);
+                    }
+                }
                 if node_ready_condition(&node) != Some(net.ready) {
                     side.kube
                         .merge_patch(
@@ -339,7 +445,8 @@ impl DataPlane {
         if !pass.current() {
             return Ok(());
         }
-        self.run_pods(side, all_pods, &nets, serving).await
+        self.run_pods(pass, side, all_pods, &nets, views, serving)
+            .await
     }
 
     /// The CNI of one node: its settings, ENIs and warm pool.
@@ -355,14 +462,10 @@ impl DataPlane {
         instance: &Instance,
         aws_node: Option<&Value>,
         pods_here: &[&Value],
+        scope: usize,
     ) -> Result<NodeNet, String> {
         let name = name_of(node);
-        let mut net = NodeNet {
-            name: name.clone(),
-            ready: false,
-            pool: Vec::new(),
-            node: node.clone(),
-        };
+        let mut net = NodeNet::new(&name, node, scope);
         // The settings ipamd read when aws-node started here; no aws-node yet: no CNI.
         let remembered = lock(&self.memory).cni.get(&instance.id).cloned();
         let settings = match (remembered, aws_node) {
@@ -378,6 +481,7 @@ impl DataPlane {
             }
             (None, None) => return Ok(net),
         };
+        net.pod_eni = settings.pod_eni;
         let attached = view.attached(&instance.id).await?;
         let primary = attached
             .iter()
@@ -422,6 +526,7 @@ impl DataPlane {
         } else {
             (instance.subnet_id.clone(), primary.groups.clone())
         };
+        net.target = Some((subnet_id.clone(), groups.clone()));
         let itype = self
             .instance_types(
                 pass,
@@ -442,12 +547,19 @@ impl DataPlane {
             .filter_map(|p| pod_ip(p).map(str::to_string))
             .collect();
         let mut enis = attached;
+        // ENABLE_POD_ENI on a type that can have a trunk: until the trunk is there, ipamd
+        // keeps a slot for it (`ipamd.go`, `hasRoomForEni`); once it is, the trunk is an ENI
+        // ipamd does not manage.
+        let trunk_slot = |enis: &[Eni]| {
+            usize::from(
+                settings.pod_eni
+                    && super::vrc::branch_interfaces(&instance.instance_type).is_some()
+                    && !enis.iter().any(is_trunk),
+            )
+        };
         // Up to a few changes a pass; ipamd checks every 5 s (`ipamd.go`).
         for _ in 0..4 {
-            let pool_enis: Vec<&Eni> = enis
-                .iter()
-                .filter(|e| !settings.custom_networking || e.device_index != Some(0))
-                .collect();
+            let pool_enis: Vec<&Eni> = enis.iter().filter(|e| is_pool(e, &settings)).collect();
             let total: usize = pool_enis.iter().map(|e| e.secondary_ips().count()).sum();
             let in_use = pool_enis
                 .iter()
@@ -474,7 +586,7 @@ impl DataPlane {
             let eni_id = match target {
                 Some(id) if !needs_eni => id,
                 _ => {
-                    if enis.len() >= itype.max_enis as usize {
+                    if enis.len() + trunk_slot(&enis) >= itype.max_enis as usize {
                         break;
                     }
                     self.new_eni(
@@ -509,10 +621,10 @@ impl DataPlane {
             view.assigned(&eni_id, &ips);
             enis = view.attached(&instance.id).await?;
         }
-        let pool_enis: Vec<&Eni> = enis
-            .iter()
-            .filter(|e| !settings.custom_networking || e.device_index != Some(0))
-            .collect();
+        let pool_enis: Vec<&Eni> = enis.iter().filter(|e| is_pool(e, &settings)).collect();
+        net.attached = enis.len();
+        net.max_enis = itype.max_enis as usize;
+        net.trunk = enis.iter().find(|e| is_trunk(e)).cloned();
         net.pool = pool_enis
             .iter()
             .flat_map(|e| e.secondary_ips().map(str::to_string))
@@ -545,47 +657,31 @@ impl DataPlane {
         tags.insert(cni::TAG_INSTANCE.to_string(), instance.id.clone());
         tags.insert(cni::TAG_CREATED.to_string(), now_rfc3339());
         let description = format!("{}{}", cni::DESCRIPTION_PREFIX, instance.id);
-        let ec2 = &view.ec2;
-        let id = ec2
-            .create_eni(subnet, &primary, groups, &description, &tags)
-            .await?;
-        let index = enis
-            .iter()
-            .filter_map(|e| e.device_index)
-            .max()
-            .map_or(1, |i| i + 1);
-        match ec2.attach_eni(&id, &instance.id, index).await {
-            Ok(attachment) => {
-                ec2.delete_on_termination(&id, &attachment).await?;
-                view.created(Eni {
-                    id: id.clone(),
-                    subnet_id: subnet.to_string(),
-                    status: "in-use".to_string(),
-                    description,
-                    attachment_id: Some(attachment),
-                    instance_id: Some(instance.id.clone()),
-                    device_index: Some(index),
-                    private_ips: vec![(primary, true)],
-                    groups: groups.to_vec(),
-                    tags,
-                });
-                Ok(id)
-            }
-            Err(e) => {
-                // A failed attach: the CNI deletes the ENI.
-                let _ = ec2.delete_eni(&id).await;
-                Err(e)
-            }
-        }
+        let eni = attach_new(
+            view,
+            instance,
+            subnet,
+            &primary,
+            groups,
+            description,
+            tags,
+            enis,
+        )
+        .await?;
+        Ok(eni.id)
     }
 
     /// Controllers, scheduler and kubelets over the nodes of this pass; the Deployment and
-    /// ReplicaSet controllers only while a cluster is `serving` (`workloads.rs`).
+    /// ReplicaSet controllers only while a cluster is `serving` (`workloads.rs`); the VPC
+    /// resource controller's webhook before the scheduler and its branch interfaces after
+    /// it (`branches.rs`).
     async fn run_pods(
         &self,
+        pass: &Pass<'_>,
         side: &KubeSide<'_>,
         mut pods: Vec<Value>,
         nets: &[NodeNet],
+        views: &mut [NetView<'_>],
         serving: bool,
     ) -> Result<(), String> {
         let kube = &side.kube;
@@ -656,6 +752,11 @@ impl DataPlane {
                 pods.push(pod);
             }
         }
+        // The VPC resource controller: its webhook on the pods about to be scheduled.
+        let policies = kube.list(super::vrc::POLICIES).await?;
+        let mut accounts = BTreeMap::new();
+        self.sgp_webhook(side, &mut pods, &policies, &mut accounts)
+            .await?;
         // Scheduler.
         for i in 0..pods.len() {
             if node_name_of(&pods[i]).is_some()
@@ -666,8 +767,15 @@ impl DataPlane {
             let pod = pods[i].clone();
             let spec = pod.get("spec").cloned().unwrap_or(json!({}));
             let owner = controller_uid(&pod);
+            // The extended resource `vpc.amazonaws.com/pod-eni`: a node with a branch
+            // interface free (its allocatable less the pods bound there that ask for one).
+            let branch = super::vrc::requests_pod_eni(&pod);
+            let branch_free = |n: &NodeNet, pods: &[Value]| {
+                super::vrc::node_branches(&n.node) > super::vrc::branch_pods_on(pods, &n.name)
+            };
             let choice = nets
                 .iter()
+                .filter(|n| !branch || branch_free(n, &pods))
                 .filter(|n| {
                     n.ready && n.node.pointer("/spec/unschedulable") != Some(&Value::Bool(true))
                 })
@@ -698,16 +806,31 @@ impl DataPlane {
             } else if pod.pointer("/status/conditions/0/reason") != Some(&json!("Unschedulable")) {
                 // kube-scheduler records a failed attempt on the pod (`PodScheduled` False,
                 // reason `Unschedulable`, "0/N nodes are available: …";
-                // pkg/scheduler/schedule_one.go, `handleSchedulingFailure`).
+                // pkg/scheduler/schedule_one.go, `handleSchedulingFailure`), naming an
+                // extended resource no node has free as its fit plugin does ("Insufficient
+                // <resource>", pkg/scheduler/framework/plugins/noderesources/fit.go).
+                let short = nets.iter().filter(|n| !branch_free(n, &pods)).count();
+                let message = if branch && short > 0 {
+                    format!(
+                        "0/{} nodes are available: {short} Insufficient {}.",
+                        nets.len(),
+                        super::vrc::POD_ENI
+                    )
+                } else {
+                    format!("0/{} nodes are available: no Ready, schedulable node with room for it matches its node selector and tolerations.", nets.len())
+                };
                 let status = json!({"status": {"phase": "Pending", "conditions": [{
                     "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                    "message": format!("0/{} nodes are available: no Ready, schedulable node with room for it matches its node selector and tolerations.", nets.len()),
+                    "message": message,
                     "lastTransitionTime": super::objects::now_rfc3339(),
                 }]}});
                 kube.merge_patch(&format!("{}/status", pod_path(&pod)), &status)
                     .await?;
             }
         }
+        // The VPC resource controller: branch interfaces for the pods just bound.
+        self.sgp_branches(pass, side, &mut pods, nets, views, &policies, &mut accounts)
+            .await?;
         // Kubelets.
         for net in nets {
             let here: Vec<Value> = pods
@@ -727,6 +850,10 @@ impl DataPlane {
                 }
                 let ip = if host_network(pod) {
                     Some(node_ip.clone())
+                } else if super::vrc::requests_pod_eni(pod) {
+                    // The CNI sets such a pod up on the branch its annotation names, and
+                    // waits for the annotation (`docs/sgp/workflow.md`, step 6).
+                    super::vrc::annotated_branch(pod).map(|(_, ip)| ip)
                 } else if net.ready {
                     net.pool.iter().find(|ip| !used.contains(*ip)).cloned()
                 } else {
@@ -797,7 +924,8 @@ impl DataPlane {
     /// CNI ENIs of instances that are gone (or going) are detached, and `available` ones
     /// deleted `eni_cleanup_ms` after the data plane first saw them so: the CNI's leaked-ENI
     /// cleanup (`pkg/awsutils/awsutils.go`: `available`, tagged with an instance id,
-    /// described `aws-K8S-*`).
+    /// described `aws-K8S-*`). The VPC resource controller's trunk and branches of such an
+    /// instance are deleted at once.
     pub(super) async fn clean_enis(
         &self,
         pass: &Pass<'_>,
@@ -817,6 +945,25 @@ impl DataPlane {
         for eni in enis {
             if !pass.current() {
                 return Ok(());
+            }
+            if eni.description.starts_with(super::vrc::DESCRIPTION_PREFIX) {
+                // The VPC resource controller's, of an instance that is gone: the trunk goes
+                // with its instance (DeleteOnTermination, which moto does not honour), the
+                // branches with the controller's node clean-up (`pkg/aws/ec2/api/cleanup/
+                // node_cleanup.go`: the node's interfaces, by its instance-id tag).
+                let instance = eni.tags.get(cni::TAG_INSTANCE);
+                let alive = obs
+                    .instances
+                    .iter()
+                    .any(|i| Some(&i.id) == instance && !super::ec2::is_ending(&i.state));
+                if !alive {
+                    changed = true;
+                    if let Some(attachment) = &eni.attachment_id {
+                        ec2.detach_eni(attachment).await?;
+                    }
+                    ec2.delete_eni(&eni.id).await?;
+                }
+                continue;
             }
             if !eni.description.starts_with(cni::DESCRIPTION_PREFIX) {
                 continue;
