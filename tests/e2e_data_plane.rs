@@ -630,3 +630,238 @@ async fn destroy_meets_the_cnis_leaked_enis() {
     );
     assert!(left.stdout.trim().is_empty(), "{}", left.stdout);
 }
+
+/// The add-on example with security groups for pods: `pod_security_groups` on the `vpc-cni`
+/// add-on, the controller's policy on the cluster role, m5.large nodes, and a
+/// SecurityGroupPolicy for `app=web` with the stack's security group.
+fn security_groups_spec(w: &World, max_pods: u32) -> String {
+    let spec = w
+        .spec_text(ADDON_SPEC)
+        .replacen(
+            "eni_config_label = \"topology.kubernetes.io/zone\"\n",
+            "eni_config_label = \"topology.kubernetes.io/zone\"\npod_security_groups = true\n",
+            1,
+        )
+        .replace(
+            "managed_policies = [\"AmazonEKSClusterPolicy\"]",
+            "managed_policies = [\"AmazonEKSClusterPolicy\", \"AmazonEKSVPCResourceController\"]",
+        )
+        .replace(
+            "instance_types = [\"t3.medium\"]",
+            &format!("instance_types = [\"m5.large\"]\nami_type = \"AL2023_x86_64_STANDARD\"\nmax_pods = {max_pods}"),
+        );
+    assert!(spec.contains("pod_security_groups") && spec.contains("m5.large"));
+    spec + r#"
+[security_group_policy.web]
+cluster_name = "${cluster.main.name}"
+pod_selector = { app = "web" }
+security_group_ids = ["${vpc.main.outputs.SecurityGroups}"]
+"#
+}
+
+/// A Deployment of `replicas` pods labelled `app=NAME` in `default`.
+fn deployment(w: &World, name: &str, replicas: u32) {
+    let (status, body) = w.kube(
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+              "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": name, "image": "nginx"}]}}}})
+        .to_string(),
+    );
+    assert_eq!(status, 201, "create deployment {name}: {body}");
+}
+
+/// The interface holding an address (primary or secondary), as EC2 shows it.
+async fn interface_of(
+    aws: &eksnet::cloud::aws::AwsClients,
+    ip: &str,
+) -> aws_sdk_ec2::types::NetworkInterface {
+    aws.ec2
+        .describe_network_interfaces()
+        .send()
+        .await
+        .expect("DescribeNetworkInterfaces")
+        .network_interfaces()
+        .iter()
+        .find(|e| {
+            e.private_ip_addresses()
+                .iter()
+                .any(|a| a.private_ip_address() == Some(ip))
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no interface holds {ip}"))
+}
+
+fn groups_of(eni: &aws_sdk_ec2::types::NetworkInterface) -> Vec<String> {
+    eni.groups()
+        .iter()
+        .filter_map(|g| g.group_id().map(String::from))
+        .collect()
+}
+
+/// Security groups for pods on the add-on path with custom networking, applied: the nodes get
+/// a trunk and their max pods counts it (11 on m5.large, and 20 is refused at plan); web pods
+/// run on branch interfaces in the pod subnets with the policy's group, other pods on the
+/// CNI's interfaces with the ENIConfig's; `verify` exits 0 and `destroy` goes through the
+/// trunks and branches.
+#[tokio::test]
+async fn security_groups_for_pods_give_web_pods_branch_interfaces() {
+    let w = world();
+    w.proxy_config(json!({"branch_cooldown_ms": 1000}));
+    let (status, body) = w.kube(
+        "DELETE",
+        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let spec = "examples/sgp.toml";
+    // More pods than m5.large's ENIs give once the trunk takes one: refused before any call
+    // that changes something.
+    w.write_spec(spec, &security_groups_spec(&w, 20));
+    let refused = run_ok(w.eksnet().args(["plan", spec]), 1);
+    assert!(
+        refused
+            .stderr
+            .contains("max_pods = 20 is more than m5.large can run"),
+        "{}",
+        refused.stderr
+    );
+    w.write_spec(spec, &security_groups_spec(&w, 11));
+    let plan = run_ok(w.eksnet().args(["plan", spec]), 0);
+    assert!(
+        plan.stdout.contains("security groups for pods")
+            && plan.stdout.contains("max pods 11 per node (m5.large 11)"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stderr.contains("replace the ENIConfig's groups"),
+        "{}",
+        plan.stderr
+    );
+    let order = [
+        "# cluster.main will be created",
+        "# security_group_policy.web will be created",
+        "# nodegroup.main will be created",
+    ]
+    .map(|l| {
+        plan.stdout
+            .find(l)
+            .unwrap_or_else(|| panic!("{l}: {}", plan.stdout))
+    });
+    assert!(order.windows(2).all(|p| p[0] < p[1]), "{order:?}");
+    run_ok(w.eksnet().args(["apply", spec, "--auto-approve"]), 0);
+    let nodes = settled(&w, 2);
+    for n in &nodes {
+        assert_eq!(n["status"]["allocatable"]["pods"], "11", "{}", name(n));
+        assert_eq!(
+            n["status"]["allocatable"]["vpc.amazonaws.com/pod-eni"],
+            "9",
+            "{}",
+            name(n)
+        );
+        assert_eq!(
+            n["metadata"]["labels"]["vpc.amazonaws.com/has-trunk-attached"],
+            "true",
+            "{}",
+            name(n)
+        );
+    }
+    let policy = w.kube(
+        "GET",
+        "/apis/vpcresources.k8s.aws/v1beta1/namespaces/default/securitygrouppolicies/web",
+        "",
+    );
+    assert_eq!(policy.0, 200, "{}", policy.1);
+    let policy_groups: Vec<String> = policy.1["spec"]["securityGroups"]["groupIds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g.as_str().map(String::from))
+        .collect();
+    assert!(
+        policy_groups.len() == 1 && policy_groups[0].starts_with("sg-"),
+        "{policy_groups:?}"
+    );
+
+    deployment(&w, "web", 2);
+    deployment(&w, "other", 2);
+    let pods = eventually("the web and other pods running with addresses", || {
+        let pods: Vec<Value> = w
+            .list("/api/v1/namespaces/default/pods")
+            .into_iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .filter(|p| !p["status"]["podIP"].as_str().unwrap_or_default().is_empty())
+            .collect();
+        if pods.len() == 4 {
+            Ok(pods)
+        } else {
+            Err(format!("{} of 4", pods.len()))
+        }
+    });
+    let aws = sdk(&w.sandbox.endpoint).await;
+    let eni_configs = w.list("/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs");
+    for pod in &pods {
+        let ip = pod["status"]["podIP"].as_str().unwrap_or_default();
+        let pod_name = name(pod);
+        assert!(in_cidr(ip, "192.168.1.0/24"), "{pod_name} has {ip}");
+        let eni = interface_of(&aws, ip).await;
+        if pod["metadata"]["labels"]["app"] == "web" {
+            assert_eq!(eni.description(), Some("aws-k8s-branch-eni"), "{pod_name}");
+            assert!(
+                eni.attachment().is_none(),
+                "a branch is not attached: {eni:?}"
+            );
+            assert_eq!(
+                groups_of(&eni),
+                policy_groups,
+                "{pod_name}: the policy's groups"
+            );
+            assert!(
+                pod["metadata"]["annotations"]["vpc.amazonaws.com/pod-eni"]
+                    .as_str()
+                    .is_some_and(|a| a.contains(ip)),
+                "{pod}"
+            );
+        } else {
+            let node = nodes
+                .iter()
+                .find(|n| n["metadata"]["name"] == pod["spec"]["nodeName"])
+                .expect("its node");
+            assert_eq!(
+                eni.description(),
+                Some(format!("aws-K8S-{}", instance_of(node)).as_str()),
+                "{pod_name}: the CNI's interface"
+            );
+            let zone = node["metadata"]["labels"]["topology.kubernetes.io/zone"].clone();
+            let config = eni_configs
+                .iter()
+                .find(|c| c["metadata"]["name"] == zone)
+                .expect("the node's ENIConfig");
+            let config_groups: Vec<String> = config["spec"]["securityGroups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|g| g.as_str().map(String::from))
+                .collect();
+            assert_eq!(
+                groups_of(&eni),
+                config_groups,
+                "{pod_name}: the ENIConfig's groups"
+            );
+            assert_ne!(config_groups, policy_groups);
+        }
+    }
+    let verify = run_ok(w.eksnet().args(["verify", spec]), 0);
+    assert!(
+        verify
+            .stdout
+            .contains("6 checked, 0 outside the pod subnets"),
+        "{}",
+        verify.stdout
+    );
+    run_ok(w.eksnet().args(["destroy", spec, "--auto-approve"]), 0);
+    assert_eq!(instances_running(&w).await, 0, "the nodes are gone");
+}
