@@ -3,8 +3,9 @@
 //! Kubernetes API server and runs the VPC CNI's rules on each node, and the real `eksnet`
 //! binary. What is checked is the effect eksnet exists for, not the requests it sends: nodes
 //! that are Ready, pods whose IPs come from the pod subnets and are IPs of ENIs moto shows,
-//! the wrong order breaking exactly as it does on EKS, `max_pods` reaching the kubelet, and a
-//! teardown that meets the ENIs the CNI leaves behind.
+//! the wrong order breaking exactly as it does on EKS, `max_pods` reaching the kubelet, a
+//! teardown that meets the ENIs the CNI leaves behind, and security groups for pods giving
+//! the pods a SecurityGroupPolicy selects branch interfaces with its groups.
 
 mod common;
 
