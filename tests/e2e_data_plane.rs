@@ -298,17 +298,23 @@ async fn tutorial_nodes_join_and_pods_get_ips_from_the_pod_subnets() {
         let free = s.available_ip_address_count().unwrap_or(27);
         assert!(free < 27 - 1, "{:?}: {free} free", s.cidr_block());
     }
-    let verify = run_ok(w.eksnet().args(["verify", SPEC]), 0);
+    verified_then_destroyed(&w, SPEC, 2).await;
+    assert!(w.list("/api/v1/nodes").is_empty(), "and so are their Nodes");
+}
+
+/// `verify` exits 0 having checked `pods` pods, none outside the pod subnets; then `destroy`
+/// converges and every node is gone.
+async fn verified_then_destroyed(w: &World, spec: &str, pods: usize) {
+    let verify = run_ok(w.eksnet().args(["verify", spec]), 0);
     assert!(
         verify
             .stdout
-            .contains("2 checked, 0 outside the pod subnets"),
+            .contains(&format!("{pods} checked, 0 outside the pod subnets")),
         "{}",
         verify.stdout
     );
-    run_ok(w.eksnet().args(["destroy", SPEC, "--auto-approve"]), 0);
-    assert_eq!(instances_running(&w).await, 0, "the nodes are gone");
-    assert!(w.list("/api/v1/nodes").is_empty(), "and so are their Nodes");
+    run_ok(w.eksnet().args(["destroy", spec, "--auto-approve"]), 0);
+    assert_eq!(instances_running(w).await, 0, "the nodes are gone");
 }
 
 /// The add-on path: the cluster has no aws-node until the `vpc-cni` add-on makes it, so the
@@ -695,6 +701,15 @@ async fn interface_of(
         .unwrap_or_else(|| panic!("no interface holds {ip}"))
 }
 
+/// The strings of a JSON list.
+fn strings(list: &Value) -> Vec<String> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g.as_str().map(String::from))
+        .collect()
+}
+
 fn groups_of(eni: &aws_sdk_ec2::types::NetworkInterface) -> Vec<String> {
     eni.groups()
         .iter()
@@ -776,12 +791,7 @@ async fn security_groups_for_pods_give_web_pods_branch_interfaces() {
         "",
     );
     assert_eq!(policy.0, 200, "{}", policy.1);
-    let policy_groups: Vec<String> = policy.1["spec"]["securityGroups"]["groupIds"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|g| g.as_str().map(String::from))
-        .collect();
+    let policy_groups = strings(&policy.1["spec"]["securityGroups"]["groupIds"]);
     assert!(
         policy_groups.len() == 1 && policy_groups[0].starts_with("sg-"),
         "{policy_groups:?}"
@@ -841,12 +851,7 @@ async fn security_groups_for_pods_give_web_pods_branch_interfaces() {
                 .iter()
                 .find(|c| c["metadata"]["name"] == zone)
                 .expect("the node's ENIConfig");
-            let config_groups: Vec<String> = config["spec"]["securityGroups"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|g| g.as_str().map(String::from))
-                .collect();
+            let config_groups = strings(&config["spec"]["securityGroups"]);
             assert_eq!(
                 groups_of(&eni),
                 config_groups,
@@ -855,14 +860,5 @@ async fn security_groups_for_pods_give_web_pods_branch_interfaces() {
             assert_ne!(config_groups, policy_groups);
         }
     }
-    let verify = run_ok(w.eksnet().args(["verify", spec]), 0);
-    assert!(
-        verify
-            .stdout
-            .contains("6 checked, 0 outside the pod subnets"),
-        "{}",
-        verify.stdout
-    );
-    run_ok(w.eksnet().args(["destroy", spec, "--auto-approve"]), 0);
-    assert_eq!(instances_running(&w).await, 0, "the nodes are gone");
+    verified_then_destroyed(&w, spec, 6).await;
 }

@@ -64,8 +64,6 @@ const FACTS: KindFacts = KindFacts {
 };
 
 pub const NODE_ANNOTATION: &str = "k8s.amazonaws.com/eniConfig";
-const STATE_ANNOTATION: &str = "eksnet.io/state";
-const ADDRESS_ANNOTATION: &str = "eksnet.io/address";
 
 pub fn api_resource() -> ApiResource {
     ApiResource {
@@ -84,14 +82,8 @@ fn api(client: kube::Client) -> Api<DynamicObject> {
 fn observe(cluster: &str, o: &DynamicObject) -> Option<Observed> {
     let name = o.metadata.name.clone()?;
     let spec = o.data.get("spec");
-    let mut groups: Vec<String> = spec
-        .and_then(|s| s.get("securityGroups"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
+    let mut groups = spec
+        .map(|s| str_list(s, "securityGroups"))
         .unwrap_or_default();
     groups.sort();
     let annotations = o.metadata.annotations.clone().unwrap_or_default();
@@ -103,7 +95,7 @@ fn observe(cluster: &str, o: &DynamicObject) -> Option<Observed> {
             "security_group_ids": groups,
         }),
         outputs: json!({"name": name}),
-        managed_by: annotations.get(STATE_ANNOTATION).cloned(),
+        managed_by: annotations.get(super::KUBE_STATE_ANNOTATION).cloned(),
     })
 }
 
@@ -180,12 +172,7 @@ async fn apply_object(
     let cluster = req_str(attrs, "cluster_name")?;
     let name = req_str(attrs, "name")?;
     let client = super::kube_client(ctx, cluster).await?;
-    let annotations: BTreeMap<&str, String> = [
-        (STATE_ANNOTATION, ctx.lineage.clone()),
-        (ADDRESS_ANNOTATION, addr.to_string()),
-    ]
-    .into_iter()
-    .collect();
+    let annotations = super::kube_annotations(ctx, addr);
     let object = json!({
         "apiVersion": "crd.k8s.amazonaws.com/v1alpha1",
         "kind": "ENIConfig",
@@ -284,26 +271,8 @@ impl ResourceKind for EniConfigKind {
 
     /// One LIST of ENIConfigs per cluster, whatever the number of ENIConfigs.
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-        let mut clusters: Vec<String> = items
-            .iter()
-            .filter_map(|i| super::str_attr(&i.attrs, "cluster_name").map(String::from))
-            .collect();
-        clusters.sort();
-        clusters.dedup();
-        let lists = clusters.into_iter().map(|cluster| async move {
-            let Some(client) = ctx.kube.client(&ctx.aws, &cluster).await? else {
-                return Ok::<_, ResourceError>((cluster, Vec::new()));
-            };
-            let list = api(client)
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| crate::cloud::kube::error("list eniconfigs", e))?;
-            Ok((cluster, list.items))
-        });
-        let by_cluster: HashMap<String, Vec<DynamicObject>> = futures::future::try_join_all(lists)
-            .await?
-            .into_iter()
-            .collect();
+        let by_cluster =
+            super::list_per_cluster(ctx, items, &api_resource(), "list eniconfigs").await?;
         let found: Vec<Option<Observed>> = items.iter().map(|i| refind(i, &by_cluster)).collect();
         // The node rule is live state too: it counts as applied only while every node it selects
         // carries this ENIConfig's annotation, so nodes that joined later show up as a change.

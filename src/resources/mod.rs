@@ -856,6 +856,52 @@ pub fn puts_back(addr: &ResourceAddr, attrs: &Value) -> &'static [(&'static str,
 
 // ---- helpers shared by the kinds ----
 
+/// The annotations a kind that lives in Kubernetes puts on its objects, as the `eksnet:` tags
+/// on AWS resources: the state's lineage (the ownership test reads it back) and the address.
+pub const KUBE_STATE_ANNOTATION: &str = "eksnet.io/state";
+pub const KUBE_ADDRESS_ANNOTATION: &str = "eksnet.io/address";
+
+/// Those annotations for one resource's object.
+pub fn kube_annotations(ctx: &Ctx, addr: &ResourceAddr) -> BTreeMap<&'static str, String> {
+    [
+        (KUBE_STATE_ANNOTATION, ctx.lineage.clone()),
+        (KUBE_ADDRESS_ANNOTATION, addr.to_string()),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// The objects of a custom resource in each cluster the items name (`cluster_name`), over all
+/// namespaces: one LIST per cluster however many items there are, the clusters at once. A
+/// cluster that does not exist has none.
+pub async fn list_per_cluster(
+    ctx: &Ctx,
+    items: &[Lookup],
+    resource: &kube::discovery::ApiResource,
+    operation: &'static str,
+) -> Result<std::collections::HashMap<String, Vec<kube::api::DynamicObject>>, ResourceError> {
+    let mut clusters: Vec<String> = items
+        .iter()
+        .filter_map(|i| str_attr(&i.attrs, "cluster_name").map(String::from))
+        .collect();
+    clusters.sort();
+    clusters.dedup();
+    let lists = clusters.into_iter().map(|cluster| async move {
+        let Some(client) = ctx.kube.client(&ctx.aws, &cluster).await? else {
+            return Ok::<_, ResourceError>((cluster, Vec::new()));
+        };
+        let list = kube::api::Api::<kube::api::DynamicObject>::all_with(client, resource)
+            .list(&kube::api::ListParams::default())
+            .await
+            .map_err(|e| crate::cloud::kube::error(operation, e))?;
+        Ok((cluster, list.items))
+    });
+    Ok(futures::future::try_join_all(lists)
+        .await?
+        .into_iter()
+        .collect())
+}
+
 /// The Kubernetes client of a cluster that must exist (the objects of a kind that lives in
 /// it are written there).
 pub async fn kube_client(ctx: &Ctx, cluster: &str) -> Result<kube::Client, ResourceError> {

@@ -13,7 +13,7 @@ use super::{
 };
 use super::{req_str, str_attr, str_list, BuildCtx};
 use crate::base::addr::{Kind, ResourceAddr};
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -91,8 +91,6 @@ const FACTS: KindFacts = KindFacts {
 /// to 5 security groups per custom resource").
 pub const MAX_GROUPS: usize = 5;
 
-const STATE_ANNOTATION: &str = "eksnet.io/state";
-const ADDRESS_ANNOTATION: &str = "eksnet.io/address";
 const API_VERSION: &str = "vpcresources.k8s.aws/v1beta1";
 
 pub fn api_resource() -> ApiResource {
@@ -128,14 +126,9 @@ fn observe(cluster: &str, o: &DynamicObject) -> Option<Observed> {
     let name = o.metadata.name.clone()?;
     let namespace = o.metadata.namespace.clone()?;
     let spec = o.data.get("spec");
-    let mut groups: Vec<String> = spec
-        .and_then(|s| s.pointer("/securityGroups/groupIds"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
+    let mut groups = spec
+        .and_then(|s| s.get("securityGroups"))
+        .map(|g| str_list(g, "groupIds"))
         .unwrap_or_default();
     groups.sort();
     let mut attrs = json!({
@@ -156,7 +149,7 @@ fn observe(cluster: &str, o: &DynamicObject) -> Option<Observed> {
         cloud_id: format!("{cluster}/{namespace}/{name}"),
         attrs,
         outputs: json!({"name": name, "namespace": namespace}),
-        managed_by: annotations.get(STATE_ANNOTATION).cloned(),
+        managed_by: annotations.get(super::KUBE_STATE_ANNOTATION).cloned(),
     })
 }
 
@@ -207,12 +200,7 @@ async fn apply_object(
     let namespace = req_str(attrs, "namespace")?;
     let name = req_str(attrs, "name")?;
     let client = super::kube_client(ctx, cluster).await?;
-    let annotations: BTreeMap<&str, String> = [
-        (STATE_ANNOTATION, ctx.lineage.clone()),
-        (ADDRESS_ANNOTATION, addr.to_string()),
-    ]
-    .into_iter()
-    .collect();
+    let annotations = super::kube_annotations(ctx, addr);
     let mut spec = json!({"securityGroups": {"groupIds": str_list(attrs, "security_group_ids")}});
     for (key, field) in [
         ("pod_selector", "podSelector"),
@@ -347,29 +335,9 @@ impl ResourceKind for SecurityGroupPolicyKind {
 
     /// One LIST of policies per cluster, over all namespaces, whatever their number.
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-        let mut clusters: Vec<String> = items
-            .iter()
-            .filter_map(|i| match &i.cloud_id {
-                Some(id) => split_id(id).ok().map(|(c, _, _)| c.to_string()),
-                None => str_attr(&i.attrs, "cluster_name").map(String::from),
-            })
-            .collect();
-        clusters.sort();
-        clusters.dedup();
-        let lists = clusters.into_iter().map(|cluster| async move {
-            let Some(client) = ctx.kube.client(&ctx.aws, &cluster).await? else {
-                return Ok::<_, ResourceError>((cluster, Vec::new()));
-            };
-            let list = Api::<DynamicObject>::all_with(client, &api_resource())
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| crate::cloud::kube::error("list securitygrouppolicies", e))?;
-            Ok((cluster, list.items))
-        });
-        let by_cluster: HashMap<String, Vec<DynamicObject>> = futures::future::try_join_all(lists)
-            .await?
-            .into_iter()
-            .collect();
+        let by_cluster =
+            super::list_per_cluster(ctx, items, &api_resource(), "list securitygrouppolicies")
+                .await?;
         Ok(items.iter().map(|i| refind(i, &by_cluster)).collect())
     }
 
@@ -421,7 +389,7 @@ mod tests {
     fn object(spec: Value) -> DynamicObject {
         serde_json::from_value(json!({
             "apiVersion": API_VERSION, "kind": "SecurityGroupPolicy",
-            "metadata": {"name": "web", "namespace": "shop", "annotations": {STATE_ANNOTATION: "L"}},
+            "metadata": {"name": "web", "namespace": "shop", "annotations": {super::super::KUBE_STATE_ANNOTATION: "L"}},
             "spec": spec,
         }))
         .unwrap()
