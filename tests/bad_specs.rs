@@ -3009,3 +3009,37 @@ security_group_ids = ["sg-0000000a"]
     )
     .check();
 }
+
+/// Control for the cases above: `ENABLE_POD_ENI` written in the env turns pod ENIs on as the
+/// field does, so the policy is valid; the cluster role, not in the spec, is only warned about.
+#[test]
+fn pod_enis_by_the_raw_env_need_no_field() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join(SPEC),
+        with_cluster!(
+            r#"
+[aws_node.main]
+cluster_name = "${cluster.main.name}"
+custom_network = false
+env = { ENABLE_POD_ENI = "true" }
+
+[security_group_policy.web]
+cluster_name = "${cluster.main.name}"
+pod_selector = { app = "web" }
+security_group_ids = ["sg-0123456789abcdef0"]
+"#
+        ),
+    )
+    .expect("write spec");
+    let r = run(dir.path(), &["validate", SPEC]);
+    assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
+    assert_eq!(r.connections, 0);
+    assert!(!r.stderr.contains("error"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("`cluster.main.role_arn`: not checked: whether the role `arn:aws:iam::111122223333:role/cluster`")
+            && r.stderr.contains("AmazonEKSVPCResourceController"),
+        "{}",
+        r.stderr
+    );
+}
