@@ -4,7 +4,7 @@
 use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::{Diagnostic, Diagnostics};
 use crate::base::value;
-use crate::domain::{cni, network, ChangeView};
+use crate::domain::{cni, identity, network, ChangeView};
 use crate::plan::graph::DependencyGraph;
 use crate::plan::inventory::Inventory;
 use crate::plan::{Action, Forgotten, Plan, PlannedChange, Reason, PLAN_FORMAT};
@@ -389,6 +389,7 @@ fn plan_apply(
     let views: Vec<ChangeView<'_>> = out.iter().map(change_view).collect();
     network::check_plan(spec, &views, &known, diags);
     cni::check_plan(spec, &views, &network::subnet_azs(&known), diags);
+    identity::check_plan(spec, &views, diags);
     out
 }
 
