@@ -37,10 +37,12 @@
 
 mod autoscaling;
 mod cni;
+mod daemonsets;
 mod ec2;
 mod eks;
 mod fleet;
 mod groups;
+mod identity;
 mod kube;
 mod max_pods;
 mod nodes;

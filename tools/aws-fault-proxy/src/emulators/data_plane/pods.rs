@@ -33,7 +33,9 @@ use crate::core::emulator::Pass;
 use crate::shared::{form_encode, lock};
 
 use super::cni::{self, Settings};
+use super::daemonsets;
 use super::ec2::{Ec2, Eni, Instance, Subnet};
+use super::identity::{self, Credentials};
 use super::kube::Kube;
 use super::objects::{controller_uid, name_of, node_name_of, now_rfc3339, pod_path};
 use super::{DataPlane, KubeSide, Observed};
@@ -270,6 +272,8 @@ impl DataPlane {
         let all_pods = side.kube.list(PODS).await?;
         // ENIConfigs by name, read once a pass.
         let mut configs: BTreeMap<String, Option<Value>> = BTreeMap::new();
+        // Who each node's CNI acts as, and its permissions, read once a pass.
+        let mut creds = Credentials::default();
         let mut nets = Vec::new();
         for (obs, view) in observed.iter().zip(views.iter_mut()) {
             for node in side.nodes.clone() {
@@ -306,6 +310,7 @@ impl DataPlane {
                         instance,
                         aws_node.as_ref(),
                         &pods_here,
+                        &mut creds,
                     )
                     .await
                 {
@@ -339,7 +344,7 @@ impl DataPlane {
         if !pass.current() {
             return Ok(());
         }
-        self.run_pods(side, all_pods, &nets, serving).await
+        self.run_pods(side, all_pods, &nets, serving, &creds).await
     }
 
     /// The CNI of one node: its settings, ENIs and warm pool.
@@ -355,6 +360,7 @@ impl DataPlane {
         instance: &Instance,
         aws_node: Option<&Value>,
         pods_here: &[&Value],
+        creds: &mut Credentials,
     ) -> Result<NodeNet, String> {
         let name = name_of(node);
         let mut net = NodeNet {
@@ -442,8 +448,18 @@ impl DataPlane {
             .filter_map(|p| pod_ip(p).map(str::to_string))
             .collect();
         let mut enis = attached;
+        // Without EC2 permissions the pool stays as it is (`identity.rs`).
+        let denied = self
+            .cni_denied(pass, side, obs, node, instance, aws_node, pods_here, creds)
+            .await?;
+        let subject = format!("cni permissions {name}");
+        match &denied {
+            Some(why) => self.problem(&subject, why.clone()),
+            None => self.solved(&subject),
+        }
+        let rounds = if denied.is_some() { 0 } else { 4 };
         // Up to a few changes a pass; ipamd checks every 5 s (`ipamd.go`).
-        for _ in 0..4 {
+        for _ in 0..rounds {
             let pool_enis: Vec<&Eni> = enis
                 .iter()
                 .filter(|e| !settings.custom_networking || e.device_index != Some(0))
@@ -587,6 +603,7 @@ impl DataPlane {
         mut pods: Vec<Value>,
         nets: &[NodeNet],
         serving: bool,
+        creds: &Credentials,
     ) -> Result<(), String> {
         let kube = &side.kube;
         let all_nodes: BTreeSet<String> = side.nodes.iter().map(name_of).collect();
@@ -620,13 +637,24 @@ impl DataPlane {
             let spec = template.get("spec").cloned().unwrap_or(json!({}));
             let host = spec["hostNetwork"] == true;
             let extra = daemon_tolerations(host);
-            for net in nets {
-                let labels = net.node.pointer("/metadata/labels");
-                if !selector_matches(spec.get("nodeSelector"), labels)
-                    || !fits_taints(&spec, &net.node, &extra)
-                {
-                    continue;
-                }
+            let on: Vec<&NodeNet> = nets
+                .iter()
+                .filter(|net| {
+                    selector_matches(
+                        spec.get("nodeSelector"),
+                        net.node.pointer("/metadata/labels"),
+                    ) && fits_taints(&spec, &net.node, &extra)
+                })
+                .collect();
+            let names: Vec<String> = on.iter().map(|n| n.name.clone()).collect();
+            // The rolling update first: its old pods go, and are made again below.
+            daemonsets::roll(kube, &ds, &uid, &mut pods, &names).await?;
+            let hash = daemonsets::template_hash(&ds);
+            let account = spec["serviceAccountName"]
+                .as_str()
+                .unwrap_or("default")
+                .to_string();
+            for net in on {
                 let has = pods.iter().any(|p| {
                     node_name_of(p) == Some(net.name.as_str())
                         && controller_uid(p).as_deref() == Some(uid.as_str())
@@ -639,22 +667,34 @@ impl DataPlane {
                 let mut tolerations = spec["tolerations"].as_array().cloned().unwrap_or_default();
                 tolerations.extend(extra.iter().cloned());
                 pod_spec["tolerations"] = Value::Array(tolerations);
-                let pod = json!({
+                let mut labels = template
+                    .pointer("/metadata/labels")
+                    .cloned()
+                    .unwrap_or(json!({}));
+                labels[daemonsets::HASH_LABEL] = json!(hash);
+                let mut pod = json!({
                     "apiVersion": "v1", "kind": "Pod",
                     "metadata": {
-                        "name": format!("{ds_name}-{}", suffix(&format!("{uid}/{}", net.name))),
+                        // A new template makes pods of new names, as the real generateName does.
+                        "name": format!("{ds_name}-{}", suffix(&format!("{uid}/{}/{hash}", net.name))),
                         "namespace": ns,
-                        "labels": template.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
+                        "labels": labels,
                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet",
                             "name": ds_name, "uid": uid, "controller": true, "blockOwnerDeletion": true}],
                     },
                     "spec": pod_spec,
                     "status": {"phase": "Pending"},
                 });
+                // The identity webhooks act at creation (`identity.rs`).
+                if let Some(c) = creds.node_clusters.get(&net.name) {
+                    identity::inject(&mut pod, &identity::webhook_env(c, &ns, &account));
+                }
                 let path = format!("/api/v1/namespaces/{}/pods", form_encode(&ns));
                 kube.post(&path, &pod).await?;
                 pods.push(pod);
             }
+            let status = daemonsets::status(&ds, &uid, &pods, &names);
+            daemonsets::report(kube, &ds, &status).await?;
         }
         // Scheduler.
         for i in 0..pods.len() {
@@ -745,7 +785,12 @@ impl DataPlane {
                         used.insert(ip.clone());
                         running_status(pod, ip, &node_ip)
                     }
-                    _ if creating => continue,
+                    _ if creating => {
+                        if net.ready {
+                            identity::no_address(kube, pod, &net.name).await?;
+                        }
+                        continue;
+                    }
                     _ => pending_status(pod, &node_ip),
                 };
                 kube.merge_patch(
