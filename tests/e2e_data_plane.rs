@@ -630,3 +630,222 @@ async fn destroy_meets_the_cnis_leaked_enis() {
     );
     assert!(left.stdout.trim().is_empty(), "{}", left.stdout);
 }
+
+/// The add-on example in its production form (EKS user guide: AmazonEKS_CNI_Policy on a role
+/// used only by the VPC CNI): the EKS Pod Identity Agent, the CNI's role trusting Pod
+/// Identity, the association for aws-node, and the node role without the CNI policy.
+fn production_form(example: &str) -> String {
+    let with_association = example.replacen(
+        "name = \"vpc-cni\"\n",
+        "name = \"vpc-cni\"\npod_identity_associations = [{ service_account = \"aws-node\", role_arn = \"${iam_role.cni.arn}\" }]\n",
+        1,
+    );
+    let without_policy = with_association.replacen(
+        r#"managed_policies = ["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly", "AmazonEKS_CNI_Policy"]"#,
+        r#"managed_policies = ["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly"]"#,
+        1,
+    );
+    assert_ne!(with_association, example, "the example's vpc-cni add-on");
+    assert_ne!(without_policy, with_association, "the example's node role");
+    format!(
+        "{without_policy}
+[addon.pod_identity_agent]
+cluster_name = \"${{cluster.main.name}}\"
+name = \"eks-pod-identity-agent\"
+
+[iam_role.cni]
+name = \"myCni\"
+assume_role_service = \"pods.eks.amazonaws.com\"
+managed_policies = [\"AmazonEKS_CNI_Policy\"]
+"
+    )
+}
+
+/// The managed policies attached to a role, by name.
+async fn attached(aws: &eksnet::cloud::aws::AwsClients, role: &str) -> Vec<String> {
+    aws.iam
+        .list_attached_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .expect("ListAttachedRolePolicies")
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_name().map(String::from))
+        .collect()
+}
+
+/// Moving the CNI policy off the node role in one apply, from the add-on example as it is
+/// (the policy on the node role) to the production form: the CNI's role is made, the agent
+/// is ACTIVE, the association is set, aws-node rolls onto it, and only then is the policy
+/// detached from the node role; the CNI stand-in needs the policy on the role it acts as, and
+/// pods created while this happens all get addresses in the pod subnets. The order is read
+/// from eksnet's events, the proxy's request record and the fake API server's log.
+#[tokio::test]
+async fn the_cni_policy_moves_off_the_node_role_with_no_moment_without_permissions() {
+    let w = world();
+    let (status, body) = w.kube(
+        "DELETE",
+        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    run_ok(w.eksnet().args(["apply", ADDON_SPEC, "--auto-approve"]), 0);
+    settled(&w, 2);
+    let aws = sdk(&w.sandbox.endpoint).await;
+    let node_role = "myCustomNetworkingAmazonEKSNodeRole";
+    assert!(attached(&aws, node_role)
+        .await
+        .contains(&"AmazonEKS_CNI_Policy".to_string()));
+
+    w.write_spec(ADDON_SPEC, &production_form(&w.spec_text(ADDON_SPEC)));
+    let plan = run_ok(
+        w.eksnet().args(["plan", ADDON_SPEC, "--detailed-exitcode"]),
+        2,
+    );
+    assert!(
+        position(&plan.stdout, "~ addon.vpc_cni") < position(&plan.stdout, "~ iam_role.node"),
+        "{}",
+        plan.stdout
+    );
+    let proxy = addr(&w.sandbox.proxy_url).to_string();
+    let (status, body) = http(&proxy, "POST", "/__proxy/reset-stats", "");
+    assert_eq!(status, 200, "{body}");
+    let (_, log) = w.kube("GET", "/__fake/requests", "");
+    let log_start = log.as_array().map_or(0, Vec::len);
+
+    // Pods keep coming while the apply runs.
+    let applying = Arc::new(AtomicBool::new(true));
+    let maker = {
+        let applying = applying.clone();
+        let kube = addr(&w.sandbox.kube_url).to_string();
+        std::thread::spawn(move || {
+            let mut made = 0;
+            while applying.load(Ordering::SeqCst) && made < 6 {
+                let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": format!("during-{made}")},
+                    "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+                let (status, body) = http(
+                    &kube,
+                    "POST",
+                    "/api/v1/namespaces/default/pods",
+                    &pod.to_string(),
+                );
+                assert_eq!(status, 201, "{body}");
+                made += 1;
+                std::thread::sleep(Duration::from_millis(1500));
+            }
+            made
+        })
+    };
+    let apply = run_ok(
+        w.eksnet()
+            .args(["apply", ADDON_SPEC, "--auto-approve", "--json"]),
+        0,
+    );
+    applying.store(false, Ordering::SeqCst);
+    let made = maker.join().expect("pod maker");
+
+    // eksnet's order: the role and the agent, then the add-on (which waits until aws-node
+    // runs as its association), then the node role.
+    let events: Vec<Value> = apply
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let at = |event: &str, address: &str| {
+        events
+            .iter()
+            .position(|e| e["event"] == event && e["addr"] == address)
+            .unwrap_or_else(|| panic!("no {event} of {address} in:\n{}", apply.stderr))
+    };
+    assert!(at("finished", "iam_role.cni") < at("started", "addon.vpc_cni"));
+    assert!(at("finished", "addon.pod_identity_agent") < at("started", "addon.vpc_cni"));
+    assert!(at("finished", "addon.vpc_cni") < at("started", "iam_role.node"));
+    // AWS's order.
+    let stats = proxy_stats(&proxy);
+    let first = |op: &str| {
+        stats
+            .iter()
+            .find(|r| r["op"] == op)
+            .unwrap_or_else(|| panic!("no {op} request"))
+            .clone()
+    };
+    let seq = |r: &Value| r["seq"].as_u64().unwrap_or(0);
+    let (create_role, update_addon, detach) = (
+        first("CreateRole"),
+        first("UpdateAddon"),
+        first("DetachRolePolicy"),
+    );
+    assert!(seq(&create_role) < seq(&update_addon) && seq(&update_addon) < seq(&detach));
+    // Kubernetes: both nodes' aws-node pods were made again with the Pod Identity env after
+    // the UpdateAddon and before the policy left the node role.
+    let (_, log) = w.kube("GET", "/__fake/requests", "");
+    let new_aws_node: Vec<u64> = log
+        .as_array()
+        .into_iter()
+        .flatten()
+        .skip(log_start)
+        .filter(|r| r["method"] == "POST" && r["path"] == "/api/v1/namespaces/kube-system/pods")
+        .filter(|r| {
+            let body = r["body"].to_string();
+            body.contains("\"aws-node-") && body.contains("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        })
+        .map(|r| r["unix_nanos"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(new_aws_node.len(), 2, "one new aws-node pod per node");
+    let nanos = |r: &Value, key: &str| r[key].as_u64().unwrap_or(0);
+    for t in &new_aws_node {
+        assert!(
+            nanos(&update_addon, "start_unix_nanos") < *t,
+            "made after the UpdateAddon"
+        );
+        assert!(
+            *t < nanos(&detach, "start_unix_nanos"),
+            "made before the detach"
+        );
+    }
+
+    // The end state: every pod, those made during the apply too, has an address in a pod
+    // subnet; the policy is on the CNI's role only; nothing is left to do; verify agrees.
+    settled(&w, 2);
+    let checked = pods_sit_on_cni_enis(&w, &["192.168.1.0/24"]).await;
+    assert_eq!(
+        checked,
+        2 + made,
+        "CoreDNS and the pods made during the apply"
+    );
+    assert!(!attached(&aws, node_role)
+        .await
+        .contains(&"AmazonEKS_CNI_Policy".to_string()));
+    assert_eq!(attached(&aws, "myCni").await, ["AmazonEKS_CNI_Policy"]);
+    for pod in w.list("/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Daws-node") {
+        assert!(
+            pod.to_string()
+                .contains("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+            "{pod}"
+        );
+    }
+    run_ok(
+        w.eksnet().args(["plan", ADDON_SPEC, "--detailed-exitcode"]),
+        0,
+    );
+    run_ok(w.eksnet().args(["verify", ADDON_SPEC]), 0);
+    run_ok(
+        w.eksnet().args(["destroy", ADDON_SPEC, "--auto-approve"]),
+        0,
+    );
+}
+
+fn position(text: &str, needle: &str) -> usize {
+    text.find(needle)
+        .unwrap_or_else(|| panic!("`{needle}` not in:\n{text}"))
+}
+
+/// The proxy's request record (`GET /__proxy/stats`).
+fn proxy_stats(proxy: &str) -> Vec<Value> {
+    let (status, text) = http(proxy, "GET", "/__proxy/stats", "");
+    assert_eq!(status, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    v["requests"].as_array().cloned().unwrap_or_default()
+}

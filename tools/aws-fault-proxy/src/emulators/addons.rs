@@ -954,12 +954,18 @@ async fn update(ctx: &Ctx<'_>, cluster: &str, name: &str, body: &[u8]) -> Answer
             Ok(whole) => owns_workload |= whole,
             Err(issue) => failure = Some(issue),
         }
-        if restart && failure.is_none() {
-            failure = restart_workload(ctx, url, target).await.err();
-        }
+    }
+    // The associations change with the request, before the pods restart for them: the new
+    // pods must find them.
+    if let (Some(w), None) = (&wanted, &failure) {
+        lock(ctx.store).set_associations(&key, &entry.default_namespace, &info.account, w);
+    }
+    if let (Some(target), Some(url), true, None) =
+        (&entry.kube, &ctx.cfg.kube_url, restart, &failure)
+    {
+        failure = restart_workload(ctx, url, target).await.err();
     }
 
-    let failed = failure.is_some();
     let pending = Pending::new(ctx.cfg.addon_update_ms, failure.clone());
     let record = UpdateRecord {
         id: faults::request_id(),
@@ -985,10 +991,6 @@ async fn update(ctx: &Ctx<'_>, cluster: &str, name: &str, body: &[u8]) -> Answer
                 owns_workload,
             },
         };
-        // The associations change with the request (the workload was restarted for them).
-        if let (Some(w), false) = (&wanted, failed) {
-            store.set_associations(&key, &entry.default_namespace, &info.account, w);
-        }
         store.updates.push(record);
         if let Some(t) = token {
             store.tokens.insert((key, "UpdateAddon", t), reply.clone());
