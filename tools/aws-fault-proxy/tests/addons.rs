@@ -1410,3 +1410,64 @@ fn an_addon_owns_its_pod_identity_associations_and_restarts_its_pods_when_they_c
         "the agent's went with it"
     );
 }
+
+fn irsa_annotation(kube: &FakeKube) -> Value {
+    let sa = kube.call(
+        "GET",
+        "/api/v1/namespaces/kube-system/serviceaccounts/aws-node",
+    );
+    sa.json()["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].clone()
+}
+
+/// IRSA: the add-on's `serviceAccountRoleArn` becomes its service account's
+/// `eks.amazonaws.com/role-arn` (none is written for an add-on without one); a new role
+/// replaces it, and EKS ignores it while the cluster has the Pod Identity Agent and the
+/// add-on associations, so the annotation goes.
+#[test]
+fn the_service_account_role_annotates_the_service_account_unless_pod_identity_wins() {
+    let kube = FakeKube::start();
+    let (_moto, proxy) = proxy_with(&[]);
+    proxy.config(json!({"kube_url": kube.url(), "addon_create_ms": 0, "addon_update_ms": 0}));
+    let p = proxy.port;
+    create_cluster(p, "ir1", Some("1.30"));
+    assert_eq!(
+        create(p, "ir1", json!({"addonName": "vpc-cni"})).status,
+        200
+    );
+    assert_eq!(irsa_annotation(&kube), Value::Null);
+    let (one, two) = (
+        "arn:aws:iam::123456789012:role/irsa",
+        "arn:aws:iam::123456789012:role/irsa2",
+    );
+    assert_eq!(
+        update(p, "ir1", "vpc-cni", json!({"serviceAccountRoleArn": one})).status,
+        200
+    );
+    assert_eq!(irsa_annotation(&kube), one);
+    assert_eq!(
+        update(p, "ir1", "vpc-cni", json!({"serviceAccountRoleArn": two})).status,
+        200
+    );
+    assert_eq!(irsa_annotation(&kube), two);
+    assert_eq!(
+        create(p, "ir1", json!({"addonName": "eks-pod-identity-agent"})).status,
+        200
+    );
+    let r = update(
+        p,
+        "ir1",
+        "vpc-cni",
+        json!({"podIdentityAssociations": [{"serviceAccount": "aws-node", "roleArn": "arn:aws:iam::123456789012:role/cni"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        irsa_annotation(&kube),
+        Value::Null,
+        "ignored beside the association"
+    );
+    assert_eq!(
+        describe(p, "ir1", "vpc-cni").json()["addon"]["serviceAccountRoleArn"],
+        two,
+        "the add-on keeps it"
+    );
+}

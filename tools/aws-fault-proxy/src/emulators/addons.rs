@@ -15,7 +15,12 @@
 //! deletion at DeleteAddon without `preserve=true`; and when an update changes the add-on's
 //! Pod Identity associations, a rolling restart of its workload ("If you update the pod
 //! identity associations for an existing add-on, Amazon EKS initiates a rolling restart of the
-//! add-on pods", EKS user guide, `workloads/add-ons-iam.adoc`). The outcome (a field-manager conflict,
+//! add-on pods", EKS user guide, `workloads/add-ons-iam.adoc`). Its `serviceAccountRoleArn`
+//! (IRSA) becomes the `eks.amazonaws.com/role-arn` annotation of the workload's service
+//! account (server-side apply, field manager `eks`), which the pods started after it take
+//! (`manage-access/aws-access/pod-configuration.adoc`); EKS ignores it while the cluster has
+//! the Pod Identity Agent add-on and the add-on has associations (`add-ons-iam.adoc`). The
+//! user guide says nothing of a restart for it: none is made. The outcome (a field-manager conflict,
 //! an unreachable server) is known at the request and shows when the window ends.
 //!
 //! Every state change is made while `Addons::one_at_a_time` is held, so concurrent requests about
@@ -273,6 +278,8 @@ struct Addon {
     owns_workload: bool,
     /// The ARNs of the Pod Identity associations it owns.
     association_arns: Vec<String>,
+    /// The IRSA role its workload's service account was last given (see `irsa_role`).
+    irsa_applied: Option<String>,
     phase: Phase,
 }
 
@@ -805,6 +812,7 @@ async fn create(ctx: &Ctx<'_>, cluster: &str, body: &[u8]) -> Answer {
     // treats PRESERVE like NONE: a field another manager owns makes the create fail.
     let mut failure = None;
     let mut owns_workload = false;
+    let mut irsa = None;
     if let (Some(target), Some(url)) = (&entry.kube, &ctx.cfg.kube_url) {
         let resolve = match resolve {
             Resolve::Overwrite => Resolve::Overwrite,
@@ -814,6 +822,13 @@ async fn create(ctx: &Ctx<'_>, cluster: &str, body: &[u8]) -> Answer {
         match apply(ctx, url, target, version, config.as_ref(), resolve, false).await {
             Ok(whole) => owns_workload = whole,
             Err(issue) => failure = Some(issue),
+        }
+        let associated = wanted.as_ref().is_some_and(|w| !w.is_empty());
+        irsa = irsa_role(&lock(ctx.store), &key, role.as_deref(), associated).map(String::from);
+        if let (None, Some(_)) = (&failure, &irsa) {
+            failure = apply_service_account(ctx, url, target, irsa.as_deref())
+                .await
+                .err();
         }
     }
 
@@ -837,6 +852,7 @@ async fn create(ctx: &Ctx<'_>, cluster: &str, body: &[u8]) -> Answer {
         issues: Vec::new(),
         owns_workload,
         association_arns: Vec::new(),
+        irsa_applied: irsa,
         phase: Phase::Creating(Pending::new(ctx.cfg.addon_create_ms, failure)),
     };
     let mut world = lock(ctx.store);
@@ -959,6 +975,26 @@ async fn update(ctx: &Ctx<'_>, cluster: &str, name: &str, body: &[u8]) -> Answer
     // pods must find them.
     if let (Some(w), None) = (&wanted, &failure) {
         lock(ctx.store).set_associations(&key, &entry.default_namespace, &info.account, w);
+    }
+    if let (Some(target), Some(url), None) = (&entry.kube, &ctx.cfg.kube_url, &failure) {
+        let irsa = {
+            let store = lock(ctx.store);
+            let associated = store
+                .addons
+                .get(&key)
+                .is_some_and(|a| !a.association_arns.is_empty());
+            irsa_role(&store, &key, role.as_deref(), associated).map(String::from)
+        };
+        if irsa != current.irsa_applied {
+            failure = apply_service_account(ctx, url, target, irsa.as_deref())
+                .await
+                .err();
+            if failure.is_none() {
+                if let Some(a) = lock(ctx.store).addons.get_mut(&key) {
+                    a.irsa_applied = irsa;
+                }
+            }
+        }
     }
     if let (Some(target), Some(url), true, None) =
         (&entry.kube, &ctx.cfg.kube_url, restart, &failure)
@@ -1359,6 +1395,70 @@ async fn apply(
     ))
 }
 
+/// The IRSA role the workload's service account is to carry: the add-on's
+/// `serviceAccountRoleArn`, unless EKS ignores it (the agent add-on runs in the cluster and
+/// the add-on has associations).
+fn irsa_role<'r>(
+    store: &Store,
+    key: &AddonKey,
+    role: Option<&'r str>,
+    associated: bool,
+) -> Option<&'r str> {
+    let agent = store.addons.iter().any(|((r, c, n), a)| {
+        r == &key.0
+            && c == &key.1
+            && n == "eks-pod-identity-agent"
+            && !matches!(a.phase, Phase::Deleting(_))
+    });
+    role.filter(|_| !(agent && associated))
+}
+
+/// Server-side applies the workload's service account with the IRSA annotation (or without
+/// it, which removes the one `eks` set). A workload without a service account has none.
+async fn apply_service_account(
+    ctx: &Ctx<'_>,
+    kube_url: &str,
+    target: &KubeTarget,
+    role: Option<&str>,
+) -> Result<(), Issue> {
+    let Some(account) = target
+        .manifest
+        .pointer("/spec/template/spec/serviceAccountName")
+        .and_then(Value::as_str)
+    else {
+        return Ok(());
+    };
+    let mut body = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": account, "namespace": target.namespace()}});
+    if let Some(r) = role {
+        body["metadata"]["annotations"] = json!({"eks.amazonaws.com/role-arn": r});
+    }
+    let url = format!(
+        "{kube_url}/api/v1/namespaces/{}/serviceaccounts/{}?fieldManager={}&force=true",
+        form_encode(target.namespace()),
+        form_encode(account),
+        kube::FIELD_MANAGER
+    );
+    let (status, answer, raw) = kube_call(
+        ctx.host,
+        Method::PATCH,
+        &url,
+        Some(kube::APPLY_PATCH),
+        Bytes::from(body.to_string()),
+    )
+    .await?;
+    match status {
+        200..=299 => Ok(()),
+        s => Err(Issue::new(
+            "InternalFailure",
+            format!(
+                "ServiceAccount {account}: {}",
+                kube::status_message(s, &answer, &raw)
+            ),
+        )),
+    }
+}
+
 /// Deletes the add-on's workload (DeleteAddon without `preserve=true`); already gone is fine.
 async fn delete_workload(ctx: &Ctx<'_>, kube_url: &str, target: &KubeTarget) -> Result<(), Issue> {
     let url = format!("{kube_url}{}", target.path());
@@ -1407,6 +1507,7 @@ mod tests {
             issues: Vec::new(),
             owns_workload: false,
             association_arns: Vec::new(),
+            irsa_applied: None,
             phase,
         }
     }
