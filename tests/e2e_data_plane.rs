@@ -849,3 +849,183 @@ fn proxy_stats(proxy: &str) -> Vec<Value> {
     let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     v["requests"].as_array().cloned().unwrap_or_default()
 }
+
+/// The add-on example with the CNI's role through IRSA: the cluster's OIDC provider, a role
+/// only `kube-system:aws-node` may assume through it, the add-on's
+/// `service_account_role_arn`, the node role without the CNI policy.
+fn irsa_form(example: &str) -> String {
+    let with_role = example.replacen(
+        "name = \"vpc-cni\"\n",
+        "name = \"vpc-cni\"\nservice_account_role_arn = \"${iam_role.cni_irsa.arn}\"\n",
+        1,
+    );
+    let without_policy = with_role.replacen(
+        r#"managed_policies = ["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly", "AmazonEKS_CNI_Policy"]"#,
+        r#"managed_policies = ["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly"]"#,
+        1,
+    );
+    assert_ne!(without_policy, with_role, "the example's node role");
+    format!(
+        "{without_policy}
+[oidc_provider.main]
+url = \"${{cluster.main.oidc_issuer}}\"
+
+[iam_role.cni_irsa]
+name = \"myCniIrsa\"
+assume_role_web_identity = {{ provider_arn = \"${{oidc_provider.main.arn}}\", service_account = \"kube-system:aws-node\" }}
+managed_policies = [\"AmazonEKS_CNI_Policy\"]
+"
+    )
+}
+
+/// IRSA for the CNI, one apply: the OIDC provider of the cluster's own issuer, the role's
+/// trust naming it (read back from IAM: no change on the next plan), EKS's annotation of
+/// aws-node's service account, aws-node restarted by eksnet (EKS does not restart it for a
+/// new role; the running pods keep their env) before the policy leaves the node role. Then
+/// the provider's client ids change in place.
+#[tokio::test]
+async fn the_cni_gets_an_irsa_role_of_the_clusters_oidc_provider() {
+    let w = world();
+    let (status, body) = w.kube(
+        "DELETE",
+        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    run_ok(w.eksnet().args(["apply", ADDON_SPEC, "--auto-approve"]), 0);
+    settled(&w, 2);
+    w.write_spec(ADDON_SPEC, &irsa_form(&w.spec_text(ADDON_SPEC)));
+    let proxy = addr(&w.sandbox.proxy_url).to_string();
+    let (status, body) = http(&proxy, "POST", "/__proxy/reset-stats", "");
+    assert_eq!(status, 200, "{body}");
+    run_ok(w.eksnet().args(["apply", ADDON_SPEC, "--auto-approve"]), 0);
+
+    let aws = sdk(&w.sandbox.endpoint).await;
+    let issuer = aws
+        .eks
+        .describe_cluster()
+        .name("my-custom-networking-cluster")
+        .send()
+        .await
+        .expect("DescribeCluster")
+        .cluster
+        .and_then(|c| c.identity?.oidc?.issuer)
+        .expect("the cluster's issuer");
+    let host_path = issuer.trim_start_matches("https://");
+    let role = aws
+        .iam
+        .get_role()
+        .role_name("myCniIrsa")
+        .send()
+        .await
+        .expect("GetRole")
+        .role
+        .expect("role");
+    let trust: Value = serde_json::from_str(
+        &percent_encoding::percent_decode_str(
+            role.assume_role_policy_document().unwrap_or_default(),
+        )
+        .decode_utf8_lossy(),
+    )
+    .expect("trust JSON");
+    let statement = &trust["Statement"][0];
+    // A string or a list of one, both IAM's.
+    let one = |v: &Value| -> String {
+        v.as_str()
+            .or_else(|| v.get(0).and_then(Value::as_str))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        one(&statement["Action"]),
+        "sts:AssumeRoleWithWebIdentity",
+        "{trust}"
+    );
+    let federated = one(&statement["Principal"]["Federated"]);
+    let federated = federated.as_str();
+    assert!(
+        federated.ends_with(&format!(":oidc-provider/{host_path}")),
+        "{trust}"
+    );
+    let condition = &statement["Condition"]["StringEquals"];
+    assert_eq!(
+        condition[format!("{host_path}:aud")],
+        "sts.amazonaws.com",
+        "{trust}"
+    );
+    assert_eq!(
+        condition[format!("{host_path}:sub")],
+        "system:serviceaccount:kube-system:aws-node",
+        "{trust}"
+    );
+    // aws-node runs as the role: EKS annotated the service account, eksnet restarted the pods
+    // (before the detach, which is after the add-on's update).
+    let (_, sa) = w.kube(
+        "GET",
+        "/api/v1/namespaces/kube-system/serviceaccounts/aws-node",
+        "",
+    );
+    assert_eq!(
+        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        json!(role.arn())
+    );
+    for pod in w.list("/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Daws-node") {
+        assert!(pod.to_string().contains(role.arn()), "{pod}");
+    }
+    let stats = proxy_stats(&proxy);
+    let seq = |op: &str| {
+        stats
+            .iter()
+            .find(|r| r["op"] == op)
+            .and_then(|r| r["seq"].as_u64())
+            .unwrap_or_else(|| panic!("no {op}"))
+    };
+    assert!(seq("CreateOpenIDConnectProvider") < seq("CreateRole"));
+    assert!(seq("UpdateAddon") < seq("DetachRolePolicy"));
+    settled(&w, 2);
+    pods_sit_on_cni_enis(&w, &["192.168.1.0/24"]).await;
+    assert!(!attached(&aws, "myCustomNetworkingAmazonEKSNodeRole")
+        .await
+        .contains(&"AmazonEKS_CNI_Policy".to_string()));
+    run_ok(
+        w.eksnet().args(["plan", ADDON_SPEC, "--detailed-exitcode"]),
+        0,
+    );
+
+    // Another audience: the provider is updated in place.
+    let spec = w.spec_text(ADDON_SPEC).replacen(
+        "url = \"${cluster.main.oidc_issuer}\"\n",
+        "url = \"${cluster.main.oidc_issuer}\"\nclient_ids = [\"sts.amazonaws.com\", \"example.com\"]\n",
+        1,
+    );
+    w.write_spec(ADDON_SPEC, &spec);
+    let plan = run_ok(
+        w.eksnet().args(["plan", ADDON_SPEC, "--detailed-exitcode"]),
+        2,
+    );
+    assert!(
+        plan.stdout.contains("~ oidc_provider.main"),
+        "{}",
+        plan.stdout
+    );
+    run_ok(w.eksnet().args(["apply", ADDON_SPEC, "--auto-approve"]), 0);
+    let provider = aws
+        .iam
+        .get_open_id_connect_provider()
+        .open_id_connect_provider_arn(federated)
+        .send()
+        .await
+        .expect("GetOpenIDConnectProvider");
+    let mut ids = provider.client_id_list().to_vec();
+    ids.sort();
+    assert_eq!(ids, ["example.com", "sts.amazonaws.com"]);
+    run_ok(
+        w.eksnet().args(["plan", ADDON_SPEC, "--detailed-exitcode"]),
+        0,
+    );
+    run_ok(w.eksnet().args(["verify", ADDON_SPEC]), 0);
+    run_ok(
+        w.eksnet().args(["destroy", ADDON_SPEC, "--auto-approve"]),
+        0,
+    );
+}
