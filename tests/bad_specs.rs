@@ -841,7 +841,7 @@ assume_role_policy = '{"Version": "2012-10-17", "Statement": []}'
     .err(
         4,
         "iam_role.cluster.assume_role_policy",
-        "set either `assume_role_service` or `assume_role_policy`, not both",
+        "is a whole trust policy: set it, or `assume_role_service` and/or `assume_role_web_identity`, not both",
     )
     .check();
 }
@@ -2958,23 +2958,6 @@ pod_identity_associations = [{ service_account = "ebs-csi-controller-sa", role_a
         27,
         "addon.ebs.pod_identity_associations",
         &["takes no `pod_identity_associations`", "IAM roles are set where it was made"],
-    )
-    .check();
-}
-
-/// A whole trust policy does not go with the fields that build one (found while the file is
-/// read, as every attribute that cannot be built).
-#[test]
-fn a_trust_policy_is_written_whole_or_built_not_both() {
-    bad(r#"[iam_role.c]
-name = "c"
-assume_role_service = "pods.eks.amazonaws.com"
-assume_role_policy = '{"Version": "2012-10-17", "Statement": []}'
-"#)
-    .err_parts(
-        4,
-        "iam_role.c.assume_role_policy",
-        &["is a whole trust policy", "not both"],
     )
     .check();
 }

@@ -231,7 +231,8 @@ impl ResourceKind for OidcProviderKind {
             }
         }
         for (i, t) in c.thumbprints.iter().flatten().enumerate() {
-            if !is_ref(t) && !(t.len() == 40 && t.chars().all(|c| c.is_ascii_hexdigit())) {
+            let sha1 = t.len() == 40 && t.chars().all(|c| c.is_ascii_hexdigit());
+            if !sha1 && !is_ref(t) {
                 rules.error(
                     &format!("thumbprints.{i}"),
                     format!("`{t}` is not a thumbprint: the 40 hex digits of the certificate's SHA-1 fingerprint"),
