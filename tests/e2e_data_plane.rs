@@ -310,12 +310,9 @@ async fn tutorial_nodes_join_and_pods_get_ips_from_the_pod_subnets() {
     assert!(w.list("/api/v1/nodes").is_empty(), "and so are their Nodes");
 }
 
-/// The add-on path: the cluster has no aws-node until the `vpc-cni` add-on makes it, so the
-/// nodes' CNI starts with the add-on's settings.
-#[tokio::test]
-async fn addon_example_nodes_join_with_the_addons_settings() {
-    let w = world();
-    // A cluster created without the self-managed add-ons has no aws-node DaemonSet.
+/// The add-on example applied and settled, on a cluster made without the self-managed
+/// add-ons: the fake's seeded aws-node DaemonSet is removed first, the add-on makes it.
+fn addon_example_applied(w: &World) {
     let (status, body) = w.kube(
         "DELETE",
         "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
@@ -323,7 +320,15 @@ async fn addon_example_nodes_join_with_the_addons_settings() {
     );
     assert_eq!(status, 200, "{body}");
     run_ok(w.eksnet().args(["apply", ADDON_SPEC, "--auto-approve"]), 0);
-    settled(&w, 2);
+    settled(w, 2);
+}
+
+/// The add-on path: the cluster has no aws-node until the `vpc-cni` add-on makes it, so the
+/// nodes' CNI starts with the add-on's settings.
+#[tokio::test]
+async fn addon_example_nodes_join_with_the_addons_settings() {
+    let w = world();
+    addon_example_applied(&w);
     let checked = pods_sit_on_cni_enis(&w, &["192.168.1.0/24"]).await;
     assert_eq!(checked, 2, "the two CoreDNS replicas");
     run_ok(w.eksnet().args(["verify", ADDON_SPEC]), 0);
@@ -631,22 +636,32 @@ async fn destroy_meets_the_cnis_leaked_enis() {
     assert!(left.stdout.trim().is_empty(), "{}", left.stdout);
 }
 
-/// The add-on example in its production form (EKS user guide: AmazonEKS_CNI_Policy on a role
-/// used only by the VPC CNI): the EKS Pod Identity Agent, the CNI's role trusting Pod
-/// Identity, the association for aws-node, and the node role without the CNI policy.
-fn production_form(example: &str) -> String {
-    let with_association = example.replacen(
+/// The add-on example with `line` added to its `vpc-cni` add-on (the CNI's own role) and
+/// the CNI policy taken off its node role.
+fn cni_role_of_its_own(example: &str, line: &str) -> String {
+    let with_role = example.replacen(
         "name = \"vpc-cni\"\n",
-        "name = \"vpc-cni\"\npod_identity_associations = [{ service_account = \"aws-node\", role_arn = \"${iam_role.cni.arn}\" }]\n",
+        &format!("name = \"vpc-cni\"\n{line}\n"),
         1,
     );
-    let without_policy = with_association.replacen(
+    let without_policy = with_role.replacen(
         r#"managed_policies = ["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly", "AmazonEKS_CNI_Policy"]"#,
         r#"managed_policies = ["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly"]"#,
         1,
     );
-    assert_ne!(with_association, example, "the example's vpc-cni add-on");
-    assert_ne!(without_policy, with_association, "the example's node role");
+    assert_ne!(with_role, example, "the example's vpc-cni add-on");
+    assert_ne!(without_policy, with_role, "the example's node role");
+    without_policy
+}
+
+/// The add-on example in its production form (EKS user guide: AmazonEKS_CNI_Policy on a role
+/// used only by the VPC CNI): the EKS Pod Identity Agent, the CNI's role trusting Pod
+/// Identity, the association for aws-node, and the node role without the CNI policy.
+fn production_form(example: &str) -> String {
+    let without_policy = cni_role_of_its_own(
+        example,
+        "pod_identity_associations = [{ service_account = \"aws-node\", role_arn = \"${iam_role.cni.arn}\" }]",
+    );
     format!(
         "{without_policy}
 [addon.pod_identity_agent]
@@ -684,14 +699,7 @@ async fn attached(aws: &eksnet::cloud::aws::AwsClients, role: &str) -> Vec<Strin
 #[tokio::test]
 async fn the_cni_policy_moves_off_the_node_role_with_no_moment_without_permissions() {
     let w = world();
-    let (status, body) = w.kube(
-        "DELETE",
-        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
-        "",
-    );
-    assert_eq!(status, 200, "{body}");
-    run_ok(w.eksnet().args(["apply", ADDON_SPEC, "--auto-approve"]), 0);
-    settled(&w, 2);
+    addon_example_applied(&w);
     let aws = sdk(&w.sandbox.endpoint).await;
     let node_role = "myCustomNetworkingAmazonEKSNodeRole";
     assert!(attached(&aws, node_role)
@@ -854,17 +862,10 @@ fn proxy_stats(proxy: &str) -> Vec<Value> {
 /// only `kube-system:aws-node` may assume through it, the add-on's
 /// `service_account_role_arn`, the node role without the CNI policy.
 fn irsa_form(example: &str) -> String {
-    let with_role = example.replacen(
-        "name = \"vpc-cni\"\n",
-        "name = \"vpc-cni\"\nservice_account_role_arn = \"${iam_role.cni_irsa.arn}\"\n",
-        1,
+    let without_policy = cni_role_of_its_own(
+        example,
+        "service_account_role_arn = \"${iam_role.cni_irsa.arn}\"",
     );
-    let without_policy = with_role.replacen(
-        r#"managed_policies = ["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly", "AmazonEKS_CNI_Policy"]"#,
-        r#"managed_policies = ["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly"]"#,
-        1,
-    );
-    assert_ne!(without_policy, with_role, "the example's node role");
     format!(
         "{without_policy}
 [oidc_provider.main]
@@ -886,14 +887,7 @@ managed_policies = [\"AmazonEKS_CNI_Policy\"]
 #[tokio::test]
 async fn the_cni_gets_an_irsa_role_of_the_clusters_oidc_provider() {
     let w = world();
-    let (status, body) = w.kube(
-        "DELETE",
-        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
-        "",
-    );
-    assert_eq!(status, 200, "{body}");
-    run_ok(w.eksnet().args(["apply", ADDON_SPEC, "--auto-approve"]), 0);
-    settled(&w, 2);
+    addon_example_applied(&w);
     w.write_spec(ADDON_SPEC, &irsa_form(&w.spec_text(ADDON_SPEC)));
     let proxy = addr(&w.sandbox.proxy_url).to_string();
     let (status, body) = http(&proxy, "POST", "/__proxy/reset-stats", "");

@@ -17,33 +17,11 @@ use super::objects::{controller_uid, node_name_of, pod_path};
 /// The label the controller puts on each pod: its template's hash.
 pub const HASH_LABEL: &str = "controller-revision-hash";
 
-/// JSON with every object's keys sorted: the same template whatever order a write left.
-fn canonical(v: &Value) -> String {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            let parts: Vec<String> = keys
-                .into_iter()
-                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&m[k])))
-                .collect();
-            format!("{{{}}}", parts.join(","))
-        }
-        Value::Array(items) => {
-            format!(
-                "[{}]",
-                items.iter().map(canonical).collect::<Vec<_>>().join(",")
-            )
-        }
-        other => other.to_string(),
-    }
-}
-
 /// A hash of the pod template (FNV-1a of its JSON, keys sorted), as the label's value.
 pub fn template_hash(ds: &Value) -> String {
     let text = ds
         .pointer("/spec/template")
-        .map(canonical)
+        .map(super::workloads::canonical)
         .unwrap_or_default();
     let h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
