@@ -841,7 +841,7 @@ assume_role_policy = '{"Version": "2012-10-17", "Statement": []}'
     .err(
         4,
         "iam_role.cluster.assume_role_policy",
-        "set either `assume_role_service` or `assume_role_policy`, not both",
+        "is a whole trust policy: set it, or `assume_role_service` and/or `assume_role_web_identity`, not both",
     )
     .check();
 }
@@ -3042,4 +3042,155 @@ security_group_ids = ["sg-0123456789abcdef0"]
         "{}",
         r.stderr
     );
+}
+
+/// The CNI's own role, IRSA's half: the web identity's provider must be an OIDC provider's
+/// ARN (a role's ARN given instead is refused, and so is a reference to a role), the service
+/// account `NAMESPACE:NAME`; a whole trust policy does not go with the fields that build one;
+/// the OIDC provider's URL is an `https://` issuer, its thumbprints SHA-1s.
+#[test]
+fn web_identity_trust_and_oidc_provider_shapes() {
+    bad(r#"[iam_role.a]
+name = "a"
+assume_role_web_identity = { provider_arn = "arn:aws:iam::111122223333:role/cni", service_account = "aws-node" }
+
+[iam_role.b]
+name = "b"
+assume_role_web_identity = { provider_arn = "${iam_role.a.arn}", service_account = "kube-system:aws_node" }
+
+[oidc_provider.main]
+url = "http://oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
+thumbprints = ["9e99a48a"]
+"#)
+    .err_parts(
+        3,
+        "iam_role.a.assume_role_web_identity.provider_arn",
+        &["needs an IAM OIDC provider ARN", "not `arn:aws:iam::111122223333:role/cni`"],
+    )
+    .err_parts(
+        3,
+        "iam_role.a.assume_role_web_identity.service_account",
+        &["`aws-node` is not a service account as `NAMESPACE:NAME`", "no `:`"],
+    )
+    .err_parts(
+        7,
+        "iam_role.b.assume_role_web_identity.provider_arn",
+        &["needs an IAM OIDC provider ARN", "`${iam_role.a.arn}` gives an IAM role ARN"],
+    )
+    .err_parts(
+        7,
+        "iam_role.b.assume_role_web_identity.service_account",
+        &["the name `aws_node` is not a Kubernetes object name"],
+    )
+    .err_parts(
+        10,
+        "oidc_provider.main.url",
+        &["must begin with `https://`"],
+    )
+    .err_parts(
+        11,
+        "oidc_provider.main.thumbprints.0",
+        &["`9e99a48a` is not a thumbprint", "40 hex digits"],
+    )
+    .check();
+}
+
+/// The CNI's own role, Pod Identity's half: an association's role must trust
+/// `pods.eks.amazonaws.com` (naming the association's key and the role's); a cluster of the
+/// spec needs the Pod Identity Agent add-on; an association's service account is a
+/// Kubernetes name and has one role; an existing add-on takes no associations.
+#[test]
+fn pod_identity_associations_need_a_trusting_role_and_the_agent() {
+    bad(r#"[iam_role.cluster]
+name = "c"
+assume_role_service = "eks.amazonaws.com"
+
+[iam_role.cni]
+name = "cni"
+assume_role_service = "ec2.amazonaws.com"
+
+[cluster.main]
+name = "demo"
+role_arn = "${iam_role.cluster.arn}"
+subnet_ids = ["subnet-0aa11111111111111", "subnet-0bb22222222222222"]
+
+[addon.vpc_cni]
+cluster_name = "${cluster.main.name}"
+name = "vpc-cni"
+pod_identity_associations = [{ service_account = "aws-node", role_arn = "${iam_role.cni.arn}" }, { service_account = "aws-node", role_arn = "arn:aws:iam::111122223333:role/other" }, { service_account = "Aws_Node", role_arn = "nope" }]
+
+[cluster.prod]
+name = "prod"
+existing = true
+
+[addon.ebs]
+cluster_name = "${cluster.prod.name}"
+name = "aws-ebs-csi-driver"
+existing = true
+pod_identity_associations = [{ service_account = "ebs-csi-controller-sa", role_arn = "arn:aws:iam::111122223333:role/ebs" }]
+"#)
+    .err_parts(
+        17,
+        "addon.vpc_cni.pod_identity_associations.0.role_arn",
+        &["`iam_role.cni` does not let EKS Pod Identity assume it", "`iam_role.cni.assume_role_service`"],
+    )
+    .err_parts(
+        17,
+        "addon.vpc_cni.pod_identity_associations.1.service_account",
+        &["`aws-node` has an association already"],
+    )
+    .err_parts(
+        17,
+        "addon.vpc_cni.pod_identity_associations.2.service_account",
+        &["`Aws_Node` is not a Kubernetes service account name"],
+    )
+    .err_parts(
+        17,
+        "addon.vpc_cni.pod_identity_associations.2.role_arn",
+        &["needs an IAM role ARN", "not `nope`"],
+    )
+    .err_parts(
+        17,
+        "addon.vpc_cni.pod_identity_associations",
+        &["has no `eks-pod-identity-agent` add-on", "crash-loops", "#3840"],
+    )
+    .err_parts(
+        27,
+        "addon.ebs.pod_identity_associations",
+        &["takes no `pod_identity_associations`", "IAM roles are set where it was made"],
+    )
+    .check();
+}
+
+/// IRSA's role beside Pod Identity associations: EKS ignores it while the agent runs, a
+/// warning; the spec is accepted.
+#[test]
+fn a_service_account_role_beside_associations_is_a_warning() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join(SPEC),
+        r#"[addon.agent]
+cluster_name = "demo"
+name = "eks-pod-identity-agent"
+
+[addon.vpc_cni]
+cluster_name = "demo"
+name = "vpc-cni"
+service_account_role_arn = "arn:aws:iam::111122223333:role/irsa"
+pod_identity_associations = [{ service_account = "aws-node", role_arn = "arn:aws:iam::111122223333:role/cni" }]
+"#,
+    )
+    .expect("write spec");
+    let r = run(dir.path(), &["validate", SPEC]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.starts_with("warning: bad.toml:8:")
+                && l.contains("`addon.vpc_cni.service_account_role_arn`")
+                && l.contains("EKS ignores `service_account_role_arn`")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.connections, 0);
 }

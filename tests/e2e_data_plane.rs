@@ -317,12 +317,9 @@ async fn verified_then_destroyed(w: &World, spec: &str, pods: usize) {
     assert_eq!(instances_running(w).await, 0, "the nodes are gone");
 }
 
-/// The add-on path: the cluster has no aws-node until the `vpc-cni` add-on makes it, so the
-/// nodes' CNI starts with the add-on's settings.
-#[tokio::test]
-async fn addon_example_nodes_join_with_the_addons_settings() {
-    let w = world();
-    // A cluster created without the self-managed add-ons has no aws-node DaemonSet.
+/// The add-on example applied and settled, on a cluster made without the self-managed
+/// add-ons: the fake's seeded aws-node DaemonSet is removed first, the add-on makes it.
+fn addon_example_applied(w: &World) {
     let (status, body) = w.kube(
         "DELETE",
         "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
@@ -330,7 +327,15 @@ async fn addon_example_nodes_join_with_the_addons_settings() {
     );
     assert_eq!(status, 200, "{body}");
     run_ok(w.eksnet().args(["apply", ADDON_SPEC, "--auto-approve"]), 0);
-    settled(&w, 2);
+    settled(w, 2);
+}
+
+/// The add-on path: the cluster has no aws-node until the `vpc-cni` add-on makes it, so the
+/// nodes' CNI starts with the add-on's settings.
+#[tokio::test]
+async fn addon_example_nodes_join_with_the_addons_settings() {
+    let w = world();
+    addon_example_applied(&w);
     let checked = pods_sit_on_cni_enis(&w, &["192.168.1.0/24"]).await;
     assert_eq!(checked, 2, "the two CoreDNS replicas");
     run_ok(w.eksnet().args(["verify", ADDON_SPEC]), 0);
@@ -861,4 +866,392 @@ async fn security_groups_for_pods_give_web_pods_branch_interfaces() {
         }
     }
     verified_then_destroyed(&w, spec, 6).await;
+}
+
+/// The add-on example with `line` added to its `vpc-cni` add-on (the CNI's own role) and
+/// the CNI policy taken off its node role.
+fn cni_role_of_its_own(example: &str, line: &str) -> String {
+    let with_role = example.replacen(
+        "name = \"vpc-cni\"\n",
+        &format!("name = \"vpc-cni\"\n{line}\n"),
+        1,
+    );
+    let without_policy = with_role.replacen(
+        r#"managed_policies = ["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly", "AmazonEKS_CNI_Policy"]"#,
+        r#"managed_policies = ["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly"]"#,
+        1,
+    );
+    assert_ne!(with_role, example, "the example's vpc-cni add-on");
+    assert_ne!(without_policy, with_role, "the example's node role");
+    without_policy
+}
+
+/// The add-on example in its production form (EKS user guide: AmazonEKS_CNI_Policy on a role
+/// used only by the VPC CNI): the EKS Pod Identity Agent, the CNI's role trusting Pod
+/// Identity, the association for aws-node, and the node role without the CNI policy.
+fn production_form(example: &str) -> String {
+    let without_policy = cni_role_of_its_own(
+        example,
+        "pod_identity_associations = [{ service_account = \"aws-node\", role_arn = \"${iam_role.cni.arn}\" }]",
+    );
+    format!(
+        "{without_policy}
+[addon.pod_identity_agent]
+cluster_name = \"${{cluster.main.name}}\"
+name = \"eks-pod-identity-agent\"
+
+[iam_role.cni]
+name = \"myCni\"
+assume_role_service = \"pods.eks.amazonaws.com\"
+managed_policies = [\"AmazonEKS_CNI_Policy\"]
+"
+    )
+}
+
+/// The managed policies attached to a role, by name.
+async fn attached(aws: &eksnet::cloud::aws::AwsClients, role: &str) -> Vec<String> {
+    aws.iam
+        .list_attached_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .expect("ListAttachedRolePolicies")
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_name().map(String::from))
+        .collect()
+}
+
+/// Moving the CNI policy off the node role in one apply, from the add-on example as it is
+/// (the policy on the node role) to the production form: the CNI's role is made, the agent
+/// is ACTIVE, the association is set, aws-node rolls onto it, and only then is the policy
+/// detached from the node role; the CNI stand-in needs the policy on the role it acts as, and
+/// pods created while this happens all get addresses in the pod subnets. The order is read
+/// from eksnet's events, the proxy's request record and the fake API server's log.
+#[tokio::test]
+async fn the_cni_policy_moves_off_the_node_role_with_no_moment_without_permissions() {
+    let w = world();
+    addon_example_applied(&w);
+    let aws = sdk(&w.sandbox.endpoint).await;
+    let node_role = "myCustomNetworkingAmazonEKSNodeRole";
+    assert!(attached(&aws, node_role)
+        .await
+        .contains(&"AmazonEKS_CNI_Policy".to_string()));
+
+    w.write_spec(ADDON_SPEC, &production_form(&w.spec_text(ADDON_SPEC)));
+    let plan = run_ok(
+        w.eksnet().args(["plan", ADDON_SPEC, "--detailed-exitcode"]),
+        2,
+    );
+    assert!(
+        position(&plan.stdout, "~ addon.vpc_cni") < position(&plan.stdout, "~ iam_role.node"),
+        "{}",
+        plan.stdout
+    );
+    let proxy = addr(&w.sandbox.proxy_url).to_string();
+    let (status, body) = http(&proxy, "POST", "/__proxy/reset-stats", "");
+    assert_eq!(status, 200, "{body}");
+    let (_, log) = w.kube("GET", "/__fake/requests", "");
+    let log_start = log.as_array().map_or(0, Vec::len);
+
+    // Pods keep coming while the apply runs.
+    let applying = Arc::new(AtomicBool::new(true));
+    let maker = {
+        let applying = applying.clone();
+        let kube = addr(&w.sandbox.kube_url).to_string();
+        std::thread::spawn(move || {
+            let mut made = 0;
+            while applying.load(Ordering::SeqCst) && made < 6 {
+                let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": format!("during-{made}")},
+                    "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+                let (status, body) = http(
+                    &kube,
+                    "POST",
+                    "/api/v1/namespaces/default/pods",
+                    &pod.to_string(),
+                );
+                assert_eq!(status, 201, "{body}");
+                made += 1;
+                std::thread::sleep(Duration::from_millis(1500));
+            }
+            made
+        })
+    };
+    let apply = run_ok(
+        w.eksnet()
+            .args(["apply", ADDON_SPEC, "--auto-approve", "--json"]),
+        0,
+    );
+    applying.store(false, Ordering::SeqCst);
+    let made = maker.join().expect("pod maker");
+
+    // eksnet's order: the role and the agent, then the add-on (which waits until aws-node
+    // runs as its association), then the node role.
+    let events: Vec<Value> = apply
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let at = |event: &str, address: &str| {
+        events
+            .iter()
+            .position(|e| e["event"] == event && e["addr"] == address)
+            .unwrap_or_else(|| panic!("no {event} of {address} in:\n{}", apply.stderr))
+    };
+    assert!(at("finished", "iam_role.cni") < at("started", "addon.vpc_cni"));
+    assert!(at("finished", "addon.pod_identity_agent") < at("started", "addon.vpc_cni"));
+    assert!(at("finished", "addon.vpc_cni") < at("started", "iam_role.node"));
+    // AWS's order.
+    let stats = proxy_stats(&proxy);
+    let first = |op: &str| {
+        stats
+            .iter()
+            .find(|r| r["op"] == op)
+            .unwrap_or_else(|| panic!("no {op} request"))
+            .clone()
+    };
+    let seq = |r: &Value| r["seq"].as_u64().unwrap_or(0);
+    let (create_role, update_addon, detach) = (
+        first("CreateRole"),
+        first("UpdateAddon"),
+        first("DetachRolePolicy"),
+    );
+    assert!(seq(&create_role) < seq(&update_addon) && seq(&update_addon) < seq(&detach));
+    // Kubernetes: both nodes' aws-node pods were made again with the Pod Identity env after
+    // the UpdateAddon and before the policy left the node role.
+    let (_, log) = w.kube("GET", "/__fake/requests", "");
+    let new_aws_node: Vec<u64> = log
+        .as_array()
+        .into_iter()
+        .flatten()
+        .skip(log_start)
+        .filter(|r| r["method"] == "POST" && r["path"] == "/api/v1/namespaces/kube-system/pods")
+        .filter(|r| {
+            let body = r["body"].to_string();
+            body.contains("\"aws-node-") && body.contains("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        })
+        .map(|r| r["unix_nanos"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(new_aws_node.len(), 2, "one new aws-node pod per node");
+    let nanos = |r: &Value, key: &str| r[key].as_u64().unwrap_or(0);
+    for t in &new_aws_node {
+        assert!(
+            nanos(&update_addon, "start_unix_nanos") < *t,
+            "made after the UpdateAddon"
+        );
+        assert!(
+            *t < nanos(&detach, "start_unix_nanos"),
+            "made before the detach"
+        );
+    }
+
+    // The end state: every pod, those made during the apply too, has an address in a pod
+    // subnet; the policy is on the CNI's role only; nothing is left to do; verify agrees.
+    settled(&w, 2);
+    let checked = pods_sit_on_cni_enis(&w, &["192.168.1.0/24"]).await;
+    assert_eq!(
+        checked,
+        2 + made,
+        "CoreDNS and the pods made during the apply"
+    );
+    assert!(!attached(&aws, node_role)
+        .await
+        .contains(&"AmazonEKS_CNI_Policy".to_string()));
+    assert_eq!(attached(&aws, "myCni").await, ["AmazonEKS_CNI_Policy"]);
+    for pod in w.list("/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Daws-node") {
+        assert!(
+            pod.to_string()
+                .contains("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+            "{pod}"
+        );
+    }
+    run_ok(
+        w.eksnet().args(["plan", ADDON_SPEC, "--detailed-exitcode"]),
+        0,
+    );
+    run_ok(w.eksnet().args(["verify", ADDON_SPEC]), 0);
+    run_ok(
+        w.eksnet().args(["destroy", ADDON_SPEC, "--auto-approve"]),
+        0,
+    );
+}
+
+fn position(text: &str, needle: &str) -> usize {
+    text.find(needle)
+        .unwrap_or_else(|| panic!("`{needle}` not in:\n{text}"))
+}
+
+/// The proxy's request record (`GET /__proxy/stats`).
+fn proxy_stats(proxy: &str) -> Vec<Value> {
+    let (status, text) = http(proxy, "GET", "/__proxy/stats", "");
+    assert_eq!(status, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    v["requests"].as_array().cloned().unwrap_or_default()
+}
+
+/// The add-on example with the CNI's role through IRSA: the cluster's OIDC provider, a role
+/// only `kube-system:aws-node` may assume through it, the add-on's
+/// `service_account_role_arn`, the node role without the CNI policy.
+fn irsa_form(example: &str) -> String {
+    let without_policy = cni_role_of_its_own(
+        example,
+        "service_account_role_arn = \"${iam_role.cni_irsa.arn}\"",
+    );
+    format!(
+        "{without_policy}
+[oidc_provider.main]
+url = \"${{cluster.main.oidc_issuer}}\"
+
+[iam_role.cni_irsa]
+name = \"myCniIrsa\"
+assume_role_web_identity = {{ provider_arn = \"${{oidc_provider.main.arn}}\", service_account = \"kube-system:aws-node\" }}
+managed_policies = [\"AmazonEKS_CNI_Policy\"]
+"
+    )
+}
+
+/// IRSA for the CNI, one apply: the OIDC provider of the cluster's own issuer, the role's
+/// trust naming it (read back from IAM: no change on the next plan), EKS's annotation of
+/// aws-node's service account, aws-node restarted by eksnet (EKS does not restart it for a
+/// new role; the running pods keep their env) before the policy leaves the node role. Then
+/// the provider's client ids change in place.
+#[tokio::test]
+async fn the_cni_gets_an_irsa_role_of_the_clusters_oidc_provider() {
+    let w = world();
+    addon_example_applied(&w);
+    w.write_spec(ADDON_SPEC, &irsa_form(&w.spec_text(ADDON_SPEC)));
+    let proxy = addr(&w.sandbox.proxy_url).to_string();
+    let (status, body) = http(&proxy, "POST", "/__proxy/reset-stats", "");
+    assert_eq!(status, 200, "{body}");
+    run_ok(w.eksnet().args(["apply", ADDON_SPEC, "--auto-approve"]), 0);
+
+    let aws = sdk(&w.sandbox.endpoint).await;
+    let issuer = aws
+        .eks
+        .describe_cluster()
+        .name("my-custom-networking-cluster")
+        .send()
+        .await
+        .expect("DescribeCluster")
+        .cluster
+        .and_then(|c| c.identity?.oidc?.issuer)
+        .expect("the cluster's issuer");
+    let host_path = issuer.trim_start_matches("https://");
+    let role = aws
+        .iam
+        .get_role()
+        .role_name("myCniIrsa")
+        .send()
+        .await
+        .expect("GetRole")
+        .role
+        .expect("role");
+    let trust: Value = serde_json::from_str(
+        &percent_encoding::percent_decode_str(
+            role.assume_role_policy_document().unwrap_or_default(),
+        )
+        .decode_utf8_lossy(),
+    )
+    .expect("trust JSON");
+    let statement = &trust["Statement"][0];
+    // A string or a list of one, both IAM's.
+    let one = |v: &Value| -> String {
+        v.as_str()
+            .or_else(|| v.get(0).and_then(Value::as_str))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        one(&statement["Action"]),
+        "sts:AssumeRoleWithWebIdentity",
+        "{trust}"
+    );
+    let federated = one(&statement["Principal"]["Federated"]);
+    let federated = federated.as_str();
+    assert!(
+        federated.ends_with(&format!(":oidc-provider/{host_path}")),
+        "{trust}"
+    );
+    let condition = &statement["Condition"]["StringEquals"];
+    assert_eq!(
+        condition[format!("{host_path}:aud")],
+        "sts.amazonaws.com",
+        "{trust}"
+    );
+    assert_eq!(
+        condition[format!("{host_path}:sub")],
+        "system:serviceaccount:kube-system:aws-node",
+        "{trust}"
+    );
+    // aws-node runs as the role: EKS annotated the service account, eksnet restarted the pods
+    // (before the detach, which is after the add-on's update).
+    let (_, sa) = w.kube(
+        "GET",
+        "/api/v1/namespaces/kube-system/serviceaccounts/aws-node",
+        "",
+    );
+    assert_eq!(
+        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        json!(role.arn())
+    );
+    for pod in w.list("/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Daws-node") {
+        assert!(pod.to_string().contains(role.arn()), "{pod}");
+    }
+    let stats = proxy_stats(&proxy);
+    let seq = |op: &str| {
+        stats
+            .iter()
+            .find(|r| r["op"] == op)
+            .and_then(|r| r["seq"].as_u64())
+            .unwrap_or_else(|| panic!("no {op}"))
+    };
+    assert!(seq("CreateOpenIDConnectProvider") < seq("CreateRole"));
+    assert!(seq("UpdateAddon") < seq("DetachRolePolicy"));
+    settled(&w, 2);
+    pods_sit_on_cni_enis(&w, &["192.168.1.0/24"]).await;
+    assert!(!attached(&aws, "myCustomNetworkingAmazonEKSNodeRole")
+        .await
+        .contains(&"AmazonEKS_CNI_Policy".to_string()));
+    run_ok(
+        w.eksnet().args(["plan", ADDON_SPEC, "--detailed-exitcode"]),
+        0,
+    );
+
+    // Another audience: the provider is updated in place.
+    let spec = w.spec_text(ADDON_SPEC).replacen(
+        "url = \"${cluster.main.oidc_issuer}\"\n",
+        "url = \"${cluster.main.oidc_issuer}\"\nclient_ids = [\"sts.amazonaws.com\", \"example.com\"]\n",
+        1,
+    );
+    w.write_spec(ADDON_SPEC, &spec);
+    let plan = run_ok(
+        w.eksnet().args(["plan", ADDON_SPEC, "--detailed-exitcode"]),
+        2,
+    );
+    assert!(
+        plan.stdout.contains("~ oidc_provider.main"),
+        "{}",
+        plan.stdout
+    );
+    run_ok(w.eksnet().args(["apply", ADDON_SPEC, "--auto-approve"]), 0);
+    let provider = aws
+        .iam
+        .get_open_id_connect_provider()
+        .open_id_connect_provider_arn(federated)
+        .send()
+        .await
+        .expect("GetOpenIDConnectProvider");
+    let mut ids = provider.client_id_list().to_vec();
+    ids.sort();
+    assert_eq!(ids, ["example.com", "sts.amazonaws.com"]);
+    run_ok(
+        w.eksnet().args(["plan", ADDON_SPEC, "--detailed-exitcode"]),
+        0,
+    );
+    run_ok(w.eksnet().args(["verify", ADDON_SPEC]), 0);
+    run_ok(
+        w.eksnet().args(["destroy", ADDON_SPEC, "--auto-approve"]),
+        0,
+    );
 }

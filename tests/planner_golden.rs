@@ -553,6 +553,98 @@ fn with_existing_addon_applied(case: Case) -> Case {
     .observed_entry("addon.vpc_cni", observed)
 }
 
+// ---- the CNI's own IAM role: EKS Pod Identity and IRSA, on the add-on path
+
+/// The add-on path's `vpc-cni` add-on and CoreDNS as this state applied them (version
+/// v1.19.2-eksbuild.1), the `aws_node` patch gone, the cluster made without self-managed
+/// add-ons.
+fn tutorial_addon_applied() -> Case {
+    let cni_values = json!({"env": {
+        "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG": "true",
+        "ENI_CONFIG_LABEL_DEF": "topology.kubernetes.io/zone"
+    }});
+    let addon = |name: &str, values: Value| {
+        let attrs = json!({
+            "cluster_name": "my-custom-networking-cluster", "name": name,
+            "configuration_values": values, "preserve_on_delete": true,
+            "resolve_conflicts_on_create": "OVERWRITE", "resolve_conflicts_on_update": "OVERWRITE",
+            "tags": {}
+        });
+        let outputs = json!({
+            "name": name, "cluster_name": "my-custom-networking-cluster",
+            "arn": format!("arn:aws:eks:us-west-2:111122223333:addon/my-custom-networking-cluster/{name}/0ac9d1e2"),
+            "version": "v1.19.2-eksbuild.1", "status": "ACTIVE"
+        });
+        let row = json!({"status": "present", "cloud_id": format!("my-custom-networking-cluster/{name}"),
+            "attrs": attrs, "outputs": outputs, "dependencies": ["cluster.main"]});
+        let live = json!({"cloud_id": format!("my-custom-networking-cluster/{name}"),
+            "attrs": {"cluster_name": "my-custom-networking-cluster", "name": name,
+                "version": "v1.19.2-eksbuild.1", "configuration_values": attrs["configuration_values"], "tags": {}},
+            "outputs": outputs, "managed_by": "0f5e3c1a-2b4d-4e6f-8a9b-0c1d2e3f4a5b"});
+        (row, live)
+    };
+    let (cni_row, cni_live) = addon("vpc-cni", cni_values);
+    let (dns_row, dns_live) = addon("coredns", json!({}));
+    tutorial_addon()
+        .state_without(&["aws_node.main"])
+        .not_looked_up(&["aws_node.main"])
+        .set_in_both(
+            "cluster.main",
+            "/attrs/bootstrap_self_managed_addons",
+            json!(false),
+        )
+        .observed_remove("cluster.main", &["/attrs/bootstrap_self_managed_addons"])
+        .observed_set(
+            "cluster.main",
+            "/outputs/oidc_issuer",
+            json!("https://oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"),
+        )
+        .state_row("addon.vpc_cni", cni_row)
+        .observed_entry("addon.vpc_cni", cni_live)
+        .state_row("addon.coredns", dns_row)
+        .observed_entry("addon.coredns", dns_live)
+}
+
+/// The Pod Identity Agent and the CNI's own role, as the production example has them.
+const CNI_POD_IDENTITY: &str = r#"
+# EKS Pod Identity: the agent, and a role only the VPC CNI uses.
+[addon.pod_identity_agent]
+cluster_name = "${cluster.main.name}"
+name = "eks-pod-identity-agent"
+
+[iam_role.cni]
+name = "myCni"
+assume_role_service = "pods.eks.amazonaws.com"
+managed_policies = ["AmazonEKS_CNI_Policy"]
+"#;
+
+/// The `vpc-cni` add-on's line where its Pod Identity association is added.
+const CNI_ADDON_NAME: &str = "name = \"vpc-cni\"\n";
+const CNI_ASSOCIATION: &str = "name = \"vpc-cni\"\npod_identity_associations = [{ service_account = \"aws-node\", role_arn = \"${iam_role.cni.arn}\" }]\n";
+const NODE_POLICIES: &str = r#"managed_policies = ["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly", "AmazonEKS_CNI_Policy"]"#;
+const NODE_POLICIES_WITHOUT_CNI: &str =
+    r#"managed_policies = ["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly"]"#;
+
+/// The applied add-on path given the CNI a role of its own through Pod Identity; the node
+/// role keeps its policies unless the case takes the CNI's off.
+fn cni_pod_identity(case: Case) -> Case {
+    case.spec_append(CNI_POD_IDENTITY)
+        .spec_edit(CNI_ADDON_NAME, CNI_ASSOCIATION)
+        .absent(&["addon.pod_identity_agent", "iam_role.cni"])
+}
+
+/// IRSA for the CNI: the cluster's OIDC provider and a role for `kube-system:aws-node`.
+const CNI_IRSA: &str = r#"
+# IRSA: the cluster's OIDC provider and a role only aws-node may assume through it.
+[oidc_provider.main]
+url = "${cluster.main.oidc_issuer}"
+
+[iam_role.cni_irsa]
+name = "myCniIrsa"
+assume_role_web_identity = { provider_arn = "${oidc_provider.main.arn}", service_account = "kube-system:aws-node" }
+managed_policies = ["AmazonEKS_CNI_Policy"]
+"#;
+
 golden! {
     addon_existing_found_updates_its_values_only: existing_addon_found(),
     addon_existing_found_as_the_spec_has_it_is_recorded: Case::demo()
@@ -1087,6 +1179,26 @@ name = "us-west-2a"
         .state_without(&["subnet.pod_a", "subnet.pod_b"])
         .observed_set("subnet.pod_a", "/managed_by", json!("9d9d9d9d-other-lineage"))
         .observed_remove("subnet.pod_b", &["/managed_by"]),
+    cni_pod_identity_moves_the_cni_policy_off_the_node_role: cni_pod_identity(tutorial_addon_applied())
+        .spec_edit(NODE_POLICIES, NODE_POLICIES_WITHOUT_CNI),
+    cni_pod_identity_with_the_policy_still_on_the_node_role_warns: cni_pod_identity(
+        tutorial_addon_applied()
+    ),
+    cni_pod_identity_role_not_trusting_pod_identity_error: cni_pod_identity(tutorial_addon_applied())
+        .spec_edit(
+            "assume_role_service = \"pods.eks.amazonaws.com\"",
+            "assume_role_service = \"ec2.amazonaws.com\"",
+        ),
+    cni_pod_identity_without_the_agent_error: cni_pod_identity(tutorial_addon_applied())
+        .spec_cut("[addon.pod_identity_agent]", "[iam_role.cni]"),
+    cni_irsa_role_trust_known_after_apply: tutorial_addon_applied()
+        .spec_append(CNI_IRSA)
+        .spec_edit(
+            CNI_ADDON_NAME,
+            "name = \"vpc-cni\"\nservice_account_role_arn = \"${iam_role.cni_irsa.arn}\"\n",
+        )
+        .spec_edit(NODE_POLICIES, NODE_POLICIES_WITHOUT_CNI)
+        .absent(&["oidc_provider.main", "iam_role.cni_irsa"]),
 }
 
 fn listed(dir: &Path, keep: impl Fn(&Path) -> Option<String>) -> Vec<String> {

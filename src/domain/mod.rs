@@ -1,4 +1,5 @@
-//! Rules that span kinds, one domain place each: `cni` (the VPC CNI: which resource carries
+//! Rules that span kinds, one domain place each: `identity` (who the VPC CNI acts as in AWS:
+//! its own role or the node role), `cni` (the VPC CNI: which resource carries
 //! its settings, whether custom networking is on, its spec and plan checks, the handover from
 //! the `aws_node` patch to the add-on), `network` (the VPC's CIDR arithmetic: secondary
 //! blocks, pod subnets, their AZs), `pod_security_groups` (security groups for pods: the
@@ -9,6 +10,7 @@
 //! above them.
 
 pub mod cni;
+pub mod identity;
 pub mod network;
 pub mod ordering;
 pub mod pod_security_groups;

@@ -4,13 +4,15 @@
 //! nodes after the pod subnets and after their cluster's CNI settings and ENIConfigs (the
 //! point of custom networking) and SecurityGroupPolicies, ENIConfigs after the `vpc-cni`
 //! add-on that installs their CRD, and add-ons whose pods are Deployments after their
-//! cluster's nodes.
+//! cluster's nodes; an add-on with Pod Identity associations after its cluster's Pod Identity
+//! Agent and the roles it names, and a node role without the CNI policy after the CNI add-on
+//! that has a role of its own.
 //!
 //! Works on each resource's kind and desired attributes, so it names no stage; the graph
 //! turns the pairs into labelled edges.
 
 use crate::base::addr::{Kind, ResourceAddr};
-use crate::domain::cni;
+use crate::domain::{cni, identity};
 use ipnet::Ipv4Net;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -35,6 +37,46 @@ fn attr<'a>(attrs: &'a Value, key: &str) -> &'a str {
 fn role_of(arn: &str) -> Option<String> {
     arn.rsplit_once(":role/")
         .map(|(_, n)| n.rsplit('/').next().unwrap_or(n).to_string())
+}
+
+/// The node roles of cluster `ours` (named by its nodegroups' `node_role_arn`) that do not
+/// attach the CNI policy, leaving out a role the CNI add-on (`cni`) itself uses or the
+/// cluster's role: ordering those after the add-on would close a cycle.
+fn node_roles_without_cni_policy<'a>(
+    resources: &[(&'a ResourceAddr, &'a Value)],
+    ours: &str,
+    cni: &Value,
+    resolved_name: &dyn Fn(&str) -> String,
+) -> Vec<&'a ResourceAddr> {
+    let named = |arn: &str| identity::role_named(resources.iter().copied(), arn);
+    let mut own: Vec<&ResourceAddr> = cni
+        .get(crate::resources::addon::ASSOCIATIONS)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| named(attr(a, "role_arn")))
+        .collect();
+    own.extend(named(attr(cni, "service_account_role_arn")));
+    own.extend(
+        resources
+            .iter()
+            .filter(|(a, v)| a.kind == Kind::Cluster && resolved_name(attr(v, "name")) == ours)
+            .filter_map(|(_, v)| named(attr(v, "role_arn"))),
+    );
+    let mut out: Vec<&ResourceAddr> = Vec::new();
+    for (_, ng) in resources.iter().filter(|(a, v)| {
+        a.kind == Kind::Nodegroup && resolved_name(attr(v, "cluster_name")) == ours
+    }) {
+        let Some(r) = named(attr(ng, "node_role_arn")) else {
+            continue;
+        };
+        let attrs = resources.iter().find(|(a, _)| *a == r).map(|(_, v)| *v);
+        let lacks = attrs.is_some_and(|a| !identity::has_cni_policy(a));
+        if lacks && !own.contains(&r) && !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    out
 }
 
 /// The orderings among `resources` (address, desired attributes): (before, after, why).
@@ -152,6 +194,39 @@ pub fn edges(
                 if let Some(r) = role(attr(v, "service_account_role_arn")) {
                     push(r, addr, "service account role");
                 }
+                let ours = resolved_name(attr(v, "cluster_name"));
+                let associations: Vec<&str> = v
+                    .get(crate::resources::addon::ASSOCIATIONS)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|a| attr(a, "role_arn"))
+                    .collect();
+                for r in associations.iter().filter_map(|arn| role(arn)) {
+                    push(r, addr, "pod identity role");
+                }
+                // The agent serves the associations' credentials on the nodes: the add-on's
+                // pods get them only once it runs (EKS user guide, add-ons-iam).
+                if !associations.is_empty() && attr(v, "name") != identity::POD_IDENTITY_AGENT {
+                    for (agent, _) in of_kind(Kind::Addon).filter(|(_, a)| {
+                        attr(a, "name") == identity::POD_IDENTITY_AGENT
+                            && resolved_name(attr(a, "cluster_name")) == ours
+                    }) {
+                        push(
+                            agent,
+                            addr,
+                            "Pod Identity Agent before the add-on's associations",
+                        );
+                    }
+                }
+                // Moving the CNI policy off the node role: the node role loses it only after
+                // the CNI runs with its own role (EKS user guide, `networking/cni-iam-role.adoc`:
+                // the role, the pods re-created with it, then the policy detached).
+                if identity::cni_own_role(v).is_some() {
+                    for r in node_roles_without_cni_policy(resources, &ours, v, resolved_name) {
+                        push(addr, r, "the CNI runs with its own role before the node role loses AmazonEKS_CNI_Policy");
+                    }
+                }
                 if ADDONS_NEEDING_NODES.contains(&attr(v, "name")) {
                     let ours = resolved_name(attr(v, "cluster_name"));
                     for n in on_cluster(Kind::Nodegroup, &ours) {
@@ -163,4 +238,101 @@ pub fn edges(
         }
     }
     edges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn addr(s: &str) -> ResourceAddr {
+        s.parse().expect("address")
+    }
+
+    /// The production form: the CNI add-on with its own role, the node role without the CNI
+    /// policy. The policy comes off the node role only after the add-on, and the add-on waits
+    /// for the agent and its role; with the policy still on the node role (or no own role)
+    /// nothing holds the node role back, and its update could come first.
+    fn resources(node_policies: &[&str], association: bool) -> Vec<(ResourceAddr, Value)> {
+        let mut cni = json!({"cluster_name": "${cluster.main.name}", "name": "vpc-cni"});
+        if association {
+            cni["pod_identity_associations"] =
+                json!([{"service_account": "aws-node", "role_arn": "${iam_role.cni.arn}"}]);
+        }
+        vec![
+            (
+                addr("cluster.main"),
+                json!({"name": "demo", "role_arn": "${iam_role.cluster.arn}"}),
+            ),
+            (
+                addr("iam_role.cluster"),
+                json!({"name": "c", "managed_policy_arns": ["arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"]}),
+            ),
+            (
+                addr("iam_role.cni"),
+                json!({"name": "cni", "managed_policy_arns": ["arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"]}),
+            ),
+            (
+                addr("iam_role.node"),
+                json!({"name": "node", "managed_policy_arns": node_policies}),
+            ),
+            (
+                addr("addon.agent"),
+                json!({"cluster_name": "${cluster.main.name}", "name": "eks-pod-identity-agent"}),
+            ),
+            (addr("addon.vpc_cni"), cni),
+            (
+                addr("nodegroup.main"),
+                json!({"cluster_name": "${cluster.main.name}", "name": "ng", "node_role_arn": "${iam_role.node.arn}"}),
+            ),
+        ]
+    }
+
+    fn edges_of(r: &[(ResourceAddr, Value)]) -> Vec<(String, String, &'static str)> {
+        let pairs: Vec<(&ResourceAddr, &Value)> = r.iter().map(|(a, v)| (a, v)).collect();
+        let resolve = |n: &str| {
+            if n == "${cluster.main.name}" {
+                "demo".to_string()
+            } else {
+                n.to_string()
+            }
+        };
+        edges(&pairs, &resolve)
+            .into_iter()
+            .map(|(a, b, why)| (a.to_string(), b.to_string(), why))
+            .collect()
+    }
+
+    const WORKER: &str = "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy";
+    const CNI: &str = "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy";
+
+    #[test]
+    fn the_cni_policy_leaves_the_node_role_only_after_the_cni_has_its_own_role() {
+        let moved = edges_of(&resources(&[WORKER], true));
+        let has = |e: &[(String, String, &str)], a: &str, b: &str| {
+            e.iter().any(|(x, y, _)| x == a && y == b)
+        };
+        assert!(has(&moved, "addon.vpc_cni", "iam_role.node"), "{moved:?}");
+        assert!(has(&moved, "addon.agent", "addon.vpc_cni"), "{moved:?}");
+        assert!(has(&moved, "addon.vpc_cni", "nodegroup.main"), "{moved:?}");
+        // Neither the CNI's own role nor the cluster role is held back (that would be a cycle).
+        assert!(!has(&moved, "addon.vpc_cni", "iam_role.cni"), "{moved:?}");
+        assert!(
+            !has(&moved, "addon.vpc_cni", "iam_role.cluster"),
+            "{moved:?}"
+        );
+        // The policy still on the node role, or no role of the CNI's own: no such edge, and
+        // the node role's update may run before the add-on's.
+        let kept = edges_of(&resources(&[WORKER, CNI], true));
+        assert!(!has(&kept, "addon.vpc_cni", "iam_role.node"), "{kept:?}");
+        let no_own_role = edges_of(&resources(&[WORKER], false));
+        assert!(
+            !has(&no_own_role, "addon.vpc_cni", "iam_role.node"),
+            "{no_own_role:?}"
+        );
+        assert!(
+            !has(&no_own_role, "addon.agent", "addon.vpc_cni"),
+            "{no_own_role:?}"
+        );
+    }
 }

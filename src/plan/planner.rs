@@ -4,7 +4,7 @@
 use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::{Diagnostic, Diagnostics};
 use crate::base::value;
-use crate::domain::{cni, network, pod_security_groups, ChangeView};
+use crate::domain::{cni, identity, network, pod_security_groups, ChangeView};
 use crate::plan::graph::DependencyGraph;
 use crate::plan::inventory::Inventory;
 use crate::plan::{Action, Forgotten, Plan, PlannedChange, Reason, PLAN_FORMAT};
@@ -390,6 +390,7 @@ fn plan_apply(
     network::check_plan(spec, &views, &known, diags);
     cni::check_plan(spec, &views, &network::subnet_azs(&known), diags);
     pod_security_groups::check_plan(spec, &views, diags);
+    identity::check_plan(spec, &views, diags);
     out
 }
 

@@ -47,6 +47,15 @@ fn show(v: &Value) -> String {
             let parts: Vec<String> = items.iter().map(show).collect();
             format!("[{}]", parts.join(", "))
         }
+        // A document with a value known after apply inside (a trust policy naming a provider
+        // made in the same apply): that value says so, the rest shows as it is.
+        Value::Object(m) if value::is_unknown(v) => {
+            let parts: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), show(v)))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
         other => other.to_string(),
     }
 }

@@ -37,6 +37,7 @@ use std::time::Duration;
     "then" = { "not": { "anyOf": [
         { "required": ["version"] },
         { "required": ["service_account_role_arn"] },
+        { "required": ["pod_identity_associations"] },
         { "required": ["tags"] },
         { "required": ["preserve_on_delete"] },
         { "required": ["resolve_conflicts_on_create"] }
@@ -60,9 +61,15 @@ pub struct AddonConfig {
     /// Kubernetes version at create, and whatever is installed afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// The IAM role ARN of the add-on's service account (IRSA).
+    /// The IAM role ARN of the add-on's service account (IRSA). EKS ignores it while the
+    /// cluster runs the EKS Pod Identity Agent and the add-on has Pod Identity associations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_role_arn: Option<String>,
+    /// EKS Pod Identity associations the add-on owns: each gives one of its service accounts
+    /// an IAM role (whose trust must allow `pods.eks.amazonaws.com`). Compared as a set; EKS
+    /// deletes them with the add-on. Needs the `eks-pod-identity-agent` add-on on the cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pod_identity_associations: Vec<PodIdentityAssociation>,
     /// What CreateAddon does with fields of an existing self-managed installation that differ
     /// from the add-on's: leave them, which may fail the create (`NONE`), or take them over
     /// (`OVERWRITE`, the default).
@@ -106,6 +113,17 @@ pub struct AddonConfig {
     /// The add-on's tags.
     #[serde(default, serialize_with = "or_none")]
     pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// One EKS Pod Identity association of an add-on (EKS API, `AddonPodIdentityAssociations`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PodIdentityAssociation {
+    /// The add-on's Kubernetes service account, in the add-on's namespace (`aws-node` for
+    /// `vpc-cni`).
+    pub service_account: String,
+    /// The IAM role's ARN, usually `${iam_role.NAME.arn}`.
+    pub role_arn: String,
 }
 
 /// `resolve_conflicts_on_create`: on create EKS treats `PRESERVE` as `NONE`.
@@ -156,13 +174,14 @@ const FACTS: KindFacts = KindFacts {
     identity: &["cluster_name", "name"],
     lookup_key: &["cluster_name", "name"],
     create_only: &["resolve_conflicts_on_create"],
-    set_valued: &[],
+    set_valued: &[ASSOCIATIONS],
     // EKS quotes minutes for an add-on; a vpc-cni waits for its DaemonSet's rollout.
     default_timeout: Duration::from_secs(20 * 60),
     kubernetes: false,
     import_id: ImportId::ClusterSlashName,
     replacement: None,
-    compared_when_unset: &[],
+    // Removing the last association is a change: EKS keeps them until told `[]`.
+    compared_when_unset: &[ASSOCIATIONS],
     updated_outputs: &[],
     derived: false,
     unique: Some(Unique { field: "name", one_per: None }),
@@ -179,6 +198,256 @@ const FACTS: KindFacts = KindFacts {
     kubernetes_endpoint: false,
     puts_back: &[("configuration_values", PREVIOUS)],
 };
+
+/// The attribute of the add-on's Pod Identity associations.
+pub const ASSOCIATIONS: &str = "pod_identity_associations";
+
+/// The associations of these attributes, as EKS's request shape.
+fn associations_request(attrs: &Value) -> Vec<aws_sdk_eks::types::AddonPodIdentityAssociations> {
+    attrs
+        .get(ASSOCIATIONS)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            aws_sdk_eks::types::AddonPodIdentityAssociations::builder()
+                .service_account(a.get("service_account")?.as_str()?)
+                .role_arn(a.get("role_arn")?.as_str()?)
+                .build()
+                .ok()
+        })
+        .collect()
+}
+
+/// The add-on's associations as the spec writes them, from the ARNs DescribeAddon lists
+/// (`Addon.podIdentityAssociations`): one DescribePodIdentityAssociation each, concurrently.
+async fn read_associations(
+    ctx: &Ctx,
+    cluster: &str,
+    arns: &[String],
+) -> Result<Vec<Value>, ResourceError> {
+    let reads = arns.iter().map(|arn| async move {
+        // `arn:aws:eks:REGION:ACCOUNT:podidentityassociation/CLUSTER/a-…`: the id is last.
+        let id = arn.rsplit('/').next().unwrap_or_default();
+        match ctx
+            .aws
+            .eks
+            .describe_pod_identity_association()
+            .cluster_name(cluster)
+            .association_id(id)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.association.map(|a| {
+                json!({
+                    "service_account": a.service_account(),
+                    "role_arn": a.role_arn(),
+                })
+            })),
+            Err(e) => {
+                let err = aws_error("DescribePodIdentityAssociation", e);
+                if err.code() == Some("ResourceNotFoundException") {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    });
+    let mut found: Vec<Value> = futures::future::try_join_all(reads)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    found.sort_by_key(|a| a.to_string());
+    Ok(found)
+}
+
+/// Who the VPC CNI's `aws-node` pods act as in AWS: what the cluster puts in a pod when it
+/// starts, never in one that runs already (EKS user guide: `pod-id-how-it-works.adoc` for Pod
+/// Identity, `pod-configuration.adoc` for IRSA's `AWS_ROLE_ARN`; `networking/cni-iam-role.adoc`,
+/// Step 2: "The annotation is not applied to Pods that are currently running").
+#[derive(Debug, Clone, PartialEq)]
+enum CniIdentity {
+    /// A Pod Identity association for `aws-node`: the pod's SDK gets credentials from the
+    /// agent (`AWS_CONTAINER_CREDENTIALS_FULL_URI`).
+    PodIdentity,
+    /// IRSA: `AWS_ROLE_ARN` is the add-on's `service_account_role_arn`.
+    Irsa(String),
+    /// Neither: the node's instance profile (the node role).
+    Node,
+}
+
+impl std::fmt::Display for CniIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CniIdentity::PodIdentity => f.write_str("their Pod Identity association"),
+            CniIdentity::Irsa(role) => write!(f, "the IRSA role {role}"),
+            CniIdentity::Node => f.write_str("the node role"),
+        }
+    }
+}
+
+/// The `aws-node` service account, the VPC CNI's.
+const CNI_SERVICE_ACCOUNT: &str = "aws-node";
+
+/// Who the `vpc-cni` add-on with these attributes has its pods act as. With both, the
+/// association wins: EKS ignores `serviceAccountRoleArn` beside associations while the agent
+/// runs (EKS user guide, `workloads/add-ons-iam.adoc`), which validation makes sure of.
+fn cni_identity(attrs: &Value) -> CniIdentity {
+    let associated = attrs
+        .get(ASSOCIATIONS)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|a| a.get("service_account").and_then(Value::as_str) == Some(CNI_SERVICE_ACCOUNT));
+    match super::str_attr(attrs, "service_account_role_arn") {
+        _ if associated => CniIdentity::PodIdentity,
+        Some(role) if !role.is_empty() => CniIdentity::Irsa(role.to_string()),
+        _ => CniIdentity::Node,
+    }
+}
+
+/// Who one `aws-node` pod acts as, from the env the cluster gave its `aws-node` container.
+fn pod_identity_of(pod: &k8s_openapi::api::core::v1::Pod) -> CniIdentity {
+    let env: Vec<(&str, Option<&str>)> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .filter(|c| c.name == CNI_SERVICE_ACCOUNT)
+        .flat_map(|c| c.env.iter().flatten())
+        .map(|e| (e.name.as_str(), e.value.as_deref()))
+        .collect();
+    let get = |name: &str| env.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+    // The SDK's credential chain: a web identity comes before the container provider.
+    if let Some(Some(role)) = get("AWS_ROLE_ARN") {
+        return CniIdentity::Irsa(role.to_string());
+    }
+    if get("AWS_CONTAINER_CREDENTIALS_FULL_URI").is_some() {
+        return CniIdentity::PodIdentity;
+    }
+    CniIdentity::Node
+}
+
+/// kubectl's test of a finished DaemonSet rollout (`rollout status`,
+/// `pkg/polymorphichelpers/rollout_status.go`): the controller saw the current spec, and every
+/// scheduled pod is updated and available. `Err` says how far it got.
+fn rolled_out(ds: &k8s_openapi::api::apps::v1::DaemonSet) -> Result<(), String> {
+    let generation = ds.metadata.generation.unwrap_or(0);
+    let Some(st) = ds.status.as_ref() else {
+        return Err("waiting for the DaemonSet controller".into());
+    };
+    if st.observed_generation.unwrap_or(0) < generation {
+        return Err("waiting for the DaemonSet controller to see the update".into());
+    }
+    let desired = st.desired_number_scheduled;
+    let updated = st.updated_number_scheduled.unwrap_or(0);
+    let available = st.number_available.unwrap_or(0);
+    if updated < desired {
+        return Err(format!("{updated} of {desired} aws-node pods updated"));
+    }
+    if available < desired {
+        return Err(format!("{available} of {desired} updated aws-node pods available"));
+    }
+    Ok(())
+}
+
+/// After an update that changed who the VPC CNI acts as: waits until every `aws-node` pod
+/// runs as `want` and the DaemonSet's rollout is over, so that nothing ordered after the
+/// add-on (the node role losing the CNI policy) can leave a CNI without permissions. EKS rolls
+/// the pods when Pod Identity associations change (EKS user guide, `add-ons-iam.adoc`); when
+/// pods still run as before and nothing rolls (a new IRSA role: the running pods keep their
+/// env), eksnet restarts the DaemonSet once, as `kubectl rollout restart` does — the user
+/// guide's Step 2 of `networking/cni-iam-role.adoc`.
+async fn wait_cni_identity(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cluster: &str,
+    want: CniIdentity,
+) -> Result<(), ResourceError> {
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, ListParams, Patch, PatchParams};
+    let client = ctx
+        .kube
+        .client(&ctx.aws, cluster)
+        .await?
+        .ok_or_else(|| ResourceError::NoCluster {
+            cluster: cluster.to_string(),
+        })?;
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
+    let pods: Api<Pod> = Api::namespaced(client, "kube-system");
+    let restarted = std::sync::atomic::AtomicBool::new(false);
+    let kube_error = |what: &'static str| move |e| crate::cloud::kube::error(what, e);
+    wait_until(
+        ctx,
+        addr,
+        &format!("aws-node pods of cluster {cluster} to run as {want}"),
+        ctx.timeout(Kind::Addon),
+        || async {
+            let Some(ds) = daemonsets
+                .get_opt(CNI_SERVICE_ACCOUNT)
+                .await
+                .map_err(kube_error("get daemonset kube-system/aws-node"))?
+            else {
+                return Ok(Poll::Done(()));
+            };
+            let selector = ds
+                .spec
+                .selector
+                .match_labels
+                .as_ref()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_else(|| "k8s-app=aws-node".into());
+            let listed = pods
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .map_err(kube_error("list pods kube-system/aws-node"))?;
+            let running: Vec<&Pod> = listed
+                .items
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .collect();
+            let behind = running.iter().filter(|p| pod_identity_of(p) != want).count();
+            let rollout = rolled_out(&ds);
+            match (behind, rollout) {
+                (0, Ok(())) => Ok(Poll::Done(())),
+                (n, Ok(())) => {
+                    if !restarted.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        let now = aws_smithy_types::DateTime::from(std::time::SystemTime::now())
+                            .fmt(aws_smithy_types::date_time::Format::DateTime)
+                            .unwrap_or_default();
+                        let patch = json!({"spec": {"template": {"metadata": {"annotations": {
+                            "kubectl.kubernetes.io/restartedAt": now,
+                        }}}}});
+                        daemonsets
+                            .patch(
+                                CNI_SERVICE_ACCOUNT,
+                                &PatchParams {
+                                    field_manager: Some("eksnet".into()),
+                                    ..Default::default()
+                                },
+                                &Patch::Strategic(&patch),
+                            )
+                            .await
+                            .map_err(kube_error("restart daemonset kube-system/aws-node"))?;
+                    }
+                    Ok(Poll::Pending(format!(
+                        "{n} of {} aws-node pods still run as before; restarting them",
+                        running.len()
+                    )))
+                }
+                (_, Err(progress)) => Ok(Poll::Pending(progress)),
+            }
+        },
+    )
+    .await
+}
 
 /// Whether a spec's add-on is the VPC CNI with custom networking turned on.
 pub fn turns_on_custom_networking(c: &AddonConfig) -> bool {
@@ -481,6 +750,8 @@ fn as_existing(mut obs: Observed, recorded: &Value) -> Observed {
         .unwrap_or_else(|| json!({}));
     if let Some(m) = obs.attrs.as_object_mut() {
         m.insert("existing".into(), json!(true));
+        // Its roles are set where it was made: not eksnet's to compare.
+        m.remove(ASSOCIATIONS);
     }
     if let Some(m) = obs.outputs.as_object_mut() {
         m.insert(PREVIOUS.into(), previous);
@@ -539,6 +810,9 @@ async fn send_create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<()
         )
         .resolve_conflicts(conflicts(attrs, "resolve_conflicts_on_create"))
         .set_configuration_values(values_text(attrs))
+        .set_pod_identity_associations(
+            Some(associations_request(attrs)).filter(|a| !a.is_empty()),
+        )
         .set_tags(Some(tags.into_iter().collect()))
         .client_request_token(request_token(ctx, addr, "create"))
         .send()
@@ -943,6 +1217,11 @@ impl ResourceKind for AddonKind {
                 a.service_account_role_arn.is_some(),
                 "its IAM role is set where it was made",
             ),
+            (
+                ASSOCIATIONS,
+                !a.pod_identity_associations.is_empty(),
+                "its IAM roles are set where it was made",
+            ),
             ("tags", a.tags.is_some(), "it is tagged where it was made"),
             (
                 "preserve_on_delete",
@@ -968,6 +1247,28 @@ impl ResourceKind for AddonKind {
         rules.shaped("cluster_name", &a.cluster_name, Shape::ClusterName);
         if let Some(role) = &a.service_account_role_arn {
             rules.shaped("service_account_role_arn", role, Shape::RoleArn);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, p) in a.pod_identity_associations.iter().enumerate() {
+            rules.shaped(&format!("{ASSOCIATIONS}.{i}.role_arn"), &p.role_arn, Shape::RoleArn);
+            let sa = &p.service_account;
+            let name_ok = !sa.is_empty()
+                && sa.len() <= 253
+                && sa.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+                && sa.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && sa.ends_with(|c: char| c.is_ascii_alphanumeric());
+            if !name_ok && !crate::base::value::is_ref(sa) {
+                rules.error(
+                    &format!("{ASSOCIATIONS}.{i}.service_account"),
+                    format!("`{sa}` is not a Kubernetes service account name (lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit); the namespace is the add-on's"),
+                );
+            } else if !seen.insert(sa.as_str()) {
+                // EKS keeps one association per service account.
+                rules.error(
+                    &format!("{ASSOCIATIONS}.{i}.service_account"),
+                    format!("`{sa}` has an association already: a service account has one role"),
+                );
+            }
         }
         if let Some(label) = &a.eni_config_label {
             rules.label("eni_config_label", label, None);
@@ -1040,7 +1341,21 @@ impl ResourceKind for AddonKind {
             let found = match id {
                 Some(id) => {
                     let (c, n) = split_id(&id)?;
-                    describe(ctx, c, n).await?.as_ref().and_then(observe)
+                    match describe(ctx, c, n).await? {
+                        Some(a) => {
+                            let mut obs = observe(&a);
+                            let arns = a.pod_identity_associations();
+                            let ours = !is_existing(&i.attrs);
+                            if let (Some(o), false, true) = (obs.as_mut(), arns.is_empty(), ours) {
+                                let found = read_associations(ctx, c, arns).await?;
+                                if let Some(m) = o.attrs.as_object_mut() {
+                                    m.insert(ASSOCIATIONS.into(), json!(found));
+                                }
+                            }
+                            obs
+                        }
+                        None => None,
+                    }
                 }
                 None => None,
             };
@@ -1121,7 +1436,8 @@ impl ResourceKind for AddonKind {
         let version = super::str_attr(after, "version").filter(|_| differs("version"));
         let role = differs("service_account_role_arn");
         let values = differs("configuration_values");
-        if version.is_some() || role || values {
+        let associations = differs(ASSOCIATIONS);
+        if version.is_some() || role || values || associations {
             let mut req = ctx
                 .aws
                 .eks
@@ -1144,10 +1460,20 @@ impl ResourceKind for AddonKind {
                 req = req
                     .configuration_values(values_text(after).unwrap_or_else(|| "{}".into()));
             }
+            if associations {
+                // The whole list replaces the add-on's; `[]` deletes them (EKS user guide,
+                // `workloads/update-addon-role.adoc`, `remove-addon-role.adoc`).
+                req = req.set_pod_identity_associations(Some(associations_request(after)));
+            }
             req.send()
                 .await
                 .map_err(|e| aws_error("UpdateAddon", e))?;
             wait_active(ctx, addr, cluster, name).await?;
+            // A change of who the CNI acts as is done once its pods run so: what follows the
+            // add-on (a node role losing the CNI policy) must not find them running as before.
+            if name == VPC_CNI && (role || associations) {
+                wait_cni_identity(ctx, addr, cluster, cni_identity(after)).await?;
+            }
         }
         if differs("tags") {
             let current =
@@ -1343,6 +1669,47 @@ mod tests {
             values_request(&json!({"env": {"A": "b"}})),
             r#"{"env":{"A":"b"}}"#
         );
+    }
+
+    /// Who the CNI acts as: the association wins over IRSA (EKS ignores the role beside it);
+    /// a pod acts as what its env says, a web identity before the container provider.
+    #[test]
+    fn the_cni_identity_of_the_spec_and_of_a_pod() {
+        let pia = json!([{"service_account": "aws-node", "role_arn": "arn:aws:iam::1:role/cni"}]);
+        let both = json!({"name": "vpc-cni", ASSOCIATIONS: pia, "service_account_role_arn": "arn:aws:iam::1:role/irsa"});
+        assert_eq!(cni_identity(&both), CniIdentity::PodIdentity);
+        let irsa = json!({"name": "vpc-cni", "service_account_role_arn": "arn:aws:iam::1:role/irsa"});
+        assert_eq!(cni_identity(&irsa), CniIdentity::Irsa("arn:aws:iam::1:role/irsa".into()));
+        let other_sa = json!({"name": "vpc-cni", ASSOCIATIONS: [{"service_account": "x", "role_arn": "r"}]});
+        assert_eq!(cni_identity(&other_sa), CniIdentity::Node);
+        let pod = |env: Value| -> k8s_openapi::api::core::v1::Pod {
+            serde_json::from_value(json!({"spec": {"containers": [
+                {"name": "aws-vpc-cni-init"}, {"name": "aws-node", "env": env}]}}))
+            .expect("pod")
+        };
+        assert_eq!(pod_identity_of(&pod(json!([]))), CniIdentity::Node);
+        let agent = json!([{"name": "AWS_CONTAINER_CREDENTIALS_FULL_URI", "value": "http://169.254.170.23/v1/credentials"}]);
+        assert_eq!(pod_identity_of(&pod(agent)), CniIdentity::PodIdentity);
+        let both = json!([{"name": "AWS_CONTAINER_CREDENTIALS_FULL_URI", "value": "x"},
+            {"name": "AWS_ROLE_ARN", "value": "arn:aws:iam::1:role/irsa"}]);
+        assert_eq!(pod_identity_of(&pod(both)), CniIdentity::Irsa("arn:aws:iam::1:role/irsa".into()));
+    }
+
+    /// kubectl's rollout test: the spec seen, every pod updated and available.
+    #[test]
+    fn a_daemonset_rollout_is_over_when_every_pod_is_updated_and_available() {
+        let ds = |generation: i64, status: Value| -> k8s_openapi::api::apps::v1::DaemonSet {
+            serde_json::from_value(json!({"metadata": {"generation": generation},
+                "spec": {"selector": {}, "template": {}}, "status": status}))
+            .expect("daemonset")
+        };
+        let st = |observed: i64, updated: i32, available: i32| json!({"observedGeneration": observed,
+            "desiredNumberScheduled": 2, "currentNumberScheduled": 2, "numberMisscheduled": 0,
+            "numberReady": available, "updatedNumberScheduled": updated, "numberAvailable": available});
+        assert!(rolled_out(&ds(2, st(2, 2, 2))).is_ok());
+        assert!(rolled_out(&ds(3, st(2, 2, 2))).unwrap_err().contains("see the update"));
+        assert!(rolled_out(&ds(2, st(2, 1, 2))).unwrap_err().contains("1 of 2 aws-node pods updated"));
+        assert!(rolled_out(&ds(2, st(2, 2, 1))).unwrap_err().contains("available"));
     }
 
     #[test]

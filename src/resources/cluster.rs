@@ -112,6 +112,7 @@ const FACTS: KindFacts = KindFacts {
     "vpc_id",
     "version",
     "status",
+    "oidc_issuer",
 ],
     mirrored_outputs: &["name"],
     identity: &["name"],
@@ -133,6 +134,7 @@ const FACTS: KindFacts = KindFacts {
         ("arn", Shape::Other("an EKS cluster ARN")),
         ("endpoint", Shape::Other("the cluster's API endpoint URL")),
         ("version", Shape::Other("a version")),
+        ("oidc_issuer", Shape::Other("the cluster's OIDC issuer URL")),
     ],
     restricted_tags: Some("EKS"),
     parent: None,
@@ -178,6 +180,14 @@ fn observe(c: &Cluster) -> Option<Observed> {
         }
         if let Some(v) = vpc.and_then(|v| v.vpc_id()) {
             m.insert("vpc_id".into(), json!(v));
+        }
+        // `identity.oidc.issuer`, for an IAM OIDC provider (IRSA): EKS makes one per cluster.
+        if let Some(issuer) = c
+            .identity()
+            .and_then(|i| i.oidc())
+            .and_then(|o| o.issuer())
+        {
+            m.insert("oidc_issuer".into(), json!(issuer));
         }
         m.retain(|_, v| !v.is_null());
     }

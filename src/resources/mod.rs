@@ -30,6 +30,8 @@ macro_rules! for_each_kind {
             Subnet => subnet::SubnetKind,
             IamRole => iam_role::IamRoleKind,
             Cluster => cluster::ClusterKind,
+            /// The IAM OIDC identity provider of a cluster's issuer (IRSA).
+            OidcProvider => oidc_provider::OidcProviderKind,
             /// The launch template eksnet makes for a nodegroup's `max_pods` (never written in
             /// a spec: derived from the nodegroup).
             LaunchTemplate => launch_template::LaunchTemplateKind,
@@ -188,6 +190,8 @@ pub enum Shape {
     SubnetId,
     SecurityGroupId,
     RoleArn,
+    /// An IAM OIDC identity provider's ARN (`arn:aws:iam::ACCOUNT:oidc-provider/HOST/PATH`).
+    OidcProviderArn,
     ClusterName,
     Zone,
     /// Any other output: an ARN of another kind, a name, a CIDR, a status.
@@ -965,6 +969,19 @@ pub fn tag_changes(before: &Value, after: &Value) -> (Vec<String>, BTreeMap<Stri
     let removed = b.keys().filter(|k| !a.contains_key(*k)).cloned().collect();
     let set = a.into_iter().filter(|(k, v)| b.get(k) != Some(v)).collect();
     (removed, set)
+}
+
+/// Tags in IAM's shape (roles, OIDC providers).
+pub fn iam_tags(tags: impl IntoIterator<Item = (String, String)>) -> Vec<aws_sdk_iam::types::Tag> {
+    tags.into_iter()
+        .filter_map(|(k, v)| {
+            aws_sdk_iam::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .ok()
+        })
+        .collect()
 }
 
 /// Tags in EC2's shape.

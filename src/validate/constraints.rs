@@ -122,6 +122,7 @@ impl ShapeRules for Shape {
             Shape::SubnetId => "a subnet id (`subnet-` and 8 or 17 hex digits)",
             Shape::SecurityGroupId => "a security group id (`sg-` and 8 or 17 hex digits)",
             Shape::RoleArn => "an IAM role ARN (`arn:aws:iam::123456789012:role/NAME`)",
+            Shape::OidcProviderArn => "an IAM OIDC provider ARN (`arn:aws:iam::123456789012:oidc-provider/ISSUER`, like `…:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE`)",
             Shape::ClusterName => "an EKS cluster name",
             Shape::Zone => "an availability zone name (the region and a letter, like `us-west-2a`)",
             Shape::Other(what) => what,
@@ -134,6 +135,7 @@ impl ShapeRules for Shape {
             Shape::SubnetId => is_aws_id(s, "subnet-"),
             Shape::SecurityGroupId => is_aws_id(s, "sg-"),
             Shape::RoleArn => is_role_arn(s),
+            Shape::OidcProviderArn => is_oidc_provider_arn(s),
             Shape::ClusterName => is_cluster_name(s),
             Shape::Zone => is_zone(s, region),
             Shape::Other(_) => true,
@@ -251,7 +253,7 @@ impl FieldRules for Fields<'_, '_> {
                 key,
                 format!("`{key}` needs {}, not `{s}`{hint}", shape.describe()),
             );
-        } else if shape == Shape::RoleArn {
+        } else if matches!(shape, Shape::RoleArn | Shape::OidcProviderArn) {
             self.arn_partition(key, s);
         }
     }
@@ -1009,6 +1011,28 @@ fn is_role_arn(s: &str) -> bool {
     };
     let name = path_name.rsplit('/').next().unwrap_or_default();
     is_partition(partition) && is_account(account) && is_iam_name(name, 64)
+}
+
+/// `arn:PARTITION:iam::ACCOUNT:oidc-provider/HOST[/PATH]`: IAM names a provider by its URL
+/// without `https://` (IAM API, CreateOpenIDConnectProvider).
+fn is_oidc_provider_arn(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("arn:") else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.splitn(5, ':').collect();
+    let [partition, "iam", "", account, resource] = parts.as_slice() else {
+        return false;
+    };
+    let Some(issuer) = resource.strip_prefix("oidc-provider/") else {
+        return false;
+    };
+    let host = issuer.split('/').next().unwrap_or_default();
+    is_partition(partition)
+        && is_account(account)
+        && !host.is_empty()
+        && !issuer.contains("//")
+        && !issuer.ends_with('/')
+        && issuer.chars().all(|c| c.is_ascii_graphic())
 }
 
 pub(crate) fn is_cluster_name(n: &str) -> bool {

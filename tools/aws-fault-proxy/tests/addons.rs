@@ -1264,3 +1264,210 @@ fn field_manager_conflicts_fail_or_are_resolved_as_eks_does() {
         "{a}"
     );
 }
+
+fn associations(p: u16, cluster: &str, query: &str) -> Vec<Value> {
+    let r = eks(
+        p,
+        "GET",
+        &format!("/clusters/{cluster}/pod-identity-associations{query}"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["associations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn restarted_at(kube: &FakeKube) -> Value {
+    let ds = kube.call("GET", DS_PATH).json();
+    ds["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].clone()
+}
+
+/// Pod Identity associations an add-on owns (EKS user guide, `add-ons-iam.adoc`): made with
+/// CreateAddon, listed by ARN in DescribeAddon, shown by ListPodIdentityAssociations (owner:
+/// the add-on) and DescribePodIdentityAssociation (role); an UpdateAddon's list replaces
+/// them and, when it changes them, restarts the add-on's pods (a new pod template
+/// annotation), one that changes nothing restarts nothing; `[]` removes them; a deleted
+/// add-on takes them along, unless preserved.
+#[test]
+fn an_addon_owns_its_pod_identity_associations_and_restarts_its_pods_when_they_change() {
+    let kube = FakeKube::start();
+    let (_moto, proxy) = proxy_with(&[]);
+    proxy.config(json!({"kube_url": kube.url(), "addon_create_ms": 0, "addon_update_ms": 0}));
+    let p = proxy.port;
+    create_cluster(p, "pi1", Some("1.30"));
+    let cni = "arn:aws:iam::123456789012:role/cni";
+    let r = create(
+        p,
+        "pi1",
+        json!({"addonName": "vpc-cni", "podIdentityAssociations": [
+            {"serviceAccount": "aws-node", "roleArn": cni}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let addon = describe(p, "pi1", "vpc-cni").json()["addon"].clone();
+    let arns = addon["podIdentityAssociations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(arns.len(), 1, "{addon}");
+    let arn = arns[0].as_str().unwrap_or_default().to_string();
+    assert!(
+        arn.starts_with("arn:aws:eks:us-east-1:123456789012:podidentityassociation/pi1/a-"),
+        "{arn}"
+    );
+    let listed = associations(p, "pi1", "?namespace=kube-system&serviceAccount=aws-node");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["associationArn"], json!(arn));
+    assert_eq!(listed[0]["ownerArn"], addon["addonArn"]);
+    assert!(associations(p, "pi1", "?serviceAccount=other").is_empty());
+    let id = listed[0]["associationId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let one = eks(
+        p,
+        "GET",
+        &format!("/clusters/pi1/pod-identity-associations/{id}"),
+        None,
+    );
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert_eq!(one.json()["association"]["roleArn"], cni);
+    assert_eq!(one.json()["association"]["namespace"], "kube-system");
+    let missing = eks(
+        p,
+        "GET",
+        "/clusters/pi1/pod-identity-associations/a-nope",
+        None,
+    );
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    assert_eq!(
+        restarted_at(&kube),
+        Value::Null,
+        "a create restarts nothing"
+    );
+
+    // The same list again: no change, no restart.
+    let same = json!({"podIdentityAssociations": [{"serviceAccount": "aws-node", "roleArn": cni}]});
+    assert_eq!(update(p, "pi1", "vpc-cni", same).status, 200);
+    assert_eq!(restarted_at(&kube), Value::Null);
+    // Another role: the association keeps its id, the pods are restarted.
+    let other = "arn:aws:iam::123456789012:role/cni2";
+    let r = update(
+        p,
+        "pi1",
+        "vpc-cni",
+        json!({"podIdentityAssociations": [{"serviceAccount": "aws-node", "roleArn": other}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_ne!(restarted_at(&kube), Value::Null, "restarted");
+    let listed = associations(p, "pi1", "");
+    assert_eq!(listed[0]["associationId"], json!(id));
+    let one = eks(
+        p,
+        "GET",
+        &format!("/clusters/pi1/pod-identity-associations/{id}"),
+        None,
+    );
+    assert_eq!(one.json()["association"]["roleArn"], other);
+    // A bad role ARN is refused with nothing changed.
+    let bad = update(
+        p,
+        "pi1",
+        "vpc-cni",
+        json!({"podIdentityAssociations": [{"serviceAccount": "aws-node", "roleArn": "cni"}]}),
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert_eq!(associations(p, "pi1", "").len(), 1);
+    // `[]` removes them.
+    assert_eq!(
+        update(p, "pi1", "vpc-cni", json!({"podIdentityAssociations": []})).status,
+        200
+    );
+    assert!(associations(p, "pi1", "").is_empty());
+    assert!(describe(p, "pi1", "vpc-cni").json()["addon"]
+        .get("podIdentityAssociations")
+        .is_none());
+
+    // Deleted with the add-on, unless preserved (then they stay, owned by nobody).
+    let with = json!({"podIdentityAssociations": [{"serviceAccount": "aws-node", "roleArn": cni}]});
+    assert_eq!(update(p, "pi1", "vpc-cni", with.clone()).status, 200);
+    assert_eq!(delete(p, "pi1", "vpc-cni", Some(true)).status, 200);
+    let kept = associations(p, "pi1", "");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].get("ownerArn").is_none(), "{kept:?}");
+    let mut again = with;
+    again["addonName"] = json!("eks-pod-identity-agent");
+    again["podIdentityAssociations"][0]["serviceAccount"] = json!("x");
+    assert_eq!(create(p, "pi1", again).status, 200);
+    assert_eq!(
+        delete(p, "pi1", "eks-pod-identity-agent", Some(false)).status,
+        200
+    );
+    assert_eq!(
+        associations(p, "pi1", "").len(),
+        1,
+        "the agent's went with it"
+    );
+}
+
+fn irsa_annotation(kube: &FakeKube) -> Value {
+    let sa = kube.call(
+        "GET",
+        "/api/v1/namespaces/kube-system/serviceaccounts/aws-node",
+    );
+    sa.json()["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].clone()
+}
+
+/// IRSA: the add-on's `serviceAccountRoleArn` becomes its service account's
+/// `eks.amazonaws.com/role-arn` (none is written for an add-on without one); a new role
+/// replaces it, and EKS ignores it while the cluster has the Pod Identity Agent and the
+/// add-on associations, so the annotation goes.
+#[test]
+fn the_service_account_role_annotates_the_service_account_unless_pod_identity_wins() {
+    let kube = FakeKube::start();
+    let (_moto, proxy) = proxy_with(&[]);
+    proxy.config(json!({"kube_url": kube.url(), "addon_create_ms": 0, "addon_update_ms": 0}));
+    let p = proxy.port;
+    create_cluster(p, "ir1", Some("1.30"));
+    assert_eq!(
+        create(p, "ir1", json!({"addonName": "vpc-cni"})).status,
+        200
+    );
+    assert_eq!(irsa_annotation(&kube), Value::Null);
+    let (one, two) = (
+        "arn:aws:iam::123456789012:role/irsa",
+        "arn:aws:iam::123456789012:role/irsa2",
+    );
+    assert_eq!(
+        update(p, "ir1", "vpc-cni", json!({"serviceAccountRoleArn": one})).status,
+        200
+    );
+    assert_eq!(irsa_annotation(&kube), one);
+    assert_eq!(
+        update(p, "ir1", "vpc-cni", json!({"serviceAccountRoleArn": two})).status,
+        200
+    );
+    assert_eq!(irsa_annotation(&kube), two);
+    assert_eq!(
+        create(p, "ir1", json!({"addonName": "eks-pod-identity-agent"})).status,
+        200
+    );
+    let r = update(
+        p,
+        "ir1",
+        "vpc-cni",
+        json!({"podIdentityAssociations": [{"serviceAccount": "aws-node", "roleArn": "arn:aws:iam::123456789012:role/cni"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        irsa_annotation(&kube),
+        Value::Null,
+        "ignored beside the association"
+    );
+    assert_eq!(
+        describe(p, "ir1", "vpc-cni").json()["addon"]["serviceAccountRoleArn"],
+        two,
+        "the add-on keeps it"
+    );
+}

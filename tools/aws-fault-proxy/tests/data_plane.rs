@@ -2127,3 +2127,193 @@ fn security_groups_for_pods_give_selected_pods_branch_enis() {
             .then_some(())
     });
 }
+
+/// A role in moto with these AWS managed policies.
+fn iam_role(p: u16, name: &str, service: &str, policies: &[&str]) -> String {
+    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": service}, "Action": ["sts:AssumeRole", "sts:TagSession"]}]});
+    let r = ok(query(
+        p,
+        "iam",
+        &format!(
+            "Action=CreateRole&RoleName={name}&AssumeRolePolicyDocument={}",
+            enc(&trust.to_string())
+        ),
+    ));
+    for policy in policies {
+        ok(query(
+            p,
+            "iam",
+            &format!(
+                "Action=AttachRolePolicy&RoleName={name}&PolicyArn={}",
+                enc(&format!("arn:aws:iam::aws:policy/{policy}"))
+            ),
+        ));
+    }
+    xml(&r.body, "Arn").expect("role ARN")
+}
+
+/// The env of the `aws-node` container of the aws-node pod on `node`, if one runs there.
+fn aws_node_env(kube: &FakeKube, node: &str) -> Option<Vec<String>> {
+    pods_on(kube, node)
+        .into_iter()
+        .find(|p| {
+            p["metadata"]["namespace"] == "kube-system"
+                && p["metadata"]["labels"]["k8s-app"] == "aws-node"
+        })
+        .map(|p| {
+            p["spec"]["containers"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["name"] == "aws-node"))
+                .and_then(|c| c["env"].as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["name"].as_str().map(str::to_string))
+                .collect()
+        })
+}
+
+/// The CNI stand-in needs AmazonEKS_CNI_Policy as the real one does: on a node whose role
+/// lacks it (and no role of the CNI's own) it assigns no address, the pod waits with the
+/// CNI's "failed to assign an IP address to container". A Pod Identity association for
+/// aws-node, with the agent add-on, makes EKS restart aws-node (the DaemonSet rolls, its
+/// status says so), the new pod is created with the Pod Identity env, and the CNI, acting as
+/// the association's role, gives the pod its address.
+#[test]
+fn the_cni_needs_its_policy_and_gets_it_from_a_pod_identity_association() {
+    let w = world(&["--data-plane"]);
+    let p = w.proxy.port;
+    w.proxy
+        .config(json!({"addon_create_ms": 0, "addon_update_ms": 0}));
+    let (a, _b) = subnets(p);
+    let node_role = iam_role(
+        p,
+        "node",
+        "ec2.amazonaws.com",
+        &["AmazonEKSWorkerNodePolicy"],
+    );
+    let cni_role = iam_role(
+        p,
+        "cni",
+        "pods.eks.amazonaws.com",
+        &["AmazonEKS_CNI_Policy"],
+    );
+    ok(eks(
+        p,
+        "POST",
+        "/clusters",
+        Some(json!({"name": "c1", "version": "1.30",
+        "roleArn": "arn:aws:iam::123456789012:role/eks",
+        "resourcesVpcConfig": {"subnetIds": [a]}})),
+    ));
+    ok(eks(
+        p,
+        "POST",
+        "/clusters/c1/addons",
+        Some(json!({"addonName": "eks-pod-identity-agent"})),
+    ));
+    ok(eks(
+        p,
+        "POST",
+        "/clusters/c1/addons",
+        Some(json!({"addonName": "vpc-cni", "resolveConflicts": "OVERWRITE"})),
+    ));
+    ok(eks(
+        p,
+        "POST",
+        "/clusters/c1/node-groups",
+        Some(json!({"nodegroupName": "ng",
+        "nodeRole": node_role, "subnets": [a], "instanceTypes": ["m5.large"],
+        "scalingConfig": {"minSize": 1, "maxSize": 1, "desiredSize": 1}})),
+    ));
+    let (ids, nodes) = wait_for_fleet(&w, "ng", 1);
+    let inst = ids.iter().next().cloned().expect("instance");
+    let node = nodes[0]["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let env = wait_for("aws-node on the node", || aws_node_env(&w.kube, &node));
+    assert!(
+        !env.iter()
+            .any(|e| e == "AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+        "{env:?}"
+    );
+    create_pod(&w.kube, "p1", json!({}));
+    // The node role has no CNI policy: no address, ever, and the CNI's error on the pod.
+    let event = wait_for("the CNI's error for p1", || {
+        let r = w.kube.call("GET", "/api/v1/namespaces/default/events");
+        r.json()["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|e| {
+                e["involvedObject"]["name"] == "p1" && e["reason"] == "FailedCreatePodSandBox"
+            })
+    });
+    assert!(
+        event["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("failed to assign an IP address to container"),
+        "{event}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let p1 = pods_on(&w.kube, &node)
+        .into_iter()
+        .find(|x| x["metadata"]["name"] == "p1")
+        .expect("p1 bound");
+    assert_eq!(pod_ip(&p1), None, "{p1}");
+    assert_eq!(
+        p1["status"]["containerStatuses"][0]["state"]["waiting"]["reason"],
+        "ContainerCreating"
+    );
+    let primary = enis(&w.moto, "attachment.instance-id", &inst)
+        .into_iter()
+        .find(|e| e.device_index == Some(0))
+        .expect("primary");
+    assert!(
+        primary.secondaries.is_empty(),
+        "no address assigned: {primary:?}"
+    );
+
+    // The CNI's own role through Pod Identity: EKS restarts aws-node, the new pod acts as
+    // the association's role, and p1 gets its address.
+    let ds_path = "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node";
+    let generation = w.kube.call("GET", ds_path).json()["metadata"]["generation"].clone();
+    ok(eks(
+        p,
+        "POST",
+        "/clusters/c1/addons/vpc-cni/update",
+        Some(json!({
+        "podIdentityAssociations": [{"serviceAccount": "aws-node", "roleArn": cni_role}]})),
+    ));
+    let env = wait_for("aws-node restarted with Pod Identity", || {
+        aws_node_env(&w.kube, &node)
+            .filter(|e| e.iter().any(|n| n == "AWS_CONTAINER_CREDENTIALS_FULL_URI"))
+    });
+    assert!(
+        env.iter()
+            .any(|n| n == "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
+        "{env:?}"
+    );
+    let ds = wait_for("the rollout reported", || {
+        let ds = w.kube.call("GET", ds_path).json();
+        let st = &ds["status"];
+        (st["observedGeneration"] == ds["metadata"]["generation"]
+            && st["updatedNumberScheduled"] == st["desiredNumberScheduled"]
+            && st["numberAvailable"] == st["desiredNumberScheduled"])
+            .then_some(ds)
+    });
+    assert_ne!(
+        ds["metadata"]["generation"], generation,
+        "the template changed"
+    );
+    let ip = wait_for("p1's address", || {
+        pods_on(&w.kube, &node)
+            .into_iter()
+            .find(|x| x["metadata"]["name"] == "p1")
+            .and_then(|x| pod_ip(&x))
+    });
+    assert!(ip.starts_with("10.0.1."), "{ip}");
+}

@@ -102,6 +102,17 @@ pub static RESOURCES: &[Resource] = &[
         ..builtin("", "configmaps", "configmap", "ConfigMap", true, &["cm"])
     },
     Resource {
+        status_subresource: false,
+        ..builtin(
+            "",
+            "serviceaccounts",
+            "serviceaccount",
+            "ServiceAccount",
+            true,
+            &["sa"],
+        )
+    },
+    Resource {
         generation: true,
         ..builtin(
             "apps",

@@ -350,6 +350,10 @@ fn eks_operation(method: &Method, seg: &[String]) -> Option<&'static str> {
         ("POST", ["clusters", _, "addons", _, "update"]) => "UpdateAddon",
         ("GET", ["addons", "supported-versions"]) => "DescribeAddonVersions",
         ("GET", ["addons", "configuration-schemas"]) => "DescribeAddonConfiguration",
+        ("GET", ["clusters", _, "pod-identity-associations"]) => "ListPodIdentityAssociations",
+        ("GET", ["clusters", _, "pod-identity-associations", _]) => {
+            "DescribePodIdentityAssociation"
+        }
         // The ARN is one percent-encoded segment on the wire, but a client
         // that does not encode "/" would split it, so accept any length.
         ("POST", ["tags", _, ..]) => "TagResource",

@@ -2,8 +2,9 @@
 //! 404, so these requests never reach it.
 //!
 //! Served: CreateAddon, DescribeAddon, UpdateAddon, DeleteAddon, ListAddons,
-//! DescribeAddonVersions, DescribeAddonConfiguration, and DescribeUpdate / ListUpdates with
-//! `addonName`. Answers and errors have EKS's wire shapes. Add-ons go through CREATING,
+//! DescribeAddonVersions, DescribeAddonConfiguration, DescribeUpdate / ListUpdates with
+//! `addonName`, and the Pod Identity associations add-ons own (`podIdentityAssociations`,
+//! ListPodIdentityAssociations, DescribePodIdentityAssociation; see `addons/associations.rs`). Answers and errors have EKS's wire shapes. Add-ons go through CREATING,
 //! UPDATING and DELETING windows (`addon_*_ms`); their versions and configuration schemas
 //! come from the built-in catalogue (`addons/catalogue.json`). Whether the cluster exists,
 //! and its Kubernetes version, the proxy asks moto (`GET /clusters/NAME`, not counted in the
@@ -11,12 +12,21 @@
 //!
 //! With `kube_url` set, `vpc-cni` also does in the cluster what EKS does: a server-side apply
 //! of the `aws-node` DaemonSet (field manager `eks`) at CreateAddon and UpdateAddon, and its
-//! deletion at DeleteAddon without `preserve=true`. The outcome (a field-manager conflict,
+//! deletion at DeleteAddon without `preserve=true`; and when an update changes the add-on's
+//! Pod Identity associations, a rolling restart of its workload ("If you update the pod
+//! identity associations for an existing add-on, Amazon EKS initiates a rolling restart of the
+//! add-on pods", EKS user guide, `workloads/add-ons-iam.adoc`). Its `serviceAccountRoleArn`
+//! (IRSA) becomes the `eks.amazonaws.com/role-arn` annotation of the workload's service
+//! account (server-side apply, field manager `eks`), which the pods started after it take
+//! (`manage-access/aws-access/pod-configuration.adoc`); EKS ignores it while the cluster has
+//! the Pod Identity Agent add-on and the add-on has associations (`add-ons-iam.adoc`). The
+//! user guide says nothing of a restart for it: none is made. The outcome (a field-manager conflict,
 //! an unreachable server) is known at the request and shows when the window ends.
 //!
 //! Every state change is made while `Addons::one_at_a_time` is held, so concurrent requests about
 //! add-ons are decided one after another, as EKS serializes them per resource.
 
+mod associations;
 mod catalogue;
 mod kube;
 mod schema;
@@ -30,6 +40,7 @@ use hyper::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
 use hyper::Method;
 use serde_json::{json, Map, Value};
 
+use self::associations::Association;
 use self::catalogue::{catalogue, effective_cluster_version, AddonEntry, KubeTarget, VersionEntry};
 use crate::core::config::Config;
 use crate::core::emulator::{self, BoxFuture, Call, Emulator, Host};
@@ -61,6 +72,8 @@ struct Store {
     updates: Vec<UpdateRecord>,
     /// (add-on, operation, clientRequestToken) -> the answer given, replayed to a retry.
     tokens: HashMap<(AddonKey, &'static str, String), Reply>,
+    /// Pod Identity associations, in creation order.
+    associations: Vec<Association>,
 }
 
 impl Store {
@@ -71,6 +84,108 @@ impl Store {
         self.tokens.retain(|(k, _, _), _| !of_cluster(k));
         self.updates
             .retain(|u| !(u.region == region && u.cluster == cluster));
+        self.associations
+            .retain(|a| !(a.region == region && a.cluster == cluster));
+    }
+
+    /// Makes the add-on's associations what `wanted` lists (service account → role): one
+    /// kept per service account (its role changed if asked), new ones made, the rest deleted.
+    /// Returns whether anything changed.
+    fn set_associations(
+        &mut self,
+        key: &AddonKey,
+        namespace: &str,
+        account: &str,
+        wanted: &associations::Wanted,
+    ) -> bool {
+        let Some(addon) = self.addons.get(key) else {
+            return false;
+        };
+        let owner = addon.arn.clone();
+        let now = epoch_now();
+        let mut changed = false;
+        let owned = |a: &Association| a.owner_arn.as_deref() == Some(owner.as_str());
+        self.associations.retain(|a| {
+            let keep = !owned(a) || wanted.iter().any(|(sa, _)| *sa == a.service_account);
+            changed |= !keep;
+            keep
+        });
+        let mut arns = Vec::new();
+        for (sa, role) in wanted {
+            match self
+                .associations
+                .iter_mut()
+                .find(|a| owned(a) && a.service_account == *sa)
+            {
+                Some(a) => {
+                    if a.role_arn != *role {
+                        a.role_arn = role.clone();
+                        a.modified_at = now;
+                        changed = true;
+                    }
+                    arns.push(a.arn.clone());
+                }
+                None => {
+                    let id = associations::new_id();
+                    let arn = format!(
+                        "arn:aws:eks:{}:{account}:podidentityassociation/{}/{id}",
+                        key.0, key.1
+                    );
+                    self.associations.push(Association {
+                        region: key.0.clone(),
+                        cluster: key.1.clone(),
+                        id,
+                        arn: arn.clone(),
+                        namespace: namespace.to_string(),
+                        service_account: sa.clone(),
+                        role_arn: role.clone(),
+                        owner_arn: Some(owner.clone()),
+                        created_at: now,
+                        modified_at: now,
+                    });
+                    arns.push(arn);
+                    changed = true;
+                }
+            }
+        }
+        if let Some(addon) = self.addons.get_mut(key) {
+            addon.association_arns = arns;
+        }
+        changed
+    }
+
+    /// Whether `wanted` differs from what the add-on (by ARN) owns now.
+    fn associations_differ(&self, owner: &str, wanted: &associations::Wanted) -> bool {
+        let mut have: Vec<(&str, &str)> = self
+            .associations
+            .iter()
+            .filter(|a| a.owner_arn.as_deref() == Some(owner))
+            .map(|a| (a.service_account.as_str(), a.role_arn.as_str()))
+            .collect();
+        let mut want: Vec<(&str, &str)> = wanted
+            .iter()
+            .map(|(s, r)| (s.as_str(), r.as_str()))
+            .collect();
+        have.sort_unstable();
+        want.sort_unstable();
+        have != want
+    }
+
+    /// DeleteAddon: the add-on's associations go with it, unless it is deleted with
+    /// `preserve` (EKS user guide, `add-ons-iam.adoc`); kept, they have no owner any more.
+    fn release_associations(&mut self, owner: &str, preserve: bool) {
+        if preserve {
+            for a in self
+                .associations
+                .iter_mut()
+                .filter(|a| a.owner_arn.as_deref() == Some(owner))
+            {
+                a.owner_arn = None;
+            }
+        } else {
+            self.associations
+                .retain(|a| a.owner_arn.as_deref() != Some(owner));
+        }
     }
 
     /// Ends the windows that are over; add-ons whose deletion finished are dropped.
@@ -161,6 +276,10 @@ struct Addon {
     /// The add-on created its workload (it was missing), so EKS owns all of it and keeps
     /// applying the whole manifest: a real server-side apply of less would prune the rest.
     owns_workload: bool,
+    /// The ARNs of the Pod Identity associations it owns.
+    association_arns: Vec<String>,
+    /// The IRSA role its workload's service account was last given (see `irsa_role`).
+    irsa_applied: Option<String>,
     phase: Phase,
 }
 
@@ -239,6 +358,9 @@ impl Addon {
         }
         if let Some(config) = &self.config {
             addon["configurationValues"] = Value::from(config.as_str());
+        }
+        if !self.association_arns.is_empty() {
+            addon["podIdentityAssociations"] = json!(self.association_arns);
         }
         addon
     }
@@ -577,6 +699,10 @@ impl Addons {
                 let addon = info.param("addonName")?;
                 list_updates(&ctx, cluster?, addon, info).await
             }
+            "ListPodIdentityAssociations" => list_associations(&ctx, cluster?, info).await,
+            "DescribePodIdentityAssociation" => {
+                describe_association(&ctx, cluster?, info.segment(3)?).await
+            }
             _ => return None,
         };
         Some(reply.unwrap_or_else(|refused| *refused))
@@ -680,11 +806,13 @@ async fn create(ctx: &Ctx<'_>, cluster: &str, body: &[u8]) -> Answer {
     let text = opt_str(&req, "configurationValues", cluster)?;
     let config = check_config(version, text, cluster, name)?;
     let tags = tags(req.get("tags"), cluster)?;
+    let wanted = associations::parse(&req).map_err(|e| invalid(&e, Some(cluster), Some(name)))?;
 
     // The cluster side. On create there is nothing of the add-on's to preserve yet, so EKS
     // treats PRESERVE like NONE: a field another manager owns makes the create fail.
     let mut failure = None;
     let mut owns_workload = false;
+    let mut irsa = None;
     if let (Some(target), Some(url)) = (&entry.kube, &ctx.cfg.kube_url) {
         let resolve = match resolve {
             Resolve::Overwrite => Resolve::Overwrite,
@@ -694,6 +822,13 @@ async fn create(ctx: &Ctx<'_>, cluster: &str, body: &[u8]) -> Answer {
         match apply(ctx, url, target, version, config.as_ref(), resolve, false).await {
             Ok(whole) => owns_workload = whole,
             Err(issue) => failure = Some(issue),
+        }
+        let associated = wanted.as_ref().is_some_and(|w| !w.is_empty());
+        irsa = irsa_role(&lock(ctx.store), &key, role.as_deref(), associated).map(String::from);
+        if let (None, Some(_)) = (&failure, &irsa) {
+            failure = apply_service_account(ctx, url, target, irsa.as_deref())
+                .await
+                .err();
         }
     }
 
@@ -716,17 +851,21 @@ async fn create(ctx: &Ctx<'_>, cluster: &str, body: &[u8]) -> Answer {
         modified_at: now,
         issues: Vec::new(),
         owns_workload,
+        association_arns: Vec::new(),
+        irsa_applied: irsa,
         phase: Phase::Creating(Pending::new(ctx.cfg.addon_create_ms, failure)),
     };
-    let reply = faults::eks_json(&json!({ "addon": addon.json("CREATING") }));
     let mut world = lock(ctx.store);
     let store = &mut *world;
-    if let Some(t) = token {
-        store
-            .tokens
-            .insert((key.clone(), "CreateAddon", t), reply.clone());
+    store.addons.insert(key.clone(), addon);
+    if let Some(w) = &wanted {
+        store.set_associations(&key, &entry.default_namespace, &info.account, w);
     }
-    store.addons.insert(key, addon);
+    let made = store.addons.get(&key).map(|a| a.json("CREATING"));
+    let reply = faults::eks_json(&json!({ "addon": made }));
+    if let Some(t) = token {
+        store.tokens.insert((key, "CreateAddon", t), reply.clone());
+    }
     Ok(reply)
 }
 
@@ -811,6 +950,17 @@ async fn update(ctx: &Ctx<'_>, cluster: &str, name: &str, body: &[u8]) -> Answer
         None => current.config.clone(),
     };
     let config = check_config(version, text.as_deref(), cluster, name)?;
+    let wanted = associations::parse(&req).map_err(|e| invalid(&e, Some(cluster), Some(name)))?;
+    if let Some(w) = &wanted {
+        let listed: Vec<Value> = w
+            .iter()
+            .map(|(sa, role)| json!({"serviceAccount": sa, "roleArn": role}))
+            .collect();
+        params.push(("PodIdentityAssociations", Value::Array(listed).to_string()));
+    }
+    let restart = wanted
+        .as_ref()
+        .is_some_and(|w| lock(ctx.store).associations_differ(&current.arn, w));
 
     let mut failure = None;
     let mut owns_workload = current.owns_workload;
@@ -820,6 +970,36 @@ async fn update(ctx: &Ctx<'_>, cluster: &str, name: &str, body: &[u8]) -> Answer
             Ok(whole) => owns_workload |= whole,
             Err(issue) => failure = Some(issue),
         }
+    }
+    // The associations change with the request, before the pods restart for them: the new
+    // pods must find them.
+    if let (Some(w), None) = (&wanted, &failure) {
+        lock(ctx.store).set_associations(&key, &entry.default_namespace, &info.account, w);
+    }
+    if let (Some(target), Some(url), None) = (&entry.kube, &ctx.cfg.kube_url, &failure) {
+        let irsa = {
+            let store = lock(ctx.store);
+            let associated = store
+                .addons
+                .get(&key)
+                .is_some_and(|a| !a.association_arns.is_empty());
+            irsa_role(&store, &key, role.as_deref(), associated).map(String::from)
+        };
+        if irsa != current.irsa_applied {
+            failure = apply_service_account(ctx, url, target, irsa.as_deref())
+                .await
+                .err();
+            if failure.is_none() {
+                if let Some(a) = lock(ctx.store).addons.get_mut(&key) {
+                    a.irsa_applied = irsa;
+                }
+            }
+        }
+    }
+    if let (Some(target), Some(url), true, None) =
+        (&entry.kube, &ctx.cfg.kube_url, restart, &failure)
+    {
+        failure = restart_workload(ctx, url, target).await.err();
     }
 
     let pending = Pending::new(ctx.cfg.addon_update_ms, failure.clone());
@@ -882,6 +1062,9 @@ async fn delete(ctx: &Ctx<'_>, cluster: &str, name: &str, preserve: Option<&str>
         }
     }
     let mut world = lock(ctx.store);
+    if failure.is_none() {
+        world.release_associations(&current.arn, preserve == Some("true"));
+    }
     let addon = world
         .addons
         .get_mut(&key)
@@ -1027,7 +1210,76 @@ async fn list_updates(ctx: &Ctx<'_>, cluster: &str, addon: &str, info: &OpInfo) 
     ))
 }
 
+/// ListPodIdentityAssociations: the cluster's, filtered by `namespace` and `serviceAccount`,
+/// paged like the other lists.
+async fn list_associations(ctx: &Ctx<'_>, cluster: &str, info: &OpInfo) -> Answer {
+    cluster_info(ctx, cluster).await?;
+    let namespace = info.param("namespace").filter(|n| !n.is_empty());
+    let account = info.param("serviceAccount").filter(|n| !n.is_empty());
+    let found: Vec<Value> = lock(ctx.store)
+        .associations
+        .iter()
+        .filter(|a| a.region == ctx.region && a.cluster == cluster)
+        .filter(|a| namespace.is_none_or(|n| n == a.namespace))
+        .filter(|a| account.is_none_or(|s| s == a.service_account))
+        .map(Association::summary_json)
+        .collect();
+    let (found, next) = page(&found, info.param("maxResults"), info.param("nextToken"))
+        .map_err(|e| invalid(&e, Some(cluster), None))?;
+    Ok(faults::eks_json(
+        &json!({ "associations": found, "nextToken": next }),
+    ))
+}
+
+/// DescribePodIdentityAssociation by id.
+async fn describe_association(ctx: &Ctx<'_>, cluster: &str, id: &str) -> Answer {
+    let found = lock(ctx.store)
+        .associations
+        .iter()
+        .find(|a| a.region == ctx.region && a.cluster == cluster && a.id == id)
+        .map(Association::json);
+    if let Some(a) = found {
+        return Ok(faults::eks_json(&json!({ "association": a })));
+    }
+    cluster_info(ctx, cluster).await?;
+    Err(error(
+        404,
+        "ResourceNotFoundException",
+        &format!("No Pod Identity Association found with id {id}"),
+        cluster,
+        None,
+    ))
+}
+
 // ---- the cluster side ---------------------------------------------------------------------
+
+/// A rolling restart of the add-on's workload: EKS documents that it restarts the pods when
+/// the associations change (`add-ons-iam.adoc`), not how; the proxy does as
+/// `kubectl rollout restart` does, a new pod template annotation (field manager `eks`, as an
+/// update, so the add-on's next apply does not take it back). A workload that is not there has
+/// nothing to restart.
+async fn restart_workload(ctx: &Ctx<'_>, kube_url: &str, target: &KubeTarget) -> Result<(), Issue> {
+    let url = format!(
+        "{kube_url}{}?fieldManager={}",
+        target.path(),
+        kube::FIELD_MANAGER
+    );
+    let patch = json!({"spec": {"template": {"metadata": {"annotations": {
+        "kubectl.kubernetes.io/restartedAt": format!("{:.3}", epoch_now()),
+    }}}}});
+    let (status, body, raw) = kube_call(
+        ctx.host,
+        Method::PATCH,
+        &url,
+        Some("application/strategic-merge-patch+json"),
+        Bytes::from(patch.to_string()),
+    )
+    .await?;
+    match status {
+        200..=299 | 404 => Ok(()),
+        s => Err(kube_issue(target, s, &body, &raw)),
+    }
+}
 
 /// A request to the Kubernetes API server: (status, body as JSON or null, body text).
 async fn kube_call(
@@ -1143,6 +1395,70 @@ async fn apply(
     ))
 }
 
+/// The IRSA role the workload's service account is to carry: the add-on's
+/// `serviceAccountRoleArn`, unless EKS ignores it (the agent add-on runs in the cluster and
+/// the add-on has associations).
+fn irsa_role<'r>(
+    store: &Store,
+    key: &AddonKey,
+    role: Option<&'r str>,
+    associated: bool,
+) -> Option<&'r str> {
+    let agent = store.addons.iter().any(|((r, c, n), a)| {
+        r == &key.0
+            && c == &key.1
+            && n == "eks-pod-identity-agent"
+            && !matches!(a.phase, Phase::Deleting(_))
+    });
+    role.filter(|_| !(agent && associated))
+}
+
+/// Server-side applies the workload's service account with the IRSA annotation (or without
+/// it, which removes the one `eks` set). A workload without a service account has none.
+async fn apply_service_account(
+    ctx: &Ctx<'_>,
+    kube_url: &str,
+    target: &KubeTarget,
+    role: Option<&str>,
+) -> Result<(), Issue> {
+    let Some(account) = target
+        .manifest
+        .pointer("/spec/template/spec/serviceAccountName")
+        .and_then(Value::as_str)
+    else {
+        return Ok(());
+    };
+    let mut body = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": account, "namespace": target.namespace()}});
+    if let Some(r) = role {
+        body["metadata"]["annotations"] = json!({"eks.amazonaws.com/role-arn": r});
+    }
+    let url = format!(
+        "{kube_url}/api/v1/namespaces/{}/serviceaccounts/{}?fieldManager={}&force=true",
+        form_encode(target.namespace()),
+        form_encode(account),
+        kube::FIELD_MANAGER
+    );
+    let (status, answer, raw) = kube_call(
+        ctx.host,
+        Method::PATCH,
+        &url,
+        Some(kube::APPLY_PATCH),
+        Bytes::from(body.to_string()),
+    )
+    .await?;
+    match status {
+        200..=299 => Ok(()),
+        s => Err(Issue::new(
+            "InternalFailure",
+            format!(
+                "ServiceAccount {account}: {}",
+                kube::status_message(s, &answer, &raw)
+            ),
+        )),
+    }
+}
+
 /// Deletes the add-on's workload (DeleteAddon without `preserve=true`); already gone is fine.
 async fn delete_workload(ctx: &Ctx<'_>, kube_url: &str, target: &KubeTarget) -> Result<(), Issue> {
     let url = format!("{kube_url}{}", target.path());
@@ -1190,6 +1506,8 @@ mod tests {
             modified_at: 1.0,
             issues: Vec::new(),
             owns_workload: false,
+            association_arns: Vec::new(),
+            irsa_applied: None,
             phase,
         }
     }

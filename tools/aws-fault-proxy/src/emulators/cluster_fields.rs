@@ -7,6 +7,15 @@
 //! subnet, makes a real group in moto the way EKS names, describes and tags
 //! it, injects both fields, and deletes the group with the cluster.
 //!
+//! It also gives each cluster an OIDC issuer of its own (`identity.oidc.issuer`, EKS API
+//! reference, `OIDC`): moto 5.2 draws one `https://oidc.eks.<region>.amazonaws.com/id/<10
+//! characters>` when it starts and gives it to every cluster, where EKS gives each cluster
+//! its own, with 32 hex digits (`https://oidc.eks.region-code.amazonaws.com/id/
+//! EXAMPLED539D4633E53DE1B71EXAMPLE`, EKS user guide `networking/cni-iam-role.adoc`). Two
+//! clusters would otherwise share one IAM OIDC provider. The id is derived from the cluster's
+//! ARN and creation time: the same for every answer about one cluster, another for a cluster
+//! made again under the name.
+//!
 //! The proxy's EC2 calls carry the client's access key with the credential scope
 //! `<region>/ec2`, go straight to moto, and are not counted, faulted or delayed. If a step
 //! fails the answer goes out as moto gave it, and a line on stderr says why.
@@ -106,6 +115,46 @@ fn inject(body: &[u8], group_id: &str, vpc_id: &str) -> Option<Bytes> {
     serde_json::to_vec(&v).ok().map(Bytes::from)
 }
 
+/// 32 hex digits (upper case, as EKS's) derived from `seed`: FNV-1a, twice.
+fn issuer_id(seed: &str) -> String {
+    let fnv = |basis: u64| {
+        seed.bytes().fold(basis, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    };
+    format!(
+        "{:016X}{:016X}",
+        fnv(0xcbf2_9ce4_8422_2325),
+        fnv(0x84222325_cbf29ce4)
+    )
+}
+
+/// The answer with the cluster's own issuer in `cluster.identity.oidc.issuer`, when it has an
+/// issuer that is not EKS-shaped (see the module's comment); `None` otherwise.
+fn own_issuer(body: &[u8]) -> Option<Bytes> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let cluster = v.get_mut("cluster")?;
+    let arn = cluster.get("arn")?.as_str()?.to_string();
+    let created = cluster
+        .get("createdAt")
+        .map(Value::to_string)
+        .unwrap_or_default();
+    let issuer = cluster.pointer_mut("/identity/oidc/issuer")?;
+    let (base, id) = issuer.as_str()?.rsplit_once("/id/")?;
+    let shaped = id.len() == 32
+        && id
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c));
+    if shaped {
+        return None;
+    }
+    *issuer = Value::String(format!(
+        "{base}/id/{}",
+        issuer_id(&format!("{arn}@{created}"))
+    ));
+    serde_json::to_vec(&v).ok().map(Bytes::from)
+}
+
 /// `eks-cluster-sg-<cluster>-<10 digits>`, the pattern of EKS's own names.
 fn group_name(cluster: &str) -> String {
     // The global generator, not the proxy's seeded one: a group name must not
@@ -168,6 +217,9 @@ impl Emulator for ClusterFields {
         let host = call.host;
         Box::pin(async move {
             if call.cfg.eks_cluster_fields && call.info.protocol == Protocol::RestJson {
+                if let Some(body) = own_issuer(&answer.reply.body) {
+                    answer.reply.body = body;
+                }
                 self.add_fields(host, call.info, call.headers, answer).await;
             }
         })
@@ -340,6 +392,56 @@ mod tests {
         json!({"cluster": {"name": "c1", "status": "ACTIVE", "resourcesVpcConfig": vpc_config}})
             .to_string()
             .into_bytes()
+    }
+
+    /// moto's issuer (one for all clusters) becomes each cluster's own, EKS-shaped, stable
+    /// for one cluster and new for one made again under the name; an EKS-shaped one stays.
+    #[test]
+    fn each_cluster_gets_an_issuer_of_its_own() {
+        let answer = |arn: &str, created: f64, issuer: &str| {
+            json!({"cluster": {"name": "c", "arn": arn, "createdAt": created,
+                "identity": {"oidc": {"issuer": issuer}}}})
+            .to_string()
+            .into_bytes()
+        };
+        let issuer = |body: Bytes| -> String {
+            let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+            v["cluster"]["identity"]["oidc"]["issuer"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        let moto = "https://oidc.eks.us-west-2.amazonaws.com/id/AbCdEfGh12";
+        let a = "arn:aws:eks:us-west-2:123456789012:cluster/a";
+        let b = "arn:aws:eks:us-west-2:123456789012:cluster/b";
+        let first = issuer(own_issuer(&answer(a, 1.0, moto)).expect("rewritten"));
+        let (base, id) = first.rsplit_once("/id/").expect("an id");
+        assert_eq!(base, "https://oidc.eks.us-west-2.amazonaws.com");
+        assert!(
+            id.len() == 32
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()),
+            "{id}"
+        );
+        assert_eq!(
+            issuer(own_issuer(&answer(a, 1.0, moto)).expect("rewritten")),
+            first
+        );
+        assert_ne!(
+            issuer(own_issuer(&answer(b, 1.0, moto)).expect("rewritten")),
+            first
+        );
+        assert_ne!(
+            issuer(own_issuer(&answer(a, 2.0, moto)).expect("rewritten")),
+            first
+        );
+        assert_eq!(own_issuer(&answer(a, 1.0, &first)), None);
+        assert_eq!(
+            own_issuer(&cluster(json!({}))),
+            None,
+            "no issuer, nothing to do"
+        );
     }
 
     #[test]

@@ -40,10 +40,12 @@
 mod autoscaling;
 mod branches;
 mod cni;
+mod daemonsets;
 mod ec2;
 mod eks;
 mod fleet;
 mod groups;
+mod identity;
 mod kube;
 mod max_pods;
 mod nodes;

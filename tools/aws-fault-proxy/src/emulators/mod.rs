@@ -10,6 +10,7 @@ mod cluster_fields;
 mod data_plane;
 mod dependency_violation;
 mod eks_states;
+mod iam_oidc;
 mod iam_propagation;
 mod nodegroup_version;
 mod s3;
@@ -30,6 +31,7 @@ pub fn all() -> Vec<Box<dyn Emulator>> {
         Box::new(eks_states::EksStates),
         Box::new(stack_states::StackStates::default()),
         Box::new(iam_propagation::IamPropagation::default()),
+        Box::new(iam_oidc::IamOidc::default()),
         Box::new(dependency_violation::DependencyViolation::default()),
         Box::new(s3::S3),
         Box::new(data_plane::DataPlane::default()),

@@ -57,6 +57,8 @@ pub struct Nodegroup {
     /// `updateConfig`: a number, or a percentage of the desired size.
     pub max_unavailable: Option<u64>,
     pub max_unavailable_percentage: Option<u64>,
+    /// `nodeRole`: the role of its instances' instance profile.
+    pub node_role: Option<String>,
 }
 
 impl Nodegroup {
@@ -129,6 +131,7 @@ impl Nodegroup {
             group_name,
             max_unavailable: update_field("maxUnavailable"),
             max_unavailable_percentage: update_field("maxUnavailablePercentage"),
+            node_role: s("nodeRole"),
         })
     }
 }

@@ -40,7 +40,9 @@ use crate::core::emulator::Pass;
 use crate::shared::{form_encode, lock};
 
 use super::cni::{self, Settings};
+use super::daemonsets;
 use super::ec2::{Ec2, Eni, Instance, Subnet};
+use super::identity::{self, Credentials};
 use super::kube::Kube;
 use super::objects::{controller_uid, name_of, node_name_of, now_rfc3339, pod_path};
 use super::{DataPlane, KubeSide, Observed};
@@ -371,6 +373,8 @@ impl DataPlane {
         let all_pods = side.kube.list(PODS).await?;
         // ENIConfigs by name, read once a pass.
         let mut configs: BTreeMap<String, Option<Value>> = BTreeMap::new();
+        // Who each node's CNI acts as, and its permissions, read once a pass.
+        let mut creds = Credentials::default();
         let mut nets = Vec::new();
         for (scope, (obs, view)) in observed.iter().zip(views.iter_mut()).enumerate() {
             for node in side.nodes.clone() {
@@ -408,6 +412,7 @@ impl DataPlane {
                         aws_node.as_ref(),
                         &pods_here,
                         scope,
+                        &mut creds,
                     )
                     .await
                 {
@@ -445,7 +450,7 @@ impl DataPlane {
         if !pass.current() {
             return Ok(());
         }
-        self.run_pods(pass, side, all_pods, &nets, views, serving)
+        self.run_pods(pass, side, all_pods, &nets, views, serving, &creds)
             .await
     }
 
@@ -463,6 +468,7 @@ impl DataPlane {
         aws_node: Option<&Value>,
         pods_here: &[&Value],
         scope: usize,
+        creds: &mut Credentials,
     ) -> Result<NodeNet, String> {
         let name = name_of(node);
         let mut net = NodeNet::new(&name, node, scope);
@@ -557,8 +563,18 @@ impl DataPlane {
                     && !enis.iter().any(is_trunk),
             )
         };
+        // Without EC2 permissions the pool stays as it is (`identity.rs`).
+        let denied = self
+            .cni_denied(pass, side, obs, node, instance, aws_node, pods_here, creds)
+            .await?;
+        let subject = format!("cni permissions {name}");
+        match &denied {
+            Some(why) => self.problem(&subject, why.clone()),
+            None => self.solved(&subject),
+        }
+        let rounds = if denied.is_some() { 0 } else { 4 };
         // Up to a few changes a pass; ipamd checks every 5 s (`ipamd.go`).
-        for _ in 0..4 {
+        for _ in 0..rounds {
             let pool_enis: Vec<&Eni> = enis.iter().filter(|e| is_pool(e, &settings)).collect();
             let total: usize = pool_enis.iter().map(|e| e.secondary_ips().count()).sum();
             let in_use = pool_enis
@@ -675,6 +691,7 @@ impl DataPlane {
     /// ReplicaSet controllers only while a cluster is `serving` (`workloads.rs`); the VPC
     /// resource controller's webhook before the scheduler and its branch interfaces after
     /// it (`branches.rs`).
+    #[allow(clippy::too_many_arguments)]
     async fn run_pods(
         &self,
         pass: &Pass<'_>,
@@ -683,6 +700,7 @@ impl DataPlane {
         nets: &[NodeNet],
         views: &mut [NetView<'_>],
         serving: bool,
+        creds: &Credentials,
     ) -> Result<(), String> {
         let kube = &side.kube;
         let all_nodes: BTreeSet<String> = side.nodes.iter().map(name_of).collect();
@@ -716,13 +734,24 @@ impl DataPlane {
             let spec = template.get("spec").cloned().unwrap_or(json!({}));
             let host = spec["hostNetwork"] == true;
             let extra = daemon_tolerations(host);
-            for net in nets {
-                let labels = net.node.pointer("/metadata/labels");
-                if !selector_matches(spec.get("nodeSelector"), labels)
-                    || !fits_taints(&spec, &net.node, &extra)
-                {
-                    continue;
-                }
+            let on: Vec<&NodeNet> = nets
+                .iter()
+                .filter(|net| {
+                    selector_matches(
+                        spec.get("nodeSelector"),
+                        net.node.pointer("/metadata/labels"),
+                    ) && fits_taints(&spec, &net.node, &extra)
+                })
+                .collect();
+            let names: Vec<String> = on.iter().map(|n| n.name.clone()).collect();
+            // The rolling update first: its old pods go, and are made again below.
+            daemonsets::roll(kube, &ds, &uid, &mut pods, &names).await?;
+            let hash = daemonsets::template_hash(&ds);
+            let account = spec["serviceAccountName"]
+                .as_str()
+                .unwrap_or("default")
+                .to_string();
+            for net in on {
                 let has = pods.iter().any(|p| {
                     node_name_of(p) == Some(net.name.as_str())
                         && controller_uid(p).as_deref() == Some(uid.as_str())
@@ -735,22 +764,34 @@ impl DataPlane {
                 let mut tolerations = spec["tolerations"].as_array().cloned().unwrap_or_default();
                 tolerations.extend(extra.iter().cloned());
                 pod_spec["tolerations"] = Value::Array(tolerations);
-                let pod = json!({
+                let mut labels = template
+                    .pointer("/metadata/labels")
+                    .cloned()
+                    .unwrap_or(json!({}));
+                labels[daemonsets::HASH_LABEL] = json!(hash);
+                let mut pod = json!({
                     "apiVersion": "v1", "kind": "Pod",
                     "metadata": {
-                        "name": format!("{ds_name}-{}", suffix(&format!("{uid}/{}", net.name))),
+                        // A new template makes pods of new names, as the real generateName does.
+                        "name": format!("{ds_name}-{}", suffix(&format!("{uid}/{}/{hash}", net.name))),
                         "namespace": ns,
-                        "labels": template.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
+                        "labels": labels,
                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet",
                             "name": ds_name, "uid": uid, "controller": true, "blockOwnerDeletion": true}],
                     },
                     "spec": pod_spec,
                     "status": {"phase": "Pending"},
                 });
+                // The identity webhooks act at creation (`identity.rs`).
+                if let Some(c) = creds.node_clusters.get(&net.name) {
+                    identity::inject(&mut pod, &identity::webhook_env(c, &ns, &account));
+                }
                 let path = format!("/api/v1/namespaces/{}/pods", form_encode(&ns));
                 kube.post(&path, &pod).await?;
                 pods.push(pod);
             }
+            let status = daemonsets::status(&ds, &uid, &pods, &names);
+            daemonsets::report(kube, &ds, &status).await?;
         }
         // The VPC resource controller: its webhook on the pods about to be scheduled.
         let policies = kube.list(super::vrc::POLICIES).await?;
@@ -872,7 +913,12 @@ impl DataPlane {
                         used.insert(ip.clone());
                         running_status(pod, ip, &node_ip)
                     }
-                    _ if creating => continue,
+                    _ if creating => {
+                        if net.ready {
+                            identity::no_address(kube, pod, &net.name).await?;
+                        }
+                        continue;
+                    }
                     _ => pending_status(pod, &node_ip),
                 };
                 kube.merge_patch(

@@ -115,7 +115,7 @@ pub fn template_hash(template: &Value) -> String {
 }
 
 /// JSON with object keys sorted, so that the hash does not depend on key order.
-fn canonical(v: &Value) -> String {
+pub(super) fn canonical(v: &Value) -> String {
     match v {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
