@@ -8,7 +8,8 @@
 //! - the state, an `eksnet::state::StateSnapshot` (`{"lineage", "serial", "resources"}`);
 //! - what refresh saw: address → `{cloud_id, attrs, outputs, managed_by}` or `null` (looked
 //!   up, absent); an address left out was not looked up;
-//! - the options `--destroy` and `--replace ADDR`.
+//! - the options `--destroy` and `--replace ADDR`;
+//! - node sizing's reads and the VPCs' route tables, when the case has them.
 //!
 //! The spec is written to `<temp dir>/tests/golden/<case>/spec.toml` and planned from there,
 //! so paths in diagnostics read `tests/golden/<case>/spec.toml`.
@@ -69,6 +70,7 @@ fn from_value<T: DeserializeOwned>(what: &str, v: &Value) -> T {
 /// API is an edit here only.
 fn plan_with_eksnet(spec_path: &Path, case: &Case) -> String {
     use eksnet::base::addr::ResourceAddr;
+    use eksnet::domain::routing::RoutingReads;
     use eksnet::nodes::sizing::SizingReads;
     use eksnet::plan::graph::DependencyGraph;
     use eksnet::plan::inventory::Inventory;
@@ -133,10 +135,18 @@ fn plan_with_eksnet(spec_path: &Path, case: &Case) -> String {
         }
         _ => None,
     };
+    let routing = match &case.route_tables {
+        Value::Null => None,
+        tables => Some(RoutingReads {
+            tables: from_value("route tables", tables),
+            problems: Vec::new(),
+        }),
+    };
     let inventory = Inventory {
         resources: observed,
         inspections: BTreeMap::new(),
         sizing,
+        routing,
     };
     match plan(&spec, &graph, &state, &inventory, &options) {
         Ok(plan) => {

@@ -871,6 +871,7 @@ mod tests {
             changes,
             warnings: vec![],
             sizing: None,
+            pod_subnet_routes: vec![],
         }
     }
 

@@ -1,8 +1,9 @@
 //! Rules that span kinds, one domain place each: `cni` (the VPC CNI: which resource carries
 //! its settings, whether custom networking is on, its spec and plan checks, the handover from
 //! the `aws_node` patch to the add-on), `network` (the VPC's CIDR arithmetic: secondary
-//! blocks, pod subnets, their AZs) and `ordering` (the graph's domain edges: what AWS needs
-//! first that a spec need not say). They sit above the kinds and the parsed spec and below
+//! blocks, pod subnets, their AZs), `ordering` (the graph's domain edges: what AWS needs
+//! first that a spec need not say) and `routing` (the pod subnets' route tables and the
+//! SNAT settings against their routes). They sit above the kinds and the parsed spec and below
 //! the stages that ask them (validate, the graph, the planner), which therefore name no kind
 //! themselves. A planned change reaches them as a `ChangeView`, since the plan is a stage
 //! above them.
@@ -10,6 +11,7 @@
 pub mod cni;
 pub mod network;
 pub mod ordering;
+pub mod routing;
 
 use crate::base::action::Action;
 use crate::base::addr::ResourceAddr;

@@ -2,8 +2,9 @@
 //! in one place: a subnet after the CIDR block that contains it, what uses a role after the
 //! role named in its literal ARN, what runs in a cluster after the cluster named literally,
 //! nodes after the pod subnets and after their cluster's CNI settings and ENIConfigs (the
-//! point of custom networking), ENIConfigs after the `vpc-cni` add-on that installs their
-//! CRD, and add-ons whose pods are Deployments after their cluster's nodes.
+//! point of custom networking) and after the route tables of their pod subnets, ENIConfigs
+//! after the `vpc-cni` add-on that installs their CRD, and add-ons whose pods are
+//! Deployments after their cluster's nodes.
 //!
 //! Works on each resource's kind and desired attributes, so it names no stage; the graph
 //! turns the pairs into labelled edges.
@@ -107,6 +108,25 @@ pub fn edges(
                 let ours = resolved_name(attr(v, "cluster_name"));
                 let settings = on_cluster(Kind::AwsNode, &ours);
                 let enis = on_cluster(Kind::EniConfig, &ours);
+                // Pods must reach what they need from the first pod on: the route tables
+                // of the pod subnets these nodes' ENIConfigs use are associated first (a
+                // new subnet otherwise routes as the VPC's main table does).
+                let pod_subnets: Vec<&str> = of_kind(Kind::EniConfig)
+                    .filter(|(a, _)| enis.contains(a))
+                    .map(|(_, e)| attr(e, "subnet_id"))
+                    .collect();
+                for (table, t) in of_kind(Kind::RouteTable) {
+                    let associates = t
+                        .get("subnet_ids")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .any(|s| pod_subnets.contains(&s));
+                    if associates {
+                        push(table, addr, "pod subnets' routes before nodes");
+                    }
+                }
                 let addons = cni_addons(&ours);
                 for (other, _) in resources {
                     let why = if settings.contains(other) {

@@ -24,7 +24,7 @@ pub struct Finding {
     pub error: bool,
 }
 
-fn str_of<'v>(c: &'v PlannedChange, key: &str) -> Option<&'v str> {
+pub(super) fn str_of<'v>(c: &'v PlannedChange, key: &str) -> Option<&'v str> {
     c.after
         .as_ref()
         .and_then(|a| a.get(key))
@@ -33,7 +33,7 @@ fn str_of<'v>(c: &'v PlannedChange, key: &str) -> Option<&'v str> {
 
 /// The CNI environment of a cluster's settings (`aws_node.env` or the `vpc-cni` add-on's
 /// `configuration_values.env`), as strings.
-fn cni_env(plan: &Plan, spec: &Spec, cluster: &str) -> BTreeMap<String, String> {
+pub(super) fn cni_env(plan: &Plan, spec: &Spec, cluster: &str) -> BTreeMap<String, String> {
     plan.changes
         .iter()
         .filter(|c| cni::carries_settings(c.addr.kind, &[c.after.as_ref()]))
@@ -89,7 +89,11 @@ fn known_azs(plan: &Plan) -> HashMap<String, String> {
 }
 
 /// The subnet an ENIConfig's `subnet_id` names: by reference (`${subnet.X.id}`) or by id.
-fn eni_subnet<'p>(plan: &'p Plan, spec: &Spec, eni: &PlannedChange) -> Option<&'p PlannedChange> {
+pub(super) fn eni_subnet<'p>(
+    plan: &'p Plan,
+    spec: &Spec,
+    eni: &PlannedChange,
+) -> Option<&'p PlannedChange> {
     let raw = spec
         .get(&eni.addr)
         .and_then(|r| resources::str_attr(&r.attrs, "subnet_id"))

@@ -4,7 +4,7 @@
 use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::{Diagnostic, Diagnostics};
 use crate::base::value;
-use crate::domain::{cni, network, ChangeView};
+use crate::domain::{cni, network, routing, ChangeView};
 use crate::plan::graph::DependencyGraph;
 use crate::plan::inventory::Inventory;
 use crate::plan::{Action, Forgotten, Plan, PlannedChange, Reason, PLAN_FORMAT};
@@ -98,7 +98,11 @@ pub fn plan(
         changes,
         warnings: diags.warnings().cloned().collect(),
         sizing: None,
+        pod_subnet_routes: Vec::new(),
     };
+    if !opts.destroy {
+        super::routes::attach(spec, &mut plan, inventory.routing.as_ref());
+    }
     if let Some(reads) = inventory.sizing.as_ref().filter(|_| !opts.destroy) {
         if let Err(errors) = super::nodes::attach(spec, &mut plan, reads) {
             // The warnings found so far still say what else is wrong.
@@ -388,6 +392,7 @@ fn plan_apply(
     }
     let views: Vec<ChangeView<'_>> = out.iter().map(change_view).collect();
     network::check_plan(spec, &views, &known, diags);
+    routing::check_plan(spec, &views, &known, diags);
     cni::check_plan(spec, &views, &network::subnet_azs(&known), diags);
     out
 }
@@ -656,6 +661,13 @@ fn plan_absent(
                     "add-on `{}` of cluster `{}` was not found; an existing add-on (`existing = true`) is never created (check `name`, `cluster_name` and the region, or leave `existing` out for eksnet to create it)",
                     attr("name"),
                     attr("cluster_name")
+                ),
+            ),
+            Kind::RouteTable => (
+                "id",
+                format!(
+                    "route table `{}` was not found; an existing route table (`existing = true`) is never created (check `id` and the region, or leave `existing` and `id` out for eksnet to create one)",
+                    attr("id")
                 ),
             ),
             _ => (

@@ -28,6 +28,8 @@ macro_rules! for_each_kind {
             Vpc => vpc::VpcKind,
             CidrBlock => cidr_block::CidrBlockKind,
             Subnet => subnet::SubnetKind,
+            /// A route table and its subnet associations (or an existing table's associations).
+            RouteTable => route_table::RouteTableKind,
             IamRole => iam_role::IamRoleKind,
             Cluster => cluster::ClusterKind,
             /// The launch template eksnet makes for a nodegroup's `max_pods` (never written in
@@ -184,6 +186,12 @@ pub enum Shape {
     RoleArn,
     ClusterName,
     Zone,
+    /// An EC2 id of another kind: its prefix (`nat-`) followed by 8 or 17 hex digits, and
+    /// what it is in words, with its form (for the message).
+    Ec2Id {
+        prefix: &'static str,
+        what: &'static str,
+    },
     /// Any other output: an ARN of another kind, a name, a CIDR, a status.
     Other(&'static str),
 }
@@ -813,15 +821,15 @@ pub fn missing_output(r: &crate::base::value::Reference) -> String {
 /// them, a plan that does not find one is an error, one found without a state row is taken
 /// as it is (no `eksnet import`, no refusal as someone else's), and `--replace` does not
 /// apply. An adopted VPC (`id`) and an existing cluster (`existing = true`) are only read, so
-/// removing one only forgets it. An existing add-on (`existing = true`) is also changed in
-/// part (its configuration values): what its kind's `KindFacts::puts_back` lists may be
-/// updated, and removing it puts that back as it was before eksnet first changed it, then
-/// forgets it (the plan's `put_back`, which the kind's `delete` carries out), so it is no
-/// plain forget.
+/// removing one only forgets it. An existing add-on or route table (`existing = true`) is
+/// also changed in part (the add-on's configuration values, the table's associations): what
+/// its kind's `KindFacts::puts_back` lists may be updated, and removing it puts that back as
+/// it was before eksnet first changed it, then forgets it (the plan's `put_back`, which the
+/// kind's `delete` carries out), so it is no plain forget.
 ///
 /// One question, "was it made elsewhere?", with the difference in what eksnet does to it
 /// kept in the kind's facts, rather than a second predicate: every place that asks it
-/// (ownership, missing objects, replacements, import) must treat all three alike. The
+/// (ownership, missing objects, replacements, import) must treat them all alike. The
 /// `aws-node` DaemonSet is different again: an `aws_node` is created on a DaemonSet EKS
 /// installs, may come before it exists, and puts its entries back in its own `delete`
 /// (`KindFacts::patches_existing`).
@@ -829,7 +837,7 @@ pub fn is_adopted(addr: &ResourceAddr, attrs: &Value) -> bool {
     let existing = || attrs.get("existing").and_then(Value::as_bool) == Some(true);
     match addr.kind {
         Kind::Vpc => attrs.get("id").is_some_and(|v| !v.is_null()),
-        Kind::Cluster | Kind::Addon => existing(),
+        Kind::Cluster | Kind::Addon | Kind::RouteTable => existing(),
         _ => false,
     }
 }

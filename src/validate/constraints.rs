@@ -124,6 +124,7 @@ impl ShapeRules for Shape {
             Shape::RoleArn => "an IAM role ARN (`arn:aws:iam::123456789012:role/NAME`)",
             Shape::ClusterName => "an EKS cluster name",
             Shape::Zone => "an availability zone name (the region and a letter, like `us-west-2a`)",
+            Shape::Ec2Id { what, .. } => what,
             Shape::Other(what) => what,
         }
     }
@@ -136,6 +137,7 @@ impl ShapeRules for Shape {
             Shape::RoleArn => is_role_arn(s),
             Shape::ClusterName => is_cluster_name(s),
             Shape::Zone => is_zone(s, region),
+            Shape::Ec2Id { prefix, .. } => is_aws_id(s, prefix),
             Shape::Other(_) => true,
         }
     }

@@ -7,7 +7,7 @@ pub mod constraints;
 use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::{Diagnostic, Diagnostics};
 use crate::base::value;
-use crate::domain::{cni, network};
+use crate::domain::{cni, network, routing};
 use crate::resources;
 use crate::spec::Spec;
 use serde_json::Value;
@@ -22,6 +22,7 @@ pub fn validate(spec: &Spec) -> Diagnostics {
     check_replacement_names(spec, &mut d);
     cni::check_ipv6(spec, &mut d);
     cni::check_spec(spec, &mut d);
+    routing::check_spec(spec, &mut d);
     check_lifecycles(spec, &mut d);
     crate::validate::constraints::check(spec, &mut d);
     if spec.resources.is_empty() {
