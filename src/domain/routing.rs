@@ -541,6 +541,36 @@ pub fn subnet_words(subnet: &str) -> String {
     }
 }
 
+/// Route tables handing a subnet over in one apply: AWS associates a subnet with one table
+/// at a time, so the table giving it up must let go of it before the one taking it
+/// associates it (the spec's own check keeps two tables from declaring it at once). Pairs
+/// (giving up, taking), for the planner to write into the plan.
+pub fn handovers(changes: &[ChangeView<'_>]) -> Vec<(ResourceAddr, ResourceAddr)> {
+    let subnets = |v: Option<&Value>| -> Vec<String> {
+        v.map(|v| resources::str_list(v, "subnet_ids"))
+            .unwrap_or_default()
+    };
+    let tables: Vec<&ChangeView<'_>> = changes
+        .iter()
+        .filter(|c| c.addr.kind == Kind::RouteTable)
+        .collect();
+    let mut pairs = Vec::new();
+    for taking in tables.iter().filter(|c| !c.removed()) {
+        let had = subnets(taking.before);
+        for s in subnets(taking.after).iter().filter(|s| !had.contains(s)) {
+            for giving in tables.iter().filter(|g| g.addr != taking.addr) {
+                let releases = subnets(giving.before).contains(s)
+                    && (giving.removed() || !subnets(giving.after).contains(s));
+                let pair = (giving.addr.clone(), taking.addr.clone());
+                if releases && !pairs.contains(&pair) {
+                    pairs.push(pair);
+                }
+            }
+        }
+    }
+    pairs
+}
+
 /// Live checks of the route tables the plan creates or changes: a route inside one of the
 /// VPC's blocks as AWS reports them (the spec may not write them all).
 pub fn check_plan(

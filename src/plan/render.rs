@@ -48,6 +48,14 @@ fn show(v: &Value) -> String {
             let parts: Vec<String> = items.iter().map(show).collect();
             format!("[{}]", parts.join(", "))
         }
+        // A table holding a reference (a route's target): the rest stays readable.
+        Value::Object(m) if value::is_unknown(v) => {
+            let parts: Vec<String> = m
+                .iter()
+                .map(|(k, x)| format!("{}:{}", Value::String(k.clone()), show(x)))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
         other => other.to_string(),
     }
 }
