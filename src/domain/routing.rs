@@ -701,6 +701,183 @@ mod tests {
         assert!(overlaps[0].contains("overlaps the VPC's block 100.64.0.0/16 (`cidr_block.pods`)"));
     }
 
+    /// A VPC with a secondary block, two pod subnets on the ENIConfigs of one cluster, and
+    /// the `aws_node` settings given (`env`), then `more`.
+    fn spec(env: &str, more: &str) -> Spec {
+        let text = format!(
+            r#"[vpc.main]
+id = "vpc-0123abcd"
+cidr_block = "10.0.0.0/16"
+
+[cidr_block.pods]
+vpc_id = "${{vpc.main.id}}"
+cidr_block = "100.64.0.0/16"
+
+[subnet.pod_a]
+vpc_id = "${{vpc.main.id}}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2a"
+
+[subnet.pod_b]
+vpc_id = "${{vpc.main.id}}"
+cidr_block = "100.64.32.0/19"
+availability_zone = "us-west-2b"
+
+[aws_node.main]
+cluster_name = "demo"
+custom_network = true
+env = {{ {env} }}
+
+[eni_config.a]
+cluster_name = "demo"
+subnet_id = "${{subnet.pod_a.id}}"
+security_group_ids = ["sg-0123abcd"]
+
+[eni_config.b]
+cluster_name = "demo"
+subnet_id = "${{subnet.pod_b.id}}"
+security_group_ids = ["sg-0123abcd"]
+{more}"#
+        );
+        crate::spec::parse(std::path::Path::new("s.toml"), &text).expect("spec")
+    }
+
+    fn checked(spec: &Spec) -> Vec<(String, bool, String)> {
+        let mut d = Diagnostics::default();
+        check_spec(spec, &mut d);
+        d.0.iter()
+            .map(|x| {
+                (
+                    x.key.clone().unwrap_or_default(),
+                    x.severity == crate::base::diag::Severity::Error,
+                    x.message.clone(),
+                )
+            })
+            .collect()
+    }
+
+    const PODS_TABLE: &str = r#"
+[route_table.pods]
+vpc_id = "${vpc.main.id}"
+routes = [{ destination = "10.20.0.0/16", vpc_peering_connection_id = "pcx-0123abcd" }]
+subnet_ids = ["${subnet.pod_a.id}"]
+"#;
+
+    /// What the spec alone says is judged by `validate`: the routes of a table it creates
+    /// (pod_a's), and excluded ranges against the blocks it writes. The main table (pod_b's)
+    /// waits for the plan's reads.
+    #[test]
+    fn the_snat_settings_are_checked_against_what_the_spec_writes() {
+        let ext = checked(&spec(
+            r#"AWS_VPC_K8S_CNI_EXTERNALSNAT = "true""#,
+            PODS_TABLE,
+        ));
+        assert_eq!(ext.len(), 0, "a peering route is a route out: {ext:?}");
+        let no_route = PODS_TABLE.replace(
+            r#"routes = [{ destination = "10.20.0.0/16", vpc_peering_connection_id = "pcx-0123abcd" }]"#,
+            "",
+        );
+        let ext = checked(&spec(r#"AWS_VPC_K8S_CNI_EXTERNALSNAT = "true""#, &no_route));
+        assert_eq!(ext.len(), 1, "{ext:?}");
+        assert_eq!(ext[0].0, "aws_node.main.env.AWS_VPC_K8S_CNI_EXTERNALSNAT");
+        assert!(!ext[0].1, "a warning");
+        assert!(
+            ext[0].2.contains("`subnet.pod_a`")
+                && ext[0].2.contains("`route_table.pods` has no route out"),
+            "{ext:?}"
+        );
+
+        let excluded = checked(&spec(
+            r#"AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS = "100.64.0.0/10,10.20.0.0/16,10.30.0.0/16""#,
+            PODS_TABLE,
+        ));
+        let messages: Vec<&str> = excluded.iter().map(|(_, _, m)| m.as_str()).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(messages[0].starts_with("100.64.0.0/10 in AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS overlaps the VPC's block 100.64.0.0/16 (`cidr_block.pods`)"), "{messages:?}");
+        // 10.20.0.0/16 is routed by pod_a's table; 10.30.0.0/16 is not.
+        assert!(
+            messages[1].starts_with("10.30.0.0/16 is in") && messages[1].contains("`subnet.pod_a`"),
+            "{messages:?}"
+        );
+    }
+
+    #[test]
+    fn route_tables_are_checked_against_each_other_and_the_vpcs_blocks() {
+        let more = r#"
+[route_table.pods]
+vpc_id = "${vpc.main.id}"
+routes = [{ destination = "10.0.128.0/17", nat_gateway_id = "nat-0123abcd" }]
+subnet_ids = ["${subnet.pod_a.id}"]
+
+[route_table.x]
+existing = true
+id = "rtb-0123abcd"
+subnet_ids = ["${subnet.pod_a.id}"]
+
+[route_table.y]
+existing = true
+id = "rtb-0123abcd"
+subnet_ids = ["${subnet.pod_b.id}"]
+"#;
+        let found = checked(&spec("", more));
+        let keys: Vec<&str> = found.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "route_table.pods.routes.0.destination",
+                "route_table.x.subnet_ids.0",
+                "route_table.y.id"
+            ],
+            "{found:?}"
+        );
+        assert!(found.iter().all(|(_, error, _)| *error));
+        assert!(found[0]
+            .2
+            .contains("inside the VPC's block 10.0.0.0/16 (`vpc.main`)"));
+        assert!(found[1].2.contains("also associated by `route_table.pods`"));
+    }
+
+    /// A table taking a subnet another lets go of in the same plan comes after it.
+    #[test]
+    fn a_subnet_handed_between_tables_is_a_handover() {
+        use crate::base::action::Action;
+        let addr = |a: &str| -> ResourceAddr { a.parse().expect("address") };
+        let (a, b, c) = (
+            addr("route_table.a"),
+            addr("route_table.b"),
+            addr("route_table.c"),
+        );
+        let t = |s: &[&str]| serde_json::json!({ "subnet_ids": s });
+        let (a_before, a_after) = (t(&["s1", "s2"]), t(&["s1"]));
+        let (b_before, b_after) = (t(&[]), t(&["s2"]));
+        let c_before = t(&["s3"]);
+        let views = vec![
+            ChangeView {
+                addr: &a,
+                action: Action::Update,
+                before: Some(&a_before),
+                after: Some(&a_after),
+                observed: None,
+            },
+            ChangeView {
+                addr: &b,
+                action: Action::Update,
+                before: Some(&b_before),
+                after: Some(&b_after),
+                observed: None,
+            },
+            // Removed, but it never had s2: nothing to hand over.
+            ChangeView {
+                addr: &c,
+                action: Action::Delete,
+                before: Some(&c_before),
+                after: None,
+                observed: None,
+            },
+        ];
+        assert_eq!(handovers(&views), vec![(a.clone(), b.clone())]);
+    }
+
     #[test]
     fn a_spec_route_is_judged_by_its_field_while_its_target_is_a_reference() {
         let routes = serde_json::json!([

@@ -179,8 +179,8 @@ pub fn pod_subnet_routes(lines: &[PodSubnetRoute]) -> String {
     for l in lines {
         let table = match &l.table {
             TableChoice::Spec { address, id } => format!(
-                "{address}{}",
-                id.as_deref().map(|i| format!(" ({i})")).unwrap_or_default()
+                "{address} ({})",
+                id.as_deref().unwrap_or("created by this apply")
             ),
             TableChoice::Associated { id } => {
                 format!("route table {id} (associated outside eksnet)")
@@ -199,7 +199,11 @@ pub fn pod_subnet_routes(lines: &[PodSubnetRoute]) -> String {
                     .map(|h| format!(
                         "{} → {} ({})",
                         h.destination,
-                        show(&Value::String(h.target.clone())),
+                        if value::is_unknown(&Value::String(h.target.clone())) {
+                            "(known after apply)"
+                        } else {
+                            h.target.as_str()
+                        },
                         h.kind.describe()
                     ))
                     .collect::<Vec<_>>()
