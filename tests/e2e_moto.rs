@@ -437,6 +437,19 @@ async fn tutorial_example_end_to_end() {
     let again = run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 0);
     t.proxy.config(json!({"latency_ms": null}));
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    // The pod subnets use the stack VPC's main table, read in the same round: local only.
+    for subnet in ["subnet.pod_a", "subnet.pod_b"] {
+        let line = again
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("  {subnet}: ")))
+            .unwrap_or_else(|| panic!("no line for {subnet}: {}", again.stdout));
+        assert!(
+            line.contains("the VPC's main route table rtb-")
+                && line.contains("no route out of the VPC (local only)"),
+            "{line}"
+        );
+    }
     // One round of AWS requests, everything known by id from the state at once (the stack's
     // VPC and subnets by the id the last read recorded); the cluster is described once, the
     // Kubernetes client reusing what refresh saw.
