@@ -322,9 +322,17 @@ pub fn decide(facts: &ClusterFacts) -> Result<Proposal, Refusal> {
         Some(plan)
     };
     let route_tables = pod_route_tables(&zones);
+    // A pod subnet left on the main table while its AZ's nodes use tables of their own
+    // (several: none to join); one whose nodes use the main table reaches what they reach.
     let on_main: Vec<&ZonePlan> = zones
         .iter()
         .filter(|z| z.subnet.is_some() && z.node_route_table.is_none())
+        .filter(|z| {
+            routing
+                .node_subnets
+                .iter()
+                .any(|s| s.explicit && s.az.as_deref() == Some(z.az.as_str()))
+        })
         .collect();
     if !routing.missing_in_main.is_empty() && !on_main.is_empty() {
         warnings.push(routing_warning(&routing, &on_main));
@@ -954,7 +962,7 @@ fn routing_warning(routing: &Routing, on_main: &[&ZonePlan]) -> String {
         .map(|z| format!("subnet.{}", z.subnet_name()))
         .collect();
     format!(
-        "{} will use the VPC's main route table {}, which lacks routes the node subnets' tables have ({}): pods there would not reach what the nodes reach; their AZ's node subnets use no single table of their own to join, so add a `[route_table.NAME]` with those routes and the subnets in `subnet_ids`",
+        "{} will use the VPC's main route table {}, which lacks routes the node subnets' tables have ({}): pods there would not reach what the nodes reach; the node subnets of their AZ use several tables, none of which init can pick for them, so add a `[route_table.NAME]` (an existing table or a new one) with those routes and the subnets in `subnet_ids`",
         subnets.join(", "),
         routing.main_table.as_deref().unwrap_or("(none found)"),
         missing.join(", ")
@@ -1401,11 +1409,24 @@ mod tests {
         assert_eq!(p.route_tables[0].name(), "nodes-us-west-2a");
         assert!(!p.warnings.iter().any(|w| w.contains("main route table")));
         // The node subnet of us-west-2b on the main table: its pod subnet stays there too,
-        // and misses the NAT route the other AZ's nodes have.
+        // and reaches what those nodes reach: nothing to say.
         let mut f = facts();
         f.route_tables[2].subnet_ids.clear();
         let p = decide(&f).unwrap();
         assert_eq!(p.route_tables.len(), 1);
+        assert!(!p.warnings.iter().any(|w| w.contains("main route table")));
+        // Two node subnets in us-west-2b on two tables: none to join, so the pod subnet stays
+        // on the main table, which misses their NAT routes.
+        let mut f = facts();
+        f.subnets.extend([crate::adopt::fixture::subnet(
+            "subnet-c",
+            "us-west-2b",
+            "192.168.0.128/27",
+        )]);
+        f.cluster.subnet_ids.push("subnet-c".into());
+        f.route_tables[1].subnet_ids.push("subnet-c".into());
+        let p = decide(&f).unwrap();
+        assert_eq!(p.route_tables.len(), 1, "{:?}", p.route_tables);
         let w = p
             .warnings
             .iter()
