@@ -2824,36 +2824,37 @@ struct AroundPods {
     node_table: String,
 }
 
+/// The id a create request answers with: `$what()` of its answer, then its `$id()`.
+macro_rules! created {
+    ($req:expr, $what:ident, $id:ident) => {
+        $req.send()
+            .await
+            .expect(stringify!($what))
+            .$what()
+            .and_then(|x| x.$id())
+            .expect(stringify!($id))
+            .to_string()
+    };
+}
+
 async fn around_pods(aws: &eksnet::cloud::aws::AwsClients) -> AroundPods {
     let ec2 = &aws.ec2;
     let vpc = vpc_outside_eksnet(aws, "10.0.0.0/16").await;
     let subnet = |cidr: &'static str| {
-        let vpc = vpc.clone();
-        async move {
-            ec2.create_subnet()
-                .vpc_id(vpc)
-                .cidr_block(cidr)
-                .availability_zone("us-west-2a")
-                .send()
-                .await
-                .expect("subnet")
-                .subnet()
-                .and_then(|s| s.subnet_id())
-                .expect("subnet id")
-                .to_string()
-        }
+        let req = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(cidr)
+            .availability_zone("us-west-2a");
+        async move { created!(req, subnet, subnet_id) }
     };
     let public = subnet("10.0.0.0/24").await;
     let node_subnet = subnet("10.0.1.0/24").await;
-    let igw = ec2
-        .create_internet_gateway()
-        .send()
-        .await
-        .expect("igw")
-        .internet_gateway()
-        .and_then(|g| g.internet_gateway_id())
-        .expect("igw id")
-        .to_string();
+    let igw = created!(
+        ec2.create_internet_gateway(),
+        internet_gateway,
+        internet_gateway_id
+    );
     ec2.attach_internet_gateway()
         .internet_gateway_id(&igw)
         .vpc_id(&vpc)
@@ -2869,27 +2870,18 @@ async fn around_pods(aws: &eksnet::cloud::aws::AwsClients) -> AroundPods {
         .allocation_id()
         .expect("allocation id")
         .to_string();
-    let nat = ec2
-        .create_nat_gateway()
-        .subnet_id(&public)
-        .allocation_id(eip)
-        .send()
-        .await
-        .expect("nat")
-        .nat_gateway()
-        .and_then(|n| n.nat_gateway_id())
-        .expect("nat id")
-        .to_string();
-    let node_table = ec2
-        .create_route_table()
-        .vpc_id(&vpc)
-        .send()
-        .await
-        .expect("table")
-        .route_table()
-        .and_then(|t| t.route_table_id())
-        .expect("table id")
-        .to_string();
+    let nat = created!(
+        ec2.create_nat_gateway()
+            .subnet_id(&public)
+            .allocation_id(eip),
+        nat_gateway,
+        nat_gateway_id
+    );
+    let node_table = created!(
+        ec2.create_route_table().vpc_id(&vpc),
+        route_table,
+        route_table_id
+    );
     ec2.create_route()
         .route_table_id(&node_table)
         .destination_cidr_block("0.0.0.0/0")
@@ -2903,27 +2895,19 @@ async fn around_pods(aws: &eksnet::cloud::aws::AwsClients) -> AroundPods {
         .send()
         .await
         .expect("associate");
-    let tgw = ec2
-        .create_transit_gateway()
-        .send()
-        .await
-        .expect("tgw")
-        .transit_gateway()
-        .and_then(|t| t.transit_gateway_id())
-        .expect("tgw id")
-        .to_string();
+    let tgw = created!(
+        ec2.create_transit_gateway(),
+        transit_gateway,
+        transit_gateway_id
+    );
     let peer = vpc_outside_eksnet(aws, "10.30.0.0/16").await;
-    let pcx = ec2
-        .create_vpc_peering_connection()
-        .vpc_id(&vpc)
-        .peer_vpc_id(peer)
-        .send()
-        .await
-        .expect("peering")
-        .vpc_peering_connection()
-        .and_then(|p| p.vpc_peering_connection_id())
-        .expect("pcx id")
-        .to_string();
+    let pcx = created!(
+        ec2.create_vpc_peering_connection()
+            .vpc_id(&vpc)
+            .peer_vpc_id(peer),
+        vpc_peering_connection,
+        vpc_peering_connection_id
+    );
     AroundPods {
         vpc,
         nat,

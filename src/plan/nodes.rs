@@ -88,18 +88,26 @@ fn known_azs(plan: &Plan) -> HashMap<String, String> {
     out
 }
 
+/// An ENIConfig's `subnet_id` as the spec writes it, and as the plan resolves it.
+pub(super) fn eni_subnet_id(spec: &Spec, eni: &PlannedChange) -> (String, String) {
+    let raw = spec
+        .get(&eni.addr)
+        .and_then(|r| resources::str_attr(&r.attrs, "subnet_id"))
+        .unwrap_or_default()
+        .to_string();
+    (
+        raw,
+        str_of(eni, "subnet_id").unwrap_or_default().to_string(),
+    )
+}
+
 /// The subnet an ENIConfig's `subnet_id` names: by reference (`${subnet.X.id}`) or by id.
 pub(super) fn eni_subnet<'p>(
     plan: &'p Plan,
     spec: &Spec,
     eni: &PlannedChange,
 ) -> Option<&'p PlannedChange> {
-    let raw = spec
-        .get(&eni.addr)
-        .and_then(|r| resources::str_attr(&r.attrs, "subnet_id"))
-        .unwrap_or_default()
-        .to_string();
-    let resolved = str_of(eni, "subnet_id").unwrap_or_default().to_string();
+    let (raw, resolved) = eni_subnet_id(spec, eni);
     plan.changes.iter().find(|c| {
         c.addr.kind == Kind::Subnet
             && (raw == format!("${{{}.id}}", c.addr)

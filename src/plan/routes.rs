@@ -10,7 +10,7 @@ use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::Diagnostic;
 use crate::base::value::is_ref;
 use crate::domain::routing::{self, Hop, RoutingReads, Snat};
-use crate::plan::nodes::{cni_env, eni_subnet, str_of};
+use crate::plan::nodes::{cni_env, eni_subnet, eni_subnet_id, str_of};
 use crate::plan::{Plan, PlannedChange};
 use crate::resources::{self, ResourceConfig};
 use crate::spec::Spec;
@@ -254,12 +254,7 @@ pub fn assess(
         .filter(|c| c.addr.kind == Kind::EniConfig && c.after.is_some())
     {
         let cluster = spec.resolved_name(str_of(eni, "cluster_name").unwrap_or_default());
-        let raw = spec
-            .get(&eni.addr)
-            .and_then(|r| resources::str_attr(&r.attrs, "subnet_id"))
-            .unwrap_or_default()
-            .to_string();
-        let resolved = str_of(eni, "subnet_id").unwrap_or_default().to_string();
+        let (raw, resolved) = eni_subnet_id(spec, eni);
         let sub = eni_subnet(plan, spec, eni);
         let subnet = sub
             .map(|s| s.addr.to_string())

@@ -908,6 +908,15 @@ pub fn tag_changes(before: &Value, after: &Value) -> (Vec<String>, BTreeMap<Stri
     (removed, set)
 }
 
+/// An EC2 Describe filter: a filter by id answers "absent" for an id that is gone, where the
+/// ids parameter would fail the whole request.
+pub fn ec2_filter(name: &str, values: Vec<String>) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(name)
+        .set_values(Some(values))
+        .build()
+}
+
 /// Tags in EC2's shape.
 pub fn ec2_tags(tags: impl IntoIterator<Item = (String, String)>) -> Vec<aws_sdk_ec2::types::Tag> {
     tags.into_iter()
@@ -950,6 +959,60 @@ pub async fn update_ec2_tags(
             .map_err(|e| aws_error("CreateTags", e))?;
     }
     Ok(())
+}
+
+/// A request whose refusal `gone` means the object is gone already (a delete, a
+/// disassociation): that refusal counts as done.
+pub fn done_if_gone<T>(result: Result<T, ResourceError>, gone: &str) -> Result<(), ResourceError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some(gone) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs a delete AWS refuses with `DependencyViolation` while what depends on the object is
+/// still going (ENIs the VPC CNI leaves behind, an association being removed): that refusal
+/// is retried with backoff until the kind's timeout, each retry reported; the refusal `gone`
+/// (the object is gone already) counts as done; any other error stops at once.
+pub async fn delete_retrying_dependencies<T, F, Fut>(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    gone: &str,
+    mut attempt: F,
+) -> Result<(), crate::base::retry::Stop<ResourceError, ResourceError>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ResourceError>>,
+{
+    use crate::base::retry::Step;
+    let schedule =
+        crate::base::retry::Backoff::dependency_violation(ctx.poll_cap, ctx.timeout(addr.kind));
+    crate::base::retry::run(
+        &schedule,
+        |_| {
+            let sent = attempt();
+            async move {
+                match sent.await {
+                    Ok(_) => Step::Done(()),
+                    Err(e) if e.code() == Some(gone) => Step::Done(()),
+                    Err(e) if e.code() == Some("DependencyViolation") => Step::Retry(e),
+                    Err(e) => Step::Fail(e),
+                }
+            }
+        },
+        // Only refusals that are retried are reported; the caller words the last one.
+        |err: &ResourceError, progress| {
+            if progress.retrying {
+                ctx.reporter.event(Event::Retrying {
+                    addr: addr.clone(),
+                    reason: err.to_string(),
+                    attempt: progress.attempt,
+                });
+            }
+        },
+    )
+    .await
 }
 
 /// Result of one poll of a wait; `Done` carries what the final poll found.

@@ -152,7 +152,10 @@ const FACTS: KindFacts = KindFacts {
     output_shapes: &[
         ("id", TABLE_ID),
         ("vpc_id", Shape::VpcId),
-        ("associations.*", Shape::Other("a route table association id")),
+        (
+            "associations.*",
+            Shape::Other("a route table association id"),
+        ),
     ],
     restricted_tags: None,
     parent: None,
@@ -213,7 +216,9 @@ fn associations(t: &RouteTable) -> BTreeMap<String, String> {
         .filter(|a| {
             // An association on its way out is gone for what eksnet plans.
             !matches!(
-                a.association_state().and_then(|s| s.state()).map(|s| s.as_str()),
+                a.association_state()
+                    .and_then(|s| s.state())
+                    .map(|s| s.as_str()),
                 Some("disassociating" | "disassociated" | "failed")
             )
         })
@@ -229,7 +234,12 @@ fn associations(t: &RouteTable) -> BTreeMap<String, String> {
 /// What a read found, as attributes in the spec's shape. For an adopted table only the
 /// associations eksnet manages count (`managed`: the subnets the spec or the state names);
 /// the table's other associations are someone else's. `recorded` is what the state kept.
-fn observe(t: &RouteTable, adopted: bool, managed: &BTreeSet<String>, recorded: &Value) -> Option<Observed> {
+fn observe(
+    t: &RouteTable,
+    adopted: bool,
+    managed: &BTreeSet<String>,
+    recorded: &Value,
+) -> Option<Observed> {
     let id = t.route_table_id()?.to_string();
     let vpc = t.vpc_id().unwrap_or_default();
     let (tags, managed_by) = split_tags(
@@ -269,12 +279,7 @@ fn observe(t: &RouteTable, adopted: bool, managed: &BTreeSet<String>, recorded: 
     })
 }
 
-fn filter(name: &str, values: Vec<String>) -> Filter {
-    Filter::builder()
-        .name(name)
-        .set_values(Some(values))
-        .build()
-}
+use super::ec2_filter as filter;
 
 async fn describe(ctx: &Ctx, filters: Vec<Filter>) -> Result<Vec<RouteTable>, ResourceError> {
     let mut out = Vec::new();
@@ -294,10 +299,12 @@ async fn describe(ctx: &Ctx, filters: Vec<Filter>) -> Result<Vec<RouteTable>, Re
 
 /// One table by id (a filter, so a deleted one is `None` rather than an error).
 async fn describe_one(ctx: &Ctx, id: &str) -> Result<Option<RouteTable>, ResourceError> {
-    Ok(describe(ctx, vec![filter("route-table-id", vec![id.to_string()])])
-        .await?
-        .into_iter()
-        .next())
+    Ok(
+        describe(ctx, vec![filter("route-table-id", vec![id.to_string()])])
+            .await?
+            .into_iter()
+            .next(),
+    )
 }
 
 /// The id an item is read by: the state's, else an adopted table's `id`.
@@ -322,7 +329,12 @@ fn managed_subnets(attrs: &Value, recorded: &Value) -> BTreeSet<String> {
 
 fn observe_item(t: &RouteTable, i: &Lookup) -> Option<Observed> {
     let adopted = super::is_adopted(&i.addr, &i.attrs);
-    observe(t, adopted, &managed_subnets(&i.attrs, &i.last_outputs), &i.last_outputs)
+    observe(
+        t,
+        adopted,
+        &managed_subnets(&i.attrs, &i.last_outputs),
+        &i.last_outputs,
+    )
 }
 
 /// Sets a route's target on a CreateRoute or ReplaceRoute request.
@@ -375,7 +387,7 @@ async fn replace_route(ctx: &Ctx, table: &str, route: &Value) -> Result<(), Reso
 }
 
 async fn delete_route(ctx: &Ctx, table: &str, destination: &str) -> Result<(), ResourceError> {
-    match ctx
+    let sent = ctx
         .aws
         .ec2
         .delete_route()
@@ -383,26 +395,19 @@ async fn delete_route(ctx: &Ctx, table: &str, destination: &str) -> Result<(), R
         .destination_cidr_block(destination)
         .send()
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let err = aws_error("DeleteRoute", e);
-            // Gone already is what was wanted.
-            if err.code() == Some("InvalidRoute.NotFound") {
-                Ok(())
-            } else {
-                Err(err)
-            }
-        }
-    }
+        .map_err(|e| aws_error("DeleteRoute", e));
+    super::done_if_gone(sent, "InvalidRoute.NotFound")
 }
 
 /// Associates `subnet` with `table`, unless it is already. A subnet associated with another
 /// table is refused with the table named: AWS allows one table per subnet, and eksnet does
 /// not take a subnet from a table it does not manage it in.
 async fn associate(ctx: &Ctx, table: &str, subnet: &str) -> Result<(), ResourceError> {
-    let current = describe(ctx, vec![filter("association.subnet-id", vec![subnet.to_string()])])
-        .await?;
+    let current = describe(
+        ctx,
+        vec![filter("association.subnet-id", vec![subnet.to_string()])],
+    )
+    .await?;
     for t in &current {
         if let Some(assoc) = associations(t).get(subnet) {
             if t.route_table_id() == Some(table) {
@@ -426,7 +431,11 @@ async fn associate(ctx: &Ctx, table: &str, subnet: &str) -> Result<(), ResourceE
 }
 
 /// Removes the association of each of `subnets` with `table` (those it has).
-async fn disassociate(ctx: &Ctx, table: &str, subnets: &BTreeSet<String>) -> Result<(), ResourceError> {
+async fn disassociate(
+    ctx: &Ctx,
+    table: &str,
+    subnets: &BTreeSet<String>,
+) -> Result<(), ResourceError> {
     let Some(t) = describe_one(ctx, table).await? else {
         return Ok(());
     };
@@ -434,19 +443,15 @@ async fn disassociate(ctx: &Ctx, table: &str, subnets: &BTreeSet<String>) -> Res
         if !subnets.contains(&subnet) {
             continue;
         }
-        if let Err(e) = ctx
+        let sent = ctx
             .aws
             .ec2
             .disassociate_route_table()
             .association_id(&assoc)
             .send()
             .await
-        {
-            let err = aws_error("DisassociateRouteTable", e);
-            if err.code() != Some("InvalidAssociationID.NotFound") {
-                return Err(err);
-            }
-        }
+            .map_err(|e| aws_error("DisassociateRouteTable", e));
+        super::done_if_gone(sent, "InvalidAssociationID.NotFound")?;
     }
     Ok(())
 }
@@ -530,7 +535,10 @@ impl ResourceKind for RouteTableKind {
     fn check_shape(c: &Self::Config, rules: &mut dyn FieldRules) {
         if c.existing {
             if c.id.is_none() {
-                rules.error("existing", "an existing route table needs `id` (`rtb-…`, or a reference to one)".into());
+                rules.error(
+                    "existing",
+                    "an existing route table needs `id` (`rtb-…`, or a reference to one)".into(),
+                );
             }
             if !c.routes.is_empty() {
                 rules.error("routes", "eksnet never changes the routes of an existing route table (`existing = true`); change them where the table is managed, or let eksnet create a table of its own".into());
@@ -546,7 +554,11 @@ impl ResourceKind for RouteTableKind {
                 rules.error("id", "`id` names an existing route table: add `existing = true` to adopt it, or leave `id` out for eksnet to create one".into());
             }
             if c.vpc_id.is_none() {
-                rules.error("", "a route table needs `vpc_id` (or `existing = true` and `id` to adopt one)".into());
+                rules.error(
+                    "",
+                    "a route table needs `vpc_id` (or `existing = true` and `id` to adopt one)"
+                        .into(),
+                );
             }
         }
         let mut destinations: BTreeMap<String, usize> = BTreeMap::new();
@@ -555,7 +567,11 @@ impl ResourceKind for RouteTableKind {
             match r.destination.parse::<ipnet::Ipv4Net>() {
                 Ok(net) if net.trunc() != net => rules.error(
                     &at("destination"),
-                    format!("`{}` has host bits set; did you mean `{}`?", r.destination, net.trunc()),
+                    format!(
+                        "`{}` has host bits set; did you mean `{}`?",
+                        r.destination,
+                        net.trunc()
+                    ),
                 ),
                 Ok(net) => {
                     if let Some(first) = destinations.insert(net.to_string(), i) {
@@ -567,7 +583,10 @@ impl ResourceKind for RouteTableKind {
                 }
                 Err(_) => rules.error(
                     &at("destination"),
-                    format!("`{}` is not an IPv4 CIDR block (like 0.0.0.0/0 or 10.10.0.0/16)", r.destination),
+                    format!(
+                        "`{}` is not an IPv4 CIDR block (like 0.0.0.0/0 or 10.10.0.0/16)",
+                        r.destination
+                    ),
                 ),
             }
             let fields: Vec<&str> = TARGETS.iter().map(|(f, _)| *f).collect();
@@ -575,7 +594,11 @@ impl ResourceKind for RouteTableKind {
                 [_] => {}
                 [] => rules.error(
                     &format!("routes.{i}"),
-                    format!("the route to `{}` has no target: give exactly one of {}", r.destination, fields.join(", ")),
+                    format!(
+                        "the route to `{}` has no target: give exactly one of {}",
+                        r.destination,
+                        fields.join(", ")
+                    ),
                 ),
                 several => rules.error(
                     &format!("routes.{i}"),
@@ -583,7 +606,11 @@ impl ResourceKind for RouteTableKind {
                         "the route to `{}` has {} targets ({}): a route has exactly one",
                         r.destination,
                         several.len(),
-                        several.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(", ")
+                        several
+                            .iter()
+                            .map(|(f, _)| *f)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ),
             }
@@ -675,7 +702,11 @@ impl ResourceKind for RouteTableKind {
 
     /// CreateRouteTable with its tags, a CreateRoute per route, then the associations: the
     /// routes are in place before any subnet uses the table.
-    async fn create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<Observed, ResourceError> {
+    async fn create(
+        ctx: &Ctx,
+        addr: &ResourceAddr,
+        attrs: &Value,
+    ) -> Result<Observed, ResourceError> {
         if super::is_adopted(addr, attrs) {
             // The planner refuses a missing existing table before apply; never make one.
             return Err(ResourceError::AdoptedMissing {
@@ -745,8 +776,13 @@ impl ResourceKind for RouteTableKind {
             // A subnet newly declared that the table has already was not associated by
             // eksnet: putting back leaves it.
             let live = associations(&t);
-            let mut previous: BTreeSet<String> = str_list(&recorded, PREVIOUS).into_iter().collect();
-            previous.extend(want.difference(&had).filter(|s| live.contains_key(*s)).cloned());
+            let mut previous: BTreeSet<String> =
+                str_list(&recorded, PREVIOUS).into_iter().collect();
+            previous.extend(
+                want.difference(&had)
+                    .filter(|s| live.contains_key(*s))
+                    .cloned(),
+            );
             if let Value::Object(m) = &mut recorded {
                 m.insert(PREVIOUS.into(), json!(previous));
             } else {
@@ -774,7 +810,8 @@ impl ResourceKind for RouteTableKind {
         prior_outputs: &Value,
     ) -> Result<(), ResourceError> {
         if super::is_adopted(addr, attrs) {
-            let previous: BTreeSet<String> = str_list(prior_outputs, PREVIOUS).into_iter().collect();
+            let previous: BTreeSet<String> =
+                str_list(prior_outputs, PREVIOUS).into_iter().collect();
             let made: BTreeSet<String> = subnet_set(attrs).difference(&previous).cloned().collect();
             return disassociate(ctx, cloud_id, &made).await;
         }
@@ -782,32 +819,21 @@ impl ResourceKind for RouteTableKind {
             return Ok(());
         };
         disassociate(ctx, cloud_id, &associations(&t).into_keys().collect()).await?;
-        use crate::base::retry::{Backoff, Step, Stop};
-        let schedule = Backoff::dependency_violation(ctx.poll_cap, ctx.timeout(Kind::RouteTable));
-        let result = crate::base::retry::run(
-            &schedule,
-            |_| async move {
-                match ctx.aws.ec2.delete_route_table().route_table_id(cloud_id).send().await {
-                    Ok(_) => Step::Done(()),
-                    Err(e) => {
-                        let err = aws_error("DeleteRouteTable", e);
-                        match err.code() {
-                            Some("InvalidRouteTableID.NotFound") => Step::Done(()),
-                            // An association still being removed (AWS is eventually consistent).
-                            Some("DependencyViolation") => Step::Retry(err),
-                            _ => Step::Fail(err),
-                        }
-                    }
-                }
-            },
-            |err: &ResourceError, progress| {
-                if progress.retrying {
-                    ctx.reporter.event(crate::base::events::Event::Retrying {
-                        addr: addr.clone(),
-                        reason: err.to_string(),
-                        attempt: progress.attempt,
-                    });
-                }
+        use crate::base::retry::Stop;
+        // DependencyViolation: an association still being removed (AWS is eventually
+        // consistent).
+        let result = super::delete_retrying_dependencies(
+            ctx,
+            addr,
+            "InvalidRouteTableID.NotFound",
+            || async move {
+                ctx.aws
+                    .ec2
+                    .delete_route_table()
+                    .route_table_id(cloud_id)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("DeleteRouteTable", e))
             },
         )
         .await;
@@ -859,7 +885,12 @@ subnet_ids = ["subnet-0123abcd"]"#,
         );
     }
 
-    fn table(id: &str, routes: Vec<Route>, assoc: &[(&str, &str)], tags: &[(&str, &str)]) -> RouteTable {
+    fn table(
+        id: &str,
+        routes: Vec<Route>,
+        assoc: &[(&str, &str)],
+        tags: &[(&str, &str)],
+    ) -> RouteTable {
         let mut b = RouteTable::builder()
             .route_table_id(id)
             .vpc_id("vpc-0123abcd")
@@ -918,7 +949,11 @@ subnet_ids = ["subnet-0123abcd"]"#,
                     .build(),
             ],
             &[("subnet-b", "rtbassoc-b"), ("subnet-a", "rtbassoc-a")],
-            &[("Name", "pods"), (TAG_STATE, "L1"), (TAG_ADDRESS, "route_table.pods")],
+            &[
+                ("Name", "pods"),
+                (TAG_STATE, "L1"),
+                (TAG_ADDRESS, "route_table.pods"),
+            ],
         );
         let o = observe(&t, false, &BTreeSet::new(), &Value::Null).unwrap();
         assert_eq!(
@@ -933,7 +968,10 @@ subnet_ids = ["subnet-0123abcd"]"#,
                 "tags": {"Name": "pods"},
             })
         );
-        assert_eq!(o.outputs["associations"], json!({"subnet-a": "rtbassoc-a", "subnet-b": "rtbassoc-b"}));
+        assert_eq!(
+            o.outputs["associations"],
+            json!({"subnet-a": "rtbassoc-a", "subnet-b": "rtbassoc-b"})
+        );
         assert_eq!(o.managed_by.as_deref(), Some("L1"));
     }
 
@@ -951,7 +989,10 @@ subnet_ids = ["subnet-0123abcd"]"#,
         let managed: BTreeSet<String> = ["subnet-pod".to_string(), "subnet-new".to_string()].into();
         let first = observe(&t, true, &managed, &Value::Null).unwrap();
         assert_eq!(first.attrs["subnet_ids"], json!(["subnet-pod"]));
-        assert_eq!(first.outputs["associations"], json!({"subnet-pod": "rtbassoc-p"}));
+        assert_eq!(
+            first.outputs["associations"],
+            json!({"subnet-pod": "rtbassoc-p"})
+        );
         assert_eq!(first.outputs[PREVIOUS], json!(["subnet-pod"]));
         assert_eq!(first.outputs["routes"], json!([]));
         let later = observe(&t, true, &managed, &json!({ PREVIOUS: [] })).unwrap();
