@@ -1179,6 +1179,19 @@ name = "us-west-2a"
         .spec_edit(LABEL_LINE, EXCLUDED_SNAT),
     route_table_excluded_snat_range_routed_is_quiet: tutorial_with_pods_table()
         .spec_edit(LABEL_LINE, EXCLUDED_SNAT),
+    // 100.66.0.0/16 is a block AWS reports for the VPC that the spec does not write.
+    route_table_route_inside_a_live_block_error: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_append(&PODS_TABLE.replace(
+            r#"routes = [{ destination = "0.0.0.0/0", nat_gateway_id = "${vpc.main.outputs.NatGateway01}" }]"#,
+            r#"routes = [{ destination = "100.66.1.0/24", nat_gateway_id = "${vpc.main.outputs.NatGateway01}" }]"#,
+        ))
+        .absent(&["route_table.pods"])
+        .observed_set(
+            "vpc.main",
+            "/outputs/cidr_blocks",
+            json!(["192.168.0.0/24", "192.168.1.0/24", "100.66.0.0/16"]),
+        ),
     route_table_subnet_in_a_table_outside_eksnet: Case::tutorial()
         .spec_prepend(ALL_APPLIED)
         .spec_edit(LABEL_LINE, EXTERNAL_SNAT)
