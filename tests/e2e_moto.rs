@@ -127,6 +127,17 @@ async fn tutorial_example_end_to_end() {
         stack.stack_status().map(|s| s.as_str()),
         Some("CREATE_COMPLETE")
     );
+    // The template's NAT gateways are outputs, for a pod subnets' route table to name
+    // (`${vpc.main.outputs.NatGateway01}`): moto's CloudFormation makes them and gives ids.
+    for nat in ["NatGateway01", "NatGateway02"] {
+        let value = stack
+            .outputs()
+            .iter()
+            .find(|o| o.output_key() == Some(nat))
+            .and_then(|o| o.output_value())
+            .unwrap_or_default();
+        assert!(value.starts_with("nat-"), "{nat} = {value:?}");
+    }
     let res = aws
         .cloudformation
         .describe_stack_resources()

@@ -28,6 +28,12 @@ use std::time::Duration;
 /// existing one (`existing = true` and `id`) of which eksnet manages only the associations.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+// An existing table needs its `id`, a created one its `vpc_id`.
+#[schemars(extend(
+    "if" = { "properties": { "existing": { "const": true, "description": "An existing table: only its associations are managed." } }, "required": ["existing"] },
+    "then" = { "required": ["id", "subnet_ids"] },
+    "else" = { "required": ["vpc_id"] }
+))]
 pub struct RouteTableConfig {
     /// `true`: a route table made elsewhere, adopted by `id`: eksnet never creates, deletes
     /// or changes its routes; it only associates the `subnet_ids` declared here, and destroy
