@@ -688,6 +688,11 @@ async fn init_on_an_addon_cluster_rolls_its_nodes_and_puts_the_addon_back() {
         let addr = c["addr"].as_str().unwrap_or_default();
         let ok = match c["action"].as_str() {
             Some("adopt" | "create") => true,
+            // The add-on's values; a node route table's association of a pod subnet, only.
+            Some("update") if addr.starts_with("route_table.") => {
+                c["before"]["subnet_ids"] == serde_json::json!([])
+                    && c["after"]["subnet_ids"].as_array().map(Vec::len) == Some(1)
+            }
             Some("update") => addr.starts_with("addon."),
             _ => false,
         };
