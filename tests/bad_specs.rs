@@ -1052,6 +1052,127 @@ fn validate_json_lists_every_diagnostic() {
     assert!(got[2].2.contains("at least two subnet ids"), "{}", got[2].2);
 }
 
+/// The pod subnets of `with_block!` and a route table for them, written as given.
+macro_rules! with_route_table {
+    ($table:literal) => {
+        concat!(
+            with_block!(
+                r#"
+[subnet.pod_a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2a"
+"#
+            ),
+            $table
+        )
+    };
+}
+
+#[test]
+fn a_route_with_two_targets() {
+    bad(with_route_table!(
+        r#"
+[route_table.pods]
+vpc_id = "${vpc.main.id}"
+routes = [
+  { destination = "0.0.0.0/0", nat_gateway_id = "nat-0123abcd", transit_gateway_id = "tgw-0123abcd" },
+]
+subnet_ids = ["${subnet.pod_a.id}"]
+"#
+    ))
+    .err_parts(
+        17,
+        "route_table.pods.routes.0",
+        &["the route to `0.0.0.0/0` has 2 targets (nat_gateway_id, transit_gateway_id)", "exactly one"],
+    )
+    .check();
+}
+
+#[test]
+fn a_route_to_a_bad_destination() {
+    bad(with_route_table!(
+        r#"
+[route_table.pods]
+vpc_id = "${vpc.main.id}"
+routes = [
+  { destination = "0.0.0.0", nat_gateway_id = "nat-0123abcd" },
+  { destination = "10.0.1.0/24", transit_gateway_id = "tgw-0123abcd" },
+]
+"#
+    ))
+    .err(
+        17,
+        "route_table.pods.routes.0.destination",
+        "`0.0.0.0` is not an IPv4 CIDR block",
+    )
+    // Inside the VPC's own block: its `local` route covers it.
+    .err(
+        18,
+        "route_table.pods.routes.1.destination",
+        "10.0.1.0/24 is inside the VPC's block 10.0.0.0/16 (`vpc.main`)",
+    )
+    .check();
+}
+
+#[test]
+fn one_subnet_in_two_route_tables() {
+    bad(with_route_table!(
+        r#"
+[route_table.pods]
+vpc_id = "${vpc.main.id}"
+subnet_ids = ["${subnet.pod_a.id}"]
+
+[route_table.nodes]
+existing = true
+id = "rtb-0123abcd"
+subnet_ids = ["${subnet.pod_a.id}"]
+"#
+    ))
+    .err(
+        16,
+        "route_table.pods.subnet_ids.0",
+        "`${subnet.pod_a.id}` is also associated by `route_table.nodes`",
+    )
+    .check();
+}
+
+#[test]
+fn unknown_key_in_a_route() {
+    bad(with_route_table!(
+        r#"
+[route_table.pods]
+vpc_id = "${vpc.main.id}"
+routes = [{ destination = "0.0.0.0/0", nat_gateway = "nat-0123abcd" }]
+"#
+    ))
+    .err(
+        16,
+        "route_table.pods.routes.0.nat_gateway",
+        "unknown field `nat_gateway`, expected one of `destination`, `nat_gateway_id`",
+    )
+    .check();
+}
+
+#[test]
+fn an_existing_route_table_takes_no_routes() {
+    bad(with_route_table!(
+        r#"
+[route_table.nodes]
+existing = true
+id = "rtb-0123abcd"
+routes = [{ destination = "0.0.0.0/0", gateway_id = "igw-0123abcd" }]
+subnet_ids = ["${subnet.pod_a.id}"]
+"#
+    ))
+    .err(
+        17,
+        "route_table.nodes.routes",
+        "eksnet never changes the routes of an existing route table",
+    )
+    .check();
+}
+
 #[test]
 fn the_example_spec_is_valid() {
     let example = package_dir().join("examples/custom-networking.toml");

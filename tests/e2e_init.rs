@@ -125,6 +125,14 @@ async fn made_outside_is_intact(aws: &eksnet::cloud::aws::AwsClients, made: &Exi
         .expect("the private subnets are still there");
     assert_eq!(subnets.subnets().len(), 2);
     assert!(vpc_blocks(aws, &made.vpc_id).await.contains(&made.vpc_cidr));
+    // The node subnets' route tables as they were: each with its own subnet only.
+    for (table, subnet) in made.private_route_tables.iter().zip(&made.private_subnets) {
+        assert_eq!(
+            table_subnets(aws, table).await,
+            BTreeSet::from([subnet.clone()]),
+            "{table}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -165,20 +173,34 @@ async fn init_writes_a_spec_that_plans_only_additions_applies_and_destroys_back(
         !spec.contains("[nodegroup."),
         "nodegroups are never declared:\n{spec}"
     );
-    // Routing: each private subnet has its own NAT table; a new subnet gets the main one.
-    for (subnet, table) in made.private_subnets.iter().zip(&made.private_route_tables) {
+    // Routing: each private subnet has its own NAT table, which a new subnet would miss (it
+    // gets the main one): each pod subnet joins its AZ's node table, an existing table of
+    // which eksnet manages only that association.
+    for ((subnet, table), az) in made
+        .private_subnets
+        .iter()
+        .zip(&made.private_route_tables)
+        .zip(["us-west-2a", "us-west-2b"])
+    {
         assert!(
             init.stderr
                 .contains(&format!("node subnet {subnet} uses route table {table}")),
             "{}",
             init.stderr
         );
-        assert!(spec.contains(table), "{table} named in the spec:\n{spec}");
+        let block = format!(
+            "[route_table.nodes-{az}]\nexisting = true\nid = \"{table}\"\nsubnet_ids = [\"${{subnet.pods-{az}.id}}\"]\n"
+        );
+        assert!(spec.contains(&block), "missing {block:?} in\n{spec}");
     }
-    assert!(init.stderr.contains("main route table"), "{}", init.stderr);
+    assert!(
+        !init.stderr.contains("will use the VPC's main route table"),
+        "no pod subnet is left on the main table: {}",
+        init.stderr
+    );
     assert!(
         spec.contains("0.0.0.0/0 → nat-"),
-        "the NAT routes pods would miss:\n{spec}"
+        "the NAT routes the main table lacks:\n{spec}"
     );
 
     // Refuses to overwrite; --force does; stdout gets the same spec, the same every time.
@@ -246,6 +268,9 @@ async fn init_writes_a_spec_that_plans_only_additions_applies_and_destroys_back(
         ("subnet.pods-us-west-2b", "create"),
         ("eni_config.us-west-2a", "create"),
         ("eni_config.us-west-2b", "create"),
+        // The node subnets' tables: an association added to each, nothing else.
+        ("route_table.nodes-us-west-2a", "update"),
+        ("route_table.nodes-us-west-2b", "update"),
         // The CNI's settings: two entries added to aws-node's env, nothing removed.
         ("aws_node.main", "update"),
     ]
@@ -278,6 +303,33 @@ async fn init_writes_a_spec_that_plans_only_additions_applies_and_destroys_back(
             "ENI_CONFIG_LABEL_DEF".to_string()
         ])
     );
+    // The tables' updates only add the pod subnets (known after apply); the node subnets'
+    // own associations are not eksnet's and do not show.
+    for c in plan["changes"].as_array().unwrap().iter().filter(|c| {
+        c["addr"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("route_table."))
+    }) {
+        assert_eq!(c["before"]["subnet_ids"], serde_json::json!([]), "{c}");
+        assert_eq!(
+            c["after"]["subnet_ids"].as_array().map(Vec::len),
+            Some(1),
+            "{c}"
+        );
+        assert!(c["after"].get("routes").is_none(), "{c}");
+    }
+    // Which table each pod subnet will use, in the plan's JSON.
+    let routes = plan["pod_subnet_routes"]
+        .as_array()
+        .expect("pod_subnet_routes");
+    assert_eq!(routes.len(), 2, "{plan}");
+    for (r, table) in routes.iter().zip(&made.private_route_tables) {
+        assert_eq!(r["table"]["source"], "spec", "{r}");
+        assert_eq!(r["table"]["id"].as_str(), Some(table.as_str()), "{r}");
+        assert_eq!(r["routes_out"][0]["destination"], "0.0.0.0/0", "{r}");
+        assert_eq!(r["routes_out"][0]["kind"], "nat_gateway", "{r}");
+        assert_eq!(r["snat"], "node_primary_interface", "{r}");
+    }
 
     // capacity counts the nodes the spec does not declare: the nodegroup `workers` at its max
     // size, 3 over 2 AZs, so up to 2 nodes per AZ of 12 addresses each (t3.medium under
@@ -368,6 +420,15 @@ async fn init_writes_a_spec_that_plans_only_additions_applies_and_destroys_back(
     assert!(vpc_blocks(&aws, &made.vpc_id)
         .await
         .contains("100.64.0.0/16"));
+    // Each pod subnet in its AZ's node table, beside the node subnet.
+    for ((az, table), node_subnet) in ["us-west-2a", "us-west-2b"]
+        .iter()
+        .zip(&made.private_route_tables)
+        .zip(&made.private_subnets)
+    {
+        let expected: BTreeSet<String> = [by_az[*az].clone(), node_subnet.clone()].into();
+        assert_eq!(table_subnets(&aws, table).await, expected, "{table}");
+    }
     // A second plan has nothing to do.
     run_ok(
         eksnet().args(["plan", "spec.toml", "--detailed-exitcode"]),
@@ -391,6 +452,21 @@ async fn init_writes_a_spec_that_plans_only_additions_applies_and_destroys_back(
         "aws-node put back as it was"
     );
     made_outside_is_intact(&aws, &made).await;
+}
+
+/// The subnets associated with a route table.
+async fn table_subnets(aws: &eksnet::cloud::aws::AwsClients, table: &str) -> BTreeSet<String> {
+    aws.ec2
+        .describe_route_tables()
+        .route_table_ids(table)
+        .send()
+        .await
+        .expect("DescribeRouteTables")
+        .route_tables()
+        .iter()
+        .flat_map(|t| t.associations())
+        .filter_map(|a| a.subnet_id().map(String::from))
+        .collect()
 }
 
 #[tokio::test]
@@ -612,6 +688,11 @@ async fn init_on_an_addon_cluster_rolls_its_nodes_and_puts_the_addon_back() {
         let addr = c["addr"].as_str().unwrap_or_default();
         let ok = match c["action"].as_str() {
             Some("adopt" | "create") => true,
+            // The add-on's values; a node route table's association of a pod subnet, only.
+            Some("update") if addr.starts_with("route_table.") => {
+                c["before"]["subnet_ids"] == serde_json::json!([])
+                    && c["after"]["subnet_ids"].as_array().map(Vec::len) == Some(1)
+            }
             Some("update") => addr.starts_with("addon."),
             _ => false,
         };

@@ -127,6 +127,17 @@ async fn tutorial_example_end_to_end() {
         stack.stack_status().map(|s| s.as_str()),
         Some("CREATE_COMPLETE")
     );
+    // The template's NAT gateways are outputs, for a pod subnets' route table to name
+    // (`${vpc.main.outputs.NatGateway01}`): moto's CloudFormation makes them and gives ids.
+    for nat in ["NatGateway01", "NatGateway02"] {
+        let value = stack
+            .outputs()
+            .iter()
+            .find(|o| o.output_key() == Some(nat))
+            .and_then(|o| o.output_value())
+            .unwrap_or_default();
+        assert!(value.starts_with("nat-"), "{nat} = {value:?}");
+    }
     let res = aws
         .cloudformation
         .describe_stack_resources()
@@ -437,6 +448,19 @@ async fn tutorial_example_end_to_end() {
     let again = run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 0);
     t.proxy.config(json!({"latency_ms": null}));
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    // The pod subnets use the stack VPC's main table, read in the same round: local only.
+    for subnet in ["subnet.pod_a", "subnet.pod_b"] {
+        let line = again
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("  {subnet}: ")))
+            .unwrap_or_else(|| panic!("no line for {subnet}: {}", again.stdout));
+        assert!(
+            line.contains("the VPC's main route table rtb-")
+                && line.contains("no route out of the VPC (local only)"),
+            "{line}"
+        );
+    }
     // One round of AWS requests, everything known by id from the state at once (the stack's
     // VPC and subnets by the id the last read recorded); the cluster is described once, the
     // Kubernetes client reusing what refresh saw.
@@ -2732,4 +2756,397 @@ async fn max_pods_makes_a_versioned_launch_template_the_nodegroup_follows() {
         .collect();
     assert_eq!(order, ["DeleteNodegroup", "DeleteLaunchTemplate"]);
     run_ok(t.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 0);
+}
+
+// ---- the pod subnets' route tables
+
+/// One route table as DescribeRouteTables shows it: its subnets, and its routes but the
+/// `local` ones as (destination, target).
+#[derive(Debug, PartialEq)]
+struct LiveTable {
+    subnets: std::collections::BTreeSet<String>,
+    routes: std::collections::BTreeSet<(String, String)>,
+}
+
+async fn live_table(aws: &eksnet::cloud::aws::AwsClients, id: &str) -> Option<LiveTable> {
+    let out = aws
+        .ec2
+        .describe_route_tables()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("route-table-id")
+                .values(id)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeRouteTables");
+    let t = out.route_tables().first()?;
+    Some(LiveTable {
+        subnets: t
+            .associations()
+            .iter()
+            .filter_map(|a| a.subnet_id().map(String::from))
+            .collect(),
+        routes: t
+            .routes()
+            .iter()
+            .filter(|r| r.gateway_id() != Some("local"))
+            .filter_map(|r| {
+                let target = r
+                    .nat_gateway_id()
+                    .or(r.transit_gateway_id())
+                    .or(r.vpc_peering_connection_id())
+                    .or(r.gateway_id())?;
+                Some((r.destination_cidr_block()?.to_string(), target.to_string()))
+            })
+            .collect(),
+    })
+}
+
+/// The id of the table eksnet tagged with `addr`.
+async fn tagged_table(aws: &eksnet::cloud::aws::AwsClients, addr: &str) -> Option<String> {
+    aws.ec2
+        .describe_route_tables()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:eksnet:address")
+                .values(addr)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeRouteTables")
+        .route_tables()
+        .first()
+        .and_then(|t| t.route_table_id())
+        .map(String::from)
+}
+
+/// What a user's VPC has around the pod subnets: a public subnet with a NAT gateway, a node
+/// subnet on a table of its own routing 0.0.0.0/0 to it, a transit gateway and a peering
+/// connection to another VPC.
+struct AroundPods {
+    vpc: String,
+    nat: String,
+    tgw: String,
+    pcx: String,
+    node_subnet: String,
+    node_table: String,
+}
+
+/// The id a create request answers with: `$what()` of its answer, then its `$id()`.
+macro_rules! created {
+    ($req:expr, $what:ident, $id:ident) => {
+        $req.send()
+            .await
+            .expect(stringify!($what))
+            .$what()
+            .and_then(|x| x.$id())
+            .expect(stringify!($id))
+            .to_string()
+    };
+}
+
+async fn around_pods(aws: &eksnet::cloud::aws::AwsClients) -> AroundPods {
+    let ec2 = &aws.ec2;
+    let vpc = vpc_outside_eksnet(aws, "10.0.0.0/16").await;
+    let subnet = |cidr: &'static str| {
+        let req = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(cidr)
+            .availability_zone("us-west-2a");
+        async move { created!(req, subnet, subnet_id) }
+    };
+    let public = subnet("10.0.0.0/24").await;
+    let node_subnet = subnet("10.0.1.0/24").await;
+    let igw = created!(
+        ec2.create_internet_gateway(),
+        internet_gateway,
+        internet_gateway_id
+    );
+    ec2.attach_internet_gateway()
+        .internet_gateway_id(&igw)
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .expect("attach igw");
+    let eip = ec2
+        .allocate_address()
+        .domain(aws_sdk_ec2::types::DomainType::Vpc)
+        .send()
+        .await
+        .expect("eip")
+        .allocation_id()
+        .expect("allocation id")
+        .to_string();
+    let nat = created!(
+        ec2.create_nat_gateway()
+            .subnet_id(&public)
+            .allocation_id(eip),
+        nat_gateway,
+        nat_gateway_id
+    );
+    let node_table = created!(
+        ec2.create_route_table().vpc_id(&vpc),
+        route_table,
+        route_table_id
+    );
+    ec2.create_route()
+        .route_table_id(&node_table)
+        .destination_cidr_block("0.0.0.0/0")
+        .nat_gateway_id(&nat)
+        .send()
+        .await
+        .expect("route");
+    ec2.associate_route_table()
+        .route_table_id(&node_table)
+        .subnet_id(&node_subnet)
+        .send()
+        .await
+        .expect("associate");
+    let tgw = created!(
+        ec2.create_transit_gateway(),
+        transit_gateway,
+        transit_gateway_id
+    );
+    let peer = vpc_outside_eksnet(aws, "10.30.0.0/16").await;
+    let pcx = created!(
+        ec2.create_vpc_peering_connection()
+            .vpc_id(&vpc)
+            .peer_vpc_id(peer),
+        vpc_peering_connection,
+        vpc_peering_connection_id
+    );
+    AroundPods {
+        vpc,
+        nat,
+        tgw,
+        pcx,
+        node_subnet,
+        node_table,
+    }
+}
+
+/// The adopted VPC with two pod subnets and their own route table: 0.0.0.0/0 to the NAT
+/// gateway and 10.30.0.0/16 to `target` (`FIELD = "ID"`), with `pods_subnets` associated;
+/// then `more`.
+fn pods_spec(a: &AroundPods, target: &str, pods_subnets: &str, more: &str) -> String {
+    format!(
+        r#"[vpc.main]
+id = "{vpc}"
+cidr_block = "10.0.0.0/16"
+
+[cidr_block.pods]
+vpc_id = "${{vpc.main.id}}"
+cidr_block = "100.64.0.0/16"
+
+[subnet.pod_a]
+vpc_id = "${{vpc.main.id}}"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2a"
+
+[subnet.pod_b]
+vpc_id = "${{vpc.main.id}}"
+cidr_block = "100.64.32.0/19"
+availability_zone = "us-west-2b"
+
+[route_table.pods]
+vpc_id = "${{vpc.main.id}}"
+routes = [
+  {{ destination = "0.0.0.0/0", nat_gateway_id = "{nat}" }},
+  {{ destination = "10.30.0.0/16", {target} }},
+]
+subnet_ids = [{pods_subnets}]
+tags = {{ Name = "pods" }}
+{more}"#,
+        vpc = a.vpc,
+        nat = a.nat,
+    )
+}
+
+/// A route table for the pod subnets through its whole life on moto, checked through the
+/// SDK: created with its routes and both associations, found again by its tags when the
+/// state lost it, a route retargeted in place, a subnet moved to an existing table (made
+/// outside eksnet) in one apply, a subnet another table holds refused, and destroy leaving
+/// neither the table nor an association eksnet made, the existing table as it was.
+#[tokio::test]
+async fn pod_subnets_route_table_lives_and_goes() {
+    let (_guard, url) = moto();
+    let aws = sdk(&url).await;
+    let a = around_pods(&aws).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let both = r#""${subnet.pod_a.id}", "${subnet.pod_b.id}""#;
+    let write = |text: String| std::fs::write(d.join("pods.toml"), text).expect("write spec");
+    let eksnet = || eksnet(&url, d);
+
+    write(pods_spec(
+        &a,
+        &format!("vpc_peering_connection_id = \"{}\"", a.pcx),
+        both,
+        "",
+    ));
+    let plan = run_ok(eksnet().args(["plan", "pods.toml"]), 0);
+    assert!(plan.stdout.contains("Plan: 4 to add"), "{}", plan.stdout);
+    run_ok(eksnet().args(["apply", "pods.toml", "--auto-approve"]), 0);
+    let pod_a = by_cidr_live(&aws, &a.vpc, "100.64.0.0/19").await;
+    let pod_b = by_cidr_live(&aws, &a.vpc, "100.64.32.0/19").await;
+    let (pod_a, pod_b) = (
+        pod_a.subnet_id().expect("id").to_string(),
+        pod_b.subnet_id().expect("id").to_string(),
+    );
+    let table = tagged_table(&aws, "route_table.pods")
+        .await
+        .expect("the table, tagged with its address");
+    let pair = |x: &str, y: &str| (x.to_string(), y.to_string());
+    assert_eq!(
+        live_table(&aws, &table).await,
+        Some(LiveTable {
+            subnets: [pod_a.clone(), pod_b.clone()].into(),
+            routes: [pair("0.0.0.0/0", &a.nat), pair("10.30.0.0/16", &a.pcx)].into(),
+        }),
+        "both pod subnets associated, both routes there"
+    );
+    run_ok(
+        eksnet().args(["plan", "pods.toml", "--detailed-exitcode"]),
+        0,
+    );
+
+    // The state loses the table (a crash before its row was written): found again by its
+    // tags, recorded, not made twice.
+    run_ok(
+        eksnet().args([
+            "state",
+            "rm",
+            "route_table.pods",
+            "--state",
+            "state/pods.db",
+        ]),
+        0,
+    );
+    let found = run_ok(eksnet().args(["plan", "pods.toml"]), 0);
+    assert!(
+        found
+            .stdout
+            .contains("# route_table.pods will be recorded in the state")
+            && found.stdout.contains(&format!("[id={table}]")),
+        "{}",
+        found.stdout
+    );
+    run_ok(eksnet().args(["apply", "pods.toml", "--auto-approve"]), 0);
+    run_ok(
+        eksnet().args(["plan", "pods.toml", "--detailed-exitcode"]),
+        0,
+    );
+
+    // 10.30.0.0/16 now through the transit gateway: one update in place (ReplaceRoute).
+    write(pods_spec(
+        &a,
+        &format!("transit_gateway_id = \"{}\"", a.tgw),
+        both,
+        "",
+    ));
+    let changed = run_ok(
+        eksnet().args(["plan", "pods.toml", "--detailed-exitcode"]),
+        2,
+    );
+    for part in [
+        "# route_table.pods will be updated in place",
+        "Plan: 0 to add, 1 to change, 0 to replace, 0 to destroy.",
+    ] {
+        assert!(changed.stdout.contains(part), "{part}: {}", changed.stdout);
+    }
+    run_ok(eksnet().args(["apply", "pods.toml", "--auto-approve"]), 0);
+    run_ok(
+        eksnet().args(["plan", "pods.toml", "--detailed-exitcode"]),
+        0,
+    );
+    assert_eq!(
+        live_table(&aws, &table).await.map(|t| t.routes),
+        Some([pair("0.0.0.0/0", &a.nat), pair("10.30.0.0/16", &a.tgw)].into())
+    );
+
+    // pod_b moves to the node subnet's table, made outside eksnet, in one apply: the pods'
+    // table lets go of it first (AWS has one table per subnet).
+    let nodes = format!(
+        "\n[route_table.nodes]\nexisting = true\nid = \"{}\"\nsubnet_ids = [\"${{subnet.pod_b.id}}\"]\n",
+        a.node_table
+    );
+    let tgw = format!("transit_gateway_id = \"{}\"", a.tgw);
+    write(pods_spec(&a, &tgw, r#""${subnet.pod_a.id}""#, &nodes));
+    run_ok(eksnet().args(["apply", "pods.toml", "--auto-approve"]), 0);
+    run_ok(
+        eksnet().args(["plan", "pods.toml", "--detailed-exitcode"]),
+        0,
+    );
+    assert_eq!(
+        live_table(&aws, &table).await.map(|t| t.subnets),
+        Some([pod_a.clone()].into())
+    );
+    assert_eq!(
+        live_table(&aws, &a.node_table).await.map(|t| t.subnets),
+        Some([a.node_subnet.clone(), pod_b.clone()].into())
+    );
+
+    // A subnet another table holds (the node subnet, on its own table) is refused, with the
+    // table named, and nothing is taken from it.
+    write(pods_spec(
+        &a,
+        &tgw,
+        &format!(r#""${{subnet.pod_a.id}}", "{}""#, a.node_subnet),
+        &nodes,
+    ));
+    let refused = run_ok(eksnet().args(["apply", "pods.toml", "--auto-approve"]), 1);
+    assert!(
+        refused.stderr.contains(&format!(
+            "subnet {} is associated with route table {}",
+            a.node_subnet, a.node_table
+        )),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        live_table(&aws, &a.node_table).await.map(|t| t.subnets),
+        Some([a.node_subnet.clone(), pod_b.clone()].into())
+    );
+    write(pods_spec(&a, &tgw, r#""${subnet.pod_a.id}""#, &nodes));
+
+    // Destroy: the pods' table and its association go; the node table loses only pod_b.
+    let plan = run_ok(eksnet().args(["plan", "pods.toml", "--destroy"]), 0);
+    assert!(
+        plan.stdout
+            .contains("# route_table.nodes will be put back as it was before eksnet"),
+        "{}",
+        plan.stdout
+    );
+    run_ok(eksnet().args(["destroy", "pods.toml", "--auto-approve"]), 0);
+    assert_eq!(
+        live_table(&aws, &table).await,
+        None,
+        "the pods' table is gone"
+    );
+    assert_eq!(
+        live_table(&aws, &a.node_table).await,
+        Some(LiveTable {
+            subnets: [a.node_subnet.clone()].into(),
+            routes: [pair("0.0.0.0/0", &a.nat)].into(),
+        }),
+        "the existing table as it was made"
+    );
+    let left = aws
+        .ec2
+        .describe_route_tables()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("association.subnet-id")
+                .values(&pod_a)
+                .values(&pod_b)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeRouteTables");
+    assert!(left.route_tables().is_empty(), "{left:?}");
 }

@@ -8,7 +8,8 @@
 //! - the state, an `eksnet::state::StateSnapshot` (`{"lineage", "serial", "resources"}`);
 //! - what refresh saw: address → `{cloud_id, attrs, outputs, managed_by}` or `null` (looked
 //!   up, absent); an address left out was not looked up;
-//! - the options `--destroy` and `--replace ADDR`.
+//! - the options `--destroy` and `--replace ADDR`;
+//! - node sizing's reads and the VPCs' route tables, when the case has them.
 //!
 //! The spec is written to `<temp dir>/tests/golden/<case>/spec.toml` and planned from there,
 //! so paths in diagnostics read `tests/golden/<case>/spec.toml`.
@@ -69,6 +70,7 @@ fn from_value<T: DeserializeOwned>(what: &str, v: &Value) -> T {
 /// API is an edit here only.
 fn plan_with_eksnet(spec_path: &Path, case: &Case) -> String {
     use eksnet::base::addr::ResourceAddr;
+    use eksnet::domain::routing::RoutingReads;
     use eksnet::nodes::sizing::SizingReads;
     use eksnet::plan::graph::DependencyGraph;
     use eksnet::plan::inventory::Inventory;
@@ -133,10 +135,18 @@ fn plan_with_eksnet(spec_path: &Path, case: &Case) -> String {
         }
         _ => None,
     };
+    let routing = match &case.route_tables {
+        Value::Null => None,
+        tables => Some(RoutingReads {
+            tables: from_value("route tables", tables),
+            problems: Vec::new(),
+        }),
+    };
     let inventory = Inventory {
         resources: observed,
         inspections: BTreeMap::new(),
         sizing,
+        routing,
     };
     match plan(&spec, &graph, &state, &inventory, &options) {
         Ok(plan) => {
@@ -644,6 +654,120 @@ name = "myCniIrsa"
 assume_role_web_identity = { provider_arn = "${oidc_provider.main.arn}", service_account = "kube-system:aws-node" }
 managed_policies = ["AmazonEKS_CNI_Policy"]
 "#;
+
+// ---- route tables of the pod subnets
+
+/// The tutorial's pod subnets on a route table of their own, to the stack's first NAT gateway.
+const PODS_TABLE: &str = r#"
+# The pod subnets' own route table: out of the VPC through the stack's first NAT gateway.
+[route_table.pods]
+vpc_id = "${vpc.main.id}"
+routes = [{ destination = "0.0.0.0/0", nat_gateway_id = "${vpc.main.outputs.NatGateway01}" }]
+subnet_ids = ["${subnet.pod_a.id}", "${subnet.pod_b.id}"]
+tags = { Name = "pods" }
+"#;
+
+/// The route table's attributes and outputs once applied (`routes` to `nat`).
+fn pods_table_applied(nat: &str) -> (Value, Value) {
+    let attrs = json!({
+        "vpc_id": "vpc-0a1b2c3d4e5f60718",
+        "routes": [{"destination": "0.0.0.0/0", "nat_gateway_id": nat}],
+        "subnet_ids": ["subnet-0aa11111111111111", "subnet-0bb22222222222222"],
+        "tags": {"Name": "pods"}
+    });
+    let outputs = json!({
+        "id": "rtb-0b1000000000000f1",
+        "vpc_id": "vpc-0a1b2c3d4e5f60718",
+        "associations": {"subnet-0aa11111111111111": "rtbassoc-0b100000000000001",
+                         "subnet-0bb22222222222222": "rtbassoc-0b100000000000002"},
+        "main": false
+    });
+    (attrs, outputs)
+}
+
+/// The whole tutorial applied with [`PODS_TABLE`], its route to the first NAT gateway.
+fn tutorial_with_pods_table() -> Case {
+    let (attrs, outputs) = pods_table_applied("nat-0a1000000000000e1");
+    Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_append(PODS_TABLE)
+        .state_row(
+            "route_table.pods",
+            json!({"status": "present", "cloud_id": "rtb-0b1000000000000f1", "attrs": attrs,
+                   "outputs": outputs, "dependencies": ["vpc.main", "subnet.pod_a", "subnet.pod_b"]}),
+        )
+        .observed_entry(
+            "route_table.pods",
+            json!({"cloud_id": "rtb-0b1000000000000f1", "attrs": attrs, "outputs": outputs,
+                   "managed_by": "0f5e3c1a-2b4d-4e6f-8a9b-0c1d2e3f4a5b"}),
+        )
+}
+
+/// The first private subnet's NAT table of the stack, adopted for the first pod subnet.
+const NODES_TABLE: &str = r#"
+# The node subnet's own table in us-west-2a, made by the stack: the pod subnet of that AZ
+# joins it, so pods reach what the nodes reach.
+[route_table.nodes]
+existing = true
+id = "rtb-0a1000000000000f1"
+subnet_ids = ["${subnet.pod_a.id}"]
+"#;
+
+/// How refresh reads the adopted table: its own association (the node subnet's) is not
+/// eksnet's, so only the managed subnets show; `pod_a` is associated or not.
+fn nodes_table_observed(pod_a: bool, previous: Value) -> Value {
+    let (subnets, assoc) = if pod_a {
+        (
+            json!(["subnet-0aa11111111111111"]),
+            json!({"subnet-0aa11111111111111": "rtbassoc-0a100000000000002"}),
+        )
+    } else {
+        (json!([]), json!({}))
+    };
+    json!({
+        "cloud_id": "rtb-0a1000000000000f1",
+        "attrs": {"existing": true, "id": "rtb-0a1000000000000f1",
+                  "vpc_id": "vpc-0a1b2c3d4e5f60718", "subnet_ids": subnets},
+        "outputs": {"id": "rtb-0a1000000000000f1", "vpc_id": "vpc-0a1b2c3d4e5f60718",
+                    "associations": assoc, "main": false,
+                    "routes": [{"destination": "0.0.0.0/0", "nat_gateway_id": "nat-0a1000000000000e1"}],
+                    "previous_subnet_ids": previous}
+    })
+}
+
+/// The tutorial applied with [`NODES_TABLE`] applied too.
+fn tutorial_with_nodes_table_applied() -> Case {
+    let observed = nodes_table_observed(true, json!([]));
+    Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_append(NODES_TABLE)
+        .state_row(
+            "route_table.nodes",
+            json!({"status": "present", "cloud_id": "rtb-0a1000000000000f1",
+                   "attrs": {"existing": true, "id": "rtb-0a1000000000000f1",
+                             "subnet_ids": ["subnet-0aa11111111111111"]},
+                   "outputs": observed["outputs"].clone(),
+                   "dependencies": ["subnet.pod_a"]}),
+        )
+        .observed_entry("route_table.nodes", observed)
+}
+
+/// The tutorial's CNI settings with external SNAT on.
+const EXTERNAL_SNAT: &str = "eni_config_label = \"topology.kubernetes.io/zone\"\nenv = { AWS_VPC_K8S_CNI_EXTERNALSNAT = \"true\" }\n";
+const LABEL_LINE: &str = "eni_config_label = \"topology.kubernetes.io/zone\"\n";
+/// The tutorial's CNI settings with a range outside the VPC excluded from SNAT.
+const EXCLUDED_SNAT: &str = "eni_config_label = \"topology.kubernetes.io/zone\"\nenv = { AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS = \"10.20.0.0/16\" }\n";
+
+/// The tutorial's route tables, with `pod_b` associated outside eksnet with the public
+/// subnets' table (0.0.0.0/0 to the internet gateway).
+fn route_tables_with_pod_b_on_the_public_table() -> Value {
+    let mut tables = Case::tutorial().route_tables;
+    let public = tables["vpc-0a1b2c3d4e5f60718"][3]["subnet_ids"]
+        .as_array_mut()
+        .expect("the public table's subnets");
+    public.push(json!("subnet-0bb22222222222222"));
+    tables
+}
 
 golden! {
     addon_existing_found_updates_its_values_only: existing_addon_found(),
@@ -1175,6 +1299,57 @@ name = "us-west-2a"
             r#"tags = { Name = "pods-a", "kubernetes.io/role/internal-elb" = "1" }"#,
             r#"tags = { Name = "pods-a", blocks = "${vpc.main.cidr_blocks}" }"#,
         ),
+    route_table_first_plan_creates_it: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_append(PODS_TABLE)
+        .absent(&["route_table.pods"]),
+    route_table_applied_no_changes: tutorial_with_pods_table(),
+    route_table_route_changed_updates_in_place: tutorial_with_pods_table().spec_edit(
+        "NatGateway01",
+        "NatGateway02",
+    ),
+    route_table_destroy_disassociates_and_deletes: tutorial_with_pods_table().destroy(),
+    route_table_existing_first_plan_associates_a_pod_subnet: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_append(NODES_TABLE)
+        .observed_entry("route_table.nodes", nodes_table_observed(false, json!([]))),
+    route_table_existing_applied_no_changes: tutorial_with_nodes_table_applied(),
+    route_table_existing_removed_puts_the_association_back: tutorial_with_nodes_table_applied()
+        .spec_edit(NODES_TABLE, ""),
+    route_table_existing_missing_error: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_append(NODES_TABLE)
+        .absent(&["route_table.nodes"]),
+    route_table_external_snat_on_the_main_table_warns: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_edit(LABEL_LINE, EXTERNAL_SNAT),
+    route_table_external_snat_with_a_nat_route_is_quiet: tutorial_with_pods_table()
+        .spec_edit(LABEL_LINE, EXTERNAL_SNAT),
+    // Traffic to 10.20.0.0/16 keeps the pods' addresses and leaves from the pod subnets,
+    // whose main table does not route it; the pods' own table routes 0.0.0.0/0 and with it
+    // 10.20.0.0/16.
+    route_table_excluded_snat_range_not_routed_warns: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_edit(LABEL_LINE, EXCLUDED_SNAT),
+    route_table_excluded_snat_range_routed_is_quiet: tutorial_with_pods_table()
+        .spec_edit(LABEL_LINE, EXCLUDED_SNAT),
+    // 100.66.0.0/16 is a block AWS reports for the VPC that the spec does not write.
+    route_table_route_inside_a_live_block_error: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_append(&PODS_TABLE.replace(
+            r#"routes = [{ destination = "0.0.0.0/0", nat_gateway_id = "${vpc.main.outputs.NatGateway01}" }]"#,
+            r#"routes = [{ destination = "100.66.1.0/24", nat_gateway_id = "${vpc.main.outputs.NatGateway01}" }]"#,
+        ))
+        .absent(&["route_table.pods"])
+        .observed_set(
+            "vpc.main",
+            "/outputs/cidr_blocks",
+            json!(["192.168.0.0/24", "192.168.1.0/24", "100.66.0.0/16"]),
+        ),
+    route_table_subnet_in_a_table_outside_eksnet: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_edit(LABEL_LINE, EXTERNAL_SNAT)
+        .route_tables(route_tables_with_pod_b_on_the_public_table()),
     untagged_existing_resource_error: Case::demo()
         .state_without(&["subnet.pod_a", "subnet.pod_b"])
         .observed_set("subnet.pod_a", "/managed_by", json!("9d9d9d9d-other-lineage"))

@@ -103,8 +103,31 @@ pub struct Proposal {
     /// The node sources, by owner: never declared, only listed.
     pub sources: Vec<NodeSource>,
     pub routing: Routing,
+    /// The node subnets' own route tables the new pod subnets join, one per table.
+    pub route_tables: Vec<PodRouteTable>,
     /// Said on stderr and in the spec.
     pub warnings: Vec<String>,
+}
+
+/// A route table the node subnets of some AZs use explicitly, written as an existing table
+/// that the new pod subnets of those AZs are associated with: pods then reach what the
+/// nodes reach (a new subnet would otherwise use the VPC's main table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PodRouteTable {
+    /// The table's id (`rtb-…`).
+    pub id: String,
+    /// The AZs whose new pod subnets join it, sorted.
+    pub azs: Vec<String>,
+}
+
+impl PodRouteTable {
+    /// The spec's name: after its first AZ (one AZ has one node table here).
+    pub fn name(&self) -> String {
+        format!(
+            "nodes-{}",
+            self.azs.first().map(String::as_str).unwrap_or("main")
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -298,8 +321,21 @@ pub fn decide(facts: &ClusterFacts) -> Result<Proposal, Refusal> {
         }
         Some(plan)
     };
-    if !routing.missing_in_main.is_empty() && block.is_some() {
-        warnings.push(routing_warning(&routing, &zones));
+    let route_tables = pod_route_tables(&zones);
+    // A pod subnet left on the main table while its AZ's nodes use tables of their own
+    // (several: none to join); one whose nodes use the main table reaches what they reach.
+    let on_main: Vec<&ZonePlan> = zones
+        .iter()
+        .filter(|z| z.subnet.is_some() && z.node_route_table.is_none())
+        .filter(|z| {
+            routing
+                .node_subnets
+                .iter()
+                .any(|s| s.explicit && s.az.as_deref() == Some(z.az.as_str()))
+        })
+        .collect();
+    if !routing.missing_in_main.is_empty() && !on_main.is_empty() {
+        warnings.push(routing_warning(&routing, &on_main));
     }
     Ok(Proposal {
         region: facts.region.clone(),
@@ -315,8 +351,32 @@ pub fn decide(facts: &ClusterFacts) -> Result<Proposal, Refusal> {
         existing_eni_configs: existing,
         sources,
         routing,
+        route_tables,
         warnings,
     })
+}
+
+/// The node route tables the new pod subnets join: each zone with a new subnet whose node
+/// subnets use one table of their own, grouped by table.
+fn pod_route_tables(zones: &[ZonePlan]) -> Vec<PodRouteTable> {
+    let mut by_table: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for z in zones.iter().filter(|z| z.subnet.is_some()) {
+        if let Some(t) = &z.node_route_table {
+            by_table.entry(t).or_default().push(z.az.clone());
+        }
+    }
+    let mut out: Vec<PodRouteTable> = by_table
+        .into_iter()
+        .map(|(id, mut azs)| {
+            azs.sort();
+            PodRouteTable {
+                id: id.to_string(),
+                azs,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.azs.cmp(&b.azs));
+    out
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -882,7 +942,9 @@ fn zone_route_table(routing: &Routing, az: &str) -> Option<String> {
     }
 }
 
-fn routing_warning(routing: &Routing, zones: &[ZonePlan]) -> String {
+/// The warning for new pod subnets left on the main table (their AZ's node subnets use no
+/// single table of their own) while the node subnets' tables route what the main one does not.
+fn routing_warning(routing: &Routing, on_main: &[&ZonePlan]) -> String {
     let missing: Vec<String> = routing
         .missing_in_main
         .iter()
@@ -895,29 +957,16 @@ fn routing_warning(routing: &Routing, zones: &[ZonePlan]) -> String {
             )
         })
         .collect();
-    let assoc: Vec<String> = zones
+    let subnets: Vec<String> = on_main
         .iter()
-        .filter(|z| z.subnet.is_some())
-        .filter_map(|z| {
-            Some(format!(
-                "subnet.{} with {}",
-                z.subnet_name(),
-                z.node_route_table.as_ref()?
-            ))
-        })
+        .map(|z| format!("subnet.{}", z.subnet_name()))
         .collect();
-    let mut w = format!(
-        "the new pod subnets will use the VPC's main route table {}, which lacks routes the node subnets' tables have ({}): pods would not reach what the nodes reach; eksnet manages no route tables yet",
+    format!(
+        "{} will use the VPC's main route table {}, which lacks routes the node subnets' tables have ({}): pods there would not reach what the nodes reach; the node subnets of their AZ use several tables, none of which init can pick for them, so add a `[route_table.NAME]` (an existing table or a new one) with those routes and the subnets in `subnet_ids`",
+        subnets.join(", "),
         routing.main_table.as_deref().unwrap_or("(none found)"),
         missing.join(", ")
-    );
-    if !assoc.is_empty() {
-        w.push_str(&format!(
-            "; after apply, associate {} (`aws ec2 associate-route-table`)",
-            assoc.join(", ")
-        ));
-    }
-    w
+    )
 }
 
 #[cfg(test)]
@@ -1314,7 +1363,7 @@ mod tests {
     fn routing_says_which_table_each_node_subnet_uses_and_what_the_main_one_lacks() {
         let p = decide(&facts()).unwrap();
         let r = &p.routing;
-        assert_eq!(r.main_table.as_deref(), Some("rtb-main"));
+        assert_eq!(r.main_table.as_deref(), Some("rtb-0000000f"));
         let tables: Vec<(&str, &str, bool)> = r
             .node_subnets
             .iter()
@@ -1328,7 +1377,10 @@ mod tests {
             .collect();
         assert_eq!(
             tables,
-            vec![("subnet-a", "rtb-a", true), ("subnet-b", "rtb-b", true)]
+            vec![
+                ("subnet-a", "rtb-0000000a", true),
+                ("subnet-b", "rtb-0000000b", true)
+            ]
         );
         let missing: Vec<(&str, &str)> = r
             .missing_in_main
@@ -1339,16 +1391,54 @@ mod tests {
             missing,
             vec![("0.0.0.0/0", "nat-a"), ("0.0.0.0/0", "nat-b")]
         );
-        assert_eq!(p.zones[0].node_route_table.as_deref(), Some("rtb-a"));
+        assert_eq!(p.zones[0].node_route_table.as_deref(), Some("rtb-0000000a"));
+        // Each pod subnet joins its AZ's node table: nothing is left on the main table.
+        assert_eq!(
+            p.route_tables,
+            vec![
+                PodRouteTable {
+                    id: "rtb-0000000a".into(),
+                    azs: vec!["us-west-2a".into()]
+                },
+                PodRouteTable {
+                    id: "rtb-0000000b".into(),
+                    azs: vec!["us-west-2b".into()]
+                },
+            ]
+        );
+        assert_eq!(p.route_tables[0].name(), "nodes-us-west-2a");
+        assert!(!p.warnings.iter().any(|w| w.contains("main route table")));
+        // The node subnet of us-west-2b on the main table: its pod subnet stays there too,
+        // and reaches what those nodes reach: nothing to say.
+        let mut f = facts();
+        f.route_tables[2].subnet_ids.clear();
+        let p = decide(&f).unwrap();
+        assert_eq!(p.route_tables.len(), 1);
+        assert!(!p.warnings.iter().any(|w| w.contains("main route table")));
+        // Two node subnets in us-west-2b on two tables: none to join, so the pod subnet stays
+        // on the main table, which misses their NAT routes.
+        let mut f = facts();
+        f.subnets.extend([crate::adopt::fixture::subnet(
+            "subnet-c",
+            "us-west-2b",
+            "192.168.0.128/27",
+        )]);
+        f.cluster.subnet_ids.push("subnet-c".into());
+        f.route_tables[1].subnet_ids.push("subnet-c".into());
+        let p = decide(&f).unwrap();
+        assert_eq!(p.route_tables.len(), 1, "{:?}", p.route_tables);
         let w = p
             .warnings
             .iter()
             .find(|w| w.contains("main route table"))
             .unwrap();
         assert!(
-            w.contains("associate subnet.pods-us-west-2a with rtb-a"),
+            w.starts_with(
+                "subnet.pods-us-west-2b will use the VPC's main route table rtb-0000000f"
+            ),
             "{w}"
         );
+        assert!(w.contains("0.0.0.0/0 → nat-a (NAT gateway)"), "{w}");
         // Node subnets on the main table: nothing missing, no warning.
         let mut f = facts();
         for t in &mut f.route_tables {
@@ -1358,6 +1448,10 @@ mod tests {
         assert!(p.routing.missing_in_main.is_empty());
         assert!(p.routing.node_subnets.iter().all(|s| !s.explicit));
         assert!(!p.warnings.iter().any(|w| w.contains("main route table")));
+        assert!(
+            p.route_tables.is_empty(),
+            "a new subnet is on the main table already"
+        );
     }
 
     #[test]

@@ -71,13 +71,13 @@ pub fn facts() -> ClusterFacts {
         .collect(),
         route_tables: vec![
             RouteTableInfo {
-                id: "rtb-main".into(),
+                id: "rtb-0000000f".into(),
                 main: true,
                 subnet_ids: vec![],
                 routes: vec![route("192.168.0.0/24", "local")],
             },
             RouteTableInfo {
-                id: "rtb-a".into(),
+                id: "rtb-0000000a".into(),
                 main: false,
                 subnet_ids: vec!["subnet-a".into()],
                 routes: vec![
@@ -86,7 +86,7 @@ pub fn facts() -> ClusterFacts {
                 ],
             },
             RouteTableInfo {
-                id: "rtb-b".into(),
+                id: "rtb-0000000b".into(),
                 main: false,
                 subnet_ids: vec!["subnet-b".into()],
                 routes: vec![

@@ -22,6 +22,8 @@ pub(crate) mod fixture;
 pub mod read;
 pub mod render;
 
+// Route tables as read are the domain's, which the plan reads too.
+pub use crate::domain::routing::{RouteInfo, RouteTableInfo};
 use crate::nodes::sizing::InstanceNetwork;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -94,6 +96,30 @@ pub async fn sizing_reads(
     }
 }
 
+/// The route tables of these VPCs, for what the plan says of the pod subnets' routes (the
+/// reads `init` makes of its cluster's VPC), side by side. A VPC whose tables cannot be read
+/// is one of `problems`: the plan goes on without them.
+pub async fn routing_reads(
+    ctx: &crate::resources::Ctx,
+    vpcs: &std::collections::BTreeSet<String>,
+) -> crate::domain::routing::RoutingReads {
+    let reads = vpcs
+        .iter()
+        .map(|vpc| async move { (vpc.clone(), read::route_tables(&ctx.aws, vpc).await) });
+    let mut out = crate::domain::routing::RoutingReads::default();
+    for (vpc, found) in futures::future::join_all(reads).await {
+        match found {
+            Ok(tables) => {
+                out.tables.insert(vpc, tables);
+            }
+            Err(e) => out.problems.push(format!(
+                "the route tables of {vpc} could not be read ({e}): the plan does not say which routes the pod subnets there have"
+            )),
+        }
+    }
+    out
+}
+
 /// Everything `init` read about one cluster.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ClusterFacts {
@@ -149,50 +175,6 @@ pub struct SubnetInfo {
     pub id: String,
     pub availability_zone: String,
     pub cidr: Option<Ipv4Net>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct RouteTableInfo {
-    pub id: String,
-    /// The VPC's main route table: subnets with no association of their own use it.
-    pub main: bool,
-    /// Subnets associated with it explicitly.
-    pub subnet_ids: Vec<String>,
-    pub routes: Vec<RouteInfo>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RouteInfo {
-    /// A CIDR, or a prefix list id (`pl-…`).
-    pub destination: String,
-    /// The CIDRs the destination stands for (a prefix list's entries; empty when they could
-    /// not be read).
-    pub cidrs: Vec<Ipv4Net>,
-    /// `local`, `igw-…`, `nat-…`, `tgw-…`, `pcx-…`, `vgw-…`, `eni-…`, ….
-    pub target: String,
-}
-
-impl RouteInfo {
-    /// What the target is, in words: peering, transit gateway, VPN…
-    pub fn target_kind(&self) -> &'static str {
-        let t = self.target.as_str();
-        match () {
-            _ if t == "local" => "the VPC itself",
-            _ if t.starts_with("igw-") => "internet gateway",
-            _ if t.starts_with("nat-") => "NAT gateway",
-            _ if t.starts_with("tgw-") => "transit gateway",
-            _ if t.starts_with("pcx-") => "VPC peering",
-            _ if t.starts_with("vgw-") => "VPN gateway",
-            _ if t.starts_with("eigw-") => "egress-only internet gateway",
-            _ if t.starts_with("eni-") => "network interface",
-            _ if t.starts_with("i-") => "instance",
-            _ if t.starts_with("lgw-") => "local gateway",
-            _ if t.starts_with("cagw-") => "carrier gateway",
-            _ if t.starts_with("vpce-") => "VPC endpoint",
-            _ if t.starts_with("arn:") => "Cloud WAN core network",
-            _ => "other target",
-        }
-    }
 }
 
 /// The cluster's VPC CNI: the `vpc-cni` add-on, and the `aws-node` DaemonSet.

@@ -351,7 +351,9 @@ fn target(r: &aws_sdk_ec2::types::Route) -> String {
     .to_string()
 }
 
-async fn route_tables(a: &AwsClients, vpc_id: &str) -> Result<Vec<RouteTableInfo>, ReadError> {
+/// Every route table of the VPC, with its explicit subnet associations and its routes (the
+/// prefix lists' entries not read yet: see `prefix_lists`).
+pub async fn route_tables(a: &AwsClients, vpc_id: &str) -> Result<Vec<RouteTableInfo>, ReadError> {
     let mut out = Vec::new();
     let mut pages = a
         .ec2

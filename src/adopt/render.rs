@@ -22,6 +22,7 @@ pub fn render(p: &Proposal, file: &str) -> String {
     routing(&mut out, p);
     block(&mut out, p);
     subnets(&mut out, p);
+    route_tables(&mut out, p);
     cni(&mut out, p);
     eni_configs(&mut out, p, file);
     node_sources(&mut out, p, file);
@@ -174,7 +175,11 @@ fn routing(out: &mut String, p: &Proposal) {
     let r = &p.routing;
     comment(
         out,
-        "Routing. eksnet has no route-table kind yet: nothing here changes a route table.",
+        "Routing. A new subnet uses the VPC's main route table until it is associated with \
+         another (the EKS custom networking guide's warning). Each pod subnet below joins the \
+         route table its AZ's node subnets use, where they have one of their own \
+         (`[route_table.*]`, after the subnets): eksnet only adds that association, and \
+         removes it on destroy.",
         0,
     );
     for s in &r.node_subnets {
@@ -225,11 +230,21 @@ fn routing(out: &mut String, p: &Proposal) {
                 ),
             );
         }
+        let joined = p
+            .zones
+            .iter()
+            .filter(|z| z.subnet.is_some())
+            .all(|z| z.node_route_table.is_some());
         item(
             out,
-            "pods in the new subnets would not reach those destinations; after apply, associate \
-             each pod subnet with its AZ's node route table (named at each subnet below), e.g. \
-             `aws ec2 associate-route-table --subnet-id SUBNET --route-table-id TABLE`",
+            if joined {
+                "so each pod subnet joins its AZ's node route table (below), and pods reach \
+                 those destinations too"
+            } else {
+                "a pod subnet that joins no node route table (below) routes as the main table \
+                 does: its pods do not reach those destinations unless its AZ's nodes use the \
+                 main table too"
+            },
         );
     }
     out.push('\n');
@@ -353,12 +368,15 @@ fn subnets(out: &mut String, p: &Proposal) {
     out.push('\n');
     for z in &p.zones {
         let Some(cidr) = z.subnet else { continue };
-        if let Some(t) = &z.node_route_table {
+        if let Some(t) = p.route_tables.iter().find(|t| t.azs.contains(&z.az)) {
             comment(
                 out,
                 &format!(
-                    "The node subnets of {} use {t}: associate this subnet with it after apply.",
-                    z.az
+                    "The node subnets of {} use {}: `route_table.{}` (below) associates this \
+                     subnet with it.",
+                    z.az,
+                    t.id,
+                    t.name()
                 ),
                 0,
             );
@@ -370,6 +388,45 @@ fn subnets(out: &mut String, p: &Proposal) {
             q(&cidr.to_string()),
             q(&z.az),
             q(&format!("{}-pods-{}", p.cluster, z.az))
+        );
+    }
+}
+
+/// The node subnets' own route tables, each adopted (`existing = true`) with the pod subnets
+/// of its AZs to associate.
+fn route_tables(out: &mut String, p: &Proposal) {
+    for t in &p.route_tables {
+        let one = t.azs.len() == 1;
+        comment(
+            out,
+            &format!(
+                "The route table the node subnets of {} use, made elsewhere: `existing = true` \
+                 means eksnet never changes its routes or deletes it; it only associates the pod \
+                 subnet{} of {} with it, so that pods reach what the nodes reach, and destroy \
+                 removes only {}.",
+                t.azs.join(" and "),
+                if one { "" } else { "s" },
+                if one { "that AZ" } else { "those AZs" },
+                if one {
+                    "that association"
+                } else {
+                    "those associations"
+                },
+            ),
+            0,
+        );
+        let subnets: Vec<String> = t
+            .azs
+            .iter()
+            .filter_map(|az| p.zones.iter().find(|z| &z.az == az))
+            .map(|z| format!("\"${{subnet.{}.id}}\"", z.subnet_name()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "[route_table.{}]\nexisting = true\nid = {}\nsubnet_ids = [{}]\n",
+            key(&t.name()),
+            q(&t.id),
+            subnets.join(", ")
         );
     }
 }
@@ -676,6 +733,8 @@ mod tests {
                 "cidr_block.pods",
                 "subnet.pods-us-west-2a",
                 "subnet.pods-us-west-2b",
+                "route_table.nodes-us-west-2a",
+                "route_table.nodes-us-west-2b",
                 "cluster.main",
                 "aws_node.main",
                 "eni_config.us-west-2a",
@@ -689,6 +748,8 @@ mod tests {
             "[subnet.pods-us-west-2b]\nvpc_id = \"${vpc.main.id}\"\ncidr_block = \"100.64.32.0/19\"\navailability_zone = \"us-west-2b\"\n",
             "[aws_node.main]\ncluster_name = \"${cluster.main.name}\"\ncustom_network = true\neni_config_label = \"topology.kubernetes.io/zone\"\n",
             "[eni_config.us-west-2a]\ncluster_name = \"${cluster.main.name}\"\nname = \"us-west-2a\"\nsubnet_id = \"${subnet.pods-us-west-2a.id}\"\n",
+            // Each pod subnet joins its AZ's node route table.
+            "[route_table.nodes-us-west-2a]\nexisting = true\nid = \"rtb-0000000a\"\nsubnet_ids = [\"${subnet.pods-us-west-2a.id}\"]\n",
         ] {
             assert!(text.contains(part), "missing {part:?} in\n{text}");
         }
@@ -699,9 +760,10 @@ mod tests {
             "us-west-2a: managed nodegroup `ng1`, 2 × t3.medium at 12 max pods → 24 addresses",
             "+50% → 36: a /26 would hold them (59)",
             "each is a /19 (8187 addresses)",
-            "node subnet subnet-a (us-west-2a) uses rtb-a (associated explicitly)",
-            "0.0.0.0/0 → nat-a (NAT gateway, in rtb-a)",
-            "The node subnets of us-west-2a use rtb-a",
+            "node subnet subnet-a (us-west-2a) uses rtb-0000000a (associated explicitly)",
+            "0.0.0.0/0 → nat-a (NAT gateway, in rtb-0000000a)",
+            "The node subnets of us-west-2a use rtb-0000000a: `route_table.nodes-us-west-2a` (below) associates this subnet with it.",
+            "so each pod subnet joins its AZ's node route table (below)",
             "the cluster security group sg-0123456789abcdef0",
             "managed nodegroup `ng1` (max size 4; t3.medium; 12 max pods under custom networking",
             "`eksnet roll spec.toml` moves the existing nodes",

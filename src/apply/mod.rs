@@ -871,6 +871,7 @@ mod tests {
             changes,
             warnings: vec![],
             sizing: None,
+            pod_subnet_routes: vec![],
         }
     }
 
@@ -1029,5 +1030,88 @@ mod tests {
         // Once `a` is deleted, `b` may take the name (a swap within one apply).
         claims.release(&eni("a"));
         assert_eq!(claims.claim(&eni("b"), &in_2a), Ok(()));
+    }
+
+    /// A subnet moving between route tables in one apply: AWS associates a subnet with one
+    /// table at a time, so the table letting go (updated, or removed) goes first, as the
+    /// planner writes it into the plan; a swap closes no cycle.
+    #[test]
+    fn a_subnet_moving_between_route_tables_is_let_go_of_first() {
+        let table = |subnets: &[&str]| Some(json!({"vpc_id": "vpc-1", "subnet_ids": subnets}));
+        let mut plan = plan_of(vec![
+            // `pods` drops subnet-b, which `nodes` (an existing table) takes.
+            change(
+                "route_table.pods",
+                Action::Update,
+                table(&["subnet-a", "subnet-b"]),
+                table(&["subnet-a"]),
+            ),
+            change(
+                "route_table.nodes",
+                Action::Update,
+                table(&[]),
+                table(&["subnet-b", "subnet-c"]),
+            ),
+            // `old` is removed; its subnet-c goes to `nodes` too.
+            change(
+                "route_table.old",
+                Action::Delete,
+                table(&["subnet-c"]),
+                None,
+            ),
+            // `x` and `y` swap subnets: no order works, and none is written.
+            change(
+                "route_table.x",
+                Action::Update,
+                table(&["subnet-x"]),
+                table(&["subnet-y"]),
+            ),
+            change(
+                "route_table.y",
+                Action::Update,
+                table(&["subnet-y"]),
+                table(&["subnet-x"]),
+            ),
+        ]);
+        crate::plan::planner::upgrade(&mut plan);
+        let get = |a: &str| {
+            plan.changes
+                .iter()
+                .find(|c| c.addr.to_string() == a)
+                .expect(a)
+        };
+        assert_eq!(
+            get("route_table.nodes").dependencies,
+            vec!["route_table.pods".parse().expect("address")]
+        );
+        assert_eq!(
+            get("route_table.old").hands_over_to,
+            vec!["route_table.nodes".parse().expect("address")]
+        );
+        assert!(get("route_table.pods").dependencies.is_empty());
+        let swapped =
+            get("route_table.x").dependencies.len() + get("route_table.y").dependencies.len();
+        assert_eq!(swapped, 1, "one direction only");
+        let deps = steps(&plan, &StateSnapshot::default());
+        let needs = deps
+            .get(&Step {
+                addr: "route_table.nodes".parse().expect("address"),
+                phase: Phase::Apply,
+            })
+            .cloned()
+            .unwrap_or_default();
+        for first in [
+            ("route_table.pods", Phase::Apply),
+            ("route_table.old", Phase::Destroy),
+        ] {
+            let step = Step {
+                addr: first.0.parse().expect("address"),
+                phase: first.1,
+            };
+            assert!(
+                needs.contains(&step),
+                "{step:?} before route_table.nodes: {deps:?}"
+            );
+        }
     }
 }

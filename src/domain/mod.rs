@@ -3,8 +3,10 @@
 //! its settings, whether custom networking is on, its spec and plan checks, the handover from
 //! the `aws_node` patch to the add-on), `network` (the VPC's CIDR arithmetic: secondary
 //! blocks, pod subnets, their AZs), `pod_security_groups` (security groups for pods: the
-//! policies, `ENABLE_POD_ENI`, the cluster role's policy, trunk-capable nodes) and
-//! `ordering` (the graph's domain edges: what AWS needs first that a spec need not say). They sit above the kinds and the parsed spec and below
+//! policies, `ENABLE_POD_ENI`, the cluster role's policy, trunk-capable nodes), `identity`
+//! (who the VPC CNI acts as), `ordering` (the graph's domain edges: what AWS needs first that
+//! a spec need not say) and `routing` (the pod subnets' route tables and the SNAT settings
+//! against their routes). They sit above the kinds and the parsed spec and below
 //! the stages that ask them (validate, the graph, the planner), which therefore name no kind
 //! themselves. A planned change reaches them as a `ChangeView`, since the plan is a stage
 //! above them.
@@ -14,6 +16,7 @@ pub mod identity;
 pub mod network;
 pub mod ordering;
 pub mod pod_security_groups;
+pub mod routing;
 
 use crate::base::action::Action;
 use crate::base::addr::ResourceAddr;

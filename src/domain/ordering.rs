@@ -2,11 +2,11 @@
 //! in one place: a subnet after the CIDR block that contains it, what uses a role after the
 //! role named in its literal ARN, what runs in a cluster after the cluster named literally,
 //! nodes after the pod subnets and after their cluster's CNI settings and ENIConfigs (the
-//! point of custom networking) and SecurityGroupPolicies, ENIConfigs after the `vpc-cni`
-//! add-on that installs their CRD, and add-ons whose pods are Deployments after their
-//! cluster's nodes; an add-on with Pod Identity associations after its cluster's Pod Identity
-//! Agent and the roles it names, and a node role without the CNI policy after the CNI add-on
-//! that has a role of its own.
+//! point of custom networking), SecurityGroupPolicies and the route tables of their pod
+//! subnets, ENIConfigs after the `vpc-cni` add-on that installs their CRD, and add-ons whose
+//! pods are Deployments after their cluster's nodes; an add-on with Pod Identity associations
+//! after its cluster's Pod Identity Agent and the roles it names, and a node role without the
+//! CNI policy after the CNI add-on that has a role of its own.
 //!
 //! Works on each resource's kind and desired attributes, so it names no stage; the graph
 //! turns the pairs into labelled edges.
@@ -150,6 +150,25 @@ pub fn edges(
                 let ours = resolved_name(attr(v, "cluster_name"));
                 let settings = on_cluster(Kind::AwsNode, &ours);
                 let enis = on_cluster(Kind::EniConfig, &ours);
+                // Pods must reach what they need from the first pod on: the route tables
+                // of the pod subnets these nodes' ENIConfigs use are associated first (a
+                // new subnet otherwise routes as the VPC's main table does).
+                let pod_subnets: Vec<&str> = of_kind(Kind::EniConfig)
+                    .filter(|(a, _)| enis.contains(a))
+                    .map(|(_, e)| attr(e, "subnet_id"))
+                    .collect();
+                for (table, t) in of_kind(Kind::RouteTable) {
+                    let associates = t
+                        .get("subnet_ids")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .any(|s| pod_subnets.contains(&s));
+                    if associates {
+                        push(table, addr, "pod subnets' routes before nodes");
+                    }
+                }
                 let addons = cni_addons(&ours);
                 let policies = on_cluster(Kind::SecurityGroupPolicy, &ours);
                 for (other, _) in resources {

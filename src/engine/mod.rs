@@ -1,9 +1,9 @@
 //! The engine's entry for planning: from a spec, a state snapshot and the clients to a plan
 //! with its diagnostics. It reads everything the planner needs in one go — the refresh, the
-//! kinds' live inspections (`ResourceKind::inspect`) and node sizing's reads, side by side so
-//! they cost one round of requests — into one `Inventory`, and hands it to the pure planner,
-//! which makes every verdict. Callers (the CLI's commands, `import`, tests) never assemble
-//! these stages themselves.
+//! kinds' live inspections (`ResourceKind::inspect`), node sizing's reads and the route
+//! tables of the pod subnets' VPCs, side by side so they cost one round of requests — into
+//! one `Inventory`, and hands it to the pure planner, which makes every verdict. Callers
+//! (the CLI's commands, `import`, tests) never assemble these stages themselves.
 
 pub mod refresh;
 
@@ -82,16 +82,60 @@ pub async fn observe(
         reads.problems.extend(outside.problems);
         Some(reads)
     };
-    let (resources, inspections, sizing) = tokio::join!(
+    let routing = async {
+        let vpcs = pod_subnet_vpcs(spec, snapshot)?;
+        Some(crate::adopt::routing_reads(ctx, &vpcs).await)
+    };
+    let (resources, inspections, sizing, routing) = tokio::join!(
         refresh::refresh(ctx, spec, graph, snapshot),
         inspect(ctx, spec, snapshot),
-        sizing
+        sizing,
+        routing
     );
     Ok(Inventory {
         resources: resources?,
         inspections,
         sizing,
+        routing,
     })
+}
+
+/// The VPCs whose route tables the plan reads to say which table each pod subnet uses (the
+/// main one, when nothing associates it): those the spec names by id and those the state
+/// recorded, so that the read goes out with the refresh, not after it. A VPC that does not
+/// exist yet has no table to read. `None` when the spec has no pod subnet (no ENIConfig).
+fn pod_subnet_vpcs(
+    spec: &Spec,
+    snapshot: &StateSnapshot,
+) -> Option<std::collections::BTreeSet<String>> {
+    use crate::base::addr::Kind;
+    use crate::resources::str_attr;
+    if !spec.resources.keys().any(|a| a.kind == Kind::EniConfig) {
+        return None;
+    }
+    let is_vpc_id = |s: &&str| s.starts_with("vpc-") && !crate::base::value::is_ref(s);
+    let mut vpcs = std::collections::BTreeSet::new();
+    for r in spec.resources.values() {
+        let key = if r.addr.kind == Kind::Vpc {
+            "id"
+        } else {
+            "vpc_id"
+        };
+        vpcs.extend(str_attr(&r.attrs, key).filter(is_vpc_id).map(String::from));
+    }
+    for (addr, row) in &snapshot.resources {
+        let key = if addr.kind == Kind::Vpc {
+            "id"
+        } else {
+            "vpc_id"
+        };
+        vpcs.extend(
+            str_attr(&row.outputs, key)
+                .filter(is_vpc_id)
+                .map(String::from),
+        );
+    }
+    Some(vpcs)
 }
 
 /// The live inspections of every resource in the spec, concurrently. References to outputs

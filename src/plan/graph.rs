@@ -328,6 +328,40 @@ subnet_ids = ["subnet-1"]
         );
     }
 
+    /// The route table of the pod subnets a nodegroup's ENIConfigs use comes before the
+    /// nodes; one of other subnets does not.
+    #[test]
+    fn pod_subnets_route_tables_come_before_their_nodes() {
+        let s = spec(&format!(
+            r#"{SPEC}
+[aws_node.main]
+cluster_name = "demo"
+custom_network = true
+[eni_config.a]
+cluster_name = "demo"
+subnet_id = "${{subnet.a.id}}"
+security_group_ids = ["sg-1"]
+[route_table.pods]
+vpc_id = "${{vpc.main.id}}"
+subnet_ids = ["${{subnet.a.id}}"]
+[route_table.other]
+vpc_id = "${{vpc.main.id}}"
+subnet_ids = ["subnet-1"]
+"#
+        ));
+        let g = DependencyGraph::build(&s, None).unwrap();
+        let deps = g.dependencies(&addr("nodegroup.ng"));
+        assert!(deps.contains(&addr("route_table.pods")), "{deps:?}");
+        assert!(!deps.contains(&addr("route_table.other")), "{deps:?}");
+        assert!(
+            g.to_dot().contains(
+                "\"route_table.pods\" -> \"nodegroup.ng\" [label=\"pod subnets' routes before nodes\", style=dashed]"
+            ),
+            "{}",
+            g.to_dot()
+        );
+    }
+
     #[test]
     fn state_only_nodes_keep_recorded_dependencies() {
         let s = spec("[vpc.main]\nid = \"vpc-1\"\n");

@@ -2,6 +2,7 @@
 //! the spec and the state. Reads fill it and make no verdicts; the planner judges all of it.
 
 use crate::base::addr::ResourceAddr;
+use crate::domain::routing::RoutingReads;
 use crate::nodes::sizing::SizingReads;
 use crate::resources::ObservedState;
 use serde_json::Value;
@@ -17,6 +18,9 @@ pub struct Inventory {
     /// The instance types' network limits and the subnets' free addresses, for node sizing;
     /// `None` when nothing was sized (a destroy, or no nodegroup with known instance types).
     pub sizing: Option<SizingReads>,
+    /// The route tables of the VPCs the pod subnets are in, for what the plan says of their
+    /// routes; `None` when nothing was read (a destroy, or no ENIConfig in the spec).
+    pub routing: Option<RoutingReads>,
 }
 
 impl Inventory {

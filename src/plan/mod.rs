@@ -8,6 +8,7 @@ pub mod inventory;
 pub mod nodes;
 pub mod planner;
 pub mod render;
+pub mod routes;
 
 use crate::base::addr::ResourceAddr;
 use crate::base::diag::Diagnostic;
@@ -78,6 +79,10 @@ pub struct Plan {
     /// Max pods and pod subnet capacity per cluster (`capacity`), when it could be assessed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sizing: Option<crate::nodes::sizing::Sizing>,
+    /// For each pod subnet: the route table it uses once applied, what of it leaves the VPC,
+    /// and how pods' traffic leaves the VPC (see `routes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pod_subnet_routes: Vec<routes::PodSubnetRoute>,
 }
 
 impl PlannedChange {

@@ -24,7 +24,7 @@ pub struct Finding {
     pub error: bool,
 }
 
-fn str_of<'v>(c: &'v PlannedChange, key: &str) -> Option<&'v str> {
+pub(super) fn str_of<'v>(c: &'v PlannedChange, key: &str) -> Option<&'v str> {
     c.after
         .as_ref()
         .and_then(|a| a.get(key))
@@ -33,7 +33,7 @@ fn str_of<'v>(c: &'v PlannedChange, key: &str) -> Option<&'v str> {
 
 /// The CNI environment of a cluster's settings (`aws_node.env` or the `vpc-cni` add-on's
 /// `configuration_values.env`), as strings.
-fn cni_env(plan: &Plan, spec: &Spec, cluster: &str) -> BTreeMap<String, String> {
+pub(super) fn cni_env(plan: &Plan, spec: &Spec, cluster: &str) -> BTreeMap<String, String> {
     plan.changes
         .iter()
         .filter(|c| cni::carries_settings(c.addr.kind, &[c.after.as_ref()]))
@@ -88,14 +88,26 @@ fn known_azs(plan: &Plan) -> HashMap<String, String> {
     out
 }
 
-/// The subnet an ENIConfig's `subnet_id` names: by reference (`${subnet.X.id}`) or by id.
-fn eni_subnet<'p>(plan: &'p Plan, spec: &Spec, eni: &PlannedChange) -> Option<&'p PlannedChange> {
+/// An ENIConfig's `subnet_id` as the spec writes it, and as the plan resolves it.
+pub(super) fn eni_subnet_id(spec: &Spec, eni: &PlannedChange) -> (String, String) {
     let raw = spec
         .get(&eni.addr)
         .and_then(|r| resources::str_attr(&r.attrs, "subnet_id"))
         .unwrap_or_default()
         .to_string();
-    let resolved = str_of(eni, "subnet_id").unwrap_or_default().to_string();
+    (
+        raw,
+        str_of(eni, "subnet_id").unwrap_or_default().to_string(),
+    )
+}
+
+/// The subnet an ENIConfig's `subnet_id` names: by reference (`${subnet.X.id}`) or by id.
+pub(super) fn eni_subnet<'p>(
+    plan: &'p Plan,
+    spec: &Spec,
+    eni: &PlannedChange,
+) -> Option<&'p PlannedChange> {
+    let (raw, resolved) = eni_subnet_id(spec, eni);
     plan.changes.iter().find(|c| {
         c.addr.kind == Kind::Subnet
             && (raw == format!("${{{}.id}}", c.addr)

@@ -4,7 +4,7 @@
 use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::{Diagnostic, Diagnostics};
 use crate::base::value;
-use crate::domain::{cni, identity, network, pod_security_groups, ChangeView};
+use crate::domain::{cni, identity, network, pod_security_groups, routing, ChangeView};
 use crate::plan::graph::DependencyGraph;
 use crate::plan::inventory::Inventory;
 use crate::plan::{Action, Forgotten, Plan, PlannedChange, Reason, PLAN_FORMAT};
@@ -98,7 +98,11 @@ pub fn plan(
         changes,
         warnings: diags.warnings().cloned().collect(),
         sizing: None,
+        pod_subnet_routes: Vec::new(),
     };
+    if !opts.destroy {
+        super::routes::attach(spec, &mut plan, inventory.routing.as_ref());
+    }
     if let Some(reads) = inventory.sizing.as_ref().filter(|_| !opts.destroy) {
         if let Err(errors) = super::nodes::attach(spec, &mut plan, reads) {
             // The warnings found so far still say what else is wrong.
@@ -110,19 +114,62 @@ pub fn plan(
     Ok(plan)
 }
 
-/// Writes the CNI handovers into the plan (`PlannedChange::hands_over_to`), so that the
-/// executor only follows them: the `aws_node` patch of a cluster moving to the `vpc-cni`
-/// add-on is undone before the add-on takes its settings over.
+/// Writes the handovers into the plan, so that the executor only follows them: the
+/// `aws_node` patch of a cluster moving to the `vpc-cni` add-on is undone before the add-on
+/// takes its settings over; a route table giving a subnet up lets go of it before the table
+/// taking it associates it. A removal hands over (`PlannedChange::hands_over_to`); a table
+/// that stays and only lets go of the subnet comes first as a dependency of the one taking
+/// it (unless that would close a cycle: two tables swapping subnets, which apply then
+/// refuses with the subnet's table named).
 fn order_handovers(changes: &mut [PlannedChange]) {
-    let pairs = {
+    let (settings, subnets) = {
         let views: Vec<ChangeView<'_>> = changes.iter().map(change_view).collect();
-        cni::handovers(&views)
+        (cni::handovers(&views), routing::handovers(&views))
     };
-    for (old, new) in pairs {
-        if let Some(c) = changes.iter_mut().find(|c| c.addr == old) {
-            if !c.hands_over_to.contains(&new) {
-                c.hands_over_to.push(new);
+    for (old, new) in settings {
+        hand_over(changes, &old, new);
+    }
+    for (old, new) in subnets {
+        let removed = changes
+            .iter()
+            .find(|c| c.addr == old)
+            .is_some_and(|c| change_view(c).removed());
+        if removed {
+            hand_over(changes, &old, new);
+            continue;
+        }
+        let cycle = depends_on(changes, &old, &new);
+        if let Some(c) = changes.iter_mut().find(|c| c.addr == new) {
+            if !cycle && !c.dependencies.contains(&old) {
+                c.dependencies.push(old);
             }
+        }
+    }
+}
+
+/// Whether `a` depends on `b`, directly or through others, among the planned changes.
+fn depends_on(changes: &[PlannedChange], a: &ResourceAddr, b: &ResourceAddr) -> bool {
+    let mut seen: Vec<&ResourceAddr> = Vec::new();
+    let mut todo = vec![a];
+    while let Some(x) = todo.pop() {
+        if x == b {
+            return true;
+        }
+        if seen.contains(&x) {
+            continue;
+        }
+        seen.push(x);
+        if let Some(c) = changes.iter().find(|c| &c.addr == x) {
+            todo.extend(c.dependencies.iter());
+        }
+    }
+    false
+}
+
+fn hand_over(changes: &mut [PlannedChange], old: &ResourceAddr, new: ResourceAddr) {
+    if let Some(c) = changes.iter_mut().find(|c| &c.addr == old) {
+        if !c.hands_over_to.contains(&new) {
+            c.hands_over_to.push(new);
         }
     }
 }
@@ -388,6 +435,7 @@ fn plan_apply(
     }
     let views: Vec<ChangeView<'_>> = out.iter().map(change_view).collect();
     network::check_plan(spec, &views, &known, diags);
+    routing::check_plan(spec, &views, &known, diags);
     cni::check_plan(spec, &views, &network::subnet_azs(&known), diags);
     pod_security_groups::check_plan(spec, &views, diags);
     identity::check_plan(spec, &views, diags);
@@ -658,6 +706,20 @@ fn plan_absent(
                     "add-on `{}` of cluster `{}` was not found; an existing add-on (`existing = true`) is never created (check `name`, `cluster_name` and the region, or leave `existing` out for eksnet to create it)",
                     attr("name"),
                     attr("cluster_name")
+                ),
+            ),
+            Kind::RouteTable if value::is_unknown(resolved.get("id").unwrap_or(&Value::Null)) => (
+                "id",
+                format!(
+                    "`{}` is known only after apply, but an existing route table (`existing = true`) must exist when the plan is made: apply once without this block, then add it (or leave `existing` and `id` out for eksnet to create a table)",
+                    attr("id")
+                ),
+            ),
+            Kind::RouteTable => (
+                "id",
+                format!(
+                    "route table `{}` was not found; an existing route table (`existing = true`) is never created (check `id` and the region, or leave `existing` and `id` out for eksnet to create one)",
+                    attr("id")
                 ),
             ),
             _ => (

@@ -2,6 +2,7 @@
 //! with `+ ~ -`. The plan itself is a value (`plan`); this is one view of it.
 
 use crate::base::value;
+use crate::plan::routes::{PodSubnetRoute, SnatPath, TableChoice};
 use crate::plan::{Action, Forgotten, Plan, PlannedChange, Reason};
 use serde_json::Value;
 use std::fmt::Write;
@@ -47,12 +48,13 @@ fn show(v: &Value) -> String {
             let parts: Vec<String> = items.iter().map(show).collect();
             format!("[{}]", parts.join(", "))
         }
-        // A document with a value known after apply inside (a trust policy naming a provider
-        // made in the same apply): that value says so, the rest shows as it is.
+        // A document or table with a value known after apply inside (a trust policy naming a
+        // provider made in the same apply, a route's target): that value says so, the rest
+        // shows as it is.
         Value::Object(m) if value::is_unknown(v) => {
             let parts: Vec<String> = m
                 .iter()
-                .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), show(v)))
+                .map(|(k, x)| format!("{}:{}", Value::String(k.clone()), show(x)))
                 .collect();
             format!("{{{}}}", parts.join(","))
         }
@@ -63,6 +65,10 @@ fn show(v: &Value) -> String {
 /// Renders the plan like Terraform: one block per change, attribute lines with `+ ~ -`.
 pub fn render(plan: &Plan, p: Palette) -> String {
     let mut out = render_changes(plan, p);
+    if !plan.pod_subnet_routes.is_empty() {
+        out.push('\n');
+        out.push_str(&pod_subnet_routes(&plan.pod_subnet_routes));
+    }
     // What the nodes can hold under these settings comes after what will change.
     if let Some(sizing) = &plan.sizing {
         out.push('\n');
@@ -164,6 +170,58 @@ fn render_changes(plan: &Plan, p: Palette) -> String {
         "{}Plan:{} {add} to add, {change} to change, {replace} to replace, {destroy} to destroy.",
         p.bold, p.reset
     );
+    out
+}
+
+/// Which route table each pod subnet uses once applied, one line each:
+/// `  SUBNET: TABLE; ROUTES; SNAT`.
+pub fn pod_subnet_routes(lines: &[PodSubnetRoute]) -> String {
+    let mut out =
+        String::from("Pod subnet routes (the table each pod subnet uses once applied):\n");
+    for l in lines {
+        let table = match &l.table {
+            TableChoice::Spec { address, id } => format!(
+                "{address} ({})",
+                id.as_deref().unwrap_or("created by this apply")
+            ),
+            TableChoice::Associated { id } => {
+                format!("route table {id} (associated outside eksnet)")
+            }
+            TableChoice::Main { id } => format!(
+                "the VPC's main route table{} (implicit association, as the EKS guide warns)",
+                id.as_deref().map(|i| format!(" {i}")).unwrap_or_default()
+            ),
+        };
+        let routes = match &l.routes_out {
+            None => "routes known after apply".to_string(),
+            Some(hops) if hops.is_empty() => "no route out of the VPC (local only)".to_string(),
+            Some(hops) => format!(
+                "out of the VPC: {}",
+                hops.iter()
+                    .map(|h| format!(
+                        "{} → {} ({})",
+                        h.destination,
+                        if value::is_unknown(&Value::String(h.target.clone())) {
+                            "(known after apply)"
+                        } else {
+                            h.target.as_str()
+                        },
+                        h.kind.describe()
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let snat = match l.snat {
+            SnatPath::NodePrimaryInterface => {
+                "pod traffic leaves the VPC through the node's primary interface (SNAT)"
+            }
+            SnatPath::PodSubnet => {
+                "pod traffic leaves the VPC from this subnet, untranslated (external SNAT)"
+            }
+        };
+        let _ = writeln!(out, "  {}: {table}; {routes}; {snat}", l.subnet);
+    }
     out
 }
 

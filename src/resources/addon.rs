@@ -8,22 +8,22 @@
 //! are fields of this kind (`custom_network`, `eni_config_selection`, `eni_config_label`),
 //! folded into `configuration_values.env` — the same names as on `aws_node`.
 
+use super::eks::{describe_addon as describe, request_token, update_tags};
 use super::eks::{
     ENI_CONFIG_BY_LABEL, ENI_CONFIG_SELECTIONS, VPC_CNI_ADDON as VPC_CNI,
     VPC_CNI_CUSTOM_NETWORK_ENV as CUSTOM_NETWORK_ENV, VPC_CNI_LABEL_DEF_ENV as LABEL_DEF_ENV,
     VPC_CNI_POD_ENI_ENV as POD_ENI_ENV,
 };
-use super::eks::{describe_addon as describe, request_token, update_tags};
-use super::{FieldRules, Unique, Shape, 
-    aws_error, req_str, split_tags, wait_until, Change, Ctx, Finding, ImportId, KindFacts,
-    Lookup, Observed, Poll, ResourceError, ResourceKind, SpecFacts,
+use super::BuildCtx;
+use super::{
+    aws_error, req_str, split_tags, wait_until, Change, Ctx, FieldRules, Finding, ImportId,
+    KindFacts, Lookup, Observed, Poll, ResourceError, ResourceKind, Shape, SpecFacts, Unique,
 };
 use crate::base::addr::{Kind, ResourceAddr};
-use aws_sdk_eks::types::{Addon, AddonStatus, ResolveConflicts};
 use crate::base::diag::alternatives;
+use aws_sdk_eks::types::{Addon, AddonStatus, ResolveConflicts};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
-use super::BuildCtx;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -184,7 +184,10 @@ const FACTS: KindFacts = KindFacts {
     compared_when_unset: &[ASSOCIATIONS],
     updated_outputs: &[],
     derived: false,
-    unique: Some(Unique { field: "name", one_per: None }),
+    unique: Some(Unique {
+        field: "name",
+        one_per: None,
+    }),
     output_shapes: &[
         ("cluster_name", Shape::ClusterName),
         ("arn", Shape::Other("an add-on ARN")),
@@ -347,7 +350,9 @@ fn rolled_out(ds: &k8s_openapi::api::apps::v1::DaemonSet) -> Result<(), String> 
         return Err(format!("{updated} of {desired} aws-node pods updated"));
     }
     if available < desired {
-        return Err(format!("{available} of {desired} updated aws-node pods available"));
+        return Err(format!(
+            "{available} of {desired} updated aws-node pods available"
+        ));
     }
     Ok(())
 }
@@ -368,13 +373,13 @@ async fn wait_cni_identity(
     use k8s_openapi::api::apps::v1::DaemonSet;
     use k8s_openapi::api::core::v1::Pod;
     use kube::api::{Api, ListParams, Patch, PatchParams};
-    let client = ctx
-        .kube
-        .client(&ctx.aws, cluster)
-        .await?
-        .ok_or_else(|| ResourceError::NoCluster {
-            cluster: cluster.to_string(),
-        })?;
+    let client =
+        ctx.kube
+            .client(&ctx.aws, cluster)
+            .await?
+            .ok_or_else(|| ResourceError::NoCluster {
+                cluster: cluster.to_string(),
+            })?;
     let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
     let pods: Api<Pod> = Api::namespaced(client, "kube-system");
     let restarted = std::sync::atomic::AtomicBool::new(false);
@@ -413,7 +418,10 @@ async fn wait_cni_identity(
                 .iter()
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
                 .collect();
-            let behind = running.iter().filter(|p| pod_identity_of(p) != want).count();
+            let behind = running
+                .iter()
+                .filter(|p| pod_identity_of(p) != want)
+                .count();
             let rollout = rolled_out(&ds);
             match (behind, rollout) {
                 (0, Ok(())) => Ok(Poll::Done(())),
@@ -453,7 +461,6 @@ async fn wait_cni_identity(
 pub fn turns_on_custom_networking(c: &AddonConfig) -> bool {
     c.name == VPC_CNI && c.custom_network == Some(true)
 }
-
 
 fn split_id(id: &str) -> Result<(&str, &str), ResourceError> {
     id.split_once('/').ok_or_else(|| ResourceError::BadCloudId {
@@ -684,7 +691,10 @@ fn attrs_of(c: &AddonConfig) -> Result<Value, Vec<(&'static str, String)>> {
         }
     }
     let tick = |v: &str| format!("`{v}`");
-    let on_create = c.resolve_conflicts_on_create.as_deref().unwrap_or("OVERWRITE");
+    let on_create = c
+        .resolve_conflicts_on_create
+        .as_deref()
+        .unwrap_or("OVERWRITE");
     if !RESOLVE_ON_CREATE.contains(&on_create) {
         errors.push((
             "resolve_conflicts_on_create",
@@ -810,9 +820,7 @@ async fn send_create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<()
         )
         .resolve_conflicts(conflicts(attrs, "resolve_conflicts_on_create"))
         .set_configuration_values(values_text(attrs))
-        .set_pod_identity_associations(
-            Some(associations_request(attrs)).filter(|a| !a.is_empty()),
-        )
+        .set_pod_identity_associations(Some(associations_request(attrs)).filter(|a| !a.is_empty()))
         .set_tags(Some(tags.into_iter().collect()))
         .client_request_token(request_token(ctx, addr, "create"))
         .send()
@@ -846,7 +854,11 @@ async fn catalogue(ctx: &Ctx, name: &str) -> Result<Option<Catalogue>, ResourceE
         .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| aws_error("DescribeAddonVersions", e))?;
-        for a in page.addons().iter().filter(|a| a.addon_name() == Some(name)) {
+        for a in page
+            .addons()
+            .iter()
+            .filter(|a| a.addon_name() == Some(name))
+        {
             known = true;
             for v in a.addon_versions() {
                 let Some(version) = v.addon_version() else {
@@ -867,9 +879,7 @@ async fn catalogue(ctx: &Ctx, name: &str) -> Result<Option<Catalogue>, ResourceE
 /// The Kubernetes version of an existing cluster, if it exists.
 async fn cluster_version(ctx: &Ctx, cluster: &str) -> Result<Option<String>, ResourceError> {
     match ctx.aws.eks.describe_cluster().name(cluster).send().await {
-        Ok(out) => Ok(out
-            .cluster
-            .and_then(|c| c.version().map(String::from))),
+        Ok(out) => Ok(out.cluster.and_then(|c| c.version().map(String::from))),
         Err(e) => {
             let err = aws_error("DescribeCluster", e);
             if err.code() == Some("ResourceNotFoundException") {
@@ -977,7 +987,12 @@ fn values_of(attrs: &Value) -> Option<&Value> {
 /// spec gives no Kubernetes version, `DescribeAddonConfiguration`); no verdict is made here.
 /// With the version written in the spec (or installed), its schema is asked for in the same
 /// round trip as the catalogue; otherwise the version is known only from the catalogue.
-async fn inspect_addon(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value, spec: &SpecFacts) -> Inspection {
+async fn inspect_addon(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    attrs: &Value,
+    spec: &SpecFacts,
+) -> Inspection {
     let (Some(name), Some(cluster)) = (
         super::str_attr(attrs, "name"),
         super::str_attr(attrs, "cluster_name"),
@@ -1025,7 +1040,11 @@ async fn inspect_addon(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value, spec: &Spe
         Ok(v) => v,
         Err(e) => return failed(e),
     };
-    let k8s = spec.cluster_versions.get(cluster).cloned().or(existing.clone());
+    let k8s = spec
+        .cluster_versions
+        .get(cluster)
+        .cloned()
+        .or(existing.clone());
     let mut found = Inspection {
         catalogue: Some(versions),
         cluster_version: existing,
@@ -1067,7 +1086,9 @@ fn judge_addon(attrs: &Value, spec: &SpecFacts, found: &Inspection) -> Vec<Findi
     let Some(versions) = &found.catalogue else {
         return vec![finding(
             "name",
-            format!("EKS has no add-on named `{name}` (`aws eks describe-addon-versions` lists them)"),
+            format!(
+                "EKS has no add-on named `{name}` (`aws eks describe-addon-versions` lists them)"
+            ),
             true,
         )];
     };
@@ -1211,7 +1232,11 @@ impl ResourceKind for AddonKind {
             return;
         }
         let refused = [
-            ("version", a.version.is_some(), "it is upgraded where it was made"),
+            (
+                "version",
+                a.version.is_some(),
+                "it is upgraded where it was made",
+            ),
             (
                 "service_account_role_arn",
                 a.service_account_role_arn.is_some(),
@@ -1250,11 +1275,17 @@ impl ResourceKind for AddonKind {
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, p) in a.pod_identity_associations.iter().enumerate() {
-            rules.shaped(&format!("{ASSOCIATIONS}.{i}.role_arn"), &p.role_arn, Shape::RoleArn);
+            rules.shaped(
+                &format!("{ASSOCIATIONS}.{i}.role_arn"),
+                &p.role_arn,
+                Shape::RoleArn,
+            );
             let sa = &p.service_account;
             let name_ok = !sa.is_empty()
                 && sa.len() <= 253
-                && sa.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+                && sa
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
                 && sa.starts_with(|c: char| c.is_ascii_alphanumeric())
                 && sa.ends_with(|c: char| c.is_ascii_alphanumeric());
             if !name_ok && !crate::base::value::is_ref(sa) {
@@ -1299,7 +1330,6 @@ impl ResourceKind for AddonKind {
             }
             rules.cni_combinations("configuration_values.env", &env);
         }
-    
     }
 
     fn desired_attrs(
@@ -1320,12 +1350,19 @@ impl ResourceKind for AddonKind {
         serde_json::to_value(inspect_addon(ctx, addr, attrs, spec).await).ok()
     }
 
-    fn judge(_addr: &ResourceAddr, attrs: &Value, spec: &SpecFacts, inspection: &Value) -> Vec<Finding> {
+    fn judge(
+        _addr: &ResourceAddr,
+        attrs: &Value,
+        spec: &SpecFacts,
+        inspection: &Value,
+    ) -> Vec<Finding> {
         match serde_json::from_value::<Inspection>(inspection.clone()) {
             Ok(found) => judge_addon(attrs, spec, &found),
             Err(e) => vec![finding(
                 "version",
-                format!("the add-on's version and configuration could not be checked against EKS: {e}"),
+                format!(
+                    "the add-on's version and configuration could not be checked against EKS: {e}"
+                ),
                 false,
             )],
         }
@@ -1422,9 +1459,11 @@ impl ResourceKind for AddonKind {
             } else {
                 json!({ PREVIOUS: before.get("configuration_values").cloned().unwrap_or_else(|| json!({})) })
             };
-            let obs = if before.get("configuration_values") != after.get("configuration_values")
-            {
-                let values = after.get("configuration_values").cloned().unwrap_or_default();
+            let obs = if before.get("configuration_values") != after.get("configuration_values") {
+                let values = after
+                    .get("configuration_values")
+                    .cloned()
+                    .unwrap_or_default();
                 update_values(ctx, addr, cluster, name, &values, after).await?
             } else {
                 // `resolve_conflicts_on_update` alone: recorded, nothing sent.
@@ -1457,17 +1496,14 @@ impl ResourceKind for AddonKind {
             }
             if values {
                 // "{}" clears configuration values that the spec no longer has.
-                req = req
-                    .configuration_values(values_text(after).unwrap_or_else(|| "{}".into()));
+                req = req.configuration_values(values_text(after).unwrap_or_else(|| "{}".into()));
             }
             if associations {
                 // The whole list replaces the add-on's; `[]` deletes them (EKS user guide,
                 // `workloads/update-addon-role.adoc`, `remove-addon-role.adoc`).
                 req = req.set_pod_identity_associations(Some(associations_request(after)));
             }
-            req.send()
-                .await
-                .map_err(|e| aws_error("UpdateAddon", e))?;
+            req.send().await.map_err(|e| aws_error("UpdateAddon", e))?;
             wait_active(ctx, addr, cluster, name).await?;
             // A change of who the CNI acts as is done once its pods run so: what follows the
             // add-on (a node role losing the CNI policy) must not find them running as before.
@@ -1515,11 +1551,11 @@ impl ResourceKind for AddonKind {
                 Some(AddonStatus::Creating | AddonStatus::Updating)
             ) {
                 wait_active(ctx, addr, cluster, name).await?;
-                found = describe(ctx, cluster, name)
-                    .await?
-                    .ok_or_else(|| ResourceError::Disappeared {
+                found = describe(ctx, cluster, name).await?.ok_or_else(|| {
+                    ResourceError::Disappeared {
                         what: format!("add-on {cloud_id}"),
-                    })?;
+                    }
+                })?;
             }
             if parse_values(found.configuration_values()) != *previous {
                 update_values(ctx, addr, cluster, name, previous, attrs).await?;
@@ -1599,19 +1635,24 @@ mod tests {
     /// The verdicts come from what was read alone: no client, no request.
     #[test]
     fn judge_makes_the_verdicts_from_the_inspection_alone() {
-        let attrs = |version: &str| {
-            json!({"name": "vpc-cni", "cluster_name": "demo", "version": version})
-        };
+        let attrs =
+            |version: &str| json!({"name": "vpc-cni", "cluster_name": "demo", "version": version});
         let read = Inspection {
             catalogue: catalogue(),
             ..Inspection::default()
         };
         assert!(judge_addon(&attrs("v1.19.2-eksbuild.1"), &facts(), &read).is_empty());
         let missing = judge_addon(&attrs("v9.9.9-eksbuild.1"), &facts(), &read);
-        assert!(missing[0].error && missing[0].message.contains("has no version"), "{missing:?}");
+        assert!(
+            missing[0].error && missing[0].message.contains("has no version"),
+            "{missing:?}"
+        );
         let wrong_k8s = judge_addon(&attrs("v1.18.0-eksbuild.1"), &facts(), &read);
         assert!(
-            wrong_k8s[0].error && wrong_k8s[0].message.contains("does not run on Kubernetes 1.31"),
+            wrong_k8s[0].error
+                && wrong_k8s[0]
+                    .message
+                    .contains("does not run on Kubernetes 1.31"),
             "{wrong_k8s:?}"
         );
         let unknown = judge_addon(&attrs("v1"), &facts(), &Inspection::default());
@@ -1621,7 +1662,10 @@ mod tests {
             ..Inspection::default()
         };
         let warned = judge_addon(&attrs("v1"), &facts(), &failed);
-        assert!(!warned[0].error && warned[0].message.contains("AccessDenied"), "{warned:?}");
+        assert!(
+            !warned[0].error && warned[0].message.contains("AccessDenied"),
+            "{warned:?}"
+        );
     }
 
     /// An existing add-on is compared by how it is found and by its configuration values
@@ -1649,7 +1693,11 @@ mod tests {
         let made = attrs_of(&config(json!({"cluster_name": "demo", "name": "coredns"})))
             .expect("attributes");
         assert_eq!(
-            (&made["resolve_conflicts_on_create"], &made["preserve_on_delete"], &made["tags"]),
+            (
+                &made["resolve_conflicts_on_create"],
+                &made["preserve_on_delete"],
+                &made["tags"]
+            ),
             (&json!("OVERWRITE"), &json!(true), &json!({}))
         );
         let found = Observed {
@@ -1660,7 +1708,10 @@ mod tests {
         };
         let first = as_existing(found.clone(), &Value::Null);
         assert_eq!(first.attrs["existing"], true);
-        assert_eq!(first.outputs[PREVIOUS], json!({"env": {"WARM_IP_TARGET": "5"}}));
+        assert_eq!(
+            first.outputs[PREVIOUS],
+            json!({"env": {"WARM_IP_TARGET": "5"}})
+        );
         let recorded = as_existing(found, &json!({ PREVIOUS: {} }));
         assert_eq!(recorded.outputs[PREVIOUS], json!({}));
         assert_eq!(values_request(&json!({})), "{}");
@@ -1678,9 +1729,14 @@ mod tests {
         let pia = json!([{"service_account": "aws-node", "role_arn": "arn:aws:iam::1:role/cni"}]);
         let both = json!({"name": "vpc-cni", ASSOCIATIONS: pia, "service_account_role_arn": "arn:aws:iam::1:role/irsa"});
         assert_eq!(cni_identity(&both), CniIdentity::PodIdentity);
-        let irsa = json!({"name": "vpc-cni", "service_account_role_arn": "arn:aws:iam::1:role/irsa"});
-        assert_eq!(cni_identity(&irsa), CniIdentity::Irsa("arn:aws:iam::1:role/irsa".into()));
-        let other_sa = json!({"name": "vpc-cni", ASSOCIATIONS: [{"service_account": "x", "role_arn": "r"}]});
+        let irsa =
+            json!({"name": "vpc-cni", "service_account_role_arn": "arn:aws:iam::1:role/irsa"});
+        assert_eq!(
+            cni_identity(&irsa),
+            CniIdentity::Irsa("arn:aws:iam::1:role/irsa".into())
+        );
+        let other_sa =
+            json!({"name": "vpc-cni", ASSOCIATIONS: [{"service_account": "x", "role_arn": "r"}]});
         assert_eq!(cni_identity(&other_sa), CniIdentity::Node);
         let pod = |env: Value| -> k8s_openapi::api::core::v1::Pod {
             serde_json::from_value(json!({"spec": {"containers": [
@@ -1692,7 +1748,10 @@ mod tests {
         assert_eq!(pod_identity_of(&pod(agent)), CniIdentity::PodIdentity);
         let both = json!([{"name": "AWS_CONTAINER_CREDENTIALS_FULL_URI", "value": "x"},
             {"name": "AWS_ROLE_ARN", "value": "arn:aws:iam::1:role/irsa"}]);
-        assert_eq!(pod_identity_of(&pod(both)), CniIdentity::Irsa("arn:aws:iam::1:role/irsa".into()));
+        assert_eq!(
+            pod_identity_of(&pod(both)),
+            CniIdentity::Irsa("arn:aws:iam::1:role/irsa".into())
+        );
     }
 
     /// kubectl's rollout test: the spec seen, every pod updated and available.
@@ -1703,13 +1762,21 @@ mod tests {
                 "spec": {"selector": {}, "template": {}}, "status": status}))
             .expect("daemonset")
         };
-        let st = |observed: i64, updated: i32, available: i32| json!({"observedGeneration": observed,
+        let st = |observed: i64, updated: i32, available: i32| {
+            json!({"observedGeneration": observed,
             "desiredNumberScheduled": 2, "currentNumberScheduled": 2, "numberMisscheduled": 0,
-            "numberReady": available, "updatedNumberScheduled": updated, "numberAvailable": available});
+            "numberReady": available, "updatedNumberScheduled": updated, "numberAvailable": available})
+        };
         assert!(rolled_out(&ds(2, st(2, 2, 2))).is_ok());
-        assert!(rolled_out(&ds(3, st(2, 2, 2))).unwrap_err().contains("see the update"));
-        assert!(rolled_out(&ds(2, st(2, 1, 2))).unwrap_err().contains("1 of 2 aws-node pods updated"));
-        assert!(rolled_out(&ds(2, st(2, 2, 1))).unwrap_err().contains("available"));
+        assert!(rolled_out(&ds(3, st(2, 2, 2)))
+            .unwrap_err()
+            .contains("see the update"));
+        assert!(rolled_out(&ds(2, st(2, 1, 2)))
+            .unwrap_err()
+            .contains("1 of 2 aws-node pods updated"));
+        assert!(rolled_out(&ds(2, st(2, 2, 1)))
+            .unwrap_err()
+            .contains("available"));
     }
 
     #[test]

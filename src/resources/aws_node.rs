@@ -4,16 +4,18 @@
 //! eksnet first set it is kept in the state (`previous_env`, `null` = absent) so that destroy
 //! puts the DaemonSet back as it found it.
 
-use super::{FieldRules, Shape, Unique, req_str, wait_until, Ctx, Lookup, Observed, Poll, ResourceError};
+use super::BuildCtx;
+use super::{
+    req_str, wait_until, Ctx, FieldRules, Lookup, Observed, Poll, ResourceError, Shape, Unique,
+};
+use super::{Change, ImportId, KindFacts, ResourceKind};
 use crate::base::addr::{Kind, ResourceAddr};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::api::{Api, Patch, PatchParams};
-use super::BuildCtx;
-use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
-use super::{Change, ImportId, KindFacts, ResourceKind};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The VPC CNI settings of one cluster whose CNI is the self-managed `aws-node` DaemonSet:
@@ -79,7 +81,10 @@ const FACTS: KindFacts = KindFacts {
     compared_when_unset: &[],
     updated_outputs: &[],
     derived: false,
-    unique: Some(Unique { field: "cluster_name", one_per: Some("cluster") }),
+    unique: Some(Unique {
+        field: "cluster_name",
+        one_per: Some("cluster"),
+    }),
     output_shapes: &[],
     restricted_tags: None,
     parent: Some(Kind::Cluster),
@@ -174,31 +179,30 @@ async fn wait_for_daemonset(
     addr: &ResourceAddr,
     cluster: &str,
 ) -> Result<(Api<DaemonSet>, DaemonSet), ResourceError> {
-    let client = ctx
-        .kube
-        .client(&ctx.aws, cluster)
-        .await?
-        .ok_or_else(|| ResourceError::NoCluster {
-            cluster: cluster.to_string(),
-        })?;
+    let client =
+        ctx.kube
+            .client(&ctx.aws, cluster)
+            .await?
+            .ok_or_else(|| ResourceError::NoCluster {
+                cluster: cluster.to_string(),
+            })?;
     let api = daemonsets(client);
-    let ds = wait_until(
-        ctx,
-        addr,
-        "daemonset kube-system/aws-node",
-        ctx.timeout(Kind::AwsNode),
-        || async {
-            match api
-                .get_opt(NAME)
-                .await
-                .map_err(|e| crate::cloud::kube::error("get daemonset kube-system/aws-node", e))?
-            {
-                Some(ds) => Ok(Poll::Done(ds)),
-                None => Ok(Poll::Pending("not installed yet".into())),
-            }
-        },
-    )
-    .await?;
+    let ds =
+        wait_until(
+            ctx,
+            addr,
+            "daemonset kube-system/aws-node",
+            ctx.timeout(Kind::AwsNode),
+            || async {
+                match api.get_opt(NAME).await.map_err(|e| {
+                    crate::cloud::kube::error("get daemonset kube-system/aws-node", e)
+                })? {
+                    Some(ds) => Ok(Poll::Done(ds)),
+                    None => Ok(Poll::Pending("not installed yet".into())),
+                }
+            },
+        )
+        .await?;
     Ok((api, ds))
 }
 
@@ -337,7 +341,6 @@ impl ResourceKind for AwsNodeKind {
             env.push((POD_ENI_ENV.to_string(), on.to_string()));
         }
         rules.cni_combinations("env", &env);
-    
     }
 
     fn desired_attrs(

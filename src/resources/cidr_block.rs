@@ -1,13 +1,15 @@
 //! `cidr_block`: a secondary IPv4 block associated with a VPC, waited to `associated`.
 //! Associations cannot be tagged, so crash recovery relies on the intent row in the state.
 
-use super::{FieldRules, Shape, aws_error, req_str, wait_until, Ctx, Lookup, Observed, Poll, ResourceError};
+use super::{
+    aws_error, req_str, wait_until, Ctx, FieldRules, Lookup, Observed, Poll, ResourceError, Shape,
+};
+use super::{ImportId, KindFacts, ResourceKind};
 use crate::base::addr::{Kind, ResourceAddr};
 use aws_sdk_ec2::types::{Filter, Vpc, VpcCidrBlockAssociation};
-use serde_json::{json, Value};
-use super::{ImportId, KindFacts, ResourceKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use std::time::Duration;
 
 /// A secondary IPv4 block associated with a VPC: the address space of pod subnets.
@@ -42,7 +44,10 @@ const FACTS: KindFacts = KindFacts {
     output_shapes: &[
         ("vpc_id", Shape::VpcId),
         ("cidr_block", Shape::Other("a CIDR block")),
-        ("association_id", Shape::Other("a CIDR block association id")),
+        (
+            "association_id",
+            Shape::Other("a CIDR block association id"),
+        ),
     ],
     restricted_tags: None,
     parent: None,
@@ -165,12 +170,12 @@ impl ResourceKind for CidrBlockKind {
             .send()
             .await
             .map_err(|e| aws_error("AssociateVpcCidrBlock", e))?;
-        let assoc = out.cidr_block_association().ok_or_else(|| {
-            ResourceError::IncompleteAnswer {
-                operation: "AssociateVpcCidrBlock",
-                lacks: "association",
-            }
-        })?;
+        let assoc =
+            out.cidr_block_association()
+                .ok_or_else(|| ResourceError::IncompleteAnswer {
+                    operation: "AssociateVpcCidrBlock",
+                    lacks: "association",
+                })?;
         let id = assoc
             .association_id()
             .ok_or_else(|| ResourceError::IncompleteAnswer {
@@ -186,7 +191,9 @@ impl ResourceKind for CidrBlockKind {
             || async {
                 Ok(match association_state(ctx, vpc, &id).await?.as_deref() {
                     Some("associated") => Poll::Done(()),
-                    Some(s @ ("failed" | "failing" | "disassociated")) => Poll::Failed(s.into(), None),
+                    Some(s @ ("failed" | "failing" | "disassociated")) => {
+                        Poll::Failed(s.into(), None)
+                    }
                     Some(s) => Poll::Pending(s.to_string()),
                     None => Poll::Pending("not yet visible".into()),
                 })
@@ -194,9 +201,9 @@ impl ResourceKind for CidrBlockKind {
         )
         .await?;
         observe(vpc, assoc).ok_or_else(|| ResourceError::IncompleteAnswer {
-                operation: "AssociateVpcCidrBlock",
-                lacks: "association id",
-            })
+            operation: "AssociateVpcCidrBlock",
+            lacks: "association id",
+        })
     }
 
     async fn delete(

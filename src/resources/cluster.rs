@@ -2,21 +2,21 @@
 //! deterministic `clientRequestToken`, and retried while a new IAM role cannot yet be assumed
 //! (IAM is eventually consistent: for seconds after CreateRole, EKS rejects the role).
 
-use super::{FieldRules, Unique, Shape, 
-    aws_error, req_str, split_tags, str_list, wait_until, Ctx, Lookup, Observed, Poll,
-    ResourceError,
-};
-use crate::base::value::is_ref;
-use crate::base::addr::{Kind, ResourceAddr};
-use aws_sdk_eks::types::{Cluster, IpFamily, KubernetesNetworkConfigRequest, VpcConfigRequest};
-use serde_json::{json, Value};
-use std::time::Duration;
 use super::eks::{request_token, retry_iam_propagation, update_tags};
+use super::{
+    aws_error, req_str, split_tags, str_list, wait_until, Ctx, FieldRules, Lookup, Observed, Poll,
+    ResourceError, Shape, Unique,
+};
 use super::{Change, ImportId, KindFacts, ResourceKind};
+use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::alternatives;
+use crate::base::value::is_ref;
+use aws_sdk_eks::types::{Cluster, IpFamily, KubernetesNetworkConfigRequest, VpcConfigRequest};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// An EKS cluster: the control plane.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -97,23 +97,23 @@ pub struct ClusterKind;
 
 const FACTS: KindFacts = KindFacts {
     force_new: &[
-    "name",
-    "role_arn",
-    "subnet_ids",
-    "ip_family",
-    "security_group_ids",
-],
+        "name",
+        "role_arn",
+        "subnet_ids",
+        "ip_family",
+        "security_group_ids",
+    ],
     outputs: &[
-    "name",
-    "arn",
-    "endpoint",
-    "certificate_authority",
-    "cluster_security_group_id",
-    "vpc_id",
-    "version",
-    "status",
-    "oidc_issuer",
-],
+        "name",
+        "arn",
+        "endpoint",
+        "certificate_authority",
+        "cluster_security_group_id",
+        "vpc_id",
+        "version",
+        "status",
+        "oidc_issuer",
+    ],
     mirrored_outputs: &["name"],
     identity: &["name"],
     lookup_key: &["name"],
@@ -126,7 +126,10 @@ const FACTS: KindFacts = KindFacts {
     compared_when_unset: &[],
     updated_outputs: &[],
     derived: false,
-    unique: Some(Unique { field: "name", one_per: None }),
+    unique: Some(Unique {
+        field: "name",
+        one_per: None,
+    }),
     output_shapes: &[
         ("vpc_id", Shape::VpcId),
         ("cluster_security_group_id", Shape::SecurityGroupId),
@@ -182,11 +185,7 @@ fn observe(c: &Cluster) -> Option<Observed> {
             m.insert("vpc_id".into(), json!(v));
         }
         // `identity.oidc.issuer`, for an IAM OIDC provider (IRSA): EKS makes one per cluster.
-        if let Some(issuer) = c
-            .identity()
-            .and_then(|i| i.oidc())
-            .and_then(|o| o.issuer())
-        {
+        if let Some(issuer) = c.identity().and_then(|i| i.oidc()).and_then(|o| o.issuer()) {
             m.insert("oidc_issuer".into(), json!(issuer));
         }
         m.retain(|_, v| !v.is_null());
@@ -257,8 +256,8 @@ pub(crate) async fn wait_active(
     )
     .await?
     .ok_or_else(|| ResourceError::NotReadBack {
-            what: format!("cluster {name}"),
-        })
+        what: format!("cluster {name}"),
+    })
 }
 
 /// One CreateCluster, retried while a new role cannot be assumed yet.
@@ -341,7 +340,10 @@ impl ResourceKind for ClusterKind {
                 ("version", c.version.is_some()),
                 ("ip_family", c.ip_family != default_ip_family()),
                 ("security_group_ids", !c.security_group_ids.is_empty()),
-                ("bootstrap_self_managed_addons", c.bootstrap_self_managed_addons.is_some()),
+                (
+                    "bootstrap_self_managed_addons",
+                    c.bootstrap_self_managed_addons.is_some(),
+                ),
                 ("tags", !c.tags.is_empty()),
             ]
             .into_iter()
@@ -356,11 +358,14 @@ impl ResourceKind for ClusterKind {
             rules.error("role_arn", "a cluster needs `role_arn` (or `existing = true` for a cluster made elsewhere, which eksnet only reads)".into());
         }
         if !ip_families().contains(&c.ip_family.as_str()) {
-            rules.error("ip_family", format!(
+            rules.error(
+                "ip_family",
+                format!(
                     "ip_family must be {}, not `{}`",
                     alternatives(ip_families(), |v| format!("\"{v}\"")),
                     c.ip_family
-                ));
+                ),
+            );
         }
         if c.subnet_ids.len() < 2 {
             rules.error("subnet_ids", "EKS needs subnets in at least two availability zones: give at least two subnet ids".into());
@@ -410,7 +415,10 @@ impl ResourceKind for ClusterKind {
                 rules.error("ip_family", format!("EKS does not offer IPv6 clusters in the `{}` partition (\"You can't specify ipv6 for clusters in China Regions\"); use ip_family = \"ipv4\"", p.id));
             }
             if let Some((1, minor)) = version.filter(|(_, m)| *m < 21) {
-                rules.error("ip_family", format!("EKS offers IPv6 clusters from Kubernetes 1.21, not on 1.{minor}"));
+                rules.error(
+                    "ip_family",
+                    format!("EKS offers IPv6 clusters from Kubernetes 1.21, not on 1.{minor}"),
+                );
             }
         }
         let mut seen = std::collections::BTreeSet::new();
@@ -447,7 +455,6 @@ impl ResourceKind for ClusterKind {
                 ),
             );
         }
-    
     }
 
     /// An existing cluster is compared by name only: what it is set to is not the spec's.
@@ -503,12 +510,13 @@ impl ResourceKind for ClusterKind {
         if super::is_adopted(addr, attrs) {
             // Only recorded: it must exist, and is never made here.
             let c = describe(ctx, name).await?;
-            let mut obs = c.as_ref().and_then(observe).ok_or_else(|| {
-                ResourceError::AdoptedMissing {
-                    addr: addr.clone(),
-                    what: format!("cluster {name}"),
-                }
-            })?;
+            let mut obs =
+                c.as_ref()
+                    .and_then(observe)
+                    .ok_or_else(|| ResourceError::AdoptedMissing {
+                        addr: addr.clone(),
+                        what: format!("cluster {name}"),
+                    })?;
             if let Some(m) = obs.attrs.as_object_mut() {
                 m.insert("existing".into(), json!(true));
             }
@@ -521,9 +529,9 @@ impl ResourceKind for ClusterKind {
             // wait until it is gone, then create. Asked only on this error, so a plain create
             // costs no extra request.
             Err(e) if e.code() == Some("ResourceInUseException") => {
-                let deleting = describe(ctx, name)
-                    .await?
-                    .is_some_and(|c| c.status() == Some(&aws_sdk_eks::types::ClusterStatus::Deleting));
+                let deleting = describe(ctx, name).await?.is_some_and(|c| {
+                    c.status() == Some(&aws_sdk_eks::types::ClusterStatus::Deleting)
+                });
                 if !deleting {
                     return Err(e);
                 }

@@ -3,17 +3,17 @@
 //! server-side apply (field manager `eksnet`). In annotation mode the nodes a rule selects are
 //! annotated `k8s.amazonaws.com/eniConfig=<name>`.
 
-use super::{FieldRules, Shape, Unique, req_str, str_list, Ctx, Lookup, Observed, ResourceError};
+use super::BuildCtx;
+use super::{req_str, str_list, Ctx, FieldRules, Lookup, Observed, ResourceError, Shape, Unique};
+use super::{Change, ImportId, KindFacts, ResourceKind};
 use crate::base::addr::{Kind, ResourceAddr};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::discovery::ApiResource;
-use super::BuildCtx;
-use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
-use super::{Change, ImportId, KindFacts, ResourceKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// One `ENIConfig` object of a cluster: the pod subnet and security groups for the pods of
@@ -53,7 +53,10 @@ const FACTS: KindFacts = KindFacts {
     compared_when_unset: &[],
     updated_outputs: &[],
     derived: false,
-    unique: Some(Unique { field: "name", one_per: None }),
+    unique: Some(Unique {
+        field: "name",
+        one_per: None,
+    }),
     output_shapes: &[],
     restricted_tags: None,
     parent: Some(Kind::Cluster),
@@ -218,7 +221,6 @@ impl ResourceKind for EniConfigKind {
         for k in e.annotate_nodes.keys() {
             rules.label(&format!("annotate_nodes.{k}"), k, None);
         }
-    
     }
 
     /// Spec → attributes, filling the defaults the tutorial uses: the name is the pod subnet's AZ
@@ -338,7 +340,13 @@ impl ResourceKind for EniConfigKind {
             super::str_attr(before, "name"),
         ) {
             if selector(after).as_deref() != Some(old.as_str()) {
-                annotate(super::kube_client(ctx, cluster).await?, &old, None, Some(name)).await?;
+                annotate(
+                    super::kube_client(ctx, cluster).await?,
+                    &old,
+                    None,
+                    Some(name),
+                )
+                .await?;
             }
         }
         apply_object(ctx, addr, after).await

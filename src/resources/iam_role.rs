@@ -2,17 +2,18 @@
 //! compared in a canonical form (keys sorted, single values as one-element lists, lists of
 //! actions/principals sorted), so whitespace, key order or `"a"` vs `["a"]` never show a diff.
 
-use super::{FieldRules, Unique, Shape, iam_tags,
-    aws_error, req_str, split_tags, str_list, tag_changes, Ctx, Lookup, Observed, ResourceError,
-};
-use crate::base::value::is_ref;
-use crate::base::addr::ResourceAddr;
 use super::BuildCtx;
-use crate::base::partition::Partition;
-use serde_json::{json, Map, Value};
+use super::{
+    aws_error, iam_tags, req_str, split_tags, str_list, tag_changes, Ctx, FieldRules, Lookup,
+    Observed, ResourceError, Shape, Unique,
+};
 use super::{Change, ImportId, KindFacts, ResourceKind};
+use crate::base::addr::ResourceAddr;
+use crate::base::partition::Partition;
+use crate::base::value::is_ref;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -92,7 +93,10 @@ const FACTS: KindFacts = KindFacts {
     compared_when_unset: &[],
     updated_outputs: &[],
     derived: false,
-    unique: Some(Unique { field: "name", one_per: None }),
+    unique: Some(Unique {
+        field: "name",
+        one_per: None,
+    }),
     output_shapes: &[
         ("arn", Shape::RoleArn),
         ("name", Shape::Other("an IAM role name")),
@@ -197,7 +201,9 @@ fn issuer_keys(policy: &mut Value, rename: impl Fn(&str, &str) -> Option<String>
             Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
             _ => continue,
         };
-        let [one] = federated.as_slice() else { continue };
+        let [one] = federated.as_slice() else {
+            continue;
+        };
         let Some(issuer) = oidc_issuer(one).map(String::from) else {
             continue;
         };
@@ -205,7 +211,9 @@ fn issuer_keys(policy: &mut Value, rename: impl Fn(&str, &str) -> Option<String>
             continue;
         };
         for operator in conditions.values_mut() {
-            let Some(keys) = operator.as_object_mut() else { continue };
+            let Some(keys) = operator.as_object_mut() else {
+                continue;
+            };
             *keys = std::mem::take(keys)
                 .into_iter()
                 .map(|(k, v)| (rename(&issuer, &k).unwrap_or(k), v))
@@ -273,7 +281,10 @@ pub fn trusts_service(trust: &Value, principal: &str, actions: &[&str]) -> bool 
     let strings = |v: Option<&Value>| -> Vec<String> {
         match v {
             Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(a)) => a.iter().filter_map(|s| s.as_str().map(String::from)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect(),
             _ => Vec::new(),
         }
     };
@@ -339,7 +350,11 @@ pub fn desired_attrs(
             ))
         }
     };
-    let mut arns: Vec<String> = c.managed_policies.iter().map(|p| policy_arn(p, partition)).collect();
+    let mut arns: Vec<String> = c
+        .managed_policies
+        .iter()
+        .map(|p| policy_arn(p, partition))
+        .collect();
     arns.sort();
     arns.dedup();
     let mut attrs = json!({
@@ -481,9 +496,9 @@ fn service_account_shape(s: &str) -> Result<(), String> {
     let dns = |part: &str, max: usize, dots: bool| {
         !part.is_empty()
             && part.len() <= max
-            && part
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (dots && c == '.'))
+            && part.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (dots && c == '.')
+            })
             && part.starts_with(|c: char| c.is_ascii_alphanumeric())
             && part.ends_with(|c: char| c.is_ascii_alphanumeric())
     };
@@ -503,10 +518,13 @@ impl ResourceKind for IamRoleKind {
     /// The role's name and its policies' names.
     fn check_shape(c: &Self::Config, rules: &mut dyn FieldRules) {
         if !rules.is_iam_name(&c.name, 64) && !is_ref(&c.name) {
-            rules.error("name", format!(
+            rules.error(
+                "name",
+                format!(
                     "role name `{}` must be 1–64 characters of letters, digits and +=,.@_-",
                     c.name
-                ));
+                ),
+            );
         }
         for (i, p) in c.managed_policies.iter().enumerate() {
             if p.trim().is_empty() {
@@ -552,7 +570,6 @@ impl ResourceKind for IamRoleKind {
                 );
             }
         }
-    
     }
 
     fn desired_attrs(
@@ -728,7 +745,9 @@ mod tests {
     }
 
     fn trust(v: Value) -> Value {
-        desired_attrs(&config(v), Partition::commercial()).expect("attributes")["assume_role_policy"].clone()
+        desired_attrs(&config(v), Partition::commercial()).expect("attributes")
+            ["assume_role_policy"]
+            .clone()
     }
 
     const PROVIDER: &str =
@@ -762,19 +781,35 @@ mod tests {
             json!([{"Action": ["sts:AssumeRole", "sts:TagSession"], "Effect": "Allow",
                     "Principal": {"Service": ["pods.eks.amazonaws.com"]}}])
         );
-        assert!(trusts_service(&pods, POD_IDENTITY_PRINCIPAL, &["sts:AssumeRole", "sts:TagSession"]));
-        let both = trust(json!({"name": "r", "assume_role_service": ["ec2.amazonaws.com", "pods.eks.amazonaws.com"]}));
+        assert!(trusts_service(
+            &pods,
+            POD_IDENTITY_PRINCIPAL,
+            &["sts:AssumeRole", "sts:TagSession"]
+        ));
+        let both = trust(
+            json!({"name": "r", "assume_role_service": ["ec2.amazonaws.com", "pods.eks.amazonaws.com"]}),
+        );
         assert_eq!(both["Statement"].as_array().map(Vec::len), Some(2));
         assert_eq!(
             both["Statement"][0],
             json!({"Action": ["sts:AssumeRole"], "Effect": "Allow", "Principal": {"Service": ["ec2.amazonaws.com"]}})
         );
         let ec2 = trust(json!({"name": "r", "assume_role_service": "ec2.amazonaws.com"}));
-        assert!(!trusts_service(&ec2, POD_IDENTITY_PRINCIPAL, &["sts:AssumeRole"]));
+        assert!(!trusts_service(
+            &ec2,
+            POD_IDENTITY_PRINCIPAL,
+            &["sts:AssumeRole"]
+        ));
         // A hand-written trust without TagSession does not do for Pod Identity.
-        let no_tag = canonical_policy(&json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-            "Principal": {"Service": "pods.eks.amazonaws.com"}, "Action": "sts:AssumeRole"}]}));
-        assert!(!trusts_service(&no_tag, POD_IDENTITY_PRINCIPAL, &["sts:AssumeRole", "sts:TagSession"]));
+        let no_tag = canonical_policy(
+            &json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"Service": "pods.eks.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
+        );
+        assert!(!trusts_service(
+            &no_tag,
+            POD_IDENTITY_PRINCIPAL,
+            &["sts:AssumeRole", "sts:TagSession"]
+        ));
     }
 
     /// IRSA's trust from the provider ARN and `NS:NAME`: what is sent is AWS's own example,
@@ -791,7 +826,10 @@ mod tests {
         // Drift: another service account, or the keys of another issuer.
         let other_sa = irsa_as_iam_has_it(ISSUER, "system:serviceaccount:default:x");
         assert_ne!(canonical_policy(&other_sa), desired);
-        let mut other_issuer = irsa_as_iam_has_it("oidc.eks.us-west-2.amazonaws.com/id/OTHER", "system:serviceaccount:kube-system:aws-node");
+        let mut other_issuer = irsa_as_iam_has_it(
+            "oidc.eks.us-west-2.amazonaws.com/id/OTHER",
+            "system:serviceaccount:kube-system:aws-node",
+        );
         other_issuer["Statement"][0]["Principal"]["Federated"] = json!(PROVIDER);
         assert_ne!(canonical_policy(&other_issuer), desired);
     }
@@ -814,11 +852,16 @@ mod tests {
     #[test]
     fn which_trust_fields_go_together() {
         let web = json!({"provider_arn": PROVIDER, "service_account": "kube-system:aws-node"});
-        let both = trust(json!({"name": "r", "assume_role_service": "pods.eks.amazonaws.com",
-            "assume_role_web_identity": web}));
+        let both = trust(
+            json!({"name": "r", "assume_role_service": "pods.eks.amazonaws.com",
+            "assume_role_web_identity": web}),
+        );
         assert_eq!(both["Statement"].as_array().map(Vec::len), Some(2));
         let doc = r#"{"Version":"2012-10-17","Statement":[]}"#;
-        for extra in [json!({"assume_role_service": "eks.amazonaws.com"}), json!({"assume_role_web_identity": web})] {
+        for extra in [
+            json!({"assume_role_service": "eks.amazonaws.com"}),
+            json!({"assume_role_web_identity": web}),
+        ] {
             let mut c = json!({"name": "r", "assume_role_policy": doc});
             if let (Some(m), Some(e)) = (c.as_object_mut(), extra.as_object()) {
                 m.extend(e.clone());
@@ -826,7 +869,8 @@ mod tests {
             let err = desired_attrs(&config(c), Partition::commercial()).unwrap_err();
             assert_eq!(err.0, "assume_role_policy");
         }
-        let none = desired_attrs(&config(json!({"name": "r"})), Partition::commercial()).unwrap_err();
+        let none =
+            desired_attrs(&config(json!({"name": "r"})), Partition::commercial()).unwrap_err();
         assert!(none.1.contains("assume_role_web_identity"), "{}", none.1);
     }
 
@@ -834,9 +878,15 @@ mod tests {
     fn service_accounts_are_namespace_colon_name() {
         assert!(service_account_shape("kube-system:aws-node").is_ok());
         assert!(service_account_shape("${x.y.z}").is_ok());
-        assert!(service_account_shape("aws-node").unwrap_err().contains("no `:`"));
-        assert!(service_account_shape("Kube-System:aws-node").unwrap_err().contains("namespace"));
-        assert!(service_account_shape("kube-system:aws_node").unwrap_err().contains("name"));
+        assert!(service_account_shape("aws-node")
+            .unwrap_err()
+            .contains("no `:`"));
+        assert!(service_account_shape("Kube-System:aws-node")
+            .unwrap_err()
+            .contains("namespace"));
+        assert!(service_account_shape("kube-system:aws_node")
+            .unwrap_err()
+            .contains("name"));
         assert!(service_account_shape(&format!("{}:a", "n".repeat(64))).is_err());
         assert_eq!(oidc_issuer(PROVIDER), Some(ISSUER));
         assert_eq!(oidc_issuer("arn:aws:iam::1:role/x"), None);

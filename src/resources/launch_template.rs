@@ -15,9 +15,11 @@
 //! nodegroup that refers to it is updated to that version (EKS rolls the nodes). Its cloud id
 //! is its name (launch template names are unique per region, and every call takes a name).
 
+use super::eks::AmiFamily;
+use super::BuildCtx;
 use super::{
-    aws_error, req_str, split_tags, Change, Ctx, ImportId, KindFacts, Lookup,
-    Observed, ResourceError, ResourceKind,
+    aws_error, req_str, split_tags, Change, Ctx, ImportId, KindFacts, Lookup, Observed,
+    ResourceError, ResourceKind,
 };
 use crate::base::addr::ResourceAddr;
 use aws_sdk_ec2::types::{
@@ -28,9 +30,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use super::BuildCtx;
 use serde_json::{json, Value};
-use super::eks::AmiFamily;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -274,11 +274,12 @@ async fn read(ctx: &Ctx, name: &str) -> Result<Option<Observed>, ResourceError> 
 }
 
 async fn read_back(ctx: &Ctx, name: &str) -> Result<Observed, ResourceError> {
-    read(ctx, name).await?.ok_or_else(|| ResourceError::NotReadBack {
-        what: format!("launch template {name}"),
-    })
+    read(ctx, name)
+        .await?
+        .ok_or_else(|| ResourceError::NotReadBack {
+            what: format!("launch template {name}"),
+        })
 }
-
 
 impl ResourceKind for LaunchTemplateKind {
     const FACTS: &'static KindFacts = &FACTS;
@@ -299,20 +300,21 @@ impl ResourceKind for LaunchTemplateKind {
     }
 
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-        let reads = items.iter().map(|i| async move {
-            if let Some(id) = &i.cloud_id {
-                return read(ctx, id).await;
-            }
-            match super::str_attr(&i.attrs, "name") {
-                Some(n) if !crate::base::value::is_unknown(&json!(n)) => {
-                    super::read_name_or_replacement(n, MAX_NAME, |n| async move {
-                        read(ctx, &n).await
-                    })
-                    .await
+        let reads =
+            items.iter().map(|i| async move {
+                if let Some(id) = &i.cloud_id {
+                    return read(ctx, id).await;
                 }
-                _ => Ok(None),
-            }
-        });
+                match super::str_attr(&i.attrs, "name") {
+                    Some(n) if !crate::base::value::is_unknown(&json!(n)) => {
+                        super::read_name_or_replacement(n, MAX_NAME, |n| async move {
+                            read(ctx, &n).await
+                        })
+                        .await
+                    }
+                    _ => Ok(None),
+                }
+            });
         futures::future::try_join_all(reads).await
     }
 
@@ -441,16 +443,37 @@ mod tests {
     #[test]
     fn al2023_user_data_is_a_mime_document_with_one_nodeconfig() {
         let text = user_data(AmiFamily::Al2023, 58);
-        assert!(text.starts_with("MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"//\"\n\n--//\n"), "{text}");
-        assert!(text.contains("\nkind: NodeConfig\nspec:\n  kubelet:\n    config:\n      maxPods: 58\n"), "{text}");
+        assert!(
+            text.starts_with(
+                "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"//\"\n\n--//\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\nkind: NodeConfig\nspec:\n  kubelet:\n    config:\n      maxPods: 58\n"
+            ),
+            "{text}"
+        );
         assert!(text.ends_with("\n--//--\n"), "{text}");
     }
 
     #[test]
     fn ami_types_map_to_the_families_that_can_set_max_pods() {
-        assert_eq!(AmiFamily::of(Some("AL2023_ARM_64_STANDARD")), Ok(AmiFamily::Al2023));
-        assert_eq!(AmiFamily::of(Some("BOTTLEROCKET_x86_64")), Ok(AmiFamily::Bottlerocket));
-        for refused in [None, Some("AL2_x86_64"), Some("WINDOWS_CORE_2022_x86_64"), Some("CUSTOM")] {
+        assert_eq!(
+            AmiFamily::of(Some("AL2023_ARM_64_STANDARD")),
+            Ok(AmiFamily::Al2023)
+        );
+        assert_eq!(
+            AmiFamily::of(Some("BOTTLEROCKET_x86_64")),
+            Ok(AmiFamily::Bottlerocket)
+        );
+        for refused in [
+            None,
+            Some("AL2_x86_64"),
+            Some("WINDOWS_CORE_2022_x86_64"),
+            Some("CUSTOM"),
+        ] {
             assert!(AmiFamily::of(refused).is_err(), "{refused:?}");
         }
     }

@@ -28,6 +28,8 @@ macro_rules! for_each_kind {
             Vpc => vpc::VpcKind,
             CidrBlock => cidr_block::CidrBlockKind,
             Subnet => subnet::SubnetKind,
+            /// A route table and its subnet associations (or an existing table's associations).
+            RouteTable => route_table::RouteTableKind,
             IamRole => iam_role::IamRoleKind,
             Cluster => cluster::ClusterKind,
             /// The IAM OIDC identity provider of a cluster's issuer (IRSA).
@@ -194,6 +196,12 @@ pub enum Shape {
     OidcProviderArn,
     ClusterName,
     Zone,
+    /// An EC2 id of another kind: its prefix (`nat-`) followed by 8 or 17 hex digits, and
+    /// what it is in words, with its form (for the message).
+    Ec2Id {
+        prefix: &'static str,
+        what: &'static str,
+    },
     /// Any other output: an ARN of another kind, a name, a CIDR, a status.
     Other(&'static str),
 }
@@ -827,15 +835,15 @@ pub fn missing_output(r: &crate::base::value::Reference) -> String {
 /// them, a plan that does not find one is an error, one found without a state row is taken
 /// as it is (no `eksnet import`, no refusal as someone else's), and `--replace` does not
 /// apply. An adopted VPC (`id`) and an existing cluster (`existing = true`) are only read, so
-/// removing one only forgets it. An existing add-on (`existing = true`) is also changed in
-/// part (its configuration values): what its kind's `KindFacts::puts_back` lists may be
-/// updated, and removing it puts that back as it was before eksnet first changed it, then
-/// forgets it (the plan's `put_back`, which the kind's `delete` carries out), so it is no
-/// plain forget.
+/// removing one only forgets it. An existing add-on or route table (`existing = true`) is
+/// also changed in part (the add-on's configuration values, the table's associations): what
+/// its kind's `KindFacts::puts_back` lists may be updated, and removing it puts that back as
+/// it was before eksnet first changed it, then forgets it (the plan's `put_back`, which the
+/// kind's `delete` carries out), so it is no plain forget.
 ///
 /// One question, "was it made elsewhere?", with the difference in what eksnet does to it
 /// kept in the kind's facts, rather than a second predicate: every place that asks it
-/// (ownership, missing objects, replacements, import) must treat all three alike. The
+/// (ownership, missing objects, replacements, import) must treat them all alike. The
 /// `aws-node` DaemonSet is different again: an `aws_node` is created on a DaemonSet EKS
 /// installs, may come before it exists, and puts its entries back in its own `delete`
 /// (`KindFacts::patches_existing`).
@@ -843,7 +851,7 @@ pub fn is_adopted(addr: &ResourceAddr, attrs: &Value) -> bool {
     let existing = || attrs.get("existing").and_then(Value::as_bool) == Some(true);
     match addr.kind {
         Kind::Vpc => attrs.get("id").is_some_and(|v| !v.is_null()),
-        Kind::Cluster | Kind::Addon => existing(),
+        Kind::Cluster | Kind::Addon | Kind::RouteTable => existing(),
         _ => false,
     }
 }
@@ -984,6 +992,15 @@ pub fn iam_tags(tags: impl IntoIterator<Item = (String, String)>) -> Vec<aws_sdk
         .collect()
 }
 
+/// An EC2 Describe filter: a filter by id answers "absent" for an id that is gone, where the
+/// ids parameter would fail the whole request.
+pub fn ec2_filter(name: &str, values: Vec<String>) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(name)
+        .set_values(Some(values))
+        .build()
+}
+
 /// Tags in EC2's shape.
 pub fn ec2_tags(tags: impl IntoIterator<Item = (String, String)>) -> Vec<aws_sdk_ec2::types::Tag> {
     tags.into_iter()
@@ -1026,6 +1043,60 @@ pub async fn update_ec2_tags(
             .map_err(|e| aws_error("CreateTags", e))?;
     }
     Ok(())
+}
+
+/// A request whose refusal `gone` means the object is gone already (a delete, a
+/// disassociation): that refusal counts as done.
+pub fn done_if_gone<T>(result: Result<T, ResourceError>, gone: &str) -> Result<(), ResourceError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some(gone) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs a delete AWS refuses with `DependencyViolation` while what depends on the object is
+/// still going (ENIs the VPC CNI leaves behind, an association being removed): that refusal
+/// is retried with backoff until the kind's timeout, each retry reported; the refusal `gone`
+/// (the object is gone already) counts as done; any other error stops at once.
+pub async fn delete_retrying_dependencies<T, F, Fut>(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    gone: &str,
+    mut attempt: F,
+) -> Result<(), crate::base::retry::Stop<ResourceError, ResourceError>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ResourceError>>,
+{
+    use crate::base::retry::Step;
+    let schedule =
+        crate::base::retry::Backoff::dependency_violation(ctx.poll_cap, ctx.timeout(addr.kind));
+    crate::base::retry::run(
+        &schedule,
+        |_| {
+            let sent = attempt();
+            async move {
+                match sent.await {
+                    Ok(_) => Step::Done(()),
+                    Err(e) if e.code() == Some(gone) => Step::Done(()),
+                    Err(e) if e.code() == Some("DependencyViolation") => Step::Retry(e),
+                    Err(e) => Step::Fail(e),
+                }
+            }
+        },
+        // Only refusals that are retried are reported; the caller words the last one.
+        |err: &ResourceError, progress| {
+            if progress.retrying {
+                ctx.reporter.event(Event::Retrying {
+                    addr: addr.clone(),
+                    reason: err.to_string(),
+                    attempt: progress.attempt,
+                });
+            }
+        },
+    )
+    .await
 }
 
 /// Result of one poll of a wait; `Done` carries what the final poll found.

@@ -2,22 +2,22 @@
 //! `cluster/nodegroup` so that delete needs nothing but the state row.
 
 use super::eks::{request_token, retry_iam_propagation, template_name, update_tags, AmiFamily};
+use super::BuildCtx;
 use super::Derived;
-use super::{FieldRules, Unique, Shape, 
-    aws_error, req_str, split_tags, str_list, wait_until, Ctx, Lookup, Observed, Poll,
-    ResourceError,
+use super::{
+    aws_error, req_str, split_tags, str_list, wait_until, Ctx, FieldRules, Lookup, Observed, Poll,
+    ResourceError, Shape, Unique,
 };
+use super::{Change, ImportId, KindFacts, ResourceKind};
 use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::instance_types::{self, Arch, InstanceFacts};
 use crate::base::value::is_ref;
 use aws_sdk_eks::types::{
     AmiTypes, CapacityTypes, LaunchTemplateSpecification, Nodegroup, NodegroupScalingConfig,
 };
-use super::BuildCtx;
-use serde_json::{json, Value};
-use super::{Change, ImportId, KindFacts, ResourceKind};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -127,9 +127,15 @@ fn instance_type_rules(n: &NodegroupConfig, rules: &mut dyn FieldRules) {
     let wanted = ami_arch(ami);
     let needs = ami.and_then(|a| {
         if a.contains("NVIDIA") || a.contains("GPU") {
-            Some(("NVIDIA GPU", (|f| f.nvidia_gpu) as fn(&InstanceFacts) -> bool))
+            Some((
+                "NVIDIA GPU",
+                (|f| f.nvidia_gpu) as fn(&InstanceFacts) -> bool,
+            ))
         } else if a.contains("NEURON") {
-            Some(("AWS Inferentia or Trainium (Neuron) accelerator", (|f| f.neuron) as fn(&InstanceFacts) -> bool))
+            Some((
+                "AWS Inferentia or Trainium (Neuron) accelerator",
+                (|f| f.neuron) as fn(&InstanceFacts) -> bool,
+            ))
         } else {
             None
         }
@@ -214,18 +220,18 @@ pub struct NodegroupKind;
 
 const FACTS: KindFacts = KindFacts {
     force_new: &[
-    "cluster_name",
-    "name",
-    "node_role_arn",
-    "subnet_ids",
-    "instance_types",
-    "ami_type",
-    "capacity_type",
-    "disk_size",
-    // EKS cannot move a nodegroup to another launch template (or off one); a new version
-    // of the same template is an update.
-    "launch_template_id",
-],
+        "cluster_name",
+        "name",
+        "node_role_arn",
+        "subnet_ids",
+        "instance_types",
+        "ami_type",
+        "capacity_type",
+        "disk_size",
+        // EKS cannot move a nodegroup to another launch template (or off one); a new version
+        // of the same template is an update.
+        "launch_template_id",
+    ],
     outputs: &["name", "arn", "status", "cluster_name"],
     mirrored_outputs: &[],
     identity: &["cluster_name", "name"],
@@ -239,7 +245,10 @@ const FACTS: KindFacts = KindFacts {
     compared_when_unset: &["launch_template_id"],
     updated_outputs: &[],
     derived: false,
-    unique: Some(Unique { field: "name", one_per: None }),
+    unique: Some(Unique {
+        field: "name",
+        one_per: None,
+    }),
     output_shapes: &[
         ("cluster_name", Shape::ClusterName),
         ("arn", Shape::Other("a nodegroup ARN")),
@@ -277,12 +286,11 @@ fn replacement(attrs: &Value, old_cloud_id: &str) -> Option<(Value, String)> {
 }
 
 fn split_id(id: &str) -> Result<(&str, &str), ResourceError> {
-    id.split_once('/')
-        .ok_or_else(|| ResourceError::BadCloudId {
-            kind: Kind::Nodegroup,
-            id: id.to_string(),
-            expected: "cluster/name",
-        })
+    id.split_once('/').ok_or_else(|| ResourceError::BadCloudId {
+        kind: Kind::Nodegroup,
+        id: id.to_string(),
+        expected: "cluster/name",
+    })
 }
 
 fn observe(n: &Nodegroup) -> Option<Observed> {
@@ -345,7 +353,10 @@ fn observe(n: &Nodegroup) -> Option<Observed> {
 
 /// The nodegroup as refresh reports it, `None` when absent.
 async fn read(ctx: &Ctx, cluster: &str, name: &str) -> Result<Option<Observed>, ResourceError> {
-    Ok(describe(ctx, cluster, name).await?.as_ref().and_then(observe))
+    Ok(describe(ctx, cluster, name)
+        .await?
+        .as_ref()
+        .and_then(observe))
 }
 
 async fn describe(
@@ -412,10 +423,8 @@ pub(crate) async fn wait_active(
         },
     )
     .await?
-    .ok_or_else(|| {
-        ResourceError::NotReadBack {
-            what: format!("nodegroup {cluster}/{name}"),
-        }
+    .ok_or_else(|| ResourceError::NotReadBack {
+        what: format!("nodegroup {cluster}/{name}"),
     })
 }
 
@@ -565,16 +574,19 @@ impl ResourceKind for NodegroupKind {
         rules.enumerated("ami_type", n.ami_type.as_deref(), AmiTypes::values());
         if let Some(size) = n.disk_size {
             if !DISK_SIZE_GIB.contains(&size) {
-                rules.error("disk_size", format!(
-                    "disk_size is in GiB, {} to {} (an EBS volume's range), not {size}",
-                    DISK_SIZE_GIB.start(),
-                    DISK_SIZE_GIB.end()
-                ));
+                rules.error(
+                    "disk_size",
+                    format!(
+                        "disk_size is in GiB, {} to {} (an EBS volume's range), not {size}",
+                        DISK_SIZE_GIB.start(),
+                        DISK_SIZE_GIB.end()
+                    ),
+                );
             }
         }
         for (i, t) in n.instance_types.iter().enumerate() {
-        rules.instance_type(&format!("instance_types.{i}"), t);
-    }
+            rules.instance_type(&format!("instance_types.{i}"), t);
+        }
         if n.instance_types.len() > 20 {
             rules.error(
                 "instance_types",
@@ -624,7 +636,10 @@ impl ResourceKind for NodegroupKind {
         vec![Derived {
             refers: vec![
                 ("launch_template_id", json!(format!("${{{template}.id}}"))),
-                ("launch_template_version", json!(format!("${{{template}.version}}"))),
+                (
+                    "launch_template_version",
+                    json!(format!("${{{template}.version}}")),
+                ),
             ],
             addr: template,
             table,
@@ -645,7 +660,11 @@ impl ResourceKind for NodegroupKind {
                 )]);
             }
             if let Err(e) = AmiFamily::of(c.ami_type.as_deref()) {
-                let key = if c.ami_type.is_some() { "ami_type" } else { "max_pods" };
+                let key = if c.ami_type.is_some() {
+                    "ami_type"
+                } else {
+                    "max_pods"
+                };
                 return Err(vec![(key, e)]);
             }
         }
@@ -758,11 +777,12 @@ impl ResourceKind for NodegroupKind {
                 wait_active(ctx, addr, cluster, name).await?;
             }
         }
-        let current = describe(ctx, cluster, name)
-            .await?
-            .ok_or_else(|| ResourceError::Disappeared {
-                what: format!("nodegroup {cloud_id}"),
-            })?;
+        let current =
+            describe(ctx, cluster, name)
+                .await?
+                .ok_or_else(|| ResourceError::Disappeared {
+                    what: format!("nodegroup {cloud_id}"),
+                })?;
         if let Some(arn) = current.nodegroup_arn() {
             update_tags(ctx, arn, before, after).await?;
         }
@@ -849,7 +869,10 @@ mod tests {
         assert_eq!(attrs["instance_types"], json!(["m5.large"]));
         // The next replacement takes the spec's name back.
         let (attrs, id) = replacement(&named("workers"), "c/workers-cbd").expect("named");
-        assert_eq!((id.as_str(), attrs["name"].as_str()), ("c/workers", Some("workers")));
+        assert_eq!(
+            (id.as_str(), attrs["name"].as_str()),
+            ("c/workers", Some("workers"))
+        );
         // A renamed nodegroup needs no suffix: the new name is free.
         let (_, id) = replacement(&named("general"), "c/workers").expect("named");
         assert_eq!(id, "c/general");

@@ -96,7 +96,13 @@ fn issuer_of(url: &str) -> &str {
 fn set_of(items: &[String], lower: bool) -> Vec<String> {
     let mut v: Vec<String> = items
         .iter()
-        .map(|s| if lower { s.to_ascii_lowercase() } else { s.clone() })
+        .map(|s| {
+            if lower {
+                s.to_ascii_lowercase()
+            } else {
+                s.clone()
+            }
+        })
         .collect();
     v.sort();
     v.dedup();
@@ -187,7 +193,9 @@ fn url_problem(url: &str) -> Option<String> {
         return Some(format!("`{url}` has no host"));
     }
     if url.len() > 255 {
-        return Some(format!("`{url}` is longer than the 255 characters IAM takes"));
+        return Some(format!(
+            "`{url}` is longer than the 255 characters IAM takes"
+        ));
     }
     if rest.contains(['?', '#']) || !rest.chars().all(|c| c.is_ascii_graphic()) {
         return Some(format!(
@@ -348,7 +356,8 @@ impl ResourceKind for OidcProviderKind {
                 .await
                 .map_err(|e| aws_error("RemoveClientIDFromOpenIDConnectProvider", e))?;
         }
-        if after.get("thumbprints").is_some() && before.get("thumbprints") != after.get("thumbprints")
+        if after.get("thumbprints").is_some()
+            && before.get("thumbprints") != after.get("thumbprints")
         {
             ctx.aws
                 .iam
@@ -445,7 +454,10 @@ mod tests {
 
     #[test]
     fn the_url_is_an_https_issuer() {
-        assert_eq!(issuer_of("https://oidc.eks.us-west-2.amazonaws.com/id/AB/"), "oidc.eks.us-west-2.amazonaws.com/id/AB");
+        assert_eq!(
+            issuer_of("https://oidc.eks.us-west-2.amazonaws.com/id/AB/"),
+            "oidc.eks.us-west-2.amazonaws.com/id/AB"
+        );
         assert!(url_problem("https://oidc.eks.us-west-2.amazonaws.com/id/AB").is_none());
         assert!(url_problem("${cluster.main.oidc_issuer}").is_none());
         assert!(url_problem("http://oidc.example.com").is_some_and(|p| p.contains("https://")));

@@ -7,11 +7,11 @@
 //! kinds: `domain::pod_security_groups`). Written with server-side apply (field manager
 //! `eksnet`), like an ENIConfig.
 
+use super::{req_str, str_attr, str_list, BuildCtx};
 use super::{
     Change, Ctx, FieldRules, ImportId, KindFacts, Lookup, Observed, ResourceError, ResourceKind,
     Shape, Unique,
 };
-use super::{req_str, str_attr, str_list, BuildCtx};
 use crate::base::addr::{Kind, ResourceAddr};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;

@@ -1,18 +1,17 @@
 //! `subnet`: a pod subnet inside a secondary CIDR block, in one AZ. Only tags update in place.
 
-use super::{FieldRules, Shape, 
-    aws_error, req_str, split_tags, wait_until, Ctx, Lookup, Observed, Poll,
-    ResourceError,
+use super::{
+    aws_error, req_str, split_tags, wait_until, Ctx, FieldRules, Lookup, Observed, Poll,
+    ResourceError, Shape,
 };
-use crate::base::addr::{Kind, ResourceAddr};
-use crate::base::events::Event;
-use aws_sdk_ec2::types::{Filter, ResourceType, Subnet, TagSpecification};
-use serde_json::{json, Value};
-use std::time::Duration;
 use super::{Change, ImportId, KindFacts, ResourceKind};
+use crate::base::addr::{Kind, ResourceAddr};
+use aws_sdk_ec2::types::{Filter, ResourceType, Subnet, TagSpecification};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// A pod subnet: a subnet inside a secondary block of its VPC, in one availability zone.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -101,12 +100,7 @@ async fn describe(ctx: &Ctx, filters: Vec<Filter>) -> Result<Vec<Subnet>, Resour
     Ok(out)
 }
 
-fn filter(name: &str, values: Vec<String>) -> Filter {
-    Filter::builder()
-        .name(name)
-        .set_values(Some(values))
-        .build()
-}
+use super::ec2_filter as filter;
 
 use super::ec2_tags;
 
@@ -166,7 +160,6 @@ impl ResourceKind for SubnetKind {
     fn check_fields(c: &Self::Config, rules: &mut dyn FieldRules) {
         rules.shaped("vpc_id", &c.vpc_id, Shape::VpcId);
         rules.shaped("availability_zone", &c.availability_zone, Shape::Zone);
-    
     }
 
     /// One DescribeSubnets for all subnets known by id (a filter, so a deleted id is "absent"
@@ -281,8 +274,8 @@ impl ResourceKind for SubnetKind {
         )
         .await?
         .ok_or_else(|| ResourceError::NotReadBack {
-                what: format!("subnet {id}"),
-            })
+            what: format!("subnet {id}"),
+        })
     }
 
     async fn update(
@@ -313,41 +306,22 @@ impl ResourceKind for SubnetKind {
         _attrs: &Value,
         _prior_outputs: &Value,
     ) -> Result<(), ResourceError> {
-        use crate::base::retry::{Backoff, Step, Stop};
-        let schedule = Backoff::dependency_violation(ctx.poll_cap, ctx.timeout(Kind::Subnet));
-        let result = crate::base::retry::run(
-            &schedule,
-            |_| async move {
-                if ctx.delete_available_enis {
-                    if let Err(e) = delete_available_enis(ctx, cloud_id).await {
-                        return Step::Fail(e);
-                    }
-                }
-                match ctx.aws.ec2.delete_subnet().subnet_id(cloud_id).send().await {
-                    Ok(_) => Step::Done(()),
-                    Err(e) => {
-                        let err = aws_error("DeleteSubnet", e);
-                        match err.code() {
-                            Some("InvalidSubnetID.NotFound") => Step::Done(()),
-                            Some("DependencyViolation") => Step::Retry(err),
-                            _ => Step::Fail(err),
-                        }
-                    }
-                }
-            },
-            // Only refusals that are retried are reported; after the last, the error says what
-            // still sits in the subnet.
-            |err: &ResourceError, progress| {
-                if progress.retrying {
-                    ctx.reporter.event(Event::Retrying {
-                        addr: addr.clone(),
-                        reason: err.to_string(),
-                        attempt: progress.attempt,
-                    });
-                }
-            },
-        )
+        use crate::base::retry::Stop;
+        let gone = "InvalidSubnetID.NotFound";
+        let result = super::delete_retrying_dependencies(ctx, addr, gone, || async move {
+            if ctx.delete_available_enis {
+                delete_available_enis(ctx, cloud_id).await?;
+            }
+            ctx.aws
+                .ec2
+                .delete_subnet()
+                .subnet_id(cloud_id)
+                .send()
+                .await
+                .map_err(|e| aws_error("DeleteSubnet", e))
+        })
         .await;
+        // After the last refusal, the error says what still sits in the subnet.
         match result {
             Ok(()) => Ok(()),
             Err(Stop::Failed(err)) => Err(err),

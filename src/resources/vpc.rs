@@ -3,18 +3,18 @@
 //! blocks and its subnets (by logical id for a stack, by id and `Name` tag for an adopted VPC)
 //! with their AZs, which pod subnets and the cluster reference.
 
+use super::BuildCtx;
 use super::{
     aws_error, req_str, split_tags, tag_map, wait_until, Ctx, FieldRules, Lookup, Observed, Poll,
     ResourceError, Shape, Unique,
 };
 use super::{Change, ImportId, KindFacts, ResourceKind};
-use crate::base::value::is_ref;
 use crate::base::addr::{Kind, ResourceAddr};
+use crate::base::value::is_ref;
 use aws_sdk_cloudformation::types::{Capability, Parameter, Stack, StackResource, Tag};
 use aws_sdk_ec2::types::{Filter, Subnet, Vpc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use super::BuildCtx;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -445,8 +445,14 @@ impl ResourceKind for VpcKind {
         }
         if stack {
             match (&c.template_file, &c.template_url) {
-                (None, None) => rules.error("stack_name", "a stack needs `template_file` or `template_url`".into()),
-                (Some(_), Some(_)) => rules.error("template_url", "set `template_file` or `template_url`, not both".into()),
+                (None, None) => rules.error(
+                    "stack_name",
+                    "a stack needs `template_file` or `template_url`".into(),
+                ),
+                (Some(_), Some(_)) => rules.error(
+                    "template_url",
+                    "set `template_file` or `template_url`, not both".into(),
+                ),
                 _ => {}
             }
             if let Some(name) = &c.stack_name {
@@ -462,9 +468,7 @@ impl ResourceKind for VpcKind {
                     rules.error("stack_name", format!("stack name `{name}` must start with a letter and contain only letters, digits and `-` (max 128)"));
                 }
             }
-        } else if c.template_file.is_some()
-            || c.template_url.is_some()
-            || !c.parameters.is_empty()
+        } else if c.template_file.is_some() || c.template_url.is_some() || !c.parameters.is_empty()
         {
             rules.error("id", "`template_file`, `template_url` and `parameters` only apply to a stack (`stack_name`)".into());
         }

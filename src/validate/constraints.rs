@@ -125,6 +125,7 @@ impl ShapeRules for Shape {
             Shape::OidcProviderArn => "an IAM OIDC provider ARN (`arn:aws:iam::123456789012:oidc-provider/ISSUER`, like `…:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE`)",
             Shape::ClusterName => "an EKS cluster name",
             Shape::Zone => "an availability zone name (the region and a letter, like `us-west-2a`)",
+            Shape::Ec2Id { what, .. } => what,
             Shape::Other(what) => what,
         }
     }
@@ -138,6 +139,7 @@ impl ShapeRules for Shape {
             Shape::OidcProviderArn => is_oidc_provider_arn(s),
             Shape::ClusterName => is_cluster_name(s),
             Shape::Zone => is_zone(s, region),
+            Shape::Ec2Id { prefix, .. } => is_aws_id(s, prefix),
             Shape::Other(_) => true,
         }
     }

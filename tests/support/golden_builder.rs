@@ -10,7 +10,10 @@
 //! - [`Case::tutorial`]: the EKS user guide's custom networking tutorial, Kubernetes side
 //!   included (`tutorial.toml`, the same as `examples/custom-networking.toml`, with its
 //!   template `vpc-private-subnets.yaml`), all applied and found as applied. The state's
-//!   `template_body` is the template file's text (`tutorial.state.json` leaves it out).
+//!   `template_body` is the template file's text (`tutorial.state.json` leaves it out). The
+//!   VPC's route tables as the plan reads them are the template's
+//!   (`tutorial.route_tables.json`): the main table with the local routes only, a NAT table
+//!   per private subnet, one internet gateway table for the public subnets.
 //!
 //! Edits panic when what they name is not there (a text to replace that is not in the spec
 //! exactly once, a key to remove or a parent to set into that does not exist), so a recipe
@@ -45,6 +48,9 @@ pub struct Case {
     /// Node sizing's reads of the node sources outside the spec: cluster name → a list of
     /// `eksnet::nodes::sizing::OutsideGroup`. `Null`: none.
     pub outside: Value,
+    /// The route tables the plan read, VPC id → a list of
+    /// `eksnet::domain::routing::RouteTableInfo`. `Null`: none read.
+    pub route_tables: Value,
 }
 
 fn fixture(name: &str) -> String {
@@ -121,6 +127,7 @@ impl Case {
             instance_types: Value::Null,
             available: Value::Null,
             outside: Value::Null,
+            route_tables: Value::Null,
         }
     }
 
@@ -137,6 +144,7 @@ impl Case {
             instance_types: Value::Null,
             available: Value::Null,
             outside: Value::Null,
+            route_tables: json_fixture("tutorial.route_tables.json"),
         }
         .state_set("vpc.main", "/attrs/template_body", json!(template))
     }
@@ -325,6 +333,12 @@ impl Case {
     /// The node sources outside the spec that sizing read (see the field).
     pub fn outside(mut self, outside: Value) -> Case {
         self.outside = outside;
+        self
+    }
+
+    /// The route tables the plan read (see the field).
+    pub fn route_tables(mut self, tables: Value) -> Case {
+        self.route_tables = tables;
         self
     }
 

@@ -134,8 +134,18 @@ fn summary(p: &decide::Proposal, file: &str) {
             if p.routing.missing_in_main.is_empty() {
                 ", which routes what the node subnets' tables route"
             } else {
-                ", which differs from the node subnets' tables (see the warning above)"
+                ", which differs from the node subnets' tables"
             }
+        ));
+    }
+    for t in &p.route_tables {
+        output::info(format!(
+            "  the pod subnet{} of {} join{} {} (route_table.{}), the node subnets' table there",
+            if t.azs.len() == 1 { "" } else { "s" },
+            t.azs.join(", "),
+            if t.azs.len() == 1 { "s" } else { "" },
+            t.id,
+            t.name()
         ));
     }
     let owners: Vec<String> = p
