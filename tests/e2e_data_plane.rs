@@ -1255,3 +1255,200 @@ async fn the_cni_gets_an_irsa_role_of_the_clusters_oidc_provider() {
         0,
     );
 }
+
+const PRODUCTION_SPEC: &str = "examples/custom-networking-production.toml";
+
+/// The production example as a user runs it: the CNI on a role of its own through Pod
+/// Identity, the pod subnets on their own route table out through the stack's NAT gateway,
+/// and a SecurityGroupPolicy for `app=web`. Applied in one go on a cluster without
+/// self-managed add-ons: AmazonEKS_CNI_Policy is on no node role and the CNI still gives
+/// every pod an address in the pod subnets (the sandbox's CNI needs the policy on the role it
+/// acts as), the web pods on branch interfaces with the policy's group, the pod subnets
+/// associated with the table whose default route is the NAT gateway; `verify` exits 0 and
+/// `destroy` leaves nothing of it.
+#[tokio::test]
+async fn production_example_runs_without_the_cni_policy_on_any_node_role() {
+    let w = world();
+    w.proxy_config(json!({"branch_cooldown_ms": 1000}));
+    let (status, body) = w.kube(
+        "DELETE",
+        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    run_ok(w.eksnet().args(["validate", PRODUCTION_SPEC]), 0);
+    let plan = run_ok(w.eksnet().args(["plan", PRODUCTION_SPEC]), 0);
+    // The order the guide asks for: the agent, the CNI with its association, then the nodes;
+    // the pod subnets' routes and the policy before the nodes too.
+    let order = [
+        "# addon.pod_identity_agent will be created",
+        "# addon.vpc_cni will be created",
+        "# nodegroup.main will be created",
+    ]
+    .map(|l| position(&plan.stdout, l));
+    assert!(order.windows(2).all(|p| p[0] < p[1]), "{}", plan.stdout);
+    for before_nodes in [
+        "# route_table.pods will be created",
+        "# security_group_policy.web will be created",
+        "# eni_config.pod_a will be created",
+    ] {
+        assert!(
+            position(&plan.stdout, before_nodes) < order[2],
+            "{before_nodes}: {}",
+            plan.stdout
+        );
+    }
+    run_ok(
+        w.eksnet()
+            .args(["apply", PRODUCTION_SPEC, "--auto-approve"]),
+        0,
+    );
+    let nodes = settled(&w, 2);
+    deployment(&w, "web", 2);
+    deployment(&w, "other", 2);
+    let pods = eventually("the web and other pods running with addresses", || {
+        let pods: Vec<Value> = w
+            .list("/api/v1/namespaces/default/pods")
+            .into_iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .filter(|p| !p["status"]["podIP"].as_str().unwrap_or_default().is_empty())
+            .collect();
+        if pods.len() == 4 {
+            Ok(pods)
+        } else {
+            Err(format!("{} of 4", pods.len()))
+        }
+    });
+
+    let aws = sdk(&w.sandbox.endpoint).await;
+    // The CNI policy is on no node role: the nodegroup's role as EKS reports it.
+    let nodegroup = aws
+        .eks
+        .describe_nodegroup()
+        .cluster_name("my-production-cluster")
+        .nodegroup_name("my-production-nodes")
+        .send()
+        .await
+        .expect("DescribeNodegroup");
+    let node_role = nodegroup
+        .nodegroup()
+        .and_then(|n| n.node_role())
+        .and_then(|arn| arn.rsplit('/').next())
+        .expect("the nodegroup's role")
+        .to_string();
+    let node_policies = attached(&aws, &node_role).await;
+    assert!(
+        !node_policies.contains(&"AmazonEKS_CNI_Policy".to_string()),
+        "{node_role}: {node_policies:?}"
+    );
+    assert_eq!(
+        attached(&aws, "myProductionVpcCniRole").await,
+        ["AmazonEKS_CNI_Policy"]
+    );
+    for pod in w.list("/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Daws-node") {
+        assert!(
+            pod.to_string()
+                .contains("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+            "aws-node acts as its Pod Identity role: {pod}"
+        );
+    }
+
+    // Every pod off the host network is in the pod subnets; the web pods on branch
+    // interfaces with the policy's group, the others on the CNI's with the ENIConfig's.
+    let policy = w.kube(
+        "GET",
+        "/apis/vpcresources.k8s.aws/v1beta1/namespaces/default/securitygrouppolicies/web",
+        "",
+    );
+    assert_eq!(policy.0, 200, "{}", policy.1);
+    let policy_groups = strings(&policy.1["spec"]["securityGroups"]["groupIds"]);
+    for pod in w.list("/api/v1/pods") {
+        if host_network(&pod) {
+            continue;
+        }
+        let ip = pod["status"]["podIP"].as_str().unwrap_or_default();
+        assert!(in_cidr(ip, "100.64.0.0/16"), "{}: {ip}", name(&pod));
+    }
+    for pod in &pods {
+        let ip = pod["status"]["podIP"].as_str().unwrap_or_default();
+        let eni = interface_of(&aws, ip).await;
+        if pod["metadata"]["labels"]["app"] == "web" {
+            assert_eq!(
+                eni.description(),
+                Some("aws-k8s-branch-eni"),
+                "{}",
+                name(pod)
+            );
+            assert_eq!(groups_of(&eni), policy_groups, "{}", name(pod));
+        } else {
+            let node = nodes
+                .iter()
+                .find(|n| n["metadata"]["name"] == pod["spec"]["nodeName"])
+                .expect("its node");
+            assert_eq!(
+                eni.description(),
+                Some(format!("aws-K8S-{}", instance_of(node)).as_str()),
+                "{}",
+                name(pod)
+            );
+            assert_ne!(groups_of(&eni), policy_groups, "{}", name(pod));
+        }
+    }
+
+    // Both pod subnets use the pods' route table, whose way out is the stack's NAT gateway.
+    let subnets = subnets_by_cidr(&aws, &["100.64.0.0/19", "100.64.32.0/19"]).await;
+    assert_eq!(subnets.len(), 2);
+    for s in &subnets {
+        let subnet_id = s.subnet_id().unwrap_or_default();
+        let tables = aws
+            .ec2
+            .describe_route_tables()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("association.subnet-id")
+                    .values(subnet_id)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("DescribeRouteTables");
+        let table = tables.route_tables().first().unwrap_or_else(|| {
+            panic!("{subnet_id} is associated with no table (the VPC's main one)")
+        });
+        assert!(
+            table
+                .tags()
+                .iter()
+                .any(|t| t.key() == Some("Name") && t.value() == Some("my-production-pods")),
+            "{table:?}"
+        );
+        assert!(
+            table
+                .routes()
+                .iter()
+                .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0")
+                    && r.nat_gateway_id().is_some_and(|n| n.starts_with("nat-"))),
+            "{table:?}"
+        );
+    }
+
+    run_ok(
+        w.eksnet()
+            .args(["plan", PRODUCTION_SPEC, "--detailed-exitcode"]),
+        0,
+    );
+    verified_then_destroyed(&w, PRODUCTION_SPEC, 6).await;
+    let left = aws
+        .ec2
+        .describe_route_tables()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:Name")
+                .values("my-production-pods")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeRouteTables");
+    assert!(left.route_tables().is_empty(), "{left:?}");
+}

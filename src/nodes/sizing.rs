@@ -311,6 +311,10 @@ pub struct NodegroupPods {
     pub explicit: Option<u32>,
     /// Some when `explicit` is more than the ENIs of some type can give.
     pub explicit_error: Option<String>,
+    /// Some when EKS would compute a max pods that counts the trunk's interface (no
+    /// `explicit`, security groups for pods on a trunk-capable type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trunk_warning: Option<String>,
 }
 
 impl NodegroupPods {
@@ -375,12 +379,41 @@ pub fn nodegroup_pods(
         _ => None,
     };
 
+    // Without `max_pods` EKS works the value out with the max-pods calculator, which knows
+    // custom networking and prefix delegation but not the trunk interface of security groups
+    // for pods (amazon-eks-ami's max-pods-calculator.sh has no option for it; EKS user guide
+    // `nodes/create-managed-node-group.adoc`): the kubelet then admits more pods than the
+    // ENIs left for ipamd can give addresses to.
+    let trunk_warning = match explicit {
+        Some(_) => None,
+        None => {
+            let without_trunk = CniMode {
+                pod_eni: false,
+                ..mode.clone()
+            };
+            let eks = types
+                .iter()
+                .map(|it| max_pods(it, &without_trunk).max_pods)
+                .min()
+                .unwrap_or(0);
+            (eks > effective).then(|| {
+                format!(
+                    "EKS works out this nodegroup's max pods without the trunk interface of \
+                     security groups for pods: its nodes would admit {eks} pods while their \
+                     other interfaces give addresses for {effective}, and pods past that wait \
+                     for an address; set `max_pods = {effective}`"
+                )
+            })
+        }
+    };
+
     NodegroupPods {
         per_type,
         effective,
         mixed_warning,
         explicit,
         explicit_error,
+        trunk_warning,
     }
 }
 

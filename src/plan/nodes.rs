@@ -231,6 +231,13 @@ pub fn assess(spec: &Spec, plan: &Plan, reads: &SizingReads) -> (Sizing, Vec<Fin
                     error: true,
                 });
             }
+            if let Some(w) = &pods.trunk_warning {
+                findings.push(Finding {
+                    key: format!("{key}.instance_types"),
+                    message: w.clone(),
+                    error: false,
+                });
+            }
             if let Some(w) = &pods.mixed_warning {
                 findings.push(Finding {
                     key: format!("{key}.instance_types"),
