@@ -389,7 +389,7 @@ pub fn nodegroup_pods(
         None => {
             let without_trunk = CniMode {
                 pod_eni: false,
-                ..mode.clone()
+                ..*mode
             };
             let eks = types
                 .iter()
