@@ -352,7 +352,7 @@ impl DataPlane {
             .unwrap_or("aws-node");
         // The running aws-node pod's env; none yet: what its pod will get.
         let running = pods_here.iter().find(|p| {
-            super::pods::owned_by_daemonset(p)
+            super::objects::owned_by_daemonset(p)
                 && p.pointer("/metadata/ownerReferences/0/name") == Some(&json!("aws-node"))
                 && p.pointer("/metadata/deletionTimestamp").is_none()
         });

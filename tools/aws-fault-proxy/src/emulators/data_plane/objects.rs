@@ -45,3 +45,10 @@ pub fn controller_uid(pod: &Value) -> Option<String> {
 pub fn now_rfc3339() -> String {
     super::nodes::rfc3339(SystemTime::now())
 }
+
+/// Whether a DaemonSet owns the pod (its controller places it; the scheduler does not).
+pub fn owned_by_daemonset(pod: &Value) -> bool {
+    pod.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|os| os.iter().any(|o| o["kind"] == "DaemonSet"))
+}

@@ -44,7 +44,9 @@ use super::daemonsets;
 use super::ec2::{Ec2, Eni, Instance, Subnet};
 use super::identity::{self, Credentials};
 use super::kube::Kube;
-use super::objects::{controller_uid, name_of, node_name_of, now_rfc3339, pod_path};
+use super::objects::{
+    controller_uid, name_of, node_name_of, now_rfc3339, owned_by_daemonset, pod_path,
+};
 use super::{DataPlane, KubeSide, Observed};
 
 const PODS: &str = "/api/v1/pods";
@@ -186,12 +188,6 @@ fn pod_ip(pod: &Value) -> Option<&str> {
     pod.pointer("/status/podIP")
         .and_then(Value::as_str)
         .filter(|ip| !ip.is_empty())
-}
-
-pub fn owned_by_daemonset(pod: &Value) -> bool {
-    pod.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|os| os.iter().any(|o| o["kind"] == "DaemonSet"))
 }
 
 fn node_ip(node: &Value) -> String {
