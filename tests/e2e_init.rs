@@ -684,20 +684,8 @@ async fn init_on_an_addon_cluster_rolls_its_nodes_and_puts_the_addon_back() {
     run_ok(eksnet().args(["validate", "spec.toml"]), 0);
     let plan = run_ok(eksnet().args(["plan", "spec.toml", "--json"]), 0);
     let plan: Value = serde_json::from_str(&plan.stdout).expect("plan --json");
-    for c in plan["changes"].as_array().expect("changes") {
-        let addr = c["addr"].as_str().unwrap_or_default();
-        let ok = match c["action"].as_str() {
-            Some("adopt" | "create") => true,
-            // The add-on's values; a node route table's association of a pod subnet, only.
-            Some("update") if addr.starts_with("route_table.") => {
-                c["before"]["subnet_ids"] == serde_json::json!([])
-                    && c["after"]["subnet_ids"].as_array().map(Vec::len) == Some(1)
-            }
-            Some("update") => addr.starts_with("addon."),
-            _ => false,
-        };
-        assert!(ok, "not an addition: {c}");
-    }
+    // The add-on's values are the one update besides the route tables' associations.
+    existing_cluster::assert_plan_only_adds(&plan, &|addr| addr.starts_with("addon."));
 
     run_ok(eksnet().args(["apply", "spec.toml", "--auto-approve"]), 0);
     assert_eq!(

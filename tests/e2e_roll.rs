@@ -312,14 +312,7 @@ async fn roll_moves_every_node_whoever_owns_it_and_never_breaks_the_budget() {
     w.run(&["validate", "spec.toml"], 0);
     let plan = w.run(&["plan", "spec.toml", "--json"], 0);
     let plan: Value = serde_json::from_str(&plan.stdout).expect("plan --json");
-    for c in plan["changes"].as_array().expect("changes") {
-        let ok = match c["action"].as_str() {
-            Some("adopt" | "create") => true,
-            Some("update") => c["addr"] == "aws_node.main",
-            _ => false,
-        };
-        assert!(ok, "not an addition: {c}");
-    }
+    existing_cluster::assert_plan_only_adds(&plan, &|addr| addr == "aws_node.main");
     let spec = std::fs::read_to_string(w.dir.path().join("spec.toml")).expect("spec");
     assert!(
         spec.contains(&format!("cidr_block = \"{POD_BLOCK}\"")),

@@ -392,3 +392,23 @@ pub async fn ready_nodes(sandbox: &Sandbox, ng: &str, count: usize) -> Vec<Strin
     })
     .await
 }
+
+/// The first plan of a spec `eksnet init` wrote (`plan --json`) only adds: creates and
+/// adoptions, an existing node route table that gains one pod subnet's association and no
+/// more, and updates of the addresses `update_ok` allows (the CNI settings).
+pub fn assert_plan_only_adds(plan: &serde_json::Value, update_ok: &dyn Fn(&str) -> bool) {
+    let changes = plan["changes"].as_array().expect("changes");
+    for c in changes {
+        let addr = c["addr"].as_str().unwrap_or_default();
+        let ok = match c["action"].as_str() {
+            Some("adopt" | "create") => true,
+            Some("update") if addr.starts_with("route_table.") => {
+                c["before"]["subnet_ids"] == serde_json::json!([])
+                    && c["after"]["subnet_ids"].as_array().map(Vec::len) == Some(1)
+            }
+            Some("update") => update_ok(addr),
+            _ => false,
+        };
+        assert!(ok, "not an addition: {c}");
+    }
+}
