@@ -685,6 +685,26 @@ fn deployment(w: &World, name: &str, replicas: u32) {
     assert_eq!(status, 201, "create deployment {name}: {body}");
 }
 
+/// Deployments `web` and `other` of two pods each in `default`, once all four run with an
+/// address.
+fn web_and_other_pods(w: &World) -> Vec<Value> {
+    deployment(w, "web", 2);
+    deployment(w, "other", 2);
+    eventually("the web and other pods running with addresses", || {
+        let pods: Vec<Value> = w
+            .list("/api/v1/namespaces/default/pods")
+            .into_iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .filter(|p| !p["status"]["podIP"].as_str().unwrap_or_default().is_empty())
+            .collect();
+        if pods.len() == 4 {
+            Ok(pods)
+        } else {
+            Err(format!("{} of 4", pods.len()))
+        }
+    })
+}
+
 /// The interface holding an address (primary or secondary), as EC2 shows it.
 async fn interface_of(
     aws: &eksnet::cloud::aws::AwsClients,
@@ -802,21 +822,7 @@ async fn security_groups_for_pods_give_web_pods_branch_interfaces() {
         "{policy_groups:?}"
     );
 
-    deployment(&w, "web", 2);
-    deployment(&w, "other", 2);
-    let pods = eventually("the web and other pods running with addresses", || {
-        let pods: Vec<Value> = w
-            .list("/api/v1/namespaces/default/pods")
-            .into_iter()
-            .filter(|p| p["status"]["phase"] == "Running")
-            .filter(|p| !p["status"]["podIP"].as_str().unwrap_or_default().is_empty())
-            .collect();
-        if pods.len() == 4 {
-            Ok(pods)
-        } else {
-            Err(format!("{} of 4", pods.len()))
-        }
-    });
+    let pods = web_and_other_pods(&w);
     let aws = sdk(&w.sandbox.endpoint).await;
     let eni_configs = w.list("/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs");
     for pod in &pods {
@@ -1304,21 +1310,7 @@ async fn production_example_runs_without_the_cni_policy_on_any_node_role() {
         0,
     );
     let nodes = settled(&w, 2);
-    deployment(&w, "web", 2);
-    deployment(&w, "other", 2);
-    let pods = eventually("the web and other pods running with addresses", || {
-        let pods: Vec<Value> = w
-            .list("/api/v1/namespaces/default/pods")
-            .into_iter()
-            .filter(|p| p["status"]["phase"] == "Running")
-            .filter(|p| !p["status"]["podIP"].as_str().unwrap_or_default().is_empty())
-            .collect();
-        if pods.len() == 4 {
-            Ok(pods)
-        } else {
-            Err(format!("{} of 4", pods.len()))
-        }
-    });
+    let pods = web_and_other_pods(&w);
 
     let aws = sdk(&w.sandbox.endpoint).await;
     // The CNI policy is on no node role: the nodegroup's role as EKS reports it.
