@@ -40,6 +40,9 @@ macro_rules! for_each_kind {
             /// An EKS managed add-on of one cluster (`vpc-cni`, `coredns`, …).
             Addon => addon::AddonKind,
             Nodegroup => nodegroup::NodegroupKind,
+            /// Self-managed nodes: an Auto Scaling group with its launch template, instance
+            /// profile and access entry.
+            SelfManagedNodeGroup => self_managed_node_group::SelfManagedNodeGroupKind,
             /// The `aws-node` DaemonSet's settings (VPC CNI env) on one cluster.
             AwsNode => aws_node::AwsNodeKind,
             /// One `ENIConfig` custom resource.
