@@ -29,6 +29,11 @@ pub const ADDONS_NEEDING_NODES: &[&str] = &[
     "metrics-server",
 ];
 
+/// The kinds whose resources start nodes: each is ordered like the others (after the pod
+/// subnets, its role and cluster, its cluster's CNI settings, ENIConfigs and CNI add-on), and
+/// the add-ons that need nodes come after each.
+pub const NODE_SOURCES: &[Kind] = &[Kind::Nodegroup, Kind::SelfManagedNodeGroup];
+
 fn attr<'a>(attrs: &'a Value, key: &str) -> &'a str {
     attrs.get(key).and_then(Value::as_str).unwrap_or_default()
 }
@@ -65,7 +70,7 @@ fn node_roles_without_cni_policy<'a>(
     );
     let mut out: Vec<&ResourceAddr> = Vec::new();
     for (_, ng) in resources.iter().filter(|(a, v)| {
-        a.kind == Kind::Nodegroup && resolved_name(attr(v, "cluster_name")) == ours
+        NODE_SOURCES.contains(&a.kind) && resolved_name(attr(v, "cluster_name")) == ours
     }) {
         let Some(r) = named(attr(ng, "node_role_arn")) else {
             continue;
@@ -131,7 +136,7 @@ pub fn edges(
                     push(r, addr, "cluster role");
                 }
             }
-            Kind::Nodegroup => {
+            k if NODE_SOURCES.contains(&k) => {
                 // Nodes pick up pod subnets only if those exist when the nodes register;
                 // on destroy, pods' ENIs go with the nodes before their subnets can go.
                 for (pod, _) in of_kind(Kind::Subnet) {
@@ -248,7 +253,7 @@ pub fn edges(
                 }
                 if ADDONS_NEEDING_NODES.contains(&attr(v, "name")) {
                     let ours = resolved_name(attr(v, "cluster_name"));
-                    for n in on_cluster(Kind::Nodegroup, &ours) {
+                    for n in NODE_SOURCES.iter().flat_map(|k| on_cluster(*k, &ours)) {
                         push(n, addr, "its pods need nodes");
                     }
                 }

@@ -936,6 +936,15 @@ pub fn req_str<'a>(attrs: &'a Value, key: &str) -> Result<&'a str, ResourceError
     str_attr(attrs, key).ok_or_else(|| ResourceError::MissingAttribute(key.to_string()))
 }
 
+/// The instance types a node source's attributes name: a managed nodegroup's
+/// `instance_types`, a self-managed group's one `instance_type`.
+pub fn node_instance_types(attrs: &Value) -> Vec<String> {
+    match str_attr(attrs, "instance_type") {
+        Some(t) => vec![t.to_string()],
+        None => str_list(attrs, "instance_types"),
+    }
+}
+
 pub fn str_list(attrs: &Value, key: &str) -> Vec<String> {
     attrs
         .get(key)
