@@ -363,8 +363,6 @@ fn tutorial_with_template(n: u32, version: &str) -> Case {
         )
 }
 
-/// The comment of the cases where the whole tutorial is applied.
-
 /// The tutorial's nodes as a self-managed group instead of its managed nodegroup.
 const SELF_MANAGED: &str = "
 [self_managed_node_group.main]
@@ -422,6 +420,7 @@ fn self_managed_case(n: u32) -> Case {
         )
 }
 
+/// The comment of the cases where the whole tutorial is applied.
 const ALL_APPLIED: &str = "\
 # Golden case: the whole tutorial applied, Kubernetes side included; aws-node env and both
 # ENIConfigs match the spec.
@@ -1121,6 +1120,17 @@ name = "us-west-2a"
         .spec_prepend(ALL_APPLIED)
         .spec_append(SELF_MANAGED)
         .absent(&["self_managed_node_group.main"]),
+    // Sized beside the managed nodegroup: m5.large under custom networking (2 pod ENIs of
+    // 9 slots: 20 max pods), counted at max_size 3.
+    self_managed_group_sized: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_append(SELF_MANAGED)
+        .absent(&["self_managed_node_group.main"])
+        .sizing(
+            json!({"t3.medium": {"max_enis": 3, "ipv4_per_eni": 6, "vcpus": 2, "nitro": true},
+                "m5.large": {"max_enis": 3, "ipv4_per_eni": 10, "vcpus": 2, "nitro": true}}),
+            json!({"subnet-0aa11111111111111": 27, "subnet-0bb22222222222222": 27}),
+        ),
     // As applied: nothing to do.
     self_managed_group_no_changes: self_managed_case(20),
     // New max pods means new instances: a new group first (`+/-`), named

@@ -359,4 +359,48 @@ mod tests {
             "{no_own_role:?}"
         );
     }
+
+    #[test]
+    fn a_self_managed_group_is_ordered_as_a_nodegroup_is() {
+        let mut r = resources(&[WORKER, CNI], false);
+        // The managed nodegroup swapped for a self-managed group, with what nodes wait for.
+        r.retain(|(a, _)| a.kind != Kind::Nodegroup);
+        r.extend([
+            (
+                addr("self_managed_node_group.main"),
+                // The cluster named literally: the reference would order it anyway.
+                json!({"cluster_name": "demo", "name": "ng", "node_role_arn": "arn:aws:iam::1:role/node"}),
+            ),
+            (
+                addr("eni_config.a"),
+                json!({"cluster_name": "${cluster.main.name}", "subnet_id": "${subnet.pod_a.id}"}),
+            ),
+            (
+                addr("aws_node.main"),
+                json!({"cluster_name": "demo"}),
+            ),
+            (addr("subnet.pod_a"), json!({"cidr_block": "100.64.0.0/19"})),
+            (
+                addr("addon.coredns"),
+                json!({"cluster_name": "${cluster.main.name}", "name": "coredns"}),
+            ),
+        ]);
+        let e = edges_of(&r);
+        let why = |a: &str, b: &str| {
+            e.iter()
+                .find(|(x, y, _)| x == a && y == b)
+                .map(|(_, _, w)| *w)
+        };
+        let group = "self_managed_node_group.main";
+        assert_eq!(why("eni_config.a", group), Some("ENIConfigs before nodes"));
+        assert_eq!(
+            why("aws_node.main", group),
+            Some("CNI settings before nodes")
+        );
+        assert_eq!(why("addon.vpc_cni", group), Some("CNI add-on before nodes"));
+        assert_eq!(why("subnet.pod_a", group), Some("pod subnets before nodes"));
+        assert_eq!(why("iam_role.node", group), Some("node role"));
+        assert_eq!(why("cluster.main", group), Some("nodegroup's cluster"));
+        assert_eq!(why(group, "addon.coredns"), Some("its pods need nodes"));
+    }
 }
