@@ -13,6 +13,7 @@
 
 use crate::base::addr::{Kind, ResourceAddr};
 use crate::domain::{cni, identity};
+use crate::resources::NODE_SOURCES;
 use ipnet::Ipv4Net;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -28,11 +29,6 @@ pub const ADDONS_NEEDING_NODES: &[&str] = &[
     "snapshot-controller",
     "metrics-server",
 ];
-
-/// The kinds whose resources start nodes: each is ordered like the others (after the pod
-/// subnets, its role and cluster, its cluster's CNI settings, ENIConfigs and CNI add-on), and
-/// the add-ons that need nodes come after each.
-pub const NODE_SOURCES: &[Kind] = &[Kind::Nodegroup, Kind::SelfManagedNodeGroup];
 
 fn attr<'a>(attrs: &'a Value, key: &str) -> &'a str {
     attrs.get(key).and_then(Value::as_str).unwrap_or_default()

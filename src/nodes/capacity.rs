@@ -3,8 +3,8 @@
 //! subnets the state knows). They make no verdict: the planner's `plan::nodes` assesses.
 
 use crate::base::addr::Kind;
-use crate::domain::ordering::NODE_SOURCES;
 use crate::nodes::sizing::{InstanceNetwork, SizingReads};
+use crate::resources::NODE_SOURCES;
 use crate::resources::{self, Ctx};
 use crate::spec::Spec;
 use crate::state::StateSnapshot;

@@ -6,13 +6,13 @@
 use crate::base::addr::Kind;
 use crate::base::diag::Diagnostics;
 use crate::domain::cni;
-use crate::domain::ordering::NODE_SOURCES;
 use crate::nodes::sizing::{
     self, ClusterSizing, CniMode, InstanceNetwork, NodegroupSizing, OutsideSizing, PodSubnet,
     Sizing, SizingReads,
 };
 use crate::plan::{Plan, PlannedChange};
 use crate::resources;
+use crate::resources::NODE_SOURCES;
 use crate::spec::Spec;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

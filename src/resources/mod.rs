@@ -936,6 +936,11 @@ pub fn req_str<'a>(attrs: &'a Value, key: &str) -> Result<&'a str, ResourceError
     str_attr(attrs, key).ok_or_else(|| ResourceError::MissingAttribute(key.to_string()))
 }
 
+/// The kinds whose resources start nodes: each is ordered like the others (after the pod
+/// subnets, its role and cluster, its cluster's CNI settings, ENIConfigs and CNI add-on: see
+/// `domain::ordering`), sized like the others, and the add-ons that need nodes come after each.
+pub const NODE_SOURCES: &[Kind] = &[Kind::Nodegroup, Kind::SelfManagedNodeGroup];
+
 /// The instance types a node source's attributes name: a managed nodegroup's
 /// `instance_types`, a self-managed group's one `instance_type`.
 pub fn node_instance_types(attrs: &Value) -> Vec<String> {
