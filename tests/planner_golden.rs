@@ -1131,6 +1131,16 @@ name = "us-west-2a"
                 "m5.large": {"max_enis": 3, "ipv4_per_eni": 10, "vcpus": 2, "nitro": true}}),
             json!({"subnet-0aa11111111111111": 27, "subnet-0bb22222222222222": 27}),
         ),
+    // One pod more than the two pod ENIs of m5.large hold under custom networking: refused.
+    self_managed_group_max_pods_over_custom_networking: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_append(&SELF_MANAGED.replace("max_pods = 20", "max_pods = 21"))
+        .absent(&["self_managed_node_group.main"])
+        .sizing(
+            json!({"t3.medium": {"max_enis": 3, "ipv4_per_eni": 6, "vcpus": 2, "nitro": true},
+                "m5.large": {"max_enis": 3, "ipv4_per_eni": 10, "vcpus": 2, "nitro": true}}),
+            json!({"subnet-0aa11111111111111": 27, "subnet-0bb22222222222222": 27}),
+        ),
     // As applied: nothing to do.
     self_managed_group_no_changes: self_managed_case(20),
     // New max pods means new instances: a new group first (`+/-`), named
