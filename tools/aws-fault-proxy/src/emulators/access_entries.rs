@@ -38,8 +38,8 @@ impl Store {
         region: &str,
         cluster: &str,
         req: &Map<String, Value>,
-    ) -> Result<Value, Reply> {
-        let invalid = |m: &str| faults::eks_error(400, "InvalidParameterException", m);
+    ) -> Result<Value, Box<Reply>> {
+        let invalid = |m: &str| Box::new(faults::eks_error(400, "InvalidParameterException", m));
         let principal = req
             .get("principalArn")
             .and_then(Value::as_str)
@@ -68,12 +68,12 @@ impl Store {
             principal.to_string(),
         );
         if self.entries.contains_key(&key) {
-            return Err(faults::eks_error_with(
+            return Err(Box::new(faults::eks_error_with(
                 409,
                 "ResourceInUseException",
                 "The specified access entry resource is already in use on this cluster.",
                 &[("clusterName", Some(cluster))],
-            ));
+            )));
         }
         let (username, groups) = if NODE_TYPES.contains(&kind) {
             (
@@ -165,7 +165,7 @@ impl AccessEntries {
                 };
                 match store.create(&info.region, cluster, &req) {
                     Ok(entry) => Reply::json(200, &json!({ "accessEntry": entry })),
-                    Err(e) => e,
+                    Err(e) => *e,
                 }
             }
             "DescribeAccessEntry" => {
