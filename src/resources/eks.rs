@@ -209,6 +209,23 @@ pub struct Scaling {
     pub desired_size: i64,
 }
 
+impl Scaling {
+    /// The bounds EKS and Auto Scaling both require, at the resource's `scaling`.
+    pub fn check(&self, rules: &mut dyn super::FieldRules) {
+        let s = self;
+        if s.max_size < 1
+            || s.min_size < 0
+            || s.min_size > s.desired_size
+            || s.desired_size > s.max_size
+        {
+            rules.error("scaling", format!(
+                "scaling needs 0 ≤ min_size ≤ desired_size ≤ max_size and max_size ≥ 1 (got min {}, desired {}, max {})",
+                s.min_size, s.desired_size, s.max_size
+            ));
+        }
+    }
+}
+
 impl Default for Scaling {
     // EKS's own defaults for create-nodegroup without --scaling-config.
     fn default() -> Self {

@@ -89,13 +89,7 @@ const DATA: &[&str] = &["user_data", "max_pods", "ami_family", "disk_size"];
 /// Create-before-destroy naming, as for nodegroups: the new template takes the spec's name,
 /// or that name + `-cbd` while the old one holds it.
 fn replacement(attrs: &Value, old_cloud_id: &str) -> Option<(Value, String)> {
-    let base = super::str_attr(attrs, "name")?;
-    let name = super::replacement_name(base, old_cloud_id, MAX_NAME);
-    let mut create = attrs.clone();
-    let m = create.as_object_mut()?;
-    m.insert("name".into(), json!(name));
-    m.insert("spec_name".into(), json!(base));
-    Some((create, name))
+    super::replacement_named(attrs, old_cloud_id, MAX_NAME)
 }
 
 fn family_attr(attrs: &Value) -> Result<AmiFamily, ResourceError> {
@@ -249,22 +243,8 @@ impl ResourceKind for LaunchTemplateKind {
     }
 
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-        let reads =
-            items.iter().map(|i| async move {
-                if let Some(id) = &i.cloud_id {
-                    return read(ctx, id).await;
-                }
-                match super::str_attr(&i.attrs, "name") {
-                    Some(n) if !crate::base::value::is_unknown(&json!(n)) => {
-                        super::read_name_or_replacement(n, MAX_NAME, |n| async move {
-                            read(ctx, &n).await
-                        })
-                        .await
-                    }
-                    _ => Ok(None),
-                }
-            });
-        futures::future::try_join_all(reads).await
+        super::read_each_by_id_or_name(items, MAX_NAME, |n| async move { read(ctx, &n).await })
+            .await
     }
 
     async fn create(

@@ -248,6 +248,47 @@ pub fn replacement_name(base: &str, old: &str, max_len: usize) -> String {
     format!("{}{REPLACEMENT_SUFFIX}", &base[..keep])
 }
 
+/// A refresh of a kind whose cloud id is its `name` and whose replacements alternate names:
+/// each item read by its cloud id, or else by `read_name_or_replacement`.
+pub async fn read_each_by_id_or_name<F, Fut>(
+    items: &[Lookup],
+    max_len: usize,
+    read: F,
+) -> Result<Vec<Option<Observed>>, ResourceError>
+where
+    F: Fn(String) -> Fut + Copy,
+    Fut: std::future::Future<Output = Result<Option<Observed>, ResourceError>>,
+{
+    let reads = items.iter().map(|i| async move {
+        if let Some(id) = &i.cloud_id {
+            return read(id.clone()).await;
+        }
+        match str_attr(&i.attrs, "name") {
+            Some(n) if !crate::base::value::is_unknown(&serde_json::json!(n)) => {
+                read_name_or_replacement(n, max_len, read).await
+            }
+            _ => Ok(None),
+        }
+    });
+    futures::future::try_join_all(reads).await
+}
+
+/// `KindFacts::replacement` for a kind whose cloud id is its `name`: the new object named by
+/// `replacement_name`, the spec's name kept as `spec_name` (for its `eksnet:name` tag).
+pub fn replacement_named(
+    attrs: &Value,
+    old_cloud_id: &str,
+    max_len: usize,
+) -> Option<(Value, String)> {
+    let base = str_attr(attrs, "name")?;
+    let name = replacement_name(base, old_cloud_id, max_len);
+    let mut create = attrs.clone();
+    let m = create.as_object_mut()?;
+    m.insert("name".into(), serde_json::json!(name));
+    m.insert("spec_name".into(), serde_json::json!(base));
+    Some((create, name))
+}
+
 /// A lookup by natural key (the state has no cloud id: a lost row, `state rm`) of a kind
 /// whose replacements alternate names: after a replacement the live object is `NAME-cbd`,
 /// with the spec's name in its `eksnet:name` tag, so reading only `NAME` would miss it and

@@ -519,17 +519,7 @@ impl ResourceKind for NodegroupKind {
 
     /// Its scaling bounds, subnets and instance types.
     fn check_shape(n: &Self::Config, rules: &mut dyn FieldRules) {
-        let s = &n.scaling;
-        if s.max_size < 1
-            || s.min_size < 0
-            || s.min_size > s.desired_size
-            || s.desired_size > s.max_size
-        {
-            rules.error("scaling", format!(
-                "scaling needs 0 ≤ min_size ≤ desired_size ≤ max_size and max_size ≥ 1 (got min {}, desired {}, max {})",
-                s.min_size, s.desired_size, s.max_size
-            ));
-        }
+        n.scaling.check(rules);
         if n.subnet_ids.is_empty() {
             rules.error("subnet_ids", "a nodegroup needs at least one subnet".into());
         }

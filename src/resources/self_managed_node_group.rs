@@ -131,13 +131,7 @@ const FACTS: KindFacts = KindFacts {
 
 /// Create-before-destroy naming, as for nodegroups.
 fn replacement(attrs: &Value, old_cloud_id: &str) -> Option<(Value, String)> {
-    let base = super::str_attr(attrs, "name")?;
-    let name = super::replacement_name(base, old_cloud_id, MAX_NAME);
-    let mut create = attrs.clone();
-    let m = create.as_object_mut()?;
-    m.insert("name".into(), json!(name));
-    m.insert("spec_name".into(), json!(base));
-    Some((create, name))
+    super::replacement_named(attrs, old_cloud_id, MAX_NAME)
 }
 
 /// The role name of a role ARN (`arn:aws:iam::1:role/path/NAME` → `NAME`).
@@ -533,17 +527,7 @@ impl ResourceKind for SelfManagedNodeGroupKind {
     type Config = SelfManagedNodeGroupConfig;
 
     fn check_shape(n: &Self::Config, rules: &mut dyn FieldRules) {
-        let s = &n.scaling;
-        if s.max_size < 1
-            || s.min_size < 0
-            || s.min_size > s.desired_size
-            || s.desired_size > s.max_size
-        {
-            rules.error("scaling", format!(
-                "scaling needs 0 ≤ min_size ≤ desired_size ≤ max_size and max_size ≥ 1 (got min {}, desired {}, max {})",
-                s.min_size, s.desired_size, s.max_size
-            ));
-        }
+        n.scaling.check(rules);
         if n.subnet_ids.is_empty() {
             rules.error(
                 "subnet_ids",
@@ -599,22 +583,8 @@ impl ResourceKind for SelfManagedNodeGroupKind {
     }
 
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-        let reads =
-            items.iter().map(|i| async move {
-                if let Some(id) = &i.cloud_id {
-                    return read(ctx, id).await;
-                }
-                match super::str_attr(&i.attrs, "name") {
-                    Some(n) if !crate::base::value::is_unknown(&json!(n)) => {
-                        super::read_name_or_replacement(n, MAX_NAME, |n| async move {
-                            read(ctx, &n).await
-                        })
-                        .await
-                    }
-                    _ => Ok(None),
-                }
-            });
-        futures::future::try_join_all(reads).await
+        super::read_each_by_id_or_name(items, MAX_NAME, |n| async move { read(ctx, &n).await })
+            .await
     }
 
     /// The instance profile, the access entry, the template, then the group, each found
