@@ -339,27 +339,19 @@ async fn ensure_access_entry(
     cluster: &str,
     role_arn: &str,
 ) -> Result<(), ResourceError> {
-    match ctx
-        .aws
-        .eks
-        .create_access_entry()
-        .cluster_name(cluster)
-        .principal_arn(role_arn)
-        .r#type(ACCESS_ENTRY_TYPE)
-        .send()
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let err = aws_error("CreateAccessEntry", e);
-            // EKS: "The specified access entry resource is already in use on this cluster."
-            if err.code() == Some("ResourceInUseException") {
-                Ok(())
-            } else {
-                Err(err)
-            }
-        }
-    }
+    done_unless(
+        ctx.aws
+            .eks
+            .create_access_entry()
+            .cluster_name(cluster)
+            .principal_arn(role_arn)
+            .r#type(ACCESS_ENTRY_TYPE)
+            .send()
+            .await
+            .map_err(|e| aws_error("CreateAccessEntry", e)),
+        // EKS: "The specified access entry resource is already in use on this cluster."
+        &["ResourceInUseException"],
+    )
 }
 
 fn template_data(
@@ -389,30 +381,31 @@ async fn ensure_template(
     data: RequestLaunchTemplateData,
     tags: &BTreeMap<String, String>,
 ) -> Result<(), ResourceError> {
-    match ctx
-        .aws
-        .ec2
-        .create_launch_template()
-        .launch_template_name(name)
-        .launch_template_data(data)
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::LaunchTemplate)
-                .set_tags(Some(super::ec2_tags(tags.clone())))
-                .build(),
-        )
-        .send()
-        .await
-    {
+    done_unless(
+        ctx.aws
+            .ec2
+            .create_launch_template()
+            .launch_template_name(name)
+            .launch_template_data(data)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::LaunchTemplate)
+                    .set_tags(Some(super::ec2_tags(tags.clone())))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| aws_error("CreateLaunchTemplate", e)),
+        &["InvalidLaunchTemplateName.AlreadyExistsException"],
+    )
+}
+
+/// `Ok` also when AWS answers one of `codes`: made already by an earlier attempt, or gone.
+fn done_unless<T>(result: Result<T, ResourceError>, codes: &[&str]) -> Result<(), ResourceError> {
+    match result {
         Ok(_) => Ok(()),
-        Err(e) => {
-            let err = aws_error("CreateLaunchTemplate", e);
-            if err.code() == Some("InvalidLaunchTemplateName.AlreadyExistsException") {
-                Ok(())
-            } else {
-                Err(err)
-            }
-        }
+        Err(e) if e.code().is_some_and(|c| codes.contains(&c)) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -501,25 +494,17 @@ async fn release_access_entry(
     if shared {
         return Ok(());
     }
-    match ctx
-        .aws
-        .eks
-        .delete_access_entry()
-        .cluster_name(cluster)
-        .principal_arn(role_arn)
-        .send()
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let err = aws_error("DeleteAccessEntry", e);
-            if err.code() == Some("ResourceNotFoundException") {
-                Ok(())
-            } else {
-                Err(err)
-            }
-        }
-    }
+    done_unless(
+        ctx.aws
+            .eks
+            .delete_access_entry()
+            .cluster_name(cluster)
+            .principal_arn(role_arn)
+            .send()
+            .await
+            .map_err(|e| aws_error("DeleteAccessEntry", e)),
+        &["ResourceNotFoundException"],
+    )
 }
 
 impl ResourceKind for SelfManagedNodeGroupKind {
@@ -765,49 +750,37 @@ impl ResourceKind for SelfManagedNodeGroupKind {
             .await?;
         }
         let template = template_name(cluster, cloud_id);
-        if let Err(e) = ctx
-            .aws
-            .ec2
-            .delete_launch_template()
-            .launch_template_name(&template)
-            .send()
-            .await
-        {
-            let err = aws_error("DeleteLaunchTemplate", e);
-            if !matches!(
-                err.code(),
-                Some(
-                    "InvalidLaunchTemplateName.NotFoundException"
-                        | "InvalidLaunchTemplateId.NotFound"
-                )
-            ) {
-                return Err(err);
-            }
-        }
+        done_unless(
+            ctx.aws
+                .ec2
+                .delete_launch_template()
+                .launch_template_name(&template)
+                .send()
+                .await
+                .map_err(|e| aws_error("DeleteLaunchTemplate", e)),
+            &[
+                "InvalidLaunchTemplateName.NotFoundException",
+                "InvalidLaunchTemplateId.NotFound",
+            ],
+        )?;
         let iam = &ctx.aws.iam;
-        if let Err(e) = iam
-            .remove_role_from_instance_profile()
-            .instance_profile_name(cloud_id)
-            .role_name(role_name(role_arn)?)
-            .send()
-            .await
-        {
-            let err = aws_error("RemoveRoleFromInstanceProfile", e);
-            if err.code() != Some("NoSuchEntity") {
-                return Err(err);
-            }
-        }
-        if let Err(e) = iam
-            .delete_instance_profile()
-            .instance_profile_name(cloud_id)
-            .send()
-            .await
-        {
-            let err = aws_error("DeleteInstanceProfile", e);
-            if err.code() != Some("NoSuchEntity") {
-                return Err(err);
-            }
-        }
+        done_unless(
+            iam.remove_role_from_instance_profile()
+                .instance_profile_name(cloud_id)
+                .role_name(role_name(role_arn)?)
+                .send()
+                .await
+                .map_err(|e| aws_error("RemoveRoleFromInstanceProfile", e)),
+            &["NoSuchEntity"],
+        )?;
+        done_unless(
+            iam.delete_instance_profile()
+                .instance_profile_name(cloud_id)
+                .send()
+                .await
+                .map_err(|e| aws_error("DeleteInstanceProfile", e)),
+            &["NoSuchEntity"],
+        )?;
         release_access_entry(ctx, cluster, role_arn, cloud_id).await
     }
 }
