@@ -345,6 +345,67 @@ async fn addon_example_nodes_join_with_the_addons_settings() {
     );
 }
 
+/// Self-managed nodes (`examples/self-managed-nodes.toml`): the Auto Scaling group is made
+/// after the ENIConfigs and the access entry; its nodes join with the max pods their ENIs
+/// hold under custom networking; destroy leaves no group, template or instance profile.
+#[tokio::test]
+async fn self_managed_nodes_join_after_the_eniconfigs() {
+    const SELF_MANAGED_SPEC: &str = "examples/self-managed-nodes.toml";
+    let w = world();
+    let (status, body) = w.kube(
+        "DELETE",
+        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    run_ok(
+        w.eksnet()
+            .args(["apply", SELF_MANAGED_SPEC, "--auto-approve"]),
+        0,
+    );
+    let nodes = settled(&w, 2);
+    for n in &nodes {
+        // m5.large under custom networking: 2 pod ENIs × 9 addresses + 2 host-network pods.
+        assert_eq!(n["status"]["capacity"]["pods"], "20", "{n}");
+    }
+    let proxy = addr(&w.sandbox.proxy_url).to_string();
+    let stats = proxy_stats(&proxy);
+    let start = |op: &str| {
+        stats
+            .iter()
+            .find(|r| r["op"] == op)
+            .and_then(|r| r["start_unix_nanos"].as_u64())
+            .unwrap_or_else(|| panic!("no {op} request"))
+    };
+    let group = start("CreateAutoScalingGroup");
+    assert!(start("CreateAccessEntry") < group);
+    let (_, log) = w.kube("GET", "/__fake/requests", "");
+    let eniconfigs: Vec<u64> = log
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            r["method"] != "GET" && r["path"].as_str().is_some_and(|p| p.contains("eniconfigs"))
+        })
+        .filter_map(|r| r["unix_nanos"].as_u64())
+        .collect();
+    assert!(!eniconfigs.is_empty(), "the ENIConfigs were written");
+    assert!(
+        eniconfigs.iter().all(|t| *t < group),
+        "ENIConfigs before the group"
+    );
+    let checked = pods_sit_on_cni_enis(&w, &["192.168.1.0/24"]).await;
+    assert_eq!(checked, 2, "the two CoreDNS replicas");
+    verified_then_destroyed(&w, SELF_MANAGED_SPEC, 2).await;
+    let aws = sdk(&w.sandbox.endpoint).await;
+    let groups = aws.autoscaling.describe_auto_scaling_groups().send().await;
+    assert_eq!(groups.map(|g| g.auto_scaling_groups().len()).ok(), Some(0));
+    let profiles = aws.iam.list_instance_profiles().send().await;
+    assert_eq!(profiles.map(|p| p.instance_profiles().len()).ok(), Some(0));
+    let templates = aws.ec2.describe_launch_templates().send().await;
+    assert_eq!(templates.map(|t| t.launch_templates().len()).ok(), Some(0));
+}
+
 /// Removes whole `[KIND.NAME]` blocks from a spec (up to the next block).
 fn without_blocks(spec: &str, blocks: &[&str]) -> String {
     let mut out = String::new();
