@@ -258,21 +258,9 @@ fn settled(w: &World, n: usize) -> Vec<Value> {
 }
 
 async fn instances_running(w: &World) -> usize {
-    let aws = sdk(&w.sandbox.endpoint).await;
-    aws.ec2
-        .describe_instances()
-        .send()
+    running_instance_ids(&sdk(&w.sandbox.endpoint).await)
         .await
-        .expect("DescribeInstances")
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .filter(|i| {
-            i.state()
-                .and_then(|s| s.name())
-                .is_some_and(|s| s.as_str() == "running")
-        })
-        .count()
+        .len()
 }
 
 /// The tutorial, applied: two nodes join and are Ready, CoreDNS runs on IPs of the CNI's ENIs
@@ -343,6 +331,187 @@ async fn addon_example_nodes_join_with_the_addons_settings() {
         w.eksnet().args(["destroy", ADDON_SPEC, "--auto-approve"]),
         0,
     );
+}
+
+/// Self-managed nodes (`examples/self-managed-nodes.toml`): the Auto Scaling group is made
+/// after the ENIConfigs and the access entry; its nodes join with the max pods their ENIs
+/// hold under custom networking; destroy leaves no group, template or instance profile.
+#[tokio::test]
+async fn self_managed_nodes_join_after_the_eniconfigs() {
+    const SELF_MANAGED_SPEC: &str = "examples/self-managed-nodes.toml";
+    let w = world();
+    let (status, body) = w.kube(
+        "DELETE",
+        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    run_ok(
+        w.eksnet()
+            .args(["apply", SELF_MANAGED_SPEC, "--auto-approve"]),
+        0,
+    );
+    let nodes = settled(&w, 2);
+    for n in &nodes {
+        // m5.large under custom networking: 2 pod ENIs × 9 addresses + 2 host-network pods.
+        assert_eq!(n["status"]["capacity"]["pods"], "20", "{n}");
+    }
+    let proxy = addr(&w.sandbox.proxy_url).to_string();
+    let stats = proxy_stats(&proxy);
+    let start = |op: &str| {
+        stats
+            .iter()
+            .find(|r| r["op"] == op)
+            .and_then(|r| r["start_unix_nanos"].as_u64())
+            .unwrap_or_else(|| panic!("no {op} request"))
+    };
+    let group = start("CreateAutoScalingGroup");
+    assert!(start("CreateAccessEntry") < group);
+    let (_, log) = w.kube("GET", "/__fake/requests", "");
+    let eniconfigs: Vec<u64> = log
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            r["method"] != "GET" && r["path"].as_str().is_some_and(|p| p.contains("eniconfigs"))
+        })
+        .filter_map(|r| r["unix_nanos"].as_u64())
+        .collect();
+    assert!(!eniconfigs.is_empty(), "the ENIConfigs were written");
+    assert!(
+        eniconfigs.iter().all(|t| *t < group),
+        "ENIConfigs before the group"
+    );
+    let checked = pods_sit_on_cni_enis(&w, &["192.168.1.0/24"]).await;
+    assert_eq!(checked, 2, "the two CoreDNS replicas");
+    let aws = sdk(&w.sandbox.endpoint).await;
+    // The 20 is the user data's (the AMI's own default for m5.large would be 3 × 9 + 2 = 29).
+    assert_eq!(user_data_max_pods(&aws).await, [20, 20]);
+
+    // max_pods 20 → 17 replaces the group create-before-destroy: the new nodes take the new
+    // user data, and the old group and its launch template go.
+    let spec = w.spec_text(SELF_MANAGED_SPEC);
+    assert!(spec.contains("max_pods = 20\n"));
+    w.write_spec(
+        SELF_MANAGED_SPEC,
+        &spec.replace("max_pods = 20\n", "max_pods = 17\n"),
+    );
+    run_ok(
+        w.eksnet()
+            .args(["apply", SELF_MANAGED_SPEC, "--auto-approve"]),
+        0,
+    );
+    // The apply returns once the new group's instances are InService (EC2's view) and the old
+    // group is deleted; the old instances' Nodes leave Kubernetes only when the node lifecycle
+    // controller notices, and the group may still replace an instance that failed to start, so
+    // "2 Ready nodes" alone can be the old ones. Wait for the Nodes of the running instances.
+    let start = Instant::now();
+    let nodes = loop {
+        let running = running_instance_ids(&aws).await;
+        let nodes: Vec<Value> = w.list("/api/v1/nodes");
+        let ids: BTreeSet<String> = nodes
+            .iter()
+            .filter(|n| ready(n))
+            .filter_map(|n| n["spec"]["providerID"].as_str())
+            .filter_map(|p| p.rsplit('/').next().map(str::to_string))
+            .collect();
+        if running.len() == 2 && nodes.len() == 2 && ids == running {
+            break nodes;
+        }
+        assert!(
+            start.elapsed() < SETTLE,
+            "Ready nodes of {ids:?}, {} nodes, running {running:?}",
+            nodes.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(user_data_max_pods(&aws).await, [17, 17]);
+    for n in &nodes {
+        assert_eq!(n["status"]["capacity"]["pods"], "17", "{n}");
+    }
+    let groups: Vec<String> = aws
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .send()
+        .await
+        .expect("DescribeAutoScalingGroups")
+        .auto_scaling_groups()
+        .iter()
+        .filter_map(|g| g.auto_scaling_group_name().map(str::to_string))
+        .collect();
+    assert_eq!(groups, ["my-self-managed-nodes-cbd"]);
+    let templates: Vec<String> = aws
+        .ec2
+        .describe_launch_templates()
+        .send()
+        .await
+        .expect("DescribeLaunchTemplates")
+        .launch_templates()
+        .iter()
+        .filter_map(|t| t.launch_template_name().map(str::to_string))
+        .collect();
+    assert_eq!(templates.len(), 1, "{templates:?}");
+    assert!(
+        templates[0].ends_with("-my-self-managed-nodes-cbd"),
+        "{templates:?}"
+    );
+
+    verified_then_destroyed(&w, SELF_MANAGED_SPEC, 2).await;
+    let groups = aws.autoscaling.describe_auto_scaling_groups().send().await;
+    assert_eq!(groups.map(|g| g.auto_scaling_groups().len()).ok(), Some(0));
+    let profiles = aws.iam.list_instance_profiles().send().await;
+    assert_eq!(profiles.map(|p| p.instance_profiles().len()).ok(), Some(0));
+    let templates = aws.ec2.describe_launch_templates().send().await;
+    assert_eq!(templates.map(|t| t.launch_templates().len()).ok(), Some(0));
+}
+
+/// The ids of the running instances.
+async fn running_instance_ids(aws: &eksnet::cloud::aws::AwsClients) -> BTreeSet<String> {
+    aws.ec2
+        .describe_instances()
+        .send()
+        .await
+        .expect("DescribeInstances")
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| {
+            i.state()
+                .and_then(|s| s.name())
+                .is_some_and(|s| s.as_str() == "running")
+        })
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect()
+}
+
+/// The `maxPods` of each running instance's user data (DescribeInstanceAttribute), sorted;
+/// a NodeConfig line `maxPods: N` (user data made by `nodeadm` conventions).
+async fn user_data_max_pods(aws: &eksnet::cloud::aws::AwsClients) -> Vec<u32> {
+    use base64::Engine;
+    let mut found = Vec::new();
+    for id in running_instance_ids(aws).await {
+        let attr = aws
+            .ec2
+            .describe_instance_attribute()
+            .instance_id(&id)
+            .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+            .send()
+            .await
+            .expect("DescribeInstanceAttribute");
+        let encoded = attr.user_data().and_then(|u| u.value()).unwrap_or_default();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        let n = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("maxPods:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no maxPods in {id}'s user data: {text}"));
+        found.push(n);
+    }
+    found.sort_unstable();
+    found
 }
 
 /// Removes whole `[KIND.NAME]` blocks from a spec (up to the next block).

@@ -363,6 +363,63 @@ fn tutorial_with_template(n: u32, version: &str) -> Case {
         )
 }
 
+/// The tutorial's nodes as a self-managed group instead of its managed nodegroup.
+const SELF_MANAGED: &str = "
+[self_managed_node_group.main]
+cluster_name = \"${cluster.main.name}\"
+name = \"my-self-managed-nodes\"
+node_role_arn = \"${iam_role.node.arn}\"
+subnet_ids = [\"${vpc.main.subnets.PrivateSubnet01.id}\", \"${vpc.main.subnets.PrivateSubnet02.id}\"]
+instance_type = \"m5.large\"
+ami_type = \"AL2023_x86_64_STANDARD\"
+ami_id = \"ami-0123456789abcdef0\"
+max_pods = 20
+scaling = { min_size = 1, max_size = 3, desired_size = 2 }
+";
+
+/// The self-managed group as applied with `SELF_MANAGED` (`max_pods` = `n`).
+fn self_managed_applied(n: u32) -> Value {
+    json!({
+        "cluster_name": "my-custom-networking-cluster",
+        "name": "my-self-managed-nodes",
+        "node_role_arn": "arn:aws:iam::111122223333:role/myCustomNetworkingAmazonEKSNodeRole",
+        "subnet_ids": ["subnet-0e1000000000000p1", "subnet-0e2000000000000p2"],
+        "instance_type": "m5.large",
+        "ami_id": "ami-0123456789abcdef0",
+        "ami_family": "al2023",
+        "max_pods": n,
+        "scaling": {"min_size": 1, "max_size": 3, "desired_size": 2},
+        "tags": {}
+    })
+}
+
+/// The tutorial applied with its nodes from `SELF_MANAGED` at `max_pods = n`.
+fn self_managed_case(n: u32) -> Case {
+    let outputs = json!({
+        "name": "my-self-managed-nodes",
+        "launch_template_name": "eksnet-my-custom-networking-cluster-my-self-managed-nodes",
+        "instance_profile_name": "my-self-managed-nodes",
+    });
+    Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_append(SELF_MANAGED)
+        .state_row(
+            "self_managed_node_group.main",
+            json!({
+                "status": "present", "cloud_id": "my-self-managed-nodes",
+                "attrs": self_managed_applied(n), "outputs": outputs,
+                "dependencies": ["vpc.main", "iam_role.node", "cluster.main"],
+            }),
+        )
+        .observed_entry(
+            "self_managed_node_group.main",
+            json!({
+                "cloud_id": "my-self-managed-nodes", "attrs": self_managed_applied(n),
+                "outputs": outputs, "managed_by": "0f5e3c1a-2b4d-4e6f-8a9b-0c1d2e3f4a5b",
+            }),
+        )
+}
+
 /// The comment of the cases where the whole tutorial is applied.
 const ALL_APPLIED: &str = "\
 # Golden case: the whole tutorial applied, Kubernetes side included; aws-node env and both
@@ -1057,6 +1114,42 @@ name = "us-west-2a"
             old_nodegroup("my-nodegroup-cbd"),
         )
         .destroy(),
+    // A self-managed group beside the tutorial's: one create, ordered like the nodegroup
+    // (after the CNI settings and the ENIConfigs), sized at max_size with its max pods.
+    self_managed_group_created: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_append(SELF_MANAGED)
+        .absent(&["self_managed_node_group.main"]),
+    // Sized beside the managed nodegroup: m5.large under custom networking (2 pod ENIs of
+    // 9 slots: 20 max pods), counted at max_size 3.
+    self_managed_group_sized: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_append(SELF_MANAGED)
+        .absent(&["self_managed_node_group.main"])
+        .sizing(
+            json!({"t3.medium": {"max_enis": 3, "ipv4_per_eni": 6, "vcpus": 2, "nitro": true},
+                "m5.large": {"max_enis": 3, "ipv4_per_eni": 10, "vcpus": 2, "nitro": true}}),
+            json!({"subnet-0aa11111111111111": 27, "subnet-0bb22222222222222": 27}),
+        ),
+    // One pod more than the two pod ENIs of m5.large hold under custom networking: refused.
+    self_managed_group_max_pods_over_custom_networking: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_append(&SELF_MANAGED.replace("max_pods = 20", "max_pods = 21"))
+        .absent(&["self_managed_node_group.main"])
+        .sizing(
+            json!({"t3.medium": {"max_enis": 3, "ipv4_per_eni": 6, "vcpus": 2, "nitro": true},
+                "m5.large": {"max_enis": 3, "ipv4_per_eni": 10, "vcpus": 2, "nitro": true}}),
+            json!({"subnet-0aa11111111111111": 27, "subnet-0bb22222222222222": 27}),
+        ),
+    // As applied: nothing to do.
+    self_managed_group_no_changes: self_managed_case(20),
+    // New max pods means new instances: a new group first (`+/-`), named
+    // `my-self-managed-nodes-cbd` while the old one holds the name.
+    self_managed_group_replaced_create_before_destroy: self_managed_case(17),
+    // Max pods past what the ENIs of m5.large can ever hold: refused before any call.
+    self_managed_group_max_pods_over_the_enis: Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_append(&SELF_MANAGED.replace("max_pods = 20", "max_pods = 900")),
     no_changes: Case::demo(),
     policy_format_differences_no_change: Case::demo()
         .spec_edit("assume_role_service = \"eks.amazonaws.com\"\n", TWO_SERVICE_POLICY)

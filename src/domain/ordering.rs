@@ -13,6 +13,7 @@
 
 use crate::base::addr::{Kind, ResourceAddr};
 use crate::domain::{cni, identity};
+use crate::resources::NODE_SOURCES;
 use ipnet::Ipv4Net;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -65,7 +66,7 @@ fn node_roles_without_cni_policy<'a>(
     );
     let mut out: Vec<&ResourceAddr> = Vec::new();
     for (_, ng) in resources.iter().filter(|(a, v)| {
-        a.kind == Kind::Nodegroup && resolved_name(attr(v, "cluster_name")) == ours
+        NODE_SOURCES.contains(&a.kind) && resolved_name(attr(v, "cluster_name")) == ours
     }) {
         let Some(r) = named(attr(ng, "node_role_arn")) else {
             continue;
@@ -131,7 +132,7 @@ pub fn edges(
                     push(r, addr, "cluster role");
                 }
             }
-            Kind::Nodegroup => {
+            k if NODE_SOURCES.contains(&k) => {
                 // Nodes pick up pod subnets only if those exist when the nodes register;
                 // on destroy, pods' ENIs go with the nodes before their subnets can go.
                 for (pod, _) in of_kind(Kind::Subnet) {
@@ -248,7 +249,7 @@ pub fn edges(
                 }
                 if ADDONS_NEEDING_NODES.contains(&attr(v, "name")) {
                     let ours = resolved_name(attr(v, "cluster_name"));
-                    for n in on_cluster(Kind::Nodegroup, &ours) {
+                    for n in NODE_SOURCES.iter().flat_map(|k| on_cluster(*k, &ours)) {
                         push(n, addr, "its pods need nodes");
                     }
                 }
@@ -353,5 +354,49 @@ mod tests {
             !has(&no_own_role, "addon.agent", "addon.vpc_cni"),
             "{no_own_role:?}"
         );
+    }
+
+    #[test]
+    fn a_self_managed_group_is_ordered_as_a_nodegroup_is() {
+        let mut r = resources(&[WORKER, CNI], false);
+        // The managed nodegroup swapped for a self-managed group, with what nodes wait for.
+        r.retain(|(a, _)| a.kind != Kind::Nodegroup);
+        r.extend([
+            (
+                addr("self_managed_node_group.main"),
+                // The cluster named literally: the reference would order it anyway.
+                json!({"cluster_name": "demo", "name": "ng", "node_role_arn": "arn:aws:iam::1:role/node"}),
+            ),
+            (
+                addr("eni_config.a"),
+                json!({"cluster_name": "${cluster.main.name}", "subnet_id": "${subnet.pod_a.id}"}),
+            ),
+            (
+                addr("aws_node.main"),
+                json!({"cluster_name": "demo"}),
+            ),
+            (addr("subnet.pod_a"), json!({"cidr_block": "100.64.0.0/19"})),
+            (
+                addr("addon.coredns"),
+                json!({"cluster_name": "${cluster.main.name}", "name": "coredns"}),
+            ),
+        ]);
+        let e = edges_of(&r);
+        let why = |a: &str, b: &str| {
+            e.iter()
+                .find(|(x, y, _)| x == a && y == b)
+                .map(|(_, _, w)| *w)
+        };
+        let group = "self_managed_node_group.main";
+        assert_eq!(why("eni_config.a", group), Some("ENIConfigs before nodes"));
+        assert_eq!(
+            why("aws_node.main", group),
+            Some("CNI settings before nodes")
+        );
+        assert_eq!(why("addon.vpc_cni", group), Some("CNI add-on before nodes"));
+        assert_eq!(why("subnet.pod_a", group), Some("pod subnets before nodes"));
+        assert_eq!(why("iam_role.node", group), Some("node role"));
+        assert_eq!(why("cluster.main", group), Some("nodegroup's cluster"));
+        assert_eq!(why(group, "addon.coredns"), Some("its pods need nodes"));
     }
 }

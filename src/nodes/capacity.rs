@@ -4,17 +4,18 @@
 
 use crate::base::addr::Kind;
 use crate::nodes::sizing::{InstanceNetwork, SizingReads};
+use crate::resources::NODE_SOURCES;
 use crate::resources::{self, Ctx};
 use crate::spec::Spec;
 use crate::state::StateSnapshot;
 use std::collections::BTreeSet;
 
-/// The instance types written in the spec's nodegroups.
+/// The instance types written in the spec's node sources (managed and self-managed).
 fn spec_instance_types(spec: &Spec) -> BTreeSet<String> {
     spec.resources
         .values()
-        .filter(|r| r.addr.kind == Kind::Nodegroup)
-        .flat_map(|r| resources::str_list(&r.attrs, "instance_types"))
+        .filter(|r| NODE_SOURCES.contains(&r.addr.kind))
+        .flat_map(|r| resources::node_instance_types(&r.attrs))
         .filter(|t| !t.contains("${"))
         .collect()
 }

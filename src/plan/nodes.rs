@@ -12,6 +12,7 @@ use crate::nodes::sizing::{
 };
 use crate::plan::{Plan, PlannedChange};
 use crate::resources;
+use crate::resources::NODE_SOURCES;
 use crate::spec::Spec;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -131,7 +132,7 @@ pub fn assess(spec: &Spec, plan: &Plan, reads: &SizingReads) -> (Sizing, Vec<Fin
     let nodegroups: Vec<&PlannedChange> = plan
         .changes
         .iter()
-        .filter(|c| c.addr.kind == Kind::Nodegroup)
+        .filter(|c| NODE_SOURCES.contains(&c.addr.kind))
         .filter(live)
         .collect();
     let mut clusters: BTreeSet<String> = nodegroups
@@ -209,7 +210,7 @@ pub fn assess(spec: &Spec, plan: &Plan, reads: &SizingReads) -> (Sizing, Vec<Fin
                 == Some(cluster.as_str())
         }) {
             let after = ng.after.as_ref().unwrap_or(&Value::Null);
-            let type_names = resources::str_list(after, "instance_types");
+            let type_names = resources::node_instance_types(after);
             let types: Vec<InstanceNetwork> = type_names
                 .iter()
                 .filter_map(|t| reads.types.get(t).cloned())
@@ -220,10 +221,17 @@ pub fn assess(spec: &Spec, plan: &Plan, reads: &SizingReads) -> (Sizing, Vec<Fin
             }
             let explicit = match spec.get(&ng.addr).map(|r| &r.config) {
                 Some(resources::ResourceConfig::Nodegroup(c)) => c.max_pods,
+                Some(resources::ResourceConfig::SelfManagedNodeGroup(c)) => Some(c.max_pods),
                 _ => None,
             };
             let pods = sizing::nodegroup_pods(&types, &mode, explicit);
             let key = ng.addr.to_string();
+            // Where the types are written: a self-managed group has one.
+            let types_key = if ng.addr.kind == Kind::Nodegroup {
+                "instance_types"
+            } else {
+                "instance_type"
+            };
             if let Some(e) = &pods.explicit_error {
                 findings.push(Finding {
                     key: format!("{key}.max_pods"),
@@ -233,21 +241,21 @@ pub fn assess(spec: &Spec, plan: &Plan, reads: &SizingReads) -> (Sizing, Vec<Fin
             }
             if let Some(w) = &pods.trunk_warning {
                 findings.push(Finding {
-                    key: format!("{key}.instance_types"),
+                    key: format!("{key}.{types_key}"),
                     message: w.clone(),
                     error: false,
                 });
             }
             if let Some(w) = &pods.mixed_warning {
                 findings.push(Finding {
-                    key: format!("{key}.instance_types"),
+                    key: format!("{key}.{types_key}"),
                     message: w.clone(),
                     error: false,
                 });
             }
             for note in pods.per_type.iter().filter_map(|m| m.note.clone()) {
                 findings.push(Finding {
-                    key: format!("{key}.instance_types"),
+                    key: format!("{key}.{types_key}"),
                     message: note,
                     error: false,
                 });

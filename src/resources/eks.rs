@@ -195,6 +195,139 @@ impl AmiFamily {
     }
 }
 
+use schemars::JsonSchema;
+
+/// A node group's node counts (managed or self-managed): all three when the table is given.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scaling {
+    /// The fewest nodes, 0 or more.
+    pub min_size: i64,
+    /// The most nodes, 1 or more.
+    pub max_size: i64,
+    /// The nodes to run, from `min_size` to `max_size`.
+    pub desired_size: i64,
+}
+
+impl Scaling {
+    /// The bounds EKS and Auto Scaling both require, at the resource's `scaling`.
+    pub fn check(&self, rules: &mut dyn super::FieldRules) {
+        let s = self;
+        if s.max_size < 1
+            || s.min_size < 0
+            || s.min_size > s.desired_size
+            || s.desired_size > s.max_size
+        {
+            rules.error("scaling", format!(
+                "scaling needs 0 ≤ min_size ≤ desired_size ≤ max_size and max_size ≥ 1 (got min {}, desired {}, max {})",
+                s.min_size, s.desired_size, s.max_size
+            ));
+        }
+    }
+}
+
+impl Default for Scaling {
+    // EKS's own defaults for create-nodegroup without --scaling-config.
+    fn default() -> Self {
+        Scaling {
+            min_size: 1,
+            max_size: 2,
+            desired_size: 2,
+        }
+    }
+}
+
+const MIME_BOUNDARY: &str = "//";
+
+/// What a self-managed node needs to find its cluster, which EKS adds itself to the user
+/// data of a managed nodegroup (EKS API DescribeCluster: `endpoint`,
+/// `certificateAuthority.data`, `kubernetesNetworkConfig.serviceIpv4Cidr`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeCluster {
+    pub name: String,
+    pub endpoint: String,
+    /// Base64 PEM, as DescribeCluster gives it.
+    pub certificate_authority: String,
+    pub service_cidr: String,
+}
+
+/// The user data that gives the kubelet `max_pods`, in the family's own format. With
+/// `cluster` (self-managed nodes) it also says where the cluster is: AL2023's `NodeConfig`
+/// `spec.cluster` (name, apiServerEndpoint, certificateAuthority, cidr), Bottlerocket's
+/// `settings.kubernetes` api-server, cluster-certificate and cluster-name (EKS user guide,
+/// launch-templates; Bottlerocket settings reference).
+pub fn user_data(family: AmiFamily, max_pods: u32) -> String {
+    node_user_data(family, max_pods, None)
+}
+
+/// `user_data`, with the cluster's part for nodes EKS does not bootstrap.
+pub fn node_user_data(family: AmiFamily, max_pods: u32, cluster: Option<&NodeCluster>) -> String {
+    match family {
+        // MIME multipart, as EKS requires of a managed nodegroup's launch template user
+        // data: EKS adds its own NodeConfig part (cluster endpoint, CA) ahead of this one.
+        AmiFamily::Al2023 => {
+            let cluster_part = cluster.map_or(String::new(), |c| {
+                format!(
+                    "\x20 cluster:\n\
+                     \x20   name: {}\n\
+                     \x20   apiServerEndpoint: {}\n\
+                     \x20   certificateAuthority: {}\n\
+                     \x20   cidr: {}\n",
+                    c.name, c.endpoint, c.certificate_authority, c.service_cidr
+                )
+            });
+            format!(
+                "MIME-Version: 1.0\n\
+                 Content-Type: multipart/mixed; boundary=\"{MIME_BOUNDARY}\"\n\
+                 \n\
+                 --{MIME_BOUNDARY}\n\
+                 Content-Type: application/node.eks.aws\n\
+                 \n\
+                 ---\n\
+                 apiVersion: node.eks.aws/v1alpha1\n\
+                 kind: NodeConfig\n\
+                 spec:\n\
+                 {cluster_part}\
+                 \x20 kubelet:\n\
+                 \x20   config:\n\
+                 \x20     maxPods: {max_pods}\n\
+                 \n\
+                 --{MIME_BOUNDARY}--\n"
+            )
+        }
+        AmiFamily::Bottlerocket => {
+            let cluster_part = cluster.map_or(String::new(), |c| {
+                format!(
+                    "api-server = \"{}\"\ncluster-certificate = \"{}\"\ncluster-name = \"{}\"\n",
+                    c.endpoint, c.certificate_authority, c.name
+                )
+            });
+            format!("[settings.kubernetes]\n{cluster_part}max-pods = {max_pods}\n")
+        }
+    }
+}
+
+/// What user data says, read back: its family and max pods, when it is in a shape eksnet
+/// writes (anything else, edited outside eksnet, reads as `None`: a change to set back).
+pub fn parse_user_data(text: &str) -> (Option<AmiFamily>, Option<u32>) {
+    let value_after = |key: &str| {
+        text.lines().find_map(|l| {
+            let rest = l.trim().strip_prefix(key)?;
+            rest.trim_start_matches([' ', ':', '='].as_slice())
+                .trim()
+                .parse::<u32>()
+                .ok()
+        })
+    };
+    if text.contains("application/node.eks.aws") {
+        (Some(AmiFamily::Al2023), value_after("maxPods"))
+    } else if text.trim_start().starts_with("[settings") {
+        (Some(AmiFamily::Bottlerocket), value_after("max-pods"))
+    } else {
+        (None, None)
+    }
+}
+
 /// Launch template names: 3 to 128 characters.
 pub const TEMPLATE_NAME_MAX: usize = 128;
 
@@ -212,4 +345,48 @@ pub fn template_name(cluster: &str, nodegroup: &str) -> String {
         .find(|i| full.is_char_boundary(*i))
         .unwrap_or(0);
     format!("{}-{digest}", &full[..cut])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster() -> NodeCluster {
+        NodeCluster {
+            name: "demo".into(),
+            endpoint: "https://ABC.gr7.us-west-2.eks.amazonaws.com".into(),
+            certificate_authority: "LS0tLS1CRUdJTg==".into(),
+            service_cidr: "10.100.0.0/16".into(),
+        }
+    }
+
+    #[test]
+    fn self_managed_al2023_user_data_says_where_the_cluster_is() {
+        let text = node_user_data(AmiFamily::Al2023, 17, Some(&cluster()));
+        assert!(
+            text.contains(
+                "spec:\n  cluster:\n    name: demo\n    apiServerEndpoint: https://ABC.gr7.us-west-2.eks.amazonaws.com\n    certificateAuthority: LS0tLS1CRUdJTg==\n    cidr: 10.100.0.0/16\n  kubelet:\n    config:\n      maxPods: 17\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(parse_user_data(&text), (Some(AmiFamily::Al2023), Some(17)));
+    }
+
+    #[test]
+    fn self_managed_bottlerocket_user_data_has_the_cluster_settings() {
+        let text = node_user_data(AmiFamily::Bottlerocket, 17, Some(&cluster()));
+        assert_eq!(
+            text,
+            "[settings.kubernetes]\napi-server = \"https://ABC.gr7.us-west-2.eks.amazonaws.com\"\ncluster-certificate = \"LS0tLS1CRUdJTg==\"\ncluster-name = \"demo\"\nmax-pods = 17\n"
+        );
+        assert_eq!(
+            parse_user_data(&text),
+            (Some(AmiFamily::Bottlerocket), Some(17))
+        );
+        // Managed nodegroups' templates are unchanged: EKS adds the cluster part itself.
+        assert_eq!(
+            user_data(AmiFamily::Bottlerocket, 17),
+            "[settings.kubernetes]\nmax-pods = 17\n"
+        );
+    }
 }

@@ -15,7 +15,7 @@
 //! nodegroup that refers to it is updated to that version (EKS rolls the nodes). Its cloud id
 //! is its name (launch template names are unique per region, and every call takes a name).
 
-use super::eks::AmiFamily;
+use super::eks::{parse_user_data, user_data, AmiFamily};
 use super::BuildCtx;
 use super::{
     aws_error, req_str, split_tags, Change, Ctx, ImportId, KindFacts, Lookup, Observed,
@@ -54,57 +54,6 @@ use super::eks::TEMPLATE_NAME_MAX as MAX_NAME;
 /// The tag that keeps the spec's name on a template whose name differs from it (a
 /// create-before-destroy replacement's, as for nodegroups).
 const TAG_NAME: &str = "eksnet:name";
-const MIME_BOUNDARY: &str = "//";
-
-/// The user data that gives the kubelet `max_pods`, in the family's own format.
-pub fn user_data(family: AmiFamily, max_pods: u32) -> String {
-    match family {
-        // MIME multipart, as EKS requires of a managed nodegroup's launch template user
-        // data: EKS adds its own NodeConfig part (cluster endpoint, CA) ahead of this one.
-        AmiFamily::Al2023 => format!(
-            "MIME-Version: 1.0\n\
-             Content-Type: multipart/mixed; boundary=\"{MIME_BOUNDARY}\"\n\
-             \n\
-             --{MIME_BOUNDARY}\n\
-             Content-Type: application/node.eks.aws\n\
-             \n\
-             ---\n\
-             apiVersion: node.eks.aws/v1alpha1\n\
-             kind: NodeConfig\n\
-             spec:\n\
-             \x20 kubelet:\n\
-             \x20   config:\n\
-             \x20     maxPods: {max_pods}\n\
-             \n\
-             --{MIME_BOUNDARY}--\n"
-        ),
-        AmiFamily::Bottlerocket => {
-            format!("[settings.kubernetes]\nmax-pods = {max_pods}\n")
-        }
-    }
-}
-
-/// What user data says, read back: its family and max pods, when it is in a shape eksnet
-/// writes (anything else, edited outside eksnet, reads as `None`: a change to set back).
-fn parse_user_data(text: &str) -> (Option<AmiFamily>, Option<u32>) {
-    let value_after = |key: &str| {
-        text.lines().find_map(|l| {
-            let rest = l.trim().strip_prefix(key)?;
-            rest.trim_start_matches([' ', ':', '='].as_slice())
-                .trim()
-                .parse::<u32>()
-                .ok()
-        })
-    };
-    if text.contains("application/node.eks.aws") {
-        (Some(AmiFamily::Al2023), value_after("maxPods"))
-    } else if text.trim_start().starts_with("[settings") {
-        (Some(AmiFamily::Bottlerocket), value_after("max-pods"))
-    } else {
-        (None, None)
-    }
-}
-
 /// `launch_template.NAME`: made by eksnet, see the module comment.
 pub struct LaunchTemplateKind;
 
@@ -140,13 +89,7 @@ const DATA: &[&str] = &["user_data", "max_pods", "ami_family", "disk_size"];
 /// Create-before-destroy naming, as for nodegroups: the new template takes the spec's name,
 /// or that name + `-cbd` while the old one holds it.
 fn replacement(attrs: &Value, old_cloud_id: &str) -> Option<(Value, String)> {
-    let base = super::str_attr(attrs, "name")?;
-    let name = super::replacement_name(base, old_cloud_id, MAX_NAME);
-    let mut create = attrs.clone();
-    let m = create.as_object_mut()?;
-    m.insert("name".into(), json!(name));
-    m.insert("spec_name".into(), json!(base));
-    Some((create, name))
+    super::replacement_named(attrs, old_cloud_id, MAX_NAME)
 }
 
 fn family_attr(attrs: &Value) -> Result<AmiFamily, ResourceError> {
@@ -300,22 +243,8 @@ impl ResourceKind for LaunchTemplateKind {
     }
 
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-        let reads =
-            items.iter().map(|i| async move {
-                if let Some(id) = &i.cloud_id {
-                    return read(ctx, id).await;
-                }
-                match super::str_attr(&i.attrs, "name") {
-                    Some(n) if !crate::base::value::is_unknown(&json!(n)) => {
-                        super::read_name_or_replacement(n, MAX_NAME, |n| async move {
-                            read(ctx, &n).await
-                        })
-                        .await
-                    }
-                    _ => Ok(None),
-                }
-            });
-        futures::future::try_join_all(reads).await
+        super::read_each_by_id_or_name(items, MAX_NAME, |n| async move { read(ctx, &n).await })
+            .await
     }
 
     async fn create(

@@ -40,6 +40,9 @@ macro_rules! for_each_kind {
             /// An EKS managed add-on of one cluster (`vpc-cni`, `coredns`, …).
             Addon => addon::AddonKind,
             Nodegroup => nodegroup::NodegroupKind,
+            /// Self-managed nodes: an Auto Scaling group with its launch template, instance
+            /// profile and access entry.
+            SelfManagedNodeGroup => self_managed_node_group::SelfManagedNodeGroupKind,
             /// The `aws-node` DaemonSet's settings (VPC CNI env) on one cluster.
             AwsNode => aws_node::AwsNodeKind,
             /// One `ENIConfig` custom resource.
@@ -243,6 +246,47 @@ pub fn replacement_name(base: &str, old: &str, max_len: usize) -> String {
         .last()
         .unwrap_or(0);
     format!("{}{REPLACEMENT_SUFFIX}", &base[..keep])
+}
+
+/// A refresh of a kind whose cloud id is its `name` and whose replacements alternate names:
+/// each item read by its cloud id, or else by `read_name_or_replacement`.
+pub async fn read_each_by_id_or_name<F, Fut>(
+    items: &[Lookup],
+    max_len: usize,
+    read: F,
+) -> Result<Vec<Option<Observed>>, ResourceError>
+where
+    F: Fn(String) -> Fut + Copy,
+    Fut: std::future::Future<Output = Result<Option<Observed>, ResourceError>>,
+{
+    let reads = items.iter().map(|i| async move {
+        if let Some(id) = &i.cloud_id {
+            return read(id.clone()).await;
+        }
+        match str_attr(&i.attrs, "name") {
+            Some(n) if !crate::base::value::is_unknown(&serde_json::json!(n)) => {
+                read_name_or_replacement(n, max_len, read).await
+            }
+            _ => Ok(None),
+        }
+    });
+    futures::future::try_join_all(reads).await
+}
+
+/// `KindFacts::replacement` for a kind whose cloud id is its `name`: the new object named by
+/// `replacement_name`, the spec's name kept as `spec_name` (for its `eksnet:name` tag).
+pub fn replacement_named(
+    attrs: &Value,
+    old_cloud_id: &str,
+    max_len: usize,
+) -> Option<(Value, String)> {
+    let base = str_attr(attrs, "name")?;
+    let name = replacement_name(base, old_cloud_id, max_len);
+    let mut create = attrs.clone();
+    let m = create.as_object_mut()?;
+    m.insert("name".into(), serde_json::json!(name));
+    m.insert("spec_name".into(), serde_json::json!(base));
+    Some((create, name))
 }
 
 /// A lookup by natural key (the state has no cloud id: a lost row, `state rm`) of a kind
@@ -931,6 +975,20 @@ pub fn str_attr<'a>(attrs: &'a Value, key: &str) -> Option<&'a str> {
 
 pub fn req_str<'a>(attrs: &'a Value, key: &str) -> Result<&'a str, ResourceError> {
     str_attr(attrs, key).ok_or_else(|| ResourceError::MissingAttribute(key.to_string()))
+}
+
+/// The kinds whose resources start nodes: each is ordered like the others (after the pod
+/// subnets, its role and cluster, its cluster's CNI settings, ENIConfigs and CNI add-on: see
+/// `domain::ordering`), sized like the others, and the add-ons that need nodes come after each.
+pub const NODE_SOURCES: &[Kind] = &[Kind::Nodegroup, Kind::SelfManagedNodeGroup];
+
+/// The instance types a node source's attributes name: a managed nodegroup's
+/// `instance_types`, a self-managed group's one `instance_type`.
+pub fn node_instance_types(attrs: &Value) -> Vec<String> {
+    match str_attr(attrs, "instance_type") {
+        Some(t) => vec![t.to_string()],
+        None => str_list(attrs, "instance_types"),
+    }
 }
 
 pub fn str_list(attrs: &Value, key: &str) -> Vec<String> {

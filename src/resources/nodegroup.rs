@@ -21,28 +21,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The nodegroup's node counts: all three when the table is given.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Scaling {
-    /// The fewest nodes, 0 or more.
-    pub min_size: i64,
-    /// The most nodes, 1 or more.
-    pub max_size: i64,
-    /// The nodes to run, from `min_size` to `max_size`.
-    pub desired_size: i64,
-}
-
-impl Default for Scaling {
-    // EKS's own defaults for create-nodegroup without --scaling-config.
-    fn default() -> Self {
-        Scaling {
-            min_size: 1,
-            max_size: 2,
-            desired_size: 2,
-        }
-    }
-}
+pub use super::eks::Scaling;
 
 /// An EKS managed nodegroup.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -540,17 +519,7 @@ impl ResourceKind for NodegroupKind {
 
     /// Its scaling bounds, subnets and instance types.
     fn check_shape(n: &Self::Config, rules: &mut dyn FieldRules) {
-        let s = &n.scaling;
-        if s.max_size < 1
-            || s.min_size < 0
-            || s.min_size > s.desired_size
-            || s.desired_size > s.max_size
-        {
-            rules.error("scaling", format!(
-                "scaling needs 0 ≤ min_size ≤ desired_size ≤ max_size and max_size ≥ 1 (got min {}, desired {}, max {})",
-                s.min_size, s.desired_size, s.max_size
-            ));
-        }
+        n.scaling.check(rules);
         if n.subnet_ids.is_empty() {
             rules.error("subnet_ids", "a nodegroup needs at least one subnet".into());
         }

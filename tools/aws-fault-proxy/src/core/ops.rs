@@ -351,6 +351,11 @@ fn eks_operation(method: &Method, seg: &[String]) -> Option<&'static str> {
         ("GET", ["addons", "supported-versions"]) => "DescribeAddonVersions",
         ("GET", ["addons", "configuration-schemas"]) => "DescribeAddonConfiguration",
         ("GET", ["clusters", _, "pod-identity-associations"]) => "ListPodIdentityAssociations",
+        ("POST", ["clusters", _, "access-entries"]) => "CreateAccessEntry",
+        ("GET", ["clusters", _, "access-entries"]) => "ListAccessEntries",
+        // The principal ARN, as for tags: one encoded segment, or split by a client.
+        ("GET", ["clusters", _, "access-entries", _, ..]) => "DescribeAccessEntry",
+        ("DELETE", ["clusters", _, "access-entries", _, ..]) => "DeleteAccessEntry",
         ("GET", ["clusters", _, "pod-identity-associations", _]) => {
             "DescribePodIdentityAssociation"
         }

@@ -155,6 +155,27 @@ fn own_issuer(body: &[u8]) -> Option<Bytes> {
     serde_json::to_vec(&v).ok().map(Bytes::from)
 }
 
+/// The answer with `cluster.kubernetesNetworkConfig.serviceIpv4Cidr` when moto left it out of
+/// an IPv4 cluster's; `None` otherwise. EKS always reports it (EKS API reference,
+/// `KubernetesNetworkConfigResponse`); without one in the request, "Kubernetes assigns
+/// addresses from either the 10.100.0.0/16 or 172.20.0.0/16 CIDR blocks" (the latter when the
+/// VPC uses 10.0.0.0/8). The proxy gives 10.100.0.0/16 without looking at the VPC: the
+/// sandbox's VPCs are outside 10.0.0.0/8. Self-managed nodes need it (nodeadm's `cidr`).
+fn service_cidr(body: &[u8]) -> Option<Bytes> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let cluster = v.get_mut("cluster")?.as_object_mut()?;
+    let net = cluster
+        .entry("kubernetesNetworkConfig")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()))
+        .as_object_mut()?;
+    let ipv6 = net.get("ipFamily").and_then(Value::as_str) == Some("ipv6");
+    if ipv6 || net.get("serviceIpv4Cidr").is_some_and(|c| !c.is_null()) {
+        return None;
+    }
+    net.insert("serviceIpv4Cidr".into(), Value::from("10.100.0.0/16"));
+    serde_json::to_vec(&v).ok().map(Bytes::from)
+}
+
 /// `eks-cluster-sg-<cluster>-<10 digits>`, the pattern of EKS's own names.
 fn group_name(cluster: &str) -> String {
     // The global generator, not the proxy's seeded one: a group name must not
@@ -218,6 +239,9 @@ impl Emulator for ClusterFields {
         Box::pin(async move {
             if call.cfg.eks_cluster_fields && call.info.protocol == Protocol::RestJson {
                 if let Some(body) = own_issuer(&answer.reply.body) {
+                    answer.reply.body = body;
+                }
+                if let Some(body) = service_cidr(&answer.reply.body) {
                     answer.reply.body = body;
                 }
                 self.add_fields(host, call.info, call.headers, answer).await;
@@ -441,6 +465,32 @@ mod tests {
             own_issuer(&cluster(json!({}))),
             None,
             "no issuer, nothing to do"
+        );
+    }
+
+    #[test]
+    fn an_ipv4_cluster_gets_a_service_cidr_unless_it_has_one() {
+        let got = |v: Value| {
+            service_cidr(v.to_string().as_bytes())
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| {
+                    v.pointer("/cluster/kubernetesNetworkConfig/serviceIpv4Cidr")
+                        .cloned()
+                })
+        };
+        assert_eq!(
+            got(json!({"cluster": {"name": "c"}})),
+            Some(json!("10.100.0.0/16"))
+        );
+        assert_eq!(
+            got(
+                json!({"cluster": {"kubernetesNetworkConfig": {"serviceIpv4Cidr": "172.20.0.0/16"}}})
+            ),
+            None
+        );
+        assert_eq!(
+            got(json!({"cluster": {"kubernetesNetworkConfig": {"ipFamily": "ipv6"}}})),
+            None
         );
     }
 

@@ -5,6 +5,7 @@
 //!
 //! To add one: a new module here implementing `Emulator`, and one line in [`all`].
 
+mod access_entries;
 mod addons;
 mod cluster_fields;
 mod data_plane;
@@ -25,6 +26,7 @@ use crate::core::emulator::Emulator;
 /// use before `iam_propagation` looks at the role.
 pub fn all() -> Vec<Box<dyn Emulator>> {
     vec![
+        Box::new(access_entries::AccessEntries::default()),
         Box::new(addons::Addons::default()),
         Box::new(nodegroup_version::NodegroupVersion::default()),
         Box::new(cluster_fields::ClusterFields::default()),
