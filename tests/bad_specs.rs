@@ -3315,3 +3315,52 @@ pod_identity_associations = [{ service_account = "aws-node", role_arn = "arn:aws
     );
     assert_eq!(r.connections, 0);
 }
+
+// ---- Karpenter: `karpenter_node_class` and `karpenter_node_pool` ----
+
+/// A node class that selects a pod subnet (an ENIConfig's), a pool naming no node class of
+/// its cluster, an operator Karpenter does not have: each refused at its key.
+#[test]
+fn karpenter_node_class_on_a_pod_subnet_and_a_pool_without_its_class() {
+    bad(with_cluster!(
+        r#"
+[eni_config.pod_a]
+cluster_name = "${cluster.main.name}"
+subnet_id = "subnet-0000000c"
+name = "us-west-2a"
+
+[karpenter_node_class.default]
+cluster_name = "${cluster.main.name}"
+role = "node"
+subnet_ids = ["subnet-0000000a", "subnet-0000000c"]
+
+[karpenter_node_pool.default]
+cluster_name = "${cluster.main.name}"
+node_class = "other"
+instance_types = ["m5.large"]
+requirements = [{ key = "karpenter.sh/capacity-type", operator = "Has", values = ["spot"] }]
+"#
+    ))
+    .err_parts(
+        14,
+        "karpenter_node_class.default.subnet_ids.1",
+        &[
+            "`subnet-0000000c` is a pod subnet",
+            "`eni_config.pod_a` uses it for pods",
+        ],
+    )
+    .err_parts(
+        18,
+        "karpenter_node_pool.default.node_class",
+        &[
+            "no `karpenter_node_class` of cluster `demo` in the spec is named `other`",
+            "(the cluster's: `default`)",
+        ],
+    )
+    .err(
+        20,
+        "karpenter_node_pool.default.requirements.0.operator",
+        "`Has` is not a Karpenter requirement operator",
+    )
+    .check();
+}

@@ -49,9 +49,11 @@ pub struct KarpenterNodePoolConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Requirement {
+    /// The node label the requirement is on, e.g. `karpenter.sh/capacity-type`.
     pub key: String,
     /// One of Karpenter's operators: In, NotIn, Exists, DoesNotExist, Gt, Lt, Gte, Lte.
     pub operator: String,
+    /// The label's values: none for Exists and DoesNotExist, one number for Gt, Lt, Gte, Lte.
     #[serde(default)]
     pub values: Vec<String>,
 }
@@ -61,10 +63,13 @@ pub struct Requirement {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
+    /// CPU cores across the pool's nodes, a quantity such as `"100"` or `"1000m"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
+    /// Memory across the pool's nodes, a quantity such as `"1000Gi"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
+    /// The most nodes the pool may have; eksnet sizes the pod subnets for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<u32>,
 }
@@ -170,9 +175,7 @@ fn observe(cluster: &str, o: &DynamicObject) -> Option<Observed> {
             .unwrap_or(Value::Null),
         "instance_types": instance_types,
     });
-    let Some(m) = attrs.as_object_mut() else {
-        return None;
-    };
+    let m = attrs.as_object_mut()?;
     if !requirements.is_empty() {
         m.insert("requirements".into(), Value::Array(requirements));
     }
