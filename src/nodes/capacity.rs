@@ -9,11 +9,11 @@ use crate::spec::Spec;
 use crate::state::StateSnapshot;
 use std::collections::BTreeSet;
 
-/// The instance types written in the spec's nodegroups.
+/// The instance types written in the spec's nodegroups and Karpenter pools.
 fn spec_instance_types(spec: &Spec) -> BTreeSet<String> {
     spec.resources
         .values()
-        .filter(|r| r.addr.kind == Kind::Nodegroup)
+        .filter(|r| matches!(r.addr.kind, Kind::Nodegroup | Kind::KarpenterNodePool))
         .flat_map(|r| resources::str_list(&r.attrs, "instance_types"))
         .filter(|t| !t.contains("${"))
         .collect()
