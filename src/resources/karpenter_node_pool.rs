@@ -368,12 +368,7 @@ impl ResourceKind for KarpenterNodePoolKind {
 
     /// One LIST of pools per cluster.
     async fn refresh(ctx: &Ctx, items: &[Lookup]) -> Result<Vec<Option<Observed>>, ResourceError> {
-        let by_cluster =
-            super::list_per_cluster(ctx, items, &api_resource(), "list nodepools").await?;
-        Ok(items
-            .iter()
-            .map(|i| super::find_cluster_object(i, &by_cluster).and_then(|(c, o)| observe(&c, o)))
-            .collect())
+        super::refresh_cluster_objects(ctx, items, &api_resource(), "list nodepools", observe).await
     }
 
     async fn create(

@@ -946,6 +946,22 @@ pub async fn apply_cluster_object(
         .map_err(|e| ResourceError::from(crate::cloud::kube::error(operation, e)))
 }
 
+/// The refresh of a kind of cluster-scoped custom objects: one LIST per cluster, each item's
+/// object (`find_cluster_object`) read back with the kind's `observe`.
+pub async fn refresh_cluster_objects(
+    ctx: &Ctx,
+    items: &[Lookup],
+    resource: &kube::discovery::ApiResource,
+    operation: &'static str,
+    observe: fn(&str, &kube::api::DynamicObject) -> Option<Observed>,
+) -> Result<Vec<Option<Observed>>, ResourceError> {
+    let by_cluster = list_per_cluster(ctx, items, resource, operation).await?;
+    Ok(items
+        .iter()
+        .map(|i| find_cluster_object(i, &by_cluster).and_then(|(c, o)| observe(&c, o)))
+        .collect())
+}
+
 /// Deletes the cluster-scoped object `CLUSTER/NAME`; gone already (or its cluster gone) is
 /// done.
 pub async fn delete_cluster_object(
