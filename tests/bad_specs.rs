@@ -3364,3 +3364,35 @@ requirements = [{ key = "karpenter.sh/capacity-type", operator = "Has", values =
     )
     .check();
 }
+
+/// A node class on a subnet of the spec inside its secondary block (kept for pods), with no
+/// ENIConfig yet: refused all the same, naming the block.
+#[test]
+fn karpenter_node_class_on_a_subnet_of_the_pod_block() {
+    bad(with_cluster!(
+        r#"
+[cidr_block.pods]
+vpc_id = "vpc-0000000a"
+cidr_block = "100.64.0.0/16"
+
+[subnet.pod_a]
+vpc_id = "vpc-0000000a"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2a"
+
+[karpenter_node_class.default]
+cluster_name = "${cluster.main.name}"
+role = "node"
+subnet_ids = ["${subnet.pod_a.id}"]
+"#
+    ))
+    .err_parts(
+        18,
+        "karpenter_node_class.default.subnet_ids.0",
+        &[
+            "is a pod subnet",
+            "it lies in `cidr_block.pods` (100.64.0.0/16)",
+        ],
+    )
+    .check();
+}

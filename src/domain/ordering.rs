@@ -1,7 +1,8 @@
 //! Orderings AWS and Kubernetes need that a spec need not state (the graph's domain edges),
 //! in one place: a subnet after the CIDR block that contains it, what uses a role after the
 //! role named in its literal ARN, what runs in a cluster after the cluster named literally,
-//! nodes after the pod subnets and after their cluster's CNI settings and ENIConfigs (the
+//! nodes (nodegroups, Karpenter node classes and pools: one list) after the pod subnets and
+//! after their cluster's CNI settings and ENIConfigs (the
 //! point of custom networking), SecurityGroupPolicies and the route tables of their pod
 //! subnets, ENIConfigs after the `vpc-cni` add-on that installs their CRD, and add-ons whose
 //! pods are Deployments after their cluster's nodes; an add-on with Pod Identity associations
