@@ -3315,3 +3315,84 @@ pod_identity_associations = [{ service_account = "aws-node", role_arn = "arn:aws
     );
     assert_eq!(r.connections, 0);
 }
+
+// ---- Karpenter: `karpenter_node_class` and `karpenter_node_pool` ----
+
+/// A node class that selects a pod subnet (an ENIConfig's), a pool naming no node class of
+/// its cluster, an operator Karpenter does not have: each refused at its key.
+#[test]
+fn karpenter_node_class_on_a_pod_subnet_and_a_pool_without_its_class() {
+    bad(with_cluster!(
+        r#"
+[eni_config.pod_a]
+cluster_name = "${cluster.main.name}"
+subnet_id = "subnet-0000000c"
+name = "us-west-2a"
+
+[karpenter_node_class.default]
+cluster_name = "${cluster.main.name}"
+role = "node"
+subnet_ids = ["subnet-0000000a", "subnet-0000000c"]
+
+[karpenter_node_pool.default]
+cluster_name = "${cluster.main.name}"
+node_class = "other"
+instance_types = ["m5.large"]
+requirements = [{ key = "karpenter.sh/capacity-type", operator = "Has", values = ["spot"] }]
+"#
+    ))
+    .err_parts(
+        14,
+        "karpenter_node_class.default.subnet_ids.1",
+        &[
+            "`subnet-0000000c` is a pod subnet",
+            "`eni_config.pod_a` uses it for pods",
+        ],
+    )
+    .err_parts(
+        18,
+        "karpenter_node_pool.default.node_class",
+        &[
+            "no `karpenter_node_class` of cluster `demo` in the spec is named `other`",
+            "(the cluster's: `default`)",
+        ],
+    )
+    .err(
+        20,
+        "karpenter_node_pool.default.requirements.0.operator",
+        "`Has` is not a Karpenter requirement operator",
+    )
+    .check();
+}
+
+/// A node class on a subnet of the spec inside its secondary block (kept for pods), with no
+/// ENIConfig yet: refused all the same, naming the block.
+#[test]
+fn karpenter_node_class_on_a_subnet_of_the_pod_block() {
+    bad(with_cluster!(
+        r#"
+[cidr_block.pods]
+vpc_id = "vpc-0000000a"
+cidr_block = "100.64.0.0/16"
+
+[subnet.pod_a]
+vpc_id = "vpc-0000000a"
+cidr_block = "100.64.0.0/19"
+availability_zone = "us-west-2a"
+
+[karpenter_node_class.default]
+cluster_name = "${cluster.main.name}"
+role = "node"
+subnet_ids = ["${subnet.pod_a.id}"]
+"#
+    ))
+    .err_parts(
+        18,
+        "karpenter_node_class.default.subnet_ids.0",
+        &[
+            "is a pod subnet",
+            "it lies in `cidr_block.pods` (100.64.0.0/16)",
+        ],
+    )
+    .check();
+}

@@ -958,3 +958,93 @@ async fn an_apply_killed_right_after_its_update_addon_still_lets_destroy_put_the
     let cluster = aws.eks.describe_cluster().name(CLUSTER).send().await;
     assert!(cluster.is_ok(), "the cluster stays: {cluster:?}");
 }
+
+/// examples/karpenter.toml against the sandbox (no Karpenter stand-in there yet, so no node
+/// is launched from the pool): the node class and pool are applied after the CNI add-on and
+/// the ENIConfigs, the class gets the max pods m5.large's ENIs hold under custom networking
+/// (moto's m5.large: 3 ENIs of 10 addresses, so (3 − 1) × 9 + 2 = 20, where Karpenter's own
+/// count would say 29), a second plan has nothing to do, and destroy deletes both objects.
+#[tokio::test]
+async fn karpenter_example_applies_the_node_class_and_pool_after_the_enis() {
+    const SPEC: &str = "examples/karpenter.toml";
+    const CLASSES: &str = "/apis/karpenter.k8s.aws/v1/ec2nodeclasses";
+    const POOLS: &str = "/apis/karpenter.sh/v1/nodepools";
+    let w = world();
+    w.without_self_managed_aws_node();
+    let plan = run_ok(w.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 2);
+    let out = &plan.stdout;
+    let order = [
+        "# addon.vpc_cni will be created",
+        "# eni_config.pod_b will be created",
+        "# karpenter_node_class.default will be created",
+        "# karpenter_node_pool.default will be created",
+    ]
+    .map(|l| position(out, l));
+    assert!(order.windows(2).all(|p| p[0] < p[1]), "{order:?}\n{out}");
+    assert!(
+        plan.stderr.contains("m5.xlarge could run 44 but runs 20"),
+        "{}",
+        plan.stderr
+    );
+    run_ok(w.eksnet().args(["apply", SPEC, "--auto-approve"]), 0);
+    let class = w.kube.get(&format!("{CLASSES}/default"));
+    assert_eq!(class["spec"]["kubelet"]["maxPods"], 20, "{class}");
+    assert_eq!(
+        class["spec"]["role"], "myKarpenterAmazonEKSNodeRole",
+        "{class}"
+    );
+    assert_eq!(
+        class["spec"]["amiSelectorTerms"],
+        json!([{"alias": "al2023@latest"}]),
+        "{class}"
+    );
+    let pool = w.kube.get(&format!("{POOLS}/default"));
+    assert_eq!(
+        pool["spec"]["template"]["spec"]["nodeClassRef"]["name"], "default",
+        "{pool}"
+    );
+    assert_eq!(pool["spec"]["limits"]["nodes"], "4", "{pool}");
+    // Both ENIConfigs were written (server-side apply) before the class, the class before
+    // the pool.
+    let requests = w.kube.requests();
+    let writes: Vec<(usize, &str)> = requests
+        .iter()
+        .filter(|r| r["method"] == "PATCH")
+        .filter_map(|r| r["path"].as_str())
+        .enumerate()
+        .collect();
+    let last = |needle: &str| {
+        writes
+            .iter()
+            .filter(|(_, p)| p.contains(needle))
+            .map(|(i, _)| *i)
+            .max()
+    };
+    let first = |needle: &str| {
+        writes
+            .iter()
+            .find(|(_, p)| p.contains(needle))
+            .map(|(i, _)| *i)
+    };
+    assert_eq!(
+        writes
+            .iter()
+            .filter(|(_, p)| p.contains("/eniconfigs/"))
+            .count(),
+        2,
+        "{writes:?}"
+    );
+    assert!(
+        last("/eniconfigs/") < first("/ec2nodeclasses/"),
+        "{writes:?}"
+    );
+    assert!(first("/ec2nodeclasses/").is_some(), "{writes:?}");
+    assert!(
+        last("/ec2nodeclasses/") < first("/nodepools/"),
+        "{writes:?}"
+    );
+    run_ok(w.eksnet().args(["plan", SPEC, "--detailed-exitcode"]), 0);
+    run_ok(w.eksnet().args(["destroy", SPEC, "--auto-approve"]), 0);
+    assert_eq!(w.kube.get(&format!("{POOLS}/default"))["code"], 404);
+    assert_eq!(w.kube.get(&format!("{CLASSES}/default"))["code"], 404);
+}

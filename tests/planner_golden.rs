@@ -502,6 +502,39 @@ security_group_ids = ["sg-0a0000000000000b1"]
         )
 }
 
+/// The applied tutorial with a Karpenter node class (no `max_pods`) and a pool of
+/// m5.large/m5.xlarge up to 4 nodes, both new.
+fn tutorial_with_karpenter() -> Case {
+    Case::tutorial()
+        .spec_prepend(ALL_APPLIED)
+        .spec_append(
+            r#"
+[karpenter_node_class.default]
+cluster_name = "${cluster.main.name}"
+role = "${iam_role.node.name}"
+subnet_ids = ["${vpc.main.subnets.PrivateSubnet01.id}", "${vpc.main.subnets.PrivateSubnet02.id}"]
+
+[karpenter_node_pool.default]
+cluster_name = "${cluster.main.name}"
+node_class = "default"
+instance_types = ["m5.large", "m5.xlarge"]
+limits = { nodes = 4 }
+"#,
+        )
+        .absent(&[
+            "karpenter_node_class.default",
+            "karpenter_node_pool.default",
+        ])
+        .sizing(
+            json!({
+                "t3.medium": {"max_enis": 3, "ipv4_per_eni": 6, "vcpus": 2, "nitro": true},
+                "m5.large": {"max_enis": 3, "ipv4_per_eni": 10, "vcpus": 2, "nitro": true},
+                "m5.xlarge": {"max_enis": 4, "ipv4_per_eni": 15, "vcpus": 4, "nitro": true},
+            }),
+            json!({"subnet-0aa11111111111111": 27, "subnet-0bb22222222222222": 27}),
+        )
+}
+
 /// `security_group_policy.web` as the spec of [`tutorial_with_sgp`] gives it.
 fn sgp_attrs() -> Value {
     json!({"cluster_name": "my-custom-networking-cluster", "namespace": "default", "name": "web",
@@ -1323,6 +1356,16 @@ name = "us-west-2a"
     // gets ENABLE_POD_ENI, the cluster role the controller's policy, the policy is created
     // and the plan says whose groups its own replace; the trunk leaves m5.large 11 pods.
     sgp_turned_on_counts_the_trunk: tutorial_with_sgp(),
+    // Karpenter on the applied tutorial: the node class and pool come after the CNI settings
+    // and ENIConfigs; the class gets max pods 20 (m5.large under custom networking, where
+    // Karpenter's own count would say 29), the pool's 4 nodes are counted in the pod subnets,
+    // and m5.xlarge's lost pods are named.
+    karpenter_class_gets_the_smallest_types_max_pods: tutorial_with_karpenter(),
+    // A `max_pods` m5.large's ENIs cannot hold under custom networking is refused.
+    karpenter_max_pods_above_what_the_enis_hold_error: tutorial_with_karpenter().spec_edit(
+        "subnet_ids = [\"${vpc.main.subnets.PrivateSubnet01.id}\", \"${vpc.main.subnets.PrivateSubnet02.id}\"]\n\n[karpenter_node_pool",
+        "subnet_ids = [\"${vpc.main.subnets.PrivateSubnet01.id}\", \"${vpc.main.subnets.PrivateSubnet02.id}\"]\nmax_pods = 29\n\n[karpenter_node_pool",
+    ),
     // The same once applied: nothing to do, and no word about the groups again.
     sgp_applied_no_changes: tutorial_with_sgp()
         .set_in_both("aws_node.main", "/attrs/env/ENABLE_POD_ENI", json!("true"))

@@ -489,7 +489,7 @@ pub fn check_plan(
         let turning_on = env_on(env(Some(after))) && !env_on(env(c.before)) && !on_elsewhere;
         let nodegroups = || {
             changes.iter().filter(move |n| {
-                crate::resources::NODE_SOURCES.contains(&n.addr.kind)
+                crate::resources::NODE_GROUPS.contains(&n.addr.kind)
                     && n.after.and_then(|a| resources::str_attr(a, "cluster_name")) == Some(cluster)
             })
         };

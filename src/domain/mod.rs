@@ -13,6 +13,7 @@
 
 pub mod cni;
 pub mod identity;
+pub mod karpenter;
 pub mod network;
 pub mod ordering;
 pub mod pod_security_groups;

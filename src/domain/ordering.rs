@@ -1,7 +1,9 @@
 //! Orderings AWS and Kubernetes need that a spec need not state (the graph's domain edges),
 //! in one place: a subnet after the CIDR block that contains it, what uses a role after the
 //! role named in its literal ARN, what runs in a cluster after the cluster named literally,
-//! nodes after the pod subnets and after their cluster's CNI settings and ENIConfigs (the
+//! nodes (managed and self-managed groups, Karpenter node classes and pools: one list,
+//! `resources::NODE_SOURCES`) after the pod subnets and
+//! after their cluster's CNI settings and ENIConfigs (the
 //! point of custom networking), SecurityGroupPolicies and the route tables of their pod
 //! subnets, ENIConfigs after the `vpc-cni` add-on that installs their CRD, and add-ons whose
 //! pods are Deployments after their cluster's nodes; an add-on with Pod Identity associations
@@ -40,6 +42,19 @@ fn role_of(arn: &str) -> Option<String> {
         .map(|(_, n)| n.rsplit('/').next().unwrap_or(n).to_string())
 }
 
+/// A node source's role as an ARN or a reference: a managed or self-managed group names
+/// its role by ARN, a Karpenter node class by name.
+fn node_role_arn(v: &Value) -> String {
+    match attr(v, "node_role_arn") {
+        "" => match attr(v, "role") {
+            "" => String::new(),
+            r if r.contains("${") => r.to_string(),
+            name => format!("arn:aws:iam::0:role/{name}"),
+        },
+        arn => arn.to_string(),
+    }
+}
+
 /// The node roles of cluster `ours` (named by its nodegroups' `node_role_arn`) that do not
 /// attach the CNI policy, leaving out a role the CNI add-on (`cni`) itself uses or the
 /// cluster's role: ordering those after the add-on would close a cycle.
@@ -68,7 +83,7 @@ fn node_roles_without_cni_policy<'a>(
     for (_, ng) in resources.iter().filter(|(a, v)| {
         NODE_SOURCES.contains(&a.kind) && resolved_name(attr(v, "cluster_name")) == ours
     }) {
-        let Some(r) = named(attr(ng, "node_role_arn")) else {
+        let Some(r) = named(&node_role_arn(ng)) else {
             continue;
         };
         let attrs = resources.iter().find(|(a, _)| *a == r).map(|(_, v)| *v);
@@ -110,6 +125,65 @@ pub fn edges(
             .map(|(a, _)| *a)
             .collect()
     };
+    // What every source of nodes (a nodegroup, a Karpenter node class or pool) comes after:
+    // one list, so a new source cannot miss an edge.
+    let before_nodes =
+        |addr: &ResourceAddr,
+         v: &Value,
+         push: &mut dyn FnMut(&ResourceAddr, &ResourceAddr, &'static str)| {
+            // Nodes pick up pod subnets only if those exist when the nodes register;
+            // on destroy, pods' ENIs go with the nodes before their subnets can go.
+            for (pod, _) in of_kind(Kind::Subnet) {
+                push(pod, addr, "pod subnets before nodes");
+            }
+            // The point of custom networking: nodes must register after the CNI
+            // settings and every ENIConfig of their cluster exist, or their pods get
+            // IPs from the primary subnet. Spec references need not say so. The
+            // settings, ENIConfigs and the add-on are pushed in the spec's order.
+            let ours = resolved_name(attr(v, "cluster_name"));
+            let settings = on_cluster(Kind::AwsNode, &ours);
+            let enis = on_cluster(Kind::EniConfig, &ours);
+            // Pods must reach what they need from the first pod on: the route tables
+            // of the pod subnets these nodes' ENIConfigs use are associated first (a
+            // new subnet otherwise routes as the VPC's main table does).
+            let pod_subnets: Vec<&str> = of_kind(Kind::EniConfig)
+                .filter(|(a, _)| enis.contains(a))
+                .map(|(_, e)| attr(e, "subnet_id"))
+                .collect();
+            for (table, t) in of_kind(Kind::RouteTable) {
+                let associates = t
+                    .get("subnet_ids")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .any(|s| pod_subnets.contains(&s));
+                if associates {
+                    push(table, addr, "pod subnets' routes before nodes");
+                }
+            }
+            let addons = cni_addons(&ours);
+            let policies = on_cluster(Kind::SecurityGroupPolicy, &ours);
+            for (other, _) in resources {
+                let why = if settings.contains(other) {
+                    "CNI settings before nodes"
+                } else if enis.contains(other) {
+                    "ENIConfigs before nodes"
+                } else if policies.contains(other) {
+                    // The VPC resource controller's webhook reads the policies when a
+                    // pod is created: with them in place before any node, no selected
+                    // pod can start on a node with the node's groups instead.
+                    "SecurityGroupPolicies before nodes"
+                } else if addons.contains(other) {
+                    // Nodes need the CNI to become Ready at all, and with it the
+                    // custom-networking values.
+                    "CNI add-on before nodes"
+                } else {
+                    continue;
+                };
+                push(other, addr, why);
+            }
+        };
     let mut edges = Vec::new();
     let mut push = |before: &ResourceAddr, after: &ResourceAddr, why: &'static str| {
         edges.push((before.clone(), after.clone(), why));
@@ -133,64 +207,24 @@ pub fn edges(
                 }
             }
             k if NODE_SOURCES.contains(&k) => {
-                // Nodes pick up pod subnets only if those exist when the nodes register;
-                // on destroy, pods' ENIs go with the nodes before their subnets can go.
-                for (pod, _) in of_kind(Kind::Subnet) {
-                    push(pod, addr, "pod subnets before nodes");
-                }
-                if let Some(r) = role(attr(v, "node_role_arn")) {
+                if let Some(r) = role(&node_role_arn(v)) {
                     push(r, addr, "node role");
                 }
                 if let Some(c) = cluster {
                     push(c, addr, "nodegroup's cluster");
                 }
-                // The point of custom networking: nodes must register after the CNI
-                // settings and every ENIConfig of their cluster exist, or their pods get
-                // IPs from the primary subnet. Spec references need not say so. The
-                // settings, ENIConfigs and the add-on are pushed in the spec's order.
-                let ours = resolved_name(attr(v, "cluster_name"));
-                let settings = on_cluster(Kind::AwsNode, &ours);
-                let enis = on_cluster(Kind::EniConfig, &ours);
-                // Pods must reach what they need from the first pod on: the route tables
-                // of the pod subnets these nodes' ENIConfigs use are associated first (a
-                // new subnet otherwise routes as the VPC's main table does).
-                let pod_subnets: Vec<&str> = of_kind(Kind::EniConfig)
-                    .filter(|(a, _)| enis.contains(a))
-                    .map(|(_, e)| attr(e, "subnet_id"))
-                    .collect();
-                for (table, t) in of_kind(Kind::RouteTable) {
-                    let associates = t
-                        .get("subnet_ids")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .any(|s| pod_subnets.contains(&s));
-                    if associates {
-                        push(table, addr, "pod subnets' routes before nodes");
+                // Karpenter launches nodes as soon as a pool and its class exist and a pod
+                // is unschedulable: the pool waits for its class too.
+                if k == Kind::KarpenterNodePool {
+                    let ours = resolved_name(attr(v, "cluster_name"));
+                    for (class, _) in of_kind(Kind::KarpenterNodeClass).filter(|(_, c)| {
+                        resolved_name(attr(c, "cluster_name")) == ours
+                            && attr(c, "name") == attr(v, "node_class")
+                    }) {
+                        push(class, addr, "the pool's node class");
                     }
                 }
-                let addons = cni_addons(&ours);
-                let policies = on_cluster(Kind::SecurityGroupPolicy, &ours);
-                for (other, _) in resources {
-                    let why = if settings.contains(other) {
-                        "CNI settings before nodes"
-                    } else if enis.contains(other) {
-                        "ENIConfigs before nodes"
-                    } else if policies.contains(other) {
-                        // The VPC resource controller's webhook reads the policies when a
-                        // pod is created: with them in place before any node, no selected
-                        // pod can start on a node with the node's groups instead.
-                        "SecurityGroupPolicies before nodes"
-                    } else if addons.contains(other) {
-                        // Nodes need the CNI to become Ready at all, and with it the
-                        // custom-networking values.
-                        "CNI add-on before nodes"
-                    } else {
-                        continue;
-                    };
-                    push(other, addr, why);
-                }
+                before_nodes(addr, v, &mut push);
             }
             Kind::AwsNode | Kind::SecurityGroupPolicy => {
                 if let Some(c) = cluster {
@@ -398,5 +432,81 @@ mod tests {
         assert_eq!(why("iam_role.node", group), Some("node role"));
         assert_eq!(why("cluster.main", group), Some("nodegroup's cluster"));
         assert_eq!(why(group, "addon.coredns"), Some("its pods need nodes"));
+    }
+
+    /// A Karpenter pool and its class wait for everything a nodegroup waits for (the CNI
+    /// settings, every ENIConfig, the pod subnets) and the pool for its class; a class of
+    /// another cluster holds no pool back.
+    #[test]
+    fn karpenter_pools_and_classes_come_after_the_cni_settings_and_enis() {
+        let on = |kind: &str, extra: Value| {
+            let mut v = json!({"cluster_name": "${cluster.main.name}"});
+            if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+                m.extend(e.clone());
+            }
+            (addr(kind), v)
+        };
+        let mut r = vec![
+            (addr("cluster.main"), json!({"name": "demo"})),
+            (addr("iam_role.node"), json!({"name": "node"})),
+            (addr("subnet.pod_a"), json!({"cidr_block": "100.64.0.0/19"})),
+            on("addon.vpc_cni", json!({"name": "vpc-cni"})),
+            on(
+                "eni_config.pod_a",
+                json!({"name": "us-west-2a", "subnet_id": "${subnet.pod_a.id}"}),
+            ),
+            on(
+                "karpenter_node_class.default",
+                json!({"name": "default", "role": "node"}),
+            ),
+            on(
+                "karpenter_node_pool.default",
+                json!({"name": "default", "node_class": "default"}),
+            ),
+        ];
+        let e = edges_of(&r);
+        let why = |a: &str, b: &str| {
+            e.iter()
+                .find(|(x, y, _)| x == a && y == b)
+                .map(|(_, _, w)| *w)
+        };
+        for node in [
+            "karpenter_node_class.default",
+            "karpenter_node_pool.default",
+        ] {
+            assert_eq!(
+                why("eni_config.pod_a", node),
+                Some("ENIConfigs before nodes"),
+                "{e:?}"
+            );
+            assert_eq!(
+                why("addon.vpc_cni", node),
+                Some("CNI add-on before nodes"),
+                "{e:?}"
+            );
+            assert_eq!(
+                why("subnet.pod_a", node),
+                Some("pod subnets before nodes"),
+                "{e:?}"
+            );
+        }
+        assert_eq!(
+            why(
+                "karpenter_node_class.default",
+                "karpenter_node_pool.default"
+            ),
+            Some("the pool's node class")
+        );
+        assert_eq!(
+            why("iam_role.node", "karpenter_node_class.default"),
+            Some("node role")
+        );
+        r[5].1["cluster_name"] = json!("other");
+        let e = edges_of(&r);
+        assert!(
+            !e.iter().any(|(x, y, _)| x == "karpenter_node_class.default"
+                && y == "karpenter_node_pool.default"),
+            "{e:?}"
+        );
     }
 }

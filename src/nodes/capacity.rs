@@ -10,7 +10,8 @@ use crate::spec::Spec;
 use crate::state::StateSnapshot;
 use std::collections::BTreeSet;
 
-/// The instance types written in the spec's node sources (managed and self-managed).
+/// The instance types written in the spec's node sources (managed and self-managed groups,
+/// Karpenter pools).
 fn spec_instance_types(spec: &Spec) -> BTreeSet<String> {
     spec.resources
         .values()

@@ -3,7 +3,7 @@
 //! against what the nodegroups can grow to (`nodes::sizing` does the counting); a `max_pods`
 //! the interfaces cannot give is an error, a shortfall a warning.
 
-use crate::base::addr::Kind;
+use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::Diagnostics;
 use crate::domain::cni;
 use crate::nodes::sizing::{
@@ -12,7 +12,7 @@ use crate::nodes::sizing::{
 };
 use crate::plan::{Plan, PlannedChange};
 use crate::resources;
-use crate::resources::NODE_SOURCES;
+use crate::resources::NODE_GROUPS;
 use crate::spec::Spec;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -116,6 +116,222 @@ pub(super) fn eni_subnet<'p>(
     })
 }
 
+/// The CNI mode of a cluster from the spec's own settings (before any plan exists).
+fn spec_mode(spec: &Spec, cluster: &str) -> CniMode {
+    let env: BTreeMap<String, String> = spec
+        .resources
+        .values()
+        .filter(|r| cni::carries_settings(r.addr.kind, &[Some(&r.attrs)]))
+        .filter(|r| {
+            resources::str_attr(&r.attrs, "cluster_name").map(|n| spec.resolved_name(n))
+                == Some(cluster.to_string())
+        })
+        .filter_map(|r| cni::env(Some(&r.attrs))?.as_object().cloned())
+        .flat_map(|m| {
+            m.into_iter().filter_map(|(k, v)| match v {
+                Value::String(s) => Some((k, s)),
+                Value::Bool(b) => Some((k, b.to_string())),
+                Value::Number(n) => Some((k, n.to_string())),
+                _ => None,
+            })
+        })
+        .collect();
+    CniMode::from_env(&env)
+}
+
+/// The instance types of the pools that name a node class, as read.
+fn class_types(
+    spec: &Spec,
+    class: &ResourceAddr,
+    reads: &SizingReads,
+) -> Option<Vec<InstanceNetwork>> {
+    let mut names: Vec<String> = spec
+        .resources
+        .values()
+        .filter(|r| r.addr.kind == Kind::KarpenterNodePool)
+        .filter(|r| crate::domain::karpenter::class_of_pool(spec, &r.addr) == Some(class))
+        .flat_map(|r| resources::str_list(&r.attrs, "instance_types"))
+        .collect();
+    names.sort();
+    names.dedup();
+    let types: Vec<InstanceNetwork> = names
+        .iter()
+        .filter_map(|t| reads.types.get(t).cloned())
+        .collect();
+    (!types.is_empty() && types.len() == names.len()).then_some(types)
+}
+
+/// The spec with each Karpenter node class that sets no `max_pods`, on a cluster with custom
+/// networking, given the max pods of the smallest instance type its pools allow: Karpenter's
+/// own count, `(ENIs − RESERVED_ENIS) × (IPv4 per ENI − 1) + 2` with RESERVED_ENIS 0 by
+/// default (karpenter-provider-aws `pkg/providers/instancetype/types.go`), counts the primary
+/// ENI that custom networking keeps from pods, so its nodes would admit pods that wait for an
+/// address forever. `None` when nothing is to be filled.
+pub fn with_karpenter_max_pods(spec: &Spec, reads: &SizingReads) -> Option<Spec> {
+    let mut filled: Vec<(ResourceAddr, u32)> = Vec::new();
+    for r in spec.resources.values() {
+        let resources::ResourceConfig::KarpenterNodeClass(c) = &r.config else {
+            continue;
+        };
+        if c.max_pods.is_some() {
+            continue;
+        }
+        let mode = spec_mode(spec, &spec.resolved_name(&c.cluster_name));
+        if !mode.custom_networking {
+            continue;
+        }
+        let Some(types) = class_types(spec, &r.addr, reads) else {
+            continue;
+        };
+        let pods = sizing::nodegroup_pods(&types, &mode, None);
+        filled.push((r.addr.clone(), pods.effective));
+    }
+    if filled.is_empty() {
+        return None;
+    }
+    let mut out = spec.clone();
+    for (addr, n) in filled {
+        if let Some(Value::Object(m)) = out.resources.get_mut(&addr).map(|r| &mut r.attrs) {
+            m.insert("max_pods".into(), Value::from(n));
+        }
+    }
+    Some(out)
+}
+
+/// The Karpenter pools of a cluster in the plan: max pods from their class, the waste of
+/// one max pods over mixed sizes, and their demand at `limits.nodes` in the AZs of the
+/// class's subnets (an unbounded pool is warned about and not counted).
+#[allow(clippy::too_many_arguments)]
+fn karpenter_sizing(
+    spec: &Spec,
+    plan: &Plan,
+    reads: &SizingReads,
+    cluster: &str,
+    mode: &CniMode,
+    azs_of: &HashMap<String, String>,
+    groups: &mut Vec<NodegroupSizing>,
+    demands: &mut Vec<sizing::NodegroupDemand>,
+    findings: &mut Vec<Finding>,
+) {
+    let change = |a: &ResourceAddr| {
+        plan.changes
+            .iter()
+            .find(|c| &c.addr == a && c.after.is_some())
+    };
+    for pool in plan.changes.iter().filter(|c| {
+        c.addr.kind == Kind::KarpenterNodePool
+            && c.after.is_some()
+            && str_of(c, "cluster_name")
+                .map(|n| spec.resolved_name(n))
+                .as_deref()
+                == Some(cluster)
+    }) {
+        let key = pool.addr.to_string();
+        let after = pool.after.as_ref().unwrap_or(&Value::Null);
+        let Some(class_addr) = crate::domain::karpenter::class_of_pool(spec, &pool.addr) else {
+            continue;
+        };
+        let class = change(class_addr)
+            .and_then(|c| c.after.as_ref())
+            .unwrap_or(&Value::Null);
+        let written = match spec.get(class_addr).map(|r| &r.config) {
+            Some(resources::ResourceConfig::KarpenterNodeClass(c)) => c.max_pods,
+            _ => None,
+        };
+        let type_names = resources::str_list(after, "instance_types");
+        let types: Vec<InstanceNetwork> = type_names
+            .iter()
+            .filter_map(|t| reads.types.get(t).cloned())
+            .collect();
+        if types.is_empty() || types.len() != type_names.len() {
+            continue;
+        }
+        let class_pods = class
+            .get("max_pods")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok());
+        let mut pods = sizing::nodegroup_pods(&types, mode, class_pods);
+        if let (Some(e), Some(_)) = (pods.explicit_error.take(), written) {
+            findings.push(Finding {
+                key: format!("{class_addr}.max_pods"),
+                message: e,
+                error: true,
+            });
+        }
+        pods.trunk_warning = None;
+        pods.mixed_warning = None;
+        if mode.custom_networking {
+            let per_node = pods.pods_per_node();
+            let wasted: Vec<String> = pods
+                .per_type
+                .iter()
+                .filter(|m| m.max_pods > per_node)
+                .map(|m| {
+                    format!(
+                        "{} could run {} but runs {per_node}",
+                        m.instance_type, m.max_pods
+                    )
+                })
+                .collect();
+            if !wasted.is_empty() {
+                findings.push(Finding {
+                    key: format!("{key}.instance_types"),
+                    message: format!(
+                        "one max pods ({per_node}, `{class_addr}`'s kubelet.maxPods) over every size the pool allows: {}; put each size in a pool of its own with its own node class, or leave max pods to Karpenter with its RESERVED_ENIS=1 (chart `settings.reservedENIs`, which eksnet does not manage), which counts custom networking per type",
+                        wasted.join(", ")
+                    ),
+                    error: false,
+                });
+            }
+        }
+        let nodes = after
+            .get("limits")
+            .and_then(|l| l.get("nodes"))
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok());
+        let Some(max) = nodes else {
+            findings.push(Finding {
+                key: key.clone(),
+                message: "the pool sets no `limits.nodes`: Karpenter may launch nodes without bound, so its nodes are not counted in the pod subnets' room; set `limits = { nodes = N }`".into(),
+                error: false,
+            });
+            groups.push(NodegroupSizing {
+                addr: pool.addr.clone(),
+                max_size: 0,
+                pods,
+            });
+            continue;
+        };
+        let azs: Vec<String> = resources::str_list(class, "subnet_ids")
+            .iter()
+            .filter_map(|id| azs_of.get(id).cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let per_node = pods.pods_per_node();
+        if let Some(hungriest) = types
+            .iter()
+            .max_by_key(|t| sizing::node_demand(t, mode, per_node))
+            .cloned()
+        {
+            if !azs.is_empty() {
+                demands.push(sizing::NodegroupDemand {
+                    label: key.clone(),
+                    azs,
+                    max_size: max,
+                    pods_per_node: per_node,
+                    instance: hungriest,
+                });
+            }
+        }
+        groups.push(NodegroupSizing {
+            addr: pool.addr.clone(),
+            max_size: max,
+            pods,
+        });
+    }
+}
+
 /// The assessment of every cluster with nodegroups in the plan, and its warnings.
 pub fn assess(spec: &Spec, plan: &Plan, reads: &SizingReads) -> (Sizing, Vec<Finding>) {
     let mut findings: Vec<Finding> = reads
@@ -132,7 +348,7 @@ pub fn assess(spec: &Spec, plan: &Plan, reads: &SizingReads) -> (Sizing, Vec<Fin
     let nodegroups: Vec<&PlannedChange> = plan
         .changes
         .iter()
-        .filter(|c| NODE_SOURCES.contains(&c.addr.kind))
+        .filter(|c| NODE_GROUPS.contains(&c.addr.kind))
         .filter(live)
         .collect();
     let mut clusters: BTreeSet<String> = nodegroups
@@ -140,6 +356,14 @@ pub fn assess(spec: &Spec, plan: &Plan, reads: &SizingReads) -> (Sizing, Vec<Fin
         .filter_map(|c| str_of(c, "cluster_name"))
         .map(|n| spec.resolved_name(n))
         .collect();
+    clusters.extend(
+        plan.changes
+            .iter()
+            .filter(|c| c.addr.kind == Kind::KarpenterNodePool)
+            .filter(live)
+            .filter_map(|c| str_of(c, "cluster_name"))
+            .map(|n| spec.resolved_name(n)),
+    );
     clusters.extend(reads.outside.keys().cloned());
     let mut sizing = Sizing::default();
     for cluster in clusters {
@@ -299,6 +523,17 @@ pub fn assess(spec: &Spec, plan: &Plan, reads: &SizingReads) -> (Sizing, Vec<Fin
                 pods,
             });
         }
+        karpenter_sizing(
+            spec,
+            plan,
+            reads,
+            &cluster,
+            &mode,
+            &azs_of,
+            &mut groups,
+            &mut demands,
+            &mut findings,
+        );
         let outside = outside_sizing(spec, &cluster, reads, &mode, &mut demands, &mut findings);
         let capacity = (mode.custom_networking && !demands.is_empty())
             .then(|| sizing::capacity(&pod_subnets, &demands, &mode));

@@ -69,6 +69,14 @@ pub fn plan(
     if let Some(d) = foreign_state(spec, state) {
         return Err(d);
     }
+    // A Karpenter node class without `max_pods` under custom networking gets the value its
+    // pools' smallest type holds (see `nodes::with_karpenter_max_pods`), before the diff.
+    let filled = inventory
+        .sizing
+        .as_ref()
+        .filter(|_| !opts.destroy)
+        .and_then(|reads| super::nodes::with_karpenter_max_pods(spec, reads));
+    let spec = filled.as_ref().unwrap_or(spec);
     let observed = &inventory.resources;
     let mut diags = if opts.destroy {
         Diagnostics::default()

@@ -15,6 +15,10 @@ use std::time::Duration;
 pub const VPC_CNI_ADDON: &str = "vpc-cni";
 /// The VPC CNI's env var that turns custom networking on.
 pub const VPC_CNI_CUSTOM_NETWORK_ENV: &str = "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG";
+/// The API group and kind of Karpenter's node class, which a NodePool's `nodeClassRef` names
+/// (aws/karpenter-provider-aws `pkg/apis/v1/ec2nodeclass.go`).
+pub const KARPENTER_NODE_CLASS_GROUP: &str = "karpenter.k8s.aws";
+pub const KARPENTER_NODE_CLASS_KIND: &str = "EC2NodeClass";
 /// The VPC CNI's env var naming the node label whose value is the ENIConfig's name.
 pub const VPC_CNI_LABEL_DEF_ENV: &str = "ENI_CONFIG_LABEL_DEF";
 /// The VPC CNI's env var that turns security groups for pods on: ipamd leaves an ENI slot

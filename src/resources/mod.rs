@@ -49,6 +49,10 @@ macro_rules! for_each_kind {
             EniConfig => eni_config::EniConfigKind,
             /// One `SecurityGroupPolicy` custom resource (security groups for pods).
             SecurityGroupPolicy => security_group_policy::SecurityGroupPolicyKind,
+            /// A Karpenter `EC2NodeClass` (how Karpenter's nodes are launched).
+            KarpenterNodeClass => karpenter_node_class::KarpenterNodeClassKind,
+            /// A Karpenter `NodePool` (which nodes Karpenter may launch, from a node class).
+            KarpenterNodePool => karpenter_node_pool::KarpenterNodePoolKind,
         }
     };
 }
@@ -958,6 +962,118 @@ pub async fn list_per_cluster(
         .collect())
 }
 
+/// A cluster-scoped custom object of a cluster, written with server-side apply (field
+/// manager `eksnet`, forced: the spec owns the fields it gives) with eksnet's annotations.
+pub async fn apply_cluster_object(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cluster: &str,
+    resource: &kube::discovery::ApiResource,
+    name: &str,
+    spec: Value,
+    operation: &'static str,
+) -> Result<kube::api::DynamicObject, ResourceError> {
+    let client = kube_client(ctx, cluster).await?;
+    let object = serde_json::json!({
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "metadata": {"name": name, "annotations": kube_annotations(ctx, addr)},
+        "spec": spec,
+    });
+    kube::api::Api::<kube::api::DynamicObject>::all_with(client, resource)
+        .patch(
+            name,
+            &kube::api::PatchParams::apply("eksnet").force(),
+            &kube::api::Patch::Apply(&object),
+        )
+        .await
+        .map_err(|e| ResourceError::from(crate::cloud::kube::error(operation, e)))
+}
+
+/// The refresh of a kind of cluster-scoped custom objects: one LIST per cluster, each item's
+/// object (`find_cluster_object`) read back with the kind's `observe`.
+pub async fn refresh_cluster_objects(
+    ctx: &Ctx,
+    items: &[Lookup],
+    resource: &kube::discovery::ApiResource,
+    operation: &'static str,
+    observe: fn(&str, &kube::api::DynamicObject) -> Option<Observed>,
+) -> Result<Vec<Option<Observed>>, ResourceError> {
+    let by_cluster = list_per_cluster(ctx, items, resource, operation).await?;
+    Ok(items
+        .iter()
+        .map(|i| find_cluster_object(i, &by_cluster).and_then(|(c, o)| observe(&c, o)))
+        .collect())
+}
+
+/// Deletes the cluster-scoped object `CLUSTER/NAME`; gone already (or its cluster gone) is
+/// done.
+pub async fn delete_cluster_object(
+    ctx: &Ctx,
+    kind: Kind,
+    cloud_id: &str,
+    resource: &kube::discovery::ApiResource,
+    operation: &'static str,
+) -> Result<(), ResourceError> {
+    let Some((cluster, name)) = cloud_id.split_once('/') else {
+        return Err(ResourceError::BadCloudId {
+            kind,
+            id: cloud_id.to_string(),
+            expected: "cluster/name",
+        });
+    };
+    let Some(client) = ctx.kube.client(&ctx.aws, cluster).await? else {
+        return Ok(());
+    };
+    let api = kube::api::Api::<kube::api::DynamicObject>::all_with(client, resource);
+    match api.delete(name, &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if crate::cloud::kube::is_not_found(&e) => Ok(()),
+        Err(e) => Err(crate::cloud::kube::error(operation, e).into()),
+    }
+}
+
+/// The cluster-scoped object an item names (by its cloud id `CLUSTER/NAME`, else by its
+/// `cluster_name` and `name`) in the per-cluster lists, with its cluster.
+pub fn find_cluster_object<'a>(
+    item: &Lookup,
+    by_cluster: &'a std::collections::HashMap<String, Vec<kube::api::DynamicObject>>,
+) -> Option<(String, &'a kube::api::DynamicObject)> {
+    let (cluster, name) = match &item.cloud_id {
+        Some(id) => id
+            .split_once('/')
+            .map(|(c, n)| (c.to_string(), n.to_string()))?,
+        None => (
+            str_attr(&item.attrs, "cluster_name")?.to_string(),
+            str_attr(&item.attrs, "name")?.to_string(),
+        ),
+    };
+    let found = by_cluster
+        .get(&cluster)?
+        .iter()
+        .find(|o| o.metadata.name.as_deref() == Some(name.as_str()))?;
+    Some((cluster, found))
+}
+
+/// A Kubernetes object's name: the spec's `name`, else the table's key when that is a
+/// Kubernetes object name itself (`what` names the object in the message).
+pub fn object_name(
+    name: Option<&String>,
+    build: &BuildCtx,
+    what: &str,
+) -> Result<String, Vec<(&'static str, String)>> {
+    match name {
+        Some(n) => Ok(n.clone()),
+        None if crate::base::kubernetes_names::is_dns_subdomain(build.resource_name) => {
+            Ok(build.resource_name.to_string())
+        }
+        None => Err(vec![(
+            "name",
+            format!("set `name`: the {what}'s name defaults to the table's key, and `{}` is not a Kubernetes object name (lowercase letters, digits, `-` and `.`)", build.resource_name),
+        )]),
+    }
+}
+
 /// The Kubernetes client of a cluster that must exist (the objects of a kind that lives in
 /// it are written there).
 pub async fn kube_client(ctx: &Ctx, cluster: &str) -> Result<kube::Client, ResourceError> {
@@ -979,8 +1095,19 @@ pub fn req_str<'a>(attrs: &'a Value, key: &str) -> Result<&'a str, ResourceError
 
 /// The kinds whose resources start nodes: each is ordered like the others (after the pod
 /// subnets, its role and cluster, its cluster's CNI settings, ENIConfigs and CNI add-on: see
-/// `domain::ordering`), sized like the others, and the add-ons that need nodes come after each.
-pub const NODE_SOURCES: &[Kind] = &[Kind::Nodegroup, Kind::SelfManagedNodeGroup];
+/// `domain::ordering`), and the add-ons that need nodes come after each. A Karpenter node
+/// class and pool start no node themselves, but Karpenter launches one as soon as both exist
+/// and a pod waits.
+pub const NODE_SOURCES: &[Kind] = &[
+    Kind::Nodegroup,
+    Kind::SelfManagedNodeGroup,
+    Kind::KarpenterNodeClass,
+    Kind::KarpenterNodePool,
+];
+
+/// The node sources that are groups of a known size with their own max pods (managed and
+/// self-managed): sized one by one, and replaced with `--replace` to pick up new settings.
+pub const NODE_GROUPS: &[Kind] = &[Kind::Nodegroup, Kind::SelfManagedNodeGroup];
 
 /// The instance types a node source's attributes name: a managed nodegroup's
 /// `instance_types`, a self-managed group's one `instance_type`.

@@ -7,7 +7,7 @@ pub mod constraints;
 use crate::base::addr::{Kind, ResourceAddr};
 use crate::base::diag::{Diagnostic, Diagnostics};
 use crate::base::value;
-use crate::domain::{cni, identity, network, pod_security_groups, routing};
+use crate::domain::{cni, identity, karpenter, network, pod_security_groups, routing};
 use crate::resources;
 use crate::spec::Spec;
 use serde_json::Value;
@@ -25,6 +25,7 @@ pub fn validate(spec: &Spec) -> Diagnostics {
     pod_security_groups::check_spec(spec, &mut d);
     identity::check_spec(spec, &mut d);
     routing::check_spec(spec, &mut d);
+    karpenter::check_spec(spec, &mut d);
     check_lifecycles(spec, &mut d);
     crate::validate::constraints::check(spec, &mut d);
     if spec.resources.is_empty() {

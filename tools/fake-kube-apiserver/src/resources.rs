@@ -228,6 +228,36 @@ pub static RESOURCES: &[Resource] = &[
             &["sa"],
         )
     },
+    // The Karpenter Helm chart installs these CRDs (aws/karpenter-provider-aws
+    // `pkg/apis/crds/karpenter.k8s.aws_ec2nodeclasses.yaml` and `karpenter.sh_nodepools.yaml`:
+    // cluster-scoped, a status subresource each). The sandbox's cluster has Karpenter
+    // installed.
+    Resource {
+        version: "v1",
+        generation: true,
+        custom: true,
+        ..builtin(
+            "karpenter.k8s.aws",
+            "ec2nodeclasses",
+            "ec2nodeclass",
+            "EC2NodeClass",
+            false,
+            &[],
+        )
+    },
+    Resource {
+        version: "v1",
+        generation: true,
+        custom: true,
+        ..builtin(
+            "karpenter.sh",
+            "nodepools",
+            "nodepool",
+            "NodePool",
+            false,
+            &[],
+        )
+    },
 ];
 
 /// Index into [`RESOURCES`]; indices are stable so they double as compact store keys.
