@@ -46,6 +46,8 @@ macro_rules! for_each_kind {
             EniConfig => eni_config::EniConfigKind,
             /// One `SecurityGroupPolicy` custom resource (security groups for pods).
             SecurityGroupPolicy => security_group_policy::SecurityGroupPolicyKind,
+            /// One EKS Auto Mode `NodeClass`, with the `NodePool` that uses it.
+            AutoModeNodeClass => auto_mode_node_class::AutoModeNodeClassKind,
         }
     };
 }
