@@ -24,7 +24,10 @@ const EKS_PRINCIPAL: &str = "eks.amazonaws.com";
 /// (`automode/auto-create-node-role.adoc`: AmazonEKSWorkerNodeMinimalPolicy and
 /// AmazonEC2ContainerRegistryPullOnly).
 const NODE_POLICIES: &[(&str, &str)] = &[
-    ("AmazonEKSWorkerNodeMinimalPolicy", "AmazonEKSWorkerNodePolicy"),
+    (
+        "AmazonEKSWorkerNodeMinimalPolicy",
+        "AmazonEKSWorkerNodePolicy",
+    ),
     (
         "AmazonEC2ContainerRegistryPullOnly",
         "AmazonEC2ContainerRegistryReadOnly",

@@ -125,7 +125,10 @@ impl Emulator for ClusterCompute {
                 }
                 clusters.get(&key).cloned()
             };
-            if let Some(body) = settings.as_ref().and_then(|s| inject(&answer.reply.body, s)) {
+            if let Some(body) = settings
+                .as_ref()
+                .and_then(|s| inject(&answer.reply.body, s))
+            {
                 answer.reply.body = body;
             }
         })
@@ -178,8 +181,14 @@ mod tests {
         )
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
         .unwrap_or_default();
-        assert_eq!(body["cluster"]["computeConfig"]["nodePools"], json!(["system"]));
-        assert_eq!(body["cluster"]["storageConfig"]["blockStorage"]["enabled"], json!(true));
+        assert_eq!(
+            body["cluster"]["computeConfig"]["nodePools"],
+            json!(["system"])
+        );
+        assert_eq!(
+            body["cluster"]["storageConfig"]["blockStorage"]["enabled"],
+            json!(true)
+        );
         assert_eq!(
             body["cluster"]["kubernetesNetworkConfig"]["elasticLoadBalancing"]["enabled"],
             json!(true)
