@@ -228,6 +228,33 @@ pub static RESOURCES: &[Resource] = &[
             &["sa"],
         )
     },
+    // EKS Auto Mode installs its NodeClass CRD and Karpenter's NodePool CRD (EKS user guide,
+    // `automode/create-node-class.adoc`, `create-node-pool.adoc`): both cluster-scoped, with a
+    // status subresource (karpenter `pkg/apis/crds/karpenter.sh_nodepools.yaml`).
+    Resource {
+        generation: true,
+        custom: true,
+        ..builtin(
+            "eks.amazonaws.com",
+            "nodeclasses",
+            "nodeclass",
+            "NodeClass",
+            false,
+            &[],
+        )
+    },
+    Resource {
+        generation: true,
+        custom: true,
+        ..builtin(
+            "karpenter.sh",
+            "nodepools",
+            "nodepool",
+            "NodePool",
+            false,
+            &[],
+        )
+    },
 ];
 
 /// Index into [`RESOURCES`]; indices are stable so they double as compact store keys.

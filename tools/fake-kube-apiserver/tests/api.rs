@@ -34,7 +34,9 @@ fn discovery_documents() {
             "policy",
             "crd.k8s.amazonaws.com",
             "apiextensions.k8s.io",
-            "vpcresources.k8s.aws"
+            "vpcresources.k8s.aws",
+            "eks.amazonaws.com",
+            "karpenter.sh"
         ]
     );
     let core = f.get("/api/v1").body;
