@@ -13,8 +13,16 @@ use std::collections::BTreeSet;
 fn spec_instance_types(spec: &Spec) -> BTreeSet<String> {
     spec.resources
         .values()
-        .filter(|r| r.addr.kind == Kind::Nodegroup)
-        .flat_map(|r| resources::str_list(&r.attrs, "instance_types"))
+        .flat_map(|r| match r.addr.kind {
+            Kind::Nodegroup => resources::str_list(&r.attrs, "instance_types"),
+            // An Auto Mode NodeClass's pool: its pod subnets are sized too.
+            Kind::AutoModeNodeClass => r
+                .attrs
+                .get("node_pool")
+                .map(|p| resources::str_list(p, "instance_types"))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        })
         .filter(|t| !t.contains("${"))
         .collect()
 }
