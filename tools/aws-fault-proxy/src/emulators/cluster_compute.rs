@@ -99,29 +99,32 @@ impl Emulator for ClusterCompute {
             if !call.cfg.eks_cluster_fields || call.info.protocol != Protocol::RestJson {
                 return;
             }
+            let request: Value = serde_json::from_slice(call.body).unwrap_or(Value::Null);
+            if call.info.op == "UpdateClusterConfig" {
+                // EKS answers with an `update`, moto with whatever it has: the cluster is the
+                // path's (`/clusters/NAME/update-config`).
+                if let Some(name) = call.info.segments.get(1) {
+                    let key = (call.info.region.clone(), name.clone());
+                    if let Some(s) = lock(&self.clusters).get_mut(&key) {
+                        merge(s, &request);
+                    }
+                }
+                return;
+            }
             let Some((name, moto_network)) = answered(&answer.reply.body) else {
                 return;
             };
             let key = (call.info.region.clone(), name);
-            let request: Value = serde_json::from_slice(call.body).unwrap_or(Value::Null);
             let settings = {
                 let mut clusters = lock(&self.clusters);
-                match call.info.op.as_str() {
-                    "CreateCluster" => {
-                        // What moto made (its defaults included), then the request's settings.
-                        let mut s = Settings {
-                            network: moto_network,
-                            ..Settings::default()
-                        };
-                        merge(&mut s, &request);
-                        clusters.insert(key.clone(), s);
-                    }
-                    "UpdateClusterConfig" => {
-                        if let Some(s) = clusters.get_mut(&key) {
-                            merge(s, &request);
-                        }
-                    }
-                    _ => {}
+                if call.info.op == "CreateCluster" {
+                    // What moto made (its defaults included), then the request's settings.
+                    let mut s = Settings {
+                        network: moto_network,
+                        ..Settings::default()
+                    };
+                    merge(&mut s, &request);
+                    clusters.insert(key.clone(), s);
                 }
                 clusters.get(&key).cloned()
             };
