@@ -292,11 +292,7 @@ async fn apply(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<Observed
 }
 
 async fn delete_pool(pools: &Api<DynamicObject>, name: &str) -> Result<(), ResourceError> {
-    match pools.delete(name, &Default::default()).await {
-        Ok(_) => Ok(()),
-        Err(e) if crate::cloud::kube::is_not_found(&e) => Ok(()),
-        Err(e) => Err(crate::cloud::kube::error("delete nodepool", e).into()),
-    }
+    super::delete_object(pools, name, "delete nodepool").await
 }
 
 impl ResourceKind for AutoModeNodeClassKind {
@@ -381,18 +377,11 @@ impl ResourceKind for AutoModeNodeClassKind {
                 String::new()
             }
         };
-        let groups = match &c.security_group_ids {
-            Some(g) => g.clone(),
-            None => match crate::base::value::whole_reference(&c.cluster_name) {
-                Some(r) if r.addr.kind == Kind::Cluster => {
-                    vec![format!("${{{}.cluster_security_group_id}}", r.addr)]
-                }
-                _ => {
-                    errors.push(("security_group_ids", "set `security_group_ids`: they can only default to the cluster security group when `cluster_name` is a reference like \"${cluster.main.name}\"".to_string()));
-                    Vec::new()
-                }
-            },
-        };
+        let groups = super::groups_or_cluster_group(
+            c.security_group_ids.as_ref(),
+            &c.cluster_name,
+            &mut errors,
+        );
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -469,13 +458,11 @@ impl ResourceKind for AutoModeNodeClassKind {
             name,
         )
         .await?;
-        match Api::<DynamicObject>::all_with(client, &node_class_resource())
-            .delete(name, &Default::default())
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if crate::cloud::kube::is_not_found(&e) => Ok(()),
-            Err(e) => Err(crate::cloud::kube::error("delete nodeclass", e).into()),
-        }
+        super::delete_object(
+            &Api::<DynamicObject>::all_with(client, &node_class_resource()),
+            name,
+            "delete nodeclass",
+        )
+        .await
     }
 }

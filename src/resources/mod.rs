@@ -916,6 +916,41 @@ pub async fn list_per_cluster(
         .collect())
 }
 
+/// The security groups of a Kubernetes object that defaults them to the cluster security
+/// group (an ENIConfig, a NodeClass): the given ones, else `${cluster.X.cluster_security_group_id}`
+/// when `cluster_name` is a reference to a cluster of the spec; else an error for `errors`.
+pub fn groups_or_cluster_group(
+    given: Option<&Vec<String>>,
+    cluster_name: &str,
+    errors: &mut Vec<(&'static str, String)>,
+) -> Vec<String> {
+    if let Some(g) = given {
+        return g.clone();
+    }
+    match crate::base::value::whole_reference(cluster_name) {
+        Some(r) if r.addr.kind == Kind::Cluster => {
+            vec![format!("${{{}.cluster_security_group_id}}", r.addr)]
+        }
+        _ => {
+            errors.push(("security_group_ids", "set `security_group_ids`: they can only default to the cluster security group when `cluster_name` is a reference like \"${cluster.main.name}\"".to_string()));
+            Vec::new()
+        }
+    }
+}
+
+/// Deletes a custom resource's object by name; already gone counts as success.
+pub async fn delete_object(
+    api: &kube::api::Api<kube::api::DynamicObject>,
+    name: &str,
+    operation: &'static str,
+) -> Result<(), ResourceError> {
+    match api.delete(name, &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if crate::cloud::kube::is_not_found(&e) => Ok(()),
+        Err(e) => Err(crate::cloud::kube::error(operation, e).into()),
+    }
+}
+
 /// The Kubernetes client of a cluster that must exist (the objects of a kind that lives in
 /// it are written there).
 pub async fn kube_client(ctx: &Ctx, cluster: &str) -> Result<kube::Client, ResourceError> {
