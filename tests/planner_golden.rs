@@ -800,6 +800,9 @@ node_pool = { instance_types = ["m5.large"], limits = { nodes = 10 } }
 
 golden! {
     auto_mode_turned_on_in_place_with_a_node_class: auto_mode_turned_on(),
+    // Auto Mode on in AWS and in the state, dropped from the spec: turned off in place.
+    auto_mode_dropped_from_the_spec_turns_it_off: Case::demo()
+        .set_in_both("cluster.main", "/attrs/auto_mode", json!(true)),
     addon_existing_found_updates_its_values_only: existing_addon_found(),
     addon_existing_found_as_the_spec_has_it_is_recorded: Case::demo()
         .spec_append(EXISTING_ADDON)
