@@ -3396,3 +3396,185 @@ subnet_ids = ["${subnet.pod_a.id}"]
     )
     .check();
 }
+
+// ---- EKS Auto Mode: `auto_mode` on a cluster, `auto_mode_node_class` ----
+
+/// An Auto Mode cluster whose role lacks three of the Auto Mode policies and the
+/// `sts:TagSession` trust, naming a pool Auto Mode does not have and pools without a node role.
+#[test]
+fn an_auto_mode_cluster_with_a_role_lacking_its_policies() {
+    bad(r#"[iam_role.cluster]
+name = "cluster"
+assume_role_service = "eks.amazonaws.com"
+managed_policies = ["AmazonEKSClusterPolicy", "AmazonEKSComputePolicy"]
+
+[cluster.main]
+name = "demo"
+role_arn = "${iam_role.cluster.arn}"
+subnet_ids = ["subnet-0000000a", "subnet-0000000b"]
+auto_mode = true
+auto_mode_node_pools = ["general-purpose", "gpu"]
+"#)
+    .err_parts(4, "iam_role.cluster.managed_policies", &["lacks AmazonEKSBlockStoragePolicy, AmazonEKSLoadBalancingPolicy, AmazonEKSNetworkingPolicy", "auto-cluster-iam-role"])
+    .err_parts(1, "iam_role.cluster", &["must trust eks.amazonaws.com with both sts:AssumeRole and sts:TagSession"])
+    .err(11, "cluster.main.auto_mode_node_pools.1", "not `gpu`")
+    .err(11, "cluster.main.auto_mode_node_pools", "the built-in node pools need `auto_mode_node_role_arn`")
+    .check();
+}
+
+/// Custom networking on an Auto Mode cluster: an ENIConfig, `aws_node` and the add-on's
+/// `custom_network` are each refused with the equivalent (the `aws_node` patch also with the
+/// add-on rule that was there before).
+#[test]
+fn custom_networking_on_an_auto_mode_cluster() {
+    bad(r#"[cluster.main]
+name = "demo"
+role_arn = "arn:aws:iam::111122223333:role/cluster"
+subnet_ids = ["subnet-0000000a", "subnet-0000000b"]
+auto_mode = true
+
+[eni_config.pod_a]
+cluster_name = "${cluster.main.name}"
+subnet_id = "subnet-0000000c"
+name = "us-west-2a"
+
+[aws_node.main]
+cluster_name = "${cluster.main.name}"
+custom_network = true
+
+[addon.vpc_cni]
+cluster_name = "${cluster.main.name}"
+name = "vpc-cni"
+custom_network = true
+"#)
+    .err_parts(
+        7,
+        "eni_config.pod_a",
+        &[
+            "has `auto_mode = true`",
+            "an ENIConfig would do nothing",
+            "[auto_mode_node_class.NAME]",
+        ],
+    )
+    .err_parts(
+        12,
+        "aws_node.main",
+        &[
+            "has `auto_mode = true`",
+            "the `aws-node` settings would do nothing",
+        ],
+    )
+    .err(
+        12,
+        "aws_node.main",
+        "runs the VPC CNI as the managed add-on",
+    )
+    .err_parts(
+        19,
+        "addon.vpc_cni.custom_network",
+        &[
+            "has `auto_mode = true`",
+            "custom networking would do nothing",
+            "pod_subnet_ids",
+        ],
+    )
+    .check();
+}
+
+/// `default` is EKS's own NodeClass: refused as the table's key.
+#[test]
+fn a_node_class_named_default() {
+    bad(r#"[cluster.main]
+name = "demo"
+role_arn = "arn:aws:iam::111122223333:role/cluster"
+subnet_ids = ["${subnet.node_a.id}", "${subnet.node_b.id}"]
+
+[subnet.node_a]
+vpc_id = "vpc-0123456789abcdef0"
+cidr_block = "10.0.0.0/24"
+availability_zone = "us-west-2a"
+
+[subnet.node_b]
+vpc_id = "vpc-0123456789abcdef0"
+cidr_block = "10.0.1.0/24"
+availability_zone = "us-west-2b"
+
+[subnet.pod_a]
+vpc_id = "vpc-0123456789abcdef0"
+cidr_block = "10.0.2.0/24"
+availability_zone = "us-west-2a"
+
+[auto_mode_node_class.default]
+cluster_name = "${cluster.main.name}"
+role = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["${subnet.node_a.id}", "${subnet.node_b.id}"]
+pod_subnet_ids = ["${subnet.pod_a.id}"]
+pod_security_group_ids = ["sg-0123456789abcdef0"]
+"#)
+    .err(
+        21,
+        "auto_mode_node_class.default.name",
+        "the NodeClass EKS Auto Mode keeps for its built-in pools",
+    )
+    .check();
+}
+
+/// A NodeClass on a cluster without Auto Mode, a zone of its nodes without a pod subnet, and
+/// its role given as an ARN.
+#[test]
+fn a_node_class_on_a_cluster_without_auto_mode_and_a_zone_without_pod_subnet() {
+    bad(r#"[cluster.main]
+name = "demo"
+role_arn = "arn:aws:iam::111122223333:role/cluster"
+subnet_ids = ["${subnet.node_a.id}", "${subnet.node_b.id}"]
+
+[vpc.main]
+id = "vpc-0123abcd"
+cidr_block = "10.0.0.0/16"
+
+[cidr_block.pods]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/16"
+
+[subnet.node_a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.0.0/24"
+availability_zone = "us-west-2a"
+
+[subnet.node_b]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.1.0/24"
+availability_zone = "us-west-2b"
+
+[subnet.pod_a]
+vpc_id = "${vpc.main.id}"
+cidr_block = "100.64.2.0/24"
+availability_zone = "us-west-2a"
+
+[auto_mode_node_class.pods]
+cluster_name = "${cluster.main.name}"
+role = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["${subnet.node_a.id}", "${subnet.node_b.id}"]
+pod_subnet_ids = ["${subnet.pod_a.id}"]
+pod_security_group_ids = ["sg-0123456789abcdef0"]
+"#)
+    .err(
+        30,
+        "auto_mode_node_class.pods.cluster_name",
+        "does not have `auto_mode = true`",
+    )
+    .err_parts(
+        33,
+        "auto_mode_node_class.pods.pod_subnet_ids",
+        &[
+            "no pod subnet in `us-west-2b`",
+            "failed to assign an IP address",
+        ],
+    )
+    .err(
+        31,
+        "auto_mode_node_class.pods.role",
+        "takes the role's name, not its ARN",
+    )
+    .check();
+}

@@ -1613,3 +1613,125 @@ async fn production_example_runs_without_the_cni_policy_on_any_node_role() {
         .expect("DescribeRouteTables");
     assert!(left.route_tables().is_empty(), "{left:?}");
 }
+
+const AUTO_MODE_SPEC: &str = "examples/auto-mode.toml";
+
+/// The Auto Mode example: the cluster is created with compute, block storage and load
+/// balancing on together, and reads back so (a second plan has nothing to do); the NodeClass
+/// selects the pod subnets and the pod security group, and its NodePool refers to it. Turning
+/// Auto Mode off is one update in place that keeps the IP family; destroy converges.
+/// (The sandbox has no Auto Mode node stand-in yet: no node is launched here.)
+#[tokio::test]
+async fn auto_mode_cluster_and_its_node_class_are_applied_read_back_and_destroyed() {
+    let w = world();
+    run_ok(
+        w.eksnet().args(["apply", AUTO_MODE_SPEC, "--auto-approve"]),
+        0,
+    );
+    let aws = sdk(&w.sandbox.endpoint).await;
+    let describe = |aws: eksnet::cloud::aws::AwsClients| async move {
+        aws.eks
+            .describe_cluster()
+            .name("my-auto-mode-cluster")
+            .send()
+            .await
+            .expect("DescribeCluster")
+            .cluster
+            .expect("a cluster")
+    };
+    let c = describe(aws.clone()).await;
+    assert_eq!(c.compute_config().and_then(|x| x.enabled()), Some(true));
+    assert_eq!(
+        c.storage_config()
+            .and_then(|s| s.block_storage())
+            .and_then(|b| b.enabled()),
+        Some(true)
+    );
+    let network = c.kubernetes_network_config().expect("network config");
+    assert_eq!(
+        network.elastic_load_balancing().and_then(|e| e.enabled()),
+        Some(true)
+    );
+    let group = c
+        .resources_vpc_config()
+        .and_then(|v| v.cluster_security_group_id())
+        .expect("cluster security group")
+        .to_string();
+    let pod_subnets: BTreeSet<String> = subnets_by_cidr(&aws, &["100.64.0.0/19", "100.64.32.0/19"])
+        .await
+        .iter()
+        .filter_map(|s| s.subnet_id().map(String::from))
+        .collect();
+    assert_eq!(pod_subnets.len(), 2);
+    let (status, class) = w.kube(
+        "GET",
+        "/apis/eks.amazonaws.com/v1/nodeclasses/custom-networking",
+        "",
+    );
+    assert_eq!(status, 200, "{class}");
+    let ids = |key: &str| -> BTreeSet<String> {
+        class["spec"][key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["id"].as_str().map(String::from))
+            .collect()
+    };
+    assert_eq!(ids("podSubnetSelectorTerms"), pod_subnets);
+    assert_eq!(
+        ids("podSecurityGroupSelectorTerms"),
+        BTreeSet::from([group])
+    );
+    assert_eq!(class["spec"]["role"], "myAutoModeNodeRole");
+    let (status, pool) = w.kube(
+        "GET",
+        "/apis/karpenter.sh/v1/nodepools/custom-networking",
+        "",
+    );
+    assert_eq!(status, 200, "{pool}");
+    assert_eq!(
+        pool["spec"]["template"]["spec"]["nodeClassRef"],
+        json!({"group": "eks.amazonaws.com", "kind": "NodeClass", "name": "custom-networking"})
+    );
+    assert_eq!(pool["spec"]["limits"], json!({"nodes": 10}));
+    run_ok(
+        w.eksnet()
+            .args(["plan", AUTO_MODE_SPEC, "--detailed-exitcode"]),
+        0,
+    );
+    // Auto Mode off: the NodeClass goes first (nothing would read it), then one
+    // UpdateClusterConfig with the three settings off.
+    let off = without_blocks(&w.spec_text(AUTO_MODE_SPEC), &["auto_mode_node_class.pods"])
+        .replace("auto_mode = true\n", "");
+    w.write_spec(AUTO_MODE_SPEC, &off);
+    let applied = run_ok(
+        w.eksnet().args(["apply", AUTO_MODE_SPEC, "--auto-approve"]),
+        0,
+    );
+    let c = describe(aws.clone()).await;
+    assert_eq!(
+        c.compute_config().and_then(|x| x.enabled()),
+        Some(false),
+        "{}",
+        applied.stdout
+    );
+    assert_eq!(
+        c.kubernetes_network_config()
+            .and_then(|k| k.ip_family())
+            .map(|f| f.as_str().to_string()),
+        Some("ipv4".to_string()),
+        "an update names only the fields it changes"
+    );
+    assert!(w.list("/apis/eks.amazonaws.com/v1/nodeclasses").is_empty());
+    assert!(w.list("/apis/karpenter.sh/v1/nodepools").is_empty());
+    run_ok(
+        w.eksnet()
+            .args(["plan", AUTO_MODE_SPEC, "--detailed-exitcode"]),
+        0,
+    );
+    run_ok(
+        w.eksnet()
+            .args(["destroy", AUTO_MODE_SPEC, "--auto-approve"]),
+        0,
+    );
+}

@@ -859,7 +859,40 @@ fn route_tables_with_pod_b_on_the_public_table() -> Value {
     tables
 }
 
+/// The demo cluster turned to EKS Auto Mode in place, its role given the Auto Mode policies
+/// and the TagSession trust, and a NodeClass with its pool in the demo's pod subnets (the plan
+/// counts their /28 prefixes).
+fn auto_mode_turned_on() -> Case {
+    Case::demo()
+        .spec_edit(
+            "assume_role_service = \"eks.amazonaws.com\"\nmanaged_policies = [\"AmazonEKSClusterPolicy\"]",
+            "assume_role_policy = '{\"Version\": \"2012-10-17\", \"Statement\": [{\"Effect\": \"Allow\", \"Principal\": {\"Service\": \"eks.amazonaws.com\"}, \"Action\": [\"sts:AssumeRole\", \"sts:TagSession\"]}]}'\nmanaged_policies = [\"AmazonEKSClusterPolicy\", \"AmazonEKSComputePolicy\", \"AmazonEKSBlockStoragePolicy\", \"AmazonEKSLoadBalancingPolicy\", \"AmazonEKSNetworkingPolicy\"]",
+        )
+        .spec_edit("version = \"1.31\"", "version = \"1.31\"\nauto_mode = true")
+        .spec_append(
+            r#"
+[auto_mode_node_class.pods]
+cluster_name = "${cluster.main.name}"
+name = "custom-networking"
+role = "demo-node-role"
+subnet_ids = ["subnet-0c1000000000000a1", "subnet-0c2000000000000b2"]
+pod_subnet_ids = ["${subnet.pod_a.id}", "${subnet.pod_b.id}"]
+pod_security_group_ids = ["sg-0123456789abcdef0"]
+node_pool = { instance_types = ["m5.large"], limits = { nodes = 10 } }
+"#,
+        )
+        .absent(&["auto_mode_node_class.pods"])
+        .sizing(
+            json!({"m5.large": {"max_enis": 3, "ipv4_per_eni": 10, "vcpus": 2, "nitro": true}}),
+            json!({}),
+        )
+}
+
 golden! {
+    auto_mode_turned_on_in_place_with_a_node_class: auto_mode_turned_on(),
+    // Auto Mode on in AWS and in the state, dropped from the spec: turned off in place.
+    auto_mode_dropped_from_the_spec_turns_it_off: Case::demo()
+        .set_in_both("cluster.main", "/attrs/auto_mode", json!(true)),
     addon_existing_found_updates_its_values_only: existing_addon_found(),
     addon_existing_found_as_the_spec_has_it_is_recorded: Case::demo()
         .spec_append(EXISTING_ADDON)

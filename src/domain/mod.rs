@@ -1,4 +1,5 @@
-//! Rules that span kinds, one domain place each: `identity` (who the VPC CNI acts as in AWS:
+//! Rules that span kinds, one domain place each: `auto_mode` (EKS Auto Mode: its cluster
+//! role, no custom networking on it, a NodeClass's pod subnets), `identity` (who the VPC CNI acts as in AWS:
 //! its own role or the node role), `cni` (the VPC CNI: which resource carries
 //! its settings, whether custom networking is on, its spec and plan checks, the handover from
 //! the `aws_node` patch to the add-on), `network` (the VPC's CIDR arithmetic: secondary
@@ -11,6 +12,7 @@
 //! themselves. A planned change reaches them as a `ChangeView`, since the plan is a stage
 //! above them.
 
+pub mod auto_mode;
 pub mod cni;
 pub mod identity;
 pub mod karpenter;

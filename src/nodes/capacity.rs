@@ -15,8 +15,16 @@ use std::collections::BTreeSet;
 fn spec_instance_types(spec: &Spec) -> BTreeSet<String> {
     spec.resources
         .values()
-        .filter(|r| NODE_SOURCES.contains(&r.addr.kind))
-        .flat_map(|r| resources::node_instance_types(&r.attrs))
+        .flat_map(|r| match r.addr.kind {
+            k if NODE_SOURCES.contains(&k) => resources::node_instance_types(&r.attrs),
+            // An Auto Mode NodeClass's pool: its pod subnets are sized too.
+            Kind::AutoModeNodeClass => r
+                .attrs
+                .get("node_pool")
+                .map(|p| resources::str_list(p, "instance_types"))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        })
         .filter(|t| !t.contains("${"))
         .collect()
 }

@@ -1614,3 +1614,55 @@ us-west-2b  subnet.pod_b            8187          1      12  ok
         assert_eq!(serde_json::to_value(Unit::Prefixes).unwrap(), "prefixes");
     }
 }
+
+/// EKS Auto Mode's max pods per node (EKS user guide, `automode/auto-choosing-instance-type`
+/// ... "a maximum of 110 pods per node").
+pub const AUTO_MODE_MAX_PODS: u32 = 110;
+
+/// What one Auto Mode pod subnet holds: its whole /28 prefixes, and the nodes whose pods fit
+/// in them at Auto Mode's max pods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoModeSubnet {
+    pub prefixes: u32,
+    pub prefixes_per_node: u32,
+    pub nodes: u32,
+}
+
+/// Auto Mode gives pods addresses from /28 prefixes (create-node-class: the default), so a pod
+/// subnet is counted in whole /28 blocks: AWS reserves the first four addresses and the last of
+/// every subnet, which takes the first and the last /28 out. A node at 110 pods needs
+/// ceil(110 / 16) = 7 prefixes, plus one /28 slot for the primary address of its interface
+/// in the pod subnet (it may fall in a block that would otherwise be free). Kept that simple:
+/// fragments left by other interfaces are not counted.
+pub fn auto_mode_subnet(prefix_len: u8) -> AutoModeSubnet {
+    let blocks = if prefix_len > 28 {
+        0
+    } else {
+        1u32.checked_shl(u32::from(28 - prefix_len))
+            .unwrap_or(u32::MAX)
+    };
+    let prefixes = blocks.saturating_sub(2);
+    let prefixes_per_node = AUTO_MODE_MAX_PODS.div_ceil(PREFIX_ADDRESSES) + 1;
+    AutoModeSubnet {
+        prefixes,
+        prefixes_per_node,
+        nodes: prefixes / prefixes_per_node,
+    }
+}
+
+#[cfg(test)]
+mod auto_mode_tests {
+    use super::*;
+
+    /// A /27 has two /28 blocks, both holding reserved addresses: no prefix at all. A /19 has
+    /// 512 blocks, 510 usable, 63 nodes of 8 slots.
+    #[test]
+    fn pod_subnets_count_in_whole_prefixes() {
+        assert_eq!(auto_mode_subnet(27).prefixes, 0);
+        assert_eq!(auto_mode_subnet(28).nodes, 0);
+        assert_eq!(auto_mode_subnet(32).prefixes, 0);
+        let s = auto_mode_subnet(19);
+        assert_eq!((s.prefixes, s.prefixes_per_node, s.nodes), (510, 8, 63));
+        assert_eq!(auto_mode_subnet(24).nodes, 1);
+    }
+}

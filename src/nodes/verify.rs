@@ -167,7 +167,12 @@ pub async fn verify(
                 ));
             }
         }
-        let eni_configs: BTreeSet<String> =
+        // EKS Auto Mode reads no ENIConfig (its NodeClass gives pods their subnets) and has no
+        // ENIConfig resource: its nodes are checked for readiness only.
+        let auto_mode = c.auto_mode;
+        let eni_configs: BTreeSet<String> = if auto_mode {
+            BTreeSet::new()
+        } else {
             Api::<DynamicObject>::all_with(client.clone(), &api_resource())
                 .list(&ListParams::default())
                 .await
@@ -175,7 +180,8 @@ pub async fn verify(
                 .items
                 .into_iter()
                 .filter_map(|o| o.metadata.name)
-                .collect();
+                .collect()
+        };
         let nodes: Api<Node> = Api::all(client);
         let annotation_mode = selection.annotation;
         let label = selection.label;
@@ -189,6 +195,9 @@ pub async fn verify(
             let name = node.metadata.name.clone().unwrap_or_default();
             if let Some(why) = not_ready(&node) {
                 report.nodes_not_ready.push(format!("{name}: {why}"));
+            }
+            if auto_mode {
+                continue;
             }
             let (how, wanted) = if annotation_mode {
                 (

@@ -365,6 +365,7 @@ pub fn assess(spec: &Spec, plan: &Plan, reads: &SizingReads) -> (Sizing, Vec<Fin
             .map(|n| spec.resolved_name(n)),
     );
     clusters.extend(reads.outside.keys().cloned());
+    auto_mode_findings(plan, &mut findings);
     let mut sizing = Sizing::default();
     for cluster in clusters {
         let mode = CniMode::from_env(&cni_env(plan, spec, &cluster));
@@ -557,6 +558,64 @@ pub fn assess(spec: &Spec, plan: &Plan, reads: &SizingReads) -> (Sizing, Vec<Fin
         }
     }
     (sizing, findings)
+}
+
+/// Each Auto Mode NodeClass's pod subnets, counted in /28 prefixes at Auto Mode's max pods
+/// (`sizing::auto_mode_subnet`): how many nodes' pods each holds, beside the pool's node limit.
+fn auto_mode_findings(plan: &Plan, findings: &mut Vec<Finding>) {
+    for class in plan
+        .changes
+        .iter()
+        .filter(|c| c.addr.kind == Kind::AutoModeNodeClass && c.after.is_some())
+    {
+        let after = class.after.as_ref().unwrap_or(&Value::Null);
+        let mut parts = Vec::new();
+        let mut total = 0u32;
+        let mut empty = Vec::new();
+        for id in resources::str_list(after, "pod_subnet_ids") {
+            let sub = plan.changes.iter().find(|c| {
+                c.addr.kind == Kind::Subnet
+                    && (id == format!("${{{}.id}}", c.addr) || c.cloud_id.as_deref() == Some(&id))
+            });
+            let Some((sub, cidr)) = sub.and_then(|s| {
+                str_of(s, "cidr_block")
+                    .and_then(|c| c.parse::<ipnet::Ipv4Net>().ok())
+                    .map(|c| (s, c))
+            }) else {
+                continue;
+            };
+            let held = sizing::auto_mode_subnet(cidr.prefix_len());
+            total = total.saturating_add(held.nodes);
+            if held.nodes == 0 {
+                empty.push(format!("`{}` ({cidr})", sub.addr));
+            }
+            parts.push(format!(
+                "`{}` ({cidr}): {} /28 prefixes, {} nodes",
+                sub.addr, held.prefixes, held.nodes
+            ));
+        }
+        if parts.is_empty() {
+            continue;
+        }
+        let per_node = sizing::auto_mode_subnet(28).prefixes_per_node;
+        let limit = after
+            .pointer("/node_pool/limits/nodes")
+            .and_then(Value::as_u64)
+            .map(|n| format!("; its pool may launch {n}"))
+            .unwrap_or_default();
+        findings.push(Finding {
+            key: format!("{}.pod_subnet_ids", class.addr),
+            message: format!("Auto Mode pod addresses: at most {} pods a node, from /28 prefixes ({per_node} per node with its interface's own address), the pod subnets hold {}; {total} nodes in all{limit}", sizing::AUTO_MODE_MAX_PODS, parts.join(", ")),
+            error: false,
+        });
+        if !empty.is_empty() {
+            findings.push(Finding {
+                key: format!("{}.pod_subnet_ids", class.addr),
+                message: format!("{} cannot hold the prefixes of one Auto Mode node: a subnet gives /28 prefixes only from whole free blocks, and AWS reserves addresses in its first and last; nodes in that zone get no pod address. Use a /24 or larger", empty.join(", ")),
+                error: false,
+            });
+        }
+    }
 }
 
 /// The node sources of a cluster the spec only reads, other than the spec's own nodegroups

@@ -372,7 +372,16 @@ fn render_attrs(out: &mut String, c: &PlannedChange, p: Palette) {
             }
             // Set on the object, left out of the spec, and that is what forces the
             // replacement (a nodegroup's launch template once `max_pods` is dropped).
-            (_, Some(b), None) if !forces.is_empty() => {
+            // Or compared although the spec leaves it out, and set on the object: unsetting it is
+            // the update (a cluster's `auto_mode` dropped from the spec).
+            (_, Some(b), None)
+                if !forces.is_empty()
+                    || (c.action == Action::Update
+                        && crate::resources::facts(c.addr.kind)
+                            .compared_when_unset
+                            .contains(&key.as_str())
+                        && !matches!(b, Value::Null)) =>
+            {
                 let _ = writeln!(
                     out,
                     "      {}-{} {key:width$} = {}{forces}",

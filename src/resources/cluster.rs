@@ -55,10 +55,37 @@ pub struct ClusterConfig {
     /// as `addon`s (create only; EKS's default is `true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_self_managed_addons: Option<bool>,
+    /// `true`: EKS Auto Mode. EKS runs the nodes (Karpenter), the EBS CSI driver and the
+    /// load balancer controller: `computeConfig`, `storageConfig.blockStorage` and
+    /// `kubernetesNetworkConfig.elasticLoadBalancing` are enabled together, as EKS requires.
+    /// Pods then go to other subnets through an `auto_mode_node_class`, never ENIConfigs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_mode: bool,
+    /// Auto Mode's built-in node pools to run: `general-purpose`, `system` (absent: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auto_mode_node_pools: Vec<String>,
+    /// The IAM role ARN of the built-in node pools' nodes (needed when any is named).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub auto_mode_node_role_arn: String,
     /// The cluster's tags.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
 }
+
+/// Auto Mode's built-in node pools (EKS API reference, ComputeConfigRequest.nodePools).
+pub const AUTO_MODE_NODE_POOLS: &[&str] = &["general-purpose", "system"];
+
+/// The managed policies an Auto Mode cluster role needs beside AmazonEKSClusterPolicy
+/// (UG automode/auto-cluster-iam-role.adoc); its trust policy also needs `sts:TagSession`.
+pub const AUTO_MODE_CLUSTER_POLICIES: &[&str] = &[
+    "AmazonEKSComputePolicy",
+    "AmazonEKSBlockStoragePolicy",
+    "AmazonEKSLoadBalancingPolicy",
+    "AmazonEKSNetworkingPolicy",
+];
+
+/// The Auto Mode attributes: one UpdateClusterConfig sets them all.
+const AUTO_MODE_ATTRS: &[&str] = &["auto_mode", "auto_mode_node_pools", "auto_mode_node_role_arn"];
 
 /// The IP families EKS offers, the SDK's own list (`ipv4`, `ipv6`); no reference.
 fn ip_families() -> &'static [&'static str] {
@@ -92,6 +119,39 @@ fn ip_family_schema(_: &mut SchemaGenerator) -> Schema {
     crate::base::schema::one_of(ip_families())
 }
 
+/// The Auto Mode fields among themselves: pools are Auto Mode's own, and need a node role.
+fn check_auto_mode(c: &ClusterConfig, rules: &mut dyn FieldRules) {
+    if !c.auto_mode {
+        for (key, set) in [
+            ("auto_mode_node_pools", !c.auto_mode_node_pools.is_empty()),
+            ("auto_mode_node_role_arn", !c.auto_mode_node_role_arn.is_empty()),
+        ] {
+            if set {
+                rules.error(key, format!("`{key}` is an EKS Auto Mode setting: set `auto_mode = true` too, or remove it"));
+            }
+        }
+        return;
+    }
+    for (i, p) in c.auto_mode_node_pools.iter().enumerate() {
+        if !AUTO_MODE_NODE_POOLS.contains(&p.as_str()) {
+            rules.error(
+                &format!("auto_mode_node_pools.{i}"),
+                format!(
+                    "Auto Mode's built-in node pools are {}, not `{p}`; a pool of your own is an `auto_mode_node_class` with a `node_pool`",
+                    alternatives(AUTO_MODE_NODE_POOLS, |v| format!("\"{v}\""))
+                ),
+            );
+        }
+    }
+    // EKS API reference, ComputeConfigRequest.nodeRoleArn: required with nodePools.
+    if !c.auto_mode_node_pools.is_empty() && c.auto_mode_node_role_arn.is_empty() {
+        rules.error("auto_mode_node_pools", "the built-in node pools need `auto_mode_node_role_arn`, the IAM role of their nodes (with AmazonEKSWorkerNodeMinimalPolicy and AmazonEC2ContainerRegistryPullOnly; EKS makes its access entry)".into());
+    }
+    if c.auto_mode_node_pools.is_empty() && !c.auto_mode_node_role_arn.is_empty() {
+        rules.warning("auto_mode_node_role_arn", "`auto_mode_node_role_arn` is only used by the built-in node pools, and `auto_mode_node_pools` names none".into());
+    }
+}
+
 /// `[cluster.NAME]`: see docs/spec.md.
 pub struct ClusterKind;
 
@@ -118,12 +178,14 @@ const FACTS: KindFacts = KindFacts {
     identity: &["name"],
     lookup_key: &["name"],
     create_only: &["bootstrap_self_managed_addons"],
-    set_valued: &["subnet_ids", "security_group_ids"],
+    set_valued: &["subnet_ids", "security_group_ids", "auto_mode_node_pools"],
     default_timeout: Duration::from_secs(30 * 60),
     kubernetes: false,
     import_id: ImportId::Plain,
     replacement: None,
-    compared_when_unset: &[],
+    // Turned off (the spec drops it) is a change, while a cluster that never had it shows
+    // nothing: only set when on.
+    compared_when_unset: AUTO_MODE_ATTRS,
     updated_outputs: &[],
     derived: false,
     unique: Some(Unique {
@@ -200,6 +262,55 @@ fn observe(c: &Cluster) -> Option<Observed> {
         outputs,
         managed_by,
     })
+    .map(|mut o| {
+        // Auto Mode is on when compute is (EKS enables the three together): only then shown,
+        // so a cluster that never had it compares equal to a spec without it.
+        let compute = c.compute_config().filter(|cc| cc.enabled() == Some(true));
+        if let (Some(cc), Some(m)) = (compute, o.attrs.as_object_mut()) {
+            m.insert("auto_mode".into(), json!(true));
+            let mut pools = cc.node_pools().to_vec();
+            pools.sort();
+            if !pools.is_empty() {
+                m.insert("auto_mode_node_pools".into(), json!(pools));
+            }
+            if let Some(r) = cc.node_role_arn().filter(|r| !r.is_empty()) {
+                m.insert("auto_mode_node_role_arn".into(), json!(r));
+            }
+        }
+        if let Some(m) = o.outputs.as_object_mut() {
+            m.insert("auto_mode".into(), json!(compute.is_some()));
+        }
+        o
+    })
+}
+
+/// The three Auto Mode settings, all on or all off in one request (UG
+/// automode/api-reference.adoc: "must be enabled or disabled together").
+fn auto_mode_request(
+    attrs: &Value,
+) -> (
+    aws_sdk_eks::types::ComputeConfigRequest,
+    aws_sdk_eks::types::StorageConfigRequest,
+    aws_sdk_eks::types::ElasticLoadBalancing,
+) {
+    let on = attrs.get("auto_mode").and_then(Value::as_bool) == Some(true);
+    let mut compute = aws_sdk_eks::types::ComputeConfigRequest::builder().enabled(on);
+    if on {
+        let pools = str_list(attrs, "auto_mode_node_pools");
+        compute = compute.set_node_pools(Some(pools));
+        if let Some(r) = super::str_attr(attrs, "auto_mode_node_role_arn").filter(|r| !r.is_empty()) {
+            compute = compute.node_role_arn(r);
+        }
+    }
+    (
+        compute.build(),
+        aws_sdk_eks::types::StorageConfigRequest::builder()
+            .block_storage(aws_sdk_eks::types::BlockStorage::builder().enabled(on).build())
+            .build(),
+        aws_sdk_eks::types::ElasticLoadBalancing::builder()
+            .enabled(on)
+            .build(),
+    )
 }
 
 /// Every DescribeCluster of this module goes through here, and tells the Kubernetes connector
@@ -265,6 +376,9 @@ async fn send_create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<()
     let name = req_str(attrs, "name")?;
     let tags = ctx.managed_tags(addr, attrs.get("tags").unwrap_or(&Value::Null));
     let token = request_token(ctx, addr, "create");
+    // Auto Mode off is EKS's default: nothing sent, as before it existed.
+    let auto = attrs.get("auto_mode").and_then(Value::as_bool) == Some(true);
+    let (compute, storage, elb) = auto_mode_request(attrs);
     retry_iam_propagation(ctx, addr, || async {
         let mut req = ctx
             .aws
@@ -278,17 +392,24 @@ async fn send_create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<()
                     .set_security_group_ids(Some(str_list(attrs, "security_group_ids")))
                     .build(),
             )
-            .kubernetes_network_config(
-                KubernetesNetworkConfigRequest::builder()
-                    .ip_family(IpFamily::from(
-                        super::str_attr(attrs, "ip_family").unwrap_or("ipv4"),
-                    ))
-                    .build(),
-            )
+            .kubernetes_network_config({
+                let mut k = KubernetesNetworkConfigRequest::builder().ip_family(IpFamily::from(
+                    super::str_attr(attrs, "ip_family").unwrap_or("ipv4"),
+                ));
+                if auto {
+                    k = k.elastic_load_balancing(elb.clone());
+                }
+                k.build()
+            })
             .set_tags(Some(tags.clone().into_iter().collect()))
             .client_request_token(&token);
         if let Some(v) = super::str_attr(attrs, "version") {
             req = req.version(v);
+        }
+        if auto {
+            req = req
+                .compute_config(compute.clone())
+                .storage_config(storage.clone());
         }
         if let Some(b) = attrs
             .get("bootstrap_self_managed_addons")
@@ -344,6 +465,9 @@ impl ResourceKind for ClusterKind {
                     "bootstrap_self_managed_addons",
                     c.bootstrap_self_managed_addons.is_some(),
                 ),
+                ("auto_mode", c.auto_mode),
+                ("auto_mode_node_pools", !c.auto_mode_node_pools.is_empty()),
+                ("auto_mode_node_role_arn", !c.auto_mode_node_role_arn.is_empty()),
                 ("tags", !c.tags.is_empty()),
             ]
             .into_iter()
@@ -370,6 +494,7 @@ impl ResourceKind for ClusterKind {
         if c.subnet_ids.len() < 2 {
             rules.error("subnet_ids", "EKS needs subnets in at least two availability zones: give at least two subnet ids".into());
         }
+        check_auto_mode(c, rules);
         if let Some(v) = &c.version {
             let ok = v.split('.').count() == 2
                 && v.split('.')
@@ -386,6 +511,13 @@ impl ResourceKind for ClusterKind {
         }
         if !c.role_arn.is_empty() {
             rules.shaped("role_arn", &c.role_arn, Shape::RoleArn);
+        }
+        if !c.auto_mode_node_role_arn.is_empty() {
+            rules.shaped(
+                "auto_mode_node_role_arn",
+                &c.auto_mode_node_role_arn,
+                Shape::RoleArn,
+            );
         }
         let version = c.version.as_deref().and_then(|v| {
             let (a, b) = v.split_once('.')?;
@@ -571,6 +703,38 @@ impl ResourceKind for ClusterKind {
                 // EKS reports UPDATING while the control plane is upgraded.
                 wait_active(ctx, addr, cloud_id).await?;
             }
+        }
+        if AUTO_MODE_ATTRS
+            .iter()
+            .any(|k| before.get(*k) != after.get(*k))
+        {
+            // Turning Auto Mode on (or off, or its pools) is an update in place: one
+            // UpdateClusterConfig with the three settings together.
+            let (compute, storage, elb) = auto_mode_request(after);
+            let on = after.get("auto_mode").and_then(Value::as_bool) == Some(true);
+            ctx.aws
+                .eks
+                .update_cluster_config()
+                .name(cloud_id)
+                .compute_config(compute)
+                .storage_config(storage)
+                .kubernetes_network_config(
+                    KubernetesNetworkConfigRequest::builder()
+                        .elastic_load_balancing(elb)
+                        .build(),
+                )
+                .client_request_token(request_token(
+                    ctx,
+                    addr,
+                    &format!(
+                        "auto-mode-{on}-{}",
+                        str_list(after, "auto_mode_node_pools").join("+")
+                    ),
+                ))
+                .send()
+                .await
+                .map_err(|e| aws_error("UpdateClusterConfig", e))?;
+            wait_active(ctx, addr, cloud_id).await?;
         }
         let current = describe(ctx, cloud_id)
             .await?

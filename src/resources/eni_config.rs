@@ -243,18 +243,11 @@ impl ResourceKind for EniConfigKind {
                 }
             },
         };
-        let groups = match &c.security_group_ids {
-            Some(g) => g.clone(),
-            None => match crate::base::value::whole_reference(&c.cluster_name) {
-                Some(r) if r.addr.kind == Kind::Cluster => {
-                    vec![format!("${{{}.cluster_security_group_id}}", r.addr)]
-                }
-                _ => {
-                    errors.push(("security_group_ids", "set `security_group_ids`: they can only default to the cluster security group when `cluster_name` is a reference like \"${cluster.main.name}\"".to_string()));
-                    Vec::new()
-                }
-            },
-        };
+        let groups = super::groups_or_cluster_group(
+            c.security_group_ids.as_ref(),
+            &c.cluster_name,
+            &mut errors,
+        );
         if !errors.is_empty() {
             return Err(errors);
         }

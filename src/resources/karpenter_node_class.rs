@@ -244,15 +244,15 @@ impl ResourceKind for KarpenterNodeClassKind {
         build: &BuildCtx,
     ) -> Result<Value, Vec<(&'static str, String)>> {
         let name = super::object_name(c.name.as_ref(), build, "node class")?;
-        let groups = match &c.security_group_ids {
-            Some(g) => g.clone(),
-            None => match crate::base::value::whole_reference(&c.cluster_name) {
-                Some(r) if r.addr.kind == Kind::Cluster => {
-                    vec![format!("${{{}.cluster_security_group_id}}", r.addr)]
-                }
-                _ => return Err(vec![("security_group_ids", "set `security_group_ids`: they can only default to the cluster security group when `cluster_name` is a reference like \"${cluster.main.name}\"".to_string())]),
-            },
-        };
+        let mut errors = Vec::new();
+        let groups = super::groups_or_cluster_group(
+            c.security_group_ids.as_ref(),
+            &c.cluster_name,
+            &mut errors,
+        );
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         let mut attrs = json!({
             "cluster_name": c.cluster_name,
             "name": name,

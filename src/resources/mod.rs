@@ -53,6 +53,8 @@ macro_rules! for_each_kind {
             KarpenterNodeClass => karpenter_node_class::KarpenterNodeClassKind,
             /// A Karpenter `NodePool` (which nodes Karpenter may launch, from a node class).
             KarpenterNodePool => karpenter_node_pool::KarpenterNodePoolKind,
+            /// One EKS Auto Mode `NodeClass`, with the `NodePool` that uses it.
+            AutoModeNodeClass => auto_mode_node_class::AutoModeNodeClassKind,
         }
     };
 }
@@ -1026,6 +1028,37 @@ pub async fn delete_cluster_object(
         return Ok(());
     };
     let api = kube::api::Api::<kube::api::DynamicObject>::all_with(client, resource);
+    delete_object(&api, name, operation).await
+}
+
+/// The security groups of a Kubernetes object that defaults them to the cluster security
+/// group (an ENIConfig, a NodeClass): the given ones, else `${cluster.X.cluster_security_group_id}`
+/// when `cluster_name` is a reference to a cluster of the spec; else an error for `errors`.
+pub fn groups_or_cluster_group(
+    given: Option<&Vec<String>>,
+    cluster_name: &str,
+    errors: &mut Vec<(&'static str, String)>,
+) -> Vec<String> {
+    if let Some(g) = given {
+        return g.clone();
+    }
+    match crate::base::value::whole_reference(cluster_name) {
+        Some(r) if r.addr.kind == Kind::Cluster => {
+            vec![format!("${{{}.cluster_security_group_id}}", r.addr)]
+        }
+        _ => {
+            errors.push(("security_group_ids", "set `security_group_ids`: they can only default to the cluster security group when `cluster_name` is a reference like \"${cluster.main.name}\"".to_string()));
+            Vec::new()
+        }
+    }
+}
+
+/// Deletes a custom resource's object by name; already gone counts as success.
+pub async fn delete_object(
+    api: &kube::api::Api<kube::api::DynamicObject>,
+    name: &str,
+    operation: &'static str,
+) -> Result<(), ResourceError> {
     match api.delete(name, &Default::default()).await {
         Ok(_) => Ok(()),
         Err(e) if crate::cloud::kube::is_not_found(&e) => Ok(()),

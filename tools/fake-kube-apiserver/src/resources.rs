@@ -245,6 +245,23 @@ pub static RESOURCES: &[Resource] = &[
             &[],
         )
     },
+    // EKS Auto Mode installs its NodeClass CRD beside Karpenter's NodePool CRD (EKS user
+    // guide, `automode/create-node-class.adoc`, `create-node-pool.adoc`): cluster-scoped, with
+    // a status subresource. The sandbox serves both Karpenter's and Auto Mode's; NodePool is
+    // the same CRD for either.
+    Resource {
+        version: "v1",
+        generation: true,
+        custom: true,
+        ..builtin(
+            "eks.amazonaws.com",
+            "nodeclasses",
+            "nodeclass",
+            "NodeClass",
+            false,
+            &[],
+        )
+    },
     Resource {
         version: "v1",
         generation: true,

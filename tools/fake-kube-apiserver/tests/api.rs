@@ -36,6 +36,7 @@ fn discovery_documents() {
             "apiextensions.k8s.io",
             "vpcresources.k8s.aws",
             "karpenter.k8s.aws",
+            "eks.amazonaws.com",
             "karpenter.sh"
         ]
     );

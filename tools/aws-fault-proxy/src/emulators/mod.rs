@@ -7,6 +7,7 @@
 
 mod access_entries;
 mod addons;
+mod cluster_compute;
 mod cluster_fields;
 mod data_plane;
 mod dependency_violation;
@@ -20,7 +21,7 @@ mod stack_states;
 use crate::core::emulator::Emulator;
 
 /// Every emulator, in the order the core calls their hooks. The order matters where two
-/// act on one answer: `nodegroup_version` and `cluster_fields` rewrite answers before
+/// act on one answer: `nodegroup_version`, `cluster_fields` and `cluster_compute` rewrite answers before
 /// `eks_states` snapshots them for a DELETING window (the replayed snapshot keeps the
 /// launch template version and the cluster fields); `eks_states` refuses a name still in
 /// use before `iam_propagation` looks at the role.
@@ -30,6 +31,7 @@ pub fn all() -> Vec<Box<dyn Emulator>> {
         Box::new(addons::Addons::default()),
         Box::new(nodegroup_version::NodegroupVersion::default()),
         Box::new(cluster_fields::ClusterFields::default()),
+        Box::new(cluster_compute::ClusterCompute::default()),
         Box::new(eks_states::EksStates),
         Box::new(stack_states::StackStates::default()),
         Box::new(iam_propagation::IamPropagation::default()),
