@@ -3578,3 +3578,106 @@ pod_security_group_ids = ["sg-0123456789abcdef0"]
     )
     .check();
 }
+
+// ---- Cluster access: `access_entry`, `authentication_mode` ----
+
+/// Access entries on a cluster whose authentication mode leaves the API out (none set: EKS's
+/// CONFIG_MAP), an `EC2` entry on a cluster without Auto Mode, Kubernetes groups and access
+/// policies on a node entry, and an entry for a managed nodegroup's role: each refused.
+#[test]
+fn access_entries_on_a_config_map_cluster_and_of_the_wrong_type() {
+    bad(with_cluster!(
+        r#"
+[access_entry.admins]
+cluster_name = "${cluster.main.name}"
+principal_arn = "arn:aws:iam::111122223333:role/admins"
+access_policies = [{ policy = "AmazonEKSClusterAdminPolicy" }, { policy = "AmazonEKSClusterAdminPolicy", namespaces = ["Web"] }]
+
+[access_entry.auto]
+cluster_name = "${cluster.main.name}"
+principal_arn = "arn:aws:iam::111122223333:role/auto"
+type = "EC2"
+
+[access_entry.nodes]
+cluster_name = "${cluster.main.name}"
+principal_arn = "arn:aws:iam::111122223333:role/node"
+type = "EC2_LINUX"
+kubernetes_groups = ["system:masters"]
+access_policies = [{ policy = "AmazonEKSViewPolicy" }]
+
+[nodegroup.main]
+cluster_name = "${cluster.main.name}"
+name = "ng"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+"#
+    ))
+    .err_parts(
+        7,
+        "access_entry.admins.cluster_name",
+        &[
+            "needs the cluster's authentication mode to include the EKS API",
+            "EKS's default through the API is CONFIG_MAP",
+            "authentication_mode = \"API_AND_CONFIG_MAP\"",
+        ],
+    )
+    .err(
+        9,
+        "access_entry.admins.access_policies.1.policy",
+        "`AmazonEKSClusterAdminPolicy` is listed twice",
+    )
+    .err(
+        9,
+        "access_entry.admins.access_policies.1.namespaces.0",
+        "`Web` is not a Kubernetes namespace name",
+    )
+    .err(12, "access_entry.auto.cluster_name", "EKS refuses access entries under CONFIG_MAP")
+    .err(14, "access_entry.auto.type", "type `EC2` is for the nodes of an EKS Auto Mode NodeClass")
+    .err(17, "access_entry.nodes.cluster_name", "EKS refuses access entries under CONFIG_MAP")
+    .err(
+        20,
+        "access_entry.nodes.kubernetes_groups",
+        "an access entry of type `EC2_LINUX` takes no Kubernetes groups",
+    )
+    .err(
+        21,
+        "access_entry.nodes.access_policies",
+        "access policies go only with types STANDARD and EC2",
+    )
+    .err_parts(
+        18,
+        "access_entry.nodes.principal_arn",
+        &["EKS makes the access entry of this role itself, for `nodegroup.main`"],
+    )
+    .check();
+}
+
+/// A self-managed group (which makes its role's entry) on a cluster at `CONFIG_MAP`.
+#[test]
+fn a_self_managed_group_on_a_config_map_cluster() {
+    bad(r#"[cluster.main]
+name = "demo"
+role_arn = "arn:aws:iam::111122223333:role/cluster"
+subnet_ids = ["subnet-0000000a", "subnet-0000000b"]
+authentication_mode = "CONFIG_MAP"
+
+[self_managed_node_group.main]
+cluster_name = "${cluster.main.name}"
+name = "ng"
+node_role_arn = "arn:aws:iam::111122223333:role/node"
+subnet_ids = ["subnet-0000000a"]
+instance_type = "m5.large"
+ami_type = "AL2023_x86_64_STANDARD"
+ami_id = "ami-12c6146b"
+max_pods = 20
+"#)
+    .err_parts(
+        8,
+        "self_managed_node_group.main.cluster_name",
+        &[
+            "a self-managed group makes an access entry for its role",
+            "has `CONFIG_MAP`",
+        ],
+    )
+    .check();
+}

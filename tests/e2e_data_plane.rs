@@ -1701,8 +1701,11 @@ async fn auto_mode_cluster_and_its_node_class_are_applied_read_back_and_destroye
     );
     // Auto Mode off: the NodeClass goes first (nothing would read it), then one
     // UpdateClusterConfig with the three settings off.
-    let off = without_blocks(&w.spec_text(AUTO_MODE_SPEC), &["auto_mode_node_class.pods"])
-        .replace("auto_mode = true\n", "");
+    let off = without_blocks(
+        &w.spec_text(AUTO_MODE_SPEC),
+        &["auto_mode_node_class.pods", "access_entry.auto_nodes"],
+    )
+    .replace("auto_mode = true\n", "");
     w.write_spec(AUTO_MODE_SPEC, &off);
     let applied = run_ok(
         w.eksnet().args(["apply", AUTO_MODE_SPEC, "--auto-approve"]),

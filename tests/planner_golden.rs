@@ -377,6 +377,20 @@ max_pods = 20
 scaling = { min_size = 1, max_size = 3, desired_size = 2 }
 ";
 
+/// The tutorial's cluster with access entries allowed (`API_AND_CONFIG_MAP`, applied so), which
+/// a self-managed group's access entry needs.
+fn api_access(c: Case) -> Case {
+    c.spec_edit(
+        "[cluster.main]\nname = \"my-custom-networking-cluster\"\n",
+        "[cluster.main]\nname = \"my-custom-networking-cluster\"\nauthentication_mode = \"API_AND_CONFIG_MAP\"\n",
+    )
+    .set_in_both(
+        "cluster.main",
+        "/attrs/authentication_mode",
+        json!("API_AND_CONFIG_MAP"),
+    )
+}
+
 /// The self-managed group as applied with `SELF_MANAGED` (`max_pods` = `n`).
 fn self_managed_applied(n: u32) -> Value {
     json!({
@@ -400,7 +414,7 @@ fn self_managed_case(n: u32) -> Case {
         "launch_template_name": "eksnet-my-custom-networking-cluster-my-self-managed-nodes",
         "instance_profile_name": "my-self-managed-nodes",
     });
-    Case::tutorial()
+    api_access(Case::tutorial())
         .spec_prepend(ALL_APPLIED)
         .spec_append(SELF_MANAGED)
         .state_row(
@@ -1182,13 +1196,13 @@ name = "us-west-2a"
         .destroy(),
     // A self-managed group beside the tutorial's: one create, ordered like the nodegroup
     // (after the CNI settings and the ENIConfigs), sized at max_size with its max pods.
-    self_managed_group_created: Case::tutorial()
+    self_managed_group_created: api_access(Case::tutorial())
         .spec_prepend(ALL_APPLIED)
         .spec_append(SELF_MANAGED)
         .absent(&["self_managed_node_group.main"]),
     // Sized beside the managed nodegroup: m5.large under custom networking (2 pod ENIs of
     // 9 slots: 20 max pods), counted at max_size 3.
-    self_managed_group_sized: Case::tutorial()
+    self_managed_group_sized: api_access(Case::tutorial())
         .spec_prepend(ALL_APPLIED)
         .spec_append(SELF_MANAGED)
         .absent(&["self_managed_node_group.main"])
@@ -1198,7 +1212,7 @@ name = "us-west-2a"
             json!({"subnet-0aa11111111111111": 27, "subnet-0bb22222222222222": 27}),
         ),
     // One pod more than the two pod ENIs of m5.large hold under custom networking: refused.
-    self_managed_group_max_pods_over_custom_networking: Case::tutorial()
+    self_managed_group_max_pods_over_custom_networking: api_access(Case::tutorial())
         .spec_prepend(ALL_APPLIED)
         .spec_append(&SELF_MANAGED.replace("max_pods = 20", "max_pods = 21"))
         .absent(&["self_managed_node_group.main"])
@@ -1213,7 +1227,7 @@ name = "us-west-2a"
     // `my-self-managed-nodes-cbd` while the old one holds the name.
     self_managed_group_replaced_create_before_destroy: self_managed_case(17),
     // Max pods past what the ENIs of m5.large can ever hold: refused before any call.
-    self_managed_group_max_pods_over_the_enis: Case::tutorial()
+    self_managed_group_max_pods_over_the_enis: api_access(Case::tutorial())
         .spec_prepend(ALL_APPLIED)
         .spec_append(&SELF_MANAGED.replace("max_pods = 20", "max_pods = 900")),
     no_changes: Case::demo(),

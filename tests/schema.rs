@@ -595,10 +595,12 @@ fn each_enumeration_is_the_one_eksnet_checks() {
     assert_eq!(
         checked,
         vec![
+            "access_entry.type",
             "addon.eni_config_selection",
             "addon.resolve_conflicts_on_create",
             "addon.resolve_conflicts_on_update",
             "aws_node.eni_config_selection",
+            "cluster.authentication_mode",
             "cluster.ip_family",
             "nodegroup.ami_type",
             "nodegroup.capacity_type",

@@ -1,4 +1,5 @@
-//! Rules that span kinds, one domain place each: `auto_mode` (EKS Auto Mode: its cluster
+//! Rules that span kinds, one domain place each: `access` (cluster access: the authentication
+//! mode access entries need, the entries nodes need to join), `auto_mode` (EKS Auto Mode: its cluster
 //! role, no custom networking on it, a NodeClass's pod subnets), `identity` (who the VPC CNI acts as in AWS:
 //! its own role or the node role), `cni` (the VPC CNI: which resource carries
 //! its settings, whether custom networking is on, its spec and plan checks, the handover from
@@ -12,6 +13,7 @@
 //! themselves. A planned change reaches them as a `ChangeView`, since the plan is a stage
 //! above them.
 
+pub mod access;
 pub mod auto_mode;
 pub mod cni;
 pub mod identity;

@@ -164,8 +164,13 @@ pub fn edges(
             }
             let addons = cni_addons(&ours);
             let policies = on_cluster(Kind::SecurityGroupPolicy, &ours);
+            // A node whose role has no access entry yet is refused by the API server and
+            // never joins; with the entries first, the nodes join at their first try.
+            let entries = on_cluster(Kind::AccessEntry, &ours);
             for (other, _) in resources {
-                let why = if settings.contains(other) {
+                let why = if entries.contains(other) {
+                    "access entries before nodes"
+                } else if settings.contains(other) {
                     "CNI settings before nodes"
                 } else if enis.contains(other) {
                     "ENIConfigs before nodes"
@@ -225,6 +230,14 @@ pub fn edges(
                     }
                 }
                 before_nodes(addr, v, &mut push);
+            }
+            Kind::AccessEntry => {
+                if let Some(c) = cluster {
+                    push(c, addr, "the entry's cluster");
+                }
+                if let Some(r) = role(attr(v, "principal_arn")) {
+                    push(r, addr, "the entry's role");
+                }
             }
             Kind::AwsNode | Kind::SecurityGroupPolicy => {
                 if let Some(c) = cluster {

@@ -447,6 +447,7 @@ fn plan_apply(
     cni::check_plan(spec, &views, &network::subnet_azs(&known), diags);
     pod_security_groups::check_plan(spec, &views, diags);
     identity::check_plan(spec, &views, diags);
+    crate::domain::access::check_plan(spec, &views, diags);
     out
 }
 

@@ -67,9 +67,34 @@ pub struct ClusterConfig {
     /// The IAM role ARN of the built-in node pools' nodes (needed when any is named).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub auto_mode_node_role_arn: String,
+    /// Who EKS takes users and nodes from: `CONFIG_MAP` (the `aws-auth` ConfigMap only),
+    /// `API_AND_CONFIG_MAP` (access entries and the ConfigMap) or `API` (access entries only).
+    /// Absent: EKS's own default at create (`CONFIG_MAP` through the API). Access entries
+    /// (`access_entry`, a `self_managed_node_group`'s) need the API. Changes in place, one
+    /// way only: CONFIG_MAP → API_AND_CONFIG_MAP → API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "authentication_mode_schema")]
+    pub authentication_mode: Option<String>,
     /// The cluster's tags.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+}
+
+/// EKS's authentication modes, in the one order it allows changes in (EKS user guide,
+/// `setting-up-access-entries.adoc`: "you can't change the authentication mode back").
+pub const AUTHENTICATION_MODES: &[&str] = &["CONFIG_MAP", "API_AND_CONFIG_MAP", "API"];
+
+fn authentication_mode_schema(_: &mut SchemaGenerator) -> Schema {
+    crate::base::schema::one_of(AUTHENTICATION_MODES)
+}
+
+/// Whether EKS takes a change of authentication mode from `from` to `to`: forward only.
+pub fn authentication_mode_change_allowed(from: &str, to: &str) -> bool {
+    let at = |m: &str| AUTHENTICATION_MODES.iter().position(|x| *x == m);
+    match (at(from), at(to)) {
+        (Some(a), Some(b)) => b >= a,
+        _ => true,
+    }
 }
 
 /// Auto Mode's built-in node pools (EKS API reference, ComputeConfigRequest.nodePools).
@@ -280,6 +305,10 @@ fn observe(c: &Cluster) -> Option<Observed> {
         if let Some(m) = o.outputs.as_object_mut() {
             m.insert("auto_mode".into(), json!(compute.is_some()));
         }
+        let mode = c.access_config().and_then(|a| a.authentication_mode());
+        if let (Some(mode), Some(m)) = (mode, o.attrs.as_object_mut()) {
+            m.insert("authentication_mode".into(), json!(mode.as_str()));
+        }
         o
     })
 }
@@ -417,6 +446,13 @@ async fn send_create(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<()
         {
             req = req.bootstrap_self_managed_addons(b);
         }
+        if let Some(m) = super::str_attr(attrs, "authentication_mode") {
+            req = req.access_config(
+                aws_sdk_eks::types::CreateAccessConfigRequest::builder()
+                    .authentication_mode(aws_sdk_eks::types::AuthenticationMode::from(m))
+                    .build(),
+            );
+        }
         req.send().await.map_err(|e| aws_error("CreateCluster", e))
     })
     .await
@@ -468,6 +504,7 @@ impl ResourceKind for ClusterKind {
                 ("auto_mode", c.auto_mode),
                 ("auto_mode_node_pools", !c.auto_mode_node_pools.is_empty()),
                 ("auto_mode_node_role_arn", !c.auto_mode_node_role_arn.is_empty()),
+                ("authentication_mode", c.authentication_mode.is_some()),
                 ("tags", !c.tags.is_empty()),
             ]
             .into_iter()
@@ -511,6 +548,22 @@ impl ResourceKind for ClusterKind {
         }
         if !c.role_arn.is_empty() {
             rules.shaped("role_arn", &c.role_arn, Shape::RoleArn);
+        }
+        if let Some(m) = c.authentication_mode.as_deref() {
+            // A literal, like `ip_family`: the plan compares it before anything is applied.
+            if !AUTHENTICATION_MODES.contains(&m) {
+                rules.error(
+                    "authentication_mode",
+                    format!(
+                        "authentication_mode must be {}, not `{m}`",
+                        AUTHENTICATION_MODES
+                            .iter()
+                            .map(|v| format!("\"{v}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
         }
         if !c.auto_mode_node_role_arn.is_empty() {
             rules.shaped(
@@ -735,6 +788,26 @@ impl ResourceKind for ClusterKind {
                 .await
                 .map_err(|e| aws_error("UpdateClusterConfig", e))?;
             wait_active(ctx, addr, cloud_id).await?;
+        }
+        if let Some(mode) = super::str_attr(after, "authentication_mode") {
+            if super::str_attr(before, "authentication_mode") != Some(mode) {
+                ctx.aws
+                    .eks
+                    .update_cluster_config()
+                    .name(cloud_id)
+                    .access_config(
+                        aws_sdk_eks::types::UpdateAccessConfigRequest::builder()
+                            .authentication_mode(aws_sdk_eks::types::AuthenticationMode::from(
+                                mode,
+                            ))
+                            .build(),
+                    )
+                    .client_request_token(request_token(ctx, addr, &format!("access-{mode}")))
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("UpdateClusterConfig", e))?;
+                wait_active(ctx, addr, cloud_id).await?;
+            }
         }
         let current = describe(ctx, cloud_id)
             .await?

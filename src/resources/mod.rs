@@ -55,6 +55,8 @@ macro_rules! for_each_kind {
             KarpenterNodePool => karpenter_node_pool::KarpenterNodePoolKind,
             /// One EKS Auto Mode `NodeClass`, with the `NodePool` that uses it.
             AutoModeNodeClass => auto_mode_node_class::AutoModeNodeClassKind,
+            /// An EKS access entry and its access policies (who may reach the cluster's API).
+            AccessEntry => access_entry::AccessEntryKind,
         }
     };
 }

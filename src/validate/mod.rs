@@ -24,6 +24,7 @@ pub fn validate(spec: &Spec) -> Diagnostics {
     cni::check_spec(spec, &mut d);
     pod_security_groups::check_spec(spec, &mut d);
     crate::domain::auto_mode::check_spec(spec, &mut d);
+    crate::domain::access::check_spec(spec, &mut d);
     identity::check_spec(spec, &mut d);
     routing::check_spec(spec, &mut d);
     karpenter::check_spec(spec, &mut d);

@@ -353,7 +353,18 @@ fn eks_operation(method: &Method, seg: &[String]) -> Option<&'static str> {
         ("GET", ["clusters", _, "pod-identity-associations"]) => "ListPodIdentityAssociations",
         ("POST", ["clusters", _, "access-entries"]) => "CreateAccessEntry",
         ("GET", ["clusters", _, "access-entries"]) => "ListAccessEntries",
-        // The principal ARN, as for tags: one encoded segment, or split by a client.
+        // The principal ARN, as for tags: one encoded segment, or split by a client; its
+        // access policies below it.
+        ("POST", ["clusters", _, "access-entries", _, .., "access-policies"]) => {
+            "AssociateAccessPolicy"
+        }
+        ("GET", ["clusters", _, "access-entries", _, .., "access-policies"]) => {
+            "ListAssociatedAccessPolicies"
+        }
+        ("DELETE", ["clusters", _, "access-entries", _, .., "access-policies", _]) => {
+            "DisassociateAccessPolicy"
+        }
+        ("POST", ["clusters", _, "access-entries", _, ..]) => "UpdateAccessEntry",
         ("GET", ["clusters", _, "access-entries", _, ..]) => "DescribeAccessEntry",
         ("DELETE", ["clusters", _, "access-entries", _, ..]) => "DeleteAccessEntry",
         ("GET", ["clusters", _, "pod-identity-associations", _]) => {
