@@ -673,9 +673,9 @@ async fn drain_nodes(
                 drainer.cordon(node).await?;
                 continue;
             }
-            say(format!("{node}: drain"));
+            say(format!("draining {node} (the group's Nodes cordoned)"));
             drainer.drain(node).await?;
-            say(format!("{node}: drained"));
+            say(format!("{node} drained"));
         }
         Ok::<_, ResourceError>(())
     };
