@@ -210,16 +210,9 @@ async fn pods_sit_on_cni_enis(w: &World, pod_cidrs: &[&str]) -> usize {
             "{pod_name}'s ENI is the CNI's"
         );
         let subnet = holder.subnet_id().unwrap_or_default();
-        let cidr = aws
-            .ec2
-            .describe_subnets()
-            .subnet_ids(subnet)
-            .send()
+        let cidr = subnet_cidrs(&aws, vec![subnet.to_string()])
             .await
-            .expect("DescribeSubnets")
-            .subnets()
-            .first()
-            .and_then(|s| s.cidr_block().map(String::from))
+            .pop()
             .unwrap_or_default();
         assert!(
             pod_cidrs
@@ -601,10 +594,15 @@ async fn eniconfig_subnet_cidrs(w: &World, aws: &eksnet::cloud::aws::AwsClients)
         .filter_map(|e| e["spec"]["subnet"].as_str().map(str::to_string))
         .collect();
     assert!(!subnets.is_empty(), "no ENIConfig names a subnet");
+    subnet_cidrs(aws, subnets).await
+}
+
+/// The CIDR blocks of the subnets, as moto has them, sorted.
+async fn subnet_cidrs(aws: &eksnet::cloud::aws::AwsClients, ids: Vec<String>) -> Vec<String> {
     let mut cidrs: Vec<String> = aws
         .ec2
         .describe_subnets()
-        .set_subnet_ids(Some(subnets))
+        .set_subnet_ids(Some(ids))
         .send()
         .await
         .expect("DescribeSubnets")

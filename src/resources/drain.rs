@@ -160,15 +160,20 @@ pub fn is_ready(node: &Node) -> bool {
         .is_some_and(|c| c.status == "True")
 }
 
+/// Where a drain's progress lines go.
+pub type Say<'a> = Box<dyn Fn(String) + Send + Sync + 'a>;
+/// Where a drain notes what it waits for now: the node, and what.
+pub type NoteWait<'a> = Box<dyn Fn(&str, String) + Send + Sync + 'a>;
+
 /// One drain's context: the cluster's client, the pause between two looks, and where its
 /// progress goes.
 pub struct Drainer<'a> {
     pub client: kube::Client,
     pub pause: Duration,
     /// Progress lines (`NODE: …`), for stderr.
-    pub say: Box<dyn Fn(String) + Send + Sync + 'a>,
+    pub say: Say<'a>,
     /// What the drain of a node waits for now (node, what), for the caller's timeout report.
-    pub waiting: Box<dyn Fn(&str, String) + Send + Sync + 'a>,
+    pub waiting: NoteWait<'a>,
 }
 
 impl Drainer<'_> {
