@@ -210,16 +210,9 @@ async fn pods_sit_on_cni_enis(w: &World, pod_cidrs: &[&str]) -> usize {
             "{pod_name}'s ENI is the CNI's"
         );
         let subnet = holder.subnet_id().unwrap_or_default();
-        let cidr = aws
-            .ec2
-            .describe_subnets()
-            .subnet_ids(subnet)
-            .send()
+        let cidr = subnet_cidrs(&aws, vec![subnet.to_string()])
             .await
-            .expect("DescribeSubnets")
-            .subnets()
-            .first()
-            .and_then(|s| s.cidr_block().map(String::from))
+            .pop()
             .unwrap_or_default();
         assert!(
             pod_cidrs
@@ -335,7 +328,11 @@ async fn addon_example_nodes_join_with_the_addons_settings() {
 
 /// Self-managed nodes (`examples/self-managed-nodes.toml`): the Auto Scaling group is made
 /// after the ENIConfigs and the access entry; its nodes join with the max pods their ENIs
-/// hold under custom networking; destroy leaves no group, template or instance profile.
+/// hold under custom networking; a Deployment's pods run on them with addresses of the pod
+/// subnets (their CIDRs as moto has them) and `verify` passes; the group's replacement keeps
+/// the Deployment up (its budget's minimum Ready at every look, each old pod evicted before
+/// Auto Scaling is told to end the old instances); destroy leaves no group, template or
+/// instance profile.
 #[tokio::test]
 async fn self_managed_nodes_join_after_the_eniconfigs() {
     const SELF_MANAGED_SPEC: &str = "examples/self-managed-nodes.toml";
@@ -382,9 +379,38 @@ async fn self_managed_nodes_join_after_the_eniconfigs() {
         eniconfigs.iter().all(|t| *t < group),
         "ENIConfigs before the group"
     );
-    let checked = pods_sit_on_cni_enis(&w, &["192.168.1.0/24"]).await;
-    assert_eq!(checked, 2, "the two CoreDNS replicas");
     let aws = sdk(&w.sandbox.endpoint).await;
+    // A Deployment on the self-managed nodes, with a budget that lets one of its four pods
+    // go at a time.
+    deployment(&w, "web", 4);
+    let (status, body) = w.kube(
+        "POST",
+        "/apis/policy/v1/namespaces/default/poddisruptionbudgets",
+        &json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"minAvailable": 3, "selector": {"matchLabels": {"app": "web"}}}})
+        .to_string(),
+    );
+    assert_eq!(status, 201, "create pdb: {body}");
+    eventually("the four web pods Ready", || {
+        match ready_web(&w.list("/api/v1/pods"), &w.list("/api/v1/nodes")) {
+            4 => Ok(()),
+            n => Err(format!("{n} of 4")),
+        }
+    });
+    let pod_cidrs = eniconfig_subnet_cidrs(&w, &aws).await;
+    assert_eq!(pod_cidrs.len(), 2, "one pod subnet per AZ: {pod_cidrs:?}");
+    let cidrs: Vec<&str> = pod_cidrs.iter().map(String::as_str).collect();
+    let checked = pods_sit_on_cni_enis(&w, &cidrs).await;
+    assert_eq!(checked, 6, "the two CoreDNS replicas and the four web pods");
+    let verify = run_ok(w.eksnet().args(["verify", SELF_MANAGED_SPEC]), 0);
+    assert!(
+        verify
+            .stdout
+            .contains("6 checked, 0 outside the pod subnets"),
+        "{}",
+        verify.stdout
+    );
     // The 20 is the user data's (the AMI's own default for m5.large would be 3 × 9 + 2 = 29).
     assert_eq!(user_data_max_pods(&aws).await, [20, 20]);
 
@@ -396,11 +422,84 @@ async fn self_managed_nodes_join_after_the_eniconfigs() {
         SELF_MANAGED_SPEC,
         &spec.replace("max_pods = 20\n", "max_pods = 17\n"),
     );
-    run_ok(
+    let old_web: BTreeSet<String> = w
+        .list("/api/v1/namespaces/default/pods")
+        .iter()
+        .filter(|p| p["metadata"]["labels"]["app"] == "web")
+        .map(name)
+        .collect();
+    let old_nodes: BTreeSet<String> = w.list("/api/v1/nodes").iter().map(name).collect();
+    let requests_before = proxy_stats(&proxy).len();
+    // The replacement, watched: the web pods Ready on Ready Nodes at every look.
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        let kube = w.sandbox.kube_url.clone();
+        std::thread::spawn(move || {
+            let list = |path: &str| -> Vec<Value> {
+                let (_, text) = http(addr(&kube), "GET", path, "");
+                serde_json::from_str::<Value>(&text).unwrap_or(Value::Null)["items"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let (mut looks, mut fewest) = (0, usize::MAX);
+            while !stop.load(Ordering::Relaxed) {
+                let nodes = list("/api/v1/nodes");
+                fewest = fewest.min(ready_web(&list("/api/v1/pods"), &nodes));
+                looks += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (looks, fewest)
+        })
+    };
+    let applied = run_ok(
         w.eksnet()
             .args(["apply", SELF_MANAGED_SPEC, "--auto-approve"]),
         0,
     );
+    stop.store(true, Ordering::Relaxed);
+    let (looks, fewest) = watcher.join().expect("watcher");
+    assert!(looks > 10, "the watcher looked {looks} times");
+    assert!(
+        fewest >= 3,
+        "{fewest} web pods Ready at the low point, under the budget's 3\n{}",
+        applied.stderr
+    );
+    // Each old web pod was evicted (201) before Auto Scaling was told to end the old
+    // instances (the old group's desired capacity 0).
+    let scale_down = proxy_stats(&proxy)[requests_before..]
+        .iter()
+        .find(|r| r["op"] == "UpdateAutoScalingGroup")
+        .and_then(|r| r["start_unix_nanos"].as_u64())
+        .expect("the old group scaled to 0");
+    let (_, log) = w.kube("GET", "/__fake/requests", "");
+    let evicted: BTreeMap<String, u64> = log
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["method"] == "POST" && r["code"] == 201)
+        .filter_map(|r| {
+            let path = r["path"].as_str()?;
+            let pod = path
+                .strip_prefix("/api/v1/namespaces/default/pods/")?
+                .strip_suffix("/eviction")?;
+            Some((pod.to_string(), r["unix_nanos"].as_u64()?))
+        })
+        .collect();
+    for pod in &old_web {
+        let at = evicted
+            .get(pod)
+            .unwrap_or_else(|| panic!("{pod} was not evicted: {evicted:?}"));
+        assert!(*at < scale_down, "{pod} evicted after the scale-down");
+    }
+    for node in &old_nodes {
+        assert!(
+            applied.stderr.contains(&format!("{node} drained")),
+            "the drain's progress on stderr: {}",
+            applied.stderr
+        );
+    }
     // The apply returns once the new group's instances are InService (EC2's view) and the old
     // group is deleted; the old instances' Nodes leave Kubernetes only when the node lifecycle
     // controller notices, and the group may still replace an instance that failed to start, so
@@ -456,13 +555,63 @@ async fn self_managed_nodes_join_after_the_eniconfigs() {
         "{templates:?}"
     );
 
-    verified_then_destroyed(&w, SELF_MANAGED_SPEC, 2).await;
+    settled(&w, 2);
+    assert_eq!(pods_sit_on_cni_enis(&w, &cidrs).await, 6);
+    verified_then_destroyed(&w, SELF_MANAGED_SPEC, 6).await;
     let groups = aws.autoscaling.describe_auto_scaling_groups().send().await;
     assert_eq!(groups.map(|g| g.auto_scaling_groups().len()).ok(), Some(0));
     let profiles = aws.iam.list_instance_profiles().send().await;
     assert_eq!(profiles.map(|p| p.instance_profiles().len()).ok(), Some(0));
     let templates = aws.ec2.describe_launch_templates().send().await;
     assert_eq!(templates.map(|t| t.launch_templates().len()).ok(), Some(0));
+}
+
+/// The web pods Ready, not being deleted, on a Node that is there and Ready.
+fn ready_web(pods: &[Value], nodes: &[Value]) -> usize {
+    let ready_nodes: BTreeSet<String> = nodes.iter().filter(|n| ready(n)).map(name).collect();
+    pods.iter()
+        .filter(|p| p["metadata"]["labels"]["app"] == "web")
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter(|p| {
+            p["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| ready_nodes.contains(n))
+        })
+        .filter(|p| {
+            p["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+        .count()
+}
+
+/// The CIDRs of the subnets the cluster's ENIConfigs name, as moto has them.
+async fn eniconfig_subnet_cidrs(w: &World, aws: &eksnet::cloud::aws::AwsClients) -> Vec<String> {
+    let subnets: Vec<String> = w
+        .list("/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs")
+        .iter()
+        .filter_map(|e| e["spec"]["subnet"].as_str().map(str::to_string))
+        .collect();
+    assert!(!subnets.is_empty(), "no ENIConfig names a subnet");
+    subnet_cidrs(aws, subnets).await
+}
+
+/// The CIDR blocks of the subnets, as moto has them, sorted.
+async fn subnet_cidrs(aws: &eksnet::cloud::aws::AwsClients, ids: Vec<String>) -> Vec<String> {
+    let mut cidrs: Vec<String> = aws
+        .ec2
+        .describe_subnets()
+        .set_subnet_ids(Some(ids))
+        .send()
+        .await
+        .expect("DescribeSubnets")
+        .subnets()
+        .iter()
+        .filter_map(|s| s.cidr_block().map(str::to_string))
+        .collect();
+    cidrs.sort();
+    cidrs
 }
 
 /// The ids of the running instances.

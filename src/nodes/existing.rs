@@ -172,23 +172,8 @@ fn kube_err(op: &'static str) -> impl Fn(kube::Error) -> ResourceError {
     move |e| crate::cloud::kube::error(op, e).into()
 }
 
-/// `aws:///us-west-2a/i-0abc` → (`us-west-2a`, `i-0abc`).
-pub fn provider_instance(node: &Node) -> Option<(String, String)> {
-    let id = node.spec.as_ref()?.provider_id.as_deref()?;
-    let rest = id.strip_prefix("aws:///")?;
-    let (zone, instance) = rest.split_once('/')?;
-    instance
-        .starts_with("i-")
-        .then(|| (zone.to_string(), instance.to_string()))
-}
-
-pub fn is_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True")
-}
+// Also what the self-managed node group's drain matches instances by.
+pub use crate::resources::drain::{is_ready, provider_instance};
 
 fn label<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
     node.metadata

@@ -664,6 +664,7 @@ macro_rules! define_registry {
 
 crate::for_each_kind!(define_registry);
 
+pub mod drain;
 pub mod eks;
 
 /// Tag keys eksnet puts on everything taggable, so that a resource created just before a crash

@@ -14,17 +14,24 @@
 //!
 //! Replacement (a new AMI, instance type, max pods, role or security groups: what the
 //! instances are made with) is create-before-destroy as for managed nodegroups: the new group
-//! takes the name or the name + `-cbd`, its instances are in service before the old group
-//! is scaled to 0 and deleted. The access entry belongs to the role, not the group: a group
-//! going away deletes it only when no other group of eksnet's on the cluster uses the role.
+//! takes the name or the name + `-cbd`, and its create returns once each of its instances is
+//! a Ready Node. Only then does the old group go, and Auto Scaling drains nothing (EKS does
+//! for a managed nodegroup, Auto Scaling never does): its Nodes are cordoned, then drained
+//! one at a time with the drain `eksnet roll` uses (evictions, PodDisruptionBudgets
+//! honoured), then the group is scaled to 0 and deleted. A destroy drains the same way when
+//! a Ready node outside the group can take the pods. The access entry belongs to the role,
+//! not the group: a group going away deletes it only when no other group of eksnet's on the
+//! cluster uses the role.
 
 use super::eks::{node_user_data, parse_user_data, template_name, AmiFamily, NodeCluster, Scaling};
+use super::drain::{self, Drainer};
 use super::BuildCtx;
 use super::{
     aws_error, req_str, split_tags, str_list, wait_until, Change, Ctx, FieldRules, ImportId,
     KindFacts, Lookup, Observed, Poll, ResourceError, ResourceKind, Shape, Unique,
 };
 use crate::base::addr::{Kind, ResourceAddr};
+use crate::base::events::Event;
 use crate::base::instance_types;
 use crate::base::value::is_ref;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, LaunchTemplateSpecification, Tag};
@@ -34,10 +41,12 @@ use aws_sdk_ec2::types::{
 };
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, ListParams};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Self-managed nodes of one cluster: an Auto Scaling group eksnet makes with its launch
@@ -507,6 +516,222 @@ async fn release_access_entry(
     )
 }
 
+/// The ids of the group's instances; `in_service`: only those `InService`.
+async fn instance_ids(
+    ctx: &Ctx,
+    name: &str,
+    in_service: bool,
+) -> Result<BTreeSet<String>, ResourceError> {
+    Ok(describe_group(ctx, name)
+        .await?
+        .iter()
+        .flat_map(|g| g.instances())
+        .filter(|i| !in_service || i.lifecycle_state().map(|s| s.as_str()) == Some("InService"))
+        .filter_map(|i| i.instance_id().map(String::from))
+        .collect())
+}
+
+/// The cluster's Nodes by the instance of their `providerID`.
+async fn nodes_by_instance(client: &kube::Client) -> Result<BTreeMap<String, Node>, ResourceError> {
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| crate::cloud::kube::error("list nodes", e))?;
+    Ok(nodes
+        .items
+        .into_iter()
+        .filter_map(|n| Some((drain::provider_instance(&n)?.1, n)))
+        .collect())
+}
+
+/// Waits until each instance in service in the group has a Node in the cluster (its
+/// `providerID` names the instance) that is Ready. An instance in service is only EC2's view:
+/// its kubelet may not have registered yet, or its CNI not started, and a group being
+/// replaced must not go before the new one can take its pods.
+async fn wait_nodes_ready(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    cluster: &str,
+    name: &str,
+) -> Result<(), ResourceError> {
+    let Some(client) = ctx.kube.client(&ctx.aws, cluster).await? else {
+        return Err(ResourceError::NotReadBack {
+            what: format!("cluster {cluster} for the Nodes of group {name}"),
+        });
+    };
+    let timeout = ctx.timeout(Kind::SelfManagedNodeGroup);
+    wait_until(ctx, addr, "the group's Nodes", timeout, || {
+        let client = client.clone();
+        async move {
+            let ids = instance_ids(ctx, name, true).await?;
+            let nodes = nodes_by_instance(&client).await?;
+            let registered = ids.iter().filter(|i| nodes.contains_key(*i)).count();
+            let ready = ids
+                .iter()
+                .filter(|i| nodes.get(*i).is_some_and(drain::is_ready))
+                .count();
+            Ok(if ready == ids.len() {
+                Poll::Done(())
+            } else {
+                Poll::Pending(format!(
+                    "{registered} of {} instances registered as Nodes, {ready} Ready",
+                    ids.len()
+                ))
+            })
+        }
+    })
+    .await
+}
+
+/// One step of taking a group's nodes away, in the order `delete` takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// All the group's Nodes unschedulable first: a pod evicted from one must not land on
+    /// another that goes next.
+    Cordon,
+    /// One Node at a time: evictions, PodDisruptionBudgets honoured, until its pods run
+    /// elsewhere.
+    Drain,
+    /// Desired capacity 0: Auto Scaling terminates the instances (no drain of its own).
+    ScaleToZero,
+    /// DeleteAutoScalingGroup, once no instance is left.
+    DeleteGroup,
+}
+
+/// The steps of a group's delete. Auto Scaling ends instances without any look at their
+/// pods (EC2 Auto Scaling API reference, DeleteAutoScalingGroup: ForceDelete "terminates all
+/// instances"; a lowered desired capacity terminates instances too), so the drain comes
+/// before either; without a node outside the group for the pods (`drain` false) the pods end
+/// with their instances.
+fn delete_steps(drain: bool) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if drain {
+        steps.extend([Step::Cordon, Step::Drain]);
+    }
+    steps.extend([Step::ScaleToZero, Step::DeleteGroup]);
+    steps
+}
+
+/// The group's Nodes, and whether a Ready, schedulable Node outside the group is left to take
+/// their pods. `None`: the cluster is gone (nothing to drain).
+async fn group_nodes(
+    ctx: &Ctx,
+    cluster: &str,
+    name: &str,
+) -> Result<Option<(kube::Client, Vec<String>, bool)>, ResourceError> {
+    let Some(client) = ctx.kube.client(&ctx.aws, cluster).await? else {
+        return Ok(None);
+    };
+    let ids = instance_ids(ctx, name, false).await?;
+    let nodes = nodes_by_instance(&client).await?;
+    let ours: Vec<String> = nodes
+        .iter()
+        .filter(|(i, _)| ids.contains(*i))
+        .filter_map(|(_, n)| n.metadata.name.clone())
+        .collect();
+    let elsewhere = nodes.iter().any(|(i, n)| {
+        !ids.contains(i)
+            && drain::is_ready(n)
+            && !n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false)
+    });
+    Ok(Some((client, ours, elsewhere)))
+}
+
+/// Cordons or drains the group's Nodes (one at a time), within the kind's timeout; the
+/// timeout's error names what the drain waited for (a PodDisruptionBudget refusing an
+/// eviction, pods with no room elsewhere).
+async fn drain_nodes(
+    ctx: &Ctx,
+    addr: &ResourceAddr,
+    client: &kube::Client,
+    nodes: &[String],
+    step: Step,
+) -> Result<(), ResourceError> {
+    let started = std::time::Instant::now();
+    let last = std::sync::Mutex::new(String::from("its first eviction"));
+    let say = |status: String| {
+        ctx.reporter.event(Event::Waiting {
+            addr: addr.clone(),
+            status,
+            elapsed: started.elapsed(),
+        })
+    };
+    let drainer = Drainer {
+        client: client.clone(),
+        pause: ctx.poll_cap.min(Duration::from_secs(5)),
+        say: Box::new(say),
+        waiting: Box::new(|node: &str, what: String| {
+            if let Ok(mut l) = last.lock() {
+                *l = format!("{node}: {what}");
+            }
+        }),
+    };
+    let timeout = ctx.timeout(Kind::SelfManagedNodeGroup);
+    let work = async {
+        for node in nodes {
+            if step == Step::Cordon {
+                drainer.cordon(node).await?;
+                continue;
+            }
+            say(format!("draining {node} (the group's Nodes cordoned)"));
+            drainer.drain(node).await?;
+            say(format!("{node} drained"));
+        }
+        Ok::<_, ResourceError>(())
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(done) => done,
+        Err(_) => Err(ResourceError::Timeout {
+            what: format!("the drain of the group's Nodes {}", nodes.join(", ")),
+            waited_secs: started.elapsed().as_secs(),
+            status: last.lock().map(|l| l.clone()).unwrap_or_default(),
+            kind: addr.kind.as_str(),
+        }),
+    }
+}
+
+/// Desired capacity 0, and the wait until the group holds no instance.
+async fn scale_to_zero(ctx: &Ctx, addr: &ResourceAddr, name: &str) -> Result<(), ResourceError> {
+    ctx.aws
+        .autoscaling
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .min_size(0)
+        .desired_capacity(0)
+        .send()
+        .await
+        .map_err(|e| aws_error("UpdateAutoScalingGroup", e))?;
+    wait_in_service(ctx, addr, name, 0).await
+}
+
+/// DeleteAutoScalingGroup, and the wait until the group is gone.
+async fn delete_group(ctx: &Ctx, addr: &ResourceAddr, name: &str) -> Result<(), ResourceError> {
+    if let Err(e) = ctx
+        .aws
+        .autoscaling
+        .delete_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .force_delete(true)
+        .send()
+        .await
+    {
+        let err = aws_error("DeleteAutoScalingGroup", e);
+        // Gone already (a delete sent by a run that died before its answer).
+        if !(err.code() == Some("ValidationError") && describe_group(ctx, name).await?.is_none())
+        {
+            return Err(err);
+        }
+    }
+    let timeout = ctx.timeout(Kind::SelfManagedNodeGroup);
+    wait_until(ctx, addr, "Auto Scaling group", timeout, || async {
+        Ok(match describe_group(ctx, name).await? {
+            None => Poll::Done(()),
+            Some(_) => Poll::Pending("deleting".into()),
+        })
+    })
+    .await
+}
+
 impl ResourceKind for SelfManagedNodeGroupKind {
     const FACTS: &'static KindFacts = &FACTS;
     type Config = SelfManagedNodeGroupConfig;
@@ -634,6 +859,9 @@ impl ResourceKind for SelfManagedNodeGroupKind {
         }
         let (_, _, desired) = scaling_of(attrs);
         wait_in_service(ctx, addr, name, usize::try_from(desired).unwrap_or(0)).await?;
+        // As a managed nodegroup is ACTIVE only once its nodes joined: a replacement's old
+        // group is drained and deleted after this returns, into these Nodes.
+        wait_nodes_ready(ctx, addr, cluster, name).await?;
         read_back(ctx, name).await
     }
 
@@ -713,41 +941,28 @@ impl ResourceKind for SelfManagedNodeGroupKind {
         let cluster = req_str(attrs, "cluster_name")?;
         let role_arn = req_str(attrs, "node_role_arn")?;
         if describe_group(ctx, cloud_id).await?.is_some() {
-            ctx.aws
-                .autoscaling
-                .update_auto_scaling_group()
-                .auto_scaling_group_name(cloud_id)
-                .min_size(0)
-                .desired_capacity(0)
-                .send()
-                .await
-                .map_err(|e| aws_error("UpdateAutoScalingGroup", e))?;
-            wait_in_service(ctx, addr, cloud_id, 0).await?;
-            if let Err(e) = ctx
-                .aws
-                .autoscaling
-                .delete_auto_scaling_group()
-                .auto_scaling_group_name(cloud_id)
-                .force_delete(true)
-                .send()
-                .await
-            {
-                let err = aws_error("DeleteAutoScalingGroup", e);
-                // Gone already (a delete sent by a run that died before its answer).
-                if !(err.code() == Some("ValidationError")
-                    && describe_group(ctx, cloud_id).await?.is_none())
-                {
-                    return Err(err);
+            let found = group_nodes(ctx, cluster, cloud_id).await?;
+            let drained = match &found {
+                Some((_, nodes, elsewhere)) if !nodes.is_empty() => {
+                    if !elsewhere {
+                        ctx.reporter.event(Event::Warning {
+                            message: format!("{addr}: no Ready, schedulable node outside Auto Scaling group {cloud_id} to take its pods: its instances end without a drain, and their pods with them"),
+                        });
+                    }
+                    *elsewhere
+                }
+                _ => false,
+            };
+            for step in delete_steps(drained) {
+                match (step, &found) {
+                    (Step::Cordon | Step::Drain, Some((client, nodes, _))) => {
+                        drain_nodes(ctx, addr, client, nodes, step).await?;
+                    }
+                    (Step::Cordon | Step::Drain, None) => {}
+                    (Step::ScaleToZero, _) => scale_to_zero(ctx, addr, cloud_id).await?,
+                    (Step::DeleteGroup, _) => delete_group(ctx, addr, cloud_id).await?,
                 }
             }
-            let timeout = ctx.timeout(Kind::SelfManagedNodeGroup);
-            wait_until(ctx, addr, "Auto Scaling group", timeout, || async {
-                Ok(match describe_group(ctx, cloud_id).await? {
-                    None => Poll::Done(()),
-                    Some(_) => Poll::Pending("deleting".into()),
-                })
-            })
-            .await?;
         }
         let template = template_name(cluster, cloud_id);
         done_unless(
@@ -797,6 +1012,22 @@ mod tests {
         assert_eq!(a["spec_name"], "workers");
         let (_, back) = replacement(&attrs, "workers-cbd").expect("replacement");
         assert_eq!(back, "workers");
+    }
+
+    /// Auto Scaling ends instances on a scale to 0 or a ForceDelete: every drain step comes
+    /// before both, the cordon of all the Nodes before the first eviction.
+    #[test]
+    fn the_nodes_are_drained_before_auto_scaling_ends_their_instances() {
+        let steps = delete_steps(true);
+        let at = |s: Step| steps.iter().position(|x| *x == s).expect("step present");
+        assert!(at(Step::Cordon) < at(Step::Drain), "{steps:?}");
+        assert!(at(Step::Drain) < at(Step::ScaleToZero), "{steps:?}");
+        assert!(at(Step::ScaleToZero) < at(Step::DeleteGroup), "{steps:?}");
+        assert_eq!(
+            delete_steps(false),
+            [Step::ScaleToZero, Step::DeleteGroup],
+            "no drain when the pods have nowhere to go"
+        );
     }
 
     #[test]
