@@ -1230,6 +1230,15 @@ name = "us-west-2a"
     self_managed_group_max_pods_over_the_enis: api_access(Case::tutorial())
         .spec_prepend(ALL_APPLIED)
         .spec_append(&SELF_MANAGED.replace("max_pods = 20", "max_pods = 900")),
+    // The cluster runs with access entries only (API): back to API_AND_CONFIG_MAP is refused,
+    // EKS moves the mode forward only.
+    authentication_mode_going_back_error: api_access(Case::tutorial())
+        .spec_prepend(ALL_APPLIED)
+        .set_in_both("cluster.main", "/attrs/authentication_mode", json!("API")),
+    // CONFIG_MAP (EKS's default, never set in the spec) to API_AND_CONFIG_MAP: in place.
+    authentication_mode_opened_to_access_entries: api_access(Case::tutorial())
+        .spec_prepend(ALL_APPLIED)
+        .set_in_both("cluster.main", "/attrs/authentication_mode", json!("CONFIG_MAP")),
     no_changes: Case::demo(),
     policy_format_differences_no_change: Case::demo()
         .spec_edit("assume_role_service = \"eks.amazonaws.com\"\n", TWO_SERVICE_POLICY)
