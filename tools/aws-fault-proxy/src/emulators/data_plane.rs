@@ -29,14 +29,16 @@
 //!    `nodes/worker.adoc`), joins the API server as a Node once its cluster is `ACTIVE` (or
 //!    `UPDATING`); the Node of a terminated or unknown instance is deleted. Its pods are
 //!    its max pods, decided when it was launched (`max_pods.rs`).
-//! 4. **On the nodes** (`pods.rs`): the VPC CNI, the VPC resource controller of security
-//!    groups for pods (`vrc.rs`, `branches.rs`), the controllers, scheduler and kubelets.
+//! 4. **On the nodes** (`pods.rs`): the VPC CNI (on EKS Auto Mode nodes, Auto Mode's own
+//!    pod networking, `auto_mode.rs`), the VPC resource controller of security groups for
+//!    pods (`vrc.rs`, `branches.rs`), the controllers, scheduler and kubelets.
 //!
 //! Idempotent and crash-tolerant: what was launched is found again by its tags each pass,
 //! so a pass that failed half-way, or a restarted proxy, launches nothing twice. What is
 //! kept in memory only saves work or keeps a decision made at launch (the max pods, a
 //! nodegroup's default template version); `POST /__proxy/reset` forgets it.
 
+mod auto_mode;
 mod autoscaling;
 mod branches;
 mod cni;
