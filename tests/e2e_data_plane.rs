@@ -1618,9 +1618,12 @@ const AUTO_MODE_SPEC: &str = "examples/auto-mode.toml";
 
 /// The Auto Mode example: the cluster is created with compute, block storage and load
 /// balancing on together, and reads back so (a second plan has nothing to do); the NodeClass
-/// selects the pod subnets and the pod security group, and its NodePool refers to it. Turning
-/// Auto Mode off is one update in place that keeps the IP family; destroy converges.
-/// (The sandbox has no Auto Mode node stand-in yet: no node is launched here.)
+/// selects the pod subnets and the pod security group, and its NodePool refers to it. A
+/// Deployment selecting the pool makes the provisioner launch nodes, which join with
+/// Auto Mode's labels, run no aws-node, and give every pod an address in the NodeClass's pod
+/// subnet of their zone, on an interface in that subnet with the pod security group; `verify`
+/// exits 0. Turning Auto Mode off is one update in place that keeps the IP family (the pool's
+/// nodes go with it); destroy converges.
 #[tokio::test]
 async fn auto_mode_cluster_and_its_node_class_are_applied_read_back_and_destroyed() {
     let w = world();
@@ -1680,7 +1683,7 @@ async fn auto_mode_cluster_and_its_node_class_are_applied_read_back_and_destroye
     assert_eq!(ids("podSubnetSelectorTerms"), pod_subnets);
     assert_eq!(
         ids("podSecurityGroupSelectorTerms"),
-        BTreeSet::from([group])
+        BTreeSet::from([group.clone()])
     );
     assert_eq!(class["spec"]["role"], "myAutoModeNodeRole");
     let (status, pool) = w.kube(
@@ -1694,6 +1697,132 @@ async fn auto_mode_cluster_and_its_node_class_are_applied_read_back_and_destroye
         json!({"group": "eks.amazonaws.com", "kind": "NodeClass", "name": "custom-networking"})
     );
     assert_eq!(pool["spec"]["limits"], json!({"nodes": 10}));
+    // Pods for the pool: the provisioner launches its nodes, Auto Mode's networking gives
+    // the pods their addresses.
+    let (status, body) = w.kube(
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+              "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"nodeSelector": {"karpenter.sh/nodepool": "custom-networking"},
+                  "containers": [{"name": "web", "image": "nginx"}]}}}})
+        .to_string(),
+    );
+    assert_eq!(status, 201, "create deployment: {body}");
+    let auto_node = |n: &Value| {
+        n["metadata"]["labels"]["eks.amazonaws.com/compute-type"] == "auto"
+            && n["metadata"]["labels"]["karpenter.sh/nodepool"] == "custom-networking"
+            && n["metadata"]["labels"]["eks.amazonaws.com/nodeclass"] == "custom-networking"
+    };
+    let (nodes, pods) = eventually(
+        "the pool's nodes Ready and every pod there with an IP",
+        || {
+            let nodes: BTreeMap<String, Value> = w
+                .list("/api/v1/nodes")
+                .into_iter()
+                .filter(|n| auto_node(n) && ready(n))
+                .map(|n| (name(&n), n))
+                .collect();
+            let pods: Vec<Value> = w
+                .list("/api/v1/pods")
+                .into_iter()
+                .filter(|p| nodes.contains_key(p["spec"]["nodeName"].as_str().unwrap_or_default()))
+                .collect();
+            let web = pods
+                .iter()
+                .filter(|p| p["metadata"]["labels"]["app"] == "web")
+                .count();
+            let waiting: Vec<String> = pods
+                .iter()
+                .filter(|p| {
+                    p["status"]["phase"] != "Running"
+                        || p["status"]["podIP"].as_str().unwrap_or_default().is_empty()
+                })
+                .map(name)
+                .collect();
+            if web == 3 && waiting.is_empty() {
+                Ok((nodes, pods))
+            } else {
+                Err(format!(
+                    "{} nodes, {web} of 3 web pods there, waiting: {waiting:?}",
+                    nodes.len()
+                ))
+            }
+        },
+    );
+    // The pod subnets as moto has them, by zone.
+    let described = aws
+        .ec2
+        .describe_subnets()
+        .set_subnet_ids(Some(pod_subnets.iter().cloned().collect()))
+        .send()
+        .await
+        .expect("DescribeSubnets");
+    let by_zone: BTreeMap<String, (String, String)> = described
+        .subnets()
+        .iter()
+        .map(|s| {
+            (
+                s.availability_zone().unwrap_or_default().to_string(),
+                (
+                    s.subnet_id().unwrap_or_default().to_string(),
+                    s.cidr_block().unwrap_or_default().to_string(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(by_zone.len(), 2, "{by_zone:?}");
+    for (node_name, node) in &nodes {
+        // Max pods: /28 prefixes on m5.large's two secondary interfaces, capped at 110.
+        assert_eq!(node["status"]["allocatable"]["pods"], "110", "{node_name}");
+    }
+    let mut checked = 0;
+    for pod in &pods {
+        let pod_name = format!("{}/{}", pod["metadata"]["namespace"], name(pod));
+        assert_ne!(
+            pod["metadata"]["ownerReferences"][0]["name"], "aws-node",
+            "{pod_name}: Auto Mode nodes run no aws-node"
+        );
+        if host_network(pod) {
+            continue;
+        }
+        checked += 1;
+        let node = &nodes[pod["spec"]["nodeName"].as_str().unwrap_or_default()];
+        let zone = node["metadata"]["labels"]["topology.kubernetes.io/zone"]
+            .as_str()
+            .unwrap_or_default();
+        let (subnet, cidr) = by_zone
+            .get(zone)
+            .unwrap_or_else(|| panic!("no pod subnet in {zone}"));
+        let ip = pod["status"]["podIP"].as_str().unwrap_or_default();
+        assert!(
+            in_cidr(ip, cidr),
+            "{pod_name} in {zone} has IP {ip}, outside its pod subnet {cidr}"
+        );
+        let eni = interface_of(&aws, ip).await;
+        assert_eq!(eni.subnet_id(), Some(subnet.as_str()), "{pod_name}'s ENI");
+        assert_eq!(groups_of(&eni), [group.clone()], "{pod_name}'s ENI groups");
+        let attachment = eni.attachment().expect("an attached interface");
+        assert_eq!(
+            attachment.instance_id(),
+            Some(instance_of(node).as_str()),
+            "{pod_name}'s ENI is on its node"
+        );
+        assert!(
+            attachment.device_index().unwrap_or(0) >= 1,
+            "{pod_name}'s IP is not on the node's primary interface"
+        );
+    }
+    assert!(checked >= 3, "the web pods at least: {checked}");
+    let verify = run_ok(w.eksnet().args(["verify", AUTO_MODE_SPEC]), 0);
+    assert!(
+        verify
+            .stdout
+            .contains(&format!("{checked} checked, 0 outside the pod subnets")),
+        "{}",
+        verify.stdout
+    );
     run_ok(
         w.eksnet()
             .args(["plan", AUTO_MODE_SPEC, "--detailed-exitcode"]),
@@ -1724,6 +1853,17 @@ async fn auto_mode_cluster_and_its_node_class_are_applied_read_back_and_destroye
     );
     assert!(w.list("/apis/eks.amazonaws.com/v1/nodeclasses").is_empty());
     assert!(w.list("/apis/karpenter.sh/v1/nodepools").is_empty());
+    eventually("the pool's nodes gone with it", || {
+        match w
+            .list("/api/v1/nodes")
+            .iter()
+            .filter(|n| auto_node(n))
+            .count()
+        {
+            0 => Ok(()),
+            n => Err(format!("{n} left")),
+        }
+    });
     run_ok(
         w.eksnet()
             .args(["plan", AUTO_MODE_SPEC, "--detailed-exitcode"]),
