@@ -579,6 +579,8 @@ macro_rules! define_registry {
             }
         }
 
+        // Each kind's future is boxed: unboxed, every caller's future is as large as the
+        // largest kind's, and with enough kinds a debug build overflows a worker thread's stack.
         /// Looks up many resources of one kind; the answer is in the order of `items`.
         pub async fn refresh(
             ctx: &Ctx,
@@ -586,7 +588,7 @@ macro_rules! define_registry {
             items: &[Lookup],
         ) -> Result<Vec<Option<Observed>>, ResourceError> {
             match kind {
-                $(Kind::$variant => <$module::$ty as ResourceKind>::refresh(ctx, items).await,)*
+                $(Kind::$variant => Box::pin(<$module::$ty as ResourceKind>::refresh(ctx, items)).await,)*
             }
         }
 
@@ -596,7 +598,7 @@ macro_rules! define_registry {
             attrs: &Value,
         ) -> Result<Observed, ResourceError> {
             match addr.kind {
-                $(Kind::$variant => <$module::$ty as ResourceKind>::create(ctx, addr, attrs).await,)*
+                $(Kind::$variant => Box::pin(<$module::$ty as ResourceKind>::create(ctx, addr, attrs)).await,)*
             }
         }
 
@@ -608,7 +610,7 @@ macro_rules! define_registry {
         ) -> Result<Observed, ResourceError> {
             match addr.kind {
                 $(Kind::$variant => {
-                    <$module::$ty as ResourceKind>::update(ctx, addr, cloud_id, change).await
+                    Box::pin(<$module::$ty as ResourceKind>::update(ctx, addr, cloud_id, change)).await
                 })*
             }
         }
@@ -622,7 +624,7 @@ macro_rules! define_registry {
         ) -> Result<(), ResourceError> {
             match addr.kind {
                 $(Kind::$variant => {
-                    <$module::$ty as ResourceKind>::delete(ctx, addr, cloud_id, attrs, prior_outputs)
+                    Box::pin(<$module::$ty as ResourceKind>::delete(ctx, addr, cloud_id, attrs, prior_outputs))
                         .await
                 })*
             }
@@ -637,7 +639,7 @@ macro_rules! define_registry {
         ) -> Result<Option<Observed>, ResourceError> {
             match addr.kind {
                 $(Kind::$variant => {
-                    <$module::$ty as ResourceKind>::settle(ctx, addr, cloud_id, attrs).await
+                    Box::pin(<$module::$ty as ResourceKind>::settle(ctx, addr, cloud_id, attrs)).await
                 })*
             }
         }
@@ -645,7 +647,7 @@ macro_rules! define_registry {
         /// See `ResourceKind::inspect`.
         pub async fn inspect(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value, spec: &SpecFacts) -> Option<Value> {
             match addr.kind {
-                $(Kind::$variant => <$module::$ty as ResourceKind>::inspect(ctx, addr, attrs, spec).await,)*
+                $(Kind::$variant => Box::pin(<$module::$ty as ResourceKind>::inspect(ctx, addr, attrs, spec)).await,)*
             }
         }
 
