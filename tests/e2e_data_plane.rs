@@ -1875,3 +1875,288 @@ async fn auto_mode_cluster_and_its_node_class_are_applied_read_back_and_destroye
         0,
     );
 }
+
+const KARPENTER_SPEC: &str = "examples/karpenter.toml";
+const EC2_NODE_CLASSES: &str = "/apis/karpenter.k8s.aws/v1/ec2nodeclasses";
+const NODE_POOLS: &str = "/apis/karpenter.sh/v1/nodepools";
+
+/// Replaces an object with what `edit` makes of it (GET, then PUT: the fake API server takes
+/// JSON merge patches only under their own media type).
+fn replace(w: &World, path: &str, edit: impl FnOnce(&mut Value)) {
+    let (status, mut object) = w.kube("GET", path, "");
+    assert_eq!(status, 200, "GET {path}: {object}");
+    edit(&mut object);
+    let (status, body) = w.kube("PUT", path, &object.to_string());
+    assert_eq!(status, 200, "PUT {path}: {body}");
+}
+
+/// A Deployment `name` of `replicas` pods whose nodeSelector is Karpenter's pool `pool`.
+fn deployment_on_pool(w: &World, name: &str, replicas: u32, pool: &str) {
+    let (status, body) = w.kube(
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+              "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"nodeSelector": {"karpenter.sh/nodepool": pool},
+                  "containers": [{"name": name, "image": "nginx"}]}}}})
+        .to_string(),
+    );
+    assert_eq!(status, 201, "create deployment {name}: {body}");
+}
+
+fn karpenter_nodes(w: &World) -> Vec<Value> {
+    w.list("/api/v1/nodes")
+        .into_iter()
+        .filter(|n| n["metadata"]["labels"]["karpenter.sh/nodepool"] == "default")
+        .collect()
+}
+
+/// `examples/karpenter.toml`: the EC2NodeClass and NodePool are written after the ENIConfigs,
+/// with the node class's max pods for custom networking (20 on m5.large). The sandbox's
+/// Karpenter stand-in then acts on them: a Deployment on the pool's nodes with more pods than
+/// one node holds makes Karpenter launch m5.large nodes in both zones, tagged as Karpenter
+/// tags them; they join with max pods 20 and every pod on them gets an address of the pod
+/// subnets, and `verify` exits 0. Without the class's max pods, the node that replaces a lost
+/// one gets Karpenter's own count (29: the primary ENI counted), and 9 of the pods bound
+/// there stay without an address.
+/// Destroy deletes the pool first, whose nodes Karpenter then terminates.
+#[tokio::test]
+async fn karpenter_nodes_join_with_the_node_class_max_pods_and_pods_get_pod_subnet_ips() {
+    let w = world();
+    let (status, body) = w.kube(
+        "DELETE",
+        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let plan = run_ok(
+        w.eksnet()
+            .args(["plan", KARPENTER_SPEC, "--detailed-exitcode"]),
+        2,
+    );
+    let out = &plan.stdout;
+    let order = [
+        "# addon.vpc_cni will be created",
+        "# eni_config.pod_b will be created",
+        "# karpenter_node_class.default will be created",
+        "# karpenter_node_pool.default will be created",
+    ]
+    .map(|l| position(out, l));
+    assert!(order.windows(2).all(|p| p[0] < p[1]), "{order:?}\n{out}");
+    assert!(
+        plan.stderr.contains("m5.xlarge could run 44 but runs 20"),
+        "{}",
+        plan.stderr
+    );
+    run_ok(
+        w.eksnet().args(["apply", KARPENTER_SPEC, "--auto-approve"]),
+        0,
+    );
+    let class_path = format!("{EC2_NODE_CLASSES}/default");
+    let (_, class) = w.kube("GET", &class_path, "");
+    assert_eq!(class["spec"]["kubelet"]["maxPods"], 20, "{class}");
+    assert_eq!(
+        class["spec"]["role"], "myKarpenterAmazonEKSNodeRole",
+        "{class}"
+    );
+    assert_eq!(
+        class["spec"]["amiSelectorTerms"],
+        json!([{"alias": "al2023@latest"}]),
+        "{class}"
+    );
+    let (_, pool) = w.kube("GET", &format!("{NODE_POOLS}/default"), "");
+    assert_eq!(
+        pool["spec"]["template"]["spec"]["nodeClassRef"]["name"], "default",
+        "{pool}"
+    );
+    assert_eq!(pool["spec"]["limits"]["nodes"], "4", "{pool}");
+    // Both ENIConfigs were written (server-side apply) before the class, the class before
+    // the pool.
+    let (_, requests) = w.kube("GET", "/__fake/requests", "");
+    let writes: Vec<(usize, String)> = requests
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["method"] == "PATCH")
+        .filter_map(|r| r["path"].as_str().map(str::to_string))
+        .enumerate()
+        .collect();
+    let last = |needle: &str| {
+        writes
+            .iter()
+            .filter(|(_, p)| p.contains(needle))
+            .map(|(i, _)| *i)
+            .max()
+    };
+    let first = |needle: &str| {
+        writes
+            .iter()
+            .find(|(_, p)| p.contains(needle))
+            .map(|(i, _)| *i)
+    };
+    assert_eq!(
+        writes
+            .iter()
+            .filter(|(_, p)| p.contains("/eniconfigs/"))
+            .count(),
+        2,
+        "{writes:?}"
+    );
+    assert!(first("/ec2nodeclasses/").is_some(), "{writes:?}");
+    assert!(
+        last("/eniconfigs/") < first("/ec2nodeclasses/"),
+        "{writes:?}"
+    );
+    assert!(
+        last("/ec2nodeclasses/") < first("/nodepools/"),
+        "{writes:?}"
+    );
+    run_ok(
+        w.eksnet()
+            .args(["plan", KARPENTER_SPEC, "--detailed-exitcode"]),
+        0,
+    );
+
+    // 30 pods on the pool's nodes: an m5.large holds 18 besides aws-node and kube-proxy.
+    deployment_on_pool(&w, "web", 30, "default");
+    let nodes = eventually("two Karpenter nodes Ready and every pod with an IP", || {
+        let nodes = karpenter_nodes(&w);
+        let ready_nodes = nodes.iter().filter(|n| ready(n)).count();
+        let waiting = w
+            .list("/api/v1/pods")
+            .iter()
+            .filter(|p| p["status"]["podIP"].as_str().unwrap_or_default().is_empty())
+            .count();
+        if nodes.len() == 2 && ready_nodes == 2 && waiting == 0 {
+            Ok(nodes)
+        } else {
+            Err(format!(
+                "{} Karpenter nodes, {ready_nodes} Ready, {waiting} pods without IP",
+                nodes.len()
+            ))
+        }
+    });
+    let zones: BTreeSet<&str> = nodes
+        .iter()
+        .filter_map(|n| n["metadata"]["labels"]["topology.kubernetes.io/zone"].as_str())
+        .collect();
+    assert_eq!(zones, BTreeSet::from(["us-west-2a", "us-west-2b"]));
+    for n in &nodes {
+        let labels = &n["metadata"]["labels"];
+        assert_eq!(n["status"]["allocatable"]["pods"], "20", "{n}");
+        assert_eq!(
+            labels["node.kubernetes.io/instance-type"], "m5.large",
+            "{n}"
+        );
+        assert_eq!(labels["karpenter.k8s.aws/ec2nodeclass"], "default", "{n}");
+        assert_eq!(labels["karpenter.sh/capacity-type"], "on-demand", "{n}");
+    }
+    let aws = sdk(&w.sandbox.endpoint).await;
+    let tagged = aws
+        .ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:karpenter.sh/nodepool")
+                .values("default")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeInstances");
+    let instances: Vec<_> = tagged
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .collect();
+    assert_eq!(instances.len(), 2, "{instances:?}");
+    for i in &instances {
+        let tag = |k: &str| {
+            i.tags()
+                .iter()
+                .find(|t| t.key() == Some(k))
+                .and_then(|t| t.value())
+                .map(str::to_string)
+        };
+        assert_eq!(
+            tag("karpenter.k8s.aws/ec2nodeclass").as_deref(),
+            Some("default")
+        );
+        assert_eq!(
+            tag("eks:eks-cluster-name").as_deref(),
+            Some("my-karpenter-cluster")
+        );
+        assert_eq!(
+            tag("kubernetes.io/cluster/my-karpenter-cluster").as_deref(),
+            Some("owned")
+        );
+    }
+    // The 30 web pods and the two CoreDNS replicas, on CNI ENIs in the pod subnets.
+    let checked = pods_sit_on_cni_enis(&w, &["192.168.1.0/24"]).await;
+    assert_eq!(checked, 32);
+    let verify = run_ok(w.eksnet().args(["verify", KARPENTER_SPEC]), 0);
+    assert!(
+        verify
+            .stdout
+            .contains("32 checked, 0 outside the pod subnets"),
+        "{}",
+        verify.stdout
+    );
+
+    // Without the class's max pods (as if the class were written by hand), the node that
+    // replaces a lost one gets Karpenter's own count: 29, 27 besides the DaemonSets, but its
+    // two pod ENIs hold 18 addresses. (The lost node's zone, so that its pod subnet has room
+    // once the CNI's leaked ENIs are cleaned: a /27 holds the ENIs of two nodes, not three.)
+    replace(&w, &class_path, |c| {
+        c["spec"].as_object_mut().expect("a spec").remove("kubelet");
+    });
+    let lost = nodes
+        .iter()
+        .find(|n| n["metadata"]["labels"]["topology.kubernetes.io/zone"] == "us-west-2b")
+        .map(instance_of)
+        .expect("a node in us-west-2b");
+    aws.ec2
+        .terminate_instances()
+        .instance_ids(&lost)
+        .send()
+        .await
+        .expect("TerminateInstances");
+    let replacement = eventually("a replacement node of 29 pods", || {
+        karpenter_nodes(&w)
+            .into_iter()
+            .find(|n| n["status"]["allocatable"]["pods"] == "29" && ready(n))
+            .ok_or_else(|| "none yet".to_string())
+    });
+    assert_eq!(
+        replacement["metadata"]["labels"]["topology.kubernetes.io/zone"], "us-west-2b",
+        "{replacement}"
+    );
+    // 18 web pods on the first node fill it; the other 27 go to the replacement.
+    let web = "/apis/apps/v1/namespaces/default/deployments/web";
+    replace(&w, web, |d| d["spec"]["replicas"] = json!(45));
+    let without = eventually("the replacement full, 18 of its pods with an IP", || {
+        let on_it: Vec<Value> = w
+            .list("/api/v1/pods")
+            .into_iter()
+            .filter(|p| p["spec"]["nodeName"] == name(&replacement).as_str())
+            .filter(|p| !host_network(p))
+            .collect();
+        let with_ip = on_it
+            .iter()
+            .filter(|p| !p["status"]["podIP"].as_str().unwrap_or_default().is_empty())
+            .count();
+        if on_it.len() == 27 && with_ip == 18 {
+            Ok(on_it.len() - with_ip)
+        } else {
+            Err(format!("{} pods on it, {with_ip} with an IP", on_it.len()))
+        }
+    });
+    assert_eq!(without, 9);
+    run_ok(
+        w.eksnet()
+            .args(["destroy", KARPENTER_SPEC, "--auto-approve"]),
+        0,
+    );
+    assert_eq!(instances_running(&w).await, 0, "the nodes are gone");
+}

@@ -53,6 +53,7 @@ mod max_pods;
 mod nodes;
 mod objects;
 mod pods;
+mod provisioner;
 mod vrc;
 mod workloads;
 mod xml;
@@ -145,6 +146,11 @@ struct Memory {
     /// Instances launched for Auto Scaling groups, by (region, group): id → (zone, when),
     /// kept for `LAUNCH_GRACE`.
     asg_launches: HashMap<(String, String), BTreeMap<String, (String, Instant)>>,
+    /// Instances the provisioner launched, kept for `LAUNCH_GRACE` (by instance id).
+    provisioned: HashMap<String, provisioner::Launched>,
+    /// The labels decided when a pool's instance was launched (by instance id): its
+    /// kubelet registers them (`--node-labels`).
+    node_labels: HashMap<String, BTreeMap<String, String>>,
 }
 
 /// An instance of a nodegroup, and since when the data plane knows it.
@@ -218,6 +224,19 @@ fn belongs(i: &Instance, ng: &Nodegroup) -> bool {
             ng.name.as_str(),
             ng.group_name.as_str(),
         ))
+}
+
+/// The cluster a node not in a managed nodegroup joins: the self-managed node's (and
+/// Karpenter's) `kubernetes.io/cluster/<name>=owned` (EKS user guide, `nodes/worker.adoc`),
+/// else the `eks:eks-cluster-name` of an Auto Mode instance (`provisioner.rs`).
+fn tagged_cluster(i: &Instance) -> Option<String> {
+    i.tags
+        .iter()
+        .find_map(|(k, v)| {
+            let name = k.strip_prefix(CLUSTER_TAG_PREFIX)?;
+            (v == "owned" && !name.is_empty()).then(|| name.to_string())
+        })
+        .or_else(|| provisioner::auto_mode_cluster(i).map(str::to_string))
 }
 
 fn alive(i: &Instance) -> bool {
@@ -334,6 +353,7 @@ impl DataPlane {
             self.reconcile_fleets(pass, &mut side, obs).await;
             self.reconcile_groups(pass, obs).await;
         }
+        self.provision(pass, &mut side, &mut observed).await;
         self.reconcile_nodes(pass, &mut side, &mut observed, &blind_regions)
             .await;
         for obs in &observed {
@@ -670,6 +690,7 @@ impl DataPlane {
                 template: template.map(|t| (t.template_id.clone(), t.number.clone())),
                 security_group_ids: security_groups.clone(),
                 tags: tags.clone(),
+                user_data: None,
             };
             let instance = ec2.run(&launch).await?;
             let member = fleet::Member {
@@ -1018,16 +1039,10 @@ impl DataPlane {
             (Some(ng), _) => ng.cluster.clone(),
             // Launched for a nodegroup that is gone: it is being terminated.
             (None, Some(_)) => return Ok(None),
-            (None, None) => {
-                let owned = i.tags.iter().find_map(|(k, v)| {
-                    let name = k.strip_prefix(CLUSTER_TAG_PREFIX)?;
-                    (v == "owned" && !name.is_empty()).then(|| name.to_string())
-                });
-                match owned {
-                    Some(name) => name,
-                    None => return Ok(None),
-                }
-            }
+            (None, None) => match tagged_cluster(i) {
+                Some(name) => name,
+                None => return Ok(None),
+            },
         };
         if !obs.cluster(&cluster_name).is_some_and(Cluster::serving) {
             return Ok(None);
@@ -1063,7 +1078,11 @@ impl DataPlane {
                 self.managed_max_pods(pass, scope, side, ng, template.as_ref())
                     .await?
             }
-            // Self-managed: what its AMI makes of its user data.
+            // Auto Mode: EKS decides it.
+            (None, None) if provisioner::auto_mode_cluster(i).is_some() => {
+                provisioner::auto_mode_max_pods(itype)
+            }
+            // Self-managed (Karpenter's too): what its AMI makes of its user data.
             (None, None) => {
                 let user_data = Ec2 {
                     host: pass.host,
@@ -1081,6 +1100,14 @@ impl DataPlane {
             memory.max_pods.insert(i.id.clone(), max_pods);
         });
         let mut labels = BTreeMap::new();
+        if provisioner::pool_of(i).is_some() {
+            let remembered = lock(&self.memory).node_labels.get(&i.id).cloned();
+            labels.extend(
+                remembered
+                    .or_else(|| provisioner::labels_from_tags(i))
+                    .unwrap_or_default(),
+            );
+        }
         if let Some(ng) = managed {
             labels.extend(ng.labels.clone());
             labels.insert("eks.amazonaws.com/nodegroup".into(), ng.name.clone());
