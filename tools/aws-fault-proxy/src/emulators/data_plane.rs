@@ -1080,7 +1080,23 @@ impl DataPlane {
             }
             // Auto Mode: EKS decides it.
             (None, None) if provisioner::auto_mode_cluster(i).is_some() => {
-                provisioner::auto_mode_max_pods(itype)
+                // Launched before this proxy started: from its NodeClass as it is now.
+                let class = match i.tag(provisioner::AUTO_NODE_CLASS_TAG) {
+                    Some(c) => {
+                        let path = format!(
+                            "{}/{}",
+                            provisioner::NODE_CLASSES,
+                            crate::shared::form_encode(c)
+                        );
+                        side.kube.get(&path).await?
+                    }
+                    None => None,
+                };
+                let terms = class
+                    .as_ref()
+                    .map(auto_mode::PodTerms::of)
+                    .unwrap_or_default();
+                auto_mode::max_pods(itype, &terms)
             }
             // Self-managed (Karpenter's too): what its AMI makes of its user data.
             (None, None) => {

@@ -29,15 +29,10 @@ use serde_json::Value;
 
 use super::cni::Settings;
 use super::ec2::{InstanceType, Subnet};
+use super::provisioner::{AUTO_NODE_CLASS, COMPUTE_TYPE};
 
-/// The Node labels of Auto Mode (EKS user guide, `automode/create-node-pool.adoc`, "EKS
-/// Auto Mode supported labels").
-pub const COMPUTE_TYPE_LABEL: &str = "eks.amazonaws.com/compute-type";
-pub const NODECLASS_LABEL: &str = "eks.amazonaws.com/nodeclass";
-pub const AUTO: &str = "auto";
-
-/// The NodeClasses' collection (`eks.amazonaws.com/v1`, cluster-scoped).
-pub const NODE_CLASSES: &str = "/apis/eks.amazonaws.com/v1/nodeclasses";
+/// Auto Mode's `eks.amazonaws.com/compute-type`.
+const AUTO: &str = "auto";
 
 /// Max pods on an Auto Mode node whatever its interfaces (`choosing-instance-type.adoc`).
 const MAX_PODS_CAP: u32 = 110;
@@ -47,12 +42,12 @@ const PREFIX: u32 = 16;
 /// The NodeClass an Auto Mode node uses; `None` for any other node.
 pub fn node_class(node: &Value) -> Option<String> {
     let labels = node.pointer("/metadata/labels")?;
-    if labels.get(COMPUTE_TYPE_LABEL).and_then(Value::as_str) != Some(AUTO) {
+    if labels.get(COMPUTE_TYPE).and_then(Value::as_str) != Some(AUTO) {
         return None;
     }
     Some(
         labels
-            .get(NODECLASS_LABEL)
+            .get(AUTO_NODE_CLASS)
             .and_then(Value::as_str)
             .unwrap_or("default")
             .to_string(),
@@ -176,12 +171,12 @@ mod tests {
 
     #[test]
     fn only_auto_mode_nodes_have_a_node_class() {
-        let auto = json!({"metadata": {"labels": {COMPUTE_TYPE_LABEL: "auto",
-            NODECLASS_LABEL: "custom-networking"}}});
+        let auto = json!({"metadata": {"labels": {COMPUTE_TYPE: "auto",
+            AUTO_NODE_CLASS: "custom-networking"}}});
         assert_eq!(node_class(&auto).as_deref(), Some("custom-networking"));
-        let builtin = json!({"metadata": {"labels": {COMPUTE_TYPE_LABEL: "auto"}}});
+        let builtin = json!({"metadata": {"labels": {COMPUTE_TYPE: "auto"}}});
         assert_eq!(node_class(&builtin).as_deref(), Some("default"));
-        let managed = json!({"metadata": {"labels": {NODECLASS_LABEL: "x",
+        let managed = json!({"metadata": {"labels": {AUTO_NODE_CLASS: "x",
             "eks.amazonaws.com/nodegroup": "ng"}}});
         assert_eq!(node_class(&managed), None);
         assert_eq!(node_class(&json!({})), None);

@@ -536,7 +536,11 @@ impl DataPlane {
         let (settings, subnet_id, groups) = match &auto_mode {
             // EKS Auto Mode: no aws-node; the NodeClass decides (`auto_mode.rs`).
             Some(class) => {
-                let path = format!("{}/{}", auto_mode::NODE_CLASSES, form_encode(class));
+                let path = format!(
+                    "{}/{}",
+                    super::provisioner::NODE_CLASSES,
+                    form_encode(class)
+                );
                 let Some(class_object) = cached_get(side, objects, &path).await? else {
                     return Err(format!("NodeClass {class} not found"));
                 };

@@ -41,7 +41,7 @@
 //! - **Auto Mode's instances** (a `NodeClass`) are tagged `eks:eks-cluster-name`,
 //!   `eks:kubernetes-node-class-name`, `eks:kubernetes-node-pool-name` (EKS user guide,
 //!   `automode/auto-learn-iam.adoc`: the tag conditions of AmazonEKSComputePolicy) and join
-//!   their cluster by the first; their max pods is [`auto_mode_max_pods`].
+//!   their cluster by the first; their max pods is `auto_mode::max_pods`.
 //! - **A pool that is gone** (listed without it): its instances are drained and terminated,
 //!   as Karpenter does with the NodeClaims of a deleted NodePool (`docs/concepts/nodepools.md`:
 //!   deleting a NodePool deletes its nodes).
@@ -81,9 +81,6 @@ pub const AUTO_NODE_CLASS: &str = "eks.amazonaws.com/nodeclass";
 
 const INSTANCE_TYPE_LABEL: &str = "node.kubernetes.io/instance-type";
 
-/// Auto Mode's ceiling on a node's pods (EKS user guide, `choosing-instance-type.adoc`).
-const AUTO_MODE_POD_CEILING: u32 = 110;
-
 /// How long an instance launched for a pool still counts while DescribeInstances does not
 /// show it (as `LAUNCH_GRACE` for nodegroups).
 const LAUNCH_GRACE: Duration = super::LAUNCH_GRACE;
@@ -122,6 +119,8 @@ pub struct NodeClass {
     pub security_groups: Vec<String>,
     /// `spec.kubelet.maxPods` (EC2NodeClass only).
     pub max_pods: Option<u32>,
+    /// Where its nodes' pods go (Auto Mode's NodeClass only; `auto_mode.rs`).
+    pub pod_terms: super::auto_mode::PodTerms,
 }
 
 /// The `id`s of a list of selector terms (other terms are not understood here).
@@ -146,6 +145,7 @@ impl NodeClass {
                 .pointer("/kubelet/maxPods")
                 .and_then(Value::as_u64)
                 .and_then(|n| u32::try_from(n).ok()),
+            pod_terms: super::auto_mode::PodTerms::of(v),
         })
     }
 }
@@ -292,14 +292,6 @@ pub fn karpenter_max_pods(class: &NodeClass, t: &InstanceType) -> u32 {
     class
         .max_pods
         .unwrap_or_else(|| t.max_enis * t.ipv4_per_eni.saturating_sub(1) + 2)
-}
-
-/// Max pods of an Auto Mode node: the ENI count with /28 prefixes (Auto Mode delegates
-/// prefixes; `automode/auto-networking.adoc`), capped at 110 (`choosing-instance-type.adoc`).
-/// The hook where Auto Mode's own networking (pod subnets) would change it.
-pub fn auto_mode_max_pods(t: &InstanceType) -> u32 {
-    let prefixes = t.max_enis * t.ipv4_per_eni.saturating_sub(1);
-    (prefixes * 16 + 2).min(AUTO_MODE_POD_CEILING)
 }
 
 /// How many more nodes `pending` pods need when the pool's nodes have `room` pods free and a
@@ -613,7 +605,7 @@ impl DataPlane {
             };
             let max_pods = match flavour {
                 Flavour::Karpenter => karpenter_max_pods(class, &itype),
-                Flavour::AutoMode => auto_mode_max_pods(&itype),
+                Flavour::AutoMode => super::auto_mode::max_pods(&itype, &class.pod_terms),
             };
             let labels = pool_labels(flavour, &pool.name, &class.name, &pool.labels);
             let zones: BTreeSet<String> = places.values().map(|(z, _)| z.clone()).collect();
@@ -931,13 +923,6 @@ mod tests {
         class.max_pods = None;
         // 3 ENIs × 9 + 2: the primary ENI counted, as custom networking does not use it.
         assert_eq!(karpenter_max_pods(&class, &t), 29);
-        assert_eq!(auto_mode_max_pods(&t), 110);
-        let tiny = InstanceType {
-            max_enis: 2,
-            ipv4_per_eni: 2,
-            ..m5_large()
-        };
-        assert_eq!(auto_mode_max_pods(&tiny), 34);
     }
 
     #[test]
