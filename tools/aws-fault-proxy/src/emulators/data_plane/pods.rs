@@ -227,7 +227,8 @@ fn selector_matches(selector: Option<&Value>, labels: Option<&Value>) -> bool {
 /// Whether a node's labels satisfy a pod spec's required node affinity
 /// (`requiredDuringSchedulingIgnoredDuringExecution`): one of its `nodeSelectorTerms`
 /// whose `matchExpressions` all hold (kubernetes `component-helpers/scheduling/corev1/
-/// nodeaffinity`). `matchFields` is not read. No required affinity: every node.
+/// nodeaffinity`), with the label selector's operators; `Gt`, `Lt` and `matchFields` are
+/// not read (such a term matches no node). No required affinity: every node.
 fn affinity_matches(spec: &Value, labels: Option<&Value>) -> bool {
     let Some(terms) = spec
         .pointer("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
@@ -235,35 +236,11 @@ fn affinity_matches(spec: &Value, labels: Option<&Value>) -> bool {
     else {
         return true;
     };
-    let holds = |e: &Value| {
-        let value = labels
-            .and_then(|l| l.get(e["key"].as_str().unwrap_or_default()))
-            .and_then(Value::as_str);
-        let values: Vec<&str> = e["values"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        let number = |v: Option<&str>| v.and_then(|v| v.parse::<i64>().ok());
-        match e["operator"].as_str().unwrap_or_default() {
-            "In" => value.is_some_and(|v| values.contains(&v)),
-            "NotIn" => !value.is_some_and(|v| values.contains(&v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            "Gt" => {
-                matches!((number(value), number(values.first().copied())), (Some(a), Some(b)) if a > b)
-            }
-            "Lt" => {
-                matches!((number(value), number(values.first().copied())), (Some(a), Some(b)) if a < b)
-            }
-            _ => false,
-        }
-    };
+    let labels = labels.cloned().unwrap_or(Value::Null);
     terms.iter().any(|t| {
-        t["matchExpressions"]
-            .as_array()
-            .is_some_and(|es| !es.is_empty() && es.iter().all(holds))
+        let expressions = &t["matchExpressions"];
+        expressions.as_array().is_some_and(|es| !es.is_empty())
+            && super::vrc::selector_matches(&json!({"matchExpressions": expressions}), &labels)
     })
 }
 
