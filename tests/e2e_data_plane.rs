@@ -1699,17 +1699,7 @@ async fn auto_mode_cluster_and_its_node_class_are_applied_read_back_and_destroye
     assert_eq!(pool["spec"]["limits"], json!({"nodes": 10}));
     // Pods for the pool: the provisioner launches its nodes, Auto Mode's networking gives
     // the pods their addresses.
-    let (status, body) = w.kube(
-        "POST",
-        "/apis/apps/v1/namespaces/default/deployments",
-        &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
-              "template": {"metadata": {"labels": {"app": "web"}},
-                "spec": {"nodeSelector": {"karpenter.sh/nodepool": "custom-networking"},
-                  "containers": [{"name": "web", "image": "nginx"}]}}}})
-        .to_string(),
-    );
-    assert_eq!(status, 201, "create deployment: {body}");
+    deployment_on_pool(&w, "web", 3, "custom-networking");
     let auto_node = |n: &Value| {
         n["metadata"]["labels"]["eks.amazonaws.com/compute-type"] == "auto"
             && n["metadata"]["labels"]["karpenter.sh/nodepool"] == "custom-networking"
