@@ -1795,7 +1795,11 @@ async fn auto_mode_cluster_and_its_node_class_are_applied_read_back_and_destroye
         );
         let eni = interface_of(&aws, ip).await;
         assert_eq!(eni.subnet_id(), Some(subnet.as_str()), "{pod_name}'s ENI");
-        assert_eq!(groups_of(&eni), [group.clone()], "{pod_name}'s ENI groups");
+        assert_eq!(
+            groups_of(&eni),
+            std::slice::from_ref(&group),
+            "{pod_name}'s ENI groups"
+        );
         let attachment = eni.attachment().expect("an attached interface");
         assert_eq!(
             attachment.instance_id(),
