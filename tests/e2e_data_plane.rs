@@ -82,6 +82,17 @@ impl World {
         std::fs::write(self.dir.path().join(name), text).expect("write spec");
     }
 
+    /// Deletes the aws-node DaemonSet the fake API server is seeded with: on a cluster made
+    /// without the self-managed add-ons, the `vpc-cni` add-on makes it.
+    fn without_seeded_aws_node(&self) {
+        let (status, body) = self.kube(
+            "DELETE",
+            "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
+            "",
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+
     fn spec_text(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(name)).expect("read spec")
     }
@@ -308,12 +319,7 @@ async fn verified_then_destroyed(w: &World, spec: &str, pods: usize) {
 /// The add-on example applied and settled, on a cluster made without the self-managed
 /// add-ons: the fake's seeded aws-node DaemonSet is removed first, the add-on makes it.
 fn addon_example_applied(w: &World) {
-    let (status, body) = w.kube(
-        "DELETE",
-        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
-        "",
-    );
-    assert_eq!(status, 200, "{body}");
+    w.without_seeded_aws_node();
     run_ok(w.eksnet().args(["apply", ADDON_SPEC, "--auto-approve"]), 0);
     settled(w, 2);
 }
@@ -340,12 +346,7 @@ async fn addon_example_nodes_join_with_the_addons_settings() {
 async fn self_managed_nodes_join_after_the_eniconfigs() {
     const SELF_MANAGED_SPEC: &str = "examples/self-managed-nodes.toml";
     let w = world();
-    let (status, body) = w.kube(
-        "DELETE",
-        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
-        "",
-    );
-    assert_eq!(status, 200, "{body}");
+    w.without_seeded_aws_node();
     run_ok(
         w.eksnet()
             .args(["apply", SELF_MANAGED_SPEC, "--auto-approve"]),
@@ -842,13 +843,22 @@ security_group_ids = ["${vpc.main.outputs.SecurityGroups}"]
 
 /// A Deployment of `replicas` pods labelled `app=NAME` in `default`.
 fn deployment(w: &World, name: &str, replicas: u32) {
+    deployment_with(w, name, replicas, Value::Null);
+}
+
+/// A Deployment of `replicas` pods labelled `app=NAME` in `default`, with `node_selector`
+/// as its pods' nodeSelector (none if null).
+fn deployment_with(w: &World, name: &str, replicas: u32, node_selector: Value) {
+    let mut pod_spec = json!({"containers": [{"name": name, "image": "nginx"}]});
+    if !node_selector.is_null() {
+        pod_spec["nodeSelector"] = node_selector;
+    }
     let (status, body) = w.kube(
         "POST",
         "/apis/apps/v1/namespaces/default/deployments",
         &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-              "template": {"metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": name, "image": "nginx"}]}}}})
+              "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec}}})
         .to_string(),
     );
     assert_eq!(status, 201, "create deployment {name}: {body}");
@@ -920,12 +930,7 @@ fn groups_of(eni: &aws_sdk_ec2::types::NetworkInterface) -> Vec<String> {
 async fn security_groups_for_pods_give_web_pods_branch_interfaces() {
     let w = world();
     w.proxy_config(json!({"branch_cooldown_ms": 1000}));
-    let (status, body) = w.kube(
-        "DELETE",
-        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
-        "",
-    );
-    assert_eq!(status, 200, "{body}");
+    w.without_seeded_aws_node();
     let spec = "examples/sgp.toml";
     // More pods than m5.large's ENIs give once the trunk takes one: refused before any call
     // that changes something.
@@ -1445,12 +1450,7 @@ const PRODUCTION_SPEC: &str = "examples/custom-networking-production.toml";
 async fn production_example_runs_without_the_cni_policy_on_any_node_role() {
     let w = world();
     w.proxy_config(json!({"branch_cooldown_ms": 1000}));
-    let (status, body) = w.kube(
-        "DELETE",
-        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
-        "",
-    );
-    assert_eq!(status, 200, "{body}");
+    w.without_seeded_aws_node();
     run_ok(w.eksnet().args(["validate", PRODUCTION_SPEC]), 0);
     let plan = run_ok(w.eksnet().args(["plan", PRODUCTION_SPEC]), 0);
     // The order the guide asks for: the agent, the CNI with its association, then the nodes;
@@ -1619,11 +1619,12 @@ const AUTO_MODE_SPEC: &str = "examples/auto-mode.toml";
 /// The Auto Mode example: the cluster is created with compute, block storage and load
 /// balancing on together, and reads back so (a second plan has nothing to do); the NodeClass
 /// selects the pod subnets and the pod security group, and its NodePool refers to it. A
-/// Deployment selecting the pool makes the provisioner launch nodes, which join with
-/// Auto Mode's labels, run no aws-node, and give every pod an address in the NodeClass's pod
-/// subnet of their zone, on an interface in that subnet with the pod security group; `verify`
-/// exits 0. Turning Auto Mode off is one update in place that keeps the IP family (the pool's
-/// nodes go with it); destroy converges.
+/// Deployment selecting the pool makes the provisioner stand-in launch nodes, tagged for the
+/// cluster, class and pool, which join with Auto Mode's labels and 110 pods, run no
+/// kube-proxy, and give every pod an address in the NodeClass's pod subnet of their zone, on
+/// an interface in that subnet with the pod security group; `verify` exits 0. Turning Auto
+/// Mode off is one update in place that keeps the IP family, and the pool's nodes go;
+/// destroy converges.
 #[tokio::test]
 async fn auto_mode_cluster_and_its_node_class_are_applied_read_back_and_destroyed() {
     let w = world();
@@ -1699,7 +1700,12 @@ async fn auto_mode_cluster_and_its_node_class_are_applied_read_back_and_destroye
     assert_eq!(pool["spec"]["limits"], json!({"nodes": 10}));
     // Pods for the pool: the provisioner launches its nodes, Auto Mode's networking gives
     // the pods their addresses.
-    deployment_on_pool(&w, "web", 3, "custom-networking");
+    deployment_with(
+        &w,
+        "web",
+        3,
+        json!({"karpenter.sh/nodepool": "custom-networking"}),
+    );
     let auto_node = |n: &Value| {
         n["metadata"]["labels"]["eks.amazonaws.com/compute-type"] == "auto"
             && n["metadata"]["labels"]["karpenter.sh/nodepool"] == "custom-networking"
@@ -1766,6 +1772,33 @@ async fn auto_mode_cluster_and_its_node_class_are_applied_read_back_and_destroye
     for (node_name, node) in &nodes {
         // Max pods: /28 prefixes on m5.large's two secondary interfaces, capped at 110.
         assert_eq!(node["status"]["allocatable"]["pods"], "110", "{node_name}");
+        // Tagged for the cluster, class and pool (the tags AmazonEKSComputePolicy's
+        // conditions name).
+        let instance = aws
+            .ec2
+            .describe_instances()
+            .instance_ids(instance_of(node))
+            .send()
+            .await
+            .expect("DescribeInstances");
+        let tags: BTreeMap<String, String> = instance
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .flat_map(|i| i.tags())
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+            .collect();
+        for (k, v) in [
+            ("eks:eks-cluster-name", "my-auto-mode-cluster"),
+            ("eks:kubernetes-node-class-name", "custom-networking"),
+            ("eks:kubernetes-node-pool-name", "custom-networking"),
+        ] {
+            assert_eq!(
+                tags.get(k).map(String::as_str),
+                Some(v),
+                "{node_name}: {tags:?}"
+            );
+        }
     }
     let mut checked = 0;
     for pod in &pods {
@@ -1850,17 +1883,12 @@ async fn auto_mode_cluster_and_its_node_class_are_applied_read_back_and_destroye
     );
     assert!(w.list("/apis/eks.amazonaws.com/v1/nodeclasses").is_empty());
     assert!(w.list("/apis/karpenter.sh/v1/nodepools").is_empty());
-    eventually("the pool's nodes gone with it", || {
-        match w
-            .list("/api/v1/nodes")
-            .iter()
-            .filter(|n| auto_node(n))
-            .count()
-        {
-            0 => Ok(()),
-            n => Err(format!("{n} left")),
-        }
-    });
+    // The pool gone, its nodes go.
+    let start = Instant::now();
+    while instances_running(&w).await > 0 {
+        assert!(start.elapsed() < SETTLE, "the Auto Mode node still runs");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     run_ok(
         w.eksnet()
             .args(["plan", AUTO_MODE_SPEC, "--detailed-exitcode"]),
@@ -1887,21 +1915,6 @@ fn replace(w: &World, path: &str, edit: impl FnOnce(&mut Value)) {
     assert_eq!(status, 200, "PUT {path}: {body}");
 }
 
-/// A Deployment `name` of `replicas` pods whose nodeSelector is Karpenter's pool `pool`.
-fn deployment_on_pool(w: &World, name: &str, replicas: u32, pool: &str) {
-    let (status, body) = w.kube(
-        "POST",
-        "/apis/apps/v1/namespaces/default/deployments",
-        &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-              "template": {"metadata": {"labels": {"app": name}},
-                "spec": {"nodeSelector": {"karpenter.sh/nodepool": pool},
-                  "containers": [{"name": name, "image": "nginx"}]}}}})
-        .to_string(),
-    );
-    assert_eq!(status, 201, "create deployment {name}: {body}");
-}
-
 fn karpenter_nodes(w: &World) -> Vec<Value> {
     w.list("/api/v1/nodes")
         .into_iter()
@@ -1921,12 +1934,7 @@ fn karpenter_nodes(w: &World) -> Vec<Value> {
 #[tokio::test]
 async fn karpenter_nodes_join_with_the_node_class_max_pods_and_pods_get_pod_subnet_ips() {
     let w = world();
-    let (status, body) = w.kube(
-        "DELETE",
-        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
-        "",
-    );
-    assert_eq!(status, 200, "{body}");
+    w.without_seeded_aws_node();
     let plan = run_ok(
         w.eksnet()
             .args(["plan", KARPENTER_SPEC, "--detailed-exitcode"]),
@@ -2016,7 +2024,7 @@ async fn karpenter_nodes_join_with_the_node_class_max_pods_and_pods_get_pod_subn
     );
 
     // 30 pods on the pool's nodes: an m5.large holds 18 besides aws-node and kube-proxy.
-    deployment_on_pool(&w, "web", 30, "default");
+    deployment_with(&w, "web", 30, json!({"karpenter.sh/nodepool": "default"}));
     let nodes = eventually("two Karpenter nodes Ready and every pod with an IP", || {
         let nodes = karpenter_nodes(&w);
         let ready_nodes = nodes.iter().filter(|n| ready(n)).count();

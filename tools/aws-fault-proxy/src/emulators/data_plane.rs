@@ -24,11 +24,21 @@
 //!    (the health check), launches spread over the group's zones (moto puts them all in
 //!    its first subnet), suspended processes are honoured; a client's terminate of a
 //!    member is served by the proxy so that moto's own replacement does not happen.
-//! 3. **Instances → Nodes** (`nodes.rs`). A running instance of a managed nodegroup, or one
-//!    tagged `kubernetes.io/cluster/<name>=owned` (self-managed; EKS user guide,
-//!    `nodes/worker.adoc`), joins the API server as a Node once its cluster is `ACTIVE` (or
-//!    `UPDATING`); the Node of a terminated or unknown instance is deleted. Its pods are
-//!    its max pods, decided when it was launched (`max_pods.rs`).
+//!
+//!    **Karpenter and EKS Auto Mode** (`provisioner.rs`): pods kube-scheduler marked
+//!    `Unschedulable` that a NodePool's nodes would take make instances of the pool's
+//!    smallest allowed type launch into its class's subnets (an `EC2NodeClass`, or Auto
+//!    Mode's `NodeClass` on a cluster with `computeConfig.enabled`), up to `limits.nodes`,
+//!    tagged and with user data as Karpenter or Auto Mode launch them; a pool that is gone
+//!    has its instances drained and terminated. The pods they need are counted against
+//!    the room on the pool's instances, those not joined yet included, so that a pass
+//!    launches nothing twice.
+//! 3. **Instances → Nodes** (`nodes.rs`). A running instance of a managed nodegroup, one
+//!    tagged `kubernetes.io/cluster/<name>=owned` (self-managed and Karpenter's; EKS user
+//!    guide, `nodes/worker.adoc`), or an Auto Mode one (`eks:eks-cluster-name`), joins the
+//!    API server as a Node once its cluster is `ACTIVE` (or `UPDATING`); the Node of a
+//!    terminated or unknown instance is deleted. Its pods are its max pods, decided when it
+//!    was launched (`max_pods.rs`; an Auto Mode node's: `auto_mode::max_pods`).
 //! 4. **On the nodes** (`pods.rs`): the VPC CNI (on EKS Auto Mode nodes, Auto Mode's own
 //!    pod networking, `auto_mode.rs`), the VPC resource controller of security groups for
 //!    pods (`vrc.rs`, `branches.rs`), the controllers, scheduler and kubelets.

@@ -475,6 +475,12 @@ impl DataPlane {
             }
             Err(e) => return self.problem("provisioner", e),
         };
+        // Listed by DescribeInstances (or launched by an earlier step of this pass): a
+        // launch remembered and listed now needs remembering no more.
+        let listed: BTreeSet<String> = observed
+            .iter()
+            .flat_map(|o| o.instances.iter().map(|i| i.id.clone()))
+            .collect();
         for obs in observed.iter_mut() {
             self.end_orphans(pass, side, obs, &objects).await;
             if objects.pools.is_empty() {
@@ -486,13 +492,9 @@ impl DataPlane {
                 Err(e) => self.problem(&subject, e),
             }
         }
-        let now_seen: BTreeSet<String> = observed
-            .iter()
-            .flat_map(|o| o.instances.iter().map(|i| i.id.clone()))
-            .collect();
         self.remember(pass, |m| {
             m.provisioned
-                .retain(|id, l| !now_seen.contains(id) && l.since.elapsed() < LAUNCH_GRACE)
+                .retain(|id, l| !listed.contains(id) && l.since.elapsed() < LAUNCH_GRACE)
         });
     }
 
@@ -593,16 +595,16 @@ impl DataPlane {
             let Some(cluster) = cluster else {
                 continue;
             };
+            let subject = format!("nodepool {}", pool.name);
             let Some(itype) = self.smallest_type(pass, obs, &pool.instance_types).await else {
+                let types = &pool.instance_types;
                 self.problem(
-                    &format!("nodepool {}", pool.name),
-                    format!(
-                        "none of its instance types {:?} is known to EC2",
-                        pool.instance_types
-                    ),
+                    &subject,
+                    format!("no instance type of {types:?} is known to EC2"),
                 );
                 continue;
             };
+            self.solved(&subject);
             let max_pods = match flavour {
                 Flavour::Karpenter => karpenter_max_pods(class, &itype),
                 Flavour::AutoMode => super::auto_mode::max_pods(&itype, &class.pod_terms),
