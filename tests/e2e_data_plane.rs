@@ -457,6 +457,9 @@ async fn self_managed_nodes_join_after_the_eniconfigs() {
         "{templates:?}"
     );
 
+    // The CoreDNS pods moved to the new nodes get their address a kubelet pass after they
+    // are bound: wait for it before verify reads them.
+    settled(&w, 2);
     verified_then_destroyed(&w, SELF_MANAGED_SPEC, 2).await;
     let groups = aws.autoscaling.describe_auto_scaling_groups().send().await;
     assert_eq!(groups.map(|g| g.auto_scaling_groups().len()).ok(), Some(0));
