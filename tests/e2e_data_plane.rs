@@ -82,6 +82,17 @@ impl World {
         std::fs::write(self.dir.path().join(name), text).expect("write spec");
     }
 
+    /// Deletes the aws-node DaemonSet the fake API server is seeded with: on a cluster made
+    /// without the self-managed add-ons, the `vpc-cni` add-on makes it.
+    fn without_seeded_aws_node(&self) {
+        let (status, body) = self.kube(
+            "DELETE",
+            "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
+            "",
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+
     fn spec_text(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(name)).expect("read spec")
     }
@@ -301,12 +312,7 @@ async fn verified_then_destroyed(w: &World, spec: &str, pods: usize) {
 /// The add-on example applied and settled, on a cluster made without the self-managed
 /// add-ons: the fake's seeded aws-node DaemonSet is removed first, the add-on makes it.
 fn addon_example_applied(w: &World) {
-    let (status, body) = w.kube(
-        "DELETE",
-        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
-        "",
-    );
-    assert_eq!(status, 200, "{body}");
+    w.without_seeded_aws_node();
     run_ok(w.eksnet().args(["apply", ADDON_SPEC, "--auto-approve"]), 0);
     settled(w, 2);
 }
@@ -337,12 +343,7 @@ async fn addon_example_nodes_join_with_the_addons_settings() {
 async fn self_managed_nodes_join_after_the_eniconfigs() {
     const SELF_MANAGED_SPEC: &str = "examples/self-managed-nodes.toml";
     let w = world();
-    let (status, body) = w.kube(
-        "DELETE",
-        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
-        "",
-    );
-    assert_eq!(status, 200, "{body}");
+    w.without_seeded_aws_node();
     run_ok(
         w.eksnet()
             .args(["apply", SELF_MANAGED_SPEC, "--auto-approve"]),
@@ -555,6 +556,8 @@ async fn self_managed_nodes_join_after_the_eniconfigs() {
         "{templates:?}"
     );
 
+    // The CoreDNS pods moved to the new nodes get their address a kubelet pass after they
+    // are bound: wait for it before verify reads them.
     settled(&w, 2);
     assert_eq!(pods_sit_on_cni_enis(&w, &cidrs).await, 6);
     verified_then_destroyed(&w, SELF_MANAGED_SPEC, 6).await;
@@ -991,13 +994,22 @@ security_group_ids = ["${vpc.main.outputs.SecurityGroups}"]
 
 /// A Deployment of `replicas` pods labelled `app=NAME` in `default`.
 fn deployment(w: &World, name: &str, replicas: u32) {
+    deployment_with(w, name, replicas, Value::Null);
+}
+
+/// A Deployment of `replicas` pods labelled `app=NAME` in `default`, with `node_selector`
+/// as its pods' nodeSelector (none if null).
+fn deployment_with(w: &World, name: &str, replicas: u32, node_selector: Value) {
+    let mut pod_spec = json!({"containers": [{"name": name, "image": "nginx"}]});
+    if !node_selector.is_null() {
+        pod_spec["nodeSelector"] = node_selector;
+    }
     let (status, body) = w.kube(
         "POST",
         "/apis/apps/v1/namespaces/default/deployments",
         &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-              "template": {"metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": name, "image": "nginx"}]}}}})
+              "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec}}})
         .to_string(),
     );
     assert_eq!(status, 201, "create deployment {name}: {body}");
@@ -1069,12 +1081,7 @@ fn groups_of(eni: &aws_sdk_ec2::types::NetworkInterface) -> Vec<String> {
 async fn security_groups_for_pods_give_web_pods_branch_interfaces() {
     let w = world();
     w.proxy_config(json!({"branch_cooldown_ms": 1000}));
-    let (status, body) = w.kube(
-        "DELETE",
-        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
-        "",
-    );
-    assert_eq!(status, 200, "{body}");
+    w.without_seeded_aws_node();
     let spec = "examples/sgp.toml";
     // More pods than m5.large's ENIs give once the trunk takes one: refused before any call
     // that changes something.
@@ -1594,12 +1601,7 @@ const PRODUCTION_SPEC: &str = "examples/custom-networking-production.toml";
 async fn production_example_runs_without_the_cni_policy_on_any_node_role() {
     let w = world();
     w.proxy_config(json!({"branch_cooldown_ms": 1000}));
-    let (status, body) = w.kube(
-        "DELETE",
-        "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node",
-        "",
-    );
-    assert_eq!(status, 200, "{body}");
+    w.without_seeded_aws_node();
     run_ok(w.eksnet().args(["validate", PRODUCTION_SPEC]), 0);
     let plan = run_ok(w.eksnet().args(["plan", PRODUCTION_SPEC]), 0);
     // The order the guide asks for: the agent, the CNI with its association, then the nodes;
@@ -1767,9 +1769,13 @@ const AUTO_MODE_SPEC: &str = "examples/auto-mode.toml";
 
 /// The Auto Mode example: the cluster is created with compute, block storage and load
 /// balancing on together, and reads back so (a second plan has nothing to do); the NodeClass
-/// selects the pod subnets and the pod security group, and its NodePool refers to it. Turning
-/// Auto Mode off is one update in place that keeps the IP family; destroy converges.
-/// (The sandbox has no Auto Mode node stand-in yet: no node is launched here.)
+/// selects the pod subnets and the pod security group, and its NodePool refers to it. A
+/// Deployment selecting the pool makes the provisioner stand-in launch nodes, tagged for the
+/// cluster, class and pool, which join with Auto Mode's labels and 110 pods, run no
+/// kube-proxy, and give every pod an address in the NodeClass's pod subnet of their zone, on
+/// an interface in that subnet with the pod security group; `verify` exits 0. Turning Auto
+/// Mode off is one update in place that keeps the IP family, and the pool's nodes go;
+/// destroy converges.
 #[tokio::test]
 async fn auto_mode_cluster_and_its_node_class_are_applied_read_back_and_destroyed() {
     let w = world();
@@ -1829,7 +1835,7 @@ async fn auto_mode_cluster_and_its_node_class_are_applied_read_back_and_destroye
     assert_eq!(ids("podSubnetSelectorTerms"), pod_subnets);
     assert_eq!(
         ids("podSecurityGroupSelectorTerms"),
-        BTreeSet::from([group])
+        BTreeSet::from([group.clone()])
     );
     assert_eq!(class["spec"]["role"], "myAutoModeNodeRole");
     let (status, pool) = w.kube(
@@ -1843,6 +1849,161 @@ async fn auto_mode_cluster_and_its_node_class_are_applied_read_back_and_destroye
         json!({"group": "eks.amazonaws.com", "kind": "NodeClass", "name": "custom-networking"})
     );
     assert_eq!(pool["spec"]["limits"], json!({"nodes": 10}));
+    // Pods for the pool: the provisioner launches its nodes, Auto Mode's networking gives
+    // the pods their addresses.
+    deployment_with(
+        &w,
+        "web",
+        3,
+        json!({"karpenter.sh/nodepool": "custom-networking"}),
+    );
+    let auto_node = |n: &Value| {
+        n["metadata"]["labels"]["eks.amazonaws.com/compute-type"] == "auto"
+            && n["metadata"]["labels"]["karpenter.sh/nodepool"] == "custom-networking"
+            && n["metadata"]["labels"]["eks.amazonaws.com/nodeclass"] == "custom-networking"
+    };
+    let (nodes, pods) = eventually(
+        "the pool's nodes Ready and every pod there with an IP",
+        || {
+            let nodes: BTreeMap<String, Value> = w
+                .list("/api/v1/nodes")
+                .into_iter()
+                .filter(|n| auto_node(n) && ready(n))
+                .map(|n| (name(&n), n))
+                .collect();
+            let pods: Vec<Value> = w
+                .list("/api/v1/pods")
+                .into_iter()
+                .filter(|p| nodes.contains_key(p["spec"]["nodeName"].as_str().unwrap_or_default()))
+                .collect();
+            let web = pods
+                .iter()
+                .filter(|p| p["metadata"]["labels"]["app"] == "web")
+                .count();
+            let waiting: Vec<String> = pods
+                .iter()
+                .filter(|p| {
+                    p["status"]["phase"] != "Running"
+                        || p["status"]["podIP"].as_str().unwrap_or_default().is_empty()
+                })
+                .map(name)
+                .collect();
+            if web == 3 && waiting.is_empty() {
+                Ok((nodes, pods))
+            } else {
+                Err(format!(
+                    "{} nodes, {web} of 3 web pods there, waiting: {waiting:?}",
+                    nodes.len()
+                ))
+            }
+        },
+    );
+    // The pod subnets as moto has them, by zone.
+    let described = aws
+        .ec2
+        .describe_subnets()
+        .set_subnet_ids(Some(pod_subnets.iter().cloned().collect()))
+        .send()
+        .await
+        .expect("DescribeSubnets");
+    let by_zone: BTreeMap<String, (String, String)> = described
+        .subnets()
+        .iter()
+        .map(|s| {
+            (
+                s.availability_zone().unwrap_or_default().to_string(),
+                (
+                    s.subnet_id().unwrap_or_default().to_string(),
+                    s.cidr_block().unwrap_or_default().to_string(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(by_zone.len(), 2, "{by_zone:?}");
+    for (node_name, node) in &nodes {
+        // Max pods: /28 prefixes on m5.large's two secondary interfaces, capped at 110.
+        assert_eq!(node["status"]["allocatable"]["pods"], "110", "{node_name}");
+        // Tagged for the cluster, class and pool (the tags AmazonEKSComputePolicy's
+        // conditions name).
+        let instance = aws
+            .ec2
+            .describe_instances()
+            .instance_ids(instance_of(node))
+            .send()
+            .await
+            .expect("DescribeInstances");
+        let tags: BTreeMap<String, String> = instance
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .flat_map(|i| i.tags())
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+            .collect();
+        for (k, v) in [
+            ("eks:eks-cluster-name", "my-auto-mode-cluster"),
+            ("eks:kubernetes-node-class-name", "custom-networking"),
+            ("eks:kubernetes-node-pool-name", "custom-networking"),
+        ] {
+            assert_eq!(
+                tags.get(k).map(String::as_str),
+                Some(v),
+                "{node_name}: {tags:?}"
+            );
+        }
+    }
+    let mut checked = 0;
+    for pod in &pods {
+        let pod_name = format!("{}/{}", pod["metadata"]["namespace"], name(pod));
+        // kube-proxy's node affinity (`eks.amazonaws.com/compute-type NotIn [.., auto]`) keeps
+        // it off; the seed's aws-node (v1.18, older than that affinity) lands there as on EKS,
+        // on the host network, and Auto Mode's networking ignores its settings.
+        assert_ne!(
+            pod["metadata"]["ownerReferences"][0]["name"], "kube-proxy",
+            "{pod_name}: Auto Mode nodes run no kube-proxy"
+        );
+        if host_network(pod) {
+            continue;
+        }
+        checked += 1;
+        let node = &nodes[pod["spec"]["nodeName"].as_str().unwrap_or_default()];
+        let zone = node["metadata"]["labels"]["topology.kubernetes.io/zone"]
+            .as_str()
+            .unwrap_or_default();
+        let (subnet, cidr) = by_zone
+            .get(zone)
+            .unwrap_or_else(|| panic!("no pod subnet in {zone}"));
+        let ip = pod["status"]["podIP"].as_str().unwrap_or_default();
+        assert!(
+            in_cidr(ip, cidr),
+            "{pod_name} in {zone} has IP {ip}, outside its pod subnet {cidr}"
+        );
+        let eni = interface_of(&aws, ip).await;
+        assert_eq!(eni.subnet_id(), Some(subnet.as_str()), "{pod_name}'s ENI");
+        assert_eq!(
+            groups_of(&eni),
+            std::slice::from_ref(&group),
+            "{pod_name}'s ENI groups"
+        );
+        let attachment = eni.attachment().expect("an attached interface");
+        assert_eq!(
+            attachment.instance_id(),
+            Some(instance_of(node).as_str()),
+            "{pod_name}'s ENI is on its node"
+        );
+        assert!(
+            attachment.device_index().unwrap_or(0) >= 1,
+            "{pod_name}'s IP is not on the node's primary interface"
+        );
+    }
+    assert!(checked >= 3, "the web pods at least: {checked}");
+    let verify = run_ok(w.eksnet().args(["verify", AUTO_MODE_SPEC]), 0);
+    assert!(
+        verify
+            .stdout
+            .contains(&format!("{checked} checked, 0 outside the pod subnets")),
+        "{}",
+        verify.stdout
+    );
     run_ok(
         w.eksnet()
             .args(["plan", AUTO_MODE_SPEC, "--detailed-exitcode"]),
@@ -1876,6 +2037,12 @@ async fn auto_mode_cluster_and_its_node_class_are_applied_read_back_and_destroye
     );
     assert!(w.list("/apis/eks.amazonaws.com/v1/nodeclasses").is_empty());
     assert!(w.list("/apis/karpenter.sh/v1/nodepools").is_empty());
+    // The pool gone, its nodes go.
+    let start = Instant::now();
+    while instances_running(&w).await > 0 {
+        assert!(start.elapsed() < SETTLE, "the Auto Mode node still runs");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     run_ok(
         w.eksnet()
             .args(["plan", AUTO_MODE_SPEC, "--detailed-exitcode"]),
@@ -1886,4 +2053,269 @@ async fn auto_mode_cluster_and_its_node_class_are_applied_read_back_and_destroye
             .args(["destroy", AUTO_MODE_SPEC, "--auto-approve"]),
         0,
     );
+}
+
+const KARPENTER_SPEC: &str = "examples/karpenter.toml";
+const EC2_NODE_CLASSES: &str = "/apis/karpenter.k8s.aws/v1/ec2nodeclasses";
+const NODE_POOLS: &str = "/apis/karpenter.sh/v1/nodepools";
+
+/// Replaces an object with what `edit` makes of it (GET, then PUT: the fake API server takes
+/// JSON merge patches only under their own media type).
+fn replace(w: &World, path: &str, edit: impl FnOnce(&mut Value)) {
+    let (status, mut object) = w.kube("GET", path, "");
+    assert_eq!(status, 200, "GET {path}: {object}");
+    edit(&mut object);
+    let (status, body) = w.kube("PUT", path, &object.to_string());
+    assert_eq!(status, 200, "PUT {path}: {body}");
+}
+
+fn karpenter_nodes(w: &World) -> Vec<Value> {
+    w.list("/api/v1/nodes")
+        .into_iter()
+        .filter(|n| n["metadata"]["labels"]["karpenter.sh/nodepool"] == "default")
+        .collect()
+}
+
+/// `examples/karpenter.toml`: the EC2NodeClass and NodePool are written after the ENIConfigs,
+/// with the node class's max pods for custom networking (20 on m5.large). The sandbox's
+/// Karpenter stand-in then acts on them: a Deployment on the pool's nodes with more pods than
+/// one node holds makes Karpenter launch m5.large nodes in both zones, tagged as Karpenter
+/// tags them; they join with max pods 20 and every pod on them gets an address of the pod
+/// subnets, and `verify` exits 0. Without the class's max pods, the node that replaces a lost
+/// one gets Karpenter's own count (29: the primary ENI counted), and 9 of the pods bound
+/// there stay without an address.
+/// Destroy deletes the pool first, whose nodes Karpenter then terminates.
+#[tokio::test]
+async fn karpenter_nodes_join_with_the_node_class_max_pods_and_pods_get_pod_subnet_ips() {
+    let w = world();
+    w.without_seeded_aws_node();
+    let plan = run_ok(
+        w.eksnet()
+            .args(["plan", KARPENTER_SPEC, "--detailed-exitcode"]),
+        2,
+    );
+    let out = &plan.stdout;
+    let order = [
+        "# addon.vpc_cni will be created",
+        "# eni_config.pod_b will be created",
+        "# karpenter_node_class.default will be created",
+        "# karpenter_node_pool.default will be created",
+    ]
+    .map(|l| position(out, l));
+    assert!(order.windows(2).all(|p| p[0] < p[1]), "{order:?}\n{out}");
+    assert!(
+        plan.stderr.contains("m5.xlarge could run 44 but runs 20"),
+        "{}",
+        plan.stderr
+    );
+    run_ok(
+        w.eksnet().args(["apply", KARPENTER_SPEC, "--auto-approve"]),
+        0,
+    );
+    let class_path = format!("{EC2_NODE_CLASSES}/default");
+    let (_, class) = w.kube("GET", &class_path, "");
+    assert_eq!(class["spec"]["kubelet"]["maxPods"], 20, "{class}");
+    assert_eq!(
+        class["spec"]["role"], "myKarpenterAmazonEKSNodeRole",
+        "{class}"
+    );
+    assert_eq!(
+        class["spec"]["amiSelectorTerms"],
+        json!([{"alias": "al2023@latest"}]),
+        "{class}"
+    );
+    let (_, pool) = w.kube("GET", &format!("{NODE_POOLS}/default"), "");
+    assert_eq!(
+        pool["spec"]["template"]["spec"]["nodeClassRef"]["name"], "default",
+        "{pool}"
+    );
+    assert_eq!(pool["spec"]["limits"]["nodes"], "4", "{pool}");
+    // Both ENIConfigs were written (server-side apply) before the class, the class before
+    // the pool.
+    let (_, requests) = w.kube("GET", "/__fake/requests", "");
+    let writes: Vec<(usize, String)> = requests
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["method"] == "PATCH")
+        .filter_map(|r| r["path"].as_str().map(str::to_string))
+        .enumerate()
+        .collect();
+    let last = |needle: &str| {
+        writes
+            .iter()
+            .filter(|(_, p)| p.contains(needle))
+            .map(|(i, _)| *i)
+            .max()
+    };
+    let first = |needle: &str| {
+        writes
+            .iter()
+            .find(|(_, p)| p.contains(needle))
+            .map(|(i, _)| *i)
+    };
+    assert_eq!(
+        writes
+            .iter()
+            .filter(|(_, p)| p.contains("/eniconfigs/"))
+            .count(),
+        2,
+        "{writes:?}"
+    );
+    assert!(first("/ec2nodeclasses/").is_some(), "{writes:?}");
+    assert!(
+        last("/eniconfigs/") < first("/ec2nodeclasses/"),
+        "{writes:?}"
+    );
+    assert!(
+        last("/ec2nodeclasses/") < first("/nodepools/"),
+        "{writes:?}"
+    );
+    run_ok(
+        w.eksnet()
+            .args(["plan", KARPENTER_SPEC, "--detailed-exitcode"]),
+        0,
+    );
+
+    // 30 pods on the pool's nodes: an m5.large holds 18 besides aws-node and kube-proxy.
+    deployment_with(&w, "web", 30, json!({"karpenter.sh/nodepool": "default"}));
+    let nodes = eventually("two Karpenter nodes Ready and every pod with an IP", || {
+        let nodes = karpenter_nodes(&w);
+        let ready_nodes = nodes.iter().filter(|n| ready(n)).count();
+        let waiting = w
+            .list("/api/v1/pods")
+            .iter()
+            .filter(|p| p["status"]["podIP"].as_str().unwrap_or_default().is_empty())
+            .count();
+        if nodes.len() == 2 && ready_nodes == 2 && waiting == 0 {
+            Ok(nodes)
+        } else {
+            Err(format!(
+                "{} Karpenter nodes, {ready_nodes} Ready, {waiting} pods without IP",
+                nodes.len()
+            ))
+        }
+    });
+    let zones: BTreeSet<&str> = nodes
+        .iter()
+        .filter_map(|n| n["metadata"]["labels"]["topology.kubernetes.io/zone"].as_str())
+        .collect();
+    assert_eq!(zones, BTreeSet::from(["us-west-2a", "us-west-2b"]));
+    for n in &nodes {
+        let labels = &n["metadata"]["labels"];
+        assert_eq!(n["status"]["allocatable"]["pods"], "20", "{n}");
+        assert_eq!(
+            labels["node.kubernetes.io/instance-type"], "m5.large",
+            "{n}"
+        );
+        assert_eq!(labels["karpenter.k8s.aws/ec2nodeclass"], "default", "{n}");
+        assert_eq!(labels["karpenter.sh/capacity-type"], "on-demand", "{n}");
+    }
+    let aws = sdk(&w.sandbox.endpoint).await;
+    let tagged = aws
+        .ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:karpenter.sh/nodepool")
+                .values("default")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeInstances");
+    let instances: Vec<_> = tagged
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .collect();
+    assert_eq!(instances.len(), 2, "{instances:?}");
+    for i in &instances {
+        let tag = |k: &str| {
+            i.tags()
+                .iter()
+                .find(|t| t.key() == Some(k))
+                .and_then(|t| t.value())
+                .map(str::to_string)
+        };
+        assert_eq!(
+            tag("karpenter.k8s.aws/ec2nodeclass").as_deref(),
+            Some("default")
+        );
+        assert_eq!(
+            tag("eks:eks-cluster-name").as_deref(),
+            Some("my-karpenter-cluster")
+        );
+        assert_eq!(
+            tag("kubernetes.io/cluster/my-karpenter-cluster").as_deref(),
+            Some("owned")
+        );
+    }
+    // The 30 web pods and the two CoreDNS replicas, on CNI ENIs in the pod subnets.
+    let checked = pods_sit_on_cni_enis(&w, &["192.168.1.0/24"]).await;
+    assert_eq!(checked, 32);
+    let verify = run_ok(w.eksnet().args(["verify", KARPENTER_SPEC]), 0);
+    assert!(
+        verify
+            .stdout
+            .contains("32 checked, 0 outside the pod subnets"),
+        "{}",
+        verify.stdout
+    );
+
+    // Without the class's max pods (as if the class were written by hand), the node that
+    // replaces a lost one gets Karpenter's own count: 29, 27 besides the DaemonSets, but its
+    // two pod ENIs hold 18 addresses. (The lost node's zone, so that its pod subnet has room
+    // once the CNI's leaked ENIs are cleaned: a /27 holds the ENIs of two nodes, not three.)
+    replace(&w, &class_path, |c| {
+        c["spec"].as_object_mut().expect("a spec").remove("kubelet");
+    });
+    let lost = nodes
+        .iter()
+        .find(|n| n["metadata"]["labels"]["topology.kubernetes.io/zone"] == "us-west-2b")
+        .map(instance_of)
+        .expect("a node in us-west-2b");
+    aws.ec2
+        .terminate_instances()
+        .instance_ids(&lost)
+        .send()
+        .await
+        .expect("TerminateInstances");
+    let replacement = eventually("a replacement node of 29 pods", || {
+        karpenter_nodes(&w)
+            .into_iter()
+            .find(|n| n["status"]["allocatable"]["pods"] == "29" && ready(n))
+            .ok_or_else(|| "none yet".to_string())
+    });
+    assert_eq!(
+        replacement["metadata"]["labels"]["topology.kubernetes.io/zone"], "us-west-2b",
+        "{replacement}"
+    );
+    // 18 web pods on the first node fill it; the other 27 go to the replacement.
+    let web = "/apis/apps/v1/namespaces/default/deployments/web";
+    replace(&w, web, |d| d["spec"]["replicas"] = json!(45));
+    let without = eventually("the replacement full, 18 of its pods with an IP", || {
+        let on_it: Vec<Value> = w
+            .list("/api/v1/pods")
+            .into_iter()
+            .filter(|p| p["spec"]["nodeName"] == name(&replacement).as_str())
+            .filter(|p| !host_network(p))
+            .collect();
+        let with_ip = on_it
+            .iter()
+            .filter(|p| !p["status"]["podIP"].as_str().unwrap_or_default().is_empty())
+            .count();
+        if on_it.len() == 27 && with_ip == 18 {
+            Ok(on_it.len() - with_ip)
+        } else {
+            Err(format!("{} pods on it, {with_ip} with an IP", on_it.len()))
+        }
+    });
+    assert_eq!(without, 9);
+    run_ok(
+        w.eksnet()
+            .args(["destroy", KARPENTER_SPEC, "--auto-approve"]),
+        0,
+    );
+    assert_eq!(instances_running(&w).await, 0, "the nodes are gone");
 }

@@ -3,6 +3,12 @@
 //! pick (by its label in label mode, by its annotation in annotation mode) and is Ready, and no
 //! pod waits for an IP.
 //!
+//! On an EKS Auto Mode cluster a node's NodeClass (its `eks.amazonaws.com/nodeclass` label)
+//! decides where its pods go: the pods of a NodeClass with pod subnets
+//! (`podSubnetSelectorTerms`) must have an IP inside those subnets, as EC2 describes them,
+//! and no node needs an ENIConfig (Auto Mode reads none; EKS user guide,
+//! `automode/auto-networking.adoc`).
+//!
 //! The last two are what a node that joined without its ENIConfig looks like from inside: the
 //! VPC CNI (1.13 and later) fails to start on it, so the kubelet reports the node NotReady with
 //! "cni plugin not initialized" and the pods placed there never get an address
@@ -10,6 +16,7 @@
 
 use crate::cloud::aws::AwsClients;
 use crate::cloud::kube::KubeConnector;
+use crate::resources::auto_mode_node_class::{node_class_resource, NODECLASS_LABEL};
 use crate::resources::eni_config::{api_resource, NODE_ANNOTATION};
 use crate::resources::ResourceConfig;
 use crate::resources::ResourceError;
@@ -18,7 +25,7 @@ use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DynamicObject, ListParams};
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 #[derive(Debug, Serialize)]
@@ -88,6 +95,10 @@ pub fn has_clusters(spec: &Spec) -> bool {
         .any(|r| matches!(r.config, ResourceConfig::Cluster(_)))
 }
 
+/// The Node label of EKS Auto Mode's nodes (`compute-type=auto`; EKS user guide,
+/// `automode/create-node-pool.adoc`).
+const COMPUTE_TYPE_LABEL: &str = "eks.amazonaws.com/compute-type";
+
 pub async fn verify(
     spec: &Spec,
     aws: &AwsClients,
@@ -118,6 +129,22 @@ pub async fn verify(
             continue;
         };
         report.reachable = true;
+        let auto_mode = c.auto_mode;
+        let node_list = Api::<Node>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(kube_err("list nodes"))?
+            .items;
+        // Auto Mode: the pod subnets' blocks of each NodeClass that has some, and each
+        // Auto Mode node's NodeClass.
+        let (class_cidrs, node_classes) = if auto_mode {
+            (
+                node_class_pod_cidrs(aws, &client).await?,
+                node_classes(&node_list),
+            )
+        } else {
+            (BTreeMap::new(), BTreeMap::new())
+        };
         let pods: Api<Pod> = Api::all(client.clone());
         for pod in pods
             .list(&ListParams::default())
@@ -157,19 +184,26 @@ pub async fn verify(
                 continue;
             };
             report.pods_checked += 1;
-            let inside = ip
-                .parse::<Ipv4Addr>()
-                .is_ok_and(|a| pod_subnets.iter().any(|n| n.contains(&a)));
-            if !inside {
+            let class = node
+                .as_ref()
+                .and_then(|n| node_classes.get(n))
+                .and_then(|class| Some((class, class_cidrs.get(class)?)));
+            let (blocks, which) = match class {
+                Some((class, blocks)) => (
+                    blocks.as_slice(),
+                    format!("NodeClass `{class}`'s pod subnets"),
+                ),
+                None => (pod_subnets.as_slice(), "the pod subnets".to_string()),
+            };
+            if !inside(&ip, blocks) {
                 let on = node.map(|n| format!(" on {n}")).unwrap_or_default();
-                report.pods_outside.push(format!(
-                    "{ns}/{name}{on} has IP {ip}, outside the pod subnets"
-                ));
+                report
+                    .pods_outside
+                    .push(format!("{ns}/{name}{on} has IP {ip}, outside {which}"));
             }
         }
         // EKS Auto Mode reads no ENIConfig (its NodeClass gives pods their subnets) and has no
         // ENIConfig resource: its nodes are checked for readiness only.
-        let auto_mode = c.auto_mode;
         let eni_configs: BTreeSet<String> = if auto_mode {
             BTreeSet::new()
         } else {
@@ -182,15 +216,9 @@ pub async fn verify(
                 .filter_map(|o| o.metadata.name)
                 .collect()
         };
-        let nodes: Api<Node> = Api::all(client);
         let annotation_mode = selection.annotation;
         let label = selection.label;
-        for node in nodes
-            .list(&ListParams::default())
-            .await
-            .map_err(kube_err("list nodes"))?
-            .items
-        {
+        for node in node_list {
             report.nodes_checked += 1;
             let name = node.metadata.name.clone().unwrap_or_default();
             if let Some(why) = not_ready(&node) {
@@ -236,6 +264,83 @@ pub async fn verify(
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// Whether an address lies in one of the blocks.
+fn inside(ip: &str, blocks: &[Ipv4Net]) -> bool {
+    ip.parse::<Ipv4Addr>()
+        .is_ok_and(|a| blocks.iter().any(|n| n.contains(&a)))
+}
+
+/// Each Auto Mode node's NodeClass, by node name (other nodes left out).
+fn node_classes(nodes: &[Node]) -> BTreeMap<String, String> {
+    nodes
+        .iter()
+        .filter_map(|n| {
+            let labels = n.metadata.labels.as_ref()?;
+            if labels.get(COMPUTE_TYPE_LABEL).map(String::as_str) != Some("auto") {
+                return None;
+            }
+            // Auto Mode's built-in pools use EKS's NodeClass `default`.
+            let class = labels
+                .get(NODECLASS_LABEL)
+                .cloned()
+                .unwrap_or_else(|| "default".into());
+            Some((n.metadata.name.clone()?, class))
+        })
+        .collect()
+}
+
+/// The blocks of each NodeClass's pod subnets (`podSubnetSelectorTerms` by id), as EC2
+/// describes them; NodeClasses without pod subnets left out. A subnet EC2 does not know
+/// adds no block, so pods placed there count as outside.
+async fn node_class_pod_cidrs(
+    aws: &AwsClients,
+    client: &kube::Client,
+) -> Result<BTreeMap<String, Vec<Ipv4Net>>, ResourceError> {
+    let classes = Api::<DynamicObject>::all_with(client.clone(), &node_class_resource())
+        .list(&ListParams::default())
+        .await
+        .map_err(kube_err("list nodeclasses"))?
+        .items;
+    let mut by_class = BTreeMap::new();
+    for class in classes {
+        let Some(name) = class.metadata.name.clone() else {
+            continue;
+        };
+        let ids: Vec<String> = class
+            .data
+            .pointer("/spec/podSubnetSelectorTerms")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.get("id").and_then(serde_json::Value::as_str))
+            .map(String::from)
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        // A filter, not SubnetIds: one unknown id would fail the whole call.
+        let subnets = aws
+            .ec2
+            .describe_subnets()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("subnet-id")
+                    .set_values(Some(ids))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| crate::resources::aws_error("DescribeSubnets", e))?;
+        let blocks = subnets
+            .subnets()
+            .iter()
+            .filter_map(|s| s.cidr_block()?.parse().ok())
+            .collect();
+        by_class.insert(name, blocks);
+    }
+    Ok(by_class)
 }
 
 /// Human rendering for stdout.
@@ -317,5 +422,31 @@ mod tests {
             not_ready(&node(serde_json::json!({}))).as_deref(),
             Some("no Ready condition reported yet")
         );
+    }
+
+    #[test]
+    fn auto_mode_nodes_are_judged_by_their_node_class_pod_subnets() {
+        let n = |name: &str, labels: serde_json::Value| -> Node {
+            serde_json::from_value(
+                serde_json::json!({"metadata": {"name": name, "labels": labels}}),
+            )
+            .expect("a Node")
+        };
+        let nodes = [
+            n(
+                "a",
+                serde_json::json!({COMPUTE_TYPE_LABEL: "auto", NODECLASS_LABEL: "pods"}),
+            ),
+            n("b", serde_json::json!({COMPUTE_TYPE_LABEL: "auto"})),
+            n("c", serde_json::json!({NODECLASS_LABEL: "pods"})),
+        ];
+        let classes = node_classes(&nodes);
+        assert_eq!(classes.get("a").map(String::as_str), Some("pods"));
+        assert_eq!(classes.get("b").map(String::as_str), Some("default"));
+        assert!(!classes.contains_key("c"), "not an Auto Mode node");
+        let blocks: Vec<Ipv4Net> = vec!["100.64.0.0/19".parse().expect("a block")];
+        assert!(inside("100.64.0.20", &blocks));
+        assert!(!inside("100.64.32.20", &blocks));
+        assert!(!inside("not an address", &blocks));
     }
 }

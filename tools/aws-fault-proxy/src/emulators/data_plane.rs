@@ -24,19 +24,31 @@
 //!    (the health check), launches spread over the group's zones (moto puts them all in
 //!    its first subnet), suspended processes are honoured; a client's terminate of a
 //!    member is served by the proxy so that moto's own replacement does not happen.
-//! 3. **Instances → Nodes** (`nodes.rs`). A running instance of a managed nodegroup, or one
-//!    tagged `kubernetes.io/cluster/<name>=owned` (self-managed; EKS user guide,
-//!    `nodes/worker.adoc`), joins the API server as a Node once its cluster is `ACTIVE` (or
-//!    `UPDATING`); the Node of a terminated or unknown instance is deleted. Its pods are
-//!    its max pods, decided when it was launched (`max_pods.rs`).
-//! 4. **On the nodes** (`pods.rs`): the VPC CNI, the VPC resource controller of security
-//!    groups for pods (`vrc.rs`, `branches.rs`), the controllers, scheduler and kubelets.
+//!
+//!    **Karpenter and EKS Auto Mode** (`provisioner.rs`): pods kube-scheduler marked
+//!    `Unschedulable` that a NodePool's nodes would take make instances of the pool's
+//!    smallest allowed type launch into its class's subnets (an `EC2NodeClass`, or Auto
+//!    Mode's `NodeClass` on a cluster with `computeConfig.enabled`), up to `limits.nodes`,
+//!    tagged and with user data as Karpenter or Auto Mode launch them; a pool that is gone
+//!    has its instances drained and terminated. The pods they need are counted against
+//!    the room on the pool's instances, those not joined yet included, so that a pass
+//!    launches nothing twice.
+//! 3. **Instances → Nodes** (`nodes.rs`). A running instance of a managed nodegroup, one
+//!    tagged `kubernetes.io/cluster/<name>=owned` (self-managed and Karpenter's; EKS user
+//!    guide, `nodes/worker.adoc`), or an Auto Mode one (`eks:eks-cluster-name`), joins the
+//!    API server as a Node once its cluster is `ACTIVE` (or `UPDATING`); the Node of a
+//!    terminated or unknown instance is deleted. Its pods are its max pods, decided when it
+//!    was launched (`max_pods.rs`; an Auto Mode node's: `auto_mode::max_pods`).
+//! 4. **On the nodes** (`pods.rs`): the VPC CNI (on EKS Auto Mode nodes, Auto Mode's own
+//!    pod networking, `auto_mode.rs`), the VPC resource controller of security groups for
+//!    pods (`vrc.rs`, `branches.rs`), the controllers, scheduler and kubelets.
 //!
 //! Idempotent and crash-tolerant: what was launched is found again by its tags each pass,
 //! so a pass that failed half-way, or a restarted proxy, launches nothing twice. What is
 //! kept in memory only saves work or keeps a decision made at launch (the max pods, a
 //! nodegroup's default template version); `POST /__proxy/reset` forgets it.
 
+mod auto_mode;
 mod autoscaling;
 mod branches;
 mod cni;
@@ -51,6 +63,7 @@ mod max_pods;
 mod nodes;
 mod objects;
 mod pods;
+mod provisioner;
 mod vrc;
 mod workloads;
 mod xml;
@@ -143,6 +156,11 @@ struct Memory {
     /// Instances launched for Auto Scaling groups, by (region, group): id → (zone, when),
     /// kept for `LAUNCH_GRACE`.
     asg_launches: HashMap<(String, String), BTreeMap<String, (String, Instant)>>,
+    /// Instances the provisioner launched, kept for `LAUNCH_GRACE` (by instance id).
+    provisioned: HashMap<String, provisioner::Launched>,
+    /// The labels decided when a pool's instance was launched (by instance id): its
+    /// kubelet registers them (`--node-labels`).
+    node_labels: HashMap<String, BTreeMap<String, String>>,
 }
 
 /// An instance of a nodegroup, and since when the data plane knows it.
@@ -216,6 +234,19 @@ fn belongs(i: &Instance, ng: &Nodegroup) -> bool {
             ng.name.as_str(),
             ng.group_name.as_str(),
         ))
+}
+
+/// The cluster a node not in a managed nodegroup joins: the self-managed node's (and
+/// Karpenter's) `kubernetes.io/cluster/<name>=owned` (EKS user guide, `nodes/worker.adoc`),
+/// else the `eks:eks-cluster-name` of an Auto Mode instance (`provisioner.rs`).
+fn tagged_cluster(i: &Instance) -> Option<String> {
+    i.tags
+        .iter()
+        .find_map(|(k, v)| {
+            let name = k.strip_prefix(CLUSTER_TAG_PREFIX)?;
+            (v == "owned" && !name.is_empty()).then(|| name.to_string())
+        })
+        .or_else(|| provisioner::auto_mode_cluster(i).map(str::to_string))
 }
 
 fn alive(i: &Instance) -> bool {
@@ -332,6 +363,7 @@ impl DataPlane {
             self.reconcile_fleets(pass, &mut side, obs).await;
             self.reconcile_groups(pass, obs).await;
         }
+        self.provision(pass, &mut side, &mut observed).await;
         self.reconcile_nodes(pass, &mut side, &mut observed, &blind_regions)
             .await;
         for obs in &observed {
@@ -668,6 +700,7 @@ impl DataPlane {
                 template: template.map(|t| (t.template_id.clone(), t.number.clone())),
                 security_group_ids: security_groups.clone(),
                 tags: tags.clone(),
+                user_data: None,
             };
             let instance = ec2.run(&launch).await?;
             let member = fleet::Member {
@@ -1016,16 +1049,10 @@ impl DataPlane {
             (Some(ng), _) => ng.cluster.clone(),
             // Launched for a nodegroup that is gone: it is being terminated.
             (None, Some(_)) => return Ok(None),
-            (None, None) => {
-                let owned = i.tags.iter().find_map(|(k, v)| {
-                    let name = k.strip_prefix(CLUSTER_TAG_PREFIX)?;
-                    (v == "owned" && !name.is_empty()).then(|| name.to_string())
-                });
-                match owned {
-                    Some(name) => name,
-                    None => return Ok(None),
-                }
-            }
+            (None, None) => match tagged_cluster(i) {
+                Some(name) => name,
+                None => return Ok(None),
+            },
         };
         if !obs.cluster(&cluster_name).is_some_and(Cluster::serving) {
             return Ok(None);
@@ -1061,7 +1088,27 @@ impl DataPlane {
                 self.managed_max_pods(pass, scope, side, ng, template.as_ref())
                     .await?
             }
-            // Self-managed: what its AMI makes of its user data.
+            // Auto Mode: EKS decides it.
+            (None, None) if provisioner::auto_mode_cluster(i).is_some() => {
+                // Launched before this proxy started: from its NodeClass as it is now.
+                let class = match i.tag(provisioner::AUTO_NODE_CLASS_TAG) {
+                    Some(c) => {
+                        let path = format!(
+                            "{}/{}",
+                            provisioner::NODE_CLASSES,
+                            crate::shared::form_encode(c)
+                        );
+                        side.kube.get(&path).await?
+                    }
+                    None => None,
+                };
+                let terms = class
+                    .as_ref()
+                    .map(auto_mode::PodTerms::of)
+                    .unwrap_or_default();
+                auto_mode::max_pods(itype, &terms)
+            }
+            // Self-managed (Karpenter's too): what its AMI makes of its user data.
             (None, None) => {
                 let user_data = Ec2 {
                     host: pass.host,
@@ -1079,6 +1126,14 @@ impl DataPlane {
             memory.max_pods.insert(i.id.clone(), max_pods);
         });
         let mut labels = BTreeMap::new();
+        if provisioner::pool_of(i).is_some() {
+            let remembered = lock(&self.memory).node_labels.get(&i.id).cloned();
+            labels.extend(
+                remembered
+                    .or_else(|| provisioner::labels_from_tags(i))
+                    .unwrap_or_default(),
+            );
+        }
         if let Some(ng) = managed {
             labels.extend(ng.labels.clone());
             labels.insert("eks.amazonaws.com/nodegroup".into(), ng.name.clone());

@@ -20,19 +20,13 @@ use super::vrc::{self, POD_ENI};
 use super::{DataPlane, KubeSide, CLUSTER_TAG_PREFIX, TAG_AWS_CLUSTER};
 
 /// The cluster an instance is tagged for: EKS's tag on every cluster instance, else the
-/// self-managed node's `kubernetes.io/cluster/<name>=owned`.
+/// self-managed node's `kubernetes.io/cluster/<name>=owned` or Auto Mode's tag
+/// (`super::tagged_cluster`).
 fn cluster_of(instance: &Instance) -> Option<String> {
     instance
         .tag(TAG_AWS_CLUSTER)
         .map(str::to_string)
-        .or_else(|| {
-            instance.tags.iter().find_map(|(k, v)| {
-                (v == "owned")
-                    .then(|| k.strip_prefix(CLUSTER_TAG_PREFIX))
-                    .flatten()
-                    .map(str::to_string)
-            })
-        })
+        .or_else(|| super::tagged_cluster(instance))
 }
 
 /// The tags the controller puts on its interfaces (`pkg/aws/ec2/api/helper.go`: owner and

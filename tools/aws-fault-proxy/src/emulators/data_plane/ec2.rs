@@ -177,6 +177,8 @@ pub struct Launch {
     /// Set when the launch template (if any) has no security groups.
     pub security_group_ids: Vec<String>,
     pub tags: BTreeMap<String, String>,
+    /// Base64, as RunInstances takes it (EC2 API reference, `UserData`).
+    pub user_data: Option<String>,
 }
 
 /// EC2 in one scope.
@@ -306,6 +308,19 @@ impl Ec2<'_> {
 
     /// The availability zone of each subnet that exists.
     pub async fn subnet_zones(&self, ids: &[String]) -> Result<BTreeMap<String, String>, String> {
+        Ok(self
+            .subnet_places(ids)
+            .await?
+            .into_iter()
+            .map(|(id, (zone, _))| (id, zone))
+            .collect())
+    }
+
+    /// (availability zone, VPC) of each subnet that exists.
+    pub async fn subnet_places(
+        &self,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, (String, String)>, String> {
         let params = numbered("SubnetId", ids);
         let root = self.call("DescribeSubnets", &params).await?;
         Ok(root
@@ -313,7 +328,10 @@ impl Ec2<'_> {
             .filter_map(|s| {
                 Some((
                     s.text_at(&["subnetId"])?.to_string(),
-                    s.text_at(&["availabilityZone"])?.to_string(),
+                    (
+                        s.text_at(&["availabilityZone"])?.to_string(),
+                        s.text_at(&["vpcId"]).unwrap_or_default().to_string(),
+                    ),
                 ))
             })
             .collect())
@@ -335,6 +353,9 @@ impl Ec2<'_> {
             params.push(("LaunchTemplate.Version".into(), version.clone()));
         }
         params.extend(numbered("SecurityGroupId", &launch.security_group_ids));
+        if let Some(data) = &launch.user_data {
+            params.push(("UserData".into(), data.clone()));
+        }
         params.extend(tag_spec("instance", &launch.tags));
         let root = self.call("RunInstances", &params).await?;
         let instance = root.items("instancesSet").find_map(Instance::from_xml);

@@ -20,6 +20,16 @@ pub struct Cluster {
     /// `resourcesVpcConfig.clusterSecurityGroupId`, when the answer has one (moto's has not;
     /// the proxy adds it with `eks_cluster_fields`).
     pub security_group: Option<String>,
+    /// `resourcesVpcConfig.vpcId` (the proxy adds it to moto's answer).
+    pub vpc_id: Option<String>,
+    /// `computeConfig.enabled`: EKS Auto Mode runs its nodes (the proxy keeps the field,
+    /// `cluster_compute.rs`).
+    pub compute_enabled: bool,
+    /// What a node's bootstrap needs: `endpoint`, `certificateAuthority.data`,
+    /// `kubernetesNetworkConfig.serviceIpv4Cidr`.
+    pub endpoint: Option<String>,
+    pub certificate_authority: Option<String>,
+    pub service_cidr: Option<String>,
 }
 
 impl Cluster {
@@ -196,13 +206,16 @@ impl Eks<'_> {
                 s => return Err(format!("DescribeCluster {name}: {s} {v}")),
             }
             let c = &v["cluster"];
+            let text = |path: &str| c.pointer(path).and_then(Value::as_str).map(str::to_string);
             out.push(Cluster {
                 name,
                 status: c["status"].as_str().unwrap_or_default().to_string(),
-                security_group: c
-                    .pointer("/resourcesVpcConfig/clusterSecurityGroupId")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
+                security_group: text("/resourcesVpcConfig/clusterSecurityGroupId"),
+                vpc_id: text("/resourcesVpcConfig/vpcId"),
+                compute_enabled: c.pointer("/computeConfig/enabled") == Some(&Value::Bool(true)),
+                endpoint: text("/endpoint"),
+                certificate_authority: text("/certificateAuthority/data"),
+                service_cidr: text("/kubernetesNetworkConfig/serviceIpv4Cidr"),
             });
         }
         Ok(out)

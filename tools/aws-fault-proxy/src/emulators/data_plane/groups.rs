@@ -447,6 +447,7 @@ impl DataPlane {
             template: Some((template.template_id.clone(), template.number.clone())),
             security_group_ids: Vec::new(),
             tags,
+            user_data: None,
         };
         let instance = ec2.run(&launch).await?;
         lock(&self.memory)

@@ -313,16 +313,13 @@ impl Credentials {
     }
 }
 
-/// The cluster an instance's node belongs to: its nodegroup's, or the one it is tagged
-/// `kubernetes.io/cluster/<name>=owned` for.
+/// The cluster an instance's node belongs to: its nodegroup's, or the one it is tagged for
+/// (`super::tagged_cluster`).
 fn cluster_of(obs: &Observed<'_>, instance: &Instance) -> Option<String> {
     if let Some(ng) = obs.nodegroup_of(instance) {
         return Some(ng.cluster.clone());
     }
-    instance.tags.iter().find_map(|(k, v)| {
-        let name = k.strip_prefix(super::CLUSTER_TAG_PREFIX)?;
-        (v == "owned" && !name.is_empty()).then(|| name.to_string())
-    })
+    super::tagged_cluster(instance)
 }
 
 impl DataPlane {

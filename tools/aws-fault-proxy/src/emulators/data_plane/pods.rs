@@ -39,6 +39,7 @@ use serde_json::{json, Value};
 use crate::core::emulator::Pass;
 use crate::shared::{form_encode, lock};
 
+use super::auto_mode;
 use super::cni::{self, Settings};
 use super::daemonsets;
 use super::ec2::{Ec2, Eni, Instance, Subnet};
@@ -223,6 +224,26 @@ fn selector_matches(selector: Option<&Value>, labels: Option<&Value>) -> bool {
         .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
 }
 
+/// Whether a node's labels satisfy a pod spec's required node affinity
+/// (`requiredDuringSchedulingIgnoredDuringExecution`): one of its `nodeSelectorTerms`
+/// whose `matchExpressions` all hold (kubernetes `component-helpers/scheduling/corev1/
+/// nodeaffinity`), with the label selector's operators; `Gt`, `Lt` and `matchFields` are
+/// not read (such a term matches no node). No required affinity: every node.
+fn affinity_matches(spec: &Value, labels: Option<&Value>) -> bool {
+    let Some(terms) = spec
+        .pointer("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
+        .and_then(Value::as_array)
+    else {
+        return true;
+    };
+    let labels = labels.cloned().unwrap_or(Value::Null);
+    terms.iter().any(|t| {
+        let expressions = &t["matchExpressions"];
+        expressions.as_array().is_some_and(|es| !es.is_empty())
+            && super::vrc::selector_matches(&json!({"matchExpressions": expressions}), &labels)
+    })
+}
+
 /// Whether a toleration tolerates a taint (kubernetes `pkg/apis/core/v1/helper`
 /// `ToleratesTaint`).
 fn tolerates(t: &Value, taint: &Value) -> bool {
@@ -336,6 +357,20 @@ pub(super) async fn attach_new(
     }
 }
 
+/// An object of the API server by path, read at most once a pass (`None`: there is none).
+async fn cached_get(
+    side: &KubeSide<'_>,
+    objects: &mut BTreeMap<String, Option<Value>>,
+    path: &str,
+) -> Result<Option<Value>, String> {
+    if let Some(o) = objects.get(path) {
+        return Ok(o.clone());
+    }
+    let o = side.kube.get(path).await?;
+    objects.insert(path.to_string(), o.clone());
+    Ok(o)
+}
+
 /// Five characters of Kubernetes' name alphabet (`k8s.io/apimachinery/pkg/util/rand`),
 /// derived from `seed` so that a pass that repeats a create gets a 409, not a second pod.
 fn suffix(seed: &str) -> String {
@@ -367,8 +402,8 @@ impl DataPlane {
         let aws_node = side.kube.aws_node().await?;
         // Every pod once: each kubelet's own (`spec.nodeName`) are taken from it.
         let all_pods = side.kube.list(PODS).await?;
-        // ENIConfigs by name, read once a pass.
-        let mut configs: BTreeMap<String, Option<Value>> = BTreeMap::new();
+        // ENIConfigs and NodeClasses by path, read once a pass.
+        let mut objects: BTreeMap<String, Option<Value>> = BTreeMap::new();
         // Who each node's CNI acts as, and its permissions, read once a pass.
         let mut creds = Credentials::default();
         let mut nets = Vec::new();
@@ -401,7 +436,7 @@ impl DataPlane {
                         pass,
                         side,
                         view,
-                        &mut configs,
+                        &mut objects,
                         obs,
                         &node,
                         instance,
@@ -457,7 +492,7 @@ impl DataPlane {
         pass: &Pass<'_>,
         side: &KubeSide<'_>,
         view: &mut NetView<'_>,
-        configs: &mut BTreeMap<String, Option<Value>>,
+        objects: &mut BTreeMap<String, Option<Value>>,
         obs: &Observed<'_>,
         node: &Value,
         instance: &Instance,
@@ -468,66 +503,96 @@ impl DataPlane {
     ) -> Result<NodeNet, String> {
         let name = name_of(node);
         let mut net = NodeNet::new(&name, node, scope);
-        // The settings ipamd read when aws-node started here; no aws-node yet: no CNI.
-        let remembered = lock(&self.memory).cni.get(&instance.id).cloned();
-        let settings = match (remembered, aws_node) {
-            (Some(s), _) => s,
-            (None, Some(ds)) => {
-                let s = Settings::from_daemonset(ds);
-                let id = instance.id.clone();
-                let kept = s.clone();
-                self.remember(pass, |m| {
-                    m.cni.insert(id, kept);
-                });
-                s
-            }
-            (None, None) => return Ok(net),
-        };
-        net.pod_eni = settings.pod_eni;
         let attached = view.attached(&instance.id).await?;
         let primary = attached
             .iter()
             .find(|e| e.device_index == Some(0))
             .cloned()
             .unwrap_or_default();
-        let (subnet_id, groups) = if settings.custom_networking {
-            let config_name = cni::eni_config_name(node, &settings);
-            let config = match configs.get(&config_name) {
-                Some(c) => c.clone(),
-                None => {
-                    let path = format!("{ENI_CONFIGS}/{}", form_encode(&config_name));
-                    let c = side.kube.get(&path).await?;
-                    configs.insert(config_name.clone(), c.clone());
-                    c
+        let auto_mode = auto_mode::node_class(node);
+        let (settings, subnet_id, groups) = match &auto_mode {
+            // EKS Auto Mode: no aws-node; the NodeClass decides (`auto_mode.rs`).
+            Some(class) => {
+                let path = format!(
+                    "{}/{}",
+                    super::provisioner::NODE_CLASSES,
+                    form_encode(class)
+                );
+                let Some(class_object) = cached_get(side, objects, &path).await? else {
+                    return Err(format!("NodeClass {class} not found"));
+                };
+                let terms = auto_mode::PodTerms::of(&class_object);
+                let mut pod_subnets = Vec::new();
+                for id in &terms.subnets {
+                    pod_subnets.extend(view.subnet(id).await?);
                 }
-            };
-            let Some(config) = config else {
-                // CNI ≥ 1.13 (amazon-vpc-cni-k8s #2354): ipamd fails, aws-node restarts.
-                return Err(format!(
-                    "error while retrieving eniconfig: ENIConfig.crd.k8s.amazonaws.com \"{config_name}\" not found"
-                ));
-            };
-            let subnet = config
-                .pointer("/spec/subnet")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let mut groups: Vec<String> = config
-                .pointer("/spec/securityGroups")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect();
-            if groups.is_empty() {
-                // No groups in the ENIConfig: the primary ENI's (`pkg/awsutils/awsutils.go`).
-                groups = primary.groups.clone();
+                let node_side = (instance.subnet_id.as_str(), primary.groups.as_slice());
+                match auto_mode::placement(
+                    &terms,
+                    &pod_subnets,
+                    &instance.availability_zone,
+                    node_side,
+                ) {
+                    auto_mode::PodPlacement::In { subnet, groups } => {
+                        (auto_mode::settings(&terms), subnet, groups)
+                    }
+                    // The node is up; its pods get no address (the kubelet's event, below).
+                    auto_mode::PodPlacement::NoSubnetInZone => {
+                        net.ready = true;
+                        return Ok(net);
+                    }
+                }
             }
-            (subnet, groups)
-        } else {
-            (instance.subnet_id.clone(), primary.groups.clone())
+            None => {
+                // The settings ipamd read when aws-node started here; no aws-node yet: no CNI.
+                let remembered = lock(&self.memory).cni.get(&instance.id).cloned();
+                let settings = match (remembered, aws_node) {
+                    (Some(s), _) => s,
+                    (None, Some(ds)) => {
+                        let s = Settings::from_daemonset(ds);
+                        let id = instance.id.clone();
+                        let kept = s.clone();
+                        self.remember(pass, |m| {
+                            m.cni.insert(id, kept);
+                        });
+                        s
+                    }
+                    (None, None) => return Ok(net),
+                };
+                let (subnet, groups) = if settings.custom_networking {
+                    let config_name = cni::eni_config_name(node, &settings);
+                    let path = format!("{ENI_CONFIGS}/{}", form_encode(&config_name));
+                    let Some(config) = cached_get(side, objects, &path).await? else {
+                        // CNI ≥ 1.13 (amazon-vpc-cni-k8s #2354): ipamd fails, aws-node restarts.
+                        return Err(format!(
+                            "error while retrieving eniconfig: ENIConfig.crd.k8s.amazonaws.com \"{config_name}\" not found"
+                        ));
+                    };
+                    let subnet = config
+                        .pointer("/spec/subnet")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    let mut groups: Vec<String> = config
+                        .pointer("/spec/securityGroups")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect();
+                    if groups.is_empty() {
+                        // No groups in the ENIConfig: the primary ENI's (`pkg/awsutils/awsutils.go`).
+                        groups = primary.groups.clone();
+                    }
+                    (subnet, groups)
+                } else {
+                    (instance.subnet_id.clone(), primary.groups.clone())
+                };
+                (settings, subnet, groups)
+            }
         };
+        net.pod_eni = settings.pod_eni;
         net.target = Some((subnet_id.clone(), groups.clone()));
         let itype = self
             .instance_types(
@@ -559,10 +624,15 @@ impl DataPlane {
                     && !enis.iter().any(is_trunk),
             )
         };
-        // Without EC2 permissions the pool stays as it is (`identity.rs`).
-        let denied = self
-            .cni_denied(pass, side, obs, node, instance, aws_node, pods_here, creds)
-            .await?;
+        // Without EC2 permissions the pool stays as it is (`identity.rs`). Auto Mode's
+        // networking acts as the cluster role (AmazonEKSNetworkingPolicy), not aws-node's.
+        let denied = match auto_mode {
+            Some(_) => None,
+            None => {
+                self.cni_denied(pass, side, obs, node, instance, aws_node, pods_here, creds)
+                    .await?
+            }
+        };
         let subject = format!("cni permissions {name}");
         match &denied {
             Some(why) => self.problem(&subject, why.clone()),
@@ -733,10 +803,12 @@ impl DataPlane {
             let on: Vec<&NodeNet> = nets
                 .iter()
                 .filter(|net| {
-                    selector_matches(
-                        spec.get("nodeSelector"),
-                        net.node.pointer("/metadata/labels"),
-                    ) && fits_taints(&spec, &net.node, &extra)
+                    let labels = net.node.pointer("/metadata/labels");
+                    // The aws-node and kube-proxy DaemonSets' affinity keeps them off EKS
+                    // Auto Mode nodes (`eks.amazonaws.com/compute-type NotIn [.., auto]`).
+                    selector_matches(spec.get("nodeSelector"), labels)
+                        && affinity_matches(&spec, labels)
+                        && fits_taints(&spec, &net.node, &extra)
                 })
                 .collect();
             let names: Vec<String> = on.iter().map(|n| n.name.clone()).collect();
@@ -1169,6 +1241,27 @@ mod tests {
         assert!(!selector_matches(
             Some(&json!({"a": "2"})),
             node.pointer("/metadata/labels")
+        ));
+        let aws_node = json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+                {"key": "eks.amazonaws.com/compute-type", "operator": "NotIn", "values": ["fargate", "auto"]}]}]}}}});
+        let labels = |l: Value| json!({"metadata": {"labels": l}});
+        let managed = labels(json!({"kubernetes.io/os": "linux"}));
+        let auto =
+            labels(json!({"kubernetes.io/os": "linux", "eks.amazonaws.com/compute-type": "auto"}));
+        assert!(affinity_matches(
+            &aws_node,
+            managed.pointer("/metadata/labels")
+        ));
+        assert!(!affinity_matches(
+            &aws_node,
+            auto.pointer("/metadata/labels")
+        ));
+        assert!(!affinity_matches(&aws_node, None), "In needs the label");
+        assert!(affinity_matches(
+            &json!({}),
+            auto.pointer("/metadata/labels")
         ));
         assert_eq!(suffix("x").len(), 5);
         assert_eq!(suffix("x"), suffix("x"));
