@@ -8,7 +8,7 @@
 //! deleted the other way round. The rules across kinds (an Auto Mode cluster, pod subnets in
 //! the node subnets' zones) are in `domain::auto_mode`.
 
-use super::{req_str, str_attr, str_list, BuildCtx};
+use super::{req_str, str_list, BuildCtx};
 use super::{
     Change, Ctx, FieldRules, ImportId, KindFacts, Lookup, Observed, ResourceError, ResourceKind,
     Shape, Unique,
@@ -19,7 +19,7 @@ use kube::discovery::ApiResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// One NodeClass of an Auto Mode cluster: where its nodes and their pods go.
@@ -217,29 +217,6 @@ fn observe(cluster: &str, class: &DynamicObject, pool: Option<&DynamicObject>) -
 }
 
 /// (cluster, name) of an item: its cloud id, else its attributes.
-fn key_of(item: &Lookup) -> Option<(String, String)> {
-    match &item.cloud_id {
-        Some(id) => id
-            .split_once('/')
-            .map(|(c, n)| (c.to_string(), n.to_string())),
-        None => Some((
-            str_attr(&item.attrs, "cluster_name")?.to_string(),
-            str_attr(&item.attrs, "name")?.to_string(),
-        )),
-    }
-}
-
-fn named<'a>(
-    lists: &'a HashMap<String, Vec<DynamicObject>>,
-    cluster: &str,
-    name: &str,
-) -> Option<&'a DynamicObject> {
-    lists
-        .get(cluster)?
-        .iter()
-        .find(|o| o.metadata.name.as_deref() == Some(name))
-}
-
 async fn apply(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<Observed, ResourceError> {
     let cluster = req_str(attrs, "cluster_name")?;
     let name = req_str(attrs, "name")?;
@@ -283,16 +260,13 @@ async fn apply(ctx: &Ctx, addr: &ResourceAddr, attrs: &Value) -> Result<Observed
                 .map_err(|e| crate::cloud::kube::error("apply nodepool", e))?,
         ),
         None => {
-            delete_pool(&pools, name).await?;
+            // The spec dropped `node_pool`: the pool goes, its nodes with it.
+            super::delete_object(&pools, name, "delete nodepool").await?;
             None
         }
     };
     observe(cluster, &applied, pool.as_ref())
         .ok_or_else(|| ResourceError::Invalid(format!("NodeClass {name} came back without a name")))
-}
-
-async fn delete_pool(pools: &Api<DynamicObject>, name: &str) -> Result<(), ResourceError> {
-    super::delete_object(pools, name, "delete nodepool").await
 }
 
 impl ResourceKind for AutoModeNodeClassKind {
@@ -411,9 +385,13 @@ impl ResourceKind for AutoModeNodeClassKind {
         Ok(items
             .iter()
             .map(|i| {
-                let (cluster, name) = key_of(i)?;
-                let class = named(&classes, &cluster, &name)?;
-                observe(&cluster, class, named(&pools, &cluster, &name))
+                // The pool is named like its class.
+                let (cluster, class) = super::find_cluster_object(i, &classes)?;
+                observe(
+                    &cluster,
+                    class,
+                    super::find_cluster_object(i, &pools).map(|(_, p)| p),
+                )
             })
             .collect())
     }
@@ -443,26 +421,20 @@ impl ResourceKind for AutoModeNodeClassKind {
         _attrs: &Value,
         _prior_outputs: &Value,
     ) -> Result<(), ResourceError> {
-        let Some((cluster, name)) = cloud_id.split_once('/') else {
-            return Err(ResourceError::BadCloudId {
-                kind: Kind::AutoModeNodeClass,
-                id: cloud_id.to_string(),
-                expected: "cluster/name",
-            });
-        };
-        let Some(client) = ctx.kube.client(&ctx.aws, cluster).await? else {
-            return Ok(());
-        };
-        delete_pool(
-            &Api::<DynamicObject>::all_with(client.clone(), &node_pool_resource()),
-            name,
-        )
-        .await?;
-        super::delete_object(
-            &Api::<DynamicObject>::all_with(client, &node_class_resource()),
-            name,
-            "delete nodeclass",
-        )
-        .await
+        // The pool first: Auto Mode drains and ends its nodes; then nothing uses the class.
+        for (resource, operation) in [
+            (node_pool_resource(), "delete nodepool"),
+            (node_class_resource(), "delete nodeclass"),
+        ] {
+            super::delete_cluster_object(
+                ctx,
+                Kind::AutoModeNodeClass,
+                cloud_id,
+                &resource,
+                operation,
+            )
+            .await?;
+        }
+        Ok(())
     }
 }
