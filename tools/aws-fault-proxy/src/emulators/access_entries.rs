@@ -18,7 +18,8 @@
 //! is kept and reported; UpdateClusterConfig moves it forward only (CONFIG_MAP →
 //! API_AND_CONFIG_MAP → API, user guide `setting-up-access-entries.adoc`), and under
 //! `CONFIG_MAP` CreateAccessEntry is refused (`InvalidRequestException`), as EKS does. A
-//! cluster the proxy has not seen made is taken to allow entries.
+//! cluster the proxy has not seen made is taken to allow entries. The `accessConfig` part is
+//! one of the cluster fields: only with the `eks_cluster_fields` option.
 //!
 //! Not yet read by the data plane: a self-managed instance joins whatever the entries say
 //! (EKS refuses a kubelet whose role has no EC2_LINUX entry nor an aws-auth mapping).
@@ -481,7 +482,10 @@ impl Emulator for AccessEntries {
     /// A cluster made keeps its `accessConfig`, reported in every answer about the cluster.
     fn rewrite<'a>(&'a self, call: &'a Call<'a>, answer: &'a mut Answer) -> BoxFuture<'a, ()> {
         let info = call.info;
-        if info.protocol == Protocol::RestJson
+        // Part of the cluster fields EKS returns and moto does not: off with that option,
+        // moto's answer goes through untouched.
+        if call.cfg.eks_cluster_fields
+            && info.protocol == Protocol::RestJson
             && crate::core::upstream::is_success(answer.reply.status)
         {
             let doc: Option<Value> = serde_json::from_slice(&answer.reply.body).ok();
@@ -614,5 +618,67 @@ mod tests {
             .err()
             .map(|e| e.status);
         assert_eq!(groups, Some(400));
+    }
+
+    /// A cluster made without `accessConfig` is CONFIG_MAP (the API's default): no entries
+    /// until the mode includes the API, and the mode never goes back.
+    #[test]
+    fn config_map_refuses_entries_and_the_mode_moves_forward_only() {
+        let mut s = Store::default();
+        s.made("r", "demo", &json!({}));
+        let entry = req(json!({"principalArn": ROLE, "type": "EC2_LINUX"}));
+        let refused = s.create("r", "demo", &entry).err().map(|e| e.status);
+        assert_eq!(refused, Some(400));
+        let up = json!({"accessConfig": {"authenticationMode": "API_AND_CONFIG_MAP"}});
+        assert_eq!(
+            s.mode_change("r", "demo", &up).ok().flatten().as_deref(),
+            Some("API_AND_CONFIG_MAP")
+        );
+        s.made(
+            "r",
+            "demo",
+            &json!({"accessConfig": {"authenticationMode": "API"}}),
+        );
+        assert!(s.create("r", "demo", &entry).is_ok());
+        let back = json!({"accessConfig": {"authenticationMode": "CONFIG_MAP"}});
+        assert_eq!(
+            s.mode_change("r", "demo", &back).err().map(|e| e.status),
+            Some(400)
+        );
+    }
+
+    /// Policies go on STANDARD and EC2 entries only; associating again replaces the scope.
+    #[test]
+    fn access_policies_only_on_standard_and_ec2_entries() {
+        let mut s = Store::default();
+        let policy = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy";
+        assert!(s
+            .create(
+                "r",
+                "demo",
+                &req(json!({"principalArn": ROLE, "type": "EC2_LINUX"}))
+            )
+            .is_ok());
+        let assoc = json!({"policyArn": policy, "accessScope": {"type": "cluster"}});
+        assert_eq!(
+            s.associate("r", "demo", ROLE, &assoc)
+                .err()
+                .map(|e| e.status),
+            Some(400)
+        );
+        let admin = "arn:aws:iam::111122223333:role/admin";
+        assert!(s
+            .create("r", "demo", &req(json!({"principalArn": admin})))
+            .is_ok());
+        assert!(s.associate("r", "demo", admin, &assoc).is_ok());
+        let scoped = json!({"policyArn": policy, "accessScope": {"type": "namespace", "namespaces": ["web"]}});
+        assert!(s.associate("r", "demo", admin, &scoped).is_ok());
+        let key = ("r".to_string(), "demo".to_string(), admin.to_string());
+        let kept = s.policies.get(&key).map(|m| m.len());
+        assert_eq!(kept, Some(1));
+        assert_eq!(
+            s.policies[&key][policy]["accessScope"]["namespaces"],
+            json!(["web"])
+        );
     }
 }
