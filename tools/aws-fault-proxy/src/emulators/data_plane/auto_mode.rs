@@ -29,7 +29,11 @@ use serde_json::Value;
 
 use super::cni::Settings;
 use super::ec2::{InstanceType, Subnet};
-use super::provisioner::{AUTO_NODE_CLASS, COMPUTE_TYPE};
+
+/// Auto Mode's node labels (`automode/create-node-pool.adoc`): which nodes are Auto Mode's,
+/// and their NodeClass. The provisioner sets them; the node's networking reads them.
+pub const COMPUTE_TYPE: &str = "eks.amazonaws.com/compute-type";
+pub const AUTO_NODE_CLASS: &str = "eks.amazonaws.com/nodeclass";
 
 /// Auto Mode's `eks.amazonaws.com/compute-type`.
 const AUTO: &str = "auto";

@@ -76,8 +76,7 @@ pub const EKS_CLUSTER_NAME: &str = "eks:eks-cluster-name";
 /// Auto Mode's tags (AmazonEKSComputePolicy) and labels (`automode/create-node-pool.adoc`).
 pub const AUTO_NODE_CLASS_TAG: &str = "eks:kubernetes-node-class-name";
 pub const AUTO_NODE_POOL_TAG: &str = "eks:kubernetes-node-pool-name";
-pub const COMPUTE_TYPE: &str = "eks.amazonaws.com/compute-type";
-pub const AUTO_NODE_CLASS: &str = "eks.amazonaws.com/nodeclass";
+pub use super::auto_mode::{AUTO_NODE_CLASS, COMPUTE_TYPE};
 
 const INSTANCE_TYPE_LABEL: &str = "node.kubernetes.io/instance-type";
 
