@@ -1364,7 +1364,38 @@ async fn the_cni_policy_moves_off_the_node_role_with_no_moment_without_permissio
         })
         .map(|r| r["unix_nanos"].as_u64().unwrap_or(0))
         .collect();
-    assert_eq!(new_aws_node.len(), 2, "one new aws-node pod per node");
+    let bodies: Vec<String> = log
+        .as_array()
+        .into_iter()
+        .flatten()
+        .skip(log_start)
+        .filter(|r| r["method"] == "POST" && r["path"] == "/api/v1/namespaces/kube-system/pods")
+        .map(|r| r["body"].to_string())
+        .filter(|b| b.contains("\"aws-node-"))
+        .map(|b| b.chars().take(600).collect())
+        .collect();
+    // At least one per node: a pod the roll made before its node's webhook saw the new
+    // identity runs as before, and eksnet restarts aws-node again (a third or fourth pod).
+    assert!(
+        new_aws_node.len() >= 2,
+        "a new aws-node pod per node: {bodies:#?}"
+    );
+    let current: Vec<Value> = w
+        .list("/api/v1/namespaces/kube-system/pods")
+        .into_iter()
+        .filter(|p: &Value| {
+            p["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("aws-node-"))
+        })
+        .collect();
+    assert_eq!(current.len(), 2, "one aws-node pod per node");
+    for p in &current {
+        assert!(
+            p.to_string().contains("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+            "every aws-node pod runs with the Pod Identity env: {p}"
+        );
+    }
     let nanos = |r: &Value, key: &str| r[key].as_u64().unwrap_or(0);
     for t in &new_aws_node {
         assert!(

@@ -357,13 +357,27 @@ fn rolled_out(ds: &k8s_openapi::api::apps::v1::DaemonSet) -> Result<(), String> 
     Ok(())
 }
 
+fn lock_behind(
+    m: &std::sync::Mutex<Option<std::time::Instant>>,
+) -> std::sync::MutexGuard<'_, Option<std::time::Instant>> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How many times `wait_cni_identity` restarts `aws-node` before it gives up.
+const MAX_IDENTITY_RESTARTS: u32 = 3;
+/// How long pods must stay behind a finished rollout before `wait_cni_identity` restarts them.
+const BEHIND_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// After an update that changed who the VPC CNI acts as: waits until every `aws-node` pod
 /// runs as `want` and the DaemonSet's rollout is over, so that nothing ordered after the
 /// add-on (the node role losing the CNI policy) can leave a CNI without permissions. EKS rolls
 /// the pods when Pod Identity associations change (EKS user guide, `add-ons-iam.adoc`); when
 /// pods still run as before and nothing rolls (a new IRSA role: the running pods keep their
-/// env), eksnet restarts the DaemonSet once, as `kubectl rollout restart` does — the user
-/// guide's Step 2 of `networking/cni-iam-role.adoc`.
+/// env), eksnet restarts the DaemonSet, as `kubectl rollout restart` does — the user guide's
+/// Step 2 of `networking/cni-iam-role.adoc`. A pod made while the service account's new
+/// annotation was not yet there is admitted without the identity (the webhooks read the
+/// service account at admission), so a finished restart that still leaves pods behind is
+/// restarted again, at most `MAX_IDENTITY_RESTARTS` times; then the apply fails naming them.
 async fn wait_cni_identity(
     ctx: &Ctx,
     addr: &ResourceAddr,
@@ -382,7 +396,8 @@ async fn wait_cni_identity(
             })?;
     let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
     let pods: Api<Pod> = Api::namespaced(client, "kube-system");
-    let restarted = std::sync::atomic::AtomicBool::new(false);
+    let restarts = std::sync::atomic::AtomicU32::new(0);
+    let behind_since = std::sync::Mutex::new(None::<std::time::Instant>);
     let kube_error = |what: &'static str| move |e| crate::cloud::kube::error(what, e);
     wait_until(
         ctx,
@@ -426,7 +441,31 @@ async fn wait_cni_identity(
             match (behind, rollout) {
                 (0, Ok(())) => Ok(Poll::Done(())),
                 (n, Ok(())) => {
-                    if !restarted.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    // The rollout looks over (the controller saw the last restart, if any,
+                    // and counts every pod updated), yet pods run as before. The status can
+                    // run ahead of the pod list for a moment, so only a state that holds for
+                    // `BEHIND_GRACE` earns a restart.
+                    let since = *lock_behind(&behind_since).get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() < BEHIND_GRACE {
+                        return Ok(Poll::Pending(format!(
+                            "{n} of {} aws-node pods still run as before",
+                            running.len()
+                        )));
+                    }
+                    *lock_behind(&behind_since) = None;
+                    let done = restarts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if done >= MAX_IDENTITY_RESTARTS {
+                        let names: Vec<String> = running
+                            .iter()
+                            .filter(|p| pod_identity_of(p) != want)
+                            .filter_map(|p| p.metadata.name.clone())
+                            .collect();
+                        return Ok(Poll::Failed(
+                            format!("aws-node pods {} still run as before after {MAX_IDENTITY_RESTARTS} restarts", names.join(", ")),
+                            Some(format!("they should run as {want}: check that the service account's annotation or the Pod Identity association is in place, and that the Pod Identity Agent (or the IRSA webhook) runs")),
+                        ));
+                    }
+                    {
                         let now = aws_smithy_types::DateTime::from(std::time::SystemTime::now())
                             .fmt(aws_smithy_types::date_time::Format::DateTime)
                             .unwrap_or_default();
@@ -450,7 +489,10 @@ async fn wait_cni_identity(
                         running.len()
                     )))
                 }
-                (_, Err(progress)) => Ok(Poll::Pending(progress)),
+                (_, Err(progress)) => {
+                    *lock_behind(&behind_since) = None;
+                    Ok(Poll::Pending(progress))
+                }
             }
         },
     )
