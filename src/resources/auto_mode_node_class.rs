@@ -337,19 +337,14 @@ impl ResourceKind for AutoModeNodeClassKind {
         build: &BuildCtx,
     ) -> Result<Value, Vec<(&'static str, String)>> {
         let mut errors = Vec::new();
-        let name = match &c.name {
-            Some(n) => n.clone(),
-            None if build.resource_name == RESERVED_NAME => {
-                errors.push(("name", format!("the table's key `{RESERVED_NAME}` would name the NodeClass EKS Auto Mode keeps for its built-in pools; set `name` to another")));
+        let name = if c.name.is_none() && build.resource_name == RESERVED_NAME {
+            errors.push(("name", format!("the table's key `{RESERVED_NAME}` would name the NodeClass EKS Auto Mode keeps for its built-in pools; set `name` to another")));
+            String::new()
+        } else {
+            super::object_name(c.name.as_ref(), build, "NodeClass").unwrap_or_else(|e| {
+                errors.extend(e);
                 String::new()
-            }
-            None if crate::base::kubernetes_names::is_dns_subdomain(build.resource_name) => {
-                build.resource_name.to_string()
-            }
-            None => {
-                errors.push(("name", format!("set `name`: it defaults to the table's key, and `{}` is not a Kubernetes object name (lowercase letters, digits, `-` and `.`)", build.resource_name)));
-                String::new()
-            }
+            })
         };
         let groups = super::groups_or_cluster_group(
             c.security_group_ids.as_ref(),
